@@ -1,0 +1,22 @@
+//! Valor's typed configuration.
+//!
+//! One [`Config`] is read from a TOML file (see [`ConfigSource`] for the search order), then
+//! `VALOR__SECTION__KEY` environment variables override single keys, then every value is
+//! validated. Errors name the key, where it came from (file and line, or the variable) and what
+//! is expected. Secrets never come from the file: [`Secrets`] reads them from the environment
+//! only, and their `Debug`/`Display` never show the value.
+
+mod error;
+mod load;
+mod locate;
+mod schema;
+mod secrets;
+mod validate;
+
+pub use error::{ConfigError, Origin, Problem};
+pub use load::{ConfigSource, Env, Loaded, SourceKind};
+pub use schema::{
+    Config, HealthConfig, LogConfig, MonitorConfig, MonitorThresholds, MonitorWeights,
+    StatusThresholds,
+};
+pub use secrets::{SECRET_VARS, Secret, Secrets};

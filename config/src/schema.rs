@@ -1,0 +1,164 @@
+//! The configuration schema: one struct per section, each with documented defaults.
+//! `config/valor.example.toml` mirrors this file key by key (a test keeps them in step).
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// Everything Valor reads from its config file.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub log: LogConfig,
+    pub health: HealthConfig,
+    pub monitor: MonitorConfig,
+}
+
+/// `[log]`: what goes to stderr.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A tracing filter such as `info` or `valor=debug,info`. `RUST_LOG` wins when set.
+    pub filter: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            filter: "info".to_owned(),
+        }
+    }
+}
+
+/// `[health]`: the /health, /metrics and /ready server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthConfig {
+    /// Address to listen on.
+    #[serde(deserialize_with = "socket_addr")]
+    pub bind: SocketAddr,
+    /// Binding anything but a loopback address exposes health data to the network: it must be
+    /// switched on explicitly.
+    pub allow_non_loopback: bool,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8088)),
+            allow_non_loopback: false,
+        }
+    }
+}
+
+/// `[monitor]`: the resource monitor and its health score.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MonitorConfig {
+    /// Seconds between samples.
+    pub interval_secs: u64,
+    /// Samples kept in memory (120 at 30 s is one hour).
+    pub history_len: usize,
+    /// A child process older than this many seconds is stale (a stuck run) and raises an alert.
+    pub stale_child_secs: u64,
+    pub weights: MonitorWeights,
+    pub thresholds: MonitorThresholds,
+    pub status: StatusThresholds,
+}
+
+impl Default for MonitorConfig {
+    fn default() -> Self {
+        MonitorConfig {
+            interval_secs: 30,
+            history_len: 120,
+            stale_child_secs: 24 * 60 * 60,
+            weights: MonitorWeights::default(),
+            thresholds: MonitorThresholds::default(),
+            status: StatusThresholds::default(),
+        }
+    }
+}
+
+/// `[monitor.weights]`: how much each component counts in the 0-100 score. Only the ratios
+/// matter; they need not sum to 1.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MonitorWeights {
+    pub memory: f64,
+    pub cpu: f64,
+    pub sessions: f64,
+    pub alerts: f64,
+}
+
+impl Default for MonitorWeights {
+    fn default() -> Self {
+        MonitorWeights {
+            memory: 0.35,
+            cpu: 0.25,
+            sessions: 0.2,
+            alerts: 0.2,
+        }
+    }
+}
+
+/// `[monitor.thresholds]`: warning and critical levels. Crossing a warning level raises a warning
+/// alert, crossing a critical level a critical one; both clear when the value is back below.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MonitorThresholds {
+    /// Valor's own resident memory, MiB.
+    pub rss_warn_mb: u64,
+    pub rss_critical_mb: u64,
+    /// Memory used on the whole machine, percent.
+    pub system_memory_warn_percent: f64,
+    pub system_memory_critical_percent: f64,
+    /// Valor's own CPU use, percent of all cores.
+    pub cpu_warn_percent: f64,
+    pub cpu_critical_percent: f64,
+    /// Live child processes (Claude Code sessions, browsers) Valor started.
+    pub children_warn: usize,
+    pub children_critical: usize,
+}
+
+impl Default for MonitorThresholds {
+    fn default() -> Self {
+        MonitorThresholds {
+            rss_warn_mb: 512,
+            rss_critical_mb: 1024,
+            system_memory_warn_percent: 85.0,
+            system_memory_critical_percent: 95.0,
+            cpu_warn_percent: 80.0,
+            cpu_critical_percent: 95.0,
+            children_warn: 8,
+            children_critical: 16,
+        }
+    }
+}
+
+/// `[monitor.status]`: how the score maps to `ok` / `degraded` / `unhealthy`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StatusThresholds {
+    /// A score below this is `degraded`.
+    pub degraded_below: u8,
+    /// A score below this is `unhealthy` (and /health answers 503).
+    pub unhealthy_below: u8,
+}
+
+impl Default for StatusThresholds {
+    fn default() -> Self {
+        StatusThresholds {
+            degraded_below: 80,
+            unhealthy_below: 50,
+        }
+    }
+}
+
+fn socket_addr<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SocketAddr, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    text.parse().map_err(|_| {
+        serde::de::Error::custom(format!(
+            "expected an address with a port, such as \"127.0.0.1:8088\", got {text:?}"
+        ))
+    })
+}

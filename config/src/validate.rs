@@ -1,0 +1,193 @@
+//! Value checks that types alone cannot express. Each returns `(key, message)`; the loader adds
+//! where the value came from.
+
+use crate::schema::{Config, HealthConfig, LogConfig, MonitorConfig};
+
+pub(crate) fn validate(config: &Config) -> Vec<(String, String)> {
+    let mut problems = Vec::new();
+    log(&config.log, &mut problems);
+    health(&config.health, &mut problems);
+    monitor(&config.monitor, &mut problems);
+    problems
+}
+
+type Problems = Vec<(String, String)>;
+
+fn push(problems: &mut Problems, key: &str, message: impl Into<String>) {
+    problems.push((key.to_owned(), message.into()));
+}
+
+fn log(log: &LogConfig, problems: &mut Problems) {
+    if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&log.filter) {
+        push(
+            problems,
+            "log.filter",
+            format!(
+                "expected a log filter such as \"info\" or \"valor=debug,info\", got {:?} ({e})",
+                log.filter
+            ),
+        );
+    }
+}
+
+fn health(health: &HealthConfig, problems: &mut Problems) {
+    if !health.bind.ip().is_loopback() && !health.allow_non_loopback {
+        push(
+            problems,
+            "health.bind",
+            format!(
+                "{} is not a loopback address, so health data would be reachable from other \
+                 machines; use 127.0.0.1, or set health.allow_non_loopback = true to allow it",
+                health.bind
+            ),
+        );
+    }
+}
+
+fn monitor(m: &MonitorConfig, problems: &mut Problems) {
+    in_range(
+        problems,
+        "monitor.interval_secs",
+        m.interval_secs,
+        1,
+        3600,
+        "seconds",
+    );
+    in_range(
+        problems,
+        "monitor.history_len",
+        m.history_len as u64,
+        1,
+        100_000,
+        "samples",
+    );
+    in_range(
+        problems,
+        "monitor.stale_child_secs",
+        m.stale_child_secs,
+        60,
+        30 * 24 * 3600,
+        "seconds",
+    );
+
+    let w = &m.weights;
+    for (name, value) in [
+        ("memory", w.memory),
+        ("cpu", w.cpu),
+        ("sessions", w.sessions),
+        ("alerts", w.alerts),
+    ] {
+        if !value.is_finite() || value < 0.0 {
+            push(
+                problems,
+                &format!("monitor.weights.{name}"),
+                format!("expected a number >= 0, got {value}"),
+            );
+        }
+    }
+    if w.memory + w.cpu + w.sessions + w.alerts <= 0.0 {
+        push(
+            problems,
+            "monitor.weights",
+            "at least one weight must be greater than 0",
+        );
+    }
+
+    let t = &m.thresholds;
+    const T: &str = "monitor.thresholds";
+    let unbounded = f64::MAX;
+    ordered(
+        problems,
+        (&format!("{T}.rss_warn_mb"), t.rss_warn_mb as f64),
+        (&format!("{T}.rss_critical_mb"), t.rss_critical_mb as f64),
+        1.0,
+        unbounded,
+    );
+    ordered(
+        problems,
+        (
+            &format!("{T}.system_memory_warn_percent"),
+            t.system_memory_warn_percent,
+        ),
+        (
+            &format!("{T}.system_memory_critical_percent"),
+            t.system_memory_critical_percent,
+        ),
+        1.0,
+        100.0,
+    );
+    ordered(
+        problems,
+        (&format!("{T}.cpu_warn_percent"), t.cpu_warn_percent),
+        (&format!("{T}.cpu_critical_percent"), t.cpu_critical_percent),
+        1.0,
+        100.0,
+    );
+    ordered(
+        problems,
+        (&format!("{T}.children_warn"), t.children_warn as f64),
+        (
+            &format!("{T}.children_critical"),
+            t.children_critical as f64,
+        ),
+        1.0,
+        unbounded,
+    );
+
+    let s = &m.status;
+    if s.degraded_below > 100 {
+        push(
+            problems,
+            "monitor.status.degraded_below",
+            format!("expected 0 to 100, got {}", s.degraded_below),
+        );
+    }
+    if s.unhealthy_below > s.degraded_below {
+        push(
+            problems,
+            "monitor.status.unhealthy_below",
+            format!(
+                "must not be above monitor.status.degraded_below ({}), got {}",
+                s.degraded_below, s.unhealthy_below
+            ),
+        );
+    }
+}
+
+fn in_range(problems: &mut Problems, key: &str, value: u64, min: u64, max: u64, unit: &str) {
+    if !(min..=max).contains(&value) {
+        push(
+            problems,
+            key,
+            format!("expected {min} to {max} {unit}, got {value}"),
+        );
+    }
+}
+
+/// A warning level must lie below its critical level, both within `[min, max]`.
+fn ordered(problems: &mut Problems, warn: (&str, f64), critical: (&str, f64), min: f64, max: f64) {
+    let max_text = if max == f64::MAX {
+        "no limit".to_owned()
+    } else {
+        max.to_string()
+    };
+    for (key, value) in [warn, critical] {
+        if !value.is_finite() || value < min || value > max {
+            push(
+                problems,
+                key,
+                format!("expected a value from {min} to {max_text}, got {value}"),
+            );
+        }
+    }
+    if warn.1 >= critical.1 {
+        push(
+            problems,
+            warn.0,
+            format!(
+                "must be below {} ({}), got {}",
+                critical.0, critical.1, warn.1
+            ),
+        );
+    }
+}
