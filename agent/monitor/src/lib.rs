@@ -1,1 +1,27 @@
+//! Valor's resource monitor and health server.
+//!
+//! - [`sample`]: one reading of Valor's memory and CPU, the machine's memory and load, and the
+//!   child processes Valor started ([`children`]).
+//! - [`alerts`]: thresholds crossed and recovered, with severity and a recommended action.
+//! - [`score`]: the weighted 0-100 health score and the `ok` / `degraded` / `unhealthy` status.
+//! - [`monitor`]: samples on an interval and keeps a bounded history.
+//! - [`metrics`]: a registry rendered in the Prometheus text format; other parts add to it.
+//! - [`server`]: `/health`, `/metrics` and `/ready` over axum.
 
+pub mod alerts;
+pub mod children;
+mod error;
+pub mod metrics;
+pub mod monitor;
+pub mod sample;
+pub mod score;
+pub mod server;
+
+pub use alerts::{Alert, AlertKind, Severity};
+pub use children::{ChildGuard, ChildRecord, ChildRegistry};
+pub use error::MonitorError;
+pub use metrics::{Counter, Gauge, MetricsRegistry};
+pub use monitor::ResourceMonitor;
+pub use sample::Sample;
+pub use score::{HealthReport, Status};
+pub use server::{HealthState, router};

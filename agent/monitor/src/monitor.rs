@@ -1,0 +1,346 @@
+//! The resource monitor: samples on an interval, keeps a bounded history, raises and clears
+//! alerts, scores health and publishes the figures as metrics.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+use valor_config::MonitorConfig;
+
+use crate::MonitorError;
+use crate::alerts::{AlertBook, AlertChange, Severity};
+use crate::children::ChildRegistry;
+use crate::metrics::{Counter, Gauge, MetricsRegistry};
+use crate::sample::{Sample, Sampler};
+use crate::score::{HealthReport, assess};
+
+/// Shared monitor; cheap to clone through `Arc`.
+pub struct ResourceMonitor {
+    config: MonitorConfig,
+    sampler: Mutex<Sampler>,
+    state: RwLock<State>,
+    started: Instant,
+    gauges: MonitorGauges,
+}
+
+#[derive(Default)]
+struct State {
+    history: VecDeque<Sample>,
+    alerts: AlertBook,
+    report: Option<HealthReport>,
+}
+
+struct MonitorGauges {
+    score: Gauge,
+    status: Gauge,
+    rss: Gauge,
+    cpu: Gauge,
+    system_used: Gauge,
+    system_total: Gauge,
+    load: [Gauge; 3],
+    children: Gauge,
+    oldest_child: Gauge,
+    alerts_warning: Gauge,
+    alerts_critical: Gauge,
+    uptime: Gauge,
+    samples: Counter,
+    sample_errors: Counter,
+}
+
+impl MonitorGauges {
+    fn register(m: &MetricsRegistry) -> Result<Self, MonitorError> {
+        let load = |window| {
+            m.gauge(
+                "valor_system_load_average",
+                "Load average of the machine.",
+                &[("window", window)],
+            )
+        };
+        let alerts = |severity| {
+            m.gauge(
+                "valor_alerts_active",
+                "Active resource alerts.",
+                &[("severity", severity)],
+            )
+        };
+        m.gauge(
+            "valor_build_info",
+            "Valor's version.",
+            &[("version", env!("CARGO_PKG_VERSION"))],
+        )?
+        .set(1.0);
+        Ok(MonitorGauges {
+            score: m.gauge("valor_health_score", "Health score, 0-100.", &[])?,
+            status: m.gauge(
+                "valor_health_status",
+                "Health status: 0 ok, 1 degraded, 2 unhealthy.",
+                &[],
+            )?,
+            rss: m.gauge(
+                "valor_process_resident_memory_bytes",
+                "Valor's resident memory.",
+                &[],
+            )?,
+            cpu: m.gauge(
+                "valor_process_cpu_percent",
+                "Valor's CPU use, percent of all cores.",
+                &[],
+            )?,
+            system_used: m.gauge(
+                "valor_system_memory_used_bytes",
+                "Memory used on the machine.",
+                &[],
+            )?,
+            system_total: m.gauge(
+                "valor_system_memory_total_bytes",
+                "Memory of the machine.",
+                &[],
+            )?,
+            load: [load("1m")?, load("5m")?, load("15m")?],
+            children: m.gauge(
+                "valor_child_processes",
+                "Live child processes Valor started.",
+                &[],
+            )?,
+            oldest_child: m.gauge(
+                "valor_oldest_child_process_seconds",
+                "Age of the oldest live child process (0 when none).",
+                &[],
+            )?,
+            alerts_warning: alerts("warning")?,
+            alerts_critical: alerts("critical")?,
+            uptime: m.gauge("valor_uptime_seconds", "Seconds since Valor started.", &[])?,
+            samples: m.counter(
+                "valor_monitor_samples_total",
+                "Resource samples taken.",
+                &[],
+            )?,
+            sample_errors: m.counter(
+                "valor_monitor_sample_errors_total",
+                "Resource samples that failed.",
+                &[],
+            )?,
+        })
+    }
+}
+
+impl ResourceMonitor {
+    pub fn new(
+        config: MonitorConfig,
+        children: ChildRegistry,
+        metrics: &MetricsRegistry,
+    ) -> Result<Arc<Self>, MonitorError> {
+        let sampler = Sampler::new(children, Duration::from_secs(config.stale_child_secs))?;
+        Ok(Arc::new(ResourceMonitor {
+            gauges: MonitorGauges::register(metrics)?,
+            config,
+            sampler: Mutex::new(sampler),
+            state: RwLock::new(State::default()),
+            started: Instant::now(),
+        }))
+    }
+
+    /// Takes a sample now and records it. sysinfo reads /proc synchronously, a few hundred
+    /// microseconds for Valor's own process.
+    pub fn tick(&self) -> Result<HealthReport, MonitorError> {
+        let sample = self
+            .sampler
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .sample();
+        match sample {
+            Ok(sample) => Ok(self.record(sample)),
+            Err(e) => {
+                self.gauges.sample_errors.inc();
+                Err(e)
+            }
+        }
+    }
+
+    /// Records a sample: history, alerts, score, metrics. Public so callers can feed samples.
+    pub fn record(&self, sample: Sample) -> HealthReport {
+        let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
+        for change in state.alerts.evaluate(&sample, &self.config) {
+            log_change(&change);
+        }
+        let report = assess(&sample, &state.alerts.active(), &self.config);
+        self.publish(&sample, &report);
+        if state.history.len() >= self.config.history_len {
+            state.history.pop_front();
+        }
+        state.history.push_back(sample);
+        state.report = Some(report.clone());
+        report
+    }
+
+    fn publish(&self, sample: &Sample, report: &HealthReport) {
+        let g = &self.gauges;
+        g.samples.inc();
+        g.score.set(f64::from(report.score));
+        g.status.set(f64::from(report.status.code()));
+        g.rss.set(sample.rss_bytes as f64);
+        g.cpu.set(sample.cpu_percent);
+        g.system_used.set(sample.system_memory_used_bytes as f64);
+        g.system_total.set(sample.system_memory_total_bytes as f64);
+        for (gauge, value) in g.load.iter().zip(sample.load_average) {
+            gauge.set(value);
+        }
+        g.children.set(sample.children as f64);
+        g.oldest_child
+            .set(sample.oldest_child_secs.unwrap_or_default() as f64);
+        let critical = report
+            .alerts
+            .iter()
+            .filter(|a| a.severity == Severity::Critical)
+            .count();
+        g.alerts_critical.set(critical as f64);
+        g.alerts_warning
+            .set((report.alerts.len() - critical) as f64);
+    }
+
+    /// The latest report, if a sample has been taken.
+    pub fn report(&self) -> Option<HealthReport> {
+        self.read().report.clone()
+    }
+
+    /// The latest sample.
+    pub fn latest(&self) -> Option<Sample> {
+        self.read().history.back().cloned()
+    }
+
+    /// Samples kept, oldest first.
+    pub fn history(&self) -> Vec<Sample> {
+        self.read().history.iter().cloned().collect()
+    }
+
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Refreshes figures computed on demand (uptime) before metrics are rendered.
+    pub fn refresh_gauges(&self) {
+        self.gauges.uptime.set(self.uptime().as_secs_f64().floor());
+    }
+
+    pub fn interval(&self) -> Duration {
+        Duration::from_secs(self.config.interval_secs)
+    }
+
+    /// Samples every interval until `shutdown` is cancelled. A sample that fails is logged and
+    /// counted; the last good report stays in place (and /health shows its age).
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut interval = tokio::time::interval(self.interval());
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                _ = interval.tick() => {
+                    if let Err(e) = self.tick() {
+                        tracing::warn!(error = %e, "resource sample failed");
+                    }
+                }
+            }
+        }
+        tracing::debug!("resource monitor stopped");
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn log_change(change: &AlertChange) {
+    match change {
+        AlertChange::Raised(a) => tracing::warn!(
+            alert = ?a.kind, severity = ?a.severity, value = a.value, threshold = a.threshold,
+            action = %a.action, "alert raised: {}", a.message
+        ),
+        AlertChange::SeverityChanged { from, alert: a } => tracing::warn!(
+            alert = ?a.kind, from = ?from, severity = ?a.severity, value = a.value,
+            "alert changed severity: {}", a.message
+        ),
+        AlertChange::Cleared(a) => {
+            tracing::info!(alert = ?a.kind, "alert cleared")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::score::Status;
+
+    fn sample(rss_mb: u64) -> Sample {
+        Sample {
+            taken_at: 1,
+            rss_bytes: rss_mb * 1024 * 1024,
+            cpu_percent: 0.0,
+            system_memory_total_bytes: 100,
+            system_memory_used_bytes: 10,
+            load_average: [0.0; 3],
+            children: 0,
+            oldest_child_secs: None,
+            stale_children: 0,
+        }
+    }
+
+    #[test]
+    fn history_is_bounded_and_metrics_follow_the_last_sample() {
+        let config = MonitorConfig {
+            history_len: 3,
+            ..MonitorConfig::default()
+        };
+        let metrics = MetricsRegistry::new();
+        let monitor = ResourceMonitor::new(config, ChildRegistry::new(), &metrics).unwrap();
+        for rss in [1, 2, 3, 4, 600] {
+            monitor.record(sample(rss));
+        }
+        let kept: Vec<u64> = monitor
+            .history()
+            .iter()
+            .map(|s| s.rss_bytes >> 20)
+            .collect();
+        assert_eq!(kept, [3, 4, 600]);
+        let report = monitor.report().unwrap();
+        assert_eq!(report.status, Status::Degraded);
+        let text = metrics.render();
+        assert!(
+            text.contains("valor_process_resident_memory_bytes 629145600\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("valor_alerts_active{severity=\"warning\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("valor_health_status 1\n"), "{text}");
+        assert!(text.contains("valor_monitor_samples_total 5\n"), "{text}");
+
+        monitor.record(sample(5));
+        assert!(
+            metrics
+                .render()
+                .contains("valor_alerts_active{severity=\"warning\"} 0\n")
+        );
+        assert_eq!(monitor.report().unwrap().status, Status::Ok);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn run_samples_on_the_interval_until_cancelled() {
+        let config = MonitorConfig {
+            interval_secs: 30,
+            ..MonitorConfig::default()
+        };
+        let monitor =
+            ResourceMonitor::new(config, ChildRegistry::new(), &MetricsRegistry::new()).unwrap();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(Arc::clone(&monitor).run(shutdown.clone()));
+        tokio::time::sleep(Duration::from_secs(95)).await;
+        // Ticks at 0, 30, 60 and 90 s.
+        assert_eq!(monitor.history().len(), 4);
+        shutdown.cancel();
+        task.await.unwrap();
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(monitor.history().len(), 4, "no samples after shutdown");
+    }
+}

@@ -1,0 +1,145 @@
+//! The health server: `GET /health` (JSON), `GET /metrics` (Prometheus text), `GET /ready`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::{Map, Value, json};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::MonitorError;
+use crate::metrics::{MetricsRegistry, TEXT_FORMAT};
+use crate::monitor::ResourceMonitor;
+use crate::score::Status;
+
+/// A sample older than this many intervals means the monitor has stalled.
+const STALE_INTERVALS: u64 = 3;
+
+/// What the handlers read.
+#[derive(Clone)]
+pub struct HealthState {
+    pub monitor: Arc<ResourceMonitor>,
+    pub metrics: MetricsRegistry,
+    /// True while Valor accepts work; false before start-up completes and during shutdown.
+    pub ready: Arc<AtomicBool>,
+}
+
+pub fn router(state: HealthState) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/ready", get(ready))
+        .with_state(state)
+}
+
+/// Binds the listener (separately from serving, so start-up fails fast on a taken port).
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, MonitorError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| MonitorError::Bind { addr, source })
+}
+
+/// Serves until `shutdown` is cancelled, then finishes in-flight requests.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+) -> Result<(), MonitorError> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+        .map_err(MonitorError::Serve)
+}
+
+/// The /health body and its HTTP status.
+pub fn health_body(state: &HealthState) -> (StatusCode, Value) {
+    let monitor = &state.monitor;
+    let uptime_secs = monitor.uptime().as_secs();
+    let version = env!("CARGO_PKG_VERSION");
+    let (Some(report), Some(sample)) = (monitor.report(), monitor.latest()) else {
+        let body = json!({
+            "status": Status::Unhealthy, "score": 0, "version": version,
+            "uptime_secs": uptime_secs, "components": {}, "alerts": [],
+            "reason": "no resource sample has been taken yet",
+        });
+        return (StatusCode::SERVICE_UNAVAILABLE, body);
+    };
+
+    let mut status = report.status;
+    let mut components = Map::new();
+    for (name, component) in &report.components {
+        components.insert(
+            (*name).to_owned(),
+            serde_json::to_value(component).unwrap_or(Value::Null),
+        );
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let sample_age_secs = now.saturating_sub(sample.taken_at);
+    let stale_after = monitor.interval().as_secs() * STALE_INTERVALS;
+    let monitor_status = if sample_age_secs > stale_after {
+        status = status.max(Status::Degraded);
+        Status::Degraded
+    } else {
+        Status::Ok
+    };
+    components.insert(
+        "monitor".to_owned(),
+        json!({
+            "status": monitor_status,
+            "sample_age_secs": sample_age_secs,
+            "interval_secs": monitor.interval().as_secs(),
+        }),
+    );
+
+    let body = json!({
+        "status": status,
+        "score": report.score,
+        "version": version,
+        "uptime_secs": uptime_secs,
+        "sampled_at": sample.taken_at,
+        "components": components,
+        "alerts": report.alerts,
+    });
+    let code = if status == Status::Unhealthy {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    (code, body)
+}
+
+async fn health(State(state): State<HealthState>) -> Response {
+    let (code, body) = health_body(&state);
+    (code, axum::Json(body)).into_response()
+}
+
+async fn metrics(State(state): State<HealthState>) -> Response {
+    state.monitor.refresh_gauges();
+    (
+        [(header::CONTENT_TYPE, TEXT_FORMAT)],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn ready(State(state): State<HealthState>) -> Response {
+    if state.ready.load(Ordering::Acquire) {
+        (StatusCode::OK, axum::Json(json!({ "ready": true }))).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({ "ready": false })),
+        )
+            .into_response()
+    }
+}
