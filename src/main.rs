@@ -1,1 +1,66 @@
-fn main() {}
+//! `valor`: the command line. Wiring only; the work lives in the library crates.
+
+mod config_cmd;
+mod doctor;
+mod health_cmd;
+mod logging;
+mod run;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Valor: a chat-bot agent runtime that answers through headless Claude Code sessions.
+#[derive(Debug, Parser)]
+#[command(name = "valor", version, about, long_about = None)]
+struct Cli {
+    /// Config file (default: ./valor.toml, then $XDG_CONFIG_HOME/valor/valor.toml, then defaults).
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the service: resource monitor and health server, until SIGINT or SIGTERM.
+    Run,
+    /// Print a running instance's health. Exit 0 ok, 1 degraded, 2 unhealthy or unreachable.
+    Health(health_cmd::HealthArgs),
+    /// Work with the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Check what Valor needs on this machine and say how to fix what is missing.
+    Doctor,
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Validate the config and print it resolved, secrets redacted.
+    Check,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Run => run::run(cli.config).await,
+            Command::Health(args) => health_cmd::health(cli.config, args).await,
+            Command::Config(ConfigCommand::Check) => config_cmd::check(cli.config),
+            Command::Doctor => doctor::doctor(cli.config).await,
+        }
+    })
+}

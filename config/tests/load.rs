@@ -1,5 +1,7 @@
 //! What a user sees when a config is wrong, and which source wins.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 
 use valor_config::{Config, ConfigError, ConfigSource, Env, Origin, SourceKind};

@@ -227,10 +227,13 @@ impl ResourceMonitor {
         Duration::from_secs(self.config.interval_secs)
     }
 
-    /// Samples every interval until `shutdown` is cancelled. A sample that fails is logged and
-    /// counted; the last good report stays in place (and /health shows its age).
+    /// Samples every interval, starting one interval from now (the caller takes the first
+    /// sample with [`ResourceMonitor::tick`] before serving), until `shutdown` is cancelled.
+    /// A sample that fails is logged and counted; the last good report stays in place (and
+    /// /health shows its age).
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
-        let mut interval = tokio::time::interval(self.interval());
+        let period = self.interval();
+        let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             tokio::select! {
@@ -336,11 +339,11 @@ mod tests {
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(Arc::clone(&monitor).run(shutdown.clone()));
         tokio::time::sleep(Duration::from_secs(95)).await;
-        // Ticks at 0, 30, 60 and 90 s.
-        assert_eq!(monitor.history().len(), 4);
+        // Ticks at 30, 60 and 90 s.
+        assert_eq!(monitor.history().len(), 3);
         shutdown.cancel();
         task.await.unwrap();
         tokio::time::sleep(Duration::from_secs(60)).await;
-        assert_eq!(monitor.history().len(), 4, "no samples after shutdown");
+        assert_eq!(monitor.history().len(), 3, "no samples after shutdown");
     }
 }

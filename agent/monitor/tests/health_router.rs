@@ -1,5 +1,7 @@
 //! The health router in process: statuses, codes, bodies, metrics and readiness.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -1,0 +1,156 @@
+//! `valor doctor`: checks what Valor needs on this machine; each failure says how to fix it.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use valor_config::{ConfigSource, Loaded};
+use valor_monitor::ChildRegistry;
+use valor_monitor::sample::Sampler;
+
+/// The outcome of one check.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Pass(String),
+    /// Works, but worth knowing.
+    Warn {
+        found: String,
+        fix: String,
+    },
+    Fail {
+        found: String,
+        fix: String,
+    },
+}
+
+pub struct Check {
+    pub name: &'static str,
+    pub outcome: Outcome,
+}
+
+pub async fn doctor(config_path: Option<PathBuf>) -> ExitCode {
+    let checks = run_checks(ConfigSource::from_process(config_path)).await;
+    let mut failed = 0;
+    for check in &checks {
+        match &check.outcome {
+            Outcome::Pass(found) => println!("ok    {:<12} {found}", check.name),
+            Outcome::Warn { found, fix } => {
+                println!(
+                    "warn  {:<12} {found}\n      {:<12} fix: {fix}",
+                    check.name, ""
+                )
+            }
+            Outcome::Fail { found, fix } => {
+                failed += 1;
+                println!(
+                    "FAIL  {:<12} {found}\n      {:<12} fix: {fix}",
+                    check.name, ""
+                )
+            }
+        }
+    }
+    if failed == 0 {
+        println!("\nall {} checks passed", checks.len());
+        ExitCode::SUCCESS
+    } else {
+        println!("\n{failed} of {} checks failed", checks.len());
+        ExitCode::FAILURE
+    }
+}
+
+pub async fn run_checks(source: ConfigSource) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let loaded = match source.load() {
+        Ok(loaded) => {
+            let from = loaded.source.path().map_or_else(
+                || "built-in defaults".to_owned(),
+                |p| p.display().to_string(),
+            );
+            checks.push(Check {
+                name: "config",
+                outcome: Outcome::Pass(format!("valid ({from})")),
+            });
+            Some(loaded)
+        }
+        Err(e) => {
+            checks.push(Check {
+                name: "config",
+                outcome: Outcome::Fail {
+                    found: e.to_string(),
+                    fix: "correct the keys named above; config/valor.example.toml documents \
+                          every key"
+                        .to_owned(),
+                },
+            });
+            None
+        }
+    };
+    checks.push(system_figures());
+    if let Some(loaded) = &loaded {
+        checks.push(health_port(loaded).await);
+        checks.push(secrets(loaded));
+    }
+    checks
+}
+
+fn system_figures() -> Check {
+    let outcome = match Sampler::new(ChildRegistry::new(), Duration::from_secs(60))
+        .and_then(|mut s| s.sample())
+    {
+        Ok(sample) => Outcome::Pass(format!(
+            "readable (Valor uses {:.1} MiB now; machine memory {:.0}% used)",
+            sample.rss_mb(),
+            sample.system_memory_used_percent()
+        )),
+        Err(e) => Outcome::Fail {
+            found: e.to_string(),
+            fix: "the resource monitor reads /proc: run Valor where /proc is mounted and readable"
+                .to_owned(),
+        },
+    };
+    Check {
+        name: "system",
+        outcome,
+    }
+}
+
+async fn health_port(loaded: &Loaded) -> Check {
+    let addr = loaded.config.health.bind;
+    let outcome = match tokio::net::TcpListener::bind(addr).await {
+        Ok(_) => Outcome::Pass(format!("{addr} is free for the health server")),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Outcome::Warn {
+            found: format!("{addr} is in use (a running Valor, or another program)"),
+            fix: format!(
+                "if `valor health --url http://{addr}/health` does not answer, choose another \
+                 address with [health] bind or VALOR__HEALTH__BIND"
+            ),
+        },
+        Err(e) => Outcome::Fail {
+            found: format!("cannot listen on {addr}: {e}"),
+            fix: "choose an address this machine has with [health] bind or VALOR__HEALTH__BIND"
+                .to_owned(),
+        },
+    };
+    Check {
+        name: "health port",
+        outcome,
+    }
+}
+
+fn secrets(loaded: &Loaded) -> Check {
+    let presence = loaded.secrets.presence();
+    let set: Vec<&str> = presence
+        .iter()
+        .filter(|(_, s)| *s)
+        .map(|(v, _)| *v)
+        .collect();
+    let found = if set.is_empty() {
+        "no secrets set in the environment".to_owned()
+    } else {
+        format!("set: {}", set.join(", "))
+    };
+    Check {
+        name: "secrets",
+        outcome: Outcome::Pass(found),
+    }
+}

@@ -1,0 +1,107 @@
+//! `valor run`: the long-running service.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+use valor_config::ConfigSource;
+use valor_monitor::{ChildRegistry, HealthState, MetricsRegistry, ResourceMonitor, server};
+
+/// Everything in flight must be finished within this after a signal.
+const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
+
+pub async fn run(config_path: Option<PathBuf>) -> ExitCode {
+    let started = Instant::now();
+    let loaded = match ConfigSource::from_process(config_path).load() {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    crate::logging::init(&loaded.config.log.filter);
+    match serve(loaded, started).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "valor run failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result<()> {
+    let config = loaded.config;
+    let source = loaded.source.path().map_or_else(
+        || "built-in defaults".to_owned(),
+        |p| p.display().to_string(),
+    );
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), config = %source, "valor starting");
+
+    // Signals first, so a signal during start-up is not lost.
+    let mut sigterm = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+
+    let metrics = MetricsRegistry::new();
+    let children = ChildRegistry::new();
+    let monitor = ResourceMonitor::new(config.monitor.clone(), children, &metrics)?;
+    // The first sample before serving, so /health never answers without figures.
+    monitor.tick()?;
+
+    let listener = server::bind(config.health.bind).await?;
+    let addr = listener
+        .local_addr()
+        .context("cannot read the bound address")?;
+    let ready = Arc::new(AtomicBool::new(false));
+    let state = HealthState {
+        monitor: Arc::clone(&monitor),
+        metrics,
+        ready: Arc::clone(&ready),
+    };
+
+    let shutdown = CancellationToken::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(Arc::clone(&monitor).run(shutdown.clone()));
+    let server_shutdown = shutdown.clone();
+    tasks.spawn(async move {
+        if let Err(e) = server::serve(listener, server::router(state), server_shutdown).await {
+            tracing::error!(error = %e, "health server stopped");
+        }
+    });
+    ready.store(true, Ordering::Release);
+    tracing::info!(
+        %addr,
+        startup_ms = started.elapsed().as_millis() as u64,
+        "health server listening"
+    );
+
+    let signal_name = tokio::select! {
+        _ = sigterm.recv() => "SIGTERM",
+        _ = sigint.recv() => "SIGINT",
+    };
+    tracing::info!(signal = signal_name, "shutting down");
+    let stopping = Instant::now();
+    ready.store(false, Ordering::Release);
+    shutdown.cancel();
+
+    let drained = tokio::time::timeout(SHUTDOWN_DEADLINE, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tasks.abort_all();
+        anyhow::bail!(
+            "work still running {} s after {signal_name}; stopped it",
+            SHUTDOWN_DEADLINE.as_secs()
+        );
+    }
+    tracing::info!(
+        shutdown_ms = stopping.elapsed().as_millis() as u64,
+        "valor stopped"
+    );
+    Ok(())
+}

@@ -1,0 +1,123 @@
+//! The `valor` commands other than `run`, as a user calls them.
+
+mod support;
+
+use support::{assert_no_secret, output, valor, with_secrets};
+
+#[test]
+fn version_and_help() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, stdout, _) = output(valor(dir.path()).arg("--version"));
+    assert!(out.status.success());
+    assert_eq!(stdout, format!("valor {}\n", env!("CARGO_PKG_VERSION")));
+    let (out, stdout, _) = output(valor(dir.path()).arg("--help"));
+    assert!(out.status.success());
+    for command in ["run", "health", "config", "doctor"] {
+        assert!(stdout.contains(&format!("  {command} ")), "{stdout}");
+    }
+}
+
+#[test]
+fn config_check_prints_the_resolved_config_without_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("valor.toml"),
+        "[monitor]\ninterval_secs = 10\n",
+    )
+    .unwrap();
+    let (out, stdout, stderr) = output(
+        with_secrets(&mut valor(dir.path()))
+            .args(["config", "check"])
+            .env("VALOR__HEALTH__BIND", "127.0.0.1:9000")
+            .env("RUST_LOG", "trace"),
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("(working directory)"), "{stdout}");
+    assert!(stdout.contains("# override: health.bind from VALOR__HEALTH__BIND"));
+    assert!(stdout.contains("# secret: OPENAI_API_KEY set (redacted)"));
+    assert!(stdout.contains("interval_secs = 10\n"));
+    assert!(stdout.contains("bind = \"127.0.0.1:9000\"\n"));
+    assert_no_secret(&stdout);
+    assert_no_secret(&stderr);
+}
+
+#[test]
+fn config_check_fails_with_the_problem_on_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "[health]\nbind = 8088\n").unwrap();
+    let (out, stdout, stderr) = output(
+        valor(dir.path())
+            .args(["config", "check", "--config"])
+            .arg(&path),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout.is_empty(), "{stdout}");
+    assert_eq!(
+        stderr,
+        format!(
+            "error: invalid configuration:\n  - {}:2: key `health.bind`: invalid type: integer \
+             `8088`, expected a string\n",
+            path.display()
+        )
+    );
+}
+
+#[test]
+fn config_check_with_a_missing_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, _, stderr) =
+        output(valor(dir.path()).args(["config", "check", "--config", "nope.toml"]));
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr,
+        "error: config file nope.toml does not exist (it was given with --config)\n"
+    );
+}
+
+#[test]
+fn health_of_nothing_is_unreachable_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = free.local_addr().unwrap();
+    drop(free);
+    let (out, _, stderr) = output(
+        valor(dir.path())
+            .arg("health")
+            .env("VALOR__HEALTH__BIND", addr.to_string()),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr.starts_with(&format!(
+            "unhealthy: cannot reach Valor at http://{addr}/health"
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn doctor_passes_on_a_good_machine_and_fails_on_a_bad_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, stdout, _) = output(
+        valor(dir.path())
+            .arg("doctor")
+            .env("VALOR__HEALTH__BIND", "127.0.0.1:0"),
+    );
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("ok    config"), "{stdout}");
+    assert!(stdout.contains("ok    system"), "{stdout}");
+
+    std::fs::write(
+        dir.path().join("valor.toml"),
+        "[health]\nbind = \"0.0.0.0:1\"\n",
+    )
+    .unwrap();
+    let (out, stdout, _) = output(valor(dir.path()).arg("doctor"));
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("FAIL  config"), "{stdout}");
+    assert!(stdout.contains("is not a loopback address"), "{stdout}");
+    assert!(
+        stdout.contains("fix: correct the keys named above"),
+        "{stdout}"
+    );
+}

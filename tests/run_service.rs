@@ -1,0 +1,110 @@
+//! The real `valor run` binary: serves /health and /metrics over TCP and stops cleanly.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{Service, assert_no_secret, http_get, output, valor, with_secrets};
+
+#[test]
+fn run_serves_health_and_metrics_and_stops_on_sigterm_within_5s() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut service = Service::start(
+        with_secrets(&mut valor(dir.path()))
+            .arg("run")
+            .env("VALOR__HEALTH__BIND", "127.0.0.1:0")
+            .env("RUST_LOG", "trace"),
+    );
+
+    let (code, content_type, body) = http_get(&service.url("/health"));
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(content_type, "application/json");
+    let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(health["status"], "ok", "{health}");
+    assert_eq!(health["version"], env!("CARGO_PKG_VERSION"));
+    assert!(
+        health["components"]["memory"]["rss_bytes"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+
+    let (code, content_type, metrics) = http_get(&service.url("/metrics"));
+    assert_eq!(code, 200);
+    assert!(content_type.starts_with("text/plain; version=0.0.4"));
+    assert!(metrics.contains("\nvalor_health_score 100\n"), "{metrics}");
+    assert!(
+        metrics.contains("\nvalor_monitor_samples_total 1\n"),
+        "{metrics}"
+    );
+
+    assert_eq!(http_get(&service.url("/ready")).0, 200);
+
+    // `valor health` against the running instance.
+    let (out, stdout, _) = output(
+        valor(dir.path())
+            .arg("health")
+            .arg("--url")
+            .arg(service.url("/health")),
+    );
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.starts_with("status: ok (score 100/100)"), "{stdout}");
+
+    service.signal("TERM");
+    let status = service.wait_for_exit(Duration::from_secs(5));
+    assert!(status.success(), "exit {status:?}\n{}", service.logs());
+    let logs = service.logs();
+    assert!(logs.contains("shutting down signal=\"SIGTERM\""), "{logs}");
+    assert!(logs.contains("valor stopped"), "{logs}");
+    // Even at trace level, no secret reaches the log.
+    assert_no_secret(&logs);
+}
+
+#[test]
+fn sigint_also_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut service = Service::start(
+        valor(dir.path())
+            .arg("run")
+            .env("VALOR__HEALTH__BIND", "127.0.0.1:0"),
+    );
+    assert_eq!(http_get(&service.url("/health")).0, 200);
+    service.signal("INT");
+    let status = service.wait_for_exit(Duration::from_secs(5));
+    assert!(status.success(), "{}", service.logs());
+}
+
+#[test]
+fn a_taken_port_fails_fast_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let (out, _, stderr) = output(
+        valor(dir.path())
+            .arg("run")
+            .env("VALOR__HEALTH__BIND", addr.to_string()),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains(&format!("cannot listen on {addr}")),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_invalid_config_stops_run_before_it_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("valor.toml"),
+        "[monitor]\ninterval_secs = 0\n",
+    )
+    .unwrap();
+    let (out, _, stderr) = output(valor(dir.path()).arg("run"));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr.contains(
+            "valor.toml:2: key `monitor.interval_secs`: expected 1 to 3600 seconds, got 0"
+        ),
+        "{stderr}"
+    );
+}
