@@ -108,3 +108,48 @@ fn an_invalid_config_stops_run_before_it_starts() {
         "{stderr}"
     );
 }
+
+/// `valor health` exit codes against real instances pushed over their thresholds by config.
+#[test]
+fn health_exit_codes_follow_a_real_instance() {
+    let dir = tempfile::tempdir().unwrap();
+    // Valor's own RSS (several MiB) is over a 1 MiB warning level: degraded.
+    let degraded = Service::start(
+        valor(dir.path())
+            .arg("run")
+            .env("VALOR__HEALTH__BIND", "127.0.0.1:0")
+            .env("VALOR__MONITOR__THRESHOLDS__RSS_WARN_MB", "1")
+            .env("VALOR__MONITOR__THRESHOLDS__RSS_CRITICAL_MB", "100000"),
+    );
+    let (out, stdout, _) = output(
+        valor(dir.path())
+            .args(["health", "--url"])
+            .arg(degraded.url("/health")),
+    );
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.starts_with("status: degraded"), "{stdout}");
+    assert!(
+        stdout.contains("alert [warning] Valor's resident memory is"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("what to do: Restart Valor"), "{stdout}");
+
+    // Over a 2 MiB critical level: unhealthy, and /health answers 503.
+    let unhealthy = Service::start(
+        valor(dir.path())
+            .arg("run")
+            .env("VALOR__HEALTH__BIND", "127.0.0.1:0")
+            .env("VALOR__MONITOR__THRESHOLDS__RSS_WARN_MB", "1")
+            .env("VALOR__MONITOR__THRESHOLDS__RSS_CRITICAL_MB", "2"),
+    );
+    let (out, stdout, _) = output(
+        valor(dir.path())
+            .args(["health", "--json", "--url"])
+            .arg(unhealthy.url("/health")),
+    );
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    let body: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(body["status"], "unhealthy");
+    assert_eq!(body["alerts"][0]["severity"], "critical");
+    assert_eq!(http_get(&unhealthy.url("/health")).0, 503);
+}
