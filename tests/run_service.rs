@@ -113,14 +113,17 @@ fn an_invalid_config_stops_run_before_it_starts() {
 #[test]
 fn health_exit_codes_follow_a_real_instance() {
     let dir = tempfile::tempdir().unwrap();
+    let start_with_rss_levels = |warn_mb: &str, critical_mb: &str| {
+        Service::start(
+            valor(dir.path())
+                .arg("run")
+                .env("VALOR__HEALTH__BIND", "127.0.0.1:0")
+                .env("VALOR__MONITOR__THRESHOLDS__RSS_WARN_MB", warn_mb)
+                .env("VALOR__MONITOR__THRESHOLDS__RSS_CRITICAL_MB", critical_mb),
+        )
+    };
     // Valor's own RSS (several MiB) is over a 1 MiB warning level: degraded.
-    let degraded = Service::start(
-        valor(dir.path())
-            .arg("run")
-            .env("VALOR__HEALTH__BIND", "127.0.0.1:0")
-            .env("VALOR__MONITOR__THRESHOLDS__RSS_WARN_MB", "1")
-            .env("VALOR__MONITOR__THRESHOLDS__RSS_CRITICAL_MB", "100000"),
-    );
+    let degraded = start_with_rss_levels("1", "100000");
     let (out, stdout, _) = output(
         valor(dir.path())
             .args(["health", "--url"])
@@ -135,13 +138,7 @@ fn health_exit_codes_follow_a_real_instance() {
     assert!(stdout.contains("what to do: Restart Valor"), "{stdout}");
 
     // Over a 2 MiB critical level: unhealthy, and /health answers 503.
-    let unhealthy = Service::start(
-        valor(dir.path())
-            .arg("run")
-            .env("VALOR__HEALTH__BIND", "127.0.0.1:0")
-            .env("VALOR__MONITOR__THRESHOLDS__RSS_WARN_MB", "1")
-            .env("VALOR__MONITOR__THRESHOLDS__RSS_CRITICAL_MB", "2"),
-    );
+    let unhealthy = start_with_rss_levels("1", "2");
     let (out, stdout, _) = output(
         valor(dir.path())
             .args(["health", "--json", "--url"])
