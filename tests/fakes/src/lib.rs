@@ -1,0 +1,8 @@
+//! Fakes of the services Valor talks to, for tests. Each listens on 127.0.0.1 and behaves like
+//! the real service, limits and error texts included.
+//!
+//! - [`anthropic`]: the Anthropic Messages API (SSE and non-streaming), scripted per test.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod anthropic;
