@@ -141,7 +141,8 @@ impl ConfigSource {
             })?,
             None => String::new(),
         };
-        let (config, overrides) = parse(&text, source.path(), &self.env)?;
+        let (mut config, overrides) = parse(&text, source.path(), &self.env)?;
+        config.expand_home(self.env.get("HOME"));
         Ok(Loaded {
             config,
             secrets: Secrets::from_env(&self.env),
@@ -270,10 +271,22 @@ fn secret_keys_in_file(table: &toml::Table, prefix: &str, locator: &Locator<'_>)
 
 /// Sets the key named by `VALOR__SECTION__KEY` in `table`; returns the dotted key.
 fn apply_override(table: &mut toml::Table, var: &str, raw: &str) -> Result<String, Problem> {
-    let segments: Vec<String> = var[ENV_PREFIX.len()..]
+    // Schema keys are lower case; the names inside `[claude.env]` are the user's own.
+    let mut segments: Vec<String> = var[ENV_PREFIX.len()..]
         .split("__")
-        .map(str::to_ascii_lowercase)
+        .map(str::to_owned)
         .collect();
+    let user_keys_from = match segments.as_slice() {
+        [section, table, ..]
+            if section.eq_ignore_ascii_case("claude") && table.eq_ignore_ascii_case("env") =>
+        {
+            2
+        }
+        _ => segments.len(),
+    };
+    for segment in &mut segments[..user_keys_from] {
+        segment.make_ascii_lowercase();
+    }
     let key = segments.join(".");
     let problem = |message: String| Problem {
         key: key.clone(),
@@ -287,7 +300,11 @@ fn apply_override(table: &mut toml::Table, var: &str, raw: &str) -> Result<Strin
             "expected VALOR__SECTION__KEY, with `__` between non-empty names".to_owned(),
         ));
     }
-    let value = typed_override_value(&segments, raw);
+    let value = if user_keys_from < segments.len() {
+        toml::Value::String(raw.to_owned())
+    } else {
+        typed_override_value(&segments, raw)
+    };
     let (last, parents) = segments
         .split_last()
         .ok_or_else(|| problem("expected VALOR__SECTION__KEY".to_owned()))?;
@@ -365,6 +382,12 @@ mod tests {
         assert_eq!(c.monitor.interval_secs, 10);
         assert_eq!(c.monitor.weights.cpu, 0.5);
         assert_eq!(c.log.filter, "42");
+    }
+
+    #[test]
+    fn claude_env_keys_keep_their_case() {
+        let c = parse_str("", &[("VALOR__CLAUDE__ENV__MY_FLAG", "1")]).unwrap();
+        assert_eq!(c.claude.env.get("MY_FLAG").map(String::as_str), Some("1"));
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! The configuration schema: one struct per section, each with documented defaults.
 //! `config/valor.example.toml` mirrors this file key by key (a test keeps them in step).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -12,6 +14,9 @@ pub struct Config {
     pub log: LogConfig,
     pub health: HealthConfig,
     pub monitor: MonitorConfig,
+    pub claude: ClaudeConfig,
+    pub routing: RoutingConfig,
+    pub memory: MemoryConfig,
 }
 
 /// `[log]`: what goes to stderr.
@@ -161,4 +166,123 @@ fn socket_addr<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SocketAddr,
             "expected an address with a port, such as \"127.0.0.1:8088\", got {text:?}"
         ))
     })
+}
+
+/// `[claude]`: the Claude Code CLI driver.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClaudeConfig {
+    /// Path of the `claude` program. Empty: the copy `scripts/setup` installs
+    /// (`tools/claude-code/node_modules/.bin/claude`), else `claude` on PATH.
+    pub binary: String,
+    /// One working directory per chat is created below this.
+    pub workspaces_dir: PathBuf,
+    /// Runs at once across all chats (one at a time per chat).
+    pub max_concurrent: usize,
+    /// A run is stopped after this long in total.
+    pub total_timeout_secs: u64,
+    /// A run is stopped when it prints nothing for this long.
+    pub idle_timeout_secs: u64,
+    /// Seconds between SIGTERM and SIGKILL when a run is stopped.
+    pub kill_grace_secs: u64,
+    /// Tools every turn may use without asking (`--allowedTools`), e.g. `Read`, `mcp__valor`.
+    pub allowed_tools: Vec<String>,
+    /// An active chat keeps its Claude process this long after its last turn.
+    pub keep_warm_secs: u64,
+    /// Warm processes kept at most; the least recently used closes first.
+    pub max_warm: usize,
+    /// Extra environment variables for the CLI (e.g. `ANTHROPIC_BASE_URL`).
+    pub env: BTreeMap<String, String>,
+}
+
+impl Default for ClaudeConfig {
+    fn default() -> Self {
+        ClaudeConfig {
+            binary: String::new(),
+            workspaces_dir: PathBuf::from("~/.local/share/valor/workspaces"),
+            max_concurrent: 4,
+            total_timeout_secs: 20 * 60,
+            idle_timeout_secs: 5 * 60,
+            kill_grace_secs: 5,
+            allowed_tools: ["Read", "Glob", "Grep", "Edit", "Write"]
+                .map(str::to_owned)
+                .to_vec(),
+            keep_warm_secs: 300,
+            max_warm: 4,
+            env: BTreeMap::new(),
+        }
+    }
+}
+
+/// `[routing]`: which model and effort each kind of request gets (seed 001).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoutingConfig {
+    /// Greetings, quick questions, small talk.
+    pub short_chat: RouteConfig,
+    /// Writing, changing or testing code.
+    pub development: RouteConfig,
+    /// Design, architecture, long multi-part requests.
+    pub complex: RouteConfig,
+    /// Errors, stack traces, "why does this fail".
+    pub diagnosis: RouteConfig,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        let route = |model: &str, effort: &str| RouteConfig {
+            model: model.to_owned(),
+            effort: effort.to_owned(),
+        };
+        RoutingConfig {
+            short_chat: route("haiku", "low"),
+            development: route("sonnet", "medium"),
+            complex: route("opus", "high"),
+            diagnosis: route("sonnet", "high"),
+        }
+    }
+}
+
+/// One route: `model` is passed to `--model` (empty: the CLI's default), `effort` to
+/// `--effort` (`low`, `medium`, `high`, `xhigh`, `max`; empty: the CLI's default).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RouteConfig {
+    pub model: String,
+    pub effort: String,
+}
+
+/// `[memory]`: the store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MemoryConfig {
+    /// Directory of the database (one process at a time).
+    pub path: PathBuf,
+}
+
+impl Config {
+    /// Replaces a leading `~/` in path settings with `home`.
+    pub fn expand_home(&mut self, home: Option<&str>) {
+        let Some(home) = home.filter(|h| !h.is_empty()) else {
+            return;
+        };
+        let expand = |path: &mut PathBuf| {
+            if let Ok(rest) = path.strip_prefix("~") {
+                *path = std::path::Path::new(home).join(rest);
+            }
+        };
+        expand(&mut self.claude.workspaces_dir);
+        expand(&mut self.memory.path);
+        if let Some(rest) = self.claude.binary.strip_prefix("~/") {
+            self.claude.binary = format!("{home}/{rest}");
+        }
+    }
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        MemoryConfig {
+            path: PathBuf::from("~/.local/share/valor/store"),
+        }
+    }
 }

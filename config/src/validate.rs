@@ -1,13 +1,18 @@
 //! Value checks that types alone cannot express. Each returns `(key, message)`; the loader adds
 //! where the value came from.
 
-use crate::schema::{Config, HealthConfig, LogConfig, MonitorConfig};
+use crate::schema::{ClaudeConfig, Config, HealthConfig, LogConfig, MonitorConfig, RoutingConfig};
+
+/// Effort levels the pinned Claude Code CLI accepts.
+pub const EFFORT_LEVELS: [&str; 5] = ["low", "medium", "high", "xhigh", "max"];
 
 pub(crate) fn validate(config: &Config) -> Vec<(String, String)> {
     let mut problems = Vec::new();
     log(&config.log, &mut problems);
     health(&config.health, &mut problems);
     monitor(&config.monitor, &mut problems);
+    claude(&config.claude, &mut problems);
+    routing(&config.routing, &mut problems);
     problems
 }
 
@@ -189,5 +194,115 @@ fn ordered(problems: &mut Problems, warn: (&str, f64), critical: (&str, f64), mi
                 critical.0, critical.1, warn.1
             ),
         );
+    }
+}
+
+fn claude(c: &ClaudeConfig, problems: &mut Problems) {
+    in_range(
+        problems,
+        "claude.max_concurrent",
+        c.max_concurrent as u64,
+        1,
+        64,
+        "runs",
+    );
+    in_range(
+        problems,
+        "claude.total_timeout_secs",
+        c.total_timeout_secs,
+        10,
+        24 * 3600,
+        "seconds",
+    );
+    in_range(
+        problems,
+        "claude.idle_timeout_secs",
+        c.idle_timeout_secs,
+        5,
+        24 * 3600,
+        "seconds",
+    );
+    in_range(
+        problems,
+        "claude.kill_grace_secs",
+        c.kill_grace_secs,
+        1,
+        60,
+        "seconds",
+    );
+    in_range(
+        problems,
+        "claude.keep_warm_secs",
+        c.keep_warm_secs,
+        0,
+        24 * 3600,
+        "seconds",
+    );
+    in_range(
+        problems,
+        "claude.max_warm",
+        c.max_warm as u64,
+        0,
+        64,
+        "processes",
+    );
+    if c.idle_timeout_secs > c.total_timeout_secs {
+        push(
+            problems,
+            "claude.idle_timeout_secs",
+            format!(
+                "must not be above claude.total_timeout_secs ({}), got {}",
+                c.total_timeout_secs, c.idle_timeout_secs
+            ),
+        );
+    }
+    for (i, tool) in c.allowed_tools.iter().enumerate() {
+        if tool.trim().is_empty() || tool.contains(char::is_whitespace) {
+            push(
+                problems,
+                &format!("claude.allowed_tools.{i}"),
+                format!("expected a tool name such as \"Read\" or \"mcp__valor\", got {tool:?}"),
+            );
+        }
+    }
+    for name in c.env.keys() {
+        if crate::secrets::SECRET_VARS.contains(&name.as_str()) && !name.starts_with("ANTHROPIC_") {
+            push(
+                problems,
+                &format!("claude.env.{name}"),
+                "this secret is never given to Claude Code; remove it",
+            );
+        }
+    }
+}
+
+fn routing(r: &RoutingConfig, problems: &mut Problems) {
+    for (class, route) in [
+        ("short_chat", &r.short_chat),
+        ("development", &r.development),
+        ("complex", &r.complex),
+        ("diagnosis", &r.diagnosis),
+    ] {
+        if !route.effort.is_empty() && !EFFORT_LEVELS.contains(&route.effort.as_str()) {
+            push(
+                problems,
+                &format!("routing.{class}.effort"),
+                format!(
+                    "expected one of {} (or \"\" for the CLI's default), got {:?}",
+                    EFFORT_LEVELS.join(", "),
+                    route.effort
+                ),
+            );
+        }
+        if route.model.contains(char::is_whitespace) {
+            push(
+                problems,
+                &format!("routing.{class}.model"),
+                format!(
+                    "expected a model name such as \"sonnet\", got {:?}",
+                    route.model
+                ),
+            );
+        }
     }
 }

@@ -231,7 +231,14 @@ fn search_order_is_explicit_then_cwd_then_xdg_then_defaults() {
     let home = [("HOME", empty.path().to_str().unwrap())];
     let loaded = source(empty.path(), None, &home).load().unwrap();
     assert_eq!(loaded.source, SourceKind::Defaults);
-    assert_eq!(loaded.config, Config::default());
+    let mut defaults = Config::default();
+    defaults.expand_home(empty.path().to_str());
+    assert_eq!(loaded.config, defaults);
+    assert_eq!(
+        loaded.config.memory.path,
+        empty.path().join(".local/share/valor/store"),
+        "a leading ~ is the home directory"
+    );
 }
 
 fn example_path() -> PathBuf {

@@ -34,7 +34,11 @@ async fn main() {
     let mcp_config = json!({"mcpServers": {"fake": {"type": "stdio", "command": mcp, "args": []}}});
     let output = tokio::process::Command::new(claude)
         .args(["-p", prompt, "--output-format", "stream-json", "--verbose"])
-        .args(["--mcp-config", &mcp_config.to_string(), "--strict-mcp-config"])
+        .args([
+            "--mcp-config",
+            &mcp_config.to_string(),
+            "--strict-mcp-config",
+        ])
         .args([
             "--allowedTools",
             &std::env::var("RECORD_ALLOWED").unwrap_or_else(|_| "mcp__fake".to_owned()),

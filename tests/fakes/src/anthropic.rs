@@ -23,7 +23,11 @@ pub enum Reply {
     /// A tool call; `name` is the full tool name as Claude Code sends it (`mcp__srv__tool`).
     ToolUse { name: String, input: Value },
     /// An HTTP error with Anthropic's error body, e.g. 529 `overloaded_error`.
-    Error { status: u16, kind: String, message: String },
+    Error {
+        status: u16,
+        kind: String,
+        message: String,
+    },
     /// A stream whose events are not valid JSON.
     MalformedSse,
     /// Starts the stream, then sends nothing more (held open for the given time).
@@ -108,7 +112,10 @@ impl Turn {
                     }
                     if let Some(result) = blocks.iter().find(|b| b["type"] == "tool_result") {
                         last_tool_result = Some((
-                            result["tool_use_id"].as_str().unwrap_or_default().to_owned(),
+                            result["tool_use_id"]
+                                .as_str()
+                                .unwrap_or_default()
+                                .to_owned(),
                             content_text(&result["content"]),
                             result["is_error"].as_bool().unwrap_or(false),
                         ));
@@ -186,7 +193,10 @@ impl FakeAnthropic {
         };
         let requests = Arc::clone(&shared.requests);
         let app = Router::new()
-            .route("/", head(|| async { StatusCode::OK }).get(|| async { StatusCode::OK }))
+            .route(
+                "/",
+                head(|| async { StatusCode::OK }).get(|| async { StatusCode::OK }),
+            )
             .route("/v1/messages", post(messages))
             .with_state(shared);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -209,7 +219,11 @@ impl FakeAnthropic {
 
 async fn messages(State(shared): State<Shared>, _headers: HeaderMap, body: Bytes) -> Response {
     let Ok(body) = serde_json::from_slice::<Value>(&body) else {
-        return error_response(400, "invalid_request_error", "request body is not valid JSON");
+        return error_response(
+            400,
+            "invalid_request_error",
+            "request body is not valid JSON",
+        );
     };
     let turn = {
         let mut requests = shared.requests.lock().unwrap();
@@ -236,7 +250,11 @@ async fn messages(State(shared): State<Shared>, _headers: HeaderMap, body: Bytes
             tokio::time::sleep(hold).await;
             error_response(504, "api_error", "stalled")
         }
-        reply => (StatusCode::OK, axum::Json(whole_message(&turn, &id, &reply))).into_response(),
+        reply => (
+            StatusCode::OK,
+            axum::Json(whole_message(&turn, &id, &reply)),
+        )
+            .into_response(),
     }
 }
 
@@ -344,7 +362,9 @@ fn sse_response(turn: &Turn, id: &str, reply: Reply) -> Response {
             events.push(Bytes::from_static(
                 b"event: content_block_start\ndata: {\"type\": \"content_block_start\", \"index\": 0, \n\n",
             ));
-            events.push(Bytes::from_static(b"event: message_stop\ndata: not json at all\n\n"));
+            events.push(Bytes::from_static(
+                b"event: message_stop\ndata: not json at all\n\n",
+            ));
         }
         Reply::Stall(hold) => stall = Some(*hold),
         Reply::Error { .. } => {}
