@@ -1,0 +1,18 @@
+//! Valor's conversation engine and the seams it owns.
+//!
+//! - [`backend`]: the `Backend` trait that runs one model turn and streams [`TurnEvent`]s, with
+//!   the request and summary types. The Claude Code driver implements it.
+//! - [`error`]: [`TurnError`], what can go wrong in a turn, each with a message for the user.
+//! - [`routing`]: the deterministic request classifier and the model/effort table.
+//! - [`persona`]: the default persona prompt.
+
+pub mod backend;
+pub mod error;
+pub mod persona;
+pub mod routing;
+
+pub use backend::{
+    Backend, ToolCallRecord, TurnEvent, TurnRequest, TurnStream, TurnSummary, Usage,
+};
+pub use error::{Severity, TurnError, TurnErrorKind};
+pub use routing::{ModelRouter, RequestClass, Route};

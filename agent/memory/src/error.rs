@@ -1,0 +1,44 @@
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "the store at {} is in use by another process (is another Valor running?)",
+        path.display()
+    )]
+    Locked { path: PathBuf },
+
+    #[error("cannot open the store at {}: {source}", path.display())]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: sled::Error,
+    },
+
+    #[error(
+        "the store at {} has schema version {found}, newer than this Valor understands \
+         ({supported}); upgrade Valor or point [memory] path elsewhere",
+        path.display()
+    )]
+    SchemaTooNew {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
+
+    #[error("store operation failed: {0}")]
+    Db(#[from] sled::Error),
+
+    #[error("a stored {what} record cannot be read: {source}")]
+    Corrupt {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl StoreError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Locked { .. } | StoreError::Db(_))
+    }
+}

@@ -1,0 +1,290 @@
+//! Opening the database, the schema version, and the typed trees.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::StoreError;
+use crate::records::{ProcessRecord, RunRecord, SessionRecord};
+
+/// The schema this build writes. Older stores are migrated on open; newer ones are refused.
+pub const SCHEMA_VERSION: u32 = 1;
+
+const META: &str = "meta";
+const SCHEMA_KEY: &[u8] = b"schema_version";
+const SESSIONS: &str = "claude_sessions";
+const RUNS: &str = "runs";
+const PROCESSES: &str = "processes";
+
+/// The store; cheap to clone (sled handles are shared).
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    path: PathBuf,
+    sessions: sled::Tree,
+    runs: sled::Tree,
+    processes: sled::Tree,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+/// Keys of i64 ids sort numerically (sign bit flipped, big-endian).
+fn id_key(id: i64) -> [u8; 8] {
+    ((id as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Serialising these plain records cannot fail (no maps with non-string keys).
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+fn decode<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|source| StoreError::Corrupt { what, source })
+}
+
+impl Store {
+    /// Opens (creating) the store at `path`, migrating an older schema.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        if let Err(e) = std::fs::create_dir_all(path) {
+            return Err(StoreError::Open {
+                path: path.to_owned(),
+                source: sled::Error::Io(e),
+            });
+        }
+        let db = sled::Config::new()
+            .path(path)
+            // sled's default cache is 1 GiB; Valor's records are small.
+            .cache_capacity(16 * 1024 * 1024)
+            .open()
+            .map_err(|source| match &source {
+                // sled reports a held lock only as this text in an `Other` I/O error.
+                sled::Error::Io(io) if io.to_string().starts_with("could not acquire lock") => {
+                    StoreError::Locked {
+                        path: path.to_owned(),
+                    }
+                }
+                _ => StoreError::Open {
+                    path: path.to_owned(),
+                    source,
+                },
+            })?;
+        let meta = db.open_tree(META)?;
+        let found = match meta.get(SCHEMA_KEY)? {
+            Some(bytes) => decode::<u32>("schema version", &bytes)?,
+            None => 0,
+        };
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::SchemaTooNew {
+                path: path.to_owned(),
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        let store = Store {
+            sessions: db.open_tree(SESSIONS)?,
+            runs: db.open_tree(RUNS)?,
+            processes: db.open_tree(PROCESSES)?,
+            path: path.to_owned(),
+            db,
+        };
+        if found < SCHEMA_VERSION {
+            // Version 0 is an empty store: there is nothing to convert yet. Later versions add
+            // their steps here, each from version N to N+1.
+            meta.insert(SCHEMA_KEY, encode(&SCHEMA_VERSION))?;
+            store.db.flush()?;
+            tracing::info!(from = found, to = SCHEMA_VERSION, path = %path.display(), "store schema migrated");
+        }
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes everything to disk. Call before acknowledging what must not be lost.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    // -- Claude sessions -------------------------------------------------------------------
+
+    pub fn session(&self, chat_id: i64) -> Result<Option<SessionRecord>, StoreError> {
+        self.sessions
+            .get(id_key(chat_id))?
+            .map(|bytes| decode("session", &bytes))
+            .transpose()
+    }
+
+    /// Saves a chat's session and flushes (a lost session id loses the conversation).
+    pub fn set_session(&self, chat_id: i64, record: &SessionRecord) -> Result<(), StoreError> {
+        self.sessions.insert(id_key(chat_id), encode(record))?;
+        self.flush()
+    }
+
+    pub fn clear_session(&self, chat_id: i64) -> Result<(), StoreError> {
+        self.sessions.remove(id_key(chat_id))?;
+        self.flush()
+    }
+
+    // -- Runs (analytics) ------------------------------------------------------------------
+
+    /// Appends a run. Keys are (start time, sequence) so runs read back in time order.
+    pub fn record_run(&self, run: &RunRecord) -> Result<(), StoreError> {
+        let seq = self.db.generate_id()?;
+        let mut key = Vec::with_capacity(16);
+        key.extend_from_slice(&run.started_at_ms.to_be_bytes());
+        key.extend_from_slice(&seq.to_be_bytes());
+        self.runs.insert(key, encode(run))?;
+        Ok(())
+    }
+
+    /// Runs that started at or after `since_ms`, oldest first.
+    pub fn runs_since(&self, since_ms: u64) -> Result<Vec<RunRecord>, StoreError> {
+        self.runs
+            .range(since_ms.to_be_bytes()..)
+            .map(|entry| {
+                let (_, bytes) = entry?;
+                decode("run", &bytes)
+            })
+            .collect()
+    }
+
+    // -- Process groups --------------------------------------------------------------------
+
+    /// Records a started process group; flushed, so a crash right after cannot lose it.
+    pub fn put_process(&self, record: &ProcessRecord) -> Result<(), StoreError> {
+        self.processes
+            .insert(u64::from(record.pgid).to_be_bytes(), encode(record))?;
+        self.flush()
+    }
+
+    pub fn remove_process(&self, pgid: u32) -> Result<(), StoreError> {
+        self.processes.remove(u64::from(pgid).to_be_bytes())?;
+        Ok(())
+    }
+
+    pub fn processes(&self) -> Result<Vec<ProcessRecord>, StoreError> {
+        self.processes
+            .iter()
+            .map(|entry| {
+                let (_, bytes) = entry?;
+                decode("process", &bytes)
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use valor_core::Usage;
+
+    fn run(chat_id: i64, started_at_ms: u64) -> RunRecord {
+        RunRecord {
+            chat_id,
+            session_id: "s".to_owned(),
+            model: "m".to_owned(),
+            class: "short_chat".to_owned(),
+            started_at_ms,
+            duration_ms: 10,
+            api_duration_ms: 5,
+            cost_usd: 0.01,
+            usage: Usage::default(),
+            num_turns: 1,
+            tool_calls: Vec::new(),
+            warm: false,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn sessions_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let record = SessionRecord {
+            session_id: "abc".to_owned(),
+            updated_at_ms: 5,
+            turns: 2,
+        };
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store.set_session(-100123, &record).unwrap();
+            store.set_session(7, &record).unwrap();
+            store.clear_session(7).unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.session(-100123).unwrap(), Some(record));
+        assert_eq!(store.session(7).unwrap(), None);
+    }
+
+    #[test]
+    fn runs_read_back_in_time_order_from_a_point() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        for t in [300, 100, 200, 200] {
+            store.record_run(&run(1, t)).unwrap();
+        }
+        let times: Vec<u64> = store
+            .runs_since(150)
+            .unwrap()
+            .iter()
+            .map(|r| r.started_at_ms)
+            .collect();
+        assert_eq!(times, [200, 200, 300]);
+    }
+
+    #[test]
+    fn process_records_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let record = ProcessRecord {
+            pgid: 4242,
+            start_ticks: 99,
+            boot_id: "b".to_owned(),
+            owner_pid: 1,
+            label: "claude".to_owned(),
+            chat_id: Some(3),
+            started_at_ms: 1,
+        };
+        store.put_process(&record).unwrap();
+        assert_eq!(store.processes().unwrap(), vec![record]);
+        store.remove_process(4242).unwrap();
+        assert!(store.processes().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused_with_a_clear_message() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = sled::open(dir.path()).unwrap();
+            db.open_tree(META)
+                .unwrap()
+                .insert(SCHEMA_KEY, b"99".to_vec())
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let err = Store::open(dir.path()).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("has schema version 99, newer than this Valor understands (1)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_second_open_of_the_same_path_is_reported_as_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = Store::open(dir.path()).unwrap();
+        // sled locks per process: a second process is refused. Within one process sled
+        // refuses too (the lock file is held), which is what this checks.
+        match Store::open(dir.path()) {
+            Err(StoreError::Locked { .. }) => {}
+            other => panic!("expected Locked, got {other:?}"),
+        }
+    }
+}
