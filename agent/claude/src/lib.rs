@@ -1,0 +1,5 @@
+//! Valor's Claude Code CLI driver.
+//!
+//! - [`codec`]: stream-json lines into typed events, with a bounded line reader.
+
+pub mod codec;
