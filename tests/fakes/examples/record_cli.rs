@@ -32,8 +32,15 @@ async fn main() {
     let home = std::env::temp_dir().join(format!("record-cli-{}", std::process::id()));
     std::fs::create_dir_all(&home).unwrap();
     let mcp_config = json!({"mcpServers": {"fake": {"type": "stdio", "command": mcp, "args": []}}});
-    let output = tokio::process::Command::new(claude)
-        .args(["-p", prompt, "--output-format", "stream-json", "--verbose"])
+    let stdin_mode = std::env::var_os("RECORD_STDIN").is_some();
+    let mut command = tokio::process::Command::new(claude);
+    if stdin_mode {
+        command.args(["-p", "--input-format", "stream-json"]);
+    } else {
+        command.args(["-p", prompt]);
+    }
+    let mut child = command
+        .args(["--output-format", "stream-json", "--verbose"])
         .args([
             "--mcp-config",
             &mcp_config.to_string(),
@@ -55,10 +62,24 @@ async fn main() {
         .env("DISABLE_ERROR_REPORTING", "1")
         .env("DISABLE_AUTOUPDATER", "1")
         .env("CLAUDE_CODE_MAX_RETRIES", "1")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
+        .stdin(if stdin_mode {
+            std::process::Stdio::piped()
+        } else {
+            std::process::Stdio::null()
+        })
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+    if let Some(mut stdin) = child.stdin.take() {
+        use tokio::io::AsyncWriteExt;
+        let message = json!({"type": "user", "message": {"role": "user", "content": prompt}});
+        stdin
+            .write_all(format!("{message}\n").as_bytes())
+            .await
+            .unwrap();
+    }
+    let output = child.wait_with_output().await.unwrap();
     print!("{}", String::from_utf8_lossy(&output.stdout));
     eprintln!("exit: {:?}", output.status.code());
     eprintln!("stderr: {}", String::from_utf8_lossy(&output.stderr));

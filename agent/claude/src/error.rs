@@ -1,0 +1,27 @@
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClaudeError {
+    #[error("cannot start Claude Code at {}: {source}", binary.display())]
+    Spawn {
+        binary: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("cannot prepare the chat workspace {}: {source}", path.display())]
+    Workspace {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("cannot write the turn's MCP config: {0}")]
+    McpConfig(#[source] std::io::Error),
+
+    #[error("cannot talk to the Claude Code process: {0}")]
+    Pipe(#[source] std::io::Error),
+
+    #[error(transparent)]
+    Store(#[from] valor_memory::StoreError),
+}

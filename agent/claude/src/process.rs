@@ -1,0 +1,144 @@
+//! Process groups: every Claude Code run is the leader of its own group, so MCP servers and
+//! tools it starts are stopped with it. Each group is registered with the monitor (counts and
+//! ages on /health) and recorded in the store until it has ended, so a Valor that crashed can
+//! find and end what it left behind (see [`crate::reaper`]).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use valor_memory::{ProcessRecord, Store};
+use valor_monitor::{ChildGuard, ChildRegistry};
+
+/// A live process group; ended (SIGKILL to the group) and forgotten when dropped.
+#[derive(Debug)]
+pub struct ProcessGroup {
+    pgid: u32,
+    store: Option<Store>,
+    _registered: ChildGuard,
+}
+
+impl ProcessGroup {
+    /// Takes charge of the group led by `pid` (spawned with its own process group).
+    pub fn adopt(
+        pid: u32,
+        label: &str,
+        chat_id: Option<i64>,
+        children: &ChildRegistry,
+        store: Option<&Store>,
+    ) -> ProcessGroup {
+        let registered = children.register(pid, label);
+        if let Some(store) = store {
+            let record = ProcessRecord {
+                pgid: pid,
+                start_ticks: start_ticks(pid).unwrap_or(0),
+                boot_id: boot_id().unwrap_or_default(),
+                owner_pid: std::process::id(),
+                label: label.to_owned(),
+                chat_id,
+                started_at_ms: now_ms(),
+            };
+            if let Err(e) = store.put_process(&record) {
+                tracing::warn!(pgid = pid, error = %e, "cannot record the process group; a crash now could orphan it");
+            }
+        }
+        ProcessGroup {
+            pgid: pid,
+            store: store.cloned(),
+            _registered: registered,
+        }
+    }
+
+    pub fn pgid(&self) -> u32 {
+        self.pgid
+    }
+
+    /// Sends `signal` to the whole group; false when the group is gone.
+    pub fn signal(&self, signal: Signal) -> bool {
+        signal_group(self.pgid, signal)
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        // Whatever of the group is still running (an MCP server that ignored SIGINT, a tool's
+        // child) ends with it.
+        signal_group(self.pgid, Signal::SIGKILL);
+        if let Some(store) = &self.store
+            && let Err(e) = store.remove_process(self.pgid)
+        {
+            tracing::warn!(pgid = self.pgid, error = %e, "cannot remove the process record");
+        }
+    }
+}
+
+/// Sends `signal` to process group `pgid`; false when no such group exists.
+pub fn signal_group(pgid: u32, signal: Signal) -> bool {
+    let Ok(raw) = i32::try_from(pgid) else {
+        return false;
+    };
+    if raw <= 1 {
+        return false;
+    }
+    killpg(Pid::from_raw(raw), signal).is_ok()
+}
+
+/// Stops a group: SIGTERM, then SIGKILL if anything of it is left after `grace`. Returns when
+/// the leader has exited (its `wait` is the caller's `exited` future).
+pub async fn terminate<F: std::future::Future>(group: &ProcessGroup, grace: Duration, exited: F) {
+    if !group.signal(Signal::SIGTERM) {
+        return;
+    }
+    tokio::pin!(exited);
+    if tokio::time::timeout(grace, &mut exited).await.is_err() {
+        tracing::warn!(
+            pgid = group.pgid(),
+            grace_secs = grace.as_secs(),
+            "process group ignored SIGTERM; killing it"
+        );
+        group.signal(Signal::SIGKILL);
+        let _ = exited.await;
+    }
+}
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64
+}
+
+/// A process's start time in clock ticks since boot (field 22 of /proc/PID/stat).
+pub fn start_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may contain spaces and parentheses: fields after the last ')'.
+    let after_name = &stat[stat.rfind(')')? + 2..];
+    after_name.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// This boot's id.
+pub fn boot_id() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|s| s.trim().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_ticks_identify_a_process() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let ticks = start_ticks(child.id()).unwrap();
+        assert!(ticks > 0);
+        assert_eq!(start_ticks(child.id()), Some(ticks));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(start_ticks(child.id()), None);
+        assert_eq!(boot_id().unwrap().len(), 36);
+    }
+}

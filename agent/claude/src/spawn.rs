@@ -1,0 +1,261 @@
+//! The Claude Code command line and environment for one process.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use serde_json::{Value, json};
+
+use crate::ClaudeError;
+
+/// Variables of Valor's own environment a Claude process gets. Everything else, the Telegram,
+/// Notion, OpenAI and Perplexity keys among it, stays out.
+fn passes_through(name: &str) -> bool {
+    matches!(
+        name,
+        "PATH" | "HOME" | "LANG" | "LANGUAGE" | "TMPDIR" | "TZ"
+    ) || name.starts_with("LC_")
+        || name.starts_with("ANTHROPIC_")
+        || name.starts_with("CLAUDE_")
+}
+
+/// The environment of a Claude process: the pass-through subset of `parent`, quiet defaults,
+/// `[claude.env]`, and always `CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1`.
+pub fn child_env(
+    parent: impl IntoIterator<Item = (String, String)>,
+    extra: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let mut env: BTreeMap<String, String> = parent
+        .into_iter()
+        .filter(|(k, _)| passes_through(k))
+        .collect();
+    for (k, v) in [
+        ("DISABLE_AUTOUPDATER", "1"),
+        ("DISABLE_TELEMETRY", "1"),
+        ("DISABLE_ERROR_REPORTING", "1"),
+    ] {
+        env.entry(k.to_owned()).or_insert_with(|| v.to_owned());
+    }
+    env.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+    env.insert(
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC".to_owned(),
+        "1".to_owned(),
+    );
+    env
+}
+
+/// What one process is started with.
+#[derive(Debug, Clone)]
+pub struct SpawnSpec {
+    pub binary: PathBuf,
+    pub workspace: PathBuf,
+    pub mcp_config: PathBuf,
+    pub allowed_tools: Vec<String>,
+    pub system_append: Option<String>,
+    pub resume: Option<String>,
+    pub model: Option<String>,
+    pub effort: Option<String>,
+    pub env: BTreeMap<String, String>,
+}
+
+impl SpawnSpec {
+    /// Arguments. The prompt is not among them: it goes to stdin as a stream-json message, so
+    /// no prompt is limited by the 128 KiB argument limit or read as a flag, and warm processes
+    /// take later prompts the same way.
+    pub fn args(&self) -> Vec<String> {
+        let mut args: Vec<String> = [
+            "-p",
+            "--input-format",
+            "stream-json",
+            "--output-format",
+            "stream-json",
+            "--verbose",
+            "--include-partial-messages",
+            "--strict-mcp-config",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        args.push("--mcp-config".to_owned());
+        args.push(self.mcp_config.display().to_string());
+        if !self.allowed_tools.is_empty() {
+            // `=` keeps the variadic flag from swallowing the next argument.
+            args.push(format!("--allowedTools={}", self.allowed_tools.join(",")));
+        }
+        let pairs = [
+            ("--append-system-prompt", &self.system_append),
+            ("--resume", &self.resume),
+            ("--model", &self.model),
+            ("--effort", &self.effort),
+        ];
+        for (flag, value) in pairs {
+            if let Some(value) = value {
+                args.push(flag.to_owned());
+                args.push(value.clone());
+            }
+        }
+        args
+    }
+
+    /// The command: own process group, working directory, clean environment, piped stdio.
+    pub fn command(&self) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new(&self.binary);
+        command
+            .args(self.args())
+            .current_dir(&self.workspace)
+            .env_clear()
+            .envs(&self.env)
+            .process_group(0)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        command
+    }
+}
+
+/// A user message line for `--input-format stream-json`.
+pub fn user_message_line(prompt: &str) -> String {
+    let message = json!({"type": "user", "message": {"role": "user", "content": prompt}});
+    format!("{message}\n")
+}
+
+/// The working directory of a chat, created on first use.
+pub fn chat_workspace(root: &Path, chat_id: i64) -> Result<PathBuf, ClaudeError> {
+    let path = root.join(format!("chat_{chat_id}"));
+    std::fs::create_dir_all(&path).map_err(|source| ClaudeError::Workspace {
+        path: path.clone(),
+        source,
+    })?;
+    Ok(path)
+}
+
+/// A per-turn MCP config file, readable only by Valor's user, removed when dropped. A file
+/// (not the JSON on the command line) keeps tool-server tokens out of `ps`.
+#[derive(Debug)]
+pub struct McpConfigFile {
+    path: PathBuf,
+}
+
+impl McpConfigFile {
+    pub fn write(dir: &Path, config: Option<&Value>) -> Result<McpConfigFile, ClaudeError> {
+        std::fs::create_dir_all(dir).map_err(ClaudeError::McpConfig)?;
+        let path = dir.join(format!("mcp-{}.json", uuid::Uuid::new_v4()));
+        let empty = json!({"mcpServers": {}});
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(ClaudeError::McpConfig)?;
+        file.write_all(config.unwrap_or(&empty).to_string().as_bytes())
+            .map_err(ClaudeError::McpConfig)?;
+        Ok(McpConfigFile { path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for McpConfigFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_allowed_variables_reach_claude() {
+        let parent = [
+            ("PATH", "/bin"),
+            ("HOME", "/home/v"),
+            ("LC_ALL", "C.UTF-8"),
+            ("ANTHROPIC_API_KEY", "sk-ant"),
+            ("ANTHROPIC_BASE_URL", "http://127.0.0.1:1"),
+            ("CLAUDE_CODE_MAX_RETRIES", "2"),
+            ("TELEGRAM_BOT_TOKEN", "tg"),
+            ("OPENAI_API_KEY", "oa"),
+            ("NOTION_API_KEY", "no"),
+            ("PERPLEXITY_API_KEY", "pp"),
+            ("AWS_SECRET_ACCESS_KEY", "aws"),
+            ("DISABLE_TELEMETRY", "0"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let extra = BTreeMap::from([
+            ("DISABLE_TELEMETRY".to_owned(), "0".to_owned()),
+            (
+                "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC".to_owned(),
+                "0".to_owned(),
+            ),
+        ]);
+        let env = child_env(parent, &extra);
+        let names: Vec<&str> = env.keys().map(String::as_str).collect();
+        assert_eq!(
+            names,
+            [
+                "ANTHROPIC_API_KEY",
+                "ANTHROPIC_BASE_URL",
+                "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC",
+                "CLAUDE_CODE_MAX_RETRIES",
+                "DISABLE_AUTOUPDATER",
+                "DISABLE_ERROR_REPORTING",
+                "DISABLE_TELEMETRY",
+                "HOME",
+                "LC_ALL",
+                "PATH",
+            ]
+        );
+        assert_eq!(
+            env["DISABLE_TELEMETRY"], "0",
+            "[claude.env] wins over the defaults"
+        );
+        assert_eq!(
+            env["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"], "1",
+            "always on"
+        );
+    }
+
+    #[test]
+    fn args_carry_the_turn_and_no_prompt() {
+        let spec = SpawnSpec {
+            binary: PathBuf::from("claude"),
+            workspace: PathBuf::from("/w"),
+            mcp_config: PathBuf::from("/r/mcp.json"),
+            allowed_tools: vec!["Read".to_owned(), "mcp__valor".to_owned()],
+            system_append: Some("persona".to_owned()),
+            resume: Some("sess".to_owned()),
+            model: Some("sonnet".to_owned()),
+            effort: None,
+            env: BTreeMap::new(),
+        };
+        let args = spec.args().join(" ");
+        assert_eq!(
+            args,
+            "-p --input-format stream-json --output-format stream-json --verbose \
+             --include-partial-messages --strict-mcp-config --mcp-config /r/mcp.json \
+             --allowedTools=Read,mcp__valor --append-system-prompt persona --resume sess \
+             --model sonnet"
+        );
+    }
+
+    #[test]
+    fn mcp_config_file_is_private_and_removed() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let config =
+            json!({"mcpServers": {"v": {"type": "http", "url": "http://127.0.0.1:1/mcp"}}});
+        let file = McpConfigFile::write(dir.path(), Some(&config)).unwrap();
+        let path = file.path().to_owned();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let written: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(written, config);
+        drop(file);
+        assert!(!path.exists());
+    }
+}
