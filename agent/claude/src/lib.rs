@@ -1,16 +1,24 @@
 //! Valor's Claude Code CLI driver.
 //!
+//! - [`driver`]: [`ClaudeDriver`], the `Backend`: per-chat order, concurrency, sessions, warm
+//!   processes, analytics.
+//! - [`session`]: one Claude Code process and the reading of a turn from it (timeouts, cancel).
 //! - [`codec`]: stream-json lines into typed events, with a bounded line reader.
 //! - [`spawn`]: the command line, the filtered environment, the per-turn MCP config file.
 //! - [`process`]: process groups: registered, recorded, stopped with SIGTERM then SIGKILL.
 //! - [`failure`]: when a run has failed, and why.
+//! - [`metrics`]: counters on /metrics and the `claude` component on /health.
 //! - [`binary`]: where the `claude` program is.
 
 pub mod binary;
 pub mod codec;
+pub mod driver;
 mod error;
 pub mod failure;
+pub mod metrics;
 pub mod process;
+pub mod session;
 pub mod spawn;
 
+pub use driver::{ClaudeDriver, DriverSetup};
 pub use error::ClaudeError;

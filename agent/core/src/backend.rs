@@ -22,6 +22,8 @@ pub struct TurnRequest {
     /// Model and effort; `None` leaves the backend's default.
     pub model: Option<String>,
     pub effort: Option<String>,
+    /// The routing class, recorded with the run.
+    pub class: Option<crate::routing::RequestClass>,
     /// Start a new session instead of resuming the chat's.
     pub fresh_session: bool,
     /// Cancelling stops the turn (`/stop`).
@@ -29,6 +31,14 @@ pub struct TurnRequest {
 }
 
 impl TurnRequest {
+    /// Applies a routing decision.
+    pub fn routed(mut self, route: crate::routing::Route) -> Self {
+        self.model = route.model;
+        self.effort = route.effort;
+        self.class = Some(route.class);
+        self
+    }
+
     pub fn new(chat_id: i64, prompt: impl Into<String>) -> Self {
         TurnRequest {
             chat_id,
@@ -38,6 +48,7 @@ impl TurnRequest {
             mcp_config: None,
             model: None,
             effort: None,
+            class: None,
             fresh_session: false,
             cancel: CancellationToken::new(),
         }

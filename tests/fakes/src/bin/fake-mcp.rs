@@ -1,5 +1,5 @@
-//! A real MCP server over stdio for tests: `echo` answers, `crash` kills the server mid-call,
-//! `slow` waits before answering. Claude Code starts it from a per-test MCP config.
+//! A real MCP server over stdio for tests: `echo` answers, `env_names` lists its environment,
+//! `crash` kills the server mid-call, `slow` waits before answering. Claude Code starts it from a per-test MCP config.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -27,6 +27,15 @@ impl FakeTools {
     #[tool(description = "Echo the text back, prefixed with 'echo: '.")]
     fn echo(&self, Parameters(EchoParams { text }): Parameters<EchoParams>) -> String {
         format!("echo: {text}")
+    }
+
+    #[tool(description = "The names of the environment variables this server was started with.")]
+    fn env_names(&self) -> String {
+        let mut names: Vec<String> = std::env::vars_os()
+            .filter_map(|(k, _)| k.into_string().ok())
+            .collect();
+        names.sort();
+        names.join(",")
     }
 
     #[tool(description = "Exit the server process in the middle of the call.")]

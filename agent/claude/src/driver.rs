@@ -1,0 +1,593 @@
+//! The Claude Code driver: implements the `Backend` seam. One turn at a time per chat, at most
+//! `max_concurrent` across chats; sessions resumed per chat; warm processes reused; every run
+//! recorded for analytics.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::{Semaphore, mpsc};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use valor_config::ClaudeConfig;
+use valor_core::{
+    Backend, TurnError, TurnErrorKind, TurnEvent, TurnRequest, TurnStream, TurnSummary,
+};
+use valor_memory::{RunError, RunRecord, SessionRecord, Store};
+use valor_monitor::{ChildRegistry, MetricsRegistry};
+
+use crate::failure::{Verdict, classify};
+use crate::metrics::DriverMetrics;
+use crate::process::now_ms;
+use crate::session::{ClaudeProcess, Limits, TurnRead};
+use crate::spawn::{McpConfigFile, SpawnSpec, chat_workspace, child_env};
+
+/// Everything the driver is built from.
+pub struct DriverSetup {
+    pub config: ClaudeConfig,
+    /// The resolved `claude` program.
+    pub binary: PathBuf,
+    /// Appended to Claude Code's system prompt on every turn (the persona).
+    pub persona: Option<String>,
+    /// Valor's own environment; only the allowed part reaches Claude.
+    pub parent_env: Vec<(String, String)>,
+    /// Where per-turn MCP config files go.
+    pub runtime_dir: PathBuf,
+    pub store: Store,
+    pub children: ChildRegistry,
+    pub metrics: MetricsRegistry,
+}
+
+/// The driver; clones share one pool.
+#[derive(Clone)]
+pub struct ClaudeDriver {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: ClaudeConfig,
+    binary: PathBuf,
+    env: BTreeMap<String, String>,
+    persona: Option<String>,
+    runtime_dir: PathBuf,
+    store: Store,
+    children: ChildRegistry,
+    slots: Arc<Semaphore>,
+    waiting: AtomicUsize,
+    chats: Mutex<HashMap<i64, Arc<ChatSlot>>>,
+    metrics: DriverMetrics,
+    shutdown: CancellationToken,
+}
+
+#[derive(Default)]
+struct ChatSlot {
+    /// Held for the whole turn: one turn at a time per chat.
+    state: tokio::sync::Mutex<ChatState>,
+    /// Turns of this chat running or waiting.
+    pending: AtomicUsize,
+}
+
+#[derive(Default)]
+struct ChatState {
+    warm: Option<WarmProcess>,
+}
+
+/// A process kept for the chat's next turn, with what it was started for.
+struct WarmProcess {
+    process: ClaudeProcess,
+    key: ReuseKey,
+}
+
+/// What must match for a turn to reuse a warm process.
+#[derive(Debug, Clone, PartialEq)]
+struct ReuseKey {
+    allowed_tools: Vec<String>,
+    model: Option<String>,
+    effort: Option<String>,
+    mcp_config: Option<Value>,
+}
+
+/// Decrements a counter when dropped.
+struct Pending<'a>(&'a AtomicUsize);
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl ClaudeDriver {
+    pub fn new(setup: DriverSetup) -> Result<ClaudeDriver, valor_monitor::MonitorError> {
+        let metrics = DriverMetrics::register(&setup.metrics)?;
+        let env = child_env(setup.parent_env, &setup.config.env);
+        let driver = ClaudeDriver {
+            inner: Arc::new(Inner {
+                slots: Arc::new(Semaphore::new(setup.config.max_concurrent.max(1))),
+                config: setup.config,
+                binary: setup.binary,
+                env,
+                persona: setup.persona,
+                runtime_dir: setup.runtime_dir,
+                store: setup.store,
+                children: setup.children,
+                waiting: AtomicUsize::new(0),
+                chats: Mutex::new(HashMap::new()),
+                metrics,
+                shutdown: CancellationToken::new(),
+            }),
+        };
+        Ok(driver)
+    }
+
+    pub fn metrics(&self) -> &DriverMetrics {
+        &self.inner.metrics
+    }
+
+    /// Closes warm processes idle longer than `keep_warm_secs`, and the least recently used
+    /// ones beyond `max_warm`. Chats running a turn are left alone.
+    pub async fn maintain_warm(&self) {
+        let keep = Duration::from_secs(self.inner.config.keep_warm_secs);
+        let grace = self.grace();
+        let slots: Vec<Arc<ChatSlot>> = self.chat_slots();
+        let mut idle: Vec<(Instant, Arc<ChatSlot>)> = Vec::new();
+        for slot in slots {
+            let Ok(mut state) = slot.state.try_lock() else {
+                continue;
+            };
+            let expired = state
+                .warm
+                .as_ref()
+                .is_some_and(|w| w.process.last_used.elapsed() >= keep);
+            if expired || state.warm.as_mut().is_some_and(|w| w.process.has_exited()) {
+                if let Some(warm) = state.warm.take() {
+                    warm.process.stop(grace).await;
+                }
+            } else if let Some(warm) = &state.warm {
+                idle.push((warm.process.last_used, Arc::clone(&slot)));
+            }
+        }
+        let over = idle.len().saturating_sub(self.inner.config.max_warm);
+        idle.sort_by_key(|(last_used, _)| *last_used);
+        for (_, slot) in idle.into_iter().take(over) {
+            if let Ok(mut state) = slot.state.try_lock()
+                && let Some(warm) = state.warm.take()
+            {
+                warm.process.stop(grace).await;
+            }
+        }
+        self.inner.metrics.warm.set(self.count_warm() as f64);
+    }
+
+    /// Runs `maintain_warm` every few seconds until shutdown.
+    pub async fn run_maintenance(self) {
+        let period = Duration::from_secs((self.inner.config.keep_warm_secs / 4).clamp(1, 5));
+        let mut interval = tokio::time::interval(period);
+        loop {
+            tokio::select! {
+                () = self.inner.shutdown.cancelled() => break,
+                _ = interval.tick() => self.maintain_warm().await,
+            }
+        }
+    }
+
+    /// Cancels every running turn and ends every Claude process this driver started.
+    pub async fn shutdown(&self) {
+        self.inner.shutdown.cancel();
+        let grace = self.grace();
+        for slot in self.chat_slots() {
+            let mut state = slot.state.lock().await;
+            if let Some(warm) = state.warm.take() {
+                warm.process.stop(grace).await;
+            }
+        }
+        self.inner.metrics.warm.set(0.0);
+    }
+
+    fn chat_slots(&self) -> Vec<Arc<ChatSlot>> {
+        self.inner
+            .chats
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    fn count_warm(&self) -> usize {
+        self.chat_slots()
+            .iter()
+            .filter(|s| s.state.try_lock().map_or(true, |st| st.warm.is_some()))
+            .count()
+    }
+
+    fn chat_slot(&self, chat_id: i64) -> Arc<ChatSlot> {
+        let mut chats = self
+            .inner
+            .chats
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        Arc::clone(chats.entry(chat_id).or_default())
+    }
+
+    fn grace(&self) -> Duration {
+        Duration::from_secs(self.inner.config.kill_grace_secs)
+    }
+
+    fn limits(&self) -> Limits {
+        Limits {
+            total: Duration::from_secs(self.inner.config.total_timeout_secs),
+            idle: Duration::from_secs(self.inner.config.idle_timeout_secs),
+            grace: self.grace(),
+        }
+    }
+
+    fn keep_warm(&self) -> bool {
+        self.inner.config.keep_warm_secs > 0 && self.inner.config.max_warm > 0
+    }
+
+    /// A token cancelled by the request's own token or by shutdown.
+    fn turn_cancel(&self, request: &TurnRequest) -> CancellationToken {
+        let combined = self.inner.shutdown.child_token();
+        let (theirs, ours) = (request.cancel.clone(), combined.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                () = theirs.cancelled() => ours.cancel(),
+                () = ours.cancelled() => {}
+            }
+        });
+        combined
+    }
+
+    async fn run_turn(self, request: TurnRequest, tx: mpsc::Sender<TurnEvent>) {
+        let started = Instant::now();
+        let started_at_ms = now_ms();
+        let cancel = self.turn_cancel(&request);
+        let slot = self.chat_slot(request.chat_id);
+        let ahead = slot.pending.fetch_add(1, Ordering::AcqRel);
+        let _pending = Pending(&slot.pending);
+        if ahead > 0 {
+            let _ = tx.send(TurnEvent::Queued { position: ahead }).await;
+        }
+        let cancelled = || TurnError::new(TurnErrorKind::Cancelled, "stopped while queued");
+        let mut state = tokio::select! {
+            () = cancel.cancelled() => {
+                let _ = tx.send(TurnEvent::Failed(cancelled())).await;
+                return;
+            }
+            state = slot.state.lock() => state,
+        };
+        let permit = match Arc::clone(&self.inner.slots).try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                let position = self.inner.waiting.fetch_add(1, Ordering::AcqRel) + 1;
+                let _waiting = Pending(&self.inner.waiting);
+                let _ = tx.send(TurnEvent::Queued { position }).await;
+                tokio::select! {
+                    () = cancel.cancelled() => {
+                        let _ = tx.send(TurnEvent::Failed(cancelled())).await;
+                        return;
+                    }
+                    permit = Arc::clone(&self.inner.slots).acquire_owned() => match permit {
+                        Ok(permit) => permit,
+                        Err(_) => return,
+                    },
+                }
+            }
+        };
+        self.inner
+            .metrics
+            .active
+            .set((self.inner.config.max_concurrent - self.inner.slots.available_permits()) as f64);
+
+        let chat_id = request.chat_id;
+        let store = &self.inner.store;
+        let stored = if request.fresh_session {
+            if let Err(e) = store.clear_session(chat_id) {
+                tracing::warn!(chat_id, error = %e, "cannot clear the chat's session");
+            }
+            None
+        } else {
+            store.session(chat_id).unwrap_or_else(|e| {
+                tracing::warn!(chat_id, error = %e, "cannot read the chat's session; starting a new one");
+                None
+            })
+        };
+        if request.fresh_session
+            && let Some(warm) = state.warm.take()
+        {
+            warm.process.stop(self.grace()).await;
+        }
+        let resume = stored.as_ref().map(|s| s.session_id.clone());
+        let mut attempt = self
+            .attempt(&mut state, &request, resume.clone(), &tx, &cancel)
+            .await;
+        if matches!(attempt.verdict, Verdict::SessionUnknown) {
+            tracing::warn!(chat_id, session = ?resume, "Claude Code does not know the chat's session; starting a new one");
+            self.inner.metrics.resume_fallbacks.inc();
+            if let Err(e) = store.clear_session(chat_id) {
+                tracing::warn!(chat_id, error = %e, "cannot clear the chat's session");
+            }
+            attempt = self.attempt(&mut state, &request, None, &tx, &cancel).await;
+        }
+        drop(state);
+        drop(permit);
+        self.inner
+            .metrics
+            .active
+            .set((self.inner.config.max_concurrent - self.inner.slots.available_permits()) as f64);
+        if self.keep_warm() {
+            self.maintain_warm().await;
+        }
+
+        let read = &attempt.read;
+        let result = read.result.as_ref();
+        let session_id = read
+            .session_id
+            .clone()
+            .or_else(|| result.map(|r| r.session_id.clone()))
+            .unwrap_or_default();
+        let summary = TurnSummary {
+            session_id: session_id.clone(),
+            text: result.and_then(|r| r.result.clone()).unwrap_or_default(),
+            model: read.model.clone().unwrap_or_default(),
+            cost_usd: result.map_or(0.0, |r| r.total_cost_usd),
+            usage: result.map(|r| r.usage.clone()).unwrap_or_default(),
+            duration_ms: started.elapsed().as_millis() as u64,
+            api_duration_ms: result.map_or(0, |r| r.duration_api_ms),
+            num_turns: result.map_or(0, |r| r.num_turns),
+            tool_calls: read.tool_calls.clone(),
+            permission_denials: result
+                .map(|r| r.permission_denials.clone())
+                .unwrap_or_default(),
+            failed_mcp_servers: read.failed_mcp_servers.clone(),
+            warm: attempt.warm,
+        };
+        let m = &self.inner.metrics;
+        m.malformed_lines.inc_by(read.malformed_lines);
+        m.oversized_lines.inc_by(read.oversized_lines);
+        if !read.failed_mcp_servers.is_empty() {
+            m.mcp_failures.inc_by(read.failed_mcp_servers.len() as u64);
+        }
+        m.record_mcp_state(&read.failed_mcp_servers);
+
+        let error = match &attempt.verdict {
+            Verdict::Ok => None,
+            Verdict::Failed(e) => Some(e.clone()),
+            Verdict::SessionUnknown => Some(TurnError::new(
+                TurnErrorKind::Crashed,
+                "a new session could not be started either",
+            )),
+        };
+        // A denied tool does not fail the turn (the answer is there), but it is recorded.
+        let recorded_error = error.clone().or_else(|| {
+            (!summary.permission_denials.is_empty()).then(|| {
+                TurnError::new(
+                    TurnErrorKind::ToolDenied,
+                    format!("denied: {}", summary.permission_denials.join(", ")),
+                )
+            })
+        });
+        m.count_outcome(recorded_error.as_ref().map(|e| e.kind));
+        let store = self.inner.store.clone();
+        let run = RunRecord {
+            chat_id,
+            session_id: session_id.clone(),
+            model: summary.model.clone(),
+            class: request
+                .class
+                .map(|c| c.as_str().to_owned())
+                .unwrap_or_default(),
+            started_at_ms,
+            duration_ms: summary.duration_ms,
+            api_duration_ms: summary.api_duration_ms,
+            cost_usd: summary.cost_usd,
+            usage: summary.usage.clone(),
+            num_turns: summary.num_turns,
+            tool_calls: summary.tool_calls.clone(),
+            warm: summary.warm,
+            error: recorded_error.as_ref().map(|e| RunError {
+                kind: e.kind,
+                severity: e.kind.severity(),
+                detail: e.detail.clone(),
+            }),
+        };
+        let session = (!session_id.is_empty() && error.is_none()).then(|| SessionRecord {
+            session_id: session_id.clone(),
+            updated_at_ms: now_ms(),
+            turns: stored.as_ref().map_or(0, |s| s.turns) + 1,
+        });
+        let saved = tokio::task::spawn_blocking(move || {
+            store.record_run(&run)?;
+            if let Some(session) = session {
+                store.set_session(chat_id, &session)?;
+            }
+            store.flush()
+        })
+        .await;
+        match saved {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(chat_id, error = %e, "cannot record the run"),
+            Err(e) => tracing::error!(chat_id, error = %e, "the task recording the run failed"),
+        }
+        match error {
+            None => {
+                tracing::info!(chat_id, session = %session_id, model = %summary.model, warm = summary.warm,
+                    duration_ms = summary.duration_ms, cost_usd = summary.cost_usd, "turn finished");
+                let _ = tx.send(TurnEvent::Finished(summary)).await;
+            }
+            Some(e) => {
+                tracing::warn!(chat_id, kind = e.kind.as_str(), detail = %e.detail, "turn failed");
+                let _ = tx.send(TurnEvent::Failed(e)).await;
+            }
+        }
+    }
+
+    /// One try at the turn: in the chat's warm process when it fits, else a new process.
+    async fn attempt(
+        &self,
+        state: &mut ChatState,
+        request: &TurnRequest,
+        resume: Option<String>,
+        tx: &mpsc::Sender<TurnEvent>,
+        cancel: &CancellationToken,
+    ) -> Attempt {
+        let key = ReuseKey {
+            allowed_tools: self.allowed_tools(request),
+            model: request.model.clone(),
+            effort: request.effort.clone(),
+            mcp_config: request.mcp_config.clone(),
+        };
+        let keep_warm = self.keep_warm();
+        let grace = self.grace();
+
+        let mut warm = false;
+        let mut process = None;
+        if let Some(candidate) = state.warm.take() {
+            let fits =
+                candidate.key == key && resume.is_some() && candidate.process.session_id == resume;
+            if fits {
+                warm = true;
+                process = Some(candidate.process);
+            } else {
+                candidate.process.stop(grace).await;
+            }
+        }
+        let mut read;
+        let mut tries = 0;
+        let mut process = loop {
+            tries += 1;
+            let mut current = match process.take() {
+                Some(p) => p,
+                None => match self.spawn(request, &key, resume.clone()) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        return Attempt::failed(TurnError::new(
+                            TurnErrorKind::Crashed,
+                            e.to_string(),
+                        ));
+                    }
+                },
+            };
+            if let Err(e) = current.send(&request.prompt, !keep_warm).await {
+                tracing::warn!(error = %e, warm, "cannot send the prompt; starting a new process");
+                current.stop(grace).await;
+                if tries < 2 {
+                    warm = false;
+                    continue;
+                }
+                return Attempt::failed(TurnError::new(TurnErrorKind::Crashed, e.to_string()));
+            }
+            read = current.read_turn(tx, self.limits(), cancel).await;
+            // A warm process that died before saying anything is replaced; the turn goes on.
+            if warm && read.ended && !read.any_output && tries < 2 {
+                tracing::warn!(
+                    pgid = current.pgid(),
+                    "warm Claude process died; replacing it"
+                );
+                current.stop(grace).await;
+                warm = false;
+                continue;
+            }
+            break current;
+        };
+
+        if read.stop.is_some() {
+            let ended = process.stop(grace).await;
+            let verdict = classify(read.result.as_ref(), read.stop, ended.exit, &ended.stderr);
+            return Attempt {
+                verdict,
+                read,
+                warm,
+            };
+        }
+        let succeeded = read.result.as_ref().is_some_and(|r| !r.is_error);
+        if keep_warm && succeeded {
+            // The process stays for the chat's next turn; it has not exited, so the verdict
+            // rests on the result alone.
+            process.turns += 1;
+            let verdict = classify(read.result.as_ref(), None, None, "");
+            state.warm = Some(WarmProcess { process, key });
+            return Attempt {
+                verdict,
+                read,
+                warm,
+            };
+        }
+        let ended = process.finish(grace).await;
+        let verdict = classify(read.result.as_ref(), None, ended.exit, &ended.stderr);
+        Attempt {
+            verdict,
+            read,
+            warm,
+        }
+    }
+
+    fn allowed_tools(&self, request: &TurnRequest) -> Vec<String> {
+        let mut tools = self.inner.config.allowed_tools.clone();
+        for tool in &request.extra_allowed_tools {
+            if !tools.contains(tool) {
+                tools.push(tool.clone());
+            }
+        }
+        tools
+    }
+
+    fn spawn(
+        &self,
+        request: &TurnRequest,
+        key: &ReuseKey,
+        resume: Option<String>,
+    ) -> Result<ClaudeProcess, crate::ClaudeError> {
+        let workspace = chat_workspace(&self.inner.config.workspaces_dir, request.chat_id)?;
+        let mcp = McpConfigFile::write(&self.inner.runtime_dir, key.mcp_config.as_ref())?;
+        let system_append = match (&self.inner.persona, &request.system_append) {
+            (Some(p), Some(r)) => Some(format!("{p}\n\n{r}")),
+            (p, r) => p.clone().or_else(|| r.clone()),
+        };
+        let spec = SpawnSpec {
+            binary: self.inner.binary.clone(),
+            workspace,
+            mcp_config: mcp.path().to_owned(),
+            allowed_tools: key.allowed_tools.clone(),
+            system_append,
+            resume,
+            model: key.model.clone(),
+            effort: key.effort.clone(),
+            env: self.inner.env.clone(),
+        };
+        ClaudeProcess::spawn(
+            spec,
+            mcp,
+            request.chat_id,
+            &self.inner.children,
+            &self.inner.store,
+        )
+    }
+}
+
+struct Attempt {
+    verdict: Verdict,
+    read: TurnRead,
+    warm: bool,
+}
+
+impl Attempt {
+    fn failed(error: TurnError) -> Attempt {
+        Attempt {
+            verdict: Verdict::Failed(error),
+            read: TurnRead::default(),
+            warm: false,
+        }
+    }
+}
+
+impl Backend for ClaudeDriver {
+    fn start(&self, request: TurnRequest) -> TurnStream {
+        let (tx, stream) = TurnStream::channel(256);
+        tokio::spawn(self.clone().run_turn(request, tx));
+        stream
+    }
+}

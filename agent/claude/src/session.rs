@@ -1,0 +1,357 @@
+//! One Claude Code process and the reading of a turn from it.
+
+use std::collections::VecDeque;
+use std::process::ExitStatus;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::process::{Child, ChildStdin, ChildStdout};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use valor_core::{ToolCallRecord, TurnEvent};
+use valor_memory::Store;
+use valor_monitor::ChildRegistry;
+
+use crate::ClaudeError;
+use crate::codec::{Block, CliEvent, CliResult, Line, LineReader, MAX_LINE_BYTES, parse_line};
+use crate::failure::Stop;
+use crate::process::{ProcessGroup, terminate};
+use crate::spawn::{McpConfigFile, SpawnSpec, user_message_line};
+
+/// Bytes of stderr kept for error details.
+const STDERR_TAIL: usize = 8 * 1024;
+
+/// Time limits of one turn.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub total: Duration,
+    pub idle: Duration,
+    pub grace: Duration,
+}
+
+/// What reading one turn found.
+#[derive(Debug, Default)]
+pub struct TurnRead {
+    pub result: Option<CliResult>,
+    pub stop: Option<Stop>,
+    /// stdout closed before a result.
+    pub ended: bool,
+    pub session_id: Option<String>,
+    pub model: Option<String>,
+    pub failed_mcp_servers: Vec<String>,
+    pub tool_calls: Vec<ToolCallRecord>,
+    pub malformed_lines: u64,
+    pub oversized_lines: u64,
+    /// Whether any line came at all (a warm process that died shows none).
+    pub any_output: bool,
+    /// Tool names by tool-use id, to name the results.
+    tool_names: std::collections::HashMap<String, String>,
+}
+
+/// A running Claude Code process (the leader of its own process group).
+pub struct ClaudeProcess {
+    child: Child,
+    group: ProcessGroup,
+    stdin: Option<ChildStdin>,
+    lines: LineReader<BufReader<ChildStdout>>,
+    stderr: Arc<Mutex<VecDeque<u8>>>,
+    stderr_task: tokio::task::JoinHandle<()>,
+    _mcp_config: McpConfigFile,
+    /// What it was started with, to decide whether a later turn may reuse it.
+    pub spec: SpawnSpec,
+    pub session_id: Option<String>,
+    pub last_used: Instant,
+    pub turns: u64,
+}
+
+impl std::fmt::Debug for ClaudeProcess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClaudeProcess")
+            .field("pgid", &self.group.pgid())
+            .field("session_id", &self.session_id)
+            .finish()
+    }
+}
+
+impl ClaudeProcess {
+    /// Starts a process; `mcp_config` must stay alive as long as it, so it moves in.
+    pub fn spawn(
+        spec: SpawnSpec,
+        mcp_config: McpConfigFile,
+        chat_id: i64,
+        children: &ChildRegistry,
+        store: &Store,
+    ) -> Result<ClaudeProcess, ClaudeError> {
+        let mut child = spec
+            .command()
+            .spawn()
+            .map_err(|source| ClaudeError::Spawn {
+                binary: spec.binary.clone(),
+                source,
+            })?;
+        let pid = child.id().ok_or_else(|| {
+            ClaudeError::Pipe(std::io::Error::other("the process exited at once"))
+        })?;
+        let group = ProcessGroup::adopt(pid, "claude", Some(chat_id), children, Some(store));
+        let missing = |what| ClaudeError::Pipe(std::io::Error::other(format!("no {what} pipe")));
+        let stdout = child.stdout.take().ok_or_else(|| missing("stdout"))?;
+        let stdin = child.stdin.take().ok_or_else(|| missing("stdin"))?;
+        let stderr_pipe = child.stderr.take().ok_or_else(|| missing("stderr"))?;
+        let stderr = Arc::new(Mutex::new(VecDeque::with_capacity(STDERR_TAIL)));
+        let stderr_task = tokio::spawn(collect_tail(stderr_pipe, Arc::clone(&stderr)));
+        tracing::debug!(pgid = pid, chat_id, resume = ?spec.resume, model = ?spec.model, "claude started");
+        Ok(ClaudeProcess {
+            child,
+            group,
+            stdin: Some(stdin),
+            lines: LineReader::new(BufReader::with_capacity(64 * 1024, stdout), MAX_LINE_BYTES),
+            stderr,
+            stderr_task,
+            _mcp_config: mcp_config,
+            session_id: spec.resume.clone(),
+            spec,
+            last_used: Instant::now(),
+            turns: 0,
+        })
+    }
+
+    pub fn pgid(&self) -> u32 {
+        self.group.pgid()
+    }
+
+    /// Sends a prompt; with `close`, stdin is closed after it and the process exits after the
+    /// turn.
+    pub async fn send(&mut self, prompt: &str, close: bool) -> Result<(), ClaudeError> {
+        let stdin = self
+            .stdin
+            .as_mut()
+            .ok_or_else(|| ClaudeError::Pipe(std::io::Error::other("stdin already closed")))?;
+        stdin
+            .write_all(user_message_line(prompt).as_bytes())
+            .await
+            .map_err(ClaudeError::Pipe)?;
+        stdin.flush().await.map_err(ClaudeError::Pipe)?;
+        if close {
+            self.stdin = None;
+        }
+        Ok(())
+    }
+
+    /// Whether the process has exited (reaping it if so).
+    pub fn has_exited(&mut self) -> bool {
+        !matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Reads one turn's events, forwarding them to `tx`, until the result, the end of output,
+    /// a time limit or cancellation.
+    pub async fn read_turn(
+        &mut self,
+        tx: &mpsc::Sender<TurnEvent>,
+        limits: Limits,
+        cancel: &CancellationToken,
+    ) -> TurnRead {
+        let mut read = TurnRead::default();
+        let total_deadline = Instant::now() + limits.total;
+        let mut idle_deadline = Instant::now() + limits.idle;
+        loop {
+            let deadline = total_deadline.min(idle_deadline);
+            let line = tokio::select! {
+                biased;
+                () = cancel.cancelled() => {
+                    read.stop = Some(Stop::Cancelled);
+                    break;
+                }
+                () = tokio::time::sleep_until(deadline) => {
+                    read.stop = Some(if deadline == total_deadline {
+                        Stop::TotalTimeout(limits.total)
+                    } else {
+                        Stop::IdleTimeout(limits.idle)
+                    });
+                    break;
+                }
+                line = self.lines.next_line() => line,
+            };
+            idle_deadline = Instant::now() + limits.idle;
+            let bytes = match line {
+                Ok(Some(Line::Complete(bytes))) => bytes,
+                Ok(Some(Line::TooLong(n))) => {
+                    read.oversized_lines += 1;
+                    tracing::warn!(bytes = n, "skipped an over-long line from claude");
+                    continue;
+                }
+                Ok(None) | Err(_) => {
+                    read.ended = true;
+                    break;
+                }
+            };
+            read.any_output = true;
+            let event = match parse_line(&bytes) {
+                Ok(event) => event,
+                Err(e) => {
+                    read.malformed_lines += 1;
+                    tracing::debug!(error = %e, "skipped a malformed line from claude");
+                    continue;
+                }
+            };
+            let is_result = matches!(event, CliEvent::Result(_));
+            for turn_event in self.translate(event, &mut read) {
+                if tx.send(turn_event).await.is_err() {
+                    // Nobody listens any more: the turn is abandoned.
+                    read.stop = Some(Stop::Cancelled);
+                    return read;
+                }
+            }
+            if is_result {
+                break;
+            }
+        }
+        self.last_used = Instant::now();
+        read
+    }
+
+    fn translate(&mut self, event: CliEvent, read: &mut TurnRead) -> Vec<TurnEvent> {
+        match event {
+            CliEvent::Init {
+                session_id,
+                model,
+                mcp_servers,
+                ..
+            } => {
+                let failed: Vec<String> = mcp_servers
+                    .into_iter()
+                    .filter(|s| s.status == "failed")
+                    .map(|s| s.name)
+                    .collect();
+                for name in &failed {
+                    tracing::warn!(server = %name, "MCP server failed to start: this turn runs without its tools");
+                }
+                self.session_id = Some(session_id.clone());
+                read.session_id = Some(session_id.clone());
+                read.model = Some(model.clone());
+                read.failed_mcp_servers = failed.clone();
+                vec![TurnEvent::Started {
+                    session_id,
+                    model,
+                    failed_mcp_servers: failed,
+                }]
+            }
+            CliEvent::MessageStart => vec![TurnEvent::MessageStart],
+            CliEvent::TextDelta(text) => vec![TurnEvent::TextDelta(text)],
+            CliEvent::Assistant { blocks, synthetic } => blocks
+                .into_iter()
+                .filter_map(|block| match block {
+                    // A synthetic message is the CLI's own error text, not an answer.
+                    Block::Text(text) if !synthetic => Some(TurnEvent::Text(text)),
+                    Block::ToolUse { id, name, input } => {
+                        read.tool_names.insert(id.clone(), name.clone());
+                        Some(TurnEvent::ToolCall { id, name, input })
+                    }
+                    _ => None,
+                })
+                .collect(),
+            CliEvent::ToolResults(results) => results
+                .into_iter()
+                .map(|r| {
+                    let name = read
+                        .tool_names
+                        .get(&r.tool_use_id)
+                        .cloned()
+                        .unwrap_or_default();
+                    read.tool_calls.push(ToolCallRecord {
+                        id: r.tool_use_id.clone(),
+                        name,
+                        ok: !r.is_error,
+                    });
+                    TurnEvent::ToolResult {
+                        id: r.tool_use_id,
+                        ok: !r.is_error,
+                        content: r.content,
+                    }
+                })
+                .collect(),
+            CliEvent::ApiRetry {
+                attempt,
+                max_retries,
+                retry_delay_ms,
+                error_status,
+                ..
+            } => vec![TurnEvent::Retrying {
+                attempt,
+                max_retries,
+                delay_ms: retry_delay_ms,
+                status: error_status,
+            }],
+            CliEvent::Result(result) => {
+                if !result.session_id.is_empty() {
+                    self.session_id = Some(result.session_id.clone());
+                }
+                read.result = Some(result);
+                Vec::new()
+            }
+            CliEvent::Status | CliEvent::ThinkingDelta(_) | CliEvent::Other(_) => Vec::new(),
+        }
+    }
+
+    /// After a result: waits up to `grace` for the process to exit by itself (stdin closed),
+    /// then stops the group.
+    pub async fn finish(mut self, grace: Duration) -> Ended {
+        self.stdin = None;
+        match tokio::time::timeout(grace, self.child.wait()).await {
+            Ok(status) => {
+                let exit = status.ok();
+                self.ended(exit).await
+            }
+            Err(_) => self.stop(grace).await,
+        }
+    }
+
+    /// Stops the whole group: SIGTERM, SIGKILL after `grace`.
+    pub async fn stop(mut self, grace: Duration) -> Ended {
+        self.stdin = None;
+        let child = &mut self.child;
+        terminate(&self.group, grace, child.wait()).await;
+        let exit = self.child.try_wait().ok().flatten();
+        self.ended(exit).await
+    }
+
+    /// Ends the group and collects the rest of stderr.
+    async fn ended(self, exit: Option<ExitStatus>) -> Ended {
+        let ClaudeProcess {
+            group,
+            stderr,
+            stderr_task,
+            ..
+        } = self;
+        // Dropping the group kills what is left of it, which closes stderr.
+        drop(group);
+        let _ = tokio::time::timeout(Duration::from_millis(500), stderr_task).await;
+        let tail = stderr.lock().unwrap_or_else(PoisonError::into_inner);
+        Ended {
+            exit,
+            stderr: String::from_utf8_lossy(&tail.iter().copied().collect::<Vec<u8>>())
+                .into_owned(),
+        }
+    }
+}
+
+/// How a process ended.
+#[derive(Debug)]
+pub struct Ended {
+    pub exit: Option<ExitStatus>,
+    pub stderr: String,
+}
+
+async fn collect_tail(mut pipe: tokio::process::ChildStderr, tail: Arc<Mutex<VecDeque<u8>>>) {
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = pipe.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        let mut tail = tail.lock().unwrap_or_else(PoisonError::into_inner);
+        tail.extend(&buf[..n]);
+        let excess = tail.len().saturating_sub(STDERR_TAIL);
+        tail.drain(..excess);
+    }
+}

@@ -1,0 +1,341 @@
+//! The driver running the real, pinned Claude Code CLI against the fake Anthropic API.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use support::{Harness, failed, finished, group_members, mcp_config, real_claude};
+use valor_core::{Backend, TurnErrorKind, TurnEvent};
+use valor_fakes::anthropic::{FakeAnthropic, Reply, Turn};
+
+fn answer(turn: &Turn) -> Reply {
+    if let Some((_, content, is_error)) = &turn.last_tool_result {
+        return Reply::text(&format!("The tool said ({is_error}): {content}"));
+    }
+    if turn.asks("use echo") {
+        return Reply::tool("mcp__fake__echo", json!({"text": "hi"}));
+    }
+    if turn.asks("show env") {
+        return Reply::tool("mcp__fake__env_names", json!({}));
+    }
+    if turn.asks("crash the tool") {
+        return Reply::tool("mcp__fake__crash", json!({}));
+    }
+    Reply::chunks(&["Hello", " from", " the fake."])
+}
+
+#[tokio::test]
+async fn a_plain_answer_streams_before_it_finishes() {
+    let fake = FakeAnthropic::start(answer).await;
+    let h = Harness::new(real_claude(), &fake.url, |_| {});
+    let events = h.run(h.request(1, "say hello")).await;
+    let first_delta = events
+        .iter()
+        .position(|e| matches!(e, TurnEvent::TextDelta(_)))
+        .unwrap();
+    let deltas: String = events
+        .iter()
+        .filter_map(|e| match e {
+            TurnEvent::TextDelta(t) => Some(t.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(deltas, "Hello from the fake.");
+    assert!(first_delta < events.len() - 1);
+    assert!(
+        matches!(events[0], TurnEvent::Started { .. }),
+        "{:?}",
+        events[0]
+    );
+    let summary = finished(&events);
+    assert_eq!(summary.text, "Hello from the fake.");
+    assert_eq!(summary.num_turns, 1);
+    assert!(summary.cost_usd > 0.0);
+    assert!(!summary.warm);
+    // The session is kept for the chat, and the run is recorded.
+    assert_eq!(
+        h.store.session(1).unwrap().unwrap().session_id,
+        summary.session_id
+    );
+    let runs = h.store.runs_since(0).unwrap();
+    assert_eq!(runs.len(), 1);
+    assert!(runs[0].error.is_none());
+    // The persona reached the system prompt.
+    let system = fake.requests()[0].body["system"].to_string();
+    assert!(system.contains("You are a test persona."), "{system}");
+    // Nothing is left running, nothing left recorded.
+    assert!(h.children.snapshot().is_empty());
+    assert!(h.store.processes().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_tool_call_into_a_real_mcp_server_and_back() {
+    let fake = FakeAnthropic::start(answer).await;
+    let h = Harness::new(real_claude(), &fake.url, |_| {});
+    let events = h.run(h.request(2, "please use echo")).await;
+    assert!(events.iter().any(|e| matches!(e,
+        TurnEvent::ToolCall { name, input, .. } if name == "mcp__fake__echo" && input["text"] == "hi")));
+    assert!(events.iter().any(|e| matches!(e,
+        TurnEvent::ToolResult { ok: true, content, .. } if content == "echo: hi")));
+    let summary = finished(&events);
+    assert_eq!(summary.text, "The tool said (false): echo: hi");
+    assert_eq!(summary.tool_calls.len(), 1);
+    assert_eq!(summary.tool_calls[0].name, "mcp__fake__echo");
+    assert!(summary.tool_calls[0].ok);
+    assert_eq!(summary.num_turns, 2);
+}
+
+#[tokio::test]
+async fn claude_and_its_tools_never_get_valors_other_secrets() {
+    let fake = FakeAnthropic::start(answer).await;
+    let h = Harness::new(real_claude(), &fake.url, |_| {});
+    let events = h.run(h.request(3, "show env")).await;
+    let names = events
+        .iter()
+        .find_map(|e| match e {
+            TurnEvent::ToolResult { content, .. } => Some(content.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert!(
+        names.contains("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"),
+        "{names}"
+    );
+    assert!(!names.contains("TELEGRAM_BOT_TOKEN"), "{names}");
+    assert!(!names.contains("OPENAI_API_KEY"), "{names}");
+}
+
+#[tokio::test]
+async fn the_next_turn_resumes_the_chat_session() {
+    let fake = FakeAnthropic::start(answer).await;
+    let h = Harness::new(real_claude(), &fake.url, |_| {});
+    let first = h.run(h.request(4, "remember the word apple")).await;
+    let session = finished(&first).session_id.clone();
+    let second = h.run(h.request(4, "what was the word?")).await;
+    assert_eq!(finished(&second).session_id, session);
+    let last = fake.requests().last().unwrap().clone();
+    assert!(
+        last.message_count >= 3,
+        "the resumed request carries the history: {}",
+        last.message_count
+    );
+    assert!(
+        last.body["messages"]
+            .to_string()
+            .contains("remember the word apple")
+    );
+    assert_eq!(h.store.session(4).unwrap().unwrap().turns, 2);
+
+    // A fresh session on request.
+    let mut fresh = h.request(4, "start over");
+    fresh.fresh_session = true;
+    let third = h.run(fresh).await;
+    assert_ne!(finished(&third).session_id, session);
+    assert!(
+        !fake.requests().last().unwrap().body["messages"]
+            .to_string()
+            .contains("apple")
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_session_falls_back_to_a_new_one() {
+    let fake = FakeAnthropic::start(answer).await;
+    let h = Harness::new(real_claude(), &fake.url, |_| {});
+    h.store
+        .set_session(
+            5,
+            &valor_memory::SessionRecord {
+                session_id: "00000000-0000-4000-8000-000000000000".to_owned(),
+                updated_at_ms: 0,
+                turns: 9,
+            },
+        )
+        .unwrap();
+    let events = h.run(h.request(5, "hello again")).await;
+    let summary = finished(&events);
+    assert_ne!(summary.session_id, "00000000-0000-4000-8000-000000000000");
+    assert_eq!(h.driver.metrics().resume_fallbacks.get(), 1);
+    assert_eq!(
+        h.store.session(5).unwrap().unwrap().session_id,
+        summary.session_id
+    );
+}
+
+#[tokio::test]
+async fn api_errors_then_success_are_retried_by_the_cli() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&calls);
+    let fake = FakeAnthropic::start(move |turn| match counter.fetch_add(1, Ordering::SeqCst) {
+        0 => Reply::error(500, "api_error", "Internal server error"),
+        1 => Reply::overloaded(),
+        _ => answer(turn),
+    })
+    .await;
+    let h = Harness::new(real_claude(), &fake.url, |c| {
+        c.env
+            .insert("CLAUDE_CODE_MAX_RETRIES".to_owned(), "3".to_owned());
+    });
+    let events = h.run(h.request(6, "say hello")).await;
+    let retries: Vec<Option<u16>> = events
+        .iter()
+        .filter_map(|e| match e {
+            TurnEvent::Retrying { status, .. } => Some(*status),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(retries, [Some(500), Some(529)]);
+    assert_eq!(finished(&events).text, "Hello from the fake.");
+}
+
+#[tokio::test]
+async fn persistent_overload_is_the_overloaded_error() {
+    let fake = FakeAnthropic::start(|_| Reply::overloaded()).await;
+    let h = Harness::new(real_claude(), &fake.url, |_| {});
+    let events = h.run(h.request(7, "say hello")).await;
+    let error = failed(&events);
+    assert_eq!(error.kind, TurnErrorKind::Overloaded);
+    assert!(
+        error
+            .user_message()
+            .starts_with("Claude is overloaded right now")
+    );
+    assert!(error.is_retryable());
+    // The CLI's synthetic error text is not passed off as an answer.
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, TurnEvent::Text(t) if t.contains("API Error")))
+    );
+    let runs = h.store.runs_since(0).unwrap();
+    assert_eq!(
+        runs[0].error.as_ref().unwrap().kind,
+        TurnErrorKind::Overloaded
+    );
+    assert!(
+        h.metrics
+            .render()
+            .contains("valor_claude_runs_total{outcome=\"overloaded\"} 1")
+    );
+}
+
+#[tokio::test]
+async fn malformed_responses_are_an_api_error() {
+    let fake = FakeAnthropic::start(|_| Reply::MalformedSse).await;
+    let h = Harness::new(real_claude(), &fake.url, |_| {});
+    let events = h.run(h.request(8, "say hello")).await;
+    assert_eq!(failed(&events).kind, TurnErrorKind::Api);
+}
+
+#[tokio::test]
+async fn a_stalled_stream_hits_our_idle_timeout_and_the_whole_group_dies() {
+    let fake = FakeAnthropic::start(|_| Reply::Stall(Duration::from_secs(600))).await;
+    let h = Harness::new(real_claude(), &fake.url, |c| {
+        c.idle_timeout_secs = 3;
+        c.kill_grace_secs = 2;
+    });
+    let mut stream = h.driver.start(h.request(9, "say hello"));
+    // Wait until the run (and its MCP server) is up, and note its process group.
+    let mut pgid = None;
+    let started = Instant::now();
+    let mut events = Vec::new();
+    while let Some(event) = stream.next().await {
+        if pgid.is_none() {
+            pgid = h.children.snapshot().first().map(|c| c.pid);
+        }
+        if let Some(pgid) = pgid
+            && matches!(event, TurnEvent::Started { .. })
+        {
+            assert!(
+                group_members(pgid).len() >= 2,
+                "claude and the MCP server run in the group"
+            );
+        }
+        events.push(event);
+    }
+    let error = failed(&events);
+    assert_eq!(error.kind, TurnErrorKind::Timeout);
+    assert_eq!(error.detail, "no output for 3 s");
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let pgid = pgid.expect("the run was registered");
+    assert!(
+        group_members(pgid).is_empty(),
+        "left behind: {:?}",
+        group_members(pgid)
+    );
+    assert!(h.store.processes().unwrap().is_empty());
+    assert!(h.children.snapshot().is_empty());
+}
+
+#[tokio::test]
+async fn cancelling_stops_the_run_and_its_group() {
+    let fake = FakeAnthropic::start(|_| Reply::Stall(Duration::from_secs(600))).await;
+    let h = Harness::new(real_claude(), &fake.url, |_| {});
+    let request = h.request(10, "say hello");
+    let cancel = request.cancel.clone();
+    let mut stream = h.driver.start(request);
+    let mut pgid = None;
+    let mut events = Vec::new();
+    while let Some(event) = stream.next().await {
+        if matches!(event, TurnEvent::Started { .. }) {
+            pgid = h.children.snapshot().first().map(|c| c.pid);
+            cancel.cancel();
+        }
+        events.push(event);
+    }
+    assert_eq!(failed(&events).kind, TurnErrorKind::Cancelled);
+    assert!(group_members(pgid.unwrap()).is_empty());
+}
+
+#[tokio::test]
+async fn an_mcp_server_crashing_mid_call_does_not_fail_the_turn() {
+    let fake = FakeAnthropic::start(answer).await;
+    let h = Harness::new(real_claude(), &fake.url, |_| {});
+    let events = h.run(h.request(11, "crash the tool")).await;
+    assert!(
+        events.iter().any(|e| matches!(e,
+        TurnEvent::ToolResult { ok: false, content, .. } if content.contains("Connection closed")))
+    );
+    let summary = finished(&events);
+    assert!(!summary.tool_calls[0].ok);
+}
+
+#[tokio::test]
+async fn a_failed_mcp_server_is_reported_and_counted() {
+    let fake = FakeAnthropic::start(answer).await;
+    let h = Harness::new(real_claude(), &fake.url, |_| {});
+    let mut request = h.request(12, "say hello");
+    request.mcp_config = Some(mcp_config(&[(
+        "broken",
+        json!({"type": "stdio", "command": "/nonexistent/mcp-server"}),
+    )]));
+    let events = h.run(request).await;
+    assert!(events.iter().any(|e| matches!(e,
+        TurnEvent::Started { failed_mcp_servers, .. } if failed_mcp_servers == &["broken".to_owned()])));
+    assert_eq!(finished(&events).failed_mcp_servers, ["broken"]);
+    assert_eq!(h.driver.metrics().mcp_failures.get(), 1);
+    let (healthy, figures) = h.driver.metrics().health();
+    assert!(!healthy);
+    assert_eq!(figures["mcp_servers_failed_last_turn"], json!(["broken"]));
+}
+
+#[tokio::test]
+async fn a_denied_tool_is_listed_and_recorded() {
+    let fake = FakeAnthropic::start(answer).await;
+    let h = Harness::new(real_claude(), &fake.url, |c| {
+        c.allowed_tools = vec!["mcp__fake__slow".to_owned()];
+    });
+    let events = h.run(h.request(13, "please use echo")).await;
+    let summary = finished(&events);
+    assert_eq!(summary.permission_denials, ["mcp__fake__echo"]);
+    let runs = h.store.runs_since(0).unwrap();
+    assert_eq!(
+        runs[0].error.as_ref().unwrap().kind,
+        TurnErrorKind::ToolDenied
+    );
+}

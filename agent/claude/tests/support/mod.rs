@@ -1,0 +1,188 @@
+//! A driver wired to temp dirs and a fake API, for tests.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use valor_claude::{ClaudeDriver, DriverSetup};
+use valor_config::ClaudeConfig;
+use valor_core::{Backend, TurnEvent, TurnRequest};
+use valor_memory::Store;
+use valor_monitor::{ChildRegistry, MetricsRegistry};
+
+/// The repository root (tools/ and target/ are below it).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// The pinned CLI installed by scripts/setup.
+pub fn real_claude() -> PathBuf {
+    let path = repo_root().join(valor_claude::binary::LOCAL_INSTALL);
+    assert!(
+        path.is_file(),
+        "{} is missing: run scripts/setup",
+        path.display()
+    );
+    path
+}
+
+/// The fake MCP server binary (built with the workspace's tests).
+pub fn fake_mcp() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let path = dir.join("fake-mcp");
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo build -p valor-fakes --bins` (a whole-workspace test run builds it)",
+        path.display()
+    );
+    path
+}
+
+/// A fake `claude` program for process faults (tests/fake-claude/*.sh).
+pub fn fake_claude(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fake-claude")
+        .join(format!("{name}.sh"))
+}
+
+pub fn mcp_config(extra: &[(&str, Value)]) -> Value {
+    let mut servers = serde_json::Map::new();
+    servers.insert(
+        "fake".to_owned(),
+        json!({"type": "stdio", "command": fake_mcp().display().to_string(), "args": []}),
+    );
+    for (name, server) in extra {
+        servers.insert((*name).to_owned(), server.clone());
+    }
+    json!({ "mcpServers": servers })
+}
+
+pub struct Harness {
+    pub dir: tempfile::TempDir,
+    pub driver: ClaudeDriver,
+    pub store: Store,
+    pub children: ChildRegistry,
+    pub metrics: MetricsRegistry,
+}
+
+pub fn config(dir: &Path) -> ClaudeConfig {
+    ClaudeConfig {
+        workspaces_dir: dir.join("workspaces"),
+        keep_warm_secs: 0,
+        total_timeout_secs: 60,
+        idle_timeout_secs: 30,
+        kill_grace_secs: 2,
+        allowed_tools: vec!["mcp__fake".to_owned()],
+        ..ClaudeConfig::default()
+    }
+}
+
+impl Harness {
+    /// A driver running `binary` against `api_url` (the fake), with `tweak` applied to config.
+    pub fn new(binary: PathBuf, api_url: &str, tweak: impl FnOnce(&mut ClaudeConfig)) -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = config(dir.path());
+        tweak(&mut config);
+        let home = dir.path().join("home");
+        std::fs::create_dir_all(&home).unwrap();
+        let parent_env = vec![
+            ("PATH".to_owned(), std::env::var("PATH").unwrap()),
+            ("HOME".to_owned(), home.display().to_string()),
+            ("ANTHROPIC_BASE_URL".to_owned(), api_url.to_owned()),
+            ("ANTHROPIC_API_KEY".to_owned(), "sk-ant-test".to_owned()),
+            ("CLAUDE_CODE_MAX_RETRIES".to_owned(), "1".to_owned()),
+            (
+                "TELEGRAM_BOT_TOKEN".to_owned(),
+                "123:must-not-leak".to_owned(),
+            ),
+            (
+                "OPENAI_API_KEY".to_owned(),
+                "sk-openai-must-not-leak".to_owned(),
+            ),
+        ];
+        let store = Store::open(&dir.path().join("store")).unwrap();
+        let children = ChildRegistry::new();
+        let metrics = MetricsRegistry::new();
+        let driver = ClaudeDriver::new(DriverSetup {
+            config,
+            binary,
+            persona: Some("You are a test persona.".to_owned()),
+            parent_env,
+            runtime_dir: dir.path().join("run"),
+            store: store.clone(),
+            children: children.clone(),
+            metrics: metrics.clone(),
+        })
+        .unwrap();
+        Harness {
+            dir,
+            driver,
+            store,
+            children,
+            metrics,
+        }
+    }
+
+    pub fn request(&self, chat_id: i64, prompt: &str) -> TurnRequest {
+        let mut request = TurnRequest::new(chat_id, prompt);
+        request.mcp_config = Some(mcp_config(&[]));
+        request
+    }
+
+    /// Runs a turn to the end and returns all its events.
+    pub async fn run(&self, request: TurnRequest) -> Vec<TurnEvent> {
+        let mut stream = self.driver.start(request);
+        let mut events = Vec::new();
+        let collect = async {
+            while let Some(event) = stream.next().await {
+                events.push(event);
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(120), collect)
+            .await
+            .expect("turn did not end within 120 s");
+        events
+    }
+}
+
+pub fn finished(events: &[TurnEvent]) -> &valor_core::TurnSummary {
+    match events.last() {
+        Some(TurnEvent::Finished(summary)) => summary,
+        other => panic!("turn did not finish: {other:?}\nall events: {events:#?}"),
+    }
+}
+
+pub fn failed(events: &[TurnEvent]) -> &valor_core::TurnError {
+    match events.last() {
+        Some(TurnEvent::Failed(error)) => error,
+        other => panic!("turn did not fail: {other:?}\nall events: {events:#?}"),
+    }
+}
+
+/// Pids of processes in process group `pgid` (zombies excluded).
+pub fn group_members(pgid: u32) -> Vec<u32> {
+    let mut members = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+        // fields[0] is the state, fields[2] the process group.
+        if fields.get(2) == Some(&pgid.to_string().as_str()) && fields[0] != "Z" {
+            members.push(pid);
+        }
+    }
+    members
+}
