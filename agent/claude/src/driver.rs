@@ -472,13 +472,16 @@ impl ClaudeDriver {
                 },
             };
             if let Err(e) = current.send(&request.prompt, !keep_warm).await {
-                tracing::warn!(error = %e, warm, "cannot send the prompt; starting a new process");
-                current.stop(grace).await;
-                if tries < 2 {
+                if warm && tries < 2 {
+                    // The warm process died while idle: replace it, the turn goes on.
+                    tracing::warn!(error = %e, "cannot send the prompt to the warm process; starting a new one");
+                    current.stop(grace).await;
                     warm = false;
                     continue;
                 }
-                return Attempt::failed(TurnError::new(TurnErrorKind::Crashed, e.to_string()));
+                // A new process that cannot take its prompt is dying: read what it printed
+                // and let the exit status and stderr say how it ended.
+                tracing::warn!(error = %e, "cannot send the prompt to a new Claude process");
             }
             read = current.read_turn(tx, self.limits(), cancel).await;
             // A warm process that died before saying anything is replaced; the turn goes on.

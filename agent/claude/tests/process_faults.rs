@@ -1,0 +1,186 @@
+//! Process faults, with tiny fake `claude` programs (tests/fake-claude/*.sh): crashes, hangs
+//! that ignore SIGTERM, endless output, a 10 MB line, garbage bytes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::{Harness, failed, fake_claude, finished, group_members};
+use valor_core::{Backend, TurnErrorKind, TurnEvent, TurnRequest};
+
+fn harness(script: &str, tweak: impl FnOnce(&mut valor_config::ClaudeConfig)) -> Harness {
+    Harness::new(fake_claude(script), "http://127.0.0.1:9", tweak)
+}
+
+fn request(chat_id: i64) -> TurnRequest {
+    TurnRequest::new(chat_id, "hello")
+}
+
+#[tokio::test]
+async fn a_crash_mid_stream_is_a_crashed_turn_naming_the_signal() {
+    let h = harness("crash_mid_stream", |_| {});
+    let events = h.run(request(1)).await;
+    assert!(events.contains(&TurnEvent::TextDelta("x".to_owned())));
+    let error = failed(&events);
+    assert_eq!(error.kind, TurnErrorKind::Crashed);
+    assert!(
+        error.detail.contains("killed by signal 11"),
+        "{}",
+        error.detail
+    );
+    assert!(h.children.snapshot().is_empty());
+}
+
+#[tokio::test]
+async fn a_process_that_ignores_sigterm_is_killed_after_the_grace_period() {
+    let h = harness("ignores_sigterm", |c| {
+        c.idle_timeout_secs = 1;
+        c.kill_grace_secs = 1;
+    });
+    let started = Instant::now();
+    let mut stream = h.driver.start(request(2));
+    let mut pgid = None;
+    let mut events = Vec::new();
+    while let Some(event) = stream.next().await {
+        if matches!(event, TurnEvent::Started { .. }) {
+            pgid = h.children.snapshot().first().map(|c| c.pid);
+        }
+        events.push(event);
+    }
+    let elapsed = started.elapsed();
+    assert_eq!(failed(&events).kind, TurnErrorKind::Timeout);
+    // 1 s idle + 1 s grace, then SIGKILL.
+    assert!(elapsed >= Duration::from_secs(2), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
+    assert!(group_members(pgid.unwrap()).is_empty());
+}
+
+#[tokio::test]
+async fn endless_output_hits_the_total_timeout() {
+    let h = harness("endless", |c| {
+        c.total_timeout_secs = 2;
+        c.idle_timeout_secs = 2;
+    });
+    let mut stream = h.driver.start(request(3));
+    let mut deltas = 0u64;
+    let mut last = None;
+    while let Some(event) = stream.next().await {
+        match event {
+            TurnEvent::TextDelta(_) => deltas += 1,
+            other => last = Some(other),
+        }
+    }
+    assert!(deltas > 100, "text kept streaming: {deltas}");
+    let Some(TurnEvent::Failed(error)) = last else {
+        panic!("{last:?}")
+    };
+    assert_eq!(error.kind, TurnErrorKind::Timeout);
+    assert_eq!(error.detail, "no result within 2 s");
+}
+
+#[tokio::test]
+async fn a_10_mb_line_is_skipped_and_the_turn_goes_on() {
+    let h = harness("huge_line", |_| {});
+    let events = h.run(request(4)).await;
+    assert_eq!(finished(&events).text, "done");
+    assert_eq!(h.driver.metrics().oversized_lines.get(), 1);
+}
+
+#[tokio::test]
+async fn garbage_bytes_are_skipped_and_counted() {
+    let h = harness("garbage", |_| {});
+    let events = h.run(request(5)).await;
+    assert_eq!(finished(&events).text, "done");
+    assert_eq!(h.driver.metrics().malformed_lines.get(), 3);
+}
+
+#[tokio::test]
+async fn a_process_that_fails_at_once_reports_its_stderr() {
+    let h = harness("exit_at_once", |_| {});
+    let events = h.run(request(6)).await;
+    let error = failed(&events);
+    assert_eq!(error.kind, TurnErrorKind::Crashed);
+    assert!(error.detail.contains("exit code 1"), "{}", error.detail);
+    assert!(
+        error.detail.contains("fatal: cannot start (fake)"),
+        "{}",
+        error.detail
+    );
+}
+
+#[tokio::test]
+async fn exit_zero_without_a_result_is_a_failed_turn() {
+    let h = harness("no_result", |_| {});
+    let events = h.run(request(7)).await;
+    let error = failed(&events);
+    assert_eq!(error.kind, TurnErrorKind::Crashed);
+    assert!(
+        error
+            .detail
+            .starts_with("Claude Code ended without a result (exit code 0)"),
+        "{}",
+        error.detail
+    );
+}
+
+#[tokio::test]
+async fn a_missing_binary_is_a_clear_error() {
+    let h = Harness::new("/nonexistent/claude".into(), "http://127.0.0.1:9", |_| {});
+    let events = h.run(request(8)).await;
+    let error = failed(&events);
+    assert_eq!(error.kind, TurnErrorKind::Crashed);
+    assert!(
+        error
+            .detail
+            .starts_with("cannot start Claude Code at /nonexistent/claude"),
+        "{}",
+        error.detail
+    );
+}
+
+#[tokio::test]
+async fn one_chat_runs_one_turn_at_a_time_and_later_turns_see_their_position() {
+    let h = harness("ignores_sigterm", |c| {
+        c.idle_timeout_secs = 1;
+        c.kill_grace_secs = 1;
+    });
+    let first = h.driver.start(request(9));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut second = h.driver.start(request(9));
+    let mut third = h.driver.start(request(9));
+    assert_eq!(second.next().await, Some(TurnEvent::Queued { position: 1 }));
+    assert_eq!(third.next().await, Some(TurnEvent::Queued { position: 2 }));
+    // Each still runs (and times out) in turn.
+    for stream in [first, second, third] {
+        assert_eq!(
+            stream.finish().await.unwrap_err().kind,
+            TurnErrorKind::Timeout
+        );
+    }
+}
+
+#[tokio::test]
+async fn across_chats_at_most_max_concurrent_run() {
+    let h = harness("ignores_sigterm", |c| {
+        c.max_concurrent = 1;
+        c.idle_timeout_secs = 1;
+        c.kill_grace_secs = 1;
+    });
+    let first = h.driver.start(request(10));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut other_chat = h.driver.start(request(11));
+    assert_eq!(
+        other_chat.next().await,
+        Some(TurnEvent::Queued { position: 1 })
+    );
+    assert_eq!(
+        first.finish().await.unwrap_err().kind,
+        TurnErrorKind::Timeout
+    );
+    assert_eq!(
+        other_chat.finish().await.unwrap_err().kind,
+        TurnErrorKind::Timeout
+    );
+}
