@@ -6,6 +6,7 @@
 //! - [`codec`]: stream-json lines into typed events, with a bounded line reader.
 //! - [`spawn`]: the command line, the filtered environment, the per-turn MCP config file.
 //! - [`process`]: process groups: registered, recorded, stopped with SIGTERM then SIGKILL.
+//! - [`reaper`]: ends recorded groups that outlived their turn, also after a crash of Valor.
 //! - [`failure`]: when a run has failed, and why.
 //! - [`metrics`]: counters on /metrics and the `claude` component on /health.
 //! - [`binary`]: where the `claude` program is.
@@ -17,6 +18,7 @@ mod error;
 pub mod failure;
 pub mod metrics;
 pub mod process;
+pub mod reaper;
 pub mod session;
 pub mod spawn;
 

@@ -142,3 +142,27 @@ mod tests {
         assert_eq!(boot_id().unwrap().len(), 36);
     }
 }
+
+/// Pids of live (non-zombie) processes in process group `pgid`.
+pub fn group_members(pgid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let pgid = pgid.to_string();
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                return false;
+            };
+            let Some(close) = stat.rfind(')') else {
+                return false;
+            };
+            let mut fields = stat[close + 2..].split_whitespace();
+            let state = fields.next();
+            let group = fields.nth(1);
+            state != Some("Z") && group == Some(pgid.as_str())
+        })
+        .collect()
+}
