@@ -88,9 +88,47 @@ pub async fn run_checks(source: ConfigSource) -> Vec<Check> {
     checks.push(system_figures());
     if let Some(loaded) = &loaded {
         checks.push(health_port(loaded).await);
+        checks.push(claude(loaded).await);
+        checks.push(store(loaded));
         checks.push(secrets(loaded));
     }
     checks
+}
+
+async fn claude(loaded: &Loaded) -> Check {
+    let binary = valor_claude::binary::locate(&loaded.config.claude.binary);
+    let outcome = match valor_claude::binary::version(&binary).await {
+        Ok(version) => Outcome::Pass(format!("{version} at {}", binary.display())),
+        Err(e) => Outcome::Fail {
+            found: e,
+            fix: "run scripts/setup (it installs the pinned Claude Code CLI from npm into \
+                  tools/claude-code), or set [claude] binary"
+                .to_owned(),
+        },
+    };
+    Check {
+        name: "claude",
+        outcome,
+    }
+}
+
+fn store(loaded: &Loaded) -> Check {
+    let path = &loaded.config.memory.path;
+    let outcome = match valor_memory::Store::open(path) {
+        Ok(_) => Outcome::Pass(format!("{} opens", path.display())),
+        Err(e @ valor_memory::StoreError::Locked { .. }) => Outcome::Warn {
+            found: e.to_string(),
+            fix: "nothing to do if that is your running `valor run`".to_owned(),
+        },
+        Err(e) => Outcome::Fail {
+            found: e.to_string(),
+            fix: "point [memory] path (or VALOR__MEMORY__PATH) at a writable directory".to_owned(),
+        },
+    };
+    Check {
+        name: "store",
+        outcome,
+    }
 }
 
 fn system_figures() -> Check {

@@ -1,10 +1,13 @@
 //! `valor`: the command line. Wiring only; the work lives in the library crates.
 
+mod agent;
+mod chat;
 mod config_cmd;
 mod doctor;
 mod health_cmd;
 mod logging;
 mod run;
+mod stats;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,8 +28,12 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the service: resource monitor and health server, until SIGINT or SIGTERM.
+    /// Run the service: resource monitor, health server, Claude driver; until SIGINT or SIGTERM.
     Run,
+    /// Talk to Valor from the terminal: one message with --once, the answer on stdout.
+    Chat(chat::ChatArgs),
+    /// Turns, failures, cost and tokens per day and per model.
+    Stats(stats::StatsArgs),
     /// Print a running instance's health. Exit 0 ok, 1 degraded, 2 unhealthy or unreachable.
     Health(health_cmd::HealthArgs),
     /// Work with the configuration.
@@ -58,6 +65,8 @@ fn main() -> ExitCode {
     runtime.block_on(async move {
         match cli.command {
             Command::Run => run::run(cli.config).await,
+            Command::Chat(args) => chat::chat(cli.config, args).await,
+            Command::Stats(args) => stats::stats(cli.config, args),
             Command::Health(args) => health_cmd::health(cli.config, args).await,
             Command::Config(ConfigCommand::Check) => config_cmd::check(cli.config),
             Command::Doctor => doctor::doctor(cli.config).await,

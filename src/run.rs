@@ -14,6 +14,8 @@ use valor_monitor::{ChildRegistry, HealthState, MetricsRegistry, ResourceMonitor
 
 /// Everything in flight must be finished within this after a signal.
 const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
+/// How often orphaned Claude Code process groups are looked for.
+const REAP_EVERY: Duration = Duration::from_secs(60);
 
 pub async fn run(config_path: Option<PathBuf>) -> ExitCode {
     let started = Instant::now();
@@ -48,9 +50,19 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
 
     let metrics = MetricsRegistry::new();
     let children = ChildRegistry::new();
-    let monitor = ResourceMonitor::new(config.monitor.clone(), children, &metrics)?;
+    let monitor = ResourceMonitor::new(config.monitor.clone(), children.clone(), &metrics)?;
     // The first sample before serving, so /health never answers without figures.
     monitor.tick()?;
+
+    let agent = crate::agent::Agent::build(&config, &metrics, children, true)?;
+    // What an earlier Valor (crashed, killed) left running ends now.
+    let reaped = agent.reaper().reap(None).await;
+    if !reaped.killed.is_empty() {
+        tracing::warn!(
+            groups = reaped.killed.len(),
+            "ended Claude Code processes left by an earlier run"
+        );
+    }
 
     let listener = server::bind(config.health.bind).await?;
     let addr = listener
@@ -61,11 +73,21 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
         monitor: Arc::clone(&monitor),
         metrics,
         ready: Arc::clone(&ready),
+        components: vec![Arc::new(agent.driver.metrics().clone())],
     };
 
     let shutdown = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(Arc::clone(&monitor).run(shutdown.clone()));
+    tasks.spawn(agent.reaper().run(REAP_EVERY, shutdown.clone()));
+    let maintenance = agent.driver.clone();
+    let maintenance_stop = shutdown.clone();
+    tasks.spawn(async move {
+        tokio::select! {
+            () = maintenance.run_maintenance() => {}
+            () = maintenance_stop.cancelled() => {}
+        }
+    });
     let server_shutdown = shutdown.clone();
     tasks.spawn(async move {
         if let Err(e) = server::serve(listener, server::router(state), server_shutdown).await {
@@ -89,6 +111,8 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
     shutdown.cancel();
 
     let drained = tokio::time::timeout(SHUTDOWN_DEADLINE, async {
+        // Running turns are cancelled and every Claude process group ends.
+        agent.shutdown().await;
         while tasks.join_next().await.is_some() {}
     })
     .await;

@@ -1,5 +1,7 @@
 //! The `valor` commands other than `run`, as a user calls them.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use support::{assert_no_secret, output, valor, with_secrets};

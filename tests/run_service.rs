@@ -1,5 +1,7 @@
 //! The real `valor run` binary: serves /health and /metrics over TCP and stops cleanly.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::time::Duration;
@@ -119,7 +121,12 @@ fn health_exit_codes_follow_a_real_instance() {
                 .arg("run")
                 .env("VALOR__HEALTH__BIND", "127.0.0.1:0")
                 .env("VALOR__MONITOR__THRESHOLDS__RSS_WARN_MB", warn_mb)
-                .env("VALOR__MONITOR__THRESHOLDS__RSS_CRITICAL_MB", critical_mb),
+                .env("VALOR__MONITOR__THRESHOLDS__RSS_CRITICAL_MB", critical_mb)
+                // One store per instance: a store belongs to one process.
+                .env(
+                    "VALOR__MEMORY__PATH",
+                    dir.path().join(format!("store-{critical_mb}")),
+                ),
         )
     };
     // Valor's own RSS (several MiB) is over a 1 MiB warning level: degraded.
@@ -149,4 +156,59 @@ fn health_exit_codes_follow_a_real_instance() {
     assert_eq!(body["status"], "unhealthy");
     assert_eq!(body["alerts"][0]["severity"], "critical");
     assert_eq!(http_get(&unhealthy.url("/health")).0, 503);
+}
+
+/// A Valor that crashed left a Claude process group behind; the next `valor run` ends it.
+#[test]
+fn run_ends_process_groups_an_earlier_valor_left_behind() {
+    use std::os::unix::process::CommandExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let mut orphan = std::process::Command::new("sh")
+        .args(["-c", "sleep 60 & sleep 60"])
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    // Let the shell start its background child, so the group has two members.
+    std::thread::sleep(Duration::from_millis(100));
+    let store_path = dir.path().join("store");
+    {
+        let store = valor_memory::Store::open(&store_path).unwrap();
+        store
+            .put_process(&valor_memory::ProcessRecord {
+                pgid: orphan.id(),
+                start_ticks: valor_claude::process::start_ticks(orphan.id()).unwrap(),
+                boot_id: valor_claude::process::boot_id().unwrap(),
+                owner_pid: 1,
+                label: "claude".to_owned(),
+                chat_id: Some(42),
+                started_at_ms: 0,
+            })
+            .unwrap();
+    }
+    let mut service = Service::start(
+        valor(dir.path())
+            .arg("run")
+            .env("VALOR__HEALTH__BIND", "127.0.0.1:0")
+            .env("VALOR__MEMORY__PATH", &store_path),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while orphan.try_wait().unwrap().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the orphan is still running"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(valor_claude::process::group_members(orphan.id()).is_empty());
+    let (_, _, metrics) = http_get(&service.url("/metrics"));
+    assert!(
+        metrics.contains("\nvalor_claude_orphans_reaped_total 1\n"),
+        "{metrics}"
+    );
+    let (_, _, health) = http_get(&service.url("/health"));
+    let health: serde_json::Value = serde_json::from_str(&health).unwrap();
+    assert_eq!(health["components"]["claude"]["orphans_reaped_total"], 1);
+    assert_eq!(health["components"]["claude"]["status"], "ok");
+    service.signal("TERM");
+    assert!(service.wait_for_exit(Duration::from_secs(5)).success());
 }

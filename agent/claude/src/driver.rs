@@ -41,6 +41,8 @@ pub struct DriverSetup {
     pub metrics: MetricsRegistry,
 }
 
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
 /// The driver; clones share one pool.
 #[derive(Clone)]
 pub struct ClaudeDriver {
@@ -212,8 +214,14 @@ impl ClaudeDriver {
         Arc::clone(chats.entry(chat_id).or_default())
     }
 
+    /// SIGTERM-to-SIGKILL grace; at most 2 s while shutting down, so Valor stops within 5 s.
     fn grace(&self) -> Duration {
-        Duration::from_secs(self.inner.config.kill_grace_secs)
+        let configured = Duration::from_secs(self.inner.config.kill_grace_secs);
+        if self.inner.shutdown.is_cancelled() {
+            configured.min(SHUTDOWN_GRACE)
+        } else {
+            configured
+        }
     }
 
     fn limits(&self) -> Limits {

@@ -108,9 +108,7 @@ fn kind_from_text(text: &str, is_error: bool) -> TurnErrorKind {
         || lower.contains("unauthorized")
     {
         TurnErrorKind::Auth
-    } else if lower.contains("api error") {
-        TurnErrorKind::Api
-    } else if is_error {
+    } else if is_error || lower.contains("api error") {
         TurnErrorKind::Api
     } else {
         TurnErrorKind::Crashed
@@ -152,17 +150,19 @@ mod tests {
         }
     }
 
+    type Case = (
+        Option<CliResult>,
+        Option<Stop>,
+        Option<ExitStatus>,
+        Option<TurnErrorKind>,
+    );
+
     #[test]
     fn verdict_table() {
         let ok = Some(ExitStatus::from_raw(0));
         let one = Some(ExitStatus::from_raw(1 << 8));
         let sigkill = Some(ExitStatus::from_raw(9));
-        let cases: Vec<(
-            Option<CliResult>,
-            Option<Stop>,
-            Option<ExitStatus>,
-            Option<TurnErrorKind>,
-        )> = vec![
+        let cases: Vec<Case> = vec![
             (Some(result(false, None, "hi")), None, ok, None),
             (
                 Some(result(true, Some(529), "API Error: 529")),

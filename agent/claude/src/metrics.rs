@@ -105,3 +105,19 @@ impl DriverMetrics {
         (failed.is_empty(), map)
     }
 }
+
+impl valor_monitor::HealthComponent for DriverMetrics {
+    fn name(&self) -> &'static str {
+        "claude"
+    }
+
+    fn check(&self) -> (valor_monitor::Status, Map<String, Value>) {
+        let (healthy, figures) = self.health();
+        let status = if healthy {
+            valor_monitor::Status::Ok
+        } else {
+            valor_monitor::Status::Degraded
+        };
+        (status, figures)
+    }
+}

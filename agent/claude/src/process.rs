@@ -123,26 +123,6 @@ pub fn boot_id() -> Option<String> {
         .map(|s| s.trim().to_owned())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn start_ticks_identify_a_process() {
-        let mut child = std::process::Command::new("sleep")
-            .arg("5")
-            .spawn()
-            .unwrap();
-        let ticks = start_ticks(child.id()).unwrap();
-        assert!(ticks > 0);
-        assert_eq!(start_ticks(child.id()), Some(ticks));
-        child.kill().unwrap();
-        child.wait().unwrap();
-        assert_eq!(start_ticks(child.id()), None);
-        assert_eq!(boot_id().unwrap().len(), 36);
-    }
-}
-
 /// Pids of live (non-zombie) processes in process group `pgid`.
 pub fn group_members(pgid: u32) -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
@@ -165,4 +145,24 @@ pub fn group_members(pgid: u32) -> Vec<u32> {
             state != Some("Z") && group == Some(pgid.as_str())
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_ticks_identify_a_process() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let ticks = start_ticks(child.id()).unwrap();
+        assert!(ticks > 0);
+        assert_eq!(start_ticks(child.id()), Some(ticks));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(start_ticks(child.id()), None);
+        assert_eq!(boot_id().unwrap().len(), 36);
+    }
 }

@@ -24,4 +24,4 @@ pub use metrics::{Counter, Gauge, MetricsRegistry};
 pub use monitor::ResourceMonitor;
 pub use sample::Sample;
 pub use score::{HealthReport, Status};
-pub use server::{HealthState, router};
+pub use server::{HealthComponent, HealthState, router};

@@ -22,6 +22,13 @@ use crate::score::Status;
 /// A sample older than this many intervals means the monitor has stalled.
 const STALE_INTERVALS: u64 = 3;
 
+/// A part of Valor that reports its own component on /health (the Claude driver, memory...).
+pub trait HealthComponent: Send + Sync {
+    fn name(&self) -> &'static str;
+    /// Its status and figures now. Cheap: called on every /health request.
+    fn check(&self) -> (Status, Map<String, Value>);
+}
+
 /// What the handlers read.
 #[derive(Clone)]
 pub struct HealthState {
@@ -29,6 +36,8 @@ pub struct HealthState {
     pub metrics: MetricsRegistry,
     /// True while Valor accepts work; false before start-up completes and during shutdown.
     pub ready: Arc<AtomicBool>,
+    /// Components other parts add.
+    pub components: Vec<Arc<dyn HealthComponent>>,
 }
 
 pub fn router(state: HealthState) -> Router {
@@ -100,6 +109,16 @@ pub fn health_body(state: &HealthState) -> (StatusCode, Value) {
             "interval_secs": monitor.interval().as_secs(),
         }),
     );
+
+    for component in &state.components {
+        let (component_status, mut figures) = component.check();
+        status = status.max(component_status);
+        figures.insert(
+            "status".to_owned(),
+            serde_json::to_value(component_status).unwrap_or(Value::Null),
+        );
+        components.insert(component.name().to_owned(), Value::Object(figures));
+    }
 
     let body = json!({
         "status": status,

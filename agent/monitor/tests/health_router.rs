@@ -12,7 +12,10 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
 use valor_config::MonitorConfig;
-use valor_monitor::{ChildRegistry, HealthState, MetricsRegistry, ResourceMonitor, Sample, router};
+use valor_monitor::{
+    ChildRegistry, HealthComponent, HealthState, MetricsRegistry, ResourceMonitor, Sample, Status,
+    router,
+};
 
 fn now() -> u64 {
     SystemTime::now()
@@ -43,7 +46,41 @@ fn state() -> HealthState {
         monitor,
         metrics,
         ready: Arc::new(AtomicBool::new(false)),
+        components: Vec::new(),
     }
+}
+
+struct Fixed(Status);
+
+impl HealthComponent for Fixed {
+    fn name(&self) -> &'static str {
+        "extra"
+    }
+    fn check(&self) -> (Status, serde_json::Map<String, Value>) {
+        let mut figures = serde_json::Map::new();
+        figures.insert("answer".to_owned(), Value::from(42));
+        (self.0, figures)
+    }
+}
+
+#[tokio::test]
+async fn components_added_by_other_parts_show_and_count() {
+    let mut state = state();
+    state.monitor.record(sample(20, 1.0, 30));
+    state.components.push(Arc::new(Fixed(Status::Degraded)));
+    let (code, body) = health(&state).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(body["status"], "degraded");
+    assert_eq!(
+        body["components"]["extra"],
+        serde_json::json!({"status": "degraded", "answer": 42})
+    );
+    state.components = vec![Arc::new(Fixed(Status::Unhealthy))];
+    let (code, body) = health(&state).await;
+    assert_eq!(
+        (code, body["status"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("unhealthy"))
+    );
 }
 
 async fn get(state: &HealthState, path: &str) -> (StatusCode, String, String) {
