@@ -1,0 +1,187 @@
+//! `cargo bench -p valor-claude --bench driver`: the driver's own costs.
+//! - stream-json parse throughput (MB/s) on recorded CLI output;
+//! - per-turn overhead with the real CLI against an instant fake API: spawn to first event and
+//!   to the end, for a new process with `--resume` and for a warm process;
+//! - wall time of a two-call turn (tool call into a real MCP server).
+//!
+//! `VALOR_BENCH_TURNS` (default 10) sets the turns per case.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use valor_claude::codec::{Line, LineReader, parse_line};
+use valor_claude::{ClaudeDriver, DriverSetup};
+use valor_config::ClaudeConfig;
+use valor_core::{Backend, TurnEvent, TurnRequest};
+use valor_fakes::anthropic::{FakeAnthropic, Reply, Turn};
+
+fn fixtures() -> Vec<u8> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mut all = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        all.extend(std::fs::read(entry.path()).unwrap());
+    }
+    all
+}
+
+async fn parse_throughput() -> (f64, f64) {
+    let one = fixtures();
+    let mut data = Vec::with_capacity(64 * 1024 * 1024);
+    while data.len() < 64 * 1024 * 1024 {
+        data.extend_from_slice(&one);
+    }
+    let start = Instant::now();
+    let mut events = 0usize;
+    for line in data.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        events += usize::from(parse_line(line).is_ok());
+    }
+    let parse_only = data.len() as f64 / 1e6 / start.elapsed().as_secs_f64();
+    assert!(events > 0);
+
+    let start = Instant::now();
+    let mut reader = LineReader::new(
+        tokio::io::BufReader::with_capacity(64 * 1024, &data[..]),
+        4 << 20,
+    );
+    while let Some(line) = reader.next_line().await.unwrap() {
+        if let Line::Complete(bytes) = line {
+            let _ = parse_line(&bytes);
+        }
+    }
+    let with_reader = data.len() as f64 / 1e6 / start.elapsed().as_secs_f64();
+    (parse_only, with_reader)
+}
+
+fn script(turn: &Turn) -> Reply {
+    if let Some((_, content, _)) = &turn.last_tool_result {
+        return Reply::text(&format!("tool: {content}"));
+    }
+    if turn.asks("use echo") {
+        return Reply::tool("mcp__fake__echo", json!({"text": "hi"}));
+    }
+    Reply::text("ok")
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+fn driver(dir: &Path, name: &str, api: &str, keep_warm: bool) -> ClaudeDriver {
+    let home = dir.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    ClaudeDriver::new(DriverSetup {
+        config: ClaudeConfig {
+            workspaces_dir: dir.join("ws"),
+            keep_warm_secs: if keep_warm { 300 } else { 0 },
+            allowed_tools: vec!["mcp__fake".to_owned()],
+            ..ClaudeConfig::default()
+        },
+        binary: repo().join(valor_claude::binary::LOCAL_INSTALL),
+        persona: None,
+        parent_env: vec![
+            ("PATH".to_owned(), std::env::var("PATH").unwrap()),
+            ("HOME".to_owned(), home.display().to_string()),
+            ("ANTHROPIC_BASE_URL".to_owned(), api.to_owned()),
+            ("ANTHROPIC_API_KEY".to_owned(), "sk-ant-bench".to_owned()),
+        ],
+        runtime_dir: dir.join("run"),
+        store: valor_memory::Store::open(&dir.join(name)).unwrap(),
+        children: valor_monitor::ChildRegistry::new(),
+        metrics: valor_monitor::MetricsRegistry::new(),
+    })
+    .unwrap()
+}
+
+/// (to first event, to the end) of one turn.
+async fn timed(driver: &ClaudeDriver, request: TurnRequest) -> (Duration, Duration) {
+    let start = Instant::now();
+    let mut stream = driver.start(request);
+    let mut first = None;
+    while let Some(event) = stream.next().await {
+        first.get_or_insert_with(|| start.elapsed());
+        match event {
+            TurnEvent::Finished(_) => return (first.unwrap(), start.elapsed()),
+            TurnEvent::Failed(e) => panic!("bench turn failed: {e}"),
+            _ => {}
+        }
+    }
+    panic!("no end");
+}
+
+fn median(mut values: Vec<Duration>) -> f64 {
+    values.sort();
+    values[values.len() / 2].as_secs_f64() * 1000.0
+}
+
+fn fake_mcp() -> Option<PathBuf> {
+    ["debug", "release"]
+        .iter()
+        .map(|p| repo().join("target").join(p).join("fake-mcp"))
+        .find(|p| p.is_file())
+}
+
+#[tokio::main]
+async fn main() {
+    let quick = !std::env::args().any(|a| a == "--bench");
+    let (parse_only, with_reader) = parse_throughput().await;
+    println!(
+        "stream-json codec: parse {parse_only:.0} MB/s; bounded line reader + parse {with_reader:.0} MB/s"
+    );
+    if quick {
+        return;
+    }
+    let turns: usize = std::env::var("VALOR_BENCH_TURNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    let fake = FakeAnthropic::start(script).await;
+    let dir = tempfile::tempdir().unwrap();
+
+    for (label, keep_warm) in [("new process with --resume", false), ("warm process", true)] {
+        let driver = driver(dir.path(), label, &fake.url, keep_warm);
+        let chat = if keep_warm { 2 } else { 1 };
+        // The first turn of the chat creates its session (and, warm, its process).
+        timed(&driver, TurnRequest::new(chat, "hello")).await;
+        let mut first = Vec::new();
+        let mut whole = Vec::new();
+        for _ in 0..turns {
+            let (f, w) = timed(&driver, TurnRequest::new(chat, "hello")).await;
+            first.push(f);
+            whole.push(w);
+        }
+        // The fake API answers at once, so the whole turn is nearly all driver and CLI time.
+        println!(
+            "{label:<26}: start to first event {:.0} ms, whole turn {:.0} ms (median of {turns})",
+            median(first),
+            median(whole)
+        );
+        driver.shutdown().await;
+    }
+
+    match fake_mcp() {
+        Some(mcp) => {
+            let driver = driver(dir.path(), "two-call", &fake.url, false);
+            let mut whole = Vec::new();
+            for i in 0..turns {
+                let mut request = TurnRequest::new(100 + i as i64, "please use echo");
+                request.mcp_config = Some(
+                    json!({"mcpServers": {"fake": {"type": "stdio", "command": mcp.display().to_string()}}}),
+                );
+                whole.push(timed(&driver, request).await.1);
+            }
+            println!(
+                "two-call turn (tool call into a real MCP server), new process: {:.0} ms wall (median of {turns})",
+                median(whole)
+            );
+        }
+        None => println!(
+            "two-call turn: skipped (build target/debug/fake-mcp with `cargo build -p valor-fakes --bins`)"
+        ),
+    }
+}
