@@ -2,11 +2,13 @@
 //!
 //! - [`backend`]: the `Backend` trait that runs one model turn and streams [`TurnEvent`]s, with
 //!   the request and summary types. The Claude Code driver implements it.
+//! - [`context`]: the context window: priority retention, extractive summaries, token budget.
 //! - [`error`]: [`TurnError`], what can go wrong in a turn, each with a message for the user.
 //! - [`routing`]: the deterministic request classifier and the model/effort table.
 //! - [`persona`]: the default persona prompt.
 
 pub mod backend;
+pub mod context;
 pub mod error;
 pub mod persona;
 pub mod routing;

@@ -47,6 +47,41 @@ fn decode<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T, St
     serde_json::from_slice(bytes).map_err(|source| StoreError::Corrupt { what, source })
 }
 
+/// Opens the database. sled releases its file lock from a background thread shortly after the
+/// last handle is dropped, so a lock held by this process's (or a just-exited process's) old
+/// handle is waited out for up to a second before the store is reported in use.
+fn open_db(path: &Path) -> Result<sled::Db, StoreError> {
+    const TRIES: u32 = 50;
+    for attempt in 1..=TRIES {
+        let opened = sled::Config::new()
+            .path(path)
+            // sled's default cache is 1 GiB; Valor's records are small.
+            .cache_capacity(16 * 1024 * 1024)
+            .open();
+        match opened {
+            Ok(db) => return Ok(db),
+            // sled reports a held lock only as this text in an `Other` I/O error.
+            Err(sled::Error::Io(io)) if io.to_string().starts_with("could not acquire lock") => {
+                if attempt == TRIES {
+                    return Err(StoreError::Locked {
+                        path: path.to_owned(),
+                    });
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(source) => {
+                return Err(StoreError::Open {
+                    path: path.to_owned(),
+                    source,
+                });
+            }
+        }
+    }
+    Err(StoreError::Locked {
+        path: path.to_owned(),
+    })
+}
+
 impl Store {
     /// Opens (creating) the store at `path`, migrating an older schema.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
@@ -56,23 +91,7 @@ impl Store {
                 source: sled::Error::Io(e),
             });
         }
-        let db = sled::Config::new()
-            .path(path)
-            // sled's default cache is 1 GiB; Valor's records are small.
-            .cache_capacity(16 * 1024 * 1024)
-            .open()
-            .map_err(|source| match &source {
-                // sled reports a held lock only as this text in an `Other` I/O error.
-                sled::Error::Io(io) if io.to_string().starts_with("could not acquire lock") => {
-                    StoreError::Locked {
-                        path: path.to_owned(),
-                    }
-                }
-                _ => StoreError::Open {
-                    path: path.to_owned(),
-                    source,
-                },
-            })?;
+        let db = open_db(path)?;
         let meta = db.open_tree(META)?;
         let found = match meta.get(SCHEMA_KEY)? {
             Some(bytes) => decode::<u32>("schema version", &bytes)?,
