@@ -1,0 +1,261 @@
+//! Pacing (seed 002's StreamingOptimizer, made stricter). Telegram allows about one message a
+//! second per chat and twenty a minute per group, and counts edits like sends; teloxide's
+//! `Throttle` paces only sends. So every send *and* edit of a chat goes through that chat's
+//! [`ChatPacer`], with a 5% margin. A 429's `retry_after` is obeyed: progress edits are skipped
+//! while it lasts (never queued up into a storm), essential messages (the final text) wait for it.
+//! Pacers are per chat, so one chat's flood wait never holds another.
+//!
+//! [`Cadence`] picks how often a streamed answer is updated: 2-3 s by content, slower as edits
+//! get slow or 429s appear.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChatKind {
+    Private,
+    Group,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PacerConfig {
+    /// Between two messages (sends or edits) of a private chat: 1 s plus 5%.
+    pub private_interval: Duration,
+    /// Between two messages of a group: 3 s (20 a minute) plus 5%.
+    pub group_interval: Duration,
+}
+
+impl Default for PacerConfig {
+    fn default() -> Self {
+        PacerConfig {
+            private_interval: Duration::from_millis(1050),
+            group_interval: Duration::from_millis(3150),
+        }
+    }
+}
+
+/// What the caller may do now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permit {
+    /// Send now.
+    Go,
+    /// Skip this progress update: the chat is in a flood wait.
+    Skip,
+}
+
+/// One chat's pacer.
+#[derive(Debug)]
+pub struct ChatPacer {
+    interval: Duration,
+    /// No message before this.
+    next: Instant,
+    /// Telegram's `retry_after`, if one is running.
+    flood_until: Option<Instant>,
+}
+
+impl ChatPacer {
+    pub fn new(kind: ChatKind, config: PacerConfig) -> ChatPacer {
+        ChatPacer {
+            interval: match kind {
+                ChatKind::Private => config.private_interval,
+                ChatKind::Group => config.group_interval,
+            },
+            next: Instant::now(),
+            flood_until: None,
+        }
+    }
+
+    /// Waits for this chat's turn to send. A progress update (`essential` false) is skipped
+    /// instead of waiting out a flood wait; an essential one waits for it.
+    pub async fn acquire(&mut self, essential: bool) -> Permit {
+        let now = Instant::now();
+        let flood = self.flood_until.filter(|until| *until > now);
+        if flood.is_some() && !essential {
+            return Permit::Skip;
+        }
+        let at = flood.map_or(self.next, |until| until.max(self.next));
+        tokio::time::sleep_until(at).await;
+        self.flood_until = None;
+        self.next = Instant::now() + self.interval;
+        Permit::Go
+    }
+
+    /// Records a 429: nothing is sent to this chat for `retry_after`.
+    pub fn flood_wait(&mut self, retry_after: Duration) {
+        let until = Instant::now() + retry_after;
+        self.flood_until = Some(self.flood_until.map_or(until, |u| u.max(until)));
+    }
+
+    /// The running flood wait, if any.
+    pub fn flood_remaining(&self) -> Option<Duration> {
+        let now = Instant::now();
+        self.flood_until
+            .filter(|until| *until > now)
+            .map(|until| until - now)
+    }
+}
+
+/// What a streamed answer is, for its update interval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContentKind {
+    ShortText,
+    Development,
+    Code,
+    Error,
+}
+
+/// Classifies text written so far.
+pub fn classify_content(text: &str) -> ContentKind {
+    let lower = text.to_ascii_lowercase();
+    if text.contains("```") {
+        ContentKind::Code
+    } else if ["error", "failed", "exception", "traceback", "panicked"]
+        .iter()
+        .any(|w| lower.contains(w))
+    {
+        ContentKind::Error
+    } else if text.len() > 400
+        || ["implement", "function", "test", "commit", "build", "file"]
+            .iter()
+            .any(|w| lower.contains(w))
+    {
+        ContentKind::Development
+    } else {
+        ContentKind::ShortText
+    }
+}
+
+/// The update interval of a streamed answer, kept within 2-3 s.
+#[derive(Debug, Clone, Default)]
+pub struct Cadence {
+    /// Smoothed edit latency, seconds.
+    latency: f64,
+    /// 429s seen recently (decays with each good edit).
+    floods: f64,
+}
+
+impl Cadence {
+    pub const MIN: Duration = Duration::from_millis(2000);
+    pub const MAX: Duration = Duration::from_millis(3000);
+
+    /// The interval to wait before the next update of content of `kind`.
+    pub fn interval(&self, kind: ContentKind) -> Duration {
+        let base = match kind {
+            // Short answers and errors: show them soon.
+            ContentKind::ShortText | ContentKind::Error => 2.1,
+            ContentKind::Development => 2.4,
+            // Code blocks re-render whole on every edit: fewer, larger updates.
+            ContentKind::Code => 2.6,
+        };
+        let seconds = base + 2.0 * self.latency + 0.3 * self.floods;
+        Duration::from_secs_f64(seconds.clamp(Self::MIN.as_secs_f64(), Self::MAX.as_secs_f64()))
+    }
+
+    /// An edit went through in `latency`.
+    pub fn edit_ok(&mut self, latency: Duration) {
+        self.latency = 0.8 * self.latency + 0.2 * latency.as_secs_f64().min(2.0);
+        self.floods *= 0.8;
+    }
+
+    /// An edit got a 429.
+    pub fn flooded(&mut self) {
+        self.floods += 1.0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn sends_and_edits_share_one_spacing_with_a_margin() {
+        let mut pacer = ChatPacer::new(ChatKind::Private, PacerConfig::default());
+        let start = Instant::now();
+        let mut at = Vec::new();
+        for _ in 0..4 {
+            assert_eq!(pacer.acquire(false).await, Permit::Go);
+            at.push((Instant::now() - start).as_millis());
+        }
+        assert_eq!(at, [0, 1050, 2100, 3150]);
+        let mut group = ChatPacer::new(ChatKind::Group, PacerConfig::default());
+        group.acquire(true).await;
+        let t = Instant::now();
+        group.acquire(true).await;
+        assert_eq!((Instant::now() - t).as_millis(), 3150);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_flood_wait_skips_progress_and_holds_the_final_text() {
+        let mut pacer = ChatPacer::new(ChatKind::Private, PacerConfig::default());
+        pacer.acquire(false).await;
+        pacer.flood_wait(Duration::from_secs(30));
+        assert_eq!(pacer.acquire(false).await, Permit::Skip);
+        assert_eq!(pacer.flood_remaining(), Some(Duration::from_secs(30)));
+        let t = Instant::now();
+        assert_eq!(pacer.acquire(true).await, Permit::Go);
+        assert_eq!((Instant::now() - t).as_secs(), 30);
+        assert_eq!(pacer.flood_remaining(), None);
+        assert_eq!(pacer.acquire(false).await, Permit::Go);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_chats_flood_wait_never_delays_another() {
+        let mut flooded = ChatPacer::new(ChatKind::Private, PacerConfig::default());
+        let mut other = ChatPacer::new(ChatKind::Private, PacerConfig::default());
+        flooded.flood_wait(Duration::from_secs(60));
+        let t = Instant::now();
+        let (a, b) = tokio::join!(flooded.acquire(true), async {
+            let permit = other.acquire(true).await;
+            (permit, Instant::now() - t)
+        });
+        assert_eq!(a, Permit::Go);
+        assert_eq!(b, (Permit::Go, Duration::ZERO));
+    }
+
+    #[test]
+    fn cadence_stays_within_two_to_three_seconds_and_adapts() {
+        let mut cadence = Cadence::default();
+        assert_eq!(
+            cadence.interval(ContentKind::ShortText),
+            Duration::from_millis(2100)
+        );
+        assert_eq!(
+            cadence.interval(ContentKind::Code),
+            Duration::from_millis(2600)
+        );
+        for _ in 0..20 {
+            cadence.edit_ok(Duration::from_millis(300));
+        }
+        let slow = cadence.interval(ContentKind::ShortText);
+        assert!(
+            slow > Duration::from_millis(2500) && slow <= Cadence::MAX,
+            "{slow:?}"
+        );
+        for _ in 0..10 {
+            cadence.flooded();
+        }
+        assert_eq!(cadence.interval(ContentKind::Code), Cadence::MAX);
+        for _ in 0..60 {
+            cadence.edit_ok(Duration::from_millis(10));
+        }
+        assert!(cadence.interval(ContentKind::ShortText) < Duration::from_millis(2200));
+    }
+
+    #[test]
+    fn content_classes() {
+        assert_eq!(
+            classify_content("Sure, here it is."),
+            ContentKind::ShortText
+        );
+        assert_eq!(classify_content("```rust\nfn x() {}"), ContentKind::Code);
+        assert_eq!(
+            classify_content("The build failed with error E0308"),
+            ContentKind::Error
+        );
+        assert_eq!(
+            classify_content("I will implement the function and add a test"),
+            ContentKind::Development
+        );
+    }
+}
