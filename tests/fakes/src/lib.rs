@@ -2,7 +2,9 @@
 //! the real service, limits and error texts included.
 //!
 //! - [`anthropic`]: the Anthropic Messages API (SSE and non-streaming), scripted per test.
+//! - [`telegram`]: the Telegram Bot API with its flood limits, length limit and error texts.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod anthropic;
+pub mod telegram;

@@ -1,0 +1,581 @@
+//! A fake Telegram Bot API that enforces Telegram's limits with its exact error texts (teloxide
+//! matches on them): per-chat flood limits (about 1 message a second per chat, 20 a minute per
+//! group; edits count like sends) answered with 429 and `retry_after`; 4096 characters after
+//! entity parsing; HTML parse errors; "message is not modified"; callback data of at most 64
+//! bytes; callbacks that were never answered. Time is tokio's, so paused-time tests see exact
+//! pacing. Only `parse_mode` HTML (what Valor sends) and plain text are understood.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::routing::post;
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+pub const BOT_ID: i64 = 777_000;
+pub const BOT_USERNAME: &str = "valor_test_bot";
+
+const NOT_MODIFIED: &str = "Bad Request: message is not modified: specified new message content \
+    and reply markup are exactly the same as a current content and reply markup of the message";
+
+/// A message the bot sent, as the chat shows it now.
+#[derive(Debug, Clone)]
+pub struct BotMessage {
+    pub message_id: i64,
+    /// The text as sent (HTML when `html`).
+    pub text: String,
+    pub html: bool,
+    /// What a reader sees.
+    pub visible: String,
+    pub edits: usize,
+    pub sent_at: Instant,
+    pub updated_at: Instant,
+    pub reply_markup: Option<Value>,
+}
+
+/// One API call and how it ended.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub at: Instant,
+    pub method: String,
+    pub chat_id: Option<i64>,
+    /// `None` when it succeeded, else (error code, description).
+    pub error: Option<(u16, String)>,
+}
+
+#[derive(Default)]
+struct Chat {
+    messages: Vec<BotMessage>,
+    /// When messages (sends and edits) went out, for the flood limits.
+    sent: Vec<Instant>,
+    /// A running flood wait.
+    blocked_until: Option<Instant>,
+}
+
+#[derive(Default)]
+struct StateInner {
+    updates: Vec<Value>,
+    next_update_id: i64,
+    confirmed_offset: i64,
+    next_message_id: i64,
+    chats: BTreeMap<i64, Chat>,
+    calls: Vec<Call>,
+    callbacks: HashMap<String, bool>,
+    actions: Vec<(i64, String, Instant)>,
+}
+
+#[derive(Clone)]
+struct Shared {
+    token: String,
+    state: Arc<Mutex<StateInner>>,
+    arrived: Arc<Notify>,
+}
+
+/// A running fake; stops when dropped.
+pub struct FakeTelegram {
+    /// Base URL for `Bot::set_api_url`.
+    pub url: String,
+    pub token: String,
+    shared: Shared,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeTelegram {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+fn user(id: i64, name: &str) -> Value {
+    json!({"id": id, "is_bot": false, "first_name": name, "username": name})
+}
+
+fn chat(id: i64) -> Value {
+    if id < 0 {
+        json!({"id": id, "type": "supergroup", "title": format!("group {id}")})
+    } else {
+        json!({"id": id, "type": "private", "first_name": format!("user{id}")})
+    }
+}
+
+impl FakeTelegram {
+    pub async fn start() -> FakeTelegram {
+        let shared = Shared {
+            token: "123456:TEST-token".to_owned(),
+            state: Arc::new(Mutex::new(StateInner {
+                next_update_id: 1,
+                next_message_id: 1,
+                ..StateInner::default()
+            })),
+            arrived: Arc::new(Notify::new()),
+        };
+        let app = Router::new()
+            .route("/{bot}/{method}", post(api))
+            .with_state(shared.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        FakeTelegram {
+            url,
+            token: shared.token.clone(),
+            shared,
+            server,
+        }
+    }
+
+    fn push_update(&self, update: impl FnOnce(i64) -> Value) -> i64 {
+        let id = {
+            let mut state = self.shared.state.lock().unwrap();
+            let id = state.next_update_id;
+            state.next_update_id += 1;
+            let value = update(id);
+            state.updates.push(value);
+            id
+        };
+        self.shared.arrived.notify_waiters();
+        id
+    }
+
+    /// A user writes `text` in chat `chat_id`; returns the update id.
+    pub fn user_says(&self, chat_id: i64, user_id: i64, text: &str) -> i64 {
+        let message_id = self.take_message_id();
+        self.push_update(|id| {
+            json!({"update_id": id, "message": {
+                "message_id": message_id, "date": 1_800_000_000, "chat": chat(chat_id),
+                "from": user(user_id, &format!("user{user_id}")), "text": text,
+            }})
+        })
+    }
+
+    /// A user presses an inline button with `data` under the bot's message `message_id`.
+    pub fn user_presses(&self, chat_id: i64, user_id: i64, message_id: i64, data: &str) -> String {
+        let query_id = format!("cb{}", self.shared.state.lock().unwrap().next_update_id);
+        self.shared
+            .state
+            .lock()
+            .unwrap()
+            .callbacks
+            .insert(query_id.clone(), false);
+        let qid = query_id.clone();
+        self.push_update(|id| {
+            json!({"update_id": id, "callback_query": {
+                "id": qid, "from": user(user_id, &format!("user{user_id}")),
+                "chat_instance": format!("ci{chat_id}"), "data": data,
+                "message": {"message_id": message_id, "date": 1_800_000_000, "chat": chat(chat_id),
+                            "from": {"id": BOT_ID, "is_bot": true, "first_name": "Valor"}, "text": "…"},
+            }})
+        });
+        query_id
+    }
+
+    fn take_message_id(&self) -> i64 {
+        let mut state = self.shared.state.lock().unwrap();
+        let id = state.next_message_id;
+        state.next_message_id += 1;
+        id
+    }
+
+    /// The bot's messages in a chat, oldest first.
+    pub fn messages(&self, chat_id: i64) -> Vec<BotMessage> {
+        let state = self.shared.state.lock().unwrap();
+        state
+            .chats
+            .get(&chat_id)
+            .map(|c| c.messages.clone())
+            .unwrap_or_default()
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        self.shared.state.lock().unwrap().calls.clone()
+    }
+
+    /// Calls answered with this error code.
+    pub fn errors(&self, code: u16) -> Vec<Call> {
+        self.calls()
+            .into_iter()
+            .filter(|c| c.error.as_ref().is_some_and(|(c, _)| *c == code))
+            .collect()
+    }
+
+    /// Callback queries the bot never answered.
+    pub fn unanswered_callbacks(&self) -> Vec<String> {
+        let state = self.shared.state.lock().unwrap();
+        let mut ids: Vec<String> = state
+            .callbacks
+            .iter()
+            .filter(|(_, answered)| !**answered)
+            .map(|(id, _)| id.clone())
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    /// Chat actions (`typing`, ...) sent to a chat, with their times.
+    pub fn actions(&self, chat_id: i64) -> Vec<(String, Instant)> {
+        let state = self.shared.state.lock().unwrap();
+        state
+            .actions
+            .iter()
+            .filter(|(c, ..)| *c == chat_id)
+            .map(|(_, a, t)| (a.clone(), *t))
+            .collect()
+    }
+
+    /// The highest update id the bot has confirmed (its last offset minus one).
+    pub fn confirmed_up_to(&self) -> i64 {
+        self.shared.state.lock().unwrap().confirmed_offset - 1
+    }
+}
+
+type Reply = Result<Value, (u16, String, Option<u64>)>;
+
+fn bad(description: impl Into<String>) -> Reply {
+    Err((400, description.into(), None))
+}
+
+async fn api(
+    State(shared): State<Shared>,
+    Path((bot, method)): Path<(String, String)>,
+    body: Bytes,
+) -> axum::Json<Value> {
+    if bot != format!("bot{}", shared.token) {
+        return axum::Json(json!({"ok": false, "error_code": 401, "description": "Unauthorized"}));
+    }
+    let params: Value = if body.is_empty() {
+        json!({})
+    } else {
+        serde_json::from_slice(&body).unwrap_or(json!({}))
+    };
+    let chat_id = params["chat_id"].as_i64();
+    // Method names are case-insensitive (teloxide sends `SendMessage`).
+    let method = method.to_ascii_lowercase();
+    let reply = match method.as_str() {
+        "getupdates" => get_updates(&shared, &params).await,
+        other => handle(&shared, other, &params),
+    };
+    let mut state = shared.state.lock().unwrap();
+    let at = Instant::now();
+    let (body, error) = match reply {
+        Ok(result) => (json!({"ok": true, "result": result}), None),
+        Err((code, description, retry_after)) => {
+            let mut body = json!({"ok": false, "error_code": code, "description": description});
+            if let Some(secs) = retry_after {
+                body["parameters"] = json!({"retry_after": secs});
+            }
+            (body, Some((code, description)))
+        }
+    };
+    state.calls.push(Call {
+        at,
+        method,
+        chat_id,
+        error,
+    });
+    axum::Json(body)
+}
+
+async fn get_updates(shared: &Shared, params: &Value) -> Reply {
+    let offset = params["offset"].as_i64().unwrap_or(0);
+    let timeout = Duration::from_secs(params["timeout"].as_u64().unwrap_or(0).min(50));
+    let deadline = Instant::now() + timeout;
+    loop {
+        let waiting = shared.arrived.notified();
+        {
+            let mut state = shared.state.lock().unwrap();
+            if offset > 0 {
+                // An offset confirms every update before it.
+                state
+                    .updates
+                    .retain(|u| u["update_id"].as_i64().unwrap_or(0) >= offset);
+                state.confirmed_offset = state.confirmed_offset.max(offset);
+            }
+            let pending: Vec<Value> = state.updates.clone();
+            if !pending.is_empty() || Instant::now() >= deadline {
+                return Ok(Value::Array(pending));
+            }
+        }
+        tokio::select! {
+            () = waiting => {}
+            () = tokio::time::sleep_until(deadline) => {}
+        }
+    }
+}
+
+fn handle(shared: &Shared, method: &str, params: &Value) -> Reply {
+    let mut state = shared.state.lock().unwrap();
+    match method {
+        "getme" => Ok(json!({
+            "id": BOT_ID, "is_bot": true, "first_name": "Valor", "username": BOT_USERNAME,
+            "can_join_groups": true, "can_read_all_group_messages": false,
+            "supports_inline_queries": false, "has_main_web_app": false,
+        })),
+        "getwebhookinfo" => {
+            Ok(json!({"url": "", "has_custom_certificate": false, "pending_update_count": 0}))
+        }
+        "deletewebhook" | "setmycommands" => Ok(json!(true)),
+        "sendchataction" => {
+            let chat_id = params["chat_id"].as_i64().unwrap_or(0);
+            let action = params["action"].as_str().unwrap_or_default().to_owned();
+            state.actions.push((chat_id, action, Instant::now()));
+            Ok(json!(true))
+        }
+        "answercallbackquery" => {
+            let id = params["callback_query_id"].as_str().unwrap_or_default();
+            match state.callbacks.get_mut(id) {
+                Some(answered) => {
+                    *answered = true;
+                    Ok(json!(true))
+                }
+                None => bad(
+                    "Bad Request: query is too old and response timeout expired or query id is invalid",
+                ),
+            }
+        }
+        "sendmessage" | "editmessagetext" | "sendmessagedraft" => {
+            let chat_id = params["chat_id"].as_i64().ok_or((
+                400,
+                "Bad Request: chat not found".to_owned(),
+                None,
+            ))?;
+            let text = params["text"].as_str().unwrap_or_default();
+            let html = params["parse_mode"].as_str() == Some("HTML");
+            let visible = if html {
+                parse_html(text)
+                    .map_err(|e| (400, format!("Bad Request: can't parse entities: {e}"), None))?
+            } else {
+                text.to_owned()
+            };
+            if visible.trim().is_empty() {
+                return bad("Bad Request: message text is empty");
+            }
+            if visible.encode_utf16().count() > 4096 {
+                return bad("Bad Request: message is too long");
+            }
+            check_markup(&params["reply_markup"])?;
+            let next_id = state.next_message_id;
+            let now = Instant::now();
+            let entry = state.chats.entry(chat_id).or_default();
+            if method == "sendmessagedraft" {
+                if chat_id < 0 {
+                    return bad("Bad Request: drafts can be sent only to private chats");
+                }
+                if params["draft_id"].as_i64().unwrap_or(0) == 0 {
+                    return bad("Bad Request: draft_id must be non-zero");
+                }
+                return Ok(json!(true));
+            }
+            if method == "editmessagetext" {
+                let message_id = params["message_id"].as_i64().unwrap_or(0);
+                let Some(message) = entry.messages.iter().find(|m| m.message_id == message_id)
+                else {
+                    return bad("Bad Request: message to edit not found");
+                };
+                if message.text == text
+                    && message.reply_markup.as_ref() == params.get("reply_markup")
+                {
+                    return bad(NOT_MODIFIED);
+                }
+            }
+            flood_check(entry, chat_id, now)?;
+            entry.sent.push(now);
+            if method == "editmessagetext" {
+                let message_id = params["message_id"].as_i64().unwrap_or(0);
+                let message = entry
+                    .messages
+                    .iter_mut()
+                    .find(|m| m.message_id == message_id);
+                let Some(message) = message else {
+                    return bad("Bad Request: message to edit not found");
+                };
+                message.text = text.to_owned();
+                message.html = html;
+                message.visible = visible;
+                message.edits += 1;
+                message.updated_at = now;
+                message.reply_markup = params.get("reply_markup").cloned();
+                let id = message.message_id;
+                Ok(message_json(id, chat_id, text))
+            } else {
+                entry.messages.push(BotMessage {
+                    message_id: next_id,
+                    text: text.to_owned(),
+                    html,
+                    visible,
+                    edits: 0,
+                    sent_at: now,
+                    updated_at: now,
+                    reply_markup: params.get("reply_markup").cloned(),
+                });
+                state.next_message_id += 1;
+                Ok(message_json(next_id, chat_id, text))
+            }
+        }
+        other => Err((
+            404,
+            format!("Not Found: method {other} is not served by this fake"),
+            None,
+        )),
+    }
+}
+
+fn message_json(message_id: i64, chat_id: i64, text: &str) -> Value {
+    json!({"message_id": message_id, "date": 1_800_000_000, "chat": chat(chat_id),
+           "from": {"id": BOT_ID, "is_bot": true, "first_name": "Valor", "username": BOT_USERNAME},
+           "text": text})
+}
+
+/// About one message a second per chat; at most 20 a minute in a group.
+fn flood_check(
+    chat: &mut Chat,
+    chat_id: i64,
+    now: Instant,
+) -> Result<(), (u16, String, Option<u64>)> {
+    let too_many = |secs: f64| {
+        let secs = secs.ceil().max(1.0) as u64;
+        Err((
+            429,
+            format!("Too Many Requests: retry after {secs}"),
+            Some(secs),
+        ))
+    };
+    if let Some(until) = chat.blocked_until
+        && until > now
+    {
+        return too_many((until - now).as_secs_f64());
+    }
+    if let Some(last) = chat.sent.last()
+        && now.duration_since(*last) < Duration::from_secs(1)
+    {
+        let wait = 1.0 - now.duration_since(*last).as_secs_f64();
+        chat.blocked_until = Some(now + Duration::from_secs_f64(wait.ceil().max(1.0)));
+        return too_many(wait);
+    }
+    if chat_id < 0 {
+        let minute_ago = now.checked_sub(Duration::from_secs(60));
+        let recent: Vec<&Instant> = chat
+            .sent
+            .iter()
+            .filter(|t| minute_ago.is_none_or(|m| **t > m))
+            .collect();
+        if recent.len() >= 20
+            && let Some(oldest) = recent.first()
+        {
+            let wait = 60.0 - now.duration_since(**oldest).as_secs_f64();
+            chat.blocked_until = Some(now + Duration::from_secs_f64(wait.ceil().max(1.0)));
+            return too_many(wait);
+        }
+    }
+    Ok(())
+}
+
+fn check_markup(markup: &Value) -> Result<(), (u16, String, Option<u64>)> {
+    for row in markup["inline_keyboard"].as_array().into_iter().flatten() {
+        for button in row.as_array().into_iter().flatten() {
+            if let Some(data) = button["callback_data"].as_str()
+                && (data.is_empty() || data.len() > 64)
+            {
+                return Err((400, "Bad Request: BUTTON_DATA_INVALID".to_owned(), None));
+            }
+        }
+    }
+    Ok(())
+}
+
+const TAGS: &[&str] = &[
+    "b",
+    "strong",
+    "i",
+    "em",
+    "u",
+    "ins",
+    "s",
+    "strike",
+    "del",
+    "span",
+    "tg-spoiler",
+    "a",
+    "code",
+    "pre",
+    "blockquote",
+    "tg-emoji",
+];
+
+/// Parses Telegram HTML; returns the visible text or Telegram's error description.
+pub fn parse_html(text: &str) -> Result<String, String> {
+    let mut visible = String::with_capacity(text.len());
+    let mut open: Vec<String> = Vec::new();
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'<' => {
+                let end = text[i..]
+                    .find('>')
+                    .map(|e| i + e)
+                    .ok_or_else(|| format!("Unclosed start tag at byte offset {i}"))?;
+                let inner = &text[i + 1..end];
+                if let Some(name) = inner.strip_prefix('/') {
+                    let name = name.trim().to_ascii_lowercase();
+                    match open.pop() {
+                        Some(expected) if expected == name => {}
+                        Some(expected) => {
+                            return Err(format!(
+                                "Unmatched end tag at byte offset {i}, expected \"</{expected}>\", found \"</{name}>\""
+                            ));
+                        }
+                        None => return Err(format!("Unexpected end tag at byte offset {i}")),
+                    }
+                } else {
+                    let name: String = inner
+                        .split(|c: char| c.is_whitespace())
+                        .next()
+                        .unwrap_or_default()
+                        .to_ascii_lowercase();
+                    if !TAGS.contains(&name.as_str()) {
+                        return Err(format!(
+                            "Unsupported start tag \"{name}\" at byte offset {i}"
+                        ));
+                    }
+                    open.push(name);
+                }
+                i = end + 1;
+            }
+            b'&' => {
+                let end = text[i..].find(';').map(|e| i + e);
+                let entity = end.map(|e| &text[i + 1..e]);
+                let decoded = match entity {
+                    Some("amp") => '&',
+                    Some("lt") => '<',
+                    Some("gt") => '>',
+                    Some("quot") => '"',
+                    Some(e) if e.starts_with('#') => e[1..]
+                        .parse::<u32>()
+                        .ok()
+                        .and_then(char::from_u32)
+                        .ok_or_else(|| format!("Invalid numeric entity at byte offset {i}"))?,
+                    _ => return Err(format!("Character '&' must be escaped at byte offset {i}")),
+                };
+                visible.push(decoded);
+                i = end.unwrap_or(i) + 1;
+            }
+            _ => {
+                let c = text[i..].chars().next().unwrap_or(' ');
+                visible.push(c);
+                i += c.len_utf8();
+            }
+        }
+    }
+    if let Some(tag) = open.pop() {
+        return Err(format!(
+            "Can't find end tag corresponding to start tag \"{tag}\""
+        ));
+    }
+    Ok(visible)
+}
