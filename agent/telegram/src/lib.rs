@@ -4,6 +4,9 @@
 //!   and code-fence boundaries; the plain-text fallback.
 //! - [`pacer`]: one pacer per chat for sends and edits together, obeying `retry_after` within a
 //!   cap.
+//! - [`stream`]: delivers a streamed turn into a chat: first text at once, edits at the cadence,
+//!   continuation messages past 4096 characters, the exact final text.
 
 pub mod format;
 pub mod pacer;
+pub mod stream;

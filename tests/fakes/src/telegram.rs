@@ -228,6 +228,25 @@ impl FakeTelegram {
             .collect()
     }
 
+    /// Puts a chat in a flood wait, as Telegram does after too many messages.
+    pub fn flood(&self, chat_id: i64, wait: Duration) {
+        let mut state = self.shared.state.lock().unwrap();
+        state.chats.entry(chat_id).or_default().blocked_until = Some(Instant::now() + wait);
+    }
+
+    /// Successful sends and edits of a chat's messages, with their times.
+    pub fn updates(&self, chat_id: i64) -> Vec<Instant> {
+        self.calls()
+            .into_iter()
+            .filter(|c| {
+                c.chat_id == Some(chat_id)
+                    && c.error.is_none()
+                    && (c.method == "sendmessage" || c.method == "editmessagetext")
+            })
+            .map(|c| c.at)
+            .collect()
+    }
+
     /// The highest update id the bot has confirmed (its last offset minus one).
     pub fn confirmed_up_to(&self) -> i64 {
         self.shared.state.lock().unwrap().confirmed_offset - 1

@@ -1,0 +1,263 @@
+//! Streams a turn into a chat: the first text goes out as soon as it exists, then the message
+//! is edited every 2-3 s (by content, see [`Cadence`]); past 4096 characters the answer continues
+//! in new messages, split at paragraph or code-fence boundaries; the final text is exactly the
+//! answer. Every send and edit goes through the chat's [`ChatPacer`]; progress edits are skipped
+//! during a flood wait and the final text waits for it. "Not modified" counts as sent; a parse
+//! error falls back to plain text. A typing action goes out about every 4 s while the turn runs.
+
+use std::time::Duration;
+
+use teloxide::payloads::{EditMessageTextSetters as _, SendMessageSetters as _};
+use teloxide::requests::Requester;
+use teloxide::types::{ChatAction, ChatId, MessageId, ParseMode};
+use teloxide::{ApiError, RequestError};
+use tokio::time::Instant;
+use valor_core::{TurnError, TurnEvent, TurnStream};
+
+use crate::format::{Chunk, MAX_MESSAGE_UNITS, render};
+use crate::pacer::{Cadence, ChatPacer, Permit, classify_content};
+
+/// How often the typing action is repeated (it lasts about 5 s).
+pub const TYPING_EVERY: Duration = Duration::from_secs(4);
+
+/// What a delivery did.
+#[derive(Debug, Default, Clone)]
+pub struct Delivery {
+    pub messages: Vec<MessageId>,
+    /// Sends and edits that went through.
+    pub updates: usize,
+    /// Progress updates skipped during flood waits.
+    pub skipped: usize,
+    /// 429s met.
+    pub floods: usize,
+    /// Chunks sent as plain text after a parse error.
+    pub plain_fallbacks: usize,
+    /// The answer as delivered.
+    pub text: String,
+    pub error: Option<TurnError>,
+}
+
+struct Sent {
+    id: MessageId,
+    html: String,
+}
+
+struct Writer<'a, R> {
+    bot: &'a R,
+    chat: ChatId,
+    pacer: &'a mut ChatPacer,
+    cadence: Cadence,
+    sent: Vec<Sent>,
+    report: Delivery,
+}
+
+impl<R: Requester<Err = RequestError>> Writer<'_, R> {
+    /// Makes the chat show `text`. Returns false if a progress update was cut short.
+    async fn sync(&mut self, text: &str, essential: bool) -> bool {
+        let chunks = render(text, MAX_MESSAGE_UNITS);
+        for (i, chunk) in chunks.iter().enumerate() {
+            if self.sent.get(i).is_some_and(|s| s.html == chunk.html) {
+                continue;
+            }
+            if !self.put(i, chunk, essential).await {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Sends or edits message `i` to show `chunk`, retrying through flood waits when essential.
+    async fn put(&mut self, i: usize, chunk: &Chunk, essential: bool) -> bool {
+        let mut plain = false;
+        loop {
+            if self.pacer.acquire(essential).await == Permit::Skip {
+                self.report.skipped += 1;
+                return false;
+            }
+            let started = Instant::now();
+            let (text, mode) = if plain {
+                (chunk.plain.clone(), None)
+            } else {
+                (chunk.html.clone(), Some(ParseMode::Html))
+            };
+            let result = match self.sent.get(i) {
+                Some(sent) => {
+                    let mut request = self.bot.edit_message_text(self.chat, sent.id, text);
+                    if let Some(mode) = mode {
+                        request = request.parse_mode(mode);
+                    }
+                    request.await.map(|m| m.id)
+                }
+                None => {
+                    let mut request = self.bot.send_message(self.chat, text);
+                    if let Some(mode) = mode {
+                        request = request.parse_mode(mode);
+                    }
+                    request.await.map(|m| m.id)
+                }
+            };
+            match result {
+                Ok(id) => {
+                    self.cadence.edit_ok(started.elapsed());
+                    self.record(i, id, chunk);
+                    return true;
+                }
+                Err(RequestError::Api(ApiError::MessageNotModified)) => {
+                    if let Some(sent) = self.sent.get_mut(i) {
+                        sent.html = chunk.html.clone();
+                    }
+                    return true;
+                }
+                Err(RequestError::RetryAfter(secs)) => {
+                    self.report.floods += 1;
+                    self.cadence.flooded();
+                    self.pacer.flood_wait(secs.duration());
+                    tracing::warn!(
+                        chat = self.chat.0,
+                        retry_after = secs.seconds(),
+                        "flood wait"
+                    );
+                    if !essential {
+                        return false;
+                    }
+                }
+                Err(RequestError::Api(ApiError::CantParseEntities(why))) if !plain => {
+                    tracing::warn!(chat = self.chat.0, error = %why, "Telegram refused the markup; sending plain text");
+                    self.report.plain_fallbacks += 1;
+                    plain = true;
+                }
+                Err(e) => {
+                    tracing::warn!(chat = self.chat.0, error = %e, "cannot update the answer");
+                    if !essential {
+                        return false;
+                    }
+                    // An essential update that fails for another reason is tried once more.
+                    if plain {
+                        return false;
+                    }
+                    plain = true;
+                }
+            }
+        }
+    }
+
+    fn record(&mut self, i: usize, id: MessageId, chunk: &Chunk) {
+        self.report.updates += 1;
+        match self.sent.get_mut(i) {
+            Some(sent) => sent.html = chunk.html.clone(),
+            None => {
+                self.sent.push(Sent {
+                    id,
+                    html: chunk.html.clone(),
+                });
+                self.report.messages.push(id);
+            }
+        }
+    }
+}
+
+/// Streams `stream` into `chat` until the turn ends.
+pub async fn deliver<R: Requester<Err = RequestError>>(
+    bot: &R,
+    chat: ChatId,
+    mut stream: TurnStream,
+    pacer: &mut ChatPacer,
+) -> Delivery {
+    let mut writer = Writer {
+        bot,
+        chat,
+        pacer,
+        cadence: Cadence::default(),
+        sent: Vec::new(),
+        report: Delivery::default(),
+    };
+    // Text of earlier model messages (before tool calls), and the one being written.
+    let mut done = String::new();
+    let mut current = String::new();
+    let mut blocks: Vec<String> = Vec::new();
+    let mut shown = String::new();
+    let mut next_update: Option<Instant> = None;
+    let mut next_typing = Instant::now();
+    loop {
+        let wake = next_update.map_or(next_typing, |u| u.min(next_typing));
+        let event = tokio::select! {
+            event = stream.next() => event,
+            () = tokio::time::sleep_until(wake) => {
+                let now = Instant::now();
+                if now >= next_typing {
+                    let _ = bot.send_chat_action(chat, ChatAction::Typing).await;
+                    next_typing = now + TYPING_EVERY;
+                }
+                if next_update.is_some_and(|u| now >= u) {
+                    let text = joined(&done, &current);
+                    if text != shown {
+                        writer.sync(&text, false).await;
+                        shown = text;
+                    }
+                    next_update = None;
+                }
+                continue;
+            }
+        };
+        let Some(event) = event else { break };
+        match event {
+            TurnEvent::MessageStart => {
+                done = joined(&done, &current);
+                current.clear();
+            }
+            TurnEvent::TextDelta(delta) => {
+                let first = writer.sent.is_empty() && done.is_empty() && current.is_empty();
+                current.push_str(&delta);
+                if first {
+                    // The first words show at once; later ones at the cadence.
+                    writer.sync(&current, false).await;
+                    shown = current.clone();
+                }
+                if next_update.is_none() {
+                    let kind = classify_content(&current);
+                    next_update = Some(Instant::now() + writer.cadence.interval(kind));
+                }
+            }
+            TurnEvent::Text(block) => blocks.push(block),
+            TurnEvent::Finished(summary) => {
+                // The whole text blocks are authoritative; deltas only previewed them.
+                let mut text = if blocks.is_empty() {
+                    joined(&done, &current)
+                } else {
+                    blocks.join("\n\n")
+                };
+                if text.trim().is_empty() {
+                    text = summary.text.clone();
+                }
+                if text.trim().is_empty() {
+                    text = "(no answer)".to_owned();
+                }
+                writer.sync(&text, true).await;
+                writer.report.text = text;
+                break;
+            }
+            TurnEvent::Failed(error) => {
+                let partial = joined(&done, &current);
+                let text = if partial.trim().is_empty() {
+                    error.user_message().to_owned()
+                } else {
+                    format!("{partial}\n\n{}", error.user_message())
+                };
+                writer.sync(&text, true).await;
+                writer.report.text = text;
+                writer.report.error = Some(error);
+                break;
+            }
+            _ => {}
+        }
+    }
+    writer.report
+}
+
+fn joined(done: &str, current: &str) -> String {
+    match (done.is_empty(), current.is_empty()) {
+        (true, _) => current.to_owned(),
+        (false, true) => done.to_owned(),
+        (false, false) => format!("{done}\n\n{current}"),
+    }
+}

@@ -1,0 +1,256 @@
+//! Streaming a turn into chats of the fake Bot API, with real teloxide, in paused time.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use teloxide::prelude::*;
+use teloxide::types::ChatId;
+use valor_core::{TurnError, TurnErrorKind, TurnEvent, TurnStream, TurnSummary, Usage};
+use valor_fakes::telegram::FakeTelegram;
+use valor_telegram::format::{MAX_MESSAGE_UNITS, render};
+use valor_telegram::pacer::{ChatKind, ChatPacer, PacerConfig};
+use valor_telegram::stream::deliver;
+
+fn bot(fake: &FakeTelegram) -> Bot {
+    Bot::new(&fake.token).set_api_url(fake.url.parse().unwrap())
+}
+
+fn summary(text: &str) -> TurnSummary {
+    TurnSummary {
+        session_id: "s".to_owned(),
+        text: text.to_owned(),
+        model: "m".to_owned(),
+        cost_usd: 0.0,
+        usage: Usage::default(),
+        duration_ms: 0,
+        api_duration_ms: 0,
+        num_turns: 1,
+        tool_calls: Vec::new(),
+        permission_denials: Vec::new(),
+        failed_mcp_servers: Vec::new(),
+        warm: false,
+    }
+}
+
+/// A turn that writes `text` in pieces of `piece` characters every `every`, then finishes.
+fn scripted(text: String, piece: usize, every: Duration) -> TurnStream {
+    let (tx, stream) = TurnStream::channel(64);
+    tokio::spawn(async move {
+        let _ = tx.send(TurnEvent::MessageStart).await;
+        let chars: Vec<char> = text.chars().collect();
+        for part in chars.chunks(piece) {
+            tokio::time::sleep(every).await;
+            let _ = tx.send(TurnEvent::TextDelta(part.iter().collect())).await;
+        }
+        let _ = tx.send(TurnEvent::Text(text.clone())).await;
+        let _ = tx.send(TurnEvent::Finished(summary(&text))).await;
+    });
+    stream
+}
+
+fn non_space(text: &str) -> String {
+    text.chars().filter(|c| !c.is_whitespace()).collect()
+}
+
+fn shown(fake: &FakeTelegram, chat: i64) -> String {
+    fake.messages(chat)
+        .iter()
+        .map(|m| m.visible.clone())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn pacer() -> ChatPacer {
+    ChatPacer::new(ChatKind::Private, PacerConfig::default())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_60_second_answer_updates_every_2_to_3_seconds_without_a_429() {
+    let fake = FakeTelegram::start().await;
+    let bot = bot(&fake);
+    // ~100 characters a second for 60 s, in paragraphs.
+    let text: String = (0..60)
+        .map(|i| format!("Step {i}: the parser now handles case {i} and the tests pass again.\n\n"))
+        .collect::<String>();
+    let seconds = 60.0;
+    let every = Duration::from_secs_f64(seconds / (text.chars().count() as f64 / 20.0));
+    let report = deliver(
+        &bot,
+        ChatId(1),
+        scripted(text.clone(), 20, every),
+        &mut pacer(),
+    )
+    .await;
+    assert!(report.error.is_none());
+    assert!(fake.errors(429).is_empty(), "{:?}", fake.errors(429));
+    assert_eq!(report.floods, 0);
+
+    let times = fake.updates(1);
+    let intervals: Vec<f64> = times
+        .windows(2)
+        .map(|w| (w[1] - w[0]).as_secs_f64())
+        .collect();
+    let in_range = intervals
+        .iter()
+        .filter(|s| (2.0..=3.0).contains(*s))
+        .count();
+    let share = in_range as f64 / intervals.len() as f64;
+    let mean = intervals.iter().sum::<f64>() / intervals.len() as f64;
+    println!(
+        "60 s answer: {} updates, {:.0}% of intervals in 2-3 s, mean {mean:.2} s, 429s: 0",
+        times.len(),
+        in_range as f64 * 100.0 / intervals.len() as f64
+    );
+    assert!(intervals.len() >= 20, "{} updates", intervals.len());
+    assert!(
+        share >= 0.9,
+        "{:.0}% of {} intervals in 2-3 s: {intervals:?}",
+        share * 100.0,
+        intervals.len()
+    );
+    assert_eq!(
+        non_space(&shown(&fake, 1)),
+        non_space(&text),
+        "the final text is exact"
+    );
+    // Typing was shown throughout, about every 4 s.
+    assert!(
+        fake.actions(1).len() >= 14,
+        "{} typing actions",
+        fake.actions(1).len()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_12000_character_answer_arrives_complete_in_order_without_duplicates() {
+    let fake = FakeTelegram::start().await;
+    let bot = bot(&fake);
+    let text: String = (0..40)
+        .map(|i| {
+            format!(
+                "Paragraph {i:02}: {}\n\n",
+                "the quick brown fox jumps over the lazy dog ".repeat(7)
+            )
+        })
+        .collect();
+    assert!(text.len() > 12_000);
+    let report = deliver(
+        &bot,
+        ChatId(2),
+        scripted(text.clone(), 50, Duration::from_millis(20)),
+        &mut pacer(),
+    )
+    .await;
+    let messages = fake.messages(2);
+    assert_eq!(messages.len(), render(&text, MAX_MESSAGE_UNITS).len());
+    assert_eq!(report.messages.len(), messages.len());
+    let all = shown(&fake, 2);
+    assert_eq!(non_space(&all), non_space(&text));
+    for i in 0..40 {
+        assert_eq!(
+            all.matches(&format!("Paragraph {i:02}:")).count(),
+            1,
+            "paragraph {i}"
+        );
+    }
+    assert!(fake.errors(429).is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_flood_wait_in_one_chat_does_not_delay_another() {
+    let fake = FakeTelegram::start().await;
+    let bot = bot(&fake);
+    let text = "A short answer that streams for a few seconds in small pieces. ".repeat(8);
+    fake.flood(3, Duration::from_secs(120));
+    let start = tokio::time::Instant::now();
+    let (flooded, other) = tokio::join!(
+        async {
+            let report = deliver(
+                &bot,
+                ChatId(3),
+                scripted(text.clone(), 10, Duration::from_millis(100)),
+                &mut pacer(),
+            )
+            .await;
+            (report, start.elapsed())
+        },
+        async {
+            let report = deliver(
+                &bot,
+                ChatId(4),
+                scripted(text.clone(), 10, Duration::from_millis(100)),
+                &mut pacer(),
+            )
+            .await;
+            (report, start.elapsed())
+        }
+    );
+    assert!(
+        other.1 < Duration::from_secs(10),
+        "the other chat took {:?}",
+        other.1
+    );
+    assert!(
+        flooded.1 >= Duration::from_secs(120),
+        "the flooded chat waited out its penalty"
+    );
+    assert!(flooded.0.floods >= 1);
+    // Neither lost its text; the flooded chat got no storm of retries.
+    assert_eq!(non_space(&shown(&fake, 3)), non_space(&text));
+    assert_eq!(non_space(&shown(&fake, 4)), non_space(&text));
+    assert!(
+        fake.errors(429).len() <= 2,
+        "{} 429s",
+        fake.errors(429).len()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn hostile_text_never_loses_a_message_to_a_parse_error() {
+    let fake = FakeTelegram::start().await;
+    let bot = bot(&fake);
+    let reserved = "_*[]()~`>#+-=|{}.!<&\"'\\";
+    let text = format!(
+        "{reserved}\n```\nunbalanced {reserved}\n\n{}\n**x `y\n<b>not a tag</i> &nbsp;",
+        "🎉".repeat(2600)
+    );
+    let report = deliver(
+        &bot,
+        ChatId(5),
+        scripted(text.clone(), 40, Duration::from_millis(20)),
+        &mut pacer(),
+    )
+    .await;
+    assert!(fake.errors(400).is_empty(), "{:?}", fake.errors(400));
+    assert_eq!(report.plain_fallbacks, 0);
+    let all = shown(&fake, 5);
+    assert_eq!(non_space(&all), non_space(&text.replacen("```", "", 1)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_turn_keeps_what_was_written_and_says_what_happened() {
+    let fake = FakeTelegram::start().await;
+    let bot = bot(&fake);
+    let (tx, stream) = TurnStream::channel(8);
+    tokio::spawn(async move {
+        let _ = tx
+            .send(TurnEvent::TextDelta("Working on it".to_owned()))
+            .await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let _ = tx
+            .send(TurnEvent::Failed(TurnError::new(
+                TurnErrorKind::Timeout,
+                "idle",
+            )))
+            .await;
+    });
+    let report = deliver(&bot, ChatId(6), stream, &mut pacer()).await;
+    assert_eq!(report.error.unwrap().kind, TurnErrorKind::Timeout);
+    let all = shown(&fake, 6);
+    assert!(all.starts_with("Working on it"), "{all}");
+    assert!(
+        all.ends_with(TurnErrorKind::Timeout.user_message()),
+        "{all}"
+    );
+}
