@@ -2,13 +2,13 @@
 //! processes reach it through that process.
 //!
 //! - [`store`]: opening, the schema version and its migrations, flushing.
-//! - [`records`]: the typed records kept: Claude sessions per chat, runs (analytics), and the
-//!   process groups Valor started.
+//! - [`records`]: the typed records kept: chat messages, Claude sessions per chat, runs
+//!   (analytics), and the process groups Valor started.
 
 mod error;
 pub mod records;
 pub mod store;
 
 pub use error::StoreError;
-pub use records::{ProcessRecord, RunError, RunRecord, SessionRecord};
+pub use records::{ProcessRecord, RunError, RunRecord, SessionRecord, StoredMessage};
 pub use store::{SCHEMA_VERSION, Store};

@@ -1,7 +1,23 @@
 //! Records kept in the store. Stored as JSON so new optional fields do not break old data.
 
 use serde::{Deserialize, Serialize};
+use valor_core::context::Role;
 use valor_core::{Severity, ToolCallRecord, TurnErrorKind, Usage};
+
+/// One message of a chat, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredMessage {
+    pub chat_id: i64,
+    /// Increases with every message of the store, so it orders a chat's messages.
+    pub seq: u64,
+    pub role: Role,
+    pub text: String,
+    /// Unix milliseconds.
+    pub at_ms: u64,
+    /// Who wrote it (user messages).
+    pub user_id: Option<i64>,
+    pub username: Option<String>,
+}
 
 /// A chat's Claude Code session, resumed on its next turn.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::StoreError;
-use crate::records::{ProcessRecord, RunRecord, SessionRecord};
+use crate::records::{ProcessRecord, RunRecord, SessionRecord, StoredMessage};
 
 /// The schema this build writes. Older stores are migrated on open; newer ones are refused.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -16,6 +16,7 @@ const SCHEMA_KEY: &[u8] = b"schema_version";
 const SESSIONS: &str = "claude_sessions";
 const RUNS: &str = "runs";
 const PROCESSES: &str = "processes";
+const MESSAGES: &str = "messages";
 
 /// The store; cheap to clone (sled handles are shared).
 #[derive(Clone)]
@@ -25,6 +26,7 @@ pub struct Store {
     sessions: sled::Tree,
     runs: sled::Tree,
     processes: sled::Tree,
+    messages: sled::Tree,
 }
 
 impl std::fmt::Debug for Store {
@@ -108,6 +110,7 @@ impl Store {
             sessions: db.open_tree(SESSIONS)?,
             runs: db.open_tree(RUNS)?,
             processes: db.open_tree(PROCESSES)?,
+            messages: db.open_tree(MESSAGES)?,
             path: path.to_owned(),
             db,
         };
@@ -149,6 +152,47 @@ impl Store {
     pub fn clear_session(&self, chat_id: i64) -> Result<(), StoreError> {
         self.sessions.remove(id_key(chat_id))?;
         self.flush()
+    }
+
+    // -- Messages ----------------------------------------------------------------------------
+
+    /// Appends a message to its chat and returns it with its sequence number. With `durable`,
+    /// it is on disk before this returns (a user's message must survive a crash right after it
+    /// was accepted).
+    pub fn append_message(
+        &self,
+        mut message: StoredMessage,
+        durable: bool,
+    ) -> Result<StoredMessage, StoreError> {
+        message.seq = self.db.generate_id()?;
+        let mut key = Vec::with_capacity(16);
+        key.extend_from_slice(&id_key(message.chat_id));
+        key.extend_from_slice(&message.seq.to_be_bytes());
+        self.messages.insert(key, encode(&message))?;
+        if durable {
+            self.flush()?;
+        }
+        Ok(message)
+    }
+
+    /// The last `limit` messages of a chat, oldest first.
+    pub fn recent_messages(
+        &self,
+        chat_id: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        let mut messages = self
+            .messages
+            .scan_prefix(id_key(chat_id))
+            .rev()
+            .take(limit)
+            .map(|entry| {
+                let (_, bytes) = entry?;
+                decode("message", &bytes)
+            })
+            .collect::<Result<Vec<StoredMessage>, StoreError>>()?;
+        messages.reverse();
+        Ok(messages)
     }
 
     // -- Runs (analytics) ------------------------------------------------------------------
@@ -255,6 +299,51 @@ mod tests {
             .map(|r| r.started_at_ms)
             .collect();
         assert_eq!(times, [200, 200, 300]);
+    }
+
+    fn message(chat_id: i64, text: &str) -> StoredMessage {
+        StoredMessage {
+            chat_id,
+            seq: 0,
+            role: valor_core::context::Role::User,
+            text: text.to_owned(),
+            at_ms: 1,
+            user_id: Some(7),
+            username: Some("ann".to_owned()),
+        }
+    }
+
+    #[test]
+    fn messages_read_back_per_chat_newest_n_oldest_first_and_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            for i in 0..5 {
+                store
+                    .append_message(message(-100, &format!("group {i}")), false)
+                    .unwrap();
+                store
+                    .append_message(message(100, &format!("private {i}")), i == 4)
+                    .unwrap();
+            }
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let texts: Vec<String> = store
+            .recent_messages(100, 3)
+            .unwrap()
+            .into_iter()
+            .map(|m| m.text)
+            .collect();
+        assert_eq!(texts, ["private 2", "private 3", "private 4"]);
+        assert_eq!(store.recent_messages(-100, 10).unwrap().len(), 5);
+        assert!(store.recent_messages(5, 10).unwrap().is_empty());
+        let seqs: Vec<u64> = store
+            .recent_messages(-100, 10)
+            .unwrap()
+            .iter()
+            .map(|m| m.seq)
+            .collect();
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]));
     }
 
     #[test]
