@@ -4,12 +4,14 @@
 //!   the request and summary types. The Claude Code driver implements it.
 //! - [`context`]: the context window: priority retention, extractive summaries, token budget.
 //! - [`error`]: [`TurnError`], what can go wrong in a turn, each with a message for the user.
+//! - [`inject`]: the CONTEXT_DATA block that carries chat, user and history into the prompt.
 //! - [`routing`]: the deterministic request classifier and the model/effort table.
 //! - [`persona`]: the default persona prompt.
 
 pub mod backend;
 pub mod context;
 pub mod error;
+pub mod inject;
 pub mod persona;
 pub mod routing;
 
