@@ -17,6 +17,7 @@ const SESSIONS: &str = "claude_sessions";
 const RUNS: &str = "runs";
 const PROCESSES: &str = "processes";
 const MESSAGES: &str = "messages";
+const CONVERSATION_STARTS: &str = "conversation_starts";
 
 /// The store; cheap to clone (sled handles are shared).
 #[derive(Clone)]
@@ -27,6 +28,7 @@ pub struct Store {
     runs: sled::Tree,
     processes: sled::Tree,
     messages: sled::Tree,
+    conversation_starts: sled::Tree,
 }
 
 impl std::fmt::Debug for Store {
@@ -111,6 +113,7 @@ impl Store {
             runs: db.open_tree(RUNS)?,
             processes: db.open_tree(PROCESSES)?,
             messages: db.open_tree(MESSAGES)?,
+            conversation_starts: db.open_tree(CONVERSATION_STARTS)?,
             path: path.to_owned(),
             db,
         };
@@ -240,6 +243,74 @@ impl Store {
                 decode("process", &bytes)
             })
             .collect()
+    }
+}
+
+impl valor_core::engine::ConversationStore for Store {
+    fn append(
+        &self,
+        chat_id: i64,
+        role: valor_core::context::Role,
+        text: &str,
+        author: Option<&valor_core::engine::Author>,
+        durable: bool,
+    ) -> Result<u64, valor_core::engine::StoreFailure> {
+        let message = StoredMessage {
+            chat_id,
+            seq: 0,
+            role,
+            text: text.to_owned(),
+            at_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_millis() as u64,
+            user_id: author.map(|a| a.user_id),
+            username: author.and_then(|a| a.username.clone()),
+        };
+        self.append_message(message, durable)
+            .map(|m| m.seq)
+            .map_err(|e| valor_core::engine::StoreFailure(e.to_string()))
+    }
+
+    fn recent(
+        &self,
+        chat_id: i64,
+        limit: usize,
+    ) -> Result<Vec<valor_core::context::ContextMessage>, valor_core::engine::StoreFailure> {
+        self.recent_messages(chat_id, limit)
+            .map(|messages| {
+                messages
+                    .into_iter()
+                    .map(|m| valor_core::context::ContextMessage {
+                        id: m.seq,
+                        role: m.role,
+                        text: m.text,
+                    })
+                    .collect()
+            })
+            .map_err(|e| valor_core::engine::StoreFailure(e.to_string()))
+    }
+
+    fn set_conversation_start(
+        &self,
+        chat_id: i64,
+        message_id: u64,
+    ) -> Result<(), valor_core::engine::StoreFailure> {
+        let failure = |e: sled::Error| valor_core::engine::StoreFailure(e.to_string());
+        self.conversation_starts
+            .insert(id_key(chat_id), &message_id.to_be_bytes())
+            .map_err(failure)?;
+        self.db.flush().map(|_| ()).map_err(failure)
+    }
+
+    fn conversation_start(&self, chat_id: i64) -> Result<u64, valor_core::engine::StoreFailure> {
+        let stored = self
+            .conversation_starts
+            .get(id_key(chat_id))
+            .map_err(|e| valor_core::engine::StoreFailure(e.to_string()))?;
+        Ok(stored
+            .and_then(|bytes| <[u8; 8]>::try_from(bytes.as_ref()).ok())
+            .map_or(0, u64::from_be_bytes))
     }
 }
 

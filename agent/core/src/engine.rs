@@ -1,0 +1,482 @@
+//! The conversation engine: one turn from a user's message to the stored reply, the same for
+//! every channel (Telegram, the console).
+//!
+//! 1. The message is stored, durably, before anything else happens.
+//! 2. The context window is built from the chat's history (summaries kept between turns).
+//! 3. The prompt gets the CONTEXT_DATA block. A resumed backend session already holds the
+//!    history, so the block carries only the last few messages; the whole compressed history
+//!    goes in when the backend has no session for the chat (first turn since start, or when the
+//!    backend had to start a new session).
+//! 4. The request is routed and run; its events are relayed as they come.
+//! 5. The reply is stored when the turn finishes.
+//!
+//! `/new` (a fresh session) also cuts the history: what came before is not carried.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::backend::{Backend, TurnEvent, TurnRequest, TurnStream};
+use crate::context::{
+    ContextFigures, ContextItem, ContextLimits, ContextMessage, Role, SummaryCache, optimize_with,
+};
+use crate::inject::{ContextData, inject};
+use crate::routing::ModelRouter;
+
+#[derive(Debug, thiserror::Error)]
+#[error("the conversation store failed: {0}")]
+pub struct StoreFailure(pub String);
+
+/// Who wrote a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Author {
+    pub user_id: i64,
+    pub username: Option<String>,
+}
+
+/// Where the engine keeps messages (the memory crate implements it).
+pub trait ConversationStore: Send + Sync {
+    /// Appends a message and returns its id (ids grow). With `durable` it is on disk first.
+    fn append(
+        &self,
+        chat_id: i64,
+        role: Role,
+        text: &str,
+        author: Option<&Author>,
+        durable: bool,
+    ) -> Result<u64, StoreFailure>;
+
+    /// The last `limit` messages of a chat, oldest first.
+    fn recent(&self, chat_id: i64, limit: usize) -> Result<Vec<ContextMessage>, StoreFailure>;
+
+    /// Marks where the chat's current conversation starts (`/new`); persisted.
+    fn set_conversation_start(&self, chat_id: i64, message_id: u64) -> Result<(), StoreFailure>;
+
+    /// Where the chat's current conversation starts (0: its first message).
+    fn conversation_start(&self, chat_id: i64) -> Result<u64, StoreFailure>;
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct EngineConfig {
+    pub limits: ContextLimits,
+    /// Messages the block carries when the backend session holds the history.
+    pub short_history: usize,
+    /// Messages read for the context window at most.
+    pub window: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            limits: ContextLimits::default(),
+            short_history: 5,
+            window: 2000,
+        }
+    }
+}
+
+/// A user's message to answer.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    pub chat_id: i64,
+    pub author: Option<Author>,
+    pub text: String,
+    /// Start over (`/new`): a new backend session, no earlier history.
+    pub fresh_session: bool,
+    pub cancel: CancellationToken,
+}
+
+impl Incoming {
+    pub fn new(chat_id: i64, text: impl Into<String>) -> Incoming {
+        Incoming {
+            chat_id,
+            author: None,
+            text: text.into(),
+            fresh_session: false,
+            cancel: CancellationToken::new(),
+        }
+    }
+}
+
+struct ChatState {
+    summaries: SummaryCache,
+    figures: ContextFigures,
+    /// The backend session this engine saw the chat's last turn finish in.
+    session: Option<String>,
+    /// Messages before this id belong to a conversation closed with `/new`.
+    since_id: u64,
+}
+
+impl ChatState {
+    fn starting_at(since_id: u64) -> ChatState {
+        ChatState {
+            summaries: SummaryCache::default(),
+            figures: ContextFigures::default(),
+            session: None,
+            since_id,
+        }
+    }
+}
+
+/// The engine; clones share state.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    backend: Arc<dyn Backend>,
+    store: Arc<dyn ConversationStore>,
+    router: ModelRouter,
+    config: EngineConfig,
+    chats: Mutex<HashMap<i64, ChatState>>,
+}
+
+impl Engine {
+    pub fn new(
+        backend: Arc<dyn Backend>,
+        store: Arc<dyn ConversationStore>,
+        router: ModelRouter,
+        config: EngineConfig,
+    ) -> Engine {
+        Engine {
+            inner: Arc::new(Inner {
+                backend,
+                store,
+                router,
+                config,
+                chats: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The context figures of a chat's latest turn.
+    pub fn figures(&self, chat_id: i64) -> Option<ContextFigures> {
+        self.chats().get(&chat_id).map(|c| c.figures)
+    }
+
+    fn chats(&self) -> std::sync::MutexGuard<'_, HashMap<i64, ChatState>> {
+        self.inner
+            .chats
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Starts a turn. The message is stored before this returns; the events follow on the
+    /// stream.
+    pub fn turn(&self, incoming: Incoming) -> Result<(TurnStream, ContextFigures), StoreFailure> {
+        let inner = &self.inner;
+        let chat_id = incoming.chat_id;
+        let id = inner.store.append(
+            chat_id,
+            Role::User,
+            &incoming.text,
+            incoming.author.as_ref(),
+            true,
+        )?;
+        let history = inner
+            .store
+            .recent(chat_id, inner.config.window.saturating_add(1))?;
+        if incoming.fresh_session {
+            inner.store.set_conversation_start(chat_id, id)?;
+        }
+        // A chat this engine has not seen yet continues where its conversation started.
+        let known = self.chats().contains_key(&chat_id);
+        let start = if known || incoming.fresh_session {
+            0
+        } else {
+            inner.store.conversation_start(chat_id)?
+        };
+
+        let (prompt, figures, expected_session) = {
+            let mut chats = self.chats();
+            let state = chats
+                .entry(chat_id)
+                .or_insert_with(|| ChatState::starting_at(start));
+            if incoming.fresh_session {
+                *state = ChatState::starting_at(id);
+            }
+            let earlier: Vec<ContextMessage> = history
+                .into_iter()
+                .filter(|m| m.id < id && m.id >= state.since_id)
+                .collect();
+            let (items, figures) =
+                optimize_with(&earlier, &inner.config.limits, &mut state.summaries);
+            state.figures = figures;
+            let carried: Vec<ContextItem> = if state.session.is_some() {
+                let keep = inner.config.short_history;
+                let start = items.len().saturating_sub(keep);
+                items[start..]
+                    .iter()
+                    .filter(|i| matches!(i, ContextItem::Message { .. }))
+                    .cloned()
+                    .collect()
+            } else {
+                items
+            };
+            let data = ContextData {
+                chat_id,
+                username: incoming.author.as_ref().and_then(|a| a.username.as_deref()),
+                history: &carried,
+            };
+            (
+                inject(&incoming.text, &data),
+                figures,
+                state.session.clone(),
+            )
+        };
+
+        let route = inner.router.route(&incoming.text);
+        let mut request = TurnRequest::new(chat_id, prompt).routed(route);
+        request.fresh_session = incoming.fresh_session;
+        request.cancel = incoming.cancel;
+        let mut events = inner.backend.start(request);
+
+        let (tx, stream) = TurnStream::channel(256);
+        let engine = self.clone();
+        tokio::spawn(async move {
+            let mut new_session = false;
+            let mut blocks: Vec<String> = Vec::new();
+            while let Some(event) = events.next().await {
+                match &event {
+                    TurnEvent::Started { session_id, .. } => {
+                        new_session = expected_session.as_ref().is_some_and(|s| s != session_id);
+                    }
+                    TurnEvent::Text(text) => blocks.push(text.clone()),
+                    TurnEvent::Finished(summary) => {
+                        let reply = if blocks.is_empty() {
+                            summary.text.clone()
+                        } else {
+                            blocks.join("\n\n")
+                        };
+                        if let Err(e) =
+                            engine
+                                .inner
+                                .store
+                                .append(chat_id, Role::Assistant, &reply, None, false)
+                        {
+                            tracing::error!(chat_id, error = %e, "cannot store the reply");
+                        }
+                        let mut chats = engine.chats();
+                        let state = chats
+                            .entry(chat_id)
+                            .or_insert_with(|| ChatState::starting_at(0));
+                        // A backend that had to start a new session ran this turn without the
+                        // history: the next turn carries it in full.
+                        state.session = (!new_session).then(|| summary.session_id.clone());
+                    }
+                    _ => {}
+                }
+                if tx.send(event).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Ok((stream, figures))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scripted::{Scripted, ScriptedBackend};
+
+    #[derive(Default)]
+    struct MemoryStore {
+        messages: Mutex<Vec<(i64, ContextMessage, bool)>>,
+        starts: Mutex<HashMap<i64, u64>>,
+    }
+
+    impl ConversationStore for MemoryStore {
+        fn append(
+            &self,
+            chat_id: i64,
+            role: Role,
+            text: &str,
+            _: Option<&Author>,
+            durable: bool,
+        ) -> Result<u64, StoreFailure> {
+            let mut messages = self.messages.lock().unwrap();
+            let id = messages.len() as u64 + 1;
+            messages.push((
+                chat_id,
+                ContextMessage {
+                    id,
+                    role,
+                    text: text.to_owned(),
+                },
+                durable,
+            ));
+            Ok(id)
+        }
+
+        fn recent(&self, chat_id: i64, limit: usize) -> Result<Vec<ContextMessage>, StoreFailure> {
+            let messages = self.messages.lock().unwrap();
+            let mine: Vec<ContextMessage> = messages
+                .iter()
+                .filter(|(c, ..)| *c == chat_id)
+                .map(|(_, m, _)| m.clone())
+                .collect();
+            Ok(mine[mine.len().saturating_sub(limit)..].to_vec())
+        }
+
+        fn set_conversation_start(
+            &self,
+            chat_id: i64,
+            message_id: u64,
+        ) -> Result<(), StoreFailure> {
+            self.starts.lock().unwrap().insert(chat_id, message_id);
+            Ok(())
+        }
+
+        fn conversation_start(&self, chat_id: i64) -> Result<u64, StoreFailure> {
+            Ok(self
+                .starts
+                .lock()
+                .unwrap()
+                .get(&chat_id)
+                .copied()
+                .unwrap_or(0))
+        }
+    }
+
+    fn engine_with(backend: &ScriptedBackend, store: &Arc<MemoryStore>) -> Engine {
+        engine(backend, store)
+    }
+
+    fn engine(backend: &ScriptedBackend, store: &Arc<MemoryStore>) -> Engine {
+        Engine::new(
+            Arc::new(backend.clone()),
+            Arc::clone(store) as Arc<dyn ConversationStore>,
+            ModelRouter::new(valor_config::RoutingConfig::default()),
+            EngineConfig::default(),
+        )
+    }
+
+    #[tokio::test]
+    async fn the_message_is_stored_first_and_the_reply_after() {
+        let backend = ScriptedBackend::new(|_| Scripted::text("Hello!"));
+        let store = Arc::new(MemoryStore::default());
+        let engine = engine(&backend, &store);
+        let (stream, _) = engine.turn(Incoming::new(1, "hi there")).unwrap();
+        assert_eq!(
+            store.messages.lock().unwrap().len(),
+            1,
+            "stored before the answer"
+        );
+        assert!(store.messages.lock().unwrap()[0].2, "and durably");
+        stream.finish().await.unwrap();
+        tokio::task::yield_now().await;
+        let messages = store.messages.lock().unwrap();
+        assert_eq!(messages[1].1.text, "Hello!");
+        assert_eq!(messages[1].1.role, Role::Assistant);
+        // The request was routed and carried the block.
+        let request = &backend.requests()[0];
+        assert!(
+            request.prompt.starts_with("CONTEXT_DATA:\nCHAT_ID=1\n"),
+            "{}",
+            request.prompt
+        );
+        assert!(request.prompt.ends_with("USER_REQUEST: hi there"));
+        assert_eq!(request.class, Some(crate::routing::RequestClass::ShortChat));
+    }
+
+    #[tokio::test]
+    async fn full_history_goes_in_once_then_only_the_last_messages() {
+        let backend = ScriptedBackend::new(|_| Scripted::text("ok."));
+        let store = Arc::new(MemoryStore::default());
+        for m in crate::context::example_chat(1000) {
+            store.append(2, m.role, &m.text, None, false).unwrap();
+        }
+        let engine = engine(&backend, &store);
+        let (stream, figures) = engine.turn(Incoming::new(2, "where were we?")).unwrap();
+        assert!(figures.reduction() >= 0.97, "{figures:?}");
+        stream.finish().await.unwrap();
+        tokio::task::yield_now().await;
+        let first = backend.requests()[0].prompt.clone();
+        assert!(
+            first.contains("[summary of"),
+            "the first turn carries the compressed history"
+        );
+        assert!(
+            first.contains("From now on, always run the tests"),
+            "instructions are carried"
+        );
+
+        let (stream, _) = engine.turn(Incoming::new(2, "and next?")).unwrap();
+        stream.finish().await.unwrap();
+        let second = backend.requests()[1].prompt.clone();
+        assert!(!second.contains("[summary of"), "{second}");
+        assert!(
+            second.contains("user: where were we?\nassistant: ok.\n"),
+            "{second}"
+        );
+        assert!(second.len() < first.len() / 2);
+        assert_eq!(engine.figures(2).unwrap().messages_before, 1002);
+    }
+
+    #[tokio::test]
+    async fn a_fresh_session_leaves_the_old_conversation_behind() {
+        let backend = ScriptedBackend::new(|_| Scripted::text("noted"));
+        let store = Arc::new(MemoryStore::default());
+        let engine = engine(&backend, &store);
+        engine
+            .turn(Incoming::new(3, "my secret word is apple"))
+            .unwrap()
+            .0
+            .finish()
+            .await
+            .unwrap();
+        let mut fresh = Incoming::new(3, "start over");
+        fresh.fresh_session = true;
+        engine.turn(fresh).unwrap().0.finish().await.unwrap();
+        engine
+            .turn(Incoming::new(3, "what do you know?"))
+            .unwrap()
+            .0
+            .finish()
+            .await
+            .unwrap();
+        let requests = backend.requests();
+        assert!(requests[1].fresh_session);
+        for request in &requests[1..] {
+            assert!(!request.prompt.contains("apple"), "{}", request.prompt);
+        }
+        assert!(requests[2].prompt.contains("user: start over"));
+
+        // A new engine (a restart, another `valor chat`) keeps the cut.
+        let restarted = engine_with(&backend, &store);
+        restarted
+            .turn(Incoming::new(3, "anything else?"))
+            .unwrap()
+            .0
+            .finish()
+            .await
+            .unwrap();
+        let last = backend.requests().last().unwrap().prompt.clone();
+        assert!(!last.contains("apple"), "{last}");
+        assert!(last.contains("user: start over"), "{last}");
+    }
+
+    #[tokio::test]
+    async fn a_failed_turn_stores_no_reply() {
+        let backend = ScriptedBackend::new(|_| {
+            Scripted::Fail(crate::error::TurnError::new(
+                crate::error::TurnErrorKind::Overloaded,
+                "529",
+            ))
+        });
+        let store = Arc::new(MemoryStore::default());
+        let engine = engine(&backend, &store);
+        let error = engine
+            .turn(Incoming::new(4, "hi"))
+            .unwrap()
+            .0
+            .finish()
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind, crate::error::TurnErrorKind::Overloaded);
+        assert_eq!(store.messages.lock().unwrap().len(), 1);
+    }
+}

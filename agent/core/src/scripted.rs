@@ -1,0 +1,119 @@
+//! A scripted backend for tests and benchmarks: answers each turn from a function of the
+//! request, streaming the answer in pieces, and remembers every request it got.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use crate::backend::{Backend, TurnEvent, TurnRequest, TurnStream, TurnSummary, Usage};
+use crate::error::TurnError;
+
+/// What the script answers.
+#[derive(Debug, Clone)]
+pub enum Scripted {
+    /// Text streamed in `pieces` deltas, `every` apart.
+    Text {
+        text: String,
+        pieces: usize,
+        every: Duration,
+    },
+    Fail(TurnError),
+}
+
+impl Scripted {
+    pub fn text(text: impl Into<String>) -> Scripted {
+        Scripted::Text {
+            text: text.into(),
+            pieces: 1,
+            every: Duration::ZERO,
+        }
+    }
+}
+
+type Script = dyn Fn(&TurnRequest) -> Scripted + Send + Sync;
+
+#[derive(Clone)]
+pub struct ScriptedBackend {
+    script: Arc<Script>,
+    requests: Arc<Mutex<Vec<TurnRequest>>>,
+}
+
+impl ScriptedBackend {
+    pub fn new(script: impl Fn(&TurnRequest) -> Scripted + Send + Sync + 'static) -> Self {
+        ScriptedBackend {
+            script: Arc::new(script),
+            requests: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+
+    /// Every request so far.
+    pub fn requests(&self) -> Vec<TurnRequest> {
+        self.requests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl Backend for ScriptedBackend {
+    fn start(&self, request: TurnRequest) -> TurnStream {
+        let reply = (self.script)(&request);
+        let session_id = format!("scripted-{}", request.chat_id);
+        let cancel = request.cancel.clone();
+        self.requests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(request);
+        let (tx, stream) = TurnStream::channel(64);
+        tokio::spawn(async move {
+            let _ = tx
+                .send(TurnEvent::Started {
+                    session_id: session_id.clone(),
+                    model: "scripted".to_owned(),
+                    failed_mcp_servers: Vec::new(),
+                })
+                .await;
+            match reply {
+                Scripted::Fail(error) => {
+                    let _ = tx.send(TurnEvent::Failed(error)).await;
+                }
+                Scripted::Text {
+                    text,
+                    pieces,
+                    every,
+                } => {
+                    let _ = tx.send(TurnEvent::MessageStart).await;
+                    let chars: Vec<char> = text.chars().collect();
+                    let size = chars.len().div_ceil(pieces.max(1)).max(1);
+                    for part in chars.chunks(size) {
+                        tokio::select! {
+                            () = cancel.cancelled() => {
+                                let error = TurnError::new(crate::error::TurnErrorKind::Cancelled, "stopped on request");
+                                let _ = tx.send(TurnEvent::Failed(error)).await;
+                                return;
+                            }
+                            () = tokio::time::sleep(every) => {}
+                        }
+                        let _ = tx.send(TurnEvent::TextDelta(part.iter().collect())).await;
+                    }
+                    let _ = tx.send(TurnEvent::Text(text.clone())).await;
+                    let summary = TurnSummary {
+                        session_id,
+                        text,
+                        model: "scripted".to_owned(),
+                        cost_usd: 0.0,
+                        usage: Usage::default(),
+                        duration_ms: 0,
+                        api_duration_ms: 0,
+                        num_turns: 1,
+                        tool_calls: Vec::new(),
+                        permission_denials: Vec::new(),
+                        failed_mcp_servers: Vec::new(),
+                        warm: false,
+                    };
+                    let _ = tx.send(TurnEvent::Finished(summary)).await;
+                }
+            }
+        });
+        stream
+    }
+}
