@@ -4,10 +4,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use std::sync::Arc;
 use valor_claude::reaper::Reaper;
 use valor_claude::{ClaudeDriver, DriverSetup};
 use valor_config::Config;
+
 use valor_core::ModelRouter;
+use valor_core::engine::{ConversationStore, Engine, EngineConfig};
 use valor_core::persona::DEFAULT_PERSONA;
 use valor_memory::Store;
 use valor_monitor::{ChildRegistry, MetricsRegistry};
@@ -15,7 +18,8 @@ use valor_monitor::{ChildRegistry, MetricsRegistry};
 pub struct Agent {
     pub store: Store,
     pub driver: ClaudeDriver,
-    pub router: ModelRouter,
+    /// The conversation engine every channel runs its turns through.
+    pub engine: Engine,
     pub children: ChildRegistry,
     pub runtime_dir: PathBuf,
     grace: Duration,
@@ -49,10 +53,16 @@ impl Agent {
             metrics: metrics.clone(),
         })
         .context("cannot register the driver's metrics")?;
+        let engine = Engine::new(
+            Arc::new(driver.clone()),
+            Arc::new(store.clone()) as Arc<dyn ConversationStore>,
+            ModelRouter::new(config.routing.clone()),
+            EngineConfig::default(),
+        );
         Ok(Agent {
             store,
             driver,
-            router: ModelRouter::new(config.routing.clone()),
+            engine,
             children,
             runtime_dir,
             grace,

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use valor_config::ConfigSource;
-use valor_core::{Backend, TurnEvent, TurnRequest};
+use valor_core::TurnEvent;
+use valor_core::engine::{Author, Incoming};
 use valor_monitor::{ChildRegistry, MetricsRegistry};
 
 /// The console's chat id: consecutive `valor chat` calls continue one conversation.
@@ -47,12 +48,31 @@ pub async fn chat(config_path: Option<PathBuf>, args: ChatArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let route = agent.router.route(&args.once);
-    tracing::info!(class = route.class.as_str(), model = ?route.model, effort = ?route.effort, "routed");
-    let mut request = TurnRequest::new(args.chat_id, args.once).routed(route);
-    request.fresh_session = args.new;
-
-    let mut stream = agent.driver.start(request);
+    let incoming = Incoming {
+        chat_id: args.chat_id,
+        author: Some(Author {
+            user_id: 0,
+            username: std::env::var("USER").ok(),
+        }),
+        text: args.once,
+        fresh_session: args.new,
+        cancel: tokio_util::sync::CancellationToken::new(),
+    };
+    // Ctrl-C stops the turn (and its Claude process group), not Valor mid-run.
+    let cancel = incoming.cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            cancel.cancel();
+        }
+    });
+    let mut stream = match agent.engine.turn(incoming) {
+        Ok((stream, _)) => stream,
+        Err(e) => {
+            eprintln!("error: {e}");
+            agent.shutdown().await;
+            return ExitCode::FAILURE;
+        }
+    };
     let mut stdout = std::io::stdout().lock();
     let mut printed = false;
     let mut code = ExitCode::SUCCESS;

@@ -56,6 +56,33 @@ async fn chat_once_answers_on_stdout_and_continues_the_conversation() {
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert_eq!(stdout, "The word was apple.\n");
 
+    // Both turns went through the engine: the conversation is stored, the prompt has its block.
+    {
+        let store = valor_memory::Store::open(&dir.path().join("store")).unwrap();
+        let stored: Vec<(valor_core::context::Role, String)> = store
+            .recent_messages(0, 10)
+            .unwrap()
+            .into_iter()
+            .map(|m| (m.role, m.text))
+            .collect();
+        use valor_core::context::Role::{Assistant, User};
+        assert_eq!(
+            stored,
+            [
+                (User, "remember the word apple".to_owned()),
+                (Assistant, "Hello from the fake.".to_owned()),
+                (User, "what was the word?".to_owned()),
+                (Assistant, "The word was apple.".to_owned()),
+            ]
+        );
+    }
+    let prompt = fake.requests()[0].last_user_text.clone().unwrap();
+    assert!(prompt.contains("CONTEXT_DATA:\nCHAT_ID=0\n"), "{prompt}");
+    assert!(
+        prompt.contains("USER_REQUEST: remember the word apple"),
+        "{prompt}"
+    );
+
     // The router sent the short chat to the configured model (the CLI expands the alias).
     let model = &fake.requests()[0].model;
     assert!(model.contains("haiku"), "{model}");
