@@ -57,6 +57,7 @@ pub async fn chat(config_path: Option<PathBuf>, args: ChatArgs) -> ExitCode {
         text: args.once,
         fresh_session: args.new,
         cancel: tokio_util::sync::CancellationToken::new(),
+        source: None,
     };
     // Ctrl-C stops the turn (and its Claude process group), not Valor mid-run.
     let cancel = incoming.cancel.clone();

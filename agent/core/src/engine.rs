@@ -37,13 +37,15 @@ pub struct Author {
 
 /// Where the engine keeps messages (the memory crate implements it).
 pub trait ConversationStore: Send + Sync {
-    /// Appends a message and returns its id (ids grow). With `durable` it is on disk first.
+    /// Appends a message and returns its id (ids grow). A message with a `source` already
+    /// stored is not stored again (its id is returned). With `durable` it is on disk first.
     fn append(
         &self,
         chat_id: i64,
         role: Role,
         text: &str,
         author: Option<&Author>,
+        source: Option<&str>,
         durable: bool,
     ) -> Result<u64, StoreFailure>;
 
@@ -85,6 +87,8 @@ pub struct Incoming {
     /// Start over (`/new`): a new backend session, no earlier history.
     pub fresh_session: bool,
     pub cancel: CancellationToken,
+    /// Where the message came from (e.g. `tg:<update_id>`), so a replay stores it once.
+    pub source: Option<String>,
 }
 
 impl Incoming {
@@ -95,6 +99,7 @@ impl Incoming {
             text: text.into(),
             fresh_session: false,
             cancel: CancellationToken::new(),
+            source: None,
         }
     }
 }
@@ -173,6 +178,7 @@ impl Engine {
             Role::User,
             &incoming.text,
             incoming.author.as_ref(),
+            incoming.source.as_deref(),
             true,
         )?;
         let history = inner
@@ -250,12 +256,14 @@ impl Engine {
                         } else {
                             blocks.join("\n\n")
                         };
-                        if let Err(e) =
-                            engine
-                                .inner
-                                .store
-                                .append(chat_id, Role::Assistant, &reply, None, false)
-                        {
+                        if let Err(e) = engine.inner.store.append(
+                            chat_id,
+                            Role::Assistant,
+                            &reply,
+                            None,
+                            None,
+                            false,
+                        ) {
                             tracing::error!(chat_id, error = %e, "cannot store the reply");
                         }
                         let mut chats = engine.chats();
@@ -295,6 +303,7 @@ mod tests {
             role: Role,
             text: &str,
             _: Option<&Author>,
+            _: Option<&str>,
             durable: bool,
         ) -> Result<u64, StoreFailure> {
             let mut messages = self.messages.lock().unwrap();
@@ -387,7 +396,7 @@ mod tests {
         let backend = ScriptedBackend::new(|_| Scripted::text("ok."));
         let store = Arc::new(MemoryStore::default());
         for m in crate::context::example_chat(1000) {
-            store.append(2, m.role, &m.text, None, false).unwrap();
+            store.append(2, m.role, &m.text, None, None, false).unwrap();
         }
         let engine = engine(&backend, &store);
         let (stream, figures) = engine.turn(Incoming::new(2, "where were we?")).unwrap();

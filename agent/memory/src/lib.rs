@@ -10,5 +10,5 @@ pub mod records;
 pub mod store;
 
 pub use error::StoreError;
-pub use records::{ProcessRecord, RunError, RunRecord, SessionRecord, StoredMessage};
+pub use records::{InboxEntry, ProcessRecord, RunError, RunRecord, SessionRecord, StoredMessage};
 pub use store::{SCHEMA_VERSION, Store};

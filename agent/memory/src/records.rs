@@ -17,6 +17,21 @@ pub struct StoredMessage {
     /// Who wrote it (user messages).
     pub user_id: Option<i64>,
     pub username: Option<String>,
+    /// Where it came from (e.g. `tg:<update_id>`): a message is stored once per source.
+    #[serde(default)]
+    pub source: Option<String>,
+}
+
+/// A Telegram message accepted but not yet answered; replayed after a restart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InboxEntry {
+    pub update_id: i64,
+    pub chat_id: i64,
+    pub user_id: i64,
+    pub username: Option<String>,
+    pub text: String,
+    /// The chat is private (one user) rather than a group.
+    pub private: bool,
 }
 
 /// A chat's Claude Code session, resumed on its next turn.

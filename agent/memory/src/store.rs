@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::StoreError;
-use crate::records::{ProcessRecord, RunRecord, SessionRecord, StoredMessage};
+use crate::records::{InboxEntry, ProcessRecord, RunRecord, SessionRecord, StoredMessage};
 
 /// The schema this build writes. Older stores are migrated on open; newer ones are refused.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -18,6 +18,11 @@ const RUNS: &str = "runs";
 const PROCESSES: &str = "processes";
 const MESSAGES: &str = "messages";
 const CONVERSATION_STARTS: &str = "conversation_starts";
+const TELEGRAM: &str = "telegram";
+const INBOX: &str = "telegram_inbox";
+const SOURCES: &str = "message_sources";
+const LAST_UPDATE_KEY: &[u8] = b"last_update_id";
+const PAIRED_PREFIX: &[u8] = b"paired:";
 
 /// The store; cheap to clone (sled handles are shared).
 #[derive(Clone)]
@@ -29,6 +34,9 @@ pub struct Store {
     processes: sled::Tree,
     messages: sled::Tree,
     conversation_starts: sled::Tree,
+    telegram: sled::Tree,
+    inbox: sled::Tree,
+    sources: sled::Tree,
 }
 
 impl std::fmt::Debug for Store {
@@ -114,6 +122,9 @@ impl Store {
             processes: db.open_tree(PROCESSES)?,
             messages: db.open_tree(MESSAGES)?,
             conversation_starts: db.open_tree(CONVERSATION_STARTS)?,
+            telegram: db.open_tree(TELEGRAM)?,
+            inbox: db.open_tree(INBOX)?,
+            sources: db.open_tree(SOURCES)?,
             path: path.to_owned(),
             db,
         };
@@ -167,7 +178,18 @@ impl Store {
         mut message: StoredMessage,
         durable: bool,
     ) -> Result<StoredMessage, StoreError> {
+        // A message from a source already stored (a replayed update) is not stored again.
+        if let Some(source) = &message.source
+            && let Some(seq) = self.sources.get(source.as_bytes())?
+        {
+            message.seq = <[u8; 8]>::try_from(seq.as_ref()).map_or(0, u64::from_be_bytes);
+            return Ok(message);
+        }
         message.seq = self.db.generate_id()?;
+        if let Some(source) = &message.source {
+            self.sources
+                .insert(source.as_bytes(), &message.seq.to_be_bytes())?;
+        }
         let mut key = Vec::with_capacity(16);
         key.extend_from_slice(&id_key(message.chat_id));
         key.extend_from_slice(&message.seq.to_be_bytes());
@@ -196,6 +218,68 @@ impl Store {
             .collect::<Result<Vec<StoredMessage>, StoreError>>()?;
         messages.reverse();
         Ok(messages)
+    }
+
+    // -- Telegram ----------------------------------------------------------------------------
+
+    /// The last Telegram update fully taken in (its message stored), or 0.
+    pub fn telegram_last_update(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .telegram
+            .get(LAST_UPDATE_KEY)?
+            .and_then(|bytes| <[u8; 8]>::try_from(bytes.as_ref()).ok())
+            .map_or(0, i64::from_be_bytes))
+    }
+
+    /// Records that update `id` was taken in; flushed, so a restart never takes it in twice.
+    pub fn set_telegram_last_update(&self, id: i64) -> Result<(), StoreError> {
+        self.telegram.insert(LAST_UPDATE_KEY, &id.to_be_bytes())?;
+        self.flush()
+    }
+
+    /// Accepts an update into the inbox and records it as taken in, in one flush.
+    pub fn accept_update(&self, entry: &InboxEntry) -> Result<(), StoreError> {
+        self.inbox
+            .insert(entry.update_id.to_be_bytes(), encode(entry))?;
+        self.telegram
+            .insert(LAST_UPDATE_KEY, &entry.update_id.to_be_bytes())?;
+        self.flush()
+    }
+
+    /// Removes an answered update from the inbox.
+    pub fn finish_update(&self, update_id: i64) -> Result<(), StoreError> {
+        self.inbox.remove(update_id.to_be_bytes())?;
+        self.flush()
+    }
+
+    /// Updates accepted but not yet answered, oldest first.
+    pub fn inbox(&self) -> Result<Vec<InboxEntry>, StoreError> {
+        self.inbox
+            .iter()
+            .map(|entry| {
+                let (_, bytes) = entry?;
+                decode("inbox entry", &bytes)
+            })
+            .collect()
+    }
+
+    /// Users who joined the allow-list by pairing.
+    pub fn paired_users(&self) -> Result<Vec<i64>, StoreError> {
+        self.telegram
+            .scan_prefix(PAIRED_PREFIX)
+            .keys()
+            .map(|key| {
+                let key = key?;
+                Ok(<[u8; 8]>::try_from(&key[PAIRED_PREFIX.len()..]).map_or(0, i64::from_be_bytes))
+            })
+            .collect()
+    }
+
+    pub fn add_paired_user(&self, user_id: i64) -> Result<(), StoreError> {
+        let mut key = PAIRED_PREFIX.to_vec();
+        key.extend_from_slice(&user_id.to_be_bytes());
+        self.telegram.insert(key, &[])?;
+        self.flush()
     }
 
     // -- Runs (analytics) ------------------------------------------------------------------
@@ -253,9 +337,11 @@ impl valor_core::engine::ConversationStore for Store {
         role: valor_core::context::Role,
         text: &str,
         author: Option<&valor_core::engine::Author>,
+        source: Option<&str>,
         durable: bool,
     ) -> Result<u64, valor_core::engine::StoreFailure> {
         let message = StoredMessage {
+            source: source.map(str::to_owned),
             chat_id,
             seq: 0,
             role,
@@ -374,6 +460,7 @@ mod tests {
 
     fn message(chat_id: i64, text: &str) -> StoredMessage {
         StoredMessage {
+            source: None,
             chat_id,
             seq: 0,
             role: valor_core::context::Role::User,
@@ -415,6 +502,57 @@ mod tests {
             .map(|m| m.seq)
             .collect();
         assert!(seqs.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn a_source_is_stored_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut m = message(1, "hello");
+        m.source = Some("tg:5".to_owned());
+        let first = store.append_message(m.clone(), true).unwrap();
+        let again = store.append_message(m, true).unwrap();
+        assert_eq!(first.seq, again.seq);
+        assert_eq!(store.recent_messages(1, 10).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn the_inbox_keeps_accepted_updates_until_answered() {
+        let dir = tempfile::tempdir().unwrap();
+        let entry = |id| InboxEntry {
+            update_id: id,
+            chat_id: 1,
+            user_id: 1,
+            username: None,
+            text: format!("m{id}"),
+            private: true,
+        };
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store.accept_update(&entry(7)).unwrap();
+            store.accept_update(&entry(8)).unwrap();
+            store.finish_update(7).unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.inbox().unwrap(), vec![entry(8)]);
+        assert_eq!(store.telegram_last_update().unwrap(), 8);
+    }
+
+    #[test]
+    fn telegram_state_survives_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            assert_eq!(store.telegram_last_update().unwrap(), 0);
+            store.set_telegram_last_update(41).unwrap();
+            store.add_paired_user(-5).unwrap();
+            store.add_paired_user(99).unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.telegram_last_update().unwrap(), 41);
+        let mut users = store.paired_users().unwrap();
+        users.sort();
+        assert_eq!(users, [-5, 99]);
     }
 
     #[test]
