@@ -17,6 +17,7 @@ pub struct Config {
     pub claude: ClaudeConfig,
     pub routing: RoutingConfig,
     pub memory: MemoryConfig,
+    pub telegram: TelegramConfig,
 }
 
 /// `[log]`: what goes to stderr.
@@ -250,6 +251,28 @@ impl Default for RoutingConfig {
 pub struct RouteConfig {
     pub model: String,
     pub effort: String,
+}
+
+/// `[telegram]`: the Telegram channel (started when `TELEGRAM_BOT_TOKEN` is set).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelegramConfig {
+    /// The Bot API server (another one for tests or a local Bot API server).
+    pub api_url: String,
+    /// Telegram user ids Valor serves. Empty: nobody (pair with `valor pair`).
+    pub allowed_users: Vec<i64>,
+    /// Seconds one long poll waits for updates.
+    pub poll_timeout_secs: u64,
+}
+
+impl Default for TelegramConfig {
+    fn default() -> Self {
+        TelegramConfig {
+            api_url: "https://api.telegram.org".to_owned(),
+            allowed_users: Vec::new(),
+            poll_timeout_secs: 30,
+        }
+    }
 }
 
 /// `[memory]`: the store.

@@ -1,7 +1,9 @@
 //! Value checks that types alone cannot express. Each returns `(key, message)`; the loader adds
 //! where the value came from.
 
-use crate::schema::{ClaudeConfig, Config, HealthConfig, LogConfig, MonitorConfig, RoutingConfig};
+use crate::schema::{
+    ClaudeConfig, Config, HealthConfig, LogConfig, MonitorConfig, RoutingConfig, TelegramConfig,
+};
 
 /// Effort levels the pinned Claude Code CLI accepts.
 pub const EFFORT_LEVELS: [&str; 5] = ["low", "medium", "high", "xhigh", "max"];
@@ -13,6 +15,7 @@ pub(crate) fn validate(config: &Config) -> Vec<(String, String)> {
     monitor(&config.monitor, &mut problems);
     claude(&config.claude, &mut problems);
     routing(&config.routing, &mut problems);
+    telegram(&config.telegram, &mut problems);
     problems
 }
 
@@ -305,4 +308,26 @@ fn routing(r: &RoutingConfig, problems: &mut Problems) {
             );
         }
     }
+}
+
+fn telegram(t: &TelegramConfig, problems: &mut Problems) {
+    let scheme_ok = t.api_url.starts_with("https://") || t.api_url.starts_with("http://");
+    if !scheme_ok || t.api_url.contains(char::is_whitespace) {
+        push(
+            problems,
+            "telegram.api_url",
+            format!(
+                "expected an http(s) URL such as \"https://api.telegram.org\", got {:?}",
+                t.api_url
+            ),
+        );
+    }
+    in_range(
+        problems,
+        "telegram.poll_timeout_secs",
+        t.poll_timeout_secs,
+        1,
+        50,
+        "seconds",
+    );
 }

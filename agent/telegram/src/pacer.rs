@@ -44,10 +44,16 @@ pub enum Permit {
     Skip,
 }
 
-/// One chat's pacer.
-#[derive(Debug)]
+/// One chat's pacer. Clones share it: a streamed answer and a command reply in the same chat
+/// take turns without either waiting for the other to finish.
+#[derive(Debug, Clone)]
 pub struct ChatPacer {
     interval: Duration,
+    slots: std::sync::Arc<std::sync::Mutex<Slots>>,
+}
+
+#[derive(Debug)]
+struct Slots {
     /// No message before this.
     next: Instant,
     /// Telegram's `retry_after`, if one is running.
@@ -61,36 +67,52 @@ impl ChatPacer {
                 ChatKind::Private => config.private_interval,
                 ChatKind::Group => config.group_interval,
             },
-            next: Instant::now(),
-            flood_until: None,
+            slots: std::sync::Arc::new(std::sync::Mutex::new(Slots {
+                next: Instant::now(),
+                flood_until: None,
+            })),
         }
+    }
+
+    fn slots(&self) -> std::sync::MutexGuard<'_, Slots> {
+        self.slots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Waits for this chat's turn to send. A progress update (`essential` false) is skipped
     /// instead of waiting out a flood wait; an essential one waits for it.
-    pub async fn acquire(&mut self, essential: bool) -> Permit {
-        let now = Instant::now();
-        let flood = self.flood_until.filter(|until| *until > now);
-        if flood.is_some() && !essential {
-            return Permit::Skip;
-        }
-        let at = flood.map_or(self.next, |until| until.max(self.next));
+    pub async fn acquire(&self, essential: bool) -> Permit {
+        let at = {
+            let mut slots = self.slots();
+            let now = Instant::now();
+            let flood = slots.flood_until.filter(|until| *until > now);
+            if flood.is_some() && !essential {
+                return Permit::Skip;
+            }
+            let at = flood
+                .map_or(slots.next, |until| until.max(slots.next))
+                .max(now);
+            // The slot is taken now; the next caller gets the one after it.
+            slots.next = at + self.interval;
+            at
+        };
         tokio::time::sleep_until(at).await;
-        self.flood_until = None;
-        self.next = Instant::now() + self.interval;
         Permit::Go
     }
 
     /// Records a 429: nothing is sent to this chat for `retry_after`.
-    pub fn flood_wait(&mut self, retry_after: Duration) {
+    pub fn flood_wait(&self, retry_after: Duration) {
         let until = Instant::now() + retry_after;
-        self.flood_until = Some(self.flood_until.map_or(until, |u| u.max(until)));
+        let mut slots = self.slots();
+        slots.flood_until = Some(slots.flood_until.map_or(until, |u| u.max(until)));
     }
 
     /// The running flood wait, if any.
     pub fn flood_remaining(&self) -> Option<Duration> {
         let now = Instant::now();
-        self.flood_until
+        self.slots()
+            .flood_until
             .filter(|until| *until > now)
             .map(|until| until - now)
     }
@@ -170,7 +192,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn sends_and_edits_share_one_spacing_with_a_margin() {
-        let mut pacer = ChatPacer::new(ChatKind::Private, PacerConfig::default());
+        let pacer = ChatPacer::new(ChatKind::Private, PacerConfig::default());
         let start = Instant::now();
         let mut at = Vec::new();
         for _ in 0..4 {
@@ -178,7 +200,7 @@ mod tests {
             at.push((Instant::now() - start).as_millis());
         }
         assert_eq!(at, [0, 1050, 2100, 3150]);
-        let mut group = ChatPacer::new(ChatKind::Group, PacerConfig::default());
+        let group = ChatPacer::new(ChatKind::Group, PacerConfig::default());
         group.acquire(true).await;
         let t = Instant::now();
         group.acquire(true).await;
@@ -187,7 +209,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_flood_wait_skips_progress_and_holds_the_final_text() {
-        let mut pacer = ChatPacer::new(ChatKind::Private, PacerConfig::default());
+        let pacer = ChatPacer::new(ChatKind::Private, PacerConfig::default());
         pacer.acquire(false).await;
         pacer.flood_wait(Duration::from_secs(30));
         assert_eq!(pacer.acquire(false).await, Permit::Skip);
@@ -201,8 +223,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn one_chats_flood_wait_never_delays_another() {
-        let mut flooded = ChatPacer::new(ChatKind::Private, PacerConfig::default());
-        let mut other = ChatPacer::new(ChatKind::Private, PacerConfig::default());
+        let flooded = ChatPacer::new(ChatKind::Private, PacerConfig::default());
+        let other = ChatPacer::new(ChatKind::Private, PacerConfig::default());
         flooded.flood_wait(Duration::from_secs(60));
         let t = Instant::now();
         let (a, b) = tokio::join!(flooded.acquire(true), async {

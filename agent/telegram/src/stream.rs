@@ -45,7 +45,7 @@ struct Sent {
 struct Writer<'a, R> {
     bot: &'a R,
     chat: ChatId,
-    pacer: &'a mut ChatPacer,
+    pacer: &'a ChatPacer,
     cadence: Cadence,
     sent: Vec<Sent>,
     report: Delivery,
@@ -161,7 +161,7 @@ pub async fn deliver<R: Requester<Err = RequestError>>(
     bot: &R,
     chat: ChatId,
     mut stream: TurnStream,
-    pacer: &mut ChatPacer,
+    pacer: &ChatPacer,
 ) -> Delivery {
     let mut writer = Writer {
         bot,

@@ -117,7 +117,7 @@ async fn everything_the_formatter_makes_is_accepted() {
     );
     let chunks = render(&source, MAX_MESSAGE_UNITS);
     assert!(chunks.len() >= 3);
-    let mut pacer = ChatPacer::new(ChatKind::Private, PacerConfig::default());
+    let pacer = ChatPacer::new(ChatKind::Private, PacerConfig::default());
     for chunk in &chunks {
         assert!(parse_html(&chunk.html).is_ok(), "{}", chunk.html);
         assert_eq!(pacer.acquire(true).await, Permit::Go);

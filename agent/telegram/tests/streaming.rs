@@ -75,13 +75,7 @@ async fn a_60_second_answer_updates_every_2_to_3_seconds_without_a_429() {
         .collect::<String>();
     let seconds = 60.0;
     let every = Duration::from_secs_f64(seconds / (text.chars().count() as f64 / 20.0));
-    let report = deliver(
-        &bot,
-        ChatId(1),
-        scripted(text.clone(), 20, every),
-        &mut pacer(),
-    )
-    .await;
+    let report = deliver(&bot, ChatId(1), scripted(text.clone(), 20, every), &pacer()).await;
     assert!(report.error.is_none());
     assert!(fake.errors(429).is_empty(), "{:?}", fake.errors(429));
     assert_eq!(report.floods, 0);
@@ -139,7 +133,7 @@ async fn a_12000_character_answer_arrives_complete_in_order_without_duplicates()
         &bot,
         ChatId(2),
         scripted(text.clone(), 50, Duration::from_millis(20)),
-        &mut pacer(),
+        &pacer(),
     )
     .await;
     let messages = fake.messages(2);
@@ -170,7 +164,7 @@ async fn a_flood_wait_in_one_chat_does_not_delay_another() {
                 &bot,
                 ChatId(3),
                 scripted(text.clone(), 10, Duration::from_millis(100)),
-                &mut pacer(),
+                &pacer(),
             )
             .await;
             (report, start.elapsed())
@@ -180,7 +174,7 @@ async fn a_flood_wait_in_one_chat_does_not_delay_another() {
                 &bot,
                 ChatId(4),
                 scripted(text.clone(), 10, Duration::from_millis(100)),
-                &mut pacer(),
+                &pacer(),
             )
             .await;
             (report, start.elapsed())
@@ -219,7 +213,7 @@ async fn hostile_text_never_loses_a_message_to_a_parse_error() {
         &bot,
         ChatId(5),
         scripted(text.clone(), 40, Duration::from_millis(20)),
-        &mut pacer(),
+        &pacer(),
     )
     .await;
     assert!(fake.errors(400).is_empty(), "{:?}", fake.errors(400));
@@ -245,7 +239,7 @@ async fn a_failed_turn_keeps_what_was_written_and_says_what_happened() {
             )))
             .await;
     });
-    let report = deliver(&bot, ChatId(6), stream, &mut pacer()).await;
+    let report = deliver(&bot, ChatId(6), stream, &pacer()).await;
     assert_eq!(report.error.unwrap().kind, TurnErrorKind::Timeout);
     let all = shown(&fake, 6);
     assert!(all.starts_with("Working on it"), "{all}");
