@@ -1,5 +1,6 @@
 //! Valor's Telegram channel.
 //!
+//! - [`channel`]: long polling, access, per-chat order, commands, restart safety.
 //! - [`format`]: Markdown to Telegram HTML, escaped; splitting at 4096 characters on paragraph
 //!   and code-fence boundaries; the plain-text fallback.
 //! - [`pacer`]: one pacer per chat for sends and edits together, obeying `retry_after` within a
@@ -7,6 +8,7 @@
 //! - [`stream`]: delivers a streamed turn into a chat: first text at once, edits at the cadence,
 //!   continuation messages past 4096 characters, the exact final text.
 
+pub mod channel;
 pub mod format;
 pub mod pacer;
 pub mod stream;

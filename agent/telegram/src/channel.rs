@@ -1,0 +1,401 @@
+//! The Telegram channel: long polling, access, per-chat order, commands, restart safety.
+//!
+//! - Only allowed users are served. Anyone else gets at most one short refusal an hour; no
+//!   model call is made and nothing is stored.
+//! - A message is accepted into the store's inbox (durably) before its update is confirmed,
+//!   and leaves the inbox when its answer is delivered. After a crash or restart the inbox is
+//!   replayed, and updates already taken in are skipped: nothing is lost, nothing answered twice.
+//! - One chat's messages run one at a time, in order; a message that has to wait says so.
+//!   Chats run concurrently. Commands and button presses are answered at once, never behind a
+//!   running turn.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use teloxide::Bot;
+use teloxide::RequestError;
+use teloxide::payloads::GetUpdatesSetters as _;
+use teloxide::prelude::Requester as _;
+use teloxide::types::{ChatId, Update, UpdateKind};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use valor_core::engine::{Author, Engine, Incoming};
+use valor_memory::{InboxEntry, Store};
+
+use crate::pacer::{ChatKind, ChatPacer, PacerConfig};
+use crate::stream::deliver;
+
+/// How often an unknown user may be told no.
+pub const REFUSAL_EVERY: Duration = Duration::from_secs(3600);
+
+pub const HELP: &str = "I'm Valor. Write to me as to a colleague: questions, code, bugs.\n\n\
+/new - start a new conversation\n/stop - stop what I'm doing\n/help - this text";
+
+pub struct ChannelSetup {
+    pub bot: Bot,
+    pub engine: Engine,
+    pub store: Store,
+    pub allowed_users: Vec<i64>,
+    pub poll_timeout_secs: u32,
+    pub pacer: PacerConfig,
+}
+
+#[derive(Clone)]
+pub struct TelegramChannel {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    bot: Bot,
+    engine: Engine,
+    store: Store,
+    allowed: Mutex<HashSet<i64>>,
+    poll_timeout: u32,
+    pacer: PacerConfig,
+    chats: Mutex<HashMap<i64, ChatWorker>>,
+    refused: Mutex<HashMap<i64, Instant>>,
+    refusals: AtomicUsize,
+    /// Set when polling stops: turns cancelled from then on are answered after the restart.
+    stopping: AtomicBool,
+}
+
+#[derive(Clone)]
+struct ChatWorker {
+    tx: mpsc::UnboundedSender<InboxEntry>,
+    /// Messages of this chat accepted and not yet answered.
+    pending: Arc<AtomicUsize>,
+    /// The running turn's cancel token.
+    running: Arc<Mutex<Option<CancellationToken>>>,
+    /// `/new` was asked: the next turn starts a new conversation.
+    fresh_next: Arc<AtomicBool>,
+    pacer: ChatPacer,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelError {
+    #[error(transparent)]
+    Store(#[from] valor_memory::StoreError),
+}
+
+impl TelegramChannel {
+    pub fn new(setup: ChannelSetup) -> Result<TelegramChannel, ChannelError> {
+        let mut allowed: HashSet<i64> = setup.allowed_users.into_iter().collect();
+        allowed.extend(setup.store.paired_users()?);
+        Ok(TelegramChannel {
+            inner: Arc::new(Inner {
+                bot: setup.bot,
+                engine: setup.engine,
+                store: setup.store,
+                allowed: Mutex::new(allowed),
+                poll_timeout: setup.poll_timeout_secs,
+                pacer: setup.pacer,
+                chats: Mutex::new(HashMap::new()),
+                refused: Mutex::new(HashMap::new()),
+                refusals: AtomicUsize::new(0),
+                stopping: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// Unknown users told no so far.
+    pub fn refusals(&self) -> usize {
+        self.inner.refusals.load(Ordering::Relaxed)
+    }
+
+    /// Polls until `shutdown`; first replays what was accepted but not answered.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), ChannelError> {
+        for entry in self.inner.store.inbox()? {
+            tracing::info!(
+                update = entry.update_id,
+                chat = entry.chat_id,
+                "answering a message accepted before the restart"
+            );
+            self.enqueue(entry);
+        }
+        let mut last = self.inner.store.telegram_last_update()?;
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            let offset = i32::try_from(last + 1).unwrap_or(i32::MAX);
+            let request = self
+                .inner
+                .bot
+                .get_updates()
+                .offset(offset)
+                .timeout(self.inner.poll_timeout);
+            let updates = tokio::select! {
+                () = shutdown.cancelled() => break,
+                updates = request.into_future() => updates,
+            };
+            match updates {
+                Ok(updates) => {
+                    backoff = Duration::from_secs(1);
+                    for update in updates {
+                        let id = i64::from(update.id.0);
+                        // Already taken in before a restart: Telegram may deliver it again.
+                        if id <= last {
+                            continue;
+                        }
+                        self.handle(update).await?;
+                        last = id;
+                    }
+                }
+                Err(RequestError::RetryAfter(secs)) => {
+                    tokio::time::sleep(secs.duration()).await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in_secs = backoff.as_secs(), "polling Telegram failed");
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+        // Running turns are cancelled; their messages stay in the inbox for the next start.
+        self.inner.stopping.store(true, Ordering::Release);
+        for worker in self.workers() {
+            if let Some(cancel) = worker
+                .running
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .as_ref()
+            {
+                cancel.cancel();
+            }
+        }
+        Ok(())
+    }
+
+    fn workers(&self) -> Vec<ChatWorker> {
+        self.inner
+            .chats
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    async fn handle(&self, update: Update) -> Result<(), ChannelError> {
+        let id = i64::from(update.id.0);
+        let store = &self.inner.store;
+        match update.kind {
+            UpdateKind::Message(message) => {
+                let chat = message.chat.id;
+                let private = message.chat.is_private();
+                let Some(from) = message.from.as_ref() else {
+                    store.set_telegram_last_update(id)?;
+                    return Ok(());
+                };
+                let user_id = i64::try_from(from.id.0).unwrap_or(i64::MAX);
+                let text = message.text().unwrap_or_default().trim().to_owned();
+                if !self.is_allowed(user_id) {
+                    self.refuse(chat, user_id, private);
+                    store.set_telegram_last_update(id)?;
+                    return Ok(());
+                }
+                let command = text
+                    .split_whitespace()
+                    .next()
+                    .map(|c| c.split('@').next().unwrap_or(c).to_owned());
+                match command.as_deref() {
+                    Some("/start" | "/help") => self.reply(chat, private, HELP),
+                    Some("/new") => {
+                        self.worker(chat.0, private)
+                            .fresh_next
+                            .store(true, Ordering::Release);
+                        self.reply(
+                            chat,
+                            private,
+                            "OK: the next message starts a new conversation.",
+                        );
+                    }
+                    Some("/stop") => {
+                        let worker = self.worker(chat.0, private);
+                        let running = worker
+                            .running
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .clone();
+                        match running {
+                            Some(cancel) => cancel.cancel(),
+                            None => self.reply(chat, private, "Nothing is running."),
+                        }
+                    }
+                    _ if text.is_empty() => {}
+                    _ => {
+                        let entry = InboxEntry {
+                            update_id: id,
+                            chat_id: chat.0,
+                            user_id,
+                            username: from.username.clone(),
+                            text,
+                            private,
+                        };
+                        store.accept_update(&entry)?;
+                        self.enqueue(entry);
+                        return Ok(());
+                    }
+                }
+                store.set_telegram_last_update(id)?;
+            }
+            UpdateKind::CallbackQuery(query) => {
+                // Answered at once: the client shows a spinner until it is.
+                let bot = self.inner.bot.clone();
+                tokio::spawn(async move {
+                    let _ = bot.answer_callback_query(query.id).await;
+                });
+                store.set_telegram_last_update(id)?;
+            }
+            _ => store.set_telegram_last_update(id)?,
+        }
+        Ok(())
+    }
+
+    fn is_allowed(&self, user_id: i64) -> bool {
+        self.inner
+            .allowed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&user_id)
+    }
+
+    /// At most one refusal an hour per user; nothing else happens.
+    fn refuse(&self, chat: ChatId, user_id: i64, private: bool) {
+        let now = Instant::now();
+        let mut refused = self
+            .inner
+            .refused
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if refused
+            .get(&user_id)
+            .is_some_and(|at| now.duration_since(*at) < REFUSAL_EVERY)
+        {
+            return;
+        }
+        refused.insert(user_id, now);
+        drop(refused);
+        self.inner.refusals.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(user_id, "refused a user who is not on the allow-list");
+        self.reply(
+            chat,
+            private,
+            &format!(
+                "Sorry, I only talk to people I know. Ask my operator to add your Telegram id \
+                 {user_id} to the allow-list."
+            ),
+        );
+    }
+
+    /// Sends a short text through the chat's pacer, without waiting for it here.
+    fn reply(&self, chat: ChatId, private: bool, text: &str) {
+        let pacer = self.worker(chat.0, private).pacer;
+        let bot = self.inner.bot.clone();
+        let text = text.to_owned();
+        tokio::spawn(async move {
+            pacer.acquire(true).await;
+            if let Err(e) = bot.send_message(chat, text).await {
+                tracing::warn!(chat = chat.0, error = %e, "cannot send a reply");
+            }
+        });
+    }
+
+    fn worker(&self, chat_id: i64, private: bool) -> ChatWorker {
+        let mut chats = self
+            .inner
+            .chats
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(worker) = chats.get(&chat_id) {
+            return worker.clone();
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let kind = if private {
+            ChatKind::Private
+        } else {
+            ChatKind::Group
+        };
+        let worker = ChatWorker {
+            tx,
+            pending: Arc::new(AtomicUsize::new(0)),
+            running: Arc::new(Mutex::new(None)),
+            fresh_next: Arc::new(AtomicBool::new(false)),
+            pacer: ChatPacer::new(kind, self.inner.pacer),
+        };
+        chats.insert(chat_id, worker.clone());
+        tokio::spawn(self.clone().work(ChatId(chat_id), worker.clone(), rx));
+        worker
+    }
+
+    fn enqueue(&self, entry: InboxEntry) {
+        let worker = self.worker(entry.chat_id, entry.private);
+        let ahead = worker.pending.fetch_add(1, Ordering::AcqRel);
+        if ahead > 0 {
+            let noun = if ahead == 1 { "message" } else { "messages" };
+            self.reply(
+                ChatId(entry.chat_id),
+                entry.private,
+                &format!("Queued: {ahead} {noun} ahead of yours. I'll get to it."),
+            );
+        }
+        if worker.tx.send(entry).is_err() {
+            tracing::error!(
+                "a chat worker is gone; the message stays in the inbox for the next start"
+            );
+        }
+    }
+
+    /// Runs one chat's turns in order.
+    async fn work(
+        self,
+        chat: ChatId,
+        worker: ChatWorker,
+        mut rx: mpsc::UnboundedReceiver<InboxEntry>,
+    ) {
+        while let Some(entry) = rx.recv().await {
+            let cancel = CancellationToken::new();
+            *worker
+                .running
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(cancel.clone());
+            let incoming = Incoming {
+                chat_id: chat.0,
+                author: Some(Author {
+                    user_id: entry.user_id,
+                    username: entry.username.clone(),
+                }),
+                text: entry.text.clone(),
+                fresh_session: worker.fresh_next.swap(false, Ordering::AcqRel),
+                cancel: cancel.clone(),
+                source: Some(format!("tg:{}", entry.update_id)),
+            };
+            let answered = match self.inner.engine.turn(incoming) {
+                Ok((stream, _figures)) => {
+                    let delivery = deliver(&self.inner.bot, chat, stream, &worker.pacer).await;
+                    // A turn stopped by shutdown (not by /stop) is answered after the restart.
+                    let stopped_by_shutdown = cancel.is_cancelled()
+                        && delivery.error.is_some()
+                        && self.inner.stopping.load(Ordering::Acquire);
+                    !stopped_by_shutdown
+                }
+                Err(e) => {
+                    tracing::error!(chat = chat.0, error = %e, "cannot take the message in");
+                    false
+                }
+            };
+            *worker
+                .running
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = None;
+            if answered && let Err(e) = self.inner.store.finish_update(entry.update_id) {
+                tracing::error!(chat = chat.0, error = %e, "cannot mark the message answered");
+            }
+            worker.pending.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}

@@ -1,0 +1,298 @@
+//! The channel end to end: fake Bot API, real teloxide, scripted backend, real store.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use teloxide::prelude::*;
+use tokio_util::sync::CancellationToken;
+use valor_core::ModelRouter;
+use valor_core::engine::{ConversationStore, Engine, EngineConfig};
+use valor_core::scripted::{Scripted, ScriptedBackend};
+use valor_fakes::telegram::FakeTelegram;
+use valor_memory::{InboxEntry, Store};
+use valor_telegram::channel::{ChannelSetup, TelegramChannel};
+use valor_telegram::pacer::PacerConfig;
+
+const FRIEND: i64 = 100;
+
+struct World {
+    fake: FakeTelegram,
+    store: Store,
+    backend: ScriptedBackend,
+    channel: TelegramChannel,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+async fn start(fake: FakeTelegram, store: Store, backend: ScriptedBackend) -> World {
+    let engine = Engine::new(
+        Arc::new(backend.clone()),
+        Arc::new(store.clone()) as Arc<dyn ConversationStore>,
+        ModelRouter::new(valor_config::RoutingConfig::default()),
+        EngineConfig::default(),
+    );
+    let channel = TelegramChannel::new(ChannelSetup {
+        bot: Bot::new(&fake.token).set_api_url(fake.url.parse().unwrap()),
+        engine,
+        store: store.clone(),
+        allowed_users: vec![FRIEND],
+        poll_timeout_secs: 1,
+        pacer: PacerConfig::default(),
+    })
+    .unwrap();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn({
+        let channel = channel.clone();
+        let shutdown = shutdown.clone();
+        async move { channel.run(shutdown).await.unwrap() }
+    });
+    World {
+        fake,
+        store,
+        backend,
+        channel,
+        shutdown,
+        task,
+    }
+}
+
+async fn world(dir: &tempfile::TempDir, backend: ScriptedBackend) -> World {
+    start(
+        FakeTelegram::start().await,
+        Store::open(&dir.path().join("store")).unwrap(),
+        backend,
+    )
+    .await
+}
+
+impl World {
+    async fn stop(self) -> (FakeTelegram, Store, ScriptedBackend) {
+        self.shutdown.cancel();
+        self.task.await.unwrap();
+        (self.fake, self.store, self.backend)
+    }
+
+    fn texts(&self, chat: i64) -> Vec<String> {
+        self.fake
+            .messages(chat)
+            .into_iter()
+            .map(|m| m.visible)
+            .collect()
+    }
+}
+
+/// Waits (in paused time) until `done`, at most `limit`.
+async fn until(limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while !done() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not done within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn echo() -> ScriptedBackend {
+    ScriptedBackend::new(|request| {
+        let asked = request
+            .prompt
+            .rsplit("USER_REQUEST: ")
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        Scripted::text(format!("You said: {asked}"))
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_friend_gets_an_answer_and_the_conversation_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = world(&dir, echo()).await;
+    let update = w.fake.user_says(FRIEND, FRIEND, "hello there");
+    until(Duration::from_secs(30), || {
+        w.texts(FRIEND) == ["You said: hello there"]
+    })
+    .await;
+    until(Duration::from_secs(30), || {
+        w.store.inbox().unwrap().is_empty()
+    })
+    .await;
+    let stored: Vec<String> = w
+        .store
+        .recent_messages(FRIEND, 10)
+        .unwrap()
+        .into_iter()
+        .map(|m| m.text)
+        .collect();
+    assert_eq!(stored, ["hello there", "You said: hello there"]);
+    assert_eq!(w.store.telegram_last_update().unwrap(), update);
+    assert!(!w.fake.actions(FRIEND).is_empty(), "typing was shown");
+    w.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stranger_gets_one_refusal_and_nothing_else_happens() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = world(&dir, echo()).await;
+    w.fake.user_says(200, 200, "hi");
+    w.fake.user_says(200, 200, "hello?? answer me");
+    until(Duration::from_secs(30), || {
+        w.store.telegram_last_update().unwrap() == 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let texts = w.texts(200);
+    assert_eq!(texts.len(), 1, "{texts:?}");
+    assert!(
+        texts[0].contains("only talk to people I know") && texts[0].contains("200"),
+        "{}",
+        texts[0]
+    );
+    assert!(w.backend.requests().is_empty(), "no model call");
+    assert!(
+        w.store.recent_messages(200, 10).unwrap().is_empty(),
+        "nothing stored"
+    );
+    assert_eq!(w.channel.refusals(), 1);
+    w.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn stop_cancels_the_running_turn_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let slow = ScriptedBackend::new(|_| Scripted::Text {
+        text: "word ".repeat(200),
+        pieces: 200,
+        every: Duration::from_secs(1),
+    });
+    let w = world(&dir, slow).await;
+    w.fake.user_says(FRIEND, FRIEND, "write a lot");
+    until(Duration::from_secs(30), || !w.texts(FRIEND).is_empty()).await;
+    w.fake.user_says(FRIEND, FRIEND, "/stop");
+    until(Duration::from_secs(30), || {
+        w.texts(FRIEND)
+            .last()
+            .is_some_and(|t| t.ends_with("Stopped."))
+    })
+    .await;
+    assert!(
+        w.texts(FRIEND)[0].starts_with("word"),
+        "what was written stays"
+    );
+    until(Duration::from_secs(30), || {
+        w.store.inbox().unwrap().is_empty()
+    })
+    .await;
+    w.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn later_messages_wait_their_turn_and_are_told_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = ScriptedBackend::new(|request| {
+        let asked = request
+            .prompt
+            .rsplit("USER_REQUEST: ")
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        Scripted::Text {
+            text: format!("Answer to {asked}"),
+            pieces: 5,
+            every: Duration::from_secs(1),
+        }
+    });
+    let w = world(&dir, backend).await;
+    w.fake.user_says(FRIEND, FRIEND, "one");
+    w.fake.user_says(FRIEND, FRIEND, "two");
+    until(Duration::from_secs(60), || {
+        w.texts(FRIEND).iter().any(|t| t == "Answer to two")
+    })
+    .await;
+    let texts = w.texts(FRIEND);
+    let queued = texts
+        .iter()
+        .position(|t| t.starts_with("Queued: 1 message ahead"))
+        .expect("queued notice");
+    let first = texts.iter().position(|t| t == "Answer to one").unwrap();
+    let second = texts.iter().position(|t| t == "Answer to two").unwrap();
+    assert!(first < second, "{texts:?}");
+    assert!(queued < second);
+    w.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_a_restart_nothing_is_lost_and_nothing_answered_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeTelegram::start().await;
+    let store = Store::open(&dir.path().join("store")).unwrap();
+    // Before the "crash": update 1 was accepted (in the inbox, taken in) but not answered, and
+    // Telegram had not seen it confirmed, so it delivers it again.
+    store
+        .accept_update(&InboxEntry {
+            update_id: 1,
+            chat_id: FRIEND,
+            user_id: FRIEND,
+            username: None,
+            text: "are you there?".to_owned(),
+            private: true,
+        })
+        .unwrap();
+    assert_eq!(fake.user_says(FRIEND, FRIEND, "are you there?"), 1);
+
+    let w = start(fake, store, echo()).await;
+    until(Duration::from_secs(30), || {
+        w.store.inbox().unwrap().is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        w.texts(FRIEND),
+        ["You said: are you there?"],
+        "answered once"
+    );
+    assert_eq!(w.backend.requests().len(), 1);
+    assert_eq!(w.store.recent_messages(FRIEND, 10).unwrap().len(), 2);
+
+    // A turn cut short by shutdown is answered after the next start.
+    let slow = ScriptedBackend::new(|_| Scripted::Text {
+        text: "slow answer".to_owned(),
+        pieces: 10,
+        every: Duration::from_secs(2),
+    });
+    let (fake, store, _) = w.stop().await;
+    let w = start(fake, store, slow).await;
+    w.fake.user_says(FRIEND, FRIEND, "take your time");
+    until(Duration::from_secs(30), || w.backend.requests().len() == 1).await;
+    let (fake, store, _) = w.stop().await;
+    assert_eq!(store.inbox().unwrap().len(), 1, "kept for the next start");
+    let w = start(fake, store, echo()).await;
+    until(Duration::from_secs(30), || {
+        w.store.inbox().unwrap().is_empty()
+    })
+    .await;
+    assert!(
+        w.texts(FRIEND)
+            .iter()
+            .any(|t| t == "You said: take your time"),
+        "{:?}",
+        w.texts(FRIEND)
+    );
+    let users: Vec<String> = w
+        .store
+        .recent_messages(FRIEND, 20)
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.role == valor_core::context::Role::User)
+        .map(|m| m.text)
+        .collect();
+    assert_eq!(
+        users,
+        ["are you there?", "take your time"],
+        "each message stored once"
+    );
+    w.stop().await;
+}
