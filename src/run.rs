@@ -38,6 +38,7 @@ pub async fn run(config_path: Option<PathBuf>) -> ExitCode {
 
 async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result<()> {
     let config = loaded.config;
+    let loaded_secrets = loaded.secrets;
     let source = loaded.source.path().map_or_else(
         || "built-in defaults".to_owned(),
         |p| p.display().to_string(),
@@ -80,6 +81,14 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(Arc::clone(&monitor).run(shutdown.clone()));
     tasks.spawn(agent.reaper().run(REAP_EVERY, shutdown.clone()));
+    if let Some(channel) = telegram(&config, &loaded_secrets, &agent)? {
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            if let Err(e) = channel.run(stop).await {
+                tracing::error!(error = %e, "the Telegram channel stopped");
+            }
+        });
+    }
     let maintenance = agent.driver.clone();
     let maintenance_stop = shutdown.clone();
     tasks.spawn(async move {
@@ -128,4 +137,36 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
         "valor stopped"
     );
     Ok(())
+}
+
+/// The Telegram channel, when `TELEGRAM_BOT_TOKEN` is set.
+fn telegram(
+    config: &valor_config::Config,
+    secrets: &valor_config::Secrets,
+    agent: &crate::agent::Agent,
+) -> anyhow::Result<Option<valor_telegram::channel::TelegramChannel>> {
+    let Some(token) = &secrets.telegram_bot_token else {
+        tracing::info!("Telegram is off: TELEGRAM_BOT_TOKEN is not set");
+        return Ok(None);
+    };
+    let t = &config.telegram;
+    let bot = valor_telegram::channel::bot(token.expose(), &t.api_url, t.poll_timeout_secs)?;
+    let paired = agent.store.paired_users()?;
+    if t.allowed_users.is_empty() && paired.is_empty() {
+        tracing::warn!(
+            "Telegram is on, but [telegram] allowed_users is empty and nobody has paired: Valor \
+             will answer nobody"
+        );
+    }
+    let channel =
+        valor_telegram::channel::TelegramChannel::new(valor_telegram::channel::ChannelSetup {
+            bot,
+            engine: agent.engine.clone(),
+            store: agent.store.clone(),
+            allowed_users: t.allowed_users.clone(),
+            poll_timeout_secs: u32::try_from(t.poll_timeout_secs).unwrap_or(30),
+            pacer: valor_telegram::pacer::PacerConfig::default(),
+        })?;
+    tracing::info!(api = %t.api_url, allowed = t.allowed_users.len() + paired.len(), "Telegram is on");
+    Ok(Some(channel))
 }

@@ -15,6 +15,8 @@ fn run_serves_health_and_metrics_and_stops_on_sigterm_within_5s() {
         with_secrets(&mut valor(dir.path()))
             .arg("run")
             .env("VALOR__HEALTH__BIND", "127.0.0.1:0")
+            // Never the public Bot API from a test: a closed local port.
+            .env("VALOR__TELEGRAM__API_URL", "http://127.0.0.1:9/")
             .env("RUST_LOG", "trace"),
     );
 
@@ -58,6 +60,9 @@ fn run_serves_health_and_metrics_and_stops_on_sigterm_within_5s() {
     let logs = service.logs();
     assert!(logs.contains("shutting down signal=\"SIGTERM\""), "{logs}");
     assert!(logs.contains("valor stopped"), "{logs}");
+    // The token turned Telegram on; its polling failed against a closed port and said so.
+    assert!(logs.contains("Telegram is on"), "{logs}");
+    assert!(logs.contains("polling Telegram failed"), "{logs}");
     // Even at trace level, no secret reaches the log.
     assert_no_secret(&logs);
 }
@@ -74,6 +79,11 @@ fn sigint_also_stops_cleanly() {
     service.signal("INT");
     let status = service.wait_for_exit(Duration::from_secs(5));
     assert!(status.success(), "{}", service.logs());
+    assert!(
+        service
+            .logs()
+            .contains("Telegram is off: TELEGRAM_BOT_TOKEN is not set")
+    );
 }
 
 #[test]

@@ -78,6 +78,24 @@ struct ChatWorker {
 pub enum ChannelError {
     #[error(transparent)]
     Store(#[from] valor_memory::StoreError),
+    #[error("[telegram] api_url {url:?} is not a URL: {reason}")]
+    ApiUrl { url: String, reason: String },
+    #[error("cannot build the HTTP client for Telegram: {0}")]
+    Client(String),
+}
+
+/// A bot for `api_url` whose HTTP timeout outlasts a long poll (teloxide's default of 17 s
+/// would cut a 30 s poll).
+pub fn bot(token: &str, api_url: &str, poll_timeout_secs: u64) -> Result<Bot, ChannelError> {
+    let url = url::Url::parse(api_url).map_err(|e| ChannelError::ApiUrl {
+        url: api_url.to_owned(),
+        reason: e.to_string(),
+    })?;
+    let client = teloxide::net::default_reqwest_settings()
+        .timeout(Duration::from_secs(poll_timeout_secs + 15))
+        .build()
+        .map_err(|e| ChannelError::Client(e.to_string()))?;
+    Ok(Bot::with_client(token, client).set_api_url(url))
 }
 
 impl TelegramChannel {
