@@ -166,6 +166,7 @@ fn telegram(
             allowed_users: t.allowed_users.clone(),
             poll_timeout_secs: u32::try_from(t.poll_timeout_secs).unwrap_or(30),
             pacer: valor_telegram::pacer::PacerConfig::default(),
+            pairing: valor_telegram::pairing::Pairing::for_store(&config.memory.path),
         })?;
     tracing::info!(api = %t.api_url, allowed = t.allowed_users.len() + paired.len(), "Telegram is on");
     Ok(Some(channel))

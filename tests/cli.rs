@@ -14,7 +14,7 @@ fn version_and_help() {
     assert_eq!(stdout, format!("valor {}\n", env!("CARGO_PKG_VERSION")));
     let (out, stdout, _) = output(valor(dir.path()).arg("--help"));
     assert!(out.status.success());
-    for command in ["run", "health", "config", "doctor"] {
+    for command in ["run", "chat", "stats", "pair", "health", "config", "doctor"] {
         assert!(stdout.contains(&format!("  {command} ")), "{stdout}");
     }
 }
@@ -121,5 +121,36 @@ fn doctor_passes_on_a_good_machine_and_fails_on_a_bad_config() {
     assert!(
         stdout.contains("fix: correct the keys named above"),
         "{stdout}"
+    );
+}
+
+#[test]
+fn pair_prints_a_code_and_refuses_a_fourth_while_three_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let run = || {
+        output(
+            valor(dir.path())
+                .arg("pair")
+                .env("VALOR__MEMORY__PATH", &store),
+        )
+    };
+    for _ in 0..3 {
+        let (out, stdout, _) = run();
+        assert!(out.status.success());
+        let code = stdout
+            .lines()
+            .next()
+            .unwrap()
+            .strip_prefix("Pairing code: ")
+            .unwrap();
+        assert_eq!(code.len(), 9);
+        assert!(stdout.contains(&format!("send the bot: /pair {code}")));
+    }
+    let (out, _, stderr) = run();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains("3 pairing codes are already waiting"),
+        "{stderr}"
     );
 }

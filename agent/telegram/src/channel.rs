@@ -26,6 +26,10 @@ use valor_core::engine::{Author, Engine, Incoming};
 use valor_memory::{InboxEntry, Store};
 
 use crate::pacer::{ChatKind, ChatPacer, PacerConfig};
+use crate::pairing::Pairing;
+
+/// Wrong pairing codes a user may try in an hour.
+const PAIR_ATTEMPTS: usize = 5;
 use crate::stream::deliver;
 
 /// How often an unknown user may be told no.
@@ -41,6 +45,8 @@ pub struct ChannelSetup {
     pub allowed_users: Vec<i64>,
     pub poll_timeout_secs: u32,
     pub pacer: PacerConfig,
+    /// Pending pairing codes (`valor pair`).
+    pub pairing: Pairing,
 }
 
 #[derive(Clone)]
@@ -60,6 +66,9 @@ struct Inner {
     refusals: AtomicUsize,
     /// Set when polling stops: turns cancelled from then on are answered after the restart.
     stopping: AtomicBool,
+    pairing: Pairing,
+    /// Wrong pairing codes per user: (count, first try).
+    pair_attempts: Mutex<HashMap<i64, (usize, Instant)>>,
 }
 
 #[derive(Clone)]
@@ -114,6 +123,8 @@ impl TelegramChannel {
                 refused: Mutex::new(HashMap::new()),
                 refusals: AtomicUsize::new(0),
                 stopping: AtomicBool::new(false),
+                pairing: setup.pairing,
+                pair_attempts: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -211,17 +222,27 @@ impl TelegramChannel {
                 };
                 let user_id = i64::try_from(from.id.0).unwrap_or(i64::MAX);
                 let text = message.text().unwrap_or_default().trim().to_owned();
-                if !self.is_allowed(user_id) {
-                    self.refuse(chat, user_id, private);
-                    store.set_telegram_last_update(id)?;
-                    return Ok(());
-                }
                 let command = text
                     .split_whitespace()
                     .next()
                     .map(|c| c.split('@').next().unwrap_or(c).to_owned());
+                if !self.is_allowed(user_id) {
+                    if command.as_deref() == Some("/pair") {
+                        let code = text
+                            .split_whitespace()
+                            .skip(1)
+                            .collect::<Vec<_>>()
+                            .join(" ");
+                        self.pair(chat, user_id, private, &code)?;
+                    } else {
+                        self.refuse(chat, user_id, private);
+                    }
+                    store.set_telegram_last_update(id)?;
+                    return Ok(());
+                }
                 match command.as_deref() {
                     Some("/start" | "/help") => self.reply(chat, private, HELP),
+                    Some("/pair") => self.reply(chat, private, "You are already paired."),
                     Some("/new") => {
                         self.worker(chat.0, private)
                             .fresh_next
@@ -280,6 +301,64 @@ impl TelegramChannel {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .contains(&user_id)
+    }
+
+    /// A stranger's `/pair CODE`: a pending code adds them to the allow-list for good.
+    fn pair(
+        &self,
+        chat: ChatId,
+        user_id: i64,
+        private: bool,
+        code: &str,
+    ) -> Result<(), ChannelError> {
+        let now = Instant::now();
+        {
+            let mut attempts = self
+                .inner
+                .pair_attempts
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let entry = attempts.entry(user_id).or_insert((0, now));
+            if now.duration_since(entry.1) >= REFUSAL_EVERY {
+                *entry = (0, now);
+            }
+            if entry.0 >= PAIR_ATTEMPTS {
+                return Ok(());
+            }
+        }
+        let redeemed = self.inner.pairing.redeem(code).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cannot check a pairing code");
+            false
+        });
+        if redeemed {
+            self.inner.store.add_paired_user(user_id)?;
+            self.inner
+                .allowed
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(user_id);
+            tracing::info!(user_id, "a user paired");
+            self.reply(
+                chat,
+                private,
+                "Paired. Welcome: I'll answer you from now on. /help says what I can do.",
+            );
+        } else {
+            let mut attempts = self
+                .inner
+                .pair_attempts
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some(entry) = attempts.get_mut(&user_id) {
+                entry.0 += 1;
+            }
+            self.reply(
+                chat,
+                private,
+                "That code is not valid. Codes work once and last 10 minutes: ask the operator for a new one.",
+            );
+        }
+        Ok(())
     }
 
     /// At most one refusal an hour per user; nothing else happens.

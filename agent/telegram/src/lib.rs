@@ -3,6 +3,7 @@
 //! - [`channel`]: long polling, access, per-chat order, commands, restart safety.
 //! - [`format`]: Markdown to Telegram HTML, escaped; splitting at 4096 characters on paragraph
 //!   and code-fence boundaries; the plain-text fallback.
+//! - [`pairing`]: one-time codes from `valor pair` that let a user join the allow-list.
 //! - [`pacer`]: one pacer per chat for sends and edits together, obeying `retry_after` within a
 //!   cap.
 //! - [`stream`]: delivers a streamed turn into a chat: first text at once, edits at the cadence,
@@ -11,4 +12,5 @@
 pub mod channel;
 pub mod format;
 pub mod pacer;
+pub mod pairing;
 pub mod stream;

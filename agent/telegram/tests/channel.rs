@@ -14,6 +14,7 @@ use valor_fakes::telegram::FakeTelegram;
 use valor_memory::{InboxEntry, Store};
 use valor_telegram::channel::{ChannelSetup, TelegramChannel};
 use valor_telegram::pacer::PacerConfig;
+use valor_telegram::pairing::Pairing;
 
 const FRIEND: i64 = 100;
 
@@ -40,6 +41,7 @@ async fn start(fake: FakeTelegram, store: Store, backend: ScriptedBackend) -> Wo
         allowed_users: vec![FRIEND],
         poll_timeout_secs: 1,
         pacer: PacerConfig::default(),
+        pairing: Pairing::for_store(store.path()),
     })
     .unwrap();
     let shutdown = CancellationToken::new();
@@ -294,5 +296,30 @@ async fn after_a_restart_nothing_is_lost_and_nothing_answered_twice() {
         ["are you there?", "take your time"],
         "each message stored once"
     );
+    w.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stranger_with_a_pairing_code_joins_for_good() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = world(&dir, echo()).await;
+    let code = Pairing::for_store(w.store.path()).issue().unwrap();
+    w.fake.user_says(300, 300, "/pair WRONG-CODE");
+    until(Duration::from_secs(30), || w.texts(300).len() == 1).await;
+    assert!(w.texts(300)[0].starts_with("That code is not valid"));
+    w.fake
+        .user_says(300, 300, &format!("/pair {}", code.to_lowercase()));
+    until(Duration::from_secs(30), || w.texts(300).len() == 2).await;
+    assert!(w.texts(300)[1].starts_with("Paired."), "{:?}", w.texts(300));
+    w.fake.user_says(300, 300, "now talk to me");
+    until(Duration::from_secs(30), || {
+        w.texts(300).iter().any(|t| t == "You said: now talk to me")
+    })
+    .await;
+    assert_eq!(w.store.paired_users().unwrap(), [300], "persisted");
+    // The code worked once.
+    w.fake.user_says(301, 301, &format!("/pair {code}"));
+    until(Duration::from_secs(30), || w.texts(301).len() == 1).await;
+    assert!(w.texts(301)[0].starts_with("That code is not valid"));
     w.stop().await;
 }

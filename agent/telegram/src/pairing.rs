@@ -1,0 +1,189 @@
+//! Pairing: `valor pair` prints a one-time code (valid 10 minutes, at most 3 pending); a user who
+//! sends `/pair CODE` to the bot joins the allow-list for good. `valor pair` runs beside
+//! `valor run`, which owns the store, so pending codes live in a small file next to the store,
+//! readable only by Valor's user and replaced atomically.
+
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+pub const CODE_VALID: Duration = Duration::from_secs(600);
+pub const MAX_PENDING: usize = 3;
+/// No 0/O or 1/I: codes are read off a screen and typed.
+const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+
+#[derive(Debug, thiserror::Error)]
+pub enum PairingError {
+    #[error(
+        "{MAX_PENDING} pairing codes are already waiting to be used; use one or wait until one expires (codes last 10 minutes)"
+    )]
+    TooManyPending,
+    #[error("cannot read or write the pairing codes at {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Pending {
+    code: String,
+    expires_at_ms: u64,
+}
+
+/// The pending codes for a store at `store_path`.
+pub struct Pairing {
+    path: PathBuf,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64
+}
+
+/// `ABCD-EFGH` from the system's random source.
+fn new_code() -> Result<String, std::io::Error> {
+    let mut bytes = [0u8; 8];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))?;
+    let letters: String = bytes
+        .iter()
+        .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
+        .collect();
+    Ok(format!("{}-{}", &letters[..4], &letters[4..]))
+}
+
+/// Codes compare without case, dashes or spaces.
+fn normalize(code: &str) -> String {
+    code.chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_uppercase())
+        .collect()
+}
+
+impl Pairing {
+    pub fn for_store(store_path: &Path) -> Pairing {
+        let mut name = store_path.file_name().unwrap_or_default().to_os_string();
+        name.push(".pairing.json");
+        Pairing {
+            path: store_path.with_file_name(name),
+        }
+    }
+
+    fn io(&self, source: std::io::Error) -> PairingError {
+        PairingError::Io {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn load(&self) -> Result<Vec<Pending>, PairingError> {
+        match std::fs::read(&self.path) {
+            Ok(bytes) => Ok(serde_json::from_slice::<Vec<Pending>>(&bytes)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|p| p.expires_at_ms > now_ms())
+                .collect()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(self.io(e)),
+        }
+    }
+
+    fn save(&self, pending: &[Pending]) -> Result<(), PairingError> {
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| self.io(e))?;
+        }
+        let temp = self.path.with_extension("json.tmp");
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&temp)
+            .map_err(|e| self.io(e))?;
+        let json = serde_json::to_vec(pending).unwrap_or_default();
+        file.write_all(&json).map_err(|e| self.io(e))?;
+        file.sync_all().map_err(|e| self.io(e))?;
+        std::fs::rename(&temp, &self.path).map_err(|e| self.io(e))
+    }
+
+    /// A new code, valid for [`CODE_VALID`].
+    pub fn issue(&self) -> Result<String, PairingError> {
+        let mut pending = self.load()?;
+        if pending.len() >= MAX_PENDING {
+            return Err(PairingError::TooManyPending);
+        }
+        let code = new_code().map_err(|e| self.io(e))?;
+        pending.push(Pending {
+            code: code.clone(),
+            expires_at_ms: now_ms() + CODE_VALID.as_millis() as u64,
+        });
+        self.save(&pending)?;
+        Ok(code)
+    }
+
+    /// Uses up `code` if it is pending; true when it was.
+    pub fn redeem(&self, code: &str) -> Result<bool, PairingError> {
+        let wanted = normalize(code);
+        let mut pending = self.load()?;
+        let before = pending.len();
+        pending.retain(|p| normalize(&p.code) != wanted);
+        if pending.len() == before {
+            return Ok(false);
+        }
+        self.save(&pending)?;
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_one_time_and_at_most_three_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let pairing = Pairing::for_store(&dir.path().join("store"));
+        let codes: Vec<String> = (0..3).map(|_| pairing.issue().unwrap()).collect();
+        assert!(
+            codes
+                .iter()
+                .all(|c| c.len() == 9 && c.as_bytes()[4] == b'-'),
+            "{codes:?}"
+        );
+        assert!(matches!(pairing.issue(), Err(PairingError::TooManyPending)));
+        assert!(!pairing.redeem("AAAA-AAAA").unwrap());
+        assert!(
+            pairing
+                .redeem(&codes[1].to_lowercase().replace('-', " "))
+                .unwrap()
+        );
+        assert!(!pairing.redeem(&codes[1]).unwrap(), "used up");
+        pairing.issue().unwrap();
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(dir.path().join("store.pairing.json"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn expired_codes_are_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let pairing = Pairing::for_store(&dir.path().join("store"));
+        pairing
+            .save(&[Pending {
+                code: "ABCD-EFGH".to_owned(),
+                expires_at_ms: now_ms() - 1,
+            }])
+            .unwrap();
+        assert!(!pairing.redeem("ABCD-EFGH").unwrap());
+    }
+}
