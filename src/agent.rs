@@ -59,6 +59,7 @@ impl Agent {
             ModelRouter::new(config.routing.clone()),
             EngineConfig::default(),
         );
+        context_metrics(&engine, metrics)?;
         Ok(Agent {
             store,
             driver,
@@ -86,4 +87,38 @@ impl Agent {
         }
         let _ = std::fs::remove_dir_all(&self.runtime_dir);
     }
+}
+
+/// The context window's figures of the latest turn on /metrics.
+fn context_metrics(engine: &Engine, metrics: &MetricsRegistry) -> anyhow::Result<()> {
+    let gauge = |name: &str, help: &str| metrics.gauge(name, help, &[]);
+    let messages_before = gauge(
+        "valor_context_messages_before",
+        "Messages of the chat's history before the context window, latest turn.",
+    )?;
+    let messages_after = gauge(
+        "valor_context_messages_after",
+        "Items the context window kept, latest turn.",
+    )?;
+    let tokens_before = gauge(
+        "valor_context_tokens_before",
+        "Tokens of the history before the context window, latest turn.",
+    )?;
+    let tokens_after = gauge(
+        "valor_context_tokens_after",
+        "Tokens the context window kept, latest turn.",
+    )?;
+    let saved = metrics.counter(
+        "valor_context_tokens_saved_total",
+        "Tokens the context window left out, all turns.",
+        &[],
+    )?;
+    engine.observe_figures(Arc::new(move |_chat, f| {
+        messages_before.set(f.messages_before as f64);
+        messages_after.set(f.messages_after as f64);
+        tokens_before.set(f.tokens_before as f64);
+        tokens_after.set(f.tokens_after as f64);
+        saved.inc_by(f.tokens_before.saturating_sub(f.tokens_after) as u64);
+    }));
+    Ok(())
 }

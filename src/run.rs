@@ -81,7 +81,7 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(Arc::clone(&monitor).run(shutdown.clone()));
     tasks.spawn(agent.reaper().run(REAP_EVERY, shutdown.clone()));
-    if let Some(channel) = telegram(&config, &loaded_secrets, &agent)? {
+    if let Some(channel) = telegram(&config, &loaded_secrets, &agent, &monitor)? {
         let stop = shutdown.clone();
         tasks.spawn(async move {
             if let Err(e) = channel.run(stop).await {
@@ -144,7 +144,13 @@ fn telegram(
     config: &valor_config::Config,
     secrets: &valor_config::Secrets,
     agent: &crate::agent::Agent,
+    monitor: &Arc<ResourceMonitor>,
 ) -> anyhow::Result<Option<valor_telegram::channel::TelegramChannel>> {
+    let monitor = Arc::clone(monitor);
+    let health: valor_telegram::channel::HealthLine = Arc::new(move || match monitor.report() {
+        Some(report) => format!("{} (score {})", report.status.as_str(), report.score),
+        None => "no sample yet".to_owned(),
+    });
     let Some(token) = &secrets.telegram_bot_token else {
         tracing::info!("Telegram is off: TELEGRAM_BOT_TOKEN is not set");
         return Ok(None);
@@ -167,6 +173,7 @@ fn telegram(
             poll_timeout_secs: u32::try_from(t.poll_timeout_secs).unwrap_or(30),
             pacer: valor_telegram::pacer::PacerConfig::default(),
             pairing: valor_telegram::pairing::Pairing::for_store(&config.memory.path),
+            health: Some(health),
         })?;
     tracing::info!(api = %t.api_url, allowed = t.allowed_users.len() + paired.len(), "Telegram is on");
     Ok(Some(channel))

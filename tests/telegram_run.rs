@@ -57,6 +57,13 @@ fn valor_run_answers_a_friend_in_telegram_through_the_real_cli() {
         "{prompt}"
     );
 
+    // The turn's context figures are on /metrics.
+    let (_, _, metrics) = support::http_get(&service.url("/metrics"));
+    assert!(
+        metrics.contains("\nvalor_context_tokens_before "),
+        "{metrics}"
+    );
+
     service.signal("TERM");
     assert!(
         service.wait_for_exit(Duration::from_secs(5)).success(),

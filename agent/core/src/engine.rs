@@ -130,12 +130,16 @@ pub struct Engine {
     inner: Arc<Inner>,
 }
 
+/// Called with each turn's context figures (for /metrics).
+pub type FiguresObserver = Arc<dyn Fn(i64, ContextFigures) + Send + Sync>;
+
 struct Inner {
     backend: Arc<dyn Backend>,
     store: Arc<dyn ConversationStore>,
     router: ModelRouter,
     config: EngineConfig,
     chats: Mutex<HashMap<i64, ChatState>>,
+    observer: Mutex<Option<FiguresObserver>>,
 }
 
 impl Engine {
@@ -152,8 +156,18 @@ impl Engine {
                 router,
                 config,
                 chats: Mutex::new(HashMap::new()),
+                observer: Mutex::new(None),
             }),
         }
+    }
+
+    /// Calls `observer` with every turn's context figures.
+    pub fn observe_figures(&self, observer: FiguresObserver) {
+        *self
+            .inner
+            .observer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(observer);
     }
 
     /// The context figures of a chat's latest turn.
@@ -233,6 +247,14 @@ impl Engine {
             )
         };
 
+        let observer = inner
+            .observer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some(observe) = observer {
+            observe(chat_id, figures);
+        }
         let route = inner.router.route(&incoming.text);
         let mut request = TurnRequest::new(chat_id, prompt).routed(route);
         request.fresh_session = incoming.fresh_session;

@@ -36,7 +36,11 @@ use crate::stream::deliver;
 pub const REFUSAL_EVERY: Duration = Duration::from_secs(3600);
 
 pub const HELP: &str = "I'm Valor. Write to me as to a colleague: questions, code, bugs.\n\n\
-/new - start a new conversation\n/stop - stop what I'm doing\n/help - this text";
+/new - start a new conversation\n/stop - stop what I'm doing\n/status - how I am, and this chat\n\
+/help - this text";
+
+/// Valor's health in one line, for `/status` (the binary reads the resource monitor).
+pub type HealthLine = Arc<dyn Fn() -> String + Send + Sync>;
 
 pub struct ChannelSetup {
     pub bot: Bot,
@@ -47,6 +51,7 @@ pub struct ChannelSetup {
     pub pacer: PacerConfig,
     /// Pending pairing codes (`valor pair`).
     pub pairing: Pairing,
+    pub health: Option<HealthLine>,
 }
 
 #[derive(Clone)]
@@ -67,6 +72,7 @@ struct Inner {
     /// Set when polling stops: turns cancelled from then on are answered after the restart.
     stopping: AtomicBool,
     pairing: Pairing,
+    health: Option<HealthLine>,
     /// Wrong pairing codes per user: (count, first try).
     pair_attempts: Mutex<HashMap<i64, (usize, Instant)>>,
 }
@@ -124,6 +130,7 @@ impl TelegramChannel {
                 refusals: AtomicUsize::new(0),
                 stopping: AtomicBool::new(false),
                 pairing: setup.pairing,
+                health: setup.health,
                 pair_attempts: Mutex::new(HashMap::new()),
             }),
         })
@@ -243,6 +250,10 @@ impl TelegramChannel {
                 match command.as_deref() {
                     Some("/start" | "/help") => self.reply(chat, private, HELP),
                     Some("/pair") => self.reply(chat, private, "You are already paired."),
+                    Some("/status") => {
+                        let status = self.status(chat.0, private);
+                        self.reply(chat, private, &status);
+                    }
                     Some("/new") => {
                         self.worker(chat.0, private)
                             .fresh_next
@@ -301,6 +312,59 @@ impl TelegramChannel {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .contains(&user_id)
+    }
+
+    /// `/status`: health, this chat's queue, session, model, cost today, context figures.
+    fn status(&self, chat_id: i64, private: bool) -> String {
+        let mut lines = Vec::new();
+        if let Some(health) = &self.inner.health {
+            lines.push(format!("Health: {}", health()));
+        }
+        let waiting = self
+            .worker(chat_id, private)
+            .pending
+            .load(Ordering::Acquire);
+        lines.push(format!(
+            "Queue: {waiting} message(s) of this chat running or waiting"
+        ));
+        let store = &self.inner.store;
+        match store.session(chat_id) {
+            Ok(Some(session)) => lines.push(format!(
+                "Session: {}… ({} turns)",
+                session.session_id.chars().take(8).collect::<String>(),
+                session.turns
+            )),
+            _ => lines.push("Session: none yet".to_owned()),
+        }
+        let day_ms = 86_400_000;
+        let today = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64 / day_ms * day_ms);
+        let runs: Vec<_> = store
+            .runs_since(today)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| r.chat_id == chat_id)
+            .collect();
+        if let Some(last) = runs.last()
+            && !last.model.is_empty()
+        {
+            lines.push(format!("Model: {} (last turn)", last.model));
+        }
+        // Folded from +0.0: an empty f64 sum is -0.0, shown as "$-0.0000".
+        let cost = runs.iter().fold(0.0, |total, r| total + r.cost_usd);
+        lines.push(format!("Cost today: ${cost:.4} in {} turn(s)", runs.len()));
+        if let Some(f) = self.inner.engine.figures(chat_id) {
+            lines.push(format!(
+                "Context: {} → {} messages, {} → {} tokens ({:.0}% fewer)",
+                f.messages_before,
+                f.messages_after,
+                f.tokens_before,
+                f.tokens_after,
+                f.reduction() * 100.0
+            ));
+        }
+        lines.join("\n")
     }
 
     /// A stranger's `/pair CODE`: a pending code adds them to the allow-list for good.

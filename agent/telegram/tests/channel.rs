@@ -42,6 +42,7 @@ async fn start(fake: FakeTelegram, store: Store, backend: ScriptedBackend) -> Wo
         poll_timeout_secs: 1,
         pacer: PacerConfig::default(),
         pairing: Pairing::for_store(store.path()),
+        health: Some(Arc::new(|| "ok (score 100)".to_owned())),
     })
     .unwrap();
     let shutdown = CancellationToken::new();
@@ -321,5 +322,26 @@ async fn a_stranger_with_a_pairing_code_joins_for_good() {
     w.fake.user_says(301, 301, &format!("/pair {code}"));
     until(Duration::from_secs(30), || w.texts(301).len() == 1).await;
     assert!(w.texts(301)[0].starts_with("That code is not valid"));
+    w.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn status_tells_health_queue_session_cost_and_context() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = world(&dir, echo()).await;
+    w.fake.user_says(FRIEND, FRIEND, "hello");
+    until(Duration::from_secs(30), || w.texts(FRIEND).len() == 1).await;
+    w.fake.user_says(FRIEND, FRIEND, "/status");
+    until(Duration::from_secs(30), || w.texts(FRIEND).len() == 2).await;
+    let status = &w.texts(FRIEND)[1];
+    assert!(
+        status.starts_with("Health: ok (score 100)\nQueue: 0 message(s)"),
+        "{status}"
+    );
+    assert!(
+        status.contains("Cost today: $0.0000 in 0 turn(s)"),
+        "{status}"
+    );
+    assert!(status.contains("Context: 0 → 0 messages"), "{status}");
     w.stop().await;
 }
