@@ -40,10 +40,11 @@ impl Agent {
             claude.keep_warm_secs = 0;
         }
         let grace = Duration::from_secs(claude.kill_grace_secs);
+        let persona = persona(&claude.persona_file)?;
         let driver = ClaudeDriver::new(DriverSetup {
             binary: valor_claude::binary::locate(&claude.binary),
             config: claude,
-            persona: Some(DEFAULT_PERSONA.to_owned()),
+            persona: Some(persona),
             parent_env: std::env::vars_os()
                 .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
                 .collect(),
@@ -121,4 +122,17 @@ fn context_metrics(engine: &Engine, metrics: &MetricsRegistry) -> anyhow::Result
         saved.inc_by(f.tokens_before.saturating_sub(f.tokens_after) as u64);
     }));
     Ok(())
+}
+
+/// The persona: the file named in `[claude] persona_file`, or the built-in one.
+fn persona(file: &str) -> anyhow::Result<String> {
+    if file.is_empty() {
+        return Ok(DEFAULT_PERSONA.to_owned());
+    }
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read the persona file {file} ([claude] persona_file)"))?;
+    if text.trim().is_empty() {
+        anyhow::bail!("the persona file {file} ([claude] persona_file) is empty");
+    }
+    Ok(text)
 }

@@ -26,7 +26,19 @@ async fn run_valor(
     dir: &std::path::Path,
     args: &[&str],
 ) -> (Output, String, String) {
+    run_valor_env(fake, dir, args, &[]).await
+}
+
+async fn run_valor_env(
+    fake: &FakeAnthropic,
+    dir: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, String)],
+) -> (Output, String, String) {
     let mut cmd = valor(dir);
+    for (name, value) in env {
+        cmd.env(name, value);
+    }
     cmd.args(args)
         .env("ANTHROPIC_BASE_URL", &fake.url)
         .env("ANTHROPIC_API_KEY", "sk-ant-test")
@@ -121,4 +133,36 @@ async fn a_failed_turn_exits_non_zero_with_the_users_message() {
     );
     let (_, stdout, _) = run_valor(&fake, dir.path(), &["stats"]).await;
     assert!(stdout.contains("errors: overloaded 1"), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_persona_comes_from_the_configured_file() {
+    let fake = FakeAnthropic::start(script).await;
+    let dir = tempfile::tempdir().unwrap();
+    let persona = dir.path().join("persona.md");
+    std::fs::write(&persona, "You are Valor, a pirate who fixes bugs.").unwrap();
+    let file = persona.display().to_string();
+    let (out, _, stderr) = run_valor(&fake, dir.path(), &["chat", "--once", "hi"]).await;
+    assert!(out.status.success(), "{stderr}");
+    let system = fake.requests()[0].body["system"].to_string();
+    assert!(
+        system.contains("NEVER ask") || system.contains("Never ask"),
+        "the built-in persona by default"
+    );
+
+    let mut cmd_env = vec![("VALOR__CLAUDE__PERSONA_FILE", file.clone())];
+    let (out, _, stderr) =
+        run_valor_env(&fake, dir.path(), &["chat", "--once", "hi"], &cmd_env).await;
+    assert!(out.status.success(), "{stderr}");
+    let system = fake.requests().last().unwrap().body["system"].to_string();
+    assert!(system.contains("a pirate who fixes bugs"), "{system}");
+
+    cmd_env[0].1 = dir.path().join("missing.md").display().to_string();
+    let (out, _, stderr) =
+        run_valor_env(&fake, dir.path(), &["chat", "--once", "hi"], &cmd_env).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains("cannot read the persona file") && stderr.contains("missing.md"),
+        "{stderr}"
+    );
 }

@@ -194,6 +194,9 @@ pub struct ClaudeConfig {
     pub max_warm: usize,
     /// Extra environment variables for the CLI (e.g. `ANTHROPIC_BASE_URL`).
     pub env: BTreeMap<String, String>,
+    /// A file whose text is Valor's persona (appended to Claude Code's system prompt). Empty:
+    /// the built-in persona (the original system's operating rules).
+    pub persona_file: String,
 }
 
 impl Default for ClaudeConfig {
@@ -211,6 +214,7 @@ impl Default for ClaudeConfig {
             keep_warm_secs: 300,
             max_warm: 4,
             env: BTreeMap::new(),
+            persona_file: String::new(),
         }
     }
 }
@@ -296,8 +300,10 @@ impl Config {
         };
         expand(&mut self.claude.workspaces_dir);
         expand(&mut self.memory.path);
-        if let Some(rest) = self.claude.binary.strip_prefix("~/") {
-            self.claude.binary = format!("{home}/{rest}");
+        for path in [&mut self.claude.binary, &mut self.claude.persona_file] {
+            if let Some(rest) = path.strip_prefix("~/") {
+                *path = format!("{home}/{rest}");
+            }
         }
     }
 }
