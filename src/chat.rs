@@ -1,4 +1,5 @@
-//! `valor chat --once "text"`: one turn through the Claude driver, the answer on stdout.
+//! `valor chat`: talk to Valor in the terminal, through the same engine as Telegram. With
+//! `--once "text"` one turn, the answer on stdout; without it a conversation, one line a message.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -15,8 +16,8 @@ pub const CONSOLE_CHAT_ID: i64 = 0;
 #[derive(Debug, clap::Args)]
 pub struct ChatArgs {
     /// Send this one message, print the answer, exit.
-    #[arg(long, value_name = "TEXT", required = true)]
-    once: String,
+    #[arg(long, value_name = "TEXT")]
+    once: Option<String>,
     /// Start a new conversation instead of continuing the last one.
     #[arg(long)]
     new: bool,
@@ -48,35 +49,142 @@ pub async fn chat(config_path: Option<PathBuf>, args: ChatArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let username = std::env::var("USER").ok();
+    // Ctrl-C stops the running answer (and its Claude process group, which the terminal's
+    // signal would not reach); at the prompt it ends the conversation.
+    let running = Running::default();
+    let quit = tokio_util::sync::CancellationToken::new();
+    {
+        let (running, quit) = (running.clone(), quit.clone());
+        tokio::spawn(async move {
+            while tokio::signal::ctrl_c().await.is_ok() {
+                if !running.cancel() {
+                    quit.cancel();
+                    break;
+                }
+            }
+        });
+    }
+    let code = match args.once {
+        Some(text) => {
+            if one_turn(&agent, args.chat_id, &username, text, args.new, &running).await {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        None => conversation(&agent, args.chat_id, &username, args.new, &running, &quit).await,
+    };
+    agent.shutdown().await;
+    code
+}
+
+/// The running turn's cancel token, for Ctrl-C.
+#[derive(Clone, Default)]
+struct Running(std::sync::Arc<std::sync::Mutex<Option<tokio_util::sync::CancellationToken>>>);
+
+impl Running {
+    fn set(&self, token: Option<tokio_util::sync::CancellationToken>) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = token;
+    }
+
+    /// Cancels the running turn; false when none runs.
+    fn cancel(&self) -> bool {
+        match self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+        {
+            Some(token) => {
+                token.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// One line a message until /quit, end of input, or Ctrl-C at the prompt.
+async fn conversation(
+    agent: &crate::agent::Agent,
+    chat_id: i64,
+    username: &Option<String>,
+    mut fresh: bool,
+    running: &Running,
+    quit: &tokio_util::sync::CancellationToken,
+) -> ExitCode {
+    use std::io::IsTerminal as _;
+    use tokio::io::AsyncBufReadExt as _;
+    let interactive = std::io::stdin().is_terminal();
+    if interactive {
+        println!(
+            "Valor, in the terminal. /new starts over, /quit (or Ctrl-D) ends, Ctrl-C stops an answer."
+        );
+    }
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    loop {
+        if interactive {
+            print!("> ");
+            let _ = std::io::stdout().flush();
+        }
+        let line = tokio::select! {
+            () = quit.cancelled() => break,
+            line = lines.next_line() => line,
+        };
+        let Ok(Some(line)) = line else { break };
+        let text = line.trim();
+        match text {
+            "" => continue,
+            "/quit" | "/exit" => break,
+            "/new" => {
+                fresh = true;
+                println!("(a new conversation starts with your next message)");
+                continue;
+            }
+            _ => {}
+        }
+        one_turn(agent, chat_id, username, text.to_owned(), fresh, running).await;
+        fresh = false;
+    }
+    ExitCode::SUCCESS
+}
+
+/// Runs one turn and prints it; false when it failed.
+async fn one_turn(
+    agent: &crate::agent::Agent,
+    chat_id: i64,
+    username: &Option<String>,
+    text: String,
+    fresh: bool,
+    running: &Running,
+) -> bool {
     let incoming = Incoming {
-        chat_id: args.chat_id,
+        chat_id,
         author: Some(Author {
             user_id: 0,
-            username: std::env::var("USER").ok(),
+            username: username.clone(),
         }),
-        text: args.once,
-        fresh_session: args.new,
+        text,
+        fresh_session: fresh,
         cancel: tokio_util::sync::CancellationToken::new(),
         source: None,
     };
-    // Ctrl-C stops the turn (and its Claude process group), not Valor mid-run.
-    let cancel = incoming.cancel.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            cancel.cancel();
-        }
-    });
+    running.set(Some(incoming.cancel.clone()));
     let mut stream = match agent.engine.turn(incoming) {
         Ok((stream, _)) => stream,
         Err(e) => {
             eprintln!("error: {e}");
-            agent.shutdown().await;
-            return ExitCode::FAILURE;
+            running.set(None);
+            return false;
         }
     };
     let mut stdout = std::io::stdout().lock();
     let mut printed = false;
-    let mut code = ExitCode::SUCCESS;
+    let mut ok = true;
     while let Some(event) = stream.next().await {
         match event {
             TurnEvent::Queued { position } => eprintln!("(queued: {position} ahead)"),
@@ -121,11 +229,11 @@ pub async fn chat(config_path: Option<PathBuf>, args: ChatArgs) -> ExitCode {
                     let _ = writeln!(stdout);
                 }
                 eprintln!("{}", error.user_message());
-                code = ExitCode::FAILURE;
+                ok = false;
             }
             _ => {}
         }
     }
-    agent.shutdown().await;
-    code
+    running.set(None);
+    ok
 }

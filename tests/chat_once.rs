@@ -166,3 +166,46 @@ async fn the_persona_comes_from_the_configured_file() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_interactive_chat_reads_one_message_a_line() {
+    use std::io::Write as _;
+    let fake = FakeAnthropic::start(script).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = valor(dir.path());
+    cmd.arg("chat")
+        .env("ANTHROPIC_BASE_URL", &fake.url)
+        .env("ANTHROPIC_API_KEY", "sk-ant-test")
+        .env("CLAUDE_CODE_MAX_RETRIES", "1")
+        .env("VALOR__MEMORY__PATH", dir.path().join("store"))
+        .env(
+            "VALOR__CLAUDE__WORKSPACES_DIR",
+            dir.path().join("workspaces"),
+        )
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let out = tokio::task::spawn_blocking(move || {
+        let mut child = cmd.spawn().unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(
+                b"remember the word apple\nwhat was the word?\n/new\nwhat was the word?\n/quit\n",
+            )
+            .unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "Hello from the fake.\nThe word was apple.\n(a new conversation starts with your next message)\nHello from the fake.\n"
+    );
+}
