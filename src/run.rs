@@ -174,6 +174,7 @@ fn telegram(
             pacer: valor_telegram::pacer::PacerConfig::default(),
             pairing: valor_telegram::pairing::Pairing::for_store(&config.memory.path),
             health: Some(health),
+            workspaces_dir: config.claude.workspaces_dir.clone(),
         })?;
     tracing::info!(api = %t.api_url, allowed = t.allowed_users.len() + paired.len(), "Telegram is on");
     Ok(Some(channel))

@@ -43,6 +43,7 @@ async fn start(fake: FakeTelegram, store: Store, backend: ScriptedBackend) -> Wo
         pacer: PacerConfig::default(),
         pairing: Pairing::for_store(store.path()),
         health: Some(Arc::new(|| "ok (score 100)".to_owned())),
+        workspaces_dir: store.path().with_file_name("workspaces"),
     })
     .unwrap();
     let shutdown = CancellationToken::new();
@@ -343,5 +344,48 @@ async fn status_tells_health_queue_session_cost_and_context() {
         "{status}"
     );
     assert!(status.contains("Context: 0 → 0 messages"), "{status}");
+    w.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn files_up_to_20_mb_reach_the_turn_and_bigger_ones_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = world(&dir, echo()).await;
+    let png = b"\x89PNG\r\n\x1a\nfake image bytes".to_vec();
+    w.fake.user_sends_file(
+        FRIEND,
+        FRIEND,
+        png.clone(),
+        png.len() as u64,
+        "what is this?",
+        false,
+    );
+    until(Duration::from_secs(30), || w.texts(FRIEND).len() == 1).await;
+    let answer = &w.texts(FRIEND)[0];
+    assert!(
+        answer.starts_with("You said: what is this?\n\n[The user sent a photo; it is saved at "),
+        "{answer}"
+    );
+    let path = answer
+        .rsplit("saved at ")
+        .next()
+        .unwrap()
+        .trim_end_matches(']');
+    assert!(path.contains("chat_100/received/"), "{path}");
+    assert_eq!(
+        std::fs::read(path).unwrap(),
+        png,
+        "the file in the workspace is the one sent"
+    );
+
+    w.fake
+        .user_sends_file(FRIEND, FRIEND, Vec::new(), 25 * 1024 * 1024, "", true);
+    until(Duration::from_secs(30), || w.texts(FRIEND).len() == 2).await;
+    assert!(
+        w.texts(FRIEND)[1].starts_with("That file is 25.0 MB; I can take files up to 20 MB"),
+        "{:?}",
+        w.texts(FRIEND)
+    );
+    assert_eq!(w.backend.requests().len(), 1, "no turn for a refused file");
     w.stop().await;
 }

@@ -67,6 +67,8 @@ struct StateInner {
     calls: Vec<Call>,
     callbacks: HashMap<String, bool>,
     actions: Vec<(i64, String, Instant)>,
+    /// file_id -> (declared size, bytes)
+    files: HashMap<String, (u64, Vec<u8>)>,
 }
 
 #[derive(Clone)]
@@ -116,6 +118,7 @@ impl FakeTelegram {
         };
         let app = Router::new()
             .route("/{bot}/{method}", post(api))
+            .route("/file/{bot}/{*path}", axum::routing::get(download))
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/", listener.local_addr().unwrap());
@@ -151,6 +154,43 @@ impl FakeTelegram {
                 "message_id": message_id, "date": 1_800_000_000, "chat": chat(chat_id),
                 "from": user(user_id, &format!("user{user_id}")), "text": text,
             }})
+        })
+    }
+
+    /// A user sends a photo (`document` false) or a file; `declared_size` is what Telegram
+    /// reports (a big file need not be materialised in tests).
+    pub fn user_sends_file(
+        &self,
+        chat_id: i64,
+        user_id: i64,
+        bytes: Vec<u8>,
+        declared_size: u64,
+        caption: &str,
+        document: bool,
+    ) -> i64 {
+        let message_id = self.take_message_id();
+        let file_id = format!("file{message_id}");
+        self.shared
+            .state
+            .lock()
+            .unwrap()
+            .files
+            .insert(file_id.clone(), (declared_size, bytes));
+        self.push_update(|id| {
+            let mut message = json!({
+                "message_id": message_id, "date": 1_800_000_000, "chat": chat(chat_id),
+                "from": user(user_id, &format!("user{user_id}")), "caption": caption,
+            });
+            if document {
+                message["document"] = json!({"file_id": file_id, "file_unique_id": format!("u{file_id}"),
+                    "file_name": "report.pdf", "mime_type": "application/pdf", "file_size": declared_size});
+            } else {
+                message["photo"] = json!([
+                    {"file_id": format!("{file_id}-small"), "file_unique_id": "s", "width": 90, "height": 90, "file_size": 100},
+                    {"file_id": file_id, "file_unique_id": format!("u{file_id}"), "width": 1280, "height": 960, "file_size": declared_size},
+                ]);
+            }
+            json!({"update_id": id, "message": message})
         })
     }
 
@@ -300,6 +340,22 @@ async fn api(
     axum::Json(body)
 }
 
+async fn download(
+    State(shared): State<Shared>,
+    Path((bot, path)): Path<(String, String)>,
+) -> Result<Vec<u8>, axum::http::StatusCode> {
+    if bot != format!("bot{}", shared.token) {
+        return Err(axum::http::StatusCode::UNAUTHORIZED);
+    }
+    let file_id = path.strip_prefix("files/").unwrap_or_default();
+    let state = shared.state.lock().unwrap();
+    state
+        .files
+        .get(file_id)
+        .map(|(_, bytes)| bytes.clone())
+        .ok_or(axum::http::StatusCode::NOT_FOUND)
+}
+
 async fn get_updates(shared: &Shared, params: &Value) -> Reply {
     let offset = params["offset"].as_i64().unwrap_or(0);
     let timeout = Duration::from_secs(params["timeout"].as_u64().unwrap_or(0).min(50));
@@ -339,6 +395,17 @@ fn handle(shared: &Shared, method: &str, params: &Value) -> Reply {
             Ok(json!({"url": "", "has_custom_certificate": false, "pending_update_count": 0}))
         }
         "deletewebhook" | "setmycommands" => Ok(json!(true)),
+        "getfile" => {
+            let file_id = params["file_id"].as_str().unwrap_or_default();
+            match state.files.get(file_id) {
+                Some((size, _)) if *size > 20 * 1024 * 1024 => bad("Bad Request: file is too big"),
+                Some((size, _)) => Ok(
+                    json!({"file_id": file_id, "file_unique_id": format!("u{file_id}"),
+                    "file_size": size, "file_path": format!("files/{file_id}")}),
+                ),
+                None => bad("Bad Request: invalid file_id"),
+            }
+        }
         "sendchataction" => {
             let chat_id = params["chat_id"].as_i64().unwrap_or(0);
             let action = params["action"].as_str().unwrap_or_default().to_owned();
