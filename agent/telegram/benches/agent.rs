@@ -1,0 +1,148 @@
+//! `cargo bench -p valor-telegram --bench agent`:
+//! - agent overhead per turn: the engine with a scripted backend and the real store (message
+//!   stored durably, context window, injection, routing, relay, reply stored), p50 and p99 over
+//!   many turns (targets: p50 <= 2 ms, p99 <= 10 ms);
+//! - 500 concurrent chats through the Telegram channel against the fake Bot API with a scripted
+//!   backend: every chat answered exactly once, wall time, RSS before and after.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use teloxide::prelude::*;
+use tokio_util::sync::CancellationToken;
+use valor_core::ModelRouter;
+use valor_core::engine::{ConversationStore, Engine, EngineConfig, Incoming};
+use valor_core::scripted::{Scripted, ScriptedBackend};
+use valor_fakes::telegram::FakeTelegram;
+use valor_memory::Store;
+use valor_telegram::channel::{ChannelSetup, TelegramChannel};
+use valor_telegram::pacer::PacerConfig;
+use valor_telegram::pairing::Pairing;
+
+fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .unwrap()
+        / 1024.0
+}
+
+fn echo() -> ScriptedBackend {
+    ScriptedBackend::new(|request| {
+        let asked = request
+            .prompt
+            .rsplit("USER_REQUEST: ")
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        Scripted::text(format!("You said: {asked}"))
+    })
+}
+
+fn engine(store: &Store, backend: ScriptedBackend) -> Engine {
+    Engine::new(
+        Arc::new(backend),
+        Arc::new(store.clone()) as Arc<dyn ConversationStore>,
+        ModelRouter::new(valor_config::RoutingConfig::default()),
+        EngineConfig::default(),
+    )
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1000.0
+}
+
+async fn overhead(turns: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("store")).unwrap();
+    let engine = engine(&store, echo());
+    let mut times = Vec::with_capacity(turns);
+    for i in 0..turns {
+        let start = Instant::now();
+        let (stream, _) = engine
+            .turn(Incoming::new((i % 20) as i64, format!("message {i}")))
+            .unwrap();
+        stream.finish().await.unwrap();
+        times.push(start.elapsed());
+    }
+    times.sort();
+    println!(
+        "agent overhead per turn (engine + store + scripted backend, {turns} turns, 20 chats): p50 {:.2} ms, p99 {:.2} ms   (targets: p50 <= 2 ms, p99 <= 10 ms)",
+        percentile(&times, 0.5),
+        percentile(&times, 0.99)
+    );
+}
+
+async fn many_chats(chats: i64) {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeTelegram::start().await;
+    let store = Store::open(&dir.path().join("store")).unwrap();
+    let backend = echo();
+    let channel = TelegramChannel::new(ChannelSetup {
+        bot: Bot::new(&fake.token).set_api_url(fake.url.parse().unwrap()),
+        engine: engine(&store, backend.clone()),
+        store: store.clone(),
+        allowed_users: (1..=chats).collect(),
+        poll_timeout_secs: 1,
+        pacer: PacerConfig::default(),
+        pairing: Pairing::for_store(store.path()),
+        health: None,
+        workspaces_dir: dir.path().join("workspaces"),
+    })
+    .unwrap();
+    let before = rss_mib();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(channel.run(shutdown.clone()));
+    let start = Instant::now();
+    for chat in 1..=chats {
+        fake.user_says(chat, chat, &format!("hello from chat {chat}"));
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let answered = (1..=chats)
+            .filter(|c| !fake.messages(*c).is_empty())
+            .count() as i64;
+        if answered == chats || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let wall = start.elapsed();
+    let after = rss_mib();
+    let mut lost = 0;
+    let mut duplicated = 0;
+    let mut wrong = 0;
+    for chat in 1..=chats {
+        let messages = fake.messages(chat);
+        match messages.len() {
+            0 => lost += 1,
+            1 => {}
+            _ => duplicated += 1,
+        }
+        if messages
+            .iter()
+            .any(|m| m.visible != format!("You said: hello from chat {chat}"))
+        {
+            wrong += 1;
+        }
+    }
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+    println!(
+        "{chats} concurrent chats through the channel: all answered in {:.2} s; lost {lost}, duplicated {duplicated}, wrong {wrong}; 429s {}; RSS {before:.1} -> {after:.1} MiB",
+        wall.as_secs_f64(),
+        fake.errors(429).len()
+    );
+    assert_eq!((lost, duplicated, wrong), (0, 0, 0));
+}
+
+#[tokio::main]
+async fn main() {
+    let quick = !std::env::args().any(|a| a == "--bench");
+    overhead(if quick { 20 } else { 2000 }).await;
+    many_chats(if quick { 20 } else { 500 }).await;
+}
