@@ -175,6 +175,7 @@ fn telegram(
             pairing: valor_telegram::pairing::Pairing::for_store(&config.memory.path),
             health: Some(health),
             workspaces_dir: config.claude.workspaces_dir.clone(),
+            drafts: t.drafts,
         })?;
     tracing::info!(api = %t.api_url, allowed = t.allowed_users.len() + paired.len(), "Telegram is on");
     Ok(Some(channel))

@@ -267,6 +267,9 @@ pub struct TelegramConfig {
     pub allowed_users: Vec<i64>,
     /// Seconds one long poll waits for updates.
     pub poll_timeout_secs: u64,
+    /// In private chats, stream previews as drafts (`sendMessageDraft`, Bot API 9.3+) and send
+    /// the answer as one final message; off: stream by editing the message.
+    pub drafts: bool,
 }
 
 impl Default for TelegramConfig {
@@ -275,6 +278,7 @@ impl Default for TelegramConfig {
             api_url: "https://api.telegram.org".to_owned(),
             allowed_users: Vec::new(),
             poll_timeout_secs: 30,
+            drafts: true,
         }
     }
 }

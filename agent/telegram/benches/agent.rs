@@ -92,6 +92,7 @@ async fn many_chats(chats: i64) {
         pairing: Pairing::for_store(store.path()),
         health: None,
         workspaces_dir: dir.path().join("workspaces"),
+        drafts: true,
     })
     .unwrap();
     let before = rss_mib();

@@ -56,6 +56,8 @@ pub struct ChannelSetup {
     pub health: Option<HealthLine>,
     /// Chat workspaces (`[claude] workspaces_dir`): received files are saved there.
     pub workspaces_dir: std::path::PathBuf,
+    /// Stream previews in private chats as drafts (`sendMessageDraft`).
+    pub drafts: bool,
 }
 
 #[derive(Clone)]
@@ -78,6 +80,7 @@ struct Inner {
     pairing: Pairing,
     health: Option<HealthLine>,
     workspaces_dir: std::path::PathBuf,
+    drafts: bool,
     /// Wrong pairing codes per user: (count, first try).
     pair_attempts: Mutex<HashMap<i64, (usize, Instant)>>,
 }
@@ -137,6 +140,7 @@ impl TelegramChannel {
                 pairing: setup.pairing,
                 health: setup.health,
                 workspaces_dir: setup.workspaces_dir,
+                drafts: setup.drafts,
                 pair_attempts: Mutex::new(HashMap::new()),
             }),
         })
@@ -625,7 +629,10 @@ impl TelegramChannel {
             };
             let answered = match self.inner.engine.turn(incoming) {
                 Ok((stream, _figures)) => {
-                    let delivery = deliver(&self.inner.bot, chat, stream, &worker.pacer).await;
+                    let drafts = (self.inner.drafts && entry.private)
+                        .then(|| crate::stream::Drafts::new(self.inner.bot.clone()));
+                    let delivery =
+                        deliver(&self.inner.bot, chat, stream, &worker.pacer, drafts).await;
                     // A turn stopped by shutdown (not by /stop) is answered after the restart.
                     let stopped_by_shutdown = cancel.is_cancelled()
                         && delivery.error.is_some()

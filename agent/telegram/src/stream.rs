@@ -17,6 +17,52 @@ use valor_core::{TurnError, TurnEvent, TurnStream};
 use crate::format::{Chunk, MAX_MESSAGE_UNITS, render};
 use crate::pacer::{Cadence, ChatPacer, Permit, classify_content};
 
+/// `sendMessageDraft` (Bot API 9.3+): an ephemeral streaming preview in a private chat.
+/// teloxide 0.17 does not have it, so it is written by hand on teloxide's JSON request.
+#[derive(Debug, Clone, serde::Serialize)]
+struct SendMessageDraft {
+    chat_id: i64,
+    draft_id: i64,
+    text: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parse_mode: Option<&'static str>,
+}
+
+impl teloxide::requests::Payload for SendMessageDraft {
+    type Output = teloxide::types::True;
+    const NAME: &'static str = "sendMessageDraft";
+}
+
+/// Streams previews as drafts (private chats), then sends the answer as messages.
+#[derive(Clone)]
+pub struct Drafts {
+    bot: teloxide::Bot,
+    id: i64,
+}
+
+impl Drafts {
+    pub fn new(bot: teloxide::Bot) -> Drafts {
+        // Any non-zero id; a new one per turn keeps previews of different turns apart.
+        let id = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| (d.as_micros() % i64::MAX as u128) as i64)
+            .max(1);
+        Drafts { bot, id }
+    }
+
+    async fn show(&self, chat: ChatId, chunk: &Chunk) -> Result<(), RequestError> {
+        let payload = SendMessageDraft {
+            chat_id: chat.0,
+            draft_id: self.id,
+            text: chunk.html.clone(),
+            parse_mode: Some("HTML"),
+        };
+        teloxide::requests::JsonRequest::new(self.bot.clone(), payload)
+            .await
+            .map(|_| ())
+    }
+}
+
 /// How often the typing action is repeated (it lasts about 5 s).
 pub const TYPING_EVERY: Duration = Duration::from_secs(4);
 
@@ -32,6 +78,8 @@ pub struct Delivery {
     pub floods: usize,
     /// Chunks sent as plain text after a parse error.
     pub plain_fallbacks: usize,
+    /// Draft previews shown.
+    pub drafts: usize,
     /// The answer as delivered.
     pub text: String,
     pub error: Option<TurnError>,
@@ -49,9 +97,44 @@ struct Writer<'a, R> {
     cadence: Cadence,
     sent: Vec<Sent>,
     report: Delivery,
+    drafts: Option<Drafts>,
 }
 
 impl<R: Requester<Err = RequestError>> Writer<'_, R> {
+    /// Shows a progress preview: as a draft when drafts are on, else by editing messages.
+    async fn preview(&mut self, text: &str) -> bool {
+        let Some(drafts) = self.drafts.clone() else {
+            return self.sync(text, false).await;
+        };
+        // A draft holds one message: the part being written now.
+        let Some(chunk) = render(text, MAX_MESSAGE_UNITS).pop() else {
+            return true;
+        };
+        if self.pacer.acquire(false).await == Permit::Skip {
+            self.report.skipped += 1;
+            return false;
+        }
+        let started = Instant::now();
+        match drafts.show(self.chat, &chunk).await {
+            Ok(()) => {
+                self.cadence.edit_ok(started.elapsed());
+                self.report.drafts += 1;
+                true
+            }
+            Err(RequestError::RetryAfter(secs)) => {
+                self.report.floods += 1;
+                self.cadence.flooded();
+                self.pacer.flood_wait(secs.duration());
+                false
+            }
+            Err(e) => {
+                tracing::warn!(chat = self.chat.0, error = %e, "drafts refused; streaming by edits instead");
+                self.drafts = None;
+                self.sync(text, false).await
+            }
+        }
+    }
+
     /// Makes the chat show `text`. Returns false if a progress update was cut short.
     async fn sync(&mut self, text: &str, essential: bool) -> bool {
         let chunks = render(text, MAX_MESSAGE_UNITS);
@@ -156,12 +239,14 @@ impl<R: Requester<Err = RequestError>> Writer<'_, R> {
     }
 }
 
-/// Streams `stream` into `chat` until the turn ends.
+/// Streams `stream` into `chat` until the turn ends; with `drafts`, previews go as drafts and
+/// the answer as messages.
 pub async fn deliver<R: Requester<Err = RequestError>>(
     bot: &R,
     chat: ChatId,
     mut stream: TurnStream,
     pacer: &ChatPacer,
+    drafts: Option<Drafts>,
 ) -> Delivery {
     let mut writer = Writer {
         bot,
@@ -170,6 +255,7 @@ pub async fn deliver<R: Requester<Err = RequestError>>(
         cadence: Cadence::default(),
         sent: Vec::new(),
         report: Delivery::default(),
+        drafts,
     };
     // Text of earlier model messages (before tool calls), and the one being written.
     let mut done = String::new();
@@ -191,7 +277,7 @@ pub async fn deliver<R: Requester<Err = RequestError>>(
                 if next_update.is_some_and(|u| now >= u) {
                     let text = joined(&done, &current);
                     if text != shown {
-                        writer.sync(&text, false).await;
+                        writer.preview(&text).await;
                         shown = text;
                     }
                     next_update = None;
@@ -210,7 +296,7 @@ pub async fn deliver<R: Requester<Err = RequestError>>(
                 current.push_str(&delta);
                 if first {
                     // The first words show at once; later ones at the cadence.
-                    writer.sync(&current, false).await;
+                    writer.preview(&current).await;
                     shown = current.clone();
                 }
                 if next_update.is_none() {

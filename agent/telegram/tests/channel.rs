@@ -44,6 +44,7 @@ async fn start(fake: FakeTelegram, store: Store, backend: ScriptedBackend) -> Wo
         pairing: Pairing::for_store(store.path()),
         health: Some(Arc::new(|| "ok (score 100)".to_owned())),
         workspaces_dir: store.path().with_file_name("workspaces"),
+        drafts: false,
     })
     .unwrap();
     let shutdown = CancellationToken::new();

@@ -75,7 +75,14 @@ async fn a_60_second_answer_updates_every_2_to_3_seconds_without_a_429() {
         .collect::<String>();
     let seconds = 60.0;
     let every = Duration::from_secs_f64(seconds / (text.chars().count() as f64 / 20.0));
-    let report = deliver(&bot, ChatId(1), scripted(text.clone(), 20, every), &pacer()).await;
+    let report = deliver(
+        &bot,
+        ChatId(1),
+        scripted(text.clone(), 20, every),
+        &pacer(),
+        None,
+    )
+    .await;
     assert!(report.error.is_none());
     assert!(fake.errors(429).is_empty(), "{:?}", fake.errors(429));
     assert_eq!(report.floods, 0);
@@ -134,6 +141,7 @@ async fn a_12000_character_answer_arrives_complete_in_order_without_duplicates()
         ChatId(2),
         scripted(text.clone(), 50, Duration::from_millis(20)),
         &pacer(),
+        None,
     )
     .await;
     let messages = fake.messages(2);
@@ -165,6 +173,7 @@ async fn a_flood_wait_in_one_chat_does_not_delay_another() {
                 ChatId(3),
                 scripted(text.clone(), 10, Duration::from_millis(100)),
                 &pacer(),
+                None,
             )
             .await;
             (report, start.elapsed())
@@ -175,6 +184,7 @@ async fn a_flood_wait_in_one_chat_does_not_delay_another() {
                 ChatId(4),
                 scripted(text.clone(), 10, Duration::from_millis(100)),
                 &pacer(),
+                None,
             )
             .await;
             (report, start.elapsed())
@@ -214,6 +224,7 @@ async fn hostile_text_never_loses_a_message_to_a_parse_error() {
         ChatId(5),
         scripted(text.clone(), 40, Duration::from_millis(20)),
         &pacer(),
+        None,
     )
     .await;
     assert!(fake.errors(400).is_empty(), "{:?}", fake.errors(400));
@@ -239,7 +250,7 @@ async fn a_failed_turn_keeps_what_was_written_and_says_what_happened() {
             )))
             .await;
     });
-    let report = deliver(&bot, ChatId(6), stream, &pacer()).await;
+    let report = deliver(&bot, ChatId(6), stream, &pacer(), None).await;
     assert_eq!(report.error.unwrap().kind, TurnErrorKind::Timeout);
     let all = shown(&fake, 6);
     assert!(all.starts_with("Working on it"), "{all}");
@@ -247,4 +258,69 @@ async fn a_failed_turn_keeps_what_was_written_and_says_what_happened() {
         all.ends_with(TurnErrorKind::Timeout.user_message()),
         "{all}"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn in_a_private_chat_the_preview_streams_as_a_draft_and_the_answer_comes_as_messages() {
+    let fake = FakeTelegram::start().await;
+    let bot = bot(&fake);
+    let text: String = (0..30)
+        .map(|i| format!("Line {i} of a streamed answer.\n\n"))
+        .collect();
+    let start = tokio::time::Instant::now();
+    let report = deliver(
+        &bot,
+        ChatId(7),
+        scripted(text.clone(), 10, Duration::from_millis(100)),
+        &pacer(),
+        Some(valor_telegram::stream::Drafts::new(bot.clone())),
+    )
+    .await;
+    let drafts: Vec<_> = fake
+        .calls()
+        .into_iter()
+        .filter(|c| c.method == "sendmessagedraft")
+        .collect();
+    assert!(drafts.len() >= 5, "{} drafts", drafts.len());
+    assert!(drafts.iter().all(|c| c.error.is_none()));
+    // The first words showed as soon as they were written.
+    assert!(
+        drafts[0].at - start <= Duration::from_millis(150),
+        "{:?}",
+        drafts[0].at - start
+    );
+    assert_eq!(report.drafts, drafts.len());
+    // The answer itself: messages, never edited.
+    let messages = fake.messages(7);
+    assert!(
+        messages.iter().all(|m| m.edits == 0),
+        "no edits with drafts"
+    );
+    assert_eq!(non_space(&shown(&fake, 7)), non_space(&text));
+    assert!(fake.errors(429).is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_server_without_drafts_gets_edits_instead() {
+    let fake = FakeTelegram::start().await;
+    fake.refuse_drafts();
+    let bot = bot(&fake);
+    let text: String = (0..30)
+        .map(|i| format!("Line {i} of a streamed answer.\n\n"))
+        .collect();
+    let report = deliver(
+        &bot,
+        ChatId(8),
+        scripted(text.clone(), 10, Duration::from_millis(100)),
+        &pacer(),
+        Some(valor_telegram::stream::Drafts::new(bot.clone())),
+    )
+    .await;
+    assert_eq!(report.drafts, 0);
+    assert_eq!(fake.errors(404).len(), 1, "tried once, then edits");
+    assert!(
+        fake.messages(8).iter().any(|m| m.edits > 0),
+        "streamed by edits"
+    );
+    assert_eq!(non_space(&shown(&fake, 8)), non_space(&text));
 }

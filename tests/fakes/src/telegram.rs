@@ -69,6 +69,8 @@ struct StateInner {
     actions: Vec<(i64, String, Instant)>,
     /// file_id -> (declared size, bytes)
     files: HashMap<String, (u64, Vec<u8>)>,
+    /// Answer sendMessageDraft as a server without it would.
+    no_drafts: bool,
 }
 
 #[derive(Clone)]
@@ -268,6 +270,11 @@ impl FakeTelegram {
             .collect()
     }
 
+    /// Behaves like a Bot API server older than 9.3: no sendMessageDraft.
+    pub fn refuse_drafts(&self) {
+        self.shared.state.lock().unwrap().no_drafts = true;
+    }
+
     /// Puts a chat in a flood wait, as Telegram does after too many messages.
     pub fn flood(&self, chat_id: i64, wait: Duration) {
         let mut state = self.shared.state.lock().unwrap();
@@ -423,6 +430,9 @@ fn handle(shared: &Shared, method: &str, params: &Value) -> Reply {
                     "Bad Request: query is too old and response timeout expired or query id is invalid",
                 ),
             }
+        }
+        "sendmessagedraft" if state.no_drafts => {
+            Err((404, "Not Found: method not found".to_owned(), None))
         }
         "sendmessage" | "editmessagetext" | "sendmessagedraft" => {
             let chat_id = params["chat_id"].as_i64().ok_or((
