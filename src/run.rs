@@ -176,6 +176,10 @@ fn telegram(
             health: Some(health),
             workspaces_dir: config.claude.workspaces_dir.clone(),
             drafts: t.drafts,
+            webhook: (!t.webhook_url.is_empty()).then(|| valor_telegram::channel::Webhook {
+                url: t.webhook_url.clone(),
+                bind: t.webhook_bind,
+            }),
         })?;
     tracing::info!(api = %t.api_url, allowed = t.allowed_users.len() + paired.len(), "Telegram is on");
     Ok(Some(channel))

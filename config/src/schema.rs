@@ -270,6 +270,12 @@ pub struct TelegramConfig {
     /// In private chats, stream previews as drafts (`sendMessageDraft`, Bot API 9.3+) and send
     /// the answer as one final message; off: stream by editing the message.
     pub drafts: bool,
+    /// Receive updates by webhook instead of polling: the public HTTPS URL Telegram posts to
+    /// (e.g. behind a reverse proxy). Empty: long polling.
+    pub webhook_url: String,
+    /// Where Valor listens for the webhook's posts (the proxy forwards to it).
+    #[serde(deserialize_with = "socket_addr")]
+    pub webhook_bind: SocketAddr,
 }
 
 impl Default for TelegramConfig {
@@ -279,6 +285,8 @@ impl Default for TelegramConfig {
             allowed_users: Vec::new(),
             poll_timeout_secs: 30,
             drafts: true,
+            webhook_url: String::new(),
+            webhook_bind: SocketAddr::from(([127, 0, 0, 1], 8443)),
         }
     }
 }

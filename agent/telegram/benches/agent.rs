@@ -93,6 +93,7 @@ async fn many_chats(chats: i64) {
         health: None,
         workspaces_dir: dir.path().join("workspaces"),
         drafts: true,
+        webhook: None,
     })
     .unwrap();
     let before = rss_mib();

@@ -58,7 +58,19 @@ pub struct ChannelSetup {
     pub workspaces_dir: std::path::PathBuf,
     /// Stream previews in private chats as drafts (`sendMessageDraft`).
     pub drafts: bool,
+    /// Receive updates by webhook instead of polling.
+    pub webhook: Option<Webhook>,
 }
+
+/// Webhook mode: Telegram posts updates to `url`, a proxy forwards them to `bind`.
+#[derive(Debug, Clone)]
+pub struct Webhook {
+    pub url: String,
+    pub bind: std::net::SocketAddr,
+}
+
+/// The header Telegram sends with the secret given to setWebhook.
+const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
 
 #[derive(Clone)]
 pub struct TelegramChannel {
@@ -81,6 +93,9 @@ struct Inner {
     health: Option<HealthLine>,
     workspaces_dir: std::path::PathBuf,
     drafts: bool,
+    webhook: Option<Webhook>,
+    /// The last update taken in (also persisted).
+    last_update: std::sync::atomic::AtomicI64,
     /// Wrong pairing codes per user: (count, first try).
     pair_attempts: Mutex<HashMap<i64, (usize, Instant)>>,
 }
@@ -105,6 +120,8 @@ pub enum ChannelError {
     ApiUrl { url: String, reason: String },
     #[error("cannot build the HTTP client for Telegram: {0}")]
     Client(String),
+    #[error("cannot set up the Telegram webhook: {0}")]
+    Webhook(String),
 }
 
 /// A bot for `api_url` whose HTTP timeout outlasts a long poll (teloxide's default of 17 s
@@ -141,6 +158,8 @@ impl TelegramChannel {
                 health: setup.health,
                 workspaces_dir: setup.workspaces_dir,
                 drafts: setup.drafts,
+                webhook: setup.webhook,
+                last_update: std::sync::atomic::AtomicI64::new(0),
                 pair_attempts: Mutex::new(HashMap::new()),
             }),
         })
@@ -151,7 +170,8 @@ impl TelegramChannel {
         self.inner.refusals.load(Ordering::Relaxed)
     }
 
-    /// Polls until `shutdown`; first replays what was accepted but not answered.
+    /// Receives updates (long polling, or the webhook) until `shutdown`; first replays what was
+    /// accepted but not answered.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), ChannelError> {
         for entry in self.inner.store.inbox()? {
             tracing::info!(
@@ -161,46 +181,13 @@ impl TelegramChannel {
             );
             self.enqueue(entry);
         }
-        let mut last = self.inner.store.telegram_last_update()?;
-        let mut backoff = Duration::from_secs(1);
-        loop {
-            let offset = i32::try_from(last + 1).unwrap_or(i32::MAX);
-            let request = self
-                .inner
-                .bot
-                .get_updates()
-                .offset(offset)
-                .timeout(self.inner.poll_timeout);
-            let updates = tokio::select! {
-                () = shutdown.cancelled() => break,
-                updates = request.into_future() => updates,
-            };
-            match updates {
-                Ok(updates) => {
-                    backoff = Duration::from_secs(1);
-                    for update in updates {
-                        let id = i64::from(update.id.0);
-                        // Already taken in before a restart: Telegram may deliver it again.
-                        if id <= last {
-                            continue;
-                        }
-                        self.handle(update).await?;
-                        last = id;
-                    }
-                }
-                Err(RequestError::RetryAfter(secs)) => {
-                    tokio::time::sleep(secs.duration()).await;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, retry_in_secs = backoff.as_secs(), "polling Telegram failed");
-                    tokio::select! {
-                        () = shutdown.cancelled() => break,
-                        () = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
-                }
-            }
-        }
+        self.inner
+            .last_update
+            .store(self.inner.store.telegram_last_update()?, Ordering::Release);
+        let result = match self.inner.webhook.clone() {
+            Some(webhook) => self.clone().serve_webhook(webhook, &shutdown).await,
+            None => self.poll(&shutdown).await,
+        };
         // Running turns are cancelled; their messages stay in the inbox for the next start.
         self.inner.stopping.store(true, Ordering::Release);
         for worker in self.workers() {
@@ -213,7 +200,112 @@ impl TelegramChannel {
                 cancel.cancel();
             }
         }
+        result
+    }
+
+    /// Takes in an update unless it was taken in before (Telegram may deliver one twice).
+    async fn take(&self, update: Update) -> Result<(), ChannelError> {
+        let id = i64::from(update.id.0);
+        if id <= self.inner.last_update.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        self.handle(update).await?;
+        self.inner.last_update.fetch_max(id, Ordering::AcqRel);
         Ok(())
+    }
+
+    async fn poll(&self, shutdown: &CancellationToken) -> Result<(), ChannelError> {
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            let last = self.inner.last_update.load(Ordering::Acquire);
+            let offset = i32::try_from(last + 1).unwrap_or(i32::MAX);
+            let request = self
+                .inner
+                .bot
+                .get_updates()
+                .offset(offset)
+                .timeout(self.inner.poll_timeout);
+            let updates = tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                updates = request.into_future() => updates,
+            };
+            match updates {
+                Ok(updates) => {
+                    backoff = Duration::from_secs(1);
+                    for update in updates {
+                        self.take(update).await?;
+                    }
+                }
+                Err(RequestError::RetryAfter(secs)) => {
+                    tokio::time::sleep(secs.duration()).await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in_secs = backoff.as_secs(), "polling Telegram failed");
+                    tokio::select! {
+                        () = shutdown.cancelled() => return Ok(()),
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+    }
+
+    /// Registers the webhook with a fresh secret and serves Telegram's posts until `shutdown`.
+    async fn serve_webhook(
+        self,
+        webhook: Webhook,
+        shutdown: &CancellationToken,
+    ) -> Result<(), ChannelError> {
+        use teloxide::payloads::SetWebhookSetters as _;
+        let secret =
+            crate::pairing::random_token(32).map_err(|e| ChannelError::Webhook(e.to_string()))?;
+        let url = url::Url::parse(&webhook.url).map_err(|e| ChannelError::ApiUrl {
+            url: webhook.url.clone(),
+            reason: e.to_string(),
+        })?;
+        let listener = tokio::net::TcpListener::bind(webhook.bind)
+            .await
+            .map_err(|e| {
+                ChannelError::Webhook(format!("cannot listen on {}: {e}", webhook.bind))
+            })?;
+        // One connection at a time: updates of a chat arrive in order.
+        self.inner
+            .bot
+            .set_webhook(url)
+            .secret_token(secret.clone())
+            .max_connections(1)
+            .await
+            .map_err(|e| ChannelError::Webhook(e.to_string()))?;
+        tracing::info!(url = %webhook.url, bind = %webhook.bind, "Telegram webhook registered");
+        let channel = self.clone();
+        let app = axum::Router::new().fallback(axum::routing::post(
+            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let channel = channel.clone();
+                let secret = secret.clone();
+                async move {
+                    let given = headers.get(SECRET_HEADER).and_then(|v| v.to_str().ok());
+                    if given != Some(secret.as_str()) {
+                        return axum::http::StatusCode::UNAUTHORIZED;
+                    }
+                    let Ok(update) = serde_json::from_slice::<Update>(&body) else {
+                        return axum::http::StatusCode::BAD_REQUEST;
+                    };
+                    match channel.take(update).await {
+                        Ok(()) => axum::http::StatusCode::OK,
+                        // Telegram posts the update again later.
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot take in a webhook update");
+                            axum::http::StatusCode::INTERNAL_SERVER_ERROR
+                        }
+                    }
+                }
+            },
+        ));
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+            .await
+            .map_err(|e| ChannelError::Webhook(e.to_string()))
     }
 
     fn workers(&self) -> Vec<ChatWorker> {

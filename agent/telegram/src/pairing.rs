@@ -47,15 +47,20 @@ fn now_ms() -> u64 {
         .as_millis() as u64
 }
 
-/// `ABCD-EFGH` from the system's random source.
-fn new_code() -> Result<String, std::io::Error> {
-    let mut bytes = [0u8; 8];
+/// `len` characters from [`ALPHABET`], from the system's random source.
+pub fn random_token(len: usize) -> Result<String, std::io::Error> {
+    let mut bytes = vec![0u8; len];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))?;
-    let letters: String = bytes
+    Ok(bytes
         .iter()
         .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
-        .collect();
+        .collect())
+}
+
+/// `ABCD-EFGH`.
+fn new_code() -> Result<String, std::io::Error> {
+    let letters = random_token(8)?;
     Ok(format!("{}-{}", &letters[..4], &letters[4..]))
 }
 

@@ -28,6 +28,15 @@ struct World {
 }
 
 async fn start(fake: FakeTelegram, store: Store, backend: ScriptedBackend) -> World {
+    start_with(fake, store, backend, None).await
+}
+
+async fn start_with(
+    fake: FakeTelegram,
+    store: Store,
+    backend: ScriptedBackend,
+    webhook: Option<valor_telegram::channel::Webhook>,
+) -> World {
     let engine = Engine::new(
         Arc::new(backend.clone()),
         Arc::new(store.clone()) as Arc<dyn ConversationStore>,
@@ -45,6 +54,7 @@ async fn start(fake: FakeTelegram, store: Store, backend: ScriptedBackend) -> Wo
         health: Some(Arc::new(|| "ok (score 100)".to_owned())),
         workspaces_dir: store.path().with_file_name("workspaces"),
         drafts: false,
+        webhook,
     })
     .unwrap();
     let shutdown = CancellationToken::new();
@@ -388,5 +398,52 @@ async fn files_up_to_20_mb_reach_the_turn_and_bigger_ones_are_refused() {
         w.texts(FRIEND)
     );
     assert_eq!(w.backend.requests().len(), 1, "no turn for a refused file");
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn the_webhook_takes_updates_with_the_secret_only_and_each_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let bind = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let webhook = valor_telegram::channel::Webhook {
+        url: "https://valor.example/telegram".to_owned(),
+        bind,
+    };
+    let w = start_with(
+        FakeTelegram::start().await,
+        Store::open(&dir.path().join("store")).unwrap(),
+        echo(),
+        Some(webhook),
+    )
+    .await;
+    until(Duration::from_secs(10), || w.fake.webhook().is_some()).await;
+    let (url, secret, connections) = w.fake.webhook().unwrap();
+    assert_eq!(url, "https://valor.example/telegram");
+    assert_eq!((secret.len(), connections), (32, 1));
+
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let update = valor_fakes::telegram::text_update(1, FRIEND, FRIEND, "via webhook");
+    let post = |secret: Option<&str>| {
+        let mut request = client.post(format!("http://{bind}/telegram")).json(&update);
+        if let Some(secret) = secret {
+            request = request.header("X-Telegram-Bot-Api-Secret-Token", secret);
+        }
+        request.send()
+    };
+    assert_eq!(post(None).await.unwrap().status(), 401);
+    assert_eq!(post(Some("wrong")).await.unwrap().status(), 401);
+    assert_eq!(post(Some(&secret)).await.unwrap().status(), 200);
+    until(Duration::from_secs(10), || {
+        w.texts(FRIEND) == ["You said: via webhook"]
+    })
+    .await;
+    // Telegram delivers again when unsure: taken in once.
+    assert_eq!(post(Some(&secret)).await.unwrap().status(), 200);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(w.texts(FRIEND).len(), 1);
+    assert_eq!(w.backend.requests().len(), 1);
     w.stop().await;
 }

@@ -71,6 +71,8 @@ struct StateInner {
     files: HashMap<String, (u64, Vec<u8>)>,
     /// Answer sendMessageDraft as a server without it would.
     no_drafts: bool,
+    /// (url, secret_token, max_connections) of the last setWebhook.
+    webhook: Option<(String, String, u64)>,
 }
 
 #[derive(Clone)]
@@ -270,6 +272,11 @@ impl FakeTelegram {
             .collect()
     }
 
+    /// The registered webhook: (url, secret token, max connections).
+    pub fn webhook(&self) -> Option<(String, String, u64)> {
+        self.shared.state.lock().unwrap().webhook.clone()
+    }
+
     /// Behaves like a Bot API server older than 9.3: no sendMessageDraft.
     pub fn refuse_drafts(&self) {
         self.shared.state.lock().unwrap().no_drafts = true;
@@ -309,13 +316,22 @@ fn bad(description: impl Into<String>) -> Reply {
 async fn api(
     State(shared): State<Shared>,
     Path((bot, method)): Path<(String, String)>,
+    headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> axum::Json<Value> {
     if bot != format!("bot{}", shared.token) {
         return axum::Json(json!({"ok": false, "error_code": 401, "description": "Unauthorized"}));
     }
+    let content_type = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
     let params: Value = if body.is_empty() {
         json!({})
+    } else if let Some(boundary) = content_type.split("boundary=").nth(1) {
+        // teloxide sends requests that may carry files (setWebhook, sendPhoto) as multipart.
+        multipart_fields(&body, boundary.trim_matches('"'))
     } else {
         serde_json::from_slice(&body).unwrap_or(json!({}))
     };
@@ -402,6 +418,17 @@ fn handle(shared: &Shared, method: &str, params: &Value) -> Reply {
             Ok(json!({"url": "", "has_custom_certificate": false, "pending_update_count": 0}))
         }
         "deletewebhook" | "setmycommands" => Ok(json!(true)),
+        "setwebhook" => {
+            state.webhook = Some((
+                params["url"].as_str().unwrap_or_default().to_owned(),
+                params["secret_token"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                params["max_connections"].as_u64().unwrap_or(40),
+            ));
+            Ok(json!(true))
+        }
         "getfile" => {
             let file_id = params["file_id"].as_str().unwrap_or_default();
             match state.files.get(file_id) {
@@ -674,4 +701,38 @@ pub fn parse_html(text: &str) -> Result<String, String> {
         ));
     }
     Ok(visible)
+}
+
+/// The JSON of an update in which a user writes `text` (what Telegram posts to a webhook).
+pub fn text_update(update_id: i64, chat_id: i64, user_id: i64, text: &str) -> Value {
+    json!({"update_id": update_id, "message": {
+        "message_id": update_id, "date": 1_800_000_000, "chat": chat(chat_id),
+        "from": user(user_id, &format!("user{user_id}")), "text": text,
+    }})
+}
+
+/// The fields of a multipart/form-data body; numbers and JSON values are parsed, the rest kept
+/// as text.
+fn multipart_fields(body: &[u8], boundary: &str) -> Value {
+    let text = String::from_utf8_lossy(body);
+    let mut fields = serde_json::Map::new();
+    for part in text.split(&format!("--{boundary}")) {
+        let Some((head, value)) = part.split_once("\r\n\r\n") else {
+            continue;
+        };
+        let Some(name) = head
+            .split("name=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+        else {
+            continue;
+        };
+        let value = value.strip_suffix("\r\n").unwrap_or(value);
+        let parsed = serde_json::from_str::<Value>(value)
+            .ok()
+            .filter(|v| !v.is_string())
+            .unwrap_or_else(|| Value::String(value.to_owned()));
+        fields.insert(name.to_owned(), parsed);
+    }
+    Value::Object(fields)
 }
