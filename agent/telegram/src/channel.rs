@@ -695,6 +695,31 @@ impl TelegramChannel {
         }
     }
 
+    /// A long flood wait kept the final text back: it goes out when the wait ends, and the chat
+    /// goes on meanwhile. The message leaves the inbox once the text is delivered.
+    fn deliver_later(
+        &self,
+        chat: ChatId,
+        update_id: i64,
+        deferred: crate::stream::Deferred,
+        worker: &ChatWorker,
+    ) {
+        tracing::warn!(
+            chat = chat.0,
+            "flood wait over the cap: the answer goes out when it ends"
+        );
+        let bot = self.inner.bot.clone();
+        let pacer = worker.pacer.clone();
+        let store = self.inner.store.clone();
+        tokio::spawn(async move {
+            if crate::stream::finish_deferred(&bot, chat, deferred, &pacer).await
+                && let Err(e) = store.finish_update(update_id)
+            {
+                tracing::error!(chat = chat.0, error = %e, "cannot mark the message answered");
+            }
+        });
+    }
+
     /// Runs one chat's turns in order.
     async fn work(
         self,
@@ -723,13 +748,19 @@ impl TelegramChannel {
                 Ok((stream, _figures)) => {
                     let drafts = (self.inner.drafts && entry.private)
                         .then(|| crate::stream::Drafts::new(self.inner.bot.clone()));
-                    let delivery =
+                    let mut delivery =
                         deliver(&self.inner.bot, chat, stream, &worker.pacer, drafts).await;
                     // A turn stopped by shutdown (not by /stop) is answered after the restart.
                     let stopped_by_shutdown = cancel.is_cancelled()
                         && delivery.error.is_some()
                         && self.inner.stopping.load(Ordering::Acquire);
-                    !stopped_by_shutdown
+                    match delivery.deferred.take() {
+                        Some(deferred) => {
+                            self.deliver_later(chat, entry.update_id, deferred, &worker);
+                            false
+                        }
+                        None => !stopped_by_shutdown,
+                    }
                 }
                 Err(e) => {
                     tracing::error!(chat = chat.0, error = %e, "cannot take the message in");

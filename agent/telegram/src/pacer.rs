@@ -24,6 +24,9 @@ pub struct PacerConfig {
     pub private_interval: Duration,
     /// Between two messages of a group: 3 s (20 a minute) plus 5%.
     pub group_interval: Duration,
+    /// The longest a flood wait may hold a chat's queue; a longer one hands the final text to
+    /// a background delivery (never dropped) and lets the chat go on.
+    pub max_hold: Duration,
 }
 
 impl Default for PacerConfig {
@@ -31,6 +34,7 @@ impl Default for PacerConfig {
         PacerConfig {
             private_interval: Duration::from_millis(1050),
             group_interval: Duration::from_millis(3150),
+            max_hold: Duration::from_secs(60),
         }
     }
 }
@@ -49,6 +53,7 @@ pub enum Permit {
 #[derive(Debug, Clone)]
 pub struct ChatPacer {
     interval: Duration,
+    max_hold: Duration,
     slots: std::sync::Arc<std::sync::Mutex<Slots>>,
 }
 
@@ -63,6 +68,7 @@ struct Slots {
 impl ChatPacer {
     pub fn new(kind: ChatKind, config: PacerConfig) -> ChatPacer {
         ChatPacer {
+            max_hold: config.max_hold,
             interval: match kind {
                 ChatKind::Private => config.private_interval,
                 ChatKind::Group => config.group_interval,
@@ -106,6 +112,11 @@ impl ChatPacer {
         let until = Instant::now() + retry_after;
         let mut slots = self.slots();
         slots.flood_until = Some(slots.flood_until.map_or(until, |u| u.max(until)));
+    }
+
+    /// The longest a flood wait may hold the chat (see [`PacerConfig::max_hold`]).
+    pub fn max_hold(&self) -> Duration {
+        self.max_hold
     }
 
     /// The running flood wait, if any.

@@ -80,14 +80,25 @@ pub struct Delivery {
     pub plain_fallbacks: usize,
     /// Draft previews shown.
     pub drafts: usize,
+    /// The final text, when a flood wait longer than the pacer's `max_hold` kept it from going
+    /// out: deliver it with [`finish_deferred`] (it must not be dropped).
+    pub deferred: Option<Deferred>,
     /// The answer as delivered.
     pub text: String,
     pub error: Option<TurnError>,
 }
 
+#[derive(Debug, Clone)]
 struct Sent {
     id: MessageId,
     html: String,
+}
+
+/// A final text still to deliver after a long flood wait.
+#[derive(Debug, Clone)]
+pub struct Deferred {
+    pub text: String,
+    sent: Vec<Sent>,
 }
 
 struct Writer<'a, R> {
@@ -98,6 +109,10 @@ struct Writer<'a, R> {
     sent: Vec<Sent>,
     report: Delivery,
     drafts: Option<Drafts>,
+    /// Waits out any flood wait (a deferred delivery) instead of deferring.
+    patient: bool,
+    /// A flood wait over the cap stopped an essential update.
+    deferred: bool,
 }
 
 impl<R: Requester<Err = RequestError>> Writer<'_, R> {
@@ -149,10 +164,23 @@ impl<R: Requester<Err = RequestError>> Writer<'_, R> {
         true
     }
 
+    /// Whether a flood wait is too long to hold the chat for.
+    fn too_long_to_hold(&self) -> bool {
+        !self.patient
+            && self
+                .pacer
+                .flood_remaining()
+                .is_some_and(|left| left > self.pacer.max_hold())
+    }
+
     /// Sends or edits message `i` to show `chunk`, retrying through flood waits when essential.
     async fn put(&mut self, i: usize, chunk: &Chunk, essential: bool) -> bool {
         let mut plain = false;
         loop {
+            if essential && self.too_long_to_hold() {
+                self.deferred = true;
+                return false;
+            }
             if self.pacer.acquire(essential).await == Permit::Skip {
                 self.report.skipped += 1;
                 return false;
@@ -256,6 +284,8 @@ pub async fn deliver<R: Requester<Err = RequestError>>(
         sent: Vec::new(),
         report: Delivery::default(),
         drafts,
+        patient: false,
+        deferred: false,
     };
     // Text of earlier model messages (before tool calls), and the one being written.
     let mut done = String::new();
@@ -318,7 +348,12 @@ pub async fn deliver<R: Requester<Err = RequestError>>(
                 if text.trim().is_empty() {
                     text = "(no answer)".to_owned();
                 }
-                writer.sync(&text, true).await;
+                if !writer.sync(&text, true).await && writer.deferred {
+                    writer.report.deferred = Some(Deferred {
+                        text: text.clone(),
+                        sent: writer.sent.clone(),
+                    });
+                }
                 writer.report.text = text;
                 break;
             }
@@ -329,7 +364,12 @@ pub async fn deliver<R: Requester<Err = RequestError>>(
                 } else {
                     format!("{partial}\n\n{}", error.user_message())
                 };
-                writer.sync(&text, true).await;
+                if !writer.sync(&text, true).await && writer.deferred {
+                    writer.report.deferred = Some(Deferred {
+                        text: text.clone(),
+                        sent: writer.sent.clone(),
+                    });
+                }
                 writer.report.text = text;
                 writer.report.error = Some(error);
                 break;
@@ -338,6 +378,27 @@ pub async fn deliver<R: Requester<Err = RequestError>>(
         }
     }
     writer.report
+}
+
+/// Delivers a final text a long flood wait deferred, waiting the wait out.
+pub async fn finish_deferred<R: Requester<Err = RequestError>>(
+    bot: &R,
+    chat: ChatId,
+    deferred: Deferred,
+    pacer: &ChatPacer,
+) -> bool {
+    let mut writer = Writer {
+        bot,
+        chat,
+        pacer,
+        cadence: Cadence::default(),
+        sent: deferred.sent,
+        report: Delivery::default(),
+        drafts: None,
+        patient: true,
+        deferred: false,
+    };
+    writer.sync(&deferred.text, true).await
 }
 
 fn joined(done: &str, current: &str) -> String {

@@ -164,7 +164,8 @@ async fn a_flood_wait_in_one_chat_does_not_delay_another() {
     let fake = FakeTelegram::start().await;
     let bot = bot(&fake);
     let text = "A short answer that streams for a few seconds in small pieces. ".repeat(8);
-    fake.flood(3, Duration::from_secs(120));
+    // Under the pacer's 60 s cap, so the flooded chat waits it out itself.
+    fake.flood(3, Duration::from_secs(45));
     let start = tokio::time::Instant::now();
     let (flooded, other) = tokio::join!(
         async {
@@ -196,8 +197,9 @@ async fn a_flood_wait_in_one_chat_does_not_delay_another() {
         other.1
     );
     assert!(
-        flooded.1 >= Duration::from_secs(120),
-        "the flooded chat waited out its penalty"
+        flooded.1 >= Duration::from_secs(45),
+        "the flooded chat waited out its penalty: {:?}",
+        flooded.1
     );
     assert!(flooded.0.floods >= 1);
     // Neither lost its text; the flooded chat got no storm of retries.
@@ -323,4 +325,41 @@ async fn a_server_without_drafts_gets_edits_instead() {
         "streamed by edits"
     );
     assert_eq!(non_space(&shown(&fake, 8)), non_space(&text));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_flood_wait_over_the_cap_defers_the_final_text_and_frees_the_chat() {
+    let fake = FakeTelegram::start().await;
+    let bot = bot(&fake);
+    let text = "An answer that meets a very long flood wait. ".repeat(4);
+    let pacer = pacer();
+    let start = tokio::time::Instant::now();
+    // The first words go out, then Telegram imposes a 97-minute penalty.
+    let (tx, stream) = TurnStream::channel(8);
+    let feed = async {
+        let _ = tx.send(TurnEvent::TextDelta("An answer".to_owned())).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        fake.flood(10, Duration::from_secs(97 * 60));
+        let _ = tx.send(TurnEvent::Text(text.clone())).await;
+        let _ = tx.send(TurnEvent::Finished(summary(&text))).await;
+    };
+    let (report, ()) = tokio::join!(deliver(&bot, ChatId(10), stream, &pacer, None), feed);
+    // The chat was not held for 97 minutes.
+    assert!(
+        start.elapsed() < Duration::from_secs(120),
+        "{:?}",
+        start.elapsed()
+    );
+    let deferred = report
+        .deferred
+        .expect("the final text was deferred, not dropped");
+    assert!(
+        fake.errors(429).len() <= 1,
+        "{} 429s",
+        fake.errors(429).len()
+    );
+    // Delivered once the penalty is over, exactly.
+    assert!(valor_telegram::stream::finish_deferred(&bot, ChatId(10), deferred, &pacer).await);
+    assert!(start.elapsed() >= Duration::from_secs(97 * 60));
+    assert_eq!(non_space(&shown(&fake, 10)), non_space(&text));
 }
