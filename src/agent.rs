@@ -58,7 +58,7 @@ impl Agent {
             Arc::new(driver.clone()),
             Arc::new(store.clone()) as Arc<dyn ConversationStore>,
             ModelRouter::new(config.routing.clone()),
-            EngineConfig::default(),
+            engine_config(&config.context),
         );
         context_metrics(&engine, metrics)?;
         Ok(Agent {
@@ -135,4 +135,17 @@ fn persona(file: &str) -> anyhow::Result<String> {
         anyhow::bail!("the persona file {file} ([claude] persona_file) is empty");
     }
     Ok(text)
+}
+
+fn engine_config(c: &valor_config::ContextConfig) -> EngineConfig {
+    EngineConfig {
+        limits: valor_core::context::ContextLimits {
+            token_budget: c.token_budget,
+            keep_recent: c.keep_recent,
+            summary_batch: c.summary_batch,
+            summary_chars: c.summary_chars,
+        },
+        short_history: c.short_history,
+        ..EngineConfig::default()
+    }
 }

@@ -81,7 +81,7 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(Arc::clone(&monitor).run(shutdown.clone()));
     tasks.spawn(agent.reaper().run(REAP_EVERY, shutdown.clone()));
-    if let Some(channel) = telegram(&config, &loaded_secrets, &agent, &monitor)? {
+    if let Some(channel) = telegram(&config, &loaded_secrets, &agent, &monitor, &state.metrics)? {
         let stop = shutdown.clone();
         tasks.spawn(async move {
             if let Err(e) = channel.run(stop).await {
@@ -145,7 +145,13 @@ fn telegram(
     secrets: &valor_config::Secrets,
     agent: &crate::agent::Agent,
     monitor: &Arc<ResourceMonitor>,
+    metrics: &MetricsRegistry,
 ) -> anyhow::Result<Option<valor_telegram::channel::TelegramChannel>> {
+    let refusals = metrics.counter(
+        "valor_telegram_refusals_total",
+        "Unknown Telegram users told no (at most once an hour each).",
+        &[],
+    )?;
     let monitor = Arc::clone(monitor);
     let health: valor_telegram::channel::HealthLine = Arc::new(move || match monitor.report() {
         Some(report) => format!("{} (score {})", report.status.as_str(), report.score),
@@ -180,6 +186,7 @@ fn telegram(
                 url: t.webhook_url.clone(),
                 bind: t.webhook_bind,
             }),
+            on_refusal: Some(Arc::new(move || refusals.inc())),
         })?;
     tracing::info!(api = %t.api_url, allowed = t.allowed_users.len() + paired.len(), "Telegram is on");
     Ok(Some(channel))

@@ -16,8 +16,8 @@ mod validate;
 pub use error::{ConfigError, Origin, Problem};
 pub use load::{ConfigSource, Env, Loaded, SourceKind};
 pub use schema::{
-    ClaudeConfig, Config, HealthConfig, LogConfig, MemoryConfig, MonitorConfig, MonitorThresholds,
-    MonitorWeights, RouteConfig, RoutingConfig, StatusThresholds,
+    ClaudeConfig, Config, ContextConfig, HealthConfig, LogConfig, MemoryConfig, MonitorConfig,
+    MonitorThresholds, MonitorWeights, RouteConfig, RoutingConfig, StatusThresholds,
 };
 pub use secrets::{SECRET_VARS, Secret, Secrets};
 pub use validate::EFFORT_LEVELS;

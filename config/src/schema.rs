@@ -18,6 +18,7 @@ pub struct Config {
     pub routing: RoutingConfig,
     pub memory: MemoryConfig,
     pub telegram: TelegramConfig,
+    pub context: ContextConfig,
 }
 
 /// `[log]`: what goes to stderr.
@@ -287,6 +288,34 @@ impl Default for TelegramConfig {
             drafts: true,
             webhook_url: String::new(),
             webhook_bind: SocketAddr::from(([127, 0, 0, 1], 8443)),
+        }
+    }
+}
+
+/// `[context]`: what of a chat's history a turn carries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ContextConfig {
+    /// Tokens the carried history may take (estimated at four characters a token).
+    pub token_budget: usize,
+    /// The most recent messages are always carried verbatim.
+    pub keep_recent: usize,
+    /// Older messages are folded into one summary per this many.
+    pub summary_batch: usize,
+    /// Characters of one summary at most.
+    pub summary_chars: usize,
+    /// Messages carried when Claude's resumed session already holds the history.
+    pub short_history: usize,
+}
+
+impl Default for ContextConfig {
+    fn default() -> Self {
+        ContextConfig {
+            token_budget: 6000,
+            keep_recent: 8,
+            summary_batch: 100,
+            summary_chars: 240,
+            short_history: 5,
         }
     }
 }

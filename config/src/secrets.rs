@@ -82,6 +82,9 @@ impl Secrets {
 /// environment variable, and the value is never echoed.
 pub(crate) fn secret_var_for_key(key: &str) -> Option<&'static str> {
     let key = key.to_ascii_lowercase();
+    // The key's own name (its last segment) must end like a secret: `bot_token` and `api_key`
+    // do, `token_budget` does not.
+    let name = key.rsplit('.').next().unwrap_or(&key);
     let named = [
         ("telegram", "TELEGRAM_BOT_TOKEN"),
         ("anthropic", "ANTHROPIC_API_KEY"),
@@ -91,7 +94,7 @@ pub(crate) fn secret_var_for_key(key: &str) -> Option<&'static str> {
     ];
     let looks_secret = ["token", "api_key", "apikey", "secret", "password"]
         .iter()
-        .any(|word| key.contains(word));
+        .any(|word| name.ends_with(word));
     if !looks_secret {
         return None;
     }
@@ -140,5 +143,7 @@ mod tests {
         );
         assert_eq!(secret_var_for_key("openai_api_key"), Some("OPENAI_API_KEY"));
         assert_eq!(secret_var_for_key("bind"), None);
+        assert_eq!(secret_var_for_key("context.token_budget"), None);
+        assert_eq!(secret_var_for_key("notion.api_key"), Some("NOTION_API_KEY"));
     }
 }

@@ -16,6 +16,47 @@ pub(crate) fn validate(config: &Config) -> Vec<(String, String)> {
     claude(&config.claude, &mut problems);
     routing(&config.routing, &mut problems);
     telegram(&config.telegram, &mut problems);
+    let c = &config.context;
+    in_range(
+        &mut problems,
+        "context.token_budget",
+        c.token_budget as u64,
+        200,
+        1_000_000,
+        "tokens",
+    );
+    in_range(
+        &mut problems,
+        "context.keep_recent",
+        c.keep_recent as u64,
+        1,
+        200,
+        "messages",
+    );
+    in_range(
+        &mut problems,
+        "context.summary_batch",
+        c.summary_batch as u64,
+        2,
+        10_000,
+        "messages",
+    );
+    in_range(
+        &mut problems,
+        "context.summary_chars",
+        c.summary_chars as u64,
+        80,
+        20_000,
+        "characters",
+    );
+    in_range(
+        &mut problems,
+        "context.short_history",
+        c.short_history as u64,
+        0,
+        200,
+        "messages",
+    );
     problems
 }
 

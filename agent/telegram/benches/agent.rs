@@ -94,6 +94,7 @@ async fn many_chats(chats: i64) {
         workspaces_dir: dir.path().join("workspaces"),
         drafts: true,
         webhook: None,
+        on_refusal: None,
     })
     .unwrap();
     let before = rss_mib();

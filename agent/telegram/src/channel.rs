@@ -60,6 +60,8 @@ pub struct ChannelSetup {
     pub drafts: bool,
     /// Receive updates by webhook instead of polling.
     pub webhook: Option<Webhook>,
+    /// Called for each refusal of an unknown user (a counter on /metrics).
+    pub on_refusal: Option<Arc<dyn Fn() + Send + Sync>>,
 }
 
 /// Webhook mode: Telegram posts updates to `url`, a proxy forwards them to `bind`.
@@ -94,6 +96,7 @@ struct Inner {
     workspaces_dir: std::path::PathBuf,
     drafts: bool,
     webhook: Option<Webhook>,
+    on_refusal: Option<Arc<dyn Fn() + Send + Sync>>,
     /// The last update taken in (also persisted).
     last_update: std::sync::atomic::AtomicI64,
     /// Wrong pairing codes per user: (count, first try).
@@ -159,6 +162,7 @@ impl TelegramChannel {
                 workspaces_dir: setup.workspaces_dir,
                 drafts: setup.drafts,
                 webhook: setup.webhook,
+                on_refusal: setup.on_refusal,
                 last_update: std::sync::atomic::AtomicI64::new(0),
                 pair_attempts: Mutex::new(HashMap::new()),
             }),
@@ -626,6 +630,9 @@ impl TelegramChannel {
         refused.insert(user_id, now);
         drop(refused);
         self.inner.refusals.fetch_add(1, Ordering::Relaxed);
+        if let Some(count) = &self.inner.on_refusal {
+            count();
+        }
         tracing::info!(user_id, "refused a user who is not on the allow-list");
         self.reply(
             chat,

@@ -55,6 +55,7 @@ async fn start_with(
         workspaces_dir: store.path().with_file_name("workspaces"),
         drafts: false,
         webhook,
+        on_refusal: None,
     })
     .unwrap();
     let shutdown = CancellationToken::new();
