@@ -93,6 +93,30 @@ pub struct TurnSummary {
     pub warm: bool,
 }
 
+impl TurnSummary {
+    /// A finished one-call turn that answered `text` (scripted backends, tests).
+    pub fn of_text(
+        session_id: impl Into<String>,
+        model: impl Into<String>,
+        text: impl Into<String>,
+    ) -> Self {
+        TurnSummary {
+            session_id: session_id.into(),
+            text: text.into(),
+            model: model.into(),
+            cost_usd: 0.0,
+            usage: Usage::default(),
+            duration_ms: 0,
+            api_duration_ms: 0,
+            num_turns: 1,
+            tool_calls: Vec::new(),
+            permission_denials: Vec::new(),
+            failed_mcp_servers: Vec::new(),
+            warm: false,
+        }
+    }
+}
+
 /// Events of a turn, in order. The last is `Finished` or `Failed`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TurnEvent {

@@ -55,6 +55,13 @@ pub fn inject(request: &str, data: &ContextData<'_>) -> String {
     out
 }
 
+/// The user's request in a prompt made by [`inject`] (the whole prompt if it has no block).
+pub fn user_request(prompt: &str) -> &str {
+    prompt
+        .rsplit_once("\nUSER_REQUEST: ")
+        .map_or(prompt, |(_, request)| request)
+}
+
 fn one_line(text: &str) -> String {
     text.chars()
         .map(|c| if c.is_control() { ' ' } else { c })
@@ -118,6 +125,20 @@ mod tests {
              [summary of 10 earlier messages] U: deploy went fine.\nuser: How is the build?\nassistant: Green.\n\
              \nUSER_REQUEST: Ship it"
         );
+    }
+
+    #[test]
+    fn the_request_is_found_again() {
+        let prompt = inject(
+            "Ship it",
+            &ContextData {
+                chat_id: 1,
+                username: None,
+                history: &[],
+            },
+        );
+        assert_eq!(user_request(&prompt), "Ship it");
+        assert_eq!(user_request("no block"), "no block");
     }
 
     #[test]

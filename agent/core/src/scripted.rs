@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use crate::backend::{Backend, TurnEvent, TurnRequest, TurnStream, TurnSummary, Usage};
+use crate::backend::{Backend, TurnEvent, TurnRequest, TurnStream, TurnSummary};
 use crate::error::TurnError;
 
 /// What the script answers.
@@ -43,6 +43,16 @@ impl ScriptedBackend {
             script: Arc::new(script),
             requests: Arc::new(Mutex::new(Vec::new())),
         }
+    }
+
+    /// Answers every turn with "You said: <the user's request>".
+    pub fn echo() -> Self {
+        Self::new(|request| {
+            Scripted::text(format!(
+                "You said: {}",
+                crate::inject::user_request(&request.prompt)
+            ))
+        })
     }
 
     /// Every request so far.
@@ -96,20 +106,7 @@ impl Backend for ScriptedBackend {
                         let _ = tx.send(TurnEvent::TextDelta(part.iter().collect())).await;
                     }
                     let _ = tx.send(TurnEvent::Text(text.clone())).await;
-                    let summary = TurnSummary {
-                        session_id,
-                        text,
-                        model: "scripted".to_owned(),
-                        cost_usd: 0.0,
-                        usage: Usage::default(),
-                        duration_ms: 0,
-                        api_duration_ms: 0,
-                        num_turns: 1,
-                        tool_calls: Vec::new(),
-                        permission_denials: Vec::new(),
-                        failed_mcp_servers: Vec::new(),
-                        warm: false,
-                    };
+                    let summary = TurnSummary::of_text(session_id, "scripted", text);
                     let _ = tx.send(TurnEvent::Finished(summary)).await;
                 }
             }

@@ -14,7 +14,7 @@ use teloxide::prelude::*;
 use tokio_util::sync::CancellationToken;
 use valor_core::ModelRouter;
 use valor_core::engine::{ConversationStore, Engine, EngineConfig, Incoming};
-use valor_core::scripted::{Scripted, ScriptedBackend};
+use valor_core::scripted::ScriptedBackend;
 use valor_fakes::telegram::FakeTelegram;
 use valor_memory::Store;
 use valor_telegram::channel::{ChannelSetup, TelegramChannel};
@@ -29,18 +29,6 @@ fn rss_mib() -> f64 {
         .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
         .unwrap()
         / 1024.0
-}
-
-fn echo() -> ScriptedBackend {
-    ScriptedBackend::new(|request| {
-        let asked = request
-            .prompt
-            .rsplit("USER_REQUEST: ")
-            .next()
-            .unwrap_or_default()
-            .to_owned();
-        Scripted::text(format!("You said: {asked}"))
-    })
 }
 
 fn engine(store: &Store, backend: ScriptedBackend) -> Engine {
@@ -59,7 +47,7 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 async fn overhead(turns: usize) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("store")).unwrap();
-    let engine = engine(&store, echo());
+    let engine = engine(&store, ScriptedBackend::echo());
     let mut times = Vec::with_capacity(turns);
     for i in 0..turns {
         let start = Instant::now();
@@ -81,7 +69,7 @@ async fn many_chats(chats: i64) {
     let dir = tempfile::tempdir().unwrap();
     let fake = FakeTelegram::start().await;
     let store = Store::open(&dir.path().join("store")).unwrap();
-    let backend = echo();
+    let backend = ScriptedBackend::echo();
     let channel = TelegramChannel::new(ChannelSetup {
         bot: Bot::new(&fake.token).set_api_url(fake.url.parse().unwrap()),
         engine: engine(&store, backend.clone()),

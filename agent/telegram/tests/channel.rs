@@ -111,22 +111,10 @@ async fn until(limit: Duration, mut done: impl FnMut() -> bool) {
     }
 }
 
-fn echo() -> ScriptedBackend {
-    ScriptedBackend::new(|request| {
-        let asked = request
-            .prompt
-            .rsplit("USER_REQUEST: ")
-            .next()
-            .unwrap_or_default()
-            .to_owned();
-        Scripted::text(format!("You said: {asked}"))
-    })
-}
-
 #[tokio::test(start_paused = true)]
 async fn a_friend_gets_an_answer_and_the_conversation_is_kept() {
     let dir = tempfile::tempdir().unwrap();
-    let w = world(&dir, echo()).await;
+    let w = world(&dir, ScriptedBackend::echo()).await;
     let update = w.fake.user_says(FRIEND, FRIEND, "hello there");
     until(Duration::from_secs(30), || {
         w.texts(FRIEND) == ["You said: hello there"]
@@ -152,7 +140,7 @@ async fn a_friend_gets_an_answer_and_the_conversation_is_kept() {
 #[tokio::test(start_paused = true)]
 async fn a_stranger_gets_one_refusal_and_nothing_else_happens() {
     let dir = tempfile::tempdir().unwrap();
-    let w = world(&dir, echo()).await;
+    let w = world(&dir, ScriptedBackend::echo()).await;
     w.fake.user_says(200, 200, "hi");
     w.fake.user_says(200, 200, "hello?? answer me");
     until(Duration::from_secs(30), || {
@@ -209,12 +197,7 @@ async fn stop_cancels_the_running_turn_and_says_so() {
 async fn later_messages_wait_their_turn_and_are_told_so() {
     let dir = tempfile::tempdir().unwrap();
     let backend = ScriptedBackend::new(|request| {
-        let asked = request
-            .prompt
-            .rsplit("USER_REQUEST: ")
-            .next()
-            .unwrap_or_default()
-            .to_owned();
+        let asked = valor_core::inject::user_request(&request.prompt);
         Scripted::Text {
             text: format!("Answer to {asked}"),
             pieces: 5,
@@ -259,7 +242,7 @@ async fn after_a_restart_nothing_is_lost_and_nothing_answered_twice() {
         .unwrap();
     assert_eq!(fake.user_says(FRIEND, FRIEND, "are you there?"), 1);
 
-    let w = start(fake, store, echo()).await;
+    let w = start(fake, store, ScriptedBackend::echo()).await;
     until(Duration::from_secs(30), || {
         w.store.inbox().unwrap().is_empty()
     })
@@ -285,7 +268,7 @@ async fn after_a_restart_nothing_is_lost_and_nothing_answered_twice() {
     until(Duration::from_secs(30), || w.backend.requests().len() == 1).await;
     let (fake, store, _) = w.stop().await;
     assert_eq!(store.inbox().unwrap().len(), 1, "kept for the next start");
-    let w = start(fake, store, echo()).await;
+    let w = start(fake, store, ScriptedBackend::echo()).await;
     until(Duration::from_secs(30), || {
         w.store.inbox().unwrap().is_empty()
     })
@@ -316,7 +299,7 @@ async fn after_a_restart_nothing_is_lost_and_nothing_answered_twice() {
 #[tokio::test(start_paused = true)]
 async fn a_stranger_with_a_pairing_code_joins_for_good() {
     let dir = tempfile::tempdir().unwrap();
-    let w = world(&dir, echo()).await;
+    let w = world(&dir, ScriptedBackend::echo()).await;
     let code = Pairing::for_store(w.store.path()).issue().unwrap();
     w.fake.user_says(300, 300, "/pair WRONG-CODE");
     until(Duration::from_secs(30), || w.texts(300).len() == 1).await;
@@ -341,7 +324,7 @@ async fn a_stranger_with_a_pairing_code_joins_for_good() {
 #[tokio::test(start_paused = true)]
 async fn status_tells_health_queue_session_cost_and_context() {
     let dir = tempfile::tempdir().unwrap();
-    let w = world(&dir, echo()).await;
+    let w = world(&dir, ScriptedBackend::echo()).await;
     w.fake.user_says(FRIEND, FRIEND, "hello");
     until(Duration::from_secs(30), || w.texts(FRIEND).len() == 1).await;
     w.fake.user_says(FRIEND, FRIEND, "/status");
@@ -362,7 +345,7 @@ async fn status_tells_health_queue_session_cost_and_context() {
 #[tokio::test(start_paused = true)]
 async fn files_up_to_20_mb_reach_the_turn_and_bigger_ones_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let w = world(&dir, echo()).await;
+    let w = world(&dir, ScriptedBackend::echo()).await;
     let png = b"\x89PNG\r\n\x1a\nfake image bytes".to_vec();
     w.fake.user_sends_file(
         FRIEND,
@@ -416,7 +399,7 @@ async fn the_webhook_takes_updates_with_the_secret_only_and_each_once() {
     let w = start_with(
         FakeTelegram::start().await,
         Store::open(&dir.path().join("store")).unwrap(),
-        echo(),
+        ScriptedBackend::echo(),
         Some(webhook),
     )
     .await;

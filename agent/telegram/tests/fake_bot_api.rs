@@ -16,7 +16,7 @@ fn bot(fake: &FakeTelegram) -> Bot {
     Bot::new(&fake.token).set_api_url(fake.url.parse().unwrap())
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn telegrams_errors_become_teloxides_real_variants() {
     let fake = FakeTelegram::start().await;
     let bot = bot(&fake);
@@ -68,7 +68,7 @@ async fn telegrams_errors_become_teloxides_real_variants() {
     assert_eq!(fake.messages(42).len(), 1);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn long_polling_delivers_and_confirms_updates() {
     let fake = FakeTelegram::start().await;
     let bot = bot(&fake);
@@ -105,7 +105,7 @@ async fn long_polling_delivers_and_confirms_updates() {
     assert!(fake.unanswered_callbacks().is_empty());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn everything_the_formatter_makes_is_accepted() {
     let fake = FakeTelegram::start().await;
     let bot = bot(&fake);

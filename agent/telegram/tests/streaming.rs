@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use teloxide::prelude::*;
 use teloxide::types::ChatId;
-use valor_core::{TurnError, TurnErrorKind, TurnEvent, TurnStream, TurnSummary, Usage};
+use valor_core::{TurnError, TurnErrorKind, TurnEvent, TurnStream, TurnSummary};
 use valor_fakes::telegram::FakeTelegram;
 use valor_telegram::format::{MAX_MESSAGE_UNITS, render};
 use valor_telegram::pacer::{ChatKind, ChatPacer, PacerConfig};
@@ -17,20 +17,7 @@ fn bot(fake: &FakeTelegram) -> Bot {
 }
 
 fn summary(text: &str) -> TurnSummary {
-    TurnSummary {
-        session_id: "s".to_owned(),
-        text: text.to_owned(),
-        model: "m".to_owned(),
-        cost_usd: 0.0,
-        usage: Usage::default(),
-        duration_ms: 0,
-        api_duration_ms: 0,
-        num_turns: 1,
-        tool_calls: Vec::new(),
-        permission_denials: Vec::new(),
-        failed_mcp_servers: Vec::new(),
-        warm: false,
-    }
+    TurnSummary::of_text("s", "m", text)
 }
 
 /// A turn that writes `text` in pieces of `piece` characters every `every`, then finishes.
