@@ -14,9 +14,12 @@ use valor_core::engine::{ConversationStore, Engine, EngineConfig};
 use valor_core::persona::DEFAULT_PERSONA;
 use valor_memory::Store;
 use valor_monitor::{ChildRegistry, MetricsRegistry};
+use valor_recall::{Memory, MemorySettings};
 
 pub struct Agent {
     pub store: Store,
+    /// Long-term memory: search indexes over the store, the embedding worker's state.
+    pub memory: Memory,
     pub driver: ClaudeDriver,
     /// The conversation engine every channel runs its turns through.
     pub engine: Engine,
@@ -34,6 +37,15 @@ impl Agent {
         keep_warm: bool,
     ) -> anyhow::Result<Agent> {
         let store = Store::open(&config.memory.path)?;
+        let home = std::env::var("HOME").ok();
+        let memory = Memory::open(
+            store.clone(),
+            MemorySettings::beside(
+                &config.memory.path,
+                config.memory.resolved_model_dir(home.as_deref()),
+            ),
+        )
+        .context("cannot open long-term memory")?;
         let runtime_dir = std::env::temp_dir().join(format!("valor-{}", std::process::id()));
         let mut claude = config.claude.clone();
         if !keep_warm {
@@ -58,11 +70,13 @@ impl Agent {
             Arc::new(driver.clone()),
             Arc::new(store.clone()) as Arc<dyn ConversationStore>,
             ModelRouter::new(config.routing.clone()),
-            engine_config(&config.context),
+            engine_config(config),
         );
+        engine.recall_from(Arc::new(memory.clone()));
         context_metrics(&engine, metrics)?;
         Ok(Agent {
             store,
+            memory,
             driver,
             engine,
             children,
@@ -137,7 +151,8 @@ fn persona(file: &str) -> anyhow::Result<String> {
     Ok(text)
 }
 
-fn engine_config(c: &valor_config::ContextConfig) -> EngineConfig {
+fn engine_config(config: &Config) -> EngineConfig {
+    let c = &config.context;
     EngineConfig {
         limits: valor_core::context::ContextLimits {
             token_budget: c.token_budget,
@@ -146,6 +161,10 @@ fn engine_config(c: &valor_config::ContextConfig) -> EngineConfig {
             summary_chars: c.summary_chars,
         },
         short_history: c.short_history,
+        recall: valor_core::recall::RecallBudget {
+            tokens: config.memory.inject_tokens,
+            detailed: config.memory.inject_detailed,
+        },
         ..EngineConfig::default()
     }
 }

@@ -47,14 +47,20 @@ pub async fn health(config_path: Option<PathBuf>, args: HealthArgs) -> ExitCode 
     }
 }
 
-/// The URL for a bind address; an unspecified address is reached over loopback.
+/// The health URL for a bind address.
 fn default_url(bind: SocketAddr) -> String {
+    format!("{}/health", base_url(bind))
+}
+
+/// `http://host:port` of Valor's server at a bind address; an unspecified address is reached
+/// over loopback.
+pub fn base_url(bind: SocketAddr) -> String {
     let ip = match bind.ip() {
         IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
         IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
         ip => ip,
     };
-    format!("http://{}/health", SocketAddr::new(ip, bind.port()))
+    format!("http://{}", SocketAddr::new(ip, bind.port()))
 }
 
 async fn fetch(url: &str) -> Result<Value, String> {

@@ -6,6 +6,7 @@ mod config_cmd;
 mod doctor;
 mod health_cmd;
 mod logging;
+mod memory_cmd;
 mod pair;
 mod run;
 mod stats;
@@ -35,6 +36,8 @@ enum Command {
     Chat(chat::ChatArgs),
     /// Turns, failures, cost and tokens per day and per model.
     Stats(stats::StatsArgs),
+    /// Search, inspect, reindex, export and import long-term memory.
+    Memory(memory_cmd::MemoryArgs),
     /// Print a one-time code that lets a Telegram user join the allow-list (/pair CODE).
     Pair,
     /// Print a running instance's health. Exit 0 ok, 1 degraded, 2 unhealthy or unreachable.
@@ -71,6 +74,7 @@ fn main() -> ExitCode {
             Command::Chat(args) => chat::chat(cli.config, args).await,
             Command::Stats(args) => stats::stats(cli.config, args),
             Command::Pair => pair::pair(cli.config),
+            Command::Memory(args) => memory_cmd::memory(cli.config, args).await,
             Command::Health(args) => health_cmd::health(cli.config, args).await,
             Command::Config(ConfigCommand::Check) => config_cmd::check(cli.config),
             Command::Doctor => doctor::doctor(cli.config).await,

@@ -69,18 +69,30 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
     let addr = listener
         .local_addr()
         .context("cannot read the bound address")?;
+    // `valor memory` finds the agent that owns the store here (the port may be system-picked).
+    if let Err(e) =
+        valor_memory::secret::write_api_url(&config.memory.path, &crate::health_cmd::base_url(addr))
+    {
+        tracing::warn!(error = %e, "cannot record the memory API address");
+    }
     let ready = Arc::new(AtomicBool::new(false));
     let state = HealthState {
         monitor: Arc::clone(&monitor),
         metrics,
         ready: Arc::clone(&ready),
-        components: vec![Arc::new(agent.driver.metrics().clone())],
+        components: vec![
+            Arc::new(agent.driver.metrics().clone()),
+            Arc::new(valor_recall::turn::MemoryHealth(agent.memory.clone())),
+        ],
     };
+    let memory_token = valor_memory::secret::api_token(&config.memory.path)
+        .context("cannot create the memory API token")?;
 
     let shutdown = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(Arc::clone(&monitor).run(shutdown.clone()));
     tasks.spawn(agent.reaper().run(REAP_EVERY, shutdown.clone()));
+    tasks.spawn(agent.memory.clone().run_worker(shutdown.clone()));
     if let Some(channel) = telegram(&config, &loaded_secrets, &agent, &monitor, &state.metrics)? {
         let stop = shutdown.clone();
         tasks.spawn(async move {
@@ -98,8 +110,12 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
         }
     });
     let server_shutdown = shutdown.clone();
+    let routes = server::router(state).merge(valor_recall::api::router(
+        agent.memory.clone(),
+        memory_token,
+    ));
     tasks.spawn(async move {
-        if let Err(e) = server::serve(listener, server::router(state), server_shutdown).await {
+        if let Err(e) = server::serve(listener, routes, server_shutdown).await {
             tracing::error!(error = %e, "health server stopped");
         }
     });

@@ -33,6 +33,11 @@ fn run_serves_health_and_metrics_and_stops_on_sigterm_within_5s() {
             > 0
     );
 
+    // Long-term memory is up with the model scripts/setup installed (or still starting).
+    let recall = &health["components"]["recall"];
+    assert_eq!(recall["status"], "ok", "{health}");
+    assert_eq!(recall["documents"], 0);
+
     let (code, content_type, metrics) = http_get(&service.url("/metrics"));
     assert_eq!(code, 200);
     assert!(content_type.starts_with("text/plain; version=0.0.4"));

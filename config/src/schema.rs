@@ -320,12 +320,19 @@ impl Default for ContextConfig {
     }
 }
 
-/// `[memory]`: the store.
+/// `[memory]`: the store and long-term memory.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MemoryConfig {
     /// Directory of the database (one process at a time).
     pub path: PathBuf,
+    /// The embedding model's directory. Empty: `models/all-MiniLM-L6-v2` under the current
+    /// directory (where scripts/setup puts it), else under `~/.local/share/valor/`.
+    pub model_dir: PathBuf,
+    /// Tokens of relevant memories a turn's prompt may carry (0: none).
+    pub inject_tokens: usize,
+    /// Memories shown with an excerpt; the rest by title (progressive disclosure).
+    pub inject_detailed: usize,
 }
 
 impl Config {
@@ -341,6 +348,7 @@ impl Config {
         };
         expand(&mut self.claude.workspaces_dir);
         expand(&mut self.memory.path);
+        expand(&mut self.memory.model_dir);
         for path in [&mut self.claude.binary, &mut self.claude.persona_file] {
             if let Some(rest) = path.strip_prefix("~/") {
                 *path = format!("{home}/{rest}");
@@ -349,10 +357,29 @@ impl Config {
     }
 }
 
+impl MemoryConfig {
+    /// The model directory to use: the configured one, or the first default that exists.
+    pub fn resolved_model_dir(&self, home: Option<&str>) -> PathBuf {
+        if !self.model_dir.as_os_str().is_empty() {
+            return self.model_dir.clone();
+        }
+        let local = PathBuf::from("models/all-MiniLM-L6-v2");
+        match home.filter(|h| !h.is_empty()) {
+            Some(home) if !local.is_dir() => {
+                PathBuf::from(home).join(".local/share/valor/models/all-MiniLM-L6-v2")
+            }
+            _ => local,
+        }
+    }
+}
+
 impl Default for MemoryConfig {
     fn default() -> Self {
         MemoryConfig {
             path: PathBuf::from("~/.local/share/valor/store"),
+            model_dir: PathBuf::new(),
+            inject_tokens: 400,
+            inject_detailed: 2,
         }
     }
 }

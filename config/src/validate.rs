@@ -57,6 +57,23 @@ pub(crate) fn validate(config: &Config) -> Vec<(String, String)> {
         200,
         "messages",
     );
+    let m = &config.memory;
+    in_range(
+        &mut problems,
+        "memory.inject_tokens",
+        m.inject_tokens as u64,
+        0,
+        100_000,
+        "tokens",
+    );
+    in_range(
+        &mut problems,
+        "memory.inject_detailed",
+        m.inject_detailed as u64,
+        0,
+        50,
+        "memories",
+    );
     problems
 }
 

@@ -34,6 +34,11 @@ pub fn valor(dir: &Path) -> Command {
     for (var, _) in SECRET_VALUES {
         cmd.env_remove(var);
     }
+    // The model scripts/setup installs; tests that want none point elsewhere.
+    cmd.env(
+        "VALOR__MEMORY__MODEL_DIR",
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("models/all-MiniLM-L6-v2"),
+    );
     cmd
 }
 

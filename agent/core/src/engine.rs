@@ -22,6 +22,7 @@ use crate::context::{
     ContextFigures, ContextItem, ContextLimits, ContextMessage, Role, SummaryCache, optimize_with,
 };
 use crate::inject::{ContextData, inject};
+use crate::recall::{Recall, RecallBudget};
 use crate::routing::ModelRouter;
 
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +67,8 @@ pub struct EngineConfig {
     pub short_history: usize,
     /// Messages read for the context window at most.
     pub window: usize,
+    /// Room for long-term memories in the prompt.
+    pub recall: RecallBudget,
 }
 
 impl Default for EngineConfig {
@@ -74,6 +77,7 @@ impl Default for EngineConfig {
             limits: ContextLimits::default(),
             short_history: 5,
             window: 2000,
+            recall: RecallBudget::default(),
         }
     }
 }
@@ -140,6 +144,7 @@ struct Inner {
     config: EngineConfig,
     chats: Mutex<HashMap<i64, ChatState>>,
     observer: Mutex<Option<FiguresObserver>>,
+    recall: Mutex<Option<Arc<dyn Recall>>>,
 }
 
 impl Engine {
@@ -157,6 +162,7 @@ impl Engine {
                 config,
                 chats: Mutex::new(HashMap::new()),
                 observer: Mutex::new(None),
+                recall: Mutex::new(None),
             }),
         }
     }
@@ -168,6 +174,15 @@ impl Engine {
             .observer
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = Some(observer);
+    }
+
+    /// Brings relevant long-term memories into every turn's prompt.
+    pub fn recall_from(&self, recall: Arc<dyn Recall>) {
+        *self
+            .inner
+            .recall
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(recall);
     }
 
     /// The context figures of a chat's latest turn.
@@ -209,6 +224,22 @@ impl Engine {
             inner.store.conversation_start(chat_id)?
         };
 
+        // Memories about the request, leaving out the messages the window already carries.
+        let recall = inner
+            .recall
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let memories = match recall {
+            Some(recall) if inner.config.recall.tokens > 0 => {
+                let mut exclude: Vec<u64> = history.iter().map(|m| m.id).chain([id]).collect();
+                exclude.sort_unstable();
+                exclude.dedup();
+                recall.recall(chat_id, &incoming.text, &exclude)
+            }
+            _ => Vec::new(),
+        };
+
         let (prompt, figures, expected_session) = {
             let mut chats = self.chats();
             let state = chats
@@ -239,6 +270,8 @@ impl Engine {
                 chat_id,
                 username: incoming.author.as_ref().and_then(|a| a.username.as_deref()),
                 history: &carried,
+                memories: &memories,
+                budget: inner.config.recall,
             };
             (
                 inject(&incoming.text, &data),
@@ -488,6 +521,67 @@ mod tests {
         let last = backend.requests().last().unwrap().prompt.clone();
         assert!(!last.contains("apple"), "{last}");
         assert!(last.contains("user: start over"), "{last}");
+    }
+
+    /// Remembers one thing, and what it was asked.
+    #[derive(Default)]
+    struct OneMemory {
+        asked: Mutex<Vec<(i64, String, Vec<u64>)>>,
+    }
+
+    impl Recall for OneMemory {
+        fn recall(
+            &self,
+            chat_id: i64,
+            text: &str,
+            exclude: &[u64],
+        ) -> Vec<crate::recall::Recollection> {
+            self.asked
+                .lock()
+                .unwrap()
+                .push((chat_id, text.to_owned(), exclude.to_vec()));
+            vec![crate::recall::Recollection {
+                id: 77,
+                kind: "link".to_owned(),
+                at_ms: 0,
+                title: "Tokio tutorial".to_owned(),
+                excerpt: "async Rust".to_owned(),
+            }]
+        }
+    }
+
+    #[tokio::test]
+    async fn relevant_memories_join_the_prompt_without_the_messages_it_already_has() {
+        let backend = ScriptedBackend::new(|_| Scripted::text("ok"));
+        let store = Arc::new(MemoryStore::default());
+        let engine = engine(&backend, &store);
+        let memory = Arc::new(OneMemory::default());
+        engine.recall_from(memory.clone());
+        engine
+            .turn(Incoming::new(3, "first"))
+            .unwrap()
+            .0
+            .finish()
+            .await
+            .unwrap();
+        tokio::task::yield_now().await;
+        engine
+            .turn(Incoming::new(3, "what about tokio?"))
+            .unwrap()
+            .0
+            .finish()
+            .await
+            .unwrap();
+        let prompt = &backend.requests()[1].prompt;
+        assert!(
+            prompt.contains("RELEVANT_MEMORIES (best first; ask for the full text of any by its #id):\n[#77 link 1970-01-01] Tokio tutorial\n  async Rust\n"),
+            "{prompt}"
+        );
+        let asked = memory.asked.lock().unwrap();
+        let (chat, text, exclude) = &asked[1];
+        assert_eq!((*chat, text.as_str()), (3, "what about tokio?"));
+        // The earlier user message, the reply and the new message are all in the prompt already.
+        assert_eq!(exclude.len(), 3, "{exclude:?}");
     }
 
     #[tokio::test]

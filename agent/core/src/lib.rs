@@ -6,9 +6,11 @@
 //! - [`engine`]: one turn from a user's message to the stored reply, for every channel.
 //! - [`error`]: [`TurnError`], what can go wrong in a turn, each with a message for the user.
 //! - [`inject`]: the CONTEXT_DATA block that carries chat, user and history into the prompt.
+//! - [`recall`]: the `Recall` seam to long-term memory and the prompt budget for it.
 //! - [`routing`]: the deterministic request classifier and the model/effort table.
 //! - [`persona`]: the default persona prompt.
 //! - [`scripted`]: a scripted backend for tests and benchmarks.
+//! - [`time`]: calendar dates from Unix milliseconds.
 
 pub mod backend;
 pub mod context;
@@ -16,8 +18,10 @@ pub mod engine;
 pub mod error;
 pub mod inject;
 pub mod persona;
+pub mod recall;
 pub mod routing;
 pub mod scripted;
+pub mod time;
 
 pub use backend::{
     Backend, ToolCallRecord, TurnEvent, TurnRequest, TurnStream, TurnSummary, Usage,

@@ -7,9 +7,15 @@
 
 use std::path::{Path, PathBuf};
 
+mod bert;
+pub mod kernels;
+pub mod tiny;
+
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config};
+
+use bert::Bert;
+pub use bert::BertConfig;
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
 /// Tokens of one text at most (sentence-transformers' limit for this model).
@@ -33,7 +39,7 @@ fn model_error(e: impl std::fmt::Display) -> EmbedError {
 
 /// A loaded sentence-embedding model.
 pub struct Embedder {
-    model: BertModel,
+    model: Bert,
     tokenizer: Tokenizer,
     device: Device,
     model_id: String,
@@ -50,9 +56,9 @@ impl std::fmt::Debug for Embedder {
 }
 
 impl Embedder {
-    /// Loads the model in `dir`. `model_id` is stored with every vector, so vectors of another
-    /// model are never mixed in.
-    pub fn load(dir: &Path, model_id: &str) -> Result<Embedder, EmbedError> {
+    /// Loads the model in `dir`. Its id (the directory's name and a checksum of the weights) is
+    /// stored with every vector, so vectors of another model are never mixed in.
+    pub fn load(dir: &Path) -> Result<Embedder, EmbedError> {
         let file = |name: &'static str| {
             let path = dir.join(name);
             if path.is_file() {
@@ -71,7 +77,7 @@ impl Embedder {
             })
         };
         let config_path = file("config.json")?;
-        let config: Config =
+        let config: BertConfig =
             serde_json::from_slice(&read(&config_path)?).map_err(|e| EmbedError::Read {
                 path: config_path.clone(),
                 reason: e.to_string(),
@@ -88,20 +94,24 @@ impl Embedder {
         }));
         tokenizer
             .with_truncation(Some(TruncationParams {
-                max_length: MAX_TOKENS,
+                max_length: MAX_TOKENS.min(config.max_position_embeddings),
                 ..TruncationParams::default()
             }))
             .map_err(model_error)?;
         let device = Device::Cpu;
         let weights = read(&file("model.safetensors")?)?;
+        let name = dir
+            .file_name()
+            .map_or_else(|| "model".into(), |n| n.to_string_lossy());
+        let model_id = format!("{name}#{:08x}", crc32fast::hash(&weights));
         let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)
             .map_err(model_error)?;
-        let model = BertModel::load(vb, &config).map_err(model_error)?;
+        let model = Bert::load(&vb, &config).map_err(model_error)?;
         Ok(Embedder {
             model,
             tokenizer,
             device,
-            model_id: model_id.to_owned(),
+            model_id,
             dim: config.hidden_size,
         })
     }
@@ -117,11 +127,20 @@ impl Embedder {
 
     /// One unit vector per text, in the order given.
     pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        self.embed_in_batches(texts, BATCH)
+    }
+
+    /// [`Embedder::embed`] with `batch` texts per forward pass (for benchmarks).
+    pub fn embed_in_batches(
+        &self,
+        texts: &[&str],
+        batch: usize,
+    ) -> Result<Vec<Vec<f32>>, EmbedError> {
         // Similar lengths together: less padding to compute.
         let mut order: Vec<usize> = (0..texts.len()).collect();
         order.sort_by_key(|&i| texts[i].len());
         let mut vectors: Vec<Vec<f32>> = vec![Vec::new(); texts.len()];
-        for batch in order.chunks(BATCH) {
+        for batch in order.chunks(batch.max(1)) {
             let inputs: Vec<&str> = batch.iter().map(|&i| texts[i]).collect();
             for (&i, vector) in batch.iter().zip(self.embed_batch(&inputs)?) {
                 vectors[i] = vector;
@@ -144,32 +163,16 @@ impl Embedder {
             Tensor::from_vec(data, (rows, width), &self.device).map_err(model_error)
         };
         let ids = tensor(flat(&|e| e.get_ids().to_vec()))?;
-        let types = tensor(flat(&|e| e.get_type_ids().to_vec()))?;
-        let mask = tensor(flat(&|e| e.get_attention_mask().to_vec()))?;
-        let states = self
-            .model
-            .forward(&ids, &types, Some(&mask))
-            .map_err(model_error)?;
-        // Mean over the real tokens: states * mask, summed over tokens, / token count.
-        let mask = mask
-            .to_dtype(DType::F32)
-            .map_err(model_error)?
-            .unsqueeze(2)
-            .map_err(model_error)?;
-        let summed = states
-            .broadcast_mul(&mask)
-            .and_then(|t| t.sum(1))
-            .map_err(model_error)?;
-        let counts = mask.sum(1).map_err(model_error)?;
-        let mean = summed.broadcast_div(&counts).map_err(model_error)?;
-        let norms = mean
-            .sqr()
-            .and_then(|t| t.sum_keepdim(1))
-            .and_then(|t| t.sqrt())
-            .and_then(|t| t.clamp(1e-12, f64::MAX))
-            .map_err(model_error)?;
-        let unit = mean.broadcast_div(&norms).map_err(model_error)?;
-        unit.to_vec2::<f32>().map_err(model_error)
+        let lengths: Vec<usize> = encodings
+            .iter()
+            .map(|e| e.get_attention_mask().iter().filter(|&&m| m != 0).count())
+            .collect();
+        let states = self.model.forward(&ids, &lengths).map_err(model_error)?;
+        let masks: Vec<Vec<u32>> = encodings
+            .iter()
+            .map(|e| e.get_attention_mask().to_vec())
+            .collect();
+        bert::mean_pool_normalised(&states, &masks).map_err(model_error)
     }
 }
 

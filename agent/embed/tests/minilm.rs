@@ -12,7 +12,7 @@ fn model_dir() -> std::path::PathBuf {
 
 #[test]
 fn known_similarities_match_sentence_transformers() {
-    let embedder = Embedder::load(&model_dir(), "all-MiniLM-L6-v2").unwrap();
+    let embedder = Embedder::load(&model_dir()).unwrap();
     assert_eq!(embedder.dim(), 384);
     let texts = [
         "A man is eating food.",
@@ -38,7 +38,7 @@ fn known_similarities_match_sentence_transformers() {
 #[test]
 fn a_missing_model_says_how_to_get_it() {
     let dir = tempfile::tempdir().unwrap();
-    let err = Embedder::load(dir.path(), "x").unwrap_err();
+    let err = Embedder::load(dir.path()).unwrap_err();
     assert!(matches!(
         err,
         EmbedError::Missing {

@@ -29,6 +29,9 @@ pub enum StoreError {
     #[error("store operation failed: {0}")]
     Db(#[from] sled::Error),
 
+    #[error("{0}")]
+    Invalid(#[from] crate::memory::InvalidMemory),
+
     #[error("a stored {what} record cannot be read: {source}")]
     Corrupt {
         what: &'static str,

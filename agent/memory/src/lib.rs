@@ -3,12 +3,21 @@
 //!
 //! - [`store`]: opening, the schema version and its migrations, flushing.
 //! - [`records`]: the typed records kept: chat messages, Claude sessions per chat, runs
-//!   (analytics), and the process groups Valor started.
+//!   (analytics), the process groups Valor started, saved memories and vectors.
+//! - [`secret`]: random tokens and the memory API's token file.
+//! - [`memory`]: long-term memory: links, learnings and insights, the locator of every
+//!   searchable document, the persisted embedding queue and the vectors.
 
 mod error;
+pub mod memory;
 pub mod records;
+pub mod secret;
 pub mod store;
 
 pub use error::StoreError;
-pub use records::{InboxEntry, ProcessRecord, RunError, RunRecord, SessionRecord, StoredMessage};
-pub use store::{SCHEMA_VERSION, Store};
+pub use memory::{InvalidMemory, MAX_MEMORY_TEXT, MemoryCounts};
+pub use records::{
+    Document, InboxEntry, MemoryKind, MemoryRecord, ProcessRecord, RunError, RunRecord,
+    SessionRecord, StoredMessage, StoredVector, headline,
+};
+pub use store::{DocumentListener, SCHEMA_VERSION, Store};

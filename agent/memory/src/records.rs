@@ -88,3 +88,176 @@ pub struct ProcessRecord {
     pub chat_id: Option<i64>,
     pub started_at_ms: u64,
 }
+
+/// What a memory is. Every kind is searchable; messages come from the conversation, the others
+/// are saved on purpose (a link the user shared, a learning, a daydream insight).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemoryKind {
+    Message,
+    Link,
+    Learning,
+    Insight,
+}
+
+impl MemoryKind {
+    pub const ALL: [MemoryKind; 4] = [
+        MemoryKind::Message,
+        MemoryKind::Link,
+        MemoryKind::Learning,
+        MemoryKind::Insight,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemoryKind::Message => "message",
+            MemoryKind::Link => "link",
+            MemoryKind::Learning => "learning",
+            MemoryKind::Insight => "insight",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<MemoryKind> {
+        MemoryKind::ALL.into_iter().find(|k| k.as_str() == text)
+    }
+
+    pub(crate) fn byte(self) -> u8 {
+        match self {
+            MemoryKind::Message => 0,
+            MemoryKind::Link => 1,
+            MemoryKind::Learning => 2,
+            MemoryKind::Insight => 3,
+        }
+    }
+
+    pub(crate) fn from_byte(byte: u8) -> Option<MemoryKind> {
+        MemoryKind::ALL.into_iter().find(|k| k.byte() == byte)
+    }
+}
+
+impl std::fmt::Display for MemoryKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A saved link, learning or insight.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemoryRecord {
+    /// 0 asks the store to assign one.
+    pub id: u64,
+    pub kind: MemoryKind,
+    /// The chat it belongs to; `None` for what is not about one chat (daydream insights).
+    pub chat_id: Option<i64>,
+    /// Unix milliseconds.
+    pub at_ms: u64,
+    pub title: String,
+    pub text: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+/// Anything searchable, as the search indexes see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Document {
+    pub id: u64,
+    pub kind: MemoryKind,
+    pub chat_id: Option<i64>,
+    pub at_ms: u64,
+    /// A short line that names it (progressive disclosure shows titles first).
+    pub title: String,
+    pub text: String,
+    pub url: Option<String>,
+}
+
+impl From<MemoryRecord> for Document {
+    fn from(r: MemoryRecord) -> Document {
+        Document {
+            id: r.id,
+            kind: r.kind,
+            chat_id: r.chat_id,
+            at_ms: r.at_ms,
+            title: r.title,
+            text: r.text,
+            url: r.url,
+        }
+    }
+}
+
+impl From<StoredMessage> for Document {
+    fn from(m: StoredMessage) -> Document {
+        let who = match m.role {
+            Role::User => m.username.clone().unwrap_or_else(|| "user".to_owned()),
+            Role::Assistant => "Valor".to_owned(),
+            Role::System => "system".to_owned(),
+        };
+        Document {
+            id: m.seq,
+            kind: MemoryKind::Message,
+            chat_id: Some(m.chat_id),
+            at_ms: m.at_ms,
+            title: format!("{who}: {}", headline(&m.text, 60)),
+            text: m.text,
+            url: None,
+        }
+    }
+}
+
+/// The first line of `text`, cut at a word boundary to at most `max` characters.
+pub fn headline(text: &str, max: usize) -> String {
+    let line = text
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim();
+    if line.chars().count() <= max {
+        return line.to_owned();
+    }
+    let cut: String = line.chars().take(max).collect();
+    let cut = cut.rsplit_once(' ').map_or(cut.as_str(), |(head, _)| head);
+    format!("{}…", cut.trim_end())
+}
+
+/// An embedding as stored: which model made it and its length travel with every vector, so
+/// vectors of another model are never compared with this one's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredVector {
+    pub model_id: String,
+    pub vector: Vec<f32>,
+}
+
+impl StoredVector {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let model = self.model_id.as_bytes();
+        let model_len = model.len().min(255);
+        let mut out = Vec::with_capacity(1 + model_len + 4 + self.vector.len() * 4);
+        out.push(model_len as u8);
+        out.extend_from_slice(&model[..model_len]);
+        out.extend_from_slice(&(self.vector.len() as u32).to_le_bytes());
+        for v in &self.vector {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out
+    }
+
+    pub(crate) fn decode(bytes: &[u8]) -> Option<StoredVector> {
+        let (&model_len, rest) = bytes.split_first()?;
+        let model_len = usize::from(model_len);
+        let model_id = std::str::from_utf8(rest.get(..model_len)?).ok()?.to_owned();
+        let rest = rest.get(model_len..)?;
+        let dim = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+        let data = rest.get(4..)?;
+        if data.len() != dim * 4 {
+            return None;
+        }
+        let vector = data
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        Some(StoredVector { model_id, vector })
+    }
+
+    pub fn dim(&self) -> usize {
+        self.vector.len()
+    }
+}

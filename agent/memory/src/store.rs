@@ -1,15 +1,19 @@
 //! Opening the database, the schema version, and the typed trees.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::StoreError;
-use crate::records::{InboxEntry, ProcessRecord, RunRecord, SessionRecord, StoredMessage};
+use crate::records::{
+    Document, InboxEntry, MemoryKind, ProcessRecord, RunRecord, SessionRecord, StoredMessage,
+};
 
 /// The schema this build writes. Older stores are migrated on open; newer ones are refused.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 const META: &str = "meta";
 const SCHEMA_KEY: &[u8] = b"schema_version";
@@ -21,6 +25,13 @@ const CONVERSATION_STARTS: &str = "conversation_starts";
 const TELEGRAM: &str = "telegram";
 const INBOX: &str = "telegram_inbox";
 const SOURCES: &str = "message_sources";
+const LINKS: &str = "links";
+const LEARNINGS: &str = "learnings";
+const INSIGHTS: &str = "insights";
+const LOCATOR: &str = "memory_locator";
+const VECTORS: &str = "memory_vectors";
+const EMBED_QUEUE: &str = "embed_queue";
+const ID_OFFSET_KEY: &[u8] = b"id_offset";
 const LAST_UPDATE_KEY: &[u8] = b"last_update_id";
 const PAIRED_PREFIX: &[u8] = b"paired:";
 
@@ -32,12 +43,25 @@ pub struct Store {
     sessions: sled::Tree,
     runs: sled::Tree,
     processes: sled::Tree,
-    messages: sled::Tree,
+    pub(crate) messages: sled::Tree,
     conversation_starts: sled::Tree,
     telegram: sled::Tree,
     inbox: sled::Tree,
     sources: sled::Tree,
+    pub(crate) links: sled::Tree,
+    pub(crate) learnings: sled::Tree,
+    pub(crate) insights: sled::Tree,
+    pub(crate) locator: sled::Tree,
+    pub(crate) vectors: sled::Tree,
+    pub(crate) embed_queue: sled::Tree,
+    meta: sled::Tree,
+    /// Added to sled's id sequence so ids stay above every imported id.
+    id_offset: Arc<AtomicU64>,
+    listener: Arc<RwLock<Option<DocumentListener>>>,
 }
+
+/// Called with every searchable document written (the search indexes add it at once).
+pub type DocumentListener = Arc<dyn Fn(&Document) + Send + Sync>;
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -46,16 +70,19 @@ impl std::fmt::Debug for Store {
 }
 
 /// Keys of i64 ids sort numerically (sign bit flipped, big-endian).
-fn id_key(id: i64) -> [u8; 8] {
+pub(crate) fn id_key(id: i64) -> [u8; 8] {
     ((id as u64) ^ (1 << 63)).to_be_bytes()
 }
 
-fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     // Serialising these plain records cannot fail (no maps with non-string keys).
     serde_json::to_vec(value).unwrap_or_default()
 }
 
-fn decode<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
+pub(crate) fn decode<T: DeserializeOwned>(
+    what: &'static str,
+    bytes: &[u8],
+) -> Result<T, StoreError> {
     serde_json::from_slice(bytes).map_err(|source| StoreError::Corrupt { what, source })
 }
 
@@ -125,17 +152,89 @@ impl Store {
             telegram: db.open_tree(TELEGRAM)?,
             inbox: db.open_tree(INBOX)?,
             sources: db.open_tree(SOURCES)?,
+            links: db.open_tree(LINKS)?,
+            learnings: db.open_tree(LEARNINGS)?,
+            insights: db.open_tree(INSIGHTS)?,
+            locator: db.open_tree(LOCATOR)?,
+            vectors: db.open_tree(VECTORS)?,
+            embed_queue: db.open_tree(EMBED_QUEUE)?,
+            id_offset: Arc::new(AtomicU64::new(match meta.get(ID_OFFSET_KEY)? {
+                Some(bytes) => decode::<u64>("id offset", &bytes)?,
+                None => 0,
+            })),
+            meta,
+            listener: Arc::new(RwLock::new(None)),
             path: path.to_owned(),
             db,
         };
         if found < SCHEMA_VERSION {
-            // Version 0 is an empty store: there is nothing to convert yet. Later versions add
-            // their steps here, each from version N to N+1.
-            meta.insert(SCHEMA_KEY, encode(&SCHEMA_VERSION))?;
-            store.db.flush()?;
+            store.migrate(found)?;
             tracing::info!(from = found, to = SCHEMA_VERSION, path = %path.display(), "store schema migrated");
         }
         Ok(store)
+    }
+
+    /// Brings a store of an older schema up to [`SCHEMA_VERSION`], one version at a time, and
+    /// records each step so an interrupted migration resumes where it stopped.
+    fn migrate(&self, mut version: u32) -> Result<(), StoreError> {
+        while version < SCHEMA_VERSION {
+            match version {
+                // 0: a new store, nothing to convert.
+                0 => {}
+                // 1 -> 2: long-term memory. Messages stored before it become searchable: each
+                // gets a locator entry and goes on the embedding queue.
+                1 => {
+                    for value in self.messages.iter().values() {
+                        let message: StoredMessage = decode("message", &value?)?;
+                        let key = message.seq.to_be_bytes();
+                        self.locator.insert(
+                            key,
+                            &crate::memory::locator(MemoryKind::Message, Some(message.chat_id)),
+                        )?;
+                        self.embed_queue.insert(key, &[])?;
+                    }
+                }
+                _ => {}
+            }
+            version += 1;
+            self.meta.insert(SCHEMA_KEY, encode(&version))?;
+            self.db.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Calls `listener` with every searchable document written from now on (replacing the
+    /// listener set before).
+    pub fn set_listener(&self, listener: DocumentListener) {
+        *self
+            .listener
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(listener);
+    }
+
+    pub(crate) fn announce(&self, document: impl FnOnce() -> Document) {
+        let listener = self
+            .listener
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some(listener) = listener {
+            listener(&document());
+        }
+    }
+
+    /// A new id for a document: above every id handed out or imported before.
+    pub(crate) fn next_id(&self) -> Result<u64, StoreError> {
+        Ok(self.db.generate_id()? + self.id_offset.load(Ordering::SeqCst))
+    }
+
+    /// Makes sure later ids come after `id` (an imported document keeps its id).
+    pub(crate) fn reserve_ids_through(&self, id: u64) -> Result<(), StoreError> {
+        let floor = id.saturating_add(1);
+        if self.id_offset.fetch_max(floor, Ordering::SeqCst) < floor {
+            self.meta.insert(ID_OFFSET_KEY, encode(&floor))?;
+        }
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {
@@ -170,6 +269,41 @@ impl Store {
 
     // -- Messages ----------------------------------------------------------------------------
 
+    /// Writes a message with its locator and embedding-queue entries (those first, so a crash
+    /// never leaves a message that cannot be found or is never embedded).
+    fn write_message(&self, message: &StoredMessage) -> Result<(), StoreError> {
+        let key = message.seq.to_be_bytes();
+        self.locator.insert(
+            key,
+            &crate::memory::locator(MemoryKind::Message, Some(message.chat_id)),
+        )?;
+        self.embed_queue.insert(key, &[])?;
+        self.messages.insert(
+            crate::memory::message_key(message.chat_id, message.seq),
+            encode(message),
+        )?;
+        self.announce(|| Document::from(message.clone()));
+        Ok(())
+    }
+
+    /// Stores a message with the id it already has (an import), keeping later ids above it.
+    pub fn import_message(&self, message: &StoredMessage) -> Result<(), StoreError> {
+        self.reserve_ids_through(message.seq)?;
+        if let Some(source) = &message.source {
+            self.sources
+                .insert(source.as_bytes(), &message.seq.to_be_bytes())?;
+        }
+        self.write_message(message)
+    }
+
+    /// Every stored message, chat by chat, oldest first within a chat.
+    pub fn all_messages(&self) -> impl Iterator<Item = Result<StoredMessage, StoreError>> + '_ {
+        self.messages
+            .iter()
+            .values()
+            .map(|v| decode("message", &v.map_err(StoreError::Db)?))
+    }
+
     /// Appends a message to its chat and returns it with its sequence number. With `durable`,
     /// it is on disk before this returns (a user's message must survive a crash right after it
     /// was accepted).
@@ -185,15 +319,12 @@ impl Store {
             message.seq = <[u8; 8]>::try_from(seq.as_ref()).map_or(0, u64::from_be_bytes);
             return Ok(message);
         }
-        message.seq = self.db.generate_id()?;
+        message.seq = self.next_id()?;
         if let Some(source) = &message.source {
             self.sources
                 .insert(source.as_bytes(), &message.seq.to_be_bytes())?;
         }
-        let mut key = Vec::with_capacity(16);
-        key.extend_from_slice(&id_key(message.chat_id));
-        key.extend_from_slice(&message.seq.to_be_bytes());
-        self.messages.insert(key, encode(&message))?;
+        self.write_message(&message)?;
         if durable {
             self.flush()?;
         }
@@ -588,7 +719,7 @@ mod tests {
         let err = Store::open(dir.path()).unwrap_err();
         assert!(
             err.to_string()
-                .contains("has schema version 99, newer than this Valor understands (1)"),
+                .contains("has schema version 99, newer than this Valor understands (2)"),
             "{err}"
         );
     }

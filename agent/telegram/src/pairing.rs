@@ -47,15 +47,10 @@ fn now_ms() -> u64 {
         .as_millis() as u64
 }
 
-/// `len` characters from [`ALPHABET`], from the system's random source.
+/// `len` characters from [`ALPHABET`] (unambiguous letters and digits), from the system's
+/// random source.
 pub fn random_token(len: usize) -> Result<String, std::io::Error> {
-    let mut bytes = vec![0u8; len];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))?;
-    Ok(bytes
-        .iter()
-        .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
-        .collect())
+    valor_memory::secret::random_token(ALPHABET, len)
 }
 
 /// `ABCD-EFGH`.

@@ -2,9 +2,11 @@
 //! the real service, limits and error texts included.
 //!
 //! - [`anthropic`]: the Anthropic Messages API (SSE and non-streaming), scripted per test.
+//! - [`corpus`]: chat-like sentences from templates, for memory tests and benchmarks.
 //! - [`telegram`]: the Telegram Bot API with its flood limits, length limit and error texts.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod anthropic;
+pub mod corpus;
 pub mod telegram;

@@ -1,0 +1,254 @@
+//! A lean BERT encoder on candle tensors, enough for sentence embeddings.
+//!
+//! Why not `candle-transformers`' BERT: that crate compiles every model it has (about 200 s of a
+//! 2-core build), and this one does less work per layer: the query, key and value projections
+//! are one matrix product, weights are stored transposed once at load so every product reads
+//! them in order, the attention scale is folded into the query weights, and attention and the
+//! GELU run as fused kernels ([`crate::kernels`]).
+
+use candle_core::{Device, Tensor};
+use candle_nn::VarBuilder;
+use serde::Deserialize;
+
+use crate::kernels::{Attention, BiasGelu};
+
+/// The fields of a Hugging Face BERT `config.json` this encoder reads.
+#[derive(Debug, Clone, Deserialize)]
+pub struct BertConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub intermediate_size: usize,
+    #[serde(default = "default_act")]
+    pub hidden_act: String,
+    pub max_position_embeddings: usize,
+    pub type_vocab_size: usize,
+    #[serde(default = "default_eps")]
+    pub layer_norm_eps: f64,
+}
+
+fn default_act() -> String {
+    "gelu".to_owned()
+}
+
+fn default_eps() -> f64 {
+    1e-12
+}
+
+type Result<T> = candle_core::Result<T>;
+
+/// A linear layer with its weight stored as `[in, out]`.
+struct Dense {
+    weight: Tensor,
+    bias: Tensor,
+}
+
+impl Dense {
+    fn load(vb: &VarBuilder, inputs: usize, outputs: usize) -> Result<Dense> {
+        let weight = vb.get((outputs, inputs), "weight")?.t()?.contiguous()?;
+        let bias = vb.get(outputs, "bias")?;
+        Ok(Dense { weight, bias })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        x.matmul(&self.weight)?.broadcast_add(&self.bias)
+    }
+}
+
+struct Norm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f32,
+}
+
+impl Norm {
+    fn load(vb: &VarBuilder, size: usize, eps: f64) -> Result<Norm> {
+        Ok(Norm {
+            weight: vb.get(size, "weight")?,
+            bias: vb.get(size, "bias")?,
+            eps: eps as f32,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        candle_nn::ops::layer_norm(x, &self.weight, &self.bias, self.eps)
+    }
+}
+
+struct Layer {
+    /// Query (pre-scaled), key and value projections side by side: `[hidden, 3 * hidden]`.
+    qkv: Dense,
+    attention_out: Dense,
+    attention_norm: Norm,
+    /// The intermediate projection; its bias is applied with the GELU.
+    up: Tensor,
+    up_bias: Vec<f32>,
+    down: Dense,
+    output_norm: Norm,
+}
+
+impl Layer {
+    fn load(vb: &VarBuilder, config: &BertConfig, head_dim: usize) -> Result<Layer> {
+        let hidden = config.hidden_size;
+        let attention = vb.pp("attention");
+        let projection = |name: &str| Dense::load(&attention.pp("self").pp(name), hidden, hidden);
+        let (query, key, value) = (
+            projection("query")?,
+            projection("key")?,
+            projection("value")?,
+        );
+        let scale = 1.0 / (head_dim as f64).sqrt();
+        let qkv = Dense {
+            weight: Tensor::cat(&[&(query.weight * scale)?, &key.weight, &value.weight], 1)?,
+            bias: Tensor::cat(&[&(query.bias * scale)?, &key.bias, &value.bias], 0)?,
+        };
+        let eps = config.layer_norm_eps;
+        let up = Dense::load(
+            &vb.pp("intermediate").pp("dense"),
+            hidden,
+            config.intermediate_size,
+        )?;
+        Ok(Layer {
+            qkv,
+            attention_out: Dense::load(&attention.pp("output").pp("dense"), hidden, hidden)?,
+            attention_norm: Norm::load(&attention.pp("output").pp("LayerNorm"), hidden, eps)?,
+            up_bias: up.bias.to_vec1()?,
+            up: up.weight,
+            down: Dense::load(
+                &vb.pp("output").pp("dense"),
+                config.intermediate_size,
+                hidden,
+            )?,
+            output_norm: Norm::load(&vb.pp("output").pp("LayerNorm"), hidden, eps)?,
+        })
+    }
+
+    /// `x` is `[batch * tokens, hidden]`; row `b` has `lengths[b]` real tokens.
+    fn forward(&self, x: &Tensor, lengths: &[usize], shape: Shape) -> Result<Tensor> {
+        let attention = Attention {
+            lengths,
+            tokens: shape.tokens,
+            heads: shape.heads,
+            head_dim: shape.head_dim,
+        };
+        let context = self.qkv.forward(x)?.apply_op1_no_bwd(&attention)?;
+        let attended = self
+            .attention_norm
+            .forward(&(self.attention_out.forward(&context)? + x)?)?;
+        let hidden = attended.matmul(&self.up)?.apply_op1_no_bwd(&BiasGelu {
+            bias: &self.up_bias,
+        })?;
+        self.output_norm
+            .forward(&(self.down.forward(&hidden)? + attended)?)
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Shape {
+    tokens: usize,
+    heads: usize,
+    head_dim: usize,
+}
+
+/// The encoder: token ids in, one hidden state per token out.
+pub struct Bert {
+    words: Tensor,
+    positions: Tensor,
+    token_type: Tensor,
+    embedding_norm: Norm,
+    layers: Vec<Layer>,
+    heads: usize,
+    head_dim: usize,
+}
+
+impl Bert {
+    pub fn load(vb: &VarBuilder, config: &BertConfig) -> Result<Bert> {
+        if !config.hidden_act.starts_with("gelu") {
+            candle_core::bail!(
+                "hidden_act {:?} is not supported (only gelu)",
+                config.hidden_act
+            );
+        }
+        let hidden = config.hidden_size;
+        let heads = config.num_attention_heads;
+        if heads == 0 || !hidden.is_multiple_of(heads) {
+            candle_core::bail!("hidden_size {hidden} is not a multiple of {heads} heads");
+        }
+        let head_dim = hidden / heads;
+        let embeddings = vb.pp("embeddings");
+        let token_types = embeddings.get(
+            (config.type_vocab_size, hidden),
+            "token_type_embeddings.weight",
+        )?;
+        let layers = (0..config.num_hidden_layers)
+            .map(|i| Layer::load(&vb.pp(format!("encoder.layer.{i}")), config, head_dim))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Bert {
+            words: embeddings.get((config.vocab_size, hidden), "word_embeddings.weight")?,
+            positions: embeddings.get(
+                (config.max_position_embeddings, hidden),
+                "position_embeddings.weight",
+            )?,
+            // Single sentences only: every token has type 0.
+            token_type: token_types.get(0)?,
+            embedding_norm: Norm::load(&embeddings.pp("LayerNorm"), hidden, config.layer_norm_eps)?,
+            layers,
+            heads,
+            head_dim,
+        })
+    }
+
+    /// `ids` is `[batch, tokens]` (u32), each row `lengths[b]` real tokens then padding;
+    /// returns `[batch, tokens, hidden]` (padding rows are not meaningful).
+    pub fn forward(&self, ids: &Tensor, lengths: &[usize]) -> Result<Tensor> {
+        let (batch, tokens) = ids.dims2()?;
+        if lengths.len() != batch || lengths.iter().any(|&l| l > tokens) {
+            candle_core::bail!("lengths {lengths:?} do not fit a batch of {batch} x {tokens}");
+        }
+        let hidden = self.heads * self.head_dim;
+        let words = self
+            .words
+            .index_select(&ids.flatten_all()?, 0)?
+            .reshape((batch, tokens, hidden))?;
+        let x = words
+            .broadcast_add(&self.positions.narrow(0, 0, tokens)?)?
+            .broadcast_add(&self.token_type)?
+            .reshape((batch * tokens, hidden))?;
+        let mut x = self.embedding_norm.forward(&x)?;
+        let shape = Shape {
+            tokens,
+            heads: self.heads,
+            head_dim: self.head_dim,
+        };
+        for layer in &self.layers {
+            x = layer.forward(&x, lengths, shape)?;
+        }
+        x.reshape((batch, tokens, hidden))
+    }
+}
+
+/// Mean of each row's token states over its mask, L2-normalised.
+pub fn mean_pool_normalised(states: &Tensor, mask: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
+    let states = states.to_device(&Device::Cpu)?.to_vec3::<f32>()?;
+    Ok(states
+        .into_iter()
+        .zip(mask)
+        .map(|(rows, mask)| {
+            let hidden = rows.first().map_or(0, Vec::len);
+            let mut sum = vec![0f32; hidden];
+            let mut count = 0f32;
+            for (row, &m) in rows.iter().zip(mask) {
+                if m != 0 {
+                    count += 1.0;
+                    sum.iter_mut().zip(row).for_each(|(s, v)| *s += v);
+                }
+            }
+            let count = count.max(1.0);
+            sum.iter_mut().for_each(|s| *s /= count);
+            let norm = sum.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+            sum.iter_mut().for_each(|s| *s /= norm);
+            sum
+        })
+        .collect())
+}

@@ -1,0 +1,427 @@
+//! Long-term memory in the store: saved links, learnings and insights (one typed tree each),
+//! the locator that finds any searchable document by id, the persisted embedding queue, and the
+//! vectors.
+//!
+//! Every document (messages included) gets an id from one sequence, a locator entry and a queue
+//! entry when it is written. The embedding worker takes ids from the queue and writes vectors;
+//! a crash between the two leaves the id queued, so no pending work is lost.
+
+use crate::StoreError;
+use crate::records::{Document, MemoryKind, MemoryRecord, StoredMessage, StoredVector};
+use crate::store::{Store, decode, encode, id_key};
+
+/// Longest text a saved memory may have (a message is indexed whatever its length).
+pub const MAX_MEMORY_TEXT: usize = 256 * 1024;
+
+/// Why a memory cannot be saved.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum InvalidMemory {
+    #[error("a {kind} needs a text; this one is empty")]
+    EmptyText { kind: MemoryKind },
+    #[error("the text is {len} bytes; a saved memory holds {MAX_MEMORY_TEXT} at most")]
+    TooLong { len: usize },
+    #[error("messages are stored through the conversation, not saved as memories")]
+    MessageKind,
+}
+
+impl MemoryRecord {
+    /// Checks what the store requires of a saved memory.
+    pub fn validate(&self) -> Result<(), InvalidMemory> {
+        if self.kind == MemoryKind::Message {
+            return Err(InvalidMemory::MessageKind);
+        }
+        if self.text.trim().is_empty() {
+            return Err(InvalidMemory::EmptyText { kind: self.kind });
+        }
+        if self.text.len() > MAX_MEMORY_TEXT {
+            return Err(InvalidMemory::TooLong {
+                len: self.text.len(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Locator value: the kind, and for messages the chat (their key starts with it).
+pub(crate) fn locator(kind: MemoryKind, chat_id: Option<i64>) -> [u8; 9] {
+    let mut out = [0u8; 9];
+    out[0] = kind.byte();
+    out[1..].copy_from_slice(&id_key(chat_id.unwrap_or(0)));
+    out
+}
+
+pub(crate) fn message_key(chat_id: i64, seq: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(16);
+    key.extend_from_slice(&id_key(chat_id));
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+fn chat_of_locator(bytes: &[u8]) -> Option<(MemoryKind, i64)> {
+    let kind = MemoryKind::from_byte(*bytes.first()?)?;
+    let raw: [u8; 8] = bytes.get(1..9)?.try_into().ok()?;
+    Some((kind, (u64::from_be_bytes(raw) ^ (1 << 63)) as i64))
+}
+
+fn id_of(key: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(key.try_into().ok()?))
+}
+
+/// How much memory there is, per kind and in the embedding pipeline.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MemoryCounts {
+    pub messages: u64,
+    pub links: u64,
+    pub learnings: u64,
+    pub insights: u64,
+    pub vectors: u64,
+    pub queued: u64,
+}
+
+impl MemoryCounts {
+    pub fn documents(&self) -> u64 {
+        self.messages + self.links + self.learnings + self.insights
+    }
+}
+
+impl Store {
+    fn kind_tree(&self, kind: MemoryKind) -> Option<&sled::Tree> {
+        match kind {
+            MemoryKind::Message => None,
+            MemoryKind::Link => Some(&self.links),
+            MemoryKind::Learning => Some(&self.learnings),
+            MemoryKind::Insight => Some(&self.insights),
+        }
+    }
+
+    /// Saves a link, learning or insight (assigning its id when it is 0), queues it for
+    /// embedding and flushes before returning: a saved memory survives a crash.
+    pub fn save_memory(&self, record: MemoryRecord) -> Result<MemoryRecord, StoreError> {
+        let record = self.write_memory(record)?;
+        self.flush()?;
+        Ok(record)
+    }
+
+    /// [`Store::save_memory`] without the flush, for imports (which flush once at the end).
+    pub fn write_memory(&self, mut record: MemoryRecord) -> Result<MemoryRecord, StoreError> {
+        record.validate().map_err(StoreError::Invalid)?;
+        if record.id == 0 {
+            record.id = self.next_id()?;
+        } else {
+            self.reserve_ids_through(record.id)?;
+        }
+        let tree = self
+            .kind_tree(record.kind)
+            .ok_or(StoreError::Invalid(InvalidMemory::MessageKind))?;
+        let key = record.id.to_be_bytes();
+        // Locator and queue first: a crash never leaves a record that is not found or embedded.
+        self.locator
+            .insert(key, &locator(record.kind, record.chat_id))?;
+        self.embed_queue.insert(key, &[])?;
+        tree.insert(key, encode(&record))?;
+        self.announce(|| Document::from(record.clone()));
+        Ok(record)
+    }
+
+    pub fn memory_record(&self, id: u64) -> Result<Option<MemoryRecord>, StoreError> {
+        for kind in [MemoryKind::Link, MemoryKind::Learning, MemoryKind::Insight] {
+            if let Some(tree) = self.kind_tree(kind)
+                && let Some(bytes) = tree.get(id.to_be_bytes())?
+            {
+                return decode("memory", &bytes).map(Some);
+            }
+        }
+        Ok(None)
+    }
+
+    /// Saved memories of one kind, oldest id first.
+    pub fn memory_records(&self, kind: MemoryKind) -> Result<Vec<MemoryRecord>, StoreError> {
+        let Some(tree) = self.kind_tree(kind) else {
+            return Ok(Vec::new());
+        };
+        tree.iter()
+            .values()
+            .map(|v| decode("memory", &v?))
+            .collect()
+    }
+
+    /// Any searchable document by id.
+    pub fn document(&self, id: u64) -> Result<Option<Document>, StoreError> {
+        let Some(bytes) = self.locator.get(id.to_be_bytes())? else {
+            return Ok(None);
+        };
+        let Some((kind, chat_id)) = chat_of_locator(&bytes) else {
+            return Ok(None);
+        };
+        if kind == MemoryKind::Message {
+            return self
+                .messages
+                .get(message_key(chat_id, id))?
+                .map(|b| decode::<StoredMessage>("message", &b).map(Document::from))
+                .transpose();
+        }
+        Ok(self.memory_record(id)?.map(Document::from))
+    }
+
+    /// Calls `visit` with every searchable document (messages, then each saved kind).
+    pub fn for_each_document(&self, mut visit: impl FnMut(Document)) -> Result<(), StoreError> {
+        for value in self.messages.iter().values() {
+            visit(decode::<StoredMessage>("message", &value?)?.into());
+        }
+        for tree in [&self.links, &self.learnings, &self.insights] {
+            for value in tree.iter().values() {
+                visit(decode::<MemoryRecord>("memory", &value?)?.into());
+            }
+        }
+        Ok(())
+    }
+
+    pub fn memory_counts(&self) -> MemoryCounts {
+        MemoryCounts {
+            messages: self.messages.len() as u64,
+            links: self.links.len() as u64,
+            learnings: self.learnings.len() as u64,
+            insights: self.insights.len() as u64,
+            vectors: self.vectors.len() as u64,
+            queued: self.embed_queue.len() as u64,
+        }
+    }
+
+    // -- the embedding queue -----------------------------------------------------------------
+
+    /// Up to `limit` queued document ids, oldest first.
+    pub fn queued_for_embedding(&self, limit: usize) -> Result<Vec<u64>, StoreError> {
+        self.embed_queue
+            .iter()
+            .keys()
+            .take(limit)
+            .map(|k| Ok(id_of(&k?).unwrap_or(0)))
+            .collect()
+    }
+
+    /// Queues documents for embedding (a reindex queues them all).
+    pub fn queue_for_embedding(&self, ids: &[u64]) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for id in ids {
+            batch.insert(&id.to_be_bytes(), &[]);
+        }
+        self.embed_queue.apply_batch(batch)?;
+        self.flush()
+    }
+
+    /// Drops ids from the queue without a vector (their document is gone).
+    pub fn unqueue(&self, ids: &[u64]) -> Result<(), StoreError> {
+        for id in ids {
+            self.embed_queue.remove(id.to_be_bytes())?;
+        }
+        Ok(())
+    }
+
+    // -- vectors -------------------------------------------------------------------------------
+
+    /// Stores vectors and takes their ids off the queue. The vector is written before the queue
+    /// entry goes: a crash in between embeds the document again, never loses it.
+    pub fn put_vectors(&self, vectors: &[(u64, StoredVector)]) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for (id, vector) in vectors {
+            batch.insert(&id.to_be_bytes(), vector.encode());
+        }
+        self.vectors.apply_batch(batch)?;
+        let mut done = sled::Batch::default();
+        for (id, _) in vectors {
+            done.remove(&id.to_be_bytes());
+        }
+        self.embed_queue.apply_batch(done)?;
+        Ok(())
+    }
+
+    pub fn vector(&self, id: u64) -> Result<Option<StoredVector>, StoreError> {
+        Ok(self
+            .vectors
+            .get(id.to_be_bytes())?
+            .and_then(|b| StoredVector::decode(&b)))
+    }
+
+    /// Calls `visit` with every stored vector.
+    pub fn for_each_vector(
+        &self,
+        mut visit: impl FnMut(u64, StoredVector),
+    ) -> Result<(), StoreError> {
+        for entry in self.vectors.iter() {
+            let (key, value) = entry?;
+            if let (Some(id), Some(vector)) = (id_of(&key), StoredVector::decode(&value)) {
+                visit(id, vector);
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes every vector (before a reindex with another model).
+    pub fn clear_vectors(&self) -> Result<(), StoreError> {
+        self.vectors.clear()?;
+        self.flush()
+    }
+
+    /// Ids of documents that have neither a vector nor a queue entry (left so by a crash
+    /// between writes), after putting them on the queue.
+    pub fn requeue_missing(&self) -> Result<Vec<u64>, StoreError> {
+        let mut missing = Vec::new();
+        for key in self.locator.iter().keys() {
+            let key = key?;
+            if !self.vectors.contains_key(&key)? && !self.embed_queue.contains_key(&key)? {
+                missing.extend(id_of(&key));
+            }
+        }
+        if !missing.is_empty() {
+            self.queue_for_embedding(&missing)?;
+        }
+        Ok(missing)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::SCHEMA_VERSION;
+    use valor_core::context::Role;
+
+    fn link(text: &str) -> MemoryRecord {
+        MemoryRecord {
+            id: 0,
+            kind: MemoryKind::Link,
+            chat_id: Some(4),
+            at_ms: 1_000,
+            title: "Tokio".to_owned(),
+            text: text.to_owned(),
+            url: Some("https://tokio.rs".to_owned()),
+        }
+    }
+
+    fn message(chat_id: i64, text: &str) -> StoredMessage {
+        StoredMessage {
+            chat_id,
+            seq: 0,
+            role: Role::User,
+            text: text.to_owned(),
+            at_ms: 5,
+            user_id: Some(1),
+            username: Some("ann".to_owned()),
+            source: None,
+        }
+    }
+
+    #[test]
+    fn saved_memories_are_found_by_id_queued_and_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let (link_id, message_id) = {
+            let store = Store::open(dir.path()).unwrap();
+            let saved = store.save_memory(link("async runtime")).unwrap();
+            let said = store.append_message(message(4, "hello"), true).unwrap();
+            (saved.id, said.seq)
+        };
+        let store = Store::open(dir.path()).unwrap();
+        let document = store.document(link_id).unwrap().unwrap();
+        assert_eq!(document.kind, MemoryKind::Link);
+        assert_eq!(document.url.as_deref(), Some("https://tokio.rs"));
+        let said = store.document(message_id).unwrap().unwrap();
+        assert_eq!(
+            (said.kind, said.title.as_str()),
+            (MemoryKind::Message, "ann: hello")
+        );
+        assert_eq!(
+            store.queued_for_embedding(10).unwrap(),
+            vec![link_id, message_id]
+        );
+        let counts = store.memory_counts();
+        assert_eq!(
+            (counts.documents(), counts.queued, counts.vectors),
+            (2, 2, 0)
+        );
+        assert!(store.document(999_999).unwrap().is_none());
+    }
+
+    #[test]
+    fn bad_memories_are_refused_with_clear_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let empty = store.save_memory(link("  ")).unwrap_err();
+        assert_eq!(empty.to_string(), "a link needs a text; this one is empty");
+        let huge = store.save_memory(link(&"x".repeat(1 << 20))).unwrap_err();
+        assert!(huge.to_string().contains("1048576 bytes"), "{huge}");
+        let mut as_message = link("x");
+        as_message.kind = MemoryKind::Message;
+        assert!(store.save_memory(as_message).is_err());
+        assert_eq!(store.memory_counts().documents(), 0);
+    }
+
+    #[test]
+    fn vectors_keep_their_model_and_take_ids_off_the_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let id = store.save_memory(link("a")).unwrap().id;
+        let vector = StoredVector {
+            model_id: "m#1".to_owned(),
+            vector: vec![0.6, 0.8],
+        };
+        store.put_vectors(&[(id, vector.clone())]).unwrap();
+        assert_eq!(store.vector(id).unwrap(), Some(vector));
+        assert!(store.queued_for_embedding(5).unwrap().is_empty());
+        // A document that lost both (a crash between writes) goes back on the queue.
+        store.clear_vectors().unwrap();
+        assert_eq!(store.requeue_missing().unwrap(), vec![id]);
+        assert_eq!(store.queued_for_embedding(5).unwrap(), vec![id]);
+        assert!(StoredVector::decode(&[3, b'a']).is_none());
+    }
+
+    #[test]
+    fn imported_ids_are_kept_and_new_ids_come_after_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut imported = message(2, "from an export");
+        imported.seq = 1_000_000;
+        store.import_message(&imported).unwrap();
+        let fresh = store.append_message(message(2, "new"), true).unwrap();
+        assert!(fresh.seq > 1_000_000, "{}", fresh.seq);
+        let mut record = link("kept id");
+        record.id = 5_000_000;
+        assert_eq!(store.save_memory(record).unwrap().id, 5_000_000);
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert!(store.save_memory(link("after")).unwrap().id > 5_000_000);
+    }
+
+    #[test]
+    fn a_version_1_store_is_migrated_and_its_messages_queued() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            // What version 1 wrote: messages, no locator or queue.
+            let db = sled::open(dir.path()).unwrap();
+            db.open_tree("meta")
+                .unwrap()
+                .insert("schema_version", b"1".to_vec())
+                .unwrap();
+            let mut old = message(3, "written by version 1");
+            old.seq = 42;
+            db.open_tree("messages")
+                .unwrap()
+                .insert(message_key(3, 42), serde_json::to_vec(&old).unwrap())
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.queued_for_embedding(5).unwrap(), vec![42]);
+        assert_eq!(
+            store.document(42).unwrap().unwrap().text,
+            "written by version 1"
+        );
+        drop(store);
+        let db = sled::open(dir.path()).unwrap();
+        let version = db
+            .open_tree("meta")
+            .unwrap()
+            .get("schema_version")
+            .unwrap()
+            .unwrap();
+        assert_eq!(version.as_ref(), SCHEMA_VERSION.to_string().as_bytes());
+    }
+}

@@ -1,0 +1,316 @@
+//! The memory API: while the agent runs it owns the store, so `valor memory ...` and the tool
+//! servers reach memory through these routes on the agent's loopback port. Every route wants
+//! the token in `<store>.api-token` (`Authorization: Bearer ...`): memory holds private chats.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query as QueryParams, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use valor_memory::{Document, MemoryCounts, MemoryKind, MemoryRecord};
+
+use crate::catalogue::Filter;
+use crate::search::Query;
+use crate::service::Memory;
+use crate::transfer;
+
+/// Largest import accepted in one request.
+const MAX_IMPORT_BYTES: usize = 512 * 1024 * 1024;
+
+#[derive(Clone)]
+struct ApiState {
+    memory: Memory,
+    token: String,
+}
+
+/// The routes, under `/memory`.
+pub fn router(memory: Memory, token: String) -> Router {
+    Router::new()
+        .route("/memory/search", get(search))
+        .route("/memory/stats", get(stats))
+        .route("/memory/item/{id}", get(item))
+        .route("/memory/save", post(save))
+        .route("/memory/reindex", post(reindex))
+        .route("/memory/export", get(export))
+        .route("/memory/import", post(import))
+        .layer(DefaultBodyLimit::max(MAX_IMPORT_BYTES))
+        .with_state(ApiState { memory, token })
+}
+
+/// Search parameters as a query string.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct SearchParams {
+    pub q: String,
+    pub chat: Option<i64>,
+    /// Comma-separated kinds.
+    pub kind: Option<String>,
+    pub limit: Option<usize>,
+    pub since_ms: Option<u64>,
+    pub until_ms: Option<u64>,
+}
+
+impl SearchParams {
+    /// The query these parameters ask for, or why they are wrong.
+    pub fn to_query(&self) -> Result<Query, String> {
+        let kinds = match &self.kind {
+            None => Vec::new(),
+            Some(list) => list
+                .split(',')
+                .filter(|k| !k.trim().is_empty())
+                .map(|k| {
+                    MemoryKind::parse(k.trim()).ok_or_else(|| {
+                        format!("unknown kind {k:?}: message, link, learning or insight")
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        if self.q.trim().is_empty() {
+            return Err("the query is empty".to_owned());
+        }
+        Ok(Query {
+            text: self.q.clone(),
+            filter: Filter {
+                chat_id: self.chat,
+                kinds,
+                since_ms: self.since_ms,
+                until_ms: self.until_ms,
+                ..Filter::default()
+            },
+            limit: self.limit.unwrap_or(10),
+        })
+    }
+}
+
+/// What `/memory/stats` answers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MemoryStats {
+    pub state: serde_json::Value,
+    pub messages: u64,
+    pub links: u64,
+    pub learnings: u64,
+    pub insights: u64,
+    pub vectors: u64,
+    pub queued: u64,
+    pub indexed: u64,
+    pub model: Option<String>,
+}
+
+impl MemoryStats {
+    pub fn of(memory: &Memory) -> MemoryStats {
+        let MemoryCounts {
+            messages,
+            links,
+            learnings,
+            insights,
+            vectors,
+            queued,
+        } = memory.counts();
+        MemoryStats {
+            state: serde_json::to_value(memory.state())
+                .unwrap_or_else(|_| json!({"state": "unknown"})),
+            messages,
+            links,
+            learnings,
+            insights,
+            vectors,
+            queued,
+            indexed: memory.indexed_vectors() as u64,
+            model: memory.model_id(),
+        }
+    }
+}
+
+/// A document as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DocumentView {
+    pub id: u64,
+    pub kind: MemoryKind,
+    pub chat_id: Option<i64>,
+    pub at_ms: u64,
+    pub title: String,
+    pub text: String,
+    pub url: Option<String>,
+}
+
+impl From<Document> for DocumentView {
+    fn from(d: Document) -> DocumentView {
+        DocumentView {
+            id: d.id,
+            kind: d.kind,
+            chat_id: d.chat_id,
+            at_ms: d.at_ms,
+            title: d.title,
+            text: d.text,
+            url: d.url,
+        }
+    }
+}
+
+/// An error answer: its status and a JSON `{"error": ...}` body.
+struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, axum::Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> ApiError {
+    ApiError(status, message.into())
+}
+
+fn authorised(state: &ApiState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    // Compared in full whatever the first difference, so timing tells nothing.
+    let matches = given.is_some_and(|g| {
+        g.len() == state.token.len()
+            && g.bytes()
+                .zip(state.token.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    });
+    if matches {
+        Ok(())
+    } else {
+        Err(error(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong token (it is in the file <store>.api-token)",
+        ))
+    }
+}
+
+/// Runs blocking store work off the async threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+}
+
+async fn search(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    QueryParams(params): QueryParams<SearchParams>,
+) -> Response {
+    if let Err(denied) = authorised(&state, &headers) {
+        return denied.into_response();
+    }
+    let query = match params.to_query() {
+        Ok(query) => query,
+        Err(reason) => return error(StatusCode::BAD_REQUEST, reason).into_response(),
+    };
+    let memory = state.memory.clone();
+    match blocking(move || {
+        memory
+            .search(&query)
+            .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+    })
+    .await
+    {
+        Ok(result) => axum::Json(result).into_response(),
+        Err(response) => response.into_response(),
+    }
+}
+
+async fn stats(State(state): State<ApiState>, headers: HeaderMap) -> Response {
+    if let Err(denied) = authorised(&state, &headers) {
+        return denied.into_response();
+    }
+    axum::Json(MemoryStats::of(&state.memory)).into_response()
+}
+
+async fn item(State(state): State<ApiState>, headers: HeaderMap, Path(id): Path<u64>) -> Response {
+    if let Err(denied) = authorised(&state, &headers) {
+        return denied.into_response();
+    }
+    match state.memory.store().document(id) {
+        Ok(Some(document)) => axum::Json(DocumentView::from(document)).into_response(),
+        Ok(None) => error(
+            StatusCode::NOT_FOUND,
+            format!("memory {id} is not in the store"),
+        )
+        .into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+async fn save(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    axum::Json(record): axum::Json<MemoryRecord>,
+) -> Response {
+    if let Err(denied) = authorised(&state, &headers) {
+        return denied.into_response();
+    }
+    if let Err(invalid) = record.validate() {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, invalid.to_string()).into_response();
+    }
+    let store = state.memory.store().clone();
+    match blocking(move || {
+        store
+            .save_memory(record)
+            .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+    })
+    .await
+    {
+        Ok(saved) => (StatusCode::CREATED, axum::Json(saved)).into_response(),
+        Err(response) => response.into_response(),
+    }
+}
+
+async fn reindex(State(state): State<ApiState>, headers: HeaderMap) -> Response {
+    if let Err(denied) = authorised(&state, &headers) {
+        return denied.into_response();
+    }
+    state.memory.request_reindex();
+    (
+        StatusCode::ACCEPTED,
+        axum::Json(json!({"reindex": "started"})),
+    )
+        .into_response()
+}
+
+async fn export(State(state): State<ApiState>, headers: HeaderMap) -> Response {
+    if let Err(denied) = authorised(&state, &headers) {
+        return denied.into_response();
+    }
+    let store = state.memory.store().clone();
+    match blocking(move || {
+        let mut out = Vec::new();
+        transfer::export(&store, &mut out)
+            .map(|_| out)
+            .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+    })
+    .await
+    {
+        Ok(body) => ([(header::CONTENT_TYPE, "application/jsonl")], body).into_response(),
+        Err(response) => response.into_response(),
+    }
+}
+
+async fn import(State(state): State<ApiState>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(denied) = authorised(&state, &headers) {
+        return denied.into_response();
+    }
+    let store = state.memory.store().clone();
+    match blocking(move || {
+        transfer::import(&store, &mut body.as_ref()).map_err(|e| match e {
+            transfer::TransferError::BadInput { .. } => {
+                error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
+            }
+            other => error(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
+        })
+    })
+    .await
+    {
+        Ok(moved) => axum::Json(moved).into_response(),
+        Err(response) => response.into_response(),
+    }
+}

@@ -1,0 +1,25 @@
+//! Valor's memory search. The store (valor-memory) holds every document, vector and the
+//! embedding queue; this crate keeps the search indexes in step with it and answers queries.
+//!
+//! - [`service`]: [`Memory`], the indexes, searching, and the background worker that embeds
+//!   queued documents and keeps the vector index saved.
+//! - [`keyword`]: BM25 keyword search, which works with no model at all.
+//! - [`vector`]: the hnsw_rs vector index, saved beside the store and checked on reload.
+//! - [`search`]: queries, hits and reciprocal-rank fusion.
+//! - [`catalogue`]: kind, chat and time of each document, for filters.
+//! - [`turn`]: memory for a turn's prompt (the engine's `Recall`) and the `/health` component.
+//! - [`api`]: the HTTP routes other processes reach memory through while the agent owns it.
+//! - [`transfer`]: JSONL export and import.
+
+pub mod api;
+pub mod catalogue;
+pub mod keyword;
+pub mod search;
+pub mod service;
+pub mod transfer;
+pub mod turn;
+pub mod vector;
+
+pub use catalogue::Filter;
+pub use search::{Hit, Query, SearchMode, SearchResult};
+pub use service::{Memory, MemoryError, MemorySettings, MemoryState};

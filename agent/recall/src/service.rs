@@ -1,0 +1,680 @@
+//! The memory service: search indexes kept in step with the store, and the background worker
+//! that embeds queued documents. Searching never waits for the worker: without an embedder or
+//! an index it answers from keywords alone and says so on `/health`.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use valor_embed::Embedder;
+use valor_memory::{Document, MemoryCounts, Store, StoreError, StoredVector};
+
+use crate::catalogue::{Catalogue, Entry};
+use crate::keyword::KeywordIndex;
+use crate::search::{
+    CANDIDATES, Hit, MAX_QUERY_BYTES, Query, SearchMode, SearchResult, fuse, snippet,
+};
+use crate::vector::{IndexError, VectorIndex};
+
+/// Texts embedded per pass of the worker: small enough that a query embedded meanwhile waits
+/// little for the cores.
+const WORKER_BATCH: usize = 16;
+/// Vectors added between two saves of the index.
+const SAVE_EVERY: u64 = 5_000;
+/// How long the worker sleeps when nothing wakes it.
+const IDLE_WAIT: Duration = Duration::from_secs(30);
+/// How often a missing model is looked for again.
+const MODEL_RETRY: Duration = Duration::from_secs(60);
+/// Filters matching fewer documents than this are searched exactly, not through the graph.
+const EXACT_BELOW: usize = 2_000;
+
+#[derive(Debug, Clone)]
+pub struct MemorySettings {
+    /// Where the vector index is saved (beside the store).
+    pub index_dir: PathBuf,
+    /// The embedding model (`config.json`, `tokenizer.json`, `model.safetensors`).
+    pub model_dir: PathBuf,
+}
+
+impl MemorySettings {
+    /// The usual layout: the index beside the store at `store_path`.
+    pub fn beside(store_path: &Path, model_dir: PathBuf) -> MemorySettings {
+        let mut index = store_path.as_os_str().to_owned();
+        index.push(".index");
+        MemorySettings {
+            index_dir: PathBuf::from(index),
+            model_dir,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MemoryError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("memory {0} is not in the store")]
+    NotFound(u64),
+    #[error("the embedding model is not available: {0}")]
+    NoModel(String),
+}
+
+/// Where the memory layer stands, for `/health` and `valor memory stats`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum MemoryState {
+    /// The worker has not looked at the model and index yet.
+    Starting,
+    /// Hybrid search over an index that covers every embedded document.
+    Ready,
+    /// No embedder: keyword search only.
+    KeywordOnly { reason: String },
+    /// The stored vectors come from another model: everything is being embedded again.
+    ModelMismatch { stored: String, current: String },
+    /// The index is being rebuilt from the stored vectors, or documents re-embedded.
+    Reindexing { done: u64, total: u64 },
+}
+
+impl MemoryState {
+    pub fn is_degraded(&self) -> bool {
+        !matches!(self, MemoryState::Ready | MemoryState::Starting)
+    }
+}
+
+#[derive(Default)]
+struct Indexes {
+    catalogue: Catalogue,
+    keyword: KeywordIndex,
+}
+
+struct Inner {
+    store: Store,
+    settings: MemorySettings,
+    indexes: RwLock<Indexes>,
+    vectors: RwLock<Option<Arc<VectorIndex>>>,
+    embedder: RwLock<Option<Arc<Embedder>>>,
+    state: Mutex<MemoryState>,
+    wake: tokio::sync::Notify,
+    reindex_requested: AtomicBool,
+    embedded: AtomicU64,
+    unsaved: AtomicU64,
+}
+
+/// Long-term memory; clones share it.
+#[derive(Clone)]
+pub struct Memory {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Memory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Memory")
+            .field("state", &self.state())
+            .finish()
+    }
+}
+
+fn embed_text(document: &Document) -> String {
+    match document.kind {
+        valor_memory::MemoryKind::Message => document.text.clone(),
+        _ => format!("{}\n{}", document.title, document.text),
+    }
+}
+
+impl Memory {
+    /// Builds the keyword index and catalogue from the store, queues documents a crash left
+    /// unembedded, and follows the store's writes from now on. The model and the vector index
+    /// are the worker's business ([`Memory::run_worker`]).
+    pub fn open(store: Store, settings: MemorySettings) -> Result<Memory, MemoryError> {
+        let started = Instant::now();
+        let mut indexes = Indexes::default();
+        store.for_each_document(|document| add_to(&mut indexes, &document))?;
+        let requeued = store.requeue_missing()?;
+        let memory = Memory {
+            inner: Arc::new(Inner {
+                store: store.clone(),
+                settings,
+                indexes: RwLock::new(indexes),
+                vectors: RwLock::new(None),
+                embedder: RwLock::new(None),
+                state: Mutex::new(MemoryState::Starting),
+                wake: tokio::sync::Notify::new(),
+                reindex_requested: AtomicBool::new(false),
+                embedded: AtomicU64::new(0),
+                unsaved: AtomicU64::new(0),
+            }),
+        };
+        let weak = Arc::downgrade(&memory.inner);
+        store.set_listener(Arc::new(move |document| {
+            if let Some(inner) = weak.upgrade() {
+                add_to(
+                    &mut inner
+                        .indexes
+                        .write()
+                        .unwrap_or_else(PoisonError::into_inner),
+                    document,
+                );
+                inner.wake.notify_one();
+            }
+        }));
+        tracing::info!(
+            documents = memory.indexes().catalogue.len(),
+            requeued = requeued.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "memory opened"
+        );
+        Ok(memory)
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    fn indexes(&self) -> std::sync::RwLockReadGuard<'_, Indexes> {
+        self.inner
+            .indexes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn state(&self) -> MemoryState {
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set_state(&self, state: MemoryState) {
+        let mut current = self
+            .inner
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if *current != state {
+            tracing::info!(state = ?state, "memory state");
+            *current = state;
+        }
+    }
+
+    fn embedder(&self) -> Option<Arc<Embedder>> {
+        self.inner
+            .embedder
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn vector_index(&self) -> Option<Arc<VectorIndex>> {
+        self.inner
+            .vectors
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The model id vectors are made with now, once the model is loaded.
+    pub fn model_id(&self) -> Option<String> {
+        self.embedder().map(|e| e.model_id().to_owned())
+    }
+
+    pub fn counts(&self) -> MemoryCounts {
+        self.inner.store.memory_counts()
+    }
+
+    /// Vectors in the search index.
+    pub fn indexed_vectors(&self) -> usize {
+        self.vector_index().map_or(0, |v| v.len())
+    }
+
+    /// Searches memory. Hybrid when the embedder and index are up, keywords alone otherwise.
+    pub fn search(&self, query: &Query) -> Result<SearchResult, MemoryError> {
+        let text = snippet_bytes(&query.text, MAX_QUERY_BYTES);
+        let limit = query.limit.clamp(1, 200);
+        let candidates = CANDIDATES.max(limit);
+        let filter = &query.filter;
+        let (keyword_ids, matching) = {
+            let indexes = self.indexes();
+            let catalogue = &indexes.catalogue;
+            let keep = |slot: u32| catalogue.entry(slot).is_some_and(|e| filter.accepts(e));
+            let ids: Vec<u64> = indexes
+                .keyword
+                .search(text, candidates, keep)
+                .into_iter()
+                .filter_map(|(slot, _)| catalogue.entry(slot).map(|e| e.id))
+                .collect();
+            // A narrow filter is searched exactly: the graph would miss most of its few ids.
+            let matching: Option<Vec<u64>> = (!filter.is_open()).then(|| {
+                catalogue
+                    .entries()
+                    .iter()
+                    .filter(|e| filter.accepts(e))
+                    .take(EXACT_BELOW)
+                    .map(|e| e.id)
+                    .collect()
+            });
+            (ids, matching.filter(|m| m.len() < EXACT_BELOW))
+        };
+        let vector_hits = self.vector_ranking(text, candidates, query, matching.as_deref());
+        let mode = if vector_hits.is_some() {
+            SearchMode::Hybrid
+        } else {
+            SearchMode::KeywordOnly
+        };
+        let vector_hits = vector_hits.unwrap_or_default();
+        let vector_ids: Vec<u64> = vector_hits.iter().map(|h| h.0).collect();
+        let fused = fuse(&[&keyword_ids, &vector_ids]);
+        let mut hits = Vec::with_capacity(limit);
+        for (id, score) in fused.into_iter().take(limit) {
+            let Some(document) = self.inner.store.document(id)? else {
+                continue;
+            };
+            let similarity = vector_hits.iter().find(|h| h.0 == id).map(|h| h.1);
+            hits.push(Hit {
+                id,
+                kind: document.kind,
+                chat_id: document.chat_id,
+                at_ms: document.at_ms,
+                title: document.title,
+                snippet: snippet(&document.text, 300),
+                url: document.url,
+                score,
+                keyword_match: keyword_ids.contains(&id),
+                similarity,
+            });
+        }
+        Ok(SearchResult { mode, hits })
+    }
+
+    /// The vector ranking, or `None` when there is no embedder or index to make it.
+    fn vector_ranking(
+        &self,
+        text: &str,
+        candidates: usize,
+        query: &Query,
+        matching: Option<&[u64]>,
+    ) -> Option<Vec<(u64, f32)>> {
+        let embedder = self.embedder()?;
+        let index = self.vector_index()?;
+        if text.trim().is_empty() || index.model_id() != embedder.model_id() {
+            return None;
+        }
+        let vector = match embedder.embed(&[text]) {
+            Ok(mut v) => v.pop()?,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot embed a query; keywords only");
+                return None;
+            }
+        };
+        if let Some(ids) = matching {
+            let mut exact: Vec<(u64, f32)> = ids
+                .iter()
+                .filter_map(|&id| {
+                    let stored = self.inner.store.vector(id).ok()??;
+                    (stored.model_id == embedder.model_id())
+                        .then(|| (id, valor_embed::cosine(&vector, &stored.vector)))
+                })
+                .collect();
+            exact.sort_by(|a, b| b.1.total_cmp(&a.1));
+            exact.truncate(candidates);
+            return Some(exact);
+        }
+        let indexes = self.indexes();
+        let catalogue = &indexes.catalogue;
+        let keep = |id: u64| catalogue.by_id(id).is_some_and(|e| query.filter.accepts(e));
+        Some(index.search(&vector, candidates, &keep))
+    }
+
+    /// Asks the worker to embed everything again (after the model changed, or on request).
+    pub fn request_reindex(&self) {
+        self.inner.reindex_requested.store(true, Ordering::SeqCst);
+        self.inner.wake.notify_one();
+    }
+
+    /// Documents embedded by this process so far.
+    pub fn embedded(&self) -> u64 {
+        self.inner.embedded.load(Ordering::Relaxed)
+    }
+}
+
+fn snippet_bytes(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+fn add_to(indexes: &mut Indexes, document: &Document) {
+    if let Some(slot) = indexes.catalogue.add(Entry::from(document)) {
+        indexes
+            .keyword
+            .add(slot, &format!("{}\n{}", document.title, document.text));
+    }
+}
+
+// -- the worker ---------------------------------------------------------------------------------
+
+impl Memory {
+    /// Loads the model and the index, then embeds queued documents until `shutdown`. Saves the
+    /// index before it returns.
+    pub async fn run_worker(self, shutdown: tokio_util::sync::CancellationToken) {
+        let mut last_model_try: Option<Instant> = None;
+        loop {
+            if shutdown.is_cancelled() {
+                break;
+            }
+            if self.embedder().is_none()
+                && last_model_try.is_none_or(|t| t.elapsed() >= MODEL_RETRY)
+            {
+                last_model_try = Some(Instant::now());
+                self.load_model().await;
+            }
+            let progressed = match self.embedder() {
+                Some(embedder) => match self.step(&embedder).await {
+                    Ok(progressed) => progressed,
+                    Err(e) => {
+                        tracing::error!(error = %e, "memory worker step failed");
+                        false
+                    }
+                },
+                None => false,
+            };
+            if !progressed {
+                self.save_if_dirty().await;
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = self.inner.wake.notified() => {}
+                    () = tokio::time::sleep(IDLE_WAIT) => {}
+                }
+            }
+        }
+        self.save_if_dirty().await;
+    }
+
+    async fn load_model(&self) {
+        let dir = self.inner.settings.model_dir.clone();
+        let loaded = tokio::task::spawn_blocking(move || Embedder::load(&dir)).await;
+        match loaded {
+            Ok(Ok(embedder)) => {
+                tracing::info!(model = embedder.model_id(), "embedding model loaded");
+                *self
+                    .inner
+                    .embedder
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(embedder));
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "no embedding model: memory search uses keywords only");
+                self.set_state(MemoryState::KeywordOnly {
+                    reason: e.to_string(),
+                });
+            }
+            Err(e) => self.set_state(MemoryState::KeywordOnly {
+                reason: format!("the model loader failed: {e}"),
+            }),
+        }
+    }
+
+    /// One unit of work; false when there was nothing to do.
+    async fn step(&self, embedder: &Arc<Embedder>) -> Result<bool, MemoryError> {
+        let model = embedder.model_id().to_owned();
+        if self.inner.reindex_requested.swap(false, Ordering::SeqCst) {
+            self.start_reindex(&model)?;
+            return Ok(true);
+        }
+        if self.vector_index().is_none() {
+            self.open_index(embedder).await?;
+            return Ok(true);
+        }
+        let ids = self.inner.store.queued_for_embedding(WORKER_BATCH)?;
+        if ids.is_empty() {
+            self.set_state(MemoryState::Ready);
+            return Ok(false);
+        }
+        let mut documents = Vec::with_capacity(ids.len());
+        let mut gone = Vec::new();
+        for id in ids {
+            match self.inner.store.document(id)? {
+                Some(d) => documents.push(d),
+                None => gone.push(id),
+            }
+        }
+        self.inner.store.unqueue(&gone)?;
+        let texts: Vec<String> = documents.iter().map(embed_text).collect();
+        let worker_embedder = Arc::clone(embedder);
+        let vectors = tokio::task::spawn_blocking(move || {
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            worker_embedder.embed(&refs)
+        })
+        .await
+        .map_err(|e| MemoryError::NoModel(e.to_string()))?
+        .map_err(|e| MemoryError::NoModel(e.to_string()))?;
+        let stored: Vec<(u64, StoredVector)> = documents
+            .iter()
+            .zip(vectors)
+            .map(|(d, vector)| {
+                (
+                    d.id,
+                    StoredVector {
+                        model_id: model.clone(),
+                        vector,
+                    },
+                )
+            })
+            .collect();
+        self.inner.store.put_vectors(&stored)?;
+        if let Some(index) = self.vector_index() {
+            let items: Vec<(u64, Vec<f32>)> =
+                stored.into_iter().map(|(id, v)| (id, v.vector)).collect();
+            index.insert(&items);
+            self.inner
+                .embedded
+                .fetch_add(items.len() as u64, Ordering::Relaxed);
+            if self
+                .inner
+                .unsaved
+                .fetch_add(items.len() as u64, Ordering::Relaxed)
+                >= SAVE_EVERY
+            {
+                self.save_if_dirty().await;
+            }
+        }
+        self.report_progress();
+        Ok(true)
+    }
+
+    fn report_progress(&self) {
+        let counts = self.counts();
+        match self.state() {
+            MemoryState::ModelMismatch { .. } | MemoryState::Reindexing { .. }
+                if counts.queued > 0 =>
+            {
+                self.set_state(MemoryState::Reindexing {
+                    done: counts.vectors,
+                    total: counts.documents(),
+                });
+            }
+            _ if counts.queued == 0 => self.set_state(MemoryState::Ready),
+            _ => {}
+        }
+    }
+
+    /// Drops every vector and queues every document for the current model.
+    fn start_reindex(&self, model: &str) -> Result<(), MemoryError> {
+        let store = &self.inner.store;
+        store.clear_vectors()?;
+        let ids: Vec<u64> = self
+            .indexes()
+            .catalogue
+            .entries()
+            .iter()
+            .map(|e| e.id)
+            .collect();
+        store.queue_for_embedding(&ids)?;
+        *self
+            .inner
+            .vectors
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = None;
+        let _ = std::fs::remove_dir_all(&self.inner.settings.index_dir);
+        self.set_state(MemoryState::Reindexing {
+            done: 0,
+            total: ids.len() as u64,
+        });
+        tracing::info!(documents = ids.len(), model, "memory reindex started");
+        Ok(())
+    }
+
+    /// Loads the saved index, or builds it from the stored vectors; notices vectors of another
+    /// model and starts a reindex.
+    async fn open_index(&self, embedder: &Arc<Embedder>) -> Result<(), MemoryError> {
+        let model = embedder.model_id().to_owned();
+        let dim = embedder.dim();
+        let store = self.inner.store.clone();
+        let dir = self.inner.settings.index_dir.clone();
+        let started = Instant::now();
+        let loaded = {
+            let model = model.clone();
+            tokio::task::spawn_blocking(move || VectorIndex::load(&dir, &model))
+                .await
+                .map_err(|e| MemoryError::NoModel(e.to_string()))?
+        };
+        let index = match loaded {
+            Ok(index) => {
+                tracing::info!(
+                    vectors = index.len(),
+                    ms = started.elapsed().as_millis() as u64,
+                    "vector index loaded"
+                );
+                index
+            }
+            Err(reason) => {
+                if !matches!(reason, IndexError::Missing(_)) {
+                    tracing::warn!(%reason, "vector index not usable; rebuilding it from the store");
+                }
+                let total = store.memory_counts().vectors;
+                self.set_state(MemoryState::Reindexing { done: 0, total });
+                let model = model.clone();
+                tokio::task::spawn_blocking(move || rebuild(&store, &model, dim))
+                    .await
+                    .map_err(|e| MemoryError::NoModel(e.to_string()))??
+            }
+        };
+        // One pass over the stored vectors: any of another model (the model files changed)
+        // means embedding everything again; ours the saved index lacks were written after its
+        // last save.
+        let mut foreign: Option<String> = None;
+        let mut missing = Vec::new();
+        self.inner.store.for_each_vector(|id, v| {
+            if v.model_id != model {
+                foreign.get_or_insert(v.model_id);
+            } else if !index.contains(id) {
+                missing.push((id, v.vector));
+            }
+        })?;
+        if let Some(stored) = foreign {
+            tracing::warn!(
+                stored,
+                current = model,
+                "stored vectors come from another model: reindexing"
+            );
+            self.start_reindex(&model)?;
+            self.set_state(MemoryState::ModelMismatch {
+                stored,
+                current: model,
+            });
+            return Ok(());
+        }
+        index.insert(&missing);
+        *self
+            .inner
+            .vectors
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(index));
+        self.inner
+            .unsaved
+            .fetch_add(missing.len() as u64, Ordering::Relaxed);
+        self.report_progress();
+        Ok(())
+    }
+
+    /// Loads the model and the index if they are not loaded yet, without embedding anything
+    /// (for a one-off search from the command line).
+    pub async fn prepare(&self) {
+        if self.embedder().is_none() {
+            self.load_model().await;
+        }
+        if let Some(embedder) = self.embedder()
+            && self.vector_index().is_none()
+            && let Err(e) = self.open_index(&embedder).await
+        {
+            tracing::warn!(error = %e, "cannot open the vector index; keywords only");
+        }
+    }
+
+    /// Runs the worker until nothing is queued (a reindex from the command line), calling
+    /// `progress` after each batch, and saves the index.
+    pub async fn work_until_idle(
+        &self,
+        progress: &(dyn Fn(&MemoryState, &MemoryCounts) + Sync),
+    ) -> Result<(), MemoryError> {
+        self.prepare().await;
+        let Some(embedder) = self.embedder() else {
+            return Err(MemoryError::NoModel(match self.state() {
+                MemoryState::KeywordOnly { reason } => reason,
+                other => format!("{other:?}"),
+            }));
+        };
+        while self.step(&embedder).await? {
+            progress(&self.state(), &self.counts());
+        }
+        self.save_if_dirty().await;
+        Ok(())
+    }
+
+    /// Saves the index when vectors were added since the last save.
+    pub async fn save_if_dirty(&self) {
+        if self.inner.unsaved.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let Some(index) = self.vector_index() else {
+            return;
+        };
+        let unsaved = self.inner.unsaved.swap(0, Ordering::Relaxed);
+        let dir = self.inner.settings.index_dir.clone();
+        let started = Instant::now();
+        let saved = tokio::task::spawn_blocking(move || index.save(&dir)).await;
+        match saved {
+            Ok(Ok(())) => tracing::info!(
+                added = unsaved,
+                ms = started.elapsed().as_millis() as u64,
+                "vector index saved"
+            ),
+            Ok(Err(e)) => {
+                self.inner.unsaved.fetch_add(unsaved, Ordering::Relaxed);
+                tracing::warn!(error = %e, "cannot save the vector index (it is rebuilt from the store if lost)");
+            }
+            Err(e) => tracing::warn!(error = %e, "the index saver failed"),
+        }
+    }
+}
+
+/// A fresh index of the stored vectors of `model`.
+fn rebuild(store: &Store, model: &str, dim: usize) -> Result<VectorIndex, MemoryError> {
+    let mut items = Vec::new();
+    store.for_each_vector(|id, v| {
+        if v.model_id == model && v.dim() == dim {
+            items.push((id, v.vector));
+        }
+    })?;
+    let index = VectorIndex::new(model, dim, items.len());
+    for chunk in items.chunks(4096) {
+        index.insert(chunk);
+    }
+    Ok(index)
+}

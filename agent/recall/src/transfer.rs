@@ -1,0 +1,121 @@
+//! Export and import as JSON lines: one message or saved memory per line, ids and times kept,
+//! so exporting an imported file gives the same bytes. An import is checked whole before
+//! anything is written: a bad line (not UTF-8, not JSON, an empty memory) names its line number
+//! and nothing is imported.
+
+use std::io::{BufRead, Write};
+
+use serde::{Deserialize, Serialize};
+use valor_memory::{MemoryKind, MemoryRecord, Store, StoreError, StoredMessage};
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Line {
+    Message(StoredMessage),
+    Memory(MemoryRecord),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransferError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot read or write the file: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("nothing was imported; {count} bad line(s), the first: line {line}: {reason}")]
+    BadInput {
+        line: usize,
+        reason: String,
+        count: usize,
+    },
+}
+
+/// What an import or export moved.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Moved {
+    pub messages: u64,
+    pub memories: u64,
+}
+
+/// Writes every message (chat by chat, oldest first) and then every saved memory (by kind,
+/// then id).
+pub fn export(store: &Store, out: &mut dyn Write) -> Result<Moved, TransferError> {
+    let mut moved = Moved::default();
+    let mut write = |line: &Line| -> Result<(), TransferError> {
+        serde_json::to_writer(&mut *out, line).map_err(std::io::Error::from)?;
+        out.write_all(b"\n")?;
+        Ok(())
+    };
+    for message in store.all_messages() {
+        write(&Line::Message(message?))?;
+        moved.messages += 1;
+    }
+    for kind in [MemoryKind::Link, MemoryKind::Learning, MemoryKind::Insight] {
+        for record in store.memory_records(kind)? {
+            write(&Line::Memory(record))?;
+            moved.memories += 1;
+        }
+    }
+    out.flush()?;
+    Ok(moved)
+}
+
+/// Reads JSON lines and stores them (ids kept; a line already stored is stored again, the
+/// same). Everything is checked before the first write.
+pub fn import(store: &Store, input: &mut dyn BufRead) -> Result<Moved, TransferError> {
+    let mut lines = Vec::new();
+    let mut first_error: Option<(usize, String)> = None;
+    let mut errors = 0;
+    let mut buffer = Vec::new();
+    let mut number = 0;
+    loop {
+        buffer.clear();
+        if input.read_until(b'\n', &mut buffer)? == 0 {
+            break;
+        }
+        number += 1;
+        let checked = check_line(&buffer);
+        match checked {
+            Ok(Some(line)) => lines.push(line),
+            Ok(None) => {}
+            Err(reason) => {
+                errors += 1;
+                first_error.get_or_insert((number, reason));
+            }
+        }
+    }
+    if let Some((line, reason)) = first_error {
+        return Err(TransferError::BadInput {
+            line,
+            reason,
+            count: errors,
+        });
+    }
+    let mut moved = Moved::default();
+    for line in lines {
+        match line {
+            Line::Message(message) => {
+                store.import_message(&message)?;
+                moved.messages += 1;
+            }
+            Line::Memory(record) => {
+                store.write_memory(record)?;
+                moved.memories += 1;
+            }
+        }
+    }
+    store.flush()?;
+    Ok(moved)
+}
+
+/// One line: `None` for a blank one.
+fn check_line(bytes: &[u8]) -> Result<Option<Line>, String> {
+    let text = std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8 ({e})"))?;
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    let line: Line = serde_json::from_str(text).map_err(|e| format!("not a memory line: {e}"))?;
+    if let Line::Memory(record) = &line {
+        record.validate().map_err(|e| e.to_string())?;
+    }
+    Ok(Some(line))
+}

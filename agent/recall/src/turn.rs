@@ -1,0 +1,87 @@
+//! Memory in a turn: the engine's [`Recall`] and the `/health` component.
+
+use serde_json::{Map, Value, json};
+use valor_core::recall::{Recall, Recollection};
+use valor_monitor::{HealthComponent, Status};
+
+use crate::catalogue::Filter;
+use crate::search::Query;
+use crate::service::{Memory, MemoryState};
+
+/// Memories offered to a turn at most (the prompt budget usually stops earlier).
+const RECALLED: usize = 8;
+/// A vector-only hit below this similarity is noise, not a memory worth the prompt.
+const MIN_SIMILARITY: f32 = 0.35;
+
+impl Recall for Memory {
+    fn recall(&self, chat_id: i64, text: &str, exclude: &[u64]) -> Vec<Recollection> {
+        let query = Query {
+            text: text.to_owned(),
+            filter: Filter {
+                chat_id: Some(chat_id),
+                include_shared: true,
+                exclude: exclude.to_vec(),
+                ..Filter::default()
+            },
+            limit: RECALLED,
+        };
+        let result = match self.search(&query) {
+            Ok(result) => result,
+            Err(e) => {
+                tracing::warn!(chat_id, error = %e, "memory recall failed; the turn goes on without it");
+                return Vec::new();
+            }
+        };
+        result
+            .hits
+            .into_iter()
+            // A hit found by meaning alone must be close enough to matter.
+            .filter(|h| h.keyword_match || h.similarity.is_some_and(|s| s >= MIN_SIMILARITY))
+            .map(|h| Recollection {
+                id: h.id,
+                kind: h.kind.as_str().to_owned(),
+                at_ms: h.at_ms,
+                title: h.title,
+                excerpt: h.snippet,
+            })
+            .collect()
+    }
+}
+
+/// `/health` component `recall` (long-term memory; `memory` is the process's own RSS).
+#[derive(Clone)]
+pub struct MemoryHealth(pub Memory);
+
+impl HealthComponent for MemoryHealth {
+    fn name(&self) -> &'static str {
+        "recall"
+    }
+
+    fn check(&self) -> (Status, Map<String, Value>) {
+        let memory = &self.0;
+        let state = memory.state();
+        let counts = memory.counts();
+        let mut figures = Map::new();
+        if let Ok(Value::Object(state_fields)) = serde_json::to_value(&state) {
+            figures.extend(state_fields);
+        }
+        figures.insert("documents".into(), json!(counts.documents()));
+        figures.insert("vectors".into(), json!(counts.vectors));
+        figures.insert("queued".into(), json!(counts.queued));
+        figures.insert("indexed".into(), json!(memory.indexed_vectors()));
+        figures.insert("model".into(), json!(memory.model_id()));
+        let search = match state {
+            MemoryState::KeywordOnly { .. } => "keyword_only",
+            MemoryState::Ready => "hybrid",
+            _ if memory.indexed_vectors() > 0 => "hybrid_partial",
+            _ => "keyword_only",
+        };
+        figures.insert("search".into(), json!(search));
+        let status = if state.is_degraded() {
+            Status::Degraded
+        } else {
+            Status::Ok
+        };
+        (status, figures)
+    }
+}

@@ -1,0 +1,451 @@
+//! Memory end to end on a tiny generated BERT: embedding from the persisted queue, hybrid and
+//! keyword search, filters, restart, a damaged index, a changed model, a missing model, export
+//! and import, hostile input, and a writer killed with SIGKILL.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+
+use valor_core::context::Role;
+use valor_core::recall::Recall;
+use valor_memory::{MemoryKind, MemoryRecord, Store, StoredMessage};
+use valor_monitor::{HealthComponent, Status};
+use valor_recall::transfer;
+use valor_recall::turn::MemoryHealth;
+use valor_recall::{Filter, Memory, MemorySettings, MemoryState, Query, SearchMode};
+
+struct Setup {
+    dir: tempfile::TempDir,
+    model: PathBuf,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let model = dir.path().join("model");
+        valor_embed::tiny::write_tiny_model(&model, 1).unwrap();
+        Setup { dir, model }
+    }
+
+    fn store_path(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+
+    fn open_with(&self, model: &Path) -> Memory {
+        let store = Store::open(&self.store_path()).unwrap();
+        Memory::open(
+            store,
+            MemorySettings::beside(&self.store_path(), model.to_owned()),
+        )
+        .unwrap()
+    }
+
+    fn open(&self) -> Memory {
+        self.open_with(&self.model)
+    }
+}
+
+fn message(chat_id: i64, text: &str, at_ms: u64) -> StoredMessage {
+    StoredMessage {
+        chat_id,
+        seq: 0,
+        role: Role::User,
+        text: text.to_owned(),
+        at_ms,
+        user_id: Some(1),
+        username: Some("ann".to_owned()),
+        source: None,
+    }
+}
+
+fn saved(kind: MemoryKind, chat_id: Option<i64>, title: &str, text: &str) -> MemoryRecord {
+    MemoryRecord {
+        id: 0,
+        kind,
+        chat_id,
+        at_ms: 5_000,
+        title: title.to_owned(),
+        text: text.to_owned(),
+        url: None,
+    }
+}
+
+/// A few chats' worth of documents; returns the id of the billing message.
+fn fill(memory: &Memory) -> u64 {
+    let store = memory.store();
+    let billing = store
+        .append_message(
+            message(1, "the billing service crashes on empty carts", 1_000),
+            true,
+        )
+        .unwrap()
+        .seq;
+    store
+        .append_message(message(1, "book a table for friday", 2_000), true)
+        .unwrap();
+    store
+        .append_message(message(2, "billing in chat two is private", 3_000), true)
+        .unwrap();
+    store
+        .save_memory(saved(
+            MemoryKind::Link,
+            Some(1),
+            "Tokio tutorial",
+            "async rust with tokio",
+        ))
+        .unwrap();
+    store
+        .save_memory(saved(
+            MemoryKind::Insight,
+            None,
+            "Billing errors",
+            "billing timeout errors doubled this week",
+        ))
+        .unwrap();
+    billing
+}
+
+async fn embed_all(memory: &Memory) {
+    memory.work_until_idle(&|_, _| {}).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documents_are_embedded_from_the_queue_and_found_by_hybrid_search_with_filters() {
+    let setup = Setup::new();
+    let memory = setup.open();
+    let billing = fill(&memory);
+    // Before any embedding: keywords answer at once.
+    let early = memory.search(&Query::new("billing crashes", 5)).unwrap();
+    assert_eq!(early.mode, SearchMode::KeywordOnly);
+    assert_eq!(early.hits[0].id, billing);
+
+    embed_all(&memory).await;
+    assert_eq!(memory.state(), MemoryState::Ready);
+    let counts = memory.counts();
+    assert_eq!((counts.vectors, counts.queued), (5, 0));
+    assert_eq!(memory.indexed_vectors(), 5);
+
+    // The tiny model's vectors carry little meaning: the keyword match stays near the top and
+    // every hit now has a similarity from the vector ranking.
+    let result = memory.search(&Query::new("billing crashes", 5)).unwrap();
+    assert_eq!(result.mode, SearchMode::Hybrid);
+    assert!(
+        result.hits[..2]
+            .iter()
+            .any(|h| h.id == billing && h.keyword_match),
+        "{result:?}"
+    );
+    assert!(result.hits.iter().all(|h| h.similarity.is_some()));
+
+    let in_chat_one = Query {
+        text: "billing".to_owned(),
+        filter: Filter {
+            chat_id: Some(1),
+            ..Filter::default()
+        },
+        limit: 10,
+    };
+    let hits = memory.search(&in_chat_one).unwrap().hits;
+    assert!(hits.iter().all(|h| h.chat_id == Some(1)), "{hits:?}");
+    let insights = Query {
+        text: "billing".to_owned(),
+        filter: Filter {
+            kinds: vec![MemoryKind::Insight],
+            ..Filter::default()
+        },
+        limit: 10,
+    };
+    let hits = memory.search(&insights).unwrap().hits;
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0].kind, MemoryKind::Insight);
+    let early_only = Query {
+        text: "billing".to_owned(),
+        filter: Filter {
+            until_ms: Some(2_500),
+            ..Filter::default()
+        },
+        limit: 10,
+    };
+    assert!(
+        memory
+            .search(&early_only)
+            .unwrap()
+            .hits
+            .iter()
+            .all(|h| h.at_ms < 2_500)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_turn_recalls_its_own_chat_and_shared_memories_only() {
+    let setup = Setup::new();
+    let memory = setup.open();
+    let billing = fill(&memory);
+    embed_all(&memory).await;
+    let recalled = memory.recall(1, "billing errors", &[]);
+    let ids: Vec<u64> = recalled.iter().map(|r| r.id).collect();
+    assert!(ids.contains(&billing), "{recalled:?}");
+    assert!(
+        recalled.iter().any(|r| r.kind == "insight"),
+        "shared insight: {recalled:?}"
+    );
+    assert!(
+        recalled.iter().all(|r| !r.title.contains("private")),
+        "another chat's message leaked: {recalled:?}"
+    );
+    // What the prompt already carries is left out.
+    let again = memory.recall(1, "billing errors", &[billing]);
+    assert!(again.iter().all(|r| r.id != billing));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_index_survives_a_restart_and_a_damaged_one_is_rebuilt_from_the_store() {
+    let setup = Setup::new();
+    {
+        let memory = setup.open();
+        fill(&memory);
+        embed_all(&memory).await;
+    }
+    let index_dir = MemorySettings::beside(&setup.store_path(), setup.model.clone()).index_dir;
+    assert!(index_dir.join("index.json").is_file());
+
+    let memory = setup.open();
+    memory.prepare().await;
+    assert_eq!(memory.indexed_vectors(), 5);
+    embed_all(&memory).await;
+    assert_eq!(
+        memory.embedded(),
+        0,
+        "nothing embedded twice after a restart"
+    );
+    drop(memory);
+
+    // Damage the saved graph: the checksum catches it and the index is rebuilt from sled.
+    for entry in std::fs::read_dir(&index_dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.to_string_lossy().ends_with(".hnsw.graph") {
+            std::fs::write(&path, b"garbage").unwrap();
+        }
+    }
+    let memory = setup.open();
+    memory.prepare().await;
+    assert_eq!(memory.indexed_vectors(), 5);
+    assert_eq!(memory.embedded(), 0);
+    let hits = memory.search(&Query::new("tokio", 3)).unwrap();
+    assert_eq!(hits.mode, SearchMode::Hybrid);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_model_reindexes_everything_and_a_missing_one_leaves_keywords() {
+    let setup = Setup::new();
+    {
+        let memory = setup.open();
+        fill(&memory);
+        embed_all(&memory).await;
+    }
+    let other = setup.dir.path().join("other-model");
+    valor_embed::tiny::write_tiny_model(&other, 2).unwrap();
+    let memory = setup.open_with(&other);
+    memory.prepare().await;
+    assert!(
+        matches!(memory.state(), MemoryState::ModelMismatch { .. }),
+        "{:?}",
+        memory.state()
+    );
+    let health = MemoryHealth(memory.clone()).check();
+    assert_eq!(health.0, Status::Degraded);
+    embed_all(&memory).await;
+    assert_eq!(memory.state(), MemoryState::Ready);
+    let model = memory.model_id().unwrap();
+    let mut models = Vec::new();
+    memory
+        .store()
+        .for_each_vector(|_, v| models.push(v.model_id))
+        .unwrap();
+    assert_eq!(models.len(), 5);
+    assert!(models.iter().all(|m| *m == model));
+    drop(memory);
+
+    // No model at all: keyword search, a clear reason on /health, and recall still answers.
+    let memory = setup.open_with(&setup.dir.path().join("no-model"));
+    memory.prepare().await;
+    let (status, figures) = MemoryHealth(memory.clone()).check();
+    assert_eq!(status, Status::Degraded);
+    assert_eq!(figures["search"], "keyword_only");
+    assert!(
+        figures["reason"]
+            .as_str()
+            .unwrap()
+            .contains("scripts/setup")
+    );
+    let result = memory.search(&Query::new("tokio", 3)).unwrap();
+    assert_eq!(result.mode, SearchMode::KeywordOnly);
+    assert_eq!(result.hits[0].title, "Tokio tutorial");
+    assert!(!memory.recall(1, "tokio", &[]).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_background_worker_embeds_new_documents_without_being_asked() {
+    let setup = Setup::new();
+    let memory = setup.open();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let worker = tokio::spawn(memory.clone().run_worker(shutdown.clone()));
+    fill(&memory);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while memory.counts().vectors < 5 || memory.state() != MemoryState::Ready {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            memory.counts()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    shutdown.cancel();
+    worker.await.unwrap();
+    drop(memory);
+    // The worker saved the index on its way out.
+    let memory = setup.open();
+    memory.prepare().await;
+    assert_eq!(memory.indexed_vectors(), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_then_import_is_exact_and_bad_files_import_nothing() {
+    let setup = Setup::new();
+    let memory = setup.open();
+    fill(&memory);
+    let mut exported = Vec::new();
+    let moved = transfer::export(memory.store(), &mut exported).unwrap();
+    assert_eq!((moved.messages, moved.memories), (3, 2));
+
+    let target = tempfile::tempdir().unwrap();
+    let store = Store::open(target.path()).unwrap();
+    transfer::import(&store, &mut exported.as_slice()).unwrap();
+    let mut again = Vec::new();
+    transfer::export(&store, &mut again).unwrap();
+    assert_eq!(
+        String::from_utf8(again).unwrap(),
+        String::from_utf8(exported.clone()).unwrap()
+    );
+    // Imported documents are queued for embedding and new ids come after theirs.
+    assert_eq!(store.memory_counts().queued, 5);
+
+    let empty = tempfile::tempdir().unwrap();
+    let store = Store::open(empty.path()).unwrap();
+    let mut bad = exported.clone();
+    bad.extend_from_slice(b"{\"type\":\"memory\",\"id\":0,\"kind\":\"link\",\"chat_id\":null,\"at_ms\":1,\"title\":\"t\",\"text\":\"\"}\n");
+    bad.extend_from_slice(&[0xff, 0xfe, b'\n']);
+    let err = transfer::import(&store, &mut bad.as_slice())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("2 bad line(s), the first: line 6: a link needs a text"),
+        "{err}"
+    );
+    let err = transfer::import(&store, &mut &b"\n{not json\n"[..])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("line 2: not a memory line"), "{err}");
+    let err = transfer::import(&store, &mut &[b'{', 0xc3, b'\n'][..])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("line 1: not UTF-8"), "{err}");
+    assert_eq!(store.memory_counts().documents(), 0, "nothing imported");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_and_huge_inputs_are_handled() {
+    let setup = Setup::new();
+    let memory = setup.open();
+    let huge = format!("{} billing", "word ".repeat(200_000));
+    let id = memory
+        .store()
+        .append_message(message(1, &huge, 1), true)
+        .unwrap()
+        .seq;
+    memory
+        .store()
+        .append_message(message(1, "", 2), true)
+        .unwrap();
+    embed_all(&memory).await;
+    assert_eq!(memory.counts().vectors, 2);
+    assert!(memory.search(&Query::new("", 5)).unwrap().hits.is_empty());
+    let result = memory.search(&Query::new(huge.clone(), 5)).unwrap();
+    assert_eq!(result.hits[0].id, id);
+    assert!(result.hits[0].snippet.len() < 400);
+}
+
+/// Not a test on its own: the writer the SIGKILL test runs in a child process.
+#[test]
+#[ignore = "the writer process of a_writer_killed_mid_write_loses_nothing_it_acknowledged"]
+fn child_writer() {
+    let Ok(path) = std::env::var("VALOR_TEST_WRITER_STORE") else {
+        return;
+    };
+    let store = Store::open(Path::new(&path)).unwrap();
+    for i in 0.. {
+        let record = store
+            .save_memory(saved(
+                MemoryKind::Learning,
+                Some(1),
+                &format!("learning {i}"),
+                "tokio billing",
+            ))
+            .unwrap();
+        println!("acked {}", record.id);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_killed_mid_write_loses_nothing_it_acknowledged() {
+    let setup = Setup::new();
+    {
+        let memory = setup.open();
+        fill(&memory);
+        embed_all(&memory).await;
+    }
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_writer",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("VALOR_TEST_WRITER_STORE", setup.store_path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut acked = Vec::new();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    while acked.len() < 300 {
+        let line = lines.next().unwrap().unwrap();
+        if let Some(id) = line.strip_prefix("acked ") {
+            acked.push(id.parse::<u64>().unwrap());
+        }
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+
+    let memory = setup.open();
+    for id in &acked {
+        assert!(memory.store().document(*id).unwrap().is_some(), "lost {id}");
+    }
+    embed_all(&memory).await;
+    assert!(memory.counts().vectors >= 5 + 300);
+    assert_eq!(memory.indexed_vectors() as u64, memory.counts().vectors);
+    let hits = memory
+        .search(&Query {
+            text: "learning".to_owned(),
+            filter: Filter {
+                kinds: vec![MemoryKind::Learning],
+                ..Filter::default()
+            },
+            limit: 5,
+        })
+        .unwrap();
+    assert_eq!(hits.mode, SearchMode::Hybrid);
+    assert_eq!(hits.hits.len(), 5);
+}

@@ -1,0 +1,466 @@
+//! `valor memory`: search, stats, show, reindex, export and import. With no agent running the
+//! command opens the store itself; while `valor run` owns it, the command goes through the
+//! agent's memory API on its loopback port (with the token in `<store>.api-token`).
+
+use std::io::{BufRead, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Subcommand;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use valor_config::{Config, ConfigSource};
+use valor_core::time::civil_date;
+use valor_memory::{Store, StoreError};
+use valor_recall::api::{DocumentView, MemoryStats, SearchParams};
+use valor_recall::transfer::{self, Moved};
+use valor_recall::{Memory, MemorySettings, SearchMode, SearchResult};
+
+#[derive(Debug, clap::Args)]
+pub struct MemoryArgs {
+    #[command(subcommand)]
+    command: MemoryCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum MemoryCommand {
+    /// Search what Valor remembers: by keywords and by meaning.
+    Search {
+        query: String,
+        /// Only this chat's memories.
+        #[arg(long)]
+        chat: Option<i64>,
+        /// Only these kinds: message, link, learning, insight (comma-separated).
+        #[arg(long)]
+        kind: Option<String>,
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Counts per kind, embedding progress and the search mode.
+    Stats {
+        #[arg(long)]
+        json: bool,
+    },
+    /// One memory in full.
+    Show { id: u64 },
+    /// Embed every document again with the current model.
+    Reindex,
+    /// Write every message and saved memory as JSON lines.
+    Export {
+        /// The file to write (default: standard output).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Read JSON lines written by `export` (FILE, or - for standard input).
+    Import { file: PathBuf },
+}
+
+/// How the command reaches memory.
+enum Access {
+    Direct(Memory),
+    Agent(AgentClient),
+}
+
+struct AgentClient {
+    base: String,
+    token: String,
+    client: reqwest::Client,
+}
+
+impl AgentClient {
+    async fn send<T: DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<T, String> {
+        let response = request
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| format!("cannot reach the running Valor at {}: {e}", self.base))?;
+        let status = response.status();
+        let text = response.text().await.map_err(|e| e.to_string())?;
+        if !status.is_success() {
+            let message = serde_json::from_str::<Value>(&text)
+                .ok()
+                .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_owned))
+                .unwrap_or(text);
+            return Err(format!("the running Valor answered {status}: {message}"));
+        }
+        serde_json::from_str(&text).map_err(|e| format!("unexpected answer from Valor: {e}"))
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, String> {
+        self.send(self.client.get(format!("{}{path}", self.base)))
+            .await
+    }
+}
+
+fn fail(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::FAILURE
+}
+
+pub async fn memory(config_path: Option<PathBuf>, args: MemoryArgs) -> ExitCode {
+    let loaded = match ConfigSource::from_process(config_path).load() {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let access = match open(&loaded.config) {
+        Ok(access) => access,
+        Err(message) => return fail(message),
+    };
+    let outcome = match args.command {
+        MemoryCommand::Search {
+            query,
+            chat,
+            kind,
+            limit,
+            json,
+        } => {
+            let params = SearchParams {
+                q: query,
+                chat,
+                kind,
+                limit: Some(limit),
+                since_ms: None,
+                until_ms: None,
+            };
+            search(&access, &params, json).await
+        }
+        MemoryCommand::Stats { json } => stats(&access, json).await,
+        MemoryCommand::Show { id } => show(&access, id).await,
+        MemoryCommand::Reindex => reindex(&access).await,
+        MemoryCommand::Export { out } => export(&access, out.as_deref()).await,
+        MemoryCommand::Import { file } => import(&access, &file).await,
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => fail(message),
+    }
+}
+
+/// The store directly, or the running agent when it holds the store.
+fn open(config: &Config) -> Result<Access, String> {
+    let path = &config.memory.path;
+    match Store::open(path) {
+        Ok(store) => {
+            let home = std::env::var("HOME").ok();
+            let settings =
+                MemorySettings::beside(path, config.memory.resolved_model_dir(home.as_deref()));
+            Memory::open(store, settings)
+                .map(Access::Direct)
+                .map_err(|e| e.to_string())
+        }
+        Err(StoreError::Locked { .. }) => {
+            let token = valor_memory::secret::api_token(path).map_err(|e| {
+                format!(
+                    "the store is in use by a running Valor, and its API token cannot be read: {e}"
+                )
+            })?;
+            let client = reqwest::Client::builder()
+                .no_proxy()
+                .timeout(Duration::from_secs(600))
+                .build()
+                .map_err(|e| e.to_string())?;
+            Ok(Access::Agent(AgentClient {
+                base: valor_memory::secret::api_url(path)
+                    .unwrap_or_else(|| crate::health_cmd::base_url(config.health.bind)),
+                token,
+                client,
+            }))
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+async fn search(access: &Access, params: &SearchParams, json: bool) -> Result<(), String> {
+    let result: SearchResult = match access {
+        Access::Direct(memory) => {
+            let query = params.to_query()?;
+            memory.prepare().await;
+            memory.search(&query).map_err(|e| e.to_string())?
+        }
+        Access::Agent(agent) => {
+            let query = serde_urlencoded(params)?;
+            agent.get(&format!("/memory/search?{query}")).await?
+        }
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&result).map_err(|e| e.to_string())?
+        );
+        return Ok(());
+    }
+    print!("{}", render_hits(&result));
+    Ok(())
+}
+
+fn serde_urlencoded(params: &SearchParams) -> Result<String, String> {
+    let mut url = reqwest::Url::parse("http://x/").map_err(|e| e.to_string())?;
+    {
+        let mut pairs = url.query_pairs_mut();
+        pairs.append_pair("q", &params.q);
+        if let Some(chat) = params.chat {
+            pairs.append_pair("chat", &chat.to_string());
+        }
+        if let Some(kind) = &params.kind {
+            pairs.append_pair("kind", kind);
+        }
+        if let Some(limit) = params.limit {
+            pairs.append_pair("limit", &limit.to_string());
+        }
+    }
+    Ok(url.query().unwrap_or_default().to_owned())
+}
+
+fn render_hits(result: &SearchResult) -> String {
+    let mut out = String::new();
+    if result.hits.is_empty() {
+        out.push_str("nothing found\n");
+    }
+    for hit in &result.hits {
+        let chat = hit
+            .chat_id
+            .map_or_else(|| "shared".to_owned(), |c| format!("chat {c}"));
+        out.push_str(&format!(
+            "#{:<8} {:<8} {}  {:<14} {}\n",
+            hit.id,
+            hit.kind.as_str(),
+            civil_date(hit.at_ms),
+            chat,
+            hit.title
+        ));
+        let snippet = hit.snippet.replace('\n', " ");
+        if !snippet.is_empty() && snippet != hit.title {
+            out.push_str(&format!("          {snippet}\n"));
+        }
+    }
+    if result.mode == SearchMode::KeywordOnly {
+        out.push_str("(keyword search only: the embedding model is not available)\n");
+    }
+    out
+}
+
+async fn stats(access: &Access, json: bool) -> Result<(), String> {
+    let stats = match access {
+        Access::Direct(memory) => {
+            memory.prepare().await;
+            MemoryStats::of(memory)
+        }
+        Access::Agent(agent) => agent.get("/memory/stats").await?,
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&stats).map_err(|e| e.to_string())?
+        );
+        return Ok(());
+    }
+    let state = stats
+        .state
+        .get("state")
+        .and_then(Value::as_str)
+        .unwrap_or("unknown");
+    println!("state      {state}");
+    if let Some(reason) = stats.state.get("reason").and_then(Value::as_str) {
+        println!("reason     {reason}");
+    }
+    println!("messages   {}", stats.messages);
+    println!("links      {}", stats.links);
+    println!("learnings  {}", stats.learnings);
+    println!("insights   {}", stats.insights);
+    println!(
+        "vectors    {} ({} queued for embedding, {} in the index)",
+        stats.vectors, stats.queued, stats.indexed
+    );
+    println!(
+        "model      {}",
+        stats.model.as_deref().unwrap_or("not loaded")
+    );
+    Ok(())
+}
+
+async fn show(access: &Access, id: u64) -> Result<(), String> {
+    let document: DocumentView = match access {
+        Access::Direct(memory) => memory
+            .store()
+            .document(id)
+            .map_err(|e| e.to_string())?
+            .map(DocumentView::from)
+            .ok_or_else(|| format!("memory {id} is not in the store"))?,
+        Access::Agent(agent) => agent.get(&format!("/memory/item/{id}")).await?,
+    };
+    let chat = document
+        .chat_id
+        .map_or_else(|| "shared".to_owned(), |c| format!("chat {c}"));
+    println!(
+        "#{} {} {} {}",
+        document.id,
+        document.kind,
+        civil_date(document.at_ms),
+        chat
+    );
+    println!("{}", document.title);
+    if let Some(url) = &document.url {
+        println!("{url}");
+    }
+    println!("\n{}", document.text);
+    Ok(())
+}
+
+fn progress_bar(total: u64) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} embedding [{bar:40}] {pos}/{len} ({per_sec}, {eta} left)",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar
+}
+
+async fn reindex(access: &Access) -> Result<(), String> {
+    match access {
+        Access::Direct(memory) => {
+            let total = memory.counts().documents();
+            let bar = progress_bar(total);
+            memory.request_reindex();
+            memory
+                .work_until_idle(&|_, counts| bar.set_position(counts.vectors))
+                .await
+                .map_err(|e| e.to_string())?;
+            bar.finish_and_clear();
+            let counts = memory.counts();
+            println!(
+                "reindexed {} of {} documents",
+                counts.vectors,
+                counts.documents()
+            );
+            Ok(())
+        }
+        Access::Agent(agent) => {
+            let _: Value = agent
+                .send(agent.client.post(format!("{}/memory/reindex", agent.base)))
+                .await?;
+            // The agent's worker does the work; follow it until the queue is empty.
+            let mut bar: Option<indicatif::ProgressBar> = None;
+            loop {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let stats: MemoryStats = agent.get("/memory/stats").await?;
+                let total = stats.messages + stats.links + stats.learnings + stats.insights;
+                let bar = bar.get_or_insert_with(|| progress_bar(total));
+                bar.set_length(total);
+                bar.set_position(stats.vectors);
+                let state = stats
+                    .state
+                    .get("state")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                if state == "keyword_only" {
+                    return Err(
+                        "the running Valor has no embedding model: nothing to reindex with"
+                            .to_owned(),
+                    );
+                }
+                if stats.queued == 0 && state == "ready" {
+                    bar.finish_and_clear();
+                    println!("reindexed {} of {total} documents", stats.vectors);
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+async fn export(access: &Access, out: Option<&Path>) -> Result<(), String> {
+    let mut sink: Box<dyn Write> = match out {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path)
+                .map_err(|e| format!("cannot create {}: {e}", path.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let moved = match access {
+        Access::Direct(memory) => {
+            transfer::export(memory.store(), &mut sink).map_err(|e| e.to_string())?
+        }
+        Access::Agent(agent) => {
+            let response = agent
+                .client
+                .get(format!("{}/memory/export", agent.base))
+                .bearer_auth(&agent.token)
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            if !response.status().is_success() {
+                return Err(format!("the running Valor answered {}", response.status()));
+            }
+            let body = response.bytes().await.map_err(|e| e.to_string())?;
+            sink.write_all(&body).map_err(|e| e.to_string())?;
+            sink.flush().map_err(|e| e.to_string())?;
+            count_lines(&body)
+        }
+    };
+    eprintln!(
+        "exported {} messages and {} saved memories",
+        moved.messages, moved.memories
+    );
+    Ok(())
+}
+
+fn count_lines(body: &[u8]) -> Moved {
+    let mut moved = Moved::default();
+    for line in body.split(|b| *b == b'\n') {
+        if line.starts_with(br#"{"type":"message""#) {
+            moved.messages += 1;
+        } else if line.starts_with(br#"{"type":"memory""#) {
+            moved.memories += 1;
+        }
+    }
+    moved
+}
+
+async fn import(access: &Access, file: &Path) -> Result<(), String> {
+    let mut input: Box<dyn BufRead> = if file == Path::new("-") {
+        Box::new(std::io::BufReader::new(std::io::stdin().lock()))
+    } else {
+        Box::new(std::io::BufReader::new(
+            std::fs::File::open(file)
+                .map_err(|e| format!("cannot open {}: {e}", file.display()))?,
+        ))
+    };
+    let moved = match access {
+        Access::Direct(memory) => {
+            transfer::import(memory.store(), &mut input).map_err(|e| e.to_string())?
+        }
+        Access::Agent(agent) => {
+            let mut body = Vec::new();
+            input.read_to_end(&mut body).map_err(|e| e.to_string())?;
+            agent
+                .send(
+                    agent
+                        .client
+                        .post(format!("{}/memory/import", agent.base))
+                        .body(body),
+                )
+                .await?
+        }
+    };
+    println!(
+        "imported {} messages and {} saved memories",
+        moved.messages, moved.memories
+    );
+    if matches!(access, Access::Direct(_)) && moved.messages + moved.memories > 0 {
+        eprintln!("searchable by keyword now; Valor embeds them when it next runs");
+    }
+    Ok(())
+}
