@@ -73,7 +73,16 @@ pub async fn chat(config_path: Option<PathBuf>, args: ChatArgs) -> ExitCode {
                 ExitCode::FAILURE
             }
         }
-        None => conversation(&agent, args.chat_id, &username, args.new, &running, &quit).await,
+        None => {
+            // A conversation lasts: memory embeds what is said meanwhile, as under `valor run`.
+            let stop = tokio_util::sync::CancellationToken::new();
+            let worker = tokio::spawn(agent.memory.clone().run_worker(stop.clone()));
+            let code =
+                conversation(&agent, args.chat_id, &username, args.new, &running, &quit).await;
+            stop.cancel();
+            let _ = worker.await;
+            code
+        }
     };
     agent.shutdown().await;
     code

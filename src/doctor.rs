@@ -90,6 +90,7 @@ pub async fn run_checks(source: ConfigSource) -> Vec<Check> {
         checks.push(health_port(loaded).await);
         checks.push(claude(loaded).await);
         checks.push(store(loaded));
+        checks.push(embedding_model(loaded));
         checks.push(secrets(loaded));
     }
     checks
@@ -127,6 +128,33 @@ fn store(loaded: &Loaded) -> Check {
     };
     Check {
         name: "store",
+        outcome,
+    }
+}
+
+/// The embedding model loads and embeds (without it memory search is keyword-only).
+fn embedding_model(loaded: &Loaded) -> Check {
+    let home = std::env::var("HOME").ok();
+    let dir = loaded.config.memory.resolved_model_dir(home.as_deref());
+    let started = std::time::Instant::now();
+    let outcome = match valor_embed::Embedder::load(&dir).and_then(|e| {
+        e.embed(&["doctor check"])?;
+        Ok(e)
+    }) {
+        Ok(embedder) => Outcome::Pass(format!(
+            "{} ({} dimensions) loads and embeds in {} ms",
+            embedder.model_id(),
+            embedder.dim(),
+            started.elapsed().as_millis()
+        )),
+        Err(e) => Outcome::Warn {
+            found: format!("{e}; memory search will use keywords only"),
+            fix: "run scripts/setup, or set [memory] model_dir (VALOR__MEMORY__MODEL_DIR)"
+                .to_owned(),
+        },
+    };
+    Check {
+        name: "embedding model",
         outcome,
     }
 }

@@ -14,7 +14,9 @@ fn version_and_help() {
     assert_eq!(stdout, format!("valor {}\n", env!("CARGO_PKG_VERSION")));
     let (out, stdout, _) = output(valor(dir.path()).arg("--help"));
     assert!(out.status.success());
-    for command in ["run", "chat", "stats", "pair", "health", "config", "doctor"] {
+    for command in [
+        "run", "chat", "stats", "pair", "health", "config", "doctor", "memory",
+    ] {
         assert!(stdout.contains(&format!("  {command} ")), "{stdout}");
     }
 }
@@ -108,6 +110,15 @@ fn doctor_passes_on_a_good_machine_and_fails_on_a_bad_config() {
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert!(stdout.contains("ok    config"), "{stdout}");
     assert!(stdout.contains("ok    system"), "{stdout}");
+    assert!(stdout.contains("ok    embedding model"), "{stdout}");
+    let (_, stdout, _) = output(
+        valor(dir.path())
+            .arg("doctor")
+            .env("VALOR__HEALTH__BIND", "127.0.0.1:0")
+            .env("VALOR__MEMORY__MODEL_DIR", dir.path().join("none")),
+    );
+    assert!(stdout.contains("warn  embedding model"), "{stdout}");
+    assert!(stdout.contains("keywords only"), "{stdout}");
 
     std::fs::write(
         dir.path().join("valor.toml"),

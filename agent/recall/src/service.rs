@@ -326,6 +326,13 @@ impl Memory {
         Some(index.search(&vector, candidates, &keep))
     }
 
+    /// The vector index's nearest documents to `vector`, unfiltered (for measurements).
+    pub fn vector_hits(&self, vector: &[f32], limit: usize) -> Vec<(u64, f32)> {
+        self.vector_index()
+            .map(|index| index.search(vector, limit, &|_| true))
+            .unwrap_or_default()
+    }
+
     /// Asks the worker to embed everything again (after the model changed, or on request).
     pub fn request_reindex(&self) {
         self.inner.reindex_requested.store(true, Ordering::SeqCst);
