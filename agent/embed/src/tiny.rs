@@ -220,10 +220,8 @@ mod tests {
         assert!(cosine(&v[0], &v[1]) > cosine(&v[0], &v[2]));
         // Same weights, same vectors; other weights, another model id.
         let again = Embedder::load(dir.path()).unwrap();
-        assert_eq!(
-            again.embed(&["why is the billing service slow"]).unwrap()[0],
-            v[0]
-        );
+        let alone = &again.embed(&["why is the billing service slow"]).unwrap()[0];
+        assert!((cosine(alone, &v[0]) - 1.0).abs() < 1e-6);
         let other = tempfile::tempdir().unwrap();
         write_tiny_model(other.path(), 2).unwrap();
         assert_ne!(

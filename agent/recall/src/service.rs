@@ -99,6 +99,8 @@ struct Inner {
     reindex_requested: AtomicBool,
     embedded: AtomicU64,
     unsaved: AtomicU64,
+    /// True once the indexes hold everything that was in the store at open.
+    loaded: tokio::sync::watch::Sender<bool>,
 }
 
 /// Long-term memory; clones share it.
@@ -115,6 +117,8 @@ impl std::fmt::Debug for Memory {
     }
 }
 
+/// What is indexed and embedded: a message's title is cut from its text, so the text alone;
+/// a saved memory's title says something of its own.
 fn embed_text(document: &Document) -> String {
     match document.kind {
         valor_memory::MemoryKind::Message => document.text.clone(),
@@ -127,15 +131,12 @@ impl Memory {
     /// unembedded, and follows the store's writes from now on. The model and the vector index
     /// are the worker's business ([`Memory::run_worker`]).
     pub fn open(store: Store, settings: MemorySettings) -> Result<Memory, MemoryError> {
-        let started = Instant::now();
-        let mut indexes = Indexes::default();
-        store.for_each_document(|document| add_to(&mut indexes, &document))?;
-        let requeued = store.requeue_missing()?;
+        let (loaded, _) = tokio::sync::watch::channel(false);
         let memory = Memory {
             inner: Arc::new(Inner {
                 store: store.clone(),
                 settings,
-                indexes: RwLock::new(indexes),
+                indexes: RwLock::new(Indexes::default()),
                 vectors: RwLock::new(None),
                 embedder: RwLock::new(None),
                 state: Mutex::new(MemoryState::Starting),
@@ -143,6 +144,7 @@ impl Memory {
                 reindex_requested: AtomicBool::new(false),
                 embedded: AtomicU64::new(0),
                 unsaved: AtomicU64::new(0),
+                loaded,
             }),
         };
         let weak = Arc::downgrade(&memory.inner);
@@ -158,13 +160,69 @@ impl Memory {
                 inner.wake.notify_one();
             }
         }));
-        tracing::info!(
-            documents = memory.indexes().catalogue.len(),
-            requeued = requeued.len(),
-            ms = started.elapsed().as_millis() as u64,
-            "memory opened"
-        );
+        // Reading 100k documents takes seconds: start-up does not wait for it. Until it is
+        // done, searches see the documents written since (the listener) and what is read.
+        let building = memory.clone();
+        std::thread::Builder::new()
+            .name("memory-index".to_owned())
+            .spawn(move || building.load_indexes())
+            .map_err(|e| MemoryError::NoModel(format!("cannot start the index loader: {e}")))?;
         Ok(memory)
+    }
+
+    /// Builds the keyword index and catalogue from the store, merges what the listener added
+    /// meanwhile, and queues documents a crash left unembedded.
+    fn load_indexes(&self) {
+        let started = Instant::now();
+        let mut built = Indexes::default();
+        let read = self
+            .inner
+            .store
+            .for_each_document(|document| add_to(&mut built, &document));
+        if let Err(e) = read {
+            tracing::error!(error = %e, "cannot read memory from the store; search sees new documents only");
+        }
+        {
+            let mut live = self
+                .inner
+                .indexes
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            let added: Vec<u64> = live
+                .catalogue
+                .entries()
+                .iter()
+                .map(|e| e.id)
+                .filter(|id| built.catalogue.slot(*id).is_none())
+                .collect();
+            for id in added {
+                if let Ok(Some(document)) = self.inner.store.document(id) {
+                    add_to(&mut built, &document);
+                }
+            }
+            *live = built;
+        }
+        let requeued = match self.inner.store.requeue_missing() {
+            Ok(ids) => ids.len(),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot check the embedding queue");
+                0
+            }
+        };
+        tracing::info!(
+            documents = self.indexes().catalogue.len(),
+            requeued,
+            ms = started.elapsed().as_millis() as u64,
+            "memory indexes loaded"
+        );
+        self.inner.loaded.send_replace(true);
+        self.inner.wake.notify_one();
+    }
+
+    /// Waits until the keyword index and catalogue hold everything in the store.
+    pub async fn loaded(&self) {
+        let mut loaded = self.inner.loaded.subscribe();
+        let _ = loaded.wait_for(|done| *done).await;
     }
 
     pub fn store(&self) -> &Store {
@@ -358,9 +416,7 @@ fn snippet_bytes(text: &str, max: usize) -> &str {
 
 fn add_to(indexes: &mut Indexes, document: &Document) {
     if let Some(slot) = indexes.catalogue.add(Entry::from(document)) {
-        indexes
-            .keyword
-            .add(slot, &format!("{}\n{}", document.title, document.text));
+        indexes.keyword.add(slot, &embed_text(document));
     }
 }
 
@@ -370,6 +426,10 @@ impl Memory {
     /// Loads the model and the index, then embeds queued documents until `shutdown`. Saves the
     /// index before it returns.
     pub async fn run_worker(self, shutdown: tokio_util::sync::CancellationToken) {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = self.loaded() => {}
+        }
         let mut last_model_try: Option<Instant> = None;
         loop {
             if shutdown.is_cancelled() {
@@ -567,9 +627,14 @@ impl Memory {
                 let total = store.memory_counts().vectors;
                 self.set_state(MemoryState::Reindexing { done: 0, total });
                 let model = model.clone();
-                tokio::task::spawn_blocking(move || rebuild(&store, &model, dim))
+                let rebuilt = tokio::task::spawn_blocking(move || rebuild(&store, &model, dim))
                     .await
-                    .map_err(|e| MemoryError::NoModel(e.to_string()))??
+                    .map_err(|e| MemoryError::NoModel(e.to_string()))??;
+                // Built, not loaded: it must be saved, or the next start builds it again.
+                self.inner
+                    .unsaved
+                    .fetch_add(rebuilt.len().max(1) as u64, Ordering::Relaxed);
+                rebuilt
             }
         };
         // One pass over the stored vectors: any of another model (the model files changed)
@@ -613,6 +678,7 @@ impl Memory {
     /// Loads the model and the index if they are not loaded yet, without embedding anything
     /// (for a one-off search from the command line).
     pub async fn prepare(&self) {
+        self.loaded().await;
         if self.embedder().is_none() {
             self.load_model().await;
         }
