@@ -4,6 +4,7 @@
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use valor_config::ConfigSource;
 use valor_core::TurnEvent;
@@ -65,6 +66,9 @@ pub async fn chat(config_path: Option<PathBuf>, args: ChatArgs) -> ExitCode {
             }
         });
     }
+    // A one-off turn comes right after start: let memory finish reading the store (it takes
+    // milliseconds for most stores; a huge one is not waited for beyond two seconds).
+    let _ = tokio::time::timeout(Duration::from_secs(2), agent.memory.loaded()).await;
     let code = match args.once {
         Some(text) => {
             if one_turn(&agent, args.chat_id, &username, text, args.new, &running).await {

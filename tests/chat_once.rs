@@ -119,6 +119,45 @@ async fn chat_once_answers_on_stdout_and_continues_the_conversation() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn without_the_embedding_model_memories_come_by_keyword_and_the_turn_is_answered() {
+    let fake = FakeAnthropic::start(script).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("memory.jsonl");
+    std::fs::write(
+        &file,
+        r#"{"type":"memory","id":7,"kind":"link","chat_id":0,"at_ms":1795330002000,"title":"Sourdough starter guide","text":"Feed the starter flour and water every day.","url":"https://example.org/bread"}"#,
+    )
+    .unwrap();
+    let no_model = [(
+        "VALOR__MEMORY__MODEL_DIR",
+        dir.path().join("none").display().to_string(),
+    )];
+    let path = file.display().to_string();
+    let (out, _, stderr) =
+        run_valor_env(&fake, dir.path(), &["memory", "import", &path], &no_model).await;
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+
+    let (out, stdout, stderr) = run_valor_env(
+        &fake,
+        dir.path(),
+        &[
+            "chat",
+            "--once",
+            "how often should I feed my sourdough starter?",
+        ],
+        &no_model,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(stdout, "Hello from the fake.\n");
+    let prompt = fake.requests()[0].last_user_text.clone().unwrap();
+    assert!(
+        prompt.contains("RELEVANT_MEMORIES (best first; ask for the full text of any by its #id):\n[#7 link 2026-11-22] Sourdough starter guide\n  Feed the starter flour and water every day.\n"),
+        "{prompt}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_failed_turn_exits_non_zero_with_the_users_message() {
     let fake = FakeAnthropic::start(script).await;
     let dir = tempfile::tempdir().unwrap();

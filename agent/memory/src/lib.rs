@@ -17,7 +17,7 @@ pub mod store;
 pub use error::StoreError;
 pub use memory::{InvalidMemory, MAX_MEMORY_TEXT, MemoryCounts};
 pub use records::{
-    Document, InboxEntry, MemoryKind, MemoryRecord, ProcessRecord, RunError, RunRecord,
+    ChatRecord, Document, InboxEntry, MemoryKind, MemoryRecord, ProcessRecord, RunError, RunRecord,
     SessionRecord, StoredMessage, StoredVector, headline,
 };
 pub use store::{DocumentListener, SCHEMA_VERSION, Store};

@@ -323,6 +323,9 @@ mod tests {
         let document = store.document(link_id).unwrap().unwrap();
         assert_eq!(document.kind, MemoryKind::Link);
         assert_eq!(document.url.as_deref(), Some("https://tokio.rs"));
+        let chat = store.chat(4).unwrap().unwrap();
+        assert_eq!((chat.chat_id, chat.messages), (4, 1));
+        assert_eq!(store.chats().unwrap().len(), 1);
         let said = store.document(message_id).unwrap().unwrap();
         assert_eq!(
             (said.kind, said.title.as_str()),

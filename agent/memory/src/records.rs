@@ -22,6 +22,16 @@ pub struct StoredMessage {
     pub source: Option<String>,
 }
 
+/// What the store knows of a chat as a whole.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatRecord {
+    pub chat_id: i64,
+    /// Unix milliseconds of its first and latest stored message.
+    pub first_at_ms: u64,
+    pub last_at_ms: u64,
+    pub messages: u64,
+}
+
 /// A Telegram message accepted but not yet answered; replayed after a restart.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InboxEntry {

@@ -9,7 +9,8 @@ use serde::de::DeserializeOwned;
 
 use crate::StoreError;
 use crate::records::{
-    Document, InboxEntry, MemoryKind, ProcessRecord, RunRecord, SessionRecord, StoredMessage,
+    ChatRecord, Document, InboxEntry, MemoryKind, ProcessRecord, RunRecord, SessionRecord,
+    StoredMessage,
 };
 
 /// The schema this build writes. Older stores are migrated on open; newer ones are refused.
@@ -25,6 +26,7 @@ const CONVERSATION_STARTS: &str = "conversation_starts";
 const TELEGRAM: &str = "telegram";
 const INBOX: &str = "telegram_inbox";
 const SOURCES: &str = "message_sources";
+const CHATS: &str = "chats";
 const LINKS: &str = "links";
 const LEARNINGS: &str = "learnings";
 const INSIGHTS: &str = "insights";
@@ -48,6 +50,7 @@ pub struct Store {
     telegram: sled::Tree,
     inbox: sled::Tree,
     sources: sled::Tree,
+    chats: sled::Tree,
     pub(crate) links: sled::Tree,
     pub(crate) learnings: sled::Tree,
     pub(crate) insights: sled::Tree,
@@ -152,6 +155,7 @@ impl Store {
             telegram: db.open_tree(TELEGRAM)?,
             inbox: db.open_tree(INBOX)?,
             sources: db.open_tree(SOURCES)?,
+            chats: db.open_tree(CHATS)?,
             links: db.open_tree(LINKS)?,
             learnings: db.open_tree(LEARNINGS)?,
             insights: db.open_tree(INSIGHTS)?,
@@ -192,6 +196,7 @@ impl Store {
                             &crate::memory::locator(MemoryKind::Message, Some(message.chat_id)),
                         )?;
                         self.embed_queue.insert(key, &[])?;
+                        self.count_in_chat(&message)?;
                     }
                 }
                 _ => {}
@@ -278,12 +283,53 @@ impl Store {
             &crate::memory::locator(MemoryKind::Message, Some(message.chat_id)),
         )?;
         self.embed_queue.insert(key, &[])?;
-        self.messages.insert(
-            crate::memory::message_key(message.chat_id, message.seq),
-            encode(message),
-        )?;
+        let fresh = self
+            .messages
+            .insert(
+                crate::memory::message_key(message.chat_id, message.seq),
+                encode(message),
+            )?
+            .is_none();
+        if fresh {
+            self.count_in_chat(message)?;
+        }
         self.announce(|| Document::from(message.clone()));
         Ok(())
+    }
+
+    /// Adds a message to its chat's record.
+    fn count_in_chat(&self, message: &StoredMessage) -> Result<(), StoreError> {
+        let key = id_key(message.chat_id);
+        let mut record = match self.chats.get(key)? {
+            Some(bytes) => decode::<ChatRecord>("chat", &bytes)?,
+            None => ChatRecord {
+                chat_id: message.chat_id,
+                first_at_ms: message.at_ms,
+                last_at_ms: message.at_ms,
+                messages: 0,
+            },
+        };
+        record.first_at_ms = record.first_at_ms.min(message.at_ms);
+        record.last_at_ms = record.last_at_ms.max(message.at_ms);
+        record.messages += 1;
+        self.chats.insert(key, encode(&record))?;
+        Ok(())
+    }
+
+    pub fn chat(&self, chat_id: i64) -> Result<Option<ChatRecord>, StoreError> {
+        self.chats
+            .get(id_key(chat_id))?
+            .map(|bytes| decode("chat", &bytes))
+            .transpose()
+    }
+
+    /// Every chat, by id.
+    pub fn chats(&self) -> Result<Vec<ChatRecord>, StoreError> {
+        self.chats
+            .iter()
+            .values()
+            .map(|v| decode("chat", &v?))
+            .collect()
     }
 
     /// Stores a message with the id it already has (an import), keeping later ids above it.
