@@ -11,7 +11,7 @@ use serde::Serialize;
 use valor_embed::Embedder;
 use valor_memory::{Document, MemoryCounts, Store, StoreError, StoredVector};
 
-use crate::catalogue::{Catalogue, Entry};
+use crate::catalogue::{Catalogue, Entry, Filter};
 use crate::keyword::KeywordIndex;
 use crate::search::{
     CANDIDATES, Hit, MAX_QUERY_BYTES, Query, SearchMode, SearchResult, fuse, snippet,
@@ -292,29 +292,30 @@ impl Memory {
         let limit = query.limit.clamp(1, 200);
         let candidates = CANDIDATES.max(limit);
         let filter = &query.filter;
-        let (keyword_ids, matching) = {
-            let indexes = self.indexes();
-            let catalogue = &indexes.catalogue;
-            let keep = |slot: u32| catalogue.entry(slot).is_some_and(|e| filter.accepts(e));
-            let ids: Vec<u64> = indexes
-                .keyword
-                .search(text, candidates, keep)
-                .into_iter()
-                .filter_map(|(slot, _)| catalogue.entry(slot).map(|e| e.id))
-                .collect();
-            // A narrow filter is searched exactly: the graph would miss most of its few ids.
-            let matching: Option<Vec<u64>> = (!filter.is_open()).then(|| {
-                catalogue
-                    .entries()
-                    .iter()
-                    .filter(|e| filter.accepts(e))
-                    .take(EXACT_BELOW)
-                    .map(|e| e.id)
-                    .collect()
-            });
-            (ids, matching.filter(|m| m.len() < EXACT_BELOW))
+        // The query's embedding (the slowest part) runs beside the keyword search.
+        let embedder = self.embedder().filter(|_| !text.trim().is_empty());
+        let (query_vector, (keyword_ids, matching)) = std::thread::scope(|scope| {
+            let embedding = embedder
+                .as_ref()
+                .map(|e| scope.spawn(move || e.embed(&[text])));
+            let keyword = self.keyword_ranking(text, candidates, filter);
+            let vector = embedding
+                .and_then(|handle| handle.join().ok())
+                .and_then(|embedded| match embedded {
+                    Ok(mut vectors) => vectors.pop(),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot embed a query; keywords only");
+                        None
+                    }
+                });
+            (vector, keyword)
+        });
+        let vector_hits = match (&embedder, query_vector) {
+            (Some(embedder), Some(vector)) => {
+                self.vector_ranking(embedder, &vector, candidates, query, matching.as_deref())
+            }
+            _ => None,
         };
-        let vector_hits = self.vector_ranking(text, candidates, query, matching.as_deref());
         let mode = if vector_hits.is_some() {
             SearchMode::Hybrid
         } else {
@@ -345,49 +346,74 @@ impl Memory {
         Ok(SearchResult { mode, hits })
     }
 
-    /// The vector ranking, or `None` when there is no embedder or index to make it.
-    fn vector_ranking(
+    /// The keyword ranking (ids, best first), and the ids a narrow filter admits (searched
+    /// exactly: the graph would miss most of its few ids).
+    fn keyword_ranking(
         &self,
         text: &str,
+        candidates: usize,
+        filter: &Filter,
+    ) -> (Vec<u64>, Option<Vec<u64>>) {
+        let indexes = self.indexes();
+        let catalogue = &indexes.catalogue;
+        let keep = |slot: u32| catalogue.entry(slot).is_some_and(|e| filter.accepts(e));
+        let ids: Vec<u64> = indexes
+            .keyword
+            .search(text, candidates, keep)
+            .into_iter()
+            .filter_map(|(slot, _)| catalogue.entry(slot).map(|e| e.id))
+            .collect();
+        let matching: Option<Vec<u64>> = (!filter.is_open()).then(|| {
+            catalogue
+                .entries()
+                .iter()
+                .filter(|e| filter.accepts(e))
+                .take(EXACT_BELOW)
+                .map(|e| e.id)
+                .collect()
+        });
+        (ids, matching.filter(|m| m.len() < EXACT_BELOW))
+    }
+
+    /// The vector ranking, or `None` when there is no index of this model to make it.
+    fn vector_ranking(
+        &self,
+        embedder: &Embedder,
+        vector: &[f32],
         candidates: usize,
         query: &Query,
         matching: Option<&[u64]>,
     ) -> Option<Vec<(u64, f32)>> {
-        let embedder = self.embedder()?;
         let index = self.vector_index()?;
-        if text.trim().is_empty() || index.model_id() != embedder.model_id() {
+        if index.model_id() != embedder.model_id() {
             return None;
         }
-        let vector = match embedder.embed(&[text]) {
-            Ok(mut v) => v.pop()?,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot embed a query; keywords only");
-                return None;
-            }
-        };
         if let Some(ids) = matching {
             let mut exact: Vec<(u64, f32)> = ids
                 .iter()
                 .filter_map(|&id| {
                     let stored = self.inner.store.vector(id).ok()??;
                     (stored.model_id == embedder.model_id())
-                        .then(|| (id, valor_embed::cosine(&vector, &stored.vector)))
+                        .then(|| (id, valor_embed::cosine(vector, &stored.vector)))
                 })
                 .collect();
             exact.sort_by(|a, b| b.1.total_cmp(&a.1));
             exact.truncate(candidates);
             return Some(exact);
         }
+        if query.filter.is_open() && query.filter.exclude.is_empty() {
+            return Some(index.search(vector, candidates, None));
+        }
         let indexes = self.indexes();
         let catalogue = &indexes.catalogue;
         let keep = |id: u64| catalogue.by_id(id).is_some_and(|e| query.filter.accepts(e));
-        Some(index.search(&vector, candidates, &keep))
+        Some(index.search(vector, candidates, Some(&keep)))
     }
 
     /// The vector index's nearest documents to `vector`, unfiltered (for measurements).
     pub fn vector_hits(&self, vector: &[f32], limit: usize) -> Vec<(u64, f32)> {
         self.vector_index()
-            .map(|index| index.search(vector, limit, &|_| true))
+            .map(|index| index.search(vector, limit, None))
             .unwrap_or_default()
     }
 

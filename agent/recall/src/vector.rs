@@ -133,21 +133,26 @@ impl VectorIndex {
         }
     }
 
-    /// The `limit` nearest ids to `query` among those `keep` accepts, with their cosine
-    /// similarity, best first.
+    /// The `limit` nearest ids to `query` (among those `keep` accepts, when given), with their
+    /// cosine similarity, best first.
     pub fn search(
         &self,
         query: &[f32],
         limit: usize,
-        keep: &dyn Fn(u64) -> bool,
+        keep: Option<&dyn Fn(u64) -> bool>,
     ) -> Vec<(u64, f32)> {
         if query.len() != self.dim || limit == 0 || self.is_empty() {
             return Vec::new();
         }
-        let filter = |id: &usize| keep(*id as u64);
         let ef = EF_SEARCH.max(limit);
-        self.hnsw
-            .search_filter(query, limit, ef, Some(&filter))
+        let found = match keep {
+            None => self.hnsw.search(query, limit, ef),
+            Some(keep) => {
+                let filter = |id: &usize| keep(*id as u64);
+                self.hnsw.search_filter(query, limit, ef, Some(&filter))
+            }
+        };
+        found
             .into_iter()
             .map(|n| (n.d_id as u64, 1.0 - n.distance))
             .collect()
@@ -270,12 +275,12 @@ mod tests {
         index.insert(&items);
         index.insert(&items[..3]); // again: ignored
         assert_eq!(index.len(), 500);
-        let hits = index.search(&items[42].1, 5, &|_| true);
+        let hits = index.search(&items[42].1, 5, None);
         assert_eq!(hits[0].0, 43);
         assert!((hits[0].1 - 1.0).abs() < 1e-4);
-        let hits = index.search(&items[42].1, 5, &|id| id % 2 == 1);
+        let hits = index.search(&items[42].1, 5, Some(&|id| id % 2 == 1));
         assert!(hits.iter().all(|h| h.0 % 2 == 1), "{hits:?}");
-        assert!(index.search(&[1.0; 3], 5, &|_| true).is_empty());
+        assert!(index.search(&[1.0; 3], 5, None).is_empty());
     }
 
     #[test]
@@ -291,7 +296,7 @@ mod tests {
         let loaded = VectorIndex::load(&path, "model-a").unwrap();
         assert_eq!(loaded.len(), 300);
         assert!(loaded.contains(7));
-        assert_eq!(loaded.search(&items[9].1, 1, &|_| true)[0].0, 10);
+        assert_eq!(loaded.search(&items[9].1, 1, None)[0].0, 10);
 
         assert!(matches!(
             VectorIndex::load(&path, "model-b"),

@@ -42,7 +42,7 @@ fn hnsw_recall_at_10_is_at_least_095_against_exact_search() {
         // Ties count: a hit as close as the exact 10th is a correct answer (the corpus has
         // near-duplicates, as chats do).
         let tenth = exact[K - 1] - 1e-5;
-        let hits = index.search(query, K, &|_| true);
+        let hits = index.search(query, K, None);
         found += hits
             .iter()
             .filter(|(id, _)| cosine(query, &vectors[*id as usize]) >= tenth)
