@@ -12,8 +12,9 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use valor_config::{Config, ConfigSource};
 use valor_core::time::civil_date;
+use valor_memory::Document;
 use valor_memory::{Store, StoreError};
-use valor_recall::api::{DocumentView, MemoryStats, SearchParams};
+use valor_recall::api::{MemoryStats, SearchParams};
 use valor_recall::transfer::{self, Moved};
 use valor_recall::{Memory, MemorySettings, SearchMode, SearchResult};
 
@@ -273,13 +274,13 @@ async fn stats(access: &Access, json: bool) -> Result<(), String> {
     if let Some(reason) = stats.state.get("reason").and_then(Value::as_str) {
         println!("reason     {reason}");
     }
-    println!("messages   {}", stats.messages);
-    println!("links      {}", stats.links);
-    println!("learnings  {}", stats.learnings);
-    println!("insights   {}", stats.insights);
+    println!("messages   {}", stats.counts.messages);
+    println!("links      {}", stats.counts.links);
+    println!("learnings  {}", stats.counts.learnings);
+    println!("insights   {}", stats.counts.insights);
     println!(
         "vectors    {} ({} queued for embedding, {} in the index)",
-        stats.vectors, stats.queued, stats.indexed
+        stats.counts.vectors, stats.counts.queued, stats.indexed
     );
     println!(
         "model      {}",
@@ -289,12 +290,11 @@ async fn stats(access: &Access, json: bool) -> Result<(), String> {
 }
 
 async fn show(access: &Access, id: u64) -> Result<(), String> {
-    let document: DocumentView = match access {
+    let document: Document = match access {
         Access::Direct(memory) => memory
             .store()
             .document(id)
             .map_err(|e| e.to_string())?
-            .map(DocumentView::from)
             .ok_or_else(|| format!("memory {id} is not in the store"))?,
         Access::Agent(agent) => agent.get(&format!("/memory/item/{id}")).await?,
     };
@@ -356,10 +356,10 @@ async fn reindex(access: &Access) -> Result<(), String> {
             loop {
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 let stats: MemoryStats = agent.get("/memory/stats").await?;
-                let total = stats.messages + stats.links + stats.learnings + stats.insights;
+                let total = stats.counts.documents();
                 let bar = bar.get_or_insert_with(|| progress_bar(total));
                 bar.set_length(total);
-                bar.set_position(stats.vectors);
+                bar.set_position(stats.counts.vectors);
                 let state = stats
                     .state
                     .get("state")
@@ -371,9 +371,9 @@ async fn reindex(access: &Access) -> Result<(), String> {
                             .to_owned(),
                     );
                 }
-                if stats.queued == 0 && state == "ready" {
+                if stats.counts.queued == 0 && state == "ready" {
                     bar.finish_and_clear();
-                    println!("reindexed {} of {total} documents", stats.vectors);
+                    println!("reindexed {} of {total} documents", stats.counts.vectors);
                     return Ok(());
                 }
             }

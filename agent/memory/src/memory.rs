@@ -68,7 +68,7 @@ fn id_of(key: &[u8]) -> Option<u64> {
 }
 
 /// How much memory there is, per kind and in the embedding pipeline.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MemoryCounts {
     pub messages: u64,
     pub links: u64,

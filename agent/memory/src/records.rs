@@ -167,8 +167,8 @@ pub struct MemoryRecord {
     pub url: Option<String>,
 }
 
-/// Anything searchable, as the search indexes see it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Anything searchable, as the search indexes (and the memory API) see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Document {
     pub id: u64,
     pub kind: MemoryKind,

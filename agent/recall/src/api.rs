@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use valor_memory::{Document, MemoryCounts, MemoryKind, MemoryRecord};
+use valor_memory::{MemoryCounts, MemoryKind, MemoryRecord};
 
 use crate::catalogue::Filter;
 use crate::search::Query;
@@ -88,63 +88,20 @@ impl SearchParams {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MemoryStats {
     pub state: serde_json::Value,
-    pub messages: u64,
-    pub links: u64,
-    pub learnings: u64,
-    pub insights: u64,
-    pub vectors: u64,
-    pub queued: u64,
+    #[serde(flatten)]
+    pub counts: MemoryCounts,
     pub indexed: u64,
     pub model: Option<String>,
 }
 
 impl MemoryStats {
     pub fn of(memory: &Memory) -> MemoryStats {
-        let MemoryCounts {
-            messages,
-            links,
-            learnings,
-            insights,
-            vectors,
-            queued,
-        } = memory.counts();
         MemoryStats {
             state: serde_json::to_value(memory.state())
                 .unwrap_or_else(|_| json!({"state": "unknown"})),
-            messages,
-            links,
-            learnings,
-            insights,
-            vectors,
-            queued,
+            counts: memory.counts(),
             indexed: memory.indexed_vectors() as u64,
             model: memory.model_id(),
-        }
-    }
-}
-
-/// A document as the API shows it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct DocumentView {
-    pub id: u64,
-    pub kind: MemoryKind,
-    pub chat_id: Option<i64>,
-    pub at_ms: u64,
-    pub title: String,
-    pub text: String,
-    pub url: Option<String>,
-}
-
-impl From<Document> for DocumentView {
-    fn from(d: Document) -> DocumentView {
-        DocumentView {
-            id: d.id,
-            kind: d.kind,
-            chat_id: d.chat_id,
-            at_ms: d.at_ms,
-            title: d.title,
-            text: d.text,
-            url: d.url,
         }
     }
 }
@@ -231,7 +188,7 @@ async fn item(State(state): State<ApiState>, headers: HeaderMap, Path(id): Path<
         return denied.into_response();
     }
     match state.memory.store().document(id) {
-        Ok(Some(document)) => axum::Json(DocumentView::from(document)).into_response(),
+        Ok(Some(document)) => axum::Json(document).into_response(),
         Ok(None) => error(
             StatusCode::NOT_FOUND,
             format!("memory {id} is not in the store"),
