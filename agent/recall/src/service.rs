@@ -54,10 +54,12 @@ impl MemorySettings {
 pub enum MemoryError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("memory {0} is not in the store")]
-    NotFound(u64),
     #[error("the embedding model is not available: {0}")]
     NoModel(String),
+    #[error(transparent)]
+    Embed(#[from] valor_embed::EmbedError),
+    #[error("a memory task failed: {0}")]
+    Task(String),
 }
 
 /// Where the memory layer stands, for `/health` and `valor memory stats`.
@@ -166,7 +168,7 @@ impl Memory {
         std::thread::Builder::new()
             .name("memory-index".to_owned())
             .spawn(move || building.load_indexes())
-            .map_err(|e| MemoryError::NoModel(format!("cannot start the index loader: {e}")))?;
+            .map_err(|e| MemoryError::Task(format!("cannot start the index loader: {e}")))?;
         Ok(memory)
     }
 
@@ -545,8 +547,7 @@ impl Memory {
             worker_embedder.embed(&refs)
         })
         .await
-        .map_err(|e| MemoryError::NoModel(e.to_string()))?
-        .map_err(|e| MemoryError::NoModel(e.to_string()))?;
+        .map_err(|e| MemoryError::Task(e.to_string()))??;
         let stored: Vec<(u64, StoredVector)> = documents
             .iter()
             .zip(vectors)
@@ -635,7 +636,7 @@ impl Memory {
             let model = model.clone();
             tokio::task::spawn_blocking(move || VectorIndex::load(&dir, &model))
                 .await
-                .map_err(|e| MemoryError::NoModel(e.to_string()))?
+                .map_err(|e| MemoryError::Task(e.to_string()))?
         };
         let index = match loaded {
             Ok(index) => {
@@ -655,7 +656,7 @@ impl Memory {
                 let model = model.clone();
                 let rebuilt = tokio::task::spawn_blocking(move || rebuild(&store, &model, dim))
                     .await
-                    .map_err(|e| MemoryError::NoModel(e.to_string()))??;
+                    .map_err(|e| MemoryError::Task(e.to_string()))??;
                 // Built, not loaded: it must be saved, or the next start builds it again.
                 self.inner
                     .unsaved
