@@ -119,7 +119,7 @@ impl Store {
             .insert(key, &locator(record.kind, record.chat_id))?;
         self.embed_queue.insert(key, &[])?;
         tree.insert(key, encode(&record))?;
-        self.announce(|| Document::from(record.clone()));
+        self.announce(|| record.clone());
         Ok(record)
     }
 
@@ -160,7 +160,7 @@ impl Store {
                 .map(|b| decode::<StoredMessage>("message", &b).map(Document::from))
                 .transpose();
         }
-        Ok(self.memory_record(id)?.map(Document::from))
+        self.memory_record(id)
     }
 
     /// Calls `visit` with every searchable document (messages, then each saved kind).
@@ -170,7 +170,7 @@ impl Store {
         }
         for tree in [&self.links, &self.learnings, &self.insights] {
             for value in tree.iter().values() {
-                visit(decode::<MemoryRecord>("memory", &value?)?.into());
+                visit(decode::<MemoryRecord>("memory", &value?)?);
             }
         }
         Ok(())

@@ -154,7 +154,7 @@ impl std::fmt::Display for MemoryKind {
 /// A saved link, learning or insight.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemoryRecord {
-    /// 0 asks the store to assign one.
+    /// When saving a memory, 0 asks the store to assign one.
     pub id: u64,
     pub kind: MemoryKind,
     /// The chat it belongs to; `None` for what is not about one chat (daydream insights).
@@ -167,32 +167,9 @@ pub struct MemoryRecord {
     pub url: Option<String>,
 }
 
-/// Anything searchable, as the search indexes (and the memory API) see it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Document {
-    pub id: u64,
-    pub kind: MemoryKind,
-    pub chat_id: Option<i64>,
-    pub at_ms: u64,
-    /// A short line that names it (progressive disclosure shows titles first).
-    pub title: String,
-    pub text: String,
-    pub url: Option<String>,
-}
-
-impl From<MemoryRecord> for Document {
-    fn from(r: MemoryRecord) -> Document {
-        Document {
-            id: r.id,
-            kind: r.kind,
-            chat_id: r.chat_id,
-            at_ms: r.at_ms,
-            title: r.title,
-            text: r.text,
-            url: r.url,
-        }
-    }
-}
+/// Anything searchable, as the search indexes and the memory API see it: a saved memory, or
+/// a message in the same shape (kind `message`, its seq as id, a title cut from its text).
+pub type Document = MemoryRecord;
 
 impl From<StoredMessage> for Document {
     fn from(m: StoredMessage) -> Document {
