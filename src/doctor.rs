@@ -142,10 +142,11 @@ fn embedding_model(loaded: &Loaded) -> Check {
         Ok(e)
     }) {
         Ok(embedder) => Outcome::Pass(format!(
-            "{} ({} dimensions) loads and embeds in {} ms",
+            "{} ({} dimensions) loads and embeds in {} ms ({} matrix kernels)",
             embedder.model_id(),
             embedder.dim(),
-            started.elapsed().as_millis()
+            started.elapsed().as_millis(),
+            valor_embed::backend()
         )),
         Err(e) => Outcome::Warn {
             found: format!("{e}; memory search will use keywords only"),

@@ -11,6 +11,7 @@ use candle_nn::VarBuilder;
 use serde::Deserialize;
 
 use crate::kernels::{Attention, BiasGelu};
+use crate::matmul::linear;
 
 /// The fields of a Hugging Face BERT `config.json` this encoder reads.
 #[derive(Debug, Clone, Deserialize)]
@@ -41,18 +42,18 @@ type Result<T> = candle_core::Result<T>;
 /// A linear layer with its weight stored as `[in, out]`.
 struct Dense {
     weight: Tensor,
-    bias: Tensor,
+    bias: Vec<f32>,
 }
 
 impl Dense {
     fn load(vb: &VarBuilder, inputs: usize, outputs: usize) -> Result<Dense> {
         let weight = vb.get((outputs, inputs), "weight")?.t()?.contiguous()?;
-        let bias = vb.get(outputs, "bias")?;
+        let bias = vb.get(outputs, "bias")?.to_vec1()?;
         Ok(Dense { weight, bias })
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        x.matmul(&self.weight)?.broadcast_add(&self.bias)
+        linear(x, &self.weight, Some(&self.bias))
     }
 }
 
@@ -101,7 +102,10 @@ impl Layer {
         let scale = 1.0 / (head_dim as f64).sqrt();
         let qkv = Dense {
             weight: Tensor::cat(&[&(query.weight * scale)?, &key.weight, &value.weight], 1)?,
-            bias: Tensor::cat(&[&(query.bias * scale)?, &key.bias, &value.bias], 0)?,
+            bias: (query.bias.iter().map(|b| b * scale as f32))
+                .chain(key.bias)
+                .chain(value.bias)
+                .collect(),
         };
         let eps = config.layer_norm_eps;
         let up = Dense::load(
@@ -113,7 +117,7 @@ impl Layer {
             qkv,
             attention_out: Dense::load(&attention.pp("output").pp("dense"), hidden, hidden)?,
             attention_norm: Norm::load(&attention.pp("output").pp("LayerNorm"), hidden, eps)?,
-            up_bias: up.bias.to_vec1()?,
+            up_bias: up.bias,
             up: up.weight,
             down: Dense::load(
                 &vb.pp("output").pp("dense"),
@@ -136,7 +140,7 @@ impl Layer {
         let attended = self
             .attention_norm
             .forward(&(self.attention_out.forward(&context)? + x)?)?;
-        let hidden = attended.matmul(&self.up)?.apply_op1_no_bwd(&BiasGelu {
+        let hidden = linear(&attended, &self.up, None)?.apply_op1_no_bwd(&BiasGelu {
             bias: &self.up_bias,
         })?;
         self.output_norm

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 mod bert;
 pub mod kernels;
+mod matmul;
 pub mod tiny;
 
 use candle_core::{DType, Device, Tensor};
@@ -16,6 +17,7 @@ use candle_nn::VarBuilder;
 
 use bert::Bert;
 pub use bert::BertConfig;
+pub use matmul::backend;
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
 /// Tokens of one text at most (sentence-transformers' limit for this model).

@@ -186,6 +186,31 @@ fn main() {
         .iter()
         .map(|t| Query::new(t.clone(), 10))
         .collect();
+    {
+        // The parts of a search, alone: what the hybrid number is made of.
+        let embedder = Embedder::load(&model_dir).unwrap();
+        let mut embed_times = Vec::new();
+        let mut graph_times = Vec::new();
+        for text in &query_texts {
+            let started = Instant::now();
+            let q = embedder.embed(&[text.as_str()]).unwrap().pop().unwrap();
+            embed_times.push(started.elapsed());
+            let started = Instant::now();
+            let _ = memory.vector_hits(&q, 50);
+            graph_times.push(started.elapsed());
+        }
+        for (label, mut times) in [
+            ("  query embedding alone", embed_times),
+            ("  HNSW search alone (50 candidates)", graph_times),
+        ] {
+            times.sort();
+            println!(
+                "{label:<44} p50 {:>6.2} ms   p99 {:>6.2} ms",
+                percentile(&times, 0.5),
+                percentile(&times, 0.99)
+            );
+        }
+    }
     latency(
         "hybrid search (query embedding included)",
         &memory,
