@@ -1,0 +1,128 @@
+//! Serving the tool servers over streamable HTTP on 127.0.0.1, behind bearer tokens that bind a
+//! chat and its workspace.
+//!
+//! One token per chat, minted when the chat first needs tools and kept while the agent runs: a
+//! warm Claude Code process keeps its MCP config for many turns, and a new token per turn would
+//! force a new process each turn (0.75 s against 0.05 s). The token is random, never logged, and
+//! only ever handed to the chat's own Claude Code process.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use serde_json::{Value, json};
+
+use crate::Scope;
+
+/// The tokens handed out, each with the scope it binds.
+#[derive(Debug, Clone, Default)]
+pub struct Grants {
+    by_token: Arc<Mutex<HashMap<String, Scope>>>,
+}
+
+impl Grants {
+    /// The chat's token (the same one for every call while the agent runs).
+    pub fn token_for(&self, scope: Scope) -> String {
+        let mut tokens = self.by_token.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((token, _)) = tokens.iter().find(|(_, s)| **s == scope) {
+            return token.clone();
+        }
+        let token = format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        tokens.insert(token.clone(), scope);
+        token
+    }
+
+    /// The scope a token binds.
+    pub fn scope(&self, token: &str) -> Option<Scope> {
+        self.by_token
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(token)
+            .cloned()
+    }
+}
+
+/// The MCP servers this agent hosts, at `base_url` (`http://127.0.0.1:PORT`).
+#[derive(Debug, Clone)]
+pub struct ToolHost {
+    pub base_url: String,
+    pub servers: Vec<String>,
+    pub grants: Grants,
+}
+
+impl ToolHost {
+    /// The `--mcp-config` for a chat's Claude Code process: every hosted server, over HTTP,
+    /// with the chat's token.
+    pub fn mcp_config(&self, scope: Scope) -> Value {
+        let token = self.grants.token_for(scope);
+        let servers: serde_json::Map<String, Value> = self
+            .servers
+            .iter()
+            .map(|name| {
+                (
+                    name.clone(),
+                    json!({
+                        "type": "http",
+                        "url": format!("{}/mcp/{name}", self.base_url),
+                        "headers": {"Authorization": format!("Bearer {token}")},
+                    }),
+                )
+            })
+            .collect();
+        json!({ "mcpServers": servers })
+    }
+
+    /// The tool names to allow (`mcp__<server>`: every tool of each server).
+    pub fn allowed_tools(&self) -> Vec<String> {
+        self.servers.iter().map(|s| format!("mcp__{s}")).collect()
+    }
+}
+
+/// An MCP server as an axum service at `/mcp/<name>`, answering only requests with a valid
+/// token; the token's [`Scope`] goes into the request for the tools to read.
+pub fn route<S>(
+    name: &str,
+    factory: impl Fn() -> S + Send + Sync + 'static,
+    grants: Grants,
+) -> axum::Router
+where
+    S: rmcp::ServerHandler + Send + 'static,
+{
+    let service = StreamableHttpService::new(
+        move || Ok(factory()),
+        Arc::new(LocalSessionManager::default()),
+        StreamableHttpServerConfig::default(),
+    );
+    axum::Router::new()
+        .nest_service(&format!("/mcp/{name}"), service)
+        .layer(axum::middleware::from_fn_with_state(grants, require_token))
+}
+
+async fn require_token(State(grants): State<Grants>, mut request: Request, next: Next) -> Response {
+    let token = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match token.and_then(|t| grants.scope(t)) {
+        Some(scope) => {
+            request.extensions_mut().insert(scope);
+            next.run(request).await
+        }
+        None => (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(json!({"error": "a valid bearer token is needed"})),
+        )
+            .into_response(),
+    }
+}
