@@ -10,6 +10,7 @@ mod memory_cmd;
 mod pair;
 mod run;
 mod stats;
+mod tools_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -47,6 +48,8 @@ enum Command {
     Config(ConfigCommand),
     /// Check what Valor needs on this machine and say how to fix what is missing.
     Doctor,
+    /// List the MCP tool servers' tools, or serve one over stdio.
+    Tools(tools_cmd::ToolsArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -78,6 +81,7 @@ fn main() -> ExitCode {
             Command::Health(args) => health_cmd::health(cli.config, args).await,
             Command::Config(ConfigCommand::Check) => config_cmd::check(cli.config),
             Command::Doctor => doctor::doctor(cli.config).await,
+            Command::Tools(args) => tools_cmd::tools(cli.config, args).await,
         }
     })
 }

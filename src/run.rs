@@ -110,10 +110,17 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
         }
     });
     let server_shutdown = shutdown.clone();
-    let routes = server::router(state).merge(valor_recall::api::router(
-        agent.memory.clone(),
-        memory_token,
-    ));
+    let routes = server::router(state)
+        .merge(valor_recall::api::router(
+            agent.memory.clone(),
+            memory_token,
+        ))
+        .merge(crate::tools_cmd::host_tools(
+            &config,
+            &loaded_secrets,
+            &agent,
+            &crate::health_cmd::base_url(addr),
+        )?);
     tasks.spawn(async move {
         if let Err(e) = server::serve(listener, routes, server_shutdown).await {
             tracing::error!(error = %e, "health server stopped");

@@ -17,7 +17,7 @@ pub use error::{ConfigError, Origin, Problem};
 pub use load::{ConfigSource, Env, Loaded, SourceKind};
 pub use schema::{
     ClaudeConfig, Config, ContextConfig, HealthConfig, LogConfig, MemoryConfig, MonitorConfig,
-    MonitorThresholds, MonitorWeights, RouteConfig, RoutingConfig, StatusThresholds,
+    MonitorThresholds, MonitorWeights, RouteConfig, RoutingConfig, StatusThresholds, ToolsConfig,
 };
 pub use secrets::{SECRET_VARS, Secret, Secrets};
 pub use validate::EFFORT_LEVELS;

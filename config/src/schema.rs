@@ -19,6 +19,7 @@ pub struct Config {
     pub memory: MemoryConfig,
     pub telegram: TelegramConfig,
     pub context: ContextConfig,
+    pub tools: ToolsConfig,
 }
 
 /// `[log]`: what goes to stderr.
@@ -316,6 +317,96 @@ impl Default for ContextConfig {
             summary_batch: 100,
             summary_chars: 240,
             short_history: 5,
+        }
+    }
+}
+
+/// `[tools]`: the MCP tool servers the agent hosts. API keys come from the environment
+/// (`PERPLEXITY_API_KEY`, `OPENAI_API_KEY`, `NOTION_API_KEY`); a tool without its key answers
+/// "not configured".
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ToolsConfig {
+    /// Seconds one call to an external API may take (each retry gets as long again).
+    pub timeout_secs: u64,
+    /// Retries after a 429, a 5xx or a network failure, with exponential backoff.
+    pub retries: u32,
+    pub perplexity: PerplexityConfig,
+    pub openai: OpenAiConfig,
+    pub links: LinksConfig,
+}
+
+impl Default for ToolsConfig {
+    fn default() -> Self {
+        ToolsConfig {
+            timeout_secs: 60,
+            retries: 3,
+            perplexity: PerplexityConfig::default(),
+            openai: OpenAiConfig::default(),
+            links: LinksConfig::default(),
+        }
+    }
+}
+
+/// `[tools.perplexity]`: `search_current_info`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PerplexityConfig {
+    pub base_url: String,
+    pub model: String,
+}
+
+impl Default for PerplexityConfig {
+    fn default() -> Self {
+        PerplexityConfig {
+            base_url: "https://api.perplexity.ai".to_owned(),
+            model: "sonar".to_owned(),
+        }
+    }
+}
+
+/// `[tools.openai]`: `create_image` and `analyze_shared_image`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OpenAiConfig {
+    pub base_url: String,
+    pub image_model: String,
+    pub vision_model: String,
+    /// Images larger than this (MB) are not sent for analysis.
+    pub max_image_mb: u64,
+}
+
+impl Default for OpenAiConfig {
+    fn default() -> Self {
+        OpenAiConfig {
+            base_url: "https://api.openai.com/v1".to_owned(),
+            image_model: "gpt-image-1".to_owned(),
+            vision_model: "gpt-4o-mini".to_owned(),
+            max_image_mb: 20,
+        }
+    }
+}
+
+/// `[tools.links]`: what `save_link` may fetch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LinksConfig {
+    /// Fetch links to loopback, private and link-local addresses too (off: refused, also after
+    /// redirects and DNS).
+    pub allow_private: bool,
+    /// Pages larger than this (KB) are cut.
+    pub max_kb: usize,
+    pub timeout_secs: u64,
+    pub max_redirects: usize,
+}
+
+impl Default for LinksConfig {
+    fn default() -> Self {
+        LinksConfig {
+            allow_private: false,
+            max_kb: 2048,
+            timeout_secs: 15,
+            max_redirects: 5,
         }
     }
 }

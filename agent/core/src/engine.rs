@@ -82,6 +82,16 @@ impl Default for EngineConfig {
     }
 }
 
+/// The MCP servers a chat's turns may use, and the tool names to allow.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolGrant {
+    pub mcp_config: serde_json::Value,
+    pub allowed_tools: Vec<String>,
+}
+
+/// Makes a chat's [`ToolGrant`] (the agent's tool host).
+pub type ToolGrantFn = Arc<dyn Fn(i64) -> ToolGrant + Send + Sync>;
+
 /// A user's message to answer.
 #[derive(Debug, Clone)]
 pub struct Incoming {
@@ -145,6 +155,7 @@ struct Inner {
     chats: Mutex<HashMap<i64, ChatState>>,
     observer: Mutex<Option<FiguresObserver>>,
     recall: Mutex<Option<Arc<dyn Recall>>>,
+    tools: Mutex<Option<ToolGrantFn>>,
 }
 
 impl Engine {
@@ -163,6 +174,7 @@ impl Engine {
                 chats: Mutex::new(HashMap::new()),
                 observer: Mutex::new(None),
                 recall: Mutex::new(None),
+                tools: Mutex::new(None),
             }),
         }
     }
@@ -177,6 +189,15 @@ impl Engine {
     }
 
     /// Brings relevant long-term memories into every turn's prompt.
+    /// Gives every turn the MCP tool servers `grant` returns for its chat.
+    pub fn tools_from(&self, grant: ToolGrantFn) {
+        *self
+            .inner
+            .tools
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(grant);
+    }
+
     pub fn recall_from(&self, recall: Arc<dyn Recall>) {
         *self
             .inner
@@ -292,6 +313,16 @@ impl Engine {
         let mut request = TurnRequest::new(chat_id, prompt).routed(route);
         request.fresh_session = incoming.fresh_session;
         request.cancel = incoming.cancel;
+        let tools = inner
+            .tools
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some(grant) = tools {
+            let grant = grant(chat_id);
+            request.mcp_config = Some(grant.mcp_config);
+            request.extra_allowed_tools = grant.allowed_tools;
+        }
         let mut events = inner.backend.start(request);
 
         let (tx, stream) = TurnStream::channel(256);

@@ -129,6 +129,11 @@ impl SocialServer {
 }
 
 impl SocialServer {
+    /// The tools with their descriptions and schemas, as MCP clients list them.
+    pub fn tools() -> Vec<rmcp::model::Tool> {
+        Self::tool_router().list_all()
+    }
+
     pub fn new(settings: SocialSettings, scopes: ScopeSource) -> Result<SocialServer, ToolError> {
         Ok(SocialServer {
             perplexity: ApiClient::new("Perplexity", settings.calls.clone())?,
@@ -158,7 +163,7 @@ impl SocialServer {
             .perplexity_key
             .clone()
             .ok_or(ToolError::NotConfigured {
-                setting: "[tools.perplexity] api_key (or VALOR__TOOLS__PERPLEXITY__API_KEY)",
+                setting: "PERPLEXITY_API_KEY",
             })?;
         if query.trim().is_empty() {
             return Err(ToolError::Invalid("the query is empty".to_owned()));
@@ -342,7 +347,7 @@ impl SocialServer {
             .openai_key
             .clone()
             .ok_or(ToolError::NotConfigured {
-                setting: "[tools.openai] api_key (or VALOR__TOOLS__OPENAI__API_KEY)",
+                setting: "OPENAI_API_KEY",
             })
     }
 }

@@ -73,7 +73,7 @@ async fn in_process_client_lists_the_tools_with_schemas_and_calls_one() {
         .await
         .unwrap();
     assert_eq!(result.is_error, Some(true));
-    assert!(text_of(&result).starts_with("not configured: set [tools.perplexity] api_key"));
+    assert!(text_of(&result).starts_with("not configured: set PERPLEXITY_API_KEY"));
     client.cancel().await.unwrap();
 }
 

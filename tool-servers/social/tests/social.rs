@@ -158,10 +158,7 @@ async fn a_missing_key_says_what_to_set() {
     };
     let server = SocialServer::new(settings, scopes).unwrap();
     let error = server.search("q").await.unwrap_err();
-    assert_eq!(
-        error.to_string(),
-        "not configured: set [tools.perplexity] api_key (or VALOR__TOOLS__PERPLEXITY__API_KEY)"
-    );
+    assert_eq!(error.to_string(), "not configured: set PERPLEXITY_API_KEY");
     let error = server
         .image("a cat", &Scope::for_chat(dir.path(), 1))
         .await
@@ -169,7 +166,7 @@ async fn a_missing_key_says_what_to_set() {
     assert!(
         error
             .to_string()
-            .starts_with("not configured: set [tools.openai] api_key")
+            .starts_with("not configured: set OPENAI_API_KEY")
     );
 }
 
