@@ -36,8 +36,12 @@ fn settings(base: &str) -> SocialSettings {
 }
 
 fn server(base: &str, workspaces: &std::path::Path) -> SocialServer {
+    server_with(settings(base), workspaces)
+}
+
+fn server_with(settings: SocialSettings, workspaces: &std::path::Path) -> SocialServer {
     SocialServer::new(
-        settings(base),
+        settings,
         ScopeSource {
             workspaces_dir: workspaces.to_owned(),
             fixed: None,
@@ -249,14 +253,7 @@ async fn images_are_checked_before_anything_is_uploaded() {
         [&[0xff, 0xd8, 0xff][..], &big].concat(),
     )
     .unwrap();
-    let server = SocialServer::new(
-        settings,
-        ScopeSource {
-            workspaces_dir: dir.path().to_owned(),
-            fixed: None,
-        },
-    )
-    .unwrap();
+    let server = server_with(settings, dir.path());
 
     let answer = server
         .analyze("received/shot.png", "What error is shown?", &scope)
@@ -326,15 +323,7 @@ async fn save_link_keeps_the_page_in_memory_and_follows_public_redirects() {
         ..FetchPolicy::default()
     };
     let links = Arc::new(Links::default());
-    let server = SocialServer::new(
-        settings,
-        ScopeSource {
-            workspaces_dir: dir.path().to_owned(),
-            fixed: None,
-        },
-    )
-    .unwrap()
-    .with_links(links.clone());
+    let server = server_with(settings, dir.path()).with_links(links.clone());
     let scope = Scope::for_chat(dir.path(), 9);
     let answer = server
         .link(&format!("{}/old", site.uri()), &scope)
