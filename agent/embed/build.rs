@@ -33,9 +33,15 @@ fn main() {
             println!("cargo::rustc-link-lib=dylib=openblas");
             println!("cargo::rustc-cfg=valor_blas");
         }
-        None => println!(
-            "cargo::warning=libopenblas not found: embeddings use the slower built-in matrix \
-             kernels (scripts/setup installs libopenblas-dev; VALOR_OPENBLAS_DIR points elsewhere)"
-        ),
+        None => {
+            // Installing the library later (scripts/setup) must bring this script back.
+            for dir in SEARCHED.iter().filter(|d| Path::new(d).is_dir()) {
+                println!("cargo::rerun-if-changed={dir}");
+            }
+            println!(
+                "cargo::warning=libopenblas not found: embeddings use the slower built-in matrix \
+                 kernels (scripts/setup installs libopenblas-dev; VALOR_OPENBLAS_DIR points elsewhere)"
+            );
+        }
     }
 }

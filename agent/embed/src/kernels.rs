@@ -170,37 +170,29 @@ impl Simd {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) fn attend_avx2(
-        rows: &[f32],
-        context: &mut [f32],
-        length: usize,
-        heads: usize,
-        head_dim: usize,
-    ) {
-        super::attend(rows, context, length, heads, head_dim)
+    /// The two kernels compiled for one instruction set.
+    macro_rules! compiled_for {
+        ($features:literal, $attend:ident, $bias_gelu:ident) => {
+            #[target_feature(enable = $features)]
+            pub(super) fn $attend(
+                rows: &[f32],
+                context: &mut [f32],
+                length: usize,
+                heads: usize,
+                head_dim: usize,
+            ) {
+                super::attend(rows, context, length, heads, head_dim)
+            }
+
+            #[target_feature(enable = $features)]
+            pub(super) fn $bias_gelu(out: &mut [f32], x: &[f32], bias: &[f32]) {
+                super::bias_gelu(out, x, bias)
+            }
+        };
     }
 
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    pub(super) fn attend_avx512(
-        rows: &[f32],
-        context: &mut [f32],
-        length: usize,
-        heads: usize,
-        head_dim: usize,
-    ) {
-        super::attend(rows, context, length, heads, head_dim)
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) fn bias_gelu_avx2(out: &mut [f32], x: &[f32], bias: &[f32]) {
-        super::bias_gelu(out, x, bias)
-    }
-
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    pub(super) fn bias_gelu_avx512(out: &mut [f32], x: &[f32], bias: &[f32]) {
-        super::bias_gelu(out, x, bias)
-    }
+    compiled_for!("avx2,fma", attend_avx2, bias_gelu_avx2);
+    compiled_for!("avx512f,avx2,fma", attend_avx512, bias_gelu_avx512);
 }
 
 /// A dot product with independent partial sums, so it vectorises (a plain f32 `sum` must keep

@@ -186,9 +186,9 @@ fn main() {
         .iter()
         .map(|t| Query::new(t.clone(), 10))
         .collect();
+    let embedder = Embedder::load(&model_dir).unwrap();
     {
         // The parts of a search, alone: what the hybrid number is made of.
-        let embedder = Embedder::load(&model_dir).unwrap();
         let mut embed_times = Vec::new();
         let mut graph_times = Vec::new();
         for text in &query_texts {
@@ -236,7 +236,6 @@ fn main() {
     );
 
     // Recall@10 of the graph at this size, against exact search (ties count).
-    let embedder = Embedder::load(&model_dir).unwrap();
     let sample: Vec<&str> = query_texts.iter().take(100).map(String::as_str).collect();
     let query_vectors = embedder.embed(&sample).unwrap();
     let index_memory = &memory;

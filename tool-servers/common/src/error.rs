@@ -83,3 +83,29 @@ impl From<ToolError> for String {
         error.to_string()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_passing_failures_are_retryable() {
+        let api = |status| ToolError::Api {
+            service: "X",
+            status,
+            message: String::new(),
+        };
+        assert!(api(503).is_retryable());
+        assert!(!api(401).is_retryable());
+        assert!(
+            ToolError::RateLimited {
+                service: "X",
+                retry_after: Duration::from_secs(1)
+            }
+            .is_retryable()
+        );
+        assert!(!ToolError::Refused("x".to_owned()).is_retryable());
+        assert_eq!(api(500).category(), "api");
+        assert_eq!(ToolError::File("x".to_owned()).category(), "file");
+    }
+}

@@ -192,10 +192,10 @@ async fn a_created_image_is_saved_in_the_workspace_and_delivered() {
     let dir = tempfile::tempdir().unwrap();
     let delivered = Arc::new(Mutex::new(Vec::<Delivery>::new()));
     let sink = delivered.clone();
-    let server = server(&fake.uri(), dir.path())
+    let social = server(&fake.uri(), dir.path())
         .with_delivery(Arc::new(move |d| sink.lock().unwrap().push(d)));
     let scope = Scope::for_chat(dir.path(), 42);
-    let answer = server.image("a red fox", &scope).await.unwrap();
+    let answer = social.image("a red fox", &scope).await.unwrap();
     let delivered = delivered.lock().unwrap().clone();
     assert_eq!(delivered.len(), 1);
     assert_eq!(delivered[0].chat_id, 42);
@@ -211,15 +211,11 @@ async fn a_created_image_is_saved_in_the_workspace_and_delivered() {
         )
         .mount(&fake)
         .await;
-    let error = server_for(&fake, dir.path())
+    let error = server(&fake.uri(), dir.path())
         .image("x", &scope)
         .await
         .unwrap_err();
     assert_eq!(error.category(), "encoding");
-}
-
-fn server_for(fake: &MockServer, dir: &std::path::Path) -> SocialServer {
-    server(&fake.uri(), dir)
 }
 
 #[tokio::test]
