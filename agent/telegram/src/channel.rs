@@ -169,6 +169,22 @@ impl TelegramChannel {
         })
     }
 
+    /// Sends a tool's picture to its chat, in the background, paced with the chat's other
+    /// messages. Failures are logged: the tool has already answered the model.
+    pub fn post_photo(&self, photo: crate::photos::OutgoingPhoto) {
+        // Telegram's private chats have positive ids, groups negative ones.
+        let pacer = self.worker(photo.chat_id, photo.chat_id > 0).pacer;
+        let bot = self.inner.bot.clone();
+        tokio::spawn(async move {
+            match crate::photos::send_photo(&bot, &pacer, &photo).await {
+                Ok(()) => {
+                    tracing::info!(chat = photo.chat_id, path = %photo.path.display(), "photo sent")
+                }
+                Err(e) => tracing::warn!(chat = photo.chat_id, error = %e, "cannot send a photo"),
+            }
+        });
+    }
+
     /// Unknown users told no so far.
     pub fn refusals(&self) -> usize {
         self.inner.refusals.load(Ordering::Relaxed)

@@ -3,6 +3,7 @@
 //! - [`channel`]: long polling, access, per-chat order, commands, restart safety.
 //! - [`format`]: Markdown to Telegram HTML, escaped; splitting at 4096 characters on paragraph
 //!   and code-fence boundaries; the plain-text fallback.
+//! - [`photos`]: pictures the tools make, sent to their chat through its pacer.
 //! - [`pairing`]: one-time codes from `valor pair` that let a user join the allow-list.
 //! - [`pacer`]: one pacer per chat for sends and edits together, obeying `retry_after` within a
 //!   cap.
@@ -13,4 +14,5 @@ pub mod channel;
 pub mod format;
 pub mod pacer;
 pub mod pairing;
+pub mod photos;
 pub mod stream;

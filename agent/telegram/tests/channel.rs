@@ -431,3 +431,54 @@ async fn the_webhook_takes_updates_with_the_secret_only_and_each_once() {
     assert_eq!(w.backend.requests().len(), 1);
     w.stop().await;
 }
+
+/// The smallest valid PNG (1x1, grey).
+const PNG: &[u8] = &[
+    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52,
+    0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x00, 0x00, 0x00, 0x00, 0x3a, 0x7e, 0x9b,
+    0x55, 0x00, 0x00, 0x00, 0x0a, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0x60, 0x00, 0x00, 0x00,
+    0x02, 0x00, 0x01, 0x48, 0xaf, 0xa4, 0x71, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0xae,
+    0x42, 0x60, 0x82,
+];
+
+#[tokio::test(start_paused = true)]
+async fn a_tools_photo_reaches_its_chat_after_a_flood_wait_with_its_caption_cut_to_fit() {
+    use valor_telegram::photos::OutgoingPhoto;
+    let dir = tempfile::tempdir().unwrap();
+    let w = world(&dir, ScriptedBackend::echo()).await;
+    let path = dir.path().join("cat.png");
+    std::fs::write(&path, PNG).unwrap();
+    w.fake.flood(FRIEND, Duration::from_secs(7));
+    let long_caption = "a cat ".repeat(400);
+    w.channel.post_photo(OutgoingPhoto {
+        chat_id: FRIEND,
+        path: path.clone(),
+        caption: long_caption,
+    });
+    until(Duration::from_secs(30), || {
+        !w.fake.messages(FRIEND).is_empty()
+    })
+    .await;
+    let sent = &w.fake.messages(FRIEND)[0];
+    assert_eq!(sent.photo.as_deref(), Some(PNG));
+    assert_eq!(sent.visible.chars().count(), 1024);
+    assert!(sent.visible.ends_with('…'));
+    // The 429 was met once and waited out, not hammered.
+    let refused = w.fake.errors(429).len();
+    assert_eq!(refused, 1, "{:?}", w.fake.calls());
+
+    // A file that is not an image is refused by Telegram and nothing else goes out.
+    let text = dir.path().join("notes.png");
+    std::fs::write(&text, b"just text").unwrap();
+    w.channel.post_photo(OutgoingPhoto {
+        chat_id: FRIEND,
+        path: text,
+        caption: String::new(),
+    });
+    until(Duration::from_secs(30), || {
+        w.fake.errors(400).iter().any(|c| c.method == "sendphoto")
+    })
+    .await;
+    assert_eq!(w.fake.messages(FRIEND).len(), 1);
+    w.stop().await;
+}

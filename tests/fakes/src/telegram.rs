@@ -36,6 +36,8 @@ pub struct BotMessage {
     pub sent_at: Instant,
     pub updated_at: Instant,
     pub reply_markup: Option<Value>,
+    /// The uploaded picture of a `sendPhoto` (its caption is `text`).
+    pub photo: Option<Vec<u8>>,
 }
 
 /// One API call and how it ended.
@@ -340,6 +342,11 @@ async fn api(
     let method = method.to_ascii_lowercase();
     let reply = match method.as_str() {
         "getupdates" => get_updates(&shared, &params).await,
+        "sendphoto" => {
+            let boundary = content_type.split("boundary=").nth(1).unwrap_or_default();
+            let photo = multipart_file(&body, boundary.trim_matches('"'), "photo");
+            send_photo(&shared, &params, photo)
+        }
         other => handle(&shared, other, &params),
     };
     let mut state = shared.state.lock().unwrap();
@@ -535,6 +542,7 @@ fn handle(shared: &Shared, method: &str, params: &Value) -> Reply {
                     sent_at: now,
                     updated_at: now,
                     reply_markup: params.get("reply_markup").cloned(),
+                    photo: None,
                 });
                 state.next_message_id += 1;
                 Ok(message_json(next_id, chat_id, text))
@@ -546,6 +554,52 @@ fn handle(shared: &Shared, method: &str, params: &Value) -> Reply {
             None,
         )),
     }
+}
+
+/// `sendPhoto` with an uploaded file, under Telegram's limits: 10 MB, an image, a caption of at
+/// most 1024 characters, the chat's flood limit.
+fn send_photo(shared: &Shared, params: &Value, photo: Option<Vec<u8>>) -> Reply {
+    let chat_id =
+        params["chat_id"]
+            .as_i64()
+            .ok_or((400, "Bad Request: chat not found".to_owned(), None))?;
+    let mut state = shared.state.lock().unwrap();
+    let now = Instant::now();
+    let entry = state.chats.entry(chat_id).or_default();
+    flood_check(entry, chat_id, now)?;
+    let Some(photo) = photo else {
+        return bad("Bad Request: there is no photo in the request");
+    };
+    if photo.len() > 10 * 1024 * 1024 {
+        return Err((413, "Request Entity Too Large".to_owned(), None));
+    }
+    let image = photo.starts_with(b"\x89PNG\r\n\x1a\n") || photo.starts_with(&[0xff, 0xd8, 0xff]);
+    if !image {
+        return bad("Bad Request: IMAGE_PROCESS_FAILED");
+    }
+    let caption = params["caption"].as_str().unwrap_or_default();
+    if caption.chars().count() > 1024 {
+        return bad("Bad Request: message caption is too long");
+    }
+    let next_id = state.next_message_id;
+    let entry = state.chats.entry(chat_id).or_default();
+    entry.sent.push(now);
+    entry.messages.push(BotMessage {
+        message_id: next_id,
+        text: caption.to_owned(),
+        html: false,
+        visible: caption.to_owned(),
+        edits: 0,
+        sent_at: now,
+        updated_at: now,
+        reply_markup: None,
+        photo: Some(photo),
+    });
+    state.next_message_id += 1;
+    let mut message = message_json(next_id, chat_id, caption);
+    message["photo"] = json!([{"file_id": format!("photo{next_id}"),
+        "file_unique_id": format!("uphoto{next_id}"), "width": 1, "height": 1}]);
+    Ok(message)
 }
 
 fn message_json(message_id: i64, chat_id: i64, text: &str) -> Value {
@@ -709,6 +763,34 @@ pub fn text_update(update_id: i64, chat_id: i64, user_id: i64, text: &str) -> Va
         "message_id": update_id, "date": 1_800_000_000, "chat": chat(chat_id),
         "from": user(user_id, &format!("user{user_id}")), "text": text,
     }})
+}
+
+/// The bytes of the file part `name` of a multipart/form-data body.
+fn multipart_file(body: &[u8], boundary: &str, name: &str) -> Option<Vec<u8>> {
+    let delimiter = format!("--{boundary}");
+    let header = format!("name=\"{name}\"");
+    let mut rest = body;
+    while let Some(start) = find(rest, delimiter.as_bytes()) {
+        rest = &rest[start + delimiter.len()..];
+        let end = find(rest, delimiter.as_bytes()).unwrap_or(rest.len());
+        let part = &rest[..end];
+        let head_end = find(part, b"\r\n\r\n")?;
+        let head = String::from_utf8_lossy(&part[..head_end]);
+        if head.contains(&header) {
+            let value = &part[head_end + 4..];
+            let value = value.strip_suffix(b"\r\n").unwrap_or(value);
+            // teloxide may send `photo=attach://<part>` and the file in that part.
+            if let Some(other) = value.strip_prefix(b"attach://") {
+                return multipart_file(body, boundary, &String::from_utf8_lossy(other));
+            }
+            return Some(value.to_vec());
+        }
+    }
+    None
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 /// The fields of a multipart/form-data body; numbers and JSON values are parsed, the rest kept
