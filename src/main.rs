@@ -10,6 +10,7 @@ mod memory_cmd;
 mod pair;
 mod run;
 mod stats;
+mod tool_servers;
 mod tools_cmd;
 
 use std::path::PathBuf;

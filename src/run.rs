@@ -93,7 +93,18 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
     tasks.spawn(Arc::clone(&monitor).run(shutdown.clone()));
     tasks.spawn(agent.reaper().run(REAP_EVERY, shutdown.clone()));
     tasks.spawn(agent.memory.clone().run_worker(shutdown.clone()));
-    if let Some(channel) = telegram(&config, &loaded_secrets, &agent, &monitor, &state.metrics)? {
+    let channel = telegram(&config, &loaded_secrets, &agent, &monitor, &state.metrics)?;
+    // Pictures the tools make go to their chat as photos.
+    let deliver = channel.clone().map(|channel| {
+        Arc::new(move |d: valor_tools::Delivery| {
+            channel.post_photo(valor_telegram::photos::OutgoingPhoto {
+                chat_id: d.chat_id,
+                path: d.path,
+                caption: d.caption,
+            });
+        }) as valor_tools::Deliver
+    });
+    if let Some(channel) = channel {
         let stop = shutdown.clone();
         tasks.spawn(async move {
             if let Err(e) = channel.run(stop).await {
@@ -110,17 +121,19 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
         }
     });
     let server_shutdown = shutdown.clone();
+    let hosted = crate::tool_servers::host_tools(
+        &config,
+        &loaded_secrets,
+        &agent,
+        &crate::health_cmd::base_url(addr),
+        deliver,
+    )?;
     let routes = server::router(state)
         .merge(valor_recall::api::router(
             agent.memory.clone(),
             memory_token,
         ))
-        .merge(crate::tools_cmd::host_tools(
-            &config,
-            &loaded_secrets,
-            &agent,
-            &crate::health_cmd::base_url(addr),
-        )?);
+        .merge(hosted.routes);
     tasks.spawn(async move {
         if let Err(e) = server::serve(listener, routes, server_shutdown).await {
             tracing::error!(error = %e, "health server stopped");
@@ -145,6 +158,7 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
     let drained = tokio::time::timeout(SHUTDOWN_DEADLINE, async {
         // Running turns are cancelled and every Claude process group ends.
         agent.shutdown().await;
+        hosted.browser.close().await;
         while tasks.join_next().await.is_some() {}
     })
     .await;

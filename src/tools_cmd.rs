@@ -3,23 +3,20 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use rmcp::ServiceExt;
 use serde_json::{Value, json};
 use valor_config::{Config, ConfigSource, Secrets};
-use valor_core::engine::ToolGrant;
-use valor_memory::{MemoryKind, MemoryRecord, Store};
-use valor_tool_social::{LinkStore, SavedLink, SocialServer, SocialSettings};
-use valor_tools::fetch::FetchPolicy;
-use valor_tools::host::{Grants, ToolHost, route};
-use valor_tools::http::CallPolicy;
+use valor_memory::{Store, StoreError};
+use valor_recall::{Memory, MemorySettings};
+use valor_tool_dev::DevServer;
+use valor_tool_notion::NotionServer;
+use valor_tool_social::SocialServer;
+use valor_tool_telegram::TelegramServer;
 use valor_tools::{Scope, ScopeSource};
 
-/// The servers Valor has.
-pub const SERVERS: &[&str] = &["social"];
+use crate::tool_servers::{SERVERS, dev_server, notion_server, social_server, telegram_server};
 
 #[derive(Debug, Args)]
 pub struct ToolsArgs {
@@ -37,109 +34,13 @@ enum ToolsCommand {
     },
     /// Serve one server over stdio (MCP), for any MCP client.
     Serve {
-        /// The server: social.
+        /// The server: social, telegram, notion or dev.
         name: String,
         /// Bind every call to this chat (other chat ids are refused); without it a call's own
         /// chat id picks the workspace.
         #[arg(long)]
         chat: Option<i64>,
     },
-}
-
-/// The social server's settings from the config and the environment's keys.
-pub fn social_settings(config: &Config, secrets: &Secrets) -> SocialSettings {
-    let tools = &config.tools;
-    let key = |s: &Option<valor_config::Secret>| s.as_ref().map(|s| s.expose().to_owned());
-    SocialSettings {
-        perplexity_base_url: tools.perplexity.base_url.trim_end_matches('/').to_owned(),
-        perplexity_key: key(&secrets.perplexity_api_key),
-        perplexity_model: tools.perplexity.model.clone(),
-        openai_base_url: tools.openai.base_url.trim_end_matches('/').to_owned(),
-        openai_key: key(&secrets.openai_api_key),
-        image_model: tools.openai.image_model.clone(),
-        vision_model: tools.openai.vision_model.clone(),
-        max_image_bytes: tools.openai.max_image_mb.saturating_mul(1024 * 1024),
-        calls: CallPolicy {
-            timeout: Duration::from_secs(tools.timeout_secs.max(1)),
-            retries: tools.retries,
-            ..CallPolicy::default()
-        },
-        links: FetchPolicy {
-            timeout: Duration::from_secs(tools.links.timeout_secs.max(1)),
-            max_bytes: tools.links.max_kb.saturating_mul(1024),
-            max_redirects: tools.links.max_redirects,
-            allow_private: tools.links.allow_private,
-            ..FetchPolicy::default()
-        },
-    }
-}
-
-/// Saved links go into the memory store as `link` memories.
-pub struct StoreLinks(pub Store);
-
-impl LinkStore for StoreLinks {
-    fn save_link(&self, link: SavedLink) -> Result<u64, String> {
-        let at_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        self.0
-            .save_memory(MemoryRecord {
-                id: 0,
-                kind: MemoryKind::Link,
-                chat_id: Some(link.chat_id),
-                at_ms,
-                title: link.title,
-                text: link.text,
-                url: Some(link.url),
-            })
-            .map(|saved| saved.id)
-            .map_err(|e| e.to_string())
-    }
-}
-
-/// The social server for `config`, saving links into `store` when given.
-pub fn social_server(
-    config: &Config,
-    secrets: &Secrets,
-    scopes: ScopeSource,
-    store: Option<Store>,
-) -> anyhow::Result<SocialServer> {
-    let server = SocialServer::new(social_settings(config, secrets), scopes)?;
-    Ok(match store {
-        Some(store) => server.with_links(Arc::new(StoreLinks(store))),
-        None => server,
-    })
-}
-
-/// Hosts the tool servers on the agent's HTTP server (`/mcp/<name>`, bearer tokens bound to one
-/// chat) and gives every turn its chat's MCP config.
-pub fn host_tools(
-    config: &Config,
-    secrets: &Secrets,
-    agent: &crate::agent::Agent,
-    base_url: &str,
-) -> anyhow::Result<axum::Router> {
-    let grants = Grants::default();
-    let workspaces_dir = config.claude.workspaces_dir.clone();
-    let scopes = ScopeSource {
-        workspaces_dir: workspaces_dir.clone(),
-        fixed: None,
-    };
-    let social = social_server(config, secrets, scopes, Some(agent.store.clone()))?;
-    let routes = route("social", move || social.clone(), grants.clone());
-    let host = ToolHost {
-        base_url: base_url.to_owned(),
-        servers: SERVERS.iter().map(|s| (*s).to_owned()).collect(),
-        grants,
-    };
-    agent.engine.tools_from(Arc::new(move |chat_id| {
-        let scope = Scope::for_chat(&workspaces_dir, chat_id);
-        ToolGrant {
-            mcp_config: host.mcp_config(scope),
-            allowed_tools: host.allowed_tools(),
-        }
-    }));
-    Ok(routes)
 }
 
 pub async fn tools(config_path: Option<PathBuf>, args: ToolsArgs) -> ExitCode {
@@ -166,7 +67,12 @@ pub async fn tools(config_path: Option<PathBuf>, args: ToolsArgs) -> ExitCode {
 }
 
 fn catalogue() -> Vec<(&'static str, Vec<rmcp::model::Tool>)> {
-    vec![("social", SocialServer::tools())]
+    vec![
+        ("social", SocialServer::tools()),
+        ("telegram", TelegramServer::tools()),
+        ("notion", NotionServer::tools()),
+        ("dev", DevServer::tools()),
+    ]
 }
 
 fn list(as_json: bool) -> anyhow::Result<()> {
@@ -236,6 +142,47 @@ async fn serve(
             let server = social_server(config, secrets, scopes, store)?;
             let running = server.serve(rmcp::transport::stdio()).await?;
             running.waiting().await?;
+            Ok(())
+        }
+        "telegram" => {
+            let store = Store::open(&config.memory.path).map_err(|e| match e {
+                StoreError::Locked { .. } => anyhow::anyhow!(
+                    "the memory store is in use by a running Valor; it serves these tools itself \
+                     (at /mcp/telegram on its health port, for its own Claude Code turns)"
+                ),
+                other => other.into(),
+            })?;
+            let home = std::env::var("HOME").ok();
+            let settings = MemorySettings::beside(
+                &config.memory.path,
+                config.memory.resolved_model_dir(home.as_deref()),
+            );
+            let memory = Memory::open(store, settings)?;
+            // Searches use meaning as well as words once the model is loaded; messages not yet
+            // embedded are embedded meanwhile.
+            memory.prepare().await;
+            let stop = tokio_util::sync::CancellationToken::new();
+            let worker = tokio::spawn(memory.clone().run_worker(stop.clone()));
+            let server = telegram_server(memory, scopes);
+            let running = server.serve(rmcp::transport::stdio()).await?;
+            running.waiting().await?;
+            stop.cancel();
+            let _ = worker.await;
+            Ok(())
+        }
+        "notion" => {
+            let running = notion_server(config, secrets)?
+                .serve(rmcp::transport::stdio())
+                .await?;
+            running.waiting().await?;
+            Ok(())
+        }
+        "dev" => {
+            let server = dev_server(config, secrets, scopes)?;
+            let browser = std::sync::Arc::clone(server.browser());
+            let running = server.serve(rmcp::transport::stdio()).await?;
+            running.waiting().await?;
+            browser.close().await;
             Ok(())
         }
         other => anyhow::bail!(

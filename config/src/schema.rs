@@ -334,6 +334,8 @@ pub struct ToolsConfig {
     pub perplexity: PerplexityConfig,
     pub openai: OpenAiConfig,
     pub links: LinksConfig,
+    pub notion: NotionConfig,
+    pub dev: DevConfig,
 }
 
 impl Default for ToolsConfig {
@@ -344,6 +346,55 @@ impl Default for ToolsConfig {
             perplexity: PerplexityConfig::default(),
             openai: OpenAiConfig::default(),
             links: LinksConfig::default(),
+            notion: NotionConfig::default(),
+            dev: DevConfig::default(),
+        }
+    }
+}
+
+/// `[tools.notion]`: `query_notion_projects`, and comments on bug-report tasks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotionConfig {
+    pub base_url: String,
+    /// The `Notion-Version` header (the API version the answers are read as).
+    pub version: String,
+    /// Workspace name -> task database id. A name not listed is looked up with Notion's search
+    /// among the databases shared with the integration.
+    pub databases: BTreeMap<String, String>,
+}
+
+impl Default for NotionConfig {
+    fn default() -> Self {
+        NotionConfig {
+            base_url: "https://api.notion.com".to_owned(),
+            version: "2022-06-28".to_owned(),
+            databases: BTreeMap::new(),
+        }
+    }
+}
+
+/// `[tools.dev]`: screenshots and bug reports of the app under development.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DevConfig {
+    /// The page a bug report opens (empty: the tool answers "not configured").
+    pub app_url: String,
+    /// The browser: empty finds Debian's `chromium` (or `chromium-browser`, `google-chrome`).
+    pub chromium: PathBuf,
+    /// Seconds a page may take to load.
+    pub page_timeout_secs: u64,
+    /// Browser window (and screenshot) width and height, in CSS pixels.
+    pub viewport: [u32; 2],
+}
+
+impl Default for DevConfig {
+    fn default() -> Self {
+        DevConfig {
+            app_url: String::new(),
+            chromium: PathBuf::new(),
+            page_timeout_secs: 30,
+            viewport: [1280, 800],
         }
     }
 }

@@ -162,8 +162,8 @@ impl ApiClient {
                         return Err(Failure::Final(ToolError::Malformed {
                             service,
                             reason: format!(
-                                "the answer is larger than {} MB",
-                                self.policy.max_body / (1024 * 1024)
+                                "the answer is larger than {} KB",
+                                self.policy.max_body / 1024
                             ),
                         }));
                     }

@@ -15,5 +15,6 @@ mod settings;
 
 pub use extract::{Extracted, extract};
 pub use image::{ImageKind, check_image};
-pub use server::{Delivery, LinkStore, SavedLink, SocialServer};
+pub use server::{LinkStore, SavedLink, SocialServer};
 pub use settings::SocialSettings;
+pub use valor_tools::Delivery;

@@ -11,18 +11,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use valor_tools::fetch::fetch_page;
 use valor_tools::http::ApiClient;
-use valor_tools::{Scope, ScopeSource, ToolError};
+use valor_tools::{Deliver, Delivery, Scope, ScopeSource, ToolError};
 
 use crate::image::{ImageKind, check_image};
 use crate::{SocialSettings, extract};
-
-/// Something a tool made that the agent sends to the chat (a photo).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Delivery {
-    pub chat_id: i64,
-    pub path: std::path::PathBuf,
-    pub caption: String,
-}
 
 /// Where saved links go (the agent's memory store).
 pub trait LinkStore: Send + Sync {
@@ -43,7 +35,7 @@ pub struct SocialServer {
     settings: Arc<SocialSettings>,
     scopes: ScopeSource,
     links: Option<Arc<dyn LinkStore>>,
-    deliver: Option<Arc<dyn Fn(Delivery) + Send + Sync>>,
+    deliver: Option<Deliver>,
     perplexity: ApiClient,
     openai: ApiClient,
 }
@@ -152,7 +144,7 @@ impl SocialServer {
     }
 
     /// Who sends created images to the chat.
-    pub fn with_delivery(mut self, deliver: Arc<dyn Fn(Delivery) + Send + Sync>) -> Self {
+    pub fn with_delivery(mut self, deliver: Deliver) -> Self {
         self.deliver = Some(deliver);
         self
     }

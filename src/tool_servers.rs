@@ -1,0 +1,260 @@
+//! The tool servers built from the config: their settings, the agent's stores behind them, and
+//! hosting them for the agent's Claude Code turns (`valor run`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use valor_config::{Config, Secrets};
+use valor_core::engine::ToolGrant;
+use valor_memory::{MemoryKind, MemoryRecord, Store};
+use valor_recall::Memory;
+use valor_recall::catalogue::Filter;
+use valor_recall::search::Query;
+use valor_tool_dev::{BrowserSettings, DevServer, DevSettings};
+use valor_tool_notion::{NotionClient, NotionServer, NotionSettings};
+use valor_tool_social::{LinkStore, SavedLink, SocialServer, SocialSettings};
+use valor_tool_telegram::{History, HistoryLine, TelegramServer};
+use valor_tools::fetch::FetchPolicy;
+use valor_tools::host::{Grants, ToolHost, route};
+use valor_tools::http::CallPolicy;
+use valor_tools::{Deliver, Scope, ScopeSource};
+
+/// The servers Valor has.
+pub const SERVERS: &[&str] = &["social", "telegram", "notion", "dev"];
+
+/// The social server's settings from the config and the environment's keys.
+pub fn social_settings(config: &Config, secrets: &Secrets) -> SocialSettings {
+    let tools = &config.tools;
+    let key = |s: &Option<valor_config::Secret>| s.as_ref().map(|s| s.expose().to_owned());
+    SocialSettings {
+        perplexity_base_url: tools.perplexity.base_url.trim_end_matches('/').to_owned(),
+        perplexity_key: key(&secrets.perplexity_api_key),
+        perplexity_model: tools.perplexity.model.clone(),
+        openai_base_url: tools.openai.base_url.trim_end_matches('/').to_owned(),
+        openai_key: key(&secrets.openai_api_key),
+        image_model: tools.openai.image_model.clone(),
+        vision_model: tools.openai.vision_model.clone(),
+        max_image_bytes: tools.openai.max_image_mb.saturating_mul(1024 * 1024),
+        calls: call_policy(config),
+        links: FetchPolicy {
+            timeout: Duration::from_secs(tools.links.timeout_secs.max(1)),
+            max_bytes: tools.links.max_kb.saturating_mul(1024),
+            max_redirects: tools.links.max_redirects,
+            allow_private: tools.links.allow_private,
+            ..FetchPolicy::default()
+        },
+    }
+}
+
+/// How external APIs are called, from `[tools]`.
+fn call_policy(config: &Config) -> CallPolicy {
+    CallPolicy {
+        timeout: Duration::from_secs(config.tools.timeout_secs.max(1)),
+        retries: config.tools.retries,
+        ..CallPolicy::default()
+    }
+}
+
+/// The Notion client's settings from `[tools.notion]` and `NOTION_API_KEY`.
+pub fn notion_settings(config: &Config, secrets: &Secrets) -> NotionSettings {
+    let notion = &config.tools.notion;
+    NotionSettings {
+        base_url: notion.base_url.trim_end_matches('/').to_owned(),
+        key: secrets
+            .notion_api_key
+            .as_ref()
+            .map(|s| s.expose().to_owned()),
+        version: notion.version.clone(),
+        databases: notion
+            .databases
+            .iter()
+            .map(|(name, id)| (name.to_lowercase(), id.clone()))
+            .collect(),
+        calls: call_policy(config),
+    }
+}
+
+pub fn notion_server(config: &Config, secrets: &Secrets) -> anyhow::Result<NotionServer> {
+    Ok(NotionServer::new(NotionClient::new(notion_settings(
+        config, secrets,
+    ))?))
+}
+
+/// The dev server from `[tools.dev]`; bug reports comment on Notion tasks when Notion has a
+/// key. Its one browser is shared by every session (clones share it).
+pub fn dev_server(
+    config: &Config,
+    secrets: &Secrets,
+    scopes: ScopeSource,
+) -> anyhow::Result<DevServer> {
+    let dev = &config.tools.dev;
+    let settings = DevSettings {
+        app_url: dev.app_url.clone(),
+        browser: BrowserSettings {
+            executable: dev.chromium.clone(),
+            page_timeout: Duration::from_secs(dev.page_timeout_secs.max(1)),
+            viewport: (dev.viewport[0].max(100), dev.viewport[1].max(100)),
+        },
+    };
+    let server = DevServer::new(settings, scopes);
+    Ok(match secrets.notion_api_key {
+        Some(_) => server.with_notion(NotionClient::new(notion_settings(config, secrets))?),
+        None => server,
+    })
+}
+
+/// Saved links go into the memory store as `link` memories.
+pub struct StoreLinks(pub Store);
+
+impl LinkStore for StoreLinks {
+    fn save_link(&self, link: SavedLink) -> Result<u64, String> {
+        let at_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        self.0
+            .save_memory(MemoryRecord {
+                id: 0,
+                kind: MemoryKind::Link,
+                chat_id: Some(link.chat_id),
+                at_ms,
+                title: link.title,
+                text: link.text,
+                url: Some(link.url),
+            })
+            .map(|saved| saved.id)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// The social server for `config`, saving links into `store` when given.
+pub fn social_server(
+    config: &Config,
+    secrets: &Secrets,
+    scopes: ScopeSource,
+    store: Option<Store>,
+) -> anyhow::Result<SocialServer> {
+    let server = SocialServer::new(social_settings(config, secrets), scopes)?;
+    Ok(match store {
+        Some(store) => server.with_links(Arc::new(StoreLinks(store))),
+        None => server,
+    })
+}
+
+/// The hosted servers' routes, and the browser to close when the agent stops (a browser left
+/// running would outlive Valor).
+pub struct Hosted {
+    pub routes: axum::Router,
+    pub browser: Arc<valor_tool_dev::WarmBrowser>,
+}
+
+/// Hosts the tool servers on the agent's HTTP server (`/mcp/<name>`, bearer tokens bound to one
+/// chat) and gives every turn its chat's MCP config.
+pub fn host_tools(
+    config: &Config,
+    secrets: &Secrets,
+    agent: &crate::agent::Agent,
+    base_url: &str,
+    deliver: Option<Deliver>,
+) -> anyhow::Result<Hosted> {
+    let grants = Grants::default();
+    let workspaces_dir = config.claude.workspaces_dir.clone();
+    let scopes = ScopeSource {
+        workspaces_dir: workspaces_dir.clone(),
+        fixed: None,
+    };
+    let mut social = social_server(config, secrets, scopes.clone(), Some(agent.store.clone()))?;
+    let mut dev = dev_server(config, secrets, scopes.clone())?;
+    if let Some(deliver) = deliver {
+        social = social.with_delivery(deliver.clone());
+        dev = dev.with_delivery(deliver);
+    }
+    let browser = Arc::clone(dev.browser());
+    let telegram = telegram_server(agent.memory.clone(), scopes);
+    let notion = notion_server(config, secrets)?;
+    let routes = route("social", move || social.clone(), grants.clone())
+        .merge(route("telegram", move || telegram.clone(), grants.clone()))
+        .merge(route("notion", move || notion.clone(), grants.clone()))
+        .merge(route("dev", move || dev.clone(), grants.clone()));
+    let host = ToolHost {
+        base_url: base_url.to_owned(),
+        servers: SERVERS.iter().map(|s| (*s).to_owned()).collect(),
+        grants,
+    };
+    agent.engine.tools_from(Arc::new(move |chat_id| {
+        let scope = Scope::for_chat(&workspaces_dir, chat_id);
+        ToolGrant {
+            mcp_config: host.mcp_config(scope),
+            allowed_tools: host.allowed_tools(),
+        }
+    }));
+    Ok(Hosted { routes, browser })
+}
+
+/// A chat's history from the agent's memory: hybrid search over its messages, and its
+/// messages by time from the store.
+pub struct MemoryHistory(pub Memory);
+
+/// Messages read from the store for a time listing before filtering by time.
+const HISTORY_SCAN: usize = 5000;
+
+impl History for MemoryHistory {
+    fn search(&self, chat_id: i64, query: &str, limit: usize) -> Result<Vec<HistoryLine>, String> {
+        let query = Query {
+            text: query.to_owned(),
+            filter: Filter {
+                chat_id: Some(chat_id),
+                kinds: vec![MemoryKind::Message],
+                ..Filter::default()
+            },
+            limit,
+        };
+        let result = self.0.search(&query).map_err(|e| e.to_string())?;
+        Ok(result
+            .hits
+            .into_iter()
+            .map(|hit| HistoryLine {
+                at_ms: hit.at_ms,
+                // A message's title is "who: headline".
+                who: hit
+                    .title
+                    .split_once(": ")
+                    .map_or("someone", |(who, _)| who)
+                    .to_owned(),
+                text: hit.snippet,
+                score: Some(hit.score),
+            })
+            .collect())
+    }
+
+    fn since(&self, chat_id: i64, since_ms: u64, limit: usize) -> Result<Vec<HistoryLine>, String> {
+        let messages = self
+            .0
+            .store()
+            .recent_messages(chat_id, HISTORY_SCAN)
+            .map_err(|e| e.to_string())?;
+        let mut lines: Vec<HistoryLine> = messages
+            .into_iter()
+            .filter(|m| m.at_ms >= since_ms)
+            .map(|m| {
+                let document = valor_memory::Document::from(m);
+                HistoryLine {
+                    at_ms: document.at_ms,
+                    who: document
+                        .title
+                        .split_once(": ")
+                        .map_or("someone", |(who, _)| who)
+                        .to_owned(),
+                    text: document.text,
+                    score: None,
+                }
+            })
+            .collect();
+        let skip = lines.len().saturating_sub(limit);
+        Ok(lines.split_off(skip))
+    }
+}
+
+/// The telegram server over the agent's memory.
+pub fn telegram_server(memory: Memory, scopes: ScopeSource) -> TelegramServer {
+    TelegramServer::new(Arc::new(MemoryHistory(memory)), scopes)
+}

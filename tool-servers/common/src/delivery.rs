@@ -1,0 +1,16 @@
+//! What a tool makes for the chat (a created image, a bug report's screenshot), handed to the
+//! agent to send. The tool answers the model at once; sending is the channel's job.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// A picture for a chat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub chat_id: i64,
+    pub path: PathBuf,
+    pub caption: String,
+}
+
+/// Who sends deliveries (the Telegram channel, in `valor run`).
+pub type Deliver = Arc<dyn Fn(Delivery) + Send + Sync>;

@@ -1,0 +1,15 @@
+//! Valor's `notion` MCP server.
+//!
+//! - `query_notion_projects(workspace, question)`: finds the workspace's task database (from
+//!   `[tools.notion] databases`, else Notion's search), reads its tasks, and answers with those
+//!   the question is about: status, assignee, due date and link of each.
+//!
+//! [`NotionClient`] is also what the dev server comments on a task with.
+
+mod client;
+mod server;
+mod task;
+
+pub use client::{NotionClient, NotionSettings};
+pub use server::NotionServer;
+pub use task::{Task, TaskFilter, render_tasks};

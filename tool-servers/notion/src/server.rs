@@ -1,0 +1,111 @@
+//! The MCP server: the tool description the model reads, its parameters, and the call.
+
+use std::sync::Arc;
+
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::{schemars, tool, tool_router};
+use serde::Deserialize;
+use valor_tools::ToolError;
+
+use crate::client::NotionClient;
+use crate::task::{TaskFilter, render_tasks};
+
+#[derive(Clone)]
+pub struct NotionServer {
+    client: NotionClient,
+    /// Today as `YYYY-MM-DD` (tests fix it).
+    today: Arc<dyn Fn() -> String + Send + Sync>,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub struct ProjectParams {
+    /// The project or workspace name, e.g. "valor" (its task database in Notion).
+    pub workspace: String,
+    /// What the user wants to know, e.g. "what is blocked?", "what is overdue?", "what is
+    /// Ada working on?"; the tasks it names by status, person or lateness are picked out.
+    pub question: String,
+}
+
+#[tool_router(server_handler)]
+impl NotionServer {
+    #[tool(
+        description = "Look up a project's tasks in Notion: status, assignee, due date and link of each. Use it for questions about project work — what is in progress, blocked or overdue, who works on what, what is due soon."
+    )]
+    async fn query_notion_projects(
+        &self,
+        Parameters(p): Parameters<ProjectParams>,
+    ) -> Result<String, String> {
+        Ok(self.projects(&p.workspace, &p.question).await?)
+    }
+}
+
+impl NotionServer {
+    /// The tools with their descriptions and schemas, as MCP clients list them.
+    pub fn tools() -> Vec<rmcp::model::Tool> {
+        Self::tool_router().list_all()
+    }
+
+    pub fn new(client: NotionClient) -> NotionServer {
+        NotionServer {
+            client,
+            today: Arc::new(today),
+        }
+    }
+
+    /// Reads today's date from `today` instead of the system clock.
+    pub fn with_today(mut self, today: Arc<dyn Fn() -> String + Send + Sync>) -> Self {
+        self.today = today;
+        self
+    }
+
+    pub async fn projects(&self, workspace: &str, question: &str) -> Result<String, ToolError> {
+        if workspace.trim().is_empty() {
+            return Err(ToolError::Invalid(
+                "name the workspace (project) to look up".to_owned(),
+            ));
+        }
+        let database = self.client.database_for(workspace).await?;
+        let tasks = self.client.tasks(&database).await?;
+        let filter = TaskFilter::from_question(question, &tasks);
+        Ok(render_tasks(
+            &database.title,
+            &tasks,
+            &filter,
+            &(self.today)(),
+        ))
+    }
+}
+
+/// Today (UTC) as `YYYY-MM-DD`.
+fn today() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    civil_date(secs / 86_400)
+}
+
+/// The calendar date of a day count since 1970-01-01 (Howard Hinnant's algorithm).
+pub(crate) fn civil_date(days: u64) -> String {
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::civil_date;
+
+    #[test]
+    fn day_counts_become_calendar_dates() {
+        assert_eq!(civil_date(0), "1970-01-01");
+        assert_eq!(civil_date(20_819), "2027-01-01");
+        assert_eq!(civil_date(11_016), "2000-02-29");
+    }
+}
