@@ -78,3 +78,181 @@ fn valor_run_answers_a_friend_in_telegram_through_the_real_cli() {
     );
     drop(runtime);
 }
+
+/// The smallest valid PNG (1x1, grey).
+const PNG: &[u8] = &[
+    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52,
+    0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x00, 0x00, 0x00, 0x00, 0x3a, 0x7e, 0x9b,
+    0x55, 0x00, 0x00, 0x00, 0x0a, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0x60, 0x00, 0x00, 0x00,
+    0x02, 0x00, 0x01, 0x48, 0xaf, 0xa4, 0x71, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0xae,
+    0x42, 0x60, 0x82,
+];
+
+/// The whole path of a tool: the real CLI, given the agent's per-chat MCP config, calls
+/// `create_image` on the server `valor run` hosts; the image (from a fake OpenAI) is saved in
+/// the chat's workspace and reaches the fake Telegram chat as a photo, then the answer follows.
+#[test]
+fn a_picture_the_model_makes_with_a_hosted_tool_reaches_the_chat_as_a_photo() {
+    use base64::Engine as _;
+    use serde_json::json;
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (anthropic, telegram, openai) = runtime.block_on(async {
+        let anthropic = FakeAnthropic::start(|turn| {
+            if let Some((_, content, is_error)) = &turn.last_tool_result {
+                return Reply::text(&format!("Done ({is_error}): {content}"));
+            }
+            if turn.asks("draw") && turn.tools.iter().any(|t| t == "mcp__social__create_image") {
+                return Reply::tool(
+                    "mcp__social__create_image",
+                    json!({"prompt": "a red cat on a sofa", "chat_id": 100}),
+                );
+            }
+            Reply::text("no tool offered")
+        })
+        .await;
+        let openai = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/v1/images/generations"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "created": 1_790_000_000,
+                "data": [{"b64_json": base64::engine::general_purpose::STANDARD.encode(PNG)}],
+                "usage": {"total_tokens": 100, "input_tokens": 10, "output_tokens": 90},
+            })))
+            .expect(1)
+            .mount(&openai)
+            .await;
+        (anthropic, FakeTelegram::start().await, openai)
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let workspaces = dir.path().join("workspaces");
+    let mut service = Service::start(
+        valor(dir.path())
+            .arg("run")
+            .env("VALOR__HEALTH__BIND", "127.0.0.1:0")
+            .env("VALOR__CLAUDE__WORKSPACES_DIR", &workspaces)
+            .env("TELEGRAM_BOT_TOKEN", &telegram.token)
+            .env("VALOR__TELEGRAM__API_URL", &telegram.url)
+            .env("VALOR__TELEGRAM__ALLOWED_USERS", "[100]")
+            .env("VALOR__TELEGRAM__POLL_TIMEOUT_SECS", "1")
+            .env(
+                "VALOR__TOOLS__OPENAI__BASE_URL",
+                format!("{}/v1", openai.uri()),
+            )
+            .env("OPENAI_API_KEY", "sk-openai-test")
+            .env("ANTHROPIC_BASE_URL", &anthropic.url)
+            .env("ANTHROPIC_API_KEY", "sk-ant-test")
+            .env("CLAUDE_CODE_MAX_RETRIES", "1"),
+    );
+    telegram.user_says(100, 100, "draw me a cat please");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let messages = telegram.messages(100);
+        let photo = messages.iter().find(|m| m.photo.is_some());
+        let answered = messages.last().is_some_and(|m| {
+            m.visible
+                .starts_with("Done (false): Image created and sent")
+        });
+        if let (Some(photo), true) = (photo, answered) {
+            assert_eq!(photo.photo.as_deref(), Some(PNG));
+            assert_eq!(photo.visible, "a red cat on a sofa");
+            break;
+        }
+        let texts: Vec<String> = messages.into_iter().map(|m| m.visible).collect();
+        assert!(
+            Instant::now() < deadline,
+            "no photo: {texts:?}\n{:?}\n{}",
+            anthropic
+                .requests()
+                .iter()
+                .map(|r| r.tools.clone())
+                .collect::<Vec<_>>(),
+            service.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The image is in chat 100's workspace.
+    let images: Vec<_> = std::fs::read_dir(workspaces.join("chat_100/images"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(images.len(), 1);
+    assert_eq!(std::fs::read(&images[0]).unwrap(), PNG);
+
+    service.signal("TERM");
+    assert!(
+        service.wait_for_exit(Duration::from_secs(5)).success(),
+        "{}",
+        service.logs()
+    );
+    drop(runtime);
+}
+
+/// The telegram tool server, hosted by `valor run`, reads the chat's own history from memory.
+#[test]
+fn the_model_searches_the_chats_history_through_the_hosted_server() {
+    use serde_json::json;
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (anthropic, telegram) = runtime.block_on(async {
+        let anthropic = FakeAnthropic::start(|turn| {
+            if let Some((_, content, is_error)) = &turn.last_tool_result {
+                return Reply::text(&format!("Found ({is_error}): {content}"));
+            }
+            if turn.asks("what did I say") {
+                return Reply::tool(
+                    "mcp__telegram__search_conversation_history",
+                    json!({"query": "harbour", "chat_id": 100}),
+                );
+            }
+            Reply::text("Noted.")
+        })
+        .await;
+        (anthropic, FakeTelegram::start().await)
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut service = Service::start(
+        valor(dir.path())
+            .arg("run")
+            .env("VALOR__HEALTH__BIND", "127.0.0.1:0")
+            .env("TELEGRAM_BOT_TOKEN", &telegram.token)
+            .env("VALOR__TELEGRAM__API_URL", &telegram.url)
+            .env("VALOR__TELEGRAM__ALLOWED_USERS", "[100]")
+            .env("VALOR__TELEGRAM__POLL_TIMEOUT_SECS", "1")
+            .env("ANTHROPIC_BASE_URL", &anthropic.url)
+            .env("ANTHROPIC_API_KEY", "sk-ant-test")
+            .env("CLAUDE_CODE_MAX_RETRIES", "1"),
+    );
+    let texts = |telegram: &FakeTelegram| -> Vec<String> {
+        telegram
+            .messages(100)
+            .into_iter()
+            .map(|m| m.visible)
+            .collect()
+    };
+    telegram.user_says(100, 100, "The meeting point is the blue harbour crane.");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while texts(&telegram).last().is_none_or(|t| t != "Noted.") {
+        assert!(Instant::now() < deadline, "{}", service.logs());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    telegram.user_says(100, 100, "what did I say about the meeting?");
+    loop {
+        let all = texts(&telegram);
+        if let Some(found) = all.last().filter(|t| t.starts_with("Found")) {
+            assert!(found.starts_with("Found (false): "), "{found}");
+            assert!(
+                found.contains("The meeting point is the blue harbour crane."),
+                "{found}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "{all:?}\n{}", service.logs());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    service.signal("TERM");
+    assert!(service.wait_for_exit(Duration::from_secs(5)).success());
+    drop(runtime);
+}
