@@ -11,12 +11,13 @@ use chromiumoxide::cdp::browser_protocol::network::{
     EnableParams as NetworkEnable, EventLoadingFailed, EventRequestWillBeSent,
     EventResponseReceived,
 };
-use chromiumoxide::cdp::browser_protocol::page::CaptureScreenshotFormat;
+use chromiumoxide::cdp::browser_protocol::page::{
+    CaptureScreenshotFormat, CaptureScreenshotParams, Viewport as CdpViewport,
+};
 use chromiumoxide::cdp::js_protocol::runtime::{
     ConsoleApiCalledType, EventConsoleApiCalled, EventExceptionThrown,
 };
 use chromiumoxide::handler::viewport::Viewport;
-use chromiumoxide::page::ScreenshotParams;
 use chromiumoxide::{Browser, BrowserConfig, Page};
 use futures::{FutureExt as _, Stream, StreamExt as _};
 use tokio::sync::Mutex;
@@ -65,6 +66,8 @@ pub struct Capture {
 struct Running {
     browser: Browser,
     handler: tokio::task::JoinHandle<()>,
+    /// A tab kept open between calls (on about:blank): opening one costs ~150 ms.
+    idle_tab: Option<Page>,
     /// Each browser gets its own profile: instances sharing one collide.
     _profile: tempfile::TempDir,
 }
@@ -156,41 +159,84 @@ impl WarmBrowser {
         Ok(Running {
             browser,
             handler,
+            idle_tab: None,
             _profile: profile,
         })
     }
 
-    /// Opens `url` in a new tab and captures it. A dead browser is relaunched once.
+    /// Opens `url` in the warm tab (or a new one) and captures it. A dead browser is
+    /// relaunched once.
     pub async fn capture(&self, url: &str) -> Result<Capture, ToolError> {
         let started = Instant::now();
+        let (page, reused, cold) = self.take_tab().await?;
+        let mut outcome = self.capture_in(&page, url).await;
+        let mut page = page;
+        if reused
+            && matches!(
+                outcome,
+                Err(ToolError::Unreachable {
+                    service: "Chromium",
+                    ..
+                })
+            )
+        {
+            // The kept tab went bad (crashed renderer): once more in a fresh one.
+            close_tab(page).await;
+            let (fresh, _, _) = self.take_tab().await?;
+            outcome = self.capture_in(&fresh, url).await;
+            page = fresh;
+        }
+        match &outcome {
+            Ok(_) => self.put_back(page).await,
+            Err(_) => close_tab(page).await,
+        }
+        let mut capture = outcome?;
+        capture.elapsed = started.elapsed();
+        capture.cold = cold;
+        Ok(capture)
+    }
+
+    /// A tab for one call: (tab, whether it is the kept one, whether the browser was launched).
+    async fn take_tab(&self) -> Result<(Page, bool, bool), ToolError> {
         let mut running = self.running.lock().await;
         let mut cold = false;
         if running.as_ref().is_none_or(|r| r.handler.is_finished()) {
+            if let Some(old) = running.take() {
+                old.handler.abort();
+            }
             *running = Some(self.launch().await?);
             cold = true;
         }
-        let page = match new_tab(running.as_ref()).await {
-            Ok(page) => page,
+        if let Some(tab) = running.as_mut().and_then(|r| r.idle_tab.take()) {
+            return Ok((tab, true, cold));
+        }
+        match new_tab(running.as_ref()).await {
+            Ok(page) => Ok((page, false, cold)),
             Err(first) => {
                 tracing::warn!(error = %first, "the browser stopped answering; starting a new one");
                 if let Some(old) = running.take() {
                     old.handler.abort();
                 }
                 *running = Some(self.launch().await?);
-                cold = true;
-                new_tab(running.as_ref()).await?
+                Ok((new_tab(running.as_ref()).await?, false, true))
             }
-        };
-        // The tab belongs to this call; the lock is only for launching.
-        drop(running);
-        let outcome = self.capture_in(&page, url).await;
-        if let Err(e) = page.close().await {
-            tracing::debug!(error = %e, "closing a tab failed");
         }
-        let mut capture = outcome?;
-        capture.elapsed = started.elapsed();
-        capture.cold = cold;
-        Ok(capture)
+    }
+
+    /// Keeps a tab for the next call, blanked so its page cannot add to the next capture.
+    async fn put_back(&self, page: Page) {
+        if page.goto("about:blank").await.is_err() {
+            close_tab(page).await;
+            return;
+        }
+        let mut running = self.running.lock().await;
+        match running.as_mut() {
+            Some(r) if r.idle_tab.is_none() => r.idle_tab = Some(page),
+            _ => {
+                drop(running);
+                close_tab(page).await;
+            }
+        }
     }
 
     async fn capture_in(&self, page: &Page, url: &str) -> Result<Capture, ToolError> {
@@ -246,15 +292,7 @@ impl WarmBrowser {
             }
             Ok(Ok(_)) => {}
         }
-        let png = page
-            .screenshot(
-                ScreenshotParams::builder()
-                    .format(CaptureScreenshotFormat::Png)
-                    .full_page(true)
-                    .build(),
-            )
-            .await
-            .map_err(cdp)?;
+        let png = full_page_png(page).await.map_err(cdp)?;
         let title = page.get_title().await.map_err(cdp)?.unwrap_or_default();
         let final_url = page
             .url()
@@ -335,6 +373,41 @@ impl WarmBrowser {
             let _ = running.browser.wait().await;
             running.handler.abort();
         }
+    }
+}
+
+/// The whole page as PNG, rendered beyond the viewport instead of resizing it (chromiumoxide's
+/// `full_page` resizes the view and back, which lays the page out twice).
+async fn full_page_png(page: &Page) -> Result<Vec<u8>, chromiumoxide::error::CdpError> {
+    use base64::Engine as _;
+    let metrics = page.layout_metrics().await?;
+    let size = metrics.css_content_size;
+    // Chromium cannot capture beyond 16384 px in either direction.
+    let clip = CdpViewport {
+        x: 0.0,
+        y: 0.0,
+        width: size.width.clamp(1.0, 16_384.0),
+        height: size.height.clamp(1.0, 16_384.0),
+        scale: 1.0,
+    };
+    let shot = page
+        .execute(CaptureScreenshotParams {
+            format: Some(CaptureScreenshotFormat::Png),
+            clip: Some(clip),
+            capture_beyond_viewport: Some(true),
+            ..CaptureScreenshotParams::default()
+        })
+        .await?;
+    base64::engine::general_purpose::STANDARD
+        .decode(AsRef::<str>::as_ref(&shot.result.data))
+        .map_err(|e| {
+            chromiumoxide::error::CdpError::msg(format!("the screenshot is not base64: {e}"))
+        })
+}
+
+async fn close_tab(page: Page) {
+    if let Err(e) = page.close().await {
+        tracing::debug!(error = %e, "closing a tab failed");
     }
 }
 

@@ -204,6 +204,19 @@ async fn the_browser_stays_warm_between_calls() {
     assert!(first.cold && !second.cold);
     assert_eq!(server.browser().launches(), 1);
     assert_eq!(second.title, "Checkout");
+    // The kept tab brings nothing of the first visit into the second.
+    assert_eq!(
+        second.console_errors.len(),
+        2,
+        "{:?}",
+        second.console_errors
+    );
+    assert_eq!(
+        second.failed_requests.len(),
+        2,
+        "{:?}",
+        second.failed_requests
+    );
     // After the browser is gone the next call starts a new one.
     server.browser().close().await;
     let third = server.browser().capture(&app).await.unwrap();
