@@ -66,6 +66,16 @@ pub async fn chat(config_path: Option<PathBuf>, args: ChatArgs) -> ExitCode {
             }
         });
     }
+    // The tool servers, on a loopback port of this process's own: pictures a tool makes are
+    // named on stderr (there is no chat to send them to).
+    let tools_stop = tokio_util::sync::CancellationToken::new();
+    let browser = match host_tools(&loaded.config, &loaded.secrets, &agent, &tools_stop).await {
+        Ok(browser) => Some(browser),
+        Err(e) => {
+            eprintln!("warning: the tools are off: {e:#}");
+            None
+        }
+    };
     // A one-off turn comes right after start: let memory finish reading the store (it takes
     // milliseconds for most stores; a huge one is not waited for beyond two seconds).
     let _ = tokio::time::timeout(Duration::from_secs(2), agent.memory.loaded()).await;
@@ -89,7 +99,35 @@ pub async fn chat(config_path: Option<PathBuf>, args: ChatArgs) -> ExitCode {
         }
     };
     agent.shutdown().await;
+    tools_stop.cancel();
+    if let Some(browser) = browser {
+        browser.close().await;
+    }
     code
+}
+
+/// Serves the tool servers on 127.0.0.1 for this process's turns until `stop`; returns the
+/// dev server's browser, to close at the end.
+async fn host_tools(
+    config: &valor_config::Config,
+    secrets: &valor_config::Secrets,
+    agent: &crate::agent::Agent,
+    stop: &tokio_util::sync::CancellationToken,
+) -> anyhow::Result<std::sync::Arc<valor_tool_dev::WarmBrowser>> {
+    let listener = valor_monitor::server::bind(([127, 0, 0, 1], 0).into()).await?;
+    let base_url = crate::health_cmd::base_url(listener.local_addr()?);
+    let deliver: valor_tools::Deliver = std::sync::Arc::new(|d: valor_tools::Delivery| {
+        eprintln!("[picture] {} ({})", d.path.display(), d.caption);
+    });
+    let hosted =
+        crate::tool_servers::host_tools(config, secrets, agent, &base_url, Some(deliver))?;
+    let stop = stop.clone();
+    tokio::spawn(async move {
+        if let Err(e) = valor_monitor::server::serve(listener, hosted.routes, stop).await {
+            tracing::error!(error = %e, "the tool server stopped");
+        }
+    });
+    Ok(hosted.browser)
 }
 
 /// The running turn's cancel token, for Ctrl-C.

@@ -10,6 +10,15 @@ use support::{output, valor};
 use valor_fakes::anthropic::{FakeAnthropic, Reply, Turn};
 
 fn script(turn: &Turn) -> Reply {
+    if let Some((_, content, is_error)) = &turn.last_tool_result {
+        return Reply::text(&format!("Tool ({is_error}): {content}"));
+    }
+    if turn.asks("show the screenshot") {
+        return Reply::tool(
+            "mcp__dev__retrieve_workspace_screenshot",
+            serde_json::json!({"task_id": "T1", "chat_id": 0}),
+        );
+    }
     if turn.asks("overload") {
         return Reply::overloaded();
     }
@@ -246,5 +255,32 @@ async fn an_interactive_chat_reads_one_message_a_line() {
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         "Hello from the fake.\nThe word was apple.\n(a new conversation starts with your next message)\nHello from the fake.\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chat_hosts_the_tools_for_its_own_turns() {
+    let fake = FakeAnthropic::start(script).await;
+    let dir = tempfile::tempdir().unwrap();
+    let shots = dir.path().join("workspaces/chat_0/screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\x02\x80\0\0\x01\xe0\x08\x06\0\0\0";
+    std::fs::write(shots.join("T1-1.png"), png).unwrap();
+    let (out, stdout, stderr) = run_valor(
+        &fake,
+        dir.path(),
+        &["chat", "--once", "show the screenshot of T1"],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stdout.starts_with("Tool (false): Screenshot of task T1: "),
+        "{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("640x480 pixels"), "{stdout}");
+    // No chat to send it to: the picture is named on stderr.
+    assert!(
+        stderr.contains("[picture] ") && stderr.contains("T1-1.png (Screenshot of task T1)"),
+        "{stderr}"
     );
 }
