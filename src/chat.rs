@@ -119,8 +119,7 @@ async fn host_tools(
     let deliver: valor_tools::Deliver = std::sync::Arc::new(|d: valor_tools::Delivery| {
         eprintln!("[picture] {} ({})", d.path.display(), d.caption);
     });
-    let hosted =
-        crate::tool_servers::host_tools(config, secrets, agent, &base_url, Some(deliver))?;
+    let hosted = crate::tool_servers::host_tools(config, secrets, agent, &base_url, Some(deliver))?;
     let stop = stop.clone();
     tokio::spawn(async move {
         if let Err(e) = valor_monitor::server::serve(listener, hosted.routes, stop).await {

@@ -91,6 +91,7 @@ pub async fn run_checks(source: ConfigSource) -> Vec<Check> {
         checks.push(claude(loaded).await);
         checks.push(store(loaded));
         checks.push(embedding_model(loaded));
+        checks.push(browser(loaded));
         checks.push(secrets(loaded));
     }
     checks
@@ -156,6 +157,35 @@ fn embedding_model(loaded: &Loaded) -> Check {
     };
     Check {
         name: "embedding model",
+        outcome,
+    }
+}
+
+/// The dev tools' browser (without it bug reports and screenshots answer with the fix).
+fn browser(loaded: &Loaded) -> Check {
+    let dev = &loaded.config.tools.dev;
+    let browser = valor_tool_dev::WarmBrowser::new(valor_tool_dev::BrowserSettings {
+        executable: dev.chromium.clone(),
+        ..valor_tool_dev::BrowserSettings::default()
+    });
+    let outcome = match browser.executable() {
+        Ok(path) if dev.app_url.is_empty() => Outcome::Warn {
+            found: format!("{} found; [tools.dev] app_url is not set", path.display()),
+            fix: "set [tools.dev] app_url to the app bug reports should open".to_owned(),
+        },
+        Ok(path) => Outcome::Pass(format!(
+            "{} for bug reports of {}",
+            path.display(),
+            dev.app_url
+        )),
+        Err(e) => Outcome::Warn {
+            found: format!("{e}; the dev tools cannot take screenshots"),
+            fix: "run scripts/setup (it installs Debian's chromium), or set [tools.dev] chromium"
+                .to_owned(),
+        },
+    };
+    Check {
+        name: "browser",
         outcome,
     }
 }

@@ -119,6 +119,21 @@ fn doctor_passes_on_a_good_machine_and_fails_on_a_bad_config() {
     );
     assert!(stdout.contains("warn  embedding model"), "{stdout}");
     assert!(stdout.contains("keywords only"), "{stdout}");
+    let (_, stdout, _) = output(
+        valor(dir.path())
+            .arg("doctor")
+            .env("VALOR__HEALTH__BIND", "127.0.0.1:0")
+            .env("VALOR__TOOLS__DEV__APP_URL", "http://127.0.0.1:3000")
+            .env(
+                "VALOR__TOOLS__DEV__CHROMIUM",
+                dir.path().join("no-chromium"),
+            ),
+    );
+    assert!(stdout.contains("warn  browser"), "{stdout}");
+    assert!(
+        stdout.contains("no-chromium ([tools.dev] chromium) does not exist"),
+        "{stdout}"
+    );
 
     std::fs::write(
         dir.path().join("valor.toml"),
