@@ -5,6 +5,8 @@ mod chat;
 mod config_cmd;
 mod doctor;
 mod health_cmd;
+mod jobs;
+mod jobs_cmd;
 mod logging;
 mod memory_cmd;
 mod pair;
@@ -51,6 +53,8 @@ enum Command {
     Doctor,
     /// List the MCP tool servers' tools, or serve one over stdio.
     Tools(tools_cmd::ToolsArgs),
+    /// The scheduled jobs: schedules, missed-run policies, last and next runs.
+    Jobs(jobs_cmd::JobsArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -83,6 +87,7 @@ fn main() -> ExitCode {
             Command::Config(ConfigCommand::Check) => config_cmd::check(cli.config),
             Command::Doctor => doctor::doctor(cli.config).await,
             Command::Tools(args) => tools_cmd::tools(cli.config, args).await,
+            Command::Jobs(args) => jobs_cmd::jobs(cli.config, args).await,
         }
     })
 }

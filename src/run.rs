@@ -14,8 +14,6 @@ use valor_monitor::{ChildRegistry, HealthState, MetricsRegistry, ResourceMonitor
 
 /// Everything in flight must be finished within this after a signal.
 const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
-/// How often orphaned Claude Code process groups are looked for.
-const REAP_EVERY: Duration = Duration::from_secs(60);
 
 pub async fn run(config_path: Option<PathBuf>) -> ExitCode {
     let started = Instant::now();
@@ -87,11 +85,20 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
     };
     let memory_token = valor_memory::secret::api_token(&config.memory.path)
         .context("cannot create the memory API token")?;
+    let jobs_token = memory_token.clone();
 
     let shutdown = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(Arc::clone(&monitor).run(shutdown.clone()));
-    tasks.spawn(agent.reaper().run(REAP_EVERY, shutdown.clone()));
+    // The resource tick, the reaper and the cleanup run as scheduled jobs.
+    let scheduler = Arc::new(crate::jobs::scheduler(&config, &agent, &monitor)?);
+    {
+        let (scheduler, stop) = (Arc::clone(&scheduler), shutdown.clone());
+        tasks.spawn(async move {
+            if let Err(e) = scheduler.run(stop).await {
+                tracing::error!(error = %e, "the scheduler stopped");
+            }
+        });
+    }
     tasks.spawn(agent.memory.clone().run_worker(shutdown.clone()));
     let channel = telegram(&config, &loaded_secrets, &agent, &monitor, &state.metrics)?;
     // Pictures the tools make go to their chat as photos.
@@ -133,7 +140,8 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
             agent.memory.clone(),
             memory_token,
         ))
-        .merge(hosted.routes);
+        .merge(hosted.routes)
+        .merge(valor_scheduler::router(scheduler, jobs_token));
     tasks.spawn(async move {
         if let Err(e) = server::serve(listener, routes, server_shutdown).await {
             tracing::error!(error = %e, "health server stopped");

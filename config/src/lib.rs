@@ -17,7 +17,8 @@ pub use error::{ConfigError, Origin, Problem};
 pub use load::{ConfigSource, Env, Loaded, SourceKind};
 pub use schema::{
     ClaudeConfig, Config, ContextConfig, HealthConfig, LogConfig, MemoryConfig, MonitorConfig,
-    MonitorThresholds, MonitorWeights, RouteConfig, RoutingConfig, StatusThresholds, ToolsConfig,
+    MonitorThresholds, MonitorWeights, RouteConfig, RoutingConfig, SchedulerConfig,
+    StatusThresholds, ToolsConfig,
 };
 pub use secrets::{SECRET_VARS, Secret, Secrets};
 pub use validate::EFFORT_LEVELS;

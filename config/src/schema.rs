@@ -20,6 +20,32 @@ pub struct Config {
     pub telegram: TelegramConfig,
     pub context: ContextConfig,
     pub tools: ToolsConfig,
+    pub scheduler: SchedulerConfig,
+}
+
+/// `[scheduler]`: the jobs `valor run` runs by the clock. Schedules are six-field cron
+/// (`second minute hour day-of-month month day-of-week`, UTC) or an interval (`every 30s`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchedulerConfig {
+    /// The cleanup: Claude Code processes Valor started over 24 h ago, browser profiles left
+    /// by a Valor that was killed.
+    pub cleanup_schedule: String,
+    /// A cleanup missed while Valor was down: `catch_up` (once, within the window), `skip`, or
+    /// `notify` (the admin chat is told).
+    pub cleanup_missed: String,
+    /// A missed run is caught up only if it fell due at most this many hours ago.
+    pub catch_up_window_hours: u64,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig {
+            cleanup_schedule: "0 15 * * * *".to_owned(),
+            cleanup_missed: "catch_up".to_owned(),
+            catch_up_window_hours: 6,
+        }
+    }
 }
 
 /// `[log]`: what goes to stderr.

@@ -16,6 +16,7 @@ pub(crate) fn validate(config: &Config) -> Vec<(String, String)> {
     claude(&config.claude, &mut problems);
     routing(&config.routing, &mut problems);
     telegram(&config.telegram, &mut problems);
+    scheduler(&config.scheduler, &mut problems);
     let c = &config.context;
     in_range(
         &mut problems,
@@ -387,5 +388,39 @@ fn telegram(t: &TelegramConfig, problems: &mut Problems) {
         1,
         50,
         "seconds",
+    );
+}
+
+/// Missed-run policies the scheduler knows.
+pub const MISSED_POLICIES: [&str; 3] = ["catch_up", "skip", "notify"];
+
+fn scheduler(s: &crate::schema::SchedulerConfig, problems: &mut Vec<(String, String)>) {
+    let schedule = s.cleanup_schedule.trim();
+    if !(schedule.starts_with("every ") || schedule.split_whitespace().count() == 6) {
+        problems.push((
+            "scheduler.cleanup_schedule".to_owned(),
+            format!(
+                "{schedule:?} is not a schedule: use six cron fields (second minute hour \
+                 day-of-month month day-of-week), e.g. \"0 15 * * * *\", or \"every 1h\""
+            ),
+        ));
+    }
+    if !MISSED_POLICIES.contains(&s.cleanup_missed.as_str()) {
+        problems.push((
+            "scheduler.cleanup_missed".to_owned(),
+            format!(
+                "{:?} is not one of {}",
+                s.cleanup_missed,
+                MISSED_POLICIES.join(", ")
+            ),
+        ));
+    }
+    in_range(
+        problems,
+        "scheduler.catch_up_window_hours",
+        s.catch_up_window_hours,
+        1,
+        24 * 30,
+        "hours",
     );
 }

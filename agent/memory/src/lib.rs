@@ -5,16 +5,19 @@
 //! - [`records`]: the typed records kept: chat messages, Claude sessions per chat, runs
 //!   (analytics), the process groups Valor started, saved memories and vectors.
 //! - [`secret`]: random tokens and the memory API's token file.
+//! - [`jobs`]: the scheduler's runs of each job (last run, outcome), kept across restarts.
 //! - [`memory`]: long-term memory: links, learnings and insights, the locator of every
 //!   searchable document, the persisted embedding queue and the vectors.
 
 mod error;
+pub mod jobs;
 pub mod memory;
 pub mod records;
 pub mod secret;
 pub mod store;
 
 pub use error::StoreError;
+pub use jobs::{JobOutcome, JobRunRecord};
 pub use memory::{InvalidMemory, MAX_MEMORY_TEXT, MemoryCounts};
 pub use records::{
     ChatRecord, Document, InboxEntry, MemoryKind, MemoryRecord, ProcessRecord, RunError, RunRecord,

@@ -33,6 +33,7 @@ const INSIGHTS: &str = "insights";
 const LOCATOR: &str = "memory_locator";
 const VECTORS: &str = "memory_vectors";
 const EMBED_QUEUE: &str = "embed_queue";
+const JOB_RUNS: &str = "job_runs";
 const ID_OFFSET_KEY: &[u8] = b"id_offset";
 const LAST_UPDATE_KEY: &[u8] = b"last_update_id";
 const PAIRED_PREFIX: &[u8] = b"paired:";
@@ -57,6 +58,7 @@ pub struct Store {
     pub(crate) locator: sled::Tree,
     pub(crate) vectors: sled::Tree,
     pub(crate) embed_queue: sled::Tree,
+    pub(crate) job_runs: sled::Tree,
     meta: sled::Tree,
     /// Added to sled's id sequence so ids stay above every imported id.
     id_offset: Arc<AtomicU64>,
@@ -162,6 +164,7 @@ impl Store {
             locator: db.open_tree(LOCATOR)?,
             vectors: db.open_tree(VECTORS)?,
             embed_queue: db.open_tree(EMBED_QUEUE)?,
+            job_runs: db.open_tree(JOB_RUNS)?,
             id_offset: Arc::new(AtomicU64::new(match meta.get(ID_OFFSET_KEY)? {
                 Some(bytes) => decode::<u64>("id offset", &bytes)?,
                 None => 0,

@@ -1,0 +1,368 @@
+//! The scheduler: jobs fired by tokio-cron-scheduler, one run at a time per job, every run
+//! recorded; missed runs decided once after a restart; the listing of jobs and their runs.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio_cron_scheduler::{Job, JobScheduler};
+use tokio_util::sync::CancellationToken;
+use valor_memory::{JobOutcome, JobRunRecord, Store};
+
+use crate::missed::{MissedDecision, decide};
+use crate::{MissedPolicy, Schedule};
+
+/// The time now (tests fix it).
+pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+/// A job's work: `Ok(detail)` or `Err(what went wrong)`, each a line for `valor jobs`.
+pub type JobFuture = Pin<Box<dyn Future<Output = Result<String, String>> + Send>>;
+type JobFn = Arc<dyn Fn(RunContext) -> JobFuture + Send + Sync>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SchedulerError {
+    #[error("there is no job called {0:?}")]
+    UnknownJob(String),
+    #[error("the job timer failed: {0}")]
+    Timer(String),
+    #[error(transparent)]
+    Store(#[from] valor_memory::StoreError),
+}
+
+/// A job's name, schedule and missed-run policy.
+#[derive(Debug, Clone)]
+pub struct JobSpec {
+    pub name: String,
+    pub schedule: Schedule,
+    pub missed: MissedPolicy,
+    /// Runs are written to the store. A 30 s tick's are not (2,880 flushed writes a day that
+    /// nobody reads); its last run is kept in memory.
+    pub persist: bool,
+}
+
+/// What one run is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunContext {
+    /// The scheduled time (for a catch-up run, in the past; none when run by hand).
+    pub due: Option<DateTime<Utc>>,
+    pub catch_up: bool,
+}
+
+/// A job as `valor jobs` shows it.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct JobStatus {
+    pub name: String,
+    pub schedule: String,
+    pub missed: String,
+    pub last: Option<JobRunRecord>,
+    pub next: Option<DateTime<Utc>>,
+}
+
+struct Entry {
+    spec: JobSpec,
+    run: JobFn,
+    /// Held while a run is going: a second firing is skipped, not overlapped.
+    running: tokio::sync::Mutex<()>,
+    last: Mutex<Option<JobRunRecord>>,
+}
+
+pub struct Scheduler {
+    entries: Vec<Arc<Entry>>,
+    store: Store,
+    clock: Clock,
+    notify: Option<Arc<dyn Fn(String) + Send + Sync>>,
+}
+
+fn millis(at: DateTime<Utc>) -> u64 {
+    u64::try_from(at.timestamp_millis()).unwrap_or(0)
+}
+
+fn from_millis(ms: u64) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp_millis(i64::try_from(ms).ok()?)
+}
+
+/// The listing of `specs` from their recorded runs (used by `valor jobs` when no Valor runs).
+pub fn status_of(specs: &[JobSpec], store: &Store, now: DateTime<Utc>) -> Vec<JobStatus> {
+    specs
+        .iter()
+        .map(|spec| {
+            let last = if spec.persist {
+                store.last_job_run(&spec.name).ok().flatten()
+            } else {
+                None
+            };
+            status(spec, last, now)
+        })
+        .collect()
+}
+
+fn status(spec: &JobSpec, last: Option<JobRunRecord>, now: DateTime<Utc>) -> JobStatus {
+    let next = match spec.schedule {
+        // An interval counts from its last run.
+        Schedule::Every(_) => last
+            .as_ref()
+            .and_then(|l| from_millis(l.started_ms))
+            .map_or(spec.schedule.next_after(now), |at| {
+                spec.schedule.next_after(at).map(|n| n.max(now))
+            }),
+        Schedule::Cron { .. } => spec.schedule.next_after(now),
+    };
+    JobStatus {
+        name: spec.name.clone(),
+        schedule: spec.schedule.to_string(),
+        missed: spec.missed.to_string(),
+        last,
+        next,
+    }
+}
+
+impl Scheduler {
+    pub fn new(store: Store, clock: Clock) -> Scheduler {
+        Scheduler {
+            entries: Vec::new(),
+            store,
+            clock,
+            notify: None,
+        }
+    }
+
+    /// Adds a job and the work it does.
+    pub fn add(
+        &mut self,
+        spec: JobSpec,
+        run: impl Fn(RunContext) -> JobFuture + Send + Sync + 'static,
+    ) {
+        self.entries.push(Arc::new(Entry {
+            spec,
+            run: Arc::new(run),
+            running: tokio::sync::Mutex::new(()),
+            last: Mutex::new(None),
+        }));
+    }
+
+    /// Who is told about missed runs under the `notify` policy (the admin chat).
+    pub fn on_notify(&mut self, notify: Arc<dyn Fn(String) + Send + Sync>) {
+        self.notify = Some(notify);
+    }
+
+    pub fn specs(&self) -> Vec<JobSpec> {
+        self.entries.iter().map(|e| e.spec.clone()).collect()
+    }
+
+    fn entry(&self, name: &str) -> Result<&Arc<Entry>, SchedulerError> {
+        self.entries
+            .iter()
+            .find(|e| e.spec.name == name)
+            .ok_or_else(|| SchedulerError::UnknownJob(name.to_owned()))
+    }
+
+    fn record(&self, entry: &Entry, run: &JobRunRecord) {
+        *entry.last.lock().unwrap_or_else(PoisonError::into_inner) = Some(run.clone());
+        if entry.spec.persist
+            && let Err(e) = self.store.record_job_run(run)
+        {
+            tracing::error!(job = %run.job, error = %e, "cannot record a job run");
+        }
+    }
+
+    fn last_run(&self, entry: &Entry) -> Option<JobRunRecord> {
+        let in_memory = entry
+            .last
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if in_memory.is_some() || !entry.spec.persist {
+            return in_memory;
+        }
+        self.store.last_job_run(&entry.spec.name).ok().flatten()
+    }
+
+    /// Runs a job now unless it is still running (then the firing is recorded as skipped).
+    pub async fn fire(
+        &self,
+        name: &str,
+        context: RunContext,
+    ) -> Result<JobRunRecord, SchedulerError> {
+        let entry = Arc::clone(self.entry(name)?);
+        let started = (self.clock)();
+        let mut run = JobRunRecord {
+            job: name.to_owned(),
+            started_ms: millis(started),
+            finished_ms: None,
+            outcome: JobOutcome::Running,
+            detail: String::new(),
+            due_ms: context.due.map(millis),
+        };
+        let Ok(_guard) = entry.running.try_lock() else {
+            run.outcome = JobOutcome::Skipped;
+            run.finished_ms = Some(run.started_ms);
+            run.detail = "the previous run is still going".to_owned();
+            tracing::warn!(job = name, "job still running; this firing is skipped");
+            self.record(&entry, &run);
+            return Ok(run);
+        };
+        self.record(&entry, &run);
+        let result = (entry.run)(context).await;
+        run.finished_ms = Some(millis((self.clock)()));
+        match result {
+            Ok(detail) => {
+                run.outcome = JobOutcome::Ok;
+                run.detail = detail;
+            }
+            Err(error) => {
+                tracing::warn!(job = name, %error, "job failed");
+                run.outcome = JobOutcome::Failed;
+                run.detail = error;
+            }
+        }
+        self.record(&entry, &run);
+        Ok(run)
+    }
+
+    /// After a start: each job's missed run decided by its policy, acted on and recorded.
+    pub async fn catch_up(&self) -> Vec<(String, MissedDecision)> {
+        let now = (self.clock)();
+        let mut decisions = Vec::new();
+        for entry in &self.entries {
+            let name = entry.spec.name.clone();
+            let last = self.last_run(entry);
+            if let Some(run) = last.as_ref().filter(|r| r.outcome == JobOutcome::Running) {
+                // It was running when Valor stopped: say so in its record.
+                let mut ended = run.clone();
+                ended.outcome = JobOutcome::Failed;
+                ended.detail = "interrupted: Valor stopped during this run".to_owned();
+                self.record(entry, &ended);
+            }
+            let last_started = last.as_ref().and_then(|r| from_millis(r.started_ms));
+            let decision = decide(&entry.spec.schedule, entry.spec.missed, last_started, now);
+            let record = |outcome: JobOutcome, due: DateTime<Utc>, detail: String| {
+                self.record(
+                    entry,
+                    &JobRunRecord {
+                        job: name.clone(),
+                        started_ms: millis(now),
+                        finished_ms: Some(millis(now)),
+                        outcome,
+                        detail,
+                        due_ms: Some(millis(due)),
+                    },
+                );
+            };
+            match &decision {
+                MissedDecision::UpToDate => {}
+                MissedDecision::RunNow { due } => {
+                    tracing::info!(job = %name, due = %due, "catching up a run missed while down");
+                    if let Err(e) = self
+                        .fire(
+                            &name,
+                            RunContext {
+                                due: Some(*due),
+                                catch_up: true,
+                            },
+                        )
+                        .await
+                    {
+                        tracing::error!(job = %name, error = %e, "catch-up run failed to start");
+                    }
+                }
+                MissedDecision::Skip { due, reason } => {
+                    tracing::warn!(job = %name, due = %due, %reason, "missed run skipped");
+                    record(JobOutcome::Skipped, *due, reason.clone());
+                }
+                MissedDecision::Notify { due } => {
+                    let next = entry
+                        .spec
+                        .schedule
+                        .next_after(now)
+                        .map_or_else(|| "none".to_owned(), |n| n.to_rfc3339());
+                    let message = format!(
+                        "The {name} run due at {} was missed while Valor was down. Next run: \
+                         {next}.",
+                        due.format("%Y-%m-%d %H:%M UTC")
+                    );
+                    tracing::warn!(job = %name, due = %due, "missed run reported");
+                    match &self.notify {
+                        Some(notify) => notify(message.clone()),
+                        None => tracing::warn!(%message, "no admin chat to tell"),
+                    }
+                    record(JobOutcome::Notified, *due, message);
+                }
+            }
+            decisions.push((name, decision));
+        }
+        decisions
+    }
+
+    /// Every job and its last and next run.
+    pub fn status(&self) -> Vec<JobStatus> {
+        let now = (self.clock)();
+        self.entries
+            .iter()
+            .map(|e| status(&e.spec, self.last_run(e), now))
+            .collect()
+    }
+
+    /// Fires the jobs by the clock until `shutdown`; first decides on runs missed while down.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), SchedulerError> {
+        let timer =
+            |e: tokio_cron_scheduler::JobSchedulerError| SchedulerError::Timer(e.to_string());
+        let mut jobs = JobScheduler::new().await.map_err(timer)?;
+        for entry in &self.entries {
+            let this = Arc::clone(&self);
+            let name = entry.spec.name.clone();
+            let fire = move |_id, _jobs| -> Pin<Box<dyn Future<Output = ()> + Send>> {
+                let this = Arc::clone(&this);
+                let name = name.clone();
+                Box::pin(async move {
+                    let due = Some((this.clock)());
+                    let context = RunContext {
+                        due,
+                        catch_up: false,
+                    };
+                    if let Err(e) = this.fire(&name, context).await {
+                        tracing::error!(job = %name, error = %e, "cannot run a job");
+                    }
+                })
+            };
+            let job = match &entry.spec.schedule {
+                Schedule::Cron { text, .. } => Job::new_async(text.as_str(), fire),
+                Schedule::Every(every) => Job::new_repeated_async(*every, fire),
+            }
+            .map_err(timer)?;
+            jobs.add(job).await.map_err(timer)?;
+        }
+        jobs.start().await.map_err(timer)?;
+        tracing::info!(jobs = self.entries.len(), "scheduler started");
+        tokio::select! {
+            _ = self.catch_up() => {}
+            () = shutdown.cancelled() => {}
+        }
+        shutdown.cancelled().await;
+        jobs.shutdown().await.map_err(timer)?;
+        Ok(())
+    }
+}
+
+/// `GET /jobs` on the agent's HTTP server, behind the memory API's token: the listing while the
+/// agent holds the store.
+pub fn router(scheduler: Arc<Scheduler>, token: String) -> axum::Router {
+    use axum::http::{HeaderMap, StatusCode, header};
+    axum::Router::new().route(
+        "/jobs",
+        axum::routing::get(move |headers: HeaderMap| {
+            let scheduler = Arc::clone(&scheduler);
+            let token = token.clone();
+            async move {
+                let given = headers
+                    .get(header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("Bearer "));
+                if given != Some(token.as_str()) {
+                    return Err(StatusCode::UNAUTHORIZED);
+                }
+                Ok(axum::Json(scheduler.status()))
+            }
+        }),
+    )
+}

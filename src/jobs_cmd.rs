@@ -1,0 +1,100 @@
+//! `valor jobs`: the scheduled jobs, their schedules and missed-run policies, last and next runs.
+//! From the store when no Valor runs, else from the running agent (`GET /jobs`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use valor_config::ConfigSource;
+use valor_memory::{Store, StoreError};
+use valor_scheduler::{JobStatus, status_of};
+
+#[derive(Debug, clap::Args)]
+pub struct JobsArgs {
+    /// One JSON document instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn jobs(config_path: Option<PathBuf>, args: JobsArgs) -> ExitCode {
+    let loaded = match ConfigSource::from_process(config_path).load() {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match listing(&loaded.config).await {
+        Ok(jobs) => {
+            let out = if args.json {
+                serde_json::to_string_pretty(&jobs).unwrap_or_default() + "\n"
+            } else {
+                render(&jobs)
+            };
+            print!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn listing(config: &valor_config::Config) -> anyhow::Result<Vec<JobStatus>> {
+    let specs = crate::jobs::specs(config)?;
+    let path = &config.memory.path;
+    match Store::open(path) {
+        Ok(store) => Ok(status_of(&specs, &store, chrono::Utc::now())),
+        Err(StoreError::Locked { .. }) => {
+            let token = valor_memory::secret::api_token(path)?;
+            let base = valor_memory::secret::api_url(path)
+                .unwrap_or_else(|| crate::health_cmd::base_url(config.health.bind));
+            let response = reqwest::Client::builder()
+                .no_proxy()
+                .timeout(Duration::from_secs(10))
+                .build()?
+                .get(format!("{base}/jobs"))
+                .bearer_auth(token)
+                .send()
+                .await?;
+            if !response.status().is_success() {
+                anyhow::bail!("the running Valor answered {} for /jobs", response.status());
+            }
+            Ok(response.json().await?)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn when(ms: u64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms as i64).map_or_else(
+        || "?".to_owned(),
+        |t| t.format("%Y-%m-%d %H:%M:%S").to_string(),
+    )
+}
+
+fn render(jobs: &[JobStatus]) -> String {
+    let mut out = format!(
+        "{:<14} {:<16} {:<22} {:<20} {:<9} {}\n",
+        "job", "schedule", "if missed", "last run (UTC)", "outcome", "next run (UTC)"
+    );
+    for job in jobs {
+        let (last, outcome) = job.last.as_ref().map_or_else(
+            || ("never".to_owned(), "-".to_owned()),
+            |run| (when(run.started_ms), run.outcome.as_str().to_owned()),
+        );
+        let next = job.next.map_or_else(
+            || "-".to_owned(),
+            |t| t.format("%Y-%m-%d %H:%M:%S").to_string(),
+        );
+        out.push_str(&format!(
+            "{:<14} {:<16} {:<22} {:<20} {:<9} {next}\n",
+            job.name, job.schedule, job.missed, last, outcome
+        ));
+        if let Some(run) = job.last.as_ref().filter(|r| !r.detail.is_empty()) {
+            out.push_str(&format!("{:<14} {}\n", "", run.detail));
+        }
+    }
+    out
+}
