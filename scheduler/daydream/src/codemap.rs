@@ -1,0 +1,271 @@
+//! The code map: for each source file its language and functions (name, signature, lines),
+//! parsed with tree-sitter. Functions are found by walking the tree for each grammar's function
+//! node kinds; a signature is the function's text up to its body, on one line.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use tree_sitter::{Node, Parser};
+
+/// Files larger than this are counted but not parsed (generated code, bundles).
+const MAX_PARSE_BYTES: u64 = 512 * 1024;
+/// Longest signature kept.
+const MAX_SIGNATURE: usize = 160;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Language {
+    Rust,
+    Python,
+    JavaScript,
+    TypeScript,
+}
+
+impl Language {
+    pub fn of(path: &Path) -> Option<Language> {
+        match path.extension()?.to_str()? {
+            "rs" => Some(Language::Rust),
+            "py" => Some(Language::Python),
+            "js" | "mjs" | "cjs" | "jsx" => Some(Language::JavaScript),
+            "ts" | "tsx" | "mts" => Some(Language::TypeScript),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Language::Rust => "Rust",
+            Language::Python => "Python",
+            Language::JavaScript => "JavaScript",
+            Language::TypeScript => "TypeScript",
+        }
+    }
+
+    fn grammar(self, path: &Path) -> tree_sitter::Language {
+        match self {
+            Language::Rust => tree_sitter_rust::LANGUAGE.into(),
+            Language::Python => tree_sitter_python::LANGUAGE.into(),
+            Language::JavaScript => tree_sitter_javascript::LANGUAGE.into(),
+            Language::TypeScript if path.extension().is_some_and(|e| e == "tsx") => {
+                tree_sitter_typescript::LANGUAGE_TSX.into()
+            }
+            Language::TypeScript => tree_sitter_typescript::LANGUAGE_TYPESCRIPT.into(),
+        }
+    }
+
+    /// Node kinds that are functions in this grammar.
+    fn function_kinds(self) -> &'static [&'static str] {
+        match self {
+            Language::Rust => &["function_item", "function_signature_item"],
+            Language::Python => &["function_definition"],
+            Language::JavaScript | Language::TypeScript => &[
+                "function_declaration",
+                "generator_function_declaration",
+                "method_definition",
+            ],
+        }
+    }
+}
+
+/// A function in a file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FunctionInfo {
+    pub name: String,
+    pub signature: String,
+    /// 1-based, inclusive.
+    pub start_line: usize,
+    pub end_line: usize,
+}
+
+/// One parsed file.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileMap {
+    /// Relative to the workspace.
+    pub path: PathBuf,
+    pub language: Language,
+    pub lines: usize,
+    pub functions: Vec<FunctionInfo>,
+}
+
+/// A workspace's code map.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CodeMap {
+    pub files: Vec<FileMap>,
+}
+
+impl CodeMap {
+    /// (files, functions, lines) per language.
+    pub fn per_language(&self) -> BTreeMap<Language, (usize, usize, usize)> {
+        let mut totals: BTreeMap<Language, (usize, usize, usize)> = BTreeMap::new();
+        for file in &self.files {
+            let entry = totals.entry(file.language).or_default();
+            entry.0 += 1;
+            entry.1 += file.functions.len();
+            entry.2 += file.lines;
+        }
+        totals
+    }
+
+    pub fn file(&self, path: &Path) -> Option<&FileMap> {
+        self.files.iter().find(|f| f.path == path)
+    }
+}
+
+/// Parses source files with one parser per language, reused across files.
+#[derive(Default)]
+pub struct Mapper {
+    parsers: BTreeMap<(Language, bool), Parser>,
+}
+
+impl Mapper {
+    /// The map of one file (`path` relative to `root`); `None` if it is not a supported
+    /// language or cannot be read.
+    pub fn map_file(&mut self, root: &Path, path: &Path) -> Option<FileMap> {
+        let language = Language::of(path)?;
+        let full = root.join(path);
+        let size = std::fs::metadata(&full).ok()?.len();
+        let source = if size <= MAX_PARSE_BYTES {
+            std::fs::read(&full).ok()?
+        } else {
+            Vec::new()
+        };
+        let lines = if size <= MAX_PARSE_BYTES {
+            source.iter().filter(|b| **b == b'\n').count() + 1
+        } else {
+            0
+        };
+        let mut functions = Vec::new();
+        if !source.is_empty() {
+            let tsx = path.extension().is_some_and(|e| e == "tsx");
+            let parser = self.parsers.entry((language, tsx)).or_insert_with(|| {
+                let mut parser = Parser::new();
+                // The grammars are compiled in: setting one fails only on an ABI mismatch,
+                // which the tests would show at once.
+                let _ = parser.set_language(&language.grammar(path));
+                parser
+            });
+            if let Some(tree) = parser.parse(&source, None) {
+                collect(
+                    tree.root_node(),
+                    &source,
+                    language.function_kinds(),
+                    &mut functions,
+                );
+            }
+        }
+        Some(FileMap {
+            path: path.to_owned(),
+            language,
+            lines,
+            functions,
+        })
+    }
+}
+
+/// Walks the tree with one cursor (no allocation per node) and does not descend into a
+/// function once found: its body is most of the tree and holds no functions worth listing.
+fn collect(root: Node<'_>, source: &[u8], kinds: &[&str], out: &mut Vec<FunctionInfo>) {
+    let mut cursor = root.walk();
+    loop {
+        let node = cursor.node();
+        let is_function = kinds.contains(&node.kind());
+        if is_function && let Some(name) = node.child_by_field_name("name") {
+            out.push(function_info(node, name, source));
+        }
+        if !is_function && cursor.goto_first_child() {
+            continue;
+        }
+        // Next sibling, else up until a parent has one.
+        loop {
+            if cursor.goto_next_sibling() {
+                break;
+            }
+            if !cursor.goto_parent() {
+                return;
+            }
+        }
+    }
+}
+
+fn function_info(node: Node<'_>, name: Node<'_>, source: &[u8]) -> FunctionInfo {
+    let name = String::from_utf8_lossy(&source[name.byte_range()]).into_owned();
+    let end = node
+        .child_by_field_name("body")
+        .map_or(node.end_byte(), |b| b.start_byte());
+    let text = String::from_utf8_lossy(&source[node.start_byte()..end]);
+    let mut signature: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if signature.chars().count() > MAX_SIGNATURE {
+        signature = signature
+            .chars()
+            .take(MAX_SIGNATURE - 1)
+            .collect::<String>()
+            + "…";
+    }
+    FunctionInfo {
+        name,
+        signature: signature.trim_end_matches([' ', '{', ':']).to_owned(),
+        start_line: node.start_position().row + 1,
+        end_line: node.end_position().row + 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn map(name: &str, source: &str) -> FileMap {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(name), source).unwrap();
+        Mapper::default()
+            .map_file(dir.path(), Path::new(name))
+            .unwrap()
+    }
+
+    #[test]
+    fn functions_of_each_language_with_signatures_and_lines() {
+        let rust = map(
+            "lib.rs",
+            "pub struct A;\nimpl A {\n    pub fn new(x: u32) -> A {\n        A\n    }\n}\nfn helper() {}\n",
+        );
+        let names: Vec<(&str, &str, usize)> = rust
+            .functions
+            .iter()
+            .map(|f| (f.name.as_str(), f.signature.as_str(), f.start_line))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("new", "pub fn new(x: u32) -> A", 3),
+                ("helper", "fn helper()", 7)
+            ]
+        );
+        assert_eq!(rust.functions[0].end_line, 5);
+
+        let python = map(
+            "app.py",
+            "class C:\n    def run(self, n: int) -> int:\n        return n\n\ndef main():\n    pass\n",
+        );
+        let names: Vec<&str> = python
+            .functions
+            .iter()
+            .map(|f| f.signature.as_str())
+            .collect();
+        assert_eq!(names, ["def run(self, n: int) -> int", "def main()"]);
+
+        let ts = map(
+            "api.ts",
+            "export function load(id: string): Promise<User> { return get(id); }\nclass S { save(u: User) { } }\n",
+        );
+        let names: Vec<&str> = ts.functions.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["load", "save"]);
+        let js = map("ui.jsx", "function App() { return <div/>; }\n");
+        assert_eq!(js.functions[0].name, "App");
+        assert!(
+            Mapper::default()
+                .map_file(Path::new("/"), Path::new("notes.txt"))
+                .is_none()
+        );
+    }
+}
