@@ -7,6 +7,8 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use valor_daydream::MapCache;
+
 fn main() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let dir = tempfile::tempdir().unwrap();
@@ -25,27 +27,46 @@ fn main() {
         .collect();
     let now = chrono::Utc::now();
     let since = Some(now - chrono::Duration::days(3));
-    let mut samples: Vec<Duration> = Vec::new();
-    let mut summary = String::new();
-    for _ in 0..7 {
-        let started = Instant::now();
-        let contexts = valor_daydream::gather_workspaces(&workspaces, since, now);
-        samples.push(started.elapsed());
-        let files: usize = contexts.iter().map(|c| c.code.files.len()).sum();
-        let functions: usize = contexts
-            .iter()
-            .flat_map(|c| &c.code.files)
-            .map(|f| f.functions.len())
-            .sum();
-        let changed: usize = contexts.iter().map(|c| c.changed_functions.len()).sum();
-        summary = format!("{files} files, {functions} functions, {changed} changed functions");
+    let cache_file = dir.path().join("codemap.json");
+    for warm in [false, true] {
+        let mut samples: Vec<Duration> = Vec::new();
+        let mut summary = String::new();
+        for _ in 0..7 {
+            // Cold: the first daydream, nothing parsed before. Warm: the next one, six hours
+            // later, with the files unchanged (the cache read back from disk each time).
+            let cache = MapCache::default();
+            // The cache file is read inside the timing: a restarted Valor reads it too.
+            let started = Instant::now();
+            let cache = if warm {
+                MapCache::load(&cache_file)
+            } else {
+                cache
+            };
+            let contexts = valor_daydream::gather_workspaces(&workspaces, since, now, &cache);
+            let elapsed = started.elapsed();
+            cache.save(&cache_file).unwrap();
+            samples.push(elapsed);
+            let files: usize = contexts.iter().map(|c| c.code.files.len()).sum();
+            let functions: usize = contexts
+                .iter()
+                .flat_map(|c| &c.code.files)
+                .map(|f| f.functions.len())
+                .sum();
+            let changed: usize = contexts.iter().map(|c| c.changed_functions.len()).sum();
+            summary = format!("{files} files, {functions} functions, {changed} changed functions");
+        }
+        samples.sort();
+        println!(
+            "daydream phase 3, 6 workspaces, {} ({summary}): median {} ms (min {}, max {}, n={})",
+            if warm {
+                "warm: files unchanged since the last daydream"
+            } else {
+                "cold: first daydream"
+            },
+            samples[samples.len() / 2].as_millis(),
+            samples[0].as_millis(),
+            samples[samples.len() - 1].as_millis(),
+            samples.len()
+        );
     }
-    samples.sort();
-    println!(
-        "daydream phase 3, 6 workspaces ({summary}): median {} ms (min {}, max {}, n={})",
-        samples[samples.len() / 2].as_millis(),
-        samples[0].as_millis(),
-        samples[samples.len() - 1].as_millis(),
-        samples.len()
-    );
 }

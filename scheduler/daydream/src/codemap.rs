@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use serde::{Deserialize, Serialize};
 use tree_sitter::{Node, Parser};
 
 /// Files larger than this are counted but not parsed (generated code, bundles).
@@ -13,7 +15,7 @@ const MAX_PARSE_BYTES: u64 = 512 * 1024;
 /// Longest signature kept.
 const MAX_SIGNATURE: usize = 160;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Language {
     Rust,
@@ -69,7 +71,7 @@ impl Language {
 }
 
 /// A function in a file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FunctionInfo {
     pub name: String,
     pub signature: String,
@@ -79,7 +81,7 @@ pub struct FunctionInfo {
 }
 
 /// One parsed file.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FileMap {
     /// Relative to the workspace.
     pub path: PathBuf,
@@ -112,21 +114,118 @@ impl CodeMap {
     }
 }
 
+/// File maps kept between daydreams, by absolute path, with the size and modification time
+/// they were made from: a file unchanged since the last daydream is not parsed again (parsing
+/// is most of phase 3: ~3 MB of source a second per core).
+#[derive(Debug, Clone, Default)]
+pub struct MapCache {
+    entries: Arc<Mutex<std::collections::HashMap<PathBuf, CachedMap>>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CachedMap {
+    size: u64,
+    modified_ns: u128,
+    map: FileMap,
+}
+
+impl MapCache {
+    /// The cache saved at `path`; empty if there is none or it cannot be read.
+    pub fn load(path: &Path) -> MapCache {
+        let entries = std::fs::read(path)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default();
+        MapCache {
+            entries: Arc::new(Mutex::new(entries)),
+        }
+    }
+
+    /// Saves the cache (written aside and renamed: a crash leaves the old one).
+    pub fn save(&self, path: &Path) -> std::io::Result<()> {
+        let bytes = {
+            let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+            serde_json::to_vec(&*entries).map_err(std::io::Error::other)?
+        };
+        let partial = path.with_extension("partial");
+        std::fs::write(&partial, bytes)?;
+        std::fs::rename(partial, path)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn get(&self, path: &Path, size: u64, modified_ns: u128) -> Option<FileMap> {
+        self.entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(path)
+            .filter(|c| c.size == size && c.modified_ns == modified_ns)
+            .map(|c| c.map.clone())
+    }
+
+    fn put(&self, path: PathBuf, size: u64, modified_ns: u128, map: FileMap) {
+        self.entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(
+                path,
+                CachedMap {
+                    size,
+                    modified_ns,
+                    map,
+                },
+            );
+    }
+}
+
 /// Parses source files with one parser per language, reused across files.
 #[derive(Default)]
 pub struct Mapper {
     parsers: BTreeMap<(Language, bool), Parser>,
+    cache: MapCache,
 }
 
 impl Mapper {
+    pub fn with_cache(cache: MapCache) -> Mapper {
+        Mapper {
+            parsers: BTreeMap::new(),
+            cache,
+        }
+    }
+
     /// The map of one file (`path` relative to `root`); `None` if it is not a supported
     /// language or cannot be read.
     pub fn map_file(&mut self, root: &Path, path: &Path) -> Option<FileMap> {
-        let language = Language::of(path)?;
+        Language::of(path)?;
         let full = root.join(path);
-        let size = std::fs::metadata(&full).ok()?.len();
+        let meta = std::fs::metadata(&full).ok()?;
+        let size = meta.len();
+        let modified_ns = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos());
+        if let Some(map) = self.cache.get(&full, size, modified_ns) {
+            return Some(map);
+        }
+        let map = self.parse_file(&full, path, size)?;
+        self.cache.put(full, size, modified_ns, map.clone());
+        Some(map)
+    }
+
+    fn parse_file(&mut self, full: &Path, path: &Path, size: u64) -> Option<FileMap> {
+        let language = Language::of(path)?;
         let source = if size <= MAX_PARSE_BYTES {
-            std::fs::read(&full).ok()?
+            std::fs::read(full).ok()?
         } else {
             Vec::new()
         };
@@ -267,5 +366,30 @@ mod tests {
                 .map_file(Path::new("/"), Path::new("notes.txt"))
                 .is_none()
         );
+    }
+
+    #[test]
+    fn the_cache_serves_unchanged_files_and_reparses_changed_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("lib.rs");
+        std::fs::write(&file, "fn one() {}\n").unwrap();
+        let cache = MapCache::default();
+        let first = Mapper::with_cache(cache.clone())
+            .map_file(dir.path(), Path::new("lib.rs"))
+            .unwrap();
+        assert_eq!(first.functions.len(), 1);
+        assert_eq!(cache.len(), 1);
+        let saved = dir.path().join("cache.json");
+        cache.save(&saved).unwrap();
+        let reloaded = MapCache::load(&saved);
+        assert_eq!(reloaded.len(), 1);
+        std::fs::write(&file, "fn one() {}\nfn two() {}\n").unwrap();
+        let second = Mapper::with_cache(reloaded)
+            .map_file(dir.path(), Path::new("lib.rs"))
+            .unwrap();
+        assert_eq!(second.functions.len(), 2, "a changed file is parsed again");
+        // A broken cache file is an empty cache, not an error.
+        std::fs::write(&saved, "{not json").unwrap();
+        assert!(MapCache::load(&saved).is_empty());
     }
 }

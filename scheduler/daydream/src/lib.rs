@@ -8,5 +8,5 @@
 pub mod codemap;
 pub mod workspace;
 
-pub use codemap::{CodeMap, FunctionInfo, Language};
+pub use codemap::{CodeMap, FunctionInfo, Language, MapCache};
 pub use workspace::{GitInfo, WorkspaceContext, gather_workspaces};

@@ -9,7 +9,7 @@ use std::process::Command;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::codemap::{CodeMap, FunctionInfo, Mapper};
+use crate::codemap::{CodeMap, FunctionInfo, MapCache, Mapper};
 
 /// Commits listed per workspace.
 const RECENT_COMMITS: usize = 10;
@@ -249,6 +249,7 @@ pub fn gather_workspace(
     path: &Path,
     since: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
+    cache: &MapCache,
 ) -> WorkspaceContext {
     let name = path.file_name().map_or_else(
         || path.display().to_string(),
@@ -267,42 +268,37 @@ pub fn gather_workspace(
             problems,
         };
     }
-    let git = git_info(path, now);
-    let files: Vec<PathBuf> = ignore::WalkBuilder::new(path)
-        .build()
-        .filter_map(Result::ok)
-        .filter(|e| e.file_type().is_some_and(|t| t.is_file()))
-        .filter_map(|e| e.path().strip_prefix(path).ok().map(Path::to_owned))
-        .filter(|p| crate::Language::of(p).is_some())
-        .collect();
-    let mut mapper = Mapper::default();
-    let code = CodeMap {
-        files: files
-            .iter()
-            .filter_map(|f| mapper.map_file(path, f))
-            .collect(),
-    };
-    let mut changed_functions = Vec::new();
-    if git.is_some()
-        && let Some(since) = since
-    {
-        for (file, ranges) in changed_lines(path, since) {
-            let Some(map) = code.file(&file) else {
-                continue;
+    // git runs in its own thread while this one parses: its processes mostly wait on disk.
+    let ((git, changes), code) = std::thread::scope(|scope| {
+        let history = scope.spawn(|| {
+            let git = git_info(path, now);
+            let changes = match (&git, since) {
+                (Some(_), Some(since)) => changed_lines(path, since),
+                _ => BTreeMap::new(),
             };
-            for function in &map.functions {
-                let touched = ranges
-                    .iter()
-                    .any(|(start, end)| *start <= function.end_line && *end >= function.start_line);
-                if touched && changed_functions.len() < MAX_CHANGED {
-                    changed_functions.push(ChangedFunction {
-                        file: file.clone(),
-                        function: function.clone(),
-                    });
-                }
+            (git, changes)
+        });
+        let code = code_map(path, cache);
+        (history.join().unwrap_or((None, BTreeMap::new())), code)
+    });
+    let mut changed_functions = Vec::new();
+    for (file, ranges) in &changes {
+        let Some(map) = code.file(file) else {
+            continue;
+        };
+        for function in &map.functions {
+            let touched = ranges
+                .iter()
+                .any(|(start, end)| *start <= function.end_line && *end >= function.start_line);
+            if touched && changed_functions.len() < MAX_CHANGED {
+                changed_functions.push(ChangedFunction {
+                    file: file.clone(),
+                    function: function.clone(),
+                });
             }
         }
-    } else if git.is_none() {
+    }
+    if git.is_none() {
         problems.push("not a git repository: no branch, commits or changes".to_owned());
     }
     WorkspaceContext {
@@ -316,11 +312,25 @@ pub fn gather_workspace(
     }
 }
 
+/// The code map of every supported source file under `path` that git does not ignore.
+fn code_map(path: &Path, cache: &MapCache) -> CodeMap {
+    let mut mapper = Mapper::with_cache(cache.clone());
+    let files = ignore::WalkBuilder::new(path)
+        .build()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_some_and(|t| t.is_file()))
+        .filter_map(|e| e.path().strip_prefix(path).ok().map(Path::to_owned))
+        .filter_map(|relative| mapper.map_file(path, &relative))
+        .collect();
+    CodeMap { files }
+}
+
 /// Every workspace's context, two at a time (the machine has two cores).
 pub fn gather_workspaces(
     paths: &[PathBuf],
     since: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
+    cache: &MapCache,
 ) -> Vec<WorkspaceContext> {
     let next = std::sync::atomic::AtomicUsize::new(0);
     let results = std::sync::Mutex::new(Vec::new());
@@ -330,7 +340,7 @@ pub fn gather_workspaces(
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let Some(path) = paths.get(i) else { break };
-                    let context = gather_workspace(path, since, now);
+                    let context = gather_workspace(path, since, now, cache);
                     results
                         .lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner)

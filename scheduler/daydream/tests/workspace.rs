@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 
 use chrono::{DateTime, Duration, Utc};
-use valor_daydream::{Language, gather_workspaces};
+use valor_daydream::{Language, MapCache, gather_workspaces};
 
 fn git(dir: &Path, args: &[&str], date: &str) {
     let status = Command::new("git")
@@ -71,6 +71,7 @@ fn a_repository_gives_branch_commits_stack_code_map_and_changed_functions() {
         &[repo.clone(), plain.clone(), dir.path().join("gone")],
         Some(since),
         now,
+        &MapCache::default(),
     );
     assert_eq!(contexts.len(), 3);
     let shop = &contexts[0];
