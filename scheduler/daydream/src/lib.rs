@@ -4,9 +4,22 @@
 //!   touched.
 //! - [`workspace`]: one workspace's context: git branch, status and recent commits, the stack
 //!   from its manifests, its code map, the functions changed since the last daydream.
+//! - [`analytics`]: usage trends from the recorded runs.
+//! - [`prompt`]: the one analysis prompt.
+//! - [`report`]: the report file, its archive and rotation.
+//! - [`run`]: the six phases under one session id ([`Daydream`]), and the [`Host`] seam to the
+//!   agent around it.
 
+pub mod analytics;
 pub mod codemap;
+pub mod prompt;
+pub mod report;
+pub mod run;
 pub mod workspace;
 
 pub use codemap::{CodeMap, FunctionInfo, Language, MapCache};
+pub use run::{
+    DAYDREAM_CHAT_ID, Daydream, DaydreamOutcome, DaydreamReport, DaydreamSettings, Host,
+    HostFuture, Phase, Readiness,
+};
 pub use workspace::{GitInfo, WorkspaceContext, gather_workspaces};

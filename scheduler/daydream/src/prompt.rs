@@ -1,0 +1,90 @@
+//! The one analysis prompt, built from phase 3's context.
+
+use std::fmt::Write as _;
+
+use crate::WorkspaceContext;
+use crate::analytics::Trends;
+
+/// Changed functions listed per workspace in the prompt.
+const PROMPT_CHANGED: usize = 25;
+
+pub fn build(workspaces: &[WorkspaceContext], trends: &Trends) -> String {
+    let mut p = String::from(
+        "You are Valor's daydream: study these workspaces and Valor's own usage, and write \
+         insights for the developer. Answer in Markdown with three sections: \
+         \"## Insights\" (3-7 concrete observations about the code and its direction, each \
+         naming files or functions), \"## Risks\" (what may break or rot), and \
+         \"## Suggestions\" (next steps, most valuable first). Be specific; do not restate the \
+         data.\n\n",
+    );
+    for ws in workspaces {
+        let _ = writeln!(p, "# Workspace {} ({})", ws.name, ws.path.display());
+        if let Some(git) = &ws.git {
+            let _ = writeln!(
+                p,
+                "branch {}, {} uncommitted files, {} commits in the last 7 days",
+                git.branch, git.changed_files, git.commits_last_week
+            );
+            for commit in git.recent_commits.iter().take(5) {
+                let _ = writeln!(p, "- {} {} ({})", commit.hash, commit.subject, commit.at);
+            }
+        }
+        if !ws.stack.is_empty() {
+            let _ = writeln!(p, "stack: {}", ws.stack.join("; "));
+        }
+        for (language, (files, functions, lines)) in ws.code.per_language() {
+            let _ = writeln!(
+                p,
+                "{}: {files} files, {functions} functions, {lines} lines",
+                language.as_str()
+            );
+        }
+        if !ws.changed_functions.is_empty() {
+            let _ = writeln!(p, "functions changed since the last daydream:");
+            for changed in ws.changed_functions.iter().take(PROMPT_CHANGED) {
+                let _ = writeln!(
+                    p,
+                    "- {}: {}",
+                    changed.file.display(),
+                    changed.function.signature
+                );
+            }
+        }
+        for problem in &ws.problems {
+            let _ = writeln!(p, "note: {problem}");
+        }
+        p.push('\n');
+    }
+    let _ = writeln!(
+        p,
+        "# Valor's last 7 days\n{} turns in {} chats, {:.0}% succeeded, ${:.2}",
+        trends.turns,
+        trends.chats,
+        trends.success_rate * 100.0,
+        trends.cost_usd
+    );
+    for day in &trends.days {
+        let _ = writeln!(
+            p,
+            "- {}: {} turns, {} failed, ${:.2}",
+            day.date, day.turns, day.failed, day.cost_usd
+        );
+    }
+    if !trends.errors.is_empty() {
+        let errors: Vec<String> = trends
+            .errors
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        let _ = writeln!(p, "errors: {}", errors.join(", "));
+    }
+    if !trends.tools.is_empty() {
+        let tools: Vec<String> = trends
+            .tools
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        let _ = writeln!(p, "tools used: {}", tools.join(", "));
+    }
+    p
+}
