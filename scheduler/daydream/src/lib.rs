@@ -5,12 +5,14 @@
 //! - [`workspace`]: one workspace's context: git branch, status and recent commits, the stack
 //!   from its manifests, its code map, the functions changed since the last daydream.
 //! - [`analytics`]: usage trends from the recorded runs.
+//! - [`chart`]: the report's PNG chart (plotters): turns per day, health over time.
 //! - [`prompt`]: the one analysis prompt.
 //! - [`report`]: the report file, its archive and rotation.
 //! - [`run`]: the six phases under one session id ([`Daydream`]), and the [`Host`] seam to the
 //!   agent around it.
 
 pub mod analytics;
+pub mod chart;
 pub mod codemap;
 pub mod prompt;
 pub mod report;

@@ -48,6 +48,8 @@ pub trait Host: Send + Sync {
     /// Phase 2: ends stale processes, removes old temp artifacts; one line per thing done.
     fn pre_cleanup(&self) -> HostFuture<'_, Vec<String>>;
     fn runs_since(&self, since_ms: u64) -> Vec<RunRecord>;
+    /// Health scores over time (the resource monitor's samples), oldest first.
+    fn health_history(&self) -> Vec<(DateTime<Utc>, u8)>;
     /// Phase 5: sends the summary (and chart) to the admin chat; says where it went.
     fn deliver<'a>(&'a self, report: &'a DaydreamReport) -> HostFuture<'a, Result<String, String>>;
 }
@@ -114,6 +116,8 @@ pub struct DaydreamReport {
     pub degraded: Option<String>,
     pub trends: Trends,
     pub report_path: PathBuf,
+    /// The PNG chart, or why there is none.
+    pub chart: Result<PathBuf, String>,
 }
 
 /// How a daydream ended.
@@ -306,7 +310,15 @@ impl Daydream {
             self.settings.keep_reports,
         ) {
             Ok(written) => {
+                let chart_path = self.settings.logs_dir.join("daydream_chart.png");
+                let health = self.host.health_history();
+                let chart =
+                    crate::chart::render(&chart_path, &trends, &health).map_err(|e| e.to_string());
+                if let Err(e) = &chart {
+                    tracing::warn!(error = %e, "the report goes without its chart");
+                }
                 let report = DaydreamReport {
+                    chart,
                     session_id: session.clone(),
                     at: now,
                     summary: summary(

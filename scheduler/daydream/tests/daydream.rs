@@ -34,6 +34,9 @@ impl Host for FakeHost {
     fn runs_since(&self, _since_ms: u64) -> Vec<RunRecord> {
         Vec::new()
     }
+    fn health_history(&self) -> Vec<(DateTime<Utc>, u8)> {
+        vec![(now() - chrono::Duration::hours(1), 90), (now(), 70)]
+    }
     fn deliver<'a>(&'a self, report: &'a DaydreamReport) -> HostFuture<'a, Result<String, String>> {
         self.delivered.lock().unwrap().push(report.clone());
         Box::pin(async { Ok("chat 42".to_owned()) })
@@ -171,6 +174,9 @@ async fn a_full_run_writes_archives_and_delivers_the_report() {
     );
     assert!(backend.requests()[0].fresh_session);
     assert_eq!(outcome.timings.len(), 6);
+    let chart = delivered[0].chart.clone().unwrap();
+    assert_eq!(chart, dir.path().join("logs/daydream_chart.png"));
+    assert!(std::fs::metadata(chart).unwrap().len() > 5_000);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
