@@ -1,5 +1,5 @@
-//! The jobs `valor run` schedules: the resource monitor's tick, the orphan reaper and the
-//! cleanup. Their specs come from the config alone, so `valor jobs` lists them without a
+//! The jobs `valor run` schedules: the resource monitor's tick, the orphan reaper, the
+//! daydream and the cleanup. Their specs come from the config alone, so `valor jobs` lists them without a
 //! running Valor.
 
 use std::sync::Arc;
@@ -38,6 +38,17 @@ pub fn specs(config: &Config) -> anyhow::Result<Vec<JobSpec>> {
             persist: false,
         },
         JobSpec {
+            name: crate::daydream::JOB.to_owned(),
+            schedule: Schedule::parse(&config.daydream.schedule).context("[daydream] schedule")?,
+            missed: MissedPolicy::parse(&config.daydream.missed, window).with_context(|| {
+                format!(
+                    "[daydream] missed: unknown policy {:?}",
+                    config.daydream.missed
+                )
+            })?,
+            persist: true,
+        },
+        JobSpec {
             name: "cleanup".to_owned(),
             schedule: Schedule::parse(&s.cleanup_schedule)
                 .context("[scheduler] cleanup_schedule")?,
@@ -52,6 +63,7 @@ pub fn scheduler(
     config: &Config,
     agent: &crate::agent::Agent,
     monitor: &Arc<ResourceMonitor>,
+    report_sender: Option<crate::daydream::Sender>,
 ) -> anyhow::Result<Scheduler> {
     let mut scheduler = Scheduler::new(agent.store.clone(), Arc::new(chrono::Utc::now));
     for spec in specs(config)? {
@@ -85,6 +97,26 @@ pub fn scheduler(
                             report.killed.len(),
                             report.cleared
                         ))
+                    })
+                });
+            }
+            crate::daydream::JOB => {
+                let host = Arc::new(crate::daydream::AgentHost {
+                    store: agent.store.clone(),
+                    monitor: Arc::clone(monitor),
+                    reaper: agent.reaper(),
+                    monitor_config: config.monitor.clone(),
+                    report_chat: config.daydream.report_chat,
+                    send: report_sender.clone(),
+                });
+                let daydream = Arc::new(crate::daydream::daydream(config, host, agent));
+                let store = agent.store.clone();
+                let cache = crate::daydream::cache_path(config);
+                scheduler.add(spec, move |_| {
+                    let (daydream, store, cache) =
+                        (Arc::clone(&daydream), store.clone(), cache.clone());
+                    Box::pin(async move {
+                        crate::daydream::run_once(&daydream, &store, &cache, &|_, _| {}).await
                     })
                 });
             }
@@ -175,9 +207,10 @@ mod tests {
         config.scheduler.cleanup_missed = "notify".to_owned();
         let jobs = specs(&config).unwrap();
         let names: Vec<&str> = jobs.iter().map(|s| s.name.as_str()).collect();
-        assert_eq!(names, ["resource-tick", "reaper", "cleanup"]);
-        assert_eq!(jobs[2].schedule.to_string(), "0 0 3 * * *");
-        assert_eq!(jobs[2].missed, MissedPolicy::Notify);
+        assert_eq!(names, ["resource-tick", "reaper", "daydream", "cleanup"]);
+        assert_eq!(jobs[2].schedule.to_string(), "0 0 */6 * * *");
+        assert_eq!(jobs[3].schedule.to_string(), "0 0 3 * * *");
+        assert_eq!(jobs[3].missed, MissedPolicy::Notify);
         config.scheduler.cleanup_schedule = "0 0 3 * *".to_owned();
         let error = format!("{:#}", specs(&config).unwrap_err());
         assert!(error.contains("[scheduler] cleanup_schedule"), "{error}");

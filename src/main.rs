@@ -3,6 +3,7 @@
 mod agent;
 mod chat;
 mod config_cmd;
+mod daydream;
 mod doctor;
 mod health_cmd;
 mod jobs;
@@ -55,6 +56,8 @@ enum Command {
     Tools(tools_cmd::ToolsArgs),
     /// The scheduled jobs: schedules, missed-run policies, last and next runs.
     Jobs(jobs_cmd::JobsArgs),
+    /// Run the daydream now (`--now`): study the workspaces and write the insights report.
+    Daydream(daydream::DaydreamArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -88,6 +91,7 @@ fn main() -> ExitCode {
             Command::Doctor => doctor::doctor(cli.config).await,
             Command::Tools(args) => tools_cmd::tools(cli.config, args).await,
             Command::Jobs(args) => jobs_cmd::jobs(cli.config, args).await,
+            Command::Daydream(args) => daydream::command(cli.config, args).await,
         }
     })
 }

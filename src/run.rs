@@ -89,8 +89,20 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
 
     let shutdown = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
-    // The resource tick, the reaper and the cleanup run as scheduled jobs.
-    let scheduler = Arc::new(crate::jobs::scheduler(&config, &agent, &monitor)?);
+    tasks.spawn(agent.memory.clone().run_worker(shutdown.clone()));
+    let channel = telegram(&config, &loaded_secrets, &agent, &monitor, &state.metrics)?;
+    // The resource tick, the reaper, the daydream and the cleanup run as scheduled jobs.
+    let report_sender = channel.clone().map(crate::daydream::channel_sender);
+    let mut scheduler = crate::jobs::scheduler(&config, &agent, &monitor, report_sender)?;
+    // Missed runs under the `notify` policy are told to the daydream's report chat.
+    if let (Some(channel), chat) = (channel.clone(), config.daydream.report_chat)
+        && chat != 0
+    {
+        scheduler.on_notify(Arc::new(move |message: String| {
+            channel.post_text(chat, &message)
+        }));
+    }
+    let scheduler = Arc::new(scheduler);
     {
         let (scheduler, stop) = (Arc::clone(&scheduler), shutdown.clone());
         tasks.spawn(async move {
@@ -99,8 +111,6 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
             }
         });
     }
-    tasks.spawn(agent.memory.clone().run_worker(shutdown.clone()));
-    let channel = telegram(&config, &loaded_secrets, &agent, &monitor, &state.metrics)?;
     // Pictures the tools make go to their chat as photos.
     let deliver = channel.clone().map(|channel| {
         Arc::new(move |d: valor_tools::Delivery| {

@@ -16,8 +16,8 @@ mod validate;
 pub use error::{ConfigError, Origin, Problem};
 pub use load::{ConfigSource, Env, Loaded, SourceKind};
 pub use schema::{
-    ClaudeConfig, Config, ContextConfig, HealthConfig, LogConfig, MemoryConfig, MonitorConfig,
-    MonitorThresholds, MonitorWeights, RouteConfig, RoutingConfig, SchedulerConfig,
+    ClaudeConfig, Config, ContextConfig, DaydreamConfig, HealthConfig, LogConfig, MemoryConfig,
+    MonitorConfig, MonitorThresholds, MonitorWeights, RouteConfig, RoutingConfig, SchedulerConfig,
     StatusThresholds, ToolsConfig,
 };
 pub use secrets::{SECRET_VARS, Secret, Secrets};

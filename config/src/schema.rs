@@ -21,6 +21,47 @@ pub struct Config {
     pub context: ContextConfig,
     pub tools: ToolsConfig,
     pub scheduler: SchedulerConfig,
+    pub daydream: DaydreamConfig,
+}
+
+/// `[daydream]`: every six hours Valor studies its workspaces and reports insights.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DaydreamConfig {
+    /// When (six-field cron, UTC). Default: 00:00, 06:00, 12:00, 18:00.
+    pub schedule: String,
+    /// A daydream missed while Valor was down: `catch_up`, `skip` or `notify`.
+    pub missed: String,
+    /// The Telegram chat the summary and chart go to (0: none; the report is still written).
+    pub report_chat: i64,
+    /// Workspaces studied besides the chats' own (`[claude] workspaces_dir/chat_*`).
+    pub workspaces: Vec<PathBuf>,
+    /// Where the report, its archive and chart go.
+    pub logs_dir: PathBuf,
+    /// Archived reports kept.
+    pub keep_reports: usize,
+    /// The analysis's hard limit; past it the report is written, marked degraded.
+    pub analysis_timeout_secs: u64,
+    /// More turns than this waiting: the daydream is skipped (and recorded as such).
+    pub max_pending_turns: usize,
+    /// The model for the analysis; empty: the Claude Code default.
+    pub model: String,
+}
+
+impl Default for DaydreamConfig {
+    fn default() -> Self {
+        DaydreamConfig {
+            schedule: "0 0 */6 * * *".to_owned(),
+            missed: "catch_up".to_owned(),
+            report_chat: 0,
+            workspaces: Vec::new(),
+            logs_dir: PathBuf::from("logs"),
+            keep_reports: 10,
+            analysis_timeout_secs: 300,
+            max_pending_turns: 5,
+            model: String::new(),
+        }
+    }
 }
 
 /// `[scheduler]`: the jobs `valor run` runs by the clock. Schedules are six-field cron

@@ -17,6 +17,7 @@ pub(crate) fn validate(config: &Config) -> Vec<(String, String)> {
     routing(&config.routing, &mut problems);
     telegram(&config.telegram, &mut problems);
     scheduler(&config.scheduler, &mut problems);
+    daydream(&config.daydream, &mut problems);
     let c = &config.context;
     in_range(
         &mut problems,
@@ -394,27 +395,53 @@ fn telegram(t: &TelegramConfig, problems: &mut Problems) {
 /// Missed-run policies the scheduler knows.
 pub const MISSED_POLICIES: [&str; 3] = ["catch_up", "skip", "notify"];
 
-fn scheduler(s: &crate::schema::SchedulerConfig, problems: &mut Vec<(String, String)>) {
-    let schedule = s.cleanup_schedule.trim();
+/// A schedule's shape (the scheduler parses it fully at start).
+fn schedule_shape(key: &str, schedule: &str, problems: &mut Vec<(String, String)>) {
+    let schedule = schedule.trim();
     if !(schedule.starts_with("every ") || schedule.split_whitespace().count() == 6) {
         problems.push((
-            "scheduler.cleanup_schedule".to_owned(),
+            key.to_owned(),
             format!(
                 "{schedule:?} is not a schedule: use six cron fields (second minute hour \
                  day-of-month month day-of-week), e.g. \"0 15 * * * *\", or \"every 1h\""
             ),
         ));
     }
-    if !MISSED_POLICIES.contains(&s.cleanup_missed.as_str()) {
+}
+
+fn missed_policy(key: &str, policy: &str, problems: &mut Vec<(String, String)>) {
+    if !MISSED_POLICIES.contains(&policy) {
         problems.push((
-            "scheduler.cleanup_missed".to_owned(),
-            format!(
-                "{:?} is not one of {}",
-                s.cleanup_missed,
-                MISSED_POLICIES.join(", ")
-            ),
+            key.to_owned(),
+            format!("{policy:?} is not one of {}", MISSED_POLICIES.join(", ")),
         ));
     }
+}
+
+fn daydream(d: &crate::schema::DaydreamConfig, problems: &mut Vec<(String, String)>) {
+    schedule_shape("daydream.schedule", &d.schedule, problems);
+    missed_policy("daydream.missed", &d.missed, problems);
+    in_range(
+        problems,
+        "daydream.keep_reports",
+        d.keep_reports as u64,
+        1,
+        1000,
+        "reports",
+    );
+    in_range(
+        problems,
+        "daydream.analysis_timeout_secs",
+        d.analysis_timeout_secs,
+        10,
+        3600,
+        "seconds",
+    );
+}
+
+fn scheduler(s: &crate::schema::SchedulerConfig, problems: &mut Vec<(String, String)>) {
+    schedule_shape("scheduler.cleanup_schedule", &s.cleanup_schedule, problems);
+    missed_policy("scheduler.cleanup_missed", &s.cleanup_missed, problems);
     in_range(
         problems,
         "scheduler.catch_up_window_hours",

@@ -185,6 +185,13 @@ impl TelegramChannel {
         });
     }
 
+    /// Sends a plain text (a report's summary) to a chat, in the background, paced with the
+    /// chat's other messages; cut to Telegram's 4096 characters.
+    pub fn post_text(&self, chat_id: i64, text: &str) {
+        let text: String = text.chars().take(4096).collect();
+        self.reply(ChatId(chat_id), chat_id > 0, &text);
+    }
+
     /// Unknown users told no so far.
     pub fn refusals(&self) -> usize {
         self.inner.refusals.load(Ordering::Relaxed)

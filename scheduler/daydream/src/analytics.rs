@@ -49,7 +49,8 @@ impl Trends {
             .collect();
         let mut trends = Trends::default();
         let mut chats = std::collections::BTreeSet::new();
-        for run in runs {
+        // The daydream's own analyses are not usage.
+        for run in runs.iter().filter(|r| r.chat_id != crate::DAYDREAM_CHAT_ID) {
             let Some(at) = DateTime::from_timestamp_millis(run.started_at_ms as i64) else {
                 continue;
             };

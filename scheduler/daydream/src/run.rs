@@ -166,6 +166,11 @@ impl Daydream {
         }
     }
 
+    /// The code-map cache (saved by the caller between daydreams).
+    pub fn cache(&self) -> &MapCache {
+        &self.cache
+    }
+
     /// One daydream. `since` is the last one (for "changed since"); `now` the time of this one.
     pub async fn run(
         &self,

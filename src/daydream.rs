@@ -1,0 +1,348 @@
+//! The daydream inside Valor: its settings from `[daydream]`, the agent as its host (readiness,
+//! cleanup, analytics, health history, delivery to the admin chat), the scheduled job, and
+//! `valor daydream --now`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use valor_config::{Config, ConfigSource};
+use valor_daydream::{
+    Daydream, DaydreamReport, DaydreamSettings, Host, HostFuture, MapCache, Phase, Readiness,
+};
+use valor_memory::{JobOutcome, RunRecord, Store};
+use valor_monitor::{ChildRegistry, MetricsRegistry, ResourceMonitor};
+
+/// Valor's Claude Code processes older than this are ended before a daydream.
+const STALE_AGE: Duration = Duration::from_secs(24 * 3600);
+pub const JOB: &str = "daydream";
+
+/// Sends a report to a chat: its text, and its chart as a photo.
+pub type Sender = Arc<
+    dyn Fn(i64, String, Option<PathBuf>) -> HostFuture<'static, Result<(), String>> + Send + Sync,
+>;
+
+pub fn settings(config: &Config) -> DaydreamSettings {
+    let d = &config.daydream;
+    // The chats' workspaces, then the configured ones.
+    let mut workspaces: Vec<PathBuf> = std::fs::read_dir(&config.claude.workspaces_dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().starts_with("chat_"))
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default();
+    workspaces.sort();
+    workspaces.extend(d.workspaces.iter().cloned());
+    DaydreamSettings {
+        workspaces,
+        logs_dir: d.logs_dir.clone(),
+        keep_reports: d.keep_reports,
+        analysis_timeout: Duration::from_secs(d.analysis_timeout_secs),
+        max_pending_turns: d.max_pending_turns,
+        model: (!d.model.trim().is_empty()).then(|| d.model.trim().to_owned()),
+        temp_dir: std::env::temp_dir(),
+    }
+}
+
+/// The agent as the daydream's host.
+pub struct AgentHost {
+    pub store: Store,
+    pub monitor: Arc<ResourceMonitor>,
+    pub reaper: valor_claude::reaper::Reaper,
+    pub monitor_config: valor_config::MonitorConfig,
+    pub report_chat: i64,
+    pub send: Option<Sender>,
+}
+
+impl Host for AgentHost {
+    fn readiness(&self) -> Readiness {
+        Readiness {
+            pending_turns: self.store.inbox().map_or(0, |inbox| inbox.len()),
+            health: self
+                .monitor
+                .report()
+                .map_or_else(|| "ok".to_owned(), |r| r.status.as_str().to_owned()),
+            store: self.store.flush().map_err(|e| e.to_string()),
+        }
+    }
+
+    fn pre_cleanup(&self) -> HostFuture<'_, Vec<String>> {
+        Box::pin(async move {
+            let reaped = self.reaper.reap(Some(STALE_AGE)).await;
+            let temp = std::env::temp_dir();
+            let profiles = crate::jobs::remove_stale_browser_profiles(&temp, STALE_AGE);
+            let runs = remove_stale_daydream_dirs(&temp, STALE_AGE);
+            let mut cleaned = Vec::new();
+            if !reaped.killed.is_empty() {
+                cleaned.push(format!(
+                    "{} Claude Code process groups over 24 h ended",
+                    reaped.killed.len()
+                ));
+            }
+            if reaped.cleared > 0 {
+                cleaned.push(format!("{} stale process records cleared", reaped.cleared));
+            }
+            if profiles > 0 {
+                cleaned.push(format!("{profiles} old browser profiles removed"));
+            }
+            if runs > 0 {
+                cleaned.push(format!("{runs} old daydream temp directories removed"));
+            }
+            cleaned
+        })
+    }
+
+    fn runs_since(&self, since_ms: u64) -> Vec<RunRecord> {
+        self.store.runs_since(since_ms).unwrap_or_default()
+    }
+
+    fn health_history(&self) -> Vec<(DateTime<Utc>, u8)> {
+        self.monitor
+            .history()
+            .iter()
+            .filter_map(|sample| {
+                let at = DateTime::from_timestamp(i64::try_from(sample.taken_at).ok()?, 0)?;
+                let report = valor_monitor::score::assess(sample, &[], &self.monitor_config);
+                Some((at, report.score))
+            })
+            .collect()
+    }
+
+    fn deliver<'a>(&'a self, report: &'a DaydreamReport) -> HostFuture<'a, Result<String, String>> {
+        Box::pin(async move {
+            if self.report_chat == 0 {
+                return Err("no [daydream] report_chat is set".to_owned());
+            }
+            let Some(send) = &self.send else {
+                return Err("Telegram is off (no TELEGRAM_BOT_TOKEN)".to_owned());
+            };
+            send(
+                self.report_chat,
+                report.summary.clone(),
+                report.chart.clone().ok(),
+            )
+            .await?;
+            Ok(format!("Telegram chat {}", self.report_chat))
+        })
+    }
+}
+
+/// Removes `valor-daydream-*` temp directories older than `age` (a run cut short by a crash).
+fn remove_stale_daydream_dirs(temp: &std::path::Path, age: Duration) -> usize {
+    let Ok(entries) = std::fs::read_dir(temp) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("valor-daydream-")
+        })
+        .filter(|e| {
+            e.metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|elapsed| elapsed > age)
+        })
+        .filter(|e| std::fs::remove_dir_all(e.path()).is_ok())
+        .count()
+}
+
+/// When the last daydream that got to its report started (for "changed since").
+pub fn last_daydream(store: &Store) -> Option<DateTime<Utc>> {
+    store
+        .job_runs(JOB, 50)
+        .ok()?
+        .into_iter()
+        .find(|run| run.outcome == JobOutcome::Ok)
+        .and_then(|run| DateTime::from_timestamp_millis(i64::try_from(run.started_ms).ok()?))
+}
+
+/// The code-map cache beside the store.
+pub fn cache_path(config: &Config) -> PathBuf {
+    config.memory.path.with_extension("codemap.json")
+}
+
+/// The daydream for `valor run` or `--now`.
+pub fn daydream(config: &Config, host: Arc<AgentHost>, agent: &crate::agent::Agent) -> Daydream {
+    Daydream::new(
+        settings(config),
+        host,
+        Arc::new(agent.driver.clone()),
+        MapCache::load(&cache_path(config)),
+    )
+}
+
+/// One scheduled run: the job's line for `valor jobs`.
+pub async fn run_once(
+    daydream: &Daydream,
+    store: &Store,
+    cache: &std::path::Path,
+    progress: &(dyn Fn(Phase, &str) + Sync),
+) -> Result<String, String> {
+    let outcome = daydream
+        .run(last_daydream(store), Utc::now(), progress)
+        .await;
+    if let Err(e) = daydream.cache().save(cache) {
+        tracing::warn!(error = %e, "cannot save the code-map cache");
+    }
+    if let Some(reason) = outcome.skipped {
+        return Ok(format!("skipped ({}): {reason}", outcome.session_id));
+    }
+    let Some(report) = outcome.report else {
+        return Err(format!(
+            "{}: the report could not be written",
+            outcome.session_id
+        ));
+    };
+    let sent = match &outcome.delivered {
+        Some(Ok(to)) => format!("sent to {to}"),
+        Some(Err(why)) => format!("not sent: {why}"),
+        None => "not sent".to_owned(),
+    };
+    let degraded = report
+        .degraded
+        .map(|d| format!(", degraded: {d}"))
+        .unwrap_or_default();
+    Ok(format!(
+        "{}: {} ({sent}{degraded})",
+        outcome.session_id,
+        report.report_path.display()
+    ))
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DaydreamArgs {
+    /// Run one daydream now, in the foreground, with progress per phase.
+    #[arg(long)]
+    now: bool,
+}
+
+/// `valor daydream --now`.
+pub async fn command(config_path: Option<PathBuf>, args: DaydreamArgs) -> ExitCode {
+    if !args.now {
+        eprintln!(
+            "valor daydream runs on its schedule inside `valor run` (see `valor jobs`); `valor daydream --now` runs one now"
+        );
+        return ExitCode::from(2);
+    }
+    let loaded = match ConfigSource::from_process(config_path).load() {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    crate::logging::init("error");
+    match now(&loaded).await {
+        Ok(line) => {
+            println!("{line}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn now(loaded: &valor_config::Loaded) -> anyhow::Result<String> {
+    let config = &loaded.config;
+    let metrics = MetricsRegistry::new();
+    let children = ChildRegistry::new();
+    let agent =
+        crate::agent::Agent::build(config, &metrics, children.clone(), false).map_err(|e| {
+            if e.downcast_ref::<valor_memory::StoreError>()
+                .is_some_and(|s| matches!(s, valor_memory::StoreError::Locked { .. }))
+            {
+                anyhow::anyhow!(
+                    "the store is in use by a running Valor, which daydreams on its schedule \
+                     (see `valor jobs`)"
+                )
+            } else {
+                e
+            }
+        })?;
+    let monitor = ResourceMonitor::new(config.monitor.clone(), children, &metrics)?;
+    monitor.tick()?;
+    let send = telegram_sender(loaded)?;
+    let host = Arc::new(AgentHost {
+        store: agent.store.clone(),
+        monitor,
+        reaper: agent.reaper(),
+        monitor_config: config.monitor.clone(),
+        report_chat: config.daydream.report_chat,
+        send,
+    });
+    let daydream = daydream(config, host, &agent);
+    let progress = |phase: Phase, line: &str| {
+        eprintln!("phase {}/6 {:<12} {line}", phase.number(), phase.as_str());
+    };
+    let line = run_once(&daydream, &agent.store, &cache_path(config), &progress).await;
+    // Recorded like a scheduled run, so `valor jobs` shows it and "changed since" counts from it.
+    let finished = Utc::now().timestamp_millis() as u64;
+    let record = valor_memory::JobRunRecord {
+        job: JOB.to_owned(),
+        started_ms: finished,
+        finished_ms: Some(finished),
+        outcome: if line.is_ok() {
+            JobOutcome::Ok
+        } else {
+            JobOutcome::Failed
+        },
+        detail: line.clone().unwrap_or_else(|e| e),
+        due_ms: None,
+    };
+    if let Err(e) = agent.store.record_job_run(&record) {
+        tracing::warn!(error = %e, "cannot record the daydream run");
+    }
+    agent.shutdown().await;
+    line.map_err(anyhow::Error::msg)
+}
+
+/// Sends reports straight through the Bot API (for `--now`, without the running channel).
+fn telegram_sender(loaded: &valor_config::Loaded) -> anyhow::Result<Option<Sender>> {
+    let Some(token) = &loaded.secrets.telegram_bot_token else {
+        return Ok(None);
+    };
+    let t = &loaded.config.telegram;
+    let bot = valor_telegram::channel::bot(token.expose(), &t.api_url, t.poll_timeout_secs)?;
+    Ok(Some(Arc::new(
+        move |chat: i64, text: String, chart: Option<PathBuf>| {
+            let bot = bot.clone();
+            Box::pin(async move {
+                let photo = chart.map(|path| valor_telegram::photos::OutgoingPhoto {
+                    chat_id: chat,
+                    path,
+                    caption: "Daydream: turns per day and health".to_owned(),
+                });
+                valor_telegram::photos::send_report(&bot, chat, &text, photo)
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+        },
+    )))
+}
+
+/// Sends reports through the running Telegram channel (paced with the chat's messages).
+pub fn channel_sender(channel: valor_telegram::channel::TelegramChannel) -> Sender {
+    Arc::new(move |chat: i64, text: String, chart: Option<PathBuf>| {
+        channel.post_text(chat, &text);
+        if let Some(path) = chart {
+            channel.post_photo(valor_telegram::photos::OutgoingPhoto {
+                chat_id: chat,
+                path,
+                caption: "Daydream: turns per day and health".to_owned(),
+            });
+        }
+        Box::pin(async { Ok(()) })
+    })
+}

@@ -1,0 +1,135 @@
+//! `valor daydream --now`: the real Claude Code CLI answers the analysis through the fake
+//! Anthropic API; the summary and the chart reach the fake Telegram admin chat.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::path::Path;
+
+use support::{output, valor};
+use valor_fakes::anthropic::{FakeAnthropic, Reply};
+use valor_fakes::telegram::FakeTelegram;
+
+fn git_repo(dir: &Path) -> std::path::PathBuf {
+    let repo = dir.join("shop");
+    std::fs::create_dir_all(repo.join("src")).unwrap();
+    std::fs::write(
+        repo.join("Cargo.toml"),
+        "[package]\nname = \"shop\"\n[dependencies]\naxum = \"0.8\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        repo.join("src/main.rs"),
+        "fn main() {\n    serve();\n}\n\nfn serve() {}\n",
+    )
+    .unwrap();
+    for args in [
+        &["init", "-q", "-b", "main"][..],
+        &["add", "."],
+        &[
+            "-c",
+            "user.name=Ada",
+            "-c",
+            "user.email=a@example.com",
+            "commit",
+            "-q",
+            "-m",
+            "start",
+        ],
+    ] {
+        let ok = std::process::Command::new("git")
+            .arg("-C")
+            .arg(&repo)
+            .args(args)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "git {args:?}");
+    }
+    repo
+}
+
+#[test]
+fn daydream_now_reports_to_the_admin_chat_and_records_the_run() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (anthropic, telegram) = runtime.block_on(async {
+        (
+            FakeAnthropic::start(|turn| {
+                if turn.asks("You are Valor's daydream") && turn.asks("# Workspace shop") {
+                    Reply::text("## Insights\n- `serve` does nothing yet.\n- axum is declared but unused.\n")
+                } else {
+                    Reply::text("unexpected prompt")
+                }
+            })
+            .await,
+            FakeTelegram::start().await,
+        )
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let repo = git_repo(dir.path());
+    let run = |extra: &[(&str, String)]| {
+        let mut cmd = valor(dir.path());
+        cmd.args(["daydream", "--now"])
+            .env(
+                "VALOR__DAYDREAM__WORKSPACES",
+                format!("[{:?}]", repo.display().to_string()),
+            )
+            .env("VALOR__DAYDREAM__REPORT_CHAT", "4242")
+            .env("TELEGRAM_BOT_TOKEN", &telegram.token)
+            .env("VALOR__TELEGRAM__API_URL", &telegram.url)
+            .env("ANTHROPIC_BASE_URL", &anthropic.url)
+            .env("ANTHROPIC_API_KEY", "sk-ant-test")
+            .env("CLAUDE_CODE_MAX_RETRIES", "1");
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        output(&mut cmd)
+    };
+    let (out, stdout, stderr) = run(&[]);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    // Progress per phase on stderr, the report's path on stdout.
+    for phase in [
+        "phase 1/6 readiness",
+        "phase 3/6 context",
+        "phase 4/6 analysis",
+        "phase 6/6 post-cleanup",
+    ] {
+        assert!(stderr.contains(phase), "{phase}: {stderr}");
+    }
+    assert!(
+        stdout.contains("logs/daydream_insights.md (sent to Telegram chat 4242)"),
+        "{stdout}"
+    );
+    let report = std::fs::read_to_string(dir.path().join("logs/daydream_insights.md")).unwrap();
+    assert!(report.contains("- `serve` does nothing yet."), "{report}");
+    assert!(report.contains("stack: Rust (axum)"), "{report}");
+
+    let messages = telegram.messages(4242);
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    assert!(
+        messages[0].visible.starts_with("Daydream dd-"),
+        "{}",
+        messages[0].visible
+    );
+    assert!(messages[0].visible.contains("- `serve` does nothing yet."));
+    let chart = messages[1].photo.as_ref().expect("the chart, as a photo");
+    assert!(chart.starts_with(b"\x89PNG") && chart.len() > 5_000);
+
+    // The run is recorded: `valor jobs` shows it.
+    let (_, jobs, _) = output(valor(dir.path()).args(["jobs", "--json"]));
+    let jobs: serde_json::Value = serde_json::from_str(&jobs).unwrap();
+    let daydream = jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["name"] == "daydream")
+        .unwrap();
+    assert_eq!(daydream["last"]["outcome"], "ok", "{daydream}");
+
+    // An analysis that fails still gives a report, marked degraded.
+    let (out, stdout, stderr) = run(&[("ANTHROPIC_BASE_URL", "http://127.0.0.1:9".to_owned())]);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stdout.contains("degraded: the analysis failed"), "{stdout}");
+    drop(runtime);
+}
