@@ -240,4 +240,49 @@ mod tests {
             child.wait().unwrap();
         }
     }
+
+    /// The daydream's pre-cleanup: groups of ours older than 24 h end; a younger one of ours and
+    /// a stranger's `sleep` are left running.
+    #[tokio::test]
+    async fn the_24_hour_cleanup_ends_only_our_old_groups() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut old = spawn_group();
+        let mut young = spawn_group();
+        let mut stranger = spawn_group();
+        std::thread::sleep(Duration::from_millis(100));
+        let boot = boot_id().unwrap();
+        let day = 24 * 3600 * 1000;
+        for (child, age) in [(&old, day + 3_600_000), (&young, 3_600_000)] {
+            store
+                .put_process(&record(
+                    child.id(),
+                    start_ticks(child.id()).unwrap(),
+                    boot.clone(),
+                    age,
+                ))
+                .unwrap();
+        }
+        let reaper = Reaper::new(
+            store.clone(),
+            ChildRegistry::new(),
+            None,
+            Duration::from_secs(2),
+        );
+        let report = reaper.reap(Some(Duration::from_secs(24 * 3600))).await;
+        assert_eq!(report.killed, [old.id()]);
+        old.wait().unwrap();
+        assert!(
+            young.try_wait().unwrap().is_none(),
+            "younger than a day: spared"
+        );
+        assert!(
+            stranger.try_wait().unwrap().is_none(),
+            "not ours: never touched"
+        );
+        for child in [&mut young, &mut stranger] {
+            signal_group(child.id(), Signal::SIGKILL);
+            child.wait().unwrap();
+        }
+    }
 }
