@@ -203,6 +203,28 @@ pub async fn run_once(
             outcome.session_id
         ));
     };
+    // The insights become searchable memory (kind `insight`, shared by every chat).
+    if let Some(analysis) = &report.analysis {
+        let text: String = analysis
+            .chars()
+            .take(valor_memory::MAX_MEMORY_TEXT / 8)
+            .collect();
+        let saved = store.save_memory(valor_memory::MemoryRecord {
+            id: 0,
+            kind: valor_memory::MemoryKind::Insight,
+            chat_id: None,
+            at_ms: u64::try_from(report.at.timestamp_millis()).unwrap_or(0),
+            title: format!(
+                "Daydream insights {}",
+                report.at.format("%Y-%m-%d %H:%M UTC")
+            ),
+            text,
+            url: None,
+        });
+        if let Err(e) = saved {
+            tracing::warn!(error = %e, "cannot keep the insights in memory");
+        }
+    }
     let sent = match &outcome.delivered {
         Some(Ok(to)) => format!("sent to {to}"),
         Some(Err(why)) => format!("not sent: {why}"),

@@ -127,6 +127,17 @@ fn daydream_now_reports_to_the_admin_chat_and_records_the_run() {
         .unwrap();
     assert_eq!(daydream["last"]["outcome"], "ok", "{daydream}");
 
+    // The insights are searchable memory now.
+    let (_, found, err) = output(valor(dir.path()).args([
+        "memory",
+        "search",
+        "serve does nothing",
+        "--kind",
+        "insight",
+    ]));
+    let (_, stats, _) = output(valor(dir.path()).args(["memory", "stats"]));
+    assert!(found.contains("Daydream insights"), "{found}{err}{stats}");
+
     // An analysis that fails still gives a report, marked degraded.
     let (out, stdout, stderr) = run(&[("ANTHROPIC_BASE_URL", "http://127.0.0.1:9".to_owned())]);
     assert_eq!(out.status.code(), Some(0), "{stderr}");

@@ -110,6 +110,8 @@ pub struct DaydreamReport {
     pub session_id: String,
     pub at: DateTime<Utc>,
     pub markdown: String,
+    /// The model's insights alone (none when degraded).
+    pub analysis: Option<String>,
     /// A few lines for the chat.
     pub summary: String,
     /// Why the analysis is missing, when it is.
@@ -324,6 +326,7 @@ impl Daydream {
                 }
                 let report = DaydreamReport {
                     chart,
+                    analysis: analysis.clone(),
                     session_id: session.clone(),
                     at: now,
                     summary: summary(
