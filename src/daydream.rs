@@ -171,14 +171,32 @@ pub fn cache_path(config: &Config) -> PathBuf {
     config.memory.path.with_extension("codemap.json")
 }
 
-/// The daydream for `valor run` or `--now`.
-pub fn daydream(config: &Config, host: Arc<AgentHost>, agent: &crate::agent::Agent) -> Daydream {
-    Daydream::new(
+/// The daydream for `valor run` or `--now`, analysing through Claude Code or, by config, an
+/// OpenAI-compatible endpoint.
+pub fn daydream(
+    config: &Config,
+    secrets: &valor_config::Secrets,
+    host: Arc<AgentHost>,
+    agent: &crate::agent::Agent,
+) -> anyhow::Result<Daydream> {
+    let d = &config.daydream;
+    let backend: Arc<dyn valor_core::Backend> = match d.backend.as_str() {
+        "openai" => Arc::new(valor_daydream::openai::OpenAiBackend::new(
+            &d.openai_base_url,
+            d.model.trim(),
+            secrets
+                .openai_api_key
+                .as_ref()
+                .map(|k| k.expose().to_owned()),
+        )?),
+        _ => Arc::new(agent.driver.clone()),
+    };
+    Ok(Daydream::new(
         settings(config),
         host,
-        Arc::new(agent.driver.clone()),
+        backend,
         MapCache::load(&cache_path(config)),
-    )
+    ))
 }
 
 /// One scheduled run: the job's line for `valor jobs`.
@@ -304,7 +322,7 @@ async fn now(loaded: &valor_config::Loaded) -> anyhow::Result<String> {
         report_chat: config.daydream.report_chat,
         send,
     });
-    let daydream = daydream(config, host, &agent);
+    let daydream = daydream(config, &loaded.secrets, host, &agent)?;
     let progress = |phase: Phase, line: &str| {
         eprintln!("phase {}/6 {:<12} {line}", phase.number(), phase.as_str());
     };

@@ -62,6 +62,7 @@ pub fn specs(config: &Config) -> anyhow::Result<Vec<JobSpec>> {
 pub fn scheduler(
     config: &Config,
     agent: &crate::agent::Agent,
+    secrets: &valor_config::Secrets,
     monitor: &Arc<ResourceMonitor>,
     report_sender: Option<crate::daydream::Sender>,
 ) -> anyhow::Result<Scheduler> {
@@ -109,7 +110,7 @@ pub fn scheduler(
                     report_chat: config.daydream.report_chat,
                     send: report_sender.clone(),
                 });
-                let daydream = Arc::new(crate::daydream::daydream(config, host, agent));
+                let daydream = Arc::new(crate::daydream::daydream(config, secrets, host, agent)?);
                 let store = agent.store.clone();
                 let cache = crate::daydream::cache_path(config);
                 scheduler.add(spec, move |_| {

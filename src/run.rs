@@ -93,7 +93,8 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
     let channel = telegram(&config, &loaded_secrets, &agent, &monitor, &state.metrics)?;
     // The resource tick, the reaper, the daydream and the cleanup run as scheduled jobs.
     let report_sender = channel.clone().map(crate::daydream::channel_sender);
-    let mut scheduler = crate::jobs::scheduler(&config, &agent, &monitor, report_sender)?;
+    let mut scheduler =
+        crate::jobs::scheduler(&config, &agent, &loaded_secrets, &monitor, report_sender)?;
     // Missed runs under the `notify` policy are told to the daydream's report chat.
     if let (Some(channel), chat) = (channel.clone(), config.daydream.report_chat)
         && chat != 0

@@ -44,7 +44,12 @@ pub struct DaydreamConfig {
     pub analysis_timeout_secs: u64,
     /// More turns than this waiting: the daydream is skipped (and recorded as such).
     pub max_pending_turns: usize,
-    /// The model for the analysis; empty: the Claude Code default.
+    /// Who does the analysis: `claude` (the Claude Code driver) or `openai` (an
+    /// OpenAI-compatible endpoint such as a local Ollama, at `openai_base_url`).
+    pub backend: String,
+    /// The OpenAI-compatible endpoint, up to `/v1` (the key: `OPENAI_API_KEY`, if set).
+    pub openai_base_url: String,
+    /// The model for the analysis; empty: the Claude Code default (`openai` needs one).
     pub model: String,
 }
 
@@ -59,6 +64,8 @@ impl Default for DaydreamConfig {
             keep_reports: 10,
             analysis_timeout_secs: 300,
             max_pending_turns: 5,
+            backend: "claude".to_owned(),
+            openai_base_url: "http://127.0.0.1:11434/v1".to_owned(),
             model: String::new(),
         }
     }

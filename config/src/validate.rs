@@ -421,6 +421,18 @@ fn missed_policy(key: &str, policy: &str, problems: &mut Vec<(String, String)>) 
 fn daydream(d: &crate::schema::DaydreamConfig, problems: &mut Vec<(String, String)>) {
     schedule_shape("daydream.schedule", &d.schedule, problems);
     missed_policy("daydream.missed", &d.missed, problems);
+    match d.backend.as_str() {
+        "claude" => {}
+        "openai" if d.model.trim().is_empty() => problems.push((
+            "daydream.model".to_owned(),
+            "the openai backend needs a model name, e.g. \"llama3.1\"".to_owned(),
+        )),
+        "openai" => {}
+        other => problems.push((
+            "daydream.backend".to_owned(),
+            format!("{other:?} is not one of claude, openai"),
+        )),
+    }
     in_range(
         problems,
         "daydream.keep_reports",

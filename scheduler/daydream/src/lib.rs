@@ -6,6 +6,7 @@
 //!   from its manifests, its code map, the functions changed since the last daydream.
 //! - [`analytics`]: usage trends from the recorded runs.
 //! - [`chart`]: the report's PNG chart (plotters): turns per day, health over time.
+//! - [`openai`]: the analysis through an OpenAI-compatible endpoint (a local Ollama).
 //! - [`prompt`]: the one analysis prompt.
 //! - [`report`]: the report file, its archive and rotation.
 //! - [`run`]: the six phases under one session id ([`Daydream`]), and the [`Host`] seam to the
@@ -14,6 +15,7 @@
 pub mod analytics;
 pub mod chart;
 pub mod codemap;
+pub mod openai;
 pub mod prompt;
 pub mod report;
 pub mod run;

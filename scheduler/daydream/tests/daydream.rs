@@ -238,3 +238,71 @@ async fn a_busy_or_unhealthy_valor_skips_and_says_why() {
         assert_eq!(outcome.timings.len(), 1);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_openai_compatible_endpoint_can_do_the_analysis() {
+    use wiremock::matchers::{body_partial_json, method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let ollama = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .and(body_partial_json(serde_json::json!({"model": "gemma3:12b", "stream": false})))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "id": "chatcmpl-1", "object": "chat.completion", "model": "gemma3:12b",
+            "choices": [{"index": 0, "finish_reason": "stop",
+                "message": {"role": "assistant", "content": "## Insights\n- From the local model."}}],
+        })))
+        .expect(1)
+        .mount(&ollama)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let backend = valor_daydream::openai::OpenAiBackend::new(
+        &format!("{}/v1/", ollama.uri()),
+        "gemma3:12b",
+        None,
+    )
+    .unwrap();
+    let mut daydream = daydream(
+        dir.path(),
+        host(0, "ok"),
+        ScriptedBackend::echo(),
+        Duration::from_secs(30),
+    );
+    daydream = Daydream::new(
+        daydream.settings.clone(),
+        host(0, "ok"),
+        Arc::new(backend),
+        MapCache::default(),
+    );
+    let report = daydream.run(None, now(), &|_, _| {}).await.report.unwrap();
+    assert_eq!(
+        report.analysis.as_deref(),
+        Some("## Insights\n- From the local model.")
+    );
+
+    // A failing endpoint: a degraded report that says what it answered.
+    let broken = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(500).set_body_json(serde_json::json!({
+            "error": {"message": "model not loaded", "type": "server_error"}})))
+        .mount(&broken)
+        .await;
+    let backend = valor_daydream::openai::OpenAiBackend::new(
+        &format!("{}/v1", broken.uri()),
+        "gemma3:12b",
+        None,
+    )
+    .unwrap();
+    let daydream = Daydream::new(
+        daydream.settings.clone(),
+        host(0, "ok"),
+        Arc::new(backend),
+        MapCache::default(),
+    );
+    let report = daydream.run(None, now(), &|_, _| {}).await.report.unwrap();
+    let degraded = report.degraded.unwrap();
+    assert!(
+        degraded.contains("500 Internal Server Error: model not loaded"),
+        "{degraded}"
+    );
+}
