@@ -34,6 +34,7 @@ const LOCATOR: &str = "memory_locator";
 const VECTORS: &str = "memory_vectors";
 const EMBED_QUEUE: &str = "embed_queue";
 const JOB_RUNS: &str = "job_runs";
+const PROPOSALS: &str = "proposals";
 const ID_OFFSET_KEY: &[u8] = b"id_offset";
 const LAST_UPDATE_KEY: &[u8] = b"last_update_id";
 const PAIRED_PREFIX: &[u8] = b"paired:";
@@ -41,7 +42,7 @@ const PAIRED_PREFIX: &[u8] = b"paired:";
 /// The store; cheap to clone (sled handles are shared).
 #[derive(Clone)]
 pub struct Store {
-    db: sled::Db,
+    pub(crate) db: sled::Db,
     path: PathBuf,
     sessions: sled::Tree,
     runs: sled::Tree,
@@ -59,6 +60,7 @@ pub struct Store {
     pub(crate) vectors: sled::Tree,
     pub(crate) embed_queue: sled::Tree,
     pub(crate) job_runs: sled::Tree,
+    pub(crate) proposals: sled::Tree,
     meta: sled::Tree,
     /// Added to sled's id sequence so ids stay above every imported id.
     id_offset: Arc<AtomicU64>,
@@ -165,6 +167,7 @@ impl Store {
             vectors: db.open_tree(VECTORS)?,
             embed_queue: db.open_tree(EMBED_QUEUE)?,
             job_runs: db.open_tree(JOB_RUNS)?,
+            proposals: db.open_tree(PROPOSALS)?,
             id_offset: Arc::new(AtomicU64::new(match meta.get(ID_OFFSET_KEY)? {
                 Some(bytes) => decode::<u64>("id offset", &bytes)?,
                 None => 0,

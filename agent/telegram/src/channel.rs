@@ -192,6 +192,20 @@ impl TelegramChannel {
         self.reply(ChatId(chat_id), chat_id > 0, &text);
     }
 
+    /// Asks "Remember this?" in the proposal's chat (recorded as pending first), paced with
+    /// the chat's other messages.
+    pub fn propose(&self, proposal: valor_memory::Proposal) -> Result<(), ChannelError> {
+        let proposal = self.inner.store.add_proposal(proposal)?;
+        let pacer = self.worker(proposal.chat_id, proposal.chat_id > 0).pacer;
+        let (bot, store) = (self.inner.bot.clone(), self.inner.store.clone());
+        tokio::spawn(async move {
+            if let Err(e) = crate::remember::ask(&bot, &store, &pacer, &proposal).await {
+                tracing::warn!(chat = proposal.chat_id, error = %e, "cannot ask to remember");
+            }
+        });
+        Ok(())
+    }
+
     /// Unknown users told no so far.
     pub fn refusals(&self) -> usize {
         self.inner.refusals.load(Ordering::Relaxed)
@@ -451,9 +465,26 @@ impl TelegramChannel {
             UpdateKind::CallbackQuery(query) => {
                 // Answered at once: the client shows a spinner until it is.
                 let bot = self.inner.bot.clone();
-                tokio::spawn(async move {
-                    let _ = bot.answer_callback_query(query.id).await;
-                });
+                let allowed = self.is_allowed(i64::try_from(query.from.id.0).unwrap_or(i64::MAX));
+                let remember = query.data.as_deref().and_then(crate::remember::parse);
+                let chat = query.message.as_ref().map(|m| m.chat().id);
+                match (remember, chat) {
+                    (Some((proposal, yes)), Some(chat)) if allowed => {
+                        let store = store.clone();
+                        let pacer = self.worker(chat.0, chat.0 > 0).pacer;
+                        tokio::spawn(async move {
+                            crate::remember::answer(
+                                &bot, &store, &pacer, query.id, chat, proposal, yes,
+                            )
+                            .await;
+                        });
+                    }
+                    _ => {
+                        tokio::spawn(async move {
+                            let _ = bot.answer_callback_query(query.id).await;
+                        });
+                    }
+                }
                 store.set_telegram_last_update(id)?;
             }
             _ => store.set_telegram_last_update(id)?,

@@ -4,6 +4,7 @@
 //! - [`format`]: Markdown to Telegram HTML, escaped; splitting at 4096 characters on paragraph
 //!   and code-fence boundaries; the plain-text fallback.
 //! - [`photos`]: pictures the tools make, sent to their chat through its pacer.
+//! - [`remember`]: "Remember this?" with [Remember] [Not now]; nothing stored unasked.
 //! - [`pairing`]: one-time codes from `valor pair` that let a user join the allow-list.
 //! - [`pacer`]: one pacer per chat for sends and edits together, obeying `retry_after` within a
 //!   cap.
@@ -15,4 +16,5 @@ pub mod format;
 pub mod pacer;
 pub mod pairing;
 pub mod photos;
+pub mod remember;
 pub mod stream;

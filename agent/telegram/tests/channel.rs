@@ -482,3 +482,100 @@ async fn a_tools_photo_reaches_its_chat_after_a_flood_wait_with_its_caption_cut_
     assert_eq!(w.fake.messages(FRIEND).len(), 1);
     w.stop().await;
 }
+
+fn proposal(text: &str, expires_in_ms: i64) -> valor_memory::Proposal {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    valor_memory::Proposal {
+        id: 0,
+        chat_id: FRIEND,
+        text: text.to_owned(),
+        kind: valor_memory::MemoryKind::Learning,
+        source: "daydream test".to_owned(),
+        created_ms: now as u64,
+        expires_ms: (now + expires_in_ms) as u64,
+        message_id: None,
+        state: valor_memory::ProposalState::Pending,
+    }
+}
+
+/// The question's message and its two buttons' data.
+fn question(w: &World, text: &str) -> (i64, String, String) {
+    let message = w
+        .fake
+        .messages(FRIEND)
+        .into_iter()
+        .find(|m| m.visible.contains(text))
+        .unwrap();
+    let markup = message.reply_markup.clone().unwrap();
+    let buttons = &markup["inline_keyboard"][0];
+    (
+        message.message_id,
+        buttons[0]["callback_data"].as_str().unwrap().to_owned(),
+        buttons[1]["callback_data"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_proposed_memory_is_stored_only_after_a_yes_and_only_once() {
+    use valor_memory::MemoryKind;
+    let dir = tempfile::tempdir().unwrap();
+    let w = world(&dir, ScriptedBackend::echo()).await;
+    let learnings = |w: &World| w.store.memory_records(MemoryKind::Learning).unwrap();
+
+    w.channel
+        .propose(proposal("Deploys go through CI only", 600_000))
+        .unwrap();
+    w.channel
+        .propose(proposal("Tabs over spaces", 600_000))
+        .unwrap();
+    w.channel
+        .propose(proposal("The old staging URL", -1))
+        .unwrap();
+    until(Duration::from_secs(30), || {
+        w.fake.messages(FRIEND).len() == 3
+    })
+    .await;
+    assert!(learnings(&w).is_empty(), "nothing stored unasked");
+
+    let (message, yes, _) = question(&w, "Deploys go through CI only");
+    assert!(
+        w.fake.messages(FRIEND)[0]
+            .visible
+            .starts_with("Remember this?")
+    );
+    w.fake.user_presses(FRIEND, FRIEND, message, &yes);
+    w.fake.user_presses(FRIEND, FRIEND, message, &yes);
+    let (declined, _, no) = question(&w, "Tabs over spaces");
+    w.fake.user_presses(FRIEND, FRIEND, declined, &no);
+    let (expired, late_yes, _) = question(&w, "The old staging URL");
+    w.fake.user_presses(FRIEND, FRIEND, expired, &late_yes);
+    until(Duration::from_secs(30), || {
+        w.fake
+            .calls()
+            .iter()
+            .filter(|c| c.method == "answercallbackquery")
+            .count()
+            == 4
+    })
+    .await;
+    assert!(w.fake.unanswered_callbacks().is_empty());
+    let stored = learnings(&w);
+    assert_eq!(stored.len(), 1, "a double tap stores once: {stored:?}");
+    assert_eq!(stored[0].text, "Deploys go through CI only");
+    assert_eq!(stored[0].chat_id, Some(FRIEND));
+    until(Duration::from_secs(30), || {
+        let texts = w.texts(FRIEND);
+        texts
+            .iter()
+            .any(|t| t == "Remembered: Deploys go through CI only")
+            && texts.iter().any(|t| t == "Not stored: Tabs over spaces")
+            && texts
+                .iter()
+                .any(|t| t.starts_with("Not stored (the question expired)"))
+    })
+    .await;
+    w.stop().await;
+}
