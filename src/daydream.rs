@@ -19,10 +19,37 @@ use valor_monitor::{ChildRegistry, MetricsRegistry, ResourceMonitor};
 const STALE_AGE: Duration = Duration::from_secs(24 * 3600);
 pub const JOB: &str = "daydream";
 
-/// Sends a report to a chat: its text, and its chart as a photo.
-pub type Sender = Arc<
-    dyn Fn(i64, String, Option<PathBuf>) -> HostFuture<'static, Result<(), String>> + Send + Sync,
->;
+/// A report for the admin chat.
+pub struct Outgoing {
+    pub chat: i64,
+    pub text: String,
+    pub chart: Option<PathBuf>,
+    /// Memory candidates, each asked with [Remember] [Not now].
+    pub candidates: Vec<String>,
+    /// Where the candidates came from ("daydream <session>").
+    pub source: String,
+}
+
+/// Sends a report to its chat.
+pub type Sender = Arc<dyn Fn(Outgoing) -> HostFuture<'static, Result<(), String>> + Send + Sync>;
+
+const CHART_CAPTION: &str = "Daydream: turns per day and health";
+
+/// A candidate as a pending proposal for `chat`.
+fn proposal(chat: i64, text: String, source: &str) -> valor_memory::Proposal {
+    let now = Utc::now().timestamp_millis() as u64;
+    valor_memory::Proposal {
+        id: 0,
+        chat_id: chat,
+        text,
+        kind: valor_memory::MemoryKind::Learning,
+        source: source.to_owned(),
+        created_ms: now,
+        expires_ms: now + valor_memory::PROPOSAL_TTL_MS,
+        message_id: None,
+        state: valor_memory::ProposalState::Pending,
+    }
+}
 
 pub fn settings(config: &Config) -> DaydreamSettings {
     let d = &config.daydream;
@@ -122,11 +149,13 @@ impl Host for AgentHost {
             let Some(send) = &self.send else {
                 return Err("Telegram is off (no TELEGRAM_BOT_TOKEN)".to_owned());
             };
-            send(
-                self.report_chat,
-                report.summary.clone(),
-                report.chart.clone().ok(),
-            )
+            send(Outgoing {
+                chat: self.report_chat,
+                text: report.summary.clone(),
+                chart: report.chart.clone().ok(),
+                candidates: report.candidates.clone(),
+                source: format!("daydream {}", report.session_id),
+            })
             .await?;
             Ok(format!("Telegram chat {}", self.report_chat))
         })
@@ -313,7 +342,7 @@ async fn now(loaded: &valor_config::Loaded) -> anyhow::Result<String> {
         })?;
     let monitor = ResourceMonitor::new(config.monitor.clone(), children, &metrics)?;
     monitor.tick()?;
-    let send = telegram_sender(loaded)?;
+    let send = telegram_sender(loaded, agent.store.clone())?;
     let host = Arc::new(AgentHost {
         store: agent.store.clone(),
         monitor,
@@ -348,41 +377,64 @@ async fn now(loaded: &valor_config::Loaded) -> anyhow::Result<String> {
     line.map_err(anyhow::Error::msg)
 }
 
-/// Sends reports straight through the Bot API (for `--now`, without the running channel).
-fn telegram_sender(loaded: &valor_config::Loaded) -> anyhow::Result<Option<Sender>> {
+/// Sends reports straight through the Bot API (for `--now`, without the running channel). A
+/// candidate's question is answered once `valor run` polls again (within its 10 minutes).
+fn telegram_sender(loaded: &valor_config::Loaded, store: Store) -> anyhow::Result<Option<Sender>> {
     let Some(token) = &loaded.secrets.telegram_bot_token else {
         return Ok(None);
     };
     let t = &loaded.config.telegram;
     let bot = valor_telegram::channel::bot(token.expose(), &t.api_url, t.poll_timeout_secs)?;
-    Ok(Some(Arc::new(
-        move |chat: i64, text: String, chart: Option<PathBuf>| {
-            let bot = bot.clone();
-            Box::pin(async move {
-                let photo = chart.map(|path| valor_telegram::photos::OutgoingPhoto {
-                    chat_id: chat,
-                    path,
-                    caption: "Daydream: turns per day and health".to_owned(),
-                });
-                valor_telegram::photos::send_report(&bot, chat, &text, photo)
+    Ok(Some(Arc::new(move |out: Outgoing| {
+        let (bot, store) = (bot.clone(), store.clone());
+        Box::pin(async move {
+            let photo = out.chart.map(|path| valor_telegram::photos::OutgoingPhoto {
+                chat_id: out.chat,
+                path,
+                caption: CHART_CAPTION.to_owned(),
+            });
+            // One pacer for the whole report: text, chart and questions.
+            let pacer = valor_telegram::pacer::ChatPacer::new(
+                if out.chat > 0 {
+                    valor_telegram::pacer::ChatKind::Private
+                } else {
+                    valor_telegram::pacer::ChatKind::Group
+                },
+                valor_telegram::pacer::PacerConfig::default(),
+            );
+            valor_telegram::photos::send_report(&bot, &pacer, out.chat, &out.text, photo)
+                .await
+                .map_err(|e| e.to_string())?;
+            for candidate in out.candidates {
+                let asked = store
+                    .add_proposal(proposal(out.chat, candidate, &out.source))
+                    .map_err(|e| e.to_string())?;
+                valor_telegram::remember::ask(&bot, &store, &pacer, &asked)
                     .await
-                    .map_err(|e| e.to_string())
-            })
-        },
-    )))
+                    .map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        })
+    })))
 }
 
 /// Sends reports through the running Telegram channel (paced with the chat's messages).
 pub fn channel_sender(channel: valor_telegram::channel::TelegramChannel) -> Sender {
-    Arc::new(move |chat: i64, text: String, chart: Option<PathBuf>| {
-        channel.post_text(chat, &text);
-        if let Some(path) = chart {
+    Arc::new(move |out: Outgoing| {
+        channel.post_text(out.chat, &out.text);
+        if let Some(path) = out.chart {
             channel.post_photo(valor_telegram::photos::OutgoingPhoto {
-                chat_id: chat,
+                chat_id: out.chat,
                 path,
-                caption: "Daydream: turns per day and health".to_owned(),
+                caption: CHART_CAPTION.to_owned(),
             });
         }
-        Box::pin(async { Ok(()) })
+        let mut result = Ok(());
+        for candidate in out.candidates {
+            if let Err(e) = channel.propose(proposal(out.chat, candidate, &out.source)) {
+                result = Err(e.to_string());
+            }
+        }
+        Box::pin(async move { result })
     })
 }

@@ -57,7 +57,7 @@ fn daydream_now_reports_to_the_admin_chat_and_records_the_run() {
         (
             FakeAnthropic::start(|turn| {
                 if turn.asks("You are Valor's daydream") && turn.asks("# Workspace shop") {
-                    Reply::text("## Insights\n- `serve` does nothing yet.\n- axum is declared but unused.\n")
+                    Reply::text("## Insights\n- `serve` does nothing yet.\n- axum is declared but unused.\n## Remember\n- The shop serves HTTP with axum.\n")
                 } else {
                     Reply::text("unexpected prompt")
                 }
@@ -106,7 +106,7 @@ fn daydream_now_reports_to_the_admin_chat_and_records_the_run() {
     assert!(report.contains("stack: Rust (axum)"), "{report}");
 
     let messages = telegram.messages(4242);
-    assert_eq!(messages.len(), 2, "{messages:?}");
+    assert_eq!(messages.len(), 3, "{messages:?}");
     assert!(
         messages[0].visible.starts_with("Daydream dd-"),
         "{}",
@@ -115,6 +115,22 @@ fn daydream_now_reports_to_the_admin_chat_and_records_the_run() {
     assert!(messages[0].visible.contains("- `serve` does nothing yet."));
     let chart = messages[1].photo.as_ref().expect("the chart, as a photo");
     assert!(chart.starts_with(b"\x89PNG") && chart.len() > 5_000);
+    // The memory candidate is asked, not stored.
+    assert_eq!(
+        messages[2].visible,
+        "Remember this?\n\nThe shop serves HTTP with axum."
+    );
+    assert!(
+        messages[2]
+            .reply_markup
+            .as_ref()
+            .unwrap()
+            .to_string()
+            .contains("rem:")
+    );
+    let (_, learnings, _) =
+        output(valor(dir.path()).args(["memory", "search", "axum", "--kind", "learning"]));
+    assert_eq!(learnings, "nothing found\n", "never stored unasked");
 
     // The run is recorded: `valor jobs` shows it.
     let (_, jobs, _) = output(valor(dir.path()).args(["jobs", "--json"]));

@@ -100,25 +100,18 @@ pub async fn send_photo(
 /// `valor daydream --now`, which have no running channel).
 pub async fn send_report(
     bot: &teloxide::Bot,
+    pacer: &ChatPacer,
     chat_id: i64,
     text: &str,
     photo: Option<OutgoingPhoto>,
 ) -> Result<(), PhotoError> {
-    let pacer = ChatPacer::new(
-        if chat_id > 0 {
-            crate::pacer::ChatKind::Private
-        } else {
-            crate::pacer::ChatKind::Group
-        },
-        crate::pacer::PacerConfig::default(),
-    );
     pacer.acquire(true).await;
     let text: String = text.chars().take(4096).collect();
     bot.send_message(ChatId(chat_id), text)
         .await
         .map_err(|e| PhotoError::Refused(e.to_string()))?;
     if let Some(photo) = photo {
-        send_photo(bot, &pacer, &photo).await?;
+        send_photo(bot, pacer, &photo).await?;
     }
     Ok(())
 }

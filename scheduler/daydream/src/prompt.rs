@@ -14,8 +14,10 @@ pub fn build(workspaces: &[WorkspaceContext], trends: &Trends) -> String {
          insights for the developer. Answer in Markdown with three sections: \
          \"## Insights\" (3-7 concrete observations about the code and its direction, each \
          naming files or functions), \"## Risks\" (what may break or rot), and \
-         \"## Suggestions\" (next steps, most valuable first). Be specific; do not restate the \
-         data.\n\n",
+         \"## Suggestions\" (next steps, most valuable first), and \"## Remember\" (at most 3 \
+         short facts about these projects worth remembering in later conversations, such as \
+         decisions and conventions, one per line starting with \"- \"; leave it empty if \
+         nothing is). Be specific; do not restate the data.\n\n",
     );
     for ws in workspaces {
         let _ = writeln!(p, "# Workspace {} ({})", ws.name, ws.path.display());
@@ -87,4 +89,45 @@ pub fn build(workspaces: &[WorkspaceContext], trends: &Trends) -> String {
         let _ = writeln!(p, "tools used: {}", tools.join(", "));
     }
     p
+}
+
+/// Longest memory candidate kept.
+const MAX_CANDIDATE: usize = 300;
+
+/// The analysis's "## Remember" lines: memory candidates to ask the user about (at most 3).
+pub fn candidates(analysis: &str) -> Vec<String> {
+    let mut inside = false;
+    let mut found = Vec::new();
+    for line in analysis.lines() {
+        let line = line.trim();
+        if line.starts_with('#') {
+            inside = line
+                .trim_start_matches('#')
+                .trim()
+                .eq_ignore_ascii_case("remember");
+            continue;
+        }
+        if inside && let Some(item) = line.strip_prefix("- ").or_else(|| line.strip_prefix("* ")) {
+            let item = item.trim();
+            if !item.is_empty() && found.len() < 3 {
+                found.push(item.chars().take(MAX_CANDIDATE).collect());
+            }
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::candidates;
+
+    #[test]
+    fn remember_lines_become_candidates() {
+        let analysis = "## Insights\n- not this\n## Remember\n- Deploys go through CI\n* Tabs, not spaces\n\n- Third\n- Fourth is too many\n## Risks\n- not this either";
+        assert_eq!(
+            candidates(analysis),
+            ["Deploys go through CI", "Tabs, not spaces", "Third"]
+        );
+        assert!(candidates("## Insights\n- only insights").is_empty());
+    }
 }

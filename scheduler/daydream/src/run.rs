@@ -112,6 +112,8 @@ pub struct DaydreamReport {
     pub markdown: String,
     /// The model's insights alone (none when degraded).
     pub analysis: Option<String>,
+    /// Facts the analysis suggests remembering: asked in the chat, never stored unasked.
+    pub candidates: Vec<String>,
     /// A few lines for the chat.
     pub summary: String,
     /// Why the analysis is missing, when it is.
@@ -326,6 +328,10 @@ impl Daydream {
                 }
                 let report = DaydreamReport {
                     chart,
+                    candidates: analysis
+                        .as_deref()
+                        .map(crate::prompt::candidates)
+                        .unwrap_or_default(),
                     analysis: analysis.clone(),
                     session_id: session.clone(),
                     at: now,
