@@ -53,21 +53,9 @@ fn proposal(chat: i64, text: String, source: &str) -> valor_memory::Proposal {
 
 pub fn settings(config: &Config) -> DaydreamSettings {
     let d = &config.daydream;
-    // The chats' workspaces, then the configured ones.
-    let mut workspaces: Vec<PathBuf> = std::fs::read_dir(&config.claude.workspaces_dir)
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .filter(|e| e.file_name().to_string_lossy().starts_with("chat_"))
-                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-                .map(|e| e.path())
-                .collect()
-        })
-        .unwrap_or_default();
-    workspaces.sort();
-    workspaces.extend(d.workspaces.iter().cloned());
     DaydreamSettings {
-        workspaces,
+        workspaces: d.workspaces.clone(),
+        chat_workspaces: Some(config.claude.workspaces_dir.clone()),
         logs_dir: d.logs_dir.clone(),
         keep_reports: d.keep_reports,
         analysis_timeout: Duration::from_secs(d.analysis_timeout_secs),

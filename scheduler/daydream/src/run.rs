@@ -56,7 +56,10 @@ pub trait Host: Send + Sync {
 
 #[derive(Debug, Clone)]
 pub struct DaydreamSettings {
+    /// Workspaces studied every time.
     pub workspaces: Vec<PathBuf>,
+    /// A folder of chat workspaces (`chat_*`), listed afresh at each daydream so new chats count.
+    pub chat_workspaces: Option<PathBuf>,
     /// `logs/`: the report and its archive.
     pub logs_dir: PathBuf,
     pub keep_reports: usize,
@@ -66,6 +69,32 @@ pub struct DaydreamSettings {
     pub model: Option<String>,
     /// Where this run's temp directory goes.
     pub temp_dir: PathBuf,
+}
+
+impl DaydreamSettings {
+    /// The chats' workspaces (sorted), then the fixed ones.
+    pub fn workspace_paths(&self) -> Vec<PathBuf> {
+        let mut paths: Vec<PathBuf> = self
+            .chat_workspaces
+            .as_ref()
+            .and_then(|dir| std::fs::read_dir(dir).ok())
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .filter(|e| {
+                        let name = e.file_name().to_string_lossy().into_owned();
+                        // The daydream's own analysis runs in a chat workspace of its own.
+                        name.starts_with("chat_") && name != format!("chat_{DAYDREAM_CHAT_ID}")
+                    })
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|e| e.path())
+                    .collect()
+            })
+            .unwrap_or_default();
+        paths.sort();
+        paths.extend(self.workspaces.iter().cloned());
+        paths
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -269,7 +298,7 @@ impl Daydream {
 
         // 3. Context.
         let workspaces = {
-            let (paths, cache) = (self.settings.workspaces.clone(), self.cache.clone());
+            let (paths, cache) = (self.settings.workspace_paths(), self.cache.clone());
             tokio::task::spawn_blocking(move || gather_workspaces(&paths, since, now, &cache))
                 .await
                 .unwrap_or_default()

@@ -88,6 +88,7 @@ fn daydream(
     Daydream::new(
         DaydreamSettings {
             workspaces: vec![repo(dir)],
+            chat_workspaces: Some(dir.join("workspaces")),
             logs_dir: dir.join("logs"),
             keep_reports: 10,
             analysis_timeout: timeout,
@@ -128,6 +129,13 @@ async fn a_full_run_writes_archives_and_delivers_the_report() {
         backend.clone(),
         Duration::from_secs(30),
     );
+    // A chat that appears after the daydream was set up is studied too.
+    std::fs::create_dir_all(dir.path().join("workspaces/chat_5")).unwrap();
+    std::fs::write(
+        dir.path().join("workspaces/chat_5/app.py"),
+        "def hello():\n    pass\n",
+    )
+    .unwrap();
     let seen = Mutex::new(Vec::new());
     let outcome = daydream
         .run(
@@ -147,6 +155,7 @@ async fn a_full_run_writes_archives_and_delivers_the_report() {
     assert!(written.contains(&format!("Session `{}`", outcome.session_id)));
     assert!(written.contains("- `total` has no overflow check."));
     assert!(written.contains("branch `main`"));
+    assert!(written.contains("### chat_5"), "{written}");
     assert!(written.contains("- cleaned: 1 Claude Code process group over 24 h ended"));
     assert!(written.contains("- phase 4 analysis:"), "{written}");
     assert_eq!(
