@@ -223,39 +223,36 @@ async fn notion_errors_read_as_sentences() {
     assert!(matches!(error, ToolError::Invalid(_)));
 }
 
+/// The tool's error when Notion's search answers `response` (asked exactly `calls` times, if
+/// given; the fake checks that when it is dropped).
+async fn search_fails(response: ResponseTemplate, calls: Option<u64>) -> ToolError {
+    let fake = MockServer::start().await;
+    let mock = Mock::given(method("POST"))
+        .and(path("/v1/search"))
+        .respond_with(response);
+    match calls {
+        Some(n) => mock.expect(n).mount(&fake).await,
+        None => mock.mount(&fake).await,
+    }
+    server(&fake.uri())
+        .projects("valor", "x")
+        .await
+        .unwrap_err()
+}
+
 #[tokio::test]
 async fn rate_limits_and_server_errors_are_retried_then_reported() {
-    let fake = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/v1/search"))
-        .respond_with(
-            ResponseTemplate::new(429)
-                .insert_header("retry-after", "3600")
-                .set_body_json(
-                    json!({"object": "error", "status": 429, "code": "rate_limited",
-                   "message": "You have been rate limited. Please try again in a few minutes."}),
-                ),
-        )
-        .expect(1)
-        .mount(&fake)
-        .await;
-    let error = server(&fake.uri())
-        .projects("valor", "x")
-        .await
-        .unwrap_err();
+    let limited = ResponseTemplate::new(429)
+        .insert_header("retry-after", "3600")
+        .set_body_json(
+            json!({"object": "error", "status": 429, "code": "rate_limited",
+            "message": "You have been rate limited. Please try again in a few minutes."}),
+        );
+    let error = search_fails(limited, Some(1)).await;
     assert!(matches!(error, ToolError::RateLimited { .. }), "{error}");
 
-    let fake = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/v1/search"))
-        .respond_with(ResponseTemplate::new(502).set_body_string("<html>bad gateway</html>"))
-        .expect(3)
-        .mount(&fake)
-        .await;
-    let error = server(&fake.uri())
-        .projects("valor", "x")
-        .await
-        .unwrap_err();
+    let gateway = ResponseTemplate::new(502).set_body_string("<html>bad gateway</html>");
+    let error = search_fails(gateway, Some(3)).await;
     assert!(
         error.to_string().starts_with("Notion error (502)"),
         "{error}"
@@ -264,40 +261,16 @@ async fn rate_limits_and_server_errors_are_retried_then_reported() {
 
 #[tokio::test]
 async fn timeouts_malformed_and_huge_answers_fail_clearly() {
-    let fake = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/v1/search"))
-        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(3)))
-        .mount(&fake)
-        .await;
-    let error = server(&fake.uri())
-        .projects("valor", "x")
-        .await
-        .unwrap_err();
+    let slow = ResponseTemplate::new(200).set_delay(Duration::from_secs(3));
+    let error = search_fails(slow, None).await;
     assert!(matches!(error, ToolError::Unreachable { .. }), "{error}");
 
-    let fake = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/v1/search"))
-        .respond_with(ResponseTemplate::new(200).set_body_string("{\"results\": [tru"))
-        .mount(&fake)
-        .await;
-    let error = server(&fake.uri())
-        .projects("valor", "x")
-        .await
-        .unwrap_err();
+    let broken = ResponseTemplate::new(200).set_body_string("{\"results\": [tru");
+    let error = search_fails(broken, None).await;
     assert!(matches!(error, ToolError::Malformed { .. }), "{error}");
 
-    let fake = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/v1/search"))
-        .respond_with(ResponseTemplate::new(200).set_body_string("x".repeat(200 * 1024)))
-        .mount(&fake)
-        .await;
-    let error = server(&fake.uri())
-        .projects("valor", "x")
-        .await
-        .unwrap_err();
+    let huge = ResponseTemplate::new(200).set_body_string("x".repeat(200 * 1024));
+    let error = search_fails(huge, None).await;
     assert!(
         error
             .to_string()
@@ -305,17 +278,9 @@ async fn timeouts_malformed_and_huge_answers_fail_clearly() {
         "{error}"
     );
 
-    let fake = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/v1/search"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "object": "list", "results": [], "has_more": false, "next_cursor": null})))
-        .mount(&fake)
-        .await;
-    let error = server(&fake.uri())
-        .projects("valor", "x")
-        .await
-        .unwrap_err();
+    let empty = ResponseTemplate::new(200).set_body_json(json!({
+        "object": "list", "results": [], "has_more": false, "next_cursor": null}));
+    let error = search_fails(empty, None).await;
     assert!(
         error
             .to_string()
