@@ -10,6 +10,25 @@ use support::{Service, valor};
 use valor_fakes::anthropic::{FakeAnthropic, Reply};
 use valor_fakes::telegram::FakeTelegram;
 
+/// `valor run` talking to the fake Telegram (user 100 allowed) and the fake Anthropic API.
+fn run_with(
+    dir: &std::path::Path,
+    telegram: &FakeTelegram,
+    anthropic: &FakeAnthropic,
+) -> std::process::Command {
+    let mut cmd = valor(dir);
+    cmd.arg("run")
+        .env("VALOR__HEALTH__BIND", "127.0.0.1:0")
+        .env("TELEGRAM_BOT_TOKEN", &telegram.token)
+        .env("VALOR__TELEGRAM__API_URL", &telegram.url)
+        .env("VALOR__TELEGRAM__ALLOWED_USERS", "[100]")
+        .env("VALOR__TELEGRAM__POLL_TIMEOUT_SECS", "1")
+        .env("ANTHROPIC_BASE_URL", &anthropic.url)
+        .env("ANTHROPIC_API_KEY", "sk-ant-test")
+        .env("CLAUDE_CODE_MAX_RETRIES", "1");
+    cmd
+}
+
 #[test]
 fn valor_run_answers_a_friend_in_telegram_through_the_real_cli() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -20,18 +39,7 @@ fn valor_run_answers_a_friend_in_telegram_through_the_real_cli() {
         )
     });
     let dir = tempfile::tempdir().unwrap();
-    let mut service = Service::start(
-        valor(dir.path())
-            .arg("run")
-            .env("VALOR__HEALTH__BIND", "127.0.0.1:0")
-            .env("TELEGRAM_BOT_TOKEN", &telegram.token)
-            .env("VALOR__TELEGRAM__API_URL", &telegram.url)
-            .env("VALOR__TELEGRAM__ALLOWED_USERS", "[100]")
-            .env("VALOR__TELEGRAM__POLL_TIMEOUT_SECS", "1")
-            .env("ANTHROPIC_BASE_URL", &anthropic.url)
-            .env("ANTHROPIC_API_KEY", "sk-ant-test")
-            .env("CLAUDE_CODE_MAX_RETRIES", "1"),
-    );
+    let mut service = Service::start(&mut run_with(dir.path(), &telegram, &anthropic));
     telegram.user_says(100, 100, "say hello");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -79,14 +87,7 @@ fn valor_run_answers_a_friend_in_telegram_through_the_real_cli() {
     drop(runtime);
 }
 
-/// The smallest valid PNG (1x1, grey).
-const PNG: &[u8] = &[
-    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52,
-    0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x00, 0x00, 0x00, 0x00, 0x3a, 0x7e, 0x9b,
-    0x55, 0x00, 0x00, 0x00, 0x0a, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0x60, 0x00, 0x00, 0x00,
-    0x02, 0x00, 0x01, 0x48, 0xaf, 0xa4, 0x71, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0xae,
-    0x42, 0x60, 0x82,
-];
+use valor_fakes::telegram::TINY_PNG as PNG;
 
 /// The whole path of a tool: the real CLI, given the agent's per-chat MCP config, calls
 /// `create_image` on the server `valor run` hosts; the image (from a fake OpenAI) is saved in
@@ -129,22 +130,13 @@ fn a_picture_the_model_makes_with_a_hosted_tool_reaches_the_chat_as_a_photo() {
     let dir = tempfile::tempdir().unwrap();
     let workspaces = dir.path().join("workspaces");
     let mut service = Service::start(
-        valor(dir.path())
-            .arg("run")
-            .env("VALOR__HEALTH__BIND", "127.0.0.1:0")
+        run_with(dir.path(), &telegram, &anthropic)
             .env("VALOR__CLAUDE__WORKSPACES_DIR", &workspaces)
-            .env("TELEGRAM_BOT_TOKEN", &telegram.token)
-            .env("VALOR__TELEGRAM__API_URL", &telegram.url)
-            .env("VALOR__TELEGRAM__ALLOWED_USERS", "[100]")
-            .env("VALOR__TELEGRAM__POLL_TIMEOUT_SECS", "1")
             .env(
                 "VALOR__TOOLS__OPENAI__BASE_URL",
                 format!("{}/v1", openai.uri()),
             )
-            .env("OPENAI_API_KEY", "sk-openai-test")
-            .env("ANTHROPIC_BASE_URL", &anthropic.url)
-            .env("ANTHROPIC_API_KEY", "sk-ant-test")
-            .env("CLAUDE_CODE_MAX_RETRIES", "1"),
+            .env("OPENAI_API_KEY", "sk-openai-test"),
     );
     telegram.user_says(100, 100, "draw me a cat please");
     let deadline = Instant::now() + Duration::from_secs(90);
@@ -213,18 +205,7 @@ fn the_model_searches_the_chats_history_through_the_hosted_server() {
         (anthropic, FakeTelegram::start().await)
     });
     let dir = tempfile::tempdir().unwrap();
-    let mut service = Service::start(
-        valor(dir.path())
-            .arg("run")
-            .env("VALOR__HEALTH__BIND", "127.0.0.1:0")
-            .env("TELEGRAM_BOT_TOKEN", &telegram.token)
-            .env("VALOR__TELEGRAM__API_URL", &telegram.url)
-            .env("VALOR__TELEGRAM__ALLOWED_USERS", "[100]")
-            .env("VALOR__TELEGRAM__POLL_TIMEOUT_SECS", "1")
-            .env("ANTHROPIC_BASE_URL", &anthropic.url)
-            .env("ANTHROPIC_API_KEY", "sk-ant-test")
-            .env("CLAUDE_CODE_MAX_RETRIES", "1"),
-    );
+    let mut service = Service::start(&mut run_with(dir.path(), &telegram, &anthropic));
     let texts = |telegram: &FakeTelegram| -> Vec<String> {
         telegram
             .messages(100)
