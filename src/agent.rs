@@ -164,6 +164,11 @@ fn engine_config(config: &Config) -> EngineConfig {
         recall: valor_core::recall::RecallBudget {
             tokens: config.memory.inject_tokens,
             detailed: config.memory.inject_detailed,
+            learning_tokens: if config.learning.enabled {
+                config.learning.inject_tokens
+            } else {
+                0
+            },
         },
         ..EngineConfig::default()
     }

@@ -48,6 +48,7 @@ fn proposal(chat: i64, text: String, source: &str) -> valor_memory::Proposal {
         expires_ms: now + valor_memory::PROPOSAL_TTL_MS,
         message_id: None,
         state: valor_memory::ProposalState::Pending,
+        learning: None,
     }
 }
 

@@ -8,6 +8,7 @@ mod doctor;
 mod health_cmd;
 mod jobs;
 mod jobs_cmd;
+mod learning;
 mod logging;
 mod memory_cmd;
 mod pair;
@@ -58,6 +59,8 @@ enum Command {
     Jobs(jobs_cmd::JobsArgs),
     /// Run the daydream now (`--now`): study the workspaces and write the insights report.
     Daydream(daydream::DaydreamArgs),
+    /// What Valor learned in conversations: list them, or export LEARNED_INSIGHTS.md per chat.
+    Learnings(learning::LearningsArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -92,6 +95,7 @@ fn main() -> ExitCode {
             Command::Tools(args) => tools_cmd::tools(cli.config, args).await,
             Command::Jobs(args) => jobs_cmd::jobs(cli.config, args).await,
             Command::Daydream(args) => daydream::command(cli.config, args).await,
+            Command::Learnings(args) => learning::command(cli.config, args).await,
         }
     })
 }

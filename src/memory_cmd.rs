@@ -61,12 +61,12 @@ enum MemoryCommand {
 }
 
 /// How the command reaches memory.
-enum Access {
+pub(crate) enum Access {
     Direct(Memory),
     Agent(AgentClient),
 }
 
-struct AgentClient {
+pub(crate) struct AgentClient {
     base: String,
     token: String,
     client: reqwest::Client,
@@ -94,7 +94,7 @@ impl AgentClient {
         serde_json::from_str(&text).map_err(|e| format!("unexpected answer from Valor: {e}"))
     }
 
-    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, String> {
+    pub(crate) async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, String> {
         self.send(self.client.get(format!("{}{path}", self.base)))
             .await
     }
@@ -148,7 +148,7 @@ pub async fn memory(config_path: Option<PathBuf>, args: MemoryArgs) -> ExitCode 
 }
 
 /// The store directly, or the running agent when it holds the store.
-fn open(config: &Config) -> Result<Access, String> {
+pub(crate) fn open(config: &Config) -> Result<Access, String> {
     let path = &config.memory.path;
     match Store::open(path) {
         Ok(store) => {
@@ -411,8 +411,8 @@ async fn export(access: &Access, out: Option<&Path>) -> Result<(), String> {
         }
     };
     eprintln!(
-        "exported {} messages and {} saved memories",
-        moved.messages, moved.memories
+        "exported {} messages, {} saved memories and {} learnings",
+        moved.messages, moved.memories, moved.learnings
     );
     Ok(())
 }
@@ -424,6 +424,8 @@ fn count_lines(body: &[u8]) -> Moved {
             moved.messages += 1;
         } else if line.starts_with(br#"{"type":"memory""#) {
             moved.memories += 1;
+        } else if line.starts_with(br#"{"type":"learning""#) {
+            moved.learnings += 1;
         }
     }
     moved
@@ -456,8 +458,8 @@ async fn import(access: &Access, file: &Path) -> Result<(), String> {
         }
     };
     println!(
-        "imported {} messages and {} saved memories",
-        moved.messages, moved.memories
+        "imported {} messages, {} saved memories and {} learnings",
+        moved.messages, moved.memories, moved.learnings
     );
     if matches!(access, Access::Direct(_)) && moved.messages + moved.memories > 0 {
         eprintln!("searchable by keyword now; Valor embeds them when it next runs");

@@ -16,9 +16,9 @@ mod validate;
 pub use error::{ConfigError, Origin, Problem};
 pub use load::{ConfigSource, Env, Loaded, SourceKind};
 pub use schema::{
-    ClaudeConfig, Config, ContextConfig, DaydreamConfig, HealthConfig, LogConfig, MemoryConfig,
-    MonitorConfig, MonitorThresholds, MonitorWeights, RouteConfig, RoutingConfig, SchedulerConfig,
-    StatusThresholds, ToolsConfig,
+    ClaudeConfig, Config, ContextConfig, DaydreamConfig, HealthConfig, LearningConfig, LogConfig,
+    MemoryConfig, MonitorConfig, MonitorThresholds, MonitorWeights, RouteConfig, RoutingConfig,
+    SchedulerConfig, StatusThresholds, ToolsConfig,
 };
 pub use secrets::{SECRET_VARS, Secret, Secrets};
 pub use validate::EFFORT_LEVELS;

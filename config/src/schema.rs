@@ -22,6 +22,35 @@ pub struct Config {
     pub tools: ToolsConfig,
     pub scheduler: SchedulerConfig,
     pub daydream: DaydreamConfig,
+    pub learning: LearningConfig,
+}
+
+/// `[learning]`: learning from conversations, always with the user's consent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LearningConfig {
+    /// Watch user messages for decisions and facts worth remembering, and ask.
+    pub enabled: bool,
+    /// Ask only about statements the watcher is at least this sure of (0.5-1).
+    pub ask_threshold: f64,
+    /// A new learning this similar (cosine) to an active one reinforces it instead (0.5-0.99).
+    pub duplicate_similarity: f64,
+    /// Tokens of learnings each turn's prompt may carry, highest confidence first (0: none).
+    pub inject_tokens: usize,
+    /// Where `valor learnings export` writes `chat-<id>/LEARNED_INSIGHTS.md`.
+    pub export_dir: PathBuf,
+}
+
+impl Default for LearningConfig {
+    fn default() -> Self {
+        LearningConfig {
+            enabled: true,
+            ask_threshold: 0.75,
+            duplicate_similarity: 0.85,
+            inject_tokens: 300,
+            export_dir: PathBuf::from("learnings"),
+        }
+    }
 }
 
 /// `[daydream]`: every six hours Valor studies its workspaces and reports insights.
@@ -565,6 +594,7 @@ impl Config {
         expand(&mut self.claude.workspaces_dir);
         expand(&mut self.memory.path);
         expand(&mut self.memory.model_dir);
+        expand(&mut self.learning.export_dir);
         for path in [&mut self.claude.binary, &mut self.claude.persona_file] {
             if let Some(rest) = path.strip_prefix("~/") {
                 *path = format!("{home}/{rest}");

@@ -59,6 +59,32 @@ pub(crate) fn validate(config: &Config) -> Vec<(String, String)> {
         200,
         "messages",
     );
+    let l = &config.learning;
+    for (key, value, low, high) in [
+        ("learning.ask_threshold", l.ask_threshold, 0.5, 1.0),
+        (
+            "learning.duplicate_similarity",
+            l.duplicate_similarity,
+            0.5,
+            0.99,
+        ),
+    ] {
+        if !(low..=high).contains(&value) {
+            push(
+                &mut problems,
+                key,
+                format!("expected a number from {low} to {high}, got {value}"),
+            );
+        }
+    }
+    in_range(
+        &mut problems,
+        "learning.inject_tokens",
+        l.inject_tokens as u64,
+        0,
+        10_000,
+        "tokens",
+    );
     let m = &config.memory;
     in_range(
         &mut problems,

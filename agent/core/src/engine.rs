@@ -251,9 +251,16 @@ impl Engine {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
+        let learnings = match &recall {
+            Some(recall) if inner.config.recall.learning_tokens > 0 => recall.learnings(chat_id),
+            _ => Vec::new(),
+        };
         let memories = match recall {
             Some(recall) if inner.config.recall.tokens > 0 => {
-                let mut exclude: Vec<u64> = history.iter().map(|m| m.id).chain([id]).collect();
+                let mut exclude: Vec<u64> = (history.iter().map(|m| m.id))
+                    .chain([id])
+                    .chain(learnings.iter().map(|l| l.id))
+                    .collect();
                 exclude.sort_unstable();
                 exclude.dedup();
                 recall.recall(chat_id, &incoming.text, &exclude)
@@ -292,6 +299,7 @@ impl Engine {
                 username: incoming.author.as_ref().and_then(|a| a.username.as_deref()),
                 history: &carried,
                 memories: &memories,
+                learnings: &learnings,
                 budget: inner.config.recall,
             };
             (

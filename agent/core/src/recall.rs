@@ -15,12 +15,29 @@ pub struct Recollection {
     pub excerpt: String,
 }
 
+/// A learning the user confirmed, for the context of a turn (seed 003's "project knowledge").
+#[derive(Debug, Clone, PartialEq)]
+pub struct LearnedFact {
+    /// Its memory id (left out of the memories recalled beside it).
+    pub id: u64,
+    /// Its number in the chat (`/forget N`).
+    pub number: u64,
+    pub category: String,
+    pub text: String,
+    pub confidence: f32,
+}
+
 /// Long-term memory as the engine sees it.
 pub trait Recall: Send + Sync {
     /// The memories most relevant to `text` in `chat_id` (that chat's and shared ones), best
     /// first, leaving out the ids in `exclude` (already in the prompt). Runs inside a turn, so
     /// it answers from what it has now and never waits for indexing.
     fn recall(&self, chat_id: i64, text: &str, exclude: &[u64]) -> Vec<Recollection>;
+
+    /// The chat's active learnings, highest confidence first. None by default.
+    fn learnings(&self, _chat_id: i64) -> Vec<LearnedFact> {
+        Vec::new()
+    }
 }
 
 /// How much of the prompt memories may take.
@@ -30,6 +47,8 @@ pub struct RecallBudget {
     pub tokens: usize,
     /// Memories shown with an excerpt; the others get their title only.
     pub detailed: usize,
+    /// Tokens for the LEARNINGS section (0 leaves learnings out).
+    pub learning_tokens: usize,
 }
 
 impl Default for RecallBudget {
@@ -37,6 +56,7 @@ impl Default for RecallBudget {
         RecallBudget {
             tokens: 400,
             detailed: 2,
+            learning_tokens: 300,
         }
     }
 }

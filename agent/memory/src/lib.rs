@@ -6,12 +6,14 @@
 //!   (analytics), the process groups Valor started, saved memories and vectors.
 //! - [`secret`]: random tokens and the memory API's token file.
 //! - [`jobs`]: the scheduler's runs of each job (last run, outcome), kept across restarts.
+//! - [`learnings`]: what chats taught Valor: category, confidence, times seen, retirement.
 //! - [`proposals`]: memories proposed to a user ("Remember this?"), waiting for a yes.
 //! - [`memory`]: long-term memory: links, learnings and insights, the locator of every
 //!   searchable document, the persisted embedding queue and the vectors.
 
 mod error;
 pub mod jobs;
+pub mod learnings;
 pub mod memory;
 pub mod proposals;
 pub mod records;
@@ -20,8 +22,9 @@ pub mod store;
 
 pub use error::StoreError;
 pub use jobs::{JobOutcome, JobRunRecord};
+pub use learnings::{Category, LearningRecord, Retirement, confidence_for};
 pub use memory::{InvalidMemory, MAX_MEMORY_TEXT, MemoryCounts};
-pub use proposals::{PROPOSAL_TTL_MS, Proposal, ProposalState};
+pub use proposals::{LearningDraft, PROPOSAL_TTL_MS, Proposal, ProposalState};
 pub use records::{
     ChatRecord, Document, InboxEntry, MemoryKind, MemoryRecord, ProcessRecord, RunError, RunRecord,
     SessionRecord, StoredMessage, StoredVector, headline,

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::store::{Store, decode, encode};
-use crate::{MemoryKind, StoreError};
+use crate::{Category, MemoryKind, StoreError};
 
 /// How long a question waits for its answer.
 pub const PROPOSAL_TTL_MS: u64 = 10 * 60 * 1000;
@@ -34,6 +34,23 @@ pub struct Proposal {
     /// The question's message in the chat, once sent.
     pub message_id: Option<i64>,
     pub state: ProposalState,
+    /// For a learning: how it was found and what it would replace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learning: Option<LearningDraft>,
+}
+
+/// What a proposed learning carries besides its text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LearningDraft {
+    pub category: Category,
+    /// The watcher's trigger (`switching`, `bug_fixed`, ...).
+    pub trigger: Option<String>,
+    /// The watcher's confidence, in percent.
+    pub detected_pct: u8,
+    /// The user's message it was found in.
+    pub source_message: Option<String>,
+    /// What it would replace: "Bootstrap" in "we're switching from Bootstrap to Tailwind".
+    pub replaces: Option<String>,
 }
 
 impl Store {

@@ -14,7 +14,7 @@ use crate::records::{
 };
 
 /// The schema this build writes. Older stores are migrated on open; newer ones are refused.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 const META: &str = "meta";
 const SCHEMA_KEY: &[u8] = b"schema_version";
@@ -35,6 +35,7 @@ const VECTORS: &str = "memory_vectors";
 const EMBED_QUEUE: &str = "embed_queue";
 const JOB_RUNS: &str = "job_runs";
 const PROPOSALS: &str = "proposals";
+const LEARNING_RECORDS: &str = "learning_records";
 const ID_OFFSET_KEY: &[u8] = b"id_offset";
 const LAST_UPDATE_KEY: &[u8] = b"last_update_id";
 const PAIRED_PREFIX: &[u8] = b"paired:";
@@ -61,6 +62,7 @@ pub struct Store {
     pub(crate) embed_queue: sled::Tree,
     pub(crate) job_runs: sled::Tree,
     pub(crate) proposals: sled::Tree,
+    pub(crate) learning_records: sled::Tree,
     meta: sled::Tree,
     /// Added to sled's id sequence so ids stay above every imported id.
     id_offset: Arc<AtomicU64>,
@@ -168,6 +170,7 @@ impl Store {
             embed_queue: db.open_tree(EMBED_QUEUE)?,
             job_runs: db.open_tree(JOB_RUNS)?,
             proposals: db.open_tree(PROPOSALS)?,
+            learning_records: db.open_tree(LEARNING_RECORDS)?,
             id_offset: Arc::new(AtomicU64::new(match meta.get(ID_OFFSET_KEY)? {
                 Some(bytes) => decode::<u64>("id offset", &bytes)?,
                 None => 0,
@@ -205,6 +208,8 @@ impl Store {
                         self.count_in_chat(&message)?;
                     }
                 }
+                // 2 -> 3: learnings get records (category, confidence, times seen, number).
+                2 => self.record_plain_learnings()?,
                 _ => {}
             }
             version += 1;

@@ -31,6 +31,7 @@ pub fn router(memory: Memory, token: String) -> Router {
     Router::new()
         .route("/memory/search", get(search))
         .route("/memory/stats", get(stats))
+        .route("/memory/learnings", get(learnings))
         .route("/memory/item/{id}", get(item))
         .route("/memory/save", post(save))
         .route("/memory/reindex", post(reindex))
@@ -181,6 +182,23 @@ async fn stats(State(state): State<ApiState>, headers: HeaderMap) -> Response {
         return denied.into_response();
     }
     axum::Json(MemoryStats::of(&state.memory)).into_response()
+}
+
+/// Every learning record, retired ones too (for `valor learnings`).
+async fn learnings(State(state): State<ApiState>, headers: HeaderMap) -> Response {
+    if let Err(denied) = authorised(&state, &headers) {
+        return denied.into_response();
+    }
+    let memory = state.memory.clone();
+    match blocking(move || {
+        (memory.store().all_learnings())
+            .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+    })
+    .await
+    {
+        Ok(records) => axum::Json(records).into_response(),
+        Err(response) => response.into_response(),
+    }
 }
 
 async fn item(State(state): State<ApiState>, headers: HeaderMap, Path(id): Path<u64>) -> Response {

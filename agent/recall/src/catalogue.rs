@@ -12,6 +12,8 @@ pub struct Entry {
     pub kind: MemoryKind,
     pub chat_id: Option<i64>,
     pub at_ms: u64,
+    /// Removed from search (a retired learning); the indexes cannot delete, so they skip it.
+    pub gone: bool,
 }
 
 impl From<&Document> for Entry {
@@ -21,6 +23,7 @@ impl From<&Document> for Entry {
             kind: d.kind,
             chat_id: d.chat_id,
             at_ms: d.at_ms,
+            gone: false,
         }
     }
 }
@@ -41,6 +44,15 @@ impl Catalogue {
         self.entries.push(entry);
         self.slots.insert(entry.id, slot);
         Some(slot)
+    }
+
+    /// Takes a document out of every later search.
+    pub fn remove(&mut self, id: u64) {
+        if let Some(slot) = self.slot(id)
+            && let Some(entry) = self.entries.get_mut(slot as usize)
+        {
+            entry.gone = true;
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -96,6 +108,7 @@ impl Filter {
             (Some(_), None) => self.include_shared,
         };
         chat_ok
+            && !entry.gone
             && (self.kinds.is_empty() || self.kinds.contains(&entry.kind))
             && self.since_ms.is_none_or(|s| entry.at_ms >= s)
             && self.until_ms.is_none_or(|u| entry.at_ms < u)
@@ -121,6 +134,7 @@ mod tests {
             kind,
             chat_id,
             at_ms,
+            gone: false,
         }
     }
 

@@ -327,7 +327,11 @@ impl Memory {
         let vector_ids: Vec<u64> = vector_hits.iter().map(|h| h.0).collect();
         let fused = fuse(&[&keyword_ids, &vector_ids]);
         let mut hits = Vec::with_capacity(limit);
-        for (id, score) in fused.into_iter().take(limit) {
+        for (id, score) in fused {
+            if hits.len() == limit {
+                break;
+            }
+            // A document gone since it was indexed (a retired learning) is skipped.
             let Some(document) = self.inner.store.document(id)? else {
                 continue;
             };
@@ -410,6 +414,29 @@ impl Memory {
         let catalogue = &indexes.catalogue;
         let keep = |id: u64| catalogue.by_id(id).is_some_and(|e| query.filter.accepts(e));
         Some(index.search(vector, candidates, Some(&keep)))
+    }
+
+    /// Embeds texts with the loaded model; `None` while there is none (loading, keyword-only)
+    /// or when it fails (logged).
+    pub fn embed(&self, texts: &[&str]) -> Option<Vec<Vec<f32>>> {
+        let embedder = self.embedder()?;
+        match embedder.embed(texts) {
+            Ok(vectors) => Some(vectors),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot embed");
+                None
+            }
+        }
+    }
+
+    /// Takes a document the store no longer has (a retired learning) out of search at once.
+    pub fn forget(&self, id: u64) {
+        self.inner
+            .indexes
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .catalogue
+            .remove(id);
     }
 
     /// The vector index's nearest documents to `vector`, unfiltered (for measurements).

@@ -6,13 +6,14 @@
 use std::io::{BufRead, Write};
 
 use serde::{Deserialize, Serialize};
-use valor_memory::{MemoryKind, MemoryRecord, Store, StoreError, StoredMessage};
+use valor_memory::{LearningRecord, MemoryKind, MemoryRecord, Store, StoreError, StoredMessage};
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum Line {
     Message(StoredMessage),
     Memory(MemoryRecord),
+    Learning(LearningRecord),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -34,10 +35,13 @@ pub enum TransferError {
 pub struct Moved {
     pub messages: u64,
     pub memories: u64,
+    /// Learning records (retired ones too).
+    #[serde(default)]
+    pub learnings: u64,
 }
 
-/// Writes every message (chat by chat, oldest first) and then every saved memory (by kind,
-/// then id).
+/// Writes every message (chat by chat, oldest first), every saved memory (by kind, then id)
+/// and every learning record (by id, retired ones too).
 pub fn export(store: &Store, out: &mut dyn Write) -> Result<Moved, TransferError> {
     let mut moved = Moved::default();
     let mut write = |line: &Line| -> Result<(), TransferError> {
@@ -54,6 +58,10 @@ pub fn export(store: &Store, out: &mut dyn Write) -> Result<Moved, TransferError
             write(&Line::Memory(record))?;
             moved.memories += 1;
         }
+    }
+    for learning in store.all_learnings()? {
+        write(&Line::Learning(learning))?;
+        moved.learnings += 1;
     }
     out.flush()?;
     Ok(moved)
@@ -101,6 +109,10 @@ pub fn import(store: &Store, input: &mut dyn BufRead) -> Result<Moved, TransferE
                 store.write_memory(record)?;
                 moved.memories += 1;
             }
+            Line::Learning(record) => {
+                store.import_learning(&record)?;
+                moved.learnings += 1;
+            }
         }
     }
     store.flush()?;
@@ -114,8 +126,12 @@ fn check_line(bytes: &[u8]) -> Result<Option<Line>, String> {
         return Ok(None);
     }
     let line: Line = serde_json::from_str(text).map_err(|e| format!("not a memory line: {e}"))?;
-    if let Line::Memory(record) = &line {
-        record.validate().map_err(|e| e.to_string())?;
+    match &line {
+        Line::Memory(record) => record.validate().map_err(|e| e.to_string())?,
+        Line::Learning(record) if record.content.trim().is_empty() => {
+            return Err("a learning needs a text; this one is empty".to_owned());
+        }
+        _ => {}
     }
     Ok(Some(line))
 }

@@ -1,7 +1,7 @@
 //! Memory in a turn: the engine's [`Recall`] and the `/health` component.
 
 use serde_json::{Map, Value, json};
-use valor_core::recall::{Recall, Recollection};
+use valor_core::recall::{LearnedFact, Recall, Recollection};
 use valor_monitor::{HealthComponent, Status};
 
 use crate::catalogue::Filter;
@@ -43,6 +43,35 @@ impl Recall for Memory {
                 at_ms: h.at_ms,
                 title: h.title,
                 excerpt: h.snippet,
+            })
+            .collect()
+    }
+
+    /// The chat's active learnings and those of no chat, highest confidence first.
+    fn learnings(&self, chat_id: i64) -> Vec<LearnedFact> {
+        let store = self.store();
+        let mut learnings = match (
+            store.learnings_of(Some(chat_id), false),
+            store.learnings_of(None, false),
+        ) {
+            (Ok(mut own), Ok(shared)) => {
+                own.extend(shared);
+                own
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(chat_id, error = %e, "cannot read learnings; the turn goes on without them");
+                return Vec::new();
+            }
+        };
+        valor_memory::learnings::rank(&mut learnings);
+        learnings
+            .into_iter()
+            .map(|l| LearnedFact {
+                id: l.id,
+                number: l.number,
+                category: l.category.as_str().to_owned(),
+                text: l.content,
+                confidence: l.confidence,
             })
             .collect()
     }

@@ -83,6 +83,7 @@ async fn many_chats(chats: i64) {
         drafts: true,
         webhook: None,
         on_refusal: None,
+        learning: None,
     })
     .unwrap();
     let before = rss_mib();

@@ -27,6 +27,7 @@ use valor_memory::{InboxEntry, Store};
 
 use crate::pacer::{ChatKind, ChatPacer, PacerConfig};
 use crate::pairing::Pairing;
+use crate::remember::Learning;
 
 /// Wrong pairing codes a user may try in an hour.
 const PAIR_ATTEMPTS: usize = 5;
@@ -39,7 +40,8 @@ pub const REFUSAL_EVERY: Duration = Duration::from_secs(3600);
 
 pub const HELP: &str = "I'm Valor. Write to me as to a colleague: questions, code, bugs.\n\n\
 /new - start a new conversation\n/stop - stop what I'm doing\n/status - how I am, and this chat\n\
-/help - this text";
+/learnings - what I learned here\n/forget N - retire learning N\n\
+/remember <text> - teach me something\n/help - this text";
 
 /// Valor's health in one line, for `/status` (the binary reads the resource monitor).
 pub type HealthLine = Arc<dyn Fn() -> String + Send + Sync>;
@@ -62,6 +64,9 @@ pub struct ChannelSetup {
     pub webhook: Option<Webhook>,
     /// Called for each refusal of an unknown user (a counter on /metrics).
     pub on_refusal: Option<Arc<dyn Fn() + Send + Sync>>,
+    /// Learning from conversations: the watcher beside each turn, "Remember this?" for
+    /// learnings, `/learnings`, `/forget`, `/remember`. Without it those commands say so.
+    pub learning: Option<Arc<dyn Learning>>,
 }
 
 /// Webhook mode: Telegram posts updates to `url`, a proxy forwards them to `bind`.
@@ -97,6 +102,7 @@ struct Inner {
     drafts: bool,
     webhook: Option<Webhook>,
     on_refusal: Option<Arc<dyn Fn() + Send + Sync>>,
+    learning: Option<Arc<dyn Learning>>,
     /// The last update taken in (also persisted).
     last_update: std::sync::atomic::AtomicI64,
     /// Wrong pairing codes per user: (count, first try).
@@ -163,6 +169,7 @@ impl TelegramChannel {
                 drafts: setup.drafts,
                 webhook: setup.webhook,
                 on_refusal: setup.on_refusal,
+                learning: setup.learning,
                 last_update: std::sync::atomic::AtomicI64::new(0),
                 pair_attempts: Mutex::new(HashMap::new()),
             }),
@@ -433,6 +440,13 @@ impl TelegramChannel {
                             "OK: the next message starts a new conversation.",
                         );
                     }
+                    Some(name @ ("/learnings" | "/forget" | "/remember")) => {
+                        let args = text
+                            .split_once(char::is_whitespace)
+                            .map_or("", |(_, rest)| rest)
+                            .to_owned();
+                        self.learning_command(chat, private, name, args, id);
+                    }
                     Some("/stop") => {
                         let worker = self.worker(chat.0, private);
                         let running = worker
@@ -472,9 +486,10 @@ impl TelegramChannel {
                     (Some((proposal, yes)), Some(chat)) if allowed => {
                         let store = store.clone();
                         let pacer = self.worker(chat.0, chat.0 > 0).pacer;
+                        let learning = self.inner.learning.clone();
                         tokio::spawn(async move {
                             crate::remember::answer(
-                                &bot, &store, &pacer, query.id, chat, proposal, yes,
+                                &bot, &store, learning, &pacer, query.id, chat, proposal, yes,
                             )
                             .await;
                         });
@@ -698,6 +713,36 @@ impl TelegramChannel {
         );
     }
 
+    /// Answers a learning command off the async threads (it may embed text).
+    fn learning_command(
+        &self,
+        chat: ChatId,
+        private: bool,
+        name: &str,
+        args: String,
+        update_id: i64,
+    ) {
+        let Some(learning) = self.inner.learning.clone() else {
+            self.reply(
+                chat,
+                private,
+                "Learning is switched off here ([learning] enabled).",
+            );
+            return;
+        };
+        let channel = self.clone();
+        let name = name.to_owned();
+        tokio::spawn(async move {
+            let source = format!("tg:{update_id}");
+            let answer = tokio::task::spawn_blocking(move || {
+                crate::remember::command(learning.as_ref(), chat.0, &name, &args, &source)
+            })
+            .await
+            .unwrap_or_else(|e| format!("Sorry, that failed: {e}"));
+            channel.reply(chat, private, &answer);
+        });
+    }
+
     /// Sends a short text through the chat's pacer, without waiting for it here.
     fn reply(&self, chat: ChatId, private: bool, text: &str) {
         let pacer = self.worker(chat.0, private).pacer;
@@ -805,6 +850,12 @@ impl TelegramChannel {
                 cancel: cancel.clone(),
                 source: Some(format!("tg:{}", entry.update_id)),
             };
+            // The watcher reads the message beside the turn; its question, if any, follows
+            // the answer.
+            let watched = self.inner.learning.clone().map(|learning| {
+                let (text, source) = (entry.text.clone(), format!("tg:{}", entry.update_id));
+                tokio::task::spawn_blocking(move || learning.watch(chat.0, &text, &source))
+            });
             let answered = match self.inner.engine.turn(incoming) {
                 Ok((stream, _figures)) => {
                     let drafts = (self.inner.drafts && entry.private)
@@ -834,6 +885,12 @@ impl TelegramChannel {
                 .unwrap_or_else(PoisonError::into_inner) = None;
             if answered && let Err(e) = self.inner.store.finish_update(entry.update_id) {
                 tracing::error!(chat = chat.0, error = %e, "cannot mark the message answered");
+            }
+            if let Some(watched) = watched
+                && let Ok(Some(proposal)) = watched.await
+                && let Err(e) = self.propose(proposal)
+            {
+                tracing::warn!(chat = chat.0, error = %e, "cannot ask to remember");
             }
             worker.pending.fetch_sub(1, Ordering::AcqRel);
         }

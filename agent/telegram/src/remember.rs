@@ -2,6 +2,8 @@
 //! stored until the user says yes; the question expires after ten minutes; every button press
 //! is answered (Telegram shows a spinner until it is), and a second press finds it settled.
 
+use std::sync::Arc;
+
 use teloxide::Bot;
 use teloxide::payloads::{AnswerCallbackQuerySetters as _, SendMessageSetters as _};
 use teloxide::prelude::Requester as _;
@@ -13,6 +15,22 @@ use valor_memory::{MemoryRecord, Proposal, ProposalState, Store};
 use crate::pacer::ChatPacer;
 
 const PREFIX: &str = "rem:";
+
+/// Learning from conversations (valor-learn, wired in by the binary): the watcher's question
+/// for a message, and what a "yes", `/learnings`, `/forget` and `/remember` do. Calls may
+/// embed text (milliseconds): the channel makes them off the async threads.
+pub trait Learning: Send + Sync {
+    /// The "Remember this?" question worth asking about a user's message, if any.
+    fn watch(&self, chat_id: i64, text: &str, source: &str) -> Option<Proposal>;
+    /// The user said yes to a proposed learning: the line that replaces the question.
+    fn accept(&self, proposal: &Proposal) -> Result<String, String>;
+    /// `/learnings`: the chat's active learnings, numbered.
+    fn list(&self, chat_id: i64) -> String;
+    /// `/forget N`.
+    fn forget(&self, chat_id: i64, number: u64) -> String;
+    /// `/remember <text>`: a learning the user typed.
+    fn remember(&self, chat_id: i64, text: &str, source: &str) -> String;
+}
 
 /// The button's callback data (well under Telegram's 64 bytes: `rem:` + an id + `:y`).
 pub fn callback_data(id: u64, yes: bool) -> String {
@@ -34,6 +52,29 @@ fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The answer to `/learnings`, `/forget N` or `/remember <text>` (`args` is what follows the
+/// command). Blocking: call it off the async threads.
+pub fn command(
+    learning: &dyn Learning,
+    chat_id: i64,
+    command: &str,
+    args: &str,
+    source: &str,
+) -> String {
+    match command {
+        "/learnings" => learning.list(chat_id),
+        "/forget" => match args.trim().trim_start_matches('#').parse::<u64>() {
+            Ok(number) => learning.forget(chat_id, number),
+            Err(_) => "Which one? Send /forget N with a number from /learnings.".to_owned(),
+        },
+        "/remember" if args.trim().is_empty() => {
+            "What should I remember? Send /remember followed by it.".to_owned()
+        }
+        "/remember" => learning.remember(chat_id, args, source),
+        _ => String::new(),
+    }
 }
 
 /// Asks in the chat; the question's message id is kept with the proposal.
@@ -64,9 +105,11 @@ pub async fn ask(
 
 /// Handles a press of [Remember] or [Not now]: settles the proposal once, stores the memory
 /// on a yes, answers the press, and replaces the question by the outcome.
+#[allow(clippy::too_many_arguments)]
 pub async fn answer(
     bot: &Bot,
     store: &Store,
+    learning: Option<Arc<dyn Learning>>,
     pacer: &ChatPacer,
     query: CallbackQueryId,
     chat: ChatId,
@@ -74,8 +117,22 @@ pub async fn answer(
     yes: bool,
 ) {
     let (reply, edit) = match store.settle_proposal(id, yes, now_ms()) {
-        Ok(Some((ProposalState::Pending, proposal))) => match proposal.state {
-            ProposalState::Accepted => {
+        Ok(Some((ProposalState::Pending, proposal))) => match (proposal.state, learning) {
+            (ProposalState::Accepted, Some(learning))
+                if proposal.kind == valor_memory::MemoryKind::Learning =>
+            {
+                let kept = tokio::task::spawn_blocking(move || learning.accept(&proposal))
+                    .await
+                    .unwrap_or_else(|e| Err(e.to_string()));
+                match kept {
+                    Ok(line) => ("Remembered.", Some(line)),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot keep an accepted learning");
+                        ("Sorry, I could not store it.", None)
+                    }
+                }
+            }
+            (ProposalState::Accepted, _) => {
                 let saved = store.save_memory(MemoryRecord {
                     id: 0,
                     kind: proposal.kind,
@@ -96,7 +153,7 @@ pub async fn answer(
                     }
                 }
             }
-            ProposalState::Expired => (
+            (ProposalState::Expired, _) => (
                 "This question has expired.",
                 Some(format!(
                     "Not stored (the question expired): {}",

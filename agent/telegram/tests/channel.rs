@@ -56,6 +56,7 @@ async fn start_with(
         drafts: false,
         webhook,
         on_refusal: None,
+        learning: None,
     })
     .unwrap();
     let shutdown = CancellationToken::new();
@@ -491,6 +492,7 @@ fn proposal(text: &str, expires_in_ms: i64) -> valor_memory::Proposal {
         expires_ms: (now + expires_in_ms) as u64,
         message_id: None,
         state: valor_memory::ProposalState::Pending,
+        learning: None,
     }
 }
 

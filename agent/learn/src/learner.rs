@@ -1,0 +1,391 @@
+//! From a "yes" to a learning (seed 003's learnings engine).
+//!
+//! - A new learning is compared by meaning with the chat's active ones: above the duplicate
+//!   similarity (0.85) it reinforces the one it repeats (times seen + 1, confidence up the
+//!   ladder) instead of adding a second.
+//! - A statement that replaces something ("switching from Bootstrap to Tailwind", "we no longer
+//!   use Jest") retires the active learnings about what it replaces: kept in history, gone
+//!   from search and from later turns.
+//! - Without the embedding model (loading, missing) only identical texts count as duplicates.
+
+use valor_memory::learnings::rank;
+use valor_memory::{
+    Category, LearningDraft, LearningRecord, MemoryKind, PROPOSAL_TTL_MS, Proposal, ProposalState,
+    Store, StoreError, confidence_for,
+};
+use valor_recall::Memory;
+
+use crate::watcher::detect;
+
+#[derive(Debug, Clone, Copy)]
+pub struct LearnSettings {
+    /// The watcher asks only about statements at least this confident.
+    pub ask_threshold: f32,
+    /// Cosine similarity above which a new learning repeats an existing one.
+    pub duplicate_similarity: f32,
+}
+
+impl Default for LearnSettings {
+    fn default() -> Self {
+        LearnSettings {
+            ask_threshold: 0.75,
+            duplicate_similarity: 0.85,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LearnError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("a learning needs some text")]
+    Empty,
+    #[error("there is no active learning #{0} in this chat (see /learnings)")]
+    NoSuchLearning(u64),
+}
+
+/// What keeping a learning did.
+#[derive(Debug, Clone)]
+pub enum Accepted {
+    New {
+        learning: LearningRecord,
+        /// Active learnings it replaced, now retired.
+        retired: Vec<LearningRecord>,
+    },
+    Reinforced {
+        learning: LearningRecord,
+        similarity: f32,
+    },
+}
+
+impl Accepted {
+    pub fn learning(&self) -> &LearningRecord {
+        match self {
+            Accepted::New { learning, .. } | Accepted::Reinforced { learning, .. } => learning,
+        }
+    }
+
+    /// One line for the chat.
+    pub fn describe(&self) -> String {
+        match self {
+            Accepted::New { learning, retired } => {
+                let mut line = format!(
+                    "Remembered as #{} ({}): {}",
+                    learning.number, learning.category, learning.content
+                );
+                for old in retired {
+                    line.push_str(&format!("\nRetired #{}: {}", old.number, old.content));
+                }
+                line
+            }
+            Accepted::Reinforced { learning, .. } => format!(
+                "I knew that already (#{}, seen {} times, confidence {:.2}): {}",
+                learning.number, learning.times_seen, learning.confidence, learning.content
+            ),
+        }
+    }
+}
+
+/// The learnings of every chat, over the store and the embedding model.
+#[derive(Clone)]
+pub struct Learner {
+    memory: Memory,
+    settings: LearnSettings,
+}
+
+impl Learner {
+    pub fn new(memory: Memory, settings: LearnSettings) -> Learner {
+        Learner { memory, settings }
+    }
+
+    fn store(&self) -> &Store {
+        self.memory.store()
+    }
+
+    /// The question worth asking about a user's message, if the watcher finds a confident
+    /// statement in it (the most confident one).
+    pub fn watch(&self, chat_id: i64, text: &str, source: &str, now_ms: u64) -> Option<Proposal> {
+        let found = detect(text)
+            .into_iter()
+            .find(|d| d.confidence >= self.settings.ask_threshold)?;
+        tracing::info!(
+            chat_id,
+            trigger = %found.trigger,
+            confidence = found.confidence,
+            "a statement worth remembering"
+        );
+        Some(Proposal {
+            id: 0,
+            chat_id,
+            text: found.sentence,
+            kind: MemoryKind::Learning,
+            source: source.to_owned(),
+            created_ms: now_ms,
+            expires_ms: now_ms + PROPOSAL_TTL_MS,
+            message_id: None,
+            state: ProposalState::Pending,
+            learning: Some(LearningDraft {
+                category: found.trigger.category(),
+                trigger: Some(found.trigger.as_str().to_owned()),
+                detected_pct: (found.confidence * 100.0).round() as u8,
+                source_message: Some(text.chars().take(2000).collect()),
+                replaces: found.replaces,
+            }),
+        })
+    }
+
+    /// The user said yes to `proposal`: keep it (or reinforce what it repeats).
+    pub fn accept(&self, proposal: &Proposal, now_ms: u64) -> Result<Accepted, LearnError> {
+        let draft = proposal.learning.clone();
+        let record = LearningRecord {
+            id: 0,
+            chat_id: Some(proposal.chat_id),
+            number: 0,
+            category: draft
+                .as_ref()
+                .map_or_else(|| Category::guess(&proposal.text), |d| d.category),
+            content: proposal.text.trim().to_owned(),
+            confidence: confidence_for(1, false),
+            times_seen: 1,
+            sources: vec![proposal.source.clone()],
+            source_message: draft.as_ref().and_then(|d| d.source_message.clone()),
+            trigger: draft.as_ref().and_then(|d| d.trigger.clone()),
+            manual: false,
+            created_ms: now_ms,
+            updated_ms: now_ms,
+            retired: None,
+        };
+        self.keep(record, draft.and_then(|d| d.replaces))
+    }
+
+    /// A learning the user typed (`/remember ...`): manual, confidence 1.
+    pub fn remember(
+        &self,
+        chat_id: i64,
+        text: &str,
+        source: &str,
+        now_ms: u64,
+    ) -> Result<Accepted, LearnError> {
+        let content = text.trim();
+        let replaces = detect(content).into_iter().find_map(|d| d.replaces);
+        let record = LearningRecord {
+            id: 0,
+            chat_id: Some(chat_id),
+            number: 0,
+            category: Category::guess(content),
+            content: content.to_owned(),
+            confidence: confidence_for(1, true),
+            times_seen: 1,
+            sources: vec![source.to_owned()],
+            source_message: None,
+            trigger: None,
+            manual: true,
+            created_ms: now_ms,
+            updated_ms: now_ms,
+            retired: None,
+        };
+        self.keep(record, replaces)
+    }
+
+    fn keep(
+        &self,
+        mut record: LearningRecord,
+        replaces: Option<String>,
+    ) -> Result<Accepted, LearnError> {
+        if record.content.is_empty() {
+            return Err(LearnError::Empty);
+        }
+        let now_ms = record.created_ms;
+        let active = self.store().learnings_of(record.chat_id, false)?;
+        let source = record.sources.first().cloned().unwrap_or_default();
+        if let Some((mut existing, similarity)) =
+            self.duplicate_of(&record.content, replaces.as_deref(), &active)
+        {
+            existing.reinforce(&source, now_ms);
+            if record.manual {
+                existing.manual = true;
+                existing.confidence = confidence_for(existing.times_seen, true);
+            }
+            self.store().update_learning(&existing)?;
+            tracing::info!(
+                number = existing.number,
+                times_seen = existing.times_seen,
+                confidence = existing.confidence,
+                similarity,
+                "learning reinforced"
+            );
+            return Ok(Accepted::Reinforced {
+                learning: existing,
+                similarity,
+            });
+        }
+        record.content = record.content.trim().to_owned();
+        let learning = self.store().add_learning(record)?;
+        let mut retired = Vec::new();
+        if let Some(old) = replaces.as_deref() {
+            for candidate in active.iter().filter(|l| mentions(&l.content, old)) {
+                let reason = format!("replaced by #{}: {}", learning.number, learning.content);
+                if let Some(done) = self.store().retire_learning(
+                    candidate.id,
+                    &reason,
+                    Some(learning.id),
+                    now_ms,
+                )? {
+                    self.memory.forget(done.id);
+                    retired.push(done);
+                }
+            }
+        }
+        tracing::info!(
+            number = learning.number,
+            category = %learning.category,
+            retired = retired.len(),
+            "learning kept"
+        );
+        Ok(Accepted::New { learning, retired })
+    }
+
+    /// The active learning `content` repeats, with the similarity, if any. A statement that
+    /// replaces something repeats only one that replaces the same thing: "from Tailwind to
+    /// Bootstrap" reads much like "from Bootstrap to Tailwind" and says the opposite.
+    fn duplicate_of(
+        &self,
+        content: &str,
+        replaces: Option<&str>,
+        active: &[LearningRecord],
+    ) -> Option<(LearningRecord, f32)> {
+        let comparable: Vec<&LearningRecord> = active
+            .iter()
+            .filter(|l| match replaces {
+                Some(old) => detect(&l.content).iter().any(|d| {
+                    d.replaces
+                        .as_deref()
+                        .is_some_and(|r| r.eq_ignore_ascii_case(old))
+                }),
+                None => true,
+            })
+            .collect();
+        if comparable.is_empty() {
+            return None;
+        }
+        let similarities = self.similarities(content, &comparable);
+        comparable
+            .into_iter()
+            .zip(similarities)
+            .filter(|(_, s)| *s > self.settings.duplicate_similarity)
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(l, s)| (l.clone(), s))
+    }
+
+    /// Cosine similarity of `content` with each learning: by the embedding model when it is
+    /// loaded (stored vectors reused), else 1 for the same words and 0 otherwise.
+    fn similarities(&self, content: &str, learnings: &[&LearningRecord]) -> Vec<f32> {
+        let model = self.memory.model_id();
+        let mut texts: Vec<&str> = vec![content];
+        let stored: Vec<Option<Vec<f32>>> = learnings
+            .iter()
+            .map(|l| {
+                let vector = self.store().vector(l.id).ok().flatten()?;
+                (Some(&vector.model_id) == model.as_ref()).then_some(vector.vector)
+            })
+            .collect();
+        for (learning, vector) in learnings.iter().zip(&stored) {
+            if vector.is_none() {
+                texts.push(&learning.content);
+            }
+        }
+        let Some(mut fresh) = self.memory.embed(&texts).map(Vec::into_iter) else {
+            let words = normalised(content);
+            return learnings
+                .iter()
+                .map(|l| {
+                    if normalised(&l.content) == words {
+                        1.0
+                    } else {
+                        0.0
+                    }
+                })
+                .collect();
+        };
+        let Some(query) = fresh.next() else {
+            return vec![0.0; learnings.len()];
+        };
+        stored
+            .into_iter()
+            .map(|vector| {
+                vector
+                    .or_else(|| fresh.next())
+                    .map_or(0.0, |v| valor_embed::cosine(&query, &v))
+            })
+            .collect()
+    }
+
+    /// A chat's active learnings, by number.
+    pub fn list(&self, chat_id: i64) -> Result<Vec<LearningRecord>, LearnError> {
+        Ok(self.store().learnings_of(Some(chat_id), false)?)
+    }
+
+    /// Retires learning `number` of a chat at the user's word.
+    pub fn forget(
+        &self,
+        chat_id: i64,
+        number: u64,
+        now_ms: u64,
+    ) -> Result<LearningRecord, LearnError> {
+        let learning = self
+            .list(chat_id)?
+            .into_iter()
+            .find(|l| l.number == number)
+            .ok_or(LearnError::NoSuchLearning(number))?;
+        let retired = self
+            .store()
+            .retire_learning(learning.id, "forgotten by the user", None, now_ms)?
+            .ok_or(LearnError::NoSuchLearning(number))?;
+        self.memory.forget(retired.id);
+        Ok(retired)
+    }
+
+    /// A chat's active learnings for a turn's context: highest confidence first.
+    pub fn for_context(&self, chat_id: i64) -> Vec<LearningRecord> {
+        let mut learnings = self.list(chat_id).unwrap_or_default();
+        rank(&mut learnings);
+        learnings
+    }
+}
+
+/// Lowercase words of a text, for comparing texts without the model.
+fn normalised(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect()
+}
+
+/// `text` mentions `name` as a whole word (case-insensitive).
+pub fn mentions(text: &str, name: &str) -> bool {
+    let name = name.trim().to_lowercase();
+    if name.chars().count() < 2 {
+        return false;
+    }
+    let lower = text.to_lowercase();
+    lower.match_indices(&name).any(|(at, _)| {
+        let before = lower[..at].chars().next_back();
+        let after = lower[at + name.len()..].chars().next();
+        let boundary = |c: Option<char>| c.is_none_or(|c| !c.is_alphanumeric());
+        boundary(before) && boundary(after)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mentions_whole_words_only() {
+        assert!(mentions("We use Bootstrap 5 for styling", "bootstrap"));
+        assert!(mentions("bootstrap.", "Bootstrap"));
+        assert!(!mentions("We bootstrapped the project", "bootstrap"));
+        assert!(!mentions("anything", "a"));
+        assert!(mentions("We use C++ a lot", "C++"));
+    }
+}

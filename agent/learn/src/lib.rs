@@ -1,0 +1,15 @@
+//! Valor learns from conversations, with the user's consent (seeds 003 and 004).
+//!
+//! - [`watcher`]: finds statements worth remembering in a user's message (ten trigger types,
+//!   each with a confidence); only confident ones are asked about.
+//! - [`learner`]: turns a "yes" into a learning: deduplicated by meaning (reinforcing the one
+//!   it repeats), retiring what a switch replaces; lists, forgets and ranks learnings for the
+//!   context of later turns.
+//! - [`export`]: `LEARNED_INSIGHTS.md` per chat.
+
+pub mod export;
+pub mod learner;
+pub mod watcher;
+
+pub use learner::{Accepted, LearnError, LearnSettings, Learner};
+pub use watcher::{Detection, Trigger, detect};

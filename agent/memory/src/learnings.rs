@@ -1,0 +1,506 @@
+//! Learnings: what a chat taught Valor and the user agreed to keep (seed 003's learnings
+//! engine). Each is a record here plus a searchable `learning` memory with the same id; the
+//! record keeps what search does not need: category, confidence, how often it was seen, where
+//! it came from, and its retirement. A retired learning keeps its record (history) and loses
+//! its memory: it is gone from search and from the context of later turns.
+
+use serde::{Deserialize, Serialize};
+
+use crate::records::{MemoryKind, MemoryRecord, headline};
+use crate::store::{Store, decode, encode, id_key};
+use crate::{InvalidMemory, StoreError};
+
+/// What kind of knowledge a learning is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Category {
+    Architecture,
+    Convention,
+    Gotcha,
+    Dependency,
+    Pattern,
+    Decision,
+}
+
+impl Category {
+    pub const ALL: [Category; 6] = [
+        Category::Architecture,
+        Category::Convention,
+        Category::Gotcha,
+        Category::Dependency,
+        Category::Pattern,
+        Category::Decision,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::Architecture => "architecture",
+            Category::Convention => "convention",
+            Category::Gotcha => "gotcha",
+            Category::Dependency => "dependency",
+            Category::Pattern => "pattern",
+            Category::Decision => "decision",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Category> {
+        let text = text.trim().to_ascii_lowercase();
+        Category::ALL.into_iter().find(|c| c.as_str() == text)
+    }
+
+    /// A category for a text nobody categorised (a typed `/remember`, a daydream candidate,
+    /// an old plain memory): by the words it uses, `decision` when none says more.
+    pub fn guess(text: &str) -> Category {
+        let lower = text.to_lowercase();
+        let has = |words: &[&str]| words.iter().any(|w| lower.contains(w));
+        if has(&[
+            "watch out",
+            "careful",
+            "gotcha",
+            "beware",
+            "edge case",
+            "pitfall",
+            "bug",
+            "slow",
+            "breaks",
+            "fails",
+            "crash",
+            "timeout",
+            "leak",
+        ]) {
+            Category::Gotcha
+        } else if has(&[
+            "always ",
+            "never ",
+            "convention",
+            "naming",
+            "style",
+            "format",
+            "we name",
+            "prefix",
+        ]) {
+            Category::Convention
+        } else if has(&[
+            "architecture",
+            "service",
+            "module",
+            "layer",
+            "microservice",
+            "monolith",
+            "refactor",
+            "split",
+            "database schema",
+            "event bus",
+        ]) {
+            Category::Architecture
+        } else if has(&[
+            "library",
+            "crate",
+            "package",
+            "dependency",
+            "framework",
+            "version",
+            "upgrade",
+        ]) {
+            Category::Dependency
+        } else if has(&["pattern", "approach", "we handle", "the way we"]) {
+            Category::Pattern
+        } else {
+            Category::Decision
+        }
+    }
+}
+
+impl std::fmt::Display for Category {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Confidence of a learning seen `times` times (seed 003): 0.5 when new, 0.7 the second time,
+/// 0.85 the third and fourth, 0.95 from the fifth. A manual learning is 1.0.
+pub fn confidence_for(times: u32, manual: bool) -> f32 {
+    if manual {
+        return 1.0;
+    }
+    match times {
+        0 | 1 => 0.5,
+        2 => 0.7,
+        3 | 4 => 0.85,
+        _ => 0.95,
+    }
+}
+
+/// Why and when a learning left use.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Retirement {
+    pub at_ms: u64,
+    /// "replaced by #7", "forgotten by the user".
+    pub reason: String,
+    /// The learning that replaced it.
+    pub replaced_by: Option<u64>,
+}
+
+/// One learning.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LearningRecord {
+    /// The id of its searchable memory (assigned when it is added).
+    pub id: u64,
+    /// The chat it was learned in; `None` for what is about no chat.
+    pub chat_id: Option<i64>,
+    /// Its number in its chat, from 1, never reused: `/learnings` shows it, `/forget N` uses it.
+    pub number: u64,
+    pub category: Category,
+    pub content: String,
+    pub confidence: f32,
+    pub times_seen: u32,
+    /// Where it came from each time it was seen (`tg:<update>`, `daydream dd-...`), oldest
+    /// first, the last 20.
+    pub sources: Vec<String>,
+    /// The user's message it was detected in, if it came from one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_message: Option<String>,
+    /// The watcher's trigger (`switching`, `bug_fixed`, ...), if it came from one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<String>,
+    /// Typed by the user (`/remember`) rather than detected.
+    pub manual: bool,
+    pub created_ms: u64,
+    pub updated_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retired: Option<Retirement>,
+}
+
+/// Sources kept per learning.
+const MAX_SOURCES: usize = 20;
+
+impl LearningRecord {
+    pub fn is_active(&self) -> bool {
+        self.retired.is_none()
+    }
+
+    /// Seen once more: times seen + 1, confidence up the ladder (never down), the source noted.
+    pub fn reinforce(&mut self, source: &str, now_ms: u64) {
+        self.times_seen = self.times_seen.saturating_add(1);
+        self.confidence = self
+            .confidence
+            .max(confidence_for(self.times_seen, self.manual));
+        self.note_source(source);
+        self.updated_ms = now_ms;
+    }
+
+    pub fn note_source(&mut self, source: &str) {
+        if !source.is_empty() && self.sources.last().is_none_or(|s| s != source) {
+            self.sources.push(source.to_owned());
+            if self.sources.len() > MAX_SOURCES {
+                self.sources.remove(0);
+            }
+        }
+    }
+
+    /// The searchable memory it is kept as.
+    fn memory(&self) -> MemoryRecord {
+        MemoryRecord {
+            id: self.id,
+            kind: MemoryKind::Learning,
+            chat_id: self.chat_id,
+            at_ms: self.created_ms,
+            title: format!("{}: {}", self.category, headline(&self.content, 80)),
+            text: self.content.clone(),
+            url: None,
+        }
+    }
+}
+
+/// Active learnings first by confidence, then by times seen, then newest.
+pub fn rank(learnings: &mut [LearningRecord]) {
+    learnings.sort_by(|a, b| {
+        b.confidence
+            .total_cmp(&a.confidence)
+            .then(b.times_seen.cmp(&a.times_seen))
+            .then(b.updated_ms.cmp(&a.updated_ms))
+    });
+}
+
+fn number_key(chat_id: Option<i64>) -> Vec<u8> {
+    let mut key = b"learning_number:".to_vec();
+    key.extend_from_slice(&id_key(chat_id.unwrap_or(0)));
+    key
+}
+
+impl Store {
+    /// Adds a learning: its searchable memory (which gives it its id), its number in the chat
+    /// and its record; flushed before returning.
+    pub fn add_learning(&self, mut record: LearningRecord) -> Result<LearningRecord, StoreError> {
+        if record.content.trim().is_empty() {
+            return Err(StoreError::Invalid(InvalidMemory::EmptyText {
+                kind: MemoryKind::Learning,
+            }));
+        }
+        record.retired = None;
+        record.number = self.next_learning_number(record.chat_id)?;
+        let memory = self.write_memory(MemoryRecord {
+            id: 0,
+            ..record.memory()
+        })?;
+        record.id = memory.id;
+        self.learning_records
+            .insert(record.id.to_be_bytes(), encode(&record))?;
+        self.flush()?;
+        Ok(record)
+    }
+
+    fn next_learning_number(&self, chat_id: Option<i64>) -> Result<u64, StoreError> {
+        let next = self
+            .learning_records
+            .update_and_fetch(number_key(chat_id), |old| {
+                let current = old
+                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                    .map_or(0, u64::from_be_bytes);
+                Some((current + 1).to_be_bytes().to_vec())
+            })?
+            .and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok())
+            .map_or(1, u64::from_be_bytes);
+        Ok(next)
+    }
+
+    /// Saves a changed record (reinforced, renamed); flushed.
+    pub fn update_learning(&self, record: &LearningRecord) -> Result<(), StoreError> {
+        self.learning_records
+            .insert(record.id.to_be_bytes(), encode(record))?;
+        self.flush()
+    }
+
+    /// Stores a record as it is (an import): its memory too while it is active.
+    pub fn import_learning(&self, record: &LearningRecord) -> Result<(), StoreError> {
+        if record.is_active() {
+            self.write_memory(record.memory())?;
+        } else {
+            self.reserve_ids_through(record.id)?;
+        }
+        let key = number_key(record.chat_id);
+        let known = self
+            .learning_records
+            .get(&key)?
+            .and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok())
+            .map_or(0, u64::from_be_bytes);
+        if record.number > known {
+            self.learning_records
+                .insert(key, &record.number.to_be_bytes())?;
+        }
+        self.learning_records
+            .insert(record.id.to_be_bytes(), encode(record))?;
+        Ok(())
+    }
+
+    pub fn learning(&self, id: u64) -> Result<Option<LearningRecord>, StoreError> {
+        self.learning_records
+            .get(id.to_be_bytes())?
+            .map(|b| decode("learning", &b))
+            .transpose()
+    }
+
+    /// Every learning record (retired ones too), by id.
+    pub fn all_learnings(&self) -> Result<Vec<LearningRecord>, StoreError> {
+        self.learning_records
+            .iter()
+            .filter_map(|entry| match entry {
+                // The per-chat number counters share the tree; records have 8-byte keys.
+                Ok((key, _)) if key.len() != 8 => None,
+                Ok((_, value)) => Some(decode("learning", &value)),
+                Err(e) => Some(Err(e.into())),
+            })
+            .collect()
+    }
+
+    /// A chat's learnings by number; retired ones only with `retired`.
+    pub fn learnings_of(
+        &self,
+        chat_id: Option<i64>,
+        retired: bool,
+    ) -> Result<Vec<LearningRecord>, StoreError> {
+        let mut found: Vec<LearningRecord> = self
+            .all_learnings()?
+            .into_iter()
+            .filter(|l| l.chat_id == chat_id && (retired || l.is_active()))
+            .collect();
+        found.sort_by_key(|l| l.number);
+        Ok(found)
+    }
+
+    /// Retires a learning: the record stays (history) with why; its memory and vector go, so
+    /// search and later turns no longer see it. Returns the record as it is now, or `None` if
+    /// there is no such learning; retiring a retired one changes nothing.
+    pub fn retire_learning(
+        &self,
+        id: u64,
+        reason: &str,
+        replaced_by: Option<u64>,
+        now_ms: u64,
+    ) -> Result<Option<LearningRecord>, StoreError> {
+        let Some(mut record) = self.learning(id)? else {
+            return Ok(None);
+        };
+        if record.is_active() {
+            record.retired = Some(Retirement {
+                at_ms: now_ms,
+                reason: reason.to_owned(),
+                replaced_by,
+            });
+            record.updated_ms = now_ms;
+            // The record first: a crash in between leaves a retired record whose memory is
+            // removed again at the next start (see `remove_retired_memories`).
+            self.learning_records
+                .insert(id.to_be_bytes(), encode(&record))?;
+            self.forget_document(id)?;
+            self.flush()?;
+        }
+        Ok(Some(record))
+    }
+
+    /// Removes a saved memory from search: its record, locator, vector and queue entry.
+    fn forget_document(&self, id: u64) -> Result<(), StoreError> {
+        let key = id.to_be_bytes();
+        self.learnings.remove(key)?;
+        self.locator.remove(key)?;
+        self.vectors.remove(key)?;
+        self.embed_queue.remove(key)?;
+        Ok(())
+    }
+
+    /// Learnings saved before they had records (schema 2) get one: category guessed, seen
+    /// once.
+    pub(crate) fn record_plain_learnings(&self) -> Result<(), StoreError> {
+        for value in self.learnings.iter().values() {
+            let memory: MemoryRecord = decode("memory", &value?)?;
+            if self
+                .learning_records
+                .contains_key(memory.id.to_be_bytes())?
+            {
+                continue;
+            }
+            let record = LearningRecord {
+                id: memory.id,
+                chat_id: memory.chat_id,
+                number: self.next_learning_number(memory.chat_id)?,
+                category: Category::guess(&memory.text),
+                content: memory.text.clone(),
+                confidence: confidence_for(1, false),
+                times_seen: 1,
+                sources: Vec::new(),
+                source_message: None,
+                trigger: None,
+                manual: false,
+                created_ms: memory.at_ms,
+                updated_ms: memory.at_ms,
+                retired: None,
+            };
+            self.learning_records
+                .insert(memory.id.to_be_bytes(), encode(&record))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn draft(chat_id: i64, content: &str) -> LearningRecord {
+        LearningRecord {
+            id: 0,
+            chat_id: Some(chat_id),
+            number: 0,
+            category: Category::Decision,
+            content: content.to_owned(),
+            confidence: confidence_for(1, false),
+            times_seen: 1,
+            sources: vec!["tg:1".to_owned()],
+            source_message: None,
+            trigger: None,
+            manual: false,
+            created_ms: 10,
+            updated_ms: 10,
+            retired: None,
+        }
+    }
+
+    #[test]
+    fn confidence_climbs_the_ladder_of_seed_003() {
+        let ladder: Vec<f32> = (1..=6).map(|t| confidence_for(t, false)).collect();
+        assert_eq!(ladder, [0.5, 0.7, 0.85, 0.85, 0.95, 0.95]);
+        assert_eq!(confidence_for(1, true), 1.0);
+        let mut record = draft(1, "We use sled");
+        for (source, want) in [
+            ("tg:2", 0.7),
+            ("tg:3", 0.85),
+            ("tg:4", 0.85),
+            ("tg:5", 0.95),
+        ] {
+            record.reinforce(source, 20);
+            assert_eq!(record.confidence, want);
+        }
+        assert_eq!(record.times_seen, 5);
+        assert_eq!(record.sources.len(), 5);
+    }
+
+    #[test]
+    fn learnings_are_numbered_per_chat_and_retire_into_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let first = store.add_learning(draft(1, "We use Bootstrap")).unwrap();
+        let other_chat = store.add_learning(draft(2, "We use Go")).unwrap();
+        let second = store
+            .add_learning(draft(1, "We deploy on Fridays"))
+            .unwrap();
+        assert_eq!((first.number, other_chat.number, second.number), (1, 1, 2));
+        assert!(store.document(first.id).unwrap().is_some());
+        assert_eq!(store.memory_counts().learnings, 3);
+
+        let retired = store
+            .retire_learning(first.id, "replaced by #3", Some(99), 50)
+            .unwrap()
+            .unwrap();
+        assert!(!retired.is_active());
+        assert_eq!(store.document(first.id).unwrap(), None);
+        assert_eq!(store.memory_counts().learnings, 2);
+        let active: Vec<u64> = store
+            .learnings_of(Some(1), false)
+            .unwrap()
+            .iter()
+            .map(|l| l.number)
+            .collect();
+        assert_eq!(active, [2]);
+        assert_eq!(store.learnings_of(Some(1), true).unwrap().len(), 2);
+        // Numbers are never reused, across a restart too.
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.add_learning(draft(1, "third")).unwrap().number, 3);
+        assert_eq!(store.all_learnings().unwrap().len(), 4);
+    }
+
+    #[test]
+    fn an_empty_learning_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert!(matches!(
+            store.add_learning(draft(1, "  ")),
+            Err(StoreError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn categories_are_guessed_from_the_words() {
+        assert_eq!(Category::guess("Watch out for timezones"), Category::Gotcha);
+        assert_eq!(
+            Category::guess("We always prefix tables with app_"),
+            Category::Convention
+        );
+        assert_eq!(
+            Category::guess("We use the tokio crate"),
+            Category::Dependency
+        );
+        assert_eq!(Category::guess("Ship on Mondays"), Category::Decision);
+        assert_eq!(Category::parse(" Gotcha "), Some(Category::Gotcha));
+    }
+}

@@ -1,0 +1,199 @@
+//! Learning from conversations in the binary: the Telegram channel's [`Learning`] seam over
+//! valor-learn, and `valor learnings list|export`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Subcommand;
+use valor_config::{Config, ConfigSource};
+use valor_learn::{LearnSettings, Learner};
+use valor_memory::learnings::rank;
+use valor_memory::{LearningRecord, Proposal};
+use valor_recall::Memory;
+use valor_telegram::remember::Learning;
+
+use crate::memory_cmd::{Access, open};
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The learner, when `[learning] enabled`.
+pub fn learner(config: &Config, memory: &Memory) -> Option<Learner> {
+    let l = &config.learning;
+    l.enabled.then(|| {
+        Learner::new(
+            memory.clone(),
+            LearnSettings {
+                ask_threshold: l.ask_threshold as f32,
+                duplicate_similarity: l.duplicate_similarity as f32,
+            },
+        )
+    })
+}
+
+/// Telegram's view of the learner.
+pub struct ChatLearning(pub Learner);
+
+impl Learning for ChatLearning {
+    fn watch(&self, chat_id: i64, text: &str, source: &str) -> Option<Proposal> {
+        self.0.watch(chat_id, text, source, now_ms())
+    }
+
+    fn accept(&self, proposal: &Proposal) -> Result<String, String> {
+        (self.0.accept(proposal, now_ms()))
+            .map(|accepted| accepted.describe())
+            .map_err(|e| e.to_string())
+    }
+
+    fn list(&self, chat_id: i64) -> String {
+        match self.0.list(chat_id) {
+            Ok(learnings) => list_text(learnings),
+            Err(e) => format!("Sorry, I cannot read the learnings: {e}"),
+        }
+    }
+
+    fn forget(&self, chat_id: i64, number: u64) -> String {
+        match self.0.forget(chat_id, number, now_ms()) {
+            Ok(learning) => format!(
+                "Forgotten #{}: {}\nIt stays in the history (valor learnings export), not in my answers.",
+                learning.number, learning.content
+            ),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    fn remember(&self, chat_id: i64, text: &str, source: &str) -> String {
+        match self.0.remember(chat_id, text, source, now_ms()) {
+            Ok(accepted) => accepted.describe(),
+            Err(e) => format!("Not stored: {e}"),
+        }
+    }
+}
+
+/// `/learnings`: highest confidence first, each with the number `/forget` takes.
+fn list_text(mut learnings: Vec<LearningRecord>) -> String {
+    if learnings.is_empty() {
+        return "I have learned nothing here yet. When you state a decision or a fact worth \
+                keeping, I ask \"Remember this?\"; /remember <text> teaches me directly."
+            .to_owned();
+    }
+    rank(&mut learnings);
+    let mut out = format!("What I learned here ({}):\n", learnings.len());
+    for l in &learnings {
+        let line = format!(
+            "#{} [{}] {} (confidence {:.2}, seen {}×{})\n",
+            l.number,
+            l.category,
+            l.content,
+            l.confidence,
+            l.times_seen,
+            if l.manual { ", added by you" } else { "" }
+        );
+        // Telegram's limit is 4096 characters; the rest is in `valor learnings export`.
+        if out.chars().count() + line.chars().count() > 3900 {
+            out.push_str("…and more (valor learnings export lists them all)\n");
+            break;
+        }
+        out.push_str(&line);
+    }
+    out.push_str("/forget N retires one.");
+    out
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LearningsArgs {
+    #[command(subcommand)]
+    command: LearningsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum LearningsCommand {
+    /// List learnings: number, category, confidence, times seen.
+    List {
+        /// Only this chat's.
+        #[arg(long)]
+        chat: Option<i64>,
+        /// Retired ones too.
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write <dir>/chat-<id>/LEARNED_INSIGHTS.md for every chat (or one).
+    Export {
+        /// Directory (default: [learning] export_dir).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        #[arg(long)]
+        chat: Option<i64>,
+    },
+}
+
+pub async fn command(config_path: Option<PathBuf>, args: LearningsArgs) -> ExitCode {
+    let loaded = match ConfigSource::from_process(config_path).load() {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&loaded.config, args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: &Config, args: LearningsArgs) -> Result<(), String> {
+    let records: Vec<LearningRecord> = match open(config)? {
+        Access::Direct(memory) => memory.store().all_learnings().map_err(|e| e.to_string())?,
+        Access::Agent(agent) => agent.get("/memory/learnings").await?,
+    };
+    match args.command {
+        LearningsCommand::List { chat, all, json } => {
+            let mut shown: Vec<LearningRecord> = records
+                .into_iter()
+                .filter(|l| chat.is_none_or(|c| l.chat_id == Some(c)))
+                .filter(|l| all || l.is_active())
+                .collect();
+            shown.sort_by_key(|l| (l.chat_id, l.number));
+            if json {
+                let text = serde_json::to_string_pretty(&shown).map_err(|e| e.to_string())?;
+                println!("{text}");
+                return Ok(());
+            }
+            if shown.is_empty() {
+                eprintln!("no learnings");
+            }
+            for l in &shown {
+                let chat = l.chat_id.map_or("shared".to_owned(), |c| c.to_string());
+                let state = match &l.retired {
+                    Some(r) => format!("  retired: {}", r.reason),
+                    None => String::new(),
+                };
+                println!(
+                    "chat {chat} #{} [{}] {:.2} seen {}×  {}{state}",
+                    l.number, l.category, l.confidence, l.times_seen, l.content
+                );
+            }
+        }
+        LearningsCommand::Export { out, chat } => {
+            let dir = out.unwrap_or_else(|| config.learning.export_dir.clone());
+            let written = valor_learn::export::export_records(records, &dir, chat)
+                .map_err(|e| e.to_string())?;
+            if written.is_empty() {
+                eprintln!("no learnings to export");
+            }
+            for file in written {
+                eprintln!("{} active, {} retired", file.active, file.retired);
+                println!("{}", file.path.display());
+            }
+        }
+    }
+    Ok(())
+}
