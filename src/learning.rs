@@ -1,5 +1,5 @@
-//! Learning from conversations in the binary: the Telegram channel's [`Learning`] seam over
-//! valor-learn, and `valor learnings list|export`.
+//! Learning from conversations in the binary: the learner from the config, and
+//! `valor learnings list|export`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,18 +7,10 @@ use std::process::ExitCode;
 use clap::Subcommand;
 use valor_config::{Config, ConfigSource};
 use valor_learn::{LearnSettings, Learner};
-use valor_memory::learnings::rank;
-use valor_memory::{LearningRecord, Proposal};
+use valor_memory::LearningRecord;
 use valor_recall::Memory;
-use valor_telegram::remember::Learning;
 
 use crate::memory_cmd::{Access, open};
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
 
 /// The learner, when `[learning] enabled`.
 pub fn learner(config: &Config, memory: &Memory) -> Option<Learner> {
@@ -32,75 +24,6 @@ pub fn learner(config: &Config, memory: &Memory) -> Option<Learner> {
             },
         )
     })
-}
-
-/// Telegram's view of the learner.
-pub struct ChatLearning(pub Learner);
-
-impl Learning for ChatLearning {
-    fn watch(&self, chat_id: i64, text: &str, source: &str) -> Option<Proposal> {
-        self.0.watch(chat_id, text, source, now_ms())
-    }
-
-    fn accept(&self, proposal: &Proposal) -> Result<String, String> {
-        (self.0.accept(proposal, now_ms()))
-            .map(|accepted| accepted.describe())
-            .map_err(|e| e.to_string())
-    }
-
-    fn list(&self, chat_id: i64) -> String {
-        match self.0.list(chat_id) {
-            Ok(learnings) => list_text(learnings),
-            Err(e) => format!("Sorry, I cannot read the learnings: {e}"),
-        }
-    }
-
-    fn forget(&self, chat_id: i64, number: u64) -> String {
-        match self.0.forget(chat_id, number, now_ms()) {
-            Ok(learning) => format!(
-                "Forgotten #{}: {}\nIt stays in the history (valor learnings export), not in my answers.",
-                learning.number, learning.content
-            ),
-            Err(e) => e.to_string(),
-        }
-    }
-
-    fn remember(&self, chat_id: i64, text: &str, source: &str) -> String {
-        match self.0.remember(chat_id, text, source, now_ms()) {
-            Ok(accepted) => accepted.describe(),
-            Err(e) => format!("Not stored: {e}"),
-        }
-    }
-}
-
-/// `/learnings`: highest confidence first, each with the number `/forget` takes.
-fn list_text(mut learnings: Vec<LearningRecord>) -> String {
-    if learnings.is_empty() {
-        return "I have learned nothing here yet. When you state a decision or a fact worth \
-                keeping, I ask \"Remember this?\"; /remember <text> teaches me directly."
-            .to_owned();
-    }
-    rank(&mut learnings);
-    let mut out = format!("What I learned here ({}):\n", learnings.len());
-    for l in &learnings {
-        let line = format!(
-            "#{} [{}] {} (confidence {:.2}, seen {}×{})\n",
-            l.number,
-            l.category,
-            l.content,
-            l.confidence,
-            l.times_seen,
-            if l.manual { ", added by you" } else { "" }
-        );
-        // Telegram's limit is 4096 characters; the rest is in `valor learnings export`.
-        if out.chars().count() + line.chars().count() > 3900 {
-            out.push_str("…and more (valor learnings export lists them all)\n");
-            break;
-        }
-        out.push_str(&line);
-    }
-    out.push_str("/forget N retires one.");
-    out
 }
 
 #[derive(Debug, clap::Args)]

@@ -243,10 +243,8 @@ fn telegram(
                 bind: t.webhook_bind,
             }),
             on_refusal: Some(Arc::new(move || refusals.inc())),
-            learning: crate::learning::learner(config, &agent.memory).map(|learner| {
-                Arc::new(crate::learning::ChatLearning(learner))
-                    as Arc<dyn valor_telegram::remember::Learning>
-            }),
+            learning: crate::learning::learner(config, &agent.memory)
+                .map(|learner| Arc::new(learner) as Arc<dyn valor_telegram::remember::Learning>),
         })?;
     tracing::info!(api = %t.api_url, allowed = t.allowed_users.len() + paired.len(), "Telegram is on");
     Ok(Some(channel))

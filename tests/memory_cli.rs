@@ -26,7 +26,10 @@ fn import(dir: &std::path::Path) {
     std::fs::write(&file, EXPORT).unwrap();
     let (out, stdout, stderr) = output(valor(dir).args(["memory", "import"]).arg(&file));
     assert!(out.status.success(), "{stdout}{stderr}");
-    assert_eq!(stdout, "imported 2 messages and 2 saved memories\n");
+    assert_eq!(
+        stdout,
+        "imported 2 messages, 2 saved memories and 0 learnings\n"
+    );
 }
 
 #[test]

@@ -237,3 +237,95 @@ fn the_model_searches_the_chats_history_through_the_hosted_server() {
     assert!(service.wait_for_exit(Duration::from_secs(5)).success());
     drop(runtime);
 }
+
+/// Learning end to end: the watcher asks after the answer, a yes keeps the learning, the next
+/// turn's prompt to Claude carries it, and `valor learnings` reads it through the running
+/// agent (list) and from the store once Valor is stopped (export).
+#[test]
+fn a_learning_confirmed_in_one_turn_is_in_the_next_turns_prompt() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (anthropic, telegram) = runtime.block_on(async {
+        (
+            FakeAnthropic::start(|_| Reply::text("Noted.")).await,
+            FakeTelegram::start().await,
+        )
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut service = Service::start(&mut run_with(dir.path(), &telegram, &anthropic));
+    let switch = "We're switching from Bootstrap to Tailwind.";
+    let wait_for = |what: &str, done: &dyn Fn(&[String]) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let texts: Vec<String> = telegram
+                .messages(100)
+                .into_iter()
+                .map(|m| m.visible)
+                .collect();
+            if done(&texts) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: {texts:?}\n{}",
+                service.logs()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    telegram.user_says(100, 100, switch);
+    let question = format!("Remember this?\n\n{switch}");
+    wait_for("the question", &|t| t.iter().any(|t| *t == question));
+    let asked = telegram
+        .messages(100)
+        .into_iter()
+        .find(|m| m.visible == question)
+        .unwrap();
+    let yes = asked.reply_markup.unwrap()["inline_keyboard"][0][0]["callback_data"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    telegram.user_presses(100, 100, asked.message_id, &yes);
+    let kept = format!("Remembered as #1 (dependency): {switch}");
+    wait_for("the outcome", &|t| t.iter().any(|t| *t == kept));
+
+    telegram.user_says(100, 100, "Which CSS framework do we use?");
+    wait_for("the second answer", &|t| {
+        t.iter().filter(|t| *t == "Noted.").count() == 2
+    });
+    let prompt = anthropic
+        .requests()
+        .into_iter()
+        .filter_map(|r| r.last_user_text)
+        .find(|p| p.contains("USER_REQUEST: Which CSS framework"))
+        .unwrap();
+    assert!(
+        prompt.contains(&format!(
+            "LEARNINGS (confirmed by the user; they hold unless the user says otherwise):\n\
+             - #1 [dependency, confidence 0.50] {switch}\n"
+        )),
+        "{prompt}"
+    );
+
+    // While Valor runs, the CLI goes through its memory API.
+    let (out, stdout, stderr) = support::output(valor(dir.path()).args(["learnings", "list"]));
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        stdout,
+        format!("chat 100 #1 [dependency] 0.50 seen 1×  {switch}\n")
+    );
+    service.signal("TERM");
+    assert!(service.wait_for_exit(Duration::from_secs(5)).success());
+
+    let exported = dir.path().join("exported");
+    let (out, stdout, stderr) = support::output(
+        valor(dir.path())
+            .args(["learnings", "export", "--out"])
+            .arg(&exported),
+    );
+    assert!(out.status.success(), "{stderr}");
+    let file = exported.join("chat-100/LEARNED_INSIGHTS.md");
+    assert_eq!(stdout.trim(), file.display().to_string());
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.contains(&format!("- **#1** {switch}")), "{text}");
+    drop(runtime);
+}

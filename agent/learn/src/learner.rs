@@ -98,6 +98,11 @@ impl Learner {
         Learner { memory, settings }
     }
 
+    /// The memory it keeps learnings in.
+    pub fn memory(&self) -> &Memory {
+        &self.memory
+    }
+
     fn store(&self) -> &Store {
         self.memory.store()
     }

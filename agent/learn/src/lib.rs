@@ -5,8 +5,11 @@
 //! - [`learner`]: turns a "yes" into a learning: deduplicated by meaning (reinforcing the one
 //!   it repeats), retiring what a switch replaces; lists, forgets and ranks learnings for the
 //!   context of later turns.
+//! - [`chat`]: the learner as a chat channel uses it: the lines `/learnings`, `/forget`,
+//!   `/remember` and a "yes" answer with.
 //! - [`export`]: `LEARNED_INSIGHTS.md` per chat.
 
+pub mod chat;
 pub mod export;
 pub mod learner;
 pub mod watcher;

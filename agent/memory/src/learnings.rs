@@ -480,6 +480,34 @@ mod tests {
     }
 
     #[test]
+    fn learnings_saved_before_records_get_one_at_migration() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let plain = store
+            .save_memory(MemoryRecord {
+                id: 0,
+                kind: MemoryKind::Learning,
+                chat_id: Some(5),
+                at_ms: 77,
+                title: "Deploys".to_owned(),
+                text: "Deploys go through CI only".to_owned(),
+                url: None,
+            })
+            .unwrap();
+        store.record_plain_learnings().unwrap();
+        store.record_plain_learnings().unwrap();
+        let records = store.all_learnings().unwrap();
+        assert_eq!(records.len(), 1, "once, however often it runs");
+        let record = &records[0];
+        assert_eq!(
+            (record.id, record.number, record.times_seen),
+            (plain.id, 1, 1)
+        );
+        assert_eq!((record.confidence, record.created_ms), (0.5, 77));
+        assert_eq!(record.content, "Deploys go through CI only");
+    }
+
+    #[test]
     fn an_empty_learning_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();

@@ -776,7 +776,7 @@ mod tests {
         let err = Store::open(dir.path()).unwrap_err();
         assert!(
             err.to_string()
-                .contains("has schema version 99, newer than this Valor understands (2)"),
+                .contains("has schema version 99, newer than this Valor understands (3)"),
             "{err}"
         );
     }

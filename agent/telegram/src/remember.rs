@@ -16,21 +16,7 @@ use crate::pacer::ChatPacer;
 
 const PREFIX: &str = "rem:";
 
-/// Learning from conversations (valor-learn, wired in by the binary): the watcher's question
-/// for a message, and what a "yes", `/learnings`, `/forget` and `/remember` do. Calls may
-/// embed text (milliseconds): the channel makes them off the async threads.
-pub trait Learning: Send + Sync {
-    /// The "Remember this?" question worth asking about a user's message, if any.
-    fn watch(&self, chat_id: i64, text: &str, source: &str) -> Option<Proposal>;
-    /// The user said yes to a proposed learning: the line that replaces the question.
-    fn accept(&self, proposal: &Proposal) -> Result<String, String>;
-    /// `/learnings`: the chat's active learnings, numbered.
-    fn list(&self, chat_id: i64) -> String;
-    /// `/forget N`.
-    fn forget(&self, chat_id: i64, number: u64) -> String;
-    /// `/remember <text>`: a learning the user typed.
-    fn remember(&self, chat_id: i64, text: &str, source: &str) -> String;
-}
+pub use valor_memory::proposals::Learning;
 
 /// The button's callback data (well under Telegram's 64 bytes: `rem:` + an id + `:y`).
 pub fn callback_data(id: u64, yes: bool) -> String {

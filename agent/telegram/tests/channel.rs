@@ -28,7 +28,7 @@ struct World {
 }
 
 async fn start(fake: FakeTelegram, store: Store, backend: ScriptedBackend) -> World {
-    start_with(fake, store, backend, None).await
+    start_with(fake, store, backend, None, None).await
 }
 
 async fn start_with(
@@ -36,6 +36,7 @@ async fn start_with(
     store: Store,
     backend: ScriptedBackend,
     webhook: Option<valor_telegram::channel::Webhook>,
+    learner: Option<valor_learn::Learner>,
 ) -> World {
     let engine = Engine::new(
         Arc::new(backend.clone()),
@@ -43,6 +44,9 @@ async fn start_with(
         ModelRouter::new(valor_config::RoutingConfig::default()),
         EngineConfig::default(),
     );
+    if let Some(learner) = &learner {
+        engine.recall_from(Arc::new(learner.memory().clone()));
+    }
     let channel = TelegramChannel::new(ChannelSetup {
         bot: Bot::new(&fake.token).set_api_url(fake.url.parse().unwrap()),
         engine,
@@ -56,7 +60,7 @@ async fn start_with(
         drafts: false,
         webhook,
         on_refusal: None,
-        learning: None,
+        learning: learner.map(|l| Arc::new(l) as Arc<dyn valor_telegram::remember::Learning>),
     })
     .unwrap();
     let shutdown = CancellationToken::new();
@@ -402,6 +406,7 @@ async fn the_webhook_takes_updates_with_the_secret_only_and_each_once() {
         Store::open(&dir.path().join("store")).unwrap(),
         ScriptedBackend::echo(),
         Some(webhook),
+        None,
     )
     .await;
     until(Duration::from_secs(10), || w.fake.webhook().is_some()).await;
@@ -572,5 +577,165 @@ async fn a_proposed_memory_is_stored_only_after_a_yes_and_only_once() {
                 .any(|t| t.starts_with("Not stored (the question expired)"))
     })
     .await;
+    w.stop().await;
+}
+
+/// A channel with learning on (the real learner, keyword-only: no model in the test).
+async fn learning_world(dir: &tempfile::TempDir) -> World {
+    let path = dir.path().join("store");
+    let store = Store::open(&path).unwrap();
+    let memory = valor_recall::Memory::open(
+        store.clone(),
+        valor_recall::MemorySettings::beside(&path, dir.path().join("no-model")),
+    )
+    .unwrap();
+    let learner = valor_learn::Learner::new(memory, valor_learn::LearnSettings::default());
+    start_with(
+        FakeTelegram::start().await,
+        store,
+        ScriptedBackend::echo(),
+        None,
+        Some(learner),
+    )
+    .await
+}
+
+fn replies_to(w: &World, prefix: &str) -> usize {
+    w.texts(FRIEND)
+        .iter()
+        .filter(|t| t.starts_with(prefix))
+        .count()
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_watcher_asks_after_the_answer_and_a_yes_reaches_the_next_turns_context() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = learning_world(&dir).await;
+    let switch = "We're switching from Bootstrap to Tailwind.";
+    w.fake
+        .user_says(FRIEND, FRIEND, &format!("Heads up. {switch}"));
+    w.fake.user_says(FRIEND, FRIEND, "hello there");
+    until(Duration::from_secs(30), || replies_to(&w, "You said:") == 2).await;
+    let texts = w.texts(FRIEND);
+    let answer = texts
+        .iter()
+        .position(|t| t.starts_with("You said: Heads up."))
+        .unwrap();
+    let asked = texts
+        .iter()
+        .position(|t| t.starts_with("Remember this?"))
+        .unwrap();
+    assert!(asked > answer, "the question follows the answer: {texts:?}");
+    assert_eq!(texts[asked], format!("Remember this?\n\n{switch}"));
+    assert_eq!(
+        replies_to(&w, "Remember this?"),
+        1,
+        "only the statement is asked about"
+    );
+    assert!(
+        w.store.all_learnings().unwrap().is_empty(),
+        "nothing kept unasked"
+    );
+
+    // A double tap keeps it once; both presses are answered.
+    let (message, yes, _) = question(&w, &format!("Remember this?\n\n{switch}"));
+    w.fake.user_presses(FRIEND, FRIEND, message, &yes);
+    w.fake.user_presses(FRIEND, FRIEND, message, &yes);
+    until(Duration::from_secs(30), || {
+        w.texts(FRIEND)
+            .iter()
+            .any(|t| t == &format!("Remembered as #1 (dependency): {switch}"))
+    })
+    .await;
+    until(Duration::from_secs(30), || {
+        w.fake.unanswered_callbacks().is_empty()
+    })
+    .await;
+    let kept = w.store.all_learnings().unwrap();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(kept[0].trigger.as_deref(), Some("switching"));
+
+    // The next turn carries it; /learnings lists it; after /forget the turns do not.
+    w.fake
+        .user_says(FRIEND, FRIEND, "Which CSS framework do we use?");
+    until(Duration::from_secs(30), || replies_to(&w, "You said:") == 3).await;
+    let prompt = w.backend.requests().last().unwrap().prompt.clone();
+    assert!(
+        prompt.contains(&format!(
+            "LEARNINGS (confirmed by the user; they hold unless the user says otherwise):\n\
+             - #1 [dependency, confidence 0.50] {switch}\n"
+        )),
+        "{prompt}"
+    );
+    w.fake.user_says(FRIEND, FRIEND, "/learnings");
+    until(Duration::from_secs(30), || {
+        replies_to(&w, "What I learned here (1):") == 1
+    })
+    .await;
+    w.fake.user_says(FRIEND, FRIEND, "/forget 1");
+    until(Duration::from_secs(30), || {
+        replies_to(&w, "Forgotten #1:") == 1
+    })
+    .await;
+    w.fake.user_says(FRIEND, FRIEND, "/forget 7");
+    until(Duration::from_secs(30), || {
+        replies_to(&w, "there is no active learning #7") == 1
+    })
+    .await;
+    w.fake.user_says(FRIEND, FRIEND, "And now?");
+    until(Duration::from_secs(30), || replies_to(&w, "You said:") == 4).await;
+    let prompt = w.backend.requests().last().unwrap().prompt.clone();
+    assert!(!prompt.contains("LEARNINGS"), "{prompt}");
+    assert!(w.fake.unanswered_callbacks().is_empty());
+    w.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_late_or_declined_learning_is_not_kept_and_remember_teaches_directly() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = learning_world(&dir).await;
+    // The daydream's candidates take the same path: a learning proposal with no watcher draft.
+    w.channel
+        .propose(proposal("Deploys go through CI only", -1))
+        .unwrap();
+    w.channel
+        .propose(proposal("Tabs over spaces", 600_000))
+        .unwrap();
+    until(Duration::from_secs(30), || {
+        w.fake.messages(FRIEND).len() == 2
+    })
+    .await;
+    let (expired, late_yes, _) = question(&w, "Deploys go through CI only");
+    w.fake.user_presses(FRIEND, FRIEND, expired, &late_yes);
+    let (declined, _, no) = question(&w, "Tabs over spaces");
+    w.fake.user_presses(FRIEND, FRIEND, declined, &no);
+    w.fake.user_presses(FRIEND, FRIEND, declined, &no);
+    until(Duration::from_secs(30), || {
+        replies_to(&w, "Not stored (the question expired)") == 1
+            && replies_to(&w, "Not stored: Tabs over spaces") == 1
+    })
+    .await;
+    until(Duration::from_secs(30), || {
+        w.fake.unanswered_callbacks().is_empty()
+    })
+    .await;
+    assert!(w.store.all_learnings().unwrap().is_empty());
+
+    w.fake
+        .user_says(FRIEND, FRIEND, "/remember Releases go out on Tuesdays.");
+    w.fake.user_says(FRIEND, FRIEND, "/remember");
+    until(Duration::from_secs(30), || {
+        replies_to(
+            &w,
+            "Remembered as #1 (decision): Releases go out on Tuesdays.",
+        ) == 1
+            && replies_to(&w, "What should I remember?") == 1
+    })
+    .await;
+    let kept = w.store.all_learnings().unwrap();
+    assert!(kept[0].manual && kept[0].confidence == 1.0, "{kept:?}");
+    // Both questions were answered (replaced by their outcome), and a command is not a
+    // statement the watcher asks about.
+    assert_eq!(replies_to(&w, "Remember this?"), 0);
     w.stop().await;
 }
