@@ -274,7 +274,7 @@ fn a_learning_confirmed_in_one_turn_is_in_the_next_turns_prompt() {
     };
     telegram.user_says(100, 100, switch);
     let question = format!("Remember this?\n\n{switch}");
-    wait_for("the question", &|t| t.iter().any(|t| *t == question));
+    wait_for("the question", &|t| t.contains(&question));
     let asked = telegram
         .messages(100)
         .into_iter()
@@ -286,7 +286,7 @@ fn a_learning_confirmed_in_one_turn_is_in_the_next_turns_prompt() {
         .to_owned();
     telegram.user_presses(100, 100, asked.message_id, &yes);
     let kept = format!("Remembered as #1 (dependency): {switch}");
-    wait_for("the outcome", &|t| t.iter().any(|t| *t == kept));
+    wait_for("the outcome", &|t| t.contains(&kept));
 
     telegram.user_says(100, 100, "Which CSS framework do we use?");
     wait_for("the second answer", &|t| {
