@@ -402,8 +402,16 @@ impl TelegramChannel {
                     store.set_telegram_last_update(id)?;
                     return Ok(());
                 }
-                if let Some(file) = attachment(&message) {
-                    match self.receive_file(chat, id, &file).await {
+                if let Some(file) = crate::received::attachment(&message) {
+                    match crate::received::receive_file(
+                        &self.inner.bot,
+                        &self.inner.workspaces_dir,
+                        chat,
+                        id,
+                        &file,
+                    )
+                    .await
+                    {
                         Ok(path) => {
                             let note = format!(
                                 "[The user sent {}; it is saved at {}]",
@@ -513,62 +521,6 @@ impl TelegramChannel {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .contains(&user_id)
-    }
-
-    /// Saves a received file in the chat's workspace; the error is what to tell the user.
-    async fn receive_file(
-        &self,
-        chat: ChatId,
-        update_id: i64,
-        file: &Attachment,
-    ) -> Result<std::path::PathBuf, String> {
-        use teloxide::net::Download as _;
-        if u64::from(file.size) > MAX_FILE_BYTES {
-            return Err(format!(
-                "That file is {:.1} MB; I can take files up to 20 MB (Telegram's limit for bots). \
-                 A smaller file or a link works.",
-                f64::from(file.size) / (1024.0 * 1024.0)
-            ));
-        }
-        let failed = |what: &str, e: &dyn std::fmt::Display| {
-            tracing::warn!(chat = chat.0, error = %e, "cannot receive a file: {what}");
-            "I couldn't download that file. Please send it again.".to_owned()
-        };
-        let remote = self
-            .inner
-            .bot
-            .get_file(file.id.clone())
-            .await
-            .map_err(|e| failed("getFile", &e))?;
-        let dir = self
-            .inner
-            .workspaces_dir
-            .join(format!("chat_{}", chat.0))
-            .join("received");
-        tokio::fs::create_dir_all(&dir)
-            .await
-            .map_err(|e| failed("workspace", &e))?;
-        let name: String = file
-            .name
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        let path = dir.join(format!("{update_id}-{name}"));
-        let mut out = tokio::fs::File::create(&path)
-            .await
-            .map_err(|e| failed("create", &e))?;
-        self.inner
-            .bot
-            .download_file(&remote.path, &mut out)
-            .await
-            .map_err(|e| failed("download", &e))?;
-        Ok(path)
     }
 
     /// `/status`: health, this chat's queue, session, model, cost today, context figures.
@@ -895,36 +847,4 @@ impl TelegramChannel {
             worker.pending.fetch_sub(1, Ordering::AcqRel);
         }
     }
-}
-
-/// A photo or document in a message.
-struct Attachment {
-    id: teloxide::types::FileId,
-    size: u32,
-    name: String,
-    /// "a photo", "the file report.pdf"
-    what: String,
-}
-
-fn attachment(message: &teloxide::types::Message) -> Option<Attachment> {
-    if let Some(document) = message.document() {
-        let name = document
-            .file_name
-            .clone()
-            .unwrap_or_else(|| "file".to_owned());
-        return Some(Attachment {
-            id: document.file.id.clone(),
-            size: document.file.size,
-            what: format!("the file {name}"),
-            name,
-        });
-    }
-    // Telegram lists a photo in several sizes, the largest last.
-    let photo = message.photo()?.last()?;
-    Some(Attachment {
-        id: photo.file.id.clone(),
-        size: photo.file.size,
-        name: "photo.jpg".to_owned(),
-        what: "a photo".to_owned(),
-    })
 }

@@ -16,5 +16,6 @@ pub mod format;
 pub mod pacer;
 pub mod pairing;
 pub mod photos;
+mod received;
 pub mod remember;
 pub mod stream;
