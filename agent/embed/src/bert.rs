@@ -10,8 +10,9 @@ use candle_core::{Device, Tensor};
 use candle_nn::VarBuilder;
 use serde::Deserialize;
 
+use crate::bf16::PackedWeight;
 use crate::kernels::{Attention, BiasGelu};
-use crate::matmul::linear;
+use crate::matmul::{linear, linear_bf16};
 
 /// The fields of a Hugging Face BERT `config.json` this encoder reads.
 #[derive(Debug, Clone, Deserialize)]
@@ -39,21 +40,47 @@ fn default_eps() -> f64 {
 
 type Result<T> = candle_core::Result<T>;
 
-/// A linear layer with its weight stored as `[in, out]`.
+/// A linear layer with its weight stored as `[in, out]`, and packed for the bf16 kernel when
+/// the model runs in bf16.
 struct Dense {
     weight: Tensor,
     bias: Vec<f32>,
+    packed: Option<PackedWeight>,
 }
 
 impl Dense {
     fn load(vb: &VarBuilder, inputs: usize, outputs: usize) -> Result<Dense> {
         let weight = vb.get((outputs, inputs), "weight")?.t()?.contiguous()?;
         let bias = vb.get(outputs, "bias")?.to_vec1()?;
-        Ok(Dense { weight, bias })
+        Ok(Dense {
+            weight,
+            bias,
+            packed: None,
+        })
+    }
+
+    /// Packs the weight for the bf16 kernel; `with_bias` false leaves the bias to the caller.
+    fn pack(&mut self, with_bias: bool) -> Result<()> {
+        let (inputs, outputs) = self.weight.dims2()?;
+        let weight = self.weight.flatten_all()?.to_vec1::<f32>()?;
+        let bias = with_bias.then_some(self.bias.as_slice());
+        self.packed = Some(PackedWeight::pack(&weight, inputs, outputs, bias));
+        Ok(())
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        linear(x, &self.weight, Some(&self.bias))
+        match &self.packed {
+            Some(packed) => linear_bf16(x, packed),
+            None => linear(x, &self.weight, Some(&self.bias)),
+        }
+    }
+
+    /// The product without the bias.
+    fn forward_unbiased(&self, x: &Tensor) -> Result<Tensor> {
+        match &self.packed {
+            Some(packed) => linear_bf16(x, packed),
+            None => linear(x, &self.weight, None),
+        }
     }
 }
 
@@ -83,8 +110,7 @@ struct Layer {
     attention_out: Dense,
     attention_norm: Norm,
     /// The intermediate projection; its bias is applied with the GELU.
-    up: Tensor,
-    up_bias: Vec<f32>,
+    up: Dense,
     down: Dense,
     output_norm: Norm,
 }
@@ -106,6 +132,7 @@ impl Layer {
                 .chain(key.bias)
                 .chain(value.bias)
                 .collect(),
+            packed: None,
         };
         let eps = config.layer_norm_eps;
         let up = Dense::load(
@@ -117,8 +144,7 @@ impl Layer {
             qkv,
             attention_out: Dense::load(&attention.pp("output").pp("dense"), hidden, hidden)?,
             attention_norm: Norm::load(&attention.pp("output").pp("LayerNorm"), hidden, eps)?,
-            up_bias: up.bias,
-            up: up.weight,
+            up,
             down: Dense::load(
                 &vb.pp("output").pp("dense"),
                 config.intermediate_size,
@@ -140,9 +166,12 @@ impl Layer {
         let attended = self
             .attention_norm
             .forward(&(self.attention_out.forward(&context)? + x)?)?;
-        let hidden = linear(&attended, &self.up, None)?.apply_op1_no_bwd(&BiasGelu {
-            bias: &self.up_bias,
-        })?;
+        let hidden = self
+            .up
+            .forward_unbiased(&attended)?
+            .apply_op1_no_bwd(&BiasGelu {
+                bias: &self.up.bias,
+            })?;
         self.output_norm
             .forward(&(self.down.forward(&hidden)? + attended)?)
     }
@@ -167,6 +196,17 @@ pub struct Bert {
 }
 
 impl Bert {
+    /// Packs every matrix product's weight for the bf16 kernel (call once, after `load`).
+    pub fn use_bf16(&mut self) -> Result<()> {
+        for layer in &mut self.layers {
+            layer.qkv.pack(true)?;
+            layer.attention_out.pack(true)?;
+            layer.up.pack(false)?;
+            layer.down.pack(true)?;
+        }
+        Ok(())
+    }
+
     pub fn load(vb: &VarBuilder, config: &BertConfig) -> Result<Bert> {
         if !config.hidden_act.starts_with("gelu") {
             candle_core::bail!(

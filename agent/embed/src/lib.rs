@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 
 mod bert;
+pub mod bf16;
 pub mod kernels;
 mod matmul;
 pub mod tiny;
@@ -105,10 +106,22 @@ impl Embedder {
         let name = dir
             .file_name()
             .map_or_else(|| "model".into(), |n| n.to_string_lossy());
-        let model_id = format!("{name}#{:08x}", crc32fast::hash(&weights));
+        // bf16 products where the CPU has them (twice the fp32 rate; vectors within 0.999
+        // cosine of fp32), unless VALOR_EMBED_PRECISION=f32 asks for fp32. The precision is
+        // part of the model id: vectors of one are never mixed with the other's.
+        let bf16 = crate::bf16::supported()
+            && std::env::var("VALOR_EMBED_PRECISION").map_or(true, |p| p != "f32");
+        let model_id = format!(
+            "{name}#{:08x}{}",
+            crc32fast::hash(&weights),
+            if bf16 { "+bf16" } else { "" }
+        );
         let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)
             .map_err(model_error)?;
-        let model = Bert::load(&vb, &config).map_err(model_error)?;
+        let mut model = Bert::load(&vb, &config).map_err(model_error)?;
+        if bf16 {
+            model.use_bf16().map_err(model_error)?;
+        }
         Ok(Embedder {
             model,
             tokenizer,

@@ -6,13 +6,41 @@
 //! the portable `gemm` kernels candle uses, and 95 against 30 for a single short query. Without
 //! it they are candle's own `matmul`.
 
-use candle_core::Tensor;
+use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor, bail};
+
+use crate::bf16::PackedWeight;
+use crate::kernels::contiguous;
 
 type Result<T> = candle_core::Result<T>;
 
 /// Which matrix kernels this build uses (shown by `valor doctor` and the benchmarks).
 pub fn backend() -> &'static str {
     if cfg!(valor_blas) { "openblas" } else { "gemm" }
+}
+
+/// `x · W (+ bias)` through the bf16 kernel, for a weight packed at load.
+pub fn linear_bf16(x: &Tensor, packed: &PackedWeight) -> Result<Tensor> {
+    x.apply_op1_no_bwd(&Bf16Linear(packed))
+}
+
+struct Bf16Linear<'a>(&'a PackedWeight);
+
+impl CustomOp1 for Bf16Linear<'_> {
+    fn name(&self) -> &'static str {
+        "valor-linear-bf16"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (rows, inputs) = layout.shape().dims2()?;
+        if inputs != self.0.inputs() {
+            bail!("cannot multiply [{rows}, {inputs}] by a packed [{}, {}]", self.0.inputs(), self.0.outputs());
+        }
+        let x = contiguous(storage, layout)?;
+        match self.0.apply(x, rows) {
+            Some(out) => Ok((CpuStorage::F32(out), Shape::from((rows, self.0.outputs())))),
+            None => bail!("the bf16 kernel cannot run here"),
+        }
+    }
 }
 
 /// `x · weight`, plus `bias` on every row when given.
