@@ -59,12 +59,12 @@ impl Dense {
         })
     }
 
-    /// Packs the weight for the bf16 kernel; `with_bias` false leaves the bias to the caller.
-    fn pack(&mut self, with_bias: bool) -> Result<()> {
+    /// Packs the weight (and bias) for the bf16 kernel; `gelu` applies GELU to the outputs.
+    fn pack(&mut self, gelu: bool) -> Result<()> {
         let (inputs, outputs) = self.weight.dims2()?;
         let weight = self.weight.flatten_all()?.to_vec1::<f32>()?;
-        let bias = with_bias.then_some(self.bias.as_slice());
-        self.packed = Some(PackedWeight::pack(&weight, inputs, outputs, bias));
+        let packed = PackedWeight::pack(&weight, inputs, outputs, Some(&self.bias));
+        self.packed = Some(if gelu { packed.with_gelu() } else { packed });
         Ok(())
     }
 
@@ -75,11 +75,14 @@ impl Dense {
         }
     }
 
-    /// The product without the bias.
-    fn forward_unbiased(&self, x: &Tensor) -> Result<Tensor> {
+    /// `gelu(x · W + bias)`: fused into the bf16 product, else the product then the fused
+    /// bias-and-GELU kernel.
+    fn forward_gelu(&self, x: &Tensor) -> Result<Tensor> {
         match &self.packed {
             Some(packed) => linear_bf16(x, packed),
-            None => linear(x, &self.weight, None),
+            None => linear(x, &self.weight, None)?.apply_op1_no_bwd(&BiasGelu {
+                bias: &self.bias,
+            }),
         }
     }
 }
@@ -166,12 +169,7 @@ impl Layer {
         let attended = self
             .attention_norm
             .forward(&(self.attention_out.forward(&context)? + x)?)?;
-        let hidden = self
-            .up
-            .forward_unbiased(&attended)?
-            .apply_op1_no_bwd(&BiasGelu {
-                bias: &self.up.bias,
-            })?;
+        let hidden = self.up.forward_gelu(&attended)?;
         self.output_norm
             .forward(&(self.down.forward(&hidden)? + attended)?)
     }
@@ -199,10 +197,10 @@ impl Bert {
     /// Packs every matrix product's weight for the bf16 kernel (call once, after `load`).
     pub fn use_bf16(&mut self) -> Result<()> {
         for layer in &mut self.layers {
-            layer.qkv.pack(true)?;
-            layer.attention_out.pack(true)?;
-            layer.up.pack(false)?;
-            layer.down.pack(true)?;
+            layer.qkv.pack(false)?;
+            layer.attention_out.pack(false)?;
+            layer.up.pack(true)?;
+            layer.down.pack(false)?;
         }
         Ok(())
     }
@@ -272,23 +270,19 @@ impl Bert {
     }
 }
 
-/// Mean of each row's token states over its mask, L2-normalised.
-pub fn mean_pool_normalised(states: &Tensor, mask: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
+/// Mean of each row's first `lengths[row]` token states (its real tokens), L2-normalised.
+pub fn mean_pool_normalised(states: &Tensor, lengths: &[usize]) -> Result<Vec<Vec<f32>>> {
     let states = states.to_device(&Device::Cpu)?.to_vec3::<f32>()?;
     Ok(states
         .into_iter()
-        .zip(mask)
-        .map(|(rows, mask)| {
+        .zip(lengths)
+        .map(|(rows, &length)| {
             let hidden = rows.first().map_or(0, Vec::len);
             let mut sum = vec![0f32; hidden];
-            let mut count = 0f32;
-            for (row, &m) in rows.iter().zip(mask) {
-                if m != 0 {
-                    count += 1.0;
-                    sum.iter_mut().zip(row).for_each(|(s, v)| *s += v);
-                }
+            for row in rows.iter().take(length) {
+                sum.iter_mut().zip(row).for_each(|(s, v)| *s += v);
             }
-            let count = count.max(1.0);
+            let count = (length as f32).max(1.0);
             sum.iter_mut().for_each(|s| *s /= count);
             let norm = sum.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
             sum.iter_mut().for_each(|s| *s /= norm);

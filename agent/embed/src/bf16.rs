@@ -50,6 +50,9 @@ pub struct PackedWeight {
     data: Vec<u16>,
     /// Zero-padded to whole panels.
     bias: Vec<f32>,
+    /// GELU applied to each output as it is stored (the intermediate projection), saving a
+    /// pass over the largest activations.
+    gelu: bool,
 }
 
 impl PackedWeight {
@@ -85,7 +88,14 @@ impl PackedWeight {
             pairs,
             data,
             bias: padded_bias,
+            gelu: false,
         }
+    }
+
+    /// The same product with GELU applied to its outputs.
+    pub fn with_gelu(mut self) -> Self {
+        self.gelu = true;
+        self
     }
 
     pub fn outputs(&self) -> usize {
@@ -223,8 +233,14 @@ mod x86 {
                 unsafe { micro(a_rows, b, pairs, &mut sums) };
                 for (r, sum) in sums.iter().enumerate().take(rows - row) {
                     let target = &mut out[(row + r) * w.outputs + first_col..][..cols];
-                    for ((t, s), bias) in target.iter_mut().zip(sum).zip(bias) {
-                        *t = s + bias;
+                    if w.gelu {
+                        for ((t, s), bias) in target.iter_mut().zip(sum).zip(bias) {
+                            *t = crate::kernels::gelu(s + bias);
+                        }
+                    } else {
+                        for ((t, s), bias) in target.iter_mut().zip(sum).zip(bias) {
+                            *t = s + bias;
+                        }
                     }
                 }
                 row += ROWS;

@@ -78,15 +78,15 @@ fn attend(rows: &[f32], context: &mut [f32], length: usize, heads: usize, head_d
                 *score = dot(query, key);
                 max = max.max(*score);
             }
-            let mut sum = 0f32;
+            // Two passes so each vectorises: exp alone, then a sum in independent lanes.
             for score in scores.iter_mut() {
                 *score = exp(*score - max);
-                sum += *score;
             }
+            let inverse = 1.0 / sum(&scores);
             let target = &mut context[t * hidden + offset..][..head_dim];
             for (j, &weight) in scores.iter().enumerate() {
                 let value = &rows[j * 3 * hidden + 2 * hidden + offset..][..head_dim];
-                let weight = weight / sum;
+                let weight = weight * inverse;
                 target
                     .iter_mut()
                     .zip(value)
@@ -211,6 +211,21 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     for (x, y) in chunks_a.zip(chunks_b) {
         for lane in 0..LANES {
             partial[lane] += x[lane] * y[lane];
+        }
+    }
+    partial.iter().sum::<f32>() + tail
+}
+
+/// A sum with independent partial sums, so it vectorises.
+#[inline(always)]
+fn sum(values: &[f32]) -> f32 {
+    const LANES: usize = 16;
+    let mut partial = [0f32; LANES];
+    let chunks = values.chunks_exact(LANES);
+    let tail: f32 = chunks.remainder().iter().sum();
+    for chunk in chunks {
+        for lane in 0..LANES {
+            partial[lane] += chunk[lane];
         }
     }
     partial.iter().sum::<f32>() + tail

@@ -2,7 +2,7 @@
 //! sentence model in the same layout: `config.json`, `tokenizer.json`, `model.safetensors`).
 //!
 //! Vectors are the mean of the token states over the attention mask, L2-normalised, as
-//! sentence-transformers makes them. Texts are embedded in batches sorted by length, padded to
+//! sentence-transformers makes them. Texts are embedded in batches sorted by token count, padded to
 //! the longest of the batch (the shipped tokenizer would pad every text to 128 tokens).
 
 use std::path::{Path, PathBuf};
@@ -19,7 +19,7 @@ use candle_nn::VarBuilder;
 use bert::Bert;
 pub use bert::BertConfig;
 pub use matmul::backend;
-use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
+use tokenizers::{Tokenizer, TruncationParams};
 
 /// Tokens of one text at most (sentence-transformers' limit for this model).
 pub const MAX_TOKENS: usize = 256;
@@ -91,10 +91,8 @@ impl Embedder {
                 path: tokenizer_path.clone(),
                 reason: e.to_string(),
             })?;
-        tokenizer.with_padding(Some(PaddingParams {
-            strategy: PaddingStrategy::BatchLongest,
-            ..PaddingParams::default()
-        }));
+        // Batches are padded here, to their longest text, after sorting by token count.
+        tokenizer.with_padding(None);
         tokenizer
             .with_truncation(Some(TruncationParams {
                 max_length: MAX_TOKENS.min(config.max_position_embeddings),
@@ -151,43 +149,35 @@ impl Embedder {
         texts: &[&str],
         batch: usize,
     ) -> Result<Vec<Vec<f32>>, EmbedError> {
-        // Similar lengths together: less padding to compute.
+        let encodings = self
+            .tokenizer
+            .encode_batch(texts.to_vec(), true)
+            .map_err(model_error)?;
+        // Similar token counts together: batches padded to their longest carry little padding.
         let mut order: Vec<usize> = (0..texts.len()).collect();
-        order.sort_by_key(|&i| texts[i].len());
+        order.sort_by_key(|&i| encodings[i].get_ids().len());
         let mut vectors: Vec<Vec<f32>> = vec![Vec::new(); texts.len()];
-        for batch in order.chunks(batch.max(1)) {
-            let inputs: Vec<&str> = batch.iter().map(|&i| texts[i]).collect();
-            for (&i, vector) in batch.iter().zip(self.embed_batch(&inputs)?) {
+        for chunk in order.chunks(batch.max(1)) {
+            let ids: Vec<&[u32]> = chunk.iter().map(|&i| encodings[i].get_ids()).collect();
+            for (&i, vector) in chunk.iter().zip(self.embed_batch(&ids)?) {
                 vectors[i] = vector;
             }
         }
         Ok(vectors)
     }
 
-    fn embed_batch(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        let encodings = self
-            .tokenizer
-            .encode_batch(texts.to_vec(), true)
-            .map_err(model_error)?;
-        let rows = encodings.len();
-        let width = encodings.first().map_or(0, |e| e.get_ids().len());
-        let flat = |get: &dyn Fn(&tokenizers::Encoding) -> Vec<u32>| -> Vec<u32> {
-            encodings.iter().flat_map(get).collect()
-        };
-        let tensor = |data: Vec<u32>| {
-            Tensor::from_vec(data, (rows, width), &self.device).map_err(model_error)
-        };
-        let ids = tensor(flat(&|e| e.get_ids().to_vec()))?;
-        let lengths: Vec<usize> = encodings
-            .iter()
-            .map(|e| e.get_attention_mask().iter().filter(|&&m| m != 0).count())
-            .collect();
-        let states = self.model.forward(&ids, &lengths).map_err(model_error)?;
-        let masks: Vec<Vec<u32>> = encodings
-            .iter()
-            .map(|e| e.get_attention_mask().to_vec())
-            .collect();
-        bert::mean_pool_normalised(&states, &masks).map_err(model_error)
+    /// One forward pass over token ids, padded (with id 0, BERT's `[PAD]`) to the longest.
+    fn embed_batch(&self, ids: &[&[u32]]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let rows = ids.len();
+        let width = ids.iter().map(|i| i.len()).max().unwrap_or(0);
+        let mut flat = vec![0u32; rows * width];
+        for (row, ids) in flat.chunks_mut(width.max(1)).zip(ids) {
+            row[..ids.len()].copy_from_slice(ids);
+        }
+        let tensor = Tensor::from_vec(flat, (rows, width), &self.device).map_err(model_error)?;
+        let lengths: Vec<usize> = ids.iter().map(|i| i.len()).collect();
+        let states = self.model.forward(&tensor, &lengths).map_err(model_error)?;
+        bert::mean_pool_normalised(&states, &lengths).map_err(model_error)
     }
 }
 
