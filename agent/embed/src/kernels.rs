@@ -64,36 +64,86 @@ impl CustomOp1 for Attention<'_> {
 
 /// One sentence's attention: `rows` are its `[tokens, 3 * hidden]` packed rows, `context` its
 /// `[tokens, hidden]` output (zeroed), `length` its real tokens.
+///
+/// Per head the keys are copied transposed (`[head_dim, keys]`, keys padded to 16), so a
+/// query's scores are summed a dimension at a time over 16 keys held in one register, with no
+/// horizontal sum per score; the weighted values are summed likewise, 16 dimensions at a time.
 #[inline(always)]
 fn attend(rows: &[f32], context: &mut [f32], length: usize, heads: usize, head_dim: usize) {
+    const LANES: usize = 16;
     let hidden = heads * head_dim;
-    let mut scores = vec![0f32; length];
+    let stride = length.next_multiple_of(LANES);
+    let mut scores = vec![0f32; stride];
+    let mut keys = vec![0f32; head_dim * stride];
     for h in 0..heads {
         let offset = h * head_dim;
+        for j in 0..length {
+            let key = &rows[j * 3 * hidden + hidden + offset..][..head_dim];
+            for (d, &k) in key.iter().enumerate() {
+                keys[d * stride + j] = k;
+            }
+        }
         for t in 0..length {
             let query = &rows[t * 3 * hidden + offset..][..head_dim];
-            let mut max = f32::NEG_INFINITY;
-            for (j, score) in scores.iter_mut().enumerate() {
-                let key = &rows[j * 3 * hidden + hidden + offset..][..head_dim];
-                *score = dot(query, key);
-                max = max.max(*score);
+            for first in (0..stride).step_by(LANES) {
+                let mut acc = [0f32; LANES];
+                for (d, &q) in query.iter().enumerate() {
+                    let column = &keys[d * stride + first..][..LANES];
+                    for lane in 0..LANES {
+                        acc[lane] += q * column[lane];
+                    }
+                }
+                scores[first..first + LANES].copy_from_slice(&acc);
             }
+            let real = &mut scores[..length];
+            let max = maximum(real);
             // Two passes so each vectorises: exp alone, then a sum in independent lanes.
-            for score in scores.iter_mut() {
+            for score in real.iter_mut() {
                 *score = exp(*score - max);
             }
-            let inverse = 1.0 / sum(&scores);
+            let inverse = 1.0 / sum(real);
             let target = &mut context[t * hidden + offset..][..head_dim];
-            for (j, &weight) in scores.iter().enumerate() {
+            let mut first = 0;
+            while first + LANES <= head_dim {
+                let mut acc = [0f32; LANES];
+                for (j, &weight) in real.iter().enumerate() {
+                    let value = &rows[j * 3 * hidden + 2 * hidden + offset + first..][..LANES];
+                    for lane in 0..LANES {
+                        acc[lane] += weight * value[lane];
+                    }
+                }
+                for (c, a) in target[first..first + LANES].iter_mut().zip(acc) {
+                    *c = a * inverse;
+                }
+                first += LANES;
+            }
+            // Head sizes that are not a multiple of 16 (small test models).
+            for (j, &weight) in real.iter().enumerate() {
                 let value = &rows[j * 3 * hidden + 2 * hidden + offset..][..head_dim];
-                let weight = weight * inverse;
-                target
-                    .iter_mut()
-                    .zip(value)
-                    .for_each(|(c, v)| *c += weight * v);
+                for d in first..head_dim {
+                    target[d] += weight * inverse * value[d];
+                }
             }
         }
     }
+}
+
+/// The largest value, in independent lanes so it vectorises.
+#[inline(always)]
+fn maximum(values: &[f32]) -> f32 {
+    const LANES: usize = 16;
+    let mut partial = [f32::NEG_INFINITY; LANES];
+    let chunks = values.chunks_exact(LANES);
+    let tail = chunks
+        .remainder()
+        .iter()
+        .fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    for chunk in chunks {
+        for lane in 0..LANES {
+            partial[lane] = partial[lane].max(chunk[lane]);
+        }
+    }
+    partial.iter().fold(tail, |m, &v| m.max(v))
 }
 
 /// `out = gelu(x + bias)`, row by row.
@@ -193,27 +243,6 @@ mod x86 {
 
     compiled_for!("avx2,fma", attend_avx2, bias_gelu_avx2);
     compiled_for!("avx512f,avx2,fma", attend_avx512, bias_gelu_avx512);
-}
-
-/// A dot product with independent partial sums, so it vectorises (a plain f32 `sum` must keep
-/// its order and stays scalar).
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    const LANES: usize = 16;
-    let mut partial = [0f32; LANES];
-    let (chunks_a, chunks_b) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let tail: f32 = chunks_a
-        .remainder()
-        .iter()
-        .zip(chunks_b.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in chunks_a.zip(chunks_b) {
-        for lane in 0..LANES {
-            partial[lane] += x[lane] * y[lane];
-        }
-    }
-    partial.iter().sum::<f32>() + tail
 }
 
 /// A sum with independent partial sums, so it vectorises.
