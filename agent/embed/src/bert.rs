@@ -80,9 +80,7 @@ impl Dense {
     fn forward_gelu(&self, x: &Tensor) -> Result<Tensor> {
         match &self.packed {
             Some(packed) => linear_bf16(x, packed),
-            None => linear(x, &self.weight, None)?.apply_op1_no_bwd(&BiasGelu {
-                bias: &self.bias,
-            }),
+            None => linear(x, &self.weight, None)?.apply_op1_no_bwd(&BiasGelu { bias: &self.bias }),
         }
     }
 }

@@ -261,14 +261,16 @@ mod x86 {
             // SAFETY: pair < pairs, so the 64 values at pair * 64 are inside `b`, and the
             // two values at row * width + pair * 2 inside `a` (checked above).
             unsafe {
-                let b0: __m512bh = std::mem::transmute(_mm512_loadu_si512(
-                    b_ptr.add(pair * PANEL * 2).cast(),
-                ));
+                let b0: __m512bh =
+                    std::mem::transmute(_mm512_loadu_si512(b_ptr.add(pair * PANEL * 2).cast()));
                 let b1: __m512bh = std::mem::transmute(_mm512_loadu_si512(
                     b_ptr.add(pair * PANEL * 2 + PANEL).cast(),
                 ));
                 for (r, acc) in acc.iter_mut().enumerate() {
-                    let two = a_ptr.add(r * width + pair * 2).cast::<i32>().read_unaligned();
+                    let two = a_ptr
+                        .add(r * width + pair * 2)
+                        .cast::<i32>()
+                        .read_unaligned();
                     let a: __m512bh = std::mem::transmute(_mm512_set1_epi32(two));
                     acc[0] = _mm512_dpbf16_ps(acc[0], a, b0);
                     acc[1] = _mm512_dpbf16_ps(acc[1], a, b1);
@@ -335,9 +337,16 @@ mod tests {
             let got = packed.apply(&x, rows).unwrap();
             let want = naive(&x, &w, &bias, rows, k, n);
             for (g, w) in got.iter().zip(&want) {
-                assert!((g - w).abs() < 1e-3 * (1.0 + w.abs()), "{rows}x{k}x{n}: {g} vs {w}");
+                assert!(
+                    (g - w).abs() < 1e-3 * (1.0 + w.abs()),
+                    "{rows}x{k}x{n}: {g} vs {w}"
+                );
             }
         }
-        assert!(PackedWeight::pack(&[0.0; 6], 2, 3, None).apply(&[1.0; 5], 2).is_none());
+        assert!(
+            PackedWeight::pack(&[0.0; 6], 2, 3, None)
+                .apply(&[1.0; 5], 2)
+                .is_none()
+        );
     }
 }

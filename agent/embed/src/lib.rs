@@ -40,6 +40,15 @@ fn model_error(e: impl std::fmt::Display) -> EmbedError {
     EmbedError::Model(e.to_string())
 }
 
+/// The precision of the model's matrix products.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precision {
+    /// bf16 products where the CPU has AVX-512 BF16 (about twice the fp32 rate; vectors
+    /// within 0.999 cosine of fp32), fp32 elsewhere. `VALOR_EMBED_PRECISION=f32` turns it off.
+    Fastest,
+    F32,
+}
+
 /// A loaded sentence-embedding model.
 pub struct Embedder {
     model: Bert,
@@ -62,6 +71,15 @@ impl Embedder {
     /// Loads the model in `dir`. Its id (the directory's name and a checksum of the weights) is
     /// stored with every vector, so vectors of another model are never mixed in.
     pub fn load(dir: &Path) -> Result<Embedder, EmbedError> {
+        let precision = match std::env::var("VALOR_EMBED_PRECISION").as_deref() {
+            Ok("f32") => Precision::F32,
+            _ => Precision::Fastest,
+        };
+        Embedder::load_with(dir, precision)
+    }
+
+    /// [`Embedder::load`] with the products' precision chosen.
+    pub fn load_with(dir: &Path, precision: Precision) -> Result<Embedder, EmbedError> {
         let file = |name: &'static str| {
             let path = dir.join(name);
             if path.is_file() {
@@ -104,11 +122,9 @@ impl Embedder {
         let name = dir
             .file_name()
             .map_or_else(|| "model".into(), |n| n.to_string_lossy());
-        // bf16 products where the CPU has them (twice the fp32 rate; vectors within 0.999
-        // cosine of fp32), unless VALOR_EMBED_PRECISION=f32 asks for fp32. The precision is
-        // part of the model id: vectors of one are never mixed with the other's.
-        let bf16 = crate::bf16::supported()
-            && std::env::var("VALOR_EMBED_PRECISION").map_or(true, |p| p != "f32");
+        // The precision is part of the model id: vectors of one are never mixed with the
+        // other's.
+        let bf16 = precision == Precision::Fastest && crate::bf16::supported();
         let model_id = format!(
             "{name}#{:08x}{}",
             crc32fast::hash(&weights),

@@ -33,7 +33,11 @@ impl CustomOp1 for Bf16Linear<'_> {
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let (rows, inputs) = layout.shape().dims2()?;
         if inputs != self.0.inputs() {
-            bail!("cannot multiply [{rows}, {inputs}] by a packed [{}, {}]", self.0.inputs(), self.0.outputs());
+            bail!(
+                "cannot multiply [{rows}, {inputs}] by a packed [{}, {}]",
+                self.0.inputs(),
+                self.0.outputs()
+            );
         }
         let x = contiguous(storage, layout)?;
         match self.0.apply(x, rows) {

@@ -48,3 +48,23 @@ fn a_missing_model_says_how_to_get_it() {
     ));
     assert!(err.to_string().contains("run scripts/setup"), "{err}");
 }
+
+#[test]
+fn bf16_products_keep_the_vectors_of_fp32() {
+    use valor_embed::Precision;
+    let fast = Embedder::load_with(&model_dir(), Precision::Fastest).unwrap();
+    let exact = Embedder::load_with(&model_dir(), Precision::F32).unwrap();
+    if !valor_embed::bf16::supported() {
+        assert_eq!(fast.model_id(), exact.model_id());
+        return;
+    }
+    assert_eq!(fast.model_id(), format!("{}+bf16", exact.model_id()));
+    let corpus = valor_fakes::corpus::sentences(3, 300);
+    let texts: Vec<&str> = corpus.iter().map(String::as_str).collect();
+    let (a, b) = (fast.embed(&texts).unwrap(), exact.embed(&texts).unwrap());
+    let similarities: Vec<f32> = a.iter().zip(&b).map(|(x, y)| cosine(x, y)).collect();
+    let worst = similarities.iter().copied().fold(1.0f32, f32::min);
+    let mean = similarities.iter().sum::<f32>() / similarities.len() as f32;
+    eprintln!("bf16 vs fp32 over 300 sentences: mean cosine {mean:.5}, worst {worst:.5}");
+    assert!(worst > 0.999 && mean > 0.9999, "mean {mean}, worst {worst}");
+}
