@@ -147,7 +147,7 @@ fn embedding_model(loaded: &Loaded) -> Check {
             embedder.model_id(),
             embedder.dim(),
             started.elapsed().as_millis(),
-            valor_embed::backend()
+            embedder.kernels()
         )),
         Err(e) => Outcome::Warn {
             found: format!("{e}; memory search will use keywords only"),

@@ -149,6 +149,15 @@ impl Embedder {
         &self.model_id
     }
 
+    /// The matrix kernels the model runs on: `bf16`, `openblas` or `gemm`.
+    pub fn kernels(&self) -> &'static str {
+        if self.model_id.ends_with("+bf16") {
+            "bf16"
+        } else {
+            backend()
+        }
+    }
+
     /// Length of the vectors.
     pub fn dim(&self) -> usize {
         self.dim

@@ -53,9 +53,9 @@ pub struct LearningDraft {
     pub replaces: Option<String>,
 }
 
-/// Learning from conversations as a chat channel uses it (valor-learn implements it): the watcher's question
-/// for a message, and what a "yes", `/learnings`, `/forget` and `/remember` do. Calls may
-/// embed text (milliseconds): the channel makes them off the async threads.
+/// Learning from conversations as a chat channel uses it (valor-learn implements it): the
+/// watcher's question for a message, and what a "yes", `/learnings`, `/forget` and `/remember`
+/// do. Calls may embed text (milliseconds): the channel makes them off the async threads.
 pub trait Learning: Send + Sync {
     /// The "Remember this?" question worth asking about a user's message, if any.
     fn watch(&self, chat_id: i64, text: &str, source: &str) -> Option<Proposal>;
