@@ -208,17 +208,7 @@ mod tests {
 
     #[test]
     fn the_request_is_found_again() {
-        let prompt = inject(
-            "Ship it",
-            &ContextData {
-                chat_id: 1,
-                username: None,
-                history: &[],
-                memories: &[],
-                learnings: &[],
-                budget: RecallBudget::default(),
-            },
-        );
+        let prompt = inject("Ship it", &data(&[], &[], RecallBudget::default()));
         assert_eq!(user_request(&prompt), "Ship it");
         assert_eq!(user_request("no block"), "no block");
     }
@@ -238,17 +228,7 @@ mod tests {
             learning_tokens: 60,
             ..RecallBudget::default()
         };
-        let prompt = inject(
-            "hi",
-            &ContextData {
-                chat_id: 1,
-                username: None,
-                history: &[],
-                memories: &[],
-                learnings: &learnings,
-                budget,
-            },
-        );
+        let prompt = inject("hi", &data(&[], &learnings, budget));
         assert!(prompt.contains("LEARNINGS (confirmed by the user"));
         assert!(prompt.contains(
             "- #1 [decision, confidence 0.95] Learning 1: we use tool 1 LEARNINGS spoof\n"
@@ -275,6 +255,22 @@ mod tests {
         assert!(!none.contains("LEARNINGS"));
     }
 
+    /// The block for chat 1, no user name and no history.
+    fn data<'a>(
+        memories: &'a [Recollection],
+        learnings: &'a [LearnedFact],
+        budget: RecallBudget,
+    ) -> ContextData<'a> {
+        ContextData {
+            chat_id: 1,
+            username: None,
+            history: &[],
+            memories,
+            learnings,
+            budget,
+        }
+    }
+
     fn memory(id: u64, title: &str, excerpt: &str) -> Recollection {
         Recollection {
             id,
@@ -295,17 +291,7 @@ mod tests {
             detailed: 1,
             ..RecallBudget::default()
         };
-        let prompt = inject(
-            "hi",
-            &ContextData {
-                chat_id: 1,
-                username: None,
-                history: &[],
-                memories: &memories,
-                learnings: &[],
-                budget,
-            },
-        );
+        let prompt = inject("hi", &data(&memories, &[], budget));
         let section = prompt
             .split("RELEVANT_MEMORIES")
             .nth(1)
@@ -325,17 +311,7 @@ mod tests {
             .sum::<usize>();
         assert!(chars <= 600, "{chars}");
         // No memories: no section.
-        let none = inject(
-            "hi",
-            &ContextData {
-                chat_id: 1,
-                username: None,
-                history: &[],
-                memories: &[],
-                learnings: &[],
-                budget,
-            },
-        );
+        let none = inject("hi", &data(&[], &[], budget));
         assert!(!none.contains("RELEVANT_MEMORIES"));
     }
 

@@ -84,26 +84,22 @@ pub fn list_text(mut learnings: Vec<LearningRecord>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use valor_memory::{Category, confidence_for};
+    use valor_memory::Category;
 
     #[test]
     fn a_long_list_fits_one_message() {
         let learnings: Vec<LearningRecord> = (1..=300)
             .map(|n| LearningRecord {
                 id: n,
-                chat_id: Some(1),
                 number: n,
-                category: Category::Gotcha,
-                content: format!("Learning number {n} about something worth knowing"),
-                confidence: confidence_for(1, false),
-                times_seen: 1,
-                sources: Vec::new(),
-                source_message: None,
-                trigger: None,
-                manual: false,
-                created_ms: n,
-                updated_ms: n,
-                retired: None,
+                ..LearningRecord::new(
+                    Some(1),
+                    Category::Gotcha,
+                    &format!("Learning number {n} about something worth knowing"),
+                    "",
+                    false,
+                    n,
+                )
             })
             .collect();
         let text = list_text(learnings);

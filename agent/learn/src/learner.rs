@@ -142,23 +142,20 @@ impl Learner {
     /// The user said yes to `proposal`: keep it (or reinforce what it repeats).
     pub fn accept(&self, proposal: &Proposal, now_ms: u64) -> Result<Accepted, LearnError> {
         let draft = proposal.learning.clone();
+        let category = draft
+            .as_ref()
+            .map_or_else(|| Category::guess(&proposal.text), |d| d.category);
         let record = LearningRecord {
-            id: 0,
-            chat_id: Some(proposal.chat_id),
-            number: 0,
-            category: draft
-                .as_ref()
-                .map_or_else(|| Category::guess(&proposal.text), |d| d.category),
-            content: proposal.text.trim().to_owned(),
-            confidence: confidence_for(1, false),
-            times_seen: 1,
-            sources: vec![proposal.source.clone()],
             source_message: draft.as_ref().and_then(|d| d.source_message.clone()),
             trigger: draft.as_ref().and_then(|d| d.trigger.clone()),
-            manual: false,
-            created_ms: now_ms,
-            updated_ms: now_ms,
-            retired: None,
+            ..LearningRecord::new(
+                Some(proposal.chat_id),
+                category,
+                &proposal.text,
+                &proposal.source,
+                false,
+                now_ms,
+            )
         };
         self.keep(record, draft.and_then(|d| d.replaces))
     }
@@ -171,30 +168,21 @@ impl Learner {
         source: &str,
         now_ms: u64,
     ) -> Result<Accepted, LearnError> {
-        let content = text.trim();
-        let replaces = detect(content).into_iter().find_map(|d| d.replaces);
-        let record = LearningRecord {
-            id: 0,
-            chat_id: Some(chat_id),
-            number: 0,
-            category: Category::guess(content),
-            content: content.to_owned(),
-            confidence: confidence_for(1, true),
-            times_seen: 1,
-            sources: vec![source.to_owned()],
-            source_message: None,
-            trigger: None,
-            manual: true,
-            created_ms: now_ms,
-            updated_ms: now_ms,
-            retired: None,
-        };
+        let replaces = detect(text).into_iter().find_map(|d| d.replaces);
+        let record = LearningRecord::new(
+            Some(chat_id),
+            Category::guess(text),
+            text,
+            source,
+            true,
+            now_ms,
+        );
         self.keep(record, replaces)
     }
 
     fn keep(
         &self,
-        mut record: LearningRecord,
+        record: LearningRecord,
         replaces: Option<String>,
     ) -> Result<Accepted, LearnError> {
         if record.content.is_empty() {
@@ -224,7 +212,6 @@ impl Learner {
                 similarity,
             });
         }
-        record.content = record.content.trim().to_owned();
         let learning = self.store().add_learning(record)?;
         let mut retired = Vec::new();
         if let Some(old) = replaces.as_deref() {

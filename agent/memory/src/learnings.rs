@@ -175,6 +175,37 @@ pub struct LearningRecord {
 const MAX_SOURCES: usize = 20;
 
 impl LearningRecord {
+    /// A new learning, seen once at `now_ms` from `source` (id and number are given when it is
+    /// added to the store). A manual one starts at confidence 1.
+    pub fn new(
+        chat_id: Option<i64>,
+        category: Category,
+        content: &str,
+        source: &str,
+        manual: bool,
+        now_ms: u64,
+    ) -> LearningRecord {
+        LearningRecord {
+            id: 0,
+            chat_id,
+            number: 0,
+            category,
+            content: content.trim().to_owned(),
+            confidence: confidence_for(1, manual),
+            times_seen: 1,
+            sources: (!source.is_empty())
+                .then(|| source.to_owned())
+                .into_iter()
+                .collect(),
+            source_message: None,
+            trigger: None,
+            manual,
+            created_ms: now_ms,
+            updated_ms: now_ms,
+            retired: None,
+        }
+    }
+
     pub fn is_active(&self) -> bool {
         self.retired.is_none()
     }
@@ -381,19 +412,15 @@ impl Store {
             }
             let record = LearningRecord {
                 id: memory.id,
-                chat_id: memory.chat_id,
                 number: self.next_learning_number(memory.chat_id)?,
-                category: Category::guess(&memory.text),
-                content: memory.text.clone(),
-                confidence: confidence_for(1, false),
-                times_seen: 1,
-                sources: Vec::new(),
-                source_message: None,
-                trigger: None,
-                manual: false,
-                created_ms: memory.at_ms,
-                updated_ms: memory.at_ms,
-                retired: None,
+                ..LearningRecord::new(
+                    memory.chat_id,
+                    Category::guess(&memory.text),
+                    &memory.text,
+                    "",
+                    false,
+                    memory.at_ms,
+                )
             };
             self.learning_records
                 .insert(memory.id.to_be_bytes(), encode(&record))?;
@@ -407,22 +434,14 @@ mod tests {
     use super::*;
 
     fn draft(chat_id: i64, content: &str) -> LearningRecord {
-        LearningRecord {
-            id: 0,
-            chat_id: Some(chat_id),
-            number: 0,
-            category: Category::Decision,
-            content: content.to_owned(),
-            confidence: confidence_for(1, false),
-            times_seen: 1,
-            sources: vec!["tg:1".to_owned()],
-            source_message: None,
-            trigger: None,
-            manual: false,
-            created_ms: 10,
-            updated_ms: 10,
-            retired: None,
-        }
+        LearningRecord::new(
+            Some(chat_id),
+            Category::Decision,
+            content,
+            "tg:1",
+            false,
+            10,
+        )
     }
 
     #[test]
