@@ -81,36 +81,26 @@ pub fn user_request(prompt: &str) -> &str {
 /// The LEARNINGS section: what the user confirmed Valor should know, highest confidence
 /// first, as many as `tokens` hold.
 fn push_learnings(out: &mut String, learnings: &[LearnedFact], tokens: usize) {
-    let mut left = tokens.saturating_mul(4);
-    let mut section = String::new();
-    for learning in learnings {
-        let entry = format!(
+    let entries = learnings.iter().map(|learning| {
+        format!(
             "- #{} [{}, confidence {:.2}] {}\n",
             learning.number,
             learning.category,
             learning.confidence,
             one_line(&learning.text)
-        );
-        let cost = entry.chars().count();
-        if cost > left {
-            break;
-        }
-        left -= cost;
-        section.push_str(&quote_fields(&entry));
-    }
-    if !section.is_empty() {
-        out.push_str(
-            "LEARNINGS (confirmed by the user; they hold unless the user says otherwise):\n",
-        );
-        out.push_str(&section);
-    }
+        )
+    });
+    push_section(
+        out,
+        "LEARNINGS (confirmed by the user; they hold unless the user says otherwise):\n",
+        entries,
+        tokens,
+    );
 }
 
 /// The RELEVANT_MEMORIES section: as many memories as the budget holds, best first.
 fn push_memories(out: &mut String, memories: &[Recollection], budget: RecallBudget) {
-    let mut left = budget.tokens.saturating_mul(4);
-    let mut section = String::new();
-    for (rank, memory) in memories.iter().enumerate() {
+    let entries = memories.iter().enumerate().map(|(rank, memory)| {
         let mut entry = format!(
             "[#{} {} {}] {}\n",
             memory.id,
@@ -125,6 +115,27 @@ fn push_memories(out: &mut String, memories: &[Recollection], budget: RecallBudg
                 .collect();
             entry.push_str(&format!("  {}\n", excerpt.trim()));
         }
+        entry
+    });
+    push_section(
+        out,
+        "RELEVANT_MEMORIES (best first; ask for the full text of any by its #id):\n",
+        entries,
+        budget.tokens,
+    );
+}
+
+/// `header` and the entries, in order, while they fit in `tokens` (about 4 characters each);
+/// nothing at all when none fits.
+fn push_section(
+    out: &mut String,
+    header: &str,
+    entries: impl Iterator<Item = String>,
+    tokens: usize,
+) {
+    let mut left = tokens.saturating_mul(4);
+    let mut section = String::new();
+    for entry in entries {
         let cost = entry.chars().count();
         if cost > left {
             break;
@@ -133,7 +144,7 @@ fn push_memories(out: &mut String, memories: &[Recollection], budget: RecallBudg
         section.push_str(&quote_fields(&entry));
     }
     if !section.is_empty() {
-        out.push_str("RELEVANT_MEMORIES (best first; ask for the full text of any by its #id):\n");
+        out.push_str(header);
         out.push_str(&section);
     }
 }
