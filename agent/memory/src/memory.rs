@@ -114,11 +114,13 @@ impl Store {
             .kind_tree(record.kind)
             .ok_or(StoreError::Invalid(InvalidMemory::MessageKind))?;
         let key = record.id.to_be_bytes();
-        // Locator and queue first: a crash never leaves a record that is not found or embedded.
+        // Locator, record, then queue entry: the embedding worker never takes a queued id whose
+        // record is not written yet (it would drop it as gone); a crash before the queue entry
+        // is caught at the next start by `requeue_missing`.
         self.locator
             .insert(key, &locator(record.kind, record.chat_id))?;
-        self.embed_queue.insert(key, &[])?;
         tree.insert(key, encode(&record))?;
+        self.embed_queue.insert(key, &[])?;
         self.announce(|| record.clone());
         Ok(record)
     }

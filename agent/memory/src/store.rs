@@ -285,15 +285,16 @@ impl Store {
 
     // -- Messages ----------------------------------------------------------------------------
 
-    /// Writes a message with its locator and embedding-queue entries (those first, so a crash
-    /// never leaves a message that cannot be found or is never embedded).
+    /// Writes a message with its locator and embedding-queue entries: locator, message, then
+    /// queue entry, so the embedding worker never takes a queued id whose message is not
+    /// written yet (it would drop it as gone); a crash before the queue entry is caught at the
+    /// next start by `requeue_missing`.
     fn write_message(&self, message: &StoredMessage) -> Result<(), StoreError> {
         let key = message.seq.to_be_bytes();
         self.locator.insert(
             key,
             &crate::memory::locator(MemoryKind::Message, Some(message.chat_id)),
         )?;
-        self.embed_queue.insert(key, &[])?;
         let fresh = self
             .messages
             .insert(
@@ -301,6 +302,7 @@ impl Store {
                 encode(message),
             )?
             .is_none();
+        self.embed_queue.insert(key, &[])?;
         if fresh {
             self.count_in_chat(message)?;
         }
