@@ -29,6 +29,37 @@ fn run_with(
     cmd
 }
 
+/// The visible texts of chat 100, oldest first.
+fn texts(telegram: &FakeTelegram) -> Vec<String> {
+    telegram
+        .messages(100)
+        .into_iter()
+        .map(|m| m.visible)
+        .collect()
+}
+
+/// Waits (a minute at most) until chat 100's texts satisfy `done`; returns them.
+fn wait_for_chat(
+    telegram: &FakeTelegram,
+    service: &Service,
+    what: &str,
+    done: impl Fn(&[String]) -> bool,
+) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let texts = texts(telegram);
+        if done(&texts) {
+            return texts;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: {texts:?}\n{}",
+            service.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn valor_run_answers_a_friend_in_telegram_through_the_real_cli() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -41,23 +72,9 @@ fn valor_run_answers_a_friend_in_telegram_through_the_real_cli() {
     let dir = tempfile::tempdir().unwrap();
     let mut service = Service::start(&mut run_with(dir.path(), &telegram, &anthropic));
     telegram.user_says(100, 100, "say hello");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let texts: Vec<String> = telegram
-            .messages(100)
-            .into_iter()
-            .map(|m| m.visible)
-            .collect();
-        if texts.last().is_some_and(|t| t == "Hello from the fake.") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no answer: {texts:?}\n{}",
-            service.logs()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_chat(&telegram, &service, "no answer", |t| {
+        t.last().is_some_and(|t| t == "Hello from the fake.")
+    });
     // The prompt Claude got carried the chat and the user's words.
     let prompt = anthropic.requests()[0].last_user_text.clone().unwrap();
     assert!(
@@ -206,33 +223,20 @@ fn the_model_searches_the_chats_history_through_the_hosted_server() {
     });
     let dir = tempfile::tempdir().unwrap();
     let mut service = Service::start(&mut run_with(dir.path(), &telegram, &anthropic));
-    let texts = |telegram: &FakeTelegram| -> Vec<String> {
-        telegram
-            .messages(100)
-            .into_iter()
-            .map(|m| m.visible)
-            .collect()
-    };
     telegram.user_says(100, 100, "The meeting point is the blue harbour crane.");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while texts(&telegram).last().is_none_or(|t| t != "Noted.") {
-        assert!(Instant::now() < deadline, "{}", service.logs());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_chat(&telegram, &service, "the first answer", |t| {
+        t.last().is_some_and(|t| t == "Noted.")
+    });
     telegram.user_says(100, 100, "what did I say about the meeting?");
-    loop {
-        let all = texts(&telegram);
-        if let Some(found) = all.last().filter(|t| t.starts_with("Found")) {
-            assert!(found.starts_with("Found (false): "), "{found}");
-            assert!(
-                found.contains("The meeting point is the blue harbour crane."),
-                "{found}"
-            );
-            break;
-        }
-        assert!(Instant::now() < deadline, "{all:?}\n{}", service.logs());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let all = wait_for_chat(&telegram, &service, "the search", |t| {
+        t.last().is_some_and(|t| t.starts_with("Found"))
+    });
+    let found = all.last().unwrap();
+    assert!(found.starts_with("Found (false): "), "{found}");
+    assert!(
+        found.contains("The meeting point is the blue harbour crane."),
+        "{found}"
+    );
     service.signal("TERM");
     assert!(service.wait_for_exit(Duration::from_secs(5)).success());
     drop(runtime);
@@ -253,28 +257,11 @@ fn a_learning_confirmed_in_one_turn_is_in_the_next_turns_prompt() {
     let dir = tempfile::tempdir().unwrap();
     let mut service = Service::start(&mut run_with(dir.path(), &telegram, &anthropic));
     let switch = "We're switching from Bootstrap to Tailwind.";
-    let wait_for = |what: &str, done: &dyn Fn(&[String]) -> bool| {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let texts: Vec<String> = telegram
-                .messages(100)
-                .into_iter()
-                .map(|m| m.visible)
-                .collect();
-            if done(&texts) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{what}: {texts:?}\n{}",
-                service.logs()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    };
     telegram.user_says(100, 100, switch);
     let question = format!("Remember this?\n\n{switch}");
-    wait_for("the question", &|t| t.contains(&question));
+    wait_for_chat(&telegram, &service, "the question", |t| {
+        t.contains(&question)
+    });
     let asked = telegram
         .messages(100)
         .into_iter()
@@ -286,10 +273,10 @@ fn a_learning_confirmed_in_one_turn_is_in_the_next_turns_prompt() {
         .to_owned();
     telegram.user_presses(100, 100, asked.message_id, &yes);
     let kept = format!("Remembered as #1 (dependency): {switch}");
-    wait_for("the outcome", &|t| t.contains(&kept));
+    wait_for_chat(&telegram, &service, "the outcome", |t| t.contains(&kept));
 
     telegram.user_says(100, 100, "Which CSS framework do we use?");
-    wait_for("the second answer", &|t| {
+    wait_for_chat(&telegram, &service, "the second answer", |t| {
         t.iter().filter(|t| *t == "Noted.").count() == 2
     });
     let prompt = anthropic

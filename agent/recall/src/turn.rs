@@ -49,16 +49,13 @@ impl Recall for Memory {
 
     /// The chat's active learnings and those of no chat, highest confidence first.
     fn learnings(&self, chat_id: i64) -> Vec<LearnedFact> {
-        let store = self.store();
-        let mut learnings = match (
-            store.learnings_of(Some(chat_id), false),
-            store.learnings_of(None, false),
-        ) {
-            (Ok(mut own), Ok(shared)) => {
-                own.extend(shared);
-                own
-            }
-            (Err(e), _) | (_, Err(e)) => {
+        // One pass over the records: this runs before every turn.
+        let mut learnings: Vec<_> = match self.store().all_learnings() {
+            Ok(all) => all
+                .into_iter()
+                .filter(|l| l.is_active() && l.chat_id.is_none_or(|c| c == chat_id))
+                .collect(),
+            Err(e) => {
                 tracing::warn!(chat_id, error = %e, "cannot read learnings; the turn goes on without them");
                 return Vec::new();
             }

@@ -200,6 +200,35 @@ async fn a_turn_recalls_its_own_chat_and_shared_memories_only() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_turn_gets_its_chats_and_shared_active_learnings_by_confidence() {
+    use valor_memory::{Category, LearningRecord};
+    let setup = Setup::new();
+    let memory = setup.open();
+    let store = memory.store();
+    let learn = |chat: Option<i64>, text: &str, manual: bool| {
+        let record = LearningRecord::new(chat, Category::Decision, text, "tg:1", manual, 5);
+        store.add_learning(record).unwrap()
+    };
+    learn(Some(1), "Ours, seen once", false);
+    learn(Some(1), "Ours, typed by hand", true);
+    learn(None, "Shared by every chat", false);
+    learn(Some(2), "Another chat's", false);
+    let retired = learn(Some(1), "Ours, retired", true);
+    store
+        .retire_learning(retired.id, "forgotten", None, 6)
+        .unwrap();
+    let texts: Vec<String> = memory.learnings(1).into_iter().map(|l| l.text).collect();
+    assert_eq!(
+        texts,
+        [
+            "Ours, typed by hand",
+            "Ours, seen once",
+            "Shared by every chat"
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_index_survives_a_restart_and_a_damaged_one_is_rebuilt_from_the_store() {
     let setup = Setup::new();
     {
