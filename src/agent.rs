@@ -6,6 +6,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use std::sync::Arc;
 use valor_claude::reaper::Reaper;
+use valor_claude::runtime::RuntimeDir;
+use valor_claude::sandbox::{SandboxMode, SandboxState};
 use valor_claude::{ClaudeDriver, DriverSetup};
 use valor_config::Config;
 
@@ -24,7 +26,8 @@ pub struct Agent {
     /// The conversation engine every channel runs its turns through.
     pub engine: Engine,
     pub children: ChildRegistry,
-    pub runtime_dir: PathBuf,
+    /// Private (0700) folder of the per-turn MCP configs; removed at shutdown.
+    pub runtime_dir: Arc<RuntimeDir>,
     grace: Duration,
 }
 
@@ -46,7 +49,13 @@ impl Agent {
             ),
         )
         .context("cannot open long-term memory")?;
-        let runtime_dir = std::env::temp_dir().join(format!("valor-{}", std::process::id()));
+        let runtime_dir = Arc::new(RuntimeDir::create(
+            std::env::var_os("XDG_RUNTIME_DIR")
+                .map(PathBuf::from)
+                .as_deref(),
+            &config.memory.path.with_extension("run"),
+        )?);
+        let sandbox = sandbox(&config.claude.sandbox, home.as_deref());
         let mut claude = config.claude.clone();
         if !keep_warm {
             claude.keep_warm_secs = 0;
@@ -60,7 +69,8 @@ impl Agent {
             parent_env: std::env::vars_os()
                 .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
                 .collect(),
-            runtime_dir: runtime_dir.clone(),
+            runtime_dir: runtime_dir.path().to_owned(),
+            sandbox,
             store: store.clone(),
             children: children.clone(),
             metrics: metrics.clone(),
@@ -100,8 +110,36 @@ impl Agent {
         if let Err(e) = self.store.flush() {
             tracing::error!(error = %e, "cannot flush the store");
         }
-        let _ = std::fs::remove_dir_all(&self.runtime_dir);
+        let _ = std::fs::remove_dir_all(self.runtime_dir.path());
     }
+}
+
+/// Probes bubblewrap once for `[claude] sandbox`, and says at start when turns will run
+/// unsandboxed (auto) or not at all (required).
+pub fn sandbox(mode: &str, home: Option<&str>) -> SandboxState {
+    let state = SandboxState::probe(
+        SandboxMode::parse(mode),
+        valor_claude::sandbox::operator_credentials(home),
+    );
+    match &state {
+        SandboxState::Unavailable {
+            reason,
+            required: false,
+        } => {
+            tracing::warn!(%reason, "Claude runs unsandboxed: every chat's Claude can read the others' files ([claude] sandbox = \"auto\"); install bubblewrap")
+        }
+        SandboxState::Unavailable {
+            reason,
+            required: true,
+        } => {
+            tracing::error!(%reason, "the sandbox is required and does not work: no turn will run")
+        }
+        SandboxState::Off => tracing::info!("the sandbox is off ([claude] sandbox = \"off\")"),
+        SandboxState::Active(_) => {
+            tracing::debug!("each Claude process runs in its own bubblewrap sandbox")
+        }
+    }
+    state
 }
 
 /// The context window's figures of the latest turn on /metrics.

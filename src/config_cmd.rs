@@ -41,6 +41,53 @@ pub fn report(loaded: &Loaded) -> Result<String, toml::ser::Error> {
         out.push_str(&format!("# secret: {var} {state}\n"));
     }
     out.push('\n');
-    out.push_str(&toml::to_string_pretty(&loaded.config)?);
+    let mut shown = loaded.config.clone();
+    for (name, value) in shown.claude.env.iter_mut() {
+        if looks_secret(name) {
+            *value = "(redacted)".to_owned();
+        }
+    }
+    out.push_str(&toml::to_string_pretty(&shown)?);
     Ok(out)
+}
+
+/// A variable name that probably holds a secret (`ANTHROPIC_API_KEY`, `GH_TOKEN`, `DB_PASSWORD`).
+fn looks_secret(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    [
+        "KEY",
+        "TOKEN",
+        "SECRET",
+        "PASSWORD",
+        "PASSWD",
+        "CREDENTIAL",
+        "AUTH",
+        "COOKIE",
+        "SESSION",
+    ]
+    .iter()
+    .any(|word| upper.contains(word))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn secret_looking_names_are_caught() {
+        for name in [
+            "ANTHROPIC_API_KEY",
+            "gh_token",
+            "DB_PASSWORD",
+            "ANTHROPIC_AUTH_TOKEN",
+            "X_SECRET",
+        ] {
+            assert!(super::looks_secret(name), "{name}");
+        }
+        for name in [
+            "ANTHROPIC_BASE_URL",
+            "CLAUDE_CODE_MAX_RETRIES",
+            "API_TIMEOUT_MS",
+        ] {
+            assert!(!super::looks_secret(name), "{name}");
+        }
+    }
 }

@@ -63,6 +63,16 @@ enum Command {
     Learnings(learning::LearningsArgs),
 }
 
+/// Everything Valor writes is its user's alone (store, workspaces, received files, exports,
+/// reports), and no other process of the same user (a Claude run, a tool) may read its memory
+/// or `/proc/<pid>/environ` with the secrets in it.
+fn private_process() {
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+    if let Err(e) = nix::sys::prctl::set_dumpable(false) {
+        eprintln!("warning: cannot make Valor's process undumpable: {e}");
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum ConfigCommand {
     /// Validate the config and print it resolved, secrets redacted.
@@ -70,6 +80,7 @@ enum ConfigCommand {
 }
 
 fn main() -> ExitCode {
+    private_process();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -26,12 +26,13 @@ fn config_check_prints_the_resolved_config_without_secrets() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("valor.toml"),
-        "[monitor]\ninterval_secs = 10\n",
+        "[monitor]\ninterval_secs = 10\n[claude.env]\nANTHROPIC_BASE_URL = \"http://127.0.0.1:1\"\n",
     )
     .unwrap();
     let (out, stdout, stderr) = output(
         with_secrets(&mut valor(dir.path()))
             .args(["config", "check"])
+            .env("VALOR__CLAUDE__ENV__GITHUB_TOKEN", "ghp-env-secret-123")
             .env("VALOR__HEALTH__BIND", "127.0.0.1:9000")
             .env("RUST_LOG", "trace"),
     );
@@ -41,6 +42,12 @@ fn config_check_prints_the_resolved_config_without_secrets() {
     assert!(stdout.contains("# secret: OPENAI_API_KEY set (redacted)"));
     assert!(stdout.contains("interval_secs = 10\n"));
     assert!(stdout.contains("bind = \"127.0.0.1:9000\"\n"));
+    assert!(stdout.contains("GITHUB_TOKEN = \"(redacted)\""), "{stdout}");
+    assert!(!stdout.contains("ghp-env-secret-123"), "{stdout}");
+    assert!(
+        stdout.contains("ANTHROPIC_BASE_URL = \"http://127.0.0.1:1\""),
+        "{stdout}"
+    );
     assert_no_secret(&stdout);
     assert_no_secret(&stderr);
 }

@@ -302,7 +302,15 @@ pub struct ClaudeConfig {
     /// A file whose text is Valor's persona (appended to Claude Code's system prompt). Empty:
     /// the built-in persona (the original system's operating rules).
     pub persona_file: String,
+    /// Each Claude process in its own bubblewrap sandbox: `auto` (when bubblewrap works, else
+    /// unsandboxed and degraded), `required` (no turn runs without it) or `off`.
+    pub sandbox: String,
+    /// Sandboxed chats get their own HOME (Claude's sessions and transcripts) below this.
+    pub homes_dir: PathBuf,
 }
+
+/// The values `[claude] sandbox` takes.
+pub const SANDBOX_MODES: [&str; 3] = ["auto", "required", "off"];
 
 impl Default for ClaudeConfig {
     fn default() -> Self {
@@ -320,6 +328,8 @@ impl Default for ClaudeConfig {
             max_warm: 4,
             env: BTreeMap::new(),
             persona_file: String::new(),
+            sandbox: "auto".to_owned(),
+            homes_dir: PathBuf::from("~/.local/share/valor/homes"),
         }
     }
 }
@@ -592,6 +602,7 @@ impl Config {
             }
         };
         expand(&mut self.claude.workspaces_dir);
+        expand(&mut self.claude.homes_dir);
         expand(&mut self.memory.path);
         expand(&mut self.memory.model_dir);
         expand(&mut self.learning.export_dir);

@@ -354,6 +354,13 @@ fn claude(c: &ClaudeConfig, problems: &mut Problems) {
             );
         }
     }
+    if !crate::schema::SANDBOX_MODES.contains(&c.sandbox.as_str()) {
+        push(
+            problems,
+            "claude.sandbox",
+            format!("expected one of auto, required, off, got {:?}", c.sandbox),
+        );
+    }
     for name in c.env.keys() {
         if crate::secrets::SECRET_VARS.contains(&name.as_str()) && !name.starts_with("ANTHROPIC_") {
             push(

@@ -347,22 +347,20 @@ impl Scheduler {
 /// `GET /jobs` on the agent's HTTP server, behind the memory API's token: the listing while the
 /// agent holds the store.
 pub fn router(scheduler: Arc<Scheduler>, token: String) -> axum::Router {
-    use axum::http::{HeaderMap, StatusCode, header};
-    axum::Router::new().route(
-        "/jobs",
-        axum::routing::get(move |headers: HeaderMap| {
-            let scheduler = Arc::clone(&scheduler);
-            let token = token.clone();
-            async move {
-                let given = headers
-                    .get(header::AUTHORIZATION)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.strip_prefix("Bearer "));
-                if given != Some(token.as_str()) {
-                    return Err(StatusCode::UNAUTHORIZED);
-                }
-                Ok(axum::Json(scheduler.status()))
-            }
-        }),
-    )
+    use valor_monitor::auth::{BearerGate, require_bearer};
+    axum::Router::new()
+        .route(
+            "/jobs",
+            axum::routing::get(move || {
+                let scheduler = Arc::clone(&scheduler);
+                async move { axum::Json(scheduler.status()) }
+            }),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(
+            BearerGate::new(
+                &token,
+                "missing or wrong token (it is in the file <store>.api-token)",
+            ),
+            require_bearer,
+        ))
 }

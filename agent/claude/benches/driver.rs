@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use valor_claude::codec::{Line, LineReader, parse_line};
+use valor_claude::sandbox::{SandboxMode, SandboxState};
 use valor_claude::{ClaudeDriver, DriverSetup};
 use valor_config::ClaudeConfig;
 use valor_core::{Backend, TurnEvent, TurnRequest};
@@ -72,12 +73,19 @@ fn repo() -> PathBuf {
         .unwrap()
 }
 
-fn driver(dir: &Path, name: &str, api: &str, keep_warm: bool) -> ClaudeDriver {
+fn driver(
+    dir: &Path,
+    name: &str,
+    api: &str,
+    keep_warm: bool,
+    sandbox: SandboxState,
+) -> ClaudeDriver {
     let home = dir.join("home");
     std::fs::create_dir_all(&home).unwrap();
     ClaudeDriver::new(DriverSetup {
         config: ClaudeConfig {
             workspaces_dir: dir.join("ws"),
+            homes_dir: dir.join("homes"),
             keep_warm_secs: if keep_warm { 300 } else { 0 },
             allowed_tools: vec!["mcp__fake".to_owned()],
             ..ClaudeConfig::default()
@@ -91,6 +99,7 @@ fn driver(dir: &Path, name: &str, api: &str, keep_warm: bool) -> ClaudeDriver {
             ("ANTHROPIC_API_KEY".to_owned(), "sk-ant-bench".to_owned()),
         ],
         runtime_dir: dir.join("run"),
+        sandbox,
         store: valor_memory::Store::open(&dir.join(name)).unwrap(),
         children: valor_monitor::ChildRegistry::new(),
         metrics: valor_monitor::MetricsRegistry::new(),
@@ -143,9 +152,25 @@ async fn main() {
     let fake = FakeAnthropic::start(script).await;
     let dir = tempfile::tempdir().unwrap();
 
-    for (label, keep_warm) in [("new process with --resume", false), ("warm process", true)] {
-        let driver = driver(dir.path(), label, &fake.url, keep_warm);
-        let chat = if keep_warm { 2 } else { 1 };
+    let sandbox = SandboxState::probe(SandboxMode::Required, None);
+    let cases = [
+        ("new process with --resume", false, false),
+        ("warm process", true, false),
+        ("new process, sandboxed", false, true),
+        ("warm process, sandboxed", true, true),
+    ];
+    for (i, (label, keep_warm, sandboxed)) in cases.into_iter().enumerate() {
+        let state = if sandboxed {
+            sandbox.clone()
+        } else {
+            SandboxState::Off
+        };
+        if sandboxed && !matches!(state, SandboxState::Active(_)) {
+            println!("{label:<26}: skipped, bubblewrap does not work here ({state:?})");
+            continue;
+        }
+        let driver = driver(dir.path(), label, &fake.url, keep_warm, state);
+        let chat = i as i64 + 1;
         // The first turn of the chat creates its session (and, warm, its process).
         timed(&driver, TurnRequest::new(chat, "hello")).await;
         let mut first = Vec::new();
@@ -166,7 +191,7 @@ async fn main() {
 
     match fake_mcp() {
         Some(mcp) => {
-            let driver = driver(dir.path(), "two-call", &fake.url, false);
+            let driver = driver(dir.path(), "two-call", &fake.url, false, sandbox.clone());
             let mut whole = Vec::new();
             for i in 0..turns {
                 let mut request = TurnRequest::new(100 + i as i64, "please use echo");
@@ -176,7 +201,8 @@ async fn main() {
                 whole.push(timed(&driver, request).await.1);
             }
             println!(
-                "two-call turn (tool call into a real MCP server), new process: {:.0} ms wall (median of {turns})",
+                "two-call turn (tool call into a real MCP server), new process, sandbox {}: {:.0} ms wall (median of {turns})",
+                sandbox.label(),
                 median(whole)
             );
         }

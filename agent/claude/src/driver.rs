@@ -22,8 +22,12 @@ use valor_monitor::{ChildRegistry, MetricsRegistry};
 use crate::failure::{Verdict, classify};
 use crate::metrics::DriverMetrics;
 use crate::process::now_ms;
+use crate::sandbox::SandboxState;
 use crate::session::{ClaudeProcess, Limits, TurnRead};
-use crate::spawn::{McpConfigFile, SpawnSpec, chat_workspace, child_env};
+use crate::spawn::{
+    McpConfigFile, SandboxPlace, SpawnSpec, chat_folder, chat_workspace, child_env,
+    resolve_program, stdio_programs,
+};
 
 /// Everything the driver is built from.
 pub struct DriverSetup {
@@ -34,8 +38,10 @@ pub struct DriverSetup {
     pub persona: Option<String>,
     /// Valor's own environment; only the allowed part reaches Claude.
     pub parent_env: Vec<(String, String)>,
-    /// Where per-turn MCP config files go.
+    /// Where per-turn MCP config files go (a private folder).
     pub runtime_dir: PathBuf,
+    /// Whether each process runs in its own sandbox (probed once by the caller).
+    pub sandbox: SandboxState,
     pub store: Store,
     pub children: ChildRegistry,
     pub metrics: MetricsRegistry,
@@ -55,6 +61,7 @@ struct Inner {
     env: BTreeMap<String, String>,
     persona: Option<String>,
     runtime_dir: PathBuf,
+    sandbox: SandboxState,
     store: Store,
     children: ChildRegistry,
     slots: Arc<Semaphore>,
@@ -104,15 +111,24 @@ impl Drop for Pending<'_> {
 impl ClaudeDriver {
     pub fn new(setup: DriverSetup) -> Result<ClaudeDriver, valor_monitor::MonitorError> {
         let metrics = DriverMetrics::register(&setup.metrics)?;
+        metrics.set_sandbox(&setup.sandbox);
         let env = child_env(setup.parent_env, &setup.config.env);
+        // A sandbox binds the program's own folder, so it needs the real path.
+        let binary = match &setup.sandbox {
+            SandboxState::Active(_) => {
+                resolve_program(&setup.binary, env.get("PATH").map(String::as_str))
+            }
+            _ => setup.binary,
+        };
         let driver = ClaudeDriver {
             inner: Arc::new(Inner {
                 slots: Arc::new(Semaphore::new(setup.config.max_concurrent.max(1))),
                 config: setup.config,
-                binary: setup.binary,
+                binary,
                 env,
                 persona: setup.persona,
                 runtime_dir: setup.runtime_dir,
+                sandbox: setup.sandbox,
                 store: setup.store,
                 children: setup.children,
                 waiting: AtomicUsize::new(0),
@@ -552,6 +568,14 @@ impl ClaudeDriver {
         key: &ReuseKey,
         resume: Option<String>,
     ) -> Result<ClaudeProcess, crate::ClaudeError> {
+        let sandbox = self.sandbox_place(request.chat_id, key)?;
+        if sandbox.is_some() && !self.inner.binary.is_file() {
+            // bubblewrap would start and then fail to bind it: say what a direct start says.
+            return Err(crate::ClaudeError::Spawn {
+                binary: self.inner.binary.clone(),
+                source: std::io::Error::from(std::io::ErrorKind::NotFound),
+            });
+        }
         let workspace = chat_workspace(&self.inner.config.workspaces_dir, request.chat_id)?;
         let mcp = McpConfigFile::write(&self.inner.runtime_dir, key.mcp_config.as_ref())?;
         let system_append = match (&self.inner.persona, &request.system_append) {
@@ -568,6 +592,7 @@ impl ClaudeDriver {
             model: key.model.clone(),
             effort: key.effort.clone(),
             env: self.inner.env.clone(),
+            sandbox,
         };
         ClaudeProcess::spawn(
             spec,
@@ -576,6 +601,29 @@ impl ClaudeDriver {
             &self.inner.children,
             &self.inner.store,
         )
+    }
+}
+
+impl ClaudeDriver {
+    /// The chat's sandbox (its own HOME), none when off or unavailable under `auto`, an error
+    /// when `required` and unavailable: then no turn runs.
+    fn sandbox_place(
+        &self,
+        chat_id: i64,
+        key: &ReuseKey,
+    ) -> Result<Option<SandboxPlace>, crate::ClaudeError> {
+        match &self.inner.sandbox {
+            SandboxState::Active(sandbox) => Ok(Some(SandboxPlace {
+                sandbox: Arc::new(sandbox.clone()),
+                home: chat_folder(&self.inner.config.homes_dir, chat_id)?,
+                programs: stdio_programs(key.mcp_config.as_ref()),
+            })),
+            SandboxState::Unavailable {
+                reason,
+                required: true,
+            } => Err(crate::ClaudeError::SandboxRequired(reason.clone())),
+            _ => Ok(None),
+        }
     }
 }
 

@@ -22,6 +22,12 @@ pub enum ClaudeError {
     #[error("cannot talk to the Claude Code process: {0}")]
     Pipe(#[source] std::io::Error),
 
+    #[error("the sandbox is required ([claude] sandbox = \"required\") but does not work: {0}")]
+    SandboxRequired(String),
+
+    #[error("cannot make the private runtime folder {}: {reason}", path.display())]
+    RuntimeDir { path: PathBuf, reason: String },
+
     #[error(transparent)]
     Store(#[from] valor_memory::StoreError),
 }

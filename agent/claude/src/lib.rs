@@ -10,6 +10,8 @@
 //! - [`failure`]: when a run has failed, and why.
 //! - [`metrics`]: counters on /metrics and the `claude` component on /health.
 //! - [`binary`]: where the `claude` program is.
+//! - [`sandbox`]: one bubblewrap sandbox per process (own workspace, HOME, `/proc`, `/tmp`).
+//! - [`runtime`]: Valor's private runtime folder for the per-turn MCP configs.
 
 pub mod binary;
 pub mod codec;
@@ -19,6 +21,8 @@ pub mod failure;
 pub mod metrics;
 pub mod process;
 pub mod reaper;
+pub mod runtime;
+pub mod sandbox;
 pub mod session;
 pub mod spawn;
 

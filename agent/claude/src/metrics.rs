@@ -6,6 +6,8 @@ use serde_json::{Map, Value, json};
 use valor_core::TurnErrorKind;
 use valor_monitor::{Counter, Gauge, MetricsRegistry, MonitorError};
 
+use crate::sandbox::SandboxState;
+
 #[derive(Clone)]
 pub struct DriverMetrics {
     registry: MetricsRegistry,
@@ -18,6 +20,15 @@ pub struct DriverMetrics {
     pub orphans_reaped: Counter,
     /// MCP servers that failed in the latest turn (empty when they all started).
     last_failed_mcp: Arc<Mutex<Vec<String>>>,
+    sandbox: Arc<Mutex<SandboxHealth>>,
+}
+
+/// The sandbox as /health shows it.
+#[derive(Debug, Clone, Default)]
+struct SandboxHealth {
+    label: &'static str,
+    reason: Option<String>,
+    status: Option<valor_monitor::Status>,
 }
 
 impl DriverMetrics {
@@ -60,7 +71,36 @@ impl DriverMetrics {
                 &[],
             )?,
             last_failed_mcp: Arc::new(Mutex::new(Vec::new())),
+            sandbox: Arc::new(Mutex::new(SandboxHealth {
+                label: "off",
+                ..SandboxHealth::default()
+            })),
         })
+    }
+
+    /// What the component says of the sandbox: unsandboxed because bubblewrap does not work is
+    /// degraded (`auto`) or unhealthy (`required`: no turn runs).
+    pub fn set_sandbox(&self, state: &SandboxState) {
+        let health = match state {
+            SandboxState::Active(_) => SandboxHealth {
+                label: state.label(),
+                ..SandboxHealth::default()
+            },
+            SandboxState::Off => SandboxHealth {
+                label: state.label(),
+                ..SandboxHealth::default()
+            },
+            SandboxState::Unavailable { reason, required } => SandboxHealth {
+                label: state.label(),
+                reason: Some(reason.clone()),
+                status: Some(if *required {
+                    valor_monitor::Status::Unhealthy
+                } else {
+                    valor_monitor::Status::Degraded
+                }),
+            },
+        };
+        *self.sandbox.lock().unwrap_or_else(PoisonError::into_inner) = health;
     }
 
     /// Counts a run by outcome (`ok` or the error kind).
@@ -84,13 +124,26 @@ impl DriverMetrics {
 
     /// The `claude` component of /health: degraded while the latest turn ran without an MCP
     /// server it was configured with (a turn silently missing its tools).
-    pub fn health(&self) -> (bool, Map<String, Value>) {
+    pub fn health(&self) -> (valor_monitor::Status, Map<String, Value>) {
         let failed = self
             .last_failed_mcp
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
+        let sandbox = self
+            .sandbox
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let mcp_status = if failed.is_empty() {
+            valor_monitor::Status::Ok
+        } else {
+            valor_monitor::Status::Degraded
+        };
+        let status = sandbox.status.map_or(mcp_status, |s| s.max(mcp_status));
         let figures = json!({
+            "sandbox": sandbox.label,
+            "sandbox_problem": sandbox.reason,
             "runs_active": self.active.get(),
             "warm_processes": self.warm.get(),
             "mcp_server_failures_total": self.mcp_failures.get(),
@@ -102,7 +155,7 @@ impl DriverMetrics {
             Value::Object(map) => map,
             _ => Map::new(),
         };
-        (failed.is_empty(), map)
+        (status, map)
     }
 }
 
@@ -112,12 +165,6 @@ impl valor_monitor::HealthComponent for DriverMetrics {
     }
 
     fn check(&self) -> (valor_monitor::Status, Map<String, Value>) {
-        let (healthy, figures) = self.health();
-        let status = if healthy {
-            valor_monitor::Status::Ok
-        } else {
-            valor_monitor::Status::Degraded
-        };
-        (status, figures)
+        self.health()
     }
 }

@@ -72,6 +72,21 @@ impl Drop for ProcessGroup {
     }
 }
 
+/// Waits (up to `limit`) until nothing of group `pgid` is alive. A sandbox's processes die a
+/// moment after its bubblewrap leader; the caller returns only once they are gone.
+pub async fn wait_group_gone(pgid: u32, limit: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if group_members(pgid).is_empty() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// Sends `signal` to process group `pgid`; false when no such group exists.
 pub fn signal_group(pgid: u32, signal: Signal) -> bool {
     let Ok(raw) = i32::try_from(pgid) else {

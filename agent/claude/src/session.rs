@@ -318,14 +318,25 @@ impl ClaudeProcess {
 
     /// Ends the group and collects the rest of stderr.
     async fn ended(self, exit: Option<ExitStatus>) -> Ended {
+        let self_sandboxed = self.spec.sandbox.is_some();
         let ClaudeProcess {
             group,
             stderr,
             stderr_task,
             ..
         } = self;
+        // bubblewrap reports a program killed by signal N as exit code 128 + N: say it as the
+        // signal, as an unsandboxed run would.
+        let exit = match (&self_sandboxed, exit) {
+            (true, Some(status)) => Some(unwrap_sandbox_status(status)),
+            (_, exit) => exit,
+        };
         // Dropping the group kills what is left of it, which closes stderr.
+        let pgid = group.pgid();
         drop(group);
+        if self_sandboxed && !crate::process::wait_group_gone(pgid, Duration::from_secs(2)).await {
+            tracing::warn!(pgid, "the sandbox's processes outlived it by 2 s");
+        }
         let _ = tokio::time::timeout(Duration::from_millis(500), stderr_task).await;
         let tail = stderr.lock().unwrap_or_else(PoisonError::into_inner);
         Ended {
@@ -333,6 +344,15 @@ impl ClaudeProcess {
             stderr: String::from_utf8_lossy(&tail.iter().copied().collect::<Vec<u8>>())
                 .into_owned(),
         }
+    }
+}
+
+/// A sandboxed program's status as bubblewrap passed it on: exit code 128 + N is signal N.
+fn unwrap_sandbox_status(status: ExitStatus) -> ExitStatus {
+    use std::os::unix::process::ExitStatusExt as _;
+    match status.code() {
+        Some(code @ 129..=192) => ExitStatus::from_raw(code - 128),
+        _ => status,
     }
 }
 

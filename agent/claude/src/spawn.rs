@@ -5,10 +5,12 @@ use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 
 use serde_json::{Value, json};
 
 use crate::ClaudeError;
+use crate::sandbox::{Jail, Sandbox};
 
 /// Variables of Valor's own environment a Claude process gets. Everything else, the Telegram,
 /// Notion, OpenAI and Perplexity keys among it, stays out.
@@ -58,6 +60,18 @@ pub struct SpawnSpec {
     pub model: Option<String>,
     pub effort: Option<String>,
     pub env: BTreeMap<String, String>,
+    /// Where the process runs: in its own bubblewrap sandbox with the chat's own HOME, or not.
+    pub sandbox: Option<SandboxPlace>,
+}
+
+/// A sandboxed process's own places.
+#[derive(Debug, Clone)]
+pub struct SandboxPlace {
+    pub sandbox: Arc<Sandbox>,
+    /// The chat's own HOME (sessions, transcripts).
+    pub home: PathBuf,
+    /// Programs of stdio MCP servers the turn's config names, bound read-only.
+    pub programs: Vec<PathBuf>,
 }
 
 impl SpawnSpec {
@@ -98,21 +112,92 @@ impl SpawnSpec {
         args
     }
 
-    /// The command: own process group, working directory, clean environment, piped stdio.
+    /// The command: own session and process group (no controlling terminal to reach back
+    /// into), working directory, clean environment, piped stdio; inside bubblewrap when
+    /// sandboxed.
     pub fn command(&self) -> tokio::process::Command {
-        let mut command = tokio::process::Command::new(&self.binary);
+        let mut command = match &self.sandbox {
+            Some(place) => {
+                let jail = Jail {
+                    workspace: &self.workspace,
+                    home: &place.home,
+                    program: &self.binary,
+                    files: std::iter::once(self.mcp_config.clone())
+                        .chain(place.programs.iter().cloned())
+                        .collect(),
+                };
+                let mut command = tokio::process::Command::new(place.sandbox.bwrap());
+                command.args(place.sandbox.args(&jail)).arg(&self.binary);
+                command
+            }
+            None => tokio::process::Command::new(&self.binary),
+        };
         command
             .args(self.args())
             .current_dir(&self.workspace)
             .env_clear()
             .envs(&self.env)
-            .process_group(0)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        if let Some(place) = &self.sandbox {
+            command.env("HOME", &place.home);
+        }
+        new_session(&mut command);
         command
     }
+}
+
+/// Starts the child in a session of its own: it leads its own process group (so the whole tree
+/// is stopped with one signal) and has no controlling terminal a tool could inject keys into.
+#[allow(unsafe_code)]
+fn new_session(command: &mut tokio::process::Command) {
+    // SAFETY: the closure runs in the forked child before exec and calls only setsid(2), which
+    // is async-signal-safe; it allocates nothing and touches no lock.
+    unsafe {
+        command.pre_exec(|| {
+            nix::unistd::setsid()
+                .map(drop)
+                .map_err(std::io::Error::from)
+        });
+    }
+}
+
+/// The program `binary` names, as an absolute path with links resolved: a bare name is looked
+/// up in `path` (the `PATH` the process gets). A sandbox binds the resolved file's folder.
+pub fn resolve_program(binary: &Path, path: Option<&str>) -> PathBuf {
+    let found = if binary.components().count() > 1 || binary.is_absolute() {
+        Some(binary.to_owned())
+    } else {
+        path.unwrap_or_default()
+            .split(':')
+            .filter(|dir| !dir.is_empty())
+            .map(|dir| Path::new(dir).join(binary))
+            .find(|candidate| candidate.is_file())
+    };
+    found
+        .and_then(|p| p.canonicalize().ok())
+        .unwrap_or_else(|| binary.to_owned())
+}
+
+/// Absolute programs of the stdio servers in an MCP config: a sandbox binds them read-only so
+/// they start inside it. Bare names are found on the sandbox's own (system) PATH.
+pub fn stdio_programs(config: Option<&Value>) -> Vec<PathBuf> {
+    let Some(servers) = config
+        .and_then(|c| c.get("mcpServers"))
+        .and_then(Value::as_object)
+    else {
+        return Vec::new();
+    };
+    servers
+        .values()
+        .filter_map(|server| server.get("command")?.as_str())
+        .map(Path::new)
+        .filter(|command| command.is_absolute())
+        .filter_map(|command| command.canonicalize().ok())
+        .filter(|command| !command.starts_with("/usr"))
+        .collect()
 }
 
 /// A user message line for `--input-format stream-json`.
@@ -121,13 +206,23 @@ pub fn user_message_line(prompt: &str) -> String {
     format!("{message}\n")
 }
 
-/// The working directory of a chat, created on first use.
+/// The working directory of a chat, created private (0700) on first use.
 pub fn chat_workspace(root: &Path, chat_id: i64) -> Result<PathBuf, ClaudeError> {
+    chat_folder(root, chat_id)
+}
+
+/// `root/chat_<id>`, created with its missing parents as private (0700) folders.
+pub fn chat_folder(root: &Path, chat_id: i64) -> Result<PathBuf, ClaudeError> {
+    use std::os::unix::fs::DirBuilderExt as _;
     let path = root.join(format!("chat_{chat_id}"));
-    std::fs::create_dir_all(&path).map_err(|source| ClaudeError::Workspace {
-        path: path.clone(),
-        source,
-    })?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&path)
+        .map_err(|source| ClaudeError::Workspace {
+            path: path.clone(),
+            source,
+        })?;
     Ok(path)
 }
 
@@ -140,7 +235,14 @@ pub struct McpConfigFile {
 
 impl McpConfigFile {
     pub fn write(dir: &Path, config: Option<&Value>) -> Result<McpConfigFile, ClaudeError> {
-        std::fs::create_dir_all(dir).map_err(ClaudeError::McpConfig)?;
+        {
+            use std::os::unix::fs::DirBuilderExt as _;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(ClaudeError::McpConfig)?;
+        }
         let path = dir.join(format!("mcp-{}.json", uuid::Uuid::new_v4()));
         let empty = json!({"mcpServers": {}});
         let mut file = std::fs::OpenOptions::new()
@@ -232,6 +334,7 @@ mod tests {
             model: Some("sonnet".to_owned()),
             effort: None,
             env: BTreeMap::new(),
+            sandbox: None,
         };
         let args = spec.args().join(" ");
         assert_eq!(

@@ -35,7 +35,7 @@ async fn a_crash_mid_stream_is_a_crashed_turn_naming_the_signal() {
 
 #[tokio::test]
 async fn a_process_that_ignores_sigterm_is_killed_after_the_grace_period() {
-    let h = harness("ignores_sigterm", |c| {
+    let h = Harness::unsandboxed(fake_claude("ignores_sigterm"), "http://127.0.0.1:9", |c| {
         c.idle_timeout_secs = 1;
         c.kill_grace_secs = 1;
     });
@@ -55,6 +55,35 @@ async fn a_process_that_ignores_sigterm_is_killed_after_the_grace_period() {
     assert!(elapsed >= Duration::from_secs(2), "{elapsed:?}");
     assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
     assert!(group_members(pgid.unwrap()).is_empty());
+}
+
+#[tokio::test]
+async fn a_sandboxed_process_that_ignores_sigterm_dies_with_its_sandbox() {
+    // SIGTERM reaches bubblewrap too; its death takes the whole PID namespace with it, so a
+    // sandboxed run that ignores SIGTERM ends at once instead of after the grace period.
+    let h = harness("ignores_sigterm", |c| {
+        c.idle_timeout_secs = 1;
+        c.kill_grace_secs = 5;
+    });
+    let started = Instant::now();
+    let mut stream = h.driver.start(request(12));
+    let mut pgid = None;
+    let mut events = Vec::new();
+    while let Some(event) = stream.next().await {
+        if matches!(event, TurnEvent::Started { .. }) {
+            pgid = h.children.snapshot().first().map(|c| c.pid);
+        }
+        events.push(event);
+    }
+    let elapsed = started.elapsed();
+    assert_eq!(failed(&events).kind, TurnErrorKind::Timeout);
+    assert!(elapsed >= Duration::from_secs(1), "{elapsed:?}");
+    assert!(
+        elapsed < Duration::from_secs(5),
+        "no grace needed: {elapsed:?}"
+    );
+    assert!(group_members(pgid.unwrap()).is_empty());
+    assert!(h.children.snapshot().is_empty());
 }
 
 #[tokio::test]

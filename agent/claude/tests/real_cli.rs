@@ -319,8 +319,8 @@ async fn a_failed_mcp_server_is_reported_and_counted() {
         TurnEvent::Started { failed_mcp_servers, .. } if failed_mcp_servers == &["broken".to_owned()])));
     assert_eq!(finished(&events).failed_mcp_servers, ["broken"]);
     assert_eq!(h.driver.metrics().mcp_failures.get(), 1);
-    let (healthy, figures) = h.driver.metrics().health();
-    assert!(!healthy);
+    let (status, figures) = h.driver.metrics().health();
+    assert_eq!(status, valor_monitor::Status::Degraded);
     assert_eq!(figures["mcp_servers_failed_last_turn"], json!(["broken"]));
 }
 
@@ -337,5 +337,219 @@ async fn a_denied_tool_is_listed_and_recorded() {
     assert_eq!(
         runs[0].error.as_ref().unwrap().kind,
         TurnErrorKind::ToolDenied
+    );
+}
+
+/// A model that asks for files: `READ:<path>` calls Claude Code's own Read tool, `BASH:<line>`
+/// its Bash tool; the tool's result comes back as the answer, so whatever leaks shows in it.
+fn prying(turn: &Turn) -> Reply {
+    if let Some((_, content, is_error)) = &turn.last_tool_result {
+        return Reply::text(&format!("error={is_error}\n{content}"));
+    }
+    let text = turn.last_user_text.clone().unwrap_or_default();
+    let after = |marker: &str| {
+        text.find(marker).map(|at| {
+            text[at + marker.len()..]
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_owned()
+        })
+    };
+    if let Some(path) = after("READ:") {
+        return Reply::tool("Read", json!({"file_path": path}));
+    }
+    if let Some(line) = after("BASH:") {
+        return Reply::tool(
+            "Bash",
+            json!({"command": line, "description": "look around"}),
+        );
+    }
+    Reply::text("nothing asked")
+}
+
+/// Chat 31 tries to read what is not its own: chat 32's files, Valor's store and token, the
+/// /proc of the process that runs it. Returns (harness, the texts the turns answered).
+async fn pry(h: &Harness, asks: &[String]) -> Vec<String> {
+    let mut answers = Vec::new();
+    for ask in asks {
+        let mut request = h.request(31, ask);
+        request.mcp_config = None;
+        answers.push(finished(&h.run(request).await).text.clone());
+    }
+    answers
+}
+
+/// Secrets planted where a prying chat should never reach, and one file of its own.
+fn plant(h: &Harness) -> (Vec<(String, &'static str)>, std::path::PathBuf) {
+    let root = h.dir.path();
+    let other = root.join("workspaces/chat_32");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("plans.txt"), "CHAT-32-PRIVATE-PLANS").unwrap();
+    std::fs::write(root.join("store.api-token"), "VALOR-API-TOKEN-XYZ").unwrap();
+    std::fs::write(root.join("homes/chat_32/.claude-note"), "CHAT-32-HOME").ok();
+    let own = root.join("workspaces/chat_31");
+    std::fs::create_dir_all(&own).unwrap();
+    std::fs::write(own.join("mine.txt"), "CHAT-31-OWN-NOTES").unwrap();
+    let secrets = vec![
+        (
+            other.join("plans.txt").display().to_string(),
+            "CHAT-32-PRIVATE-PLANS",
+        ),
+        (
+            root.join("store.api-token").display().to_string(),
+            "VALOR-API-TOKEN-XYZ",
+        ),
+        (
+            format!("/proc/{}/environ", std::process::id()),
+            "sk-ant-test",
+        ),
+        (
+            root.join("store/conf").display().to_string(),
+            "segment_size",
+        ),
+    ];
+    (secrets, own.join("mine.txt"))
+}
+
+#[tokio::test]
+async fn a_sandboxed_chat_cannot_read_another_chats_files_or_valors_secrets() {
+    let fake = FakeAnthropic::start(prying).await;
+    let h = Harness::new(real_claude(), &fake.url, |c| {
+        c.allowed_tools = vec!["Read".to_owned()];
+    });
+    let (secrets, own) = plant(&h);
+    let mut asks: Vec<String> = secrets.iter().map(|(p, _)| format!("READ:{p}")).collect();
+    asks.push(format!("READ:{}", own.display()));
+    let answers = pry(&h, &asks).await;
+    for ((path, secret), answer) in secrets.iter().zip(&answers) {
+        assert!(!answer.contains(secret), "{path} leaked: {answer}");
+        assert!(answer.starts_with("error=true"), "{path}: {answer}");
+    }
+    assert!(
+        answers.last().unwrap().contains("CHAT-31-OWN-NOTES"),
+        "its own workspace stays readable: {}",
+        answers.last().unwrap()
+    );
+}
+
+#[tokio::test]
+async fn a_sandboxed_shell_sees_only_its_own_chat() {
+    let fake = FakeAnthropic::start(prying).await;
+    let h = Harness::new(real_claude(), &fake.url, |c| {
+        c.allowed_tools = vec!["Bash".to_owned()];
+    });
+    let (secrets, _) = plant(&h);
+    let mut asks: Vec<String> = secrets
+        .iter()
+        .map(|(p, _)| format!("BASH:cat {p} 2>&1; echo done"))
+        .collect();
+    asks.push("BASH:ls / ; echo ---; ps -eo pid,args ; echo ---; cat mine.txt".to_owned());
+    asks.push(format!(
+        "BASH:ls {} 2>&1; echo listed",
+        h.dir.path().display()
+    ));
+    let answers = pry(&h, &asks).await;
+    for ((path, secret), answer) in secrets.iter().zip(&answers) {
+        assert!(!answer.contains(secret), "{path} leaked: {answer}");
+        assert!(answer.contains("done"), "the shell ran: {answer}");
+    }
+    let look = &answers[secrets.len()];
+    assert!(look.contains("CHAT-31-OWN-NOTES"), "{look}");
+    for absent in ["root", "home", "srv", "opt"] {
+        assert!(
+            !look
+                .split("---")
+                .next()
+                .unwrap()
+                .lines()
+                .any(|l| l.trim() == absent),
+            "/{absent} visible: {look}"
+        );
+    }
+    let processes = look.split("---").nth(1).unwrap();
+    assert!(
+        !processes.contains("real_cli"),
+        "Valor's own process is visible: {processes}"
+    );
+    assert!(processes.lines().count() < 12, "{processes}");
+    let listing = &answers[secrets.len() + 1];
+    assert!(
+        !listing.contains("store.api-token") && !listing.contains("chat_32"),
+        "{listing}"
+    );
+}
+
+#[tokio::test]
+async fn without_the_sandbox_the_same_read_succeeds() {
+    // The control: what the sandbox stops is a real hole, so the tests above can fail.
+    let fake = FakeAnthropic::start(prying).await;
+    let h = Harness::unsandboxed(real_claude(), &fake.url, |c| {
+        c.allowed_tools = vec!["Read".to_owned()];
+    });
+    let (secrets, _) = plant(&h);
+    let answers = pry(&h, &[format!("READ:{}", secrets[0].0)]).await;
+    assert!(
+        answers[0].contains("CHAT-32-PRIVATE-PLANS"),
+        "{}",
+        answers[0]
+    );
+}
+
+#[tokio::test]
+async fn sessions_resume_and_homes_are_per_chat_inside_the_sandbox() {
+    let fake = FakeAnthropic::start(answer).await;
+    let h = Harness::new(real_claude(), &fake.url, |_| {});
+    let first = finished(&h.run(h.request(41, "say hello")).await)
+        .session_id
+        .clone();
+    let second = finished(&h.run(h.request(41, "say hello")).await).clone();
+    assert_eq!(second.session_id, first, "resumed");
+    assert_eq!(h.driver.metrics().resume_fallbacks.get(), 0);
+    // The transcript lives in the chat's own HOME, not in Valor's.
+    let homes = h.dir.path().join("homes/chat_41/.claude/projects");
+    assert!(homes.is_dir(), "{}", homes.display());
+    assert!(!h.dir.path().join("home/.claude/projects").exists());
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(h.dir.path().join("homes/chat_41"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o700);
+    let (status, figures) = h.driver.metrics().health();
+    assert_eq!(status, valor_monitor::Status::Ok);
+    assert_eq!(figures["sandbox"], "bubblewrap");
+}
+
+#[tokio::test]
+async fn a_required_sandbox_that_does_not_work_runs_no_turn() {
+    let fake = FakeAnthropic::start(answer).await;
+    let broken = valor_claude::sandbox::SandboxState::Unavailable {
+        reason: "bwrap: No permissions to create new namespace".to_owned(),
+        required: true,
+    };
+    let h = Harness::with_sandbox(real_claude(), &fake.url, |_| {}, broken);
+    let events = h.run(h.request(42, "say hello")).await;
+    let error = failed(&events);
+    assert!(
+        error.detail.contains("sandbox is required"),
+        "{}",
+        error.detail
+    );
+    assert!(fake.requests().is_empty(), "no model call");
+    let (status, figures) = h.driver.metrics().health();
+    assert_eq!(status, valor_monitor::Status::Unhealthy);
+    assert_eq!(figures["sandbox"], "unavailable");
+    // Under `auto` the same is a degraded, unsandboxed turn.
+    let degraded = valor_claude::sandbox::SandboxState::Unavailable {
+        reason: "no bwrap".to_owned(),
+        required: false,
+    };
+    let h = Harness::with_sandbox(real_claude(), &fake.url, |_| {}, degraded);
+    finished(&h.run(h.request(43, "say hello")).await);
+    assert_eq!(
+        h.driver.metrics().health().0,
+        valor_monitor::Status::Degraded
     );
 }

@@ -66,10 +66,14 @@ async fn later_turns_reuse_the_chats_process() {
 
 /// Waits until the CLI has written a session transcript (it does so within ~50 ms of a result).
 async fn transcript_written(h: &Harness, session: &str) {
-    let projects = h.dir.path().join("home/.claude/projects");
+    // Each sandboxed chat has its own HOME below homes/.
+    let projects = h.dir.path().join("homes/*/.claude/projects");
     for _ in 0..200 {
-        let found = std::fs::read_dir(&projects)
+        let found = std::fs::read_dir(h.dir.path().join("homes"))
             .into_iter()
+            .flatten()
+            .flatten()
+            .flat_map(|home| std::fs::read_dir(home.path().join(".claude/projects")))
             .flatten()
             .flatten()
             .any(|dir| dir.path().join(format!("{session}.jsonl")).is_file());

@@ -102,6 +102,7 @@ impl Store {
     pub fn settle_proposal(
         &self,
         id: u64,
+        chat_id: i64,
         accept: bool,
         now_ms: u64,
     ) -> Result<Option<(ProposalState, Proposal)>, StoreError> {
@@ -110,6 +111,10 @@ impl Store {
             return Ok(None);
         };
         let mut proposal: Proposal = decode("proposal", &bytes)?;
+        // Only the chat it was asked in settles it: another chat sees no such question.
+        if proposal.chat_id != chat_id {
+            return Ok(None);
+        }
         let before = proposal.state;
         if before == ProposalState::Pending {
             proposal.state = if now_ms > proposal.expires_ms {
@@ -125,7 +130,7 @@ impl Store {
                 .compare_and_swap(key, Some(bytes), Some(encode(&proposal)))?
                 .is_err()
             {
-                return self.settle_proposal(id, accept, now_ms);
+                return self.settle_proposal(id, chat_id, accept, now_ms);
             }
             self.flush()?;
         }

@@ -7,8 +7,10 @@
 //! - [`monitor`]: samples on an interval and keeps a bounded history.
 //! - [`metrics`]: a registry rendered in the Prometheus text format; other parts add to it.
 //! - [`server`]: `/health`, `/metrics` and `/ready` over axum.
+//! - [`auth`]: bearer tokens compared in constant time, checked before a body is read.
 
 pub mod alerts;
+pub mod auth;
 pub mod children;
 mod error;
 pub mod metrics;

@@ -5,12 +5,13 @@
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query as QueryParams, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use valor_memory::{MemoryCounts, MemoryKind, MemoryRecord};
+use valor_monitor::auth::{BearerGate, require_bearer};
 
 use crate::catalogue::Filter;
 use crate::search::Query;
@@ -23,7 +24,6 @@ const MAX_IMPORT_BYTES: usize = 512 * 1024 * 1024;
 #[derive(Clone)]
 struct ApiState {
     memory: Memory,
-    token: String,
 }
 
 /// The routes, under `/memory`.
@@ -38,7 +38,15 @@ pub fn router(memory: Memory, token: String) -> Router {
         .route("/memory/export", get(export))
         .route("/memory/import", post(import))
         .layer(DefaultBodyLimit::max(MAX_IMPORT_BYTES))
-        .with_state(ApiState { memory, token })
+        // Checked before any handler reads a body: a stranger's upload is never read.
+        .route_layer(axum::middleware::from_fn_with_state(
+            BearerGate::new(
+                &token,
+                "missing or wrong token (it is in the file <store>.api-token)",
+            ),
+            require_bearer,
+        ))
+        .with_state(ApiState { memory })
 }
 
 /// Search parameters as a query string.
@@ -120,29 +128,6 @@ fn error(status: StatusCode, message: impl Into<String>) -> ApiError {
     ApiError(status, message.into())
 }
 
-fn authorised(state: &ApiState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    // Compared in full whatever the first difference, so timing tells nothing.
-    let matches = given.is_some_and(|g| {
-        g.len() == state.token.len()
-            && g.bytes()
-                .zip(state.token.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0
-    });
-    if matches {
-        Ok(())
-    } else {
-        Err(error(
-            StatusCode::UNAUTHORIZED,
-            "missing or wrong token (it is in the file <store>.api-token)",
-        ))
-    }
-}
-
 /// Runs blocking store work off the async threads.
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
@@ -154,12 +139,8 @@ async fn blocking<T: Send + 'static>(
 
 async fn search(
     State(state): State<ApiState>,
-    headers: HeaderMap,
     QueryParams(params): QueryParams<SearchParams>,
 ) -> Response {
-    if let Err(denied) = authorised(&state, &headers) {
-        return denied.into_response();
-    }
     let query = match params.to_query() {
         Ok(query) => query,
         Err(reason) => return error(StatusCode::BAD_REQUEST, reason).into_response(),
@@ -177,18 +158,12 @@ async fn search(
     }
 }
 
-async fn stats(State(state): State<ApiState>, headers: HeaderMap) -> Response {
-    if let Err(denied) = authorised(&state, &headers) {
-        return denied.into_response();
-    }
+async fn stats(State(state): State<ApiState>) -> Response {
     axum::Json(MemoryStats::of(&state.memory)).into_response()
 }
 
 /// Every learning record, retired ones too (for `valor learnings`).
-async fn learnings(State(state): State<ApiState>, headers: HeaderMap) -> Response {
-    if let Err(denied) = authorised(&state, &headers) {
-        return denied.into_response();
-    }
+async fn learnings(State(state): State<ApiState>) -> Response {
     let memory = state.memory.clone();
     match blocking(move || {
         (memory.store().all_learnings())
@@ -201,10 +176,7 @@ async fn learnings(State(state): State<ApiState>, headers: HeaderMap) -> Respons
     }
 }
 
-async fn item(State(state): State<ApiState>, headers: HeaderMap, Path(id): Path<u64>) -> Response {
-    if let Err(denied) = authorised(&state, &headers) {
-        return denied.into_response();
-    }
+async fn item(State(state): State<ApiState>, Path(id): Path<u64>) -> Response {
     match state.memory.store().document(id) {
         Ok(Some(document)) => axum::Json(document).into_response(),
         Ok(None) => error(
@@ -218,12 +190,8 @@ async fn item(State(state): State<ApiState>, headers: HeaderMap, Path(id): Path<
 
 async fn save(
     State(state): State<ApiState>,
-    headers: HeaderMap,
     axum::Json(record): axum::Json<MemoryRecord>,
 ) -> Response {
-    if let Err(denied) = authorised(&state, &headers) {
-        return denied.into_response();
-    }
     if let Err(invalid) = record.validate() {
         return error(StatusCode::UNPROCESSABLE_ENTITY, invalid.to_string()).into_response();
     }
@@ -240,10 +208,7 @@ async fn save(
     }
 }
 
-async fn reindex(State(state): State<ApiState>, headers: HeaderMap) -> Response {
-    if let Err(denied) = authorised(&state, &headers) {
-        return denied.into_response();
-    }
+async fn reindex(State(state): State<ApiState>) -> Response {
     state.memory.request_reindex();
     (
         StatusCode::ACCEPTED,
@@ -252,10 +217,7 @@ async fn reindex(State(state): State<ApiState>, headers: HeaderMap) -> Response 
         .into_response()
 }
 
-async fn export(State(state): State<ApiState>, headers: HeaderMap) -> Response {
-    if let Err(denied) = authorised(&state, &headers) {
-        return denied.into_response();
-    }
+async fn export(State(state): State<ApiState>) -> Response {
     let store = state.memory.store().clone();
     match blocking(move || {
         let mut out = Vec::new();
@@ -270,10 +232,7 @@ async fn export(State(state): State<ApiState>, headers: HeaderMap) -> Response {
     }
 }
 
-async fn import(State(state): State<ApiState>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(denied) = authorised(&state, &headers) {
-        return denied.into_response();
-    }
+async fn import(State(state): State<ApiState>, body: Bytes) -> Response {
     let store = state.memory.store().clone();
     match blocking(move || {
         transfer::import(&store, &mut body.as_ref()).map_err(|e| match e {

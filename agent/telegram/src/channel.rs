@@ -332,8 +332,10 @@ impl TelegramChannel {
                 let channel = channel.clone();
                 let secret = secret.clone();
                 async move {
-                    let given = headers.get(SECRET_HEADER).and_then(|v| v.to_str().ok());
-                    if given != Some(secret.as_str()) {
+                    use subtle::ConstantTimeEq as _;
+                    let given = headers.get(SECRET_HEADER).map(|v| v.as_bytes());
+                    let matches = given.is_some_and(|g| bool::from(g.ct_eq(secret.as_bytes())));
+                    if !matches {
                         return axum::http::StatusCode::UNAUTHORIZED;
                     }
                     let Ok(update) = serde_json::from_slice::<Update>(&body) else {

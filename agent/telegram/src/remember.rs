@@ -102,7 +102,23 @@ pub async fn answer(
     id: u64,
     yes: bool,
 ) {
-    let (reply, edit) = match store.settle_proposal(id, yes, now_ms()) {
+    let owner = store.proposal(id).ok().flatten().map(|p| p.chat_id);
+    if owner.is_some_and(|owner| owner != chat.0) {
+        tracing::warn!(
+            chat_id = chat.0,
+            proposal = id,
+            "a button press for another chat's question; ignored"
+        );
+        if let Err(e) = bot
+            .answer_callback_query(query)
+            .text("This question is not yours.")
+            .await
+        {
+            tracing::warn!(chat_id = chat.0, error = %e, "cannot answer a button press");
+        }
+        return;
+    }
+    let (reply, edit) = match store.settle_proposal(id, chat.0, yes, now_ms()) {
         Ok(Some((ProposalState::Pending, proposal))) => match (proposal.state, learning) {
             (ProposalState::Accepted, Some(learning))
                 if proposal.kind == valor_memory::MemoryKind::Learning =>

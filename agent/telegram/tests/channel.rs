@@ -580,6 +580,64 @@ async fn a_proposed_memory_is_stored_only_after_a_yes_and_only_once() {
     w.stop().await;
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_press_forged_from_another_chat_settles_nothing() {
+    use valor_memory::MemoryKind;
+    const OTHER: i64 = 200;
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeTelegram::start().await;
+    let store = Store::open(&dir.path().join("store")).unwrap();
+    // OTHER is an allowed user too (the allow-list is per user, chats are tenants).
+    store.add_paired_user(OTHER).unwrap();
+    let w = start(fake, store, ScriptedBackend::echo()).await;
+    w.channel
+        .propose(proposal("Deploys go through CI only", 600_000))
+        .unwrap();
+    until(Duration::from_secs(30), || {
+        w.fake.messages(FRIEND).len() == 1
+    })
+    .await;
+    let (message, yes, _) = question(&w, "Deploys go through CI only");
+    // Chat OTHER presses a button carrying FRIEND's question (forged callback data).
+    let forged = w.fake.user_presses(OTHER, OTHER, message, &yes);
+    until(Duration::from_secs(30), || {
+        w.fake.unanswered_callbacks().is_empty()
+    })
+    .await;
+    assert_eq!(
+        w.fake.callback_answer(&forged).as_deref(),
+        Some("This question is not yours.")
+    );
+    assert!(
+        w.store
+            .memory_records(MemoryKind::Learning)
+            .unwrap()
+            .is_empty()
+    );
+    let id = valor_telegram::remember::parse(&yes).unwrap().0;
+    let state = w.store.proposal(id).unwrap().unwrap().state;
+    assert_eq!(
+        state,
+        valor_memory::ProposalState::Pending,
+        "still open for its own chat"
+    );
+    assert!(
+        w.fake.messages(OTHER).is_empty(),
+        "nothing sent or edited in the other chat"
+    );
+    assert!(
+        w.texts(FRIEND)[0].starts_with("Remember this?"),
+        "the question stands unedited"
+    );
+    // Its own chat still settles it.
+    w.fake.user_presses(FRIEND, FRIEND, message, &yes);
+    until(Duration::from_secs(30), || {
+        w.store.memory_records(MemoryKind::Learning).unwrap().len() == 1
+    })
+    .await;
+    w.stop().await;
+}
+
 /// A channel with learning on (the real learner, keyword-only: no model in the test).
 async fn learning_world(dir: &tempfile::TempDir) -> World {
     let path = dir.path().join("store");

@@ -77,6 +77,8 @@ struct StateInner {
     chats: BTreeMap<i64, Chat>,
     calls: Vec<Call>,
     callbacks: HashMap<String, bool>,
+    /// The text each answered callback showed the user.
+    callback_texts: HashMap<String, String>,
     actions: Vec<(i64, String, Instant)>,
     /// file_id -> (declared size, bytes)
     files: HashMap<String, (u64, Vec<u8>)>,
@@ -260,6 +262,17 @@ impl FakeTelegram {
     }
 
     /// Callback queries the bot never answered.
+    /// The text a button press was answered with.
+    pub fn callback_answer(&self, query_id: &str) -> Option<String> {
+        self.shared
+            .state
+            .lock()
+            .unwrap()
+            .callback_texts
+            .get(query_id)
+            .cloned()
+    }
+
     pub fn unanswered_callbacks(&self) -> Vec<String> {
         let state = self.shared.state.lock().unwrap();
         let mut ids: Vec<String> = state
@@ -467,6 +480,8 @@ fn handle(shared: &Shared, method: &str, params: &Value) -> Reply {
             match state.callbacks.get_mut(id) {
                 Some(answered) => {
                     *answered = true;
+                    let text = params["text"].as_str().unwrap_or_default().to_owned();
+                    state.callback_texts.insert(id.to_owned(), text);
                     Ok(json!(true))
                 }
                 None => bad(

@@ -41,13 +41,18 @@ impl Grants {
         token
     }
 
-    /// The scope a token binds.
+    /// The scope a token binds. Every grant is compared in constant time (no lookup whose
+    /// timing depends on how much of a guess was right).
     pub fn scope(&self, token: &str) -> Option<Scope> {
-        self.by_token
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(token)
-            .cloned()
+        use subtle::ConstantTimeEq as _;
+        let tokens = self.by_token.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut found = None;
+        for (granted, scope) in tokens.iter() {
+            if bool::from(granted.as_bytes().ct_eq(token.as_bytes())) {
+                found = Some(scope.clone());
+            }
+        }
+        found
     }
 }
 

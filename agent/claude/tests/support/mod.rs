@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use valor_claude::sandbox::{SandboxMode, SandboxState};
 use valor_claude::{ClaudeDriver, DriverSetup};
 use valor_config::ClaudeConfig;
 use valor_core::{Backend, TurnEvent, TurnRequest};
@@ -71,9 +72,20 @@ pub struct Harness {
     pub metrics: MetricsRegistry,
 }
 
+/// A working sandbox: the tests run Claude as Valor does (scripts/setup installs bubblewrap).
+pub fn sandbox() -> SandboxState {
+    let state = SandboxState::probe(SandboxMode::Required, None);
+    assert!(
+        matches!(state, SandboxState::Active(_)),
+        "bubblewrap does not work here ({state:?}): run scripts/setup"
+    );
+    state
+}
+
 pub fn config(dir: &Path) -> ClaudeConfig {
     ClaudeConfig {
         workspaces_dir: dir.join("workspaces"),
+        homes_dir: dir.join("homes"),
         keep_warm_secs: 0,
         total_timeout_secs: 60,
         idle_timeout_secs: 30,
@@ -86,6 +98,24 @@ pub fn config(dir: &Path) -> ClaudeConfig {
 impl Harness {
     /// A driver running `binary` against `api_url` (the fake), with `tweak` applied to config.
     pub fn new(binary: PathBuf, api_url: &str, tweak: impl FnOnce(&mut ClaudeConfig)) -> Harness {
+        Harness::with_sandbox(binary, api_url, tweak, sandbox())
+    }
+
+    /// The same, unsandboxed.
+    pub fn unsandboxed(
+        binary: PathBuf,
+        api_url: &str,
+        tweak: impl FnOnce(&mut ClaudeConfig),
+    ) -> Harness {
+        Harness::with_sandbox(binary, api_url, tweak, SandboxState::Off)
+    }
+
+    pub fn with_sandbox(
+        binary: PathBuf,
+        api_url: &str,
+        tweak: impl FnOnce(&mut ClaudeConfig),
+        sandbox: SandboxState,
+    ) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let mut config = config(dir.path());
         tweak(&mut config);
@@ -115,6 +145,7 @@ impl Harness {
             persona: Some("You are a test persona.".to_owned()),
             parent_env,
             runtime_dir: dir.path().join("run"),
+            sandbox,
             store: store.clone(),
             children: children.clone(),
             metrics: metrics.clone(),
@@ -167,22 +198,5 @@ pub fn failed(events: &[TurnEvent]) -> &valor_core::TurnError {
 
 /// Pids of processes in process group `pgid` (zombies excluded).
 pub fn group_members(pgid: u32) -> Vec<u32> {
-    let mut members = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let Some(close) = stat.rfind(')') else {
-            continue;
-        };
-        let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
-        // fields[0] is the state, fields[2] the process group.
-        if fields.get(2) == Some(&pgid.to_string().as_str()) && fields[0] != "Z" {
-            members.push(pid);
-        }
-    }
-    members
+    valor_claude::process::group_members(pgid)
 }
