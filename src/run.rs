@@ -74,7 +74,7 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
         tracing::warn!(error = %e, "cannot record the memory API address");
     }
     let ready = Arc::new(AtomicBool::new(false));
-    let state = HealthState {
+    let mut state = HealthState {
         monitor: Arc::clone(&monitor),
         metrics,
         ready: Arc::clone(&ready),
@@ -91,6 +91,9 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(agent.memory.clone().run_worker(shutdown.clone()));
     let channel = telegram(&config, &loaded_secrets, &agent, &monitor, &state.metrics)?;
+    if let Some(channel) = &channel {
+        state.components.push(channel.health_component());
+    }
     // The resource tick, the reaper, the daydream and the cleanup run as scheduled jobs.
     let report_sender = channel.clone().map(crate::daydream::channel_sender);
     let mut scheduler =
@@ -245,6 +248,7 @@ fn telegram(
             on_refusal: Some(Arc::new(move || refusals.inc())),
             learning: crate::learning::learner(config, &agent.memory)
                 .map(|learner| Arc::new(learner) as Arc<dyn valor_telegram::remember::Learning>),
+            max_pending: t.max_pending,
         })?;
     tracing::info!(api = %t.api_url, allowed = t.allowed_users.len() + paired.len(), "Telegram is on");
     Ok(Some(channel))

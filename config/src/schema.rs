@@ -391,6 +391,8 @@ pub struct TelegramConfig {
     /// Where Valor listens for the webhook's posts (the proxy forwards to it).
     #[serde(deserialize_with = "socket_addr")]
     pub webhook_bind: SocketAddr,
+    /// Messages of one chat waiting at most; more are answered "too many waiting" and dropped.
+    pub max_pending: usize,
 }
 
 impl Default for TelegramConfig {
@@ -402,6 +404,7 @@ impl Default for TelegramConfig {
             drafts: true,
             webhook_url: String::new(),
             webhook_bind: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            max_pending: 20,
         }
     }
 }

@@ -423,6 +423,14 @@ fn telegram(t: &TelegramConfig, problems: &mut Problems) {
         50,
         "seconds",
     );
+    in_range(
+        problems,
+        "telegram.max_pending",
+        t.max_pending as u64,
+        1,
+        1000,
+        "messages",
+    );
 }
 
 /// Missed-run policies the scheduler knows.

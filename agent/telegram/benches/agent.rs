@@ -84,6 +84,7 @@ async fn many_chats(chats: i64) {
         webhook: None,
         on_refusal: None,
         learning: None,
+        max_pending: 20,
     })
     .unwrap();
     let before = rss_mib();

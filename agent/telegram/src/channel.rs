@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use valor_core::engine::{Author, Engine, Incoming};
 use valor_memory::{InboxEntry, Store};
 
+use crate::health::PollHealth;
 use crate::pacer::{ChatKind, ChatPacer, PacerConfig};
 use crate::pairing::Pairing;
 use crate::remember::Learning;
@@ -67,7 +68,16 @@ pub struct ChannelSetup {
     /// Learning from conversations: the watcher beside each turn, "Remember this?" for
     /// learnings, `/learnings`, `/forget`, `/remember`. Without it those commands say so.
     pub learning: Option<Arc<dyn Learning>>,
+    /// Messages of one chat waiting at most (`[telegram] max_pending`).
+    pub max_pending: usize,
 }
+
+/// A chat worker with nothing to do this long ends (with its pacer); the next message makes
+/// a new one.
+const IDLE_WORKER: Duration = Duration::from_secs(600);
+
+/// Tries at taking in one update (storing it) before it is set aside.
+const TAKE_TRIES: u32 = 3;
 
 /// Webhook mode: Telegram posts updates to `url`, a proxy forwards them to `bind`.
 #[derive(Debug, Clone)]
@@ -107,6 +117,25 @@ struct Inner {
     last_update: std::sync::atomic::AtomicI64,
     /// Wrong pairing codes per user: (count, first try).
     pair_attempts: Mutex<HashMap<i64, (usize, Instant)>>,
+    max_pending: usize,
+    /// The `telegram` component of /health.
+    poll_health: Arc<PollHealth>,
+}
+
+/// Strangers remembered at most (refusals, pairing attempts): entries older than the hour they
+/// matter for are dropped once there are more.
+const STRANGERS_KEPT: usize = 10_000;
+
+/// Drops entries older than [`REFUSAL_EVERY`] once the map holds [`STRANGERS_KEPT`], so a flood
+/// of strangers cannot grow it without bound.
+fn forget_older<V>(map: &mut HashMap<i64, V>, now: Instant, at: impl Fn(&V) -> Instant) {
+    if map.len() >= STRANGERS_KEPT {
+        map.retain(|_, v| now.duration_since(at(v)) < REFUSAL_EVERY);
+    }
+    if map.len() >= STRANGERS_KEPT {
+        // Still full of fresh entries: start over rather than grow.
+        map.clear();
+    }
 }
 
 #[derive(Clone)]
@@ -151,6 +180,7 @@ impl TelegramChannel {
     pub fn new(setup: ChannelSetup) -> Result<TelegramChannel, ChannelError> {
         let mut allowed: HashSet<i64> = setup.allowed_users.into_iter().collect();
         allowed.extend(setup.store.paired_users()?);
+        let poll_health = Arc::new(PollHealth::new(setup.webhook.is_some()));
         Ok(TelegramChannel {
             inner: Arc::new(Inner {
                 bot: setup.bot,
@@ -172,8 +202,24 @@ impl TelegramChannel {
                 learning: setup.learning,
                 last_update: std::sync::atomic::AtomicI64::new(0),
                 pair_attempts: Mutex::new(HashMap::new()),
+                max_pending: setup.max_pending.max(1),
+                poll_health,
             }),
         })
+    }
+
+    /// Chats with a worker (and pacer) right now.
+    pub fn chat_workers(&self) -> usize {
+        self.inner
+            .chats
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    /// The `telegram` component of /health and /ready.
+    pub fn health_component(&self) -> Arc<PollHealth> {
+        Arc::clone(&self.inner.poll_health)
     }
 
     /// Sends a tool's picture to its chat, in the background, paced with the chat's other
@@ -222,9 +268,20 @@ impl TelegramChannel {
     /// accepted but not answered.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), ChannelError> {
         for entry in self.inner.store.inbox()? {
+            if !self.is_allowed(entry.user_id) {
+                // Access taken back (`valor pair --revoke`) while it waited: not answered.
+                tracing::warn!(
+                    chat_id = entry.chat_id,
+                    user_id = entry.user_id,
+                    update = entry.update_id,
+                    "a waiting message of a user no longer allowed; dropped"
+                );
+                self.inner.store.finish_update(entry.update_id)?;
+                continue;
+            }
             tracing::info!(
                 update = entry.update_id,
-                chat = entry.chat_id,
+                chat_id = entry.chat_id,
                 "answering a message accepted before the restart"
             );
             self.enqueue(entry);
@@ -262,6 +319,35 @@ impl TelegramChannel {
         Ok(())
     }
 
+    /// Takes in one update, retrying a failure (a store error) with back-off; after
+    /// [`TAKE_TRIES`] it is set aside (skipped, counted, logged) so the loop goes on. False
+    /// when it was set aside.
+    async fn take_or_set_aside(&self, update: Update, shutdown: &CancellationToken) -> bool {
+        let id = i64::from(update.id.0);
+        let mut wait = Duration::from_millis(500);
+        for attempt in 1..=TAKE_TRIES {
+            match self.take(update.clone()).await {
+                Ok(()) => return true,
+                Err(e) => {
+                    self.inner.poll_health.failed(&e.to_string());
+                    tracing::error!(update = id, attempt, error = %e, "cannot take in an update");
+                }
+            }
+            if attempt < TAKE_TRIES {
+                tokio::select! {
+                    () = shutdown.cancelled() => return false,
+                    () = tokio::time::sleep(wait) => {}
+                }
+                wait *= 2;
+            }
+        }
+        tracing::error!(update = id, "an update could not be taken in; set aside");
+        self.inner.poll_health.set_aside();
+        // Not asked for again: the next poll starts after it.
+        self.inner.last_update.fetch_max(id, Ordering::AcqRel);
+        false
+    }
+
     async fn poll(&self, shutdown: &CancellationToken) -> Result<(), ChannelError> {
         let mut backoff = Duration::from_secs(1);
         loop {
@@ -280,14 +366,19 @@ impl TelegramChannel {
             match updates {
                 Ok(updates) => {
                     backoff = Duration::from_secs(1);
+                    let mut all_taken = true;
                     for update in updates {
-                        self.take(update).await?;
+                        all_taken &= self.take_or_set_aside(update, shutdown).await;
+                    }
+                    if all_taken {
+                        self.inner.poll_health.ok();
                     }
                 }
                 Err(RequestError::RetryAfter(secs)) => {
                     tokio::time::sleep(secs.duration()).await;
                 }
                 Err(e) => {
+                    self.inner.poll_health.failed(&e.to_string());
                     tracing::warn!(error = %e, retry_in_secs = backoff.as_secs(), "polling Telegram failed");
                     tokio::select! {
                         () = shutdown.cancelled() => return Ok(()),
@@ -342,9 +433,13 @@ impl TelegramChannel {
                         return axum::http::StatusCode::BAD_REQUEST;
                     };
                     match channel.take(update).await {
-                        Ok(()) => axum::http::StatusCode::OK,
+                        Ok(()) => {
+                            channel.inner.poll_health.ok();
+                            axum::http::StatusCode::OK
+                        }
                         // Telegram posts the update again later.
                         Err(e) => {
+                            channel.inner.poll_health.failed(&e.to_string());
                             tracing::error!(error = %e, "cannot take in a webhook update");
                             axum::http::StatusCode::INTERNAL_SERVER_ERROR
                         }
@@ -470,6 +565,18 @@ impl TelegramChannel {
                         }
                     }
                     _ if text.is_empty() => {}
+                    _ if self.waiting(chat.0) >= self.inner.max_pending => {
+                        tracing::warn!(
+                            chat_id = chat.0,
+                            max_pending = self.inner.max_pending,
+                            "too many messages waiting; refused"
+                        );
+                        self.reply(
+                            chat,
+                            private,
+                            "Too many messages are waiting in this chat; try again when I have answered them.",
+                        );
+                    }
                     _ => {
                         let entry = InboxEntry {
                             update_id: id,
@@ -593,6 +700,7 @@ impl TelegramChannel {
                 .pair_attempts
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
+            forget_older(&mut attempts, now, |(_, first)| *first);
             let entry = attempts.entry(user_id).or_insert((0, now));
             if now.duration_since(entry.1) >= REFUSAL_EVERY {
                 *entry = (0, now);
@@ -627,9 +735,8 @@ impl TelegramChannel {
             if let Some(entry) = attempts.get_mut(&user_id) {
                 entry.0 += 1;
             }
-            self.reply(
+            self.reply_stranger(
                 chat,
-                private,
                 "That code is not valid. Codes work once and last 10 minutes: ask the operator for a new one.",
             );
         }
@@ -650,6 +757,7 @@ impl TelegramChannel {
         {
             return;
         }
+        forget_older(&mut refused, now, |at| *at);
         refused.insert(user_id, now);
         drop(refused);
         self.inner.refusals.fetch_add(1, Ordering::Relaxed);
@@ -657,9 +765,9 @@ impl TelegramChannel {
             count();
         }
         tracing::info!(user_id, "refused a user who is not on the allow-list");
-        self.reply(
+        let _ = private;
+        self.reply_stranger(
             chat,
-            private,
             &format!(
                 "Sorry, I only talk to people I know. Ask my operator to add your Telegram id \
                  {user_id} to the allow-list."
@@ -697,26 +805,67 @@ impl TelegramChannel {
         });
     }
 
+    /// Answers someone who is not allowed: no chat worker or pacer is made for them (strangers
+    /// could make any number); these answers are already limited to one an hour per user.
+    fn reply_stranger(&self, chat: ChatId, text: &str) {
+        let bot = self.inner.bot.clone();
+        let text = text.to_owned();
+        tokio::spawn(async move {
+            if let Err(e) = bot.send_message(chat, text).await {
+                tracing::warn!(chat_id = chat.0, error = %e, "cannot answer a stranger");
+            }
+        });
+    }
+
     /// Sends a short text through the chat's pacer, without waiting for it here.
     fn reply(&self, chat: ChatId, private: bool, text: &str) {
         let pacer = self.worker(chat.0, private).pacer;
         let bot = self.inner.bot.clone();
         let text = text.to_owned();
         tokio::spawn(async move {
-            pacer.acquire(true).await;
-            if let Err(e) = bot.send_message(chat, text).await {
-                tracing::warn!(chat = chat.0, error = %e, "cannot send a reply");
+            // A flood wait (the chat's last message may have gone out unpaced, to a stranger
+            // who just paired) is waited out, like every other send.
+            for _ in 0..3 {
+                pacer.acquire(true).await;
+                match bot.send_message(chat, text.clone()).await {
+                    Ok(_) => break,
+                    Err(RequestError::RetryAfter(wait)) => pacer.flood_wait(wait.duration()),
+                    Err(e) => {
+                        tracing::warn!(chat_id = chat.0, error = %e, "cannot send a reply");
+                        break;
+                    }
+                }
             }
         });
     }
 
+    /// Messages of the chat running or waiting (0 when it has no worker).
+    fn waiting(&self, chat_id: i64) -> usize {
+        self.inner
+            .chats
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&chat_id)
+            .map_or(0, |w| w.pending.load(Ordering::Acquire))
+    }
+
     fn worker(&self, chat_id: i64, private: bool) -> ChatWorker {
+        self.worker_counting(chat_id, private, false)
+    }
+
+    /// The chat's worker, made when missing; with `count`, one more message is counted as
+    /// pending under the same lock an idle worker takes to end, so none is sent to a worker
+    /// that is ending.
+    fn worker_counting(&self, chat_id: i64, private: bool, count: bool) -> ChatWorker {
         let mut chats = self
             .inner
             .chats
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         if let Some(worker) = chats.get(&chat_id) {
+            if count {
+                worker.pending.fetch_add(1, Ordering::AcqRel);
+            }
             return worker.clone();
         }
         let (tx, rx) = mpsc::unbounded_channel();
@@ -732,14 +881,17 @@ impl TelegramChannel {
             fresh_next: Arc::new(AtomicBool::new(false)),
             pacer: ChatPacer::new(kind, self.inner.pacer),
         };
+        if count {
+            worker.pending.fetch_add(1, Ordering::AcqRel);
+        }
         chats.insert(chat_id, worker.clone());
         tokio::spawn(self.clone().work(ChatId(chat_id), worker.clone(), rx));
         worker
     }
 
     fn enqueue(&self, entry: InboxEntry) {
-        let worker = self.worker(entry.chat_id, entry.private);
-        let ahead = worker.pending.fetch_add(1, Ordering::AcqRel);
+        let worker = self.worker_counting(entry.chat_id, entry.private, true);
+        let ahead = worker.pending.load(Ordering::Acquire).saturating_sub(1);
         if ahead > 0 {
             let noun = if ahead == 1 { "message" } else { "messages" };
             self.reply(
@@ -780,6 +932,36 @@ impl TelegramChannel {
         });
     }
 
+    /// The chat's next message; `None` once the worker has been idle for [`IDLE_WORKER`] (it
+    /// leaves the map, with its pacer) or the channel is gone.
+    async fn next_entry(
+        &self,
+        chat: ChatId,
+        worker: &ChatWorker,
+        rx: &mut mpsc::UnboundedReceiver<InboxEntry>,
+    ) -> Option<InboxEntry> {
+        loop {
+            match tokio::time::timeout(IDLE_WORKER, rx.recv()).await {
+                Ok(entry) => return entry,
+                Err(_) => {
+                    let mut chats = self
+                        .inner
+                        .chats
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner);
+                    let idle = worker.pending.load(Ordering::Acquire) == 0
+                        && !worker.fresh_next.load(Ordering::Acquire)
+                        && rx.is_empty();
+                    if idle {
+                        chats.remove(&chat.0);
+                        tracing::debug!(chat_id = chat.0, "idle chat worker ended");
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
     /// Runs one chat's turns in order.
     async fn work(
         self,
@@ -787,7 +969,7 @@ impl TelegramChannel {
         worker: ChatWorker,
         mut rx: mpsc::UnboundedReceiver<InboxEntry>,
     ) {
-        while let Some(entry) = rx.recv().await {
+        while let Some(entry) = self.next_entry(chat, &worker, &mut rx).await {
             let cancel = CancellationToken::new();
             *worker
                 .running

@@ -3,6 +3,7 @@
 //! - [`channel`]: long polling, access, per-chat order, commands, restart safety.
 //! - [`format`]: Markdown to Telegram HTML, escaped; splitting at 4096 characters on paragraph
 //!   and code-fence boundaries; the plain-text fallback.
+//! - [`health`]: the `telegram` component of `/health`: last good poll, failing for how long.
 //! - [`photos`]: pictures the tools make, sent to their chat through its pacer.
 //! - [`remember`]: "Remember this?" with [Remember] [Not now]; nothing stored unasked.
 //! - [`pairing`]: one-time codes from `valor pair` that let a user join the allow-list.
@@ -13,6 +14,7 @@
 
 pub mod channel;
 pub mod format;
+pub mod health;
 pub mod pacer;
 pub mod pairing;
 pub mod photos;

@@ -61,6 +61,7 @@ async fn start_with(
         webhook,
         on_refusal: None,
         learning: learner.map(|l| Arc::new(l) as Arc<dyn valor_telegram::remember::Learning>),
+        max_pending: 20,
     })
     .unwrap();
     let shutdown = CancellationToken::new();
@@ -166,6 +167,114 @@ async fn a_stranger_gets_one_refusal_and_nothing_else_happens() {
         "nothing stored"
     );
     assert_eq!(w.channel.refusals(), 1);
+    assert_eq!(
+        w.channel.chat_workers(),
+        0,
+        "a stranger gets no chat worker"
+    );
+    w.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn polling_survives_store_failures_and_sets_aside_what_keeps_failing() {
+    use valor_monitor::HealthComponent as _;
+    let dir = tempfile::tempdir().unwrap();
+    let w = world(&dir, ScriptedBackend::echo()).await;
+    // Two failures: the update is retried with back-off and taken in on the third try.
+    w.store.fail_next_inbox_writes(2);
+    w.fake.user_says(FRIEND, FRIEND, "first");
+    until(Duration::from_secs(30), || {
+        w.texts(FRIEND) == ["You said: first"]
+    })
+    .await;
+    // A disk that keeps failing: the update is set aside, the loop goes on with the next one.
+    w.store.fail_next_inbox_writes(3);
+    w.fake.user_says(FRIEND, FRIEND, "lost to a broken disk");
+    w.fake.user_says(FRIEND, FRIEND, "second");
+    until(Duration::from_secs(60), || {
+        w.texts(FRIEND)
+            .last()
+            .is_some_and(|t| t == "You said: second")
+    })
+    .await;
+    let (status, figures) = w.channel.health_component().check();
+    assert_eq!(figures["updates_set_aside"], 1, "{figures:?}");
+    assert_eq!(
+        status,
+        valor_monitor::Status::Ok,
+        "it recovered: {figures:?}"
+    );
+    assert!(!w.task.is_finished(), "the polling loop is still running");
+    w.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_chat_with_too_many_waiting_messages_is_told_to_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let slow = ScriptedBackend::new(|_| Scripted::Text {
+        text: "done".to_owned(),
+        pieces: 1,
+        every: Duration::from_secs(600),
+    });
+    let w = world(&dir, slow).await;
+    for i in 0..25 {
+        w.fake.user_says(FRIEND, FRIEND, &format!("message {i}"));
+    }
+    until(Duration::from_secs(60), || {
+        w.store.telegram_last_update().unwrap() == 25
+    })
+    .await;
+    let inbox = w.store.inbox().unwrap();
+    assert_eq!(inbox.len(), 20, "only max_pending are kept as turns");
+    until(Duration::from_secs(60), || {
+        w.texts(FRIEND)
+            .iter()
+            .filter(|t| t.starts_with("Too many messages are waiting"))
+            .count()
+            == 5
+    })
+    .await;
+    w.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unreadable_inbox_entry_is_set_aside_and_the_rest_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("store")).unwrap();
+    store.put_raw_inbox_entry(1, b"\xff not an entry").unwrap();
+    store
+        .accept_update(&InboxEntry {
+            update_id: 2,
+            chat_id: FRIEND,
+            user_id: FRIEND,
+            username: None,
+            text: "still here".to_owned(),
+            private: true,
+        })
+        .unwrap();
+    // A message of a user whose access was taken back while it waited is not answered.
+    store
+        .accept_update(&InboxEntry {
+            update_id: 3,
+            chat_id: 300,
+            user_id: 300,
+            username: None,
+            text: "revoked".to_owned(),
+            private: true,
+        })
+        .unwrap();
+    let w = start(FakeTelegram::start().await, store, ScriptedBackend::echo()).await;
+    until(Duration::from_secs(30), || {
+        w.texts(FRIEND) == ["You said: still here"]
+    })
+    .await;
+    until(Duration::from_secs(30), || {
+        w.store.inbox().unwrap().is_empty()
+    })
+    .await;
+    assert_eq!(w.store.inbox_set_aside(), 1);
+    assert!(w.texts(300).is_empty());
+    assert!(!w.task.is_finished());
     w.stop().await;
 }
 
