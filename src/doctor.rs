@@ -89,6 +89,7 @@ pub async fn run_checks(source: ConfigSource) -> Vec<Check> {
     if let Some(loaded) = &loaded {
         checks.push(health_port(loaded).await);
         checks.push(claude(loaded).await);
+        checks.push(sandbox(loaded));
         checks.push(store(loaded));
         checks.push(embedding_model(loaded));
         checks.push(browser(loaded));
@@ -110,6 +111,45 @@ async fn claude(loaded: &Loaded) -> Check {
     };
     Check {
         name: "claude",
+        outcome,
+    }
+}
+
+/// Whether each chat's Claude can run in its own bubblewrap sandbox.
+fn sandbox(loaded: &Loaded) -> Check {
+    use valor_claude::sandbox::{SandboxMode, SandboxState};
+    let mode = loaded.config.claude.sandbox.as_str();
+    let state = SandboxState::probe(SandboxMode::parse(mode), None);
+    let fix = "install the Debian package bubblewrap (scripts/setup does), and allow user \
+               namespaces (sysctl kernel.unprivileged_userns_clone=1) when not running as root"
+        .to_owned();
+    let outcome = match state {
+        SandboxState::Active(_) => {
+            Outcome::Pass("bubblewrap works: each chat's Claude runs in its own sandbox".to_owned())
+        }
+        SandboxState::Off => Outcome::Warn {
+            found: "off ([claude] sandbox = \"off\"): every chat's Claude can read the others' \
+                    files"
+                .to_owned(),
+            fix: "set [claude] sandbox = \"auto\"".to_owned(),
+        },
+        SandboxState::Unavailable {
+            reason,
+            required: false,
+        } => Outcome::Warn {
+            found: format!("unavailable, turns run unsandboxed (degraded): {reason}"),
+            fix,
+        },
+        SandboxState::Unavailable {
+            reason,
+            required: true,
+        } => Outcome::Fail {
+            found: format!("required but unavailable, no turn will run: {reason}"),
+            fix,
+        },
+    };
+    Check {
+        name: "sandbox",
         outcome,
     }
 }

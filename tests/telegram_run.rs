@@ -101,7 +101,41 @@ fn valor_run_answers_a_friend_in_telegram_through_the_real_cli() {
         !logs.contains(&telegram.token),
         "the bot token leaked into the logs"
     );
+    assert!(
+        !logs.contains("unsandboxed"),
+        "bubblewrap works here: {logs}"
+    );
+    assert_everything_private(&dir.path().join(".local/share/valor"));
     drop(runtime);
+}
+
+/// Every folder and file Valor made below `root` is its user's alone (what Claude Code writes
+/// inside a chat's own HOME is behind that HOME's 0700).
+fn assert_everything_private(root: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut checked = 0;
+    let mut stack = vec![root.to_owned()];
+    while let Some(path) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        if meta.file_type().is_symlink() {
+            continue;
+        }
+        let mode = meta.permissions().mode() & 0o777;
+        assert_eq!(mode & 0o077, 0, "{} is {mode:o}", path.display());
+        checked += 1;
+        let inside_a_home = path.parent().and_then(|p| p.file_name()) == Some("homes".as_ref());
+        if meta.is_dir() && !inside_a_home {
+            stack.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        }
+    }
+    for expected in ["store", "workspaces/chat_100", "homes/chat_100"] {
+        assert!(
+            root.join(expected).exists(),
+            "{expected} missing below {}",
+            root.display()
+        );
+    }
+    assert!(checked > 10, "only {checked} paths checked");
 }
 
 use valor_fakes::telegram::TINY_PNG as PNG;

@@ -22,6 +22,11 @@ pub enum InvalidMemory {
     TooLong { len: usize },
     #[error("messages are stored through the conversation, not saved as memories")]
     MessageKind,
+    #[error(
+        "the id is above the largest a document may have ({})",
+        crate::store::MAX_DOCUMENT_ID
+    )]
+    IdTooLarge,
 }
 
 impl MemoryRecord {
@@ -123,6 +128,21 @@ impl Store {
         self.embed_queue.insert(key, &[])?;
         self.announce(|| record.clone());
         Ok(record)
+    }
+
+    /// Whether document `id` may be written as a `kind` of `chat_id`: free, or already that
+    /// kind of that chat (an import of the same line again). Another chat's or kind's document
+    /// is never overwritten.
+    pub fn id_fits(
+        &self,
+        id: u64,
+        kind: MemoryKind,
+        chat_id: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        Ok(match self.locator.get(id.to_be_bytes())? {
+            None => true,
+            Some(found) => found.as_ref() == locator(kind, chat_id).as_slice(),
+        })
     }
 
     pub fn memory_record(&self, id: u64) -> Result<Option<MemoryRecord>, StoreError> {

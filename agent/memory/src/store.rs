@@ -37,6 +37,9 @@ const JOB_RUNS: &str = "job_runs";
 const PROPOSALS: &str = "proposals";
 const LEARNING_RECORDS: &str = "learning_records";
 const ID_OFFSET_KEY: &[u8] = b"id_offset";
+/// Document ids stay below this (2^48: centuries of messages): an import cannot push the id
+/// sequence to where it would overflow.
+pub const MAX_DOCUMENT_ID: u64 = 1 << 48;
 const LAST_UPDATE_KEY: &[u8] = b"last_update_id";
 const PAIRED_PREFIX: &[u8] = b"paired:";
 /// Inbox entries that could not be read, kept aside (by update id) instead of blocking the rest.
@@ -246,12 +249,23 @@ impl Store {
 
     /// A new id for a document: above every id handed out or imported before.
     pub(crate) fn next_id(&self) -> Result<u64, StoreError> {
-        Ok(self.db.generate_id()? + self.id_offset.load(Ordering::SeqCst))
+        self.db
+            .generate_id()?
+            .checked_add(self.id_offset.load(Ordering::SeqCst))
+            .filter(|id| *id <= MAX_DOCUMENT_ID)
+            .ok_or(StoreError::Invalid(
+                crate::memory::InvalidMemory::IdTooLarge,
+            ))
     }
 
     /// Makes sure later ids come after `id` (an imported document keeps its id).
     pub(crate) fn reserve_ids_through(&self, id: u64) -> Result<(), StoreError> {
-        let floor = id.saturating_add(1);
+        if id > MAX_DOCUMENT_ID {
+            return Err(StoreError::Invalid(
+                crate::memory::InvalidMemory::IdTooLarge,
+            ));
+        }
+        let floor = id + 1;
         if self.id_offset.fetch_max(floor, Ordering::SeqCst) < floor {
             self.meta.insert(ID_OFFSET_KEY, encode(&floor))?;
         }

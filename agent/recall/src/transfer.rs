@@ -83,13 +83,16 @@ pub fn import(store: &Store, input: &mut dyn BufRead) -> Result<Moved, TransferE
         number += 1;
         let checked = check_line(&buffer);
         match checked {
-            Ok(Some(line)) => lines.push(line),
+            Ok(Some(line)) => lines.push((number, line)),
             Ok(None) => {}
             Err(reason) => {
                 errors += 1;
                 first_error.get_or_insert((number, reason));
             }
         }
+    }
+    if first_error.is_none() {
+        check_ids(store, &lines, &mut first_error, &mut errors)?;
     }
     if let Some((line, reason)) = first_error {
         return Err(TransferError::BadInput {
@@ -99,7 +102,7 @@ pub fn import(store: &Store, input: &mut dyn BufRead) -> Result<Moved, TransferE
         });
     }
     let mut moved = Moved::default();
-    for line in lines {
+    for (_, line) in lines {
         match line {
             Line::Message(message) => {
                 store.import_message(&message)?;
@@ -117,6 +120,50 @@ pub fn import(store: &Store, input: &mut dyn BufRead) -> Result<Moved, TransferE
     }
     store.flush()?;
     Ok(moved)
+}
+
+/// Every id must be sane and belong to the same kind and chat in the file and in the store: an
+/// import never overwrites another chat's (or another kind's) document. `lines` carry their
+/// line numbers in the file.
+fn check_ids(
+    store: &Store,
+    lines: &[(usize, Line)],
+    first_error: &mut Option<(usize, String)>,
+    errors: &mut usize,
+) -> Result<(), TransferError> {
+    let mut seen: std::collections::HashMap<u64, (MemoryKind, Option<i64>)> =
+        std::collections::HashMap::new();
+    for (number, line) in lines {
+        let (id, kind, chat_id) = match line {
+            Line::Message(m) => (m.seq, MemoryKind::Message, Some(m.chat_id)),
+            Line::Memory(r) => (r.id, r.kind, r.chat_id),
+            Line::Learning(l) => (l.id, MemoryKind::Learning, l.chat_id),
+        };
+        if id == 0 && !matches!(line, Line::Message(_)) {
+            continue; // a new memory: it gets a fresh id
+        }
+        let problem = if id > valor_memory::store::MAX_DOCUMENT_ID {
+            Some(format!("id {id} is beyond the largest a document may have"))
+        } else if seen
+            .insert(id, (kind, chat_id))
+            .is_some_and(|s| s != (kind, chat_id))
+        {
+            Some(format!(
+                "id {id} stands twice in the file, for different chats or kinds"
+            ))
+        } else if !store.id_fits(id, kind, chat_id)? {
+            Some(format!(
+                "id {id} is already another chat's or another kind's document; nothing was imported"
+            ))
+        } else {
+            None
+        };
+        if let Some(reason) = problem {
+            *errors += 1;
+            first_error.get_or_insert((*number, reason));
+        }
+    }
+    Ok(())
 }
 
 /// One line: `None` for a blank one.

@@ -384,6 +384,57 @@ async fn export_then_import_is_exact_and_bad_files_import_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_cannot_overwrite_another_chats_documents_or_push_ids_too_far() {
+    let setup = Setup::new();
+    let memory = setup.open();
+    let store = memory.store();
+    let victim = store
+        .save_memory(saved(
+            MemoryKind::Link,
+            Some(7),
+            "chat 7's link",
+            "private to chat 7",
+        ))
+        .unwrap();
+    let line = |id: u64, chat: i64, kind: &str| {
+        format!(
+            "{{\"type\":\"memory\",\"id\":{id},\"kind\":\"{kind}\",\"chat_id\":{chat},\"at_ms\":1,\"title\":\"t\",\"text\":\"planted\"}}\n"
+        )
+    };
+    for (bad, expected) in [
+        (line(victim.id, 8, "link"), "already another chat's"),
+        (
+            line(victim.id, 7, "insight"),
+            "already another chat's or another kind's",
+        ),
+        (line(u64::MAX, 8, "link"), "beyond the largest"),
+        (
+            format!("{}{}", line(900, 8, "link"), line(900, 9, "link")),
+            "stands twice",
+        ),
+    ] {
+        let err = transfer::import(store, &mut bad.as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(expected), "{bad}: {err}");
+    }
+    let kept = store.memory_record(victim.id).unwrap().unwrap();
+    assert_eq!(kept.text, "private to chat 7");
+    assert_eq!(kept.chat_id, Some(7));
+    assert!(
+        store.memory_record(900).unwrap().is_none(),
+        "nothing imported"
+    );
+    // The same chat's own line imports again, the same.
+    transfer::import(store, &mut line(victim.id, 7, "link").as_bytes()).unwrap();
+    // New ids still work after the refused ones.
+    let next = store
+        .save_memory(saved(MemoryKind::Link, Some(7), "next", "a later link"))
+        .unwrap();
+    assert!(next.id > victim.id && next.id < 1 << 48, "{}", next.id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn empty_and_huge_inputs_are_handled() {
     let setup = Setup::new();
     let memory = setup.open();
@@ -477,4 +528,53 @@ async fn a_writer_killed_mid_write_loses_nothing_it_acknowledged() {
         .unwrap();
     assert_eq!(hits.mode, SearchMode::Hybrid);
     assert_eq!(hits.hits.len(), 5);
+}
+
+#[tokio::test]
+async fn an_unauthenticated_64_mb_upload_is_refused_without_being_read() {
+    use futures_util::StreamExt as _;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tower::ServiceExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    let store = Store::open(&path).unwrap();
+    let memory = Memory::open(
+        store,
+        MemorySettings::beside(&path, dir.path().join("no-model")),
+    )
+    .unwrap();
+    let app = valor_recall::api::router(memory, "the-right-token".to_owned());
+    for (auth, route) in [
+        (None, "/memory/import"),
+        (Some("Bearer wrong-token"), "/memory/import"),
+        (Some("Bearer the-right-tokeX"), "/memory/save"),
+    ] {
+        let pulled = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&pulled);
+        // 64 chunks of 1 MiB, made only as the server reads them.
+        let body = futures_util::stream::iter(0..64).map(move |_| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, std::convert::Infallible>(axum::body::Bytes::from(vec![b'x'; 1 << 20]))
+        });
+        let mut request =
+            axum::http::Request::post(route).header("content-length", (64u64 << 20).to_string());
+        if let Some(auth) = auth {
+            request = request.header("authorization", auth);
+        }
+        let request = request.body(axum::body::Body::from_stream(body)).unwrap();
+        let response = app.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), 401, "{auth:?}");
+        assert_eq!(
+            pulled.load(Ordering::SeqCst),
+            0,
+            "{auth:?}: the body was read"
+        );
+    }
+    // The right token gets through (and the body is read).
+    let request = axum::http::Request::get("/memory/stats")
+        .header("authorization", "Bearer the-right-token")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    assert_eq!(app.oneshot(request).await.unwrap().status(), 200);
 }
