@@ -388,6 +388,10 @@ async fn an_import_cannot_overwrite_another_chats_documents_or_push_ids_too_far(
     let setup = Setup::new();
     let memory = setup.open();
     let store = memory.store();
+    // A fresh store's first id is 0, which an import line takes as "give me a new id".
+    store
+        .save_memory(saved(MemoryKind::Link, None, "first", "the first"))
+        .unwrap();
     let victim = store
         .save_memory(saved(
             MemoryKind::Link,
@@ -413,9 +417,11 @@ async fn an_import_cannot_overwrite_another_chats_documents_or_push_ids_too_far(
             "stands twice",
         ),
     ] {
-        let err = transfer::import(store, &mut bad.as_bytes())
-            .unwrap_err()
-            .to_string();
+        let result = transfer::import(store, &mut bad.as_bytes());
+        let err = match result {
+            Err(e) => e.to_string(),
+            Ok(moved) => panic!("{bad} was imported: {moved:?}"),
+        };
         assert!(err.contains(expected), "{bad}: {err}");
     }
     let kept = store.memory_record(victim.id).unwrap().unwrap();
