@@ -18,6 +18,24 @@ fn request(chat_id: i64) -> TurnRequest {
     TurnRequest::new(chat_id, "hello")
 }
 
+/// Runs a turn to its end: its events, the process group it ran in, how long it took.
+async fn run_watching_group(
+    h: &Harness,
+    request: TurnRequest,
+) -> (Vec<TurnEvent>, Option<u32>, Duration) {
+    let started = Instant::now();
+    let mut stream = h.driver.start(request);
+    let mut pgid = None;
+    let mut events = Vec::new();
+    while let Some(event) = stream.next().await {
+        if matches!(event, TurnEvent::Started { .. }) {
+            pgid = h.children.snapshot().first().map(|c| c.pid);
+        }
+        events.push(event);
+    }
+    (events, pgid, started.elapsed())
+}
+
 #[tokio::test]
 async fn a_crash_mid_stream_is_a_crashed_turn_naming_the_signal() {
     let h = harness("crash_mid_stream", |_| {});
@@ -39,17 +57,7 @@ async fn a_process_that_ignores_sigterm_is_killed_after_the_grace_period() {
         c.idle_timeout_secs = 1;
         c.kill_grace_secs = 1;
     });
-    let started = Instant::now();
-    let mut stream = h.driver.start(request(2));
-    let mut pgid = None;
-    let mut events = Vec::new();
-    while let Some(event) = stream.next().await {
-        if matches!(event, TurnEvent::Started { .. }) {
-            pgid = h.children.snapshot().first().map(|c| c.pid);
-        }
-        events.push(event);
-    }
-    let elapsed = started.elapsed();
+    let (events, pgid, elapsed) = run_watching_group(&h, request(2)).await;
     assert_eq!(failed(&events).kind, TurnErrorKind::Timeout);
     // 1 s idle + 1 s grace, then SIGKILL.
     assert!(elapsed >= Duration::from_secs(2), "{elapsed:?}");
@@ -65,17 +73,7 @@ async fn a_sandboxed_process_that_ignores_sigterm_dies_with_its_sandbox() {
         c.idle_timeout_secs = 1;
         c.kill_grace_secs = 5;
     });
-    let started = Instant::now();
-    let mut stream = h.driver.start(request(12));
-    let mut pgid = None;
-    let mut events = Vec::new();
-    while let Some(event) = stream.next().await {
-        if matches!(event, TurnEvent::Started { .. }) {
-            pgid = h.children.snapshot().first().map(|c| c.pid);
-        }
-        events.push(event);
-    }
-    let elapsed = started.elapsed();
+    let (events, pgid, elapsed) = run_watching_group(&h, request(12)).await;
     assert_eq!(failed(&events).kind, TurnErrorKind::Timeout);
     assert!(elapsed >= Duration::from_secs(1), "{elapsed:?}");
     assert!(
