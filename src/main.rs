@@ -44,8 +44,9 @@ enum Command {
     Stats(stats::StatsArgs),
     /// Search, inspect, reindex, export and import long-term memory.
     Memory(memory_cmd::MemoryArgs),
-    /// Print a one-time code that lets a Telegram user join the allow-list (/pair CODE).
-    Pair,
+    /// Print a one-time code that lets a Telegram user join the allow-list (/pair CODE); list
+    /// who may talk to Valor (--list) or take a paired user off the list (--revoke ID).
+    Pair(pair::PairArgs),
     /// Print a running instance's health. Exit 0 ok, 1 degraded, 2 unhealthy or unreachable.
     Health(health_cmd::HealthArgs),
     /// Work with the configuration.
@@ -98,7 +99,7 @@ fn main() -> ExitCode {
             Command::Run => run::run(cli.config).await,
             Command::Chat(args) => chat::chat(cli.config, args).await,
             Command::Stats(args) => stats::stats(cli.config, args),
-            Command::Pair => pair::pair(cli.config),
+            Command::Pair(args) => pair::pair(cli.config, args).await,
             Command::Memory(args) => memory_cmd::memory(cli.config, args).await,
             Command::Health(args) => health_cmd::health(cli.config, args).await,
             Command::Config(ConfigCommand::Check) => config_cmd::check(cli.config),

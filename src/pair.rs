@@ -1,12 +1,27 @@
-//! `valor pair`: a one-time code that lets a Telegram user join the allow-list.
+//! `valor pair`: a one-time code that lets a Telegram user join the allow-list; `--list` shows
+//! who is on it and `--revoke ID` takes a paired user off it. While `valor run` holds the store,
+//! the list and revocations go through it (so a revocation takes effect at once).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use valor_config::ConfigSource;
+use anyhow::Context as _;
+use valor_config::{Config, ConfigSource};
+use valor_memory::{Store, StoreError};
 use valor_telegram::pairing::Pairing;
 
-pub fn pair(config_path: Option<PathBuf>) -> ExitCode {
+#[derive(Debug, clap::Args)]
+pub struct PairArgs {
+    /// List who may talk to Valor: the configured users and the paired ones.
+    #[arg(long, conflicts_with = "revoke")]
+    list: bool,
+    /// Take a paired user (Telegram user id) off the allow-list.
+    #[arg(long, value_name = "ID", allow_hyphen_values = true)]
+    revoke: Option<i64>,
+}
+
+pub async fn pair(config_path: Option<PathBuf>, args: PairArgs) -> ExitCode {
     let loaded = match ConfigSource::from_process(config_path).load() {
         Ok(loaded) => loaded,
         Err(e) => {
@@ -14,15 +29,107 @@ pub fn pair(config_path: Option<PathBuf>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match Pairing::for_store(&loaded.config.memory.path).issue() {
-        Ok(code) => {
-            println!("Pairing code: {code}");
-            println!("Valid for 10 minutes, once. In Telegram, send the bot: /pair {code}");
-            ExitCode::SUCCESS
-        }
+    let config = &loaded.config;
+    let done = if args.list {
+        list(config).await
+    } else if let Some(user) = args.revoke {
+        revoke(config, user).await
+    } else {
+        issue(config)
+    };
+    match done {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+fn issue(config: &Config) -> anyhow::Result<()> {
+    let code = Pairing::for_store(&config.memory.path).issue()?;
+    println!("Pairing code: {code}");
+    println!("Valid for 10 minutes, once. In Telegram, send the bot: /pair {code}");
+    Ok(())
+}
+
+async fn list(config: &Config) -> anyhow::Result<()> {
+    let paired = match Store::open(&config.memory.path) {
+        Ok(store) => store.paired_users()?,
+        Err(StoreError::Locked { .. }) => {
+            let answer: serde_json::Value = agent(config, reqwest::Method::GET, "").await?;
+            serde_json::from_value(answer["paired"].clone())
+                .context("the running Valor answered an unexpected list")?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    for user in &config.telegram.allowed_users {
+        println!("{user}\tconfigured ([telegram] allowed_users)");
+    }
+    for user in &paired {
+        println!("{user}\tpaired (valor pair --revoke {user} takes it back)");
+    }
+    if config.telegram.allowed_users.is_empty() && paired.is_empty() {
+        println!("nobody: Valor answers no one (valor pair gives a code)");
+    }
+    Ok(())
+}
+
+async fn revoke(config: &Config, user: i64) -> anyhow::Result<()> {
+    let configured = config.telegram.allowed_users.contains(&user);
+    let removed = match Store::open(&config.memory.path) {
+        Ok(store) => store.remove_paired_user(user)?,
+        Err(StoreError::Locked { .. }) => {
+            match agent::<serde_json::Value>(config, reqwest::Method::DELETE, &format!("/{user}"))
+                .await
+            {
+                Ok(_) => true,
+                Err(e) if e.to_string().contains("404") => false,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(e) => return Err(e.into()),
+    };
+    match (removed, configured) {
+        (true, false) => println!("Revoked: user {user} is no longer on the allow-list."),
+        (true, true) => println!(
+            "Revoked the pairing of user {user}; they are still in [telegram] allowed_users: remove them there too."
+        ),
+        (false, true) => anyhow::bail!(
+            "user {user} is in [telegram] allowed_users, not paired: remove them from the config"
+        ),
+        (false, false) => {
+            anyhow::bail!("user {user} is not paired (valor pair --list shows who is)")
+        }
+    }
+    Ok(())
+}
+
+/// `/telegram/paired{suffix}` on the running agent, with the memory API token.
+async fn agent<T: serde::de::DeserializeOwned>(
+    config: &Config,
+    method: reqwest::Method,
+    suffix: &str,
+) -> anyhow::Result<T> {
+    let path = &config.memory.path;
+    let token = valor_memory::secret::api_token(path)?;
+    let base = valor_memory::secret::api_url(path)
+        .unwrap_or_else(|| crate::health_cmd::base_url(config.health.bind));
+    let response = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()?
+        .request(method, format!("{base}/telegram/paired{suffix}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .context("the store is in use, and the running Valor does not answer")?;
+    let status = response.status();
+    if status == reqwest::StatusCode::NOT_FOUND && suffix.is_empty() {
+        anyhow::bail!("the running Valor has no Telegram channel (is TELEGRAM_BOT_TOKEN set?)");
+    }
+    if !status.is_success() {
+        anyhow::bail!("the running Valor answered {status}");
+    }
+    Ok(response.json().await?)
 }

@@ -125,6 +125,9 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
             });
         }) as valor_tools::Deliver
     });
+    let access_routes = channel
+        .as_ref()
+        .map(|channel| valor_telegram::channel::access_router(channel.clone(), &memory_token));
     if let Some(channel) = channel {
         let stop = shutdown.clone();
         tasks.spawn(async move {
@@ -155,7 +158,8 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
             memory_token,
         ))
         .merge(hosted.routes)
-        .merge(valor_scheduler::router(scheduler, jobs_token));
+        .merge(valor_scheduler::router(scheduler, jobs_token))
+        .merge(access_routes.unwrap_or_default());
     tasks.spawn(async move {
         if let Err(e) = server::serve(listener, routes, server_shutdown).await {
             tracing::error!(error = %e, "health server stopped");

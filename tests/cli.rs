@@ -198,3 +198,36 @@ fn pair_prints_a_code_and_refuses_a_fourth_while_three_wait() {
         "{stderr}"
     );
 }
+
+#[test]
+fn pair_lists_and_revokes_paired_users_from_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, stdout, _) = output(valor(dir.path()).args(["pair", "--list"]));
+    assert!(out.status.success());
+    assert!(stdout.contains("nobody"), "{stdout}");
+    {
+        let store =
+            valor_memory::Store::open(&dir.path().join(".local/share/valor/store")).unwrap();
+        store.add_paired_user(555).unwrap();
+    }
+    let (_, stdout, _) = output(
+        valor(dir.path())
+            .args(["pair", "--list"])
+            .env("VALOR__TELEGRAM__ALLOWED_USERS", "[100]"),
+    );
+    assert!(stdout.contains("100\tconfigured"), "{stdout}");
+    assert!(stdout.contains("555\tpaired"), "{stdout}");
+    let (out, stdout, _) = output(valor(dir.path()).args(["pair", "--revoke", "555"]));
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("Revoked: user 555"), "{stdout}");
+    let (out, _, stderr) = output(valor(dir.path()).args(["pair", "--revoke", "555"]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.contains("user 555 is not paired"), "{stderr}");
+    let (out, _, stderr) = output(
+        valor(dir.path())
+            .args(["pair", "--revoke", "100"])
+            .env("VALOR__TELEGRAM__ALLOWED_USERS", "[100]"),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.contains("remove them from the config"), "{stderr}");
+}

@@ -350,3 +350,69 @@ fn a_learning_confirmed_in_one_turn_is_in_the_next_turns_prompt() {
     assert!(text.contains(&format!("- **#1** {switch}")), "{text}");
     drop(runtime);
 }
+
+/// `valor pair --revoke` beside a running Valor: the paired user is refused from the next
+/// message on, without a restart.
+#[test]
+fn a_revoked_pairing_takes_effect_at_once() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (anthropic, telegram) = runtime.block_on(async {
+        (
+            FakeAnthropic::start(|_| Reply::text("hello, paired friend")).await,
+            FakeTelegram::start().await,
+        )
+    });
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store =
+            valor_memory::Store::open(&dir.path().join(".local/share/valor/store")).unwrap();
+        store.add_paired_user(555).unwrap();
+    }
+    let mut service = Service::start(&mut run_with(dir.path(), &telegram, &anthropic));
+    telegram.user_says(555, 555, "hi");
+    let answered = |t: &FakeTelegram| {
+        t.messages(555)
+            .iter()
+            .any(|m| m.visible == "hello, paired friend")
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !answered(&telegram) {
+        assert!(Instant::now() < deadline, "{}", service.logs());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (out, stdout, stderr) = support::output(valor(dir.path()).args(["pair", "--list"]));
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("555\tpaired"), "{stdout}");
+    let (out, stdout, stderr) =
+        support::output(valor(dir.path()).args(["pair", "--revoke", "555"]));
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("Revoked"), "{stdout}");
+    telegram.user_says(555, 555, "still there?");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let texts: Vec<String> = telegram
+            .messages(555)
+            .into_iter()
+            .map(|m| m.visible)
+            .collect();
+        if texts
+            .iter()
+            .any(|t| t.contains("only talk to people I know"))
+        {
+            assert_eq!(
+                texts
+                    .iter()
+                    .filter(|t| *t == "hello, paired friend")
+                    .count(),
+                1,
+                "{texts:?}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "{texts:?}\n{}", service.logs());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    service.signal("TERM");
+    assert!(service.wait_for_exit(Duration::from_secs(5)).success());
+    drop(runtime);
+}

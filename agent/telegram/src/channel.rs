@@ -30,11 +30,12 @@ use crate::pacer::{ChatKind, ChatPacer, PacerConfig};
 use crate::pairing::Pairing;
 use crate::remember::Learning;
 
-/// Wrong pairing codes a user may try in an hour.
-const PAIR_ATTEMPTS: usize = 5;
 /// The largest file a bot may download from Telegram.
 pub const MAX_FILE_BYTES: u64 = 20 * 1024 * 1024;
 use crate::stream::deliver;
+
+mod access;
+pub use access::router as access_router;
 
 /// How often an unknown user may be told no.
 pub const REFUSAL_EVERY: Duration = Duration::from_secs(3600);
@@ -120,22 +121,6 @@ struct Inner {
     max_pending: usize,
     /// The `telegram` component of /health.
     poll_health: Arc<PollHealth>,
-}
-
-/// Strangers remembered at most (refusals, pairing attempts): entries older than the hour they
-/// matter for are dropped once there are more.
-const STRANGERS_KEPT: usize = 10_000;
-
-/// Drops entries older than [`REFUSAL_EVERY`] once the map holds [`STRANGERS_KEPT`], so a flood
-/// of strangers cannot grow it without bound.
-fn forget_older<V>(map: &mut HashMap<i64, V>, now: Instant, at: impl Fn(&V) -> Instant) {
-    if map.len() >= STRANGERS_KEPT {
-        map.retain(|_, v| now.duration_since(at(v)) < REFUSAL_EVERY);
-    }
-    if map.len() >= STRANGERS_KEPT {
-        // Still full of fresh entries: start over rather than grow.
-        map.clear();
-    }
 }
 
 #[derive(Clone)]
@@ -685,96 +670,6 @@ impl TelegramChannel {
         lines.join("\n")
     }
 
-    /// A stranger's `/pair CODE`: a pending code adds them to the allow-list for good.
-    fn pair(
-        &self,
-        chat: ChatId,
-        user_id: i64,
-        private: bool,
-        code: &str,
-    ) -> Result<(), ChannelError> {
-        let now = Instant::now();
-        {
-            let mut attempts = self
-                .inner
-                .pair_attempts
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            forget_older(&mut attempts, now, |(_, first)| *first);
-            let entry = attempts.entry(user_id).or_insert((0, now));
-            if now.duration_since(entry.1) >= REFUSAL_EVERY {
-                *entry = (0, now);
-            }
-            if entry.0 >= PAIR_ATTEMPTS {
-                return Ok(());
-            }
-        }
-        let redeemed = self.inner.pairing.redeem(code).unwrap_or_else(|e| {
-            tracing::error!(error = %e, "cannot check a pairing code");
-            false
-        });
-        if redeemed {
-            self.inner.store.add_paired_user(user_id)?;
-            self.inner
-                .allowed
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert(user_id);
-            tracing::info!(user_id, "a user paired");
-            self.reply(
-                chat,
-                private,
-                "Paired. Welcome: I'll answer you from now on. /help says what I can do.",
-            );
-        } else {
-            let mut attempts = self
-                .inner
-                .pair_attempts
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            if let Some(entry) = attempts.get_mut(&user_id) {
-                entry.0 += 1;
-            }
-            self.reply_stranger(
-                chat,
-                "That code is not valid. Codes work once and last 10 minutes: ask the operator for a new one.",
-            );
-        }
-        Ok(())
-    }
-
-    /// At most one refusal an hour per user; nothing else happens.
-    fn refuse(&self, chat: ChatId, user_id: i64, private: bool) {
-        let now = Instant::now();
-        let mut refused = self
-            .inner
-            .refused
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if refused
-            .get(&user_id)
-            .is_some_and(|at| now.duration_since(*at) < REFUSAL_EVERY)
-        {
-            return;
-        }
-        forget_older(&mut refused, now, |at| *at);
-        refused.insert(user_id, now);
-        drop(refused);
-        self.inner.refusals.fetch_add(1, Ordering::Relaxed);
-        if let Some(count) = &self.inner.on_refusal {
-            count();
-        }
-        tracing::info!(user_id, "refused a user who is not on the allow-list");
-        let _ = private;
-        self.reply_stranger(
-            chat,
-            &format!(
-                "Sorry, I only talk to people I know. Ask my operator to add your Telegram id \
-                 {user_id} to the allow-list."
-            ),
-        );
-    }
-
     /// Answers a learning command off the async threads (it may embed text).
     fn learning_command(
         &self,
@@ -802,18 +697,6 @@ impl TelegramChannel {
             .await
             .unwrap_or_else(|e| format!("Sorry, that failed: {e}"));
             channel.reply(chat, private, &answer);
-        });
-    }
-
-    /// Answers someone who is not allowed: no chat worker or pacer is made for them (strangers
-    /// could make any number); these answers are already limited to one an hour per user.
-    fn reply_stranger(&self, chat: ChatId, text: &str) {
-        let bot = self.inner.bot.clone();
-        let text = text.to_owned();
-        tokio::spawn(async move {
-            if let Err(e) = bot.send_message(chat, text).await {
-                tracing::warn!(chat_id = chat.0, error = %e, "cannot answer a stranger");
-            }
         });
     }
 

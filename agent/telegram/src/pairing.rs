@@ -113,8 +113,26 @@ impl Pairing {
         std::fs::rename(&temp, &self.path).map_err(|e| self.io(e))
     }
 
+    /// Holds the pairing lock (`<store>.pairing.lock`) until dropped: `valor pair` and
+    /// `valor run` read, change and write the codes one at a time.
+    fn lock(&self) -> Result<nix::fcntl::Flock<std::fs::File>, PairingError> {
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| self.io(e))?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(self.path.with_extension("lock"))
+            .map_err(|e| self.io(e))?;
+        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, errno)| self.io(std::io::Error::from(errno)))
+    }
+
     /// A new code, valid for [`CODE_VALID`].
     pub fn issue(&self) -> Result<String, PairingError> {
+        let _lock = self.lock()?;
         let mut pending = self.load()?;
         if pending.len() >= MAX_PENDING {
             return Err(PairingError::TooManyPending);
@@ -131,6 +149,7 @@ impl Pairing {
     /// Uses up `code` if it is pending; true when it was.
     pub fn redeem(&self, code: &str) -> Result<bool, PairingError> {
         let wanted = normalize(code);
+        let _lock = self.lock()?;
         let mut pending = self.load()?;
         let before = pending.len();
         pending.retain(|p| normalize(&p.code) != wanted);
@@ -172,6 +191,23 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn codes_issued_from_many_processes_at_once_are_all_kept() {
+        // Without the lock, concurrent read-change-write loses codes.
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("store");
+        let issued: Vec<String> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..3)
+                .map(|_| scope.spawn(|| Pairing::for_store(&store).issue().unwrap()))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let pairing = Pairing::for_store(&store);
+        for code in &issued {
+            assert!(pairing.redeem(code).unwrap(), "{code} was lost");
+        }
     }
 
     #[test]

@@ -1,0 +1,202 @@
+//! Who may talk to Valor: strangers refused (at most once an hour, no chat worker made for
+//! them), `/pair CODE`, and the paired users listed and revoked (`valor pair --list`,
+//! `--revoke`) through the running agent's HTTP server.
+
+use std::collections::HashMap;
+use std::sync::PoisonError;
+use std::sync::atomic::Ordering;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse as _, Response};
+use serde_json::json;
+use teloxide::prelude::*;
+use tokio::time::Instant;
+use valor_monitor::auth::{BearerGate, require_bearer};
+
+use super::{ChannelError, REFUSAL_EVERY, TelegramChannel};
+
+/// Wrong pairing codes a user may try in an hour.
+const PAIR_ATTEMPTS: usize = 5;
+/// Strangers remembered at most (refusals, pairing attempts): entries older than the hour they
+/// matter for are dropped once there are more.
+const STRANGERS_KEPT: usize = 10_000;
+
+/// Drops entries older than [`REFUSAL_EVERY`] once the map holds [`STRANGERS_KEPT`], so a flood
+/// of strangers cannot grow it without bound.
+fn forget_older<V>(map: &mut HashMap<i64, V>, now: Instant, at: impl Fn(&V) -> Instant) {
+    if map.len() >= STRANGERS_KEPT {
+        map.retain(|_, v| now.duration_since(at(v)) < REFUSAL_EVERY);
+    }
+    if map.len() >= STRANGERS_KEPT {
+        // Still full of fresh entries: start over rather than grow.
+        map.clear();
+    }
+}
+
+impl TelegramChannel {
+    /// A stranger's `/pair CODE`: a pending code adds them to the allow-list for good.
+    pub(super) fn pair(
+        &self,
+        chat: ChatId,
+        user_id: i64,
+        private: bool,
+        code: &str,
+    ) -> Result<(), ChannelError> {
+        let now = Instant::now();
+        {
+            let mut attempts = self
+                .inner
+                .pair_attempts
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            forget_older(&mut attempts, now, |(_, first)| *first);
+            let entry = attempts.entry(user_id).or_insert((0, now));
+            if now.duration_since(entry.1) >= REFUSAL_EVERY {
+                *entry = (0, now);
+            }
+            if entry.0 >= PAIR_ATTEMPTS {
+                return Ok(());
+            }
+        }
+        let redeemed = self.inner.pairing.redeem(code).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cannot check a pairing code");
+            false
+        });
+        if redeemed {
+            self.inner.store.add_paired_user(user_id)?;
+            self.inner
+                .allowed
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(user_id);
+            tracing::info!(user_id, "a user paired");
+            self.reply(
+                chat,
+                private,
+                "Paired. Welcome: I'll answer you from now on. /help says what I can do.",
+            );
+        } else {
+            let mut attempts = self
+                .inner
+                .pair_attempts
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some(entry) = attempts.get_mut(&user_id) {
+                entry.0 += 1;
+            }
+            self.reply_stranger(
+                chat,
+                "That code is not valid. Codes work once and last 10 minutes: ask the operator for a new one.",
+            );
+        }
+        Ok(())
+    }
+
+    /// At most one refusal an hour per user; nothing else happens.
+    pub(super) fn refuse(&self, chat: ChatId, user_id: i64, private: bool) {
+        let now = Instant::now();
+        let mut refused = self
+            .inner
+            .refused
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if refused
+            .get(&user_id)
+            .is_some_and(|at| now.duration_since(*at) < REFUSAL_EVERY)
+        {
+            return;
+        }
+        forget_older(&mut refused, now, |at| *at);
+        refused.insert(user_id, now);
+        drop(refused);
+        self.inner.refusals.fetch_add(1, Ordering::Relaxed);
+        if let Some(count) = &self.inner.on_refusal {
+            count();
+        }
+        tracing::info!(user_id, "refused a user who is not on the allow-list");
+        let _ = private;
+        self.reply_stranger(
+            chat,
+            &format!(
+                "Sorry, I only talk to people I know. Ask my operator to add your Telegram id \
+                 {user_id} to the allow-list."
+            ),
+        );
+    }
+
+    /// Answers someone who is not allowed: no chat worker or pacer is made for them (strangers
+    /// could make any number); these answers are already limited to one an hour per user.
+    fn reply_stranger(&self, chat: ChatId, text: &str) {
+        let bot = self.inner.bot.clone();
+        let text = text.to_owned();
+        tokio::spawn(async move {
+            if let Err(e) = bot.send_message(chat, text).await {
+                tracing::warn!(chat_id = chat.0, error = %e, "cannot answer a stranger");
+            }
+        });
+    }
+
+    /// Users on the allow-list by pairing (the configured ones are in `[telegram]`).
+    pub fn paired_users(&self) -> Result<Vec<i64>, ChannelError> {
+        Ok(self.inner.store.paired_users()?)
+    }
+
+    /// Takes a paired user off the allow-list, at once and for good; false when they were
+    /// not paired. Their waiting messages are not answered after a restart either.
+    pub fn revoke(&self, user_id: i64) -> Result<bool, ChannelError> {
+        let removed = self.inner.store.remove_paired_user(user_id)?;
+        if removed {
+            self.inner
+                .allowed
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&user_id);
+            tracing::warn!(user_id, "pairing revoked");
+        }
+        Ok(removed)
+    }
+}
+
+/// `GET /telegram/paired` and `DELETE /telegram/paired/{id}`, behind the memory API's token:
+/// `valor pair --list` and `--revoke` while `valor run` holds the store.
+pub fn router(channel: TelegramChannel, token: &str) -> axum::Router {
+    axum::Router::new()
+        .route("/telegram/paired", axum::routing::get(list))
+        .route("/telegram/paired/{id}", axum::routing::delete(revoke))
+        .route_layer(axum::middleware::from_fn_with_state(
+            BearerGate::new(
+                token,
+                "missing or wrong token (it is in the file <store>.api-token)",
+            ),
+            require_bearer,
+        ))
+        .with_state(channel)
+}
+
+async fn list(State(channel): State<TelegramChannel>) -> Response {
+    match channel.paired_users() {
+        Ok(users) => axum::Json(json!({ "paired": users })).into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            axum::Json(json!({"error": e.to_string()})),
+        )
+            .into_response(),
+    }
+}
+
+async fn revoke(State(channel): State<TelegramChannel>, Path(id): Path<i64>) -> Response {
+    match channel.revoke(id) {
+        Ok(true) => axum::Json(json!({ "revoked": id })).into_response(),
+        Ok(false) => (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({"error": format!("user {id} is not paired")})),
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            axum::Json(json!({"error": e.to_string()})),
+        )
+            .into_response(),
+    }
+}
