@@ -26,7 +26,7 @@ pub use learnings::{Category, LearningRecord, Retirement, confidence_for};
 pub use memory::{InvalidMemory, MAX_MEMORY_TEXT, MemoryCounts};
 pub use proposals::{LearningDraft, PROPOSAL_TTL_MS, Proposal, ProposalState};
 pub use records::{
-    ChatRecord, Document, InboxEntry, MemoryKind, MemoryRecord, ProcessRecord, RunError, RunRecord,
-    SessionRecord, StoredMessage, StoredVector, headline,
+    ChatRecord, Document, InboxEntry, InboxFile, MemoryKind, MemoryRecord, ProcessRecord, RunError,
+    RunRecord, SessionRecord, StoredMessage, StoredVector, headline,
 };
 pub use store::{DocumentListener, SCHEMA_VERSION, Store};

@@ -42,6 +42,22 @@ pub struct InboxEntry {
     pub text: String,
     /// The chat is private (one user) rather than a group.
     pub private: bool,
+    /// A photo or document that came with it, downloaded by the chat's worker (not by the
+    /// loop that takes updates in, which a 20 MB download would hold up).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<InboxFile>,
+}
+
+/// A file a message carries, as Telegram names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InboxFile {
+    /// Telegram's file id (for getFile).
+    pub id: String,
+    pub size: u32,
+    /// The name it is saved under (before sanitising).
+    pub name: String,
+    /// How the turn names it: "a photo", "the file report.pdf".
+    pub what: String,
 }
 
 /// A chat's Claude Code session, resumed on its next turn.

@@ -460,7 +460,7 @@ impl TelegramChannel {
                     return Ok(());
                 };
                 let user_id = i64::try_from(from.id.0).unwrap_or(i64::MAX);
-                let mut text = message
+                let text = message
                     .text()
                     .or(message.caption())
                     .unwrap_or_default()
@@ -484,34 +484,13 @@ impl TelegramChannel {
                     store.set_telegram_last_update(id)?;
                     return Ok(());
                 }
-                if let Some(file) = crate::received::attachment(&message) {
-                    match crate::received::receive_file(
-                        &self.inner.bot,
-                        &self.inner.workspaces_dir,
-                        chat,
-                        id,
-                        &file,
-                    )
-                    .await
-                    {
-                        Ok(path) => {
-                            let note = format!(
-                                "[The user sent {}; it is saved at {}]",
-                                file.what,
-                                path.display()
-                            );
-                            text = if text.is_empty() {
-                                note
-                            } else {
-                                format!("{text}\n\n{note}")
-                            };
-                        }
-                        Err(refusal) => {
-                            self.reply(chat, private, &refusal);
-                            store.set_telegram_last_update(id)?;
-                            return Ok(());
-                        }
-                    }
+                // A file is downloaded by the chat's worker, not here: a 20 MB download would
+                // hold up every chat's updates. Too big is refused at once.
+                let file = crate::received::attachment(&message);
+                if let Some(refusal) = file.as_ref().and_then(crate::received::too_big) {
+                    self.reply(chat, private, &refusal);
+                    store.set_telegram_last_update(id)?;
+                    return Ok(());
                 }
                 match command.as_deref() {
                     Some("/start" | "/help") => self.reply(chat, private, HELP),
@@ -549,7 +528,7 @@ impl TelegramChannel {
                             None => self.reply(chat, private, "Nothing is running."),
                         }
                     }
-                    _ if text.is_empty() => {}
+                    _ if text.is_empty() && file.is_none() => {}
                     _ if self.waiting(chat.0) >= self.inner.max_pending => {
                         tracing::warn!(
                             chat_id = chat.0,
@@ -570,6 +549,7 @@ impl TelegramChannel {
                             username: from.username.clone(),
                             text,
                             private,
+                            file,
                         };
                         store.accept_update(&entry)?;
                         self.enqueue(entry);
@@ -852,7 +832,28 @@ impl TelegramChannel {
         worker: ChatWorker,
         mut rx: mpsc::UnboundedReceiver<InboxEntry>,
     ) {
-        while let Some(entry) = self.next_entry(chat, &worker, &mut rx).await {
+        while let Some(mut entry) = self.next_entry(chat, &worker, &mut rx).await {
+            if let Some(file) = entry.file.take() {
+                match crate::received::receive_file(
+                    &self.inner.bot,
+                    &self.inner.workspaces_dir,
+                    chat,
+                    entry.update_id,
+                    &file,
+                )
+                .await
+                {
+                    Ok(path) => entry.text = crate::received::with_note(&entry.text, &file, &path),
+                    Err(refusal) => {
+                        self.reply(chat, entry.private, &refusal);
+                        if let Err(e) = self.inner.store.finish_update(entry.update_id) {
+                            tracing::error!(chat_id = chat.0, error = %e, "cannot mark the message answered");
+                        }
+                        worker.pending.fetch_sub(1, Ordering::AcqRel);
+                        continue;
+                    }
+                }
+            }
             let cancel = CancellationToken::new();
             *worker
                 .running

@@ -5,7 +5,34 @@ use teloxide::Bot;
 use teloxide::prelude::Requester as _;
 use teloxide::types::ChatId;
 
+use valor_memory::InboxFile;
+
 use crate::channel::MAX_FILE_BYTES;
+
+/// What to tell the user when a file is over Telegram's 20 MB download limit for bots.
+pub(crate) fn too_big(file: &InboxFile) -> Option<String> {
+    (u64::from(file.size) > MAX_FILE_BYTES).then(|| {
+        format!(
+            "That file is {:.1} MB; I can take files up to 20 MB (Telegram's limit for bots). \
+             A smaller file or a link works.",
+            f64::from(file.size) / (1024.0 * 1024.0)
+        )
+    })
+}
+
+/// The message's text with a note of where the file is saved.
+pub(crate) fn with_note(text: &str, file: &InboxFile, path: &std::path::Path) -> String {
+    let note = format!(
+        "[The user sent {}; it is saved at {}]",
+        file.what,
+        path.display()
+    );
+    if text.is_empty() {
+        note
+    } else {
+        format!("{text}\n\n{note}")
+    }
+}
 
 /// Saves a received file in the chat's workspace; the error is what to tell the user.
 pub(crate) async fn receive_file(
@@ -13,22 +40,18 @@ pub(crate) async fn receive_file(
     workspaces_dir: &std::path::Path,
     chat: ChatId,
     update_id: i64,
-    file: &Attachment,
+    file: &InboxFile,
 ) -> Result<std::path::PathBuf, String> {
     use teloxide::net::Download as _;
-    if u64::from(file.size) > MAX_FILE_BYTES {
-        return Err(format!(
-            "That file is {:.1} MB; I can take files up to 20 MB (Telegram's limit for bots). \
-             A smaller file or a link works.",
-            f64::from(file.size) / (1024.0 * 1024.0)
-        ));
+    if let Some(refusal) = too_big(file) {
+        return Err(refusal);
     }
     let failed = |what: &str, e: &dyn std::fmt::Display| {
         tracing::warn!(chat = chat.0, error = %e, "cannot receive a file: {what}");
         "I couldn't download that file. Please send it again.".to_owned()
     };
     let remote = bot
-        .get_file(file.id.clone())
+        .get_file(teloxide::types::FileId(file.id.clone()))
         .await
         .map_err(|e| failed("getFile", &e))?;
     let dir = workspaces_dir
@@ -58,23 +81,15 @@ pub(crate) async fn receive_file(
     Ok(path)
 }
 
-/// A photo or document in a message.
-pub(crate) struct Attachment {
-    pub(crate) id: teloxide::types::FileId,
-    pub(crate) size: u32,
-    pub(crate) name: String,
-    /// "a photo", "the file report.pdf"
-    pub(crate) what: String,
-}
-
-pub(crate) fn attachment(message: &teloxide::types::Message) -> Option<Attachment> {
+/// The photo or document in a message.
+pub(crate) fn attachment(message: &teloxide::types::Message) -> Option<InboxFile> {
     if let Some(document) = message.document() {
         let name = document
             .file_name
             .clone()
             .unwrap_or_else(|| "file".to_owned());
-        return Some(Attachment {
-            id: document.file.id.clone(),
+        return Some(InboxFile {
+            id: document.file.id.0.clone(),
             size: document.file.size,
             what: format!("the file {name}"),
             name,
@@ -82,8 +97,8 @@ pub(crate) fn attachment(message: &teloxide::types::Message) -> Option<Attachmen
     }
     // Telegram lists a photo in several sizes, the largest last.
     let photo = message.photo()?.last()?;
-    Some(Attachment {
-        id: photo.file.id.clone(),
+    Some(InboxFile {
+        id: photo.file.id.0.clone(),
         size: photo.file.size,
         name: "photo.jpg".to_owned(),
         what: "a photo".to_owned(),

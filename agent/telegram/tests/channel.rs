@@ -250,6 +250,7 @@ async fn an_unreadable_inbox_entry_is_set_aside_and_the_rest_answered() {
             username: None,
             text: "still here".to_owned(),
             private: true,
+            file: None,
         })
         .unwrap();
     // A message of a user whose access was taken back while it waited is not answered.
@@ -261,6 +262,7 @@ async fn an_unreadable_inbox_entry_is_set_aside_and_the_rest_answered() {
             username: None,
             text: "revoked".to_owned(),
             private: true,
+            file: None,
         })
         .unwrap();
     let w = start(FakeTelegram::start().await, store, ScriptedBackend::echo()).await;
@@ -352,6 +354,7 @@ async fn after_a_restart_nothing_is_lost_and_nothing_answered_twice() {
             username: None,
             text: "are you there?".to_owned(),
             private: true,
+            file: None,
         })
         .unwrap();
     assert_eq!(fake.user_says(FRIEND, FRIEND, "are you there?"), 1);
@@ -453,6 +456,30 @@ async fn status_tells_health_queue_session_cost_and_context() {
         "{status}"
     );
     assert!(status.contains("Context: 0 → 0 messages"), "{status}");
+    w.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_download_holds_up_neither_polling_nor_other_chats() {
+    const OTHER: i64 = 200;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("store")).unwrap();
+    store.add_paired_user(OTHER).unwrap();
+    let w = start(FakeTelegram::start().await, store, ScriptedBackend::echo()).await;
+    w.fake.delay_downloads(Duration::from_secs(8));
+    let png = b"\x89PNG\r\n\x1a\nslow".to_vec();
+    w.fake
+        .user_sends_file(FRIEND, FRIEND, png.clone(), png.len() as u64, "look", false);
+    w.fake.user_says(OTHER, OTHER, "are you there?");
+    until(Duration::from_secs(30), || {
+        w.texts(OTHER) == ["You said: are you there?"]
+    })
+    .await;
+    assert!(w.texts(FRIEND).is_empty(), "the download is still running");
+    // The file is in the inbox already: a restart now would not lose it.
+    assert!(w.store.inbox().unwrap().iter().any(|e| e.file.is_some()));
+    until(Duration::from_secs(300), || w.texts(FRIEND).len() == 1).await;
+    assert!(w.texts(FRIEND)[0].contains("[The user sent a photo; it is saved at "));
     w.stop().await;
 }
 

@@ -82,6 +82,8 @@ struct StateInner {
     actions: Vec<(i64, String, Instant)>,
     /// file_id -> (declared size, bytes)
     files: HashMap<String, (u64, Vec<u8>)>,
+    /// How long a file download takes (a slow network).
+    download_delay: Duration,
     /// Answer sendMessageDraft as a server without it would.
     no_drafts: bool,
     /// (url, secret_token, max_connections) of the last setWebhook.
@@ -262,6 +264,11 @@ impl FakeTelegram {
     }
 
     /// Callback queries the bot never answered.
+    /// Makes every file download take `delay` (tokio's time: paused tests see it exactly).
+    pub fn delay_downloads(&self, delay: Duration) {
+        self.shared.state.lock().unwrap().download_delay = delay;
+    }
+
     /// The text a button press was answered with.
     pub fn callback_answer(&self, query_id: &str) -> Option<String> {
         self.shared
@@ -400,6 +407,8 @@ async fn download(
         return Err(axum::http::StatusCode::UNAUTHORIZED);
     }
     let file_id = path.strip_prefix("files/").unwrap_or_default();
+    let delay = shared.state.lock().unwrap().download_delay;
+    tokio::time::sleep(delay).await;
     let state = shared.state.lock().unwrap();
     state
         .files
