@@ -174,12 +174,14 @@ impl Simd {
     fn detect() -> Simd {
         #[cfg(target_arch = "x86_64")]
         {
-            if std::arch::is_x86_feature_detected!("avx512f") {
+            // Each kernel only when every feature it is compiled for is there (the AVX-512
+            // one uses AVX2 and FMA too; a CPU or VM may report AVX-512F without them).
+            let avx2_fma = std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma");
+            if avx2_fma && std::arch::is_x86_feature_detected!("avx512f") {
                 return Simd::Avx512;
             }
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
+            if avx2_fma {
                 return Simd::Avx2;
             }
         }

@@ -145,6 +145,24 @@ impl Store {
         })
     }
 
+    /// Writes raw bytes as a queued saved memory (tests of damaged records).
+    #[doc(hidden)]
+    pub fn put_raw_memory(
+        &self,
+        kind: MemoryKind,
+        id: u64,
+        bytes: &[u8],
+    ) -> Result<(), StoreError> {
+        let tree = self
+            .kind_tree(kind)
+            .ok_or(StoreError::Invalid(InvalidMemory::MessageKind))?;
+        let key = id.to_be_bytes();
+        self.locator.insert(key, &locator(kind, None))?;
+        tree.insert(key, bytes)?;
+        self.embed_queue.insert(key, &[])?;
+        Ok(())
+    }
+
     pub fn memory_record(&self, id: u64) -> Result<Option<MemoryRecord>, StoreError> {
         for kind in [MemoryKind::Link, MemoryKind::Learning, MemoryKind::Insight] {
             if let Some(tree) = self.kind_tree(kind)

@@ -786,6 +786,7 @@ mod tests {
             username: None,
             text: format!("m{id}"),
             private: true,
+            file: None,
         };
         {
             let store = Store::open(dir.path()).unwrap();

@@ -2,6 +2,7 @@
 //! that embeds queued documents. Searching never waits for the worker: without an embedder or
 //! an index it answers from keywords alone and says so on `/health`.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -101,6 +102,10 @@ struct Inner {
     reindex_requested: AtomicBool,
     embedded: AtomicU64,
     unsaved: AtomicU64,
+    /// Failures per queued document; at [`POISON_STRIKES`] it leaves the queue.
+    strikes: Mutex<HashMap<u64, u32>>,
+    /// Queued documents set aside after failing [`POISON_STRIKES`] times.
+    set_aside: AtomicU64,
     /// True once the indexes hold everything that was in the store at open.
     loaded: tokio::sync::watch::Sender<bool>,
 }
@@ -118,6 +123,9 @@ impl std::fmt::Debug for Memory {
             .finish()
     }
 }
+
+/// Failures after which a queued document leaves the embedding queue.
+const POISON_STRIKES: u32 = 3;
 
 /// What is indexed and embedded: a message's title is cut from its text, so the text alone;
 /// a saved memory's title says something of its own.
@@ -146,6 +154,8 @@ impl Memory {
                 reindex_requested: AtomicBool::new(false),
                 embedded: AtomicU64::new(0),
                 unsaved: AtomicU64::new(0),
+                strikes: Mutex::new(HashMap::new()),
+                set_aside: AtomicU64::new(0),
                 loaded,
             }),
         };
@@ -561,23 +571,17 @@ impl Memory {
         let mut documents = Vec::with_capacity(ids.len());
         let mut gone = Vec::new();
         for id in ids {
-            match self.inner.store.document(id)? {
-                Some(d) => documents.push(d),
-                None => gone.push(id),
+            match self.inner.store.document(id) {
+                Ok(Some(d)) => documents.push(d),
+                Ok(None) => gone.push(id),
+                // A record that cannot be read must not block the queue behind it.
+                Err(e) => self.strike(id, &e.to_string())?,
             }
         }
         self.inner.store.unqueue(&gone)?;
-        let texts: Vec<String> = documents.iter().map(embed_text).collect();
-        let worker_embedder = Arc::clone(embedder);
-        let vectors = tokio::task::spawn_blocking(move || {
-            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-            worker_embedder.embed(&refs)
-        })
-        .await
-        .map_err(|e| MemoryError::Task(e.to_string()))??;
-        let stored: Vec<(u64, StoredVector)> = documents
-            .iter()
-            .zip(vectors)
+        let embedded = self.embed_documents(embedder, documents).await?;
+        let stored: Vec<(u64, StoredVector)> = embedded
+            .into_iter()
             .map(|(d, vector)| {
                 (
                     d.id,
@@ -607,6 +611,83 @@ impl Memory {
         }
         self.report_progress();
         Ok(true)
+    }
+
+    /// Embeds a batch; when the batch fails, each document alone, so one that cannot be
+    /// embedded is struck (and in the end set aside) instead of failing every batch it is in.
+    async fn embed_documents(
+        &self,
+        embedder: &Arc<Embedder>,
+        documents: Vec<Document>,
+    ) -> Result<Vec<(Document, Vec<f32>)>, MemoryError> {
+        let texts: Vec<String> = documents.iter().map(embed_text).collect();
+        let worker_embedder = Arc::clone(embedder);
+        let batch = tokio::task::spawn_blocking(move || {
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            worker_embedder.embed(&refs)
+        })
+        .await
+        .map_err(|e| MemoryError::Task(e.to_string()))?;
+        match batch {
+            Ok(vectors) => return Ok(documents.into_iter().zip(vectors).collect()),
+            Err(e) if documents.len() <= 1 => {
+                for d in &documents {
+                    self.strike(d.id, &e.to_string())?;
+                }
+                return Ok(Vec::new());
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "a batch failed to embed; trying its documents one by one")
+            }
+        }
+        let mut embedded = Vec::with_capacity(documents.len());
+        for document in documents {
+            let text = embed_text(&document);
+            let worker_embedder = Arc::clone(embedder);
+            let one = tokio::task::spawn_blocking(move || worker_embedder.embed(&[text.as_str()]))
+                .await
+                .map_err(|e| MemoryError::Task(e.to_string()))?;
+            match one.map(|mut v| v.pop()) {
+                Ok(Some(vector)) => embedded.push((document, vector)),
+                Ok(None) => self.strike(document.id, "no vector came back")?,
+                Err(e) => self.strike(document.id, &e.to_string())?,
+            }
+        }
+        Ok(embedded)
+    }
+
+    /// Counts a failure of a queued document; the third takes it off the queue (logged and
+    /// counted): it stays in the store and keyword search, without a vector.
+    fn strike(&self, id: u64, error: &str) -> Result<(), MemoryError> {
+        let strikes = {
+            let mut all = self
+                .inner
+                .strikes
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let count = all.entry(id).or_insert(0);
+            *count += 1;
+            let strikes = *count;
+            if strikes >= POISON_STRIKES {
+                all.remove(&id);
+            }
+            strikes
+        };
+        tracing::warn!(id, strikes, error, "a queued document cannot be embedded");
+        if strikes >= POISON_STRIKES {
+            tracing::error!(
+                id,
+                "set aside from the embedding queue after {POISON_STRIKES} failures"
+            );
+            self.inner.store.unqueue(&[id])?;
+            self.inner.set_aside.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Queued documents set aside because they failed to embed again and again.
+    pub fn set_aside(&self) -> u64 {
+        self.inner.set_aside.load(Ordering::Relaxed)
     }
 
     fn report_progress(&self) {

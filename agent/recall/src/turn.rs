@@ -94,6 +94,7 @@ impl HealthComponent for MemoryHealth {
         figures.insert("documents".into(), json!(counts.documents()));
         figures.insert("vectors".into(), json!(counts.vectors));
         figures.insert("queued".into(), json!(counts.queued));
+        figures.insert("set_aside".into(), json!(memory.set_aside()));
         figures.insert("indexed".into(), json!(memory.indexed_vectors()));
         figures.insert("model".into(), json!(memory.model_id()));
         let search = match state {

@@ -340,6 +340,34 @@ async fn the_background_worker_embeds_new_documents_without_being_asked() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_queued_record_is_set_aside_and_does_not_block_the_queue() {
+    let setup = Setup::new();
+    let memory = setup.open();
+    memory.prepare().await;
+    memory
+        .store()
+        .put_raw_memory(MemoryKind::Link, 7_000, b"\x00 not a record")
+        .unwrap();
+    fill(&memory);
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let worker = tokio::spawn(memory.clone().run_worker(shutdown.clone()));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while memory.counts().vectors < 5 || memory.set_aside() < 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}, set aside {}",
+            memory.counts(),
+            memory.set_aside()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(memory.counts().queued, 0, "{:?}", memory.counts());
+    assert_eq!(memory.set_aside(), 1);
+    shutdown.cancel();
+    worker.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn export_then_import_is_exact_and_bad_files_import_nothing() {
     let setup = Setup::new();
     let memory = setup.open();
