@@ -161,6 +161,7 @@ pub fn host_tools(
     let scopes = ScopeSource {
         workspaces_dir: workspaces_dir.clone(),
         fixed: None,
+        hosted: true,
     };
     let mut social = social_server(config, secrets, scopes.clone(), Some(agent.store.clone()))?;
     let mut dev = dev_server(config, secrets, scopes.clone())?;

@@ -127,6 +127,7 @@ async fn serve(
     let scopes = ScopeSource {
         fixed: chat.map(|id| Scope::for_chat(&workspaces_dir, id)),
         workspaces_dir,
+        hosted: false,
     };
     match name {
         "social" => {

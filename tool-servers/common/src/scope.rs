@@ -93,6 +93,9 @@ pub struct ScopeSource {
     pub workspaces_dir: PathBuf,
     /// A stdio server bound to one chat (`--chat`).
     pub fixed: Option<Scope>,
+    /// Served over HTTP by the agent: every call must carry a token's chat scope; one
+    /// without is refused (fail closed), never served as an open server.
+    pub hosted: bool,
 }
 
 impl ScopeSource {
@@ -104,10 +107,16 @@ impl ScopeSource {
         context: &RequestContext<RoleServer>,
         requested_chat: i64,
     ) -> Result<Scope, ToolError> {
+        let no_scope = || ToolError::Refused("this request carries no chat scope".to_owned());
         let bound = match context.extensions.get::<http::request::Parts>() {
-            Some(parts) => Some(parts.extensions.get::<Scope>().cloned().ok_or_else(|| {
-                ToolError::Refused("this request carries no chat scope".to_owned())
-            })?),
+            Some(parts) => Some(
+                parts
+                    .extensions
+                    .get::<Scope>()
+                    .cloned()
+                    .ok_or_else(no_scope)?,
+            ),
+            None if self.hosted => return Err(no_scope()),
             None => self.fixed.clone(),
         };
         match bound {

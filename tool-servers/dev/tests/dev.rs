@@ -67,6 +67,7 @@ fn server(app_url: &str, workspaces: &std::path::Path) -> (DevServer, Sent) {
         ScopeSource {
             workspaces_dir: workspaces.to_owned(),
             fixed: None,
+            hosted: false,
         },
     )
     .with_delivery(Arc::new(move |d| sink.lock().unwrap().push(d)));

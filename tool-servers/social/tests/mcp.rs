@@ -12,11 +12,16 @@ use valor_tools::host::{Grants, route};
 use valor_tools::{Scope, ScopeSource};
 
 fn social(workspaces: &std::path::Path) -> SocialServer {
+    social_as(workspaces, true)
+}
+
+fn social_as(workspaces: &std::path::Path, hosted: bool) -> SocialServer {
     SocialServer::new(
         SocialSettings::default(),
         ScopeSource {
             workspaces_dir: workspaces.to_owned(),
             fixed: None,
+            hosted,
         },
     )
     .unwrap()
@@ -34,7 +39,7 @@ fn text_of(result: &rmcp::model::CallToolResult) -> String {
 async fn in_process_client_lists_the_tools_with_schemas_and_calls_one() {
     let dir = tempfile::tempdir().unwrap();
     let (server_io, client_io) = tokio::io::duplex(64 * 1024);
-    let server = social(dir.path());
+    let server = social_as(dir.path(), false);
     tokio::spawn(async move {
         let running = server.serve(server_io).await.unwrap();
         let _ = running.waiting().await;
@@ -74,6 +79,38 @@ async fn in_process_client_lists_the_tools_with_schemas_and_calls_one() {
         .unwrap();
     assert_eq!(result.is_error, Some(true));
     assert!(text_of(&result).starts_with("not configured: set PERPLEXITY_API_KEY"));
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_hosted_server_refuses_a_call_that_carries_no_chat_scope() {
+    // A hosted server reached without the HTTP layer's scope (a transport that did not pass
+    // the request on) must not fall back to serving any chat.
+    let dir = tempfile::tempdir().unwrap();
+    let (server_io, client_io) = tokio::io::duplex(64 * 1024);
+    let server = social(dir.path());
+    tokio::spawn(async move {
+        let running = server.serve(server_io).await.unwrap();
+        let _ = running.waiting().await;
+    });
+    let client = ().serve(client_io).await.unwrap();
+    let result = client
+        .call_tool(
+            CallToolRequestParams::new("save_link").with_arguments(
+                json!({"url": "http://127.0.0.1:9/x", "chat_id": 5})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(result.is_error, Some(true));
+    assert!(
+        text_of(&result).contains("carries no chat scope"),
+        "{}",
+        text_of(&result)
+    );
     client.cancel().await.unwrap();
 }
 

@@ -45,6 +45,7 @@ fn server_with(settings: SocialSettings, workspaces: &std::path::Path) -> Social
         ScopeSource {
             workspaces_dir: workspaces.to_owned(),
             fixed: None,
+            hosted: false,
         },
     )
     .unwrap()
@@ -159,6 +160,7 @@ async fn a_missing_key_says_what_to_set() {
     let scopes = ScopeSource {
         workspaces_dir: dir.path().to_owned(),
         fixed: None,
+        hosted: false,
     };
     let server = SocialServer::new(settings, scopes).unwrap();
     let error = server.search("q").await.unwrap_err();

@@ -34,12 +34,13 @@ impl History for OneLine {
     }
 }
 
-fn server(dir: &std::path::Path) -> TelegramServer {
+fn server(dir: &std::path::Path, hosted: bool) -> TelegramServer {
     TelegramServer::new(
         Arc::new(OneLine),
         ScopeSource {
             workspaces_dir: dir.to_owned(),
             fixed: None,
+            hosted,
         },
     )
 }
@@ -57,7 +58,7 @@ fn report(name: &str, mut samples: Vec<Duration>) {
 
 async fn in_process(dir: &std::path::Path) {
     let (server_io, client_io) = tokio::io::duplex(64 * 1024);
-    let server = server(dir);
+    let server = server(dir, false);
     tokio::spawn(async move {
         let running = server.serve(server_io).await.unwrap();
         let _ = running.waiting().await;
@@ -108,7 +109,11 @@ async fn post(
 async fn over_http(dir: &std::path::Path) {
     let grants = Grants::default();
     let workspaces = dir.to_owned();
-    let app = route("telegram", move || server(&workspaces), grants.clone());
+    let app = route(
+        "telegram",
+        move || server(&workspaces, true),
+        grants.clone(),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/mcp/telegram", listener.local_addr().unwrap());
     // As valor-monitor's server does: no Nagle delay on streamed answers.

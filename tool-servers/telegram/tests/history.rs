@@ -95,6 +95,7 @@ fn server(fixed_chat: Option<i64>) -> TelegramServer {
         ScopeSource {
             fixed: fixed_chat.map(|id| Scope::for_chat(&dir, id)),
             workspaces_dir: dir,
+            hosted: false,
         },
     )
     .with_clock(Arc::new(|| NOW))
