@@ -2,6 +2,8 @@
 //!
 //! - [`codemap`]: files and functions per language with tree-sitter, and the functions a diff
 //!   touched.
+//! - [`git`]: git on an untrusted repository: its hooks, fsmonitor and diff programs off, an
+//!   empty environment, a time limit, its own process group.
 //! - [`workspace`]: one workspace's context: git branch, status and recent commits, the stack
 //!   from its manifests, its code map, the functions changed since the last daydream.
 //! - [`analytics`]: usage trends from the recorded runs.
@@ -15,6 +17,7 @@
 pub mod analytics;
 pub mod chart;
 pub mod codemap;
+pub mod git;
 pub mod openai;
 pub mod prompt;
 pub mod report;
