@@ -57,6 +57,7 @@ pub fn settings(config: &Config) -> DaydreamSettings {
     DaydreamSettings {
         workspaces: d.workspaces.clone(),
         chat_workspaces: Some(config.claude.workspaces_dir.clone()),
+        report_chat: (d.report_chat != 0).then_some(d.report_chat),
         logs_dir: d.logs_dir.clone(),
         keep_reports: d.keep_reports,
         analysis_timeout: Duration::from_secs(d.analysis_timeout_secs),
@@ -202,8 +203,10 @@ pub fn daydream(
         "openai" => Arc::new(valor_daydream::openai::OpenAiBackend::new(
             &d.openai_base_url,
             d.model.trim(),
+            // Its own key: the endpoint may be anyone's server, so OPENAI_API_KEY never goes
+            // there.
             secrets
-                .openai_api_key
+                .daydream_api_key
                 .as_ref()
                 .map(|k| k.expose().to_owned()),
         )?),
@@ -239,8 +242,9 @@ pub async fn run_once(
             outcome.session_id
         ));
     };
-    // The insights become searchable memory (kind `insight`, shared by every chat).
-    if let Some(analysis) = &report.analysis {
+    // The insights become searchable memory of the report chat alone (kind `insight`): never
+    // shared memory that every chat recalls. Without a report chat they stay in the report.
+    if let (Some(analysis), Some(chat)) = (&report.analysis, daydream.settings.report_chat) {
         let text: String = analysis
             .chars()
             .take(valor_memory::MAX_MEMORY_TEXT / 8)
@@ -248,7 +252,7 @@ pub async fn run_once(
         let saved = store.save_memory(valor_memory::MemoryRecord {
             id: 0,
             kind: valor_memory::MemoryKind::Insight,
-            chat_id: None,
+            chat_id: Some(chat),
             at_ms: u64::try_from(report.at.timestamp_millis()).unwrap_or(0),
             title: format!(
                 "Daydream insights {}",

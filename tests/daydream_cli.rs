@@ -153,10 +153,79 @@ fn daydream_now_reports_to_the_admin_chat_and_records_the_run() {
     ]));
     let (_, stats, _) = output(valor(dir.path()).args(["memory", "stats"]));
     assert!(found.contains("Daydream insights"), "{found}{err}{stats}");
+    // They belong to the report chat: no other chat recalls them.
+    assert!(found.contains("chat 4242"), "{found}");
+    assert!(!found.contains("shared"), "{found}");
+    let (_, elsewhere, _) = output(valor(dir.path()).args([
+        "memory",
+        "search",
+        "serve does nothing",
+        "--kind",
+        "insight",
+        "--chat",
+        "777",
+    ]));
+    assert_eq!(elsewhere, "nothing found\n");
 
     // An analysis that fails still gives a report, marked degraded.
     let (out, stdout, stderr) = run(&[("ANTHROPIC_BASE_URL", "http://127.0.0.1:9".to_owned())]);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(stdout.contains("degraded: the analysis failed"), "{stdout}");
+    drop(runtime);
+}
+
+/// The OpenAI-compatible endpoint gets `DAYDREAM_API_KEY` (its own), never `OPENAI_API_KEY`.
+#[test]
+fn the_daydream_endpoint_gets_its_own_key_and_never_the_openai_key() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = runtime.block_on(async {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/v1/chat/completions"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(
+                serde_json::json!({"choices": [{"message": {"content": "## Insights\n- fine"}}]}),
+            ))
+            .mount(&server)
+            .await;
+        server
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let repo = git_repo(dir.path());
+    let run = |daydream_key: Option<&str>| {
+        let mut cmd = valor(dir.path());
+        cmd.args(["daydream", "--now"])
+            .env(
+                "VALOR__DAYDREAM__WORKSPACES",
+                format!("[{:?}]", repo.display().to_string()),
+            )
+            .env("VALOR__DAYDREAM__BACKEND", "openai")
+            .env("VALOR__DAYDREAM__MODEL", "llama3.1")
+            .env(
+                "VALOR__DAYDREAM__OPENAI_BASE_URL",
+                format!("{}/v1", server.uri()),
+            )
+            .env("OPENAI_API_KEY", "sk-openai-never-to-the-daydream");
+        if let Some(key) = daydream_key {
+            cmd.env("DAYDREAM_API_KEY", key);
+        }
+        let (out, stdout, stderr) = output(&mut cmd);
+        assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+        assert!(!stdout.contains("degraded"), "{stdout}");
+    };
+    run(None);
+    run(Some("dd-key-123"));
+    let requests = runtime.block_on(server.received_requests()).unwrap();
+    assert_eq!(requests.len(), 2);
+    let auth: Vec<Option<String>> = requests
+        .iter()
+        .map(|r| {
+            r.headers
+                .get("authorization")
+                .map(|v| v.to_str().unwrap().to_owned())
+        })
+        .collect();
+    assert_eq!(auth, [None, Some("Bearer dd-key-123".to_owned())]);
     drop(runtime);
 }

@@ -3,12 +3,13 @@
 use std::fmt;
 
 /// Environment variables Valor reads secrets from.
-pub const SECRET_VARS: [&str; 5] = [
+pub const SECRET_VARS: [&str; 6] = [
     "TELEGRAM_BOT_TOKEN",
     "ANTHROPIC_API_KEY",
     "PERPLEXITY_API_KEY",
     "OPENAI_API_KEY",
     "NOTION_API_KEY",
+    "DAYDREAM_API_KEY",
 ];
 
 /// A secret value. `Debug` and `Display` print `[redacted]`; only [`Secret::expose`] gives the
@@ -47,6 +48,9 @@ pub struct Secrets {
     pub perplexity_api_key: Option<Secret>,
     pub openai_api_key: Option<Secret>,
     pub notion_api_key: Option<Secret>,
+    /// The daydream's OpenAI-compatible endpoint's own key (none by default; the OpenAI key
+    /// never goes there).
+    pub daydream_api_key: Option<Secret>,
 }
 
 impl Secrets {
@@ -63,17 +67,19 @@ impl Secrets {
             perplexity_api_key: get("PERPLEXITY_API_KEY"),
             openai_api_key: get("OPENAI_API_KEY"),
             notion_api_key: get("NOTION_API_KEY"),
+            daydream_api_key: get("DAYDREAM_API_KEY"),
         }
     }
 
     /// `(variable, is set)` for every secret, in [`SECRET_VARS`] order, for reports.
-    pub fn presence(&self) -> [(&'static str, bool); 5] {
+    pub fn presence(&self) -> [(&'static str, bool); 6] {
         [
             (SECRET_VARS[0], self.telegram_bot_token.is_some()),
             (SECRET_VARS[1], self.anthropic_api_key.is_some()),
             (SECRET_VARS[2], self.perplexity_api_key.is_some()),
             (SECRET_VARS[3], self.openai_api_key.is_some()),
             (SECRET_VARS[4], self.notion_api_key.is_some()),
+            (SECRET_VARS[5], self.daydream_api_key.is_some()),
         ]
     }
 }
@@ -91,6 +97,7 @@ pub(crate) fn secret_var_for_key(key: &str) -> Option<&'static str> {
         ("perplexity", "PERPLEXITY_API_KEY"),
         ("openai", "OPENAI_API_KEY"),
         ("notion", "NOTION_API_KEY"),
+        ("daydream", "DAYDREAM_API_KEY"),
     ];
     let looks_secret = ["token", "api_key", "apikey", "secret", "password"]
         .iter()

@@ -559,6 +559,13 @@ impl ClaudeDriver {
                 tools.push(tool.clone());
             }
         }
+        if request.read_only {
+            // `Bash(git log:*)` and the like count as the tool they name.
+            tools.retain(|tool| {
+                let name = tool.split('(').next().unwrap_or(tool);
+                !valor_core::backend::WRITING_TOOLS.contains(&name)
+            });
+        }
         tools
     }
 

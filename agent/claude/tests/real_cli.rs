@@ -360,6 +360,9 @@ fn prying(turn: &Turn) -> Reply {
     if let Some(path) = after("READ:") {
         return Reply::tool("Read", json!({"file_path": path}));
     }
+    if let Some(path) = after("WRITE:") {
+        return Reply::tool("Write", json!({"file_path": path, "content": "written"}));
+    }
     if let Some(line) = after("BASH:") {
         return Reply::tool(
             "Bash",
@@ -552,4 +555,30 @@ async fn a_required_sandbox_that_does_not_work_runs_no_turn() {
         h.driver.metrics().health().0,
         valor_monitor::Status::Degraded
     );
+}
+
+#[tokio::test]
+async fn a_read_only_turn_cannot_write_even_when_writing_is_configured() {
+    let fake = FakeAnthropic::start(prying).await;
+    let h = Harness::new(real_claude(), &fake.url, |c| {
+        c.allowed_tools = vec!["Read".to_owned(), "Write".to_owned(), "Bash".to_owned()];
+    });
+    let target = h.dir.path().join("workspaces/chat_51/note.txt");
+    let mut request = h.request(51, &format!("WRITE:{}", target.display()));
+    request.mcp_config = None;
+    request.read_only = true;
+    let summary = finished(&h.run(request).await).clone();
+    assert_eq!(summary.permission_denials, ["Write"], "{summary:?}");
+    assert!(!target.exists());
+    // The same turn, not read-only, writes (the control).
+    let mut request = h.request(
+        52,
+        &format!(
+            "WRITE:{}",
+            h.dir.path().join("workspaces/chat_52/note.txt").display()
+        ),
+    );
+    request.mcp_config = None;
+    finished(&h.run(request).await);
+    assert!(h.dir.path().join("workspaces/chat_52/note.txt").exists());
 }

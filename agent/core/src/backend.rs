@@ -26,9 +26,15 @@ pub struct TurnRequest {
     pub class: Option<crate::routing::RequestClass>,
     /// Start a new session instead of resuming the chat's.
     pub fresh_session: bool,
+    /// Only tools that read: the configured ones minus those that write files or run
+    /// commands (the daydream's analysis of workspaces it did not write).
+    pub read_only: bool,
     /// Cancelling stops the turn (`/stop`).
     pub cancel: CancellationToken,
 }
+
+/// Tools that change files or run commands: left out of a read-only turn.
+pub const WRITING_TOOLS: [&str; 6] = ["Edit", "Write", "MultiEdit", "NotebookEdit", "Bash", "Task"];
 
 impl TurnRequest {
     /// Applies a routing decision.
@@ -50,6 +56,7 @@ impl TurnRequest {
             effort: None,
             class: None,
             fresh_session: false,
+            read_only: false,
             cancel: CancellationToken::new(),
         }
     }

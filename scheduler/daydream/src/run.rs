@@ -58,8 +58,11 @@ pub trait Host: Send + Sync {
 pub struct DaydreamSettings {
     /// Workspaces studied every time.
     pub workspaces: Vec<PathBuf>,
-    /// A folder of chat workspaces (`chat_*`), listed afresh at each daydream so new chats count.
+    /// The folder of chat workspaces (`chat_<id>`).
     pub chat_workspaces: Option<PathBuf>,
+    /// The chat the report goes to: of the chats' workspaces only its own is studied, so no
+    /// chat's files reach another chat through the report (chats are tenants).
+    pub report_chat: Option<i64>,
     /// `logs/`: the report and its archive.
     pub logs_dir: PathBuf,
     pub keep_reports: usize,
@@ -72,28 +75,18 @@ pub struct DaydreamSettings {
 }
 
 impl DaydreamSettings {
-    /// The chats' workspaces (sorted), then the fixed ones.
+    /// The report chat's own workspace (when it has one), then the configured ones. Other
+    /// chats' workspaces are never studied here: their content would reach the report chat.
     pub fn workspace_paths(&self) -> Vec<PathBuf> {
-        let mut paths: Vec<PathBuf> = self
-            .chat_workspaces
-            .as_ref()
-            .and_then(|dir| std::fs::read_dir(dir).ok())
-            .map(|entries| {
-                entries
-                    .filter_map(Result::ok)
-                    .filter(|e| {
-                        let name = e.file_name().to_string_lossy().into_owned();
-                        // The daydream's own analysis runs in a chat workspace of its own.
-                        name.starts_with("chat_") && name != format!("chat_{DAYDREAM_CHAT_ID}")
-                    })
-                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-                    .map(|e| e.path())
-                    .collect()
-            })
-            .unwrap_or_default();
-        paths.sort();
-        paths.extend(self.workspaces.iter().cloned());
-        paths
+        let own = match (&self.chat_workspaces, self.report_chat) {
+            (Some(dir), Some(chat)) if chat != DAYDREAM_CHAT_ID => {
+                Some(dir.join(format!("chat_{chat}"))).filter(|p| p.is_dir())
+            }
+            _ => None,
+        };
+        own.into_iter()
+            .chain(self.workspaces.iter().cloned())
+            .collect()
     }
 }
 
@@ -426,6 +419,8 @@ impl Daydream {
     ) -> (Option<String>, Option<String>) {
         let mut request = TurnRequest::new(DAYDREAM_CHAT_ID, prompt);
         request.fresh_session = true;
+        // The analysis reads what chats wrote: it may not write or run anything itself.
+        request.read_only = true;
         request.model = self.settings.model.clone();
         request.cancel = cancel.clone();
         let stream = self.backend.start(request);

@@ -89,6 +89,7 @@ fn daydream(
         DaydreamSettings {
             workspaces: vec![repo(dir)],
             chat_workspaces: Some(dir.join("workspaces")),
+            report_chat: Some(5),
             logs_dir: dir.join("logs"),
             keep_reports: 10,
             analysis_timeout: timeout,
@@ -129,11 +130,18 @@ async fn a_full_run_writes_archives_and_delivers_the_report() {
         backend.clone(),
         Duration::from_secs(30),
     );
-    // A chat that appears after the daydream was set up is studied too.
+    // The report chat's workspace, made after the daydream was set up, is studied; another
+    // chat's workspace is not (its content would reach the report chat).
     std::fs::create_dir_all(dir.path().join("workspaces/chat_5")).unwrap();
     std::fs::write(
         dir.path().join("workspaces/chat_5/app.py"),
         "def hello():\n    pass\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.path().join("workspaces/chat_6")).unwrap();
+    std::fs::write(
+        dir.path().join("workspaces/chat_6/secret_plans.py"),
+        "def acquire_competitor_secretly():\n    pass\n",
     )
     .unwrap();
     let seen = Mutex::new(Vec::new());
@@ -156,6 +164,15 @@ async fn a_full_run_writes_archives_and_delivers_the_report() {
     assert!(written.contains("- `total` has no overflow check."));
     assert!(written.contains("branch `main`"));
     assert!(written.contains("### chat_5"), "{written}");
+    assert!(!written.contains("chat_6"), "{written}");
+    assert!(!written.contains("acquire_competitor"), "{written}");
+    let prompt = &backend.requests()[0];
+    assert!(
+        !prompt.prompt.contains("acquire_competitor"),
+        "{}",
+        prompt.prompt
+    );
+    assert!(prompt.read_only, "the analysis writes nothing");
     assert!(written.contains("- cleaned: 1 Claude Code process group over 24 h ended"));
     assert!(written.contains("- phase 4 analysis:"), "{written}");
     assert_eq!(
