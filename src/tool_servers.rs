@@ -80,12 +80,28 @@ pub fn notion_server(config: &Config, secrets: &Secrets) -> anyhow::Result<Notio
     ))?))
 }
 
+/// Each browser the dev tools launch is recorded like a Claude process group (on /health as a
+/// child, in the store for the reaper) until it is closed.
+fn browser_watch(agent: &crate::agent::Agent) -> valor_tool_dev::LaunchWatch {
+    let (store, children) = (agent.store.clone(), agent.children.clone());
+    valor_tool_dev::LaunchWatch(Arc::new(move |pid| {
+        Box::new(valor_claude::process::ProcessGroup::adopt(
+            pid,
+            "chromium",
+            None,
+            &children,
+            Some(&store),
+        )) as Box<dyn std::any::Any + Send + Sync>
+    }))
+}
+
 /// The dev server from `[tools.dev]`; bug reports comment on Notion tasks when Notion has a
 /// key. Its one browser is shared by every session (clones share it).
 pub fn dev_server(
     config: &Config,
     secrets: &Secrets,
     scopes: ScopeSource,
+    on_launch: Option<valor_tool_dev::LaunchWatch>,
 ) -> anyhow::Result<DevServer> {
     let dev = &config.tools.dev;
     let settings = DevSettings {
@@ -94,6 +110,7 @@ pub fn dev_server(
             executable: dev.chromium.clone(),
             page_timeout: Duration::from_secs(dev.page_timeout_secs.max(1)),
             viewport: (dev.viewport[0].max(100), dev.viewport[1].max(100)),
+            on_launch,
         },
     };
     let server = DevServer::new(settings, scopes);
@@ -164,7 +181,7 @@ pub fn host_tools(
         hosted: true,
     };
     let mut social = social_server(config, secrets, scopes.clone(), Some(agent.store.clone()))?;
-    let mut dev = dev_server(config, secrets, scopes.clone())?;
+    let mut dev = dev_server(config, secrets, scopes.clone(), Some(browser_watch(agent)))?;
     if let Some(deliver) = deliver {
         social = social.with_delivery(deliver.clone());
         dev = dev.with_delivery(deliver);

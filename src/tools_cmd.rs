@@ -179,7 +179,7 @@ async fn serve(
             Ok(())
         }
         "dev" => {
-            let server = dev_server(config, secrets, scopes)?;
+            let server = dev_server(config, secrets, scopes, None)?;
             let browser = std::sync::Arc::clone(server.browser());
             let running = server.serve(rmcp::transport::stdio()).await?;
             running.waiting().await?;

@@ -73,8 +73,8 @@ impl Reaper {
                 continue;
             }
             tracing::warn!(pgid = record.pgid, chat_id = ?record.chat_id, owner = record.owner_pid,
-                age_secs = now_ms().saturating_sub(record.started_at_ms) / 1000,
-                "ending a Claude Code process group that outlived its turn");
+                label = %record.label, age_secs = now_ms().saturating_sub(record.started_at_ms) / 1000,
+                "ending a process group that outlived its turn (or its Valor)");
             signal_group(record.pgid, Signal::SIGTERM);
             let deadline = tokio::time::Instant::now() + self.grace;
             while !group_members(record.pgid).is_empty() && tokio::time::Instant::now() < deadline {

@@ -33,7 +33,27 @@ pub struct BrowserSettings {
     pub page_timeout: Duration,
     /// Width and height of the window, in CSS pixels.
     pub viewport: (u32, u32),
+    /// Told the process group of each browser launched (its leader's pid), so the agent can
+    /// record it for the reaper; what it returns is dropped when that browser is closed.
+    pub on_launch: Option<LaunchWatch>,
 }
+
+/// See [`BrowserSettings::on_launch`].
+#[derive(Clone)]
+pub struct LaunchWatch(
+    pub std::sync::Arc<dyn Fn(u32) -> Box<dyn std::any::Any + Send + Sync> + Send + Sync>,
+);
+
+impl std::fmt::Debug for LaunchWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LaunchWatch")
+    }
+}
+
+/// Starts Chromium as the leader of a process group of its own (setsid execs in place, so the
+/// pid stays): all its helper processes can then be ended with one signal, also by the reaper
+/// after a crash of Valor.
+const SETSID: &str = "/usr/bin/setsid";
 
 impl Default for BrowserSettings {
     fn default() -> Self {
@@ -41,8 +61,26 @@ impl Default for BrowserSettings {
             executable: PathBuf::new(),
             page_timeout: Duration::from_secs(30),
             viewport: (1280, 800),
+            on_launch: None,
         }
     }
+}
+
+/// A launcher script in the browser's private profile folder: `setsid` then Chromium
+/// (`$VALOR_CHROMIUM`), with chromiumoxide's arguments.
+fn group_launcher(profile: &std::path::Path) -> Result<PathBuf, ToolError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let path = profile.join("launch.sh");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o700)
+        .open(&path)
+        .map_err(|e| ToolError::Io(format!("cannot write the browser launcher: {e}")))?;
+    file.write_all(format!("#!/bin/sh\nexec {SETSID} \"$VALOR_CHROMIUM\" \"$@\"\n").as_bytes())
+        .map_err(|e| ToolError::Io(format!("cannot write the browser launcher: {e}")))?;
+    Ok(path)
 }
 
 /// What a page showed.
@@ -70,6 +108,8 @@ struct Running {
     idle_tab: Option<Page>,
     /// Each browser gets its own profile: instances sharing one collide.
     _profile: tempfile::TempDir,
+    /// From [`BrowserSettings::on_launch`]; dropped with the browser.
+    _watch: Option<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 /// The browser, launched on first use.
@@ -121,8 +161,15 @@ impl WarmBrowser {
             .tempdir()
             .map_err(|e| ToolError::Io(format!("cannot make the browser profile: {e}")))?;
         let (width, height) = self.settings.viewport;
+        let grouped = std::path::Path::new(SETSID).is_file();
+        let launcher = if grouped {
+            group_launcher(profile.path())?
+        } else {
+            executable.clone()
+        };
         let config = BrowserConfig::builder()
-            .chrome_executable(executable)
+            .chrome_executable(launcher)
+            .env("VALOR_CHROMIUM", executable.to_string_lossy())
             .new_headless_mode()
             .no_sandbox()
             .user_data_dir(profile.path())
@@ -151,6 +198,14 @@ impl WarmBrowser {
                     service: "Chromium",
                     reason: format!("cannot start the browser: {e}"),
                 })?;
+        let mut browser = browser;
+        let pid = browser
+            .get_mut_child()
+            .and_then(|child| child.as_mut_inner().id());
+        let watch = match (&self.settings.on_launch, pid) {
+            (Some(LaunchWatch(watch)), Some(pid)) if grouped => Some(watch(pid)),
+            _ => None,
+        };
         // The handler must be polled for the browser to make progress.
         let handler = tokio::spawn(async move { while handler.next().await.is_some() {} });
         self.launches
@@ -161,7 +216,18 @@ impl WarmBrowser {
             handler,
             idle_tab: None,
             _profile: profile,
+            _watch: watch,
         })
+    }
+
+    /// The pid of the running browser's process (and group), if one runs.
+    pub async fn pid(&self) -> Option<u32> {
+        let mut running = self.running.lock().await;
+        running
+            .as_mut()?
+            .browser
+            .get_mut_child()
+            .and_then(|child| child.as_mut_inner().id())
     }
 
     /// Opens `url` in the warm tab (or a new one) and captures it. A dead browser is

@@ -14,5 +14,5 @@ pub mod browser;
 pub mod report;
 mod server;
 
-pub use browser::{BrowserSettings, Capture, WarmBrowser};
+pub use browser::{BrowserSettings, Capture, LaunchWatch, WarmBrowser};
 pub use server::{DevServer, DevSettings};

@@ -226,6 +226,66 @@ async fn the_browser_stays_warm_between_calls() {
     server.browser().close().await;
 }
 
+/// The members of process group `pgid` (from /proc), zombies left out.
+fn group_of(pgid: u32) -> Vec<String> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+        if fields.get(2) == Some(&pgid.to_string().as_str()) && fields[0] != "Z" {
+            names.push(stat[stat.find('(').unwrap() + 1..close].to_owned());
+        }
+    }
+    names
+}
+
+#[tokio::test]
+async fn each_browser_leads_its_own_process_group_and_is_watched_until_closed() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    struct Guard(Arc<AtomicBool>);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    let (app, _) = serve_app().await;
+    let launched = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let released = Arc::new(AtomicBool::new(false));
+    let watch = {
+        let (launched, released) = (Arc::clone(&launched), Arc::clone(&released));
+        valor_tool_dev::LaunchWatch(Arc::new(move |pid| {
+            launched.lock().unwrap().push(pid);
+            Box::new(Guard(Arc::clone(&released))) as Box<dyn std::any::Any + Send + Sync>
+        }))
+    };
+    let browser = valor_tool_dev::WarmBrowser::new(BrowserSettings {
+        on_launch: Some(watch),
+        ..BrowserSettings::default()
+    });
+    browser.capture(&app).await.unwrap();
+    let pid = launched.lock().unwrap()[0];
+    assert_eq!(
+        browser.pid().await,
+        Some(pid),
+        "the watched pid is the browser"
+    );
+    // The browser and its helpers are all in the group it leads: one signal ends them all.
+    let members = group_of(pid);
+    assert!(members.len() >= 2, "{members:?}");
+    assert!(members.iter().all(|m| m.contains("chrom")), "{members:?}");
+    assert!(!released.load(Ordering::SeqCst));
+    browser.close().await;
+    assert!(
+        released.load(Ordering::SeqCst),
+        "the watch ends with the browser"
+    );
+}
+
 #[tokio::test]
 async fn screenshots_are_found_by_task_and_age_and_checked() {
     let dir = tempfile::tempdir().unwrap();
