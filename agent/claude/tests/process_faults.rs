@@ -211,3 +211,43 @@ async fn across_chats_at_most_max_concurrent_run() {
         TurnErrorKind::Timeout
     );
 }
+
+#[tokio::test]
+async fn the_reaper_ends_a_sandbox_left_behind_by_a_crashed_valor() {
+    let h = harness("ignores_sigterm", |c| {
+        c.idle_timeout_secs = 60;
+        c.kill_grace_secs = 1;
+    });
+    let mut stream = h.driver.start(request(14));
+    while let Some(event) = stream.next().await {
+        if matches!(event, TurnEvent::Started { .. }) {
+            break;
+        }
+    }
+    let pgid = h.children.snapshot()[0].pid;
+    let members = group_members(pgid);
+    assert!(
+        members.len() >= 3,
+        "bubblewrap, its init and the program: {members:?}"
+    );
+    // As a Valor that crashed would have left it: recorded, owned by a process that is gone.
+    let mut record = h.store.processes().unwrap()[0].clone();
+    assert_eq!(record.pgid, pgid);
+    record.owner_pid = u32::MAX;
+    h.store.put_process(&record).unwrap();
+    let reaper = valor_claude::reaper::Reaper::new(
+        h.store.clone(),
+        valor_monitor::ChildRegistry::new(),
+        None,
+        Duration::from_secs(1),
+    );
+    let report = reaper.reap(None).await;
+    assert_eq!(report.killed, [pgid]);
+    assert!(group_members(pgid).is_empty(), "{:?}", group_members(pgid));
+    // The turn sees its process gone.
+    let mut last = None;
+    while let Some(event) = stream.next().await {
+        last = Some(event);
+    }
+    assert!(matches!(last, Some(TurnEvent::Failed(_))), "{last:?}");
+}

@@ -582,3 +582,43 @@ async fn a_read_only_turn_cannot_write_even_when_writing_is_configured() {
     finished(&h.run(request).await);
     assert!(h.dir.path().join("workspaces/chat_52/note.txt").exists());
 }
+
+#[tokio::test]
+async fn a_subscription_login_is_readable_in_every_sandbox_and_writable_in_none() {
+    let fake = FakeAnthropic::start(prying).await;
+    let operator = tempfile::tempdir().unwrap();
+    let credentials = operator.path().join(".claude/.credentials.json");
+    std::fs::create_dir_all(credentials.parent().unwrap()).unwrap();
+    std::fs::write(&credentials, "{\"claudeAiOauth\":\"OPERATOR-LOGIN\"}").unwrap();
+    let sandbox = valor_claude::sandbox::SandboxState::probe(
+        valor_claude::sandbox::SandboxMode::Required,
+        Some(credentials.clone()),
+    );
+    let h = Harness::with_sandbox(
+        real_claude(),
+        &fake.url,
+        |c| c.allowed_tools = vec!["Bash".to_owned()],
+        sandbox,
+    );
+    let inside = h.dir.path().join("homes/chat_61/.claude/.credentials.json");
+    let mut request = h.request(
+        61,
+        &format!(
+            "BASH:cat {0}; echo; (echo tampered > {0}) 2>/dev/null || echo refused; ls {1} 2>&1",
+            inside.display(),
+            operator.path().display()
+        ),
+    );
+    request.mcp_config = None;
+    let answer = finished(&h.run(request).await).text.clone();
+    assert!(answer.contains("OPERATOR-LOGIN"), "{answer}");
+    assert!(answer.contains("refused"), "{answer}");
+    assert!(
+        answer.contains("No such file"),
+        "nothing else of the operator's HOME: {answer}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&credentials).unwrap(),
+        "{\"claudeAiOauth\":\"OPERATOR-LOGIN\"}"
+    );
+}

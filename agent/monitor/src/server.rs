@@ -158,14 +158,27 @@ async fn metrics(State(state): State<HealthState>) -> Response {
         .into_response()
 }
 
+/// 200 while Valor accepts work, else 503; the parts' own components (Telegram's polling,
+/// the driver, memory) are shown beside it, so a probe sees what is stuck.
 async fn ready(State(state): State<HealthState>) -> Response {
-    if state.ready.load(Ordering::Acquire) {
-        (StatusCode::OK, axum::Json(json!({ "ready": true }))).into_response()
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({ "ready": false })),
-        )
-            .into_response()
+    let ready = state.ready.load(Ordering::Acquire);
+    let mut body = json!({ "ready": ready });
+    if !state.components.is_empty() {
+        let mut components = Map::new();
+        for component in &state.components {
+            let (status, mut figures) = component.check();
+            figures.insert(
+                "status".to_owned(),
+                serde_json::to_value(status).unwrap_or(Value::Null),
+            );
+            components.insert(component.name().to_owned(), Value::Object(figures));
+        }
+        body["components"] = Value::Object(components);
     }
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, axum::Json(body)).into_response()
 }

@@ -238,4 +238,12 @@ async fn ready_follows_the_flag() {
         .store(true, std::sync::atomic::Ordering::Release);
     let (code, _, body) = get(&state, "/ready").await;
     assert_eq!((code, body.as_str()), (StatusCode::OK, "{\"ready\":true}"));
+    // The parts' components show beside it (Telegram's polling, say).
+    let mut state = state;
+    state.components.push(Arc::new(Fixed(Status::Degraded)));
+    let (code, _, body) = get(&state, "/ready").await;
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(body["components"]["extra"]["status"], "degraded");
+    assert_eq!(body["components"]["extra"]["answer"], 42);
 }
