@@ -47,21 +47,11 @@ async fn listing(config: &valor_config::Config) -> anyhow::Result<Vec<JobStatus>
     match Store::open(path) {
         Ok(store) => Ok(status_of(&specs, &store, chrono::Utc::now())),
         Err(StoreError::Locked { .. }) => {
-            let token = valor_memory::secret::api_token(path)?;
-            let base = valor_memory::secret::api_url(path)
-                .unwrap_or_else(|| crate::health_cmd::base_url(config.health.bind));
-            let response = reqwest::Client::builder()
-                .no_proxy()
-                .timeout(Duration::from_secs(10))
-                .build()?
-                .get(format!("{base}/jobs"))
-                .bearer_auth(token)
-                .send()
-                .await?;
-            if !response.status().is_success() {
-                anyhow::bail!("the running Valor answered {} for /jobs", response.status());
-            }
-            Ok(response.json().await?)
+            crate::memory_cmd::AgentClient::for_config(config, Duration::from_secs(10))
+                .map_err(anyhow::Error::msg)?
+                .get("/jobs")
+                .await
+                .map_err(anyhow::Error::msg)
         }
         Err(e) => Err(e.into()),
     }

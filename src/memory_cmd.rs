@@ -73,6 +73,30 @@ pub(crate) struct AgentClient {
 }
 
 impl AgentClient {
+    /// The running agent that holds `config`'s store, with its API token.
+    pub(crate) fn for_config(config: &Config, timeout: Duration) -> Result<AgentClient, String> {
+        let path = &config.memory.path;
+        let token = valor_memory::secret::api_token(path).map_err(|e| {
+            format!("the store is in use by a running Valor, and its API token cannot be read: {e}")
+        })?;
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(timeout)
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(AgentClient {
+            base: valor_memory::secret::api_url(path)
+                .unwrap_or_else(|| crate::health_cmd::base_url(config.health.bind)),
+            token,
+            client,
+        })
+    }
+
+    pub(crate) async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, String> {
+        self.send(self.client.delete(format!("{}{path}", self.base)))
+            .await
+    }
+
     async fn send<T: DeserializeOwned>(
         &self,
         request: reqwest::RequestBuilder,
@@ -160,22 +184,7 @@ pub(crate) fn open(config: &Config) -> Result<Access, String> {
                 .map_err(|e| e.to_string())
         }
         Err(StoreError::Locked { .. }) => {
-            let token = valor_memory::secret::api_token(path).map_err(|e| {
-                format!(
-                    "the store is in use by a running Valor, and its API token cannot be read: {e}"
-                )
-            })?;
-            let client = reqwest::Client::builder()
-                .no_proxy()
-                .timeout(Duration::from_secs(600))
-                .build()
-                .map_err(|e| e.to_string())?;
-            Ok(Access::Agent(AgentClient {
-                base: valor_memory::secret::api_url(path)
-                    .unwrap_or_else(|| crate::health_cmd::base_url(config.health.bind)),
-                token,
-                client,
-            }))
+            AgentClient::for_config(config, Duration::from_secs(600)).map(Access::Agent)
         }
         Err(e) => Err(e.to_string()),
     }

@@ -11,6 +11,8 @@ use valor_config::{Config, ConfigSource};
 use valor_memory::{Store, StoreError};
 use valor_telegram::pairing::Pairing;
 
+use crate::memory_cmd::AgentClient;
+
 #[derive(Debug, clap::Args)]
 pub struct PairArgs {
     /// List who may talk to Valor: the configured users and the paired ones.
@@ -57,7 +59,10 @@ async fn list(config: &Config) -> anyhow::Result<()> {
     let paired = match Store::open(&config.memory.path) {
         Ok(store) => store.paired_users()?,
         Err(StoreError::Locked { .. }) => {
-            let answer: serde_json::Value = agent(config, reqwest::Method::GET, "").await?;
+            let answer: serde_json::Value = agent(config)?
+                .get("/telegram/paired")
+                .await
+                .map_err(|e| anyhow::anyhow!("{e} (is Telegram on in the running Valor?)"))?;
             serde_json::from_value(answer["paired"].clone())
                 .context("the running Valor answered an unexpected list")?
         }
@@ -80,12 +85,13 @@ async fn revoke(config: &Config, user: i64) -> anyhow::Result<()> {
     let removed = match Store::open(&config.memory.path) {
         Ok(store) => store.remove_paired_user(user)?,
         Err(StoreError::Locked { .. }) => {
-            match agent::<serde_json::Value>(config, reqwest::Method::DELETE, &format!("/{user}"))
-                .await
-            {
+            let answer = agent(config)?
+                .delete::<serde_json::Value>(&format!("/telegram/paired/{user}"))
+                .await;
+            match answer {
                 Ok(_) => true,
-                Err(e) if e.to_string().contains("404") => false,
-                Err(e) => return Err(e),
+                Err(e) if e.contains("is not paired") => false,
+                Err(e) => anyhow::bail!(e),
             }
         }
         Err(e) => return Err(e.into()),
@@ -105,31 +111,7 @@ async fn revoke(config: &Config, user: i64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `/telegram/paired{suffix}` on the running agent, with the memory API token.
-async fn agent<T: serde::de::DeserializeOwned>(
-    config: &Config,
-    method: reqwest::Method,
-    suffix: &str,
-) -> anyhow::Result<T> {
-    let path = &config.memory.path;
-    let token = valor_memory::secret::api_token(path)?;
-    let base = valor_memory::secret::api_url(path)
-        .unwrap_or_else(|| crate::health_cmd::base_url(config.health.bind));
-    let response = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(10))
-        .build()?
-        .request(method, format!("{base}/telegram/paired{suffix}"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .context("the store is in use, and the running Valor does not answer")?;
-    let status = response.status();
-    if status == reqwest::StatusCode::NOT_FOUND && suffix.is_empty() {
-        anyhow::bail!("the running Valor has no Telegram channel (is TELEGRAM_BOT_TOKEN set?)");
-    }
-    if !status.is_success() {
-        anyhow::bail!("the running Valor answered {status}");
-    }
-    Ok(response.json().await?)
+/// The running agent's Telegram access API (`/telegram/paired...`).
+fn agent(config: &Config) -> anyhow::Result<AgentClient> {
+    AgentClient::for_config(config, Duration::from_secs(10)).map_err(anyhow::Error::msg)
 }
