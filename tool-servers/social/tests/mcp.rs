@@ -27,6 +27,16 @@ fn social_as(workspaces: &std::path::Path, hosted: bool) -> SocialServer {
     .unwrap()
 }
 
+/// An rmcp client talking to `server` in process, over a pipe.
+async fn connected(server: SocialServer) -> rmcp::service::RunningService<rmcp::RoleClient, ()> {
+    let (server_io, client_io) = tokio::io::duplex(64 * 1024);
+    tokio::spawn(async move {
+        let running = server.serve(server_io).await.unwrap();
+        let _ = running.waiting().await;
+    });
+    ().serve(client_io).await.unwrap()
+}
+
 fn text_of(result: &rmcp::model::CallToolResult) -> String {
     result
         .content
@@ -38,13 +48,7 @@ fn text_of(result: &rmcp::model::CallToolResult) -> String {
 #[tokio::test]
 async fn in_process_client_lists_the_tools_with_schemas_and_calls_one() {
     let dir = tempfile::tempdir().unwrap();
-    let (server_io, client_io) = tokio::io::duplex(64 * 1024);
-    let server = social_as(dir.path(), false);
-    tokio::spawn(async move {
-        let running = server.serve(server_io).await.unwrap();
-        let _ = running.waiting().await;
-    });
-    let client = ().serve(client_io).await.unwrap();
+    let client = connected(social_as(dir.path(), false)).await;
     let tools = client.list_all_tools().await.unwrap();
     let mut names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
     names.sort();
@@ -87,13 +91,7 @@ async fn a_hosted_server_refuses_a_call_that_carries_no_chat_scope() {
     // A hosted server reached without the HTTP layer's scope (a transport that did not pass
     // the request on) must not fall back to serving any chat.
     let dir = tempfile::tempdir().unwrap();
-    let (server_io, client_io) = tokio::io::duplex(64 * 1024);
-    let server = social(dir.path());
-    tokio::spawn(async move {
-        let running = server.serve(server_io).await.unwrap();
-        let _ = running.waiting().await;
-    });
-    let client = ().serve(client_io).await.unwrap();
+    let client = connected(social(dir.path())).await;
     let result = client
         .call_tool(
             CallToolRequestParams::new("save_link").with_arguments(
