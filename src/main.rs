@@ -111,3 +111,21 @@ fn main() -> ExitCode {
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn the_process_is_private() {
+        use std::os::unix::fs::PermissionsExt as _;
+        super::private_process();
+        assert!(!nix::sys::prctl::get_dumpable().unwrap(), "still dumpable");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("written");
+        std::fs::write(&file, "x").unwrap();
+        std::fs::create_dir(dir.path().join("made")).unwrap();
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&file), 0o600);
+        assert_eq!(mode(&dir.path().join("made")), 0o700);
+    }
+}
