@@ -177,6 +177,33 @@ impl ClaudeDriver {
             }
         }
         self.inner.metrics.warm.set(self.count_warm() as f64);
+        self.forget_idle_chats();
+    }
+
+    /// Drops the slots of chats with nothing running, waiting or warm, so the map does not grow
+    /// with every chat ever seen. A slot is only handed out under the map's lock, so one that
+    /// nobody else holds cannot be in use.
+    fn forget_idle_chats(&self) {
+        self.inner
+            .chats
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|_, slot| {
+                Arc::strong_count(slot) > 1
+                    || slot
+                        .state
+                        .try_lock()
+                        .map_or(true, |state| state.warm.is_some())
+            });
+    }
+
+    /// Chats the driver keeps a slot for (running, waiting or warm).
+    pub fn chats_tracked(&self) -> usize {
+        self.inner
+            .chats
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     /// Runs `maintain_warm` every few seconds until shutdown.
@@ -269,6 +296,9 @@ impl ClaudeDriver {
         let started = Instant::now();
         let started_at_ms = now_ms();
         let cancel = self.turn_cancel(&request);
+        // When the turn is over its token is cancelled: the task linking it to the request's
+        // token ends, and the child of the shutdown token goes (one task leaked per turn before).
+        let _turn_over = cancel.clone().drop_guard();
         let slot = self.chat_slot(request.chat_id);
         let ahead = slot.pending.fetch_add(1, Ordering::AcqRel);
         let _pending = Pending(&slot.pending);

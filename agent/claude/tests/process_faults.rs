@@ -251,3 +251,28 @@ async fn the_reaper_ends_a_sandbox_left_behind_by_a_crashed_valor() {
     }
     assert!(matches!(last, Some(TurnEvent::Failed(_))), "{last:?}");
 }
+
+#[tokio::test]
+async fn finished_turns_leave_no_task_behind() {
+    let h = harness("no_result", |_| {});
+    let metrics = tokio::runtime::Handle::current().metrics();
+    // One turn first: whatever is started once (and kept) is not a per-turn leak.
+    failed(&h.run(request(21)).await);
+    let before = metrics.num_alive_tasks();
+    for chat in 22..32 {
+        failed(&h.run(request(chat)).await);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while metrics.num_alive_tasks() > before && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        metrics.num_alive_tasks(),
+        before,
+        "each finished turn left a task running"
+    );
+    // Nor a slot per chat once maintenance has run.
+    assert_eq!(h.driver.chats_tracked(), 11);
+    h.driver.maintain_warm().await;
+    assert_eq!(h.driver.chats_tracked(), 0);
+}
