@@ -45,6 +45,17 @@ pub const HELP: &str = "I'm Valor. Write to me as to a colleague: questions, cod
 /learnings - what I learned here\n/forget N - retire learning N\n\
 /remember <text> - teach me something\n/help - this text";
 
+/// The command menu Telegram shows (`setMyCommands`): each command `/help` explains.
+pub const COMMANDS: [(&str, &str); 7] = [
+    ("new", "Start a new conversation"),
+    ("stop", "Stop what I'm doing"),
+    ("status", "How I am, and this chat"),
+    ("learnings", "What I learned here"),
+    ("forget", "Retire learning N: /forget N"),
+    ("remember", "Teach me something: /remember <text>"),
+    ("help", "What I can do"),
+];
+
 /// Valor's health in one line, for `/status` (the binary reads the resource monitor).
 pub type HealthLine = Arc<dyn Fn() -> String + Send + Sync>;
 
@@ -274,6 +285,7 @@ impl TelegramChannel {
         self.inner
             .last_update
             .store(self.inner.store.telegram_last_update()?, Ordering::Release);
+        self.register_commands().await;
         let result = match self.inner.webhook.clone() {
             Some(webhook) => self.clone().serve_webhook(webhook, &shutdown).await,
             None => self.poll(&shutdown).await,
@@ -291,6 +303,16 @@ impl TelegramChannel {
             }
         }
         result
+    }
+
+    /// Registers the command menu, so Telegram lists the commands; a failure only costs the menu.
+    async fn register_commands(&self) {
+        let commands = COMMANDS
+            .iter()
+            .map(|(name, what)| teloxide::types::BotCommand::new(*name, *what));
+        if let Err(e) = self.inner.bot.set_my_commands(commands).await {
+            tracing::warn!(error = %e, "cannot register the command menu");
+        }
     }
 
     /// Takes in an update unless it was taken in before (Telegram may deliver one twice).

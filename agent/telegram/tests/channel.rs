@@ -140,6 +140,15 @@ async fn a_friend_gets_an_answer_and_the_conversation_is_kept() {
     assert_eq!(stored, ["hello there", "You said: hello there"]);
     assert_eq!(w.store.telegram_last_update().unwrap(), update);
     assert!(!w.fake.actions(FRIEND).is_empty(), "typing was shown");
+    // The command menu was registered, within Telegram's rules, and matches /help.
+    let commands = w.fake.commands();
+    assert_eq!(commands.len(), 7, "{commands:?}");
+    for (name, _) in &commands {
+        assert!(
+            valor_telegram::channel::HELP.contains(&format!("/{name}")),
+            "/{name} is not in /help"
+        );
+    }
     w.stop().await;
 }
 

@@ -133,3 +133,30 @@ async fn everything_the_formatter_makes_is_accepted() {
     );
     assert!(fake.errors(400).is_empty());
 }
+
+#[tokio::test]
+async fn the_command_menu_follows_telegrams_rules() {
+    use teloxide::types::BotCommand;
+    let fake = FakeTelegram::start().await;
+    let bot = bot(&fake);
+    for (name, description, expected) in [
+        ("Help", "What I can do", "BOT_COMMAND_INVALID"),
+        ("new-chat", "Start over", "BOT_COMMAND_INVALID"),
+        ("help", "", "BOT_COMMAND_DESCRIPTION_INVALID"),
+    ] {
+        let error = bot
+            .set_my_commands([BotCommand::new(name, description)])
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains(expected), "{name}: {error}");
+    }
+    assert!(fake.commands().is_empty());
+    let menu = valor_telegram::channel::COMMANDS
+        .iter()
+        .map(|(name, what)| BotCommand::new(*name, *what));
+    bot.set_my_commands(menu).await.unwrap();
+    assert_eq!(
+        fake.commands().len(),
+        valor_telegram::channel::COMMANDS.len()
+    );
+}

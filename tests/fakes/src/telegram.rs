@@ -82,6 +82,8 @@ struct StateInner {
     actions: Vec<(i64, String, Instant)>,
     /// file_id -> (declared size, bytes)
     files: HashMap<String, (u64, Vec<u8>)>,
+    /// The command menu (`setMyCommands`): (command, description).
+    commands: Vec<(String, String)>,
     /// How long a file download takes (a slow network).
     download_delay: Duration,
     /// Answer sendMessageDraft as a server without it would.
@@ -264,6 +266,11 @@ impl FakeTelegram {
     }
 
     /// Callback queries the bot never answered.
+    /// The bot's command menu as last set (`setMyCommands`).
+    pub fn commands(&self) -> Vec<(String, String)> {
+        self.shared.state.lock().unwrap().commands.clone()
+    }
+
     /// Makes every file download take `delay` (tokio's time: paused tests see it exactly).
     pub fn delay_downloads(&self, delay: Duration) {
         self.shared.state.lock().unwrap().download_delay = delay;
@@ -455,7 +462,33 @@ fn handle(shared: &Shared, method: &str, params: &Value) -> Reply {
         "getwebhookinfo" => {
             Ok(json!({"url": "", "has_custom_certificate": false, "pending_update_count": 0}))
         }
-        "deletewebhook" | "setmycommands" => Ok(json!(true)),
+        "deletewebhook" => Ok(json!(true)),
+        "setmycommands" => {
+            // Telegram's rules: at most 100 commands, each 1-32 of a-z, 0-9 and _, with a
+            // description of 1-256 characters.
+            let commands = params["commands"].as_array().cloned().unwrap_or_default();
+            if commands.len() > 100 {
+                return bad("Bad Request: too many commands");
+            }
+            let mut kept = Vec::new();
+            for command in &commands {
+                let name = command["command"].as_str().unwrap_or_default();
+                let description = command["description"].as_str().unwrap_or_default();
+                let name_ok = (1..=32).contains(&name.len())
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+                if !name_ok {
+                    return bad("Bad Request: BOT_COMMAND_INVALID");
+                }
+                if !(1..=256).contains(&description.chars().count()) {
+                    return bad("Bad Request: BOT_COMMAND_DESCRIPTION_INVALID");
+                }
+                kept.push((name.to_owned(), description.to_owned()));
+            }
+            state.commands = kept;
+            Ok(json!(true))
+        }
         "setwebhook" => {
             state.webhook = Some((
                 params["url"].as_str().unwrap_or_default().to_owned(),
