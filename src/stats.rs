@@ -28,12 +28,7 @@ struct Totals {
 impl Totals {
     fn add(&mut self, run: &RunRecord) {
         self.turns += 1;
-        // A denied tool still answered: it is not a failed turn.
-        if run
-            .error
-            .as_ref()
-            .is_some_and(|e| e.kind != valor_core::TurnErrorKind::ToolDenied)
-        {
+        if run.failed() {
             self.failed += 1;
         }
         self.cost_usd += run.cost_usd;
@@ -106,8 +101,8 @@ fn report(runs: &[RunRecord], days: u32) -> String {
         };
         by_model.entry(model.to_owned()).or_default().add(run);
         all.add(run);
-        if let Some(error) = &run.error {
-            *errors.entry(error.kind.as_str()).or_default() += 1;
+        if let Some(key) = run.error_key() {
+            *errors.entry(key).or_default() += 1;
         }
     }
     let mut out = format!(

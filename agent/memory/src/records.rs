@@ -97,6 +97,21 @@ pub struct RunRecord {
     pub error: Option<RunError>,
 }
 
+impl RunRecord {
+    /// Whether the turn failed: an error other than a denied tool (a turn whose tool was denied
+    /// still answered). The one definition `valor stats`, `/status` and the daydream share.
+    pub fn failed(&self) -> bool {
+        self.error
+            .as_ref()
+            .is_some_and(|e| e.kind != TurnErrorKind::ToolDenied)
+    }
+
+    /// The error's key as every report names it (`overloaded`, `tool_denied`, ...).
+    pub fn error_key(&self) -> Option<&'static str> {
+        self.error.as_ref().map(|e| e.kind.as_str())
+    }
+}
+
 /// A process group Valor started, kept until the group has ended, so a later Valor (after a
 /// crash) can find and end what outlived its turn.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -262,5 +277,44 @@ impl StoredVector {
 
     pub fn dim(&self) -> usize {
         self.vector.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(error: Option<TurnErrorKind>) -> RunRecord {
+        RunRecord {
+            chat_id: 1,
+            session_id: String::new(),
+            model: String::new(),
+            class: String::new(),
+            started_at_ms: 0,
+            duration_ms: 0,
+            api_duration_ms: 0,
+            cost_usd: 0.0,
+            usage: Usage::default(),
+            num_turns: 1,
+            tool_calls: Vec::new(),
+            warm: false,
+            error: error.map(|kind| RunError {
+                kind,
+                severity: kind.severity(),
+                detail: String::new(),
+            }),
+        }
+    }
+
+    #[test]
+    fn a_denied_tool_is_recorded_but_not_a_failed_turn() {
+        assert!(!run(None).failed());
+        assert_eq!(run(None).error_key(), None);
+        let denied = run(Some(TurnErrorKind::ToolDenied));
+        assert!(!denied.failed(), "the turn still answered");
+        assert_eq!(denied.error_key(), Some("tool_denied"));
+        let overloaded = run(Some(TurnErrorKind::Overloaded));
+        assert!(overloaded.failed());
+        assert_eq!(overloaded.error_key(), Some("overloaded"));
     }
 }

@@ -62,12 +62,11 @@ impl Trends {
             trends.turns += 1;
             trends.cost_usd += run.cost_usd;
             chats.insert(run.chat_id);
-            if let Some(error) = &run.error {
+            if run.failed() {
                 day.failed += 1;
-                *trends
-                    .errors
-                    .entry(format!("{:?}", error.kind).to_lowercase())
-                    .or_default() += 1;
+            }
+            if let Some(key) = run.error_key() {
+                *trends.errors.entry(key.to_owned()).or_default() += 1;
             }
             for call in &run.tool_calls {
                 *trends.tools.entry(call.name.clone()).or_default() += 1;
