@@ -6,6 +6,9 @@
 //! is expected. Secrets never come from the file: [`Secrets`] reads them from the environment
 //! only, and their `Debug`/`Display` never show the value.
 
+// stdout belongs to protocols and the CLI's output, stderr to tracing: libraries print nothing.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 mod error;
 mod load;
 mod locate;

@@ -8,6 +8,9 @@
 //!   per job, every run written to the store when it starts and when it ends; the catch-up
 //!   after a restart; the job listing (`valor jobs`, `GET /jobs`).
 
+// stdout belongs to protocols and the CLI's output, stderr to tracing: libraries print nothing.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 pub mod missed;
 pub mod runner;
 pub mod schedule;

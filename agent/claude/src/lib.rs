@@ -13,6 +13,9 @@
 //! - [`sandbox`]: one bubblewrap sandbox per process (own workspace, HOME, `/proc`, `/tmp`).
 //! - [`runtime`]: Valor's private runtime folder for the per-turn MCP configs.
 
+// stdout belongs to protocols and the CLI's output, stderr to tracing: libraries print nothing.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 pub mod binary;
 pub mod codec;
 pub mod driver;

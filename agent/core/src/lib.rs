@@ -12,6 +12,9 @@
 //! - [`scripted`]: a scripted backend for tests and benchmarks.
 //! - [`time`]: calendar dates from Unix milliseconds.
 
+// stdout belongs to protocols and the CLI's output, stderr to tracing: libraries print nothing.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 pub mod backend;
 pub mod context;
 pub mod engine;

@@ -319,6 +319,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::print_stderr)] // a skipped test says why
     fn the_kernel_matches_a_plain_product_on_odd_shapes() {
         if !supported() {
             eprintln!("no AVX-512 BF16 here: the kernel is not used on this CPU");

@@ -203,6 +203,7 @@ impl Simd {
             #[cfg(target_arch = "x86_64")]
             Simd::Avx2 => unsafe { x86::attend_avx2(rows, context, length, heads, head_dim) },
             #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above, `detect` saw AVX-512F, AVX2 and FMA.
             Simd::Avx512 => unsafe { x86::attend_avx512(rows, context, length, heads, head_dim) },
         }
     }
@@ -215,6 +216,7 @@ impl Simd {
             #[cfg(target_arch = "x86_64")]
             Simd::Avx2 => unsafe { x86::bias_gelu_avx2(out, x, bias) },
             #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above, `detect` saw AVX-512F, AVX2 and FMA.
             Simd::Avx512 => unsafe { x86::bias_gelu_avx512(out, x, bias) },
         }
     }

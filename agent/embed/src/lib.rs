@@ -5,6 +5,9 @@
 //! sentence-transformers makes them. Texts are embedded in batches sorted by token count, padded to
 //! the longest of the batch (the shipped tokenizer would pad every text to 128 tokens).
 
+// stdout belongs to protocols and the CLI's output, stderr to tracing: libraries print nothing.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 use std::path::{Path, PathBuf};
 
 mod bert;

@@ -119,6 +119,7 @@ mod blas {
     // SAFETY: see the type's comment; each thread writes only its own columns.
     #[allow(unsafe_code)]
     unsafe impl Send for Out {}
+    // SAFETY: as for Send: threads share the pointer but write disjoint columns.
     #[allow(unsafe_code)]
     unsafe impl Sync for Out {}
 

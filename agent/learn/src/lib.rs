@@ -9,6 +9,9 @@
 //!   `/remember` and a "yes" answer with.
 //! - [`export`]: `LEARNED_INSIGHTS.md` per chat.
 
+// stdout belongs to protocols and the CLI's output, stderr to tracing: libraries print nothing.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 pub mod chat;
 pub mod export;
 pub mod learner;

@@ -11,6 +11,9 @@
 //! - [`memory`]: long-term memory: links, learnings and insights, the locator of every
 //!   searchable document, the persisted embedding queue and the vectors.
 
+// stdout belongs to protocols and the CLI's output, stderr to tracing: libraries print nothing.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 mod error;
 pub mod jobs;
 pub mod learnings;

@@ -9,6 +9,9 @@
 //! - [`server`]: `/health`, `/metrics` and `/ready` over axum.
 //! - [`auth`]: bearer tokens compared in constant time, checked before a body is read.
 
+// stdout belongs to protocols and the CLI's output, stderr to tracing: libraries print nothing.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 pub mod alerts;
 pub mod auth;
 pub mod children;

@@ -11,6 +11,9 @@
 //! - [`api`]: the HTTP routes other processes reach memory through while the agent owns it.
 //! - [`transfer`]: JSONL export and import.
 
+// stdout belongs to protocols and the CLI's output, stderr to tracing: libraries print nothing.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 pub mod api;
 pub mod catalogue;
 pub mod keyword;

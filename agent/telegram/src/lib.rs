@@ -12,6 +12,9 @@
 //! - [`stream`]: delivers a streamed turn into a chat: first text at once, edits at the cadence,
 //!   continuation messages past 4096 characters, the exact final text.
 
+// stdout belongs to protocols and the CLI's output, stderr to tracing: libraries print nothing.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 pub mod channel;
 pub mod format;
 pub mod health;

@@ -14,6 +14,9 @@
 //! - [`run`]: the six phases under one session id ([`Daydream`]), and the [`Host`] seam to the
 //!   agent around it.
 
+// stdout belongs to protocols and the CLI's output, stderr to tracing: libraries print nothing.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 pub mod analytics;
 pub mod chart;
 pub mod codemap;

@@ -5,6 +5,8 @@
 //! - [`corpus`]: chat-like sentences from templates, for memory tests and benchmarks.
 //! - [`telegram`]: the Telegram Bot API with its flood limits, length limit and error texts.
 
+// stdout belongs to protocols and the CLI's output, stderr to tracing: libraries print nothing.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod anthropic;

@@ -12,6 +12,9 @@
 //! - [`host`]: serving servers over streamable HTTP on 127.0.0.1 behind per-chat bearer tokens,
 //!   and the MCP config Claude Code is given.
 
+// stdout belongs to protocols and the CLI's output, stderr to tracing: libraries print nothing.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 pub mod delivery;
 pub mod error;
 pub mod fetch;

@@ -10,6 +10,9 @@
 //! - [`browser`]: one warm Chromium reused across calls, relaunched when it dies.
 //! - [`report`]: finding screenshots, writing reports.
 
+// stdout belongs to protocols and the CLI's output, stderr to tracing: libraries print nothing.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 pub mod browser;
 pub mod report;
 mod server;

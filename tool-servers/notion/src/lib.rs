@@ -6,6 +6,9 @@
 //!
 //! [`NotionClient`] is also what the dev server comments on a task with.
 
+// stdout belongs to protocols and the CLI's output, stderr to tracing: libraries print nothing.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 mod client;
 mod server;
 mod task;

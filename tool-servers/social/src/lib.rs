@@ -8,6 +8,9 @@
 //! - `save_link(url, chat_id)`: fetches the page under [`valor_tools::fetch`]'s limits, keeps
 //!   its title, description and main text in memory, and answers with a short analysis.
 
+// stdout belongs to protocols and the CLI's output, stderr to tracing: libraries print nothing.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 mod extract;
 mod image;
 mod server;

@@ -8,6 +8,9 @@
 //! The server reads through [`History`], which the agent implements over its memory store; the
 //! crate itself stays free of the store and the embedding model.
 
+// stdout belongs to protocols and the CLI's output, stderr to tracing: libraries print nothing.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 mod server;
 
 pub use server::{History, HistoryLine, TelegramServer};
