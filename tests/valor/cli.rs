@@ -2,9 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
-use support::{assert_no_secret, output, valor, with_secrets};
+use crate::support::{assert_no_secret, output, valor, with_secrets};
 
 #[test]
 fn version_and_help() {

@@ -2,11 +2,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
 use std::time::Duration;
 
-use support::{Service, assert_no_secret, http_get, output, valor, with_secrets};
+use crate::support::{Service, assert_no_secret, http_get, output, valor, with_secrets};
 
 #[test]
 fn run_serves_health_and_metrics_and_stops_on_sigterm_within_5s() {

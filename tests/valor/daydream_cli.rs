@@ -3,11 +3,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
 use std::path::Path;
 
-use support::{output, valor};
+use crate::support::{output, valor};
 use valor_fakes::anthropic::{FakeAnthropic, Reply};
 use valor_fakes::telegram::FakeTelegram;
 

@@ -2,8 +2,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
 use std::io::{BufRead, BufReader, Write};
 use std::process::Stdio;
 
@@ -12,7 +10,7 @@ use serde_json::{Value, json};
 #[test]
 fn tools_list_prints_every_tool_with_its_schema() {
     let dir = tempfile::tempdir().unwrap();
-    let out = support::valor(dir.path())
+    let out = crate::support::valor(dir.path())
         .args(["tools", "list", "--json"])
         .output()
         .unwrap();
@@ -59,7 +57,7 @@ fn tools_list_prints_every_tool_with_its_schema() {
         json!(["prompt", "chat_id"])
     );
 
-    let out = support::valor(dir.path())
+    let out = crate::support::valor(dir.path())
         .args(["tools", "serve", "nope"])
         .output()
         .unwrap();
@@ -79,7 +77,7 @@ struct StdioServer {
 
 impl StdioServer {
     fn start(dir: &std::path::Path, name: &str) -> StdioServer {
-        let mut child = support::valor(dir)
+        let mut child = crate::support::valor(dir)
             .args(["tools", "serve", name, "--chat", "5"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -2,11 +2,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
 use std::process::Output;
 
-use support::{output, valor};
+use crate::support::{output, valor};
 use valor_fakes::anthropic::{FakeAnthropic, Reply, Turn};
 
 fn script(turn: &Turn) -> Reply {

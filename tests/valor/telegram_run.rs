@@ -2,11 +2,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::{Service, valor};
+use crate::support::{Service, valor};
 use valor_fakes::anthropic::{FakeAnthropic, Reply};
 use valor_fakes::telegram::FakeTelegram;
 
@@ -83,7 +81,7 @@ fn valor_run_answers_a_friend_in_telegram_through_the_real_cli() {
     );
 
     // The turn's context figures are on /metrics.
-    let (_, _, metrics) = support::http_get(&service.url("/metrics"));
+    let (_, _, metrics) = crate::support::http_get(&service.url("/metrics"));
     assert!(
         metrics.contains("\nvalor_context_tokens_before "),
         "{metrics}"
@@ -328,7 +326,8 @@ fn a_learning_confirmed_in_one_turn_is_in_the_next_turns_prompt() {
     );
 
     // While Valor runs, the CLI goes through its memory API.
-    let (out, stdout, stderr) = support::output(valor(dir.path()).args(["learnings", "list"]));
+    let (out, stdout, stderr) =
+        crate::support::output(valor(dir.path()).args(["learnings", "list"]));
     assert!(out.status.success(), "{stderr}");
     assert_eq!(
         stdout,
@@ -338,7 +337,7 @@ fn a_learning_confirmed_in_one_turn_is_in_the_next_turns_prompt() {
     assert!(service.wait_for_exit(Duration::from_secs(5)).success());
 
     let exported = dir.path().join("exported");
-    let (out, stdout, stderr) = support::output(
+    let (out, stdout, stderr) = crate::support::output(
         valor(dir.path())
             .args(["learnings", "export", "--out"])
             .arg(&exported),
@@ -380,11 +379,11 @@ fn a_revoked_pairing_takes_effect_at_once() {
         assert!(Instant::now() < deadline, "{}", service.logs());
         std::thread::sleep(Duration::from_millis(100));
     }
-    let (out, stdout, stderr) = support::output(valor(dir.path()).args(["pair", "--list"]));
+    let (out, stdout, stderr) = crate::support::output(valor(dir.path()).args(["pair", "--list"]));
     assert!(out.status.success(), "{stderr}");
     assert!(stdout.contains("555\tpaired"), "{stdout}");
     let (out, stdout, stderr) =
-        support::output(valor(dir.path()).args(["pair", "--revoke", "555"]));
+        crate::support::output(valor(dir.path()).args(["pair", "--revoke", "555"]));
     assert!(out.status.success(), "{stderr}");
     assert!(stdout.contains("Revoked"), "{stdout}");
     telegram.user_says(555, 555, "still there?");

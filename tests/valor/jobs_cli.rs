@@ -3,12 +3,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::{Service, output, valor};
 use serde_json::Value;
-use support::{Service, output, valor};
 
 #[test]
 fn jobs_are_listed_with_schedules_policies_and_next_runs() {

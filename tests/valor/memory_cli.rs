@@ -4,11 +4,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
 use std::time::Duration;
 
-use support::{Service, http_get, output, valor};
+use crate::support::{Service, http_get, output, valor};
 
 const EXPORT: &str = concat!(
     r#"{"type":"message","chat_id":5,"seq":3,"role":"user","text":"The billing service times out after thirty seconds.","at_ms":1795330000000,"user_id":9,"username":"ann","source":"tg:1"}"#,

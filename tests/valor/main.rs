@@ -1,0 +1,15 @@
+//! End-to-end tests of the `valor` binary, one test program (linking everything once instead
+//! of once per file): the command line, `valor run` as a service, chatting, memory, jobs, the
+//! daydream, the tool servers, Telegram end to end.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod chat_once;
+mod cli;
+mod daydream_cli;
+mod jobs_cli;
+mod memory_cli;
+mod run_service;
+mod support;
+mod telegram_run;
+mod tools_cli;
