@@ -522,7 +522,7 @@ async fn a_writer_killed_mid_write_loses_nothing_it_acknowledged() {
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "child_writer",
+            "memory::child_writer",
             "--ignored",
             "--nocapture",
             "--test-threads=1",

@@ -3,11 +3,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::{Harness, failed, fake_claude, finished, group_members};
+use crate::support::{Harness, failed, fake_claude, finished, group_members};
 use valor_core::{Backend, TurnErrorKind, TurnEvent, TurnRequest};
 
 fn harness(script: &str, tweak: impl FnOnce(&mut valor_config::ClaudeConfig)) -> Harness {

@@ -2,14 +2,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::support::{Harness, failed, finished, group_members, mcp_config, real_claude};
 use serde_json::json;
-use support::{Harness, failed, finished, group_members, mcp_config, real_claude};
 use valor_core::{Backend, TurnErrorKind, TurnEvent};
 use valor_fakes::anthropic::{FakeAnthropic, Reply, Turn};
 

@@ -9,7 +9,7 @@ use valor_learn::{LearnSettings, Trigger, detect};
 #[test]
 fn precision_and_recall_on_the_labelled_set() {
     let threshold = LearnSettings::default().ask_threshold;
-    let set = include_str!("data/triggers.tsv");
+    let set = include_str!("../data/triggers.tsv");
     let mut rows = 0;
     let (mut true_pos, mut false_pos, mut false_neg) = (0u32, 0u32, 0u32);
     let mut per_type = std::collections::BTreeMap::<&str, usize>::new();

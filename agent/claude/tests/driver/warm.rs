@@ -2,11 +2,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
 use std::time::Duration;
 
-use support::{Harness, finished, group_members, real_claude};
+use crate::support::{Harness, finished, group_members, real_claude};
 use valor_fakes::anthropic::{FakeAnthropic, Reply};
 
 fn warm(c: &mut valor_config::ClaudeConfig) {

@@ -1,0 +1,6 @@
+//! Long-term memory's tests, one test program: memory with the tiny model, and with the real one.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod memory;
+mod real_model;
