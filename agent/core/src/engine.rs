@@ -125,11 +125,18 @@ struct ChatState {
     session: Option<String>,
     /// Messages before this id belong to a conversation closed with `/new`.
     since_id: u64,
+    /// When its last turn started (the engine's turn counter): the least recent goes first.
+    last_turn: u64,
 }
+
+/// Chats whose state (summaries, figures, session) the engine keeps; past it the least
+/// recently used is dropped and rebuilt from the store when that chat speaks again.
+pub const MAX_TRACKED_CHATS: usize = 1024;
 
 impl ChatState {
     fn starting_at(since_id: u64) -> ChatState {
         ChatState {
+            last_turn: 0,
             summaries: SummaryCache::default(),
             figures: ContextFigures::default(),
             session: None,
@@ -153,6 +160,8 @@ struct Inner {
     router: ModelRouter,
     config: EngineConfig,
     chats: Mutex<HashMap<i64, ChatState>>,
+    /// Counts turns, to order chats by their latest.
+    turns: std::sync::atomic::AtomicU64,
     observer: Mutex<Option<FiguresObserver>>,
     recall: Mutex<Option<Arc<dyn Recall>>>,
     tools: Mutex<Option<ToolGrantFn>>,
@@ -172,6 +181,7 @@ impl Engine {
                 router,
                 config,
                 chats: Mutex::new(HashMap::new()),
+                turns: std::sync::atomic::AtomicU64::new(0),
                 observer: Mutex::new(None),
                 recall: Mutex::new(None),
                 tools: Mutex::new(None),
@@ -204,6 +214,11 @@ impl Engine {
             .recall
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = Some(recall);
+    }
+
+    /// Chats whose state the engine keeps (at most [`MAX_TRACKED_CHATS`]).
+    pub fn tracked_chats(&self) -> usize {
+        self.chats().len()
     }
 
     /// The context figures of a chat's latest turn.
@@ -270,9 +285,21 @@ impl Engine {
 
         let (prompt, figures, expected_session) = {
             let mut chats = self.chats();
+            if !chats.contains_key(&chat_id) && chats.len() >= MAX_TRACKED_CHATS {
+                let oldest = chats
+                    .iter()
+                    .min_by_key(|(_, s)| s.last_turn)
+                    .map(|(id, _)| *id);
+                if let Some(oldest) = oldest {
+                    chats.remove(&oldest);
+                }
+            }
             let state = chats
                 .entry(chat_id)
                 .or_insert_with(|| ChatState::starting_at(start));
+            state.last_turn = inner
+                .turns
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             if incoming.fresh_session {
                 *state = ChatState::starting_at(id);
             }
@@ -360,13 +387,12 @@ impl Engine {
                         ) {
                             tracing::error!(chat_id, error = %e, "cannot store the reply");
                         }
-                        let mut chats = engine.chats();
-                        let state = chats
-                            .entry(chat_id)
-                            .or_insert_with(|| ChatState::starting_at(0));
                         // A backend that had to start a new session ran this turn without the
-                        // history: the next turn carries it in full.
-                        state.session = (!new_session).then(|| summary.session_id.clone());
+                        // history: the next turn carries it in full. (A chat dropped meanwhile
+                        // is rebuilt from the store, its conversation start included.)
+                        if let Some(state) = engine.chats().get_mut(&chat_id) {
+                            state.session = (!new_session).then(|| summary.session_id.clone());
+                        }
                     }
                     _ => {}
                 }
@@ -483,6 +509,39 @@ mod tests {
         );
         assert!(request.prompt.ends_with("USER_REQUEST: hi there"));
         assert_eq!(request.class, Some(crate::routing::RequestClass::ShortChat));
+    }
+
+    #[tokio::test]
+    async fn the_chats_it_keeps_are_bounded_and_the_least_recent_goes() {
+        let backend = ScriptedBackend::new(|_| Scripted::text("ok."));
+        let store = Arc::new(MemoryStore::default());
+        let engine = engine(&backend, &store);
+        for chat in 0..(MAX_TRACKED_CHATS as i64 + 10) {
+            engine
+                .turn(Incoming::new(chat, "hi"))
+                .unwrap()
+                .0
+                .finish()
+                .await
+                .unwrap();
+        }
+        assert_eq!(engine.tracked_chats(), MAX_TRACKED_CHATS);
+        assert!(
+            engine.figures(0).is_none(),
+            "the least recent chat was dropped"
+        );
+        assert!(engine.figures(MAX_TRACKED_CHATS as i64 + 9).is_some());
+        // A dropped chat speaks again: rebuilt, and another goes.
+        engine
+            .turn(Incoming::new(0, "back"))
+            .unwrap()
+            .0
+            .finish()
+            .await
+            .unwrap();
+        assert!(engine.figures(0).is_some());
+        assert!(engine.figures(10).is_none());
+        assert_eq!(engine.tracked_chats(), MAX_TRACKED_CHATS);
     }
 
     #[tokio::test]
