@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use valor_config::ConfigSource;
 use valor_core::TurnEvent;
 use valor_core::engine::{Author, Incoming};
 use valor_monitor::{ChildRegistry, MetricsRegistry};
@@ -28,12 +27,9 @@ pub struct ChatArgs {
 }
 
 pub async fn chat(config_path: Option<PathBuf>, args: ChatArgs) -> ExitCode {
-    let loaded = match ConfigSource::from_process(config_path).load() {
+    let loaded = match crate::config_cmd::load(config_path) {
         Ok(loaded) => loaded,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     // Only errors are logged here unless RUST_LOG asks for more: stderr carries the
     // user-facing messages.

@@ -5,6 +5,15 @@ use std::process::ExitCode;
 
 use valor_config::{ConfigSource, Loaded, SourceKind};
 
+/// A command's config, or exit code 2 with the problem on stderr (every command but `config
+/// check` and `doctor`, which report a bad config their own way).
+pub fn load(config_path: Option<PathBuf>) -> Result<Loaded, ExitCode> {
+    ConfigSource::from_process(config_path).load().map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(2)
+    })
+}
+
 pub fn check(config_path: Option<PathBuf>) -> ExitCode {
     match ConfigSource::from_process(config_path).load() {
         Ok(loaded) => match report(&loaded) {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use valor_config::{Config, ConfigSource};
+use valor_config::Config;
 use valor_daydream::{
     Daydream, DaydreamReport, DaydreamSettings, Host, HostFuture, MapCache, Phase, Readiness,
 };
@@ -296,12 +296,9 @@ pub async fn command(config_path: Option<PathBuf>, args: DaydreamArgs) -> ExitCo
         );
         return ExitCode::from(2);
     }
-    let loaded = match ConfigSource::from_process(config_path).load() {
+    let loaded = match crate::config_cmd::load(config_path) {
         Ok(loaded) => loaded,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     crate::logging::init("error");
     match now(&loaded).await {

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use valor_config::ConfigSource;
 use valor_memory::{Store, StoreError};
 use valor_scheduler::{JobStatus, status_of};
 
@@ -17,12 +16,9 @@ pub struct JobsArgs {
 }
 
 pub async fn jobs(config_path: Option<PathBuf>, args: JobsArgs) -> ExitCode {
-    let loaded = match ConfigSource::from_process(config_path).load() {
+    let loaded = match crate::config_cmd::load(config_path) {
         Ok(loaded) => loaded,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     match listing(&loaded.config).await {
         Ok(jobs) => {

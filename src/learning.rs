@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Subcommand;
-use valor_config::{Config, ConfigSource};
+use valor_config::Config;
 use valor_learn::{LearnSettings, Learner};
 use valor_memory::LearningRecord;
 use valor_recall::Memory;
@@ -56,12 +56,9 @@ enum LearningsCommand {
 }
 
 pub async fn command(config_path: Option<PathBuf>, args: LearningsArgs) -> ExitCode {
-    let loaded = match ConfigSource::from_process(config_path).load() {
+    let loaded = match crate::config_cmd::load(config_path) {
         Ok(loaded) => loaded,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     match run(&loaded.config, args).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::Subcommand;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use valor_config::{Config, ConfigSource};
+use valor_config::Config;
 use valor_core::time::civil_date;
 use valor_memory::Document;
 use valor_memory::{Store, StoreError};
@@ -130,12 +130,9 @@ fn fail(message: impl std::fmt::Display) -> ExitCode {
 }
 
 pub async fn memory(config_path: Option<PathBuf>, args: MemoryArgs) -> ExitCode {
-    let loaded = match ConfigSource::from_process(config_path).load() {
+    let loaded = match crate::config_cmd::load(config_path) {
         Ok(loaded) => loaded,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let access = match open(&loaded.config) {
         Ok(access) => access,

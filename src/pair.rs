@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use valor_config::{Config, ConfigSource};
+use valor_config::Config;
 use valor_memory::{Store, StoreError};
 use valor_telegram::pairing::Pairing;
 
@@ -24,12 +24,9 @@ pub struct PairArgs {
 }
 
 pub async fn pair(config_path: Option<PathBuf>, args: PairArgs) -> ExitCode {
-    let loaded = match ConfigSource::from_process(config_path).load() {
+    let loaded = match crate::config_cmd::load(config_path) {
         Ok(loaded) => loaded,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let config = &loaded.config;
     let done = if args.list {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
-use valor_config::ConfigSource;
+
 use valor_monitor::{ChildRegistry, HealthState, MetricsRegistry, ResourceMonitor, server};
 
 /// Everything in flight must be finished within this after a signal.
@@ -17,12 +17,9 @@ const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
 
 pub async fn run(config_path: Option<PathBuf>) -> ExitCode {
     let started = Instant::now();
-    let loaded = match ConfigSource::from_process(config_path).load() {
+    let loaded = match crate::config_cmd::load(config_path) {
         Ok(loaded) => loaded,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     crate::logging::init(&loaded.config.log.filter);
     match serve(loaded, started).await {

@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use valor_config::ConfigSource;
 use valor_core::time::civil_date;
 use valor_memory::{RunRecord, Store};
 
@@ -53,12 +52,9 @@ impl Totals {
 const HEADER: &str = "turns  failed   cost_usd  tokens_in tokens_out   avg_s";
 
 pub fn stats(config_path: Option<PathBuf>, args: StatsArgs) -> ExitCode {
-    let loaded = match ConfigSource::from_process(config_path).load() {
+    let loaded = match crate::config_cmd::load(config_path) {
         Ok(loaded) => loaded,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let store = match Store::open(&loaded.config.memory.path) {
         Ok(store) => store,

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 use rmcp::ServiceExt;
 use serde_json::{Value, json};
-use valor_config::{Config, ConfigSource, Secrets};
+use valor_config::{Config, Secrets};
 use valor_memory::{Store, StoreError};
 use valor_recall::{Memory, MemorySettings};
 use valor_tool_dev::DevServer;
@@ -44,12 +44,9 @@ enum ToolsCommand {
 }
 
 pub async fn tools(config_path: Option<PathBuf>, args: ToolsArgs) -> ExitCode {
-    let loaded = match ConfigSource::from_process(config_path).load() {
+    let loaded = match crate::config_cmd::load(config_path) {
         Ok(loaded) => loaded,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let outcome = match args.command {
         ToolsCommand::List { json } => list(json),
