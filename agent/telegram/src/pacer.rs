@@ -107,6 +107,18 @@ impl ChatPacer {
         Permit::Go
     }
 
+    /// A draft preview (`sendMessageDraft`) may go now unless the chat is in a flood wait.
+    /// Drafts are ephemeral and Telegram publishes no limit for them: they take no message
+    /// slot, their own cadence spaces them ([`Cadence::draft_interval`]), and a 429 on one
+    /// holds the chat like any other.
+    pub fn draft_permit(&self) -> Permit {
+        if self.flood_remaining().is_some() {
+            Permit::Skip
+        } else {
+            Permit::Go
+        }
+    }
+
     /// Records a 429: nothing is sent to this chat for `retry_after`.
     pub fn flood_wait(&self, retry_after: Duration) {
         let until = Instant::now() + retry_after;
@@ -183,6 +195,13 @@ impl Cadence {
         };
         let seconds = base + 2.0 * self.latency + 0.3 * self.floods;
         Duration::from_secs_f64(seconds.clamp(Self::MIN.as_secs_f64(), Self::MAX.as_secs_f64()))
+    }
+
+    /// The interval between draft previews: the text followed at least every 0.5 s (the peer
+    /// claude-code-telegram drafts every 0.3 s), slower after 429s.
+    pub fn draft_interval(&self) -> Duration {
+        let seconds = 0.4 + 0.5 * self.floods;
+        Duration::from_secs_f64(seconds.clamp(0.3, Self::MAX.as_secs_f64()))
     }
 
     /// An edit went through in `latency`.

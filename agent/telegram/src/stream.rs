@@ -125,7 +125,7 @@ impl<R: Requester<Err = RequestError>> Writer<'_, R> {
         let Some(chunk) = render(text, MAX_MESSAGE_UNITS).pop() else {
             return true;
         };
-        if self.pacer.acquire(false).await == Permit::Skip {
+        if self.pacer.draft_permit() == Permit::Skip {
             self.report.skipped += 1;
             return false;
         }
@@ -330,8 +330,12 @@ pub async fn deliver<R: Requester<Err = RequestError>>(
                     shown = current.clone();
                 }
                 if next_update.is_none() {
-                    let kind = classify_content(&current);
-                    next_update = Some(Instant::now() + writer.cadence.interval(kind));
+                    let interval = if writer.drafts.is_some() {
+                        writer.cadence.draft_interval()
+                    } else {
+                        writer.cadence.interval(classify_content(&current))
+                    };
+                    next_update = Some(Instant::now() + interval);
                 }
             }
             TurnEvent::Text(block) => blocks.push(block),

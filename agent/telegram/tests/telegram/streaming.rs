@@ -290,6 +290,40 @@ async fn in_a_private_chat_the_preview_streams_as_a_draft_and_the_answer_comes_a
 }
 
 #[tokio::test(start_paused = true)]
+async fn drafts_follow_the_text_at_least_every_half_second() {
+    // A 4.5 s answer (measured against the peer: 3 previews from Valor, 10 from it).
+    let fake = FakeTelegram::start().await;
+    let bot = bot(&fake);
+    let text: String = (0..45).map(|i| format!("word{i} ")).collect();
+    let piece = text.chars().count().div_ceil(45);
+    let start = tokio::time::Instant::now();
+    let report = deliver(
+        &bot,
+        ChatId(8),
+        scripted(text.clone(), piece, Duration::from_millis(100)),
+        &pacer(),
+        Some(valor_telegram::stream::Drafts::new(bot.clone())),
+    )
+    .await;
+    let drafts: Vec<Duration> = fake
+        .calls()
+        .into_iter()
+        .filter(|c| c.method == "sendmessagedraft")
+        .map(|c| c.at - start)
+        .collect();
+    assert!(drafts.len() >= 9, "{} drafts: {drafts:?}", drafts.len());
+    let widest = drafts.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+    assert!(widest <= Duration::from_millis(500), "{drafts:?}");
+    assert_eq!(report.drafts, drafts.len());
+    assert!(fake.errors(429).is_empty());
+    assert_eq!(
+        non_space(&shown(&fake, 8)),
+        non_space(&text),
+        "the answer is exact"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_server_without_drafts_gets_edits_instead() {
     let fake = FakeTelegram::start().await;
     fake.refuse_drafts();
