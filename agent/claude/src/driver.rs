@@ -355,6 +355,9 @@ impl ClaudeDriver {
             warm.process.stop(self.grace()).await;
         }
         let resume = stored.as_ref().map(|s| s.session_id.clone());
+        if let Some(session) = &resume {
+            tracing::Span::current().record("session", session.as_str());
+        }
         let mut attempt = self
             .attempt(&mut state, &request, resume.clone(), &tx, &cancel)
             .await;
@@ -682,8 +685,15 @@ impl Attempt {
 
 impl Backend for ClaudeDriver {
     fn start(&self, request: TurnRequest) -> TurnStream {
+        use tracing::Instrument as _;
         let (tx, stream) = TurnStream::channel(256);
-        tokio::spawn(self.clone().run_turn(request, tx));
+        // The caller's turn span (the engine opens one) goes on, with the driver's fields.
+        let span = tracing::info_span!(
+            "claude",
+            chat_id = request.chat_id,
+            session = tracing::field::Empty
+        );
+        tokio::spawn(self.clone().run_turn(request, tx).instrument(span));
         stream
     }
 }

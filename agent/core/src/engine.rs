@@ -283,6 +283,9 @@ impl Engine {
             _ => Vec::new(),
         };
 
+        let request_turn = inner
+            .turns
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (prompt, figures, expected_session) = {
             let mut chats = self.chats();
             if !chats.contains_key(&chat_id) && chats.len() >= MAX_TRACKED_CHATS {
@@ -297,9 +300,7 @@ impl Engine {
             let state = chats
                 .entry(chat_id)
                 .or_insert_with(|| ChatState::starting_at(start));
-            state.last_turn = inner
-                .turns
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            state.last_turn = request_turn;
             if incoming.fresh_session {
                 *state = ChatState::starting_at(id);
             }
@@ -358,49 +359,56 @@ impl Engine {
             request.mcp_config = Some(grant.mcp_config);
             request.extra_allowed_tools = grant.allowed_tools;
         }
-        let mut events = inner.backend.start(request);
+        // One span per turn, carried into the backend and the task that follows its events.
+        let span =
+            tracing::info_span!("turn", chat_id, turn = request_turn, session = ?expected_session);
+        let mut events = span.in_scope(|| inner.backend.start(request));
 
         let (tx, stream) = TurnStream::channel(256);
         let engine = self.clone();
-        tokio::spawn(async move {
-            let mut new_session = false;
-            let mut blocks: Vec<String> = Vec::new();
-            while let Some(event) = events.next().await {
-                match &event {
-                    TurnEvent::Started { session_id, .. } => {
-                        new_session = expected_session.as_ref().is_some_and(|s| s != session_id);
-                    }
-                    TurnEvent::Text(text) => blocks.push(text.clone()),
-                    TurnEvent::Finished(summary) => {
-                        let reply = if blocks.is_empty() {
-                            summary.text.clone()
-                        } else {
-                            blocks.join("\n\n")
-                        };
-                        if let Err(e) = engine.inner.store.append(
-                            chat_id,
-                            Role::Assistant,
-                            &reply,
-                            None,
-                            None,
-                            false,
-                        ) {
-                            tracing::error!(chat_id, error = %e, "cannot store the reply");
+        tokio::spawn(tracing::Instrument::instrument(
+            async move {
+                let mut new_session = false;
+                let mut blocks: Vec<String> = Vec::new();
+                while let Some(event) = events.next().await {
+                    match &event {
+                        TurnEvent::Started { session_id, .. } => {
+                            new_session =
+                                expected_session.as_ref().is_some_and(|s| s != session_id);
                         }
-                        // A backend that had to start a new session ran this turn without the
-                        // history: the next turn carries it in full. (A chat dropped meanwhile
-                        // is rebuilt from the store, its conversation start included.)
-                        if let Some(state) = engine.chats().get_mut(&chat_id) {
-                            state.session = (!new_session).then(|| summary.session_id.clone());
+                        TurnEvent::Text(text) => blocks.push(text.clone()),
+                        TurnEvent::Finished(summary) => {
+                            let reply = if blocks.is_empty() {
+                                summary.text.clone()
+                            } else {
+                                blocks.join("\n\n")
+                            };
+                            if let Err(e) = engine.inner.store.append(
+                                chat_id,
+                                Role::Assistant,
+                                &reply,
+                                None,
+                                None,
+                                false,
+                            ) {
+                                tracing::error!(chat_id, error = %e, "cannot store the reply");
+                            }
+                            // A backend that had to start a new session ran this turn without the
+                            // history: the next turn carries it in full. (A chat dropped meanwhile
+                            // is rebuilt from the store, its conversation start included.)
+                            if let Some(state) = engine.chats().get_mut(&chat_id) {
+                                state.session = (!new_session).then(|| summary.session_id.clone());
+                            }
                         }
+                        _ => {}
                     }
-                    _ => {}
+                    if tx.send(event).await.is_err() {
+                        break;
+                    }
                 }
-                if tx.send(event).await.is_err() {
-                    break;
-                }
-            }
-        });
+            },
+            span,
+        ));
         Ok((stream, figures))
     }
 }

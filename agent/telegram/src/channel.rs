@@ -227,9 +227,11 @@ impl TelegramChannel {
         tokio::spawn(async move {
             match crate::photos::send_photo(&bot, &pacer, &photo).await {
                 Ok(()) => {
-                    tracing::info!(chat = photo.chat_id, path = %photo.path.display(), "photo sent")
+                    tracing::info!(chat_id = photo.chat_id, path = %photo.path.display(), "photo sent")
                 }
-                Err(e) => tracing::warn!(chat = photo.chat_id, error = %e, "cannot send a photo"),
+                Err(e) => {
+                    tracing::warn!(chat_id = photo.chat_id, error = %e, "cannot send a photo")
+                }
             }
         });
     }
@@ -249,7 +251,7 @@ impl TelegramChannel {
         let (bot, store) = (self.inner.bot.clone(), self.inner.store.clone());
         tokio::spawn(async move {
             if let Err(e) = crate::remember::ask(&bot, &store, &pacer, &proposal).await {
-                tracing::warn!(chat = proposal.chat_id, error = %e, "cannot ask to remember");
+                tracing::warn!(chat_id = proposal.chat_id, error = %e, "cannot ask to remember");
             }
         });
         Ok(())
@@ -802,7 +804,7 @@ impl TelegramChannel {
         worker: &ChatWorker,
     ) {
         tracing::warn!(
-            chat = chat.0,
+            chat_id = chat.0,
             "flood wait over the cap: the answer goes out when it ends"
         );
         let bot = self.inner.bot.clone();
@@ -812,7 +814,7 @@ impl TelegramChannel {
             if crate::stream::finish_deferred(&bot, chat, deferred, &pacer).await
                 && let Err(e) = store.finish_update(update_id)
             {
-                tracing::error!(chat = chat.0, error = %e, "cannot mark the message answered");
+                tracing::error!(chat_id = chat.0, error = %e, "cannot mark the message answered");
             }
         });
     }
@@ -917,7 +919,7 @@ impl TelegramChannel {
                     }
                 }
                 Err(e) => {
-                    tracing::error!(chat = chat.0, error = %e, "cannot take the message in");
+                    tracing::error!(chat_id = chat.0, error = %e, "cannot take the message in");
                     false
                 }
             };
@@ -926,13 +928,13 @@ impl TelegramChannel {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner) = None;
             if answered && let Err(e) = self.inner.store.finish_update(entry.update_id) {
-                tracing::error!(chat = chat.0, error = %e, "cannot mark the message answered");
+                tracing::error!(chat_id = chat.0, error = %e, "cannot mark the message answered");
             }
             if let Some(watched) = watched
                 && let Ok(Some(proposal)) = watched.await
                 && let Err(e) = self.propose(proposal)
             {
-                tracing::warn!(chat = chat.0, error = %e, "cannot ask to remember");
+                tracing::warn!(chat_id = chat.0, error = %e, "cannot ask to remember");
             }
             worker.pending.fetch_sub(1, Ordering::AcqRel);
         }

@@ -87,7 +87,7 @@ pub async fn send_photo(
                 pacer.flood_wait(wait.duration());
             }
             Err(RequestError::Network(e)) => {
-                tracing::warn!(chat = photo.chat_id, error = %e, "sending a photo failed; retrying");
+                tracing::warn!(chat_id = photo.chat_id, error = %e, "sending a photo failed; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
             Err(e) => return Err(PhotoError::Refused(e.to_string())),

@@ -47,7 +47,7 @@ pub(crate) async fn receive_file(
         return Err(refusal);
     }
     let failed = |what: &str, e: &dyn std::fmt::Display| {
-        tracing::warn!(chat = chat.0, error = %e, "cannot receive a file: {what}");
+        tracing::warn!(chat_id = chat.0, error = %e, "cannot receive a file: {what}");
         "I couldn't download that file. Please send it again.".to_owned()
     };
     let remote = bot

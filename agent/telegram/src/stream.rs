@@ -143,7 +143,7 @@ impl<R: Requester<Err = RequestError>> Writer<'_, R> {
                 false
             }
             Err(e) => {
-                tracing::warn!(chat = self.chat.0, error = %e, "drafts refused; streaming by edits instead");
+                tracing::warn!(chat_id = self.chat.0, error = %e, "drafts refused; streaming by edits instead");
                 self.drafts = None;
                 self.sync(text, false).await
             }
@@ -224,7 +224,7 @@ impl<R: Requester<Err = RequestError>> Writer<'_, R> {
                     self.cadence.flooded();
                     self.pacer.flood_wait(secs.duration());
                     tracing::warn!(
-                        chat = self.chat.0,
+                        chat_id = self.chat.0,
                         retry_after = secs.seconds(),
                         "flood wait"
                     );
@@ -233,12 +233,12 @@ impl<R: Requester<Err = RequestError>> Writer<'_, R> {
                     }
                 }
                 Err(RequestError::Api(ApiError::CantParseEntities(why))) if !plain => {
-                    tracing::warn!(chat = self.chat.0, error = %why, "Telegram refused the markup; sending plain text");
+                    tracing::warn!(chat_id = self.chat.0, error = %why, "Telegram refused the markup; sending plain text");
                     self.report.plain_fallbacks += 1;
                     plain = true;
                 }
                 Err(e) => {
-                    tracing::warn!(chat = self.chat.0, error = %e, "cannot update the answer");
+                    tracing::warn!(chat_id = self.chat.0, error = %e, "cannot update the answer");
                     if !essential {
                         return false;
                     }

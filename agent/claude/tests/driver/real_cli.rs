@@ -620,3 +620,57 @@ async fn a_subscription_login_is_readable_in_every_sandbox_and_writable_in_none(
         "{\"claudeAiOauth\":\"OPERATOR-LOGIN\"}"
     );
 }
+
+/// Log lines written to a buffer (a per-test subscriber; the test's runtime is one thread).
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_turns_log_lines_carry_its_chat_turn_and_session() {
+    use valor_core::engine::{ConversationStore, Engine, EngineConfig, Incoming};
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+    let fake = FakeAnthropic::start(answer).await;
+    let h = Harness::new(real_claude(), &fake.url, |_| {});
+    let engine = Engine::new(
+        Arc::new(h.driver.clone()),
+        Arc::new(h.store.clone()) as Arc<dyn ConversationStore>,
+        valor_core::ModelRouter::new(valor_config::RoutingConfig::default()),
+        EngineConfig::default(),
+    );
+    for _ in 0..2 {
+        let (stream, _) = engine.turn(Incoming::new(71, "say hello")).unwrap();
+        stream.finish().await.unwrap();
+    }
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let finished: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("turn finished"))
+        .collect();
+    assert_eq!(finished.len(), 2, "{logs}");
+    assert!(
+        finished[0].contains("turn{chat_id=71 turn=0"),
+        "{}",
+        finished[0]
+    );
+    assert!(finished[0].contains("claude{chat_id=71"), "{}", finished[0]);
+    // The second turn resumes: its span names the session.
+    assert!(finished[1].contains("turn=1"), "{}", finished[1]);
+    assert!(finished[1].contains("session="), "{}", finished[1]);
+}
