@@ -17,6 +17,12 @@ pub enum Scripted {
         every: Duration,
     },
     Fail(TurnError),
+    /// Tool calls (name, input), `every` apart, then `text` in one piece.
+    Tools {
+        calls: Vec<(String, serde_json::Value)>,
+        every: Duration,
+        text: String,
+    },
 }
 
 impl Scripted {
@@ -85,6 +91,36 @@ impl Backend for ScriptedBackend {
             match reply {
                 Scripted::Fail(error) => {
                     let _ = tx.send(TurnEvent::Failed(error)).await;
+                }
+                Scripted::Tools { calls, every, text } => {
+                    for (i, (name, input)) in calls.into_iter().enumerate() {
+                        let id = format!("tool-{i}");
+                        let call = TurnEvent::ToolCall {
+                            id: id.clone(),
+                            name,
+                            input,
+                        };
+                        let _ = tx.send(call).await;
+                        tokio::select! {
+                            () = cancel.cancelled() => {
+                                let error = TurnError::new(crate::error::TurnErrorKind::Cancelled, "stopped on request");
+                                let _ = tx.send(TurnEvent::Failed(error)).await;
+                                return;
+                            }
+                            () = tokio::time::sleep(every) => {}
+                        }
+                        let result = TurnEvent::ToolResult {
+                            id,
+                            ok: true,
+                            content: String::new(),
+                        };
+                        let _ = tx.send(result).await;
+                    }
+                    let _ = tx.send(TurnEvent::MessageStart).await;
+                    let _ = tx.send(TurnEvent::TextDelta(text.clone())).await;
+                    let _ = tx.send(TurnEvent::Text(text.clone())).await;
+                    let summary = TurnSummary::of_text(session_id, "scripted", text);
+                    let _ = tx.send(TurnEvent::Finished(summary)).await;
                 }
                 Scripted::Text {
                     text,

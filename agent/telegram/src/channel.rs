@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use teloxide::Bot;
 use teloxide::RequestError;
-use teloxide::payloads::GetUpdatesSetters as _;
+use teloxide::payloads::{AnswerCallbackQuerySetters as _, GetUpdatesSetters as _};
 use teloxide::prelude::Requester as _;
 use teloxide::types::{ChatId, Update, UpdateKind};
 use tokio::sync::mpsc;
@@ -588,7 +588,22 @@ impl TelegramChannel {
                 let allowed = self.is_allowed(i64::try_from(query.from.id.0).unwrap_or(i64::MAX));
                 let remember = query.data.as_deref().and_then(crate::remember::parse);
                 let chat = query.message.as_ref().map(|m| m.chat().id);
+                let stop = query.data.as_deref() == Some(crate::progress::STOP_DATA);
                 match (remember, chat) {
+                    // Stop stops the running turn of the chat it is pressed in, nothing else.
+                    (None, Some(chat)) if stop && allowed => {
+                        let running = self.running_turn(chat.0);
+                        let reply = match running {
+                            Some(cancel) => {
+                                cancel.cancel();
+                                "Stopping."
+                            }
+                            None => "Nothing is running.",
+                        };
+                        tokio::spawn(async move {
+                            let _ = bot.answer_callback_query(query.id).text(reply).await;
+                        });
+                    }
                     (Some((proposal, yes)), Some(chat)) if allowed => {
                         let store = store.clone();
                         let pacer = self.worker(chat.0, chat.0 > 0).pacer;
@@ -611,6 +626,21 @@ impl TelegramChannel {
             _ => store.set_telegram_last_update(id)?,
         }
         Ok(())
+    }
+
+    /// The running turn's cancel token of a chat (none when idle or without a worker).
+    fn running_turn(&self, chat_id: i64) -> Option<CancellationToken> {
+        let chats = self
+            .inner
+            .chats
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let worker = chats.get(&chat_id)?;
+        worker
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     fn is_allowed(&self, user_id: i64) -> bool {

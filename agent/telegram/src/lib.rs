@@ -4,6 +4,7 @@
 //! - [`format`]: Markdown to Telegram HTML, escaped; splitting at 4096 characters on paragraph
 //!   and code-fence boundaries; the plain-text fallback.
 //! - [`health`]: the `telegram` component of `/health`: last good poll, failing for how long.
+//! - [`progress`]: the status line of a running turn (tools, retries, waiting) with Stop.
 //! - [`photos`]: pictures the tools make, sent to their chat through its pacer.
 //! - [`remember`]: "Remember this?" with [Remember] [Not now]; nothing stored unasked.
 //! - [`pairing`]: one-time codes from `valor pair` that let a user join the allow-list.
@@ -21,6 +22,7 @@ pub mod health;
 pub mod pacer;
 pub mod pairing;
 pub mod photos;
+pub mod progress;
 mod received;
 pub mod remember;
 pub mod stream;

@@ -16,6 +16,7 @@ use valor_core::{TurnError, TurnEvent, TurnStream};
 
 use crate::format::{Chunk, MAX_MESSAGE_UNITS, render};
 use crate::pacer::{Cadence, ChatPacer, Permit, classify_content};
+use crate::progress::{StatusLine, describe};
 
 /// `sendMessageDraft` (Bot API 9.3+): an ephemeral streaming preview in a private chat.
 /// teloxide 0.17 does not have it, so it is written by hand on teloxide's JSON request.
@@ -294,8 +295,13 @@ pub async fn deliver<R: Requester<Err = RequestError>>(
     let mut shown = String::new();
     let mut next_update: Option<Instant> = None;
     let mut next_typing = Instant::now();
+    // What Claude is doing (tools, retries, waiting), with a Stop button; gone at the end.
+    let mut status = StatusLine::default();
     loop {
-        let wake = next_update.map_or(next_typing, |u| u.min(next_typing));
+        let wake = [next_update, status.due()]
+            .into_iter()
+            .flatten()
+            .fold(next_typing, Instant::min);
         let event = tokio::select! {
             event = stream.next() => event,
             () = tokio::time::sleep_until(wake) => {
@@ -303,6 +309,9 @@ pub async fn deliver<R: Requester<Err = RequestError>>(
                 if now >= next_typing {
                     let _ = bot.send_chat_action(chat, ChatAction::Typing).await;
                     next_typing = now + TYPING_EVERY;
+                }
+                if status.due().is_some_and(|due| now >= due) {
+                    status.show(bot, chat, pacer).await;
                 }
                 if next_update.is_some_and(|u| now >= u) {
                     let text = joined(&done, &current);
@@ -339,6 +348,14 @@ pub async fn deliver<R: Requester<Err = RequestError>>(
                 }
             }
             TurnEvent::Text(block) => blocks.push(block),
+            TurnEvent::ToolCall { name, input, .. } => status.set(describe(&name, &input)),
+            TurnEvent::Retrying { delay_ms, .. } => status.set(format!(
+                "the API is busy, retrying in {} s",
+                delay_ms.div_ceil(1000).max(1)
+            )),
+            TurnEvent::Queued { position } => {
+                status.set(format!("waiting for a free slot ({position} ahead)"));
+            }
             TurnEvent::Finished(summary) => {
                 // The whole text blocks are authoritative; deltas only previewed them.
                 let mut text = if blocks.is_empty() {
@@ -359,6 +376,7 @@ pub async fn deliver<R: Requester<Err = RequestError>>(
                     });
                 }
                 writer.report.text = text;
+                status.clear(bot, chat, pacer).await;
                 break;
             }
             TurnEvent::Failed(error) => {
@@ -376,11 +394,14 @@ pub async fn deliver<R: Requester<Err = RequestError>>(
                 }
                 writer.report.text = text;
                 writer.report.error = Some(error);
+                status.clear(bot, chat, pacer).await;
                 break;
             }
             _ => {}
         }
     }
+    // A stream that ended without a result leaves no status line either.
+    status.clear(bot, chat, pacer).await;
     writer.report
 }
 

@@ -82,6 +82,8 @@ struct StateInner {
     actions: Vec<(i64, String, Instant)>,
     /// file_id -> (declared size, bytes)
     files: HashMap<String, (u64, Vec<u8>)>,
+    /// Messages deleted (`deleteMessage`).
+    deleted: usize,
     /// The command menu (`setMyCommands`): (command, description).
     commands: Vec<(String, String)>,
     /// How long a file download takes (a slow network).
@@ -266,6 +268,11 @@ impl FakeTelegram {
     }
 
     /// Callback queries the bot never answered.
+    /// How many messages the bot deleted.
+    pub fn deleted(&self) -> usize {
+        self.shared.state.lock().unwrap().deleted
+    }
+
     /// The bot's command menu as last set (`setMyCommands`).
     pub fn commands(&self) -> Vec<(String, String)> {
         self.shared.state.lock().unwrap().commands.clone()
@@ -463,6 +470,19 @@ fn handle(shared: &Shared, method: &str, params: &Value) -> Reply {
             Ok(json!({"url": "", "has_custom_certificate": false, "pending_update_count": 0}))
         }
         "deletewebhook" => Ok(json!(true)),
+        "deletemessage" => {
+            let chat_id = params["chat_id"].as_i64().unwrap_or(0);
+            let message_id = params["message_id"].as_i64().unwrap_or(0);
+            let messages = &mut state.chats.entry(chat_id).or_default().messages;
+            match messages.iter().position(|m| m.message_id == message_id) {
+                Some(at) => {
+                    messages.remove(at);
+                    state.deleted += 1;
+                    Ok(json!(true))
+                }
+                None => bad("Bad Request: message to delete not found"),
+            }
+        }
         "setmycommands" => {
             // Telegram's rules: at most 100 commands, each 1-32 of a-z, 0-9 and _, with a
             // description of 1-256 characters.

@@ -319,6 +319,70 @@ async fn stop_cancels_the_running_turn_and_says_so() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn the_status_lines_stop_button_stops_the_turn_and_only_its_own_chats() {
+    const OTHER: i64 = 200;
+    let dir = tempfile::tempdir().unwrap();
+    let busy = ScriptedBackend::new(|_| Scripted::Tools {
+        calls: (0..30)
+            .map(|i| {
+                (
+                    "Read".to_owned(),
+                    serde_json::json!({"file_path": format!("src/f{i}.rs")}),
+                )
+            })
+            .collect(),
+        every: Duration::from_secs(1),
+        text: "all read".to_owned(),
+    });
+    let store = Store::open(&dir.path().join("store")).unwrap();
+    store.add_paired_user(OTHER).unwrap();
+    let w = start(FakeTelegram::start().await, store, busy).await;
+    w.fake.user_says(FRIEND, FRIEND, "read everything");
+    until(Duration::from_secs(30), || {
+        w.texts(FRIEND)
+            .iter()
+            .any(|t| t.starts_with("Working: reading src/f"))
+    })
+    .await;
+    let status = w
+        .fake
+        .messages(FRIEND)
+        .into_iter()
+        .find(|m| m.visible.starts_with("Working:"))
+        .unwrap();
+    // Another chat pressing "stop" (forged onto this message) stops nothing here.
+    let forged = w.fake.user_presses(OTHER, OTHER, status.message_id, "stop");
+    until(Duration::from_secs(30), || {
+        w.fake.callback_answer(&forged).is_some()
+    })
+    .await;
+    assert_eq!(
+        w.fake.callback_answer(&forged).as_deref(),
+        Some("Nothing is running.")
+    );
+    let pressed = w
+        .fake
+        .user_presses(FRIEND, FRIEND, status.message_id, "stop");
+    until(Duration::from_secs(30), || {
+        w.texts(FRIEND)
+            .last()
+            .is_some_and(|t| t.ends_with("Stopped."))
+    })
+    .await;
+    assert_eq!(
+        w.fake.callback_answer(&pressed).as_deref(),
+        Some("Stopping.")
+    );
+    // The status line is gone; the turn did not read on.
+    until(Duration::from_secs(30), || {
+        !w.texts(FRIEND).iter().any(|t| t.starts_with("Working:"))
+    })
+    .await;
+    assert!(!w.texts(FRIEND).iter().any(|t| t == "all read"));
+    w.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn later_messages_wait_their_turn_and_are_told_so() {
     let dir = tempfile::tempdir().unwrap();
     let backend = ScriptedBackend::new(|request| {

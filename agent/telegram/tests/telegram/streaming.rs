@@ -290,6 +290,79 @@ async fn in_a_private_chat_the_preview_streams_as_a_draft_and_the_answer_comes_a
 }
 
 #[tokio::test(start_paused = true)]
+async fn tool_progress_shows_in_one_status_line_that_goes_when_the_answer_comes() {
+    let fake = FakeTelegram::start().await;
+    let bot = bot(&fake);
+    let (tx, stream) = TurnStream::channel(64);
+    tokio::spawn(async move {
+        let step = Duration::from_millis(2500);
+        let events = [
+            TurnEvent::ToolCall {
+                id: "1".to_owned(),
+                name: "Read".to_owned(),
+                input: serde_json::json!({"file_path": "src/main.rs"}),
+            },
+            TurnEvent::Retrying {
+                attempt: 1,
+                max_retries: 3,
+                delay_ms: 2500,
+                status: Some(529),
+            },
+            TurnEvent::ToolCall {
+                id: "2".to_owned(),
+                name: "mcp__social__search_current_info".to_owned(),
+                input: serde_json::json!({"query": "rust"}),
+            },
+        ];
+        for event in events {
+            let _ = tx.send(event).await;
+            tokio::time::sleep(step).await;
+        }
+        let _ = tx.send(TurnEvent::MessageStart).await;
+        let _ = tx.send(TurnEvent::TextDelta("All done.".to_owned())).await;
+        let _ = tx.send(TurnEvent::Finished(summary("All done."))).await;
+    });
+    let delivering = {
+        let bot = bot.clone();
+        tokio::spawn(async move { deliver(&bot, ChatId(9), stream, &pacer(), None).await })
+    };
+    let mut seen: Vec<String> = Vec::new();
+    while !delivering.is_finished() {
+        for message in fake.messages(9) {
+            if message.visible.starts_with("Working:") && !seen.contains(&message.visible) {
+                let markup = message.reply_markup.as_ref().unwrap().to_string();
+                assert!(markup.contains("\"stop\""), "a Stop button: {markup}");
+                seen.push(message.visible.clone());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let report = delivering.await.unwrap();
+    assert_eq!(report.text, "All done.");
+    assert_eq!(seen[0], "Working: reading src/main.rs", "{seen:?}");
+    assert!(
+        seen.iter()
+            .any(|s| s.contains("the API is busy, retrying in 3 s")),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter().any(|s| s.contains("searching the web")),
+        "{seen:?}"
+    );
+    // One status message, edited in place, then removed: only the answer is left.
+    let texts: Vec<String> = fake.messages(9).into_iter().map(|m| m.visible).collect();
+    assert_eq!(texts, ["All done."]);
+    assert_eq!(fake.deleted(), 1);
+    let sends = fake
+        .calls()
+        .iter()
+        .filter(|c| c.method == "sendmessage")
+        .count();
+    assert_eq!(sends, 2, "the status line and the answer");
+    assert!(fake.errors(429).is_empty());
+}
+
+#[tokio::test(start_paused = true)]
 async fn drafts_follow_the_text_at_least_every_half_second() {
     // A 4.5 s answer (measured against the peer: 3 previews from Valor, 10 from it).
     let fake = FakeTelegram::start().await;
