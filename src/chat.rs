@@ -87,8 +87,17 @@ pub async fn chat(config_path: Option<PathBuf>, args: ChatArgs) -> ExitCode {
             // A conversation lasts: memory embeds what is said meanwhile, as under `valor run`.
             let stop = tokio_util::sync::CancellationToken::new();
             let worker = tokio::spawn(agent.memory.clone().run_worker(stop.clone()));
-            let code =
-                conversation(&agent, args.chat_id, &username, args.new, &running, &quit).await;
+            let learner = crate::learning::learner(&loaded.config, &agent.memory).map(|l| {
+                std::sync::Arc::new(l) as std::sync::Arc<dyn valor_memory::proposals::Learning>
+            });
+            let talk = Conversation {
+                agent: &agent,
+                chat_id: args.chat_id,
+                username: &username,
+                running: &running,
+                learner,
+            };
+            let code = talk.run(args.new, &quit).await;
             stop.cancel();
             let _ = worker.await;
             code
@@ -154,49 +163,117 @@ impl Running {
     }
 }
 
-/// One line a message until /quit, end of input, or Ctrl-C at the prompt.
-async fn conversation(
-    agent: &crate::agent::Agent,
+/// A conversation in the terminal, with "Remember this?" as in Telegram (answered y/n).
+struct Conversation<'a> {
+    agent: &'a crate::agent::Agent,
     chat_id: i64,
-    username: &Option<String>,
-    mut fresh: bool,
-    running: &Running,
-    quit: &tokio_util::sync::CancellationToken,
-) -> ExitCode {
-    use std::io::IsTerminal as _;
-    use tokio::io::AsyncBufReadExt as _;
-    let interactive = std::io::stdin().is_terminal();
-    if interactive {
-        println!(
-            "Valor, in the terminal. /new starts over, /quit (or Ctrl-D) ends, Ctrl-C stops an answer."
-        );
+    username: &'a Option<String>,
+    running: &'a Running,
+    learner: Option<std::sync::Arc<dyn valor_memory::proposals::Learning>>,
+}
+
+/// A typed answer to "Remember this?": yes, no, or not an answer (a new message).
+fn typed_answer(line: &str) -> Option<bool> {
+    let words: String = line
+        .trim()
+        .trim_end_matches(['.', '!'])
+        .to_lowercase()
+        .replace('’', "'");
+    match words.as_str() {
+        "y" | "yes" | "yes please" | "sure" | "ok" | "remember" | "remember that"
+        | "remember it" | "remember this" => Some(true),
+        "n" | "no" | "nope" | "no thanks" | "not now" | "don't" | "dont" | "forget it" => {
+            Some(false)
+        }
+        _ => None,
     }
-    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
-    loop {
+}
+
+impl Conversation<'_> {
+    /// One line a message until /quit, end of input, or Ctrl-C at the prompt.
+    async fn run(&self, fresh: bool, quit: &tokio_util::sync::CancellationToken) -> ExitCode {
+        use std::io::IsTerminal as _;
+        use tokio::io::AsyncBufReadExt as _;
+        let interactive = std::io::stdin().is_terminal();
         if interactive {
-            print!("> ");
-            let _ = std::io::stdout().flush();
+            println!(
+                "Valor, in the terminal. /new starts over, /quit (or Ctrl-D) ends, Ctrl-C stops an answer."
+            );
         }
-        let line = tokio::select! {
-            () = quit.cancelled() => break,
-            line = lines.next_line() => line,
-        };
-        let Ok(Some(line)) = line else { break };
-        let text = line.trim();
-        match text {
-            "" => continue,
-            "/quit" | "/exit" => break,
-            "/new" => {
-                fresh = true;
-                println!("(a new conversation starts with your next message)");
-                continue;
+        let mut fresh = fresh;
+        let mut question: Option<valor_memory::Proposal> = None;
+        let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+        loop {
+            if interactive {
+                print!("> ");
+                let _ = std::io::stdout().flush();
             }
-            _ => {}
+            let line = tokio::select! {
+                () = quit.cancelled() => break,
+                line = lines.next_line() => line,
+            };
+            let Ok(Some(line)) = line else { break };
+            let text = line.trim();
+            if let Some(proposal) = question.take() {
+                match typed_answer(text) {
+                    Some(yes) => {
+                        self.settle(proposal, yes).await;
+                        continue;
+                    }
+                    // Anything else is a new message; the question lapses unanswered.
+                    None => println!("(not stored: {})", proposal.text),
+                }
+            }
+            match text {
+                "" => continue,
+                "/quit" | "/exit" => break,
+                "/new" => {
+                    fresh = true;
+                    println!("(a new conversation starts with your next message)");
+                    continue;
+                }
+                _ => {}
+            }
+            one_turn(
+                self.agent,
+                self.chat_id,
+                self.username,
+                text.to_owned(),
+                fresh,
+                self.running,
+            )
+            .await;
+            fresh = false;
+            question = self.watch(text).await;
         }
-        one_turn(agent, chat_id, username, text.to_owned(), fresh, running).await;
-        fresh = false;
+        ExitCode::SUCCESS
     }
-    ExitCode::SUCCESS
+
+    /// The watcher's question about what the user said, asked after the answer.
+    async fn watch(&self, text: &str) -> Option<valor_memory::Proposal> {
+        let learner = self.learner.clone()?;
+        let (chat_id, text) = (self.chat_id, text.to_owned());
+        let proposal =
+            tokio::task::spawn_blocking(move || learner.watch(chat_id, &text, "console"))
+                .await
+                .ok()??;
+        println!("Remember this? {} [y/n]", proposal.text);
+        Some(proposal)
+    }
+
+    /// A typed yes keeps the learning (as a button press would); a no keeps nothing.
+    async fn settle(&self, proposal: valor_memory::Proposal, yes: bool) {
+        let Some(learner) = self.learner.clone().filter(|_| yes) else {
+            println!("Not stored: {}", proposal.text);
+            return;
+        };
+        let kept = tokio::task::spawn_blocking(move || learner.accept(&proposal)).await;
+        match kept {
+            Ok(Ok(line)) => println!("{line}"),
+            Ok(Err(e)) => eprintln!("error: cannot store it: {e}"),
+            Err(e) => eprintln!("error: cannot store it: {e}"),
+        }
+    }
 }
 
 /// Runs one turn and prints it; false when it failed.

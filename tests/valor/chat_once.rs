@@ -282,3 +282,64 @@ async fn chat_hosts_the_tools_for_its_own_turns() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_console_asks_remember_this_and_takes_a_typed_answer() {
+    use std::io::Write as _;
+    let fake = FakeAnthropic::start(script).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = valor(dir.path());
+    cmd.arg("chat")
+        .env("ANTHROPIC_BASE_URL", &fake.url)
+        .env("ANTHROPIC_API_KEY", "sk-ant-test")
+        .env("CLAUDE_CODE_MAX_RETRIES", "1")
+        .env("VALOR__MEMORY__PATH", dir.path().join("store"))
+        .env(
+            "VALOR__CLAUDE__WORKSPACES_DIR",
+            dir.path().join("workspaces"),
+        )
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let out = tokio::task::spawn_blocking(move || {
+        let mut child = cmd.spawn().unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(
+                b"We switched from Bootstrap to Tailwind last week.\nyes\n\
+                  We decided to use PostgreSQL for the orders service.\nno\n\
+                  We no longer use Jest.\nhello again\n/quit\n",
+            )
+            .unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines[1].starts_with("Remember this? "), "{stdout}");
+    assert!(lines[1].ends_with("[y/n]"), "{stdout}");
+    assert!(lines[2].starts_with("Remembered"), "{stdout}");
+    assert!(lines[4].starts_with("Remember this? "), "{stdout}");
+    assert!(lines[5].starts_with("Not stored: "), "{stdout}");
+    // A question answered with a new message lapses; the message is a turn of its own.
+    assert!(lines[7].starts_with("Remember this? "), "{stdout}");
+    assert!(lines[8].starts_with("(not stored: "), "{stdout}");
+    assert_eq!(lines[9], "Hello from the fake.", "{stdout}");
+    // Only the yes was kept.
+    let (_, list, _) = output(
+        valor(dir.path())
+            .args(["learnings", "list", "--chat", "0"])
+            .env("VALOR__MEMORY__PATH", dir.path().join("store")),
+    );
+    assert!(list.contains("Tailwind"), "{list}");
+    assert!(!list.contains("PostgreSQL"), "{list}");
+    assert!(!list.contains("Jest"), "{list}");
+}
