@@ -27,6 +27,28 @@ fn script(turn: &Turn) -> Reply {
     Reply::chunks(&["Hello", " from", " the fake."])
 }
 
+/// `valor chat` with `input` piped in (one message a line), the fake API and a private store.
+async fn console(fake: &FakeAnthropic, dir: &std::path::Path, input: &'static [u8]) -> Output {
+    use std::io::Write as _;
+    let mut cmd = valor(dir);
+    cmd.arg("chat")
+        .env("ANTHROPIC_BASE_URL", &fake.url)
+        .env("ANTHROPIC_API_KEY", "sk-ant-test")
+        .env("CLAUDE_CODE_MAX_RETRIES", "1")
+        .env("VALOR__MEMORY__PATH", dir.join("store"))
+        .env("VALOR__CLAUDE__WORKSPACES_DIR", dir.join("workspaces"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    tokio::task::spawn_blocking(move || {
+        let mut child = cmd.spawn().unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap()
+}
+
 /// Runs `valor` with the fake API and a private store, off the async runtime.
 async fn run_valor(
     fake: &FakeAnthropic,
@@ -215,36 +237,14 @@ async fn the_persona_comes_from_the_configured_file() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_interactive_chat_reads_one_message_a_line() {
-    use std::io::Write as _;
     let fake = FakeAnthropic::start(script).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut cmd = valor(dir.path());
-    cmd.arg("chat")
-        .env("ANTHROPIC_BASE_URL", &fake.url)
-        .env("ANTHROPIC_API_KEY", "sk-ant-test")
-        .env("CLAUDE_CODE_MAX_RETRIES", "1")
-        .env("VALOR__MEMORY__PATH", dir.path().join("store"))
-        .env(
-            "VALOR__CLAUDE__WORKSPACES_DIR",
-            dir.path().join("workspaces"),
-        )
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let out = tokio::task::spawn_blocking(move || {
-        let mut child = cmd.spawn().unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(
-                b"remember the word apple\nwhat was the word?\n/new\nwhat was the word?\n/quit\n",
-            )
-            .unwrap();
-        child.wait_with_output().unwrap()
-    })
-    .await
-    .unwrap();
+    let out = console(
+        &fake,
+        dir.path(),
+        b"remember the word apple\nwhat was the word?\n/new\nwhat was the word?\n/quit\n",
+    )
+    .await;
     assert!(
         out.status.success(),
         "{}",
@@ -285,38 +285,16 @@ async fn chat_hosts_the_tools_for_its_own_turns() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_console_asks_remember_this_and_takes_a_typed_answer() {
-    use std::io::Write as _;
     let fake = FakeAnthropic::start(script).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut cmd = valor(dir.path());
-    cmd.arg("chat")
-        .env("ANTHROPIC_BASE_URL", &fake.url)
-        .env("ANTHROPIC_API_KEY", "sk-ant-test")
-        .env("CLAUDE_CODE_MAX_RETRIES", "1")
-        .env("VALOR__MEMORY__PATH", dir.path().join("store"))
-        .env(
-            "VALOR__CLAUDE__WORKSPACES_DIR",
-            dir.path().join("workspaces"),
-        )
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let out = tokio::task::spawn_blocking(move || {
-        let mut child = cmd.spawn().unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(
-                b"We switched from Bootstrap to Tailwind last week.\nyes\n\
-                  We decided to use PostgreSQL for the orders service.\nno\n\
-                  We no longer use Jest.\nhello again\n/quit\n",
-            )
-            .unwrap();
-        child.wait_with_output().unwrap()
-    })
-    .await
-    .unwrap();
+    let out = console(
+        &fake,
+        dir.path(),
+        b"We switched from Bootstrap to Tailwind last week.\nyes\n\
+          We decided to use PostgreSQL for the orders service.\nno\n\
+          We no longer use Jest.\nhello again\n/quit\n",
+    )
+    .await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),

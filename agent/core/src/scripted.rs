@@ -70,6 +70,22 @@ impl ScriptedBackend {
     }
 }
 
+/// Waits `every`; false (after sending the cancelled failure) when the turn is stopped first.
+async fn pause(
+    cancel: &tokio_util::sync::CancellationToken,
+    every: Duration,
+    tx: &tokio::sync::mpsc::Sender<TurnEvent>,
+) -> bool {
+    tokio::select! {
+        () = cancel.cancelled() => {
+            let error = TurnError::new(crate::error::TurnErrorKind::Cancelled, "stopped on request");
+            let _ = tx.send(TurnEvent::Failed(error)).await;
+            false
+        }
+        () = tokio::time::sleep(every) => true,
+    }
+}
+
 impl Backend for ScriptedBackend {
     fn start(&self, request: TurnRequest) -> TurnStream {
         let reply = (self.script)(&request);
@@ -101,13 +117,8 @@ impl Backend for ScriptedBackend {
                             input,
                         };
                         let _ = tx.send(call).await;
-                        tokio::select! {
-                            () = cancel.cancelled() => {
-                                let error = TurnError::new(crate::error::TurnErrorKind::Cancelled, "stopped on request");
-                                let _ = tx.send(TurnEvent::Failed(error)).await;
-                                return;
-                            }
-                            () = tokio::time::sleep(every) => {}
+                        if !pause(&cancel, every, &tx).await {
+                            return;
                         }
                         let result = TurnEvent::ToolResult {
                             id,
@@ -131,13 +142,8 @@ impl Backend for ScriptedBackend {
                     let chars: Vec<char> = text.chars().collect();
                     let size = chars.len().div_ceil(pieces.max(1)).max(1);
                     for part in chars.chunks(size) {
-                        tokio::select! {
-                            () = cancel.cancelled() => {
-                                let error = TurnError::new(crate::error::TurnErrorKind::Cancelled, "stopped on request");
-                                let _ = tx.send(TurnEvent::Failed(error)).await;
-                                return;
-                            }
-                            () = tokio::time::sleep(every) => {}
+                        if !pause(&cancel, every, &tx).await {
+                            return;
                         }
                         let _ = tx.send(TurnEvent::TextDelta(part.iter().collect())).await;
                     }
