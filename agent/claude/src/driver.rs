@@ -25,8 +25,7 @@ use crate::process::now_ms;
 use crate::sandbox::SandboxState;
 use crate::session::{ClaudeProcess, Limits, TurnRead};
 use crate::spawn::{
-    McpConfigFile, SandboxPlace, SpawnSpec, chat_folder, chat_workspace, child_env,
-    resolve_program, stdio_programs,
+    McpConfigFile, SandboxPlace, SpawnSpec, chat_folder, child_env, resolve_program, stdio_programs,
 };
 
 /// Everything the driver is built from.
@@ -616,7 +615,7 @@ impl ClaudeDriver {
                 source: std::io::Error::from(std::io::ErrorKind::NotFound),
             });
         }
-        let workspace = chat_workspace(&self.inner.config.workspaces_dir, request.chat_id)?;
+        let workspace = chat_folder(&self.inner.config.workspaces_dir, request.chat_id)?;
         let mcp = McpConfigFile::write(&self.inner.runtime_dir, key.mcp_config.as_ref())?;
         let system_append = match (&self.inner.persona, &request.system_append) {
             (Some(p), Some(r)) => Some(format!("{p}\n\n{r}")),

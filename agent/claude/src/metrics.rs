@@ -82,11 +82,7 @@ impl DriverMetrics {
     /// degraded (`auto`) or unhealthy (`required`: no turn runs).
     pub fn set_sandbox(&self, state: &SandboxState) {
         let health = match state {
-            SandboxState::Active(_) => SandboxHealth {
-                label: state.label(),
-                ..SandboxHealth::default()
-            },
-            SandboxState::Off => SandboxHealth {
+            SandboxState::Active(_) | SandboxState::Off => SandboxHealth {
                 label: state.label(),
                 ..SandboxHealth::default()
             },

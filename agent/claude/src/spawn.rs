@@ -206,12 +206,8 @@ pub fn user_message_line(prompt: &str) -> String {
     format!("{message}\n")
 }
 
-/// The working directory of a chat, created private (0700) on first use.
-pub fn chat_workspace(root: &Path, chat_id: i64) -> Result<PathBuf, ClaudeError> {
-    chat_folder(root, chat_id)
-}
-
-/// `root/chat_<id>`, created with its missing parents as private (0700) folders.
+/// `root/chat_<id>` (a chat's workspace or HOME), created with its missing parents as private
+/// (0700) folders on first use.
 pub fn chat_folder(root: &Path, chat_id: i64) -> Result<PathBuf, ClaudeError> {
     use std::os::unix::fs::DirBuilderExt as _;
     let path = root.join(format!("chat_{chat_id}"));

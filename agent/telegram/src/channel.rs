@@ -503,7 +503,7 @@ impl TelegramChannel {
                             .join(" ");
                         self.pair(chat, user_id, private, &code)?;
                     } else {
-                        self.refuse(chat, user_id, private);
+                        self.refuse(chat, user_id);
                     }
                     store.set_telegram_last_update(id)?;
                     return Ok(());

@@ -376,7 +376,6 @@ pub async fn deliver<R: Requester<Err = RequestError>>(
                     });
                 }
                 writer.report.text = text;
-                status.clear(bot, chat, pacer).await;
                 break;
             }
             TurnEvent::Failed(error) => {
@@ -394,13 +393,12 @@ pub async fn deliver<R: Requester<Err = RequestError>>(
                 }
                 writer.report.text = text;
                 writer.report.error = Some(error);
-                status.clear(bot, chat, pacer).await;
                 break;
             }
             _ => {}
         }
     }
-    // A stream that ended without a result leaves no status line either.
+    // The answer (or the failure) is there, or the stream ended without one: the line goes.
     status.clear(bot, chat, pacer).await;
     writer.report
 }

@@ -27,9 +27,24 @@ const SAFE_CONFIG: [&str; 8] = [
     "core.sshCommand=false",
 ];
 
-/// The command for `git <args>` in `path`, hardened (see the module's comment).
-pub fn command(path: &Path, args: &[&str]) -> Command {
-    command_with(path, args, &filter_drivers(path))
+/// A repository to run hardened git calls in; the filters it defines are read once.
+pub struct Repo<'a> {
+    path: &'a Path,
+    filters: Vec<String>,
+}
+
+impl<'a> Repo<'a> {
+    pub fn open(path: &'a Path) -> Repo<'a> {
+        Repo {
+            path,
+            filters: filter_drivers(path),
+        }
+    }
+
+    /// `git <args>`: its stdout when it succeeded within `limit`.
+    pub fn run(&self, args: &[&str], limit: Duration) -> Option<String> {
+        run_plain(command_with(self.path, args, &self.filters), limit)
+    }
 }
 
 /// Clean/smudge filters the repository defines (`filter.<name>.*`, includes followed): each
@@ -104,11 +119,6 @@ fn command_with(path: &Path, args: &[&str], filters: &[String]) -> Command {
         .stderr(Stdio::null())
         .process_group(0);
     command
-}
-
-/// `git <args>` in `path`: its stdout when it succeeded within `limit`.
-pub fn run(path: &Path, args: &[&str], limit: Duration) -> Option<String> {
-    run_plain(command(path, args), limit)
 }
 
 fn run_plain(mut command: Command, limit: Duration) -> Option<String> {
@@ -205,11 +215,12 @@ mod tests {
             );
         }
         std::fs::write(dir.path().join("a.txt"), "changed\n").unwrap();
-        let status = run(dir.path(), &["status", "--porcelain"], GIT_TIMEOUT).unwrap();
+        let repo = Repo::open(dir.path());
+        let status = repo.run(&["status", "--porcelain"], GIT_TIMEOUT).unwrap();
         assert!(status.contains("a.txt"), "{status}");
-        let diff = run(dir.path(), &["diff", "HEAD"], GIT_TIMEOUT).unwrap();
+        let diff = repo.run(&["diff", "HEAD"], GIT_TIMEOUT).unwrap();
         assert!(diff.contains("+changed"), "{diff}");
-        let log = run(dir.path(), &["log", "--format=%s"], GIT_TIMEOUT).unwrap();
+        let log = repo.run(&["log", "--format=%s"], GIT_TIMEOUT).unwrap();
         assert_eq!(log.trim(), "first");
         assert!(!marker.exists(), "the repository's program ran");
         // The control: plain git does run it (so this test can fail).
@@ -220,7 +231,7 @@ mod tests {
             .output();
         assert!(marker.exists(), "the hostile repository is not hostile");
         std::fs::remove_file(&marker).unwrap();
-        run(dir.path(), &["status", "--porcelain"], GIT_TIMEOUT).unwrap();
+        repo.run(&["status", "--porcelain"], GIT_TIMEOUT).unwrap();
         assert!(!marker.exists(), "the repository's program ran");
     }
 
@@ -239,7 +250,10 @@ mod tests {
                 .success()
         );
         let started = Instant::now();
-        assert_eq!(run(dir.path(), &["hang"], Duration::from_millis(300)), None);
+        assert_eq!(
+            Repo::open(dir.path()).run(&["hang"], Duration::from_millis(300)),
+            None
+        );
         assert!(
             started.elapsed() < Duration::from_secs(5),
             "{:?}",

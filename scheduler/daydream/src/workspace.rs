@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::codemap::{CodeMap, FunctionInfo, MapCache, Mapper};
+use crate::git::Repo;
 
 /// Commits listed per workspace.
 const RECENT_COMMITS: usize = 10;
@@ -54,8 +55,8 @@ pub struct WorkspaceContext {
     pub problems: Vec<String>,
 }
 
-fn git(path: &Path, args: &[&str]) -> Option<String> {
-    crate::git::run(path, args, crate::git::GIT_TIMEOUT)
+fn git(repo: &Repo<'_>, args: &[&str]) -> Option<String> {
+    repo.run(args, crate::git::GIT_TIMEOUT)
 }
 
 /// Text taken from a workspace (commit subjects, names, dependencies, paths) as one line of at
@@ -80,7 +81,7 @@ pub fn clip(text: &str, max: usize) -> String {
     cut
 }
 
-fn git_info(path: &Path, now: DateTime<Utc>) -> Option<GitInfo> {
+fn git_info(path: &Repo<'_>, now: DateTime<Utc>) -> Option<GitInfo> {
     let branch = clip(&git(path, &["rev-parse", "--abbrev-ref", "HEAD"])?, 80);
     let changed_files = git(path, &["status", "--porcelain"])
         .map_or(0, |s| s.lines().filter(|l| !l.is_empty()).count());
@@ -127,7 +128,7 @@ fn git_info(path: &Path, now: DateTime<Utc>) -> Option<GitInfo> {
 
 /// Changed line ranges per file since `since`: the diff from the last commit before it to the
 /// working tree (every commit since, and what is not committed yet).
-fn changed_lines(path: &Path, since: DateTime<Utc>) -> BTreeMap<PathBuf, Vec<(usize, usize)>> {
+fn changed_lines(path: &Repo<'_>, since: DateTime<Utc>) -> BTreeMap<PathBuf, Vec<(usize, usize)>> {
     let base = git(
         path,
         &[
@@ -280,9 +281,10 @@ pub fn gather_workspace(
     // git runs in its own thread while this one parses: its processes mostly wait on disk.
     let ((git, changes), code) = std::thread::scope(|scope| {
         let history = scope.spawn(|| {
-            let git = git_info(path, now);
+            let repo = Repo::open(path);
+            let git = git_info(&repo, now);
             let changes = match (&git, since) {
-                (Some(_), Some(since)) => changed_lines(path, since),
+                (Some(_), Some(since)) => changed_lines(&repo, since),
                 _ => BTreeMap::new(),
             };
             (git, changes)

@@ -94,7 +94,7 @@ impl TelegramChannel {
     }
 
     /// At most one refusal an hour per user; nothing else happens.
-    pub(super) fn refuse(&self, chat: ChatId, user_id: i64, private: bool) {
+    pub(super) fn refuse(&self, chat: ChatId, user_id: i64) {
         let now = Instant::now();
         let mut refused = self
             .inner
@@ -115,7 +115,6 @@ impl TelegramChannel {
             count();
         }
         tracing::info!(user_id, "refused a user who is not on the allow-list");
-        let _ = private;
         self.reply_stranger(
             chat,
             &format!(
