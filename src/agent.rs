@@ -1,4 +1,5 @@
-//! Builds the agent's parts from the config: the store, the Claude driver, the router.
+//! Builds the agent's parts from the config: the store, memory, the Claude driver, and the
+//! conversation service over them.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -11,8 +12,11 @@ use valor_claude::sandbox::{SandboxMode, SandboxState};
 use valor_claude::{ClaudeDriver, DriverSetup};
 use valor_config::Config;
 
+use valor_core::Conversations;
 use valor_core::ModelRouter;
-use valor_core::engine::{ConversationStore, Engine, EngineConfig};
+use valor_core::conversation::Settings;
+use valor_core::engine::{ConversationStore, Engine, EngineConfig, FiguresObserver, ToolGrantFn};
+use valor_core::learning::Learning;
 use valor_core::persona::DEFAULT_PERSONA;
 use valor_memory::Store;
 use valor_monitor::{ChildRegistry, MetricsRegistry};
@@ -23,8 +27,6 @@ pub struct Agent {
     /// Long-term memory: search indexes over the store, the embedding worker's state.
     pub memory: Memory,
     pub driver: ClaudeDriver,
-    /// The conversation engine every channel runs its turns through.
-    pub engine: Engine,
     pub children: ChildRegistry,
     /// Private (0700) folder of the per-turn MCP configs; removed at shutdown.
     pub runtime_dir: Arc<RuntimeDir>,
@@ -76,23 +78,46 @@ impl Agent {
             metrics: metrics.clone(),
         })
         .context("cannot register the driver's metrics")?;
-        let engine = Engine::new(
-            Arc::new(driver.clone()),
-            Arc::new(store.clone()) as Arc<dyn ConversationStore>,
-            ModelRouter::new(config.routing.clone()),
-            engine_config(config),
-        );
-        engine.recall_from(Arc::new(memory.clone()));
-        context_metrics(&engine, metrics)?;
         Ok(Agent {
             store,
             memory,
             driver,
-            engine,
             children,
             runtime_dir,
             grace,
         })
+    }
+
+    /// The conversation service every channel runs its turns through: the engine over the
+    /// driver (memories recalled into each prompt, context figures on /metrics, `tools` for
+    /// each chat's turns) and learning from conversations.
+    pub fn conversations(
+        &self,
+        config: &Config,
+        metrics: &MetricsRegistry,
+        tools: Option<ToolGrantFn>,
+    ) -> anyhow::Result<Conversations> {
+        let mut engine = Engine::builder(
+            Arc::new(self.driver.clone()),
+            Arc::new(self.store.clone()) as Arc<dyn ConversationStore>,
+            ModelRouter::new(config.routing.clone()),
+        )
+        .config(engine_config(config))
+        .recall(Arc::new(self.memory.clone()))
+        .observe_figures(context_metrics(metrics)?);
+        if let Some(tools) = tools {
+            engine = engine.tools(tools);
+        }
+        let learner = crate::learning::learner(config, &self.memory);
+        let learning = valor_learn::ChatLearning::new(self.store.clone(), learner);
+        Ok(Conversations::new(
+            engine.build(),
+            Some(Arc::new(learning) as Arc<dyn Learning>),
+            Settings {
+                max_concurrent: config.claude.max_concurrent,
+                max_pending: config.telegram.max_pending,
+            },
+        ))
     }
 
     pub fn reaper(&self) -> Reaper {
@@ -143,7 +168,7 @@ pub fn sandbox(mode: &str, home: Option<&str>) -> SandboxState {
 }
 
 /// The context window's figures of the latest turn on /metrics.
-fn context_metrics(engine: &Engine, metrics: &MetricsRegistry) -> anyhow::Result<()> {
+fn context_metrics(metrics: &MetricsRegistry) -> anyhow::Result<FiguresObserver> {
     let gauge = |name: &str, help: &str| metrics.gauge(name, help, &[]);
     let messages_before = gauge(
         "valor_context_messages_before",
@@ -166,14 +191,13 @@ fn context_metrics(engine: &Engine, metrics: &MetricsRegistry) -> anyhow::Result
         "Tokens the context window left out, all turns.",
         &[],
     )?;
-    engine.observe_figures(Arc::new(move |_chat, f| {
+    Ok(Arc::new(move |_chat, f| {
         messages_before.set(f.messages_before as f64);
         messages_after.set(f.messages_after as f64);
         tokens_before.set(f.tokens_before as f64);
         tokens_after.set(f.tokens_after as f64);
         saved.inc_by(f.tokens_before.saturating_sub(f.tokens_after) as u64);
-    }));
-    Ok(())
+    }))
 }
 
 /// The persona: the file named in `[claude] persona_file`, or the built-in one.

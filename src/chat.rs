@@ -1,13 +1,14 @@
-//! `valor chat`: talk to Valor in the terminal, through the same engine as Telegram. With
-//! `--once "text"` one turn, the answer on stdout; without it a conversation, one line a message.
+//! `valor chat`: talk to Valor in the terminal, an adapter of the same conversation service as
+//! Telegram (ops in, events printed). With `--once "text"` one turn, the answer on stdout;
+//! without it a conversation, one line a message, with "Remember this?" answered y/n.
 
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use valor_core::TurnEvent;
-use valor_core::engine::{Author, Incoming};
+use valor_core::engine::Author;
+use valor_core::{Conversations, Event, Op, UserTurn};
 use valor_monitor::{ChildRegistry, MetricsRegistry};
 
 /// The console's chat id: consecutive `valor chat` calls continue one conversation.
@@ -34,50 +35,49 @@ pub async fn chat(config_path: Option<PathBuf>, args: ChatArgs) -> ExitCode {
     // Only errors are logged here unless RUST_LOG asks for more: stderr carries the
     // user-facing messages.
     crate::logging::init("error");
-    let agent = match crate::agent::Agent::build(
-        &loaded.config,
-        &MetricsRegistry::new(),
-        ChildRegistry::new(),
-        false,
-    ) {
-        Ok(agent) => agent,
+    let metrics = MetricsRegistry::new();
+    let agent =
+        match crate::agent::Agent::build(&loaded.config, &metrics, ChildRegistry::new(), false) {
+            Ok(agent) => agent,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        };
+    // The tool servers, on a loopback port of this process's own: pictures a tool makes are
+    // named on stderr (there is no chat to send them to).
+    let tools_stop = tokio_util::sync::CancellationToken::new();
+    let (browser, tools) =
+        match host_tools(&loaded.config, &loaded.secrets, &agent, &tools_stop).await {
+            Ok((browser, tools)) => (Some(browser), Some(tools)),
+            Err(e) => {
+                eprintln!("warning: the tools are off: {e:#}");
+                (None, None)
+            }
+        };
+    let service = match agent.conversations(&loaded.config, &metrics, tools) {
+        Ok(service) => service,
         Err(e) => {
             eprintln!("error: {e:#}");
             return ExitCode::FAILURE;
         }
     };
-    let username = std::env::var("USER").ok();
-    // Ctrl-C stops the running answer (and its Claude process group, which the terminal's
-    // signal would not reach); at the prompt it ends the conversation.
-    let running = Running::default();
     let quit = tokio_util::sync::CancellationToken::new();
-    {
-        let (running, quit) = (running.clone(), quit.clone());
-        tokio::spawn(async move {
-            while tokio::signal::ctrl_c().await.is_ok() {
-                if !running.cancel() {
-                    quit.cancel();
-                    break;
-                }
-            }
-        });
-    }
-    // The tool servers, on a loopback port of this process's own: pictures a tool makes are
-    // named on stderr (there is no chat to send them to).
-    let tools_stop = tokio_util::sync::CancellationToken::new();
-    let browser = match host_tools(&loaded.config, &loaded.secrets, &agent, &tools_stop).await {
-        Ok(browser) => Some(browser),
-        Err(e) => {
-            eprintln!("warning: the tools are off: {e:#}");
-            None
-        }
-    };
+    interrupt_on_ctrl_c(&service, args.chat_id, &quit);
     // A one-off turn comes right after start: let memory finish reading the store (it takes
     // milliseconds for most stores; a huge one is not waited for beyond two seconds).
     let _ = tokio::time::timeout(Duration::from_secs(2), agent.memory.loaded()).await;
+    let console = Console {
+        service: &service,
+        chat_id: args.chat_id,
+        username: std::env::var("USER").ok(),
+    };
     let code = match args.once {
         Some(text) => {
-            if one_turn(&agent, args.chat_id, &username, text, args.new, &running).await {
+            if args.new {
+                console.start_over();
+            }
+            if console.say(text, false).await {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
@@ -87,17 +87,7 @@ pub async fn chat(config_path: Option<PathBuf>, args: ChatArgs) -> ExitCode {
             // A conversation lasts: memory embeds what is said meanwhile, as under `valor run`.
             let stop = tokio_util::sync::CancellationToken::new();
             let worker = tokio::spawn(agent.memory.clone().run_worker(stop.clone()));
-            let learner = crate::learning::learner(&loaded.config, &agent.memory).map(|l| {
-                std::sync::Arc::new(l) as std::sync::Arc<dyn valor_memory::proposals::Learning>
-            });
-            let talk = Conversation {
-                agent: &agent,
-                chat_id: args.chat_id,
-                username: &username,
-                running: &running,
-                learner,
-            };
-            let code = talk.run(args.new, &quit).await;
+            let code = console.run(args.new, &quit).await;
             stop.cancel();
             let _ = worker.await;
             code
@@ -111,85 +101,64 @@ pub async fn chat(config_path: Option<PathBuf>, args: ChatArgs) -> ExitCode {
     code
 }
 
+/// Ctrl-C stops the running answer (and its Claude process group, which the terminal's
+/// signal would not reach); at the prompt it ends the conversation.
+fn interrupt_on_ctrl_c(
+    service: &Conversations,
+    chat_id: i64,
+    quit: &tokio_util::sync::CancellationToken,
+) {
+    let (service, quit) = (service.clone(), quit.clone());
+    tokio::spawn(async move {
+        while tokio::signal::ctrl_c().await.is_ok() {
+            let mut events = service.submit(Op::Interrupt { chat_id });
+            if !matches!(
+                events.try_next(),
+                Some(Event::Interrupted { was_running: true })
+            ) {
+                quit.cancel();
+                break;
+            }
+        }
+    });
+}
+
 /// Serves the tool servers on 127.0.0.1 for this process's turns until `stop`; returns the
-/// dev server's browser, to close at the end.
+/// dev server's browser, to close at the end, and every turn's tool grant.
 async fn host_tools(
     config: &valor_config::Config,
     secrets: &valor_config::Secrets,
     agent: &crate::agent::Agent,
     stop: &tokio_util::sync::CancellationToken,
-) -> anyhow::Result<std::sync::Arc<valor_tool_dev::WarmBrowser>> {
+) -> anyhow::Result<(
+    std::sync::Arc<valor_tool_dev::WarmBrowser>,
+    valor_core::engine::ToolGrantFn,
+)> {
     let listener = valor_monitor::server::bind(([127, 0, 0, 1], 0).into()).await?;
     let base_url = crate::health_cmd::base_url(listener.local_addr()?);
     let deliver: valor_tools::Deliver = std::sync::Arc::new(|d: valor_tools::Delivery| {
         eprintln!("[picture] {} ({})", d.path.display(), d.caption);
     });
-    let hosted = crate::tool_servers::host_tools(config, secrets, agent, &base_url, Some(deliver))?;
+    let grants = valor_tools::host::Grants::default();
+    let tools = crate::tool_servers::tool_grant(config, &base_url, &grants);
+    let hosted = crate::tool_servers::host_tools(config, secrets, agent, &grants, Some(deliver))?;
     let stop = stop.clone();
     tokio::spawn(async move {
         if let Err(e) = valor_monitor::server::serve(listener, hosted.routes, stop).await {
             tracing::error!(error = %e, "the tool server stopped");
         }
     });
-    Ok(hosted.browser)
+    Ok((hosted.browser, tools))
 }
 
-/// The running turn's cancel token, for Ctrl-C.
-#[derive(Clone, Default)]
-struct Running(std::sync::Arc<std::sync::Mutex<Option<tokio_util::sync::CancellationToken>>>);
-
-impl Running {
-    fn set(&self, token: Option<tokio_util::sync::CancellationToken>) {
-        *self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = token;
-    }
-
-    /// Cancels the running turn; false when none runs.
-    fn cancel(&self) -> bool {
-        match self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .as_ref()
-        {
-            Some(token) => {
-                token.cancel();
-                true
-            }
-            None => false,
-        }
-    }
-}
-
-/// A conversation in the terminal, with "Remember this?" as in Telegram (answered y/n).
-struct Conversation<'a> {
-    agent: &'a crate::agent::Agent,
+/// The terminal as a channel of the conversation service.
+struct Console<'a> {
+    service: &'a Conversations,
     chat_id: i64,
-    username: &'a Option<String>,
-    running: &'a Running,
-    learner: Option<std::sync::Arc<dyn valor_memory::proposals::Learning>>,
+    username: Option<String>,
 }
 
-/// A typed answer to "Remember this?": yes, no, or not an answer (a new message).
-fn typed_answer(line: &str) -> Option<bool> {
-    let words: String = line
-        .trim()
-        .trim_end_matches(['.', '!'])
-        .to_lowercase()
-        .replace('’', "'");
-    match words.as_str() {
-        "y" | "yes" | "yes please" | "sure" | "ok" | "remember" | "remember that"
-        | "remember it" | "remember this" => Some(true),
-        "n" | "no" | "nope" | "no thanks" | "not now" | "don't" | "dont" | "forget it" => {
-            Some(false)
-        }
-        _ => None,
-    }
-}
-
-impl Conversation<'_> {
+impl Console<'_> {
     /// One line a message until /quit, end of input, or Ctrl-C at the prompt.
     async fn run(&self, fresh: bool, quit: &tokio_util::sync::CancellationToken) -> ExitCode {
         use std::io::IsTerminal as _;
@@ -200,8 +169,9 @@ impl Conversation<'_> {
                 "Valor, in the terminal. /new starts over, /quit (or Ctrl-D) ends, Ctrl-C stops an answer."
             );
         }
-        let mut fresh = fresh;
-        let mut question: Option<valor_memory::Proposal> = None;
+        if fresh {
+            self.start_over();
+        }
         let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
         loop {
             if interactive {
@@ -213,150 +183,104 @@ impl Conversation<'_> {
                 line = lines.next_line() => line,
             };
             let Ok(Some(line)) = line else { break };
-            let text = line.trim();
-            if let Some(proposal) = question.take() {
-                match typed_answer(text) {
-                    Some(yes) => {
-                        self.settle(proposal, yes).await;
-                        continue;
-                    }
-                    // Anything else is a new message; the question lapses unanswered.
-                    None => println!("(not stored: {})", proposal.text),
-                }
-            }
-            match text {
+            match line.trim() {
                 "" => continue,
                 "/quit" | "/exit" => break,
                 "/new" => {
-                    fresh = true;
+                    self.start_over();
                     println!("(a new conversation starts with your next message)");
-                    continue;
                 }
-                _ => {}
+                // A typed yes or no to "Remember this?" is the service's to recognise.
+                text => {
+                    self.say(text.to_owned(), true).await;
+                }
             }
-            one_turn(
-                self.agent,
-                self.chat_id,
-                self.username,
-                text.to_owned(),
-                fresh,
-                self.running,
-            )
-            .await;
-            fresh = false;
-            question = self.watch(text).await;
         }
         ExitCode::SUCCESS
     }
 
-    /// The watcher's question about what the user said, asked after the answer.
-    async fn watch(&self, text: &str) -> Option<valor_memory::Proposal> {
-        let learner = self.learner.clone()?;
-        let (chat_id, text) = (self.chat_id, text.to_owned());
-        let proposal =
-            tokio::task::spawn_blocking(move || learner.watch(chat_id, &text, "console"))
-                .await
-                .ok()??;
-        println!("Remember this? {} [y/n]", proposal.text);
-        Some(proposal)
+    fn start_over(&self) {
+        (self.service).submit(Op::NewConversation {
+            chat_id: self.chat_id,
+        });
     }
 
-    /// A typed yes keeps the learning (as a button press would); a no keeps nothing.
-    async fn settle(&self, proposal: valor_memory::Proposal, yes: bool) {
-        let Some(learner) = self.learner.clone().filter(|_| yes) else {
-            println!("Not stored: {}", proposal.text);
-            return;
+    /// Submits a message and prints what comes back (with `ask`, "Remember this?" too);
+    /// false when the turn failed.
+    async fn say(&self, text: String, ask: bool) -> bool {
+        let turn = UserTurn {
+            author: Some(Author {
+                user_id: 0,
+                username: self.username.clone(),
+            }),
+            ..UserTurn::new(self.chat_id, text)
         };
-        let kept = tokio::task::spawn_blocking(move || learner.accept(&proposal)).await;
-        match kept {
-            Ok(Ok(line)) => println!("{line}"),
-            Ok(Err(e)) => eprintln!("error: cannot store it: {e}"),
-            Err(e) => eprintln!("error: cannot store it: {e}"),
-        }
-    }
-}
-
-/// Runs one turn and prints it; false when it failed.
-async fn one_turn(
-    agent: &crate::agent::Agent,
-    chat_id: i64,
-    username: &Option<String>,
-    text: String,
-    fresh: bool,
-    running: &Running,
-) -> bool {
-    let incoming = Incoming {
-        chat_id,
-        author: Some(Author {
-            user_id: 0,
-            username: username.clone(),
-        }),
-        text,
-        fresh_session: fresh,
-        cancel: tokio_util::sync::CancellationToken::new(),
-        source: None,
-    };
-    running.set(Some(incoming.cancel.clone()));
-    let mut stream = match agent.engine.turn(incoming) {
-        Ok((stream, _)) => stream,
-        Err(e) => {
-            eprintln!("error: {e}");
-            running.set(None);
-            return false;
-        }
-    };
-    let mut stdout = std::io::stdout().lock();
-    let mut printed = false;
-    let mut ok = true;
-    while let Some(event) = stream.next().await {
-        match event {
-            TurnEvent::Queued { position } => eprintln!("(queued: {position} ahead)"),
-            TurnEvent::MessageStart if printed => {
-                let _ = writeln!(stdout);
-            }
-            TurnEvent::TextDelta(text) => {
-                let _ = write!(stdout, "{text}");
-                let _ = stdout.flush();
-                printed = true;
-            }
-            TurnEvent::Retrying {
-                attempt,
-                max_retries,
-                status,
-                ..
-            } => {
-                eprintln!(
-                    "(Claude API busy{}, retry {attempt} of {max_retries})",
-                    status.map(|s| format!(" ({s})")).unwrap_or_default()
-                );
-            }
-            TurnEvent::Finished(summary) => {
-                if !printed && !summary.text.is_empty() {
-                    let _ = write!(stdout, "{}", summary.text);
+        let mut events = self.service.submit(Op::UserTurn(turn));
+        let mut stdout = std::io::stdout().lock();
+        let mut printed = false;
+        let mut ok = true;
+        while let Some(event) = events.next().await {
+            match event {
+                Event::Queued { position } | Event::WaitingForSlot { position } => {
+                    eprintln!("(queued: {position} ahead)")
+                }
+                Event::MessageStart if printed => {
+                    let _ = writeln!(stdout);
+                }
+                Event::TextDelta(text) => {
+                    let _ = write!(stdout, "{text}");
+                    let _ = stdout.flush();
                     printed = true;
                 }
-                if printed {
-                    let _ = writeln!(stdout);
+                Event::Retrying {
+                    attempt,
+                    max_retries,
+                    status,
+                    ..
+                } => eprintln!(
+                    "(Claude API busy{}, retry {attempt} of {max_retries})",
+                    status.map(|s| format!(" ({s})")).unwrap_or_default()
+                ),
+                Event::Final(summary) => {
+                    if !printed && !summary.text.is_empty() {
+                        let _ = write!(stdout, "{}", summary.text);
+                        printed = true;
+                    }
+                    if printed {
+                        let _ = writeln!(stdout);
+                    }
+                    if !summary.permission_denials.is_empty() {
+                        eprintln!("{}", valor_core::TurnErrorKind::ToolDenied.user_message());
+                    }
+                    for server in &summary.failed_mcp_servers {
+                        eprintln!(
+                            "(tool server {server} failed to start: this answer was made without it)"
+                        );
+                    }
                 }
-                if !summary.permission_denials.is_empty() {
-                    eprintln!("{}", valor_core::TurnErrorKind::ToolDenied.user_message());
+                Event::Failed { error, .. } => {
+                    if printed {
+                        let _ = writeln!(stdout);
+                    }
+                    eprintln!("{}", error.user_message());
+                    ok = false;
                 }
-                for server in &summary.failed_mcp_servers {
-                    eprintln!(
-                        "(tool server {server} failed to start: this answer was made without it)"
-                    );
+                Event::Refused(text) => {
+                    eprintln!("{text}");
+                    ok = false;
                 }
+                Event::Proposal(question) if ask => {
+                    let _ = writeln!(stdout, "Remember this? {} [y/n]", question.text);
+                }
+                Event::Lapsed(question) => {
+                    let _ = writeln!(stdout, "(not stored: {})", question.text);
+                }
+                Event::Answered(answered) => {
+                    let _ = writeln!(stdout, "{}", answered.outcome.unwrap_or(answered.reply));
+                }
+                _ => {}
             }
-            TurnEvent::Failed(error) => {
-                if printed {
-                    let _ = writeln!(stdout);
-                }
-                eprintln!("{}", error.user_message());
-                ok = false;
-            }
-            _ => {}
         }
+        ok
     }
-    running.set(None);
-    ok
 }

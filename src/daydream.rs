@@ -399,7 +399,7 @@ fn telegram_sender(loaded: &valor_config::Loaded, store: Store) -> anyhow::Resul
                 let asked = store
                     .add_proposal(proposal(out.chat, candidate, &out.source))
                     .map_err(|e| e.to_string())?;
-                valor_telegram::remember::ask(&bot, &store, &pacer, &asked)
+                valor_telegram::remember::ask(&bot, &store, &pacer, &asked.question())
                     .await
                     .map_err(|e| e.to_string())?;
             }

@@ -87,7 +87,19 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
     let shutdown = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(agent.memory.clone().run_worker(shutdown.clone()));
-    let channel = telegram(&config, &loaded_secrets, &agent, &monitor, &state.metrics)?;
+    // Every turn gets its chat's tool servers, hosted on this server (routes added below).
+    let grants = valor_tools::host::Grants::default();
+    let base_url = crate::health_cmd::base_url(addr);
+    let tools = crate::tool_servers::tool_grant(&config, &base_url, &grants);
+    let conversations = agent.conversations(&config, &state.metrics, Some(tools))?;
+    let channel = telegram(
+        &config,
+        &loaded_secrets,
+        &agent,
+        conversations,
+        &monitor,
+        &state.metrics,
+    )?;
     if let Some(channel) = &channel {
         state.components.push(channel.health_component());
     }
@@ -142,13 +154,8 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
         }
     });
     let server_shutdown = shutdown.clone();
-    let hosted = crate::tool_servers::host_tools(
-        &config,
-        &loaded_secrets,
-        &agent,
-        &crate::health_cmd::base_url(addr),
-        deliver,
-    )?;
+    let hosted =
+        crate::tool_servers::host_tools(&config, &loaded_secrets, &agent, &grants, deliver)?;
     let routes = server::router(state)
         .merge(valor_recall::api::router(
             agent.memory.clone(),
@@ -204,6 +211,7 @@ fn telegram(
     config: &valor_config::Config,
     secrets: &valor_config::Secrets,
     agent: &crate::agent::Agent,
+    conversations: valor_core::Conversations,
     monitor: &Arc<ResourceMonitor>,
     metrics: &MetricsRegistry,
 ) -> anyhow::Result<Option<valor_telegram::channel::TelegramChannel>> {
@@ -233,7 +241,7 @@ fn telegram(
     let channel =
         valor_telegram::channel::TelegramChannel::new(valor_telegram::channel::ChannelSetup {
             bot,
-            engine: agent.engine.clone(),
+            conversations,
             store: agent.store.clone(),
             allowed_users: t.allowed_users.clone(),
             poll_timeout_secs: u32::try_from(t.poll_timeout_secs).unwrap_or(30),
@@ -247,9 +255,6 @@ fn telegram(
                 bind: t.webhook_bind,
             }),
             on_refusal: Some(Arc::new(move || refusals.inc())),
-            learning: crate::learning::learner(config, &agent.memory)
-                .map(|learner| Arc::new(learner) as Arc<dyn valor_telegram::remember::Learning>),
-            max_pending: t.max_pending,
         })?;
     tracing::info!(api = %t.api_url, allowed = t.allowed_users.len() + paired.len(), "Telegram is on");
     Ok(Some(channel))

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use valor_config::{Config, Secrets};
-use valor_core::engine::ToolGrant;
+use valor_core::engine::{ToolGrant, ToolGrantFn};
 use valor_memory::{MemoryKind, MemoryRecord, Store};
 use valor_recall::Memory;
 use valor_recall::catalogue::Filter;
@@ -164,19 +164,35 @@ pub struct Hosted {
     pub browser: Arc<valor_tool_dev::WarmBrowser>,
 }
 
-/// Hosts the tool servers on the agent's HTTP server (`/mcp/<name>`, bearer tokens bound to one
-/// chat) and gives every turn its chat's MCP config.
+/// Every turn's tool grant: its chat's MCP config for the hosted servers at `base_url`, with
+/// a bearer token bound to that chat (kept in `grants`, which the routes check).
+pub fn tool_grant(config: &Config, base_url: &str, grants: &Grants) -> ToolGrantFn {
+    let workspaces_dir = config.claude.workspaces_dir.clone();
+    let host = ToolHost {
+        base_url: base_url.to_owned(),
+        servers: SERVERS.iter().map(|s| (*s).to_owned()).collect(),
+        grants: grants.clone(),
+    };
+    Arc::new(move |chat_id| {
+        let scope = Scope::for_chat(&workspaces_dir, chat_id);
+        ToolGrant {
+            mcp_config: host.mcp_config(scope),
+            allowed_tools: host.allowed_tools(),
+        }
+    })
+}
+
+/// Hosts the tool servers on the agent's HTTP server (`/mcp/<name>`), each request checked
+/// against the tokens [`tool_grant`] handed out.
 pub fn host_tools(
     config: &Config,
     secrets: &Secrets,
     agent: &crate::agent::Agent,
-    base_url: &str,
+    grants: &Grants,
     deliver: Option<Deliver>,
 ) -> anyhow::Result<Hosted> {
-    let grants = Grants::default();
-    let workspaces_dir = config.claude.workspaces_dir.clone();
     let scopes = ScopeSource {
-        workspaces_dir: workspaces_dir.clone(),
+        workspaces_dir: config.claude.workspaces_dir.clone(),
         fixed: None,
         hosted: true,
     };
@@ -193,18 +209,6 @@ pub fn host_tools(
         .merge(route("telegram", move || telegram.clone(), grants.clone()))
         .merge(route("notion", move || notion.clone(), grants.clone()))
         .merge(route("dev", move || dev.clone(), grants.clone()));
-    let host = ToolHost {
-        base_url: base_url.to_owned(),
-        servers: SERVERS.iter().map(|s| (*s).to_owned()).collect(),
-        grants,
-    };
-    agent.engine.tools_from(Arc::new(move |chat_id| {
-        let scope = Scope::for_chat(&workspaces_dir, chat_id);
-        ToolGrant {
-            mcp_config: host.mcp_config(scope),
-            allowed_tools: host.allowed_tools(),
-        }
-    }));
     Ok(Hosted { routes, browser })
 }
 

@@ -297,6 +297,9 @@ pub struct ClaudeConfig {
     pub keep_warm_secs: u64,
     /// Warm processes kept at most; the least recently used closes first.
     pub max_warm: usize,
+    /// Memory (MB) running plus warm Claude processes may hold, by their measured RSS: warm
+    /// ones close first (least recently used), then a turn waits. 0: a quarter of the machine.
+    pub memory_budget_mb: u64,
     /// Extra environment variables for the CLI (e.g. `ANTHROPIC_BASE_URL`).
     pub env: BTreeMap<String, String>,
     /// A file whose text is Valor's persona (appended to Claude Code's system prompt). Empty:
@@ -326,6 +329,7 @@ impl Default for ClaudeConfig {
                 .to_vec(),
             keep_warm_secs: 300,
             max_warm: 4,
+            memory_budget_mb: 0,
             env: BTreeMap::new(),
             persona_file: String::new(),
             sandbox: "auto".to_owned(),

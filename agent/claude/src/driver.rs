@@ -1,6 +1,8 @@
-//! The Claude Code driver: implements the `Backend` seam. One turn at a time per chat, at most
-//! `max_concurrent` across chats; sessions resumed per chat; warm processes reused; every run
-//! recorded for analytics.
+//! The Claude Code driver: implements the `Backend` seam with process management only. Each
+//! chat's session is resumed and its warm process reused; running plus warm processes stay
+//! within the memory budget; every run is recorded for analytics. Ordering turns and limiting
+//! them across chats is the conversation service's (core); a chat's process state is still
+//! used by one turn at a time.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -9,7 +11,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use valor_config::ClaudeConfig;
@@ -63,8 +65,12 @@ struct Inner {
     sandbox: SandboxState,
     store: Store,
     children: ChildRegistry,
-    slots: Arc<Semaphore>,
-    waiting: AtomicUsize,
+    /// Turns running now.
+    running: AtomicUsize,
+    /// Bytes running plus warm processes may hold ([`crate::budget`]).
+    budget: u64,
+    /// Notified when a process ends: a turn waiting for memory looks again.
+    freed: Notify,
     chats: Mutex<HashMap<i64, Arc<ChatSlot>>>,
     metrics: DriverMetrics,
     shutdown: CancellationToken,
@@ -72,10 +78,8 @@ struct Inner {
 
 #[derive(Default)]
 struct ChatSlot {
-    /// Held for the whole turn: one turn at a time per chat.
+    /// Held for the whole turn: the chat's process is used by one turn at a time.
     state: tokio::sync::Mutex<ChatState>,
-    /// Turns of this chat running or waiting.
-    pending: AtomicUsize,
 }
 
 #[derive(Default)]
@@ -98,12 +102,22 @@ struct ReuseKey {
     mcp_config: Option<Value>,
 }
 
-/// Decrements a counter when dropped.
-struct Pending<'a>(&'a AtomicUsize);
+/// Counts a running turn while it lives.
+struct Running<'a>(&'a Inner);
 
-impl Drop for Pending<'_> {
+impl<'a> Running<'a> {
+    fn start(inner: &'a Inner) -> Running<'a> {
+        let now = inner.running.fetch_add(1, Ordering::AcqRel) + 1;
+        inner.metrics.active.set(now as f64);
+        Running(inner)
+    }
+}
+
+impl Drop for Running<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        let now = self.0.running.fetch_sub(1, Ordering::AcqRel) - 1;
+        self.0.metrics.active.set(now as f64);
+        self.0.freed.notify_waiters();
     }
 }
 
@@ -121,7 +135,7 @@ impl ClaudeDriver {
         };
         let driver = ClaudeDriver {
             inner: Arc::new(Inner {
-                slots: Arc::new(Semaphore::new(setup.config.max_concurrent.max(1))),
+                budget: crate::budget::budget_bytes(setup.config.memory_budget_mb),
                 config: setup.config,
                 binary,
                 env,
@@ -130,7 +144,8 @@ impl ClaudeDriver {
                 sandbox: setup.sandbox,
                 store: setup.store,
                 children: setup.children,
-                waiting: AtomicUsize::new(0),
+                running: AtomicUsize::new(0),
+                freed: Notify::new(),
                 chats: Mutex::new(HashMap::new()),
                 metrics,
                 shutdown: CancellationToken::new(),
@@ -161,6 +176,7 @@ impl ClaudeDriver {
             if expired || state.warm.as_mut().is_some_and(|w| w.process.has_exited()) {
                 if let Some(warm) = state.warm.take() {
                     warm.process.stop(grace).await;
+                    self.inner.freed.notify_waiters();
                 }
             } else if let Some(warm) = &state.warm {
                 idle.push((warm.process.last_used, Arc::clone(&slot)));
@@ -299,41 +315,15 @@ impl ClaudeDriver {
         // token ends, and the child of the shutdown token goes (one task leaked per turn before).
         let _turn_over = cancel.clone().drop_guard();
         let slot = self.chat_slot(request.chat_id);
-        let ahead = slot.pending.fetch_add(1, Ordering::AcqRel);
-        let _pending = Pending(&slot.pending);
-        if ahead > 0 {
-            let _ = tx.send(TurnEvent::Queued { position: ahead }).await;
-        }
-        let cancelled = || TurnError::new(TurnErrorKind::Cancelled, "stopped while queued");
         let mut state = tokio::select! {
             () = cancel.cancelled() => {
-                let _ = tx.send(TurnEvent::Failed(cancelled())).await;
+                let error = TurnError::new(TurnErrorKind::Cancelled, "stopped while queued");
+                let _ = tx.send(TurnEvent::Failed(error)).await;
                 return;
             }
             state = slot.state.lock() => state,
         };
-        let permit = match Arc::clone(&self.inner.slots).try_acquire_owned() {
-            Ok(permit) => permit,
-            Err(_) => {
-                let position = self.inner.waiting.fetch_add(1, Ordering::AcqRel) + 1;
-                let _waiting = Pending(&self.inner.waiting);
-                let _ = tx.send(TurnEvent::Queued { position }).await;
-                tokio::select! {
-                    () = cancel.cancelled() => {
-                        let _ = tx.send(TurnEvent::Failed(cancelled())).await;
-                        return;
-                    }
-                    permit = Arc::clone(&self.inner.slots).acquire_owned() => match permit {
-                        Ok(permit) => permit,
-                        Err(_) => return,
-                    },
-                }
-            }
-        };
-        self.inner
-            .metrics
-            .active
-            .set((self.inner.config.max_concurrent - self.inner.slots.available_permits()) as f64);
+        let running = Running::start(&self.inner);
 
         let chat_id = request.chat_id;
         let store = &self.inner.store;
@@ -369,11 +359,7 @@ impl ClaudeDriver {
             attempt = self.attempt(&mut state, &request, None, &tx, &cancel).await;
         }
         drop(state);
-        drop(permit);
-        self.inner
-            .metrics
-            .active
-            .set((self.inner.config.max_concurrent - self.inner.slots.available_permits()) as f64);
+        drop(running);
         if self.keep_warm() {
             self.maintain_warm().await;
         }
@@ -517,6 +503,12 @@ impl ClaudeDriver {
             tries += 1;
             let mut current = match process.take() {
                 Some(p) => p,
+                None if !self.make_room(request.chat_id, cancel).await => {
+                    return Attempt::failed(TurnError::new(
+                        TurnErrorKind::Cancelled,
+                        "stopped while waiting for memory",
+                    ));
+                }
                 None => match self.spawn(request, &key, resume.clone()) {
                     Ok(p) => p,
                     Err(e) => {
@@ -644,6 +636,84 @@ impl ClaudeDriver {
 }
 
 impl ClaudeDriver {
+    /// Waits until one more process fits the memory budget: warm processes close first, least
+    /// recently used, then the turn waits for one to end. False when cancelled meanwhile.
+    async fn make_room(&self, chat_id: i64, cancel: &CancellationToken) -> bool {
+        let mut waited = false;
+        loop {
+            let pgids: Vec<u32> = self
+                .inner
+                .children
+                .snapshot()
+                .iter()
+                .map(|c| c.pid)
+                .collect();
+            let used: u64 = tokio::task::spawn_blocking({
+                let pgids = pgids.clone();
+                move || crate::budget::group_rss(&pgids).values().sum()
+            })
+            .await
+            .unwrap_or(0);
+            self.inner.metrics.resident.set(used as f64);
+            if crate::budget::fits(used, pgids.len(), self.inner.budget) {
+                if waited {
+                    tracing::info!(chat_id, used, "memory is free again; the turn goes on");
+                }
+                return true;
+            }
+            if self.close_least_recent_warm().await {
+                continue;
+            }
+            if !waited {
+                tracing::info!(
+                    chat_id,
+                    used,
+                    budget = self.inner.budget,
+                    "the Claude processes fill the memory budget; the turn waits for one to end"
+                );
+                self.inner.metrics.budget_waits.inc();
+                waited = true;
+            }
+            // A process ending wakes the turn; memory shrinking is seen on the next look.
+            tokio::select! {
+                () = cancel.cancelled() => return false,
+                () = self.inner.freed.notified() => {}
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }
+
+    /// Closes the least recently used warm process of a chat with no turn running; false
+    /// when there is none.
+    async fn close_least_recent_warm(&self) -> bool {
+        let mut oldest: Option<(Instant, Arc<ChatSlot>)> = None;
+        for slot in self.chat_slots() {
+            let Ok(state) = slot.state.try_lock() else {
+                continue;
+            };
+            if let Some(warm) = &state.warm
+                && oldest
+                    .as_ref()
+                    .is_none_or(|(at, _)| warm.process.last_used < *at)
+            {
+                oldest = Some((warm.process.last_used, Arc::clone(&slot)));
+            }
+        }
+        let Some((_, slot)) = oldest else {
+            return false;
+        };
+        // A turn may have taken the chat meanwhile: then the next look finds another.
+        if let Ok(mut state) = slot.state.try_lock()
+            && let Some(warm) = state.warm.take()
+        {
+            tracing::info!("closing a warm Claude process to stay within the memory budget");
+            warm.process.stop(self.grace()).await;
+            self.inner.metrics.budget_closes.inc();
+            self.inner.metrics.warm.set(self.count_warm() as f64);
+        }
+        true
+    }
+
     /// The chat's sandbox (its own HOME), none when off or unavailable under `auto`, an error
     /// when `required` and unavailable: then no turn runs.
     fn sandbox_place(

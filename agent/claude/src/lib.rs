@@ -1,7 +1,9 @@
 //! Valor's Claude Code CLI driver.
 //!
-//! - [`driver`]: [`ClaudeDriver`], the `Backend`: per-chat order, concurrency, sessions, warm
-//!   processes, analytics.
+//! - [`driver`]: [`ClaudeDriver`], the `Backend`: process management per chat (sessions, warm
+//!   processes within the memory budget, kill), every run recorded for analytics. Queues and
+//!   the concurrency limit are the conversation service's (core).
+//! - [`budget`]: the memory budget of running and warm processes, by measured RSS.
 //! - [`session`]: one Claude Code process and the reading of a turn from it (timeouts, cancel).
 //! - [`codec`]: stream-json lines into typed events, with a bounded line reader.
 //! - [`spawn`]: the command line, the filtered environment, the per-turn MCP config file.
@@ -17,6 +19,7 @@
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod binary;
+pub mod budget;
 pub mod codec;
 pub mod driver;
 mod error;

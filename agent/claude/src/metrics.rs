@@ -18,6 +18,9 @@ pub struct DriverMetrics {
     pub oversized_lines: Counter,
     pub resume_fallbacks: Counter,
     pub orphans_reaped: Counter,
+    pub budget_closes: Counter,
+    pub budget_waits: Counter,
+    pub resident: Gauge,
     /// MCP servers that failed in the latest turn (empty when they all started).
     last_failed_mcp: Arc<Mutex<Vec<String>>>,
     sandbox: Arc<Mutex<SandboxHealth>>,
@@ -68,6 +71,21 @@ impl DriverMetrics {
             orphans_reaped: m.counter(
                 "valor_claude_orphans_reaped_total",
                 "Claude Code process groups that outlived their turn and were ended.",
+                &[],
+            )?,
+            budget_closes: m.counter(
+                "valor_claude_budget_closes_total",
+                "Warm Claude Code processes closed early to keep within the memory budget.",
+                &[],
+            )?,
+            budget_waits: m.counter(
+                "valor_claude_budget_waits_total",
+                "Turns that waited for memory ([claude] memory_budget_mb).",
+                &[],
+            )?,
+            resident: m.gauge(
+                "valor_claude_resident_bytes",
+                "Resident memory of the running and warm Claude Code processes, last measured.",
                 &[],
             )?,
             last_failed_mcp: Arc::new(Mutex::new(Vec::new())),

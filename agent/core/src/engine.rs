@@ -145,7 +145,7 @@ impl ChatState {
     }
 }
 
-/// The engine; clones share state.
+/// The engine; clones share state. Made by [`Engine::builder`].
 #[derive(Clone)]
 pub struct Engine {
     inner: Arc<Inner>,
@@ -162,58 +162,87 @@ struct Inner {
     chats: Mutex<HashMap<i64, ChatState>>,
     /// Counts turns, to order chats by their latest.
     turns: std::sync::atomic::AtomicU64,
-    observer: Mutex<Option<FiguresObserver>>,
-    recall: Mutex<Option<Arc<dyn Recall>>>,
-    tools: Mutex<Option<ToolGrantFn>>,
+    observer: Option<FiguresObserver>,
+    recall: Option<Arc<dyn Recall>>,
+    tools: Option<ToolGrantFn>,
 }
 
-impl Engine {
-    pub fn new(
-        backend: Arc<dyn Backend>,
-        store: Arc<dyn ConversationStore>,
-        router: ModelRouter,
-        config: EngineConfig,
-    ) -> Engine {
-        Engine {
-            inner: Arc::new(Inner {
-                backend,
-                store,
-                router,
-                config,
-                chats: Mutex::new(HashMap::new()),
-                turns: std::sync::atomic::AtomicU64::new(0),
-                observer: Mutex::new(None),
-                recall: Mutex::new(None),
-                tools: Mutex::new(None),
-            }),
-        }
+/// Builds an [`Engine`]: the backend, the store and the router are needed; the rest is optional.
+pub struct EngineBuilder {
+    backend: Arc<dyn Backend>,
+    store: Arc<dyn ConversationStore>,
+    router: ModelRouter,
+    config: EngineConfig,
+    observer: Option<FiguresObserver>,
+    recall: Option<Arc<dyn Recall>>,
+    tools: Option<ToolGrantFn>,
+}
+
+impl EngineBuilder {
+    pub fn config(mut self, config: EngineConfig) -> Self {
+        self.config = config;
+        self
     }
 
     /// Calls `observer` with every turn's context figures.
-    pub fn observe_figures(&self, observer: FiguresObserver) {
-        *self
-            .inner
-            .observer
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(observer);
+    pub fn observe_figures(mut self, observer: FiguresObserver) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     /// Brings relevant long-term memories into every turn's prompt.
-    /// Gives every turn the MCP tool servers `grant` returns for its chat.
-    pub fn tools_from(&self, grant: ToolGrantFn) {
-        *self
-            .inner
-            .tools
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(grant);
+    pub fn recall(mut self, recall: Arc<dyn Recall>) -> Self {
+        self.recall = Some(recall);
+        self
     }
 
-    pub fn recall_from(&self, recall: Arc<dyn Recall>) {
-        *self
-            .inner
-            .recall
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(recall);
+    /// Gives every turn the MCP tool servers `grant` returns for its chat.
+    pub fn tools(mut self, grant: ToolGrantFn) -> Self {
+        self.tools = Some(grant);
+        self
+    }
+
+    pub fn build(self) -> Engine {
+        Engine {
+            inner: Arc::new(Inner {
+                backend: self.backend,
+                store: self.store,
+                router: self.router,
+                config: self.config,
+                chats: Mutex::new(HashMap::new()),
+                turns: std::sync::atomic::AtomicU64::new(0),
+                observer: self.observer,
+                recall: self.recall,
+                tools: self.tools,
+            }),
+        }
+    }
+}
+
+/// A turn ready to start: its request and what the relay needs to know.
+struct Prepared {
+    request: TurnRequest,
+    figures: ContextFigures,
+    /// The backend session the chat's last turn finished in, as this engine saw it.
+    expected_session: Option<String>,
+    turn: u64,
+}
+
+impl Engine {
+    pub fn builder(
+        backend: Arc<dyn Backend>,
+        store: Arc<dyn ConversationStore>,
+        router: ModelRouter,
+    ) -> EngineBuilder {
+        EngineBuilder {
+            backend,
+            store,
+            router,
+            config: EngineConfig::default(),
+            observer: None,
+            recall: None,
+            tools: None,
+        }
     }
 
     /// Chats whose state the engine keeps (at most [`MAX_TRACKED_CHATS`]).
@@ -234,8 +263,23 @@ impl Engine {
     }
 
     /// Starts a turn. The message is stored before this returns; the events follow on the
-    /// stream.
-    pub fn turn(&self, incoming: Incoming) -> Result<(TurnStream, ContextFigures), StoreFailure> {
+    /// stream, the reply (`Finished`'s text) assembled from the model's text blocks. The
+    /// store's reads and writes, recall and the context window run off the async threads.
+    pub async fn turn(
+        &self,
+        incoming: Incoming,
+    ) -> Result<(TurnStream, ContextFigures), StoreFailure> {
+        let engine = self.clone();
+        let prepared = tokio::task::spawn_blocking(move || engine.prepare(incoming))
+            .await
+            .map_err(|e| StoreFailure(format!("the turn could not be prepared: {e}")))??;
+        let figures = prepared.figures;
+        Ok((self.start(prepared), figures))
+    }
+
+    /// Stores the message, builds the context window and the prompt, routes the request.
+    /// Blocking: a durable write, up to `window` messages read, recall.
+    fn prepare(&self, incoming: Incoming) -> Result<Prepared, StoreFailure> {
         let inner = &self.inner;
         let chat_id = incoming.chat_id;
         let id = inner.store.append(
@@ -261,16 +305,11 @@ impl Engine {
         };
 
         // Memories about the request, leaving out the messages the window already carries.
-        let recall = inner
-            .recall
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        let learnings = match &recall {
+        let learnings = match &inner.recall {
             Some(recall) if inner.config.recall.learning_tokens > 0 => recall.learnings(chat_id),
             _ => Vec::new(),
         };
-        let memories = match recall {
+        let memories = match &inner.recall {
             Some(recall) if inner.config.recall.tokens > 0 => {
                 let mut exclude: Vec<u64> = (history.iter().map(|m| m.id))
                     .chain([id])
@@ -283,7 +322,7 @@ impl Engine {
             _ => Vec::new(),
         };
 
-        let request_turn = inner
+        let turn = inner
             .turns
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (prompt, figures, expected_session) = {
@@ -300,7 +339,7 @@ impl Engine {
             let state = chats
                 .entry(chat_id)
                 .or_insert_with(|| ChatState::starting_at(start));
-            state.last_turn = request_turn;
+            state.last_turn = turn;
             if incoming.fresh_session {
                 *state = ChatState::starting_at(id);
             }
@@ -337,32 +376,38 @@ impl Engine {
             )
         };
 
-        let observer = inner
-            .observer
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        if let Some(observe) = observer {
+        if let Some(observe) = &inner.observer {
             observe(chat_id, figures);
         }
         let route = inner.router.route(&incoming.text);
         let mut request = TurnRequest::new(chat_id, prompt).routed(route);
         request.fresh_session = incoming.fresh_session;
         request.cancel = incoming.cancel;
-        let tools = inner
-            .tools
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        if let Some(grant) = tools {
+        if let Some(grant) = &inner.tools {
             let grant = grant(chat_id);
             request.mcp_config = Some(grant.mcp_config);
             request.extra_allowed_tools = grant.allowed_tools;
         }
+        Ok(Prepared {
+            request,
+            figures,
+            expected_session,
+            turn,
+        })
+    }
+
+    /// Runs the prepared request and relays its events; the reply is stored when it finishes.
+    fn start(&self, prepared: Prepared) -> TurnStream {
+        let Prepared {
+            request,
+            expected_session,
+            turn,
+            ..
+        } = prepared;
+        let chat_id = request.chat_id;
         // One span per turn, carried into the backend and the task that follows its events.
-        let span =
-            tracing::info_span!("turn", chat_id, turn = request_turn, session = ?expected_session);
-        let mut events = span.in_scope(|| inner.backend.start(request));
+        let span = tracing::info_span!("turn", chat_id, turn, session = ?expected_session);
+        let mut events = span.in_scope(|| self.inner.backend.start(request));
 
         let (tx, stream) = TurnStream::channel(256);
         let engine = self.clone();
@@ -370,35 +415,20 @@ impl Engine {
             async move {
                 let mut new_session = false;
                 let mut blocks: Vec<String> = Vec::new();
-                while let Some(event) = events.next().await {
-                    match &event {
+                while let Some(mut event) = events.next().await {
+                    match &mut event {
                         TurnEvent::Started { session_id, .. } => {
                             new_session =
                                 expected_session.as_ref().is_some_and(|s| s != session_id);
                         }
                         TurnEvent::Text(text) => blocks.push(text.clone()),
                         TurnEvent::Finished(summary) => {
-                            let reply = if blocks.is_empty() {
-                                summary.text.clone()
-                            } else {
-                                blocks.join("\n\n")
-                            };
-                            if let Err(e) = engine.inner.store.append(
-                                chat_id,
-                                Role::Assistant,
-                                &reply,
-                                None,
-                                None,
-                                false,
-                            ) {
-                                tracing::error!(chat_id, error = %e, "cannot store the reply");
+                            // The whole text blocks are the reply; the result text when the
+                            // model wrote none (an answer given only by a tool's output).
+                            if !blocks.is_empty() {
+                                summary.text = blocks.join("\n\n");
                             }
-                            // A backend that had to start a new session ran this turn without the
-                            // history: the next turn carries it in full. (A chat dropped meanwhile
-                            // is rebuilt from the store, its conversation start included.)
-                            if let Some(state) = engine.chats().get_mut(&chat_id) {
-                                state.session = (!new_session).then(|| summary.session_id.clone());
-                            }
+                            engine.finished(chat_id, summary, new_session);
                         }
                         _ => {}
                     }
@@ -409,86 +439,39 @@ impl Engine {
             },
             span,
         ));
-        Ok((stream, figures))
+        stream
+    }
+
+    /// Stores the reply and notes the session the chat's turns continue in.
+    fn finished(&self, chat_id: i64, summary: &crate::backend::TurnSummary, new_session: bool) {
+        if let Err(e) =
+            self.inner
+                .store
+                .append(chat_id, Role::Assistant, &summary.text, None, None, false)
+        {
+            tracing::error!(chat_id, error = %e, "cannot store the reply");
+        }
+        // A backend that had to start a new session ran this turn without the history: the
+        // next turn carries it in full. (A chat dropped meanwhile is rebuilt from the store,
+        // its conversation start included.)
+        if let Some(state) = self.chats().get_mut(&chat_id) {
+            state.session = (!new_session).then(|| summary.session_id.clone());
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scripted::{Scripted, ScriptedBackend};
-
-    #[derive(Default)]
-    struct MemoryStore {
-        messages: Mutex<Vec<(i64, ContextMessage, bool)>>,
-        starts: Mutex<HashMap<i64, u64>>,
-    }
-
-    impl ConversationStore for MemoryStore {
-        fn append(
-            &self,
-            chat_id: i64,
-            role: Role,
-            text: &str,
-            _: Option<&Author>,
-            _: Option<&str>,
-            durable: bool,
-        ) -> Result<u64, StoreFailure> {
-            let mut messages = self.messages.lock().unwrap();
-            let id = messages.len() as u64 + 1;
-            messages.push((
-                chat_id,
-                ContextMessage {
-                    id,
-                    role,
-                    text: text.to_owned(),
-                },
-                durable,
-            ));
-            Ok(id)
-        }
-
-        fn recent(&self, chat_id: i64, limit: usize) -> Result<Vec<ContextMessage>, StoreFailure> {
-            let messages = self.messages.lock().unwrap();
-            let mine: Vec<ContextMessage> = messages
-                .iter()
-                .filter(|(c, ..)| *c == chat_id)
-                .map(|(_, m, _)| m.clone())
-                .collect();
-            Ok(mine[mine.len().saturating_sub(limit)..].to_vec())
-        }
-
-        fn set_conversation_start(
-            &self,
-            chat_id: i64,
-            message_id: u64,
-        ) -> Result<(), StoreFailure> {
-            self.starts.lock().unwrap().insert(chat_id, message_id);
-            Ok(())
-        }
-
-        fn conversation_start(&self, chat_id: i64) -> Result<u64, StoreFailure> {
-            Ok(self
-                .starts
-                .lock()
-                .unwrap()
-                .get(&chat_id)
-                .copied()
-                .unwrap_or(0))
-        }
-    }
-
-    fn engine_with(backend: &ScriptedBackend, store: &Arc<MemoryStore>) -> Engine {
-        engine(backend, store)
-    }
+    use crate::scripted::{InMemoryStore as MemoryStore, Scripted, ScriptedBackend};
 
     fn engine(backend: &ScriptedBackend, store: &Arc<MemoryStore>) -> Engine {
-        Engine::new(
+        Engine::builder(
             Arc::new(backend.clone()),
             Arc::clone(store) as Arc<dyn ConversationStore>,
             ModelRouter::new(valor_config::RoutingConfig::default()),
-            EngineConfig::default(),
         )
+        .build()
     }
 
     #[tokio::test]
@@ -496,16 +479,12 @@ mod tests {
         let backend = ScriptedBackend::new(|_| Scripted::text("Hello!"));
         let store = Arc::new(MemoryStore::default());
         let engine = engine(&backend, &store);
-        let (stream, _) = engine.turn(Incoming::new(1, "hi there")).unwrap();
-        assert_eq!(
-            store.messages.lock().unwrap().len(),
-            1,
-            "stored before the answer"
-        );
-        assert!(store.messages.lock().unwrap()[0].2, "and durably");
+        let (stream, _) = engine.turn(Incoming::new(1, "hi there")).await.unwrap();
+        assert_eq!(store.messages().len(), 1, "stored before the answer");
+        assert!(store.messages()[0].2, "and durably");
         stream.finish().await.unwrap();
         tokio::task::yield_now().await;
-        let messages = store.messages.lock().unwrap();
+        let messages = store.messages();
         assert_eq!(messages[1].1.text, "Hello!");
         assert_eq!(messages[1].1.role, Role::Assistant);
         // The request was routed and carried the block.
@@ -527,6 +506,7 @@ mod tests {
         for chat in 0..(MAX_TRACKED_CHATS as i64 + 10) {
             engine
                 .turn(Incoming::new(chat, "hi"))
+                .await
                 .unwrap()
                 .0
                 .finish()
@@ -542,6 +522,7 @@ mod tests {
         // A dropped chat speaks again: rebuilt, and another goes.
         engine
             .turn(Incoming::new(0, "back"))
+            .await
             .unwrap()
             .0
             .finish()
@@ -560,7 +541,10 @@ mod tests {
             store.append(2, m.role, &m.text, None, None, false).unwrap();
         }
         let engine = engine(&backend, &store);
-        let (stream, figures) = engine.turn(Incoming::new(2, "where were we?")).unwrap();
+        let (stream, figures) = engine
+            .turn(Incoming::new(2, "where were we?"))
+            .await
+            .unwrap();
         assert!(figures.reduction() >= 0.97, "{figures:?}");
         stream.finish().await.unwrap();
         tokio::task::yield_now().await;
@@ -574,7 +558,7 @@ mod tests {
             "instructions are carried"
         );
 
-        let (stream, _) = engine.turn(Incoming::new(2, "and next?")).unwrap();
+        let (stream, _) = engine.turn(Incoming::new(2, "and next?")).await.unwrap();
         stream.finish().await.unwrap();
         let second = backend.requests()[1].prompt.clone();
         assert!(!second.contains("[summary of"), "{second}");
@@ -593,6 +577,7 @@ mod tests {
         let engine = engine(&backend, &store);
         engine
             .turn(Incoming::new(3, "my secret word is apple"))
+            .await
             .unwrap()
             .0
             .finish()
@@ -600,9 +585,10 @@ mod tests {
             .unwrap();
         let mut fresh = Incoming::new(3, "start over");
         fresh.fresh_session = true;
-        engine.turn(fresh).unwrap().0.finish().await.unwrap();
+        engine.turn(fresh).await.unwrap().0.finish().await.unwrap();
         engine
             .turn(Incoming::new(3, "what do you know?"))
+            .await
             .unwrap()
             .0
             .finish()
@@ -616,9 +602,10 @@ mod tests {
         assert!(requests[2].prompt.contains("user: start over"));
 
         // A new engine (a restart, another `valor chat`) keeps the cut.
-        let restarted = engine_with(&backend, &store);
+        let restarted = self::engine(&backend, &store);
         restarted
             .turn(Incoming::new(3, "anything else?"))
+            .await
             .unwrap()
             .0
             .finish()
@@ -660,11 +647,17 @@ mod tests {
     async fn relevant_memories_join_the_prompt_without_the_messages_it_already_has() {
         let backend = ScriptedBackend::new(|_| Scripted::text("ok"));
         let store = Arc::new(MemoryStore::default());
-        let engine = engine(&backend, &store);
         let memory = Arc::new(OneMemory::default());
-        engine.recall_from(memory.clone());
+        let engine = Engine::builder(
+            Arc::new(backend.clone()),
+            Arc::clone(&store) as Arc<dyn ConversationStore>,
+            ModelRouter::new(valor_config::RoutingConfig::default()),
+        )
+        .recall(memory.clone())
+        .build();
         engine
             .turn(Incoming::new(3, "first"))
+            .await
             .unwrap()
             .0
             .finish()
@@ -673,6 +666,7 @@ mod tests {
         tokio::task::yield_now().await;
         engine
             .turn(Incoming::new(3, "what about tokio?"))
+            .await
             .unwrap()
             .0
             .finish()
@@ -702,12 +696,13 @@ mod tests {
         let engine = engine(&backend, &store);
         let error = engine
             .turn(Incoming::new(4, "hi"))
+            .await
             .unwrap()
             .0
             .finish()
             .await
             .unwrap_err();
         assert_eq!(error.kind, crate::error::TurnErrorKind::Overloaded);
-        assert_eq!(store.messages.lock().unwrap().len(), 1);
+        assert_eq!(store.messages().len(), 1);
     }
 }

@@ -4,7 +4,11 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use std::collections::HashMap;
+
 use crate::backend::{Backend, TurnEvent, TurnRequest, TurnStream, TurnSummary};
+use crate::context::{ContextMessage, Role};
+use crate::engine::{Author, ConversationStore, StoreFailure};
 use crate::error::TurnError;
 
 /// What the script answers.
@@ -17,6 +21,12 @@ pub enum Scripted {
         every: Duration,
     },
     Fail(TurnError),
+    /// The API busy `attempts` times (a retry each, `delay` apart), then `text`.
+    Retrying {
+        attempts: u32,
+        delay: Duration,
+        text: String,
+    },
     /// Tool calls (name, input), `every` apart, then `text` in one piece.
     Tools {
         calls: Vec<(String, serde_json::Value)>,
@@ -86,6 +96,15 @@ async fn pause(
     }
 }
 
+/// `text` in one piece, and the end of the turn.
+async fn finish_with(tx: &tokio::sync::mpsc::Sender<TurnEvent>, session_id: String, text: String) {
+    let _ = tx.send(TurnEvent::MessageStart).await;
+    let _ = tx.send(TurnEvent::TextDelta(text.clone())).await;
+    let _ = tx.send(TurnEvent::Text(text.clone())).await;
+    let summary = TurnSummary::of_text(session_id, "scripted", text);
+    let _ = tx.send(TurnEvent::Finished(summary)).await;
+}
+
 impl Backend for ScriptedBackend {
     fn start(&self, request: TurnRequest) -> TurnStream {
         let reply = (self.script)(&request);
@@ -108,6 +127,25 @@ impl Backend for ScriptedBackend {
                 Scripted::Fail(error) => {
                     let _ = tx.send(TurnEvent::Failed(error)).await;
                 }
+                Scripted::Retrying {
+                    attempts,
+                    delay,
+                    text,
+                } => {
+                    for attempt in 1..=attempts {
+                        let retry = TurnEvent::Retrying {
+                            attempt,
+                            max_retries: attempts.max(10),
+                            delay_ms: delay.as_millis() as u64,
+                            status: Some(529),
+                        };
+                        let _ = tx.send(retry).await;
+                        if !pause(&cancel, delay, &tx).await {
+                            return;
+                        }
+                    }
+                    finish_with(&tx, session_id, text).await;
+                }
                 Scripted::Tools { calls, every, text } => {
                     for (i, (name, input)) in calls.into_iter().enumerate() {
                         let id = format!("tool-{i}");
@@ -127,11 +165,7 @@ impl Backend for ScriptedBackend {
                         };
                         let _ = tx.send(result).await;
                     }
-                    let _ = tx.send(TurnEvent::MessageStart).await;
-                    let _ = tx.send(TurnEvent::TextDelta(text.clone())).await;
-                    let _ = tx.send(TurnEvent::Text(text.clone())).await;
-                    let summary = TurnSummary::of_text(session_id, "scripted", text);
-                    let _ = tx.send(TurnEvent::Finished(summary)).await;
+                    finish_with(&tx, session_id, text).await;
                 }
                 Scripted::Text {
                     text,
@@ -154,5 +188,75 @@ impl Backend for ScriptedBackend {
             }
         });
         stream
+    }
+}
+
+/// An in-memory conversation store (tests and benchmarks): messages with their durability.
+#[derive(Default)]
+pub struct InMemoryStore {
+    messages: Mutex<Vec<(i64, ContextMessage, bool)>>,
+    starts: Mutex<HashMap<i64, u64>>,
+}
+
+impl ConversationStore for InMemoryStore {
+    fn append(
+        &self,
+        chat_id: i64,
+        role: Role,
+        text: &str,
+        _: Option<&Author>,
+        _: Option<&str>,
+        durable: bool,
+    ) -> Result<u64, StoreFailure> {
+        let mut messages = self.messages.lock().unwrap_or_else(PoisonError::into_inner);
+        let id = messages.len() as u64 + 1;
+        messages.push((
+            chat_id,
+            ContextMessage {
+                id,
+                role,
+                text: text.to_owned(),
+            },
+            durable,
+        ));
+        Ok(id)
+    }
+
+    fn recent(&self, chat_id: i64, limit: usize) -> Result<Vec<ContextMessage>, StoreFailure> {
+        let messages = self.messages.lock().unwrap_or_else(PoisonError::into_inner);
+        let mine: Vec<ContextMessage> = messages
+            .iter()
+            .filter(|(c, ..)| *c == chat_id)
+            .map(|(_, m, _)| m.clone())
+            .collect();
+        Ok(mine[mine.len().saturating_sub(limit)..].to_vec())
+    }
+
+    fn set_conversation_start(&self, chat_id: i64, message_id: u64) -> Result<(), StoreFailure> {
+        self.starts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(chat_id, message_id);
+        Ok(())
+    }
+
+    fn conversation_start(&self, chat_id: i64) -> Result<u64, StoreFailure> {
+        Ok(self
+            .starts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&chat_id)
+            .copied()
+            .unwrap_or(0))
+    }
+}
+
+impl InMemoryStore {
+    /// Every message: its chat, itself, and whether it was written durably.
+    pub fn messages(&self) -> Vec<(i64, ContextMessage, bool)> {
+        self.messages
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }

@@ -1,9 +1,10 @@
-//! The learner as a chat channel uses it ([`Learning`]): the watcher's question, a "yes",
-//! `/learnings`, `/forget N` and `/remember <text>`, each answered with the line the chat shows.
+//! Learning from conversations as every channel uses it ([`ChatLearning`], core's `Learning`
+//! seam): the watcher's question, its answer, `/learnings`, `/forget N` and `/remember <text>`,
+//! each answered with the line the chat shows.
 
+use valor_core::learning::{Answered, Learning, Question};
 use valor_memory::learnings::rank;
-use valor_memory::proposals::Learning;
-use valor_memory::{LearningRecord, Proposal};
+use valor_memory::{LearningRecord, MemoryKind, MemoryRecord, Proposal, ProposalState, Store};
 
 use crate::Learner;
 
@@ -16,26 +17,121 @@ fn now_ms() -> u64 {
 /// Room for a list in one Telegram message (4096 characters at most).
 const LIST_CHARS: usize = 3900;
 
-impl Learning for Learner {
-    fn watch(&self, chat_id: i64, text: &str, source: &str) -> Option<Proposal> {
-        Learner::watch(self, chat_id, text, source, now_ms())
+const SWITCHED_OFF: &str = "Learning is switched off here ([learning] enabled).";
+
+/// Learning from conversations for every channel: the watcher's questions recorded as pending
+/// proposals, their answers (a learning through the learner, another memory stored as it is),
+/// and the learning commands. Without a learner (`[learning] enabled = false`) it still
+/// settles the questions others asked (the daydream's).
+#[derive(Clone)]
+pub struct ChatLearning {
+    store: Store,
+    learner: Option<Learner>,
+}
+
+impl ChatLearning {
+    pub fn new(store: Store, learner: Option<Learner>) -> ChatLearning {
+        ChatLearning { store, learner }
     }
 
-    fn accept(&self, proposal: &Proposal) -> Result<String, String> {
-        (Learner::accept(self, proposal, now_ms()))
-            .map(|accepted| accepted.describe())
-            .map_err(|e| e.to_string())
+    /// A yes: the proposal becomes a learning or a memory; the line that replaces the question.
+    fn keep(&self, proposal: &Proposal) -> Result<String, String> {
+        match &self.learner {
+            Some(learner) if proposal.kind == MemoryKind::Learning => learner
+                .accept(proposal, now_ms())
+                .map(|accepted| accepted.describe())
+                .map_err(|e| e.to_string()),
+            _ => {
+                let record = MemoryRecord {
+                    id: 0,
+                    kind: proposal.kind,
+                    chat_id: Some(proposal.chat_id),
+                    at_ms: now_ms(),
+                    title: valor_memory::headline(&proposal.text, 80),
+                    text: proposal.text.clone(),
+                    url: None,
+                };
+                (self.store.save_memory(record))
+                    .map(|_| format!("Remembered: {}", proposal.text))
+                    .map_err(|e| e.to_string())
+            }
+        }
+    }
+}
+
+impl Learning for ChatLearning {
+    fn watch(&self, chat_id: i64, text: &str, source: &str) -> Option<Question> {
+        let proposal = self
+            .learner
+            .as_ref()?
+            .watch(chat_id, text, source, now_ms())?;
+        match self.store.add_proposal(proposal) {
+            Ok(proposal) => Some(proposal.question()),
+            Err(e) => {
+                tracing::warn!(chat_id, error = %e, "cannot record a question");
+                None
+            }
+        }
+    }
+
+    fn answer(&self, chat_id: i64, id: u64, yes: bool) -> Answered {
+        let owner = self.store.proposal(id).ok().flatten().map(|p| p.chat_id);
+        if owner.is_some_and(|owner| owner != chat_id) {
+            tracing::warn!(
+                chat_id,
+                proposal = id,
+                "an answer to another chat's question; ignored"
+            );
+            return Answered::only("This question is not yours.");
+        }
+        match self.store.settle_proposal(id, chat_id, yes, now_ms()) {
+            Ok(Some((ProposalState::Pending, proposal))) => match proposal.state {
+                ProposalState::Accepted => match self.keep(&proposal) {
+                    Ok(line) => Answered {
+                        reply: "Remembered.".to_owned(),
+                        outcome: Some(line),
+                    },
+                    Err(e) => {
+                        tracing::error!(chat_id, error = %e, "cannot keep an accepted proposal");
+                        Answered::only("Sorry, I could not store it.")
+                    }
+                },
+                ProposalState::Expired => Answered {
+                    reply: "This question has expired.".to_owned(),
+                    outcome: Some(format!(
+                        "Not stored (the question expired): {}",
+                        proposal.text
+                    )),
+                },
+                _ => Answered {
+                    reply: "Not stored.".to_owned(),
+                    outcome: Some(format!("Not stored: {}", proposal.text)),
+                },
+            },
+            Ok(Some(_)) => Answered::only("Already answered."),
+            Ok(None) => Answered::only("This question is no longer open."),
+            Err(e) => {
+                tracing::error!(chat_id, error = %e, "cannot settle a proposal");
+                Answered::only("Sorry, something went wrong.")
+            }
+        }
     }
 
     fn list(&self, chat_id: i64) -> String {
-        match Learner::list(self, chat_id) {
+        let Some(learner) = &self.learner else {
+            return SWITCHED_OFF.to_owned();
+        };
+        match learner.list(chat_id) {
             Ok(learnings) => list_text(learnings),
             Err(e) => format!("Sorry, I cannot read the learnings: {e}"),
         }
     }
 
     fn forget(&self, chat_id: i64, number: u64) -> String {
-        match Learner::forget(self, chat_id, number, now_ms()) {
+        let Some(learner) = &self.learner else {
+            return SWITCHED_OFF.to_owned();
+        };
+        match learner.forget(chat_id, number, now_ms()) {
             Ok(learning) => format!(
                 "Forgotten #{}: {}\nIt stays in the history (valor learnings export), out of my answers.",
                 learning.number, learning.content
@@ -45,7 +141,10 @@ impl Learning for Learner {
     }
 
     fn remember(&self, chat_id: i64, text: &str, source: &str) -> String {
-        match Learner::remember(self, chat_id, text, source, now_ms()) {
+        let Some(learner) = &self.learner else {
+            return SWITCHED_OFF.to_owned();
+        };
+        match learner.remember(chat_id, text, source, now_ms()) {
             Ok(accepted) => accepted.describe(),
             Err(e) => format!("Not stored: {e}"),
         }

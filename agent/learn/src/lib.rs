@@ -5,8 +5,8 @@
 //! - [`learner`]: turns a "yes" into a learning: deduplicated by meaning (reinforcing the one
 //!   it repeats), retiring what a switch replaces; lists, forgets and ranks learnings for the
 //!   context of later turns.
-//! - [`chat`]: the learner as a chat channel uses it: the lines `/learnings`, `/forget`,
-//!   `/remember` and a "yes" answer with.
+//! - [`chat`]: [`ChatLearning`], core's `Learning` seam over the store and the learner: the
+//!   questions, their answers, and the lines `/learnings`, `/forget` and `/remember` answer with.
 //! - [`export`]: `LEARNED_INSIGHTS.md` per chat.
 
 // stdout belongs to protocols and the CLI's output, stderr to tracing: libraries print nothing.
@@ -17,5 +17,6 @@ pub mod export;
 pub mod learner;
 pub mod watcher;
 
+pub use chat::ChatLearning;
 pub use learner::{Accepted, LearnError, LearnSettings, Learner};
 pub use watcher::{Detection, Trigger, detect};

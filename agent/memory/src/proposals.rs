@@ -53,20 +53,15 @@ pub struct LearningDraft {
     pub replaces: Option<String>,
 }
 
-/// Learning from conversations as a chat channel uses it (valor-learn implements it): the
-/// watcher's question for a message, and what a "yes", `/learnings`, `/forget` and `/remember`
-/// do. Calls may embed text (milliseconds): the channel makes them off the async threads.
-pub trait Learning: Send + Sync {
-    /// The "Remember this?" question worth asking about a user's message, if any.
-    fn watch(&self, chat_id: i64, text: &str, source: &str) -> Option<Proposal>;
-    /// The user said yes to a proposed learning: the line that replaces the question.
-    fn accept(&self, proposal: &Proposal) -> Result<String, String>;
-    /// `/learnings`: the chat's active learnings, numbered.
-    fn list(&self, chat_id: i64) -> String;
-    /// `/forget N`.
-    fn forget(&self, chat_id: i64, number: u64) -> String;
-    /// `/remember <text>`: a learning the user typed.
-    fn remember(&self, chat_id: i64, text: &str, source: &str) -> String;
+impl Proposal {
+    /// The question a channel asks about it.
+    pub fn question(&self) -> valor_core::learning::Question {
+        valor_core::learning::Question {
+            id: self.id,
+            chat_id: self.chat_id,
+            text: self.text.clone(),
+        }
+    }
 }
 
 impl Store {

@@ -5,8 +5,9 @@
 //! - A message is accepted into the store's inbox (durably) before its update is confirmed,
 //!   and leaves the inbox when its answer is delivered. After a crash or restart the inbox is
 //!   replayed, and updates already taken in are skipped: nothing is lost, nothing answered twice.
-//! - One chat's messages run one at a time, in order; a message that has to wait says so.
-//!   Chats run concurrently. Commands and button presses are answered at once, never behind a
+//! - Updates become ops of the conversation service (core), its events become messages:
+//!   one chat's messages run one at a time, in order (a message that has to wait says so);
+//!   chats run concurrently. Commands and button presses are answered at once, never behind a
 //!   running turn.
 
 use std::collections::{HashMap, HashSet};
@@ -19,22 +20,19 @@ use teloxide::RequestError;
 use teloxide::payloads::{AnswerCallbackQuerySetters as _, GetUpdatesSetters as _};
 use teloxide::prelude::Requester as _;
 use teloxide::types::{ChatId, Update, UpdateKind};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use valor_core::engine::{Author, Engine, Incoming};
+use valor_core::{Conversations, Event, Op};
 use valor_memory::{InboxEntry, Store};
 
 use crate::health::PollHealth;
-use crate::pacer::{ChatKind, ChatPacer, PacerConfig};
+use crate::pacer::{ChatPacer, PacerConfig};
 use crate::pairing::Pairing;
-use crate::remember::Learning;
 
 /// The largest file a bot may download from Telegram.
 pub const MAX_FILE_BYTES: u64 = 20 * 1024 * 1024;
-use crate::stream::deliver;
-
 mod access;
+mod turns;
 pub use access::router as access_router;
 
 /// How often an unknown user may be told no.
@@ -61,7 +59,9 @@ pub type HealthLine = Arc<dyn Fn() -> String + Send + Sync>;
 
 pub struct ChannelSetup {
     pub bot: Bot,
-    pub engine: Engine,
+    /// The conversation service the chats' turns run through (its learning too: the watcher
+    /// beside each turn, "Remember this?", `/learnings`, `/forget`, `/remember`).
+    pub conversations: Conversations,
     pub store: Store,
     pub allowed_users: Vec<i64>,
     pub poll_timeout_secs: u32,
@@ -77,16 +77,14 @@ pub struct ChannelSetup {
     pub webhook: Option<Webhook>,
     /// Called for each refusal of an unknown user (a counter on /metrics).
     pub on_refusal: Option<Arc<dyn Fn() + Send + Sync>>,
-    /// Learning from conversations: the watcher beside each turn, "Remember this?" for
-    /// learnings, `/learnings`, `/forget`, `/remember`. Without it those commands say so.
-    pub learning: Option<Arc<dyn Learning>>,
-    /// Messages of one chat waiting at most (`[telegram] max_pending`).
-    pub max_pending: usize,
 }
 
-/// A chat worker with nothing to do this long ends (with its pacer); the next message makes
-/// a new one.
-const IDLE_WORKER: Duration = Duration::from_secs(600);
+/// A chat's pacer unused this long is dropped once many are kept; the next message makes a
+/// new one.
+const IDLE_PACER: Duration = Duration::from_secs(600);
+
+/// Pacers kept before idle ones are dropped.
+const MAX_PACERS: usize = 1024;
 
 /// Tries at taking in one update (storing it) before it is set aside.
 const TAKE_TRIES: u32 = 3;
@@ -108,12 +106,13 @@ pub struct TelegramChannel {
 
 struct Inner {
     bot: Bot,
-    engine: Engine,
+    conversations: Conversations,
     store: Store,
     allowed: Mutex<HashSet<i64>>,
     poll_timeout: u32,
     pacer: PacerConfig,
-    chats: Mutex<HashMap<i64, ChatWorker>>,
+    /// Each chat's pacer, with when it was last used.
+    pacers: Mutex<HashMap<i64, (ChatPacer, Instant)>>,
     refused: Mutex<HashMap<i64, Instant>>,
     refusals: AtomicUsize,
     /// Set when polling stops: turns cancelled from then on are answered after the restart.
@@ -124,26 +123,12 @@ struct Inner {
     drafts: bool,
     webhook: Option<Webhook>,
     on_refusal: Option<Arc<dyn Fn() + Send + Sync>>,
-    learning: Option<Arc<dyn Learning>>,
     /// The last update taken in (also persisted).
     last_update: std::sync::atomic::AtomicI64,
     /// Wrong pairing codes per user: (count, first try).
     pair_attempts: Mutex<HashMap<i64, (usize, Instant)>>,
-    max_pending: usize,
     /// The `telegram` component of /health.
     poll_health: Arc<PollHealth>,
-}
-
-#[derive(Clone)]
-struct ChatWorker {
-    tx: mpsc::UnboundedSender<InboxEntry>,
-    /// Messages of this chat accepted and not yet answered.
-    pending: Arc<AtomicUsize>,
-    /// The running turn's cancel token.
-    running: Arc<Mutex<Option<CancellationToken>>>,
-    /// `/new` was asked: the next turn starts a new conversation.
-    fresh_next: Arc<AtomicBool>,
-    pacer: ChatPacer,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -180,12 +165,12 @@ impl TelegramChannel {
         Ok(TelegramChannel {
             inner: Arc::new(Inner {
                 bot: setup.bot,
-                engine: setup.engine,
+                conversations: setup.conversations,
                 store: setup.store,
                 allowed: Mutex::new(allowed),
                 poll_timeout: setup.poll_timeout_secs,
                 pacer: setup.pacer,
-                chats: Mutex::new(HashMap::new()),
+                pacers: Mutex::new(HashMap::new()),
                 refused: Mutex::new(HashMap::new()),
                 refusals: AtomicUsize::new(0),
                 stopping: AtomicBool::new(false),
@@ -195,19 +180,17 @@ impl TelegramChannel {
                 drafts: setup.drafts,
                 webhook: setup.webhook,
                 on_refusal: setup.on_refusal,
-                learning: setup.learning,
                 last_update: std::sync::atomic::AtomicI64::new(0),
                 pair_attempts: Mutex::new(HashMap::new()),
-                max_pending: setup.max_pending.max(1),
                 poll_health,
             }),
         })
     }
 
-    /// Chats with a worker (and pacer) right now.
-    pub fn chat_workers(&self) -> usize {
+    /// Chats with a pacer right now.
+    pub fn chats_tracked(&self) -> usize {
         self.inner
-            .chats
+            .pacers
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .len()
@@ -222,7 +205,7 @@ impl TelegramChannel {
     /// messages. Failures are logged: the tool has already answered the model.
     pub fn post_photo(&self, photo: crate::photos::OutgoingPhoto) {
         // Telegram's private chats have positive ids, groups negative ones.
-        let pacer = self.worker(photo.chat_id, photo.chat_id > 0).pacer;
+        let pacer = self.pacer(photo.chat_id, photo.chat_id > 0);
         let bot = self.inner.bot.clone();
         tokio::spawn(async move {
             match crate::photos::send_photo(&bot, &pacer, &photo).await {
@@ -247,13 +230,7 @@ impl TelegramChannel {
     /// the chat's other messages.
     pub fn propose(&self, proposal: valor_memory::Proposal) -> Result<(), ChannelError> {
         let proposal = self.inner.store.add_proposal(proposal)?;
-        let pacer = self.worker(proposal.chat_id, proposal.chat_id > 0).pacer;
-        let (bot, store) = (self.inner.bot.clone(), self.inner.store.clone());
-        tokio::spawn(async move {
-            if let Err(e) = crate::remember::ask(&bot, &store, &pacer, &proposal).await {
-                tracing::warn!(chat_id = proposal.chat_id, error = %e, "cannot ask to remember");
-            }
-        });
+        self.ask(proposal.question());
         Ok(())
     }
 
@@ -294,16 +271,7 @@ impl TelegramChannel {
         };
         // Running turns are cancelled; their messages stay in the inbox for the next start.
         self.inner.stopping.store(true, Ordering::Release);
-        for worker in self.workers() {
-            if let Some(cancel) = worker
-                .running
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .as_ref()
-            {
-                cancel.cancel();
-            }
-        }
+        self.inner.conversations.shutdown();
         result
     }
 
@@ -462,16 +430,6 @@ impl TelegramChannel {
             .map_err(|e| ChannelError::Webhook(e.to_string()))
     }
 
-    fn workers(&self) -> Vec<ChatWorker> {
-        self.inner
-            .chats
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .values()
-            .cloned()
-            .collect()
-    }
-
     async fn handle(&self, update: Update) -> Result<(), ChannelError> {
         let id = i64::from(update.id.0);
         let store = &self.inner.store;
@@ -520,13 +478,11 @@ impl TelegramChannel {
                     Some("/start" | "/help") => self.reply(chat, private, HELP),
                     Some("/pair") => self.reply(chat, private, "You are already paired."),
                     Some("/status") => {
-                        let status = self.status(chat.0, private);
+                        let status = self.status(chat.0);
                         self.reply(chat, private, &status);
                     }
                     Some("/new") => {
-                        self.worker(chat.0, private)
-                            .fresh_next
-                            .store(true, Ordering::Release);
+                        (self.inner.conversations).submit(Op::NewConversation { chat_id: chat.0 });
                         self.reply(
                             chat,
                             private,
@@ -541,24 +497,13 @@ impl TelegramChannel {
                         self.learning_command(chat, private, name, args, id);
                     }
                     Some("/stop") => {
-                        let worker = self.worker(chat.0, private);
-                        let running = worker
-                            .running
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .clone();
-                        match running {
-                            Some(cancel) => cancel.cancel(),
-                            None => self.reply(chat, private, "Nothing is running."),
+                        if !self.interrupt(chat.0) {
+                            self.reply(chat, private, "Nothing is running.");
                         }
                     }
                     _ if text.is_empty() && file.is_none() => {}
-                    _ if self.waiting(chat.0) >= self.inner.max_pending => {
-                        tracing::warn!(
-                            chat_id = chat.0,
-                            max_pending = self.inner.max_pending,
-                            "too many messages waiting; refused"
-                        );
+                    _ if self.inner.conversations.is_full(chat.0) => {
+                        tracing::warn!(chat_id = chat.0, "too many messages waiting; refused");
                         self.reply(
                             chat,
                             private,
@@ -592,25 +537,25 @@ impl TelegramChannel {
                 match (remember, chat) {
                     // Stop stops the running turn of the chat it is pressed in, nothing else.
                     (None, Some(chat)) if stop && allowed => {
-                        let running = self.running_turn(chat.0);
-                        let reply = match running {
-                            Some(cancel) => {
-                                cancel.cancel();
-                                "Stopping."
-                            }
-                            None => "Nothing is running.",
+                        let reply = if self.interrupt(chat.0) {
+                            "Stopping."
+                        } else {
+                            "Nothing is running."
                         };
                         tokio::spawn(async move {
                             let _ = bot.answer_callback_query(query.id).text(reply).await;
                         });
                     }
-                    (Some((proposal, yes)), Some(chat)) if allowed => {
-                        let store = store.clone();
-                        let pacer = self.worker(chat.0, chat.0 > 0).pacer;
-                        let learning = self.inner.learning.clone();
+                    (Some((question, yes)), Some(chat)) if allowed => {
+                        let answered = self.inner.conversations.submit(Op::Answer {
+                            chat_id: chat.0,
+                            question,
+                            yes,
+                        });
+                        let (store, pacer) = (store.clone(), self.pacer(chat.0, chat.0 > 0));
                         tokio::spawn(async move {
                             crate::remember::answer(
-                                &bot, &store, learning, &pacer, query.id, chat, proposal, yes,
+                                &bot, &store, &pacer, query.id, chat, question, answered,
                             )
                             .await;
                         });
@@ -628,19 +573,13 @@ impl TelegramChannel {
         Ok(())
     }
 
-    /// The running turn's cancel token of a chat (none when idle or without a worker).
-    fn running_turn(&self, chat_id: i64) -> Option<CancellationToken> {
-        let chats = self
-            .inner
-            .chats
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let worker = chats.get(&chat_id)?;
-        worker
-            .running
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+    /// Stops the chat's running turn; false when nothing was running.
+    fn interrupt(&self, chat_id: i64) -> bool {
+        let mut events = self.inner.conversations.submit(Op::Interrupt { chat_id });
+        matches!(
+            events.try_next(),
+            Some(Event::Interrupted { was_running: true })
+        )
     }
 
     fn is_allowed(&self, user_id: i64) -> bool {
@@ -652,15 +591,12 @@ impl TelegramChannel {
     }
 
     /// `/status`: health, this chat's queue, session, model, cost today, context figures.
-    fn status(&self, chat_id: i64, private: bool) -> String {
+    fn status(&self, chat_id: i64) -> String {
         let mut lines = Vec::new();
         if let Some(health) = &self.inner.health {
             lines.push(format!("Health: {}", health()));
         }
-        let waiting = self
-            .worker(chat_id, private)
-            .pending
-            .load(Ordering::Acquire);
+        let waiting = self.inner.conversations.pending(chat_id);
         lines.push(format!(
             "Queue: {waiting} message(s) of this chat running or waiting"
         ));
@@ -691,7 +627,7 @@ impl TelegramChannel {
         // Folded from +0.0: an empty f64 sum is -0.0, shown as "$-0.0000".
         let cost = runs.iter().fold(0.0, |total, r| total + r.cost_usd);
         lines.push(format!("Cost today: ${cost:.4} in {} turn(s)", runs.len()));
-        if let Some(f) = self.inner.engine.figures(chat_id) {
+        if let Some(f) = self.inner.conversations.engine().figures(chat_id) {
             lines.push(format!(
                 "Context: {} → {} messages, {} → {} tokens ({:.0}% fewer)",
                 f.messages_before,
@@ -713,7 +649,7 @@ impl TelegramChannel {
         args: String,
         update_id: i64,
     ) {
-        let Some(learning) = self.inner.learning.clone() else {
+        let Some(learning) = self.inner.conversations.learning().cloned() else {
             self.reply(
                 chat,
                 private,
@@ -726,7 +662,8 @@ impl TelegramChannel {
         tokio::spawn(async move {
             let source = format!("tg:{update_id}");
             let answer = tokio::task::spawn_blocking(move || {
-                crate::remember::command(learning.as_ref(), chat.0, &name, &args, &source)
+                valor_core::learning::command(learning.as_ref(), chat.0, &name, &args, &source)
+                    .unwrap_or_default()
             })
             .await
             .unwrap_or_else(|e| format!("Sorry, that failed: {e}"));
@@ -736,7 +673,7 @@ impl TelegramChannel {
 
     /// Sends a short text through the chat's pacer, without waiting for it here.
     fn reply(&self, chat: ChatId, private: bool, text: &str) {
-        let pacer = self.worker(chat.0, private).pacer;
+        let pacer = self.pacer(chat.0, private);
         let bot = self.inner.bot.clone();
         let text = text.to_owned();
         tokio::spawn(async move {
@@ -754,219 +691,5 @@ impl TelegramChannel {
                 }
             }
         });
-    }
-
-    /// Messages of the chat running or waiting (0 when it has no worker).
-    fn waiting(&self, chat_id: i64) -> usize {
-        self.inner
-            .chats
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&chat_id)
-            .map_or(0, |w| w.pending.load(Ordering::Acquire))
-    }
-
-    fn worker(&self, chat_id: i64, private: bool) -> ChatWorker {
-        self.worker_counting(chat_id, private, false)
-    }
-
-    /// The chat's worker, made when missing; with `count`, one more message is counted as
-    /// pending under the same lock an idle worker takes to end, so none is sent to a worker
-    /// that is ending.
-    fn worker_counting(&self, chat_id: i64, private: bool, count: bool) -> ChatWorker {
-        let mut chats = self
-            .inner
-            .chats
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(worker) = chats.get(&chat_id) {
-            if count {
-                worker.pending.fetch_add(1, Ordering::AcqRel);
-            }
-            return worker.clone();
-        }
-        let (tx, rx) = mpsc::unbounded_channel();
-        let kind = if private {
-            ChatKind::Private
-        } else {
-            ChatKind::Group
-        };
-        let worker = ChatWorker {
-            tx,
-            pending: Arc::new(AtomicUsize::new(0)),
-            running: Arc::new(Mutex::new(None)),
-            fresh_next: Arc::new(AtomicBool::new(false)),
-            pacer: ChatPacer::new(kind, self.inner.pacer),
-        };
-        if count {
-            worker.pending.fetch_add(1, Ordering::AcqRel);
-        }
-        chats.insert(chat_id, worker.clone());
-        tokio::spawn(self.clone().work(ChatId(chat_id), worker.clone(), rx));
-        worker
-    }
-
-    fn enqueue(&self, entry: InboxEntry) {
-        let worker = self.worker_counting(entry.chat_id, entry.private, true);
-        let ahead = worker.pending.load(Ordering::Acquire).saturating_sub(1);
-        if ahead > 0 {
-            let noun = if ahead == 1 { "message" } else { "messages" };
-            self.reply(
-                ChatId(entry.chat_id),
-                entry.private,
-                &format!("Queued: {ahead} {noun} ahead of yours. I'll get to it."),
-            );
-        }
-        if worker.tx.send(entry).is_err() {
-            tracing::error!(
-                "a chat worker is gone; the message stays in the inbox for the next start"
-            );
-        }
-    }
-
-    /// A long flood wait kept the final text back: it goes out when the wait ends, and the chat
-    /// goes on meanwhile. The message leaves the inbox once the text is delivered.
-    fn deliver_later(
-        &self,
-        chat: ChatId,
-        update_id: i64,
-        deferred: crate::stream::Deferred,
-        worker: &ChatWorker,
-    ) {
-        tracing::warn!(
-            chat_id = chat.0,
-            "flood wait over the cap: the answer goes out when it ends"
-        );
-        let bot = self.inner.bot.clone();
-        let pacer = worker.pacer.clone();
-        let store = self.inner.store.clone();
-        tokio::spawn(async move {
-            if crate::stream::finish_deferred(&bot, chat, deferred, &pacer).await
-                && let Err(e) = store.finish_update(update_id)
-            {
-                tracing::error!(chat_id = chat.0, error = %e, "cannot mark the message answered");
-            }
-        });
-    }
-
-    /// The chat's next message; `None` once the worker has been idle for [`IDLE_WORKER`] (it
-    /// leaves the map, with its pacer) or the channel is gone.
-    async fn next_entry(
-        &self,
-        chat: ChatId,
-        worker: &ChatWorker,
-        rx: &mut mpsc::UnboundedReceiver<InboxEntry>,
-    ) -> Option<InboxEntry> {
-        loop {
-            match tokio::time::timeout(IDLE_WORKER, rx.recv()).await {
-                Ok(entry) => return entry,
-                Err(_) => {
-                    let mut chats = self
-                        .inner
-                        .chats
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner);
-                    let idle = worker.pending.load(Ordering::Acquire) == 0
-                        && !worker.fresh_next.load(Ordering::Acquire)
-                        && rx.is_empty();
-                    if idle {
-                        chats.remove(&chat.0);
-                        tracing::debug!(chat_id = chat.0, "idle chat worker ended");
-                        return None;
-                    }
-                }
-            }
-        }
-    }
-
-    /// Runs one chat's turns in order.
-    async fn work(
-        self,
-        chat: ChatId,
-        worker: ChatWorker,
-        mut rx: mpsc::UnboundedReceiver<InboxEntry>,
-    ) {
-        while let Some(mut entry) = self.next_entry(chat, &worker, &mut rx).await {
-            if let Some(file) = entry.file.take() {
-                match crate::received::receive_file(
-                    &self.inner.bot,
-                    &self.inner.workspaces_dir,
-                    chat,
-                    entry.update_id,
-                    &file,
-                )
-                .await
-                {
-                    Ok(path) => entry.text = crate::received::with_note(&entry.text, &file, &path),
-                    Err(refusal) => {
-                        self.reply(chat, entry.private, &refusal);
-                        if let Err(e) = self.inner.store.finish_update(entry.update_id) {
-                            tracing::error!(chat_id = chat.0, error = %e, "cannot mark the message answered");
-                        }
-                        worker.pending.fetch_sub(1, Ordering::AcqRel);
-                        continue;
-                    }
-                }
-            }
-            let cancel = CancellationToken::new();
-            *worker
-                .running
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner) = Some(cancel.clone());
-            let incoming = Incoming {
-                chat_id: chat.0,
-                author: Some(Author {
-                    user_id: entry.user_id,
-                    username: entry.username.clone(),
-                }),
-                text: entry.text.clone(),
-                fresh_session: worker.fresh_next.swap(false, Ordering::AcqRel),
-                cancel: cancel.clone(),
-                source: Some(format!("tg:{}", entry.update_id)),
-            };
-            // The watcher reads the message beside the turn; its question, if any, follows
-            // the answer.
-            let watched = self.inner.learning.clone().map(|learning| {
-                let (text, source) = (entry.text.clone(), format!("tg:{}", entry.update_id));
-                tokio::task::spawn_blocking(move || learning.watch(chat.0, &text, &source))
-            });
-            let answered = match self.inner.engine.turn(incoming) {
-                Ok((stream, _figures)) => {
-                    let drafts = (self.inner.drafts && entry.private)
-                        .then(|| crate::stream::Drafts::new(self.inner.bot.clone()));
-                    let mut delivery =
-                        deliver(&self.inner.bot, chat, stream, &worker.pacer, drafts).await;
-                    // A turn stopped by shutdown (not by /stop) is answered after the restart.
-                    let stopped_by_shutdown = cancel.is_cancelled()
-                        && delivery.error.is_some()
-                        && self.inner.stopping.load(Ordering::Acquire);
-                    match delivery.deferred.take() {
-                        Some(deferred) => {
-                            self.deliver_later(chat, entry.update_id, deferred, &worker);
-                            false
-                        }
-                        None => !stopped_by_shutdown,
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(chat_id = chat.0, error = %e, "cannot take the message in");
-                    false
-                }
-            };
-            *worker
-                .running
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner) = None;
-            if answered && let Err(e) = self.inner.store.finish_update(entry.update_id) {
-                tracing::error!(chat_id = chat.0, error = %e, "cannot mark the message answered");
-            }
-            if let Some(watched) = watched
-                && let Ok(Some(proposal)) = watched.await
-                && let Err(e) = self.propose(proposal)
-            {
-                tracing::warn!(chat_id = chat.0, error = %e, "cannot ask to remember");
-            }
-            worker.pending.fetch_sub(1, Ordering::AcqRel);
-        }
     }
 }

@@ -12,7 +12,8 @@ use teloxide::requests::Requester;
 use teloxide::types::{ChatAction, ChatId, MessageId, ParseMode};
 use teloxide::{ApiError, RequestError};
 use tokio::time::Instant;
-use valor_core::{TurnError, TurnEvent, TurnStream};
+use valor_core::transcript::Transcript;
+use valor_core::{Event, Events, TurnError};
 
 use crate::format::{Chunk, MAX_MESSAGE_UNITS, render};
 use crate::pacer::{Cadence, ChatPacer, Permit, classify_content};
@@ -253,6 +254,17 @@ impl<R: Requester<Err = RequestError>> Writer<'_, R> {
         }
     }
 
+    /// Sends the final text; one a long flood wait kept back is handed over as deferred.
+    async fn finish(&mut self, text: String) {
+        if !self.sync(&text, true).await && self.deferred {
+            self.report.deferred = Some(Deferred {
+                text: text.clone(),
+                sent: self.sent.clone(),
+            });
+        }
+        self.report.text = text;
+    }
+
     fn record(&mut self, i: usize, id: MessageId, chunk: &Chunk) {
         self.report.updates += 1;
         match self.sent.get_mut(i) {
@@ -268,12 +280,14 @@ impl<R: Requester<Err = RequestError>> Writer<'_, R> {
     }
 }
 
-/// Streams `stream` into `chat` until the turn ends; with `drafts`, previews go as drafts and
-/// the answer as messages.
+/// Streams a turn's events into `chat` until the turn ends, starting with `first` when the
+/// caller has read one already; with `drafts`, previews go as drafts and the answer as
+/// messages.
 pub async fn deliver<R: Requester<Err = RequestError>>(
     bot: &R,
     chat: ChatId,
-    mut stream: TurnStream,
+    events: &mut Events,
+    first: Option<Event>,
     pacer: &ChatPacer,
     drafts: Option<Drafts>,
 ) -> Delivery {
@@ -288,110 +302,90 @@ pub async fn deliver<R: Requester<Err = RequestError>>(
         patient: false,
         deferred: false,
     };
-    // Text of earlier model messages (before tool calls), and the one being written.
-    let mut done = String::new();
-    let mut current = String::new();
-    let mut blocks: Vec<String> = Vec::new();
+    // The text as it is written, for previews; the answer itself comes whole with `Final`.
+    let mut transcript = Transcript::default();
     let mut shown = String::new();
     let mut next_update: Option<Instant> = None;
     let mut next_typing = Instant::now();
     // What Claude is doing (tools, retries, waiting), with a Stop button; gone at the end.
     let mut status = StatusLine::default();
+    let mut first = first;
     loop {
         let wake = [next_update, status.due()]
             .into_iter()
             .flatten()
             .fold(next_typing, Instant::min);
-        let event = tokio::select! {
-            event = stream.next() => event,
-            () = tokio::time::sleep_until(wake) => {
-                let now = Instant::now();
-                if now >= next_typing {
-                    let _ = bot.send_chat_action(chat, ChatAction::Typing).await;
-                    next_typing = now + TYPING_EVERY;
-                }
-                if status.due().is_some_and(|due| now >= due) {
-                    status.show(bot, chat, pacer).await;
-                }
-                if next_update.is_some_and(|u| now >= u) {
-                    let text = joined(&done, &current);
-                    if text != shown {
-                        writer.preview(&text).await;
-                        shown = text;
+        let event = match first.take() {
+            Some(event) => Some(event),
+            None => tokio::select! {
+                event = events.next() => event,
+                () = tokio::time::sleep_until(wake) => {
+                    let now = Instant::now();
+                    if now >= next_typing {
+                        let _ = bot.send_chat_action(chat, ChatAction::Typing).await;
+                        next_typing = now + TYPING_EVERY;
                     }
-                    next_update = None;
+                    if status.due().is_some_and(|due| now >= due) {
+                        status.show(bot, chat, pacer).await;
+                    }
+                    if next_update.is_some_and(|u| now >= u) {
+                        let text = transcript.text();
+                        if text != shown {
+                            writer.preview(&text).await;
+                            shown = text;
+                        }
+                        next_update = None;
+                    }
+                    continue;
                 }
-                continue;
-            }
+            },
         };
         let Some(event) = event else { break };
         match event {
-            TurnEvent::MessageStart => {
-                done = joined(&done, &current);
-                current.clear();
-            }
-            TurnEvent::TextDelta(delta) => {
-                let first = writer.sent.is_empty() && done.is_empty() && current.is_empty();
-                current.push_str(&delta);
+            Event::MessageStart => transcript.message_start(),
+            Event::TextDelta(delta) => {
+                let first = writer.sent.is_empty() && transcript.is_empty();
+                transcript.push(&delta);
                 if first {
                     // The first words show at once; later ones at the cadence.
-                    writer.preview(&current).await;
-                    shown = current.clone();
+                    writer.preview(transcript.current()).await;
+                    shown = transcript.text();
                 }
                 if next_update.is_none() {
                     let interval = if writer.drafts.is_some() {
                         writer.cadence.draft_interval()
                     } else {
-                        writer.cadence.interval(classify_content(&current))
+                        writer
+                            .cadence
+                            .interval(classify_content(transcript.current()))
                     };
                     next_update = Some(Instant::now() + interval);
                 }
             }
-            TurnEvent::Text(block) => blocks.push(block),
-            TurnEvent::ToolCall { name, input, .. } => status.set(describe(&name, &input)),
-            TurnEvent::Retrying { delay_ms, .. } => status.set(format!(
+            Event::ToolCall { name, input, .. } => status.set(describe(&name, &input)),
+            Event::Retrying { delay_ms, .. } => status.set(format!(
                 "the API is busy, retrying in {} s",
                 delay_ms.div_ceil(1000).max(1)
             )),
-            TurnEvent::Queued { position } => {
+            Event::WaitingForSlot { position } | Event::Queued { position } => {
                 status.set(format!("waiting for a free slot ({position} ahead)"));
             }
-            TurnEvent::Finished(summary) => {
-                // The whole text blocks are authoritative; deltas only previewed them.
-                let mut text = if blocks.is_empty() {
-                    joined(&done, &current)
+            Event::Final(summary) => {
+                let text = if summary.text.trim().is_empty() {
+                    "(no answer)".to_owned()
                 } else {
-                    blocks.join("\n\n")
+                    summary.text
                 };
-                if text.trim().is_empty() {
-                    text = summary.text.clone();
-                }
-                if text.trim().is_empty() {
-                    text = "(no answer)".to_owned();
-                }
-                if !writer.sync(&text, true).await && writer.deferred {
-                    writer.report.deferred = Some(Deferred {
-                        text: text.clone(),
-                        sent: writer.sent.clone(),
-                    });
-                }
-                writer.report.text = text;
+                writer.finish(text).await;
                 break;
             }
-            TurnEvent::Failed(error) => {
-                let partial = joined(&done, &current);
+            Event::Failed { error, partial } => {
                 let text = if partial.trim().is_empty() {
                     error.user_message().to_owned()
                 } else {
                     format!("{partial}\n\n{}", error.user_message())
                 };
-                if !writer.sync(&text, true).await && writer.deferred {
-                    writer.report.deferred = Some(Deferred {
-                        text: text.clone(),
-                        sent: writer.sent.clone(),
-                    });
-                }
-                writer.report.text = text;
+                writer.finish(text).await;
                 writer.report.error = Some(error);
                 break;
             }
@@ -422,12 +416,4 @@ pub async fn finish_deferred<R: Requester<Err = RequestError>>(
         deferred: false,
     };
     writer.sync(&deferred.text, true).await
-}
-
-fn joined(done: &str, current: &str) -> String {
-    match (done.is_empty(), current.is_empty()) {
-        (true, _) => current.to_owned(),
-        (false, true) => done.to_owned(),
-        (false, false) => format!("{done}\n\n{current}"),
-    }
 }

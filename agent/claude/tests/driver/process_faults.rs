@@ -166,47 +166,66 @@ async fn a_missing_binary_is_a_clear_error() {
 }
 
 #[tokio::test]
-async fn one_chat_runs_one_turn_at_a_time_and_later_turns_see_their_position() {
+async fn past_the_memory_budget_a_turn_waits_for_a_running_one_to_end() {
+    // 1 MB: any running process fills it.
     let h = harness("ignores_sigterm", |c| {
+        c.memory_budget_mb = 1;
         c.idle_timeout_secs = 1;
         c.kill_grace_secs = 1;
     });
-    let first = h.driver.start(request(9));
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let mut second = h.driver.start(request(9));
-    let mut third = h.driver.start(request(9));
-    assert_eq!(second.next().await, Some(TurnEvent::Queued { position: 1 }));
-    assert_eq!(third.next().await, Some(TurnEvent::Queued { position: 2 }));
-    // Each still runs (and times out) in turn.
-    for stream in [first, second, third] {
-        assert_eq!(
-            stream.finish().await.unwrap_err().kind,
-            TurnErrorKind::Timeout
-        );
-    }
+    let start = std::time::Instant::now();
+    let first = h.driver.start(request(10));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let second = h.driver.start(request(11));
+    let (first, second) = tokio::join!(
+        async {
+            let error = first.finish().await.unwrap_err();
+            (error, start.elapsed())
+        },
+        async {
+            let error = second.finish().await.unwrap_err();
+            (error, start.elapsed())
+        }
+    );
+    assert_eq!(first.0.kind, TurnErrorKind::Timeout);
+    assert_eq!(second.0.kind, TurnErrorKind::Timeout);
+    // The second process started only when the first had ended, so it timed out a whole
+    // idle period later.
+    assert!(
+        second.1 >= first.1 + Duration::from_millis(900),
+        "first ended at {:?}, second at {:?}",
+        first.1,
+        second.1
+    );
+    assert_eq!(h.driver.metrics().budget_waits.get(), 1);
 }
 
 #[tokio::test]
-async fn across_chats_at_most_max_concurrent_run() {
+async fn a_turn_waiting_for_memory_can_be_stopped() {
     let h = harness("ignores_sigterm", |c| {
-        c.max_concurrent = 1;
-        c.idle_timeout_secs = 1;
+        c.memory_budget_mb = 1;
+        c.idle_timeout_secs = 30;
         c.kill_grace_secs = 1;
     });
-    let first = h.driver.start(request(10));
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let mut other_chat = h.driver.start(request(11));
-    assert_eq!(
-        other_chat.next().await,
-        Some(TurnEvent::Queued { position: 1 })
-    );
+    let first_request = request(12);
+    let stop_first = first_request.cancel.clone();
+    let first = h.driver.start(first_request);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let waiting_request = request(13);
+    let stop = waiting_request.cancel.clone();
+    let waiting = h.driver.start(waiting_request);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.cancel();
+    let error = tokio::time::timeout(Duration::from_secs(5), waiting.finish())
+        .await
+        .expect("the waiting turn ends at once")
+        .unwrap_err();
+    assert_eq!(error.kind, TurnErrorKind::Cancelled);
+    assert_eq!(h.children.snapshot().len(), 1, "it never started a process");
+    stop_first.cancel();
     assert_eq!(
         first.finish().await.unwrap_err().kind,
-        TurnErrorKind::Timeout
-    );
-    assert_eq!(
-        other_chat.finish().await.unwrap_err().kind,
-        TurnErrorKind::Timeout
+        TurnErrorKind::Cancelled
     );
 }
 

@@ -627,7 +627,7 @@ async fn a_subscription_login_is_readable_in_every_sandbox_and_writable_in_none(
 #[tokio::test]
 #[ignore = "the child process of a_turns_log_lines_carry_its_chat_turn_and_session"]
 async fn turns_logged() {
-    use valor_core::engine::{ConversationStore, Engine, EngineConfig, Incoming};
+    use valor_core::engine::{ConversationStore, Engine, Incoming};
     if std::env::var_os("VALOR_TEST_LOG_CHILD").is_none() {
         return;
     }
@@ -638,14 +638,14 @@ async fn turns_logged() {
         .init();
     let fake = FakeAnthropic::start(answer).await;
     let h = Harness::new(real_claude(), &fake.url, |_| {});
-    let engine = Engine::new(
+    let engine = Engine::builder(
         Arc::new(h.driver.clone()),
         Arc::new(h.store.clone()) as Arc<dyn ConversationStore>,
         valor_core::ModelRouter::new(valor_config::RoutingConfig::default()),
-        EngineConfig::default(),
-    );
+    )
+    .build();
     for _ in 0..2 {
-        let (stream, _) = engine.turn(Incoming::new(71, "say hello")).unwrap();
+        let (stream, _) = engine.turn(Incoming::new(71, "say hello")).await.unwrap();
         stream.finish().await.unwrap();
     }
 }

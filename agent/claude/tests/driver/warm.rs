@@ -159,3 +159,24 @@ async fn at_most_max_warm_processes_are_kept() {
     assert_ne!(now, older, "the least recently used one closed");
     h.driver.shutdown().await;
 }
+
+#[tokio::test]
+async fn past_the_memory_budget_the_least_recent_warm_process_closes_first() {
+    let fake = fake().await;
+    // 1 MB: one process is already over it, so each new one first closes a warm one.
+    let h = Harness::new(real_claude(), &fake.url, |c| {
+        warm(c);
+        c.memory_budget_mb = 1;
+    });
+    finished(&h.run(h.request(1, "first chat")).await);
+    let first = pids(&h);
+    assert_eq!(first.len(), 1, "chat 1's process stays warm");
+    finished(&h.run(h.request(2, "second chat")).await);
+    let now = pids(&h);
+    assert_eq!(now.len(), 1, "chat 1's warm process made room: {now:?}");
+    assert_ne!(now, first);
+    assert!(group_members(first[0]).is_empty(), "and it is gone");
+    assert_eq!(h.driver.metrics().budget_closes.get(), 1);
+    assert_eq!(h.driver.metrics().budget_waits.get(), 0, "nobody waited");
+    h.driver.shutdown().await;
+}

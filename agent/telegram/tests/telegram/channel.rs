@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use teloxide::prelude::*;
 use tokio_util::sync::CancellationToken;
+use valor_core::Conversations;
 use valor_core::ModelRouter;
-use valor_core::engine::{ConversationStore, Engine, EngineConfig};
+use valor_core::conversation::Settings;
+use valor_core::engine::{ConversationStore, Engine};
 use valor_core::scripted::{Scripted, ScriptedBackend};
 use valor_fakes::telegram::FakeTelegram;
 use valor_memory::{InboxEntry, Store};
@@ -38,18 +40,26 @@ async fn start_with(
     webhook: Option<valor_telegram::channel::Webhook>,
     learner: Option<valor_learn::Learner>,
 ) -> World {
-    let engine = Engine::new(
+    let mut engine = Engine::builder(
         Arc::new(backend.clone()),
         Arc::new(store.clone()) as Arc<dyn ConversationStore>,
         ModelRouter::new(valor_config::RoutingConfig::default()),
-        EngineConfig::default(),
     );
     if let Some(learner) = &learner {
-        engine.recall_from(Arc::new(learner.memory().clone()));
+        engine = engine.recall(Arc::new(learner.memory().clone()));
     }
+    let learning = valor_learn::ChatLearning::new(store.clone(), learner);
+    let conversations = Conversations::new(
+        engine.build(),
+        Some(Arc::new(learning) as Arc<dyn valor_core::learning::Learning>),
+        Settings {
+            max_concurrent: 4,
+            max_pending: 20,
+        },
+    );
     let channel = TelegramChannel::new(ChannelSetup {
         bot: Bot::new(&fake.token).set_api_url(fake.url.parse().unwrap()),
-        engine,
+        conversations,
         store: store.clone(),
         allowed_users: vec![FRIEND],
         poll_timeout_secs: 1,
@@ -60,8 +70,6 @@ async fn start_with(
         drafts: false,
         webhook,
         on_refusal: None,
-        learning: learner.map(|l| Arc::new(l) as Arc<dyn valor_telegram::remember::Learning>),
-        max_pending: 20,
     })
     .unwrap();
     let shutdown = CancellationToken::new();
@@ -177,7 +185,7 @@ async fn a_stranger_gets_one_refusal_and_nothing_else_happens() {
     );
     assert_eq!(w.channel.refusals(), 1);
     assert_eq!(
-        w.channel.chat_workers(),
+        w.channel.chats_tracked(),
         0,
         "a stranger gets no chat worker"
     );
@@ -1004,5 +1012,99 @@ async fn a_late_or_declined_learning_is_not_kept_and_remember_teaches_directly()
     // Both questions were answered (replaced by their outcome), and a command is not a
     // statement the watcher asks about.
     assert_eq!(replies_to(&w, "Remember this?"), 0);
+    w.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn queue_place_retries_and_tool_progress_show_and_only_the_answers_stay() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = ScriptedBackend::new(|request| {
+        if valor_core::inject::user_request(&request.prompt) == "busy" {
+            Scripted::Retrying {
+                attempts: 2,
+                delay: Duration::from_secs(3),
+                text: "made it".to_owned(),
+            }
+        } else {
+            Scripted::Tools {
+                calls: vec![(
+                    "Read".to_owned(),
+                    serde_json::json!({"file_path": "src/main.rs"}),
+                )],
+                every: Duration::from_secs(5),
+                text: "read it".to_owned(),
+            }
+        }
+    });
+    let w = world(&dir, backend).await;
+    w.fake.user_says(FRIEND, FRIEND, "tools");
+    w.fake.user_says(FRIEND, FRIEND, "busy");
+    let mut seen: Vec<String> = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !w.texts(FRIEND).iter().any(|t| t == "made it") {
+        assert!(tokio::time::Instant::now() < deadline, "{seen:?}");
+        for text in w.texts(FRIEND) {
+            if text.starts_with("Working:") && !seen.contains(&text) {
+                seen.push(text);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        seen.iter().any(|s| s == "Working: reading src/main.rs"),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|s| s.contains("the API is busy, retrying in 3 s")),
+        "{seen:?}"
+    );
+    // Let the last status line go, then only the notice and the answers are left, in order.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        w.texts(FRIEND),
+        [
+            "Queued: 1 message ahead of yours. I'll get to it.",
+            "read it",
+            "made it"
+        ]
+    );
+    assert_eq!(w.fake.deleted(), 2, "both status lines were removed");
+    assert!(w.fake.errors(429).is_empty(), "{:?}", w.fake.errors(429));
+    assert!(w.store.inbox().unwrap().is_empty());
+    w.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_typed_yes_answers_the_question_and_runs_no_turn() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = learning_world(&dir).await;
+    let switch = "We're switching from Bootstrap to Tailwind.";
+    w.fake.user_says(FRIEND, FRIEND, switch);
+    until(Duration::from_secs(30), || {
+        replies_to(&w, "Remember this?") == 1
+    })
+    .await;
+    let turns = w.backend.requests().len();
+    w.fake.user_says(FRIEND, FRIEND, "yes");
+    until(Duration::from_secs(30), || {
+        w.texts(FRIEND)
+            .iter()
+            .any(|t| t == &format!("Remembered as #1 (dependency): {switch}"))
+    })
+    .await;
+    assert_eq!(w.backend.requests().len(), turns, "the yes ran no turn");
+    assert_eq!(w.store.all_learnings().unwrap().len(), 1);
+    assert!(
+        w.store.inbox().unwrap().is_empty(),
+        "the yes left the inbox"
+    );
+    // A second "yes" has no open question: it is an ordinary message.
+    w.fake.user_says(FRIEND, FRIEND, "yes");
+    until(Duration::from_secs(30), || {
+        replies_to(&w, "You said: yes") == 1
+    })
+    .await;
+    assert_eq!(w.store.all_learnings().unwrap().len(), 1);
     w.stop().await;
 }

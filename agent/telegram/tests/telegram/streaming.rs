@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use teloxide::prelude::*;
 use teloxide::types::ChatId;
-use valor_core::{TurnError, TurnErrorKind, TurnEvent, TurnStream, TurnSummary};
+use valor_core::{Event, Events, TurnError, TurnErrorKind, TurnSummary};
 use valor_fakes::telegram::FakeTelegram;
 use valor_telegram::format::{MAX_MESSAGE_UNITS, render};
 use valor_telegram::pacer::{ChatKind, ChatPacer, PacerConfig};
@@ -21,17 +21,16 @@ fn summary(text: &str) -> TurnSummary {
 }
 
 /// A turn that writes `text` in pieces of `piece` characters every `every`, then finishes.
-fn scripted(text: String, piece: usize, every: Duration) -> TurnStream {
-    let (tx, stream) = TurnStream::channel(64);
+fn scripted(text: String, piece: usize, every: Duration) -> Events {
+    let (tx, stream) = Events::channel(64);
     tokio::spawn(async move {
-        let _ = tx.send(TurnEvent::MessageStart).await;
+        let _ = tx.send(Event::MessageStart).await;
         let chars: Vec<char> = text.chars().collect();
         for part in chars.chunks(piece) {
             tokio::time::sleep(every).await;
-            let _ = tx.send(TurnEvent::TextDelta(part.iter().collect())).await;
+            let _ = tx.send(Event::TextDelta(part.iter().collect())).await;
         }
-        let _ = tx.send(TurnEvent::Text(text.clone())).await;
-        let _ = tx.send(TurnEvent::Finished(summary(&text))).await;
+        let _ = tx.send(Event::Final(summary(&text))).await;
     });
     stream
 }
@@ -65,7 +64,8 @@ async fn a_60_second_answer_updates_every_2_to_3_seconds_without_a_429() {
     let report = deliver(
         &bot,
         ChatId(1),
-        scripted(text.clone(), 20, every),
+        &mut scripted(text.clone(), 20, every),
+        None,
         &pacer(),
         None,
     )
@@ -126,7 +126,8 @@ async fn a_12000_character_answer_arrives_complete_in_order_without_duplicates()
     let report = deliver(
         &bot,
         ChatId(2),
-        scripted(text.clone(), 50, Duration::from_millis(20)),
+        &mut scripted(text.clone(), 50, Duration::from_millis(20)),
+        None,
         &pacer(),
         None,
     )
@@ -159,7 +160,8 @@ async fn a_flood_wait_in_one_chat_does_not_delay_another() {
             let report = deliver(
                 &bot,
                 ChatId(3),
-                scripted(text.clone(), 10, Duration::from_millis(100)),
+                &mut scripted(text.clone(), 10, Duration::from_millis(100)),
+                None,
                 &pacer(),
                 None,
             )
@@ -170,7 +172,8 @@ async fn a_flood_wait_in_one_chat_does_not_delay_another() {
             let report = deliver(
                 &bot,
                 ChatId(4),
-                scripted(text.clone(), 10, Duration::from_millis(100)),
+                &mut scripted(text.clone(), 10, Duration::from_millis(100)),
+                None,
                 &pacer(),
                 None,
             )
@@ -211,7 +214,8 @@ async fn hostile_text_never_loses_a_message_to_a_parse_error() {
     let report = deliver(
         &bot,
         ChatId(5),
-        scripted(text.clone(), 40, Duration::from_millis(20)),
+        &mut scripted(text.clone(), 40, Duration::from_millis(20)),
+        None,
         &pacer(),
         None,
     )
@@ -226,20 +230,18 @@ async fn hostile_text_never_loses_a_message_to_a_parse_error() {
 async fn a_failed_turn_keeps_what_was_written_and_says_what_happened() {
     let fake = FakeTelegram::start().await;
     let bot = bot(&fake);
-    let (tx, stream) = TurnStream::channel(8);
+    let (tx, mut stream) = Events::channel(8);
     tokio::spawn(async move {
-        let _ = tx
-            .send(TurnEvent::TextDelta("Working on it".to_owned()))
-            .await;
+        let _ = tx.send(Event::TextDelta("Working on it".to_owned())).await;
         tokio::time::sleep(Duration::from_secs(5)).await;
         let _ = tx
-            .send(TurnEvent::Failed(TurnError::new(
-                TurnErrorKind::Timeout,
-                "idle",
-            )))
+            .send(Event::Failed {
+                error: TurnError::new(TurnErrorKind::Timeout, "idle"),
+                partial: "Working on it".to_owned(),
+            })
             .await;
     });
-    let report = deliver(&bot, ChatId(6), stream, &pacer(), None).await;
+    let report = deliver(&bot, ChatId(6), &mut stream, None, &pacer(), None).await;
     assert_eq!(report.error.unwrap().kind, TurnErrorKind::Timeout);
     let all = shown(&fake, 6);
     assert!(all.starts_with("Working on it"), "{all}");
@@ -260,7 +262,8 @@ async fn in_a_private_chat_the_preview_streams_as_a_draft_and_the_answer_comes_a
     let report = deliver(
         &bot,
         ChatId(7),
-        scripted(text.clone(), 10, Duration::from_millis(100)),
+        &mut scripted(text.clone(), 10, Duration::from_millis(100)),
+        None,
         &pacer(),
         Some(valor_telegram::stream::Drafts::new(bot.clone())),
     )
@@ -293,22 +296,22 @@ async fn in_a_private_chat_the_preview_streams_as_a_draft_and_the_answer_comes_a
 async fn tool_progress_shows_in_one_status_line_that_goes_when_the_answer_comes() {
     let fake = FakeTelegram::start().await;
     let bot = bot(&fake);
-    let (tx, stream) = TurnStream::channel(64);
+    let (tx, mut stream) = Events::channel(64);
     tokio::spawn(async move {
         let step = Duration::from_millis(2500);
         let events = [
-            TurnEvent::ToolCall {
+            Event::ToolCall {
                 id: "1".to_owned(),
                 name: "Read".to_owned(),
                 input: serde_json::json!({"file_path": "src/main.rs"}),
             },
-            TurnEvent::Retrying {
+            Event::Retrying {
                 attempt: 1,
                 max_retries: 3,
                 delay_ms: 2500,
                 status: Some(529),
             },
-            TurnEvent::ToolCall {
+            Event::ToolCall {
                 id: "2".to_owned(),
                 name: "mcp__social__search_current_info".to_owned(),
                 input: serde_json::json!({"query": "rust"}),
@@ -318,13 +321,15 @@ async fn tool_progress_shows_in_one_status_line_that_goes_when_the_answer_comes(
             let _ = tx.send(event).await;
             tokio::time::sleep(step).await;
         }
-        let _ = tx.send(TurnEvent::MessageStart).await;
-        let _ = tx.send(TurnEvent::TextDelta("All done.".to_owned())).await;
-        let _ = tx.send(TurnEvent::Finished(summary("All done."))).await;
+        let _ = tx.send(Event::MessageStart).await;
+        let _ = tx.send(Event::TextDelta("All done.".to_owned())).await;
+        let _ = tx.send(Event::Final(summary("All done."))).await;
     });
     let delivering = {
         let bot = bot.clone();
-        tokio::spawn(async move { deliver(&bot, ChatId(9), stream, &pacer(), None).await })
+        tokio::spawn(
+            async move { deliver(&bot, ChatId(9), &mut stream, None, &pacer(), None).await },
+        )
     };
     let mut seen: Vec<String> = Vec::new();
     while !delivering.is_finished() {
@@ -373,7 +378,8 @@ async fn drafts_follow_the_text_at_least_every_half_second() {
     let report = deliver(
         &bot,
         ChatId(8),
-        scripted(text.clone(), piece, Duration::from_millis(100)),
+        &mut scripted(text.clone(), piece, Duration::from_millis(100)),
+        None,
         &pacer(),
         Some(valor_telegram::stream::Drafts::new(bot.clone())),
     )
@@ -407,7 +413,8 @@ async fn a_server_without_drafts_gets_edits_instead() {
     let report = deliver(
         &bot,
         ChatId(8),
-        scripted(text.clone(), 10, Duration::from_millis(100)),
+        &mut scripted(text.clone(), 10, Duration::from_millis(100)),
+        None,
         &pacer(),
         Some(valor_telegram::stream::Drafts::new(bot.clone())),
     )
@@ -429,15 +436,17 @@ async fn a_flood_wait_over_the_cap_defers_the_final_text_and_frees_the_chat() {
     let pacer = pacer();
     let start = tokio::time::Instant::now();
     // The first words go out, then Telegram imposes a 97-minute penalty.
-    let (tx, stream) = TurnStream::channel(8);
+    let (tx, mut stream) = Events::channel(8);
     let feed = async {
-        let _ = tx.send(TurnEvent::TextDelta("An answer".to_owned())).await;
+        let _ = tx.send(Event::TextDelta("An answer".to_owned())).await;
         tokio::time::sleep(Duration::from_secs(2)).await;
         fake.flood(10, Duration::from_secs(97 * 60));
-        let _ = tx.send(TurnEvent::Text(text.clone())).await;
-        let _ = tx.send(TurnEvent::Finished(summary(&text))).await;
+        let _ = tx.send(Event::Final(summary(&text))).await;
     };
-    let (report, ()) = tokio::join!(deliver(&bot, ChatId(10), stream, &pacer, None), feed);
+    let (report, ()) = tokio::join!(
+        deliver(&bot, ChatId(10), &mut stream, None, &pacer, None),
+        feed
+    );
     // The chat was not held for 97 minutes.
     assert!(
         start.elapsed() < Duration::from_secs(120),

@@ -1,0 +1,164 @@
+//! A message's way through the conversation service: the inbox entry becomes a `UserTurn`
+//! op (its file downloaded when the turn's time comes), the turn's events become messages,
+//! and the entry leaves the inbox once its answer is delivered.
+
+use std::sync::PoisonError;
+use std::sync::atomic::Ordering;
+
+use teloxide::types::ChatId;
+use tokio::time::Instant;
+use valor_core::conversation::Prepare;
+use valor_core::engine::Author;
+use valor_core::learning::Question;
+use valor_core::{Event, Events, Op, TurnErrorKind, UserTurn};
+use valor_memory::InboxEntry;
+
+use super::{IDLE_PACER, MAX_PACERS, TelegramChannel};
+use crate::pacer::{ChatKind, ChatPacer};
+use crate::stream::{Deferred, deliver};
+
+impl TelegramChannel {
+    /// Submits a message accepted into the inbox; its answer goes out in the background.
+    pub(super) fn enqueue(&self, mut entry: InboxEntry) {
+        let chat = ChatId(entry.chat_id);
+        // A file is downloaded when the turn's time comes, not here: a 20 MB download would
+        // hold up every chat's updates.
+        let prepare = entry.file.take().map(|file| {
+            let bot = self.inner.bot.clone();
+            let dir = self.inner.workspaces_dir.clone();
+            let (update_id, text) = (entry.update_id, entry.text.clone());
+            Box::pin(async move {
+                let path =
+                    crate::received::receive_file(&bot, &dir, chat, update_id, &file).await?;
+                Ok(crate::received::with_note(&text, &file, &path))
+            }) as Prepare
+        });
+        let turn = UserTurn {
+            chat_id: entry.chat_id,
+            author: Some(Author {
+                user_id: entry.user_id,
+                username: entry.username.clone(),
+            }),
+            text: entry.text.clone(),
+            source: Some(format!("tg:{}", entry.update_id)),
+            prepare,
+        };
+        let events = self.inner.conversations.submit(Op::UserTurn(turn));
+        tokio::spawn(self.clone().answer(entry, events));
+    }
+
+    /// Shows one turn's events in its chat: its place in the queue, the streamed answer, then
+    /// "Remember this?" when the watcher asks.
+    async fn answer(self, entry: InboxEntry, mut events: Events) {
+        let chat = ChatId(entry.chat_id);
+        let first = loop {
+            match events.next().await {
+                Some(Event::Queued { position }) => {
+                    let noun = if position == 1 { "message" } else { "messages" };
+                    let text = format!("Queued: {position} {noun} ahead of yours. I'll get to it.");
+                    self.reply(chat, entry.private, &text);
+                }
+                Some(Event::Lapsed(_)) => {}
+                other => break other,
+            }
+        };
+        let answered = match first {
+            None => false,
+            Some(Event::Refused(text)) => {
+                self.reply(chat, entry.private, &text);
+                true
+            }
+            // A typed yes or no to the chat's question: no turn ran.
+            Some(Event::Answered(answered)) => {
+                let text = answered.outcome.unwrap_or(answered.reply);
+                self.reply(chat, entry.private, &text);
+                true
+            }
+            Some(first) => self.deliver_turn(&entry, first, &mut events).await,
+        };
+        if answered && let Err(e) = self.inner.store.finish_update(entry.update_id) {
+            tracing::error!(chat_id = chat.0, error = %e, "cannot mark the message answered");
+        }
+        while let Some(event) = events.next().await {
+            if let Event::Proposal(question) = event {
+                self.ask(question);
+            }
+        }
+    }
+
+    /// Streams the turn into the chat; false when the message stays in the inbox (stopped by
+    /// shutdown, to be answered after the restart) or its answer is delivered later.
+    async fn deliver_turn(&self, entry: &InboxEntry, first: Event, events: &mut Events) -> bool {
+        let chat = ChatId(entry.chat_id);
+        let pacer = self.pacer(entry.chat_id, entry.private);
+        let drafts = (self.inner.drafts && entry.private)
+            .then(|| crate::stream::Drafts::new(self.inner.bot.clone()));
+        let mut delivery =
+            deliver(&self.inner.bot, chat, events, Some(first), &pacer, drafts).await;
+        // A turn stopped by shutdown (not by /stop) is answered after the restart.
+        let stopped_by_shutdown = self.inner.stopping.load(Ordering::Acquire)
+            && (delivery.error.as_ref()).is_some_and(|e| e.kind == TurnErrorKind::Cancelled);
+        match delivery.deferred.take() {
+            Some(deferred) => {
+                self.deliver_later(chat, entry.update_id, deferred, pacer);
+                false
+            }
+            None => !stopped_by_shutdown,
+        }
+    }
+
+    /// A long flood wait kept the final text back: it goes out when the wait ends, and the chat
+    /// goes on meanwhile. The message leaves the inbox once the text is delivered.
+    fn deliver_later(&self, chat: ChatId, update_id: i64, deferred: Deferred, pacer: ChatPacer) {
+        tracing::warn!(
+            chat_id = chat.0,
+            "flood wait over the cap: the answer goes out when it ends"
+        );
+        let bot = self.inner.bot.clone();
+        let store = self.inner.store.clone();
+        tokio::spawn(async move {
+            if crate::stream::finish_deferred(&bot, chat, deferred, &pacer).await
+                && let Err(e) = store.finish_update(update_id)
+            {
+                tracing::error!(chat_id = chat.0, error = %e, "cannot mark the message answered");
+            }
+        });
+    }
+
+    /// Asks "Remember this?" (already recorded as pending), paced with the chat's messages.
+    pub(super) fn ask(&self, question: Question) {
+        let pacer = self.pacer(question.chat_id, question.chat_id > 0);
+        let (bot, store) = (self.inner.bot.clone(), self.inner.store.clone());
+        tokio::spawn(async move {
+            if let Err(e) = crate::remember::ask(&bot, &store, &pacer, &question).await {
+                tracing::warn!(chat_id = question.chat_id, error = %e, "cannot ask to remember");
+            }
+        });
+    }
+
+    /// The chat's pacer, made when missing. Past [`MAX_PACERS`] the ones unused for
+    /// [`IDLE_PACER`] go, so the map does not grow with every chat ever seen.
+    pub(super) fn pacer(&self, chat_id: i64, private: bool) -> ChatPacer {
+        let mut pacers = self
+            .inner
+            .pacers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        if let Some((pacer, used)) = pacers.get_mut(&chat_id) {
+            *used = now;
+            return pacer.clone();
+        }
+        if pacers.len() >= MAX_PACERS {
+            pacers.retain(|_, (_, used)| now.duration_since(*used) < IDLE_PACER);
+        }
+        let kind = if private {
+            ChatKind::Private
+        } else {
+            ChatKind::Group
+        };
+        let pacer = ChatPacer::new(kind, self.inner.pacer);
+        pacers.insert(chat_id, (pacer.clone(), now));
+        pacer
+    }
+}
