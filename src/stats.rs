@@ -1,11 +1,10 @@
-//! `valor stats`: runs per day and per model, from the store.
+//! `valor stats`: runs per day, model and routing class, from the store (the aggregation is
+//! the store's [`RunAnalytics`]).
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use valor_core::time::civil_date;
-use valor_memory::{RunRecord, Store};
+use valor_memory::{RunAnalytics, RunRecord, RunTotals, Store};
 
 #[derive(Debug, clap::Args)]
 pub struct StatsArgs {
@@ -14,39 +13,16 @@ pub struct StatsArgs {
     days: u32,
 }
 
-#[derive(Default)]
-struct Totals {
-    turns: u64,
-    failed: u64,
-    cost_usd: f64,
-    input_tokens: u64,
-    output_tokens: u64,
-    duration_ms: u64,
-}
-
-impl Totals {
-    fn add(&mut self, run: &RunRecord) {
-        self.turns += 1;
-        if run.failed() {
-            self.failed += 1;
-        }
-        self.cost_usd += run.cost_usd;
-        self.input_tokens += run.usage.input_tokens + run.usage.cache_read_input_tokens;
-        self.output_tokens += run.usage.output_tokens;
-        self.duration_ms += run.duration_ms;
-    }
-
-    fn row(&self, label: &str) -> String {
-        format!(
-            "{label:<24} {:>6} {:>7} {:>10.4} {:>10} {:>10} {:>7.1}",
-            self.turns,
-            self.failed,
-            self.cost_usd,
-            self.input_tokens,
-            self.output_tokens,
-            self.duration_ms as f64 / 1000.0 / self.turns.max(1) as f64
-        )
-    }
+fn row(label: &str, totals: &RunTotals) -> String {
+    format!(
+        "{label:<24} {:>6} {:>7} {:>10.4} {:>10} {:>10} {:>7.1}",
+        totals.turns,
+        totals.failed,
+        totals.cost_usd,
+        totals.input_tokens,
+        totals.output_tokens,
+        totals.mean_duration_ms() / 1000.0
+    )
 }
 
 const HEADER: &str = "turns  failed   cost_usd  tokens_in tokens_out   avg_s";
@@ -81,42 +57,32 @@ pub fn stats(config_path: Option<PathBuf>, args: StatsArgs) -> ExitCode {
 }
 
 fn report(runs: &[RunRecord], days: u32) -> String {
-    let mut by_day: BTreeMap<String, Totals> = BTreeMap::new();
-    let mut by_model: BTreeMap<String, Totals> = BTreeMap::new();
-    let mut errors: BTreeMap<&str, u64> = BTreeMap::new();
-    let mut all = Totals::default();
-    for run in runs {
-        by_day
-            .entry(civil_date(run.started_at_ms))
-            .or_default()
-            .add(run);
-        let model = if run.model.is_empty() {
-            "(none)"
-        } else {
-            &run.model
-        };
-        by_model.entry(model.to_owned()).or_default().add(run);
-        all.add(run);
-        if let Some(key) = run.error_key() {
-            *errors.entry(key).or_default() += 1;
-        }
-    }
+    let analytics = RunAnalytics::of(runs);
     let mut out = format!(
         "runs of the last {days} day(s), UTC\n\n{:<24} {HEADER}\n",
         "day"
     );
-    for (day, totals) in &by_day {
-        out.push_str(&totals.row(day));
+    for (day, totals) in &analytics.by_day {
+        out.push_str(&row(day, totals));
         out.push('\n');
     }
-    out.push_str(&all.row("total"));
-    out.push_str(&format!("\n\n{:<24} {HEADER}\n", "model"));
-    for (model, totals) in &by_model {
-        out.push_str(&totals.row(model));
-        out.push('\n');
+    out.push_str(&row("total", &analytics.all));
+    for (title, table) in [
+        ("model", &analytics.by_model),
+        ("class", &analytics.by_class),
+    ] {
+        out.push_str(&format!("\n\n{title:<24} {HEADER}\n"));
+        for (label, totals) in table {
+            out.push_str(&row(label, totals));
+            out.push('\n');
+        }
+        out.pop();
     }
-    if !errors.is_empty() {
-        let list: Vec<String> = errors.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    out.push('\n');
+    if !analytics.errors.is_empty() {
+        let list: Vec<String> = (analytics.errors.iter())
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
         out.push_str(&format!("\nerrors: {}\n", list.join(", ")));
     }
     out
@@ -201,6 +167,10 @@ mod tests {
         assert!(
             text.contains("errors: overloaded 1, tool_denied 1"),
             "{text}"
+        );
+        assert!(
+            text.contains(&format!("{:<24} {:>6} {:>7}", "(none)", 3, 1)),
+            "the class table: {text}"
         );
     }
 }

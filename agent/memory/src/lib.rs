@@ -4,6 +4,7 @@
 //! - [`store`]: opening, the schema version and its migrations, flushing.
 //! - [`records`]: the typed records kept: chat messages, Claude sessions per chat, runs
 //!   (analytics), the process groups Valor started, saved memories and vectors.
+//! - [`analytics`]: the one aggregation of runs (per day, model, class, chat; errors, tools).
 //! - [`secret`]: random tokens and the memory API's token file.
 //! - [`jobs`]: the scheduler's runs of each job (last run, outcome), kept across restarts.
 //! - [`learnings`]: what chats taught Valor: category, confidence, times seen, retirement.
@@ -14,6 +15,7 @@
 // stdout belongs to protocols and the CLI's output, stderr to tracing: libraries print nothing.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod analytics;
 mod error;
 pub mod jobs;
 pub mod learnings;
@@ -23,6 +25,7 @@ pub mod records;
 pub mod secret;
 pub mod store;
 
+pub use analytics::{RunAnalytics, RunTotals};
 pub use error::StoreError;
 pub use jobs::{JobOutcome, JobRunRecord};
 pub use learnings::{Category, LearningRecord, Retirement, confidence_for};

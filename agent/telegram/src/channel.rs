@@ -624,9 +624,11 @@ impl TelegramChannel {
         {
             lines.push(format!("Model: {} (last turn)", last.model));
         }
-        // Folded from +0.0: an empty f64 sum is -0.0, shown as "$-0.0000".
-        let cost = runs.iter().fold(0.0, |total, r| total + r.cost_usd);
-        lines.push(format!("Cost today: ${cost:.4} in {} turn(s)", runs.len()));
+        let today = valor_memory::RunAnalytics::of(&runs).all;
+        lines.push(format!(
+            "Cost today: ${:.4} in {} turn(s), {} failed",
+            today.cost_usd, today.turns, today.failed
+        ));
         if let Some(f) = self.inner.conversations.engine().figures(chat_id) {
             lines.push(format!(
                 "Context: {} → {} messages, {} → {} tokens ({:.0}% fewer)",

@@ -1,11 +1,11 @@
 //! Usage trends from the recorded runs (one per turn): turns, success rate, cost, errors and
-//! tools per day over the last week.
+//! tools per day over the last week (aggregated by the store's [`RunAnalytics`]).
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use valor_memory::RunRecord;
+use valor_memory::{RunAnalytics, RunRecord};
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct Day {
@@ -32,54 +32,47 @@ pub struct Trends {
 impl Trends {
     /// The trends of `runs` over the 7 days up to `now` (every day listed, quiet ones too).
     pub fn of(runs: &[RunRecord], now: DateTime<Utc>) -> Trends {
-        let mut days: BTreeMap<String, Day> = (0..7)
+        // The daydream's own analyses are not usage.
+        let usage: Vec<&RunRecord> = (runs.iter())
+            .filter(|r| r.chat_id != crate::DAYDREAM_CHAT_ID)
+            .collect();
+        let dates: Vec<String> = (0..7)
             .rev()
             .map(|back| {
-                let date = (now - chrono::Duration::days(back))
+                (now - chrono::Duration::days(back))
                     .format("%Y-%m-%d")
-                    .to_string();
-                (
-                    date.clone(),
-                    Day {
-                        date,
-                        ..Day::default()
-                    },
-                )
+                    .to_string()
             })
             .collect();
-        let mut trends = Trends::default();
-        let mut chats = std::collections::BTreeSet::new();
-        // The daydream's own analyses are not usage.
-        for run in runs.iter().filter(|r| r.chat_id != crate::DAYDREAM_CHAT_ID) {
-            let Some(at) = DateTime::from_timestamp_millis(run.started_at_ms as i64) else {
-                continue;
-            };
-            let Some(day) = days.get_mut(&at.format("%Y-%m-%d").to_string()) else {
-                continue;
-            };
-            day.turns += 1;
-            day.cost_usd += run.cost_usd;
-            trends.turns += 1;
-            trends.cost_usd += run.cost_usd;
-            chats.insert(run.chat_id);
-            if run.failed() {
-                day.failed += 1;
-            }
-            if let Some(key) = run.error_key() {
-                *trends.errors.entry(key.to_owned()).or_default() += 1;
-            }
-            for call in &run.tool_calls {
-                *trends.tools.entry(call.name.clone()).or_default() += 1;
-            }
-        }
-        let failed: usize = days.values().map(|d| d.failed).sum();
-        trends.success_rate = if trends.turns == 0 {
-            1.0
-        } else {
-            (trends.turns - failed) as f64 / trends.turns as f64
+        let week: Vec<&RunRecord> = (usage.into_iter())
+            .filter(|r| {
+                DateTime::from_timestamp_millis(r.started_at_ms as i64)
+                    .is_some_and(|at| dates.contains(&at.format("%Y-%m-%d").to_string()))
+            })
+            .collect();
+        let analytics = RunAnalytics::of(week);
+        let days = (dates.into_iter())
+            .map(|date| {
+                let totals = analytics.day(&date);
+                Day {
+                    date,
+                    turns: totals.turns as usize,
+                    failed: totals.failed as usize,
+                    cost_usd: totals.cost_usd,
+                }
+            })
+            .collect();
+        let count = |map: &BTreeMap<String, u64>| -> BTreeMap<String, usize> {
+            map.iter().map(|(k, n)| (k.clone(), *n as usize)).collect()
         };
-        trends.chats = chats.len();
-        trends.days = days.into_values().collect();
-        trends
+        Trends {
+            days,
+            turns: analytics.all.turns as usize,
+            success_rate: analytics.all.success_rate(),
+            cost_usd: analytics.all.cost_usd,
+            errors: count(&analytics.errors),
+            tools: count(&analytics.tools),
+            chats: analytics.by_chat.len(),
+        }
     }
 }

@@ -1,0 +1,177 @@
+//! Run analytics: the one aggregation of recorded runs (one per turn) that every report uses —
+//! `valor stats`, Telegram's `/status`, the daydream's trends. What counts as failed and how an
+//! error is named are [`RunRecord::failed`] and [`RunRecord::error_key`].
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use valor_core::time::civil_date;
+
+use crate::RunRecord;
+
+/// Totals of a set of runs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RunTotals {
+    pub turns: u64,
+    pub failed: u64,
+    pub cost_usd: f64,
+    /// Input tokens, cache reads included.
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub duration_ms: u64,
+}
+
+impl RunTotals {
+    pub fn add(&mut self, run: &RunRecord) {
+        self.turns += 1;
+        if run.failed() {
+            self.failed += 1;
+        }
+        self.cost_usd += run.cost_usd;
+        self.input_tokens += run.usage.input_tokens + run.usage.cache_read_input_tokens;
+        self.output_tokens += run.usage.output_tokens;
+        self.duration_ms += run.duration_ms;
+    }
+
+    /// Share of turns that did not fail (1 without turns).
+    pub fn success_rate(&self) -> f64 {
+        if self.turns == 0 {
+            1.0
+        } else {
+            (self.turns - self.failed) as f64 / self.turns as f64
+        }
+    }
+
+    pub fn mean_duration_ms(&self) -> f64 {
+        self.duration_ms as f64 / self.turns.max(1) as f64
+    }
+}
+
+/// Runs aggregated per day (UTC), model, routing class and chat, with errors and tool calls.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RunAnalytics {
+    pub all: RunTotals,
+    /// `YYYY-MM-DD` -> totals.
+    pub by_day: BTreeMap<String, RunTotals>,
+    /// Model -> totals (`(none)` when no model answered).
+    pub by_model: BTreeMap<String, RunTotals>,
+    /// Routing class -> totals (`(none)` for unrouted turns).
+    pub by_class: BTreeMap<String, RunTotals>,
+    pub by_chat: BTreeMap<i64, RunTotals>,
+    /// Error key -> runs (denied tools included: they are recorded, not failed).
+    pub errors: BTreeMap<String, u64>,
+    /// Tool name -> calls.
+    pub tools: BTreeMap<String, u64>,
+}
+
+fn or_none(text: &str) -> String {
+    if text.is_empty() {
+        "(none)".to_owned()
+    } else {
+        text.to_owned()
+    }
+}
+
+impl RunAnalytics {
+    pub fn of<'a>(runs: impl IntoIterator<Item = &'a RunRecord>) -> RunAnalytics {
+        let mut out = RunAnalytics::default();
+        for run in runs {
+            out.all.add(run);
+            (out.by_day.entry(civil_date(run.started_at_ms)))
+                .or_default()
+                .add(run);
+            out.by_model
+                .entry(or_none(&run.model))
+                .or_default()
+                .add(run);
+            out.by_class
+                .entry(or_none(&run.class))
+                .or_default()
+                .add(run);
+            out.by_chat.entry(run.chat_id).or_default().add(run);
+            if let Some(key) = run.error_key() {
+                *out.errors.entry(key.to_owned()).or_default() += 1;
+            }
+            for call in &run.tool_calls {
+                *out.tools.entry(call.name.clone()).or_default() += 1;
+            }
+        }
+        out
+    }
+
+    /// A day's totals (empty for a quiet day).
+    pub fn day(&self, date: &str) -> RunTotals {
+        self.by_day.get(date).cloned().unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::RunError;
+    use valor_core::{Severity, ToolCallRecord, TurnErrorKind, Usage};
+
+    fn run(chat_id: i64, ms: u64, model: &str, error: Option<TurnErrorKind>) -> RunRecord {
+        RunRecord {
+            chat_id,
+            session_id: "s".to_owned(),
+            model: model.to_owned(),
+            class: "development".to_owned(),
+            started_at_ms: ms,
+            duration_ms: 2000,
+            api_duration_ms: 1000,
+            cost_usd: 0.25,
+            usage: Usage {
+                input_tokens: 10,
+                output_tokens: 5,
+                cache_read_input_tokens: 100,
+                ..Usage::default()
+            },
+            num_turns: 1,
+            tool_calls: vec![ToolCallRecord {
+                id: "1".to_owned(),
+                name: "Read".to_owned(),
+                ok: true,
+            }],
+            warm: false,
+            error: error.map(|kind| RunError {
+                kind,
+                severity: Severity::Low,
+                detail: String::new(),
+            }),
+        }
+    }
+
+    #[test]
+    fn a_denied_tool_is_counted_as_an_error_but_not_as_a_failure() {
+        let day = 86_400_000;
+        let runs = [
+            run(1, 1_795_330_000_000, "opus", None),
+            run(
+                1,
+                1_795_330_000_000 + day,
+                "",
+                Some(TurnErrorKind::Overloaded),
+            ),
+            run(
+                2,
+                1_795_330_000_000 + day,
+                "haiku",
+                Some(TurnErrorKind::ToolDenied),
+            ),
+        ];
+        let a = RunAnalytics::of(&runs);
+        assert_eq!((a.all.turns, a.all.failed), (3, 1));
+        assert!((a.all.success_rate() - 2.0 / 3.0).abs() < 1e-9);
+        assert_eq!(a.all.input_tokens, 330);
+        assert_eq!(a.day("2026-11-23").failed, 1);
+        assert_eq!(a.day("2026-11-23").turns, 2);
+        assert_eq!(a.day("2026-11-30"), RunTotals::default());
+        assert_eq!(a.by_model["(none)"].failed, 1);
+        assert_eq!(a.by_class["development"].turns, 3);
+        assert_eq!(a.by_chat[&2].failed, 0);
+        let errors: Vec<(&str, u64)> = a.errors.iter().map(|(k, n)| (k.as_str(), *n)).collect();
+        assert_eq!(errors, [("overloaded", 1), ("tool_denied", 1)]);
+        assert_eq!(a.tools["Read"], 3);
+    }
+}
