@@ -17,6 +17,9 @@ pub const STOP_DATA: &str = "stop";
 /// A status line changes at most this often (it shares the chat's pacer with the answer).
 pub const STATUS_EVERY: Duration = Duration::from_secs(2);
 
+/// A wait shows in the status line once it has lasted this long.
+pub const WAIT_WORTH_SHOWING: Duration = Duration::from_millis(1500);
+
 /// What a tool call is doing, in a few words ("reading src/main.rs", "searching the web").
 pub fn describe(name: &str, input: &Value) -> String {
     let arg = |key: &str| input.get(key).and_then(Value::as_str).map(|s| short(s, 60));
@@ -83,6 +86,29 @@ impl StatusLine {
             } else {
                 now + STATUS_EVERY
             });
+        }
+    }
+
+    /// A wait worth showing only if it lasts: shown after [`WAIT_WORTH_SHOWING`] unless the
+    /// turn starts first (most slot waits are short, and a line sent then deleted would cost
+    /// two of the chat's messages for nothing).
+    pub fn set_waiting(&mut self, text: String) {
+        self.wanted = Some(format!("Working: {text}"));
+        if self.due.is_none() {
+            let wait = if self.message.is_none() {
+                WAIT_WORTH_SHOWING
+            } else {
+                STATUS_EVERY
+            };
+            self.due = Some(Instant::now() + wait);
+        }
+    }
+
+    /// The turn is running: a wait not shown yet is not shown at all.
+    pub fn started(&mut self) {
+        if self.message.is_none() {
+            self.wanted = None;
+            self.due = None;
         }
     }
 

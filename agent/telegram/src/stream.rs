@@ -368,8 +368,9 @@ pub async fn deliver<R: Requester<Err = RequestError>>(
                 delay_ms.div_ceil(1000).max(1)
             )),
             Event::WaitingForSlot { position } | Event::Queued { position } => {
-                status.set(format!("waiting for a free slot ({position} ahead)"));
+                status.set_waiting(format!("waiting for a free slot ({position} ahead)"));
             }
+            Event::Started { .. } => status.started(),
             Event::Final(summary) => {
                 let text = if summary.text.trim().is_empty() {
                     "(no answer)".to_owned()

@@ -466,3 +466,68 @@ async fn a_flood_wait_over_the_cap_defers_the_final_text_and_frees_the_chat() {
     assert!(start.elapsed() >= Duration::from_secs(97 * 60));
     assert_eq!(non_space(&shown(&fake, 10)), non_space(&text));
 }
+
+/// A turn that waits `wait` for a slot, then answers.
+fn waiting_then(wait: Duration) -> Events {
+    let (tx, stream) = Events::channel(8);
+    tokio::spawn(async move {
+        let _ = tx.send(Event::WaitingForSlot { position: 2 }).await;
+        tokio::time::sleep(wait).await;
+        let started = Event::Started {
+            session_id: "s".to_owned(),
+            model: "m".to_owned(),
+            failed_mcp_servers: Vec::new(),
+        };
+        let _ = tx.send(started).await;
+        let _ = tx.send(Event::TextDelta("Here.".to_owned())).await;
+        let _ = tx.send(Event::Final(summary("Here."))).await;
+    });
+    stream
+}
+
+#[tokio::test(start_paused = true)]
+async fn only_a_wait_for_a_slot_that_lasts_shows_in_the_status_line() {
+    let fake = FakeTelegram::start().await;
+    let bot = bot(&fake);
+    let short = deliver(
+        &bot,
+        ChatId(11),
+        &mut waiting_then(Duration::from_millis(500)),
+        None,
+        &pacer(),
+        None,
+    )
+    .await;
+    assert_eq!(short.text, "Here.");
+    let sends = |chat: i64| {
+        (fake.calls().iter())
+            .filter(|c| c.method == "sendmessage" && c.chat_id == Some(chat))
+            .count()
+    };
+    assert_eq!(sends(11), 1, "a short wait sends nothing but the answer");
+    assert_eq!(fake.deleted(), 0);
+
+    let long = tokio::spawn({
+        let bot = bot.clone();
+        async move {
+            let mut events = waiting_then(Duration::from_secs(4));
+            deliver(&bot, ChatId(12), &mut events, None, &pacer(), None).await
+        }
+    });
+    let mut seen = None;
+    while !long.is_finished() {
+        if let Some(m) = (fake.messages(12).into_iter()).find(|m| m.visible.starts_with("Working:"))
+        {
+            seen = Some(m.visible);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(long.await.unwrap().text, "Here.");
+    assert_eq!(
+        seen.as_deref(),
+        Some("Working: waiting for a free slot (2 ahead)")
+    );
+    let texts: Vec<String> = fake.messages(12).into_iter().map(|m| m.visible).collect();
+    assert_eq!(texts, ["Here."], "the line went when the answer came");
+    assert!(fake.errors(429).is_empty());
+}
