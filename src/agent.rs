@@ -18,9 +18,9 @@ use valor_core::conversation::Settings;
 use valor_core::engine::{ConversationStore, Engine, EngineConfig, FiguresObserver, ToolGrantFn};
 use valor_core::learning::Learning;
 use valor_core::persona::DEFAULT_PERSONA;
-use valor_memory::Store;
+use valor_memory::{Memory, MemorySettings};
 use valor_monitor::{ChildRegistry, MetricsRegistry};
-use valor_recall::{Memory, MemorySettings};
+use valor_store::Store;
 
 pub struct Agent {
     pub store: Store,

@@ -12,8 +12,8 @@ use valor_config::Config;
 use valor_daydream::{
     Daydream, DaydreamReport, DaydreamSettings, Host, HostFuture, MapCache, Phase, Readiness,
 };
-use valor_memory::{JobOutcome, RunRecord, Store};
 use valor_monitor::{ChildRegistry, MetricsRegistry, ResourceMonitor};
+use valor_store::{JobOutcome, RunRecord, Store};
 
 /// Valor's Claude Code processes older than this are ended before a daydream.
 const STALE_AGE: Duration = Duration::from_secs(24 * 3600);
@@ -36,18 +36,18 @@ pub type Sender = Arc<dyn Fn(Outgoing) -> HostFuture<'static, Result<(), String>
 const CHART_CAPTION: &str = "Daydream: turns per day and health";
 
 /// A candidate as a pending proposal for `chat`.
-fn proposal(chat: i64, text: String, source: &str) -> valor_memory::Proposal {
+fn proposal(chat: i64, text: String, source: &str) -> valor_store::Proposal {
     let now = Utc::now().timestamp_millis() as u64;
-    valor_memory::Proposal {
+    valor_store::Proposal {
         id: 0,
         chat_id: chat,
         text,
-        kind: valor_memory::MemoryKind::Learning,
+        kind: valor_store::MemoryKind::Learning,
         source: source.to_owned(),
         created_ms: now,
-        expires_ms: now + valor_memory::PROPOSAL_TTL_MS,
+        expires_ms: now + valor_store::PROPOSAL_TTL_MS,
         message_id: None,
-        state: valor_memory::ProposalState::Pending,
+        state: valor_store::ProposalState::Pending,
         learning: None,
     }
 }
@@ -247,11 +247,11 @@ pub async fn run_once(
     if let (Some(analysis), Some(chat)) = (&report.analysis, daydream.settings.report_chat) {
         let text: String = analysis
             .chars()
-            .take(valor_memory::MAX_MEMORY_TEXT / 8)
+            .take(valor_store::MAX_MEMORY_TEXT / 8)
             .collect();
-        let saved = store.save_memory(valor_memory::MemoryRecord {
+        let saved = store.save_memory(valor_store::MemoryRecord {
             id: 0,
-            kind: valor_memory::MemoryKind::Insight,
+            kind: valor_store::MemoryKind::Insight,
             chat_id: Some(chat),
             at_ms: u64::try_from(report.at.timestamp_millis()).unwrap_or(0),
             title: format!(
@@ -319,8 +319,8 @@ async fn now(loaded: &valor_config::Loaded) -> anyhow::Result<String> {
     let children = ChildRegistry::new();
     let agent =
         crate::agent::Agent::build(config, &metrics, children.clone(), false).map_err(|e| {
-            if e.downcast_ref::<valor_memory::StoreError>()
-                .is_some_and(|s| matches!(s, valor_memory::StoreError::Locked { .. }))
+            if e.downcast_ref::<valor_store::StoreError>()
+                .is_some_and(|s| matches!(s, valor_store::StoreError::Locked { .. }))
             {
                 anyhow::anyhow!(
                     "the store is in use by a running Valor, which daydreams on its schedule \
@@ -348,7 +348,7 @@ async fn now(loaded: &valor_config::Loaded) -> anyhow::Result<String> {
     let line = run_once(&daydream, &agent.store, &cache_path(config), &progress).await;
     // Recorded like a scheduled run, so `valor jobs` shows it and "changed since" counts from it.
     let finished = Utc::now().timestamp_millis() as u64;
-    let record = valor_memory::JobRunRecord {
+    let record = valor_store::JobRunRecord {
         job: JOB.to_owned(),
         started_ms: finished,
         finished_ms: Some(finished),

@@ -156,9 +156,9 @@ fn sandbox(loaded: &Loaded) -> Check {
 
 fn store(loaded: &Loaded) -> Check {
     let path = &loaded.config.memory.path;
-    let outcome = match valor_memory::Store::open(path) {
+    let outcome = match valor_store::Store::open(path) {
         Ok(_) => Outcome::Pass(format!("{} opens", path.display())),
-        Err(e @ valor_memory::StoreError::Locked { .. }) => Outcome::Warn {
+        Err(e @ valor_store::StoreError::Locked { .. }) => Outcome::Warn {
             found: e.to_string(),
             fix: "nothing to do if that is your running `valor run`".to_owned(),
         },

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use valor_memory::{Store, StoreError};
 use valor_scheduler::{JobStatus, status_of};
+use valor_store::{Store, StoreError};
 
 #[derive(Debug, clap::Args)]
 pub struct JobsArgs {

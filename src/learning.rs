@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use clap::Subcommand;
 use valor_config::Config;
 use valor_learn::{LearnSettings, Learner};
-use valor_memory::LearningRecord;
-use valor_recall::Memory;
+use valor_memory::Memory;
+use valor_store::LearningRecord;
 
 use crate::memory_cmd::{Access, open};
 

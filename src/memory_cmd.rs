@@ -12,11 +12,11 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use valor_config::Config;
 use valor_core::time::civil_date;
-use valor_memory::Document;
-use valor_memory::{Store, StoreError};
-use valor_recall::api::{MemoryStats, SearchParams};
-use valor_recall::transfer::{self, Moved};
-use valor_recall::{Memory, MemorySettings, SearchMode, SearchResult};
+use valor_memory::api::{MemoryStats, SearchParams};
+use valor_memory::transfer::{self, Moved};
+use valor_memory::{Memory, MemorySettings, SearchMode, SearchResult};
+use valor_store::Document;
+use valor_store::{Store, StoreError};
 
 #[derive(Debug, clap::Args)]
 pub struct MemoryArgs {
@@ -76,7 +76,7 @@ impl AgentClient {
     /// The running agent that holds `config`'s store, with its API token.
     pub(crate) fn for_config(config: &Config, timeout: Duration) -> Result<AgentClient, String> {
         let path = &config.memory.path;
-        let token = valor_memory::secret::api_token(path).map_err(|e| {
+        let token = valor_store::secret::api_token(path).map_err(|e| {
             format!("the store is in use by a running Valor, and its API token cannot be read: {e}")
         })?;
         let client = reqwest::Client::builder()
@@ -85,7 +85,7 @@ impl AgentClient {
             .build()
             .map_err(|e| e.to_string())?;
         Ok(AgentClient {
-            base: valor_memory::secret::api_url(path)
+            base: valor_store::secret::api_url(path)
                 .unwrap_or_else(|| crate::health_cmd::base_url(config.health.bind)),
             token,
             client,

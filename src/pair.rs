@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use valor_config::Config;
-use valor_memory::{Store, StoreError};
+use valor_store::{Store, StoreError};
 use valor_telegram::pairing::Pairing;
 
 use crate::memory_cmd::AgentClient;

@@ -66,7 +66,7 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
         .context("cannot read the bound address")?;
     // `valor memory` finds the agent that owns the store here (the port may be system-picked).
     if let Err(e) =
-        valor_memory::secret::write_api_url(&config.memory.path, &crate::health_cmd::base_url(addr))
+        valor_store::secret::write_api_url(&config.memory.path, &crate::health_cmd::base_url(addr))
     {
         tracing::warn!(error = %e, "cannot record the memory API address");
     }
@@ -77,10 +77,10 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
         ready: Arc::clone(&ready),
         components: vec![
             Arc::new(agent.driver.metrics().clone()),
-            Arc::new(valor_recall::turn::MemoryHealth(agent.memory.clone())),
+            Arc::new(valor_memory::turn::MemoryHealth(agent.memory.clone())),
         ],
     };
-    let memory_token = valor_memory::secret::api_token(&config.memory.path)
+    let memory_token = valor_store::secret::api_token(&config.memory.path)
         .context("cannot create the memory API token")?;
     let jobs_token = memory_token.clone();
 
@@ -157,7 +157,7 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
     let hosted =
         crate::tool_servers::host_tools(&config, &loaded_secrets, &agent, &grants, deliver)?;
     let routes = server::router(state)
-        .merge(valor_recall::api::router(
+        .merge(valor_memory::api::router(
             agent.memory.clone(),
             memory_token,
         ))

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use valor_memory::{RunAnalytics, RunRecord, RunTotals, Store};
+use valor_store::{RunAnalytics, RunRecord, RunTotals, Store};
 
 #[derive(Debug, clap::Args)]
 pub struct StatsArgs {
@@ -92,7 +92,7 @@ fn report(runs: &[RunRecord], days: u32) -> String {
 mod tests {
     use super::*;
     use valor_core::{Severity, TurnErrorKind, Usage};
-    use valor_memory::RunError;
+    use valor_store::RunError;
 
     fn run(ms: u64, model: &str, cost: f64, error: Option<TurnErrorKind>) -> RunRecord {
         RunRecord {

@@ -6,10 +6,8 @@ use std::time::Duration;
 
 use valor_config::{Config, Secrets};
 use valor_core::engine::{ToolGrant, ToolGrantFn};
-use valor_memory::{MemoryKind, MemoryRecord, Store};
-use valor_recall::Memory;
-use valor_recall::catalogue::Filter;
-use valor_recall::search::Query;
+use valor_memory::Memory;
+use valor_store::{MemoryKind, MemoryRecord, Store};
 use valor_tool_dev::{BrowserSettings, DevServer, DevSettings};
 use valor_tool_notion::{NotionClient, NotionServer, NotionSettings};
 use valor_tool_social::{LinkStore, SavedLink, SocialServer, SocialSettings};
@@ -212,67 +210,27 @@ pub fn host_tools(
     Ok(Hosted { routes, browser })
 }
 
-/// A chat's history from the agent's memory: hybrid search over its messages, and its
-/// messages by time from the store.
+/// A chat's history from the agent's memory (the telegram server's `History`).
 pub struct MemoryHistory(pub Memory);
 
-/// Messages read from the store for a time listing before filtering by time.
-const HISTORY_SCAN: usize = 5000;
+fn line(line: valor_memory::history::ChatLine) -> HistoryLine {
+    HistoryLine {
+        at_ms: line.at_ms,
+        who: line.who,
+        text: line.text,
+        score: line.score,
+    }
+}
 
 impl History for MemoryHistory {
     fn search(&self, chat_id: i64, query: &str, limit: usize) -> Result<Vec<HistoryLine>, String> {
-        let query = Query {
-            text: query.to_owned(),
-            filter: Filter {
-                chat_id: Some(chat_id),
-                kinds: vec![MemoryKind::Message],
-                ..Filter::default()
-            },
-            limit,
-        };
-        let result = self.0.search(&query).map_err(|e| e.to_string())?;
-        Ok(result
-            .hits
-            .into_iter()
-            .map(|hit| HistoryLine {
-                at_ms: hit.at_ms,
-                // A message's title is "who: headline".
-                who: hit
-                    .title
-                    .split_once(": ")
-                    .map_or("someone", |(who, _)| who)
-                    .to_owned(),
-                text: hit.snippet,
-                score: Some(hit.score),
-            })
-            .collect())
+        let lines = (self.0.chat_search(chat_id, query, limit)).map_err(|e| e.to_string())?;
+        Ok(lines.into_iter().map(line).collect())
     }
 
     fn since(&self, chat_id: i64, since_ms: u64, limit: usize) -> Result<Vec<HistoryLine>, String> {
-        let messages = self
-            .0
-            .store()
-            .recent_messages(chat_id, HISTORY_SCAN)
-            .map_err(|e| e.to_string())?;
-        let mut lines: Vec<HistoryLine> = messages
-            .into_iter()
-            .filter(|m| m.at_ms >= since_ms)
-            .map(|m| {
-                let document = valor_memory::Document::from(m);
-                HistoryLine {
-                    at_ms: document.at_ms,
-                    who: document
-                        .title
-                        .split_once(": ")
-                        .map_or("someone", |(who, _)| who)
-                        .to_owned(),
-                    text: document.text,
-                    score: None,
-                }
-            })
-            .collect();
-        let skip = lines.len().saturating_sub(limit);
-        Ok(lines.split_off(skip))
+        let lines = (self.0.chat_since(chat_id, since_ms, limit)).map_err(|e| e.to_string())?;
+        Ok(lines.into_iter().map(line).collect())
     }
 }
 

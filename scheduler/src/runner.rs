@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio_cron_scheduler::{Job, JobScheduler};
 use tokio_util::sync::CancellationToken;
-use valor_memory::{JobOutcome, JobRunRecord, Store};
+use valor_store::{JobOutcome, JobRunRecord, Store};
 
 use crate::missed::{MissedDecision, decide};
 use crate::{MissedPolicy, Schedule};
@@ -27,7 +27,7 @@ pub enum SchedulerError {
     #[error("the job timer failed: {0}")]
     Timer(String),
     #[error(transparent)]
-    Store(#[from] valor_memory::StoreError),
+    Store(#[from] valor_store::StoreError),
 }
 
 /// A job's name, schedule and missed-run policy.

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use valor_memory::{JobOutcome, Store};
 use valor_scheduler::{JobSpec, MissedDecision, MissedPolicy, RunContext, Schedule, Scheduler};
+use valor_store::{JobOutcome, Store};
 
 fn at(text: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(text)
@@ -268,7 +268,7 @@ async fn a_run_cut_by_a_crash_shows_as_interrupted() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     store
-        .record_job_run(&valor_memory::JobRunRecord {
+        .record_job_run(&valor_store::JobRunRecord {
             job: "daydream".to_owned(),
             started_ms: at("2026-12-01T00:00:00Z").timestamp_millis() as u64,
             finished_ms: None,

@@ -99,7 +99,7 @@ async fn chat_once_answers_on_stdout_and_continues_the_conversation() {
 
     // Both turns went through the engine: the conversation is stored, the prompt has its block.
     {
-        let store = valor_memory::Store::open(&dir.path().join("store")).unwrap();
+        let store = valor_store::Store::open(&dir.path().join("store")).unwrap();
         let stored: Vec<(valor_core::context::Role, String)> = store
             .recent_messages(0, 10)
             .unwrap()

@@ -204,8 +204,7 @@ fn pair_lists_and_revokes_paired_users_from_the_store() {
     assert!(out.status.success());
     assert!(stdout.contains("nobody"), "{stdout}");
     {
-        let store =
-            valor_memory::Store::open(&dir.path().join(".local/share/valor/store")).unwrap();
+        let store = valor_store::Store::open(&dir.path().join(".local/share/valor/store")).unwrap();
         store.add_paired_user(555).unwrap();
     }
     let (_, stdout, _) = output(

@@ -185,9 +185,9 @@ fn run_ends_process_groups_an_earlier_valor_left_behind() {
     std::thread::sleep(Duration::from_millis(100));
     let store_path = dir.path().join("store");
     {
-        let store = valor_memory::Store::open(&store_path).unwrap();
+        let store = valor_store::Store::open(&store_path).unwrap();
         store
-            .put_process(&valor_memory::ProcessRecord {
+            .put_process(&valor_store::ProcessRecord {
                 pgid: orphan.id(),
                 start_ticks: valor_claude::process::start_ticks(orphan.id()).unwrap(),
                 boot_id: valor_claude::process::boot_id().unwrap(),

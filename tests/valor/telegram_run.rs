@@ -363,8 +363,7 @@ fn a_revoked_pairing_takes_effect_at_once() {
     });
     let dir = tempfile::tempdir().unwrap();
     {
-        let store =
-            valor_memory::Store::open(&dir.path().join(".local/share/valor/store")).unwrap();
+        let store = valor_store::Store::open(&dir.path().join(".local/share/valor/store")).unwrap();
         store.add_paired_user(555).unwrap();
     }
     let mut service = Service::start(&mut run_with(dir.path(), &telegram, &anthropic));

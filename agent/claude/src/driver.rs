@@ -18,8 +18,8 @@ use valor_config::ClaudeConfig;
 use valor_core::{
     Backend, TurnError, TurnErrorKind, TurnEvent, TurnRequest, TurnStream, TurnSummary,
 };
-use valor_memory::{RunError, RunRecord, SessionRecord, Store};
 use valor_monitor::{ChildRegistry, MetricsRegistry};
+use valor_store::{RunError, RunRecord, SessionRecord, Store};
 
 use crate::failure::{Verdict, classify};
 use crate::metrics::DriverMetrics;

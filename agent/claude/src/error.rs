@@ -29,5 +29,5 @@ pub enum ClaudeError {
     RuntimeDir { path: PathBuf, reason: String },
 
     #[error(transparent)]
-    Store(#[from] valor_memory::StoreError),
+    Store(#[from] valor_store::StoreError),
 }

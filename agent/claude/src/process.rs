@@ -7,8 +7,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use valor_memory::{ProcessRecord, Store};
 use valor_monitor::{ChildGuard, ChildRegistry};
+use valor_store::{ProcessRecord, Store};
 
 /// A live process group; ended (SIGKILL to the group) and forgotten when dropped.
 #[derive(Debug)]

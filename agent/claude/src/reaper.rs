@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use valor_memory::{ProcessRecord, Store};
 use valor_monitor::ChildRegistry;
+use valor_store::{ProcessRecord, Store};
 
 use crate::metrics::DriverMetrics;
 use crate::process::{boot_id, group_members, now_ms, signal_group, start_ticks};

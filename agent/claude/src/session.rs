@@ -11,8 +11,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use valor_core::{ToolCallRecord, TurnEvent};
-use valor_memory::Store;
 use valor_monitor::ChildRegistry;
+use valor_store::Store;
 
 use crate::ClaudeError;
 use crate::codec::{Block, CliEvent, CliResult, Line, LineReader, MAX_LINE_BYTES, parse_line};

@@ -3,8 +3,8 @@
 //! each answered with the line the chat shows.
 
 use valor_core::learning::{Answered, Learning, Question};
-use valor_memory::learnings::rank;
-use valor_memory::{LearningRecord, MemoryKind, MemoryRecord, Proposal, ProposalState, Store};
+use valor_store::learnings::rank;
+use valor_store::{LearningRecord, MemoryKind, MemoryRecord, Proposal, ProposalState, Store};
 
 use crate::Learner;
 
@@ -47,7 +47,7 @@ impl ChatLearning {
                     kind: proposal.kind,
                     chat_id: Some(proposal.chat_id),
                     at_ms: now_ms(),
-                    title: valor_memory::headline(&proposal.text, 80),
+                    title: valor_store::headline(&proposal.text, 80),
                     text: proposal.text.clone(),
                     url: None,
                 };
@@ -183,7 +183,7 @@ pub fn list_text(mut learnings: Vec<LearningRecord>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use valor_memory::Category;
+    use valor_store::Category;
 
     #[test]
     fn a_long_list_fits_one_message() {

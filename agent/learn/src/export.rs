@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use valor_core::time::civil_date;
-use valor_memory::learnings::rank;
-use valor_memory::{Category, LearningRecord, Store, StoreError};
+use valor_store::learnings::rank;
+use valor_store::{Category, LearningRecord, Store, StoreError};
 
 pub const FILE_NAME: &str = "LEARNED_INSIGHTS.md";
 

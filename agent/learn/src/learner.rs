@@ -8,12 +8,12 @@
 //!   from search and from later turns.
 //! - Without the embedding model (loading, missing) only identical texts count as duplicates.
 
-use valor_memory::learnings::rank;
-use valor_memory::{
+use valor_memory::Memory;
+use valor_store::learnings::rank;
+use valor_store::{
     Category, LearningDraft, LearningRecord, MemoryKind, PROPOSAL_TTL_MS, Proposal, ProposalState,
     Store, StoreError, confidence_for,
 };
-use valor_recall::Memory;
 
 use crate::watcher::detect;
 

@@ -9,7 +9,7 @@
 use std::sync::OnceLock;
 
 use regex::Regex;
-use valor_memory::Category;
+use valor_store::Category;
 
 /// The ten kinds of statement the watcher looks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -1,38 +1,30 @@
-//! Valor's store. sled is the source of truth; one process owns the database and other
-//! processes reach it through that process.
+//! Valor's memory search. The store (valor-store) holds every document, vector and the
+//! embedding queue; this crate keeps the search indexes in step with it and answers queries.
 //!
-//! - [`store`]: opening, the schema version and its migrations, flushing.
-//! - [`records`]: the typed records kept: chat messages, Claude sessions per chat, runs
-//!   (analytics), the process groups Valor started, saved memories and vectors.
-//! - [`analytics`]: the one aggregation of runs (per day, model, class, chat; errors, tools).
-//! - [`secret`]: random tokens and the memory API's token file.
-//! - [`jobs`]: the scheduler's runs of each job (last run, outcome), kept across restarts.
-//! - [`learnings`]: what chats taught Valor: category, confidence, times seen, retirement.
-//! - [`proposals`]: memories proposed to a user ("Remember this?"), waiting for a yes.
-//! - [`memory`]: long-term memory: links, learnings and insights, the locator of every
-//!   searchable document, the persisted embedding queue and the vectors.
+//! - [`service`]: [`Memory`], the indexes, searching, and the background worker that embeds
+//!   queued documents and keeps the vector index saved.
+//! - [`keyword`]: BM25 keyword search, which works with no model at all.
+//! - [`vector`]: the hnsw_rs vector index, saved beside the store and checked on reload.
+//! - [`search`]: queries, hits and reciprocal-rank fusion.
+//! - [`catalogue`]: kind, chat and time of each document, for filters.
+//! - [`turn`]: memory for a turn's prompt (the engine's `Recall`) and the `/health` component.
+//! - [`history`]: a chat's history as tools read it (search, or messages since a time).
+//! - [`api`]: the HTTP routes other processes reach memory through while the agent owns it.
+//! - [`transfer`]: JSONL export and import.
 
 // stdout belongs to protocols and the CLI's output, stderr to tracing: libraries print nothing.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
-pub mod analytics;
-mod error;
-pub mod jobs;
-pub mod learnings;
-pub mod memory;
-pub mod proposals;
-pub mod records;
-pub mod secret;
-pub mod store;
+pub mod api;
+pub mod catalogue;
+pub mod history;
+pub mod keyword;
+pub mod search;
+pub mod service;
+pub mod transfer;
+pub mod turn;
+pub mod vector;
 
-pub use analytics::{RunAnalytics, RunTotals};
-pub use error::StoreError;
-pub use jobs::{JobOutcome, JobRunRecord};
-pub use learnings::{Category, LearningRecord, Retirement, confidence_for};
-pub use memory::{InvalidMemory, MAX_MEMORY_TEXT, MemoryCounts};
-pub use proposals::{LearningDraft, PROPOSAL_TTL_MS, Proposal, ProposalState};
-pub use records::{
-    ChatRecord, Document, InboxEntry, InboxFile, MemoryKind, MemoryRecord, ProcessRecord, RunError,
-    RunRecord, SessionRecord, StoredMessage, StoredVector, headline,
-};
-pub use store::{DocumentListener, SCHEMA_VERSION, Store};
+pub use catalogue::Filter;
+pub use search::{Hit, Query, SearchMode, SearchResult};
+pub use service::{Memory, MemoryError, MemorySettings, MemoryState};

@@ -18,7 +18,7 @@ use valor_core::engine::{ConversationStore, Engine, Incoming};
 use valor_core::scripted::ScriptedBackend;
 use valor_core::{Conversations, Event, ModelRouter, Op, UserTurn};
 use valor_fakes::telegram::FakeTelegram;
-use valor_memory::Store;
+use valor_store::Store;
 use valor_telegram::channel::{ChannelSetup, TelegramChannel};
 use valor_telegram::pacer::PacerConfig;
 use valor_telegram::pairing::Pairing;

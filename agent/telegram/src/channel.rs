@@ -23,7 +23,7 @@ use teloxide::types::{ChatId, Update, UpdateKind};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use valor_core::{Conversations, Event, Op};
-use valor_memory::{InboxEntry, Store};
+use valor_store::{InboxEntry, Store};
 
 use crate::health::PollHealth;
 use crate::pacer::{ChatPacer, PacerConfig};
@@ -134,7 +134,7 @@ struct Inner {
 #[derive(Debug, thiserror::Error)]
 pub enum ChannelError {
     #[error(transparent)]
-    Store(#[from] valor_memory::StoreError),
+    Store(#[from] valor_store::StoreError),
     #[error("[telegram] api_url {url:?} is not a URL: {reason}")]
     ApiUrl { url: String, reason: String },
     #[error("cannot build the HTTP client for Telegram: {0}")]
@@ -228,7 +228,7 @@ impl TelegramChannel {
 
     /// Asks "Remember this?" in the proposal's chat (recorded as pending first), paced with
     /// the chat's other messages.
-    pub fn propose(&self, proposal: valor_memory::Proposal) -> Result<(), ChannelError> {
+    pub fn propose(&self, proposal: valor_store::Proposal) -> Result<(), ChannelError> {
         let proposal = self.inner.store.add_proposal(proposal)?;
         self.ask(proposal.question());
         Ok(())
@@ -624,7 +624,7 @@ impl TelegramChannel {
         {
             lines.push(format!("Model: {} (last turn)", last.model));
         }
-        let today = valor_memory::RunAnalytics::of(&runs).all;
+        let today = valor_store::RunAnalytics::of(&runs).all;
         lines.push(format!(
             "Cost today: ${:.4} in {} turn(s), {} failed",
             today.cost_usd, today.turns, today.failed

@@ -5,7 +5,7 @@ use teloxide::Bot;
 use teloxide::prelude::Requester as _;
 use teloxide::types::ChatId;
 
-use valor_memory::InboxFile;
+use valor_store::InboxFile;
 
 use crate::channel::MAX_FILE_BYTES;
 

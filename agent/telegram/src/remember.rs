@@ -10,7 +10,7 @@ use teloxide::types::{
 };
 use valor_core::learning::Question;
 use valor_core::{Event, Events};
-use valor_memory::Store;
+use valor_store::Store;
 
 use crate::pacer::ChatPacer;
 

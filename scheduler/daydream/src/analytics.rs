@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use valor_memory::{RunAnalytics, RunRecord};
+use valor_store::{RunAnalytics, RunRecord};
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct Day {

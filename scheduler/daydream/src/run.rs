@@ -22,7 +22,7 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 use valor_core::{Backend, TurnRequest};
-use valor_memory::RunRecord;
+use valor_store::RunRecord;
 
 use crate::analytics::Trends;
 use crate::report::write_report;

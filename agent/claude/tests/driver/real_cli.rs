@@ -148,7 +148,7 @@ async fn an_unknown_session_falls_back_to_a_new_one() {
     h.store
         .set_session(
             5,
-            &valor_memory::SessionRecord {
+            &valor_store::SessionRecord {
                 session_id: "00000000-0000-4000-8000-000000000000".to_owned(),
                 updated_at_ms: 0,
                 turns: 9,

@@ -10,8 +10,8 @@ use valor_claude::sandbox::{SandboxMode, SandboxState};
 use valor_claude::{ClaudeDriver, DriverSetup};
 use valor_config::ClaudeConfig;
 use valor_core::{Backend, TurnEvent, TurnRequest};
-use valor_memory::Store;
 use valor_monitor::{ChildRegistry, MetricsRegistry};
+use valor_store::Store;
 
 /// The repository root (tools/ and target/ are below it).
 pub fn repo_root() -> PathBuf {

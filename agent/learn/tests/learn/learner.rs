@@ -7,8 +7,8 @@
 use std::path::{Path, PathBuf};
 
 use valor_learn::{Accepted, LearnError, LearnSettings, Learner};
-use valor_memory::{Category, MemoryKind, Store};
-use valor_recall::{Filter, Memory, MemorySettings, Query};
+use valor_memory::{Filter, Memory, MemorySettings, Query};
+use valor_store::{Category, MemoryKind, Store};
 
 const CHAT: i64 = 42;
 
@@ -288,7 +288,7 @@ async fn the_watcher_asks_only_confident_statements() {
         )
         .unwrap();
     assert_eq!(proposal.text, "We're switching from Bootstrap to Tailwind.");
-    assert_eq!(proposal.expires_ms, 10 + valor_memory::PROPOSAL_TTL_MS);
+    assert_eq!(proposal.expires_ms, 10 + valor_store::PROPOSAL_TTL_MS);
     let draft = proposal.learning.unwrap();
     assert_eq!(draft.replaces.as_deref(), Some("Bootstrap"));
     assert_eq!(draft.trigger.as_deref(), Some("switching"));
@@ -356,13 +356,13 @@ async fn learnings_export_to_markdown_and_move_between_stores_exactly() {
     assert_eq!((one.len(), one[0].active, one[0].retired), (1, 1, 0));
 
     let mut exported = Vec::new();
-    let moved = valor_recall::transfer::export(memory.store(), &mut exported).unwrap();
+    let moved = valor_memory::transfer::export(memory.store(), &mut exported).unwrap();
     assert_eq!(moved.learnings, 3);
     let target = tempfile::tempdir().unwrap();
     let store = Store::open(target.path()).unwrap();
-    valor_recall::transfer::import(&store, &mut exported.as_slice()).unwrap();
+    valor_memory::transfer::import(&store, &mut exported.as_slice()).unwrap();
     let mut again = Vec::new();
-    valor_recall::transfer::export(&store, &mut again).unwrap();
+    valor_memory::transfer::export(&store, &mut again).unwrap();
     assert_eq!(
         String::from_utf8(again).unwrap(),
         String::from_utf8(exported).unwrap()

@@ -11,7 +11,7 @@ use valor_core::conversation::Prepare;
 use valor_core::engine::Author;
 use valor_core::learning::Question;
 use valor_core::{Event, Events, Op, TurnErrorKind, UserTurn};
-use valor_memory::InboxEntry;
+use valor_store::InboxEntry;
 
 use super::{IDLE_PACER, MAX_PACERS, TelegramChannel};
 use crate::pacer::{ChatKind, ChatPacer};

@@ -13,7 +13,7 @@ use valor_core::conversation::Settings;
 use valor_core::engine::{ConversationStore, Engine};
 use valor_core::scripted::{Scripted, ScriptedBackend};
 use valor_fakes::telegram::FakeTelegram;
-use valor_memory::{InboxEntry, Store};
+use valor_store::{InboxEntry, Store};
 use valor_telegram::channel::{ChannelSetup, TelegramChannel};
 use valor_telegram::pacer::PacerConfig;
 use valor_telegram::pairing::Pairing;
@@ -699,21 +699,21 @@ async fn a_tools_photo_reaches_its_chat_after_a_flood_wait_with_its_caption_cut_
     w.stop().await;
 }
 
-fn proposal(text: &str, expires_in_ms: i64) -> valor_memory::Proposal {
+fn proposal(text: &str, expires_in_ms: i64) -> valor_store::Proposal {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64;
-    valor_memory::Proposal {
+    valor_store::Proposal {
         id: 0,
         chat_id: FRIEND,
         text: text.to_owned(),
-        kind: valor_memory::MemoryKind::Learning,
+        kind: valor_store::MemoryKind::Learning,
         source: "daydream test".to_owned(),
         created_ms: now as u64,
         expires_ms: (now + expires_in_ms) as u64,
         message_id: None,
-        state: valor_memory::ProposalState::Pending,
+        state: valor_store::ProposalState::Pending,
         learning: None,
     }
 }
@@ -737,7 +737,7 @@ fn question(w: &World, text: &str) -> (i64, String, String) {
 
 #[tokio::test(start_paused = true)]
 async fn a_proposed_memory_is_stored_only_after_a_yes_and_only_once() {
-    use valor_memory::MemoryKind;
+    use valor_store::MemoryKind;
     let dir = tempfile::tempdir().unwrap();
     let w = world(&dir, ScriptedBackend::echo()).await;
     let learnings = |w: &World| w.store.memory_records(MemoryKind::Learning).unwrap();
@@ -799,7 +799,7 @@ async fn a_proposed_memory_is_stored_only_after_a_yes_and_only_once() {
 
 #[tokio::test(start_paused = true)]
 async fn a_press_forged_from_another_chat_settles_nothing() {
-    use valor_memory::MemoryKind;
+    use valor_store::MemoryKind;
     const OTHER: i64 = 200;
     let dir = tempfile::tempdir().unwrap();
     let fake = FakeTelegram::start().await;
@@ -835,7 +835,7 @@ async fn a_press_forged_from_another_chat_settles_nothing() {
     let state = w.store.proposal(id).unwrap().unwrap().state;
     assert_eq!(
         state,
-        valor_memory::ProposalState::Pending,
+        valor_store::ProposalState::Pending,
         "still open for its own chat"
     );
     assert!(
@@ -859,9 +859,9 @@ async fn a_press_forged_from_another_chat_settles_nothing() {
 async fn learning_world(dir: &tempfile::TempDir) -> World {
     let path = dir.path().join("store");
     let store = Store::open(&path).unwrap();
-    let memory = valor_recall::Memory::open(
+    let memory = valor_memory::Memory::open(
         store.clone(),
-        valor_recall::MemorySettings::beside(&path, dir.path().join("no-model")),
+        valor_memory::MemorySettings::beside(&path, dir.path().join("no-model")),
     )
     .unwrap();
     let learner = valor_learn::Learner::new(memory, valor_learn::LearnSettings::default());

@@ -12,7 +12,7 @@ use valor_daydream::report::{ARCHIVE_DIR, REPORT_FILE};
 use valor_daydream::{
     Daydream, DaydreamReport, DaydreamSettings, Host, HostFuture, MapCache, Phase, Readiness,
 };
-use valor_memory::RunRecord;
+use valor_store::RunRecord;
 
 struct FakeHost {
     pending: usize,

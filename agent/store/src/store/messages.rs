@@ -6,7 +6,6 @@ use crate::StoreError;
 use crate::records::{ChatRecord, Document, MemoryKind, StoredMessage};
 
 impl Store {
-
     /// Writes a message with its locator and embedding-queue entries: locator, message, then
     /// queue entry, so the embedding worker never takes a queued id whose message is not
     /// written yet (it would drop it as gone); a crash before the queue entry is caught at the

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use valor_embed::Embedder;
-use valor_memory::{Document, MemoryCounts, Store, StoreError, StoredVector};
+use valor_store::{Document, MemoryCounts, Store, StoreError, StoredVector};
 
 use crate::catalogue::{Catalogue, Entry, Filter};
 use crate::keyword::KeywordIndex;
@@ -131,7 +131,7 @@ const POISON_STRIKES: u32 = 3;
 /// a saved memory's title says something of its own.
 fn embed_text(document: &Document) -> String {
     match document.kind {
-        valor_memory::MemoryKind::Message => document.text.clone(),
+        valor_store::MemoryKind::Message => document.text.clone(),
         _ => format!("{}\n{}", document.title, document.text),
     }
 }

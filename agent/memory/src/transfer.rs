@@ -6,7 +6,7 @@
 use std::io::{BufRead, Write};
 
 use serde::{Deserialize, Serialize};
-use valor_memory::{LearningRecord, MemoryKind, MemoryRecord, Store, StoreError, StoredMessage};
+use valor_store::{LearningRecord, MemoryKind, MemoryRecord, Store, StoreError, StoredMessage};
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -142,7 +142,7 @@ fn check_ids(
         if id == 0 && !matches!(line, Line::Message(_)) {
             continue; // a new memory: it gets a fresh id
         }
-        let problem = if id > valor_memory::store::MAX_DOCUMENT_ID {
+        let problem = if id > valor_store::store::MAX_DOCUMENT_ID {
             Some(format!("id {id} is beyond the largest a document may have"))
         } else if seen
             .insert(id, (kind, chat_id))

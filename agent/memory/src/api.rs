@@ -10,8 +10,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use valor_memory::{MemoryCounts, MemoryKind, MemoryRecord};
 use valor_monitor::auth::{BearerGate, require_bearer};
+use valor_store::{MemoryCounts, MemoryKind, MemoryRecord};
 
 use crate::catalogue::Filter;
 use crate::search::Query;

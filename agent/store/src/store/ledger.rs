@@ -6,7 +6,6 @@ use crate::StoreError;
 use crate::records::{ProcessRecord, RunRecord, SessionRecord};
 
 impl Store {
-
     pub fn session(&self, chat_id: i64) -> Result<Option<SessionRecord>, StoreError> {
         self.sessions
             .get(id_key(chat_id))?

@@ -9,11 +9,11 @@ use std::path::{Path, PathBuf};
 
 use valor_core::context::Role;
 use valor_core::recall::Recall;
-use valor_memory::{MemoryKind, MemoryRecord, Store, StoredMessage};
+use valor_memory::transfer;
+use valor_memory::turn::MemoryHealth;
+use valor_memory::{Filter, Memory, MemorySettings, MemoryState, Query, SearchMode};
 use valor_monitor::{HealthComponent, Status};
-use valor_recall::transfer;
-use valor_recall::turn::MemoryHealth;
-use valor_recall::{Filter, Memory, MemorySettings, MemoryState, Query, SearchMode};
+use valor_store::{MemoryKind, MemoryRecord, Store, StoredMessage};
 
 struct Setup {
     dir: tempfile::TempDir,
@@ -201,7 +201,7 @@ async fn a_turn_recalls_its_own_chat_and_shared_memories_only() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_turn_gets_its_chats_and_shared_active_learnings_by_confidence() {
-    use valor_memory::{Category, LearningRecord};
+    use valor_store::{Category, LearningRecord};
     let setup = Setup::new();
     let memory = setup.open();
     let store = memory.store();
@@ -578,7 +578,7 @@ async fn an_unauthenticated_64_mb_upload_is_refused_without_being_read() {
         MemorySettings::beside(&path, dir.path().join("no-model")),
     )
     .unwrap();
-    let app = valor_recall::api::router(memory, "the-right-token".to_owned());
+    let app = valor_memory::api::router(memory, "the-right-token".to_owned());
     for (auth, route) in [
         (None, "/memory/import"),
         (Some("Bearer wrong-token"), "/memory/import"),

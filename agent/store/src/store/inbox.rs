@@ -12,7 +12,6 @@ const PAIRED_PREFIX: &[u8] = b"paired:";
 const SET_ASIDE_PREFIX: &[u8] = b"inbox-set-aside:";
 
 impl Store {
-
     /// The last Telegram update fully taken in (its message stored), or 0.
     pub fn telegram_last_update(&self) -> Result<i64, StoreError> {
         Ok(self

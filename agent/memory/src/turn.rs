@@ -60,7 +60,7 @@ impl Recall for Memory {
                 return Vec::new();
             }
         };
-        valor_memory::learnings::rank(&mut learnings);
+        valor_store::learnings::rank(&mut learnings);
         learnings
             .into_iter()
             .map(|l| LearnedFact {

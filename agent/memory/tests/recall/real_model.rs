@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use valor_embed::{Embedder, cosine};
-use valor_recall::vector::VectorIndex;
+use valor_memory::vector::VectorIndex;
 
 const DOCUMENTS: usize = 3_000;
 const QUERIES: usize = 200;

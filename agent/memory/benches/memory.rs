@@ -2,7 +2,7 @@
 //! with the query embedding included (hybrid, filtered, keyword-only), plus recall@10 at that
 //! size. One-shot measurements with percentiles, so not criterion's loop.
 //!
-//! `cargo bench -p valor-recall --bench memory` (needs scripts/setup for the model).
+//! `cargo bench -p valor-memory --bench memory` (needs scripts/setup for the model).
 //!
 //! The 100k vectors are 5,000 real all-MiniLM-L6-v2 embeddings of the chat corpus, each used 20
 //! times with small noise (embedding 100k sentences would take the bench ~7 minutes on 2 cores);
@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use valor_core::context::Role;
 use valor_embed::{Embedder, cosine};
-use valor_memory::{Store, StoredMessage, StoredVector};
-use valor_recall::{Filter, Memory, MemorySettings, Query};
+use valor_memory::{Filter, Memory, MemorySettings, Query};
+use valor_store::{Store, StoredMessage, StoredVector};
 
 const DOCUMENTS: usize = 100_000;
 const BASE: usize = 5_000;

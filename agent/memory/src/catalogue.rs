@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
-use valor_memory::{Document, MemoryKind};
+use valor_store::{Document, MemoryKind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Entry {
