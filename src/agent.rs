@@ -73,7 +73,7 @@ impl Agent {
                 .collect(),
             runtime_dir: runtime_dir.path().to_owned(),
             sandbox,
-            store: store.clone(),
+            ledger: Arc::new(store.clone()),
             children: children.clone(),
             metrics: metrics.clone(),
         })
@@ -120,9 +120,14 @@ impl Agent {
         ))
     }
 
+    /// The store as the driver's session ledger (sessions, runs, process groups).
+    pub fn ledger(&self) -> valor_claude::ledger::Ledger {
+        Arc::new(self.store.clone())
+    }
+
     pub fn reaper(&self) -> Reaper {
         Reaper::new(
-            self.store.clone(),
+            self.ledger(),
             self.children.clone(),
             Some(self.driver.metrics().clone()),
             self.grace,

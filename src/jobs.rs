@@ -66,7 +66,7 @@ pub fn scheduler(
     monitor: &Arc<ResourceMonitor>,
     report_sender: Option<crate::daydream::Sender>,
 ) -> anyhow::Result<Scheduler> {
-    let mut scheduler = Scheduler::new(agent.store.clone(), Arc::new(chrono::Utc::now));
+    let mut scheduler = Scheduler::new(Arc::new(agent.store.clone()), Arc::new(chrono::Utc::now));
     for spec in specs(config)? {
         match spec.name.as_str() {
             "resource-tick" => {

@@ -81,7 +81,7 @@ pub fn notion_server(config: &Config, secrets: &Secrets) -> anyhow::Result<Notio
 /// Each browser the dev tools launch is recorded like a Claude process group (on /health as a
 /// child, in the store for the reaper) until it is closed.
 fn browser_watch(agent: &crate::agent::Agent) -> valor_tool_dev::LaunchWatch {
-    let (store, children) = (agent.store.clone(), agent.children.clone());
+    let (store, children) = (agent.ledger(), agent.children.clone());
     valor_tool_dev::LaunchWatch(Arc::new(move |pid| {
         Box::new(valor_claude::process::ProcessGroup::adopt(
             pid,

@@ -9,7 +9,25 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio_cron_scheduler::{Job, JobScheduler};
 use tokio_util::sync::CancellationToken;
-use valor_store::{JobOutcome, JobRunRecord, Store};
+use valor_store::{JobOutcome, JobRunRecord, Store, StoreError};
+
+/// The job log the scheduler keeps: every run of each job, written when it starts and when it
+/// ends, and each job's last run (its next due time and the catch-up after downtime rest on
+/// it). The store implements it.
+pub trait JobLog: Send + Sync {
+    fn record(&self, run: &JobRunRecord) -> Result<(), StoreError>;
+    fn last_run(&self, job: &str) -> Result<Option<JobRunRecord>, StoreError>;
+}
+
+impl JobLog for Store {
+    fn record(&self, run: &JobRunRecord) -> Result<(), StoreError> {
+        self.record_job_run(run)
+    }
+
+    fn last_run(&self, job: &str) -> Result<Option<JobRunRecord>, StoreError> {
+        self.last_job_run(job)
+    }
+}
 
 use crate::missed::{MissedDecision, decide};
 use crate::{MissedPolicy, Schedule};
@@ -69,7 +87,7 @@ struct Entry {
 
 pub struct Scheduler {
     entries: Vec<Arc<Entry>>,
-    store: Store,
+    log: Arc<dyn JobLog>,
     clock: Clock,
     notify: Option<Arc<dyn Fn(String) + Send + Sync>>,
 }
@@ -83,12 +101,12 @@ fn from_millis(ms: u64) -> Option<DateTime<Utc>> {
 }
 
 /// The listing of `specs` from their recorded runs (used by `valor jobs` when no Valor runs).
-pub fn status_of(specs: &[JobSpec], store: &Store, now: DateTime<Utc>) -> Vec<JobStatus> {
+pub fn status_of(specs: &[JobSpec], log: &dyn JobLog, now: DateTime<Utc>) -> Vec<JobStatus> {
     specs
         .iter()
         .map(|spec| {
             let last = if spec.persist {
-                store.last_job_run(&spec.name).ok().flatten()
+                log.last_run(&spec.name).ok().flatten()
             } else {
                 None
             };
@@ -118,10 +136,10 @@ fn status(spec: &JobSpec, last: Option<JobRunRecord>, now: DateTime<Utc>) -> Job
 }
 
 impl Scheduler {
-    pub fn new(store: Store, clock: Clock) -> Scheduler {
+    pub fn new(log: Arc<dyn JobLog>, clock: Clock) -> Scheduler {
         Scheduler {
             entries: Vec::new(),
-            store,
+            log,
             clock,
             notify: None,
         }
@@ -160,7 +178,7 @@ impl Scheduler {
     fn record(&self, entry: &Entry, run: &JobRunRecord) {
         *entry.last.lock().unwrap_or_else(PoisonError::into_inner) = Some(run.clone());
         if entry.spec.persist
-            && let Err(e) = self.store.record_job_run(run)
+            && let Err(e) = self.log.record(run)
         {
             tracing::error!(job = %run.job, error = %e, "cannot record a job run");
         }
@@ -175,7 +193,7 @@ impl Scheduler {
         if in_memory.is_some() || !entry.spec.persist {
             return in_memory;
         }
-        self.store.last_job_run(&entry.spec.name).ok().flatten()
+        self.log.last_run(&entry.spec.name).ok().flatten()
     }
 
     /// Runs a job now unless it is still running (then the firing is recorded as skipped).

@@ -51,7 +51,7 @@ fn counting_scheduler(
 ) -> (Scheduler, Arc<Mutex<Vec<RunContext>>>) {
     let runs = Arc::new(Mutex::new(Vec::new()));
     let seen = Arc::clone(&runs);
-    let mut scheduler = Scheduler::new(store.clone(), clock.clock());
+    let mut scheduler = Scheduler::new(Arc::new(store.clone()), clock.clock());
     scheduler.add(spec(policy), move |context| {
         seen.lock().unwrap().push(context);
         Box::pin(async { Ok("report written".to_owned()) })
@@ -196,7 +196,7 @@ async fn a_run_never_overlaps_itself_and_failures_are_recorded() {
     let clock = TestClock::new("2026-12-01T00:00:00Z");
     let gate = Arc::new(tokio::sync::Notify::new());
     let started = Arc::new(AtomicUsize::new(0));
-    let mut scheduler = Scheduler::new(store.clone(), clock.clock());
+    let mut scheduler = Scheduler::new(Arc::new(store.clone()), clock.clock());
     {
         let (gate, started) = (Arc::clone(&gate), Arc::clone(&started));
         scheduler.add(spec(CATCH_UP), move |_| {
@@ -291,7 +291,7 @@ async fn the_timer_fires_interval_jobs() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let count = Arc::new(AtomicUsize::new(0));
-    let mut scheduler = Scheduler::new(store, Arc::new(Utc::now));
+    let mut scheduler = Scheduler::new(Arc::new(store), Arc::new(Utc::now));
     let seen = Arc::clone(&count);
     scheduler.add(
         JobSpec {

@@ -100,7 +100,7 @@ fn driver(
         ],
         runtime_dir: dir.join("run"),
         sandbox,
-        store: valor_store::Store::open(&dir.join(name)).unwrap(),
+        ledger: std::sync::Arc::new(valor_store::Store::open(&dir.join(name)).unwrap()),
         children: valor_monitor::ChildRegistry::new(),
         metrics: valor_monitor::MetricsRegistry::new(),
     })

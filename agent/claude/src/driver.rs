@@ -19,9 +19,10 @@ use valor_core::{
     Backend, TurnError, TurnErrorKind, TurnEvent, TurnRequest, TurnStream, TurnSummary,
 };
 use valor_monitor::{ChildRegistry, MetricsRegistry};
-use valor_store::{RunError, RunRecord, SessionRecord, Store};
+use valor_store::{RunError, RunRecord, SessionRecord};
 
 use crate::failure::{Verdict, classify};
+use crate::ledger::Ledger;
 use crate::metrics::DriverMetrics;
 use crate::process::now_ms;
 use crate::sandbox::SandboxState;
@@ -43,7 +44,8 @@ pub struct DriverSetup {
     pub runtime_dir: PathBuf,
     /// Whether each process runs in its own sandbox (probed once by the caller).
     pub sandbox: SandboxState,
-    pub store: Store,
+    /// Sessions, runs and process groups (the store).
+    pub ledger: Ledger,
     pub children: ChildRegistry,
     pub metrics: MetricsRegistry,
 }
@@ -63,7 +65,7 @@ struct Inner {
     persona: Option<String>,
     runtime_dir: PathBuf,
     sandbox: SandboxState,
-    store: Store,
+    store: Ledger,
     children: ChildRegistry,
     /// Turns running now.
     running: AtomicUsize,
@@ -142,7 +144,7 @@ impl ClaudeDriver {
                 persona: setup.persona,
                 runtime_dir: setup.runtime_dir,
                 sandbox: setup.sandbox,
-                store: setup.store,
+                store: setup.ledger,
                 children: setup.children,
                 running: AtomicUsize::new(0),
                 freed: Notify::new(),

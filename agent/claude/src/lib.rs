@@ -9,6 +9,7 @@
 //! - [`spawn`]: the command line, the filtered environment, the per-turn MCP config file.
 //! - [`process`]: process groups: registered, recorded, stopped with SIGTERM then SIGKILL.
 //! - [`reaper`]: ends recorded groups that outlived their turn, also after a crash of Valor.
+//! - [`ledger`]: the session ledger the driver keeps (sessions, runs, process groups).
 //! - [`failure`]: when a run has failed, and why.
 //! - [`metrics`]: counters on /metrics and the `claude` component on /health.
 //! - [`binary`]: where the `claude` program is.
@@ -24,6 +25,7 @@ pub mod codec;
 pub mod driver;
 mod error;
 pub mod failure;
+pub mod ledger;
 pub mod metrics;
 pub mod process;
 pub mod reaper;

@@ -8,13 +8,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use valor_monitor::{ChildGuard, ChildRegistry};
-use valor_store::{ProcessRecord, Store};
+use valor_store::ProcessRecord;
+
+use crate::ledger::Ledger;
 
 /// A live process group; ended (SIGKILL to the group) and forgotten when dropped.
-#[derive(Debug)]
 pub struct ProcessGroup {
     pgid: u32,
-    store: Option<Store>,
+    store: Option<Ledger>,
     _registered: ChildGuard,
 }
 
@@ -25,7 +26,7 @@ impl ProcessGroup {
         label: &str,
         chat_id: Option<i64>,
         children: &ChildRegistry,
-        store: Option<&Store>,
+        store: Option<&Ledger>,
     ) -> ProcessGroup {
         let registered = children.register(pid, label);
         if let Some(store) = store {

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use valor_monitor::ChildRegistry;
-use valor_store::{ProcessRecord, Store};
+use valor_store::ProcessRecord;
+
+use crate::ledger::Ledger;
 
 use crate::metrics::DriverMetrics;
 use crate::process::{boot_id, group_members, now_ms, signal_group, start_ticks};
@@ -23,7 +25,7 @@ pub struct ReapReport {
 }
 
 pub struct Reaper {
-    store: Store,
+    store: Ledger,
     children: ChildRegistry,
     metrics: Option<DriverMetrics>,
     grace: Duration,
@@ -31,7 +33,7 @@ pub struct Reaper {
 
 impl Reaper {
     pub fn new(
-        store: Store,
+        store: Ledger,
         children: ChildRegistry,
         metrics: Option<DriverMetrics>,
         grace: Duration,
@@ -154,7 +156,7 @@ mod tests {
     #[tokio::test]
     async fn orphans_of_a_crashed_valor_are_ended_and_strangers_left_alone() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store: Ledger = std::sync::Arc::new(valor_store::Store::open(dir.path()).unwrap());
         let mut orphan = spawn_group();
         let mut stranger = spawn_group();
         std::thread::sleep(Duration::from_millis(100));
@@ -203,7 +205,7 @@ mod tests {
     #[tokio::test]
     async fn live_turns_and_young_groups_are_spared() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store: Ledger = std::sync::Arc::new(valor_store::Store::open(dir.path()).unwrap());
         let mut mine = spawn_group();
         let children = ChildRegistry::new();
         let _registered = children.register(mine.id(), "claude");
@@ -246,7 +248,7 @@ mod tests {
     #[tokio::test]
     async fn the_24_hour_cleanup_ends_only_our_old_groups() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store: Ledger = std::sync::Arc::new(valor_store::Store::open(dir.path()).unwrap());
         let mut old = spawn_group();
         let mut young = spawn_group();
         let mut stranger = spawn_group();

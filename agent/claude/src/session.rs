@@ -12,7 +12,6 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use valor_core::{ToolCallRecord, TurnEvent};
 use valor_monitor::ChildRegistry;
-use valor_store::Store;
 
 use crate::ClaudeError;
 use crate::codec::{Block, CliEvent, CliResult, Line, LineReader, MAX_LINE_BYTES, parse_line};
@@ -82,7 +81,7 @@ impl ClaudeProcess {
         mcp_config: McpConfigFile,
         chat_id: i64,
         children: &ChildRegistry,
-        store: &Store,
+        store: &crate::ledger::Ledger,
     ) -> Result<ClaudeProcess, ClaudeError> {
         let mut child = spec
             .command()

@@ -253,7 +253,7 @@ async fn the_reaper_ends_a_sandbox_left_behind_by_a_crashed_valor() {
     record.owner_pid = u32::MAX;
     h.store.put_process(&record).unwrap();
     let reaper = valor_claude::reaper::Reaper::new(
-        h.store.clone(),
+        std::sync::Arc::new(h.store.clone()),
         valor_monitor::ChildRegistry::new(),
         None,
         Duration::from_secs(1),

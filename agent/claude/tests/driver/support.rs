@@ -146,7 +146,7 @@ impl Harness {
             parent_env,
             runtime_dir: dir.path().join("run"),
             sandbox,
-            store: store.clone(),
+            ledger: std::sync::Arc::new(store.clone()),
             children: children.clone(),
             metrics: metrics.clone(),
         })
