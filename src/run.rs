@@ -242,7 +242,7 @@ fn telegram(
         valor_telegram::channel::TelegramChannel::new(valor_telegram::channel::ChannelSetup {
             bot,
             conversations,
-            store: agent.store.clone(),
+            store: Arc::new(agent.store.clone()),
             allowed_users: t.allowed_users.clone(),
             poll_timeout_secs: u32::try_from(t.poll_timeout_secs).unwrap_or(30),
             pacer: valor_telegram::pacer::PacerConfig::default(),

@@ -106,7 +106,7 @@ async fn many_chats(chats: i64) {
     let channel = TelegramChannel::new(ChannelSetup {
         bot: Bot::new(&fake.token).set_api_url(fake.url.parse().unwrap()),
         conversations: conversations(&store, backend.clone()),
-        store: store.clone(),
+        store: Arc::new(store.clone()),
         allowed_users: (1..=chats).collect(),
         poll_timeout_secs: 1,
         pacer: PacerConfig::default(),

@@ -23,7 +23,9 @@ use teloxide::types::{ChatId, Update, UpdateKind};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use valor_core::{Conversations, Event, Op};
-use valor_store::{InboxEntry, Store};
+use valor_store::InboxEntry;
+
+use crate::inbox::Inbox;
 
 use crate::health::PollHealth;
 use crate::pacer::{ChatPacer, PacerConfig};
@@ -62,7 +64,8 @@ pub struct ChannelSetup {
     /// The conversation service the chats' turns run through (its learning too: the watcher
     /// beside each turn, "Remember this?", `/learnings`, `/forget`, `/remember`).
     pub conversations: Conversations,
-    pub store: Store,
+    /// Where accepted messages, the update offset and paired users are kept (the store).
+    pub store: Arc<dyn Inbox>,
     pub allowed_users: Vec<i64>,
     pub poll_timeout_secs: u32,
     pub pacer: PacerConfig,
@@ -107,7 +110,7 @@ pub struct TelegramChannel {
 struct Inner {
     bot: Bot,
     conversations: Conversations,
-    store: Store,
+    store: Arc<dyn Inbox>,
     allowed: Mutex<HashSet<i64>>,
     poll_timeout: u32,
     pacer: PacerConfig,
@@ -555,7 +558,13 @@ impl TelegramChannel {
                         let (store, pacer) = (store.clone(), self.pacer(chat.0, chat.0 > 0));
                         tokio::spawn(async move {
                             crate::remember::answer(
-                                &bot, &store, &pacer, query.id, chat, question, answered,
+                                &bot,
+                                store.as_ref(),
+                                &pacer,
+                                query.id,
+                                chat,
+                                question,
+                                answered,
                             )
                             .await;
                         });

@@ -1,9 +1,12 @@
 //! Valor's Telegram channel.
 //!
-//! - [`channel`]: long polling, access, per-chat order, commands, restart safety.
+//! - [`channel`]: long polling, access, commands, restart safety; updates become ops of the
+//!   conversation service and its events become messages.
 //! - [`format`]: Markdown to Telegram HTML, escaped; splitting at 4096 characters on paragraph
 //!   and code-fence boundaries; the plain-text fallback.
 //! - [`health`]: the `telegram` component of `/health`: last good poll, failing for how long.
+//! - [`inbox`]: what the channel keeps (inbox, update offset, paired users, its questions),
+//!   as the `Inbox` the store implements.
 //! - [`progress`]: the status line of a running turn (tools, retries, waiting) with Stop.
 //! - [`photos`]: pictures the tools make, sent to their chat through its pacer.
 //! - [`remember`]: "Remember this?" with [Remember] [Not now]; nothing stored unasked.
@@ -19,6 +22,7 @@
 pub mod channel;
 pub mod format;
 pub mod health;
+pub mod inbox;
 pub mod pacer;
 pub mod pairing;
 pub mod photos;

@@ -2,6 +2,7 @@
 //! stored until the user says yes; the question expires after ten minutes; every button press
 //! is answered (Telegram shows a spinner until it is), and a second press finds it settled.
 
+use crate::inbox::Inbox;
 use teloxide::Bot;
 use teloxide::payloads::{AnswerCallbackQuerySetters as _, SendMessageSetters as _};
 use teloxide::prelude::Requester as _;
@@ -10,7 +11,6 @@ use teloxide::types::{
 };
 use valor_core::learning::Question;
 use valor_core::{Event, Events};
-use valor_store::Store;
 
 use crate::pacer::ChatPacer;
 
@@ -35,7 +35,7 @@ pub fn parse(data: &str) -> Option<(u64, bool)> {
 /// Asks in the chat; the question's message id is kept with the question.
 pub async fn ask(
     bot: &Bot,
-    store: &Store,
+    store: &dyn Inbox,
     pacer: &ChatPacer,
     question: &Question,
 ) -> Result<(), teloxide::RequestError> {
@@ -63,7 +63,7 @@ pub async fn ask(
 /// the outcome.
 pub async fn answer(
     bot: &Bot,
-    store: &Store,
+    store: &dyn Inbox,
     pacer: &ChatPacer,
     query: CallbackQueryId,
     chat: ChatId,

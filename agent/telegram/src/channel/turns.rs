@@ -130,7 +130,7 @@ impl TelegramChannel {
         let pacer = self.pacer(question.chat_id, question.chat_id > 0);
         let (bot, store) = (self.inner.bot.clone(), self.inner.store.clone());
         tokio::spawn(async move {
-            if let Err(e) = crate::remember::ask(&bot, &store, &pacer, &question).await {
+            if let Err(e) = crate::remember::ask(&bot, store.as_ref(), &pacer, &question).await {
                 tracing::warn!(chat_id = question.chat_id, error = %e, "cannot ask to remember");
             }
         });

@@ -60,7 +60,7 @@ async fn start_with(
     let channel = TelegramChannel::new(ChannelSetup {
         bot: Bot::new(&fake.token).set_api_url(fake.url.parse().unwrap()),
         conversations,
-        store: store.clone(),
+        store: Arc::new(store.clone()),
         allowed_users: vec![FRIEND],
         poll_timeout_secs: 1,
         pacer: PacerConfig::default(),
