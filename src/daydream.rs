@@ -93,8 +93,16 @@ impl Host for AgentHost {
         Box::pin(async move {
             let reaped = self.reaper.reap(Some(STALE_AGE)).await;
             let temp = std::env::temp_dir();
-            let profiles = crate::jobs::remove_stale_browser_profiles(&temp, STALE_AGE);
-            let runs = remove_stale_daydream_dirs(&temp, STALE_AGE);
+            let profiles = crate::jobs::remove_stale_temp_dirs(
+                &temp,
+                valor_tool_dev::browser::PROFILE_PREFIX,
+                STALE_AGE,
+            );
+            let runs = crate::jobs::remove_stale_temp_dirs(
+                &temp,
+                valor_daydream::run::RUN_DIR_PREFIX,
+                STALE_AGE,
+            );
             let mut cleaned = Vec::new();
             if !reaped.killed.is_empty() {
                 cleaned.push(format!(
@@ -150,29 +158,6 @@ impl Host for AgentHost {
             Ok(format!("Telegram chat {}", self.report_chat))
         })
     }
-}
-
-/// Removes `valor-daydream-*` temp directories older than `age` (a run cut short by a crash).
-fn remove_stale_daydream_dirs(temp: &std::path::Path, age: Duration) -> usize {
-    let Ok(entries) = std::fs::read_dir(temp) else {
-        return 0;
-    };
-    entries
-        .filter_map(Result::ok)
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .starts_with("valor-daydream-")
-        })
-        .filter(|e| {
-            e.metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.elapsed().ok())
-                .is_some_and(|elapsed| elapsed > age)
-        })
-        .filter(|e| std::fs::remove_dir_all(e.path()).is_ok())
-        .count()
 }
 
 /// When the last daydream that got to its report started (for "changed since").

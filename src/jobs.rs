@@ -15,7 +15,22 @@ const REAP_EVERY: &str = "every 1m";
 /// The cleanup ends Valor's Claude Code process groups older than this.
 const STALE_PROCESS_AGE: Duration = Duration::from_secs(24 * 3600);
 
+/// The work a job does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Work {
+    ResourceTick,
+    Reaper,
+    Daydream,
+    Cleanup,
+}
+
+/// The specs of the jobs, from the config (`valor jobs` lists them without a running Valor).
 pub fn specs(config: &Config) -> anyhow::Result<Vec<JobSpec>> {
+    Ok(table(config)?.into_iter().map(|(spec, _)| spec).collect())
+}
+
+/// Every job once: its spec and its work.
+fn table(config: &Config) -> anyhow::Result<Vec<(JobSpec, Work)>> {
     let s = &config.scheduler;
     let window = Duration::from_secs(s.catch_up_window_hours.saturating_mul(3600));
     let cleanup_missed = MissedPolicy::parse(&s.cleanup_missed, window).with_context(|| {
@@ -25,36 +40,54 @@ pub fn specs(config: &Config) -> anyhow::Result<Vec<JobSpec>> {
         )
     })?;
     Ok(vec![
-        JobSpec {
-            name: "resource-tick".to_owned(),
-            schedule: Schedule::parse(&format!("every {}s", config.monitor.interval_secs.max(1)))?,
-            missed: MissedPolicy::Skip,
-            persist: false,
-        },
-        JobSpec {
-            name: "reaper".to_owned(),
-            schedule: Schedule::parse(REAP_EVERY)?,
-            missed: MissedPolicy::Skip,
-            persist: false,
-        },
-        JobSpec {
-            name: crate::daydream::JOB.to_owned(),
-            schedule: Schedule::parse(&config.daydream.schedule).context("[daydream] schedule")?,
-            missed: MissedPolicy::parse(&config.daydream.missed, window).with_context(|| {
-                format!(
-                    "[daydream] missed: unknown policy {:?}",
-                    config.daydream.missed
-                )
-            })?,
-            persist: true,
-        },
-        JobSpec {
-            name: "cleanup".to_owned(),
-            schedule: Schedule::parse(&s.cleanup_schedule)
-                .context("[scheduler] cleanup_schedule")?,
-            missed: cleanup_missed,
-            persist: true,
-        },
+        (
+            JobSpec {
+                name: "resource-tick".to_owned(),
+                schedule: Schedule::parse(&format!(
+                    "every {}s",
+                    config.monitor.interval_secs.max(1)
+                ))?,
+                missed: MissedPolicy::Skip,
+                persist: false,
+            },
+            Work::ResourceTick,
+        ),
+        (
+            JobSpec {
+                name: "reaper".to_owned(),
+                schedule: Schedule::parse(REAP_EVERY)?,
+                missed: MissedPolicy::Skip,
+                persist: false,
+            },
+            Work::Reaper,
+        ),
+        (
+            JobSpec {
+                name: crate::daydream::JOB.to_owned(),
+                schedule: Schedule::parse(&config.daydream.schedule)
+                    .context("[daydream] schedule")?,
+                missed: MissedPolicy::parse(&config.daydream.missed, window).with_context(
+                    || {
+                        format!(
+                            "[daydream] missed: unknown policy {:?}",
+                            config.daydream.missed
+                        )
+                    },
+                )?,
+                persist: true,
+            },
+            Work::Daydream,
+        ),
+        (
+            JobSpec {
+                name: "cleanup".to_owned(),
+                schedule: Schedule::parse(&s.cleanup_schedule)
+                    .context("[scheduler] cleanup_schedule")?,
+                missed: cleanup_missed,
+                persist: true,
+            },
+            Work::Cleanup,
+        ),
     ])
 }
 
@@ -67,9 +100,9 @@ pub fn scheduler(
     report_sender: Option<crate::daydream::Sender>,
 ) -> anyhow::Result<Scheduler> {
     let mut scheduler = Scheduler::new(Arc::new(agent.store.clone()), Arc::new(chrono::Utc::now));
-    for spec in specs(config)? {
-        match spec.name.as_str() {
-            "resource-tick" => {
+    for (spec, work) in table(config)? {
+        match work {
+            Work::ResourceTick => {
                 let monitor = Arc::clone(monitor);
                 scheduler.add(spec, move |_| {
                     let outcome = monitor
@@ -81,7 +114,7 @@ pub fn scheduler(
                     Box::pin(async move { outcome })
                 });
             }
-            "reaper" => {
+            Work::Reaper => {
                 let reaper = Arc::new(agent.reaper());
                 scheduler.add(spec, move |_| {
                     let reaper = Arc::clone(&reaper);
@@ -101,7 +134,7 @@ pub fn scheduler(
                     })
                 });
             }
-            crate::daydream::JOB => {
+            Work::Daydream => {
                 let host = Arc::new(crate::daydream::AgentHost {
                     store: agent.store.clone(),
                     monitor: Arc::clone(monitor),
@@ -121,14 +154,14 @@ pub fn scheduler(
                     })
                 });
             }
-            "cleanup" => {
+            Work::Cleanup => {
                 let reaper = Arc::new(agent.reaper());
                 scheduler.add(spec, move |_| {
                     let reaper = Arc::clone(&reaper);
                     Box::pin(async move {
                         let report = reaper.reap(Some(STALE_PROCESS_AGE)).await;
                         let profiles =
-                            remove_stale_browser_profiles(&std::env::temp_dir(), STALE_PROCESS_AGE);
+                            remove_stale_temp_dirs(&std::env::temp_dir(), valor_tool_dev::browser::PROFILE_PREFIX, STALE_PROCESS_AGE);
                         Ok(format!(
                             "{} Claude Code process groups over 24 h ended, {profiles} stale browser profiles removed",
                             report.killed.len()
@@ -136,36 +169,28 @@ pub fn scheduler(
                     })
                 });
             }
-            other => anyhow::bail!("no work is defined for the job {other:?}"),
         }
     }
     Ok(scheduler)
 }
 
-/// Removes Chromium profiles (`valor-chromium-*` in `temp`) not touched for `age`: a Valor
-/// that was killed cannot remove its own. A live browser writes to its profile, which keeps it
-/// young.
-pub fn remove_stale_browser_profiles(temp: &std::path::Path, age: Duration) -> usize {
+/// Removes folders in `temp` named `prefix*` not touched for `age`: what a killed Valor left
+/// behind (browser profiles, daydream runs; their prefixes are their creators'). A live one is
+/// written to, which keeps it young.
+pub fn remove_stale_temp_dirs(temp: &std::path::Path, prefix: &str, age: Duration) -> usize {
     let Ok(entries) = std::fs::read_dir(temp) else {
         return 0;
     };
-    let mut removed = 0;
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        if !name.to_string_lossy().starts_with("valor-chromium-") {
-            continue;
-        }
-        let old = entry
-            .metadata()
-            .and_then(|m| m.modified())
-            .ok()
+    let old = |entry: &std::fs::DirEntry| {
+        (entry.metadata().and_then(|m| m.modified()).ok())
             .and_then(|t| t.elapsed().ok())
-            .is_some_and(|elapsed| elapsed > age);
-        if old && std::fs::remove_dir_all(entry.path()).is_ok() {
-            removed += 1;
-        }
-    }
-    removed
+            .is_some_and(|elapsed| elapsed > age)
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+        .filter(|e| old(e) && std::fs::remove_dir_all(e.path()).is_ok())
+        .count()
 }
 
 #[cfg(test)]
@@ -174,7 +199,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_old_browser_profiles_are_removed() {
+    fn only_old_folders_of_the_prefix_are_removed() {
         let temp = tempfile::tempdir().unwrap();
         let make = |name: &str, age_secs: u64| {
             let dir = temp.path().join(name);
@@ -190,7 +215,7 @@ mod tests {
         make("valor-chromium-new", 60);
         make("someone-elses-old", 2 * 86_400);
         assert_eq!(
-            remove_stale_browser_profiles(temp.path(), STALE_PROCESS_AGE),
+            remove_stale_temp_dirs(temp.path(), "valor-chromium-", STALE_PROCESS_AGE),
             1
         );
         let mut left: Vec<String> = std::fs::read_dir(temp.path())

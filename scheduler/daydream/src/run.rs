@@ -18,6 +18,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Each run works in a temporary folder named with this prefix (the cleanup removes old ones
+/// a crash left behind).
+pub const RUN_DIR_PREFIX: &str = "valor-daydream-";
+
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
@@ -278,7 +282,7 @@ impl Daydream {
         let temp = self
             .settings
             .temp_dir
-            .join(format!("valor-daydream-{session}"));
+            .join(format!("{RUN_DIR_PREFIX}{session}"));
         if let Err(e) = std::fs::create_dir_all(&temp) {
             tracing::warn!(error = %e, "cannot make the daydream's temp directory");
         }

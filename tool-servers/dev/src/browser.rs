@@ -157,7 +157,7 @@ impl WarmBrowser {
     async fn launch(&self) -> Result<Running, ToolError> {
         let executable = self.executable()?;
         let profile = tempfile::Builder::new()
-            .prefix("valor-chromium-")
+            .prefix(PROFILE_PREFIX)
             .tempdir()
             .map_err(|e| ToolError::Io(format!("cannot make the browser profile: {e}")))?;
         let (width, height) = self.settings.viewport;
@@ -513,3 +513,7 @@ fn remote_text(object: &chromiumoxide::cdp::js_protocol::runtime::RemoteObject) 
         None => object.description.clone().unwrap_or_default(),
     }
 }
+
+/// Browser profiles are temporary folders named with this prefix (the cleanup job removes
+/// old ones a killed Valor left behind).
+pub const PROFILE_PREFIX: &str = "valor-chromium-";
