@@ -43,7 +43,7 @@ async fn listing(config: &valor_config::Config) -> anyhow::Result<Vec<JobStatus>
     match Store::open(path) {
         Ok(store) => Ok(status_of(&specs, &store, chrono::Utc::now())),
         Err(StoreError::Locked { .. }) => {
-            crate::memory_cmd::AgentClient::for_config(config, Duration::from_secs(10))
+            crate::memory_cmd::agent_client(config, Duration::from_secs(10))
                 .map_err(anyhow::Error::msg)?
                 .get("/jobs")
                 .await

@@ -1,6 +1,7 @@
 //! `valor`: the command line. Wiring only; the work lives in the library crates.
 
 mod agent;
+mod app;
 mod chat;
 mod config_cmd;
 mod daydream;

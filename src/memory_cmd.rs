@@ -8,11 +8,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Subcommand;
-use serde::de::DeserializeOwned;
 use serde_json::Value;
 use valor_config::Config;
 use valor_core::time::civil_date;
 use valor_memory::api::{MemoryStats, SearchParams};
+pub(crate) use valor_memory::client::AgentClient;
 use valor_memory::transfer::{self, Moved};
 use valor_memory::{Memory, MemorySettings, SearchMode, SearchResult};
 use valor_store::Document;
@@ -66,62 +66,10 @@ pub(crate) enum Access {
     Agent(AgentClient),
 }
 
-pub(crate) struct AgentClient {
-    base: String,
-    token: String,
-    client: reqwest::Client,
-}
-
-impl AgentClient {
-    /// The running agent that holds `config`'s store, with its API token.
-    pub(crate) fn for_config(config: &Config, timeout: Duration) -> Result<AgentClient, String> {
-        let path = &config.memory.path;
-        let token = valor_store::secret::api_token(path).map_err(|e| {
-            format!("the store is in use by a running Valor, and its API token cannot be read: {e}")
-        })?;
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(timeout)
-            .build()
-            .map_err(|e| e.to_string())?;
-        Ok(AgentClient {
-            base: valor_store::secret::api_url(path)
-                .unwrap_or_else(|| crate::health_cmd::base_url(config.health.bind)),
-            token,
-            client,
-        })
-    }
-
-    pub(crate) async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, String> {
-        self.send(self.client.delete(format!("{}{path}", self.base)))
-            .await
-    }
-
-    async fn send<T: DeserializeOwned>(
-        &self,
-        request: reqwest::RequestBuilder,
-    ) -> Result<T, String> {
-        let response = request
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .map_err(|e| format!("cannot reach the running Valor at {}: {e}", self.base))?;
-        let status = response.status();
-        let text = response.text().await.map_err(|e| e.to_string())?;
-        if !status.is_success() {
-            let message = serde_json::from_str::<Value>(&text)
-                .ok()
-                .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_owned))
-                .unwrap_or(text);
-            return Err(format!("the running Valor answered {status}: {message}"));
-        }
-        serde_json::from_str(&text).map_err(|e| format!("unexpected answer from Valor: {e}"))
-    }
-
-    pub(crate) async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, String> {
-        self.send(self.client.get(format!("{}{path}", self.base)))
-            .await
-    }
+/// The running agent that holds `config`'s store, with its API token.
+pub(crate) fn agent_client(config: &Config, timeout: Duration) -> Result<AgentClient, String> {
+    let fallback = crate::health_cmd::base_url(config.health.bind);
+    AgentClient::for_store(&config.memory.path, fallback, timeout)
 }
 
 fn fail(message: impl std::fmt::Display) -> ExitCode {
@@ -181,7 +129,7 @@ pub(crate) fn open(config: &Config) -> Result<Access, String> {
                 .map_err(|e| e.to_string())
         }
         Err(StoreError::Locked { .. }) => {
-            AgentClient::for_config(config, Duration::from_secs(600)).map(Access::Agent)
+            agent_client(config, Duration::from_secs(600)).map(Access::Agent)
         }
         Err(e) => Err(e.to_string()),
     }
@@ -354,9 +302,7 @@ async fn reindex(access: &Access) -> Result<(), String> {
             Ok(())
         }
         Access::Agent(agent) => {
-            let _: Value = agent
-                .send(agent.client.post(format!("{}/memory/reindex", agent.base)))
-                .await?;
+            let _: Value = agent.post("/memory/reindex", Vec::new()).await?;
             // The agent's worker does the work; follow it until the queue is empty.
             let mut bar: Option<indicatif::ProgressBar> = None;
             loop {
@@ -400,17 +346,7 @@ async fn export(access: &Access, out: Option<&Path>) -> Result<(), String> {
             transfer::export(memory.store(), &mut sink).map_err(|e| e.to_string())?
         }
         Access::Agent(agent) => {
-            let response = agent
-                .client
-                .get(format!("{}/memory/export", agent.base))
-                .bearer_auth(&agent.token)
-                .send()
-                .await
-                .map_err(|e| e.to_string())?;
-            if !response.status().is_success() {
-                return Err(format!("the running Valor answered {}", response.status()));
-            }
-            let body = response.bytes().await.map_err(|e| e.to_string())?;
+            let body = agent.get_bytes("/memory/export").await?;
             sink.write_all(&body).map_err(|e| e.to_string())?;
             sink.flush().map_err(|e| e.to_string())?;
             count_lines(&body)
@@ -453,14 +389,7 @@ async fn import(access: &Access, file: &Path) -> Result<(), String> {
         Access::Agent(agent) => {
             let mut body = Vec::new();
             input.read_to_end(&mut body).map_err(|e| e.to_string())?;
-            agent
-                .send(
-                    agent
-                        .client
-                        .post(format!("{}/memory/import", agent.base))
-                        .body(body),
-                )
-                .await?
+            agent.post("/memory/import", body).await?
         }
     };
     println!(

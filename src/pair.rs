@@ -110,5 +110,5 @@ async fn revoke(config: &Config, user: i64) -> anyhow::Result<()> {
 
 /// The running agent's Telegram access API (`/telegram/paired...`).
 fn agent(config: &Config) -> anyhow::Result<AgentClient> {
-    AgentClient::for_config(config, Duration::from_secs(10)).map_err(anyhow::Error::msg)
+    crate::memory_cmd::agent_client(config, Duration::from_secs(10)).map_err(anyhow::Error::msg)
 }

@@ -82,7 +82,6 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
     };
     let memory_token = valor_store::secret::api_token(&config.memory.path)
         .context("cannot create the memory API token")?;
-    let jobs_token = memory_token.clone();
 
     let shutdown = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
@@ -156,14 +155,14 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
     let server_shutdown = shutdown.clone();
     let hosted =
         crate::tool_servers::host_tools(&config, &loaded_secrets, &agent, &grants, deliver)?;
-    let routes = server::router(state)
-        .merge(valor_memory::api::router(
-            agent.memory.clone(),
-            memory_token,
-        ))
-        .merge(hosted.routes)
-        .merge(valor_scheduler::router(scheduler, jobs_token))
-        .merge(access_routes.unwrap_or_default());
+    let routes = crate::app::app(crate::app::AppParts {
+        health: state,
+        memory: agent.memory.clone(),
+        token: memory_token,
+        tools: hosted.routes,
+        scheduler,
+        telegram: access_routes,
+    });
     tasks.spawn(async move {
         if let Err(e) = server::serve(listener, routes, server_shutdown).await {
             tracing::error!(error = %e, "health server stopped");

@@ -10,6 +10,8 @@
 //! - [`turn`]: memory for a turn's prompt (the engine's `Recall`) and the `/health` component.
 //! - [`history`]: a chat's history as tools read it (search, or messages since a time).
 //! - [`api`]: the HTTP routes other processes reach memory through while the agent owns it.
+//! - [`client`]: the client of those routes, for `valor` commands while `valor run` owns the
+//!   store.
 //! - [`transfer`]: JSONL export and import.
 
 // stdout belongs to protocols and the CLI's output, stderr to tracing: libraries print nothing.
@@ -17,6 +19,7 @@
 
 pub mod api;
 pub mod catalogue;
+pub mod client;
 pub mod history;
 pub mod keyword;
 pub mod search;

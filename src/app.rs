@@ -1,0 +1,186 @@
+//! The agent's HTTP app: every route `valor run` serves on its one port, put together in one
+//! place so it can be tested without a socket (`oneshot`).
+//!
+//! - `/health`, `/metrics`, `/ready`: open (the monitor's router).
+//! - `/memory/*`: the memory API, behind the store's token.
+//! - `/jobs`: the scheduler's jobs, behind the same token.
+//! - `/mcp/<server>`: the hosted tool servers, each request behind a token bound to one chat.
+//! - `/telegram/paired`: pairings (`valor pair --list`, `--revoke`), behind the store's token,
+//!   when Telegram is on.
+
+use std::sync::Arc;
+
+use axum::Router;
+use valor_memory::Memory;
+use valor_monitor::{HealthState, server};
+use valor_scheduler::Scheduler;
+
+/// What the app is made of.
+pub struct AppParts {
+    pub health: HealthState,
+    pub memory: Memory,
+    /// The store's API token (`<store>.api-token`).
+    pub token: String,
+    /// The hosted tool servers' routes.
+    pub tools: Router,
+    pub scheduler: Arc<Scheduler>,
+    /// Telegram's pairing routes, when Telegram is on.
+    pub telegram: Option<Router>,
+}
+
+pub fn app(parts: AppParts) -> Router {
+    server::router(parts.health)
+        .merge(valor_memory::api::router(parts.memory, parts.token.clone()))
+        .merge(parts.tools)
+        .merge(valor_scheduler::router(parts.scheduler, parts.token))
+        .merge(parts.telegram.unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use tower::ServiceExt as _;
+    use valor_monitor::{ChildRegistry, MetricsRegistry, ResourceMonitor};
+
+    use super::*;
+
+    struct World {
+        _dir: tempfile::TempDir,
+        app: Router,
+        token: String,
+        ready: Arc<AtomicBool>,
+        grant: valor_core::engine::ToolGrant,
+    }
+
+    fn world() -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = valor_config::Config::default();
+        config.memory.path = dir.path().join("store");
+        config.memory.model_dir = dir.path().join("no-model");
+        config.claude.workspaces_dir = dir.path().join("workspaces");
+        config.claude.homes_dir = dir.path().join("homes");
+        config.claude.sandbox = "off".to_owned();
+        let metrics = MetricsRegistry::new();
+        let children = ChildRegistry::new();
+        let monitor =
+            ResourceMonitor::new(config.monitor.clone(), children.clone(), &metrics).unwrap();
+        monitor.tick().unwrap();
+        let agent = crate::agent::Agent::build(&config, &metrics, children, false).unwrap();
+        let token = valor_store::secret::api_token(&config.memory.path).unwrap();
+        let grants = valor_tools::host::Grants::default();
+        let tools = crate::tool_servers::tool_grant(&config, "http://127.0.0.1:1", &grants);
+        let secrets = valor_config::Secrets::default();
+        let hosted =
+            crate::tool_servers::host_tools(&config, &secrets, &agent, &grants, None).unwrap();
+        let ready = Arc::new(AtomicBool::new(true));
+        let app = app(AppParts {
+            health: HealthState {
+                monitor,
+                metrics,
+                ready: Arc::clone(&ready),
+                components: Vec::new(),
+            },
+            memory: agent.memory.clone(),
+            token: token.clone(),
+            tools: hosted.routes,
+            scheduler: Arc::new(Scheduler::new(
+                Arc::new(agent.store.clone()),
+                Arc::new(chrono::Utc::now),
+            )),
+            telegram: None,
+        });
+        World {
+            _dir: dir,
+            app,
+            token,
+            ready,
+            grant: tools(42),
+        }
+    }
+
+    async fn call(app: &Router, method: &str, path: &str, token: Option<&str>) -> StatusCode {
+        let mut request = Request::builder().method(method).uri(path);
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let request = request
+            .header("host", "127.0.0.1")
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(Body::from(
+                r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#,
+            ))
+            .unwrap();
+        app.clone().oneshot(request).await.unwrap().status()
+    }
+
+    #[tokio::test]
+    async fn health_is_open_and_readiness_follows_the_flag() {
+        let w = world();
+        assert_eq!(call(&w.app, "GET", "/health", None).await, StatusCode::OK);
+        assert_eq!(call(&w.app, "GET", "/metrics", None).await, StatusCode::OK);
+        assert_eq!(call(&w.app, "GET", "/ready", None).await, StatusCode::OK);
+        w.ready.store(false, Ordering::Release);
+        assert_eq!(
+            call(&w.app, "GET", "/ready", None).await,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+
+    #[tokio::test]
+    async fn memory_and_jobs_need_the_stores_token() {
+        let w = world();
+        for path in ["/memory/stats", "/jobs"] {
+            assert_eq!(
+                call(&w.app, "GET", path, None).await,
+                StatusCode::UNAUTHORIZED,
+                "{path}"
+            );
+            assert_eq!(
+                call(&w.app, "GET", path, Some("forged")).await,
+                StatusCode::UNAUTHORIZED,
+                "{path}"
+            );
+            assert_eq!(
+                call(&w.app, "GET", path, Some(&w.token)).await,
+                StatusCode::OK,
+                "{path}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_tool_server_takes_only_a_chats_own_token_and_not_the_stores() {
+        let w = world();
+        let chat_token = w.grant.mcp_config["mcpServers"]["social"]["headers"]["Authorization"]
+            .as_str()
+            .expect("a bearer header in the chat's MCP config")
+            .trim_start_matches("Bearer ")
+            .to_owned();
+        assert_eq!(
+            call(&w.app, "POST", "/mcp/social", None).await,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            call(&w.app, "POST", "/mcp/social", Some(&w.token)).await,
+            StatusCode::UNAUTHORIZED,
+            "the store's token opens no tool server"
+        );
+        let status = call(&w.app, "POST", "/mcp/social", Some(&chat_token)).await;
+        assert!(status.is_success(), "{status}");
+    }
+
+    #[tokio::test]
+    async fn without_telegram_there_are_no_pairing_routes() {
+        let w = world();
+        assert_eq!(
+            call(&w.app, "GET", "/telegram/paired", Some(&w.token)).await,
+            StatusCode::NOT_FOUND
+        );
+    }
+}
