@@ -1,0 +1,174 @@
+//! `cargo bench --bench soak`: memory that stays flat. `valor run` answers 2,000 turns in six
+//! chats (the fake Bot API, the real Claude Code CLI on the fake Anthropic API, warm processes
+//! kept), each chat sending its next message when the last is answered; Valor's own RSS (not
+//! the CLIs') is read every 250 turns. Target: after the first 250 turns RSS grows by at most
+//! 10%. `VALOR_SOAK_TURNS` (default 2000) and `VALOR_SOAK_CHATS` (default 6) tune it;
+//! `VALOR_SOAK_HEAPTRACK=<file>` runs Valor under heaptrack (`heaptrack_print <file>.zst` then
+//! shows what was still allocated at the end, and where).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use valor_fakes::anthropic::{FakeAnthropic, Reply};
+use valor_fakes::telegram::FakeTelegram;
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// The pid of `valor` itself (under heaptrack it is heaptrack's child).
+fn valor_pid(child: &Child) -> u32 {
+    let own = child.id();
+    let Ok(comm) = std::fs::read_to_string(format!("/proc/{own}/comm")) else {
+        return own;
+    };
+    if comm.trim() == "valor" {
+        return own;
+    }
+    for _ in 0..200 {
+        let children = std::fs::read_to_string(format!("/proc/{own}/task/{own}/children"))
+            .unwrap_or_default();
+        for pid in children.split_whitespace().filter_map(|p| p.parse::<u32>().ok()) {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            if comm.trim() == "valor" {
+                return pid;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    own
+}
+
+fn start(dir: &Path, telegram: &FakeTelegram, anthropic: &FakeAnthropic, chats: usize) -> Child {
+    let users: Vec<String> = (1..=chats).map(|c| c.to_string()).collect();
+    let mut cmd = match std::env::var("VALOR_SOAK_HEAPTRACK") {
+        Ok(out) => {
+            let mut cmd = Command::new("heaptrack");
+            cmd.arg("-o").arg(out).arg(env!("CARGO_BIN_EXE_valor"));
+            cmd
+        }
+        Err(_) => Command::new(env!("CARGO_BIN_EXE_valor")),
+    };
+    cmd.arg("run")
+        .current_dir(dir)
+        .env("HOME", dir)
+        .env("VALOR__HEALTH__BIND", "127.0.0.1:0")
+        .env("VALOR__LOG__FILTER", "info")
+        .env(
+            "VALOR__MEMORY__MODEL_DIR",
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("models/all-MiniLM-L6-v2"),
+        )
+        .env("TELEGRAM_BOT_TOKEN", &telegram.token)
+        .env("VALOR__TELEGRAM__API_URL", &telegram.url)
+        .env(
+            "VALOR__TELEGRAM__ALLOWED_USERS",
+            format!("[{}]", users.join(",")),
+        )
+        .env("VALOR__TELEGRAM__POLL_TIMEOUT_SECS", "1")
+        .env("ANTHROPIC_BASE_URL", &anthropic.url)
+        .env("ANTHROPIC_API_KEY", "sk-ant-test")
+        .env("CLAUDE_CODE_MAX_RETRIES", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            if line.contains("health server listening") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("valor run did not start");
+    child
+}
+
+/// Answers chat `chat` has got (each answer starts with "answer").
+fn answered(telegram: &FakeTelegram, chat: i64) -> usize {
+    (telegram.messages(chat).iter())
+        .filter(|m| m.visible.starts_with("answer "))
+        .count()
+}
+
+fn main() {
+    let turns = env_or("VALOR_SOAK_TURNS", 2000);
+    let chats = env_or("VALOR_SOAK_CHATS", 6);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (anthropic, telegram) = runtime.block_on(async {
+        let anthropic = FakeAnthropic::start(|turn| {
+            let asked = turn.last_user_text.clone().unwrap_or_default();
+            Reply::text(&format!("answer to {} characters", asked.len()))
+        })
+        .await;
+        (anthropic, FakeTelegram::start().await)
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = start(dir.path(), &telegram, &anthropic, chats);
+    let pid = valor_pid(&child);
+    let started = Instant::now();
+    let mut sent = vec![0usize; chats];
+    let mut samples: Vec<(usize, u64)> = vec![(0, rss_kib(pid))];
+    let mut done = 0;
+    let deadline = Instant::now() + Duration::from_secs(3600);
+    while done < turns {
+        assert!(Instant::now() < deadline, "the soak did not finish");
+        done = 0;
+        for chat in 0..chats {
+            let id = chat as i64 + 1;
+            let got = answered(&telegram, id);
+            done += got;
+            if got == sent[chat] && sent.iter().sum::<usize>() < turns {
+                sent[chat] += 1;
+                telegram.user_says(id, id, &format!("message {} of chat {id}", sent[chat]));
+            }
+        }
+        if done >= (samples.len()) * 250 && done > 0 {
+            samples.push((done, rss_kib(pid)));
+            println!(
+                "{done:>5} turns  {:>7.1} MiB  ({:.0} s)",
+                samples.last().unwrap().1 as f64 / 1024.0,
+                started.elapsed().as_secs_f64()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if samples.last().is_some_and(|(n, _)| *n < done) {
+        samples.push((done, rss_kib(pid)));
+    }
+    let after_250 = samples.iter().find(|(n, _)| *n >= 250).map_or(0, |s| s.1);
+    let last = samples.last().unwrap().1;
+    let growth = (last as f64 - after_250 as f64) / after_250.max(1) as f64 * 100.0;
+    println!(
+        "soak: {turns} turns in {chats} chats in {:.0} s; RSS {:.1} MiB at start, {:.1} MiB after 250 turns, {:.1} MiB at the end: {growth:+.1}% after the first 250 (target: within 10%)",
+        started.elapsed().as_secs_f64(),
+        samples[0].1 as f64 / 1024.0,
+        after_250 as f64 / 1024.0,
+        last as f64 / 1024.0,
+    );
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status();
+    let _ = child.wait();
+}
