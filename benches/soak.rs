@@ -4,7 +4,8 @@
 //! the CLIs') is read every 250 turns. Target: after the first 250 turns RSS grows by at most
 //! 10%. `VALOR_SOAK_TURNS` (default 2000) and `VALOR_SOAK_CHATS` (default 6) tune it;
 //! `VALOR_SOAK_HEAPTRACK=<file>` runs Valor under heaptrack (`heaptrack_print <file>.zst` then
-//! shows what was still allocated at the end, and where).
+//! shows what was still allocated at the end, and where: Valor is killed, not stopped, so
+//! that is everything a long run holds).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -44,9 +45,12 @@ fn valor_pid(child: &Child) -> u32 {
         return own;
     }
     for _ in 0..200 {
-        let children = std::fs::read_to_string(format!("/proc/{own}/task/{own}/children"))
-            .unwrap_or_default();
-        for pid in children.split_whitespace().filter_map(|p| p.parse::<u32>().ok()) {
+        let children =
+            std::fs::read_to_string(format!("/proc/{own}/task/{own}/children")).unwrap_or_default();
+        for pid in children
+            .split_whitespace()
+            .filter_map(|p| p.parse::<u32>().ok())
+        {
             let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
             if comm.trim() == "valor" {
                 return pid;
@@ -166,8 +170,15 @@ fn main() {
         after_250 as f64 / 1024.0,
         last as f64 / 1024.0,
     );
+    // Under heaptrack a SIGKILL keeps everything live at the end as "leaked": what a long run
+    // holds, not what a clean shutdown frees.
+    let signal = if std::env::var_os("VALOR_SOAK_HEAPTRACK").is_some() {
+        "-KILL"
+    } else {
+        "-TERM"
+    };
     let _ = Command::new("kill")
-        .arg("-TERM")
+        .arg(signal)
         .arg(pid.to_string())
         .status();
     let _ = child.wait();

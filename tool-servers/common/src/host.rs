@@ -13,6 +13,9 @@ use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use rmcp::transport::common::http_header::HEADER_SESSION_ID;
+use rmcp::transport::common::server_side_http::SessionId;
+use rmcp::transport::streamable_http_server::session::SessionManager as _;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use serde_json::{Value, json};
@@ -102,14 +105,58 @@ pub fn route<S>(
 where
     S: rmcp::ServerHandler + Send + 'static,
 {
+    let manager = Arc::new(LocalSessionManager::default());
     let service = StreamableHttpService::new(
         move || Ok(factory()),
-        Arc::new(LocalSessionManager::default()),
+        Arc::clone(&manager),
         StreamableHttpServerConfig::default(),
     );
+    let live = LiveSessions {
+        manager,
+        by_chat: Arc::new(Mutex::new(HashMap::new())),
+    };
     axum::Router::new()
         .nest_service(&format!("/mcp/{name}"), service)
+        .layer(axum::middleware::from_fn_with_state(
+            live,
+            close_replaced_sessions,
+        ))
         .layer(axum::middleware::from_fn_with_state(grants, require_token))
+}
+
+/// Each chat's live MCP session on one server. A chat has one Claude process at a time, and a
+/// process opens its session once, when it starts: a new session for a chat means the process
+/// that held the old one is gone. The old session is closed then, instead of lingering for
+/// rmcp's five-minute keep-alive (with a new process per turn, that kept about 80 KB a turn).
+#[derive(Clone)]
+struct LiveSessions {
+    manager: Arc<LocalSessionManager>,
+    by_chat: Arc<Mutex<HashMap<i64, SessionId>>>,
+}
+
+async fn close_replaced_sessions(
+    State(live): State<LiveSessions>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let chat = request.extensions().get::<Scope>().map(|s| s.chat_id);
+    let response = next.run(request).await;
+    let session = (response.headers().get(HEADER_SESSION_ID))
+        .and_then(|v| v.to_str().ok())
+        .map(SessionId::from);
+    if let (Some(chat), Some(session)) = (chat, session) {
+        let replaced = (live.by_chat.lock().unwrap_or_else(PoisonError::into_inner))
+            .insert(chat, session.clone())
+            .filter(|old| *old != session);
+        if let Some(old) = replaced {
+            tokio::spawn(async move {
+                if let Err(e) = live.manager.close_session(&old).await {
+                    tracing::debug!(chat_id = chat, error = %e, "cannot close a replaced MCP session");
+                }
+            });
+        }
+    }
+    response
 }
 
 async fn require_token(State(grants): State<Grants>, mut request: Request, next: Next) -> Response {

@@ -246,3 +246,55 @@ async fn a_token_for_one_chat_cannot_reach_another() {
         .to_owned();
     assert!(text.contains("chat 1 is out of reach"), "{text}");
 }
+
+#[tokio::test]
+async fn a_chats_new_session_closes_the_one_its_last_process_left_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let grants = Grants::default();
+    let workspaces = dir.path().to_owned();
+    let app = route("social", move || social(&workspaces), grants.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/mcp/social", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let token_a = grants.token_for(Scope::for_chat(dir.path(), 1));
+    let token_b = grants.token_for(Scope::for_chat(dir.path(), 2));
+    let http = reqwest::Client::new();
+    let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "claude-code", "version": "test"}}});
+    let ping = json!({"jsonrpc": "2.0", "id": 2, "method": "ping"});
+    let open = |token: String| {
+        let (http, url, initialize) = (http.clone(), url.clone(), initialize.clone());
+        async move {
+            let (status, session, _) = rpc(&http, &url, Some(&token), None, initialize).await;
+            assert_eq!(status, 200);
+            let session = session.unwrap();
+            let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+            rpc(&http, &url, Some(&token), Some(&session), initialized).await;
+            session
+        }
+    };
+    let first = open(token_a.clone()).await;
+    let other_chat = open(token_b.clone()).await;
+    let (status, _, _) = rpc(&http, &url, Some(&token_a), Some(&first), ping.clone()).await;
+    assert_eq!(status, 200, "the first session works");
+
+    // Chat 1's next process opens a new session: the old one goes, chat 2's stays.
+    let second = open(token_a.clone()).await;
+    assert_ne!(first, second);
+    let mut old = 0;
+    for _ in 0..100 {
+        old = rpc(&http, &url, Some(&token_a), Some(&first), ping.clone())
+            .await
+            .0;
+        if old == 404 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(old, 404, "the replaced session is closed");
+    let (status, _, _) = rpc(&http, &url, Some(&token_a), Some(&second), ping.clone()).await;
+    assert_eq!(status, 200, "the new session works");
+    let (status, _, _) = rpc(&http, &url, Some(&token_b), Some(&other_chat), ping).await;
+    assert_eq!(status, 200, "another chat's session is untouched");
+}
