@@ -80,6 +80,10 @@ fn start(dir: &Path, telegram: &FakeTelegram, anthropic: &FakeAnthropic, chats: 
             "VALOR__MEMORY__MODEL_DIR",
             Path::new(env!("CARGO_MANIFEST_DIR")).join("models/all-MiniLM-L6-v2"),
         )
+        .env(
+            "VALOR__CLAUDE__BINARY",
+            Path::new(env!("CARGO_MANIFEST_DIR")).join(valor_claude::binary::LOCAL_INSTALL),
+        )
         .env("TELEGRAM_BOT_TOKEN", &telegram.token)
         .env("VALOR__TELEGRAM__API_URL", &telegram.url)
         .env(
