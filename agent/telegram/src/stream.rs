@@ -306,7 +306,9 @@ pub async fn deliver<R: Requester<Err = RequestError>>(
     let mut transcript = Transcript::default();
     let mut shown = String::new();
     let mut next_update: Option<Instant> = None;
-    let mut next_typing = Instant::now();
+    // "Typing…" from the start, then about every 4 s while the turn runs.
+    let _ = bot.send_chat_action(chat, ChatAction::Typing).await;
+    let mut next_typing = Instant::now() + TYPING_EVERY;
     // What Claude is doing (tools, retries, waiting), with a Stop button; gone at the end.
     let mut status = StatusLine::default();
     let mut first = first;
