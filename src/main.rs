@@ -81,7 +81,25 @@ enum ConfigCommand {
     Check,
 }
 
+/// glibc gives threads that allocate at once arenas of their own (up to eight per core): the
+/// runtime's workers, its blocking threads, sled's and the embedder's then each keep freed
+/// memory, and a long run's RSS creeps up (the soak: +14.6% over 1,750 turns with the default,
+/// about +10% with two arenas, and 26 MB less to start with). Two are enough for Valor; an
+/// operator's `MALLOC_ARENA_MAX` still wins.
+#[allow(unsafe_code)]
+fn fewer_malloc_arenas() {
+    #[cfg(target_env = "gnu")]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only sets an allocator parameter; it runs first thing in main, before
+        // any other thread exists.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
+    }
+}
+
 fn main() -> ExitCode {
+    fewer_malloc_arenas();
     private_process();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
