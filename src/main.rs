@@ -84,7 +84,7 @@ enum ConfigCommand {
 /// glibc gives threads that allocate at once arenas of their own (up to eight per core): the
 /// runtime's workers, its blocking threads, sled's and the embedder's then each keep freed
 /// memory, and a long run's RSS creeps up (the soak: +14.6% over 1,750 turns with the default,
-/// about +10% with two arenas, and 26 MB less to start with). Two are enough for Valor; an
+/// +12.2% with two, and 26 MB less to start with). Two are enough for Valor; an
 /// operator's `MALLOC_ARENA_MAX` still wins.
 #[allow(unsafe_code)]
 fn fewer_malloc_arenas() {
