@@ -149,15 +149,21 @@ async fn rpc(
     (status, session, json)
 }
 
-#[tokio::test]
-async fn a_token_for_one_chat_cannot_reach_another() {
-    let dir = tempfile::tempdir().unwrap();
+/// The social server hosted on a loopback port, as the agent hosts it: its URL and the grants.
+async fn hosted_social(workspaces: &std::path::Path) -> (String, Grants) {
     let grants = Grants::default();
-    let workspaces = dir.path().to_owned();
+    let workspaces = workspaces.to_owned();
     let app = route("social", move || social(&workspaces), grants.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/mcp/social", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, grants)
+}
+
+#[tokio::test]
+async fn a_token_for_one_chat_cannot_reach_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, grants) = hosted_social(dir.path()).await;
     let chat_a = Scope::for_chat(dir.path(), 1);
     std::fs::create_dir_all(chat_a.workspace.join("received")).unwrap();
     let token_a = grants.token_for(chat_a.clone());
@@ -250,12 +256,7 @@ async fn a_token_for_one_chat_cannot_reach_another() {
 #[tokio::test]
 async fn a_chats_new_session_closes_the_one_its_last_process_left_open() {
     let dir = tempfile::tempdir().unwrap();
-    let grants = Grants::default();
-    let workspaces = dir.path().to_owned();
-    let app = route("social", move || social(&workspaces), grants.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/mcp/social", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let (url, grants) = hosted_social(dir.path()).await;
     let token_a = grants.token_for(Scope::for_chat(dir.path(), 1));
     let token_b = grants.token_for(Scope::for_chat(dir.path(), 2));
     let http = reqwest::Client::new();
