@@ -454,16 +454,17 @@ impl Conversations {
         if let Some(lapsed) = self.lapse_question(chat_id) {
             let _ = tx.send(Event::Lapsed(lapsed)).await;
         }
-        let source = turn.source.clone().unwrap_or_else(|| "console".to_owned());
-        // The watcher reads the message beside the turn; its question follows the answer.
-        let watched = self.inner.learning.clone().map(|learning| {
-            let text = text.clone();
-            tokio::task::spawn_blocking(move || learning.watch(chat_id, &text, &source))
-        });
         let Some(permit) = self.slot(&tx, &cancel).await else {
             let _ = tx.send(stopped("stopped while waiting for a slot")).await;
             return false;
         };
+        // The watcher reads the message beside the turn (a turn stopped before it ran is not
+        // asked about); its question follows the answer.
+        let source = turn.source.clone().unwrap_or_else(|| "console".to_owned());
+        let watched = self.inner.learning.clone().map(|learning| {
+            let text = text.clone();
+            tokio::task::spawn_blocking(move || learning.watch(chat_id, &text, &source))
+        });
         let incoming = Incoming {
             chat_id,
             author: turn.author,
