@@ -213,6 +213,7 @@ impl Console<'_> {
                 user_id: 0,
                 username: self.username.clone(),
             }),
+            ask,
             ..UserTurn::new(self.chat_id, text)
         };
         let mut events = self.service.submit(Op::UserTurn(turn));

@@ -489,9 +489,13 @@ impl ClaudeDriver {
 
         let mut warm = false;
         let mut process = None;
-        if let Some(candidate) = state.warm.take() {
-            let fits =
-                candidate.key == key && resume.is_some() && candidate.process.session_id == resume;
+        if let Some(mut candidate) = state.warm.take() {
+            // A warm process that died while idle is not tried: what it had printed after its
+            // last result would read as this turn's output and hide that it is gone.
+            let fits = candidate.key == key
+                && resume.is_some()
+                && candidate.process.session_id == resume
+                && !candidate.process.has_exited();
             if fits {
                 warm = true;
                 process = Some(candidate.process);

@@ -43,6 +43,9 @@ pub struct UserTurn {
     /// Where it came from (`tg:<update_id>`), so a replay stores it once.
     pub source: Option<String>,
     pub prepare: Option<Prepare>,
+    /// Whether the learning watcher may ask "Remember this?" about it (not where nobody could
+    /// answer: `valor chat --once`).
+    pub ask: bool,
 }
 
 impl UserTurn {
@@ -53,6 +56,7 @@ impl UserTurn {
             text: text.into(),
             source: None,
             prepare: None,
+            ask: true,
         }
     }
 }
@@ -461,7 +465,8 @@ impl Conversations {
         // The watcher reads the message beside the turn (a turn stopped before it ran is not
         // asked about); its question follows the answer.
         let source = turn.source.clone().unwrap_or_else(|| "console".to_owned());
-        let watched = self.inner.learning.clone().map(|learning| {
+        let watcher = self.inner.learning.clone().filter(|_| turn.ask);
+        let watched = watcher.map(|learning| {
             let text = text.clone();
             tokio::task::spawn_blocking(move || learning.watch(chat_id, &text, &source))
         });

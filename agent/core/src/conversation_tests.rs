@@ -388,3 +388,18 @@ async fn after_shutdown_turns_fail_as_cancelled() {
         "{events:?}"
     );
 }
+
+#[tokio::test]
+async fn a_turn_nobody_could_answer_a_question_about_is_not_watched() {
+    let backend = ScriptedBackend::new(|_| Scripted::text("noted"));
+    let learning = Arc::new(Asking::default());
+    let service = service_learning(&backend, Settings::default(), Some(learning.clone()));
+    let mut once = UserTurn::new(9, "we use tokio");
+    once.ask = false;
+    let events = only(&collect(service.submit(Op::UserTurn(once))).await);
+    assert!(matches!(events.last(), Some(Event::Final(_))), "{events:?}");
+    assert!(
+        learning.asked.lock().unwrap().is_empty(),
+        "no question recorded"
+    );
+}

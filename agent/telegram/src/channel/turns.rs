@@ -42,6 +42,7 @@ impl TelegramChannel {
             text: entry.text.clone(),
             source: Some(format!("tg:{}", entry.update_id)),
             prepare,
+            ask: true,
         };
         let events = self.inner.conversations.submit(Op::UserTurn(turn));
         tokio::spawn(self.clone().answer(entry, events));
