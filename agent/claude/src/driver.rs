@@ -538,8 +538,12 @@ impl ClaudeDriver {
                 tracing::warn!(error = %e, "cannot send the prompt to a new Claude process");
             }
             read = current.read_turn(tx, self.limits(), cancel).await;
-            // A warm process that died before saying anything is replaced; the turn goes on.
-            if warm && read.ended && !read.any_output && tries < 2 {
+            // A warm process that died before answering is replaced and the turn goes on,
+            // unless it had already called a tool (running that again could repeat what the
+            // tool did). Lines it printed after its previous result may have come first, so
+            // output alone does not mean it was answering.
+            let died_idle = read.ended && read.result.is_none() && read.tool_calls.is_empty();
+            if warm && died_idle && tries < 2 {
                 tracing::warn!(
                     pgid = current.pgid(),
                     "warm Claude process died; replacing it"

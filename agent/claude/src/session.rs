@@ -43,8 +43,6 @@ pub struct TurnRead {
     pub tool_calls: Vec<ToolCallRecord>,
     pub malformed_lines: u64,
     pub oversized_lines: u64,
-    /// Whether any line came at all (a warm process that died shows none).
-    pub any_output: bool,
     /// Tool names by tool-use id, to name the results.
     tool_names: std::collections::HashMap<String, String>,
 }
@@ -185,7 +183,6 @@ impl ClaudeProcess {
                     break;
                 }
             };
-            read.any_output = true;
             let event = match parse_line(&bytes) {
                 Ok(event) => event,
                 Err(e) => {
