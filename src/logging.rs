@@ -4,17 +4,52 @@ use std::io::IsTerminal as _;
 
 use tracing_subscriber::EnvFilter;
 
+/// Dependencies whose INFO lines are chatter to a Valor operator ("Job creator created",
+/// hnsw_rs's dump and reload details): warnings only, unless the filter names them itself.
+const CHATTY_DEPENDENCIES: [&str; 4] = ["hnsw_rs", "anndists", "tokio_cron_scheduler", "sled"];
+
 /// Installs the stderr logger. `RUST_LOG` wins over `[log] filter`.
 pub fn init(config_filter: &str) {
-    let filter = std::env::var("RUST_LOG")
+    let spec = std::env::var("RUST_LOG")
         .ok()
-        .and_then(|v| EnvFilter::try_new(v).ok())
-        .or_else(|| EnvFilter::try_new(config_filter).ok())
-        .unwrap_or_else(|| EnvFilter::new("info"));
+        .filter(|v| EnvFilter::try_new(v).is_ok())
+        .unwrap_or_else(|| config_filter.to_owned());
     // A second init (tests) is harmless: keep the first subscriber.
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(filter)
+        .with_env_filter(filter_for(&spec))
         .try_init();
+}
+
+/// The filter `spec` asks for ("info" when it is not a filter), with the chatty dependencies
+/// held at warnings unless `spec` names them.
+pub fn filter_for(spec: &str) -> EnvFilter {
+    let spec = if EnvFilter::try_new(spec).is_ok() {
+        spec
+    } else {
+        "info"
+    };
+    CHATTY_DEPENDENCIES
+        .iter()
+        .filter(|name| !spec.contains(*name))
+        .filter_map(|name| format!("{name}=warn").parse().ok())
+        .fold(EnvFilter::new(spec), EnvFilter::add_directive)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dependencies_are_quiet_unless_named() {
+        let filter = filter_for("info").to_string();
+        assert!(filter.contains("hnsw_rs=warn"), "{filter}");
+        assert!(filter.contains("tokio_cron_scheduler=warn"), "{filter}");
+        let named = filter_for("info,hnsw_rs=debug").to_string();
+        assert!(named.contains("hnsw_rs=debug"), "{named}");
+        assert!(!named.contains("hnsw_rs=warn"), "{named}");
+        let broken = filter_for("[[[").to_string();
+        assert!(broken.contains("info"), "{broken}");
+    }
 }

@@ -14,6 +14,7 @@ mod bert;
 pub mod bf16;
 pub mod kernels;
 mod matmul;
+pub mod quantized;
 pub mod tiny;
 
 use candle_core::{DType, Device, Tensor};

@@ -1,6 +1,8 @@
 //! The vector index: hnsw_rs over unit vectors (dot product), saved next to the store and
 //! reloaded at start. sled holds the vectors; this index is only a fast path to them, so a
-//! missing, corrupt or foreign index is rebuilt from sled rather than trusted.
+//! missing, corrupt or foreign index is rebuilt from sled rather than trusted. The index keeps
+//! its vectors quantized to a byte a dimension ([`valor_embed::quantized`]): it is the part of
+//! memory that grows with every message.
 
 use std::collections::HashSet;
 use std::io::Write;
@@ -9,8 +11,9 @@ use std::sync::{Mutex, PoisonError};
 
 use hnsw_rs::api::AnnT;
 use hnsw_rs::hnswio::HnswIo;
-use hnsw_rs::prelude::{DistDot, Hnsw};
+use hnsw_rs::prelude::{Distance, Hnsw};
 use serde::{Deserialize, Serialize};
+use valor_embed::quantized;
 
 /// Neighbours kept per node and layer.
 const CONNECTIONS: usize = 16;
@@ -20,6 +23,19 @@ const EF_CONSTRUCTION: usize = 100;
 pub const EF_SEARCH: usize = 64;
 const BASENAME: &str = "vectors";
 const META_FILE: &str = "index.json";
+/// The layout of the saved index: 1 = quantized vectors. An index saved in another layout is
+/// rebuilt.
+const FORMAT: u32 = 1;
+
+/// Dot-product distance between quantized unit vectors.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct QuantizedDot;
+
+impl Distance<i8> for QuantizedDot {
+    fn eval(&self, a: &[i8], b: &[i8]) -> f32 {
+        (1.0 - quantized::dot(a, b)).max(0.0)
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
@@ -27,6 +43,8 @@ pub enum IndexError {
     Missing(PathBuf),
     #[error("the saved index was built with {found}, not {expected}")]
     OtherModel { found: String, expected: String },
+    #[error("the saved index has layout {found}, this Valor writes {FORMAT}")]
+    OtherFormat { found: u32 },
     #[error("the saved index at {} is damaged: {reason}", path.display())]
     Corrupt { path: PathBuf, reason: String },
     #[error("cannot save the index to {}: {reason}", path.display())]
@@ -36,6 +54,9 @@ pub enum IndexError {
 /// What is saved beside hnsw_rs's two files, to check them before loading.
 #[derive(Debug, Serialize, Deserialize)]
 struct IndexMeta {
+    /// Absent in indexes saved before the layout was numbered (f32 vectors).
+    #[serde(default)]
+    format: u32,
     model_id: String,
     dim: usize,
     basename: String,
@@ -47,7 +68,7 @@ struct IndexMeta {
 
 /// A vector index of one model's vectors.
 pub struct VectorIndex {
-    hnsw: Hnsw<'static, f32, DistDot>,
+    hnsw: Hnsw<'static, i8, QuantizedDot>,
     model_id: String,
     dim: usize,
     ids: Mutex<HashSet<u64>>,
@@ -83,7 +104,7 @@ impl VectorIndex {
                 expected.max(1024),
                 LAYERS,
                 EF_CONSTRUCTION,
-                DistDot,
+                QuantizedDot,
             ),
             model_id: model_id.to_owned(),
             dim,
@@ -118,18 +139,21 @@ impl VectorIndex {
     /// Adds vectors of this index's model (others are skipped: the caller checks the model).
     /// hnsw_rs has no update: an id already present is left as it is.
     pub fn insert(&self, items: &[(u64, Vec<f32>)]) {
-        let fresh: Vec<(&Vec<f32>, usize)> = {
+        let fresh: Vec<(Vec<i8>, usize)> = {
             let mut ids = self.ids();
             items
                 .iter()
                 .filter(|(id, v)| v.len() == self.dim && ids.insert(*id))
-                .map(|(id, v)| (v, *id as usize))
+                .map(|(id, v)| (quantized::quantize(v), *id as usize))
                 .collect()
         };
         match fresh.len() {
             0 => {}
             1..32 => fresh.iter().for_each(|(v, id)| self.hnsw.insert((v, *id))),
-            _ => self.hnsw.parallel_insert(&fresh),
+            _ => {
+                let refs: Vec<(&Vec<i8>, usize)> = fresh.iter().map(|(v, id)| (v, *id)).collect();
+                self.hnsw.parallel_insert(&refs)
+            }
         }
     }
 
@@ -145,11 +169,12 @@ impl VectorIndex {
             return Vec::new();
         }
         let ef = EF_SEARCH.max(limit);
+        let query = quantized::quantize(query);
         let found = match keep {
-            None => self.hnsw.search(query, limit, ef),
+            None => self.hnsw.search(&query, limit, ef),
             Some(keep) => {
                 let filter = |id: &usize| keep(*id as u64);
-                self.hnsw.search_filter(query, limit, ef, Some(&filter))
+                self.hnsw.search_filter(&query, limit, ef, Some(&filter))
             }
         };
         found
@@ -170,18 +195,32 @@ impl VectorIndex {
         std::fs::create_dir_all(&staging).map_err(|e| fail(e.to_string()))?;
         let mut ids: Vec<u64> = self.ids().iter().copied().collect();
         ids.sort_unstable();
-        let basename = self
-            .hnsw
-            .file_dump(&staging, BASENAME)
-            .map_err(|e| fail(e.to_string()))?;
-        let file = |suffix: &str| staging.join(format!("{basename}.hnsw.{suffix}"));
-        let meta = IndexMeta {
-            model_id: self.model_id.clone(),
-            dim: self.dim,
-            ids,
-            graph_crc: crc_of(&file("graph")).map_err(|e| fail(e.to_string()))?,
-            data_crc: crc_of(&file("data")).map_err(|e| fail(e.to_string()))?,
-            basename,
+        let meta = if ids.is_empty() {
+            // hnsw_rs cannot dump an empty graph: an empty index is its description alone.
+            IndexMeta {
+                format: FORMAT,
+                model_id: self.model_id.clone(),
+                dim: self.dim,
+                ids,
+                graph_crc: 0,
+                data_crc: 0,
+                basename: String::new(),
+            }
+        } else {
+            let basename = self
+                .hnsw
+                .file_dump(&staging, BASENAME)
+                .map_err(|e| fail(e.to_string()))?;
+            let file = |suffix: &str| staging.join(format!("{basename}.hnsw.{suffix}"));
+            IndexMeta {
+                format: FORMAT,
+                model_id: self.model_id.clone(),
+                dim: self.dim,
+                ids,
+                graph_crc: crc_of(&file("graph")).map_err(|e| fail(e.to_string()))?,
+                data_crc: crc_of(&file("data")).map_err(|e| fail(e.to_string()))?,
+                basename,
+            }
         };
         let write_meta = || -> std::io::Result<()> {
             let mut out = std::fs::File::create(staging.join(META_FILE))?;
@@ -213,11 +252,17 @@ impl VectorIndex {
         };
         let meta: IndexMeta =
             serde_json::from_slice(&meta_bytes).map_err(|e| corrupt(e.to_string()))?;
+        if meta.format != FORMAT {
+            return Err(IndexError::OtherFormat { found: meta.format });
+        }
         if meta.model_id != model_id {
             return Err(IndexError::OtherModel {
                 found: meta.model_id,
                 expected: model_id.to_owned(),
             });
+        }
+        if meta.ids.is_empty() {
+            return Ok(VectorIndex::new(&meta.model_id, meta.dim, 0));
         }
         for (suffix, expected) in [("graph", meta.graph_crc), ("data", meta.data_crc)] {
             let path = dir.join(format!("{}.hnsw.{suffix}", meta.basename));
@@ -229,7 +274,7 @@ impl VectorIndex {
         // hnsw_rs hands out an index that borrows its loader; the loader (a few paths and
         // options, the vectors are copied out of it) lives as long as the process.
         let loader: &'static HnswIo = Box::leak(Box::new(HnswIo::new(dir, &meta.basename)));
-        let loaded = std::panic::catch_unwind(|| loader.load_hnsw_with_dist(DistDot))
+        let loaded = std::panic::catch_unwind(|| loader.load_hnsw_with_dist(QuantizedDot))
             .map_err(|_| corrupt("hnsw_rs could not read it".to_owned()))?
             .map_err(|e| corrupt(e.to_string()))?;
         if loaded.get_nb_point() != meta.ids.len() {
@@ -277,7 +322,7 @@ mod tests {
         assert_eq!(index.len(), 500);
         let hits = index.search(&items[42].1, 5, None);
         assert_eq!(hits[0].0, 43);
-        assert!((hits[0].1 - 1.0).abs() < 1e-4);
+        assert!((hits[0].1 - 1.0).abs() < 0.01, "{hits:?}");
         let hits = index.search(&items[42].1, 5, Some(&|id| id % 2 == 1));
         assert!(hits.iter().all(|h| h.0 % 2 == 1), "{hits:?}");
         assert!(index.search(&[1.0; 3], 5, None).is_empty());
@@ -317,5 +362,25 @@ mod tests {
         std::fs::write(&graph, bytes).unwrap();
         let err = VectorIndex::load(&path, "model-a").unwrap_err();
         assert!(err.to_string().contains("checksum"), "{err}");
+    }
+
+    #[test]
+    fn an_empty_index_saves_and_one_saved_with_f32_vectors_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index");
+        let empty = VectorIndex::new("model-a", 16, 10);
+        empty.save(&path).unwrap();
+        let reloaded = VectorIndex::load(&path, "model-a").unwrap();
+        assert!(reloaded.is_empty());
+        assert_eq!(reloaded.dim(), 16);
+        let meta_path = path.join(META_FILE);
+        let mut meta: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&meta_path).unwrap()).unwrap();
+        meta.as_object_mut().unwrap().remove("format");
+        std::fs::write(&meta_path, serde_json::to_vec(&meta).unwrap()).unwrap();
+        assert!(matches!(
+            VectorIndex::load(&path, "model-a"),
+            Err(IndexError::OtherFormat { found: 0 })
+        ));
     }
 }
