@@ -232,6 +232,8 @@ async fn stats(access: &Access, json: bool) -> Result<(), String> {
     println!("links      {}", stats.counts.links);
     println!("learnings  {}", stats.counts.learnings);
     println!("insights   {}", stats.counts.insights);
+    println!("observations {}", stats.counts.observations);
+    println!("summaries  {}", stats.counts.summaries);
     println!(
         "vectors    {} ({} queued for embedding, {} in the index)",
         stats.counts.vectors, stats.counts.queued, stats.indexed

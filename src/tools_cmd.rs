@@ -11,12 +11,15 @@ use valor_config::{Config, Secrets};
 use valor_memory::{Memory, MemorySettings};
 use valor_store::{Store, StoreError};
 use valor_tool_dev::DevServer;
+use valor_tool_memory::MemoryServer;
 use valor_tool_notion::NotionServer;
 use valor_tool_social::SocialServer;
 use valor_tool_telegram::TelegramServer;
 use valor_tools::{Scope, ScopeSource};
 
-use crate::tool_servers::{SERVERS, dev_server, notion_server, social_server, telegram_server};
+use crate::tool_servers::{
+    SERVERS, dev_server, memory_server, notion_server, social_server, telegram_server,
+};
 
 #[derive(Debug, Args)]
 pub struct ToolsArgs {
@@ -34,7 +37,7 @@ enum ToolsCommand {
     },
     /// Serve one server over stdio (MCP), for any MCP client.
     Serve {
-        /// The server: social, telegram, notion or dev.
+        /// The server: social, telegram, memory, notion or dev.
         name: String,
         /// Bind every call to this chat (other chat ids are refused); without it a call's own
         /// chat id picks the workspace.
@@ -67,6 +70,7 @@ fn catalogue() -> Vec<(&'static str, Vec<rmcp::model::Tool>)> {
     vec![
         ("social", SocialServer::tools()),
         ("telegram", TelegramServer::tools()),
+        ("memory", MemoryServer::tools()),
         ("notion", NotionServer::tools()),
         ("dev", DevServer::tools()),
     ]
@@ -142,11 +146,11 @@ async fn serve(
             running.waiting().await?;
             Ok(())
         }
-        "telegram" => {
+        "telegram" | "memory" => {
             let store = Store::open(&config.memory.path).map_err(|e| match e {
                 StoreError::Locked { .. } => anyhow::anyhow!(
                     "the memory store is in use by a running Valor; it serves these tools itself \
-                     (at /mcp/telegram on its health port, for its own Claude Code turns)"
+                     (at /mcp/{name} on its health port, for its own Claude Code turns)"
                 ),
                 other => other.into(),
             })?;
@@ -161,9 +165,22 @@ async fn serve(
             memory.prepare().await;
             let stop = tokio_util::sync::CancellationToken::new();
             let worker = tokio::spawn(memory.clone().run_worker(stop.clone()));
-            let server = telegram_server(memory, scopes);
-            let running = server.serve(rmcp::transport::stdio()).await?;
-            running.waiting().await?;
+            let running = if name == "memory" {
+                let server = memory_server(memory, scopes);
+                server
+                    .serve(rmcp::transport::stdio())
+                    .await?
+                    .waiting()
+                    .await
+            } else {
+                let server = telegram_server(memory, scopes);
+                server
+                    .serve(rmcp::transport::stdio())
+                    .await?
+                    .waiting()
+                    .await
+            };
+            running?;
             stop.cancel();
             let _ = worker.await;
             Ok(())

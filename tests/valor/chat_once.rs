@@ -181,7 +181,7 @@ async fn without_the_embedding_model_memories_come_by_keyword_and_the_turn_is_an
     assert_eq!(stdout, "Hello from the fake.\n");
     let prompt = fake.requests()[0].last_user_text.clone().unwrap();
     assert!(
-        prompt.contains("RELEVANT_MEMORIES (best first; ask for the full text of any by its #id):\n[#7 link 2026-11-22] Sourdough starter guide\n  Feed the starter flour and water every day.\n"),
+        prompt.contains("RELEVANT_MEMORIES (best first; memory tools: get(ids) reads any in full, search(query) finds more, timeline(anchor_id) shows what happened around one):\n[#7 link 2026-11-22] Sourdough starter guide\n  Feed the starter flour and water every day.\n"),
         "{prompt}"
     );
 }

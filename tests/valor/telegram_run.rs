@@ -27,10 +27,10 @@ fn run_with(
     cmd
 }
 
-/// The visible texts of chat 100, oldest first.
-fn texts(telegram: &FakeTelegram) -> Vec<String> {
+/// The visible texts of `chat`, oldest first.
+fn texts_of(telegram: &FakeTelegram, chat: i64) -> Vec<String> {
     telegram
-        .messages(100)
+        .messages(chat)
         .into_iter()
         .map(|m| m.visible)
         .collect()
@@ -43,9 +43,20 @@ fn wait_for_chat(
     what: &str,
     done: impl Fn(&[String]) -> bool,
 ) -> Vec<String> {
+    wait_for(telegram, service, 100, what, done)
+}
+
+/// Waits (a minute at most) until `chat`'s texts satisfy `done`; returns them.
+fn wait_for(
+    telegram: &FakeTelegram,
+    service: &Service,
+    chat: i64,
+    what: &str,
+    done: impl Fn(&[String]) -> bool,
+) -> Vec<String> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let texts = texts(telegram);
+        let texts = texts_of(telegram, chat);
         if done(&texts) {
             return texts;
         }
@@ -269,6 +280,133 @@ fn the_model_searches_the_chats_history_through_the_hosted_server() {
         found.contains("The meeting point is the blue harbour crane."),
         "{found}"
     );
+    service.signal("TERM");
+    assert!(service.wait_for_exit(Duration::from_secs(5)).success());
+    drop(runtime);
+}
+
+/// `#123`-style ids in a tool's answer, in order.
+fn ids_in(text: &str) -> Vec<u64> {
+    text.split('#')
+        .skip(1)
+        .filter_map(|rest| {
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().ok()
+        })
+        .collect()
+}
+
+/// The memory server's three layers through the real CLI: search → timeline → get finds what
+/// was said, and another chat reaches none of it through any of the three.
+#[test]
+fn the_model_reads_memory_in_three_layers_and_never_another_chats() {
+    use serde_json::json;
+    use std::sync::{Arc, Mutex};
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    // What the memory tools answered, in order; the id chat 100's search found first.
+    let answers: Arc<Mutex<Vec<String>>> = Arc::default();
+    let found: Arc<Mutex<Option<u64>>> = Arc::default();
+    let (anthropic, telegram) = runtime.block_on(async {
+        let (answers, found) = (answers.clone(), found.clone());
+        let anthropic = FakeAnthropic::start(move |turn| {
+            if let Some((_, content, _)) = &turn.last_tool_result {
+                answers.lock().unwrap().push(content.clone());
+                let ids = ids_in(content);
+                if content.contains("memories match") {
+                    *found.lock().unwrap() = ids.first().copied();
+                    return Reply::tool(
+                        "mcp__memory__timeline",
+                        json!({"anchor_id": ids[0], "chat_id": 100, "before": 3, "after": 3}),
+                    );
+                }
+                if content.starts_with("Timeline around") {
+                    return Reply::tool(
+                        "mcp__memory__get",
+                        json!({"ids": ids[1..], "chat_id": 100}),
+                    );
+                }
+                if content.contains("records (cap") && content.contains("0 of 1") {
+                    let id = ids_in(content).last().copied().unwrap();
+                    return Reply::tool(
+                        "mcp__memory__timeline",
+                        json!({"anchor_id": id, "chat_id": 200}),
+                    );
+                }
+                if content.contains("has no entry") {
+                    return Reply::tool(
+                        "mcp__memory__search",
+                        json!({"query": "upload bug", "chat_id": 100}),
+                    );
+                }
+                return Reply::text(&format!("Fetched: {content}"));
+            }
+            if turn.asks("how did we fix the upload bug") {
+                return Reply::tool(
+                    "mcp__memory__search",
+                    json!({"query": "upload bug proxy timeout", "chat_id": 100}),
+                );
+            }
+            if turn.asks("peek") {
+                let id = found.lock().unwrap().unwrap();
+                return Reply::tool("mcp__memory__get", json!({"ids": [id], "chat_id": 200}));
+            }
+            Reply::text("Noted.")
+        })
+        .await;
+        (anthropic, FakeTelegram::start().await)
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut service = Service::start(&mut run_with(dir.path(), &telegram, &anthropic));
+    telegram.user_says(
+        100,
+        100,
+        "The upload bug was the proxy timeout of 30 seconds.",
+    );
+    wait_for_chat(&telegram, &service, "the first answer", |t| {
+        t.last().is_some_and(|t| t == "Noted.")
+    });
+    telegram.user_says(
+        200,
+        100,
+        "Chat two's upload bug note: the vault code is 4417.",
+    );
+    wait_for(&telegram, &service, 200, "chat two's answer", |t| {
+        t.last().is_some_and(|t| t == "Noted.")
+    });
+
+    telegram.user_says(100, 100, "how did we fix the upload bug?");
+    let all = wait_for_chat(&telegram, &service, "the three layers", |t| {
+        t.last().is_some_and(|t| t.starts_with("Fetched"))
+    });
+    let fetched = all.last().unwrap();
+    assert!(
+        fetched.contains("the proxy timeout of 30 seconds"),
+        "{fetched}"
+    );
+    {
+        let answers = answers.lock().unwrap();
+        assert_eq!(answers.len(), 3, "{answers:?}");
+        assert!(answers[0].contains(" message ~"), "{}", answers[0]);
+        assert!(answers[1].starts_with("Timeline around"), "{}", answers[1]);
+        assert!(answers.iter().all(|a| !a.contains("4417")), "{answers:?}");
+    }
+
+    telegram.user_says(200, 100, "peek at the other chat");
+    wait_for(&telegram, &service, 200, "the peek", |t| {
+        t.last().is_some_and(|t| t.starts_with("Fetched"))
+    });
+    let answers = answers.lock().unwrap();
+    let peek = &answers[3..];
+    assert_eq!(peek.len(), 3, "{peek:?}");
+    assert!(peek[0].contains("Not in this chat's memory"), "{}", peek[0]);
+    assert!(peek[1].contains("has no entry"), "{}", peek[1]);
+    assert!(peek[2].contains("out of reach"), "{}", peek[2]);
+    assert!(
+        peek.iter().all(|a| !a.contains("proxy timeout")),
+        "{peek:?}"
+    );
+    drop(answers);
     service.signal("TERM");
     assert!(service.wait_for_exit(Duration::from_secs(5)).success());
     drop(runtime);

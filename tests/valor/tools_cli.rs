@@ -33,7 +33,13 @@ fn tools_list_prints_every_tool_with_its_schema() {
         .collect();
     assert_eq!(
         listed,
-        [("social", 4), ("telegram", 2), ("notion", 1), ("dev", 2)]
+        [
+            ("social", 4),
+            ("telegram", 2),
+            ("memory", 3),
+            ("notion", 1),
+            ("dev", 2)
+        ]
     );
     let social = &servers[0];
     assert_eq!(social["server"], "social");
@@ -64,7 +70,7 @@ fn tools_list_prints_every_tool_with_its_schema() {
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr)
-            .contains("the servers are: social, telegram, notion, dev")
+            .contains("the servers are: social, telegram, memory, notion, dev")
     );
 }
 
@@ -148,6 +154,7 @@ fn every_server_runs_alone_over_stdio_and_refuses_other_chats() {
             "search_conversation_history",
             json!({"query": "x", "chat_id": 6}),
         ),
+        ("memory", 3, "get", json!({"ids": [1], "chat_id": 6})),
         (
             "dev",
             2,

@@ -674,7 +674,7 @@ mod tests {
             .unwrap();
         let prompt = &backend.requests()[1].prompt;
         assert!(
-            prompt.contains("RELEVANT_MEMORIES (best first; ask for the full text of any by its #id):\n[#77 link 1970-01-01] Tokio tutorial\n  async Rust\n"),
+            prompt.contains("RELEVANT_MEMORIES (best first; memory tools: get(ids) reads any in full, search(query) finds more, timeline(anchor_id) shows what happened around one):\n[#77 link 1970-01-01] Tokio tutorial\n  async Rust\n"),
             "{prompt}"
         );
         let asked = memory.asked.lock().unwrap();

@@ -5,7 +5,8 @@
 //! like the block's fields are marked as quoted.
 //!
 //! Relevant memories go in with progressive disclosure (seed 003): the best few with an
-//! excerpt, the rest by title, all within a token budget; the model asks for any by its id.
+//! excerpt, the rest by title, all within a token budget; the model reads any in full by its
+//! id through the `memory` tools (search → timeline → get).
 
 use crate::context::{ContextItem, Role};
 use crate::recall::{LearnedFact, RecallBudget, Recollection};
@@ -119,7 +120,7 @@ fn push_memories(out: &mut String, memories: &[Recollection], budget: RecallBudg
     });
     push_section(
         out,
-        "RELEVANT_MEMORIES (best first; ask for the full text of any by its #id):\n",
+        "RELEVANT_MEMORIES (best first; memory tools: get(ids) reads any in full, search(query) finds more, timeline(anchor_id) shows what happened around one):\n",
         entries,
         budget.tokens,
     );

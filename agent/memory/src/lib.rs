@@ -8,6 +8,7 @@
 //! - [`search`]: queries, hits and reciprocal-rank fusion.
 //! - [`catalogue`]: kind, chat and time of each document, for filters.
 //! - [`turn`]: memory for a turn's prompt (the engine's `Recall`) and the `/health` component.
+//! - [`disclosure`]: the three layers of the `memory` tools: index, timeline, full records.
 //! - [`history`]: a chat's history as tools read it (search, or messages since a time).
 //! - [`api`]: the HTTP routes other processes reach memory through while the agent owns it.
 //! - [`client`]: the client of those routes, for `valor` commands while `valor run` owns the
@@ -20,6 +21,7 @@
 pub mod api;
 pub mod catalogue;
 pub mod client;
+pub mod disclosure;
 pub mod history;
 pub mod keyword;
 pub mod search;

@@ -53,6 +53,9 @@ pub struct Hit {
     pub title: String,
     /// The text, cut to a few hundred characters (the full text: `valor memory show ID`).
     pub snippet: String,
+    /// Characters of the whole text.
+    #[serde(default)]
+    pub chars: usize,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     /// Fused score.

@@ -86,8 +86,8 @@ impl MemoryState {
 }
 
 #[derive(Default)]
-struct Indexes {
-    catalogue: Catalogue,
+pub(crate) struct Indexes {
+    pub(crate) catalogue: Catalogue,
     keyword: KeywordIndex,
 }
 
@@ -241,7 +241,7 @@ impl Memory {
         &self.inner.store
     }
 
-    fn indexes(&self) -> std::sync::RwLockReadGuard<'_, Indexes> {
+    pub(crate) fn indexes(&self) -> std::sync::RwLockReadGuard<'_, Indexes> {
         self.inner
             .indexes
             .read()
@@ -353,6 +353,7 @@ impl Memory {
                 at_ms: document.at_ms,
                 title: document.title,
                 snippet: snippet(&document.text, 300),
+                chars: document.text.chars().count(),
                 url: document.url,
                 score,
                 keyword_match: keyword_ids.contains(&id),

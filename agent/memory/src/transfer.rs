@@ -53,7 +53,7 @@ pub fn export(store: &Store, out: &mut dyn Write) -> Result<Moved, TransferError
         write(&Line::Message(message?))?;
         moved.messages += 1;
     }
-    for kind in [MemoryKind::Link, MemoryKind::Learning, MemoryKind::Insight] {
+    for kind in MemoryKind::SAVED {
         for record in store.memory_records(kind)? {
             write(&Line::Memory(record))?;
             moved.memories += 1;

@@ -79,13 +79,22 @@ pub struct MemoryCounts {
     pub links: u64,
     pub learnings: u64,
     pub insights: u64,
+    #[serde(default)]
+    pub observations: u64,
+    #[serde(default)]
+    pub summaries: u64,
     pub vectors: u64,
     pub queued: u64,
 }
 
 impl MemoryCounts {
     pub fn documents(&self) -> u64 {
-        self.messages + self.links + self.learnings + self.insights
+        self.messages
+            + self.links
+            + self.learnings
+            + self.insights
+            + self.observations
+            + self.summaries
     }
 }
 
@@ -96,6 +105,8 @@ impl Store {
             MemoryKind::Link => Some(&self.links),
             MemoryKind::Learning => Some(&self.learnings),
             MemoryKind::Insight => Some(&self.insights),
+            MemoryKind::Observation => Some(&self.observations),
+            MemoryKind::Summary => Some(&self.summaries),
         }
     }
 
@@ -164,7 +175,7 @@ impl Store {
     }
 
     pub fn memory_record(&self, id: u64) -> Result<Option<MemoryRecord>, StoreError> {
-        for kind in [MemoryKind::Link, MemoryKind::Learning, MemoryKind::Insight] {
+        for kind in MemoryKind::SAVED {
             if let Some(tree) = self.kind_tree(kind)
                 && let Some(bytes) = tree.get(id.to_be_bytes())?
             {
@@ -208,7 +219,7 @@ impl Store {
         for value in self.messages.iter().values() {
             visit(decode::<StoredMessage>("message", &value?)?.into());
         }
-        for tree in [&self.links, &self.learnings, &self.insights] {
+        for tree in MemoryKind::SAVED.iter().filter_map(|k| self.kind_tree(*k)) {
             for value in tree.iter().values() {
                 visit(decode::<MemoryRecord>("memory", &value?)?);
             }
@@ -222,6 +233,8 @@ impl Store {
             links: self.links.len() as u64,
             learnings: self.learnings.len() as u64,
             insights: self.insights.len() as u64,
+            observations: self.observations.len() as u64,
+            summaries: self.summaries.len() as u64,
             vectors: self.vectors.len() as u64,
             queued: self.embed_queue.len() as u64,
         }

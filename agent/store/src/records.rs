@@ -131,7 +131,8 @@ pub struct ProcessRecord {
 }
 
 /// What a memory is. Every kind is searchable; messages come from the conversation, the others
-/// are saved on purpose (a link the user shared, a learning, a daydream insight).
+/// are saved on purpose (a link the user shared, a learning, a daydream insight) or kept by
+/// Valor itself (an observation of what a turn did, the summary of a session).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MemoryKind {
@@ -139,14 +140,26 @@ pub enum MemoryKind {
     Link,
     Learning,
     Insight,
+    Observation,
+    Summary,
 }
 
 impl MemoryKind {
-    pub const ALL: [MemoryKind; 4] = [
+    pub const ALL: [MemoryKind; 6] = [
         MemoryKind::Message,
         MemoryKind::Link,
         MemoryKind::Learning,
         MemoryKind::Insight,
+        MemoryKind::Observation,
+        MemoryKind::Summary,
+    ];
+    /// Every kind but messages: the kinds kept as memory records.
+    pub const SAVED: [MemoryKind; 5] = [
+        MemoryKind::Link,
+        MemoryKind::Learning,
+        MemoryKind::Insight,
+        MemoryKind::Observation,
+        MemoryKind::Summary,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -155,6 +168,8 @@ impl MemoryKind {
             MemoryKind::Link => "link",
             MemoryKind::Learning => "learning",
             MemoryKind::Insight => "insight",
+            MemoryKind::Observation => "observation",
+            MemoryKind::Summary => "summary",
         }
     }
 
@@ -168,6 +183,8 @@ impl MemoryKind {
             MemoryKind::Link => 1,
             MemoryKind::Learning => 2,
             MemoryKind::Insight => 3,
+            MemoryKind::Observation => 4,
+            MemoryKind::Summary => 5,
         }
     }
 

@@ -30,6 +30,8 @@ const CHATS: &str = "chats";
 const LINKS: &str = "links";
 const LEARNINGS: &str = "learnings";
 const INSIGHTS: &str = "insights";
+const OBSERVATIONS: &str = "observations";
+const SUMMARIES: &str = "session_summaries";
 const LOCATOR: &str = "memory_locator";
 const VECTORS: &str = "memory_vectors";
 const EMBED_QUEUE: &str = "embed_queue";
@@ -58,6 +60,8 @@ pub struct Store {
     pub(crate) links: sled::Tree,
     pub(crate) learnings: sled::Tree,
     pub(crate) insights: sled::Tree,
+    pub(crate) observations: sled::Tree,
+    pub(crate) summaries: sled::Tree,
     pub(crate) locator: sled::Tree,
     pub(crate) vectors: sled::Tree,
     pub(crate) embed_queue: sled::Tree,
@@ -168,6 +172,8 @@ impl Store {
             links: db.open_tree(LINKS)?,
             learnings: db.open_tree(LEARNINGS)?,
             insights: db.open_tree(INSIGHTS)?,
+            observations: db.open_tree(OBSERVATIONS)?,
+            summaries: db.open_tree(SUMMARIES)?,
             locator: db.open_tree(LOCATOR)?,
             vectors: db.open_tree(VECTORS)?,
             embed_queue: db.open_tree(EMBED_QUEUE)?,

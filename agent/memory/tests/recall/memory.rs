@@ -15,13 +15,13 @@ use valor_memory::{Filter, Memory, MemorySettings, MemoryState, Query, SearchMod
 use valor_monitor::{HealthComponent, Status};
 use valor_store::{MemoryKind, MemoryRecord, Store, StoredMessage};
 
-struct Setup {
+pub(crate) struct Setup {
     dir: tempfile::TempDir,
     model: PathBuf,
 }
 
 impl Setup {
-    fn new() -> Setup {
+    pub(crate) fn new() -> Setup {
         let dir = tempfile::tempdir().unwrap();
         let model = dir.path().join("model");
         valor_embed::tiny::write_tiny_model(&model, 1).unwrap();
@@ -41,12 +41,12 @@ impl Setup {
         .unwrap()
     }
 
-    fn open(&self) -> Memory {
+    pub(crate) fn open(&self) -> Memory {
         self.open_with(&self.model)
     }
 }
 
-fn message(chat_id: i64, text: &str, at_ms: u64) -> StoredMessage {
+pub(crate) fn message(chat_id: i64, text: &str, at_ms: u64) -> StoredMessage {
     StoredMessage {
         chat_id,
         seq: 0,
@@ -59,7 +59,12 @@ fn message(chat_id: i64, text: &str, at_ms: u64) -> StoredMessage {
     }
 }
 
-fn saved(kind: MemoryKind, chat_id: Option<i64>, title: &str, text: &str) -> MemoryRecord {
+pub(crate) fn saved(
+    kind: MemoryKind,
+    chat_id: Option<i64>,
+    title: &str,
+    text: &str,
+) -> MemoryRecord {
     MemoryRecord {
         id: 0,
         kind,
@@ -72,7 +77,7 @@ fn saved(kind: MemoryKind, chat_id: Option<i64>, title: &str, text: &str) -> Mem
 }
 
 /// A few chats' worth of documents; returns the id of the billing message.
-fn fill(memory: &Memory) -> u64 {
+pub(crate) fn fill(memory: &Memory) -> u64 {
     let store = memory.store();
     let billing = store
         .append_message(
@@ -106,7 +111,7 @@ fn fill(memory: &Memory) -> u64 {
     billing
 }
 
-async fn embed_all(memory: &Memory) {
+pub(crate) async fn embed_all(memory: &Memory) {
     memory.work_until_idle(&|_, _| {}).await.unwrap();
 }
 

@@ -1,0 +1,153 @@
+//! The three layers of the `memory` tools (claude-mem's workflow, done locally): a compact
+//! index of what matches, the timeline around one entry, and the full records by id. Reading
+//! the index first and fetching only what matters costs the model a fraction of the tokens of
+//! pasting whole records.
+//!
+//! Everything here is one chat's view: its own documents and those of no chat (general
+//! learnings). Another chat's documents are never listed, and asked for by id they read as
+//! absent, so a chat cannot even learn that an id exists elsewhere.
+
+use valor_store::{Document, MemoryKind};
+
+use crate::catalogue::{Entry, Filter};
+use crate::search::Query;
+use crate::service::{Memory, MemoryError};
+
+/// Entries one timeline shows on each side of its anchor at most.
+pub const MAX_TIMELINE_SIDE: usize = 20;
+/// Records one `records` call reads at most.
+pub const MAX_RECORDS: usize = 20;
+
+/// One line of the index: enough to decide whether to read the record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexEntry {
+    pub id: u64,
+    pub kind: MemoryKind,
+    /// Unix milliseconds.
+    pub at_ms: u64,
+    pub title: String,
+    /// About how many tokens the full record costs to read (4 characters a token).
+    pub tokens: usize,
+}
+
+impl IndexEntry {
+    fn of(document: &Document) -> IndexEntry {
+        IndexEntry {
+            id: document.id,
+            kind: document.kind,
+            at_ms: document.at_ms,
+            title: document.title.clone(),
+            tokens: tokens_of(&document.text),
+        }
+    }
+}
+
+/// About how many tokens `text` is (4 characters a token, as the prompt budgets count).
+pub fn tokens_of(text: &str) -> usize {
+    text.chars().count().div_ceil(4)
+}
+
+/// What an index search looks for.
+#[derive(Debug, Clone, Default)]
+pub struct IndexQuery {
+    pub text: String,
+    /// Only these kinds (all when empty).
+    pub kinds: Vec<MemoryKind>,
+    /// Unix milliseconds, inclusive.
+    pub since_ms: Option<u64>,
+    /// Unix milliseconds, exclusive.
+    pub until_ms: Option<u64>,
+    pub limit: usize,
+}
+
+/// What `chat_id` may see.
+fn view_of(chat_id: i64) -> Filter {
+    Filter {
+        chat_id: Some(chat_id),
+        include_shared: true,
+        ..Filter::default()
+    }
+}
+
+fn visible(chat_id: i64, document: &Document) -> bool {
+    document.chat_id.is_none_or(|owner| owner == chat_id)
+}
+
+impl Memory {
+    /// The chat's documents matching `query`, best first, as index lines.
+    pub fn index_search(
+        &self,
+        chat_id: i64,
+        query: &IndexQuery,
+    ) -> Result<Vec<IndexEntry>, MemoryError> {
+        let search = Query {
+            text: query.text.clone(),
+            filter: Filter {
+                kinds: query.kinds.clone(),
+                since_ms: query.since_ms,
+                until_ms: query.until_ms,
+                ..view_of(chat_id)
+            },
+            limit: query.limit,
+        };
+        Ok((self.search(&search)?.hits.into_iter())
+            .map(|hit| IndexEntry {
+                id: hit.id,
+                kind: hit.kind,
+                at_ms: hit.at_ms,
+                title: hit.title,
+                tokens: hit.chars.div_ceil(4),
+            })
+            .collect())
+    }
+
+    /// What the chat had around `anchor`, in time order: up to `before` entries before it, the
+    /// anchor, up to `after` after it. `None` when the chat cannot see `anchor`.
+    pub fn timeline(
+        &self,
+        chat_id: i64,
+        anchor: u64,
+        before: usize,
+        after: usize,
+    ) -> Result<Option<Vec<IndexEntry>>, MemoryError> {
+        let (before, after) = (before.min(MAX_TIMELINE_SIDE), after.min(MAX_TIMELINE_SIDE));
+        let view = view_of(chat_id);
+        let window: Vec<Entry> = {
+            let indexes = self.indexes();
+            let mut seen: Vec<Entry> = (indexes.catalogue.entries().iter())
+                .filter(|e| view.accepts(e))
+                .copied()
+                .collect();
+            seen.sort_unstable_by_key(|e| (e.at_ms, e.id));
+            let Some(at) = seen.iter().position(|e| e.id == anchor) else {
+                return Ok(None);
+            };
+            let start = at.saturating_sub(before);
+            let end = (at + after + 1).min(seen.len());
+            seen[start..end].to_vec()
+        };
+        let mut lines = Vec::with_capacity(window.len());
+        for entry in window {
+            if let Some(document) = self.store().document(entry.id)?
+                && visible(chat_id, &document)
+            {
+                lines.push(IndexEntry::of(&document));
+            }
+        }
+        Ok(Some(lines))
+    }
+
+    /// The full records of `ids` the chat may see, in the order asked (others are left out).
+    pub fn records(&self, chat_id: i64, ids: &[u64]) -> Result<Vec<Document>, MemoryError> {
+        let mut out = Vec::new();
+        for id in ids.iter().take(MAX_RECORDS) {
+            if let Some(document) = self.store().document(*id)?
+                && visible(chat_id, &document)
+                && !out.iter().any(|d: &Document| d.id == *id)
+            {
+                out.push(document);
+            }
+        }
+        Ok(out)
+    }
+}

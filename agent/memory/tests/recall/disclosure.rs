@@ -1,0 +1,120 @@
+//! The three layers of the memory tools, within one chat's view.
+
+use valor_memory::disclosure::IndexQuery;
+use valor_store::MemoryKind;
+
+use crate::memory::{Setup, embed_all, fill, message, saved};
+
+fn query(text: &str) -> IndexQuery {
+    IndexQuery {
+        text: text.to_owned(),
+        limit: 10,
+        ..IndexQuery::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn index_timeline_and_records_show_a_chat_its_own_and_shared_memory_only() {
+    let setup = Setup::new();
+    let memory = setup.open();
+    let billing = fill(&memory);
+    let store = memory.store();
+    let private = store
+        .save_memory(saved(
+            MemoryKind::Observation,
+            Some(2),
+            "[bugfix] chat two's billing fix",
+            "billing fixed in chat two",
+        ))
+        .unwrap()
+        .id;
+    let shared = store
+        .save_memory(saved(
+            MemoryKind::Learning,
+            None,
+            "billing runs nightly",
+            "billing runs nightly",
+        ))
+        .unwrap()
+        .id;
+    embed_all(&memory).await;
+
+    let hits = memory.index_search(1, &query("billing")).unwrap();
+    let ids: Vec<u64> = hits.iter().map(|h| h.id).collect();
+    assert!(ids.contains(&billing) && ids.contains(&shared), "{hits:?}");
+    assert!(
+        !ids.contains(&private),
+        "another chat's observation: {hits:?}"
+    );
+    let line = hits.iter().find(|h| h.id == billing).unwrap();
+    assert_eq!(
+        line.tokens,
+        "the billing service crashes on empty carts"
+            .len()
+            .div_ceil(4)
+    );
+
+    // Kinds and time narrow the index.
+    let observations = IndexQuery {
+        kinds: vec![MemoryKind::Observation],
+        ..query("billing")
+    };
+    assert!(memory.index_search(1, &observations).unwrap().is_empty());
+    assert_eq!(
+        memory.index_search(2, &observations).unwrap()[0].id,
+        private
+    );
+    let late = IndexQuery {
+        since_ms: Some(1_500),
+        ..query("billing crashes")
+    };
+    assert!(
+        memory
+            .index_search(1, &late)
+            .unwrap()
+            .iter()
+            .all(|h| h.id != billing)
+    );
+
+    // The timeline: chat 1's entries in time order, the anchor among them; never chat 2's.
+    let timeline = memory.timeline(1, billing, 5, 5).unwrap().unwrap();
+    let times: Vec<u64> = timeline.iter().map(|e| e.at_ms).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "{timeline:?}");
+    assert_eq!(
+        timeline[0].id, billing,
+        "the first of the chat: {timeline:?}"
+    );
+    assert!(timeline.iter().any(|e| e.title.contains("book a table")));
+    assert!(
+        timeline
+            .iter()
+            .all(|e| e.id != private && !e.title.contains("chat two"))
+    );
+    let narrow = memory.timeline(1, billing, 0, 1).unwrap().unwrap();
+    assert_eq!(narrow.len(), 2);
+    assert_eq!(
+        memory.timeline(1, private, 3, 3).unwrap(),
+        None,
+        "chat 2's anchor"
+    );
+    assert_eq!(memory.timeline(1, 999_999, 3, 3).unwrap(), None);
+
+    // Records: asked order, duplicates once, another chat's and unknown ids absent alike.
+    let records = memory
+        .records(1, &[shared, private, billing, shared, 999_999])
+        .unwrap();
+    let got: Vec<u64> = records.iter().map(|r| r.id).collect();
+    assert_eq!(got, [shared, billing]);
+    assert_eq!(
+        records[1].text,
+        "the billing service crashes on empty carts"
+    );
+    assert_eq!(memory.records(2, &[private]).unwrap()[0].id, private);
+    // A message stored after the index was built is in the timeline at once (keywords).
+    let later = store
+        .append_message(message(1, "the carts are fixed", 9_000), true)
+        .unwrap()
+        .seq;
+    let timeline = memory.timeline(1, billing, 0, 20).unwrap().unwrap();
+    assert_eq!(timeline.last().map(|e| e.id), Some(later), "{timeline:?}");
+}
