@@ -8,8 +8,11 @@
 //! - [`engine`]: one turn from a user's message to the stored reply, for every channel.
 //! - [`error`]: [`TurnError`], what can go wrong in a turn, each with a message for the user.
 //! - [`inject`]: the CONTEXT_DATA block that carries chat, user and history into the prompt.
+//! - [`observe`]: observations of what a turn did (files, commands, functions, the web), typed,
+//!   from its tool calls; the `CodeMap` seam they and the function-map layer read.
 //! - [`learning`]: the `Learning` seam: the watcher's question, its answer, learning commands.
 //! - [`recall`]: the `Recall` seam to long-term memory and the prompt budget for it.
+//! - [`session`]: session summaries (asked, done, learned, left open) when a session ends.
 //! - [`routing`]: the deterministic request classifier and the model/effort table.
 //! - [`persona`]: the default persona prompt.
 //! - [`scripted`]: a scripted backend for tests and benchmarks.
@@ -26,10 +29,12 @@ pub mod engine;
 pub mod error;
 pub mod inject;
 pub mod learning;
+pub mod observe;
 pub mod persona;
 pub mod recall;
 pub mod routing;
 pub mod scripted;
+pub mod session;
 pub mod time;
 pub mod transcript;
 
