@@ -92,6 +92,9 @@ pub struct ContextFigures {
     pub summarized: usize,
     /// Summaries dropped to meet the budget.
     pub dropped_summaries: usize,
+    /// Tokens of each long-term memory layer in the prompt.
+    #[serde(default)]
+    pub memory: crate::recall::LayerTokens,
 }
 
 impl ContextFigures {

@@ -21,9 +21,12 @@ use crate::backend::{Backend, TurnEvent, TurnRequest, TurnStream};
 use crate::context::{
     ContextFigures, ContextItem, ContextLimits, ContextMessage, Role, SummaryCache, optimize_with,
 };
-use crate::inject::{ContextData, inject};
+use crate::inject::{ContextData, inject_counted};
+use crate::observe::{Activity, CodeMap};
 use crate::recall::{Recall, RecallBudget};
 use crate::routing::ModelRouter;
+
+mod memory;
 
 #[derive(Debug, thiserror::Error)]
 #[error("the conversation store failed: {0}")]
@@ -69,6 +72,9 @@ pub struct EngineConfig {
     pub window: usize,
     /// Room for long-term memories in the prompt.
     pub recall: RecallBudget,
+    /// A chat with no turn for this long starts a new session (its last one summarised);
+    /// 0: only `/new` ends a session.
+    pub session_idle_ms: u64,
 }
 
 impl Default for EngineConfig {
@@ -78,6 +84,7 @@ impl Default for EngineConfig {
             short_history: 5,
             window: 2000,
             recall: RecallBudget::default(),
+            session_idle_ms: 0,
         }
     }
 }
@@ -127,6 +134,7 @@ struct ChatState {
     since_id: u64,
     /// When its last turn started (the engine's turn counter): the least recent goes first.
     last_turn: u64,
+    memory: memory::SessionState,
 }
 
 /// Chats whose state (summaries, figures, session) the engine keeps; past it the least
@@ -141,6 +149,7 @@ impl ChatState {
             figures: ContextFigures::default(),
             session: None,
             since_id,
+            memory: memory::SessionState::default(),
         }
     }
 }
@@ -165,6 +174,8 @@ struct Inner {
     observer: Option<FiguresObserver>,
     recall: Option<Arc<dyn Recall>>,
     tools: Option<ToolGrantFn>,
+    code: Option<Arc<dyn CodeMap>>,
+    now_ms: Arc<dyn Fn() -> u64 + Send + Sync>,
 }
 
 /// Builds an [`Engine`]: the backend, the store and the router are needed; the rest is optional.
@@ -176,6 +187,8 @@ pub struct EngineBuilder {
     observer: Option<FiguresObserver>,
     recall: Option<Arc<dyn Recall>>,
     tools: Option<ToolGrantFn>,
+    code: Option<Arc<dyn CodeMap>>,
+    now_ms: Arc<dyn Fn() -> u64 + Send + Sync>,
 }
 
 impl EngineBuilder {
@@ -202,6 +215,18 @@ impl EngineBuilder {
         self
     }
 
+    /// Reads the chats' workspaces: the function-map layer, the functions observations name.
+    pub fn code_map(mut self, code: Arc<dyn CodeMap>) -> Self {
+        self.code = Some(code);
+        self
+    }
+
+    /// Reads the time (Unix milliseconds) from `now_ms` instead of the system clock.
+    pub fn clock(mut self, now_ms: Arc<dyn Fn() -> u64 + Send + Sync>) -> Self {
+        self.now_ms = now_ms;
+        self
+    }
+
     pub fn build(self) -> Engine {
         Engine {
             inner: Arc::new(Inner {
@@ -214,6 +239,8 @@ impl EngineBuilder {
                 observer: self.observer,
                 recall: self.recall,
                 tools: self.tools,
+                code: self.code,
+                now_ms: self.now_ms,
             }),
         }
     }
@@ -226,6 +253,8 @@ struct Prepared {
     /// The backend session the chat's last turn finished in, as this engine saw it.
     expected_session: Option<String>,
     turn: u64,
+    /// The user's words, for the turn's observations.
+    request_text: String,
 }
 
 impl Engine {
@@ -242,6 +271,8 @@ impl Engine {
             observer: None,
             recall: None,
             tools: None,
+            code: None,
+            now_ms: memory::system_clock(),
         }
     }
 
@@ -293,12 +324,17 @@ impl Engine {
         let history = inner
             .store
             .recent(chat_id, inner.config.window.saturating_add(1))?;
-        if incoming.fresh_session {
+        // `/new` or a long pause ends the session: its summary is kept, the turn starts afresh.
+        let now_ms = (inner.now_ms)();
+        let ending = self.session_ending(chat_id, incoming.fresh_session, now_ms);
+        let fresh_session = ending.is_some();
+        if let Some(ending) = &ending {
+            self.end_session(chat_id, ending, &history, id, now_ms);
             inner.store.set_conversation_start(chat_id, id)?;
         }
         // A chat this engine has not seen yet continues where its conversation started.
         let known = self.chats().contains_key(&chat_id);
-        let start = if known || incoming.fresh_session {
+        let start = if known || fresh_session {
             0
         } else {
             inner.store.conversation_start(chat_id)?
@@ -321,6 +357,8 @@ impl Engine {
             }
             _ => Vec::new(),
         };
+        let session_summary = self.last_summary(chat_id);
+        let code_map = self.code_layer(chat_id, &incoming.text, inner.config.recall.shares().code);
 
         let turn = inner
             .turns
@@ -340,16 +378,18 @@ impl Engine {
                 .entry(chat_id)
                 .or_insert_with(|| ChatState::starting_at(start));
             state.last_turn = turn;
-            if incoming.fresh_session {
+            if fresh_session {
+                let memory = std::mem::take(&mut state.memory);
                 *state = ChatState::starting_at(id);
+                state.memory = memory;
             }
+            Engine::note_turn(state, now_ms);
             let earlier: Vec<ContextMessage> = history
                 .into_iter()
                 .filter(|m| m.id < id && m.id >= state.since_id)
                 .collect();
-            let (items, figures) =
+            let (items, mut figures) =
                 optimize_with(&earlier, &inner.config.limits, &mut state.summaries);
-            state.figures = figures;
             let carried: Vec<ContextItem> = if state.session.is_some() {
                 let keep = inner.config.short_history;
                 let start = items.len().saturating_sub(keep);
@@ -367,13 +407,14 @@ impl Engine {
                 history: &carried,
                 memories: &memories,
                 learnings: &learnings,
+                session_summary: session_summary.as_deref(),
+                code_map: code_map.as_deref(),
                 budget: inner.config.recall,
             };
-            (
-                inject(&incoming.text, &data),
-                figures,
-                state.session.clone(),
-            )
+            let (prompt, layers) = inject_counted(&incoming.text, &data);
+            figures.memory = layers;
+            state.figures = figures;
+            (prompt, figures, state.session.clone())
         };
 
         if let Some(observe) = &inner.observer {
@@ -381,7 +422,7 @@ impl Engine {
         }
         let route = inner.router.route(&incoming.text);
         let mut request = TurnRequest::new(chat_id, prompt).routed(route);
-        request.fresh_session = incoming.fresh_session;
+        request.fresh_session = fresh_session;
         request.cancel = incoming.cancel;
         if let Some(grant) = &inner.tools {
             let grant = grant(chat_id);
@@ -393,6 +434,7 @@ impl Engine {
             figures,
             expected_session,
             turn,
+            request_text: incoming.text,
         })
     }
 
@@ -402,6 +444,7 @@ impl Engine {
             request,
             expected_session,
             turn,
+            request_text,
             ..
         } = prepared;
         let chat_id = request.chat_id;
@@ -415,6 +458,8 @@ impl Engine {
             async move {
                 let mut new_session = false;
                 let mut blocks: Vec<String> = Vec::new();
+                let mut activity = Activity::default();
+                let mut request_text = Some(request_text);
                 while let Some(mut event) = events.next().await {
                     match &mut event {
                         TurnEvent::Started { session_id, .. } => {
@@ -422,6 +467,8 @@ impl Engine {
                                 expected_session.as_ref().is_some_and(|s| s != session_id);
                         }
                         TurnEvent::Text(text) => blocks.push(text.clone()),
+                        TurnEvent::ToolCall { id, name, input } => activity.call(id, name, input),
+                        TurnEvent::ToolResult { id, ok, .. } => activity.result(id, *ok),
                         TurnEvent::Finished(summary) => {
                             // The whole text blocks are the reply; the result text when the
                             // model wrote none (an answer given only by a tool's output).
@@ -429,6 +476,9 @@ impl Engine {
                                 summary.text = blocks.join("\n\n");
                             }
                             engine.finished(chat_id, summary, new_session);
+                            let request = request_text.take().unwrap_or_default();
+                            let activity = std::mem::take(&mut activity);
+                            engine.observe_turn(chat_id, request, summary.text.clone(), activity);
                         }
                         _ => {}
                     }

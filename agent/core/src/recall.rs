@@ -1,6 +1,11 @@
 //! The seam to long-term memory: before a turn the engine asks for what is worth remembering
 //! about the request, and the inject step lays it out with progressive disclosure (seed 003):
-//! the best few with a short excerpt, the rest as titles the model can ask about by id.
+//! the best few with a short excerpt, the rest as titles the model can ask about by id. After
+//! a turn the engine hands back what the turn did (observations), and when a session ends its
+//! summary.
+
+use crate::observe::Observation;
+use crate::session::SessionSummary;
 
 /// One memory brought back for a turn.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,12 +43,26 @@ pub trait Recall: Send + Sync {
     fn learnings(&self, _chat_id: i64) -> Vec<LearnedFact> {
         Vec::new()
     }
+
+    /// Keeps what a turn did as the chat's memory. Blocking (a store write).
+    fn keep_observations(&self, _chat_id: i64, _observations: &[Observation]) {}
+
+    /// Keeps the summary of a session that ended. Blocking (a store write).
+    fn keep_summary(&self, _chat_id: i64, _summary: &SessionSummary) {}
+
+    /// The text of the chat's latest session summary, if it has one.
+    fn last_summary(&self, _chat_id: i64) -> Option<String> {
+        None
+    }
 }
 
-/// How much of the prompt memories may take.
+/// How much of the prompt memory may take: one budget for every layer (seed 003), split as
+/// [`RecallBudget::shares`] says, each layer also within its own ceiling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecallBudget {
-    /// Tokens for the whole RELEVANT_MEMORIES section (about 4 characters each).
+    /// Tokens for every memory layer together (about 4 characters each).
+    pub context_tokens: usize,
+    /// Ceiling of the RELEVANT_MEMORIES section (0 leaves memories out).
     pub tokens: usize,
     /// Memories shown with an excerpt; the others get their title only.
     pub detailed: usize,
@@ -54,9 +73,43 @@ pub struct RecallBudget {
 impl Default for RecallBudget {
     fn default() -> Self {
         RecallBudget {
-            tokens: 400,
+            context_tokens: 2_000,
+            tokens: 900,
             detailed: 2,
             learning_tokens: 300,
+        }
+    }
+}
+
+/// Tokens of each memory layer: a layer's budget, or what a turn's prompt carried.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LayerTokens {
+    /// The last session's summary.
+    pub summary: usize,
+    /// The function map of the chat's workspace.
+    pub code: usize,
+    pub learnings: usize,
+    /// Relevant memories, as index lines.
+    pub memories: usize,
+}
+
+impl LayerTokens {
+    pub fn total(&self) -> usize {
+        self.summary + self.code + self.learnings + self.memories
+    }
+}
+
+impl RecallBudget {
+    /// Seed 003's split of the budget: the session summary 15%, the function map 25%, the
+    /// learnings 15% (within `learning_tokens`); the memories get what is left (within
+    /// `tokens`), unused shares of the layers before them included.
+    pub fn shares(&self) -> LayerTokens {
+        let total = self.context_tokens;
+        LayerTokens {
+            summary: total * 15 / 100,
+            code: total * 25 / 100,
+            learnings: (total * 15 / 100).min(self.learning_tokens),
+            memories: self.tokens.min(total),
         }
     }
 }

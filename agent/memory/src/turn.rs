@@ -1,8 +1,11 @@
 //! Memory in a turn: the engine's [`Recall`] and the `/health` component.
 
 use serde_json::{Map, Value, json};
+use valor_core::observe::Observation;
 use valor_core::recall::{LearnedFact, Recall, Recollection};
+use valor_core::session::SessionSummary;
 use valor_monitor::{HealthComponent, Status};
+use valor_store::{MemoryKind, MemoryRecord};
 
 use crate::catalogue::Filter;
 use crate::search::Query;
@@ -72,6 +75,57 @@ impl Recall for Memory {
             })
             .collect()
     }
+
+    /// Observations become searchable memory of the chat (kind `observation`).
+    fn keep_observations(&self, chat_id: i64, observations: &[Observation]) {
+        let at_ms = now_ms();
+        let records = observations
+            .iter()
+            .map(|o| MemoryRecord {
+                id: 0,
+                kind: MemoryKind::Observation,
+                chat_id: Some(chat_id),
+                at_ms,
+                title: o.title.clone(),
+                text: o.text(),
+                url: None,
+            })
+            .collect();
+        if let Err(e) = self.store().save_memories(records) {
+            tracing::warn!(chat_id, error = %e, "cannot keep the turn's observations");
+        }
+    }
+
+    fn keep_summary(&self, chat_id: i64, summary: &SessionSummary) {
+        let record = MemoryRecord {
+            id: 0,
+            kind: MemoryKind::Summary,
+            chat_id: Some(chat_id),
+            at_ms: now_ms(),
+            title: summary.title.clone(),
+            text: summary.text.clone(),
+            url: None,
+        };
+        if let Err(e) = self.store().save_memory(record) {
+            tracing::warn!(chat_id, error = %e, "cannot keep the session summary");
+        }
+    }
+
+    fn last_summary(&self, chat_id: i64) -> Option<String> {
+        match self.store().latest_memory(MemoryKind::Summary, chat_id) {
+            Ok(found) => found.map(|r| r.text),
+            Err(e) => {
+                tracing::warn!(chat_id, error = %e, "cannot read the last session summary");
+                None
+            }
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// `/health` component `recall` (long-term memory; `memory` is the process's own RSS).

@@ -196,6 +196,37 @@ impl Store {
             .collect()
     }
 
+    /// The newest saved memory of `kind` belonging to `chat_id` (ids grow with time).
+    pub fn latest_memory(
+        &self,
+        kind: MemoryKind,
+        chat_id: i64,
+    ) -> Result<Option<MemoryRecord>, StoreError> {
+        let Some(tree) = self.kind_tree(kind) else {
+            return Ok(None);
+        };
+        for value in tree.iter().values().rev() {
+            let record: MemoryRecord = decode("memory", &value?)?;
+            if record.chat_id == Some(chat_id) {
+                return Ok(Some(record));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Saves several memories with one flush at the end.
+    pub fn save_memories(
+        &self,
+        records: Vec<MemoryRecord>,
+    ) -> Result<Vec<MemoryRecord>, StoreError> {
+        let saved = records
+            .into_iter()
+            .map(|r| self.write_memory(r))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.flush()?;
+        Ok(saved)
+    }
+
     /// Any searchable document by id.
     pub fn document(&self, id: u64) -> Result<Option<Document>, StoreError> {
         let Some(bytes) = self.locator.get(id.to_be_bytes())? else {

@@ -118,3 +118,71 @@ async fn index_timeline_and_records_show_a_chat_its_own_and_shared_memory_only()
     let timeline = memory.timeline(1, billing, 0, 20).unwrap().unwrap();
     assert_eq!(timeline.last().map(|e| e.id), Some(later), "{timeline:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn observations_and_summaries_kept_by_turns_are_searchable_memory_of_their_chat() {
+    use valor_core::observe::{Observation, ObservationType};
+    use valor_core::recall::Recall;
+    use valor_core::session::SessionSummary;
+
+    let setup = Setup::new();
+    let memory = setup.open();
+    let observation = Observation {
+        kind: ObservationType::Bugfix,
+        title: "[bugfix] fix the upload timeout — changed src/upload.rs".to_owned(),
+        summary: "Asked: fix the upload timeout\nDone: raised it to 120 s.".to_owned(),
+        files_read: vec![],
+        files_changed: vec!["src/upload.rs".to_owned()],
+        functions: vec!["send_chunk (src/upload.rs)".to_owned()],
+        commands: vec!["cargo test".to_owned()],
+        sources: vec![],
+    };
+    memory.keep_observations(1, &[observation]);
+    let summary = |text: &str| SessionSummary {
+        title: format!("Session: {text}"),
+        text: text.to_owned(),
+        messages: 2,
+    };
+    memory.keep_summary(1, &summary("first session of chat one"));
+    memory.keep_summary(2, &summary("chat two's session"));
+    memory.keep_summary(1, &summary("second session of chat one"));
+    assert_eq!(
+        memory.last_summary(1).as_deref(),
+        Some("second session of chat one")
+    );
+    assert_eq!(
+        memory.last_summary(2).as_deref(),
+        Some("chat two's session")
+    );
+    assert_eq!(memory.last_summary(3), None);
+    assert_eq!(memory.counts().observations, 1);
+    assert_eq!(memory.counts().summaries, 3);
+
+    let found = memory.index_search(1, &query("send_chunk upload")).unwrap();
+    assert_eq!(found[0].kind, MemoryKind::Observation, "{found:?}");
+    let full = memory.records(1, &[found[0].id]).unwrap();
+    assert!(
+        full[0]
+            .text
+            .contains("Functions: send_chunk (src/upload.rs)"),
+        "{}",
+        full[0].text
+    );
+    assert!(
+        memory
+            .index_search(2, &query("send_chunk upload"))
+            .unwrap()
+            .is_empty()
+    );
+    let sessions = IndexQuery {
+        kinds: vec![MemoryKind::Summary],
+        ..query("session")
+    };
+    assert!(
+        memory
+            .index_search(2, &sessions)
+            .unwrap()
+            .iter()
+            .all(|h| h.title.contains("chat two"))
+    );
+}

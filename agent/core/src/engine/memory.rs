@@ -1,0 +1,227 @@
+//! The engine's side of long-term memory beyond recall: sessions that end (`/new`, idle,
+//! shutdown) leave a summary, each turn leaves observations of what it did, and the next
+//! turns carry the last summary and the function map.
+
+use std::sync::Arc;
+
+use crate::context::{ContextMessage, Role};
+use crate::observe::{Activity, Observation, observe};
+use crate::session::{SessionEnd, summarize};
+use crate::time::civil_date;
+
+use super::{ChatState, Engine};
+
+/// Observation titles a session keeps for its summary at most.
+const MAX_OBSERVED: usize = 20;
+
+/// What the engine remembers of a chat's session between turns.
+#[derive(Debug, Default)]
+pub(super) struct SessionState {
+    /// Wall-clock milliseconds of the chat's last turn (0: none in this process).
+    pub(super) last_active_ms: u64,
+    /// Titles of the observations this session made.
+    pub(super) observed: Vec<String>,
+    /// The latest summary's text, once read (`Some(None)`: the chat has none).
+    pub(super) last_summary: Option<Option<String>>,
+    /// A turn ran since the last summary was written.
+    pub(super) unsummarized: bool,
+}
+
+/// A session that has to end before this turn: why, and where it started.
+pub(super) struct Ending {
+    end: SessionEnd,
+    since_id: u64,
+    observed: Vec<String>,
+}
+
+impl Engine {
+    /// Whether the chat's session ends before this turn: `/new`, or no turn for
+    /// `session_idle_ms`. Reads where an unknown chat's session started from the store.
+    pub(super) fn session_ending(&self, chat_id: i64, fresh: bool, now_ms: u64) -> Option<Ending> {
+        let idle_ms = self.inner.config.session_idle_ms;
+        let known = self.chats().get(&chat_id).map(|state| {
+            let idle = idle_ms > 0
+                && state.memory.last_active_ms > 0
+                && now_ms.saturating_sub(state.memory.last_active_ms) >= idle_ms;
+            (idle, state.since_id, state.memory.observed.clone())
+        });
+        let end = match (fresh, known.as_ref().is_some_and(|k| k.0)) {
+            (true, _) => SessionEnd::New,
+            (false, true) => SessionEnd::Idle,
+            (false, false) => return None,
+        };
+        let (since_id, observed) = match known {
+            Some((_, since_id, observed)) => (since_id, observed),
+            None => (
+                self.inner.store.conversation_start(chat_id).ok()?,
+                Vec::new(),
+            ),
+        };
+        Some(Ending {
+            end,
+            since_id,
+            observed,
+        })
+    }
+
+    /// Writes the summary of the session that `ending` closes: the messages of `history` from
+    /// its start up to (not including) message `before_id`.
+    pub(super) fn end_session(
+        &self,
+        chat_id: i64,
+        ending: &Ending,
+        history: &[ContextMessage],
+        before_id: u64,
+        now_ms: u64,
+    ) {
+        let session: Vec<ContextMessage> = (history.iter())
+            .filter(|m| m.id >= ending.since_id && m.id < before_id)
+            .cloned()
+            .collect();
+        self.keep_summary(chat_id, &session, &ending.observed, ending.end, now_ms);
+    }
+
+    fn keep_summary(
+        &self,
+        chat_id: i64,
+        session: &[ContextMessage],
+        observed: &[String],
+        end: SessionEnd,
+        now_ms: u64,
+    ) {
+        let Some(recall) = &self.inner.recall else {
+            return;
+        };
+        let Some(summary) = summarize(session, observed, end, &civil_date(now_ms)) else {
+            return;
+        };
+        recall.keep_summary(chat_id, &summary);
+        tracing::info!(
+            chat_id,
+            messages = summary.messages,
+            ?end,
+            "session summary kept"
+        );
+        if let Some(state) = self.chats().get_mut(&chat_id) {
+            state.memory.last_summary = Some(Some(summary.text));
+            state.memory.observed.clear();
+            state.memory.unsummarized = false;
+        }
+    }
+
+    /// The chat's latest session summary (read from memory once, then kept).
+    pub(super) fn last_summary(&self, chat_id: i64) -> Option<String> {
+        if let Some(known) = self
+            .chats()
+            .get(&chat_id)
+            .and_then(|s| s.memory.last_summary.clone())
+        {
+            return known;
+        }
+        let loaded = self.inner.recall.as_ref()?.last_summary(chat_id);
+        if let Some(state) = self.chats().get_mut(&chat_id) {
+            state.memory.last_summary = Some(loaded.clone());
+        }
+        loaded
+    }
+
+    /// The function-map layer for this request, when the chat's workspace is code.
+    pub(super) fn code_layer(&self, chat_id: i64, request: &str, tokens: usize) -> Option<String> {
+        if tokens == 0 {
+            return None;
+        }
+        self.inner.code.as_ref()?.layer(chat_id, request, tokens)
+    }
+
+    /// Notes the turn in the chat's session state.
+    pub(super) fn note_turn(state: &mut ChatState, now_ms: u64) {
+        state.memory.last_active_ms = now_ms;
+        state.memory.unsummarized = true;
+    }
+
+    /// Keeps the observations of a finished turn (off the async threads: the code map reads
+    /// files, the store writes).
+    pub(super) fn observe_turn(
+        &self,
+        chat_id: i64,
+        request: String,
+        reply: String,
+        activity: Activity,
+    ) {
+        if self.inner.recall.is_none() {
+            return;
+        }
+        if activity.is_empty() {
+            // No tool ran: nothing to read from files, at most a decision said in words.
+            let observations = observe(chat_id, &request, &reply, &activity, None);
+            if !observations.is_empty() {
+                let engine = self.clone();
+                tokio::task::spawn_blocking(move || {
+                    engine.keep_observations(chat_id, observations)
+                });
+            }
+            return;
+        }
+        let engine = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let code = engine.inner.code.as_deref();
+            let observations = observe(chat_id, &request, &reply, &activity, code);
+            engine.keep_observations(chat_id, observations);
+        });
+    }
+
+    fn keep_observations(&self, chat_id: i64, observations: Vec<Observation>) {
+        if observations.is_empty() {
+            return;
+        }
+        if let Some(recall) = &self.inner.recall {
+            recall.keep_observations(chat_id, &observations);
+        }
+        if let Some(state) = self.chats().get_mut(&chat_id) {
+            let observed = &mut state.memory.observed;
+            observed.extend(observations.into_iter().map(|o| o.title));
+            let excess = observed.len().saturating_sub(MAX_OBSERVED);
+            observed.drain(..excess);
+        }
+    }
+
+    /// Ends every session that had a turn since its last summary (Valor is stopping).
+    /// Blocking: reads each chat's messages and writes its summary.
+    pub fn end_sessions(&self) {
+        let open: Vec<(i64, u64, Vec<String>)> = self
+            .chats()
+            .iter()
+            .filter(|(_, s)| s.memory.unsummarized)
+            .map(|(id, s)| (*id, s.since_id, s.memory.observed.clone()))
+            .collect();
+        let now_ms = (self.inner.now_ms)();
+        for (chat_id, since_id, observed) in open {
+            let history = match self.inner.store.recent(chat_id, self.inner.config.window) {
+                Ok(history) => history,
+                Err(e) => {
+                    tracing::warn!(chat_id, error = %e, "cannot read the session to summarise it");
+                    continue;
+                }
+            };
+            let session: Vec<ContextMessage> =
+                history.into_iter().filter(|m| m.id >= since_id).collect();
+            // A session whose last word is Valor's or the user's: both are worth a summary.
+            if session.iter().any(|m| m.role == Role::User) {
+                self.keep_summary(chat_id, &session, &observed, SessionEnd::Shutdown, now_ms);
+            }
+        }
+    }
+}
+
+/// The engine's wall clock, in Unix milliseconds.
+pub(super) fn system_clock() -> Arc<dyn Fn() -> u64 + Send + Sync> {
+    Arc::new(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+    })
+}
+
+#[cfg(test)]
+#[path = "memory_tests.rs"]
+mod tests;
