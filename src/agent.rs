@@ -104,6 +104,10 @@ impl Agent {
         )
         .config(engine_config(config))
         .recall(Arc::new(self.memory.clone()))
+        .code_map(Arc::new(valor_daydream::WorkspaceMaps::new(
+            config.claude.workspaces_dir.clone(),
+            valor_daydream::MapCache::default(),
+        )))
         .observe_figures(context_metrics(metrics)?);
         if let Some(tools) = tools {
             engine = engine.tools(tools);
@@ -196,12 +200,29 @@ fn context_metrics(metrics: &MetricsRegistry) -> anyhow::Result<FiguresObserver>
         "Tokens the context window left out, all turns.",
         &[],
     )?;
+    let layer = |name: &str| {
+        metrics.gauge(
+            "valor_context_memory_tokens",
+            "Tokens of each long-term memory layer in the prompt ([memory] context_tokens), latest turn.",
+            &[("layer", name)],
+        )
+    };
+    let (summary, code, learnings, memories) = (
+        layer("summary")?,
+        layer("code_map")?,
+        layer("learnings")?,
+        layer("memories")?,
+    );
     Ok(Arc::new(move |_chat, f| {
         messages_before.set(f.messages_before as f64);
         messages_after.set(f.messages_after as f64);
         tokens_before.set(f.tokens_before as f64);
         tokens_after.set(f.tokens_after as f64);
         saved.inc_by(f.tokens_before.saturating_sub(f.tokens_after) as u64);
+        summary.set(f.memory.summary as f64);
+        code.set(f.memory.code as f64);
+        learnings.set(f.memory.learnings as f64);
+        memories.set(f.memory.memories as f64);
     }))
 }
 
@@ -229,6 +250,7 @@ fn engine_config(config: &Config) -> EngineConfig {
         },
         short_history: c.short_history,
         recall: valor_core::recall::RecallBudget {
+            context_tokens: config.memory.context_tokens,
             tokens: config.memory.inject_tokens,
             detailed: config.memory.inject_detailed,
             learning_tokens: if config.learning.enabled {
@@ -237,6 +259,7 @@ fn engine_config(config: &Config) -> EngineConfig {
                 0
             },
         },
+        session_idle_ms: config.memory.session_idle_mins.saturating_mul(60_000),
         ..EngineConfig::default()
     }
 }

@@ -90,6 +90,9 @@ pub async fn chat(config_path: Option<PathBuf>, args: ChatArgs) -> ExitCode {
             let code = console.run(args.new, &quit).await;
             stop.cancel();
             let _ = worker.await;
+            // Leaving the console ends the session (a one-off message does not).
+            let engine = service.engine().clone();
+            let _ = tokio::task::spawn_blocking(move || engine.end_sessions()).await;
             code
         }
     };

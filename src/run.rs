@@ -91,6 +91,8 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
     let base_url = crate::health_cmd::base_url(addr);
     let tools = crate::tool_servers::tool_grant(&config, &base_url, &grants);
     let conversations = agent.conversations(&config, &state.metrics, Some(tools))?;
+    // Sessions still open at shutdown are summarised through the engine.
+    let engine = conversations.engine().clone();
     let channel = telegram(
         &config,
         &loaded_secrets,
@@ -187,6 +189,7 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
     let drained = tokio::time::timeout(SHUTDOWN_DEADLINE, async {
         // Running turns are cancelled and every Claude process group ends.
         agent.shutdown().await;
+        let _ = tokio::task::spawn_blocking(move || engine.end_sessions()).await;
         hosted.browser.close().await;
         while tasks.join_next().await.is_some() {}
     })

@@ -591,10 +591,15 @@ pub struct MemoryConfig {
     /// The embedding model's directory. Empty: `models/all-MiniLM-L6-v2` under the current
     /// directory (where scripts/setup puts it), else under `~/.local/share/valor/`.
     pub model_dir: PathBuf,
-    /// Tokens of relevant memories a turn's prompt may carry (0: none).
+    /// Tokens every memory layer of a turn's prompt shares: the last session's summary, the
+    /// learnings, the function map and the relevant memories (seed 003's split).
+    pub context_tokens: usize,
+    /// The most of that relevant memories may take (0: none).
     pub inject_tokens: usize,
     /// Memories shown with an excerpt; the rest by title (progressive disclosure).
     pub inject_detailed: usize,
+    /// A chat quiet this long starts a new session, the last one summarised (0: only /new).
+    pub session_idle_mins: u64,
 }
 
 impl Config {
@@ -642,8 +647,10 @@ impl Default for MemoryConfig {
         MemoryConfig {
             path: PathBuf::from("~/.local/share/valor/store"),
             model_dir: PathBuf::new(),
-            inject_tokens: 400,
+            context_tokens: 2_000,
+            inject_tokens: 900,
             inject_detailed: 2,
+            session_idle_mins: 240,
         }
     }
 }

@@ -96,6 +96,22 @@ pub(crate) fn validate(config: &Config) -> Vec<(String, String)> {
     );
     in_range(
         &mut problems,
+        "memory.context_tokens",
+        m.context_tokens as u64,
+        0,
+        100_000,
+        "tokens",
+    );
+    in_range(
+        &mut problems,
+        "memory.session_idle_mins",
+        m.session_idle_mins,
+        0,
+        525_600,
+        "minutes",
+    );
+    in_range(
+        &mut problems,
         "memory.inject_detailed",
         m.inject_detailed as u64,
         0,

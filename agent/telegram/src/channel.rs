@@ -647,6 +647,15 @@ impl TelegramChannel {
                 f.tokens_after,
                 f.reduction() * 100.0
             ));
+            let m = f.memory;
+            lines.push(format!(
+                "Memory in the prompt: {} tokens (last session {}, learnings {}, code map {}, memories {})",
+                m.total(),
+                m.summary,
+                m.learnings,
+                m.code,
+                m.memories
+            ));
         }
         lines.join("\n")
     }

@@ -112,7 +112,44 @@ impl CodeMap {
     pub fn file(&self, path: &Path) -> Option<&FileMap> {
         self.files.iter().find(|f| f.path == path)
     }
+
+    /// The most important files and their functions as text within `chars`: entry points
+    /// first (main, lib, mod, index, app, server, __init__), then the files with the most
+    /// functions.
+    pub fn outline(&self, chars: usize) -> String {
+        let entry = |f: &FileMap| {
+            let stem = f.path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+            ENTRY_POINTS.contains(&stem)
+        };
+        let mut files: Vec<&FileMap> = self
+            .files
+            .iter()
+            .filter(|f| !f.functions.is_empty())
+            .collect();
+        files.sort_by(|a, b| {
+            (entry(b), b.functions.len(), &a.path).cmp(&(entry(a), a.functions.len(), &b.path))
+        });
+        let mut out = String::new();
+        'files: for file in files {
+            let header = format!("{} ({} lines):\n", file.path.display(), file.lines);
+            if out.len() + header.len() > chars {
+                break;
+            }
+            out.push_str(&header);
+            for function in &file.functions {
+                let line = format!("  {}\n", function.signature);
+                if out.len() + line.len() > chars {
+                    break 'files;
+                }
+                out.push_str(&line);
+            }
+        }
+        out
+    }
 }
+
+/// File stems that usually start a program or a package.
+const ENTRY_POINTS: &[&str] = &["main", "lib", "mod", "index", "app", "server", "__init__"];
 
 /// File maps kept between daydreams, by absolute path, with the size and modification time
 /// they were made from: a file unchanged since the last daydream is not parsed again (parsing

@@ -4,6 +4,8 @@
 //!   touched.
 //! - [`git`]: git on an untrusted repository: its hooks, fsmonitor and diff programs off, an
 //!   empty environment, a time limit, its own process group.
+//! - [`turn_map`]: the code map for turns: the function-map layer of a chat's prompt and the
+//!   functions an observation names ([`WorkspaceMaps`]).
 //! - [`workspace`]: one workspace's context: git branch, status and recent commits, the stack
 //!   from its manifests, its code map, the functions changed since the last daydream.
 //! - [`analytics`]: usage trends from the recorded runs.
@@ -25,6 +27,7 @@ pub mod openai;
 pub mod prompt;
 pub mod report;
 pub mod run;
+pub mod turn_map;
 pub mod workspace;
 
 pub use codemap::{CodeMap, FunctionInfo, Language, MapCache};
@@ -32,4 +35,5 @@ pub use run::{
     DAYDREAM_CHAT_ID, Daydream, DaydreamOutcome, DaydreamReport, DaydreamSettings, Host,
     HostFuture, Phase, Readiness,
 };
+pub use turn_map::WorkspaceMaps;
 pub use workspace::{GitInfo, WorkspaceContext, gather_workspaces};

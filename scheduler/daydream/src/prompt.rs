@@ -7,6 +7,8 @@ use crate::analytics::Trends;
 
 /// Changed functions listed per workspace in the prompt.
 const PROMPT_CHANGED: usize = 25;
+/// Characters of a workspace's map in its first daydream (about 1,500 tokens).
+const FIRST_MAP_CHARS: usize = 6_000;
 
 pub fn build(workspaces: &[WorkspaceContext], trends: &Trends) -> String {
     let mut p = String::from(
@@ -40,6 +42,16 @@ pub fn build(workspaces: &[WorkspaceContext], trends: &Trends) -> String {
                 "{}: {files} files, {functions} functions, {lines} lines",
                 language.as_str()
             );
+        }
+        if ws.first {
+            let outline = ws.code.outline(FIRST_MAP_CHARS);
+            if !outline.is_empty() {
+                let _ = writeln!(
+                    p,
+                    "code map (the first daydream of this workspace: its main files and their functions):"
+                );
+                p.push_str(&outline);
+            }
         }
         if !ws.changed_functions.is_empty() {
             let _ = writeln!(p, "functions changed since the last daydream:");
@@ -120,6 +132,57 @@ pub fn candidates(analysis: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::candidates;
+    use crate::WorkspaceContext;
+    use crate::analytics::Trends;
+    use crate::codemap::{CodeMap, FileMap, FunctionInfo, Language};
+
+    fn workspace(first: bool) -> WorkspaceContext {
+        let function = |name: &str, line: usize| FunctionInfo {
+            name: name.to_owned(),
+            signature: format!("fn {name}()"),
+            start_line: line,
+            end_line: line + 2,
+        };
+        let file = |path: &str, functions: Vec<FunctionInfo>| FileMap {
+            path: path.into(),
+            language: Language::Rust,
+            lines: 40,
+            functions,
+        };
+        WorkspaceContext {
+            name: "shop".to_owned(),
+            path: "/w/shop".into(),
+            git: None,
+            stack: Vec::new(),
+            code: CodeMap {
+                files: vec![
+                    file("src/util.rs", vec![function("pad", 1), function("trim", 5)]),
+                    file("src/main.rs", vec![function("main", 1)]),
+                    file(
+                        "src/big.rs",
+                        (0..3_000).map(|i| function(&format!("f{i}"), i)).collect(),
+                    ),
+                ],
+            },
+            changed_functions: Vec::new(),
+            first,
+            problems: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_first_daydream_of_a_workspace_carries_its_map_within_a_budget() {
+        let trends = Trends::default();
+        let prompt = super::build(&[workspace(true)], &trends);
+        let map = prompt.split("code map (the first daydream").nth(1).unwrap();
+        assert!(
+            map.contains("src/main.rs (40 lines):\n  fn main()\nsrc/big.rs"),
+            "entry points first: {map}"
+        );
+        assert!(map.len() < super::FIRST_MAP_CHARS + 200, "{}", map.len());
+        let later = super::build(&[workspace(false)], &trends);
+        assert!(!later.contains("code map"), "{later}");
+    }
 
     #[test]
     fn remember_lines_become_candidates() {

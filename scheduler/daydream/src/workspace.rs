@@ -51,6 +51,8 @@ pub struct WorkspaceContext {
     pub stack: Vec<String>,
     pub code: CodeMap,
     pub changed_functions: Vec<ChangedFunction>,
+    /// This is the workspace's first daydream: the prompt carries its map, not its changes.
+    pub first: bool,
     /// What could not be read, said plainly (the report shows it).
     pub problems: Vec<String>,
 }
@@ -275,6 +277,7 @@ pub fn gather_workspace(
             stack: Vec::new(),
             code: CodeMap::default(),
             changed_functions: Vec::new(),
+            first: since.is_none(),
             problems,
         };
     }
@@ -321,6 +324,7 @@ pub fn gather_workspace(
         stack: stack(path),
         code,
         changed_functions,
+        first: since.is_none(),
         problems,
     }
 }
