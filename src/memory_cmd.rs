@@ -140,10 +140,18 @@ async fn search(access: &Access, params: &SearchParams, json: bool) -> Result<()
         Access::Direct(memory) => {
             let query = params.to_query()?;
             memory.prepare().await;
+            embed_queued(memory).await;
             memory.search(&query).map_err(|e| e.to_string())?
         }
         Access::Agent(agent) => {
             let query = serde_urlencoded(params)?;
+            let stats: MemoryStats = agent.get("/memory/stats").await?;
+            if stats.counts.queued > 0 {
+                eprintln!(
+                    "note: the running Valor is still embedding {} document(s); until then they match by keywords only",
+                    stats.counts.queued
+                );
+            }
             agent.get(&format!("/memory/search?{query}")).await?
         }
     };
@@ -270,6 +278,48 @@ async fn show(access: &Access, id: u64) -> Result<(), String> {
     }
     println!("\n{}", document.text);
     Ok(())
+}
+
+/// Documents embedded before a search without a progress bar (a second or so).
+const EMBED_QUIETLY: u64 = 32;
+/// Documents a search embeds first at most; past it `valor memory reindex` is the tool.
+const EMBED_BEFORE_SEARCH: u64 = 5_000;
+
+/// Embeds what is queued (messages said through `valor chat` while no agent ran) so the search
+/// finds it by meaning, or says how much cannot be found that way yet.
+async fn embed_queued(memory: &Memory) {
+    let queued = memory.counts().queued;
+    if queued == 0 {
+        return;
+    }
+    if memory.model_id().is_none() || queued > EMBED_BEFORE_SEARCH {
+        let why = if memory.model_id().is_none() {
+            "there is no embedding model (run scripts/setup, or set [memory] model_dir)".to_owned()
+        } else {
+            format!("run `valor memory reindex` to embed them (more than {EMBED_BEFORE_SEARCH})")
+        };
+        eprintln!(
+            "note: {queued} document(s) are not searchable by meaning yet: {why}; they match by keywords"
+        );
+        return;
+    }
+    let bar = (queued > EMBED_QUIETLY).then(|| progress_bar(queued));
+    let start = memory.counts().vectors;
+    let outcome = memory
+        .work_until_idle(&|_, counts| {
+            if let Some(bar) = &bar {
+                bar.set_position(counts.vectors.saturating_sub(start));
+            }
+        })
+        .await;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    if let Err(e) = outcome {
+        eprintln!(
+            "note: cannot embed the {queued} queued document(s): {e}; they match by keywords"
+        );
+    }
 }
 
 fn progress_bar(total: u64) -> indicatif::ProgressBar {

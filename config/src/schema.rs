@@ -626,19 +626,47 @@ impl Config {
     }
 }
 
+/// Where the embedding model goes under a models folder (scripts/setup puts it there).
+const MODEL_SUBDIR: &str = "models/all-MiniLM-L6-v2";
+
 impl MemoryConfig {
-    /// The model directory to use: the configured one, or the first default that exists.
+    /// The model directory to use: the configured one, or the first default that exists (see
+    /// [`MemoryConfig::model_dir_candidates`]); the data directory's when none does.
     pub fn resolved_model_dir(&self, home: Option<&str>) -> PathBuf {
         if !self.model_dir.as_os_str().is_empty() {
             return self.model_dir.clone();
         }
-        let local = PathBuf::from("models/all-MiniLM-L6-v2");
-        match home.filter(|h| !h.is_empty()) {
-            Some(home) if !local.is_dir() => {
-                PathBuf::from(home).join(".local/share/valor/models/all-MiniLM-L6-v2")
-            }
-            _ => local,
+        let exe = std::env::current_exe().ok();
+        let candidates = Self::model_dir_candidates(home, exe.as_deref());
+        candidates
+            .iter()
+            .find(|dir| dir.join("config.json").is_file())
+            .or(candidates.last())
+            .cloned()
+            .unwrap_or_else(|| PathBuf::from(MODEL_SUBDIR))
+    }
+
+    /// Where the model is looked for, in order: `models/` in the current directory; beside the
+    /// executable or up to three folders above it (a build in `target/release/` finds the
+    /// repository's); the data directory (`~/.local/share/valor/models`), last.
+    pub fn model_dir_candidates(home: Option<&str>, exe: Option<&std::path::Path>) -> Vec<PathBuf> {
+        let mut out = vec![PathBuf::from(MODEL_SUBDIR)];
+        if let Some(exe_dir) = exe.and_then(std::path::Path::parent) {
+            out.extend(
+                exe_dir
+                    .ancestors()
+                    .take(4)
+                    .map(|dir| dir.join(MODEL_SUBDIR)),
+            );
         }
+        if let Some(home) = home.filter(|h| !h.is_empty()) {
+            out.push(
+                PathBuf::from(home)
+                    .join(".local/share/valor")
+                    .join(MODEL_SUBDIR),
+            );
+        }
+        out
     }
 }
 
@@ -652,5 +680,46 @@ impl Default for MemoryConfig {
             inject_detailed: 2,
             session_idle_mins: 240,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_model_is_found_beside_the_executable_from_any_directory() {
+        let candidates = MemoryConfig::model_dir_candidates(
+            Some("/home/ann"),
+            Some(std::path::Path::new("/repo/target/release/valor")),
+        );
+        assert_eq!(
+            candidates,
+            [
+                "models/all-MiniLM-L6-v2",
+                "/repo/target/release/models/all-MiniLM-L6-v2",
+                "/repo/target/models/all-MiniLM-L6-v2",
+                "/repo/models/all-MiniLM-L6-v2",
+                "/models/all-MiniLM-L6-v2",
+                "/home/ann/.local/share/valor/models/all-MiniLM-L6-v2",
+            ]
+            .map(PathBuf::from)
+        );
+        // Configured wins; otherwise the first that holds a model, else the data directory.
+        let dir = tempfile::tempdir().unwrap();
+        let configured = MemoryConfig {
+            model_dir: dir.path().to_owned(),
+            ..MemoryConfig::default()
+        };
+        assert_eq!(configured.resolved_model_dir(None), dir.path());
+        let home = dir.path().to_string_lossy().into_owned();
+        let found = MemoryConfig::default().resolved_model_dir(Some(&home));
+        assert!(
+            found.is_relative()
+                || found.join("config.json").is_file()
+                || found.starts_with(dir.path()),
+            "{found:?}"
+        );
     }
 }

@@ -20,8 +20,16 @@ fn script(turn: &Turn) -> Reply {
     if turn.asks("overload") {
         return Reply::overloaded();
     }
+    // What the conversation carries, the last session's summary left out (after /new the word
+    // is only there: the history starts over).
     let history = turn.body["messages"].to_string();
-    if turn.asks("what was the word") && history.contains("apple") {
+    let carried = history
+        .split("LAST_SESSION")
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+        + history.split("LEARNINGS").nth(1).unwrap_or_default();
+    if turn.asks("what was the word") && carried.contains("apple") {
         return Reply::chunks(&["The word", " was apple."]);
     }
     Reply::chunks(&["Hello", " from", " the fake."])
@@ -136,6 +144,24 @@ async fn chat_once_answers_on_stdout_and_continues_the_conversation() {
     )
     .await;
     assert_eq!(stdout, "Hello from the fake.\n");
+    // ... with the summary of the session /new ended at the top of its prompt.
+    let prompt = fake
+        .requests()
+        .last()
+        .unwrap()
+        .last_user_text
+        .clone()
+        .unwrap();
+    let summary = prompt
+        .split("LAST_SESSION")
+        .nth(1)
+        .expect("the last session's summary");
+    assert!(
+        summary.contains("Session summary (ended by /new"),
+        "{prompt}"
+    );
+    assert!(summary.contains("- remember the word apple"), "{prompt}");
+    assert!(!prompt.contains("RECENT_HISTORY"), "{prompt}");
 
     let (out, stdout, stderr) = run_valor(&fake, dir.path(), &["stats", "--days", "1"]).await;
     assert_eq!(out.status.code(), Some(0), "{stderr}");
@@ -320,4 +346,37 @@ async fn the_console_asks_remember_this_and_takes_a_typed_answer() {
     assert!(list.contains("Tailwind"), "{list}");
     assert!(!list.contains("PostgreSQL"), "{list}");
     assert!(!list.contains("Jest"), "{list}");
+}
+
+/// What `valor chat --once` stored is found by meaning at once by `valor memory search` (which
+/// embeds the queue first), run from `/` with no model configured: the model is found beside
+/// the executable.
+#[tokio::test(flavor = "multi_thread")]
+async fn memory_search_after_chat_once_finds_by_meaning_from_any_directory() {
+    let fake = FakeAnthropic::start(script).await;
+    let dir = tempfile::tempdir().unwrap();
+    let said = "My cat loves sleeping on the warm radiator every afternoon.";
+    let (out, _, stderr) = run_valor(&fake, dir.path(), &["chat", "--once", said]).await;
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+
+    let mut search = valor(dir.path());
+    search
+        .current_dir("/")
+        .env_remove("VALOR__MEMORY__MODEL_DIR")
+        .env("VALOR__MEMORY__PATH", dir.path().join("store"))
+        .args([
+            "memory",
+            "search",
+            "kitten napping beside a heater",
+            "--json",
+        ]);
+    let (out, stdout, stderr) = tokio::task::spawn_blocking(move || output(&mut search))
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let result: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(result["mode"], "hybrid", "{stdout}\n{stderr}");
+    let first = &result["hits"][0];
+    assert_eq!(first["snippet"], said, "{stdout}");
+    assert_eq!(first["keyword_match"], false, "found by meaning: {stdout}");
 }
