@@ -68,3 +68,85 @@ fn bf16_products_keep_the_vectors_of_fp32() {
     eprintln!("bf16 vs fp32 over 300 sentences: mean cosine {mean:.5}, worst {worst:.5}");
     assert!(worst > 0.999 && mean > 0.9999, "mean {mean}, worst {worst}");
 }
+
+/// Mean-pooled, L2-normalised sentence vectors from candle-transformers' own `BertModel`: an
+/// implementation Valor's hand-written BERT shares no code with above candle-core.
+fn reference_vectors(texts: &[&str]) -> Vec<Vec<f32>> {
+    use candle_core::{DType, Device, Tensor};
+    use candle_transformers::models::bert::{BertModel, Config};
+
+    let dir = model_dir();
+    let config: Config =
+        serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+    let weights = std::fs::read(dir.join("model.safetensors")).unwrap();
+    let vb = candle_nn::VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu)
+        .unwrap();
+    let model = BertModel::load(vb, &config).unwrap();
+    let tokenizer = tokenizers::Tokenizer::from_file(dir.join("tokenizer.json")).unwrap();
+    texts
+        .iter()
+        .map(|text| {
+            let encoding = tokenizer.encode(*text, true).unwrap();
+            // The shipped tokenizer pads to 128: the real tokens are those the mask keeps.
+            let ids: Vec<u32> = (encoding.get_ids().iter().zip(encoding.get_attention_mask()))
+                .filter(|(_, mask)| **mask == 1)
+                .map(|(id, _)| *id)
+                .take(256)
+                .collect();
+            let input = Tensor::new(ids.as_slice(), &Device::Cpu)
+                .unwrap()
+                .unsqueeze(0)
+                .unwrap();
+            let types = input.zeros_like().unwrap();
+            let states = model.forward(&input, &types, None).unwrap(); // [1, n, 384]
+            let mean = states.mean(1).unwrap().squeeze(0).unwrap();
+            let v: Vec<f32> = mean.to_vec1().unwrap();
+            let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            v.iter().map(|x| x / norm).collect()
+        })
+        .collect()
+}
+
+/// Valor's vectors for a fixed set of sentences match an independent implementation's, so the
+/// hand-written BERT and its kernels stay correct.
+#[test]
+fn vectors_match_candle_transformers_bert() {
+    let long = "The deploy pipeline builds the image, runs the migrations, and only then \
+                switches traffic; if the health check fails twice the old version stays. "
+        .repeat(4);
+    let texts = [
+        "A man is eating food.",
+        "How did we fix the upload bug last week?",
+        "sled or Postgres for the store?",
+        "Der Hund schläft in der Sonne.",
+        "猫はソファで寝ている。",
+        "fn main() { println!(\"hello\"); }",
+        "   spaces   around   ",
+        "x",
+        long.as_str(),
+    ];
+    let reference = reference_vectors(&texts);
+    for precision in [valor_embed::Precision::F32, valor_embed::Precision::Fastest] {
+        let embedder = Embedder::load_with(&model_dir(), precision).unwrap();
+        let ours = embedder.embed(&texts).unwrap();
+        for ((text, a), b) in texts.iter().zip(&ours).zip(&reference) {
+            let similarity = cosine(a, b);
+            let floor = match precision {
+                valor_embed::Precision::F32 => 0.99999,
+                valor_embed::Precision::Fastest => 0.999,
+            };
+            assert!(
+                similarity > floor,
+                "{precision:?} {text:?}: cosine {similarity}"
+            );
+            if precision == valor_embed::Precision::F32 {
+                let worst = a
+                    .iter()
+                    .zip(b)
+                    .map(|(x, y)| (x - y).abs())
+                    .fold(0f32, f32::max);
+                assert!(worst < 1e-3, "{text:?}: a component off by {worst}");
+            }
+        }
+    }
+}
