@@ -9,7 +9,7 @@ use valor_core::engine::{ToolGrant, ToolGrantFn};
 use valor_memory::Memory;
 use valor_store::{MemoryKind, MemoryRecord, Store};
 use valor_tool_dev::{BrowserSettings, DevServer, DevSettings};
-use valor_tool_memory::{MemoryBook, MemoryLine, MemoryServer, MemoryText, SearchRequest};
+use valor_tool_memory::MemoryServer;
 use valor_tool_notion::{NotionClient, NotionServer, NotionSettings};
 use valor_tool_social::{LinkStore, SavedLink, SocialServer, SocialSettings};
 use valor_tool_telegram::{History, HistoryLine, TelegramServer};
@@ -242,65 +242,7 @@ pub fn telegram_server(memory: Memory, scopes: ScopeSource) -> TelegramServer {
     TelegramServer::new(Arc::new(MemoryHistory(memory)), scopes)
 }
 
-/// The agent's memory as the memory server reads it, always within the calling chat's view.
-pub struct MemoryTools(pub Memory);
-
-fn memory_line(entry: valor_memory::disclosure::IndexEntry) -> MemoryLine {
-    MemoryLine {
-        id: entry.id,
-        kind: entry.kind.as_str().to_owned(),
-        at_ms: entry.at_ms,
-        title: entry.title,
-        tokens: entry.tokens,
-    }
-}
-
-impl MemoryBook for MemoryTools {
-    fn search(&self, chat_id: i64, request: &SearchRequest) -> Result<Vec<MemoryLine>, String> {
-        let query = valor_memory::disclosure::IndexQuery {
-            text: request.query.clone(),
-            kinds: (request.kinds.iter())
-                .filter_map(|k| MemoryKind::parse(k))
-                .collect(),
-            since_ms: request.since_ms,
-            until_ms: request.until_ms,
-            limit: request.limit,
-        };
-        let found = self
-            .0
-            .index_search(chat_id, &query)
-            .map_err(|e| e.to_string())?;
-        Ok(found.into_iter().map(memory_line).collect())
-    }
-
-    fn timeline(
-        &self,
-        chat_id: i64,
-        anchor: u64,
-        before: usize,
-        after: usize,
-    ) -> Result<Option<Vec<MemoryLine>>, String> {
-        let lines = (self.0.timeline(chat_id, anchor, before, after)).map_err(|e| e.to_string())?;
-        Ok(lines.map(|lines| lines.into_iter().map(memory_line).collect()))
-    }
-
-    fn get(&self, chat_id: i64, ids: &[u64]) -> Result<Vec<MemoryText>, String> {
-        let records = self.0.records(chat_id, ids).map_err(|e| e.to_string())?;
-        Ok(records
-            .into_iter()
-            .map(|r| MemoryText {
-                id: r.id,
-                kind: r.kind.as_str().to_owned(),
-                at_ms: r.at_ms,
-                title: r.title,
-                text: r.text,
-                url: r.url,
-            })
-            .collect())
-    }
-}
-
 /// The memory server over the agent's memory.
 pub fn memory_server(memory: Memory, scopes: ScopeSource) -> MemoryServer {
-    MemoryServer::new(Arc::new(MemoryTools(memory)), scopes)
+    MemoryServer::new(Arc::new(memory), scopes)
 }

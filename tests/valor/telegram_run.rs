@@ -313,7 +313,7 @@ fn the_model_reads_memory_in_three_layers_and_never_another_chats() {
             if let Some((_, content, _)) = &turn.last_tool_result {
                 answers.lock().unwrap().push(content.clone());
                 let ids = ids_in(content);
-                if content.contains("memories match") {
+                if content.contains(" hits, best first") {
                     *found.lock().unwrap() = ids.first().copied();
                     return Reply::tool(
                         "mcp__memory__timeline",

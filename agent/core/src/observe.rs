@@ -53,7 +53,7 @@ pub struct Observation {
 impl Observation {
     /// The searchable text of the observation.
     pub fn text(&self) -> String {
-        let mut out = format!("{}\n{}\n", self.title, self.summary);
+        let mut out = format!("Type: {}\n{}\n", self.kind.as_str(), self.summary);
         let mut list = |label: &str, items: &[String]| {
             if !items.is_empty() {
                 out.push_str(&format!("{label}: {}\n", items.join(", ")));

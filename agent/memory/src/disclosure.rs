@@ -8,6 +8,7 @@
 //! absent, so a chat cannot even learn that an id exists elsewhere.
 
 use valor_store::{Document, MemoryKind};
+use valor_tool_memory::{MemoryBook, MemoryLine, MemoryText, SearchRequest};
 
 use crate::catalogue::{Entry, Filter};
 use crate::search::Query;
@@ -149,5 +150,62 @@ impl Memory {
             }
         }
         Ok(out)
+    }
+}
+
+fn memory_line(entry: IndexEntry) -> MemoryLine {
+    MemoryLine {
+        id: entry.id,
+        kind: entry.kind.as_str().to_owned(),
+        at_ms: entry.at_ms,
+        title: entry.title,
+        tokens: entry.tokens,
+    }
+}
+
+/// The memory MCP server reads the agent's memory through this, always within the calling
+/// chat's view.
+impl MemoryBook for Memory {
+    fn search(&self, chat_id: i64, request: &SearchRequest) -> Result<Vec<MemoryLine>, String> {
+        let query = IndexQuery {
+            text: request.query.clone(),
+            kinds: (request.kinds.iter())
+                .filter_map(|k| MemoryKind::parse(k))
+                .collect(),
+            since_ms: request.since_ms,
+            until_ms: request.until_ms,
+            limit: request.limit,
+        };
+        let found = self
+            .index_search(chat_id, &query)
+            .map_err(|e| e.to_string())?;
+        Ok(found.into_iter().map(memory_line).collect())
+    }
+
+    fn timeline(
+        &self,
+        chat_id: i64,
+        anchor: u64,
+        before: usize,
+        after: usize,
+    ) -> Result<Option<Vec<MemoryLine>>, String> {
+        let lines =
+            Memory::timeline(self, chat_id, anchor, before, after).map_err(|e| e.to_string())?;
+        Ok(lines.map(|lines| lines.into_iter().map(memory_line).collect()))
+    }
+
+    fn get(&self, chat_id: i64, ids: &[u64]) -> Result<Vec<MemoryText>, String> {
+        let records = self.records(chat_id, ids).map_err(|e| e.to_string())?;
+        Ok(records
+            .into_iter()
+            .map(|r| MemoryText {
+                id: r.id,
+                kind: r.kind.as_str().to_owned(),
+                at_ms: r.at_ms,
+                title: r.title,
+                text: r.text,
+                url: r.url,
+            })
+            .collect())
     }
 }

@@ -16,4 +16,7 @@
 mod dates;
 mod server;
 
-pub use server::{KINDS, MemoryBook, MemoryLine, MemoryServer, MemoryText, SearchRequest};
+pub use server::{
+    GetParams, KINDS, MemoryBook, MemoryLine, MemoryServer, MemoryText, SearchParams,
+    SearchRequest, TimelineParams,
+};

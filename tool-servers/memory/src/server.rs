@@ -205,15 +205,13 @@ impl MemoryServer {
                 p.query
             ));
         }
+        // Compact on purpose: every line here is read by the model, on every search.
         let mut out = format!(
-            "{} memories match {:?}, best first (#id date kind ~tokens title):\n",
-            hits.len(),
-            request.query
+            "{} hits, best first (#id date kind ~tokens title):\n",
+            hits.len()
         );
         hits.iter().for_each(|hit| out.push_str(&index_line(hit)));
-        out.push_str(
-            "\nNext: timeline(anchor_id) for what happened around one, get(ids) for full texts.",
-        );
+        out.push_str("→ timeline(anchor_id) for context, get(ids) for full text");
         Ok(out)
     }
 
@@ -246,12 +244,11 @@ impl MemoryServer {
         let Some(lines) = lines else {
             return Ok(format!("This chat's memory has no entry #{anchor}."));
         };
-        let mut out = format!("Timeline around #{anchor}, oldest first (» marks it):\n");
+        let mut out = format!("Timeline around #{anchor} (»), oldest first:\n");
         for line in &lines {
             out.push_str(if line.id == anchor { "» " } else { "  " });
             out.push_str(&index_line(line));
         }
-        out.push_str("\nNext: get(ids) for full texts.");
         Ok(out)
     }
 
@@ -375,7 +372,7 @@ fn records_text(asked: &[u64], records: &[MemoryText], cap: usize) -> String {
         .map(|id| format!("#{id}"))
         .collect();
     let mut out = format!(
-        "{shown} of {} records (cap {cap} tokens):\n\n{body}",
+        "{shown} of {} records (cap {cap} tokens):\n{body}",
         asked.len()
     );
     if !unread.is_empty() {
