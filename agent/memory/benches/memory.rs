@@ -203,7 +203,7 @@ fn main() {
         }
         for (label, mut times) in [
             ("  query embedding alone", embed_times),
-            ("  HNSW search alone (50 candidates)", graph_times),
+            ("  HNSW search + exact rescoring (50)", graph_times),
         ] {
             times.sort();
             println!(

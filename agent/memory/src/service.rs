@@ -419,12 +419,32 @@ impl Memory {
             return Some(exact);
         }
         if query.filter.is_open() && query.filter.exclude.is_empty() {
-            return Some(index.search(vector, candidates, None));
+            let hits = index.search(vector, candidates, None);
+            return Some(self.rescored(embedder.model_id(), vector, hits));
         }
-        let indexes = self.indexes();
-        let catalogue = &indexes.catalogue;
-        let keep = |id: u64| catalogue.by_id(id).is_some_and(|e| query.filter.accepts(e));
-        Some(index.search(vector, candidates, Some(&keep)))
+        let hits = {
+            let indexes = self.indexes();
+            let catalogue = &indexes.catalogue;
+            let keep = |id: u64| catalogue.by_id(id).is_some_and(|e| query.filter.accepts(e));
+            index.search(vector, candidates, Some(&keep))
+        };
+        Some(self.rescored(embedder.model_id(), vector, hits))
+    }
+
+    /// The index's candidates ordered by their exact similarity: the index compares quantized
+    /// vectors, which cannot tell near-duplicates apart; the store has them in full.
+    fn rescored(&self, model_id: &str, query: &[f32], hits: Vec<(u64, f32)>) -> Vec<(u64, f32)> {
+        let mut exact: Vec<(u64, f32)> = hits
+            .into_iter()
+            .map(|(id, approximate)| match self.inner.store.vector(id) {
+                Ok(Some(stored)) if stored.model_id == model_id => {
+                    (id, valor_embed::cosine(query, &stored.vector))
+                }
+                _ => (id, approximate),
+            })
+            .collect();
+        exact.sort_by(|a, b| b.1.total_cmp(&a.1));
+        exact
     }
 
     /// Embeds texts with the loaded model; `None` while there is none (loading, keyword-only)
@@ -450,11 +470,16 @@ impl Memory {
             .remove(id);
     }
 
-    /// The vector index's nearest documents to `vector`, unfiltered (for measurements).
+    /// The vector index's nearest documents to `vector`, unfiltered and rescored as searches
+    /// are (for measurements).
     pub fn vector_hits(&self, vector: &[f32], limit: usize) -> Vec<(u64, f32)> {
-        self.vector_index()
-            .map(|index| index.search(vector, limit, None))
-            .unwrap_or_default()
+        let Some(index) = self.vector_index() else {
+            return Vec::new();
+        };
+        let hits = index.search(vector, CANDIDATES.max(limit), None);
+        let mut exact = self.rescored(index.model_id(), vector, hits);
+        exact.truncate(limit);
+        exact
     }
 
     /// Asks the worker to embed everything again (after the model changed, or on request).
