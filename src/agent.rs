@@ -260,6 +260,8 @@ fn engine_config(config: &Config) -> EngineConfig {
             },
         },
         session_idle_ms: config.memory.session_idle_mins.saturating_mul(60_000),
+        summary_model: Some(config.memory.summarize_with.trim().to_owned())
+            .filter(|m| !m.is_empty()),
         ..EngineConfig::default()
     }
 }

@@ -411,4 +411,29 @@ mod tests {
         let err = parse_str("", &[("VALOR__HEALTH____BIND", "1")]).unwrap_err();
         assert!(err.to_string().contains("VALOR__SECTION__KEY"), "{err}");
     }
+
+    #[test]
+    fn memory_layers_and_summaries_are_checked() {
+        let c = parse_str(
+            "[memory]\ncontext_tokens = 3000\nsummarize_with = \"haiku\"\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            (c.memory.context_tokens, c.memory.summarize_with.as_str()),
+            (3000, "haiku")
+        );
+        assert_eq!(c.memory.session_idle_mins, 240);
+        let err = parse_str(
+            "[memory]\ncontext_tokens = 1000000\nsummarize_with = \"haiku; rm -rf /\"\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("memory.context_tokens"), "{err}");
+        assert!(
+            err.contains("`memory.summarize_with`: expected a model name"),
+            "{err}"
+        );
+    }
 }

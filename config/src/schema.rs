@@ -600,6 +600,9 @@ pub struct MemoryConfig {
     pub inject_detailed: usize,
     /// A chat quiet this long starts a new session, the last one summarised (0: only /new).
     pub session_idle_mins: u64,
+    /// Empty: session summaries are extractive (sentences of the session). A model name or
+    /// alias ("haiku"): one cheap call a session writes a better one in the background.
+    pub summarize_with: String,
 }
 
 impl Config {
@@ -679,6 +682,7 @@ impl Default for MemoryConfig {
             inject_tokens: 900,
             inject_detailed: 2,
             session_idle_mins: 240,
+            summarize_with: String::new(),
         }
     }
 }

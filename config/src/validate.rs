@@ -110,6 +110,18 @@ pub(crate) fn validate(config: &Config) -> Vec<(String, String)> {
         525_600,
         "minutes",
     );
+    let model = m.summarize_with.trim();
+    if !model.is_empty()
+        && !model
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '[' | ']'))
+    {
+        push(
+            &mut problems,
+            "memory.summarize_with",
+            format!("expected a model name such as \"haiku\" (or empty), got {model:?}"),
+        );
+    }
     in_range(
         &mut problems,
         "memory.inject_detailed",

@@ -27,6 +27,7 @@ use crate::recall::{Recall, RecallBudget};
 use crate::routing::ModelRouter;
 
 mod memory;
+pub use memory::SUMMARY_CHAT_ID;
 
 #[derive(Debug, thiserror::Error)]
 #[error("the conversation store failed: {0}")]
@@ -63,7 +64,7 @@ pub trait ConversationStore: Send + Sync {
     fn conversation_start(&self, chat_id: i64) -> Result<u64, StoreFailure>;
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct EngineConfig {
     pub limits: ContextLimits,
     /// Messages the block carries when the backend session holds the history.
@@ -75,6 +76,9 @@ pub struct EngineConfig {
     /// A chat with no turn for this long starts a new session (its last one summarised);
     /// 0: only `/new` ends a session.
     pub session_idle_ms: u64,
+    /// The model that writes session summaries (one cheap call a session); `None`: they are
+    /// extractive only.
+    pub summary_model: Option<String>,
 }
 
 impl Default for EngineConfig {
@@ -85,6 +89,7 @@ impl Default for EngineConfig {
             window: 2000,
             recall: RecallBudget::default(),
             session_idle_ms: 0,
+            summary_model: None,
         }
     }
 }

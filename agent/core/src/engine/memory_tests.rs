@@ -68,7 +68,26 @@ struct Setup {
 }
 
 fn setup(idle_ms: u64) -> Setup {
+    setup_with(EngineConfig {
+        session_idle_ms: idle_ms,
+        ..EngineConfig::default()
+    })
+}
+
+fn setup_with(config: EngineConfig) -> Setup {
     let backend = ScriptedBackend::new(|request| {
+        if request.chat_id == crate::engine::SUMMARY_CHAT_ID {
+            return if request.prompt.contains("the word is plum") {
+                Scripted::text(
+                    "Asked: remember a word.\nDone: noted plum.\nLearned: - none\nLeft open: - none",
+                )
+            } else {
+                Scripted::Fail(crate::error::TurnError::new(
+                    crate::error::TurnErrorKind::Overloaded,
+                    "busy",
+                ))
+            };
+        }
         let asked = crate::inject::user_request(&request.prompt);
         if asked.contains("fix the upload") {
             Scripted::Tools {
@@ -99,10 +118,7 @@ fn setup(idle_ms: u64) -> Setup {
         store as Arc<dyn ConversationStore>,
         ModelRouter::new(valor_config::RoutingConfig::default()),
     )
-    .config(EngineConfig {
-        session_idle_ms: idle_ms,
-        ..EngineConfig::default()
-    })
+    .config(config)
     .recall(kept.clone())
     .code_map(Arc::new(Workspace))
     .clock(Arc::new(move || now.load(Ordering::SeqCst)))
@@ -123,8 +139,13 @@ impl Setup {
         stream.finish().await.unwrap();
     }
 
+    /// The prompt of the last user turn (summary calls run beside them).
     fn last_prompt(&self) -> String {
-        self.backend.requests().last().unwrap().prompt.clone()
+        let requests = self.backend.requests();
+        let mut turns = requests
+            .iter()
+            .filter(|r| r.chat_id != crate::engine::SUMMARY_CHAT_ID);
+        turns.next_back().unwrap().prompt.clone()
     }
 
     /// Waits for the observations kept off the async threads (a blocking task).
@@ -244,5 +265,65 @@ async fn shutdown_summarises_each_open_session_once() {
         s.kept.summaries.lock().unwrap().len(),
         2,
         "nothing new to summarise"
+    );
+}
+
+#[tokio::test]
+async fn a_model_written_summary_replaces_the_extractive_one_once_it_lands() {
+    let s = setup_with(EngineConfig {
+        summary_model: Some("haiku".to_owned()),
+        ..EngineConfig::default()
+    });
+    s.say(1, "the word is plum", false).await;
+    s.say(1, "start over", true).await;
+    // The first turn of the new session has the extractive summary: it never waits.
+    assert!(
+        s.last_prompt().contains("Session summary (ended by /new"),
+        "{}",
+        s.last_prompt()
+    );
+    for _ in 0..500 {
+        if s.kept.summaries.lock().unwrap().len() == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let summaries = s.kept.summaries.lock().unwrap().clone();
+    assert_eq!(summaries.len(), 2, "{summaries:?}");
+    assert!(
+        summaries[1]
+            .1
+            .text
+            .starts_with("Session summary (written by the model)\nAsked: remember a word.")
+    );
+    let call = s
+        .backend
+        .requests()
+        .into_iter()
+        .find(|r| r.chat_id == crate::engine::SUMMARY_CHAT_ID)
+        .unwrap();
+    assert_eq!(call.model.as_deref(), Some("haiku"));
+    assert!(call.fresh_session && call.read_only && call.mcp_config.is_none());
+    assert!(
+        call.prompt.contains("user: the word is plum"),
+        "{}",
+        call.prompt
+    );
+    s.say(1, "and now?", false).await;
+    assert!(
+        s.last_prompt().contains("written by the model"),
+        "{}",
+        s.last_prompt()
+    );
+
+    // A failed call leaves the extractive summary.
+    s.say(2, "something else", false).await;
+    s.say(2, "again", true).await;
+    tokio::task::yield_now().await;
+    s.say(2, "next", false).await;
+    assert!(
+        s.last_prompt().contains("Session summary (ended by /new"),
+        "{}",
+        s.last_prompt()
     );
 }
