@@ -1,5 +1,12 @@
 //! Calendar dates for humans, from Unix milliseconds (UTC), without a date library.
 
+/// The wall clock in Unix milliseconds (0 before 1970).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// `YYYY-MM-DD` (UTC) of a Unix time in milliseconds.
 pub fn civil_date(ms: u64) -> String {
     // Howard Hinnant's days-to-civil algorithm.

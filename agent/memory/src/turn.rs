@@ -4,6 +4,7 @@ use serde_json::{Map, Value, json};
 use valor_core::observe::Observation;
 use valor_core::recall::{LearnedFact, Recall, Recollection};
 use valor_core::session::SessionSummary;
+use valor_core::time::now_ms;
 use valor_monitor::{HealthComponent, Status};
 use valor_store::{MemoryKind, MemoryRecord};
 
@@ -120,12 +121,6 @@ impl Recall for Memory {
             }
         }
     }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// `/health` component `recall` (long-term memory; `memory` is the process's own RSS).

@@ -305,11 +305,7 @@ fn summary_prompt(session: &[ContextMessage]) -> String {
 
 /// The engine's wall clock, in Unix milliseconds.
 pub(super) fn system_clock() -> Arc<dyn Fn() -> u64 + Send + Sync> {
-    Arc::new(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64)
-    })
+    Arc::new(crate::time::now_ms)
 }
 
 #[cfg(test)]
