@@ -380,3 +380,77 @@ async fn memory_search_after_chat_once_finds_by_meaning_from_any_directory() {
     assert_eq!(first["snippet"], said, "{stdout}");
     assert_eq!(first["keyword_match"], false, "found by meaning: {stdout}");
 }
+
+/// A turn through the real CLI that names a function of its workspace gets the function map in
+/// its prompt; when it writes a file and runs a command, the observation kept names the type,
+/// the file, the function and the command.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_turn_gets_the_function_map_and_leaves_an_observation() {
+    let dir = tempfile::tempdir().unwrap();
+    let workspace = dir.path().join("workspaces/chat_0");
+    std::fs::create_dir_all(&workspace).unwrap();
+    std::fs::write(
+        workspace.join("greet.py"),
+        "def greeting(name):\n    return 'helo ' + name\n\n\ndef unrelated():\n    pass\n",
+    )
+    .unwrap();
+    let file = workspace.join("greet.py").to_string_lossy().into_owned();
+    // Claude Code edits only a file it has read: read, edit, run, answer.
+    let fake = FakeAnthropic::start(move |turn| {
+        let last = turn.last_tool_result.as_ref().map(|(_, content, _)| content.clone());
+        match last.as_deref() {
+            None => Reply::tool("Read", serde_json::json!({"file_path": file})),
+            Some(content) if content.contains("has been updated") => Reply::tool(
+                "Bash",
+                serde_json::json!({"command": "python3 -c \"print('hello')\""}),
+            ),
+            Some(content) if content.contains("helo") => Reply::tool(
+                "Edit",
+                serde_json::json!({"file_path": file, "old_string": "'helo '", "new_string": "'hello, '"}),
+            ),
+            Some(_) => Reply::text("Fixed the typo in greeting."),
+        }
+    })
+    .await;
+    let (out, stdout, stderr) = run_valor(
+        &fake,
+        dir.path(),
+        &["chat", "--once", "fix the typo bug in greeting()"],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let prompt = fake.requests()[0].last_user_text.clone().unwrap();
+    let map = prompt
+        .split("CODE_MAP")
+        .nth(1)
+        .expect("the function map layer");
+    assert!(
+        map.contains("greet.py (changed today):\n  def greeting(name)  [L1-L2]  ← named"),
+        "{prompt}"
+    );
+
+    let store = valor_store::Store::open(&dir.path().join("store")).unwrap();
+    let observations = store
+        .memory_records(valor_store::MemoryKind::Observation)
+        .unwrap();
+    assert_eq!(observations.len(), 1, "{observations:?}\n{stderr}");
+    let o = &observations[0];
+    assert_eq!(o.chat_id, Some(0));
+    assert!(
+        o.title
+            .starts_with("[bugfix] fix the typo bug in greeting() — changed greet.py"),
+        "{}",
+        o.title
+    );
+    assert!(o.text.contains("Files changed: greet.py"), "{}", o.text);
+    assert!(
+        o.text.contains("Functions: greeting (greet.py)"),
+        "{}",
+        o.text
+    );
+    assert!(
+        o.text.contains("Commands: python3 -c \"print('hello')\""),
+        "{}",
+        o.text
+    );
+}

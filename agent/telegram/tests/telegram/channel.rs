@@ -537,6 +537,7 @@ async fn status_tells_health_queue_session_cost_and_context() {
         "{status}"
     );
     assert!(status.contains("Context: 0 → 0 messages"), "{status}");
+    assert!(status.contains("Memory in the prompt: "), "{status}");
     w.stop().await;
 }
 
