@@ -320,7 +320,7 @@ fn the_model_reads_memory_in_three_layers_and_never_another_chats() {
                         json!({"anchor_id": ids[0], "chat_id": 100, "before": 3, "after": 3}),
                     );
                 }
-                if content.starts_with("Timeline around") {
+                if content.starts_with("Around #") {
                     return Reply::tool(
                         "mcp__memory__get",
                         json!({"ids": ids[1..], "chat_id": 100}),
@@ -388,7 +388,7 @@ fn the_model_reads_memory_in_three_layers_and_never_another_chats() {
         let answers = answers.lock().unwrap();
         assert_eq!(answers.len(), 3, "{answers:?}");
         assert!(answers[0].contains(" message ~"), "{}", answers[0]);
-        assert!(answers[1].starts_with("Timeline around"), "{}", answers[1]);
+        assert!(answers[1].starts_with("Around #"), "{}", answers[1]);
         assert!(answers.iter().all(|a| !a.contains("4417")), "{answers:?}");
     }
 

@@ -205,13 +205,10 @@ impl MemoryServer {
                 p.query
             ));
         }
-        // Compact on purpose: every line here is read by the model, on every search.
-        let mut out = format!(
-            "{} hits, best first (#id date kind ~tokens title):\n",
-            hits.len()
-        );
+        // Compact on purpose: every line here is read on every search. The line format and
+        // what to do next are in the tool's description, read once.
+        let mut out = format!("{} hits, best first:\n", hits.len());
         hits.iter().for_each(|hit| out.push_str(&index_line(hit)));
-        out.push_str("→ timeline(anchor_id) for context, get(ids) for full text");
         Ok(out)
     }
 
@@ -244,7 +241,7 @@ impl MemoryServer {
         let Some(lines) = lines else {
             return Ok(format!("This chat's memory has no entry #{anchor}."));
         };
-        let mut out = format!("Timeline around #{anchor} (»), oldest first:\n");
+        let mut out = format!("Around #{anchor} (»), oldest first:\n");
         for line in &lines {
             out.push_str(if line.id == anchor { "» " } else { "  " });
             out.push_str(&index_line(line));
@@ -331,12 +328,12 @@ fn records_text(asked: &[u64], records: &[MemoryText], cap: usize) -> String {
     let mut unread: Vec<String> = Vec::new();
     let mut shown = 0;
     for record in records {
+        // The title is left out: the index line the id came from showed it.
         let header = format!(
-            "#{} · {} · {} · {}{}\n",
+            "#{} · {} · {}{}\n",
             record.id,
             record.kind,
             day_of(record.at_ms),
-            one_line(&record.title).trim(),
             record
                 .url
                 .as_deref()
@@ -433,10 +430,7 @@ mod tests {
         let records = [text(1, 300), text(2, 5_000), text(3, 50)];
         let out = records_text(&[1, 2, 3, 9], &records, 500);
         assert!(out.len() < 500 * 4 + 400, "{}", out.len());
-        assert!(
-            out.contains("#1 · observation · 2026-12-04 · record 1 forged line"),
-            "{out}"
-        );
+        assert!(out.contains("#1 · observation · 2026-12-04\nxxx"), "{out}");
         assert!(out.contains("[cut: ~"), "{out}");
         assert!(
             out.contains("Not read (over the cap; ask again): #3"),
