@@ -4,6 +4,8 @@
 //! - `/health`, `/metrics`, `/ready`: open (the monitor's router).
 //! - `/memory/*`: the memory API, behind the store's token.
 //! - `/jobs`: the scheduler's jobs, behind the same token.
+//! - `/runs`: the recorded runs (`valor stats` while this process holds the store), behind the
+//!   same token.
 //! - `/mcp/<server>`: the hosted tool servers, each request behind a token bound to one chat.
 //! - `/telegram/paired`: pairings (`valor pair --list`, `--revoke`), behind the store's token,
 //!   when Telegram is on.
@@ -29,9 +31,11 @@ pub struct AppParts {
 }
 
 pub fn app(parts: AppParts) -> Router {
+    let store = parts.memory.store().clone();
     server::router(parts.health)
         .merge(valor_memory::api::router(parts.memory, parts.token.clone()))
         .merge(parts.tools)
+        .merge(crate::stats::router(store, parts.token.clone()))
         .merge(valor_scheduler::router(parts.scheduler, parts.token))
         .merge(parts.telegram.unwrap_or_default())
 }
@@ -135,7 +139,7 @@ mod tests {
     #[tokio::test]
     async fn memory_and_jobs_need_the_stores_token() {
         let w = world();
-        for path in ["/memory/stats", "/jobs"] {
+        for path in ["/memory/stats", "/jobs", "/runs?since_ms=0"] {
             assert_eq!(
                 call(&w.app, "GET", path, None).await,
                 StatusCode::UNAUTHORIZED,

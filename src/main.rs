@@ -117,7 +117,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Run => run::run(cli.config).await,
             Command::Chat(args) => chat::chat(cli.config, args).await,
-            Command::Stats(args) => stats::stats(cli.config, args),
+            Command::Stats(args) => stats::stats(cli.config, args).await,
             Command::Pair(args) => pair::pair(cli.config, args).await,
             Command::Memory(args) => memory_cmd::memory(cli.config, args).await,
             Command::Health(args) => health_cmd::health(cli.config, args).await,

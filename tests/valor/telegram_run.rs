@@ -98,6 +98,30 @@ fn valor_run_answers_a_friend_in_telegram_through_the_real_cli() {
         "{metrics}"
     );
 
+    // `valor stats` reads through the running agent (it holds the store); the run has its
+    // routing class and effort.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let stats = loop {
+        let (out, stdout, stderr) =
+            crate::support::output(valor(dir.path()).args(["stats", "--json", "--days", "1"]));
+        assert!(out.status.success(), "{stderr}");
+        let stats: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        if stats["all"]["turns"] == 1 {
+            break stats;
+        }
+        assert!(Instant::now() < deadline, "{stats}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(stats["by_class"]["short_chat"]["turns"], 1, "{stats}");
+    assert_eq!(stats["by_effort"]["low"]["turns"], 1, "{stats}");
+    let (out, text, stderr) =
+        crate::support::output(valor(dir.path()).args(["stats", "--by", "chat", "--days", "1"]));
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        text.contains("\nchat ") && text.contains("\n100 "),
+        "{text}"
+    );
+
     service.signal("TERM");
     assert!(
         service.wait_for_exit(Duration::from_secs(5)).success(),

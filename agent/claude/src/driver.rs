@@ -424,6 +424,7 @@ impl ClaudeDriver {
                 .class
                 .map(|c| c.as_str().to_owned())
                 .unwrap_or_default(),
+            effort: request.effort.clone().unwrap_or_default(),
             started_at_ms,
             duration_ms: summary.duration_ms,
             api_duration_ms: summary.api_duration_ms,

@@ -57,6 +57,8 @@ pub struct RunAnalytics {
     pub by_model: BTreeMap<String, RunTotals>,
     /// Routing class -> totals (`(none)` for unrouted turns).
     pub by_class: BTreeMap<String, RunTotals>,
+    /// Reasoning effort -> totals (`(none)`: the backend's default).
+    pub by_effort: BTreeMap<String, RunTotals>,
     pub by_chat: BTreeMap<i64, RunTotals>,
     /// Error key -> runs (denied tools included: they are recorded, not failed).
     pub errors: BTreeMap<String, u64>,
@@ -88,6 +90,10 @@ impl RunAnalytics {
                 .entry(or_none(&run.class))
                 .or_default()
                 .add(run);
+            out.by_effort
+                .entry(or_none(&run.effort))
+                .or_default()
+                .add(run);
             out.by_chat.entry(run.chat_id).or_default().add(run);
             if let Some(key) = run.error_key() {
                 *out.errors.entry(key.to_owned()).or_default() += 1;
@@ -117,6 +123,7 @@ mod tests {
             session_id: "s".to_owned(),
             model: model.to_owned(),
             class: "development".to_owned(),
+            effort: String::new(),
             started_at_ms: ms,
             duration_ms: 2000,
             api_duration_ms: 1000,

@@ -85,6 +85,10 @@ pub struct RunRecord {
     pub model: String,
     /// The routing class (`short_chat`, `development`, ...).
     pub class: String,
+    /// The reasoning effort the route asked for (empty: the backend's default; runs recorded
+    /// before it was kept).
+    #[serde(default)]
+    pub effort: String,
     /// Unix milliseconds when the run started.
     pub started_at_ms: u64,
     pub duration_ms: u64,
@@ -307,6 +311,7 @@ mod tests {
             session_id: String::new(),
             model: String::new(),
             class: String::new(),
+            effort: String::new(),
             started_at_ms: 0,
             duration_ms: 0,
             api_duration_ms: 0,

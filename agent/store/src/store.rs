@@ -301,6 +301,7 @@ mod tests {
             session_id: "s".to_owned(),
             model: "m".to_owned(),
             class: "short_chat".to_owned(),
+            effort: String::new(),
             started_at_ms,
             duration_ms: 10,
             api_duration_ms: 5,
