@@ -47,6 +47,8 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
     let metrics = MetricsRegistry::new();
     let children = ChildRegistry::new();
     let monitor = ResourceMonitor::new(config.monitor.clone(), children.clone(), &metrics)?;
+    // Subscribed before the first sample, so an alert raised at start is told too.
+    let alert_changes = monitor.alert_changes();
     // The first sample before serving, so /health never answers without figures.
     monitor.tick()?;
 
@@ -115,6 +117,18 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
         scheduler.on_notify(Arc::new(move |message: String| {
             channel.post_text(chat, &message)
         }));
+    }
+    // Alerts and their recovery reach the admin chat (else the daydream's report chat).
+    let alert_chat = config
+        .monitor
+        .alert_chat
+        .or(Some(config.daydream.report_chat));
+    if let (Some(channel), Some(chat)) = (channel.clone(), alert_chat.filter(|c| *c != 0)) {
+        let send: valor_monitor::AlertSender =
+            Arc::new(move |text: String| channel.post_text(chat, &text));
+        let cooldown = Duration::from_secs(config.monitor.alert_cooldown_mins.saturating_mul(60));
+        let notifier = valor_monitor::AlertNotifier::new(cooldown);
+        tasks.spawn(notifier.run(alert_changes, send, shutdown.clone()));
     }
     let scheduler = Arc::new(scheduler);
     {

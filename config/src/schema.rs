@@ -175,6 +175,10 @@ pub struct MonitorConfig {
     pub weights: MonitorWeights,
     pub thresholds: MonitorThresholds,
     pub status: StatusThresholds,
+    /// The chat that hears about alerts and their recovery (none: the daydream's report chat).
+    pub alert_chat: Option<i64>,
+    /// One message per alert at most this often.
+    pub alert_cooldown_mins: u64,
 }
 
 impl Default for MonitorConfig {
@@ -186,6 +190,8 @@ impl Default for MonitorConfig {
             weights: MonitorWeights::default(),
             thresholds: MonitorThresholds::default(),
             status: StatusThresholds::default(),
+            alert_chat: None,
+            alert_cooldown_mins: 60,
         }
     }
 }

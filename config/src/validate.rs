@@ -191,6 +191,14 @@ fn monitor(m: &MonitorConfig, problems: &mut Problems) {
         30 * 24 * 3600,
         "seconds",
     );
+    in_range(
+        problems,
+        "monitor.alert_cooldown_mins",
+        m.alert_cooldown_mins,
+        1,
+        7 * 24 * 60,
+        "minutes",
+    );
 
     let w = &m.weights;
     for (name, value) in [

@@ -576,3 +576,52 @@ fn a_revoked_pairing_takes_effect_at_once() {
     assert!(service.wait_for_exit(Duration::from_secs(5)).success());
     drop(runtime);
 }
+
+/// An alert (a Claude process past `children_warn = 1` while a turn runs) and its recovery
+/// (the process gone after the turn) reach the admin chat once each.
+#[test]
+fn an_alert_and_its_recovery_reach_the_admin_chat_once_each() {
+    use serde_json::json;
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (anthropic, telegram) = runtime.block_on(async {
+        let anthropic = FakeAnthropic::start(|turn| {
+            if turn.last_tool_result.is_some() {
+                return Reply::text("Waited.");
+            }
+            if turn.asks("wait a moment") {
+                return Reply::tool("Bash", json!({"command": "sleep 3"}));
+            }
+            Reply::text("Noted.")
+        })
+        .await;
+        (anthropic, FakeTelegram::start().await)
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = run_with(dir.path(), &telegram, &anthropic);
+    cmd.env("VALOR__MONITOR__INTERVAL_SECS", "1")
+        .env("VALOR__MONITOR__THRESHOLDS__CHILDREN_WARN", "1")
+        .env("VALOR__MONITOR__ALERT_CHAT", "100")
+        .env("VALOR__CLAUDE__MAX_WARM", "0");
+    let mut service = Service::start(&mut cmd);
+    telegram.user_says(100, 100, "wait a moment please");
+    let alert = |t: &String| t.starts_with("⚠️ Warning: Child processes Valor started");
+    let recovered = |t: &String| t.starts_with("✅ Recovered: the number of child processes");
+    wait_for_chat(&telegram, &service, "the alert and its recovery", |t| {
+        t.iter().any(alert) && t.iter().any(recovered) && t.iter().any(|t| t == "Waited.")
+    });
+    // A few more samples: nothing is told twice.
+    std::thread::sleep(Duration::from_secs(3));
+    let texts = texts_of(&telegram, 100);
+    assert_eq!(texts.iter().filter(|t| alert(t)).count(), 1, "{texts:?}");
+    assert_eq!(
+        texts.iter().filter(|t| recovered(t)).count(),
+        1,
+        "{texts:?}"
+    );
+    let told = texts.iter().find(|t| alert(t)).unwrap();
+    assert!(told.contains("What to do: Check for stuck turns"), "{told}");
+    service.signal("TERM");
+    assert!(service.wait_for_exit(Duration::from_secs(5)).success());
+    drop(runtime);
+}

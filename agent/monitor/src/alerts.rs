@@ -26,6 +26,19 @@ pub enum AlertKind {
     StaleChildren,
 }
 
+impl AlertKind {
+    /// What the alert is about, for people.
+    pub fn describe(self) -> &'static str {
+        match self {
+            AlertKind::ProcessMemory => "Valor's resident memory",
+            AlertKind::SystemMemory => "memory used on this machine",
+            AlertKind::Cpu => "Valor's CPU use",
+            AlertKind::ChildProcesses => "the number of child processes",
+            AlertKind::StaleChildren => "stale child processes",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Alert {
     pub kind: AlertKind,

@@ -3,6 +3,7 @@
 //! - [`sample`]: one reading of Valor's memory and CPU, the machine's memory and load, and the
 //!   child processes Valor started ([`children`]).
 //! - [`alerts`]: thresholds crossed and recovered, with severity and a recommended action.
+//! - [`notify`]: alerts and their recovery told to the admin chat, within a cooldown.
 //! - [`score`]: the weighted 0-100 health score and the `ok` / `degraded` / `unhealthy` status.
 //! - [`monitor`]: samples on an interval and keeps a bounded history.
 //! - [`metrics`]: a registry rendered in the Prometheus text format; other parts add to it.
@@ -18,6 +19,7 @@ pub mod children;
 mod error;
 pub mod metrics;
 pub mod monitor;
+pub mod notify;
 pub mod sample;
 pub mod score;
 pub mod server;
@@ -27,6 +29,7 @@ pub use children::{ChildGuard, ChildRecord, ChildRegistry};
 pub use error::MonitorError;
 pub use metrics::{Counter, Gauge, MetricsRegistry};
 pub use monitor::ResourceMonitor;
+pub use notify::{AlertNotifier, AlertSender};
 pub use sample::Sample;
 pub use score::{HealthReport, Status};
 pub use server::{HealthComponent, HealthState, router};

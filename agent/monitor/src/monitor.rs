@@ -22,6 +22,8 @@ pub struct ResourceMonitor {
     state: RwLock<State>,
     started: Instant,
     gauges: MonitorGauges,
+    /// Alert changes as they happen, for whoever tells people about them.
+    changes: tokio::sync::broadcast::Sender<AlertChange>,
 }
 
 #[derive(Default)]
@@ -138,6 +140,7 @@ impl ResourceMonitor {
             sampler: Mutex::new(sampler),
             state: RwLock::new(State::default()),
             started: Instant::now(),
+            changes: tokio::sync::broadcast::channel(64).0,
         }))
     }
 
@@ -163,6 +166,8 @@ impl ResourceMonitor {
         let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
         for change in state.alerts.evaluate(&sample, &self.config) {
             log_change(&change);
+            // Nobody listening is fine: the change is logged and on /health.
+            let _ = self.changes.send(change);
         }
         let report = assess(&sample, &state.alerts.active(), &self.config);
         self.publish(&sample, &report);
@@ -197,6 +202,12 @@ impl ResourceMonitor {
         g.alerts_critical.set(critical as f64);
         g.alerts_warning
             .set((report.alerts.len() - critical) as f64);
+    }
+
+    /// Alert changes (raised, severity changed, cleared) from now on; a receiver that falls
+    /// more than 64 behind skips the oldest.
+    pub fn alert_changes(&self) -> tokio::sync::broadcast::Receiver<AlertChange> {
+        self.changes.subscribe()
     }
 
     /// The latest report, if a sample has been taken.

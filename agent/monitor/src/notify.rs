@@ -1,0 +1,209 @@
+//! Alerts that reach someone: warning and critical alerts, and their recovery, told to the
+//! admin chat with what to do, at most one message per alert per cooldown. A flapping figure
+//! (raised, cleared, raised again within the cooldown) makes one message, not a stream; a
+//! recovery is told only for an alert that was told; an escalation to critical always is.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tokio::sync::broadcast;
+use tokio::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+use crate::alerts::{Alert, AlertChange, AlertKind, Severity};
+
+/// Who hears about alerts: a chat's sender (the Telegram pacer).
+pub type AlertSender = Arc<dyn Fn(String) + Send + Sync>;
+
+/// Decides which alert changes become messages.
+#[derive(Debug)]
+pub struct AlertNotifier {
+    cooldown: Duration,
+    /// When each kind was last told, and whether its current alert was told.
+    told: BTreeMap<AlertKind, (Instant, bool)>,
+}
+
+fn severity_word(severity: Severity) -> &'static str {
+    match severity {
+        Severity::Warning => "Warning",
+        Severity::Critical => "CRITICAL",
+    }
+}
+
+fn raised_text(alert: &Alert) -> String {
+    format!(
+        "⚠️ {}: {}\nWhat to do: {}",
+        severity_word(alert.severity),
+        alert.message,
+        alert.action
+    )
+}
+
+impl AlertNotifier {
+    pub fn new(cooldown: Duration) -> AlertNotifier {
+        AlertNotifier {
+            cooldown,
+            told: BTreeMap::new(),
+        }
+    }
+
+    /// The message for `change` at `now`, if one is due.
+    pub fn message(&mut self, change: &AlertChange, now: Instant) -> Option<String> {
+        match change {
+            AlertChange::Raised(alert) => {
+                let recent = self
+                    .told
+                    .get(&alert.kind)
+                    .is_some_and(|(at, _)| now.duration_since(*at) < self.cooldown);
+                if recent {
+                    // Still note that this alert was not told, so its recovery is not either.
+                    if let Some(entry) = self.told.get_mut(&alert.kind) {
+                        entry.1 = false;
+                    }
+                    return None;
+                }
+                self.told.insert(alert.kind, (now, true));
+                Some(raised_text(alert))
+            }
+            AlertChange::SeverityChanged { from, alert } => {
+                if alert.severity == Severity::Critical && *from == Severity::Warning {
+                    self.told.insert(alert.kind, (now, true));
+                    return Some(raised_text(alert));
+                }
+                None
+            }
+            AlertChange::Cleared(alert) => {
+                let told = self.told.get_mut(&alert.kind)?;
+                if !told.1 {
+                    return None;
+                }
+                told.1 = false;
+                Some(format!(
+                    "✅ Recovered: {} is back to normal.",
+                    alert.kind.describe()
+                ))
+            }
+        }
+    }
+
+    /// Tells `send` about the changes on `changes` until `shutdown`.
+    pub async fn run(
+        mut self,
+        mut changes: broadcast::Receiver<AlertChange>,
+        send: AlertSender,
+        shutdown: CancellationToken,
+    ) {
+        loop {
+            let change = tokio::select! {
+                () = shutdown.cancelled() => return,
+                change = changes.recv() => change,
+            };
+            match change {
+                Ok(change) => {
+                    if let Some(text) = self.message(&change, Instant::now()) {
+                        send(text);
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "alert changes came faster than they were told");
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alert(kind: AlertKind, severity: Severity) -> Alert {
+        Alert {
+            kind,
+            severity,
+            message: "Valor's resident memory is 600 MiB (warning at 512 MiB)".to_owned(),
+            action: "Restart Valor at a quiet moment.".to_owned(),
+            value: 600.0,
+            threshold: 512.0,
+            since: 1,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_alert_and_its_recovery_are_told_once_each_within_the_cooldown() {
+        let mut notifier = AlertNotifier::new(Duration::from_secs(3600));
+        let memory = alert(AlertKind::ProcessMemory, Severity::Warning);
+        let raised = AlertChange::Raised(memory.clone());
+        let cleared = AlertChange::Cleared(memory.clone());
+
+        let first = notifier.message(&raised, Instant::now()).unwrap();
+        assert_eq!(
+            first,
+            "⚠️ Warning: Valor's resident memory is 600 MiB (warning at 512 MiB)\nWhat to do: Restart Valor at a quiet moment."
+        );
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert_eq!(
+            notifier.message(&cleared, Instant::now()).as_deref(),
+            Some("✅ Recovered: Valor's resident memory is back to normal.")
+        );
+        // Flapping within the hour: neither the raise nor its recovery again.
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert_eq!(notifier.message(&raised, Instant::now()), None);
+        assert_eq!(notifier.message(&cleared, Instant::now()), None);
+        // An escalation to critical is always told; other kinds have their own cooldown.
+        let critical = alert(AlertKind::ProcessMemory, Severity::Critical);
+        let escalated = AlertChange::SeverityChanged {
+            from: Severity::Warning,
+            alert: critical.clone(),
+        };
+        assert!(
+            notifier
+                .message(&escalated, Instant::now())
+                .unwrap()
+                .starts_with("⚠️ CRITICAL")
+        );
+        let calmer = AlertChange::SeverityChanged {
+            from: Severity::Critical,
+            alert: memory.clone(),
+        };
+        assert_eq!(notifier.message(&calmer, Instant::now()), None);
+        let cpu = AlertChange::Raised(alert(AlertKind::Cpu, Severity::Warning));
+        assert!(notifier.message(&cpu, Instant::now()).is_some());
+        // After the cooldown the same alert is told again.
+        tokio::time::advance(Duration::from_secs(3600)).await;
+        assert!(notifier.message(&raised, Instant::now()).is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_notifier_sends_what_the_monitor_publishes_until_shutdown() {
+        let (tx, rx) = broadcast::channel(8);
+        let sent: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+        let into = Arc::clone(&sent);
+        let send: AlertSender = Arc::new(move |text| {
+            into.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(text)
+        });
+        let stop = CancellationToken::new();
+        let task =
+            tokio::spawn(AlertNotifier::new(Duration::from_secs(60)).run(rx, send, stop.clone()));
+        let memory = alert(AlertKind::ProcessMemory, Severity::Warning);
+        tx.send(AlertChange::Raised(memory.clone())).ok();
+        tx.send(AlertChange::Cleared(memory)).ok();
+        while sent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
+            < 2
+        {
+            tokio::task::yield_now().await;
+        }
+        stop.cancel();
+        task.await.ok();
+        let sent = sent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        assert!(sent[0].starts_with("⚠️ Warning"), "{sent:?}");
+        assert!(sent[1].starts_with("✅ Recovered"), "{sent:?}");
+    }
+}
