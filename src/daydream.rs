@@ -128,6 +128,22 @@ impl Host for AgentHost {
     }
 
     fn health_history(&self) -> Vec<(DateTime<Utc>, u8)> {
+        // The kept minutes of the last six hours (the daydream's span), else the samples in
+        // memory (a first run, or `valor daydream --now` with no store history yet).
+        let since = valor_core::time::now_ms().saturating_sub(6 * 3_600_000);
+        let kept: Vec<(DateTime<Utc>, u8)> = (self.monitor)
+            .health_points(valor_store::Resolution::Minute, since)
+            .iter()
+            .filter_map(|p| {
+                Some((
+                    DateTime::from_timestamp_millis(i64::try_from(p.at_ms).ok()?)?,
+                    p.score,
+                ))
+            })
+            .collect();
+        if !kept.is_empty() {
+            return kept;
+        }
         self.monitor
             .history()
             .iter()

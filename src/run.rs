@@ -53,6 +53,10 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
     monitor.tick()?;
 
     let agent = crate::agent::Agent::build(&config, &metrics, children, true)?;
+    // Health kept over time in the store: the daydream's chart reads it, restarts keep it.
+    monitor.keep_history(valor_monitor::history::HealthRecorder::new(Arc::new(
+        agent.store.clone(),
+    )));
     // What an earlier Valor (crashed, killed) left running ends now.
     let reaped = agent.reaper().reap(None).await;
     if !reaped.killed.is_empty() {

@@ -623,5 +623,16 @@ fn an_alert_and_its_recovery_reach_the_admin_chat_once_each() {
     assert!(told.contains("What to do: Check for stuck turns"), "{told}");
     service.signal("TERM");
     assert!(service.wait_for_exit(Duration::from_secs(5)).success());
+    // The samples were kept in the store (the health history outlives the process).
+    let store = valor_store::Store::open(&dir.path().join(".local/share/valor/store")).unwrap();
+    let minutes = store
+        .health_points(valor_store::Resolution::Minute, 0)
+        .unwrap();
+    let samples: u32 = minutes.iter().map(|p| u32::from(p.samples)).sum();
+    assert!(samples >= 5, "{minutes:?}");
+    assert!(
+        minutes.iter().any(|p| p.children >= 1),
+        "the turn's process: {minutes:?}"
+    );
     drop(runtime);
 }

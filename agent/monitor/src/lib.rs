@@ -3,6 +3,8 @@
 //! - [`sample`]: one reading of Valor's memory and CPU, the machine's memory and load, and the
 //!   child processes Valor started ([`children`]).
 //! - [`alerts`]: thresholds crossed and recovered, with severity and a recommended action.
+//! - [`history`]: health kept over time in the store (a point a minute for a day, every 15
+//!   minutes for 30 days).
 //! - [`notify`]: alerts and their recovery told to the admin chat, within a cooldown.
 //! - [`score`]: the weighted 0-100 health score and the `ok` / `degraded` / `unhealthy` status.
 //! - [`monitor`]: samples on an interval and keeps a bounded history.
@@ -17,6 +19,7 @@ pub mod alerts;
 pub mod auth;
 pub mod children;
 mod error;
+pub mod history;
 pub mod metrics;
 pub mod monitor;
 pub mod notify;

@@ -24,6 +24,8 @@ pub struct ResourceMonitor {
     gauges: MonitorGauges,
     /// Alert changes as they happen, for whoever tells people about them.
     changes: tokio::sync::broadcast::Sender<AlertChange>,
+    /// Where samples are kept over time, once the store is open.
+    history: std::sync::OnceLock<crate::history::HealthRecorder>,
 }
 
 #[derive(Default)]
@@ -141,6 +143,7 @@ impl ResourceMonitor {
             state: RwLock::new(State::default()),
             started: Instant::now(),
             changes: tokio::sync::broadcast::channel(64).0,
+            history: std::sync::OnceLock::new(),
         }))
     }
 
@@ -171,6 +174,9 @@ impl ResourceMonitor {
         }
         let report = assess(&sample, &state.alerts.active(), &self.config);
         self.publish(&sample, &report);
+        if let Some(history) = self.history.get() {
+            history.add(&sample, report.score);
+        }
         if state.history.len() >= self.config.history_len {
             state.history.pop_front();
         }
@@ -202,6 +208,24 @@ impl ResourceMonitor {
         g.alerts_critical.set(critical as f64);
         g.alerts_warning
             .set((report.alerts.len() - critical) as f64);
+    }
+
+    /// Keeps every later sample over time through `recorder` (set once; a second call is
+    /// ignored).
+    pub fn keep_history(&self, recorder: crate::history::HealthRecorder) {
+        let _ = self.history.set(recorder);
+    }
+
+    /// Kept points of `resolution` since `since_ms` (none without a store).
+    pub fn health_points(
+        &self,
+        resolution: valor_store::Resolution,
+        since_ms: u64,
+    ) -> Vec<valor_store::HealthPoint> {
+        self.history
+            .get()
+            .map(|h| h.points(resolution, since_ms))
+            .unwrap_or_default()
     }
 
     /// Alert changes (raised, severity changed, cleared) from now on; a receiver that falls

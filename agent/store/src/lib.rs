@@ -7,6 +7,7 @@
 //! - [`analytics`]: the one aggregation of runs (per day, model, class, chat; errors, tools).
 //! - [`secret`]: random tokens and the memory API's token file.
 //! - [`jobs`]: the scheduler's runs of each job (last run, outcome), kept across restarts.
+//! - [`health`]: health kept over time: the monitor's samples a minute (a day) and a quarter hour (30 days).
 //! - [`learnings`]: what chats taught Valor: category, confidence, times seen, retirement.
 //! - [`proposals`]: memories proposed to a user ("Remember this?"), waiting for a yes.
 //! - [`memory`]: long-term memory: links, learnings and insights, the locator of every
@@ -17,6 +18,7 @@
 
 pub mod analytics;
 mod error;
+pub mod health;
 pub mod jobs;
 pub mod learnings;
 pub mod memory;
@@ -27,6 +29,7 @@ pub mod store;
 
 pub use analytics::{RunAnalytics, RunTotals};
 pub use error::StoreError;
+pub use health::{HealthPoint, Resolution};
 pub use jobs::{JobOutcome, JobRunRecord};
 pub use learnings::{Category, LearningRecord, Retirement, confidence_for};
 pub use memory::{InvalidMemory, MAX_MEMORY_TEXT, MemoryCounts};

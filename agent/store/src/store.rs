@@ -32,6 +32,7 @@ const LEARNINGS: &str = "learnings";
 const INSIGHTS: &str = "insights";
 const OBSERVATIONS: &str = "observations";
 const SUMMARIES: &str = "session_summaries";
+const HEALTH: &str = "health_history";
 const LOCATOR: &str = "memory_locator";
 const VECTORS: &str = "memory_vectors";
 const EMBED_QUEUE: &str = "embed_queue";
@@ -62,6 +63,7 @@ pub struct Store {
     pub(crate) insights: sled::Tree,
     pub(crate) observations: sled::Tree,
     pub(crate) summaries: sled::Tree,
+    pub(crate) health: sled::Tree,
     pub(crate) locator: sled::Tree,
     pub(crate) vectors: sled::Tree,
     pub(crate) embed_queue: sled::Tree,
@@ -174,6 +176,7 @@ impl Store {
             insights: db.open_tree(INSIGHTS)?,
             observations: db.open_tree(OBSERVATIONS)?,
             summaries: db.open_tree(SUMMARIES)?,
+            health: db.open_tree(HEALTH)?,
             locator: db.open_tree(LOCATOR)?,
             vectors: db.open_tree(VECTORS)?,
             embed_queue: db.open_tree(EMBED_QUEUE)?,

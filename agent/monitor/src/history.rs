@@ -1,0 +1,205 @@
+//! Health kept over time: each sample joins the current minute's and quarter hour's point;
+//! a finished point is written through [`HealthLog`] (the store) and old points are pruned,
+//! so the history survives restarts and covers a month, at a few hundred kilobytes.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use valor_store::{HealthPoint, Resolution, Store, StoreError};
+
+use crate::sample::Sample;
+
+/// Where points are kept (the store implements it).
+pub trait HealthLog: Send + Sync {
+    fn put(&self, resolution: Resolution, point: &HealthPoint) -> Result<(), StoreError>;
+    fn prune(&self, resolution: Resolution, before_ms: u64) -> Result<usize, StoreError>;
+    fn points(&self, resolution: Resolution, since_ms: u64)
+    -> Result<Vec<HealthPoint>, StoreError>;
+}
+
+impl HealthLog for Store {
+    fn put(&self, resolution: Resolution, point: &HealthPoint) -> Result<(), StoreError> {
+        self.put_health_point(resolution, point)
+    }
+    fn prune(&self, resolution: Resolution, before_ms: u64) -> Result<usize, StoreError> {
+        self.prune_health(resolution, before_ms)
+    }
+    fn points(
+        &self,
+        resolution: Resolution,
+        since_ms: u64,
+    ) -> Result<Vec<HealthPoint>, StoreError> {
+        self.health_points(resolution, since_ms)
+    }
+}
+
+/// A point being summed up.
+#[derive(Debug, Clone)]
+struct Bucket {
+    at_ms: u64,
+    score_sum: u64,
+    worst_score: u8,
+    rss_mb: f32,
+    cpu_sum: f64,
+    system_memory_percent: f32,
+    children: u16,
+    samples: u16,
+}
+
+impl Bucket {
+    fn starting(at_ms: u64) -> Bucket {
+        Bucket {
+            at_ms,
+            score_sum: 0,
+            worst_score: 100,
+            rss_mb: 0.0,
+            cpu_sum: 0.0,
+            system_memory_percent: 0.0,
+            children: 0,
+            samples: 0,
+        }
+    }
+
+    fn add(&mut self, sample: &Sample, score: u8) {
+        self.score_sum += u64::from(score);
+        self.worst_score = self.worst_score.min(score);
+        self.rss_mb = self.rss_mb.max(sample.rss_mb() as f32);
+        self.cpu_sum += sample.cpu_percent;
+        self.system_memory_percent = self
+            .system_memory_percent
+            .max(sample.system_memory_used_percent() as f32);
+        self.children = self
+            .children
+            .max(u16::try_from(sample.children).unwrap_or(u16::MAX));
+        self.samples = self.samples.saturating_add(1);
+    }
+
+    fn point(&self) -> HealthPoint {
+        let samples = u64::from(self.samples.max(1));
+        HealthPoint {
+            at_ms: self.at_ms,
+            score: u8::try_from(self.score_sum / samples).unwrap_or(100),
+            worst_score: self.worst_score,
+            rss_mb: self.rss_mb,
+            cpu_percent: (self.cpu_sum / samples as f64) as f32,
+            system_memory_percent: self.system_memory_percent,
+            children: self.children,
+            samples: self.samples,
+        }
+    }
+}
+
+/// Sums samples into points and keeps them.
+pub struct HealthRecorder {
+    log: Arc<dyn HealthLog>,
+    open: Mutex<[Option<Bucket>; 2]>,
+}
+
+impl HealthRecorder {
+    pub fn new(log: Arc<dyn HealthLog>) -> HealthRecorder {
+        HealthRecorder {
+            log,
+            open: Mutex::new([None, None]),
+        }
+    }
+
+    /// Adds a sample (with its score). A sample in a new span writes the finished point of the
+    /// span before and prunes what is past keeping. The open point is written as it reaches
+    /// 1, 2, 4, 8... samples: a restart loses less than half of an open span, and a sled store
+    /// is not rewritten on every tick.
+    pub fn add(&self, sample: &Sample, score: u8) {
+        let at_ms = sample.taken_at.saturating_mul(1000);
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        for (slot, resolution) in open.iter_mut().zip(Resolution::ALL) {
+            let start = at_ms - at_ms % resolution.span_ms();
+            if let Some(done) = slot.take_if(|b| b.at_ms != start) {
+                self.keep(resolution, &done);
+                let past = start.saturating_sub(resolution.kept_ms());
+                if let Err(e) = self.log.prune(resolution, past) {
+                    tracing::warn!(error = %e, "cannot prune the health history");
+                }
+            }
+            let bucket = slot.get_or_insert_with(|| Bucket::starting(start));
+            bucket.add(sample, score);
+            if bucket.samples.is_power_of_two() {
+                self.keep(resolution, bucket);
+            }
+        }
+    }
+
+    fn keep(&self, resolution: Resolution, bucket: &Bucket) {
+        if let Err(e) = self.log.put(resolution, &bucket.point()) {
+            tracing::warn!(error = %e, "cannot keep the health history");
+        }
+    }
+
+    /// Points of `resolution` since `since_ms`, oldest first.
+    pub fn points(&self, resolution: Resolution, since_ms: u64) -> Vec<HealthPoint> {
+        self.log.points(resolution, since_ms).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot read the health history");
+            Vec::new()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn sample(taken_at: u64, rss_mb: u64, cpu: f64) -> Sample {
+        Sample {
+            taken_at,
+            rss_bytes: rss_mb * 1024 * 1024,
+            cpu_percent: cpu,
+            system_memory_total_bytes: 100,
+            system_memory_used_bytes: 40,
+            load_average: [0.0; 3],
+            children: 1,
+            oldest_child_secs: None,
+            stale_children: 0,
+        }
+    }
+
+    #[test]
+    fn samples_become_minute_and_quarter_points_that_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store")).unwrap();
+        let start = 1_800_000_000; // a quarter hour's start, in seconds
+        {
+            let recorder = HealthRecorder::new(Arc::new(store.clone()));
+            for i in 0..60 {
+                // Every 30 s for half an hour; score falls with time.
+                recorder.add(&sample(start + i * 30, 100 + i, 10.0), 100 - i as u8);
+            }
+        }
+        let recorder = HealthRecorder::new(Arc::new(store));
+        let minutes = recorder.points(Resolution::Minute, 0);
+        assert_eq!(minutes.len(), 30);
+        assert_eq!(minutes[0].at_ms, start * 1000);
+        assert_eq!(
+            (minutes[0].samples, minutes[0].score, minutes[0].worst_score),
+            (2, 99, 99)
+        );
+        assert_eq!(minutes[0].rss_mb, 101.0);
+        assert_eq!(minutes[0].system_memory_percent, 40.0);
+        let quarters = recorder.points(Resolution::QuarterHour, 0);
+        assert_eq!(quarters.len(), 2);
+        assert_eq!(quarters[0].samples, 30, "finished: all its samples");
+        assert_eq!(quarters[0].cpu_percent, 10.0);
+        assert_eq!(quarters[1].samples, 16, "open: kept at 1, 2, 4, 8, 16 samples");
+    }
+
+    #[test]
+    fn points_past_keeping_are_pruned() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store")).unwrap();
+        let recorder = HealthRecorder::new(Arc::new(store.clone()));
+        let start = 1_800_000_000; // a quarter hour's start
+        recorder.add(&sample(start, 100, 1.0), 90);
+        // A day and a minute later: the first minute is past keeping, its quarter is not.
+        recorder.add(&sample(start + 86_400 + 60, 100, 1.0), 90);
+        let minutes = recorder.points(Resolution::Minute, 0);
+        assert_eq!(minutes.len(), 1, "{minutes:?}");
+        assert_eq!(recorder.points(Resolution::QuarterHour, 0).len(), 2);
+    }
+}

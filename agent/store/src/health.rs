@@ -1,0 +1,170 @@
+//! Health kept over time: the monitor's samples, downsampled to one point a minute (kept a
+//! day) and one every fifteen minutes (kept thirty days), so the daydream's chart and the
+//! dashboard see more than the last hour and a restart loses nothing.
+
+use serde::{Deserialize, Serialize};
+
+use crate::StoreError;
+use crate::store::{Store, decode, encode};
+
+/// How fine a point is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resolution {
+    /// One point a minute, kept a day.
+    Minute,
+    /// One point every fifteen minutes, kept thirty days.
+    QuarterHour,
+}
+
+impl Resolution {
+    pub const ALL: [Resolution; 2] = [Resolution::Minute, Resolution::QuarterHour];
+
+    /// The span one point covers, in milliseconds.
+    pub fn span_ms(self) -> u64 {
+        match self {
+            Resolution::Minute => 60_000,
+            Resolution::QuarterHour => 15 * 60_000,
+        }
+    }
+
+    /// How long points are kept, in milliseconds.
+    pub fn kept_ms(self) -> u64 {
+        match self {
+            Resolution::Minute => 24 * 3_600_000,
+            Resolution::QuarterHour => 30 * 24 * 3_600_000,
+        }
+    }
+
+    fn byte(self) -> u8 {
+        match self {
+            Resolution::Minute => 1,
+            Resolution::QuarterHour => 15,
+        }
+    }
+}
+
+/// The samples of one span, summed up.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HealthPoint {
+    /// Unix milliseconds: the start of the span.
+    pub at_ms: u64,
+    /// Mean health score (0-100) and the worst one.
+    pub score: u8,
+    pub worst_score: u8,
+    /// Largest resident memory of Valor, MiB.
+    pub rss_mb: f32,
+    /// Mean CPU use, percent of all cores.
+    pub cpu_percent: f32,
+    /// Largest share of the machine's memory in use, percent.
+    pub system_memory_percent: f32,
+    /// Most child processes at once.
+    pub children: u16,
+    /// Samples summed up.
+    pub samples: u16,
+}
+
+fn key(resolution: Resolution, at_ms: u64) -> [u8; 9] {
+    let mut key = [0u8; 9];
+    key[0] = resolution.byte();
+    key[1..].copy_from_slice(&at_ms.to_be_bytes());
+    key
+}
+
+impl Store {
+    /// Keeps a point (replacing one at the same time and resolution).
+    pub fn put_health_point(
+        &self,
+        resolution: Resolution,
+        point: &HealthPoint,
+    ) -> Result<(), StoreError> {
+        self.health
+            .insert(key(resolution, point.at_ms), encode(point))?;
+        Ok(())
+    }
+
+    /// Points of `resolution` from `since_ms` on, oldest first.
+    pub fn health_points(
+        &self,
+        resolution: Resolution,
+        since_ms: u64,
+    ) -> Result<Vec<HealthPoint>, StoreError> {
+        self.health
+            .range(key(resolution, since_ms)..=key(resolution, u64::MAX))
+            .values()
+            .map(|v| decode("health point", &v?))
+            .collect()
+    }
+
+    /// Drops points of `resolution` older than `before_ms`; returns how many.
+    pub fn prune_health(
+        &self,
+        resolution: Resolution,
+        before_ms: u64,
+    ) -> Result<usize, StoreError> {
+        let old: Vec<sled::IVec> = self
+            .health
+            .range(key(resolution, 0)..key(resolution, before_ms))
+            .keys()
+            .collect::<Result<_, _>>()?;
+        for k in &old {
+            self.health.remove(k)?;
+        }
+        Ok(old.len())
+    }
+
+    /// Bytes of keys and values the health history holds.
+    pub fn health_bytes(&self) -> u64 {
+        self.health
+            .iter()
+            .filter_map(Result::ok)
+            .map(|(k, v)| (k.len() + v.len()) as u64)
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn point(at_ms: u64) -> HealthPoint {
+        HealthPoint {
+            at_ms,
+            score: 90,
+            worst_score: 80,
+            rss_mb: 120.5,
+            cpu_percent: 3.0,
+            system_memory_percent: 40.0,
+            children: 2,
+            samples: 2,
+        }
+    }
+
+    #[test]
+    fn points_are_kept_per_resolution_in_order_and_pruned() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store")).unwrap();
+        for minute in (0..10).rev() {
+            store
+                .put_health_point(Resolution::Minute, &point(minute * 60_000))
+                .unwrap();
+        }
+        store
+            .put_health_point(Resolution::QuarterHour, &point(0))
+            .unwrap();
+        let minutes = store.health_points(Resolution::Minute, 120_000).unwrap();
+        assert_eq!(minutes.len(), 8);
+        assert!(minutes.windows(2).all(|w| w[0].at_ms < w[1].at_ms));
+        assert_eq!(store.prune_health(Resolution::Minute, 300_000).unwrap(), 5);
+        assert_eq!(store.health_points(Resolution::Minute, 0).unwrap().len(), 5);
+        assert_eq!(
+            store.health_points(Resolution::QuarterHour, 0).unwrap(),
+            [point(0)]
+        );
+        drop(store);
+        // A restart keeps them.
+        let store = Store::open(&dir.path().join("store")).unwrap();
+        assert_eq!(store.health_points(Resolution::Minute, 0).unwrap().len(), 5);
+    }
+}
