@@ -4,6 +4,8 @@
 //! - `/health`, `/metrics`, `/ready`: open (the monitor's router).
 //! - `/memory/*`: the memory API, behind the store's token.
 //! - `/jobs`: the scheduler's jobs, behind the same token.
+//! - `/ui/`: the operator's dashboard (a login link from `valor dashboard`, then a session
+//!   cookie; `/ui/login-link` behind the store's token).
 //! - `/runs`: the recorded runs (`valor stats` while this process holds the store), behind the
 //!   same token.
 //! - `/mcp/<server>`: the hosted tool servers, each request behind a token bound to one chat.
@@ -28,6 +30,8 @@ pub struct AppParts {
     pub scheduler: Arc<Scheduler>,
     /// Telegram's pairing routes, when Telegram is on.
     pub telegram: Option<Router>,
+    /// What the dashboard (`/ui/`) shows.
+    pub dashboard: Arc<dyn valor_dashboard::Source>,
 }
 
 pub fn app(parts: AppParts) -> Router {
@@ -36,6 +40,7 @@ pub fn app(parts: AppParts) -> Router {
         .merge(valor_memory::api::router(parts.memory, parts.token.clone()))
         .merge(parts.tools)
         .merge(crate::stats::router(store, parts.token.clone()))
+        .merge(valor_dashboard::router(parts.dashboard, &parts.token))
         .merge(valor_scheduler::router(parts.scheduler, parts.token))
         .merge(parts.telegram.unwrap_or_default())
 }
@@ -82,6 +87,17 @@ mod tests {
         let hosted =
             crate::tool_servers::host_tools(&config, &secrets, &agent, &grants, None).unwrap();
         let ready = Arc::new(AtomicBool::new(true));
+        let scheduler = Arc::new(Scheduler::new(
+            Arc::new(agent.store.clone()),
+            Arc::new(chrono::Utc::now),
+        ));
+        let conversations = agent.conversations(&config, &metrics, None).unwrap();
+        let dashboard = Arc::new(crate::dashboard::AgentView {
+            monitor: Arc::clone(&monitor),
+            conversations,
+            store: agent.store.clone(),
+            scheduler: Arc::clone(&scheduler),
+        });
         let app = app(AppParts {
             health: HealthState {
                 monitor,
@@ -92,11 +108,9 @@ mod tests {
             memory: agent.memory.clone(),
             token: token.clone(),
             tools: hosted.routes,
-            scheduler: Arc::new(Scheduler::new(
-                Arc::new(agent.store.clone()),
-                Arc::new(chrono::Utc::now),
-            )),
+            scheduler,
             telegram: None,
+            dashboard,
         });
         World {
             _dir: dir,
@@ -133,6 +147,28 @@ mod tests {
         assert_eq!(
             call(&w.app, "GET", "/ready", None).await,
             StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+
+    #[tokio::test]
+    async fn the_dashboard_needs_a_session_that_only_the_stores_token_can_start() {
+        let w = world();
+        // The store's token is not a session: pages need the cookie a login link gives.
+        assert_eq!(
+            call(&w.app, "GET", "/ui/", Some(&w.token)).await,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            call(&w.app, "POST", "/ui/login-link", None).await,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            call(&w.app, "POST", "/ui/login-link", Some("forged")).await,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            call(&w.app, "POST", "/ui/login-link", Some(&w.token)).await,
+            StatusCode::OK
         );
     }
 

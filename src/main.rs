@@ -4,6 +4,7 @@ mod agent;
 mod app;
 mod chat;
 mod config_cmd;
+mod dashboard;
 mod daydream;
 mod doctor;
 mod health_cmd;
@@ -43,6 +44,8 @@ enum Command {
     Chat(chat::ChatArgs),
     /// Turns, failures, cost and tokens per day and per model.
     Stats(stats::StatsArgs),
+    /// A one-time login link to the dashboard of the running Valor (served under /ui/).
+    Dashboard(dashboard::DashboardArgs),
     /// Search, inspect, reindex, export and import long-term memory.
     Memory(memory_cmd::MemoryArgs),
     /// Print a one-time code that lets a Telegram user join the allow-list (/pair CODE); list
@@ -118,6 +121,7 @@ fn main() -> ExitCode {
             Command::Run => run::run(cli.config).await,
             Command::Chat(args) => chat::chat(cli.config, args).await,
             Command::Stats(args) => stats::stats(cli.config, args).await,
+            Command::Dashboard(args) => dashboard::dashboard(cli.config, args).await,
             Command::Pair(args) => pair::pair(cli.config, args).await,
             Command::Memory(args) => memory_cmd::memory(cli.config, args).await,
             Command::Health(args) => health_cmd::health(cli.config, args).await,

@@ -99,6 +99,7 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
     let conversations = agent.conversations(&config, &state.metrics, Some(tools))?;
     // Sessions still open at shutdown are summarised through the engine.
     let engine = conversations.engine().clone();
+    let dashboard_conversations = conversations.clone();
     let channel = telegram(
         &config,
         &loaded_secrets,
@@ -175,6 +176,12 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
     let server_shutdown = shutdown.clone();
     let hosted =
         crate::tool_servers::host_tools(&config, &loaded_secrets, &agent, &grants, deliver)?;
+    let dashboard = Arc::new(crate::dashboard::AgentView {
+        monitor: Arc::clone(&monitor),
+        conversations: dashboard_conversations,
+        store: agent.store.clone(),
+        scheduler: Arc::clone(&scheduler),
+    });
     let routes = crate::app::app(crate::app::AppParts {
         health: state,
         memory: agent.memory.clone(),
@@ -182,6 +189,7 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
         tools: hosted.routes,
         scheduler,
         telegram: access_routes,
+        dashboard,
     });
     tasks.spawn(async move {
         if let Err(e) = server::serve(listener, routes, server_shutdown).await {

@@ -325,6 +325,21 @@ impl Conversations {
         self.pending(chat_id) >= self.inner.settings.max_pending
     }
 
+    /// Turns running now, and turns waiting (for their chat's turn before them or a slot),
+    /// over every chat.
+    pub fn load(&self) -> (usize, usize) {
+        let chats = self.chats();
+        let started = chats.values().filter(|q| q.running.is_some()).count();
+        let queued: usize = chats.values().map(|q| q.turns.len()).sum();
+        // A turn taken from its queue may still wait for a slot.
+        let for_slot = self
+            .inner
+            .waiting_for_slot
+            .load(Ordering::Relaxed)
+            .min(started);
+        (started - for_slot, queued + for_slot)
+    }
+
     /// Chats the service keeps state for.
     pub fn chats_tracked(&self) -> usize {
         self.chats().len()

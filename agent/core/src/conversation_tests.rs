@@ -103,9 +103,18 @@ async fn chats_run_side_by_side_up_to_the_limit() {
         ..Settings::default()
     };
     let service = service(&backend, settings);
+    assert_eq!(service.load(), (0, 0));
     let tasks: Vec<_> = (1..=3)
         .map(|chat| tokio::spawn(collect(say(&service, chat, "hi"))))
         .collect();
+    // Once all three are in: two run, one waits for a slot.
+    for _ in 0..100 {
+        if service.load() == (2, 1) {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(service.load(), (2, 1));
     let mut all = Vec::new();
     for task in tasks {
         all.push(task.await.unwrap());
@@ -122,6 +131,7 @@ async fn chats_run_side_by_side_up_to_the_limit() {
     for events in &all {
         assert_eq!(final_text(events).as_deref(), Some("done"));
     }
+    assert_eq!(service.load(), (0, 0));
 }
 
 #[tokio::test(start_paused = true)]

@@ -38,6 +38,11 @@ impl AgentClient {
         })
     }
 
+    /// The running agent's address (`http://127.0.0.1:<port>`).
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, String> {
         self.send(self.client.get(format!("{}{path}", self.base)))
             .await

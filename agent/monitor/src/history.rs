@@ -186,7 +186,10 @@ mod tests {
         assert_eq!(quarters.len(), 2);
         assert_eq!(quarters[0].samples, 30, "finished: all its samples");
         assert_eq!(quarters[0].cpu_percent, 10.0);
-        assert_eq!(quarters[1].samples, 16, "open: kept at 1, 2, 4, 8, 16 samples");
+        assert_eq!(
+            quarters[1].samples, 16,
+            "open: kept at 1, 2, 4, 8, 16 samples"
+        );
     }
 
     #[test]

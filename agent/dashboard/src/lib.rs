@@ -1,0 +1,248 @@
+//! Valor's operator dashboard, served by `valor run` under `/ui/` on the health port.
+//!
+//! - [`auth`]: the one-time login link, the session cookie, CSRF tokens.
+//! - [`pages`]: the server-rendered pages (Overview, Usage, Jobs) and the live script.
+//! - this file: [`Source`] (what the agent shows through it), the routes and the live stream.
+//!
+//! `POST /ui/login-link` (behind the store's bearer token, for `valor dashboard`) makes a link;
+//! `GET /ui/login?token=` spends it for a session cookie; every other page needs the cookie, and
+//! every POST the session's CSRF token. `GET /ui/events` streams the overview as it changes
+//! (server-sent events); nobody watching costs nothing.
+
+// stdout belongs to protocols and the CLI's output, stderr to tracing: libraries print nothing.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
+pub mod auth;
+pub mod pages;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Form, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use valor_scheduler::JobStatus;
+use valor_store::{HealthPoint, RunAnalytics, RunRecord};
+
+use crate::auth::{Gate, Session};
+
+/// How often the live stream looks for a change while a browser watches.
+pub const LIVE_EVERY: Duration = Duration::from_millis(200);
+
+/// The overview's figures.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Overview {
+    /// `ok`, `degraded` or `unhealthy`.
+    pub status: String,
+    pub score: u8,
+    pub uptime_secs: u64,
+    /// (component, status).
+    pub components: Vec<(String, String)>,
+    /// (severity, message, what to do).
+    pub alerts: Vec<(String, String, String)>,
+    pub running: usize,
+    pub queued: usize,
+    pub turns_today: u64,
+    pub cost_today: f64,
+}
+
+/// What the dashboard shows, from the running agent.
+pub trait Source: Send + Sync + 'static {
+    fn overview(&self) -> Overview;
+    /// Kept health points (a minute each) since `since_ms`.
+    fn health_points(&self, since_ms: u64) -> Vec<HealthPoint>;
+    fn runs_since(&self, since_ms: u64) -> Vec<RunRecord>;
+    fn jobs(&self) -> Vec<JobStatus>;
+    /// Starts a job now (it runs on; the page does not wait).
+    fn run_job(&self, name: &str) -> Result<(), String>;
+}
+
+#[derive(Clone)]
+struct Ui {
+    source: Arc<dyn Source>,
+    gate: Arc<Gate>,
+    api_token: Arc<str>,
+}
+
+/// The dashboard's routes; `api_token` is the store's token, which `valor dashboard` holds.
+pub fn router(source: Arc<dyn Source>, api_token: &str) -> Router {
+    let ui = Ui {
+        source,
+        gate: Arc::new(Gate::default()),
+        api_token: Arc::from(api_token),
+    };
+    Router::new()
+        .route("/ui/login-link", post(login_link))
+        .route("/ui/login", get(login))
+        .route("/ui/", get(overview))
+        .route("/ui/usage", get(usage))
+        .route("/ui/jobs", get(jobs))
+        .route("/ui/jobs/run", post(run_job))
+        .route("/ui/events", get(events))
+        .with_state(ui)
+}
+
+fn now_ms() -> u64 {
+    valor_core::time::now_ms()
+}
+
+impl Ui {
+    /// The session of the request, if it has a live one.
+    fn session(&self, headers: &HeaderMap) -> Option<Session> {
+        let cookie = headers.get(header::COOKIE).and_then(|v| v.to_str().ok());
+        self.gate.session(cookie)
+    }
+}
+
+/// The page a request without a session gets.
+fn refusal() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        pages::refused("This page needs a login."),
+    )
+        .into_response()
+}
+
+async fn login_link(State(ui): State<Ui>, headers: HeaderMap) -> Response {
+    let offered = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    let expected = ui.api_token.as_bytes();
+    let matches = offered.len() == expected.len()
+        && bool::from(subtle::ConstantTimeEq::ct_eq(offered.as_bytes(), expected));
+    if !matches {
+        return (
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong token (it is in the file <store>.api-token)",
+        )
+            .into_response();
+    }
+    match ui.gate.new_link() {
+        Ok(token) => axum::Json(serde_json::json!({ "path": format!("/ui/login?token={token}") }))
+            .into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct LoginQuery {
+    token: String,
+}
+
+async fn login(State(ui): State<Ui>, Query(q): Query<LoginQuery>) -> Response {
+    match ui.gate.log_in(&q.token) {
+        Some(id) => (
+            [(header::SET_COOKIE, auth::cookie(&id))],
+            Redirect::to("/ui/"),
+        )
+            .into_response(),
+        None => (
+            StatusCode::UNAUTHORIZED,
+            pages::refused("This login link is unknown, used or expired."),
+        )
+            .into_response(),
+    }
+}
+
+/// Runs a read of the agent's state off the async threads (the store reads from disk).
+async fn read<T: Send + 'static>(ui: &Ui, f: impl FnOnce(&dyn Source) -> T + Send + 'static) -> T {
+    let source = Arc::clone(&ui.source);
+    match tokio::task::spawn_blocking(move || f(source.as_ref())).await {
+        Ok(value) => value,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+async fn overview(State(ui): State<Ui>, headers: HeaderMap) -> Response {
+    if ui.session(&headers).is_none() {
+        return refusal();
+    }
+    let since = now_ms().saturating_sub(24 * 3_600_000);
+    let (o, points) = read(&ui, move |s| (s.overview(), s.health_points(since))).await;
+    pages::overview(&o, &points).into_response()
+}
+
+#[derive(Deserialize)]
+struct UsageQuery {
+    #[serde(default)]
+    days: Option<u32>,
+}
+
+async fn usage(State(ui): State<Ui>, headers: HeaderMap, Query(q): Query<UsageQuery>) -> Response {
+    if ui.session(&headers).is_none() {
+        return refusal();
+    }
+    let days = q.days.unwrap_or(7).clamp(1, 366);
+    let day_ms = 86_400_000;
+    let since = (now_ms() / day_ms).saturating_sub(u64::from(days) - 1) * day_ms;
+    let runs = read(&ui, move |s| s.runs_since(since)).await;
+    pages::usage(days, &RunAnalytics::of(&runs)).into_response()
+}
+
+async fn jobs(State(ui): State<Ui>, headers: HeaderMap) -> Response {
+    let Some(session) = ui.session(&headers) else {
+        return refusal();
+    };
+    let jobs = read(&ui, |s| s.jobs()).await;
+    pages::jobs(&jobs, &session.csrf, None).into_response()
+}
+
+#[derive(Deserialize)]
+struct RunJobForm {
+    csrf: String,
+    job: String,
+}
+
+async fn run_job(
+    State(ui): State<Ui>,
+    headers: HeaderMap,
+    Form(form): Form<RunJobForm>,
+) -> Response {
+    let Some(session) = ui.session(&headers) else {
+        return refusal();
+    };
+    if !Gate::csrf_ok(&session, &form.csrf) {
+        return (
+            StatusCode::FORBIDDEN,
+            pages::refused("This form is not from this dashboard."),
+        )
+            .into_response();
+    }
+    let notice = match ui.source.run_job(&form.job) {
+        Ok(()) => format!("{} started.", form.job),
+        Err(e) => e,
+    };
+    let jobs = read(&ui, |s| s.jobs()).await;
+    pages::jobs(&jobs, &session.csrf, Some(&notice)).into_response()
+}
+
+/// The overview fragment whenever it changes, looked at every [`LIVE_EVERY`] while the
+/// browser stays connected.
+async fn events(State(ui): State<Ui>, headers: HeaderMap) -> Response {
+    if ui.session(&headers).is_none() {
+        return refusal();
+    }
+    let stream = futures_util::stream::unfold((ui, String::new()), |(ui, last)| async move {
+        loop {
+            let fragment = read(&ui, |s| {
+                pages::overview_fragment(&s.overview()).into_string()
+            })
+            .await;
+            if fragment != last {
+                let event = Event::default().event("overview").data(fragment.clone());
+                return Some((Ok::<Event, Infallible>(event), (ui, fragment)));
+            }
+            tokio::time::sleep(LIVE_EVERY).await;
+        }
+    });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}

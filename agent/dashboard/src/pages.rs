@@ -1,0 +1,168 @@
+//! The pages, server-rendered (maud escapes every value), with a little JavaScript for the
+//! live parts. Everything is in the binary: no CDN, no build step, works offline.
+
+use maud::{DOCTYPE, Markup, PreEscaped, html};
+use valor_scheduler::JobStatus;
+use valor_store::{HealthPoint, RunAnalytics, RunTotals};
+
+use crate::Overview;
+
+const STYLE: &str = "body{font:14px system-ui,sans-serif;margin:0;color:#1d232a;background:#f6f7f9}\
+nav{background:#1d232a;padding:10px 16px}nav a{color:#fff;margin-right:16px;text-decoration:none}\
+main{padding:16px;max-width:1100px}table{border-collapse:collapse;background:#fff;margin:8px 0}\
+td,th{border:1px solid #dde;padding:4px 8px;text-align:right}td:first-child,th:first-child{text-align:left}\
+.ok{color:#1a7f37}.degraded{color:#9a6700}.unhealthy{color:#cf222e}.card{display:inline-block;\
+background:#fff;border:1px solid #dde;padding:8px 14px;margin:4px;min-width:120px}\
+.big{font-size:26px;font-weight:600}svg{background:#fff;border:1px solid #dde;margin:4px}";
+
+/// Keeps the overview live: the server sends a fresh fragment when it changes; the browser
+/// reconnects by itself when the connection drops.
+const LIVE: &str = "const s=new EventSource('/ui/events');\
+s.addEventListener('overview',e=>{const o=document.getElementById('overview');if(o){o.innerHTML=e.data;}\
+document.body.dataset.updated=Date.now();});";
+
+/// The page frame: navigation, the body, the live script where it is wanted.
+pub fn layout(title: &str, body: Markup, live: bool) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                title { "Valor · " (title) }
+                style { (PreEscaped(STYLE)) }
+            }
+            body {
+                nav {
+                    a href="/ui/" { "Overview" }
+                    a href="/ui/usage" { "Usage" }
+                    a href="/ui/jobs" { "Jobs" }
+                }
+                main { h1 { (title) } (body) }
+                @if live { script { (PreEscaped(LIVE)) } }
+            }
+        }
+    }
+}
+
+/// A sparkline of `values` (oldest first) as inline SVG.
+fn sparkline(label: &str, values: &[f64], unit: &str) -> Markup {
+    let (width, height) = (320.0, 60.0);
+    let max = values.iter().copied().fold(0.0_f64, f64::max).max(1.0);
+    let step = width / (values.len().max(2) - 1) as f64;
+    let points: Vec<String> = (values.iter().enumerate())
+        .map(|(i, v)| {
+            format!(
+                "{:.1},{:.1}",
+                i as f64 * step,
+                height - v / max * (height - 4.0)
+            )
+        })
+        .collect();
+    let last = values.last().copied().unwrap_or(0.0);
+    html! {
+        div.card {
+            div { (label) ": " strong { (format!("{last:.1}")) " " (unit) } }
+            svg width=(width) height=(height) role="img" aria-label=(label) {
+                polyline fill="none" stroke="#0969da" stroke-width="1.5" points=(points.join(" ")) {}
+            }
+        }
+    }
+}
+
+/// The live part of the overview (sent again over the event stream when it changes).
+pub fn overview_fragment(o: &Overview) -> Markup {
+    html! {
+        div.card { div { "Health" } div class={ "big " (o.status) } { (o.score) } div class=(o.status) { (o.status) } }
+        div.card { div { "Turns running" } div.big { (o.running) } div { (o.queued) " queued" } }
+        div.card { div { "Today" } div.big { (o.turns_today) } div { (format!("${:.4}", o.cost_today)) } }
+        div.card { div { "Up" } div.big { (o.uptime_secs / 60) " min" } }
+        h2 { "Alerts" }
+        @if o.alerts.is_empty() { p { "None." } }
+        @for alert in &o.alerts { p { strong { (alert.0) } " " (alert.1) br; em { (alert.2) } } }
+        h2 { "Components" }
+        table { @for (name, status) in &o.components { tr { td { (name) } td class=(status) { (status) } } } }
+    }
+}
+
+pub fn overview(o: &Overview, points: &[HealthPoint]) -> Markup {
+    let series = |f: &dyn Fn(&HealthPoint) -> f64| points.iter().map(f).collect::<Vec<f64>>();
+    let body = html! {
+        div #overview { (overview_fragment(o)) }
+        h2 { "The last 24 hours" }
+        @if points.is_empty() { p { "No history yet: a point is kept every minute." } }
+        @else {
+            (sparkline("Health score", &series(&|p| f64::from(p.score)), ""))
+            (sparkline("Memory", &series(&|p| f64::from(p.rss_mb)), "MiB"))
+            (sparkline("CPU", &series(&|p| f64::from(p.cpu_percent)), "%"))
+            (sparkline("Child processes", &series(&|p| f64::from(p.children)), ""))
+        }
+    };
+    layout("Overview", body, true)
+}
+
+fn totals_table(title: &str, rows: Vec<(String, RunTotals)>) -> Markup {
+    html! {
+        h2 { (title) }
+        table {
+            tr { th { (title) } th { "turns" } th { "failed" } th { "cost $" } th { "tokens in" } th { "tokens out" } th { "avg s" } }
+            @for (label, t) in rows {
+                tr {
+                    td { (label) } td { (t.turns) } td { (t.failed) } td { (format!("{:.4}", t.cost_usd)) }
+                    td { (t.input_tokens) } td { (t.output_tokens) } td { (format!("{:.1}", t.mean_duration_ms() / 1000.0)) }
+                }
+            }
+        }
+    }
+}
+
+pub fn usage(days: u32, analytics: &RunAnalytics) -> Markup {
+    let named = |map: &std::collections::BTreeMap<String, RunTotals>| {
+        map.iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect::<Vec<_>>()
+    };
+    let mut by_day = named(&analytics.by_day);
+    by_day.push(("total".to_owned(), analytics.all.clone()));
+    let body = html! {
+        p { "Days: " a href="/ui/usage?days=1" { "1" } " · " a href="/ui/usage?days=7" { "7" } " · " a href="/ui/usage?days=30" { "30" } " (now " (days) ")" }
+        (totals_table("day", by_day))
+        (totals_table("model", named(&analytics.by_model)))
+        (totals_table("class", named(&analytics.by_class)))
+        (totals_table("effort", named(&analytics.by_effort)))
+    };
+    layout("Usage", body, false)
+}
+
+pub fn jobs(jobs: &[JobStatus], csrf: &str, notice: Option<&str>) -> Markup {
+    let body = html! {
+        @if let Some(notice) = notice { p { strong { (notice) } } }
+        table {
+            tr { th { "job" } th { "schedule" } th { "last run" } th { "outcome" } th { "next run" } th {} }
+            @for job in jobs {
+                tr {
+                    td { (job.name) } td { (job.schedule) }
+                    td { (job.last.as_ref().map_or("never".to_owned(), |r| valor_core::time::civil_date(r.started_ms))) }
+                    td { (job.last.as_ref().map_or("-", |r| r.outcome.as_str())) }
+                    td { (job.next.map_or("-".to_owned(), |t| t.format("%Y-%m-%d %H:%M").to_string())) }
+                    td {
+                        form method="post" action="/ui/jobs/run" {
+                            input type="hidden" name="csrf" value=(csrf);
+                            input type="hidden" name="job" value=(job.name);
+                            button type="submit" { "Run now" }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    layout("Jobs", body, false)
+}
+
+/// A page for a browser that is not logged in (or whose link was spent).
+pub fn refused(why: &str) -> Markup {
+    layout(
+        "Log in",
+        html! { p { (why) } p { "Run " code { "valor dashboard" } " on the machine Valor runs on for a login link." } },
+        false,
+    )
+}

@@ -1,0 +1,229 @@
+//! The dashboard's routes with `oneshot`: login, refusals, pages, CSRF, the live stream.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use http_body_util::BodyExt as _;
+use tower::ServiceExt as _;
+use valor_dashboard::{Overview, Source};
+use valor_scheduler::JobStatus;
+use valor_store::{HealthPoint, RunRecord};
+
+const TOKEN: &str = "store-token-0123456789";
+
+#[derive(Default)]
+struct Fake {
+    started: Mutex<Vec<String>>,
+}
+
+fn run(cost: f64, model: &str) -> RunRecord {
+    serde_json::from_value(serde_json::json!({
+        "chat_id": 7, "session_id": "s", "model": model, "class": "short_chat", "effort": "low",
+        "started_at_ms": valor_core::time::now_ms(), "duration_ms": 1500, "api_duration_ms": 900,
+        "cost_usd": cost, "usage": {"input_tokens": 100, "output_tokens": 20,
+        "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0},
+        "num_turns": 1, "tool_calls": [], "warm": false, "error": null
+    }))
+    .unwrap()
+}
+
+impl Source for Fake {
+    fn overview(&self) -> Overview {
+        Overview {
+            status: "ok".into(),
+            score: 97,
+            uptime_secs: 600,
+            components: vec![("<script>alert(1)</script>".into(), "ok".into())],
+            alerts: vec![],
+            running: 1,
+            queued: 2,
+            turns_today: 3,
+            cost_today: 0.25,
+        }
+    }
+    fn health_points(&self, _since_ms: u64) -> Vec<HealthPoint> {
+        (0..10)
+            .map(|i| HealthPoint {
+                at_ms: i * 60_000,
+                score: 90,
+                worst_score: 80,
+                rss_mb: 100.0 + i as f32,
+                cpu_percent: 2.0,
+                system_memory_percent: 30.0,
+                children: 1,
+                samples: 2,
+            })
+            .collect()
+    }
+    fn runs_since(&self, _since_ms: u64) -> Vec<RunRecord> {
+        vec![run(0.5, "haiku"), run(0.25, "haiku"), run(1.0, "opus")]
+    }
+    fn jobs(&self) -> Vec<JobStatus> {
+        vec![JobStatus {
+            name: "daydream".into(),
+            schedule: "every 6h".into(),
+            missed: "catch_up".into(),
+            last: None,
+            next: None,
+        }]
+    }
+    fn run_job(&self, name: &str) -> Result<(), String> {
+        self.started.lock().unwrap().push(name.to_owned());
+        Ok(())
+    }
+}
+
+async fn send(
+    app: &axum::Router,
+    request: Request<Body>,
+) -> (StatusCode, axum::http::HeaderMap, String) {
+    let response = app.clone().oneshot(request).await.unwrap();
+    let (parts, body) = response.into_parts();
+    let bytes = body.collect().await.unwrap().to_bytes();
+    (
+        parts.status,
+        parts.headers,
+        String::from_utf8_lossy(&bytes).into_owned(),
+    )
+}
+
+fn get(path: &str, cookie: Option<&str>) -> Request<Body> {
+    let mut request = Request::get(path);
+    if let Some(cookie) = cookie {
+        request = request.header(header::COOKIE, cookie);
+    }
+    request.body(Body::empty()).unwrap()
+}
+
+/// Logs in through a link made with the store's token; returns the cookie.
+async fn log_in(app: &axum::Router) -> String {
+    let request = Request::post("/ui/login-link")
+        .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+        .body(Body::empty())
+        .unwrap();
+    let (status, _, body) = send(app, request).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let path = serde_json::from_str::<serde_json::Value>(&body).unwrap()["path"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, headers, _) = send(app, get(&path, None)).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let cookie = headers[header::SET_COOKIE].to_str().unwrap().to_owned();
+    assert!(
+        cookie.contains("HttpOnly")
+            && cookie.contains("SameSite=Strict")
+            && cookie.contains("Path=/ui")
+    );
+    // The link works once.
+    let (status, _, _) = send(app, get(&path, None)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    cookie.split(';').next().unwrap().to_owned()
+}
+
+fn app() -> (axum::Router, Arc<Fake>) {
+    let fake = Arc::new(Fake::default());
+    (valor_dashboard::router(fake.clone(), TOKEN), fake)
+}
+
+#[tokio::test]
+async fn nothing_is_shown_without_a_login_and_links_need_the_stores_token() {
+    let (app, _) = app();
+    for path in ["/ui/", "/ui/usage", "/ui/jobs", "/ui/events"] {
+        let (status, _, body) = send(&app, get(path, None)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}");
+        assert!(body.contains("valor dashboard"), "{path}: {body}");
+        let (status, _, _) = send(&app, get(path, Some("valor_ui=forged"))).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}");
+    }
+    for auth in [
+        None,
+        Some("Bearer wrong"),
+        Some("Bearer store-token-0123456788"),
+    ] {
+        let mut request = Request::post("/ui/login-link");
+        if let Some(auth) = auth {
+            request = request.header(header::AUTHORIZATION, auth);
+        }
+        let (status, _, _) = send(&app, request.body(Body::empty()).unwrap()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    let (status, _, _) = send(&app, get("/ui/login?token=guess", None)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn pages_show_the_agent_escaped_and_usage_sums_the_runs() {
+    let (app, _) = app();
+    let cookie = log_in(&app).await;
+    let (status, _, body) = send(&app, get("/ui/", Some(&cookie))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("<div class=\"big ok\">97</div>"), "{body}");
+    assert!(
+        body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "escaped"
+    );
+    assert!(!body.contains("<script>alert(1)"), "{body}");
+    assert!(body.contains("<polyline"), "sparklines: {body}");
+    assert!(body.contains("new EventSource('/ui/events')"));
+    let (_, _, body) = send(&app, get("/ui/usage?days=1", Some(&cookie))).await;
+    assert!(
+        body.contains("<td>haiku</td><td>2</td><td>0</td><td>0.7500</td>"),
+        "{body}"
+    );
+    assert!(
+        body.contains("<td>total</td><td>3</td><td>0</td><td>1.7500</td>"),
+        "{body}"
+    );
+    assert!(body.contains("<td>low</td><td>3</td>"), "{body}");
+}
+
+#[tokio::test]
+async fn run_now_needs_the_sessions_csrf_token() {
+    let (app, fake) = app();
+    let cookie = log_in(&app).await;
+    let (_, _, page) = send(&app, get("/ui/jobs", Some(&cookie))).await;
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    let post = |body: String| {
+        Request::post("/ui/jobs/run")
+            .header(header::COOKIE, &cookie)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(body))
+            .unwrap()
+    };
+    let (status, _, _) = send(&app, post("csrf=forged&job=daydream".into())).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(fake.started.lock().unwrap().is_empty());
+    let (status, _, body) = send(&app, post(format!("csrf={csrf}&job=daydream"))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("daydream started."), "{body}");
+    assert_eq!(*fake.started.lock().unwrap(), ["daydream"]);
+}
+
+#[tokio::test]
+async fn the_live_stream_sends_the_overview() {
+    let (app, _) = app();
+    let cookie = log_in(&app).await;
+    let response = app
+        .clone()
+        .oneshot(get("/ui/events", Some(&cookie)))
+        .await
+        .unwrap();
+    assert_eq!(
+        response.headers()[header::CONTENT_TYPE],
+        "text/event-stream"
+    );
+    let mut body = response.into_body();
+    let frame = body.frame().await.unwrap().unwrap();
+    let text = String::from_utf8_lossy(frame.data_ref().unwrap()).into_owned();
+    assert!(text.starts_with("event: overview\ndata: "), "{text}");
+    assert!(text.contains("97"), "{text}");
+}

@@ -1,0 +1,127 @@
+//! The dashboard's wiring: what `valor run` shows through it (`AgentView`), and `valor
+//! dashboard`, which asks the running agent for a one-time login link and prints it.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use valor_core::Conversations;
+use valor_dashboard::{Overview, Source};
+use valor_monitor::ResourceMonitor;
+use valor_scheduler::{JobStatus, RunContext, Scheduler};
+use valor_store::{HealthPoint, Resolution, RunAnalytics, RunRecord, Store};
+
+/// The running agent as the dashboard sees it.
+pub struct AgentView {
+    pub monitor: Arc<ResourceMonitor>,
+    pub conversations: Conversations,
+    pub store: Store,
+    pub scheduler: Arc<Scheduler>,
+}
+
+impl Source for AgentView {
+    fn overview(&self) -> Overview {
+        let report = self.monitor.report();
+        let day_ms = 86_400_000;
+        let today = valor_core::time::now_ms() / day_ms * day_ms;
+        let runs = self.store.runs_since(today).unwrap_or_default();
+        let totals = RunAnalytics::of(&runs).all;
+        let (running, queued) = self.conversations.load();
+        Overview {
+            status: report
+                .as_ref()
+                .map_or("unknown", |r| r.status.as_str())
+                .to_owned(),
+            score: report.as_ref().map_or(0, |r| r.score),
+            uptime_secs: self.monitor.uptime().as_secs(),
+            components: (report.iter().flat_map(|r| r.components.iter()))
+                .map(|(name, c)| ((*name).to_owned(), c.status.as_str().to_owned()))
+                .collect(),
+            alerts: (report.iter().flat_map(|r| r.alerts.iter()))
+                .map(|a| {
+                    (
+                        format!("{:?}", a.severity),
+                        a.message.clone(),
+                        a.action.clone(),
+                    )
+                })
+                .collect(),
+            running,
+            queued,
+            turns_today: totals.turns,
+            cost_today: totals.cost_usd,
+        }
+    }
+
+    fn health_points(&self, since_ms: u64) -> Vec<HealthPoint> {
+        self.monitor.health_points(Resolution::Minute, since_ms)
+    }
+
+    fn runs_since(&self, since_ms: u64) -> Vec<RunRecord> {
+        self.store.runs_since(since_ms).unwrap_or_default()
+    }
+
+    fn jobs(&self) -> Vec<JobStatus> {
+        self.scheduler.status()
+    }
+
+    fn run_job(&self, name: &str) -> Result<(), String> {
+        if !self.scheduler.specs().iter().any(|s| s.name == name) {
+            return Err(format!("there is no job called {name:?}"));
+        }
+        let (scheduler, name) = (Arc::clone(&self.scheduler), name.to_owned());
+        let runtime = tokio::runtime::Handle::try_current().map_err(|e| e.to_string())?;
+        runtime.spawn(async move {
+            let context = RunContext { due: None, catch_up: false };
+            if let Err(e) = scheduler.fire(&name, context).await {
+                tracing::warn!(job = name, error = %e, "the job asked for on the dashboard did not run");
+            }
+        });
+        Ok(())
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DashboardArgs {
+    /// Open the link in the browser (xdg-open) as well as printing it.
+    #[arg(long)]
+    open: bool,
+}
+
+#[derive(serde::Deserialize)]
+struct Link {
+    path: String,
+}
+
+/// `valor dashboard`: a one-time login link to the dashboard of the running Valor.
+pub async fn dashboard(config_path: Option<PathBuf>, args: DashboardArgs) -> ExitCode {
+    let loaded = match crate::config_cmd::load(config_path) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
+    };
+    let client = match crate::memory_cmd::agent_client(&loaded.config, Duration::from_secs(10)) {
+        Ok(client) => client,
+        Err(e) => {
+            eprintln!("error: {e}\n(the dashboard is served by `valor run`: start it first)");
+            return ExitCode::FAILURE;
+        }
+    };
+    let link: Link = match client.post("/ui/login-link", Vec::new()).await {
+        Ok(link) => link,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let url = format!("{}{}", client.base_url().trim_end_matches('/'), link.path);
+    println!("{url}");
+    eprintln!("(the link works once, within 5 minutes)");
+    if args.open {
+        match std::process::Command::new("xdg-open").arg(&url).status() {
+            Ok(status) if status.success() => {}
+            _ => eprintln!("could not open a browser (xdg-open): open the link above by hand"),
+        }
+    }
+    ExitCode::SUCCESS
+}
