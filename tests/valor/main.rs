@@ -6,6 +6,7 @@
 
 mod chat_once;
 mod cli;
+mod dashboard_ui;
 mod daydream_cli;
 mod jobs_cli;
 mod memory_cli;

@@ -9,7 +9,7 @@ use valor_fakes::anthropic::{FakeAnthropic, Reply};
 use valor_fakes::telegram::FakeTelegram;
 
 /// `valor run` talking to the fake Telegram (user 100 allowed) and the fake Anthropic API.
-fn run_with(
+pub(crate) fn run_with(
     dir: &std::path::Path,
     telegram: &FakeTelegram,
     anthropic: &FakeAnthropic,
@@ -47,7 +47,7 @@ fn wait_for_chat(
 }
 
 /// Waits (a minute at most) until `chat`'s texts satisfy `done`; returns them.
-fn wait_for(
+pub(crate) fn wait_for(
     telegram: &FakeTelegram,
     service: &Service,
     chat: i64,

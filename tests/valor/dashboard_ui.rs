@@ -1,0 +1,130 @@
+//! The dashboard in the real headless Chromium against `valor run` (fake Telegram, the real
+//! CLI on the fake API): refused without a login, logged in by `valor dashboard`'s link, a turn
+//! made in the chat shows on the Overview without a reload, and the pages render.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use chromiumoxide::browser::{Browser, BrowserConfig};
+use futures::StreamExt as _;
+
+use crate::support::{Service, output, valor};
+use crate::telegram_run::{run_with, wait_for};
+use valor_fakes::anthropic::{FakeAnthropic, Reply};
+use valor_fakes::telegram::FakeTelegram;
+
+fn chromium() -> std::path::PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .flat_map(|dir| ["chromium", "chromium-browser"].map(|name| dir.join(name)))
+        .find(|p| p.is_file())
+        .expect("chromium on PATH (scripts/setup installs it)")
+}
+
+async fn text_of(page: &chromiumoxide::Page, selector: &str) -> String {
+    page.evaluate(format!(
+        "document.querySelector('{selector}')?.innerText ?? ''"
+    ))
+    .await
+    .unwrap()
+    .into_value::<String>()
+    .unwrap()
+}
+
+#[test]
+fn the_dashboard_in_a_real_browser_logs_in_and_updates_live() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (anthropic, telegram) = runtime.block_on(async {
+        (
+            FakeAnthropic::start(|_| Reply::text("Noted.")).await,
+            FakeTelegram::start().await,
+        )
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut service = Service::start(&mut run_with(dir.path(), &telegram, &anthropic));
+    let base = service.url("");
+    let (out, link, stderr) = output(valor(dir.path()).arg("dashboard"));
+    assert!(out.status.success(), "{stderr}");
+    let link = link.trim().to_owned();
+    assert!(
+        link.starts_with(&format!("{base}/ui/login?token=")),
+        "{link}"
+    );
+
+    let shots = dir.path().join("shots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let profile = tempfile::tempdir().unwrap();
+    runtime.block_on(async {
+        let config = BrowserConfig::builder()
+            .chrome_executable(chromium())
+            .new_headless_mode()
+            .no_sandbox()
+            .user_data_dir(profile.path())
+            .arg("disable-gpu")
+            .arg("disable-background-networking")
+            .arg("no-first-run")
+            .arg("disable-dev-shm-usage")
+            .build()
+            .unwrap();
+        let (mut browser, mut handler) = Browser::launch(config).await.unwrap();
+        let handling = tokio::spawn(async move { while handler.next().await.is_some() {} });
+
+        // Without a login: refused.
+        let page = browser.new_page(format!("{base}/ui/")).await.unwrap();
+        page.wait_for_navigation().await.unwrap();
+        assert!(text_of(&page, "main").await.contains("needs a login"));
+
+        // The link logs in (once) and lands on the Overview.
+        page.goto(link.as_str()).await.unwrap();
+        page.wait_for_navigation().await.unwrap();
+        let overview = text_of(&page, "#overview").await;
+        assert!(
+            overview.contains("Health") && overview.contains("Today\n0"),
+            "{overview}"
+        );
+
+        // A turn in the chat: the page shows it without a reload.
+        telegram.user_says(100, 100, "hello there");
+        let answered = Instant::now();
+        let deadline = answered + Duration::from_secs(30);
+        loop {
+            let overview = text_of(&page, "#overview").await;
+            if overview.contains("Today\n1") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{overview}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let shot = page
+            .screenshot(chromiumoxide::page::ScreenshotParams::builder().build())
+            .await
+            .unwrap();
+        std::fs::write(shots.join("overview.png"), &shot).unwrap();
+        assert!(
+            shot.len() > 10_000,
+            "a blank page is small: {} bytes",
+            shot.len()
+        );
+
+        for (path, expect) in [("/ui/usage?days=1", "total"), ("/ui/jobs", "daydream")] {
+            page.goto(format!("{base}{path}")).await.unwrap();
+            page.wait_for_navigation().await.unwrap();
+            let text = text_of(&page, "main").await;
+            assert!(text.contains(expect), "{path}: {text}");
+            let shot = page
+                .screenshot(chromiumoxide::page::ScreenshotParams::builder().build())
+                .await
+                .unwrap();
+            assert!(shot.len() > 5_000, "{path}: {} bytes", shot.len());
+        }
+        browser.close().await.ok();
+        handling.abort();
+    });
+    wait_for(&telegram, &service, 100, "the answer", |t| {
+        t.iter().any(|t| t == "Noted.")
+    });
+    service.signal("TERM");
+    assert!(service.wait_for_exit(Duration::from_secs(5)).success());
+    drop(runtime);
+}
