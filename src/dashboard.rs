@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use valor_core::Conversations;
-use valor_dashboard::{Overview, Source};
+use valor_core::{Conversations, Event, Op};
+use valor_dashboard::{AlertRow, ChatRow, Overview, Source};
 use valor_monitor::ResourceMonitor;
 use valor_scheduler::{JobStatus, RunContext, Scheduler};
 use valor_store::{HealthPoint, Resolution, RunAnalytics, RunRecord, Store};
@@ -73,12 +73,64 @@ impl Source for AgentView {
         let (scheduler, name) = (Arc::clone(&self.scheduler), name.to_owned());
         let runtime = tokio::runtime::Handle::try_current().map_err(|e| e.to_string())?;
         runtime.spawn(async move {
-            let context = RunContext { due: None, catch_up: false };
+            let context = RunContext {
+                due: None,
+                catch_up: false,
+            };
             if let Err(e) = scheduler.fire(&name, context).await {
                 tracing::warn!(job = name, error = %e, "the job asked for on the dashboard did not run");
             }
         });
         Ok(())
+    }
+
+    fn chats(&self) -> Vec<ChatRow> {
+        let since = valor_core::time::now_ms().saturating_sub(30 * 86_400_000);
+        let by_chat = RunAnalytics::of(&self.store.runs_since(since).unwrap_or_default()).by_chat;
+        let engine = self.conversations.engine();
+        let mut rows: Vec<ChatRow> = (self.store.chats().unwrap_or_default().into_iter())
+            .map(|chat| {
+                let totals = by_chat.get(&chat.chat_id).cloned().unwrap_or_default();
+                ChatRow {
+                    chat_id: chat.chat_id,
+                    last_at_ms: chat.last_at_ms,
+                    messages: chat.messages,
+                    turns: totals.turns,
+                    cost_usd: totals.cost_usd,
+                    context: engine.figures(chat.chat_id).map(|f| {
+                        (
+                            f.messages_before,
+                            f.messages_after,
+                            f.tokens_before,
+                            f.tokens_after,
+                        )
+                    }),
+                    pending: self.conversations.pending(chat.chat_id),
+                }
+            })
+            .collect();
+        rows.sort_by_key(|r| std::cmp::Reverse(r.last_at_ms));
+        rows
+    }
+
+    fn stop(&self, chat_id: i64) -> bool {
+        let mut events = self.conversations.submit(Op::Interrupt { chat_id });
+        matches!(
+            events.try_next(),
+            Some(Event::Interrupted { was_running: true })
+        )
+    }
+
+    fn alerts(&self) -> Vec<AlertRow> {
+        (self.monitor.alert_log().into_iter())
+            .map(|r| AlertRow {
+                severity: format!("{:?}", r.alert.severity),
+                message: r.alert.message,
+                action: r.alert.action,
+                raised_ms: r.raised_ms,
+                cleared_ms: r.cleared_ms,
+            })
+            .collect()
     }
 }
 

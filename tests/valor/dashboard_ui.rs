@@ -107,7 +107,12 @@ fn the_dashboard_in_a_real_browser_logs_in_and_updates_live() {
             shot.len()
         );
 
-        for (path, expect) in [("/ui/usage?days=1", "total"), ("/ui/jobs", "daydream")] {
+        for (path, expect) in [
+            ("/ui/usage?days=1", "total"),
+            ("/ui/jobs", "daydream"),
+            ("/ui/chats", "100"),
+            ("/ui/alerts", "No alert"),
+        ] {
             page.goto(format!("{base}{path}")).await.unwrap();
             page.wait_for_navigation().await.unwrap();
             let text = text_of(&page, "main").await;

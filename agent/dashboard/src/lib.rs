@@ -51,6 +51,32 @@ pub struct Overview {
     pub cost_today: f64,
 }
 
+/// One chat on the Chats page.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ChatRow {
+    pub chat_id: i64,
+    /// Unix milliseconds of its latest message.
+    pub last_at_ms: u64,
+    pub messages: u64,
+    /// Turns and cost over the last 30 days.
+    pub turns: u64,
+    pub cost_usd: f64,
+    /// The latest turn's context window: messages and tokens before and after compression.
+    pub context: Option<(usize, usize, usize, usize)>,
+    /// Turns running or waiting.
+    pub pending: usize,
+}
+
+/// An alert on the Alerts page: active (no `cleared_ms`) or past.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AlertRow {
+    pub severity: String,
+    pub message: String,
+    pub action: String,
+    pub raised_ms: u64,
+    pub cleared_ms: Option<u64>,
+}
+
 /// What the dashboard shows, from the running agent.
 pub trait Source: Send + Sync + 'static {
     fn overview(&self) -> Overview;
@@ -60,6 +86,12 @@ pub trait Source: Send + Sync + 'static {
     fn jobs(&self) -> Vec<JobStatus>;
     /// Starts a job now (it runs on; the page does not wait).
     fn run_job(&self, name: &str) -> Result<(), String>;
+    /// The chats, latest activity first.
+    fn chats(&self) -> Vec<ChatRow>;
+    /// Stops the chat's running turn; whether one ran.
+    fn stop(&self, chat_id: i64) -> bool;
+    /// Alerts, newest first: the active ones and those past.
+    fn alerts(&self) -> Vec<AlertRow>;
 }
 
 #[derive(Clone)]
@@ -83,6 +115,9 @@ pub fn router(source: Arc<dyn Source>, api_token: &str) -> Router {
         .route("/ui/usage", get(usage))
         .route("/ui/jobs", get(jobs))
         .route("/ui/jobs/run", post(run_job))
+        .route("/ui/chats", get(chats))
+        .route("/ui/chats/stop", post(stop_chat))
+        .route("/ui/alerts", get(alerts))
         .route("/ui/events", get(events))
         .with_state(ui)
 }
@@ -221,6 +256,52 @@ async fn run_job(
     };
     let jobs = read(&ui, |s| s.jobs()).await;
     pages::jobs(&jobs, &session.csrf, Some(&notice)).into_response()
+}
+
+async fn chats(State(ui): State<Ui>, headers: HeaderMap) -> Response {
+    let Some(session) = ui.session(&headers) else {
+        return refusal();
+    };
+    let rows = read(&ui, |s| s.chats()).await;
+    pages::chats(&rows, &session.csrf, None).into_response()
+}
+
+#[derive(Deserialize)]
+struct StopForm {
+    csrf: String,
+    chat_id: i64,
+}
+
+async fn stop_chat(
+    State(ui): State<Ui>,
+    headers: HeaderMap,
+    Form(form): Form<StopForm>,
+) -> Response {
+    let Some(session) = ui.session(&headers) else {
+        return refusal();
+    };
+    if !Gate::csrf_ok(&session, &form.csrf) {
+        return (
+            StatusCode::FORBIDDEN,
+            pages::refused("This form is not from this dashboard."),
+        )
+            .into_response();
+    }
+    let notice = if ui.source.stop(form.chat_id) {
+        format!("Chat {}: its running turn is stopping.", form.chat_id)
+    } else {
+        format!("Chat {}: nothing was running.", form.chat_id)
+    };
+    let rows = read(&ui, |s| s.chats()).await;
+    pages::chats(&rows, &session.csrf, Some(&notice)).into_response()
+}
+
+async fn alerts(State(ui): State<Ui>, headers: HeaderMap) -> Response {
+    if ui.session(&headers).is_none() {
+        return refusal();
+    }
+    let rows = read(&ui, |s| s.alerts()).await;
+    pages::alerts(&rows).into_response()
 }
 
 /// The overview fragment whenever it changes, looked at every [`LIVE_EVERY`] while the

@@ -5,7 +5,7 @@ use maud::{DOCTYPE, Markup, PreEscaped, html};
 use valor_scheduler::JobStatus;
 use valor_store::{HealthPoint, RunAnalytics, RunTotals};
 
-use crate::Overview;
+use crate::{AlertRow, ChatRow, Overview};
 
 const STYLE: &str = "body{font:14px system-ui,sans-serif;margin:0;color:#1d232a;background:#f6f7f9}\
 nav{background:#1d232a;padding:10px 16px}nav a{color:#fff;margin-right:16px;text-decoration:none}\
@@ -35,7 +35,9 @@ pub fn layout(title: &str, body: Markup, live: bool) -> Markup {
                 nav {
                     a href="/ui/" { "Overview" }
                     a href="/ui/usage" { "Usage" }
+                    a href="/ui/chats" { "Chats" }
                     a href="/ui/jobs" { "Jobs" }
+                    a href="/ui/alerts" { "Alerts" }
                 }
                 main { h1 { (title) } (body) }
                 @if live { script { (PreEscaped(LIVE)) } }
@@ -156,6 +158,64 @@ pub fn jobs(jobs: &[JobStatus], csrf: &str, notice: Option<&str>) -> Markup {
         }
     };
     layout("Jobs", body, false)
+}
+
+fn when(ms: u64) -> String {
+    let secs = ms / 1000;
+    format!(
+        "{} {:02}:{:02} UTC",
+        valor_core::time::civil_date(ms),
+        secs / 3600 % 24,
+        secs / 60 % 60
+    )
+}
+
+pub fn chats(rows: &[ChatRow], csrf: &str, notice: Option<&str>) -> Markup {
+    let body = html! {
+        @if let Some(notice) = notice { p { strong { (notice) } } }
+        @if rows.is_empty() { p { "No chat yet." } }
+        @else {
+            table {
+                tr { th { "chat" } th { "last message" } th { "messages" } th { "turns (30 d)" } th { "cost $" } th { "context before → after" } th { "running / waiting" } th {} }
+                @for row in rows {
+                    tr {
+                        td { (row.chat_id) } td { (when(row.last_at_ms)) } td { (row.messages) } td { (row.turns) }
+                        td { (format!("{:.4}", row.cost_usd)) }
+                        td { @if let Some((mb, ma, tb, ta)) = row.context { (mb) " → " (ma) " msgs, " (tb) " → " (ta) " tokens" } @else { "-" } }
+                        td { (row.pending) }
+                        td {
+                            @if row.pending > 0 {
+                                form method="post" action="/ui/chats/stop" {
+                                    input type="hidden" name="csrf" value=(csrf);
+                                    input type="hidden" name="chat_id" value=(row.chat_id);
+                                    button type="submit" { "Stop" }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    layout("Chats", body, false)
+}
+
+pub fn alerts(rows: &[AlertRow]) -> Markup {
+    let body = html! {
+        @if rows.is_empty() { p { "No alert since Valor started." } }
+        @else {
+            table {
+                tr { th { "raised" } th { "severity" } th { "what" } th { "what to do" } th { "cleared" } }
+                @for row in rows {
+                    tr {
+                        td { (when(row.raised_ms)) } td { (row.severity) } td { (row.message) } td { (row.action) }
+                        td { (row.cleared_ms.map_or("active".to_owned(), when)) }
+                    }
+                }
+            }
+        }
+    };
+    layout("Alerts", body, false)
 }
 
 /// A page for a browser that is not logged in (or whose link was spent).

@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt as _;
 use tower::ServiceExt as _;
-use valor_dashboard::{Overview, Source};
+use valor_dashboard::{AlertRow, ChatRow, Overview, Source};
 use valor_scheduler::JobStatus;
 use valor_store::{HealthPoint, RunRecord};
 
@@ -17,6 +17,7 @@ const TOKEN: &str = "store-token-0123456789";
 #[derive(Default)]
 struct Fake {
     started: Mutex<Vec<String>>,
+    stopped: Mutex<Vec<i64>>,
 }
 
 fn run(cost: f64, model: &str) -> RunRecord {
@@ -73,6 +74,30 @@ impl Source for Fake {
     fn run_job(&self, name: &str) -> Result<(), String> {
         self.started.lock().unwrap().push(name.to_owned());
         Ok(())
+    }
+    fn chats(&self) -> Vec<ChatRow> {
+        vec![ChatRow {
+            chat_id: 42,
+            last_at_ms: 1_796_342_400_000,
+            messages: 12,
+            turns: 6,
+            cost_usd: 0.5,
+            context: Some((12, 8, 3000, 1200)),
+            pending: 1,
+        }]
+    }
+    fn stop(&self, chat_id: i64) -> bool {
+        self.stopped.lock().unwrap().push(chat_id);
+        true
+    }
+    fn alerts(&self) -> Vec<AlertRow> {
+        vec![AlertRow {
+            severity: "Warning".into(),
+            message: "Valor's resident memory is 600 MiB".into(),
+            action: "Restart Valor at a quiet moment.".into(),
+            raised_ms: 1_796_342_400_000,
+            cleared_ms: Some(1_796_342_460_000),
+        }]
     }
 }
 
@@ -226,4 +251,37 @@ async fn the_live_stream_sends_the_overview() {
     let text = String::from_utf8_lossy(frame.data_ref().unwrap()).into_owned();
     assert!(text.starts_with("event: overview\ndata: "), "{text}");
     assert!(text.contains("97"), "{text}");
+}
+
+#[tokio::test]
+async fn chats_show_their_figures_and_stop_needs_the_csrf_token() {
+    let (app, fake) = app();
+    let cookie = log_in(&app).await;
+    let (status, _, page) = send(&app, get("/ui/chats", Some(&cookie))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("<td>42</td><td>2026-12-04 00:00 UTC</td><td>12</td><td>6</td><td>0.5000</td><td>12 → 8 msgs, 3000 → 1200 tokens</td>"), "{page}");
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    let post = |body: String| {
+        Request::post("/ui/chats/stop")
+            .header(header::COOKIE, &cookie)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(body))
+            .unwrap()
+    };
+    let (status, _, _) = send(&app, post("csrf=&chat_id=42".into())).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(fake.stopped.lock().unwrap().is_empty());
+    let (_, _, body) = send(&app, post(format!("csrf={csrf}&chat_id=42"))).await;
+    assert!(
+        body.contains("Chat 42: its running turn is stopping."),
+        "{body}"
+    );
+    assert_eq!(*fake.stopped.lock().unwrap(), [42]);
+    let (_, _, body) = send(&app, get("/ui/alerts", Some(&cookie))).await;
+    assert!(body.contains("<td>Warning</td><td>Valor's resident memory is 600 MiB</td><td>Restart Valor at a quiet moment.</td><td>2026-12-04 00:01 UTC</td>"), "{body}");
 }

@@ -33,6 +33,53 @@ struct State {
     history: VecDeque<Sample>,
     alerts: AlertBook,
     report: Option<HealthReport>,
+    /// Alerts raised since start, newest last, with when they cleared.
+    log: VecDeque<AlertRecord>,
+}
+
+/// Alerts the log keeps at most.
+const ALERT_LOG: usize = 200;
+
+/// An alert as it happened: raised, and cleared (none while active).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AlertRecord {
+    pub alert: crate::Alert,
+    /// Unix milliseconds.
+    pub raised_ms: u64,
+    pub cleared_ms: Option<u64>,
+}
+
+fn note_change(log: &mut VecDeque<AlertRecord>, change: &AlertChange, at_ms: u64) {
+    match change {
+        AlertChange::Raised(alert) => {
+            if log.len() >= ALERT_LOG {
+                log.pop_front();
+            }
+            log.push_back(AlertRecord {
+                alert: alert.clone(),
+                raised_ms: at_ms,
+                cleared_ms: None,
+            });
+        }
+        AlertChange::SeverityChanged { alert, .. } => {
+            if let Some(record) = log
+                .iter_mut()
+                .rev()
+                .find(|r| r.alert.kind == alert.kind && r.cleared_ms.is_none())
+            {
+                record.alert = alert.clone();
+            }
+        }
+        AlertChange::Cleared(alert) => {
+            if let Some(record) = log
+                .iter_mut()
+                .rev()
+                .find(|r| r.alert.kind == alert.kind && r.cleared_ms.is_none())
+            {
+                record.cleared_ms = Some(at_ms);
+            }
+        }
+    }
 }
 
 struct MonitorGauges {
@@ -169,6 +216,11 @@ impl ResourceMonitor {
         let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
         for change in state.alerts.evaluate(&sample, &self.config) {
             log_change(&change);
+            note_change(
+                &mut state.log,
+                &change,
+                sample.taken_at.saturating_mul(1000),
+            );
             // Nobody listening is fine: the change is logged and on /health.
             let _ = self.changes.send(change);
         }
@@ -232,6 +284,11 @@ impl ResourceMonitor {
     /// more than 64 behind skips the oldest.
     pub fn alert_changes(&self) -> tokio::sync::broadcast::Receiver<AlertChange> {
         self.changes.subscribe()
+    }
+
+    /// Alerts raised since start (at most 200), newest first, with when they cleared.
+    pub fn alert_log(&self) -> Vec<AlertRecord> {
+        self.read().log.iter().rev().cloned().collect()
     }
 
     /// The latest report, if a sample has been taken.
@@ -361,6 +418,15 @@ mod tests {
                 .contains("valor_alerts_active{severity=\"warning\"} 0\n")
         );
         assert_eq!(monitor.report().unwrap().status, Status::Ok);
+        // The alert stays in the log with when it cleared; a new one comes first.
+        let mut again = sample(2000);
+        again.taken_at = 9;
+        monitor.record(again);
+        let log = monitor.alert_log();
+        assert_eq!(log.len(), 2);
+        assert_eq!((log[1].raised_ms, log[1].cleared_ms), (1000, Some(1000)));
+        assert_eq!(log[0].cleared_ms, None);
+        assert_eq!(log[0].alert.severity, crate::Severity::Critical);
     }
 
     #[tokio::test(start_paused = true)]
