@@ -97,6 +97,7 @@ mod tests {
             conversations,
             store: agent.store.clone(),
             scheduler: Arc::clone(&scheduler),
+            memory: agent.memory.clone(),
         });
         let app = app(AppParts {
             health: HealthState {

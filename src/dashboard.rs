@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use valor_core::{Conversations, Event, Op};
-use valor_dashboard::{AlertRow, ChatRow, Overview, Source};
+use valor_dashboard::{AlertRow, ChatRow, LearningRow, MemoryRow, Overview, Source};
 use valor_monitor::ResourceMonitor;
 use valor_scheduler::{JobStatus, RunContext, Scheduler};
 use valor_store::{HealthPoint, Resolution, RunAnalytics, RunRecord, Store};
@@ -18,6 +18,18 @@ pub struct AgentView {
     pub conversations: Conversations,
     pub store: Store,
     pub scheduler: Arc<Scheduler>,
+    pub memory: valor_memory::Memory,
+}
+
+fn memory_row(d: valor_store::Document) -> MemoryRow {
+    MemoryRow {
+        id: d.id,
+        kind: d.kind.as_str().to_owned(),
+        chat_id: d.chat_id,
+        at_ms: d.at_ms,
+        title: d.title,
+        text: d.text,
+    }
 }
 
 impl Source for AgentView {
@@ -119,6 +131,52 @@ impl Source for AgentView {
             events.try_next(),
             Some(Event::Interrupted { was_running: true })
         )
+    }
+
+    fn search(&self, query: &str) -> Vec<MemoryRow> {
+        match self.memory.search(&valor_memory::Query::new(query, 20)) {
+            Ok(result) => (result.hits.into_iter())
+                .map(|h| MemoryRow {
+                    id: h.id,
+                    kind: h.kind.as_str().to_owned(),
+                    chat_id: h.chat_id,
+                    at_ms: h.at_ms,
+                    title: h.title,
+                    text: h.snippet,
+                })
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "dashboard memory search failed");
+                Vec::new()
+            }
+        }
+    }
+
+    fn memory(&self, id: u64) -> Option<MemoryRow> {
+        self.store.document(id).ok().flatten().map(memory_row)
+    }
+
+    fn learnings(&self) -> Vec<LearningRow> {
+        let mut all = self.store.all_learnings().unwrap_or_default();
+        all.sort_by_key(|l| (l.chat_id, l.number));
+        (all.into_iter())
+            .map(|l| LearningRow {
+                chat_id: l.chat_id,
+                number: l.number,
+                category: l.category.as_str().to_owned(),
+                confidence: l.confidence,
+                times_seen: l.times_seen,
+                content: l.content,
+                retired: l.retired.map(|r| r.reason),
+            })
+            .collect()
+    }
+
+    fn forget(&self, chat_id: i64, number: u64) -> String {
+        match self.conversations.learning() {
+            Some(learning) => learning.forget(chat_id, number),
+            None => "Learning is off ([learning] enabled = false).".to_owned(),
+        }
     }
 
     fn alerts(&self) -> Vec<AlertRow> {

@@ -181,6 +181,7 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
         conversations: dashboard_conversations,
         store: agent.store.clone(),
         scheduler: Arc::clone(&scheduler),
+        memory: agent.memory.clone(),
     });
     let routes = crate::app::app(crate::app::AppParts {
         health: state,

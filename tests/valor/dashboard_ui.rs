@@ -112,6 +112,7 @@ fn the_dashboard_in_a_real_browser_logs_in_and_updates_live() {
             ("/ui/jobs", "daydream"),
             ("/ui/chats", "100"),
             ("/ui/alerts", "No alert"),
+            ("/ui/memory", "Learnings"),
         ] {
             page.goto(format!("{base}{path}")).await.unwrap();
             page.wait_for_navigation().await.unwrap();
@@ -122,6 +123,46 @@ fn the_dashboard_in_a_real_browser_logs_in_and_updates_live() {
                 .await
                 .unwrap();
             assert!(shot.len() > 5_000, "{path}: {} bytes", shot.len());
+        }
+        // A learning made in the chat is forgotten from the Memory page; a POST without the
+        // page's CSRF token is refused.
+        telegram.user_says(100, 100, "/remember we deploy on fridays");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            page.goto(format!("{base}/ui/memory")).await.unwrap();
+            page.wait_for_navigation().await.unwrap();
+            if text_of(&page, "main")
+                .await
+                .contains("we deploy on fridays")
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the learning never showed");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let forged: i64 = page
+            .evaluate(
+                "fetch('/ui/learnings/forget', {method: 'POST', headers: {'Content-Type': \
+                 'application/x-www-form-urlencoded'}, body: 'csrf=x&chat_id=100&number=1'}) \
+                 .then(r => r.status)",
+            )
+            .await
+            .unwrap()
+            .into_value()
+            .unwrap();
+        assert_eq!(forged, 403);
+        page.evaluate("document.querySelector('form[action=\"/ui/learnings/forget\"]').submit()")
+            .await
+            .unwrap();
+        page.wait_for_navigation().await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = text_of(&page, "main").await;
+            if text.contains("retired:") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{text}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
         browser.close().await.ok();
         handling.abort();

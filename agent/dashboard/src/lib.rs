@@ -77,6 +77,31 @@ pub struct AlertRow {
     pub cleared_ms: Option<u64>,
 }
 
+/// A memory in a search result, or whole (`text` then holds all of it).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MemoryRow {
+    pub id: u64,
+    pub kind: String,
+    /// `None`: shared (no chat).
+    pub chat_id: Option<i64>,
+    pub at_ms: u64,
+    pub title: String,
+    pub text: String,
+}
+
+/// A learning on the Memory page.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LearningRow {
+    pub chat_id: Option<i64>,
+    pub number: u64,
+    pub category: String,
+    pub confidence: f32,
+    pub times_seen: u32,
+    pub content: String,
+    /// Why it no longer counts, when it does not.
+    pub retired: Option<String>,
+}
+
 /// What the dashboard shows, from the running agent.
 pub trait Source: Send + Sync + 'static {
     fn overview(&self) -> Overview;
@@ -92,6 +117,13 @@ pub trait Source: Send + Sync + 'static {
     fn stop(&self, chat_id: i64) -> bool;
     /// Alerts, newest first: the active ones and those past.
     fn alerts(&self) -> Vec<AlertRow>;
+    /// Memory search (the same hybrid search as everywhere), best first, as snippets.
+    fn search(&self, query: &str) -> Vec<MemoryRow>;
+    /// One memory whole.
+    fn memory(&self, id: u64) -> Option<MemoryRow>;
+    fn learnings(&self) -> Vec<LearningRow>;
+    /// Forgets a chat's learning by its number; says what happened.
+    fn forget(&self, chat_id: i64, number: u64) -> String;
 }
 
 #[derive(Clone)]
@@ -118,6 +150,9 @@ pub fn router(source: Arc<dyn Source>, api_token: &str) -> Router {
         .route("/ui/chats", get(chats))
         .route("/ui/chats/stop", post(stop_chat))
         .route("/ui/alerts", get(alerts))
+        .route("/ui/memory", get(memory_page))
+        .route("/ui/memory/{id}", get(memory_one))
+        .route("/ui/learnings/forget", post(forget))
         .route("/ui/events", get(events))
         .with_state(ui)
 }
@@ -302,6 +337,81 @@ async fn alerts(State(ui): State<Ui>, headers: HeaderMap) -> Response {
     }
     let rows = read(&ui, |s| s.alerts()).await;
     pages::alerts(&rows).into_response()
+}
+
+#[derive(Deserialize)]
+struct SearchQuery {
+    #[serde(default)]
+    q: String,
+}
+
+async fn memory_page(
+    State(ui): State<Ui>,
+    headers: HeaderMap,
+    Query(q): Query<SearchQuery>,
+) -> Response {
+    let Some(session) = ui.session(&headers) else {
+        return refusal();
+    };
+    let query: String = q.q.trim().chars().take(1_000).collect();
+    let asked = query.clone();
+    let (hits, learnings) = read(&ui, move |s| {
+        let hits = if asked.is_empty() {
+            Vec::new()
+        } else {
+            s.search(&asked)
+        };
+        (hits, s.learnings())
+    })
+    .await;
+    pages::memory(&query, &hits, &learnings, &session.csrf, None).into_response()
+}
+
+async fn memory_one(
+    State(ui): State<Ui>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<u64>,
+) -> Response {
+    if ui.session(&headers).is_none() {
+        return refusal();
+    }
+    match read(&ui, move |s| s.memory(id)).await {
+        Some(row) => pages::memory_one(&row).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            pages::refused("There is no such memory."),
+        )
+            .into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct ForgetForm {
+    csrf: String,
+    chat_id: i64,
+    number: u64,
+}
+
+async fn forget(
+    State(ui): State<Ui>,
+    headers: HeaderMap,
+    Form(form): Form<ForgetForm>,
+) -> Response {
+    let Some(session) = ui.session(&headers) else {
+        return refusal();
+    };
+    if !Gate::csrf_ok(&session, &form.csrf) {
+        return (
+            StatusCode::FORBIDDEN,
+            pages::refused("This form is not from this dashboard."),
+        )
+            .into_response();
+    }
+    let (notice, learnings) = read(&ui, move |s| {
+        (s.forget(form.chat_id, form.number), s.learnings())
+    })
+    .await;
+    pages::memory("", &[], &learnings, &session.csrf, Some(&notice)).into_response()
 }
 
 /// The overview fragment whenever it changes, looked at every [`LIVE_EVERY`] while the

@@ -5,7 +5,7 @@ use maud::{DOCTYPE, Markup, PreEscaped, html};
 use valor_scheduler::JobStatus;
 use valor_store::{HealthPoint, RunAnalytics, RunTotals};
 
-use crate::{AlertRow, ChatRow, Overview};
+use crate::{AlertRow, ChatRow, LearningRow, MemoryRow, Overview};
 
 const STYLE: &str = "body{font:14px system-ui,sans-serif;margin:0;color:#1d232a;background:#f6f7f9}\
 nav{background:#1d232a;padding:10px 16px}nav a{color:#fff;margin-right:16px;text-decoration:none}\
@@ -37,6 +37,7 @@ pub fn layout(title: &str, body: Markup, live: bool) -> Markup {
                     a href="/ui/usage" { "Usage" }
                     a href="/ui/chats" { "Chats" }
                     a href="/ui/jobs" { "Jobs" }
+                    a href="/ui/memory" { "Memory" }
                     a href="/ui/alerts" { "Alerts" }
                 }
                 main { h1 { (title) } (body) }
@@ -216,6 +217,70 @@ pub fn alerts(rows: &[AlertRow]) -> Markup {
         }
     };
     layout("Alerts", body, false)
+}
+
+fn chat_name(chat_id: Option<i64>) -> String {
+    chat_id.map_or_else(|| "shared".to_owned(), |c| format!("chat {c}"))
+}
+
+pub fn memory(
+    query: &str,
+    hits: &[MemoryRow],
+    learnings: &[LearningRow],
+    csrf: &str,
+    notice: Option<&str>,
+) -> Markup {
+    let body = html! {
+        @if let Some(notice) = notice { p { strong { (notice) } } }
+        form method="get" action="/ui/memory" {
+            input type="search" name="q" value=(query) placeholder="search memory (words or meaning)" size="50";
+            button type="submit" { "Search" }
+        }
+        @if !query.is_empty() {
+            h2 { "Found" }
+            @if hits.is_empty() { p { "Nothing matches." } }
+            table {
+                @for hit in hits {
+                    tr {
+                        td { a href={ "/ui/memory/" (hit.id) } { "#" (hit.id) } } td { (hit.kind) } td { (chat_name(hit.chat_id)) }
+                        td { (valor_core::time::civil_date(hit.at_ms)) } td { strong { (hit.title) } br; (hit.text) }
+                    }
+                }
+            }
+        }
+        h2 { "Learnings" }
+        @if learnings.is_empty() { p { "None yet." } }
+        table {
+            tr { th { "chat" } th { "#" } th { "category" } th { "confidence" } th { "seen" } th { "learning" } th {} }
+            @for l in learnings {
+                tr {
+                    td { (chat_name(l.chat_id)) } td { (l.number) } td { (l.category) } td { (format!("{:.2}", l.confidence)) }
+                    td { (l.times_seen) } td { (l.content) }
+                    td {
+                        @if let Some(why) = &l.retired { em { "retired: " (why) } }
+                        @else if let Some(chat) = l.chat_id {
+                            form method="post" action="/ui/learnings/forget" {
+                                input type="hidden" name="csrf" value=(csrf);
+                                input type="hidden" name="chat_id" value=(chat);
+                                input type="hidden" name="number" value=(l.number);
+                                button type="submit" { "Forget" }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    layout("Memory", body, false)
+}
+
+pub fn memory_one(row: &MemoryRow) -> Markup {
+    let body = html! {
+        p { "#" (row.id) " · " (row.kind) " · " (chat_name(row.chat_id)) " · " (valor_core::time::civil_date(row.at_ms)) }
+        h2 { (row.title) }
+        pre style="white-space:pre-wrap" { (row.text) }
+    };
+    layout("Memory", body, false)
 }
 
 /// A page for a browser that is not logged in (or whose link was spent).

@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt as _;
 use tower::ServiceExt as _;
-use valor_dashboard::{AlertRow, ChatRow, Overview, Source};
+use valor_dashboard::{AlertRow, ChatRow, LearningRow, MemoryRow, Overview, Source};
 use valor_scheduler::JobStatus;
 use valor_store::{HealthPoint, RunRecord};
 
@@ -18,6 +18,7 @@ const TOKEN: &str = "store-token-0123456789";
 struct Fake {
     started: Mutex<Vec<String>>,
     stopped: Mutex<Vec<i64>>,
+    forgotten: Mutex<Vec<(i64, u64)>>,
 }
 
 fn run(cost: f64, model: &str) -> RunRecord {
@@ -89,6 +90,52 @@ impl Source for Fake {
     fn stop(&self, chat_id: i64) -> bool {
         self.stopped.lock().unwrap().push(chat_id);
         true
+    }
+    fn search(&self, query: &str) -> Vec<MemoryRow> {
+        vec![MemoryRow {
+            id: 9,
+            kind: "link".into(),
+            chat_id: Some(42),
+            at_ms: 1_796_342_400_000,
+            title: format!("About {query}"),
+            text: "a snippet".into(),
+        }]
+    }
+    fn memory(&self, id: u64) -> Option<MemoryRow> {
+        (id == 9).then(|| MemoryRow {
+            id,
+            kind: "link".into(),
+            chat_id: Some(42),
+            at_ms: 0,
+            title: "Tokio".into(),
+            text: "the whole <b>text</b>".into(),
+        })
+    }
+    fn learnings(&self) -> Vec<LearningRow> {
+        vec![
+            LearningRow {
+                chat_id: Some(42),
+                number: 3,
+                category: "decision".into(),
+                confidence: 0.9,
+                times_seen: 2,
+                content: "We use sled".into(),
+                retired: None,
+            },
+            LearningRow {
+                chat_id: None,
+                number: 1,
+                category: "convention".into(),
+                confidence: 0.7,
+                times_seen: 1,
+                content: "Tabs".into(),
+                retired: Some("forgotten by the user".into()),
+            },
+        ]
+    }
+    fn forget(&self, chat_id: i64, number: u64) -> String {
+        self.forgotten.lock().unwrap().push((chat_id, number));
+        format!("Forgot #{number}.")
     }
     fn alerts(&self) -> Vec<AlertRow> {
         vec![AlertRow {
@@ -284,4 +331,41 @@ async fn chats_show_their_figures_and_stop_needs_the_csrf_token() {
     assert_eq!(*fake.stopped.lock().unwrap(), [42]);
     let (_, _, body) = send(&app, get("/ui/alerts", Some(&cookie))).await;
     assert!(body.contains("<td>Warning</td><td>Valor's resident memory is 600 MiB</td><td>Restart Valor at a quiet moment.</td><td>2026-12-04 00:01 UTC</td>"), "{body}");
+}
+
+#[tokio::test]
+async fn memory_search_shows_a_memory_whole_and_forget_needs_the_csrf_token() {
+    let (app, fake) = app();
+    let cookie = log_in(&app).await;
+    let (_, _, page) = send(&app, get("/ui/memory?q=tokio", Some(&cookie))).await;
+    assert!(page.contains("<a href=\"/ui/memory/9\">#9</a>"), "{page}");
+    assert!(page.contains("About tokio"), "{page}");
+    assert!(page.contains("<td>We use sled</td>"), "{page}");
+    assert!(page.contains("retired: forgotten by the user"), "{page}");
+    let (status, _, whole) = send(&app, get("/ui/memory/9", Some(&cookie))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        whole.contains("the whole &lt;b&gt;text&lt;/b&gt;"),
+        "{whole}"
+    );
+    let (status, _, _) = send(&app, get("/ui/memory/10", Some(&cookie))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    let post = |body: String| {
+        Request::post("/ui/learnings/forget")
+            .header(header::COOKIE, &cookie)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(body))
+            .unwrap()
+    };
+    let (status, _, _) = send(&app, post("csrf=nope&chat_id=42&number=3".into())).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (_, _, body) = send(&app, post(format!("csrf={csrf}&chat_id=42&number=3"))).await;
+    assert!(body.contains("Forgot #3."), "{body}");
+    assert_eq!(*fake.forgotten.lock().unwrap(), [(42, 3)]);
 }
