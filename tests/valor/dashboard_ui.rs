@@ -22,14 +22,19 @@ fn chromium() -> std::path::PathBuf {
         .expect("chromium on PATH (scripts/setup installs it)")
 }
 
+/// The text of `selector`; a page in the middle of a navigation (its script context gone) is
+/// asked again.
 async fn text_of(page: &chromiumoxide::Page, selector: &str) -> String {
-    page.evaluate(format!(
-        "document.querySelector('{selector}')?.innerText ?? ''"
-    ))
-    .await
-    .unwrap()
-    .into_value::<String>()
-    .unwrap()
+    let script = format!("document.querySelector('{selector}')?.innerText ?? ''");
+    for _ in 0..100 {
+        if let Ok(result) = page.evaluate(script.as_str()).await
+            && let Ok(text) = result.into_value::<String>()
+        {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the page never answered for {selector}");
 }
 
 #[test]
