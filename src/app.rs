@@ -40,7 +40,11 @@ pub fn app(parts: AppParts) -> Router {
         .merge(valor_memory::api::router(parts.memory, parts.token.clone()))
         .merge(parts.tools)
         .merge(crate::stats::router(store, parts.token.clone()))
-        .merge(valor_dashboard::router(parts.dashboard, &parts.token))
+        .merge(valor_dashboard::router(
+            parts.dashboard,
+            &parts.token,
+            crate::logging::ring(),
+        ))
         .merge(valor_scheduler::router(parts.scheduler, parts.token))
         .merge(parts.telegram.unwrap_or_default())
 }

@@ -2,7 +2,20 @@
 
 use std::io::IsTerminal as _;
 
+use std::sync::OnceLock;
+
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use valor_dashboard::logs::LogRing;
+
+/// The last log lines, for the dashboard's Logs page (filled once the logger is installed).
+static RING: OnceLock<LogRing> = OnceLock::new();
+
+/// The ring the logger fills.
+pub fn ring() -> LogRing {
+    RING.get_or_init(LogRing::default).clone()
+}
 
 /// Dependencies whose INFO lines are chatter to a Valor operator ("Job creator created",
 /// hnsw_rs's dump and reload details): warnings only, unless the filter names them itself.
@@ -15,10 +28,13 @@ pub fn init(config_filter: &str) {
         .filter(|v| EnvFilter::try_new(v).is_ok())
         .unwrap_or_else(|| config_filter.to_owned());
     // A second init (tests) is harmless: keep the first subscriber.
-    let _ = tracing_subscriber::fmt()
+    let stderr = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(filter_for(&spec))
+        .with_ansi(std::io::stderr().is_terminal());
+    let _ = tracing_subscriber::registry()
+        .with(filter_for(&spec))
+        .with(stderr)
+        .with(ring().layer())
         .try_init();
 }
 

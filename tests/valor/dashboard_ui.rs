@@ -118,6 +118,7 @@ fn the_dashboard_in_a_real_browser_logs_in_and_updates_live() {
             ("/ui/chats", "100"),
             ("/ui/alerts", "No alert"),
             ("/ui/memory", "Learnings"),
+            ("/ui/logs", "INFO"),
         ] {
             page.goto(format!("{base}{path}")).await.unwrap();
             page.wait_for_navigation().await.unwrap();

@@ -1,6 +1,7 @@
 //! Valor's operator dashboard, served by `valor run` under `/ui/` on the health port.
 //!
 //! - [`auth`]: the one-time login link, the session cookie, CSRF tokens.
+//! - [`logs`]: the last log lines (a `tracing` layer into a bounded ring) for the Logs page.
 //! - [`pages`]: the server-rendered pages (Overview, Usage, Jobs) and the live script.
 //! - this file: [`Source`] (what the agent shows through it), the routes and the live stream.
 //!
@@ -13,6 +14,7 @@
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod auth;
+pub mod logs;
 pub mod pages;
 
 use std::convert::Infallible;
@@ -131,14 +133,17 @@ struct Ui {
     source: Arc<dyn Source>,
     gate: Arc<Gate>,
     api_token: Arc<str>,
+    logs: logs::LogRing,
 }
 
-/// The dashboard's routes; `api_token` is the store's token, which `valor dashboard` holds.
-pub fn router(source: Arc<dyn Source>, api_token: &str) -> Router {
+/// The dashboard's routes; `api_token` is the store's token, which `valor dashboard` holds;
+/// `logs` the ring the process's logger fills.
+pub fn router(source: Arc<dyn Source>, api_token: &str, logs: logs::LogRing) -> Router {
     let ui = Ui {
         source,
         gate: Arc::new(Gate::default()),
         api_token: Arc::from(api_token),
+        logs,
     };
     Router::new()
         .route("/ui/login-link", post(login_link))
@@ -153,6 +158,7 @@ pub fn router(source: Arc<dyn Source>, api_token: &str) -> Router {
         .route("/ui/memory", get(memory_page))
         .route("/ui/memory/{id}", get(memory_one))
         .route("/ui/learnings/forget", post(forget))
+        .route("/ui/logs", get(logs_page))
         .route("/ui/events", get(events))
         .with_state(ui)
 }
@@ -412,6 +418,34 @@ async fn forget(
     })
     .await;
     pages::memory("", &[], &learnings, &session.csrf, Some(&notice)).into_response()
+}
+
+#[derive(Deserialize)]
+struct LogsQuery {
+    #[serde(default)]
+    level: Option<String>,
+    #[serde(default)]
+    chat: Option<String>,
+}
+
+/// Lines the Logs page shows at most.
+const LOG_LINES: usize = 2_000;
+
+async fn logs_page(
+    State(ui): State<Ui>,
+    headers: HeaderMap,
+    Query(q): Query<LogsQuery>,
+) -> Response {
+    if ui.session(&headers).is_none() {
+        return refusal();
+    }
+    let level_name = q.level.unwrap_or_else(|| "info".to_owned());
+    let level = level_name
+        .parse::<tracing::Level>()
+        .unwrap_or(tracing::Level::INFO);
+    let chat = q.chat.as_deref().and_then(|c| c.trim().parse::<i64>().ok());
+    let lines = ui.logs.lines(level, chat, LOG_LINES);
+    pages::logs(&lines, &level_name, chat).into_response()
 }
 
 /// The overview fragment whenever it changes, looked at every [`LIVE_EVERY`] while the

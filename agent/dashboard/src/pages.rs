@@ -21,8 +21,19 @@ const LIVE: &str = "const s=new EventSource('/ui/events');\
 s.addEventListener('overview',e=>{const o=document.getElementById('overview');if(o){o.innerHTML=e.data;}\
 document.body.dataset.updated=Date.now();});";
 
-/// The page frame: navigation, the body, the live script where it is wanted.
-pub fn layout(title: &str, body: Markup, live: bool) -> Markup {
+/// How a page stays current.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Live {
+    /// It does not (a form, a search).
+    No,
+    /// Over the event stream (the overview).
+    Events,
+    /// By reloading every so many seconds (the logs).
+    Reload(u32),
+}
+
+/// The page frame: navigation, the body, and how it stays current.
+pub fn layout(title: &str, body: Markup, live: Live) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -30,6 +41,7 @@ pub fn layout(title: &str, body: Markup, live: bool) -> Markup {
                 meta charset="utf-8";
                 title { "Valor · " (title) }
                 style { (PreEscaped(STYLE)) }
+                @if let Live::Reload(secs) = live { meta http-equiv="refresh" content=(secs); }
             }
             body {
                 nav {
@@ -39,9 +51,10 @@ pub fn layout(title: &str, body: Markup, live: bool) -> Markup {
                     a href="/ui/jobs" { "Jobs" }
                     a href="/ui/memory" { "Memory" }
                     a href="/ui/alerts" { "Alerts" }
+                    a href="/ui/logs" { "Logs" }
                 }
                 main { h1 { (title) } (body) }
-                @if live { script { (PreEscaped(LIVE)) } }
+                @if live == Live::Events { script { (PreEscaped(LIVE)) } }
             }
         }
     }
@@ -100,7 +113,7 @@ pub fn overview(o: &Overview, points: &[HealthPoint]) -> Markup {
             (sparkline("Child processes", &series(&|p| f64::from(p.children)), ""))
         }
     };
-    layout("Overview", body, true)
+    layout("Overview", body, Live::Events)
 }
 
 fn totals_table(title: &str, rows: Vec<(String, RunTotals)>) -> Markup {
@@ -133,7 +146,7 @@ pub fn usage(days: u32, analytics: &RunAnalytics) -> Markup {
         (totals_table("class", named(&analytics.by_class)))
         (totals_table("effort", named(&analytics.by_effort)))
     };
-    layout("Usage", body, false)
+    layout("Usage", body, Live::No)
 }
 
 pub fn jobs(jobs: &[JobStatus], csrf: &str, notice: Option<&str>) -> Markup {
@@ -158,7 +171,7 @@ pub fn jobs(jobs: &[JobStatus], csrf: &str, notice: Option<&str>) -> Markup {
             }
         }
     };
-    layout("Jobs", body, false)
+    layout("Jobs", body, Live::No)
 }
 
 fn when(ms: u64) -> String {
@@ -198,7 +211,7 @@ pub fn chats(rows: &[ChatRow], csrf: &str, notice: Option<&str>) -> Markup {
             }
         }
     };
-    layout("Chats", body, false)
+    layout("Chats", body, Live::No)
 }
 
 pub fn alerts(rows: &[AlertRow]) -> Markup {
@@ -216,7 +229,7 @@ pub fn alerts(rows: &[AlertRow]) -> Markup {
             }
         }
     };
-    layout("Alerts", body, false)
+    layout("Alerts", body, Live::No)
 }
 
 fn chat_name(chat_id: Option<i64>) -> String {
@@ -271,7 +284,7 @@ pub fn memory(
             }
         }
     };
-    layout("Memory", body, false)
+    layout("Memory", body, Live::No)
 }
 
 pub fn memory_one(row: &MemoryRow) -> Markup {
@@ -280,7 +293,32 @@ pub fn memory_one(row: &MemoryRow) -> Markup {
         h2 { (row.title) }
         pre style="white-space:pre-wrap" { (row.text) }
     };
-    layout("Memory", body, false)
+    layout("Memory", body, Live::No)
+}
+
+pub fn logs(lines: &[crate::logs::LogLine], level: &str, chat: Option<i64>) -> Markup {
+    let body = html! {
+        form method="get" action="/ui/logs" {
+            "Level "
+            select name="level" {
+                @for name in ["error", "warn", "info", "debug", "trace"] {
+                    option value=(name) selected[name == level] { (name) }
+                }
+            }
+            " Chat " input type="text" name="chat" size="14" value=(chat.map(|c| c.to_string()).unwrap_or_default());
+            " " button type="submit" { "Show" }
+            " (newest last, refreshed every 3 s)"
+        }
+        pre style="white-space:pre-wrap;background:#fff;border:1px solid #dde;padding:8px" {
+            @for line in lines {
+                (when(line.at_ms)) " " (line.level) " " (line.target)
+                @if let Some(chat) = line.chat_id { " chat=" (chat) }
+                " " (line.text) "\n"
+            }
+        }
+    };
+    // Reloading keeps the page current without another stream per viewer.
+    layout("Logs", body, Live::Reload(3))
 }
 
 /// A page for a browser that is not logged in (or whose link was spent).
@@ -288,6 +326,6 @@ pub fn refused(why: &str) -> Markup {
     layout(
         "Log in",
         html! { p { (why) } p { "Run " code { "valor dashboard" } " on the machine Valor runs on for a login link." } },
-        false,
+        Live::No,
     )
 }

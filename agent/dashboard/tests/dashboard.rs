@@ -198,13 +198,29 @@ async fn log_in(app: &axum::Router) -> String {
 
 fn app() -> (axum::Router, Arc<Fake>) {
     let fake = Arc::new(Fake::default());
-    (valor_dashboard::router(fake.clone(), TOKEN), fake)
+    (
+        valor_dashboard::router(
+            fake.clone(),
+            TOKEN,
+            valor_dashboard::logs::LogRing::default(),
+        ),
+        fake,
+    )
 }
 
 #[tokio::test]
 async fn nothing_is_shown_without_a_login_and_links_need_the_stores_token() {
     let (app, _) = app();
-    for path in ["/ui/", "/ui/usage", "/ui/jobs", "/ui/events"] {
+    for path in [
+        "/ui/",
+        "/ui/usage",
+        "/ui/jobs",
+        "/ui/events",
+        "/ui/chats",
+        "/ui/alerts",
+        "/ui/memory",
+        "/ui/logs",
+    ] {
         let (status, _, body) = send(&app, get(path, None)).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}");
         assert!(body.contains("valor dashboard"), "{path}: {body}");
@@ -368,4 +384,36 @@ async fn memory_search_shows_a_memory_whole_and_forget_needs_the_csrf_token() {
     let (_, _, body) = send(&app, post(format!("csrf={csrf}&chat_id=42&number=3"))).await;
     assert!(body.contains("Forgot #3."), "{body}");
     assert_eq!(*fake.forgotten.lock().unwrap(), [(42, 3)]);
+}
+
+#[tokio::test]
+async fn the_logs_page_filters_by_level_and_chat() {
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    let ring = valor_dashboard::logs::LogRing::default();
+    let subscriber = tracing_subscriber::registry().with(ring.layer());
+    tracing::subscriber::with_default(subscriber, || {
+        tracing::info!(chat_id = 9_i64, "turn started");
+        tracing::warn!(chat_id = 9_i64, "the API is busy <retrying>");
+        tracing::warn!(chat_id = 5_i64, "another chat");
+    });
+    let fake = Arc::new(Fake::default());
+    let app = valor_dashboard::router(fake, TOKEN, ring);
+    let cookie = log_in(&app).await;
+    let (status, _, page) = send(&app, get("/ui/logs?level=warn&chat=9", Some(&cookie))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("chat=9 the API is busy &lt;retrying&gt;"),
+        "{page}"
+    );
+    assert!(
+        !page.contains("turn started") && !page.contains("another chat"),
+        "{page}"
+    );
+    assert!(page.contains("http-equiv=\"refresh\""), "{page}");
+    let (_, _, all) = send(&app, get("/ui/logs?level=info", Some(&cookie))).await;
+    assert!(
+        all.contains("turn started") && all.contains("another chat"),
+        "{all}"
+    );
 }

@@ -1,0 +1,160 @@
+//! The last few thousand log lines, for the Logs page: a `tracing` layer beside the stderr
+//! one that keeps each event's time, level, target, chat (from the event or the turn's span)
+//! and text in a bounded ring.
+
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::Context;
+use tracing_subscriber::registry::LookupSpan;
+
+/// Lines kept at most.
+pub const KEPT: usize = 5_000;
+
+/// One log line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    pub at_ms: u64,
+    pub level: Level,
+    pub target: String,
+    pub chat_id: Option<i64>,
+    pub text: String,
+}
+
+/// The kept lines; clones share them.
+#[derive(Debug, Clone, Default)]
+pub struct LogRing {
+    lines: Arc<Mutex<VecDeque<LogLine>>>,
+}
+
+impl LogRing {
+    fn push(&self, line: LogLine) {
+        let mut lines = self.lines.lock().unwrap_or_else(PoisonError::into_inner);
+        if lines.len() >= KEPT {
+            lines.pop_front();
+        }
+        lines.push_back(line);
+    }
+
+    /// The newest `limit` lines at `level` or more severe (and of `chat`, when given), oldest
+    /// first.
+    pub fn lines(&self, level: Level, chat: Option<i64>, limit: usize) -> Vec<LogLine> {
+        let lines = self.lines.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut out: Vec<LogLine> = (lines.iter().rev())
+            .filter(|l| l.level <= level && chat.is_none_or(|c| l.chat_id == Some(c)))
+            .take(limit)
+            .cloned()
+            .collect();
+        out.reverse();
+        out
+    }
+
+    /// The layer that fills the ring.
+    pub fn layer(&self) -> RingLayer {
+        RingLayer { ring: self.clone() }
+    }
+}
+
+/// Fills a [`LogRing`].
+pub struct RingLayer {
+    ring: LogRing,
+}
+
+/// A span's chat, kept in its extensions.
+struct SpanChat(i64);
+
+#[derive(Default)]
+struct Fields {
+    message: String,
+    rest: String,
+    chat_id: Option<i64>,
+}
+
+impl Visit for Fields {
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        if field.name() == "chat_id" {
+            self.chat_id = Some(value);
+        } else {
+            let _ = write!(self.rest, " {}={value}", field.name());
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            let _ = write!(self.message, "{value:?}");
+        } else {
+            let _ = write!(self.rest, " {}={value:?}", field.name());
+        }
+    }
+}
+
+impl<S> Layer<S> for RingLayer
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        ctx: Context<'_, S>,
+    ) {
+        let mut fields = Fields::default();
+        attrs.record(&mut fields);
+        if let (Some(chat), Some(span)) = (fields.chat_id, ctx.span(id)) {
+            span.extensions_mut().insert(SpanChat(chat));
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        let chat_id = fields.chat_id.or_else(|| {
+            ctx.event_scope(event)?
+                .find_map(|span| span.extensions().get::<SpanChat>().map(|c| c.0))
+        });
+        self.ring.push(LogLine {
+            at_ms: valor_core::time::now_ms(),
+            level: *event.metadata().level(),
+            target: event.metadata().target().to_owned(),
+            chat_id,
+            text: format!("{}{}", fields.message, fields.rest),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    #[test]
+    fn lines_are_kept_with_their_chat_and_filtered() {
+        let ring = LogRing::default();
+        let subscriber = tracing_subscriber::registry().with(ring.layer());
+        tracing::subscriber::with_default(subscriber, || {
+            for i in 0..(KEPT + 10) {
+                tracing::trace!(i, "filler");
+            }
+            tracing::info!(chat_id = 7_i64, "turn started");
+            let span = tracing::info_span!("turn", chat_id = 9_i64);
+            span.in_scope(|| tracing::warn!(attempt = 2, "the API is busy"));
+        });
+        let warnings = ring.lines(Level::WARN, None, 10);
+        assert_eq!(warnings.len(), 1);
+        assert_eq!(warnings[0].chat_id, Some(9), "from the span");
+        assert_eq!(warnings[0].text, "the API is busy attempt=2");
+        let chat7 = ring.lines(Level::TRACE, Some(7), 10);
+        assert_eq!(chat7.len(), 1);
+        assert_eq!(chat7[0].text, "turn started");
+        assert_eq!(
+            ring.lines(Level::TRACE, None, usize::MAX).len(),
+            KEPT,
+            "bounded"
+        );
+        assert_eq!(ring.lines(Level::TRACE, None, 3).len(), 3);
+    }
+}
