@@ -240,9 +240,21 @@ async fn overview(State(ui): State<Ui>, headers: HeaderMap) -> Response {
     if ui.session(&headers).is_none() {
         return refusal();
     }
-    let since = now_ms().saturating_sub(24 * 3_600_000);
-    let (o, points) = read(&ui, move |s| (s.overview(), s.health_points(since))).await;
-    pages::overview(&o, &points).into_response()
+    let now = now_ms();
+    let since = now.saturating_sub(24 * 3_600_000);
+    let (o, points, runs) = read(&ui, move |s| {
+        (s.overview(), s.health_points(since), s.runs_since(since))
+    })
+    .await;
+    // Turns per hour over the last 24 hours, oldest first.
+    let mut turns = vec![0.0; 24];
+    for run in &runs {
+        let hours_ago = now.saturating_sub(run.started_at_ms) / 3_600_000;
+        if let Some(slot) = 23usize.checked_sub(hours_ago as usize) {
+            turns[slot] += 1.0;
+        }
+    }
+    pages::overview(&o, &points, &turns).into_response()
 }
 
 #[derive(Deserialize)]

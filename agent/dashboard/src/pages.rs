@@ -100,7 +100,7 @@ pub fn overview_fragment(o: &Overview) -> Markup {
     }
 }
 
-pub fn overview(o: &Overview, points: &[HealthPoint]) -> Markup {
+pub fn overview(o: &Overview, points: &[HealthPoint], turns_per_hour: &[f64]) -> Markup {
     let series = |f: &dyn Fn(&HealthPoint) -> f64| points.iter().map(f).collect::<Vec<f64>>();
     let body = html! {
         div #overview { (overview_fragment(o)) }
@@ -112,6 +112,7 @@ pub fn overview(o: &Overview, points: &[HealthPoint]) -> Markup {
             (sparkline("CPU", &series(&|p| f64::from(p.cpu_percent)), "%"))
             (sparkline("Child processes", &series(&|p| f64::from(p.children)), ""))
         }
+        (sparkline("Turns per hour", turns_per_hour, ""))
     };
     layout("Overview", body, Live::Events)
 }

@@ -256,6 +256,10 @@ async fn pages_show_the_agent_escaped_and_usage_sums_the_runs() {
     );
     assert!(!body.contains("<script>alert(1)"), "{body}");
     assert!(body.contains("<polyline"), "sparklines: {body}");
+    assert!(
+        body.contains("Turns per hour: <strong>3.0 </strong>"),
+        "the three runs of this hour: {body}"
+    );
     assert!(body.contains("new EventSource('/ui/events')"));
     let (_, _, body) = send(&app, get("/ui/usage?days=1", Some(&cookie))).await;
     assert!(
