@@ -175,6 +175,31 @@ impl Ui {
     }
 }
 
+impl Ui {
+    /// The session of a form's POST: 401 without one, 403 when the form's CSRF token is not
+    /// the session's (a forged request from another site).
+    fn form_session(&self, headers: &HeaderMap, csrf: &str) -> Result<Session, StatusCode> {
+        let session = self.session(headers).ok_or(StatusCode::UNAUTHORIZED)?;
+        if Gate::csrf_ok(&session, csrf) {
+            Ok(session)
+        } else {
+            Err(StatusCode::FORBIDDEN)
+        }
+    }
+}
+
+/// The page a refused form gets.
+fn refused_form(status: StatusCode) -> Response {
+    if status == StatusCode::UNAUTHORIZED {
+        return refusal();
+    }
+    (
+        status,
+        pages::refused("This form is not from this dashboard."),
+    )
+        .into_response()
+}
+
 /// The page a request without a session gets.
 fn refusal() -> Response {
     (
@@ -293,16 +318,10 @@ async fn run_job(
     headers: HeaderMap,
     Form(form): Form<RunJobForm>,
 ) -> Response {
-    let Some(session) = ui.session(&headers) else {
-        return refusal();
+    let session = match ui.form_session(&headers, &form.csrf) {
+        Ok(session) => session,
+        Err(status) => return refused_form(status),
     };
-    if !Gate::csrf_ok(&session, &form.csrf) {
-        return (
-            StatusCode::FORBIDDEN,
-            pages::refused("This form is not from this dashboard."),
-        )
-            .into_response();
-    }
     let notice = match ui.source.run_job(&form.job) {
         Ok(()) => format!("{} started.", form.job),
         Err(e) => e,
@@ -330,16 +349,10 @@ async fn stop_chat(
     headers: HeaderMap,
     Form(form): Form<StopForm>,
 ) -> Response {
-    let Some(session) = ui.session(&headers) else {
-        return refusal();
+    let session = match ui.form_session(&headers, &form.csrf) {
+        Ok(session) => session,
+        Err(status) => return refused_form(status),
     };
-    if !Gate::csrf_ok(&session, &form.csrf) {
-        return (
-            StatusCode::FORBIDDEN,
-            pages::refused("This form is not from this dashboard."),
-        )
-            .into_response();
-    }
     let notice = if ui.source.stop(form.chat_id) {
         format!("Chat {}: its running turn is stopping.", form.chat_id)
     } else {
@@ -415,16 +428,10 @@ async fn forget(
     headers: HeaderMap,
     Form(form): Form<ForgetForm>,
 ) -> Response {
-    let Some(session) = ui.session(&headers) else {
-        return refusal();
+    let session = match ui.form_session(&headers, &form.csrf) {
+        Ok(session) => session,
+        Err(status) => return refused_form(status),
     };
-    if !Gate::csrf_ok(&session, &form.csrf) {
-        return (
-            StatusCode::FORBIDDEN,
-            pages::refused("This form is not from this dashboard."),
-        )
-            .into_response();
-    }
     let (notice, learnings) = read(&ui, move |s| {
         (s.forget(form.chat_id, form.number), s.learnings())
     })

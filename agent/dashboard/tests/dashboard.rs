@@ -170,6 +170,24 @@ fn get(path: &str, cookie: Option<&str>) -> Request<Body> {
     request.body(Body::empty()).unwrap()
 }
 
+/// A form POST from the logged-in browser.
+fn post_form(cookie: &str, path: &str, body: String) -> Request<Body> {
+    Request::post(path)
+        .header(header::COOKIE, cookie)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(body))
+        .unwrap()
+}
+
+/// The CSRF token a page's forms carry.
+fn csrf_of(page: &str) -> String {
+    page.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned()
+}
+
 /// Logs in through a link made with the store's token; returns the cookie.
 async fn log_in(app: &axum::Router) -> String {
     let request = Request::post("/ui/login-link")
@@ -278,19 +296,8 @@ async fn run_now_needs_the_sessions_csrf_token() {
     let (app, fake) = app();
     let cookie = log_in(&app).await;
     let (_, _, page) = send(&app, get("/ui/jobs", Some(&cookie))).await;
-    let csrf = page
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .unwrap()
-        .to_owned();
-    let post = |body: String| {
-        Request::post("/ui/jobs/run")
-            .header(header::COOKIE, &cookie)
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(Body::from(body))
-            .unwrap()
-    };
+    let csrf = csrf_of(&page);
+    let post = |body: String| post_form(&cookie, "/ui/jobs/run", body);
     let (status, _, _) = send(&app, post("csrf=forged&job=daydream".into())).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(fake.started.lock().unwrap().is_empty());
@@ -327,19 +334,8 @@ async fn chats_show_their_figures_and_stop_needs_the_csrf_token() {
     let (status, _, page) = send(&app, get("/ui/chats", Some(&cookie))).await;
     assert_eq!(status, StatusCode::OK);
     assert!(page.contains("<td>42</td><td>2026-12-04 00:00 UTC</td><td>12</td><td>6</td><td>0.5000</td><td>12 → 8 msgs, 3000 → 1200 tokens</td>"), "{page}");
-    let csrf = page
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .unwrap()
-        .to_owned();
-    let post = |body: String| {
-        Request::post("/ui/chats/stop")
-            .header(header::COOKIE, &cookie)
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(Body::from(body))
-            .unwrap()
-    };
+    let csrf = csrf_of(&page);
+    let post = |body: String| post_form(&cookie, "/ui/chats/stop", body);
     let (status, _, _) = send(&app, post("csrf=&chat_id=42".into())).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(fake.stopped.lock().unwrap().is_empty());
@@ -370,19 +366,8 @@ async fn memory_search_shows_a_memory_whole_and_forget_needs_the_csrf_token() {
     );
     let (status, _, _) = send(&app, get("/ui/memory/10", Some(&cookie))).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let csrf = page
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .unwrap()
-        .to_owned();
-    let post = |body: String| {
-        Request::post("/ui/learnings/forget")
-            .header(header::COOKIE, &cookie)
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(Body::from(body))
-            .unwrap()
-    };
+    let csrf = csrf_of(&page);
+    let post = |body: String| post_form(&cookie, "/ui/learnings/forget", body);
     let (status, _, _) = send(&app, post("csrf=nope&chat_id=42&number=3".into())).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     let (_, _, body) = send(&app, post(format!("csrf={csrf}&chat_id=42&number=3"))).await;
