@@ -210,6 +210,13 @@ pub async fn dashboard(config_path: Option<PathBuf>, args: DashboardArgs) -> Exi
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
+    // The store is free only when no Valor runs: then there is no dashboard to log in to.
+    if valor_store::Store::open(&loaded.config.memory.path).is_ok() {
+        eprintln!(
+            "error: Valor is not running; the dashboard is served by `valor run`: start it first"
+        );
+        return ExitCode::FAILURE;
+    }
     let client = match crate::memory_cmd::agent_client(&loaded.config, Duration::from_secs(10)) {
         Ok(client) => client,
         Err(e) => {

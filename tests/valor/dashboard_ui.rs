@@ -180,3 +180,15 @@ fn the_dashboard_in_a_real_browser_logs_in_and_updates_live() {
     assert!(service.wait_for_exit(Duration::from_secs(5)).success());
     drop(runtime);
 }
+
+#[test]
+fn without_a_running_valor_the_dashboard_command_says_to_start_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, stdout, stderr) = output(valor(dir.path()).arg("dashboard"));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(
+        stderr.contains("Valor is not running") && stderr.contains("valor run"),
+        "{stderr}"
+    );
+}
