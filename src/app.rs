@@ -102,6 +102,7 @@ mod tests {
             store: agent.store.clone(),
             scheduler: Arc::clone(&scheduler),
             memory: agent.memory.clone(),
+            baseline: crate::dashboard::baseline(&config.routing),
         });
         let app = app(AppParts {
             health: HealthState {

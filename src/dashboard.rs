@@ -19,6 +19,17 @@ pub struct AgentView {
     pub store: Store,
     pub scheduler: Arc<Scheduler>,
     pub memory: valor_memory::Memory,
+    /// The model routing is measured against, priced (`[routing] biggest_model`, `prices`).
+    pub baseline: Option<(String, [f64; 2])>,
+}
+
+/// `[routing] biggest_model` and its price, found by a word of the model's name.
+pub fn baseline(routing: &valor_config::RoutingConfig) -> Option<(String, [f64; 2])> {
+    let model = routing.biggest_model.trim();
+    let price = (routing.prices.iter())
+        .find(|(word, _)| model.contains(word.as_str()))
+        .map(|(_, price)| *price)?;
+    Some((model.to_owned(), price))
 }
 
 fn memory_row(d: valor_store::Document) -> MemoryRow {
@@ -179,6 +190,10 @@ impl Source for AgentView {
         }
     }
 
+    fn baseline(&self) -> Option<(String, [f64; 2])> {
+        self.baseline.clone()
+    }
+
     fn alerts(&self) -> Vec<AlertRow> {
         (self.monitor.alert_log().into_iter())
             .map(|r| AlertRow {
@@ -241,4 +256,20 @@ pub async fn dashboard(config_path: Option<PathBuf>, args: DashboardArgs) -> Exi
         }
     }
     ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_baseline_is_the_biggest_model_priced_by_a_word_of_its_name() {
+        let mut routing = valor_config::RoutingConfig::default();
+        assert_eq!(baseline(&routing), Some(("opus".to_owned(), [5.0, 25.0])));
+        routing.biggest_model = "claude-sonnet-4-5".to_owned();
+        assert_eq!(baseline(&routing).unwrap().1, [3.0, 15.0]);
+        routing.biggest_model = "gpt-unknown".to_owned();
+        assert_eq!(baseline(&routing), None, "unpriced: no saving shown");
+    }
 }

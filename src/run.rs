@@ -182,6 +182,7 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
         store: agent.store.clone(),
         scheduler: Arc::clone(&scheduler),
         memory: agent.memory.clone(),
+        baseline: crate::dashboard::baseline(&config.routing),
     });
     let routes = crate::app::app(crate::app::AppParts {
         health: state,

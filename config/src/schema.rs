@@ -356,6 +356,12 @@ pub struct RoutingConfig {
     pub complex: RouteConfig,
     /// Errors, stack traces, "why does this fail".
     pub diagnosis: RouteConfig,
+    /// The model routing is measured against: what every turn would have cost on it.
+    pub biggest_model: String,
+    /// Dollars per million tokens, `[input, output]`, by a word the model's name contains
+    /// (`opus`, `sonnet`, `haiku`); cache reads count a tenth of input. For the dashboard's
+    /// "what routing saved".
+    pub prices: BTreeMap<String, [f64; 2]>,
 }
 
 impl Default for RoutingConfig {
@@ -369,6 +375,12 @@ impl Default for RoutingConfig {
             development: route("sonnet", "medium"),
             complex: route("opus", "high"),
             diagnosis: route("sonnet", "high"),
+            biggest_model: "opus".to_owned(),
+            prices: BTreeMap::from([
+                ("haiku".to_owned(), [1.0, 5.0]),
+                ("sonnet".to_owned(), [3.0, 15.0]),
+                ("opus".to_owned(), [5.0, 25.0]),
+            ]),
         }
     }
 }

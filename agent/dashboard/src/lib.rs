@@ -126,6 +126,9 @@ pub trait Source: Send + Sync + 'static {
     fn learnings(&self) -> Vec<LearningRow>;
     /// Forgets a chat's learning by its number; says what happened.
     fn forget(&self, chat_id: i64, number: u64) -> String;
+    /// The model routing is measured against and its price (dollars per million tokens,
+    /// `[input, output]`), when one is priced.
+    fn baseline(&self) -> Option<(String, [f64; 2])>;
 }
 
 #[derive(Clone)]
@@ -295,8 +298,15 @@ async fn usage(State(ui): State<Ui>, headers: HeaderMap, Query(q): Query<UsageQu
     let days = q.days.unwrap_or(7).clamp(1, 366);
     let day_ms = 86_400_000;
     let since = (now_ms() / day_ms).saturating_sub(u64::from(days) - 1) * day_ms;
-    let runs = read(&ui, move |s| s.runs_since(since)).await;
-    pages::usage(days, &RunAnalytics::of(&runs)).into_response()
+    let (runs, baseline) = read(&ui, move |s| (s.runs_since(since), s.baseline())).await;
+    let analytics = RunAnalytics::of(&runs);
+    // What routing saved: the same tokens on the biggest model, against what was paid.
+    let saved = baseline.map(|(model, price)| pages::Saving {
+        model,
+        actual: analytics.all.cost_usd,
+        on_biggest: RunAnalytics::cost_at(&runs, price),
+    });
+    pages::usage(days, &analytics, saved.as_ref()).into_response()
 }
 
 async fn jobs(State(ui): State<Ui>, headers: HeaderMap) -> Response {

@@ -132,7 +132,15 @@ fn totals_table(title: &str, rows: Vec<(String, RunTotals)>) -> Markup {
     }
 }
 
-pub fn usage(days: u32, analytics: &RunAnalytics) -> Markup {
+/// What routing saved against sending every turn to the biggest model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Saving {
+    pub model: String,
+    pub actual: f64,
+    pub on_biggest: f64,
+}
+
+pub fn usage(days: u32, analytics: &RunAnalytics, saved: Option<&Saving>) -> Markup {
     let named = |map: &std::collections::BTreeMap<String, RunTotals>| {
         map.iter()
             .map(|(k, v)| (k.clone(), v.clone()))
@@ -142,6 +150,15 @@ pub fn usage(days: u32, analytics: &RunAnalytics) -> Markup {
     by_day.push(("total".to_owned(), analytics.all.clone()));
     let body = html! {
         p { "Days: " a href="/ui/usage?days=1" { "1" } " · " a href="/ui/usage?days=7" { "7" } " · " a href="/ui/usage?days=30" { "30" } " (now " (days) ")" }
+        @if let Some(s) = saved {
+            p.card {
+                "Routing: paid " strong { (format!("${:.4}", s.actual)) } "; every turn on "
+                (s.model) " would have cost " strong { (format!("${:.4}", s.on_biggest)) }
+                " (at the configured prices): saved "
+                strong { (format!("${:.4}", s.on_biggest - s.actual)) }
+                @if s.on_biggest > 0.0 { " (" (format!("{:.0}%", (s.on_biggest - s.actual) / s.on_biggest * 100.0)) ")" }
+            }
+        }
         (totals_table("day", by_day))
         (totals_table("model", named(&analytics.by_model)))
         (totals_table("class", named(&analytics.by_class)))

@@ -137,6 +137,9 @@ impl Source for Fake {
         self.forgotten.lock().unwrap().push((chat_id, number));
         format!("Forgot #{number}.")
     }
+    fn baseline(&self) -> Option<(String, [f64; 2])> {
+        Some(("opus".into(), [5.0, 25.0]))
+    }
     fn alerts(&self) -> Vec<AlertRow> {
         vec![AlertRow {
             severity: "Warning".into(),
@@ -289,6 +292,8 @@ async fn pages_show_the_agent_escaped_and_usage_sums_the_runs() {
         "{body}"
     );
     assert!(body.contains("<td>low</td><td>3</td>"), "{body}");
+    // Three runs of 100 tokens in and 20 out: $0.001 each on opus at $5/$25.
+    assert!(body.contains("Routing: paid <strong>$1.7500</strong>; every turn on opus would have cost <strong>$0.0030</strong>"), "{body}");
 }
 
 #[tokio::test]

@@ -105,6 +105,22 @@ impl RunAnalytics {
         out
     }
 
+    /// What the runs would have cost on one model at `price` (dollars per million tokens,
+    /// `[input, output]`; cache reads a tenth of input, cache writes as input), from their
+    /// recorded tokens.
+    pub fn cost_at(runs: &[RunRecord], price: [f64; 2]) -> f64 {
+        let [input, output] = price;
+        runs.iter()
+            .map(|run| {
+                let u = &run.usage;
+                ((u.input_tokens + u.cache_creation_input_tokens) as f64 * input
+                    + u.cache_read_input_tokens as f64 * input / 10.0
+                    + u.output_tokens as f64 * output)
+                    / 1e6
+            })
+            .sum()
+    }
+
     /// A day's totals (empty for a quiet day).
     pub fn day(&self, date: &str) -> RunTotals {
         self.by_day.get(date).cloned().unwrap_or_default()
@@ -180,5 +196,19 @@ mod tests {
         let errors: Vec<(&str, u64)> = a.errors.iter().map(|(k, n)| (k.as_str(), *n)).collect();
         assert_eq!(errors, [("overloaded", 1), ("tool_denied", 1)]);
         assert_eq!(a.tools["Read"], 3);
+    }
+
+    #[test]
+    fn cost_at_prices_recorded_tokens_with_cache_reads_at_a_tenth() {
+        let mut one = run(1, 0, "haiku", None);
+        one.usage = valor_core::Usage {
+            input_tokens: 1_000_000,
+            output_tokens: 100_000,
+            cache_read_input_tokens: 1_000_000,
+            cache_creation_input_tokens: 0,
+        };
+        // $5 input + $0.5 cache reads + $2.5 output on opus's price.
+        let cost = RunAnalytics::cost_at(&[one], [5.0, 25.0]);
+        assert!((cost - 8.0).abs() < 1e-9, "{cost}");
     }
 }
