@@ -658,7 +658,12 @@ impl MemoryConfig {
             return self.model_dir.clone();
         }
         let exe = std::env::current_exe().ok();
-        let candidates = Self::model_dir_candidates(home, exe.as_deref());
+        Self::first_model(&Self::model_dir_candidates(home, exe.as_deref()))
+    }
+
+    /// The first of `candidates` that holds a model, else the last (the data directory, where
+    /// the "missing model" message then points).
+    fn first_model(candidates: &[PathBuf]) -> PathBuf {
         candidates
             .iter()
             .find(|dir| dir.join("config.json").is_file())
@@ -728,20 +733,23 @@ mod tests {
             ]
             .map(PathBuf::from)
         );
-        // Configured wins; otherwise the first that holds a model, else the data directory.
+        // Configured wins; otherwise the first that holds a model, else the last.
         let dir = tempfile::tempdir().unwrap();
         let configured = MemoryConfig {
             model_dir: dir.path().to_owned(),
             ..MemoryConfig::default()
         };
         assert_eq!(configured.resolved_model_dir(None), dir.path());
-        let home = dir.path().to_string_lossy().into_owned();
-        let found = MemoryConfig::default().resolved_model_dir(Some(&home));
-        assert!(
-            found.is_relative()
-                || found.join("config.json").is_file()
-                || found.starts_with(dir.path()),
-            "{found:?}"
+        let [none, beside, data] = ["none", "beside", "data"].map(|d| dir.path().join(d));
+        for with_model in [&beside, &data] {
+            std::fs::create_dir_all(with_model).unwrap();
+            std::fs::write(with_model.join("config.json"), "{}").unwrap();
+        }
+        let candidates = [none.clone(), beside.clone(), data.clone()];
+        assert_eq!(MemoryConfig::first_model(&candidates), beside);
+        assert_eq!(
+            MemoryConfig::first_model(&[none.clone(), dir.path().join("x")]),
+            dir.path().join("x")
         );
     }
 }

@@ -82,6 +82,45 @@ struct Call {
     ok: Option<bool>,
 }
 
+/// The input fields observations read; the rest of a call's input (a whole file's old text,
+/// a search's options) is not kept.
+const READ_FIELDS: [&str; 10] = [
+    "file_path",
+    "notebook_path",
+    "path",
+    "command",
+    "query",
+    "url",
+    "question",
+    "new_string",
+    "content",
+    "new_source",
+];
+/// Characters of one kept field at most (a Write of a large file keeps its start).
+const FIELD_CHARS: usize = 64 * 1024;
+
+/// The part of a tool call's input observations read, each text within [`FIELD_CHARS`].
+fn slim(input: &Value) -> Value {
+    let text = |v: &Value| match v.as_str() {
+        Some(t) if t.len() > FIELD_CHARS => Value::from(cut(t, FIELD_CHARS)),
+        _ => v.clone(),
+    };
+    let mut out = serde_json::Map::new();
+    for key in READ_FIELDS {
+        if let Some(value) = input.get(key) {
+            out.insert(key.to_owned(), text(value));
+        }
+    }
+    if let Some(edits) = input.get("edits").and_then(Value::as_array) {
+        let kept: Vec<Value> = (edits.iter())
+            .filter_map(|e| e.get("new_string"))
+            .map(|n| serde_json::json!({ "new_string": text(n) }))
+            .collect();
+        out.insert("edits".to_owned(), Value::from(kept));
+    }
+    Value::Object(out)
+}
+
 /// Calls recorded per turn at most (a runaway loop of tool calls stays bounded).
 const MAX_CALLS: usize = 500;
 /// Items of each list an observation names at most; the rest are counted.
@@ -95,7 +134,7 @@ impl Activity {
             self.calls.push(Call {
                 id: id.to_owned(),
                 name: name.to_owned(),
-                input: input.clone(),
+                input: slim(input),
                 ok: None,
             });
         }
@@ -633,5 +672,21 @@ mod tests {
             "{}",
             found[0].title
         );
+    }
+
+    #[test]
+    fn a_call_keeps_only_what_observations_read_within_bounds() {
+        let huge = "x".repeat(FIELD_CHARS * 3);
+        let kept = slim(&json!({
+            "file_path": "/w/a.rs", "old_string": huge, "content": huge, "replace_all": true,
+            "edits": [{"old_string": "a", "new_string": "b"}]
+        }));
+        assert_eq!(kept["file_path"], "/w/a.rs");
+        assert!(kept.get("old_string").is_none() && kept.get("replace_all").is_none());
+        assert_eq!(
+            kept["content"].as_str().unwrap().chars().count(),
+            FIELD_CHARS
+        );
+        assert_eq!(kept["edits"], json!([{"new_string": "b"}]));
     }
 }

@@ -14,21 +14,6 @@ fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
     era * 146_097 + day_of_era - 719_468
 }
 
-/// The civil date of a day count since 1970-01-01.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z - era * 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let mp = (5 * day_of_year + 2) / 153;
-    let day = (day_of_year - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
 /// The first millisecond of `text` (`YYYY-MM-DD`), or why it is not a date.
 pub fn parse_day(text: &str) -> Result<u64, String> {
     let bad = || format!("{text:?} is not a date: write YYYY-MM-DD, e.g. 2026-03-01");
@@ -40,17 +25,17 @@ pub fn parse_day(text: &str) -> Result<u64, String> {
     if !(1970..=9999).contains(&year) || !(1..=12).contains(&month) || !(1..=31).contains(&day) {
         return Err(bad());
     }
-    let days = days_from_civil(year, month, day);
-    if civil_from_days(days) != (year, month, day) {
+    let at_ms = days_from_civil(year, month, day) as u64 * DAY_MS;
+    // A day that does not exist (Feb 30) comes back as another date.
+    if day_of(at_ms) != format!("{year:04}-{month:02}-{day:02}") {
         return Err(bad());
     }
-    Ok(days as u64 * DAY_MS)
+    Ok(at_ms)
 }
 
-/// `YYYY-MM-DD` of a Unix millisecond.
+/// `YYYY-MM-DD` of a Unix millisecond (the calendar the rest of Valor uses).
 pub fn day_of(at_ms: u64) -> String {
-    let (year, month, day) = civil_from_days((at_ms / DAY_MS) as i64);
-    format!("{year:04}-{month:02}-{day:02}")
+    valor_core::time::civil_date(at_ms)
 }
 
 /// One day after `at_ms` (an `until` date includes its whole day).
