@@ -94,7 +94,7 @@ fn main() {
             }
             let answered = Instant::now();
             let want = format!("Today\n{turn}");
-            while !text_of(&page, "#overview").await.contains(&want) {
+            while !text_of(&page, "#live").await.contains(&want) {
                 assert!(Instant::now() < deadline, "the overview never showed turn {turn}");
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }

@@ -103,6 +103,7 @@ mod tests {
             scheduler: Arc::clone(&scheduler),
             memory: agent.memory.clone(),
             baseline: crate::dashboard::baseline(&config.routing),
+            reports_dir: config.daydream.logs_dir.clone(),
         });
         let app = app(AppParts {
             health: HealthState {

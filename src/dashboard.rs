@@ -21,6 +21,21 @@ pub struct AgentView {
     pub memory: valor_memory::Memory,
     /// The model routing is measured against, priced (`[routing] biggest_model`, `prices`).
     pub baseline: Option<(String, [f64; 2])>,
+    /// Where the daydream writes its reports and chart (`[daydream] logs_dir`).
+    pub reports_dir: PathBuf,
+}
+
+/// A report or chart larger than this is not shown (the daydream writes a few KB).
+const SHOWN_FILE_MAX: u64 = 8 * 1024 * 1024;
+
+/// A file of the reports folder, when it is there and not oversized.
+fn read_bounded(path: &std::path::Path) -> Option<Vec<u8>> {
+    let size = std::fs::metadata(path).ok()?.len();
+    if size > SHOWN_FILE_MAX {
+        tracing::warn!(path = %path.display(), size, "too large to show on the dashboard");
+        return None;
+    }
+    std::fs::read(path).ok()
 }
 
 /// `[routing] biggest_model` and its price, found by a word of the model's name.
@@ -107,6 +122,40 @@ impl Source for AgentView {
         Ok(())
     }
 
+    fn job_runs(&self, limit: usize) -> Vec<valor_store::JobRunRecord> {
+        let mut runs: Vec<valor_store::JobRunRecord> = (self.scheduler.specs().iter())
+            .flat_map(|spec| self.store.job_runs(&spec.name, limit).unwrap_or_default())
+            .collect();
+        runs.sort_by_key(|r| std::cmp::Reverse(r.started_ms));
+        runs.truncate(limit);
+        runs
+    }
+
+    fn reports(&self) -> Vec<String> {
+        let archive = self.reports_dir.join(valor_daydream::report::ARCHIVE_DIR);
+        let mut names: Vec<String> = (std::fs::read_dir(archive).into_iter().flatten())
+            .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+            .filter(|name| valor_dashboard::reports::is_report_name(name))
+            .collect();
+        names.sort_unstable_by(|a, b| b.cmp(a));
+        names
+    }
+
+    fn report(&self, name: Option<&str>) -> Option<String> {
+        let path = match name {
+            None => self.reports_dir.join(valor_daydream::report::REPORT_FILE),
+            Some(name) if valor_dashboard::reports::is_report_name(name) => (self.reports_dir)
+                .join(valor_daydream::report::ARCHIVE_DIR)
+                .join(name),
+            Some(_) => return None,
+        };
+        String::from_utf8(read_bounded(&path)?).ok()
+    }
+
+    fn chart(&self) -> Option<Vec<u8>> {
+        read_bounded(&self.reports_dir.join(valor_daydream::report::CHART_FILE))
+    }
+
     fn chats(&self) -> Vec<ChatRow> {
         let since = valor_core::time::now_ms().saturating_sub(30 * 86_400_000);
         let by_chat = RunAnalytics::of(&self.store.runs_since(since).unwrap_or_default()).by_chat;
@@ -114,6 +163,7 @@ impl Source for AgentView {
         let mut rows: Vec<ChatRow> = (self.store.chats().unwrap_or_default().into_iter())
             .map(|chat| {
                 let totals = by_chat.get(&chat.chat_id).cloned().unwrap_or_default();
+                let running = self.conversations.progress(chat.chat_id);
                 ChatRow {
                     chat_id: chat.chat_id,
                     last_at_ms: chat.last_at_ms,
@@ -129,6 +179,10 @@ impl Source for AgentView {
                         )
                     }),
                     pending: self.conversations.pending(chat.chat_id),
+                    session: (running.as_ref())
+                        .and_then(|p| p.session_id.clone())
+                        .or_else(|| engine.session(chat.chat_id)),
+                    running,
                 }
             })
             .collect();

@@ -183,6 +183,7 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
         scheduler: Arc::clone(&scheduler),
         memory: agent.memory.clone(),
         baseline: crate::dashboard::baseline(&config.routing),
+        reports_dir: config.daydream.logs_dir.clone(),
     });
     let routes = crate::app::app(crate::app::AppParts {
         health: state,

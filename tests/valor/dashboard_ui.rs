@@ -1,6 +1,7 @@
 //! The dashboard in the real headless Chromium against `valor run` (fake Telegram, the real
 //! CLI on the fake API): refused without a login, logged in by `valor dashboard`'s link, a turn
-//! made in the chat shows on the Overview without a reload, and the pages render.
+//! made in the chat shows on the Overview and the Chats page without a reload, Usage sums what
+//! the store holds, run-now runs a job, forget retires a learning, and the pages render.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -83,24 +84,29 @@ fn the_dashboard_in_a_real_browser_logs_in_and_updates_live() {
         // The link logs in (once) and lands on the Overview.
         page.goto(link.as_str()).await.unwrap();
         page.wait_for_navigation().await.unwrap();
-        let overview = text_of(&page, "#overview").await;
+        let overview = text_of(&page, "#live").await;
         assert!(
             overview.contains("Health") && overview.contains("Today\n0"),
             "{overview}"
         );
+        let chats = browser.new_page(format!("{base}/ui/chats")).await.unwrap();
+        chats.wait_for_navigation().await.unwrap();
+        assert!(text_of(&chats, "#live").await.contains("No chat yet"));
 
-        // A turn in the chat: the page shows it without a reload.
+        // A turn in the chat: both pages show it without a reload.
         telegram.user_says(100, 100, "hello there");
         let answered = Instant::now();
         let deadline = answered + Duration::from_secs(30);
         loop {
-            let overview = text_of(&page, "#overview").await;
-            if overview.contains("Today\n1") {
+            let overview = text_of(&page, "#live").await;
+            let chat = text_of(&chats, "#live").await;
+            if overview.contains("Today\n1") && chat.contains("100") && chat.contains("idle") {
                 break;
             }
-            assert!(Instant::now() < deadline, "{overview}");
+            assert!(Instant::now() < deadline, "{overview}\n{chat}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        chats.close().await.ok();
         let shot = page
             .screenshot(chromiumoxide::page::ScreenshotParams::builder().build())
             .await
@@ -130,6 +136,61 @@ fn the_dashboard_in_a_real_browser_logs_in_and_updates_live() {
                 .unwrap();
             assert!(shot.len() > 5_000, "{path}: {} bytes", shot.len());
         }
+        // Usage sums what the store holds (read through the agent by `valor stats`).
+        let (out, stats, stderr) =
+            output(valor(dir.path()).args(["stats", "--json", "--days", "1"]));
+        assert!(out.status.success(), "{stderr}");
+        let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
+        let all = &stats["all"];
+        assert_eq!(all["turns"], 1, "{stats}");
+        page.goto(format!("{base}/ui/usage?days=1")).await.unwrap();
+        page.wait_for_navigation().await.unwrap();
+        let total: String = page
+            .evaluate(
+                "[...document.querySelectorAll('tr')].find(r => r.cells[0]?.innerText === 'total')\
+                 ?.innerText.split('\\t').slice(0, 6).join('|') ?? ''",
+            )
+            .await
+            .unwrap()
+            .into_value()
+            .unwrap();
+        let expected = format!(
+            "total|{}|{}|{:.4}|{}|{}",
+            all["turns"],
+            all["failed"],
+            all["cost_usd"].as_f64().unwrap(),
+            all["input_tokens"],
+            all["output_tokens"]
+        );
+        assert_eq!(total, expected);
+
+        // Run now starts the job: its run is recorded and listed.
+        page.goto(format!("{base}/ui/jobs")).await.unwrap();
+        page.wait_for_navigation().await.unwrap();
+        page.evaluate("document.querySelector('form input[value=\"cleanup\"]').form.submit()")
+            .await
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !text_of(&page, "main").await.contains("cleanup started.") {
+            assert!(
+                Instant::now() < deadline,
+                "the job page never said it started"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            page.goto(format!("{base}/ui/jobs")).await.unwrap();
+            page.wait_for_navigation().await.unwrap();
+            let runs = text_of(&page, "table.runs").await;
+            if runs.contains("cleanup") {
+                assert!(runs.contains(" s\tok"), "{runs}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "the cleanup never ran: {runs}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+
         // A learning made in the chat is forgotten from the Memory page; a POST without the
         // page's CSRF token is refused.
         telegram.user_says(100, 100, "/remember we deploy on fridays");

@@ -29,6 +29,7 @@ use crate::backend::{TurnEvent, TurnSummary};
 use crate::engine::{Author, Engine, Incoming};
 use crate::error::{TurnError, TurnErrorKind};
 use crate::learning::{Answered, Learning, Question, typed_answer};
+use crate::progress::{ProgressBoard, TurnProgress};
 use crate::transcript::Transcript;
 
 /// Work done when a turn reaches the head of its chat's queue (a file's download): the text
@@ -208,6 +209,7 @@ struct Inner {
     waiting_for_slot: AtomicUsize,
     chats: Mutex<HashMap<i64, ChatQueue>>,
     shutdown: CancellationToken,
+    progress: ProgressBoard,
 }
 
 #[derive(Default)]
@@ -267,6 +269,7 @@ impl Conversations {
                 waiting_for_slot: AtomicUsize::new(0),
                 chats: Mutex::new(HashMap::new()),
                 shutdown: CancellationToken::new(),
+                progress: ProgressBoard::default(),
             }),
         }
     }
@@ -338,6 +341,11 @@ impl Conversations {
             .load(Ordering::Relaxed)
             .min(started);
         (started - for_slot, queued + for_slot)
+    }
+
+    /// What the chat's running turn is doing, while one runs.
+    pub fn progress(&self, chat_id: i64) -> Option<TurnProgress> {
+        self.inner.progress.get(chat_id)
     }
 
     /// Chats the service keeps state for.
@@ -493,9 +501,16 @@ impl Conversations {
             cancel,
             source: turn.source,
         };
-        match self.inner.engine.turn(incoming).await {
-            Ok((stream, _figures)) => relay(stream, &tx, permit).await,
+        let progress = &self.inner.progress;
+        progress.begin(chat_id, crate::time::now_ms());
+        let turn = self.inner.engine.turn(incoming).await;
+        match turn {
+            Ok((stream, _figures)) => {
+                relay(stream, &tx, permit, |event| progress.note(chat_id, event)).await;
+                progress.end(chat_id);
+            }
             Err(e) => {
+                progress.end(chat_id);
                 tracing::error!(chat_id, error = %e, "cannot take the message in");
                 let error = TurnError::new(TurnErrorKind::Crashed, e.to_string());
                 let failed = Event::Failed {
@@ -609,16 +624,29 @@ fn stopped(detail: &str) -> Event {
     }
 }
 
-/// Relays a turn's events; the slot is given back as soon as the backend is done.
+/// Relays a turn's events, each shown to `progress` first; the slot is given back as soon as
+/// the backend is done.
 async fn relay(
     mut stream: crate::backend::TurnStream,
     tx: &mpsc::Sender<Event>,
     permit: OwnedSemaphorePermit,
+    progress: impl Fn(&TurnEvent),
 ) {
     let mut permit = Some(permit);
     let mut transcript = Transcript::default();
     let mut ended = false;
+    let mut writing = false;
     while let Some(event) = stream.next().await {
+        // Text deltas reach the board once (it only notes that writing began).
+        let is_text = matches!(event, TurnEvent::TextDelta(_));
+        if !is_text || !writing {
+            progress(&event);
+        }
+        writing = match event {
+            TurnEvent::TextDelta(_) => true,
+            TurnEvent::ToolCall { .. } | TurnEvent::Retrying { .. } => false,
+            _ => writing,
+        };
         let event = match event {
             TurnEvent::Queued { position } => Event::WaitingForSlot { position },
             TurnEvent::Started {

@@ -413,3 +413,41 @@ async fn a_turn_nobody_could_answer_a_question_about_is_not_watched() {
         "no question recorded"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_running_turns_tool_calls_show_on_its_chat_only_while_it_runs() {
+    let backend = ScriptedBackend::new(|_| Scripted::Tools {
+        calls: vec![
+            ("Read".to_owned(), serde_json::json!({"file_path": "a.rs"})),
+            ("Grep".to_owned(), serde_json::json!({"pattern": "fn"})),
+        ],
+        every: Duration::from_secs(1),
+        text: "done".to_owned(),
+    });
+    let service = service(&backend, Settings::default());
+    let mut events = say(&service, 5, "look");
+    // Up to the first tool call: the session is up and one call is on the board.
+    loop {
+        match events.next().await {
+            Some(Event::ToolCall { .. }) => break,
+            Some(_) => {}
+            None => panic!("the turn ended before any tool call"),
+        }
+    }
+    let running = service
+        .progress(5)
+        .expect("a running turn shows its progress");
+    assert!(running.session_id.is_some(), "{running:?}");
+    assert_eq!(running.tools.len(), 1);
+    assert_eq!(running.tools[0].name, "Read");
+    assert!(service.progress(6).is_none(), "another chat shows nothing");
+    let rest = only(&collect(events).await);
+    assert!(
+        rest.iter().any(|e| matches!(e, Event::Final(_))),
+        "{rest:?}"
+    );
+    assert!(
+        service.progress(5).is_none(),
+        "an ended turn leaves the board"
+    );
+}

@@ -291,6 +291,11 @@ impl Engine {
         self.chats().get(&chat_id).map(|c| c.figures)
     }
 
+    /// The backend session the chat's latest turn finished in.
+    pub fn session(&self, chat_id: i64) -> Option<String> {
+        self.chats().get(&chat_id).and_then(|c| c.session.clone())
+    }
+
     fn chats(&self) -> std::sync::MutexGuard<'_, HashMap<i64, ChatState>> {
         self.inner
             .chats

@@ -15,6 +15,7 @@
 //! - [`session`]: session summaries (asked, done, learned, left open) when a session ends.
 //! - [`routing`]: the deterministic request classifier and the model/effort table.
 //! - [`persona`]: the default persona prompt.
+//! - [`progress`]: what each running turn is doing (session, tool calls), for the dashboard.
 //! - [`scripted`]: a scripted backend for tests and benchmarks.
 //! - [`time`]: calendar dates from Unix milliseconds.
 //! - [`transcript`]: a turn's text as it is written (previews, what a failed turn had said).
@@ -31,6 +32,7 @@ pub mod inject;
 pub mod learning;
 pub mod observe;
 pub mod persona;
+pub mod progress;
 pub mod recall;
 pub mod routing;
 pub mod scripted;

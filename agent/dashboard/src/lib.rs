@@ -2,7 +2,8 @@
 //!
 //! - [`auth`]: the one-time login link, the session cookie, CSRF tokens.
 //! - [`logs`]: the last log lines (a `tracing` layer into a bounded ring) for the Logs page.
-//! - [`pages`]: the server-rendered pages (Overview, Usage, Jobs) and the live script.
+//! - [`pages`]: the server-rendered pages and the live script.
+//! - [`reports`]: daydream reports rendered from markdown with nothing active left in them.
 //! - this file: [`Source`] (what the agent shows through it), the routes and the live stream.
 //!
 //! `POST /ui/login-link` (behind the store's bearer token, for `valor dashboard`) makes a link;
@@ -16,6 +17,7 @@
 pub mod auth;
 pub mod logs;
 pub mod pages;
+pub mod reports;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -29,7 +31,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use valor_scheduler::JobStatus;
-use valor_store::{HealthPoint, RunAnalytics, RunRecord};
+use valor_store::{HealthPoint, JobRunRecord, RunAnalytics, RunRecord};
 
 use crate::auth::{Gate, Session};
 
@@ -67,6 +69,10 @@ pub struct ChatRow {
     pub context: Option<(usize, usize, usize, usize)>,
     /// Turns running or waiting.
     pub pending: usize,
+    /// The backend session its latest turn finished in.
+    pub session: Option<String>,
+    /// What its running turn is doing.
+    pub running: Option<valor_core::progress::TurnProgress>,
 }
 
 /// An alert on the Alerts page: active (no `cleared_ms`) or past.
@@ -113,6 +119,14 @@ pub trait Source: Send + Sync + 'static {
     fn jobs(&self) -> Vec<JobStatus>;
     /// Starts a job now (it runs on; the page does not wait).
     fn run_job(&self, name: &str) -> Result<(), String>;
+    /// The recorded runs of the kept jobs, newest first, at most `limit`.
+    fn job_runs(&self, limit: usize) -> Vec<JobRunRecord>;
+    /// The archived daydream reports' file names, newest first.
+    fn reports(&self) -> Vec<String>;
+    /// A daydream report's markdown: the archived one named, or the latest.
+    fn report(&self, name: Option<&str>) -> Option<String>;
+    /// The latest daydream chart, a PNG.
+    fn chart(&self) -> Option<Vec<u8>>;
     /// The chats, latest activity first.
     fn chats(&self) -> Vec<ChatRow>;
     /// Stops the chat's running turn; whether one ran.
@@ -155,6 +169,8 @@ pub fn router(source: Arc<dyn Source>, api_token: &str, logs: logs::LogRing) -> 
         .route("/ui/usage", get(usage))
         .route("/ui/jobs", get(jobs))
         .route("/ui/jobs/run", post(run_job))
+        .route("/ui/reports/chart.png", get(chart))
+        .route("/ui/reports/{name}", get(report_one))
         .route("/ui/chats", get(chats))
         .route("/ui/chats/stop", post(stop_chat))
         .route("/ui/alerts", get(alerts))
@@ -313,8 +329,59 @@ async fn jobs(State(ui): State<Ui>, headers: HeaderMap) -> Response {
     let Some(session) = ui.session(&headers) else {
         return refusal();
     };
-    let jobs = read(&ui, |s| s.jobs()).await;
-    pages::jobs(&jobs, &session.csrf, None).into_response()
+    pages::jobs(&jobs_view(&ui).await, &session.csrf, None).into_response()
+}
+
+/// What the Jobs page shows: the jobs, their recent runs, the reports.
+async fn jobs_view(ui: &Ui) -> pages::JobsView {
+    read(ui, |s| {
+        let latest = s.report(None).map(|md| reports::render(&md));
+        pages::JobsView {
+            jobs: s.jobs(),
+            runs: s.job_runs(JOB_RUNS),
+            reports: s.reports(),
+            latest,
+            chart: s.chart().is_some(),
+        }
+    })
+    .await
+}
+
+/// Runs the Jobs page lists.
+const JOB_RUNS: usize = 20;
+
+async fn chart(State(ui): State<Ui>, headers: HeaderMap) -> Response {
+    if ui.session(&headers).is_none() {
+        return refusal();
+    }
+    match read(&ui, |s| s.chart()).await {
+        Some(png) => ([(header::CONTENT_TYPE, "image/png")], png).into_response(),
+        None => (StatusCode::NOT_FOUND, "no chart yet").into_response(),
+    }
+}
+
+async fn report_one(
+    State(ui): State<Ui>,
+    headers: HeaderMap,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Response {
+    if ui.session(&headers).is_none() {
+        return refusal();
+    }
+    let markdown = if reports::is_report_name(&name) {
+        let asked = name.clone();
+        read(&ui, move |s| s.report(Some(&asked))).await
+    } else {
+        None
+    };
+    match markdown {
+        Some(md) => pages::report(&name, &reports::render(&md)).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            pages::refused("There is no such report."),
+        )
+            .into_response(),
+    }
 }
 
 #[derive(Deserialize)]
@@ -336,8 +403,7 @@ async fn run_job(
         Ok(()) => format!("{} started.", form.job),
         Err(e) => e,
     };
-    let jobs = read(&ui, |s| s.jobs()).await;
-    pages::jobs(&jobs, &session.csrf, Some(&notice)).into_response()
+    pages::jobs(&jobs_view(&ui).await, &session.csrf, Some(&notice)).into_response()
 }
 
 async fn chats(State(ui): State<Ui>, headers: HeaderMap) -> Response {
@@ -345,7 +411,7 @@ async fn chats(State(ui): State<Ui>, headers: HeaderMap) -> Response {
         return refusal();
     };
     let rows = read(&ui, |s| s.chats()).await;
-    pages::chats(&rows, &session.csrf, None).into_response()
+    pages::chats(&rows, &session.csrf, None, now_ms()).into_response()
 }
 
 #[derive(Deserialize)]
@@ -369,7 +435,7 @@ async fn stop_chat(
         format!("Chat {}: nothing was running.", form.chat_id)
     };
     let rows = read(&ui, |s| s.chats()).await;
-    pages::chats(&rows, &session.csrf, Some(&notice)).into_response()
+    pages::chats(&rows, &session.csrf, Some(&notice), now_ms()).into_response()
 }
 
 async fn alerts(State(ui): State<Ui>, headers: HeaderMap) -> Response {
@@ -468,34 +534,110 @@ async fn logs_page(
     if ui.session(&headers).is_none() {
         return refusal();
     }
-    let level_name = q.level.unwrap_or_else(|| "info".to_owned());
-    let level = level_name
-        .parse::<tracing::Level>()
-        .unwrap_or(tracing::Level::INFO);
-    let chat = q.chat.as_deref().and_then(|c| c.trim().parse::<i64>().ok());
+    let (level, chat) = q.filter();
     let lines = ui.logs.lines(level, chat, LOG_LINES);
+    let level_name = level.as_str().to_ascii_lowercase();
     pages::logs(&lines, &level_name, chat).into_response()
 }
 
-/// The overview fragment whenever it changes, looked at every [`LIVE_EVERY`] while the
-/// browser stays connected.
-async fn events(State(ui): State<Ui>, headers: HeaderMap) -> Response {
-    if ui.session(&headers).is_none() {
-        return refusal();
+impl LogsQuery {
+    /// The level (info unless a known one is named) and the chat asked for.
+    fn filter(&self) -> (tracing::Level, Option<i64>) {
+        let level = (self.level.as_deref())
+            .and_then(|l| l.parse::<tracing::Level>().ok())
+            .unwrap_or(tracing::Level::INFO);
+        let chat = self
+            .chat
+            .as_deref()
+            .and_then(|c| c.trim().parse::<i64>().ok());
+        (level, chat)
     }
-    let stream = futures_util::stream::unfold((ui, String::new()), |(ui, last)| async move {
-        loop {
-            let fragment = read(&ui, |s| {
-                pages::overview_fragment(&s.overview()).into_string()
-            })
-            .await;
-            if fragment != last {
-                let event = Event::default().event("overview").data(fragment.clone());
-                return Some((Ok::<Event, Infallible>(event), (ui, fragment)));
-            }
-            tokio::time::sleep(LIVE_EVERY).await;
+}
+
+#[derive(Deserialize)]
+struct EventsQuery {
+    #[serde(default)]
+    page: String,
+    #[serde(flatten)]
+    logs: LogsQuery,
+}
+
+/// Which page a live stream feeds.
+#[derive(Clone, Copy)]
+enum LivePage {
+    Overview,
+    Chats,
+    Logs(tracing::Level, Option<i64>),
+}
+
+impl LivePage {
+    /// How often it is looked at: the chats read more of the store than the overview.
+    fn every(self) -> Duration {
+        match self {
+            LivePage::Overview => LIVE_EVERY,
+            LivePage::Chats | LivePage::Logs(..) => LIVE_EVERY * 2,
         }
-    });
+    }
+
+    /// The page's live part now; `None` when nothing it shows can have changed since
+    /// `seen` (the log ring's version).
+    async fn fragment(self, ui: &Ui, csrf: &str, seen: &mut u64) -> Option<String> {
+        match self {
+            LivePage::Overview => Some(
+                read(ui, |s| {
+                    pages::overview_fragment(&s.overview()).into_string()
+                })
+                .await,
+            ),
+            LivePage::Chats => {
+                let rows = read(ui, |s| s.chats()).await;
+                Some(pages::chats_fragment(&rows, csrf, now_ms()).into_string())
+            }
+            LivePage::Logs(level, chat) => {
+                let version = ui.logs.version();
+                if version == *seen {
+                    return None;
+                }
+                *seen = version;
+                let lines = ui.logs.lines(level, chat, LOG_LINES);
+                Some(pages::logs_fragment(&lines).into_string())
+            }
+        }
+    }
+}
+
+/// A page's live part whenever it changes, looked at every [`LIVE_EVERY`] (or twice that)
+/// while the browser stays connected.
+async fn events(
+    State(ui): State<Ui>,
+    headers: HeaderMap,
+    Query(q): Query<EventsQuery>,
+) -> Response {
+    let Some(session) = ui.session(&headers) else {
+        return refusal();
+    };
+    let page = match q.page.as_str() {
+        "" | "overview" => LivePage::Overview,
+        "chats" => LivePage::Chats,
+        "logs" => {
+            let (level, chat) = q.logs.filter();
+            LivePage::Logs(level, chat)
+        }
+        _ => return (StatusCode::NOT_FOUND, "no such live page").into_response(),
+    };
+    let start = (ui, session.csrf, String::new(), u64::MAX);
+    let stream =
+        futures_util::stream::unfold(start, move |(ui, csrf, last, mut seen)| async move {
+            loop {
+                if let Some(fragment) = page.fragment(&ui, &csrf, &mut seen).await
+                    && fragment != last
+                {
+                    let event = Event::default().event("fragment").data(fragment.clone());
+                    return Some((Ok::<Event, Infallible>(event), (ui, csrf, fragment, seen)));
+                }
+                tokio::time::sleep(page.every()).await;
+            }
+        });
     Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response()

@@ -4,6 +4,7 @@
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tracing::field::{Field, Visit};
@@ -29,6 +30,8 @@ pub struct LogLine {
 #[derive(Debug, Clone, Default)]
 pub struct LogRing {
     lines: Arc<Mutex<VecDeque<LogLine>>>,
+    /// Lines ever pushed: a live page renders again only when it moved.
+    pushed: Arc<AtomicU64>,
 }
 
 impl LogRing {
@@ -38,6 +41,12 @@ impl LogRing {
             lines.pop_front();
         }
         lines.push_back(line);
+        self.pushed.fetch_add(1, Ordering::Release);
+    }
+
+    /// Changes whenever a line is added.
+    pub fn version(&self) -> u64 {
+        self.pushed.load(Ordering::Acquire)
     }
 
     /// The newest `limit` lines at `level` or more severe (and of `chat`, when given), oldest

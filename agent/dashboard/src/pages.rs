@@ -3,7 +3,7 @@
 
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 use valor_scheduler::JobStatus;
-use valor_store::{HealthPoint, RunAnalytics, RunTotals};
+use valor_store::{HealthPoint, JobRunRecord, RunAnalytics, RunTotals};
 
 use crate::{AlertRow, ChatRow, LearningRow, MemoryRow, Overview};
 
@@ -15,21 +15,20 @@ td,th{border:1px solid #dde;padding:4px 8px;text-align:right}td:first-child,th:f
 background:#fff;border:1px solid #dde;padding:8px 14px;margin:4px;min-width:120px}\
 .big{font-size:26px;font-weight:600}svg{background:#fff;border:1px solid #dde;margin:4px}";
 
-/// Keeps the overview live: the server sends a fresh fragment when it changes; the browser
-/// reconnects by itself when the connection drops.
-const LIVE: &str = "const s=new EventSource('/ui/events');\
-s.addEventListener('overview',e=>{const o=document.getElementById('overview');if(o){o.innerHTML=e.data;}\
+/// Keeps a page live: the server sends the `#live` part again when it changes; the browser
+/// reconnects by itself when the connection drops. The stream's address is the body's
+/// `data-live`.
+const LIVE: &str = "const s=new EventSource(document.body.dataset.live);\
+s.addEventListener('fragment',e=>{const o=document.getElementById('live');if(o){o.innerHTML=e.data;}\
 document.body.dataset.updated=Date.now();});";
 
 /// How a page stays current.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Live {
     /// It does not (a form, a search).
     No,
-    /// Over the event stream (the overview).
-    Events,
-    /// By reloading every so many seconds (the logs).
-    Reload(u32),
+    /// Its `#live` part over the event stream at this address.
+    Stream(String),
 }
 
 /// The page frame: navigation, the body, and how it stays current.
@@ -41,9 +40,8 @@ pub fn layout(title: &str, body: Markup, live: Live) -> Markup {
                 meta charset="utf-8";
                 title { "Valor · " (title) }
                 style { (PreEscaped(STYLE)) }
-                @if let Live::Reload(secs) = live { meta http-equiv="refresh" content=(secs); }
             }
-            body {
+            body data-live=[if let Live::Stream(url) = &live { Some(url) } else { None }] {
                 nav {
                     a href="/ui/" { "Overview" }
                     a href="/ui/usage" { "Usage" }
@@ -54,7 +52,7 @@ pub fn layout(title: &str, body: Markup, live: Live) -> Markup {
                     a href="/ui/logs" { "Logs" }
                 }
                 main { h1 { (title) } (body) }
-                @if live == Live::Events { script { (PreEscaped(LIVE)) } }
+                @if let Live::Stream(_) = live { script { (PreEscaped(LIVE)) } }
             }
         }
     }
@@ -103,7 +101,7 @@ pub fn overview_fragment(o: &Overview) -> Markup {
 pub fn overview(o: &Overview, points: &[HealthPoint], turns_per_hour: &[f64]) -> Markup {
     let series = |f: &dyn Fn(&HealthPoint) -> f64| points.iter().map(f).collect::<Vec<f64>>();
     let body = html! {
-        div #overview { (overview_fragment(o)) }
+        div #live { (overview_fragment(o)) }
         h2 { "The last 24 hours" }
         @if points.is_empty() { p { "No history yet: a point is kept every minute." } }
         @else {
@@ -114,7 +112,11 @@ pub fn overview(o: &Overview, points: &[HealthPoint], turns_per_hour: &[f64]) ->
         }
         (sparkline("Turns per hour", turns_per_hour, ""))
     };
-    layout("Overview", body, Live::Events)
+    layout(
+        "Overview",
+        body,
+        Live::Stream("/ui/events?page=overview".to_owned()),
+    )
 }
 
 fn totals_table(title: &str, rows: Vec<(String, RunTotals)>) -> Markup {
@@ -167,16 +169,42 @@ pub fn usage(days: u32, analytics: &RunAnalytics, saved: Option<&Saving>) -> Mar
     layout("Usage", body, Live::No)
 }
 
-pub fn jobs(jobs: &[JobStatus], csrf: &str, notice: Option<&str>) -> Markup {
+/// What the Jobs page shows.
+#[derive(Debug, Clone, Default)]
+pub struct JobsView {
+    pub jobs: Vec<JobStatus>,
+    /// Recorded runs, newest first.
+    pub runs: Vec<JobRunRecord>,
+    /// Archived report names, newest first.
+    pub reports: Vec<String>,
+    /// The latest report, rendered.
+    pub latest: Option<String>,
+    /// A chart is there to show.
+    pub chart: bool,
+}
+
+/// How long a run took, or that it still runs.
+fn took(run: &JobRunRecord) -> String {
+    match run.finished_ms {
+        Some(end) => format!(
+            "{:.1} s",
+            end.saturating_sub(run.started_ms) as f64 / 1000.0
+        ),
+        None => "running".to_owned(),
+    }
+}
+
+pub fn jobs(view: &JobsView, csrf: &str, notice: Option<&str>) -> Markup {
     let body = html! {
         @if let Some(notice) = notice { p { strong { (notice) } } }
         table {
-            tr { th { "job" } th { "schedule" } th { "last run" } th { "outcome" } th { "next run" } th {} }
-            @for job in jobs {
+            tr { th { "job" } th { "schedule" } th { "last run" } th { "outcome" } th { "took" } th { "next run" } th {} }
+            @for job in &view.jobs {
                 tr {
                     td { (job.name) } td { (job.schedule) }
-                    td { (job.last.as_ref().map_or("never".to_owned(), |r| valor_core::time::civil_date(r.started_ms))) }
+                    td { (job.last.as_ref().map_or("never".to_owned(), |r| when(r.started_ms))) }
                     td { (job.last.as_ref().map_or("-", |r| r.outcome.as_str())) }
+                    td { (job.last.as_ref().map_or("-".to_owned(), took)) }
                     td { (job.next.map_or("-".to_owned(), |t| t.format("%Y-%m-%d %H:%M").to_string())) }
                     td {
                         form method="post" action="/ui/jobs/run" {
@@ -188,8 +216,37 @@ pub fn jobs(jobs: &[JobStatus], csrf: &str, notice: Option<&str>) -> Markup {
                 }
             }
         }
+        h2 { "Recent runs" }
+        @if view.runs.is_empty() { p { "None recorded yet." } }
+        @else {
+            table.runs {
+                tr { th { "job" } th { "started" } th { "took" } th { "outcome" } th { "what happened" } }
+                @for run in &view.runs {
+                    tr { td { (run.job) } td { (when(run.started_ms)) } td { (took(run)) } td { (run.outcome.as_str()) } td { (run.detail) } }
+                }
+            }
+        }
+        h2 { "Daydream" }
+        @if view.chart { img src="/ui/reports/chart.png" alt="turns per day and health over time" style="max-width:100%"; }
+        @match &view.latest {
+            Some(html) => div.report { (PreEscaped(html)) },
+            None => p { "No report yet: the daydream writes one every run." },
+        }
+        @if !view.reports.is_empty() {
+            h3 { "Earlier reports" }
+            ul { @for name in &view.reports { li { a href={ "/ui/reports/" (name) } { (name) } } } }
+        }
     };
     layout("Jobs", body, Live::No)
+}
+
+/// One archived daydream report.
+pub fn report(name: &str, html: &str) -> Markup {
+    let body = html! {
+        p { a href="/ui/jobs" { "← Jobs" } " · " (name) }
+        div.report { (PreEscaped(html)) }
+    };
+    layout("Daydream report", body, Live::No)
 }
 
 fn when(ms: u64) -> String {
@@ -202,19 +259,45 @@ fn when(ms: u64) -> String {
     )
 }
 
-pub fn chats(rows: &[ChatRow], csrf: &str, notice: Option<&str>) -> Markup {
-    let body = html! {
-        @if let Some(notice) = notice { p { strong { (notice) } } }
+/// What a running turn is doing, in a line: model, time so far, tool calls, writing.
+fn progress(p: &valor_core::progress::TurnProgress, now_ms: u64) -> Markup {
+    let secs = now_ms.saturating_sub(p.started_ms) / 1000;
+    html! {
+        strong { "running " (secs) " s" }
+        @if let Some(model) = &p.model { " on " (model) }
+        @if let Some(attempt) = p.retrying { ", API busy: retry " (attempt) }
+        @if p.tool_calls > 0 {
+            ", " (p.tool_calls) " tool call" @if p.tool_calls > 1 { "s" } ": "
+            @for (i, step) in p.tools.iter().enumerate() {
+                @if i > 0 { ", " }
+                (step.name) " " (match step.ok { None => "…", Some(true) => "✓", Some(false) => "✗" })
+            }
+        }
+        @if p.writing { ", writing the answer" }
+    }
+}
+
+/// The live part of the Chats page.
+pub fn chats_fragment(rows: &[ChatRow], csrf: &str, now_ms: u64) -> Markup {
+    html! {
         @if rows.is_empty() { p { "No chat yet." } }
         @else {
             table {
-                tr { th { "chat" } th { "last message" } th { "messages" } th { "turns (30 d)" } th { "cost $" } th { "context before → after" } th { "running / waiting" } th {} }
+                tr { th { "chat" } th { "session" } th { "last message" } th { "messages" } th { "turns (30 d)" } th { "cost $" } th { "context before → after" } th { "now" } th {} }
                 @for row in rows {
                     tr {
-                        td { (row.chat_id) } td { (when(row.last_at_ms)) } td { (row.messages) } td { (row.turns) }
+                        td { (row.chat_id) }
+                        td { code { (row.session.as_deref().map_or("-", |s| s.get(..8).unwrap_or(s))) } }
+                        td { (when(row.last_at_ms)) } td { (row.messages) } td { (row.turns) }
                         td { (format!("{:.4}", row.cost_usd)) }
                         td { @if let Some((mb, ma, tb, ta)) = row.context { (mb) " → " (ma) " msgs, " (tb) " → " (ta) " tokens" } @else { "-" } }
-                        td { (row.pending) }
+                        td.now {
+                            @if let Some(p) = &row.running { (progress(p, now_ms)) }
+                            @if row.pending > usize::from(row.running.is_some()) {
+                                " " (row.pending - usize::from(row.running.is_some())) " waiting"
+                            }
+                            @if row.pending == 0 { "idle" }
+                        }
                         td {
                             @if row.pending > 0 {
                                 form method="post" action="/ui/chats/stop" {
@@ -228,8 +311,19 @@ pub fn chats(rows: &[ChatRow], csrf: &str, notice: Option<&str>) -> Markup {
                 }
             }
         }
+    }
+}
+
+pub fn chats(rows: &[ChatRow], csrf: &str, notice: Option<&str>, now_ms: u64) -> Markup {
+    let body = html! {
+        @if let Some(notice) = notice { p { strong { (notice) } } }
+        div #live { (chats_fragment(rows, csrf, now_ms)) }
     };
-    layout("Chats", body, Live::No)
+    layout(
+        "Chats",
+        body,
+        Live::Stream("/ui/events?page=chats".to_owned()),
+    )
 }
 
 pub fn alerts(rows: &[AlertRow]) -> Markup {
@@ -314,6 +408,19 @@ pub fn memory_one(row: &MemoryRow) -> Markup {
     layout("Memory", body, Live::No)
 }
 
+/// The live part of the Logs page.
+pub fn logs_fragment(lines: &[crate::logs::LogLine]) -> Markup {
+    html! {
+        pre style="white-space:pre-wrap;background:#fff;border:1px solid #dde;padding:8px" {
+            @for line in lines {
+                (when(line.at_ms)) " " (line.level) " " (line.target)
+                @if let Some(chat) = line.chat_id { " chat=" (chat) }
+                " " (line.text) "\n"
+            }
+        }
+    }
+}
+
 pub fn logs(lines: &[crate::logs::LogLine], level: &str, chat: Option<i64>) -> Markup {
     let body = html! {
         form method="get" action="/ui/logs" {
@@ -325,18 +432,16 @@ pub fn logs(lines: &[crate::logs::LogLine], level: &str, chat: Option<i64>) -> M
             }
             " Chat " input type="text" name="chat" size="14" value=(chat.map(|c| c.to_string()).unwrap_or_default());
             " " button type="submit" { "Show" }
-            " (newest last, refreshed every 3 s)"
+            " (newest last, live)"
         }
-        pre style="white-space:pre-wrap;background:#fff;border:1px solid #dde;padding:8px" {
-            @for line in lines {
-                (when(line.at_ms)) " " (line.level) " " (line.target)
-                @if let Some(chat) = line.chat_id { " chat=" (chat) }
-                " " (line.text) "\n"
-            }
-        }
+        div #live { (logs_fragment(lines)) }
     };
-    // Reloading keeps the page current without another stream per viewer.
-    layout("Logs", body, Live::Reload(3))
+    let chat = chat.map(|c| format!("&chat={c}")).unwrap_or_default();
+    layout(
+        "Logs",
+        body,
+        Live::Stream(format!("/ui/events?page=logs&level={level}{chat}")),
+    )
 }
 
 /// A page for a browser that is not logged in (or whose link was spent).

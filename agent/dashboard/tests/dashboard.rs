@@ -10,7 +10,7 @@ use http_body_util::BodyExt as _;
 use tower::ServiceExt as _;
 use valor_dashboard::{AlertRow, ChatRow, LearningRow, MemoryRow, Overview, Source};
 use valor_scheduler::JobStatus;
-use valor_store::{HealthPoint, RunRecord};
+use valor_store::{HealthPoint, JobOutcome, JobRunRecord, RunRecord};
 
 const TOKEN: &str = "store-token-0123456789";
 
@@ -76,6 +76,31 @@ impl Source for Fake {
         self.started.lock().unwrap().push(name.to_owned());
         Ok(())
     }
+    fn job_runs(&self, _limit: usize) -> Vec<JobRunRecord> {
+        vec![JobRunRecord {
+            job: "cleanup".into(),
+            started_ms: 1_796_342_400_000,
+            finished_ms: Some(1_796_342_402_500),
+            outcome: JobOutcome::Ok,
+            detail: "pruned 3 <old> runs".into(),
+            due_ms: None,
+        }]
+    }
+    fn reports(&self) -> Vec<String> {
+        vec!["daydream_insights-20261204T060000Z-s1.md".into()]
+    }
+    fn report(&self, name: Option<&str>) -> Option<String> {
+        match name {
+            None => {
+                Some("# Latest insights\n\n- <script>alert(1)</script> tests are slow\n".into())
+            }
+            Some("daydream_insights-20261204T060000Z-s1.md") => Some("# Earlier\n".into()),
+            Some(other) => panic!("asked for {other}"),
+        }
+    }
+    fn chart(&self) -> Option<Vec<u8>> {
+        Some(b"\x89PNG fake".to_vec())
+    }
     fn chats(&self) -> Vec<ChatRow> {
         vec![ChatRow {
             chat_id: 42,
@@ -85,6 +110,27 @@ impl Source for Fake {
             cost_usd: 0.5,
             context: Some((12, 8, 3000, 1200)),
             pending: 1,
+            session: Some("5f2a9c1e-0000-4000-8000-000000000001".into()),
+            running: Some(valor_core::progress::TurnProgress {
+                started_ms: valor_core::time::now_ms() - 4_000,
+                session_id: Some("5f2a9c1e-0000-4000-8000-000000000001".into()),
+                model: Some("sonnet".into()),
+                tools: vec![
+                    valor_core::progress::ToolStep {
+                        id: "t1".into(),
+                        name: "Read".into(),
+                        ok: Some(true),
+                    },
+                    valor_core::progress::ToolStep {
+                        id: "t2".into(),
+                        name: "<Bash>".into(),
+                        ok: None,
+                    },
+                ],
+                tool_calls: 2,
+                writing: false,
+                retrying: None,
+            }),
         }]
     }
     fn stop(&self, chat_id: i64) -> bool {
@@ -281,7 +327,11 @@ async fn pages_show_the_agent_escaped_and_usage_sums_the_runs() {
         body.contains("Turns per hour: <strong>3.0 </strong>"),
         "the three runs of this hour: {body}"
     );
-    assert!(body.contains("new EventSource('/ui/events')"));
+    assert!(
+        body.contains("data-live=\"/ui/events?page=overview\""),
+        "{body}"
+    );
+    assert!(body.contains("new EventSource(document.body.dataset.live)"));
     let (_, _, body) = send(&app, get("/ui/usage?days=1", Some(&cookie))).await;
     assert!(
         body.contains("<td>haiku</td><td>2</td><td>0</td><td>0.7500</td>"),
@@ -294,6 +344,48 @@ async fn pages_show_the_agent_escaped_and_usage_sums_the_runs() {
     assert!(body.contains("<td>low</td><td>3</td>"), "{body}");
     // Three runs of 100 tokens in and 20 out: $0.001 each on opus at $5/$25.
     assert!(body.contains("Routing: paid <strong>$1.7500</strong>; every turn on opus would have cost <strong>$0.0030</strong>"), "{body}");
+}
+
+#[tokio::test]
+async fn jobs_show_runs_with_durations_and_the_daydream_reports_rendered() {
+    let (app, _) = app();
+    let cookie = log_in(&app).await;
+    let (_, _, page) = send(&app, get("/ui/jobs", Some(&cookie))).await;
+    assert!(
+        page.contains("<td>cleanup</td><td>2026-12-04 00:00 UTC</td><td>2.5 s</td><td>ok</td><td>pruned 3 &lt;old&gt; runs</td>"),
+        "{page}"
+    );
+    assert!(page.contains("<h1>Latest insights</h1>"), "{page}");
+    assert!(page.contains("&lt;script&gt;alert(1)"), "{page}");
+    assert!(!page.contains("<script>alert(1)"), "{page}");
+    assert!(
+        page.contains("<img src=\"/ui/reports/chart.png\""),
+        "{page}"
+    );
+    let (status, headers, _) = send(&app, get("/ui/reports/chart.png", Some(&cookie))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers[header::CONTENT_TYPE], "image/png");
+    let (status, _, _) = send(&app, get("/ui/reports/chart.png", None)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _, earlier) = send(
+        &app,
+        get(
+            "/ui/reports/daydream_insights-20261204T060000Z-s1.md",
+            Some(&cookie),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(earlier.contains("<h1>Earlier</h1>"), "{earlier}");
+    // Names that reach out of the archive never get to the source (the fake panics on them).
+    for bad in [
+        "/ui/reports/..%2F..%2Fvalor.api-token",
+        "/ui/reports/daydream_insights-..%2Fx.md",
+        "/ui/reports/secrets.md",
+    ] {
+        let (status, _, _) = send(&app, get(bad, Some(&cookie))).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{bad}");
+    }
 }
 
 #[tokio::test]
@@ -312,15 +404,10 @@ async fn run_now_needs_the_sessions_csrf_token() {
     assert_eq!(*fake.started.lock().unwrap(), ["daydream"]);
 }
 
-#[tokio::test]
-async fn the_live_stream_sends_the_overview() {
-    let (app, _) = app();
-    let cookie = log_in(&app).await;
-    let response = app
-        .clone()
-        .oneshot(get("/ui/events", Some(&cookie)))
-        .await
-        .unwrap();
+/// The first event of a page's live stream.
+async fn first_event(app: &axum::Router, cookie: &str, page: &str) -> String {
+    let path = format!("/ui/events?page={page}");
+    let response = app.clone().oneshot(get(&path, Some(cookie))).await.unwrap();
     assert_eq!(
         response.headers()[header::CONTENT_TYPE],
         "text/event-stream"
@@ -328,8 +415,24 @@ async fn the_live_stream_sends_the_overview() {
     let mut body = response.into_body();
     let frame = body.frame().await.unwrap().unwrap();
     let text = String::from_utf8_lossy(frame.data_ref().unwrap()).into_owned();
-    assert!(text.starts_with("event: overview\ndata: "), "{text}");
-    assert!(text.contains("97"), "{text}");
+    assert!(text.starts_with("event: fragment\ndata: "), "{text}");
+    text
+}
+
+#[tokio::test]
+async fn the_live_streams_send_the_overview_the_chats_and_the_logs() {
+    let (app, _) = app();
+    let cookie = log_in(&app).await;
+    assert!(first_event(&app, &cookie, "overview").await.contains("97"));
+    let chats = first_event(&app, &cookie, "chats").await;
+    assert!(
+        chats.contains("running 4 s</strong> on sonnet, 2 tool calls: Read ✓, &lt;Bash&gt; …"),
+        "{chats}"
+    );
+    let logs = first_event(&app, &cookie, "logs&level=warn").await;
+    assert!(logs.contains("<pre"), "{logs}");
+    let (status, _, _) = send(&app, get("/ui/events?page=secrets", Some(&cookie))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
@@ -338,7 +441,7 @@ async fn chats_show_their_figures_and_stop_needs_the_csrf_token() {
     let cookie = log_in(&app).await;
     let (status, _, page) = send(&app, get("/ui/chats", Some(&cookie))).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(page.contains("<td>42</td><td>2026-12-04 00:00 UTC</td><td>12</td><td>6</td><td>0.5000</td><td>12 → 8 msgs, 3000 → 1200 tokens</td>"), "{page}");
+    assert!(page.contains("<td>42</td><td><code>5f2a9c1e</code></td><td>2026-12-04 00:00 UTC</td><td>12</td><td>6</td><td>0.5000</td><td>12 → 8 msgs, 3000 → 1200 tokens</td>"), "{page}");
     let csrf = csrf_of(&page);
     let post = |body: String| post_form(&cookie, "/ui/chats/stop", body);
     let (status, _, _) = send(&app, post("csrf=&chat_id=42".into())).await;
@@ -404,7 +507,10 @@ async fn the_logs_page_filters_by_level_and_chat() {
         !page.contains("turn started") && !page.contains("another chat"),
         "{page}"
     );
-    assert!(page.contains("http-equiv=\"refresh\""), "{page}");
+    assert!(
+        page.contains("data-live=\"/ui/events?page=logs&amp;level=warn&amp;chat=9\""),
+        "the live stream keeps the filter: {page}"
+    );
     let (_, _, all) = send(&app, get("/ui/logs?level=info", Some(&cookie))).await;
     assert!(
         all.contains("turn started") && all.contains("another chat"),

@@ -7,6 +7,8 @@ use chrono::{DateTime, Utc};
 
 pub const REPORT_FILE: &str = "daydream_insights.md";
 pub const ARCHIVE_DIR: &str = "daydream_archive";
+/// The latest run's chart, beside the report.
+pub const CHART_FILE: &str = "daydream_chart.png";
 
 /// Where the report went.
 #[derive(Debug, Clone, PartialEq, Eq)]

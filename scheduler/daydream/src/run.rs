@@ -345,7 +345,7 @@ impl Daydream {
             self.settings.keep_reports,
         ) {
             Ok(written) => {
-                let chart_path = self.settings.logs_dir.join("daydream_chart.png");
+                let chart_path = self.settings.logs_dir.join(crate::report::CHART_FILE);
                 let health = self.host.health_history();
                 let chart =
                     crate::chart::render(&chart_path, &trends, &health).map_err(|e| e.to_string());
