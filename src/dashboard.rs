@@ -231,6 +231,14 @@ impl Source for AgentView {
                 category: l.category.as_str().to_owned(),
                 confidence: l.confidence,
                 times_seen: l.times_seen,
+                origin: match (&l.trigger, l.manual) {
+                    (_, true) => "remembered by the user".to_owned(),
+                    (Some(trigger), false) => format!("asked about ({trigger}) and kept"),
+                    (None, false) => "learned".to_owned(),
+                },
+                created_ms: l.created_ms,
+                updated_ms: l.updated_ms,
+                sources: l.sources,
                 content: l.content,
                 retired: l.retired.map(|r| r.reason),
             })
@@ -256,6 +264,7 @@ impl Source for AgentView {
                 action: r.alert.action,
                 raised_ms: r.raised_ms,
                 cleared_ms: r.cleared_ms,
+                ended_by_restart: r.ended_by_restart,
             })
             .collect()
     }

@@ -83,6 +83,8 @@ pub struct AlertRow {
     pub action: String,
     pub raised_ms: u64,
     pub cleared_ms: Option<u64>,
+    /// It ended because Valor stopped, not because it recovered.
+    pub ended_by_restart: bool,
 }
 
 /// A memory in a search result, or whole (`text` then holds all of it).
@@ -108,6 +110,12 @@ pub struct LearningRow {
     pub content: String,
     /// Why it no longer counts, when it does not.
     pub retired: Option<String>,
+    /// Its history: how it came (`remembered by the user`, the watcher's trigger), when it was
+    /// made and last changed, and where it was seen each time (oldest first).
+    pub origin: String,
+    pub created_ms: u64,
+    pub updated_ms: u64,
+    pub sources: Vec<String>,
 }
 
 /// What the dashboard shows, from the running agent.

@@ -328,14 +328,17 @@ pub fn chats(rows: &[ChatRow], csrf: &str, notice: Option<&str>, now_ms: u64) ->
 
 pub fn alerts(rows: &[AlertRow]) -> Markup {
     let body = html! {
-        @if rows.is_empty() { p { "No alert since Valor started." } }
+        @if rows.is_empty() { p { "No alert in the last 30 days." } }
         @else {
             table {
                 tr { th { "raised" } th { "severity" } th { "what" } th { "what to do" } th { "cleared" } }
                 @for row in rows {
                     tr {
                         td { (when(row.raised_ms)) } td { (row.severity) } td { (row.message) } td { (row.action) }
-                        td { (row.cleared_ms.map_or("active".to_owned(), when)) }
+                        td {
+                            (row.cleared_ms.map_or("active".to_owned(), when))
+                            @if row.ended_by_restart { " (Valor stopped)" }
+                        }
                     }
                 }
             }
@@ -380,7 +383,16 @@ pub fn memory(
             @for l in learnings {
                 tr {
                     td { (chat_name(l.chat_id)) } td { (l.number) } td { (l.category) } td { (format!("{:.2}", l.confidence)) }
-                    td { (l.times_seen) } td { (l.content) }
+                    td { (l.times_seen) }
+                    td {
+                        (l.content)
+                        details {
+                            summary { "history" }
+                            (l.origin) ", made " (when(l.created_ms))
+                            @if l.updated_ms > l.created_ms { ", last changed " (when(l.updated_ms)) }
+                            @if !l.sources.is_empty() { br; "seen in: " (l.sources.join(", ")) }
+                        }
+                    }
                     td {
                         @if let Some(why) = &l.retired { em { "retired: " (why) } }
                         @else if let Some(chat) = l.chat_id {

@@ -167,6 +167,10 @@ impl Source for Fake {
                 times_seen: 2,
                 content: "We use sled".into(),
                 retired: None,
+                origin: "asked about (switching) and kept".into(),
+                created_ms: 1_796_342_400_000,
+                updated_ms: 1_796_346_000_000,
+                sources: vec!["tg:41".into(), "tg:<57>".into()],
             },
             LearningRow {
                 chat_id: None,
@@ -176,6 +180,10 @@ impl Source for Fake {
                 times_seen: 1,
                 content: "Tabs".into(),
                 retired: Some("forgotten by the user".into()),
+                origin: "remembered by the user".into(),
+                created_ms: 0,
+                updated_ms: 0,
+                sources: vec![],
             },
         ]
     }
@@ -193,6 +201,7 @@ impl Source for Fake {
             action: "Restart Valor at a quiet moment.".into(),
             raised_ms: 1_796_342_400_000,
             cleared_ms: Some(1_796_342_460_000),
+            ended_by_restart: false,
         }]
     }
 }
@@ -464,7 +473,11 @@ async fn memory_search_shows_a_memory_whole_and_forget_needs_the_csrf_token() {
     let (_, _, page) = send(&app, get("/ui/memory?q=tokio", Some(&cookie))).await;
     assert!(page.contains("<a href=\"/ui/memory/9\">#9</a>"), "{page}");
     assert!(page.contains("About tokio"), "{page}");
-    assert!(page.contains("<td>We use sled</td>"), "{page}");
+    assert!(page.contains("<td>We use sled<details>"), "{page}");
+    assert!(
+        page.contains("asked about (switching) and kept, made 2026-12-04 00:00 UTC, last changed 2026-12-04 01:00 UTC<br>seen in: tg:41, tg:&lt;57&gt;"),
+        "the learning's history: {page}"
+    );
     assert!(page.contains("retired: forgotten by the user"), "{page}");
     let (status, _, whole) = send(&app, get("/ui/memory/9", Some(&cookie))).await;
     assert_eq!(status, StatusCode::OK);

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use valor_store::{HealthPoint, Resolution, Store, StoreError};
 
+use crate::monitor::AlertRecord;
 use crate::sample::Sample;
 
 /// Where points are kept (the store implements it).
@@ -14,6 +15,10 @@ pub trait HealthLog: Send + Sync {
     fn prune(&self, resolution: Resolution, before_ms: u64) -> Result<usize, StoreError>;
     fn points(&self, resolution: Resolution, since_ms: u64)
     -> Result<Vec<HealthPoint>, StoreError>;
+    fn put_alert(&self, record: &AlertRecord) -> Result<(), StoreError>;
+    /// Newest first.
+    fn alerts(&self, limit: usize) -> Result<Vec<AlertRecord>, StoreError>;
+    fn prune_alerts(&self, before_ms: u64) -> Result<usize, StoreError>;
 }
 
 impl HealthLog for Store {
@@ -30,7 +35,20 @@ impl HealthLog for Store {
     ) -> Result<Vec<HealthPoint>, StoreError> {
         self.health_points(resolution, since_ms)
     }
+    fn put_alert(&self, record: &AlertRecord) -> Result<(), StoreError> {
+        let kind = format!("{:?}", record.alert.kind);
+        Store::put_alert(self, record.raised_ms, &kind, record)
+    }
+    fn alerts(&self, limit: usize) -> Result<Vec<AlertRecord>, StoreError> {
+        Store::alerts(self, limit)
+    }
+    fn prune_alerts(&self, before_ms: u64) -> Result<usize, StoreError> {
+        Store::prune_alerts(self, before_ms)
+    }
 }
+
+/// How long past alerts are kept, as the quarter-hour points.
+const ALERTS_KEPT_MS: u64 = 30 * 24 * 3_600_000;
 
 /// A point being summed up.
 #[derive(Debug, Clone)]
@@ -129,6 +147,38 @@ impl HealthRecorder {
     fn keep(&self, resolution: Resolution, bucket: &Bucket) {
         if let Err(e) = self.log.put(resolution, &bucket.point()) {
             tracing::warn!(error = %e, "cannot keep the health history");
+        }
+    }
+
+    /// Keeps an alert as it is raised, changes or clears; a new one prunes those past keeping.
+    pub fn keep_alert(&self, record: &AlertRecord) {
+        if let Err(e) = self.log.put_alert(record) {
+            tracing::warn!(error = %e, "cannot keep the alert");
+        }
+        if record.cleared_ms.is_none()
+            && let Err(e) = (self.log).prune_alerts(record.raised_ms.saturating_sub(ALERTS_KEPT_MS))
+        {
+            tracing::warn!(error = %e, "cannot prune past alerts");
+        }
+    }
+
+    /// Kept alerts, newest first, at most `limit`.
+    pub fn alerts(&self, limit: usize) -> Vec<AlertRecord> {
+        self.log.alerts(limit).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot read past alerts");
+            Vec::new()
+        })
+    }
+
+    /// Closes the alerts a previous run left active: nobody watches them any more, so they end
+    /// at `now_ms`, marked as ended by the restart.
+    pub fn close_left_open(&self, now_ms: u64, limit: usize) {
+        for mut record in self.alerts(limit) {
+            if record.cleared_ms.is_none() {
+                record.cleared_ms = Some(now_ms);
+                record.ended_by_restart = true;
+                self.keep_alert(&record);
+            }
         }
     }
 

@@ -41,15 +41,32 @@ struct State {
 const ALERT_LOG: usize = 200;
 
 /// An alert as it happened: raised, and cleared (none while active).
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AlertRecord {
     pub alert: crate::Alert,
     /// Unix milliseconds.
     pub raised_ms: u64,
     pub cleared_ms: Option<u64>,
+    /// Valor stopped while it was active: it ended with that run, not by recovering.
+    #[serde(default)]
+    pub ended_by_restart: bool,
 }
 
-fn note_change(log: &mut VecDeque<AlertRecord>, change: &AlertChange, at_ms: u64) {
+/// Notes a change in the log; returns the record it touched.
+fn note_change(
+    log: &mut VecDeque<AlertRecord>,
+    change: &AlertChange,
+    at_ms: u64,
+) -> Option<AlertRecord> {
+    let kind = match change {
+        AlertChange::Raised(a) | AlertChange::Cleared(a) => a.kind,
+        AlertChange::SeverityChanged { alert, .. } => alert.kind,
+    };
+    note_in(log, change, at_ms);
+    log.iter().rev().find(|r| r.alert.kind == kind).cloned()
+}
+
+fn note_in(log: &mut VecDeque<AlertRecord>, change: &AlertChange, at_ms: u64) {
     match change {
         AlertChange::Raised(alert) => {
             if log.len() >= ALERT_LOG {
@@ -59,6 +76,7 @@ fn note_change(log: &mut VecDeque<AlertRecord>, change: &AlertChange, at_ms: u64
                 alert: alert.clone(),
                 raised_ms: at_ms,
                 cleared_ms: None,
+                ended_by_restart: false,
             });
         }
         AlertChange::SeverityChanged { alert, .. } => {
@@ -216,11 +234,14 @@ impl ResourceMonitor {
         let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
         for change in state.alerts.evaluate(&sample, &self.config) {
             log_change(&change);
-            note_change(
+            let record = note_change(
                 &mut state.log,
                 &change,
                 sample.taken_at.saturating_mul(1000),
             );
+            if let (Some(history), Some(record)) = (self.history.get(), record) {
+                history.keep_alert(&record);
+            }
             // Nobody listening is fine: the change is logged and on /health.
             let _ = self.changes.send(change);
         }
@@ -265,6 +286,10 @@ impl ResourceMonitor {
     /// Keeps every later sample over time through `recorder` (set once; a second call is
     /// ignored).
     pub fn keep_history(&self, recorder: crate::history::HealthRecorder) {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        recorder.close_left_open(now_ms, ALERT_LOG);
         let _ = self.history.set(recorder);
     }
 
@@ -286,9 +311,13 @@ impl ResourceMonitor {
         self.changes.subscribe()
     }
 
-    /// Alerts raised since start (at most 200), newest first, with when they cleared.
+    /// Alerts (at most 200), newest first, with when they cleared: those kept in the store
+    /// (earlier runs' too) once history is kept, else those raised since start.
     pub fn alert_log(&self) -> Vec<AlertRecord> {
-        self.read().log.iter().rev().cloned().collect()
+        match self.history.get() {
+            Some(history) => history.alerts(ALERT_LOG),
+            None => self.read().log.iter().rev().cloned().collect(),
+        }
     }
 
     /// The latest report, if a sample has been taken.
@@ -427,6 +456,42 @@ mod tests {
         assert_eq!((log[1].raised_ms, log[1].cleared_ms), (1000, Some(1000)));
         assert_eq!(log[0].cleared_ms, None);
         assert_eq!(log[0].alert.severity, crate::Severity::Critical);
+    }
+
+    #[test]
+    fn past_alerts_are_kept_in_the_store_across_a_restart() {
+        #![allow(clippy::unwrap_used)]
+        let dir = tempfile::tempdir().unwrap();
+        let store = valor_store::Store::open(&dir.path().join("store")).unwrap();
+        let start = |store: &valor_store::Store| {
+            let monitor = ResourceMonitor::new(
+                MonitorConfig::default(),
+                ChildRegistry::new(),
+                &MetricsRegistry::new(),
+            )
+            .unwrap();
+            let recorder = crate::history::HealthRecorder::new(Arc::new(store.clone()));
+            monitor.keep_history(recorder);
+            monitor
+        };
+        let monitor = start(&store);
+        monitor.record(sample(600)); // raised
+        monitor.record(sample(5)); // cleared
+        let mut again = sample(600);
+        again.taken_at = 9;
+        monitor.record(again); // raised again, left active
+        drop(monitor);
+
+        let monitor = start(&store);
+        let log = monitor.alert_log();
+        assert_eq!(log.len(), 2, "{log:?}");
+        assert_eq!(
+            (log[1].cleared_ms, log[1].ended_by_restart),
+            (Some(1000), false)
+        );
+        assert!(log[0].cleared_ms.is_some(), "the run that watched it ended");
+        assert!(log[0].ended_by_restart);
+        assert_eq!(log[0].raised_ms, 9000);
     }
 
     #[tokio::test(start_paused = true)]

@@ -2,6 +2,7 @@
 //! day) and one every fifteen minutes (kept thirty days), so the daydream's chart and the
 //! dashboard see more than the last hour and a restart loses nothing.
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::StoreError;
@@ -71,6 +72,17 @@ fn key(resolution: Resolution, at_ms: u64) -> [u8; 9] {
     key
 }
 
+/// The first key byte of alert records (points start with 1 or 15).
+const ALERT: u8 = b'A';
+
+fn alert_key(raised_ms: u64, kind: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(9 + kind.len());
+    key.push(ALERT);
+    key.extend_from_slice(&raised_ms.to_be_bytes());
+    key.extend_from_slice(kind.as_bytes());
+    key
+}
+
 impl Store {
     /// Keeps a point (replacing one at the same time and resolution).
     pub fn put_health_point(
@@ -105,6 +117,43 @@ impl Store {
         let old: Vec<sled::IVec> = self
             .health
             .range(key(resolution, 0)..key(resolution, before_ms))
+            .keys()
+            .collect::<Result<_, _>>()?;
+        for k in &old {
+            self.health.remove(k)?;
+        }
+        Ok(old.len())
+    }
+
+    /// Keeps an alert's record, keyed by when it was raised and its kind (replacing the one
+    /// kept before for the same alert, as it changes severity or clears).
+    pub fn put_alert<T: Serialize>(
+        &self,
+        raised_ms: u64,
+        kind: &str,
+        record: &T,
+    ) -> Result<(), StoreError> {
+        self.health
+            .insert(alert_key(raised_ms, kind), encode(record))?;
+        Ok(())
+    }
+
+    /// Kept alert records, newest first, at most `limit`.
+    pub fn alerts<T: DeserializeOwned>(&self, limit: usize) -> Result<Vec<T>, StoreError> {
+        self.health
+            .scan_prefix([ALERT])
+            .values()
+            .rev()
+            .take(limit)
+            .map(|v| decode("alert", &v?))
+            .collect()
+    }
+
+    /// Drops alert records raised before `before_ms`; returns how many.
+    pub fn prune_alerts(&self, before_ms: u64) -> Result<usize, StoreError> {
+        let old: Vec<sled::IVec> = self
+            .health
+            .range(alert_key(0, "")..alert_key(before_ms, ""))
             .keys()
             .collect::<Result<_, _>>()?;
         for k in &old {
@@ -166,5 +215,27 @@ mod tests {
         // A restart keeps them.
         let store = Store::open(&dir.path().join("store")).unwrap();
         assert_eq!(store.health_points(Resolution::Minute, 0).unwrap().len(), 5);
+    }
+
+    #[test]
+    fn alerts_are_kept_newest_first_replaced_as_they_change_and_pruned() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store")).unwrap();
+        store.put_alert(1_000, "memory", &"raised").unwrap();
+        store.put_alert(2_000, "cpu", &"raised").unwrap();
+        store.put_alert(1_000, "memory", &"cleared").unwrap();
+        store
+            .put_health_point(Resolution::Minute, &point(5_000))
+            .unwrap();
+        let kept: Vec<String> = store.alerts(10).unwrap();
+        assert_eq!(kept, ["raised", "cleared"], "newest first, one per alert");
+        assert_eq!(store.health_points(Resolution::Minute, 0).unwrap().len(), 1);
+        assert_eq!(store.prune_alerts(1_500).unwrap(), 1);
+        assert_eq!(store.alerts::<String>(10).unwrap(), ["raised"]);
+        assert_eq!(
+            store.health_points(Resolution::Minute, 0).unwrap().len(),
+            1,
+            "points stay"
+        );
     }
 }
