@@ -30,21 +30,19 @@ pub struct AppParts {
     pub scheduler: Arc<Scheduler>,
     /// Telegram's pairing routes, when Telegram is on.
     pub telegram: Option<Router>,
-    /// What the dashboard (`/ui/`) shows.
-    pub dashboard: Arc<dyn valor_dashboard::Source>,
+    /// What the dashboard (`/ui/`) shows; `None`: no dashboard (`[health] dashboard = false`).
+    pub dashboard: Option<Arc<dyn valor_dashboard::Source>>,
 }
 
 pub fn app(parts: AppParts) -> Router {
     let store = parts.memory.store().clone();
+    let dashboard = (parts.dashboard)
+        .map(|source| valor_dashboard::router(source, &parts.token, crate::logging::ring()));
     server::router(parts.health)
         .merge(valor_memory::api::router(parts.memory, parts.token.clone()))
         .merge(parts.tools)
         .merge(crate::stats::router(store, parts.token.clone()))
-        .merge(valor_dashboard::router(
-            parts.dashboard,
-            &parts.token,
-            crate::logging::ring(),
-        ))
+        .merge(dashboard.unwrap_or_default())
         .merge(valor_scheduler::router(parts.scheduler, parts.token))
         .merge(parts.telegram.unwrap_or_default())
 }
@@ -117,7 +115,7 @@ mod tests {
             tools: hosted.routes,
             scheduler,
             telegram: None,
-            dashboard,
+            dashboard: Some(dashboard),
         });
         World {
             _dir: dir,

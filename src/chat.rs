@@ -34,7 +34,7 @@ pub async fn chat(config_path: Option<PathBuf>, args: ChatArgs) -> ExitCode {
     };
     // Only errors are logged here unless RUST_LOG asks for more: stderr carries the
     // user-facing messages.
-    crate::logging::init("error");
+    crate::logging::init("error", false);
     let metrics = MetricsRegistry::new();
     let agent =
         match crate::agent::Agent::build(&loaded.config, &metrics, ChildRegistry::new(), false) {

@@ -288,6 +288,10 @@ pub async fn dashboard(config_path: Option<PathBuf>, args: DashboardArgs) -> Exi
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
+    if !loaded.config.health.dashboard {
+        eprintln!("error: the dashboard is off in this configuration ([health] dashboard = false)");
+        return ExitCode::FAILURE;
+    }
     // The store is free only when no Valor runs: then there is no dashboard to log in to.
     if valor_store::Store::open(&loaded.config.memory.path).is_ok() {
         eprintln!(

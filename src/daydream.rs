@@ -301,7 +301,7 @@ pub async fn command(config_path: Option<PathBuf>, args: DaydreamArgs) -> ExitCo
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
-    crate::logging::init("error");
+    crate::logging::init("error", false);
     match now(&loaded).await {
         Ok(line) => {
             println!("{line}");

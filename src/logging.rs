@@ -21,8 +21,9 @@ pub fn ring() -> LogRing {
 /// hnsw_rs's dump and reload details): warnings only, unless the filter names them itself.
 const CHATTY_DEPENDENCIES: [&str; 4] = ["hnsw_rs", "anndists", "tokio_cron_scheduler", "sled"];
 
-/// Installs the stderr logger. `RUST_LOG` wins over `[log] filter`.
-pub fn init(config_filter: &str) {
+/// Installs the stderr logger, and with `ring` the dashboard's ring of last lines. `RUST_LOG`
+/// wins over `[log] filter`.
+pub fn init(config_filter: &str, ring: bool) {
     let spec = std::env::var("RUST_LOG")
         .ok()
         .filter(|v| EnvFilter::try_new(v).is_ok())
@@ -34,7 +35,7 @@ pub fn init(config_filter: &str) {
     let _ = tracing_subscriber::registry()
         .with(filter_for(&spec))
         .with(stderr)
-        .with(ring().layer())
+        .with(ring.then(|| self::ring().layer()))
         .try_init();
 }
 

@@ -21,7 +21,7 @@ pub async fn run(config_path: Option<PathBuf>) -> ExitCode {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
-    crate::logging::init(&loaded.config.log.filter);
+    crate::logging::init(&loaded.config.log.filter, loaded.config.health.dashboard);
     match serve(loaded, started).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -176,14 +176,16 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
     let server_shutdown = shutdown.clone();
     let hosted =
         crate::tool_servers::host_tools(&config, &loaded_secrets, &agent, &grants, deliver)?;
-    let dashboard = Arc::new(crate::dashboard::AgentView {
-        monitor: Arc::clone(&monitor),
-        conversations: dashboard_conversations,
-        store: agent.store.clone(),
-        scheduler: Arc::clone(&scheduler),
-        memory: agent.memory.clone(),
-        baseline: crate::dashboard::baseline(&config.routing),
-        reports_dir: config.daydream.logs_dir.clone(),
+    let dashboard = config.health.dashboard.then(|| {
+        Arc::new(crate::dashboard::AgentView {
+            monitor: Arc::clone(&monitor),
+            conversations: dashboard_conversations,
+            store: agent.store.clone(),
+            scheduler: Arc::clone(&scheduler),
+            memory: agent.memory.clone(),
+            baseline: crate::dashboard::baseline(&config.routing),
+            reports_dir: config.daydream.logs_dir.clone(),
+        }) as Arc<dyn valor_dashboard::Source>
     });
     let routes = crate::app::app(crate::app::AppParts {
         health: state,

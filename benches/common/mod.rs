@@ -60,6 +60,17 @@ pub fn start(
     anthropic: &FakeAnthropic,
     chats: usize,
 ) -> Child {
+    start_with(dir, telegram, anthropic, chats, &[])
+}
+
+/// [`start`] with more environment (configuration overrides).
+pub fn start_with(
+    dir: &Path,
+    telegram: &FakeTelegram,
+    anthropic: &FakeAnthropic,
+    chats: usize,
+    env: &[(&str, &str)],
+) -> Child {
     let users: Vec<String> = (1..=chats).map(|c| c.to_string()).collect();
     let mut cmd = match std::env::var("VALOR_SOAK_HEAPTRACK") {
         Ok(out) => {
@@ -92,6 +103,7 @@ pub fn start(
         .env("ANTHROPIC_BASE_URL", &anthropic.url)
         .env("ANTHROPIC_API_KEY", "sk-ant-test")
         .env("CLAUDE_CODE_MAX_RETRIES", "1")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());

@@ -151,6 +151,8 @@ pub struct HealthConfig {
     /// Binding anything but a loopback address exposes health data to the network: it must be
     /// switched on explicitly.
     pub allow_non_loopback: bool,
+    /// Serve the operator's dashboard under `/ui/` (and keep the last log lines for it).
+    pub dashboard: bool,
 }
 
 impl Default for HealthConfig {
@@ -158,6 +160,7 @@ impl Default for HealthConfig {
         HealthConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], 8088)),
             allow_non_loopback: false,
+            dashboard: true,
         }
     }
 }

@@ -253,3 +253,15 @@ fn without_a_running_valor_the_dashboard_command_says_to_start_it() {
         "{stderr}"
     );
 }
+
+#[test]
+fn with_the_dashboard_off_the_command_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, _, stderr) = output(
+        valor(dir.path())
+            .arg("dashboard")
+            .env("VALOR__HEALTH__DASHBOARD", "false"),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.contains("[health] dashboard = false"), "{stderr}");
+}
