@@ -20,6 +20,10 @@ pub fn learner(config: &Config, memory: &Memory) -> Option<Learner> {
             memory.clone(),
             LearnSettings {
                 ask_threshold: l.ask_threshold as f32,
+                // Keys are checked to be chat ids when the config loads.
+                ask_threshold_by_chat: (l.ask_threshold_by_chat.iter())
+                    .filter_map(|(chat, t)| Some((chat.trim().parse().ok()?, *t as f32)))
+                    .collect(),
                 duplicate_similarity: l.duplicate_similarity as f32,
             },
         )

@@ -33,6 +33,9 @@ pub struct LearningConfig {
     pub enabled: bool,
     /// Ask only about statements the watcher is at least this sure of (0.5-1).
     pub ask_threshold: f64,
+    /// The threshold for particular chats, by chat id: `{ "-1001234" = 0.9 }` (a busy group
+    /// asked less often).
+    pub ask_threshold_by_chat: std::collections::BTreeMap<String, f64>,
     /// A new learning this similar (cosine) to an active one reinforces it instead (0.5-0.99).
     pub duplicate_similarity: f64,
     /// Tokens of learnings each turn's prompt may carry, highest confidence first (0: none).
@@ -46,6 +49,7 @@ impl Default for LearningConfig {
         LearningConfig {
             enabled: true,
             ask_threshold: 0.75,
+            ask_threshold_by_chat: std::collections::BTreeMap::new(),
             duplicate_similarity: 0.85,
             inject_tokens: 300,
             export_dir: PathBuf::from("learnings"),

@@ -60,6 +60,22 @@ pub(crate) fn validate(config: &Config) -> Vec<(String, String)> {
         "messages",
     );
     let l = &config.learning;
+    for (chat, threshold) in &l.ask_threshold_by_chat {
+        let key = format!("learning.ask_threshold_by_chat.{chat}");
+        if chat.trim().parse::<i64>().is_err() {
+            push(
+                &mut problems,
+                &key,
+                format!("expected a chat id (a whole number), got {chat:?}"),
+            );
+        } else if !(0.5..=1.0).contains(threshold) {
+            push(
+                &mut problems,
+                &key,
+                format!("expected a number from 0.5 to 1, got {threshold}"),
+            );
+        }
+    }
     for (key, value, low, high) in [
         ("learning.ask_threshold", l.ask_threshold, 0.5, 1.0),
         (

@@ -285,3 +285,23 @@ fn the_example_documents_every_key() {
     schema.sort();
     assert_eq!(documented, schema);
 }
+
+#[test]
+fn per_chat_ask_thresholds_are_checked_by_chat() {
+    let text =
+        "[learning.ask_threshold_by_chat]\n\"-1001\" = 0.9\n\"general\" = 0.8\n\"42\" = 3.0\n";
+    let (_, result) = load_file(text, &[]);
+    let err = result.unwrap_err();
+    let shown: Vec<String> = err.problems().iter().map(ToString::to_string).collect();
+    assert_eq!(shown.len(), 2, "{shown:?}");
+    assert!(
+        shown[0].contains("learning.ask_threshold_by_chat.42") && shown[0].contains("got 3"),
+        "{shown:?}"
+    );
+    assert!(
+        shown[1].contains("expected a chat id") && shown[1].contains("general"),
+        "{shown:?}"
+    );
+    let (_, good) = load_file("[learning.ask_threshold_by_chat]\n\"-1001\" = 0.9\n", &[]);
+    assert_eq!(good.unwrap().learning.ask_threshold_by_chat["-1001"], 0.9);
+}

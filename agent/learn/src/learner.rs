@@ -15,12 +15,15 @@ use valor_store::{
     Store, StoreError, confidence_for,
 };
 
+use crate::detector::Detector;
 use crate::watcher::detect;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct LearnSettings {
     /// The watcher asks only about statements at least this confident.
     pub ask_threshold: f32,
+    /// The threshold of particular chats.
+    pub ask_threshold_by_chat: std::collections::BTreeMap<i64, f32>,
     /// Cosine similarity above which a new learning repeats an existing one.
     pub duplicate_similarity: f32,
 }
@@ -29,6 +32,7 @@ impl Default for LearnSettings {
     fn default() -> Self {
         LearnSettings {
             ask_threshold: 0.75,
+            ask_threshold_by_chat: std::collections::BTreeMap::new(),
             duplicate_similarity: 0.85,
         }
     }
@@ -86,16 +90,29 @@ impl Accepted {
     }
 }
 
+impl LearnSettings {
+    /// The asking threshold in `chat_id`.
+    pub fn ask_threshold_in(&self, chat_id: i64) -> f32 {
+        (self.ask_threshold_by_chat.get(&chat_id).copied()).unwrap_or(self.ask_threshold)
+    }
+}
+
 /// The learnings of every chat, over the store and the embedding model.
 #[derive(Clone)]
 pub struct Learner {
     memory: Memory,
-    settings: LearnSettings,
+    settings: std::sync::Arc<LearnSettings>,
+    detector: &'static Detector,
 }
 
 impl Learner {
+    /// A learner with the committed watcher weights.
     pub fn new(memory: Memory, settings: LearnSettings) -> Learner {
-        Learner { memory, settings }
+        Learner {
+            memory,
+            settings: std::sync::Arc::new(settings),
+            detector: Detector::builtin(),
+        }
     }
 
     /// The memory it keeps learnings in.
@@ -108,11 +125,17 @@ impl Learner {
     }
 
     /// The question worth asking about a user's message, if the watcher finds a confident
-    /// statement in it (the most confident one).
+    /// statement in it (the most confident one). The message's embedding is the one recall
+    /// computes for the same turn (computed once, whoever asks first).
     pub fn watch(&self, chat_id: i64, text: &str, source: &str, now_ms: u64) -> Option<Proposal> {
-        let found = detect(text)
-            .into_iter()
-            .find(|d| d.confidence >= self.settings.ask_threshold)?;
+        let threshold = self.settings.ask_threshold_in(chat_id);
+        let embedding = self.memory.embed_query(text);
+        let embed = |texts: &[&str]| self.memory.embed(texts);
+        let found = (self
+            .detector
+            .detect(text, embedding.as_deref(), &embed)
+            .into_iter())
+        .find(|d| d.confidence >= threshold)?;
         tracing::info!(
             chat_id,
             trigger = %found.trigger,

@@ -2,6 +2,10 @@
 //!
 //! - [`watcher`]: finds statements worth remembering in a user's message (ten trigger types,
 //!   each with a confidence); only confident ones are asked about.
+//! - [`classifier`]: the learned half of the watcher, a softmax regression over a message's
+//!   embedding, trained offline from the labelled file.
+//! - [`detector`]: the watcher as it runs, the rules and the classifier together.
+//! - [`evaluate`]: precision and recall on a labelled set.
 //! - [`learner`]: turns a "yes" into a learning: deduplicated by meaning (reinforcing the one
 //!   it repeats), retiring what a switch replaces; lists, forgets and ranks learnings for the
 //!   context of later turns.
@@ -13,6 +17,9 @@
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod chat;
+pub mod classifier;
+pub mod detector;
+pub mod evaluate;
 pub mod export;
 pub mod learner;
 pub mod watcher;

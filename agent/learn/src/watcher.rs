@@ -313,13 +313,19 @@ const RULES: &[(Trigger, f32, &str)] = &[
 /// Words that make a sentence a question when it starts with them.
 const QUESTION_STARTS: &[&str] = &[
     "should", "could", "would", "can", "do", "does", "did", "is", "are", "was", "were", "what",
-    "why", "how", "when", "which", "who", "shall", "will", "have", "has", "any",
+    "why", "how", "when", "which", "who", "shall", "will", "have", "has", "any", "where", "whose",
+    "may",
 ];
+
+/// Requests to the assistant: a task for this turn, not a statement about the project.
+const REQUEST: &str = r"^(?:please\s+)?(?:generate|send|check|show|write|summari[sz]e|explain|tell|look\s+at|review|run|remind)\b";
+/// Other people's and other places' doings: another team, company or time.
+const ELSEWHERE: &str = r"\b(?:my|our|his|her|their)\s+(?:previous|last|old|former)\s+(?:company|job|employer)\b|\bat\s+(?:my|our)\s+(?:previous|last|old|former)\b|^(?:their|they|our\s+(?:vendor|client|customer|competitor)s?|the\s+(?:vendor|client|customer|competitor)s?)\b|\b(?:famously|in\s+the\s+old\s+days|used\s+to)\b";
 
 /// Hypotheticals and plans not yet made.
 const HYPOTHETICAL: &str = r"\b(?:if|what\s+if|maybe|perhaps|might|could|would|wondering|considering|thinking\s+about|(?:talked|talking)\s+about\s+\w+ing|suppose|imagine|someday|one\s+day|in\s+theory|not\s+sure|whether|nothing\s+is\s+decided|undecided|not\s+decided\s+yet)\b";
 /// Someone else's words.
-const REPORTED: &str = r"\b(?:said|says|told\s+me|tells\s+me|according\s+to|wrote|tweeted|posted|heard\s+that|the\s+(?:blog|article|post|video)|claim|claims|claimed|someone\s+on)\b";
+const REPORTED: &str = r"\b(?:said|says|told\s+me|tells\s+me|according\s+to|wrote|tweeted|posted|heard\s+that|the\s+(?:blog|article|post|video|docs?|documentation)|claim|claims|claimed|someone\s+on|mention|mentions|mentioned)\b";
 /// Jokes and sarcasm markers.
 const JOKE: &str =
     r"(?:\blol\b|\blmao\b|\brofl\b|\bhaha|\bjk\b|\bjust\s+kidding\b|\bkidding\b|😂|🤣|😜|😆|/s\b)";
@@ -341,6 +347,8 @@ struct Compiled {
     negation: Option<Regex>,
     hedge: Option<Regex>,
     quoted: Option<Regex>,
+    request: Option<Regex>,
+    elsewhere: Option<Regex>,
 }
 
 fn compiled() -> &'static Compiled {
@@ -364,6 +372,8 @@ fn compiled() -> &'static Compiled {
             negation: build(NEGATION),
             hedge: build(HEDGE),
             quoted: build(QUOTED),
+            request: build(REQUEST),
+            elsewhere: build(ELSEWHERE),
         }
     })
 }
@@ -385,10 +395,13 @@ pub fn detect(text: &str) -> Vec<Detection> {
     found
 }
 
-fn detect_sentence(compiled: &Compiled, sentence: &str) -> Option<Detection> {
+/// Why a sentence states nothing to remember, when it does not: too short, a question, a
+/// joke, someone else's words, a hypothetical.
+pub fn passed_over(sentence: &str) -> Option<&'static str> {
+    let compiled = compiled();
     let trimmed = sentence.trim();
     if trimmed.split_whitespace().count() < 3 {
-        return None;
+        return Some("too short");
     }
     let lower = trimmed.to_lowercase();
     let first = lower
@@ -396,14 +409,50 @@ fn detect_sentence(compiled: &Compiled, sentence: &str) -> Option<Detection> {
         .find(|w| !w.is_empty())
         .unwrap_or("");
     if trimmed.ends_with('?') || QUESTION_STARTS.contains(&first) {
-        return None;
+        return Some("a question");
     }
-    if hits(&compiled.joke, trimmed)
-        || hits(&compiled.reported, trimmed)
-        || hits(&compiled.hypothetical, trimmed)
+    if hits(&compiled.joke, trimmed) {
+        return Some("a joke");
+    }
+    if hits(&compiled.reported, trimmed) || hits(&compiled.quoted, trimmed) && quoted_only(trimmed)
     {
+        return Some("someone else's words");
+    }
+    if hits(&compiled.hypothetical, trimmed) {
+        return Some("a hypothetical");
+    }
+    if hits(&compiled.request, trimmed) {
+        return Some("a request for this turn");
+    }
+    if hits(&compiled.elsewhere, trimmed) {
+        return Some("about another team, place or time");
+    }
+    None
+}
+
+/// A sentence that is all quotation.
+fn quoted_only(sentence: &str) -> bool {
+    compiled()
+        .quoted
+        .as_ref()
+        .is_some_and(|q| q.replace_all(sentence, " ").split_whitespace().count() < 3)
+}
+
+/// Whether a negation stands in the sentence (outside quotes): "not", "never", "haven't"...
+pub fn negated(sentence: &str) -> bool {
+    hits(&compiled().negation, sentence)
+}
+
+/// Whether the sentence is hedged ("I think", "probably").
+pub fn hedged(sentence: &str) -> bool {
+    hits(&compiled().hedge, sentence)
+}
+
+fn detect_sentence(compiled: &Compiled, sentence: &str) -> Option<Detection> {
+    if passed_over(sentence).is_some() {
         return None;
     }
+    let trimmed = sentence.trim();
     // Words inside quotation marks are someone else's.
     let unquoted = match &compiled.quoted {
         Some(quoted) => quoted.replace_all(trimmed, " "),
@@ -451,7 +500,7 @@ fn negated_before(compiled: &Compiled, text: &str, at: usize) -> bool {
 }
 
 /// Sentences of a message: split after `.`, `!`, `?` and at line breaks; the end mark kept.
-fn sentences(text: &str) -> impl Iterator<Item = &str> {
+pub fn sentences(text: &str) -> impl Iterator<Item = &str> {
     let mut out = Vec::new();
     for line in text.lines() {
         let mut start = 0;
@@ -471,7 +520,8 @@ fn sentences(text: &str) -> impl Iterator<Item = &str> {
     out.into_iter().filter(|s| !s.trim().is_empty())
 }
 
-fn cut(sentence: &str) -> String {
+/// The sentence as a learning keeps it: cut at a word past [`MAX_SENTENCE`] characters.
+pub fn cut(sentence: &str) -> String {
     if sentence.chars().count() <= MAX_SENTENCE {
         return sentence.to_owned();
     }
@@ -490,7 +540,16 @@ mod tests {
             assert!(Regex::new(pattern).is_ok(), "{trigger}: {pattern}");
         }
         assert_eq!(compiled().rules.len(), RULES.len());
-        for pattern in [HYPOTHETICAL, REPORTED, JOKE, NEGATION, HEDGE, QUOTED] {
+        for pattern in [
+            HYPOTHETICAL,
+            REPORTED,
+            JOKE,
+            NEGATION,
+            HEDGE,
+            QUOTED,
+            REQUEST,
+            ELSEWHERE,
+        ] {
             assert!(Regex::new(pattern).is_ok(), "{pattern}");
         }
     }

@@ -6,6 +6,7 @@
 //! - [`keyword`]: BM25 keyword search, which works with no model at all.
 //! - [`vector`]: the hnsw_rs vector index, saved beside the store and checked on reload.
 //! - [`search`]: queries, hits and reciprocal-rank fusion.
+//! - [`query_cache`]: the latest queries' embeddings, computed once for recall and the watcher.
 //! - [`catalogue`]: kind, chat and time of each document, for filters.
 //! - [`turn`]: memory for a turn's prompt (the engine's `Recall`) and the `/health` component.
 //! - [`disclosure`]: the three layers of the `memory` tools: index, timeline, full records.
@@ -24,6 +25,7 @@ pub mod client;
 pub mod disclosure;
 pub mod history;
 pub mod keyword;
+pub mod query_cache;
 pub mod search;
 pub mod service;
 pub mod transfer;

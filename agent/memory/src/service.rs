@@ -108,6 +108,8 @@ struct Inner {
     set_aside: AtomicU64,
     /// True once the indexes hold everything that was in the store at open.
     loaded: tokio::sync::watch::Sender<bool>,
+    /// The latest queries' embeddings, shared by recall and the watcher.
+    queries: crate::query_cache::QueryEmbeddings,
 }
 
 /// Long-term memory; clones share it.
@@ -157,6 +159,7 @@ impl Memory {
                 strikes: Mutex::new(HashMap::new()),
                 set_aside: AtomicU64::new(0),
                 loaded,
+                queries: Default::default(),
             }),
         };
         let weak = Arc::downgrade(&memory.inner);
@@ -309,17 +312,9 @@ impl Memory {
         let (query_vector, (keyword_ids, matching)) = std::thread::scope(|scope| {
             let embedding = embedder
                 .as_ref()
-                .map(|e| scope.spawn(move || e.embed(&[text])));
+                .map(|e| scope.spawn(move || self.embed_query_with(e, text)));
             let keyword = self.keyword_ranking(text, candidates, filter);
-            let vector = embedding
-                .and_then(|handle| handle.join().ok())
-                .and_then(|embedded| match embedded {
-                    Ok(mut vectors) => vectors.pop(),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot embed a query; keywords only");
-                        None
-                    }
-                });
+            let vector = embedding.and_then(|handle| handle.join().ok()).flatten();
             (vector, keyword)
         });
         let vector_hits = match (&embedder, query_vector) {
@@ -445,6 +440,28 @@ impl Memory {
             .collect();
         exact.sort_by(|a, b| b.1.total_cmp(&a.1));
         exact
+    }
+
+    /// The embedding of a query (a user's message), computed once for recall and the watcher
+    /// alike; `None` without a model or when it fails (logged).
+    pub fn embed_query(&self, text: &str) -> Option<Vec<f32>> {
+        let text = snippet_bytes(text, MAX_QUERY_BYTES);
+        let embedder = self.embedder().filter(|_| !text.trim().is_empty())?;
+        self.embed_query_with(&embedder, text)
+    }
+
+    fn embed_query_with(&self, embedder: &Embedder, text: &str) -> Option<Vec<f32>> {
+        self.inner
+            .queries
+            .get_or_embed(embedder.model_id(), text, || {
+                match embedder.embed(&[text]) {
+                    Ok(mut vectors) => vectors.pop(),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot embed a query; keywords only");
+                        None
+                    }
+                }
+            })
     }
 
     /// Embeds texts with the loaded model; `None` while there is none (loading, keyword-only)

@@ -9,8 +9,10 @@ use crate::{Category, MemoryKind, StoreError};
 
 /// How long a question waits for its answer.
 pub const PROPOSAL_TTL_MS: u64 = 10 * 60 * 1000;
+/// How long settled questions are kept (for the learning figures) before they are purged.
+pub const PROPOSALS_KEPT_MS: u64 = 30 * 24 * 3_600_000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ProposalState {
     Pending,
@@ -51,6 +53,17 @@ pub struct LearningDraft {
     pub source_message: Option<String>,
     /// What it would replace: "Bootstrap" in "we're switching from Bootstrap to Tailwind".
     pub replaces: Option<String>,
+}
+
+impl ProposalState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProposalState::Pending => "pending",
+            ProposalState::Accepted => "accepted",
+            ProposalState::Declined => "declined",
+            ProposalState::Expired => "expired",
+        }
+    }
 }
 
 impl Proposal {
@@ -130,5 +143,135 @@ impl Store {
             self.flush()?;
         }
         Ok(Some((before, proposal)))
+    }
+
+    /// Marks pending proposals past their time expired and returns them (a channel takes the
+    /// buttons off their questions).
+    pub fn expire_proposals(&self, now_ms: u64) -> Result<Vec<Proposal>, StoreError> {
+        let mut expired = Vec::new();
+        for entry in self.proposals.iter() {
+            let (key, bytes) = entry?;
+            let mut proposal: Proposal = decode("proposal", &bytes)?;
+            if proposal.state != ProposalState::Pending || now_ms <= proposal.expires_ms {
+                continue;
+            }
+            proposal.state = ProposalState::Expired;
+            // Settled meanwhile by a press: that press wins.
+            if self
+                .proposals
+                .compare_and_swap(key, Some(bytes), Some(encode(&proposal)))?
+                .is_ok()
+            {
+                expired.push(proposal);
+            }
+        }
+        if !expired.is_empty() {
+            self.flush()?;
+        }
+        Ok(expired)
+    }
+
+    /// Removes settled and expired proposals created before `before_ms`; returns how many.
+    pub fn purge_proposals(&self, before_ms: u64) -> Result<usize, StoreError> {
+        let mut old = Vec::new();
+        for entry in self.proposals.iter() {
+            let (key, bytes) = entry?;
+            let proposal: Proposal = decode("proposal", &bytes)?;
+            if proposal.state != ProposalState::Pending && proposal.created_ms < before_ms {
+                old.push(key);
+            }
+        }
+        for key in &old {
+            self.proposals.remove(key)?;
+        }
+        Ok(old.len())
+    }
+
+    /// Questions kept (those of the last [`PROPOSALS_KEPT_MS`]) in each state, by trigger (the
+    /// memory kind for those no trigger asked), of one chat or all: the learning figures.
+    pub fn proposal_counts(
+        &self,
+        chat_id: Option<i64>,
+    ) -> Result<std::collections::BTreeMap<(String, ProposalState), u64>, StoreError> {
+        let mut counts = std::collections::BTreeMap::new();
+        for entry in self.proposals.iter() {
+            let (_, bytes) = entry?;
+            let proposal: Proposal = decode("proposal", &bytes)?;
+            if chat_id.is_some_and(|c| c != proposal.chat_id) {
+                continue;
+            }
+            let trigger = (proposal.learning.as_ref())
+                .and_then(|l| l.trigger.clone())
+                .unwrap_or_else(|| proposal.kind.as_str().to_owned());
+            *counts.entry((trigger, proposal.state)).or_default() += 1;
+        }
+        Ok(counts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn asked(store: &Store, chat_id: i64, created_ms: u64) -> Proposal {
+        store
+            .add_proposal(Proposal {
+                id: 0,
+                chat_id,
+                text: "We use sled.".into(),
+                kind: MemoryKind::Learning,
+                source: "tg:1".into(),
+                created_ms,
+                expires_ms: created_ms + PROPOSAL_TTL_MS,
+                message_id: Some(5),
+                state: ProposalState::Pending,
+                learning: Some(LearningDraft {
+                    category: Category::Decision,
+                    trigger: Some("decided_to_use".into()),
+                    detected_pct: 90,
+                    source_message: None,
+                    replaces: None,
+                }),
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn questions_past_their_time_expire_once_and_old_settled_ones_are_purged() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store")).unwrap();
+        let old = asked(&store, 1, 0);
+        let answered = asked(&store, 1, 0);
+        let fresh = asked(&store, 2, 1_000_000);
+        store.settle_proposal(answered.id, 1, true, 1).unwrap();
+        let expired = store.expire_proposals(PROPOSAL_TTL_MS + 1).unwrap();
+        assert_eq!(expired.iter().map(|p| p.id).collect::<Vec<_>>(), [old.id]);
+        assert!(
+            store
+                .expire_proposals(PROPOSAL_TTL_MS + 2)
+                .unwrap()
+                .is_empty(),
+            "once"
+        );
+        let counts = store.proposal_counts(Some(1)).unwrap();
+        assert_eq!(
+            counts[&("decided_to_use".to_owned(), ProposalState::Expired)],
+            1
+        );
+        assert_eq!(
+            counts[&("decided_to_use".to_owned(), ProposalState::Accepted)],
+            1
+        );
+        assert_eq!(
+            store.proposal_counts(None).unwrap().values().sum::<u64>(),
+            3
+        );
+        assert_eq!(
+            store.purge_proposals(500_000).unwrap(),
+            2,
+            "the settled ones"
+        );
+        assert!(store.proposal(fresh.id).unwrap().is_some(), "pending stays");
     }
 }

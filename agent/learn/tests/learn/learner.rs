@@ -303,12 +303,23 @@ async fn the_watcher_asks_only_confident_statements() {
             )
             .is_none()
     );
+    // A chat of its own threshold (nothing reaches 1): asked elsewhere, not there.
     let strict = Learner::new(
         memory.clone(),
         LearnSettings {
-            ask_threshold: 0.99,
+            ask_threshold_by_chat: [(CHAT, 1.0)].into_iter().collect(),
             ..LearnSettings::default()
         },
+    );
+    assert!(
+        strict
+            .watch(
+                CHAT + 1,
+                "We're switching from Bootstrap to Tailwind.",
+                "tg:9",
+                10
+            )
+            .is_some()
     );
     assert!(
         strict
@@ -373,4 +384,40 @@ async fn learnings_export_to_markdown_and_move_between_stores_exactly() {
         .unwrap();
     assert_eq!(next.number, 3);
     assert_eq!(store.learnings_of(Some(CHAT), true).unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn statements_no_rule_knows_are_asked_about_with_the_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let (learner, _) = learner_with(dir.path(), model()).await;
+    let (rules_only, _) = learner_with(&dir.path().join("no-model"), dir.path().join("none")).await;
+    for text in [
+        "We've ditched Heroku, everything runs on Fly.io now.",
+        "We gave up on the microfrontends approach.",
+    ] {
+        assert!(
+            rules_only.watch(CHAT, text, "tg:1", 1).is_none(),
+            "the rules alone miss {text:?}"
+        );
+        let asked = learner
+            .watch(CHAT, text, "tg:1", 1)
+            .unwrap_or_else(|| panic!("asked about {text:?}"));
+        assert_eq!(asked.text, text);
+    }
+    let heroku = learner
+        .watch(
+            CHAT,
+            "We've ditched Heroku, everything runs on Fly.io now.",
+            "tg:2",
+            1,
+        )
+        .unwrap();
+    assert_eq!(heroku.learning.unwrap().replaces.as_deref(), Some("Heroku"));
+    for text in [
+        "Should we ditch Heroku?",
+        "lol we ditched Heroku for a toaster",
+        "Good morning!",
+    ] {
+        assert!(learner.watch(CHAT, text, "tg:3", 1).is_none(), "{text:?}");
+    }
 }
