@@ -112,7 +112,7 @@ impl Agent {
         if let Some(tools) = tools {
             engine = engine.tools(tools);
         }
-        let learner = crate::learning::learner(config, &self.memory);
+        let learner = crate::learning::learner(config, &self.memory)?;
         let learning = valor_learn::ChatLearning::new(self.store.clone(), learner);
         Ok(Conversations::new(
             engine.build(),

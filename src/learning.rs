@@ -4,30 +4,51 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::Subcommand;
 use valor_config::Config;
+use valor_learn::classifier::Classifier;
+use valor_learn::detector::{Blend, Detector};
 use valor_learn::{LearnSettings, Learner};
 use valor_memory::Memory;
 use valor_store::LearningRecord;
 
 use crate::memory_cmd::{Access, open};
 
-/// The learner, when `[learning] enabled`.
-pub fn learner(config: &Config, memory: &Memory) -> Option<Learner> {
+/// The learner, when `[learning] enabled`; an error when `[learning] watcher_weights` names a
+/// file that is not a weights file.
+pub fn learner(config: &Config, memory: &Memory) -> anyhow::Result<Option<Learner>> {
     let l = &config.learning;
-    l.enabled.then(|| {
-        Learner::new(
-            memory.clone(),
-            LearnSettings {
-                ask_threshold: l.ask_threshold as f32,
-                // Keys are checked to be chat ids when the config loads.
-                ask_threshold_by_chat: (l.ask_threshold_by_chat.iter())
-                    .filter_map(|(chat, t)| Some((chat.trim().parse().ok()?, *t as f32)))
-                    .collect(),
-                duplicate_similarity: l.duplicate_similarity as f32,
-            },
-        )
-    })
+    if !l.enabled {
+        return Ok(None);
+    }
+    let detector = match &l.watcher_weights {
+        None => Detector::builtin().clone(),
+        Some(path) => {
+            let bytes = std::fs::read(path).with_context(|| {
+                format!("[learning] watcher_weights: cannot read {}", path.display())
+            })?;
+            let classifier = Classifier::from_bytes(&bytes).with_context(|| {
+                format!(
+                    "[learning] watcher_weights: {} (made by valor learnings train?)",
+                    path.display()
+                )
+            })?;
+            Detector::new(Some(classifier), Blend::default())
+        }
+    };
+    Ok(Some(Learner::with_detector(
+        memory.clone(),
+        LearnSettings {
+            ask_threshold: l.ask_threshold as f32,
+            // Keys are checked to be chat ids when the config loads.
+            ask_threshold_by_chat: (l.ask_threshold_by_chat.iter())
+                .filter_map(|(chat, t)| Some((chat.trim().parse().ok()?, *t as f32)))
+                .collect(),
+            duplicate_similarity: l.duplicate_similarity as f32,
+        },
+        detector,
+    )))
 }
 
 #[derive(Debug, clap::Args)]
@@ -48,6 +69,19 @@ enum LearningsCommand {
         all: bool,
         #[arg(long)]
         json: bool,
+    },
+    /// Train the watcher's classifier from a labelled file (label TAB message), measure it
+    /// on a held-out file, and write its weights (for [learning] watcher_weights).
+    Train {
+        /// The labelled file (default: the training set Valor ships with).
+        #[arg(long, value_name = "FILE")]
+        data: Option<PathBuf>,
+        /// Measured on, never trained on (default: the held-out set Valor ships with).
+        #[arg(long, value_name = "FILE")]
+        held_out: Option<PathBuf>,
+        /// Where the weights go.
+        #[arg(long, value_name = "FILE", default_value = "watcher.weights")]
+        out: PathBuf,
     },
     /// Write <dir>/chat-<id>/LEARNED_INSIGHTS.md for every chat (or one).
     Export {
@@ -74,6 +108,14 @@ pub async fn command(config_path: Option<PathBuf>, args: LearningsArgs) -> ExitC
 }
 
 async fn run(config: &Config, args: LearningsArgs) -> Result<(), String> {
+    if let LearningsCommand::Train {
+        data,
+        held_out,
+        out,
+    } = &args.command
+    {
+        return train(config, data.as_deref(), held_out.as_deref(), out);
+    }
     let records: Vec<LearningRecord> = match open(config)? {
         Access::Direct(memory) => memory.store().all_learnings().map_err(|e| e.to_string())?,
         Access::Agent(agent) => agent.get("/memory/learnings").await?,
@@ -106,6 +148,7 @@ async fn run(config: &Config, args: LearningsArgs) -> Result<(), String> {
                 );
             }
         }
+        LearningsCommand::Train { .. } => {}
         LearningsCommand::Export { out, chat } => {
             let dir = out.unwrap_or_else(|| config.learning.export_dir.clone());
             let written = valor_learn::export::export_records(records, &dir, chat)
@@ -119,5 +162,48 @@ async fn run(config: &Config, args: LearningsArgs) -> Result<(), String> {
             }
         }
     }
+    Ok(())
+}
+
+/// `valor learnings train`: trains on `data`, measures on `held_out`, writes the weights.
+fn train(
+    config: &Config,
+    data: Option<&std::path::Path>,
+    held_out: Option<&std::path::Path>,
+    out: &std::path::Path,
+) -> Result<(), String> {
+    let read = |path: Option<&std::path::Path>, shipped: &str| match path {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display())),
+        None => Ok(shipped.to_owned()),
+    };
+    let data = read(data, valor_learn::detector::TRAINING_SET)?;
+    let held_out = read(held_out, valor_learn::detector::HELD_OUT_SET)?;
+    let home = std::env::var("HOME").ok();
+    let model_dir = config.memory.resolved_model_dir(home.as_deref());
+    let embedder = valor_embed::Embedder::load(&model_dir).map_err(|e| {
+        format!(
+            "no embedding model at {} ({e}): run scripts/setup",
+            model_dir.display()
+        )
+    })?;
+    let embed = |texts: &[&str]| embedder.embed(texts).ok();
+    let classifier = valor_learn::detector::train(&data, &embed)?;
+    let detector = Detector::new(Some(classifier.clone()), Blend::default());
+    let threshold = config.learning.ask_threshold as f32;
+    for (name, set) in [("training file", &data), ("held out", &held_out)] {
+        let rows = valor_learn::detector::labelled(set)?;
+        let texts: Vec<&str> = rows.iter().map(|r| r.1).collect();
+        let vectors = embedder.embed(&texts).map_err(|e| e.to_string())?;
+        let vectors: Vec<Option<Vec<f32>>> = vectors.into_iter().map(Some).collect();
+        let score = valor_learn::evaluate::score(&detector, &rows, &vectors, &embed, threshold);
+        println!("{name}: {score}");
+    }
+    std::fs::write(out, classifier.to_bytes())
+        .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+    println!(
+        "weights: {} (set [learning] watcher_weights to use them)",
+        out.display()
+    );
     Ok(())
 }

@@ -42,6 +42,9 @@ pub struct LearningConfig {
     pub inject_tokens: usize,
     /// Where `valor learnings export` writes `chat-<id>/LEARNED_INSIGHTS.md`.
     pub export_dir: PathBuf,
+    /// The watcher's classifier weights from `valor learnings train`; empty: the weights Valor
+    /// ships with.
+    pub watcher_weights: Option<PathBuf>,
 }
 
 impl Default for LearningConfig {
@@ -53,6 +56,7 @@ impl Default for LearningConfig {
             duplicate_similarity: 0.85,
             inject_tokens: 300,
             export_dir: PathBuf::from("learnings"),
+            watcher_weights: None,
         }
     }
 }

@@ -9,6 +9,7 @@ mod cli;
 mod dashboard_ui;
 mod daydream_cli;
 mod jobs_cli;
+mod learning_cli;
 mod memory_cli;
 mod run_service;
 mod support;

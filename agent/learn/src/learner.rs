@@ -102,16 +102,21 @@ impl LearnSettings {
 pub struct Learner {
     memory: Memory,
     settings: std::sync::Arc<LearnSettings>,
-    detector: &'static Detector,
+    detector: std::sync::Arc<Detector>,
 }
 
 impl Learner {
     /// A learner with the committed watcher weights.
     pub fn new(memory: Memory, settings: LearnSettings) -> Learner {
+        Learner::with_detector(memory, settings, Detector::builtin().clone())
+    }
+
+    /// A learner whose watcher is `detector` (weights trained elsewhere).
+    pub fn with_detector(memory: Memory, settings: LearnSettings, detector: Detector) -> Learner {
         Learner {
             memory,
             settings: std::sync::Arc::new(settings),
-            detector: Detector::builtin(),
+            detector: std::sync::Arc::new(detector),
         }
     }
 
