@@ -588,12 +588,18 @@ impl Conversations {
         {
             queue.question = None;
         }
-        tokio::task::spawn_blocking(move || learning.answer(chat_id, question, yes))
-            .await
-            .unwrap_or_else(|e| {
-                tracing::error!(chat_id, error = %e, "answering a question failed");
-                Answered::only("Sorry, something went wrong.")
-            })
+        let mut answered =
+            tokio::task::spawn_blocking(move || learning.answer(chat_id, question, yes))
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::error!(chat_id, error = %e, "answering a question failed");
+                    Answered::only("Sorry, something went wrong.")
+                });
+        // Settled now: the channel replaces the question (and its buttons) by the outcome.
+        if answered.outcome.is_some() {
+            answered.question = Some(question);
+        }
+        answered
     }
 }
 

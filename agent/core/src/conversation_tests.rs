@@ -268,10 +268,10 @@ impl Learning for Asking {
             return Answered::only("This question is not yours.");
         }
         self.kept.lock().unwrap().push((chat_id, id, yes));
-        Answered {
-            reply: if yes { "Remembered." } else { "Not stored." }.to_owned(),
-            outcome: Some(format!("#{id} {yes}")),
-        }
+        Answered::settled(
+            if yes { "Remembered." } else { "Not stored." },
+            format!("#{id} {yes}"),
+        )
     }
 
     fn list(&self, _: i64) -> String {
@@ -312,7 +312,8 @@ async fn a_question_follows_the_answer_and_is_settled_by_button_or_typed_yes() {
         pressed,
         [Event::Answered(Answered {
             reply: "Remembered.".to_owned(),
-            outcome: Some("#1 true".to_owned())
+            outcome: Some("#1 true".to_owned()),
+            question: Some(1),
         })]
     );
     // Another chat's press is refused.

@@ -22,6 +22,9 @@ pub struct Answered {
     pub reply: String,
     /// The line that takes the question's place, when it was settled now.
     pub outcome: Option<String>,
+    /// The question answered (set by the conversation service), so a channel can take its
+    /// buttons away.
+    pub question: Option<u64>,
 }
 
 impl Answered {
@@ -29,6 +32,16 @@ impl Answered {
         Answered {
             reply: reply.into(),
             outcome: None,
+            question: None,
+        }
+    }
+
+    /// A reply and the line that takes the question's place.
+    pub fn settled(reply: impl Into<String>, outcome: impl Into<String>) -> Answered {
+        Answered {
+            reply: reply.into(),
+            outcome: Some(outcome.into()),
+            question: None,
         }
     }
 }

@@ -87,26 +87,16 @@ impl Learning for ChatLearning {
         match self.store.settle_proposal(id, chat_id, yes, now_ms()) {
             Ok(Some((ProposalState::Pending, proposal))) => match proposal.state {
                 ProposalState::Accepted => match self.keep(&proposal) {
-                    Ok(line) => Answered {
-                        reply: "Remembered.".to_owned(),
-                        outcome: Some(line),
-                    },
+                    Ok(line) => Answered::settled("Remembered.", line),
                     Err(e) => {
                         tracing::error!(chat_id, error = %e, "cannot keep an accepted proposal");
                         Answered::only("Sorry, I could not store it.")
                     }
                 },
-                ProposalState::Expired => Answered {
-                    reply: "This question has expired.".to_owned(),
-                    outcome: Some(format!(
-                        "Not stored (the question expired): {}",
-                        proposal.text
-                    )),
-                },
-                _ => Answered {
-                    reply: "Not stored.".to_owned(),
-                    outcome: Some(format!("Not stored: {}", proposal.text)),
-                },
+                ProposalState::Expired => {
+                    Answered::settled("This question has expired.", proposal.expired_line())
+                }
+                _ => Answered::settled("Not stored.", format!("Not stored: {}", proposal.text)),
             },
             Ok(Some(_)) => Answered::only("Already answered."),
             Ok(None) => Answered::only("This question is no longer open."),

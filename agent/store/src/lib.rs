@@ -33,7 +33,7 @@ pub use health::{HealthPoint, Resolution};
 pub use jobs::{JobOutcome, JobRunRecord};
 pub use learnings::{Category, LearningRecord, Retirement, confidence_for};
 pub use memory::{InvalidMemory, MAX_MEMORY_TEXT, MemoryCounts};
-pub use proposals::{LearningDraft, PROPOSAL_TTL_MS, Proposal, ProposalState};
+pub use proposals::{LearningDraft, PROPOSAL_TTL_MS, PROPOSALS_KEPT_MS, Proposal, ProposalState};
 pub use records::{
     ChatRecord, Document, InboxEntry, InboxFile, MemoryKind, MemoryRecord, ProcessRecord, RunError,
     RunRecord, SessionRecord, StoredMessage, StoredVector, headline,

@@ -67,6 +67,11 @@ impl ProposalState {
 }
 
 impl Proposal {
+    /// The line that takes its question's place once it expired unanswered.
+    pub fn expired_line(&self) -> String {
+        format!("Not stored (the question expired): {}", self.text)
+    }
+
     /// The question a channel asks about it.
     pub fn question(&self) -> valor_core::learning::Question {
         valor_core::learning::Question {

@@ -231,10 +231,13 @@ impl TelegramChannel {
 
     /// Asks "Remember this?" in the proposal's chat (recorded as pending first), paced with
     /// the chat's other messages.
-    pub fn propose(&self, proposal: valor_store::Proposal) -> Result<(), ChannelError> {
+    pub fn propose(
+        &self,
+        proposal: valor_store::Proposal,
+    ) -> Result<valor_store::Proposal, ChannelError> {
         let proposal = self.inner.store.add_proposal(proposal)?;
         self.ask(proposal.question());
-        Ok(())
+        Ok(proposal)
     }
 
     /// Unknown users told no so far.
@@ -268,10 +271,13 @@ impl TelegramChannel {
             .last_update
             .store(self.inner.store.telegram_last_update()?, Ordering::Release);
         self.register_commands().await;
+        let sweeping = shutdown.child_token();
+        tokio::spawn(self.clone().sweep_questions(sweeping.clone()));
         let result = match self.inner.webhook.clone() {
             Some(webhook) => self.clone().serve_webhook(webhook, &shutdown).await,
             None => self.poll(&shutdown).await,
         };
+        sweeping.cancel();
         // Running turns are cancelled; their messages stay in the inbox for the next start.
         self.inner.stopping.store(true, Ordering::Release);
         self.inner.conversations.shutdown();

@@ -23,6 +23,10 @@ pub trait Inbox: Send + Sync {
     fn add_proposal(&self, proposal: Proposal) -> Result<Proposal, StoreError>;
     fn proposal(&self, id: u64) -> Result<Option<Proposal>, StoreError>;
     fn set_proposal_message(&self, id: u64, message_id: i64) -> Result<(), StoreError>;
+    /// Pending questions past their time, now marked expired.
+    fn expire_proposals(&self, now_ms: u64) -> Result<Vec<Proposal>, StoreError>;
+    /// Removes settled questions created before `before_ms`.
+    fn purge_proposals(&self, before_ms: u64) -> Result<usize, StoreError>;
     /// The chat's Claude session (`/status`).
     fn session(&self, chat_id: i64) -> Result<Option<SessionRecord>, StoreError>;
     /// Runs since a time (`/status`: today's cost and turns).
@@ -76,6 +80,14 @@ impl Inbox for Store {
 
     fn set_proposal_message(&self, id: u64, message_id: i64) -> Result<(), StoreError> {
         Store::set_proposal_message(self, id, message_id)
+    }
+
+    fn expire_proposals(&self, now_ms: u64) -> Result<Vec<Proposal>, StoreError> {
+        Store::expire_proposals(self, now_ms)
+    }
+
+    fn purge_proposals(&self, before_ms: u64) -> Result<usize, StoreError> {
+        Store::purge_proposals(self, before_ms)
     }
 
     fn session(&self, chat_id: i64) -> Result<Option<SessionRecord>, StoreError> {

@@ -77,19 +77,35 @@ pub async fn answer(
     if let Err(e) = bot.answer_callback_query(query).text(reply).await {
         tracing::warn!(chat_id = chat.0, error = %e, "cannot answer a button press");
     }
+    if let Some(text) = outcome {
+        settle_question(bot, store, pacer, chat, id, &text).await;
+    }
+}
+
+/// Replaces question `id`'s message by `text`: the buttons go with it (an edit without a
+/// keyboard drops the keyboard).
+pub async fn settle_question(
+    bot: &Bot,
+    store: &dyn Inbox,
+    pacer: &ChatPacer,
+    chat: ChatId,
+    id: u64,
+    text: &str,
+) {
     let message = store.proposal(id).ok().flatten().and_then(|p| p.message_id);
-    if let (Some(text), Some(message_id)) = (outcome, message) {
-        let message_id = MessageId(i32::try_from(message_id).unwrap_or(0));
-        // An edit counts against the chat's flood limit like a message: paced, 429s waited out.
-        for _ in 0..3 {
-            pacer.acquire(true).await;
-            match bot.edit_message_text(chat, message_id, text.clone()).await {
-                Ok(_) => break,
-                Err(teloxide::RequestError::RetryAfter(wait)) => pacer.flood_wait(wait.duration()),
-                Err(e) => {
-                    tracing::warn!(chat_id = chat.0, error = %e, "cannot replace the question by its outcome");
-                    break;
-                }
+    let Some(message_id) = message else {
+        return;
+    };
+    let message_id = MessageId(i32::try_from(message_id).unwrap_or(0));
+    // An edit counts against the chat's flood limit like a message: paced, 429s waited out.
+    for _ in 0..3 {
+        pacer.acquire(true).await;
+        match bot.edit_message_text(chat, message_id, text).await {
+            Ok(_) => break,
+            Err(teloxide::RequestError::RetryAfter(wait)) => pacer.flood_wait(wait.duration()),
+            Err(e) => {
+                tracing::warn!(chat_id = chat.0, error = %e, "cannot replace the question by its outcome");
+                break;
             }
         }
     }

@@ -3,7 +3,10 @@
 //! and the entry leaves the inbox once its answer is delivered.
 
 use std::sync::PoisonError;
+use std::time::Duration;
+
 use std::sync::atomic::Ordering;
+use tokio_util::sync::CancellationToken;
 
 use teloxide::types::ChatId;
 use tokio::time::Instant;
@@ -69,10 +72,19 @@ impl TelegramChannel {
                 self.reply(chat, entry.private, &text);
                 true
             }
-            // A typed yes or no to the chat's question: no turn ran.
+            // A typed yes or no to the chat's question: no turn ran. The question's message
+            // becomes the outcome (its buttons gone), and the yes gets its short reply.
             Some(Event::Answered(answered)) => {
-                let text = answered.outcome.unwrap_or(answered.reply);
-                self.reply(chat, entry.private, &text);
+                match (answered.question, &answered.outcome) {
+                    (Some(id), Some(outcome)) => {
+                        self.settle_question(chat, id, outcome.clone());
+                        self.reply(chat, entry.private, &answered.reply);
+                    }
+                    _ => {
+                        let text = answered.outcome.unwrap_or(answered.reply);
+                        self.reply(chat, entry.private, &text);
+                    }
+                }
                 true
             }
             Some(first) => self.deliver_turn(&entry, first, &mut events).await,
@@ -137,6 +149,46 @@ impl TelegramChannel {
         });
     }
 
+    /// Replaces a question's message by its outcome, paced with the chat's messages.
+    pub(super) fn settle_question(&self, chat: ChatId, id: u64, outcome: String) {
+        let pacer = self.pacer(chat.0, chat.0 > 0);
+        let (bot, store) = (self.inner.bot.clone(), self.inner.store.clone());
+        tokio::spawn(async move {
+            crate::remember::settle_question(&bot, store.as_ref(), &pacer, chat, id, &outcome)
+                .await;
+        });
+    }
+
+    /// Expires the questions past their time (their buttons taken away) and purges settled
+    /// ones past keeping; every [`SWEEP_EVERY`] until `shutdown`.
+    pub(super) async fn sweep_questions(self, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(SWEEP_EVERY) => {}
+            }
+            let now = valor_core::time::now_ms();
+            match self.inner.store.expire_proposals(now) {
+                Ok(expired) => {
+                    for proposal in expired {
+                        tracing::info!(
+                            chat_id = proposal.chat_id,
+                            proposal = proposal.id,
+                            "question expired"
+                        );
+                        let line = proposal.expired_line();
+                        self.settle_question(ChatId(proposal.chat_id), proposal.id, line);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot expire old questions"),
+            }
+            let before = now.saturating_sub(valor_store::PROPOSALS_KEPT_MS);
+            if let Err(e) = self.inner.store.purge_proposals(before) {
+                tracing::warn!(error = %e, "cannot purge old questions");
+            }
+        }
+    }
+
     /// The chat's pacer, made when missing. Past [`MAX_PACERS`] the ones unused for
     /// [`IDLE_PACER`] go, so the map does not grow with every chat ever seen.
     pub(super) fn pacer(&self, chat_id: i64, private: bool) -> ChatPacer {
@@ -163,3 +215,6 @@ impl TelegramChannel {
         pacer
     }
 }
+
+/// How often questions past their time are looked for.
+const SWEEP_EVERY: Duration = Duration::from_secs(30);

@@ -1088,12 +1088,21 @@ async fn a_typed_yes_answers_the_question_and_runs_no_turn() {
     .await;
     let turns = w.backend.requests().len();
     w.fake.user_says(FRIEND, FRIEND, "yes");
+    // The question becomes the outcome, its buttons gone; the yes gets a short reply.
+    let outcome = format!("Remembered as #1 (dependency): {switch}");
     until(Duration::from_secs(30), || {
-        w.texts(FRIEND)
+        w.fake
+            .messages(FRIEND)
             .iter()
-            .any(|t| t == &format!("Remembered as #1 (dependency): {switch}"))
+            .any(|m| m.visible == outcome && m.reply_markup.is_none())
+            && w.texts(FRIEND).iter().any(|t| t == "Remembered.")
     })
     .await;
+    assert_eq!(
+        replies_to(&w, "Remember this?"),
+        0,
+        "no question left with buttons"
+    );
     assert_eq!(w.backend.requests().len(), turns, "the yes ran no turn");
     assert_eq!(w.store.all_learnings().unwrap().len(), 1);
     assert!(
@@ -1107,5 +1116,28 @@ async fn a_typed_yes_answers_the_question_and_runs_no_turn() {
     })
     .await;
     assert_eq!(w.store.all_learnings().unwrap().len(), 1);
+    w.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unanswered_question_expires_its_buttons_go_and_it_is_purged_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = world(&dir, ScriptedBackend::echo()).await;
+    let asked = w
+        .channel
+        .propose(proposal("The old staging URL", -1))
+        .unwrap();
+    until(Duration::from_secs(120), || {
+        w.fake.messages(FRIEND).iter().any(|m| {
+            m.visible == "Not stored (the question expired): The old staging URL"
+                && m.reply_markup.is_none()
+        })
+    })
+    .await;
+    let stored = w.store.proposal(asked.id).unwrap().unwrap();
+    assert_eq!(stored.state, valor_store::ProposalState::Expired);
+    // Settled questions go once they are past keeping.
+    assert_eq!(w.store.purge_proposals(u64::MAX).unwrap(), 1);
+    assert!(w.store.proposal(asked.id).unwrap().is_none());
     w.stop().await;
 }
