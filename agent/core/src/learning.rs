@@ -54,6 +54,11 @@ pub trait Learning: Send + Sync {
     fn answer(&self, chat_id: i64, id: u64, yes: bool) -> Answered;
     /// `/learnings`: the chat's active learnings, numbered.
     fn list(&self, chat_id: i64) -> String;
+    /// The answer to `/learnings review`: learnings contradicted since, to look at again.
+    fn review(&self, chat_id: i64) -> String {
+        let _ = chat_id;
+        "Nothing to review.".to_owned()
+    }
     /// `/forget N`.
     fn forget(&self, chat_id: i64, number: u64) -> String;
     /// `/remember <text>`: a learning the user typed.
@@ -70,6 +75,7 @@ pub fn command(
     source: &str,
 ) -> Option<String> {
     Some(match command {
+        "/learnings" if args.trim().eq_ignore_ascii_case("review") => learning.review(chat_id),
         "/learnings" => learning.list(chat_id),
         "/forget" => match args.trim().trim_start_matches('#').parse::<u64>() {
             Ok(number) => learning.forget(chat_id, number),

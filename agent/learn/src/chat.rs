@@ -117,6 +117,35 @@ impl Learning for ChatLearning {
         }
     }
 
+    fn review(&self, chat_id: i64) -> String {
+        let Some(learner) = &self.learner else {
+            return SWITCHED_OFF.to_owned();
+        };
+        match learner.to_review(chat_id) {
+            Ok(marked) if marked.is_empty() => {
+                "Nothing to review: no learning here has been contradicted.".to_owned()
+            }
+            Ok(marked) => {
+                let mut out = format!("Contradicted since I learned them ({}):\n", marked.len());
+                for l in &marked {
+                    let why = l.review.as_deref().unwrap_or_default();
+                    let line = format!(
+                        "#{} {} (confidence {:.2}) - {why}\n",
+                        l.number, l.content, l.confidence
+                    );
+                    if out.chars().count() + line.chars().count() > LIST_CHARS {
+                        out.push_str("…and more\n");
+                        break;
+                    }
+                    out.push_str(&line);
+                }
+                out.push_str("/forget N retires one; /remember <text> confirms it.");
+                out
+            }
+            Err(e) => format!("Sorry, I cannot read the learnings: {e}"),
+        }
+    }
+
     fn forget(&self, chat_id: i64, number: u64) -> String {
         let Some(learner) = &self.learner else {
             return SWITCHED_OFF.to_owned();
@@ -158,7 +187,11 @@ pub fn list_text(mut learnings: Vec<LearningRecord>) -> String {
             l.content,
             l.confidence,
             l.times_seen,
-            if l.manual { ", added by you" } else { "" }
+            match (l.manual, l.review.is_some()) {
+                (_, true) => ", contradicted: /learnings review",
+                (true, false) => ", added by you",
+                (false, false) => "",
+            }
         );
         if out.chars().count() + line.chars().count() > LIST_CHARS {
             out.push_str("…and more (valor learnings list shows them all)\n");

@@ -16,7 +16,13 @@ use valor_store::{
 };
 
 use crate::detector::Detector;
-use crate::watcher::detect;
+use crate::watcher::{detect, negated};
+
+/// Cosine similarity above which a statement said the other way contradicts a learning (it
+/// is about the same thing). Lower than a repeat's, as a "not" moves the vector: "we deploy
+/// on Fridays" and "we never deploy on Fridays" score 0.69, related but unrelated-in-meaning
+/// pairs probed score below 0.56.
+const CONTRADICTION_SIMILARITY: f32 = 0.62;
 
 #[derive(Debug, Clone)]
 pub struct LearnSettings {
@@ -55,6 +61,8 @@ pub enum Accepted {
         learning: LearningRecord,
         /// Active learnings it replaced, now retired.
         retired: Vec<LearningRecord>,
+        /// Active learnings it contradicts: less confident now, marked for review.
+        contradicted: Vec<LearningRecord>,
     },
     Reinforced {
         learning: LearningRecord,
@@ -72,13 +80,23 @@ impl Accepted {
     /// One line for the chat.
     pub fn describe(&self) -> String {
         match self {
-            Accepted::New { learning, retired } => {
+            Accepted::New {
+                learning,
+                retired,
+                contradicted,
+            } => {
                 let mut line = format!(
                     "Remembered as #{} ({}): {}",
                     learning.number, learning.category, learning.content
                 );
                 for old in retired {
                     line.push_str(&format!("\nRetired #{}: {}", old.number, old.content));
+                }
+                for old in contradicted {
+                    line.push_str(&format!(
+                        "\nThis contradicts #{} (confidence now {:.2}; /learnings review): {}",
+                        old.number, old.confidence, old.content
+                    ));
                 }
                 line
             }
@@ -256,13 +274,62 @@ impl Learner {
                 }
             }
         }
+        let contradicted = self.contradict(&learning, &active, &retired, now_ms)?;
         tracing::info!(
             number = learning.number,
             category = %learning.category,
             retired = retired.len(),
+            contradicted = contradicted.len(),
             "learning kept"
         );
-        Ok(Accepted::New { learning, retired })
+        Ok(Accepted::New {
+            learning,
+            retired,
+            contradicted,
+        })
+    }
+
+    /// The active learnings `learning` contradicts (about the same thing, said the other way:
+    /// one negated, the other not), each less confident by 0.3 and marked for review. Those it
+    /// retired as replaced are left alone.
+    fn contradict(
+        &self,
+        learning: &LearningRecord,
+        active: &[LearningRecord],
+        retired: &[LearningRecord],
+        now_ms: u64,
+    ) -> Result<Vec<LearningRecord>, LearnError> {
+        let said_no = negated(&learning.content);
+        let opposite: Vec<&LearningRecord> = (active.iter())
+            .filter(|l| !retired.iter().any(|r| r.id == l.id))
+            .filter(|l| negated(&l.content) != said_no)
+            .collect();
+        if opposite.is_empty() {
+            return Ok(Vec::new());
+        }
+        let similarities = self.similarities(&learning.content, &opposite);
+        let mut contradicted = Vec::new();
+        for (old, similarity) in opposite.into_iter().zip(similarities) {
+            if similarity < CONTRADICTION_SIMILARITY {
+                continue;
+            }
+            let mut old = old.clone();
+            old.contradict(
+                format!("contradicted by #{}: {}", learning.number, learning.content),
+                now_ms,
+            );
+            self.store().update_learning(&old)?;
+            tracing::info!(
+                event = "learning.invalidated",
+                number = old.number,
+                by = learning.number,
+                similarity,
+                confidence = old.confidence,
+                "a learning was contradicted; marked for review"
+            );
+            contradicted.push(old);
+        }
+        Ok(contradicted)
     }
 
     /// The active learning `content` repeats, with the similarity, if any. A statement that
@@ -274,8 +341,11 @@ impl Learner {
         replaces: Option<&str>,
         active: &[LearningRecord],
     ) -> Option<(LearningRecord, f32)> {
+        // "We deploy on Fridays" is no repeat of "we don't deploy on Fridays".
+        let said_no = negated(content);
         let comparable: Vec<&LearningRecord> = active
             .iter()
+            .filter(|l| negated(&l.content) == said_no)
             .filter(|l| match replaces {
                 Some(old) => detect(&l.content).iter().any(|d| {
                     d.replaces
@@ -343,6 +413,13 @@ impl Learner {
     /// A chat's active learnings, by number.
     pub fn list(&self, chat_id: i64) -> Result<Vec<LearningRecord>, LearnError> {
         Ok(self.store().learnings_of(Some(chat_id), false)?)
+    }
+
+    /// The chat's active learnings marked for review (contradicted since).
+    pub fn to_review(&self, chat_id: i64) -> Result<Vec<LearningRecord>, LearnError> {
+        let mut marked = self.list(chat_id)?;
+        marked.retain(|l| l.review.is_some());
+        Ok(marked)
     }
 
     /// Retires learning `number` of a chat at the user's word.

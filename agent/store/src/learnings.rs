@@ -169,6 +169,10 @@ pub struct LearningRecord {
     pub updated_ms: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retired: Option<Retirement>,
+    /// Why it needs a look (a later statement contradicted it); cleared when it is seen or
+    /// confirmed again. Listed by `/learnings review`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<String>,
 }
 
 /// Sources kept per learning.
@@ -203,6 +207,7 @@ impl LearningRecord {
             created_ms: now_ms,
             updated_ms: now_ms,
             retired: None,
+            review: None,
         }
     }
 
@@ -212,11 +217,20 @@ impl LearningRecord {
 
     /// Seen once more: times seen + 1, confidence up the ladder (never down), the source noted.
     pub fn reinforce(&mut self, source: &str, now_ms: u64) {
+        self.review = None;
         self.times_seen = self.times_seen.saturating_add(1);
         self.confidence = self
             .confidence
             .max(confidence_for(self.times_seen, self.manual));
         self.note_source(source);
+        self.updated_ms = now_ms;
+    }
+
+    /// Contradicted by a later statement: confidence down by 0.3 (not below 0.1, seed 003)
+    /// and marked for review with `why`.
+    pub fn contradict(&mut self, why: String, now_ms: u64) {
+        self.confidence = (self.confidence - 0.3).max(0.1);
+        self.review = Some(why);
         self.updated_ms = now_ms;
     }
 

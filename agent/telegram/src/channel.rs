@@ -42,7 +42,7 @@ pub const REFUSAL_EVERY: Duration = Duration::from_secs(3600);
 
 pub const HELP: &str = "I'm Valor. Write to me as to a colleague: questions, code, bugs.\n\n\
 /new - start a new conversation\n/stop - stop what I'm doing\n/status - how I am, and this chat\n\
-/learnings - what I learned here\n/forget N - retire learning N\n\
+/learnings - what I learned here (/learnings review: what was contradicted)\n/forget N - retire learning N\n\
 /remember <text> - teach me something\n/help - this text";
 
 /// The command menu Telegram shows (`setMyCommands`): each command `/help` explains.

@@ -68,7 +68,10 @@ async fn a_repeated_learning_is_reinforced_up_the_confidence_ladder() {
         "tg:1",
         1_000,
     );
-    let Accepted::New { learning, retired } = &first else {
+    let Accepted::New {
+        learning, retired, ..
+    } = &first
+    else {
         panic!("{first:?}")
     };
     assert!(retired.is_empty());
@@ -140,6 +143,7 @@ async fn switching_retires_the_learning_it_replaces_from_search_and_context() {
     let Accepted::New {
         learning: new,
         retired,
+        ..
     } = &switch
     else {
         panic!("{switch:?}")
@@ -420,4 +424,63 @@ async fn statements_no_rule_knows_are_asked_about_with_the_model() {
     ] {
         assert!(learner.watch(CHAT, text, "tg:3", 1).is_none(), "{text:?}");
     }
+}
+
+#[tokio::test]
+async fn a_contradiction_lowers_confidence_and_lists_for_review() {
+    let dir = tempfile::tempdir().unwrap();
+    let (learner, memory) = learner_with(dir.path(), model()).await;
+    let first = learner
+        .remember(CHAT, "We deploy to production on Fridays.", "tg:1", 1)
+        .unwrap();
+    assert_eq!(first.learning().confidence, 1.0);
+    let other = learner
+        .remember(CHAT, "The staging database is shared with QA.", "tg:2", 2)
+        .unwrap();
+    let second = learner
+        .remember(CHAT, "We never deploy to production on Fridays.", "tg:3", 3)
+        .unwrap();
+    let Accepted::New { contradicted, .. } = &second else {
+        panic!("a statement said the other way is no repeat: {second:?}");
+    };
+    assert_eq!(contradicted.len(), 1, "{contradicted:?}");
+    assert_eq!(contradicted[0].number, first.learning().number);
+    assert!((contradicted[0].confidence - 0.7).abs() < 1e-6);
+    assert!(
+        second.describe().contains("/learnings review"),
+        "{}",
+        second.describe()
+    );
+    let review = learner.to_review(CHAT).unwrap();
+    assert_eq!(review.len(), 1);
+    assert!(
+        review[0]
+            .review
+            .as_deref()
+            .unwrap()
+            .contains("contradicted by #3")
+    );
+    let untouched = memory.store().learnings_of(Some(CHAT), false).unwrap();
+    let untouched = untouched
+        .iter()
+        .find(|l| l.number == other.learning().number)
+        .unwrap();
+    assert_eq!(
+        (untouched.confidence, untouched.review.is_none()),
+        (1.0, true)
+    );
+
+    // Through the chat's commands: /learnings review lists it; confirming it again clears it.
+    let chat = valor_learn::ChatLearning::new(memory.store().clone(), Some(learner.clone()));
+    let shown = valor_core::learning::command(&chat, CHAT, "/learnings", "review", "tg:4").unwrap();
+    assert!(
+        shown.contains("#1 We deploy to production on Fridays. (confidence 0.70)"),
+        "{shown}"
+    );
+    learner
+        .remember(CHAT, "We deploy to production on Fridays.", "tg:5", 5)
+        .unwrap();
+    assert!(learner.to_review(CHAT).unwrap().is_empty());
+    let none = valor_core::learning::command(&chat, CHAT, "/learnings", "review", "tg:6").unwrap();
+    assert!(none.starts_with("Nothing to review"), "{none}");
 }
