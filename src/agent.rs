@@ -113,7 +113,11 @@ impl Agent {
             engine = engine.tools(tools);
         }
         let learner = crate::learning::learner(config, &self.memory)?;
-        let learning = valor_learn::ChatLearning::new(self.store.clone(), learner);
+        let workspaces = config.claude.workspaces_dir.clone();
+        let workspace_of: valor_learn::chat::WorkspaceOf =
+            Arc::new(move |chat_id| valor_claude::spawn::chat_folder(&workspaces, chat_id).ok());
+        let learning = valor_learn::ChatLearning::new(self.store.clone(), learner)
+            .with_workspaces(workspace_of);
         Ok(Conversations::new(
             engine.build(),
             Some(Arc::new(learning) as Arc<dyn Learning>),

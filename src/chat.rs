@@ -169,7 +169,7 @@ impl Console<'_> {
         let interactive = std::io::stdin().is_terminal();
         if interactive {
             println!(
-                "Valor, in the terminal. /new starts over, /quit (or Ctrl-D) ends, Ctrl-C stops an answer."
+                "Valor, in the terminal. /new starts over, /learnings lists what I learned, /quit (or Ctrl-D) ends, Ctrl-C stops an answer."
             );
         }
         if fresh {
@@ -193,6 +193,7 @@ impl Console<'_> {
                     self.start_over();
                     println!("(a new conversation starts with your next message)");
                 }
+                text if self.learning_command(text).await => {}
                 // A typed yes or no to "Remember this?" is the service's to recognise.
                 text => {
                     self.say(text.to_owned(), true).await;
@@ -200,6 +201,30 @@ impl Console<'_> {
             }
         }
         ExitCode::SUCCESS
+    }
+
+    /// `/learnings [review]`, `/forget N`, `/remember <text>` as in Telegram; false when
+    /// `text` is not one of them.
+    async fn learning_command(&self, text: &str) -> bool {
+        let (name, args) = text.split_once(' ').unwrap_or((text, ""));
+        if !matches!(name, "/learnings" | "/forget" | "/remember") {
+            return false;
+        }
+        let Some(learning) = self.service.learning().cloned() else {
+            println!("Learning is switched off here ([learning] enabled).");
+            return true;
+        };
+        let (chat_id, name, args) = (self.chat_id, name.to_owned(), args.to_owned());
+        let answer = tokio::task::spawn_blocking(move || {
+            valor_core::learning::command(learning.as_ref(), chat_id, &name, &args, "console")
+        })
+        .await
+        .ok()
+        .flatten();
+        if let Some(answer) = answer {
+            println!("{answer}");
+        }
+        true
     }
 
     fn start_over(&self) {

@@ -346,6 +346,24 @@ async fn the_console_asks_remember_this_and_takes_a_typed_answer() {
     assert!(list.contains("Tailwind"), "{list}");
     assert!(!list.contains("PostgreSQL"), "{list}");
     assert!(!list.contains("Jest"), "{list}");
+
+    // The workspace's LEARNED_INSIGHTS.md has the yes, private; /forget changes it.
+    use std::os::unix::fs::PermissionsExt as _;
+    let insights = dir.path().join("workspaces/chat_0/LEARNED_INSIGHTS.md");
+    let text = std::fs::read_to_string(&insights).unwrap();
+    assert!(
+        text.contains("Tailwind") && !text.contains("Retired"),
+        "{text}"
+    );
+    let mode = std::fs::metadata(&insights).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let out = console(&fake, dir.path(), b"/forget 1\n/quit\n").await;
+    assert!(out.status.success());
+    let text = std::fs::read_to_string(&insights).unwrap();
+    assert!(
+        text.contains("## Retired") && text.contains("forgotten by the user"),
+        "{text}"
+    );
 }
 
 /// What `valor chat --once` stored is found by meaning at once by `valor memory search` (which

@@ -27,11 +27,36 @@ const SWITCHED_OFF: &str = "Learning is switched off here ([learning] enabled)."
 pub struct ChatLearning {
     store: Store,
     learner: Option<Learner>,
+    workspaces: Option<WorkspaceOf>,
 }
+
+/// A chat's workspace folder (made when missing), where its `LEARNED_INSIGHTS.md` is kept.
+pub type WorkspaceOf = std::sync::Arc<dyn Fn(i64) -> Option<std::path::PathBuf> + Send + Sync>;
 
 impl ChatLearning {
     pub fn new(store: Store, learner: Option<Learner>) -> ChatLearning {
-        ChatLearning { store, learner }
+        ChatLearning {
+            store,
+            learner,
+            workspaces: None,
+        }
+    }
+
+    /// Keeps each chat's `LEARNED_INSIGHTS.md` current in its workspace: rewritten on every
+    /// change of its learnings.
+    pub fn with_workspaces(mut self, workspace_of: WorkspaceOf) -> ChatLearning {
+        self.workspaces = Some(workspace_of);
+        self
+    }
+
+    /// Rewrites the chat's `LEARNED_INSIGHTS.md`, when workspaces are kept.
+    fn learnings_changed(&self, chat_id: i64) {
+        let Some(folder) = self.workspaces.as_ref().and_then(|w| w(chat_id)) else {
+            return;
+        };
+        if let Err(e) = crate::export::write_into_workspace(&self.store, chat_id, &folder) {
+            tracing::warn!(chat_id, error = %e, "cannot update the workspace's LEARNED_INSIGHTS.md");
+        }
     }
 
     /// A yes: the proposal becomes a learning or a memory; the line that replaces the question.
@@ -87,7 +112,10 @@ impl Learning for ChatLearning {
         match self.store.settle_proposal(id, chat_id, yes, now_ms()) {
             Ok(Some((ProposalState::Pending, proposal))) => match proposal.state {
                 ProposalState::Accepted => match self.keep(&proposal) {
-                    Ok(line) => Answered::settled("Remembered.", line),
+                    Ok(line) => {
+                        self.learnings_changed(chat_id);
+                        Answered::settled("Remembered.", line)
+                    }
                     Err(e) => {
                         tracing::error!(chat_id, error = %e, "cannot keep an accepted proposal");
                         Answered::only("Sorry, I could not store it.")
@@ -151,10 +179,13 @@ impl Learning for ChatLearning {
             return SWITCHED_OFF.to_owned();
         };
         match learner.forget(chat_id, number, now_ms()) {
-            Ok(learning) => format!(
-                "Forgotten #{}: {}\nIt stays in the history (valor learnings export), out of my answers.",
-                learning.number, learning.content
-            ),
+            Ok(learning) => {
+                self.learnings_changed(chat_id);
+                format!(
+                    "Forgotten #{}: {}\nIt stays in the history (valor learnings export), out of my answers.",
+                    learning.number, learning.content
+                )
+            }
             Err(e) => e.to_string(),
         }
     }
@@ -164,7 +195,10 @@ impl Learning for ChatLearning {
             return SWITCHED_OFF.to_owned();
         };
         match learner.remember(chat_id, text, source, now_ms()) {
-            Ok(accepted) => accepted.describe(),
+            Ok(accepted) => {
+                self.learnings_changed(chat_id);
+                accepted.describe()
+            }
             Err(e) => format!("Not stored: {e}"),
         }
     }

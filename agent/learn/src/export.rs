@@ -75,6 +75,40 @@ pub fn export_records(
     Ok(written)
 }
 
+/// Writes a chat's `LEARNED_INSIGHTS.md` into its workspace folder (`folder`), so the Claude
+/// Code sessions working there read what was learned. Written aside and renamed, readable by
+/// Valor's user only. A chat that never learned anything gets no file.
+pub fn write_into_workspace(
+    store: &Store,
+    chat_id: i64,
+    folder: &Path,
+) -> Result<Option<PathBuf>, ExportError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let learnings = store.learnings_of(Some(chat_id), true)?;
+    let path = folder.join(FILE_NAME);
+    if learnings.is_empty() && !path.exists() {
+        return Ok(None);
+    }
+    let write_error = |source| ExportError::Write {
+        path: path.clone(),
+        source,
+    };
+    let (text, _, _) = render(Some(chat_id), learnings);
+    let partial = folder.join(format!(".{FILE_NAME}.partial"));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&partial)
+        .map_err(write_error)?;
+    file.write_all(text.as_bytes()).map_err(write_error)?;
+    file.sync_all().map_err(write_error)?;
+    std::fs::rename(&partial, &path).map_err(write_error)?;
+    Ok(Some(path))
+}
+
 /// The document, with the counts of active and retired learnings in it.
 pub fn render(chat_id: Option<i64>, learnings: Vec<LearningRecord>) -> (String, usize, usize) {
     let (mut active, mut retired): (Vec<_>, Vec<_>) =
