@@ -109,6 +109,7 @@ mod tests {
                 metrics,
                 ready: Arc::clone(&ready),
                 components: Vec::new(),
+                refresh: Vec::new(),
             },
             memory: agent.memory.clone(),
             token: token.clone(),

@@ -207,3 +207,56 @@ fn train(
     );
     Ok(())
 }
+
+/// The "Remember this?" figures on `/metrics`: `valor_learning_questions{trigger, state}`, the
+/// questions of the last 30 days, read from the store when `/metrics` is asked for.
+pub fn question_gauges(
+    metrics: &valor_monitor::MetricsRegistry,
+    store: &valor_store::Store,
+) -> anyhow::Result<std::sync::Arc<dyn Fn() + Send + Sync>> {
+    const NAME: &str = "valor_learning_questions";
+    const HELP: &str = "Remember-this questions of the last 30 days, by trigger and state \
+                        (pending, accepted, declined, expired).";
+    // Every trigger and state shows from the start, at 0 until asked.
+    let mut known = Vec::new();
+    for trigger in valor_learn::Trigger::ALL
+        .map(|t| t.as_str())
+        .into_iter()
+        .chain(["insight"])
+    {
+        for state in [
+            valor_store::ProposalState::Pending,
+            valor_store::ProposalState::Accepted,
+            valor_store::ProposalState::Declined,
+            valor_store::ProposalState::Expired,
+        ] {
+            let gauge = metrics.gauge(
+                NAME,
+                HELP,
+                &[("trigger", trigger), ("state", state.as_str())],
+            )?;
+            known.push(((trigger.to_owned(), state), gauge));
+        }
+    }
+    let (metrics, store) = (metrics.clone(), store.clone());
+    Ok(std::sync::Arc::new(move || {
+        let Ok(counts) = store.proposal_counts(None) else {
+            return;
+        };
+        for (key, gauge) in &known {
+            gauge.set(counts.get(key).copied().unwrap_or(0) as f64);
+        }
+        // A kind no list names (a memory kind the daydream asked about) gets its series too.
+        for ((trigger, state), n) in &counts {
+            if !known.iter().any(|((t, s), _)| t == trigger && s == state)
+                && let Ok(gauge) = metrics.gauge(
+                    NAME,
+                    HELP,
+                    &[("trigger", trigger), ("state", state.as_str())],
+                )
+            {
+                gauge.set(*n as f64);
+            }
+        }
+    }))
+}

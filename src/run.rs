@@ -77,6 +77,7 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
         tracing::warn!(error = %e, "cannot record the memory API address");
     }
     let ready = Arc::new(AtomicBool::new(false));
+    let metrics_for_learning = metrics.clone();
     let mut state = HealthState {
         monitor: Arc::clone(&monitor),
         metrics,
@@ -85,6 +86,10 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
             Arc::new(agent.driver.metrics().clone()),
             Arc::new(valor_memory::turn::MemoryHealth(agent.memory.clone())),
         ],
+        refresh: vec![crate::learning::question_gauges(
+            &metrics_for_learning,
+            &agent.store,
+        )?],
     };
     let memory_token = valor_store::secret::api_token(&config.memory.path)
         .context("cannot create the memory API token")?;

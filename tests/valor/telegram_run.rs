@@ -469,6 +469,28 @@ fn a_learning_confirmed_in_one_turn_is_in_the_next_turns_prompt() {
     let kept = format!("Remembered as #1 (dependency): {switch}");
     wait_for_chat(&telegram, &service, "the outcome", |t| t.contains(&kept));
 
+    // The learning figures: on /metrics, in /status, and the workspace's insights file.
+    let (_, _, metrics) = crate::support::http_get(&service.url("/metrics"));
+    assert!(
+        metrics.contains("valor_learning_questions{trigger=\"switching\",state=\"accepted\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("valor_learning_questions{trigger=\"bug_fixed\",state=\"expired\"} 0\n"),
+        "every type shows: {metrics}"
+    );
+    telegram.user_says(100, 100, "/status");
+    wait_for_chat(&telegram, &service, "the status", |t| {
+        t.iter().any(|t| {
+            t.contains("Remember this? (30 days): asked 1: 1 accepted, 0 declined, 0 expired, 0 open; switching 1")
+        })
+    });
+    let insights = dir
+        .path()
+        .join(".local/share/valor/workspaces/chat_100/LEARNED_INSIGHTS.md");
+    let text = std::fs::read_to_string(&insights).unwrap();
+    assert!(text.contains(switch), "{text}");
+
     telegram.user_says(100, 100, "Which CSS framework do we use?");
     wait_for_chat(&telegram, &service, "the second answer", |t| {
         t.iter().filter(|t| *t == "Noted.").count() == 2

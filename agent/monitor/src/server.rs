@@ -38,6 +38,9 @@ pub struct HealthState {
     pub ready: Arc<AtomicBool>,
     /// Components other parts add.
     pub components: Vec<Arc<dyn HealthComponent>>,
+    /// Brings gauges other parts keep up to date before `/metrics` renders them (figures
+    /// read from the store when asked for, not on a timer).
+    pub refresh: Vec<Arc<dyn Fn() + Send + Sync>>,
 }
 
 pub fn router(state: HealthState) -> Router {
@@ -151,6 +154,11 @@ async fn health(State(state): State<HealthState>) -> Response {
 
 async fn metrics(State(state): State<HealthState>) -> Response {
     state.monitor.refresh_gauges();
+    if !state.refresh.is_empty() {
+        let refresh = state.refresh.clone();
+        // They may read the store: off the async threads.
+        let _ = tokio::task::spawn_blocking(move || refresh.iter().for_each(|f| f())).await;
+    }
     (
         [(header::CONTENT_TYPE, TEXT_FORMAT)],
         state.metrics.render(),

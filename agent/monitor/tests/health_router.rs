@@ -47,6 +47,7 @@ fn state() -> HealthState {
         metrics,
         ready: Arc::new(AtomicBool::new(false)),
         components: Vec::new(),
+        refresh: Vec::new(),
     }
 }
 

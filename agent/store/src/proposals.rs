@@ -66,6 +66,33 @@ impl ProposalState {
     }
 }
 
+/// The questions' figures in a line: "asked 5: 2 accepted, 1 declined, 1 expired, 1 open;
+/// switching 3, bug_fixed 2".
+pub fn describe_counts(
+    counts: &std::collections::BTreeMap<(String, ProposalState), u64>,
+) -> String {
+    let mut by_state = std::collections::BTreeMap::<ProposalState, u64>::new();
+    let mut by_trigger = std::collections::BTreeMap::<&str, u64>::new();
+    for ((trigger, state), n) in counts {
+        *by_state.entry(*state).or_default() += n;
+        *by_trigger.entry(trigger.as_str()).or_default() += n;
+    }
+    let asked: u64 = by_state.values().sum();
+    let state = |s: ProposalState| by_state.get(&s).copied().unwrap_or(0);
+    let mut line = format!(
+        "asked {asked}: {} accepted, {} declined, {} expired, {} open",
+        state(ProposalState::Accepted),
+        state(ProposalState::Declined),
+        state(ProposalState::Expired),
+        state(ProposalState::Pending)
+    );
+    if !by_trigger.is_empty() {
+        let types: Vec<String> = by_trigger.iter().map(|(t, n)| format!("{t} {n}")).collect();
+        line.push_str(&format!("; {}", types.join(", ")));
+    }
+    line
+}
+
 impl Proposal {
     /// The line that takes its question's place once it expired unanswered.
     pub fn expired_line(&self) -> String {

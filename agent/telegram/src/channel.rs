@@ -663,6 +663,14 @@ impl TelegramChannel {
                 m.memories
             ));
         }
+        if let Ok(counts) = store.proposal_counts(chat_id)
+            && !counts.is_empty()
+        {
+            lines.push(format!(
+                "Remember this? (30 days): {}",
+                valor_store::proposals::describe_counts(&counts)
+            ));
+        }
         lines.join("\n")
     }
 

@@ -27,6 +27,11 @@ pub trait Inbox: Send + Sync {
     fn expire_proposals(&self, now_ms: u64) -> Result<Vec<Proposal>, StoreError>;
     /// Removes settled questions created before `before_ms`.
     fn purge_proposals(&self, before_ms: u64) -> Result<usize, StoreError>;
+    /// The chat's questions by trigger and state (`/status`).
+    fn proposal_counts(
+        &self,
+        chat_id: i64,
+    ) -> Result<std::collections::BTreeMap<(String, valor_store::ProposalState), u64>, StoreError>;
     /// The chat's Claude session (`/status`).
     fn session(&self, chat_id: i64) -> Result<Option<SessionRecord>, StoreError>;
     /// Runs since a time (`/status`: today's cost and turns).
@@ -88,6 +93,14 @@ impl Inbox for Store {
 
     fn purge_proposals(&self, before_ms: u64) -> Result<usize, StoreError> {
         Store::purge_proposals(self, before_ms)
+    }
+
+    fn proposal_counts(
+        &self,
+        chat_id: i64,
+    ) -> Result<std::collections::BTreeMap<(String, valor_store::ProposalState), u64>, StoreError>
+    {
+        Store::proposal_counts(self, Some(chat_id))
     }
 
     fn session(&self, chat_id: i64) -> Result<Option<SessionRecord>, StoreError> {
