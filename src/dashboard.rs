@@ -265,6 +265,7 @@ impl Source for AgentView {
                 raised_ms: r.raised_ms,
                 cleared_ms: r.cleared_ms,
                 ended_by_restart: r.ended_by_restart,
+                done: r.done,
             })
             .collect()
     }

@@ -138,7 +138,8 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
             Arc::new(move |text: String| channel.post_text(chat, &text));
         let cooldown = Duration::from_secs(config.monitor.alert_cooldown_mins.saturating_mul(60));
         let notifier = valor_monitor::AlertNotifier::new(cooldown);
-        tasks.spawn(notifier.run(alert_changes, send, shutdown.clone()));
+        let told = Some(Arc::clone(&monitor));
+        tasks.spawn(notifier.run(alert_changes, send, told, shutdown.clone()));
     }
     let scheduler = Arc::new(scheduler);
     {

@@ -85,6 +85,8 @@ pub struct AlertRow {
     pub cleared_ms: Option<u64>,
     /// It ended because Valor stopped, not because it recovered.
     pub ended_by_restart: bool,
+    /// What was done about it: (when, what).
+    pub done: Vec<(u64, String)>,
 }
 
 /// A memory in a search result, or whole (`text` then holds all of it).

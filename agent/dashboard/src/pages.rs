@@ -331,10 +331,11 @@ pub fn alerts(rows: &[AlertRow]) -> Markup {
         @if rows.is_empty() { p { "No alert in the last 30 days." } }
         @else {
             table {
-                tr { th { "raised" } th { "severity" } th { "what" } th { "what to do" } th { "cleared" } }
+                tr { th { "raised" } th { "severity" } th { "what" } th { "what to do" } th { "what was done" } th { "cleared" } }
                 @for row in rows {
                     tr {
                         td { (when(row.raised_ms)) } td { (row.severity) } td { (row.message) } td { (row.action) }
+                        td { @for (i, (at, what)) in row.done.iter().enumerate() { @if i > 0 { br; } (what) " (" (when(*at)) ")" } }
                         td {
                             (row.cleared_ms.map_or("active".to_owned(), when))
                             @if row.ended_by_restart { " (Valor stopped)" }

@@ -202,6 +202,7 @@ impl Source for Fake {
             raised_ms: 1_796_342_400_000,
             cleared_ms: Some(1_796_342_460_000),
             ended_by_restart: false,
+            done: vec![(1_796_342_400_000, "told to the admin chat".into())],
         }]
     }
 }
@@ -463,7 +464,7 @@ async fn chats_show_their_figures_and_stop_needs_the_csrf_token() {
     );
     assert_eq!(*fake.stopped.lock().unwrap(), [42]);
     let (_, _, body) = send(&app, get("/ui/alerts", Some(&cookie))).await;
-    assert!(body.contains("<td>Warning</td><td>Valor's resident memory is 600 MiB</td><td>Restart Valor at a quiet moment.</td><td>2026-12-04 00:01 UTC</td>"), "{body}");
+    assert!(body.contains("<td>Warning</td><td>Valor's resident memory is 600 MiB</td><td>Restart Valor at a quiet moment.</td><td>told to the admin chat (2026-12-04 00:00 UTC)</td><td>2026-12-04 00:01 UTC</td>"), "{body}");
 }
 
 #[tokio::test]

@@ -154,19 +154,15 @@ impl Learning for ChatLearning {
                 "Nothing to review: no learning here has been contradicted.".to_owned()
             }
             Ok(marked) => {
-                let mut out = format!("Contradicted since I learned them ({}):\n", marked.len());
-                for l in &marked {
+                let head = format!("Contradicted since I learned them ({}):\n", marked.len());
+                let lines = marked.iter().map(|l| {
                     let why = l.review.as_deref().unwrap_or_default();
-                    let line = format!(
+                    format!(
                         "#{} {} (confidence {:.2}) - {why}\n",
                         l.number, l.content, l.confidence
-                    );
-                    if out.chars().count() + line.chars().count() > LIST_CHARS {
-                        out.push_str("…and more\n");
-                        break;
-                    }
-                    out.push_str(&line);
-                }
+                    )
+                });
+                let mut out = bounded_list(head, lines, "…and more\n");
                 out.push_str("/forget N retires one; /remember <text> confirms it.");
                 out
             }
@@ -204,6 +200,19 @@ impl Learning for ChatLearning {
     }
 }
 
+/// `head` and as many `lines` as fit one Telegram message, then `more` when some did not.
+fn bounded_list(head: String, lines: impl Iterator<Item = String>, more: &str) -> String {
+    let mut out = head;
+    for line in lines {
+        if out.chars().count() + line.chars().count() > LIST_CHARS {
+            out.push_str(more);
+            break;
+        }
+        out.push_str(&line);
+    }
+    out
+}
+
 /// `/learnings`: highest confidence first, each with the number `/forget` takes.
 pub fn list_text(mut learnings: Vec<LearningRecord>) -> String {
     if learnings.is_empty() {
@@ -212,9 +221,9 @@ pub fn list_text(mut learnings: Vec<LearningRecord>) -> String {
             .to_owned();
     }
     rank(&mut learnings);
-    let mut out = format!("What I learned here ({}):\n", learnings.len());
-    for l in &learnings {
-        let line = format!(
+    let head = format!("What I learned here ({}):\n", learnings.len());
+    let lines = learnings.iter().map(|l| {
+        format!(
             "#{} [{}] {} (confidence {:.2}, seen {}×{})\n",
             l.number,
             l.category,
@@ -226,13 +235,13 @@ pub fn list_text(mut learnings: Vec<LearningRecord>) -> String {
                 (true, false) => ", added by you",
                 (false, false) => "",
             }
-        );
-        if out.chars().count() + line.chars().count() > LIST_CHARS {
-            out.push_str("…and more (valor learnings list shows them all)\n");
-            break;
-        }
-        out.push_str(&line);
-    }
+        )
+    });
+    let mut out = bounded_list(
+        head,
+        lines,
+        "…and more (valor learnings list shows them all)\n",
+    );
     out.push_str("/forget N retires one.");
     out
 }

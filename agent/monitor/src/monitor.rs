@@ -50,6 +50,9 @@ pub struct AlertRecord {
     /// Valor stopped while it was active: it ended with that run, not by recovering.
     #[serde(default)]
     pub ended_by_restart: bool,
+    /// What was done about it: who was told, when (Unix milliseconds, what).
+    #[serde(default)]
+    pub done: Vec<(u64, String)>,
 }
 
 /// Notes a change in the log; returns the record it touched.
@@ -77,6 +80,7 @@ fn note_in(log: &mut VecDeque<AlertRecord>, change: &AlertChange, at_ms: u64) {
                 raised_ms: at_ms,
                 cleared_ms: None,
                 ended_by_restart: false,
+                done: Vec::new(),
             });
         }
         AlertChange::SeverityChanged { alert, .. } => {
@@ -317,6 +321,27 @@ impl ResourceMonitor {
         match self.history.get() {
             Some(history) => history.alerts(ALERT_LOG),
             None => self.read().log.iter().rev().cloned().collect(),
+        }
+    }
+
+    /// Notes what was done about the alert of `kind` (the latest one), e.g. that the admin
+    /// chat was told, for the dashboard's Alerts page.
+    pub fn note_done(&self, kind: crate::AlertKind, what: &str) {
+        let at_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let record = {
+            let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
+            let Some(record) = state.log.iter_mut().rev().find(|r| r.alert.kind == kind) else {
+                return;
+            };
+            if record.done.len() < 20 {
+                record.done.push((at_ms, what.to_owned()));
+            }
+            record.clone()
+        };
+        if let Some(history) = self.history.get() {
+            history.keep_alert(&record);
         }
     }
 

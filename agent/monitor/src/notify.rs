@@ -86,11 +86,13 @@ impl AlertNotifier {
         }
     }
 
-    /// Tells `send` about the changes on `changes` until `shutdown`.
+    /// Tells `send` about the changes on `changes` until `shutdown`; each message sent is
+    /// noted on its alert in `monitor` (what was done about it).
     pub async fn run(
         mut self,
         mut changes: broadcast::Receiver<AlertChange>,
         send: AlertSender,
+        monitor: Option<std::sync::Arc<crate::ResourceMonitor>>,
         shutdown: CancellationToken,
     ) {
         loop {
@@ -102,6 +104,18 @@ impl AlertNotifier {
                 Ok(change) => {
                     if let Some(text) = self.message(&change, Instant::now()) {
                         send(text);
+                        if let Some(monitor) = &monitor {
+                            let (kind, what) = match &change {
+                                AlertChange::Cleared(a) => {
+                                    (a.kind, "recovery told to the admin chat")
+                                }
+                                AlertChange::Raised(a)
+                                | AlertChange::SeverityChanged { alert: a, .. } => {
+                                    (a.kind, "told to the admin chat")
+                                }
+                            };
+                            monitor.note_done(kind, what);
+                        }
                     }
                 }
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
@@ -174,9 +188,29 @@ mod tests {
         assert!(notifier.message(&raised, Instant::now()).is_some());
     }
 
+    fn sample(rss_mb: u64, taken_at: u64) -> crate::Sample {
+        crate::Sample {
+            taken_at,
+            rss_bytes: rss_mb * 1024 * 1024,
+            cpu_percent: 0.0,
+            system_memory_total_bytes: 100,
+            system_memory_used_bytes: 10,
+            load_average: [0.0; 3],
+            children: 0,
+            oldest_child_secs: None,
+            stale_children: 0,
+        }
+    }
+
     #[tokio::test(start_paused = true)]
-    async fn the_notifier_sends_what_the_monitor_publishes_until_shutdown() {
-        let (tx, rx) = broadcast::channel(8);
+    async fn the_notifier_sends_what_the_monitor_publishes_and_notes_it_on_the_alert() {
+        let monitor = crate::ResourceMonitor::new(
+            valor_config::MonitorConfig::default(),
+            crate::ChildRegistry::new(),
+            &crate::MetricsRegistry::new(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let rx = monitor.alert_changes();
         let sent: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
         let into = Arc::clone(&sent);
         let send: AlertSender = Arc::new(move |text| {
@@ -185,11 +219,10 @@ mod tests {
                 .push(text)
         });
         let stop = CancellationToken::new();
-        let task =
-            tokio::spawn(AlertNotifier::new(Duration::from_secs(60)).run(rx, send, stop.clone()));
-        let memory = alert(AlertKind::ProcessMemory, Severity::Warning);
-        tx.send(AlertChange::Raised(memory.clone())).ok();
-        tx.send(AlertChange::Cleared(memory)).ok();
+        let notifier = AlertNotifier::new(Duration::from_secs(60));
+        let task = tokio::spawn(notifier.run(rx, send, Some(Arc::clone(&monitor)), stop.clone()));
+        monitor.record(sample(600, 1)); // raised
+        monitor.record(sample(5, 2)); // cleared
         while sent
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -205,5 +238,14 @@ mod tests {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         assert!(sent[0].starts_with("⚠️ Warning"), "{sent:?}");
         assert!(sent[1].starts_with("✅ Recovered"), "{sent:?}");
+        let done: Vec<String> = monitor.alert_log()[0]
+            .done
+            .iter()
+            .map(|d| d.1.clone())
+            .collect();
+        assert_eq!(
+            done,
+            ["told to the admin chat", "recovery told to the admin chat"]
+        );
     }
 }
