@@ -4,4 +4,5 @@
 
 mod channel;
 mod fake_bot_api;
+mod learning;
 mod streaming;
