@@ -160,7 +160,7 @@ impl MemoryServer {
     }
 
     #[tool(
-        description = "What happened in this chat around one memory entry, in time order: the entries before and after it (as index lines). Give anchor_id (an #id from search) or a query to centre on its best match."
+        description = "What happened in this chat around one memory entry, in time order: the entries before and after it (as index lines, under a line for each day). Give anchor_id (an #id from search) or a query to centre on its best match."
     )]
     async fn timeline(
         &self,
@@ -241,12 +241,7 @@ impl MemoryServer {
         let Some(lines) = lines else {
             return Ok(format!("This chat's memory has no entry #{anchor}."));
         };
-        let mut out = format!("Around #{anchor} (»), oldest first:\n");
-        for line in &lines {
-            out.push_str(if line.id == anchor { "» " } else { "  " });
-            out.push_str(&index_line(line));
-        }
-        Ok(out)
+        Ok(timeline_body(anchor, &lines))
     }
 
     pub async fn get_text(&self, chat_id: i64, p: GetParams) -> Result<String, ToolError> {
@@ -307,18 +302,42 @@ fn search_request(
 
 /// `#id date kind ~tokens title`, on one line whatever the title holds.
 fn index_line(line: &MemoryLine) -> String {
+    format!(
+        "#{} {} {}",
+        line.id,
+        day_of(line.at_ms),
+        kind_size_title(line)
+    )
+}
+
+/// `kind ~tokens title` and the line's end.
+fn kind_size_title(line: &MemoryLine) -> String {
     let mut title: String = one_line(&line.title).chars().take(TITLE_CHARS).collect();
     if line.title.chars().count() > TITLE_CHARS {
         title.push('…');
     }
-    format!(
-        "#{} {} {} ~{}t {}\n",
-        line.id,
-        day_of(line.at_ms),
-        line.kind,
-        line.tokens.max(1),
-        title.trim()
-    )
+    format!("{} ~{}t {}\n", line.kind, line.tokens.max(1), title.trim())
+}
+
+/// A timeline in time order: a line for each day, then that day's entries without the date
+/// (a timeline's neighbours are mostly of one day, so the date on every line was read again and
+/// again). The anchor is marked `»`.
+fn timeline_body(anchor: u64, lines: &[MemoryLine]) -> String {
+    let mut out = format!("Around #{anchor} (»), oldest first, by day:\n");
+    let mut day = String::new();
+    for line in lines {
+        let this_day = day_of(line.at_ms);
+        if this_day != day {
+            out.push_str(&this_day);
+            out.push_str(":\n");
+            day = this_day;
+        }
+        out.push_str(if line.id == anchor { "» #" } else { "  #" });
+        out.push_str(&line.id.to_string());
+        out.push(' ');
+        out.push_str(&kind_size_title(line));
+    }
+    out
 }
 
 /// The records in the order asked, as many as `cap` tokens hold; the rest named, not read.
@@ -326,7 +345,7 @@ fn records_text(asked: &[u64], records: &[MemoryText], cap: usize) -> String {
     let mut left = cap.saturating_mul(4);
     let mut body = String::new();
     let mut unread: Vec<String> = Vec::new();
-    let mut shown = 0;
+    let (mut shown, mut cut) = (0, false);
     for record in records {
         // The title is left out: the index line the id came from showed it.
         let header = format!(
@@ -359,6 +378,7 @@ fn records_text(asked: &[u64], records: &[MemoryText], cap: usize) -> String {
                 record.id
             ));
             left = 0;
+            cut = true;
         }
         body.push_str("\n\n");
         shown += 1;
@@ -368,10 +388,15 @@ fn records_text(asked: &[u64], records: &[MemoryText], cap: usize) -> String {
         .filter(|id| !records.iter().any(|r| r.id == **id))
         .map(|id| format!("#{id}"))
         .collect();
-    let mut out = format!(
-        "{shown} of {} records (cap {cap} tokens):\n{body}",
-        asked.len()
-    );
+    // How many and the cap are said only when they matter: when something was cut or left out.
+    let mut out = if cut || shown < asked.len() {
+        format!(
+            "{shown} of {} records (cap {cap} tokens):\n{body}",
+            asked.len()
+        )
+    } else {
+        body
+    };
     if !unread.is_empty() {
         out.push_str(&format!(
             "Not read (over the cap; ask again): {}\n",
@@ -440,6 +465,22 @@ mod tests {
     }
 
     #[test]
+    fn records_read_whole_come_without_the_count_and_the_cap() {
+        let records = [text(1, 30), text(2, 20)];
+        let whole = records_text(&[1, 2], &records, 500);
+        assert!(
+            whole.starts_with("#1 · observation · 2026-12-04\n"),
+            "{whole}"
+        );
+        assert!(!whole.contains("cap"), "{whole}");
+        let cut = records_text(&[1, 2], &[text(1, 30), text(2, 5_000)], 500);
+        assert!(
+            cut.starts_with("2 of 2 records (cap 500 tokens):\n"),
+            "{cut}"
+        );
+    }
+
+    #[test]
     fn index_lines_are_one_line_each() {
         let line = MemoryLine {
             id: 7,
@@ -451,6 +492,26 @@ mod tests {
         let shown = index_line(&line);
         assert_eq!(shown.matches('\n').count(), 1, "{shown}");
         assert!(shown.starts_with("#7 1970-01-01 message ~1t a "), "{shown}");
+    }
+
+    #[test]
+    fn a_timeline_names_each_day_once_and_marks_its_anchor() {
+        const DAY: u64 = 86_400_000;
+        let line = |id: u64, at_ms: u64| MemoryLine {
+            id,
+            kind: "message".to_owned(),
+            at_ms,
+            title: format!("entry {id}"),
+            tokens: 3,
+        };
+        let lines = [line(1, DAY), line(2, DAY + 5), line(3, 2 * DAY)];
+        let shown = timeline_body(2, &lines);
+        assert_eq!(
+            shown,
+            "Around #2 (»), oldest first, by day:\n\
+             1970-01-02:\n  #1 message ~3t entry 1\n» #2 message ~3t entry 2\n\
+             1970-01-03:\n  #3 message ~3t entry 3\n"
+        );
     }
 
     #[test]
