@@ -30,8 +30,10 @@ const SAVE_EVERY: u64 = 5_000;
 const IDLE_WAIT: Duration = Duration::from_secs(30);
 /// How often a missing model is looked for again.
 const MODEL_RETRY: Duration = Duration::from_secs(60);
-/// Filters matching fewer documents than this are searched exactly, not through the graph.
-const EXACT_BELOW: usize = 2_000;
+/// Filters matching fewer documents than this (one chat's, as a rule) are searched by comparing
+/// each of their vectors in memory, not through the graph: 10,000 comparisons take about a
+/// millisecond, a filtered graph walk at 2% of 100k took eight.
+const EXACT_BELOW: usize = 10_000;
 
 #[derive(Debug, Clone)]
 pub struct MemorySettings {
@@ -403,17 +405,8 @@ impl Memory {
             return None;
         }
         if let Some(ids) = matching {
-            let mut exact: Vec<(u64, f32)> = ids
-                .iter()
-                .filter_map(|&id| {
-                    let stored = self.inner.store.vector(id).ok()??;
-                    (stored.model_id == embedder.model_id())
-                        .then(|| (id, valor_embed::cosine(vector, &stored.vector)))
-                })
-                .collect();
-            exact.sort_by(|a, b| b.1.total_cmp(&a.1));
-            exact.truncate(candidates);
-            return Some(exact);
+            let hits = index.search_among(vector, ids, candidates);
+            return Some(self.rescored(embedder.model_id(), vector, hits));
         }
         if query.filter.is_open() && query.filter.exclude.is_empty() {
             let hits = index.search(vector, candidates, None);

@@ -4,12 +4,13 @@
 //! its vectors quantized to a byte a dimension ([`valor_embed::quantized`]): it is the part of
 //! memory that grows with every message.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use hnsw_rs::api::AnnT;
+use hnsw_rs::hnsw::Point;
 use hnsw_rs::hnswio::HnswIo;
 use hnsw_rs::prelude::{Distance, Hnsw};
 use serde::{Deserialize, Serialize};
@@ -72,6 +73,18 @@ pub struct VectorIndex {
     model_id: String,
     dim: usize,
     ids: Mutex<HashSet<u64>>,
+    points: Mutex<PointsById>,
+}
+
+/// The graph's own points by document id, so a narrow filter (one chat's documents) is
+/// searched exactly over the vectors the graph already holds: a filtered walk of the graph
+/// explores far more nodes than it keeps, and the store's full vectors are slow to read by the
+/// thousand. A point is shared with the graph, not copied.
+#[derive(Default)]
+struct PointsById {
+    by_id: HashMap<u64, Arc<Point<'static, i8>>>,
+    /// Points of each layer already in `by_id` (the graph appends new points to their layer).
+    seen_per_layer: Vec<usize>,
 }
 
 impl std::fmt::Debug for VectorIndex {
@@ -109,6 +122,7 @@ impl VectorIndex {
             model_id: model_id.to_owned(),
             dim,
             ids: Mutex::new(HashSet::new()),
+            points: Mutex::new(PointsById::default()),
         }
     }
 
@@ -148,13 +162,55 @@ impl VectorIndex {
                 .collect()
         };
         match fresh.len() {
-            0 => {}
+            0 => return,
             1..32 => fresh.iter().for_each(|(v, id)| self.hnsw.insert((v, *id))),
             _ => {
                 let refs: Vec<(&Vec<i8>, usize)> = fresh.iter().map(|(v, id)| (v, *id)).collect();
                 self.hnsw.parallel_insert(&refs)
             }
         }
+        self.catch_up_points();
+    }
+
+    /// Adds the graph's points not yet in `points` (all of them after a load).
+    fn catch_up_points(&self) {
+        let mut points = self.points.lock().unwrap_or_else(PoisonError::into_inner);
+        let PointsById {
+            by_id,
+            seen_per_layer,
+        } = &mut *points;
+        let indexation = self.hnsw.get_point_indexation();
+        seen_per_layer.resize(LAYERS, 0);
+        for (layer, seen) in seen_per_layer.iter_mut().enumerate() {
+            for point in indexation.get_layer_iterator(layer).skip(*seen) {
+                by_id.insert(point.get_origin_id() as u64, point);
+                *seen += 1;
+            }
+        }
+    }
+
+    /// The `limit` nearest of `ids` to `query`, compared one by one (ids not in the index are
+    /// skipped), with their similarity, best first.
+    pub fn search_among(&self, query: &[f32], ids: &[u64], limit: usize) -> Vec<(u64, f32)> {
+        if query.len() != self.dim || limit == 0 {
+            return Vec::new();
+        }
+        let query = quantized::quantize(query);
+        let mut scored: Vec<(u64, f32)> = {
+            let points = self.points.lock().unwrap_or_else(PoisonError::into_inner);
+            ids.iter()
+                .filter_map(|id| {
+                    let point = points.by_id.get(id)?;
+                    Some((*id, quantized::dot(&query, point.get_v())))
+                })
+                .collect()
+        };
+        if scored.len() > limit {
+            scored.select_nth_unstable_by(limit - 1, |a, b| b.1.total_cmp(&a.1));
+            scored.truncate(limit);
+        }
+        scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+        scored
     }
 
     /// The `limit` nearest ids to `query` (among those `keep` accepts, when given), with their
@@ -284,12 +340,15 @@ impl VectorIndex {
                 meta.ids.len()
             )));
         }
-        Ok(VectorIndex {
+        let index = VectorIndex {
             hnsw: loaded,
             model_id: meta.model_id,
             dim: meta.dim,
             ids: Mutex::new(meta.ids.into_iter().collect()),
-        })
+            points: Mutex::new(PointsById::default()),
+        };
+        index.catch_up_points();
+        Ok(index)
     }
 }
 
@@ -326,6 +385,47 @@ mod tests {
         let hits = index.search(&items[42].1, 5, Some(&|id| id % 2 == 1));
         assert!(hits.iter().all(|h| h.0 % 2 == 1), "{hits:?}");
         assert!(index.search(&[1.0; 3], 5, None).is_empty());
+    }
+
+    /// The exact nearest among `among`, by the full vectors: what search_among should find.
+    fn nearest(items: &[(u64, Vec<f32>)], query: &[f32], among: &[u64], k: usize) -> Vec<u64> {
+        let mut scored: Vec<(u64, f32)> = among
+            .iter()
+            .filter_map(|id| items.iter().find(|item| item.0 == *id))
+            .map(|(id, vector)| (*id, valor_embed::cosine(query, vector)))
+            .collect();
+        scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+        scored.into_iter().take(k).map(|s| s.0).collect()
+    }
+
+    #[test]
+    fn a_few_ids_are_searched_one_by_one_in_memory_before_and_after_a_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = VectorIndex::new("m", 16, 600);
+        let items = vectors(600, 16);
+        // Inserted in two parts, one small (one by one) and one large (in parallel).
+        index.insert(&items[..10]);
+        index.insert(&items[10..]);
+        let among: Vec<u64> = (1..=600).filter(|id| id % 7 == 0).chain([9_999]).collect();
+        let query = &items[300].1;
+        let hits = index.search_among(query, &among, 5);
+        assert_eq!(hits.len(), 5);
+        assert!(hits.iter().all(|h| among.contains(&h.0)), "{hits:?}");
+        assert!(hits.windows(2).all(|w| w[0].1 >= w[1].1), "{hits:?}");
+        let exact = nearest(&items, query, &among, 5);
+        assert_eq!(hits[0].0, exact[0], "{hits:?} vs {exact:?}");
+        // Every id of the index is reachable, the first ten (inserted one by one) too.
+        assert_eq!(index.search_among(&items[3].1, &[4], 1)[0].0, 4);
+        assert_eq!(
+            index.search_among(query, &among, 1000).len(),
+            among.len() - 1
+        );
+
+        index.save(&dir.path().join("index")).unwrap();
+        let loaded = VectorIndex::load(&dir.path().join("index"), "m").unwrap();
+        assert_eq!(loaded.search_among(query, &among, 5), hits);
+        loaded.insert(&[(601, items[0].1.clone())]);
+        assert_eq!(loaded.search_among(&items[0].1, &[601], 1)[0].0, 601);
     }
 
     #[test]
