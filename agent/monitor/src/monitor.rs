@@ -416,13 +416,14 @@ fn log_change(change: &AlertChange) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::score::Status;
 
-    fn sample(rss_mb: u64) -> Sample {
+    /// A sample of `rss_mb` taken at `taken_at`, the rest quiet (the notifier's tests too).
+    pub(crate) fn sample_at(rss_mb: u64, taken_at: u64) -> Sample {
         Sample {
-            taken_at: 1,
+            taken_at,
             rss_bytes: rss_mb * 1024 * 1024,
             cpu_percent: 0.0,
             system_memory_total_bytes: 100,
@@ -432,6 +433,10 @@ mod tests {
             oldest_child_secs: None,
             stale_children: 0,
         }
+    }
+
+    fn sample(rss_mb: u64) -> Sample {
+        sample_at(rss_mb, 1)
     }
 
     #[test]

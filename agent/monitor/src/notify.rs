@@ -130,6 +130,7 @@ impl AlertNotifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::monitor::tests::sample_at;
 
     fn alert(kind: AlertKind, severity: Severity) -> Alert {
         Alert {
@@ -188,20 +189,6 @@ mod tests {
         assert!(notifier.message(&raised, Instant::now()).is_some());
     }
 
-    fn sample(rss_mb: u64, taken_at: u64) -> crate::Sample {
-        crate::Sample {
-            taken_at,
-            rss_bytes: rss_mb * 1024 * 1024,
-            cpu_percent: 0.0,
-            system_memory_total_bytes: 100,
-            system_memory_used_bytes: 10,
-            load_average: [0.0; 3],
-            children: 0,
-            oldest_child_secs: None,
-            stale_children: 0,
-        }
-    }
-
     #[tokio::test(start_paused = true)]
     async fn the_notifier_sends_what_the_monitor_publishes_and_notes_it_on_the_alert() {
         let monitor = crate::ResourceMonitor::new(
@@ -221,8 +208,8 @@ mod tests {
         let stop = CancellationToken::new();
         let notifier = AlertNotifier::new(Duration::from_secs(60));
         let task = tokio::spawn(notifier.run(rx, send, Some(Arc::clone(&monitor)), stop.clone()));
-        monitor.record(sample(600, 1)); // raised
-        monitor.record(sample(5, 2)); // cleared
+        monitor.record(sample_at(600, 1)); // raised
+        monitor.record(sample_at(5, 2)); // cleared
         while sent
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
