@@ -4,7 +4,7 @@
 //! its vectors quantized to a byte a dimension ([`valor_embed::quantized`]): it is the part of
 //! memory that grows with every message.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -72,19 +72,32 @@ pub struct VectorIndex {
     hnsw: Hnsw<'static, i8, QuantizedDot>,
     model_id: String,
     dim: usize,
-    ids: Mutex<HashSet<u64>>,
-    points: Mutex<PointsById>,
+    entries: Mutex<Entries>,
 }
 
-/// The graph's own points by document id, so a narrow filter (one chat's documents) is
-/// searched exactly over the vectors the graph already holds: a filtered walk of the graph
-/// explores far more nodes than it keeps, and the store's full vectors are slow to read by the
-/// thousand. A point is shared with the graph, not copied.
+/// The documents in the index, each with the graph's own point once the graph has it, so a
+/// narrow filter (one chat's documents) is searched exactly over the vectors the graph already
+/// holds: a filtered walk of the graph explores far more nodes than it keeps, and the store's
+/// full vectors are slow to read by the thousand. A point is shared with the graph, not copied.
 #[derive(Default)]
-struct PointsById {
-    by_id: HashMap<u64, Arc<Point<'static, i8>>>,
+struct Entries {
+    /// `None` between an id's acceptance by `insert` and the graph's point for it.
+    by_id: HashMap<u64, Option<Arc<Point<'static, i8>>>>,
     /// Points of each layer already in `by_id` (the graph appends new points to their layer).
     seen_per_layer: Vec<usize>,
+}
+
+impl Entries {
+    /// Takes `id` for insertion; false when the index has it already.
+    fn accept(&mut self, id: u64) -> bool {
+        match self.by_id.entry(id) {
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(None);
+                true
+            }
+            std::collections::hash_map::Entry::Occupied(_) => false,
+        }
+    }
 }
 
 impl std::fmt::Debug for VectorIndex {
@@ -121,8 +134,7 @@ impl VectorIndex {
             ),
             model_id: model_id.to_owned(),
             dim,
-            ids: Mutex::new(HashSet::new()),
-            points: Mutex::new(PointsById::default()),
+            entries: Mutex::new(Entries::default()),
         }
     }
 
@@ -134,12 +146,12 @@ impl VectorIndex {
         self.dim
     }
 
-    fn ids(&self) -> std::sync::MutexGuard<'_, HashSet<u64>> {
-        self.ids.lock().unwrap_or_else(PoisonError::into_inner)
+    fn entries(&self) -> std::sync::MutexGuard<'_, Entries> {
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     pub fn len(&self) -> usize {
-        self.ids().len()
+        self.entries().by_id.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -147,17 +159,17 @@ impl VectorIndex {
     }
 
     pub fn contains(&self, id: u64) -> bool {
-        self.ids().contains(&id)
+        self.entries().by_id.contains_key(&id)
     }
 
     /// Adds vectors of this index's model (others are skipped: the caller checks the model).
     /// hnsw_rs has no update: an id already present is left as it is.
     pub fn insert(&self, items: &[(u64, Vec<f32>)]) {
         let fresh: Vec<(Vec<i8>, usize)> = {
-            let mut ids = self.ids();
+            let mut entries = self.entries();
             items
                 .iter()
-                .filter(|(id, v)| v.len() == self.dim && ids.insert(*id))
+                .filter(|(id, v)| v.len() == self.dim && entries.accept(*id))
                 .map(|(id, v)| (quantized::quantize(v), *id as usize))
                 .collect()
         };
@@ -172,18 +184,19 @@ impl VectorIndex {
         self.catch_up_points();
     }
 
-    /// Adds the graph's points not yet in `points` (all of them after a load).
+    /// Gives each entry the graph's point for it once the graph has one (all of them after a
+    /// load).
     fn catch_up_points(&self) {
-        let mut points = self.points.lock().unwrap_or_else(PoisonError::into_inner);
-        let PointsById {
+        let mut entries = self.entries();
+        let Entries {
             by_id,
             seen_per_layer,
-        } = &mut *points;
+        } = &mut *entries;
         let indexation = self.hnsw.get_point_indexation();
         seen_per_layer.resize(LAYERS, 0);
         for (layer, seen) in seen_per_layer.iter_mut().enumerate() {
             for point in indexation.get_layer_iterator(layer).skip(*seen) {
-                by_id.insert(point.get_origin_id() as u64, point);
+                by_id.insert(point.get_origin_id() as u64, Some(point));
                 *seen += 1;
             }
         }
@@ -197,10 +210,10 @@ impl VectorIndex {
         }
         let query = quantized::quantize(query);
         let mut scored: Vec<(u64, f32)> = {
-            let points = self.points.lock().unwrap_or_else(PoisonError::into_inner);
+            let entries = self.entries();
             ids.iter()
                 .filter_map(|id| {
-                    let point = points.by_id.get(id)?;
+                    let point = entries.by_id.get(id)?.as_ref()?;
                     Some((*id, quantized::dot(&query, point.get_v())))
                 })
                 .collect()
@@ -249,7 +262,7 @@ impl VectorIndex {
         let staging = dir.with_extension(format!("saving-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&staging);
         std::fs::create_dir_all(&staging).map_err(|e| fail(e.to_string()))?;
-        let mut ids: Vec<u64> = self.ids().iter().copied().collect();
+        let mut ids: Vec<u64> = self.entries().by_id.keys().copied().collect();
         ids.sort_unstable();
         let meta = if ids.is_empty() {
             // hnsw_rs cannot dump an empty graph: an empty index is its description alone.
@@ -344,11 +357,22 @@ impl VectorIndex {
             hnsw: loaded,
             model_id: meta.model_id,
             dim: meta.dim,
-            ids: Mutex::new(meta.ids.into_iter().collect()),
-            points: Mutex::new(PointsById::default()),
+            entries: Mutex::new(Entries::default()),
         };
         index.catch_up_points();
-        Ok(index)
+        let stranger = {
+            let entries = index.entries();
+            meta.ids
+                .iter()
+                .copied()
+                .find(|id| !entries.by_id.contains_key(id))
+        };
+        match stranger {
+            Some(id) => Err(corrupt(format!(
+                "its description names #{id}, which it does not hold"
+            ))),
+            None => Ok(index),
+        }
     }
 }
 
