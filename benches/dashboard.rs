@@ -6,30 +6,18 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+// The dashboard test's browser, shared rather than copied.
+#[path = "../tests/valor/browser.rs"]
+mod browser;
 mod common;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use chromiumoxide::browser::{Browser, BrowserConfig};
-use futures::StreamExt as _;
 use valor_fakes::anthropic::{FakeAnthropic, Reply};
 use valor_fakes::telegram::FakeTelegram;
 
 const TURNS: usize = 20;
-
-async fn text_of(page: &chromiumoxide::Page, selector: &str) -> String {
-    let script = format!("document.querySelector('{selector}')?.innerText ?? ''");
-    for _ in 0..200 {
-        if let Ok(result) = page.evaluate(script.as_str()).await
-            && let Ok(text) = result.into_value::<String>()
-        {
-            return text;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("the page never answered");
-}
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
@@ -53,25 +41,10 @@ fn main() {
         .unwrap();
     let link = String::from_utf8(link.stdout).unwrap().trim().to_owned();
     assert!(link.contains("/ui/login?token="), "{link}");
-    let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).is_file())
-        .expect("chromium (scripts/setup installs it)");
     let profile = tempfile::tempdir().unwrap();
     runtime.block_on(async {
-        let config = BrowserConfig::builder()
-            .chrome_executable(chromium)
-            .new_headless_mode()
-            .no_sandbox()
-            .user_data_dir(profile.path())
-            .arg("disable-gpu")
-            .arg("no-first-run")
-            .arg("disable-dev-shm-usage")
-            .build()
-            .unwrap();
-        let (mut browser, mut handler) = Browser::launch(config).await.unwrap();
-        let handling = tokio::spawn(async move { while handler.next().await.is_some() {} });
-        let page = browser.new_page("about:blank").await.unwrap();
+        let (mut chrome, handling) = browser::launch(profile.path()).await;
+        let page = chrome.new_page("about:blank").await.unwrap();
         let started = Instant::now();
         page.goto(link.as_str()).await.unwrap();
         page.wait_for_navigation().await.unwrap();
@@ -94,7 +67,7 @@ fn main() {
             }
             let answered = Instant::now();
             let want = format!("Today\n{turn}");
-            while !text_of(&page, "#live").await.contains(&want) {
+            while !browser::text_of(&page, "#live").await.contains(&want) {
                 assert!(Instant::now() < deadline, "the overview never showed turn {turn}");
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
@@ -106,7 +79,7 @@ fn main() {
             percentile(&latencies, 0.5),
             latencies[TURNS - 1]
         );
-        browser.close().await.ok();
+        chrome.close().await.ok();
         handling.abort();
     });
     let _ = Command::new("kill")

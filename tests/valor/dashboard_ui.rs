@@ -7,36 +7,11 @@
 
 use std::time::{Duration, Instant};
 
-use chromiumoxide::browser::{Browser, BrowserConfig};
-use futures::StreamExt as _;
-
+use crate::browser::{launch, text_of};
 use crate::support::{Service, output, valor};
 use crate::telegram_run::{run_with, wait_for};
 use valor_fakes::anthropic::{FakeAnthropic, Reply};
 use valor_fakes::telegram::FakeTelegram;
-
-fn chromium() -> std::path::PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .flat_map(|dir| ["chromium", "chromium-browser"].map(|name| dir.join(name)))
-        .find(|p| p.is_file())
-        .expect("chromium on PATH (scripts/setup installs it)")
-}
-
-/// The text of `selector`; a page in the middle of a navigation (its script context gone) is
-/// asked again.
-async fn text_of(page: &chromiumoxide::Page, selector: &str) -> String {
-    let script = format!("document.querySelector('{selector}')?.innerText ?? ''");
-    for _ in 0..100 {
-        if let Ok(result) = page.evaluate(script.as_str()).await
-            && let Ok(text) = result.into_value::<String>()
-        {
-            return text;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the page never answered for {selector}");
-}
 
 #[test]
 fn the_dashboard_in_a_real_browser_logs_in_and_updates_live() {
@@ -62,19 +37,7 @@ fn the_dashboard_in_a_real_browser_logs_in_and_updates_live() {
     std::fs::create_dir_all(&shots).unwrap();
     let profile = tempfile::tempdir().unwrap();
     runtime.block_on(async {
-        let config = BrowserConfig::builder()
-            .chrome_executable(chromium())
-            .new_headless_mode()
-            .no_sandbox()
-            .user_data_dir(profile.path())
-            .arg("disable-gpu")
-            .arg("disable-background-networking")
-            .arg("no-first-run")
-            .arg("disable-dev-shm-usage")
-            .build()
-            .unwrap();
-        let (mut browser, mut handler) = Browser::launch(config).await.unwrap();
-        let handling = tokio::spawn(async move { while handler.next().await.is_some() {} });
+        let (mut browser, handling) = launch(profile.path()).await;
 
         // Without a login: refused.
         let page = browser.new_page(format!("{base}/ui/")).await.unwrap();
