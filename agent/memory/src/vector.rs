@@ -195,6 +195,12 @@ impl VectorIndex {
         let indexation = self.hnsw.get_point_indexation();
         seen_per_layer.resize(LAYERS, 0);
         for (layer, seen) in seen_per_layer.iter_mut().enumerate() {
+            // hnsw_rs reaches a layer's points only through an iterator, so reaching the new
+            // ones walks past the old (a reference count up and down each), once per batch the
+            // worker embeds. Layers without new points are not walked.
+            if indexation.get_layer_nb_point(layer) <= *seen {
+                continue;
+            }
             for point in indexation.get_layer_iterator(layer).skip(*seen) {
                 by_id.insert(point.get_origin_id() as u64, Some(point));
                 *seen += 1;
