@@ -53,6 +53,12 @@ const RESOLVE: ResolveFlags = ResolveFlags::BENEATH
 const PRIVATE_FILE: u32 = 0o600;
 const PRIVATE_DIR: u32 = 0o700;
 
+impl AsFd for ChatDir {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
 impl ChatDir {
     /// Opens `root` itself. Its last component is not followed; the folders above it are
     /// Valor's own (the operator's layout may use links there).
@@ -271,10 +277,9 @@ impl ChatDir {
 
     /// The entries of this folder, each as it is (links not followed), `.` and `..` left out.
     pub fn entries(&self) -> Result<Vec<Entry>, ChatFsError> {
-        let mut reader =
-            rustix::fs::Dir::read_from(&self.fd).map_err(|e| classify(e, &self.path))?;
+        let reader = rustix::fs::Dir::read_from(&self.fd).map_err(|e| classify(e, &self.path))?;
         let mut entries = Vec::new();
-        while let Some(item) = reader.next() {
+        for item in reader {
             let item = item.map_err(|e| classify(e, &self.path))?;
             let name = item.file_name().to_bytes();
             if name == b"." || name == b".." {
@@ -380,12 +385,18 @@ impl ChatDir {
     }
 
     fn is_link(&self, relative: &Path) -> bool {
-        matches!(self.entry(relative), Ok(Some(Entry { kind: Kind::Symlink, .. })))
+        matches!(
+            self.entry(relative),
+            Ok(Some(Entry {
+                kind: Kind::Symlink,
+                ..
+            }))
+        )
     }
 
     fn reopen(&self) -> Result<ChatDir, ChatFsError> {
-        let fd = rustix::io::fcntl_dupfd_cloexec(&self.fd, 0)
-            .map_err(|e| classify(e, &self.path))?;
+        let fd =
+            rustix::io::fcntl_dupfd_cloexec(&self.fd, 0).map_err(|e| classify(e, &self.path))?;
         Ok(ChatDir {
             fd,
             path: self.path.clone(),
@@ -407,12 +418,7 @@ impl ChatDir {
     /// Opens `relative` beneath this folder: no link followed anywhere, no `..`, no mount
     /// crossed. `openat2` where the kernel has it (5.6+), else one `O_NOFOLLOW` step a
     /// component.
-    fn resolve(
-        &self,
-        relative: &Path,
-        flags: OFlags,
-        mode: Mode,
-    ) -> Result<OwnedFd, ChatFsError> {
+    fn resolve(&self, relative: &Path, flags: OFlags, mode: Mode) -> Result<OwnedFd, ChatFsError> {
         let relative = self.relative(relative)?;
         let path: &Path = if relative.as_os_str().is_empty() {
             Path::new(".")
@@ -447,23 +453,21 @@ impl ChatDir {
             })
             .collect();
         let Some((last, folders)) = components.split_last() else {
-            return rustix::io::fcntl_dupfd_cloexec(&self.fd, 0)
-                .map_err(|e| classify(e, &full));
+            return rustix::io::fcntl_dupfd_cloexec(&self.fd, 0).map_err(|e| classify(e, &full));
         };
         let step = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let mut current: Option<OwnedFd> = None;
         for folder in folders {
             let at = current.as_ref().map_or(self.fd.as_fd(), |fd| fd.as_fd());
-            let next = rustix::fs::openat(at, *folder, step, Mode::empty())
-                .map_err(|e| match e {
-                Errno::NOTDIR if self.is_link(path) => ChatFsError::Link(full.clone()),
-                e => classify(e, &full),
-            })?;
+            let next =
+                rustix::fs::openat(at, *folder, step, Mode::empty()).map_err(|e| match e {
+                    Errno::NOTDIR if self.is_link(path) => ChatFsError::Link(full.clone()),
+                    e => classify(e, &full),
+                })?;
             current = Some(next);
         }
         let at = current.as_ref().map_or(self.fd.as_fd(), |fd| fd.as_fd());
-        rustix::fs::openat(at, *last, flags, mode)
-            .map_err(|e| classify(e, &full))
+        rustix::fs::openat(at, *last, flags, mode).map_err(|e| classify(e, &full))
     }
 }
 

@@ -36,7 +36,11 @@ fn a_file_below_the_root_is_read_and_a_link_anywhere_is_refused() {
         assert!(matches!(error, ChatFsError::Link(_)), "{path}: {error}");
         assert!(error.is_refusal());
     }
-    for path in ["../chat_2/plans.txt", "notes/../../chat_2/plans.txt", "/etc/passwd"] {
+    for path in [
+        "../chat_2/plans.txt",
+        "notes/../../chat_2/plans.txt",
+        "/etc/passwd",
+    ] {
         let error = mine.read(path, 100).unwrap_err();
         assert!(matches!(error, ChatFsError::Outside(_)), "{path}: {error}");
     }
@@ -60,11 +64,21 @@ fn a_fifo_is_refused_without_blocking_and_a_big_file_is_refused_whole() {
         .unwrap();
     assert!(status.success());
     // A blocking open of a FIFO with no writer would never return.
-    assert!(matches!(mine.read("pipe", 100), Err(ChatFsError::NotAFile(_))));
+    assert!(matches!(
+        mine.read("pipe", 100),
+        Err(ChatFsError::NotAFile(_))
+    ));
     std::fs::write(mine.join("big"), vec![b'x'; 2048]).unwrap();
     let error = mine.read("big", 1024).unwrap_err();
     assert!(
-        matches!(error, ChatFsError::TooLarge { size: 2048, max: 1024, .. }),
+        matches!(
+            error,
+            ChatFsError::TooLarge {
+                size: 2048,
+                max: 1024,
+                ..
+            }
+        ),
         "{error}"
     );
 }
@@ -105,7 +119,8 @@ fn new_files_are_private_and_never_written_through_a_link() {
 fn an_atomic_write_replaces_a_planted_link_instead_of_following_it() {
     let (_root, mine, secret) = two_chats();
     symlink(&secret, mine.join("LEARNED_INSIGHTS.md")).unwrap();
-    mine.write_atomic("LEARNED_INSIGHTS.md", b"learned").unwrap();
+    mine.write_atomic("LEARNED_INSIGHTS.md", b"learned")
+        .unwrap();
     assert_eq!(std::fs::read_to_string(&secret).unwrap(), "CHAT-2-SECRET");
     let entry = mine.entry("LEARNED_INSIGHTS.md").unwrap().unwrap();
     assert_eq!(entry.kind, Kind::File);
@@ -143,7 +158,10 @@ fn entries_show_links_as_links_and_removal_never_follows_them() {
     kinds.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(
         kinds,
-        [("deep".to_owned(), Kind::Dir), ("out".to_owned(), Kind::Symlink)]
+        [
+            ("deep".to_owned(), Kind::Dir),
+            ("out".to_owned(), Kind::Symlink)
+        ]
     );
     assert!(mine.disk_usage().unwrap() > 0);
     mine.remove("tree").unwrap();
@@ -185,7 +203,11 @@ fn as_root_what_valor_makes_is_the_sandboxs() {
     std::fs::create_dir_all(old.join("src")).unwrap();
     std::fs::write(old.join("src/main.rs"), "fn main() {}").unwrap();
     symlink("/etc/hostname", old.join("src/link")).unwrap();
-    let fs = ChatFs::new(root.path().join("ws"), root.path().join("homes"), Some(owner));
+    let fs = ChatFs::new(
+        root.path().join("ws"),
+        root.path().join("homes"),
+        Some(owner),
+    );
     let ws = fs.workspace(9).unwrap();
     for path in ["", "src", "src/main.rs"] {
         assert_eq!(

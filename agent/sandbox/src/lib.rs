@@ -1,0 +1,37 @@
+//! Valor's sandboxes: every helper Valor starts for a tenant (a chat's Claude Code, the browser)
+//! runs as a tenant itself.
+//!
+//! - [`launch`]: [`Sandbox`] starts a program under bubblewrap: a user namespace with no
+//!   capabilities and no further user namespaces, its own PID, IPC, UTS and network namespaces,
+//!   seccomp, the system read-only and only the folders and files the launch names, passed by
+//!   descriptor; as root, an unprivileged host user of its own.
+//! - [`init`]: the first program inside (`valor-sandbox-init`): closes what it inherited, hands
+//!   Valor the socket it listens on inside, runs the program.
+//! - [`gateway`]: Valor serving that socket from outside: the egress proxy and Valor's routes
+//!   (the model API proxy, the MCP servers).
+//! - [`egress`]: the allow-list proxy, the only way to the web.
+//! - [`limits`]: memory, processes and CPU per sandbox in a cgroup (v2 or v1), rlimits always.
+//! - [`procs`]: a sandbox's processes seen from outside; a turn's leftovers ended.
+//! - [`seccomp`]: the filters.
+//! - [`probe`]: what a sandbox allows, seen from inside, for the start-up check and `valor
+//!   doctor`.
+
+// stdout belongs to the init's probe report only; libraries print nothing else.
+#![deny(clippy::print_stderr)]
+
+pub mod egress;
+mod error;
+pub mod gateway;
+pub mod init;
+pub mod launch;
+pub mod limits;
+pub mod probe;
+pub mod procs;
+pub mod seccomp;
+
+pub use egress::{EgressPolicy, HostRule};
+pub use error::SandboxError;
+pub use gateway::{Gateway, Serving, serve};
+pub use launch::{Bind, DataFile, INNER_ID, Launch, Launched, Sandbox};
+pub use limits::{Cgroup, Cgroups, LimitEvents, Limits};
+pub use probe::{Check, Inside};
