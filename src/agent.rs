@@ -35,7 +35,7 @@ pub struct Agent {
 
 impl Agent {
     /// `keep_warm` false closes each Claude process after its turn (one-shot commands).
-    pub fn build(
+    pub async fn build(
         config: &Config,
         metrics: &MetricsRegistry,
         children: ChildRegistry,
@@ -57,7 +57,12 @@ impl Agent {
                 .as_deref(),
             &config.memory.path.with_extension("run"),
         )?);
-        let sandbox = sandbox(&config.claude.sandbox, home.as_deref());
+        let mode = SandboxMode::parse(&config.claude.sandbox);
+        let chats = chat_folders(config);
+        let parent_env: Vec<(String, String)> = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect();
+        let sandbox = sandbox(config, mode, &chats, &parent_env, home.as_deref()).await;
         let mut claude = config.claude.clone();
         if !keep_warm {
             claude.keep_warm_secs = 0;
@@ -68,11 +73,10 @@ impl Agent {
             binary: valor_claude::binary::locate(&claude.binary),
             config: claude,
             persona: Some(persona),
-            parent_env: std::env::vars_os()
-                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-                .collect(),
+            parent_env,
             runtime_dir: runtime_dir.path().to_owned(),
             sandbox,
+            chats,
             ledger: Arc::new(store.clone()),
             children: children.clone(),
             metrics: metrics.clone(),
@@ -113,9 +117,9 @@ impl Agent {
             engine = engine.tools(tools);
         }
         let learner = crate::learning::learner(config, &self.memory)?;
-        let workspaces = config.claude.workspaces_dir.clone();
+        let chats = chat_folders(config);
         let workspace_of: valor_learn::chat::WorkspaceOf =
-            Arc::new(move |chat_id| valor_claude::spawn::chat_folder(&workspaces, chat_id).ok());
+            Arc::new(move |chat_id| Some(chats.workspace(chat_id).ok()?.path().to_owned()));
         let learning = valor_learn::ChatLearning::new(self.store.clone(), learner)
             .with_workspaces(workspace_of);
         Ok(Conversations::new(
@@ -126,6 +130,22 @@ impl Agent {
                 max_pending: config.telegram.max_pending,
             },
         ))
+    }
+
+    /// `[claude] sandbox = "required"` and the sandbox does not work here: Valor does not start
+    /// (no turn could run), and says what is missing.
+    pub fn refuse_without_required_sandbox(self) -> anyhow::Result<Agent> {
+        if let SandboxState::Unavailable {
+            reason,
+            required: true,
+        } = self.driver.sandbox()
+        {
+            anyhow::bail!(
+                "[claude] sandbox = \"required\" and the sandbox does not work here: {reason} \
+                 (`valor doctor` checks each part)"
+            );
+        }
+        Ok(self)
     }
 
     /// The store as the driver's session ledger (sessions, runs, process groups).
@@ -152,13 +172,49 @@ impl Agent {
     }
 }
 
-/// Probes bubblewrap once for `[claude] sandbox`, and says at start when turns will run
+/// Where each chat's workspace and HOME are, and, when Valor runs as root with sandboxes on,
+/// the sandboxes' own user who owns them.
+pub fn chat_folders(config: &Config) -> valor_chatfs::ChatFs {
+    let sandboxed = SandboxMode::parse(&config.claude.sandbox) != SandboxMode::Off;
+    valor_chatfs::ChatFs::new(
+        config.claude.workspaces_dir.clone(),
+        config.claude.homes_dir.clone(),
+        valor_chatfs::ChatFs::sandbox_owner(sandboxed, config.claude.sandbox_uid),
+    )
+}
+
+/// Probes the sandbox once for `[claude] sandbox`, and says at start when turns will run
 /// unsandboxed (auto) or not at all (required).
-pub fn sandbox(mode: &str, home: Option<&str>) -> SandboxState {
-    let state = SandboxState::probe(
-        SandboxMode::parse(mode),
-        valor_claude::sandbox::operator_credentials(home),
-    );
+pub async fn sandbox(
+    config: &Config,
+    mode: SandboxMode,
+    chats: &valor_chatfs::ChatFs,
+    parent_env: &[(String, String)],
+    home: Option<&str>,
+) -> SandboxState {
+    let claude = &config.claude;
+    // The API's address and credentials as the CLI would have read them ([claude.env] wins);
+    // the proxy uses them outside the sandbox.
+    let env = valor_claude::spawn::child_env(parent_env.iter().cloned(), &claude.env);
+    let setup = valor_claude::sandbox::SandboxSetup {
+        bwrap: std::path::PathBuf::from("bwrap"),
+        init: valor_sandbox::locate_init(),
+        chats: chats.clone(),
+        limits: valor_sandbox::Limits {
+            memory_mb: claude.limits.memory_mb,
+            processes: claude.limits.processes,
+            cpu_weight: claude.limits.cpu_weight,
+            disk_mb: claude.limits.disk_mb,
+            tmp_mb: claude.limits.tmp_mb,
+        },
+        egress: valor_claude::sandbox::EgressRules::from_config(&claude.egress),
+        upstream: valor_claude::proxy::Upstream::from_env(
+            &env,
+            valor_claude::sandbox::operator_credentials(home),
+            &claude.oauth_token_url,
+        ),
+    };
+    let state = SandboxState::probe(mode, setup).await;
     match &state {
         SandboxState::Unavailable {
             reason,
@@ -173,8 +229,8 @@ pub fn sandbox(mode: &str, home: Option<&str>) -> SandboxState {
             tracing::error!(%reason, "the sandbox is required and does not work: no turn will run")
         }
         SandboxState::Off => tracing::info!("the sandbox is off ([claude] sandbox = \"off\")"),
-        SandboxState::Active(_) => {
-            tracing::debug!("each Claude process runs in its own bubblewrap sandbox")
+        SandboxState::Active(sandbox) => {
+            tracing::debug!(limits = %sandbox.limits_mode(), "each Claude process runs in its own sandbox")
         }
     }
     state

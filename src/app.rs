@@ -68,7 +68,7 @@ mod tests {
         grant: valor_core::engine::ToolGrant,
     }
 
-    fn world() -> World {
+    async fn world() -> World {
         let dir = tempfile::tempdir().unwrap();
         let mut config = valor_config::Config::default();
         config.memory.path = dir.path().join("store");
@@ -81,7 +81,9 @@ mod tests {
         let monitor =
             ResourceMonitor::new(config.monitor.clone(), children.clone(), &metrics).unwrap();
         monitor.tick().unwrap();
-        let agent = crate::agent::Agent::build(&config, &metrics, children, false).unwrap();
+        let agent = crate::agent::Agent::build(&config, &metrics, children, false)
+            .await
+            .unwrap();
         let token = valor_store::secret::api_token(&config.memory.path).unwrap();
         let grants = valor_tools::host::Grants::default();
         let tools = crate::tool_servers::tool_grant(&config, "http://127.0.0.1:1", &grants);
@@ -145,7 +147,7 @@ mod tests {
 
     #[tokio::test]
     async fn health_is_open_and_readiness_follows_the_flag() {
-        let w = world();
+        let w = world().await;
         assert_eq!(call(&w.app, "GET", "/health", None).await, StatusCode::OK);
         assert_eq!(call(&w.app, "GET", "/metrics", None).await, StatusCode::OK);
         assert_eq!(call(&w.app, "GET", "/ready", None).await, StatusCode::OK);
@@ -158,7 +160,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_dashboard_needs_a_session_that_only_the_stores_token_can_start() {
-        let w = world();
+        let w = world().await;
         // The store's token is not a session: pages need the cookie a login link gives.
         assert_eq!(
             call(&w.app, "GET", "/ui/", Some(&w.token)).await,
@@ -180,7 +182,7 @@ mod tests {
 
     #[tokio::test]
     async fn memory_and_jobs_need_the_stores_token() {
-        let w = world();
+        let w = world().await;
         for path in ["/memory/stats", "/jobs", "/runs?since_ms=0"] {
             assert_eq!(
                 call(&w.app, "GET", path, None).await,
@@ -202,7 +204,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_tool_server_takes_only_a_chats_own_token_and_not_the_stores() {
-        let w = world();
+        let w = world().await;
         let chat_token = w.grant.mcp_config["mcpServers"]["social"]["headers"]["Authorization"]
             .as_str()
             .expect("a bearer header in the chat's MCP config")
@@ -223,7 +225,7 @@ mod tests {
 
     #[tokio::test]
     async fn without_telegram_there_are_no_pairing_routes() {
-        let w = world();
+        let w = world().await;
         assert_eq!(
             call(&w.app, "GET", "/telegram/paired", Some(&w.token)).await,
             StatusCode::NOT_FOUND

@@ -37,7 +37,10 @@ pub async fn chat(config_path: Option<PathBuf>, args: ChatArgs) -> ExitCode {
     crate::logging::init("error", false);
     let metrics = MetricsRegistry::new();
     let agent =
-        match crate::agent::Agent::build(&loaded.config, &metrics, ChildRegistry::new(), false) {
+        match crate::agent::Agent::build(&loaded.config, &metrics, ChildRegistry::new(), false)
+            .await
+            .and_then(crate::agent::Agent::refuse_without_required_sandbox)
+        {
             Ok(agent) => agent,
             Err(e) => {
                 eprintln!("error: {e:#}");
@@ -138,13 +141,16 @@ async fn host_tools(
     valor_core::engine::ToolGrantFn,
 )> {
     let listener = valor_monitor::server::bind(([127, 0, 0, 1], 0).into()).await?;
-    let base_url = crate::health_cmd::base_url(listener.local_addr()?);
+    let base_url = agent
+        .driver
+        .mcp_base_url(&crate::health_cmd::base_url(listener.local_addr()?));
     let deliver: valor_tools::Deliver = std::sync::Arc::new(|d: valor_tools::Delivery| {
         eprintln!("[picture] {} ({})", d.path.display(), d.caption);
     });
     let grants = valor_tools::host::Grants::default();
     let tools = crate::tool_servers::tool_grant(config, &base_url, &grants);
     let hosted = crate::tool_servers::host_tools(config, secrets, agent, &grants, Some(deliver))?;
+    agent.driver.serve_mcp(hosted.routes.clone());
     let stop = stop.clone();
     tokio::spawn(async move {
         if let Err(e) = valor_monitor::server::serve(listener, hosted.routes, stop).await {

@@ -318,8 +318,9 @@ async fn now(loaded: &valor_config::Loaded) -> anyhow::Result<String> {
     let config = &loaded.config;
     let metrics = MetricsRegistry::new();
     let children = ChildRegistry::new();
-    let agent =
-        crate::agent::Agent::build(config, &metrics, children.clone(), false).map_err(|e| {
+    let agent = crate::agent::Agent::build(config, &metrics, children.clone(), false)
+        .await
+        .map_err(|e| {
             if e.downcast_ref::<valor_store::StoreError>()
                 .is_some_and(|s| matches!(s, valor_store::StoreError::Locked { .. }))
             {

@@ -89,7 +89,7 @@ pub async fn run_checks(source: ConfigSource) -> Vec<Check> {
     if let Some(loaded) = &loaded {
         checks.push(health_port(loaded).await);
         checks.push(claude(loaded).await);
-        checks.push(sandbox(loaded));
+        checks.extend(sandbox(loaded).await);
         checks.push(store(loaded));
         checks.push(embedding_model(loaded));
         checks.push(browser(loaded));
@@ -115,43 +115,93 @@ async fn claude(loaded: &Loaded) -> Check {
     }
 }
 
-/// Whether each chat's Claude can run in its own bubblewrap sandbox.
-fn sandbox(loaded: &Loaded) -> Check {
+/// Whether each chat's Claude can run in its own sandbox: one line per wall the probe checks
+/// from inside, how limits are kept, and which credentials the API proxy adds.
+async fn sandbox(loaded: &Loaded) -> Vec<Check> {
     use valor_claude::sandbox::{SandboxMode, SandboxState};
-    let mode = loaded.config.claude.sandbox.as_str();
-    let state = SandboxState::probe(SandboxMode::parse(mode), None);
-    let fix = "install the Debian package bubblewrap (scripts/setup does), and allow user \
-               namespaces (sysctl kernel.unprivileged_userns_clone=1) when not running as root"
-        .to_owned();
-    let outcome = match state {
-        SandboxState::Active(_) => {
-            Outcome::Pass("bubblewrap works: each chat's Claude runs in its own sandbox".to_owned())
+    let config = &loaded.config;
+    let mode = SandboxMode::parse(&config.claude.sandbox);
+    let chats = crate::agent::chat_folders(config);
+    let parent_env: Vec<(String, String)> = std::env::vars().collect();
+    let home = std::env::var("HOME").ok();
+    let state = crate::agent::sandbox(config, mode, &chats, &parent_env, home.as_deref()).await;
+    let fix = "run scripts/setup (it installs bubblewrap), on a kernel that allows user \
+               namespaces (sysctl kernel.unprivileged_userns_clone=1, \
+               user.max_user_namespaces > 0)";
+    let mut checks = Vec::new();
+    let overall = match &state {
+        SandboxState::Active(sandbox) => {
+            for check in sandbox.checks() {
+                checks.push(Check {
+                    name: check.name,
+                    outcome: Outcome::Pass(check.detail.clone()),
+                });
+            }
+            let limits = sandbox.limits_mode();
+            checks.push(Check {
+                name: "limits",
+                outcome: if sandbox.limits_memory() {
+                    Outcome::Pass(limits)
+                } else {
+                    Outcome::Warn {
+                        found: limits,
+                        fix: "run Valor where it may write a cgroup: a systemd unit with \
+                              Delegate=yes (README, Isolation), or as root"
+                            .to_owned(),
+                    }
+                },
+            });
+            let upstream = sandbox.upstream();
+            checks.push(Check {
+                name: "api proxy",
+                outcome: if upstream.has_credentials() {
+                    Outcome::Pass(format!("adds {} outside the sandbox", upstream.describe()))
+                } else {
+                    Outcome::Warn {
+                        found: "no credentials for the model API".to_owned(),
+                        fix: "set ANTHROPIC_API_KEY, or log in once with `claude` as the user \
+                              Valor runs as (a subscription login)"
+                            .to_owned(),
+                    }
+                },
+            });
+            Outcome::Pass(format!(
+                "each chat's Claude runs in its own sandbox{}",
+                chats
+                    .owner()
+                    .map(|o| format!(" as uid {} (Valor runs as root)", o.uid))
+                    .unwrap_or_default()
+            ))
         }
         SandboxState::Off => Outcome::Warn {
             found: "off ([claude] sandbox = \"off\"): every chat's Claude can read the others' \
-                    files"
+                    files and the network"
                 .to_owned(),
-            fix: "set [claude] sandbox = \"auto\"".to_owned(),
+            fix: "set [claude] sandbox = \"auto\" or \"required\"".to_owned(),
         },
         SandboxState::Unavailable {
             reason,
             required: false,
         } => Outcome::Warn {
             found: format!("unavailable, turns run unsandboxed (degraded): {reason}"),
-            fix,
+            fix: fix.to_owned(),
         },
         SandboxState::Unavailable {
             reason,
             required: true,
         } => Outcome::Fail {
-            found: format!("required but unavailable, no turn will run: {reason}"),
-            fix,
+            found: format!("required but unavailable, Valor will not start: {reason}"),
+            fix: fix.to_owned(),
         },
     };
-    Check {
-        name: "sandbox",
-        outcome,
-    }
+    checks.insert(
+        0,
+        Check {
+            name: "sandbox",
+            outcome: overall,
+        },
+    );
+    checks
 }
 
 fn store(loaded: &Loaded) -> Check {

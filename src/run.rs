@@ -52,7 +52,9 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
     // The first sample before serving, so /health never answers without figures.
     monitor.tick()?;
 
-    let agent = crate::agent::Agent::build(&config, &metrics, children, true)?;
+    let agent = crate::agent::Agent::build(&config, &metrics, children, true)
+        .await?
+        .refuse_without_required_sandbox()?;
     // Health kept over time in the store: the daydream's chart reads it, restarts keep it.
     monitor.keep_history(valor_monitor::history::HealthRecorder::new(Arc::new(
         agent.store.clone(),
@@ -99,7 +101,9 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
     tasks.spawn(agent.memory.clone().run_worker(shutdown.clone()));
     // Every turn gets its chat's tool servers, hosted on this server (routes added below).
     let grants = valor_tools::host::Grants::default();
-    let base_url = crate::health_cmd::base_url(addr);
+    let base_url = agent
+        .driver
+        .mcp_base_url(&crate::health_cmd::base_url(addr));
     let tools = crate::tool_servers::tool_grant(&config, &base_url, &grants);
     let conversations = agent.conversations(&config, &state.metrics, Some(tools))?;
     // Sessions still open at shutdown are summarised through the engine.
@@ -182,6 +186,8 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
     let server_shutdown = shutdown.clone();
     let hosted =
         crate::tool_servers::host_tools(&config, &loaded_secrets, &agent, &grants, deliver)?;
+    // Sandboxed turns reach the same servers on their own socket.
+    agent.driver.serve_mcp(hosted.routes.clone());
     let dashboard = config.health.dashboard.then(|| {
         Arc::new(crate::dashboard::AgentView {
             monitor: Arc::clone(&monitor),

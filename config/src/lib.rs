@@ -12,12 +12,14 @@
 mod error;
 mod load;
 mod locate;
+mod sandbox;
 mod schema;
 mod secrets;
 mod validate;
 
 pub use error::{ConfigError, Origin, Problem};
 pub use load::{ConfigSource, Env, Loaded, SourceKind};
+pub use sandbox::{EgressConfig, SandboxLimitsConfig};
 pub use schema::{
     ClaudeConfig, Config, ContextConfig, DaydreamConfig, HealthConfig, LearningConfig, LogConfig,
     MemoryConfig, MonitorConfig, MonitorThresholds, MonitorWeights, RouteConfig, RoutingConfig,

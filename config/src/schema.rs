@@ -327,6 +327,14 @@ pub struct ClaudeConfig {
     pub sandbox: String,
     /// Sandboxed chats get their own HOME (Claude's sessions and transcripts) below this.
     pub homes_dir: PathBuf,
+    /// When Valor runs as root, sandboxes run as this host user and group id (unprivileged,
+    /// used by nothing else): no sandboxed process is ever uid 0 on the host.
+    pub sandbox_uid: u32,
+    pub limits: crate::SandboxLimitsConfig,
+    pub egress: crate::EgressConfig,
+    /// Where a subscription login's token is refreshed (the operator's
+    /// `~/.claude/.credentials.json`; the sandbox never sees it).
+    pub oauth_token_url: String,
 }
 
 /// The values `[claude] sandbox` takes.
@@ -351,6 +359,10 @@ impl Default for ClaudeConfig {
             persona_file: String::new(),
             sandbox: "auto".to_owned(),
             homes_dir: PathBuf::from("~/.local/share/valor/homes"),
+            sandbox_uid: 2_000_000,
+            limits: crate::SandboxLimitsConfig::default(),
+            egress: crate::EgressConfig::default(),
+            oauth_token_url: "https://platform.claude.com/v1/oauth/token".to_owned(),
         }
     }
 }

@@ -413,6 +413,71 @@ fn claude(c: &ClaudeConfig, problems: &mut Problems) {
             format!("expected one of auto, required, off, got {:?}", c.sandbox),
         );
     }
+    let limits = &c.limits;
+    for (key, value, low, high, unit) in [
+        (
+            "claude.limits.memory_mb",
+            limits.memory_mb,
+            64,
+            1 << 20,
+            "MB",
+        ),
+        (
+            "claude.limits.processes",
+            limits.processes,
+            32,
+            1 << 20,
+            "processes",
+        ),
+        (
+            "claude.limits.cpu_weight",
+            limits.cpu_weight,
+            1,
+            10_000,
+            "(weight)",
+        ),
+        ("claude.limits.disk_mb", limits.disk_mb, 1, 1 << 30, "MB"),
+        ("claude.limits.tmp_mb", limits.tmp_mb, 1, 1 << 20, "MB"),
+    ] {
+        in_range(problems, key, value, low, high, unit);
+    }
+    if c.sandbox_uid == 0 || c.sandbox_uid == u32::MAX {
+        push(
+            problems,
+            "claude.sandbox_uid",
+            format!("expected an unprivileged user id, got {}", c.sandbox_uid),
+        );
+    }
+    let hosts = (c
+        .egress
+        .allow
+        .iter()
+        .map(|h| ("claude.egress.allow".to_owned(), h)))
+    .chain(
+        c.egress
+            .private
+            .iter()
+            .map(|h| ("claude.egress.private".to_owned(), h)),
+    )
+    .chain(c.egress.chats.iter().flat_map(|(chat, hosts)| {
+        hosts
+            .iter()
+            .map(move |h| (format!("claude.egress.chats.{chat}"), h))
+    }));
+    for (key, host) in hosts {
+        if let Err(e) = egress_host(host) {
+            push(problems, &key, e);
+        }
+    }
+    for chat in c.egress.chats.keys() {
+        if chat.parse::<i64>().is_err() {
+            push(
+                problems,
+                &format!("claude.egress.chats.{chat}"),
+                "expected a chat id (a number)",
+            );
+        }
+    }
     for name in c.env.keys() {
         if crate::secrets::SECRET_VARS.contains(&name.as_str()) && !name.starts_with("ANTHROPIC_") {
             push(
@@ -421,6 +486,27 @@ fn claude(c: &ClaudeConfig, problems: &mut Problems) {
                 "this secret is never given to Claude Code; remove it",
             );
         }
+    }
+}
+
+/// An egress host as `[claude.egress]` takes it: `example.com`, `*.example.com`, `host:port`.
+fn egress_host(text: &str) -> Result<(), String> {
+    let host = text.trim().strip_prefix("*.").unwrap_or(text.trim());
+    let (name, port) = match host.rsplit_once(':') {
+        Some((name, port)) if !name.contains(':') => (name, Some(port)),
+        _ => (host, None),
+    };
+    let name_ok = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0));
+    if name_ok && port_ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "expected a host such as example.com, *.example.com or example.com:8443, got {text:?}"
+        ))
     }
 }
 

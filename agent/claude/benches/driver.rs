@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use valor_claude::codec::{Line, LineReader, parse_line};
-use valor_claude::sandbox::{SandboxMode, SandboxState};
+use valor_claude::proxy::Upstream;
+use valor_claude::sandbox::{EgressRules, SandboxMode, SandboxSetup, SandboxState};
 use valor_claude::{ClaudeDriver, DriverSetup};
 use valor_config::ClaudeConfig;
 use valor_core::{Backend, TurnEvent, TurnRequest};
@@ -66,6 +67,34 @@ fn script(turn: &Turn) -> Reply {
     Reply::text("ok")
 }
 
+fn chats(dir: &Path) -> valor_chatfs::ChatFs {
+    valor_chatfs::ChatFs::new(
+        dir.join("ws"),
+        dir.join("homes"),
+        valor_chatfs::ChatFs::sandbox_owner(true, 2_000_000),
+    )
+}
+
+/// The sandbox as Valor probes it: user and network namespaces, seccomp, cgroup, API proxy.
+async fn sandbox(dir: &Path, api: &str) -> SandboxState {
+    let env = std::collections::BTreeMap::from([
+        ("ANTHROPIC_BASE_URL".to_owned(), api.to_owned()),
+        ("ANTHROPIC_API_KEY".to_owned(), "sk-ant-bench".to_owned()),
+    ]);
+    SandboxState::probe(
+        SandboxMode::Required,
+        SandboxSetup {
+            bwrap: PathBuf::from("bwrap"),
+            init: valor_sandbox::locate_init(),
+            chats: chats(dir),
+            limits: valor_sandbox::Limits::default(),
+            egress: EgressRules::default(),
+            upstream: Upstream::from_env(&env, None, ""),
+        },
+    )
+    .await
+}
+
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../..")
@@ -100,6 +129,7 @@ fn driver(
         ],
         runtime_dir: dir.join("run"),
         sandbox,
+        chats: chats(dir),
         ledger: std::sync::Arc::new(valor_store::Store::open(&dir.join(name)).unwrap()),
         children: valor_monitor::ChildRegistry::new(),
         metrics: valor_monitor::MetricsRegistry::new(),
@@ -152,7 +182,7 @@ async fn main() {
     let fake = FakeAnthropic::start(script).await;
     let dir = tempfile::tempdir().unwrap();
 
-    let sandbox = SandboxState::probe(SandboxMode::Required, None);
+    let sandbox = sandbox(dir.path(), &fake.url).await;
     let cases = [
         ("new process with --resume", false, false),
         ("warm process", true, false),

@@ -25,11 +25,9 @@ use crate::failure::{Verdict, classify};
 use crate::ledger::Ledger;
 use crate::metrics::DriverMetrics;
 use crate::process::now_ms;
-use crate::sandbox::SandboxState;
+use crate::sandbox::{JailSpec, SandboxState};
 use crate::session::{ClaudeProcess, Limits, TurnRead};
-use crate::spawn::{
-    McpConfigFile, SandboxPlace, SpawnSpec, chat_folder, child_env, resolve_program, stdio_programs,
-};
+use crate::spawn::{McpConfigFile, SpawnSpec, child_env, resolve_program, stdio_programs};
 
 /// Everything the driver is built from.
 pub struct DriverSetup {
@@ -44,6 +42,8 @@ pub struct DriverSetup {
     pub runtime_dir: PathBuf,
     /// Whether each process runs in its own sandbox (probed once by the caller).
     pub sandbox: SandboxState,
+    /// Where each chat's workspace and HOME are, and whose they are.
+    pub chats: valor_chatfs::ChatFs,
     /// Sessions, runs and process groups (the store).
     pub ledger: Ledger,
     pub children: ChildRegistry,
@@ -65,6 +65,9 @@ struct Inner {
     persona: Option<String>,
     runtime_dir: PathBuf,
     sandbox: SandboxState,
+    folders: valor_chatfs::ChatFs,
+    /// Valor's MCP servers, answered on each sandbox's own socket (set once they are built).
+    mcp_routes: std::sync::OnceLock<axum::Router>,
     store: Ledger,
     children: ChildRegistry,
     /// Turns running now.
@@ -144,6 +147,8 @@ impl ClaudeDriver {
                 persona: setup.persona,
                 runtime_dir: setup.runtime_dir,
                 sandbox: setup.sandbox,
+                folders: setup.chats,
+                mcp_routes: std::sync::OnceLock::new(),
                 store: setup.ledger,
                 children: setup.children,
                 running: AtomicUsize::new(0),
@@ -158,6 +163,25 @@ impl ClaudeDriver {
 
     pub fn metrics(&self) -> &DriverMetrics {
         &self.inner.metrics
+    }
+
+    /// The sandbox every turn runs in (or why none).
+    pub fn sandbox(&self) -> &SandboxState {
+        &self.inner.sandbox
+    }
+
+    /// Where a turn's MCP servers are, seen from where its Claude runs: inside a sandbox its
+    /// own socket, else `outside` (Valor's health port).
+    pub fn mcp_base_url(&self, outside: &str) -> String {
+        match &self.inner.sandbox {
+            SandboxState::Active(_) => crate::sandbox::INSIDE_URL.to_owned(),
+            _ => outside.to_owned(),
+        }
+    }
+
+    /// Valor's MCP routes, for the sandboxes' sockets (once; later calls are ignored).
+    pub fn serve_mcp(&self, routes: axum::Router) {
+        let _ = self.inner.mcp_routes.set(routes);
     }
 
     /// Closes warm processes idle longer than `keep_warm_secs`, and the least recently used
@@ -516,7 +540,7 @@ impl ClaudeDriver {
                         "stopped while waiting for memory",
                     ));
                 }
-                None => match self.spawn(request, &key, resume.clone()) {
+                None => match self.spawn(request, &key, resume.clone()).await {
                     Ok(p) => p,
                     Err(e) => {
                         return Attempt::failed(TurnError::new(
@@ -526,6 +550,7 @@ impl ClaudeDriver {
                     }
                 },
             };
+            current.begin_turn();
             if let Err(e) = current.send(&request.prompt, !keep_warm).await {
                 if warm && tries < 2 {
                     // The warm process died while idle: replace it, the turn goes on.
@@ -539,6 +564,7 @@ impl ClaudeDriver {
                 tracing::warn!(error = %e, "cannot send the prompt to a new Claude process");
             }
             read = current.read_turn(tx, self.limits(), cancel).await;
+            current.end_turn().await;
             // A warm process that died before answering is replaced and the turn goes on,
             // unless it had already called a tool (running that again could repeat what the
             // tool did). Lines it printed after its previous result may have come first, so
@@ -558,7 +584,12 @@ impl ClaudeDriver {
 
         if read.stop.is_some() {
             let ended = process.stop(grace).await;
-            let verdict = classify(read.result.as_ref(), read.stop, ended.exit, &ended.stderr);
+            let verdict = classify(
+                read.result.as_ref(),
+                read.stop.clone(),
+                ended.exit,
+                &ended.stderr,
+            );
             return Attempt {
                 verdict,
                 read,
@@ -604,41 +635,76 @@ impl ClaudeDriver {
         tools
     }
 
-    fn spawn(
+    async fn spawn(
         &self,
         request: &TurnRequest,
         key: &ReuseKey,
         resume: Option<String>,
     ) -> Result<ClaudeProcess, crate::ClaudeError> {
-        let sandbox = self.sandbox_place(request.chat_id, key)?;
-        if sandbox.is_some() && !self.inner.binary.is_file() {
-            // bubblewrap would start and then fail to bind it: say what a direct start says.
-            return Err(crate::ClaudeError::Spawn {
-                binary: self.inner.binary.clone(),
-                source: std::io::Error::from(std::io::ErrorKind::NotFound),
-            });
-        }
-        let workspace = chat_folder(&self.inner.config.workspaces_dir, request.chat_id)?;
-        let mcp = McpConfigFile::write(&self.inner.runtime_dir, key.mcp_config.as_ref())?;
         let system_append = match (&self.inner.persona, &request.system_append) {
             (Some(p), Some(r)) => Some(format!("{p}\n\n{r}")),
             (p, r) => p.clone().or_else(|| r.clone()),
         };
+        let chats = &self.inner.folders;
         let spec = SpawnSpec {
             binary: self.inner.binary.clone(),
-            workspace,
-            mcp_config: mcp.path().to_owned(),
+            workspace: chats.paths(request.chat_id).workspace,
             allowed_tools: key.allowed_tools.clone(),
-            system_append,
             resume,
             model: key.model.clone(),
             effort: key.effort.clone(),
             env: self.inner.env.clone(),
-            sandbox,
         };
-        ClaudeProcess::spawn(
+        let (child, jail, mcp_file) = match &self.inner.sandbox {
+            SandboxState::Active(sandbox) => {
+                if !self.inner.binary.is_file() {
+                    // The sandbox would start and then fail to bind it: say what a direct
+                    // start says.
+                    return Err(crate::ClaudeError::Spawn {
+                        binary: self.inner.binary.clone(),
+                        source: std::io::Error::from(std::io::ErrorKind::NotFound),
+                    });
+                }
+                let (child, jail) = sandbox
+                    .start(JailSpec {
+                        chat_id: request.chat_id,
+                        program: &self.inner.binary,
+                        args: spec.args(),
+                        env: &spec.env,
+                        mcp_config: key.mcp_config.as_ref(),
+                        system_append,
+                        allowed_tools: &key.allowed_tools,
+                        programs: stdio_programs(key.mcp_config.as_ref()),
+                        mcp_routes: self.inner.mcp_routes.get().cloned(),
+                        fresh: request.fresh_session,
+                    })
+                    .await?;
+                (child, Some(jail), None)
+            }
+            SandboxState::Unavailable {
+                reason,
+                required: true,
+            } => return Err(crate::ClaudeError::SandboxRequired(reason.clone())),
+            _ => {
+                chats
+                    .workspace(request.chat_id)
+                    .map_err(|e| crate::ClaudeError::Sandbox(e.to_string()))?;
+                let mcp = McpConfigFile::write(&self.inner.runtime_dir, key.mcp_config.as_ref())?;
+                let child = spec
+                    .command(mcp.path(), system_append.as_deref())
+                    .spawn()
+                    .map_err(|source| crate::ClaudeError::Spawn {
+                        binary: spec.binary.clone(),
+                        source,
+                    })?;
+                (child, None, Some(mcp))
+            }
+        };
+        ClaudeProcess::adopt(
+            child,
+            jail,
+            mcp_file,
             spec,
-            mcp,
             request.chat_id,
             &self.inner.children,
             &self.inner.store,
@@ -723,27 +789,6 @@ impl ClaudeDriver {
             self.inner.metrics.warm.set(self.count_warm() as f64);
         }
         true
-    }
-
-    /// The chat's sandbox (its own HOME), none when off or unavailable under `auto`, an error
-    /// when `required` and unavailable: then no turn runs.
-    fn sandbox_place(
-        &self,
-        chat_id: i64,
-        key: &ReuseKey,
-    ) -> Result<Option<SandboxPlace>, crate::ClaudeError> {
-        match &self.inner.sandbox {
-            SandboxState::Active(sandbox) => Ok(Some(SandboxPlace {
-                sandbox: Arc::new(sandbox.clone()),
-                home: chat_folder(&self.inner.config.homes_dir, chat_id)?,
-                programs: stdio_programs(key.mcp_config.as_ref()),
-            })),
-            SandboxState::Unavailable {
-                reason,
-                required: true,
-            } => Err(crate::ClaudeError::SandboxRequired(reason.clone())),
-            _ => Ok(None),
-        }
     }
 }
 

@@ -25,6 +25,9 @@ pub enum ClaudeError {
     #[error("the sandbox is required ([claude] sandbox = \"required\") but does not work: {0}")]
     SandboxRequired(String),
 
+    #[error("cannot start the chat's sandbox: {0}")]
+    Sandbox(String),
+
     #[error("cannot make the private runtime folder {}: {reason}", path.display())]
     RuntimeDir { path: PathBuf, reason: String },
 

@@ -10,11 +10,13 @@ use valor_core::{TurnError, TurnErrorKind};
 use crate::codec::CliResult;
 
 /// Why the driver stopped a run itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stop {
     Cancelled,
     TotalTimeout(Duration),
     IdleTimeout(Duration),
+    /// The sandbox went over a limit (memory, processes, disk).
+    Limit(TurnErrorKind, String),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -49,6 +51,7 @@ pub fn classify(
                 format!("no output for {} s", limit.as_secs()),
             );
         }
+        Some(Stop::Limit(kind, detail)) => return failed(kind, detail),
         None => {}
     }
     let exit_ok = exit.is_none_or(|s| s.success());
@@ -232,6 +235,12 @@ mod tests {
                 Some(Stop::TotalTimeout(Duration::from_secs(5))),
                 ok,
                 Some(TurnErrorKind::Timeout),
+            ),
+            (
+                None,
+                Some(Stop::Limit(TurnErrorKind::MemoryLimit, "over".to_owned())),
+                sigkill,
+                Some(TurnErrorKind::MemoryLimit),
             ),
         ];
         for (i, (result, stop, exit, expected)) in cases.into_iter().enumerate() {

@@ -13,7 +13,11 @@
 //! - [`failure`]: when a run has failed, and why.
 //! - [`metrics`]: counters on /metrics and the `claude` component on /health.
 //! - [`binary`]: where the `claude` program is.
-//! - [`sandbox`]: one bubblewrap sandbox per process (own workspace, HOME, `/proc`, `/tmp`).
+//! - [`sandbox`]: one sandbox per process (valor-sandbox): its chat's workspace and HOME, no
+//!   privilege, its own network with only Valor's socket, Valor's settings, no secret, limits.
+//! - [`jail`]: a sandboxed process's turns: the API token per turn, limits watched, leftovers
+//!   ended.
+//! - [`proxy`]: the model API proxy a sandbox talks to (real credentials added outside).
 //! - [`runtime`]: Valor's private runtime folder for the per-turn MCP configs.
 
 // stdout belongs to protocols and the CLI's output, stderr to tracing: libraries print nothing.
@@ -25,9 +29,11 @@ pub mod codec;
 pub mod driver;
 mod error;
 pub mod failure;
+pub mod jail;
 pub mod ledger;
 pub mod metrics;
 pub mod process;
+pub mod proxy;
 pub mod reaper;
 pub mod runtime;
 pub mod sandbox;

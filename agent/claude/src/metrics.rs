@@ -32,6 +32,8 @@ struct SandboxHealth {
     label: &'static str,
     reason: Option<String>,
     status: Option<valor_monitor::Status>,
+    /// How each sandbox's memory and processes are limited (a cgroup, or rlimits only).
+    limits: Option<String>,
 }
 
 impl DriverMetrics {
@@ -100,7 +102,12 @@ impl DriverMetrics {
     /// degraded (`auto`) or unhealthy (`required`: no turn runs).
     pub fn set_sandbox(&self, state: &SandboxState) {
         let health = match state {
-            SandboxState::Active(_) | SandboxState::Off => SandboxHealth {
+            SandboxState::Active(sandbox) => SandboxHealth {
+                label: state.label(),
+                limits: Some(sandbox.limits_mode()),
+                ..SandboxHealth::default()
+            },
+            SandboxState::Off => SandboxHealth {
                 label: state.label(),
                 ..SandboxHealth::default()
             },
@@ -112,6 +119,7 @@ impl DriverMetrics {
                 } else {
                     valor_monitor::Status::Degraded
                 }),
+                limits: None,
             },
         };
         *self.sandbox.lock().unwrap_or_else(PoisonError::into_inner) = health;
@@ -158,6 +166,7 @@ impl DriverMetrics {
         let figures = json!({
             "sandbox": sandbox.label,
             "sandbox_problem": sandbox.reason,
+            "sandbox_limits": sandbox.limits,
             "runs_active": self.active.get(),
             "warm_processes": self.warm.get(),
             "mcp_server_failures_total": self.mcp_failures.get(),

@@ -16,6 +16,7 @@ use valor_monitor::ChildRegistry;
 use crate::ClaudeError;
 use crate::codec::{Block, CliEvent, CliResult, Line, LineReader, MAX_LINE_BYTES, parse_line};
 use crate::failure::Stop;
+use crate::jail::Jail;
 use crate::process::{ProcessGroup, terminate};
 use crate::spawn::{McpConfigFile, SpawnSpec, user_message_line};
 
@@ -55,7 +56,10 @@ pub struct ClaudeProcess {
     lines: LineReader<BufReader<ChildStdout>>,
     stderr: Arc<Mutex<VecDeque<u8>>>,
     stderr_task: tokio::task::JoinHandle<()>,
-    _mcp_config: McpConfigFile,
+    /// The MCP config file of an unsandboxed process (a sandbox gets it as data, no file).
+    _mcp_config: Option<McpConfigFile>,
+    /// Its sandbox, when it runs in one.
+    jail: Option<Jail>,
     /// What it was started with, to decide whether a later turn may reuse it.
     pub spec: SpawnSpec,
     pub session_id: Option<String>,
@@ -73,21 +77,16 @@ impl std::fmt::Debug for ClaudeProcess {
 }
 
 impl ClaudeProcess {
-    /// Starts a process; `mcp_config` must stay alive as long as it, so it moves in.
-    pub fn spawn(
+    /// Takes charge of a started process (its sandbox, or its MCP config file, with it).
+    pub fn adopt(
+        mut child: Child,
+        jail: Option<Jail>,
+        mcp_config: Option<McpConfigFile>,
         spec: SpawnSpec,
-        mcp_config: McpConfigFile,
         chat_id: i64,
         children: &ChildRegistry,
         store: &crate::ledger::Ledger,
     ) -> Result<ClaudeProcess, ClaudeError> {
-        let mut child = spec
-            .command()
-            .spawn()
-            .map_err(|source| ClaudeError::Spawn {
-                binary: spec.binary.clone(),
-                source,
-            })?;
         let pid = child.id().ok_or_else(|| {
             ClaudeError::Pipe(std::io::Error::other("the process exited at once"))
         })?;
@@ -107,6 +106,7 @@ impl ClaudeProcess {
             stderr,
             stderr_task,
             _mcp_config: mcp_config,
+            jail,
             session_id: spec.resume.clone(),
             spec,
             last_used: Instant::now(),
@@ -136,6 +136,25 @@ impl ClaudeProcess {
         Ok(())
     }
 
+    /// A turn begins (its sandbox's API token counts from now).
+    pub fn begin_turn(&mut self) {
+        if let Some(jail) = &mut self.jail {
+            jail.begin_turn();
+        }
+    }
+
+    /// A turn is over: its token stops counting, what it left running in the sandbox ends.
+    pub async fn end_turn(&mut self) {
+        if let Some(jail) = &mut self.jail {
+            jail.end_turn().await;
+        }
+    }
+
+    /// Whether it runs in a sandbox.
+    pub fn sandboxed(&self) -> bool {
+        self.jail.is_some()
+    }
+
     /// Whether the process has exited (reaping it if so).
     pub fn has_exited(&mut self) -> bool {
         !matches!(self.child.try_wait(), Ok(None))
@@ -152,6 +171,9 @@ impl ClaudeProcess {
         let mut read = TurnRead::default();
         let total_deadline = Instant::now() + limits.total;
         let mut idle_deadline = Instant::now() + limits.idle;
+        let sandboxed = self.jail.is_some();
+        let mut watch = tokio::time::interval(crate::jail::WATCH_EVERY);
+        watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let deadline = total_deadline.min(idle_deadline);
             let line = tokio::select! {
@@ -168,7 +190,16 @@ impl ClaudeProcess {
                     });
                     break;
                 }
-                line = self.lines.next_line() => line,
+                _ = watch.tick(), if sandboxed => None,
+                line = self.lines.next_line() => Some(line),
+            };
+            let Some(line) = line else {
+                // A limit the sandbox went over ends the turn, with what it was.
+                if let Some(hit) = self.check_limits().await {
+                    read.stop = Some(Stop::Limit(hit.kind, hit.detail));
+                    break;
+                }
+                continue;
             };
             idle_deadline = Instant::now() + limits.idle;
             let bytes = match line {
@@ -180,6 +211,10 @@ impl ClaudeProcess {
                 }
                 Ok(None) | Err(_) => {
                     read.ended = true;
+                    // The CLI itself may be what the kernel ended for memory.
+                    if let Some(hit) = self.check_limits().await {
+                        read.stop = Some(Stop::Limit(hit.kind, hit.detail));
+                    }
                     break;
                 }
             };
@@ -192,6 +227,11 @@ impl ClaudeProcess {
                 }
             };
             let is_result = matches!(event, CliEvent::Result(_));
+            if matches!(event, CliEvent::Init { .. })
+                && let Some(jail) = &mut self.jail
+            {
+                jail.note_residents().await;
+            }
             for turn_event in self.translate(event, &mut read) {
                 if tx.send(turn_event).await.is_err() {
                     // Nobody listens any more: the turn is abandoned.
@@ -205,6 +245,13 @@ impl ClaudeProcess {
         }
         self.last_used = Instant::now();
         read
+    }
+
+    async fn check_limits(&mut self) -> Option<crate::jail::LimitHit> {
+        match &mut self.jail {
+            Some(jail) => jail.check().await,
+            None => None,
+        }
     }
 
     fn translate(&mut self, event: CliEvent, read: &mut TurnRead) -> Vec<TurnEvent> {
@@ -314,11 +361,12 @@ impl ClaudeProcess {
 
     /// Ends the group and collects the rest of stderr.
     async fn ended(self, exit: Option<ExitStatus>) -> Ended {
-        let self_sandboxed = self.spec.sandbox.is_some();
+        let self_sandboxed = self.jail.is_some();
         let ClaudeProcess {
             group,
             stderr,
             stderr_task,
+            jail,
             ..
         } = self;
         // bubblewrap reports a program killed by signal N as exit code 128 + N: say it as the
@@ -330,6 +378,8 @@ impl ClaudeProcess {
         // Dropping the group kills what is left of it, which closes stderr.
         let pgid = group.pgid();
         drop(group);
+        // Its cgroup (and whatever is still in it) goes with it.
+        drop(jail);
         if self_sandboxed && !crate::process::wait_group_gone(pgid, Duration::from_secs(2)).await {
             tracing::warn!(pgid, "the sandbox's processes outlived it by 2 s");
         }

@@ -5,12 +5,10 @@ use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Arc;
 
 use serde_json::{Value, json};
 
 use crate::ClaudeError;
-use crate::sandbox::{Jail, Sandbox};
 
 /// Variables of Valor's own environment a Claude process gets. Everything else, the Telegram,
 /// Notion, OpenAI and Perplexity keys among it, stays out.
@@ -53,29 +51,16 @@ pub fn child_env(
 pub struct SpawnSpec {
     pub binary: PathBuf,
     pub workspace: PathBuf,
-    pub mcp_config: PathBuf,
     pub allowed_tools: Vec<String>,
-    pub system_append: Option<String>,
     pub resume: Option<String>,
     pub model: Option<String>,
     pub effort: Option<String>,
     pub env: BTreeMap<String, String>,
-    /// Where the process runs: in its own bubblewrap sandbox with the chat's own HOME, or not.
-    pub sandbox: Option<SandboxPlace>,
-}
-
-/// A sandboxed process's own places.
-#[derive(Debug, Clone)]
-pub struct SandboxPlace {
-    pub sandbox: Arc<Sandbox>,
-    /// The chat's own HOME (sessions, transcripts).
-    pub home: PathBuf,
-    /// Programs of stdio MCP servers the turn's config names, bound read-only.
-    pub programs: Vec<PathBuf>,
 }
 
 impl SpawnSpec {
-    /// Arguments. The prompt is not among them: it goes to stdin as a stream-json message, so
+    /// Arguments but the MCP config and the system prompt (where they come from depends on the
+    /// sandbox). The prompt is not among them: it goes to stdin as a stream-json message, so
     /// no prompt is limited by the 128 KiB argument limit or read as a flag, and warm processes
     /// take later prompts the same way.
     pub fn args(&self) -> Vec<String> {
@@ -91,14 +76,11 @@ impl SpawnSpec {
         ]
         .map(str::to_owned)
         .to_vec();
-        args.push("--mcp-config".to_owned());
-        args.push(self.mcp_config.display().to_string());
         if !self.allowed_tools.is_empty() {
             // `=` keeps the variadic flag from swallowing the next argument.
             args.push(format!("--allowedTools={}", self.allowed_tools.join(",")));
         }
         let pairs = [
-            ("--append-system-prompt", &self.system_append),
             ("--resume", &self.resume),
             ("--model", &self.model),
             ("--effort", &self.effort),
@@ -112,28 +94,23 @@ impl SpawnSpec {
         args
     }
 
-    /// The command: own session and process group (no controlling terminal to reach back
-    /// into), working directory, clean environment, piped stdio; inside bubblewrap when
-    /// sandboxed.
-    pub fn command(&self) -> tokio::process::Command {
-        let mut command = match &self.sandbox {
-            Some(place) => {
-                let jail = Jail {
-                    workspace: &self.workspace,
-                    home: &place.home,
-                    program: &self.binary,
-                    files: std::iter::once(self.mcp_config.clone())
-                        .chain(place.programs.iter().cloned())
-                        .collect(),
-                };
-                let mut command = tokio::process::Command::new(place.sandbox.bwrap());
-                command.args(place.sandbox.args(&jail)).arg(&self.binary);
-                command
-            }
-            None => tokio::process::Command::new(&self.binary),
-        };
+    /// The unsandboxed command: own session and process group (no controlling terminal to
+    /// reach back into), working directory, clean environment, piped stdio, the MCP config
+    /// from a private file and the system prompt on the command line.
+    pub fn command(
+        &self,
+        mcp_config: &Path,
+        system_append: Option<&str>,
+    ) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new(&self.binary);
         command
             .args(self.args())
+            .arg("--mcp-config")
+            .arg(mcp_config);
+        if let Some(text) = system_append {
+            command.arg("--append-system-prompt").arg(text);
+        }
+        command
             .current_dir(&self.workspace)
             .env_clear()
             .envs(&self.env)
@@ -141,9 +118,6 @@ impl SpawnSpec {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        if let Some(place) = &self.sandbox {
-            command.env("HOME", &place.home);
-        }
         new_session(&mut command);
         command
     }
@@ -204,22 +178,6 @@ pub fn stdio_programs(config: Option<&Value>) -> Vec<PathBuf> {
 pub fn user_message_line(prompt: &str) -> String {
     let message = json!({"type": "user", "message": {"role": "user", "content": prompt}});
     format!("{message}\n")
-}
-
-/// `root/chat_<id>` (a chat's workspace or HOME), created with its missing parents as private
-/// (0700) folders on first use.
-pub fn chat_folder(root: &Path, chat_id: i64) -> Result<PathBuf, ClaudeError> {
-    use std::os::unix::fs::DirBuilderExt as _;
-    let path = root.join(format!("chat_{chat_id}"));
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&path)
-        .map_err(|source| ClaudeError::Workspace {
-            path: path.clone(),
-            source,
-        })?;
-    Ok(path)
 }
 
 /// A per-turn MCP config file, readable only by Valor's user, removed when dropped. A file
@@ -323,22 +281,29 @@ mod tests {
         let spec = SpawnSpec {
             binary: PathBuf::from("claude"),
             workspace: PathBuf::from("/w"),
-            mcp_config: PathBuf::from("/r/mcp.json"),
             allowed_tools: vec!["Read".to_owned(), "mcp__valor".to_owned()],
-            system_append: Some("persona".to_owned()),
             resume: Some("sess".to_owned()),
             model: Some("sonnet".to_owned()),
             effort: None,
             env: BTreeMap::new(),
-            sandbox: None,
         };
         let args = spec.args().join(" ");
         assert_eq!(
             args,
             "-p --input-format stream-json --output-format stream-json --verbose \
-             --include-partial-messages --strict-mcp-config --mcp-config /r/mcp.json \
-             --allowedTools=Read,mcp__valor --append-system-prompt persona --resume sess \
-             --model sonnet"
+             --include-partial-messages --strict-mcp-config \
+             --allowedTools=Read,mcp__valor --resume sess --model sonnet"
+        );
+        let command = spec.command(Path::new("/r/mcp.json"), Some("persona"));
+        let line: Vec<String> = command
+            .as_std()
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            line.join(" ")
+                .ends_with("--mcp-config /r/mcp.json --append-system-prompt persona"),
+            "{line:?}"
         );
     }
 

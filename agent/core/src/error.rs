@@ -28,6 +28,12 @@ pub enum TurnErrorKind {
     Cancelled,
     /// The model needed a tool it was not allowed to use.
     ToolDenied,
+    /// The chat's sandbox used more memory than `[claude.limits] memory_mb`.
+    MemoryLimit,
+    /// The chat's sandbox started more processes than `[claude.limits] processes`.
+    ProcessLimit,
+    /// The chat's workspace grew past `[claude.limits] disk_mb`.
+    DiskLimit,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -54,6 +60,9 @@ impl TurnErrorKind {
             TurnErrorKind::Crashed => "crashed",
             TurnErrorKind::Cancelled => "cancelled",
             TurnErrorKind::ToolDenied => "tool_denied",
+            TurnErrorKind::MemoryLimit => "memory_limit",
+            TurnErrorKind::ProcessLimit => "process_limit",
+            TurnErrorKind::DiskLimit => "disk_limit",
         }
     }
 
@@ -73,7 +82,10 @@ impl TurnErrorKind {
             TurnErrorKind::Api
             | TurnErrorKind::Timeout
             | TurnErrorKind::MaxTurns
-            | TurnErrorKind::ToolDenied => Severity::Medium,
+            | TurnErrorKind::ToolDenied
+            | TurnErrorKind::MemoryLimit
+            | TurnErrorKind::ProcessLimit
+            | TurnErrorKind::DiskLimit => Severity::Medium,
             TurnErrorKind::Auth | TurnErrorKind::BadRequest | TurnErrorKind::Crashed => {
                 Severity::High
             }
@@ -114,6 +126,18 @@ impl TurnErrorKind {
                 "I needed a tool I'm not allowed to use here, so the answer may be incomplete. \
                  The operator can allow it in [claude] allowed_tools."
             }
+            TurnErrorKind::MemoryLimit => {
+                "This needed more memory than my sandbox allows, so I stopped it. Try a smaller \
+                 step; the operator sets the limit in [claude.limits] memory_mb."
+            }
+            TurnErrorKind::ProcessLimit => {
+                "This started more processes than my sandbox allows, so I stopped it. The \
+                 operator sets the limit in [claude.limits] processes."
+            }
+            TurnErrorKind::DiskLimit => {
+                "This chat's workspace is over its disk limit, so I stopped. Delete files you no \
+                 longer need; the operator sets [claude.limits] disk_mb."
+            }
         }
     }
 }
@@ -152,7 +176,7 @@ impl TurnError {
 mod tests {
     use super::*;
 
-    const ALL: [TurnErrorKind; 10] = [
+    const ALL: [TurnErrorKind; 13] = [
         TurnErrorKind::Overloaded,
         TurnErrorKind::RateLimited,
         TurnErrorKind::Auth,
@@ -163,6 +187,9 @@ mod tests {
         TurnErrorKind::Crashed,
         TurnErrorKind::Cancelled,
         TurnErrorKind::ToolDenied,
+        TurnErrorKind::MemoryLimit,
+        TurnErrorKind::ProcessLimit,
+        TurnErrorKind::DiskLimit,
     ];
 
     #[test]

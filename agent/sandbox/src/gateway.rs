@@ -25,7 +25,14 @@ pub struct Gateway {
     pub egress: Arc<EgressPolicy>,
     /// Valor's routes for this sandbox; `None` answers 404 to everything but the proxy.
     pub routes: Option<axum::Router>,
+    /// The chat whose sandbox this is: every routed request carries it as a [`Tenant`].
+    pub tenant: Option<i64>,
 }
+
+/// The chat a request came from, set by the gateway of that chat's sandbox (a route that binds
+/// a chat by token checks that the two agree).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tenant(pub i64);
 
 /// The serving task of one sandbox's socket; aborted when dropped.
 #[derive(Debug)]
@@ -79,7 +86,10 @@ pub fn serve(listener: TcpListener, gateway: Gateway) -> std::io::Result<Serving
 impl Gateway {
     async fn answer(&self, request: Request<hyper::body::Incoming>) -> Response<Body> {
         use tower::ServiceExt as _;
-        let request = request.map(Body::new);
+        let mut request = request.map(Body::new);
+        if let Some(chat) = self.tenant {
+            request.extensions_mut().insert(Tenant(chat));
+        }
         if is_proxy_request(&request) {
             return if request.method() == axum::http::Method::CONNECT {
                 self.egress.tunnel(request).await

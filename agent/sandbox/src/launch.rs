@@ -245,11 +245,6 @@ impl Sandbox {
         let tmp = launch.limits.tmp_mb.saturating_mul(1024 * 1024);
         options.pair("--size", tmp.to_string());
         options.pair("--tmpfs", "/tmp");
-        for file in &launch.data {
-            let fd = fds.add(memfd("data", &file.bytes)?);
-            options.pair("--perms", "0444");
-            options.op("--ro-bind-data", fd.to_string(), &file.target);
-        }
         let init = Bind::path(&self.init, Path::new(INIT_INSIDE), false)?;
         let mut binds = launch.binds;
         binds.push(init);
@@ -273,6 +268,13 @@ impl Sandbox {
                 }
             };
             options.op(op, source, &bind.target);
+        }
+        // Files after folders: a file shown inside a bound folder (a HOME's settings) must be
+        // mounted over it, not hidden under it.
+        for file in &launch.data {
+            let fd = fds.add(memfd("data", &file.bytes)?);
+            options.pair("--perms", "0444");
+            options.op("--ro-bind-data", fd.to_string(), &file.target);
         }
         if let Some(dir) = &launch.chdir {
             options.0.push("--chdir".into());

@@ -31,7 +31,29 @@ pub mod seccomp;
 
 pub use egress::{EgressPolicy, HostRule};
 pub use error::SandboxError;
-pub use gateway::{Gateway, Serving, serve};
+pub use gateway::{Gateway, Serving, Tenant, serve};
 pub use launch::{Bind, DataFile, INNER_ID, Launch, Launched, Sandbox};
 pub use limits::{Cgroup, Cgroups, LimitEvents, Limits};
 pub use probe::{Check, Inside};
+
+/// Where `valor-sandbox-init` is: beside the running program (`target/<profile>/`, also from a
+/// test in `target/<profile>/deps/`), else `valor-sandbox-init` on PATH.
+pub fn locate_init() -> std::path::PathBuf {
+    const NAME: &str = "valor-sandbox-init";
+    let beside = std::env::current_exe().ok().and_then(|exe| {
+        exe.ancestors()
+            .skip(1)
+            .take(2)
+            .map(|dir| dir.join(NAME))
+            .find(|p| p.is_file())
+    });
+    beside.unwrap_or_else(|| {
+        std::env::var_os("PATH")
+            .and_then(|path| {
+                std::env::split_paths(&path)
+                    .map(|dir| dir.join(NAME))
+                    .find(|p| p.is_file())
+            })
+            .unwrap_or_else(|| std::path::PathBuf::from(NAME))
+    })
+}

@@ -354,12 +354,13 @@ fn v2(own: &str) -> Result<PathBuf, String> {
 fn v1(own: &str, mountinfo: &str, controller: &str) -> Option<PathBuf> {
     let own_dir = v1_own_dir(own, mountinfo, controller)?;
     remove_stale(&own_dir, "valor-");
-    let base = own_dir.join(format!("valor-{}", std::process::id()));
-    match std::fs::create_dir(&base) {
-        Ok(()) => Some(base),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Some(base),
-        Err(_) => None,
-    }
+    // One folder per `Cgroups` (a process may have more than one: chats, the browser).
+    let base = own_dir.join(format!(
+        "valor-{}-{}",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir(&base).ok().map(|()| base)
 }
 
 /// This process's cgroup in the v1 hierarchy of `controller`, from /proc/self/cgroup and the
@@ -380,7 +381,7 @@ fn v1_own_dir(own: &str, mountinfo: &str, controller: &str) -> Option<PathBuf> {
     Some(Path::new(mount).join(path.trim_start_matches('/')))
 }
 
-/// Removes empty cgroups a crashed Valor left (`valor-<dead pid>` and its sandboxes).
+/// Removes empty cgroups a crashed Valor left (`valor-<dead pid>-<id>` and its sandboxes).
 fn remove_stale(dir: &Path, prefix: &str) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
@@ -391,10 +392,9 @@ fn remove_stale(dir: &Path, prefix: &str) {
             continue;
         };
         if prefix == "valor-" {
-            let alive = rest
-                .parse::<u32>()
-                .is_ok_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
-            if alive || rest.parse::<u32>().is_err() {
+            let pid = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
+            let alive = pid.is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+            if alive || pid.is_none() {
                 continue;
             }
             if let Ok(children) = std::fs::read_dir(entry.path()) {

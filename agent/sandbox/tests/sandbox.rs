@@ -192,6 +192,7 @@ async fn the_host_loopback_is_unreachable_and_the_gateway_answers() {
                 rules: vec![HostRule::parse("example.org").unwrap()],
             }),
             routes: Some(axum::Router::new().route("/hello", get(|| async { "hello from valor" }))),
+            tenant: Some(2),
         },
     )
     .unwrap();
@@ -239,6 +240,7 @@ async fn a_listed_host_is_reached_through_the_proxy_and_logged_ones_only() {
                 rules: vec![HostRule::exact_private("127.0.0.1", site_port)],
             }),
             routes: None,
+            tenant: Some(3),
         },
     )
     .unwrap();

@@ -84,6 +84,16 @@ pub struct Turn {
     pub message_count: usize,
     /// 0-based index of this request among all the fake has received.
     pub index: usize,
+    /// The credentials it came with (`x-api-key`, `authorization`, `anthropic-beta`).
+    pub credentials: Credentials,
+}
+
+/// What a request carried to authenticate itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Credentials {
+    pub api_key: Option<String>,
+    pub authorization: Option<String>,
+    pub beta: Option<String>,
 }
 
 impl Turn {
@@ -138,6 +148,7 @@ impl Turn {
             last_tool_result,
             body,
             index,
+            credentials: Credentials::default(),
         }
     }
 
@@ -217,7 +228,18 @@ impl FakeAnthropic {
     }
 }
 
-async fn messages(State(shared): State<Shared>, _headers: HeaderMap, body: Bytes) -> Response {
+async fn messages(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let credentials = Credentials {
+        api_key: header("x-api-key"),
+        authorization: header("authorization"),
+        beta: header("anthropic-beta"),
+    };
     let Ok(body) = serde_json::from_slice::<Value>(&body) else {
         return error_response(
             400,
@@ -227,7 +249,8 @@ async fn messages(State(shared): State<Shared>, _headers: HeaderMap, body: Bytes
     };
     let turn = {
         let mut requests = shared.requests.lock().unwrap();
-        let turn = Turn::from_body(body, requests.len());
+        let mut turn = Turn::from_body(body, requests.len());
+        turn.credentials = credentials;
         requests.push(turn.clone());
         turn
     };

@@ -166,7 +166,15 @@ async fn require_token(State(grants): State<Grants>, mut request: Request, next:
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
-    match token.and_then(|t| grants.scope(t)) {
+    // From a chat's sandbox, the token must be that chat's own.
+    let tenant = request
+        .extensions()
+        .get::<valor_sandbox::Tenant>()
+        .map(|t| t.0);
+    let scope = token
+        .and_then(|t| grants.scope(t))
+        .filter(|scope| tenant.is_none_or(|chat| chat == scope.chat_id));
+    match scope {
         Some(scope) => {
             request.extensions_mut().insert(scope);
             next.run(request).await

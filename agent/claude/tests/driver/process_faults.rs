@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use crate::support::{Harness, failed, fake_claude, finished, group_members};
 use valor_core::{Backend, TurnErrorKind, TurnEvent, TurnRequest};
 
-fn harness(script: &str, tweak: impl FnOnce(&mut valor_config::ClaudeConfig)) -> Harness {
-    Harness::new(fake_claude(script), "http://127.0.0.1:9", tweak)
+async fn harness(script: &str, tweak: impl FnOnce(&mut valor_config::ClaudeConfig)) -> Harness {
+    Harness::new(fake_claude(script), "http://127.0.0.1:9", tweak).await
 }
 
 fn request(chat_id: i64) -> TurnRequest {
@@ -36,7 +36,7 @@ async fn run_watching_group(
 
 #[tokio::test]
 async fn a_crash_mid_stream_is_a_crashed_turn_naming_the_signal() {
-    let h = harness("crash_mid_stream", |_| {});
+    let h = harness("crash_mid_stream", |_| {}).await;
     let events = h.run(request(1)).await;
     assert!(events.contains(&TurnEvent::TextDelta("x".to_owned())));
     let error = failed(&events);
@@ -54,7 +54,8 @@ async fn a_process_that_ignores_sigterm_is_killed_after_the_grace_period() {
     let h = Harness::unsandboxed(fake_claude("ignores_sigterm"), "http://127.0.0.1:9", |c| {
         c.idle_timeout_secs = 1;
         c.kill_grace_secs = 1;
-    });
+    })
+    .await;
     let (events, pgid, elapsed) = run_watching_group(&h, request(2)).await;
     assert_eq!(failed(&events).kind, TurnErrorKind::Timeout);
     // 1 s idle + 1 s grace, then SIGKILL.
@@ -70,7 +71,8 @@ async fn a_sandboxed_process_that_ignores_sigterm_dies_with_its_sandbox() {
     let h = harness("ignores_sigterm", |c| {
         c.idle_timeout_secs = 1;
         c.kill_grace_secs = 5;
-    });
+    })
+    .await;
     let (events, pgid, elapsed) = run_watching_group(&h, request(12)).await;
     assert_eq!(failed(&events).kind, TurnErrorKind::Timeout);
     assert!(elapsed >= Duration::from_secs(1), "{elapsed:?}");
@@ -87,7 +89,8 @@ async fn endless_output_hits_the_total_timeout() {
     let h = harness("endless", |c| {
         c.total_timeout_secs = 2;
         c.idle_timeout_secs = 2;
-    });
+    })
+    .await;
     let mut stream = h.driver.start(request(3));
     let mut deltas = 0u64;
     let mut last = None;
@@ -107,7 +110,7 @@ async fn endless_output_hits_the_total_timeout() {
 
 #[tokio::test]
 async fn a_10_mb_line_is_skipped_and_the_turn_goes_on() {
-    let h = harness("huge_line", |_| {});
+    let h = harness("huge_line", |_| {}).await;
     let events = h.run(request(4)).await;
     assert_eq!(finished(&events).text, "done");
     assert_eq!(h.driver.metrics().oversized_lines.get(), 1);
@@ -115,7 +118,7 @@ async fn a_10_mb_line_is_skipped_and_the_turn_goes_on() {
 
 #[tokio::test]
 async fn garbage_bytes_are_skipped_and_counted() {
-    let h = harness("garbage", |_| {});
+    let h = harness("garbage", |_| {}).await;
     let events = h.run(request(5)).await;
     assert_eq!(finished(&events).text, "done");
     assert_eq!(h.driver.metrics().malformed_lines.get(), 3);
@@ -123,7 +126,7 @@ async fn garbage_bytes_are_skipped_and_counted() {
 
 #[tokio::test]
 async fn a_process_that_fails_at_once_reports_its_stderr() {
-    let h = harness("exit_at_once", |_| {});
+    let h = harness("exit_at_once", |_| {}).await;
     let events = h.run(request(6)).await;
     let error = failed(&events);
     assert_eq!(error.kind, TurnErrorKind::Crashed);
@@ -137,7 +140,7 @@ async fn a_process_that_fails_at_once_reports_its_stderr() {
 
 #[tokio::test]
 async fn exit_zero_without_a_result_is_a_failed_turn() {
-    let h = harness("no_result", |_| {});
+    let h = harness("no_result", |_| {}).await;
     let events = h.run(request(7)).await;
     let error = failed(&events);
     assert_eq!(error.kind, TurnErrorKind::Crashed);
@@ -152,7 +155,7 @@ async fn exit_zero_without_a_result_is_a_failed_turn() {
 
 #[tokio::test]
 async fn a_missing_binary_is_a_clear_error() {
-    let h = Harness::new("/nonexistent/claude".into(), "http://127.0.0.1:9", |_| {});
+    let h = Harness::new("/nonexistent/claude".into(), "http://127.0.0.1:9", |_| {}).await;
     let events = h.run(request(8)).await;
     let error = failed(&events);
     assert_eq!(error.kind, TurnErrorKind::Crashed);
@@ -172,7 +175,8 @@ async fn past_the_memory_budget_a_turn_waits_for_a_running_one_to_end() {
         c.memory_budget_mb = 1;
         c.idle_timeout_secs = 1;
         c.kill_grace_secs = 1;
-    });
+    })
+    .await;
     let start = std::time::Instant::now();
     let first = h.driver.start(request(10));
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -206,7 +210,8 @@ async fn a_turn_waiting_for_memory_can_be_stopped() {
         c.memory_budget_mb = 1;
         c.idle_timeout_secs = 30;
         c.kill_grace_secs = 1;
-    });
+    })
+    .await;
     let first_request = request(12);
     let stop_first = first_request.cancel.clone();
     let first = h.driver.start(first_request);
@@ -234,7 +239,8 @@ async fn the_reaper_ends_a_sandbox_left_behind_by_a_crashed_valor() {
     let h = harness("ignores_sigterm", |c| {
         c.idle_timeout_secs = 60;
         c.kill_grace_secs = 1;
-    });
+    })
+    .await;
     let mut stream = h.driver.start(request(14));
     while let Some(event) = stream.next().await {
         if matches!(event, TurnEvent::Started { .. }) {
@@ -271,7 +277,7 @@ async fn the_reaper_ends_a_sandbox_left_behind_by_a_crashed_valor() {
 
 #[tokio::test]
 async fn finished_turns_leave_no_task_behind() {
-    let h = harness("no_result", |_| {});
+    let h = harness("no_result", |_| {}).await;
     let metrics = tokio::runtime::Handle::current().metrics();
     // One turn first: whatever is started once (and kept) is not a per-turn leak.
     failed(&h.run(request(21)).await);

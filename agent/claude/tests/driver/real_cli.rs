@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::support::{Harness, failed, finished, group_members, mcp_config, real_claude};
+use crate::support::{
+    Harness, Sandboxing, failed, finished, group_members, mcp_config, real_claude,
+};
 use serde_json::json;
 use valor_core::{Backend, TurnErrorKind, TurnEvent};
 use valor_fakes::anthropic::{FakeAnthropic, Reply, Turn};
@@ -30,7 +32,7 @@ fn answer(turn: &Turn) -> Reply {
 #[tokio::test]
 async fn a_plain_answer_streams_before_it_finishes() {
     let fake = FakeAnthropic::start(answer).await;
-    let h = Harness::new(real_claude(), &fake.url, |_| {});
+    let h = Harness::new(real_claude(), &fake.url, |_| {}).await;
     let events = h.run(h.request(1, "say hello")).await;
     let first_delta = events
         .iter()
@@ -74,7 +76,7 @@ async fn a_plain_answer_streams_before_it_finishes() {
 #[tokio::test]
 async fn a_tool_call_into_a_real_mcp_server_and_back() {
     let fake = FakeAnthropic::start(answer).await;
-    let h = Harness::new(real_claude(), &fake.url, |_| {});
+    let h = Harness::new(real_claude(), &fake.url, |_| {}).await;
     let events = h.run(h.request(2, "please use echo")).await;
     assert!(events.iter().any(|e| matches!(e,
         TurnEvent::ToolCall { name, input, .. } if name == "mcp__fake__echo" && input["text"] == "hi")));
@@ -91,7 +93,7 @@ async fn a_tool_call_into_a_real_mcp_server_and_back() {
 #[tokio::test]
 async fn claude_and_its_tools_never_get_valors_other_secrets() {
     let fake = FakeAnthropic::start(answer).await;
-    let h = Harness::new(real_claude(), &fake.url, |_| {});
+    let h = Harness::new(real_claude(), &fake.url, |_| {}).await;
     let events = h.run(h.request(3, "show env")).await;
     let names = events
         .iter()
@@ -111,7 +113,7 @@ async fn claude_and_its_tools_never_get_valors_other_secrets() {
 #[tokio::test]
 async fn the_next_turn_resumes_the_chat_session() {
     let fake = FakeAnthropic::start(answer).await;
-    let h = Harness::new(real_claude(), &fake.url, |_| {});
+    let h = Harness::new(real_claude(), &fake.url, |_| {}).await;
     let first = h.run(h.request(4, "remember the word apple")).await;
     let session = finished(&first).session_id.clone();
     let second = h.run(h.request(4, "what was the word?")).await;
@@ -144,7 +146,7 @@ async fn the_next_turn_resumes_the_chat_session() {
 #[tokio::test]
 async fn an_unknown_session_falls_back_to_a_new_one() {
     let fake = FakeAnthropic::start(answer).await;
-    let h = Harness::new(real_claude(), &fake.url, |_| {});
+    let h = Harness::new(real_claude(), &fake.url, |_| {}).await;
     h.store
         .set_session(
             5,
@@ -178,7 +180,8 @@ async fn api_errors_then_success_are_retried_by_the_cli() {
     let h = Harness::new(real_claude(), &fake.url, |c| {
         c.env
             .insert("CLAUDE_CODE_MAX_RETRIES".to_owned(), "3".to_owned());
-    });
+    })
+    .await;
     let events = h.run(h.request(6, "say hello")).await;
     let retries: Vec<Option<u16>> = events
         .iter()
@@ -194,7 +197,7 @@ async fn api_errors_then_success_are_retried_by_the_cli() {
 #[tokio::test]
 async fn persistent_overload_is_the_overloaded_error() {
     let fake = FakeAnthropic::start(|_| Reply::overloaded()).await;
-    let h = Harness::new(real_claude(), &fake.url, |_| {});
+    let h = Harness::new(real_claude(), &fake.url, |_| {}).await;
     let events = h.run(h.request(7, "say hello")).await;
     let error = failed(&events);
     assert_eq!(error.kind, TurnErrorKind::Overloaded);
@@ -225,7 +228,7 @@ async fn persistent_overload_is_the_overloaded_error() {
 #[tokio::test]
 async fn malformed_responses_are_an_api_error() {
     let fake = FakeAnthropic::start(|_| Reply::MalformedSse).await;
-    let h = Harness::new(real_claude(), &fake.url, |_| {});
+    let h = Harness::new(real_claude(), &fake.url, |_| {}).await;
     let events = h.run(h.request(8, "say hello")).await;
     assert_eq!(failed(&events).kind, TurnErrorKind::Api);
 }
@@ -236,7 +239,8 @@ async fn a_stalled_stream_hits_our_idle_timeout_and_the_whole_group_dies() {
     let h = Harness::new(real_claude(), &fake.url, |c| {
         c.idle_timeout_secs = 3;
         c.kill_grace_secs = 2;
-    });
+    })
+    .await;
     let mut stream = h.driver.start(h.request(9, "say hello"));
     // Wait until the run (and its MCP server) is up, and note its process group.
     let mut pgid = None;
@@ -273,7 +277,7 @@ async fn a_stalled_stream_hits_our_idle_timeout_and_the_whole_group_dies() {
 #[tokio::test]
 async fn cancelling_stops_the_run_and_its_group() {
     let fake = FakeAnthropic::start(|_| Reply::Stall(Duration::from_secs(600))).await;
-    let h = Harness::new(real_claude(), &fake.url, |_| {});
+    let h = Harness::new(real_claude(), &fake.url, |_| {}).await;
     let request = h.request(10, "say hello");
     let cancel = request.cancel.clone();
     let mut stream = h.driver.start(request);
@@ -293,7 +297,7 @@ async fn cancelling_stops_the_run_and_its_group() {
 #[tokio::test]
 async fn an_mcp_server_crashing_mid_call_does_not_fail_the_turn() {
     let fake = FakeAnthropic::start(answer).await;
-    let h = Harness::new(real_claude(), &fake.url, |_| {});
+    let h = Harness::new(real_claude(), &fake.url, |_| {}).await;
     let events = h.run(h.request(11, "crash the tool")).await;
     assert!(
         events.iter().any(|e| matches!(e,
@@ -306,7 +310,7 @@ async fn an_mcp_server_crashing_mid_call_does_not_fail_the_turn() {
 #[tokio::test]
 async fn a_failed_mcp_server_is_reported_and_counted() {
     let fake = FakeAnthropic::start(answer).await;
-    let h = Harness::new(real_claude(), &fake.url, |_| {});
+    let h = Harness::new(real_claude(), &fake.url, |_| {}).await;
     let mut request = h.request(12, "say hello");
     request.mcp_config = Some(mcp_config(&[(
         "broken",
@@ -327,7 +331,8 @@ async fn a_denied_tool_is_listed_and_recorded() {
     let fake = FakeAnthropic::start(answer).await;
     let h = Harness::new(real_claude(), &fake.url, |c| {
         c.allowed_tools = vec!["mcp__fake__slow".to_owned()];
-    });
+    })
+    .await;
     let events = h.run(h.request(13, "please use echo")).await;
     let summary = finished(&events);
     assert_eq!(summary.permission_denials, ["mcp__fake__echo"]);
@@ -419,7 +424,8 @@ async fn a_sandboxed_chat_cannot_read_another_chats_files_or_valors_secrets() {
     let fake = FakeAnthropic::start(prying).await;
     let h = Harness::new(real_claude(), &fake.url, |c| {
         c.allowed_tools = vec!["Read".to_owned()];
-    });
+    })
+    .await;
     let (secrets, own) = plant(&h);
     let mut asks: Vec<String> = secrets.iter().map(|(p, _)| format!("READ:{p}")).collect();
     asks.push(format!("READ:{}", own.display()));
@@ -440,7 +446,8 @@ async fn a_sandboxed_shell_sees_only_its_own_chat() {
     let fake = FakeAnthropic::start(prying).await;
     let h = Harness::new(real_claude(), &fake.url, |c| {
         c.allowed_tools = vec!["Bash".to_owned()];
-    });
+    })
+    .await;
     let (secrets, _) = plant(&h);
     let mut asks: Vec<String> = secrets
         .iter()
@@ -488,7 +495,8 @@ async fn without_the_sandbox_the_same_read_succeeds() {
     let fake = FakeAnthropic::start(prying).await;
     let h = Harness::unsandboxed(real_claude(), &fake.url, |c| {
         c.allowed_tools = vec!["Read".to_owned()];
-    });
+    })
+    .await;
     let (secrets, _) = plant(&h);
     let answers = pry(&h, &[format!("READ:{}", secrets[0].0)]).await;
     assert!(
@@ -501,7 +509,7 @@ async fn without_the_sandbox_the_same_read_succeeds() {
 #[tokio::test]
 async fn sessions_resume_and_homes_are_per_chat_inside_the_sandbox() {
     let fake = FakeAnthropic::start(answer).await;
-    let h = Harness::new(real_claude(), &fake.url, |_| {});
+    let h = Harness::new(real_claude(), &fake.url, |_| {}).await;
     let first = finished(&h.run(h.request(41, "say hello")).await)
         .session_id
         .clone();
@@ -530,7 +538,8 @@ async fn a_required_sandbox_that_does_not_work_runs_no_turn() {
         reason: "bwrap: No permissions to create new namespace".to_owned(),
         required: true,
     };
-    let h = Harness::with_sandbox(real_claude(), &fake.url, |_| {}, broken);
+    let h =
+        Harness::with_sandbox(real_claude(), &fake.url, |_| {}, Sandboxing::State(broken)).await;
     let events = h.run(h.request(42, "say hello")).await;
     let error = failed(&events);
     assert!(
@@ -547,7 +556,13 @@ async fn a_required_sandbox_that_does_not_work_runs_no_turn() {
         reason: "no bwrap".to_owned(),
         required: false,
     };
-    let h = Harness::with_sandbox(real_claude(), &fake.url, |_| {}, degraded);
+    let h = Harness::with_sandbox(
+        real_claude(),
+        &fake.url,
+        |_| {},
+        Sandboxing::State(degraded),
+    )
+    .await;
     finished(&h.run(h.request(43, "say hello")).await);
     assert_eq!(
         h.driver.metrics().health().0,
@@ -560,7 +575,8 @@ async fn a_read_only_turn_cannot_write_even_when_writing_is_configured() {
     let fake = FakeAnthropic::start(prying).await;
     let h = Harness::new(real_claude(), &fake.url, |c| {
         c.allowed_tools = vec!["Read".to_owned(), "Write".to_owned(), "Bash".to_owned()];
-    });
+    })
+    .await;
     let target = h.dir.path().join("workspaces/chat_51/note.txt");
     let mut request = h.request(51, &format!("WRITE:{}", target.display()));
     request.mcp_config = None;
@@ -582,43 +598,52 @@ async fn a_read_only_turn_cannot_write_even_when_writing_is_configured() {
 }
 
 #[tokio::test]
-async fn a_subscription_login_is_readable_in_every_sandbox_and_writable_in_none() {
+async fn a_subscription_login_stays_outside_and_the_proxy_adds_it() {
     let fake = FakeAnthropic::start(prying).await;
     let operator = tempfile::tempdir().unwrap();
     let credentials = operator.path().join(".claude/.credentials.json");
     std::fs::create_dir_all(credentials.parent().unwrap()).unwrap();
-    std::fs::write(&credentials, "{\"claudeAiOauth\":\"OPERATOR-LOGIN\"}").unwrap();
-    let sandbox = valor_claude::sandbox::SandboxState::probe(
-        valor_claude::sandbox::SandboxMode::Required,
-        Some(credentials.clone()),
-    );
+    let login = r#"{"claudeAiOauth":{"accessToken":"sk-ant-oat01-OPERATOR","refreshToken":"sk-ant-ort01-R","expiresAt":0}}"#;
+    std::fs::write(&credentials, login).unwrap();
     let h = Harness::with_sandbox(
         real_claude(),
         &fake.url,
         |c| c.allowed_tools = vec!["Bash".to_owned()],
-        sandbox,
-    );
-    let inside = h.dir.path().join("homes/chat_61/.claude/.credentials.json");
+        Sandboxing::Login(credentials.clone()),
+    )
+    .await;
     let mut request = h.request(
         61,
         &format!(
-            "BASH:cat {0}; echo; (echo tampered > {0}) 2>/dev/null || echo refused; ls {1} 2>&1",
-            inside.display(),
+            "BASH:ls -a ~/.claude; cat ~/.claude/.credentials.json 2>&1; ls {} 2>&1; env",
             operator.path().display()
         ),
     );
     request.mcp_config = None;
     let answer = finished(&h.run(request).await).text.clone();
-    assert!(answer.contains("OPERATOR-LOGIN"), "{answer}");
-    assert!(answer.contains("refused"), "{answer}");
-    assert!(
-        answer.contains("No such file"),
-        "nothing else of the operator's HOME: {answer}"
-    );
-    assert_eq!(
-        std::fs::read_to_string(&credentials).unwrap(),
-        "{\"claudeAiOauth\":\"OPERATOR-LOGIN\"}"
-    );
+    assert!(!answer.contains("OPERATOR"), "{answer}");
+    assert!(!answer.contains(".credentials.json\n"), "{answer}");
+    assert!(answer.contains("No such file"), "{answer}");
+    // Every request reached the API with the operator's token, put there outside.
+    let requests = fake.requests();
+    assert!(!requests.is_empty());
+    for turn in &requests {
+        let credentials = &turn.credentials;
+        assert_eq!(
+            credentials.authorization.as_deref(),
+            Some("Bearer sk-ant-oat01-OPERATOR")
+        );
+        assert!(credentials.api_key.is_none(), "{credentials:?}");
+        assert!(
+            credentials
+                .beta
+                .as_deref()
+                .unwrap_or("")
+                .contains("oauth-2025-04-20"),
+            "{credentials:?}"
+        );
+    }
+    assert_eq!(std::fs::read_to_string(&credentials).unwrap(), login);
 }
 
 /// Not a test on its own: two turns through the engine with a global log subscriber, run in a
@@ -637,7 +662,7 @@ async fn turns_logged() {
         .with_max_level(tracing::Level::INFO)
         .init();
     let fake = FakeAnthropic::start(answer).await;
-    let h = Harness::new(real_claude(), &fake.url, |_| {});
+    let h = Harness::new(real_claude(), &fake.url, |_| {}).await;
     let engine = Engine::builder(
         Arc::new(h.driver.clone()),
         Arc::new(h.store.clone()) as Arc<dyn ConversationStore>,

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use valor_claude::sandbox::{SandboxMode, SandboxState};
+use valor_claude::proxy::Upstream;
+use valor_claude::sandbox::{EgressRules, SandboxMode, SandboxSetup, SandboxState};
 use valor_claude::{ClaudeDriver, DriverSetup};
 use valor_config::ClaudeConfig;
 use valor_core::{Backend, TurnEvent, TurnRequest};
@@ -72,12 +73,46 @@ pub struct Harness {
     pub metrics: MetricsRegistry,
 }
 
-/// A working sandbox: the tests run Claude as Valor does (scripts/setup installs bubblewrap).
-pub fn sandbox() -> SandboxState {
-    let state = SandboxState::probe(SandboxMode::Required, None);
+/// How a harness's Claude runs.
+pub enum Sandboxing {
+    /// In the sandbox, as Valor runs it (scripts/setup installs bubblewrap; the init is built
+    /// with the workspace).
+    Probe,
+    /// Probed with the operator's subscription login at this path (no API key).
+    Login(PathBuf),
+    Off,
+    State(SandboxState),
+}
+
+/// Where each chat's folders are, and (as root) the sandboxes' own user.
+pub fn chat_folders(dir: &Path) -> valor_chatfs::ChatFs {
+    valor_chatfs::ChatFs::new(
+        dir.join("workspaces"),
+        dir.join("homes"),
+        valor_chatfs::ChatFs::sandbox_owner(true, 2_000_000),
+    )
+}
+
+/// A working sandbox for a driver whose folders are below `dir`, its API proxy sending to
+/// `api_url` with the test key (or the login file).
+pub async fn sandbox(dir: &Path, api_url: &str, login: Option<PathBuf>) -> SandboxState {
+    let mut env =
+        std::collections::BTreeMap::from([("ANTHROPIC_BASE_URL".to_owned(), api_url.to_owned())]);
+    if login.is_none() {
+        env.insert("ANTHROPIC_API_KEY".to_owned(), "sk-ant-test".to_owned());
+    }
+    let setup = SandboxSetup {
+        bwrap: PathBuf::from("bwrap"),
+        init: valor_sandbox::locate_init(),
+        chats: chat_folders(dir),
+        limits: valor_sandbox::Limits::default(),
+        egress: EgressRules::default(),
+        upstream: Upstream::from_env(&env, login, &format!("{api_url}/v1/oauth/token")),
+    };
+    let state = SandboxState::probe(SandboxMode::Required, setup).await;
     assert!(
         matches!(state, SandboxState::Active(_)),
-        "bubblewrap does not work here ({state:?}): run scripts/setup"
+        "the sandbox does not work here ({state:?}): run scripts/setup and build the workspace"
     );
     state
 }
@@ -97,26 +132,36 @@ pub fn config(dir: &Path) -> ClaudeConfig {
 
 impl Harness {
     /// A driver running `binary` against `api_url` (the fake), with `tweak` applied to config.
-    pub fn new(binary: PathBuf, api_url: &str, tweak: impl FnOnce(&mut ClaudeConfig)) -> Harness {
-        Harness::with_sandbox(binary, api_url, tweak, sandbox())
+    pub async fn new(
+        binary: PathBuf,
+        api_url: &str,
+        tweak: impl FnOnce(&mut ClaudeConfig),
+    ) -> Harness {
+        Harness::with_sandbox(binary, api_url, tweak, Sandboxing::Probe).await
     }
 
     /// The same, unsandboxed.
-    pub fn unsandboxed(
+    pub async fn unsandboxed(
         binary: PathBuf,
         api_url: &str,
         tweak: impl FnOnce(&mut ClaudeConfig),
     ) -> Harness {
-        Harness::with_sandbox(binary, api_url, tweak, SandboxState::Off)
+        Harness::with_sandbox(binary, api_url, tweak, Sandboxing::Off).await
     }
 
-    pub fn with_sandbox(
+    pub async fn with_sandbox(
         binary: PathBuf,
         api_url: &str,
         tweak: impl FnOnce(&mut ClaudeConfig),
-        sandbox: SandboxState,
+        sandboxing: Sandboxing,
     ) -> Harness {
         let dir = tempfile::tempdir().unwrap();
+        let sandbox = match sandboxing {
+            Sandboxing::Probe => sandbox(dir.path(), api_url, None).await,
+            Sandboxing::Login(login) => sandbox(dir.path(), api_url, Some(login)).await,
+            Sandboxing::Off => SandboxState::Off,
+            Sandboxing::State(state) => state,
+        };
         let mut config = config(dir.path());
         tweak(&mut config);
         let home = dir.path().join("home");
@@ -146,6 +191,7 @@ impl Harness {
             parent_env,
             runtime_dir: dir.path().join("run"),
             sandbox,
+            chats: chat_folders(dir.path()),
             ledger: std::sync::Arc::new(store.clone()),
             children: children.clone(),
             metrics: metrics.clone(),

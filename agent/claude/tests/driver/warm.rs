@@ -29,7 +29,7 @@ fn pids(h: &Harness) -> Vec<u32> {
 #[tokio::test]
 async fn later_turns_reuse_the_chats_process() {
     let fake = fake().await;
-    let h = Harness::new(real_claude(), &fake.url, warm);
+    let h = Harness::new(real_claude(), &fake.url, warm).await;
     let first = h.run(h.request(1, "remember the word apple")).await;
     let first = finished(&first).clone();
     assert!(!first.warm);
@@ -93,7 +93,7 @@ fn kill(pid: u32) {
 #[tokio::test]
 async fn a_warm_process_that_died_is_replaced_and_the_session_resumed() {
     let fake = fake().await;
-    let h = Harness::new(real_claude(), &fake.url, warm);
+    let h = Harness::new(real_claude(), &fake.url, warm).await;
     let first = h.run(h.request(2, "remember the word pear")).await;
     let session = finished(&first).session_id.clone();
     transcript_written(&h, &session).await;
@@ -115,7 +115,7 @@ async fn a_warm_process_that_died_is_replaced_and_the_session_resumed() {
 #[tokio::test]
 async fn a_warm_process_killed_before_its_transcript_is_written_still_answers() {
     let fake = fake().await;
-    let h = Harness::new(real_claude(), &fake.url, warm);
+    let h = Harness::new(real_claude(), &fake.url, warm).await;
     finished(&h.run(h.request(6, "remember the word plum")).await);
     // Killed at once: the CLI had no time to write the session, so it cannot be resumed.
     kill(pids(&h)[0]);
@@ -131,7 +131,8 @@ async fn idle_warm_processes_close_after_keep_warm_secs() {
     let h = Harness::new(real_claude(), &fake.url, |c| {
         c.keep_warm_secs = 1;
         c.max_warm = 4;
-    });
+    })
+    .await;
     finished(&h.run(h.request(3, "hi")).await);
     let pid = pids(&h)[0];
     tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -150,7 +151,8 @@ async fn at_most_max_warm_processes_are_kept() {
     let h = Harness::new(real_claude(), &fake.url, |c| {
         c.keep_warm_secs = 300;
         c.max_warm = 1;
-    });
+    })
+    .await;
     finished(&h.run(h.request(4, "hi")).await);
     let older = pids(&h);
     finished(&h.run(h.request(5, "hi")).await);
@@ -167,7 +169,8 @@ async fn past_the_memory_budget_the_least_recent_warm_process_closes_first() {
     let h = Harness::new(real_claude(), &fake.url, |c| {
         warm(c);
         c.memory_budget_mb = 1;
-    });
+    })
+    .await;
     finished(&h.run(h.request(1, "first chat")).await);
     let first = pids(&h);
     assert_eq!(first.len(), 1, "chat 1's process stays warm");
