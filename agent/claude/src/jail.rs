@@ -83,8 +83,28 @@ impl Jail {
         self.residents = members.into_iter().collect();
     }
 
-    /// A limit the running turn went over, if any.
+    /// A limit the running turn went over, if any (the workspace's size every fifth look).
     pub async fn check(&mut self) -> Option<LimitHit> {
+        if let Some(hit) = self.check_events() {
+            return Some(hit);
+        }
+        self.watched += 1;
+        if self.watched.is_multiple_of(DISK_EVERY) {
+            return self.check_disk().await;
+        }
+        None
+    }
+
+    /// At the turn's end: every limit, the workspace's size too when `wrote` (tools ran).
+    pub async fn check_all(&mut self, wrote: bool) -> Option<LimitHit> {
+        match self.check_events() {
+            Some(hit) => Some(hit),
+            None if wrote => self.check_disk().await,
+            None => None,
+        }
+    }
+
+    fn check_events(&self) -> Option<LimitHit> {
         let events = self.events();
         if events.oom_kills > self.baseline.oom_kills {
             return Some(LimitHit {
@@ -103,10 +123,6 @@ impl Jail {
                     self.limits.processes
                 ),
             });
-        }
-        self.watched += 1;
-        if self.watched.is_multiple_of(DISK_EVERY) {
-            return self.check_disk().await;
         }
         None
     }

@@ -232,6 +232,17 @@ impl ClaudeProcess {
             {
                 jail.note_residents().await;
             }
+            // A turn that used no tool wrote nothing: its workspace's size is not looked at.
+            let used_tools = !read.tool_calls.is_empty();
+            if is_result
+                && let Some(jail) = &mut self.jail
+                && let Some(hit) = jail.check_all(used_tools).await
+            {
+                // Over a limit by the end (a file that filled the workspace): said, not hidden
+                // behind an answer.
+                read.stop = Some(Stop::Limit(hit.kind, hit.detail));
+                break;
+            }
             for turn_event in self.translate(event, &mut read) {
                 if tx.send(turn_event).await.is_err() {
                     // Nobody listens any more: the turn is abandoned.

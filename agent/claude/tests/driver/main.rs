@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod codec_fixtures;
+mod hostile;
 mod process_faults;
 mod real_cli;
 mod support;

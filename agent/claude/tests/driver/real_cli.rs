@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    Harness, Sandboxing, failed, finished, group_members, mcp_config, real_claude,
+    Harness, Sandboxing, failed, finished, group_members, mcp_config, prying, real_claude,
 };
 use serde_json::json;
 use valor_core::{Backend, TurnErrorKind, TurnEvent};
@@ -341,38 +341,6 @@ async fn a_denied_tool_is_listed_and_recorded() {
         runs[0].error.as_ref().unwrap().kind,
         TurnErrorKind::ToolDenied
     );
-}
-
-/// A model that asks for files: `READ:<path>` calls Claude Code's own Read tool, `BASH:<line>`
-/// its Bash tool; the tool's result comes back as the answer, so whatever leaks shows in it.
-fn prying(turn: &Turn) -> Reply {
-    if let Some((_, content, is_error)) = &turn.last_tool_result {
-        return Reply::text(&format!("error={is_error}\n{content}"));
-    }
-    let text = turn.last_user_text.clone().unwrap_or_default();
-    let after = |marker: &str| {
-        text.find(marker).map(|at| {
-            text[at + marker.len()..]
-                .lines()
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_owned()
-        })
-    };
-    if let Some(path) = after("READ:") {
-        return Reply::tool("Read", json!({"file_path": path}));
-    }
-    if let Some(path) = after("WRITE:") {
-        return Reply::tool("Write", json!({"file_path": path, "content": "written"}));
-    }
-    if let Some(line) = after("BASH:") {
-        return Reply::tool(
-            "Bash",
-            json!({"command": line, "description": "look around"}),
-        );
-    }
-    Reply::text("nothing asked")
 }
 
 /// Chat 31 tries to read what is not its own: chat 32's files, Valor's store and token, the

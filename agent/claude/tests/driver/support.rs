@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use valor_fakes::anthropic::{Reply, Turn};
 use valor_claude::proxy::Upstream;
 use valor_claude::sandbox::{EgressRules, SandboxMode, SandboxSetup, SandboxState};
 use valor_claude::{ClaudeDriver, DriverSetup};
@@ -245,4 +246,36 @@ pub fn failed(events: &[TurnEvent]) -> &valor_core::TurnError {
 /// Pids of processes in process group `pgid` (zombies excluded).
 pub fn group_members(pgid: u32) -> Vec<u32> {
     valor_claude::process::group_members(pgid)
+}
+
+/// A model that asks for files: `READ:<path>` calls Claude Code's own Read tool, `BASH:<line>`
+/// its Bash tool; the tool's result comes back as the answer, so whatever leaks shows in it.
+pub fn prying(turn: &Turn) -> Reply {
+    if let Some((_, content, is_error)) = &turn.last_tool_result {
+        return Reply::text(&format!("error={is_error}\n{content}"));
+    }
+    let text = turn.last_user_text.clone().unwrap_or_default();
+    let after = |marker: &str| {
+        text.find(marker).map(|at| {
+            text[at + marker.len()..]
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_owned()
+        })
+    };
+    if let Some(path) = after("READ:") {
+        return Reply::tool("Read", json!({"file_path": path}));
+    }
+    if let Some(path) = after("WRITE:") {
+        return Reply::tool("Write", json!({"file_path": path, "content": "written"}));
+    }
+    if let Some(line) = after("BASH:") {
+        return Reply::tool(
+            "Bash",
+            json!({"command": line, "description": "look around"}),
+        );
+    }
+    Reply::text("nothing asked")
 }
