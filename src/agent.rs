@@ -117,11 +117,8 @@ impl Agent {
             engine = engine.tools(tools);
         }
         let learner = crate::learning::learner(config, &self.memory)?;
-        let chats = chat_folders(config);
-        let workspace_of: valor_learn::chat::WorkspaceOf =
-            Arc::new(move |chat_id| Some(chats.workspace(chat_id).ok()?.path().to_owned()));
         let learning = valor_learn::ChatLearning::new(self.store.clone(), learner)
-            .with_workspaces(workspace_of);
+            .with_workspaces(chat_folders(config));
         Ok(Conversations::new(
             engine.build(),
             Some(Arc::new(learning) as Arc<dyn Learning>),

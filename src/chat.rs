@@ -145,7 +145,11 @@ async fn host_tools(
         .driver
         .mcp_base_url(&crate::health_cmd::base_url(listener.local_addr()?));
     let deliver: valor_tools::Deliver = std::sync::Arc::new(|d: valor_tools::Delivery| {
-        eprintln!("[picture] {} ({})", d.path.display(), d.caption);
+        eprintln!(
+            "[picture] {} KB ({})",
+            d.png.len().div_ceil(1024),
+            d.caption
+        );
     });
     let grants = valor_tools::host::Grants::default();
     let tools = crate::tool_servers::tool_grant(config, &base_url, &grants);

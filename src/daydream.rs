@@ -380,11 +380,7 @@ fn telegram_sender(loaded: &valor_config::Loaded, store: Store) -> anyhow::Resul
     Ok(Some(Arc::new(move |out: Outgoing| {
         let (bot, store) = (bot.clone(), store.clone());
         Box::pin(async move {
-            let photo = out.chart.map(|path| valor_telegram::photos::OutgoingPhoto {
-                chat_id: out.chat,
-                path,
-                caption: CHART_CAPTION.to_owned(),
-            });
+            let photo = out.chart.and_then(|path| chart(out.chat, &path));
             // One pacer for the whole report: text, chart and questions.
             let pacer = valor_telegram::pacer::ChatPacer::new(
                 if out.chat > 0 {
@@ -410,16 +406,27 @@ fn telegram_sender(loaded: &valor_config::Loaded, store: Store) -> anyhow::Resul
     })))
 }
 
+/// The report's chart (Valor's own file in its logs folder) as a photo for `chat`.
+fn chart(chat: i64, path: &std::path::Path) -> Option<valor_telegram::photos::OutgoingPhoto> {
+    match std::fs::read(path) {
+        Ok(image) => Some(valor_telegram::photos::OutgoingPhoto {
+            chat_id: chat,
+            image,
+            caption: CHART_CAPTION.to_owned(),
+        }),
+        Err(e) => {
+            tracing::warn!(chat_id = chat, error = %e, path = %path.display(), "cannot read the report's chart");
+            None
+        }
+    }
+}
+
 /// Sends reports through the running Telegram channel (paced with the chat's messages).
 pub fn channel_sender(channel: valor_telegram::channel::TelegramChannel) -> Sender {
     Arc::new(move |out: Outgoing| {
         channel.post_text(out.chat, &out.text);
-        if let Some(path) = out.chart {
-            channel.post_photo(valor_telegram::photos::OutgoingPhoto {
-                chat_id: out.chat,
-                path,
-                caption: CHART_CAPTION.to_owned(),
-            });
+        if let Some(photo) = out.chart.and_then(|path| chart(out.chat, &path)) {
+            channel.post_photo(photo);
         }
         let mut result = Ok(());
         for candidate in out.candidates {

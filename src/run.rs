@@ -159,7 +159,7 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
         Arc::new(move |d: valor_tools::Delivery| {
             channel.post_photo(valor_telegram::photos::OutgoingPhoto {
                 chat_id: d.chat_id,
-                path: d.path,
+                image: d.png,
                 caption: d.caption,
             });
         }) as valor_tools::Deliver
@@ -293,7 +293,7 @@ fn telegram(
             pacer: valor_telegram::pacer::PacerConfig::default(),
             pairing: valor_telegram::pairing::Pairing::for_store(&config.memory.path),
             health: Some(health),
-            workspaces_dir: config.claude.workspaces_dir.clone(),
+            chats: crate::agent::chat_folders(config),
             drafts: t.drafts,
             webhook: (!t.webhook_url.is_empty()).then(|| valor_telegram::channel::Webhook {
                 url: t.webhook_url.clone(),

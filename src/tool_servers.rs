@@ -166,14 +166,14 @@ pub struct Hosted {
 /// Every turn's tool grant: its chat's MCP config for the hosted servers at `base_url`, with
 /// a bearer token bound to that chat (kept in `grants`, which the routes check).
 pub fn tool_grant(config: &Config, base_url: &str, grants: &Grants) -> ToolGrantFn {
-    let workspaces_dir = config.claude.workspaces_dir.clone();
+    let chats = crate::agent::chat_folders(config);
     let host = ToolHost {
         base_url: base_url.to_owned(),
         servers: SERVERS.iter().map(|s| (*s).to_owned()).collect(),
         grants: grants.clone(),
     };
     Arc::new(move |chat_id| {
-        let scope = Scope::for_chat(&workspaces_dir, chat_id);
+        let scope = Scope::of(&chats, chat_id);
         ToolGrant {
             mcp_config: host.mcp_config(scope),
             allowed_tools: host.allowed_tools(),
@@ -191,7 +191,7 @@ pub fn host_tools(
     deliver: Option<Deliver>,
 ) -> anyhow::Result<Hosted> {
     let scopes = ScopeSource {
-        workspaces_dir: config.claude.workspaces_dir.clone(),
+        chats: crate::agent::chat_folders(config),
         fixed: None,
         hosted: true,
     };

@@ -124,10 +124,10 @@ async fn serve(
     name: &str,
     chat: Option<i64>,
 ) -> anyhow::Result<()> {
-    let workspaces_dir = config.claude.workspaces_dir.clone();
+    let chats = crate::agent::chat_folders(config);
     let scopes = ScopeSource {
-        fixed: chat.map(|id| Scope::for_chat(&workspaces_dir, id)),
-        workspaces_dir,
+        fixed: chat.map(|id| Scope::of(&chats, id)),
+        chats,
         hosted: false,
     };
     match name {

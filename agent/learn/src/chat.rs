@@ -27,11 +27,8 @@ const SWITCHED_OFF: &str = "Learning is switched off here ([learning] enabled)."
 pub struct ChatLearning {
     store: Store,
     learner: Option<Learner>,
-    workspaces: Option<WorkspaceOf>,
+    workspaces: Option<valor_chatfs::ChatFs>,
 }
-
-/// A chat's workspace folder (made when missing), where its `LEARNED_INSIGHTS.md` is kept.
-pub type WorkspaceOf = std::sync::Arc<dyn Fn(i64) -> Option<std::path::PathBuf> + Send + Sync>;
 
 impl ChatLearning {
     pub fn new(store: Store, learner: Option<Learner>) -> ChatLearning {
@@ -44,14 +41,18 @@ impl ChatLearning {
 
     /// Keeps each chat's `LEARNED_INSIGHTS.md` current in its workspace: rewritten on every
     /// change of its learnings.
-    pub fn with_workspaces(mut self, workspace_of: WorkspaceOf) -> ChatLearning {
-        self.workspaces = Some(workspace_of);
+    pub fn with_workspaces(mut self, chats: valor_chatfs::ChatFs) -> ChatLearning {
+        self.workspaces = Some(chats);
         self
     }
 
     /// Rewrites the chat's `LEARNED_INSIGHTS.md`, when workspaces are kept.
     fn learnings_changed(&self, chat_id: i64) {
-        let Some(folder) = self.workspaces.as_ref().and_then(|w| w(chat_id)) else {
+        let Some(folder) = self
+            .workspaces
+            .as_ref()
+            .and_then(|chats| chats.workspace(chat_id).ok())
+        else {
             return;
         };
         if let Err(e) = crate::export::write_into_workspace(&self.store, chat_id, &folder) {

@@ -75,37 +75,29 @@ pub fn export_records(
     Ok(written)
 }
 
-/// Writes a chat's `LEARNED_INSIGHTS.md` into its workspace folder (`folder`), so the Claude
-/// Code sessions working there read what was learned. Written aside and renamed, readable by
-/// Valor's user only. A chat that never learned anything gets no file.
+/// Writes a chat's `LEARNED_INSIGHTS.md` into its workspace, so the Claude Code sessions
+/// working there read what was learned: through the no-follow helper (whatever the chat
+/// planted at the name or beside it is replaced, never written through), private, written aside
+/// and renamed. A chat that never learned anything gets no file.
 pub fn write_into_workspace(
     store: &Store,
     chat_id: i64,
-    folder: &Path,
+    workspace: &valor_chatfs::ChatDir,
 ) -> Result<Option<PathBuf>, ExportError> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
     let learnings = store.learnings_of(Some(chat_id), true)?;
-    let path = folder.join(FILE_NAME);
-    if learnings.is_empty() && !path.exists() {
+    let path = workspace.join(FILE_NAME);
+    let write_error = |source: valor_chatfs::ChatFsError| ExportError::Write {
+        path: path.clone(),
+        source: std::io::Error::other(source),
+    };
+    let exists = workspace.entry(FILE_NAME).map_err(write_error)?.is_some();
+    if learnings.is_empty() && !exists {
         return Ok(None);
     }
-    let write_error = |source| ExportError::Write {
-        path: path.clone(),
-        source,
-    };
     let (text, _, _) = render(Some(chat_id), learnings);
-    let partial = folder.join(format!(".{FILE_NAME}.partial"));
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&partial)
+    workspace
+        .write_atomic(FILE_NAME, text.as_bytes())
         .map_err(write_error)?;
-    file.write_all(text.as_bytes()).map_err(write_error)?;
-    file.sync_all().map_err(write_error)?;
-    std::fs::rename(&partial, &path).map_err(write_error)?;
     Ok(Some(path))
 }
 

@@ -249,7 +249,11 @@ fn main() {
         std::sync::Arc::new(memory.clone()),
         ScopeSource {
             fixed: Some(Scope::for_chat(dir.path(), CHAT)),
-            workspaces_dir: dir.path().to_owned(),
+            chats: valor_chatfs::ChatFs::new(
+                dir.path().to_owned(),
+                dir.path().join(".homes"),
+                None,
+            ),
             hosted: false,
         },
     );

@@ -112,7 +112,11 @@ async fn many_chats(chats: i64) {
         pacer: PacerConfig::default(),
         pairing: Pairing::for_store(store.path()),
         health: None,
-        workspaces_dir: dir.path().join("workspaces"),
+        chats: valor_chatfs::ChatFs::new(
+            dir.path().join("workspaces"),
+            dir.path().join("homes"),
+            None,
+        ),
         drafts: true,
         webhook: None,
         on_refusal: None,

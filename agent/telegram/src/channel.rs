@@ -72,8 +72,8 @@ pub struct ChannelSetup {
     /// Pending pairing codes (`valor pair`).
     pub pairing: Pairing,
     pub health: Option<HealthLine>,
-    /// Chat workspaces (`[claude] workspaces_dir`): received files are saved there.
-    pub workspaces_dir: std::path::PathBuf,
+    /// Chats' folders: received files are saved in their workspaces.
+    pub chats: valor_chatfs::ChatFs,
     /// Stream previews in private chats as drafts (`sendMessageDraft`).
     pub drafts: bool,
     /// Receive updates by webhook instead of polling.
@@ -122,7 +122,7 @@ struct Inner {
     stopping: AtomicBool,
     pairing: Pairing,
     health: Option<HealthLine>,
-    workspaces_dir: std::path::PathBuf,
+    chats: valor_chatfs::ChatFs,
     drafts: bool,
     webhook: Option<Webhook>,
     on_refusal: Option<Arc<dyn Fn() + Send + Sync>>,
@@ -179,7 +179,7 @@ impl TelegramChannel {
                 stopping: AtomicBool::new(false),
                 pairing: setup.pairing,
                 health: setup.health,
-                workspaces_dir: setup.workspaces_dir,
+                chats: setup.chats,
                 drafts: setup.drafts,
                 webhook: setup.webhook,
                 on_refusal: setup.on_refusal,
@@ -213,7 +213,11 @@ impl TelegramChannel {
         tokio::spawn(async move {
             match crate::photos::send_photo(&bot, &pacer, &photo).await {
                 Ok(()) => {
-                    tracing::info!(chat_id = photo.chat_id, path = %photo.path.display(), "photo sent")
+                    tracing::info!(
+                        chat_id = photo.chat_id,
+                        bytes = photo.image.len(),
+                        "photo sent"
+                    )
                 }
                 Err(e) => {
                     tracing::warn!(chat_id = photo.chat_id, error = %e, "cannot send a photo")

@@ -4,7 +4,6 @@
 //! beside a streaming answer; a 429 is waited out (within the pacer's cap) and retried. Telegram
 //! refuses captions over 1024 characters, so longer ones are cut at a character boundary.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use teloxide::RequestError;
@@ -21,21 +20,20 @@ pub const MAX_PHOTO_BYTES: u64 = 10 * 1024 * 1024;
 /// Sends tried per photo (the first and the retries after a 429 or a network error).
 const ATTEMPTS: usize = 4;
 
-/// A picture for a chat.
+/// A picture for a chat, as bytes (read by whoever made it: a path would be opened again here,
+/// when a chat could have swapped it for a link).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutgoingPhoto {
     pub chat_id: i64,
-    pub path: PathBuf,
+    pub image: Vec<u8>,
     pub caption: String,
 }
 
 /// Why a photo did not reach its chat.
 #[derive(Debug, thiserror::Error)]
 pub enum PhotoError {
-    #[error("cannot read the photo {path}: {reason}")]
-    Unreadable { path: PathBuf, reason: String },
-    #[error("the photo {path} is {bytes} bytes; Telegram takes at most {MAX_PHOTO_BYTES}")]
-    TooLarge { path: PathBuf, bytes: u64 },
+    #[error("the photo is {bytes} bytes; Telegram takes at most {MAX_PHOTO_BYTES}")]
+    TooLarge { bytes: u64 },
     #[error("Telegram refused the photo: {0}")]
     Refused(String),
     #[error("Telegram kept asking to wait; the photo was not sent")]
@@ -58,23 +56,16 @@ pub async fn send_photo(
     pacer: &ChatPacer,
     photo: &OutgoingPhoto,
 ) -> Result<(), PhotoError> {
-    let bytes = std::fs::metadata(&photo.path)
-        .map_err(|e| PhotoError::Unreadable {
-            path: photo.path.clone(),
-            reason: e.to_string(),
-        })?
-        .len();
+    let bytes = photo.image.len() as u64;
     if bytes > MAX_PHOTO_BYTES {
-        return Err(PhotoError::TooLarge {
-            path: photo.path.clone(),
-            bytes,
-        });
+        return Err(PhotoError::TooLarge { bytes });
     }
     let caption = fit_caption(&photo.caption);
     for _ in 0..ATTEMPTS {
         // A photo is never skipped: it waits for a running flood wait like a final answer.
         pacer.acquire(true).await;
-        let mut request = bot.send_photo(ChatId(photo.chat_id), InputFile::file(&photo.path));
+        let file = InputFile::memory(photo.image.clone()).file_name("photo.png");
+        let mut request = bot.send_photo(ChatId(photo.chat_id), file);
         if !caption.is_empty() {
             request = request.caption(caption.clone());
         }

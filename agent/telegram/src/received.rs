@@ -34,10 +34,12 @@ pub(crate) fn with_note(text: &str, file: &InboxFile, path: &std::path::Path) ->
     }
 }
 
-/// Saves a received file in the chat's workspace; the error is what to tell the user.
+/// Saves a received file in the chat's workspace, through the no-follow helper (a link the chat
+/// planted at `received/` or at the name is refused, never written through); the error is what
+/// to tell the user.
 pub(crate) async fn receive_file(
     bot: &Bot,
-    workspaces_dir: &std::path::Path,
+    chats: &valor_chatfs::ChatFs,
     chat: ChatId,
     update_id: i64,
     file: &InboxFile,
@@ -54,11 +56,9 @@ pub(crate) async fn receive_file(
         .get_file(teloxide::types::FileId(file.id.clone()))
         .await
         .map_err(|e| failed("getFile", &e))?;
-    let dir = workspaces_dir
-        .join(format!("chat_{}", chat.0))
-        .join("received");
-    tokio::fs::create_dir_all(&dir)
-        .await
+    let dir = chats
+        .workspace(chat.0)
+        .and_then(|workspace| workspace.create_dir_all(valor_chatfs::RECEIVED))
         .map_err(|e| failed("workspace", &e))?;
     let name: String = file
         .name
@@ -71,10 +71,21 @@ pub(crate) async fn receive_file(
             }
         })
         .collect();
-    let path = dir.join(format!("{update_id}-{name}"));
-    let mut out = tokio::fs::File::create(&path)
-        .await
-        .map_err(|e| failed("create", &e))?;
+    let file_name = format!("{update_id}-{name}");
+    let path = dir.join(&file_name);
+    let created = match dir.create_new(&file_name) {
+        Ok(file) => file,
+        // Sent again after a restart: the earlier download goes, the new one takes its place.
+        Err(valor_chatfs::ChatFsError::Io { source, .. })
+            if source.kind() == std::io::ErrorKind::AlreadyExists =>
+        {
+            dir.remove(&file_name).map_err(|e| failed("create", &e))?;
+            dir.create_new(&file_name)
+                .map_err(|e| failed("create", &e))?
+        }
+        Err(e) => return Err(failed("create", &e)),
+    };
+    let mut out = tokio::fs::File::from_std(created);
     bot.download_file(&remote.path, &mut out)
         .await
         .map_err(|e| failed("download", &e))?;

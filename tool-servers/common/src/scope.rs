@@ -5,80 +5,122 @@
 //! (`valor tools serve <name>`) the scope is the server's `--chat` flag, or, without it, the chat
 //! id the call names (the local user's own process).
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use rmcp::RoleServer;
 use rmcp::service::RequestContext;
+use valor_chatfs::{ChatDir, ChatFs, ChatFsError, Entry};
 
 use crate::ToolError;
 
-/// One chat and its workspace directory.
+/// One chat and its workspace directory. Every file a tool reads or writes there goes through
+/// the no-follow helper (`valor-chatfs`): a link the chat planted, a `..` or a FIFO is refused,
+/// never followed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scope {
     pub chat_id: i64,
+    /// The workspace's path (for messages; never opened by path).
     pub workspace: PathBuf,
+    chats: ChatFs,
 }
 
 impl Scope {
-    /// The chat's scope under the workspaces root (`<root>/chat_<id>`, as the Claude driver
-    /// lays them out).
-    pub fn for_chat(workspaces_dir: &Path, chat_id: i64) -> Scope {
+    /// The chat's scope among `chats`' folders.
+    pub fn of(chats: &ChatFs, chat_id: i64) -> Scope {
         Scope {
             chat_id,
-            workspace: workspaces_dir.join(format!("chat_{chat_id}")),
+            workspace: chats.paths(chat_id).workspace,
+            chats: chats.clone(),
         }
     }
 
-    /// `path` (absolute, or relative to the workspace) as a real path inside the workspace.
-    /// Symbolic links are followed before the check, so a link out of the workspace is refused.
-    pub fn existing_path(&self, path: &str) -> Result<PathBuf, ToolError> {
-        let candidate = self.join(path)?;
-        let real = candidate.canonicalize().map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => ToolError::File(format!("{path} does not exist")),
-            _ => ToolError::Io(format!("cannot open {path}: {e}")),
-        })?;
-        let root = self.workspace.canonicalize().map_err(|e| {
+    /// The chat's scope under the workspaces root (`<root>/chat_<id>`), files owned by Valor's
+    /// own user (a stdio server, a test).
+    pub fn for_chat(workspaces_dir: &Path, chat_id: i64) -> Scope {
+        let chats = ChatFs::new(
+            workspaces_dir.to_owned(),
+            workspaces_dir.join(".homes"),
+            None,
+        );
+        Scope::of(&chats, chat_id)
+    }
+
+    /// The workspace, made when missing.
+    pub fn workspace_dir(&self) -> Result<ChatDir, ToolError> {
+        self.chats.workspace(self.chat_id).map_err(|e| {
             ToolError::Io(format!(
                 "the chat's workspace {} cannot be opened: {e}",
                 self.workspace.display()
             ))
-        })?;
-        if !real.starts_with(&root) {
-            return Err(outside(path));
-        }
-        Ok(real)
+        })
     }
 
-    /// A path for a new file inside the workspace (the directory is created).
-    pub fn new_path(&self, relative: &str) -> Result<PathBuf, ToolError> {
-        let path = self.join(relative)?;
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| ToolError::Io(format!("cannot create {}: {e}", parent.display())))?;
-        }
-        Ok(path)
+    /// A file of the workspace (`path` absolute inside it, or relative), whole, when at most
+    /// `max` bytes: its full path and bytes.
+    pub fn read_file(&self, path: &str, max: u64) -> Result<(PathBuf, Vec<u8>), ToolError> {
+        let dir = self.workspace_dir()?;
+        let relative = self.relative(&dir, path)?;
+        let bytes = dir
+            .read(relative, max)
+            .map_err(|e| file_error(path, e, max))?;
+        Ok((dir.join(relative), bytes))
     }
 
-    fn join(&self, path: &str) -> Result<PathBuf, ToolError> {
+    /// Writes a new file at `relative` (its folders made), private; returns its full path.
+    pub fn write_new(&self, relative: &str, bytes: &[u8]) -> Result<PathBuf, ToolError> {
+        use std::io::Write as _;
+        let dir = self.workspace_dir()?;
+        let relative = self.relative(&dir, relative)?;
+        if let Some(parent) = relative.parent().filter(|p| !p.as_os_str().is_empty()) {
+            dir.create_dir_all(parent)
+                .map_err(|e| file_error(&parent.display().to_string(), e, 0))?;
+        }
+        let shown = relative.display().to_string();
+        let mut file = dir
+            .create_new(relative)
+            .map_err(|e| file_error(&shown, e, 0))?;
+        file.write_all(bytes)
+            .map_err(|e| ToolError::Io(format!("cannot write {shown}: {e}")))?;
+        Ok(dir.join(relative))
+    }
+
+    /// The entries of a folder of the workspace (none when it does not exist yet).
+    pub fn entries(&self, relative: &str) -> Result<Vec<Entry>, ToolError> {
+        let dir = self.workspace_dir()?;
+        let relative = self.relative(&dir, relative)?;
+        match dir.subdir(relative) {
+            Ok(sub) => sub
+                .entries()
+                .map_err(|e| file_error(relative.to_str().unwrap_or(""), e, 0)),
+            Err(ChatFsError::NotFound(_)) => Ok(Vec::new()),
+            Err(e) => Err(file_error(relative.to_str().unwrap_or(""), e, 0)),
+        }
+    }
+
+    fn relative<'a>(&self, dir: &ChatDir, path: &'a str) -> Result<&'a Path, ToolError> {
         if path.trim().is_empty() {
             return Err(ToolError::Invalid("the path is empty".to_owned()));
         }
-        let given = Path::new(path);
-        let relative = if given.is_absolute() {
-            given
-                .strip_prefix(&self.workspace)
-                .map_err(|_| outside(path))?
-        } else {
-            given
-        };
-        // `..` is refused outright: a lexical check cannot be fooled by it.
-        if relative
-            .components()
-            .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
-        {
-            return Err(outside(path));
-        }
-        Ok(self.workspace.join(relative))
+        dir.relative(Path::new(path)).map_err(|_| outside(path))
+    }
+}
+
+/// What a tool says of a path the helper refused or could not read.
+fn file_error(path: &str, error: ChatFsError, max: u64) -> ToolError {
+    match error {
+        ChatFsError::Outside(_) => outside(path),
+        ChatFsError::Link(_) => ToolError::Refused(format!(
+            "{path} is or passes through a symbolic link; links are not followed"
+        )),
+        ChatFsError::NotFound(_) => ToolError::File(format!("{path} does not exist")),
+        ChatFsError::NotAFile(_) => ToolError::File(format!("{path} is not a regular file")),
+        ChatFsError::NotADir(_) => ToolError::File(format!("{path} is not a folder")),
+        ChatFsError::TooLarge { size, .. } => ToolError::File(format!(
+            "{path} is {:.1} MB; at most {:.0} MB",
+            size as f64 / 1_048_576.0,
+            max as f64 / 1_048_576.0
+        )),
+        ChatFsError::Io { source, .. } => ToolError::Io(format!("cannot use {path}: {source}")),
     }
 }
 
@@ -89,8 +131,8 @@ fn outside(path: &str) -> ToolError {
 /// Where a server's calls get their scope.
 #[derive(Debug, Clone)]
 pub struct ScopeSource {
-    /// Workspaces root, for stdio servers not bound to one chat.
-    pub workspaces_dir: PathBuf,
+    /// Where chats' folders are, for stdio servers not bound to one chat.
+    pub chats: ChatFs,
     /// A stdio server bound to one chat (`--chat`).
     pub fixed: Option<Scope>,
     /// Served over HTTP by the agent: every call must carry a token's chat scope; one
@@ -125,7 +167,7 @@ impl ScopeSource {
                 "this conversation is chat {}; chat {requested_chat} is out of reach",
                 scope.chat_id
             ))),
-            None => Ok(Scope::for_chat(&self.workspaces_dir, requested_chat)),
+            None => Ok(Scope::of(&self.chats, requested_chat)),
         }
     }
 }
@@ -136,38 +178,51 @@ mod tests {
     use super::*;
 
     #[test]
-    fn paths_stay_inside_the_workspace() {
+    fn paths_stay_inside_the_workspace_and_links_are_refused() {
         let temp = tempfile::tempdir().unwrap();
         let dir = temp.path().to_path_buf();
         let scope = Scope::for_chat(&dir, 7);
-        std::fs::create_dir_all(scope.workspace.join("received")).unwrap();
-        std::fs::write(scope.workspace.join("received/a.png"), b"x").unwrap();
-        std::fs::write(dir.join("secret.txt"), b"x").unwrap();
+        scope.write_new("received/a.png", b"x").unwrap();
+        std::fs::write(dir.join("secret.txt"), b"secret").unwrap();
 
-        assert!(scope.existing_path("received/a.png").is_ok());
+        assert_eq!(scope.read_file("received/a.png", 10).unwrap().1, b"x");
         let absolute = scope.workspace.join("received/a.png");
-        assert!(scope.existing_path(absolute.to_str().unwrap()).is_ok());
+        assert!(scope.read_file(absolute.to_str().unwrap(), 10).is_ok());
         for hostile in [
             "../secret.txt",
             "received/../../secret.txt",
             "/etc/passwd",
             "",
         ] {
-            let error = scope.existing_path(hostile).unwrap_err();
+            let error = scope.read_file(hostile, 10).unwrap_err();
             assert!(
                 matches!(error, ToolError::Refused(_) | ToolError::Invalid(_)),
                 "{hostile}: {error}"
             );
         }
-        // A symbolic link pointing out of the workspace is refused too.
+        // A symbolic link pointing out of the workspace is refused, and so is one inside it.
         std::os::unix::fs::symlink(dir.join("secret.txt"), scope.workspace.join("link")).unwrap();
         assert!(matches!(
-            scope.existing_path("link"),
+            scope.read_file("link", 10),
             Err(ToolError::Refused(_))
         ));
+        std::os::unix::fs::symlink(&dir, scope.workspace.join("out")).unwrap();
         assert!(matches!(
-            scope.existing_path("missing.png"),
+            scope.write_new("out/new.png", b"x"),
+            Err(ToolError::Refused(_))
+        ));
+        assert!(!dir.join("new.png").exists());
+        assert!(matches!(
+            scope.read_file("missing.png", 10),
             Err(ToolError::File(_))
         ));
+        let names: Vec<_> = scope
+            .entries("received")
+            .unwrap()
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        assert_eq!(names, ["a.png"]);
+        assert!(scope.entries("nothing-yet").unwrap().is_empty());
     }
 }

@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use valor_chatfs::Kind;
 use valor_tools::{Scope, ToolError};
 
 use crate::Capture;
@@ -34,18 +35,22 @@ pub fn task_file_id(task_id: &str) -> Result<String, ToolError> {
     Ok(id.to_owned())
 }
 
-/// A screenshot found in the workspace.
+/// A screenshot found in the workspace, read through the no-follow helper.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Found {
     pub path: PathBuf,
     pub age: Duration,
-    pub bytes: u64,
+    pub image: Vec<u8>,
     /// Width and height, when it is a PNG.
     pub size: Option<(u32, u32)>,
 }
 
+/// The largest screenshot sent (Telegram's photo limit).
+const MAX_SCREENSHOT_BYTES: u64 = 10 * 1024 * 1024;
+
 /// The newest image of `task_id` under `screenshots/`, if one is younger than `max_age`.
-/// Files that are not PNG or JPEG by their bytes are passed over.
+/// Links are passed over (they could lead anywhere), and so are files that are not PNG or JPEG
+/// by their bytes.
 pub fn newest_screenshot(
     scope: &Scope,
     task_id: &str,
@@ -53,39 +58,27 @@ pub fn newest_screenshot(
     now: SystemTime,
 ) -> Result<Option<Found>, ToolError> {
     let id = task_file_id(task_id)?;
-    let dir = scope.workspace.join(SCREENSHOTS_DIR);
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(ToolError::Io(format!("cannot read {}: {e}", dir.display()))),
-    };
-    let mut best: Option<(SystemTime, PathBuf, u64)> = None;
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
+    let mut best: Option<(SystemTime, String)> = None;
+    for entry in scope.entries(SCREENSHOTS_DIR)? {
+        let name = entry.name.to_string_lossy().into_owned();
         let lower = name.to_lowercase();
         let image_name = [".png", ".jpg", ".jpeg"].iter().any(|e| lower.ends_with(e));
-        if !name.starts_with(&id) || !image_name {
+        if entry.kind != Kind::File || !name.starts_with(&id) || !image_name {
             continue;
         }
-        // Symlinks could lead out of the workspace: only plain files count.
-        let Ok(meta) = entry.path().symlink_metadata() else {
-            continue;
-        };
-        let Ok(modified) = meta.modified() else {
-            continue;
-        };
-        if !meta.is_file() || now.duration_since(modified).unwrap_or_default() > max_age {
+        if now.duration_since(entry.modified).unwrap_or_default() > max_age {
             continue;
         }
-        if best.as_ref().is_none_or(|(t, _, _)| modified > *t) {
-            best = Some((modified, entry.path(), meta.len()));
+        if best.as_ref().is_none_or(|(t, _)| entry.modified > *t) {
+            best = Some((entry.modified, name));
         }
     }
-    let Some((modified, path, bytes)) = best else {
+    let Some((modified, name)) = best else {
         return Ok(None);
     };
-    let head = read_head(&path)?;
-    if !is_image(&head) {
+    let (path, image) =
+        scope.read_file(&format!("{SCREENSHOTS_DIR}/{name}"), MAX_SCREENSHOT_BYTES)?;
+    if !is_image(&image) {
         return Err(ToolError::File(format!(
             "{} is not a PNG or JPEG image",
             path.display()
@@ -93,22 +86,10 @@ pub fn newest_screenshot(
     }
     Ok(Some(Found {
         age: now.duration_since(modified).unwrap_or_default(),
-        size: png_size(&head),
+        size: png_size(&image),
         path,
-        bytes,
+        image,
     }))
-}
-
-fn read_head(path: &Path) -> Result<Vec<u8>, ToolError> {
-    use std::io::Read as _;
-    let mut head = vec![0; 32];
-    let mut file = std::fs::File::open(path)
-        .map_err(|e| ToolError::File(format!("cannot open {}: {e}", path.display())))?;
-    let n = file
-        .read(&mut head)
-        .map_err(|e| ToolError::Io(format!("cannot read {}: {e}", path.display())))?;
-    head.truncate(n);
-    Ok(head)
 }
 
 fn is_image(head: &[u8]) -> bool {
@@ -145,13 +126,11 @@ pub fn write_report(
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());
     let id = task_id.unwrap_or("bug");
-    let screenshot = scope.new_path(&format!("{SCREENSHOTS_DIR}/{id}-{millis}.png"))?;
-    let report = scope.new_path(&format!("{REPORTS_DIR}/{millis}-{id}.md"))?;
-    std::fs::write(&screenshot, &capture.png)
-        .map_err(|e| ToolError::Io(format!("cannot save the screenshot: {e}")))?;
-    let markdown = markdown(task_description, task_id, capture, &screenshot, &report);
-    std::fs::write(&report, &markdown)
-        .map_err(|e| ToolError::Io(format!("cannot save the report: {e}")))?;
+    let screenshot_name = format!("{SCREENSHOTS_DIR}/{id}-{millis}.png");
+    let report_name = format!("{REPORTS_DIR}/{millis}-{id}.md");
+    let screenshot = scope.write_new(&screenshot_name, &capture.png)?;
+    let markdown = markdown(task_description, task_id, capture, &screenshot);
+    let report = scope.write_new(&report_name, markdown.as_bytes())?;
     Ok(Written {
         report,
         screenshot,
@@ -164,7 +143,6 @@ fn markdown(
     task_id: Option<&str>,
     capture: &Capture,
     screenshot: &Path,
-    report: &Path,
 ) -> String {
     let mut out = format!("# Bug report: {}\n\n", headline(task_description));
     out.push_str(&format!("{}\n\n", task_description.trim()));
@@ -179,9 +157,8 @@ fn markdown(
         if capture.cold { "cold" } else { "warm" }
     ));
     // The screenshot sits beside the report's folder: link it relatively.
-    let relative = report
-        .parent()
-        .and_then(|_| screenshot.file_name())
+    let relative = screenshot
+        .file_name()
         .map(|name| format!("../{SCREENSHOTS_DIR}/{}", name.to_string_lossy()))
         .unwrap_or_else(|| screenshot.display().to_string());
     out.push_str(&format!("\n![screenshot]({relative})\n"));

@@ -120,12 +120,12 @@ impl DevServer {
         &self.browser
     }
 
-    fn send(&self, chat_id: i64, path: &std::path::Path, caption: String) -> bool {
+    fn send(&self, chat_id: i64, png: Vec<u8>, caption: String) -> bool {
         match &self.deliver {
             Some(deliver) => {
                 deliver(Delivery {
                     chat_id,
-                    path: path.to_owned(),
+                    png,
                     caption,
                 });
                 true
@@ -155,9 +155,10 @@ impl DevServer {
                 report::SCREENSHOTS_DIR
             ));
         };
+        let kilobytes = (found.image.len() as u64).div_ceil(1024);
         let sent = self.send(
             scope.chat_id,
-            &found.path,
+            found.image,
             format!("Screenshot of task {}", task_id.trim()),
         );
         let size = found
@@ -168,7 +169,7 @@ impl DevServer {
             "Screenshot of task {}: {} ({} KB{size}, taken {} min ago){}",
             task_id.trim(),
             found.path.display(),
-            found.bytes.div_ceil(1024),
+            kilobytes,
             found.age.as_secs() / 60,
             if sent { "; sent to the chat." } else { "." }
         ))
@@ -218,7 +219,7 @@ impl DevServer {
         {
             caption.push_str(&format!("\n• {line}"));
         }
-        let sent = self.send(scope.chat_id, &written.screenshot, caption);
+        let sent = self.send(scope.chat_id, capture.png.clone(), caption);
         let notion = match (&task_id, &self.notion) {
             (None, _) => String::new(),
             (Some(id), Some(notion)) => match notion.comment(id, &written.markdown).await {

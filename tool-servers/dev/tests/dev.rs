@@ -65,7 +65,11 @@ fn server(app_url: &str, workspaces: &std::path::Path) -> (DevServer, Sent) {
             },
         },
         ScopeSource {
-            workspaces_dir: workspaces.to_owned(),
+            chats: valor_chatfs::ChatFs::new(
+                workspaces.to_owned(),
+                workspaces.join(".homes"),
+                None,
+            ),
             fixed: None,
             hosted: false,
         },
@@ -174,12 +178,17 @@ async fn a_bug_report_captures_the_page_its_errors_and_comments_on_notion() {
             .caption
             .contains("• console.error: payment widget failed: 42")
     );
-    assert!(
-        sent[0]
-            .path
-            .starts_with(scope.workspace.join("screenshots"))
+    let png = sent[0].png.clone();
+    let saved: Vec<_> = std::fs::read_dir(scope.workspace.join("screenshots"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert_eq!(saved.len(), 1);
+    assert_eq!(
+        std::fs::read(saved[0].path()).unwrap(),
+        png,
+        "the one sent is the one saved"
     );
-    let png = std::fs::read(&sent[0].path).unwrap();
     assert!(png.len() > 5_000, "{} bytes", png.len());
     let (width, height, colours, red) = inspect_png(&png);
     assert_eq!(width, 1280);
@@ -326,6 +335,71 @@ async fn screenshots_are_found_by_task_and_age_and_checked() {
         .retrieve(&scope, "../../etc/passwd", None)
         .unwrap_err();
     assert!(matches!(error, ToolError::Invalid(_)), "{error}");
+}
+
+#[tokio::test]
+async fn a_linked_screenshot_or_folder_is_never_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, sent) = server("http://127.0.0.1:9/", dir.path());
+    let png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\x02\x80\0\0\x01\xe0\x08\x06\0\0\0";
+    // Chat 4's private screenshot; chat 3 links to it, then to the whole folder.
+    let theirs = Scope::for_chat(dir.path(), 4);
+    theirs.write_new("screenshots/T1-private.png", png).unwrap();
+    let ours = Scope::for_chat(dir.path(), 3);
+    ours.write_new("screenshots/.keep", b"").unwrap();
+    std::os::unix::fs::symlink(
+        theirs.workspace.join("screenshots/T1-private.png"),
+        ours.workspace.join("screenshots/T1-link.png"),
+    )
+    .unwrap();
+    let answer = server.retrieve(&ours, "T1", None).unwrap();
+    assert!(answer.starts_with("No screenshot of task T1"), "{answer}");
+    std::fs::remove_dir_all(ours.workspace.join("screenshots")).unwrap();
+    std::os::unix::fs::symlink(
+        theirs.workspace.join("screenshots"),
+        ours.workspace.join("screenshots"),
+    )
+    .unwrap();
+    let error = server.retrieve(&ours, "T1", None).unwrap_err();
+    assert!(matches!(error, ToolError::Refused(_)), "{error}");
+    assert!(
+        sent.lock().unwrap().is_empty(),
+        "nothing of chat 4 was sent"
+    );
+    // A report never goes through a linked folder either.
+    std::os::unix::fs::symlink(
+        theirs.workspace.join("screenshots"),
+        ours.workspace.join("bug-reports"),
+    )
+    .unwrap();
+    let capture = valor_tool_dev::Capture {
+        url: "http://127.0.0.1:9/".to_owned(),
+        title: "app".to_owned(),
+        png: png.to_vec(),
+        console_errors: Vec::new(),
+        failed_requests: Vec::new(),
+        elapsed: Duration::from_millis(5),
+        cold: false,
+    };
+    let error = valor_tool_dev::report::write_report(
+        &ours,
+        "broken",
+        Some("T9"),
+        &capture,
+        SystemTime::now(),
+    )
+    .unwrap_err();
+    assert!(matches!(error, ToolError::Refused(_)), "{error}");
+    let names: Vec<_> = std::fs::read_dir(theirs.workspace.join("screenshots"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(
+        names,
+        ["T1-private.png"],
+        "nothing written into chat 4's folder"
+    );
 }
 
 #[tokio::test]

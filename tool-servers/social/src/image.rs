@@ -1,7 +1,6 @@
 //! Checking an image file before anything is uploaded: the type comes from the file's first
 //! bytes (a renamed PDF is not an image), and the size is limited.
 
-use std::io::Read;
 use std::path::Path;
 
 use valor_tools::ToolError;
@@ -40,31 +39,16 @@ impl ImageKind {
     }
 }
 
-/// Checks `path` (already resolved inside the workspace) and returns its kind and bytes.
-pub fn check_image(path: &Path, max_bytes: u64) -> Result<(ImageKind, Vec<u8>), ToolError> {
+/// Checks an image's bytes (read within the size limit through the no-follow helper) and
+/// returns its kind with them; `path` names it in messages.
+pub fn check_image(path: &Path, bytes: Vec<u8>) -> Result<(ImageKind, Vec<u8>), ToolError> {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let metadata =
-        std::fs::metadata(path).map_err(|e| ToolError::Io(format!("cannot read {name}: {e}")))?;
-    if !metadata.is_file() {
-        return Err(ToolError::File(format!("{name} is not a file")));
-    }
-    if metadata.len() == 0 {
+    if bytes.is_empty() {
         return Err(ToolError::File(format!("{name} is empty")));
     }
-    if metadata.len() > max_bytes {
-        return Err(ToolError::File(format!(
-            "{name} is {:.1} MB; images up to {:.0} MB can be analysed",
-            metadata.len() as f64 / 1_048_576.0,
-            max_bytes as f64 / 1_048_576.0
-        )));
-    }
-    let mut bytes = Vec::with_capacity(metadata.len() as usize);
-    std::fs::File::open(path)
-        .and_then(|mut f| f.read_to_end(&mut bytes))
-        .map_err(|e| ToolError::Io(format!("cannot read {name}: {e}")))?;
     let kind = ImageKind::sniff(&bytes).ok_or_else(|| {
         ToolError::File(format!(
             "{name} is not a PNG, JPEG, WebP or GIF image (judged by its contents, not its name)"

@@ -230,20 +230,19 @@ impl SocialServer {
         let millis = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis());
-        let path = scope.new_path(&format!("images/image-{millis}.png"))?;
-        std::fs::write(&path, &png)
-            .map_err(|e| ToolError::Io(format!("cannot save the image: {e}")))?;
+        let path = scope.write_new(&format!("images/image-{millis}.png"), &png)?;
         let caption: String = prompt.chars().take(200).collect();
+        let size = png.len();
         if let Some(deliver) = &self.deliver {
             deliver(Delivery {
                 chat_id: scope.chat_id,
-                path: path.clone(),
+                png,
                 caption,
             });
         }
         Ok(format!(
             "Image created and sent to the chat as a photo ({} KB): {}",
-            png.len() / 1024,
+            size / 1024,
             path.display()
         ))
     }
@@ -255,8 +254,8 @@ impl SocialServer {
         scope: &Scope,
     ) -> Result<String, ToolError> {
         // The file is checked before the key: a bad path is the caller's to fix either way.
-        let path = scope.existing_path(image_path)?;
-        let (kind, bytes) = check_image(&path, self.settings.max_image_bytes)?;
+        let (path, bytes) = scope.read_file(image_path, self.settings.max_image_bytes)?;
+        let (kind, bytes) = check_image(&path, bytes)?;
         let key = self.openai_key()?;
         let question = if question.trim().is_empty() {
             "Describe this image."

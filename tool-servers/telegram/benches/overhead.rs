@@ -38,7 +38,7 @@ fn server(dir: &std::path::Path, hosted: bool) -> TelegramServer {
     TelegramServer::new(
         Arc::new(OneLine),
         ScopeSource {
-            workspaces_dir: dir.to_owned(),
+            chats: valor_chatfs::ChatFs::new(dir.to_owned(), dir.join(".homes"), None),
             fixed: None,
             hosted,
         },

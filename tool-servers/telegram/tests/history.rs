@@ -94,7 +94,7 @@ fn server(fixed_chat: Option<i64>) -> TelegramServer {
         Arc::new(history),
         ScopeSource {
             fixed: fixed_chat.map(|id| Scope::for_chat(&dir, id)),
-            workspaces_dir: dir,
+            chats: valor_chatfs::ChatFs::new(dir.clone(), dir.join(".homes"), None),
             hosted: false,
         },
     )

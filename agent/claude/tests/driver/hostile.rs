@@ -13,7 +13,10 @@ fn bash(h: &Harness, chat: i64, line: &str) -> TurnRequest {
     request
 }
 
-async fn with_bash(fake: &FakeAnthropic, tweak: impl FnOnce(&mut valor_config::ClaudeConfig)) -> Harness {
+async fn with_bash(
+    fake: &FakeAnthropic,
+    tweak: impl FnOnce(&mut valor_config::ClaudeConfig),
+) -> Harness {
     Harness::new(real_claude(), &fake.url, |c| {
         c.allowed_tools = vec!["Bash".to_owned()];
         tweak(c);
@@ -88,10 +91,19 @@ async fn only_valors_socket_answers_inside() {
     );
     let out = shell(&h, 72, &line).await;
     assert!(out.contains(&format!("unreachable-{host}")), "{out}");
-    assert!(out.contains(&format!("unreachable-{api}")), "the API only through Valor: {out}");
+    assert!(
+        out.contains(&format!("unreachable-{api}")),
+        "the API only through Valor: {out}"
+    );
     assert!(out.contains("no-metadata"), "{out}");
-    assert!(out.contains("web-000"), "an unlisted host is refused: {out}");
-    assert!(out.contains("api-401"), "the API wants the turn's token: {out}");
+    assert!(
+        out.contains("web-000"),
+        "an unlisted host is refused: {out}"
+    );
+    assert!(
+        out.contains("api-401"),
+        "the API wants the turn's token: {out}"
+    );
     assert!(out.contains("mcp-404") || out.contains("mcp-401"), "{out}");
     // The turn itself reached the API: through Valor's proxy, with the key added outside.
     let requests = fake.requests();
@@ -110,11 +122,19 @@ async fn no_secret_in_the_environment_the_command_lines_or_any_file() {
                 | grep -v '^/usr' ; echo searched";
     let out = shell(&h, 73, line).await;
     assert!(out.contains("searched"), "{out}");
-    for secret in ["sk-ant-test", "must-not-leak", "TELEGRAM_BOT_TOKEN", "OPENAI_API_KEY"] {
+    for secret in [
+        "sk-ant-test",
+        "must-not-leak",
+        "TELEGRAM_BOT_TOKEN",
+        "OPENAI_API_KEY",
+    ] {
         assert!(!out.contains(secret), "{secret} inside:\n{out}");
     }
     assert!(out.contains("ANTHROPIC_API_KEY=valor-turn-"), "{out}");
-    assert!(!out.contains("--bind"), "bubblewrap's options are not on a command line");
+    assert!(
+        !out.contains("--bind"),
+        "bubblewrap's options are not on a command line"
+    );
 }
 
 #[tokio::test]
@@ -183,7 +203,11 @@ async fn what_a_turn_leaves_running_ends_with_it_while_the_process_stays_warm() 
             .unwrap_or(0)
     };
     assert_eq!(alive(), 0, "the turn's sleeps are gone");
-    assert_eq!(h.driver.metrics().warm.get(), 1.0, "the CLI itself stays warm");
+    assert_eq!(
+        h.driver.metrics().warm.get(),
+        1.0,
+        "the CLI itself stays warm"
+    );
     // And the warm process still answers.
     let out = shell(&h, 80, "echo again").await;
     assert!(out.contains("again"), "{out}");
@@ -254,7 +278,12 @@ json.dump({"projects": {os.getcwd(): {"hasTrustDialogAccepted": True}}},
 async fn a_new_conversation_starts_from_a_clean_home() {
     let fake = FakeAnthropic::start(prying).await;
     let h = with_bash(&fake, |_| {}).await;
-    let out = shell(&h, 83, "mkdir -p ~/.config/implant && touch ~/.config/implant/run ~/.npmrc; ls -a ~").await;
+    let out = shell(
+        &h,
+        83,
+        "mkdir -p ~/.config/implant && touch ~/.config/implant/run ~/.npmrc; ls -a ~",
+    )
+    .await;
     assert!(out.contains(".npmrc"), "{out}");
     let mut request = bash(&h, 83, "ls -a ~ ~/.claude; echo listed");
     request.fresh_session = true;

@@ -6,12 +6,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use valor_fakes::anthropic::{Reply, Turn};
 use valor_claude::proxy::Upstream;
 use valor_claude::sandbox::{EgressRules, SandboxMode, SandboxSetup, SandboxState};
 use valor_claude::{ClaudeDriver, DriverSetup};
 use valor_config::ClaudeConfig;
 use valor_core::{Backend, TurnEvent, TurnRequest};
+use valor_fakes::anthropic::{Reply, Turn};
 use valor_monitor::{ChildRegistry, MetricsRegistry};
 use valor_store::Store;
 

@@ -391,6 +391,35 @@ async fn learnings_export_to_markdown_and_move_between_stores_exactly() {
 }
 
 #[tokio::test]
+async fn the_workspace_file_never_goes_through_a_link_the_chat_planted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (learner, memory) = learner_with(dir.path(), dir.path().join("no-model")).await;
+    learner
+        .remember(CHAT, "We deploy on Fridays.", "tg:1", 1_000)
+        .unwrap();
+    let chats = valor_chatfs::ChatFs::new(dir.path().join("ws"), dir.path().join("homes"), None);
+    let ours = chats.workspace(CHAT).unwrap();
+    let theirs = chats.workspace(CHAT + 1).unwrap();
+    std::fs::write(theirs.join("CLAUDE.md"), "CHAT-43-INSTRUCTIONS").unwrap();
+    // Both names Valor once wrote through: the file and the temporary file beside it.
+    for name in ["LEARNED_INSIGHTS.md", ".LEARNED_INSIGHTS.md.partial"] {
+        std::os::unix::fs::symlink(theirs.join("CLAUDE.md"), ours.join(name)).unwrap();
+    }
+    valor_learn::export::write_into_workspace(memory.store(), CHAT, &ours).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(theirs.join("CLAUDE.md")).unwrap(),
+        "CHAT-43-INSTRUCTIONS"
+    );
+    let written = std::fs::symlink_metadata(ours.join("LEARNED_INSIGHTS.md")).unwrap();
+    assert!(
+        written.file_type().is_file(),
+        "the link was replaced by the file"
+    );
+    let text = std::fs::read_to_string(ours.join("LEARNED_INSIGHTS.md")).unwrap();
+    assert!(text.contains("We deploy on Fridays."), "{text}");
+}
+
+#[tokio::test]
 async fn statements_no_rule_knows_are_asked_about_with_the_model() {
     let dir = tempfile::tempdir().unwrap();
     let (learner, _) = learner_with(dir.path(), model()).await;

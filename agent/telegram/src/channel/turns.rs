@@ -28,11 +28,11 @@ impl TelegramChannel {
         // hold up every chat's updates.
         let prepare = entry.file.take().map(|file| {
             let bot = self.inner.bot.clone();
-            let dir = self.inner.workspaces_dir.clone();
+            let chats = self.inner.chats.clone();
             let (update_id, text) = (entry.update_id, entry.text.clone());
             Box::pin(async move {
                 let path =
-                    crate::received::receive_file(&bot, &dir, chat, update_id, &file).await?;
+                    crate::received::receive_file(&bot, &chats, chat, update_id, &file).await?;
                 Ok(crate::received::with_note(&text, &file, &path))
             }) as Prepare
         });

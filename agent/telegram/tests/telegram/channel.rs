@@ -66,7 +66,11 @@ pub(crate) async fn start_with(
         pacer: PacerConfig::default(),
         pairing: Pairing::for_store(store.path()),
         health: Some(Arc::new(|| "ok (score 100)".to_owned())),
-        workspaces_dir: store.path().with_file_name("workspaces"),
+        chats: valor_chatfs::ChatFs::new(
+            store.path().with_file_name("workspaces"),
+            store.path().with_file_name("homes"),
+            None,
+        ),
         drafts: false,
         webhook,
         on_refusal: None,
@@ -608,6 +612,38 @@ async fn files_up_to_20_mb_reach_the_turn_and_bigger_ones_are_refused() {
     w.stop().await;
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_file_is_never_written_through_a_link_the_chat_planted() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = world(&dir, ScriptedBackend::echo()).await;
+    // Another chat's HOME, where a settings.json with a hook would run in its next turn.
+    let workspaces = dir.path().join("workspaces");
+    let victim = dir.path().join("homes/chat_200/.claude");
+    std::fs::create_dir_all(&victim).unwrap();
+    std::fs::create_dir_all(workspaces.join(format!("chat_{FRIEND}"))).unwrap();
+    std::os::unix::fs::symlink(&victim, workspaces.join(format!("chat_{FRIEND}/received")))
+        .unwrap();
+    let hook = br#"{"hooks":{"SessionStart":[{"hooks":[{"type":"command","command":"id"}]}]}}"#;
+    w.fake
+        .user_sends_file(FRIEND, FRIEND, hook.to_vec(), hook.len() as u64, "", false);
+    until(Duration::from_secs(30), || w.texts(FRIEND).len() == 1).await;
+    assert!(
+        w.texts(FRIEND)[0].contains("couldn't download that file"),
+        "{:?}",
+        w.texts(FRIEND)
+    );
+    assert_eq!(
+        std::fs::read_dir(&victim).unwrap().count(),
+        0,
+        "nothing written into the other chat's HOME"
+    );
+    assert!(
+        w.backend.requests().is_empty(),
+        "no turn for a file not kept"
+    );
+    w.stop().await;
+}
+
 #[tokio::test]
 async fn the_webhook_takes_updates_with_the_secret_only_and_each_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -663,13 +699,11 @@ async fn a_tools_photo_reaches_its_chat_after_a_flood_wait_with_its_caption_cut_
     use valor_telegram::photos::OutgoingPhoto;
     let dir = tempfile::tempdir().unwrap();
     let w = world(&dir, ScriptedBackend::echo()).await;
-    let path = dir.path().join("cat.png");
-    std::fs::write(&path, PNG).unwrap();
     w.fake.flood(FRIEND, Duration::from_secs(7));
     let long_caption = "a cat ".repeat(400);
     w.channel.post_photo(OutgoingPhoto {
         chat_id: FRIEND,
-        path: path.clone(),
+        image: PNG.to_vec(),
         caption: long_caption,
     });
     until(Duration::from_secs(30), || {
@@ -685,11 +719,9 @@ async fn a_tools_photo_reaches_its_chat_after_a_flood_wait_with_its_caption_cut_
     assert_eq!(refused, 1, "{:?}", w.fake.calls());
 
     // A file that is not an image is refused by Telegram and nothing else goes out.
-    let text = dir.path().join("notes.png");
-    std::fs::write(&text, b"just text").unwrap();
     w.channel.post_photo(OutgoingPhoto {
         chat_id: FRIEND,
-        path: text,
+        image: b"just text".to_vec(),
         caption: String::new(),
     });
     until(Duration::from_secs(30), || {

@@ -19,7 +19,11 @@ fn social_as(workspaces: &std::path::Path, hosted: bool) -> SocialServer {
     SocialServer::new(
         SocialSettings::default(),
         ScopeSource {
-            workspaces_dir: workspaces.to_owned(),
+            chats: valor_chatfs::ChatFs::new(
+                workspaces.to_owned(),
+                workspaces.join(".homes"),
+                None,
+            ),
             fixed: None,
             hosted,
         },

@@ -43,7 +43,11 @@ fn server_with(settings: SocialSettings, workspaces: &std::path::Path) -> Social
     SocialServer::new(
         settings,
         ScopeSource {
-            workspaces_dir: workspaces.to_owned(),
+            chats: valor_chatfs::ChatFs::new(
+                workspaces.to_owned(),
+                workspaces.join(".homes"),
+                None,
+            ),
             fixed: None,
             hosted: false,
         },
@@ -158,7 +162,7 @@ async fn a_missing_key_says_what_to_set() {
     settings.perplexity_key = None;
     settings.openai_key = None;
     let scopes = ScopeSource {
-        workspaces_dir: dir.path().to_owned(),
+        chats: valor_chatfs::ChatFs::new(dir.path().to_owned(), dir.path().join(".homes"), None),
         fixed: None,
         hosted: false,
     };
@@ -201,9 +205,15 @@ async fn a_created_image_is_saved_in_the_workspace_and_delivered() {
     let delivered = delivered.lock().unwrap().clone();
     assert_eq!(delivered.len(), 1);
     assert_eq!(delivered[0].chat_id, 42);
-    assert!(delivered[0].path.starts_with(&scope.workspace));
-    assert_eq!(std::fs::read(&delivered[0].path).unwrap(), PNG);
-    assert!(answer.contains(&delivered[0].path.display().to_string()));
+    assert_eq!(delivered[0].png, PNG);
+    let saved = std::fs::read_dir(scope.workspace.join("images"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert_eq!(std::fs::read(&saved).unwrap(), PNG);
+    assert!(answer.contains(&saved.display().to_string()), "{answer}");
 
     // A body that is not an image is an encoding error, and nothing is delivered.
     let fake = MockServer::start().await;
@@ -270,7 +280,7 @@ async fn images_are_checked_before_anything_is_uploaded() {
     for (path, category, words) in [
         ("received/notes.png", "file", "not a PNG, JPEG, WebP or GIF"),
         ("received/empty.jpg", "file", "is empty"),
-        ("received/big.jpg", "file", "images up to"),
+        ("received/big.jpg", "file", "at most"),
         ("received/missing.png", "file", "does not exist"),
         ("../other.png", "refused", "outside this chat's workspace"),
     ] {
