@@ -109,7 +109,7 @@ impl Agent {
         .config(engine_config(config))
         .recall(Arc::new(self.memory.clone()))
         .code_map(Arc::new(valor_daydream::WorkspaceMaps::new(
-            config.claude.workspaces_dir.clone(),
+            chat_folders(config),
             valor_daydream::MapCache::default(),
         )))
         .observe_figures(context_metrics(metrics)?);
@@ -143,6 +143,25 @@ impl Agent {
             );
         }
         Ok(self)
+    }
+
+    /// The sandbox helpers run in (git, the browser), when each chat's Claude runs in one.
+    pub fn helper_sandbox(&self) -> Option<Arc<valor_sandbox::Sandbox>> {
+        match self.driver.sandbox() {
+            SandboxState::Active(sandbox) => Some(sandbox.shared()),
+            _ => None,
+        }
+    }
+
+    /// Where git runs on the daydream's workspaces.
+    pub fn git_jail(&self, config: &Config) -> valor_daydream::GitJail {
+        match self.helper_sandbox() {
+            Some(sandbox) => valor_daydream::GitJail::Sandboxed {
+                sandbox,
+                chats: Some(chat_folders(config)),
+            },
+            None => valor_daydream::GitJail::Bare,
+        }
     }
 
     /// The store as the driver's session ledger (sessions, runs, process groups).

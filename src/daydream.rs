@@ -52,11 +52,12 @@ fn proposal(chat: i64, text: String, source: &str) -> valor_store::Proposal {
     }
 }
 
-pub fn settings(config: &Config) -> DaydreamSettings {
+pub fn settings(config: &Config, git: valor_daydream::GitJail) -> DaydreamSettings {
     let d = &config.daydream;
     DaydreamSettings {
         workspaces: d.workspaces.clone(),
-        chat_workspaces: Some(config.claude.workspaces_dir.clone()),
+        chats: Some(crate::agent::chat_folders(config)),
+        git,
         report_chat: (d.report_chat != 0).then_some(d.report_chat),
         logs_dir: d.logs_dir.clone(),
         keep_reports: d.keep_reports,
@@ -214,7 +215,7 @@ pub fn daydream(
         _ => Arc::new(agent.driver.clone()),
     };
     Ok(Daydream::new(
-        settings(config),
+        settings(config, agent.git_jail(config)),
         host,
         backend,
         MapCache::load(&cache_path(config)),

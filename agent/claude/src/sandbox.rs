@@ -139,7 +139,7 @@ impl SandboxState {
             return unavailable(format!("the sandbox lacks: {}", failed.join("; ")));
         }
         SandboxState::Active(Arc::new(ClaudeSandbox {
-            sandbox,
+            sandbox: Arc::new(sandbox),
             chats: setup.chats,
             limits: setup.limits,
             egress: setup.egress,
@@ -217,7 +217,7 @@ impl EgressRules {
 
 /// A working sandbox and what every chat's shares.
 pub struct ClaudeSandbox {
-    sandbox: Sandbox,
+    sandbox: Arc<Sandbox>,
     chats: ChatFs,
     limits: Limits,
     egress: EgressRules,
@@ -247,6 +247,12 @@ pub struct JailSpec<'a> {
 impl ClaudeSandbox {
     pub fn chats(&self) -> &ChatFs {
         &self.chats
+    }
+
+    /// The sandbox itself, for the helpers Valor starts for a chat (git, the browser): tenants
+    /// too, in sandboxes of the same make.
+    pub fn shared(&self) -> Arc<Sandbox> {
+        Arc::clone(&self.sandbox)
     }
 
     pub fn checks(&self) -> &[Check] {
@@ -335,6 +341,7 @@ impl ClaudeSandbox {
             keep_fds: Vec::new(),
             run_as: chats.owner(),
             limits: self.limits,
+            own_cgroup: true,
         };
         let mut launched = self.sandbox.launch(launch).await.map_err(sandbox_error)?;
         let listener = launched

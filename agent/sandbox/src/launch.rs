@@ -152,6 +152,9 @@ pub struct Launch {
     /// The host user to run as when Valor is root.
     pub run_as: Option<Owner>,
     pub limits: Limits,
+    /// Memory, processes and CPU in a cgroup of its own (where one can be had); file size and
+    /// core dumps are limited either way.
+    pub own_cgroup: bool,
 }
 
 /// A started sandbox.
@@ -205,6 +208,7 @@ impl Sandbox {
             keep_fds: Vec::new(),
             run_as,
             limits: Limits::default(),
+            own_cgroup: false,
         };
         let mut launched = self.start(launch, true).await?;
         drop(launched.child.stdin.take());
@@ -221,6 +225,65 @@ impl Sandbox {
     }
 
     async fn start(&self, launch: Launch, probe: bool) -> Result<Launched, SandboxError> {
+        let listen = launch.listen_port.is_some();
+        let prepared = self.prepare(launch, probe)?;
+        let mut command = tokio::process::Command::from(prepared.command);
+        command.kill_on_drop(true);
+        let mut child = command.spawn().map_err(|source| SandboxError::Spawn {
+            program: self.bwrap.clone(),
+            source,
+        })?;
+        // The child has its copies; ours close now, so a dead sandbox reads as EOF.
+        drop(prepared.descriptors);
+        let leader = child
+            .id()
+            .ok_or_else(|| SandboxError::Start("bubblewrap exited at once".to_owned()))?;
+        let listener = match listen {
+            false => None,
+            true => {
+                match tokio::time::timeout(START_TIMEOUT, receive_listener(prepared.bridge)).await {
+                    Ok(Ok(listener)) => Some(listener),
+                    Ok(Err(e)) => return Err(start_failed(&mut child, e.to_string()).await),
+                    Err(_) => {
+                        return Err(start_failed(&mut child, "no answer in 15 s".to_owned()).await);
+                    }
+                }
+            }
+        };
+        Ok(Launched {
+            child,
+            leader,
+            listener,
+            cgroup: prepared.cgroup,
+        })
+    }
+
+    /// Starts `launch` from blocking code (a helper with no network: `listen_port` is ignored),
+    /// its stdio as the caller set none: stdin null, stdout piped, stderr null. The child leads
+    /// its own process group; its cgroup, if any, comes with it.
+    pub fn spawn_blocking(
+        &self,
+        mut launch: Launch,
+    ) -> Result<(std::process::Child, Option<Cgroup>), SandboxError> {
+        launch.listen_port = None;
+        let mut prepared = self.prepare(launch, false)?;
+        prepared
+            .command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let child = prepared
+            .command
+            .spawn()
+            .map_err(|source| SandboxError::Spawn {
+                program: self.bwrap.clone(),
+                source,
+            })?;
+        Ok((child, prepared.cgroup))
+    }
+
+    /// bubblewrap's command for `launch`, with what the child needs set up before its exec.
+    fn prepare(&self, launch: Launch, probe: bool) -> Result<Prepared, SandboxError> {
         let mut fds = FdPlan::new(&launch.keep_fds);
         let mut options = Options::default();
         options.flags(&[
@@ -284,8 +347,11 @@ impl Sandbox {
         let bridge = fds.add(OwnedFd::from(theirs));
         let args_fd = fds.add(memfd("args", &options.bytes())?);
 
-        let cgroup = self.cgroups.create(launch.name, &launch.limits)?;
-        let mut command = tokio::process::Command::new(&self.bwrap);
+        let cgroup = match launch.own_cgroup {
+            true => self.cgroups.create(launch.name, &launch.limits)?,
+            false => None,
+        };
+        let mut command = std::process::Command::new(&self.bwrap);
         command.arg("--args").arg(args_fd.to_string()).arg("--");
         command.arg(INIT_INSIDE).arg(crate::init::INIT_ARG);
         if let Some(port) = launch.listen_port {
@@ -305,8 +371,7 @@ impl Sandbox {
             .envs(launch.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+            .stderr(Stdio::piped());
         let setup = ChildSetup {
             cgroup_procs: match &cgroup {
                 Some(cgroup) => cgroup.procs_files()?,
@@ -319,31 +384,11 @@ impl Sandbox {
             run_as: launch.run_as,
         };
         install(&mut command, setup);
-        let mut child = command.spawn().map_err(|source| SandboxError::Spawn {
-            program: self.bwrap.clone(),
-            source,
-        })?;
-        // The child has its copies; ours close now, so a dead sandbox reads as EOF.
-        drop(fds);
-        drop(binds);
-        let leader = child
-            .id()
-            .ok_or_else(|| SandboxError::Start("bubblewrap exited at once".to_owned()))?;
-        let listener = match launch.listen_port {
-            None => None,
-            Some(_) => match tokio::time::timeout(START_TIMEOUT, receive_listener(ours)).await {
-                Ok(Ok(listener)) => Some(listener),
-                Ok(Err(e)) => return Err(start_failed(&mut child, e.to_string()).await),
-                Err(_) => {
-                    return Err(start_failed(&mut child, "no answer in 15 s".to_owned()).await);
-                }
-            },
-        };
-        Ok(Launched {
-            child,
-            leader,
-            listener,
+        Ok(Prepared {
+            command,
+            bridge: ours,
             cgroup,
+            descriptors: (fds, binds),
         })
     }
 
@@ -359,6 +404,16 @@ impl Sandbox {
         }
         rlimits
     }
+}
+
+/// bubblewrap's command, ready to spawn, and what must live until it has.
+struct Prepared {
+    command: std::process::Command,
+    /// Valor's end of the bridge the init hands its socket over.
+    bridge: UnixStream,
+    cgroup: Option<Cgroup>,
+    /// Valor's copies of the child's descriptors: dropped once it has spawned.
+    descriptors: (FdPlan, Vec<Bind>),
 }
 
 /// The error for a sandbox that did not start, with what bubblewrap said.
@@ -683,7 +738,8 @@ impl ChildSetup {
 }
 
 #[allow(unsafe_code)]
-fn install(command: &mut tokio::process::Command, mut setup: ChildSetup) {
+fn install(command: &mut std::process::Command, mut setup: ChildSetup) {
+    use std::os::unix::process::CommandExt as _;
     // SAFETY: the closure runs in the forked child before exec and only makes system calls
     // that are async-signal-safe (setsid, write, setrlimit, fcntl, dup2, unshare, mount, mkdir,
     // open, close, setgroups, setresgid, setresuid); it allocates nothing (every buffer and

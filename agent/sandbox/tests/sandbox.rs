@@ -63,6 +63,7 @@ fn shell(t: &Tenant, chat: i64, script: &str, limits: Limits) -> Launch {
         keep_fds: Vec::new(),
         run_as: owner(),
         limits,
+        own_cgroup: true,
     }
 }
 

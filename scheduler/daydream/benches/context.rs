@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use valor_daydream::MapCache;
+use valor_daydream::{GitJail, MapCache};
 
 fn main() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -28,6 +28,17 @@ fn main() {
     let now = chrono::Utc::now();
     let since = Some(now - chrono::Duration::days(3));
     let cache_file = dir.path().join("codemap.json");
+    // git as Valor runs it: in a sandbox of its own when one can be had here.
+    let jail = match valor_sandbox::Sandbox::new("bwrap".into(), valor_sandbox::locate_init()) {
+        Ok(sandbox) if valor_sandbox::locate_init().is_file() => GitJail::Sandboxed {
+            sandbox: std::sync::Arc::new(sandbox),
+            chats: None,
+        },
+        _ => {
+            println!("git runs unsandboxed: build valor-sandbox-init (cargo build --bins)");
+            GitJail::Bare
+        }
+    };
     for warm in [false, true] {
         let mut samples: Vec<Duration> = Vec::new();
         let mut summary = String::new();
@@ -42,7 +53,8 @@ fn main() {
             } else {
                 cache
             };
-            let contexts = valor_daydream::gather_workspaces(&workspaces, since, now, &cache);
+            let contexts =
+                valor_daydream::gather_workspaces(&workspaces, since, now, &cache, &jail);
             let elapsed = started.elapsed();
             cache.save(&cache_file).unwrap();
             samples.push(elapsed);

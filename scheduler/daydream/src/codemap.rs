@@ -9,9 +9,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::{Deserialize, Serialize};
 use tree_sitter::{Node, Parser};
+use valor_chatfs::{ChatDir, Kind};
 
 /// Files larger than this are counted but not parsed (generated code, bundles).
-const MAX_PARSE_BYTES: u64 = 512 * 1024;
+pub(crate) const MAX_PARSE_BYTES: u64 = 512 * 1024;
 /// Longest signature kept.
 const MAX_SIGNATURE: usize = 160;
 
@@ -239,30 +240,33 @@ impl Mapper {
         }
     }
 
-    /// The map of one file (`path` relative to `root`); `None` if it is not a supported
+    /// The map of one file (`path` relative to `root`, read through the no-follow helper: a
+    /// link or anything but a regular file is not mapped); `None` if it is not a supported
     /// language or cannot be read.
-    pub fn map_file(&mut self, root: &Path, path: &Path) -> Option<FileMap> {
+    pub fn map_file(&mut self, root: &ChatDir, path: &Path) -> Option<FileMap> {
         Language::of(path)?;
+        let entry = root.entry(path).ok()??;
+        if entry.kind != Kind::File {
+            return None;
+        }
         let full = root.join(path);
-        let meta = std::fs::metadata(&full).ok()?;
-        let size = meta.len();
-        let modified_ns = meta
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        let size = entry.size;
+        let modified_ns = entry
+            .modified
+            .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
         if let Some(map) = self.cache.get(&full, size, modified_ns) {
             return Some(map);
         }
-        let map = self.parse_file(&full, path, size)?;
+        let map = self.parse_file(root, path, size)?;
         self.cache.put(full, size, modified_ns, map.clone());
         Some(map)
     }
 
-    fn parse_file(&mut self, full: &Path, path: &Path, size: u64) -> Option<FileMap> {
+    fn parse_file(&mut self, root: &ChatDir, path: &Path, size: u64) -> Option<FileMap> {
         let language = Language::of(path)?;
         let source = if size <= MAX_PARSE_BYTES {
-            std::fs::read(full).ok()?
+            root.read(path, MAX_PARSE_BYTES).ok()?
         } else {
             Vec::new()
         };
@@ -351,11 +355,15 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    fn root(path: &Path) -> ChatDir {
+        ChatDir::open(path, None).unwrap()
+    }
+
     fn map(name: &str, source: &str) -> FileMap {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(name), source).unwrap();
         Mapper::default()
-            .map_file(dir.path(), Path::new(name))
+            .map_file(&root(dir.path()), Path::new(name))
             .unwrap()
     }
 
@@ -400,7 +408,7 @@ mod tests {
         assert_eq!(js.functions[0].name, "App");
         assert!(
             Mapper::default()
-                .map_file(Path::new("/"), Path::new("notes.txt"))
+                .map_file(&root(Path::new("/")), Path::new("notes.txt"))
                 .is_none()
         );
     }
@@ -412,7 +420,7 @@ mod tests {
         std::fs::write(&file, "fn one() {}\n").unwrap();
         let cache = MapCache::default();
         let first = Mapper::with_cache(cache.clone())
-            .map_file(dir.path(), Path::new("lib.rs"))
+            .map_file(&root(dir.path()), Path::new("lib.rs"))
             .unwrap();
         assert_eq!(first.functions.len(), 1);
         assert_eq!(cache.len(), 1);
@@ -422,7 +430,7 @@ mod tests {
         assert_eq!(reloaded.len(), 1);
         std::fs::write(&file, "fn one() {}\nfn two() {}\n").unwrap();
         let second = Mapper::with_cache(reloaded)
-            .map_file(dir.path(), Path::new("lib.rs"))
+            .map_file(&root(dir.path()), Path::new("lib.rs"))
             .unwrap();
         assert_eq!(second.functions.len(), 2, "a changed file is parsed again");
         // A broken cache file is an empty cache, not an error.

@@ -3,7 +3,9 @@
 //! - [`codemap`]: files and functions per language with tree-sitter, and the functions a diff
 //!   touched.
 //! - [`git`]: git on an untrusted repository: its hooks, fsmonitor and diff programs off, an
-//!   empty environment, a time limit, its own process group.
+//!   empty environment, a time limit, its own process group, an explicit `--git-dir`, and a
+//!   sandbox of its own with only the workspace, read-only.
+//! - [`walk`]: a workspace's source files found through the no-follow helper.
 //! - [`turn_map`]: the code map for turns: the function-map layer of a chat's prompt and the
 //!   functions an observation names ([`WorkspaceMaps`]).
 //! - [`workspace`]: one workspace's context: git branch, status and recent commits, the stack
@@ -28,9 +30,11 @@ pub mod prompt;
 pub mod report;
 pub mod run;
 pub mod turn_map;
+pub mod walk;
 pub mod workspace;
 
 pub use codemap::{CodeMap, FunctionInfo, Language, MapCache};
+pub use git::GitJail;
 pub use run::{
     DAYDREAM_CHAT_ID, Daydream, DaydreamOutcome, DaydreamReport, DaydreamSettings, Host,
     HostFuture, Phase, Readiness,

@@ -58,12 +58,14 @@ pub trait Host: Send + Sync {
     fn deliver<'a>(&'a self, report: &'a DaydreamReport) -> HostFuture<'a, Result<String, String>>;
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DaydreamSettings {
     /// Workspaces studied every time.
     pub workspaces: Vec<PathBuf>,
-    /// The folder of chat workspaces (`chat_<id>`).
-    pub chat_workspaces: Option<PathBuf>,
+    /// The chats' folders.
+    pub chats: Option<valor_chatfs::ChatFs>,
+    /// Where git runs on the workspaces.
+    pub git: crate::git::GitJail,
     /// The chat the report goes to: of the chats' workspaces only its own is studied, so no
     /// chat's files reach another chat through the report (chats are tenants).
     pub report_chat: Option<i64>,
@@ -82,10 +84,12 @@ impl DaydreamSettings {
     /// The report chat's own workspace (when it has one), then the configured ones. Other
     /// chats' workspaces are never studied here: their content would reach the report chat.
     pub fn workspace_paths(&self) -> Vec<PathBuf> {
-        let own = match (&self.chat_workspaces, self.report_chat) {
-            (Some(dir), Some(chat)) if chat != DAYDREAM_CHAT_ID => {
-                Some(dir.join(format!("chat_{chat}"))).filter(|p| p.is_dir())
-            }
+        let own = match (&self.chats, self.report_chat) {
+            (Some(chats), Some(chat)) if chat != DAYDREAM_CHAT_ID => chats
+                .existing_workspace(chat)
+                .ok()
+                .flatten()
+                .map(|dir| dir.path().to_owned()),
             _ => None,
         };
         own.into_iter()
@@ -296,9 +300,12 @@ impl Daydream {
         // 3. Context.
         let workspaces = {
             let (paths, cache) = (self.settings.workspace_paths(), self.cache.clone());
-            tokio::task::spawn_blocking(move || gather_workspaces(&paths, since, now, &cache))
-                .await
-                .unwrap_or_default()
+            let jail = self.settings.git.clone();
+            tokio::task::spawn_blocking(move || {
+                gather_workspaces(&paths, since, now, &cache, &jail)
+            })
+            .await
+            .unwrap_or_default()
         };
         let week_ago =
             u64::try_from((now - chrono::Duration::days(7)).timestamp_millis()).unwrap_or(0);

@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use valor_chatfs::{ChatDir, ChatFs};
 use valor_core::observe::CodeMap as CodeMapSeam;
 
 use crate::codemap::{FileMap, FunctionInfo, MapCache, Mapper};
@@ -23,10 +24,10 @@ const STOPWORDS: &[&str] = &[
     "where", "when", "there", "are", "was", "its", "our", "use", "about",
 ];
 
-/// The chats' workspaces (`<workspaces_dir>/chat_<id>`) as the engine's code map.
+/// The chats' workspaces as the engine's code map, read through the no-follow helper.
 #[derive(Clone)]
 pub struct WorkspaceMaps {
-    workspaces_dir: PathBuf,
+    chats: ChatFs,
     cache: MapCache,
 }
 
@@ -37,34 +38,24 @@ struct Mapped {
 }
 
 impl WorkspaceMaps {
-    pub fn new(workspaces_dir: PathBuf, cache: MapCache) -> WorkspaceMaps {
-        WorkspaceMaps {
-            workspaces_dir,
-            cache,
-        }
+    pub fn new(chats: ChatFs, cache: MapCache) -> WorkspaceMaps {
+        WorkspaceMaps { chats, cache }
     }
 
-    fn root(&self, chat_id: i64) -> Option<PathBuf> {
-        let root = self.workspaces_dir.join(format!("chat_{chat_id}"));
-        root.is_dir().then_some(root)
+    fn root(&self, chat_id: i64) -> Option<ChatDir> {
+        self.chats.existing_workspace(chat_id).ok().flatten()
     }
 
     /// The workspace's source files (git-ignored ones left out), mapped.
-    fn mapped(&self, root: &Path) -> Vec<Mapped> {
+    fn mapped(&self, root: &ChatDir) -> Vec<Mapped> {
         let mut mapper = Mapper::with_cache(self.cache.clone());
-        ignore::WalkBuilder::new(root)
-            .max_depth(Some(16))
-            .build()
-            .filter_map(Result::ok)
-            .filter(|e| e.file_type().is_some_and(|t| t.is_file()))
-            .filter(|e| crate::codemap::Language::of(e.path()).is_some())
-            .take(MAX_FILES)
-            .filter_map(|e| {
-                let relative = e.path().strip_prefix(root).ok()?.to_owned();
-                let modified = e.metadata().ok().and_then(|m| m.modified().ok());
+        let is_source = |path: &Path| crate::codemap::Language::of(path).is_some();
+        crate::walk::files(root, 16, MAX_FILES, is_source)
+            .into_iter()
+            .filter_map(|walked| {
                 Some(Mapped {
-                    map: mapper.map_file(root, &relative)?,
-                    modified,
+                    map: mapper.map_file(root, &walked.relative)?,
+                    modified: Some(walked.entry.modified),
                 })
             })
             .collect()
@@ -150,34 +141,22 @@ fn render_file(
 
 impl CodeMapSeam for WorkspaceMaps {
     fn workspace(&self, chat_id: i64) -> Option<PathBuf> {
-        self.root(chat_id)
+        self.root(chat_id).map(|root| root.path().to_owned())
     }
 
     fn functions_touched(&self, chat_id: i64, path: &str, snippets: &[&str]) -> Vec<String> {
         let Some(root) = self.root(chat_id) else {
             return Vec::new();
         };
-        let relative = Path::new(path);
-        // Only files inside the chat's own workspace, by a path that stays inside it.
-        if relative.is_absolute()
-            || relative
-                .components()
-                .any(|c| matches!(c, std::path::Component::ParentDir))
-        {
+        // Only files inside the chat's own workspace, by a path that stays inside it and
+        // passes through no link.
+        let Ok(relative) = root.relative(Path::new(path)) else {
             return Vec::new();
-        }
-        // A symlink out of the workspace (to another chat's files) is not followed.
-        let inside = match (root.canonicalize(), root.join(relative).canonicalize()) {
-            (Ok(root), Ok(file)) => file.starts_with(root),
-            _ => false,
         };
-        if !inside {
-            return Vec::new();
-        }
         let Some(map) = Mapper::with_cache(self.cache.clone()).map_file(&root, relative) else {
             return Vec::new();
         };
-        let Ok(text) = std::fs::read_to_string(root.join(relative)) else {
+        let Ok(text) = root.read_to_string(relative, crate::codemap::MAX_PARSE_BYTES) else {
             return Vec::new();
         };
         let lines: Vec<&str> = text.lines().collect();
@@ -257,7 +236,8 @@ mod tests {
                 .set_modified(old)
                 .unwrap();
         }
-        let maps = WorkspaceMaps::new(dir.path().to_owned(), MapCache::default());
+        let chats = ChatFs::new(dir.path().to_owned(), dir.path().join("homes"), None);
+        let maps = WorkspaceMaps::new(chats, MapCache::default());
         (dir, maps)
     }
 
@@ -308,9 +288,15 @@ mod tests {
             maps.functions_touched(1, "src/upload.rs", &["nowhere to be found"])
                 .is_empty()
         );
-        let outside = dir.path().join("chat_1/src/upload.rs");
+        // An absolute path is taken only when it lies in the chat's own workspace.
+        let own = dir.path().join("chat_1/src/upload.rs");
+        assert_eq!(
+            maps.functions_touched(1, &own.to_string_lossy(), &[UPLOAD]),
+            ["send_chunk", "retry"]
+        );
+        std::fs::create_dir_all(dir.path().join("chat_2")).unwrap();
         assert!(
-            maps.functions_touched(1, &outside.to_string_lossy(), &[UPLOAD])
+            maps.functions_touched(2, &own.to_string_lossy(), &[UPLOAD])
                 .is_empty()
         );
         assert!(

@@ -9,7 +9,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::codemap::{CodeMap, FunctionInfo, MapCache, Mapper};
-use crate::git::Repo;
+use crate::git::{GitJail, Repo};
+use valor_chatfs::{ChatDir, Kind};
 
 /// Commits listed per workspace.
 const RECENT_COMMITS: usize = 10;
@@ -168,10 +169,15 @@ fn changed_lines(path: &Repo<'_>, since: DateTime<Utc>) -> BTreeMap<PathBuf, Vec
     changes
 }
 
-/// The stack, from the manifests at the workspace's root.
-fn stack(path: &Path) -> Vec<String> {
+/// Manifests larger than this are not read.
+const MAX_MANIFEST: u64 = 1024 * 1024;
+
+/// The stack, from the manifests at the workspace's root (read through the no-follow helper: a
+/// manifest that is a link to another chat's file is not read).
+fn stack(root: &ChatDir) -> Vec<String> {
     let mut stack = Vec::new();
-    let read = |name: &str| std::fs::read_to_string(path.join(name)).ok();
+    let read = |name: &str| root.read_to_string(name, MAX_MANIFEST).ok();
+    let exists = |name: &str| matches!(root.entry(name), Ok(Some(e)) if e.kind != Kind::Symlink);
     if let Some(cargo) = read("Cargo.toml") {
         let deps = toml_dependencies(&cargo);
         stack.push(with_deps("Rust", &deps));
@@ -183,7 +189,7 @@ fn stack(path: &Path) -> Vec<String> {
             .filter_map(|k| json[k].as_object())
             .flat_map(|o| o.keys().cloned())
             .collect();
-        let kind = if path.join("tsconfig.json").exists() {
+        let kind = if exists("tsconfig.json") {
             "TypeScript/Node"
         } else {
             "Node"
@@ -213,11 +219,11 @@ fn stack(path: &Path) -> Vec<String> {
         ("Dockerfile", "Docker"),
         ("docker-compose.yml", "Docker Compose"),
     ] {
-        if path.join(file).exists() {
+        if exists(file) {
             stack.push(name.to_owned());
         }
     }
-    if path.join(".github/workflows").is_dir() {
+    if matches!(root.entry(".github/workflows"), Ok(Some(e)) if e.kind == Kind::Dir) {
         stack.push("GitHub Actions".to_owned());
     }
     stack
@@ -262,13 +268,14 @@ pub fn gather_workspace(
     since: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
     cache: &MapCache,
+    jail: &GitJail,
 ) -> WorkspaceContext {
     let name = path.file_name().map_or_else(
         || path.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
     );
     let mut problems = Vec::new();
-    if !path.is_dir() {
+    let Ok(root) = ChatDir::open(path, None) else {
         problems.push(format!("{} is not a directory", path.display()));
         return WorkspaceContext {
             name,
@@ -280,21 +287,28 @@ pub fn gather_workspace(
             first: since.is_none(),
             problems,
         };
-    }
+    };
     // git runs in its own thread while this one parses: its processes mostly wait on disk.
-    let ((git, changes), code) = std::thread::scope(|scope| {
+    let (git, code) = std::thread::scope(|scope| {
         let history = scope.spawn(|| {
-            let repo = Repo::open(path);
+            let repo = match Repo::open(path, jail) {
+                Ok(repo) => repo,
+                Err(why) => return (None, BTreeMap::new(), Some(why)),
+            };
             let git = git_info(&repo, now);
             let changes = match (&git, since) {
                 (Some(_), Some(since)) => changed_lines(&repo, since),
                 _ => BTreeMap::new(),
             };
-            (git, changes)
+            (git, changes, None)
         });
-        let code = code_map(path, cache);
-        (history.join().unwrap_or((None, BTreeMap::new())), code)
+        let code = code_map(&root, cache);
+        (
+            history.join().unwrap_or((None, BTreeMap::new(), None)),
+            code,
+        )
     });
+    let (git, changes, refused) = git;
     let mut changed_functions = Vec::new();
     for (file, ranges) in &changes {
         let Some(map) = code.file(file) else {
@@ -314,14 +328,20 @@ pub fn gather_workspace(
             }
         }
     }
-    if git.is_none() {
-        problems.push("not a git repository: no branch, commits or changes".to_owned());
+    match (&git, refused) {
+        (Some(_), _) => {}
+        (None, Some(why)) if why != "not a git repository" => {
+            problems.push(format!("git was not run: {why}"));
+        }
+        (None, _) => {
+            problems.push("not a git repository: no branch, commits or changes".to_owned())
+        }
     }
     WorkspaceContext {
         name,
         path: path.to_owned(),
         git,
-        stack: stack(path),
+        stack: stack(&root),
         code,
         changed_functions,
         first: since.is_none(),
@@ -329,15 +349,16 @@ pub fn gather_workspace(
     }
 }
 
-/// The code map of every supported source file under `path` that git does not ignore.
-fn code_map(path: &Path, cache: &MapCache) -> CodeMap {
+/// Source files mapped per workspace at most.
+const MAX_FILES: usize = 20_000;
+
+/// The code map of every supported source file under `root` that git does not ignore.
+fn code_map(root: &ChatDir, cache: &MapCache) -> CodeMap {
     let mut mapper = Mapper::with_cache(cache.clone());
-    let files = ignore::WalkBuilder::new(path)
-        .build()
-        .filter_map(Result::ok)
-        .filter(|e| e.file_type().is_some_and(|t| t.is_file()))
-        .filter_map(|e| e.path().strip_prefix(path).ok().map(Path::to_owned))
-        .filter_map(|relative| mapper.map_file(path, &relative))
+    let is_source = |path: &Path| crate::codemap::Language::of(path).is_some();
+    let files = crate::walk::files(root, 64, MAX_FILES, is_source)
+        .into_iter()
+        .filter_map(|walked| mapper.map_file(root, &walked.relative))
         .collect();
     CodeMap { files }
 }
@@ -348,6 +369,7 @@ pub fn gather_workspaces(
     since: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
     cache: &MapCache,
+    jail: &GitJail,
 ) -> Vec<WorkspaceContext> {
     let next = std::sync::atomic::AtomicUsize::new(0);
     let results = std::sync::Mutex::new(Vec::new());
@@ -357,7 +379,7 @@ pub fn gather_workspaces(
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let Some(path) = paths.get(i) else { break };
-                    let context = gather_workspace(path, since, now, cache);
+                    let context = gather_workspace(path, since, now, cache, jail);
                     results
                         .lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner)

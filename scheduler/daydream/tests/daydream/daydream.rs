@@ -88,7 +88,12 @@ fn daydream(
     Daydream::new(
         DaydreamSettings {
             workspaces: vec![repo(dir)],
-            chat_workspaces: Some(dir.join("workspaces")),
+            chats: Some(valor_chatfs::ChatFs::new(
+                dir.join("workspaces"),
+                dir.join("homes"),
+                None,
+            )),
+            git: crate::jail(),
             report_chat: Some(5),
             logs_dir: dir.join("logs"),
             keep_reports: 10,

@@ -72,6 +72,7 @@ fn a_repository_gives_branch_commits_stack_code_map_and_changed_functions() {
         Some(since),
         now,
         &MapCache::default(),
+        &crate::jail(),
     );
     assert_eq!(contexts.len(), 3);
     let shop = &contexts[0];
@@ -103,4 +104,79 @@ fn a_repository_gives_branch_commits_stack_code_map_and_changed_functions() {
     assert_eq!(notes.code.per_language()[&Language::TypeScript], (1, 1, 2));
     assert!(notes.problems[0].starts_with("not a git repository"));
     assert!(contexts[2].problems[0].ends_with("is not a directory"));
+}
+
+/// A chat's workspace arranged to read another chat's: a `.git` file pointing at the other
+/// repository, an object store borrowed from it, manifests that are links to its files. None
+/// of it reaches the context.
+#[test]
+fn a_workspace_pointing_at_another_never_reads_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let victim = dir.path().join("chat_2");
+    std::fs::create_dir_all(&victim).unwrap();
+    std::fs::write(victim.join("requirements.txt"), "victim-private-package\n").unwrap();
+    std::fs::write(victim.join("a.txt"), "a\n").unwrap();
+    git(
+        &victim,
+        &["init", "-q", "-b", "main"],
+        "2026-11-28T09:00:00Z",
+    );
+    git(&victim, &["add", "."], "2026-11-28T09:00:00Z");
+    git(
+        &victim,
+        &["commit", "-q", "-m", "VICTIM-SECRET-SUBJECT"],
+        "2026-11-28T09:00:00Z",
+    );
+
+    // 1. `.git` is a file naming the other repository.
+    let by_file = dir.path().join("chat_1");
+    std::fs::create_dir_all(&by_file).unwrap();
+    std::fs::write(
+        by_file.join(".git"),
+        format!("gitdir: {}\n", victim.join(".git").display()),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(
+        victim.join("requirements.txt"),
+        by_file.join("requirements.txt"),
+    )
+    .unwrap();
+    // 2. A repository of its own whose objects and refs borrow the other's.
+    let by_alternates = dir.path().join("chat_3");
+    std::fs::create_dir_all(&by_alternates).unwrap();
+    git(
+        &by_alternates,
+        &["init", "-q", "-b", "main"],
+        "2026-11-28T09:00:00Z",
+    );
+    std::fs::write(
+        by_alternates.join(".git/objects/info/alternates"),
+        format!("{}\n", victim.join(".git/objects").display()),
+    )
+    .unwrap();
+    let head = std::fs::read_to_string(victim.join(".git/refs/heads/main")).unwrap();
+    std::fs::write(by_alternates.join(".git/refs/heads/main"), head).unwrap();
+    // 3. `.git` a link to the other repository's.
+    let by_link = dir.path().join("chat_4");
+    std::fs::create_dir_all(&by_link).unwrap();
+    std::os::unix::fs::symlink(victim.join(".git"), by_link.join(".git")).unwrap();
+
+    let now: DateTime<Utc> = "2026-12-01T06:00:00Z".parse().unwrap();
+    let contexts = gather_workspaces(
+        &[by_file, by_alternates, by_link],
+        None,
+        now,
+        &MapCache::default(),
+        &crate::jail(),
+    );
+    let all = format!("{contexts:?}");
+    assert!(!all.contains("VICTIM-SECRET-SUBJECT"), "{all}");
+    assert!(!all.contains("victim-private-package"), "{all}");
+    assert!(contexts[0].git.is_none() && contexts[2].git.is_none());
+    assert!(
+        contexts[0].problems[0].contains(".git is a file or a link"),
+        "{:?}",
+        contexts[0].problems
+    );
+    assert!(contexts[2].problems[0].contains(".git is a file or a link"));
 }
