@@ -188,6 +188,22 @@ impl Agent {
     }
 }
 
+/// A sandbox for helpers outside `valor run` (a tool server alone), when one works here.
+pub async fn helpers_sandbox(config: &Config) -> Option<Arc<valor_sandbox::Sandbox>> {
+    let chats = chat_folders(config);
+    let sandbox = valor_sandbox::Sandbox::new(
+        std::path::PathBuf::from("bwrap"),
+        valor_sandbox::locate_init(),
+    )
+    .ok()?;
+    let inside = sandbox.probe(chats.owner()).await.ok()?;
+    inside
+        .checks()
+        .iter()
+        .all(|c| c.ok)
+        .then(|| Arc::new(sandbox))
+}
+
 /// Where each chat's workspace and HOME are, and, when Valor runs as root with sandboxes on,
 /// the sandboxes' own user who owns them.
 pub fn chat_folders(config: &Config) -> valor_chatfs::ChatFs {

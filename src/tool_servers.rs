@@ -101,8 +101,17 @@ pub fn dev_server(
     secrets: &Secrets,
     scopes: ScopeSource,
     on_launch: Option<valor_tool_dev::LaunchWatch>,
+    sandbox: Option<Arc<valor_sandbox::Sandbox>>,
 ) -> anyhow::Result<DevServer> {
     let dev = &config.tools.dev;
+    // As root, the browser runs as a user of its own, next to the chats' sandboxes' one.
+    let run_as =
+        valor_chatfs::ChatFs::sandbox_owner(true, config.claude.sandbox_uid).map(|owner| {
+            valor_chatfs::Owner {
+                uid: owner.uid + 1,
+                gid: owner.gid + 1,
+            }
+        });
     let settings = DevSettings {
         app_url: dev.app_url.clone(),
         browser: BrowserSettings {
@@ -110,6 +119,9 @@ pub fn dev_server(
             page_timeout: Duration::from_secs(dev.page_timeout_secs.max(1)),
             viewport: (dev.viewport[0].max(100), dev.viewport[1].max(100)),
             on_launch,
+            sandbox: sandbox.map(|sandbox| valor_tool_dev::BrowserSandbox { sandbox, run_as }),
+            app_url: dev.app_url.clone(),
+            ..BrowserSettings::default()
         },
     };
     let server = DevServer::new(settings, scopes);
@@ -196,7 +208,13 @@ pub fn host_tools(
         hosted: true,
     };
     let mut social = social_server(config, secrets, scopes.clone(), Some(agent.store.clone()))?;
-    let mut dev = dev_server(config, secrets, scopes.clone(), Some(browser_watch(agent)))?;
+    let mut dev = dev_server(
+        config,
+        secrets,
+        scopes.clone(),
+        Some(browser_watch(agent)),
+        agent.helper_sandbox(),
+    )?;
     if let Some(deliver) = deliver {
         social = social.with_delivery(deliver.clone());
         dev = dev.with_delivery(deliver);

@@ -193,7 +193,15 @@ async fn serve(
             Ok(())
         }
         "dev" => {
-            let server = dev_server(config, secrets, scopes, None)?;
+            // Alone, the server probes the sandbox itself: the browser is a tenant here too.
+            let sandbox = match crate::agent::helpers_sandbox(config).await {
+                Some(sandbox) => Some(sandbox),
+                None => {
+                    tracing::warn!("the browser runs unsandboxed: the sandbox does not work here");
+                    None
+                }
+            };
+            let server = dev_server(config, secrets, scopes, None, sandbox)?;
             let browser = std::sync::Arc::clone(server.browser());
             let running = server.serve(rmcp::transport::stdio()).await?;
             running.waiting().await?;

@@ -98,7 +98,7 @@ impl EgressPolicy {
         let host = host.trim_matches(['[', ']']).to_ascii_lowercase();
         let Some(rule) = self.rules.iter().find(|r| r.matches(&host, port)) else {
             return Err(format!(
-                "{host}:{port} is not on this chat's egress allow-list ([claude.egress])"
+                "{host}:{port} is not on the egress allow-list ([claude.egress])"
             ));
         };
         let addresses: Vec<SocketAddr> = match host.parse::<IpAddr>() {
@@ -261,9 +261,16 @@ fn authority(uri: &Uri, default_port: u16) -> Option<(String, u16)> {
     Some((authority.host().to_owned(), port))
 }
 
+/// The header on every answer the proxy makes itself (a refusal, an unreachable host), so a
+/// client can tell them from the site's own.
+pub const EGRESS_HEADER: &str = "x-valor-egress";
+
 fn refusal(status: StatusCode, reason: String) -> Response<Body> {
     let mut response = Response::new(Body::from(format!("valor egress: {reason}\n")));
     *response.status_mut() = status;
+    if let Ok(value) = axum::http::HeaderValue::from_str(&reason.replace(['\r', '\n'], " ")) {
+        response.headers_mut().insert(EGRESS_HEADER, value);
+    }
     response
 }
 

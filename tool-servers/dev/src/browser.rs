@@ -1,6 +1,8 @@
 //! One warm headless Chromium, shared by every call: launching costs 0.2-0.7 s, a page in a
 //! running browser 0.2-0.4 s. Each capture gets its own tab, closed afterwards. A browser that
-//! died (crashed, killed) is noticed on the next call and relaunched once.
+//! died (crashed, killed) is noticed on the next call and relaunched once; one left idle for
+//! `idle_close` is closed. Where Valor's sandbox works the browser is a tenant in it
+//! ([`crate::tenant`]); elsewhere it runs as before, degraded.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -36,6 +38,12 @@ pub struct BrowserSettings {
     /// Told the process group of each browser launched (its leader's pid), so the agent can
     /// record it for the reaper; what it returns is dropped when that browser is closed.
     pub on_launch: Option<LaunchWatch>,
+    /// The sandbox the browser runs in (none: unsandboxed, with a DevTools port).
+    pub sandbox: Option<crate::tenant::BrowserSandbox>,
+    /// The one address a sandboxed browser may load (the app under development).
+    pub app_url: String,
+    /// A browser unused this long is closed.
+    pub idle_close: Duration,
 }
 
 /// See [`BrowserSettings::on_launch`].
@@ -62,6 +70,9 @@ impl Default for BrowserSettings {
             page_timeout: Duration::from_secs(30),
             viewport: (1280, 800),
             on_launch: None,
+            sandbox: None,
+            app_url: String::new(),
+            idle_close: Duration::from_secs(120),
         }
     }
 }
@@ -106,16 +117,22 @@ struct Running {
     handler: tokio::task::JoinHandle<()>,
     /// A tab kept open between calls (on about:blank): opening one costs ~150 ms.
     idle_tab: Option<Page>,
-    /// Each browser gets its own profile: instances sharing one collide.
-    _profile: tempfile::TempDir,
+    /// The leader of the browser's process group.
+    pid: Option<u32>,
+    /// Each unsandboxed browser gets its own profile: instances sharing one collide.
+    _profile: Option<tempfile::TempDir>,
+    /// A sandboxed browser's sandbox (its profile is in there).
+    _tenant: Option<crate::tenant::Tenant>,
     /// From [`BrowserSettings::on_launch`]; dropped with the browser.
     _watch: Option<Box<dyn std::any::Any + Send + Sync>>,
+    last_used: Instant,
+    generation: usize,
 }
 
 /// The browser, launched on first use.
 pub struct WarmBrowser {
     settings: BrowserSettings,
-    running: Mutex<Option<Running>>,
+    running: std::sync::Arc<Mutex<Option<Running>>>,
     launches: std::sync::atomic::AtomicUsize,
 }
 
@@ -123,7 +140,7 @@ impl WarmBrowser {
     pub fn new(settings: BrowserSettings) -> WarmBrowser {
         WarmBrowser {
             settings,
-            running: Mutex::new(None),
+            running: std::sync::Arc::new(Mutex::new(None)),
             launches: std::sync::atomic::AtomicUsize::new(0),
         }
     }
@@ -155,6 +172,110 @@ impl WarmBrowser {
     }
 
     async fn launch(&self) -> Result<Running, ToolError> {
+        let generation = self
+            .launches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        let running = match &self.settings.sandbox {
+            Some(sandbox) => self.launch_sandboxed(sandbox, generation).await?,
+            None => self.launch_unsandboxed(generation).await?,
+        };
+        self.close_when_idle(generation);
+        Ok(running)
+    }
+
+    /// In its sandbox, over the DevTools pipe.
+    async fn launch_sandboxed(
+        &self,
+        sandbox: &crate::tenant::BrowserSandbox,
+        generation: usize,
+    ) -> Result<Running, ToolError> {
+        let executable = self.executable()?;
+        let (url, tenant) = crate::tenant::start(
+            sandbox,
+            &executable,
+            &self.settings.app_url,
+            self.settings.viewport,
+        )
+        .await?;
+        let (width, height) = self.settings.viewport;
+        let config = chromiumoxide::handler::HandlerConfig {
+            viewport: Some(Viewport {
+                width,
+                height,
+                ..Viewport::default()
+            }),
+            request_timeout: self.settings.page_timeout,
+            ..chromiumoxide::handler::HandlerConfig::default()
+        };
+        let (browser, mut handler) = tokio::time::timeout(
+            Duration::from_secs(30),
+            Browser::connect_with_config(url, config),
+        )
+        .await
+        .map_err(|_| ToolError::Unreachable {
+            service: "Chromium",
+            reason: "the browser did not answer within 30 s".to_owned(),
+        })?
+        .map_err(|e| ToolError::Unreachable {
+            service: "Chromium",
+            reason: format!("cannot reach the browser: {e}"),
+        })?;
+        let watch = self
+            .settings
+            .on_launch
+            .as_ref()
+            .map(|LaunchWatch(watch)| watch(tenant.leader));
+        let handler = tokio::spawn(async move { while handler.next().await.is_some() {} });
+        tracing::info!(
+            pid = tenant.leader,
+            "headless Chromium started in its sandbox"
+        );
+        Ok(Running {
+            browser,
+            handler,
+            idle_tab: None,
+            pid: Some(tenant.leader),
+            _profile: None,
+            _tenant: Some(tenant),
+            _watch: watch,
+            last_used: Instant::now(),
+            generation,
+        })
+    }
+
+    /// Closes the browser of `generation` once it has been idle for `idle_close`.
+    fn close_when_idle(&self, generation: usize) {
+        let running = std::sync::Arc::downgrade(&self.running);
+        let idle = self.settings.idle_close;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(
+                    idle.min(Duration::from_secs(30))
+                        .max(Duration::from_millis(100)),
+                )
+                .await;
+                let Some(running) = running.upgrade() else {
+                    return;
+                };
+                let mut running = running.lock().await;
+                match running.as_ref() {
+                    Some(r) if r.generation == generation && r.last_used.elapsed() >= idle => {
+                        if let Some(mut r) = running.take() {
+                            tracing::info!("closing the idle browser");
+                            let _ = r.browser.close().await;
+                            r.handler.abort();
+                        }
+                        return;
+                    }
+                    Some(r) if r.generation == generation => {}
+                    _ => return,
+                }
+            }
+        });
+    }
+
+    async fn launch_unsandboxed(&self, generation: usize) -> Result<Running, ToolError> {
         let executable = self.executable()?;
         let profile = tempfile::Builder::new()
             .prefix(PROFILE_PREFIX)
@@ -208,26 +329,23 @@ impl WarmBrowser {
         };
         // The handler must be polled for the browser to make progress.
         let handler = tokio::spawn(async move { while handler.next().await.is_some() {} });
-        self.launches
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        tracing::info!("headless Chromium started");
+        tracing::warn!("headless Chromium started unsandboxed (the sandbox does not work here)");
         Ok(Running {
             browser,
             handler,
             idle_tab: None,
-            _profile: profile,
+            pid,
+            _profile: Some(profile),
+            _tenant: None,
             _watch: watch,
+            last_used: Instant::now(),
+            generation,
         })
     }
 
     /// The pid of the running browser's process (and group), if one runs.
     pub async fn pid(&self) -> Option<u32> {
-        let mut running = self.running.lock().await;
-        running
-            .as_mut()?
-            .browser
-            .get_mut_child()
-            .and_then(|child| child.as_mut_inner().id())
+        self.running.lock().await.as_ref()?.pid
     }
 
     /// Opens `url` in the warm tab (or a new one) and captures it. A dead browser is
@@ -273,6 +391,9 @@ impl WarmBrowser {
             *running = Some(self.launch().await?);
             cold = true;
         }
+        if let Some(r) = running.as_mut() {
+            r.last_used = Instant::now();
+        }
         if let Some(tab) = running.as_mut().and_then(|r| r.idle_tab.take()) {
             return Ok((tab, true, cold));
         }
@@ -297,7 +418,10 @@ impl WarmBrowser {
         }
         let mut running = self.running.lock().await;
         match running.as_mut() {
-            Some(r) if r.idle_tab.is_none() => r.idle_tab = Some(page),
+            Some(r) if r.idle_tab.is_none() => {
+                r.last_used = Instant::now();
+                r.idle_tab = Some(page);
+            }
             _ => {
                 drop(running);
                 close_tab(page).await;
@@ -405,10 +529,39 @@ impl WarmBrowser {
                 )
             })
             .collect();
+        let responses: Vec<_> = drain(&mut responses).collect();
+        // The page itself answered by Valor's egress proxy (the app is down, or not allowed):
+        // the app is unreachable, not a page with errors.
+        let egress = valor_sandbox::egress::EGRESS_HEADER;
+        if let Some(reason) = responses
+            .iter()
+            .filter(|e| e.response.url == url || e.response.url == final_url)
+            .find_map(|e| e.response.headers.inner().get(egress).cloned())
+        {
+            return Err(ToolError::Unreachable {
+                service: "the app",
+                reason: format!(
+                    "{url} did not load: {}",
+                    reason.as_str().unwrap_or("refused by the egress proxy")
+                ),
+            });
+        }
         let mut failed_requests = Vec::new();
-        for event in drain(&mut responses) {
-            if event.response.status >= 400 {
-                failed_requests.push(format!("{} {}", event.response.status, event.response.url));
+        for event in responses {
+            let response = &event.response;
+            if response.status >= 400 {
+                match response
+                    .headers
+                    .inner()
+                    .get(egress)
+                    .and_then(|r| r.as_str())
+                {
+                    Some(reason) => failed_requests.push(format!(
+                        "{} {}: refused by Valor ({reason})",
+                        response.status, response.url
+                    )),
+                    None => failed_requests.push(format!("{} {}", response.status, response.url)),
+                }
             }
         }
         for event in drain(&mut failures) {

@@ -7,7 +7,10 @@
 //!   and failed requests, writes a bug report (markdown + PNG) into the workspace, comments on
 //!   the Notion task when one is named, and sends the screenshot with a summary to the chat.
 //!
-//! - [`browser`]: one warm Chromium reused across calls, relaunched when it dies.
+//! - [`browser`]: one warm Chromium reused across calls, relaunched when it dies, closed when
+//!   idle.
+//! - [`tenant`]: the browser as a tenant: in its own sandbox, over the DevTools pipe, the app
+//!   its only destination.
 //! - [`report`]: finding screenshots, writing reports.
 
 // stdout belongs to protocols and the CLI's output, stderr to tracing: libraries print nothing.
@@ -16,6 +19,8 @@
 pub mod browser;
 pub mod report;
 mod server;
+pub mod tenant;
 
 pub use browser::{BrowserSettings, Capture, LaunchWatch, WarmBrowser};
 pub use server::{DevServer, DevSettings};
+pub use tenant::BrowserSandbox;

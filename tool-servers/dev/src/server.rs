@@ -94,9 +94,14 @@ impl DevServer {
     }
 
     pub fn new(settings: DevSettings, scopes: ScopeSource) -> DevServer {
+        let mut browser = settings.browser;
+        // A sandboxed browser may load the app and nothing else.
+        if browser.app_url.is_empty() {
+            browser.app_url = settings.app_url.clone();
+        }
         DevServer {
             app_url: settings.app_url,
-            browser: Arc::new(WarmBrowser::new(settings.browser)),
+            browser: Arc::new(WarmBrowser::new(browser)),
             scopes,
             notion: None,
             deliver: None,

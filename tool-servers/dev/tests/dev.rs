@@ -53,6 +53,16 @@ async fn serve_app() -> (String, u16) {
 
 type Sent = Arc<Mutex<Vec<Delivery>>>;
 
+/// The browser as Valor runs it: a tenant in its own sandbox (as root, its own user).
+fn sandbox() -> valor_tool_dev::BrowserSandbox {
+    let sandbox = valor_sandbox::Sandbox::new("bwrap".into(), valor_sandbox::locate_init())
+        .expect("the sandbox builds: run scripts/setup and build the workspace");
+    valor_tool_dev::BrowserSandbox {
+        sandbox: Arc::new(sandbox),
+        run_as: valor_chatfs::ChatFs::sandbox_owner(true, 2_000_001),
+    }
+}
+
 fn server(app_url: &str, workspaces: &std::path::Path) -> (DevServer, Sent) {
     let sent: Sent = Arc::default();
     let sink = Arc::clone(&sent);
@@ -61,6 +71,7 @@ fn server(app_url: &str, workspaces: &std::path::Path) -> (DevServer, Sent) {
             app_url: app_url.to_owned(),
             browser: BrowserSettings {
                 page_timeout: Duration::from_secs(20),
+                sandbox: Some(sandbox()),
                 ..BrowserSettings::default()
             },
         },
@@ -156,9 +167,11 @@ async fn a_bug_report_captures_the_page_its_errors_and_comments_on_notion() {
         markdown.contains(&format!("404 {app}missing.png")),
         "{markdown}"
     );
+    // Anything but the app's own origin is refused: the browser reaches the web only through
+    // Valor's egress proxy, which knows the app's address and no other.
     assert!(
         markdown.contains(&format!(
-            "GET http://127.0.0.1:{closed}/unreachable.png: net::ERR_CONNECTION_REFUSED"
+            "403 http://127.0.0.1:{closed}/unreachable.png: refused by Valor (127.0.0.1:{closed} is not on the egress allow-list"
         )),
         "{markdown}"
     );
@@ -293,6 +306,80 @@ async fn each_browser_leads_its_own_process_group_and_is_watched_until_closed() 
         released.load(Ordering::SeqCst),
         "the watch ends with the browser"
     );
+}
+
+#[tokio::test]
+async fn the_browser_is_a_tenant_that_sees_only_the_app() {
+    let (app, _) = serve_app().await;
+    // Another page on this machine the browser must not reach.
+    let (other, _) = serve_app().await;
+    let launched = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let watch = {
+        let launched = Arc::clone(&launched);
+        valor_tool_dev::LaunchWatch(Arc::new(move |pid| {
+            launched.lock().unwrap().push(pid);
+            Box::new(()) as Box<dyn std::any::Any + Send + Sync>
+        }))
+    };
+    let browser = valor_tool_dev::WarmBrowser::new(BrowserSettings {
+        on_launch: Some(watch),
+        sandbox: Some(sandbox()),
+        app_url: app.clone(),
+        idle_close: Duration::from_secs(5),
+        page_timeout: Duration::from_secs(20),
+        ..BrowserSettings::default()
+    });
+    let capture = browser.capture(&app).await.unwrap();
+    assert!(capture.png.len() > 5_000, "the app's page was captured");
+    let pid = launched.lock().unwrap()[0];
+    let members = group_of(pid);
+    assert!(members.iter().any(|m| m.contains("chrom")), "{members:?}");
+    // Its own network namespace, its own user as root, and no DevTools port anywhere.
+    let chromium: Vec<u32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.starts_with("chrom"))
+                && std::fs::read_to_string(format!("/proc/{p}/cmdline"))
+                    .is_ok_and(|c| c.contains("--remote-debugging-pipe"))
+        })
+        .collect();
+    assert!(!chromium.is_empty());
+    let namespace = |p: &str| std::fs::read_link(format!("/proc/{p}/ns/net")).unwrap();
+    for p in &chromium {
+        let cmdline = std::fs::read_to_string(format!("/proc/{p}/cmdline")).unwrap();
+        assert!(!cmdline.contains("--remote-debugging-port"), "{cmdline}");
+        assert_ne!(namespace(&p.to_string()), namespace("self"));
+        if rustix::process::geteuid().is_root() {
+            use std::os::unix::fs::MetadataExt as _;
+            let uid = std::fs::metadata(format!("/proc/{p}")).unwrap().uid();
+            assert_eq!(uid, 2_000_001, "the browser runs as a user of its own");
+        }
+    }
+    // file:// and any other address are refused: the page is Chromium's refusal.
+    for url in ["file:///etc/hostname".to_owned(), other.clone()] {
+        let refused = browser.capture(&url).await;
+        let shown = match &refused {
+            Ok(capture) => format!("{} {:?}", capture.title, capture.failed_requests),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            shown.contains("ERR_BLOCKED_BY_ADMINISTRATOR"),
+            "{url} was loaded: {shown}"
+        );
+        assert!(!shown.contains("payment widget"), "{url}: {shown}");
+    }
+    // Left alone, it closes.
+    let closed = async {
+        while browser.pid().await.is_some() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), closed)
+        .await
+        .expect("the idle browser closes");
+    assert!(group_of(pid).is_empty(), "its processes are gone");
 }
 
 #[tokio::test]
