@@ -73,10 +73,48 @@ pub fn notion_settings(config: &Config, secrets: &Secrets) -> NotionSettings {
     }
 }
 
-pub fn notion_server(config: &Config, secrets: &Secrets) -> anyhow::Result<NotionServer> {
-    Ok(NotionServer::new(NotionClient::new(notion_settings(
-        config, secrets,
-    ))?))
+/// What each chat may do in Notion, from `[tools.notion.chats]` (database names resolved to
+/// their ids in `[tools.notion] databases`).
+pub fn notion_grants(config: &Config) -> valor_tool_notion::NotionGrants {
+    let notion = &config.tools.notion;
+    let by_chat = notion
+        .chats
+        .iter()
+        .filter_map(|(chat, grant)| {
+            let databases = grant
+                .databases
+                .iter()
+                .filter_map(|name| {
+                    let (title, id) = notion
+                        .databases
+                        .iter()
+                        .find(|(known, _)| known.eq_ignore_ascii_case(name))?;
+                    Some(valor_tool_notion::Database {
+                        id: id.clone(),
+                        title: title.clone(),
+                    })
+                })
+                .collect();
+            let grant = valor_tool_notion::Grant {
+                databases,
+                comment: grant.comment,
+            };
+            Some((chat.parse().ok()?, grant))
+        })
+        .collect();
+    valor_tool_notion::NotionGrants::new(by_chat)
+}
+
+pub fn notion_server(
+    config: &Config,
+    secrets: &Secrets,
+    scopes: ScopeSource,
+) -> anyhow::Result<NotionServer> {
+    Ok(NotionServer::new(
+        NotionClient::new(notion_settings(config, secrets))?,
+        notion_grants(config),
+        scopes,
+    ))
 }
 
 /// Each browser the dev tools launch is recorded like a Claude process group (on /health as a
@@ -126,7 +164,10 @@ pub fn dev_server(
     };
     let server = DevServer::new(settings, scopes);
     Ok(match secrets.notion_api_key {
-        Some(_) => server.with_notion(NotionClient::new(notion_settings(config, secrets))?),
+        Some(_) => server.with_notion(
+            NotionClient::new(notion_settings(config, secrets))?,
+            notion_grants(config),
+        ),
         None => server,
     })
 }
@@ -179,12 +220,19 @@ pub struct Hosted {
 /// a bearer token bound to that chat (kept in `grants`, which the routes check).
 pub fn tool_grant(config: &Config, base_url: &str, grants: &Grants) -> ToolGrantFn {
     let chats = crate::agent::chat_folders(config);
-    let host = ToolHost {
-        base_url: base_url.to_owned(),
-        servers: SERVERS.iter().map(|s| (*s).to_owned()).collect(),
-        grants: grants.clone(),
-    };
+    let notion = notion_grants(config);
+    let (base_url, grants) = (base_url.to_owned(), grants.clone());
     Arc::new(move |chat_id| {
+        // Notion only for chats it is granted to: one operator key serves them all.
+        let host = ToolHost {
+            base_url: base_url.clone(),
+            servers: SERVERS
+                .iter()
+                .filter(|s| **s != "notion" || notion.has(chat_id))
+                .map(|s| (*s).to_owned())
+                .collect(),
+            grants: grants.clone(),
+        };
         let scope = Scope::of(&chats, chat_id);
         ToolGrant {
             mcp_config: host.mcp_config(scope),
@@ -221,8 +269,8 @@ pub fn host_tools(
     }
     let browser = Arc::clone(dev.browser());
     let telegram = telegram_server(agent.memory.clone(), scopes.clone());
+    let notion = notion_server(config, secrets, scopes.clone())?;
     let memory = memory_server(agent.memory.clone(), scopes);
-    let notion = notion_server(config, secrets)?;
     let routes = route("social", move || social.clone(), grants.clone())
         .merge(route("telegram", move || telegram.clone(), grants.clone()))
         .merge(route("memory", move || memory.clone(), grants.clone()))
@@ -263,4 +311,46 @@ pub fn telegram_server(memory: Memory, scopes: ScopeSource) -> TelegramServer {
 /// The memory server over the agent's memory.
 pub fn memory_server(memory: Memory, scopes: ScopeSource) -> MemoryServer {
     MemoryServer::new(Arc::new(memory), scopes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_granted_chat_gets_notion() {
+        let mut config = Config::default();
+        config
+            .tools
+            .notion
+            .databases
+            .insert("Valor".to_owned(), "db-1".to_owned());
+        config.tools.notion.chats.insert(
+            "5".to_owned(),
+            valor_config::NotionGrant {
+                databases: vec!["valor".to_owned()],
+                comment: false,
+            },
+        );
+        let grant = tool_grant(&config, "http://127.0.0.1:1", &Grants::default());
+        let servers = |chat: i64| {
+            let config = grant(chat).mcp_config;
+            let names: Vec<String> = config["mcpServers"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect();
+            (names, grant(chat).allowed_tools)
+        };
+        let (granted, allowed) = servers(5);
+        assert!(granted.contains(&"notion".to_owned()), "{granted:?}");
+        assert!(allowed.contains(&"mcp__notion".to_owned()));
+        let (other, allowed) = servers(6);
+        assert!(!other.contains(&"notion".to_owned()), "{other:?}");
+        assert!(!allowed.contains(&"mcp__notion".to_owned()));
+        assert!(other.contains(&"memory".to_owned()));
+        let grants = notion_grants(&config);
+        assert!(grants.has(5) && !grants.has(6));
+    }
 }

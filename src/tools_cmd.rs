@@ -186,7 +186,7 @@ async fn serve(
             Ok(())
         }
         "notion" => {
-            let running = notion_server(config, secrets)?
+            let running = notion_server(config, secrets, scopes)?
                 .serve(rmcp::transport::stdio())
                 .await?;
             running.waiting().await?;

@@ -22,8 +22,8 @@ pub use load::{ConfigSource, Env, Loaded, SourceKind};
 pub use sandbox::{EgressConfig, SandboxLimitsConfig};
 pub use schema::{
     ClaudeConfig, Config, ContextConfig, DaydreamConfig, HealthConfig, LearningConfig, LogConfig,
-    MemoryConfig, MonitorConfig, MonitorThresholds, MonitorWeights, RouteConfig, RoutingConfig,
-    SchedulerConfig, StatusThresholds, ToolsConfig,
+    MemoryConfig, MonitorConfig, MonitorThresholds, MonitorWeights, NotionGrant, RouteConfig,
+    RoutingConfig, SchedulerConfig, StatusThresholds, ToolsConfig,
 };
 pub use secrets::{SECRET_VARS, Secret, Secrets};
 pub use validate::EFFORT_LEVELS;

@@ -521,8 +521,20 @@ pub struct NotionConfig {
     /// The `Notion-Version` header (the API version the answers are read as).
     pub version: String,
     /// Workspace name -> task database id. A name not listed is looked up with Notion's search
-    /// among the databases shared with the integration.
+    /// among the databases shared with the integration (only for the operator's own stdio use:
+    /// a chat reaches only what `chats` grants it).
     pub databases: BTreeMap<String, String>,
+    /// What each chat may use, by chat id: the databases of `databases` it may read, and
+    /// whether it may comment on their tasks. A chat not listed does not get the tool.
+    pub chats: BTreeMap<String, NotionGrant>,
+}
+
+/// One chat's Notion: databases by name (of `[tools.notion] databases`), and the comment right.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotionGrant {
+    pub databases: Vec<String>,
+    pub comment: bool,
 }
 
 impl Default for NotionConfig {
@@ -531,6 +543,7 @@ impl Default for NotionConfig {
             base_url: "https://api.notion.com".to_owned(),
             version: "2022-06-28".to_owned(),
             databases: BTreeMap::new(),
+            chats: BTreeMap::new(),
         }
     }
 }

@@ -18,6 +18,7 @@ pub(crate) fn validate(config: &Config) -> Vec<(String, String)> {
     telegram(&config.telegram, &mut problems);
     scheduler(&config.scheduler, &mut problems);
     daydream(&config.daydream, &mut problems);
+    notion(&config.tools.notion, &mut problems);
     let c = &config.context;
     in_range(
         &mut problems,
@@ -507,6 +508,29 @@ fn egress_host(text: &str) -> Result<(), String> {
         Err(format!(
             "expected a host such as example.com, *.example.com or example.com:8443, got {text:?}"
         ))
+    }
+}
+
+/// Each chat's Notion grant names databases `[tools.notion] databases` knows.
+fn notion(n: &crate::schema::NotionConfig, problems: &mut Problems) {
+    for (chat, grant) in &n.chats {
+        let key = format!("tools.notion.chats.{chat}");
+        if chat.parse::<i64>().is_err() {
+            push(problems, &key, "expected a chat id (a number)");
+        }
+        for name in &grant.databases {
+            if !n
+                .databases
+                .keys()
+                .any(|known| known.eq_ignore_ascii_case(name))
+            {
+                push(
+                    problems,
+                    &format!("{key}.databases"),
+                    format!("{name:?} is not in [tools.notion] databases"),
+                );
+            }
+        }
     }
 }
 

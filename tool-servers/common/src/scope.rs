@@ -141,6 +141,22 @@ pub struct ScopeSource {
 }
 
 impl ScopeSource {
+    /// The chat a call comes from, when the call names none: the turn's own (HTTP, required),
+    /// the server's (`--chat`), or none (the operator's own stdio server).
+    pub fn caller(&self, context: &RequestContext<RoleServer>) -> Result<Option<Scope>, ToolError> {
+        let no_scope = || ToolError::Refused("this request carries no chat scope".to_owned());
+        match context.extensions.get::<http::request::Parts>() {
+            Some(parts) => parts
+                .extensions
+                .get::<Scope>()
+                .cloned()
+                .map(Some)
+                .ok_or_else(no_scope),
+            None if self.hosted => Err(no_scope()),
+            None => Ok(self.fixed.clone()),
+        }
+    }
+
     /// The scope of a call that names `requested_chat`: the turn's own (HTTP), the server's
     /// (`--chat`), or that chat's when the server is open. Another chat than the turn's is
     /// refused.

@@ -7,7 +7,7 @@ use rmcp::handler::server::wrapper::Parameters;
 use rmcp::service::RequestContext;
 use rmcp::{RoleServer, schemars, tool, tool_router};
 use serde::Deserialize;
-use valor_tool_notion::NotionClient;
+use valor_tool_notion::{Caller, NotionClient, NotionGrants};
 use valor_tools::{Deliver, Delivery, Scope, ScopeSource, ToolError};
 
 use crate::report::{self, headline, newest_screenshot, task_file_id, write_report};
@@ -30,7 +30,7 @@ pub struct DevServer {
     app_url: String,
     browser: Arc<WarmBrowser>,
     scopes: ScopeSource,
-    notion: Option<NotionClient>,
+    notion: Option<(NotionClient, NotionGrants)>,
     deliver: Option<Deliver>,
 }
 
@@ -108,9 +108,9 @@ impl DevServer {
         }
     }
 
-    /// Comments bug reports on Notion tasks through `notion`.
-    pub fn with_notion(mut self, notion: NotionClient) -> Self {
-        self.notion = Some(notion);
+    /// Comments bug reports on Notion tasks through `notion`, where `grants` let the chat.
+    pub fn with_notion(mut self, notion: NotionClient, grants: NotionGrants) -> Self {
+        self.notion = Some((notion, grants));
         self
     }
 
@@ -227,10 +227,22 @@ impl DevServer {
         let sent = self.send(scope.chat_id, capture.png.clone(), caption);
         let notion = match (&task_id, &self.notion) {
             (None, _) => String::new(),
-            (Some(id), Some(notion)) => match notion.comment(id, &written.markdown).await {
-                Ok(()) => format!("\nCommented on Notion task {id}."),
-                Err(e) => format!("\nThe Notion comment on task {id} failed: {e}"),
-            },
+            (Some(id), Some((notion, grants))) => {
+                // The operator's own stdio server comments anywhere; a chat where it may.
+                let caller = if self.scopes.hosted || self.scopes.fixed.is_some() {
+                    Caller::Chat(scope.chat_id)
+                } else {
+                    Caller::Operator
+                };
+                let allowed = grants.may_comment(caller, notion, id).await;
+                match allowed {
+                    Err(e) => format!("\nNo Notion comment on task {id}: {e}"),
+                    Ok(()) => match notion.comment(id, &written.markdown).await {
+                        Ok(()) => format!("\nCommented on Notion task {id}."),
+                        Err(e) => format!("\nThe Notion comment on task {id} failed: {e}"),
+                    },
+                }
+            }
             (Some(_), None) => "\nNo Notion comment: Notion is not set up here.".to_owned(),
         };
         Ok(format!(

@@ -131,6 +131,7 @@ async fn a_bug_report_captures_the_page_its_errors_and_comments_on_notion() {
             ..NotionSettings::default()
         })
         .unwrap(),
+        valor_tool_notion::NotionGrants::default(),
     );
     let scope = Scope::for_chat(dir.path(), 7);
     let answer = server

@@ -158,6 +158,31 @@ impl NotionClient {
         Ok(tasks)
     }
 
+    /// The database a page (a task) belongs to, if it belongs to one.
+    pub async fn page_database(&self, page_id: &str) -> Result<Option<String>, ToolError> {
+        let id = page_id.trim();
+        if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            return Err(ToolError::Invalid(format!(
+                "{page_id:?} is not a Notion page id"
+            )));
+        }
+        let key = self.key()?.to_owned();
+        let url = format!(
+            "{}/v1/pages/{id}",
+            self.settings.base_url.trim_end_matches('/')
+        );
+        let version = self.settings.version.clone();
+        let page = self
+            .api
+            .send_json(|c| {
+                c.get(&url)
+                    .bearer_auth(&key)
+                    .header("Notion-Version", &version)
+            })
+            .await?;
+        Ok(page["parent"]["database_id"].as_str().map(str::to_owned))
+    }
+
     /// Adds a comment to a task (a page).
     pub async fn comment(&self, page_id: &str, text: &str) -> Result<(), ToolError> {
         // Notion caps one rich-text item at 2000 characters.

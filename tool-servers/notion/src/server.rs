@@ -2,12 +2,15 @@
 
 use std::sync::Arc;
 
+use rmcp::RoleServer;
 use rmcp::handler::server::wrapper::Parameters;
+use rmcp::service::RequestContext;
 use rmcp::{schemars, tool, tool_router};
 use serde::Deserialize;
-use valor_tools::ToolError;
+use valor_tools::{ScopeSource, ToolError};
 
 use crate::client::NotionClient;
+use crate::grants::{Caller, NotionGrants};
 use crate::task::{TaskFilter, render_tasks};
 
 #[derive(Clone)]
@@ -15,6 +18,8 @@ pub struct NotionServer {
     client: NotionClient,
     /// Today as `YYYY-MM-DD` (tests fix it).
     today: Arc<dyn Fn() -> String + Send + Sync>,
+    grants: NotionGrants,
+    scopes: ScopeSource,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -34,8 +39,13 @@ impl NotionServer {
     async fn query_notion_projects(
         &self,
         Parameters(p): Parameters<ProjectParams>,
+        context: RequestContext<RoleServer>,
     ) -> Result<String, String> {
-        Ok(self.projects(&p.workspace, &p.question).await?)
+        let caller = match self.scopes.caller(&context)? {
+            Some(scope) => Caller::Chat(scope.chat_id),
+            None => Caller::Operator,
+        };
+        Ok(self.projects(caller, &p.workspace, &p.question).await?)
     }
 }
 
@@ -45,10 +55,13 @@ impl NotionServer {
         Self::tool_router().list_all()
     }
 
-    pub fn new(client: NotionClient) -> NotionServer {
+    /// `grants` say what each chat may read; `scopes` which chat a call comes from.
+    pub fn new(client: NotionClient, grants: NotionGrants, scopes: ScopeSource) -> NotionServer {
         NotionServer {
             client,
             today: Arc::new(today),
+            grants,
+            scopes,
         }
     }
 
@@ -58,13 +71,21 @@ impl NotionServer {
         self
     }
 
-    pub async fn projects(&self, workspace: &str, question: &str) -> Result<String, ToolError> {
+    pub async fn projects(
+        &self,
+        caller: Caller,
+        workspace: &str,
+        question: &str,
+    ) -> Result<String, ToolError> {
         if workspace.trim().is_empty() {
             return Err(ToolError::Invalid(
                 "name the workspace (project) to look up".to_owned(),
             ));
         }
-        let database = self.client.database_for(workspace).await?;
+        let database = match self.grants.readable(caller, workspace)? {
+            Some(database) => database,
+            None => self.client.database_for(workspace).await?,
+        };
         let tasks = self.client.tasks(&database).await?;
         let filter = TaskFilter::from_question(question, &tasks);
         Ok(render_tasks(

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use valor_tool_notion::{NotionClient, NotionServer, NotionSettings};
+use valor_tool_notion::{
+    Caller, Database, Grant, NotionClient, NotionGrants, NotionServer, NotionSettings,
+};
 use valor_tools::ToolError;
 use valor_tools::http::CallPolicy;
 use wiremock::matchers::{body_partial_json, header, method, path};
@@ -31,7 +33,20 @@ fn settings(base: &str) -> NotionSettings {
 }
 
 fn server_with(settings: NotionSettings) -> NotionServer {
-    NotionServer::new(NotionClient::new(settings).unwrap())
+    server_granting(settings, NotionGrants::default())
+}
+
+fn server_granting(settings: NotionSettings, grants: NotionGrants) -> NotionServer {
+    let scopes = valor_tools::ScopeSource {
+        chats: valor_chatfs::ChatFs::new(
+            "/nonexistent/ws".into(),
+            "/nonexistent/homes".into(),
+            None,
+        ),
+        fixed: None,
+        hosted: false,
+    };
+    NotionServer::new(NotionClient::new(settings).unwrap(), grants, scopes)
         .with_today(Arc::new(|| "2026-12-01".to_owned()))
 }
 
@@ -117,7 +132,7 @@ async fn tasks_come_with_status_assignee_due_date_and_link() {
     let fake = MockServer::start().await;
     mount_tasks(&fake).await;
     let answer = server(&fake.uri())
-        .projects("valor", "What is going on?")
+        .projects(Caller::Operator, "valor", "What is going on?")
         .await
         .unwrap();
     assert!(
@@ -142,7 +157,10 @@ async fn the_question_picks_status_person_or_lateness() {
     let fake = MockServer::start().await;
     mount_tasks(&fake).await;
     let notion = server(&fake.uri());
-    let blocked = notion.projects("valor", "what is blocked?").await.unwrap();
+    let blocked = notion
+        .projects(Caller::Operator, "valor", "what is blocked?")
+        .await
+        .unwrap();
     assert!(
         blocked.contains("1 task status Blocked:\n- [Blocked] Fix flaky webhook test"),
         "{blocked}"
@@ -150,20 +168,23 @@ async fn the_question_picks_status_person_or_lateness() {
     assert!(!blocked.contains("(id t1)"), "{blocked}");
 
     let ada = notion
-        .projects("valor", "What is Ada working on")
+        .projects(Caller::Operator, "valor", "What is Ada working on")
         .await
         .unwrap();
     assert!(ada.contains("2 tasks assigned to Ada Lovelace"), "{ada}");
     assert!(ada.contains("(id t1)") && ada.contains("(id t4)") && !ada.contains("(id t2)"));
 
-    let late = notion.projects("valor", "anything overdue?").await.unwrap();
+    let late = notion
+        .projects(Caller::Operator, "valor", "anything overdue?")
+        .await
+        .unwrap();
     assert!(
         late.contains("1 task overdue:\n- [In progress] Memory search"),
         "{late}"
     );
 
     let none = notion
-        .projects("valor", "what is blocked for Grace?")
+        .projects(Caller::Operator, "valor", "what is blocked for Grace?")
         .await
         .unwrap();
     assert!(
@@ -191,7 +212,10 @@ async fn a_configured_database_skips_the_search() {
         .await;
     let mut s = settings(&fake.uri());
     s.databases.insert("valor".to_owned(), DB.to_owned());
-    let answer = server_with(s).projects("Valor", "status?").await.unwrap();
+    let answer = server_with(s)
+        .projects(Caller::Operator, "Valor", "status?")
+        .await
+        .unwrap();
     assert!(answer.contains("[Todo] Only task"), "{answer}");
 }
 
@@ -206,7 +230,7 @@ async fn notion_errors_read_as_sentences() {
         .mount(&fake)
         .await;
     let error = server(&fake.uri())
-        .projects("valor", "x")
+        .projects(Caller::Operator, "valor", "x")
         .await
         .unwrap_err();
     assert_eq!(
@@ -216,10 +240,16 @@ async fn notion_errors_read_as_sentences() {
 
     let mut unset = settings(&fake.uri());
     unset.key = None;
-    let error = server_with(unset).projects("valor", "x").await.unwrap_err();
+    let error = server_with(unset)
+        .projects(Caller::Operator, "valor", "x")
+        .await
+        .unwrap_err();
     assert_eq!(error.to_string(), "not configured: set NOTION_API_KEY");
 
-    let error = server(&fake.uri()).projects("  ", "x").await.unwrap_err();
+    let error = server(&fake.uri())
+        .projects(Caller::Operator, "  ", "x")
+        .await
+        .unwrap_err();
     assert!(matches!(error, ToolError::Invalid(_)));
 }
 
@@ -235,7 +265,7 @@ async fn search_fails(response: ResponseTemplate, calls: Option<u64>) -> ToolErr
         None => mock.mount(&fake).await,
     }
     server(&fake.uri())
-        .projects("valor", "x")
+        .projects(Caller::Operator, "valor", "x")
         .await
         .unwrap_err()
 }
@@ -306,4 +336,95 @@ async fn comments_go_to_the_task_page() {
         .comment("t4", "Bug report: console error")
         .await
         .unwrap();
+}
+
+/// A chat reads only the databases its grant names (no search for other ones) and comments only
+/// on tasks of them, only with the right; a chat with no grant gets nothing.
+#[tokio::test]
+async fn each_chat_reaches_only_what_it_was_granted() {
+    let fake = MockServer::start().await;
+    mount_tasks(&fake).await;
+    Mock::given(method("GET"))
+        .and(path("/v1/pages/task-in-valor"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"object": "page", "id": "task-in-valor", "parent": {"type": "database_id", "database_id": DB.replace('-', "")}}),
+        ))
+        .mount(&fake)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/pages/task-elsewhere"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"object": "page", "id": "task-elsewhere", "parent": {"type": "database_id", "database_id": "ffff0000-0000-4000-8000-000000000000"}}),
+        ))
+        .mount(&fake)
+        .await;
+    let valor = Database {
+        id: DB.to_owned(),
+        title: "Valor".to_owned(),
+    };
+    let grants = NotionGrants::new(
+        [
+            (
+                5,
+                Grant {
+                    databases: vec![valor.clone()],
+                    comment: true,
+                },
+            ),
+            (
+                6,
+                Grant {
+                    databases: vec![valor],
+                    comment: false,
+                },
+            ),
+        ]
+        .into_iter()
+        .collect(),
+    );
+    let notion = server_granting(settings(&fake.uri()), grants.clone());
+    let answer = notion
+        .projects(Caller::Chat(5), "valor", "what is going on?")
+        .await
+        .unwrap();
+    assert!(answer.contains("Memory search under 10 ms"), "{answer}");
+    // The search never ran for a chat: it would show every database the key can see.
+    let searched = fake
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .any(|r| r.url.path() == "/v1/search");
+    assert!(!searched);
+    let refused = notion
+        .projects(Caller::Chat(5), "Valor Archive", "x")
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, ToolError::Refused(_)), "{refused}");
+    let refused = notion
+        .projects(Caller::Chat(7), "valor", "x")
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("not granted"), "{refused}");
+    assert!(grants.has(5) && !grants.has(7));
+
+    let client = NotionClient::new(settings(&fake.uri())).unwrap();
+    grants
+        .may_comment(Caller::Chat(5), &client, "task-in-valor")
+        .await
+        .unwrap();
+    for (chat, page) in [
+        (5, "task-elsewhere"),
+        (6, "task-in-valor"),
+        (7, "task-in-valor"),
+    ] {
+        let error = grants
+            .may_comment(Caller::Chat(chat), &client, page)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, ToolError::Refused(_)),
+            "chat {chat} on {page}: {error}"
+        );
+    }
 }
