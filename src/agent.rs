@@ -191,11 +191,9 @@ impl Agent {
 /// A sandbox for helpers outside `valor run` (a tool server alone), when one works here.
 pub async fn helpers_sandbox(config: &Config) -> Option<Arc<valor_sandbox::Sandbox>> {
     let chats = chat_folders(config);
-    let sandbox = valor_sandbox::Sandbox::new(
-        std::path::PathBuf::from("bwrap"),
-        valor_sandbox::locate_init(),
-    )
-    .ok()?;
+    let sandbox =
+        valor_sandbox::Sandbox::new(valor_sandbox::locate_bwrap(), valor_sandbox::locate_init())
+            .ok()?;
     let inside = sandbox.probe(chats.owner()).await.ok()?;
     inside
         .checks()
@@ -229,7 +227,7 @@ pub async fn sandbox(
     // the proxy uses them outside the sandbox.
     let env = valor_claude::spawn::child_env(parent_env.iter().cloned(), &claude.env);
     let setup = valor_claude::sandbox::SandboxSetup {
-        bwrap: std::path::PathBuf::from("bwrap"),
+        bwrap: valor_sandbox::locate_bwrap(),
         init: valor_sandbox::locate_init(),
         chats: chats.clone(),
         limits: valor_sandbox::Limits {

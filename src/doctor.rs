@@ -33,17 +33,17 @@ pub async fn doctor(config_path: Option<PathBuf>) -> ExitCode {
     let mut failed = 0;
     for check in &checks {
         match &check.outcome {
-            Outcome::Pass(found) => println!("ok    {:<12} {found}", check.name),
+            Outcome::Pass(found) => println!("ok    {:<22} {found}", check.name),
             Outcome::Warn { found, fix } => {
                 println!(
-                    "warn  {:<12} {found}\n      {:<12} fix: {fix}",
+                    "warn  {:<22} {found}\n      {:<22} fix: {fix}",
                     check.name, ""
                 )
             }
             Outcome::Fail { found, fix } => {
                 failed += 1;
                 println!(
-                    "FAIL  {:<12} {found}\n      {:<12} fix: {fix}",
+                    "FAIL  {:<22} {found}\n      {:<22} fix: {fix}",
                     check.name, ""
                 )
             }

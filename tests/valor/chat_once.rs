@@ -304,7 +304,7 @@ async fn chat_hosts_the_tools_for_its_own_turns() {
     assert!(stdout.contains("640x480 pixels"), "{stdout}");
     // No chat to send it to: the picture is named on stderr.
     assert!(
-        stderr.contains("[picture] ") && stderr.contains("T1-1.png (Screenshot of task T1)"),
+        stderr.contains("[picture] 1 KB (Screenshot of task T1)"),
         "{stderr}"
     );
 }

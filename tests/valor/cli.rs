@@ -117,16 +117,28 @@ fn doctor_passes_on_a_good_machine_and_fails_on_a_bad_config() {
     assert!(stdout.contains("ok    system"), "{stdout}");
     assert!(stdout.contains("ok    embedding model"), "{stdout}");
     assert!(
-        stdout.contains("ok    sandbox      bubblewrap works"),
+        stdout.contains("ok    sandbox                each chat's Claude runs in its own sandbox"),
         "{stdout}"
     );
+    for wall in [
+        "ok    user namespace",
+        "ok    no capabilities",
+        "ok    no new user namespaces",
+        "ok    seccomp filter",
+        "ok    network namespace",
+    ] {
+        assert!(stdout.contains(wall), "{wall}: {stdout}");
+    }
     let (_, stdout, _) = output(
         valor(dir.path())
             .arg("doctor")
             .env("VALOR__HEALTH__BIND", "127.0.0.1:0")
             .env("VALOR__CLAUDE__SANDBOX", "off"),
     );
-    assert!(stdout.contains("warn  sandbox      off"), "{stdout}");
+    assert!(
+        stdout.contains("warn  sandbox                off"),
+        "{stdout}"
+    );
     let (_, stdout, _) = output(
         valor(dir.path())
             .arg("doctor")

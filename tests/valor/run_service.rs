@@ -225,3 +225,41 @@ fn run_ends_process_groups_an_earlier_valor_left_behind() {
     service.signal("TERM");
     assert!(service.wait_for_exit(Duration::from_secs(5)).success());
 }
+
+#[test]
+fn a_required_sandbox_that_cannot_be_had_stops_valor_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    // No bubblewrap on this PATH: the sandbox cannot be built.
+    let (out, _, stderr) = output(
+        valor(dir.path())
+            .arg("run")
+            .env("PATH", dir.path())
+            .env("VALOR__HEALTH__BIND", "127.0.0.1:0")
+            .env("VALOR__CLAUDE__SANDBOX", "required"),
+    );
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("and the sandbox does not work here: bubblewrap (bwrap) is not on PATH"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("valor doctor"), "{stderr}");
+    // The same machine under `auto` starts, degraded, and says so.
+    let mut service = crate::support::Service::start(
+        valor(dir.path())
+            .arg("run")
+            .env("PATH", dir.path())
+            .env("VALOR__HEALTH__BIND", "127.0.0.1:0")
+            .env("VALOR__TELEGRAM__API_URL", "http://127.0.0.1:9/"),
+    );
+    let (_, _, body) = http_get(&service.url("/health"));
+    let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        health["components"]["claude"]["sandbox"], "unavailable",
+        "{health}"
+    );
+    assert_eq!(
+        health["components"]["claude"]["status"], "degraded",
+        "{health}"
+    );
+    service.signal("TERM");
+}

@@ -176,7 +176,8 @@ fn every_server_runs_alone_over_stdio_and_refuses_other_chats() {
         );
         server.finish();
     }
-    // Notion has no chat: without a key it says what to set, and the session goes on.
+    // Notion serves a chat only what [tools.notion.chats] grants it: chat 5 has nothing, and the
+    // session goes on.
     let mut server = StdioServer::start(dir.path(), "notion");
     assert_eq!(server.tool_count(), 1);
     let result = server.call(
@@ -186,7 +187,7 @@ fn every_server_runs_alone_over_stdio_and_refuses_other_chats() {
     );
     assert_eq!(
         result["content"][0]["text"],
-        json!("not configured: set NOTION_API_KEY")
+        json!("refused: Notion is not granted to this chat ([tools.notion.chats])")
     );
     server.finish();
 }

@@ -84,7 +84,7 @@ async fn sandbox(dir: &Path, api: &str) -> SandboxState {
     SandboxState::probe(
         SandboxMode::Required,
         SandboxSetup {
-            bwrap: PathBuf::from("bwrap"),
+            bwrap: valor_sandbox::locate_bwrap(),
             init: valor_sandbox::locate_init(),
             chats: chats(dir),
             limits: valor_sandbox::Limits::default(),

@@ -109,6 +109,11 @@ impl SandboxState {
         }
         let required = mode == SandboxMode::Required;
         let unavailable = |reason: String| SandboxState::Unavailable { reason, required };
+        if !setup.bwrap.is_file() {
+            return unavailable(
+                "bubblewrap (bwrap) is not on PATH: install the package bubblewrap".to_owned(),
+            );
+        }
         if !setup.init.is_file() {
             return unavailable(format!(
                 "{} is missing (build it: cargo build --bins)",

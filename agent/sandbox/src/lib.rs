@@ -36,6 +36,19 @@ pub use launch::{Bind, DataFile, INNER_ID, Launch, Launched, Sandbox};
 pub use limits::{Cgroup, Cgroups, LimitEvents, Limits};
 pub use probe::{Check, Inside};
 
+/// bubblewrap on Valor's own `PATH`, as an absolute path (a sandbox's program is looked up on
+/// the sandbox's `PATH`, which is not Valor's); `bwrap` itself, which will not be found, when
+/// it is not there.
+pub fn locate_bwrap() -> std::path::PathBuf {
+    std::env::var_os("PATH")
+        .and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join("bwrap"))
+                .find(|p| p.is_file())
+        })
+        .unwrap_or_else(|| std::path::PathBuf::from("/nonexistent/bwrap"))
+}
+
 /// Where `valor-sandbox-init` is: beside the running program (`target/<profile>/`, also from a
 /// test in `target/<profile>/deps/`), else `valor-sandbox-init` on PATH.
 pub fn locate_init() -> std::path::PathBuf {

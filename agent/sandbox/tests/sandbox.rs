@@ -16,7 +16,7 @@ use valor_sandbox::{
 
 fn sandbox() -> Sandbox {
     Sandbox::new(
-        PathBuf::from("bwrap"),
+        valor_sandbox::locate_bwrap(),
         PathBuf::from(env!("CARGO_BIN_EXE_valor-sandbox-init")),
     )
     .unwrap()

@@ -29,7 +29,10 @@ fn main() {
     let since = Some(now - chrono::Duration::days(3));
     let cache_file = dir.path().join("codemap.json");
     // git as Valor runs it: in a sandbox of its own when one can be had here.
-    let jail = match valor_sandbox::Sandbox::new("bwrap".into(), valor_sandbox::locate_init()) {
+    let jail = match valor_sandbox::Sandbox::new(
+        valor_sandbox::locate_bwrap(),
+        valor_sandbox::locate_init(),
+    ) {
         Ok(sandbox) if valor_sandbox::locate_init().is_file() => GitJail::Sandboxed {
             sandbox: std::sync::Arc::new(sandbox),
             chats: None,

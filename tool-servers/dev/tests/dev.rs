@@ -55,8 +55,9 @@ type Sent = Arc<Mutex<Vec<Delivery>>>;
 
 /// The browser as Valor runs it: a tenant in its own sandbox (as root, its own user).
 fn sandbox() -> valor_tool_dev::BrowserSandbox {
-    let sandbox = valor_sandbox::Sandbox::new("bwrap".into(), valor_sandbox::locate_init())
-        .expect("the sandbox builds: run scripts/setup and build the workspace");
+    let sandbox =
+        valor_sandbox::Sandbox::new(valor_sandbox::locate_bwrap(), valor_sandbox::locate_init())
+            .expect("the sandbox builds: run scripts/setup and build the workspace");
     valor_tool_dev::BrowserSandbox {
         sandbox: Arc::new(sandbox),
         run_as: valor_chatfs::ChatFs::sandbox_owner(true, 2_000_001),

@@ -103,7 +103,7 @@ pub async fn sandbox(dir: &Path, api_url: &str, login: Option<PathBuf>) -> Sandb
         env.insert("ANTHROPIC_API_KEY".to_owned(), "sk-ant-test".to_owned());
     }
     let setup = SandboxSetup {
-        bwrap: PathBuf::from("bwrap"),
+        bwrap: valor_sandbox::locate_bwrap(),
         init: valor_sandbox::locate_init(),
         chats: chat_folders(dir),
         limits: valor_sandbox::Limits::default(),

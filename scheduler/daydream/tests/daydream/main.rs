@@ -8,11 +8,9 @@ mod workspace;
 /// git as Valor runs it: in a sandbox of its own (scripts/setup installs bubblewrap; the
 /// sandbox's init is built with the workspace).
 pub fn jail() -> valor_daydream::GitJail {
-    let sandbox = valor_sandbox::Sandbox::new(
-        std::path::PathBuf::from("bwrap"),
-        valor_sandbox::locate_init(),
-    )
-    .unwrap();
+    let sandbox =
+        valor_sandbox::Sandbox::new(valor_sandbox::locate_bwrap(), valor_sandbox::locate_init())
+            .unwrap();
     valor_daydream::GitJail::Sandboxed {
         sandbox: std::sync::Arc::new(sandbox),
         chats: None,
