@@ -244,7 +244,7 @@ fn a_required_sandbox_that_cannot_be_had_stops_valor_at_start() {
     );
     assert!(stderr.contains("valor doctor"), "{stderr}");
     // The same machine under `auto` starts, degraded, and says so.
-    let mut service = crate::support::Service::start(
+    let service = crate::support::Service::start(
         valor(dir.path())
             .arg("run")
             .env("PATH", dir.path())
