@@ -55,7 +55,14 @@ pub fn serve(listener: TcpListener, gateway: Gateway) -> std::io::Result<Serving
                 return;
             };
             let stream = match listener.accept().await {
-                Ok((stream, _)) => stream,
+                // Answers stream in small writes (server-sent events): no Nagle delay on them.
+                Ok((stream, _)) => match stream.set_nodelay(true) {
+                    Ok(()) => stream,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "cannot set TCP_NODELAY on a sandbox connection");
+                        stream
+                    }
+                },
                 Err(e) => {
                     tracing::debug!(error = %e, "a sandbox's socket failed to accept");
                     tokio::time::sleep(Duration::from_millis(50)).await;

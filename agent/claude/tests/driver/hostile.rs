@@ -114,6 +114,34 @@ async fn only_valors_socket_answers_inside() {
 }
 
 #[tokio::test]
+async fn a_listed_host_is_reached_through_the_egress_proxy_and_nothing_else() {
+    let fake = FakeAnthropic::start(prying).await;
+    let page =
+        axum::Router::new().route("/docs", axum::routing::get(|| async { "THE-LISTED-PAGE" }));
+    let site = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = site.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(site, page).await.unwrap() });
+    let listed = format!("127.0.0.1:{port}");
+    let h = with_bash(&fake, |c| {
+        c.egress.allow = vec![listed.clone()];
+        c.egress.private = vec![listed.clone()];
+    })
+    .await;
+    // 127.0.0.1 inside is the sandbox's own loopback (NO_PROXY); the host's is asked for
+    // through the proxy explicitly, the way a LAN address is reached by default.
+    let line = format!(
+        "curl -s -m 5 --noproxy '' -x \"$HTTP_PROXY\" http://{listed}/docs; echo; \
+         curl -s -m 5 --noproxy '' -x \"$HTTP_PROXY\" http://127.0.0.1:{other}/docs -o /dev/null \
+         -w 'other-%{{http_code}}'; echo; curl -s -m 5 http://{listed}/docs -w 'direct-%{{http_code}}'",
+        other = port.wrapping_add(1)
+    );
+    let out = shell(&h, 86, &line).await;
+    assert!(out.contains("THE-LISTED-PAGE"), "{out}");
+    assert!(out.contains("other-403"), "{out}");
+    assert!(out.contains("direct-000"), "no way around the proxy: {out}");
+}
+
+#[tokio::test]
 async fn no_secret_in_the_environment_the_command_lines_or_any_file() {
     let fake = FakeAnthropic::start(prying).await;
     let h = with_bash(&fake, |_| {}).await;
@@ -290,4 +318,40 @@ async fn a_new_conversation_starts_from_a_clean_home() {
     let out = finished(&h.run(request).await).text.clone();
     assert!(out.contains("listed"), "{out}");
     assert!(!out.contains(".npmrc") && !out.contains(".config"), "{out}");
+}
+
+#[tokio::test]
+async fn a_linked_home_settings_folder_never_leads_bubblewrap_elsewhere() {
+    let fake = FakeAnthropic::start(prying).await;
+    let h = with_bash(&fake, |_| {}).await;
+    // Chat 84's HOME, whose settings chat 85 would like to write through bubblewrap.
+    shell(&h, 84, "echo mine").await;
+    let victim = h.dir.path().join("homes/chat_84/.claude");
+    let before: Vec<_> = std::fs::read_dir(&victim)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    shell(&h, 85, "echo first").await;
+    let home = h.dir.path().join("homes/chat_85");
+    std::fs::remove_dir_all(home.join(".claude")).unwrap();
+    std::os::unix::fs::symlink(&victim, home.join(".claude")).unwrap();
+    let out = shell(&h, 85, "ls -la ~/.claude; echo turned").await;
+    assert!(out.contains("turned"), "{out}");
+    let after: Vec<_> = std::fs::read_dir(&victim)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(
+        before.len(),
+        after.len(),
+        "nothing new in chat 84's ~/.claude: {after:?}"
+    );
+    assert!(
+        std::fs::symlink_metadata(home.join(".claude"))
+            .unwrap()
+            .is_dir(),
+        "the link was replaced by a folder of the chat's own"
+    );
 }

@@ -96,7 +96,12 @@ pub fn chat_folders(dir: &Path) -> valor_chatfs::ChatFs {
 
 /// A working sandbox for a driver whose folders are below `dir`, its API proxy sending to
 /// `api_url` with the test key (or the login file).
-pub async fn sandbox(dir: &Path, api_url: &str, login: Option<PathBuf>) -> SandboxState {
+pub async fn sandbox(
+    dir: &Path,
+    api_url: &str,
+    login: Option<PathBuf>,
+    config: &ClaudeConfig,
+) -> SandboxState {
     let mut env =
         std::collections::BTreeMap::from([("ANTHROPIC_BASE_URL".to_owned(), api_url.to_owned())]);
     if login.is_none() {
@@ -106,8 +111,14 @@ pub async fn sandbox(dir: &Path, api_url: &str, login: Option<PathBuf>) -> Sandb
         bwrap: valor_sandbox::locate_bwrap(),
         init: valor_sandbox::locate_init(),
         chats: chat_folders(dir),
-        limits: valor_sandbox::Limits::default(),
-        egress: EgressRules::default(),
+        limits: valor_sandbox::Limits {
+            memory_mb: config.limits.memory_mb,
+            processes: config.limits.processes,
+            cpu_weight: config.limits.cpu_weight,
+            disk_mb: config.limits.disk_mb,
+            tmp_mb: config.limits.tmp_mb,
+        },
+        egress: EgressRules::from_config(&config.egress),
         upstream: Upstream::from_env(&env, login, &format!("{api_url}/v1/oauth/token")),
     };
     let state = SandboxState::probe(SandboxMode::Required, setup).await;
@@ -157,14 +168,14 @@ impl Harness {
         sandboxing: Sandboxing,
     ) -> Harness {
         let dir = tempfile::tempdir().unwrap();
+        let mut config = config(dir.path());
+        tweak(&mut config);
         let sandbox = match sandboxing {
-            Sandboxing::Probe => sandbox(dir.path(), api_url, None).await,
-            Sandboxing::Login(login) => sandbox(dir.path(), api_url, Some(login)).await,
+            Sandboxing::Probe => sandbox(dir.path(), api_url, None, &config).await,
+            Sandboxing::Login(login) => sandbox(dir.path(), api_url, Some(login), &config).await,
             Sandboxing::Off => SandboxState::Off,
             Sandboxing::State(state) => state,
         };
-        let mut config = config(dir.path());
-        tweak(&mut config);
         let home = dir.path().join("home");
         std::fs::create_dir_all(&home).unwrap();
         let parent_env = vec![
