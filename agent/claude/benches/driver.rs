@@ -4,7 +4,8 @@
 //!   to the end, for a new process with `--resume` and for a warm process;
 //! - wall time of a two-call turn (tool call into a real MCP server).
 //!
-//! `VALOR_BENCH_TURNS` (default 10) sets the turns per case.
+//! `VALOR_BENCH_TURNS` (default 10) sets the turns per case; `VALOR_BENCH_RESIDENT_MB` makes
+//! the bench that much larger, as Valor is.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -167,6 +168,12 @@ fn fake_mcp() -> Option<PathBuf> {
 
 #[tokio::main]
 async fn main() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let quick = !std::env::args().any(|a| a == "--bench");
     let (parse_only, with_reader) = parse_throughput().await;
     println!(
@@ -179,36 +186,58 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10);
+    // Valor with a model and indexes loaded is hundreds of MB resident; starting a turn must
+    // not cost more for it.
+    let resident_mb: usize = std::env::var("VALOR_BENCH_RESIDENT_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let resident = vec![1u8; resident_mb << 20];
+    println!("(this process {resident_mb} MB larger: VALOR_BENCH_RESIDENT_MB)");
     let fake = FakeAnthropic::start(script).await;
     let dir = tempfile::tempdir().unwrap();
 
     let sandbox = sandbox(dir.path(), &fake.url).await;
-    let cases = [
-        ("new process with --resume", false, false),
-        ("warm process", true, false),
-        ("new process, sandboxed", false, true),
-        ("warm process, sandboxed", true, true),
-    ];
-    for (i, (label, keep_warm, sandboxed)) in cases.into_iter().enumerate() {
-        let state = if sandboxed {
-            sandbox.clone()
-        } else {
-            SandboxState::Off
-        };
-        if sandboxed && !matches!(state, SandboxState::Active(_)) {
-            println!("{label:<26}: skipped, bubblewrap does not work here ({state:?})");
-            continue;
+    if !matches!(sandbox, SandboxState::Active(_)) {
+        println!("sandboxed cases skipped, bubblewrap does not work here ({sandbox:?})");
+    }
+    // Each pair of cases runs interleaved (one turn of each in turn), so a drift of the machine
+    // falls on both alike; the added cost is the median of the paired differences.
+    for (label, keep_warm) in [("new process with --resume", false), ("warm process", true)] {
+        let plain = driver(
+            dir.path(),
+            &format!("{label} plain"),
+            &fake.url,
+            keep_warm,
+            SandboxState::Off,
+        );
+        let boxed = matches!(sandbox, SandboxState::Active(_)).then(|| {
+            driver(
+                dir.path(),
+                &format!("{label} boxed"),
+                &fake.url,
+                keep_warm,
+                sandbox.clone(),
+            )
+        });
+        let chat = if keep_warm { 3 } else { 1 };
+        // The first turn of a chat creates its session (and, warm, its process).
+        timed(&plain, TurnRequest::new(chat, "hello")).await;
+        if let Some(boxed) = &boxed {
+            timed(boxed, TurnRequest::new(chat + 1, "hello")).await;
         }
-        let driver = driver(dir.path(), label, &fake.url, keep_warm, state);
-        let chat = i as i64 + 1;
-        // The first turn of the chat creates its session (and, warm, its process).
-        timed(&driver, TurnRequest::new(chat, "hello")).await;
-        let mut first = Vec::new();
-        let mut whole = Vec::new();
+        let (mut first, mut whole, mut first_boxed, mut whole_boxed, mut added) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for _ in 0..turns {
-            let (f, w) = timed(&driver, TurnRequest::new(chat, "hello")).await;
+            let (f, w) = timed(&plain, TurnRequest::new(chat, "hello")).await;
             first.push(f);
             whole.push(w);
+            if let Some(boxed) = &boxed {
+                let (fb, wb) = timed(boxed, TurnRequest::new(chat + 1, "hello")).await;
+                first_boxed.push(fb);
+                whole_boxed.push(wb);
+                added.push(wb.as_secs_f64() * 1000.0 - w.as_secs_f64() * 1000.0);
+            }
         }
         // The fake API answers at once, so the whole turn is nearly all driver and CLI time.
         println!(
@@ -216,7 +245,20 @@ async fn main() {
             median(first),
             median(whole)
         );
-        driver.shutdown().await;
+        if let Some(boxed) = boxed {
+            added.sort_by(f64::total_cmp);
+            println!(
+                "{:<26}: start to first event {:.0} ms, whole turn {:.0} ms; added by the sandbox {:+.0} ms (median of {turns} paired differences, middle half {:+.0} to {:+.0})",
+                format!("{label}, sandboxed"),
+                median(first_boxed),
+                median(whole_boxed),
+                added[added.len() / 2],
+                added[added.len() / 4],
+                added[added.len() * 3 / 4],
+            );
+            boxed.shutdown().await;
+        }
+        plain.shutdown().await;
     }
 
     match fake_mcp() {
@@ -240,4 +282,5 @@ async fn main() {
             "two-call turn: skipped (build target/debug/fake-mcp with `cargo build -p valor-fakes --bins`)"
         ),
     }
+    drop(resident);
 }

@@ -1,6 +1,7 @@
 //! What a sandbox costs to start: `/bin/true` run plainly, then in the sandbox with each part
 //! added (the walls; its own user as root; a cgroup; the network bridge), to the program's exit.
-//! `cargo bench -p valor-sandbox --bench launch` (`VALOR_BENCH_RUNS`, default 30).
+//! `cargo bench -p valor-sandbox --bench launch` (`VALOR_BENCH_RUNS`, default 30;
+//! `VALOR_BENCH_RESIDENT_MB` makes the launching process that much larger, as Valor is).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -83,7 +84,7 @@ async fn main() {
         median(before)
     );
 
-    let variants: [(&str, bool, bool, bool); 4] = [
+    let variants: [(&str, bool, bool, bool); 5] = [
         (
             "walls only (user, pid, net namespaces, seccomp)",
             false,
@@ -98,8 +99,25 @@ async fn main() {
             true,
             true,
         ),
+        (
+            "+ a Claude turn's binds and files (HOME, CLI folder, 6 files)",
+            true,
+            true,
+            true,
+        ),
     ];
+    // Valor with a model and indexes loaded is hundreds of MB resident; a launch must not cost
+    // more for it (a fork would copy its page tables).
+    let resident_mb: usize = std::env::var("VALOR_BENCH_RESIDENT_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let resident = vec![1u8; resident_mb << 20];
+    let home = chats.home(1).unwrap();
+    home.create_dir_all(".claude").unwrap();
+    let cli = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     for (label, own_user, cgroup, bridge) in variants {
+        let full = label.contains("Claude");
         if own_user && !root {
             continue;
         }
@@ -110,8 +128,35 @@ async fn main() {
                 program: PathBuf::from("/bin/true"),
                 args: Vec::new(),
                 env: vec![("PATH".into(), "/usr/bin:/bin".into())],
-                binds: vec![Bind::dir(&workspace, true).unwrap()],
-                data: Vec::new(),
+                binds: if full {
+                    vec![
+                        Bind::dir(&workspace, true).unwrap(),
+                        Bind::dir(&home, true).unwrap(),
+                        Bind::path(&cli, &cli, false).unwrap(),
+                    ]
+                } else {
+                    vec![Bind::dir(&workspace, true).unwrap()]
+                },
+                data: if full {
+                    [
+                        "/etc/claude-code/managed-settings.json",
+                        "/run/valor/mcp.json",
+                        "/run/valor/persona.md",
+                    ]
+                    .into_iter()
+                    .map(PathBuf::from)
+                    .chain(
+                        [".claude/settings.json", ".bashrc", ".profile"]
+                            .map(|f| home.path().join(f)),
+                    )
+                    .map(|target| valor_sandbox::DataFile {
+                        target,
+                        bytes: b"{}".to_vec(),
+                    })
+                    .collect()
+                } else {
+                    Vec::new()
+                },
                 chdir: Some(workspace.path().to_owned()),
                 listen_port: bridge.then_some(41000),
                 keep_fds: Vec::new(),
@@ -130,4 +175,6 @@ async fn main() {
             median(samples)
         );
     }
+    println!("(this process {resident_mb} MB larger: VALOR_BENCH_RESIDENT_MB)");
+    drop(resident);
 }

@@ -9,12 +9,12 @@
 //! as an unprivileged host user of its own, so nothing it does is done by uid 0 (a process of uid
 //! 0 in a user namespace may still write what root owns, such as `/proc/sys`).
 
-use std::ffi::{CStr, CString, OsString};
+use std::ffi::OsString;
 use std::fs::File;
 use std::io::{IoSliceMut, Write as _};
 use std::mem::MaybeUninit;
 use std::net::TcpListener;
-use std::os::fd::{AsFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd as _, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -22,9 +22,9 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
-use rustix::process::{Resource, Rlimit};
 use valor_chatfs::Owner;
 
+use crate::launcher::{Plan, Rlimit, Staged};
 use crate::limits::{Cgroups, Limits};
 use crate::probe::Inside;
 use crate::seccomp::SeccompPrograms;
@@ -226,35 +226,44 @@ impl Sandbox {
 
     async fn start(&self, launch: Launch, probe: bool) -> Result<Launched, SandboxError> {
         let listen = launch.listen_port.is_some();
-        let prepared = self.prepare(launch, probe)?;
-        let mut command = tokio::process::Command::from(prepared.command);
+        let mut prepared = self.prepare(launch, probe, true)?;
+        let mut command = tokio::process::Command::from(std::mem::replace(
+            &mut prepared.command,
+            std::process::Command::new(""),
+        ));
         command.kill_on_drop(true);
         let mut child = command.spawn().map_err(|source| SandboxError::Spawn {
-            program: self.bwrap.clone(),
+            program: self.init.clone(),
             source,
         })?;
-        // The child has its copies; ours close now, so a dead sandbox reads as EOF.
-        drop(prepared.descriptors);
+        if let Err(e) = prepared.hand_over() {
+            return Err(start_failed(&mut child, e.to_string()).await);
+        }
+        child.stdin = match prepared.stdin.take() {
+            Some(fd) => Some(tokio::process::ChildStdin::from_std(
+                std::process::ChildStdin::from(fd),
+            )?),
+            None => None,
+        };
+        let Prepared { bridge, cgroup, .. } = prepared;
         let leader = child
             .id()
             .ok_or_else(|| SandboxError::Start("bubblewrap exited at once".to_owned()))?;
         let listener = match listen {
             false => None,
-            true => {
-                match tokio::time::timeout(START_TIMEOUT, receive_listener(prepared.bridge)).await {
-                    Ok(Ok(listener)) => Some(listener),
-                    Ok(Err(e)) => return Err(start_failed(&mut child, e.to_string()).await),
-                    Err(_) => {
-                        return Err(start_failed(&mut child, "no answer in 15 s".to_owned()).await);
-                    }
+            true => match tokio::time::timeout(START_TIMEOUT, receive_listener(bridge)).await {
+                Ok(Ok(listener)) => Some(listener),
+                Ok(Err(e)) => return Err(start_failed(&mut child, e.to_string()).await),
+                Err(_) => {
+                    return Err(start_failed(&mut child, "no answer in 15 s".to_owned()).await);
                 }
-            }
+            },
         };
         Ok(Launched {
             child,
             leader,
             listener,
-            cgroup: prepared.cgroup,
+            cgroup,
         })
     }
 
@@ -266,24 +275,25 @@ impl Sandbox {
         mut launch: Launch,
     ) -> Result<(std::process::Child, Option<Cgroup>), SandboxError> {
         launch.listen_port = None;
-        let mut prepared = self.prepare(launch, false)?;
-        prepared
-            .command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
-        let child = prepared
+        let mut prepared = self.prepare(launch, false, false)?;
+        prepared.command.stderr(Stdio::null());
+        let mut child = prepared
             .command
             .spawn()
             .map_err(|source| SandboxError::Spawn {
-                program: self.bwrap.clone(),
+                program: self.init.clone(),
                 source,
             })?;
+        if let Err(e) = prepared.hand_over() {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(e);
+        }
         Ok((child, prepared.cgroup))
     }
 
     /// bubblewrap's command for `launch`, with what the child needs set up before its exec.
-    fn prepare(&self, launch: Launch, probe: bool) -> Result<Prepared, SandboxError> {
+    fn prepare(&self, launch: Launch, probe: bool, stdin: bool) -> Result<Prepared, SandboxError> {
         let mut fds = FdPlan::new(&launch.keep_fds);
         let mut options = Options::default();
         options.flags(&[
@@ -312,18 +322,27 @@ impl Sandbox {
         let mut binds = launch.binds;
         binds.push(init);
         // As root, the sandbox's own user may not pass through the folders above what it
-        // binds (Valor's data under /root): the starting process shows bubblewrap each bound
-        // folder at a path of a private staging mount instead, before it gives up root.
-        let mut stage = launch.run_as.map(|_| Stage::default());
+        // binds (Valor's data under /root): the launcher shows bubblewrap each bound folder at
+        // a path of a private staging mount instead, before it gives up root.
+        let mut plan = Plan::default();
+        plan.run_as(launch.run_as);
         for (i, bind) in binds.iter().enumerate() {
-            let op = match (bind.writable, &stage) {
-                (true, None) => "--bind-fd",
-                (false, None) => "--ro-bind-fd",
-                (true, Some(_)) => "--bind",
-                (false, Some(_)) => "--ro-bind",
+            let op = match (bind.writable, launch.run_as.is_some()) {
+                (true, false) => "--bind-fd",
+                (false, false) => "--ro-bind-fd",
+                (true, true) => "--bind",
+                (false, true) => "--ro-bind",
             };
-            let source = match &mut stage {
-                Some(stage) => stage.add(i, bind)?,
+            let source: OsString = match launch.run_as {
+                Some(_) => {
+                    let is_dir = rustix::fs::fstat(&bind.source)
+                        .map(|s| rustix::fs::FileType::from_raw_mode(s.st_mode).is_dir())
+                        .map_err(std::io::Error::from)?;
+                    let staged = Staged::new(i, bind.source_path.clone(), is_dir);
+                    let target = staged.target.clone().into_os_string();
+                    plan.stage.push(staged);
+                    target
+                }
                 None => {
                     let fd = rustix::io::fcntl_dupfd_cloexec(&bind.source, 0)
                         .map_err(std::io::Error::from)?;
@@ -351,7 +370,12 @@ impl Sandbox {
             true => self.cgroups.create(launch.name, &launch.limits)?,
             false => None,
         };
-        let mut command = std::process::Command::new(&self.bwrap);
+        let (control, launcher_end) = UnixStream::pair()?;
+        let mut command = std::process::Command::new(&self.init);
+        command
+            .arg(crate::launcher::LAUNCH_ARG)
+            .arg("--")
+            .arg(&self.bwrap);
         command.arg("--args").arg(args_fd.to_string()).arg("--");
         command.arg(INIT_INSIDE).arg(crate::init::INIT_ARG);
         if let Some(port) = launch.listen_port {
@@ -366,54 +390,82 @@ impl Sandbox {
         } else {
             command.arg("--").arg(&launch.program).args(&launch.args);
         }
+        // No pre_exec closure and no uid: the standard library spawns with posix_spawn, which
+        // does not copy Valor. The launcher's stdin is its plan's socket; the rest is sent.
         command
             .env_clear()
             .envs(launch.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::piped())
+            .stdin(Stdio::from(OwnedFd::from(launcher_end)))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let setup = ChildSetup {
-            cgroup_procs: match &cgroup {
-                Some(cgroup) => cgroup.procs_files()?,
-                None => Vec::new(),
-            },
-            rlimits: self.rlimits(&launch.limits, launch.run_as.is_some()),
-            maps: fds.maps(),
-            temps: vec![-1; fds.len()],
-            stage,
-            run_as: launch.run_as,
+        let mut sent: Vec<OwnedFd> = match &cgroup {
+            Some(cgroup) => cgroup.procs_files()?,
+            None => Vec::new(),
         };
-        install(&mut command, setup);
+        plan.cgroups = sent.len();
+        plan.rlimits = self.rlimits(&launch.limits, launch.run_as.is_some());
+        for (fd, target) in fds.owned {
+            sent.push(fd);
+            plan.maps.push(target);
+        }
+        let stdin = match stdin {
+            true => {
+                let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+                    .map_err(std::io::Error::from)?;
+                sent.push(read);
+                plan.stdin = true;
+                Some(write)
+            }
+            false => None,
+        };
         Ok(Prepared {
             command,
+            control,
+            plan,
+            sent,
+            stdin,
             bridge: ours,
             cgroup,
-            descriptors: (fds, binds),
         })
     }
 
     /// Core dumps off, file size capped, and processes capped by rlimit where no cgroup counts
     /// them (only when the sandbox has a user of its own: the count is per user).
-    fn rlimits(&self, limits: &Limits, own_user: bool) -> Vec<(Resource, u64)> {
+    fn rlimits(&self, limits: &Limits, own_user: bool) -> Vec<(Rlimit, u64)> {
         let mut rlimits = vec![
-            (Resource::Core, 0),
-            (Resource::Fsize, limits.disk_mb.saturating_mul(1024 * 1024)),
+            (Rlimit::Core, 0),
+            (Rlimit::Fsize, limits.disk_mb.saturating_mul(1024 * 1024)),
         ];
         if !self.cgroups.limits_processes() && own_user {
-            rlimits.push((Resource::Nproc, limits.processes));
+            rlimits.push((Rlimit::Nproc, limits.processes));
         }
         rlimits
     }
 }
 
-/// bubblewrap's command, ready to spawn, and what must live until it has.
+/// The launcher's command, ready to spawn, and what it is sent once it has.
 struct Prepared {
     command: std::process::Command,
+    /// Valor's end of the launcher's stdin: the plan and the descriptors go over it.
+    control: UnixStream,
+    plan: Plan,
+    /// The descriptors, in the plan's order: dropped once sent (the launcher has its copies).
+    sent: Vec<OwnedFd>,
+    /// The write end of the program's stdin, when it has one.
+    stdin: Option<OwnedFd>,
     /// Valor's end of the bridge the init hands its socket over.
     bridge: UnixStream,
     cgroup: Option<Cgroup>,
-    /// Valor's copies of the child's descriptors: dropped once it has spawned.
-    descriptors: (FdPlan, Vec<Bind>),
+}
+
+impl Prepared {
+    /// Sends the launcher its plan; a launcher that died early shows in what it said.
+    fn hand_over(&mut self) -> Result<(), SandboxError> {
+        crate::launcher::hand_over(&self.control, &self.plan, &self.sent)
+            .map_err(|e| SandboxError::Start(format!("cannot hand the launcher its plan: {e}")))?;
+        self.sent.clear();
+        Ok(())
+    }
 }
 
 /// The error for a sandbox that did not start, with what bubblewrap said.
@@ -556,205 +608,14 @@ impl FdPlan {
         self.owned.push((fd, target));
         target
     }
-
-    fn len(&self) -> usize {
-        self.owned.len()
-    }
-
-    fn maps(&self) -> Vec<(RawFd, RawFd)> {
-        use std::os::fd::AsRawFd as _;
-        self.owned
-            .iter()
-            .map(|(fd, t)| (fd.as_raw_fd(), *t))
-            .collect()
-    }
-}
-
-/// What the child does between fork and exec, all of it async-signal-safe and without
-/// allocating: its own session, its cgroup, its rlimits, its descriptors at their numbers, and,
-/// last, the sandbox's own user.
-struct ChildSetup {
-    cgroup_procs: Vec<File>,
-    rlimits: Vec<(Resource, u64)>,
-    maps: Vec<(RawFd, RawFd)>,
-    temps: Vec<RawFd>,
-    stage: Option<Stage>,
-    run_as: Option<Owner>,
-}
-
-/// Where the starting process (still root) shows bubblewrap the folders it binds: a tmpfs over
-/// `/tmp` in a mount namespace of its own (nothing of it reaches the host's mounts), one entry
-/// per bind, each a bind mount of the descriptor Valor opened.
-#[derive(Default)]
-struct Stage {
-    /// `(source path, /tmp/<i>, is a folder)`, made before the fork. By path: a descriptor's
-    /// mount belongs to the namespace it was opened in, and cannot be bound in another.
-    mounts: Vec<(CString, CString, bool)>,
-    /// Each source once opened in the new namespace, with room for its `/proc/self/fd/<n>`:
-    /// the sources are opened before the tmpfs covers `/tmp` (one may lie below it), bound
-    /// after. The buffers are made before the fork.
-    opened: Vec<(Option<OwnedFd>, [u8; 32])>,
-}
-
-impl Stage {
-    fn add(&mut self, index: usize, bind: &Bind) -> Result<OsString, SandboxError> {
-        let is_dir = rustix::fs::fstat(&bind.source)
-            .map(|s| rustix::fs::FileType::from_raw_mode(s.st_mode).is_dir())
-            .map_err(std::io::Error::from)?;
-        let target = format!("{STAGE}/{index}");
-        let cstring =
-            |text: String| CString::new(text).map_err(|e| SandboxError::Start(e.to_string()));
-        self.mounts.push((
-            CString::new(bind.source_path.as_os_str().as_bytes())
-                .map_err(|e| SandboxError::Start(e.to_string()))?,
-            cstring(target.clone())?,
-            is_dir,
-        ));
-        self.opened.push((None, [0; 32]));
-        Ok(target.into())
-    }
-
-    #[allow(unsafe_code)]
-    fn mount(&mut self) -> std::io::Result<()> {
-        use rustix::mount::{MountFlags, MountPropagationFlags};
-        // SAFETY: only the mount namespace is unshared (no descriptor table), in the forked
-        // child's single thread.
-        unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }?;
-        rustix::mount::mount_change(
-            c"/",
-            MountPropagationFlags::PRIVATE | MountPropagationFlags::REC,
-        )?;
-        for ((source, _, _), (slot, path)) in self.mounts.iter().zip(self.opened.iter_mut()) {
-            use std::os::fd::AsRawFd as _;
-            let flags = rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC;
-            let fd = rustix::fs::open(source.as_c_str(), flags, rustix::fs::Mode::empty())?;
-            fd_path(path, fd.as_raw_fd());
-            *slot = Some(fd);
-        }
-        rustix::mount::mount(
-            c"tmpfs",
-            c"/tmp",
-            c"tmpfs",
-            MountFlags::NOSUID | MountFlags::NODEV,
-            c"mode=0755",
-        )?;
-        for ((_, target, is_dir), (_, path)) in self.mounts.iter().zip(&self.opened) {
-            let source = CStr::from_bytes_until_nul(path)
-                .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
-            if *is_dir {
-                rustix::fs::mkdir(target.as_c_str(), rustix::fs::Mode::from_raw_mode(0o755))?;
-            } else {
-                let flags = rustix::fs::OFlags::CREATE
-                    | rustix::fs::OFlags::WRONLY
-                    | rustix::fs::OFlags::CLOEXEC;
-                drop(rustix::fs::open(
-                    target.as_c_str(),
-                    flags,
-                    rustix::fs::Mode::from_raw_mode(0o644),
-                )?);
-            }
-            rustix::mount::mount_bind(source, target.as_c_str())?;
-        }
-        Ok(())
-    }
-}
-
-/// Writes `/proc/self/fd/<fd>` and a NUL into `buffer`, without allocating.
-fn fd_path(buffer: &mut [u8; 32], fd: RawFd) {
-    const PREFIX: &[u8] = b"/proc/self/fd/";
-    buffer[..PREFIX.len()].copy_from_slice(PREFIX);
-    let mut digits = [0u8; 10];
-    let (mut n, mut count) = (fd.unsigned_abs(), 0);
-    loop {
-        digits[count] = b'0' + (n % 10) as u8;
-        count += 1;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    for i in 0..count {
-        buffer[PREFIX.len() + i] = digits[count - 1 - i];
-    }
-    buffer[PREFIX.len() + count] = 0;
-}
-
-/// The staging mount point (in the starting process's own mount namespace only).
-const STAGE: &str = "/tmp";
-
-impl ChildSetup {
-    fn run(&mut self) -> std::io::Result<()> {
-        rustix::process::setsid()?;
-        for procs in &self.cgroup_procs {
-            // "0" is the writing process itself; joined before it gives up root.
-            let mut procs = procs;
-            procs.write_all(b"0")?;
-        }
-        for (resource, value) in &self.rlimits {
-            let limit = Rlimit {
-                current: Some(*value),
-                maximum: Some(*value),
-            };
-            rustix::process::setrlimit(*resource, limit)?;
-        }
-        self.map_descriptors()?;
-        if let Some(stage) = &mut self.stage {
-            stage.mount()?;
-        }
-        if let Some(owner) = self.run_as {
-            let uid = rustix::process::Uid::from_raw(owner.uid);
-            let gid = rustix::process::Gid::from_raw(owner.gid);
-            rustix::thread::set_thread_groups(&[])?;
-            rustix::thread::set_thread_res_gid(gid, gid, gid)?;
-            rustix::thread::set_thread_res_uid(uid, uid, uid)?;
-        }
-        Ok(())
-    }
-
-    /// Every source first to a free number above all targets, then each onto its target: a
-    /// source whose number is another's target is never overwritten before it is copied.
-    #[allow(unsafe_code)]
-    fn map_descriptors(&mut self) -> std::io::Result<()> {
-        let above = self.maps.iter().map(|(_, t)| *t).max().unwrap_or(2) + 1;
-        for (i, (source, _)) in self.maps.iter().enumerate() {
-            // SAFETY: fcntl(F_DUPFD_CLOEXEC) on a descriptor this process holds open; it only
-            // creates a new descriptor and is async-signal-safe.
-            let temp = unsafe { libc::fcntl(*source, libc::F_DUPFD_CLOEXEC, above) };
-            if temp < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            self.temps[i] = temp;
-        }
-        for (i, (_, target)) in self.maps.iter().enumerate() {
-            // SAFETY: dup2 onto a number this process does not use for anything else (targets
-            // are chosen below the copies); async-signal-safe. The copy at the target has no
-            // close-on-exec flag, so the program inherits it; the temporary one closes at exec.
-            if unsafe { libc::dup2(self.temps[i], *target) } < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-        }
-        Ok(())
-    }
-}
-
-#[allow(unsafe_code)]
-fn install(command: &mut std::process::Command, mut setup: ChildSetup) {
-    use std::os::unix::process::CommandExt as _;
-    // SAFETY: the closure runs in the forked child before exec and only makes system calls
-    // that are async-signal-safe (setsid, write, setrlimit, fcntl, dup2, unshare, mount, mkdir,
-    // open, close, setgroups, setresgid, setresuid); it allocates nothing (every buffer and
-    // path was made before the fork) and takes no lock.
-    unsafe {
-        command.pre_exec(move || setup.run());
-    }
 }
 
 impl Cgroup {
     /// Copies of the `cgroup.procs` files for one child.
-    fn procs_files(&self) -> Result<Vec<File>, SandboxError> {
+    fn procs_files(&self) -> Result<Vec<OwnedFd>, SandboxError> {
         self.procs
             .iter()
-            .map(|f| f.try_clone().map_err(SandboxError::from))
+            .map(|f| Ok(OwnedFd::from(f.try_clone()?)))
             .collect()
     }
 }

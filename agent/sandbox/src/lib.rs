@@ -5,6 +5,8 @@
 //!   capabilities and no further user namespaces, its own PID, IPC, UTS and network namespaces,
 //!   seccomp, the system read-only and only the folders and files the launch names, passed by
 //!   descriptor; as root, an unprivileged host user of its own.
+//! - [`launcher`]: the step between Valor and bubblewrap (cgroup, rlimits, descriptors, the
+//!   sandbox's user), so Valor spawns without a `fork` of itself.
 //! - [`init`]: the first program inside (`valor-sandbox-init`): closes what it inherited, hands
 //!   Valor the socket it listens on inside, runs the program.
 //! - [`gateway`]: Valor serving that socket from outside: the egress proxy and Valor's routes
@@ -24,6 +26,7 @@ mod error;
 pub mod gateway;
 pub mod init;
 pub mod launch;
+pub mod launcher;
 pub mod limits;
 pub mod probe;
 pub mod procs;

@@ -497,6 +497,12 @@ async fn sessions_resume_and_homes_are_per_chat_inside_the_sandbox() {
     let (status, figures) = h.driver.metrics().health();
     assert_eq!(status, valor_monitor::Status::Ok);
     assert_eq!(figures["sandbox"], "bubblewrap");
+    // How limits are kept is said, whichever this host allows.
+    let limits = figures["sandbox_limits"].as_str().unwrap_or_default();
+    assert!(
+        limits.starts_with("cgroup v") || limits.starts_with("rlimits only"),
+        "{figures:?}"
+    );
 }
 
 #[tokio::test]
