@@ -11,8 +11,7 @@
 
 use std::ffi::OsString;
 use std::fs::File;
-use std::io::{IoSliceMut, Write as _};
-use std::mem::MaybeUninit;
+use std::io::Write as _;
 use std::net::TcpListener;
 use std::os::fd::{AsFd as _, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt as _;
@@ -21,7 +20,6 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
 use valor_chatfs::Owner;
 
 use crate::launcher::{Plan, Rlimit, Staged};
@@ -493,26 +491,16 @@ async fn receive_listener(ours: UnixStream) -> std::io::Result<TcpListener> {
     loop {
         stream.readable().await?;
         let received = stream.try_io(tokio::io::Interest::READABLE, || {
-            let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
-            let mut control = RecvAncillaryBuffer::new(&mut space);
-            let mut byte = [0u8; 1];
-            let message = rustix::net::recvmsg(
-                &stream,
-                &mut [IoSliceMut::new(&mut byte)],
-                &mut control,
-                RecvFlags::CMSG_CLOEXEC,
-            )?;
-            if message.bytes == 0 {
+            let (byte, fds) = crate::launcher::receive_with_fds(&stream, 1)?;
+            if byte.is_none() {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::UnexpectedEof,
                     "the sandbox ended before it was ready",
                 ));
             }
-            let fd: Option<OwnedFd> = control.drain().find_map(|m| match m {
-                RecvAncillaryMessage::ScmRights(mut fds) => fds.next(),
-                _ => None,
-            });
-            fd.ok_or_else(|| std::io::Error::other("no socket came over the bridge"))
+            fds.into_iter()
+                .next()
+                .ok_or_else(|| std::io::Error::other("no socket came over the bridge"))
         });
         match received {
             Ok(fd) => {

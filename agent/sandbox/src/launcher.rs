@@ -136,25 +136,8 @@ fn receive() -> std::io::Result<(Plan, Vec<OwnedFd>)> {
     // SAFETY: stdin is the socket Valor gave this process for the plan alone; it is owned from
     // here on (and replaced by the program's stdin before the exec).
     let socket = unsafe { UnixStream::from_raw_fd(0) };
-    let mut space = vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
-    let mut control = RecvAncillaryBuffer::new(&mut space);
-    let mut first = [0u8; 1];
-    let message = rustix::net::recvmsg(
-        &socket,
-        &mut [IoSliceMut::new(&mut first)],
-        &mut control,
-        RecvFlags::CMSG_CLOEXEC,
-    )?;
-    if message.flags.contains(rustix::net::ReturnFlags::CTRUNC) {
-        return Err(std::io::Error::other("too many descriptors"));
-    }
-    let mut fds = Vec::new();
-    for message in control.drain() {
-        if let RecvAncillaryMessage::ScmRights(received) = message {
-            fds.extend(received);
-        }
-    }
-    let mut bytes = first[..message.bytes].to_vec();
+    let (first, fds) = receive_with_fds(&socket, MAX_FDS)?;
+    let mut bytes = first.map(|b| vec![b]).unwrap_or_default();
     (&socket).take(MAX_PLAN).read_to_end(&mut bytes)?;
     let plan: Plan = serde_json::from_slice(&bytes)
         .map_err(|e| std::io::Error::other(format!("a bad plan: {e}")))?;
@@ -168,6 +151,33 @@ fn receive() -> std::io::Result<(Plan, Vec<OwnedFd>)> {
     // The socket closes here: the program's stdin, or /dev/null, takes number 0 below.
     drop(socket);
     Ok((plan, fds))
+}
+
+/// One byte (`None` at the end of the stream) and the descriptors that came with it, each
+/// close-on-exec; more than `max` is an error.
+pub(crate) fn receive_with_fds(
+    socket: impl AsFd,
+    max: usize,
+) -> std::io::Result<(Option<u8>, Vec<OwnedFd>)> {
+    let mut space = vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(max))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let mut byte = [0u8; 1];
+    let message = rustix::net::recvmsg(
+        socket,
+        &mut [IoSliceMut::new(&mut byte)],
+        &mut control,
+        RecvFlags::CMSG_CLOEXEC,
+    )?;
+    if message.flags.contains(rustix::net::ReturnFlags::CTRUNC) {
+        return Err(std::io::Error::other("too many descriptors"));
+    }
+    let mut fds = Vec::new();
+    for message in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(received) = message {
+            fds.extend(received);
+        }
+    }
+    Ok(((message.bytes > 0).then_some(byte[0]), fds))
 }
 
 /// Its own session, its cgroup, its rlimits, its descriptors at their numbers, the staged
@@ -307,25 +317,8 @@ mod tests {
             .collect();
         hand_over(&ours, &plan, &files).unwrap();
         // What receive() does, on a socket that is not stdin.
-        let mut space = vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
-        let mut control = RecvAncillaryBuffer::new(&mut space);
-        let mut first = [0u8; 1];
-        rustix::net::recvmsg(
-            &theirs,
-            &mut [IoSliceMut::new(&mut first)],
-            &mut control,
-            RecvFlags::CMSG_CLOEXEC,
-        )
-        .unwrap();
-        let fds: Vec<OwnedFd> = control
-            .drain()
-            .filter_map(|m| match m {
-                RecvAncillaryMessage::ScmRights(fds) => Some(fds.collect::<Vec<_>>()),
-                _ => None,
-            })
-            .flatten()
-            .collect();
-        let mut bytes = first.to_vec();
+        let (first, fds) = receive_with_fds(&theirs, MAX_FDS).unwrap();
+        let mut bytes = vec![first.unwrap()];
         (&theirs).read_to_end(&mut bytes).unwrap();
         let back: Plan = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(back.maps, [10, 3]);
