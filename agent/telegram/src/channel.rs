@@ -28,7 +28,7 @@ use valor_store::InboxEntry;
 use crate::inbox::Inbox;
 
 use crate::health::PollHealth;
-use crate::pacer::{ChatPacer, PacerConfig};
+use crate::pacer::{BotBudget, ChatPacer, PacerConfig};
 use crate::pairing::Pairing;
 
 /// The largest file a bot may download from Telegram.
@@ -114,6 +114,8 @@ struct Inner {
     allowed: Mutex<HashSet<i64>>,
     poll_timeout: u32,
     pacer: PacerConfig,
+    /// The bot's budget beneath every chat's pacer.
+    budget: Arc<BotBudget>,
     /// Each chat's pacer, with when it was last used.
     pacers: Mutex<HashMap<i64, (ChatPacer, Instant)>>,
     refused: Mutex<HashMap<i64, Instant>>,
@@ -173,6 +175,7 @@ impl TelegramChannel {
                 allowed: Mutex::new(allowed),
                 poll_timeout: setup.poll_timeout_secs,
                 pacer: setup.pacer,
+                budget: BotBudget::new(setup.pacer.bot_interval),
                 pacers: Mutex::new(HashMap::new()),
                 refused: Mutex::new(HashMap::new()),
                 refusals: AtomicUsize::new(0),
@@ -188,6 +191,11 @@ impl TelegramChannel {
                 poll_health,
             }),
         })
+    }
+
+    /// Status lines and streamed edits dropped because the bot's budget had no slot free.
+    pub fn progress_dropped(&self) -> u64 {
+        self.inner.budget.dropped()
     }
 
     /// Chats with a pacer right now.

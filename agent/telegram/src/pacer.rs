@@ -1,9 +1,13 @@
 //! Pacing (seed 002's StreamingOptimizer, made stricter). Telegram allows about one message a
-//! second per chat and twenty a minute per group, and counts edits like sends; teloxide's
-//! `Throttle` paces only sends. So every send *and* edit of a chat goes through that chat's
-//! [`ChatPacer`], with a 5% margin. A 429's `retry_after` is obeyed: progress edits are skipped
-//! while it lasts (never queued up into a storm), essential messages (the final text) wait for it.
-//! Pacers are per chat, so one chat's flood wait never holds another.
+//! second per chat, twenty a minute per group and thirty a second for the whole bot, and counts
+//! edits like sends; teloxide's `Throttle` paces only sends. So every send, edit and delete of a
+//! chat goes through that chat's [`ChatPacer`], with a 5% margin, and every chat's pacer draws
+//! on the one [`BotBudget`] beneath them. Essential messages (answers, replies, the final text)
+//! queue for the bot's next free slot; progress (status lines, streamed edits) goes only when a
+//! slot is free now and is dropped otherwise (the next one shows the newer state), so it never
+//! delays an answer and is never sent late. A 429's `retry_after` is obeyed: progress is skipped
+//! while it lasts, essential messages wait for it. Flood waits are per chat, so one chat's never
+//! holds another.
 //!
 //! [`Cadence`] picks how often a streamed answer is updated: 2-3 s by content, slower as edits
 //! get slow or 429s appear.
@@ -27,6 +31,8 @@ pub struct PacerConfig {
     /// The longest a flood wait may hold a chat's queue; a longer one hands the final text to
     /// a background delivery (never dropped) and lets the chat go on.
     pub max_hold: Duration,
+    /// Between two messages of the whole bot: 30 a second plus 5%.
+    pub bot_interval: Duration,
 }
 
 impl Default for PacerConfig {
@@ -35,7 +41,72 @@ impl Default for PacerConfig {
             private_interval: Duration::from_millis(1050),
             group_interval: Duration::from_millis(3150),
             max_hold: Duration::from_secs(60),
+            bot_interval: Duration::from_micros(35_000),
         }
+    }
+}
+
+/// The bot's own budget across every chat: one message per `interval` at most. Essential
+/// messages reserve the next free slot in the order they ask; progress takes a slot only when
+/// one is free now.
+#[derive(Debug)]
+pub struct BotBudget {
+    interval: Duration,
+    /// The next free slot.
+    next: std::sync::Mutex<Instant>,
+    /// Progress updates dropped because every slot was taken.
+    dropped: std::sync::atomic::AtomicU64,
+}
+
+/// How late "now" may be for progress: a slot this close counts as free.
+const PROGRESS_SLACK: Duration = Duration::from_millis(2);
+
+impl BotBudget {
+    pub fn new(interval: Duration) -> std::sync::Arc<BotBudget> {
+        std::sync::Arc::new(BotBudget {
+            interval,
+            next: std::sync::Mutex::new(Instant::now()),
+            dropped: std::sync::atomic::AtomicU64::new(0),
+        })
+    }
+
+    fn next(&self) -> std::sync::MutexGuard<'_, Instant> {
+        self.next
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The slot an essential message goes in (now or later), taken.
+    pub fn reserve(&self, now: Instant) -> Instant {
+        let mut next = self.next();
+        let at = (*next).max(now);
+        *next = at + self.interval;
+        at
+    }
+
+    /// A slot now for progress, taken; `None` (and counted) when every slot is spoken for.
+    pub fn try_now(&self, now: Instant) -> Option<Instant> {
+        let mut next = self.next();
+        if *next > now + PROGRESS_SLACK {
+            self.dropped
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return None;
+        }
+        let at = (*next).max(now);
+        *next = at + self.interval;
+        Some(at)
+    }
+
+    /// Waits for an essential slot (a message that belongs to no chat's pacer: an answer to a
+    /// stranger).
+    pub async fn take(&self) {
+        let at = self.reserve(Instant::now());
+        tokio::time::sleep_until(at).await;
+    }
+
+    /// Progress updates dropped so far for want of a slot.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -48,6 +119,15 @@ pub enum Permit {
     Skip,
 }
 
+/// What [`ChatPacer::take`] found.
+enum Take {
+    /// Send at this instant (now, or when the bot's budget has a slot).
+    Go(Instant),
+    Skip,
+    /// The chat's next turn.
+    NotYet(Instant),
+}
+
 /// One chat's pacer. Clones share it: a streamed answer and a command reply in the same chat
 /// take turns without either waiting for the other to finish.
 #[derive(Debug, Clone)]
@@ -55,6 +135,7 @@ pub struct ChatPacer {
     interval: Duration,
     max_hold: Duration,
     slots: std::sync::Arc<std::sync::Mutex<Slots>>,
+    budget: std::sync::Arc<BotBudget>,
 }
 
 #[derive(Debug)]
@@ -66,8 +147,19 @@ struct Slots {
 }
 
 impl ChatPacer {
+    /// A chat's pacer with a bot budget of its own (one chat alone, tests).
     pub fn new(kind: ChatKind, config: PacerConfig) -> ChatPacer {
+        ChatPacer::sharing(kind, config, BotBudget::new(config.bot_interval))
+    }
+
+    /// A chat's pacer drawing on the bot's `budget`, shared with every other chat.
+    pub fn sharing(
+        kind: ChatKind,
+        config: PacerConfig,
+        budget: std::sync::Arc<BotBudget>,
+    ) -> ChatPacer {
         ChatPacer {
+            budget,
             max_hold: config.max_hold,
             interval: match kind {
                 ChatKind::Private => config.private_interval,
@@ -86,25 +178,44 @@ impl ChatPacer {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Waits for this chat's turn to send. A progress update (`essential` false) is skipped
-    /// instead of waiting out a flood wait; an essential one waits for it.
+    /// Waits for this chat's turn to send, then for a slot of the bot's budget. A progress
+    /// update (`essential` false) is skipped instead of waiting out a flood wait or for the
+    /// bot's budget; an essential one waits for both.
     pub async fn acquire(&self, essential: bool) -> Permit {
-        let at = {
-            let mut slots = self.slots();
-            let now = Instant::now();
-            let flood = slots.flood_until.filter(|until| *until > now);
-            if flood.is_some() && !essential {
-                return Permit::Skip;
+        loop {
+            match self.take(essential) {
+                Take::Go(at) => {
+                    tokio::time::sleep_until(at).await;
+                    return Permit::Go;
+                }
+                Take::Skip => return Permit::Skip,
+                // Another message of the chat may take the turn first: look again then.
+                Take::NotYet(turn) => tokio::time::sleep_until(turn).await,
             }
-            let at = flood
-                .map_or(slots.next, |until| until.max(slots.next))
-                .max(now);
-            // The slot is taken now; the next caller gets the one after it.
-            slots.next = at + self.interval;
-            at
+        }
+    }
+
+    fn take(&self, essential: bool) -> Take {
+        let mut slots = self.slots();
+        let now = Instant::now();
+        let flood = slots.flood_until.filter(|until| *until > now);
+        if flood.is_some() && !essential {
+            return Take::Skip;
+        }
+        let turn = flood.map_or(slots.next, |until| until.max(slots.next));
+        if turn > now {
+            return Take::NotYet(turn);
+        }
+        let slot = match essential {
+            true => self.budget.reserve(now),
+            false => match self.budget.try_now(now) {
+                Some(slot) => slot,
+                None => return Take::Skip,
+            },
         };
-        tokio::time::sleep_until(at).await;
-        Permit::Go
+        // The chat is spoken for until a whole interval after its message goes.
+        slots.next = slot + self.interval;
+        Take::Go(slot)
     }
 
     /// A draft preview (`sendMessageDraft`) may go now unless the chat is in a flood wait.
@@ -218,6 +329,8 @@ impl Cadence {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     #[tokio::test(start_paused = true)]
@@ -263,6 +376,60 @@ mod tests {
         });
         assert_eq!(a, Permit::Go);
         assert_eq!(b, (Permit::Go, Duration::ZERO));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_chat_draws_on_one_bot_budget_and_progress_gives_way() {
+        let config = PacerConfig::default();
+        let budget = BotBudget::new(config.bot_interval);
+        let start = Instant::now();
+        let mut answers = tokio::task::JoinSet::new();
+        for _ in 0..90 {
+            let pacer = ChatPacer::sharing(ChatKind::Private, config, Arc::clone(&budget));
+            answers.spawn(async move {
+                pacer.acquire(true).await;
+                Instant::now() - start
+            });
+        }
+        // While answers wait for the budget, a status line of another chat is dropped, not
+        // queued.
+        tokio::task::yield_now().await;
+        let status = ChatPacer::sharing(ChatKind::Private, config, Arc::clone(&budget));
+        assert_eq!(status.acquire(false).await, Permit::Skip);
+        assert_eq!(budget.dropped(), 1);
+        let mut at: Vec<Duration> = answers.join_all().await;
+        at.sort();
+        // 90 answers of 90 chats: one every 35 ms, never 30 within a second.
+        assert_eq!(at.last().copied(), Some(config.bot_interval * 89));
+        for (i, first) in at.iter().enumerate() {
+            let within = at[i..]
+                .iter()
+                .take_while(|t| **t - *first < Duration::from_secs(1))
+                .count();
+            assert!(within < 30, "{within} messages within a second");
+        }
+        // Once the budget is free again, progress goes at once.
+        tokio::time::sleep(config.bot_interval).await;
+        let now = Instant::now();
+        assert_eq!(status.acquire(false).await, Permit::Go);
+        assert_eq!(Instant::now(), now);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_message_waiting_for_the_bot_keeps_its_chat_spaced_from_when_it_went() {
+        let config = PacerConfig::default();
+        let budget = BotBudget::new(config.bot_interval);
+        // The bot is busy for 2 s with other chats' answers.
+        for _ in 0..57 {
+            budget.reserve(Instant::now());
+        }
+        let chat = ChatPacer::sharing(ChatKind::Private, config, budget);
+        let start = Instant::now();
+        chat.acquire(true).await;
+        let first = Instant::now() - start;
+        assert_eq!(first, config.bot_interval * 57);
+        chat.acquire(true).await;
+        assert_eq!(Instant::now() - start - first, config.private_interval);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! A fake Telegram Bot API that enforces Telegram's limits with its exact error texts (teloxide
-//! matches on them): per-chat flood limits (about 1 message a second per chat, 20 a minute per
-//! group; edits count like sends) answered with 429 and `retry_after`; 4096 characters after
+//! matches on them): flood limits (30 messages a second for the whole bot, about 1 a second per
+//! chat, 20 a minute per group; edits and deletes count like sends) answered with 429 and
+//! `retry_after`; 4096 characters after
 //! entity parsing; HTML parse errors; "message is not modified"; callback data of at most 64
 //! bytes; callbacks that were never answered. Time is tokio's, so paused-time tests see exact
 //! pacing. Only `parse_mode` HTML (what Valor sends) and plain text are understood.
@@ -92,7 +93,12 @@ struct StateInner {
     no_drafts: bool,
     /// (url, secret_token, max_connections) of the last setWebhook.
     webhook: Option<(String, String, u64)>,
+    /// When the bot's messages of the last second went out (sends, edits, deletes, photos).
+    bot_sent: std::collections::VecDeque<Instant>,
 }
+
+/// Telegram's limit for a whole bot: messages in any one second.
+pub const BOT_MESSAGES_PER_SECOND: usize = 30;
 
 #[derive(Clone)]
 struct Shared {
@@ -473,6 +479,12 @@ fn handle(shared: &Shared, method: &str, params: &Value) -> Reply {
         "deletemessage" => {
             let chat_id = params["chat_id"].as_i64().unwrap_or(0);
             let message_id = params["message_id"].as_i64().unwrap_or(0);
+            let now = Instant::now();
+            bot_flood_check(&mut state, now)?;
+            let entry = state.chats.entry(chat_id).or_default();
+            flood_check(entry, chat_id, now)?;
+            entry.sent.push(now);
+            state.bot_sent.push_back(now);
             let messages = &mut state.chats.entry(chat_id).or_default().messages;
             match messages.iter().position(|m| m.message_id == message_id) {
                 Some(at) => {
@@ -577,6 +589,9 @@ fn handle(shared: &Shared, method: &str, params: &Value) -> Reply {
             check_markup(&params["reply_markup"])?;
             let next_id = state.next_message_id;
             let now = Instant::now();
+            if method != "sendmessagedraft" {
+                bot_flood_check(&mut state, now)?;
+            }
             let entry = state.chats.entry(chat_id).or_default();
             if method == "sendmessagedraft" {
                 if chat_id < 0 {
@@ -601,6 +616,8 @@ fn handle(shared: &Shared, method: &str, params: &Value) -> Reply {
             }
             flood_check(entry, chat_id, now)?;
             entry.sent.push(now);
+            state.bot_sent.push_back(now);
+            let entry = state.chats.entry(chat_id).or_default();
             if method == "editmessagetext" {
                 let message_id = params["message_id"].as_i64().unwrap_or(0);
                 let message = entry
@@ -651,6 +668,7 @@ fn send_photo(shared: &Shared, params: &Value, photo: Option<Vec<u8>>) -> Reply 
             .ok_or((400, "Bad Request: chat not found".to_owned(), None))?;
     let mut state = shared.state.lock().unwrap();
     let now = Instant::now();
+    bot_flood_check(&mut state, now)?;
     let entry = state.chats.entry(chat_id).or_default();
     flood_check(entry, chat_id, now)?;
     let Some(photo) = photo else {
@@ -668,6 +686,7 @@ fn send_photo(shared: &Shared, params: &Value, photo: Option<Vec<u8>>) -> Reply 
         return bad("Bad Request: message caption is too long");
     }
     let next_id = state.next_message_id;
+    state.bot_sent.push_back(now);
     let entry = state.chats.entry(chat_id).or_default();
     entry.sent.push(now);
     entry.messages.push(BotMessage {
@@ -692,6 +711,19 @@ fn message_json(message_id: i64, chat_id: i64, text: &str) -> Value {
     json!({"message_id": message_id, "date": 1_800_000_000, "chat": chat(chat_id),
            "from": {"id": BOT_ID, "is_bot": true, "first_name": "Valor", "username": BOT_USERNAME},
            "text": text})
+}
+
+/// At most [`BOT_MESSAGES_PER_SECOND`] messages of the bot in any one second.
+fn bot_flood_check(state: &mut StateInner, now: Instant) -> Result<(), (u16, String, Option<u64>)> {
+    while let Some(first) = state.bot_sent.front()
+        && now.duration_since(*first) >= Duration::from_secs(1)
+    {
+        state.bot_sent.pop_front();
+    }
+    if state.bot_sent.len() >= BOT_MESSAGES_PER_SECOND {
+        return Err((429, "Too Many Requests: retry after 1".to_owned(), Some(1)));
+    }
+    Ok(())
 }
 
 /// About one message a second per chat; at most 20 a minute in a group.

@@ -128,8 +128,10 @@ impl TelegramChannel {
     /// could make any number); these answers are already limited to one an hour per user.
     fn reply_stranger(&self, chat: ChatId, text: &str) {
         let bot = self.inner.bot.clone();
+        let budget = std::sync::Arc::clone(&self.inner.budget);
         let text = text.to_owned();
         tokio::spawn(async move {
+            budget.take().await;
             if let Err(e) = bot.send_message(chat, text).await {
                 tracing::warn!(chat_id = chat.0, error = %e, "cannot answer a stranger");
             }

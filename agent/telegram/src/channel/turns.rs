@@ -210,7 +210,8 @@ impl TelegramChannel {
         } else {
             ChatKind::Group
         };
-        let pacer = ChatPacer::new(kind, self.inner.pacer);
+        let budget = std::sync::Arc::clone(&self.inner.budget);
+        let pacer = ChatPacer::sharing(kind, self.inner.pacer, budget);
         pacers.insert(chat_id, (pacer.clone(), now));
         pacer
     }

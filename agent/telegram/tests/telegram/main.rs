@@ -5,4 +5,5 @@
 mod channel;
 mod fake_bot_api;
 mod learning;
+mod load;
 mod streaming;
