@@ -119,14 +119,16 @@ impl Agent {
         let learner = crate::learning::learner(config, &self.memory)?;
         let learning = valor_learn::ChatLearning::new(self.store.clone(), learner)
             .with_workspaces(chat_folders(config));
-        Ok(Conversations::new(
+        let service = Conversations::new(
             engine.build(),
             Some(Arc::new(learning) as Arc<dyn Learning>),
             Settings {
                 max_concurrent: config.claude.max_concurrent,
                 max_pending: config.telegram.max_pending,
             },
-        ))
+        );
+        service.set_records(Arc::new(self.store.clone()));
+        Ok(service)
     }
 
     /// `[claude] sandbox = "required"` and the sandbox does not work here: Valor does not start

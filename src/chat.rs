@@ -7,9 +7,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use valor_core::engine::Author;
-use valor_core::{Conversations, Event, Op, UserTurn};
+use valor_core::Conversations;
 use valor_monitor::{ChildRegistry, MetricsRegistry};
+use valor_protocol::Author;
+use valor_protocol::{Event, Op, UserTurn};
 
 /// The console's chat id: consecutive `valor chat` calls continue one conversation.
 pub const CONSOLE_CHAT_ID: i64 = 0;
@@ -94,8 +95,7 @@ pub async fn chat(config_path: Option<PathBuf>, args: ChatArgs) -> ExitCode {
             stop.cancel();
             let _ = worker.await;
             // Leaving the console ends the session (a one-off message does not).
-            let engine = service.engine().clone();
-            let _ = tokio::task::spawn_blocking(move || engine.end_sessions()).await;
+            service.shutdown().await;
             code
         }
     };
@@ -203,7 +203,7 @@ impl Console<'_> {
                     self.start_over();
                     println!("(a new conversation starts with your next message)");
                 }
-                text if self.learning_command(text).await => {}
+                text if self.command(text).await => {}
                 // A typed yes or no to "Remember this?" is the service's to recognise.
                 text => {
                     self.say(text.to_owned(), true).await;
@@ -213,25 +213,19 @@ impl Console<'_> {
         ExitCode::SUCCESS
     }
 
-    /// `/learnings [review]`, `/forget N`, `/remember <text>` as in Telegram; false when
-    /// `text` is not one of them.
-    async fn learning_command(&self, text: &str) -> bool {
+    /// `/status`, `/learnings [review]`, `/forget N`, `/remember <text>` as in Telegram;
+    /// false when `text` is not one of them.
+    async fn command(&self, text: &str) -> bool {
         let (name, args) = text.split_once(' ').unwrap_or((text, ""));
-        if !matches!(name, "/learnings" | "/forget" | "/remember") {
+        let Some(command) = valor_protocol::Command::parse(name, args) else {
             return false;
-        }
-        let Some(learning) = self.service.learning().cloned() else {
-            println!("Learning is switched off here ([learning] enabled).");
-            return true;
         };
-        let (chat_id, name, args) = (self.chat_id, name.to_owned(), args.to_owned());
-        let answer = tokio::task::spawn_blocking(move || {
-            valor_core::learning::command(learning.as_ref(), chat_id, &name, &args, "console")
-        })
-        .await
-        .ok()
-        .flatten();
-        if let Some(answer) = answer {
+        let mut events = self.service.submit(Op::Command {
+            chat_id: self.chat_id,
+            command,
+            source: "console".to_owned(),
+        });
+        if let Some(Event::Reply(answer)) = events.next().await {
             println!("{answer}");
         }
         true
@@ -289,7 +283,10 @@ impl Console<'_> {
                         let _ = writeln!(stdout);
                     }
                     if !summary.permission_denials.is_empty() {
-                        eprintln!("{}", valor_core::TurnErrorKind::ToolDenied.user_message());
+                        eprintln!(
+                            "{}",
+                            valor_protocol::TurnErrorKind::ToolDenied.user_message()
+                        );
                     }
                     for server in &summary.failed_mcp_servers {
                         eprintln!(

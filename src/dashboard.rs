@@ -6,9 +6,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use valor_core::{Conversations, Event, Op};
+use valor_core::Conversations;
 use valor_dashboard::{AlertRow, ChatRow, LearningRow, MemoryRow, Overview, Source};
 use valor_monitor::ResourceMonitor;
+use valor_protocol::{Event, Op};
 use valor_scheduler::{JobStatus, RunContext, Scheduler};
 use valor_store::{HealthPoint, Resolution, RunAnalytics, RunRecord, Store};
 
@@ -62,7 +63,7 @@ impl Source for AgentView {
     fn overview(&self) -> Overview {
         let report = self.monitor.report();
         let day_ms = 86_400_000;
-        let today = valor_core::time::now_ms() / day_ms * day_ms;
+        let today = valor_protocol::time::now_ms() / day_ms * day_ms;
         let runs = self.store.runs_since(today).unwrap_or_default();
         let totals = RunAnalytics::of(&runs).all;
         let (running, queued) = self.conversations.load();
@@ -157,20 +158,20 @@ impl Source for AgentView {
     }
 
     fn chats(&self) -> Vec<ChatRow> {
-        let since = valor_core::time::now_ms().saturating_sub(30 * 86_400_000);
+        let since = valor_protocol::time::now_ms().saturating_sub(30 * 86_400_000);
         let by_chat = RunAnalytics::of(&self.store.runs_since(since).unwrap_or_default()).by_chat;
-        let engine = self.conversations.engine();
         let mut rows: Vec<ChatRow> = (self.store.chats().unwrap_or_default().into_iter())
             .map(|chat| {
                 let totals = by_chat.get(&chat.chat_id).cloned().unwrap_or_default();
-                let running = self.conversations.progress(chat.chat_id);
+                let live = self.conversations.live_status(chat.chat_id);
+                let running = live.running;
                 ChatRow {
                     chat_id: chat.chat_id,
                     last_at_ms: chat.last_at_ms,
                     messages: chat.messages,
                     turns: totals.turns,
                     cost_usd: totals.cost_usd,
-                    context: engine.figures(chat.chat_id).map(|f| {
+                    context: live.context.map(|f| {
                         (
                             f.messages_before,
                             f.messages_after,
@@ -178,10 +179,10 @@ impl Source for AgentView {
                             f.tokens_after,
                         )
                     }),
-                    pending: self.conversations.pending(chat.chat_id),
+                    pending: live.pending,
                     session: (running.as_ref())
                         .and_then(|p| p.session_id.clone())
-                        .or_else(|| engine.session(chat.chat_id)),
+                        .or(live.live_session),
                     running,
                 }
             })
@@ -246,9 +247,15 @@ impl Source for AgentView {
     }
 
     fn forget(&self, chat_id: i64, number: u64) -> String {
-        match self.conversations.learning() {
-            Some(learning) => learning.forget(chat_id, number),
-            None => "Learning is off ([learning] enabled = false).".to_owned(),
+        // Called off the async threads (the dashboard reads its source on the blocking pool).
+        let mut events = self.conversations.submit(Op::Command {
+            chat_id,
+            command: valor_protocol::Command::Forget(Some(number)),
+            source: "dashboard".to_owned(),
+        });
+        match tokio::runtime::Handle::current().block_on(events.next()) {
+            Some(Event::Reply(text)) => text,
+            _ => "Sorry, that failed.".to_owned(),
         }
     }
 

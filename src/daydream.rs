@@ -131,7 +131,7 @@ impl Host for AgentHost {
     fn health_history(&self) -> Vec<(DateTime<Utc>, u8)> {
         // The kept minutes of the last six hours (the daydream's span), else the samples in
         // memory (a first run, or `valor daydream --now` with no store history yet).
-        let since = valor_core::time::now_ms().saturating_sub(6 * 3_600_000);
+        let since = valor_protocol::time::now_ms().saturating_sub(6 * 3_600_000);
         let kept: Vec<(DateTime<Utc>, u8)> = (self.monitor)
             .health_points(valor_store::Resolution::Minute, since)
             .iter()
@@ -192,13 +192,15 @@ pub fn cache_path(config: &Config) -> PathBuf {
     config.memory.path.with_extension("codemap.json")
 }
 
-/// The daydream for `valor run` or `--now`, analysing through Claude Code or, by config, an
-/// OpenAI-compatible endpoint.
+/// The daydream for `valor run` or `--now`, analysing through Claude Code (`claude`: under
+/// `valor run` the conversation service's background backend, which takes a slot of the
+/// global limit) or, by config, an OpenAI-compatible endpoint.
 pub fn daydream(
     config: &Config,
     secrets: &valor_config::Secrets,
     host: Arc<AgentHost>,
     agent: &crate::agent::Agent,
+    claude: Arc<dyn valor_core::Backend>,
 ) -> anyhow::Result<Daydream> {
     let d = &config.daydream;
     let backend: Arc<dyn valor_core::Backend> = match d.backend.as_str() {
@@ -212,7 +214,7 @@ pub fn daydream(
                 .as_ref()
                 .map(|k| k.expose().to_owned()),
         )?),
-        _ => Arc::new(agent.driver.clone()),
+        _ => claude,
     };
     Ok(Daydream::new(
         settings(config, agent.git_jail(config)),
@@ -344,7 +346,8 @@ async fn now(loaded: &valor_config::Loaded) -> anyhow::Result<String> {
         report_chat: config.daydream.report_chat,
         send,
     });
-    let daydream = daydream(config, &loaded.secrets, host, &agent)?;
+    let claude = Arc::new(agent.driver.clone());
+    let daydream = daydream(config, &loaded.secrets, host, &agent, claude)?;
     let progress = |phase: Phase, line: &str| {
         eprintln!("phase {}/6 {:<12} {line}", phase.number(), phase.as_str());
     };

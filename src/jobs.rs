@@ -1,5 +1,5 @@
 //! The jobs `valor run` schedules: the resource monitor's tick, the orphan reaper, the
-//! daydream and the cleanup. Their specs come from the config alone, so `valor jobs` lists them without a
+//! daydream, the expiry of unanswered questions and the cleanup. Their specs come from the config alone, so `valor jobs` lists them without a
 //! running Valor.
 
 use std::sync::Arc;
@@ -12,6 +12,8 @@ use valor_scheduler::{JobSpec, MissedPolicy, Schedule, Scheduler};
 
 /// How often orphaned Claude Code process groups are looked for.
 const REAP_EVERY: &str = "every 1m";
+/// How often questions past their time are expired (with or without a channel).
+const EXPIRE_QUESTIONS_EVERY: &str = "every 30s";
 /// The cleanup ends Valor's Claude Code process groups older than this.
 const STALE_PROCESS_AGE: Duration = Duration::from_secs(24 * 3600);
 
@@ -21,6 +23,7 @@ enum Work {
     ResourceTick,
     Reaper,
     Daydream,
+    Questions,
     Cleanup,
 }
 
@@ -80,6 +83,15 @@ fn table(config: &Config) -> anyhow::Result<Vec<(JobSpec, Work)>> {
         ),
         (
             JobSpec {
+                name: "questions".to_owned(),
+                schedule: Schedule::parse(EXPIRE_QUESTIONS_EVERY)?,
+                missed: MissedPolicy::Skip,
+                persist: false,
+            },
+            Work::Questions,
+        ),
+        (
+            JobSpec {
                 name: "cleanup".to_owned(),
                 schedule: Schedule::parse(&s.cleanup_schedule)
                     .context("[scheduler] cleanup_schedule")?,
@@ -98,6 +110,7 @@ pub fn scheduler(
     secrets: &valor_config::Secrets,
     monitor: &Arc<ResourceMonitor>,
     report_sender: Option<crate::daydream::Sender>,
+    conversations: &valor_core::Conversations,
 ) -> anyhow::Result<Scheduler> {
     let mut scheduler = Scheduler::new(Arc::new(agent.store.clone()), Arc::new(chrono::Utc::now));
     for (spec, work) in table(config)? {
@@ -105,13 +118,17 @@ pub fn scheduler(
             Work::ResourceTick => {
                 let monitor = Arc::clone(monitor);
                 scheduler.add(spec, move |_| {
-                    let outcome = monitor
-                        .tick()
-                        .map(|report| {
-                            format!("{} (score {})", report.status.as_str(), report.score)
-                        })
-                        .map_err(|e| e.to_string());
-                    Box::pin(async move { outcome })
+                    let monitor = Arc::clone(&monitor);
+                    // Sampling reads /proc and the store writes: off the async threads.
+                    Box::pin(async move {
+                        tokio::task::spawn_blocking(move || monitor.tick())
+                            .await
+                            .map_err(|e| e.to_string())?
+                            .map(|report| {
+                                format!("{} (score {})", report.status.as_str(), report.score)
+                            })
+                            .map_err(|e| e.to_string())
+                    })
                 });
             }
             Work::Reaper => {
@@ -143,7 +160,13 @@ pub fn scheduler(
                     report_chat: config.daydream.report_chat,
                     send: report_sender.clone(),
                 });
-                let daydream = Arc::new(crate::daydream::daydream(config, secrets, host, agent)?);
+                let daydream = Arc::new(crate::daydream::daydream(
+                    config,
+                    secrets,
+                    host,
+                    agent,
+                    conversations.background(),
+                )?);
                 let store = agent.store.clone();
                 let cache = crate::daydream::cache_path(config);
                 scheduler.add(spec, move |_| {
@@ -151,6 +174,16 @@ pub fn scheduler(
                         (Arc::clone(&daydream), store.clone(), cache.clone());
                     Box::pin(async move {
                         crate::daydream::run_once(&daydream, &store, &cache, &|_, _| {}).await
+                    })
+                });
+            }
+            Work::Questions => {
+                let conversations = conversations.clone();
+                scheduler.add(spec, move |_| {
+                    let conversations = conversations.clone();
+                    Box::pin(async move {
+                        let expired = conversations.expire_questions().await;
+                        Ok(format!("{expired} question(s) expired"))
                     })
                 });
             }
@@ -233,10 +266,19 @@ mod tests {
         config.scheduler.cleanup_missed = "notify".to_owned();
         let jobs = specs(&config).unwrap();
         let names: Vec<&str> = jobs.iter().map(|s| s.name.as_str()).collect();
-        assert_eq!(names, ["resource-tick", "reaper", "daydream", "cleanup"]);
+        assert_eq!(
+            names,
+            [
+                "resource-tick",
+                "reaper",
+                "daydream",
+                "questions",
+                "cleanup"
+            ]
+        );
         assert_eq!(jobs[2].schedule.to_string(), "0 0 */6 * * *");
-        assert_eq!(jobs[3].schedule.to_string(), "0 0 3 * * *");
-        assert_eq!(jobs[3].missed, MissedPolicy::Notify);
+        assert_eq!(jobs[4].schedule.to_string(), "0 0 3 * * *");
+        assert_eq!(jobs[4].missed, MissedPolicy::Notify);
         config.scheduler.cleanup_schedule = "0 0 3 * *".to_owned();
         let error = format!("{:#}", specs(&config).unwrap_err());
         assert!(error.contains("[scheduler] cleanup_schedule"), "{error}");

@@ -10,11 +10,11 @@ use std::time::Duration;
 use clap::Subcommand;
 use serde_json::Value;
 use valor_config::Config;
-use valor_core::time::civil_date;
 use valor_memory::api::{MemoryStats, SearchParams};
 pub(crate) use valor_memory::client::AgentClient;
 use valor_memory::transfer::{self, Moved};
 use valor_memory::{Memory, MemorySettings, SearchMode, SearchResult};
+use valor_protocol::time::civil_date;
 use valor_store::Document;
 use valor_store::{Store, StoreError};
 

@@ -106,8 +106,8 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
         .mcp_base_url(&crate::health_cmd::base_url(addr));
     let tools = crate::tool_servers::tool_grant(&config, &base_url, &grants);
     let conversations = agent.conversations(&config, &state.metrics, Some(tools))?;
-    // Sessions still open at shutdown are summarised through the engine.
-    let engine = conversations.engine().clone();
+    // Sessions still open at shutdown are summarised by the service.
+    let service = conversations.clone();
     let dashboard_conversations = conversations.clone();
     let channel = telegram(
         &config,
@@ -120,10 +120,17 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
     if let Some(channel) = &channel {
         state.components.push(channel.health_component());
     }
-    // The resource tick, the reaper, the daydream and the cleanup run as scheduled jobs.
+    // The resource tick, the reaper, the daydream, question expiry and the cleanup run as
+    // scheduled jobs.
     let report_sender = channel.clone().map(crate::daydream::channel_sender);
-    let mut scheduler =
-        crate::jobs::scheduler(&config, &agent, &loaded_secrets, &monitor, report_sender)?;
+    let mut scheduler = crate::jobs::scheduler(
+        &config,
+        &agent,
+        &loaded_secrets,
+        &monitor,
+        report_sender,
+        &service,
+    )?;
     // Missed runs under the `notify` policy are told to the daydream's report chat.
     if let (Some(channel), chat) = (channel.clone(), config.daydream.report_chat)
         && chat != 0
@@ -232,7 +239,7 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
     let drained = tokio::time::timeout(SHUTDOWN_DEADLINE, async {
         // Running turns are cancelled and every Claude process group ends.
         agent.shutdown().await;
-        let _ = tokio::task::spawn_blocking(move || engine.end_sessions()).await;
+        service.shutdown().await;
         hosted.browser.close().await;
         while tasks.join_next().await.is_some() {}
     })

@@ -50,7 +50,7 @@ const HEADER: &str = "turns  failed   cost_usd  tokens_in tokens_out   avg_s";
 /// The first millisecond of the day `days - 1` days before today (UTC).
 fn since_ms(days: u32) -> u64 {
     let day_ms = 86_400_000;
-    let today = valor_core::time::now_ms() / day_ms;
+    let today = valor_protocol::time::now_ms() / day_ms;
     today.saturating_sub(u64::from(days.clamp(1, MAX_DAYS)) - 1) * day_ms
 }
 
@@ -183,7 +183,7 @@ fn report(runs: &[RunRecord], days: u32, by: Option<By>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use valor_core::{Severity, TurnErrorKind, Usage};
+    use valor_protocol::{Severity, TurnErrorKind, Usage};
     use valor_store::RunError;
 
     fn run(ms: u64, model: &str, cost: f64, error: Option<TurnErrorKind>) -> RunRecord {

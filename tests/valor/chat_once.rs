@@ -108,13 +108,13 @@ async fn chat_once_answers_on_stdout_and_continues_the_conversation() {
     // Both turns went through the engine: the conversation is stored, the prompt has its block.
     {
         let store = valor_store::Store::open(&dir.path().join("store")).unwrap();
-        let stored: Vec<(valor_core::context::Role, String)> = store
+        let stored: Vec<(valor_protocol::Role, String)> = store
             .recent_messages(0, 10)
             .unwrap()
             .into_iter()
             .map(|m| (m.role, m.text))
             .collect();
-        use valor_core::context::Role::{Assistant, User};
+        use valor_protocol::Role::{Assistant, User};
         assert_eq!(
             stored,
             [

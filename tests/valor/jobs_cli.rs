@@ -28,11 +28,15 @@ fn jobs_are_listed_with_schedules_policies_and_next_runs() {
         "{stdout}"
     );
     assert!(
-        lines[4].starts_with("cleanup        0 15 * * * *     catch up within 6 h    never "),
+        lines[4].starts_with("questions      every 30s        skip "),
+        "{stdout}"
+    );
+    assert!(
+        lines[5].starts_with("cleanup        0 15 * * * *     catch up within 6 h    never "),
         "{stdout}"
     );
     // The next cleanup is at a quarter past an hour, the next daydream on a six-hour mark.
-    assert!(lines[4].trim_end().ends_with(":15:00"), "{stdout}");
+    assert!(lines[5].trim_end().ends_with(":15:00"), "{stdout}");
     let next_daydream = lines[3].trim_end();
     assert!(
         ["00:00:00", "06:00:00", "12:00:00", "18:00:00"]

@@ -18,8 +18,10 @@ use valor_claude::proxy::Upstream;
 use valor_claude::sandbox::{EgressRules, SandboxMode, SandboxSetup, SandboxState};
 use valor_claude::{ClaudeDriver, DriverSetup};
 use valor_config::ClaudeConfig;
-use valor_core::{Backend, TurnEvent, TurnRequest};
+use valor_core::Backend;
 use valor_fakes::anthropic::{FakeAnthropic, Reply, Turn};
+use valor_protocol::Event;
+use valor_protocol::TurnRequest;
 
 fn fixtures() -> Vec<u8> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
@@ -146,8 +148,8 @@ async fn timed(driver: &ClaudeDriver, request: TurnRequest) -> (Duration, Durati
     while let Some(event) = stream.next().await {
         first.get_or_insert_with(|| start.elapsed());
         match event {
-            TurnEvent::Finished(_) => return (first.unwrap(), start.elapsed()),
-            TurnEvent::Failed(e) => panic!("bench turn failed: {e}"),
+            Event::Final(_) => return (first.unwrap(), start.elapsed()),
+            Event::Failed { error: e, .. } => panic!("bench turn failed: {e}"),
             _ => {}
         }
     }

@@ -49,7 +49,7 @@ pub struct CliResult {
     pub duration_api_ms: u64,
     pub session_id: String,
     pub total_cost_usd: f64,
-    pub usage: valor_core::Usage,
+    pub usage: valor_protocol::Usage,
     /// Names of tools the model was not allowed to use.
     pub permission_denials: Vec<String>,
     pub errors: Vec<String>,
@@ -226,7 +226,7 @@ pub fn parse_line(line: &[u8]) -> Result<CliEvent, LineError> {
                 duration_api_ms: u64_of(&v, "duration_api_ms"),
                 session_id: str_of(&v, "session_id"),
                 total_cost_usd: v["total_cost_usd"].as_f64().unwrap_or(0.0),
-                usage: valor_core::Usage {
+                usage: valor_protocol::Usage {
                     input_tokens: u64_of(usage, "input_tokens"),
                     output_tokens: u64_of(usage, "output_tokens"),
                     cache_read_input_tokens: u64_of(usage, "cache_read_input_tokens"),

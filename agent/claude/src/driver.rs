@@ -15,10 +15,10 @@ use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use valor_config::ClaudeConfig;
-use valor_core::{
-    Backend, TurnError, TurnErrorKind, TurnEvent, TurnRequest, TurnStream, TurnSummary,
-};
+use valor_core::Backend;
 use valor_monitor::{ChildRegistry, MetricsRegistry};
+use valor_protocol::{Event, Events};
+use valor_protocol::{TurnError, TurnErrorKind, TurnRequest, TurnSummary};
 use valor_store::{RunError, RunRecord, SessionRecord};
 
 use crate::failure::{Verdict, classify};
@@ -333,7 +333,7 @@ impl ClaudeDriver {
         combined
     }
 
-    async fn run_turn(self, request: TurnRequest, tx: mpsc::Sender<TurnEvent>) {
+    async fn run_turn(self, request: TurnRequest, tx: mpsc::Sender<Event>) {
         let started = Instant::now();
         let started_at_ms = now_ms();
         let cancel = self.turn_cancel(&request);
@@ -344,7 +344,7 @@ impl ClaudeDriver {
         let mut state = tokio::select! {
             () = cancel.cancelled() => {
                 let error = TurnError::new(TurnErrorKind::Cancelled, "stopped while queued");
-                let _ = tx.send(TurnEvent::Failed(error)).await;
+                let _ = tx.send(Event::failed(error)).await;
                 return;
             }
             state = slot.state.lock() => state,
@@ -485,11 +485,11 @@ impl ClaudeDriver {
             None => {
                 tracing::info!(chat_id, session = %session_id, model = %summary.model, warm = summary.warm,
                     duration_ms = summary.duration_ms, cost_usd = summary.cost_usd, "turn finished");
-                let _ = tx.send(TurnEvent::Finished(summary)).await;
+                let _ = tx.send(Event::Final(summary)).await;
             }
             Some(e) => {
                 tracing::warn!(chat_id, kind = e.kind.as_str(), detail = %e.detail, "turn failed");
-                let _ = tx.send(TurnEvent::Failed(e)).await;
+                let _ = tx.send(Event::failed(e)).await;
             }
         }
     }
@@ -500,7 +500,7 @@ impl ClaudeDriver {
         state: &mut ChatState,
         request: &TurnRequest,
         resume: Option<String>,
-        tx: &mpsc::Sender<TurnEvent>,
+        tx: &mpsc::Sender<Event>,
         cancel: &CancellationToken,
     ) -> Attempt {
         let key = ReuseKey {
@@ -629,7 +629,7 @@ impl ClaudeDriver {
             // `Bash(git log:*)` and the like count as the tool they name.
             tools.retain(|tool| {
                 let name = tool.split('(').next().unwrap_or(tool);
-                !valor_core::backend::WRITING_TOOLS.contains(&name)
+                !valor_protocol::WRITING_TOOLS.contains(&name)
             });
         }
         tools
@@ -809,9 +809,9 @@ impl Attempt {
 }
 
 impl Backend for ClaudeDriver {
-    fn start(&self, request: TurnRequest) -> TurnStream {
+    fn start(&self, request: TurnRequest) -> Events {
         use tracing::Instrument as _;
-        let (tx, stream) = TurnStream::channel(256);
+        let (tx, stream) = Events::channel(256);
         // The caller's turn span (the engine opens one) goes on, with the driver's fields.
         let span = tracing::info_span!(
             "claude",

@@ -5,7 +5,7 @@
 use std::process::ExitStatus;
 use std::time::Duration;
 
-use valor_core::{TurnError, TurnErrorKind};
+use valor_protocol::{TurnError, TurnErrorKind};
 
 use crate::codec::CliResult;
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use valor_chatfs::ChatDir;
-use valor_core::TurnErrorKind;
+use valor_protocol::TurnErrorKind;
 use valor_sandbox::procs::{ProcessId, kill_newcomers, members};
 use valor_sandbox::{Cgroup, LimitEvents, Limits, Serving};
 

@@ -3,8 +3,8 @@
 use std::sync::{Arc, Mutex, PoisonError};
 
 use serde_json::{Map, Value, json};
-use valor_core::TurnErrorKind;
 use valor_monitor::{Counter, Gauge, MetricsRegistry, MonitorError};
+use valor_protocol::TurnErrorKind;
 
 use crate::sandbox::SandboxState;
 

@@ -10,8 +10,9 @@ use tokio::process::{Child, ChildStdin, ChildStdout};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use valor_core::{ToolCallRecord, TurnEvent};
 use valor_monitor::ChildRegistry;
+use valor_protocol::Event;
+use valor_protocol::ToolCallRecord;
 
 use crate::ClaudeError;
 use crate::codec::{Block, CliEvent, CliResult, Line, LineReader, MAX_LINE_BYTES, parse_line};
@@ -164,7 +165,7 @@ impl ClaudeProcess {
     /// a time limit or cancellation.
     pub async fn read_turn(
         &mut self,
-        tx: &mpsc::Sender<TurnEvent>,
+        tx: &mpsc::Sender<Event>,
         limits: Limits,
         cancel: &CancellationToken,
     ) -> TurnRead {
@@ -265,7 +266,7 @@ impl ClaudeProcess {
         }
     }
 
-    fn translate(&mut self, event: CliEvent, read: &mut TurnRead) -> Vec<TurnEvent> {
+    fn translate(&mut self, event: CliEvent, read: &mut TurnRead) -> Vec<Event> {
         match event {
             CliEvent::Init {
                 session_id,
@@ -285,22 +286,22 @@ impl ClaudeProcess {
                 read.session_id = Some(session_id.clone());
                 read.model = Some(model.clone());
                 read.failed_mcp_servers = failed.clone();
-                vec![TurnEvent::Started {
+                vec![Event::Started {
                     session_id,
                     model,
                     failed_mcp_servers: failed,
                 }]
             }
-            CliEvent::MessageStart => vec![TurnEvent::MessageStart],
-            CliEvent::TextDelta(text) => vec![TurnEvent::TextDelta(text)],
+            CliEvent::MessageStart => vec![Event::MessageStart],
+            CliEvent::TextDelta(text) => vec![Event::TextDelta(text)],
             CliEvent::Assistant { blocks, synthetic } => blocks
                 .into_iter()
                 .filter_map(|block| match block {
                     // A synthetic message is the CLI's own error text, not an answer.
-                    Block::Text(text) if !synthetic => Some(TurnEvent::Text(text)),
+                    Block::Text(text) if !synthetic => Some(Event::Text(text)),
                     Block::ToolUse { id, name, input } => {
                         read.tool_names.insert(id.clone(), name.clone());
-                        Some(TurnEvent::ToolCall { id, name, input })
+                        Some(Event::ToolCall { id, name, input })
                     }
                     _ => None,
                 })
@@ -318,7 +319,7 @@ impl ClaudeProcess {
                         name,
                         ok: !r.is_error,
                     });
-                    TurnEvent::ToolResult {
+                    Event::ToolResult {
                         id: r.tool_use_id,
                         ok: !r.is_error,
                         content: r.content,
@@ -331,7 +332,7 @@ impl ClaudeProcess {
                 retry_delay_ms,
                 error_status,
                 ..
-            } => vec![TurnEvent::Retrying {
+            } => vec![Event::Retrying {
                 attempt,
                 max_retries,
                 delay_ms: retry_delay_ms,

@@ -7,14 +7,7 @@
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    System,
-    User,
-    Assistant,
-}
+pub use valor_protocol::{ContextMessage, Role};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -23,14 +16,6 @@ pub enum Priority {
     Medium,
     High,
     Critical,
-}
-
-/// One message of the conversation, oldest first.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ContextMessage {
-    pub id: u64,
-    pub role: Role,
-    pub text: String,
 }
 
 /// What goes into the turn: a message kept as it was, or a summary of a run of messages.

@@ -15,161 +15,23 @@
 //! that turn's [`Events`] (so answers are shown in order, each whole).
 
 use std::collections::{HashMap, VecDeque};
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
+use valor_protocol::{
+    Answered, Command, Event, Events, Op, Question, Released, TurnError, TurnErrorKind,
+    TurnRequest, UserTurn,
+};
 
-use crate::backend::{TurnEvent, TurnSummary};
-use crate::engine::{Author, Engine, Incoming};
-use crate::error::{TurnError, TurnErrorKind};
-use crate::learning::{Answered, Learning, Question, typed_answer};
+use crate::backend::Backend;
+use crate::engine::{Engine, Incoming, Turn};
+use crate::learning::{Expired, Learning, typed_answer};
 use crate::progress::{ProgressBoard, TurnProgress};
+use crate::status::{ChatRecords, ChatStatus};
 use crate::transcript::Transcript;
-
-/// Work done when a turn reaches the head of its chat's queue (a file's download): the text
-/// to answer, or a refusal to show the user.
-pub type Prepare = Pin<Box<dyn Future<Output = Result<String, String>> + Send>>;
-
-/// A user's message to answer.
-pub struct UserTurn {
-    pub chat_id: i64,
-    pub author: Option<Author>,
-    pub text: String,
-    /// Where it came from (`tg:<update_id>`), so a replay stores it once.
-    pub source: Option<String>,
-    pub prepare: Option<Prepare>,
-    /// Whether the learning watcher may ask "Remember this?" about it (not where nobody could
-    /// answer: `valor chat --once`).
-    pub ask: bool,
-}
-
-impl UserTurn {
-    pub fn new(chat_id: i64, text: impl Into<String>) -> UserTurn {
-        UserTurn {
-            chat_id,
-            author: None,
-            text: text.into(),
-            source: None,
-            prepare: None,
-            ask: true,
-        }
-    }
-}
-
-/// What a channel asks of the service.
-pub enum Op {
-    UserTurn(UserTurn),
-    /// Stop the chat's running turn (`/stop`, the Stop button, Ctrl-C).
-    Interrupt {
-        chat_id: i64,
-    },
-    /// The chat's next turn starts a new conversation (`/new`).
-    NewConversation {
-        chat_id: i64,
-    },
-    /// A yes or no to a "Remember this?" question (a button press).
-    Answer {
-        chat_id: i64,
-        question: u64,
-        yes: bool,
-    },
-}
-
-/// What a submission yields, in order.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Event {
-    /// `position` turns of this chat are ahead of this one.
-    Queued {
-        position: usize,
-    },
-    /// Every slot is busy; `position` 1 is next.
-    WaitingForSlot {
-        position: usize,
-    },
-    /// The backend session is up.
-    Started {
-        session_id: String,
-        model: String,
-        failed_mcp_servers: Vec<String>,
-    },
-    /// A new model message begins.
-    MessageStart,
-    TextDelta(String),
-    ToolCall {
-        id: String,
-        name: String,
-        input: Value,
-    },
-    ToolResult {
-        id: String,
-        ok: bool,
-        content: String,
-    },
-    /// The API failed and the backend is retrying.
-    Retrying {
-        attempt: u32,
-        max_retries: u32,
-        delay_ms: u64,
-        status: Option<u16>,
-    },
-    /// The turn is answered; `summary.text` is the reply.
-    Final(TurnSummary),
-    /// The turn failed; `partial` is what it had written.
-    Failed {
-        error: TurnError,
-        partial: String,
-    },
-    /// The message cannot be taken; the text says why.
-    Refused(String),
-    /// "Remember this?", asked after the answer.
-    Proposal(Question),
-    /// An open question went unanswered: the user wrote something else.
-    Lapsed(Question),
-    Answered(Answered),
-    Interrupted {
-        was_running: bool,
-    },
-    NewConversation,
-}
-
-/// The events of one submission; the receiver of a turn's events holds the chat's queue until
-/// it is dropped.
-#[derive(Debug)]
-pub struct Events {
-    rx: mpsc::Receiver<Event>,
-    /// Dropped with the events: the chat's next turn may start.
-    _done: Option<oneshot::Sender<()>>,
-}
-
-impl Events {
-    /// The next event; `None` after the last.
-    pub async fn next(&mut self) -> Option<Event> {
-        self.rx.recv().await
-    }
-
-    /// Events and the sender that feeds them (channels' tests, other producers of events).
-    pub fn channel(capacity: usize) -> (mpsc::Sender<Event>, Events) {
-        let (tx, rx) = mpsc::channel(capacity);
-        (tx, Events { rx, _done: None })
-    }
-
-    /// The next event if one is there already (an `Interrupt`'s answer is).
-    pub fn try_next(&mut self) -> Option<Event> {
-        self.rx.try_recv().ok()
-    }
-
-    fn one(event: Event) -> Events {
-        let (tx, rx) = mpsc::channel(1);
-        let _ = tx.try_send(event);
-        Events { rx, _done: None }
-    }
-}
 
 /// Limits of the service.
 #[derive(Debug, Clone, Copy)]
@@ -204,8 +66,12 @@ pub struct Conversations {
 struct Inner {
     engine: Engine,
     learning: Option<Arc<dyn Learning>>,
+    /// What the store knows of a chat's turns, for its status.
+    records: std::sync::OnceLock<Arc<dyn ChatRecords>>,
     settings: Settings,
     slots: Arc<Semaphore>,
+    /// Questions that expired, told to every channel listening.
+    notices: broadcast::Sender<Notice>,
     waiting_for_slot: AtomicUsize,
     chats: Mutex<HashMap<i64, ChatQueue>>,
     shutdown: CancellationToken,
@@ -246,7 +112,7 @@ struct Submitted {
     turn: UserTurn,
     tx: mpsc::Sender<Event>,
     /// Ends when the channel drops the turn's events.
-    done: oneshot::Receiver<()>,
+    done: Released,
 }
 
 /// Releases a counter when dropped.
@@ -258,13 +124,28 @@ impl Drop for Counted<'_> {
     }
 }
 
+/// What happened to a chat outside any submission, told to the channels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// A question nobody answered in its time: its line replaces it.
+    QuestionExpired(Expired),
+}
+
 impl Conversations {
     pub fn new(engine: Engine, learning: Option<Arc<dyn Learning>>, settings: Settings) -> Self {
+        let slots = Arc::new(Semaphore::new(settings.max_concurrent.max(1)));
+        // Turns no user waits for (session summaries) take a slot like any other.
+        engine.set_background(Arc::new(Slotted {
+            backend: engine.backend(),
+            slots: Arc::clone(&slots),
+        }));
         Conversations {
             inner: Arc::new(Inner {
                 engine,
                 learning,
-                slots: Arc::new(Semaphore::new(settings.max_concurrent.max(1))),
+                records: std::sync::OnceLock::new(),
+                notices: broadcast::channel(64).0,
+                slots,
                 settings,
                 waiting_for_slot: AtomicUsize::new(0),
                 chats: Mutex::new(HashMap::new()),
@@ -274,12 +155,23 @@ impl Conversations {
         }
     }
 
-    pub fn engine(&self) -> &Engine {
-        &self.inner.engine
+    /// Gives `/status` and the dashboard what the store knows of a chat's turns (once).
+    pub fn set_records(&self, records: Arc<dyn ChatRecords>) {
+        let _ = self.inner.records.set(records);
     }
 
-    pub fn learning(&self) -> Option<&Arc<dyn Learning>> {
-        self.inner.learning.as_ref()
+    /// The backend for turns no user waits for (the daydream): each takes one of the global
+    /// slots while it runs, so they never crowd out users' turns beyond the limit.
+    pub fn background(&self) -> Arc<dyn Backend> {
+        Arc::new(Slotted {
+            backend: self.inner.engine.backend(),
+            slots: Arc::clone(&self.inner.slots),
+        })
+    }
+
+    /// What happens to chats outside any submission (expired questions).
+    pub fn notices(&self) -> broadcast::Receiver<Notice> {
+        self.inner.notices.subscribe()
     }
 
     /// Submits `op`; its events follow on the returned [`Events`].
@@ -302,18 +194,31 @@ impl Conversations {
                 chats.entry(chat_id).or_default().fresh_next = true;
                 Events::one(Event::NewConversation)
             }
+            Op::Command {
+                chat_id,
+                command,
+                source,
+            } => {
+                let (tx, events) = Events::channel(1);
+                let service = self.clone();
+                tokio::spawn(async move {
+                    let reply = service.command(chat_id, &command, &source).await;
+                    let _ = tx.send(Event::Reply(reply)).await;
+                });
+                events
+            }
             Op::Answer {
                 chat_id,
                 question,
                 yes,
             } => {
-                let (tx, rx) = mpsc::channel(1);
+                let (tx, events) = Events::channel(1);
                 let service = self.clone();
                 tokio::spawn(async move {
                     let answered = service.answer(chat_id, question, yes).await;
                     let _ = tx.send(Event::Answered(answered)).await;
                 });
-                Events { rx, _done: None }
+                events
             }
         }
     }
@@ -353,9 +258,102 @@ impl Conversations {
         self.chats().len()
     }
 
-    /// Stops every running and waiting turn; turns submitted later fail at once.
-    pub fn shutdown(&self) {
+    /// Stops every running and waiting turn (turns submitted later fail at once), then ends
+    /// every open session with its summary.
+    pub async fn shutdown(&self) {
         self.inner.shutdown.cancel();
+        let engine = self.inner.engine.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || engine.end_sessions()).await {
+            tracing::warn!(error = %e, "the sessions could not be summarised at shutdown");
+        }
+    }
+
+    /// Stops every running and waiting turn at once (a channel stopping); the sessions stay
+    /// open for [`Conversations::shutdown`].
+    pub fn stop_turns(&self) {
+        self.inner.shutdown.cancel();
+    }
+
+    /// What this process knows of the chat now, without the store: its queue, its running
+    /// turn, its latest context figures and session.
+    pub fn live_status(&self, chat_id: i64) -> ChatStatus {
+        ChatStatus {
+            chat_id,
+            pending: self.pending(chat_id),
+            running: self.progress(chat_id),
+            context: self.inner.engine.figures(chat_id),
+            live_session: self.inner.engine.session(chat_id),
+            ..ChatStatus::default()
+        }
+    }
+
+    /// The chat as `/status` and the dashboard show it.
+    pub async fn chat_status(&self, chat_id: i64) -> ChatStatus {
+        let mut status = self.live_status(chat_id);
+        if let Some(records) = self.inner.records.get() {
+            let day_ms = 86_400_000;
+            let today = valor_protocol::time::now_ms() / day_ms * day_ms;
+            status.session = records.session(chat_id).await.unwrap_or_else(|e| {
+                tracing::warn!(chat_id, error = %e, "cannot read the chat's session");
+                None
+            });
+            status.today = records
+                .usage_since(chat_id, today)
+                .await
+                .unwrap_or_default();
+            status.questions = records.questions(chat_id).await.unwrap_or_default();
+        }
+        status
+    }
+
+    /// The answer to a chat command.
+    async fn command(&self, chat_id: i64, command: &Command, source: &str) -> String {
+        if *command == Command::Status {
+            return self.chat_status(chat_id).await.lines().join("\n");
+        }
+        let Some(learning) = self.inner.learning.clone() else {
+            return "Learning is off ([learning] enabled = false).".to_owned();
+        };
+        let (command, source) = (command.clone(), source.to_owned());
+        tokio::task::spawn_blocking(move || {
+            crate::learning::command(learning.as_ref(), chat_id, &command, &source)
+        })
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| "Sorry, that failed.".to_owned())
+    }
+
+    /// Expires the questions nobody answered in their time (and forgets old settled ones),
+    /// telling every channel listening; the scheduler runs it whether or not a channel is.
+    pub async fn expire_questions(&self) -> usize {
+        let Some(learning) = self.inner.learning.clone() else {
+            return 0;
+        };
+        let now = valor_protocol::time::now_ms();
+        let expired = tokio::task::spawn_blocking(move || learning.expire(now))
+            .await
+            .unwrap_or_default();
+        for gone in &expired {
+            tracing::info!(
+                chat_id = gone.question.chat_id,
+                question = gone.question.id,
+                "question expired"
+            );
+            if let Some(queue) = self.chats().get_mut(&gone.question.chat_id)
+                && queue
+                    .question
+                    .as_ref()
+                    .is_some_and(|(q, _)| q.id == gone.question.id)
+            {
+                queue.question = None;
+            }
+            let _ = self
+                .inner
+                .notices
+                .send(Notice::QuestionExpired(gone.clone()));
+        }
+        expired.len()
     }
 
     fn chats(&self) -> std::sync::MutexGuard<'_, HashMap<i64, ChatQueue>> {
@@ -367,12 +365,7 @@ impl Conversations {
 
     fn user_turn(&self, turn: UserTurn) -> Events {
         let chat_id = turn.chat_id;
-        let (tx, rx) = mpsc::channel(256);
-        let (done_tx, done) = oneshot::channel();
-        let events = Events {
-            rx,
-            _done: Some(done_tx),
-        };
+        let (tx, events, done) = Events::channel_held(256);
         if self.inner.shutdown.is_cancelled() {
             let error = TurnError::new(TurnErrorKind::Cancelled, "Valor is stopping");
             let _ = tx.try_send(Event::Failed {
@@ -502,11 +495,11 @@ impl Conversations {
             source: turn.source,
         };
         let progress = &self.inner.progress;
-        progress.begin(chat_id, crate::time::now_ms());
+        progress.begin(chat_id, valor_protocol::time::now_ms());
         let turn = self.inner.engine.turn(incoming).await;
         match turn {
-            Ok((stream, _figures)) => {
-                relay(stream, &tx, permit, |event| progress.note(chat_id, event)).await;
+            Ok(turn) => {
+                relay(turn, &tx, permit, |event| progress.note(chat_id, event)).await;
                 progress.end(chat_id);
             }
             Err(e) => {
@@ -630,71 +623,81 @@ fn stopped(detail: &str) -> Event {
     }
 }
 
+/// A backend whose turns each take one of the service's slots while they run.
+struct Slotted {
+    backend: Arc<dyn Backend>,
+    slots: Arc<Semaphore>,
+}
+
+impl Backend for Slotted {
+    fn start(&self, request: TurnRequest) -> Events {
+        let (tx, events) = Events::channel(64);
+        let (backend, slots) = (Arc::clone(&self.backend), Arc::clone(&self.slots));
+        tokio::spawn(async move {
+            let cancel = request.cancel.clone();
+            let permit = tokio::select! {
+                () = cancel.cancelled() => None,
+                permit = slots.acquire_owned() => permit.ok(),
+            };
+            let Some(_permit) = permit else {
+                let error =
+                    TurnError::new(TurnErrorKind::Cancelled, "stopped while waiting for a slot");
+                let _ = tx.send(Event::failed(error)).await;
+                return;
+            };
+            let mut inner = backend.start(request);
+            while let Some(event) = inner.next().await {
+                if tx.send(event).await.is_err() {
+                    break;
+                }
+            }
+        });
+        events
+    }
+}
+
 /// Relays a turn's events, each shown to `progress` first; the slot is given back as soon as
-/// the backend is done.
+/// the backend is done. A failure carries what the turn had written.
 async fn relay(
-    mut stream: crate::backend::TurnStream,
+    mut turn: Turn,
     tx: &mpsc::Sender<Event>,
     permit: OwnedSemaphorePermit,
-    progress: impl Fn(&TurnEvent),
+    progress: impl Fn(&Event),
 ) {
     let mut permit = Some(permit);
     let mut transcript = Transcript::default();
-    let mut ended = false;
     let mut writing = false;
-    while let Some(event) = stream.next().await {
+    while let Some(event) = turn.next().await {
         // Text deltas reach the board once (it only notes that writing began).
-        let is_text = matches!(event, TurnEvent::TextDelta(_));
+        let is_text = matches!(event, Event::TextDelta(_));
         if !is_text || !writing {
             progress(&event);
         }
         writing = match event {
-            TurnEvent::TextDelta(_) => true,
-            TurnEvent::ToolCall { .. } | TurnEvent::Retrying { .. } => false,
+            Event::TextDelta(_) => true,
+            Event::ToolCall { .. } | Event::Retrying { .. } => false,
             _ => writing,
         };
         let event = match event {
-            TurnEvent::Queued { position } => Event::WaitingForSlot { position },
-            TurnEvent::Started {
-                session_id,
-                model,
-                failed_mcp_servers,
-            } => Event::Started {
-                session_id,
-                model,
-                failed_mcp_servers,
-            },
-            TurnEvent::MessageStart => {
+            Event::MessageStart => {
                 transcript.message_start();
                 Event::MessageStart
             }
-            TurnEvent::TextDelta(delta) => {
+            Event::TextDelta(delta) => {
                 transcript.push(&delta);
                 Event::TextDelta(delta)
             }
-            TurnEvent::Text(_) => continue,
-            TurnEvent::ToolCall { id, name, input } => Event::ToolCall { id, name, input },
-            TurnEvent::ToolResult { id, ok, content } => Event::ToolResult { id, ok, content },
-            TurnEvent::Retrying {
-                attempt,
-                max_retries,
-                delay_ms,
-                status,
-            } => Event::Retrying {
-                attempt,
-                max_retries,
-                delay_ms,
-                status,
-            },
-            TurnEvent::Finished(summary) => Event::Final(summary),
-            TurnEvent::Failed(error) => Event::Failed {
+            // Whole blocks are the engine's (the stored reply); channels show the deltas.
+            Event::Text(_) => continue,
+            Event::Failed { error, partial } if partial.is_empty() => Event::Failed {
                 error,
                 partial: transcript.text(),
             },
+            event => event,
         };
-        if matches!(event, Event::Final(_) | Event::Failed { .. }) {
+        let ended = event.is_terminal();
+        if ended {
             permit.take();
-            ended = true;
         }
         // A channel that stopped listening still lets the turn run to its end (the reply is
         // stored); it only misses the events.

@@ -5,6 +5,7 @@ use tokio::time::Instant;
 use super::*;
 use crate::ModelRouter;
 use crate::engine::ConversationStore;
+use crate::learning::Expired;
 use crate::scripted::{InMemoryStore, Scripted, ScriptedBackend};
 
 fn service(backend: &ScriptedBackend, settings: Settings) -> Conversations {
@@ -282,9 +283,137 @@ impl Learning for Asking {
         String::new()
     }
 
-    fn remember(&self, _: i64, _: &str, _: &str) -> String {
-        String::new()
+    fn remember(&self, chat_id: i64, text: &str, _: &str) -> String {
+        format!("kept for {chat_id}: {text}")
     }
+
+    /// Every question still open expires.
+    fn expire(&self, _now_ms: u64) -> Vec<Expired> {
+        let kept = self.kept.lock().unwrap();
+        let open = (self.asked.lock().unwrap().iter())
+            .filter(|q| !kept.iter().any(|(_, id, _)| *id == q.id))
+            .map(|q| Expired {
+                question: q.clone(),
+                line: format!("expired: {}", q.text),
+            })
+            .collect::<Vec<_>>();
+        drop(kept);
+        for gone in &open {
+            self.kept
+                .lock()
+                .unwrap()
+                .push((gone.question.chat_id, gone.question.id, false));
+        }
+        open
+    }
+}
+
+#[tokio::test]
+async fn chat_commands_are_ops_answered_with_a_reply() {
+    let backend = ScriptedBackend::new(|_| Scripted::text("ok"));
+    let learning = Arc::new(Asking::default());
+    let service = service_learning(&backend, Settings::default(), Some(learning));
+    collect(say(&service, 5, "hello")).await;
+    let reply = |command: Command| {
+        let service = service.clone();
+        async move {
+            let events = service.submit(Op::Command {
+                chat_id: 5,
+                command,
+                source: "test".to_owned(),
+            });
+            match only(&collect(events).await).as_slice() {
+                [Event::Reply(text)] => text.clone(),
+                other => panic!("{other:?}"),
+            }
+        }
+    };
+    let status = reply(Command::Status).await;
+    assert!(status.contains("Queue: 0 message(s)"), "{status}");
+    assert!(
+        status.contains("Context: "),
+        "the last turn's figures: {status}"
+    );
+    assert_eq!(
+        reply(Command::Remember("we deploy on Fridays".to_owned())).await,
+        "kept for 5: we deploy on Fridays"
+    );
+    assert_eq!(
+        reply(Command::Forget(None)).await,
+        "Which one? Send /forget N with a number from /learnings."
+    );
+    // Without learning, the commands say so.
+    let plain = service_learning(&backend, Settings::default(), None);
+    let mut events = plain.submit(Op::Command {
+        chat_id: 5,
+        command: Command::Learnings { review: false },
+        source: "test".to_owned(),
+    });
+    assert_eq!(
+        events.next().await,
+        Some(Event::Reply(
+            "Learning is off ([learning] enabled = false).".to_owned()
+        ))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn turns_no_user_waits_for_take_a_slot_of_the_same_limit() {
+    let backend = ScriptedBackend::new(|request| match request.chat_id {
+        1 => slow("a user's answer"),
+        _ => Scripted::text("background"),
+    });
+    let service = service(
+        &backend,
+        Settings {
+            max_concurrent: 1,
+            max_pending: 20,
+        },
+    );
+    let user = tokio::spawn(collect(say(&service, 1, "hi")));
+    tokio::task::yield_now().await;
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let started = Instant::now();
+    let background = service
+        .background()
+        .start(TurnRequest::new(99, "summarise"))
+        .finish()
+        .await
+        .unwrap();
+    assert_eq!(background.text, "background");
+    let user = user.await.unwrap();
+    let (user_done, _) = user.last().unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_millis(900) && Instant::now() >= *user_done,
+        "the background turn waited for the user's slot"
+    );
+}
+
+#[tokio::test]
+async fn unanswered_questions_expire_without_any_channel_and_are_told() {
+    let backend = ScriptedBackend::new(|_| Scripted::text("noted"));
+    let learning = Arc::new(Asking::default());
+    let service = service_learning(&backend, Settings::default(), Some(learning.clone()));
+    let mut notices = service.notices();
+    let events = only(&collect(say(&service, 7, "we use tokio")).await);
+    assert!(
+        matches!(events.last(), Some(Event::Proposal(_))),
+        "{events:?}"
+    );
+    assert_eq!(service.expire_questions().await, 1);
+    match notices.try_recv() {
+        Ok(Notice::QuestionExpired(gone)) => {
+            assert_eq!(gone.question.chat_id, 7);
+            assert_eq!(gone.line, "expired: tokio");
+        }
+        other => panic!("{other:?}"),
+    }
+    // A typed yes no longer answers it: it is a message like any other.
+    let after = only(&collect(say(&service, 7, "yes")).await);
+    assert!(
+        after.iter().any(|e| matches!(e, Event::Final(_))),
+        "{after:?}"
+    );
 }
 
 #[tokio::test]
@@ -392,7 +521,7 @@ async fn a_refused_preparation_or_a_full_queue_is_said_and_loses_nothing_else() 
 async fn after_shutdown_turns_fail_as_cancelled() {
     let backend = ScriptedBackend::new(|_| Scripted::text("ok"));
     let service = service(&backend, Settings::default());
-    service.shutdown();
+    service.shutdown().await;
     let events = only(&collect(say(&service, 1, "hi")).await);
     assert!(
         matches!(&events[..], [Event::Failed { error, .. }] if error.kind == TurnErrorKind::Cancelled),

@@ -16,8 +16,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio_util::sync::CancellationToken;
+use valor_protocol::{Author, Event, Events, TurnError, TurnErrorKind, TurnRequest, TurnSummary};
 
-use crate::backend::{Backend, TurnEvent, TurnRequest, TurnStream};
+use crate::backend::Backend;
 use crate::context::{
     ContextFigures, ContextItem, ContextLimits, ContextMessage, Role, SummaryCache, optimize_with,
 };
@@ -32,13 +33,6 @@ pub use memory::SUMMARY_CHAT_ID;
 #[derive(Debug, thiserror::Error)]
 #[error("the conversation store failed: {0}")]
 pub struct StoreFailure(pub String);
-
-/// Who wrote a message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Author {
-    pub user_id: i64,
-    pub username: Option<String>,
-}
 
 /// Where the engine keeps messages (the memory crate implements it).
 pub trait ConversationStore: Send + Sync {
@@ -181,6 +175,8 @@ struct Inner {
     tools: Option<ToolGrantFn>,
     code: Option<Arc<dyn CodeMap>>,
     now_ms: Arc<dyn Fn() -> u64 + Send + Sync>,
+    /// The backend for turns of its own (session summaries): one that waits for a slot.
+    background: std::sync::OnceLock<Arc<dyn Backend>>,
 }
 
 /// Builds an [`Engine`]: the backend, the store and the router are needed; the rest is optional.
@@ -246,6 +242,7 @@ impl EngineBuilder {
                 tools: self.tools,
                 code: self.code,
                 now_ms: self.now_ms,
+                background: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -281,6 +278,25 @@ impl Engine {
         }
     }
 
+    /// The backend users' turns run on.
+    pub fn backend(&self) -> Arc<dyn Backend> {
+        Arc::clone(&self.inner.backend)
+    }
+
+    /// Where the engine's own turns (session summaries) run: a backend that takes a slot of
+    /// the conversation service's limit (set once, by the service).
+    pub fn set_background(&self, backend: Arc<dyn Backend>) {
+        let _ = self.inner.background.set(backend);
+    }
+
+    fn background(&self) -> Arc<dyn Backend> {
+        self.inner
+            .background
+            .get()
+            .cloned()
+            .unwrap_or_else(|| Arc::clone(&self.inner.backend))
+    }
+
     /// Chats whose state the engine keeps (at most [`MAX_TRACKED_CHATS`]).
     pub fn tracked_chats(&self) -> usize {
         self.chats().len()
@@ -303,19 +319,15 @@ impl Engine {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Starts a turn. The message is stored before this returns; the events follow on the
-    /// stream, the reply (`Finished`'s text) assembled from the model's text blocks. The
+    /// Starts a turn. The message is stored before this returns; the events follow from the
+    /// [`Turn`], the reply (`Final`'s text) assembled from the model's text blocks. The
     /// store's reads and writes, recall and the context window run off the async threads.
-    pub async fn turn(
-        &self,
-        incoming: Incoming,
-    ) -> Result<(TurnStream, ContextFigures), StoreFailure> {
+    pub async fn turn(&self, incoming: Incoming) -> Result<Turn, StoreFailure> {
         let engine = self.clone();
         let prepared = tokio::task::spawn_blocking(move || engine.prepare(incoming))
             .await
             .map_err(|e| StoreFailure(format!("the turn could not be prepared: {e}")))??;
-        let figures = prepared.figures;
-        Ok((self.start(prepared), figures))
+        Ok(self.start(prepared))
     }
 
     /// Stores the message, builds the context window and the prompt, routes the request.
@@ -448,62 +460,35 @@ impl Engine {
         })
     }
 
-    /// Runs the prepared request and relays its events; the reply is stored when it finishes.
-    fn start(&self, prepared: Prepared) -> TurnStream {
+    /// Runs the prepared request: the backend's events, recorded as they are read.
+    fn start(&self, prepared: Prepared) -> Turn {
         let Prepared {
             request,
+            figures,
             expected_session,
             turn,
             request_text,
-            ..
         } = prepared;
         let chat_id = request.chat_id;
-        // One span per turn, carried into the backend and the task that follows its events.
+        // One span per turn, carried into the backend and into every read of its events.
         let span = tracing::info_span!("turn", chat_id, turn, session = ?expected_session);
-        let mut events = span.in_scope(|| self.inner.backend.start(request));
-
-        let (tx, stream) = TurnStream::channel(256);
-        let engine = self.clone();
-        tokio::spawn(tracing::Instrument::instrument(
-            async move {
-                let mut new_session = false;
-                let mut blocks: Vec<String> = Vec::new();
-                let mut activity = Activity::default();
-                let mut request_text = Some(request_text);
-                while let Some(mut event) = events.next().await {
-                    match &mut event {
-                        TurnEvent::Started { session_id, .. } => {
-                            new_session =
-                                expected_session.as_ref().is_some_and(|s| s != session_id);
-                        }
-                        TurnEvent::Text(text) => blocks.push(text.clone()),
-                        TurnEvent::ToolCall { id, name, input } => activity.call(id, name, input),
-                        TurnEvent::ToolResult { id, ok, .. } => activity.result(id, *ok),
-                        TurnEvent::Finished(summary) => {
-                            // The whole text blocks are the reply; the result text when the
-                            // model wrote none (an answer given only by a tool's output).
-                            if !blocks.is_empty() {
-                                summary.text = blocks.join("\n\n");
-                            }
-                            engine.finished(chat_id, summary, new_session);
-                            let request = request_text.take().unwrap_or_default();
-                            let activity = std::mem::take(&mut activity);
-                            engine.observe_turn(chat_id, request, summary.text.clone(), activity);
-                        }
-                        _ => {}
-                    }
-                    if tx.send(event).await.is_err() {
-                        break;
-                    }
-                }
-            },
+        let events = span.in_scope(|| self.inner.backend.start(request));
+        Turn {
+            engine: self.clone(),
+            events,
+            chat_id,
+            figures,
+            expected_session,
+            new_session: false,
+            blocks: Vec::new(),
+            activity: Activity::default(),
+            request_text: Some(request_text),
             span,
-        ));
-        stream
+        }
     }
 
     /// Stores the reply and notes the session the chat's turns continue in.
-    fn finished(&self, chat_id: i64, summary: &crate::backend::TurnSummary, new_session: bool) {
+    fn finished(&self, chat_id: i64, summary: &TurnSummary, new_session: bool) {
         if let Err(e) =
             self.inner
                 .store
@@ -517,6 +502,78 @@ impl Engine {
         if let Some(state) = self.chats().get_mut(&chat_id) {
             state.session = (!new_session).then(|| summary.session_id.clone());
         }
+    }
+}
+
+/// A running turn: the backend's events, each recorded as the reader takes it (the reply
+/// stored when the turn finishes, its observations made), in the reader's own task: no task
+/// and no channel of the engine's between the backend and the conversation service.
+pub struct Turn {
+    engine: Engine,
+    events: Events,
+    chat_id: i64,
+    figures: ContextFigures,
+    /// The backend session the chat's last turn finished in, as this engine saw it.
+    expected_session: Option<String>,
+    new_session: bool,
+    /// The model's whole text blocks: the reply.
+    blocks: Vec<String>,
+    activity: Activity,
+    /// The user's words, for the turn's observations (taken when it finishes).
+    request_text: Option<String>,
+    span: tracing::Span,
+}
+
+impl Turn {
+    /// The context figures the turn was prepared with.
+    pub fn figures(&self) -> ContextFigures {
+        self.figures
+    }
+
+    /// The next event; `None` after the last.
+    pub async fn next(&mut self) -> Option<Event> {
+        let mut event = self.events.next().await?;
+        let _entered = self.span.enter();
+        match &mut event {
+            Event::Started { session_id, .. } => {
+                self.new_session = self
+                    .expected_session
+                    .as_ref()
+                    .is_some_and(|s| s != session_id);
+            }
+            Event::Text(text) => self.blocks.push(text.clone()),
+            Event::ToolCall { id, name, input } => self.activity.call(id, name, input),
+            Event::ToolResult { id, ok, .. } => self.activity.result(id, *ok),
+            Event::Final(summary) => {
+                // The whole text blocks are the reply; the result text when the model wrote
+                // none (an answer given only by a tool's output).
+                if !self.blocks.is_empty() {
+                    summary.text = self.blocks.join("\n\n");
+                }
+                self.engine
+                    .finished(self.chat_id, summary, self.new_session);
+                let request = self.request_text.take().unwrap_or_default();
+                let activity = std::mem::take(&mut self.activity);
+                (self.engine).observe_turn(self.chat_id, request, summary.text.clone(), activity);
+            }
+            _ => {}
+        }
+        Some(event)
+    }
+
+    /// Reads the turn to its end: the summary, or the error.
+    pub async fn finish(mut self) -> Result<TurnSummary, TurnError> {
+        while let Some(event) = self.next().await {
+            match event {
+                Event::Final(summary) => return Ok(summary),
+                Event::Failed { error, .. } => return Err(error),
+                _ => {}
+            }
+        }
+        Err(TurnError::new(
+            TurnErrorKind::Crashed,
+            "the backend ended the turn without a result",
+        ))
     }
 }
 
@@ -539,7 +596,7 @@ mod tests {
         let backend = ScriptedBackend::new(|_| Scripted::text("Hello!"));
         let store = Arc::new(MemoryStore::default());
         let engine = engine(&backend, &store);
-        let (stream, _) = engine.turn(Incoming::new(1, "hi there")).await.unwrap();
+        let stream = engine.turn(Incoming::new(1, "hi there")).await.unwrap();
         assert_eq!(store.messages().len(), 1, "stored before the answer");
         assert!(store.messages()[0].2, "and durably");
         stream.finish().await.unwrap();
@@ -568,7 +625,6 @@ mod tests {
                 .turn(Incoming::new(chat, "hi"))
                 .await
                 .unwrap()
-                .0
                 .finish()
                 .await
                 .unwrap();
@@ -584,7 +640,6 @@ mod tests {
             .turn(Incoming::new(0, "back"))
             .await
             .unwrap()
-            .0
             .finish()
             .await
             .unwrap();
@@ -601,10 +656,11 @@ mod tests {
             store.append(2, m.role, &m.text, None, None, false).unwrap();
         }
         let engine = engine(&backend, &store);
-        let (stream, figures) = engine
+        let stream = engine
             .turn(Incoming::new(2, "where were we?"))
             .await
             .unwrap();
+        let figures = stream.figures();
         assert!(figures.reduction() >= 0.97, "{figures:?}");
         stream.finish().await.unwrap();
         tokio::task::yield_now().await;
@@ -618,7 +674,7 @@ mod tests {
             "instructions are carried"
         );
 
-        let (stream, _) = engine.turn(Incoming::new(2, "and next?")).await.unwrap();
+        let stream = engine.turn(Incoming::new(2, "and next?")).await.unwrap();
         stream.finish().await.unwrap();
         let second = backend.requests()[1].prompt.clone();
         assert!(!second.contains("[summary of"), "{second}");
@@ -639,18 +695,16 @@ mod tests {
             .turn(Incoming::new(3, "my secret word is apple"))
             .await
             .unwrap()
-            .0
             .finish()
             .await
             .unwrap();
         let mut fresh = Incoming::new(3, "start over");
         fresh.fresh_session = true;
-        engine.turn(fresh).await.unwrap().0.finish().await.unwrap();
+        engine.turn(fresh).await.unwrap().finish().await.unwrap();
         engine
             .turn(Incoming::new(3, "what do you know?"))
             .await
             .unwrap()
-            .0
             .finish()
             .await
             .unwrap();
@@ -667,7 +721,6 @@ mod tests {
             .turn(Incoming::new(3, "anything else?"))
             .await
             .unwrap()
-            .0
             .finish()
             .await
             .unwrap();
@@ -719,7 +772,6 @@ mod tests {
             .turn(Incoming::new(3, "first"))
             .await
             .unwrap()
-            .0
             .finish()
             .await
             .unwrap();
@@ -728,7 +780,6 @@ mod tests {
             .turn(Incoming::new(3, "what about tokio?"))
             .await
             .unwrap()
-            .0
             .finish()
             .await
             .unwrap();
@@ -747,8 +798,8 @@ mod tests {
     #[tokio::test]
     async fn a_failed_turn_stores_no_reply() {
         let backend = ScriptedBackend::new(|_| {
-            Scripted::Fail(crate::error::TurnError::new(
-                crate::error::TurnErrorKind::Overloaded,
+            Scripted::Fail(valor_protocol::TurnError::new(
+                valor_protocol::TurnErrorKind::Overloaded,
                 "529",
             ))
         });
@@ -758,11 +809,10 @@ mod tests {
             .turn(Incoming::new(4, "hi"))
             .await
             .unwrap()
-            .0
             .finish()
             .await
             .unwrap_err();
-        assert_eq!(error.kind, crate::error::TurnErrorKind::Overloaded);
+        assert_eq!(error.kind, valor_protocol::TurnErrorKind::Overloaded);
         assert_eq!(store.messages().len(), 1);
     }
 }

@@ -10,7 +10,7 @@
 
 use crate::context::{ContextItem, Role};
 use crate::recall::{LayerTokens, LearnedFact, RecallBudget, Recollection};
-use crate::time::civil_date;
+use valor_protocol::time::civil_date;
 
 /// What goes into the block.
 #[derive(Debug, Clone, Copy)]

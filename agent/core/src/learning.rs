@@ -5,46 +5,8 @@
 //! Calls may embed text or write the store (milliseconds): callers make them off the async
 //! threads.
 
-/// A "Remember this?" question asked in a chat, waiting for a yes or a no.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Question {
-    /// Settled by this id, once.
-    pub id: u64,
-    pub chat_id: i64,
-    /// What would be remembered.
-    pub text: String,
-}
-
-/// What answering a question did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Answered {
-    /// A short word for whoever answered ("Remembered.", "Already answered.").
-    pub reply: String,
-    /// The line that takes the question's place, when it was settled now.
-    pub outcome: Option<String>,
-    /// The question answered (set by the conversation service), so a channel can take its
-    /// buttons away.
-    pub question: Option<u64>,
-}
-
-impl Answered {
-    pub fn only(reply: impl Into<String>) -> Answered {
-        Answered {
-            reply: reply.into(),
-            outcome: None,
-            question: None,
-        }
-    }
-
-    /// A reply and the line that takes the question's place.
-    pub fn settled(reply: impl Into<String>, outcome: impl Into<String>) -> Answered {
-        Answered {
-            reply: reply.into(),
-            outcome: Some(outcome.into()),
-            question: None,
-        }
-    }
-}
+use valor_protocol::Command;
+pub use valor_protocol::{Answered, Question};
 
 pub trait Learning: Send + Sync {
     /// The question worth asking about a user's message, recorded as pending, if any.
@@ -63,29 +25,38 @@ pub trait Learning: Send + Sync {
     fn forget(&self, chat_id: i64, number: u64) -> String;
     /// `/remember <text>`: a learning the user typed.
     fn remember(&self, chat_id: i64, text: &str, source: &str) -> String;
+    /// Settles the questions asked before `now_ms` minus their time as expired and forgets
+    /// settled ones older than the kept window: the questions expired now.
+    fn expire(&self, now_ms: u64) -> Vec<Expired>;
 }
 
-/// The answer to `/learnings`, `/forget N` or `/remember <text>` (`args` is what follows the
-/// command); `None` for another command. Blocking.
+/// A question nobody answered in its time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expired {
+    pub question: Question,
+    /// The line that takes its place.
+    pub line: String,
+}
+
+/// The answer to a learning command (`None` for another command). Blocking.
 pub fn command(
     learning: &dyn Learning,
     chat_id: i64,
-    command: &str,
-    args: &str,
+    command: &Command,
     source: &str,
 ) -> Option<String> {
     Some(match command {
-        "/learnings" if args.trim().eq_ignore_ascii_case("review") => learning.review(chat_id),
-        "/learnings" => learning.list(chat_id),
-        "/forget" => match args.trim().trim_start_matches('#').parse::<u64>() {
-            Ok(number) => learning.forget(chat_id, number),
-            Err(_) => "Which one? Send /forget N with a number from /learnings.".to_owned(),
-        },
-        "/remember" if args.trim().is_empty() => {
+        Command::Learnings { review: true } => learning.review(chat_id),
+        Command::Learnings { review: false } => learning.list(chat_id),
+        Command::Forget(Some(number)) => learning.forget(chat_id, *number),
+        Command::Forget(None) => {
+            "Which one? Send /forget N with a number from /learnings.".to_owned()
+        }
+        Command::Remember(text) if text.trim().is_empty() => {
             "What should I remember? Send /remember followed by it.".to_owned()
         }
-        "/remember" => learning.remember(chat_id, args, source),
-        _ => return None,
+        Command::Remember(text) => learning.remember(chat_id, text, source),
+        Command::Status => return None,
     })
 }
 

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
-use crate::backend::TurnEvent;
+use valor_protocol::Event;
 
 /// Tool calls a progress keeps (the latest); `tool_calls` still counts all.
 pub const KEPT_TOOL_CALLS: usize = 12;
@@ -38,15 +38,15 @@ pub struct TurnProgress {
 
 impl TurnProgress {
     /// Takes in one of the turn's events.
-    pub fn note(&mut self, event: &TurnEvent) {
+    pub fn note(&mut self, event: &Event) {
         match event {
-            TurnEvent::Started {
+            Event::Started {
                 session_id, model, ..
             } => {
                 self.session_id = Some(session_id.clone());
                 self.model = Some(model.clone());
             }
-            TurnEvent::ToolCall { id, name, .. } => {
+            Event::ToolCall { id, name, .. } => {
                 self.tool_calls += 1;
                 self.writing = false;
                 self.retrying = None;
@@ -59,16 +59,16 @@ impl TurnProgress {
                     ok: None,
                 });
             }
-            TurnEvent::ToolResult { id, ok, .. } => {
+            Event::ToolResult { id, ok, .. } => {
                 if let Some(step) = self.tools.iter_mut().rev().find(|s| &s.id == id) {
                     step.ok = Some(*ok);
                 }
             }
-            TurnEvent::TextDelta(_) => {
+            Event::TextDelta(_) => {
                 self.writing = true;
                 self.retrying = None;
             }
-            TurnEvent::Retrying { attempt, .. } => self.retrying = Some(*attempt),
+            Event::Retrying { attempt, .. } => self.retrying = Some(*attempt),
             _ => {}
         }
     }
@@ -95,7 +95,7 @@ impl ProgressBoard {
         );
     }
 
-    pub fn note(&self, chat_id: i64, event: &TurnEvent) {
+    pub fn note(&self, chat_id: i64, event: &Event) {
         if let Some(progress) = self.turns().get_mut(&chat_id) {
             progress.note(event);
         }
@@ -115,8 +115,8 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    fn call(id: &str) -> TurnEvent {
-        TurnEvent::ToolCall {
+    fn call(id: &str) -> Event {
+        Event::ToolCall {
             id: id.to_owned(),
             name: format!("tool_{id}"),
             input: serde_json::json!({}),
@@ -129,7 +129,7 @@ mod tests {
         board.begin(7, 1_000);
         board.note(
             7,
-            &TurnEvent::Started {
+            &Event::Started {
                 session_id: "s-1".to_owned(),
                 model: "haiku".to_owned(),
                 failed_mcp_servers: Vec::new(),
@@ -141,13 +141,13 @@ mod tests {
         assert_eq!(running.tools[0].ok, None, "the call is still running");
         board.note(
             7,
-            &TurnEvent::ToolResult {
+            &Event::ToolResult {
                 id: "a".to_owned(),
                 ok: false,
                 content: String::new(),
             },
         );
-        board.note(7, &TurnEvent::TextDelta("Hi".to_owned()));
+        board.note(7, &Event::TextDelta("Hi".to_owned()));
         let p = board.get(7).unwrap();
         assert_eq!(
             (p.tools[0].ok, p.writing, p.tool_calls),

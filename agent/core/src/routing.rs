@@ -1,37 +1,8 @@
 //! Model routing (seed 001): a deterministic classifier puts each request in a class, and a
 //! configured table maps the class to a model and an effort. Same text, same route, always.
 
-use serde::{Deserialize, Serialize};
 use valor_config::{RouteConfig, RoutingConfig};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RequestClass {
-    ShortChat,
-    Development,
-    Complex,
-    Diagnosis,
-}
-
-impl RequestClass {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RequestClass::ShortChat => "short_chat",
-            RequestClass::Development => "development",
-            RequestClass::Complex => "complex",
-            RequestClass::Diagnosis => "diagnosis",
-        }
-    }
-}
-
-/// The choice for one request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Route {
-    pub class: RequestClass,
-    /// `None`: the backend's default.
-    pub model: Option<String>,
-    pub effort: Option<String>,
-}
+pub use valor_protocol::{RequestClass, Route};
 
 #[derive(Debug, Clone)]
 pub struct ModelRouter {

@@ -6,10 +6,12 @@ use std::time::Duration;
 
 use std::collections::HashMap;
 
-use crate::backend::{Backend, TurnEvent, TurnRequest, TurnStream, TurnSummary};
+use valor_protocol::{Author, Event, Events, TurnRequest, TurnSummary};
+
+use crate::backend::Backend;
 use crate::context::{ContextMessage, Role};
-use crate::engine::{Author, ConversationStore, StoreFailure};
-use crate::error::TurnError;
+use crate::engine::{ConversationStore, StoreFailure};
+use valor_protocol::TurnError;
 
 /// What the script answers.
 #[derive(Debug, Clone)]
@@ -84,12 +86,12 @@ impl ScriptedBackend {
 async fn pause(
     cancel: &tokio_util::sync::CancellationToken,
     every: Duration,
-    tx: &tokio::sync::mpsc::Sender<TurnEvent>,
+    tx: &tokio::sync::mpsc::Sender<Event>,
 ) -> bool {
     tokio::select! {
         () = cancel.cancelled() => {
-            let error = TurnError::new(crate::error::TurnErrorKind::Cancelled, "stopped on request");
-            let _ = tx.send(TurnEvent::Failed(error)).await;
+            let error = TurnError::new(valor_protocol::TurnErrorKind::Cancelled, "stopped on request");
+            let _ = tx.send(Event::failed(error)).await;
             false
         }
         () = tokio::time::sleep(every) => true,
@@ -97,16 +99,16 @@ async fn pause(
 }
 
 /// `text` in one piece, and the end of the turn.
-async fn finish_with(tx: &tokio::sync::mpsc::Sender<TurnEvent>, session_id: String, text: String) {
-    let _ = tx.send(TurnEvent::MessageStart).await;
-    let _ = tx.send(TurnEvent::TextDelta(text.clone())).await;
-    let _ = tx.send(TurnEvent::Text(text.clone())).await;
+async fn finish_with(tx: &tokio::sync::mpsc::Sender<Event>, session_id: String, text: String) {
+    let _ = tx.send(Event::MessageStart).await;
+    let _ = tx.send(Event::TextDelta(text.clone())).await;
+    let _ = tx.send(Event::Text(text.clone())).await;
     let summary = TurnSummary::of_text(session_id, "scripted", text);
-    let _ = tx.send(TurnEvent::Finished(summary)).await;
+    let _ = tx.send(Event::Final(summary)).await;
 }
 
 impl Backend for ScriptedBackend {
-    fn start(&self, request: TurnRequest) -> TurnStream {
+    fn start(&self, request: TurnRequest) -> Events {
         let reply = (self.script)(&request);
         let session_id = format!("scripted-{}", request.chat_id);
         let cancel = request.cancel.clone();
@@ -114,10 +116,10 @@ impl Backend for ScriptedBackend {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(request);
-        let (tx, stream) = TurnStream::channel(64);
+        let (tx, stream) = Events::channel(64);
         tokio::spawn(async move {
             let _ = tx
-                .send(TurnEvent::Started {
+                .send(Event::Started {
                     session_id: session_id.clone(),
                     model: "scripted".to_owned(),
                     failed_mcp_servers: Vec::new(),
@@ -125,7 +127,7 @@ impl Backend for ScriptedBackend {
                 .await;
             match reply {
                 Scripted::Fail(error) => {
-                    let _ = tx.send(TurnEvent::Failed(error)).await;
+                    let _ = tx.send(Event::failed(error)).await;
                 }
                 Scripted::Retrying {
                     attempts,
@@ -133,7 +135,7 @@ impl Backend for ScriptedBackend {
                     text,
                 } => {
                     for attempt in 1..=attempts {
-                        let retry = TurnEvent::Retrying {
+                        let retry = Event::Retrying {
                             attempt,
                             max_retries: attempts.max(10),
                             delay_ms: delay.as_millis() as u64,
@@ -149,7 +151,7 @@ impl Backend for ScriptedBackend {
                 Scripted::Tools { calls, every, text } => {
                     for (i, (name, input)) in calls.into_iter().enumerate() {
                         let id = format!("tool-{i}");
-                        let call = TurnEvent::ToolCall {
+                        let call = Event::ToolCall {
                             id: id.clone(),
                             name,
                             input,
@@ -158,7 +160,7 @@ impl Backend for ScriptedBackend {
                         if !pause(&cancel, every, &tx).await {
                             return;
                         }
-                        let result = TurnEvent::ToolResult {
+                        let result = Event::ToolResult {
                             id,
                             ok: true,
                             content: String::new(),
@@ -172,18 +174,18 @@ impl Backend for ScriptedBackend {
                     pieces,
                     every,
                 } => {
-                    let _ = tx.send(TurnEvent::MessageStart).await;
+                    let _ = tx.send(Event::MessageStart).await;
                     let chars: Vec<char> = text.chars().collect();
                     let size = chars.len().div_ceil(pieces.max(1)).max(1);
                     for part in chars.chunks(size) {
                         if !pause(&cancel, every, &tx).await {
                             return;
                         }
-                        let _ = tx.send(TurnEvent::TextDelta(part.iter().collect())).await;
+                        let _ = tx.send(Event::TextDelta(part.iter().collect())).await;
                     }
-                    let _ = tx.send(TurnEvent::Text(text.clone())).await;
+                    let _ = tx.send(Event::Text(text.clone())).await;
                     let summary = TurnSummary::of_text(session_id, "scripted", text);
-                    let _ = tx.send(TurnEvent::Finished(summary)).await;
+                    let _ = tx.send(Event::Final(summary)).await;
                 }
             }
         });

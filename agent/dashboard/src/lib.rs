@@ -193,7 +193,7 @@ pub fn router(source: Arc<dyn Source>, api_token: &str, logs: logs::LogRing) -> 
 }
 
 fn now_ms() -> u64 {
-    valor_core::time::now_ms()
+    valor_protocol::time::now_ms()
 }
 
 impl Ui {

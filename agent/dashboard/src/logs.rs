@@ -126,7 +126,7 @@ where
                 .find_map(|span| span.extensions().get::<SpanChat>().map(|c| c.0))
         });
         self.ring.push(LogLine {
-            at_ms: valor_core::time::now_ms(),
+            at_ms: valor_protocol::time::now_ms(),
             level: *event.metadata().level(),
             target: event.metadata().target().to_owned(),
             chat_id,

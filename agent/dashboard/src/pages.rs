@@ -253,7 +253,7 @@ fn when(ms: u64) -> String {
     let secs = ms / 1000;
     format!(
         "{} {:02}:{:02} UTC",
-        valor_core::time::civil_date(ms),
+        valor_protocol::time::civil_date(ms),
         secs / 3600 % 24,
         secs / 60 % 60
     )
@@ -372,7 +372,7 @@ pub fn memory(
                 @for hit in hits {
                     tr {
                         td { a href={ "/ui/memory/" (hit.id) } { "#" (hit.id) } } td { (hit.kind) } td { (chat_name(hit.chat_id)) }
-                        td { (valor_core::time::civil_date(hit.at_ms)) } td { strong { (hit.title) } br; (hit.text) }
+                        td { (valor_protocol::time::civil_date(hit.at_ms)) } td { strong { (hit.title) } br; (hit.text) }
                     }
                 }
             }
@@ -414,7 +414,7 @@ pub fn memory(
 
 pub fn memory_one(row: &MemoryRow) -> Markup {
     let body = html! {
-        p { "#" (row.id) " · " (row.kind) " · " (chat_name(row.chat_id)) " · " (valor_core::time::civil_date(row.at_ms)) }
+        p { "#" (row.id) " · " (row.kind) " · " (chat_name(row.chat_id)) " · " (valor_protocol::time::civil_date(row.at_ms)) }
         h2 { (row.title) }
         pre style="white-space:pre-wrap" { (row.text) }
     };

@@ -24,7 +24,7 @@ struct Fake {
 fn run(cost: f64, model: &str) -> RunRecord {
     serde_json::from_value(serde_json::json!({
         "chat_id": 7, "session_id": "s", "model": model, "class": "short_chat", "effort": "low",
-        "started_at_ms": valor_core::time::now_ms(), "duration_ms": 1500, "api_duration_ms": 900,
+        "started_at_ms": valor_protocol::time::now_ms(), "duration_ms": 1500, "api_duration_ms": 900,
         "cost_usd": cost, "usage": {"input_tokens": 100, "output_tokens": 20,
         "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0},
         "num_turns": 1, "tool_calls": [], "warm": false, "error": null
@@ -112,7 +112,7 @@ impl Source for Fake {
             pending: 1,
             session: Some("5f2a9c1e-0000-4000-8000-000000000001".into()),
             running: Some(valor_core::progress::TurnProgress {
-                started_ms: valor_core::time::now_ms() - 4_000,
+                started_ms: valor_protocol::time::now_ms() - 4_000,
                 session_id: Some("5f2a9c1e-0000-4000-8000-000000000001".into()),
                 model: Some("sonnet".into()),
                 tools: vec![

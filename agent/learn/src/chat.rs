@@ -2,7 +2,7 @@
 //! seam): the watcher's question, its answer, `/learnings`, `/forget N` and `/remember <text>`,
 //! each answered with the line the chat shows.
 
-use valor_core::learning::{Answered, Learning, Question};
+use valor_core::learning::{Answered, Expired, Learning, Question};
 use valor_store::learnings::rank;
 use valor_store::{LearningRecord, MemoryKind, MemoryRecord, Proposal, ProposalState, Store};
 
@@ -86,6 +86,27 @@ impl ChatLearning {
 }
 
 impl Learning for ChatLearning {
+    fn expire(&self, now_ms: u64) -> Vec<Expired> {
+        let expired = match self.store.expire_proposals(now_ms) {
+            Ok(expired) => expired,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot expire old questions");
+                Vec::new()
+            }
+        };
+        let before = now_ms.saturating_sub(valor_store::PROPOSALS_KEPT_MS);
+        if let Err(e) = self.store.purge_proposals(before) {
+            tracing::warn!(error = %e, "cannot purge old questions");
+        }
+        expired
+            .into_iter()
+            .map(|proposal| Expired {
+                line: proposal.expired_line(),
+                question: proposal.question(),
+            })
+            .collect()
+    }
+
     fn watch(&self, chat_id: i64, text: &str, source: &str) -> Option<Question> {
         let proposal = self
             .learner

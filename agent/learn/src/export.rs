@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use valor_core::time::civil_date;
+use valor_protocol::time::civil_date;
 use valor_store::learnings::rank;
 use valor_store::{Category, LearningRecord, Store, StoreError};
 

@@ -18,11 +18,11 @@ use std::path::Path;
 use std::time::Instant;
 
 use serde_json::json;
-use valor_core::context::Role;
 use valor_core::inject::{ContextData, inject_counted};
 use valor_core::observe::{Activity, Observation, ObservationType, observe};
 use valor_core::recall::{Recall, RecallBudget};
 use valor_memory::{Memory, MemorySettings};
+use valor_protocol::Role;
 use valor_store::{Store, StoredMessage};
 use valor_tool_memory::{MemoryBook, MemoryServer, SearchRequest};
 use valor_tools::{Scope, ScopeSource};

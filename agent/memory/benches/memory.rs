@@ -14,9 +14,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use valor_core::context::Role;
 use valor_embed::{Embedder, cosine};
 use valor_memory::{Filter, Memory, MemorySettings, Query};
+use valor_protocol::Role;
 use valor_store::{Store, StoredMessage, StoredVector};
 
 const DOCUMENTS: usize = 100_000;

@@ -192,7 +192,7 @@ async fn save(
     State(state): State<ApiState>,
     axum::Json(record): axum::Json<MemoryRecord>,
 ) -> Response {
-    if let Err(invalid) = record.validate() {
+    if let Err(invalid) = valor_store::memory::validate(&record) {
         return error(StatusCode::UNPROCESSABLE_ENTITY, invalid.to_string()).into_response();
     }
     let store = state.memory.store().clone();

@@ -174,7 +174,7 @@ fn check_line(bytes: &[u8]) -> Result<Option<Line>, String> {
     }
     let line: Line = serde_json::from_str(text).map_err(|e| format!("not a memory line: {e}"))?;
     match &line {
-        Line::Memory(record) => record.validate().map_err(|e| e.to_string())?,
+        Line::Memory(record) => valor_store::memory::validate(record).map_err(|e| e.to_string())?,
         Line::Learning(record) if record.content.trim().is_empty() => {
             return Err("a learning needs a text; this one is empty".to_owned());
         }

@@ -4,8 +4,8 @@ use serde_json::{Map, Value, json};
 use valor_core::observe::Observation;
 use valor_core::recall::{LearnedFact, Recall, Recollection};
 use valor_core::session::SessionSummary;
-use valor_core::time::now_ms;
 use valor_monitor::{HealthComponent, Status};
+use valor_protocol::time::now_ms;
 use valor_store::{MemoryKind, MemoryRecord};
 
 use crate::catalogue::Filter;

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use valor_core::time::civil_date;
+use valor_protocol::time::civil_date;
 
 use crate::RunRecord;
 
@@ -131,7 +131,7 @@ impl RunAnalytics {
 mod tests {
     use super::*;
     use crate::RunError;
-    use valor_core::{Severity, ToolCallRecord, TurnErrorKind, Usage};
+    use valor_protocol::{Severity, ToolCallRecord, TurnErrorKind, Usage};
 
     fn run(chat_id: i64, ms: u64, model: &str, error: Option<TurnErrorKind>) -> RunRecord {
         RunRecord {
@@ -201,7 +201,7 @@ mod tests {
     #[test]
     fn cost_at_prices_recorded_tokens_with_cache_reads_at_a_tenth() {
         let mut one = run(1, 0, "haiku", None);
-        one.usage = valor_core::Usage {
+        one.usage = valor_protocol::Usage {
             input_tokens: 1_000_000,
             output_tokens: 100_000,
             cache_read_input_tokens: 1_000_000,

@@ -23,8 +23,9 @@ pub mod jobs;
 pub mod learnings;
 pub mod memory;
 pub mod proposals;
-pub mod records;
+pub use valor_protocol::records;
 pub mod secret;
+mod status;
 pub mod store;
 
 pub use analytics::{RunAnalytics, RunTotals};

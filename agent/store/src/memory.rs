@@ -29,22 +29,20 @@ pub enum InvalidMemory {
     IdTooLarge,
 }
 
-impl MemoryRecord {
-    /// Checks what the store requires of a saved memory.
-    pub fn validate(&self) -> Result<(), InvalidMemory> {
-        if self.kind == MemoryKind::Message {
-            return Err(InvalidMemory::MessageKind);
-        }
-        if self.text.trim().is_empty() {
-            return Err(InvalidMemory::EmptyText { kind: self.kind });
-        }
-        if self.text.len() > MAX_MEMORY_TEXT {
-            return Err(InvalidMemory::TooLong {
-                len: self.text.len(),
-            });
-        }
-        Ok(())
+/// Checks what the store requires of a saved memory.
+pub fn validate(record: &MemoryRecord) -> Result<(), InvalidMemory> {
+    if record.kind == MemoryKind::Message {
+        return Err(InvalidMemory::MessageKind);
     }
+    if record.text.trim().is_empty() {
+        return Err(InvalidMemory::EmptyText { kind: record.kind });
+    }
+    if record.text.len() > MAX_MEMORY_TEXT {
+        return Err(InvalidMemory::TooLong {
+            len: record.text.len(),
+        });
+    }
+    Ok(())
 }
 
 /// Locator value: the kind, and for messages the chat (their key starts with it).
@@ -120,7 +118,7 @@ impl Store {
 
     /// [`Store::save_memory`] without the flush, for imports (which flush once at the end).
     pub fn write_memory(&self, mut record: MemoryRecord) -> Result<MemoryRecord, StoreError> {
-        record.validate().map_err(StoreError::Invalid)?;
+        validate(&record).map_err(StoreError::Invalid)?;
         if record.id == 0 {
             record.id = self.next_id()?;
         } else {
@@ -367,7 +365,7 @@ impl Store {
 mod tests {
     use super::*;
     use crate::store::SCHEMA_VERSION;
-    use valor_core::context::Role;
+    use valor_protocol::Role;
 
     fn link(text: &str) -> MemoryRecord {
         MemoryRecord {

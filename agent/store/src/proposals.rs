@@ -100,8 +100,8 @@ impl Proposal {
     }
 
     /// The question a channel asks about it.
-    pub fn question(&self) -> valor_core::learning::Question {
-        valor_core::learning::Question {
+    pub fn question(&self) -> valor_protocol::Question {
+        valor_protocol::Question {
             id: self.id,
             chat_id: self.chat_id,
             text: self.text.clone(),

@@ -296,7 +296,7 @@ mod messages;
 mod tests {
     use super::*;
     use crate::records::{InboxEntry, ProcessRecord, RunRecord, SessionRecord};
-    use valor_core::Usage;
+    use valor_protocol::Usage;
 
     fn run(chat_id: i64, started_at_ms: u64) -> RunRecord {
         RunRecord {
@@ -357,7 +357,7 @@ mod tests {
             source: None,
             chat_id,
             seq: 0,
-            role: valor_core::context::Role::User,
+            role: valor_protocol::Role::User,
             text: text.to_owned(),
             at_ms: 1,
             user_id: Some(7),

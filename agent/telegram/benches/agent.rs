@@ -16,8 +16,9 @@ use tokio_util::sync::CancellationToken;
 use valor_core::conversation::Settings;
 use valor_core::engine::{ConversationStore, Engine, Incoming};
 use valor_core::scripted::ScriptedBackend;
-use valor_core::{Conversations, Event, ModelRouter, Op, UserTurn};
+use valor_core::{Conversations, ModelRouter};
 use valor_fakes::telegram::FakeTelegram;
+use valor_protocol::{Event, Op, UserTurn};
 use valor_store::Store;
 use valor_telegram::channel::{ChannelSetup, TelegramChannel};
 use valor_telegram::pacer::PacerConfig;
@@ -82,7 +83,7 @@ async fn overhead(turns: usize) {
     for i in 0..turns {
         let start = Instant::now();
         let incoming = Incoming::new((i % CHATS) as i64, format!("again {i}"));
-        let (stream, _) = engine.turn(incoming).await.unwrap();
+        let stream = engine.turn(incoming).await.unwrap();
         stream.finish().await.unwrap();
         times.push(start.elapsed());
     }

@@ -22,7 +22,8 @@ use teloxide::prelude::Requester as _;
 use teloxide::types::{ChatId, Update, UpdateKind};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use valor_core::{Conversations, Event, Op};
+use valor_core::Conversations;
+use valor_protocol::{Command, Event, Op};
 use valor_store::InboxEntry;
 
 use crate::inbox::Inbox;
@@ -284,7 +285,7 @@ impl TelegramChannel {
             .store(self.inner.store.telegram_last_update()?, Ordering::Release);
         self.register_commands().await;
         let sweeping = shutdown.child_token();
-        tokio::spawn(self.clone().sweep_questions(sweeping.clone()));
+        tokio::spawn(self.clone().settle_expired(sweeping.clone()));
         let result = match self.inner.webhook.clone() {
             Some(webhook) => self.clone().serve_webhook(webhook, &shutdown).await,
             None => self.poll(&shutdown).await,
@@ -292,7 +293,7 @@ impl TelegramChannel {
         sweeping.cancel();
         // Running turns are cancelled; their messages stay in the inbox for the next start.
         self.inner.stopping.store(true, Ordering::Release);
-        self.inner.conversations.shutdown();
+        self.inner.conversations.stop_turns();
         result
     }
 
@@ -498,9 +499,11 @@ impl TelegramChannel {
                 match command.as_deref() {
                     Some("/start" | "/help") => self.reply(chat, private, HELP),
                     Some("/pair") => self.reply(chat, private, "You are already paired."),
-                    Some("/status") => {
-                        let status = self.status(chat.0);
-                        self.reply(chat, private, &status);
+                    Some(name @ ("/status" | "/learnings" | "/forget" | "/remember")) => {
+                        let args = text.split_once(char::is_whitespace).map_or("", |(_, r)| r);
+                        if let Some(command) = Command::parse(name, args) {
+                            self.command(chat, private, command, id);
+                        }
                     }
                     Some("/new") => {
                         (self.inner.conversations).submit(Op::NewConversation { chat_id: chat.0 });
@@ -509,13 +512,6 @@ impl TelegramChannel {
                             private,
                             "OK: the next message starts a new conversation.",
                         );
-                    }
-                    Some(name @ ("/learnings" | "/forget" | "/remember")) => {
-                        let args = text
-                            .split_once(char::is_whitespace)
-                            .map_or("", |(_, rest)| rest)
-                            .to_owned();
-                        self.learning_command(chat, private, name, args, id);
                     }
                     Some("/stop") => {
                         if !self.interrupt(chat.0) {
@@ -617,103 +613,24 @@ impl TelegramChannel {
             .contains(&user_id)
     }
 
-    /// `/status`: health, this chat's queue, session, model, cost today, context figures.
-    fn status(&self, chat_id: i64) -> String {
-        let mut lines = Vec::new();
-        if let Some(health) = &self.inner.health {
-            lines.push(format!("Health: {}", health()));
-        }
-        let waiting = self.inner.conversations.pending(chat_id);
-        lines.push(format!(
-            "Queue: {waiting} message(s) of this chat running or waiting"
-        ));
-        let store = &self.inner.store;
-        match store.session(chat_id) {
-            Ok(Some(session)) => lines.push(format!(
-                "Session: {}… ({} turns)",
-                session.session_id.chars().take(8).collect::<String>(),
-                session.turns
-            )),
-            _ => lines.push("Session: none yet".to_owned()),
-        }
-        let day_ms = 86_400_000;
-        let today = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64 / day_ms * day_ms);
-        let runs: Vec<_> = store
-            .runs_since(today)
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|r| r.chat_id == chat_id)
-            .collect();
-        if let Some(last) = runs.last()
-            && !last.model.is_empty()
-        {
-            lines.push(format!("Model: {} (last turn)", last.model));
-        }
-        let today = valor_store::RunAnalytics::of(&runs).all;
-        lines.push(format!(
-            "Cost today: ${:.4} in {} turn(s), {} failed",
-            today.cost_usd, today.turns, today.failed
-        ));
-        if let Some(f) = self.inner.conversations.engine().figures(chat_id) {
-            lines.push(format!(
-                "Context: {} → {} messages, {} → {} tokens ({:.0}% fewer)",
-                f.messages_before,
-                f.messages_after,
-                f.tokens_before,
-                f.tokens_after,
-                f.reduction() * 100.0
-            ));
-            let m = f.memory;
-            lines.push(format!(
-                "Memory in the prompt: {} tokens (last session {}, learnings {}, code map {}, memories {})",
-                m.total(),
-                m.summary,
-                m.learnings,
-                m.code,
-                m.memories
-            ));
-        }
-        if let Ok(counts) = store.proposal_counts(chat_id)
-            && !counts.is_empty()
-        {
-            lines.push(format!(
-                "Remember this? (30 days): {}",
-                valor_store::proposals::describe_counts(&counts)
-            ));
-        }
-        lines.join("\n")
-    }
-
-    /// Answers a learning command off the async threads (it may embed text).
-    fn learning_command(
-        &self,
-        chat: ChatId,
-        private: bool,
-        name: &str,
-        args: String,
-        update_id: i64,
-    ) {
-        let Some(learning) = self.inner.conversations.learning().cloned() else {
-            self.reply(
-                chat,
-                private,
-                "Learning is switched off here ([learning] enabled).",
-            );
-            return;
-        };
+    /// A chat command, answered by the conversation service; `/status` gets the health line
+    /// first.
+    fn command(&self, chat: ChatId, private: bool, command: Command, update_id: i64) {
         let channel = self.clone();
-        let name = name.to_owned();
+        let status = command == Command::Status;
+        let mut events = self.inner.conversations.submit(Op::Command {
+            chat_id: chat.0,
+            command,
+            source: format!("tg:{update_id}"),
+        });
         tokio::spawn(async move {
-            let source = format!("tg:{update_id}");
-            let answer = tokio::task::spawn_blocking(move || {
-                valor_core::learning::command(learning.as_ref(), chat.0, &name, &args, &source)
-                    .unwrap_or_default()
-            })
-            .await
-            .unwrap_or_else(|e| format!("Sorry, that failed: {e}"));
-            channel.reply(chat, private, &answer);
+            let Some(Event::Reply(mut text)) = events.next().await else {
+                return;
+            };
+            if status && let Some(health) = &channel.inner.health {
+                text = format!("Health: {}\n{text}", health());
+            }
+            channel.reply(chat, private, &text);
         });
     }
 

@@ -9,8 +9,8 @@ use teloxide::prelude::Requester as _;
 use teloxide::types::{
     CallbackQueryId, ChatId, InlineKeyboardButton, InlineKeyboardMarkup, MessageId,
 };
-use valor_core::learning::Question;
-use valor_core::{Event, Events};
+use valor_protocol::Question;
+use valor_protocol::{Event, Events};
 
 use crate::pacer::ChatPacer;
 

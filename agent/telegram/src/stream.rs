@@ -13,7 +13,7 @@ use teloxide::types::{ChatAction, ChatId, MessageId, ParseMode};
 use teloxide::{ApiError, RequestError};
 use tokio::time::Instant;
 use valor_core::transcript::Transcript;
-use valor_core::{Event, Events, TurnError};
+use valor_protocol::{Event, Events, TurnError};
 
 use crate::format::{Chunk, MAX_MESSAGE_UNITS, render};
 use crate::pacer::{Cadence, ChatPacer, Permit, classify_content};

@@ -4,8 +4,10 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use valor_core::error::TurnErrorKind;
-use valor_core::{Backend, TurnError, TurnEvent, TurnRequest, TurnStream, TurnSummary};
+use valor_core::Backend;
+use valor_protocol::TurnErrorKind;
+use valor_protocol::{Event, Events};
+use valor_protocol::{TurnError, TurnRequest, TurnSummary};
 
 #[derive(Debug, Clone)]
 pub struct OpenAiBackend {
@@ -69,19 +71,19 @@ impl OpenAiBackend {
 }
 
 impl Backend for OpenAiBackend {
-    fn start(&self, request: TurnRequest) -> TurnStream {
-        let (tx, stream) = TurnStream::channel(8);
+    fn start(&self, request: TurnRequest) -> Events {
+        let (tx, stream) = Events::channel(8);
         let this = self.clone();
         tokio::spawn(async move {
             let model = request.model.clone().unwrap_or_else(|| this.model.clone());
             let this = OpenAiBackend { model, ..this };
             let event = tokio::select! {
                 () = request.cancel.cancelled() => {
-                    TurnEvent::Failed(TurnError::new(TurnErrorKind::Cancelled, "stopped on request"))
+                    Event::failed(TurnError::new(TurnErrorKind::Cancelled, "stopped on request"))
                 }
                 answer = this.complete(&request.prompt) => match answer {
-                    Ok(text) => TurnEvent::Finished(TurnSummary::of_text("openai", this.model.clone(), text)),
-                    Err(error) => TurnEvent::Failed(error),
+                    Ok(text) => Event::Final(TurnSummary::of_text("openai", this.model.clone(), text)),
+                    Err(error) => Event::failed(error),
                 },
             };
             let _ = tx.send(event).await;

@@ -25,7 +25,8 @@ pub const RUN_DIR_PREFIX: &str = "valor-daydream-";
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
-use valor_core::{Backend, TurnRequest};
+use valor_core::Backend;
+use valor_protocol::TurnRequest;
 use valor_store::RunRecord;
 
 use crate::analytics::Trends;

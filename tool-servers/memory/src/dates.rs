@@ -35,7 +35,7 @@ pub fn parse_day(text: &str) -> Result<u64, String> {
 
 /// `YYYY-MM-DD` of a Unix millisecond (the calendar the rest of Valor uses).
 pub fn day_of(at_ms: u64) -> String {
-    valor_core::time::civil_date(at_ms)
+    valor_protocol::time::civil_date(at_ms)
 }
 
 /// One day after `at_ms` (an `until` date includes its whole day).

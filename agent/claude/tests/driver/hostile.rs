@@ -2,8 +2,8 @@
 //! it tries against the sandbox, the host and other chats, and what it gets. As root and as an
 //! ordinary user (scripts/test runs this program again as one when it runs as root).
 
-use valor_core::{TurnErrorKind, TurnRequest};
 use valor_fakes::anthropic::FakeAnthropic;
+use valor_protocol::{TurnErrorKind, TurnRequest};
 
 use crate::support::{Harness, failed, finished, prying, real_claude};
 

@@ -6,7 +6,9 @@
 use std::time::{Duration, Instant};
 
 use crate::support::{Harness, failed, fake_claude, finished, group_members};
-use valor_core::{Backend, TurnErrorKind, TurnEvent, TurnRequest};
+use valor_core::Backend;
+use valor_protocol::Event;
+use valor_protocol::{TurnErrorKind, TurnRequest};
 
 async fn harness(script: &str, tweak: impl FnOnce(&mut valor_config::ClaudeConfig)) -> Harness {
     Harness::new(fake_claude(script), "http://127.0.0.1:9", tweak).await
@@ -20,13 +22,13 @@ fn request(chat_id: i64) -> TurnRequest {
 async fn run_watching_group(
     h: &Harness,
     request: TurnRequest,
-) -> (Vec<TurnEvent>, Option<u32>, Duration) {
+) -> (Vec<Event>, Option<u32>, Duration) {
     let started = Instant::now();
     let mut stream = h.driver.start(request);
     let mut pgid = None;
     let mut events = Vec::new();
     while let Some(event) = stream.next().await {
-        if matches!(event, TurnEvent::Started { .. }) {
+        if matches!(event, Event::Started { .. }) {
             pgid = h.children.snapshot().first().map(|c| c.pid);
         }
         events.push(event);
@@ -38,7 +40,7 @@ async fn run_watching_group(
 async fn a_crash_mid_stream_is_a_crashed_turn_naming_the_signal() {
     let h = harness("crash_mid_stream", |_| {}).await;
     let events = h.run(request(1)).await;
-    assert!(events.contains(&TurnEvent::TextDelta("x".to_owned())));
+    assert!(events.contains(&Event::TextDelta("x".to_owned())));
     let error = failed(&events);
     assert_eq!(error.kind, TurnErrorKind::Crashed);
     assert!(
@@ -96,12 +98,12 @@ async fn endless_output_hits_the_total_timeout() {
     let mut last = None;
     while let Some(event) = stream.next().await {
         match event {
-            TurnEvent::TextDelta(_) => deltas += 1,
+            Event::TextDelta(_) => deltas += 1,
             other => last = Some(other),
         }
     }
     assert!(deltas > 100, "text kept streaming: {deltas}");
-    let Some(TurnEvent::Failed(error)) = last else {
+    let Some(Event::Failed { error, .. }) = last else {
         panic!("{last:?}")
     };
     assert_eq!(error.kind, TurnErrorKind::Timeout);
@@ -243,7 +245,7 @@ async fn the_reaper_ends_a_sandbox_left_behind_by_a_crashed_valor() {
     .await;
     let mut stream = h.driver.start(request(14));
     while let Some(event) = stream.next().await {
-        if matches!(event, TurnEvent::Started { .. }) {
+        if matches!(event, Event::Started { .. }) {
             break;
         }
     }
@@ -272,7 +274,10 @@ async fn the_reaper_ends_a_sandbox_left_behind_by_a_crashed_valor() {
     while let Some(event) = stream.next().await {
         last = Some(event);
     }
-    assert!(matches!(last, Some(TurnEvent::Failed(_))), "{last:?}");
+    assert!(
+        matches!(last, Some(Event::Failed { error: _, .. })),
+        "{last:?}"
+    );
 }
 
 #[tokio::test]

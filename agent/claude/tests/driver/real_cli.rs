@@ -10,8 +10,10 @@ use crate::support::{
     Harness, Sandboxing, failed, finished, group_members, mcp_config, prying, real_claude,
 };
 use serde_json::json;
-use valor_core::{Backend, TurnErrorKind, TurnEvent};
+use valor_core::Backend;
 use valor_fakes::anthropic::{FakeAnthropic, Reply, Turn};
+use valor_protocol::Event;
+use valor_protocol::TurnErrorKind;
 
 fn answer(turn: &Turn) -> Reply {
     if let Some((_, content, is_error)) = &turn.last_tool_result {
@@ -36,19 +38,19 @@ async fn a_plain_answer_streams_before_it_finishes() {
     let events = h.run(h.request(1, "say hello")).await;
     let first_delta = events
         .iter()
-        .position(|e| matches!(e, TurnEvent::TextDelta(_)))
+        .position(|e| matches!(e, Event::TextDelta(_)))
         .unwrap();
     let deltas: String = events
         .iter()
         .filter_map(|e| match e {
-            TurnEvent::TextDelta(t) => Some(t.as_str()),
+            Event::TextDelta(t) => Some(t.as_str()),
             _ => None,
         })
         .collect();
     assert_eq!(deltas, "Hello from the fake.");
     assert!(first_delta < events.len() - 1);
     assert!(
-        matches!(events[0], TurnEvent::Started { .. }),
+        matches!(events[0], Event::Started { .. }),
         "{:?}",
         events[0]
     );
@@ -78,10 +80,12 @@ async fn a_tool_call_into_a_real_mcp_server_and_back() {
     let fake = FakeAnthropic::start(answer).await;
     let h = Harness::new(real_claude(), &fake.url, |_| {}).await;
     let events = h.run(h.request(2, "please use echo")).await;
+    assert!(
+        events.iter().any(|e| matches!(e,
+        Event::ToolCall { name, input, .. } if name == "mcp__fake__echo" && input["text"] == "hi"))
+    );
     assert!(events.iter().any(|e| matches!(e,
-        TurnEvent::ToolCall { name, input, .. } if name == "mcp__fake__echo" && input["text"] == "hi")));
-    assert!(events.iter().any(|e| matches!(e,
-        TurnEvent::ToolResult { ok: true, content, .. } if content == "echo: hi")));
+        Event::ToolResult { ok: true, content, .. } if content == "echo: hi")));
     let summary = finished(&events);
     assert_eq!(summary.text, "The tool said (false): echo: hi");
     assert_eq!(summary.tool_calls.len(), 1);
@@ -98,7 +102,7 @@ async fn claude_and_its_tools_never_get_valors_other_secrets() {
     let names = events
         .iter()
         .find_map(|e| match e {
-            TurnEvent::ToolResult { content, .. } => Some(content.clone()),
+            Event::ToolResult { content, .. } => Some(content.clone()),
             _ => None,
         })
         .unwrap();
@@ -186,7 +190,7 @@ async fn api_errors_then_success_are_retried_by_the_cli() {
     let retries: Vec<Option<u16>> = events
         .iter()
         .filter_map(|e| match e {
-            TurnEvent::Retrying { status, .. } => Some(*status),
+            Event::Retrying { status, .. } => Some(*status),
             _ => None,
         })
         .collect();
@@ -211,7 +215,7 @@ async fn persistent_overload_is_the_overloaded_error() {
     assert!(
         !events
             .iter()
-            .any(|e| matches!(e, TurnEvent::Text(t) if t.contains("API Error")))
+            .any(|e| matches!(e, Event::Text(t) if t.contains("API Error")))
     );
     let runs = h.store.runs_since(0).unwrap();
     assert_eq!(
@@ -251,7 +255,7 @@ async fn a_stalled_stream_hits_our_idle_timeout_and_the_whole_group_dies() {
             pgid = h.children.snapshot().first().map(|c| c.pid);
         }
         if let Some(pgid) = pgid
-            && matches!(event, TurnEvent::Started { .. })
+            && matches!(event, Event::Started { .. })
         {
             assert!(
                 group_members(pgid).len() >= 2,
@@ -284,7 +288,7 @@ async fn cancelling_stops_the_run_and_its_group() {
     let mut pgid = None;
     let mut events = Vec::new();
     while let Some(event) = stream.next().await {
-        if matches!(event, TurnEvent::Started { .. }) {
+        if matches!(event, Event::Started { .. }) {
             pgid = h.children.snapshot().first().map(|c| c.pid);
             cancel.cancel();
         }
@@ -299,10 +303,8 @@ async fn an_mcp_server_crashing_mid_call_does_not_fail_the_turn() {
     let fake = FakeAnthropic::start(answer).await;
     let h = Harness::new(real_claude(), &fake.url, |_| {}).await;
     let events = h.run(h.request(11, "crash the tool")).await;
-    assert!(
-        events.iter().any(|e| matches!(e,
-        TurnEvent::ToolResult { ok: false, content, .. } if content.contains("Connection closed")))
-    );
+    assert!(events.iter().any(|e| matches!(e,
+        Event::ToolResult { ok: false, content, .. } if content.contains("Connection closed"))));
     let summary = finished(&events);
     assert!(!summary.tool_calls[0].ok);
 }
@@ -317,8 +319,10 @@ async fn a_failed_mcp_server_is_reported_and_counted() {
         json!({"type": "stdio", "command": "/nonexistent/mcp-server"}),
     )]));
     let events = h.run(request).await;
-    assert!(events.iter().any(|e| matches!(e,
-        TurnEvent::Started { failed_mcp_servers, .. } if failed_mcp_servers == &["broken".to_owned()])));
+    assert!(
+        events.iter().any(|e| matches!(e,
+        Event::Started { failed_mcp_servers, .. } if failed_mcp_servers == &["broken".to_owned()]))
+    );
     assert_eq!(finished(&events).failed_mcp_servers, ["broken"]);
     assert_eq!(h.driver.metrics().mcp_failures.get(), 1);
     let (status, figures) = h.driver.metrics().health();
@@ -644,7 +648,7 @@ async fn turns_logged() {
     )
     .build();
     for _ in 0..2 {
-        let (stream, _) = engine.turn(Incoming::new(71, "say hello")).await.unwrap();
+        let stream = engine.turn(Incoming::new(71, "say hello")).await.unwrap();
         stream.finish().await.unwrap();
     }
 }

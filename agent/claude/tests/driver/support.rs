@@ -10,9 +10,11 @@ use valor_claude::proxy::Upstream;
 use valor_claude::sandbox::{EgressRules, SandboxMode, SandboxSetup, SandboxState};
 use valor_claude::{ClaudeDriver, DriverSetup};
 use valor_config::ClaudeConfig;
-use valor_core::{Backend, TurnEvent, TurnRequest};
+use valor_core::Backend;
 use valor_fakes::anthropic::{Reply, Turn};
 use valor_monitor::{ChildRegistry, MetricsRegistry};
+use valor_protocol::Event;
+use valor_protocol::TurnRequest;
 use valor_store::Store;
 
 /// The repository root (tools/ and target/ are below it).
@@ -225,7 +227,7 @@ impl Harness {
     }
 
     /// Runs a turn to the end and returns all its events.
-    pub async fn run(&self, request: TurnRequest) -> Vec<TurnEvent> {
+    pub async fn run(&self, request: TurnRequest) -> Vec<Event> {
         let mut stream = self.driver.start(request);
         let mut events = Vec::new();
         let collect = async {
@@ -240,16 +242,16 @@ impl Harness {
     }
 }
 
-pub fn finished(events: &[TurnEvent]) -> &valor_core::TurnSummary {
+pub fn finished(events: &[Event]) -> &valor_protocol::TurnSummary {
     match events.last() {
-        Some(TurnEvent::Finished(summary)) => summary,
+        Some(Event::Final(summary)) => summary,
         other => panic!("turn did not finish: {other:?}\nall events: {events:#?}"),
     }
 }
 
-pub fn failed(events: &[TurnEvent]) -> &valor_core::TurnError {
+pub fn failed(events: &[Event]) -> &valor_protocol::TurnError {
     match events.last() {
-        Some(TurnEvent::Failed(error)) => error,
+        Some(Event::Failed { error, .. }) => error,
         other => panic!("turn did not fail: {other:?}\nall events: {events:#?}"),
     }
 }

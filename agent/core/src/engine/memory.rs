@@ -4,11 +4,11 @@
 
 use std::sync::Arc;
 
-use crate::backend::TurnRequest;
 use crate::context::{ContextMessage, Role};
 use crate::observe::{Activity, Observation, cut, observe};
 use crate::session::{SessionEnd, SessionSummary, summarize};
-use crate::time::civil_date;
+use valor_protocol::TurnRequest;
+use valor_protocol::time::civil_date;
 
 use super::{ChatState, Engine};
 
@@ -141,7 +141,7 @@ impl Engine {
         request.read_only = true;
         let (engine, title, messages) = (self.clone(), first.title.clone(), first.messages);
         runtime.spawn(async move {
-            let written = engine.inner.backend.start(request).finish().await;
+            let written = engine.background().start(request).finish().await;
             let text = match written {
                 Ok(done) if !done.text.trim().is_empty() => done.text,
                 Ok(_) => {
@@ -305,7 +305,7 @@ fn summary_prompt(session: &[ContextMessage]) -> String {
 
 /// The engine's wall clock, in Unix milliseconds.
 pub(super) fn system_clock() -> Arc<dyn Fn() -> u64 + Send + Sync> {
-    Arc::new(crate::time::now_ms)
+    Arc::new(valor_protocol::time::now_ms)
 }
 
 #[cfg(test)]

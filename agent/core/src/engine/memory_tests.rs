@@ -82,8 +82,8 @@ fn setup_with(config: EngineConfig) -> Setup {
                     "Asked: remember a word.\nDone: noted plum.\nLearned: - none\nLeft open: - none",
                 )
             } else {
-                Scripted::Fail(crate::error::TurnError::new(
-                    crate::error::TurnErrorKind::Overloaded,
+                Scripted::Fail(valor_protocol::TurnError::new(
+                    valor_protocol::TurnErrorKind::Overloaded,
                     "busy",
                 ))
             };
@@ -135,7 +135,7 @@ impl Setup {
     async fn say(&self, chat_id: i64, text: &str, fresh: bool) {
         let mut incoming = Incoming::new(chat_id, text);
         incoming.fresh_session = fresh;
-        let (stream, _) = self.engine.turn(incoming).await.unwrap();
+        let stream = self.engine.turn(incoming).await.unwrap();
         stream.finish().await.unwrap();
     }
 

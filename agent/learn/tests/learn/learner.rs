@@ -501,7 +501,13 @@ async fn a_contradiction_lowers_confidence_and_lists_for_review() {
 
     // Through the chat's commands: /learnings review lists it; confirming it again clears it.
     let chat = valor_learn::ChatLearning::new(memory.store().clone(), Some(learner.clone()));
-    let shown = valor_core::learning::command(&chat, CHAT, "/learnings", "review", "tg:4").unwrap();
+    let shown = valor_core::learning::command(
+        &chat,
+        CHAT,
+        &valor_protocol::Command::Learnings { review: true },
+        "tg:4",
+    )
+    .unwrap();
     assert!(
         shown.contains("#1 We deploy to production on Fridays. (confidence 0.70)"),
         "{shown}"
@@ -510,6 +516,12 @@ async fn a_contradiction_lowers_confidence_and_lists_for_review() {
         .remember(CHAT, "We deploy to production on Fridays.", "tg:5", 5)
         .unwrap();
     assert!(learner.to_review(CHAT).unwrap().is_empty());
-    let none = valor_core::learning::command(&chat, CHAT, "/learnings", "review", "tg:6").unwrap();
+    let none = valor_core::learning::command(
+        &chat,
+        CHAT,
+        &valor_protocol::Command::Learnings { review: true },
+        "tg:6",
+    )
+    .unwrap();
     assert!(none.starts_with("Nothing to review"), "{none}");
 }

@@ -7,12 +7,12 @@
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
-use valor_core::context::Role;
 use valor_core::recall::Recall;
 use valor_memory::transfer;
 use valor_memory::turn::MemoryHealth;
 use valor_memory::{Filter, Memory, MemorySettings, MemoryState, Query, SearchMode};
 use valor_monitor::{HealthComponent, Status};
+use valor_protocol::Role;
 use valor_store::{MemoryKind, MemoryRecord, Store, StoredMessage};
 
 pub(crate) struct Setup {

@@ -136,9 +136,9 @@ impl valor_core::engine::ConversationStore for Store {
     fn append(
         &self,
         chat_id: i64,
-        role: valor_core::context::Role,
+        role: valor_protocol::Role,
         text: &str,
-        author: Option<&valor_core::engine::Author>,
+        author: Option<&valor_protocol::Author>,
         source: Option<&str>,
         durable: bool,
     ) -> Result<u64, valor_core::engine::StoreFailure> {
@@ -164,12 +164,12 @@ impl valor_core::engine::ConversationStore for Store {
         &self,
         chat_id: i64,
         limit: usize,
-    ) -> Result<Vec<valor_core::context::ContextMessage>, valor_core::engine::StoreFailure> {
+    ) -> Result<Vec<valor_protocol::ContextMessage>, valor_core::engine::StoreFailure> {
         self.recent_messages(chat_id, limit)
             .map(|messages| {
                 messages
                     .into_iter()
-                    .map(|m| valor_core::context::ContextMessage {
+                    .map(|m| valor_protocol::ContextMessage {
                         id: m.seq,
                         role: m.role,
                         text: m.text,

@@ -3,17 +3,14 @@
 //! and the entry leaves the inbox once its answer is delivered.
 
 use std::sync::PoisonError;
-use std::time::Duration;
 
 use std::sync::atomic::Ordering;
 use tokio_util::sync::CancellationToken;
 
 use teloxide::types::ChatId;
 use tokio::time::Instant;
-use valor_core::conversation::Prepare;
-use valor_core::engine::Author;
-use valor_core::learning::Question;
-use valor_core::{Event, Events, Op, TurnErrorKind, UserTurn};
+use valor_core::Notice;
+use valor_protocol::{Author, Event, Events, Op, Prepare, Question, TurnErrorKind, UserTurn};
 use valor_store::InboxEntry;
 
 use super::{IDLE_PACER, MAX_PACERS, TelegramChannel};
@@ -159,32 +156,27 @@ impl TelegramChannel {
         });
     }
 
-    /// Expires the questions past their time (their buttons taken away) and purges settled
-    /// ones past keeping; every [`SWEEP_EVERY`] until `shutdown`.
-    pub(super) async fn sweep_questions(self, shutdown: CancellationToken) {
+    /// Takes expired questions' buttons away as the conversation service tells of them
+    /// (its scheduled job expires them, with or without this channel), until `shutdown`.
+    pub(super) async fn settle_expired(self, shutdown: CancellationToken) {
+        let mut notices = self.inner.conversations.notices();
         loop {
-            tokio::select! {
+            let notice = tokio::select! {
                 () = shutdown.cancelled() => return,
-                () = tokio::time::sleep(SWEEP_EVERY) => {}
-            }
-            let now = valor_core::time::now_ms();
-            match self.inner.store.expire_proposals(now) {
-                Ok(expired) => {
-                    for proposal in expired {
-                        tracing::info!(
-                            chat_id = proposal.chat_id,
-                            proposal = proposal.id,
-                            "question expired"
-                        );
-                        let line = proposal.expired_line();
-                        self.settle_question(ChatId(proposal.chat_id), proposal.id, line);
-                    }
+                notice = notices.recv() => notice,
+            };
+            match notice {
+                Ok(Notice::QuestionExpired(gone)) => {
+                    let chat = ChatId(gone.question.chat_id);
+                    self.settle_question(chat, gone.question.id, gone.line);
                 }
-                Err(e) => tracing::warn!(error = %e, "cannot expire old questions"),
-            }
-            let before = now.saturating_sub(valor_store::PROPOSALS_KEPT_MS);
-            if let Err(e) = self.inner.store.purge_proposals(before) {
-                tracing::warn!(error = %e, "cannot purge old questions");
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::warn!(
+                        missed,
+                        "expired questions went by unseen; their buttons stay"
+                    );
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
             }
         }
     }
@@ -216,6 +208,3 @@ impl TelegramChannel {
         pacer
     }
 }
-
-/// How often questions past their time are looked for.
-const SWEEP_EVERY: Duration = Duration::from_secs(30);

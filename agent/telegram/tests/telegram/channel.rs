@@ -25,6 +25,7 @@ pub(crate) struct World {
     pub(crate) store: Store,
     pub(crate) backend: ScriptedBackend,
     pub(crate) channel: TelegramChannel,
+    pub(crate) conversations: Conversations,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
@@ -59,7 +60,7 @@ pub(crate) async fn start_with(
     );
     let channel = TelegramChannel::new(ChannelSetup {
         bot: Bot::new(&fake.token).set_api_url(fake.url.parse().unwrap()),
-        conversations,
+        conversations: conversations.clone(),
         store: Arc::new(store.clone()),
         allowed_users: vec![FRIEND],
         poll_timeout_secs: 1,
@@ -87,6 +88,7 @@ pub(crate) async fn start_with(
         store,
         backend,
         channel,
+        conversations,
         shutdown,
         task,
     }
@@ -487,7 +489,7 @@ async fn after_a_restart_nothing_is_lost_and_nothing_answered_twice() {
         .recent_messages(FRIEND, 20)
         .unwrap()
         .into_iter()
-        .filter(|m| m.role == valor_core::context::Role::User)
+        .filter(|m| m.role == valor_protocol::Role::User)
         .map(|m| m.text)
         .collect();
     assert_eq!(

@@ -378,6 +378,10 @@ async fn an_unanswered_question_expires_its_buttons_go_and_it_is_purged_later() 
         .channel
         .propose(proposal("The old staging URL", -1))
         .unwrap();
+    // The scheduled job (every 30 s under `valor run`) expires it; the channel takes the
+    // buttons away when told.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(w.conversations.expire_questions().await, 1);
     until(Duration::from_secs(120), || {
         w.fake.messages(FRIEND).iter().any(|m| {
             m.visible == "Not stored (the question expired): The old staging URL"

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use teloxide::prelude::*;
 use teloxide::types::ChatId;
-use valor_core::{Event, Events, TurnError, TurnErrorKind, TurnSummary};
 use valor_fakes::telegram::FakeTelegram;
+use valor_protocol::{Event, Events, TurnError, TurnErrorKind, TurnSummary};
 use valor_telegram::format::{MAX_MESSAGE_UNITS, render};
 use valor_telegram::pacer::{ChatKind, ChatPacer, PacerConfig};
 use valor_telegram::stream::deliver;

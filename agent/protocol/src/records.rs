@@ -1,8 +1,8 @@
 //! Records kept in the store. Stored as JSON so new optional fields do not break old data.
 
+use crate::message::Role;
+use crate::{Severity, ToolCallRecord, TurnErrorKind, Usage};
 use serde::{Deserialize, Serialize};
-use valor_core::context::Role;
-use valor_core::{Severity, ToolCallRecord, TurnErrorKind, Usage};
 
 /// One message of a chat, as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -181,7 +181,8 @@ impl MemoryKind {
         MemoryKind::ALL.into_iter().find(|k| k.as_str() == text)
     }
 
-    pub(crate) fn byte(self) -> u8 {
+    /// The kind as one byte (a store's compact key).
+    pub fn byte(self) -> u8 {
         match self {
             MemoryKind::Message => 0,
             MemoryKind::Link => 1,
@@ -192,7 +193,7 @@ impl MemoryKind {
         }
     }
 
-    pub(crate) fn from_byte(byte: u8) -> Option<MemoryKind> {
+    pub fn from_byte(byte: u8) -> Option<MemoryKind> {
         MemoryKind::ALL.into_iter().find(|k| k.byte() == byte)
     }
 }
@@ -266,7 +267,8 @@ pub struct StoredVector {
 }
 
 impl StoredVector {
-    pub(crate) fn encode(&self) -> Vec<u8> {
+    /// The vector as bytes: the model id's length and bytes, the dimension, the values.
+    pub fn encode(&self) -> Vec<u8> {
         let model = self.model_id.as_bytes();
         let model_len = model.len().min(255);
         let mut out = Vec::with_capacity(1 + model_len + 4 + self.vector.len() * 4);
@@ -279,7 +281,7 @@ impl StoredVector {
         out
     }
 
-    pub(crate) fn decode(bytes: &[u8]) -> Option<StoredVector> {
+    pub fn decode(bytes: &[u8]) -> Option<StoredVector> {
         let (&model_len, rest) = bytes.split_first()?;
         let model_len = usize::from(model_len);
         let model_id = std::str::from_utf8(rest.get(..model_len)?).ok()?.to_owned();

@@ -1,0 +1,31 @@
+//! Valor's shared types, and nothing else (in the style of codex-rs' protocol crate): what a
+//! channel asks of the conversation service and what it hears back, what a backend runs and
+//! reports, what can go wrong with the message for the user, and the records every store keeps.
+//! Every other crate speaks these; none needs the engine to.
+//!
+//! - [`op`]: [`Op`], [`UserTurn`], [`Command`], [`Author`].
+//! - [`event`]: [`Event`] (one enum for the service's and the backend's events) and [`Events`].
+//! - [`turn`]: [`TurnRequest`], [`TurnSummary`], [`Usage`], the routing [`Route`].
+//! - [`error`]: [`TurnError`] and its kinds, each with a message for the user.
+//! - [`question`]: "Remember this?" ([`Question`], [`Answered`]).
+//! - [`message`]: [`Role`], [`ContextMessage`].
+//! - [`records`]: what the store keeps (messages, runs, sessions, inbox entries, memories).
+//! - [`time`]: the wall clock and calendar dates.
+
+pub mod error;
+pub mod event;
+pub mod message;
+pub mod op;
+pub mod question;
+pub mod records;
+pub mod time;
+pub mod turn;
+
+pub use error::{Severity, TurnError, TurnErrorKind};
+pub use event::{Event, Events, Released};
+pub use message::{ContextMessage, Role};
+pub use op::{Author, Command, Op, Prepare, UserTurn};
+pub use question::{Answered, Question};
+pub use turn::{
+    RequestClass, Route, ToolCallRecord, TurnRequest, TurnSummary, Usage, WRITING_TOOLS,
+};

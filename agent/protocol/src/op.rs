@@ -1,0 +1,96 @@
+//! What a channel asks of the conversation service.
+
+use std::future::Future;
+use std::pin::Pin;
+
+/// Who wrote a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Author {
+    pub user_id: i64,
+    pub username: Option<String>,
+}
+
+/// Work done when a turn reaches the head of its chat's queue (a file's download): the text
+/// to answer, or a refusal to show the user.
+pub type Prepare = Pin<Box<dyn Future<Output = Result<String, String>> + Send>>;
+
+/// A user's message to answer.
+pub struct UserTurn {
+    pub chat_id: i64,
+    pub author: Option<Author>,
+    pub text: String,
+    /// Where it came from (`tg:<update_id>`), so a replay stores it once.
+    pub source: Option<String>,
+    pub prepare: Option<Prepare>,
+    /// Whether the learning watcher may ask "Remember this?" about it (not where nobody could
+    /// answer: `valor chat --once`).
+    pub ask: bool,
+}
+
+impl UserTurn {
+    pub fn new(chat_id: i64, text: impl Into<String>) -> UserTurn {
+        UserTurn {
+            chat_id,
+            author: None,
+            text: text.into(),
+            source: None,
+            prepare: None,
+            ask: true,
+        }
+    }
+}
+
+/// A chat command the service answers with a [`crate::Event::Reply`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// `/status`: what the chat's turn is doing, the queue, the session.
+    Status,
+    /// `/learnings` (`review`: the contradicted ones).
+    Learnings { review: bool },
+    /// `/forget N` (`None`: no number was given).
+    Forget(Option<u64>),
+    /// `/remember <text>`.
+    Remember(String),
+}
+
+impl Command {
+    /// The command a line starts with (`/forget 3`), if it is one of these; `args` is what
+    /// follows the command word.
+    pub fn parse(name: &str, args: &str) -> Option<Command> {
+        let args = args.trim();
+        Some(match name {
+            "/status" => Command::Status,
+            "/learnings" => Command::Learnings {
+                review: args.eq_ignore_ascii_case("review"),
+            },
+            "/forget" => Command::Forget(args.trim_start_matches('#').parse().ok()),
+            "/remember" => Command::Remember(args.to_owned()),
+            _ => return None,
+        })
+    }
+}
+
+/// What a channel asks of the service.
+pub enum Op {
+    UserTurn(UserTurn),
+    /// Stop the chat's running turn (`/stop`, the Stop button, Ctrl-C).
+    Interrupt {
+        chat_id: i64,
+    },
+    /// The chat's next turn starts a new conversation (`/new`).
+    NewConversation {
+        chat_id: i64,
+    },
+    /// A yes or no to a "Remember this?" question (a button press).
+    Answer {
+        chat_id: i64,
+        question: u64,
+        yes: bool,
+    },
+    /// A chat command; `source` names where it came from (`tg:<update_id>`).
+    Command {
+        chat_id: i64,
+        command: Command,
+        source: String,
+    },
+}
