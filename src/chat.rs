@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use valor_core::Conversations;
 use valor_monitor::{ChildRegistry, MetricsRegistry};
-use valor_protocol::Author;
-use valor_protocol::{Event, Op, UserTurn};
+use valor_protocol::{Author, Event, Op, UserTurn};
 
 /// The console's chat id: consecutive `valor chat` calls continue one conversation.
 pub const CONSOLE_CHAT_ID: i64 = 0;

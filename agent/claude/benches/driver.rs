@@ -20,8 +20,7 @@ use valor_claude::{ClaudeDriver, DriverSetup};
 use valor_config::ClaudeConfig;
 use valor_core::Backend;
 use valor_fakes::anthropic::{FakeAnthropic, Reply, Turn};
-use valor_protocol::Event;
-use valor_protocol::TurnRequest;
+use valor_protocol::{Event, TurnRequest};
 
 fn fixtures() -> Vec<u8> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");

@@ -17,8 +17,7 @@ use tokio_util::sync::CancellationToken;
 use valor_config::ClaudeConfig;
 use valor_core::Backend;
 use valor_monitor::{ChildRegistry, MetricsRegistry};
-use valor_protocol::{Event, Events};
-use valor_protocol::{TurnError, TurnErrorKind, TurnRequest, TurnSummary};
+use valor_protocol::{Event, Events, TurnError, TurnErrorKind, TurnRequest, TurnSummary};
 use valor_store::{RunError, RunRecord, SessionRecord};
 
 use crate::failure::{Verdict, classify};

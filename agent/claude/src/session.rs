@@ -11,8 +11,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use valor_monitor::ChildRegistry;
-use valor_protocol::Event;
-use valor_protocol::ToolCallRecord;
+use valor_protocol::{Event, ToolCallRecord};
 
 use crate::ClaudeError;
 use crate::codec::{Block, CliEvent, CliResult, Line, LineReader, MAX_LINE_BYTES, parse_line};

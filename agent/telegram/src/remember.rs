@@ -9,8 +9,7 @@ use teloxide::prelude::Requester as _;
 use teloxide::types::{
     CallbackQueryId, ChatId, InlineKeyboardButton, InlineKeyboardMarkup, MessageId,
 };
-use valor_protocol::Question;
-use valor_protocol::{Event, Events};
+use valor_protocol::{Event, Events, Question};
 
 use crate::pacer::ChatPacer;
 

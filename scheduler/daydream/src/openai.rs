@@ -5,9 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use valor_core::Backend;
-use valor_protocol::TurnErrorKind;
-use valor_protocol::{Event, Events};
-use valor_protocol::{TurnError, TurnRequest, TurnSummary};
+use valor_protocol::{Event, Events, TurnError, TurnErrorKind, TurnRequest, TurnSummary};
 
 #[derive(Debug, Clone)]
 pub struct OpenAiBackend {

@@ -7,8 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::{Harness, failed, fake_claude, finished, group_members};
 use valor_core::Backend;
-use valor_protocol::Event;
-use valor_protocol::{TurnErrorKind, TurnRequest};
+use valor_protocol::{Event, TurnErrorKind, TurnRequest};
 
 async fn harness(script: &str, tweak: impl FnOnce(&mut valor_config::ClaudeConfig)) -> Harness {
     Harness::new(fake_claude(script), "http://127.0.0.1:9", tweak).await

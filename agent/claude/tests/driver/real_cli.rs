@@ -12,8 +12,7 @@ use crate::support::{
 use serde_json::json;
 use valor_core::Backend;
 use valor_fakes::anthropic::{FakeAnthropic, Reply, Turn};
-use valor_protocol::Event;
-use valor_protocol::TurnErrorKind;
+use valor_protocol::{Event, TurnErrorKind};
 
 fn answer(turn: &Turn) -> Reply {
     if let Some((_, content, is_error)) = &turn.last_tool_result {

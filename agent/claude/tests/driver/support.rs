@@ -13,8 +13,7 @@ use valor_config::ClaudeConfig;
 use valor_core::Backend;
 use valor_fakes::anthropic::{Reply, Turn};
 use valor_monitor::{ChildRegistry, MetricsRegistry};
-use valor_protocol::Event;
-use valor_protocol::TurnRequest;
+use valor_protocol::{Event, TurnRequest};
 use valor_store::Store;
 
 /// The repository root (tools/ and target/ are below it).

@@ -7,8 +7,7 @@ use std::sync::Arc;
 use crate::context::{ContextMessage, Role};
 use crate::observe::{Activity, Observation, cut, observe};
 use crate::session::{SessionEnd, SessionSummary, summarize};
-use valor_protocol::TurnRequest;
-use valor_protocol::time::civil_date;
+use valor_protocol::{TurnRequest, time::civil_date};
 
 use super::{ChatState, Engine};
 
