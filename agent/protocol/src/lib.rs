@@ -9,15 +9,24 @@
 //! - [`error`]: [`TurnError`] and its kinds, each with a message for the user.
 //! - [`question`]: "Remember this?" ([`Question`], [`Answered`]).
 //! - [`message`]: [`Role`], [`ContextMessage`].
-//! - [`records`]: what the store keeps (messages, runs, sessions, inbox entries, memories).
+//! - [`records`]: what the store keeps (messages, runs, sessions, inbox entries, memories);
+//!   [`learnings`], [`proposals`], [`jobs`], [`health`]: the records of those parts;
+//!   [`analytics`]: the one aggregation of runs every report uses.
+//! - [`store`]: [`StoreFailure`], what a store's interface reports when it cannot answer.
 //! - [`time`]: the wall clock and calendar dates.
 
+pub mod analytics;
 pub mod error;
 pub mod event;
+pub mod health;
+pub mod jobs;
+pub mod learnings;
 pub mod message;
 pub mod op;
+pub mod proposals;
 pub mod question;
 pub mod records;
+pub mod store;
 pub mod time;
 pub mod turn;
 
@@ -26,6 +35,7 @@ pub use event::{Event, Events, Released};
 pub use message::{ContextMessage, Role};
 pub use op::{Author, Command, Op, Prepare, UserTurn};
 pub use question::{Answered, Question};
+pub use store::StoreFailure;
 pub use turn::{
     RequestClass, Route, ToolCallRecord, TurnRequest, TurnSummary, Usage, WRITING_TOOLS,
 };

@@ -2,68 +2,12 @@
 //! day) and one every fifteen minutes (kept thirty days), so the daydream's chart and the
 //! dashboard see more than the last hour and a restart loses nothing.
 
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 
 use crate::StoreError;
 use crate::store::{Store, decode, encode};
-
-/// How fine a point is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Resolution {
-    /// One point a minute, kept a day.
-    Minute,
-    /// One point every fifteen minutes, kept thirty days.
-    QuarterHour,
-}
-
-impl Resolution {
-    pub const ALL: [Resolution; 2] = [Resolution::Minute, Resolution::QuarterHour];
-
-    /// The span one point covers, in milliseconds.
-    pub fn span_ms(self) -> u64 {
-        match self {
-            Resolution::Minute => 60_000,
-            Resolution::QuarterHour => 15 * 60_000,
-        }
-    }
-
-    /// How long points are kept, in milliseconds.
-    pub fn kept_ms(self) -> u64 {
-        match self {
-            Resolution::Minute => 24 * 3_600_000,
-            Resolution::QuarterHour => 30 * 24 * 3_600_000,
-        }
-    }
-
-    fn byte(self) -> u8 {
-        match self {
-            Resolution::Minute => 1,
-            Resolution::QuarterHour => 15,
-        }
-    }
-}
-
-/// The samples of one span, summed up.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HealthPoint {
-    /// Unix milliseconds: the start of the span.
-    pub at_ms: u64,
-    /// Mean health score (0-100) and the worst one.
-    pub score: u8,
-    pub worst_score: u8,
-    /// Largest resident memory of Valor, MiB.
-    pub rss_mb: f32,
-    /// Mean CPU use, percent of all cores.
-    pub cpu_percent: f32,
-    /// Largest share of the machine's memory in use, percent.
-    pub system_memory_percent: f32,
-    /// Most child processes at once.
-    pub children: u16,
-    /// Samples summed up.
-    pub samples: u16,
-}
+pub use valor_protocol::health::{HealthPoint, Resolution};
 
 fn key(resolution: Resolution, at_ms: u64) -> [u8; 9] {
     let mut key = [0u8; 9];

@@ -2,54 +2,12 @@
 //! ends, so after a crash the last run of a job shows as interrupted, never as missing, and a
 //! restart knows when each job last ran.
 
-use serde::{Deserialize, Serialize};
-
 use crate::StoreError;
 use crate::store::{Store, decode, encode};
+pub use valor_protocol::jobs::{JobOutcome, JobRunRecord};
 
 /// Runs kept per job; older ones are dropped as new ones are written.
 pub const KEPT_RUNS: usize = 50;
-
-/// How a run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum JobOutcome {
-    /// Started and not (yet) finished; after a restart: interrupted.
-    Running,
-    Ok,
-    Failed,
-    /// Not run, on purpose (still running from before, not ready, skipped by its policy).
-    Skipped,
-    /// A run missed while Valor was down was reported instead of run.
-    Notified,
-}
-
-impl JobOutcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobOutcome::Running => "running",
-            JobOutcome::Ok => "ok",
-            JobOutcome::Failed => "failed",
-            JobOutcome::Skipped => "skipped",
-            JobOutcome::Notified => "notified",
-        }
-    }
-}
-
-/// One run of a job.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct JobRunRecord {
-    pub job: String,
-    /// Unix milliseconds.
-    pub started_ms: u64,
-    pub finished_ms: Option<u64>,
-    pub outcome: JobOutcome,
-    /// What happened, in a line (a report path, the reason for a skip, an error).
-    pub detail: String,
-    /// The scheduled time this run was for (a catch-up run's is in the past).
-    #[serde(default)]
-    pub due_ms: Option<u64>,
-}
 
 fn key(job: &str, started_ms: u64) -> Vec<u8> {
     let mut key = Vec::with_capacity(job.len() + 9);

@@ -16,7 +16,6 @@
 // stdout belongs to protocols and the CLI's output, stderr to tracing: libraries print nothing.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
-pub mod analytics;
 mod error;
 pub mod health;
 pub mod jobs;
@@ -28,7 +27,6 @@ pub mod secret;
 mod status;
 pub mod store;
 
-pub use analytics::{RunAnalytics, RunTotals};
 pub use error::StoreError;
 pub use health::{HealthPoint, Resolution};
 pub use jobs::{JobOutcome, JobRunRecord};
@@ -40,3 +38,4 @@ pub use records::{
     RunRecord, SessionRecord, StoredMessage, StoredVector, headline,
 };
 pub use store::{DocumentListener, SCHEMA_VERSION, Store};
+pub use valor_protocol::analytics::{self, RunAnalytics, RunTotals};

@@ -4,10 +4,10 @@
 
 use std::collections::BTreeMap;
 
+use crate::time::civil_date;
 use serde::Serialize;
-use valor_protocol::time::civil_date;
 
-use crate::RunRecord;
+use crate::records::RunRecord;
 
 /// Totals of a set of runs.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -130,8 +130,8 @@ impl RunAnalytics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::RunError;
-    use valor_protocol::{Severity, ToolCallRecord, TurnErrorKind, Usage};
+    use crate::records::RunError;
+    use crate::{Severity, ToolCallRecord, TurnErrorKind, Usage};
 
     fn run(chat_id: i64, ms: u64, model: &str, error: Option<TurnErrorKind>) -> RunRecord {
         RunRecord {
@@ -201,7 +201,7 @@ mod tests {
     #[test]
     fn cost_at_prices_recorded_tokens_with_cache_reads_at_a_tenth() {
         let mut one = run(1, 0, "haiku", None);
-        one.usage = valor_protocol::Usage {
+        one.usage = crate::Usage {
             input_tokens: 1_000_000,
             output_tokens: 100_000,
             cache_read_input_tokens: 1_000_000,
