@@ -262,10 +262,7 @@ impl Conversations {
     /// every open session with its summary.
     pub async fn shutdown(&self) {
         self.inner.shutdown.cancel();
-        let engine = self.inner.engine.clone();
-        if let Err(e) = tokio::task::spawn_blocking(move || engine.end_sessions()).await {
-            tracing::warn!(error = %e, "the sessions could not be summarised at shutdown");
-        }
+        self.inner.engine.end_sessions().await;
     }
 
     /// Stops every running and waiting turn at once (a channel stopping); the sessions stay

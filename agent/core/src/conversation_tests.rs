@@ -6,7 +6,8 @@ use super::*;
 use crate::ModelRouter;
 use crate::engine::ConversationStore;
 use crate::learning::Expired;
-use crate::scripted::{InMemoryStore, Scripted, ScriptedBackend};
+use crate::scripted::{Scripted, ScriptedBackend};
+use crate::store::InMemoryStore;
 
 fn service(backend: &ScriptedBackend, settings: Settings) -> Conversations {
     service_learning(backend, settings, None)

@@ -26,37 +26,10 @@ use crate::inject::{ContextData, inject_counted};
 use crate::observe::{Activity, CodeMap};
 use crate::recall::{Recall, RecallBudget};
 use crate::routing::ModelRouter;
+pub use crate::store::{ConversationStore, StoreFailure};
 
 mod memory;
 pub use memory::SUMMARY_CHAT_ID;
-
-#[derive(Debug, thiserror::Error)]
-#[error("the conversation store failed: {0}")]
-pub struct StoreFailure(pub String);
-
-/// Where the engine keeps messages (the memory crate implements it).
-pub trait ConversationStore: Send + Sync {
-    /// Appends a message and returns its id (ids grow). A message with a `source` already
-    /// stored is not stored again (its id is returned). With `durable` it is on disk first.
-    fn append(
-        &self,
-        chat_id: i64,
-        role: Role,
-        text: &str,
-        author: Option<&Author>,
-        source: Option<&str>,
-        durable: bool,
-    ) -> Result<u64, StoreFailure>;
-
-    /// The last `limit` messages of a chat, oldest first.
-    fn recent(&self, chat_id: i64, limit: usize) -> Result<Vec<ContextMessage>, StoreFailure>;
-
-    /// Marks where the chat's current conversation starts (`/new`); persisted.
-    fn set_conversation_start(&self, chat_id: i64, message_id: u64) -> Result<(), StoreFailure>;
-
-    /// Where the chat's current conversation starts (0: its first message).
-    fn conversation_start(&self, chat_id: i64) -> Result<u64, StoreFailure>;
-}
 
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -248,6 +221,19 @@ impl EngineBuilder {
     }
 }
 
+/// A turn begun: its message stored, its history read.
+struct Begun {
+    incoming: Incoming,
+    /// The stored message's id.
+    id: u64,
+    history: Vec<ContextMessage>,
+    /// The session this turn ends first, if any.
+    ending: Option<memory::Ending>,
+    /// Where an unknown chat's conversation starts.
+    start: u64,
+    now_ms: u64,
+}
+
 /// A turn ready to start: its request and what the relay needs to know.
 struct Prepared {
     request: TurnRequest,
@@ -323,44 +309,76 @@ impl Engine {
     /// [`Turn`], the reply (`Final`'s text) assembled from the model's text blocks. The
     /// store's reads and writes, recall and the context window run off the async threads.
     pub async fn turn(&self, incoming: Incoming) -> Result<Turn, StoreFailure> {
-        let engine = self.clone();
-        let prepared = tokio::task::spawn_blocking(move || engine.prepare(incoming))
-            .await
-            .map_err(|e| StoreFailure(format!("the turn could not be prepared: {e}")))??;
+        let prepared = self.prepare(incoming).await?;
         Ok(self.start(prepared))
     }
 
-    /// Stores the message, builds the context window and the prompt, routes the request.
-    /// Blocking: a durable write, up to `window` messages read, recall.
-    fn prepare(&self, incoming: Incoming) -> Result<Prepared, StoreFailure> {
+    /// Stores the message (durably) and reads the chat's history; the rest of the turn's
+    /// preparation reads memory and files, so it runs on the blocking pool.
+    async fn prepare(&self, incoming: Incoming) -> Result<Prepared, StoreFailure> {
         let inner = &self.inner;
         let chat_id = incoming.chat_id;
-        let id = inner.store.append(
-            chat_id,
-            Role::User,
-            &incoming.text,
-            incoming.author.as_ref(),
-            incoming.source.as_deref(),
-            true,
-        )?;
+        let id = inner
+            .store
+            .append(
+                chat_id,
+                Role::User,
+                &incoming.text,
+                incoming.author.as_ref(),
+                incoming.source.as_deref(),
+                true,
+            )
+            .await?;
         let history = inner
             .store
-            .recent(chat_id, inner.config.window.saturating_add(1))?;
+            .recent(chat_id, inner.config.window.saturating_add(1))
+            .await?;
         // `/new` or a long pause ends the session: its summary is kept, the turn starts afresh.
         let now_ms = (inner.now_ms)();
-        let ending = self.session_ending(chat_id, incoming.fresh_session, now_ms);
-        let fresh_session = ending.is_some();
-        if let Some(ending) = &ending {
-            self.end_session(chat_id, ending, &history, id, now_ms);
-            inner.store.set_conversation_start(chat_id, id)?;
+        let ending = self
+            .session_ending(chat_id, incoming.fresh_session, now_ms)
+            .await;
+        if ending.is_some() {
+            inner.store.set_conversation_start(chat_id, id).await?;
         }
         // A chat this engine has not seen yet continues where its conversation started.
         let known = self.chats().contains_key(&chat_id);
-        let start = if known || fresh_session {
+        let start = if known || ending.is_some() {
             0
         } else {
-            inner.store.conversation_start(chat_id)?
+            inner.store.conversation_start(chat_id).await?
         };
+        let engine = self.clone();
+        let begun = Begun {
+            incoming,
+            id,
+            history,
+            ending,
+            start,
+            now_ms,
+        };
+        tokio::task::spawn_blocking(move || engine.compose(begun))
+            .await
+            .map_err(|e| StoreFailure::failed(format!("the turn could not be prepared: {e}")))
+    }
+
+    /// Builds the context window and the prompt, routes the request. Blocking: recall, the
+    /// code map, the session's summary.
+    fn compose(&self, begun: Begun) -> Prepared {
+        let Begun {
+            incoming,
+            id,
+            history,
+            ending,
+            start,
+            now_ms,
+        } = begun;
+        let inner = &self.inner;
+        let chat_id = incoming.chat_id;
+        let fresh_session = ending.is_some();
+        if let Some(ending) = &ending {
+            self.end_session(chat_id, ending, &history, id, now_ms);
+        }
 
         // Memories about the request, leaving out the messages the window already carries.
         let learnings = match &inner.recall {
@@ -451,13 +469,13 @@ impl Engine {
             request.mcp_config = Some(grant.mcp_config);
             request.extra_allowed_tools = grant.allowed_tools;
         }
-        Ok(Prepared {
+        Prepared {
             request,
             figures,
             expected_session,
             turn,
             request_text: incoming.text,
-        })
+        }
     }
 
     /// Runs the prepared request: the backend's events, recorded as they are read.
@@ -488,12 +506,11 @@ impl Engine {
     }
 
     /// Stores the reply and notes the session the chat's turns continue in.
-    fn finished(&self, chat_id: i64, summary: &TurnSummary, new_session: bool) {
-        if let Err(e) =
-            self.inner
-                .store
-                .append(chat_id, Role::Assistant, &summary.text, None, None, false)
-        {
+    async fn finished(&self, chat_id: i64, summary: &TurnSummary, new_session: bool) {
+        let stored = (self.inner.store)
+            .append(chat_id, Role::Assistant, &summary.text, None, None, false)
+            .await;
+        if let Err(e) = stored {
             tracing::error!(chat_id, error = %e, "cannot store the reply");
         }
         // A backend that had to start a new session ran this turn without the history: the
@@ -533,7 +550,6 @@ impl Turn {
     /// The next event; `None` after the last.
     pub async fn next(&mut self) -> Option<Event> {
         let mut event = self.events.next().await?;
-        let _entered = self.span.enter();
         match &mut event {
             Event::Started { session_id, .. } => {
                 self.new_session = self
@@ -550,8 +566,10 @@ impl Turn {
                 if !self.blocks.is_empty() {
                     summary.text = self.blocks.join("\n\n");
                 }
-                self.engine
+                let finished = self
+                    .engine
                     .finished(self.chat_id, summary, self.new_session);
+                tracing::Instrument::instrument(finished, self.span.clone()).await;
                 let request = self.request_text.take().unwrap_or_default();
                 let activity = std::mem::take(&mut self.activity);
                 (self.engine).observe_turn(self.chat_id, request, summary.text.clone(), activity);
@@ -580,7 +598,8 @@ impl Turn {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scripted::{InMemoryStore as MemoryStore, Scripted, ScriptedBackend};
+    use crate::scripted::{Scripted, ScriptedBackend};
+    use crate::store::InMemoryStore as MemoryStore;
 
     fn engine(backend: &ScriptedBackend, store: &Arc<MemoryStore>) -> Engine {
         Engine::builder(
@@ -653,7 +672,10 @@ mod tests {
         let backend = ScriptedBackend::new(|_| Scripted::text("ok."));
         let store = Arc::new(MemoryStore::default());
         for m in crate::context::example_chat(1000) {
-            store.append(2, m.role, &m.text, None, None, false).unwrap();
+            store
+                .append(2, m.role, &m.text, None, None, false)
+                .await
+                .unwrap();
         }
         let engine = engine(&backend, &store);
         let stream = engine

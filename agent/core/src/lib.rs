@@ -12,6 +12,8 @@
 //!   from its tool calls; the `CodeMap` seam they and the function-map layer read.
 //! - [`learning`]: the `Learning` seam: the watcher's question, its answer, learning commands.
 //! - [`recall`]: the `Recall` seam to long-term memory and the prompt budget for it.
+//! - [`store`]: [`store::ConversationStore`], where the engine keeps messages, and its
+//!   in-memory fake.
 //! - [`status`]: one chat's status (`/status`, the dashboard) and the store's part of it.
 //! - [`session`]: session summaries (asked, done, learned, left open) when a session ends.
 //! - [`routing`]: the deterministic request classifier and the model/effort table.
@@ -37,6 +39,7 @@ pub mod routing;
 pub mod scripted;
 pub mod session;
 pub mod status;
+pub mod store;
 pub mod transcript;
 
 pub use backend::Backend;

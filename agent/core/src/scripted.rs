@@ -4,13 +4,9 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use std::collections::HashMap;
-
-use valor_protocol::{Author, Event, Events, TurnRequest, TurnSummary};
+use valor_protocol::{Event, Events, TurnRequest, TurnSummary};
 
 use crate::backend::Backend;
-use crate::context::{ContextMessage, Role};
-use crate::engine::{ConversationStore, StoreFailure};
 use valor_protocol::TurnError;
 
 /// What the script answers.
@@ -190,75 +186,5 @@ impl Backend for ScriptedBackend {
             }
         });
         stream
-    }
-}
-
-/// An in-memory conversation store (tests and benchmarks): messages with their durability.
-#[derive(Default)]
-pub struct InMemoryStore {
-    messages: Mutex<Vec<(i64, ContextMessage, bool)>>,
-    starts: Mutex<HashMap<i64, u64>>,
-}
-
-impl ConversationStore for InMemoryStore {
-    fn append(
-        &self,
-        chat_id: i64,
-        role: Role,
-        text: &str,
-        _: Option<&Author>,
-        _: Option<&str>,
-        durable: bool,
-    ) -> Result<u64, StoreFailure> {
-        let mut messages = self.messages.lock().unwrap_or_else(PoisonError::into_inner);
-        let id = messages.len() as u64 + 1;
-        messages.push((
-            chat_id,
-            ContextMessage {
-                id,
-                role,
-                text: text.to_owned(),
-            },
-            durable,
-        ));
-        Ok(id)
-    }
-
-    fn recent(&self, chat_id: i64, limit: usize) -> Result<Vec<ContextMessage>, StoreFailure> {
-        let messages = self.messages.lock().unwrap_or_else(PoisonError::into_inner);
-        let mine: Vec<ContextMessage> = messages
-            .iter()
-            .filter(|(c, ..)| *c == chat_id)
-            .map(|(_, m, _)| m.clone())
-            .collect();
-        Ok(mine[mine.len().saturating_sub(limit)..].to_vec())
-    }
-
-    fn set_conversation_start(&self, chat_id: i64, message_id: u64) -> Result<(), StoreFailure> {
-        self.starts
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(chat_id, message_id);
-        Ok(())
-    }
-
-    fn conversation_start(&self, chat_id: i64) -> Result<u64, StoreFailure> {
-        Ok(self
-            .starts
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&chat_id)
-            .copied()
-            .unwrap_or(0))
-    }
-}
-
-impl InMemoryStore {
-    /// Every message: its chat, itself, and whether it was written durably.
-    pub fn messages(&self) -> Vec<(i64, ContextMessage, bool)> {
-        self.messages
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
     }
 }

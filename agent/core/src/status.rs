@@ -5,8 +5,8 @@
 use async_trait::async_trait;
 
 use crate::context::ContextFigures;
-use crate::engine::StoreFailure;
 use crate::progress::TurnProgress;
+use valor_protocol::StoreFailure;
 
 /// The backend session a chat's turns continue in.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -38,10 +38,28 @@ pub enum StoreError {
         #[source]
         source: serde_json::Error,
     },
+
+    /// Writing to disk (the committer) or a task of the store failed.
+    #[error("the store could not finish: {0}")]
+    Io(String),
+}
+
+impl From<StoreError> for valor_protocol::StoreFailure {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Invalid(invalid) => {
+                valor_protocol::StoreFailure::Invalid(invalid.to_string())
+            }
+            other => valor_protocol::StoreFailure::Failed(other.to_string()),
+        }
+    }
 }
 
 impl StoreError {
     pub fn is_retryable(&self) -> bool {
-        matches!(self, StoreError::Locked { .. } | StoreError::Db(_))
+        matches!(
+            self,
+            StoreError::Locked { .. } | StoreError::Db(_) | StoreError::Io(_)
+        )
     }
 }

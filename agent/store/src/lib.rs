@@ -16,6 +16,7 @@
 // stdout belongs to protocols and the CLI's output, stderr to tracing: libraries print nothing.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+mod commit;
 mod error;
 pub mod health;
 pub mod jobs;
@@ -23,8 +24,8 @@ pub mod learnings;
 pub mod memory;
 pub mod proposals;
 pub use valor_protocol::records;
+mod ports;
 pub mod secret;
-mod status;
 pub mod store;
 
 pub use error::StoreError;

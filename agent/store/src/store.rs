@@ -76,6 +76,8 @@ pub struct Store {
     listener: Arc<RwLock<Option<DocumentListener>>>,
     /// Inbox writes still to fail (fault injection for tests of the channel's resilience).
     inbox_faults: Arc<AtomicU64>,
+    /// Durable writes wait for it: one flush for all that wait together.
+    pub(crate) committer: crate::commit::Committer,
 }
 
 /// Called with every searchable document written (the search indexes add it at once).
@@ -184,6 +186,7 @@ impl Store {
             proposals: db.open_tree(PROPOSALS)?,
             learning_records: db.open_tree(LEARNING_RECORDS)?,
             inbox_faults: Arc::new(AtomicU64::new(0)),
+            committer: crate::commit::Committer::start(db.clone())?,
             id_offset: Arc::new(AtomicU64::new(match meta.get(ID_OFFSET_KEY)? {
                 Some(bytes) => decode::<u64>("id offset", &bytes)?,
                 None => 0,
@@ -281,10 +284,38 @@ impl Store {
         &self.path
     }
 
-    /// Writes everything to disk. Call before acknowledging what must not be lost.
+    /// Writes everything to disk. Call before acknowledging what must not be lost. Blocking:
+    /// async callers use [`Store::commit`].
     pub fn flush(&self) -> Result<(), StoreError> {
         self.db.flush()?;
         Ok(())
+    }
+
+    /// Waits until everything written so far is on disk, sharing one flush with every write
+    /// that waits at the same time; never blocks an async thread.
+    pub async fn commit(&self) -> Result<(), StoreError> {
+        self.committer.commit().await
+    }
+
+    /// (flushes done, commits asked for) by [`Store::commit`] so far.
+    pub fn commit_figures(&self) -> (u64, u64) {
+        self.committer.figures()
+    }
+
+    /// Holds every commit's flush back by `delay`: a stalled disk, for tests and benches.
+    pub fn stall_commits(&self, delay: std::time::Duration) {
+        self.committer.slow_down(delay);
+    }
+
+    /// Runs `work` on the store on the blocking pool (sled may wait on the disk).
+    pub async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || work(&store))
+            .await
+            .map_err(|e| StoreError::Io(format!("a store task failed: {e}")))?
     }
 }
 

@@ -44,7 +44,12 @@ pub(super) struct Ending {
 impl Engine {
     /// Whether the chat's session ends before this turn: `/new`, or no turn for
     /// `session_idle_ms`. Reads where an unknown chat's session started from the store.
-    pub(super) fn session_ending(&self, chat_id: i64, fresh: bool, now_ms: u64) -> Option<Ending> {
+    pub(super) async fn session_ending(
+        &self,
+        chat_id: i64,
+        fresh: bool,
+        now_ms: u64,
+    ) -> Option<Ending> {
         let idle_ms = self.inner.config.session_idle_ms;
         let known = self.chats().get(&chat_id).map(|state| {
             let idle = idle_ms > 0
@@ -60,7 +65,7 @@ impl Engine {
         let (since_id, observed) = match known {
             Some((_, since_id, observed)) => (since_id, observed),
             None => (
-                self.inner.store.conversation_start(chat_id).ok()?,
+                self.inner.store.conversation_start(chat_id).await.ok()?,
                 Vec::new(),
             ),
         };
@@ -248,9 +253,9 @@ impl Engine {
         }
     }
 
-    /// Ends every session that had a turn since its last summary (Valor is stopping).
-    /// Blocking: reads each chat's messages and writes its summary.
-    pub fn end_sessions(&self) {
+    /// Ends every session that had a turn since its last summary (Valor is stopping): reads
+    /// each chat's messages and writes its summary (on the blocking pool).
+    pub async fn end_sessions(&self) {
         let open: Vec<(i64, u64, Vec<String>)> = self
             .chats()
             .iter()
@@ -259,7 +264,12 @@ impl Engine {
             .collect();
         let now_ms = (self.inner.now_ms)();
         for (chat_id, since_id, observed) in open {
-            let history = match self.inner.store.recent(chat_id, self.inner.config.window) {
+            let history = match self
+                .inner
+                .store
+                .recent(chat_id, self.inner.config.window)
+                .await
+            {
                 Ok(history) => history,
                 Err(e) => {
                     tracing::warn!(chat_id, error = %e, "cannot read the session to summarise it");
@@ -270,7 +280,13 @@ impl Engine {
                 history.into_iter().filter(|m| m.id >= since_id).collect();
             // A session whose last word is Valor's or the user's: both are worth a summary.
             if session.iter().any(|m| m.role == Role::User) {
-                self.keep_summary(chat_id, &session, &observed, SessionEnd::Shutdown, now_ms);
+                let engine = self.clone();
+                let kept = tokio::task::spawn_blocking(move || {
+                    engine.keep_summary(chat_id, &session, &observed, SessionEnd::Shutdown, now_ms);
+                });
+                if let Err(e) = kept.await {
+                    tracing::warn!(chat_id, error = %e, "the session could not be summarised");
+                }
             }
         }
     }

@@ -11,8 +11,9 @@ use crate::engine::{ConversationStore, Engine, EngineConfig, Incoming};
 use crate::observe::{CodeMap, Observation, ObservationType};
 use crate::recall::{Recall, Recollection};
 use crate::routing::ModelRouter;
-use crate::scripted::{InMemoryStore, Scripted, ScriptedBackend};
+use crate::scripted::{Scripted, ScriptedBackend};
 use crate::session::SessionSummary;
+use crate::store::InMemoryStore;
 
 /// Keeps what the engine hands it, and gives back the latest summary.
 #[derive(Default)]
@@ -250,7 +251,7 @@ async fn shutdown_summarises_each_open_session_once() {
     let s = setup(0);
     s.say(1, "remember the deploy is on friday", false).await;
     s.say(2, "what is the weather", false).await;
-    s.engine.end_sessions();
+    s.engine.end_sessions().await;
     let summaries = s.kept.summaries.lock().unwrap().clone();
     let mut chats: Vec<i64> = summaries.iter().map(|(c, _)| *c).collect();
     chats.sort_unstable();
@@ -260,7 +261,7 @@ async fn shutdown_summarises_each_open_session_once() {
             .iter()
             .all(|(_, s)| s.text.contains("ended when Valor stopped"))
     );
-    s.engine.end_sessions();
+    s.engine.end_sessions().await;
     assert_eq!(
         s.kept.summaries.lock().unwrap().len(),
         2,

@@ -130,72 +130,17 @@ impl Store {
         messages.reverse();
         Ok(messages)
     }
-}
 
-impl valor_core::engine::ConversationStore for Store {
-    fn append(
-        &self,
-        chat_id: i64,
-        role: valor_protocol::Role,
-        text: &str,
-        author: Option<&valor_protocol::Author>,
-        source: Option<&str>,
-        durable: bool,
-    ) -> Result<u64, valor_core::engine::StoreFailure> {
-        let message = StoredMessage {
-            source: source.map(str::to_owned),
-            chat_id,
-            seq: 0,
-            role,
-            text: text.to_owned(),
-            at_ms: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_millis() as u64,
-            user_id: author.map(|a| a.user_id),
-            username: author.and_then(|a| a.username.clone()),
-        };
-        self.append_message(message, durable)
-            .map(|m| m.seq)
-            .map_err(|e| valor_core::engine::StoreFailure(e.to_string()))
-    }
-
-    fn recent(
-        &self,
-        chat_id: i64,
-        limit: usize,
-    ) -> Result<Vec<valor_protocol::ContextMessage>, valor_core::engine::StoreFailure> {
-        self.recent_messages(chat_id, limit)
-            .map(|messages| {
-                messages
-                    .into_iter()
-                    .map(|m| valor_protocol::ContextMessage {
-                        id: m.seq,
-                        role: m.role,
-                        text: m.text,
-                    })
-                    .collect()
-            })
-            .map_err(|e| valor_core::engine::StoreFailure(e.to_string()))
-    }
-
-    fn set_conversation_start(
-        &self,
-        chat_id: i64,
-        message_id: u64,
-    ) -> Result<(), valor_core::engine::StoreFailure> {
-        let failure = |e: sled::Error| valor_core::engine::StoreFailure(e.to_string());
+    /// Marks where the chat's current conversation starts (`/new`); not flushed here.
+    pub fn set_conversation_start(&self, chat_id: i64, message_id: u64) -> Result<(), StoreError> {
         self.conversation_starts
-            .insert(id_key(chat_id), &message_id.to_be_bytes())
-            .map_err(failure)?;
-        self.db.flush().map(|_| ()).map_err(failure)
+            .insert(id_key(chat_id), &message_id.to_be_bytes())?;
+        Ok(())
     }
 
-    fn conversation_start(&self, chat_id: i64) -> Result<u64, valor_core::engine::StoreFailure> {
-        let stored = self
-            .conversation_starts
-            .get(id_key(chat_id))
-            .map_err(|e| valor_core::engine::StoreFailure(e.to_string()))?;
+    /// Where the chat's current conversation starts (0: its first message).
+    pub fn conversation_start(&self, chat_id: i64) -> Result<u64, StoreError> {
+        let stored = self.conversation_starts.get(id_key(chat_id))?;
         Ok(stored
             .and_then(|bytes| <[u8; 8]>::try_from(bytes.as_ref()).ok())
             .map_or(0, u64::from_be_bytes))
