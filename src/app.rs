@@ -84,7 +84,7 @@ mod tests {
         let agent = crate::agent::Agent::build(&config, &metrics, children, false)
             .await
             .unwrap();
-        let token = valor_store::secret::api_token(&config.memory.path).unwrap();
+        let token = valor_config::tokens::api_token(&config.memory.path).unwrap();
         let grants = valor_tools::host::Grants::default();
         let tools = crate::tool_servers::tool_grant(&config, "http://127.0.0.1:1", &grants);
         let secrets = valor_config::Secrets::default();

@@ -9,9 +9,13 @@ use std::time::Duration;
 use valor_core::Conversations;
 use valor_dashboard::{AlertRow, ChatRow, LearningRow, MemoryRow, Overview, Source};
 use valor_monitor::ResourceMonitor;
+use valor_protocol::analytics::RunAnalytics;
+use valor_protocol::health::{HealthPoint, Resolution};
+use valor_protocol::jobs::JobRunRecord;
+use valor_protocol::records::RunRecord;
 use valor_protocol::{Event, Op};
 use valor_scheduler::{JobStatus, RunContext, Scheduler};
-use valor_store::{HealthPoint, Resolution, RunAnalytics, RunRecord, Store};
+use valor_store::Store;
 
 /// The running agent as the dashboard sees it.
 pub struct AgentView {
@@ -59,12 +63,13 @@ fn memory_row(d: valor_store::Document) -> MemoryRow {
     }
 }
 
+#[async_trait::async_trait]
 impl Source for AgentView {
-    fn overview(&self) -> Overview {
+    async fn overview(&self) -> Overview {
         let report = self.monitor.report();
         let day_ms = 86_400_000;
         let today = valor_protocol::time::now_ms() / day_ms * day_ms;
-        let runs = self.store.runs_since(today).unwrap_or_default();
+        let runs = (self.store.blocking(move |s| s.runs_since(today)).await).unwrap_or_default();
         let totals = RunAnalytics::of(&runs).all;
         let (running, queued) = self.conversations.load();
         Overview {
@@ -93,19 +98,21 @@ impl Source for AgentView {
         }
     }
 
-    fn health_points(&self, since_ms: u64) -> Vec<HealthPoint> {
-        self.monitor.health_points(Resolution::Minute, since_ms)
+    async fn health_points(&self, since_ms: u64) -> Vec<HealthPoint> {
+        self.monitor
+            .health_points(Resolution::Minute, since_ms)
+            .await
     }
 
-    fn runs_since(&self, since_ms: u64) -> Vec<RunRecord> {
-        self.store.runs_since(since_ms).unwrap_or_default()
+    async fn runs_since(&self, since_ms: u64) -> Vec<RunRecord> {
+        (self.store.blocking(move |s| s.runs_since(since_ms)).await).unwrap_or_default()
     }
 
-    fn jobs(&self) -> Vec<JobStatus> {
-        self.scheduler.status()
+    async fn jobs(&self) -> Vec<JobStatus> {
+        self.scheduler.status().await
     }
 
-    fn run_job(&self, name: &str) -> Result<(), String> {
+    async fn run_job(&self, name: &str) -> Result<(), String> {
         if !self.scheduler.specs().iter().any(|s| s.name == name) {
             return Err(format!("there is no job called {name:?}"));
         }
@@ -123,16 +130,24 @@ impl Source for AgentView {
         Ok(())
     }
 
-    fn job_runs(&self, limit: usize) -> Vec<valor_store::JobRunRecord> {
-        let mut runs: Vec<valor_store::JobRunRecord> = (self.scheduler.specs().iter())
-            .flat_map(|spec| self.store.job_runs(&spec.name, limit).unwrap_or_default())
+    async fn job_runs(&self, limit: usize) -> Vec<JobRunRecord> {
+        let names: Vec<String> = (self.scheduler.specs().into_iter())
+            .map(|spec| spec.name)
             .collect();
+        let read = self.store.blocking(move |s| {
+            let mut runs = Vec::new();
+            for name in &names {
+                runs.extend(s.job_runs(name, limit)?);
+            }
+            Ok(runs)
+        });
+        let mut runs: Vec<JobRunRecord> = read.await.unwrap_or_default();
         runs.sort_by_key(|r| std::cmp::Reverse(r.started_ms));
         runs.truncate(limit);
         runs
     }
 
-    fn reports(&self) -> Vec<String> {
+    async fn reports(&self) -> Vec<String> {
         let archive = self.reports_dir.join(valor_daydream::report::ARCHIVE_DIR);
         let mut names: Vec<String> = (std::fs::read_dir(archive).into_iter().flatten())
             .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
@@ -142,7 +157,7 @@ impl Source for AgentView {
         names
     }
 
-    fn report(&self, name: Option<&str>) -> Option<String> {
+    async fn report(&self, name: Option<&str>) -> Option<String> {
         let path = match name {
             None => self.reports_dir.join(valor_daydream::report::REPORT_FILE),
             Some(name) if valor_dashboard::reports::is_report_name(name) => (self.reports_dir)
@@ -153,14 +168,18 @@ impl Source for AgentView {
         String::from_utf8(read_bounded(&path)?).ok()
     }
 
-    fn chart(&self) -> Option<Vec<u8>> {
+    async fn chart(&self) -> Option<Vec<u8>> {
         read_bounded(&self.reports_dir.join(valor_daydream::report::CHART_FILE))
     }
 
-    fn chats(&self) -> Vec<ChatRow> {
+    async fn chats(&self) -> Vec<ChatRow> {
         let since = valor_protocol::time::now_ms().saturating_sub(30 * 86_400_000);
-        let by_chat = RunAnalytics::of(&self.store.runs_since(since).unwrap_or_default()).by_chat;
-        let mut rows: Vec<ChatRow> = (self.store.chats().unwrap_or_default().into_iter())
+        let read = self
+            .store
+            .blocking(move |s| Ok((s.runs_since(since)?, s.chats()?)));
+        let (runs, chats) = read.await.unwrap_or_default();
+        let by_chat = RunAnalytics::of(&runs).by_chat;
+        let mut rows: Vec<ChatRow> = (chats.into_iter())
             .map(|chat| {
                 let totals = by_chat.get(&chat.chat_id).cloned().unwrap_or_default();
                 let live = self.conversations.live_status(chat.chat_id);
@@ -191,7 +210,7 @@ impl Source for AgentView {
         rows
     }
 
-    fn stop(&self, chat_id: i64) -> bool {
+    async fn stop(&self, chat_id: i64) -> bool {
         let mut events = self.conversations.submit(Op::Interrupt { chat_id });
         matches!(
             events.try_next(),
@@ -199,8 +218,16 @@ impl Source for AgentView {
         )
     }
 
-    fn search(&self, query: &str) -> Vec<MemoryRow> {
-        match self.memory.search(&valor_memory::Query::new(query, 20)) {
+    async fn search(&self, query: &str) -> Vec<MemoryRow> {
+        let (memory, query) = (self.memory.clone(), query.to_owned());
+        let searched = tokio::task::spawn_blocking(move || {
+            memory.search(&valor_memory::Query::new(&query, 20))
+        })
+        .await;
+        let Ok(searched) = searched else {
+            return Vec::new();
+        };
+        match searched {
             Ok(result) => (result.hits.into_iter())
                 .map(|h| MemoryRow {
                     id: h.id,
@@ -218,12 +245,13 @@ impl Source for AgentView {
         }
     }
 
-    fn memory(&self, id: u64) -> Option<MemoryRow> {
-        self.store.document(id).ok().flatten().map(memory_row)
+    async fn memory(&self, id: u64) -> Option<MemoryRow> {
+        let read = self.store.blocking(move |s| s.document(id)).await;
+        read.ok().flatten().map(memory_row)
     }
 
-    fn learnings(&self) -> Vec<LearningRow> {
-        let mut all = self.store.all_learnings().unwrap_or_default();
+    async fn learnings(&self) -> Vec<LearningRow> {
+        let mut all = (self.store.blocking(Store::all_learnings).await).unwrap_or_default();
         all.sort_by_key(|l| (l.chat_id, l.number));
         (all.into_iter())
             .map(|l| LearningRow {
@@ -246,25 +274,24 @@ impl Source for AgentView {
             .collect()
     }
 
-    fn forget(&self, chat_id: i64, number: u64) -> String {
-        // Called off the async threads (the dashboard reads its source on the blocking pool).
+    async fn forget(&self, chat_id: i64, number: u64) -> String {
         let mut events = self.conversations.submit(Op::Command {
             chat_id,
             command: valor_protocol::Command::Forget(Some(number)),
             source: "dashboard".to_owned(),
         });
-        match tokio::runtime::Handle::current().block_on(events.next()) {
+        match events.next().await {
             Some(Event::Reply(text)) => text,
             _ => "Sorry, that failed.".to_owned(),
         }
     }
 
-    fn baseline(&self) -> Option<(String, [f64; 2])> {
+    async fn baseline(&self) -> Option<(String, [f64; 2])> {
         self.baseline.clone()
     }
 
-    fn alerts(&self) -> Vec<AlertRow> {
-        (self.monitor.alert_log().into_iter())
+    async fn alerts(&self) -> Vec<AlertRow> {
+        (self.monitor.alert_log().await.into_iter())
             .map(|r| AlertRow {
                 severity: format!("{:?}", r.alert.severity),
                 message: r.alert.message,

@@ -78,6 +78,37 @@ pub struct AgentHost {
     pub send: Option<Sender>,
 }
 
+impl AgentHost {
+    /// The kept minutes of the last six hours (the daydream's span), else the samples in
+    /// memory (a first run, or `valor daydream --now` with no store history yet).
+    async fn kept_health(&self) -> Vec<(DateTime<Utc>, u8)> {
+        let since = valor_protocol::time::now_ms().saturating_sub(6 * 3_600_000);
+        let kept: Vec<(DateTime<Utc>, u8)> = (self.monitor)
+            .health_points(valor_protocol::health::Resolution::Minute, since)
+            .await
+            .iter()
+            .filter_map(|p| {
+                Some((
+                    DateTime::from_timestamp_millis(i64::try_from(p.at_ms).ok()?)?,
+                    p.score,
+                ))
+            })
+            .collect();
+        if !kept.is_empty() {
+            return kept;
+        }
+        self.monitor
+            .history()
+            .iter()
+            .filter_map(|sample| {
+                let at = DateTime::from_timestamp(i64::try_from(sample.taken_at).ok()?, 0)?;
+                let report = valor_monitor::score::assess(sample, &[], &self.monitor_config);
+                Some((at, report.score))
+            })
+            .collect()
+    }
+}
+
 impl Host for AgentHost {
     fn readiness(&self) -> Readiness {
         Readiness {
@@ -124,36 +155,14 @@ impl Host for AgentHost {
         })
     }
 
-    fn runs_since(&self, since_ms: u64) -> Vec<RunRecord> {
-        self.store.runs_since(since_ms).unwrap_or_default()
+    fn runs_since(&self, since_ms: u64) -> HostFuture<'_, Vec<RunRecord>> {
+        Box::pin(async move {
+            (self.store.blocking(move |s| s.runs_since(since_ms)).await).unwrap_or_default()
+        })
     }
 
-    fn health_history(&self) -> Vec<(DateTime<Utc>, u8)> {
-        // The kept minutes of the last six hours (the daydream's span), else the samples in
-        // memory (a first run, or `valor daydream --now` with no store history yet).
-        let since = valor_protocol::time::now_ms().saturating_sub(6 * 3_600_000);
-        let kept: Vec<(DateTime<Utc>, u8)> = (self.monitor)
-            .health_points(valor_store::Resolution::Minute, since)
-            .iter()
-            .filter_map(|p| {
-                Some((
-                    DateTime::from_timestamp_millis(i64::try_from(p.at_ms).ok()?)?,
-                    p.score,
-                ))
-            })
-            .collect();
-        if !kept.is_empty() {
-            return kept;
-        }
-        self.monitor
-            .history()
-            .iter()
-            .filter_map(|sample| {
-                let at = DateTime::from_timestamp(i64::try_from(sample.taken_at).ok()?, 0)?;
-                let report = valor_monitor::score::assess(sample, &[], &self.monitor_config);
-                Some((at, report.score))
-            })
-            .collect()
+    fn health_history(&self) -> HostFuture<'_, Vec<(DateTime<Utc>, u8)>> {
+        Box::pin(self.kept_health())
     }
 
     fn deliver<'a>(&'a self, report: &'a DaydreamReport) -> HostFuture<'a, Result<String, String>> {
@@ -432,12 +441,16 @@ pub fn channel_sender(channel: valor_telegram::channel::TelegramChannel) -> Send
         if let Some(photo) = out.chart.and_then(|path| chart(out.chat, &path)) {
             channel.post_photo(photo);
         }
-        let mut result = Ok(());
-        for candidate in out.candidates {
-            if let Err(e) = channel.propose(proposal(out.chat, candidate, &out.source)) {
-                result = Err(e.to_string());
+        let channel = channel.clone();
+        Box::pin(async move {
+            let mut result = Ok(());
+            for candidate in out.candidates {
+                let asked = channel.propose(proposal(out.chat, candidate, &out.source));
+                if let Err(e) = asked.await {
+                    result = Err(e.to_string());
+                }
             }
-        }
-        Box::pin(async move { result })
+            result
+        })
     })
 }

@@ -41,7 +41,7 @@ async fn listing(config: &valor_config::Config) -> anyhow::Result<Vec<JobStatus>
     let specs = crate::jobs::specs(config)?;
     let path = &config.memory.path;
     match Store::open(path) {
-        Ok(store) => Ok(status_of(&specs, &store, chrono::Utc::now())),
+        Ok(store) => Ok(status_of(&specs, &store, chrono::Utc::now()).await),
         Err(StoreError::Locked { .. }) => {
             crate::memory_cmd::agent_client(config, Duration::from_secs(10))
                 .map_err(anyhow::Error::msg)?

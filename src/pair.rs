@@ -80,7 +80,11 @@ async fn list(config: &Config) -> anyhow::Result<()> {
 async fn revoke(config: &Config, user: i64) -> anyhow::Result<()> {
     let configured = config.telegram.allowed_users.contains(&user);
     let removed = match Store::open(&config.memory.path) {
-        Ok(store) => store.remove_paired_user(user)?,
+        Ok(store) => {
+            let removed = store.remove_paired_user(user)?;
+            store.flush()?;
+            removed
+        }
         Err(StoreError::Locked { .. }) => {
             let answer = agent(config)?
                 .delete::<serde_json::Value>(&format!("/telegram/paired/{user}"))

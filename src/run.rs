@@ -56,9 +56,8 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
         .await?
         .refuse_without_required_sandbox()?;
     // Health kept over time in the store: the daydream's chart reads it, restarts keep it.
-    monitor.keep_history(valor_monitor::history::HealthRecorder::new(Arc::new(
-        agent.store.clone(),
-    )));
+    let recorder = valor_monitor::history::HealthRecorder::start(Arc::new(agent.store.clone()));
+    monitor.keep_history(recorder).await;
     // What an earlier Valor (crashed, killed) left running ends now.
     let reaped = agent.reaper().reap(None).await;
     if !reaped.killed.is_empty() {
@@ -74,7 +73,7 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
         .context("cannot read the bound address")?;
     // `valor memory` finds the agent that owns the store here (the port may be system-picked).
     if let Err(e) =
-        valor_store::secret::write_api_url(&config.memory.path, &crate::health_cmd::base_url(addr))
+        valor_config::tokens::write_api_url(&config.memory.path, &crate::health_cmd::base_url(addr))
     {
         tracing::warn!(error = %e, "cannot record the memory API address");
     }
@@ -93,7 +92,7 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
             &agent.store,
         )?],
     };
-    let memory_token = valor_store::secret::api_token(&config.memory.path)
+    let memory_token = valor_config::tokens::api_token(&config.memory.path)
         .context("cannot create the memory API token")?;
 
     let shutdown = CancellationToken::new();
@@ -116,7 +115,8 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
         conversations,
         &monitor,
         &state.metrics,
-    )?;
+    )
+    .await?;
     if let Some(channel) = &channel {
         state.components.push(channel.health_component());
     }
@@ -259,7 +259,7 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
 }
 
 /// The Telegram channel, when `TELEGRAM_BOT_TOKEN` is set.
-fn telegram(
+async fn telegram(
     config: &valor_config::Config,
     secrets: &valor_config::Secrets,
     agent: &crate::agent::Agent,
@@ -307,7 +307,8 @@ fn telegram(
                 bind: t.webhook_bind,
             }),
             on_refusal: Some(Arc::new(move || refusals.inc())),
-        })?;
+        })
+        .await?;
     tracing::info!(api = %t.api_url, allowed = t.allowed_users.len() + paired.len(), "Telegram is on");
     Ok(Some(channel))
 }

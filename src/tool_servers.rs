@@ -122,7 +122,7 @@ pub fn notion_server(
 fn browser_watch(agent: &crate::agent::Agent) -> valor_tool_dev::LaunchWatch {
     let (store, children) = (agent.ledger(), agent.children.clone());
     valor_tool_dev::LaunchWatch(Arc::new(move |pid| {
-        Box::new(valor_claude::process::ProcessGroup::adopt(
+        Box::new(valor_claude::process::ProcessGroup::adopt_detached(
             pid,
             "chromium",
             None,

@@ -15,6 +15,7 @@ mod locate;
 mod sandbox;
 mod schema;
 mod secrets;
+pub mod tokens;
 mod validate;
 
 pub use error::{ConfigError, Origin, Problem};

@@ -9,23 +9,40 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio_cron_scheduler::{Job, JobScheduler};
 use tokio_util::sync::CancellationToken;
-use valor_store::{JobOutcome, JobRunRecord, Store, StoreError};
+use valor_protocol::StoreFailure;
+use valor_protocol::jobs::{JobOutcome, JobRunRecord};
 
-/// The job log the scheduler keeps: every run of each job, written when it starts and when it
-/// ends, and each job's last run (its next due time and the catch-up after downtime rest on
-/// it). The store implements it.
+/// The job log the scheduler keeps: every run of each job, written (and committed) when it
+/// starts and when it ends, and each job's last run (its next due time and the catch-up after
+/// downtime rest on it). The store implements it.
+#[async_trait::async_trait]
 pub trait JobLog: Send + Sync {
-    fn record(&self, run: &JobRunRecord) -> Result<(), StoreError>;
-    fn last_run(&self, job: &str) -> Result<Option<JobRunRecord>, StoreError>;
+    async fn record(&self, run: &JobRunRecord) -> Result<(), StoreFailure>;
+    async fn last_run(&self, job: &str) -> Result<Option<JobRunRecord>, StoreFailure>;
 }
 
-impl JobLog for Store {
-    fn record(&self, run: &JobRunRecord) -> Result<(), StoreError> {
-        self.record_job_run(run)
+/// A job log in memory (tests).
+#[derive(Default)]
+pub struct InMemoryJobLog {
+    runs: Mutex<Vec<JobRunRecord>>,
+}
+
+#[async_trait::async_trait]
+impl JobLog for InMemoryJobLog {
+    async fn record(&self, run: &JobRunRecord) -> Result<(), StoreFailure> {
+        let mut runs = self.runs.lock().unwrap_or_else(PoisonError::into_inner);
+        runs.retain(|r| !(r.job == run.job && r.started_ms == run.started_ms));
+        runs.push(run.clone());
+        Ok(())
     }
 
-    fn last_run(&self, job: &str) -> Result<Option<JobRunRecord>, StoreError> {
-        self.last_job_run(job)
+    async fn last_run(&self, job: &str) -> Result<Option<JobRunRecord>, StoreFailure> {
+        let runs = self.runs.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(runs
+            .iter()
+            .filter(|r| r.job == job)
+            .max_by_key(|r| r.started_ms)
+            .cloned())
     }
 }
 
@@ -45,7 +62,7 @@ pub enum SchedulerError {
     #[error("the job timer failed: {0}")]
     Timer(String),
     #[error(transparent)]
-    Store(#[from] valor_store::StoreError),
+    Store(#[from] StoreFailure),
 }
 
 /// A job's name, schedule and missed-run policy.
@@ -101,18 +118,17 @@ fn from_millis(ms: u64) -> Option<DateTime<Utc>> {
 }
 
 /// The listing of `specs` from their recorded runs (used by `valor jobs` when no Valor runs).
-pub fn status_of(specs: &[JobSpec], log: &dyn JobLog, now: DateTime<Utc>) -> Vec<JobStatus> {
-    specs
-        .iter()
-        .map(|spec| {
-            let last = if spec.persist {
-                log.last_run(&spec.name).ok().flatten()
-            } else {
-                None
-            };
-            status(spec, last, now)
-        })
-        .collect()
+pub async fn status_of(specs: &[JobSpec], log: &dyn JobLog, now: DateTime<Utc>) -> Vec<JobStatus> {
+    let mut listed = Vec::with_capacity(specs.len());
+    for spec in specs {
+        let last = if spec.persist {
+            log.last_run(&spec.name).await.ok().flatten()
+        } else {
+            None
+        };
+        listed.push(status(spec, last, now));
+    }
+    listed
 }
 
 fn status(spec: &JobSpec, last: Option<JobRunRecord>, now: DateTime<Utc>) -> JobStatus {
@@ -175,16 +191,16 @@ impl Scheduler {
             .ok_or_else(|| SchedulerError::UnknownJob(name.to_owned()))
     }
 
-    fn record(&self, entry: &Entry, run: &JobRunRecord) {
+    async fn record(&self, entry: &Entry, run: &JobRunRecord) {
         *entry.last.lock().unwrap_or_else(PoisonError::into_inner) = Some(run.clone());
         if entry.spec.persist
-            && let Err(e) = self.log.record(run)
+            && let Err(e) = self.log.record(run).await
         {
             tracing::error!(job = %run.job, error = %e, "cannot record a job run");
         }
     }
 
-    fn last_run(&self, entry: &Entry) -> Option<JobRunRecord> {
+    async fn last_run(&self, entry: &Entry) -> Option<JobRunRecord> {
         let in_memory = entry
             .last
             .lock()
@@ -193,7 +209,27 @@ impl Scheduler {
         if in_memory.is_some() || !entry.spec.persist {
             return in_memory;
         }
-        self.log.last_run(&entry.spec.name).ok().flatten()
+        self.log.last_run(&entry.spec.name).await.ok().flatten()
+    }
+
+    /// Records a run that was decided, not run (a missed run skipped or reported).
+    async fn record_decided(
+        &self,
+        entry: &Entry,
+        now: DateTime<Utc>,
+        outcome: JobOutcome,
+        due: DateTime<Utc>,
+        detail: String,
+    ) {
+        let run = JobRunRecord {
+            job: entry.spec.name.clone(),
+            started_ms: millis(now),
+            finished_ms: Some(millis(now)),
+            outcome,
+            detail,
+            due_ms: Some(millis(due)),
+        };
+        self.record(entry, &run).await;
     }
 
     /// Runs a job now unless it is still running (then the firing is recorded as skipped).
@@ -217,10 +253,10 @@ impl Scheduler {
             run.finished_ms = Some(run.started_ms);
             run.detail = "the previous run is still going".to_owned();
             tracing::warn!(job = name, "job still running; this firing is skipped");
-            self.record(&entry, &run);
+            self.record(&entry, &run).await;
             return Ok(run);
         };
-        self.record(&entry, &run);
+        self.record(&entry, &run).await;
         let result = (entry.run)(context).await;
         run.finished_ms = Some(millis((self.clock)()));
         match result {
@@ -234,7 +270,7 @@ impl Scheduler {
                 run.detail = error;
             }
         }
-        self.record(&entry, &run);
+        self.record(&entry, &run).await;
         Ok(run)
     }
 
@@ -244,29 +280,16 @@ impl Scheduler {
         let mut decisions = Vec::new();
         for entry in &self.entries {
             let name = entry.spec.name.clone();
-            let last = self.last_run(entry);
+            let last = self.last_run(entry).await;
             if let Some(run) = last.as_ref().filter(|r| r.outcome == JobOutcome::Running) {
                 // It was running when Valor stopped: say so in its record.
                 let mut ended = run.clone();
                 ended.outcome = JobOutcome::Failed;
                 ended.detail = "interrupted: Valor stopped during this run".to_owned();
-                self.record(entry, &ended);
+                self.record(entry, &ended).await;
             }
             let last_started = last.as_ref().and_then(|r| from_millis(r.started_ms));
             let decision = decide(&entry.spec.schedule, entry.spec.missed, last_started, now);
-            let record = |outcome: JobOutcome, due: DateTime<Utc>, detail: String| {
-                self.record(
-                    entry,
-                    &JobRunRecord {
-                        job: name.clone(),
-                        started_ms: millis(now),
-                        finished_ms: Some(millis(now)),
-                        outcome,
-                        detail,
-                        due_ms: Some(millis(due)),
-                    },
-                );
-            };
             match &decision {
                 MissedDecision::UpToDate => {}
                 MissedDecision::RunNow { due } => {
@@ -286,7 +309,8 @@ impl Scheduler {
                 }
                 MissedDecision::Skip { due, reason } => {
                     tracing::warn!(job = %name, due = %due, %reason, "missed run skipped");
-                    record(JobOutcome::Skipped, *due, reason.clone());
+                    self.record_decided(entry, now, JobOutcome::Skipped, *due, reason.clone())
+                        .await;
                 }
                 MissedDecision::Notify { due } => {
                     let next = entry
@@ -304,7 +328,8 @@ impl Scheduler {
                         Some(notify) => notify(message.clone()),
                         None => tracing::warn!(%message, "no admin chat to tell"),
                     }
-                    record(JobOutcome::Notified, *due, message);
+                    self.record_decided(entry, now, JobOutcome::Notified, *due, message)
+                        .await;
                 }
             }
             decisions.push((name, decision));
@@ -313,12 +338,13 @@ impl Scheduler {
     }
 
     /// Every job and its last and next run.
-    pub fn status(&self) -> Vec<JobStatus> {
+    pub async fn status(&self) -> Vec<JobStatus> {
         let now = (self.clock)();
-        self.entries
-            .iter()
-            .map(|e| status(&e.spec, self.last_run(e), now))
-            .collect()
+        let mut listed = Vec::with_capacity(self.entries.len());
+        for entry in &self.entries {
+            listed.push(status(&entry.spec, self.last_run(entry).await, now));
+        }
+        listed
     }
 
     /// Fires the jobs by the clock until `shutdown`; first decides on runs missed while down.
@@ -371,7 +397,7 @@ pub fn router(scheduler: Arc<Scheduler>, token: String) -> axum::Router {
             "/jobs",
             axum::routing::get(move || {
                 let scheduler = Arc::clone(&scheduler);
-                async move { axum::Json(scheduler.status()) }
+                async move { axum::Json(scheduler.status().await) }
             }),
         )
         .route_layer(axum::middleware::from_fn_with_state(

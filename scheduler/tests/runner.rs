@@ -86,7 +86,7 @@ async fn a_run_is_recorded_and_survives_a_restart() {
     let store = Store::open(dir.path()).unwrap();
     clock.set("2026-12-01T03:00:00Z");
     let (scheduler, runs) = counting_scheduler(&store, &clock, CATCH_UP);
-    let status = &scheduler.status()[0];
+    let status = &scheduler.status().await[0];
     assert_eq!(status.last.as_ref().unwrap().detail, "report written");
     assert_eq!(status.next, Some(at("2026-12-01T06:00:00Z")));
     assert_eq!(status.missed, "catch up within 6 h");
@@ -317,7 +317,7 @@ async fn the_timer_fires_interval_jobs() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(
-        scheduler.status()[0].last.as_ref().unwrap().outcome,
+        scheduler.status().await[0].last.as_ref().unwrap().outcome,
         JobOutcome::Ok
     );
     stop.cancel();

@@ -17,8 +17,8 @@ use tokio_util::sync::CancellationToken;
 use valor_config::ClaudeConfig;
 use valor_core::Backend;
 use valor_monitor::{ChildRegistry, MetricsRegistry};
+use valor_protocol::records::{RunError, RunRecord, SessionRecord};
 use valor_protocol::{Event, Events, TurnError, TurnErrorKind, TurnRequest, TurnSummary};
-use valor_store::{RunError, RunRecord, SessionRecord};
 
 use crate::failure::{Verdict, classify};
 use crate::ledger::Ledger;
@@ -353,12 +353,12 @@ impl ClaudeDriver {
         let chat_id = request.chat_id;
         let store = &self.inner.store;
         let stored = if request.fresh_session {
-            if let Err(e) = store.clear_session(chat_id) {
+            if let Err(e) = store.clear_session(chat_id).await {
                 tracing::warn!(chat_id, error = %e, "cannot clear the chat's session");
             }
             None
         } else {
-            store.session(chat_id).unwrap_or_else(|e| {
+            store.session(chat_id).await.unwrap_or_else(|e| {
                 tracing::warn!(chat_id, error = %e, "cannot read the chat's session; starting a new one");
                 None
             })
@@ -378,7 +378,7 @@ impl ClaudeDriver {
         if matches!(attempt.verdict, Verdict::SessionUnknown) {
             tracing::warn!(chat_id, session = ?resume, "Claude Code does not know the chat's session; starting a new one");
             self.inner.metrics.resume_fallbacks.inc();
-            if let Err(e) = store.clear_session(chat_id) {
+            if let Err(e) = store.clear_session(chat_id).await {
                 tracing::warn!(chat_id, error = %e, "cannot clear the chat's session");
             }
             attempt = self.attempt(&mut state, &request, None, &tx, &cancel).await;
@@ -467,18 +467,16 @@ impl ClaudeDriver {
             updated_at_ms: now_ms(),
             turns: stored.as_ref().map_or(0, |s| s.turns) + 1,
         });
-        let saved = tokio::task::spawn_blocking(move || {
-            store.record_run(&run)?;
-            if let Some(session) = session {
-                store.set_session(chat_id, &session)?;
+        let saved = async {
+            store.record_run(&run).await?;
+            match session {
+                // Committed with the session (one flush for both).
+                Some(session) => store.set_session(chat_id, &session).await,
+                None => store.commit().await,
             }
-            store.flush()
-        })
-        .await;
-        match saved {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(chat_id, error = %e, "cannot record the run"),
-            Err(e) => tracing::error!(chat_id, error = %e, "the task recording the run failed"),
+        };
+        if let Err(e) = saved.await {
+            tracing::error!(chat_id, error = %e, "cannot record the run");
         }
         match error {
             None => {
@@ -708,6 +706,7 @@ impl ClaudeDriver {
             &self.inner.children,
             &self.inner.store,
         )
+        .await
     }
 }
 

@@ -32,5 +32,5 @@ pub enum ClaudeError {
     RuntimeDir { path: PathBuf, reason: String },
 
     #[error(transparent)]
-    Store(#[from] valor_store::StoreError),
+    Store(#[from] valor_protocol::StoreFailure),
 }

@@ -1,58 +1,85 @@
 //! The session ledger: what the driver keeps of each chat and run. Each chat's Claude session
 //! (resumed next turn), every run (for analytics), and the process groups it started (so the
 //! reaper, also after a crash of Valor, can end what outlived its turn). The store implements
-//! it; the driver, its processes and the reaper see only this.
+//! it; the driver, its processes and the reaper see only this. [`InMemoryLedger`] serves tests.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
-use valor_store::{ProcessRecord, RunRecord, SessionRecord, Store, StoreError};
+use async_trait::async_trait;
+use valor_protocol::StoreFailure;
+use valor_protocol::records::{ProcessRecord, RunRecord, SessionRecord};
 
+#[async_trait]
 pub trait SessionLedger: Send + Sync {
-    fn session(&self, chat_id: i64) -> Result<Option<SessionRecord>, StoreError>;
-    /// Saves a chat's session durably (a lost session id loses the conversation).
-    fn set_session(&self, chat_id: i64, record: &SessionRecord) -> Result<(), StoreError>;
-    fn clear_session(&self, chat_id: i64) -> Result<(), StoreError>;
-    fn record_run(&self, run: &RunRecord) -> Result<(), StoreError>;
-    fn put_process(&self, record: &ProcessRecord) -> Result<(), StoreError>;
-    fn remove_process(&self, pgid: u32) -> Result<(), StoreError>;
-    fn processes(&self) -> Result<Vec<ProcessRecord>, StoreError>;
-    /// Everything written so far, on disk.
-    fn flush(&self) -> Result<(), StoreError>;
+    async fn session(&self, chat_id: i64) -> Result<Option<SessionRecord>, StoreFailure>;
+    async fn set_session(&self, chat_id: i64, record: &SessionRecord) -> Result<(), StoreFailure>;
+    async fn clear_session(&self, chat_id: i64) -> Result<(), StoreFailure>;
+    async fn record_run(&self, run: &RunRecord) -> Result<(), StoreFailure>;
+    async fn put_process(&self, record: &ProcessRecord) -> Result<(), StoreFailure>;
+    async fn remove_process(&self, pgid: u32) -> Result<(), StoreFailure>;
+    async fn processes(&self) -> Result<Vec<ProcessRecord>, StoreFailure>;
+    /// Everything written so far, on disk (a lost session id loses the conversation).
+    async fn commit(&self) -> Result<(), StoreFailure>;
 }
 
 /// The ledger as the driver's parts share it.
 pub type Ledger = Arc<dyn SessionLedger>;
 
-impl SessionLedger for Store {
-    fn session(&self, chat_id: i64) -> Result<Option<SessionRecord>, StoreError> {
-        Store::session(self, chat_id)
+/// A ledger in memory (tests).
+#[derive(Default)]
+pub struct InMemoryLedger {
+    sessions: Mutex<BTreeMap<i64, SessionRecord>>,
+    runs: Mutex<Vec<RunRecord>>,
+    processes: Mutex<BTreeMap<u32, ProcessRecord>>,
+}
+
+impl InMemoryLedger {
+    pub fn runs(&self) -> Vec<RunRecord> {
+        lock(&self.runs).clone()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[async_trait]
+impl SessionLedger for InMemoryLedger {
+    async fn session(&self, chat_id: i64) -> Result<Option<SessionRecord>, StoreFailure> {
+        Ok(lock(&self.sessions).get(&chat_id).cloned())
     }
 
-    fn set_session(&self, chat_id: i64, record: &SessionRecord) -> Result<(), StoreError> {
-        Store::set_session(self, chat_id, record)
+    async fn set_session(&self, chat_id: i64, record: &SessionRecord) -> Result<(), StoreFailure> {
+        lock(&self.sessions).insert(chat_id, record.clone());
+        Ok(())
     }
 
-    fn clear_session(&self, chat_id: i64) -> Result<(), StoreError> {
-        Store::clear_session(self, chat_id)
+    async fn clear_session(&self, chat_id: i64) -> Result<(), StoreFailure> {
+        lock(&self.sessions).remove(&chat_id);
+        Ok(())
     }
 
-    fn record_run(&self, run: &RunRecord) -> Result<(), StoreError> {
-        Store::record_run(self, run)
+    async fn record_run(&self, run: &RunRecord) -> Result<(), StoreFailure> {
+        lock(&self.runs).push(run.clone());
+        Ok(())
     }
 
-    fn put_process(&self, record: &ProcessRecord) -> Result<(), StoreError> {
-        Store::put_process(self, record)
+    async fn put_process(&self, record: &ProcessRecord) -> Result<(), StoreFailure> {
+        lock(&self.processes).insert(record.pgid, record.clone());
+        Ok(())
     }
 
-    fn remove_process(&self, pgid: u32) -> Result<(), StoreError> {
-        Store::remove_process(self, pgid)
+    async fn remove_process(&self, pgid: u32) -> Result<(), StoreFailure> {
+        lock(&self.processes).remove(&pgid);
+        Ok(())
     }
 
-    fn processes(&self) -> Result<Vec<ProcessRecord>, StoreError> {
-        Store::processes(self)
+    async fn processes(&self) -> Result<Vec<ProcessRecord>, StoreFailure> {
+        Ok(lock(&self.processes).values().cloned().collect())
     }
 
-    fn flush(&self) -> Result<(), StoreError> {
-        Store::flush(self)
+    async fn commit(&self) -> Result<(), StoreFailure> {
+        Ok(())
     }
 }

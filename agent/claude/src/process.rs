@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use valor_monitor::{ChildGuard, ChildRegistry};
-use valor_store::ProcessRecord;
+use valor_protocol::records::ProcessRecord;
 
 use crate::ledger::Ledger;
 
@@ -20,8 +20,9 @@ pub struct ProcessGroup {
 }
 
 impl ProcessGroup {
-    /// Takes charge of the group led by `pid` (spawned with its own process group).
-    pub fn adopt(
+    /// Takes charge of the group led by `pid` (spawned with its own process group); its record
+    /// is committed before this returns, so a crash now cannot orphan it.
+    pub async fn adopt(
         pid: u32,
         label: &str,
         chat_id: Option<i64>,
@@ -30,16 +31,8 @@ impl ProcessGroup {
     ) -> ProcessGroup {
         let registered = children.register(pid, label);
         if let Some(store) = store {
-            let record = ProcessRecord {
-                pgid: pid,
-                start_ticks: start_ticks(pid).unwrap_or(0),
-                boot_id: boot_id().unwrap_or_default(),
-                owner_pid: std::process::id(),
-                label: label.to_owned(),
-                chat_id,
-                started_at_ms: now_ms(),
-            };
-            if let Err(e) = store.put_process(&record) {
+            let record = record_of(pid, label, chat_id);
+            if let Err(e) = store.put_process(&record).await {
                 tracing::warn!(pgid = pid, error = %e, "cannot record the process group; a crash now could orphan it");
             }
         }
@@ -48,6 +41,33 @@ impl ProcessGroup {
             store: store.cloned(),
             _registered: registered,
         }
+    }
+
+    /// [`ProcessGroup::adopt`] from code that cannot wait (a browser launched by a tool): the
+    /// record is written in the background. A group that ends before its record is written
+    /// leaves a record the next reaper pass clears (it finds the group gone).
+    pub fn adopt_detached(
+        pid: u32,
+        label: &str,
+        chat_id: Option<i64>,
+        children: &ChildRegistry,
+        store: Option<&Ledger>,
+    ) -> ProcessGroup {
+        let group = ProcessGroup {
+            pgid: pid,
+            store: store.cloned(),
+            _registered: children.register(pid, label),
+        };
+        if let (Some(store), Ok(runtime)) = (store.cloned(), tokio::runtime::Handle::try_current())
+        {
+            let record = record_of(pid, label, chat_id);
+            runtime.spawn(async move {
+                if let Err(e) = store.put_process(&record).await {
+                    tracing::warn!(pgid = pid, error = %e, "cannot record the process group");
+                }
+            });
+        }
+        group
     }
 
     pub fn pgid(&self) -> u32 {
@@ -60,16 +80,37 @@ impl ProcessGroup {
     }
 }
 
+/// The record of a group this Valor started now.
+fn record_of(pid: u32, label: &str, chat_id: Option<i64>) -> ProcessRecord {
+    ProcessRecord {
+        pgid: pid,
+        start_ticks: start_ticks(pid).unwrap_or(0),
+        boot_id: boot_id().unwrap_or_default(),
+        owner_pid: std::process::id(),
+        label: label.to_owned(),
+        chat_id,
+        started_at_ms: now_ms(),
+    }
+}
+
 impl Drop for ProcessGroup {
     fn drop(&mut self) {
         // Whatever of the group is still running (an MCP server that ignored SIGINT, a tool's
         // child) ends with it.
         signal_group(self.pgid, Signal::SIGKILL);
-        if let Some(store) = &self.store
-            && let Err(e) = store.remove_process(self.pgid)
-        {
-            tracing::warn!(pgid = self.pgid, error = %e, "cannot remove the process record");
-        }
+        // The record goes in the background (a drop cannot wait); one left behind by a Valor
+        // stopping now is cleared by the next reaper pass, which finds the group gone.
+        let (Some(store), Ok(runtime)) =
+            (self.store.clone(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        let pgid = self.pgid;
+        runtime.spawn(async move {
+            if let Err(e) = store.remove_process(pgid).await {
+                tracing::warn!(pgid, error = %e, "cannot remove the process record");
+            }
+        });
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use valor_monitor::ChildRegistry;
-use valor_store::ProcessRecord;
+use valor_protocol::records::ProcessRecord;
 
 use crate::ledger::Ledger;
 
@@ -49,7 +49,7 @@ impl Reaper {
     /// One pass over the records. `older_than` limits it to groups started that long ago or
     /// earlier (the daydream's 24 h cleanup); `None` takes every group that outlived its turn.
     pub async fn reap(&self, older_than: Option<Duration>) -> ReapReport {
-        let records = match self.store.processes() {
+        let records = match self.store.processes().await {
             Ok(records) => records,
             Err(e) => {
                 tracing::warn!(error = %e, "reaper cannot read the process records");
@@ -71,7 +71,7 @@ impl Reaper {
             }
             if record.boot_id != this_boot || !still_ours(&record) {
                 report.cleared += 1;
-                self.forget(record.pgid);
+                self.forget(record.pgid).await;
                 continue;
             }
             tracing::warn!(pgid = record.pgid, chat_id = ?record.chat_id, owner = record.owner_pid,
@@ -87,10 +87,10 @@ impl Reaper {
             if let Some(metrics) = &self.metrics {
                 metrics.orphans_reaped.inc();
             }
-            self.forget(record.pgid);
+            self.forget(record.pgid).await;
         }
-        if let Err(e) = self.store.flush() {
-            tracing::warn!(error = %e, "reaper cannot flush the store");
+        if let Err(e) = self.store.commit().await {
+            tracing::warn!(error = %e, "reaper cannot commit the store");
         }
         report
     }
@@ -111,8 +111,8 @@ impl Reaper {
         }
     }
 
-    fn forget(&self, pgid: u32) {
-        if let Err(e) = self.store.remove_process(pgid) {
+    async fn forget(&self, pgid: u32) {
+        if let Err(e) = self.store.remove_process(pgid).await {
             tracing::warn!(pgid, error = %e, "cannot remove a process record");
         }
     }
@@ -155,8 +155,8 @@ mod tests {
 
     #[tokio::test]
     async fn orphans_of_a_crashed_valor_are_ended_and_strangers_left_alone() {
-        let dir = tempfile::tempdir().unwrap();
-        let store: Ledger = std::sync::Arc::new(valor_store::Store::open(dir.path()).unwrap());
+        let _dir = tempfile::tempdir().unwrap();
+        let store: Ledger = std::sync::Arc::new(crate::ledger::InMemoryLedger::default());
         let mut orphan = spawn_group();
         let mut stranger = spawn_group();
         std::thread::sleep(Duration::from_millis(100));
@@ -168,14 +168,17 @@ mod tests {
                 boot.clone(),
                 1000,
             ))
+            .await
             .unwrap();
         // Same pid as a record, but another start time: a reused pid, not ours.
         store
             .put_process(&record(stranger.id(), 1, boot.clone(), 1000))
+            .await
             .unwrap();
         // A record from another boot.
         store
             .put_process(&record(999_999, 5, "old-boot".to_owned(), 1000))
+            .await
             .unwrap();
 
         let reaper = Reaper::new(
@@ -187,7 +190,7 @@ mod tests {
         let report = reaper.reap(None).await;
         assert_eq!(report.killed, [orphan.id()]);
         assert_eq!(report.cleared, 2);
-        assert!(store.processes().unwrap().is_empty());
+        assert!(store.processes().await.unwrap().is_empty());
         orphan.wait().unwrap();
         assert!(
             group_members(orphan.id()).is_empty(),
@@ -204,8 +207,8 @@ mod tests {
 
     #[tokio::test]
     async fn live_turns_and_young_groups_are_spared() {
-        let dir = tempfile::tempdir().unwrap();
-        let store: Ledger = std::sync::Arc::new(valor_store::Store::open(dir.path()).unwrap());
+        let _dir = tempfile::tempdir().unwrap();
+        let store: Ledger = std::sync::Arc::new(crate::ledger::InMemoryLedger::default());
         let mut mine = spawn_group();
         let children = ChildRegistry::new();
         let _registered = children.register(mine.id(), "claude");
@@ -216,7 +219,7 @@ mod tests {
             1000,
         );
         own.owner_pid = std::process::id();
-        store.put_process(&own).unwrap();
+        store.put_process(&own).await.unwrap();
         let reaper = Reaper::new(store.clone(), children, None, Duration::from_secs(1));
         assert!(
             reaper.reap(None).await.killed.is_empty(),
@@ -233,10 +236,11 @@ mod tests {
                 boot_id().unwrap(),
                 1000,
             ))
+            .await
             .unwrap();
         let report = reaper.reap(Some(Duration::from_secs(24 * 3600))).await;
         assert!(report.killed.is_empty());
-        assert_eq!(store.processes().unwrap().len(), 2);
+        assert_eq!(store.processes().await.unwrap().len(), 2);
         for child in [&mut mine, &mut young] {
             signal_group(child.id(), Signal::SIGKILL);
             child.wait().unwrap();
@@ -247,8 +251,8 @@ mod tests {
     /// a stranger's `sleep` are left running.
     #[tokio::test]
     async fn the_24_hour_cleanup_ends_only_our_old_groups() {
-        let dir = tempfile::tempdir().unwrap();
-        let store: Ledger = std::sync::Arc::new(valor_store::Store::open(dir.path()).unwrap());
+        let _dir = tempfile::tempdir().unwrap();
+        let store: Ledger = std::sync::Arc::new(crate::ledger::InMemoryLedger::default());
         let mut old = spawn_group();
         let mut young = spawn_group();
         let mut stranger = spawn_group();
@@ -263,6 +267,7 @@ mod tests {
                     boot.clone(),
                     age,
                 ))
+                .await
                 .unwrap();
         }
         let reaper = Reaper::new(

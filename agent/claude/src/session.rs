@@ -78,7 +78,7 @@ impl std::fmt::Debug for ClaudeProcess {
 
 impl ClaudeProcess {
     /// Takes charge of a started process (its sandbox, or its MCP config file, with it).
-    pub fn adopt(
+    pub async fn adopt(
         mut child: Child,
         jail: Option<Jail>,
         mcp_config: Option<McpConfigFile>,
@@ -90,7 +90,7 @@ impl ClaudeProcess {
         let pid = child.id().ok_or_else(|| {
             ClaudeError::Pipe(std::io::Error::other("the process exited at once"))
         })?;
-        let group = ProcessGroup::adopt(pid, "claude", Some(chat_id), children, Some(store));
+        let group = ProcessGroup::adopt(pid, "claude", Some(chat_id), children, Some(store)).await;
         let missing = |what| ClaudeError::Pipe(std::io::Error::other(format!("no {what} pipe")));
         let stdout = child.stdout.take().ok_or_else(|| missing("stdout"))?;
         let stdin = child.stdin.take().ok_or_else(|| missing("stdin"))?;

@@ -40,7 +40,7 @@ pub struct Gate {
 }
 
 fn token() -> Result<String, std::io::Error> {
-    valor_store::secret::random_token(TOKEN_ALPHABET, 40)
+    valor_config::tokens::random_token(TOKEN_ALPHABET, 40)
 }
 
 fn equal(a: &str, b: &str) -> bool {

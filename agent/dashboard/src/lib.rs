@@ -30,8 +30,11 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
+use valor_protocol::analytics::RunAnalytics;
+use valor_protocol::health::HealthPoint;
+use valor_protocol::jobs::JobRunRecord;
+use valor_protocol::records::RunRecord;
 use valor_scheduler::JobStatus;
-use valor_store::{HealthPoint, JobRunRecord, RunAnalytics, RunRecord};
 
 use crate::auth::{Gate, Session};
 
@@ -120,39 +123,41 @@ pub struct LearningRow {
     pub sources: Vec<String>,
 }
 
-/// What the dashboard shows, from the running agent.
+/// What the dashboard shows, from the running agent (the agent implements it; reads from disk
+/// are the implementation's to keep off the async threads).
+#[async_trait::async_trait]
 pub trait Source: Send + Sync + 'static {
-    fn overview(&self) -> Overview;
+    async fn overview(&self) -> Overview;
     /// Kept health points (a minute each) since `since_ms`.
-    fn health_points(&self, since_ms: u64) -> Vec<HealthPoint>;
-    fn runs_since(&self, since_ms: u64) -> Vec<RunRecord>;
-    fn jobs(&self) -> Vec<JobStatus>;
+    async fn health_points(&self, since_ms: u64) -> Vec<HealthPoint>;
+    async fn runs_since(&self, since_ms: u64) -> Vec<RunRecord>;
+    async fn jobs(&self) -> Vec<JobStatus>;
     /// Starts a job now (it runs on; the page does not wait).
-    fn run_job(&self, name: &str) -> Result<(), String>;
+    async fn run_job(&self, name: &str) -> Result<(), String>;
     /// The recorded runs of the kept jobs, newest first, at most `limit`.
-    fn job_runs(&self, limit: usize) -> Vec<JobRunRecord>;
+    async fn job_runs(&self, limit: usize) -> Vec<JobRunRecord>;
     /// The archived daydream reports' file names, newest first.
-    fn reports(&self) -> Vec<String>;
+    async fn reports(&self) -> Vec<String>;
     /// A daydream report's markdown: the archived one named, or the latest.
-    fn report(&self, name: Option<&str>) -> Option<String>;
+    async fn report(&self, name: Option<&str>) -> Option<String>;
     /// The latest daydream chart, a PNG.
-    fn chart(&self) -> Option<Vec<u8>>;
+    async fn chart(&self) -> Option<Vec<u8>>;
     /// The chats, latest activity first.
-    fn chats(&self) -> Vec<ChatRow>;
+    async fn chats(&self) -> Vec<ChatRow>;
     /// Stops the chat's running turn; whether one ran.
-    fn stop(&self, chat_id: i64) -> bool;
+    async fn stop(&self, chat_id: i64) -> bool;
     /// Alerts, newest first: the active ones and those past.
-    fn alerts(&self) -> Vec<AlertRow>;
+    async fn alerts(&self) -> Vec<AlertRow>;
     /// Memory search (the same hybrid search as everywhere), best first, as snippets.
-    fn search(&self, query: &str) -> Vec<MemoryRow>;
+    async fn search(&self, query: &str) -> Vec<MemoryRow>;
     /// One memory whole.
-    fn memory(&self, id: u64) -> Option<MemoryRow>;
-    fn learnings(&self) -> Vec<LearningRow>;
+    async fn memory(&self, id: u64) -> Option<MemoryRow>;
+    async fn learnings(&self) -> Vec<LearningRow>;
     /// Forgets a chat's learning by its number; says what happened.
-    fn forget(&self, chat_id: i64, number: u64) -> String;
+    async fn forget(&self, chat_id: i64, number: u64) -> String;
     /// The model routing is measured against and its price (dollars per million tokens,
     /// `[input, output]`), when one is priced.
-    fn baseline(&self) -> Option<(String, [f64; 2])>;
+    async fn baseline(&self) -> Option<(String, [f64; 2])>;
 }
 
 #[derive(Clone)]
@@ -281,25 +286,18 @@ async fn login(State(ui): State<Ui>, Query(q): Query<LoginQuery>) -> Response {
     }
 }
 
-/// Runs a read of the agent's state off the async threads (the store reads from disk).
-async fn read<T: Send + 'static>(ui: &Ui, f: impl FnOnce(&dyn Source) -> T + Send + 'static) -> T {
-    let source = Arc::clone(&ui.source);
-    match tokio::task::spawn_blocking(move || f(source.as_ref())).await {
-        Ok(value) => value,
-        Err(e) => std::panic::resume_unwind(e.into_panic()),
-    }
-}
-
 async fn overview(State(ui): State<Ui>, headers: HeaderMap) -> Response {
     if ui.session(&headers).is_none() {
         return refusal();
     }
     let now = now_ms();
     let since = now.saturating_sub(24 * 3_600_000);
-    let (o, points, runs) = read(&ui, move |s| {
-        (s.overview(), s.health_points(since), s.runs_since(since))
-    })
-    .await;
+    let s = &ui.source;
+    let (o, points, runs) = (
+        s.overview().await,
+        s.health_points(since).await,
+        s.runs_since(since).await,
+    );
     // Turns per hour over the last 24 hours, oldest first.
     let mut turns = vec![0.0; 24];
     for run in &runs {
@@ -324,7 +322,10 @@ async fn usage(State(ui): State<Ui>, headers: HeaderMap, Query(q): Query<UsageQu
     let days = q.days.unwrap_or(7).clamp(1, 366);
     let day_ms = 86_400_000;
     let since = (now_ms() / day_ms).saturating_sub(u64::from(days) - 1) * day_ms;
-    let (runs, baseline) = read(&ui, move |s| (s.runs_since(since), s.baseline())).await;
+    let (runs, baseline) = (
+        ui.source.runs_since(since).await,
+        ui.source.baseline().await,
+    );
     let analytics = RunAnalytics::of(&runs);
     // What routing saved: the same tokens on the biggest model, against what was paid.
     let saved = baseline.map(|(model, price)| pages::Saving {
@@ -344,17 +345,15 @@ async fn jobs(State(ui): State<Ui>, headers: HeaderMap) -> Response {
 
 /// What the Jobs page shows: the jobs, their recent runs, the reports.
 async fn jobs_view(ui: &Ui) -> pages::JobsView {
-    read(ui, |s| {
-        let latest = s.report(None).map(|md| reports::render(&md));
-        pages::JobsView {
-            jobs: s.jobs(),
-            runs: s.job_runs(JOB_RUNS),
-            reports: s.reports(),
-            latest,
-            chart: s.chart().is_some(),
-        }
-    })
-    .await
+    let s = &ui.source;
+    let latest = s.report(None).await.map(|md| reports::render(&md));
+    pages::JobsView {
+        jobs: s.jobs().await,
+        runs: s.job_runs(JOB_RUNS).await,
+        reports: s.reports().await,
+        latest,
+        chart: s.chart().await.is_some(),
+    }
 }
 
 /// Runs the Jobs page lists.
@@ -364,7 +363,7 @@ async fn chart(State(ui): State<Ui>, headers: HeaderMap) -> Response {
     if ui.session(&headers).is_none() {
         return refusal();
     }
-    match read(&ui, |s| s.chart()).await {
+    match ui.source.chart().await {
         Some(png) => ([(header::CONTENT_TYPE, "image/png")], png).into_response(),
         None => (StatusCode::NOT_FOUND, "no chart yet").into_response(),
     }
@@ -379,8 +378,7 @@ async fn report_one(
         return refusal();
     }
     let markdown = if reports::is_report_name(&name) {
-        let asked = name.clone();
-        read(&ui, move |s| s.report(Some(&asked))).await
+        ui.source.report(Some(&name)).await
     } else {
         None
     };
@@ -409,7 +407,7 @@ async fn run_job(
         Ok(session) => session,
         Err(status) => return refused_form(status),
     };
-    let notice = match ui.source.run_job(&form.job) {
+    let notice = match ui.source.run_job(&form.job).await {
         Ok(()) => format!("{} started.", form.job),
         Err(e) => e,
     };
@@ -420,7 +418,7 @@ async fn chats(State(ui): State<Ui>, headers: HeaderMap) -> Response {
     let Some(session) = ui.session(&headers) else {
         return refusal();
     };
-    let rows = read(&ui, |s| s.chats()).await;
+    let rows = ui.source.chats().await;
     pages::chats(&rows, &session.csrf, None, now_ms()).into_response()
 }
 
@@ -439,12 +437,12 @@ async fn stop_chat(
         Ok(session) => session,
         Err(status) => return refused_form(status),
     };
-    let notice = if ui.source.stop(form.chat_id) {
+    let notice = if ui.source.stop(form.chat_id).await {
         format!("Chat {}: its running turn is stopping.", form.chat_id)
     } else {
         format!("Chat {}: nothing was running.", form.chat_id)
     };
-    let rows = read(&ui, |s| s.chats()).await;
+    let rows = ui.source.chats().await;
     pages::chats(&rows, &session.csrf, Some(&notice), now_ms()).into_response()
 }
 
@@ -452,7 +450,7 @@ async fn alerts(State(ui): State<Ui>, headers: HeaderMap) -> Response {
     if ui.session(&headers).is_none() {
         return refusal();
     }
-    let rows = read(&ui, |s| s.alerts()).await;
+    let rows = ui.source.alerts().await;
     pages::alerts(&rows).into_response()
 }
 
@@ -471,16 +469,12 @@ async fn memory_page(
         return refusal();
     };
     let query: String = q.q.trim().chars().take(1_000).collect();
-    let asked = query.clone();
-    let (hits, learnings) = read(&ui, move |s| {
-        let hits = if asked.is_empty() {
-            Vec::new()
-        } else {
-            s.search(&asked)
-        };
-        (hits, s.learnings())
-    })
-    .await;
+    let hits = if query.is_empty() {
+        Vec::new()
+    } else {
+        ui.source.search(&query).await
+    };
+    let learnings = ui.source.learnings().await;
     pages::memory(&query, &hits, &learnings, &session.csrf, None).into_response()
 }
 
@@ -492,7 +486,7 @@ async fn memory_one(
     if ui.session(&headers).is_none() {
         return refusal();
     }
-    match read(&ui, move |s| s.memory(id)).await {
+    match ui.source.memory(id).await {
         Some(row) => pages::memory_one(&row).into_response(),
         None => (
             StatusCode::NOT_FOUND,
@@ -518,10 +512,8 @@ async fn forget(
         Ok(session) => session,
         Err(status) => return refused_form(status),
     };
-    let (notice, learnings) = read(&ui, move |s| {
-        (s.forget(form.chat_id, form.number), s.learnings())
-    })
-    .await;
+    let notice = ui.source.forget(form.chat_id, form.number).await;
+    let learnings = ui.source.learnings().await;
     pages::memory("", &[], &learnings, &session.csrf, Some(&notice)).into_response()
 }
 
@@ -593,14 +585,11 @@ impl LivePage {
     /// `seen` (the log ring's version).
     async fn fragment(self, ui: &Ui, csrf: &str, seen: &mut u64) -> Option<String> {
         match self {
-            LivePage::Overview => Some(
-                read(ui, |s| {
-                    pages::overview_fragment(&s.overview()).into_string()
-                })
-                .await,
-            ),
+            LivePage::Overview => {
+                Some(pages::overview_fragment(&ui.source.overview().await).into_string())
+            }
             LivePage::Chats => {
-                let rows = read(ui, |s| s.chats()).await;
+                let rows = ui.source.chats().await;
                 Some(pages::chats_fragment(&rows, csrf, now_ms()).into_string())
             }
             LivePage::Logs(level, chat) => {

@@ -2,8 +2,10 @@
 //! live parts. Everything is in the binary: no CDN, no build step, works offline.
 
 use maud::{DOCTYPE, Markup, PreEscaped, html};
+use valor_protocol::analytics::{RunAnalytics, RunTotals};
+use valor_protocol::health::HealthPoint;
+use valor_protocol::jobs::JobRunRecord;
 use valor_scheduler::JobStatus;
-use valor_store::{HealthPoint, JobRunRecord, RunAnalytics, RunTotals};
 
 use crate::{AlertRow, ChatRow, LearningRow, MemoryRow, Overview};
 

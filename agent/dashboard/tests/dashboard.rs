@@ -9,8 +9,10 @@ use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt as _;
 use tower::ServiceExt as _;
 use valor_dashboard::{AlertRow, ChatRow, LearningRow, MemoryRow, Overview, Source};
+use valor_protocol::health::HealthPoint;
+use valor_protocol::jobs::{JobOutcome, JobRunRecord};
+use valor_protocol::records::RunRecord;
 use valor_scheduler::JobStatus;
-use valor_store::{HealthPoint, JobOutcome, JobRunRecord, RunRecord};
 
 const TOKEN: &str = "store-token-0123456789";
 
@@ -32,8 +34,9 @@ fn run(cost: f64, model: &str) -> RunRecord {
     .unwrap()
 }
 
+#[async_trait::async_trait]
 impl Source for Fake {
-    fn overview(&self) -> Overview {
+    async fn overview(&self) -> Overview {
         Overview {
             status: "ok".into(),
             score: 97,
@@ -46,7 +49,7 @@ impl Source for Fake {
             cost_today: 0.25,
         }
     }
-    fn health_points(&self, _since_ms: u64) -> Vec<HealthPoint> {
+    async fn health_points(&self, _since_ms: u64) -> Vec<HealthPoint> {
         (0..10)
             .map(|i| HealthPoint {
                 at_ms: i * 60_000,
@@ -60,10 +63,10 @@ impl Source for Fake {
             })
             .collect()
     }
-    fn runs_since(&self, _since_ms: u64) -> Vec<RunRecord> {
+    async fn runs_since(&self, _since_ms: u64) -> Vec<RunRecord> {
         vec![run(0.5, "haiku"), run(0.25, "haiku"), run(1.0, "opus")]
     }
-    fn jobs(&self) -> Vec<JobStatus> {
+    async fn jobs(&self) -> Vec<JobStatus> {
         vec![JobStatus {
             name: "daydream".into(),
             schedule: "every 6h".into(),
@@ -72,11 +75,11 @@ impl Source for Fake {
             next: None,
         }]
     }
-    fn run_job(&self, name: &str) -> Result<(), String> {
+    async fn run_job(&self, name: &str) -> Result<(), String> {
         self.started.lock().unwrap().push(name.to_owned());
         Ok(())
     }
-    fn job_runs(&self, _limit: usize) -> Vec<JobRunRecord> {
+    async fn job_runs(&self, _limit: usize) -> Vec<JobRunRecord> {
         vec![JobRunRecord {
             job: "cleanup".into(),
             started_ms: 1_796_342_400_000,
@@ -86,10 +89,10 @@ impl Source for Fake {
             due_ms: None,
         }]
     }
-    fn reports(&self) -> Vec<String> {
+    async fn reports(&self) -> Vec<String> {
         vec!["daydream_insights-20261204T060000Z-s1.md".into()]
     }
-    fn report(&self, name: Option<&str>) -> Option<String> {
+    async fn report(&self, name: Option<&str>) -> Option<String> {
         match name {
             None => {
                 Some("# Latest insights\n\n- <script>alert(1)</script> tests are slow\n".into())
@@ -98,10 +101,10 @@ impl Source for Fake {
             Some(other) => panic!("asked for {other}"),
         }
     }
-    fn chart(&self) -> Option<Vec<u8>> {
+    async fn chart(&self) -> Option<Vec<u8>> {
         Some(b"\x89PNG fake".to_vec())
     }
-    fn chats(&self) -> Vec<ChatRow> {
+    async fn chats(&self) -> Vec<ChatRow> {
         vec![ChatRow {
             chat_id: 42,
             last_at_ms: 1_796_342_400_000,
@@ -133,11 +136,11 @@ impl Source for Fake {
             }),
         }]
     }
-    fn stop(&self, chat_id: i64) -> bool {
+    async fn stop(&self, chat_id: i64) -> bool {
         self.stopped.lock().unwrap().push(chat_id);
         true
     }
-    fn search(&self, query: &str) -> Vec<MemoryRow> {
+    async fn search(&self, query: &str) -> Vec<MemoryRow> {
         vec![MemoryRow {
             id: 9,
             kind: "link".into(),
@@ -147,7 +150,7 @@ impl Source for Fake {
             text: "a snippet".into(),
         }]
     }
-    fn memory(&self, id: u64) -> Option<MemoryRow> {
+    async fn memory(&self, id: u64) -> Option<MemoryRow> {
         (id == 9).then(|| MemoryRow {
             id,
             kind: "link".into(),
@@ -157,7 +160,7 @@ impl Source for Fake {
             text: "the whole <b>text</b>".into(),
         })
     }
-    fn learnings(&self) -> Vec<LearningRow> {
+    async fn learnings(&self) -> Vec<LearningRow> {
         vec![
             LearningRow {
                 chat_id: Some(42),
@@ -187,14 +190,14 @@ impl Source for Fake {
             },
         ]
     }
-    fn forget(&self, chat_id: i64, number: u64) -> String {
+    async fn forget(&self, chat_id: i64, number: u64) -> String {
         self.forgotten.lock().unwrap().push((chat_id, number));
         format!("Forgot #{number}.")
     }
-    fn baseline(&self) -> Option<(String, [f64; 2])> {
+    async fn baseline(&self) -> Option<(String, [f64; 2])> {
         Some(("opus".into(), [5.0, 25.0]))
     }
-    fn alerts(&self) -> Vec<AlertRow> {
+    async fn alerts(&self) -> Vec<AlertRow> {
         vec![AlertRow {
             severity: "Warning".into(),
             message: "Valor's resident memory is 600 MiB".into(),

@@ -23,7 +23,7 @@ impl AgentClient {
         fallback_url: String,
         timeout: Duration,
     ) -> Result<AgentClient, String> {
-        let token = valor_store::secret::api_token(store_path).map_err(|e| {
+        let token = valor_config::tokens::api_token(store_path).map_err(|e| {
             format!("the store is in use by a running Valor, and its API token cannot be read: {e}")
         })?;
         let client = reqwest::Client::builder()
@@ -32,7 +32,7 @@ impl AgentClient {
             .build()
             .map_err(|e| e.to_string())?;
         Ok(AgentClient {
-            base: valor_store::secret::api_url(store_path).unwrap_or(fallback_url),
+            base: valor_config::tokens::api_url(store_path).unwrap_or(fallback_url),
             token,
             client,
         })

@@ -9,7 +9,8 @@ use std::time::Instant;
 
 use valor_monitor::Sample;
 use valor_monitor::history::HealthRecorder;
-use valor_store::{Resolution, Store};
+use valor_protocol::health::Resolution;
+use valor_store::Store;
 
 fn dir_size(path: &std::path::Path) -> u64 {
     std::fs::read_dir(path)
@@ -26,12 +27,13 @@ fn dir_size(path: &std::path::Path) -> u64 {
         .unwrap_or(0)
 }
 
-fn main() {
+#[tokio::main]
+async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store");
     let store = Store::open(&path).unwrap();
     let empty = dir_size(&path);
-    let recorder = HealthRecorder::new(Arc::new(store.clone()));
+    let recorder = HealthRecorder::start(Arc::new(store.clone()));
     let start = 1_800_000_000u64;
     let samples = 30 * 24 * 120; // every 30 s for 30 days
     let started = Instant::now();
@@ -48,7 +50,12 @@ fn main() {
             stale_children: 0,
         };
         recorder.add(&sample, 90 - (i % 10) as u8);
+        // The recorder's writer keeps up with a sample every 30 s; a tight loop waits for it.
+        if i % 64 == 0 {
+            recorder.flushed().await;
+        }
     }
+    recorder.flushed().await;
     let per_sample = started.elapsed().as_secs_f64() * 1e6 / samples as f64;
     store.flush().unwrap();
     let minutes = store.health_points(Resolution::Minute, 0).unwrap().len();

@@ -2,48 +2,90 @@
 //! a finished point is written through [`HealthLog`] (the store) and old points are pruned,
 //! so the history survives restarts and covers a month, at a few hundred kilobytes.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use valor_store::{HealthPoint, Resolution, Store, StoreError};
+use async_trait::async_trait;
+use tokio::sync::mpsc;
+use valor_protocol::StoreFailure;
+use valor_protocol::health::{HealthPoint, Resolution};
 
 use crate::monitor::AlertRecord;
 use crate::sample::Sample;
 
-/// Where points are kept (the store implements it).
+/// Where points are kept (the store implements it; [`InMemoryHealthLog`] serves tests).
+#[async_trait]
 pub trait HealthLog: Send + Sync {
-    fn put(&self, resolution: Resolution, point: &HealthPoint) -> Result<(), StoreError>;
-    fn prune(&self, resolution: Resolution, before_ms: u64) -> Result<usize, StoreError>;
-    fn points(&self, resolution: Resolution, since_ms: u64)
-    -> Result<Vec<HealthPoint>, StoreError>;
-    fn put_alert(&self, record: &AlertRecord) -> Result<(), StoreError>;
-    /// Newest first.
-    fn alerts(&self, limit: usize) -> Result<Vec<AlertRecord>, StoreError>;
-    fn prune_alerts(&self, before_ms: u64) -> Result<usize, StoreError>;
-}
-
-impl HealthLog for Store {
-    fn put(&self, resolution: Resolution, point: &HealthPoint) -> Result<(), StoreError> {
-        self.put_health_point(resolution, point)
-    }
-    fn prune(&self, resolution: Resolution, before_ms: u64) -> Result<usize, StoreError> {
-        self.prune_health(resolution, before_ms)
-    }
-    fn points(
+    async fn put(&self, resolution: Resolution, point: &HealthPoint) -> Result<(), StoreFailure>;
+    async fn prune(&self, resolution: Resolution, before_ms: u64) -> Result<usize, StoreFailure>;
+    async fn points(
         &self,
         resolution: Resolution,
         since_ms: u64,
-    ) -> Result<Vec<HealthPoint>, StoreError> {
-        self.health_points(resolution, since_ms)
+    ) -> Result<Vec<HealthPoint>, StoreFailure>;
+    async fn put_alert(&self, record: &AlertRecord) -> Result<(), StoreFailure>;
+    /// Newest first.
+    async fn alerts(&self, limit: usize) -> Result<Vec<AlertRecord>, StoreFailure>;
+    async fn prune_alerts(&self, before_ms: u64) -> Result<usize, StoreFailure>;
+}
+
+/// A health log in memory (tests).
+#[derive(Default)]
+pub struct InMemoryHealthLog {
+    points: Mutex<BTreeMap<(u8, u64), HealthPoint>>,
+    alerts: Mutex<BTreeMap<(u64, String), AlertRecord>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[async_trait]
+impl HealthLog for InMemoryHealthLog {
+    async fn put(&self, resolution: Resolution, point: &HealthPoint) -> Result<(), StoreFailure> {
+        lock(&self.points).insert((resolution.byte(), point.at_ms), point.clone());
+        Ok(())
     }
-    fn put_alert(&self, record: &AlertRecord) -> Result<(), StoreError> {
-        let kind = format!("{:?}", record.alert.kind);
-        Store::put_alert(self, record.raised_ms, &kind, record)
+
+    async fn prune(&self, resolution: Resolution, before_ms: u64) -> Result<usize, StoreFailure> {
+        let mut points = lock(&self.points);
+        let before = points.len();
+        points.retain(|(r, at), _| *r != resolution.byte() || *at >= before_ms);
+        Ok(before - points.len())
     }
-    fn alerts(&self, limit: usize) -> Result<Vec<AlertRecord>, StoreError> {
-        Store::alerts(self, limit)
+
+    async fn points(
+        &self,
+        resolution: Resolution,
+        since_ms: u64,
+    ) -> Result<Vec<HealthPoint>, StoreFailure> {
+        Ok(lock(&self.points)
+            .iter()
+            .filter(|((r, at), _)| *r == resolution.byte() && *at >= since_ms)
+            .map(|(_, p)| p.clone())
+            .collect())
     }
-    fn prune_alerts(&self, before_ms: u64) -> Result<usize, StoreError> {
-        Store::prune_alerts(self, before_ms)
+
+    async fn put_alert(&self, record: &AlertRecord) -> Result<(), StoreFailure> {
+        let key = (record.raised_ms, format!("{:?}", record.alert.kind));
+        lock(&self.alerts).insert(key, record.clone());
+        Ok(())
+    }
+
+    async fn alerts(&self, limit: usize) -> Result<Vec<AlertRecord>, StoreFailure> {
+        Ok(lock(&self.alerts)
+            .values()
+            .rev()
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn prune_alerts(&self, before_ms: u64) -> Result<usize, StoreFailure> {
+        let mut alerts = lock(&self.alerts);
+        let before = alerts.len();
+        alerts.retain(|(at, _), _| *at >= before_ms);
+        Ok(before - alerts.len())
     }
 }
 
@@ -106,17 +148,70 @@ impl Bucket {
     }
 }
 
-/// Sums samples into points and keeps them.
+/// Sums samples into points and keeps them. Samples come in from synchronous code (the
+/// monitor's tick); the writes go to the log from a task of their own, in order.
 pub struct HealthRecorder {
     log: Arc<dyn HealthLog>,
     open: Mutex<[Option<Bucket>; 2]>,
+    writes: mpsc::Sender<Write>,
 }
 
+/// One write for the log, in the order it was made.
+enum Write {
+    Point(Resolution, HealthPoint),
+    Prune(Resolution, u64),
+    Alert(Box<AlertRecord>),
+    PruneAlerts(u64),
+    /// Every write before it is done.
+    Flushed(tokio::sync::oneshot::Sender<()>),
+}
+
+/// Writes that may wait for the log (a tick writes at most four).
+const WRITES_WAITING: usize = 256;
+
 impl HealthRecorder {
-    pub fn new(log: Arc<dyn HealthLog>) -> HealthRecorder {
+    /// A recorder writing to `log` from a task of its own (spawned here: call it on the
+    /// runtime); the task ends with the recorder.
+    pub fn start(log: Arc<dyn HealthLog>) -> HealthRecorder {
+        let (writes, mut pending) = mpsc::channel(WRITES_WAITING);
+        let writer = Arc::clone(&log);
+        tokio::spawn(async move {
+            while let Some(write) = pending.recv().await {
+                let done = match write {
+                    Write::Point(resolution, point) => writer.put(resolution, &point).await,
+                    Write::Prune(resolution, before) => {
+                        writer.prune(resolution, before).await.map(|_| ())
+                    }
+                    Write::Alert(record) => writer.put_alert(&record).await,
+                    Write::PruneAlerts(before) => writer.prune_alerts(before).await.map(|_| ()),
+                    Write::Flushed(done) => {
+                        let _ = done.send(());
+                        Ok(())
+                    }
+                };
+                if let Err(e) = done {
+                    tracing::warn!(error = %e, "cannot keep the health history");
+                }
+            }
+        });
         HealthRecorder {
             log,
             open: Mutex::new([None, None]),
+            writes,
+        }
+    }
+
+    fn write(&self, write: Write) {
+        if self.writes.try_send(write).is_err() {
+            tracing::warn!("the health history is behind; a point or alert was not kept");
+        }
+    }
+
+    /// Waits until every write made so far is in the log.
+    pub async fn flushed(&self) {
+        let (done, written) = tokio::sync::oneshot::channel();
+        if self.writes.send(Write::Flushed(done)).await.is_ok() {
+            let _ = written.await;
         }
     }
 
@@ -132,9 +227,7 @@ impl HealthRecorder {
             if let Some(done) = slot.take_if(|b| b.at_ms != start) {
                 self.keep(resolution, &done);
                 let past = start.saturating_sub(resolution.kept_ms());
-                if let Err(e) = self.log.prune(resolution, past) {
-                    tracing::warn!(error = %e, "cannot prune the health history");
-                }
+                self.write(Write::Prune(resolution, past));
             }
             let bucket = slot.get_or_insert_with(|| Bucket::starting(start));
             bucket.add(sample, score);
@@ -145,26 +238,22 @@ impl HealthRecorder {
     }
 
     fn keep(&self, resolution: Resolution, bucket: &Bucket) {
-        if let Err(e) = self.log.put(resolution, &bucket.point()) {
-            tracing::warn!(error = %e, "cannot keep the health history");
-        }
+        self.write(Write::Point(resolution, bucket.point()));
     }
 
     /// Keeps an alert as it is raised, changes or clears; a new one prunes those past keeping.
     pub fn keep_alert(&self, record: &AlertRecord) {
-        if let Err(e) = self.log.put_alert(record) {
-            tracing::warn!(error = %e, "cannot keep the alert");
-        }
-        if record.cleared_ms.is_none()
-            && let Err(e) = (self.log).prune_alerts(record.raised_ms.saturating_sub(ALERTS_KEPT_MS))
-        {
-            tracing::warn!(error = %e, "cannot prune past alerts");
+        self.write(Write::Alert(Box::new(record.clone())));
+        if record.cleared_ms.is_none() {
+            let past = record.raised_ms.saturating_sub(ALERTS_KEPT_MS);
+            self.write(Write::PruneAlerts(past));
         }
     }
 
     /// Kept alerts, newest first, at most `limit`.
-    pub fn alerts(&self, limit: usize) -> Vec<AlertRecord> {
-        self.log.alerts(limit).unwrap_or_else(|e| {
+    pub async fn alerts(&self, limit: usize) -> Vec<AlertRecord> {
+        self.flushed().await;
+        self.log.alerts(limit).await.unwrap_or_else(|e| {
             tracing::warn!(error = %e, "cannot read past alerts");
             Vec::new()
         })
@@ -172,22 +261,27 @@ impl HealthRecorder {
 
     /// Closes the alerts a previous run left active: nobody watches them any more, so they end
     /// at `now_ms`, marked as ended by the restart.
-    pub fn close_left_open(&self, now_ms: u64, limit: usize) {
-        for mut record in self.alerts(limit) {
+    pub async fn close_left_open(&self, now_ms: u64, limit: usize) {
+        for mut record in self.alerts(limit).await {
             if record.cleared_ms.is_none() {
                 record.cleared_ms = Some(now_ms);
                 record.ended_by_restart = true;
                 self.keep_alert(&record);
             }
         }
+        self.flushed().await;
     }
 
     /// Points of `resolution` since `since_ms`, oldest first.
-    pub fn points(&self, resolution: Resolution, since_ms: u64) -> Vec<HealthPoint> {
-        self.log.points(resolution, since_ms).unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "cannot read the health history");
-            Vec::new()
-        })
+    pub async fn points(&self, resolution: Resolution, since_ms: u64) -> Vec<HealthPoint> {
+        self.flushed().await;
+        self.log
+            .points(resolution, since_ms)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "cannot read the health history");
+                Vec::new()
+            })
     }
 }
 
@@ -210,20 +304,20 @@ mod tests {
         }
     }
 
-    #[test]
-    fn samples_become_minute_and_quarter_points_that_survive_a_restart() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("store")).unwrap();
+    #[tokio::test]
+    async fn samples_become_minute_and_quarter_points_that_survive_a_restart() {
+        let log = Arc::new(InMemoryHealthLog::default());
         let start = 1_800_000_000; // a quarter hour's start, in seconds
         {
-            let recorder = HealthRecorder::new(Arc::new(store.clone()));
+            let recorder = HealthRecorder::start(log.clone());
             for i in 0..60 {
                 // Every 30 s for half an hour; score falls with time.
                 recorder.add(&sample(start + i * 30, 100 + i, 10.0), 100 - i as u8);
             }
+            recorder.flushed().await;
         }
-        let recorder = HealthRecorder::new(Arc::new(store));
-        let minutes = recorder.points(Resolution::Minute, 0);
+        let recorder = HealthRecorder::start(log);
+        let minutes = recorder.points(Resolution::Minute, 0).await;
         assert_eq!(minutes.len(), 30);
         assert_eq!(minutes[0].at_ms, start * 1000);
         assert_eq!(
@@ -232,7 +326,7 @@ mod tests {
         );
         assert_eq!(minutes[0].rss_mb, 101.0);
         assert_eq!(minutes[0].system_memory_percent, 40.0);
-        let quarters = recorder.points(Resolution::QuarterHour, 0);
+        let quarters = recorder.points(Resolution::QuarterHour, 0).await;
         assert_eq!(quarters.len(), 2);
         assert_eq!(quarters[0].samples, 30, "finished: all its samples");
         assert_eq!(quarters[0].cpu_percent, 10.0);
@@ -242,17 +336,15 @@ mod tests {
         );
     }
 
-    #[test]
-    fn points_past_keeping_are_pruned() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("store")).unwrap();
-        let recorder = HealthRecorder::new(Arc::new(store.clone()));
+    #[tokio::test]
+    async fn points_past_keeping_are_pruned() {
+        let recorder = HealthRecorder::start(Arc::new(InMemoryHealthLog::default()));
         let start = 1_800_000_000; // a quarter hour's start
         recorder.add(&sample(start, 100, 1.0), 90);
         // A day and a minute later: the first minute is past keeping, its quarter is not.
         recorder.add(&sample(start + 86_400 + 60, 100, 1.0), 90);
-        let minutes = recorder.points(Resolution::Minute, 0);
+        let minutes = recorder.points(Resolution::Minute, 0).await;
         assert_eq!(minutes.len(), 1, "{minutes:?}");
-        assert_eq!(recorder.points(Resolution::QuarterHour, 0).len(), 2);
+        assert_eq!(recorder.points(Resolution::QuarterHour, 0).await.len(), 2);
     }
 }

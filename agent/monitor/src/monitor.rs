@@ -289,24 +289,22 @@ impl ResourceMonitor {
 
     /// Keeps every later sample over time through `recorder` (set once; a second call is
     /// ignored).
-    pub fn keep_history(&self, recorder: crate::history::HealthRecorder) {
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        recorder.close_left_open(now_ms, ALERT_LOG);
+    pub async fn keep_history(&self, recorder: crate::history::HealthRecorder) {
+        let now_ms = valor_protocol::time::now_ms();
+        recorder.close_left_open(now_ms, ALERT_LOG).await;
         let _ = self.history.set(recorder);
     }
 
     /// Kept points of `resolution` since `since_ms` (none without a store).
-    pub fn health_points(
+    pub async fn health_points(
         &self,
-        resolution: valor_store::Resolution,
+        resolution: valor_protocol::health::Resolution,
         since_ms: u64,
-    ) -> Vec<valor_store::HealthPoint> {
-        self.history
-            .get()
-            .map(|h| h.points(resolution, since_ms))
-            .unwrap_or_default()
+    ) -> Vec<valor_protocol::health::HealthPoint> {
+        match self.history.get() {
+            Some(history) => history.points(resolution, since_ms).await,
+            None => Vec::new(),
+        }
     }
 
     /// Alert changes (raised, severity changed, cleared) from now on; a receiver that falls
@@ -317,9 +315,9 @@ impl ResourceMonitor {
 
     /// Alerts (at most 200), newest first, with when they cleared: those kept in the store
     /// (earlier runs' too) once history is kept, else those raised since start.
-    pub fn alert_log(&self) -> Vec<AlertRecord> {
+    pub async fn alert_log(&self) -> Vec<AlertRecord> {
         match self.history.get() {
-            Some(history) => history.alerts(ALERT_LOG),
+            Some(history) => history.alerts(ALERT_LOG).await,
             None => self.read().log.iter().rev().cloned().collect(),
         }
     }
@@ -439,8 +437,8 @@ pub(crate) mod tests {
         sample_at(rss_mb, 1)
     }
 
-    #[test]
-    fn history_is_bounded_and_metrics_follow_the_last_sample() {
+    #[tokio::test]
+    async fn history_is_bounded_and_metrics_follow_the_last_sample() {
         let config = MonitorConfig {
             history_len: 3,
             ..MonitorConfig::default()
@@ -481,39 +479,41 @@ pub(crate) mod tests {
         let mut again = sample(2000);
         again.taken_at = 9;
         monitor.record(again);
-        let log = monitor.alert_log();
+        let log = monitor.alert_log().await;
         assert_eq!(log.len(), 2);
         assert_eq!((log[1].raised_ms, log[1].cleared_ms), (1000, Some(1000)));
         assert_eq!(log[0].cleared_ms, None);
         assert_eq!(log[0].alert.severity, crate::Severity::Critical);
     }
 
-    #[test]
-    fn past_alerts_are_kept_in_the_store_across_a_restart() {
+    #[tokio::test]
+    async fn past_alerts_are_kept_across_a_restart() {
         #![allow(clippy::unwrap_used)]
-        let dir = tempfile::tempdir().unwrap();
-        let store = valor_store::Store::open(&dir.path().join("store")).unwrap();
-        let start = |store: &valor_store::Store| {
+        let log: Arc<dyn crate::history::HealthLog> =
+            Arc::new(crate::history::InMemoryHealthLog::default());
+        let start = |log: &Arc<dyn crate::history::HealthLog>| {
             let monitor = ResourceMonitor::new(
                 MonitorConfig::default(),
                 ChildRegistry::new(),
                 &MetricsRegistry::new(),
             )
             .unwrap();
-            let recorder = crate::history::HealthRecorder::new(Arc::new(store.clone()));
-            monitor.keep_history(recorder);
-            monitor
+            let recorder = crate::history::HealthRecorder::start(Arc::clone(log));
+            (monitor, recorder)
         };
-        let monitor = start(&store);
+        let (monitor, recorder) = start(&log);
+        monitor.keep_history(recorder).await;
         monitor.record(sample(600)); // raised
         monitor.record(sample(5)); // cleared
         let mut again = sample(600);
         again.taken_at = 9;
         monitor.record(again); // raised again, left active
+        monitor.alert_log().await;
         drop(monitor);
 
-        let monitor = start(&store);
-        let log = monitor.alert_log();
+        let (monitor, recorder) = start(&log);
+        monitor.keep_history(recorder).await;
+        let log = monitor.alert_log().await;
         assert_eq!(log.len(), 2, "{log:?}");
         assert_eq!(
             (log[1].cleared_ms, log[1].ended_by_restart),

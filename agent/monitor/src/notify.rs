@@ -222,10 +222,11 @@ mod tests {
         task.await.ok();
         let sent = sent
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
         assert!(sent[0].starts_with("⚠️ Warning"), "{sent:?}");
         assert!(sent[1].starts_with("✅ Recovered"), "{sent:?}");
-        let done: Vec<String> = monitor.alert_log()[0]
+        let done: Vec<String> = monitor.alert_log().await[0]
             .done
             .iter()
             .map(|d| d.1.clone())

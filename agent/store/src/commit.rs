@@ -1,112 +1,144 @@
 //! Group commit: every write that must be on disk before it is acknowledged (a user's message,
-//! an accepted update, a chat's session) asks one committer thread for a flush. Requests that
-//! arrive while a flush runs share the next one, so a burst of accepted updates costs one or
-//! two fsyncs, not one each, and no fsync ever runs on the async threads.
+//! an accepted update, a chat's session) waits for a flush. One flush runs at a time, on the
+//! blocking pool; the writes that arrive while it runs share the next one, so a burst of
+//! accepted updates costs one or two fsyncs, not one each, and no fsync runs on an async
+//! thread.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::oneshot;
+use tokio::sync::watch;
 
 use crate::StoreError;
 
-type Waiter = oneshot::Sender<Result<(), String>>;
+/// Set while a caller flushes for others; a caller dropped mid-flush (its task cancelled)
+/// hands the turn on: the others look again and one of them flushes.
+struct Flushing<'a>(&'a Committer);
 
-/// The committer of one store; clones share its thread, which ends (releasing the database)
-/// when the last clone is dropped.
-#[derive(Clone)]
-pub(crate) struct Committer {
-    thread: Arc<Thread>,
-    figures: Arc<Figures>,
-}
-
-struct Thread {
-    requests: Option<mpsc::Sender<Waiter>>,
-    handle: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Drop for Thread {
+impl Drop for Flushing<'_> {
     fn drop(&mut self) {
-        // No more requests: the thread finishes the flush it may be in and ends.
-        drop(self.requests.take());
-        if let Some(handle) = self.handle.take() {
-            let _ = handle.join();
-        }
+        self.0.state().flushing = false;
+        self.0.shared.done.send_modify(|_| {});
     }
 }
 
-#[derive(Default)]
-struct Figures {
+/// The committer of one store; clones share it.
+#[derive(Clone)]
+pub(crate) struct Committer {
+    db: sled::Db,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    /// (commits covered so far, the error of the flush that covered the last of them).
+    done: watch::Sender<(u64, Option<String>)>,
     flushes: AtomicU64,
-    requests: AtomicU64,
     /// Milliseconds each flush is held back (a slow disk, injected by tests).
     delay_ms: AtomicU64,
 }
 
+#[derive(Default)]
+struct State {
+    /// Commits asked for so far (each caller's ticket).
+    requested: u64,
+    /// A flush is running.
+    flushing: bool,
+}
+
 impl Committer {
-    /// Starts the committer thread for `db`; it ends when the last clone is dropped.
-    pub(crate) fn start(db: sled::Db) -> Result<Committer, StoreError> {
-        let (requests, waiting) = mpsc::channel::<Waiter>();
-        let figures = Arc::new(Figures::default());
-        let seen = Arc::clone(&figures);
-        let handle = std::thread::Builder::new()
-            .name("valor-store-commit".to_owned())
-            .spawn(move || commit_loop(&db, &waiting, &seen))
-            .map_err(|e| StoreError::Io(e.to_string()))?;
-        Ok(Committer {
-            thread: Arc::new(Thread {
-                requests: Some(requests),
-                handle: Some(handle),
+    pub(crate) fn new(db: sled::Db) -> Committer {
+        Committer {
+            db,
+            shared: Arc::new(Shared {
+                state: Mutex::new(State::default()),
+                done: watch::channel((0, None)).0,
+                flushes: AtomicU64::new(0),
+                delay_ms: AtomicU64::new(0),
             }),
-            figures,
-        })
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Waits until everything written before this call is on disk.
     pub(crate) async fn commit(&self) -> Result<(), StoreError> {
-        let (done, result) = oneshot::channel();
-        self.figures.requests.fetch_add(1, Ordering::Relaxed);
-        let stopped = || StoreError::Io("the store's committer has stopped".to_owned());
-        (self.thread.requests.as_ref())
-            .ok_or_else(stopped)?
-            .send(done)
-            .map_err(|_| stopped())?;
-        result.await.map_err(|_| stopped())?.map_err(StoreError::Io)
+        let mut done = self.shared.done.subscribe();
+        let ticket = {
+            let mut state = self.state();
+            state.requested += 1;
+            state.requested
+        };
+        loop {
+            let target = {
+                let mut state = self.state();
+                let (covered, error) = done.borrow_and_update().clone();
+                if covered >= ticket {
+                    return error.map_or(Ok(()), |e| Err(StoreError::Io(e)));
+                }
+                if state.flushing {
+                    None
+                } else {
+                    state.flushing = true;
+                    Some(state.requested)
+                }
+            };
+            match target {
+                // This caller flushes for itself and every one that asked before it.
+                Some(target) => {
+                    let flushing = Flushing(self);
+                    let error = self.flush().await.err();
+                    std::mem::forget(flushing);
+                    self.state().flushing = false;
+                    self.shared.done.send_replace((target, error.clone()));
+                    return error.map_or(Ok(()), |e| Err(StoreError::Io(e)));
+                }
+                // Another caller's flush runs: wait for it, then look again.
+                None => {
+                    if done.changed().await.is_err() {
+                        return Err(StoreError::Io("the store's committer is gone".to_owned()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// One flush on the blocking pool.
+    async fn flush(&self) -> Result<(), String> {
+        let (db, shared) = (self.db.clone(), Arc::clone(&self.shared));
+        let flushed = tokio::task::spawn_blocking(move || {
+            let delay = shared.delay_ms.load(Ordering::Relaxed);
+            if delay > 0 {
+                std::thread::sleep(Duration::from_millis(delay));
+            }
+            shared.flushes.fetch_add(1, Ordering::Relaxed);
+            db.flush().map(|_| ()).map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| format!("the flush task failed: {e}"))?;
+        if let Err(e) = &flushed {
+            tracing::error!(error = %e, "the store could not write to disk");
+        }
+        flushed
     }
 
     /// (flushes done, commits asked for) so far.
     pub(crate) fn figures(&self) -> (u64, u64) {
         (
-            self.figures.flushes.load(Ordering::Relaxed),
-            self.figures.requests.load(Ordering::Relaxed),
+            self.shared.flushes.load(Ordering::Relaxed),
+            self.state().requested,
         )
     }
 
     /// Holds every flush back by `delay` (tests: a disk that stalls).
     pub(crate) fn slow_down(&self, delay: Duration) {
         let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
-        self.figures.delay_ms.store(ms, Ordering::Relaxed);
-    }
-}
-
-/// One flush for every request waiting when it starts.
-fn commit_loop(db: &sled::Db, waiting: &mpsc::Receiver<Waiter>, figures: &Figures) {
-    while let Ok(first) = waiting.recv() {
-        let mut batch = vec![first];
-        batch.extend(waiting.try_iter());
-        let delay = figures.delay_ms.load(Ordering::Relaxed);
-        if delay > 0 {
-            std::thread::sleep(Duration::from_millis(delay));
-        }
-        let result = db.flush().map(|_| ()).map_err(|e| e.to_string());
-        figures.flushes.fetch_add(1, Ordering::Relaxed);
-        if let Err(e) = &result {
-            tracing::error!(error = %e, "the store could not write to disk");
-        }
-        for waiter in batch {
-            let _ = waiter.send(result.clone());
-        }
+        self.shared.delay_ms.store(ms, Ordering::Relaxed);
     }
 }

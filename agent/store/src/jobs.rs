@@ -18,8 +18,8 @@ fn key(job: &str, started_ms: u64) -> Vec<u8> {
 }
 
 impl Store {
-    /// Writes a run (a new one, or the end of one already written) and flushes: the scheduler
-    /// decides on missed runs from this after a restart.
+    /// Writes a run (a new one, or the end of one already written); the caller commits (the
+    /// scheduler decides on missed runs from this after a restart).
     pub fn record_job_run(&self, run: &JobRunRecord) -> Result<(), StoreError> {
         self.job_runs
             .insert(key(&run.job, run.started_ms), encode(run))?;
@@ -37,7 +37,7 @@ impl Store {
                 self.job_runs.remove(k)?;
             }
         }
-        self.flush()
+        Ok(())
     }
 
     /// A job's runs, newest first, at most `limit`.

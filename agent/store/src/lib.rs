@@ -25,7 +25,7 @@ pub mod memory;
 pub mod proposals;
 pub use valor_protocol::records;
 mod ports;
-pub mod secret;
+
 pub mod store;
 
 pub use error::StoreError;

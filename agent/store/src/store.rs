@@ -186,7 +186,7 @@ impl Store {
             proposals: db.open_tree(PROPOSALS)?,
             learning_records: db.open_tree(LEARNING_RECORDS)?,
             inbox_faults: Arc::new(AtomicU64::new(0)),
-            committer: crate::commit::Committer::start(db.clone())?,
+            committer: crate::commit::Committer::new(db.clone()),
             id_offset: Arc::new(AtomicU64::new(match meta.get(ID_OFFSET_KEY)? {
                 Some(bytes) => decode::<u64>("id offset", &bytes)?,
                 None => 0,

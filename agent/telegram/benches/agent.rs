@@ -122,6 +122,7 @@ async fn many_chats(chats: i64) {
         webhook: None,
         on_refusal: None,
     })
+    .await
     .unwrap();
     let before = rss_mib();
     let shutdown = CancellationToken::new();

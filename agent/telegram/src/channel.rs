@@ -23,10 +23,10 @@ use teloxide::types::{ChatId, Update, UpdateKind};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use valor_core::Conversations;
+use valor_protocol::records::InboxEntry;
 use valor_protocol::{Command, Event, Op};
-use valor_store::InboxEntry;
 
-use crate::inbox::Inbox;
+use crate::inbox::TelegramStore;
 
 use crate::health::PollHealth;
 use crate::pacer::{BotBudget, ChatPacer, PacerConfig};
@@ -66,7 +66,7 @@ pub struct ChannelSetup {
     /// beside each turn, "Remember this?", `/learnings`, `/forget`, `/remember`).
     pub conversations: Conversations,
     /// Where accepted messages, the update offset and paired users are kept (the store).
-    pub store: Arc<dyn Inbox>,
+    pub store: Arc<dyn TelegramStore>,
     pub allowed_users: Vec<i64>,
     pub poll_timeout_secs: u32,
     pub pacer: PacerConfig,
@@ -111,7 +111,7 @@ pub struct TelegramChannel {
 struct Inner {
     bot: Bot,
     conversations: Conversations,
-    store: Arc<dyn Inbox>,
+    store: Arc<dyn TelegramStore>,
     allowed: Mutex<HashSet<i64>>,
     poll_timeout: u32,
     pacer: PacerConfig,
@@ -140,7 +140,7 @@ struct Inner {
 #[derive(Debug, thiserror::Error)]
 pub enum ChannelError {
     #[error(transparent)]
-    Store(#[from] valor_store::StoreError),
+    Store(#[from] valor_protocol::StoreFailure),
     #[error("[telegram] api_url {url:?} is not a URL: {reason}")]
     ApiUrl { url: String, reason: String },
     #[error("cannot build the HTTP client for Telegram: {0}")]
@@ -164,9 +164,9 @@ pub fn bot(token: &str, api_url: &str, poll_timeout_secs: u64) -> Result<Bot, Ch
 }
 
 impl TelegramChannel {
-    pub fn new(setup: ChannelSetup) -> Result<TelegramChannel, ChannelError> {
+    pub async fn new(setup: ChannelSetup) -> Result<TelegramChannel, ChannelError> {
         let mut allowed: HashSet<i64> = setup.allowed_users.into_iter().collect();
-        allowed.extend(setup.store.paired_users()?);
+        allowed.extend(setup.store.paired_users().await?);
         let poll_health = Arc::new(PollHealth::new(setup.webhook.is_some()));
         Ok(TelegramChannel {
             inner: Arc::new(Inner {
@@ -244,11 +244,11 @@ impl TelegramChannel {
 
     /// Asks "Remember this?" in the proposal's chat (recorded as pending first), paced with
     /// the chat's other messages.
-    pub fn propose(
+    pub async fn propose(
         &self,
-        proposal: valor_store::Proposal,
-    ) -> Result<valor_store::Proposal, ChannelError> {
-        let proposal = self.inner.store.add_proposal(proposal)?;
+        proposal: valor_protocol::proposals::Proposal,
+    ) -> Result<valor_protocol::proposals::Proposal, ChannelError> {
+        let proposal = self.inner.store.add_proposal(proposal).await?;
         self.ask(proposal.question());
         Ok(proposal)
     }
@@ -261,7 +261,7 @@ impl TelegramChannel {
     /// Receives updates (long polling, or the webhook) until `shutdown`; first replays what was
     /// accepted but not answered.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), ChannelError> {
-        for entry in self.inner.store.inbox()? {
+        for entry in self.inner.store.inbox().await? {
             if !self.is_allowed(entry.user_id) {
                 // Access taken back (`valor pair --revoke`) while it waited: not answered.
                 tracing::warn!(
@@ -270,7 +270,7 @@ impl TelegramChannel {
                     update = entry.update_id,
                     "a waiting message of a user no longer allowed; dropped"
                 );
-                self.inner.store.finish_update(entry.update_id)?;
+                self.inner.store.finish_update(entry.update_id).await?;
                 continue;
             }
             tracing::info!(
@@ -282,7 +282,7 @@ impl TelegramChannel {
         }
         self.inner
             .last_update
-            .store(self.inner.store.telegram_last_update()?, Ordering::Release);
+            .store(self.inner.store.last_update().await?, Ordering::Release);
         self.register_commands().await;
         let sweeping = shutdown.child_token();
         tokio::spawn(self.clone().settle_expired(sweeping.clone()));
@@ -460,7 +460,7 @@ impl TelegramChannel {
                 let chat = message.chat.id;
                 let private = message.chat.is_private();
                 let Some(from) = message.from.as_ref() else {
-                    store.set_telegram_last_update(id)?;
+                    store.set_last_update(id).await?;
                     return Ok(());
                 };
                 let user_id = i64::try_from(from.id.0).unwrap_or(i64::MAX);
@@ -481,11 +481,11 @@ impl TelegramChannel {
                             .skip(1)
                             .collect::<Vec<_>>()
                             .join(" ");
-                        self.pair(chat, user_id, private, &code)?;
+                        self.pair(chat, user_id, private, &code).await?;
                     } else {
                         self.refuse(chat, user_id);
                     }
-                    store.set_telegram_last_update(id)?;
+                    store.set_last_update(id).await?;
                     return Ok(());
                 }
                 // A file is downloaded by the chat's worker, not here: a 20 MB download would
@@ -493,7 +493,7 @@ impl TelegramChannel {
                 let file = crate::received::attachment(&message);
                 if let Some(refusal) = file.as_ref().and_then(crate::received::too_big) {
                     self.reply(chat, private, &refusal);
-                    store.set_telegram_last_update(id)?;
+                    store.set_last_update(id).await?;
                     return Ok(());
                 }
                 match command.as_deref() {
@@ -537,12 +537,12 @@ impl TelegramChannel {
                             private,
                             file,
                         };
-                        store.accept_update(&entry)?;
+                        store.accept_update(&entry).await?;
                         self.enqueue(entry);
                         return Ok(());
                     }
                 }
-                store.set_telegram_last_update(id)?;
+                store.set_last_update(id).await?;
             }
             UpdateKind::CallbackQuery(query) => {
                 // Answered at once: the client shows a spinner until it is.
@@ -589,9 +589,9 @@ impl TelegramChannel {
                         });
                     }
                 }
-                store.set_telegram_last_update(id)?;
+                store.set_last_update(id).await?;
             }
-            _ => store.set_telegram_last_update(id)?,
+            _ => store.set_last_update(id).await?,
         }
         Ok(())
     }

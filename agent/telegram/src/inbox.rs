@@ -1,113 +1,138 @@
-//! What the Telegram channel keeps, as it sees it: messages accepted and not yet answered (the
-//! inbox, replayed after a restart), the last update taken in, the users who paired, the
-//! "Remember this?" questions it asked (their message ids), and the reads behind `/status`.
-//! The store implements it; names follow the store's.
+//! What the Telegram channel keeps, as three small stores (the store implements them,
+//! [`InMemoryInbox`] serves tests):
+//! - [`Inbox`]: messages accepted and not yet answered (replayed after a restart) and the last
+//!   update taken in;
+//! - [`PairedUsers`]: the users who paired;
+//! - [`QuestionMessages`]: the "Remember this?" questions the channel asked, with their
+//!   message ids (so their buttons can be taken away).
 
-use valor_store::{InboxEntry, Proposal, RunRecord, SessionRecord, Store, StoreError};
+use std::collections::BTreeMap;
+use std::sync::{Mutex, PoisonError};
 
+use async_trait::async_trait;
+use valor_protocol::StoreFailure;
+use valor_protocol::proposals::Proposal;
+use valor_protocol::records::InboxEntry;
+
+#[async_trait]
 pub trait Inbox: Send + Sync {
-    /// Keeps a message (durably) and notes its update as taken in.
-    fn accept_update(&self, entry: &InboxEntry) -> Result<(), StoreError>;
+    /// Keeps a message and notes its update as taken in; on disk before this returns.
+    async fn accept_update(&self, entry: &InboxEntry) -> Result<(), StoreFailure>;
     /// The message is answered: it leaves the inbox.
-    fn finish_update(&self, update_id: i64) -> Result<(), StoreError>;
+    async fn finish_update(&self, update_id: i64) -> Result<(), StoreFailure>;
     /// Messages accepted and not yet answered, oldest first.
-    fn inbox(&self) -> Result<Vec<InboxEntry>, StoreError>;
+    async fn inbox(&self) -> Result<Vec<InboxEntry>, StoreFailure>;
     /// Entries that could not be read and were set aside.
     fn inbox_set_aside(&self) -> usize;
-    fn telegram_last_update(&self) -> Result<i64, StoreError>;
-    fn set_telegram_last_update(&self, id: i64) -> Result<(), StoreError>;
-    fn paired_users(&self) -> Result<Vec<i64>, StoreError>;
-    fn add_paired_user(&self, user_id: i64) -> Result<(), StoreError>;
-    fn remove_paired_user(&self, user_id: i64) -> Result<bool, StoreError>;
-    /// Records a question as pending; returns it with its id.
-    fn add_proposal(&self, proposal: Proposal) -> Result<Proposal, StoreError>;
-    fn proposal(&self, id: u64) -> Result<Option<Proposal>, StoreError>;
-    fn set_proposal_message(&self, id: u64, message_id: i64) -> Result<(), StoreError>;
-    /// Pending questions past their time, now marked expired.
-    fn expire_proposals(&self, now_ms: u64) -> Result<Vec<Proposal>, StoreError>;
-    /// Removes settled questions created before `before_ms`.
-    fn purge_proposals(&self, before_ms: u64) -> Result<usize, StoreError>;
-    /// The chat's questions by trigger and state (`/status`).
-    fn proposal_counts(
-        &self,
-        chat_id: i64,
-    ) -> Result<std::collections::BTreeMap<(String, valor_store::ProposalState), u64>, StoreError>;
-    /// The chat's Claude session (`/status`).
-    fn session(&self, chat_id: i64) -> Result<Option<SessionRecord>, StoreError>;
-    /// Runs since a time (`/status`: today's cost and turns).
-    fn runs_since(&self, since_ms: u64) -> Result<Vec<RunRecord>, StoreError>;
+    async fn last_update(&self) -> Result<i64, StoreFailure>;
+    async fn set_last_update(&self, id: i64) -> Result<(), StoreFailure>;
 }
 
-impl Inbox for Store {
-    fn accept_update(&self, entry: &InboxEntry) -> Result<(), StoreError> {
-        Store::accept_update(self, entry)
+#[async_trait]
+pub trait PairedUsers: Send + Sync {
+    async fn paired_users(&self) -> Result<Vec<i64>, StoreFailure>;
+    async fn add_paired_user(&self, user_id: i64) -> Result<(), StoreFailure>;
+    /// False when the user was not paired.
+    async fn remove_paired_user(&self, user_id: i64) -> Result<bool, StoreFailure>;
+}
+
+#[async_trait]
+pub trait QuestionMessages: Send + Sync {
+    /// Records a question as pending; returns it with its id.
+    async fn add_proposal(&self, proposal: Proposal) -> Result<Proposal, StoreFailure>;
+    async fn proposal(&self, id: u64) -> Result<Option<Proposal>, StoreFailure>;
+    async fn set_proposal_message(&self, id: u64, message_id: i64) -> Result<(), StoreFailure>;
+}
+
+/// All three in memory (tests).
+#[derive(Default)]
+pub struct InMemoryInbox {
+    entries: Mutex<BTreeMap<i64, InboxEntry>>,
+    last: Mutex<i64>,
+    paired: Mutex<Vec<i64>>,
+    proposals: Mutex<BTreeMap<u64, Proposal>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[async_trait]
+impl Inbox for InMemoryInbox {
+    async fn accept_update(&self, entry: &InboxEntry) -> Result<(), StoreFailure> {
+        lock(&self.entries).insert(entry.update_id, entry.clone());
+        let mut last = lock(&self.last);
+        *last = (*last).max(entry.update_id);
+        Ok(())
     }
 
-    fn finish_update(&self, update_id: i64) -> Result<(), StoreError> {
-        Store::finish_update(self, update_id)
+    async fn finish_update(&self, update_id: i64) -> Result<(), StoreFailure> {
+        lock(&self.entries).remove(&update_id);
+        Ok(())
     }
 
-    fn inbox(&self) -> Result<Vec<InboxEntry>, StoreError> {
-        Store::inbox(self)
+    async fn inbox(&self) -> Result<Vec<InboxEntry>, StoreFailure> {
+        Ok(lock(&self.entries).values().cloned().collect())
     }
 
     fn inbox_set_aside(&self) -> usize {
-        Store::inbox_set_aside(self)
+        0
     }
 
-    fn telegram_last_update(&self) -> Result<i64, StoreError> {
-        Store::telegram_last_update(self)
+    async fn last_update(&self) -> Result<i64, StoreFailure> {
+        Ok(*lock(&self.last))
     }
 
-    fn set_telegram_last_update(&self, id: i64) -> Result<(), StoreError> {
-        Store::set_telegram_last_update(self, id)
-    }
-
-    fn paired_users(&self) -> Result<Vec<i64>, StoreError> {
-        Store::paired_users(self)
-    }
-
-    fn add_paired_user(&self, user_id: i64) -> Result<(), StoreError> {
-        Store::add_paired_user(self, user_id)
-    }
-
-    fn remove_paired_user(&self, user_id: i64) -> Result<bool, StoreError> {
-        Store::remove_paired_user(self, user_id)
-    }
-
-    fn add_proposal(&self, proposal: Proposal) -> Result<Proposal, StoreError> {
-        Store::add_proposal(self, proposal)
-    }
-
-    fn proposal(&self, id: u64) -> Result<Option<Proposal>, StoreError> {
-        Store::proposal(self, id)
-    }
-
-    fn set_proposal_message(&self, id: u64, message_id: i64) -> Result<(), StoreError> {
-        Store::set_proposal_message(self, id, message_id)
-    }
-
-    fn expire_proposals(&self, now_ms: u64) -> Result<Vec<Proposal>, StoreError> {
-        Store::expire_proposals(self, now_ms)
-    }
-
-    fn purge_proposals(&self, before_ms: u64) -> Result<usize, StoreError> {
-        Store::purge_proposals(self, before_ms)
-    }
-
-    fn proposal_counts(
-        &self,
-        chat_id: i64,
-    ) -> Result<std::collections::BTreeMap<(String, valor_store::ProposalState), u64>, StoreError>
-    {
-        Store::proposal_counts(self, Some(chat_id))
-    }
-
-    fn session(&self, chat_id: i64) -> Result<Option<SessionRecord>, StoreError> {
-        Store::session(self, chat_id)
-    }
-
-    fn runs_since(&self, since_ms: u64) -> Result<Vec<RunRecord>, StoreError> {
-        Store::runs_since(self, since_ms)
+    async fn set_last_update(&self, id: i64) -> Result<(), StoreFailure> {
+        *lock(&self.last) = id;
+        Ok(())
     }
 }
+
+#[async_trait]
+impl PairedUsers for InMemoryInbox {
+    async fn paired_users(&self) -> Result<Vec<i64>, StoreFailure> {
+        Ok(lock(&self.paired).clone())
+    }
+
+    async fn add_paired_user(&self, user_id: i64) -> Result<(), StoreFailure> {
+        let mut paired = lock(&self.paired);
+        if !paired.contains(&user_id) {
+            paired.push(user_id);
+        }
+        Ok(())
+    }
+
+    async fn remove_paired_user(&self, user_id: i64) -> Result<bool, StoreFailure> {
+        let mut paired = lock(&self.paired);
+        let before = paired.len();
+        paired.retain(|u| *u != user_id);
+        Ok(paired.len() < before)
+    }
+}
+
+#[async_trait]
+impl QuestionMessages for InMemoryInbox {
+    async fn add_proposal(&self, mut proposal: Proposal) -> Result<Proposal, StoreFailure> {
+        let mut proposals = lock(&self.proposals);
+        proposal.id = proposals.keys().next_back().map_or(1, |id| id + 1);
+        proposals.insert(proposal.id, proposal.clone());
+        Ok(proposal)
+    }
+
+    async fn proposal(&self, id: u64) -> Result<Option<Proposal>, StoreFailure> {
+        Ok(lock(&self.proposals).get(&id).cloned())
+    }
+
+    async fn set_proposal_message(&self, id: u64, message_id: i64) -> Result<(), StoreFailure> {
+        if let Some(proposal) = lock(&self.proposals).get_mut(&id) {
+            proposal.message_id = Some(message_id);
+        }
+        Ok(())
+    }
+}
+
+/// All the channel keeps, as one handle (whatever implements the three).
+pub trait TelegramStore: Inbox + PairedUsers + QuestionMessages {}
+
+impl<T: Inbox + PairedUsers + QuestionMessages> TelegramStore for T {}

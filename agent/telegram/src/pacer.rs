@@ -124,7 +124,7 @@ enum Take {
     /// Send at this instant (now, or when the bot's budget has a slot).
     Go(Instant),
     Skip,
-    /// The chat's next turn.
+    /// The chat's next turn is at this instant.
     NotYet(Instant),
 }
 
@@ -134,6 +134,9 @@ enum Take {
 pub struct ChatPacer {
     interval: Duration,
     max_hold: Duration,
+    /// The chat's messages take their turns in the order they asked (tokio's mutex is fair):
+    /// a photo a tool sent goes before the answer that says it was sent.
+    turns: std::sync::Arc<tokio::sync::Mutex<()>>,
     slots: std::sync::Arc<std::sync::Mutex<Slots>>,
     budget: std::sync::Arc<BotBudget>,
 }
@@ -160,6 +163,7 @@ impl ChatPacer {
     ) -> ChatPacer {
         ChatPacer {
             budget,
+            turns: std::sync::Arc::new(tokio::sync::Mutex::new(())),
             max_hold: config.max_hold,
             interval: match kind {
                 ChatKind::Private => config.private_interval,
@@ -178,10 +182,14 @@ impl ChatPacer {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Waits for this chat's turn to send, then for a slot of the bot's budget. A progress
-    /// update (`essential` false) is skipped instead of waiting out a flood wait or for the
-    /// bot's budget; an essential one waits for both.
+    /// Waits for this chat's turn to send (in the order the chat's messages asked), then for
+    /// a slot of the bot's budget. A progress update (`essential` false) is skipped instead of
+    /// waiting out a flood wait or for the bot's budget; an essential one waits for both.
     pub async fn acquire(&self, essential: bool) -> Permit {
+        if !essential && self.flood_remaining().is_some() {
+            return Permit::Skip;
+        }
+        let _turn = self.turns.lock().await;
         loop {
             match self.take(essential) {
                 Take::Go(at) => {
@@ -189,7 +197,6 @@ impl ChatPacer {
                     return Permit::Go;
                 }
                 Take::Skip => return Permit::Skip,
-                // Another message of the chat may take the turn first: look again then.
                 Take::NotYet(turn) => tokio::time::sleep_until(turn).await,
             }
         }
@@ -413,6 +420,25 @@ mod tests {
         let now = Instant::now();
         assert_eq!(status.acquire(false).await, Permit::Go);
         assert_eq!(Instant::now(), now);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_chats_messages_go_in_the_order_they_asked() {
+        let pacer = ChatPacer::new(ChatKind::Private, PacerConfig::default());
+        pacer.acquire(true).await;
+        let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut waiting = tokio::task::JoinSet::new();
+        for label in ["photo", "answer", "reply"] {
+            let (pacer, order) = (pacer.clone(), Arc::clone(&order));
+            waiting.spawn(async move {
+                pacer.acquire(true).await;
+                order.lock().unwrap().push(label);
+            });
+            // Each asks a moment after the one before.
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        waiting.join_all().await;
+        assert_eq!(*order.lock().unwrap(), ["photo", "answer", "reply"]);
     }
 
     #[tokio::test(start_paused = true)]

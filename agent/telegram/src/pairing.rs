@@ -50,7 +50,7 @@ fn now_ms() -> u64 {
 /// `len` characters from [`ALPHABET`] (unambiguous letters and digits), from the system's
 /// random source.
 pub fn random_token(len: usize) -> Result<String, std::io::Error> {
-    valor_store::secret::random_token(ALPHABET, len)
+    valor_config::tokens::random_token(ALPHABET, len)
 }
 
 /// `ABCD-EFGH`.

@@ -5,7 +5,7 @@ use teloxide::Bot;
 use teloxide::prelude::Requester as _;
 use teloxide::types::ChatId;
 
-use valor_store::InboxFile;
+use valor_protocol::records::InboxFile;
 
 use crate::channel::MAX_FILE_BYTES;
 

@@ -2,7 +2,6 @@
 //! stored until the user says yes; the question expires after ten minutes; every button press
 //! is answered (Telegram shows a spinner until it is), and a second press finds it settled.
 
-use crate::inbox::Inbox;
 use teloxide::Bot;
 use teloxide::payloads::{AnswerCallbackQuerySetters as _, SendMessageSetters as _};
 use teloxide::prelude::Requester as _;
@@ -34,7 +33,7 @@ pub fn parse(data: &str) -> Option<(u64, bool)> {
 /// Asks in the chat; the question's message id is kept with the question.
 pub async fn ask(
     bot: &Bot,
-    store: &dyn Inbox,
+    store: &dyn crate::inbox::QuestionMessages,
     pacer: &ChatPacer,
     question: &Question,
 ) -> Result<(), teloxide::RequestError> {
@@ -51,7 +50,10 @@ pub async fn ask(
         .send_message(ChatId(question.chat_id), text)
         .reply_markup(keyboard)
         .await?;
-    if let Err(e) = store.set_proposal_message(question.id, i64::from(sent.id.0)) {
+    if let Err(e) = store
+        .set_proposal_message(question.id, i64::from(sent.id.0))
+        .await
+    {
         tracing::warn!(error = %e, "cannot note the question's message");
     }
     Ok(())
@@ -62,7 +64,7 @@ pub async fn ask(
 /// the outcome.
 pub async fn answer(
     bot: &Bot,
-    store: &dyn Inbox,
+    store: &dyn crate::inbox::QuestionMessages,
     pacer: &ChatPacer,
     query: CallbackQueryId,
     chat: ChatId,
@@ -85,13 +87,18 @@ pub async fn answer(
 /// keyboard drops the keyboard).
 pub async fn settle_question(
     bot: &Bot,
-    store: &dyn Inbox,
+    store: &dyn crate::inbox::QuestionMessages,
     pacer: &ChatPacer,
     chat: ChatId,
     id: u64,
     text: &str,
 ) {
-    let message = store.proposal(id).ok().flatten().and_then(|p| p.message_id);
+    let message = store
+        .proposal(id)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|p| p.message_id);
     let Some(message_id) = message else {
         return;
     };

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use valor_store::{RunAnalytics, RunRecord};
+use valor_protocol::analytics::RunAnalytics;
+use valor_protocol::records::RunRecord;
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct Day {

@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 use valor_core::Backend;
 use valor_protocol::TurnRequest;
-use valor_store::RunRecord;
+use valor_protocol::records::RunRecord;
 
 use crate::analytics::Trends;
 use crate::report::write_report;
@@ -52,9 +52,9 @@ pub trait Host: Send + Sync {
     fn readiness(&self) -> Readiness;
     /// Phase 2: ends stale processes, removes old temp artifacts; one line per thing done.
     fn pre_cleanup(&self) -> HostFuture<'_, Vec<String>>;
-    fn runs_since(&self, since_ms: u64) -> Vec<RunRecord>;
+    fn runs_since(&self, since_ms: u64) -> HostFuture<'_, Vec<RunRecord>>;
     /// Health scores over time (the resource monitor's samples), oldest first.
-    fn health_history(&self) -> Vec<(DateTime<Utc>, u8)>;
+    fn health_history(&self) -> HostFuture<'_, Vec<(DateTime<Utc>, u8)>>;
     /// Phase 5: sends the summary (and chart) to the admin chat; says where it went.
     fn deliver<'a>(&'a self, report: &'a DaydreamReport) -> HostFuture<'a, Result<String, String>>;
 }
@@ -310,7 +310,7 @@ impl Daydream {
         };
         let week_ago =
             u64::try_from((now - chrono::Duration::days(7)).timestamp_millis()).unwrap_or(0);
-        let trends = Trends::of(&self.host.runs_since(week_ago), now);
+        let trends = Trends::of(&self.host.runs_since(week_ago).await, now);
         let files: usize = workspaces.iter().map(|w| w.code.files.len()).sum();
         done(
             &mut outcome,
@@ -354,7 +354,7 @@ impl Daydream {
         ) {
             Ok(written) => {
                 let chart_path = self.settings.logs_dir.join(crate::report::CHART_FILE);
-                let health = self.host.health_history();
+                let health = self.host.health_history().await;
                 let chart =
                     crate::chart::render(&chart_path, &trends, &health).map_err(|e| e.to_string());
                 if let Err(e) = &chart {

@@ -4,3 +4,7 @@
 //! group commit ([`crate::Store::commit`]).
 
 mod conversation;
+mod health;
+mod inbox;
+mod jobs;
+mod ledger;

@@ -21,11 +21,12 @@ impl Store {
             .map_or(0, i64::from_be_bytes))
     }
 
-    /// Records that update `id` was taken in; flushed, so a restart never takes it in twice.
+    /// Records that update `id` was taken in (the caller commits, so a restart never takes it
+    /// in twice).
     pub fn set_telegram_last_update(&self, id: i64) -> Result<(), StoreError> {
         self.inbox_fault()?;
         self.telegram.insert(LAST_UPDATE_KEY, &id.to_be_bytes())?;
-        self.flush()
+        Ok(())
     }
 
     /// Makes the next `n` inbox writes fail as a broken disk would (tests only).
@@ -47,20 +48,21 @@ impl Store {
         Ok(())
     }
 
-    /// Accepts an update into the inbox and records it as taken in, in one flush.
+    /// Accepts an update into the inbox and records it as taken in (the caller commits both
+    /// in one flush).
     pub fn accept_update(&self, entry: &InboxEntry) -> Result<(), StoreError> {
         self.inbox_fault()?;
         self.inbox
             .insert(entry.update_id.to_be_bytes(), encode(entry))?;
         self.telegram
             .insert(LAST_UPDATE_KEY, &entry.update_id.to_be_bytes())?;
-        self.flush()
+        Ok(())
     }
 
     /// Removes an answered update from the inbox.
     pub fn finish_update(&self, update_id: i64) -> Result<(), StoreError> {
         self.inbox.remove(update_id.to_be_bytes())?;
-        self.flush()
+        Ok(())
     }
 
     /// Updates accepted but not yet answered, oldest first. An entry that cannot be read is
@@ -111,15 +113,13 @@ impl Store {
         let mut key = PAIRED_PREFIX.to_vec();
         key.extend_from_slice(&user_id.to_be_bytes());
         self.telegram.insert(key, &[])?;
-        self.flush()
+        Ok(())
     }
 
     /// Takes a paired user off the allow-list; false when they were not paired.
     pub fn remove_paired_user(&self, user_id: i64) -> Result<bool, StoreError> {
         let mut key = PAIRED_PREFIX.to_vec();
         key.extend_from_slice(&user_id.to_be_bytes());
-        let removed = self.telegram.remove(key)?.is_some();
-        self.flush()?;
-        Ok(removed)
+        Ok(self.telegram.remove(key)?.is_some())
     }
 }

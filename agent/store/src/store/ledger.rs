@@ -13,15 +13,15 @@ impl Store {
             .transpose()
     }
 
-    /// Saves a chat's session and flushes (a lost session id loses the conversation).
+    /// Saves a chat's session (the caller commits: a lost session id loses the conversation).
     pub fn set_session(&self, chat_id: i64, record: &SessionRecord) -> Result<(), StoreError> {
         self.sessions.insert(id_key(chat_id), encode(record))?;
-        self.flush()
+        Ok(())
     }
 
     pub fn clear_session(&self, chat_id: i64) -> Result<(), StoreError> {
         self.sessions.remove(id_key(chat_id))?;
-        self.flush()
+        Ok(())
     }
 
     // -- Runs (analytics) ------------------------------------------------------------------
@@ -49,11 +49,12 @@ impl Store {
 
     // -- Process groups --------------------------------------------------------------------
 
-    /// Records a started process group; flushed, so a crash right after cannot lose it.
+    /// Records a started process group (the caller commits, so a crash right after cannot
+    /// lose it).
     pub fn put_process(&self, record: &ProcessRecord) -> Result<(), StoreError> {
         self.processes
             .insert(u64::from(record.pgid).to_be_bytes(), encode(record))?;
-        self.flush()
+        Ok(())
     }
 
     pub fn remove_process(&self, pgid: u32) -> Result<(), StoreError> {

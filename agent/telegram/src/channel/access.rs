@@ -36,7 +36,7 @@ fn forget_older<V>(map: &mut HashMap<i64, V>, now: Instant, at: impl Fn(&V) -> I
 
 impl TelegramChannel {
     /// A stranger's `/pair CODE`: a pending code adds them to the allow-list for good.
-    pub(super) fn pair(
+    pub(super) async fn pair(
         &self,
         chat: ChatId,
         user_id: i64,
@@ -64,7 +64,7 @@ impl TelegramChannel {
             false
         });
         if redeemed {
-            self.inner.store.add_paired_user(user_id)?;
+            self.inner.store.add_paired_user(user_id).await?;
             self.inner
                 .allowed
                 .lock()
@@ -139,14 +139,14 @@ impl TelegramChannel {
     }
 
     /// Users on the allow-list by pairing (the configured ones are in `[telegram]`).
-    pub fn paired_users(&self) -> Result<Vec<i64>, ChannelError> {
-        Ok(self.inner.store.paired_users()?)
+    pub async fn paired_users(&self) -> Result<Vec<i64>, ChannelError> {
+        Ok(self.inner.store.paired_users().await?)
     }
 
     /// Takes a paired user off the allow-list, at once and for good; false when they were
     /// not paired. Their waiting messages are not answered after a restart either.
-    pub fn revoke(&self, user_id: i64) -> Result<bool, ChannelError> {
-        let removed = self.inner.store.remove_paired_user(user_id)?;
+    pub async fn revoke(&self, user_id: i64) -> Result<bool, ChannelError> {
+        let removed = self.inner.store.remove_paired_user(user_id).await?;
         if removed {
             self.inner
                 .allowed
@@ -176,7 +176,7 @@ pub fn router(channel: TelegramChannel, token: &str) -> axum::Router {
 }
 
 async fn list(State(channel): State<TelegramChannel>) -> Response {
-    match channel.paired_users() {
+    match channel.paired_users().await {
         Ok(users) => axum::Json(json!({ "paired": users })).into_response(),
         Err(e) => (
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -187,7 +187,7 @@ async fn list(State(channel): State<TelegramChannel>) -> Response {
 }
 
 async fn revoke(State(channel): State<TelegramChannel>, Path(id): Path<i64>) -> Response {
-    match channel.revoke(id) {
+    match channel.revoke(id).await {
         Ok(true) => axum::Json(json!({ "revoked": id })).into_response(),
         Ok(false) => (
             StatusCode::NOT_FOUND,

@@ -10,8 +10,8 @@ use tokio_util::sync::CancellationToken;
 use teloxide::types::ChatId;
 use tokio::time::Instant;
 use valor_core::Notice;
+use valor_protocol::records::InboxEntry;
 use valor_protocol::{Author, Event, Events, Op, Prepare, Question, TurnErrorKind, UserTurn};
-use valor_store::InboxEntry;
 
 use super::{IDLE_PACER, MAX_PACERS, TelegramChannel};
 use crate::pacer::{ChatKind, ChatPacer};
@@ -86,7 +86,7 @@ impl TelegramChannel {
             }
             Some(first) => self.deliver_turn(&entry, first, &mut events).await,
         };
-        if answered && let Err(e) = self.inner.store.finish_update(entry.update_id) {
+        if answered && let Err(e) = self.inner.store.finish_update(entry.update_id).await {
             tracing::error!(chat_id = chat.0, error = %e, "cannot mark the message answered");
         }
         while let Some(event) = events.next().await {
@@ -128,7 +128,7 @@ impl TelegramChannel {
         let store = self.inner.store.clone();
         tokio::spawn(async move {
             if crate::stream::finish_deferred(&bot, chat, deferred, &pacer).await
-                && let Err(e) = store.finish_update(update_id)
+                && let Err(e) = store.finish_update(update_id).await
             {
                 tracing::error!(chat_id = chat.0, error = %e, "cannot mark the message answered");
             }

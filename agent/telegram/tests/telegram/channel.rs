@@ -76,6 +76,7 @@ pub(crate) async fn start_with(
         webhook,
         on_refusal: None,
     })
+    .await
     .unwrap();
     let shutdown = CancellationToken::new();
     let task = tokio::spawn({

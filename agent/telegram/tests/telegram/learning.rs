@@ -56,12 +56,15 @@ async fn a_proposed_memory_is_stored_only_after_a_yes_and_only_once() {
 
     w.channel
         .propose(proposal("Deploys go through CI only", 600_000))
+        .await
         .unwrap();
     w.channel
         .propose(proposal("Tabs over spaces", 600_000))
+        .await
         .unwrap();
     w.channel
         .propose(proposal("The old staging URL", -1))
+        .await
         .unwrap();
     until(Duration::from_secs(30), || {
         w.fake.messages(FRIEND).len() == 3
@@ -121,6 +124,7 @@ async fn a_press_forged_from_another_chat_settles_nothing() {
     let w = start(fake, store, ScriptedBackend::echo()).await;
     w.channel
         .propose(proposal("Deploys go through CI only", 600_000))
+        .await
         .unwrap();
     until(Duration::from_secs(30), || {
         w.fake.messages(FRIEND).len() == 1
@@ -284,9 +288,11 @@ async fn a_late_or_declined_learning_is_not_kept_and_remember_teaches_directly()
     // The daydream's candidates take the same path: a learning proposal with no watcher draft.
     w.channel
         .propose(proposal("Deploys go through CI only", -1))
+        .await
         .unwrap();
     w.channel
         .propose(proposal("Tabs over spaces", 600_000))
+        .await
         .unwrap();
     until(Duration::from_secs(30), || {
         w.fake.messages(FRIEND).len() == 2
@@ -377,6 +383,7 @@ async fn an_unanswered_question_expires_its_buttons_go_and_it_is_purged_later() 
     let asked = w
         .channel
         .propose(proposal("The old staging URL", -1))
+        .await
         .unwrap();
     // The scheduled job (every 30 s under `valor run`) expires it; the channel takes the
     // buttons away when told.

@@ -75,6 +75,7 @@ async fn many_chats_at_once(chats: i64) {
         webhook: None,
         on_refusal: None,
     })
+    .await
     .unwrap();
     let shutdown = CancellationToken::new();
     let task = tokio::spawn({

@@ -12,7 +12,7 @@ use valor_daydream::report::{ARCHIVE_DIR, REPORT_FILE};
 use valor_daydream::{
     Daydream, DaydreamReport, DaydreamSettings, Host, HostFuture, MapCache, Phase, Readiness,
 };
-use valor_store::RunRecord;
+use valor_protocol::records::RunRecord;
 
 struct FakeHost {
     pending: usize,
@@ -31,11 +31,11 @@ impl Host for FakeHost {
     fn pre_cleanup(&self) -> HostFuture<'_, Vec<String>> {
         Box::pin(async { vec!["1 Claude Code process group over 24 h ended".to_owned()] })
     }
-    fn runs_since(&self, _since_ms: u64) -> Vec<RunRecord> {
-        Vec::new()
+    fn runs_since(&self, _since_ms: u64) -> HostFuture<'_, Vec<RunRecord>> {
+        Box::pin(async { Vec::new() })
     }
-    fn health_history(&self) -> Vec<(DateTime<Utc>, u8)> {
-        vec![(now() - chrono::Duration::hours(1), 90), (now(), 70)]
+    fn health_history(&self) -> HostFuture<'_, Vec<(DateTime<Utc>, u8)>> {
+        Box::pin(async { vec![(now() - chrono::Duration::hours(1), 90), (now(), 70)] })
     }
     fn deliver<'a>(&'a self, report: &'a DaydreamReport) -> HostFuture<'a, Result<String, String>> {
         self.delivered.lock().unwrap().push(report.clone());
