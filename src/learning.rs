@@ -181,12 +181,15 @@ fn train(
     let held_out = read(held_out, valor_learn::detector::HELD_OUT_SET)?;
     let home = std::env::var("HOME").ok();
     let model_dir = config.memory.resolved_model_dir(home.as_deref());
-    let embedder = valor_embed::Embedder::load(&model_dir).map_err(|e| {
-        format!(
-            "no embedding model at {} ({e}): run scripts/setup",
-            model_dir.display()
-        )
-    })?;
+    // Trained on fp32 vectors whatever the CPU: bf16 products (AVX-512 BF16) would give
+    // other weights than the fp32 kernels of other machines.
+    let embedder = valor_embed::Embedder::load_with(&model_dir, valor_embed::Precision::F32)
+        .map_err(|e| {
+            format!(
+                "no embedding model at {} ({e}): run scripts/setup",
+                model_dir.display()
+            )
+        })?;
     let embed = |texts: &[&str]| embedder.embed(texts).ok();
     let classifier = valor_learn::detector::train(&data, &embed)?;
     let detector = Detector::new(Some(classifier.clone()), Blend::default());

@@ -40,7 +40,19 @@ fn train_measures_on_the_held_out_file_and_writes_weights() {
     let (out, stdout, stderr) =
         output(valor(dir.path()).args(["learnings", "train", "--out", "shipped.weights"]));
     assert!(out.status.success(), "{stderr}");
-    assert!(stdout.contains("on 120 messages"), "{stdout}");
+    assert!(stdout.contains("on 230 messages"), "{stdout}");
+    // The weights Valor ships are the ones this command writes (trained on fp32 vectors).
+    let shipped = std::fs::read(dir.path().join("shipped.weights")).unwrap();
+    let committed = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("agent/learn/data/watcher.weights"),
+    )
+    .unwrap();
+    assert_eq!(shipped.len(), committed.len());
+    assert_eq!(
+        shipped[..48],
+        committed[..48],
+        "same header and training file hash"
+    );
 }
 
 #[test]

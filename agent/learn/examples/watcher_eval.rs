@@ -1,7 +1,8 @@
 //! `cargo run -p valor-learn --example watcher_eval --release`: the watcher on the labelled
 //! sets, rules alone and with the classifier: 5-fold cross-validation on the training file,
 //! then trained on all of it and measured on the held-out file. With `--write`, writes the
-//! weights trained on the whole training file to data/watcher.weights.
+//! weights trained on the whole training file to data/watcher.weights. `--grid` and
+//! `--grid-blend` cross-validate training and blending settings on the training file alone.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
@@ -14,8 +15,11 @@ use valor_learn::evaluate::score;
 
 fn main() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let embedder = Embedder::load(&dir.join("../../models/all-MiniLM-L6-v2"))
-        .expect("the model (scripts/setup)");
+    let embedder = Embedder::load_with(
+        &dir.join("../../models/all-MiniLM-L6-v2"),
+        valor_embed::Precision::F32,
+    )
+    .expect("the model (scripts/setup)");
     let embed = |texts: &[&str]| embedder.embed(texts).ok();
     let threshold = valor_learn::LearnSettings::default().ask_threshold;
     let train = labelled(TRAINING_SET).unwrap();
@@ -87,6 +91,27 @@ fn main() {
                         s.ask_recall(),
                         s.precision(),
                         s.recall()
+                    );
+                }
+            }
+        }
+        return;
+    }
+    if std::env::args().any(|a| a == "--grid-blend") {
+        for base in [0.5, 0.55] {
+            for margin in [0.0, 0.05] {
+                for veto_penalty in [0.05, 0.1, 0.15] {
+                    let blend = Blend {
+                        base,
+                        margin,
+                        veto_penalty,
+                        ..Blend::default()
+                    };
+                    let s = cross_validate(TrainSettings::default(), blend);
+                    println!(
+                        "grid base {base} margin {margin} veto penalty {veto_penalty}: ask P {:.3} R {:.3}",
+                        s.ask_precision(),
+                        s.ask_recall(),
                     );
                 }
             }

@@ -106,7 +106,7 @@ const RULES: &[(Trigger, f32, &str)] = &[
     (
         Trigger::Switching,
         0.95,
-        r"\b(?:switch|switching|switched|migrate|migrating|migrated|move|moving|moved|port|porting|ported)\s+(?:\w+\s+){0,3}?from\s+(?P<old>[\w.+#-]+(?:\s+[A-Z][\w.+#-]*)?)\s+(?:over\s+)?to\s+\S+",
+        r"\b(?:switch|switching|switched|migrate|migrating|migrated|move|moving|moved|port|porting|ported|changed|went|go(?:ne)?)\s+(?:\w+\s+){0,3}?from\s+(?P<old>[\w.+#-]+(?:\s+[A-Z][\w.+#-]*)?)\s+(?:over\s+)?to\s+\S+",
     ),
     (
         Trigger::Switching,
@@ -191,7 +191,7 @@ const RULES: &[(Trigger, f32, &str)] = &[
     (
         Trigger::PerformanceIssue,
         0.85,
-        r"\b(?:takes|took|taking)\s+(?:about\s+|over\s+|almost\s+)?(?:\d+(?:\.\d+)?|several|many)\s*(?:ms|milliseconds|s|sec|seconds|min|minutes|hours)\b",
+        r"\b(?:take|takes|took|taking)\s+(?:about\s+|over\s+|almost\s+|around\s+)?(?:\d+(?:\.\d+)?|several|many)\s*(?:ms|milliseconds|s|sec|seconds|min|minutes|hours)\b",
     ),
     (
         Trigger::PerformanceIssue,
@@ -236,7 +236,7 @@ const RULES: &[(Trigger, f32, &str)] = &[
     (
         Trigger::RejectedIdea,
         0.85,
-        r"\b(?:decided\s+against|ruled\s+out|rejected|vetoed)\s+\S+|\b(?:we\s+)?(?:won't|will\s+not|aren't\s+going\s+to|are\s+not\s+going\s+to)\s+(?:use|adopt)\s+\S+",
+        r"\b(?:decided\s+against|ruled\s+(?:out|against)|rejected|vetoed|voted\s+(?:down|against)|turned\s+down|shot\s+down|passed\s+on|shelved|scrapped)\s+\S+|\b(?:voted|turned|shot)\s+(?:it|that|this)\s+down\b|\boff\s+the\s+table\b|\b(?:we\s+)?(?:won't|will\s+not|aren't\s+going\s+to|are\s+not\s+going\s+to)\s+(?:use|adopt)\s+\S+",
     ),
     (
         Trigger::RejectedIdea,
@@ -308,6 +308,24 @@ const RULES: &[(Trigger, f32, &str)] = &[
         0.8,
         r"\b(?:break|breaks)\s+(?:the|our|all)\s+\w+",
     ),
+    // Casual switches: "we've ditched Heroku, everything runs on Fly.io now", "moved off Redux
+    // and onto Zustand".
+    (
+        Trigger::Switching,
+        0.85,
+        r"\b(?:ditched|dumped|dropped|abandoned|moved\s+off|got\s+off|moved\s+away\s+from|walked\s+away\s+from)\s+(?:of\s+)?(?:the\s+|our\s+)?(?P<old>[\w.+#-]+(?:\s+[A-Z0-9][\w.+#-]*)?)\b.{0,60}?\b(?:onto|to|for|in\s+favou?r\s+of|(?:runs?|lives?|is|are)\s+(?:on|in)\s+\S+\s+now|now\s+(?:runs?|lives?|uses?)|now\b)",
+    ),
+    // Decisions in casual words: "final call: the pipeline will be built on ClickHouse".
+    (
+        Trigger::DecidedToUse,
+        0.85,
+        r"\b(?:final\s+(?:call|answer|word|verdict)|the\s+verdict|it's\s+official|we're\s+set\s+on|we\s+are\s+set\s+on)\b",
+    ),
+    (
+        Trigger::DecidedToUse,
+        0.8,
+        r"\b(?:will\s+be|is\s+going\s+to\s+be|are\s+going\s+to\s+be|gets?\s+to\s+be)\s+(?:built|written|done|hosted|implemented|based|run)\s+(?:on|in|with)\s+[A-Z][\w.+#-]*",
+    ),
 ];
 
 /// Words that make a sentence a question when it starts with them.
@@ -318,14 +336,16 @@ const QUESTION_STARTS: &[&str] = &[
 ];
 
 /// Requests to the assistant: a task for this turn, not a statement about the project.
-const REQUEST: &str = r"^(?:please\s+)?(?:generate|send|check|show|write|summari[sz]e|explain|tell|look\s+at|review|run|remind)\b";
+const REQUEST: &str = r"^(?:please\s+|pls\s+|hey,?\s+|ok(?:ay)?,?\s+|now\s+)?(?:generate|send|check|show|write|summari[sz]e|explain|tell|look\s+at|review|run|remind|translate|convert|rewrite|rephrase|reword|draft|compose|give\s+me|list|name|suggest|recommend|calculate|compute|define|describe|compare|find|search|look\s+up|proofread|correct\s+(?:my|this|the)\s+(?:spelling|grammar|text))\b|\b(?:translate|translation\s+of)\b.{0,80}\b(?:into|to|in)\s+(?:english|german|french|spanish|italian|portuguese|dutch|russian|chinese|japanese|korean|polish|ukrainian|arabic|hindi|turkish|swedish)\b";
+/// Courtesy: thanks, praise and greetings say nothing to remember about the project.
+const COURTESY: &str = r"^(?:thanks|thank\s+you|thx|ty|cheers|much\s+appreciated|appreciate\s+it)\b.{0,40}$|^(?:hi|hello|hey|good\s+(?:morning|afternoon|evening|night))\b[\w\s,!.]{0,20}$|^(?:great|perfect|awesome|nice|cool|brilliant|excellent|wonderful|amazing|lovely|well\s+done|good\s+(?:job|work|stuff))(?:[\s,!.]+(?:thanks|thank\s+you|work|job|stuff|explanation|answer|one|that's\s+(?:exactly\s+)?what\s+i\s+needed))*[\s!.]*$|\b(?:thanks|thank\s+you|thx|cheers)\b[\s!.]*$|\b(?:thanks|thank\s+you)\s+(?:so\s+much\s+|a\s+lot\s+)?for\s+(?:the|your|that|this)\b.{0,30}$|^(?:that|this|it)\s+(?:was|is)\s+(?:really\s+|very\s+|super\s+)?(?:helpful|useful|great|perfect|exactly\s+what\s+i\s+needed)\b";
 /// Other people's and other places' doings: another team, company or time.
 const ELSEWHERE: &str = r"\b(?:my|our|his|her|their)\s+(?:previous|last|old|former)\s+(?:company|job|employer)\b|\bat\s+(?:my|our)\s+(?:previous|last|old|former)\b|^(?:their|they|our\s+(?:vendor|client|customer|competitor)s?|the\s+(?:vendor|client|customer|competitor)s?)\b|\b(?:famously|in\s+the\s+old\s+days|used\s+to)\b";
 
 /// Hypotheticals and plans not yet made.
 const HYPOTHETICAL: &str = r"\b(?:if|what\s+if|maybe|perhaps|might|could|would|wondering|considering|thinking\s+about|(?:talked|talking)\s+about\s+\w+ing|suppose|imagine|someday|one\s+day|in\s+theory|not\s+sure|whether|nothing\s+is\s+decided|undecided|not\s+decided\s+yet)\b";
 /// Someone else's words.
-const REPORTED: &str = r"\b(?:said|says|told\s+me|tells\s+me|according\s+to|wrote|tweeted|posted|heard\s+that|the\s+(?:blog|article|post|video|docs?|documentation)|claim|claims|claimed|someone\s+on|mention|mentions|mentioned)\b";
+const REPORTED: &str = r"\b(?:said|says|told\s+me|tells\s+me|according\s+to|wrote|tweeted|posted|heard\s+that|(?:the|a|this|that)\s+(?:blog|article|post|video|docs?|documentation|podcast|talk)\s+(?:says|said|claims|recommends|suggests|states)|(?:in|from)\s+(?:the|a|this|that)\s+(?:blog|article|post|video|podcast|talk)\b|claim|claims|claimed|someone\s+on|mention|mentions|mentioned)\b";
 /// Jokes and sarcasm markers.
 const JOKE: &str =
     r"(?:\blol\b|\blmao\b|\brofl\b|\bhaha|\bjk\b|\bjust\s+kidding\b|\bkidding\b|😂|🤣|😜|😆|/s\b)";
@@ -348,6 +368,7 @@ struct Compiled {
     hedge: Option<Regex>,
     quoted: Option<Regex>,
     request: Option<Regex>,
+    courtesy: Option<Regex>,
     elsewhere: Option<Regex>,
 }
 
@@ -373,6 +394,7 @@ fn compiled() -> &'static Compiled {
             hedge: build(HEDGE),
             quoted: build(QUOTED),
             request: build(REQUEST),
+            courtesy: build(COURTESY),
             elsewhere: build(ELSEWHERE),
         }
     })
@@ -396,7 +418,7 @@ pub fn detect(text: &str) -> Vec<Detection> {
 }
 
 /// Why a sentence states nothing to remember, when it does not: too short, a question, a
-/// joke, someone else's words, a hypothetical.
+/// joke, someone else's words, a hypothetical, a request, thanks or a greeting.
 pub fn passed_over(sentence: &str) -> Option<&'static str> {
     let compiled = compiled();
     let trimmed = sentence.trim();
@@ -408,7 +430,7 @@ pub fn passed_over(sentence: &str) -> Option<&'static str> {
         .split(|c: char| !c.is_alphanumeric() && c != '\'')
         .find(|w| !w.is_empty())
         .unwrap_or("");
-    if trimmed.ends_with('?') || QUESTION_STARTS.contains(&first) {
+    if trimmed.ends_with('?') || QUESTION_STARTS.contains(&first) && !imperative_do(&lower) {
         return Some("a question");
     }
     if hits(&compiled.joke, trimmed) {
@@ -424,10 +446,25 @@ pub fn passed_over(sentence: &str) -> Option<&'static str> {
     if hits(&compiled.request, trimmed) {
         return Some("a request for this turn");
     }
+    if hits(&compiled.courtesy, trimmed) {
+        return Some("thanks or a greeting");
+    }
     if hits(&compiled.elsewhere, trimmed) {
         return Some("about another team, place or time");
     }
     None
+}
+
+/// "Do the same for the billing module": an instruction that starts like a question.
+fn imperative_do(lower: &str) -> bool {
+    let mut words = lower.split_whitespace();
+    words.next() == Some("do")
+        && matches!(
+            words
+                .next()
+                .map(|w| w.trim_matches(|c: char| !c.is_alphanumeric())),
+            Some("the" | "this" | "that" | "it" | "these" | "those")
+        )
 }
 
 /// A sentence that is all quotation.

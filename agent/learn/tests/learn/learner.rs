@@ -424,10 +424,19 @@ async fn statements_no_rule_knows_are_asked_about_with_the_model() {
     let dir = tempfile::tempdir().unwrap();
     let (learner, _) = learner_with(dir.path(), model()).await;
     let (rules_only, _) = learner_with(&dir.path().join("no-model"), dir.path().join("none")).await;
-    for text in [
-        "We've ditched Heroku, everything runs on Fly.io now.",
-        "We gave up on the microfrontends approach.",
-    ] {
+    // A casual switch is a rule's now; the model still finds what no rule knows.
+    assert!(
+        rules_only
+            .watch(
+                CHAT,
+                "We've ditched Heroku, everything runs on Fly.io now.",
+                "tg:0",
+                1
+            )
+            .is_some()
+    );
+    {
+        let text = "We gave up on the microfrontends approach.";
         assert!(
             rules_only.watch(CHAT, text, "tg:1", 1).is_none(),
             "the rules alone miss {text:?}"

