@@ -66,9 +66,18 @@ pub async fn run_checks(source: ConfigSource) -> Vec<Check> {
                 || "built-in defaults".to_owned(),
                 |p| p.display().to_string(),
             );
+            let outcome = if loaded.warnings.is_empty() {
+                Outcome::Pass(format!("valid ({from})"))
+            } else {
+                Outcome::Warn {
+                    found: format!("valid ({from}); {}", loaded.warnings.join("; ")),
+                    fix: "rename the keys named (config/valor.example.toml has every key)"
+                        .to_owned(),
+                }
+            };
             checks.push(Check {
                 name: "config",
-                outcome: Outcome::Pass(format!("valid ({from})")),
+                outcome,
             });
             Some(loaded)
         }
@@ -89,6 +98,11 @@ pub async fn run_checks(source: ConfigSource) -> Vec<Check> {
     if let Some(loaded) = &loaded {
         checks.push(health_port(loaded).await);
         checks.push(claude(loaded).await);
+        checks.push(claude_login(
+            loaded,
+            std::env::vars().collect(),
+            home_dir().as_deref(),
+        ));
         checks.extend(sandbox(loaded).await);
         checks.push(store(loaded));
         checks.push(embedding_model(loaded));
@@ -113,6 +127,41 @@ async fn claude(loaded: &Loaded) -> Check {
         name: "claude",
         outcome,
     }
+}
+
+/// Whether Claude can reach the model at all: an API key or token in the environment (or
+/// `[claude.env]`), or the subscription login `claude` leaves in `~/.claude`.
+fn claude_login(loaded: &Loaded, parent_env: Vec<(String, String)>, home: Option<&str>) -> Check {
+    let claude = &loaded.config.claude;
+    let env = valor_claude::spawn::child_env(parent_env, &claude.env);
+    let upstream = valor_claude::proxy::Upstream::from_env(
+        &env,
+        valor_claude::sandbox::operator_credentials(home),
+        &claude.oauth_token_url,
+    );
+    let outcome = if upstream.has_credentials() {
+        Outcome::Pass(format!(
+            "Claude reaches the model with {}",
+            upstream.describe()
+        ))
+    } else {
+        Outcome::Warn {
+            found: "neither ANTHROPIC_API_KEY nor a subscription login: every turn will fail \
+                    to reach the model"
+                .to_owned(),
+            fix: "set ANTHROPIC_API_KEY, or run `claude` once as the user Valor runs as and \
+                  log in with your subscription"
+                .to_owned(),
+        }
+    };
+    Check {
+        name: "claude login",
+        outcome,
+    }
+}
+
+fn home_dir() -> Option<String> {
+    std::env::var("HOME").ok().filter(|h| !h.is_empty())
 }
 
 /// Whether each chat's Claude can run in its own sandbox: one line per wall the probe checks
@@ -151,20 +200,17 @@ async fn sandbox(loaded: &Loaded) -> Vec<Check> {
                     }
                 },
             });
+            // Without credentials the "claude login" check says what to do.
             let upstream = sandbox.upstream();
-            checks.push(Check {
-                name: "api proxy",
-                outcome: if upstream.has_credentials() {
-                    Outcome::Pass(format!("adds {} outside the sandbox", upstream.describe()))
-                } else {
-                    Outcome::Warn {
-                        found: "no credentials for the model API".to_owned(),
-                        fix: "set ANTHROPIC_API_KEY, or log in once with `claude` as the user \
-                              Valor runs as (a subscription login)"
-                            .to_owned(),
-                    }
-                },
-            });
+            if upstream.has_credentials() {
+                checks.push(Check {
+                    name: "api proxy",
+                    outcome: Outcome::Pass(format!(
+                        "adds {} outside the sandbox",
+                        upstream.describe()
+                    )),
+                });
+            }
             Outcome::Pass(format!(
                 "each chat's Claude runs in its own sandbox{}",
                 chats
@@ -205,7 +251,7 @@ async fn sandbox(loaded: &Loaded) -> Vec<Check> {
 }
 
 fn store(loaded: &Loaded) -> Check {
-    let path = &loaded.config.memory.path;
+    let path = &loaded.config.store.path;
     let outcome = match valor_store::Store::open(path) {
         Ok(_) => Outcome::Pass(format!("{} opens", path.display())),
         Err(e @ valor_store::StoreError::Locked { .. }) => Outcome::Warn {
@@ -214,7 +260,7 @@ fn store(loaded: &Loaded) -> Check {
         },
         Err(e) => Outcome::Fail {
             found: e.to_string(),
-            fix: "point [memory] path (or VALOR__MEMORY__PATH) at a writable directory".to_owned(),
+            fix: "point [memory] path (or VALOR__STORE__PATH) at a writable directory".to_owned(),
         },
     };
     Check {

@@ -9,7 +9,7 @@
 //! - [`score`]: the weighted 0-100 health score and the `ok` / `degraded` / `unhealthy` status.
 //! - [`monitor`]: samples on an interval and keeps a bounded history.
 //! - [`metrics`]: a registry rendered in the Prometheus text format; other parts add to it.
-//! - [`server`]: `/health`, `/metrics` and `/ready` over axum.
+//! - [`server`]: `/health`, `/metrics` and `/ready` over axum; `/` a page for people ([`home`]).
 //! - [`auth`]: bearer tokens compared in constant time, checked before a body is read.
 
 // stdout belongs to protocols and the CLI's output, stderr to tracing: libraries print nothing.
@@ -20,6 +20,7 @@ pub mod auth;
 pub mod children;
 mod error;
 pub mod history;
+mod home;
 pub mod metrics;
 pub mod monitor;
 pub mod notify;

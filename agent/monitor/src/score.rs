@@ -107,7 +107,7 @@ pub fn assess(sample: &Sample, alerts: &[Alert], config: &MonitorConfig) -> Heal
                 t.system_memory_critical_percent,
             ),
         ),
-        weight: w.memory,
+        weight: w.ram,
         figures: figures(json!({
             "rss_bytes": sample.rss_bytes,
             "system_memory_used_bytes": sample.system_memory_used_bytes,
@@ -146,7 +146,7 @@ pub fn assess(sample: &Sample, alerts: &[Alert], config: &MonitorConfig) -> Heal
     let sessions = Component {
         status: sessions_status,
         score: sessions_score,
-        weight: w.sessions,
+        weight: w.child_processes,
         figures: figures(json!({
             "child_processes": sample.children,
             "oldest_child_secs": sample.oldest_child_secs,
@@ -171,9 +171,9 @@ pub fn assess(sample: &Sample, alerts: &[Alert], config: &MonitorConfig) -> Heal
     };
 
     let components = vec![
-        ("memory", memory),
+        ("ram", memory),
         ("cpu", cpu),
-        ("sessions", sessions),
+        ("child_processes", sessions),
         ("alerts", alerts_component),
     ];
     let total_weight: f64 = components.iter().map(|(_, c)| c.weight).sum();
@@ -269,7 +269,7 @@ mod tests {
         let r = report(&sample());
         assert_eq!((r.status, r.score), (Status::Ok, 100));
         let names: Vec<&str> = r.components.iter().map(|(n, _)| *n).collect();
-        assert_eq!(names, ["memory", "cpu", "sessions", "alerts"]);
+        assert_eq!(names, ["ram", "cpu", "child_processes", "alerts"]);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The health server: `GET /health` (JSON), `GET /metrics` (Prometheus text), `GET /ready`.
+//! The health server: `GET /` (a page for people), `GET /health` (JSON), `GET /metrics` (Prometheus text), `GET /ready`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -41,10 +41,13 @@ pub struct HealthState {
     /// Brings gauges other parts keep up to date before `/metrics` renders them (figures
     /// read from the store when asked for, not on a timer).
     pub refresh: Vec<Arc<dyn Fn() + Send + Sync>>,
+    /// Whether the dashboard is served under `/ui/` (the home page links its login).
+    pub dashboard: bool,
 }
 
 pub fn router(state: HealthState) -> Router {
     Router::new()
+        .route("/", get(crate::home::home))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/ready", get(ready))

@@ -48,6 +48,7 @@ fn state() -> HealthState {
         ready: Arc::new(AtomicBool::new(false)),
         components: Vec::new(),
         refresh: Vec::new(),
+        dashboard: false,
     }
 }
 
@@ -119,12 +120,12 @@ async fn ok_is_200_with_every_component() {
     assert_eq!(body["score"], 100);
     assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
     assert!(body["uptime_secs"].is_u64());
-    for name in ["memory", "cpu", "sessions", "alerts", "monitor"] {
+    for name in ["ram", "cpu", "child_processes", "alerts", "monitor"] {
         assert_eq!(body["components"][name]["status"], "ok", "{name}: {body}");
     }
-    assert_eq!(body["components"]["memory"]["rss_bytes"], 20 * 1024 * 1024);
+    assert_eq!(body["components"]["ram"]["rss_bytes"], 20 * 1024 * 1024);
     assert_eq!(body["components"]["cpu"]["load_average"][0], 0.5);
-    assert_eq!(body["components"]["memory"]["weight"], 0.35);
+    assert_eq!(body["components"]["ram"]["weight"], 0.35);
     assert_eq!(body["alerts"], Value::Array(vec![]));
 }
 
@@ -247,4 +248,18 @@ async fn ready_follows_the_flag() {
     assert_eq!(code, StatusCode::OK);
     assert_eq!(body["components"]["extra"]["status"], "degraded");
     assert_eq!(body["components"]["extra"]["answer"], 42);
+}
+
+#[tokio::test]
+async fn the_root_is_a_page_that_says_what_valor_is_and_links_onward() {
+    let state = state();
+    state.monitor.record(sample(20, 1.0, 30));
+    let (code, content_type, body) = get(&state, "/").await;
+    assert_eq!(code, StatusCode::OK);
+    assert!(content_type.starts_with("text/html"), "{content_type}");
+    assert!(body.contains("Valor is a chat-bot agent"), "{body}");
+    assert!(body.contains(">ok</span>"), "{body}");
+    for link in ["/health", "/metrics", "/ready"] {
+        assert!(body.contains(&format!("href=\"{link}\"")), "{link}: {body}");
+    }
 }
