@@ -41,12 +41,12 @@ impl Agent {
         children: ChildRegistry,
         keep_warm: bool,
     ) -> anyhow::Result<Agent> {
-        let store = Store::open(&config.memory.path)?;
+        let store = Store::open(&config.store.path)?;
         let home = std::env::var("HOME").ok();
         let memory = Memory::open(
             store.clone(),
             MemorySettings::beside(
-                &config.memory.path,
+                &config.store.path,
                 config.memory.resolved_model_dir(home.as_deref()),
             ),
         )
@@ -55,7 +55,7 @@ impl Agent {
             std::env::var_os("XDG_RUNTIME_DIR")
                 .map(PathBuf::from)
                 .as_deref(),
-            &config.memory.path.with_extension("run"),
+            &config.store.path.with_extension("run"),
         )?);
         let mode = SandboxMode::parse(&config.claude.sandbox);
         let chats = chat_folders(config);
@@ -295,7 +295,7 @@ fn context_metrics(metrics: &MetricsRegistry) -> anyhow::Result<FiguresObserver>
     let layer = |name: &str| {
         metrics.gauge(
             "valor_context_memory_tokens",
-            "Tokens of each long-term memory layer in the prompt ([memory] context_tokens), latest turn.",
+            "Tokens of each long-term memory layer in the prompt ([context] memory_tokens), latest turn.",
             &[("layer", name)],
         )
     };
@@ -341,12 +341,12 @@ fn engine_config(config: &Config) -> EngineConfig {
             summary_chars: c.summary_chars,
         },
         short_history: c.short_history,
-        recall: valor_core::recall::RecallBudget {
-            context_tokens: config.memory.context_tokens,
-            tokens: config.memory.inject_tokens,
-            detailed: config.memory.inject_detailed,
+        prompt: valor_core::recall::PromptBudget {
+            context_tokens: config.context.memory_tokens,
+            tokens: config.context.recalled_tokens,
+            detailed: config.context.recalled_detailed,
             learning_tokens: if config.learning.enabled {
-                config.learning.inject_tokens
+                config.context.learning_tokens
             } else {
                 0
             },

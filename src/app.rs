@@ -71,7 +71,7 @@ mod tests {
     async fn world() -> World {
         let dir = tempfile::tempdir().unwrap();
         let mut config = valor_config::Config::default();
-        config.memory.path = dir.path().join("store");
+        config.store.path = dir.path().join("store");
         config.memory.model_dir = dir.path().join("no-model");
         config.claude.workspaces_dir = dir.path().join("workspaces");
         config.claude.homes_dir = dir.path().join("homes");
@@ -84,7 +84,7 @@ mod tests {
         let agent = crate::agent::Agent::build(&config, &metrics, children, false)
             .await
             .unwrap();
-        let token = valor_config::tokens::api_token(&config.memory.path).unwrap();
+        let token = valor_config::tokens::api_token(&config.store.path).unwrap();
         let grants = valor_tools::host::Grants::default();
         let tools = crate::tool_servers::tool_grant(&config, "http://127.0.0.1:1", &grants);
         let secrets = valor_config::Secrets::default();
@@ -112,6 +112,7 @@ mod tests {
                 ready: Arc::clone(&ready),
                 components: Vec::new(),
                 refresh: Vec::new(),
+                dashboard: true,
             },
             memory: agent.memory.clone(),
             token: token.clone(),

@@ -8,10 +8,17 @@ use valor_config::{ConfigSource, Loaded, SourceKind};
 /// A command's config, or exit code 2 with the problem on stderr (every command but `config
 /// check` and `doctor`, which report a bad config their own way).
 pub fn load(config_path: Option<PathBuf>) -> Result<Loaded, ExitCode> {
-    ConfigSource::from_process(config_path).load().map_err(|e| {
-        eprintln!("error: {e}");
-        ExitCode::from(2)
-    })
+    let loaded = ConfigSource::from_process(config_path)
+        .load()
+        .map_err(|e| {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        })?;
+    // Before logging starts (its filter is in the config), so straight to stderr.
+    for warning in &loaded.warnings {
+        eprintln!("warning: config: {warning}");
+    }
+    Ok(loaded)
 }
 
 pub fn check(config_path: Option<PathBuf>) -> ExitCode {
@@ -42,6 +49,9 @@ pub fn report(loaded: &Loaded) -> Result<String, toml::ser::Error> {
         SourceKind::Xdg(p) => format!("# source: {} (XDG config home)\n", p.display()),
         SourceKind::Defaults => "# source: built-in defaults (no config file found)\n".to_owned(),
     });
+    for warning in &loaded.warnings {
+        out.push_str(&format!("# warning: {warning}\n"));
+    }
     for (var, key) in &loaded.overrides {
         out.push_str(&format!("# override: {key} from {var}\n"));
     }

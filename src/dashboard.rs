@@ -328,7 +328,7 @@ pub async fn dashboard(config_path: Option<PathBuf>, args: DashboardArgs) -> Exi
         return ExitCode::FAILURE;
     }
     // The store is free only when no Valor runs: then there is no dashboard to log in to.
-    if valor_store::Store::open(&loaded.config.memory.path).is_ok() {
+    if valor_store::Store::open(&loaded.config.store.path).is_ok() {
         eprintln!(
             "error: Valor is not running; the dashboard is served by `valor run`: start it first"
         );

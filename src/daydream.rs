@@ -58,7 +58,7 @@ pub fn settings(config: &Config, git: valor_daydream::GitJail) -> DaydreamSettin
         workspaces: d.workspaces.clone(),
         chats: Some(crate::agent::chat_folders(config)),
         git,
-        report_chat: (d.report_chat != 0).then_some(d.report_chat),
+        report_chat: (config.admin.chat != 0).then_some(config.admin.chat),
         logs_dir: d.logs_dir.clone(),
         keep_reports: d.keep_reports,
         analysis_timeout: Duration::from_secs(d.analysis_timeout_secs),
@@ -168,7 +168,7 @@ impl Host for AgentHost {
     fn deliver<'a>(&'a self, report: &'a DaydreamReport) -> HostFuture<'a, Result<String, String>> {
         Box::pin(async move {
             if self.report_chat == 0 {
-                return Err("no [daydream] report_chat is set".to_owned());
+                return Err("no [admin] chat is set".to_owned());
             }
             let Some(send) = &self.send else {
                 return Err("Telegram is off (no TELEGRAM_BOT_TOKEN)".to_owned());
@@ -198,7 +198,7 @@ pub fn last_daydream(store: &Store) -> Option<DateTime<Utc>> {
 
 /// The code-map cache beside the store.
 pub fn cache_path(config: &Config) -> PathBuf {
-    config.memory.path.with_extension("codemap.json")
+    config.store.path.with_extension("codemap.json")
 }
 
 /// The daydream for `valor run` or `--now`, analysing through Claude Code (`claude`: under
@@ -352,7 +352,7 @@ async fn now(loaded: &valor_config::Loaded) -> anyhow::Result<String> {
         monitor,
         reaper: agent.reaper(),
         monitor_config: config.monitor.clone(),
-        report_chat: config.daydream.report_chat,
+        report_chat: config.admin.chat,
         send,
     });
     let claude = Arc::new(agent.driver.clone());

@@ -157,7 +157,7 @@ pub fn scheduler(
                     monitor: Arc::clone(monitor),
                     reaper: agent.reaper(),
                     monitor_config: config.monitor.clone(),
-                    report_chat: config.daydream.report_chat,
+                    report_chat: config.admin.chat,
                     send: report_sender.clone(),
                 });
                 let daydream = Arc::new(crate::daydream::daydream(

@@ -39,7 +39,7 @@ pub async fn jobs(config_path: Option<PathBuf>, args: JobsArgs) -> ExitCode {
 
 async fn listing(config: &valor_config::Config) -> anyhow::Result<Vec<JobStatus>> {
     let specs = crate::jobs::specs(config)?;
-    let path = &config.memory.path;
+    let path = &config.store.path;
     match Store::open(path) {
         Ok(store) => Ok(status_of(&specs, &store, chrono::Utc::now()).await),
         Err(StoreError::Locked { .. }) => {

@@ -69,7 +69,7 @@ pub(crate) enum Access {
 /// The running agent that holds `config`'s store, with its API token.
 pub(crate) fn agent_client(config: &Config, timeout: Duration) -> Result<AgentClient, String> {
     let fallback = crate::health_cmd::base_url(config.health.bind);
-    AgentClient::for_store(&config.memory.path, fallback, timeout)
+    AgentClient::for_store(&config.store.path, fallback, timeout)
 }
 
 fn fail(message: impl std::fmt::Display) -> ExitCode {
@@ -118,7 +118,7 @@ pub async fn memory(config_path: Option<PathBuf>, args: MemoryArgs) -> ExitCode 
 
 /// The store directly, or the running agent when it holds the store.
 pub(crate) fn open(config: &Config) -> Result<Access, String> {
-    let path = &config.memory.path;
+    let path = &config.store.path;
     match Store::open(path) {
         Ok(store) => {
             let home = std::env::var("HOME").ok();

@@ -46,14 +46,14 @@ pub async fn pair(config_path: Option<PathBuf>, args: PairArgs) -> ExitCode {
 }
 
 fn issue(config: &Config) -> anyhow::Result<()> {
-    let code = Pairing::for_store(&config.memory.path).issue()?;
+    let code = Pairing::for_store(&config.store.path).issue()?;
     println!("Pairing code: {code}");
     println!("Valid for 10 minutes, once. In Telegram, send the bot: /pair {code}");
     Ok(())
 }
 
 async fn list(config: &Config) -> anyhow::Result<()> {
-    let paired = match Store::open(&config.memory.path) {
+    let paired = match Store::open(&config.store.path) {
         Ok(store) => store.paired_users()?,
         Err(StoreError::Locked { .. }) => {
             let answer: serde_json::Value = agent(config)?
@@ -79,7 +79,7 @@ async fn list(config: &Config) -> anyhow::Result<()> {
 
 async fn revoke(config: &Config, user: i64) -> anyhow::Result<()> {
     let configured = config.telegram.allowed_users.contains(&user);
-    let removed = match Store::open(&config.memory.path) {
+    let removed = match Store::open(&config.store.path) {
         Ok(store) => {
             let removed = store.remove_paired_user(user)?;
             store.flush()?;

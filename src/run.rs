@@ -73,7 +73,7 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
         .context("cannot read the bound address")?;
     // `valor memory` finds the agent that owns the store here (the port may be system-picked).
     if let Err(e) =
-        valor_config::tokens::write_api_url(&config.memory.path, &crate::health_cmd::base_url(addr))
+        valor_config::tokens::write_api_url(&config.store.path, &crate::health_cmd::base_url(addr))
     {
         tracing::warn!(error = %e, "cannot record the memory API address");
     }
@@ -91,8 +91,9 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
             &metrics_for_learning,
             &agent.store,
         )?],
+        dashboard: config.health.dashboard,
     };
-    let memory_token = valor_config::tokens::api_token(&config.memory.path)
+    let memory_token = valor_config::tokens::api_token(&config.store.path)
         .context("cannot create the memory API token")?;
 
     let shutdown = CancellationToken::new();
@@ -131,20 +132,18 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
         report_sender,
         &service,
     )?;
-    // Missed runs under the `notify` policy are told to the daydream's report chat.
-    if let (Some(channel), chat) = (channel.clone(), config.daydream.report_chat)
+    // Missed runs under the `notify` policy are told to the admin chat.
+    if let (Some(channel), chat) = (channel.clone(), config.admin.chat)
         && chat != 0
     {
         scheduler.on_notify(Arc::new(move |message: String| {
             channel.post_text(chat, &message)
         }));
     }
-    // Alerts and their recovery reach the admin chat (else the daydream's report chat).
-    let alert_chat = config
-        .monitor
-        .alert_chat
-        .or(Some(config.daydream.report_chat));
-    if let (Some(channel), Some(chat)) = (channel.clone(), alert_chat.filter(|c| *c != 0)) {
+    // Alerts and their recovery reach the admin chat.
+    if let (Some(channel), chat) = (channel.clone(), config.admin.chat)
+        && chat != 0
+    {
         let send: valor_monitor::AlertSender =
             Arc::new(move |text: String| channel.post_text(chat, &text));
         let cooldown = Duration::from_secs(config.monitor.alert_cooldown_mins.saturating_mul(60));
@@ -298,7 +297,7 @@ async fn telegram(
             allowed_users: t.allowed_users.clone(),
             poll_timeout_secs: u32::try_from(t.poll_timeout_secs).unwrap_or(30),
             pacer: valor_telegram::pacer::PacerConfig::default(),
-            pairing: valor_telegram::pairing::Pairing::for_store(&config.memory.path),
+            pairing: valor_telegram::pairing::Pairing::for_store(&config.store.path),
             health: Some(health),
             chats: crate::agent::chat_folders(config),
             drafts: t.drafts,

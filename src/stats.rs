@@ -81,7 +81,7 @@ async fn runs_since(
     config: &valor_config::Config,
     since_ms: u64,
 ) -> Result<Vec<RunRecord>, String> {
-    match Store::open(&config.memory.path) {
+    match Store::open(&config.store.path) {
         Ok(store) => store.runs_since(since_ms).map_err(|e| e.to_string()),
         Err(StoreError::Locked { .. }) => {
             crate::memory_cmd::agent_client(config, Duration::from_secs(30))?
@@ -143,8 +143,13 @@ fn report(runs: &[RunRecord], days: u32, by: Option<By>) -> String {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect::<Vec<_>>()
     };
+    // Session summaries and the daydream are no chat's usage; their cost is shown apart.
     let chats: Vec<(String, RunTotals)> = (analytics.by_chat.iter())
         .map(|(chat, totals)| (chat.to_string(), totals.clone()))
+        .chain(
+            (analytics.background.turns > 0)
+                .then(|| ("(background)".to_owned(), analytics.background.clone())),
+        )
         .collect();
     match by {
         None => {
@@ -281,5 +286,18 @@ mod tests {
         );
         let chats = report(&runs, 2, Some(By::Chat));
         assert!(chats.contains(&format!("{:<24} {:>6}", "1", 3)), "{chats}");
+        assert!(!chats.contains("(background)"), "{chats}");
+        // A session summary's run is no chat's: a row apart, in the total.
+        let mut with_summary = runs.to_vec();
+        let mut summary = runs[0].clone();
+        summary.chat_id = valor_protocol::turn::SUMMARY_CHAT_ID;
+        with_summary.push(summary);
+        let chats = report(&with_summary, 2, Some(By::Chat));
+        assert!(chats.contains(&format!("{:<24} {:>6}", "1", 3)), "{chats}");
+        assert!(
+            chats.contains(&format!("{:<24} {:>6}", "(background)", 1)),
+            "{chats}"
+        );
+        assert!(!chats.contains(&i64::MIN.to_string()[..10]), "{chats}");
     }
 }

@@ -134,7 +134,7 @@ async fn serve(
         "social" => {
             // sled allows one process per store: with the agent running, links cannot be kept
             // from here (the agent's own hosted server keeps them).
-            let store = match Store::open(&config.memory.path) {
+            let store = match Store::open(&config.store.path) {
                 Ok(store) => Some(store),
                 Err(e) => {
                     tracing::warn!(error = %e, "memory store unavailable: save_link will not keep links");
@@ -147,7 +147,7 @@ async fn serve(
             Ok(())
         }
         "telegram" | "memory" => {
-            let store = Store::open(&config.memory.path).map_err(|e| match e {
+            let store = Store::open(&config.store.path).map_err(|e| match e {
                 StoreError::Locked { .. } => anyhow::anyhow!(
                     "the memory store is in use by a running Valor; it serves these tools itself \
                      (at /mcp/{name} on its health port, for its own Claude Code turns)"
@@ -156,7 +156,7 @@ async fn serve(
             })?;
             let home = std::env::var("HOME").ok();
             let settings = MemorySettings::beside(
-                &config.memory.path,
+                &config.store.path,
                 config.memory.resolved_model_dir(home.as_deref()),
             );
             let memory = Memory::open(store, settings)?;

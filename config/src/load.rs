@@ -91,6 +91,8 @@ pub struct Loaded {
     pub source: SourceKind,
     /// `(variable, key)` for every environment override applied.
     pub overrides: Vec<(String, String)>,
+    /// Keys read under an old name (`memory.path` for `store.path`...): say so at start-up.
+    pub warnings: Vec<String>,
 }
 
 impl ConfigSource {
@@ -141,23 +143,23 @@ impl ConfigSource {
             })?,
             None => String::new(),
         };
-        let (mut config, overrides) = parse(&text, source.path(), &self.env)?;
+        let (mut config, overrides, warnings) = parse(&text, source.path(), &self.env)?;
         config.expand_home(self.env.get("HOME"));
         Ok(Loaded {
             config,
             secrets: Secrets::from_env(&self.env),
             source,
             overrides,
+            warnings,
         })
     }
 }
 
+/// A parsed config, the overrides applied (`(variable, key)`) and the warnings.
+type Parsed = (Config, Vec<(String, String)>, Vec<String>);
+
 /// Parses `text` (from `path`, if any), applies the environment's overrides, validates.
-fn parse(
-    text: &str,
-    path: Option<&Path>,
-    env: &Env,
-) -> Result<(Config, Vec<(String, String)>), ConfigError> {
+fn parse(text: &str, path: Option<&Path>, env: &Env) -> Result<Parsed, ConfigError> {
     let display_path = path.map_or_else(|| PathBuf::from("<defaults>"), Path::to_path_buf);
     let mut table: toml::Table =
         text.parse()
@@ -171,6 +173,7 @@ fn parse(
         text,
         path,
         env_keys: BTreeMap::new(),
+        renamed: BTreeMap::new(),
     };
     let mut problems = secret_keys_in_file(&table, "", &locator);
 
@@ -185,6 +188,13 @@ fn parse(
             Err(problem) => problems.push(problem),
         }
     }
+    let warnings = match move_renamed_keys(&mut table, &mut locator) {
+        Ok(warnings) => warnings,
+        Err(problem) => {
+            problems.push(problem);
+            Vec::new()
+        }
+    };
     if !problems.is_empty() {
         return Err(ConfigError::Invalid(problems));
     }
@@ -202,7 +212,7 @@ fn parse(
         .map(|(key, message)| locator.problem(&key, message))
         .collect();
     if problems.is_empty() {
-        Ok((config, applied))
+        Ok((config, applied, warnings))
     } else {
         Err(ConfigError::Invalid(problems))
     }
@@ -214,6 +224,8 @@ struct Locator<'a> {
     path: Option<&'a Path>,
     /// key → environment variable that set it.
     env_keys: BTreeMap<String, String>,
+    /// new key → the old name it was read under.
+    renamed: BTreeMap<String, String>,
 }
 
 impl Locator<'_> {
@@ -233,7 +245,10 @@ impl Locator<'_> {
                 path: path.to_owned(),
                 line,
             },
-            None => Origin::Default,
+            None => match self.renamed.get(key) {
+                Some(old) => self.origin(old),
+                None => Origin::Default,
+            },
         }
     }
 
@@ -327,6 +342,103 @@ fn apply_override(table: &mut toml::Table, var: &str, raw: &str) -> Result<Strin
     Ok(key)
 }
 
+/// Keys that moved: `(old, new)`. A config that uses the old name still loads, with a
+/// warning; one that sets both differently is refused, so nothing is silently dropped.
+pub const RENAMED_KEYS: &[(&str, &str)] = &[
+    ("memory.path", "store.path"),
+    ("monitor.alert_chat", "admin.chat"),
+    ("daydream.report_chat", "admin.chat"),
+    ("claude.memory_budget_mb", "claude.process_memory_mb"),
+    ("memory.context_tokens", "context.memory_tokens"),
+    ("memory.inject_tokens", "context.recalled_tokens"),
+    ("memory.inject_detailed", "context.recalled_detailed"),
+    ("learning.inject_tokens", "context.learning_tokens"),
+    ("monitor.weights.memory", "monitor.weights.ram"),
+    (
+        "monitor.weights.sessions",
+        "monitor.weights.child_processes",
+    ),
+];
+
+/// Moves every key of [`RENAMED_KEYS`] set under its old name to its new one.
+fn move_renamed_keys(
+    table: &mut toml::Table,
+    locator: &mut Locator<'_>,
+) -> Result<Vec<String>, Problem> {
+    let mut warnings = Vec::new();
+    for (old, new) in RENAMED_KEYS {
+        let Some(value) = take_key(table, old) else {
+            continue;
+        };
+        let from = match locator.origin(old) {
+            Origin::Env { var } => format!("{var} (the variable for `{old}`)"),
+            _ => format!("`{old}`"),
+        };
+        // An old `chat = 0` meant "none": the same as leaving the new key unset.
+        let none = *new == "admin.chat" && matches!(value, toml::Value::Integer(0));
+        match get_key(table, new) {
+            Some(existing) if existing == &value || none => {}
+            Some(existing) => {
+                return Err(locator.problem(
+                    old,
+                    format!(
+                        "`{old}` is now `{new}`, which is set too ({existing} against {value}); \
+                         keep `{new}` only"
+                    ),
+                ));
+            }
+            None if none => {}
+            None => {
+                if let Some(var) = locator.env_keys.remove(*old) {
+                    locator.env_keys.insert((*new).to_owned(), var);
+                }
+                locator.renamed.insert((*new).to_owned(), (*old).to_owned());
+                set_key(table, new, value);
+            }
+        }
+        warnings.push(format!("{from} is now `{new}`: read as such; rename it"));
+    }
+    Ok(warnings)
+}
+
+/// Removes a dotted key (and the sections it leaves empty).
+fn take_key(table: &mut toml::Table, key: &str) -> Option<toml::Value> {
+    match key.split_once('.') {
+        None => table.remove(key),
+        Some((section, rest)) => {
+            let inner = table.get_mut(section)?.as_table_mut()?;
+            let value = take_key(inner, rest)?;
+            if inner.is_empty() {
+                table.remove(section);
+            }
+            Some(value)
+        }
+    }
+}
+
+fn get_key<'t>(table: &'t toml::Table, key: &str) -> Option<&'t toml::Value> {
+    match key.split_once('.') {
+        None => table.get(key),
+        Some((section, rest)) => get_key(table.get(section)?.as_table()?, rest),
+    }
+}
+
+fn set_key(table: &mut toml::Table, key: &str, value: toml::Value) {
+    match key.split_once('.') {
+        None => {
+            table.insert(key.to_owned(), value);
+        }
+        Some((section, rest)) => {
+            let entry = table
+                .entry(section.to_owned())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if let toml::Value::Table(inner) = entry {
+                set_key(inner, rest, value);
+            }
+        }
+    }
+}
+
 /// An override is taken as a string where the default is a string, and as a TOML value
 /// (number, boolean, array) elsewhere, so `VALOR__HEALTH__BIND=127.0.0.1:9000` and
 /// `VALOR__MONITOR__INTERVAL_SECS=10` both do what they say.
@@ -358,7 +470,54 @@ mod tests {
             Some(Path::new("/etc/valor.toml")),
             &Env::from_pairs(env.iter().copied()),
         )
-        .map(|(c, _)| c)
+        .map(|(c, _, _)| c)
+    }
+
+    #[test]
+    fn old_key_names_still_load_with_a_warning() {
+        let text = "[memory]\npath = \"/srv/valor\"\n[daydream]\nreport_chat = 42\n";
+        let (config, _, warnings) = parse(
+            text,
+            Some(Path::new("/etc/valor.toml")),
+            &Env::from_pairs([("VALOR__CLAUDE__MEMORY_BUDGET_MB", "900")]),
+        )
+        .unwrap();
+        assert_eq!(config.store.path, PathBuf::from("/srv/valor"));
+        assert_eq!(config.admin.chat, 42);
+        assert_eq!(config.claude.process_memory_mb, 900);
+        assert_eq!(warnings.len(), 3, "{warnings:?}");
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains("`memory.path` is now `store.path`"))
+        );
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains("VALOR__CLAUDE__MEMORY_BUDGET_MB"))
+        );
+        let old = "[monitor.weights]\nmemory = 0.5\nsessions = 0.1\n";
+        let weights = parse_str(old, &[]).unwrap().monitor.weights;
+        assert_eq!((weights.ram, weights.child_processes), (0.5, 0.1));
+        // The old "none" beside a new value, and the same value twice, are no conflict.
+        let text = "[admin]\nchat = 7\n[daydream]\nreport_chat = 0\n[monitor]\nalert_chat = 7\n";
+        assert_eq!(parse_str(text, &[]).unwrap().admin.chat, 7);
+    }
+
+    #[test]
+    fn a_renamed_key_set_twice_differently_is_refused() {
+        let text = "[monitor]\nalert_chat = 1\n[daydream]\nreport_chat = 2\n";
+        let error = parse_str(text, &[]).unwrap_err().to_string();
+        assert!(
+            error.contains("`daydream.report_chat` is now `admin.chat`"),
+            "{error}"
+        );
+        assert!(error.contains("/etc/valor.toml:4"), "{error}");
+        // A bad value read under the old name is reported where it was written.
+        let error = parse_str("[memory]\npath = 5\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("/etc/valor.toml:2"), "{error}");
     }
 
     #[test]
@@ -415,24 +574,35 @@ mod tests {
     #[test]
     fn memory_layers_and_summaries_are_checked() {
         let c = parse_str(
-            "[memory]\ncontext_tokens = 3000\nsummarize_with = \"haiku\"\n",
+            "[context]\nmemory_tokens = 3000\n[memory]\nsummarize_with = \"haiku\"\n",
             &[],
         )
         .unwrap();
         assert_eq!(
-            (c.memory.context_tokens, c.memory.summarize_with.as_str()),
+            (c.context.memory_tokens, c.memory.summarize_with.as_str()),
             (3000, "haiku")
         );
         assert_eq!(c.memory.session_idle_mins, 240);
         let err = parse_str(
-            "[memory]\ncontext_tokens = 1000000\nsummarize_with = \"haiku; rm -rf /\"\n",
+            "[context]\nmemory_tokens = 1000000\n[memory]\nsummarize_with = \"haiku; rm -rf /\"\n",
             &[],
         )
         .unwrap_err()
         .to_string();
-        assert!(err.contains("memory.context_tokens"), "{err}");
+        assert!(
+            err.contains("/etc/valor.toml:2: key `context.memory_tokens`"),
+            "{err}"
+        );
         assert!(
             err.contains("`memory.summarize_with`: expected a model name"),
+            "{err}"
+        );
+        // Under its old name, the error still points at the line it is on.
+        let err = parse_str("[memory]\ncontext_tokens = 1000000\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("/etc/valor.toml:2: key `context.memory_tokens`"),
             "{err}"
         );
     }

@@ -23,6 +23,8 @@ pub struct Config {
     pub scheduler: SchedulerConfig,
     pub daydream: DaydreamConfig,
     pub learning: LearningConfig,
+    pub store: StoreConfig,
+    pub admin: AdminConfig,
 }
 
 /// `[learning]`: learning from conversations, always with the user's consent.
@@ -38,8 +40,6 @@ pub struct LearningConfig {
     pub ask_threshold_by_chat: std::collections::BTreeMap<String, f64>,
     /// A new learning this similar (cosine) to an active one reinforces it instead (0.5-0.99).
     pub duplicate_similarity: f64,
-    /// Tokens of learnings each turn's prompt may carry, highest confidence first (0: none).
-    pub inject_tokens: usize,
     /// Where `valor learnings export` writes `chat-<id>/LEARNED_INSIGHTS.md`.
     pub export_dir: PathBuf,
     /// The watcher's classifier weights from `valor learnings train`; empty: the weights Valor
@@ -54,7 +54,6 @@ impl Default for LearningConfig {
             ask_threshold: 0.75,
             ask_threshold_by_chat: std::collections::BTreeMap::new(),
             duplicate_similarity: 0.85,
-            inject_tokens: 300,
             export_dir: PathBuf::from("learnings"),
             watcher_weights: None,
         }
@@ -69,8 +68,6 @@ pub struct DaydreamConfig {
     pub schedule: String,
     /// A daydream missed while Valor was down: `catch_up`, `skip` or `notify`.
     pub missed: String,
-    /// The Telegram chat the summary and chart go to (0: none; the report is still written).
-    pub report_chat: i64,
     /// Workspaces studied besides the chats' own (`[claude] workspaces_dir/chat_*`).
     pub workspaces: Vec<PathBuf>,
     /// Where the report, its archive and chart go.
@@ -95,7 +92,6 @@ impl Default for DaydreamConfig {
         DaydreamConfig {
             schedule: "0 0 */6 * * *".to_owned(),
             missed: "catch_up".to_owned(),
-            report_chat: 0,
             workspaces: Vec::new(),
             logs_dir: PathBuf::from("logs"),
             keep_reports: 10,
@@ -186,8 +182,6 @@ pub struct MonitorConfig {
     pub weights: MonitorWeights,
     pub thresholds: MonitorThresholds,
     pub status: StatusThresholds,
-    /// The chat that hears about alerts and their recovery (none: the daydream's report chat).
-    pub alert_chat: Option<i64>,
     /// One message per alert at most this often.
     pub alert_cooldown_mins: u64,
 }
@@ -201,7 +195,6 @@ impl Default for MonitorConfig {
             weights: MonitorWeights::default(),
             thresholds: MonitorThresholds::default(),
             status: StatusThresholds::default(),
-            alert_chat: None,
             alert_cooldown_mins: 60,
         }
     }
@@ -212,18 +205,20 @@ impl Default for MonitorConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MonitorWeights {
-    pub memory: f64,
+    /// Valor's resident memory and the machine's memory in use.
+    pub ram: f64,
     pub cpu: f64,
-    pub sessions: f64,
+    /// The child processes Valor started (Claude Code, browsers), and stale ones.
+    pub child_processes: f64,
     pub alerts: f64,
 }
 
 impl Default for MonitorWeights {
     fn default() -> Self {
         MonitorWeights {
-            memory: 0.35,
+            ram: 0.35,
             cpu: 0.25,
-            sessions: 0.2,
+            child_processes: 0.2,
             alerts: 0.2,
         }
     }
@@ -316,7 +311,7 @@ pub struct ClaudeConfig {
     pub max_warm: usize,
     /// Memory (MB) running plus warm Claude processes may hold, by their measured RSS: warm
     /// ones close first (least recently used), then a turn waits. 0: a quarter of the machine.
-    pub memory_budget_mb: u64,
+    pub process_memory_mb: u64,
     /// Extra environment variables for the CLI (e.g. `ANTHROPIC_BASE_URL`).
     pub env: BTreeMap<String, String>,
     /// A file whose text is Valor's persona (appended to Claude Code's system prompt). Empty:
@@ -354,7 +349,7 @@ impl Default for ClaudeConfig {
                 .to_vec(),
             keep_warm_secs: 300,
             max_warm: 4,
-            memory_budget_mb: 0,
+            process_memory_mb: 0,
             env: BTreeMap::new(),
             persona_file: String::new(),
             sandbox: "auto".to_owned(),
@@ -468,6 +463,15 @@ pub struct ContextConfig {
     pub summary_chars: usize,
     /// Messages carried when Claude's resumed session already holds the history.
     pub short_history: usize,
+    /// The prompt's memory layers together (the last session's summary, the learnings, the
+    /// function map and the recalled memories; seed 003's split), in tokens.
+    pub memory_tokens: usize,
+    /// The most of that recalled memories may take (0: none).
+    pub recalled_tokens: usize,
+    /// Recalled memories shown with an excerpt; the rest by title (progressive disclosure).
+    pub recalled_detailed: usize,
+    /// Tokens of learnings the prompt may carry, highest confidence first (0: none).
+    pub learning_tokens: usize,
 }
 
 impl Default for ContextConfig {
@@ -478,6 +482,10 @@ impl Default for ContextConfig {
             summary_batch: 100,
             summary_chars: 240,
             short_history: 5,
+            memory_tokens: 2_000,
+            recalled_tokens: 900,
+            recalled_detailed: 2,
+            learning_tokens: 300,
         }
     }
 }
@@ -636,22 +644,38 @@ impl Default for LinksConfig {
     }
 }
 
-/// `[memory]`: the store and long-term memory.
+/// `[store]`: where Valor keeps its data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Directory of the embedded database (one process at a time).
+    pub path: PathBuf,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            path: PathBuf::from("~/.local/share/valor/store"),
+        }
+    }
+}
+
+/// `[admin]`: the operator's Telegram chat.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Where alerts and their recovery, missed jobs and the daydream's summary and chart go
+    /// (0: none; reports are still written).
+    pub chat: i64,
+}
+
+/// `[memory]`: long-term memory.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MemoryConfig {
-    /// Directory of the database (one process at a time).
-    pub path: PathBuf,
     /// The embedding model's directory. Empty: `models/all-MiniLM-L6-v2` under the current
     /// directory (where scripts/setup puts it), else under `~/.local/share/valor/`.
     pub model_dir: PathBuf,
-    /// Tokens every memory layer of a turn's prompt shares: the last session's summary, the
-    /// learnings, the function map and the relevant memories (seed 003's split).
-    pub context_tokens: usize,
-    /// The most of that relevant memories may take (0: none).
-    pub inject_tokens: usize,
-    /// Memories shown with an excerpt; the rest by title (progressive disclosure).
-    pub inject_detailed: usize,
     /// A chat quiet this long starts a new session, the last one summarised (0: only /new).
     pub session_idle_mins: u64,
     /// Empty: session summaries are extractive (sentences of the session). A model name or
@@ -672,7 +696,7 @@ impl Config {
         };
         expand(&mut self.claude.workspaces_dir);
         expand(&mut self.claude.homes_dir);
-        expand(&mut self.memory.path);
+        expand(&mut self.store.path);
         expand(&mut self.memory.model_dir);
         expand(&mut self.learning.export_dir);
         for path in [&mut self.claude.binary, &mut self.claude.persona_file] {
@@ -735,11 +759,7 @@ impl MemoryConfig {
 impl Default for MemoryConfig {
     fn default() -> Self {
         MemoryConfig {
-            path: PathBuf::from("~/.local/share/valor/store"),
             model_dir: PathBuf::new(),
-            context_tokens: 2_000,
-            inject_tokens: 900,
-            inject_detailed: 2,
             session_idle_mins: 240,
             summarize_with: String::new(),
         }

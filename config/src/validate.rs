@@ -94,31 +94,40 @@ pub(crate) fn validate(config: &Config) -> Vec<(String, String)> {
             );
         }
     }
+    let c = &config.context;
     in_range(
         &mut problems,
-        "learning.inject_tokens",
-        l.inject_tokens as u64,
+        "context.learning_tokens",
+        c.learning_tokens as u64,
         0,
         10_000,
         "tokens",
     );
+    in_range(
+        &mut problems,
+        "context.recalled_tokens",
+        c.recalled_tokens as u64,
+        0,
+        100_000,
+        "tokens",
+    );
+    in_range(
+        &mut problems,
+        "context.memory_tokens",
+        c.memory_tokens as u64,
+        0,
+        100_000,
+        "tokens",
+    );
+    in_range(
+        &mut problems,
+        "context.recalled_detailed",
+        c.recalled_detailed as u64,
+        0,
+        50,
+        "memories",
+    );
     let m = &config.memory;
-    in_range(
-        &mut problems,
-        "memory.inject_tokens",
-        m.inject_tokens as u64,
-        0,
-        100_000,
-        "tokens",
-    );
-    in_range(
-        &mut problems,
-        "memory.context_tokens",
-        m.context_tokens as u64,
-        0,
-        100_000,
-        "tokens",
-    );
     in_range(
         &mut problems,
         "memory.session_idle_mins",
@@ -139,14 +148,6 @@ pub(crate) fn validate(config: &Config) -> Vec<(String, String)> {
             format!("expected a model name such as \"haiku\" (or empty), got {model:?}"),
         );
     }
-    in_range(
-        &mut problems,
-        "memory.inject_detailed",
-        m.inject_detailed as u64,
-        0,
-        50,
-        "memories",
-    );
     problems
 }
 
@@ -219,9 +220,9 @@ fn monitor(m: &MonitorConfig, problems: &mut Problems) {
 
     let w = &m.weights;
     for (name, value) in [
-        ("memory", w.memory),
+        ("ram", w.ram),
         ("cpu", w.cpu),
-        ("sessions", w.sessions),
+        ("child_processes", w.child_processes),
         ("alerts", w.alerts),
     ] {
         if !value.is_finite() || value < 0.0 {
@@ -232,7 +233,7 @@ fn monitor(m: &MonitorConfig, problems: &mut Problems) {
             );
         }
     }
-    if w.memory + w.cpu + w.sessions + w.alerts <= 0.0 {
+    if w.ram + w.cpu + w.child_processes + w.alerts <= 0.0 {
         push(
             problems,
             "monitor.weights",

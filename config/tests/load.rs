@@ -235,7 +235,7 @@ fn search_order_is_explicit_then_cwd_then_xdg_then_defaults() {
     defaults.expand_home(empty.path().to_str());
     assert_eq!(loaded.config, defaults);
     assert_eq!(
-        loaded.config.memory.path,
+        loaded.config.store.path,
         empty.path().join(".local/share/valor/store"),
         "a leading ~ is the home directory"
     );

@@ -43,7 +43,7 @@ async fn console(fake: &FakeAnthropic, dir: &std::path::Path, input: &'static [u
         .env("ANTHROPIC_BASE_URL", &fake.url)
         .env("ANTHROPIC_API_KEY", "sk-ant-test")
         .env("CLAUDE_CODE_MAX_RETRIES", "1")
-        .env("VALOR__MEMORY__PATH", dir.join("store"))
+        .env("VALOR__STORE__PATH", dir.join("store"))
         .env("VALOR__CLAUDE__WORKSPACES_DIR", dir.join("workspaces"))
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -80,7 +80,7 @@ async fn run_valor_env(
         .env("ANTHROPIC_BASE_URL", &fake.url)
         .env("ANTHROPIC_API_KEY", "sk-ant-test")
         .env("CLAUDE_CODE_MAX_RETRIES", "1")
-        .env("VALOR__MEMORY__PATH", dir.join("store"))
+        .env("VALOR__STORE__PATH", dir.join("store"))
         .env("VALOR__CLAUDE__WORKSPACES_DIR", dir.join("workspaces"));
     tokio::task::spawn_blocking(move || output(&mut cmd))
         .await
@@ -341,7 +341,7 @@ async fn the_console_asks_remember_this_and_takes_a_typed_answer() {
     let (_, list, _) = output(
         valor(dir.path())
             .args(["learnings", "list", "--chat", "0"])
-            .env("VALOR__MEMORY__PATH", dir.path().join("store")),
+            .env("VALOR__STORE__PATH", dir.path().join("store")),
     );
     assert!(list.contains("Tailwind"), "{list}");
     assert!(!list.contains("PostgreSQL"), "{list}");
@@ -381,7 +381,7 @@ async fn memory_search_after_chat_once_finds_by_meaning_from_any_directory() {
     search
         .current_dir("/")
         .env_remove("VALOR__MEMORY__MODEL_DIR")
-        .env("VALOR__MEMORY__PATH", dir.path().join("store"))
+        .env("VALOR__STORE__PATH", dir.path().join("store"))
         .args([
             "memory",
             "search",

@@ -73,6 +73,37 @@ fn config_check_fails_with_the_problem_on_stderr() {
 }
 
 #[test]
+fn an_old_key_name_is_read_with_a_warning_and_its_value_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("old-store");
+    std::fs::write(
+        dir.path().join("valor.toml"),
+        format!(
+            "[memory]\npath = \"{}\"\n[monitor]\nalert_chat = 77\n",
+            store.display()
+        ),
+    )
+    .unwrap();
+    let (out, stdout, _) = output(valor(dir.path()).args(["config", "check"]));
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("# warning: `memory.path` is now `store.path`"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("[store]\npath = \"{}\"", store.display())),
+        "{stdout}"
+    );
+    assert!(stdout.contains("[admin]\nchat = 77"), "{stdout}");
+    // Every other command says so on stderr before it starts.
+    let (_, _, stderr) = output(valor(dir.path()).args(["tools", "list", "--json"]));
+    assert!(
+        stderr.contains("warning: config: `monitor.alert_chat` is now `admin.chat`"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn config_check_with_a_missing_file() {
     let dir = tempfile::tempdir().unwrap();
     let (out, _, stderr) =
@@ -129,6 +160,34 @@ fn doctor_passes_on_a_good_machine_and_fails_on_a_bad_config() {
     ] {
         assert!(stdout.contains(wall), "{wall}: {stdout}");
     }
+    // No key and no login: a warning that says how to get one; then a key, then a login.
+    assert!(stdout.contains("warn  claude login"), "{stdout}");
+    assert!(stdout.contains("neither ANTHROPIC_API_KEY nor a subscription login"));
+    let (_, stdout, _) = output(
+        valor(dir.path())
+            .arg("doctor")
+            .env("VALOR__HEALTH__BIND", "127.0.0.1:0")
+            .env("ANTHROPIC_API_KEY", "sk-ant-doctor"),
+    );
+    assert!(
+        stdout.contains("ok    claude login           Claude reaches the model with an API key"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("sk-ant-doctor"), "{stdout}");
+    let login = tempfile::tempdir().unwrap();
+    std::fs::create_dir(login.path().join(".claude")).unwrap();
+    std::fs::write(login.path().join(".claude/.credentials.json"), "{}").unwrap();
+    let (_, stdout, _) = output(
+        valor(dir.path())
+            .arg("doctor")
+            .env("HOME", login.path())
+            .env("VALOR__HEALTH__BIND", "127.0.0.1:0")
+            .env("VALOR__CLAUDE__SANDBOX", "off"),
+    );
+    assert!(
+        stdout.contains("subscription login (~/.claude)"),
+        "{stdout}"
+    );
     let (_, stdout, _) = output(
         valor(dir.path())
             .arg("doctor")
@@ -186,7 +245,7 @@ fn pair_prints_a_code_and_refuses_a_fourth_while_three_wait() {
         output(
             valor(dir.path())
                 .arg("pair")
-                .env("VALOR__MEMORY__PATH", &store),
+                .env("VALOR__STORE__PATH", &store),
         )
     };
     for _ in 0..3 {

@@ -73,7 +73,7 @@ fn daydream_now_reports_to_the_admin_chat_and_records_the_run() {
                 "VALOR__DAYDREAM__WORKSPACES",
                 format!("[{:?}]", repo.display().to_string()),
             )
-            .env("VALOR__DAYDREAM__REPORT_CHAT", "4242")
+            .env("VALOR__ADMIN__CHAT", "4242")
             .env("TELEGRAM_BOT_TOKEN", &telegram.token)
             .env("VALOR__TELEGRAM__API_URL", &telegram.url)
             .env("ANTHROPIC_BASE_URL", &anthropic.url)

@@ -128,7 +128,7 @@ fn while_the_agent_runs_memory_commands_go_through_its_api() {
     loop {
         let (_, _, body) = http_get(&service.url("/health"));
         let health: serde_json::Value = serde_json::from_str(&body).unwrap();
-        let recall = &health["components"]["recall"];
+        let recall = &health["components"]["memory_index"];
         if recall["state"] == "ready" && recall["vectors"] == 4 {
             assert_eq!(recall["search"], "hybrid");
             break;

@@ -24,15 +24,10 @@ fn run_serves_health_and_metrics_and_stops_on_sigterm_within_5s() {
     let health: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(health["status"], "ok", "{health}");
     assert_eq!(health["version"], env!("CARGO_PKG_VERSION"));
-    assert!(
-        health["components"]["memory"]["rss_bytes"]
-            .as_u64()
-            .unwrap()
-            > 0
-    );
+    assert!(health["components"]["ram"]["rss_bytes"].as_u64().unwrap() > 0);
 
     // Long-term memory is up with the model scripts/setup installed (or still starting).
-    let recall = &health["components"]["recall"];
+    let recall = &health["components"]["memory_index"];
     assert_eq!(recall["status"], "ok", "{health}");
     assert_eq!(recall["documents"], 0);
 
@@ -137,7 +132,7 @@ fn health_exit_codes_follow_a_real_instance() {
                 .env("VALOR__MONITOR__THRESHOLDS__RSS_CRITICAL_MB", critical_mb)
                 // One store per instance: a store belongs to one process.
                 .env(
-                    "VALOR__MEMORY__PATH",
+                    "VALOR__STORE__PATH",
                     dir.path().join(format!("store-{critical_mb}")),
                 ),
         )
@@ -202,7 +197,7 @@ fn run_ends_process_groups_an_earlier_valor_left_behind() {
         valor(dir.path())
             .arg("run")
             .env("VALOR__HEALTH__BIND", "127.0.0.1:0")
-            .env("VALOR__MEMORY__PATH", &store_path),
+            .env("VALOR__STORE__PATH", &store_path),
     );
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while orphan.try_wait().unwrap().is_none() {

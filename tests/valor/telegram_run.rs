@@ -623,7 +623,7 @@ fn an_alert_and_its_recovery_reach_the_admin_chat_once_each() {
     let mut cmd = run_with(dir.path(), &telegram, &anthropic);
     cmd.env("VALOR__MONITOR__INTERVAL_SECS", "1")
         .env("VALOR__MONITOR__THRESHOLDS__CHILDREN_WARN", "1")
-        .env("VALOR__MONITOR__ALERT_CHAT", "100")
+        .env("VALOR__ADMIN__CHAT", "100")
         .env("VALOR__CLAUDE__MAX_WARM", "0");
     let mut service = Service::start(&mut cmd);
     telegram.user_says(100, 100, "wait a moment please");

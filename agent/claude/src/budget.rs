@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-/// The budget when `[claude] memory_budget_mb` is 0: a quarter of the machine's memory.
+/// The budget when `[claude] process_memory_mb` is 0: a quarter of the machine's memory.
 pub fn budget_bytes(configured_mb: u64) -> u64 {
     if configured_mb > 0 {
         return configured_mb.saturating_mul(1024 * 1024);

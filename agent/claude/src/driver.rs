@@ -139,7 +139,7 @@ impl ClaudeDriver {
         };
         let driver = ClaudeDriver {
             inner: Arc::new(Inner {
-                budget: crate::budget::budget_bytes(setup.config.memory_budget_mb),
+                budget: crate::budget::budget_bytes(setup.config.process_memory_mb),
                 config: setup.config,
                 binary,
                 env,

@@ -82,7 +82,7 @@ impl DriverMetrics {
             )?,
             budget_waits: m.counter(
                 "valor_claude_budget_waits_total",
-                "Turns that waited for memory ([claude] memory_budget_mb).",
+                "Turns that waited for memory ([claude] process_memory_mb).",
                 &[],
             )?,
             resident: m.gauge(

@@ -24,7 +24,7 @@ use crate::context::{
 };
 use crate::inject::{ContextData, inject_counted};
 use crate::observe::{Activity, CodeMap};
-use crate::recall::{Recall, RecallBudget};
+use crate::recall::{PromptBudget, Recall};
 use crate::routing::ModelRouter;
 pub use crate::store::{ConversationStore, StoreFailure};
 
@@ -39,7 +39,7 @@ pub struct EngineConfig {
     /// Messages read for the context window at most.
     pub window: usize,
     /// Room for long-term memories in the prompt.
-    pub recall: RecallBudget,
+    pub prompt: PromptBudget,
     /// A chat with no turn for this long starts a new session (its last one summarised);
     /// 0: only `/new` ends a session.
     pub session_idle_ms: u64,
@@ -54,7 +54,7 @@ impl Default for EngineConfig {
             limits: ContextLimits::default(),
             short_history: 5,
             window: 2000,
-            recall: RecallBudget::default(),
+            prompt: PromptBudget::default(),
             session_idle_ms: 0,
             summary_model: None,
         }
@@ -382,11 +382,11 @@ impl Engine {
 
         // Memories about the request, leaving out the messages the window already carries.
         let learnings = match &inner.recall {
-            Some(recall) if inner.config.recall.learning_tokens > 0 => recall.learnings(chat_id),
+            Some(recall) if inner.config.prompt.learning_tokens > 0 => recall.learnings(chat_id),
             _ => Vec::new(),
         };
         let memories = match &inner.recall {
-            Some(recall) if inner.config.recall.tokens > 0 => {
+            Some(recall) if inner.config.prompt.tokens > 0 => {
                 let mut exclude: Vec<u64> = (history.iter().map(|m| m.id))
                     .chain([id])
                     .chain(learnings.iter().map(|l| l.id))
@@ -398,7 +398,7 @@ impl Engine {
             _ => Vec::new(),
         };
         let session_summary = self.last_summary(chat_id);
-        let code_map = self.code_layer(chat_id, &incoming.text, inner.config.recall.shares().code);
+        let code_map = self.code_layer(chat_id, &incoming.text, inner.config.prompt.shares().code);
 
         let turn = inner
             .turns
@@ -449,7 +449,7 @@ impl Engine {
                 learnings: &learnings,
                 session_summary: session_summary.as_deref(),
                 code_map: code_map.as_deref(),
-                budget: inner.config.recall,
+                budget: inner.config.prompt,
             };
             let (prompt, layers) = inject_counted(&incoming.text, &data);
             figures.memory = layers;

@@ -9,7 +9,7 @@
 //! id through the `memory` tools (search → timeline → get).
 
 use crate::context::{ContextItem, Role};
-use crate::recall::{LayerTokens, LearnedFact, RecallBudget, Recollection};
+use crate::recall::{LayerTokens, LearnedFact, PromptBudget, Recollection};
 use valor_protocol::time::civil_date;
 
 /// What goes into the block.
@@ -27,7 +27,7 @@ pub struct ContextData<'a> {
     pub session_summary: Option<&'a str>,
     /// The function map of the chat's workspace for this request.
     pub code_map: Option<&'a str>,
-    pub budget: RecallBudget,
+    pub budget: PromptBudget,
 }
 
 const FIELDS: [&str; 9] = [
@@ -50,7 +50,7 @@ pub fn inject(request: &str, data: &ContextData<'_>) -> String {
 }
 
 /// [`inject`], and the tokens each memory layer took. The layers share one budget
-/// ([`RecallBudget::context_tokens`]), filled in seed 003's order: the last session, the
+/// ([`PromptBudget::context_tokens`]), filled in seed 003's order: the last session, the
 /// learnings, the function map, then the memories with whatever is left.
 pub fn inject_counted(request: &str, data: &ContextData<'_>) -> (String, LayerTokens) {
     let mut out = String::with_capacity(request.len() + 256);
@@ -140,7 +140,7 @@ fn push_learnings(out: &mut String, learnings: &[LearnedFact], tokens: usize) ->
 fn push_memories(
     out: &mut String,
     memories: &[Recollection],
-    budget: RecallBudget,
+    budget: PromptBudget,
     tokens: usize,
 ) -> usize {
     let entries = memories.iter().enumerate().map(|(rank, memory)| {
@@ -287,7 +287,7 @@ mod tests {
                 learnings: &[],
                 session_summary: None,
                 code_map: None,
-                budget: RecallBudget::default(),
+                budget: PromptBudget::default(),
             },
         );
         assert_eq!(
@@ -300,7 +300,7 @@ mod tests {
 
     #[test]
     fn the_request_is_found_again() {
-        let prompt = inject("Ship it", &data(&[], &[], RecallBudget::default()));
+        let prompt = inject("Ship it", &data(&[], &[], PromptBudget::default()));
         assert_eq!(user_request(&prompt), "Ship it");
         assert_eq!(user_request("no block"), "no block");
     }
@@ -316,9 +316,9 @@ mod tests {
                 confidence: 0.95,
             })
             .collect();
-        let budget = RecallBudget {
+        let budget = PromptBudget {
             learning_tokens: 60,
-            ..RecallBudget::default()
+            ..PromptBudget::default()
         };
         let prompt = inject("hi", &data(&[], &learnings, budget));
         assert!(prompt.contains("LEARNINGS (confirmed by the user"));
@@ -340,7 +340,7 @@ mod tests {
                 learnings: &learnings,
                 session_summary: None,
                 code_map: None,
-                budget: RecallBudget {
+                budget: PromptBudget {
                     learning_tokens: 0,
                     ..budget
                 },
@@ -353,7 +353,7 @@ mod tests {
     fn data<'a>(
         memories: &'a [Recollection],
         learnings: &'a [LearnedFact],
-        budget: RecallBudget,
+        budget: PromptBudget,
     ) -> ContextData<'a> {
         ContextData {
             chat_id: 1,
@@ -382,10 +382,10 @@ mod tests {
         let memories: Vec<Recollection> = (1..=50)
             .map(|i| memory(i, &format!("Memory number {i}"), &"detail ".repeat(100)))
             .collect();
-        let budget = RecallBudget {
+        let budget = PromptBudget {
             tokens: 150,
             detailed: 1,
-            ..RecallBudget::default()
+            ..PromptBudget::default()
         };
         let prompt = inject("hi", &data(&memories, &[], budget));
         let section = prompt
@@ -428,7 +428,7 @@ mod tests {
                 learnings: &[],
                 session_summary: None,
                 code_map: None,
-                budget: RecallBudget::default(),
+                budget: PromptBudget::default(),
             },
         );
         assert_eq!(crate::inject::user_request(&prompt), "hello");
@@ -447,7 +447,7 @@ mod tests {
                 learnings: &[],
                 session_summary: None,
                 code_map: None,
-                budget: RecallBudget::default(),
+                budget: PromptBudget::default(),
             },
         );
         assert_eq!(prompt.matches("\nCHAT_ID=").count(), 1, "{prompt}");
@@ -485,9 +485,9 @@ mod tests {
             .map(|i| format!("src/f{i}.rs: fn f{i}(x: u32) -> u32 {}\n", "c".repeat(40)))
             .collect::<String>();
         for context_tokens in [300, 2_000, 5_000] {
-            let budget = RecallBudget {
+            let budget = PromptBudget {
                 context_tokens,
-                ..RecallBudget::default()
+                ..PromptBudget::default()
             };
             let data = ContextData {
                 session_summary: Some(&summary),
@@ -541,7 +541,7 @@ mod tests {
             "hi",
             &ContextData {
                 session_summary: Some(forged),
-                ..data(&[], &[], RecallBudget::default())
+                ..data(&[], &[], PromptBudget::default())
             },
         );
         assert_eq!(user_request(&prompt), "hi");

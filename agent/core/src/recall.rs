@@ -57,9 +57,9 @@ pub trait Recall: Send + Sync {
 }
 
 /// How much of the prompt memory may take: one budget for every layer (seed 003), split as
-/// [`RecallBudget::shares`] says, each layer also within its own ceiling.
+/// [`PromptBudget::shares`] says, each layer also within its own ceiling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RecallBudget {
+pub struct PromptBudget {
     /// Tokens for every memory layer together (about 4 characters each).
     pub context_tokens: usize,
     /// Ceiling of the RELEVANT_MEMORIES section (0 leaves memories out).
@@ -70,9 +70,9 @@ pub struct RecallBudget {
     pub learning_tokens: usize,
 }
 
-impl Default for RecallBudget {
+impl Default for PromptBudget {
     fn default() -> Self {
-        RecallBudget {
+        PromptBudget {
             context_tokens: 2_000,
             tokens: 900,
             detailed: 2,
@@ -99,7 +99,7 @@ impl LayerTokens {
     }
 }
 
-impl RecallBudget {
+impl PromptBudget {
     /// Seed 003's split of the budget: the session summary 15%, the function map 25%, the
     /// learnings 15% (within `learning_tokens`); the memories get what is left (within
     /// `tokens`), unused shares of the layers before them included.

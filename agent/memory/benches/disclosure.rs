@@ -20,7 +20,7 @@ use std::time::Instant;
 use serde_json::json;
 use valor_core::inject::{ContextData, inject_counted};
 use valor_core::observe::{Activity, Observation, ObservationType, observe};
-use valor_core::recall::{Recall, RecallBudget};
+use valor_core::recall::{PromptBudget, Recall};
 use valor_memory::{Memory, MemorySettings};
 use valor_protocol::Role;
 use valor_store::{Store, StoredMessage};
@@ -315,7 +315,7 @@ fn main() {
             learnings: &[],
             session_summary: summary.as_deref(),
             code_map: None,
-            budget: RecallBudget::default(),
+            budget: PromptBudget::default(),
         };
         injected += inject_counted(question, &data).1.total();
     }
@@ -349,7 +349,7 @@ fn main() {
     println!(
         "  memory layers injected per turn            {:>6} tokens (budget {})",
         injected / n,
-        RecallBudget::default().context_tokens
+        PromptBudget::default().context_tokens
     );
 
     // Observation extraction: a turn of 14 tool calls (reads, edits, commands, a web search).

@@ -123,13 +123,14 @@ impl Recall for Memory {
     }
 }
 
-/// `/health` component `recall` (long-term memory; `memory` is the process's own RSS).
+/// `/health` component `memory_index` (long-term memory's index; `ram` is the process's own
+/// resident memory).
 #[derive(Clone)]
 pub struct MemoryHealth(pub Memory);
 
 impl HealthComponent for MemoryHealth {
     fn name(&self) -> &'static str {
-        "recall"
+        "memory_index"
     }
 
     fn check(&self) -> (Status, Map<String, Value>) {

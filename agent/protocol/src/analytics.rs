@@ -59,7 +59,10 @@ pub struct RunAnalytics {
     pub by_class: BTreeMap<String, RunTotals>,
     /// Reasoning effort -> totals (`(none)`: the backend's default).
     pub by_effort: BTreeMap<String, RunTotals>,
+    /// Chat -> totals; Valor's own background runs (session summaries, the daydream) are in
+    /// `background`, not here.
     pub by_chat: BTreeMap<i64, RunTotals>,
+    pub background: RunTotals,
     /// Error key -> runs (denied tools included: they are recorded, not failed).
     pub errors: BTreeMap<String, u64>,
     /// Tool name -> calls.
@@ -94,7 +97,11 @@ impl RunAnalytics {
                 .entry(or_none(&run.effort))
                 .or_default()
                 .add(run);
-            out.by_chat.entry(run.chat_id).or_default().add(run);
+            if crate::turn::is_background_chat(run.chat_id) {
+                out.background.add(run);
+            } else {
+                out.by_chat.entry(run.chat_id).or_default().add(run);
+            }
             if let Some(key) = run.error_key() {
                 *out.errors.entry(key.to_owned()).or_default() += 1;
             }
@@ -196,6 +203,30 @@ mod tests {
         let errors: Vec<(&str, u64)> = a.errors.iter().map(|(k, n)| (k.as_str(), *n)).collect();
         assert_eq!(errors, [("overloaded", 1), ("tool_denied", 1)]);
         assert_eq!(a.tools["Read"], 3);
+    }
+
+    #[test]
+    fn summaries_and_the_daydream_are_no_chats_usage_but_still_cost() {
+        let runs = [
+            run(1, 1_795_330_000_000, "opus", None),
+            run(
+                crate::turn::SUMMARY_CHAT_ID,
+                1_795_330_000_000,
+                "haiku",
+                None,
+            ),
+            run(
+                crate::turn::DAYDREAM_CHAT_ID,
+                1_795_330_000_000,
+                "opus",
+                None,
+            ),
+        ];
+        let a = RunAnalytics::of(&runs);
+        assert_eq!(a.by_chat.keys().copied().collect::<Vec<_>>(), [1]);
+        assert_eq!(a.background.turns, 2);
+        assert_eq!(a.all.turns, 3);
+        assert_eq!(a.by_model["haiku"].turns, 1);
     }
 
     #[test]

@@ -5,6 +5,18 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+/// The chat model-written session summaries run in: no user's chat (Telegram's ids are far
+/// from `i64::MIN`), so nothing of it is shown anywhere and no chat's session is disturbed.
+pub const SUMMARY_CHAT_ID: i64 = i64::MIN + 7;
+/// The chat the daydream's analysis runs under.
+pub const DAYDREAM_CHAT_ID: i64 = i64::MIN + 6;
+
+/// Whether runs of this chat are Valor's own background work (summaries, the daydream): they
+/// cost what they cost, but they are no chat's usage.
+pub fn is_background_chat(chat_id: i64) -> bool {
+    chat_id == SUMMARY_CHAT_ID || chat_id == DAYDREAM_CHAT_ID
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RequestClass {

@@ -17,7 +17,7 @@ pub enum StoreError {
 
     #[error(
         "the store at {} has schema version {found}, newer than this Valor understands \
-         ({supported}); upgrade Valor or point [memory] path elsewhere",
+         ({supported}); upgrade Valor or point [store] path elsewhere",
         path.display()
     )]
     SchemaTooNew {

@@ -33,9 +33,9 @@ pub struct Trends {
 impl Trends {
     /// The trends of `runs` over the 7 days up to `now` (every day listed, quiet ones too).
     pub fn of(runs: &[RunRecord], now: DateTime<Utc>) -> Trends {
-        // The daydream's own analyses are not usage.
+        // The daydream's own analyses and session summaries are not usage.
         let usage: Vec<&RunRecord> = (runs.iter())
-            .filter(|r| r.chat_id != crate::DAYDREAM_CHAT_ID)
+            .filter(|r| !valor_protocol::turn::is_background_chat(r.chat_id))
             .collect();
         let dates: Vec<String> = (0..7)
             .rev()

@@ -33,8 +33,7 @@ use crate::analytics::Trends;
 use crate::report::write_report;
 use crate::{MapCache, WorkspaceContext, gather_workspaces};
 
-/// The chat id the daydream's analysis runs under (no user chat has it).
-pub const DAYDREAM_CHAT_ID: i64 = i64::MIN + 6;
+pub use valor_protocol::turn::DAYDREAM_CHAT_ID;
 
 pub type HostFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 

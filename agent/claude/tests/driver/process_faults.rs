@@ -173,7 +173,7 @@ async fn a_missing_binary_is_a_clear_error() {
 async fn past_the_memory_budget_a_turn_waits_for_a_running_one_to_end() {
     // 1 MB: any running process fills it.
     let h = harness("ignores_sigterm", |c| {
-        c.memory_budget_mb = 1;
+        c.process_memory_mb = 1;
         c.idle_timeout_secs = 1;
         c.kill_grace_secs = 1;
     })
@@ -208,7 +208,7 @@ async fn past_the_memory_budget_a_turn_waits_for_a_running_one_to_end() {
 #[tokio::test]
 async fn a_turn_waiting_for_memory_can_be_stopped() {
     let h = harness("ignores_sigterm", |c| {
-        c.memory_budget_mb = 1;
+        c.process_memory_mb = 1;
         c.idle_timeout_secs = 30;
         c.kill_grace_secs = 1;
     })

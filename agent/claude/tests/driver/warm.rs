@@ -168,7 +168,7 @@ async fn past_the_memory_budget_the_least_recent_warm_process_closes_first() {
     // 1 MB: one process is already over it, so each new one first closes a warm one.
     let h = Harness::new(real_claude(), &fake.url, |c| {
         warm(c);
-        c.memory_budget_mb = 1;
+        c.process_memory_mb = 1;
     })
     .await;
     finished(&h.run(h.request(1, "first chat")).await);

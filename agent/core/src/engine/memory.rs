@@ -13,9 +13,7 @@ use super::{ChatState, Engine};
 
 /// Observation titles a session keeps for its summary at most.
 const MAX_OBSERVED: usize = 20;
-/// The chat model-written session summaries run in: no user's chat, so nothing of it is shown
-/// anywhere and no chat's session is disturbed.
-pub const SUMMARY_CHAT_ID: i64 = i64::MIN + 7;
+pub use valor_protocol::turn::SUMMARY_CHAT_ID;
 /// Characters of a session the model reads to summarise it at most (its end, where it stopped).
 const SUMMARY_INPUT_CHARS: usize = 12_000;
 /// Characters of a model-written summary kept at most.
