@@ -195,17 +195,9 @@ pub struct Bert {
 
 impl Bert {
     /// Packs every matrix product's weight for the bf16 kernel (call once, after `load`).
-    pub fn use_bf16(&mut self) -> Result<()> {
-        for layer in &mut self.layers {
-            layer.qkv.pack(false)?;
-            layer.attention_out.pack(false)?;
-            layer.up.pack(true)?;
-            layer.down.pack(false)?;
-        }
-        Ok(())
-    }
-
-    pub fn load(vb: &VarBuilder, config: &BertConfig) -> Result<Bert> {
+    /// Loads the model; with `bf16` each layer is packed for the bf16 kernel as soon as it is
+    /// read, so its fp32 copy is gone before the next is read (a lower peak at load).
+    pub fn load(vb: &VarBuilder, config: &BertConfig, bf16: bool) -> Result<Bert> {
         if !config.hidden_act.starts_with("gelu") {
             candle_core::bail!(
                 "hidden_act {:?} is not supported (only gelu)",
@@ -224,7 +216,17 @@ impl Bert {
             "token_type_embeddings.weight",
         )?;
         let layers = (0..config.num_hidden_layers)
-            .map(|i| Layer::load(&vb.pp(format!("encoder.layer.{i}")), config, head_dim))
+            .map(|i| {
+                let mut layer =
+                    Layer::load(&vb.pp(format!("encoder.layer.{i}")), config, head_dim)?;
+                if bf16 {
+                    layer.qkv.pack(false)?;
+                    layer.attention_out.pack(false)?;
+                    layer.up.pack(true)?;
+                    layer.down.pack(false)?;
+                }
+                Ok(layer)
+            })
             .collect::<Result<Vec<_>>>()?;
         Ok(Bert {
             words: embeddings.get((config.vocab_size, hidden), "word_embeddings.weight")?,

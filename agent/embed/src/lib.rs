@@ -16,6 +16,7 @@ pub mod kernels;
 mod matmul;
 pub mod quantized;
 pub mod tiny;
+mod weights;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
@@ -122,7 +123,11 @@ impl Embedder {
             }))
             .map_err(model_error)?;
         let device = Device::Cpu;
-        let weights = read(&file("model.safetensors")?)?;
+        let weights_path = file("model.safetensors")?;
+        let weights = weights::WeightsFile::open(&weights_path).map_err(|e| EmbedError::Read {
+            path: weights_path.clone(),
+            reason: e.to_string(),
+        })?;
         let name = dir
             .file_name()
             .map_or_else(|| "model".into(), |n| n.to_string_lossy());
@@ -131,15 +136,11 @@ impl Embedder {
         let bf16 = precision == Precision::Fastest && crate::bf16::supported();
         let model_id = format!(
             "{name}#{:08x}{}",
-            crc32fast::hash(&weights),
+            weights.crc,
             if bf16 { "+bf16" } else { "" }
         );
-        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)
-            .map_err(model_error)?;
-        let mut model = Bert::load(&vb, &config).map_err(model_error)?;
-        if bf16 {
-            model.use_bf16().map_err(model_error)?;
-        }
+        let vb = VarBuilder::from_backend(Box::new(weights), DType::F32, device.clone());
+        let model = Bert::load(&vb, &config, bf16).map_err(model_error)?;
         Ok(Embedder {
             model,
             tokenizer,
