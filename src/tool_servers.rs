@@ -14,7 +14,7 @@ use valor_tool_notion::{NotionClient, NotionServer, NotionSettings};
 use valor_tool_social::{LinkStore, SavedLink, SocialServer, SocialSettings};
 use valor_tool_telegram::{History, HistoryLine, TelegramServer};
 use valor_tools::fetch::FetchPolicy;
-use valor_tools::host::{Grants, ToolHost, route};
+use valor_tools::host::{Grants, ToolHost, route_with};
 use valor_tools::http::CallPolicy;
 use valor_tools::{Deliver, Scope, ScopeSource};
 
@@ -271,11 +271,29 @@ pub fn host_tools(
     let telegram = telegram_server(agent.memory.clone(), scopes.clone());
     let notion = notion_server(config, secrets, scopes.clone())?;
     let memory = memory_server(agent.memory.clone(), scopes);
-    let routes = route("social", move || social.clone(), grants.clone())
-        .merge(route("telegram", move || telegram.clone(), grants.clone()))
-        .merge(route("memory", move || memory.clone(), grants.clone()))
-        .merge(route("notion", move || notion.clone(), grants.clone()))
-        .merge(route("dev", move || dev.clone(), grants.clone()));
+    // Each live Claude process (running or warm) holds one session per server; four times
+    // their most leaves room for a process that has not called a tool in a while.
+    let live = (4 * (config.claude.max_concurrent + config.claude.max_warm)).max(16);
+    let routes = route_with("social", move || social.clone(), grants.clone(), live)
+        .merge(route_with(
+            "telegram",
+            move || telegram.clone(),
+            grants.clone(),
+            live,
+        ))
+        .merge(route_with(
+            "memory",
+            move || memory.clone(),
+            grants.clone(),
+            live,
+        ))
+        .merge(route_with(
+            "notion",
+            move || notion.clone(),
+            grants.clone(),
+            live,
+        ))
+        .merge(route_with("dev", move || dev.clone(), grants.clone(), live));
     Ok(Hosted { routes, browser })
 }
 

@@ -229,7 +229,17 @@ impl Bert {
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Bert {
-            words: embeddings.get((config.vocab_size, hidden), "word_embeddings.weight")?,
+            // With bf16 products the word table (30k x 384, the largest tensor) is kept in f16:
+            // 23 MB less, and rows are widened as they are looked up.
+            words: {
+                let words =
+                    embeddings.get((config.vocab_size, hidden), "word_embeddings.weight")?;
+                if bf16 {
+                    words.to_dtype(candle_core::DType::F16)?
+                } else {
+                    words
+                }
+            },
             positions: embeddings.get(
                 (config.max_position_embeddings, hidden),
                 "position_embeddings.weight",
@@ -254,6 +264,7 @@ impl Bert {
         let words = self
             .words
             .index_select(&ids.flatten_all()?, 0)?
+            .to_dtype(candle_core::DType::F32)?
             .reshape((batch, tokens, hidden))?;
         let x = words
             .broadcast_add(&self.positions.narrow(0, 0, tokens)?)?

@@ -95,12 +95,31 @@ impl ToolHost {
     }
 }
 
+/// Chats whose MCP sessions [`route`] keeps at most.
+pub const DEFAULT_LIVE_CHATS: usize = 32;
+
 /// An MCP server as an axum service at `/mcp/<name>`, answering only requests with a valid
 /// token; the token's [`Scope`] goes into the request for the tools to read.
 pub fn route<S>(
     name: &str,
     factory: impl Fn() -> S + Send + Sync + 'static,
     grants: Grants,
+) -> axum::Router
+where
+    S: rmcp::ServerHandler + Send + 'static,
+{
+    route_with(name, factory, grants, DEFAULT_LIVE_CHATS)
+}
+
+/// [`route`] keeping the sessions of at most `live_chats` chats: past that, the session of the
+/// chat that used it longest ago is closed. Valor runs at most its concurrent and warm Claude
+/// processes, one session each, so a bound above their sum never closes a live one; without
+/// it, 300 chats' sessions lingered for rmcp's five-minute keep-alive (~100 KB each).
+pub fn route_with<S>(
+    name: &str,
+    factory: impl Fn() -> S + Send + Sync + 'static,
+    grants: Grants,
+    live_chats: usize,
 ) -> axum::Router
 where
     S: rmcp::ServerHandler + Send + 'static,
@@ -114,6 +133,7 @@ where
     let live = LiveSessions {
         manager,
         by_chat: Arc::new(Mutex::new(HashMap::new())),
+        live_chats: live_chats.max(1),
     };
     axum::Router::new()
         .nest_service(&format!("/mcp/{name}"), service)
@@ -131,7 +151,46 @@ where
 #[derive(Clone)]
 struct LiveSessions {
     manager: Arc<LocalSessionManager>,
-    by_chat: Arc<Mutex<HashMap<i64, SessionId>>>,
+    /// Each chat's session and when the chat last used it.
+    by_chat: Arc<Mutex<HashMap<i64, (SessionId, std::time::Instant)>>>,
+    live_chats: usize,
+}
+
+impl LiveSessions {
+    fn touch(&self, chat: i64, session: &str) {
+        let mut by_chat = self.by_chat.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((held, used)) = by_chat.get_mut(&chat)
+            && &**held == session
+        {
+            *used = std::time::Instant::now();
+        }
+    }
+
+    /// Records `session` as `chat`'s latest; returns the sessions to close: the chat's previous
+    /// one, and the least recently used chat's when more chats than allowed hold one.
+    fn record(&self, chat: i64, session: SessionId) -> Vec<(i64, SessionId)> {
+        let mut by_chat = self.by_chat.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = std::time::Instant::now();
+        let mut closing = Vec::new();
+        if let Some((old, _)) = by_chat.insert(chat, (session.clone(), now))
+            && old != session
+        {
+            closing.push((chat, old));
+        }
+        while by_chat.len() > self.live_chats {
+            let Some(oldest) = (by_chat.iter())
+                .filter(|(c, _)| **c != chat)
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(c, _)| *c)
+            else {
+                break;
+            };
+            if let Some((old, _)) = by_chat.remove(&oldest) {
+                closing.push((oldest, old));
+            }
+        }
+        closing
+    }
 }
 
 async fn close_replaced_sessions(
@@ -140,18 +199,25 @@ async fn close_replaced_sessions(
     next: Next,
 ) -> Response {
     let chat = request.extensions().get::<Scope>().map(|s| s.chat_id);
+    // A request in a session the chat holds marks it used (a live process calls its tools).
+    if let (Some(chat), Some(session)) = (
+        chat,
+        (request.headers().get(HEADER_SESSION_ID)).and_then(|v| v.to_str().ok()),
+    ) {
+        live.touch(chat, session);
+    }
     let response = next.run(request).await;
     let session = (response.headers().get(HEADER_SESSION_ID))
         .and_then(|v| v.to_str().ok())
         .map(SessionId::from);
     if let (Some(chat), Some(session)) = (chat, session) {
-        let replaced = (live.by_chat.lock().unwrap_or_else(PoisonError::into_inner))
-            .insert(chat, session.clone())
-            .filter(|old| *old != session);
-        if let Some(old) = replaced {
+        let closing = live.record(chat, session);
+        if !closing.is_empty() {
             tokio::spawn(async move {
-                if let Err(e) = live.manager.close_session(&old).await {
-                    tracing::debug!(chat_id = chat, error = %e, "cannot close a replaced MCP session");
+                for (chat_id, old) in closing {
+                    if let Err(e) = live.manager.close_session(&old).await {
+                        tracing::debug!(chat_id, error = %e, "cannot close an MCP session");
+                    }
                 }
             });
         }
@@ -184,5 +250,41 @@ async fn require_token(State(grants): State<Grants>, mut request: Request, next:
             axum::Json(json!({"error": "a valid bearer token is needed"})),
         )
             .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn live(chats: usize) -> LiveSessions {
+        LiveSessions {
+            manager: Arc::new(LocalSessionManager::default()),
+            by_chat: Arc::new(Mutex::new(HashMap::new())),
+            live_chats: chats,
+        }
+    }
+
+    #[test]
+    fn a_chats_new_session_closes_its_old_one_and_the_longest_unused_chat_goes_first() {
+        let live = live(2);
+        let id = |s: &str| SessionId::from(s);
+        assert!(live.record(1, id("a")).is_empty());
+        assert!(live.record(1, id("a")).is_empty(), "the same session again");
+        assert_eq!(live.record(1, id("b")), [(1, id("a"))]);
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        assert!(live.record(2, id("c")).is_empty());
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        // Chat 1 calls a tool: chat 2 is now the longest unused.
+        live.touch(1, "b");
+        assert_eq!(live.record(3, id("d")), [(2, id("c"))]);
+        let held: Vec<i64> = {
+            let mut chats: Vec<i64> = live.by_chat.lock().unwrap().keys().copied().collect();
+            chats.sort();
+            chats
+        };
+        assert_eq!(held, [1, 3]);
     }
 }
