@@ -57,7 +57,7 @@ impl Agent {
                 .as_deref(),
             &config.store.path.with_extension("run"),
         )?);
-        let mode = SandboxMode::parse(&config.claude.sandbox);
+        let mode = config.claude.sandbox;
         let chats = chat_folders(config);
         let parent_env: Vec<(String, String)> = std::env::vars_os()
             .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
@@ -207,7 +207,7 @@ pub async fn helpers_sandbox(config: &Config) -> Option<Arc<valor_sandbox::Sandb
 /// Where each chat's workspace and HOME are, and, when Valor runs as root with sandboxes on,
 /// the sandboxes' own user who owns them.
 pub fn chat_folders(config: &Config) -> valor_chatfs::ChatFs {
-    let sandboxed = SandboxMode::parse(&config.claude.sandbox) != SandboxMode::Off;
+    let sandboxed = config.claude.sandbox != SandboxMode::Off;
     valor_chatfs::ChatFs::new(
         config.claude.workspaces_dir.clone(),
         config.claude.homes_dir.clone(),

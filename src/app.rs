@@ -75,7 +75,7 @@ mod tests {
         config.memory.model_dir = dir.path().join("no-model");
         config.claude.workspaces_dir = dir.path().join("workspaces");
         config.claude.homes_dir = dir.path().join("homes");
-        config.claude.sandbox = "off".to_owned();
+        config.claude.sandbox = valor_config::SandboxMode::Off;
         let metrics = MetricsRegistry::new();
         let children = ChildRegistry::new();
         let monitor =

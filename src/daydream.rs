@@ -212,18 +212,20 @@ pub fn daydream(
     claude: Arc<dyn valor_core::Backend>,
 ) -> anyhow::Result<Daydream> {
     let d = &config.daydream;
-    let backend: Arc<dyn valor_core::Backend> = match d.backend.as_str() {
-        "openai" => Arc::new(valor_daydream::openai::OpenAiBackend::new(
-            &d.openai_base_url,
-            d.model.trim(),
-            // Its own key: the endpoint may be anyone's server, so OPENAI_API_KEY never goes
-            // there.
-            secrets
-                .daydream_api_key
-                .as_ref()
-                .map(|k| k.expose().to_owned()),
-        )?),
-        _ => claude,
+    let backend: Arc<dyn valor_core::Backend> = match d.backend {
+        valor_config::DaydreamBackend::Openai => {
+            Arc::new(valor_daydream::openai::OpenAiBackend::new(
+                &d.openai_base_url,
+                d.model.trim(),
+                // Its own key: the endpoint may be anyone's server, so OPENAI_API_KEY never goes
+                // there.
+                secrets
+                    .daydream_api_key
+                    .as_ref()
+                    .map(|k| k.expose().to_owned()),
+            )?)
+        }
+        valor_config::DaydreamBackend::Claude => claude,
     };
     Ok(Daydream::new(
         settings(config, agent.git_jail(config)),

@@ -167,9 +167,9 @@ fn home_dir() -> Option<String> {
 /// Whether each chat's Claude can run in its own sandbox: one line per wall the probe checks
 /// from inside, how limits are kept, and which credentials the API proxy adds.
 async fn sandbox(loaded: &Loaded) -> Vec<Check> {
-    use valor_claude::sandbox::{SandboxMode, SandboxState};
+    use valor_claude::sandbox::SandboxState;
     let config = &loaded.config;
-    let mode = SandboxMode::parse(&config.claude.sandbox);
+    let mode = config.claude.sandbox;
     let chats = crate::agent::chat_folders(config);
     let parent_env: Vec<(String, String)> = std::env::vars().collect();
     let home = std::env::var("HOME").ok();

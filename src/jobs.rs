@@ -36,12 +36,12 @@ pub fn specs(config: &Config) -> anyhow::Result<Vec<JobSpec>> {
 fn table(config: &Config) -> anyhow::Result<Vec<(JobSpec, Work)>> {
     let s = &config.scheduler;
     let window = Duration::from_secs(s.catch_up_window_hours.saturating_mul(3600));
-    let cleanup_missed = MissedPolicy::parse(&s.cleanup_missed, window).with_context(|| {
-        format!(
-            "[scheduler] cleanup_missed: unknown policy {:?}",
-            s.cleanup_missed
-        )
-    })?;
+    let policy = |missed: valor_config::Missed| match missed {
+        valor_config::Missed::CatchUp => MissedPolicy::CatchUp { window },
+        valor_config::Missed::Skip => MissedPolicy::Skip,
+        valor_config::Missed::Notify => MissedPolicy::Notify,
+    };
+    let cleanup_missed = policy(s.cleanup_missed);
     Ok(vec![
         (
             JobSpec {
@@ -69,14 +69,7 @@ fn table(config: &Config) -> anyhow::Result<Vec<(JobSpec, Work)>> {
                 name: crate::daydream::JOB.to_owned(),
                 schedule: Schedule::parse(&config.daydream.schedule)
                     .context("[daydream] schedule")?,
-                missed: MissedPolicy::parse(&config.daydream.missed, window).with_context(
-                    || {
-                        format!(
-                            "[daydream] missed: unknown policy {:?}",
-                            config.daydream.missed
-                        )
-                    },
-                )?,
+                missed: policy(config.daydream.missed),
                 persist: true,
             },
             Work::Daydream,
@@ -263,7 +256,7 @@ mod tests {
     fn the_specs_come_from_the_config() {
         let mut config = Config::default();
         config.scheduler.cleanup_schedule = "0 0 3 * * *".to_owned();
-        config.scheduler.cleanup_missed = "notify".to_owned();
+        config.scheduler.cleanup_missed = valor_config::Missed::Notify;
         let jobs = specs(&config).unwrap();
         let names: Vec<&str> = jobs.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(

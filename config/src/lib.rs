@@ -12,6 +12,7 @@
 mod error;
 mod load;
 mod locate;
+pub mod modes;
 mod sandbox;
 mod schema;
 mod secrets;
@@ -20,6 +21,7 @@ mod validate;
 
 pub use error::{ConfigError, Origin, Problem};
 pub use load::{ConfigSource, Env, Loaded, SourceKind};
+pub use modes::{DaydreamBackend, Missed, SandboxMode};
 pub use sandbox::{EgressConfig, SandboxLimitsConfig};
 pub use schema::{
     ClaudeConfig, Config, ContextConfig, DaydreamConfig, HealthConfig, LearningConfig, LogConfig,

@@ -505,6 +505,33 @@ mod tests {
     }
 
     #[test]
+    fn modes_are_words_parsed_once_and_a_wrong_one_is_named_with_its_line() {
+        let c = parse_str(
+            "[claude]\nsandbox = \"required\"\n[daydream]\nmissed = \"notify\"\n",
+            &[("VALOR__SCHEDULER__CLEANUP_MISSED", "skip")],
+        )
+        .unwrap();
+        assert_eq!(c.claude.sandbox, crate::SandboxMode::Required);
+        assert_eq!(c.daydream.missed, crate::Missed::Notify);
+        assert_eq!(c.scheduler.cleanup_missed, crate::Missed::Skip);
+        let error = parse_str("[claude]\nsandbox = \"maybe\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("/etc/valor.toml:2: key `claude.sandbox`"),
+            "{error}"
+        );
+        assert!(
+            error.contains("expected one of `auto`, `required`, `off`"),
+            "{error}"
+        );
+        let error = parse_str("[daydream]\nbackend = \"openai\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("needs a model name"), "{error}");
+    }
+
+    #[test]
     fn a_renamed_key_set_twice_differently_is_refused() {
         let text = "[monitor]\nalert_chat = 1\n[daydream]\nreport_chat = 2\n";
         let error = parse_str(text, &[]).unwrap_err().to_string();

@@ -67,7 +67,7 @@ pub struct DaydreamConfig {
     /// When (six-field cron, UTC). Default: 00:00, 06:00, 12:00, 18:00.
     pub schedule: String,
     /// A daydream missed while Valor was down: `catch_up`, `skip` or `notify`.
-    pub missed: String,
+    pub missed: crate::Missed,
     /// Workspaces studied besides the chats' own (`[claude] workspaces_dir/chat_*`).
     pub workspaces: Vec<PathBuf>,
     /// Where the report, its archive and chart go.
@@ -80,7 +80,7 @@ pub struct DaydreamConfig {
     pub max_pending_turns: usize,
     /// Who does the analysis: `claude` (the Claude Code driver) or `openai` (an
     /// OpenAI-compatible endpoint such as a local Ollama, at `openai_base_url`).
-    pub backend: String,
+    pub backend: crate::DaydreamBackend,
     /// The OpenAI-compatible endpoint, up to `/v1` (the key: `OPENAI_API_KEY`, if set).
     pub openai_base_url: String,
     /// The model for the analysis; empty: the Claude Code default (`openai` needs one).
@@ -91,13 +91,13 @@ impl Default for DaydreamConfig {
     fn default() -> Self {
         DaydreamConfig {
             schedule: "0 0 */6 * * *".to_owned(),
-            missed: "catch_up".to_owned(),
+            missed: crate::Missed::CatchUp,
             workspaces: Vec::new(),
             logs_dir: PathBuf::from("logs"),
             keep_reports: 10,
             analysis_timeout_secs: 300,
             max_pending_turns: 5,
-            backend: "claude".to_owned(),
+            backend: crate::DaydreamBackend::Claude,
             openai_base_url: "http://127.0.0.1:11434/v1".to_owned(),
             model: String::new(),
         }
@@ -114,7 +114,7 @@ pub struct SchedulerConfig {
     pub cleanup_schedule: String,
     /// A cleanup missed while Valor was down: `catch_up` (once, within the window), `skip`, or
     /// `notify` (the admin chat is told).
-    pub cleanup_missed: String,
+    pub cleanup_missed: crate::Missed,
     /// A missed run is caught up only if it fell due at most this many hours ago.
     pub catch_up_window_hours: u64,
 }
@@ -123,7 +123,7 @@ impl Default for SchedulerConfig {
     fn default() -> Self {
         SchedulerConfig {
             cleanup_schedule: "0 15 * * * *".to_owned(),
-            cleanup_missed: "catch_up".to_owned(),
+            cleanup_missed: crate::Missed::CatchUp,
             catch_up_window_hours: 6,
         }
     }
@@ -319,7 +319,7 @@ pub struct ClaudeConfig {
     pub persona_file: String,
     /// Each Claude process in its own bubblewrap sandbox: `auto` (when bubblewrap works, else
     /// unsandboxed and degraded), `required` (no turn runs without it) or `off`.
-    pub sandbox: String,
+    pub sandbox: crate::SandboxMode,
     /// Sandboxed chats get their own HOME (Claude's sessions and transcripts) below this.
     pub homes_dir: PathBuf,
     /// When Valor runs as root, sandboxes run as this host user and group id (unprivileged,
@@ -331,9 +331,6 @@ pub struct ClaudeConfig {
     /// `~/.claude/.credentials.json`; the sandbox never sees it).
     pub oauth_token_url: String,
 }
-
-/// The values `[claude] sandbox` takes.
-pub const SANDBOX_MODES: [&str; 3] = ["auto", "required", "off"];
 
 impl Default for ClaudeConfig {
     fn default() -> Self {
@@ -352,7 +349,7 @@ impl Default for ClaudeConfig {
             process_memory_mb: 0,
             env: BTreeMap::new(),
             persona_file: String::new(),
-            sandbox: "auto".to_owned(),
+            sandbox: crate::SandboxMode::Auto,
             homes_dir: PathBuf::from("~/.local/share/valor/homes"),
             sandbox_uid: 2_000_000,
             limits: crate::SandboxLimitsConfig::default(),

@@ -18,18 +18,6 @@ pub enum MissedPolicy {
     Notify,
 }
 
-impl MissedPolicy {
-    /// `catch_up`, `skip` or `notify` (the config's words).
-    pub fn parse(text: &str, window: Duration) -> Option<MissedPolicy> {
-        match text.trim() {
-            "catch_up" => Some(MissedPolicy::CatchUp { window }),
-            "skip" => Some(MissedPolicy::Skip),
-            "notify" => Some(MissedPolicy::Notify),
-            _ => None,
-        }
-    }
-}
-
 impl std::fmt::Display for MissedPolicy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -152,10 +140,5 @@ mod tests {
             decide(&six, catch_up, None, at("2026-12-01T07:30:00Z")),
             MissedDecision::UpToDate
         );
-        assert_eq!(
-            MissedPolicy::parse("notify", Duration::ZERO),
-            Some(MissedPolicy::Notify)
-        );
-        assert_eq!(MissedPolicy::parse("later", Duration::ZERO), None);
     }
 }

@@ -43,26 +43,8 @@ const SHELL_FILES: [&str; 6] = [
 /// What a fresh conversation keeps of its HOME: the CLI's transcripts.
 const KEPT_ON_NEW: &str = ".claude/projects";
 
-/// How `[claude] sandbox` asks for it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SandboxMode {
-    /// Sandboxed when the sandbox works here; otherwise unsandboxed, degraded and said so.
-    Auto,
-    /// No turn runs without it; `valor run` refuses to start.
-    Required,
-    Off,
-}
-
-impl SandboxMode {
-    /// From the config's text (validated there); anything unknown is the safe `Required`.
-    pub fn parse(text: &str) -> SandboxMode {
-        match text {
-            "auto" => SandboxMode::Auto,
-            "off" => SandboxMode::Off,
-            _ => SandboxMode::Required,
-        }
-    }
-}
+/// How `[claude] sandbox` asks for it (parsed with the config).
+pub use valor_config::SandboxMode;
 
 /// What the sandbox is built from.
 pub struct SandboxSetup {

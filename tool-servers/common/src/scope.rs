@@ -233,7 +233,7 @@ mod tests {
             Err(ToolError::File(_))
         ));
         let names: Vec<_> = scope
-            .entries("received")
+            .entries(valor_chatfs::RECEIVED)
             .unwrap()
             .into_iter()
             .map(|e| e.name)
