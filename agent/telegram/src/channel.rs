@@ -642,16 +642,11 @@ impl TelegramChannel {
         tokio::spawn(async move {
             // A flood wait (the chat's last message may have gone out unpaced, to a stranger
             // who just paired) is waited out, like every other send.
-            for _ in 0..3 {
-                pacer.acquire(true).await;
-                match bot.send_message(chat, text.clone()).await {
-                    Ok(_) => break,
-                    Err(RequestError::RetryAfter(wait)) => pacer.flood_wait(wait.duration()),
-                    Err(e) => {
-                        tracing::warn!(chat_id = chat.0, error = %e, "cannot send a reply");
-                        break;
-                    }
-                }
+            let sent = pacer
+                .send_essential(|| bot.send_message(chat, text.clone()).into_future())
+                .await;
+            if let Err(e) = sent {
+                tracing::warn!(chat_id = chat.0, error = %e, "cannot send a reply");
             }
         });
     }

@@ -14,7 +14,11 @@
 
 use std::time::Duration;
 
+use teloxide::RequestError;
 use tokio::time::Instant;
+
+/// Tries of [`ChatPacer::send_essential`] through flood waits.
+pub const ESSENTIAL_ATTEMPTS: usize = 3;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChatKind {
@@ -237,6 +241,30 @@ impl ChatPacer {
         }
     }
 
+    /// Sends one message that must land (a reply, a delete, an edit that replaces a
+    /// question): waits for the chat's turn and the bot's slot, waits out a flood wait and
+    /// tries again, at most [`ESSENTIAL_ATTEMPTS`] times; any other error is returned at once.
+    pub async fn send_essential<T, F, Fut>(&self, mut send: F) -> Result<T, RequestError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, RequestError>>,
+    {
+        let mut attempt = 1;
+        loop {
+            self.acquire(true).await;
+            match send().await {
+                Err(RequestError::RetryAfter(wait)) => {
+                    self.flood_wait(wait.duration());
+                    if attempt == ESSENTIAL_ATTEMPTS {
+                        return Err(RequestError::RetryAfter(wait));
+                    }
+                    attempt += 1;
+                }
+                done => return done,
+            }
+        }
+    }
+
     /// Records a 429: nothing is sent to this chat for `retry_after`.
     pub fn flood_wait(&self, retry_after: Duration) {
         let until = Instant::now() + retry_after;
@@ -355,6 +383,51 @@ mod tests {
         let t = Instant::now();
         group.acquire(true).await;
         assert_eq!((Instant::now() - t).as_millis(), 3150);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_essential_send_waits_out_flood_waits_then_gives_up() {
+        use teloxide::types::Seconds;
+        let pacer = ChatPacer::new(ChatKind::Private, PacerConfig::default());
+        let tries = std::sync::atomic::AtomicU32::new(0);
+        let start = Instant::now();
+        let sent = pacer
+            .send_essential(|| async {
+                match tries.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+                    0 | 1 => Err(RequestError::RetryAfter(Seconds::from_seconds(5))),
+                    _ => Ok("sent"),
+                }
+            })
+            .await;
+        assert_eq!(sent.unwrap(), "sent");
+        assert_eq!(tries.load(std::sync::atomic::Ordering::SeqCst), 3);
+        assert!(
+            (Instant::now() - start).as_secs() >= 10,
+            "both waits waited out"
+        );
+
+        let tries = std::sync::atomic::AtomicU32::new(0);
+        let flooded: Result<(), _> = pacer
+            .send_essential(|| async {
+                tries.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Err(RequestError::RetryAfter(Seconds::from_seconds(1)))
+            })
+            .await;
+        assert!(matches!(flooded, Err(RequestError::RetryAfter(_))));
+        assert_eq!(
+            tries.load(std::sync::atomic::Ordering::SeqCst),
+            ESSENTIAL_ATTEMPTS as u32
+        );
+        // Any other error is not tried again.
+        let tries = std::sync::atomic::AtomicU32::new(0);
+        let refused: Result<(), _> = pacer
+            .send_essential(|| async {
+                tries.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Err(RequestError::Api(teloxide::ApiError::BotBlocked))
+            })
+            .await;
+        assert!(matches!(refused, Err(RequestError::Api(_))));
+        assert_eq!(tries.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 
     #[tokio::test(start_paused = true)]

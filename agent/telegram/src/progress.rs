@@ -166,16 +166,11 @@ impl StatusLine {
         let Some(id) = self.message.take() else {
             return;
         };
-        for _ in 0..3 {
-            pacer.acquire(true).await;
-            match bot.delete_message(chat, id).await {
-                Ok(_) => return,
-                Err(RequestError::RetryAfter(wait)) => pacer.flood_wait(wait.duration()),
-                Err(e) => {
-                    tracing::warn!(chat_id = chat.0, error = %e, "cannot remove the status line");
-                    return;
-                }
-            }
+        let deleted = pacer
+            .send_essential(|| bot.delete_message(chat, id).into_future())
+            .await;
+        if let Err(e) = deleted {
+            tracing::warn!(chat_id = chat.0, error = %e, "cannot remove the status line");
         }
     }
 }

@@ -104,16 +104,11 @@ pub async fn settle_question(
     };
     let message_id = MessageId(i32::try_from(message_id).unwrap_or(0));
     // An edit counts against the chat's flood limit like a message: paced, 429s waited out.
-    for _ in 0..3 {
-        pacer.acquire(true).await;
-        match bot.edit_message_text(chat, message_id, text).await {
-            Ok(_) => break,
-            Err(teloxide::RequestError::RetryAfter(wait)) => pacer.flood_wait(wait.duration()),
-            Err(e) => {
-                tracing::warn!(chat_id = chat.0, error = %e, "cannot replace the question by its outcome");
-                break;
-            }
-        }
+    let edited = pacer
+        .send_essential(|| bot.edit_message_text(chat, message_id, text).into_future())
+        .await;
+    if let Err(e) = edited {
+        tracing::warn!(chat_id = chat.0, error = %e, "cannot replace the question by its outcome");
     }
 }
 
