@@ -177,9 +177,7 @@ pub struct StoreLinks(pub Store);
 
 impl LinkStore for StoreLinks {
     fn save_link(&self, link: SavedLink) -> Result<u64, String> {
-        let at_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let at_ms = valor_protocol::time::now_ms();
         self.0
             .save_memory(MemoryRecord {
                 id: 0,

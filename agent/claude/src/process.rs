@@ -3,7 +3,7 @@
 //! ages on /health) and recorded in the store until it has ended, so a Valor that crashed can
 //! find and end what it left behind (see [`crate::reaper`]).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
@@ -11,6 +11,7 @@ use valor_monitor::{ChildGuard, ChildRegistry};
 use valor_protocol::records::ProcessRecord;
 
 use crate::ledger::Ledger;
+pub(crate) use valor_protocol::time::now_ms;
 
 /// A live process group; ended (SIGKILL to the group) and forgotten when dropped.
 pub struct ProcessGroup {
@@ -156,13 +157,6 @@ pub async fn terminate<F: std::future::Future>(group: &ProcessGroup, grace: Dura
         group.signal(Signal::SIGKILL);
         let _ = exited.await;
     }
-}
-
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis() as u64
 }
 
 /// A process's start time in clock ticks since boot (field 22 of /proc/PID/stat).

@@ -6,13 +6,14 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
+use valor_protocol::time::now_ms;
 
 /// The biggest request body a sandbox may send the API (long contexts with images included).
 const MAX_REQUEST_BYTES: usize = 64 * 1024 * 1024;
@@ -431,12 +432,6 @@ fn api_error(status: StatusCode, message: &str) -> Response {
         })),
     )
         .into_response()
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 #[cfg(test)]

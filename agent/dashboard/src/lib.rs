@@ -37,6 +37,7 @@ use valor_protocol::records::RunRecord;
 use valor_scheduler::JobStatus;
 
 use crate::auth::{Gate, Session};
+use valor_protocol::time::now_ms;
 
 /// How often the live stream looks for a change while a browser watches.
 pub const LIVE_EVERY: Duration = Duration::from_millis(200);
@@ -195,10 +196,6 @@ pub fn router(source: Arc<dyn Source>, api_token: &str, logs: logs::LogRing) -> 
         .route("/ui/logs", get(logs_page))
         .route("/ui/events", get(events))
         .with_state(ui)
-}
-
-fn now_ms() -> u64 {
-    valor_protocol::time::now_ms()
 }
 
 impl Ui {

@@ -7,12 +7,7 @@ use valor_store::learnings::rank;
 use valor_store::{LearningRecord, MemoryKind, MemoryRecord, Proposal, ProposalState, Store};
 
 use crate::Learner;
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
+use valor_protocol::time::now_ms;
 
 /// Room for a list in one Telegram message (4096 characters at most).
 const LIST_CHARS: usize = 3900;

@@ -325,9 +325,7 @@ impl ResourceMonitor {
     /// Notes what was done about the alert of `kind` (the latest one), e.g. that the admin
     /// chat was told, for the dashboard's Alerts page.
     pub fn note_done(&self, kind: crate::AlertKind, what: &str) {
-        let at_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let at_ms = valor_protocol::time::now_ms();
         let record = {
             let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
             let Some(record) = state.log.iter_mut().rev().find(|r| r.alert.kind == kind) else {

@@ -6,9 +6,10 @@
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use valor_protocol::time::now_ms;
 
 pub const CODE_VALID: Duration = Duration::from_secs(600);
 pub const MAX_PENDING: usize = 3;
@@ -38,13 +39,6 @@ struct Pending {
 /// The pending codes for a store at `store_path`.
 pub struct Pairing {
     path: PathBuf,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis() as u64
 }
 
 /// `len` characters from [`ALPHABET`] (unambiguous letters and digits), from the system's

@@ -227,9 +227,7 @@ impl SocialServer {
         if ImageKind::sniff(&png) != Some(ImageKind::Png) {
             return Err(ToolError::Encoding("the image is not a PNG".to_owned()));
         }
-        let millis = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis());
+        let millis = valor_protocol::time::now_ms();
         let path = scope.write_new(&format!("images/image-{millis}.png"), &png)?;
         let caption: String = prompt.chars().take(200).collect();
         let size = png.len();

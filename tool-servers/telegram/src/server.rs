@@ -103,11 +103,7 @@ impl TelegramServer {
         TelegramServer {
             history,
             scopes,
-            now_ms: Arc::new(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis() as u64)
-            }),
+            now_ms: Arc::new(valor_protocol::time::now_ms),
         }
     }
 
