@@ -29,6 +29,8 @@ pub(crate) struct WeightsFile {
     entries: HashMap<String, Entry>,
     /// Where the tensors' bytes start.
     data_start: u64,
+    /// The file's length: no tensor may claim bytes past it.
+    size: u64,
     /// CRC-32 of the whole file (part of the model's id).
     pub(crate) crc: u32,
 }
@@ -64,6 +66,7 @@ impl WeightsFile {
             file: Mutex::new(file),
             entries,
             data_start: 8 + length,
+            size,
             crc,
         })
     }
@@ -82,10 +85,15 @@ impl WeightsFile {
         }
         let [begin, end] = entry.data_offsets;
         let count: usize = entry.shape.iter().product();
-        if end < begin || (end - begin) as usize != count * 4 {
+        // A header may claim anything: nothing is allocated for bytes the file does not have.
+        let fits = self
+            .data_start
+            .checked_add(end)
+            .is_some_and(|e| e <= self.size);
+        if end < begin || !fits || (end - begin) as usize != count.saturating_mul(4) {
             return Err(error(
                 &self.path,
-                format!("{name}: offsets and shape disagree"),
+                format!("{name}: offsets, shape and file size disagree"),
             ));
         }
         let mut values = vec![0f32; count];
@@ -193,6 +201,17 @@ mod tests {
         );
         assert!(wrong.unwrap_err().to_string().contains("expected"));
         assert!(!file.contains_tensor("b"));
+
+        // A header that claims a tensor far larger than the file.
+        let header =
+            br#"{"big":{"dtype":"F32","shape":[1000000000],"data_offsets":[0,4000000000]}}"#;
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(header);
+        bytes.extend_from_slice(&[0u8; 16]);
+        std::fs::write(&path, &bytes).unwrap();
+        let file = WeightsFile::open(&path).unwrap();
+        let claimed = file.get_unchecked("big", DType::F32, &Device::Cpu);
+        assert!(claimed.unwrap_err().to_string().contains("file size"));
 
         std::fs::write(&path, [255u8; 16]).unwrap();
         let broken = WeightsFile::open(&path).err().unwrap().to_string();
