@@ -12,10 +12,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{env_or, rss_kib, start_with, valor_pid};
-
-use valor_fakes::anthropic::{FakeAnthropic, Reply};
-use valor_fakes::telegram::FakeTelegram;
+use common::{answering_fakes, env_or, rss_kib, start_with, valor_pid};
 
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
@@ -23,14 +20,7 @@ fn main() {
     }
     let chats = env_or("VALOR_LOAD_CHATS", 300);
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let (anthropic, telegram) = runtime.block_on(async {
-        let anthropic = FakeAnthropic::start(|turn| {
-            let asked = turn.last_user_text.clone().unwrap_or_default();
-            Reply::text(&format!("answer to {} characters", asked.len()))
-        })
-        .await;
-        (anthropic, FakeTelegram::start().await)
-    });
+    let (anthropic, telegram) = runtime.block_on(answering_fakes());
     let dir = tempfile::tempdir().unwrap();
     let mut child = start_with(dir.path(), &telegram, &anthropic, chats, &[]);
     let pid = valor_pid(&child);

@@ -14,9 +14,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{env_or, rss_kib, start, valor_pid};
-
-use valor_fakes::anthropic::{FakeAnthropic, Reply};
+use common::{answering_fakes, env_or, rss_kib, start, valor_pid};
 use valor_fakes::telegram::FakeTelegram;
 
 /// Answers chat `chat` has got (each answer starts with "answer").
@@ -30,14 +28,7 @@ fn main() {
     let turns = env_or("VALOR_SOAK_TURNS", 2000);
     let chats = env_or("VALOR_SOAK_CHATS", 6);
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let (anthropic, telegram) = runtime.block_on(async {
-        let anthropic = FakeAnthropic::start(|turn| {
-            let asked = turn.last_user_text.clone().unwrap_or_default();
-            Reply::text(&format!("answer to {} characters", asked.len()))
-        })
-        .await;
-        (anthropic, FakeTelegram::start().await)
-    });
+    let (anthropic, telegram) = runtime.block_on(answering_fakes());
     let dir = tempfile::tempdir().unwrap();
     let mut child = start(dir.path(), &telegram, &anthropic, chats);
     let pid = valor_pid(&child);

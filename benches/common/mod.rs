@@ -7,8 +7,18 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use valor_fakes::anthropic::FakeAnthropic;
+use valor_fakes::anthropic::{FakeAnthropic, Reply};
 use valor_fakes::telegram::FakeTelegram;
+
+/// The fake Anthropic API (every answer starts with "answer") and the fake Bot API.
+pub async fn answering_fakes() -> (FakeAnthropic, FakeTelegram) {
+    let anthropic = FakeAnthropic::start(|turn| {
+        let asked = turn.last_user_text.clone().unwrap_or_default();
+        Reply::text(&format!("answer to {} characters", asked.len()))
+    })
+    .await;
+    (anthropic, FakeTelegram::start().await)
+}
 
 pub fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name)

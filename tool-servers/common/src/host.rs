@@ -157,20 +157,25 @@ struct LiveSessions {
 }
 
 impl LiveSessions {
-    fn touch(&self, chat: i64, session: &str) {
+    /// Marks `chat`'s session used at `now`, if `session` is the one it holds.
+    fn touch(&self, chat: i64, session: &str, now: std::time::Instant) {
         let mut by_chat = self.by_chat.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((held, used)) = by_chat.get_mut(&chat)
             && &**held == session
         {
-            *used = std::time::Instant::now();
+            *used = now;
         }
     }
 
     /// Records `session` as `chat`'s latest; returns the sessions to close: the chat's previous
     /// one, and the least recently used chat's when more chats than allowed hold one.
-    fn record(&self, chat: i64, session: SessionId) -> Vec<(i64, SessionId)> {
+    fn record(
+        &self,
+        chat: i64,
+        session: SessionId,
+        now: std::time::Instant,
+    ) -> Vec<(i64, SessionId)> {
         let mut by_chat = self.by_chat.lock().unwrap_or_else(PoisonError::into_inner);
-        let now = std::time::Instant::now();
         let mut closing = Vec::new();
         if let Some((old, _)) = by_chat.insert(chat, (session.clone(), now))
             && old != session
@@ -204,14 +209,14 @@ async fn close_replaced_sessions(
         chat,
         (request.headers().get(HEADER_SESSION_ID)).and_then(|v| v.to_str().ok()),
     ) {
-        live.touch(chat, session);
+        live.touch(chat, session, std::time::Instant::now());
     }
     let response = next.run(request).await;
     let session = (response.headers().get(HEADER_SESSION_ID))
         .and_then(|v| v.to_str().ok())
         .map(SessionId::from);
     if let (Some(chat), Some(session)) = (chat, session) {
-        let closing = live.record(chat, session);
+        let closing = live.record(chat, session, std::time::Instant::now());
         if !closing.is_empty() {
             tokio::spawn(async move {
                 for (chat_id, old) in closing {
@@ -271,20 +276,27 @@ mod tests {
     fn a_chats_new_session_closes_its_old_one_and_the_longest_unused_chat_goes_first() {
         let live = live(2);
         let id = |s: &str| SessionId::from(s);
-        assert!(live.record(1, id("a")).is_empty());
-        assert!(live.record(1, id("a")).is_empty(), "the same session again");
-        assert_eq!(live.record(1, id("b")), [(1, id("a"))]);
-        std::thread::sleep(std::time::Duration::from_millis(2));
-        assert!(live.record(2, id("c")).is_empty());
-        std::thread::sleep(std::time::Duration::from_millis(2));
-        // Chat 1 calls a tool: chat 2 is now the longest unused.
-        live.touch(1, "b");
-        assert_eq!(live.record(3, id("d")), [(2, id("c"))]);
+        let start = std::time::Instant::now();
+        let at = |secs: u64| start + std::time::Duration::from_secs(secs);
+        assert!(live.record(1, id("a"), at(0)).is_empty());
+        assert!(
+            live.record(1, id("a"), at(0)).is_empty(),
+            "the same session again"
+        );
+        assert_eq!(live.record(1, id("b"), at(1)), [(1, id("a"))]);
+        assert!(live.record(2, id("c"), at(2)).is_empty());
+        // Chat 1 sending chat 2's session id does not mark chat 1's session used: chat 1 is
+        // still the longest unused.
+        live.touch(1, "c", at(3));
+        assert_eq!(live.record(3, id("d"), at(4)), [(1, id("b"))]);
+        // Chat 2 calls a tool in its own session: chat 3 is now the longest unused.
+        live.touch(2, "c", at(5));
+        assert_eq!(live.record(4, id("e"), at(6)), [(3, id("d"))]);
         let held: Vec<i64> = {
             let mut chats: Vec<i64> = live.by_chat.lock().unwrap().keys().copied().collect();
             chats.sort();
             chats
         };
-        assert_eq!(held, [1, 3]);
+        assert_eq!(held, [2, 4]);
     }
 }
