@@ -18,8 +18,8 @@ pub fn ring() -> LogRing {
 }
 
 /// Dependencies whose INFO lines are chatter to a Valor operator ("Job creator created",
-/// hnsw_rs's dump and reload details): warnings only, unless the filter names them itself.
-const CHATTY_DEPENDENCIES: [&str; 4] = ["hnsw_rs", "anndists", "tokio_cron_scheduler", "sled"];
+/// sled's recovery details): warnings only, unless the filter names them itself.
+const CHATTY_DEPENDENCIES: [&str; 2] = ["tokio_cron_scheduler", "sled"];
 
 /// Installs the stderr logger, and with `ring` the dashboard's ring of last lines. `RUST_LOG`
 /// wins over `[log] filter`.
@@ -61,11 +61,11 @@ mod tests {
     #[test]
     fn dependencies_are_quiet_unless_named() {
         let filter = filter_for("info").to_string();
-        assert!(filter.contains("hnsw_rs=warn"), "{filter}");
+        assert!(filter.contains("sled=warn"), "{filter}");
         assert!(filter.contains("tokio_cron_scheduler=warn"), "{filter}");
-        let named = filter_for("info,hnsw_rs=debug").to_string();
-        assert!(named.contains("hnsw_rs=debug"), "{named}");
-        assert!(!named.contains("hnsw_rs=warn"), "{named}");
+        let named = filter_for("info,sled=debug").to_string();
+        assert!(named.contains("sled=debug"), "{named}");
+        assert!(!named.contains("sled=warn"), "{named}");
         let broken = filter_for("[[[").to_string();
         assert!(broken.contains("info"), "{broken}");
     }

@@ -32,6 +32,12 @@ impl From<&Document> for Entry {
 pub struct Catalogue {
     entries: Vec<Entry>,
     slots: HashMap<u64, u32>,
+    /// Documents not gone, by kind (in the order of [`MemoryKind::ALL`]).
+    live: [u64; MemoryKind::ALL.len()],
+}
+
+fn kind_slot(kind: MemoryKind) -> usize {
+    MemoryKind::ALL.iter().position(|k| *k == kind).unwrap_or(0)
 }
 
 impl Catalogue {
@@ -41,6 +47,9 @@ impl Catalogue {
             return None;
         }
         let slot = self.entries.len() as u32;
+        if !entry.gone {
+            self.live[kind_slot(entry.kind)] += 1;
+        }
         self.entries.push(entry);
         self.slots.insert(entry.id, slot);
         Some(slot)
@@ -50,8 +59,10 @@ impl Catalogue {
     pub fn remove(&mut self, id: u64) {
         if let Some(slot) = self.slot(id)
             && let Some(entry) = self.entries.get_mut(slot as usize)
+            && !entry.gone
         {
             entry.gone = true;
+            self.live[kind_slot(entry.kind)] -= 1;
         }
     }
 
@@ -77,6 +88,12 @@ impl Catalogue {
 
     pub fn entries(&self) -> &[Entry] {
         &self.entries
+    }
+
+    /// Documents of `kind` in search (not gone): counted as they come and go, so that health
+    /// checks never walk the store.
+    pub fn live(&self, kind: MemoryKind) -> u64 {
+        self.live[kind_slot(kind)]
     }
 }
 
@@ -185,5 +202,11 @@ mod tests {
         assert_eq!(catalogue.add(entry(9, MemoryKind::Message, None, 1)), None);
         assert_eq!(catalogue.by_id(9).map(|e| e.at_ms), Some(1));
         assert_eq!(catalogue.len(), 1);
+        catalogue.add(entry(10, MemoryKind::Learning, None, 2));
+        assert_eq!(catalogue.live(MemoryKind::Learning), 1);
+        catalogue.remove(10);
+        catalogue.remove(10);
+        assert_eq!(catalogue.live(MemoryKind::Learning), 0);
+        assert_eq!(catalogue.live(MemoryKind::Message), 1);
     }
 }

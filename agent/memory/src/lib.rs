@@ -4,7 +4,8 @@
 //! - [`service`]: [`Memory`], the indexes, searching, and the background worker that embeds
 //!   queued documents and keeps the vector index saved.
 //! - [`keyword`]: BM25 keyword search, which works with no model at all.
-//! - [`vector`]: the hnsw_rs vector index, saved beside the store and checked on reload.
+//! - [`vector`]: the HNSW vector index in memory-mapped files beside the store, checked on
+//!   reload.
 //! - [`search`]: queries, hits and reciprocal-rank fusion.
 //! - [`query_cache`]: the latest queries' embeddings, computed once for recall and the watcher.
 //! - [`catalogue`]: kind, chat and time of each document, for filters.

@@ -1,42 +1,36 @@
-//! The vector index: hnsw_rs over unit vectors (dot product), saved next to the store and
-//! reloaded at start. sled holds the vectors; this index is only a fast path to them, so a
+//! The vector index: an HNSW graph over unit vectors (dot product) in memory-mapped files
+//! beside the store ([`graph`], [`column`]), so what Valor remembers lives in the page cache
+//! and not on its heap. sled holds the vectors; this index is only a fast path to them, so a
 //! missing, corrupt or foreign index is rebuilt from sled rather than trusted. The index keeps
-//! its vectors quantized to a byte a dimension ([`valor_embed::quantized`]): it is the part of
-//! memory that grows with every message.
+//! its vectors quantized to a byte a dimension ([`valor_embed::quantized`]).
+//!
+//! The files change in place as vectors are added; `index.json`, replaced whole at each save,
+//! says how many nodes were complete then. After a crash the index opens at its last save: the
+//! vectors and ids of those nodes never change once written (a checksum guards them), links to
+//! nodes added since are ignored, and the worker adds the missing vectors again from the store.
 
-use std::collections::HashMap;
 use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use hnsw_rs::api::AnnT;
-use hnsw_rs::hnsw::Point;
-use hnsw_rs::hnswio::HnswIo;
-use hnsw_rs::prelude::{Distance, Hnsw};
 use serde::{Deserialize, Serialize};
 use valor_embed::quantized;
 
-/// Neighbours kept per node and layer.
-const CONNECTIONS: usize = 16;
-const LAYERS: usize = 16;
-const EF_CONSTRUCTION: usize = 100;
+mod column;
+mod graph;
+
+use graph::{EntryPoint, Graph};
+
 /// Candidates explored per search: recall@10 ≥ 0.95 on chat-like data at 100k items.
 pub const EF_SEARCH: usize = 64;
-const BASENAME: &str = "vectors";
 const META_FILE: &str = "index.json";
-/// The layout of the saved index: 1 = quantized vectors. An index saved in another layout is
-/// rebuilt.
-const FORMAT: u32 = 1;
-
-/// Dot-product distance between quantized unit vectors.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct QuantizedDot;
-
-impl Distance<i8> for QuantizedDot {
-    fn eval(&self, a: &[i8], b: &[i8]) -> f32 {
-        (1.0 - quantized::dot(a, b)).max(0.0)
-    }
-}
+/// Present while the store may hold vectors the saved index lacks: from before the first
+/// vector written after a save until the next save.
+const UNSAVED_FILE: &str = "unsaved";
+/// The layout of the saved index: 1 = hnsw_rs's files with quantized vectors, 2 = the
+/// memory-mapped graph. An index saved in another layout is rebuilt.
+const FORMAT: u32 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
@@ -48,56 +42,41 @@ pub enum IndexError {
     OtherFormat { found: u32 },
     #[error("the saved index at {} is damaged: {reason}", path.display())]
     Corrupt { path: PathBuf, reason: String },
-    #[error("cannot save the index to {}: {reason}", path.display())]
-    Save { path: PathBuf, reason: String },
+    #[error("cannot write the index at {}: {reason}", path.display())]
+    Write { path: PathBuf, reason: String },
 }
 
-/// What is saved beside hnsw_rs's two files, to check them before loading.
+/// What `index.json` says of the graph's files.
 #[derive(Debug, Serialize, Deserialize)]
 struct IndexMeta {
-    /// Absent in indexes saved before the layout was numbered (f32 vectors).
+    /// Absent in indexes saved before the layout was numbered.
     #[serde(default)]
     format: u32,
     model_id: String,
     dim: usize,
-    basename: String,
-    /// Document ids in the index.
-    ids: Vec<u64>,
-    graph_crc: u32,
-    data_crc: u32,
+    /// Nodes complete at the save.
+    #[serde(default)]
+    count: u32,
+    #[serde(default)]
+    entry: Option<EntryPoint>,
+    /// The upper layers' links, by node.
+    #[serde(default)]
+    upper: Vec<(u32, Vec<Vec<u32>>)>,
+    #[serde(default)]
+    vectors_crc: u32,
+    #[serde(default)]
+    ids_crc: u32,
 }
 
-/// A vector index of one model's vectors.
+/// A vector index of one model's vectors; searches run beside each other, an insert alone.
 pub struct VectorIndex {
-    hnsw: Hnsw<'static, i8, QuantizedDot>,
     model_id: String,
     dim: usize,
-    entries: Mutex<Entries>,
-}
-
-/// The documents in the index, each with the graph's own point once the graph has it, so a
-/// narrow filter (one chat's documents) is searched exactly over the vectors the graph already
-/// holds: a filtered walk of the graph explores far more nodes than it keeps, and the store's
-/// full vectors are slow to read by the thousand. A point is shared with the graph, not copied.
-#[derive(Default)]
-struct Entries {
-    /// `None` between an id's acceptance by `insert` and the graph's point for it.
-    by_id: HashMap<u64, Option<Arc<Point<'static, i8>>>>,
-    /// Points of each layer already in `by_id` (the graph appends new points to their layer).
-    seen_per_layer: Vec<usize>,
-}
-
-impl Entries {
-    /// Takes `id` for insertion; false when the index has it already.
-    fn accept(&mut self, id: u64) -> bool {
-        match self.by_id.entry(id) {
-            std::collections::hash_map::Entry::Vacant(slot) => {
-                slot.insert(None);
-                true
-            }
-            std::collections::hash_map::Entry::Occupied(_) => false,
-        }
-    }
+    dir: PathBuf,
+    graph: RwLock<Graph>,
+    /// Whether [`UNSAVED_FILE`] exists; held through a save, so that a vector marked meanwhile
+    /// is never unmarked by it.
+    unsaved: Mutex<bool>,
 }
 
 impl std::fmt::Debug for VectorIndex {
@@ -109,211 +88,42 @@ impl std::fmt::Debug for VectorIndex {
     }
 }
 
-fn crc_of(path: &Path) -> Result<u32, std::io::Error> {
-    let mut hasher = crc32fast::Hasher::new();
-    let mut file = std::fs::File::open(path)?;
-    let mut buffer = vec![0u8; 1 << 20];
-    loop {
-        let read = std::io::Read::read(&mut file, &mut buffer)?;
-        if read == 0 {
-            return Ok(hasher.finalize());
-        }
-        hasher.update(&buffer[..read]);
+fn write_error(dir: &Path) -> impl Fn(std::io::Error) -> IndexError + '_ {
+    move |e| IndexError::Write {
+        path: dir.to_owned(),
+        reason: e.to_string(),
     }
 }
 
 impl VectorIndex {
-    pub fn new(model_id: &str, dim: usize, expected: usize) -> VectorIndex {
-        VectorIndex {
-            hnsw: Hnsw::new(
-                CONNECTIONS,
-                expected.max(1024),
-                LAYERS,
-                EF_CONSTRUCTION,
-                QuantizedDot,
-            ),
+    /// A new, empty index in `dir`, replacing whatever was there.
+    pub fn create(dir: &Path, model_id: &str, dim: usize) -> Result<VectorIndex, IndexError> {
+        let fail = write_error(dir);
+        match std::fs::remove_dir_all(dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(fail(e)),
+            _ => {}
+        }
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(&fail)?;
+        let graph = Graph::create(dir, dim + quantized::SCALE_BYTES).map_err(&fail)?;
+        let index = VectorIndex {
             model_id: model_id.to_owned(),
             dim,
-            entries: Mutex::new(Entries::default()),
-        }
-    }
-
-    pub fn model_id(&self) -> &str {
-        &self.model_id
-    }
-
-    pub fn dim(&self) -> usize {
-        self.dim
-    }
-
-    fn entries(&self) -> std::sync::MutexGuard<'_, Entries> {
-        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    pub fn len(&self) -> usize {
-        self.entries().by_id.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    pub fn contains(&self, id: u64) -> bool {
-        self.entries().by_id.contains_key(&id)
-    }
-
-    /// Adds vectors of this index's model (others are skipped: the caller checks the model).
-    /// hnsw_rs has no update: an id already present is left as it is.
-    pub fn insert(&self, items: &[(u64, Vec<f32>)]) {
-        let fresh: Vec<(Vec<i8>, usize)> = {
-            let mut entries = self.entries();
-            items
-                .iter()
-                .filter(|(id, v)| v.len() == self.dim && entries.accept(*id))
-                .map(|(id, v)| (quantized::quantize(v), *id as usize))
-                .collect()
+            dir: dir.to_owned(),
+            graph: RwLock::new(graph),
+            unsaved: Mutex::new(false),
         };
-        match fresh.len() {
-            0 => return,
-            1..32 => fresh.iter().for_each(|(v, id)| self.hnsw.insert((v, *id))),
-            _ => {
-                let refs: Vec<(&Vec<i8>, usize)> = fresh.iter().map(|(v, id)| (v, *id)).collect();
-                self.hnsw.parallel_insert(&refs)
-            }
-        }
-        self.catch_up_points();
+        // Empty, it lacks whatever the store has until it is filled and saved.
+        index.mark_unsaved()?;
+        index.write_meta()?;
+        Ok(index)
     }
 
-    /// Gives each entry the graph's point for it once the graph has one (all of them after a
-    /// load).
-    fn catch_up_points(&self) {
-        let mut entries = self.entries();
-        let Entries {
-            by_id,
-            seen_per_layer,
-        } = &mut *entries;
-        let indexation = self.hnsw.get_point_indexation();
-        seen_per_layer.resize(LAYERS, 0);
-        for (layer, seen) in seen_per_layer.iter_mut().enumerate() {
-            // hnsw_rs reaches a layer's points only through an iterator, so reaching the new
-            // ones walks past the old (a reference count up and down each), once per batch the
-            // worker embeds. Layers without new points are not walked.
-            if indexation.get_layer_nb_point(layer) <= *seen {
-                continue;
-            }
-            for point in indexation.get_layer_iterator(layer).skip(*seen) {
-                by_id.insert(point.get_origin_id() as u64, Some(point));
-                *seen += 1;
-            }
-        }
-    }
-
-    /// The `limit` nearest of `ids` to `query`, compared one by one (ids not in the index are
-    /// skipped), with their similarity, best first.
-    pub fn search_among(&self, query: &[f32], ids: &[u64], limit: usize) -> Vec<(u64, f32)> {
-        if query.len() != self.dim || limit == 0 {
-            return Vec::new();
-        }
-        let query = quantized::quantize(query);
-        let mut scored: Vec<(u64, f32)> = {
-            let entries = self.entries();
-            ids.iter()
-                .filter_map(|id| {
-                    let point = entries.by_id.get(id)?.as_ref()?;
-                    Some((*id, quantized::dot(&query, point.get_v())))
-                })
-                .collect()
-        };
-        if scored.len() > limit {
-            scored.select_nth_unstable_by(limit - 1, |a, b| b.1.total_cmp(&a.1));
-            scored.truncate(limit);
-        }
-        scored.sort_by(|a, b| b.1.total_cmp(&a.1));
-        scored
-    }
-
-    /// The `limit` nearest ids to `query` (among those `keep` accepts, when given), with their
-    /// cosine similarity, best first.
-    pub fn search(
-        &self,
-        query: &[f32],
-        limit: usize,
-        keep: Option<&dyn Fn(u64) -> bool>,
-    ) -> Vec<(u64, f32)> {
-        if query.len() != self.dim || limit == 0 || self.is_empty() {
-            return Vec::new();
-        }
-        let ef = EF_SEARCH.max(limit);
-        let query = quantized::quantize(query);
-        let found = match keep {
-            None => self.hnsw.search(&query, limit, ef),
-            Some(keep) => {
-                let filter = |id: &usize| keep(*id as u64);
-                self.hnsw.search_filter(&query, limit, ef, Some(&filter))
-            }
-        };
-        found
-            .into_iter()
-            .map(|n| (n.d_id as u64, 1.0 - n.distance))
-            .collect()
-    }
-
-    /// Saves the index into `dir` (replacing what was there; written aside first, so a crash
-    /// mid-save leaves the old index or none, never half of one).
-    pub fn save(&self, dir: &Path) -> Result<(), IndexError> {
-        let fail = |reason: String| IndexError::Save {
-            path: dir.to_owned(),
-            reason,
-        };
-        let staging = dir.with_extension(format!("saving-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&staging);
-        std::fs::create_dir_all(&staging).map_err(|e| fail(e.to_string()))?;
-        let mut ids: Vec<u64> = self.entries().by_id.keys().copied().collect();
-        ids.sort_unstable();
-        let meta = if ids.is_empty() {
-            // hnsw_rs cannot dump an empty graph: an empty index is its description alone.
-            IndexMeta {
-                format: FORMAT,
-                model_id: self.model_id.clone(),
-                dim: self.dim,
-                ids,
-                graph_crc: 0,
-                data_crc: 0,
-                basename: String::new(),
-            }
-        } else {
-            let basename = self
-                .hnsw
-                .file_dump(&staging, BASENAME)
-                .map_err(|e| fail(e.to_string()))?;
-            let file = |suffix: &str| staging.join(format!("{basename}.hnsw.{suffix}"));
-            IndexMeta {
-                format: FORMAT,
-                model_id: self.model_id.clone(),
-                dim: self.dim,
-                ids,
-                graph_crc: crc_of(&file("graph")).map_err(|e| fail(e.to_string()))?,
-                data_crc: crc_of(&file("data")).map_err(|e| fail(e.to_string()))?,
-                basename,
-            }
-        };
-        let write_meta = || -> std::io::Result<()> {
-            let mut out = std::fs::File::create(staging.join(META_FILE))?;
-            out.write_all(&serde_json::to_vec(&meta).unwrap_or_default())?;
-            out.sync_all()
-        };
-        write_meta().map_err(|e| fail(e.to_string()))?;
-        let old = dir.with_extension(format!("old-{}", std::process::id()));
-        if dir.exists() {
-            std::fs::rename(dir, &old).map_err(|e| fail(e.to_string()))?;
-        }
-        std::fs::rename(&staging, dir).map_err(|e| fail(e.to_string()))?;
-        let _ = std::fs::remove_dir_all(&old);
-        Ok(())
-    }
-
-    /// Loads the index saved in `dir`, if it was built with `model_id` and is intact.
-    pub fn load(dir: &Path, model_id: &str) -> Result<VectorIndex, IndexError> {
+    /// Opens the index saved in `dir`, if it was built with `model_id` and is intact.
+    pub fn open(dir: &Path, model_id: &str) -> Result<VectorIndex, IndexError> {
         let corrupt = |reason: String| IndexError::Corrupt {
             path: dir.to_owned(),
             reason,
@@ -336,49 +146,203 @@ impl VectorIndex {
                 expected: model_id.to_owned(),
             });
         }
-        if meta.ids.is_empty() {
-            return Ok(VectorIndex::new(&meta.model_id, meta.dim, 0));
+        let graph = Graph::open(
+            dir,
+            meta.dim + quantized::SCALE_BYTES,
+            meta.count,
+            meta.upper.into_iter().collect(),
+            meta.entry,
+        )
+        .map_err(|e| corrupt(e.to_string()))?;
+        let (vectors, ids) = graph.fixed_bytes();
+        if crc32fast::hash(vectors) != meta.vectors_crc || crc32fast::hash(ids) != meta.ids_crc {
+            return Err(corrupt("its vectors fail their checksum".to_owned()));
         }
-        for (suffix, expected) in [("graph", meta.graph_crc), ("data", meta.data_crc)] {
-            let path = dir.join(format!("{}.hnsw.{suffix}", meta.basename));
-            let found = crc_of(&path).map_err(|e| corrupt(format!("{}: {e}", path.display())))?;
-            if found != expected {
-                return Err(corrupt(format!("{} fails its checksum", path.display())));
-            }
-        }
-        // hnsw_rs hands out an index that borrows its loader; the loader (a few paths and
-        // options, the vectors are copied out of it) lives as long as the process.
-        let loader: &'static HnswIo = Box::leak(Box::new(HnswIo::new(dir, &meta.basename)));
-        let loaded = std::panic::catch_unwind(|| loader.load_hnsw_with_dist(QuantizedDot))
-            .map_err(|_| corrupt("hnsw_rs could not read it".to_owned()))?
-            .map_err(|e| corrupt(e.to_string()))?;
-        if loaded.get_nb_point() != meta.ids.len() {
-            return Err(corrupt(format!(
-                "it holds {} vectors, its description says {}",
-                loaded.get_nb_point(),
-                meta.ids.len()
-            )));
-        }
-        let index = VectorIndex {
-            hnsw: loaded,
+        Ok(VectorIndex {
             model_id: meta.model_id,
             dim: meta.dim,
-            entries: Mutex::new(Entries::default()),
-        };
-        index.catch_up_points();
-        let stranger = {
-            let entries = index.entries();
-            meta.ids
-                .iter()
-                .copied()
-                .find(|id| !entries.by_id.contains_key(id))
-        };
-        match stranger {
-            Some(id) => Err(corrupt(format!(
-                "its description names #{id}, which it does not hold"
-            ))),
-            None => Ok(index),
+            dir: dir.to_owned(),
+            graph: RwLock::new(graph),
+            unsaved: Mutex::new(dir.join(UNSAVED_FILE).exists()),
+        })
+    }
+
+    pub fn model_id(&self) -> &str {
+        &self.model_id
+    }
+
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    fn graph(&self) -> RwLockReadGuard<'_, Graph> {
+        self.graph.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn graph_mut(&self) -> RwLockWriteGuard<'_, Graph> {
+        self.graph.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn len(&self) -> usize {
+        self.graph().count as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn contains(&self, id: u64) -> bool {
+        self.graph().by_id.contains_key(&id)
+    }
+
+    /// Adds vectors of this index's model (others are skipped: the caller checks the model);
+    /// an id already present is left as it is. Returns how many were added. Searches run
+    /// between two inserts.
+    pub fn insert(&self, items: &[(u64, Vec<f32>)]) -> Result<usize, IndexError> {
+        let mut added = 0;
+        for (id, vector) in items.iter().filter(|(_, v)| v.len() == self.dim) {
+            let quantized = quantized::quantize(vector);
+            if self
+                .graph_mut()
+                .insert(*id, &quantized)
+                .map_err(write_error(&self.dir))?
+            {
+                added += 1;
+            }
         }
+        Ok(added)
+    }
+
+    /// The `limit` nearest of `ids` to `query`, compared one by one (ids not in the index are
+    /// skipped), with their similarity, best first.
+    pub fn search_among(&self, query: &[f32], ids: &[u64], limit: usize) -> Vec<(u64, f32)> {
+        if query.len() != self.dim || limit == 0 {
+            return Vec::new();
+        }
+        let query = quantized::quantize(query);
+        let mut scored: Vec<(u64, f32)> = {
+            let graph = self.graph();
+            ids.iter()
+                .filter_map(|id| {
+                    let node = *graph.by_id.get(id)?;
+                    Some((*id, graph.similarity(&query, node)))
+                })
+                .collect()
+        };
+        if scored.len() > limit {
+            scored.select_nth_unstable_by(limit - 1, |a, b| b.1.total_cmp(&a.1));
+            scored.truncate(limit);
+        }
+        scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+        scored
+    }
+
+    /// The `limit` nearest ids to `query` (among those `keep` accepts, when given), with their
+    /// cosine similarity, best first.
+    pub fn search(
+        &self,
+        query: &[f32],
+        limit: usize,
+        keep: Option<&dyn Fn(u64) -> bool>,
+    ) -> Vec<(u64, f32)> {
+        if query.len() != self.dim || limit == 0 {
+            return Vec::new();
+        }
+        let query = quantized::quantize(query);
+        let graph = self.graph();
+        let ef = EF_SEARCH.max(limit);
+        let found = match keep {
+            None => graph.search(&query, limit, ef, None),
+            Some(keep) => {
+                let by_node = |node: u32| keep(graph.id(node));
+                graph.search(&query, limit, ef, Some(&by_node))
+            }
+        };
+        found
+            .into_iter()
+            .map(|s| (graph.id(s.node), s.similarity))
+            .collect()
+    }
+
+    /// True when the store may hold vectors this index lacks: it is new, or vectors were
+    /// written after its last save (by a process that then stopped without saving).
+    pub fn is_unsaved(&self) -> bool {
+        *self.unsaved.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records, durably, that vectors are about to be written to the store: call it before
+    /// writing them.
+    pub fn mark_unsaved(&self) -> Result<(), IndexError> {
+        let mut unsaved = self.unsaved.lock().unwrap_or_else(PoisonError::into_inner);
+        if *unsaved {
+            return Ok(());
+        }
+        let mark = || -> std::io::Result<()> {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(self.dir.join(UNSAVED_FILE))?
+                .sync_all()?;
+            std::fs::File::open(&self.dir)?.sync_all()
+        };
+        mark().map_err(write_error(&self.dir))?;
+        *unsaved = true;
+        Ok(())
+    }
+
+    /// Makes what was added so far survive a restart: the files are synced, then `index.json`
+    /// is replaced whole and the index is no longer marked unsaved. The synced pages leave the
+    /// process's memory.
+    pub fn save(&self) -> Result<(), IndexError> {
+        let mut unsaved = self.unsaved.lock().unwrap_or_else(PoisonError::into_inner);
+        self.write_meta()?;
+        if *unsaved {
+            let unmark = || -> std::io::Result<()> {
+                std::fs::remove_file(self.dir.join(UNSAVED_FILE))?;
+                std::fs::File::open(&self.dir)?.sync_all()
+            };
+            unmark().map_err(write_error(&self.dir))?;
+            *unsaved = false;
+        }
+        Ok(())
+    }
+
+    fn write_meta(&self) -> Result<(), IndexError> {
+        let fail = write_error(&self.dir);
+        let graph = self.graph();
+        graph.sync_and_release().map_err(&fail)?;
+        let (vectors, ids) = graph.fixed_bytes();
+        let mut upper: Vec<(u32, Vec<Vec<u32>>)> =
+            graph.upper.iter().map(|(n, l)| (*n, l.clone())).collect();
+        upper.sort_unstable_by_key(|(node, _)| *node);
+        let meta = IndexMeta {
+            format: FORMAT,
+            model_id: self.model_id.clone(),
+            dim: self.dim,
+            count: graph.count,
+            entry: graph.entry,
+            upper,
+            vectors_crc: crc32fast::hash(vectors),
+            ids_crc: crc32fast::hash(ids),
+        };
+        drop(graph);
+        let bytes = serde_json::to_vec(&meta).map_err(|e| fail(e.into()))?;
+        let staging = self.dir.join(format!("{META_FILE}.{}", std::process::id()));
+        let write = || -> std::io::Result<()> {
+            let mut out = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&staging)?;
+            out.write_all(&bytes)?;
+            out.sync_all()?;
+            std::fs::rename(&staging, self.dir.join(META_FILE))?;
+            std::fs::File::open(&self.dir)?.sync_all()
+        };
+        write().map_err(&fail)
     }
 }
 
@@ -402,21 +366,6 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn finds_itself_first_and_respects_the_filter() {
-        let index = VectorIndex::new("m", 16, 500);
-        let items = vectors(500, 16);
-        index.insert(&items);
-        index.insert(&items[..3]); // again: ignored
-        assert_eq!(index.len(), 500);
-        let hits = index.search(&items[42].1, 5, None);
-        assert_eq!(hits[0].0, 43);
-        assert!((hits[0].1 - 1.0).abs() < 0.01, "{hits:?}");
-        let hits = index.search(&items[42].1, 5, Some(&|id| id % 2 == 1));
-        assert!(hits.iter().all(|h| h.0 % 2 == 1), "{hits:?}");
-        assert!(index.search(&[1.0; 3], 5, None).is_empty());
-    }
-
     /// The exact nearest among `among`, by the full vectors: what search_among should find.
     fn nearest(items: &[(u64, Vec<f32>)], query: &[f32], among: &[u64], k: usize) -> Vec<u64> {
         let mut scored: Vec<(u64, f32)> = among
@@ -429,13 +378,55 @@ mod tests {
     }
 
     #[test]
-    fn a_few_ids_are_searched_one_by_one_in_memory_before_and_after_a_reload() {
+    fn finds_itself_first_and_respects_the_filter() {
         let dir = tempfile::tempdir().unwrap();
-        let index = VectorIndex::new("m", 16, 600);
+        let index = VectorIndex::create(&dir.path().join("index"), "m", 16).unwrap();
+        let items = vectors(500, 16);
+        assert_eq!(index.insert(&items).unwrap(), 500);
+        assert_eq!(index.insert(&items[..3]).unwrap(), 0); // again: ignored
+        assert_eq!(index.len(), 500);
+        let hits = index.search(&items[42].1, 5, None);
+        assert_eq!(hits[0].0, 43);
+        assert!((hits[0].1 - 1.0).abs() < 0.01, "{hits:?}");
+        let hits = index.search(&items[42].1, 5, Some(&|id| id % 2 == 1));
+        assert_eq!(hits.len(), 5);
+        assert!(hits.iter().all(|h| h.0 % 2 == 1), "{hits:?}");
+        assert!(index.search(&[1.0; 3], 5, None).is_empty());
+        // A vector of another dimension is skipped, not stored.
+        assert_eq!(index.insert(&[(9_000, vec![0.5; 8])]).unwrap(), 0);
+        assert!(!index.contains(9_000));
+    }
+
+    #[test]
+    fn recall_at_10_against_exact_search_is_at_least_095() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = VectorIndex::create(&dir.path().join("index"), "m", 32).unwrap();
+        let items = vectors(4_000, 32);
+        index.insert(&items).unwrap();
+        let all: Vec<u64> = items.iter().map(|i| i.0).collect();
+        let queries = vectors(4_100, 32);
+        let mut found = 0;
+        for (_, query) in &queries[4_000..] {
+            // The graph's recall alone: exact search over the same quantized vectors.
+            let exact: Vec<u64> = index
+                .search_among(query, &all, 10)
+                .iter()
+                .map(|h| h.0)
+                .collect();
+            let hits = index.search(query, 10, None);
+            found += hits.iter().filter(|h| exact.contains(&h.0)).count();
+        }
+        let recall = found as f64 / 1000.0;
+        assert!(recall >= 0.95, "recall@10 {recall}");
+    }
+
+    #[test]
+    fn a_few_ids_are_searched_one_by_one_before_and_after_a_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index");
+        let index = VectorIndex::create(&path, "m", 16).unwrap();
         let items = vectors(600, 16);
-        // Inserted in two parts, one small (one by one) and one large (in parallel).
-        index.insert(&items[..10]);
-        index.insert(&items[10..]);
+        index.insert(&items).unwrap();
         let among: Vec<u64> = (1..=600).filter(|id| id % 7 == 0).chain([9_999]).collect();
         let query = &items[300].1;
         let hits = index.search_among(query, &among, 5);
@@ -444,17 +435,17 @@ mod tests {
         assert!(hits.windows(2).all(|w| w[0].1 >= w[1].1), "{hits:?}");
         let exact = nearest(&items, query, &among, 5);
         assert_eq!(hits[0].0, exact[0], "{hits:?} vs {exact:?}");
-        // Every id of the index is reachable, the first ten (inserted one by one) too.
         assert_eq!(index.search_among(&items[3].1, &[4], 1)[0].0, 4);
         assert_eq!(
             index.search_among(query, &among, 1000).len(),
             among.len() - 1
         );
 
-        index.save(&dir.path().join("index")).unwrap();
-        let loaded = VectorIndex::load(&dir.path().join("index"), "m").unwrap();
+        index.save().unwrap();
+        drop(index);
+        let loaded = VectorIndex::open(&path, "m").unwrap();
         assert_eq!(loaded.search_among(query, &among, 5), hits);
-        loaded.insert(&[(601, items[0].1.clone())]);
+        loaded.insert(&[(601, items[0].1.clone())]).unwrap();
         assert_eq!(loaded.search_among(&items[0].1, &[601], 1)[0].0, 601);
     }
 
@@ -462,55 +453,99 @@ mod tests {
     fn saved_indexes_reload_and_damaged_ones_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("index");
-        let index = VectorIndex::new("model-a", 16, 300);
+        let index = VectorIndex::create(&path, "model-a", 16).unwrap();
         let items = vectors(300, 16);
-        index.insert(&items);
-        index.save(&path).unwrap();
-        index.save(&path).unwrap(); // a second save replaces the first
+        index.insert(&items).unwrap();
+        index.save().unwrap();
+        index.save().unwrap(); // a second save replaces the first
+        drop(index);
 
-        let loaded = VectorIndex::load(&path, "model-a").unwrap();
+        let loaded = VectorIndex::open(&path, "model-a").unwrap();
         assert_eq!(loaded.len(), 300);
         assert!(loaded.contains(7));
         assert_eq!(loaded.search(&items[9].1, 1, None)[0].0, 10);
+        drop(loaded);
 
         assert!(matches!(
-            VectorIndex::load(&path, "model-b"),
+            VectorIndex::open(&path, "model-b"),
             Err(IndexError::OtherModel { .. })
         ));
         assert!(matches!(
-            VectorIndex::load(&dir.path().join("none"), "model-a"),
+            VectorIndex::open(&dir.path().join("none"), "model-a"),
             Err(IndexError::Missing(_))
         ));
-        let graph = std::fs::read_dir(&path)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .find(|p| p.to_string_lossy().ends_with(".hnsw.graph"))
-            .unwrap();
-        let mut bytes = std::fs::read(&graph).unwrap();
-        let middle = bytes.len() / 2;
-        bytes[middle] ^= 0xff;
-        std::fs::write(&graph, bytes).unwrap();
-        let err = VectorIndex::load(&path, "model-a").unwrap_err();
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        let vectors_file = path.join(graph::VECTORS_FILE);
+        let mut bytes = std::fs::read(&vectors_file).unwrap();
+        bytes[20 * 20] ^= 0x5a;
+        std::fs::write(&vectors_file, &bytes).unwrap();
+        let err = VectorIndex::open(&path, "model-a").unwrap_err();
         assert!(err.to_string().contains("checksum"), "{err}");
+        // A file cut short is refused as well.
+        let ids_file = path.join(graph::IDS_FILE);
+        std::fs::write(&ids_file, [0u8; 16]).unwrap();
+        assert!(matches!(
+            VectorIndex::open(&path, "model-a"),
+            Err(IndexError::Corrupt { .. })
+        ));
     }
 
     #[test]
-    fn an_empty_index_saves_and_one_saved_with_f32_vectors_is_refused() {
+    fn after_a_crash_the_index_opens_at_its_last_save_and_takes_the_rest_again() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("index");
-        let empty = VectorIndex::new("model-a", 16, 10);
-        empty.save(&path).unwrap();
-        let reloaded = VectorIndex::load(&path, "model-a").unwrap();
-        assert!(reloaded.is_empty());
-        assert_eq!(reloaded.dim(), 16);
+        let index = VectorIndex::create(&path, "m", 16).unwrap();
+        assert!(index.is_unsaved(), "a new index lacks what the store has");
+        let items = vectors(900, 16);
+        index.insert(&items[..400]).unwrap();
+        index.save().unwrap();
+        assert!(!index.is_unsaved());
+        assert!(!VectorIndex::open(&path, "m").unwrap().is_unsaved());
+        // Added after the save, and then the process dies: old nodes' links now point at
+        // nodes the saved description does not have.
+        index.mark_unsaved().unwrap();
+        index.insert(&items[400..]).unwrap();
+        drop(index);
+
+        let reopened = VectorIndex::open(&path, "m").unwrap();
+        assert!(
+            reopened.is_unsaved(),
+            "the next start must add what the index lacks"
+        );
+        assert_eq!(reopened.len(), 400);
+        assert!(reopened.contains(400) && !reopened.contains(401));
+        let hits = reopened.search(&items[700].1, 10, None);
+        assert_eq!(hits.len(), 10);
+        assert!(hits.iter().all(|h| h.0 <= 400), "{hits:?}");
+        // The worker adds the missing ones again; the graph finds them and the old ones.
+        assert_eq!(reopened.insert(&items[400..]).unwrap(), 500);
+        assert_eq!(reopened.search(&items[700].1, 1, None)[0].0, 701);
+        assert_eq!(reopened.search(&items[100].1, 1, None)[0].0, 101);
+    }
+
+    #[test]
+    fn an_empty_index_saves_and_one_saved_by_an_older_valor_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index");
+        let empty = VectorIndex::create(&path, "model-a", 16).unwrap();
+        drop(empty);
+        let reopened = VectorIndex::open(&path, "model-a").unwrap();
+        assert!(reopened.is_empty());
+        assert!(reopened.search(&[0.25; 16], 5, None).is_empty());
+        assert_eq!(reopened.dim(), 16);
         let meta_path = path.join(META_FILE);
         let mut meta: serde_json::Value =
             serde_json::from_slice(&std::fs::read(&meta_path).unwrap()).unwrap();
-        meta.as_object_mut().unwrap().remove("format");
+        meta["format"] = 1.into();
         std::fs::write(&meta_path, serde_json::to_vec(&meta).unwrap()).unwrap();
         assert!(matches!(
-            VectorIndex::load(&path, "model-a"),
-            Err(IndexError::OtherFormat { found: 0 })
+            VectorIndex::open(&path, "model-a"),
+            Err(IndexError::OtherFormat { found: 1 })
         ));
+        // Creating again replaces the old layout's files.
+        let fresh = VectorIndex::create(&path, "model-a", 16).unwrap();
+        assert!(fresh.is_empty());
     }
 }

@@ -271,6 +271,12 @@ impl Store {
 
     // -- the embedding queue -----------------------------------------------------------------
 
+    /// Documents waiting to be embedded (a walk over the queue, which is short but while a
+    /// reindex runs).
+    pub fn queued_count(&self) -> u64 {
+        self.embed_queue.len() as u64
+    }
+
     /// Up to `limit` queued document ids, oldest first.
     pub fn queued_for_embedding(&self, limit: usize) -> Result<Vec<u64>, StoreError> {
         self.embed_queue

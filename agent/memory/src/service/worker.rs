@@ -109,20 +109,27 @@ impl Memory {
                 )
             })
             .collect();
+        let index = self.vector_index();
+        if let Some(index) = &index {
+            // Before the store has them: a crash from here on leaves the index marked as
+            // lacking vectors, and the next start adds them from the store.
+            index.mark_unsaved()?;
+        }
         self.inner.store.put_vectors(&stored)?;
-        if let Some(index) = self.vector_index() {
+        if let Some(index) = index {
             let items: Vec<(u64, Vec<f32>)> =
                 stored.into_iter().map(|(id, v)| (id, v.vector)).collect();
-            index.insert(&items);
-            self.inner
-                .embedded
-                .fetch_add(items.len() as u64, Ordering::Relaxed);
-            if self
-                .inner
-                .unsaved
-                .fetch_add(items.len() as u64, Ordering::Relaxed)
-                >= SAVE_EVERY
-            {
+            let count = items.len() as u64;
+            // A graph insert reads and links a few hundred nodes: not on a runtime thread.
+            let inserted = tokio::task::spawn_blocking(move || index.insert(&items))
+                .await
+                .map_err(|e| MemoryError::Task(e.to_string()))?;
+            if let Err(e) = inserted {
+                // The vectors are in the store: the index takes them at its next opening.
+                tracing::warn!(error = %e, "cannot add vectors to the index");
+            }
+            self.inner.embedded.fetch_add(count, Ordering::Relaxed);
+            if self.inner.unsaved.fetch_add(count, Ordering::Relaxed) >= SAVE_EVERY {
                 self.save_if_dirty().await;
             }
         }
@@ -250,16 +257,16 @@ impl Memory {
     }
 
     /// Loads the saved index, or builds it from the stored vectors; notices vectors of another
-    /// model and starts a reindex.
+    /// model and starts a reindex. The stored vectors are read only when the index is new or
+    /// its last run ended before saving it: sled keeps every page a walk reads in memory.
     async fn open_index(&self, embedder: &Arc<Embedder>) -> Result<(), MemoryError> {
         let model = embedder.model_id().to_owned();
         let dim = embedder.dim();
-        let store = self.inner.store.clone();
         let dir = self.inner.settings.index_dir.clone();
         let started = Instant::now();
         let loaded = {
-            let model = model.clone();
-            tokio::task::spawn_blocking(move || VectorIndex::load(&dir, &model))
+            let (dir, model) = (dir.clone(), model.clone());
+            tokio::task::spawn_blocking(move || VectorIndex::open(&dir, &model))
                 .await
                 .map_err(|e| MemoryError::Task(e.to_string()))?
         };
@@ -267,6 +274,7 @@ impl Memory {
             Ok(index) => {
                 tracing::info!(
                     vectors = index.len(),
+                    interrupted = index.is_unsaved(),
                     ms = started.elapsed().as_millis() as u64,
                     "vector index loaded"
                 );
@@ -276,55 +284,59 @@ impl Memory {
                 if !matches!(reason, IndexError::Missing(_)) {
                     tracing::warn!(%reason, "vector index not usable; rebuilding it from the store");
                 }
-                let total = store.memory_counts().vectors;
+                let total = self.counts().documents();
                 self.set_state(MemoryState::Reindexing { done: 0, total });
                 let model = model.clone();
-                let rebuilt = tokio::task::spawn_blocking(move || rebuild(&store, &model, dim))
+                tokio::task::spawn_blocking(move || VectorIndex::create(&dir, &model, dim))
                     .await
-                    .map_err(|e| MemoryError::Task(e.to_string()))??;
-                // Built, not loaded: it must be saved, or the next start builds it again.
-                self.inner
-                    .unsaved
-                    .fetch_add(rebuilt.len().max(1) as u64, Ordering::Relaxed);
-                rebuilt
+                    .map_err(|e| MemoryError::Task(e.to_string()))??
             }
         };
-        // One pass over the stored vectors: any of another model (the model files changed)
-        // means embedding everything again; ours the saved index lacks were written after its
-        // last save.
-        let mut foreign: Option<String> = None;
-        let mut missing = Vec::new();
-        self.inner.store.for_each_vector(|id, v| {
-            if v.model_id != model {
-                foreign.get_or_insert(v.model_id);
-            } else if !index.contains(id) {
-                missing.push((id, v.vector));
-            }
-        })?;
-        if let Some(stored) = foreign {
-            tracing::warn!(
-                stored,
-                current = model,
-                "stored vectors come from another model: reindexing"
-            );
-            self.start_reindex(&model)?;
-            self.set_state(MemoryState::ModelMismatch {
-                stored,
-                current: model,
-            });
+        let index = Arc::new(index);
+        if !index.is_unsaved() {
+            self.use_index(index, 0);
             return Ok(());
         }
-        index.insert(&missing);
+        // One pass over the stored vectors: any of another model (the model files changed)
+        // means embedding everything again; ours the index lacks are added.
+        let caught_up = {
+            let (store, index, model) = (self.inner.store.clone(), index.clone(), model.clone());
+            tokio::task::spawn_blocking(move || catch_up(&store, &index, &model))
+                .await
+                .map_err(|e| MemoryError::Task(e.to_string()))??
+        };
+        let added = match caught_up {
+            CatchUp::Added(added) => added,
+            CatchUp::Foreign(stored) => {
+                tracing::warn!(
+                    stored,
+                    current = model,
+                    "stored vectors come from another model: reindexing"
+                );
+                self.start_reindex(&model)?;
+                self.set_state(MemoryState::ModelMismatch {
+                    stored,
+                    current: model,
+                });
+                return Ok(());
+            }
+        };
+        // Saved even when nothing was added: the save marks the index complete.
+        self.use_index(index, added.max(1));
+        Ok(())
+    }
+
+    /// Searches and the worker use `index` from now on; `unsaved` vectors in it wait for a save.
+    fn use_index(&self, index: Arc<VectorIndex>, unsaved: usize) {
         *self
             .inner
             .vectors
             .write()
-            .unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(index));
+            .unwrap_or_else(PoisonError::into_inner) = Some(index);
         self.inner
             .unsaved
-            .fetch_add(missing.len() as u64, Ordering::Relaxed);
+            .fetch_add(unsaved as u64, Ordering::Relaxed);
         self.report_progress();
-        Ok(())
     }
 
     /// Loads the model and the index if they are not loaded yet, without embedding anything
@@ -371,9 +383,8 @@ impl Memory {
             return;
         };
         let unsaved = self.inner.unsaved.swap(0, Ordering::Relaxed);
-        let dir = self.inner.settings.index_dir.clone();
         let started = Instant::now();
-        let saved = tokio::task::spawn_blocking(move || index.save(&dir)).await;
+        let saved = tokio::task::spawn_blocking(move || index.save()).await;
         match saved {
             Ok(Ok(())) => tracing::info!(
                 added = unsaved,
@@ -389,17 +400,45 @@ impl Memory {
     }
 }
 
-/// A fresh index of the stored vectors of `model`.
-fn rebuild(store: &Store, model: &str, dim: usize) -> Result<VectorIndex, MemoryError> {
-    let mut items = Vec::new();
+/// What the pass over the stored vectors found.
+enum CatchUp {
+    /// Vectors of this model the index lacked, now added.
+    Added(usize),
+    /// A vector of another model: everything must be embedded again.
+    Foreign(String),
+}
+
+/// Adds the stored vectors of `model` that `index` lacks, a batch at a time; stops at the
+/// first vector of another model.
+fn catch_up(store: &Store, index: &VectorIndex, model: &str) -> Result<CatchUp, MemoryError> {
+    const BATCH: usize = 1024;
+    let mut foreign: Option<String> = None;
+    let mut batch = Vec::new();
+    let mut added = 0;
+    let mut failed = None;
     store.for_each_vector(|id, v| {
-        if v.model_id == model && v.dim() == dim {
-            items.push((id, v.vector));
+        if foreign.is_some() || failed.is_some() {
+            return;
+        }
+        if v.model_id != model {
+            foreign = Some(v.model_id);
+        } else if !index.contains(id) {
+            batch.push((id, v.vector));
+            if batch.len() == BATCH {
+                match index.insert(&batch) {
+                    Ok(n) => added += n,
+                    Err(e) => failed = Some(e),
+                }
+                batch.clear();
+            }
         }
     })?;
-    let index = VectorIndex::new(model, dim, items.len());
-    for chunk in items.chunks(4096) {
-        index.insert(chunk);
+    if let Some(stored) = foreign {
+        return Ok(CatchUp::Foreign(stored));
     }
-    Ok(index)
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    added += index.insert(&batch)?;
+    Ok(CatchUp::Added(added))
 }

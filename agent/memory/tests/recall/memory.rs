@@ -253,18 +253,40 @@ async fn the_index_survives_a_restart_and_a_damaged_one_is_rebuilt_from_the_stor
         0,
         "nothing embedded twice after a restart"
     );
+    // A run that wrote a vector and died before saving the index: its mark makes the next
+    // start add the vector from the store.
+    let late = memory
+        .store()
+        .append_message(message(3, "written after the last save", 4_000), false)
+        .unwrap()
+        .seq;
+    let vector = memory
+        .embed(&["written after the last save"])
+        .unwrap()
+        .remove(0);
+    let model_id = memory.model_id().unwrap();
     drop(memory);
-
-    // Damage the saved graph: the checksum catches it and the index is rebuilt from sled.
-    for entry in std::fs::read_dir(&index_dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.to_string_lossy().ends_with(".hnsw.graph") {
-            std::fs::write(&path, b"garbage").unwrap();
-        }
+    std::fs::write(index_dir.join("unsaved"), b"").unwrap();
+    {
+        let store = valor_store::Store::open(&setup.store_path()).unwrap();
+        store
+            .put_vectors(&[(late, valor_store::StoredVector { model_id, vector })])
+            .unwrap();
     }
     let memory = setup.open();
     memory.prepare().await;
-    assert_eq!(memory.indexed_vectors(), 5);
+    assert_eq!(memory.indexed_vectors(), 6);
+    assert_eq!(memory.embedded(), 0);
+    drop(memory);
+
+    // Damage the saved vectors: the checksum catches it and the index is rebuilt from sled.
+    let vectors = index_dir.join("vectors.bin");
+    let mut bytes = std::fs::read(&vectors).unwrap();
+    bytes[10] ^= 0x40;
+    std::fs::write(&vectors, bytes).unwrap();
+    let memory = setup.open();
+    memory.prepare().await;
+    assert_eq!(memory.indexed_vectors(), 6);
     assert_eq!(memory.embedded(), 0);
     let hits = memory.search(&Query::new("tokio", 3)).unwrap();
     assert_eq!(hits.mode, SearchMode::Hybrid);

@@ -25,14 +25,20 @@ fn hnsw_recall_at_10_is_at_least_095_against_exact_search() {
     let query_texts: Vec<&str> = queries.iter().map(String::as_str).collect();
     let query_vectors = embedder.embed(&query_texts).unwrap();
 
-    let index = VectorIndex::new(embedder.model_id(), embedder.dim(), DOCUMENTS);
+    let dir = tempfile::tempdir().unwrap();
+    let index = VectorIndex::create(
+        &dir.path().join("index"),
+        embedder.model_id(),
+        embedder.dim(),
+    )
+    .unwrap();
     let items: Vec<(u64, Vec<f32>)> = vectors
         .iter()
         .enumerate()
         .map(|(i, v)| (i as u64, v.clone()))
         .collect();
     let started = std::time::Instant::now();
-    index.insert(&items);
+    assert_eq!(index.insert(&items).unwrap(), DOCUMENTS);
     eprintln!("indexed in {:?}", started.elapsed());
 
     let mut found = 0;
