@@ -302,37 +302,16 @@ impl Memory {
     /// them, and the embedding queue. Never a walk over the store: sled keeps in memory every
     /// page a walk reads, and this runs after every batch the worker embeds.
     pub fn counts(&self) -> MemoryCounts {
-        let (catalogue_counts, indexed) = {
-            let indexes = self.indexes();
-            let live = |kind| indexes.catalogue.live(kind);
-            (
-                [
-                    live(MemoryKind::Message),
-                    live(MemoryKind::Link),
-                    live(MemoryKind::Learning),
-                    live(MemoryKind::Insight),
-                    live(MemoryKind::Observation),
-                    live(MemoryKind::Summary),
-                ],
-                self.indexed_vectors() as u64,
-            )
-        };
-        let [
-            messages,
-            links,
-            learnings,
-            insights,
-            observations,
-            summaries,
-        ] = catalogue_counts;
+        let indexes = self.indexes();
+        let live = |kind| indexes.catalogue.live(kind);
         MemoryCounts {
-            messages,
-            links,
-            learnings,
-            insights,
-            observations,
-            summaries,
-            vectors: indexed,
+            messages: live(MemoryKind::Message),
+            links: live(MemoryKind::Link),
+            learnings: live(MemoryKind::Learning),
+            insights: live(MemoryKind::Insight),
+            observations: live(MemoryKind::Observation),
+            summaries: live(MemoryKind::Summary),
+            vectors: self.indexed_vectors() as u64,
             queued: self.inner.store.queued_count(),
         }
     }
