@@ -397,8 +397,9 @@ mod tests {
     }
 
     /// The vendored sled's page cache evicts: reading 61 MB of vectors after a reopen grows
-    /// the heap by less than the cache's 16 MB (measured: 1.6 MB). Upstream sled 0.34.7 keeps
-    /// the pages it reads (measured: +33 MB here; agent/store/vendor/sled/VALOR-PATCH.md).
+    /// the heap by less than 16 MB (4 MB of cache, and sled's own). Upstream sled 0.34.7
+    /// keeps the pages it reads (+33 MB here with a 16 MB cache;
+    /// agent/store/vendor/sled/VALOR-PATCH.md).
     #[test]
     fn reading_every_stored_vector_leaves_sleds_cache_near_its_capacity() {
         let dir = tempfile::tempdir().unwrap();

@@ -106,6 +106,9 @@ pub(crate) fn decode<T: DeserializeOwned>(
     serde_json::from_slice(bytes).map_err(|source| StoreError::Corrupt { what, source })
 }
 
+/// sled's page cache.
+pub(crate) const CACHE_BYTES: u64 = 4 * 1024 * 1024;
+
 /// Opens the database. sled releases its file lock from a background thread shortly after the
 /// last handle is dropped, so a lock held by this process's (or a just-exited process's) old
 /// handle is waited out for up to a second before the store is reported in use.
@@ -114,8 +117,10 @@ fn open_db(path: &Path) -> Result<sled::Db, StoreError> {
     for attempt in 1..=TRIES {
         let opened = sled::Config::new()
             .path(path)
-            // sled's default cache is 1 GiB; Valor's records are small.
-            .cache_capacity(16 * 1024 * 1024)
+            // sled's default cache is 1 GiB. Valor's hot records (recent messages, sessions,
+            // the inbox) are small, and the files stay in the kernel's page cache: 4 MiB keeps
+            // the heap from growing with the database (the vendored sled honours it).
+            .cache_capacity(CACHE_BYTES)
             .open();
         match opened {
             Ok(db) => return Ok(db),
