@@ -191,11 +191,12 @@ fn is_noise(text: &str) -> bool {
 }
 
 /// Summaries kept between turns. A full batch of old messages never changes, so its summary is
-/// made once; a turn only summarises the batch that grew.
+/// made once; a turn only summarises the batch that grew, whose new summary replaces the old
+/// (a batch is known by its first message), so the cache holds one summary a batch.
 #[derive(Debug, Default, Clone)]
 pub struct SummaryCache {
-    /// (first id, last id, count) -> summary text.
-    kept: HashMap<(u64, u64, usize), String>,
+    /// first id -> (last id, count, summary text).
+    kept: HashMap<u64, (u64, usize, String)>,
 }
 
 impl SummaryCache {
@@ -215,15 +216,18 @@ impl SummaryCache {
         let (Some(first), Some(last)) = (run.first(), run.last()) else {
             return String::new();
         };
-        let key = (first.id, last.id, run.len());
-        if let Some(text) = self.kept.get(&key) {
+        if let Some((kept_last, count, text)) = self.kept.get(&first.id)
+            && *kept_last == last.id
+            && *count == run.len()
+        {
             return text.clone();
         }
         if self.kept.len() >= Self::CAPACITY {
             self.kept.clear();
         }
         let text = summarize(run, max_chars);
-        self.kept.insert(key, text.clone());
+        self.kept
+            .insert(first.id, (last.id, run.len(), text.clone()));
         text
     }
 }
@@ -580,6 +584,24 @@ mod tests {
             cache.len()
         );
         assert_ne!(before.0, with_cache.0);
+    }
+
+    #[test]
+    fn a_batch_that_grows_turn_after_turn_keeps_one_summary() {
+        let chat = example_chat(1200);
+        let limits = ContextLimits::default();
+        let mut cache = SummaryCache::default();
+        optimize_with(&chat[..1000], &limits, &mut cache);
+        let batches = cache.len();
+        for end in 1001..=1100 {
+            let with_cache = optimize_with(&chat[..end], &limits, &mut cache);
+            assert_eq!(with_cache, optimize(&chat[..end], &limits));
+        }
+        assert!(
+            cache.len() <= batches + 100 / 10,
+            "{batches} summaries grew to {} over 100 turns",
+            cache.len()
+        );
     }
 
     #[test]
