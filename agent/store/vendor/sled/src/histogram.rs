@@ -49,8 +49,11 @@ impl Default for Histogram {
     fn default() -> Histogram {
         #[cfg(not(feature = "miri_optimizations"))]
         {
-            let mut vals = Vec::with_capacity(BUCKETS);
-            vals.resize_with(BUCKETS, Default::default);
+            // Valor: no buckets when metrics are off (the default `no_metrics`): nothing
+            // records into them, and 41 histograms of 2^16 counters held 21.5 MB resident.
+            let buckets = if cfg!(feature = "no_metrics") { 0 } else { BUCKETS };
+            let mut vals = Vec::with_capacity(buckets);
+            vals.resize_with(buckets, Default::default);
 
             Histogram {
                 vals,
