@@ -158,6 +158,11 @@ impl VectorIndex {
         if crc32fast::hash(vectors) != meta.vectors_crc || crc32fast::hash(ids) != meta.ids_crc {
             return Err(corrupt("its vectors fail their checksum".to_owned()));
         }
+        // The checksum read every vector: hand those pages back rather than keep the whole
+        // file resident from the start on.
+        graph
+            .sync_and_release()
+            .map_err(|e| corrupt(e.to_string()))?;
         Ok(VectorIndex {
             model_id: meta.model_id,
             dim: meta.dim,

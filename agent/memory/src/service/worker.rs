@@ -110,10 +110,13 @@ impl Memory {
             })
             .collect();
         let index = self.vector_index();
-        if let Some(index) = &index {
+        if let Some(index) = index.clone() {
             // Before the store has them: a crash from here on leaves the index marked as
-            // lacking vectors, and the next start adds them from the store.
-            index.mark_unsaved()?;
+            // lacking vectors, and the next start adds them from the store. The mark is
+            // fsynced once per save: not on a runtime thread.
+            tokio::task::spawn_blocking(move || index.mark_unsaved())
+                .await
+                .map_err(|e| MemoryError::Task(e.to_string()))??;
         }
         self.inner.store.put_vectors(&stored)?;
         if let Some(index) = index {
