@@ -44,7 +44,7 @@ impl Agent {
         let store = Store::open(&config.store.path)?;
         let home = std::env::var("HOME").ok();
         let memory = Memory::open(
-            store.clone(),
+            Arc::new(store.clone()),
             MemorySettings::beside(
                 &config.store.path,
                 config.memory.resolved_model_dir(home.as_deref()),
@@ -116,8 +116,8 @@ impl Agent {
         if let Some(tools) = tools {
             engine = engine.tools(tools);
         }
-        let learner = crate::learning::learner(config, &self.memory)?;
-        let learning = valor_learn::ChatLearning::new(self.store.clone(), learner)
+        let learner = crate::learning::learner(config, &self.memory, &self.store)?;
+        let learning = valor_learn::ChatLearning::new(Arc::new(self.store.clone()), learner)
             .with_workspaces(chat_folders(config));
         let service = Conversations::new(
             engine.build(),

@@ -23,6 +23,8 @@ use valor_scheduler::Scheduler;
 pub struct AppParts {
     pub health: HealthState,
     pub memory: Memory,
+    /// The store `/runs` reads.
+    pub store: valor_store::Store,
     /// The store's API token (`<store>.api-token`).
     pub token: String,
     /// The hosted tool servers' routes.
@@ -35,7 +37,7 @@ pub struct AppParts {
 }
 
 pub fn app(parts: AppParts) -> Router {
-    let store = parts.memory.store().clone();
+    let store = parts.store;
     let dashboard = (parts.dashboard)
         .map(|source| valor_dashboard::router(source, &parts.token, crate::logging::ring()));
     server::router(parts.health)
@@ -115,6 +117,7 @@ mod tests {
                 dashboard: true,
             },
             memory: agent.memory.clone(),
+            store: agent.store.clone(),
             token: token.clone(),
             tools: hosted.routes,
             scheduler,

@@ -219,15 +219,11 @@ impl Source for AgentView {
     }
 
     async fn search(&self, query: &str) -> Vec<MemoryRow> {
-        let (memory, query) = (self.memory.clone(), query.to_owned());
-        let searched = tokio::task::spawn_blocking(move || {
-            memory.search(&valor_memory::Query::new(&query, 20))
-        })
-        .await;
-        let Ok(searched) = searched else {
-            return Vec::new();
-        };
-        match searched {
+        match self
+            .memory
+            .search(&valor_memory::Query::new(query, 20))
+            .await
+        {
             Ok(result) => (result.hits.into_iter())
                 .map(|h| MemoryRow {
                     id: h.id,

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Subcommand;
@@ -11,13 +12,13 @@ use valor_learn::classifier::Classifier;
 use valor_learn::detector::{Blend, Detector};
 use valor_learn::{LearnSettings, Learner};
 use valor_memory::Memory;
-use valor_store::LearningRecord;
+use valor_store::{LearningRecord, Store};
 
 use crate::memory_cmd::{Access, open};
 
 /// The learner, when `[learning] enabled`; an error when `[learning] watcher_weights` names a
 /// file that is not a weights file.
-pub fn learner(config: &Config, memory: &Memory) -> anyhow::Result<Option<Learner>> {
+pub fn learner(config: &Config, memory: &Memory, store: &Store) -> anyhow::Result<Option<Learner>> {
     let l = &config.learning;
     if !l.enabled {
         return Ok(None);
@@ -39,6 +40,7 @@ pub fn learner(config: &Config, memory: &Memory) -> anyhow::Result<Option<Learne
     };
     Ok(Some(Learner::with_detector(
         memory.clone(),
+        Arc::new(store.clone()),
         LearnSettings {
             ask_threshold: l.ask_threshold as f32,
             // Keys are checked to be chat ids when the config loads.
@@ -117,7 +119,9 @@ async fn run(config: &Config, args: LearningsArgs) -> Result<(), String> {
         return train(config, data.as_deref(), held_out.as_deref(), out);
     }
     let records: Vec<LearningRecord> = match open(config)? {
-        Access::Direct(memory) => memory.store().all_learnings().map_err(|e| e.to_string())?,
+        Access::Direct(_, store) => (valor_learn::LearningStore::all_learnings(store.as_ref())
+            .await)
+            .map_err(|e| e.to_string())?,
         Access::Agent(agent) => agent.get("/memory/learnings").await?,
     };
     match args.command {

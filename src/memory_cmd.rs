@@ -5,6 +5,7 @@
 use std::io::{BufRead, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Subcommand;
@@ -62,7 +63,8 @@ enum MemoryCommand {
 
 /// How the command reaches memory.
 pub(crate) enum Access {
-    Direct(Memory),
+    /// The store is free: this process opened it (and memory over it).
+    Direct(Memory, Box<Store>),
     Agent(AgentClient),
 }
 
@@ -124,8 +126,8 @@ pub(crate) fn open(config: &Config) -> Result<Access, String> {
             let home = std::env::var("HOME").ok();
             let settings =
                 MemorySettings::beside(path, config.memory.resolved_model_dir(home.as_deref()));
-            Memory::open(store, settings)
-                .map(Access::Direct)
+            Memory::open(Arc::new(store.clone()), settings)
+                .map(|memory| Access::Direct(memory, Box::new(store)))
                 .map_err(|e| e.to_string())
         }
         Err(StoreError::Locked { .. }) => {
@@ -137,11 +139,11 @@ pub(crate) fn open(config: &Config) -> Result<Access, String> {
 
 async fn search(access: &Access, params: &SearchParams, json: bool) -> Result<(), String> {
     let result: SearchResult = match access {
-        Access::Direct(memory) => {
+        Access::Direct(memory, _) => {
             let query = params.to_query()?;
             memory.prepare().await;
             embed_queued(memory).await;
-            memory.search(&query).map_err(|e| e.to_string())?
+            memory.search(&query).await.map_err(|e| e.to_string())?
         }
         Access::Agent(agent) => {
             let query = serde_urlencoded(params)?;
@@ -214,7 +216,7 @@ fn render_hits(result: &SearchResult) -> String {
 
 async fn stats(access: &Access, json: bool) -> Result<(), String> {
     let stats = match access {
-        Access::Direct(memory) => {
+        Access::Direct(memory, _) => {
             memory.prepare().await;
             MemoryStats::of(memory)
         }
@@ -255,9 +257,7 @@ async fn stats(access: &Access, json: bool) -> Result<(), String> {
 
 async fn show(access: &Access, id: u64) -> Result<(), String> {
     let document: Document = match access {
-        Access::Direct(memory) => memory
-            .store()
-            .document(id)
+        Access::Direct(_, store) => (valor_memory::port::document(store.as_ref(), id).await)
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("memory {id} is not in the store"))?,
         Access::Agent(agent) => agent.get(&format!("/memory/item/{id}")).await?,
@@ -336,7 +336,7 @@ fn progress_bar(total: u64) -> indicatif::ProgressBar {
 
 async fn reindex(access: &Access) -> Result<(), String> {
     match access {
-        Access::Direct(memory) => {
+        Access::Direct(memory, _) => {
             let total = memory.counts().documents();
             let bar = progress_bar(total);
             memory.request_reindex();
@@ -386,16 +386,16 @@ async fn reindex(access: &Access) -> Result<(), String> {
 }
 
 async fn export(access: &Access, out: Option<&Path>) -> Result<(), String> {
-    let mut sink: Box<dyn Write> = match out {
+    let mut sink: Box<dyn Write + Send> = match out {
         Some(path) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(path)
                 .map_err(|e| format!("cannot create {}: {e}", path.display()))?,
         )),
-        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout())),
     };
     let moved = match access {
-        Access::Direct(memory) => {
-            transfer::export(memory.store(), &mut sink).map_err(|e| e.to_string())?
+        Access::Direct(_, store) => {
+            (transfer::export(store.as_ref(), &mut sink).await).map_err(|e| e.to_string())?
         }
         Access::Agent(agent) => {
             let body = agent.get_bytes("/memory/export").await?;
@@ -426,8 +426,8 @@ fn count_lines(body: &[u8]) -> Moved {
 }
 
 async fn import(access: &Access, file: &Path) -> Result<(), String> {
-    let mut input: Box<dyn BufRead> = if file == Path::new("-") {
-        Box::new(std::io::BufReader::new(std::io::stdin().lock()))
+    let mut input: Box<dyn BufRead + Send> = if file == Path::new("-") {
+        Box::new(std::io::BufReader::new(std::io::stdin()))
     } else {
         Box::new(std::io::BufReader::new(
             std::fs::File::open(file)
@@ -435,8 +435,8 @@ async fn import(access: &Access, file: &Path) -> Result<(), String> {
         ))
     };
     let moved = match access {
-        Access::Direct(memory) => {
-            transfer::import(memory.store(), &mut input).map_err(|e| e.to_string())?
+        Access::Direct(_, store) => {
+            (transfer::import(store.as_ref(), &mut input).await).map_err(|e| e.to_string())?
         }
         Access::Agent(agent) => {
             let mut body = Vec::new();
@@ -448,7 +448,7 @@ async fn import(access: &Access, file: &Path) -> Result<(), String> {
         "imported {} messages, {} saved memories and {} learnings",
         moved.messages, moved.memories, moved.learnings
     );
-    if matches!(access, Access::Direct(_)) && moved.messages + moved.memories > 0 {
+    if matches!(access, Access::Direct(..)) && moved.messages + moved.memories > 0 {
         eprintln!("searchable by keyword now; Valor embeds them when it next runs");
     }
     Ok(())

@@ -208,6 +208,7 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
     let routes = crate::app::app(crate::app::AppParts {
         health: state,
         memory: agent.memory.clone(),
+        store: agent.store.clone(),
         token: memory_token,
         tools: hosted.routes,
         scheduler,

@@ -307,14 +307,26 @@ fn line(line: valor_memory::history::ChatLine) -> HistoryLine {
     }
 }
 
+#[async_trait::async_trait]
 impl History for MemoryHistory {
-    fn search(&self, chat_id: i64, query: &str, limit: usize) -> Result<Vec<HistoryLine>, String> {
-        let lines = (self.0.chat_search(chat_id, query, limit)).map_err(|e| e.to_string())?;
+    async fn search(
+        &self,
+        chat_id: i64,
+        query: &str,
+        limit: usize,
+    ) -> Result<Vec<HistoryLine>, String> {
+        let lines = (self.0.chat_search(chat_id, query, limit).await).map_err(|e| e.to_string())?;
         Ok(lines.into_iter().map(line).collect())
     }
 
-    fn since(&self, chat_id: i64, since_ms: u64, limit: usize) -> Result<Vec<HistoryLine>, String> {
-        let lines = (self.0.chat_since(chat_id, since_ms, limit)).map_err(|e| e.to_string())?;
+    async fn since(
+        &self,
+        chat_id: i64,
+        since_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<HistoryLine>, String> {
+        let lines =
+            (self.0.chat_since(chat_id, since_ms, limit).await).map_err(|e| e.to_string())?;
         Ok(lines.into_iter().map(line).collect())
     }
 }

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Args, Subcommand};
 use rmcp::ServiceExt;
@@ -159,7 +160,7 @@ async fn serve(
                 &config.store.path,
                 config.memory.resolved_model_dir(home.as_deref()),
             );
-            let memory = Memory::open(store, settings)?;
+            let memory = Memory::open(Arc::new(store), settings)?;
             // Searches use meaning as well as words once the model is loaded; messages not yet
             // embedded are embedded meanwhile.
             memory.prepare().await;

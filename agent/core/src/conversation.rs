@@ -311,14 +311,9 @@ impl Conversations {
         let Some(learning) = self.inner.learning.clone() else {
             return "Learning is off ([learning] enabled = false).".to_owned();
         };
-        let (command, source) = (command.clone(), source.to_owned());
-        tokio::task::spawn_blocking(move || {
-            crate::learning::command(learning.as_ref(), chat_id, &command, &source)
-        })
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| "Sorry, that failed.".to_owned())
+        crate::learning::command(learning.as_ref(), chat_id, command, source)
+            .await
+            .unwrap_or_else(|| "Sorry, that failed.".to_owned())
     }
 
     /// Expires the questions nobody answered in their time (and forgets old settled ones),
@@ -328,9 +323,7 @@ impl Conversations {
             return 0;
         };
         let now = valor_protocol::time::now_ms();
-        let expired = tokio::task::spawn_blocking(move || learning.expire(now))
-            .await
-            .unwrap_or_default();
+        let expired = learning.expire(now).await;
         for gone in &expired {
             tracing::info!(
                 chat_id = gone.question.chat_id,
@@ -481,7 +474,7 @@ impl Conversations {
         let watcher = self.inner.learning.clone().filter(|_| turn.ask);
         let watched = watcher.map(|learning| {
             let text = text.clone();
-            tokio::task::spawn_blocking(move || learning.watch(chat_id, &text, &source))
+            tokio::spawn(async move { learning.watch(chat_id, &text, &source).await })
         });
         let incoming = Incoming {
             chat_id,
@@ -578,13 +571,7 @@ impl Conversations {
         {
             queue.question = None;
         }
-        let mut answered =
-            tokio::task::spawn_blocking(move || learning.answer(chat_id, question, yes))
-                .await
-                .unwrap_or_else(|e| {
-                    tracing::error!(chat_id, error = %e, "answering a question failed");
-                    Answered::only("Sorry, something went wrong.")
-                });
+        let mut answered = learning.answer(chat_id, question, yes).await;
         // Settled now: the channel replaces the question (and its buttons) by the outcome.
         if answered.outcome.is_some() {
             answered.question = Some(question);

@@ -247,8 +247,9 @@ struct Asking {
     kept: std::sync::Mutex<Vec<(i64, u64, bool)>>,
 }
 
+#[async_trait::async_trait]
 impl Learning for Asking {
-    fn watch(&self, chat_id: i64, text: &str, _source: &str) -> Option<Question> {
+    async fn watch(&self, chat_id: i64, text: &str, _source: &str) -> Option<Question> {
         let mut asked = self.asked.lock().unwrap();
         let question = Question {
             id: asked.len() as u64 + 1,
@@ -259,7 +260,7 @@ impl Learning for Asking {
         Some(question)
     }
 
-    fn answer(&self, chat_id: i64, id: u64, yes: bool) -> Answered {
+    async fn answer(&self, chat_id: i64, id: u64, yes: bool) -> Answered {
         let owner = self
             .asked
             .lock()
@@ -276,20 +277,20 @@ impl Learning for Asking {
         )
     }
 
-    fn list(&self, _: i64) -> String {
+    async fn list(&self, _: i64) -> String {
         String::new()
     }
 
-    fn forget(&self, _: i64, _: u64) -> String {
+    async fn forget(&self, _: i64, _: u64) -> String {
         String::new()
     }
 
-    fn remember(&self, chat_id: i64, text: &str, _: &str) -> String {
+    async fn remember(&self, chat_id: i64, text: &str, _: &str) -> String {
         format!("kept for {chat_id}: {text}")
     }
 
     /// Every question still open expires.
-    fn expire(&self, _now_ms: u64) -> Vec<Expired> {
+    async fn expire(&self, _now_ms: u64) -> Vec<Expired> {
         let kept = self.kept.lock().unwrap();
         let open = (self.asked.lock().unwrap().iter())
             .filter(|q| !kept.iter().any(|(_, id, _)| *id == q.id))

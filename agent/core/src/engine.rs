@@ -227,8 +227,10 @@ struct Begun {
     /// The stored message's id.
     id: u64,
     history: Vec<ContextMessage>,
-    /// The session this turn ends first, if any.
-    ending: Option<memory::Ending>,
+    /// Whether this turn ended the session before it (its summary is kept).
+    fresh_session: bool,
+    /// What memory brought back for the request.
+    remembered: memory::Remembered,
     /// Where an unknown chat's conversation starts.
     start: u64,
     now_ms: u64,
@@ -313,8 +315,8 @@ impl Engine {
         Ok(self.start(prepared))
     }
 
-    /// Stores the message (durably) and reads the chat's history; the rest of the turn's
-    /// preparation reads memory and files, so it runs on the blocking pool.
+    /// Stores the message (durably), reads the chat's history and what memory brings back;
+    /// the rest of the turn's preparation reads files, so it runs on the blocking pool.
     async fn prepare(&self, incoming: Incoming) -> Result<Prepared, StoreFailure> {
         let inner = &self.inner;
         let chat_id = incoming.chat_id;
@@ -348,12 +350,18 @@ impl Engine {
         } else {
             inner.store.conversation_start(chat_id).await?
         };
+        if let Some(ending) = &ending {
+            self.end_session(chat_id, ending, &history, id, now_ms)
+                .await;
+        }
+        let remembered = self.remembered(&incoming, id, &history).await;
         let engine = self.clone();
         let begun = Begun {
             incoming,
             id,
             history,
-            ending,
+            fresh_session: ending.is_some(),
+            remembered,
             start,
             now_ms,
         };
@@ -362,42 +370,25 @@ impl Engine {
             .map_err(|e| StoreFailure::failed(format!("the turn could not be prepared: {e}")))
     }
 
-    /// Builds the context window and the prompt, routes the request. Blocking: recall, the
-    /// code map, the session's summary.
+    /// Builds the context window and the prompt, routes the request. Blocking: the code map
+    /// reads files.
     fn compose(&self, begun: Begun) -> Prepared {
         let Begun {
             incoming,
             id,
             history,
-            ending,
+            fresh_session,
+            remembered,
             start,
             now_ms,
         } = begun;
         let inner = &self.inner;
         let chat_id = incoming.chat_id;
-        let fresh_session = ending.is_some();
-        if let Some(ending) = &ending {
-            self.end_session(chat_id, ending, &history, id, now_ms);
-        }
-
-        // Memories about the request, leaving out the messages the window already carries.
-        let learnings = match &inner.recall {
-            Some(recall) if inner.config.prompt.learning_tokens > 0 => recall.learnings(chat_id),
-            _ => Vec::new(),
-        };
-        let memories = match &inner.recall {
-            Some(recall) if inner.config.prompt.tokens > 0 => {
-                let mut exclude: Vec<u64> = (history.iter().map(|m| m.id))
-                    .chain([id])
-                    .chain(learnings.iter().map(|l| l.id))
-                    .collect();
-                exclude.sort_unstable();
-                exclude.dedup();
-                recall.recall(chat_id, &incoming.text, &exclude)
-            }
-            _ => Vec::new(),
-        };
-        let session_summary = self.last_summary(chat_id);
+        let memory::Remembered {
+            learnings,
+            memories,
+            session_summary,
+        } = remembered;
         let code_map = self.code_layer(chat_id, &incoming.text, inner.config.prompt.shares().code);
 
         let turn = inner
@@ -757,8 +748,9 @@ mod tests {
         asked: Mutex<Vec<(i64, String, Vec<u64>)>>,
     }
 
+    #[async_trait::async_trait]
     impl Recall for OneMemory {
-        fn recall(
+        async fn recall(
             &self,
             chat_id: i64,
             text: &str,

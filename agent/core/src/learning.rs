@@ -2,32 +2,33 @@
 //! implements it over the store). The watcher's "Remember this?" question about a user's
 //! message, its answer (a button or a typed yes/no), and the learning commands.
 //!
-//! Calls may embed text or write the store (milliseconds): callers make them off the async
-//! threads.
+//! Async: a call may embed text (the implementation does that on the blocking pool) or write
+//! the store.
 
 use valor_protocol::Command;
 pub use valor_protocol::{Answered, Question};
 
+#[async_trait::async_trait]
 pub trait Learning: Send + Sync {
     /// The question worth asking about a user's message, recorded as pending, if any.
-    fn watch(&self, chat_id: i64, text: &str, source: &str) -> Option<Question>;
+    async fn watch(&self, chat_id: i64, text: &str, source: &str) -> Option<Question>;
     /// A yes or a no to question `id`, from chat `chat_id`: settled once, and only by the
     /// chat it was asked in; a yes keeps what it proposed.
-    fn answer(&self, chat_id: i64, id: u64, yes: bool) -> Answered;
+    async fn answer(&self, chat_id: i64, id: u64, yes: bool) -> Answered;
     /// `/learnings`: the chat's active learnings, numbered.
-    fn list(&self, chat_id: i64) -> String;
+    async fn list(&self, chat_id: i64) -> String;
     /// The answer to `/learnings review`: learnings contradicted since, to look at again.
-    fn review(&self, chat_id: i64) -> String {
+    async fn review(&self, chat_id: i64) -> String {
         let _ = chat_id;
         "Nothing to review.".to_owned()
     }
     /// `/forget N`.
-    fn forget(&self, chat_id: i64, number: u64) -> String;
+    async fn forget(&self, chat_id: i64, number: u64) -> String;
     /// `/remember <text>`: a learning the user typed.
-    fn remember(&self, chat_id: i64, text: &str, source: &str) -> String;
+    async fn remember(&self, chat_id: i64, text: &str, source: &str) -> String;
     /// Settles the questions asked before `now_ms` minus their time as expired and forgets
     /// settled ones older than the kept window: the questions expired now.
-    fn expire(&self, now_ms: u64) -> Vec<Expired>;
+    async fn expire(&self, now_ms: u64) -> Vec<Expired>;
 }
 
 /// A question nobody answered in its time.
@@ -38,24 +39,24 @@ pub struct Expired {
     pub line: String,
 }
 
-/// The answer to a learning command (`None` for another command). Blocking.
-pub fn command(
+/// The answer to a learning command (`None` for another command).
+pub async fn command(
     learning: &dyn Learning,
     chat_id: i64,
     command: &Command,
     source: &str,
 ) -> Option<String> {
     Some(match command {
-        Command::Learnings { review: true } => learning.review(chat_id),
-        Command::Learnings { review: false } => learning.list(chat_id),
-        Command::Forget(Some(number)) => learning.forget(chat_id, *number),
+        Command::Learnings { review: true } => learning.review(chat_id).await,
+        Command::Learnings { review: false } => learning.list(chat_id).await,
+        Command::Forget(Some(number)) => learning.forget(chat_id, *number).await,
         Command::Forget(None) => {
             "Which one? Send /forget N with a number from /learnings.".to_owned()
         }
         Command::Remember(text) if text.trim().is_empty() => {
             "What should I remember? Send /remember followed by it.".to_owned()
         }
-        Command::Remember(text) => learning.remember(chat_id, text, source),
+        Command::Remember(text) => learning.remember(chat_id, text, source).await,
         Command::Status => return None,
     })
 }

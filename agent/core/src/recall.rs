@@ -32,26 +32,28 @@ pub struct LearnedFact {
     pub confidence: f32,
 }
 
-/// Long-term memory as the engine sees it.
+/// Long-term memory as the engine sees it. Async: the store behind it may be a database on
+/// another machine.
+#[async_trait::async_trait]
 pub trait Recall: Send + Sync {
     /// The memories most relevant to `text` in `chat_id` (that chat's and shared ones), best
     /// first, leaving out the ids in `exclude` (already in the prompt). Runs inside a turn, so
     /// it answers from what it has now and never waits for indexing.
-    fn recall(&self, chat_id: i64, text: &str, exclude: &[u64]) -> Vec<Recollection>;
+    async fn recall(&self, chat_id: i64, text: &str, exclude: &[u64]) -> Vec<Recollection>;
 
     /// The chat's active learnings, highest confidence first. None by default.
-    fn learnings(&self, _chat_id: i64) -> Vec<LearnedFact> {
+    async fn learnings(&self, _chat_id: i64) -> Vec<LearnedFact> {
         Vec::new()
     }
 
-    /// Keeps what a turn did as the chat's memory. Blocking (a store write).
-    fn keep_observations(&self, _chat_id: i64, _observations: &[Observation]) {}
+    /// Keeps what a turn did as the chat's memory.
+    async fn keep_observations(&self, _chat_id: i64, _observations: &[Observation]) {}
 
-    /// Keeps the summary of a session that ended. Blocking (a store write).
-    fn keep_summary(&self, _chat_id: i64, _summary: &SessionSummary) {}
+    /// Keeps the summary of a session that ended.
+    async fn keep_summary(&self, _chat_id: i64, _summary: &SessionSummary) {}
 
     /// The text of the chat's latest session summary, if it has one.
-    fn last_summary(&self, _chat_id: i64) -> Option<String> {
+    async fn last_summary(&self, _chat_id: i64) -> Option<String> {
         None
     }
 }

@@ -2,11 +2,15 @@
 //! seam): the watcher's question, its answer, `/learnings`, `/forget N` and `/remember <text>`,
 //! each answered with the line the chat shows.
 
+use std::sync::Arc;
+
 use valor_core::learning::{Answered, Expired, Learning, Question};
-use valor_store::learnings::rank;
-use valor_store::{LearningRecord, MemoryKind, MemoryRecord, Proposal, ProposalState, Store};
+use valor_protocol::learnings::{LearningRecord, rank};
+use valor_protocol::proposals::{PROPOSALS_KEPT_MS, Proposal, ProposalState};
+use valor_protocol::records::{MemoryKind, MemoryRecord, headline};
 
 use crate::Learner;
+use crate::port::LearnStore;
 use valor_protocol::time::now_ms;
 
 /// Room for a list in one Telegram message (4096 characters at most).
@@ -20,13 +24,13 @@ const SWITCHED_OFF: &str = "Learning is switched off here ([learning] enabled)."
 /// settles the questions others asked (the daydream's).
 #[derive(Clone)]
 pub struct ChatLearning {
-    store: Store,
+    store: Arc<dyn LearnStore>,
     learner: Option<Learner>,
     workspaces: Option<valor_chatfs::ChatFs>,
 }
 
 impl ChatLearning {
-    pub fn new(store: Store, learner: Option<Learner>) -> ChatLearning {
+    pub fn new(store: Arc<dyn LearnStore>, learner: Option<Learner>) -> ChatLearning {
         ChatLearning {
             store,
             learner,
@@ -42,7 +46,7 @@ impl ChatLearning {
     }
 
     /// Rewrites the chat's `LEARNED_INSIGHTS.md`, when workspaces are kept.
-    fn learnings_changed(&self, chat_id: i64) {
+    async fn learnings_changed(&self, chat_id: i64) {
         let Some(folder) = self
             .workspaces
             .as_ref()
@@ -50,16 +54,19 @@ impl ChatLearning {
         else {
             return;
         };
-        if let Err(e) = crate::export::write_into_workspace(&self.store, chat_id, &folder) {
+        let written =
+            crate::export::write_into_workspace(self.store.as_ref(), chat_id, folder).await;
+        if let Err(e) = written {
             tracing::warn!(chat_id, error = %e, "cannot update the workspace's LEARNED_INSIGHTS.md");
         }
     }
 
     /// A yes: the proposal becomes a learning or a memory; the line that replaces the question.
-    fn keep(&self, proposal: &Proposal) -> Result<String, String> {
+    async fn keep(&self, proposal: &Proposal) -> Result<String, String> {
         match &self.learner {
             Some(learner) if proposal.kind == MemoryKind::Learning => learner
                 .accept(proposal, now_ms())
+                .await
                 .map(|accepted| accepted.describe())
                 .map_err(|e| e.to_string()),
             _ => {
@@ -68,11 +75,11 @@ impl ChatLearning {
                     kind: proposal.kind,
                     chat_id: Some(proposal.chat_id),
                     at_ms: now_ms(),
-                    title: valor_store::headline(&proposal.text, 80),
+                    title: headline(&proposal.text, 80),
                     text: proposal.text.clone(),
                     url: None,
                 };
-                (self.store.save_memory(record))
+                (self.store.save_memories(vec![record]).await)
                     .map(|_| format!("Remembered: {}", proposal.text))
                     .map_err(|e| e.to_string())
             }
@@ -80,17 +87,18 @@ impl ChatLearning {
     }
 }
 
+#[async_trait::async_trait]
 impl Learning for ChatLearning {
-    fn expire(&self, now_ms: u64) -> Vec<Expired> {
-        let expired = match self.store.expire_proposals(now_ms) {
+    async fn expire(&self, now_ms: u64) -> Vec<Expired> {
+        let expired = match self.store.expire_proposals(now_ms).await {
             Ok(expired) => expired,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot expire old questions");
                 Vec::new()
             }
         };
-        let before = now_ms.saturating_sub(valor_store::PROPOSALS_KEPT_MS);
-        if let Err(e) = self.store.purge_proposals(before) {
+        let before = now_ms.saturating_sub(PROPOSALS_KEPT_MS);
+        if let Err(e) = self.store.purge_proposals(before).await {
             tracing::warn!(error = %e, "cannot purge old questions");
         }
         expired
@@ -102,12 +110,15 @@ impl Learning for ChatLearning {
             .collect()
     }
 
-    fn watch(&self, chat_id: i64, text: &str, source: &str) -> Option<Question> {
-        let proposal = self
-            .learner
-            .as_ref()?
-            .watch(chat_id, text, source, now_ms())?;
-        match self.store.add_proposal(proposal) {
+    async fn watch(&self, chat_id: i64, text: &str, source: &str) -> Option<Question> {
+        // The watcher embeds the message: CPU work, on the blocking pool.
+        let learner = self.learner.clone()?;
+        let (text, source) = (text.to_owned(), source.to_owned());
+        let proposal =
+            tokio::task::spawn_blocking(move || learner.watch(chat_id, &text, &source, now_ms()))
+                .await
+                .ok()??;
+        match self.store.add_proposal(proposal).await {
             Ok(proposal) => Some(proposal.question()),
             Err(e) => {
                 tracing::warn!(chat_id, error = %e, "cannot record a question");
@@ -116,8 +127,8 @@ impl Learning for ChatLearning {
         }
     }
 
-    fn answer(&self, chat_id: i64, id: u64, yes: bool) -> Answered {
-        let owner = self.store.proposal(id).ok().flatten().map(|p| p.chat_id);
+    async fn answer(&self, chat_id: i64, id: u64, yes: bool) -> Answered {
+        let owner = (self.store.proposal(id).await.ok().flatten()).map(|p| p.chat_id);
         if owner.is_some_and(|owner| owner != chat_id) {
             tracing::warn!(
                 chat_id,
@@ -126,11 +137,11 @@ impl Learning for ChatLearning {
             );
             return Answered::only("This question is not yours.");
         }
-        match self.store.settle_proposal(id, chat_id, yes, now_ms()) {
+        match self.store.settle_proposal(id, chat_id, yes, now_ms()).await {
             Ok(Some((ProposalState::Pending, proposal))) => match proposal.state {
-                ProposalState::Accepted => match self.keep(&proposal) {
+                ProposalState::Accepted => match self.keep(&proposal).await {
                     Ok(line) => {
-                        self.learnings_changed(chat_id);
+                        self.learnings_changed(chat_id).await;
                         Answered::settled("Remembered.", line)
                     }
                     Err(e) => {
@@ -152,21 +163,21 @@ impl Learning for ChatLearning {
         }
     }
 
-    fn list(&self, chat_id: i64) -> String {
+    async fn list(&self, chat_id: i64) -> String {
         let Some(learner) = &self.learner else {
             return SWITCHED_OFF.to_owned();
         };
-        match learner.list(chat_id) {
+        match learner.list(chat_id).await {
             Ok(learnings) => list_text(learnings),
             Err(e) => format!("Sorry, I cannot read the learnings: {e}"),
         }
     }
 
-    fn review(&self, chat_id: i64) -> String {
+    async fn review(&self, chat_id: i64) -> String {
         let Some(learner) = &self.learner else {
             return SWITCHED_OFF.to_owned();
         };
-        match learner.to_review(chat_id) {
+        match learner.to_review(chat_id).await {
             Ok(marked) if marked.is_empty() => {
                 "Nothing to review: no learning here has been contradicted.".to_owned()
             }
@@ -187,13 +198,13 @@ impl Learning for ChatLearning {
         }
     }
 
-    fn forget(&self, chat_id: i64, number: u64) -> String {
+    async fn forget(&self, chat_id: i64, number: u64) -> String {
         let Some(learner) = &self.learner else {
             return SWITCHED_OFF.to_owned();
         };
-        match learner.forget(chat_id, number, now_ms()) {
+        match learner.forget(chat_id, number, now_ms()).await {
             Ok(learning) => {
-                self.learnings_changed(chat_id);
+                self.learnings_changed(chat_id).await;
                 format!(
                     "Forgotten #{}: {}\nIt stays in the history (valor learnings export), out of my answers.",
                     learning.number, learning.content
@@ -203,13 +214,13 @@ impl Learning for ChatLearning {
         }
     }
 
-    fn remember(&self, chat_id: i64, text: &str, source: &str) -> String {
+    async fn remember(&self, chat_id: i64, text: &str, source: &str) -> String {
         let Some(learner) = &self.learner else {
             return SWITCHED_OFF.to_owned();
         };
-        match learner.remember(chat_id, text, source, now_ms()) {
+        match learner.remember(chat_id, text, source, now_ms()).await {
             Ok(accepted) => {
-                self.learnings_changed(chat_id);
+                self.learnings_changed(chat_id).await;
                 accepted.describe()
             }
             Err(e) => format!("Not stored: {e}"),
@@ -266,7 +277,7 @@ pub fn list_text(mut learnings: Vec<LearningRecord>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use valor_store::Category;
+    use valor_protocol::learnings::Category;
 
     #[test]
     fn a_long_list_fits_one_message() {

@@ -4,16 +4,20 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use valor_protocol::StoreFailure;
+use valor_protocol::learnings::{Category, LearningRecord, rank};
 use valor_protocol::time::civil_date;
-use valor_store::learnings::rank;
-use valor_store::{Category, LearningRecord, Store, StoreError};
+
+use crate::port::LearningStore;
 
 pub const FILE_NAME: &str = "LEARNED_INSIGHTS.md";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(#[from] StoreFailure),
+    #[error("the writer stopped: {0}")]
+    Task(String),
     #[error("cannot write {}: {source}", path.display())]
     Write {
         path: PathBuf,
@@ -33,8 +37,16 @@ pub struct Exported {
 
 /// Writes `<dir>/chat-<id>/LEARNED_INSIGHTS.md` for every chat with learnings (or only
 /// `only`), each written aside and renamed, so a reader never sees half a file.
-pub fn export(store: &Store, dir: &Path, only: Option<i64>) -> Result<Vec<Exported>, ExportError> {
-    export_records(store.all_learnings()?, dir, only)
+pub async fn export(
+    store: &dyn LearningStore,
+    dir: &Path,
+    only: Option<i64>,
+) -> Result<Vec<Exported>, ExportError> {
+    let records = store.all_learnings().await?;
+    let dir = dir.to_owned();
+    tokio::task::spawn_blocking(move || export_records(records, &dir, only))
+        .await
+        .map_err(|e| ExportError::Task(e.to_string()))?
 }
 
 /// [`export`] from records already read (the CLI gets them from a running Valor).
@@ -79,12 +91,22 @@ pub fn export_records(
 /// working there read what was learned: through the no-follow helper (whatever the chat
 /// planted at the name or beside it is replaced, never written through), private, written aside
 /// and renamed. A chat that never learned anything gets no file.
-pub fn write_into_workspace(
-    store: &Store,
+pub async fn write_into_workspace(
+    store: &dyn LearningStore,
+    chat_id: i64,
+    workspace: valor_chatfs::ChatDir,
+) -> Result<Option<PathBuf>, ExportError> {
+    let learnings = store.learnings_of(Some(chat_id), true).await?;
+    tokio::task::spawn_blocking(move || write_file(chat_id, &workspace, learnings))
+        .await
+        .map_err(|e| ExportError::Task(e.to_string()))?
+}
+
+fn write_file(
     chat_id: i64,
     workspace: &valor_chatfs::ChatDir,
+    learnings: Vec<LearningRecord>,
 ) -> Result<Option<PathBuf>, ExportError> {
-    let learnings = store.learnings_of(Some(chat_id), true)?;
     let path = workspace.join(FILE_NAME);
     let write_error = |source: valor_chatfs::ChatFsError| ExportError::Write {
         path: path.clone(),

@@ -8,12 +8,15 @@
 //!   from search and from later turns.
 //! - Without the embedding model (loading, missing) only identical texts count as duplicates.
 
+use std::sync::Arc;
+
 use valor_memory::Memory;
-use valor_store::learnings::rank;
-use valor_store::{
-    Category, LearningDraft, LearningRecord, MemoryKind, PROPOSAL_TTL_MS, Proposal, ProposalState,
-    Store, StoreError, confidence_for,
-};
+use valor_protocol::StoreFailure;
+use valor_protocol::learnings::{Category, LearningRecord, confidence_for, rank};
+use valor_protocol::proposals::{LearningDraft, PROPOSAL_TTL_MS, Proposal, ProposalState};
+use valor_protocol::records::MemoryKind;
+
+use crate::port::LearningStore;
 
 use crate::detector::Detector;
 use crate::watcher::{detect, negated};
@@ -47,7 +50,9 @@ impl Default for LearnSettings {
 #[derive(Debug, thiserror::Error)]
 pub enum LearnError {
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(#[from] StoreFailure),
+    #[error("a learning task failed: {0}")]
+    Task(String),
     #[error("a learning needs some text")]
     Empty,
     #[error("there is no active learning #{0} in this chat (see /learnings)")]
@@ -119,20 +124,27 @@ impl LearnSettings {
 #[derive(Clone)]
 pub struct Learner {
     memory: Memory,
+    store: Arc<dyn LearningStore>,
     settings: std::sync::Arc<LearnSettings>,
     detector: std::sync::Arc<Detector>,
 }
 
 impl Learner {
     /// A learner with the committed watcher weights.
-    pub fn new(memory: Memory, settings: LearnSettings) -> Learner {
-        Learner::with_detector(memory, settings, Detector::builtin().clone())
+    pub fn new(memory: Memory, store: Arc<dyn LearningStore>, settings: LearnSettings) -> Learner {
+        Learner::with_detector(memory, store, settings, Detector::builtin().clone())
     }
 
     /// A learner whose watcher is `detector` (weights trained elsewhere).
-    pub fn with_detector(memory: Memory, settings: LearnSettings, detector: Detector) -> Learner {
+    pub fn with_detector(
+        memory: Memory,
+        store: Arc<dyn LearningStore>,
+        settings: LearnSettings,
+        detector: Detector,
+    ) -> Learner {
         Learner {
             memory,
+            store,
             settings: std::sync::Arc::new(settings),
             detector: std::sync::Arc::new(detector),
         }
@@ -143,8 +155,8 @@ impl Learner {
         &self.memory
     }
 
-    fn store(&self) -> &Store {
-        self.memory.store()
+    fn store(&self) -> &dyn LearningStore {
+        self.store.as_ref()
     }
 
     /// The question worth asking about a user's message, if the watcher finds a confident
@@ -186,7 +198,7 @@ impl Learner {
     }
 
     /// The user said yes to `proposal`: keep it (or reinforce what it repeats).
-    pub fn accept(&self, proposal: &Proposal, now_ms: u64) -> Result<Accepted, LearnError> {
+    pub async fn accept(&self, proposal: &Proposal, now_ms: u64) -> Result<Accepted, LearnError> {
         let draft = proposal.learning.clone();
         let category = draft
             .as_ref()
@@ -203,11 +215,11 @@ impl Learner {
                 now_ms,
             )
         };
-        self.keep(record, draft.and_then(|d| d.replaces))
+        self.keep(record, draft.and_then(|d| d.replaces)).await
     }
 
     /// A learning the user typed (`/remember ...`): manual, confidence 1.
-    pub fn remember(
+    pub async fn remember(
         &self,
         chat_id: i64,
         text: &str,
@@ -223,10 +235,10 @@ impl Learner {
             true,
             now_ms,
         );
-        self.keep(record, replaces)
+        self.keep(record, replaces).await
     }
 
-    fn keep(
+    async fn keep(
         &self,
         record: LearningRecord,
         replaces: Option<String>,
@@ -235,17 +247,18 @@ impl Learner {
             return Err(LearnError::Empty);
         }
         let now_ms = record.created_ms;
-        let active = self.store().learnings_of(record.chat_id, false)?;
+        let active = self.store().learnings_of(record.chat_id, false).await?;
         let source = record.sources.first().cloned().unwrap_or_default();
-        if let Some((mut existing, similarity)) =
-            self.duplicate_of(&record.content, replaces.as_deref(), &active)
+        if let Some((mut existing, similarity)) = self
+            .duplicate_of(&record.content, replaces.as_deref(), &active)
+            .await?
         {
             existing.reinforce(&source, now_ms);
             if record.manual {
                 existing.manual = true;
                 existing.confidence = confidence_for(existing.times_seen, true);
             }
-            self.store().update_learning(&existing)?;
+            self.store().update_learning(existing.clone()).await?;
             tracing::info!(
                 number = existing.number,
                 times_seen = existing.times_seen,
@@ -258,23 +271,21 @@ impl Learner {
                 similarity,
             });
         }
-        let learning = self.store().add_learning(record)?;
+        let learning = self.store().add_learning(record).await?;
         let mut retired = Vec::new();
         if let Some(old) = replaces.as_deref() {
             for candidate in active.iter().filter(|l| mentions(&l.content, old)) {
                 let reason = format!("replaced by #{}: {}", learning.number, learning.content);
-                if let Some(done) = self.store().retire_learning(
-                    candidate.id,
-                    &reason,
-                    Some(learning.id),
-                    now_ms,
-                )? {
+                if let Some(done) = (self.store())
+                    .retire_learning(candidate.id, reason, Some(learning.id), now_ms)
+                    .await?
+                {
                     self.memory.forget(done.id);
                     retired.push(done);
                 }
             }
         }
-        let contradicted = self.contradict(&learning, &active, &retired, now_ms)?;
+        let contradicted = (self.contradict(&learning, &active, &retired, now_ms)).await?;
         tracing::info!(
             number = learning.number,
             category = %learning.category,
@@ -292,7 +303,7 @@ impl Learner {
     /// The active learnings `learning` contradicts (about the same thing, said the other way:
     /// one negated, the other not), each less confident by 0.3 and marked for review. Those it
     /// retired as replaced are left alone.
-    fn contradict(
+    async fn contradict(
         &self,
         learning: &LearningRecord,
         active: &[LearningRecord],
@@ -307,7 +318,7 @@ impl Learner {
         if opposite.is_empty() {
             return Ok(Vec::new());
         }
-        let similarities = self.similarities(&learning.content, &opposite);
+        let similarities = self.similarities(&learning.content, &opposite).await?;
         let mut contradicted = Vec::new();
         for (old, similarity) in opposite.into_iter().zip(similarities) {
             if similarity < CONTRADICTION_SIMILARITY {
@@ -318,7 +329,7 @@ impl Learner {
                 format!("contradicted by #{}: {}", learning.number, learning.content),
                 now_ms,
             );
-            self.store().update_learning(&old)?;
+            self.store().update_learning(old.clone()).await?;
             tracing::info!(
                 event = "learning.invalidated",
                 number = old.number,
@@ -335,12 +346,12 @@ impl Learner {
     /// The active learning `content` repeats, with the similarity, if any. A statement that
     /// replaces something repeats only one that replaces the same thing: "from Tailwind to
     /// Bootstrap" reads much like "from Bootstrap to Tailwind" and says the opposite.
-    fn duplicate_of(
+    async fn duplicate_of(
         &self,
         content: &str,
         replaces: Option<&str>,
         active: &[LearningRecord],
-    ) -> Option<(LearningRecord, f32)> {
+    ) -> Result<Option<(LearningRecord, f32)>, LearnError> {
         // "We deploy on Fridays" is no repeat of "we don't deploy on Fridays".
         let said_no = negated(content);
         let comparable: Vec<&LearningRecord> = active
@@ -356,37 +367,56 @@ impl Learner {
             })
             .collect();
         if comparable.is_empty() {
-            return None;
+            return Ok(None);
         }
-        let similarities = self.similarities(content, &comparable);
-        comparable
+        let similarities = self.similarities(content, &comparable).await?;
+        Ok(comparable
             .into_iter()
             .zip(similarities)
             .filter(|(_, s)| *s > self.settings.duplicate_similarity)
             .max_by(|a, b| a.1.total_cmp(&b.1))
-            .map(|(l, s)| (l.clone(), s))
+            .map(|(l, s)| (l.clone(), s)))
     }
 
     /// Cosine similarity of `content` with each learning: by the embedding model when it is
     /// loaded (stored vectors reused), else 1 for the same words and 0 otherwise.
-    fn similarities(&self, content: &str, learnings: &[&LearningRecord]) -> Vec<f32> {
+    async fn similarities(
+        &self,
+        content: &str,
+        learnings: &[&LearningRecord],
+    ) -> Result<Vec<f32>, LearnError> {
         let model = self.memory.model_id();
-        let mut texts: Vec<&str> = vec![content];
-        let stored: Vec<Option<Vec<f32>>> = learnings
-            .iter()
-            .map(|l| {
-                let vector = self.store().vector(l.id).ok().flatten()?;
-                (Some(&vector.model_id) == model.as_ref()).then_some(vector.vector)
-            })
-            .collect();
+        let mut stored: Vec<Option<Vec<f32>>> = Vec::with_capacity(learnings.len());
+        for learning in learnings {
+            let vector = self
+                .store()
+                .learning_vector(learning.id)
+                .await
+                .ok()
+                .flatten();
+            stored.push(
+                vector
+                    .filter(|v| Some(&v.model_id) == model.as_ref())
+                    .map(|v| v.vector),
+            );
+        }
+        let mut texts: Vec<String> = vec![content.to_owned()];
         for (learning, vector) in learnings.iter().zip(&stored) {
             if vector.is_none() {
-                texts.push(&learning.content);
+                texts.push(learning.content.clone());
             }
         }
-        let Some(mut fresh) = self.memory.embed(&texts).map(Vec::into_iter) else {
+        // Embedding is CPU work: on the blocking pool.
+        let memory = self.memory.clone();
+        let fresh = tokio::task::spawn_blocking(move || {
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            memory.embed(&refs)
+        })
+        .await
+        .map_err(|e| LearnError::Task(e.to_string()))?;
+        let Some(mut fresh) = fresh.map(Vec::into_iter) else {
             let words = normalised(content);
-            return learnings
+            return Ok(learnings
                 .iter()
                 .map(|l| {
                     if normalised(&l.content) == words {
@@ -395,56 +425,63 @@ impl Learner {
                         0.0
                     }
                 })
-                .collect();
+                .collect());
         };
         let Some(query) = fresh.next() else {
-            return vec![0.0; learnings.len()];
+            return Ok(vec![0.0; learnings.len()]);
         };
-        stored
+        Ok(stored
             .into_iter()
             .map(|vector| {
                 vector
                     .or_else(|| fresh.next())
                     .map_or(0.0, |v| valor_embed::cosine(&query, &v))
             })
-            .collect()
+            .collect())
     }
 
     /// A chat's active learnings, by number.
-    pub fn list(&self, chat_id: i64) -> Result<Vec<LearningRecord>, LearnError> {
-        Ok(self.store().learnings_of(Some(chat_id), false)?)
+    pub async fn list(&self, chat_id: i64) -> Result<Vec<LearningRecord>, LearnError> {
+        Ok(self.store().learnings_of(Some(chat_id), false).await?)
     }
 
     /// The chat's active learnings marked for review (contradicted since).
-    pub fn to_review(&self, chat_id: i64) -> Result<Vec<LearningRecord>, LearnError> {
-        let mut marked = self.list(chat_id)?;
+    pub async fn to_review(&self, chat_id: i64) -> Result<Vec<LearningRecord>, LearnError> {
+        let mut marked = self.list(chat_id).await?;
         marked.retain(|l| l.review.is_some());
         Ok(marked)
     }
 
     /// Retires learning `number` of a chat at the user's word.
-    pub fn forget(
+    pub async fn forget(
         &self,
         chat_id: i64,
         number: u64,
         now_ms: u64,
     ) -> Result<LearningRecord, LearnError> {
         let learning = self
-            .list(chat_id)?
+            .list(chat_id)
+            .await?
             .into_iter()
             .find(|l| l.number == number)
             .ok_or(LearnError::NoSuchLearning(number))?;
         let retired = self
             .store()
-            .retire_learning(learning.id, "forgotten by the user", None, now_ms)?
+            .retire_learning(
+                learning.id,
+                "forgotten by the user".to_owned(),
+                None,
+                now_ms,
+            )
+            .await?
             .ok_or(LearnError::NoSuchLearning(number))?;
         self.memory.forget(retired.id);
         Ok(retired)
     }
 
     /// A chat's active learnings for a turn's context: highest confidence first.
-    pub fn for_context(&self, chat_id: i64) -> Vec<LearningRecord> {
-        let mut learnings = self.list(chat_id).unwrap_or_default();
+    pub async fn for_context(&self, chat_id: i64) -> Vec<LearningRecord> {
+        let mut learnings = self.list(chat_id).await.unwrap_or_default();
         rank(&mut learnings);
         learnings
     }

@@ -12,6 +12,8 @@
 //! - [`chat`]: [`ChatLearning`], core's `Learning` seam over the store and the learner: the
 //!   questions, their answers, and the lines `/learnings`, `/forget` and `/remember` answer with.
 //! - [`export`]: `LEARNED_INSIGHTS.md` per chat.
+//! - [`port`]: the stores learning needs ([`LearningStore`], [`ProposalStore`]), async; sled's
+//!   implementation is in valor-store, an in-memory one in [`fake`].
 
 // stdout belongs to protocols and the CLI's output, stderr to tracing: libraries print nothing.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
@@ -21,9 +23,12 @@ pub mod classifier;
 pub mod detector;
 pub mod evaluate;
 pub mod export;
+pub mod fake;
 pub mod learner;
+pub mod port;
 pub mod watcher;
 
 pub use chat::ChatLearning;
 pub use learner::{Accepted, LearnError, LearnSettings, Learner};
+pub use port::{LearnStore, LearningStore, ProposalStore};
 pub use watcher::{Detection, Trigger, detect};

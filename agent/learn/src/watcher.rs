@@ -9,7 +9,7 @@
 use std::sync::OnceLock;
 
 use regex::Regex;
-use valor_store::Category;
+use valor_protocol::learnings::Category;
 
 /// The ten kinds of statement the watcher looks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -175,8 +175,7 @@ fn tokens(text: &str) -> usize {
 }
 
 /// Fills chat 7's memory; returns the observation id of each topic.
-fn fill(memory: &Memory) -> Vec<u64> {
-    let store = memory.store();
+fn fill(store: &Store) -> Vec<u64> {
     // A user's message is a sentence; a reply, as in a coding chat, some twenty (~300 tokens).
     let noise = valor_fakes::corpus::sentences(31, 2_000 * 11);
     let mut sentences = noise.iter();
@@ -236,12 +235,14 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let store_path = dir.path().join("store");
     let runtime = tokio::runtime::Runtime::new().unwrap();
+    let _entered = runtime.enter();
+    let store = Store::open(&store_path).unwrap();
     let memory = Memory::open(
-        Store::open(&store_path).unwrap(),
+        std::sync::Arc::new(store.clone()),
         MemorySettings::beside(&store_path, model_dir),
     )
     .unwrap();
-    let answers = fill(&memory);
+    let answers = fill(&store);
     runtime
         .block_on(memory.work_until_idle(&|_, _| {}))
         .unwrap();
@@ -270,7 +271,9 @@ fn main() {
             limit: 10,
             ..SearchRequest::default()
         };
-        let hits = MemoryBook::search(&memory, CHAT, &request).unwrap();
+        let hits = runtime
+            .block_on(MemoryBook::search(&memory, CHAT, &request))
+            .unwrap();
         let pick = hits
             .iter()
             .find(|h| h.kind == "observation")
@@ -294,7 +297,9 @@ fn main() {
         found_index += usize::from(hits.iter().any(|h| h.id == *answer));
         // Pasting: the full records of the same hits.
         let ids: Vec<u64> = hits.iter().map(|h| h.id).collect();
-        let full = MemoryBook::get(&memory, CHAT, &ids).unwrap();
+        let full = runtime
+            .block_on(MemoryBook::get(&memory, CHAT, &ids))
+            .unwrap();
         pasted += full
             .iter()
             .map(|r| {
@@ -305,8 +310,8 @@ fn main() {
             })
             .sum::<usize>();
         // What a turn's prompt carries for the question (every memory layer).
-        let recalled = memory.recall(CHAT, question, &[]);
-        let summary = memory.last_summary(CHAT);
+        let recalled = runtime.block_on(memory.recall(CHAT, question, &[]));
+        let summary = runtime.block_on(memory.last_summary(CHAT));
         let data = ContextData {
             chat_id: CHAT,
             username: None,

@@ -12,6 +12,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use valor_embed::{Embedder, cosine};
@@ -58,11 +59,11 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[i].as_secs_f64() * 1000.0
 }
 
-fn latency(label: &str, memory: &Memory, queries: &[Query]) {
+fn latency(label: &str, runtime: &tokio::runtime::Runtime, memory: &Memory, queries: &[Query]) {
     let mut times = Vec::with_capacity(queries.len());
     for query in queries {
         let started = Instant::now();
-        let result = memory.search(query).unwrap();
+        let result = runtime.block_on(memory.search(query)).unwrap();
         times.push(started.elapsed());
         assert!(!result.hits.is_empty() || !query.filter.is_open());
     }
@@ -94,6 +95,7 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let store_path = dir.path().join("store");
     let runtime = tokio::runtime::Runtime::new().unwrap();
+    let _entered = runtime.enter();
     println!("memory benchmark: {DOCUMENTS} documents, {QUERIES} queries");
     println!(
         "RSS at start                                 {:>7.1} MiB",
@@ -172,7 +174,11 @@ fn main() {
     let settings = MemorySettings::beside(&store_path, model_dir.clone());
     let open = || {
         let started = Instant::now();
-        let memory = Memory::open(Store::open(&store_path).unwrap(), settings.clone()).unwrap();
+        let memory = Memory::open(
+            Arc::new(Store::open(&store_path).unwrap()),
+            settings.clone(),
+        )
+        .unwrap();
         (memory, started.elapsed())
     };
     let (memory, opened) = open();
@@ -237,19 +243,26 @@ fn main() {
 
     // Keyword-only: the model missing.
     let settings = MemorySettings::beside(&store_path, dir.path().join("no-model"));
-    let memory = Memory::open(Store::open(&store_path).unwrap(), settings).unwrap();
+    let memory = Memory::open(Arc::new(Store::open(&store_path).unwrap()), settings).unwrap();
     runtime.block_on(memory.prepare());
-    latency("keyword-only search (no model)", &memory, &queries);
+    latency(
+        "keyword-only search (no model)",
+        &runtime,
+        &memory,
+        &queries,
+    );
 }
 
 /// The measuring process: opens the 100k store as Valor does after a restart and searches it.
 fn measure_restart(store_path: &Path, model_dir: &Path) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
+    let _entered = runtime.enter();
     rss_line("RSS of the measuring process at start");
     let settings = MemorySettings::beside(store_path, model_dir.to_owned());
     let open = || {
         let started = Instant::now();
-        let memory = Memory::open(Store::open(store_path).unwrap(), settings.clone()).unwrap();
+        let memory =
+            Memory::open(Arc::new(Store::open(store_path).unwrap()), settings.clone()).unwrap();
         (memory, started.elapsed())
     };
     let (memory, opened) = open();
@@ -296,6 +309,7 @@ fn measure_restart(store_path: &Path, model_dir: &Path) {
     }
     latency(
         "hybrid search (query embedding included)",
+        &runtime,
         &memory,
         &queries,
     );
@@ -314,6 +328,7 @@ fn measure_restart(store_path: &Path, model_dir: &Path) {
         .collect();
     latency(
         "hybrid search, one chat of 50 (2k docs)",
+        &runtime,
         &memory,
         &filtered,
     );
@@ -327,7 +342,9 @@ fn measure_restart(store_path: &Path, model_dir: &Path) {
                 ..Default::default()
             };
             let started = Instant::now();
-            let lines = memory.index_search((i % 50) as i64, &query).unwrap();
+            let lines = runtime
+                .block_on(memory.index_search((i % 50) as i64, &query))
+                .unwrap();
             times.push(started.elapsed());
             assert!(!lines.is_empty());
         }

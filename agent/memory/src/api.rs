@@ -11,7 +11,8 @@ use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use valor_monitor::auth::{BearerGate, require_bearer};
-use valor_store::{MemoryCounts, MemoryKind, MemoryRecord};
+use valor_protocol::memory::{MemoryCounts, validate};
+use valor_protocol::records::{MemoryKind, MemoryRecord};
 
 use crate::catalogue::Filter;
 use crate::search::Query;
@@ -128,15 +129,6 @@ fn error(status: StatusCode, message: impl Into<String>) -> ApiError {
     ApiError(status, message.into())
 }
 
-/// Runs blocking store work off the async threads.
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-}
-
 async fn search(
     State(state): State<ApiState>,
     QueryParams(params): QueryParams<SearchParams>,
@@ -145,16 +137,9 @@ async fn search(
         Ok(query) => query,
         Err(reason) => return error(StatusCode::BAD_REQUEST, reason).into_response(),
     };
-    let memory = state.memory.clone();
-    match blocking(move || {
-        memory
-            .search(&query)
-            .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
-    })
-    .await
-    {
+    match state.memory.search(&query).await {
         Ok(result) => axum::Json(result).into_response(),
-        Err(response) => response.into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
 }
 
@@ -164,20 +149,14 @@ async fn stats(State(state): State<ApiState>) -> Response {
 
 /// Every learning record, retired ones too (for `valor learnings`).
 async fn learnings(State(state): State<ApiState>) -> Response {
-    let memory = state.memory.clone();
-    match blocking(move || {
-        (memory.store().all_learnings())
-            .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
-    })
-    .await
-    {
+    match state.memory.store().all_learnings().await {
         Ok(records) => axum::Json(records).into_response(),
-        Err(response) => response.into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
 }
 
 async fn item(State(state): State<ApiState>, Path(id): Path<u64>) -> Response {
-    match state.memory.store().document(id) {
+    match crate::port::document(state.memory.store(), id).await {
         Ok(Some(document)) => axum::Json(document).into_response(),
         Ok(None) => error(
             StatusCode::NOT_FOUND,
@@ -192,19 +171,19 @@ async fn save(
     State(state): State<ApiState>,
     axum::Json(record): axum::Json<MemoryRecord>,
 ) -> Response {
-    if let Err(invalid) = valor_store::memory::validate(&record) {
+    if let Err(invalid) = validate(&record) {
         return error(StatusCode::UNPROCESSABLE_ENTITY, invalid.to_string()).into_response();
     }
-    let store = state.memory.store().clone();
-    match blocking(move || {
-        store
-            .save_memory(record)
-            .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
-    })
-    .await
-    {
-        Ok(saved) => (StatusCode::CREATED, axum::Json(saved)).into_response(),
-        Err(response) => response.into_response(),
+    match state.memory.store().save_memories(vec![record]).await {
+        Ok(mut saved) if saved.len() == 1 => {
+            (StatusCode::CREATED, axum::Json(saved.remove(0))).into_response()
+        }
+        Ok(_) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the store saved no record",
+        )
+        .into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
 }
 
@@ -218,33 +197,19 @@ async fn reindex(State(state): State<ApiState>) -> Response {
 }
 
 async fn export(State(state): State<ApiState>) -> Response {
-    let store = state.memory.store().clone();
-    match blocking(move || {
-        let mut out = Vec::new();
-        transfer::export(&store, &mut out)
-            .map(|_| out)
-            .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
-    })
-    .await
-    {
-        Ok(body) => ([(header::CONTENT_TYPE, "application/jsonl")], body).into_response(),
-        Err(response) => response.into_response(),
+    let mut body = Vec::new();
+    match transfer::export(state.memory.store(), &mut body).await {
+        Ok(_) => ([(header::CONTENT_TYPE, "application/jsonl")], body).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
 }
 
 async fn import(State(state): State<ApiState>, body: Bytes) -> Response {
-    let store = state.memory.store().clone();
-    match blocking(move || {
-        transfer::import(&store, &mut body.as_ref()).map_err(|e| match e {
-            transfer::TransferError::BadInput { .. } => {
-                error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
-            }
-            other => error(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
-        })
-    })
-    .await
-    {
+    match transfer::import(state.memory.store(), &mut body.as_ref()).await {
         Ok(moved) => axum::Json(moved).into_response(),
-        Err(response) => response.into_response(),
+        Err(e @ transfer::TransferError::BadInput { .. }) => {
+            error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()).into_response()
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
-use valor_store::{Document, MemoryKind};
+use valor_protocol::records::{Document, MemoryKind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Entry {

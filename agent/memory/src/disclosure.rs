@@ -7,7 +7,7 @@
 //! learnings). Another chat's documents are never listed, and asked for by id they read as
 //! absent, so a chat cannot even learn that an id exists elsewhere.
 
-use valor_store::{Document, MemoryKind};
+use valor_protocol::records::{Document, MemoryKind};
 use valor_tool_memory::{MemoryBook, MemoryLine, MemoryText, SearchRequest};
 
 use crate::catalogue::{Entry, Filter};
@@ -76,7 +76,7 @@ fn visible(chat_id: i64, document: &Document) -> bool {
 
 impl Memory {
     /// The chat's documents matching `query`, best first, as index lines.
-    pub fn index_search(
+    pub async fn index_search(
         &self,
         chat_id: i64,
         query: &IndexQuery,
@@ -91,7 +91,7 @@ impl Memory {
             },
             limit: query.limit,
         };
-        Ok((self.search(&search)?.hits.into_iter())
+        Ok((self.search(&search).await?.hits.into_iter())
             .map(|hit| IndexEntry {
                 id: hit.id,
                 kind: hit.kind,
@@ -104,7 +104,7 @@ impl Memory {
 
     /// What the chat had around `anchor`, in time order: up to `before` entries before it, the
     /// anchor, up to `after` after it. `None` when the chat cannot see `anchor`.
-    pub fn timeline(
+    pub async fn timeline(
         &self,
         chat_id: i64,
         anchor: u64,
@@ -127,25 +127,20 @@ impl Memory {
             let end = (at + after + 1).min(seen.len());
             seen[start..end].to_vec()
         };
-        let mut lines = Vec::with_capacity(window.len());
-        for entry in window {
-            if let Some(document) = self.store().document(entry.id)?
-                && visible(chat_id, &document)
-            {
-                lines.push(IndexEntry::of(&document));
-            }
-        }
+        let ids: Vec<u64> = window.iter().map(|e| e.id).collect();
+        let lines = (self.store().documents(&ids).await?.into_iter().flatten())
+            .filter(|document| visible(chat_id, document))
+            .map(|document| IndexEntry::of(&document))
+            .collect();
         Ok(Some(lines))
     }
 
     /// The full records of `ids` the chat may see, in the order asked (others are left out).
-    pub fn records(&self, chat_id: i64, ids: &[u64]) -> Result<Vec<Document>, MemoryError> {
-        let mut out = Vec::new();
-        for id in ids.iter().take(MAX_RECORDS) {
-            if let Some(document) = self.store().document(*id)?
-                && visible(chat_id, &document)
-                && !out.iter().any(|d: &Document| d.id == *id)
-            {
+    pub async fn records(&self, chat_id: i64, ids: &[u64]) -> Result<Vec<Document>, MemoryError> {
+        let asked = &ids[..ids.len().min(MAX_RECORDS)];
+        let mut out: Vec<Document> = Vec::new();
+        for document in self.store().documents(asked).await?.into_iter().flatten() {
+            if visible(chat_id, &document) && !out.iter().any(|d| d.id == document.id) {
                 out.push(document);
             }
         }
@@ -165,8 +160,13 @@ fn memory_line(entry: IndexEntry) -> MemoryLine {
 
 /// The memory MCP server reads the agent's memory through this, always within the calling
 /// chat's view.
+#[async_trait::async_trait]
 impl MemoryBook for Memory {
-    fn search(&self, chat_id: i64, request: &SearchRequest) -> Result<Vec<MemoryLine>, String> {
+    async fn search(
+        &self,
+        chat_id: i64,
+        request: &SearchRequest,
+    ) -> Result<Vec<MemoryLine>, String> {
         let query = IndexQuery {
             text: request.query.clone(),
             kinds: (request.kinds.iter())
@@ -178,24 +178,25 @@ impl MemoryBook for Memory {
         };
         let found = self
             .index_search(chat_id, &query)
+            .await
             .map_err(|e| e.to_string())?;
         Ok(found.into_iter().map(memory_line).collect())
     }
 
-    fn timeline(
+    async fn timeline(
         &self,
         chat_id: i64,
         anchor: u64,
         before: usize,
         after: usize,
     ) -> Result<Option<Vec<MemoryLine>>, String> {
-        let lines =
-            Memory::timeline(self, chat_id, anchor, before, after).map_err(|e| e.to_string())?;
+        let lines = (Memory::timeline(self, chat_id, anchor, before, after).await)
+            .map_err(|e| e.to_string())?;
         Ok(lines.map(|lines| lines.into_iter().map(memory_line).collect()))
     }
 
-    fn get(&self, chat_id: i64, ids: &[u64]) -> Result<Vec<MemoryText>, String> {
-        let records = self.records(chat_id, ids).map_err(|e| e.to_string())?;
+    async fn get(&self, chat_id: i64, ids: &[u64]) -> Result<Vec<MemoryText>, String> {
+        let records = (self.records(chat_id, ids).await).map_err(|e| e.to_string())?;
         Ok(records
             .into_iter()
             .map(|r| MemoryText {

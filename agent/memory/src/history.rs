@@ -1,7 +1,7 @@
 //! A chat's history as tools read it: its messages matching a query (hybrid search), or its
 //! messages since a time (from the store), each with who said it.
 
-use valor_store::{Document, MemoryKind};
+use valor_protocol::records::{Document, MemoryKind};
 
 use crate::catalogue::Filter;
 use crate::search::Query;
@@ -32,7 +32,7 @@ fn who(title: &str) -> String {
 
 impl Memory {
     /// The chat's messages matching `query`, best first.
-    pub fn chat_search(
+    pub async fn chat_search(
         &self,
         chat_id: i64,
         query: &str,
@@ -47,7 +47,7 @@ impl Memory {
             },
             limit,
         };
-        let result = self.search(&query)?;
+        let result = self.search(&query).await?;
         Ok((result.hits.into_iter())
             .map(|hit| ChatLine {
                 at_ms: hit.at_ms,
@@ -59,13 +59,13 @@ impl Memory {
     }
 
     /// The chat's last `limit` messages since `since_ms`, oldest first.
-    pub fn chat_since(
+    pub async fn chat_since(
         &self,
         chat_id: i64,
         since_ms: u64,
         limit: usize,
     ) -> Result<Vec<ChatLine>, MemoryError> {
-        let messages = self.store().recent_messages(chat_id, HISTORY_SCAN)?;
+        let messages = self.store().recent_messages(chat_id, HISTORY_SCAN).await?;
         let mut lines: Vec<ChatLine> = (messages.into_iter())
             .filter(|m| m.at_ms >= since_ms)
             .map(|m| {

@@ -1,6 +1,8 @@
-//! Valor's memory search. The store (valor-store) holds every document, vector and the
-//! embedding queue; this crate keeps the search indexes in step with it and answers queries.
+//! Valor's memory search. The store holds every document, vector and the embedding queue;
+//! this crate keeps the search indexes in step with it and answers queries.
 //!
+//! - [`port`]: the store memory needs ([`MemoryStore`]: documents, embeddings, the archive),
+//!   async; sled's implementation is in valor-store, an in-memory one in [`fake`].
 //! - [`service`]: [`Memory`], the indexes, searching, and the background worker that embeds
 //!   queued documents and keeps the vector index saved.
 //! - [`keyword`]: BM25 keyword search, which works with no model at all.
@@ -24,8 +26,10 @@ pub mod api;
 pub mod catalogue;
 pub mod client;
 pub mod disclosure;
+pub mod fake;
 pub mod history;
 pub mod keyword;
+pub mod port;
 pub mod query_cache;
 pub mod search;
 pub mod service;
@@ -34,5 +38,6 @@ pub mod turn;
 pub mod vector;
 
 pub use catalogue::Filter;
+pub use port::{DocumentStore, EmbeddingStore, MemoryArchive, MemoryStore};
 pub use search::{Hit, Query, SearchMode, SearchResult};
 pub use service::{Memory, MemoryError, MemorySettings, MemoryState};

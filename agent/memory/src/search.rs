@@ -3,7 +3,7 @@
 //! calibration between BM25 and cosine, and a document both lists like rises to the top.
 
 use serde::{Deserialize, Serialize};
-use valor_store::MemoryKind;
+use valor_protocol::records::MemoryKind;
 
 use crate::catalogue::Filter;
 

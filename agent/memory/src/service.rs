@@ -10,10 +10,13 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use valor_embed::Embedder;
-use valor_store::{Document, MemoryCounts, MemoryKind, Store, StoreError, StoredVector};
+use valor_protocol::StoreFailure;
+use valor_protocol::memory::MemoryCounts;
+use valor_protocol::records::{Document, MemoryKind, StoredVector};
 
 use crate::catalogue::{Catalogue, Entry, Filter};
 use crate::keyword::KeywordIndex;
+use crate::port::MemoryStore;
 use crate::search::{
     CANDIDATES, Hit, MAX_QUERY_BYTES, Query, SearchMode, SearchResult, fuse, snippet,
 };
@@ -58,7 +61,7 @@ impl MemorySettings {
 #[derive(Debug, thiserror::Error)]
 pub enum MemoryError {
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(#[from] StoreFailure),
     #[error("the embedding model is not available: {0}")]
     NoModel(String),
     #[error(transparent)]
@@ -95,10 +98,13 @@ impl MemoryState {
 pub(crate) struct Indexes {
     pub(crate) catalogue: Catalogue,
     keyword: KeywordIndex,
+    /// While the indexes are built from the store: the documents written meanwhile, added
+    /// to what was built before it replaces these.
+    written_while_loading: Option<Vec<Document>>,
 }
 
 struct Inner {
-    store: Store,
+    store: Arc<dyn MemoryStore>,
     settings: MemorySettings,
     indexes: RwLock<Indexes>,
     vectors: RwLock<Option<Arc<VectorIndex>>>,
@@ -108,6 +114,9 @@ struct Inner {
     reindex_requested: AtomicBool,
     embedded: AtomicU64,
     unsaved: AtomicU64,
+    /// The embedding queue's length when the worker last looked (`/health` reads it often;
+    /// the store is not asked each time).
+    queued: AtomicU64,
     /// Failures per queued document; at [`POISON_STRIKES`] it leaves the queue.
     strikes: Mutex<HashMap<u64, u32>>,
     /// Queued documents set aside after failing [`POISON_STRIKES`] times.
@@ -139,7 +148,7 @@ const POISON_STRIKES: u32 = 3;
 /// a saved memory's title says something of its own.
 fn embed_text(document: &Document) -> String {
     match document.kind {
-        valor_store::MemoryKind::Message => document.text.clone(),
+        MemoryKind::Message => document.text.clone(),
         _ => format!("{}\n{}", document.title, document.text),
     }
 }
@@ -147,14 +156,22 @@ fn embed_text(document: &Document) -> String {
 impl Memory {
     /// Builds the keyword index and catalogue from the store, queues documents a crash left
     /// unembedded, and follows the store's writes from now on. The model and the vector index
-    /// are the worker's business ([`Memory::run_worker`]).
-    pub fn open(store: Store, settings: MemorySettings) -> Result<Memory, MemoryError> {
+    /// are the worker's business ([`Memory::run_worker`]). Runs inside a tokio runtime.
+    pub fn open(
+        store: Arc<dyn MemoryStore>,
+        settings: MemorySettings,
+    ) -> Result<Memory, MemoryError> {
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|_| MemoryError::Task("memory opens inside a tokio runtime".to_owned()))?;
         let (loaded, _) = tokio::sync::watch::channel(false);
         let memory = Memory {
             inner: Arc::new(Inner {
                 store: store.clone(),
                 settings,
-                indexes: RwLock::new(Indexes::default()),
+                indexes: RwLock::new(Indexes {
+                    written_while_loading: Some(Vec::new()),
+                    ..Indexes::default()
+                }),
                 vectors: RwLock::new(None),
                 embedder: RwLock::new(None),
                 state: Mutex::new(MemoryState::Starting),
@@ -162,6 +179,7 @@ impl Memory {
                 reindex_requested: AtomicBool::new(false),
                 embedded: AtomicU64::new(0),
                 unsaved: AtomicU64::new(0),
+                queued: AtomicU64::new(0),
                 strikes: Mutex::new(HashMap::new()),
                 set_aside: AtomicU64::new(0),
                 loaded,
@@ -169,67 +187,77 @@ impl Memory {
             }),
         };
         let weak = Arc::downgrade(&memory.inner);
-        store.set_listener(Arc::new(move |document| {
+        store.follow_documents(Arc::new(move |document| {
             if let Some(inner) = weak.upgrade() {
-                add_to(
-                    &mut inner
-                        .indexes
-                        .write()
-                        .unwrap_or_else(PoisonError::into_inner),
-                    document,
-                );
+                let mut indexes = inner
+                    .indexes
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner);
+                if let Some(written) = indexes.written_while_loading.as_mut() {
+                    written.push(document.clone());
+                }
+                add_to(&mut indexes, document);
+                // Every document written is queued for embedding.
+                inner.queued.fetch_add(1, Ordering::Relaxed);
                 inner.wake.notify_one();
             }
         }));
         // Reading 100k documents takes seconds: start-up does not wait for it. Until it is
         // done, searches see the documents written since (the listener) and what is read.
         let building = memory.clone();
-        std::thread::Builder::new()
-            .name("memory-index".to_owned())
-            .spawn(move || building.load_indexes())
-            .map_err(|e| MemoryError::Task(format!("cannot start the index loader: {e}")))?;
+        runtime.spawn(async move { building.load_indexes().await });
         Ok(memory)
     }
 
     /// Builds the keyword index and catalogue from the store, merges what the listener added
     /// meanwhile, and queues documents a crash left unembedded.
-    fn load_indexes(&self) {
+    async fn load_indexes(&self) {
         let started = Instant::now();
-        let mut built = Indexes::default();
-        let read = self
-            .inner
-            .store
-            .for_each_document(|document| add_to(&mut built, &document));
-        if let Err(e) = read {
-            tracing::error!(error = %e, "cannot read memory from the store; search sees new documents only");
-        }
-        {
-            let mut live = self
-                .inner
-                .indexes
-                .write()
-                .unwrap_or_else(PoisonError::into_inner);
-            let added: Vec<u64> = live
-                .catalogue
-                .entries()
-                .iter()
-                .map(|e| e.id)
-                .filter(|id| built.catalogue.slot(*id).is_none())
-                .collect();
-            for id in added {
-                if let Ok(Some(document)) = self.inner.store.document(id) {
-                    add_to(&mut built, &document);
+        let mut feed = self.inner.store.document_feed();
+        // Indexing is CPU work: on the blocking pool, reading the feed as the store fills it.
+        let built = tokio::task::spawn_blocking(move || {
+            let mut built = Indexes::default();
+            while let Some(document) = feed.blocking_recv() {
+                match document {
+                    Ok(document) => add_to(&mut built, &document),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot read memory from the store; search sees new documents only");
+                        break;
+                    }
                 }
             }
-            *live = built;
+            built
+        })
+        .await;
+        match built {
+            Ok(mut built) => {
+                let mut live = self
+                    .inner
+                    .indexes
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner);
+                for document in live.written_while_loading.take().unwrap_or_default() {
+                    add_to(&mut built, &document);
+                }
+                *live = built;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the memory index loader failed; search sees new documents only");
+                self.inner
+                    .indexes
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .written_while_loading = None;
+            }
         }
-        let requeued = match self.inner.store.requeue_missing() {
+        let requeued = match self.inner.store.requeue_missing().await {
             Ok(ids) => ids.len(),
             Err(e) => {
                 tracing::error!(error = %e, "cannot check the embedding queue");
                 0
             }
         };
+        self.refresh_queued().await;
         tracing::info!(
             documents = self.indexes().catalogue.len(),
             requeued,
@@ -240,14 +268,23 @@ impl Memory {
         self.inner.wake.notify_one();
     }
 
+    /// Reads the embedding queue's length again.
+    pub(crate) async fn refresh_queued(&self) {
+        match self.inner.store.queued_count().await {
+            Ok(queued) => self.inner.queued.store(queued, Ordering::Relaxed),
+            Err(e) => tracing::warn!(error = %e, "cannot count the embedding queue"),
+        }
+    }
+
     /// Waits until the keyword index and catalogue hold everything in the store.
     pub async fn loaded(&self) {
         let mut loaded = self.inner.loaded.subscribe();
         let _ = loaded.wait_for(|done| *done).await;
     }
 
-    pub fn store(&self) -> &Store {
-        &self.inner.store
+    /// The store memory reads and writes (memory's own parts and the learner use it).
+    pub(crate) fn store(&self) -> &dyn MemoryStore {
+        self.inner.store.as_ref()
     }
 
     pub(crate) fn indexes(&self) -> std::sync::RwLockReadGuard<'_, Indexes> {
@@ -312,7 +349,7 @@ impl Memory {
             observations: live(MemoryKind::Observation),
             summaries: live(MemoryKind::Summary),
             vectors: self.indexed_vectors() as u64,
-            queued: self.inner.store.queued_count(),
+            queued: self.inner.queued.load(Ordering::Relaxed),
         }
     }
 
@@ -322,7 +359,55 @@ impl Memory {
     }
 
     /// Searches memory. Hybrid when the embedder and index are up, keywords alone otherwise.
-    pub fn search(&self, query: &Query) -> Result<SearchResult, MemoryError> {
+    pub async fn search(&self, query: &Query) -> Result<SearchResult, MemoryError> {
+        let limit = query.limit.clamp(1, 200);
+        // Embedding the query and walking the indexes is CPU work: on the blocking pool.
+        let ranked = {
+            let (memory, query) = (self.clone(), query.clone());
+            tokio::task::spawn_blocking(move || memory.rank(&query))
+                .await
+                .map_err(|e| MemoryError::Task(e.to_string()))?
+        };
+        let mut hits = Vec::with_capacity(limit);
+        // Read a limit's worth at a time: a few may be gone, rarely more.
+        for chunk in ranked.fused.chunks(limit) {
+            if hits.len() == limit {
+                break;
+            }
+            let ids: Vec<u64> = chunk.iter().map(|(id, _)| *id).collect();
+            let documents = self.inner.store.documents(&ids).await?;
+            for ((id, score), document) in chunk.iter().zip(documents) {
+                // A document gone since it was indexed (a retired learning) is skipped.
+                let Some(document) = document else {
+                    continue;
+                };
+                if hits.len() == limit {
+                    break;
+                }
+                let similarity = ranked.vector_hits.iter().find(|h| h.0 == *id).map(|h| h.1);
+                hits.push(Hit {
+                    id: *id,
+                    kind: document.kind,
+                    chat_id: document.chat_id,
+                    at_ms: document.at_ms,
+                    title: document.title,
+                    snippet: snippet(&document.text, 300),
+                    chars: document.text.chars().count(),
+                    url: document.url,
+                    score: *score,
+                    keyword_match: ranked.keyword_ids.contains(id),
+                    similarity,
+                });
+            }
+        }
+        Ok(SearchResult {
+            mode: ranked.mode,
+            hits,
+        })
+    }
+
+    /// The keyword and vector rankings of a query, fused (ids, best first).
+    fn rank(&self, query: &Query) -> Ranked {
         let text = snippet_bytes(&query.text, MAX_QUERY_BYTES);
         let limit = query.limit.clamp(1, 200);
         let candidates = CANDIDATES.max(limit);
@@ -351,31 +436,12 @@ impl Memory {
         let vector_hits = vector_hits.unwrap_or_default();
         let vector_ids: Vec<u64> = vector_hits.iter().map(|h| h.0).collect();
         let fused = fuse(&[&keyword_ids, &vector_ids]);
-        let mut hits = Vec::with_capacity(limit);
-        for (id, score) in fused {
-            if hits.len() == limit {
-                break;
-            }
-            // A document gone since it was indexed (a retired learning) is skipped.
-            let Some(document) = self.inner.store.document(id)? else {
-                continue;
-            };
-            let similarity = vector_hits.iter().find(|h| h.0 == id).map(|h| h.1);
-            hits.push(Hit {
-                id,
-                kind: document.kind,
-                chat_id: document.chat_id,
-                at_ms: document.at_ms,
-                title: document.title,
-                snippet: snippet(&document.text, 300),
-                chars: document.text.chars().count(),
-                url: document.url,
-                score,
-                keyword_match: keyword_ids.contains(&id),
-                similarity,
-            });
+        Ranked {
+            mode,
+            fused,
+            keyword_ids,
+            vector_hits,
         }
-        Ok(SearchResult { mode, hits })
     }
 
     /// The keyword ranking (ids, best first), and the ids a narrow filter admits (searched
@@ -500,6 +566,16 @@ impl Memory {
     pub fn embedded(&self) -> u64 {
         self.inner.embedded.load(Ordering::Relaxed)
     }
+}
+
+/// A query's rankings, before the documents are read.
+struct Ranked {
+    mode: SearchMode,
+    /// Ids and fused scores, best first.
+    fused: Vec<(u64, f32)>,
+    keyword_ids: Vec<u64>,
+    /// Ids and similarities.
+    vector_hits: Vec<(u64, f32)>,
 }
 
 fn snippet_bytes(text: &str, max: usize) -> &str {

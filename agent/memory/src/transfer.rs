@@ -6,7 +6,12 @@
 use std::io::{BufRead, Write};
 
 use serde::{Deserialize, Serialize};
-use valor_store::{LearningRecord, MemoryKind, MemoryRecord, Store, StoreError, StoredMessage};
+use valor_protocol::StoreFailure;
+use valor_protocol::learnings::LearningRecord;
+use valor_protocol::memory::{MAX_DOCUMENT_ID, validate};
+use valor_protocol::records::{MemoryKind, MemoryRecord, StoredMessage};
+
+use crate::port::MemoryStore;
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -19,7 +24,7 @@ enum Line {
 #[derive(Debug, thiserror::Error)]
 pub enum TransferError {
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(#[from] StoreFailure),
     #[error("cannot read or write the file: {0}")]
     Io(#[from] std::io::Error),
     #[error("nothing was imported; {count} bad line(s), the first: line {line}: {reason}")]
@@ -42,24 +47,28 @@ pub struct Moved {
 
 /// Writes every message (chat by chat, oldest first), every saved memory (by kind, then id)
 /// and every learning record (by id, retired ones too).
-pub fn export(store: &Store, out: &mut dyn Write) -> Result<Moved, TransferError> {
+pub async fn export(
+    store: &dyn MemoryStore,
+    out: &mut (dyn Write + Send),
+) -> Result<Moved, TransferError> {
     let mut moved = Moved::default();
     let mut write = |line: &Line| -> Result<(), TransferError> {
         serde_json::to_writer(&mut *out, line).map_err(std::io::Error::from)?;
         out.write_all(b"\n")?;
         Ok(())
     };
-    for message in store.all_messages() {
+    let mut messages = store.message_feed();
+    while let Some(message) = messages.recv().await {
         write(&Line::Message(message?))?;
         moved.messages += 1;
     }
     for kind in MemoryKind::SAVED {
-        for record in store.memory_records(kind)? {
+        for record in store.memory_records(kind).await? {
             write(&Line::Memory(record))?;
             moved.memories += 1;
         }
     }
-    for learning in store.all_learnings()? {
+    for learning in store.all_learnings().await? {
         write(&Line::Learning(learning))?;
         moved.learnings += 1;
     }
@@ -69,7 +78,10 @@ pub fn export(store: &Store, out: &mut dyn Write) -> Result<Moved, TransferError
 
 /// Reads JSON lines and stores them (ids kept; a line already stored is stored again, the
 /// same). Everything is checked before the first write.
-pub fn import(store: &Store, input: &mut dyn BufRead) -> Result<Moved, TransferError> {
+pub async fn import(
+    store: &dyn MemoryStore,
+    input: &mut (dyn BufRead + Send),
+) -> Result<Moved, TransferError> {
     let mut lines = Vec::new();
     let mut first_error: Option<(usize, String)> = None;
     let mut errors = 0;
@@ -92,7 +104,7 @@ pub fn import(store: &Store, input: &mut dyn BufRead) -> Result<Moved, TransferE
         }
     }
     if first_error.is_none() {
-        check_ids(store, &lines, &mut first_error, &mut errors)?;
+        check_ids(store, &lines, &mut first_error, &mut errors).await?;
     }
     if let Some((line, reason)) = first_error {
         return Err(TransferError::BadInput {
@@ -105,28 +117,28 @@ pub fn import(store: &Store, input: &mut dyn BufRead) -> Result<Moved, TransferE
     for (_, line) in lines {
         match line {
             Line::Message(message) => {
-                store.import_message(&message)?;
+                store.import_message(message).await?;
                 moved.messages += 1;
             }
             Line::Memory(record) => {
-                store.write_memory(record)?;
+                store.import_memory(record).await?;
                 moved.memories += 1;
             }
             Line::Learning(record) => {
-                store.import_learning(&record)?;
+                store.import_learning(record).await?;
                 moved.learnings += 1;
             }
         }
     }
-    store.flush()?;
+    store.flush().await?;
     Ok(moved)
 }
 
 /// Every id must be sane and belong to the same kind and chat in the file and in the store: an
 /// import never overwrites another chat's (or another kind's) document. `lines` carry their
 /// line numbers in the file.
-fn check_ids(
-    store: &Store,
+async fn check_ids(
+    store: &dyn MemoryStore,
     lines: &[(usize, Line)],
     first_error: &mut Option<(usize, String)>,
     errors: &mut usize,
@@ -142,7 +154,7 @@ fn check_ids(
         if id == 0 && !matches!(line, Line::Message(_)) {
             continue; // a new memory: it gets a fresh id
         }
-        let problem = if id > valor_store::store::MAX_DOCUMENT_ID {
+        let problem = if id > MAX_DOCUMENT_ID {
             Some(format!("id {id} is beyond the largest a document may have"))
         } else if seen
             .insert(id, (kind, chat_id))
@@ -151,7 +163,7 @@ fn check_ids(
             Some(format!(
                 "id {id} stands twice in the file, for different chats or kinds"
             ))
-        } else if !store.id_fits(id, kind, chat_id)? {
+        } else if !store.id_fits(id, kind, chat_id).await? {
             Some(format!(
                 "id {id} is already another chat's or another kind's document; nothing was imported"
             ))
@@ -174,7 +186,7 @@ fn check_line(bytes: &[u8]) -> Result<Option<Line>, String> {
     }
     let line: Line = serde_json::from_str(text).map_err(|e| format!("not a memory line: {e}"))?;
     match &line {
-        Line::Memory(record) => valor_store::memory::validate(record).map_err(|e| e.to_string())?,
+        Line::Memory(record) => validate(record).map_err(|e| e.to_string())?,
         Line::Learning(record) if record.content.trim().is_empty() => {
             return Err("a learning needs a text; this one is empty".to_owned());
         }

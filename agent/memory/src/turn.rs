@@ -5,8 +5,9 @@ use valor_core::observe::Observation;
 use valor_core::recall::{LearnedFact, Recall, Recollection};
 use valor_core::session::SessionSummary;
 use valor_monitor::{HealthComponent, Status};
+use valor_protocol::learnings::rank;
+use valor_protocol::records::{MemoryKind, MemoryRecord};
 use valor_protocol::time::now_ms;
-use valor_store::{MemoryKind, MemoryRecord};
 
 use crate::catalogue::Filter;
 use crate::search::Query;
@@ -17,8 +18,9 @@ const RECALLED: usize = 8;
 /// A vector-only hit below this similarity is noise, not a memory worth the prompt.
 const MIN_SIMILARITY: f32 = 0.35;
 
+#[async_trait::async_trait]
 impl Recall for Memory {
-    fn recall(&self, chat_id: i64, text: &str, exclude: &[u64]) -> Vec<Recollection> {
+    async fn recall(&self, chat_id: i64, text: &str, exclude: &[u64]) -> Vec<Recollection> {
         let query = Query {
             text: text.to_owned(),
             filter: Filter {
@@ -29,7 +31,7 @@ impl Recall for Memory {
             },
             limit: RECALLED,
         };
-        let result = match self.search(&query) {
+        let result = match self.search(&query).await {
             Ok(result) => result,
             Err(e) => {
                 tracing::warn!(chat_id, error = %e, "memory recall failed; the turn goes on without it");
@@ -52,9 +54,9 @@ impl Recall for Memory {
     }
 
     /// The chat's active learnings and those of no chat, highest confidence first.
-    fn learnings(&self, chat_id: i64) -> Vec<LearnedFact> {
+    async fn learnings(&self, chat_id: i64) -> Vec<LearnedFact> {
         // One pass over the records: this runs before every turn.
-        let mut learnings: Vec<_> = match self.store().all_learnings() {
+        let mut learnings: Vec<_> = match self.store().all_learnings().await {
             Ok(all) => all
                 .into_iter()
                 .filter(|l| l.is_active() && l.chat_id.is_none_or(|c| c == chat_id))
@@ -64,7 +66,7 @@ impl Recall for Memory {
                 return Vec::new();
             }
         };
-        valor_store::learnings::rank(&mut learnings);
+        rank(&mut learnings);
         learnings
             .into_iter()
             .map(|l| LearnedFact {
@@ -78,7 +80,7 @@ impl Recall for Memory {
     }
 
     /// Observations become searchable memory of the chat (kind `observation`).
-    fn keep_observations(&self, chat_id: i64, observations: &[Observation]) {
+    async fn keep_observations(&self, chat_id: i64, observations: &[Observation]) {
         let at_ms = now_ms();
         let records = observations
             .iter()
@@ -92,12 +94,12 @@ impl Recall for Memory {
                 url: None,
             })
             .collect();
-        if let Err(e) = self.store().save_memories(records) {
+        if let Err(e) = self.store().save_memories(records).await {
             tracing::warn!(chat_id, error = %e, "cannot keep the turn's observations");
         }
     }
 
-    fn keep_summary(&self, chat_id: i64, summary: &SessionSummary) {
+    async fn keep_summary(&self, chat_id: i64, summary: &SessionSummary) {
         let record = MemoryRecord {
             id: 0,
             kind: MemoryKind::Summary,
@@ -107,13 +109,17 @@ impl Recall for Memory {
             text: summary.text.clone(),
             url: None,
         };
-        if let Err(e) = self.store().save_memory(record) {
+        if let Err(e) = self.store().save_memories(vec![record]).await {
             tracing::warn!(chat_id, error = %e, "cannot keep the session summary");
         }
     }
 
-    fn last_summary(&self, chat_id: i64) -> Option<String> {
-        match self.store().latest_memory(MemoryKind::Summary, chat_id) {
+    async fn last_summary(&self, chat_id: i64) -> Option<String> {
+        match self
+            .store()
+            .latest_memory(MemoryKind::Summary, chat_id)
+            .await
+        {
             Ok(found) => found.map(|r| r.text),
             Err(e) => {
                 tracing::warn!(chat_id, error = %e, "cannot read the last session summary");

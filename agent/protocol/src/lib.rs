@@ -11,6 +11,7 @@
 //! - [`message`]: [`Role`], [`ContextMessage`].
 //! - [`records`]: what the store keeps (messages, runs, sessions, inbox entries, memories);
 //!   [`learnings`], [`proposals`], [`jobs`], [`health`]: the records of those parts;
+//!   [`memory`]: the limits of saved memories and what memory holds;
 //!   [`analytics`]: the one aggregation of runs every report uses.
 //! - [`store`]: [`StoreFailure`], what a store's interface reports when it cannot answer.
 //! - [`time`]: the wall clock and calendar dates.
@@ -21,6 +22,7 @@ pub mod event;
 pub mod health;
 pub mod jobs;
 pub mod learnings;
+pub mod memory;
 pub mod message;
 pub mod op;
 pub mod proposals;

@@ -9,41 +9,9 @@
 use crate::StoreError;
 use crate::records::{Document, MemoryKind, MemoryRecord, StoredMessage, StoredVector};
 use crate::store::{Store, decode, encode, id_key};
-
-/// Longest text a saved memory may have (a message is indexed whatever its length).
-pub const MAX_MEMORY_TEXT: usize = 256 * 1024;
-
-/// Why a memory cannot be saved.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum InvalidMemory {
-    #[error("a {kind} needs a text; this one is empty")]
-    EmptyText { kind: MemoryKind },
-    #[error("the text is {len} bytes; a saved memory holds {MAX_MEMORY_TEXT} at most")]
-    TooLong { len: usize },
-    #[error("messages are stored through the conversation, not saved as memories")]
-    MessageKind,
-    #[error(
-        "the id is above the largest a document may have ({})",
-        crate::store::MAX_DOCUMENT_ID
-    )]
-    IdTooLarge,
-}
-
-/// Checks what the store requires of a saved memory.
-pub fn validate(record: &MemoryRecord) -> Result<(), InvalidMemory> {
-    if record.kind == MemoryKind::Message {
-        return Err(InvalidMemory::MessageKind);
-    }
-    if record.text.trim().is_empty() {
-        return Err(InvalidMemory::EmptyText { kind: record.kind });
-    }
-    if record.text.len() > MAX_MEMORY_TEXT {
-        return Err(InvalidMemory::TooLong {
-            len: record.text.len(),
-        });
-    }
-    Ok(())
-}
+pub use valor_protocol::memory::{
+    InvalidMemory, MAX_DOCUMENT_ID, MAX_MEMORY_TEXT, MemoryCounts, validate,
+};
 
 /// Locator value: the kind, and for messages the chat (their key starts with it).
 pub(crate) fn locator(kind: MemoryKind, chat_id: Option<i64>) -> [u8; 9] {
@@ -68,32 +36,6 @@ fn chat_of_locator(bytes: &[u8]) -> Option<(MemoryKind, i64)> {
 
 fn id_of(key: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(key.try_into().ok()?))
-}
-
-/// How much memory there is, per kind and in the embedding pipeline.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct MemoryCounts {
-    pub messages: u64,
-    pub links: u64,
-    pub learnings: u64,
-    pub insights: u64,
-    #[serde(default)]
-    pub observations: u64,
-    #[serde(default)]
-    pub summaries: u64,
-    pub vectors: u64,
-    pub queued: u64,
-}
-
-impl MemoryCounts {
-    pub fn documents(&self) -> u64 {
-        self.messages
-            + self.links
-            + self.learnings
-            + self.insights
-            + self.observations
-            + self.summaries
-    }
 }
 
 impl Store {
@@ -243,14 +185,22 @@ impl Store {
         self.memory_record(id)
     }
 
-    /// Calls `visit` with every searchable document (messages, then each saved kind).
-    pub fn for_each_document(&self, mut visit: impl FnMut(Document)) -> Result<(), StoreError> {
+    /// Calls `visit` with every searchable document (messages, then each saved kind) until it
+    /// returns false.
+    pub fn walk_documents(
+        &self,
+        mut visit: impl FnMut(Document) -> bool,
+    ) -> Result<(), StoreError> {
         for value in self.messages.iter().values() {
-            visit(decode::<StoredMessage>("message", &value?)?.into());
+            if !visit(decode::<StoredMessage>("message", &value?)?.into()) {
+                return Ok(());
+            }
         }
         for tree in MemoryKind::SAVED.iter().filter_map(|k| self.kind_tree(*k)) {
             for value in tree.iter().values() {
-                visit(decode::<MemoryRecord>("memory", &value?)?);
+                if !visit(decode::<MemoryRecord>("memory", &value?)?) {
+                    return Ok(());
+                }
             }
         }
         Ok(())
@@ -330,15 +280,17 @@ impl Store {
             .and_then(|b| StoredVector::decode(&b)))
     }
 
-    /// Calls `visit` with every stored vector.
-    pub fn for_each_vector(
+    /// Calls `visit` with every stored vector until it returns false.
+    pub fn walk_vectors(
         &self,
-        mut visit: impl FnMut(u64, StoredVector),
+        mut visit: impl FnMut(u64, StoredVector) -> bool,
     ) -> Result<(), StoreError> {
         for entry in self.vectors.iter() {
             let (key, value) = entry?;
-            if let (Some(id), Some(vector)) = (id_of(&key), StoredVector::decode(&value)) {
-                visit(id, vector);
+            if let (Some(id), Some(vector)) = (id_of(&key), StoredVector::decode(&value))
+                && !visit(id, vector)
+            {
+                break;
             }
         }
         Ok(())
@@ -440,7 +392,10 @@ mod tests {
         let before = heap_mib();
         let mut read = 0usize;
         store
-            .for_each_vector(|_, v| read += v.vector.len() * 4)
+            .walk_vectors(|_, v| {
+                read += v.vector.len() * 4;
+                true
+            })
             .unwrap();
         let grown = heap_mib() - before;
         assert_eq!(read, 40_000 * 384 * 4);

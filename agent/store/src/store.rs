@@ -40,9 +40,7 @@ const JOB_RUNS: &str = "job_runs";
 const PROPOSALS: &str = "proposals";
 const LEARNING_RECORDS: &str = "learning_records";
 const ID_OFFSET_KEY: &[u8] = b"id_offset";
-/// Document ids stay below this (2^48: centuries of messages): an import cannot push the id
-/// sequence to where it would overflow.
-pub const MAX_DOCUMENT_ID: u64 = 1 << 48;
+pub use valor_protocol::memory::MAX_DOCUMENT_ID;
 
 /// The store; cheap to clone (sled handles are shared).
 #[derive(Clone)]
@@ -80,8 +78,7 @@ pub struct Store {
     pub(crate) committer: crate::commit::Committer,
 }
 
-/// Called with every searchable document written (the search indexes add it at once).
-pub type DocumentListener = Arc<dyn Fn(&Document) + Send + Sync>;
+pub use valor_memory::port::DocumentListener;
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -71,12 +71,17 @@ pub struct SearchRequest {
 
 /// The agent's memory, always read within one chat's view (its own and shared records; another
 /// chat's read as absent). Errors are messages for the model.
+#[async_trait::async_trait]
 pub trait MemoryBook: Send + Sync {
     /// Matches, best first.
-    fn search(&self, chat_id: i64, request: &SearchRequest) -> Result<Vec<MemoryLine>, String>;
+    async fn search(
+        &self,
+        chat_id: i64,
+        request: &SearchRequest,
+    ) -> Result<Vec<MemoryLine>, String>;
     /// Entries around `anchor` in time order, the anchor among them; `None` when the chat has
     /// no entry `anchor`.
-    fn timeline(
+    async fn timeline(
         &self,
         chat_id: i64,
         anchor: u64,
@@ -84,7 +89,7 @@ pub trait MemoryBook: Send + Sync {
         after: usize,
     ) -> Result<Option<Vec<MemoryLine>>, String>;
     /// The records of `ids` the chat has, in the order asked.
-    fn get(&self, chat_id: i64, ids: &[u64]) -> Result<Vec<MemoryText>, String>;
+    async fn get(&self, chat_id: i64, ids: &[u64]) -> Result<Vec<MemoryText>, String>;
 }
 
 #[derive(Clone)]
@@ -196,9 +201,7 @@ impl MemoryServer {
 
     pub async fn search_text(&self, chat_id: i64, p: SearchParams) -> Result<String, ToolError> {
         let request = search_request(&p.query, p.kinds, p.since, p.until, p.limit)?;
-        let book = Arc::clone(&self.book);
-        let asked = request.clone();
-        let hits = blocking(move || book.search(chat_id, &asked)).await?;
+        let hits = (self.book.search(chat_id, &request).await).map_err(ToolError::Io)?;
         if hits.is_empty() {
             return Ok(format!(
                 "Nothing in this chat's memory matches {:?}.",
@@ -221,8 +224,7 @@ impl MemoryServer {
             (Some(id), _) => id,
             (None, Some(query)) => {
                 let request = search_request(query, None, None, None, Some(1))?;
-                let book = Arc::clone(&self.book);
-                let best = blocking(move || book.search(chat_id, &request)).await?;
+                let best = (self.book.search(chat_id, &request).await).map_err(ToolError::Io)?;
                 match best.first() {
                     Some(hit) => hit.id,
                     None => return Ok(format!("Nothing in this chat's memory matches {query:?}.")),
@@ -236,8 +238,8 @@ impl MemoryServer {
         };
         let before = p.before.unwrap_or(DEFAULT_SIDE).min(MAX_SIDE);
         let after = p.after.unwrap_or(DEFAULT_SIDE).min(MAX_SIDE);
-        let book = Arc::clone(&self.book);
-        let lines = blocking(move || book.timeline(chat_id, anchor, before, after)).await?;
+        let lines =
+            (self.book.timeline(chat_id, anchor, before, after).await).map_err(ToolError::Io)?;
         let Some(lines) = lines else {
             return Ok(format!("This chat's memory has no entry #{anchor}."));
         };
@@ -260,9 +262,7 @@ impl MemoryServer {
             .max_tokens
             .unwrap_or(DEFAULT_GET_TOKENS)
             .clamp(100, MAX_GET_TOKENS);
-        let book = Arc::clone(&self.book);
-        let ids = p.ids.clone();
-        let records = blocking(move || book.get(chat_id, &ids)).await?;
+        let records = (self.book.get(chat_id, &p.ids).await).map_err(ToolError::Io)?;
         Ok(records_text(&p.ids, &records, cap))
     }
 }
@@ -425,15 +425,6 @@ fn one_line(text: &str) -> String {
 }
 
 /// Runs a memory read off the async threads (a search embeds the query: milliseconds of CPU).
-async fn blocking<T: Send + 'static>(
-    read: impl FnOnce() -> Result<T, String> + Send + 'static,
-) -> Result<T, ToolError> {
-    tokio::task::spawn_blocking(read)
-        .await
-        .map_err(|e| ToolError::Io(format!("the memory read stopped: {e}")))?
-        .map_err(ToolError::Io)
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

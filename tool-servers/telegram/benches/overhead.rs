@@ -19,8 +19,9 @@ const CALLS: usize = 2000;
 
 struct OneLine;
 
+#[async_trait::async_trait]
 impl History for OneLine {
-    fn search(&self, _: i64, query: &str, _: usize) -> Result<Vec<HistoryLine>, String> {
+    async fn search(&self, _: i64, query: &str, _: usize) -> Result<Vec<HistoryLine>, String> {
         Ok(vec![HistoryLine {
             at_ms: 0,
             who: "user".to_owned(),
@@ -29,7 +30,7 @@ impl History for OneLine {
         }])
     }
 
-    fn since(&self, _: i64, _: u64, _: usize) -> Result<Vec<HistoryLine>, String> {
+    async fn since(&self, _: i64, _: u64, _: usize) -> Result<Vec<HistoryLine>, String> {
         Ok(Vec::new())
     }
 }

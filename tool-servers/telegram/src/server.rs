@@ -30,11 +30,22 @@ pub struct HistoryLine {
 }
 
 /// Where the history comes from (the agent's memory). Errors are messages for the user.
+#[async_trait::async_trait]
 pub trait History: Send + Sync {
     /// The chat's messages matching `query`, best first.
-    fn search(&self, chat_id: i64, query: &str, limit: usize) -> Result<Vec<HistoryLine>, String>;
+    async fn search(
+        &self,
+        chat_id: i64,
+        query: &str,
+        limit: usize,
+    ) -> Result<Vec<HistoryLine>, String>;
     /// The chat's messages at or after `since_ms`, oldest first, at most `limit` (the newest).
-    fn since(&self, chat_id: i64, since_ms: u64, limit: usize) -> Result<Vec<HistoryLine>, String>;
+    async fn since(
+        &self,
+        chat_id: i64,
+        since_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<HistoryLine>, String>;
 }
 
 #[derive(Clone)]
@@ -123,9 +134,7 @@ impl TelegramServer {
             return Err(ToolError::Invalid("the query is empty".to_owned()));
         }
         let limit = limit.unwrap_or(DEFAULT_RESULTS).clamp(1, MAX_RESULTS);
-        let history = Arc::clone(&self.history);
-        let text = query.to_owned();
-        let found = blocking(move || history.search(chat_id, &text, limit)).await?;
+        let found = (self.history.search(chat_id, query, limit).await).map_err(ToolError::Io)?;
         if found.is_empty() {
             return Ok(format!("Nothing in this chat's history matches {query:?}."));
         }
@@ -150,8 +159,8 @@ impl TelegramServer {
         }
         let now = (self.now_ms)();
         let since = now.saturating_sub(u64::from(hours_back) * 3_600_000);
-        let history = Arc::clone(&self.history);
-        let lines = blocking(move || history.since(chat_id, since, MAX_LINES + 1)).await?;
+        let lines =
+            (self.history.since(chat_id, since, MAX_LINES + 1).await).map_err(ToolError::Io)?;
         if lines.is_empty() {
             return Ok(format!(
                 "Nothing was said in this chat in the last {hours_back} hours."
@@ -182,15 +191,6 @@ impl TelegramServer {
 }
 
 /// Runs a history read off the async threads (a search embeds the query: milliseconds of CPU).
-async fn blocking(
-    read: impl FnOnce() -> Result<Vec<HistoryLine>, String> + Send + 'static,
-) -> Result<Vec<HistoryLine>, ToolError> {
-    tokio::task::spawn_blocking(read)
-        .await
-        .map_err(|e| ToolError::Io(format!("the history read stopped: {e}")))?
-        .map_err(ToolError::Io)
-}
-
 /// "5 min ago", "3 h ago", "2 days ago".
 fn ago(now_ms: u64, at_ms: u64) -> String {
     let minutes = now_ms.saturating_sub(at_ms) / 60_000;

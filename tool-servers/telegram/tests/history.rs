@@ -16,8 +16,14 @@ const NOW: u64 = 1_800_000_000_000;
 /// Messages of several chats; search is "contains every word", best = newest.
 struct Lines(Vec<(i64, HistoryLine)>);
 
+#[async_trait::async_trait]
 impl History for Lines {
-    fn search(&self, chat_id: i64, query: &str, limit: usize) -> Result<Vec<HistoryLine>, String> {
+    async fn search(
+        &self,
+        chat_id: i64,
+        query: &str,
+        limit: usize,
+    ) -> Result<Vec<HistoryLine>, String> {
         let words: Vec<String> = query.split_whitespace().map(str::to_lowercase).collect();
         let mut found: Vec<HistoryLine> = self
             .0
@@ -35,7 +41,12 @@ impl History for Lines {
         Ok(found)
     }
 
-    fn since(&self, chat_id: i64, since_ms: u64, limit: usize) -> Result<Vec<HistoryLine>, String> {
+    async fn since(
+        &self,
+        chat_id: i64,
+        since_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<HistoryLine>, String> {
         let mut lines: Vec<HistoryLine> = self
             .0
             .iter()

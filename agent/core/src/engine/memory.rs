@@ -6,10 +6,11 @@ use std::sync::Arc;
 
 use crate::context::{ContextMessage, Role};
 use crate::observe::{Activity, Observation, cut, observe};
+use crate::recall::{LearnedFact, Recollection};
 use crate::session::{SessionEnd, SessionSummary, summarize};
 use valor_protocol::{TurnRequest, time::civil_date};
 
-use super::{ChatState, Engine};
+use super::{ChatState, Engine, Incoming};
 
 /// Observation titles a session keeps for its summary at most.
 const MAX_OBSERVED: usize = 20;
@@ -76,7 +77,7 @@ impl Engine {
 
     /// Writes the summary of the session that `ending` closes: the messages of `history` from
     /// its start up to (not including) message `before_id`.
-    pub(super) fn end_session(
+    pub(super) async fn end_session(
         &self,
         chat_id: i64,
         ending: &Ending,
@@ -88,10 +89,11 @@ impl Engine {
             .filter(|m| m.id >= ending.since_id && m.id < before_id)
             .cloned()
             .collect();
-        self.keep_summary(chat_id, &session, &ending.observed, ending.end, now_ms);
+        self.keep_summary(chat_id, &session, &ending.observed, ending.end, now_ms)
+            .await;
     }
 
-    fn keep_summary(
+    async fn keep_summary(
         &self,
         chat_id: i64,
         session: &[ContextMessage],
@@ -105,7 +107,7 @@ impl Engine {
         let Some(summary) = summarize(session, observed, end, &civil_date(now_ms)) else {
             return;
         };
-        recall.keep_summary(chat_id, &summary);
+        recall.keep_summary(chat_id, &summary).await;
         tracing::info!(
             chat_id,
             messages = summary.messages,
@@ -163,20 +165,52 @@ impl Engine {
                 ),
                 messages,
             };
-            let _ = tokio::task::spawn_blocking(move || {
-                if let Some(recall) = &engine.inner.recall {
-                    recall.keep_summary(chat_id, &summary);
-                }
-                if let Some(state) = engine.chats().get_mut(&chat_id) {
-                    state.memory.last_summary = Some(Some(summary.text));
-                }
-            })
-            .await;
+            if let Some(recall) = &engine.inner.recall {
+                recall.keep_summary(chat_id, &summary).await;
+            }
+            if let Some(state) = engine.chats().get_mut(&chat_id) {
+                state.memory.last_summary = Some(Some(summary.text));
+            }
         });
     }
 
+    /// What memory brings back for a turn: the chat's learnings, the memories about the
+    /// request (leaving out the messages the window already carries), the session's summary.
+    pub(super) async fn remembered(
+        &self,
+        incoming: &Incoming,
+        id: u64,
+        history: &[ContextMessage],
+    ) -> Remembered {
+        let (chat_id, prompt) = (incoming.chat_id, &self.inner.config.prompt);
+        let Some(recall) = &self.inner.recall else {
+            return Remembered::default();
+        };
+        let learnings = if prompt.learning_tokens > 0 {
+            recall.learnings(chat_id).await
+        } else {
+            Vec::new()
+        };
+        let memories = if prompt.tokens > 0 {
+            let mut exclude: Vec<u64> = (history.iter().map(|m| m.id))
+                .chain([id])
+                .chain(learnings.iter().map(|l| l.id))
+                .collect();
+            exclude.sort_unstable();
+            exclude.dedup();
+            recall.recall(chat_id, &incoming.text, &exclude).await
+        } else {
+            Vec::new()
+        };
+        Remembered {
+            learnings,
+            memories,
+            session_summary: self.last_summary(chat_id).await,
+        }
+    }
+
     /// The chat's latest session summary (read from memory once, then kept).
-    pub(super) fn last_summary(&self, chat_id: i64) -> Option<String> {
+    pub(super) async fn last_summary(&self, chat_id: i64) -> Option<String> {
         if let Some(known) = self
             .chats()
             .get(&chat_id)
@@ -184,7 +218,7 @@ impl Engine {
         {
             return known;
         }
-        let loaded = self.inner.recall.as_ref()?.last_summary(chat_id);
+        let loaded = self.inner.recall.as_ref()?.last_summary(chat_id).await;
         if let Some(state) = self.chats().get_mut(&chat_id) {
             state.memory.last_summary = Some(loaded.clone());
         }
@@ -222,26 +256,31 @@ impl Engine {
             let observations = observe(chat_id, &request, &reply, &activity, None);
             if !observations.is_empty() {
                 let engine = self.clone();
-                tokio::task::spawn_blocking(move || {
-                    engine.keep_observations(chat_id, observations)
-                });
+                tokio::spawn(async move { engine.keep_observations(chat_id, observations).await });
             }
             return;
         }
         let engine = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let code = engine.inner.code.as_deref();
-            let observations = observe(chat_id, &request, &reply, &activity, code);
-            engine.keep_observations(chat_id, observations);
+        tokio::spawn(async move {
+            let reader = engine.clone();
+            let observed = tokio::task::spawn_blocking(move || {
+                let code = reader.inner.code.as_deref();
+                observe(chat_id, &request, &reply, &activity, code)
+            })
+            .await;
+            match observed {
+                Ok(observations) => engine.keep_observations(chat_id, observations).await,
+                Err(e) => tracing::warn!(chat_id, error = %e, "the turn's observations failed"),
+            }
         });
     }
 
-    fn keep_observations(&self, chat_id: i64, observations: Vec<Observation>) {
+    async fn keep_observations(&self, chat_id: i64, observations: Vec<Observation>) {
         if observations.is_empty() {
             return;
         }
         if let Some(recall) = &self.inner.recall {
-            recall.keep_observations(chat_id, &observations);
+            recall.keep_observations(chat_id, &observations).await;
         }
         if let Some(state) = self.chats().get_mut(&chat_id) {
             let observed = &mut state.memory.observed;
@@ -278,16 +317,19 @@ impl Engine {
                 history.into_iter().filter(|m| m.id >= since_id).collect();
             // A session whose last word is Valor's or the user's: both are worth a summary.
             if session.iter().any(|m| m.role == Role::User) {
-                let engine = self.clone();
-                let kept = tokio::task::spawn_blocking(move || {
-                    engine.keep_summary(chat_id, &session, &observed, SessionEnd::Shutdown, now_ms);
-                });
-                if let Err(e) = kept.await {
-                    tracing::warn!(chat_id, error = %e, "the session could not be summarised");
-                }
+                self.keep_summary(chat_id, &session, &observed, SessionEnd::Shutdown, now_ms)
+                    .await;
             }
         }
     }
+}
+
+/// What memory brought back for a turn.
+#[derive(Default)]
+pub(super) struct Remembered {
+    pub(super) learnings: Vec<LearnedFact>,
+    pub(super) memories: Vec<Recollection>,
+    pub(super) session_summary: Option<String>,
 }
 
 /// What the model is asked to summarise: the session's end, within [`SUMMARY_INPUT_CHARS`].

@@ -22,21 +22,22 @@ struct Kept {
     summaries: Mutex<Vec<(i64, SessionSummary)>>,
 }
 
+#[async_trait::async_trait]
 impl Recall for Kept {
-    fn recall(&self, _chat_id: i64, _text: &str, _exclude: &[u64]) -> Vec<Recollection> {
+    async fn recall(&self, _chat_id: i64, _text: &str, _exclude: &[u64]) -> Vec<Recollection> {
         Vec::new()
     }
-    fn keep_observations(&self, chat_id: i64, observations: &[Observation]) {
+    async fn keep_observations(&self, chat_id: i64, observations: &[Observation]) {
         let mut kept = self.observations.lock().unwrap();
         kept.extend(observations.iter().map(|o| (chat_id, o.clone())));
     }
-    fn keep_summary(&self, chat_id: i64, summary: &SessionSummary) {
+    async fn keep_summary(&self, chat_id: i64, summary: &SessionSummary) {
         self.summaries
             .lock()
             .unwrap()
             .push((chat_id, summary.clone()));
     }
-    fn last_summary(&self, chat_id: i64) -> Option<String> {
+    async fn last_summary(&self, chat_id: i64) -> Option<String> {
         let kept = self.summaries.lock().unwrap();
         kept.iter()
             .rev()

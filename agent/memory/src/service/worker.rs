@@ -73,29 +73,30 @@ impl Memory {
     async fn step(&self, embedder: &Arc<Embedder>) -> Result<bool, MemoryError> {
         let model = embedder.model_id().to_owned();
         if self.inner.reindex_requested.swap(false, Ordering::SeqCst) {
-            self.start_reindex(&model)?;
+            self.start_reindex(&model).await?;
             return Ok(true);
         }
         if self.vector_index().is_none() {
             self.open_index(embedder).await?;
             return Ok(true);
         }
-        let ids = self.inner.store.queued_for_embedding(WORKER_BATCH)?;
+        let ids = self.inner.store.queued_for_embedding(WORKER_BATCH).await?;
         if ids.is_empty() {
+            self.inner.queued.store(0, Ordering::Relaxed);
             self.set_state(MemoryState::Ready);
             return Ok(false);
         }
         let mut documents = Vec::with_capacity(ids.len());
         let mut gone = Vec::new();
         for id in ids {
-            match self.inner.store.document(id) {
+            match crate::port::document(self.store(), id).await {
                 Ok(Some(d)) => documents.push(d),
                 Ok(None) => gone.push(id),
                 // A record that cannot be read must not block the queue behind it.
-                Err(e) => self.strike(id, &e.to_string())?,
+                Err(e) => self.strike(id, &e.to_string()).await?,
             }
         }
-        self.inner.store.unqueue(&gone)?;
+        self.inner.store.unqueue(gone).await?;
         let embedded = self.embed_documents(embedder, documents).await?;
         let stored: Vec<(u64, StoredVector)> = embedded
             .into_iter()
@@ -118,7 +119,7 @@ impl Memory {
                 .await
                 .map_err(|e| MemoryError::Task(e.to_string()))??;
         }
-        self.inner.store.put_vectors(&stored)?;
+        self.inner.store.put_vectors(stored.clone()).await?;
         if let Some(index) = index {
             let items: Vec<(u64, Vec<f32>)> =
                 stored.into_iter().map(|(id, v)| (id, v.vector)).collect();
@@ -136,6 +137,7 @@ impl Memory {
                 self.save_if_dirty().await;
             }
         }
+        self.refresh_queued().await;
         self.report_progress();
         Ok(true)
     }
@@ -159,7 +161,7 @@ impl Memory {
             Ok(vectors) => return Ok(documents.into_iter().zip(vectors).collect()),
             Err(e) if documents.len() <= 1 => {
                 for d in &documents {
-                    self.strike(d.id, &e.to_string())?;
+                    self.strike(d.id, &e.to_string()).await?;
                 }
                 return Ok(Vec::new());
             }
@@ -176,8 +178,8 @@ impl Memory {
                 .map_err(|e| MemoryError::Task(e.to_string()))?;
             match one.map(|mut v| v.pop()) {
                 Ok(Some(vector)) => embedded.push((document, vector)),
-                Ok(None) => self.strike(document.id, "no vector came back")?,
-                Err(e) => self.strike(document.id, &e.to_string())?,
+                Ok(None) => self.strike(document.id, "no vector came back").await?,
+                Err(e) => self.strike(document.id, &e.to_string()).await?,
             }
         }
         Ok(embedded)
@@ -185,7 +187,7 @@ impl Memory {
 
     /// Counts a failure of a queued document; the third takes it off the queue (logged and
     /// counted): it stays in the store and keyword search, without a vector.
-    fn strike(&self, id: u64, error: &str) -> Result<(), MemoryError> {
+    async fn strike(&self, id: u64, error: &str) -> Result<(), MemoryError> {
         let strikes = {
             let mut all = self
                 .inner
@@ -206,7 +208,7 @@ impl Memory {
                 id,
                 "set aside from the embedding queue after {POISON_STRIKES} failures"
             );
-            self.inner.store.unqueue(&[id])?;
+            self.inner.store.unqueue(vec![id]).await?;
             self.inner.set_aside.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
@@ -234,9 +236,9 @@ impl Memory {
     }
 
     /// Drops every vector and queues every document for the current model.
-    fn start_reindex(&self, model: &str) -> Result<(), MemoryError> {
+    async fn start_reindex(&self, model: &str) -> Result<(), MemoryError> {
         let store = &self.inner.store;
-        store.clear_vectors()?;
+        store.clear_vectors().await?;
         let ids: Vec<u64> = self
             .indexes()
             .catalogue
@@ -244,18 +246,17 @@ impl Memory {
             .iter()
             .map(|e| e.id)
             .collect();
-        store.queue_for_embedding(&ids)?;
+        let total = ids.len() as u64;
+        store.queue_for_embedding(ids).await?;
+        self.inner.queued.store(total, Ordering::Relaxed);
         *self
             .inner
             .vectors
             .write()
             .unwrap_or_else(PoisonError::into_inner) = None;
         let _ = std::fs::remove_dir_all(&self.inner.settings.index_dir);
-        self.set_state(MemoryState::Reindexing {
-            done: 0,
-            total: ids.len() as u64,
-        });
-        tracing::info!(documents = ids.len(), model, "memory reindex started");
+        self.set_state(MemoryState::Reindexing { done: 0, total });
+        tracing::info!(documents = total, model, "memory reindex started");
         Ok(())
     }
 
@@ -303,8 +304,9 @@ impl Memory {
         // One pass over the stored vectors: any of another model (the model files changed)
         // means embedding everything again; ours the index lacks are added.
         let caught_up = {
-            let (store, index, model) = (self.inner.store.clone(), index.clone(), model.clone());
-            tokio::task::spawn_blocking(move || catch_up(&store, &index, &model))
+            let (feed, index, model) =
+                (self.inner.store.vector_feed(), index.clone(), model.clone());
+            tokio::task::spawn_blocking(move || catch_up(feed, &index, &model))
                 .await
                 .map_err(|e| MemoryError::Task(e.to_string()))??
         };
@@ -316,7 +318,7 @@ impl Memory {
                     current = model,
                     "stored vectors come from another model: reindexing"
                 );
-                self.start_reindex(&model)?;
+                self.start_reindex(&model).await?;
                 self.set_state(MemoryState::ModelMismatch {
                     stored,
                     current: model,
@@ -413,15 +415,20 @@ enum CatchUp {
 
 /// Adds the stored vectors of `model` that `index` lacks, a batch at a time; stops at the
 /// first vector of another model.
-fn catch_up(store: &Store, index: &VectorIndex, model: &str) -> Result<CatchUp, MemoryError> {
+fn catch_up(
+    mut feed: crate::port::Feed<(u64, StoredVector)>,
+    index: &VectorIndex,
+    model: &str,
+) -> Result<CatchUp, MemoryError> {
     const BATCH: usize = 1024;
     let mut foreign: Option<String> = None;
     let mut batch = Vec::new();
     let mut added = 0;
     let mut failed = None;
-    store.for_each_vector(|id, v| {
+    while let Some(stored) = feed.blocking_recv() {
+        let (id, v) = stored?;
         if foreign.is_some() || failed.is_some() {
-            return;
+            break;
         }
         if v.model_id != model {
             foreign = Some(v.model_id);
@@ -435,7 +442,7 @@ fn catch_up(store: &Store, index: &VectorIndex, model: &str) -> Result<CatchUp, 
                 batch.clear();
             }
         }
-    })?;
+    }
     if let Some(stored) = foreign {
         return Ok(CatchUp::Foreign(stored));
     }

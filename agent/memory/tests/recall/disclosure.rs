@@ -39,7 +39,7 @@ async fn index_timeline_and_records_show_a_chat_its_own_and_shared_memory_only()
         .id;
     embed_all(&memory).await;
 
-    let hits = memory.index_search(1, &query("billing")).unwrap();
+    let hits = memory.index_search(1, &query("billing")).await.unwrap();
     let ids: Vec<u64> = hits.iter().map(|h| h.id).collect();
     assert!(ids.contains(&billing) && ids.contains(&shared), "{hits:?}");
     assert!(
@@ -59,9 +59,15 @@ async fn index_timeline_and_records_show_a_chat_its_own_and_shared_memory_only()
         kinds: vec![MemoryKind::Observation],
         ..query("billing")
     };
-    assert!(memory.index_search(1, &observations).unwrap().is_empty());
+    assert!(
+        memory
+            .index_search(1, &observations)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(
-        memory.index_search(2, &observations).unwrap()[0].id,
+        memory.index_search(2, &observations).await.unwrap()[0].id,
         private
     );
     let late = IndexQuery {
@@ -71,13 +77,14 @@ async fn index_timeline_and_records_show_a_chat_its_own_and_shared_memory_only()
     assert!(
         memory
             .index_search(1, &late)
+            .await
             .unwrap()
             .iter()
             .all(|h| h.id != billing)
     );
 
     // The timeline: chat 1's entries in time order, the anchor among them; never chat 2's.
-    let timeline = memory.timeline(1, billing, 5, 5).unwrap().unwrap();
+    let timeline = memory.timeline(1, billing, 5, 5).await.unwrap().unwrap();
     let times: Vec<u64> = timeline.iter().map(|e| e.at_ms).collect();
     assert!(times.windows(2).all(|w| w[0] <= w[1]), "{timeline:?}");
     assert_eq!(
@@ -90,18 +97,19 @@ async fn index_timeline_and_records_show_a_chat_its_own_and_shared_memory_only()
             .iter()
             .all(|e| e.id != private && !e.title.contains("chat two"))
     );
-    let narrow = memory.timeline(1, billing, 0, 1).unwrap().unwrap();
+    let narrow = memory.timeline(1, billing, 0, 1).await.unwrap().unwrap();
     assert_eq!(narrow.len(), 2);
     assert_eq!(
-        memory.timeline(1, private, 3, 3).unwrap(),
+        memory.timeline(1, private, 3, 3).await.unwrap(),
         None,
         "chat 2's anchor"
     );
-    assert_eq!(memory.timeline(1, 999_999, 3, 3).unwrap(), None);
+    assert_eq!(memory.timeline(1, 999_999, 3, 3).await.unwrap(), None);
 
     // Records: asked order, duplicates once, another chat's and unknown ids absent alike.
     let records = memory
         .records(1, &[shared, private, billing, shared, 999_999])
+        .await
         .unwrap();
     let got: Vec<u64> = records.iter().map(|r| r.id).collect();
     assert_eq!(got, [shared, billing]);
@@ -109,13 +117,13 @@ async fn index_timeline_and_records_show_a_chat_its_own_and_shared_memory_only()
         records[1].text,
         "the billing service crashes on empty carts"
     );
-    assert_eq!(memory.records(2, &[private]).unwrap()[0].id, private);
+    assert_eq!(memory.records(2, &[private]).await.unwrap()[0].id, private);
     // A message stored after the index was built is in the timeline at once (keywords).
     let later = store
         .append_message(message(1, "the carts are fixed", 9_000), true)
         .unwrap()
         .seq;
-    let timeline = memory.timeline(1, billing, 0, 20).unwrap().unwrap();
+    let timeline = memory.timeline(1, billing, 0, 20).await.unwrap().unwrap();
     assert_eq!(timeline.last().map(|e| e.id), Some(later), "{timeline:?}");
 }
 
@@ -137,30 +145,37 @@ async fn observations_and_summaries_kept_by_turns_are_searchable_memory_of_their
         commands: vec!["cargo test".to_owned()],
         sources: vec![],
     };
-    memory.keep_observations(1, &[observation]);
+    memory.keep_observations(1, &[observation]).await;
     let summary = |text: &str| SessionSummary {
         title: format!("Session: {text}"),
         text: text.to_owned(),
         messages: 2,
     };
-    memory.keep_summary(1, &summary("first session of chat one"));
-    memory.keep_summary(2, &summary("chat two's session"));
-    memory.keep_summary(1, &summary("second session of chat one"));
+    memory
+        .keep_summary(1, &summary("first session of chat one"))
+        .await;
+    memory.keep_summary(2, &summary("chat two's session")).await;
+    memory
+        .keep_summary(1, &summary("second session of chat one"))
+        .await;
     assert_eq!(
-        memory.last_summary(1).as_deref(),
+        memory.last_summary(1).await.as_deref(),
         Some("second session of chat one")
     );
     assert_eq!(
-        memory.last_summary(2).as_deref(),
+        memory.last_summary(2).await.as_deref(),
         Some("chat two's session")
     );
-    assert_eq!(memory.last_summary(3), None);
+    assert_eq!(memory.last_summary(3).await, None);
     assert_eq!(memory.counts().observations, 1);
     assert_eq!(memory.counts().summaries, 3);
 
-    let found = memory.index_search(1, &query("send_chunk upload")).unwrap();
+    let found = memory
+        .index_search(1, &query("send_chunk upload"))
+        .await
+        .unwrap();
     assert_eq!(found[0].kind, MemoryKind::Observation, "{found:?}");
-    let full = memory.records(1, &[found[0].id]).unwrap();
+    let full = memory.records(1, &[found[0].id]).await.unwrap();
     assert!(
         full[0]
             .text
@@ -171,6 +186,7 @@ async fn observations_and_summaries_kept_by_turns_are_searchable_memory_of_their
     assert!(
         memory
             .index_search(2, &query("send_chunk upload"))
+            .await
             .unwrap()
             .is_empty()
     );
@@ -181,6 +197,7 @@ async fn observations_and_summaries_kept_by_turns_are_searchable_memory_of_their
     assert!(
         memory
             .index_search(2, &sessions)
+            .await
             .unwrap()
             .iter()
             .all(|h| h.title.contains("chat two"))

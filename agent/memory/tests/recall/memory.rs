@@ -6,6 +6,7 @@
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use valor_core::recall::Recall;
 use valor_memory::transfer;
@@ -32,17 +33,38 @@ impl Setup {
         self.dir.path().join("store")
     }
 
-    fn open_with(&self, model: &Path) -> Memory {
+    fn open_with(&self, model: &Path) -> Opened {
         let store = Store::open(&self.store_path()).unwrap();
-        Memory::open(
-            store,
+        let memory = Memory::open(
+            Arc::new(store.clone()),
             MemorySettings::beside(&self.store_path(), model.to_owned()),
         )
-        .unwrap()
+        .unwrap();
+        Opened { memory, store }
     }
 
-    pub(crate) fn open(&self) -> Memory {
+    pub(crate) fn open(&self) -> Opened {
         self.open_with(&self.model)
+    }
+}
+
+/// Memory over a sled store, with the store at hand for arranging and checking.
+#[derive(Clone)]
+pub(crate) struct Opened {
+    pub(crate) memory: Memory,
+    pub(crate) store: Store,
+}
+
+impl Opened {
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
+    }
+}
+
+impl std::ops::Deref for Opened {
+    type Target = Memory;
+    fn deref(&self) -> &Memory {
+        &self.memory
     }
 }
 
@@ -77,7 +99,7 @@ pub(crate) fn saved(
 }
 
 /// A few chats' worth of documents; returns the id of the billing message.
-pub(crate) fn fill(memory: &Memory) -> u64 {
+pub(crate) fn fill(memory: &Opened) -> u64 {
     let store = memory.store();
     let billing = store
         .append_message(
@@ -121,7 +143,10 @@ async fn documents_are_embedded_from_the_queue_and_found_by_hybrid_search_with_f
     let memory = setup.open();
     let billing = fill(&memory);
     // Before any embedding: keywords answer at once.
-    let early = memory.search(&Query::new("billing crashes", 5)).unwrap();
+    let early = memory
+        .search(&Query::new("billing crashes", 5))
+        .await
+        .unwrap();
     assert_eq!(early.mode, SearchMode::KeywordOnly);
     assert_eq!(early.hits[0].id, billing);
 
@@ -133,7 +158,10 @@ async fn documents_are_embedded_from_the_queue_and_found_by_hybrid_search_with_f
 
     // The tiny model's vectors carry little meaning: the keyword match stays near the top and
     // every hit now has a similarity from the vector ranking.
-    let result = memory.search(&Query::new("billing crashes", 5)).unwrap();
+    let result = memory
+        .search(&Query::new("billing crashes", 5))
+        .await
+        .unwrap();
     assert_eq!(result.mode, SearchMode::Hybrid);
     assert!(
         result.hits[..2]
@@ -151,7 +179,7 @@ async fn documents_are_embedded_from_the_queue_and_found_by_hybrid_search_with_f
         },
         limit: 10,
     };
-    let hits = memory.search(&in_chat_one).unwrap().hits;
+    let hits = memory.search(&in_chat_one).await.unwrap().hits;
     assert!(hits.iter().all(|h| h.chat_id == Some(1)), "{hits:?}");
     let insights = Query {
         text: "billing".to_owned(),
@@ -161,7 +189,7 @@ async fn documents_are_embedded_from_the_queue_and_found_by_hybrid_search_with_f
         },
         limit: 10,
     };
-    let hits = memory.search(&insights).unwrap().hits;
+    let hits = memory.search(&insights).await.unwrap().hits;
     assert_eq!(hits.len(), 1);
     assert_eq!(hits[0].kind, MemoryKind::Insight);
     let early_only = Query {
@@ -175,6 +203,7 @@ async fn documents_are_embedded_from_the_queue_and_found_by_hybrid_search_with_f
     assert!(
         memory
             .search(&early_only)
+            .await
             .unwrap()
             .hits
             .iter()
@@ -188,7 +217,7 @@ async fn a_turn_recalls_its_own_chat_and_shared_memories_only() {
     let memory = setup.open();
     let billing = fill(&memory);
     embed_all(&memory).await;
-    let recalled = memory.recall(1, "billing errors", &[]);
+    let recalled = memory.recall(1, "billing errors", &[]).await;
     let ids: Vec<u64> = recalled.iter().map(|r| r.id).collect();
     assert!(ids.contains(&billing), "{recalled:?}");
     assert!(
@@ -200,7 +229,7 @@ async fn a_turn_recalls_its_own_chat_and_shared_memories_only() {
         "another chat's message leaked: {recalled:?}"
     );
     // What the prompt already carries is left out.
-    let again = memory.recall(1, "billing errors", &[billing]);
+    let again = memory.recall(1, "billing errors", &[billing]).await;
     assert!(again.iter().all(|r| r.id != billing));
 }
 
@@ -222,7 +251,12 @@ async fn a_turn_gets_its_chats_and_shared_active_learnings_by_confidence() {
     store
         .retire_learning(retired.id, "forgotten", None, 6)
         .unwrap();
-    let texts: Vec<String> = memory.learnings(1).into_iter().map(|l| l.text).collect();
+    let texts: Vec<String> = memory
+        .learnings(1)
+        .await
+        .into_iter()
+        .map(|l| l.text)
+        .collect();
     assert_eq!(
         texts,
         [
@@ -288,7 +322,7 @@ async fn the_index_survives_a_restart_and_a_damaged_one_is_rebuilt_from_the_stor
     memory.prepare().await;
     assert_eq!(memory.indexed_vectors(), 6);
     assert_eq!(memory.embedded(), 0);
-    let hits = memory.search(&Query::new("tokio", 3)).unwrap();
+    let hits = memory.search(&Query::new("tokio", 3)).await.unwrap();
     assert_eq!(hits.mode, SearchMode::Hybrid);
 }
 
@@ -309,7 +343,7 @@ async fn a_changed_model_reindexes_everything_and_a_missing_one_leaves_keywords(
         "{:?}",
         memory.state()
     );
-    let health = MemoryHealth(memory.clone()).check();
+    let health = MemoryHealth(memory.memory.clone()).check();
     assert_eq!(health.0, Status::Degraded);
     embed_all(&memory).await;
     assert_eq!(memory.state(), MemoryState::Ready);
@@ -317,7 +351,10 @@ async fn a_changed_model_reindexes_everything_and_a_missing_one_leaves_keywords(
     let mut models = Vec::new();
     memory
         .store()
-        .for_each_vector(|_, v| models.push(v.model_id))
+        .walk_vectors(|_, v| {
+            models.push(v.model_id);
+            true
+        })
         .unwrap();
     assert_eq!(models.len(), 5);
     assert!(models.iter().all(|m| *m == model));
@@ -326,7 +363,7 @@ async fn a_changed_model_reindexes_everything_and_a_missing_one_leaves_keywords(
     // No model at all: keyword search, a clear reason on /health, and recall still answers.
     let memory = setup.open_with(&setup.dir.path().join("no-model"));
     memory.prepare().await;
-    let (status, figures) = MemoryHealth(memory.clone()).check();
+    let (status, figures) = MemoryHealth(memory.memory.clone()).check();
     assert_eq!(status, Status::Degraded);
     assert_eq!(figures["search"], "keyword_only");
     assert!(
@@ -335,10 +372,10 @@ async fn a_changed_model_reindexes_everything_and_a_missing_one_leaves_keywords(
             .unwrap()
             .contains("scripts/setup")
     );
-    let result = memory.search(&Query::new("tokio", 3)).unwrap();
+    let result = memory.search(&Query::new("tokio", 3)).await.unwrap();
     assert_eq!(result.mode, SearchMode::KeywordOnly);
     assert_eq!(result.hits[0].title, "Tokio tutorial");
-    assert!(!memory.recall(1, "tokio", &[]).is_empty());
+    assert!(!memory.recall(1, "tokio", &[]).await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -346,7 +383,7 @@ async fn the_background_worker_embeds_new_documents_without_being_asked() {
     let setup = Setup::new();
     let memory = setup.open();
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let worker = tokio::spawn(memory.clone().run_worker(shutdown.clone()));
+    let worker = tokio::spawn(memory.memory.clone().run_worker(shutdown.clone()));
     fill(&memory);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while memory.counts().vectors < 5 || memory.state() != MemoryState::Ready {
@@ -377,7 +414,7 @@ async fn a_damaged_queued_record_is_set_aside_and_does_not_block_the_queue() {
         .unwrap();
     fill(&memory);
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let worker = tokio::spawn(memory.clone().run_worker(shutdown.clone()));
+    let worker = tokio::spawn(memory.memory.clone().run_worker(shutdown.clone()));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while memory.counts().vectors < 5 || memory.set_aside() < 1 {
         assert!(
@@ -400,14 +437,18 @@ async fn export_then_import_is_exact_and_bad_files_import_nothing() {
     let memory = setup.open();
     fill(&memory);
     let mut exported = Vec::new();
-    let moved = transfer::export(memory.store(), &mut exported).unwrap();
+    let moved = transfer::export(memory.store(), &mut exported)
+        .await
+        .unwrap();
     assert_eq!((moved.messages, moved.memories), (3, 2));
 
     let target = tempfile::tempdir().unwrap();
     let store = Store::open(target.path()).unwrap();
-    transfer::import(&store, &mut exported.as_slice()).unwrap();
+    transfer::import(&store, &mut exported.as_slice())
+        .await
+        .unwrap();
     let mut again = Vec::new();
-    transfer::export(&store, &mut again).unwrap();
+    transfer::export(&store, &mut again).await.unwrap();
     assert_eq!(
         String::from_utf8(again).unwrap(),
         String::from_utf8(exported.clone()).unwrap()
@@ -421,6 +462,7 @@ async fn export_then_import_is_exact_and_bad_files_import_nothing() {
     bad.extend_from_slice(b"{\"type\":\"memory\",\"id\":0,\"kind\":\"link\",\"chat_id\":null,\"at_ms\":1,\"title\":\"t\",\"text\":\"\"}\n");
     bad.extend_from_slice(&[0xff, 0xfe, b'\n']);
     let err = transfer::import(&store, &mut bad.as_slice())
+        .await
         .unwrap_err()
         .to_string();
     assert!(
@@ -428,10 +470,12 @@ async fn export_then_import_is_exact_and_bad_files_import_nothing() {
         "{err}"
     );
     let err = transfer::import(&store, &mut &b"\n{not json\n"[..])
+        .await
         .unwrap_err()
         .to_string();
     assert!(err.contains("line 2: not a memory line"), "{err}");
     let err = transfer::import(&store, &mut &[b'{', 0xc3, b'\n'][..])
+        .await
         .unwrap_err()
         .to_string();
     assert!(err.contains("line 1: not UTF-8"), "{err}");
@@ -472,7 +516,7 @@ async fn an_import_cannot_overwrite_another_chats_documents_or_push_ids_too_far(
             "stands twice",
         ),
     ] {
-        let result = transfer::import(store, &mut bad.as_bytes());
+        let result = transfer::import(store, &mut bad.as_bytes()).await;
         let err = match result {
             Err(e) => e.to_string(),
             Ok(moved) => panic!("{bad} was imported: {moved:?}"),
@@ -487,7 +531,9 @@ async fn an_import_cannot_overwrite_another_chats_documents_or_push_ids_too_far(
         "nothing imported"
     );
     // The same chat's own line imports again, the same.
-    transfer::import(store, &mut line(victim.id, 7, "link").as_bytes()).unwrap();
+    transfer::import(store, &mut line(victim.id, 7, "link").as_bytes())
+        .await
+        .unwrap();
     // New ids still work after the refused ones.
     let next = store
         .save_memory(saved(MemoryKind::Link, Some(7), "next", "a later link"))
@@ -511,8 +557,15 @@ async fn empty_and_huge_inputs_are_handled() {
         .unwrap();
     embed_all(&memory).await;
     assert_eq!(memory.counts().vectors, 2);
-    assert!(memory.search(&Query::new("", 5)).unwrap().hits.is_empty());
-    let result = memory.search(&Query::new(huge.clone(), 5)).unwrap();
+    assert!(
+        memory
+            .search(&Query::new("", 5))
+            .await
+            .unwrap()
+            .hits
+            .is_empty()
+    );
+    let result = memory.search(&Query::new(huge.clone(), 5)).await.unwrap();
     assert_eq!(result.hits[0].id, id);
     assert!(result.hits[0].snippet.len() < 400);
 }
@@ -586,6 +639,7 @@ async fn a_writer_killed_mid_write_loses_nothing_it_acknowledged() {
             },
             limit: 5,
         })
+        .await
         .unwrap();
     assert_eq!(hits.mode, SearchMode::Hybrid);
     assert_eq!(hits.hits.len(), 5);
@@ -594,14 +648,13 @@ async fn a_writer_killed_mid_write_loses_nothing_it_acknowledged() {
 #[tokio::test]
 async fn an_unauthenticated_64_mb_upload_is_refused_without_being_read() {
     use futures_util::StreamExt as _;
-    use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use tower::ServiceExt as _;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store");
     let store = Store::open(&path).unwrap();
     let memory = Memory::open(
-        store,
+        Arc::new(store),
         MemorySettings::beside(&path, dir.path().join("no-model")),
     )
     .unwrap();

@@ -7,4 +7,9 @@ mod conversation;
 mod health;
 mod inbox;
 mod jobs;
+mod learning;
 mod ledger;
+mod memory;
+
+#[cfg(test)]
+mod contract_tests;

@@ -49,7 +49,7 @@ pub(crate) async fn start_with(
     if let Some(learner) = &learner {
         engine = engine.recall(Arc::new(learner.memory().clone()));
     }
-    let learning = valor_learn::ChatLearning::new(store.clone(), learner);
+    let learning = valor_learn::ChatLearning::new(std::sync::Arc::new(store.clone()), learner);
     let conversations = Conversations::new(
         engine.build(),
         Some(Arc::new(learning) as Arc<dyn valor_core::learning::Learning>),

@@ -176,11 +176,15 @@ async fn learning_world(dir: &tempfile::TempDir) -> World {
     let path = dir.path().join("store");
     let store = Store::open(&path).unwrap();
     let memory = valor_memory::Memory::open(
-        store.clone(),
+        std::sync::Arc::new(store.clone()),
         valor_memory::MemorySettings::beside(&path, dir.path().join("no-model")),
     )
     .unwrap();
-    let learner = valor_learn::Learner::new(memory, valor_learn::LearnSettings::default());
+    let learner = valor_learn::Learner::new(
+        memory,
+        std::sync::Arc::new(store.clone()),
+        valor_learn::LearnSettings::default(),
+    );
     start_with(
         FakeTelegram::start().await,
         store,
