@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod in_memory;
 mod learner;
 mod watcher_set;
 

@@ -3,5 +3,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod disclosure;
+mod in_memory;
 mod memory;
 mod real_model;
