@@ -39,11 +39,71 @@ fn cut(text: &str) -> &str {
     &text[..end]
 }
 
+/// One term's postings: (slot, term frequency) pairs in increasing slot order, each as two
+/// LEB128 varints (the slot as the gap from the one before). About 2.5 bytes a posting where
+/// `(u32, u16)` pairs took 8: the index grows with every message Valor keeps, so its size per
+/// document is what a long-running process's memory grows by.
+#[derive(Debug, Default)]
+struct Postings {
+    bytes: Vec<u8>,
+    last: u32,
+    count: u32,
+}
+
+impl Postings {
+    fn push(&mut self, slot: u32, tf: u16) {
+        // Slots come in increasing order; one out of order would corrupt the gaps.
+        if self.count > 0 && slot <= self.last {
+            return;
+        }
+        put_varint(
+            &mut self.bytes,
+            slot - if self.count > 0 { self.last } else { 0 },
+        );
+        put_varint(&mut self.bytes, u32::from(tf));
+        self.last = slot;
+        self.count += 1;
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (u32, u16)> + '_ {
+        let mut at = 0;
+        let mut slot = 0u32;
+        std::iter::from_fn(move || {
+            let gap = take_varint(&self.bytes, &mut at)?;
+            let tf = take_varint(&self.bytes, &mut at)?;
+            slot = slot.checked_add(gap)?;
+            Some((slot, u16::try_from(tf).unwrap_or(u16::MAX)))
+        })
+    }
+}
+
+fn put_varint(out: &mut Vec<u8>, mut value: u32) {
+    while value >= 0x80 {
+        out.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+fn take_varint(bytes: &[u8], at: &mut usize) -> Option<u32> {
+    let mut value = 0u32;
+    for shift in (0..35).step_by(7) {
+        let byte = *bytes.get(*at)?;
+        *at += 1;
+        value |= u32::from(byte & 0x7f).checked_shl(shift)?;
+        if byte < 0x80 {
+            return Some(value);
+        }
+    }
+    None
+}
+
 /// The inverted index. Documents are numbered by slot (their position in the catalogue).
 #[derive(Debug, Default)]
 pub struct KeywordIndex {
-    postings: HashMap<String, Vec<(u32, u16)>>,
-    lengths: Vec<u32>,
+    postings: HashMap<Box<str>, Postings>,
+    /// Terms per slot (capped: a document's text is cut at 64 KiB).
+    lengths: Vec<u16>,
     total_length: u64,
 }
 
@@ -51,14 +111,21 @@ impl KeywordIndex {
     /// Indexes the document in `slot` (slots are added in increasing order).
     pub fn add(&mut self, slot: u32, text: &str) {
         let mut counts: HashMap<String, u16> = HashMap::new();
-        let mut length = 0u32;
+        let mut length = 0u16;
         for term in terms(cut(text)) {
-            length += 1;
+            length = length.saturating_add(1);
             let count = counts.entry(term).or_default();
             *count = count.saturating_add(1);
         }
         for (term, count) in counts {
-            self.postings.entry(term).or_default().push((slot, count));
+            match self.postings.get_mut(term.as_str()) {
+                Some(postings) => postings.push(slot, count),
+                None => {
+                    let mut postings = Postings::default();
+                    postings.push(slot, count);
+                    self.postings.insert(term.into_boxed_str(), postings);
+                }
+            }
         }
         let slot = slot as usize;
         if self.lengths.len() <= slot {
@@ -70,6 +137,11 @@ impl KeywordIndex {
 
     pub fn terms_indexed(&self) -> usize {
         self.postings.len()
+    }
+
+    /// Bytes the postings hold (their allocations' length, not capacity).
+    pub fn posting_bytes(&self) -> usize {
+        self.postings.values().map(|p| p.bytes.len()).sum()
     }
 
     /// The `limit` best slots for `query` among those `keep` accepts, best first.
@@ -87,12 +159,12 @@ impl KeywordIndex {
         let mut scores = vec![0f32; self.lengths.len()];
         let mut touched: Vec<u32> = Vec::new();
         for term in &query_terms {
-            let Some(postings) = self.postings.get(term) else {
+            let Some(postings) = self.postings.get(term.as_str()) else {
                 continue;
             };
-            let n = postings.len() as f32;
+            let n = postings.count as f32;
             let idf = ((docs - n + 0.5) / (n + 0.5) + 1.0).ln();
-            for &(slot, tf) in postings {
+            for (slot, tf) in postings.iter() {
                 let tf = f32::from(tf);
                 let length = self.lengths[slot as usize] as f32;
                 let score = idf * tf * (K1 + 1.0) / (tf + K1 * (1.0 - B + B * length / average));
@@ -153,6 +225,39 @@ mod tests {
         assert_eq!(hits.iter().map(|h| h.0).collect::<Vec<_>>().len(), 2);
         assert!(hits.iter().all(|h| h.0 != 1));
         assert_eq!(index.search("deploy", 1, |_| true).len(), 1);
+    }
+
+    #[test]
+    fn postings_come_back_as_they_went_in_and_take_few_bytes() {
+        let mut postings = Postings::default();
+        let pairs = [
+            (0u32, 1u16),
+            (1, 3),
+            (130, 1),
+            (20_000, 700),
+            (u32::MAX, u16::MAX),
+        ];
+        for (slot, tf) in pairs {
+            postings.push(slot, tf);
+        }
+        // Out of order: ignored, not corrupting.
+        postings.push(5, 1);
+        assert_eq!(postings.iter().collect::<Vec<_>>(), pairs);
+        assert_eq!(postings.count, 5);
+
+        let texts: Vec<String> = (0..1_000)
+            .map(|i| format!("deploy the billing service {i} today"))
+            .collect();
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let index = index(&refs);
+        // Four shared terms a document in one-byte gaps and counts, one unique term each.
+        assert!(
+            index.posting_bytes() <= 1_000 * (4 * 2 + 3),
+            "{}",
+            index.posting_bytes()
+        );
+        assert_eq!(index.search("billing", 2_000, |_| true).len(), 1_000);
+        assert_eq!(index.search("777", 10, |_| true)[0].0, 777);
     }
 
     #[test]

@@ -282,7 +282,7 @@ impl Memory {
         let _ = loaded.wait_for(|done| *done).await;
     }
 
-    /// The store memory reads and writes (memory's own parts and the learner use it).
+    /// The store memory reads and writes.
     pub(crate) fn store(&self) -> &dyn MemoryStore {
         self.inner.store.as_ref()
     }
