@@ -117,16 +117,7 @@ impl ProposalStore for InMemoryStore {
         if proposal.chat_id != chat_id {
             return Ok(None);
         }
-        let before = proposal.state;
-        if before == ProposalState::Pending {
-            proposal.state = if now_ms > proposal.expires_ms {
-                ProposalState::Expired
-            } else if accept {
-                ProposalState::Accepted
-            } else {
-                ProposalState::Declined
-            };
-        }
+        let before = proposal.settle(accept, now_ms);
         Ok(Some((before, proposal.clone())))
     }
 

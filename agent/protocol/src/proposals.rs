@@ -92,6 +92,23 @@ pub fn describe_counts(
 }
 
 impl Proposal {
+    /// Settles it at `now_ms` if it is pending: accepted or declined, or expired when it is
+    /// past its time whatever the answer. Returns the state it had (so a second tap sees
+    /// `Accepted`). Every store settles through this.
+    pub fn settle(&mut self, accept: bool, now_ms: u64) -> ProposalState {
+        let before = self.state;
+        if before == ProposalState::Pending {
+            self.state = if now_ms > self.expires_ms {
+                ProposalState::Expired
+            } else if accept {
+                ProposalState::Accepted
+            } else {
+                ProposalState::Declined
+            };
+        }
+        before
+    }
+
     /// The line that takes its question's place once it expired unanswered.
     pub fn expired_line(&self) -> String {
         format!("Not stored (the question expired): {}", self.text)

@@ -100,21 +100,6 @@ impl Store {
             .collect()
     }
 
-    /// A chat's learnings by number; retired ones only with `retired`.
-    pub fn learnings_of(
-        &self,
-        chat_id: Option<i64>,
-        retired: bool,
-    ) -> Result<Vec<LearningRecord>, StoreError> {
-        let mut found: Vec<LearningRecord> = self
-            .all_learnings()?
-            .into_iter()
-            .filter(|l| l.chat_id == chat_id && (retired || l.is_active()))
-            .collect();
-        found.sort_by_key(|l| l.number);
-        Ok(found)
-    }
-
     /// Retires a learning: the record stays (history) with why; its memory and vector go, so
     /// search and later turns no longer see it. Returns the record as it is now, or `None` if
     /// there is no such learning; retiring a retired one changes nothing.
@@ -239,14 +224,15 @@ mod tests {
         assert!(!retired.is_active());
         assert_eq!(store.document(first.id).unwrap(), None);
         assert_eq!(store.memory_counts().learnings, 2);
-        let active: Vec<u64> = store
-            .learnings_of(Some(1), false)
-            .unwrap()
-            .iter()
+        let of_chat_1: Vec<LearningRecord> = (store.all_learnings().unwrap().into_iter())
+            .filter(|l| l.chat_id == Some(1))
+            .collect();
+        let active: Vec<u64> = (of_chat_1.iter())
+            .filter(|l| l.is_active())
             .map(|l| l.number)
             .collect();
         assert_eq!(active, [2]);
-        assert_eq!(store.learnings_of(Some(1), true).unwrap().len(), 2);
+        assert_eq!(of_chat_1.len(), 2);
         // Numbers are never reused, across a restart too.
         drop(store);
         let store = Store::open(dir.path()).unwrap();

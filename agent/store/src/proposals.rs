@@ -54,15 +54,8 @@ impl Store {
         if proposal.chat_id != chat_id {
             return Ok(None);
         }
-        let before = proposal.state;
+        let before = proposal.settle(accept, now_ms);
         if before == ProposalState::Pending {
-            proposal.state = if now_ms > proposal.expires_ms {
-                ProposalState::Expired
-            } else if accept {
-                ProposalState::Accepted
-            } else {
-                ProposalState::Declined
-            };
             // Compare-and-swap: two taps at once settle it once.
             if self
                 .proposals

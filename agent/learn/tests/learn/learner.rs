@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use std::sync::Arc;
-use valor_learn::{Accepted, LearnError, LearnSettings, Learner};
+use valor_learn::{Accepted, LearnError, LearnSettings, Learner, LearningStore as _};
 use valor_memory::{Filter, Memory, MemorySettings, Query};
 
 use valor_store::{Category, MemoryKind, Store};
@@ -188,7 +188,7 @@ async fn switching_retires_the_learning_it_replaces_from_search_and_context() {
         .collect();
     assert_eq!(context.len(), 2);
     assert!(!context.contains(&old.id));
-    let history = store.learnings_of(Some(CHAT), true).unwrap();
+    let history = store.learnings_of(Some(CHAT), true).await.unwrap();
     let kept_old = history.iter().find(|l| l.id == old.id).unwrap();
     let retirement = kept_old.retired.as_ref().unwrap();
     assert_eq!(retirement.replaced_by, Some(new.id));
@@ -441,10 +441,10 @@ async fn learnings_export_to_markdown_and_move_between_stores_exactly() {
     );
     // Numbers go on after the imported ones; the retired one stays out of search.
     let next = store
-        .add_learning(store.learnings_of(Some(CHAT), false).unwrap()[0].clone())
+        .add_learning(store.learnings_of(Some(CHAT), false).await.unwrap()[0].clone())
         .unwrap();
     assert_eq!(next.number, 3);
-    assert_eq!(store.learnings_of(Some(CHAT), true).unwrap().len(), 3);
+    assert_eq!(store.learnings_of(Some(CHAT), true).await.unwrap().len(), 3);
 }
 
 #[tokio::test]
@@ -562,7 +562,7 @@ async fn a_contradiction_lowers_confidence_and_lists_for_review() {
             .unwrap()
             .contains("contradicted by #3")
     );
-    let untouched = store.learnings_of(Some(CHAT), false).unwrap();
+    let untouched = store.learnings_of(Some(CHAT), false).await.unwrap();
     let untouched = untouched
         .iter()
         .find(|l| l.number == other.learning().number)

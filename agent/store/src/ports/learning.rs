@@ -16,16 +16,6 @@ impl LearningStore for Store {
         Ok(self.blocking(Store::all_learnings).await?)
     }
 
-    async fn learnings_of(
-        &self,
-        chat_id: Option<i64>,
-        retired: bool,
-    ) -> Result<Vec<LearningRecord>, StoreFailure> {
-        Ok(self
-            .blocking(move |s| s.learnings_of(chat_id, retired))
-            .await?)
-    }
-
     async fn add_learning(&self, record: LearningRecord) -> Result<LearningRecord, StoreFailure> {
         Ok(self.blocking(move |s| s.add_learning(record)).await?)
     }
