@@ -212,6 +212,12 @@ impl SummaryCache {
         self.kept.is_empty()
     }
 
+    /// Forgets every summary but those of the batches starting at `first_ids`.
+    fn keep_only(&mut self, first_ids: impl Iterator<Item = u64>) {
+        let used: Vec<u64> = first_ids.collect();
+        self.kept.retain(|first, _| used.contains(first));
+    }
+
     fn summary(&mut self, run: &[&ContextMessage], max_chars: usize) -> String {
         let (Some(first), Some(last)) = (run.first(), run.last()) else {
             return String::new();
@@ -272,6 +278,12 @@ pub fn optimize_with(
         }
     }
     flush_run(&mut run, &mut items, limits, &mut figures, cache);
+    // Only this window's batches are worth keeping: a window that slides makes new ones, and
+    // the old would pile up with every turn.
+    cache.keep_only(items.iter().filter_map(|item| match item {
+        ContextItem::Summary { first_id, .. } => Some(*first_id),
+        ContextItem::Message { .. } => None,
+    }));
 
     // Over budget: drop summaries, oldest first. Kept messages stay, whatever the budget.
     let mut total: usize = items.iter().map(ContextItem::tokens).sum();
@@ -602,6 +614,26 @@ mod tests {
             "{batches} summaries grew to {} over 100 turns",
             cache.len()
         );
+    }
+
+    #[test]
+    fn a_sliding_window_keeps_only_its_own_summaries() {
+        let chat = example_chat(1400);
+        let limits = ContextLimits::default();
+        let mut cache = SummaryCache::default();
+        let mut most = 0;
+        // The engine's window: the last 200 messages, two more every turn.
+        for end in (200..=1400).step_by(2) {
+            let window = &chat[end - 200..end];
+            let with_cache = optimize_with(window, &limits, &mut cache);
+            assert_eq!(with_cache, optimize(window, &limits));
+            let summaries = (with_cache.0.iter())
+                .filter(|i| matches!(i, ContextItem::Summary { .. }))
+                .count();
+            assert!(cache.len() <= summaries.max(1) + 1, "{} kept", cache.len());
+            most = most.max(cache.len());
+        }
+        assert!(most > 0, "the window was summarised");
     }
 
     #[test]
