@@ -21,17 +21,27 @@ pub const KEPT: usize = 5_000;
 pub struct LogLine {
     pub at_ms: u64,
     pub level: Level,
-    pub target: String,
+    pub target: &'static str,
     pub chat_id: Option<i64>,
     pub text: String,
 }
 
-/// The kept lines; clones share them.
-#[derive(Debug, Clone, Default)]
+/// The kept lines; clones share them. Room for all of them is taken at start, so a
+/// long-running process does not grow (or leave the gaps of a doubling) as the ring fills.
+#[derive(Debug, Clone)]
 pub struct LogRing {
     lines: Arc<Mutex<VecDeque<LogLine>>>,
     /// Lines ever pushed: a live page renders again only when it moved.
     pushed: Arc<AtomicU64>,
+}
+
+impl Default for LogRing {
+    fn default() -> Self {
+        LogRing {
+            lines: Arc::new(Mutex::new(VecDeque::with_capacity(KEPT))),
+            pushed: Arc::default(),
+        }
+    }
 }
 
 impl LogRing {
@@ -128,11 +138,19 @@ where
         self.ring.push(LogLine {
             at_ms: valor_protocol::time::now_ms(),
             level: *event.metadata().level(),
-            target: event.metadata().target().to_owned(),
+            target: event.metadata().target(),
             chat_id,
-            text: format!("{}{}", fields.message, fields.rest),
+            text: line_text(&fields),
         });
     }
+}
+
+/// A line's text, without the slack its building left (5,000 are kept).
+fn line_text(fields: &Fields) -> String {
+    let mut text = String::with_capacity(fields.message.len() + fields.rest.len());
+    text.push_str(&fields.message);
+    text.push_str(&fields.rest);
+    text
 }
 
 #[cfg(test)]
