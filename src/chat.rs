@@ -80,7 +80,10 @@ pub async fn chat(config_path: Option<PathBuf>, args: ChatArgs) -> ExitCode {
             if args.new {
                 console.start_over();
             }
-            if console.say(text, false).await {
+            let said = console.say(text, false).await;
+            // The session stays open, but what the turn did is kept before the process ends.
+            service.kept().await;
+            if said {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE

@@ -265,6 +265,12 @@ impl Conversations {
         self.inner.engine.end_sessions().await;
     }
 
+    /// Waits until what the finished turns left to keep is in memory, without ending the
+    /// sessions (a one-off turn from the command line, about to exit).
+    pub async fn kept(&self) {
+        self.inner.engine.kept().await;
+    }
+
     /// Stops every running and waiting turn at once (a channel stopping); the sessions stay
     /// open for [`Conversations::shutdown`].
     pub fn stop_turns(&self) {

@@ -150,6 +150,9 @@ struct Inner {
     now_ms: Arc<dyn Fn() -> u64 + Send + Sync>,
     /// The backend for turns of its own (session summaries): one that waits for a slot.
     background: std::sync::OnceLock<Arc<dyn Backend>>,
+    /// What a finished turn leaves to keep (its observations): waited for when the sessions
+    /// end, so stopping right after a turn loses nothing.
+    keeping: tokio_util::task::TaskTracker,
 }
 
 /// Builds an [`Engine`]: the backend, the store and the router are needed; the rest is optional.
@@ -216,6 +219,7 @@ impl EngineBuilder {
                 code: self.code,
                 now_ms: self.now_ms,
                 background: std::sync::OnceLock::new(),
+                keeping: tokio_util::task::TaskTracker::new(),
             }),
         }
     }

@@ -114,8 +114,8 @@ struct Inner {
     reindex_requested: AtomicBool,
     embedded: AtomicU64,
     unsaved: AtomicU64,
-    /// The embedding queue's length when the worker last looked (`/health` reads it often;
-    /// the store is not asked each time).
+    /// The embedding queue's length: read from the store at start, then counted as documents
+    /// are written and embedded (`/health` reads it often; a count in the store walks it).
     queued: AtomicU64,
     /// Failures per queued document; at [`POISON_STRIKES`] it leaves the queue.
     strikes: Mutex<HashMap<u64, u32>>,
@@ -268,8 +268,8 @@ impl Memory {
         self.inner.wake.notify_one();
     }
 
-    /// Reads the embedding queue's length again.
-    pub(crate) async fn refresh_queued(&self) {
+    /// Reads the embedding queue's length from the store.
+    async fn refresh_queued(&self) {
         match self.inner.store.queued_count().await {
             Ok(queued) => self.inner.queued.store(queued, Ordering::Relaxed),
             Err(e) => tracing::warn!(error = %e, "cannot count the embedding queue"),

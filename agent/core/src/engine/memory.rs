@@ -104,8 +104,17 @@ impl Engine {
         let Some(recall) = &self.inner.recall else {
             return;
         };
-        let Some(summary) = summarize(session, observed, end, &civil_date(now_ms)) else {
-            return;
+        // Reading a session's sentences is CPU work: on the blocking pool.
+        let (messages, titles, ended) = (session.to_vec(), observed.to_vec(), civil_date(now_ms));
+        let summarized =
+            tokio::task::spawn_blocking(move || summarize(&messages, &titles, end, &ended)).await;
+        let summary = match summarized {
+            Ok(Some(summary)) => summary,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(chat_id, error = %e, "the session could not be summarised");
+                return;
+            }
         };
         recall.keep_summary(chat_id, &summary).await;
         tracing::info!(
@@ -239,6 +248,14 @@ impl Engine {
         state.memory.unsummarized = true;
     }
 
+    /// Waits until what the finished turns left to keep (their observations) is kept: a
+    /// process about to stop calls it, or the last turn's observations would be lost.
+    pub async fn kept(&self) {
+        self.inner.keeping.close();
+        self.inner.keeping.wait().await;
+        self.inner.keeping.reopen();
+    }
+
     /// Keeps the observations of a finished turn (off the async threads: the code map reads
     /// files, the store writes).
     pub(super) fn observe_turn(
@@ -256,12 +273,13 @@ impl Engine {
             let observations = observe(chat_id, &request, &reply, &activity, None);
             if !observations.is_empty() {
                 let engine = self.clone();
-                tokio::spawn(async move { engine.keep_observations(chat_id, observations).await });
+                (self.inner.keeping)
+                    .spawn(async move { engine.keep_observations(chat_id, observations).await });
             }
             return;
         }
         let engine = self.clone();
-        tokio::spawn(async move {
+        self.inner.keeping.spawn(async move {
             let reader = engine.clone();
             let observed = tokio::task::spawn_blocking(move || {
                 let code = reader.inner.code.as_deref();
@@ -293,6 +311,8 @@ impl Engine {
     /// Ends every session that had a turn since its last summary (Valor is stopping): reads
     /// each chat's messages and writes its summary (on the blocking pool).
     pub async fn end_sessions(&self) {
+        // The last turns' observations first: they belong in the summaries.
+        self.kept().await;
         let open: Vec<(i64, u64, Vec<String>)> = self
             .chats()
             .iter()

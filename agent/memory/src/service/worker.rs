@@ -86,16 +86,8 @@ impl Memory {
             self.set_state(MemoryState::Ready);
             return Ok(false);
         }
-        let mut documents = Vec::with_capacity(ids.len());
-        let mut gone = Vec::new();
-        for id in ids {
-            match crate::port::document(self.store(), id).await {
-                Ok(Some(d)) => documents.push(d),
-                Ok(None) => gone.push(id),
-                // A record that cannot be read must not block the queue behind it.
-                Err(e) => self.strike(id, &e.to_string()).await?,
-            }
-        }
+        let (documents, gone) = self.read_queued(&ids).await?;
+        let left = gone.len();
         self.inner.store.unqueue(gone).await?;
         let embedded = self.embed_documents(embedder, documents).await?;
         let stored: Vec<(u64, StoredVector)> = embedded
@@ -119,7 +111,9 @@ impl Memory {
                 .await
                 .map_err(|e| MemoryError::Task(e.to_string()))??;
         }
+        let left = left + stored.len();
         self.inner.store.put_vectors(stored.clone()).await?;
+        self.dequeued(left);
         if let Some(index) = index {
             let items: Vec<(u64, Vec<f32>)> =
                 stored.into_iter().map(|(id, v)| (id, v.vector)).collect();
@@ -137,9 +131,40 @@ impl Memory {
                 self.save_if_dirty().await;
             }
         }
-        self.refresh_queued().await;
         self.report_progress();
         Ok(true)
+    }
+
+    /// The queued documents of `ids`, and the ids whose documents are gone. One read for the
+    /// batch; when it fails, one read each, so a record that cannot be read is struck instead
+    /// of blocking the queue behind it.
+    async fn read_queued(&self, ids: &[u64]) -> Result<(Vec<Document>, Vec<u64>), MemoryError> {
+        let mut documents = Vec::with_capacity(ids.len());
+        let mut gone = Vec::new();
+        if let Ok(found) = self.inner.store.documents(ids).await {
+            for (id, document) in ids.iter().zip(found) {
+                match document {
+                    Some(document) => documents.push(document),
+                    None => gone.push(*id),
+                }
+            }
+            return Ok((documents, gone));
+        }
+        for id in ids {
+            match crate::port::document(self.store(), *id).await {
+                Ok(Some(document)) => documents.push(document),
+                Ok(None) => gone.push(*id),
+                Err(e) => self.strike(*id, &e.to_string()).await?,
+            }
+        }
+        Ok((documents, gone))
+    }
+
+    /// `count` documents left the embedding queue (counted here, not walked in the store).
+    fn dequeued(&self, count: usize) {
+        let _ = (self.inner.queued).fetch_update(Ordering::Relaxed, Ordering::Relaxed, |queued| {
+            Some(queued.saturating_sub(count as u64))
+        });
     }
 
     /// Embeds a batch; when the batch fails, each document alone, so one that cannot be
@@ -209,6 +234,7 @@ impl Memory {
                 "set aside from the embedding queue after {POISON_STRIKES} failures"
             );
             self.inner.store.unqueue(vec![id]).await?;
+            self.dequeued(1);
             self.inner.set_aside.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
