@@ -141,4 +141,41 @@ mod tests {
             MissedDecision::UpToDate
         );
     }
+
+    #[test]
+    fn a_run_that_fired_in_its_due_second_is_not_run_again_after_a_restart() {
+        let six = Schedule::parse("0 0 */6 * * *").unwrap();
+        let catch_up = MissedPolicy::CatchUp {
+            window: Duration::from_secs(6 * 3600),
+        };
+        // The 00:00 run fired 3 ms into its second; Valor restarted at 00:01:00.750.
+        let ran = Some(at("2026-12-01T00:00:00.003Z"));
+        for now in [
+            "2026-12-01T00:01:00.750Z",
+            "2026-12-01T00:00:00.999Z",
+            "2026-12-01T05:59:59.999Z",
+        ] {
+            assert_eq!(
+                decide(&six, catch_up, ran, at(now)),
+                MissedDecision::UpToDate,
+                "restart at {now}"
+            );
+        }
+        assert_eq!(
+            six.latest_due(at("2026-12-01T00:01:00.750Z")),
+            Some(at("2026-12-01T00:00:00Z")),
+            "due times are whole seconds"
+        );
+        assert_eq!(
+            six.next_after(at("2026-11-30T23:59:59.250Z")),
+            Some(at("2026-12-01T00:00:00Z"))
+        );
+        // The next slot is still owed once its second has come.
+        assert_eq!(
+            decide(&six, catch_up, ran, at("2026-12-01T06:00:00.400Z")),
+            MissedDecision::RunNow {
+                due: at("2026-12-01T06:00:00Z")
+            }
+        );
+    }
 }

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Timelike, Utc};
 use croner::Cron;
 use croner::parser::{CronParser, Seconds};
 
@@ -73,7 +73,9 @@ impl Schedule {
     /// The first due time strictly after `after`.
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
         match self {
-            Schedule::Cron { cron, .. } => cron.find_next_occurrence(&after, false).ok(),
+            Schedule::Cron { cron, .. } => {
+                cron.find_next_occurrence(&whole_seconds(after), false).ok()
+            }
             Schedule::Every(every) => chrono::Duration::from_std(*every).ok().map(|d| after + d),
         }
     }
@@ -81,10 +83,19 @@ impl Schedule {
     /// The latest due time at or before `now` (cron only: an interval has no fixed times).
     pub fn latest_due(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         match self {
-            Schedule::Cron { cron, .. } => cron.find_previous_occurrence(&now, true).ok(),
+            Schedule::Cron { cron, .. } => cron
+                .find_previous_occurrence(&whole_seconds(now), true)
+                .ok(),
             Schedule::Every(_) => None,
         }
     }
+}
+
+/// `at` without its fraction of a second. croner keeps the fraction of the time it is given in
+/// the occurrence it returns (00:01:00.750 gave a latest due time of 00:00:00.750), so a run
+/// that fired at 00:00:00.003 looked older than its own due time and ran again after a restart.
+fn whole_seconds(at: DateTime<Utc>) -> DateTime<Utc> {
+    at.with_nanosecond(0).unwrap_or(at)
 }
 
 impl std::fmt::Display for Schedule {
