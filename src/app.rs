@@ -112,7 +112,6 @@ mod tests {
                 monitor,
                 metrics,
                 ready: Arc::clone(&ready),
-                components: Vec::new(),
                 refresh: Vec::new(),
                 dashboard: true,
             },

@@ -77,16 +77,16 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
     {
         tracing::warn!(error = %e, "cannot record the memory API address");
     }
+    monitor.add_component(Arc::new(agent.driver.metrics().clone()));
+    monitor.add_component(Arc::new(valor_memory::turn::MemoryHealth(
+        agent.memory.clone(),
+    )));
     let ready = Arc::new(AtomicBool::new(false));
     let metrics_for_learning = metrics.clone();
-    let mut state = HealthState {
+    let state = HealthState {
         monitor: Arc::clone(&monitor),
         metrics,
         ready: Arc::clone(&ready),
-        components: vec![
-            Arc::new(agent.driver.metrics().clone()),
-            Arc::new(valor_memory::turn::MemoryHealth(agent.memory.clone())),
-        ],
         refresh: vec![crate::learning::question_gauges(
             &metrics_for_learning,
             &agent.store,
@@ -99,6 +99,7 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
     let shutdown = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(agent.memory.clone().run_worker(shutdown.clone()));
+    tasks.spawn(Arc::clone(&monitor).watch_components(shutdown.clone()));
     // Every turn gets its chat's tool servers, hosted on this server (routes added below).
     let grants = valor_tools::host::Grants::default();
     let base_url = agent
@@ -119,7 +120,7 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
     )
     .await?;
     if let Some(channel) = &channel {
-        state.components.push(channel.health_component());
+        monitor.add_component(channel.health_component());
     }
     // The resource tick, the reaper, the daydream, question expiry and the cleanup run as
     // scheduled jobs.

@@ -24,6 +24,11 @@ pub enum AlertKind {
     Cpu,
     ChildProcesses,
     StaleChildren,
+    /// A part that reports its own health has not been ok for a minute.
+    Telegram,
+    Claude,
+    MemoryIndex,
+    MonitorStale,
 }
 
 impl AlertKind {
@@ -35,6 +40,32 @@ impl AlertKind {
             AlertKind::Cpu => "Valor's CPU use",
             AlertKind::ChildProcesses => "the number of child processes",
             AlertKind::StaleChildren => "stale child processes",
+            AlertKind::Telegram => "Telegram",
+            AlertKind::Claude => "the Claude Code driver",
+            AlertKind::MemoryIndex => "the memory index",
+            AlertKind::MonitorStale => "the resource monitor",
+        }
+    }
+
+    /// What the operator should do about a part's alert.
+    pub fn action(self) -> &'static str {
+        match self {
+            AlertKind::Telegram => {
+                "Check this machine's network and the bot token (`valor doctor`); messages sent \
+                 meanwhile wait at Telegram and are answered when it is back."
+            }
+            AlertKind::Claude => {
+                "Look at the Claude component on /health and the Logs page: the API may be down \
+                 or the CLI failing to start; `valor doctor` checks the CLI."
+            }
+            AlertKind::MemoryIndex => {
+                "Search runs on keywords only until the index is back; see the memory_index \
+                 component on /health and the Logs page."
+            }
+            AlertKind::MonitorStale => {
+                "The resource monitor has stopped sampling: restart Valor at a quiet moment."
+            }
+            _ => "",
         }
     }
 }

@@ -6,6 +6,8 @@
 //! - [`history`]: health kept over time in the store (a point a minute for a day, every 15
 //!   minutes for 30 days).
 //! - [`notify`]: alerts and their recovery told to the admin chat, within a cooldown.
+//! - [`components`]: the parts that report their own health over time (since when, their
+//!   last error) and their alerts.
 //! - [`score`]: the weighted 0-100 health score and the `ok` / `degraded` / `unhealthy` status.
 //! - [`monitor`]: samples on an interval and keeps a bounded history.
 //! - [`metrics`]: a registry rendered in the Prometheus text format; other parts add to it.
@@ -18,6 +20,7 @@
 pub mod alerts;
 pub mod auth;
 pub mod children;
+pub mod components;
 mod error;
 pub mod history;
 mod home;
@@ -30,6 +33,7 @@ pub mod server;
 
 pub use alerts::{Alert, AlertKind, Severity};
 pub use children::{ChildGuard, ChildRecord, ChildRegistry};
+pub use components::ComponentState;
 pub use error::MonitorError;
 pub use metrics::{Counter, Gauge, MetricsRegistry};
 pub use monitor::ResourceMonitor;

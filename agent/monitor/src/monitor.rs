@@ -9,11 +9,14 @@ use tokio_util::sync::CancellationToken;
 use valor_config::MonitorConfig;
 
 use crate::MonitorError;
-use crate::alerts::{AlertBook, AlertChange, Severity};
+use crate::alerts::{Alert, AlertBook, AlertChange, Severity};
 use crate::children::ChildRegistry;
+use crate::components::{ComponentBook, ComponentState};
 use crate::metrics::{Counter, Gauge, MetricsRegistry};
 use crate::sample::{Sample, Sampler};
+use crate::score::Status;
 use crate::score::{HealthReport, assess};
+use crate::server::HealthComponent;
 
 /// Shared monitor; cheap to clone through `Arc`.
 pub struct ResourceMonitor {
@@ -26,7 +29,17 @@ pub struct ResourceMonitor {
     changes: tokio::sync::broadcast::Sender<AlertChange>,
     /// Where samples are kept over time, once the store is open.
     history: std::sync::OnceLock<crate::history::HealthRecorder>,
+    /// The parts that report their own health, and what is known of them over time.
+    components: RwLock<Vec<Arc<dyn HealthComponent>>>,
+    book: Mutex<ComponentBook>,
+    started_ms: u64,
 }
+
+/// How often the parts' own health is looked at between samples: a failing part is alerted on
+/// within this of its minute.
+pub const COMPONENT_EVERY: Duration = Duration::from_secs(5);
+/// Samples older than this many intervals mean the monitor has stalled.
+const STALE_INTERVALS: u64 = 3;
 
 #[derive(Default)]
 struct State {
@@ -213,6 +226,9 @@ impl ResourceMonitor {
             started: Instant::now(),
             changes: tokio::sync::broadcast::channel(64).0,
             history: std::sync::OnceLock::new(),
+            components: RwLock::new(Vec::new()),
+            book: Mutex::new(ComponentBook::default()),
+            started_ms: valor_protocol::time::now_ms(),
         }))
     }
 
@@ -237,17 +253,7 @@ impl ResourceMonitor {
     pub fn record(&self, sample: Sample) -> HealthReport {
         let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
         for change in state.alerts.evaluate(&sample, &self.config) {
-            log_change(&change);
-            let record = note_change(
-                &mut state.log,
-                &change,
-                sample.taken_at.saturating_mul(1000),
-            );
-            if let (Some(history), Some(record)) = (self.history.get(), record) {
-                history.keep_alert(&record);
-            }
-            // Nobody listening is fine: the change is logged and on /health.
-            let _ = self.changes.send(change);
+            self.announce(&mut state, change, sample.taken_at.saturating_mul(1000));
         }
         let report = assess(&sample, &state.alerts.active(), &self.config);
         self.publish(&sample, &report);
@@ -260,6 +266,83 @@ impl ResourceMonitor {
         state.history.push_back(sample);
         state.report = Some(report.clone());
         report
+    }
+
+    /// Logs an alert change, keeps it in the log and the store, and tells whoever listens.
+    fn announce(&self, state: &mut State, change: AlertChange, at_ms: u64) {
+        log_change(&change);
+        let record = note_change(&mut state.log, &change, at_ms);
+        if let (Some(history), Some(record)) = (self.history.get(), record) {
+            history.keep_alert(&record);
+        }
+        // Nobody listening is fine: the change is logged and on /health.
+        let _ = self.changes.send(change);
+    }
+
+    /// Adds a part that reports its own health (`/health`, the Overview, its alerts).
+    pub fn add_component(&self, component: Arc<dyn HealthComponent>) {
+        (self
+            .components
+            .write()
+            .unwrap_or_else(PoisonError::into_inner))
+        .push(component);
+    }
+
+    /// Every part now, the monitor itself first: each part's check taken in, alerts raised
+    /// for parts not ok for a minute and cleared for those back. Cheap: each check reads a
+    /// few figures kept in memory.
+    pub fn check_components(&self) -> Vec<ComponentState> {
+        let now_ms = valor_protocol::time::now_ms();
+        let mut checks = vec![self.own_check(now_ms)];
+        let parts = self
+            .components
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        for part in parts {
+            let (status, figures) = part.check();
+            checks.push((part.name().to_owned(), status, figures));
+        }
+        let (states, changes) = (self.book.lock().unwrap_or_else(PoisonError::into_inner)).update(
+            checks,
+            self.started_ms,
+            now_ms,
+        );
+        if !changes.is_empty() {
+            let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
+            for change in changes {
+                self.announce(&mut state, change, now_ms);
+            }
+        }
+        states
+    }
+
+    /// The monitor as a part: degraded when its latest sample is older than three intervals.
+    fn own_check(
+        &self,
+        now_ms: u64,
+    ) -> (String, Status, serde_json::Map<String, serde_json::Value>) {
+        let interval = self.interval().as_secs();
+        let age = self
+            .latest()
+            .map(|s| (now_ms / 1000).saturating_sub(s.taken_at));
+        let status = match age {
+            Some(age) if age <= interval * STALE_INTERVALS => Status::Ok,
+            _ => Status::Degraded,
+        };
+        let mut figures = serde_json::Map::new();
+        figures.insert("sample_age_secs".into(), serde_json::json!(age));
+        figures.insert("interval_secs".into(), serde_json::json!(interval));
+        ("monitor".to_owned(), status, figures)
+    }
+
+    /// Every active alert, the resources' and the parts', most severe first.
+    pub fn active_alerts(&self) -> Vec<Alert> {
+        let mut alerts = self.read().alerts.active();
+        let book = self.book.lock().unwrap_or_else(PoisonError::into_inner);
+        alerts.extend(book.active().cloned());
+        alerts.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.kind.cmp(&b.kind)));
+        alerts
     }
 
     fn publish(&self, sample: &Sample, report: &HealthReport) {
@@ -388,6 +471,21 @@ impl ResourceMonitor {
             }
         }
         tracing::debug!("resource monitor stopped");
+    }
+
+    /// Looks at the parts every [`COMPONENT_EVERY`] until `shutdown`, so a part's alert comes
+    /// within seconds of its minute (the resource tick is every 30 s).
+    pub async fn watch_components(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut every = tokio::time::interval(COMPONENT_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                _ = every.tick() => {
+                    self.check_components();
+                }
+            }
+        }
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {

@@ -3,7 +3,6 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::extract::State;
@@ -19,9 +18,6 @@ use crate::metrics::{MetricsRegistry, TEXT_FORMAT};
 use crate::monitor::ResourceMonitor;
 use crate::score::Status;
 
-/// A sample older than this many intervals means the monitor has stalled.
-const STALE_INTERVALS: u64 = 3;
-
 /// A part of Valor that reports its own component on /health (the Claude driver, memory...).
 pub trait HealthComponent: Send + Sync {
     fn name(&self) -> &'static str;
@@ -36,8 +32,6 @@ pub struct HealthState {
     pub metrics: MetricsRegistry,
     /// True while Valor accepts work; false before start-up completes and during shutdown.
     pub ready: Arc<AtomicBool>,
-    /// Components other parts add.
-    pub components: Vec<Arc<dyn HealthComponent>>,
     /// Brings gauges other parts keep up to date before `/metrics` renders them (figures
     /// read from the store when asked for, not on a timer).
     pub refresh: Vec<Arc<dyn Fn() + Send + Sync>>,
@@ -102,35 +96,19 @@ pub fn health_body(state: &HealthState) -> (StatusCode, Value) {
             serde_json::to_value(component).unwrap_or(Value::Null),
         );
     }
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs();
-    let sample_age_secs = now.saturating_sub(sample.taken_at);
-    let stale_after = monitor.interval().as_secs() * STALE_INTERVALS;
-    let monitor_status = if sample_age_secs > stale_after {
-        status = status.max(Status::Degraded);
-        Status::Degraded
-    } else {
-        Status::Ok
-    };
-    components.insert(
-        "monitor".to_owned(),
-        json!({
-            "status": monitor_status,
-            "sample_age_secs": sample_age_secs,
-            "interval_secs": monitor.interval().as_secs(),
-        }),
-    );
-
-    for component in &state.components {
-        let (component_status, mut figures) = component.check();
-        status = status.max(component_status);
+    for part in monitor.check_components() {
+        status = status.max(part.status);
+        let mut figures = part.figures;
         figures.insert(
             "status".to_owned(),
-            serde_json::to_value(component_status).unwrap_or(Value::Null),
+            serde_json::to_value(part.status).unwrap_or(Value::Null),
         );
-        components.insert(component.name().to_owned(), Value::Object(figures));
+        figures.insert("status_since_ms".to_owned(), json!(part.since_ms));
+        if let Some((at_ms, text)) = part.last_error {
+            figures.insert("last_error".to_owned(), json!(text));
+            figures.insert("last_error_at_ms".to_owned(), json!(at_ms));
+        }
+        components.insert(part.name, Value::Object(figures));
     }
 
     let body = json!({
@@ -140,7 +118,7 @@ pub fn health_body(state: &HealthState) -> (StatusCode, Value) {
         "uptime_secs": uptime_secs,
         "sampled_at": sample.taken_at,
         "components": components,
-        "alerts": report.alerts,
+        "alerts": monitor.active_alerts(),
     });
     let code = if status == Status::Unhealthy {
         StatusCode::SERVICE_UNAVAILABLE
@@ -174,18 +152,16 @@ async fn metrics(State(state): State<HealthState>) -> Response {
 async fn ready(State(state): State<HealthState>) -> Response {
     let ready = state.ready.load(Ordering::Acquire);
     let mut body = json!({ "ready": ready });
-    if !state.components.is_empty() {
-        let mut components = Map::new();
-        for component in &state.components {
-            let (status, mut figures) = component.check();
-            figures.insert(
-                "status".to_owned(),
-                serde_json::to_value(status).unwrap_or(Value::Null),
-            );
-            components.insert(component.name().to_owned(), Value::Object(figures));
-        }
-        body["components"] = Value::Object(components);
+    let mut components = Map::new();
+    for part in state.monitor.check_components() {
+        let mut figures = part.figures;
+        figures.insert(
+            "status".to_owned(),
+            serde_json::to_value(part.status).unwrap_or(Value::Null),
+        );
+        components.insert(part.name, Value::Object(figures));
     }
+    body["components"] = Value::Object(components);
     let code = if ready {
         StatusCode::OK
     } else {

@@ -46,13 +46,20 @@ fn state() -> HealthState {
         monitor,
         metrics,
         ready: Arc::new(AtomicBool::new(false)),
-        components: Vec::new(),
         refresh: Vec::new(),
         dashboard: false,
     }
 }
 
-struct Fixed(Status);
+/// A part whose status the test sets (0 ok, 1 degraded, 2 unhealthy).
+struct Fixed(Arc<std::sync::atomic::AtomicU8>);
+
+impl Fixed {
+    fn new(status: Status) -> (Arc<Fixed>, Arc<std::sync::atomic::AtomicU8>) {
+        let cell = Arc::new(std::sync::atomic::AtomicU8::new(status.code()));
+        (Arc::new(Fixed(Arc::clone(&cell))), cell)
+    }
+}
 
 impl HealthComponent for Fixed {
     fn name(&self) -> &'static str {
@@ -61,23 +68,38 @@ impl HealthComponent for Fixed {
     fn check(&self) -> (Status, serde_json::Map<String, Value>) {
         let mut figures = serde_json::Map::new();
         figures.insert("answer".to_owned(), Value::from(42));
-        (self.0, figures)
+        let status = match self.0.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => Status::Ok,
+            1 => Status::Degraded,
+            _ => Status::Unhealthy,
+        };
+        (status, figures)
     }
 }
 
 #[tokio::test]
 async fn components_added_by_other_parts_show_and_count() {
-    let mut state = state();
+    let state = state();
     state.monitor.record(sample(20, 1.0, 30));
-    state.components.push(Arc::new(Fixed(Status::Degraded)));
+    let (part, cell) = Fixed::new(Status::Degraded);
+    state.monitor.add_component(part);
     let (code, body) = health(&state).await;
     assert_eq!(code, StatusCode::OK);
     assert_eq!(body["status"], "degraded");
+    let extra = &body["components"]["extra"];
     assert_eq!(
-        body["components"]["extra"],
-        serde_json::json!({"status": "degraded", "answer": 42})
+        (&extra["status"], &extra["answer"]),
+        (&"degraded".into(), &42.into())
     );
-    state.components = vec![Arc::new(Fixed(Status::Unhealthy))];
+    assert_eq!(
+        extra["last_error"], "answer=42",
+        "a part not ok without an error: its figures"
+    );
+    assert!(extra["status_since_ms"].as_u64().unwrap() > 0, "{extra}");
+    cell.store(
+        Status::Unhealthy.code(),
+        std::sync::atomic::Ordering::Relaxed,
+    );
     let (code, body) = health(&state).await;
     assert_eq!(
         (code, body["status"].as_str()),
@@ -230,19 +252,19 @@ async fn metrics_are_prometheus_text() {
 #[tokio::test]
 async fn ready_follows_the_flag() {
     let state = state();
+    let ready = |body: &str| serde_json::from_str::<Value>(body).unwrap()["ready"].clone();
     let (code, _, body) = get(&state, "/ready").await;
     assert_eq!(
-        (code, body.as_str()),
-        (StatusCode::SERVICE_UNAVAILABLE, "{\"ready\":false}")
+        (code, ready(&body)),
+        (StatusCode::SERVICE_UNAVAILABLE, Value::Bool(false))
     );
     state
         .ready
         .store(true, std::sync::atomic::Ordering::Release);
     let (code, _, body) = get(&state, "/ready").await;
-    assert_eq!((code, body.as_str()), (StatusCode::OK, "{\"ready\":true}"));
+    assert_eq!((code, ready(&body)), (StatusCode::OK, Value::Bool(true)));
     // The parts' components show beside it (Telegram's polling, say).
-    let mut state = state;
-    state.components.push(Arc::new(Fixed(Status::Degraded)));
+    state.monitor.add_component(Fixed::new(Status::Degraded).0);
     let (code, _, body) = get(&state, "/ready").await;
     let body: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(code, StatusCode::OK);
