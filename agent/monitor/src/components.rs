@@ -45,9 +45,13 @@ impl ComponentState {
 /// What the book remembers of each part between checks.
 #[derive(Debug, Default)]
 pub struct ComponentBook {
-    seen: BTreeMap<String, (Status, u64, Option<(u64, String)>)>,
+    seen: BTreeMap<String, Seen>,
     active: BTreeMap<AlertKind, Alert>,
 }
+
+/// A part between checks: its status, since when, its last error (when, what).
+#[derive(Debug)]
+struct Seen(Status, u64, Option<(u64, String)>);
 
 /// The alert kind of a part, when it has one.
 fn alert_kind(name: &str) -> Option<AlertKind> {
@@ -91,12 +95,12 @@ impl ComponentBook {
             let entry = self
                 .seen
                 .entry(name.clone())
-                .or_insert((status, started_ms, None));
+                .or_insert(Seen(status, started_ms, None));
             if entry.0 != status {
                 // A part that reports how long it has failed knows better than the sweep.
                 let failing_for = (figures.get("failing_for_secs").and_then(Value::as_u64))
                     .map(|secs| now_ms.saturating_sub(secs * 1000));
-                *entry = (
+                *entry = Seen(
                     status,
                     failing_for
                         .filter(|_| status != Status::Ok)
