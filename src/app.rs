@@ -34,12 +34,26 @@ pub struct AppParts {
     pub telegram: Option<Router>,
     /// What the dashboard (`/ui/`) shows; `None`: no dashboard (`[health] dashboard = false`).
     pub dashboard: Option<Arc<dyn valor_dashboard::Source>>,
+    /// The versions of what the dashboard shows (fed by the agent's parts).
+    pub pulse: valor_dashboard::live::Pulse,
+    /// `[health] dashboard_secure_cookie`.
+    pub secure_cookie: bool,
 }
 
 pub fn app(parts: AppParts) -> Router {
     let store = parts.store;
-    let dashboard = (parts.dashboard)
-        .map(|source| valor_dashboard::router(source, &parts.token, crate::logging::ring()));
+    let sessions: Arc<dyn valor_dashboard::auth::SessionBook> =
+        Arc::new(crate::dashboard::StoredSessions(store.clone()));
+    let dashboard = (parts.dashboard).map(|source| {
+        valor_dashboard::router(valor_dashboard::Parts {
+            source,
+            api_token: parts.token.clone(),
+            logs: crate::logging::ring(),
+            sessions: Some(sessions),
+            secure_cookie: parts.secure_cookie,
+            pulse: parts.pulse,
+        })
+    });
     server::router(parts.health)
         .merge(valor_memory::api::router(parts.memory, parts.token.clone()))
         .merge(parts.tools)
@@ -122,6 +136,8 @@ mod tests {
             scheduler,
             telegram: None,
             dashboard: Some(dashboard),
+            pulse: valor_dashboard::live::Pulse::default(),
+            secure_cookie: false,
         });
         World {
             _dir: dir,

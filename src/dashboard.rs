@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use valor_core::Conversations;
-use valor_dashboard::{AlertRow, ChatRow, LearningRow, MemoryRow, Overview, Source};
+use valor_dashboard::live::{Pulse, Topic};
+use valor_dashboard::{AlertRow, ChatRow, ComponentRow, LearningRow, MemoryRow, Overview, Source};
 use valor_monitor::ResourceMonitor;
 use valor_protocol::analytics::RunAnalytics;
 use valor_protocol::health::{HealthPoint, Resolution};
@@ -28,6 +29,84 @@ pub struct AgentView {
     pub baseline: Option<(String, [f64; 2])>,
     /// Where the daydream writes its reports and chart (`[daydream] logs_dir`).
     pub reports_dir: PathBuf,
+}
+
+/// The dashboard's versions, moved by the parts it shows: turns (the conversation service),
+/// health (the monitor's samples and parts), jobs (the scheduler), alerts.
+pub fn pulse(
+    monitor: &Arc<ResourceMonitor>,
+    conversations: &Conversations,
+    scheduler: &Arc<Scheduler>,
+) -> Pulse {
+    let pulse = Pulse::default();
+    pulse.follow(Topic::Turns, conversations.activity());
+    pulse.follow(Topic::Health, monitor.updates());
+    pulse.follow(Topic::Jobs, scheduler.updates());
+    let mut changes = monitor.alert_changes();
+    let alerts = pulse.clone();
+    tokio::spawn(async move {
+        loop {
+            match changes.recv().await {
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    alerts.bump(Topic::Alerts)
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
+    pulse
+}
+
+/// The dashboard's sessions in the store.
+pub struct StoredSessions(pub Store);
+
+fn failure(e: valor_store::StoreError) -> valor_protocol::StoreFailure {
+    valor_protocol::StoreFailure::failed(e)
+}
+
+#[async_trait::async_trait]
+impl valor_dashboard::auth::SessionBook for StoredSessions {
+    async fn sessions(
+        &self,
+    ) -> Result<Vec<valor_protocol::records::DashboardSession>, valor_protocol::StoreFailure> {
+        (self.0.blocking(|s| s.dashboard_sessions()).await).map_err(failure)
+    }
+
+    async fn put(
+        &self,
+        session: &valor_protocol::records::DashboardSession,
+    ) -> Result<(), valor_protocol::StoreFailure> {
+        let session = session.clone();
+        (self
+            .0
+            .blocking(move |s| s.put_dashboard_session(&session))
+            .await)
+            .map_err(failure)?;
+        self.0.commit().await.map_err(failure)
+    }
+
+    async fn remove(&self, key: &str) -> Result<(), valor_protocol::StoreFailure> {
+        let key = key.to_owned();
+        (self
+            .0
+            .blocking(move |s| s.remove_dashboard_session(&key))
+            .await)
+            .map_err(failure)?;
+        self.0.commit().await.map_err(failure)
+    }
+}
+
+/// An alert as the dashboard lists it.
+fn alert_row(r: valor_monitor::monitor::AlertRecord) -> AlertRow {
+    AlertRow {
+        severity: format!("{:?}", r.alert.severity),
+        message: r.alert.message,
+        action: r.alert.action,
+        raised_ms: r.raised_ms,
+        cleared_ms: r.cleared_ms,
+        ended_by_restart: r.ended_by_restart,
+        done: r.done,
+    }
 }
 
 /// A report or chart larger than this is not shown (the daydream writes a few KB).
@@ -67,34 +146,52 @@ fn memory_row(d: valor_store::Document) -> MemoryRow {
 impl Source for AgentView {
     async fn overview(&self) -> Overview {
         let report = self.monitor.report();
-        let day_ms = 86_400_000;
-        let today = valor_protocol::time::now_ms() / day_ms * day_ms;
-        let runs = (self.store.blocking(move |s| s.runs_since(today)).await).unwrap_or_default();
-        let totals = RunAnalytics::of(&runs).all;
         let (running, queued) = self.conversations.load();
+        let started = self.monitor.started_ms();
+        // The whole of /health: the resources' components, then the parts'.
+        let mut components: Vec<ComponentRow> = (report.iter().flat_map(|r| r.components.iter()))
+            .map(|(name, c)| ComponentRow {
+                name: (*name).to_owned(),
+                status: c.status.as_str().to_owned(),
+                since_ms: started,
+                last_error: None,
+            })
+            .collect();
+        let parts = self.monitor.check_components();
+        let mut status = report.as_ref().map(|r| r.status);
+        for part in parts {
+            status = Some(status.map_or(part.status, |s| s.max(part.status)));
+            components.push(ComponentRow {
+                name: part.name,
+                status: part.status.as_str().to_owned(),
+                since_ms: part.since_ms,
+                last_error: part.last_error,
+            });
+        }
+        let active = self.monitor.active_alerts();
+        let log = self.monitor.alert_log().await;
+        let alerts = (active.iter())
+            .map(|a| {
+                let raised = (log.iter())
+                    .find(|r| r.alert.kind == a.kind && r.cleared_ms.is_none())
+                    .map_or(a.since * 1000, |r| r.raised_ms);
+                AlertRow {
+                    severity: format!("{:?}", a.severity),
+                    message: a.message.clone(),
+                    action: a.action.clone(),
+                    raised_ms: raised,
+                    ..AlertRow::default()
+                }
+            })
+            .collect();
         Overview {
-            status: report
-                .as_ref()
-                .map_or("unknown", |r| r.status.as_str())
-                .to_owned(),
+            status: status.map_or("unknown", |s| s.as_str()).to_owned(),
             score: report.as_ref().map_or(0, |r| r.score),
             uptime_secs: self.monitor.uptime().as_secs(),
-            components: (report.iter().flat_map(|r| r.components.iter()))
-                .map(|(name, c)| ((*name).to_owned(), c.status.as_str().to_owned()))
-                .collect(),
-            alerts: (report.iter().flat_map(|r| r.alerts.iter()))
-                .map(|a| {
-                    (
-                        format!("{:?}", a.severity),
-                        a.message.clone(),
-                        a.action.clone(),
-                    )
-                })
-                .collect(),
+            components,
+            alerts,
             running,
             queued,
-            turns_today: totals.turns,
-            cost_today: totals.cost_usd,
         }
     }
 
@@ -186,6 +283,7 @@ impl Source for AgentView {
                 let running = live.running;
                 ChatRow {
                     chat_id: chat.chat_id,
+                    name: None,
                     last_at_ms: chat.last_at_ms,
                     messages: chat.messages,
                     turns: totals.turns,
@@ -288,15 +386,7 @@ impl Source for AgentView {
 
     async fn alerts(&self) -> Vec<AlertRow> {
         (self.monitor.alert_log().await.into_iter())
-            .map(|r| AlertRow {
-                severity: format!("{:?}", r.alert.severity),
-                message: r.alert.message,
-                action: r.alert.action,
-                raised_ms: r.raised_ms,
-                cleared_ms: r.cleared_ms,
-                ended_by_restart: r.ended_by_restart,
-                done: r.done,
-            })
+            .map(alert_row)
             .collect()
     }
 }

@@ -5,6 +5,7 @@ use std::io::IsTerminal as _;
 use std::sync::OnceLock;
 
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer as _;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use valor_dashboard::logs::LogRing;
@@ -32,10 +33,15 @@ pub fn init(config_filter: &str, ring: bool) {
     let stderr = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());
+    // Each layer has its own filter: the ring keeps Valor's debug and trace lines for the Logs
+    // page whatever stderr shows.
     let _ = tracing_subscriber::registry()
-        .with(filter_for(&spec))
-        .with(stderr)
-        .with(ring.then(|| self::ring().layer()))
+        .with(stderr.with_filter(filter_for(&spec)))
+        .with(ring.then(|| {
+            self::ring()
+                .layer()
+                .with_filter(valor_dashboard::logs::ring_filter())
+        }))
         .try_init();
 }
 

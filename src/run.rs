@@ -195,6 +195,7 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
         crate::tool_servers::host_tools(&config, &loaded_secrets, &agent, &grants, deliver)?;
     // Sandboxed turns reach the same servers on their own socket.
     agent.driver.serve_mcp(hosted.routes.clone());
+    let pulse = crate::dashboard::pulse(&monitor, &dashboard_conversations, &scheduler);
     let dashboard = config.health.dashboard.then(|| {
         Arc::new(crate::dashboard::AgentView {
             monitor: Arc::clone(&monitor),
@@ -215,6 +216,8 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
         scheduler,
         telegram: access_routes,
         dashboard,
+        pulse,
+        secure_cookie: config.health.dashboard_secure_cookie,
     });
     tasks.spawn(async move {
         if let Err(e) = server::serve(listener, routes, server_shutdown).await {

@@ -157,6 +157,9 @@ pub struct HealthConfig {
     pub allow_non_loopback: bool,
     /// Serve the operator's dashboard under `/ui/` (and keep the last log lines for it).
     pub dashboard: bool,
+    /// Mark the dashboard's cookie `Secure`: set it when the dashboard is reached over HTTPS
+    /// (a proxy in front); browsers then never send it over plain HTTP.
+    pub dashboard_secure_cookie: bool,
 }
 
 impl Default for HealthConfig {
@@ -165,6 +168,7 @@ impl Default for HealthConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], 8088)),
             allow_non_loopback: false,
             dashboard: true,
+            dashboard_secure_cookie: false,
         }
     }
 }

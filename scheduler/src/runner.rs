@@ -107,6 +107,8 @@ pub struct Scheduler {
     log: Arc<dyn JobLog>,
     clock: Clock,
     notify: Option<Arc<dyn Fn(String) + Send + Sync>>,
+    /// Moves whenever a run is recorded (started, finished, decided), for live views.
+    version: tokio::sync::watch::Sender<u64>,
 }
 
 fn millis(at: DateTime<Utc>) -> u64 {
@@ -158,7 +160,13 @@ impl Scheduler {
             log,
             clock,
             notify: None,
+            version: tokio::sync::watch::channel(0).0,
         }
+    }
+
+    /// Moves whenever a run is recorded.
+    pub fn updates(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.version.subscribe()
     }
 
     /// Adds a job and the work it does.
@@ -198,6 +206,7 @@ impl Scheduler {
         {
             tracing::error!(job = %run.job, error = %e, "cannot record a job run");
         }
+        self.version.send_modify(|v| *v = v.wrapping_add(1));
     }
 
     async fn last_run(&self, entry: &Entry) -> Option<JobRunRecord> {

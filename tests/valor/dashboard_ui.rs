@@ -49,7 +49,7 @@ fn the_dashboard_in_a_real_browser_logs_in_and_updates_live() {
         page.wait_for_navigation().await.unwrap();
         let overview = text_of(&page, "#live").await;
         assert!(
-            overview.contains("Health") && overview.contains("Today\n0"),
+            overview.contains("Health") && overview.contains("Chat turns today\n0"),
             "{overview}"
         );
         let chats = browser.new_page(format!("{base}/ui/chats")).await.unwrap();
@@ -63,7 +63,7 @@ fn the_dashboard_in_a_real_browser_logs_in_and_updates_live() {
         loop {
             let overview = text_of(&page, "#live").await;
             let chat = text_of(&chats, "#live").await;
-            if overview.contains("Today\n1") && chat.contains("100") && chat.contains("idle") {
+            if overview.contains("Chat turns today\n1") && chat.contains("100") && chat.contains("idle") {
                 break;
             }
             assert!(Instant::now() < deadline, "{overview}\n{chat}");
@@ -82,7 +82,7 @@ fn the_dashboard_in_a_real_browser_logs_in_and_updates_live() {
         );
 
         for (path, expect) in [
-            ("/ui/usage?days=1", "total"),
+            ("/ui/usage?days=1", "all days"),
             ("/ui/jobs", "daydream"),
             ("/ui/chats", "100"),
             ("/ui/alerts", "No alert"),
@@ -110,7 +110,7 @@ fn the_dashboard_in_a_real_browser_logs_in_and_updates_live() {
         page.wait_for_navigation().await.unwrap();
         let total: String = page
             .evaluate(
-                "[...document.querySelectorAll('tr')].find(r => r.cells[0]?.innerText === 'total')\
+                "[...document.querySelectorAll('tr')].find(r => r.cells[0]?.innerText === 'all days')\
                  ?.innerText.split('\\t').slice(0, 6).join('|') ?? ''",
             )
             .await

@@ -169,6 +169,11 @@ impl Conversations {
         })
     }
 
+    /// Moves whenever a turn starts, shows progress or ends (for live views).
+    pub fn activity(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.progress.subscribe()
+    }
+
     /// What happens to chats outside any submission (expired questions).
     pub fn notices(&self) -> broadcast::Receiver<Notice> {
         self.inner.notices.subscribe()

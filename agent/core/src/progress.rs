@@ -74,15 +74,34 @@ impl TurnProgress {
     }
 }
 
-/// The running turns' progress, by chat.
-#[derive(Default)]
+/// The running turns' progress, by chat, and a version that moves whenever a turn starts,
+/// changes what it shows or ends (the dashboard renders again on that, not on a timer).
 pub struct ProgressBoard {
     turns: Mutex<HashMap<i64, TurnProgress>>,
+    version: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for ProgressBoard {
+    fn default() -> Self {
+        ProgressBoard {
+            turns: Mutex::default(),
+            version: tokio::sync::watch::channel(0).0,
+        }
+    }
 }
 
 impl ProgressBoard {
     fn turns(&self) -> std::sync::MutexGuard<'_, HashMap<i64, TurnProgress>> {
         self.turns.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn moved(&self) {
+        self.version.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// Moves whenever what the board shows changes.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.version.subscribe()
     }
 
     pub fn begin(&self, chat_id: i64, started_ms: u64) {
@@ -93,16 +112,31 @@ impl ProgressBoard {
                 ..TurnProgress::default()
             },
         );
+        self.moved();
     }
 
     pub fn note(&self, chat_id: i64, event: &Event) {
-        if let Some(progress) = self.turns().get_mut(&chat_id) {
-            progress.note(event);
+        let changed = match self.turns().get_mut(&chat_id) {
+            Some(progress) => {
+                let before = (progress.tool_calls, progress.writing, progress.retrying);
+                let model_known = progress.model.is_some();
+                let result_known = progress.tools.iter().filter(|t| t.ok.is_some()).count();
+                progress.note(event);
+                before != (progress.tool_calls, progress.writing, progress.retrying)
+                    || model_known != progress.model.is_some()
+                    || result_known != progress.tools.iter().filter(|t| t.ok.is_some()).count()
+            }
+            None => false,
+        };
+        // A text delta changes nothing shown once the answer is being written.
+        if changed {
+            self.moved();
         }
     }
 
     pub fn end(&self, chat_id: i64) {
         self.turns().remove(&chat_id);
+        self.moved();
     }
 
     pub fn get(&self, chat_id: i64) -> Option<TurnProgress> {
@@ -154,7 +188,15 @@ mod tests {
             (Some(false), true, 1)
         );
         assert!(board.get(8).is_none(), "another chat has no progress");
+        let seen = *board.subscribe().borrow();
+        board.note(7, &Event::TextDelta("more".to_owned()));
+        assert_eq!(*board.subscribe().borrow(), seen, "nothing shown changed");
         board.end(7);
+        assert_ne!(
+            *board.subscribe().borrow(),
+            seen,
+            "the end moves the version"
+        );
         assert!(board.get(7).is_none());
     }
 

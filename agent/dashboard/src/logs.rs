@@ -1,6 +1,9 @@
 //! The last few thousand log lines, for the Logs page: a `tracing` layer beside the stderr
 //! one that keeps each event's time, level, target, chat (from the event or the turn's span)
-//! and text in a bounded ring.
+//! and text in a bounded ring. Each line is numbered, so a live page is sent only the lines
+//! after the last it has. The ring has its own filter ([`ring_filter`]): Valor's own debug
+//! and trace lines are kept whatever stderr shows, and the MCP library's info lines are kept
+//! as debug (they were most of what an operator saw at info).
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
@@ -19,6 +22,8 @@ pub const KEPT: usize = 5_000;
 /// One log line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogLine {
+    /// Its number: lines ever pushed before it.
+    pub seq: u64,
     pub at_ms: u64,
     pub level: Level,
     pub target: &'static str,
@@ -33,6 +38,8 @@ pub struct LogRing {
     lines: Arc<Mutex<VecDeque<LogLine>>>,
     /// Lines ever pushed: a live page renders again only when it moved.
     pushed: Arc<AtomicU64>,
+    /// Told the count of lines ever pushed, for live pages.
+    moved: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl Default for LogRing {
@@ -40,18 +47,43 @@ impl Default for LogRing {
         LogRing {
             lines: Arc::new(Mutex::new(VecDeque::with_capacity(KEPT))),
             pushed: Arc::default(),
+            moved: Arc::new(tokio::sync::watch::channel(0).0),
         }
     }
 }
 
+/// Which lines a page shows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogFilter {
+    /// This level or more severe.
+    pub level: Option<Level>,
+    pub chat: Option<i64>,
+    /// Words the line (target or text) contains, any case.
+    pub text: String,
+}
+
+impl LogFilter {
+    fn keeps(&self, line: &LogLine) -> bool {
+        line.level <= self.level.unwrap_or(Level::INFO)
+            && self.chat.is_none_or(|c| line.chat_id == Some(c))
+            && (self.text.is_empty() || {
+                let needle = self.text.to_lowercase();
+                line.text.to_lowercase().contains(&needle) || line.target.contains(&needle)
+            })
+    }
+}
+
 impl LogRing {
-    fn push(&self, line: LogLine) {
-        let mut lines = self.lines.lock().unwrap_or_else(PoisonError::into_inner);
-        if lines.len() >= KEPT {
-            lines.pop_front();
+    fn push(&self, mut line: LogLine) {
+        {
+            let mut lines = self.lines.lock().unwrap_or_else(PoisonError::into_inner);
+            line.seq = self.pushed.fetch_add(1, Ordering::AcqRel);
+            if lines.len() >= KEPT {
+                lines.pop_front();
+            }
+            lines.push_back(line);
         }
-        lines.push_back(line);
-        self.pushed.fetch_add(1, Ordering::Release);
+        self.moved.send_replace(self.pushed.load(Ordering::Acquire));
     }
 
     /// Changes whenever a line is added.
@@ -59,12 +91,28 @@ impl LogRing {
         self.pushed.load(Ordering::Acquire)
     }
 
+    /// Moves whenever a line is added.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.moved.subscribe()
+    }
+
     /// The newest `limit` lines at `level` or more severe (and of `chat`, when given), oldest
     /// first.
     pub fn lines(&self, level: Level, chat: Option<i64>, limit: usize) -> Vec<LogLine> {
+        let filter = LogFilter {
+            level: Some(level),
+            chat,
+            text: String::new(),
+        };
+        self.matching(&filter, 0, limit)
+    }
+
+    /// The newest `limit` lines `filter` keeps numbered `after` or later, oldest first.
+    pub fn matching(&self, filter: &LogFilter, after: u64, limit: usize) -> Vec<LogLine> {
         let lines = self.lines.lock().unwrap_or_else(PoisonError::into_inner);
         let mut out: Vec<LogLine> = (lines.iter().rev())
-            .filter(|l| l.level <= level && chat.is_none_or(|c| l.chat_id == Some(c)))
+            .take_while(|l| l.seq >= after)
+            .filter(|l| filter.keeps(l))
             .take(limit)
             .cloned()
             .collect();
@@ -76,6 +124,19 @@ impl LogRing {
     pub fn layer(&self) -> RingLayer {
         RingLayer { ring: self.clone() }
     }
+}
+
+/// Libraries whose info lines the ring keeps as debug: the MCP library logs every request.
+const DEMOTED: [&str; 1] = ["rmcp"];
+
+/// What the ring keeps, whatever stderr shows: Valor's own lines down to trace, other
+/// libraries' from info (the MCP library's then shown as debug), the chatty ones' warnings.
+pub fn ring_filter() -> tracing_subscriber::filter::Targets {
+    tracing_subscriber::filter::Targets::new()
+        .with_default(Level::INFO)
+        .with_target("valor", Level::TRACE)
+        .with_target("sled", Level::WARN)
+        .with_target("tokio_cron_scheduler", Level::WARN)
 }
 
 /// Fills a [`LogRing`].
@@ -135,10 +196,16 @@ where
             ctx.event_scope(event)?
                 .find_map(|span| span.extensions().get::<SpanChat>().map(|c| c.0))
         });
+        let target = event.metadata().target();
+        let mut level = *event.metadata().level();
+        if level == Level::INFO && DEMOTED.iter().any(|t| target.starts_with(t)) {
+            level = Level::DEBUG;
+        }
         self.ring.push(LogLine {
+            seq: 0,
             at_ms: valor_protocol::time::now_ms(),
-            level: *event.metadata().level(),
-            target: event.metadata().target(),
+            level,
+            target,
             chat_id,
             text: line_text(&fields),
         });
@@ -183,5 +250,44 @@ mod tests {
             "bounded"
         );
         assert_eq!(ring.lines(Level::TRACE, None, 3).len(), 3);
+    }
+
+    #[test]
+    fn only_lines_after_a_number_are_read_and_the_mcp_librarys_info_is_debug() {
+        let ring = LogRing::default();
+        let subscriber = tracing_subscriber::registry().with(ring.layer());
+        let mut moved = ring.subscribe();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(target: "rmcp::service", "serve inner");
+            tracing::info!(chat_id = 3_i64, "Turn Started");
+            tracing::warn!("disk nearly full");
+        });
+        assert!(moved.has_changed().unwrap());
+        moved.mark_unchanged();
+        let info = LogFilter::default();
+        let all = ring.matching(&info, 0, 100);
+        assert_eq!(
+            all.len(),
+            2,
+            "the MCP library's info line is not at info: {all:?}"
+        );
+        assert_eq!(all[0].seq, 1);
+        let debug = LogFilter {
+            level: Some(Level::DEBUG),
+            ..LogFilter::default()
+        };
+        let rmcp = &ring.matching(&debug, 0, 100)[0];
+        assert_eq!((rmcp.level, rmcp.target), (Level::DEBUG, "rmcp::service"));
+        assert_eq!(ring.matching(&info, 2, 100).len(), 1, "after line 1");
+        assert!(ring.matching(&info, 3, 100).is_empty());
+        let search = LogFilter {
+            text: "turn started".into(),
+            ..LogFilter::default()
+        };
+        assert_eq!(
+            ring.matching(&search, 0, 100)[0].chat_id,
+            Some(3),
+            "any case"
+        );
     }
 }

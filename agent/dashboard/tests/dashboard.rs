@@ -41,12 +41,15 @@ impl Source for Fake {
             status: "ok".into(),
             score: 97,
             uptime_secs: 600,
-            components: vec![("<script>alert(1)</script>".into(), "ok".into())],
+            components: vec![valor_dashboard::ComponentRow {
+                name: "<script>alert(1)</script>".into(),
+                status: "degraded".into(),
+                since_ms: 1_796_342_400_000,
+                last_error: Some((1_796_342_460_000, "502 <Bad Gateway>".into())),
+            }],
             alerts: vec![],
             running: 1,
             queued: 2,
-            turns_today: 3,
-            cost_today: 0.25,
         }
     }
     async fn health_points(&self, _since_ms: u64) -> Vec<HealthPoint> {
@@ -107,6 +110,7 @@ impl Source for Fake {
     async fn chats(&self) -> Vec<ChatRow> {
         vec![ChatRow {
             chat_id: 42,
+            name: None,
             last_at_ms: 1_796_342_400_000,
             messages: 12,
             turns: 6,
@@ -276,14 +280,21 @@ async fn log_in(app: &axum::Router) -> String {
     cookie.split(';').next().unwrap().to_owned()
 }
 
+fn router(fake: Arc<Fake>, logs: valor_dashboard::logs::LogRing) -> axum::Router {
+    valor_dashboard::router(valor_dashboard::Parts {
+        source: fake,
+        api_token: TOKEN.to_owned(),
+        logs,
+        sessions: None,
+        secure_cookie: false,
+        pulse: valor_dashboard::live::Pulse::default(),
+    })
+}
+
 fn app() -> (axum::Router, Arc<Fake>) {
     let fake = Arc::new(Fake::default());
     (
-        valor_dashboard::router(
-            fake.clone(),
-            TOKEN,
-            valor_dashboard::logs::LogRing::default(),
-        ),
+        router(fake.clone(), valor_dashboard::logs::LogRing::default()),
         fake,
     )
 }
@@ -335,26 +346,49 @@ async fn pages_show_the_agent_escaped_and_usage_sums_the_runs() {
         "escaped"
     );
     assert!(!body.contains("<script>alert(1)"), "{body}");
-    assert!(body.contains("<polyline"), "sparklines: {body}");
+    assert!(body.contains("<rect class=\"bar\""), "charts: {body}");
     assert!(
-        body.contains("Turns per hour: <strong>3.0 </strong>"),
+        body.contains("<strong>Turns</strong> · now 3 turns"),
         "the three runs of this hour: {body}"
+    );
+    // The whole of /health: the component with how long it has failed and its last error.
+    assert!(
+        body.contains("failing since <time data-ms=\"1796342400000\""),
+        "{body}"
+    );
+    assert!(body.contains("502 &lt;Bad Gateway&gt;"), "{body}");
+    assert!(
+        body.contains("Chat turns today</div><div class=\"big\">3</div>"),
+        "{body}"
     );
     assert!(
         body.contains("data-live=\"/ui/events?page=overview\""),
         "{body}"
     );
-    assert!(body.contains("new EventSource(document.body.dataset.live)"));
+    assert!(body.contains("new EventSource(url)"));
+    assert!(
+        body.contains("name=\"viewport\""),
+        "a phone renders at its width"
+    );
     let (_, _, body) = send(&app, get("/ui/usage?days=1", Some(&cookie))).await;
     assert!(
-        body.contains("<td>haiku</td><td>2</td><td>0</td><td>0.7500</td>"),
+        body.contains("<td data-label=\"model\">haiku</td><td class=\"n\" data-label=\"turns\">2</td><td class=\"n\" data-label=\"failed\">0</td><td class=\"n\" data-label=\"cost\">$0.7500</td>"),
         "{body}"
     );
     assert!(
-        body.contains("<td>total</td><td>3</td><td>0</td><td>1.7500</td>"),
+        body.contains("<td data-label=\"day\">all days</td><td class=\"n\" data-label=\"turns\">3</td><td class=\"n\" data-label=\"failed\">0</td><td class=\"n\" data-label=\"cost\">$1.7500</td>"),
         "{body}"
     );
-    assert!(body.contains("<td>low</td><td>3</td>"), "{body}");
+    assert!(
+        body.contains(
+            "<td data-label=\"effort\">low</td><td class=\"n\" data-label=\"turns\">3</td>"
+        ),
+        "{body}"
+    );
+    assert!(
+        body.contains("<a href=\"/ui/chats/7\">chat 7</a>"),
+        "per chat: {body}"
+    );
     // Three runs of 100 tokens in and 20 out: $0.001 each on opus at $5/$25.
     assert!(body.contains("Routing: paid <strong>$1.7500</strong>; every turn on opus would have cost <strong>$0.0030</strong>"), "{body}");
 }
@@ -365,14 +399,14 @@ async fn jobs_show_runs_with_durations_and_the_daydream_reports_rendered() {
     let cookie = log_in(&app).await;
     let (_, _, page) = send(&app, get("/ui/jobs", Some(&cookie))).await;
     assert!(
-        page.contains("<td>cleanup</td><td>2026-12-04 00:00 UTC</td><td>2.5 s</td><td>ok</td><td>pruned 3 &lt;old&gt; runs</td>"),
+        page.contains("<td data-label=\"job\">cleanup</td><td data-label=\"started\"><time data-ms=\"1796342400000\" datetime=\"2026-12-04T00:00:00Z\">2026-12-04 00:00:00 UTC</time></td><td data-label=\"took\">2.5 s</td><td data-label=\"outcome\"><span class=\"ok\">ok</span></td><td data-label=\"what happened\">pruned 3 &lt;old&gt; runs</td>"),
         "{page}"
     );
     assert!(page.contains("<h1>Latest insights</h1>"), "{page}");
     assert!(page.contains("&lt;script&gt;alert(1)"), "{page}");
     assert!(!page.contains("<script>alert(1)"), "{page}");
     assert!(
-        page.contains("<img src=\"/ui/reports/chart.png\""),
+        page.contains("<img class=\"wide\" src=\"/ui/reports/chart.png\""),
         "{page}"
     );
     let (status, headers, _) = send(&app, get("/ui/reports/chart.png", Some(&cookie))).await;
@@ -411,39 +445,99 @@ async fn run_now_needs_the_sessions_csrf_token() {
     let (status, _, _) = send(&app, post("csrf=forged&job=daydream".into())).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(fake.started.lock().unwrap().is_empty());
-    let (status, _, body) = send(&app, post(format!("csrf={csrf}&job=daydream"))).await;
+    let (status, headers, _) = send(&app, post(format!("csrf={csrf}&job=daydream"))).await;
+    assert_eq!(
+        status,
+        StatusCode::SEE_OTHER,
+        "a redirect: a reload never runs it again"
+    );
+    let location = headers[header::LOCATION].to_str().unwrap().to_owned();
+    assert_eq!(location, "/ui/jobs?done=daydream%20started.");
+    let (status, _, body) = send(&app, get(&location, Some(&cookie))).await;
     assert_eq!(status, StatusCode::OK);
     assert!(body.contains("daydream started."), "{body}");
-    assert_eq!(*fake.started.lock().unwrap(), ["daydream"]);
+    assert_eq!(
+        *fake.started.lock().unwrap(),
+        ["daydream"],
+        "the reload ran nothing"
+    );
+    // A form without its fields gets the refusal page, not a raw 422.
+    let (status, _, body) = send(&app, post("job=daydream".into())).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains("This form is incomplete"), "{body}");
 }
 
-/// The first event of a page's live stream.
-async fn first_event(app: &axum::Router, cookie: &str, page: &str) -> String {
-    let path = format!("/ui/events?page={page}");
-    let response = app.clone().oneshot(get(&path, Some(cookie))).await.unwrap();
-    assert_eq!(
-        response.headers()[header::CONTENT_TYPE],
-        "text/event-stream"
-    );
-    let mut body = response.into_body();
-    let frame = body.frame().await.unwrap().unwrap();
-    let text = String::from_utf8_lossy(frame.data_ref().unwrap()).into_owned();
-    assert!(text.starts_with("event: fragment\ndata: "), "{text}");
-    text
+/// A page's live stream: its events as text, one at a time.
+struct Stream(axum::body::Body);
+
+impl Stream {
+    async fn open(app: &axum::Router, cookie: &str, page: &str) -> Stream {
+        let path = format!("/ui/events?page={page}");
+        let response = app.clone().oneshot(get(&path, Some(cookie))).await.unwrap();
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            "text/event-stream"
+        );
+        Stream(response.into_body())
+    }
+
+    async fn next(&mut self) -> String {
+        let frame = self.0.frame().await.unwrap().unwrap();
+        String::from_utf8_lossy(frame.data_ref().unwrap()).into_owned()
+    }
 }
 
 #[tokio::test]
-async fn the_live_streams_send_the_overview_the_chats_and_the_logs() {
-    let (app, _) = app();
+async fn the_live_streams_send_a_fragment_when_its_source_moves_and_only_new_log_lines() {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    let fake = Arc::new(Fake::default());
+    let ring = valor_dashboard::logs::LogRing::default();
+    let pulse = valor_dashboard::live::Pulse::default();
+    let app = valor_dashboard::router(valor_dashboard::Parts {
+        source: fake,
+        api_token: TOKEN.to_owned(),
+        logs: ring.clone(),
+        sessions: None,
+        secure_cookie: false,
+        pulse: pulse.clone(),
+    });
     let cookie = log_in(&app).await;
-    assert!(first_event(&app, &cookie, "overview").await.contains("97"));
-    let chats = first_event(&app, &cookie, "chats").await;
+    let mut overview = Stream::open(&app, &cookie, "overview").await;
+    let hello = overview.next().await;
+    assert!(hello.starts_with("event: hello\ndata: "), "{hello}");
+    // Nothing is rendered until a source the page shows moves.
+    pulse.bump(valor_dashboard::live::Topic::Turns);
+    let fragment = overview.next().await;
+    assert!(
+        fragment.starts_with("event: fragment\ndata: cards\n"),
+        "{fragment}"
+    );
+    assert!(fragment.contains("97"), "{fragment}");
+    let mut chats = Stream::open(&app, &cookie, "chats").await;
+    chats.next().await;
+    pulse.bump(valor_dashboard::live::Topic::Turns);
+    let chats = chats.next().await;
     assert!(
         chats.contains("running 4 s</strong> on sonnet, 2 tool calls: Read ✓, &lt;Bash&gt; …"),
         "{chats}"
     );
-    let logs = first_event(&app, &cookie, "logs&level=warn").await;
-    assert!(logs.contains("<pre"), "{logs}");
+    // The Logs page gets the lines after the ones it has, not the page again.
+    let subscriber = || tracing_subscriber::registry().with(ring.layer());
+    tracing::subscriber::with_default(subscriber(), || tracing::warn!("old line"));
+    let mut logs = Stream::open(
+        &app,
+        &cookie,
+        &format!("logs&level=warn&after={}", ring.version()),
+    )
+    .await;
+    logs.next().await;
+    tracing::subscriber::with_default(subscriber(), || tracing::warn!("new <line>"));
+    let lines = logs.next().await;
+    assert!(lines.starts_with("event: lines\ndata: "), "{lines}");
+    assert!(
+        lines.contains("new &lt;line&gt;") && !lines.contains("old line"),
+        "{lines}"
+    );
     let (status, _, _) = send(&app, get("/ui/events?page=secrets", Some(&cookie))).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
@@ -454,20 +548,25 @@ async fn chats_show_their_figures_and_stop_needs_the_csrf_token() {
     let cookie = log_in(&app).await;
     let (status, _, page) = send(&app, get("/ui/chats", Some(&cookie))).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(page.contains("<td>42</td><td><code>5f2a9c1e</code></td><td>2026-12-04 00:00 UTC</td><td>12</td><td>6</td><td>0.5000</td><td>12 → 8 msgs, 3000 → 1200 tokens</td>"), "{page}");
+    assert!(page.contains("<a href=\"/ui/chats/42\">chat 42</a></td><td data-label=\"session\"><code>5f2a9c1e</code></td><td data-label=\"last message\"><time data-ms=\"1796342400000\" datetime=\"2026-12-04T00:00:00Z\">2026-12-04 00:00:00 UTC</time></td><td class=\"n\" data-label=\"messages\">12</td><td class=\"n\" data-label=\"turns\">6</td><td class=\"n\" data-label=\"cost\">$0.5000</td><td data-label=\"context\">12 → 8 msgs, 3000 → 1200 tokens</td>"), "{page}");
     let csrf = csrf_of(&page);
     let post = |body: String| post_form(&cookie, "/ui/chats/stop", body);
     let (status, _, _) = send(&app, post("csrf=&chat_id=42".into())).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(fake.stopped.lock().unwrap().is_empty());
-    let (_, _, body) = send(&app, post(format!("csrf={csrf}&chat_id=42"))).await;
+    let (status, headers, _) = send(&app, post(format!("csrf={csrf}&chat_id=42"))).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let location = headers[header::LOCATION].to_str().unwrap().to_owned();
+    let (_, _, body) = send(&app, get(&location, Some(&cookie))).await;
     assert!(
         body.contains("Chat 42: its running turn is stopping."),
         "{body}"
     );
     assert_eq!(*fake.stopped.lock().unwrap(), [42]);
     let (_, _, body) = send(&app, get("/ui/alerts", Some(&cookie))).await;
-    assert!(body.contains("<td>Warning</td><td>Valor's resident memory is 600 MiB</td><td>Restart Valor at a quiet moment.</td><td>told to the admin chat (2026-12-04 00:00 UTC)</td><td>2026-12-04 00:01 UTC</td>"), "{body}");
+    assert!(body.contains("<div id=\"alert-1796342400000\" class=\"alert cleared\"><span class=\"Warning\">Warning</span> Valor's resident memory is 600 MiB<br><small>raised <time data-ms=\"1796342400000\""), "{body}");
+    assert!(body.contains("told to the admin chat (<time"), "{body}");
+    assert!(body.contains("No active alert."), "{body}");
 }
 
 #[tokio::test]
@@ -479,7 +578,7 @@ async fn memory_search_shows_a_memory_whole_and_forget_needs_the_csrf_token() {
     assert!(page.contains("About tokio"), "{page}");
     assert!(page.contains("<td>We use sled<details>"), "{page}");
     assert!(
-        page.contains("asked about (switching) and kept, made 2026-12-04 00:00 UTC, last changed 2026-12-04 01:00 UTC<br>seen in: tg:41, tg:&lt;57&gt;"),
+        page.contains("asked about (switching) and kept, made 2026-12-04 00:00:00 UTC, last changed 2026-12-04 01:00:00 UTC<br>seen in: tg:41, tg:&lt;57&gt;"),
         "the learning's history: {page}"
     );
     assert!(page.contains("retired: forgotten by the user"), "{page}");
@@ -495,7 +594,10 @@ async fn memory_search_shows_a_memory_whole_and_forget_needs_the_csrf_token() {
     let post = |body: String| post_form(&cookie, "/ui/learnings/forget", body);
     let (status, _, _) = send(&app, post("csrf=nope&chat_id=42&number=3".into())).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    let (_, _, body) = send(&app, post(format!("csrf={csrf}&chat_id=42&number=3"))).await;
+    let (status, headers, _) = send(&app, post(format!("csrf={csrf}&chat_id=42&number=3"))).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let location = headers[header::LOCATION].to_str().unwrap().to_owned();
+    let (_, _, body) = send(&app, get(&location, Some(&cookie))).await;
     assert!(body.contains("Forgot #3."), "{body}");
     assert_eq!(*fake.forgotten.lock().unwrap(), [(42, 3)]);
 }
@@ -512,7 +614,7 @@ async fn the_logs_page_filters_by_level_and_chat() {
         tracing::warn!(chat_id = 5_i64, "another chat");
     });
     let fake = Arc::new(Fake::default());
-    let app = valor_dashboard::router(fake, TOKEN, ring);
+    let app = router(fake, ring);
     let cookie = log_in(&app).await;
     let (status, _, page) = send(&app, get("/ui/logs?level=warn&chat=9", Some(&cookie))).await;
     assert_eq!(status, StatusCode::OK);
@@ -525,7 +627,7 @@ async fn the_logs_page_filters_by_level_and_chat() {
         "{page}"
     );
     assert!(
-        page.contains("data-live=\"/ui/events?page=logs&amp;level=warn&amp;chat=9\""),
+        page.contains("&amp;level=warn&amp;chat=9\""),
         "the live stream keeps the filter: {page}"
     );
     let (_, _, all) = send(&app, get("/ui/logs?level=info", Some(&cookie))).await;

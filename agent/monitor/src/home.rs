@@ -9,6 +9,10 @@ use serde_json::Value;
 use crate::server::{HealthState, health_body};
 
 pub(crate) async fn home(State(state): State<HealthState>) -> Response {
+    // With the dashboard on, the operator's page is the dashboard (which says how to log in).
+    if state.dashboard {
+        return axum::response::Redirect::to("/ui/").into_response();
+    }
     let (_, body) = health_body(&state);
     (
         [

@@ -33,6 +33,8 @@ pub struct ResourceMonitor {
     components: RwLock<Vec<Arc<dyn HealthComponent>>>,
     book: Mutex<ComponentBook>,
     started_ms: u64,
+    /// Moves with every sample and every look at the parts (for live views).
+    version: tokio::sync::watch::Sender<u64>,
 }
 
 /// How often the parts' own health is looked at between samples: a failing part is alerted on
@@ -229,6 +231,7 @@ impl ResourceMonitor {
             components: RwLock::new(Vec::new()),
             book: Mutex::new(ComponentBook::default()),
             started_ms: valor_protocol::time::now_ms(),
+            version: tokio::sync::watch::channel(0).0,
         }))
     }
 
@@ -265,6 +268,7 @@ impl ResourceMonitor {
         }
         state.history.push_back(sample);
         state.report = Some(report.clone());
+        self.version.send_modify(|v| *v = v.wrapping_add(1));
         report
     }
 
@@ -277,6 +281,16 @@ impl ResourceMonitor {
         }
         // Nobody listening is fine: the change is logged and on /health.
         let _ = self.changes.send(change);
+    }
+
+    /// Moves with every sample and every look at the parts.
+    pub fn updates(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.version.subscribe()
+    }
+
+    /// When this monitor (Valor) started, Unix milliseconds.
+    pub fn started_ms(&self) -> u64 {
+        self.started_ms
     }
 
     /// Adds a part that reports its own health (`/health`, the Overview, its alerts).
@@ -314,6 +328,7 @@ impl ResourceMonitor {
                 self.announce(&mut state, change, now_ms);
             }
         }
+        self.version.send_modify(|v| *v = v.wrapping_add(1));
         states
     }
 

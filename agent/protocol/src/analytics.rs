@@ -42,6 +42,18 @@ impl RunTotals {
         }
     }
 
+    /// These totals and `other`'s together.
+    pub fn plus(&self, other: &RunTotals) -> RunTotals {
+        RunTotals {
+            turns: self.turns + other.turns,
+            failed: self.failed + other.failed,
+            cost_usd: self.cost_usd + other.cost_usd,
+            input_tokens: self.input_tokens + other.input_tokens,
+            output_tokens: self.output_tokens + other.output_tokens,
+            duration_ms: self.duration_ms + other.duration_ms,
+        }
+    }
+
     pub fn mean_duration_ms(&self) -> f64 {
         self.duration_ms as f64 / self.turns.max(1) as f64
     }
@@ -110,6 +122,14 @@ impl RunAnalytics {
             }
         }
         out
+    }
+
+    /// The chats' runs together (every run but Valor's own background ones): what a chat's
+    /// figures add up to, on every page.
+    pub fn chats(&self) -> RunTotals {
+        self.by_chat
+            .values()
+            .fold(RunTotals::default(), |sum, t| sum.plus(t))
     }
 
     /// What the runs would have cost on one model at `price` (dollars per million tokens,

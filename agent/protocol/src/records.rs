@@ -116,6 +116,19 @@ impl RunRecord {
     }
 }
 
+/// A logged-in dashboard browser, kept so a restart does not log the operator out. The key
+/// is the SHA-256 of the cookie's value: the store never holds a usable cookie.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DashboardSession {
+    pub key: String,
+    pub csrf: String,
+    /// Unix milliseconds.
+    pub started_ms: u64,
+    pub last_seen_ms: u64,
+    /// The browser's `User-Agent`, cut short, so the operator can tell sessions apart.
+    pub agent: String,
+}
+
 /// A process group Valor started, kept until the group has ended, so a later Valor (after a
 /// crash) can find and end what outlived its turn.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

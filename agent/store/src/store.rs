@@ -37,6 +37,7 @@ const LOCATOR: &str = "memory_locator";
 const VECTORS: &str = "memory_vectors";
 const EMBED_QUEUE: &str = "embed_queue";
 const JOB_RUNS: &str = "job_runs";
+const DASHBOARD_SESSIONS: &str = "dashboard_sessions";
 const PROPOSALS: &str = "proposals";
 const LEARNING_RECORDS: &str = "learning_records";
 const ID_OFFSET_KEY: &[u8] = b"id_offset";
@@ -66,6 +67,7 @@ pub struct Store {
     pub(crate) vectors: sled::Tree,
     pub(crate) embed_queue: sled::Tree,
     pub(crate) job_runs: sled::Tree,
+    dashboard_sessions: sled::Tree,
     pub(crate) proposals: sled::Tree,
     pub(crate) learning_records: sled::Tree,
     meta: sled::Tree,
@@ -186,6 +188,7 @@ impl Store {
             vectors: db.open_tree(VECTORS)?,
             embed_queue: db.open_tree(EMBED_QUEUE)?,
             job_runs: db.open_tree(JOB_RUNS)?,
+            dashboard_sessions: db.open_tree(DASHBOARD_SESSIONS)?,
             proposals: db.open_tree(PROPOSALS)?,
             learning_records: db.open_tree(LEARNING_RECORDS)?,
             inbox_faults: Arc::new(AtomicU64::new(0)),
@@ -322,6 +325,7 @@ impl Store {
     }
 }
 
+mod dashboard;
 mod inbox;
 mod ledger;
 mod messages;
