@@ -73,7 +73,7 @@ fn unknown_key_names_key_file_line_and_the_expected_keys() {
         err.to_string(),
         format!(
             "invalid configuration:\n  - {}:3: key `health.bnid`: unknown field `bnid`, expected \
-             one of `bind`, `allow_non_loopback`, `dashboard`",
+             one of `bind`, `allow_non_loopback`, `dashboard`, `dashboard_secure_cookie`",
             path.display()
         )
     );
