@@ -47,22 +47,22 @@ fn the_dashboard_in_a_real_browser_logs_in_and_updates_live() {
         // The link logs in (once) and lands on the Overview.
         page.goto(link.as_str()).await.unwrap();
         page.wait_for_navigation().await.unwrap();
-        let overview = text_of(&page, "#live").await;
+        let overview = text_of(&page, "main").await;
         assert!(
             overview.contains("Health") && overview.contains("Chat turns today\n0"),
             "{overview}"
         );
         let chats = browser.new_page(format!("{base}/ui/chats")).await.unwrap();
         chats.wait_for_navigation().await.unwrap();
-        assert!(text_of(&chats, "#live").await.contains("No chat yet"));
+        assert!(text_of(&chats, "#chats").await.contains("No chat yet"));
 
         // A turn in the chat: both pages show it without a reload.
         telegram.user_says(100, 100, "hello there");
         let answered = Instant::now();
         let deadline = answered + Duration::from_secs(30);
         loop {
-            let overview = text_of(&page, "#live").await;
-            let chat = text_of(&chats, "#live").await;
+            let overview = text_of(&page, "#cards").await;
+            let chat = text_of(&chats, "#chats").await;
             if overview.contains("Chat turns today\n1") && chat.contains("100") && chat.contains("idle") {
                 break;
             }
@@ -118,7 +118,7 @@ fn the_dashboard_in_a_real_browser_logs_in_and_updates_live() {
             .into_value()
             .unwrap();
         let expected = format!(
-            "total|{}|{}|{:.4}|{}|{}",
+            "all days|{}|{}|${:.4}|{}|{}",
             all["turns"],
             all["failed"],
             all["cost_usd"].as_f64().unwrap(),

@@ -32,8 +32,19 @@ impl Ui {
         self.gate.session(cookie).await
     }
 
-    /// The session of a form's POST: 401 without one, 403 when the form's CSRF token is not
-    /// the session's (a forged request from another site).
+    /// A POSTed form and its session: the refusal page when the form cannot be read (400),
+    /// without a session (401), or when its CSRF token is not the session's (403: a forged
+    /// request from another site).
+    async fn form<T: CsrfField>(
+        &self,
+        headers: &HeaderMap,
+        form: Result<Form<T>, FormRejection>,
+    ) -> Result<(T, Session), Response> {
+        let Form(form) = form.map_err(|rejection| unreadable(&rejection))?;
+        let session = self.form_session(headers, form.csrf()).await?;
+        Ok((form, session))
+    }
+
     async fn form_session(&self, headers: &HeaderMap, csrf: &str) -> Result<Session, Response> {
         let session = self.session(headers).await.ok_or_else(refusal)?;
         if Gate::csrf_ok(&session, csrf) {
@@ -43,6 +54,23 @@ impl Ui {
         }
     }
 }
+
+/// A form that carries the session's CSRF token.
+pub(crate) trait CsrfField {
+    fn csrf(&self) -> &str;
+}
+
+macro_rules! csrf_field {
+    ($($form:ty),*) => {$(
+        impl CsrfField for $form {
+            fn csrf(&self) -> &str {
+                &self.csrf
+            }
+        }
+    )*};
+}
+
+csrf_field!(CsrfForm, EndForm, RunJobForm, StopForm, ForgetForm);
 
 /// The page a request without a session gets.
 pub(crate) fn refusal() -> Response {
@@ -170,12 +198,8 @@ pub(crate) async fn logout(
     headers: HeaderMap,
     form: Result<Form<CsrfForm>, FormRejection>,
 ) -> Response {
-    let form = match form {
-        Ok(Form(form)) => form,
-        Err(rejection) => return unreadable(&rejection),
-    };
-    let session = match ui.form_session(&headers, &form.csrf).await {
-        Ok(session) => session,
+    let (_, session) = match ui.form(&headers, form).await {
+        Ok(read) => read,
         Err(refused) => return refused,
     };
     ui.gate.end(&session.key).await;
@@ -221,12 +245,8 @@ pub(crate) async fn end_session(
     headers: HeaderMap,
     form: Result<Form<EndForm>, FormRejection>,
 ) -> Response {
-    let form = match form {
-        Ok(Form(form)) => form,
-        Err(rejection) => return unreadable(&rejection),
-    };
-    let session = match ui.form_session(&headers, &form.csrf).await {
-        Ok(session) => session,
+    let (form, session) = match ui.form(&headers, form).await {
+        Ok(read) => read,
         Err(refused) => return refused,
     };
     let ended = ui.gate.end(&form.key).await;
@@ -247,11 +267,6 @@ pub(crate) async fn end_session(
     )
 }
 
-/// Runs since `since_ms`, the chats' and the internal ones.
-async fn runs(ui: &Ui, since_ms: u64) -> Vec<RunRecord> {
-    ui.source.runs_since(since_ms).await
-}
-
 /// The Overview's figures of today and its charts of the last 24 hours, from one read of the
 /// runs.
 pub(crate) async fn overview_parts(ui: &Ui) -> (Overview, RunAnalytics, Vec<Chart<'static>>) {
@@ -260,7 +275,7 @@ pub(crate) async fn overview_parts(ui: &Ui) -> (Overview, RunAnalytics, Vec<Char
     let today_start = now / DAY_MS * DAY_MS;
     let (o, all, points) = (
         ui.source.overview().await,
-        runs(ui, since.min(today_start)).await,
+        ui.source.runs_since(since.min(today_start)).await,
         ui.source.health_points(since).await,
     );
     let today = RunAnalytics::of(all.iter().filter(|r| r.started_at_ms >= today_start));
@@ -415,7 +430,7 @@ pub(crate) async fn usage_body(ui: &Ui, days: u32) -> maud::Markup {
     let now = now_ms();
     let since = (now / DAY_MS).saturating_sub(u64::from(days) - 1) * DAY_MS;
     let (runs, baseline, names, alerts) = (
-        runs(ui, since).await,
+        ui.source.runs_since(since).await,
         ui.source.baseline().await,
         ui.source.chat_names().await,
         ui.source.alerts().await,
@@ -487,13 +502,10 @@ pub(crate) async fn run_job(
     headers: HeaderMap,
     form: Result<Form<RunJobForm>, FormRejection>,
 ) -> Response {
-    let form = match form {
-        Ok(Form(form)) => form,
-        Err(rejection) => return unreadable(&rejection),
+    let form = match ui.form(&headers, form).await {
+        Ok((form, _)) => form,
+        Err(refused) => return refused,
     };
-    if let Err(refused) = ui.form_session(&headers, &form.csrf).await {
-        return refused;
-    }
     let done = match ui.source.run_job(&form.job).await {
         Ok(()) => format!("{} started.", form.job),
         Err(e) => e,
@@ -568,13 +580,10 @@ pub(crate) async fn stop_chat(
     headers: HeaderMap,
     form: Result<Form<StopForm>, FormRejection>,
 ) -> Response {
-    let form = match form {
-        Ok(Form(form)) => form,
-        Err(rejection) => return unreadable(&rejection),
+    let form = match ui.form(&headers, form).await {
+        Ok((form, _)) => form,
+        Err(refused) => return refused,
     };
-    if let Err(refused) = ui.form_session(&headers, &form.csrf).await {
-        return refused;
-    }
     let done = if ui.source.stop(form.chat_id).await {
         format!("Chat {}: its running turn is stopping.", form.chat_id)
     } else {
@@ -648,13 +657,10 @@ pub(crate) async fn forget(
     headers: HeaderMap,
     form: Result<Form<ForgetForm>, FormRejection>,
 ) -> Response {
-    let form = match form {
-        Ok(Form(form)) => form,
-        Err(rejection) => return unreadable(&rejection),
+    let form = match ui.form(&headers, form).await {
+        Ok((form, _)) => form,
+        Err(refused) => return refused,
     };
-    if let Err(refused) = ui.form_session(&headers, &form.csrf).await {
-        return refused;
-    }
     let done = ui.source.forget(form.chat_id, form.number).await;
     back("/ui/memory", &done)
 }
@@ -708,7 +714,9 @@ pub(crate) async fn logs_page(
     }
     let (filter, view) = q.view();
     let next = ui.logs.version();
-    let lines = ui.logs.matching(&filter, 0, LOG_LINES);
+    let mut lines = ui.logs.matching(&filter, 0, LOG_LINES);
+    // Later lines come over the stream, which starts at `next`.
+    lines.retain(|l| l.seq < next);
     pages::logs(&lines, &view, next).into_response()
 }
 

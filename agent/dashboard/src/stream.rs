@@ -125,11 +125,11 @@ impl Watch {
         let LivePage::Logs(filter) = &self.page else {
             return;
         };
-        let lines = self
-            .ui
-            .logs
-            .matching(filter, self.after, handlers::LOG_LINES);
-        self.after = self.ui.logs.version();
+        // Lines numbered from `upto` on wait for the next time (none lost, none sent twice).
+        let upto = self.ui.logs.version();
+        let mut lines = (self.ui.logs).matching(filter, self.after, handlers::LOG_LINES);
+        lines.retain(|l| l.seq < upto);
+        self.after = upto;
         if !lines.is_empty() {
             let html = pages::log_lines(&lines).into_string();
             self.queue.push(Event::default().event("lines").data(html));

@@ -222,7 +222,13 @@ impl AlertBook {
         changes
     }
 
-    fn update(&mut self, kind: AlertKind, now: Option<Alert>, changes: &mut Vec<AlertChange>) {
+    /// Puts `now` in place of the alert of `kind` (none: cleared), noting the change.
+    pub(crate) fn update(
+        &mut self,
+        kind: AlertKind,
+        now: Option<Alert>,
+        changes: &mut Vec<AlertChange>,
+    ) {
         match (self.active.remove(&kind), now) {
             (None, None) => {}
             (None, Some(alert)) => {

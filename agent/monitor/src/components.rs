@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-use crate::alerts::{Alert, AlertChange, AlertKind, Severity};
+use crate::alerts::{Alert, AlertBook, AlertChange, AlertKind, Severity};
 use crate::score::Status;
 
 /// A part not ok for this long raises an alert.
@@ -46,7 +46,7 @@ impl ComponentState {
 #[derive(Debug, Default)]
 pub struct ComponentBook {
     seen: BTreeMap<String, Seen>,
-    active: BTreeMap<AlertKind, Alert>,
+    alerts: AlertBook,
 }
 
 /// A part between checks: its status, since when, its last error (when, what).
@@ -81,44 +81,39 @@ fn error_of(status: Status, figures: &Map<String, Value>) -> Option<String> {
 }
 
 impl ComponentBook {
-    /// Takes in each part's check at `now_ms` (`started_ms`: when Valor started); returns the
-    /// parts as they stand and the alert changes.
+    /// Takes in each part's check at `now_ms` (`started_ms`: when Valor started).
     pub fn update(
         &mut self,
         checks: Vec<(String, Status, Map<String, Value>)>,
         started_ms: u64,
         now_ms: u64,
-    ) -> (Vec<ComponentState>, Vec<AlertChange>) {
-        let mut states = Vec::with_capacity(checks.len());
-        let mut changes = Vec::new();
+    ) -> Checked {
+        let mut checked = Checked {
+            states: Vec::with_capacity(checks.len()),
+            changes: Vec::new(),
+            moved: false,
+        };
         for (name, status, figures) in checks {
-            let entry = self
-                .seen
-                .entry(name.clone())
-                .or_insert(Seen(status, started_ms, None));
+            let entry = self.seen.entry(name.clone()).or_insert_with(|| {
+                checked.moved = true;
+                Seen(status, started_ms, None)
+            });
             if entry.0 != status {
                 // A part that reports how long it has failed knows better than the sweep.
                 let failing_for = (figures.get("failing_for_secs").and_then(Value::as_u64))
                     .map(|secs| now_ms.saturating_sub(secs * 1000));
-                *entry = Seen(
-                    status,
-                    failing_for
-                        .filter(|_| status != Status::Ok)
-                        .unwrap_or(now_ms),
-                    entry.2.take(),
-                );
+                entry.0 = status;
+                entry.1 = failing_for
+                    .filter(|_| status != Status::Ok)
+                    .unwrap_or(now_ms);
+                checked.moved = true;
             }
+            // The same error again keeps the time it first came.
             if let Some(text) = error_of(status, &figures)
-                && entry
-                    .2
-                    .as_ref()
-                    .is_none_or(|(_, old)| *old != text || status != Status::Ok)
+                && entry.2.as_ref().map(|(_, old)| old) != Some(&text)
             {
-                let at = match &entry.2 {
-                    Some((at, old)) if *old == text => *at,
-                    _ => now_ms,
-                };
-                entry.2 = Some((at, text));
+                entry.2 = Some((now_ms, text));
+                checked.moved = true;
             }
             let state = ComponentState {
                 name,
@@ -128,72 +123,58 @@ impl ComponentBook {
                 figures,
             };
             if let Some(kind) = alert_kind(&state.name) {
-                let alert = self.alert_for(kind, &state, now_ms);
-                self.update_alert(kind, alert, &mut changes);
+                let alert = alert_for(kind, &state, now_ms);
+                self.alerts.update(kind, alert, &mut checked.changes);
             }
-            states.push(state);
+            checked.states.push(state);
         }
-        (states, changes)
-    }
-
-    fn alert_for(&self, kind: AlertKind, state: &ComponentState, now_ms: u64) -> Option<Alert> {
-        let failing = state.failing_ms(now_ms);
-        if failing < ALERT_AFTER_MS {
-            return None;
-        }
-        let severity = if state.status == Status::Unhealthy || failing >= CRITICAL_AFTER_MS {
-            Severity::Critical
-        } else {
-            Severity::Warning
-        };
-        let error = (state.last_error.as_ref())
-            .map(|(_, text)| format!(": {text}"))
-            .unwrap_or_default();
-        Some(Alert {
-            kind,
-            severity,
-            message: format!(
-                "{} has been {} for {} s{error}",
-                kind.describe(),
-                state.status.as_str(),
-                failing / 1000
-            ),
-            action: kind.action().to_owned(),
-            value: (failing / 1000) as f64,
-            threshold: (ALERT_AFTER_MS / 1000) as f64,
-            since: state.since_ms / 1000,
-        })
-    }
-
-    fn update_alert(
-        &mut self,
-        kind: AlertKind,
-        now: Option<Alert>,
-        changes: &mut Vec<AlertChange>,
-    ) {
-        match (self.active.remove(&kind), now) {
-            (None, None) => {}
-            (None, Some(alert)) => {
-                changes.push(AlertChange::Raised(alert.clone()));
-                self.active.insert(kind, alert);
-            }
-            (Some(old), None) => changes.push(AlertChange::Cleared(old)),
-            (Some(old), Some(alert)) => {
-                if old.severity != alert.severity {
-                    changes.push(AlertChange::SeverityChanged {
-                        from: old.severity,
-                        alert: alert.clone(),
-                    });
-                }
-                self.active.insert(kind, alert);
-            }
-        }
+        checked.moved |= !checked.changes.is_empty();
+        checked
     }
 
     /// The parts' active alerts.
-    pub fn active(&self) -> impl Iterator<Item = &Alert> {
-        self.active.values()
+    pub fn active(&self) -> Vec<Alert> {
+        self.alerts.active()
     }
+}
+
+/// What a look at the parts found.
+#[derive(Debug)]
+pub struct Checked {
+    pub states: Vec<ComponentState>,
+    pub changes: Vec<AlertChange>,
+    /// A part's status, since or last error changed, or an alert did (what a page shows).
+    pub moved: bool,
+}
+
+/// A part's alert: none before a minute not ok.
+fn alert_for(kind: AlertKind, state: &ComponentState, now_ms: u64) -> Option<Alert> {
+    let failing = state.failing_ms(now_ms);
+    if failing < ALERT_AFTER_MS {
+        return None;
+    }
+    let severity = if state.status == Status::Unhealthy || failing >= CRITICAL_AFTER_MS {
+        Severity::Critical
+    } else {
+        Severity::Warning
+    };
+    let error = (state.last_error.as_ref())
+        .map(|(_, text)| format!(": {text}"))
+        .unwrap_or_default();
+    Some(Alert {
+        kind,
+        severity,
+        message: format!(
+            "{} has been {} for {} s{error}",
+            kind.describe(),
+            state.status.as_str(),
+            failing / 1000
+        ),
+        action: kind.action().to_owned(),
+        value: (failing / 1000) as f64,
+        threshold: (ALERT_AFTER_MS / 1000) as f64,
+        since: state.since_ms / 1000,
+    })
 }
 
 #[cfg(test)]
@@ -224,9 +205,13 @@ mod tests {
                 at,
             )
         };
-        let (states, changes) = ok(&mut book, start + 5_000);
+        let Checked {
+            states, changes, ..
+        } = ok(&mut book, start + 5_000);
         assert_eq!(states[0].since_ms, start, "ok since Valor started");
         assert!(changes.is_empty());
+        // Looking again finds nothing new: live pages are not woken by a look.
+        assert!(!ok(&mut book, start + 6_000).moved);
         // Failing from +10 s; Telegram says degraded once it has failed for 60 s.
         let failing = |secs: u64| {
             vec![(
@@ -239,14 +224,18 @@ mod tests {
                 figures(json!({"failing_for_secs": secs, "last_error": "502 Bad Gateway"})),
             )]
         };
-        let (states, changes) = book.update(failing(30), start, start + 40_000);
+        let Checked {
+            states, changes, ..
+        } = book.update(failing(30), start, start + 40_000);
         assert_eq!(states[0].status, Status::Ok);
         assert_eq!(
             states[0].last_error,
             Some((start + 40_000, "502 Bad Gateway".to_owned()))
         );
         assert!(changes.is_empty(), "not yet a minute");
-        let (states, changes) = book.update(failing(61), start, start + 71_000);
+        let Checked {
+            states, changes, ..
+        } = book.update(failing(61), start, start + 71_000);
         assert_eq!(states[0].status, Status::Degraded);
         assert_eq!(states[0].since_ms, start + 10_000, "failing since it said");
         assert_eq!(states[0].failing_ms(start + 71_000), 61_000);
@@ -262,12 +251,14 @@ mod tests {
         );
         assert!(alert.message.contains("for 61 s"), "{}", alert.message);
         // Still failing a quarter of an hour later: critical.
-        let (_, changes) = book.update(failing(910), start, start + 920_000);
+        let Checked { changes, .. } = book.update(failing(910), start, start + 920_000);
         assert!(
             matches!(changes.as_slice(), [AlertChange::SeverityChanged { alert, .. }] if alert.severity == Severity::Critical),
             "{changes:?}"
         );
-        let (states, changes) = ok(&mut book, start + 930_000);
+        let Checked {
+            states, changes, ..
+        } = ok(&mut book, start + 930_000);
         assert!(
             matches!(changes.as_slice(), [AlertChange::Cleared(a)] if a.kind == AlertKind::Telegram)
         );
@@ -277,13 +268,15 @@ mod tests {
             Some("502 Bad Gateway"),
             "the last error stays to be read"
         );
-        assert_eq!(book.active().count(), 0);
+        assert_eq!(book.active().len(), 0);
     }
 
     #[test]
     fn a_part_not_ok_without_an_error_is_described_by_its_figures() {
         let mut book = ComponentBook::default();
-        let (states, changes) = book.update(
+        let Checked {
+            states, changes, ..
+        } = book.update(
             vec![(
                 "memory_index".into(),
                 Status::Degraded,
@@ -297,7 +290,7 @@ mod tests {
             "queued=12, state=\"keyword_only\""
         );
         assert!(changes.is_empty());
-        let (_, changes) = book.update(
+        let Checked { changes, .. } = book.update(
             vec![("memory_index".into(), Status::Degraded, Map::new())],
             0,
             61_000,
@@ -306,7 +299,9 @@ mod tests {
             matches!(changes.as_slice(), [AlertChange::Raised(a)] if a.kind == AlertKind::MemoryIndex)
         );
         // A part with no alert kind is shown, never alerted on.
-        let (states, changes) = book.update(
+        let Checked {
+            states, changes, ..
+        } = book.update(
             vec![("other".into(), Status::Unhealthy, Map::new())],
             0,
             900_000,

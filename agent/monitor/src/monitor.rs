@@ -317,19 +317,23 @@ impl ResourceMonitor {
             let (status, figures) = part.check();
             checks.push((part.name().to_owned(), status, figures));
         }
-        let (states, changes) = (self.book.lock().unwrap_or_else(PoisonError::into_inner)).update(
+        let checked = (self.book.lock().unwrap_or_else(PoisonError::into_inner)).update(
             checks,
             self.started_ms,
             now_ms,
         );
-        if !changes.is_empty() {
+        if !checked.changes.is_empty() {
             let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
-            for change in changes {
+            for change in checked.changes {
                 self.announce(&mut state, change, now_ms);
             }
         }
-        self.version.send_modify(|v| *v = v.wrapping_add(1));
-        states
+        // Only what a page shows moves the version: a page that reads the parts must not
+        // wake itself (and every other page) again.
+        if checked.moved {
+            self.version.send_modify(|v| *v = v.wrapping_add(1));
+        }
+        checked.states
     }
 
     /// The monitor as a part: degraded when its latest sample is older than three intervals.
@@ -355,7 +359,7 @@ impl ResourceMonitor {
     pub fn active_alerts(&self) -> Vec<Alert> {
         let mut alerts = self.read().alerts.active();
         let book = self.book.lock().unwrap_or_else(PoisonError::into_inner);
-        alerts.extend(book.active().cloned());
+        alerts.extend(book.active());
         alerts.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.kind.cmp(&b.kind)));
         alerts
     }

@@ -22,4 +22,8 @@ function connect(){es=new EventSource(url);
  es.onerror=()=>{if(es.readyState===2){es.close();state='reconnecting';show();
   fetch('/ui/session',{cache:'no-store'}).then(r=>{if(r.status===401){state='ended';show()}else{setTimeout(connect,retry);retry=Math.min(retry*2,15000)}}).catch(()=>{setTimeout(connect,retry);retry=Math.min(retry*2,15000)})}
   else{state='reconnecting';show()}}}
-connect()})();
+connect();
+// A page left for another keeps its stream open in the back/forward cache, and a browser gives
+// one host six connections: close it on leaving, open it again on coming back.
+addEventListener('pagehide',()=>{if(es){es.close();es=null}});
+addEventListener('pageshow',e=>{if(e.persisted&&!es){connect()}})})();

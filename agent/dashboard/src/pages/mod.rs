@@ -83,14 +83,20 @@ pub fn ago(ms: u64, now_ms: u64) -> Markup {
 
 /// `YYYY-MM-DDTHH:MM:SSZ`.
 fn iso(ms: u64) -> String {
+    let (date, clock) = date_and_clock(ms);
+    format!("{date}T{clock}Z")
+}
+
+/// The UTC date and `HH:MM:SS` of a time.
+fn date_and_clock(ms: u64) -> (String, String) {
     let secs = ms / 1000;
-    format!(
-        "{}T{:02}:{:02}:{:02}Z",
-        valor_protocol::time::civil_date(ms),
+    let clock = format!(
+        "{:02}:{:02}:{:02}",
         secs / 3600 % 24,
         secs / 60 % 60,
         secs % 60
-    )
+    );
+    (valor_protocol::time::civil_date(ms), clock)
 }
 
 /// A table that scrolls sideways on a narrow screen.
@@ -430,14 +436,8 @@ pub fn report(name: &str, html: &str) -> Markup {
 
 /// A time with seconds, UTC.
 pub fn when(ms: u64) -> String {
-    let secs = ms / 1000;
-    format!(
-        "{} {:02}:{:02}:{:02} UTC",
-        valor_protocol::time::civil_date(ms),
-        secs / 3600 % 24,
-        secs / 60 % 60,
-        secs % 60
-    )
+    let (date, clock) = date_and_clock(ms);
+    format!("{date} {clock} UTC")
 }
 
 /// What a running turn is doing, in a line: model, time so far, tool calls, writing.
@@ -665,7 +665,8 @@ pub fn log_lines(lines: &[crate::logs::LogLine]) -> Markup {
 
 /// A time to the millisecond, UTC.
 pub fn when_ms(ms: u64) -> String {
-    format!("{}.{:03}", when(ms).trim_end_matches(" UTC"), ms % 1000) + " UTC"
+    let (date, clock) = date_and_clock(ms);
+    format!("{date} {clock}.{:03} UTC", ms % 1000)
 }
 
 /// The Logs page's filter, as its form and stream name it.
