@@ -1,6 +1,7 @@
 //! The dashboard's wiring: what `valor run` shows through it (`AgentView`), and `valor
 //! dashboard`, which asks the running agent for a one-time login link and prints it.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -8,12 +9,13 @@ use std::time::Duration;
 
 use valor_core::Conversations;
 use valor_dashboard::live::{Pulse, Topic};
+use valor_dashboard::pages::turns::TurnFilter;
 use valor_dashboard::{AlertRow, ChatRow, ComponentRow, LearningRow, MemoryRow, Overview, Source};
 use valor_monitor::ResourceMonitor;
 use valor_protocol::analytics::RunAnalytics;
 use valor_protocol::health::{HealthPoint, Resolution};
 use valor_protocol::jobs::JobRunRecord;
-use valor_protocol::records::RunRecord;
+use valor_protocol::records::{RunRecord, TurnText};
 use valor_protocol::{Event, Op};
 use valor_scheduler::{JobStatus, RunContext, Scheduler};
 use valor_store::Store;
@@ -277,13 +279,14 @@ impl Source for AgentView {
         let (runs, chats) = read.await.unwrap_or_default();
         let by_chat = RunAnalytics::of(&runs).by_chat;
         let mut rows: Vec<ChatRow> = (chats.into_iter())
+            .filter(|chat| !valor_protocol::turn::is_background_chat(chat.chat_id))
             .map(|chat| {
                 let totals = by_chat.get(&chat.chat_id).cloned().unwrap_or_default();
                 let live = self.conversations.live_status(chat.chat_id);
                 let running = live.running;
                 ChatRow {
                     chat_id: chat.chat_id,
-                    name: None,
+                    name: chat.title,
                     last_at_ms: chat.last_at_ms,
                     messages: chat.messages,
                     turns: totals.turns,
@@ -382,6 +385,51 @@ impl Source for AgentView {
 
     async fn baseline(&self) -> Option<(String, [f64; 2])> {
         self.baseline.clone()
+    }
+
+    async fn chat_names(&self) -> BTreeMap<i64, String> {
+        let chats = (self.store.blocking(|s| s.chats()).await).unwrap_or_default();
+        (chats.into_iter())
+            .filter_map(|chat| Some((chat.chat_id, chat.title?)))
+            .collect()
+    }
+
+    async fn latest_turns(
+        &self,
+        limit: usize,
+        filter: TurnFilter,
+        chat: Option<i64>,
+    ) -> Vec<RunRecord> {
+        let keep =
+            move |run: &RunRecord| filter.keeps(run) && chat.is_none_or(|c| run.chat_id == c);
+        (self
+            .store
+            .blocking(move |s| s.latest_runs(limit, keep))
+            .await)
+            .unwrap_or_default()
+    }
+
+    async fn turn(
+        &self,
+        started_at_ms: u64,
+        chat_id: i64,
+    ) -> Option<(RunRecord, Option<TurnText>)> {
+        let read = self.store.blocking(move |s| {
+            Ok(match s.run_at(started_at_ms, chat_id)? {
+                Some(run) => Some((run, s.turn_text(started_at_ms, chat_id)?)),
+                None => None,
+            })
+        });
+        read.await.ok().flatten()
+    }
+
+    async fn chat_memories(&self, chat_id: i64, limit: usize) -> Vec<MemoryRow> {
+        let read = self
+            .store
+            .blocking(move |s| s.chat_memories(chat_id, limit));
+        (read.await.unwrap_or_default().into_iter())
+            .map(memory_row)
+            .collect()
     }
 
     async fn alerts(&self) -> Vec<AlertRow> {

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use valor_config::ClaudeConfig;
 use valor_core::Backend;
 use valor_monitor::{ChildRegistry, MetricsRegistry};
-use valor_protocol::records::{RunError, RunRecord, SessionRecord};
+use valor_protocol::records::{RunError, RunRecord, SessionRecord, TurnText};
 use valor_protocol::{Event, Events, TurnError, TurnErrorKind, TurnRequest, TurnSummary};
 
 use crate::failure::{Verdict, classify};
@@ -50,6 +50,8 @@ pub struct DriverSetup {
 }
 
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+/// The most of a turn's prompt and of its answer kept for its page on the dashboard.
+pub const TURN_TEXT_KEPT: usize = 32 * 1024;
 
 /// The driver; clones share one pool.
 #[derive(Clone)]
@@ -462,13 +464,21 @@ impl ClaudeDriver {
                 detail: e.detail.clone(),
             }),
         };
+        let text = TurnText {
+            chat_id,
+            started_at_ms,
+            prompt: valor_redact::redact_cut(&request.prompt, TURN_TEXT_KEPT),
+            answer: valor_redact::redact_cut(&summary.text, TURN_TEXT_KEPT),
+            tool_inputs: read.tool_inputs.clone(),
+        };
         let session = (!session_id.is_empty() && error.is_none()).then(|| SessionRecord {
             session_id: session_id.clone(),
             updated_at_ms: now_ms(),
             turns: stored.as_ref().map_or(0, |s| s.turns) + 1,
         });
+        m.record_run(&run);
         let saved = async {
-            store.record_run(&run).await?;
+            store.record_run(&run, &text).await?;
             match session {
                 // Committed with the session (one flush for both).
                 Some(session) => store.set_session(chat_id, &session).await,

@@ -8,14 +8,15 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use valor_protocol::StoreFailure;
-use valor_protocol::records::{ProcessRecord, RunRecord, SessionRecord};
+use valor_protocol::records::{ProcessRecord, RunRecord, SessionRecord, TurnText};
 
 #[async_trait]
 pub trait SessionLedger: Send + Sync {
     async fn session(&self, chat_id: i64) -> Result<Option<SessionRecord>, StoreFailure>;
     async fn set_session(&self, chat_id: i64, record: &SessionRecord) -> Result<(), StoreFailure>;
     async fn clear_session(&self, chat_id: i64) -> Result<(), StoreFailure>;
-    async fn record_run(&self, run: &RunRecord) -> Result<(), StoreFailure>;
+    /// Records a run's figures and what it said (kept apart; only the latest turns' text).
+    async fn record_run(&self, run: &RunRecord, text: &TurnText) -> Result<(), StoreFailure>;
     async fn put_process(&self, record: &ProcessRecord) -> Result<(), StoreFailure>;
     async fn remove_process(&self, pgid: u32) -> Result<(), StoreFailure>;
     async fn processes(&self) -> Result<Vec<ProcessRecord>, StoreFailure>;
@@ -31,12 +32,17 @@ pub type Ledger = Arc<dyn SessionLedger>;
 pub struct InMemoryLedger {
     sessions: Mutex<BTreeMap<i64, SessionRecord>>,
     runs: Mutex<Vec<RunRecord>>,
+    texts: Mutex<Vec<TurnText>>,
     processes: Mutex<BTreeMap<u32, ProcessRecord>>,
 }
 
 impl InMemoryLedger {
     pub fn runs(&self) -> Vec<RunRecord> {
         lock(&self.runs).clone()
+    }
+
+    pub fn texts(&self) -> Vec<TurnText> {
+        lock(&self.texts).clone()
     }
 }
 
@@ -60,8 +66,9 @@ impl SessionLedger for InMemoryLedger {
         Ok(())
     }
 
-    async fn record_run(&self, run: &RunRecord) -> Result<(), StoreFailure> {
+    async fn record_run(&self, run: &RunRecord, text: &TurnText) -> Result<(), StoreFailure> {
         lock(&self.runs).push(run.clone());
+        lock(&self.texts).push(text.clone());
         Ok(())
     }
 

@@ -8,6 +8,11 @@ use valor_protocol::TurnErrorKind;
 
 use crate::sandbox::SandboxState;
 
+/// The turn-duration histogram's buckets, in seconds.
+const DURATION_BOUNDS: [f64; 12] = [
+    0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0,
+];
+
 #[derive(Clone)]
 pub struct DriverMetrics {
     registry: MetricsRegistry,
@@ -134,6 +139,47 @@ impl DriverMetrics {
             &[("outcome", outcome)],
         ) {
             counter.inc();
+        }
+    }
+
+    /// A finished run's cost, tokens and duration, by source (a chat's turn or Valor's own
+    /// work): what the dashboard's figures are, for Prometheus and Grafana.
+    pub fn record_run(&self, run: &valor_protocol::records::RunRecord) {
+        let source = if valor_protocol::turn::is_background_chat(run.chat_id) {
+            "internal"
+        } else {
+            "chat"
+        };
+        let m = &self.registry;
+        if let Ok(cost) = m.float_counter(
+            "valor_cost_usd_total",
+            "Dollars spent on Claude runs, as the CLI reports them.",
+            &[("source", source)],
+        ) {
+            cost.add(run.cost_usd);
+        }
+        let u = &run.usage;
+        for (kind, tokens) in [
+            ("input", u.input_tokens),
+            ("output", u.output_tokens),
+            ("cache_read", u.cache_read_input_tokens),
+            ("cache_write", u.cache_creation_input_tokens),
+        ] {
+            if let Ok(counter) = m.counter(
+                "valor_tokens_total",
+                "Tokens of Claude runs by kind.",
+                &[("source", source), ("kind", kind)],
+            ) {
+                counter.inc_by(tokens);
+            }
+        }
+        if let Ok(took) = m.histogram(
+            "valor_turn_duration_seconds",
+            "How long Claude runs took, start to answer.",
+            &[("source", source)],
+            &DURATION_BOUNDS,
+        ) {
+            took.observe(run.duration_ms as f64 / 1000.0);
         }
     }
 

@@ -46,6 +46,41 @@ pub struct TurnRead {
     pub oversized_lines: u64,
     /// Tool names by tool-use id, to name the results.
     tool_names: std::collections::HashMap<String, String>,
+    /// Each tool call's input as JSON (redacted and cut), by tool-use id, in call order.
+    pub tool_inputs: Vec<(String, String)>,
+    /// Each tool call's input in short, by tool-use id.
+    tool_summaries: std::collections::HashMap<String, String>,
+}
+
+/// The tool calls of a turn whose whole input is kept for its page (the rest in short).
+const TOOL_INPUTS_KEPT: usize = 100;
+/// The most of a tool call's input kept for its turn's page.
+pub const TOOL_INPUT_KEPT: usize = 4 * 1024;
+/// The most of it kept with the run's figures (the Turns list shows this).
+const TOOL_INPUT_SHORT: usize = 200;
+
+/// A tool call's input in short: the one field that says what it does (the command, the
+/// path, the pattern, the query, the address), else the JSON; redacted, on one line.
+fn input_summary(input: &serde_json::Value) -> String {
+    const TELLING: [&str; 8] = [
+        "command",
+        "file_path",
+        "path",
+        "pattern",
+        "query",
+        "url",
+        "prompt",
+        "description",
+    ];
+    let telling = (TELLING.iter()).find_map(|key| input.get(*key)?.as_str());
+    let text = match telling {
+        Some(text) => text.to_owned(),
+        None => input.to_string(),
+    };
+    let line: String = (text.chars())
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    valor_redact::redact_cut(&line, TOOL_INPUT_SHORT)
 }
 
 /// A running Claude Code process (the leader of its own process group).
@@ -300,6 +335,13 @@ impl ClaudeProcess {
                     Block::Text(text) if !synthetic => Some(Event::Text(text)),
                     Block::ToolUse { id, name, input } => {
                         read.tool_names.insert(id.clone(), name.clone());
+                        if read.tool_inputs.len() < TOOL_INPUTS_KEPT {
+                            let json =
+                                valor_redact::redact_cut(&input.to_string(), TOOL_INPUT_KEPT);
+                            read.tool_inputs.push((id.clone(), json));
+                        }
+                        read.tool_summaries
+                            .insert(id.clone(), input_summary(&input));
                         Some(Event::ToolCall { id, name, input })
                     }
                     _ => None,
@@ -313,10 +355,13 @@ impl ClaudeProcess {
                         .get(&r.tool_use_id)
                         .cloned()
                         .unwrap_or_default();
+                    let input =
+                        (read.tool_summaries.get(&r.tool_use_id).cloned()).unwrap_or_default();
                     read.tool_calls.push(ToolCallRecord {
                         id: r.tool_use_id.clone(),
                         name,
                         ok: !r.is_error,
+                        input,
                     });
                     Event::ToolResult {
                         id: r.tool_use_id,
@@ -430,5 +475,34 @@ async fn collect_tail(mut pipe: tokio::process::ChildStderr, tail: Arc<Mutex<Vec
         tail.extend(&buf[..n]);
         let excess = tail.len().saturating_sub(STDERR_TAIL);
         tail.drain(..excess);
+    }
+}
+
+#[cfg(test)]
+mod input_tests {
+    use super::input_summary;
+    use serde_json::json;
+
+    #[test]
+    fn a_tool_inputs_summary_is_its_telling_field_on_one_line_redacted_and_cut() {
+        assert_eq!(
+            input_summary(&json!({"command": "ls -la\n/w", "timeout": 5})),
+            "ls -la /w"
+        );
+        assert_eq!(
+            input_summary(&json!({"file_path": "/w/src/main.rs"})),
+            "/w/src/main.rs"
+        );
+        assert_eq!(input_summary(&json!({"text": "hi"})), r#"{"text":"hi"}"#);
+        let secret = json!({"command": "curl -H 'Authorization: Bearer abcdefghijklmnopqrstu' x"});
+        assert_eq!(
+            input_summary(&secret),
+            "curl -H 'Authorization: Bearer [redacted]' x"
+        );
+        let long = input_summary(&json!({"command": "x".repeat(1000)}));
+        assert!(
+            long.len() < 260 && long.ends_with("more bytes not kept]"),
+            "{long}"
+        );
     }
 }

@@ -494,6 +494,7 @@ impl Conversations {
             fresh_session: fresh,
             cancel,
             source: turn.source,
+            chat_title: turn.chat_title,
         };
         let progress = &self.inner.progress;
         progress.begin(chat_id, valor_protocol::time::now_ms());

@@ -82,6 +82,8 @@ pub struct Incoming {
     pub cancel: CancellationToken,
     /// Where the message came from (e.g. `tg:<update_id>`), so a replay stores it once.
     pub source: Option<String>,
+    /// The chat's name where it came from, kept with the chat.
+    pub chat_title: Option<String>,
 }
 
 impl Incoming {
@@ -93,6 +95,7 @@ impl Incoming {
             fresh_session: false,
             cancel: CancellationToken::new(),
             source: None,
+            chat_title: None,
         }
     }
 }
@@ -335,6 +338,11 @@ impl Engine {
                 true,
             )
             .await?;
+        if let Some(title) = &incoming.chat_title
+            && let Err(e) = inner.store.name_chat(chat_id, title).await
+        {
+            tracing::warn!(chat_id, error = %e, "cannot keep the chat's name");
+        }
         let history = inner
             .store
             .recent(chat_id, inner.config.window.saturating_add(1))

@@ -36,6 +36,13 @@ pub trait ConversationStore: Send + Sync {
 
     /// Where the chat's current conversation starts (0: its first message).
     async fn conversation_start(&self, chat_id: i64) -> Result<u64, StoreFailure>;
+
+    /// Keeps the chat's name (a Telegram group's title) for the pages that list chats;
+    /// written only when it changed.
+    async fn name_chat(&self, chat_id: i64, title: &str) -> Result<(), StoreFailure> {
+        let _ = (chat_id, title);
+        Ok(())
+    }
 }
 
 /// An in-memory conversation store (tests and benchmarks): messages with their durability.

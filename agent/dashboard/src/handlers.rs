@@ -540,7 +540,7 @@ pub(crate) async fn report_one(
         Some(md) => pages::report(&name, &reports::render(&md)).into_response(),
         None => (
             StatusCode::NOT_FOUND,
-            pages::refused("There is no such report."),
+            pages::missing("There is no such report."),
         )
             .into_response(),
     }
@@ -639,7 +639,7 @@ pub(crate) async fn memory_one(
         Some(row) => pages::memory_one(&row).into_response(),
         None => (
             StatusCode::NOT_FOUND,
-            pages::refused("There is no such memory."),
+            pages::missing("There is no such memory."),
         )
             .into_response(),
     }

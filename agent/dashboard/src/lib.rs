@@ -3,7 +3,7 @@
 //! - [`auth`]: the one-time login link, the session cookie (kept in the store), CSRF tokens.
 //! - [`headers`]: the security headers, the stylesheet, the icon.
 //! - [`live`]: a version per source ([`live::Pulse`]); [`stream`]: the pages' event streams.
-//! - [`handlers`]: the routes' handlers.
+//! - [`handlers`]: the routes' handlers; `drill`: the Turns, turn and chat pages'.
 //! - [`logs`]: the last log lines (a `tracing` layer into a bounded ring) for the Logs page.
 //! - [`pages`], [`charts`], [`cron`]: the server-rendered pages, SVG charts, schedules in words.
 //! - [`reports`]: daydream reports rendered from markdown with nothing active left in them.
@@ -21,6 +21,7 @@
 pub mod auth;
 pub mod charts;
 pub mod cron;
+mod drill;
 mod handlers;
 pub mod headers;
 pub mod live;
@@ -36,7 +37,7 @@ use axum::Router;
 use axum::routing::{get, post};
 use valor_protocol::health::HealthPoint;
 use valor_protocol::jobs::JobRunRecord;
-use valor_protocol::records::RunRecord;
+use valor_protocol::records::{RunRecord, TurnText};
 use valor_scheduler::JobStatus;
 
 use crate::auth::{Gate, SessionBook};
@@ -172,9 +173,19 @@ pub trait Source: Send + Sync + 'static {
     /// `[input, output]`), when one is priced.
     async fn baseline(&self) -> Option<(String, [f64; 2])>;
     /// Chats' names (Telegram titles or user names) by id, where known.
-    async fn chat_names(&self) -> BTreeMap<i64, String> {
-        BTreeMap::new()
-    }
+    async fn chat_names(&self) -> BTreeMap<i64, String>;
+    /// The latest runs `filter` keeps (one chat's, with `chat`), newest first, at most `limit`.
+    async fn latest_turns(
+        &self,
+        limit: usize,
+        filter: pages::turns::TurnFilter,
+        chat: Option<i64>,
+    ) -> Vec<RunRecord>;
+    /// One turn: its figures and, while it is kept, what it said.
+    async fn turn(&self, started_at_ms: u64, chat_id: i64)
+    -> Option<(RunRecord, Option<TurnText>)>;
+    /// A chat's latest saved memories (links, learnings, observations, summaries).
+    async fn chat_memories(&self, chat_id: i64, limit: usize) -> Vec<MemoryRow>;
 }
 
 /// What the dashboard is made of.
@@ -230,6 +241,9 @@ pub fn router(parts: Parts) -> Router {
         .route("/ui/reports/{name}", get(h::report_one))
         .route("/ui/chats", get(h::chats))
         .route("/ui/chats/stop", post(h::stop_chat))
+        .route("/ui/chats/{chat_id}", get(drill::chat))
+        .route("/ui/turns", get(drill::turns))
+        .route("/ui/turns/{started_at_ms}/{chat_id}", get(drill::turn))
         .route("/ui/alerts", get(h::alerts))
         .route("/ui/memory", get(h::memory_page))
         .route("/ui/memory/{id}", get(h::memory_one))

@@ -17,7 +17,8 @@ use valor_protocol::time::now_ms;
 use crate::handlers::{self, LogsQuery, refusal};
 use crate::live::{self, Topic, Versions};
 use crate::logs::LogFilter;
-use crate::{Ui, pages};
+use crate::pages::turns::TurnFilter;
+use crate::{Ui, drill, pages};
 
 #[derive(Deserialize)]
 pub(crate) struct EventsQuery {
@@ -25,6 +26,9 @@ pub(crate) struct EventsQuery {
     page: String,
     #[serde(default)]
     days: Option<u32>,
+    /// The Turns page: which turns (`all`, `chats`, `internal`, `errors`).
+    #[serde(default)]
+    show: Option<String>,
     /// The Logs page: the number of the first line it does not have.
     #[serde(default)]
     after: Option<u64>,
@@ -38,6 +42,8 @@ enum LivePage {
     Overview,
     Chats,
     Usage(u32),
+    Turns(TurnFilter),
+    Chat(i64),
     Jobs,
     Alerts,
     Logs(LogFilter),
@@ -47,7 +53,9 @@ impl LivePage {
     fn topics(&self) -> &'static [Topic] {
         match self {
             LivePage::Overview => &[Topic::Turns, Topic::Health, Topic::Alerts],
-            LivePage::Chats | LivePage::Usage(_) => &[Topic::Turns],
+            LivePage::Chats | LivePage::Usage(_) | LivePage::Turns(_) | LivePage::Chat(_) => {
+                &[Topic::Turns]
+            }
             LivePage::Jobs => &[Topic::Jobs],
             LivePage::Alerts => &[Topic::Alerts],
             LivePage::Logs(_) => &[],
@@ -75,6 +83,12 @@ impl LivePage {
             }
             LivePage::Usage(days) => {
                 vec![("usage", handlers::usage_body(ui, *days).await.into_string())]
+            }
+            LivePage::Turns(filter) => {
+                vec![("turns", drill::turns_body(ui, *filter).await.into_string())]
+            }
+            LivePage::Chat(chat_id) => {
+                vec![("chat", drill::chat_body(ui, *chat_id).await.into_string())]
             }
             LivePage::Jobs => {
                 let view = handlers::jobs_view(ui).await;
@@ -186,6 +200,11 @@ pub(crate) async fn events(
         "" | "overview" => LivePage::Overview,
         "chats" => LivePage::Chats,
         "usage" => LivePage::Usage(q.days.unwrap_or(7).clamp(1, 366)),
+        "turns" => LivePage::Turns(TurnFilter::parse(q.show.as_deref())),
+        "chat" => match q.logs.chat.as_deref().map(str::parse::<i64>) {
+            Some(Ok(chat_id)) => LivePage::Chat(chat_id),
+            _ => return (StatusCode::BAD_REQUEST, "which chat?").into_response(),
+        },
         "jobs" => LivePage::Jobs,
         "alerts" => LivePage::Alerts,
         "logs" => LivePage::Logs(q.logs.view().0),

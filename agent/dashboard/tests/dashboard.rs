@@ -8,19 +8,36 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt as _;
 use tower::ServiceExt as _;
+use valor_dashboard::pages::turns::TurnFilter;
 use valor_dashboard::{AlertRow, ChatRow, LearningRow, MemoryRow, Overview, Source};
 use valor_protocol::health::HealthPoint;
 use valor_protocol::jobs::{JobOutcome, JobRunRecord};
-use valor_protocol::records::RunRecord;
+use valor_protocol::records::{RunRecord, TurnText};
 use valor_scheduler::JobStatus;
 
 const TOKEN: &str = "store-token-0123456789";
+
+#[path = "dashboard/drill.rs"]
+mod drill;
 
 #[derive(Default)]
 struct Fake {
     started: Mutex<Vec<String>>,
     stopped: Mutex<Vec<i64>>,
     forgotten: Mutex<Vec<(i64, u64)>>,
+    /// The recorded runs (`None`: three of chat 7 now).
+    history: Option<Vec<RunRecord>>,
+    /// What the kept turns said.
+    texts: Vec<TurnText>,
+}
+
+impl Fake {
+    fn runs(&self) -> Vec<RunRecord> {
+        match &self.history {
+            Some(runs) => runs.clone(),
+            None => vec![run(0.5, "haiku"), run(0.25, "haiku"), run(1.0, "opus")],
+        }
+    }
 }
 
 fn run(cost: f64, model: &str) -> RunRecord {
@@ -66,8 +83,10 @@ impl Source for Fake {
             })
             .collect()
     }
-    async fn runs_since(&self, _since_ms: u64) -> Vec<RunRecord> {
-        vec![run(0.5, "haiku"), run(0.25, "haiku"), run(1.0, "opus")]
+    async fn runs_since(&self, since_ms: u64) -> Vec<RunRecord> {
+        let mut runs = self.runs();
+        runs.retain(|r| r.started_at_ms >= since_ms);
+        runs
     }
     async fn jobs(&self) -> Vec<JobStatus> {
         vec![JobStatus {
@@ -200,6 +219,43 @@ impl Source for Fake {
     }
     async fn baseline(&self) -> Option<(String, [f64; 2])> {
         Some(("opus".into(), [5.0, 25.0]))
+    }
+    async fn chat_names(&self) -> std::collections::BTreeMap<i64, String> {
+        [(42, "Ops <team>".to_owned())].into()
+    }
+    async fn latest_turns(
+        &self,
+        limit: usize,
+        filter: TurnFilter,
+        chat: Option<i64>,
+    ) -> Vec<RunRecord> {
+        let mut runs = self.runs();
+        runs.retain(|r| filter.keeps(r) && chat.is_none_or(|c| r.chat_id == c));
+        runs.sort_by_key(|r| std::cmp::Reverse(r.started_at_ms));
+        runs.truncate(limit);
+        runs
+    }
+    async fn turn(
+        &self,
+        started_at_ms: u64,
+        chat_id: i64,
+    ) -> Option<(RunRecord, Option<TurnText>)> {
+        let run = (self.runs().into_iter())
+            .find(|r| r.started_at_ms == started_at_ms && r.chat_id == chat_id)?;
+        let text = (self.texts.iter())
+            .find(|t| t.started_at_ms == started_at_ms && t.chat_id == chat_id)
+            .cloned();
+        Some((run, text))
+    }
+    async fn chat_memories(&self, chat_id: i64, _limit: usize) -> Vec<MemoryRow> {
+        vec![MemoryRow {
+            id: 11,
+            kind: "summary".into(),
+            chat_id: Some(chat_id),
+            at_ms: 1_796_342_400_000,
+            title: "We moved the <deploy> to Fridays".into(),
+            text: String::new(),
+        }]
     }
     async fn alerts(&self) -> Vec<AlertRow> {
         vec![AlertRow {
@@ -548,7 +604,7 @@ async fn chats_show_their_figures_and_stop_needs_the_csrf_token() {
     let cookie = log_in(&app).await;
     let (status, _, page) = send(&app, get("/ui/chats", Some(&cookie))).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(page.contains("<a href=\"/ui/chats/42\">chat 42</a></td><td data-label=\"session\"><code>5f2a9c1e</code></td><td data-label=\"last message\"><time data-ms=\"1796342400000\" datetime=\"2026-12-04T00:00:00Z\">2026-12-04 00:00:00 UTC</time></td><td class=\"n\" data-label=\"messages\">12</td><td class=\"n\" data-label=\"turns\">6</td><td class=\"n\" data-label=\"cost\">$0.5000</td><td data-label=\"context\">12 → 8 msgs, 3000 → 1200 tokens</td>"), "{page}");
+    assert!(page.contains("<a href=\"/ui/chats/42\">Ops &lt;team&gt; <small>(42)</small></a></td><td data-label=\"session\"><code>5f2a9c1e</code></td><td data-label=\"last message\"><time data-ms=\"1796342400000\" datetime=\"2026-12-04T00:00:00Z\">2026-12-04 00:00:00 UTC</time></td><td class=\"n\" data-label=\"messages\">12</td><td class=\"n\" data-label=\"turns\">6</td><td class=\"n\" data-label=\"cost\">$0.5000</td><td data-label=\"context\">12 → 8 msgs, 3000 → 1200 tokens</td>"), "{page}");
     let csrf = csrf_of(&page);
     let post = |body: String| post_form(&cookie, "/ui/chats/stop", body);
     let (status, _, _) = send(&app, post("csrf=&chat_id=42".into())).await;

@@ -35,7 +35,7 @@ pub use alerts::{Alert, AlertKind, Severity};
 pub use children::{ChildGuard, ChildRecord, ChildRegistry};
 pub use components::ComponentState;
 pub use error::MonitorError;
-pub use metrics::{Counter, Gauge, MetricsRegistry};
+pub use metrics::{Counter, FloatCounter, Gauge, Histogram, MetricsRegistry};
 pub use monitor::ResourceMonitor;
 pub use notify::{AlertNotifier, AlertSender};
 pub use sample::Sample;

@@ -182,6 +182,7 @@ mod tests {
                 id: "1".to_owned(),
                 name: "Read".to_owned(),
                 ok: true,
+                input: String::new(),
             }],
             warm: false,
             error: error.map(|kind| RunError {

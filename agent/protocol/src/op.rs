@@ -25,6 +25,8 @@ pub struct UserTurn {
     /// Whether the learning watcher may ask "Remember this?" about it (not where nobody could
     /// answer: `valor chat --once`).
     pub ask: bool,
+    /// The chat's name where it came from (a Telegram group's title), kept with the chat.
+    pub chat_title: Option<String>,
 }
 
 impl UserTurn {
@@ -36,6 +38,7 @@ impl UserTurn {
             source: None,
             prepare: None,
             ask: true,
+            chat_title: None,
         }
     }
 }

@@ -30,6 +30,9 @@ pub struct ChatRecord {
     pub first_at_ms: u64,
     pub last_at_ms: u64,
     pub messages: u64,
+    /// Its name on Telegram (a group's title, a person's name), as last seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
 }
 
 /// A Telegram message accepted but not yet answered; replayed after a restart.
@@ -42,6 +45,9 @@ pub struct InboxEntry {
     pub text: String,
     /// The chat is private (one user) rather than a group.
     pub private: bool,
+    /// The chat's name on Telegram (a group's title, a person's name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat_title: Option<String>,
     /// A photo or document that came with it, downloaded by the chat's worker (not by the
     /// loop that takes updates in, which a 20 MB download would hold up).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -114,6 +120,20 @@ impl RunRecord {
     pub fn error_key(&self) -> Option<&'static str> {
         self.error.as_ref().map(|e| e.kind.as_str())
     }
+}
+
+/// What a turn said, kept apart from its figures ([`RunRecord`]) so reading the figures stays
+/// cheap: the prompt as sent, the answer, each tool call's input; secrets redacted and each
+/// text cut to a bound before it is stored, and only the latest turns kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TurnText {
+    pub chat_id: i64,
+    /// The run's start (with `chat_id`, the turn's key).
+    pub started_at_ms: u64,
+    pub prompt: String,
+    pub answer: String,
+    /// (tool call id, input as JSON).
+    pub tool_inputs: Vec<(String, String)>,
 }
 
 /// A logged-in dashboard browser, kept so a restart does not log the operator out. The key

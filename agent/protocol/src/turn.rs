@@ -14,7 +14,16 @@ pub const DAYDREAM_CHAT_ID: i64 = i64::MIN + 6;
 /// Whether runs of this chat are Valor's own background work (summaries, the daydream): they
 /// cost what they cost, but they are no chat's usage.
 pub fn is_background_chat(chat_id: i64) -> bool {
-    chat_id == SUMMARY_CHAT_ID || chat_id == DAYDREAM_CHAT_ID
+    background_name(chat_id).is_some()
+}
+
+/// What Valor's own background work under this chat id is called on every page.
+pub fn background_name(chat_id: i64) -> Option<&'static str> {
+    match chat_id {
+        SUMMARY_CHAT_ID => Some("session summary"),
+        DAYDREAM_CHAT_ID => Some("daydream"),
+        _ => None,
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -116,6 +125,9 @@ pub struct ToolCallRecord {
     pub id: String,
     pub name: String,
     pub ok: bool,
+    /// What it was asked, in short (secrets redacted): the command, the path, the query.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub input: String,
 }
 
 /// What a finished turn reports.

@@ -136,6 +136,35 @@ impl Store {
             .collect()
     }
 
+    /// A chat's latest saved memories of every kind (links, learnings, observations,
+    /// summaries), newest first, at most `limit`.
+    pub fn chat_memories(
+        &self,
+        chat_id: i64,
+        limit: usize,
+    ) -> Result<Vec<MemoryRecord>, StoreError> {
+        let mut found = Vec::new();
+        for kind in MemoryKind::SAVED {
+            let Some(tree) = self.kind_tree(kind) else {
+                continue;
+            };
+            let mut of_kind = 0;
+            for value in tree.iter().values().rev() {
+                let record: MemoryRecord = decode("memory", &value?)?;
+                if record.chat_id == Some(chat_id) {
+                    found.push(record);
+                    of_kind += 1;
+                    if of_kind >= limit {
+                        break;
+                    }
+                }
+            }
+        }
+        found.sort_by_key(|r| std::cmp::Reverse(r.at_ms));
+        found.truncate(limit);
+        Ok(found)
+    }
+
     /// The newest saved memory of `kind` belonging to `chat_id` (ids grow with time).
     pub fn latest_memory(
         &self,

@@ -20,6 +20,7 @@ const META: &str = "meta";
 const SCHEMA_KEY: &[u8] = b"schema_version";
 const SESSIONS: &str = "claude_sessions";
 const RUNS: &str = "runs";
+const TURN_TEXTS: &str = "turn_texts";
 const PROCESSES: &str = "processes";
 const MESSAGES: &str = "messages";
 const CONVERSATION_STARTS: &str = "conversation_starts";
@@ -50,6 +51,9 @@ pub struct Store {
     path: PathBuf,
     sessions: sled::Tree,
     runs: sled::Tree,
+    turn_texts: sled::Tree,
+    /// How many turn texts are kept (counted at open; the oldest go past the bound).
+    turn_text_count: Arc<AtomicU64>,
     processes: sled::Tree,
     pub(crate) messages: sled::Tree,
     conversation_starts: sled::Tree,
@@ -168,9 +172,12 @@ impl Store {
                 supported: SCHEMA_VERSION,
             });
         }
+        let turn_texts = db.open_tree(TURN_TEXTS)?;
         let store = Store {
             sessions: db.open_tree(SESSIONS)?,
             runs: db.open_tree(RUNS)?,
+            turn_text_count: Arc::new(AtomicU64::new(turn_texts.len() as u64)),
+            turn_texts,
             processes: db.open_tree(PROCESSES)?,
             messages: db.open_tree(MESSAGES)?,
             conversation_starts: db.open_tree(CONVERSATION_STARTS)?,
@@ -452,6 +459,7 @@ mod tests {
     fn the_inbox_keeps_accepted_updates_until_answered() {
         let dir = tempfile::tempdir().unwrap();
         let entry = |id| InboxEntry {
+            chat_title: None,
             update_id: id,
             chat_id: 1,
             user_id: 1,

@@ -529,6 +529,7 @@ impl TelegramChannel {
                     }
                     _ => {
                         let entry = InboxEntry {
+                            chat_title: chat_title(&message.chat),
                             update_id: id,
                             chat_id: chat.0,
                             user_id,
@@ -650,4 +651,17 @@ impl TelegramChannel {
             }
         });
     }
+}
+
+/// How a chat is named on Telegram: a group's title, else a person's name, else `@username`
+/// (cut short: it is shown, never trusted).
+fn chat_title(chat: &teloxide::types::Chat) -> Option<String> {
+    let name = match (chat.title(), chat.first_name(), chat.last_name()) {
+        (Some(title), _, _) => title.to_owned(),
+        (None, Some(first), Some(last)) => format!("{first} {last}"),
+        (None, Some(first), None) => first.to_owned(),
+        (None, None, _) => format!("@{}", chat.username()?),
+    };
+    let name: String = name.chars().filter(|c| !c.is_control()).take(64).collect();
+    (!name.trim().is_empty()).then(|| name.trim().to_owned())
 }

@@ -293,10 +293,11 @@ async fn finished_turns_leave_no_task_behind() {
     while metrics.num_alive_tasks() > before && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(
-        metrics.num_alive_tasks(),
-        before,
-        "each finished turn left a task running"
+    // Fewer is no leak: a task of the first turn may still have been ending at `before`.
+    assert!(
+        metrics.num_alive_tasks() <= before,
+        "each finished turn left a task running: {} > {before}",
+        metrics.num_alive_tasks()
     );
     // Nor a slot per chat once maintenance has run.
     assert_eq!(h.driver.chats_tracked(), 11);

@@ -78,7 +78,8 @@ async fn a_plain_answer_streams_before_it_finishes() {
 async fn a_tool_call_into_a_real_mcp_server_and_back() {
     let fake = FakeAnthropic::start(answer).await;
     let h = Harness::new(real_claude(), &fake.url, |_| {}).await;
-    let events = h.run(h.request(2, "please use echo")).await;
+    let secret = "ghp_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789";
+    let events = (h.run(h.request(2, &format!("please use echo, token {secret}")))).await;
     assert!(
         events.iter().any(|e| matches!(e,
         Event::ToolCall { name, input, .. } if name == "mcp__fake__echo" && input["text"] == "hi"))
@@ -91,6 +92,45 @@ async fn a_tool_call_into_a_real_mcp_server_and_back() {
     assert_eq!(summary.tool_calls[0].name, "mcp__fake__echo");
     assert!(summary.tool_calls[0].ok);
     assert_eq!(summary.num_turns, 2);
+    // Recorded for the dashboard: the call with its input, the prompt (its secret redacted)
+    // and the answer, under the run's start and chat.
+    let runs = h.store.runs_since(0).unwrap();
+    assert_eq!(runs[0].tool_calls[0].input, r#"{"text":"hi"}"#);
+    let text = (h.store.turn_text(runs[0].started_at_ms, 2).unwrap()).unwrap();
+    assert!(
+        text.prompt.contains("please use echo, token [redacted]"),
+        "{}",
+        text.prompt
+    );
+    assert!(!text.prompt.contains(secret));
+    assert_eq!(text.answer, "The tool said (false): echo: hi");
+    assert_eq!(text.tool_inputs.len(), 1);
+    assert_eq!(text.tool_inputs[0].1, r#"{"text":"hi"}"#);
+    // Its cost, tokens and duration on /metrics, as a chat's.
+    let metrics = h.metrics.render();
+    let run = &runs[0];
+    assert!(
+        metrics.contains(&format!(
+            "valor_cost_usd_total{{source=\"chat\"}} {}",
+            run.cost_usd
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!(
+            "valor_tokens_total{{source=\"chat\",kind=\"output\"}} {}",
+            run.usage.output_tokens
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("valor_turn_duration_seconds_bucket{source=\"chat\",le=\"+Inf\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("valor_turn_duration_seconds_count{source=\"chat\"} 1"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

@@ -8,6 +8,8 @@ use valor_scheduler::JobStatus;
 
 use crate::{AlertRow, ChatRow, LearningRow, MemoryRow, Overview};
 
+pub mod turns;
+
 /// This process's start, Unix milliseconds: a page from an earlier process reloads itself
 /// when its stream says the process changed.
 pub static BOOT: std::sync::LazyLock<u64> = std::sync::LazyLock::new(valor_protocol::time::now_ms);
@@ -788,6 +790,11 @@ pub fn sessions(
 }
 
 /// A page for a browser that is not logged in, a spent link or a refused form.
+/// The page for an address that names nothing (a turn no longer kept, a chat nobody wrote in).
+pub fn missing(what: &str) -> Markup {
+    layout("Not found", "", html! { p { (what) } }, Live::No)
+}
+
 pub fn refused(why: &str) -> Markup {
     layout(
         "Log in",

@@ -40,6 +40,11 @@ impl ConversationStore for Store {
         Ok(stored.seq)
     }
 
+    async fn name_chat(&self, chat_id: i64, title: &str) -> Result<(), StoreFailure> {
+        let title = title.to_owned();
+        Ok(self.blocking(move |s| s.name_chat(chat_id, &title)).await?)
+    }
+
     async fn recent(
         &self,
         chat_id: i64,

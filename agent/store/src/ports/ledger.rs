@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use valor_claude::ledger::SessionLedger;
 use valor_protocol::StoreFailure;
-use valor_protocol::records::{ProcessRecord, RunRecord, SessionRecord};
+use valor_protocol::records::{ProcessRecord, RunRecord, SessionRecord, TurnText};
 
 use crate::Store;
 
@@ -26,9 +26,14 @@ impl SessionLedger for Store {
         Ok(self.commit().await?)
     }
 
-    async fn record_run(&self, run: &RunRecord) -> Result<(), StoreFailure> {
-        let run = run.clone();
-        Ok(self.blocking(move |s| s.record_run(&run)).await?)
+    async fn record_run(&self, run: &RunRecord, text: &TurnText) -> Result<(), StoreFailure> {
+        let (run, text) = (run.clone(), text.clone());
+        Ok(self
+            .blocking(move |s| {
+                s.record_run(&run)?;
+                s.keep_turn_text(&text)
+            })
+            .await?)
     }
 
     async fn put_process(&self, record: &ProcessRecord) -> Result<(), StoreFailure> {

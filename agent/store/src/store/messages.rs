@@ -41,12 +41,28 @@ impl Store {
                 first_at_ms: message.at_ms,
                 last_at_ms: message.at_ms,
                 messages: 0,
+                title: None,
             },
         };
         record.first_at_ms = record.first_at_ms.min(message.at_ms);
         record.last_at_ms = record.last_at_ms.max(message.at_ms);
         record.messages += 1;
         self.chats.insert(key, encode(&record))?;
+        Ok(())
+    }
+
+    /// Keeps a chat's name; written only when it changed (the message that came with it has
+    /// made the chat's record).
+    pub fn name_chat(&self, chat_id: i64, title: &str) -> Result<(), StoreError> {
+        let key = id_key(chat_id);
+        let Some(bytes) = self.chats.get(key)? else {
+            return Ok(());
+        };
+        let mut record: ChatRecord = decode("chat", &bytes)?;
+        if record.title.as_deref() != Some(title) {
+            record.title = Some(title.to_owned());
+            self.chats.insert(key, encode(&record))?;
+        }
         Ok(())
     }
 

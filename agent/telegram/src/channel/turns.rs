@@ -43,6 +43,7 @@ impl TelegramChannel {
             source: Some(format!("tg:{}", entry.update_id)),
             prepare,
             ask: true,
+            chat_title: entry.chat_title.clone(),
         };
         let events = self.inner.conversations.submit(Op::UserTurn(turn));
         tokio::spawn(self.clone().answer(entry, events));

@@ -268,6 +268,7 @@ async fn an_unreadable_inbox_entry_is_set_aside_and_the_rest_answered() {
     store.put_raw_inbox_entry(1, b"\xff not an entry").unwrap();
     store
         .accept_update(&InboxEntry {
+            chat_title: None,
             update_id: 2,
             chat_id: FRIEND,
             user_id: FRIEND,
@@ -280,6 +281,7 @@ async fn an_unreadable_inbox_entry_is_set_aside_and_the_rest_answered() {
     // A message of a user whose access was taken back while it waited is not answered.
     store
         .accept_update(&InboxEntry {
+            chat_title: None,
             update_id: 3,
             chat_id: 300,
             user_id: 300,
@@ -436,6 +438,7 @@ async fn after_a_restart_nothing_is_lost_and_nothing_answered_twice() {
     // Telegram had not seen it confirmed, so it delivers it again.
     store
         .accept_update(&InboxEntry {
+            chat_title: None,
             update_id: 1,
             chat_id: FRIEND,
             user_id: FRIEND,
