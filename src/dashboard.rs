@@ -10,7 +10,10 @@ use std::time::Duration;
 use valor_core::Conversations;
 use valor_dashboard::live::{Pulse, Topic};
 use valor_dashboard::pages::turns::TurnFilter;
-use valor_dashboard::{AlertRow, ChatRow, ComponentRow, LearningRow, MemoryRow, Overview, Source};
+use valor_dashboard::{
+    AlertRow, ChatRow, ComponentRow, LearningRow, MemoryQuery, MemoryRow, Overview, QuestionRow,
+    SilenceRow, Source,
+};
 use valor_monitor::ResourceMonitor;
 use valor_protocol::analytics::RunAnalytics;
 use valor_protocol::health::{HealthPoint, Resolution};
@@ -101,6 +104,8 @@ impl valor_dashboard::auth::SessionBook for StoredSessions {
 /// An alert as the dashboard lists it.
 fn alert_row(r: valor_monitor::monitor::AlertRecord) -> AlertRow {
     AlertRow {
+        kind: kind_name(r.alert.kind),
+        acknowledged_ms: r.acknowledged_ms,
         severity: format!("{:?}", r.alert.severity),
         message: r.alert.message,
         action: r.alert.action,
@@ -109,6 +114,19 @@ fn alert_row(r: valor_monitor::monitor::AlertRecord) -> AlertRow {
         ended_by_restart: r.ended_by_restart,
         done: r.done,
     }
+}
+
+/// An alert kind as the dashboard names it (`telegram`, `process_memory`).
+fn kind_name(kind: valor_monitor::AlertKind) -> String {
+    serde_json::to_value(kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// An alert kind from its name; `None` for a name that is none.
+fn kind_of(name: &str) -> Option<valor_monitor::AlertKind> {
+    serde_json::from_value(serde_json::Value::String(name.to_owned())).ok()
 }
 
 /// A report or chart larger than this is not shown (the daydream writes a few KB).
@@ -141,6 +159,7 @@ fn memory_row(d: valor_store::Document) -> MemoryRow {
         at_ms: d.at_ms,
         title: d.title,
         text: d.text,
+        ..MemoryRow::default()
     }
 }
 
@@ -178,6 +197,7 @@ impl Source for AgentView {
                     .find(|r| r.alert.kind == a.kind && r.cleared_ms.is_none())
                     .map_or(a.since * 1000, |r| r.raised_ms);
                 AlertRow {
+                    kind: kind_name(a.kind),
                     severity: format!("{:?}", a.severity),
                     message: a.message.clone(),
                     action: a.action.clone(),
@@ -186,7 +206,13 @@ impl Source for AgentView {
                 }
             })
             .collect();
+        let findings = self.monitor.findings();
         Overview {
+            unusual: findings.anomalies.iter().map(|a| a.describe()).collect(),
+            forecasts: (findings.forecasts.iter())
+                .map(|f| f.describe(findings.at_ms))
+                .collect(),
+            trends_at_ms: findings.at_ms,
             status: status.map_or("unknown", |s| s.as_str()).to_owned(),
             score: report.as_ref().map_or(0, |r| r.score),
             uptime_secs: self.monitor.uptime().as_secs(),
@@ -227,6 +253,10 @@ impl Source for AgentView {
             }
         });
         Ok(())
+    }
+
+    async fn pause_job(&self, name: &str, paused: bool) -> Result<(), String> {
+        (self.scheduler.set_paused(name, paused).await).map_err(|e| e.to_string())
     }
 
     async fn job_runs(&self, limit: usize) -> Vec<JobRunRecord> {
@@ -319,12 +349,22 @@ impl Source for AgentView {
         )
     }
 
-    async fn search(&self, query: &str) -> Vec<MemoryRow> {
-        match self
-            .memory
-            .search(&valor_memory::Query::new(query, 20))
-            .await
-        {
+    async fn search(&self, query: &MemoryQuery) -> Vec<MemoryRow> {
+        let mut search = valor_memory::Query::new(query.text.as_str(), 20);
+        search.filter.chat_id = query.chat;
+        search.filter.include_shared = query.chat.is_some();
+        if let Some(kind) = &query.kind {
+            match valor_store::MemoryKind::ALL
+                .iter()
+                .find(|k| k.as_str() == kind)
+            {
+                Some(kind) => search.filter.kinds = vec![*kind],
+                None => return Vec::new(),
+            }
+        }
+        search.filter.since_ms = (query.days)
+            .map(|d| valor_protocol::time::now_ms().saturating_sub(u64::from(d) * 86_400_000));
+        match self.memory.search(&search).await {
             Ok(result) => (result.hits.into_iter())
                 .map(|h| MemoryRow {
                     id: h.id,
@@ -333,6 +373,9 @@ impl Source for AgentView {
                     at_ms: h.at_ms,
                     title: h.title,
                     text: h.snippet,
+                    score: Some(h.score),
+                    similarity: h.similarity,
+                    keyword: h.keyword_match,
                 })
                 .collect(),
             Err(e) => {
@@ -436,6 +479,78 @@ impl Source for AgentView {
         (self.monitor.alert_log().await.into_iter())
             .map(alert_row)
             .collect()
+    }
+
+    async fn questions(&self) -> Vec<QuestionRow> {
+        let read = self.store.blocking(|s| s.latest_proposals(200));
+        (read.await.unwrap_or_default().into_iter())
+            .map(|p| QuestionRow {
+                id: p.id,
+                chat_id: p.chat_id,
+                state: p.state.as_str().to_owned(),
+                why: (p.learning.as_ref())
+                    .and_then(|l| l.trigger.clone())
+                    .unwrap_or_else(|| p.kind.as_str().to_owned()),
+                source_message: p.learning.and_then(|l| l.source_message),
+                created_ms: p.created_ms,
+                text: p.text,
+            })
+            .collect()
+    }
+
+    async fn decide_question(&self, chat_id: i64, id: u64, yes: bool) -> String {
+        let mut events = self.conversations.submit(Op::Answer {
+            chat_id,
+            question: id,
+            yes,
+            operator: true,
+        });
+        match events.next().await {
+            Some(Event::Answered(answered)) => answered.reply,
+            _ => "Sorry, that failed.".to_owned(),
+        }
+    }
+
+    async fn acknowledge_alert(&self, kind: &str) -> String {
+        match kind_of(kind) {
+            Some(k) if self.monitor.acknowledge(k) => format!("Acknowledged: {}.", k.describe()),
+            Some(k) => format!("No active alert about {}.", k.describe()),
+            None => "There is no such alert.".to_owned(),
+        }
+    }
+
+    async fn silence_alert(&self, kind: &str, hours: u32) -> String {
+        let Some(k) = kind_of(kind) else {
+            return "There is no such alert.".to_owned();
+        };
+        let until = match hours {
+            0 => 0,
+            h => valor_protocol::time::now_ms() + u64::from(h) * 3_600_000,
+        };
+        self.monitor.silence(k, until);
+        tracing::info!(kind, hours, "alerts silenced on the dashboard");
+        match hours {
+            0 => format!(
+                "Alerts about {} are told to the admin chat again.",
+                k.describe()
+            ),
+            h => format!(
+                "Alerts about {} are not told to the admin chat for {h} h.",
+                k.describe()
+            ),
+        }
+    }
+
+    async fn silences(&self) -> Vec<SilenceRow> {
+        (self
+            .monitor
+            .silences(valor_protocol::time::now_ms())
+            .into_iter())
+        .map(|(kind, until_ms)| SilenceRow {
+            kind: kind_name(kind),
+            until_ms,
+        })
+        .collect()
     }
 }
 

@@ -162,11 +162,24 @@ pub fn scheduler(
                 )?);
                 let store = agent.store.clone();
                 let cache = crate::daydream::cache_path(config);
+                let progress = scheduler.progress();
+                let name = spec.name.clone();
                 scheduler.add(spec, move |_| {
                     let (daydream, store, cache) =
                         (Arc::clone(&daydream), store.clone(), cache.clone());
+                    let (progress, name) = (progress.clone(), name.clone());
                     Box::pin(async move {
-                        crate::daydream::run_once(&daydream, &store, &cache, &|_, _| {}).await
+                        // Each phase as it starts, live on the dashboard's Jobs page.
+                        let tell = move |phase: valor_daydream::run::Phase, what: &str| {
+                            let total = valor_daydream::run::Phase::ALL.len();
+                            let line = format!(
+                                "phase {}/{total}: {} — {what}",
+                                phase.number(),
+                                phase.as_str()
+                            );
+                            progress.note(&name, &line);
+                        };
+                        crate::daydream::run_once(&daydream, &store, &cache, &tell).await
                     })
                 });
             }

@@ -18,6 +18,7 @@ mod run;
 mod stats;
 mod tool_servers;
 mod tools_cmd;
+mod trends;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -107,6 +107,16 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
         .mcp_base_url(&crate::health_cmd::base_url(addr));
     let tools = crate::tool_servers::tool_grant(&config, &base_url, &grants);
     let conversations = agent.conversations(&config, &state.metrics, Some(tools))?;
+    // Samples read free disk where the store is and the turns waiting; the trends judge them.
+    monitor.watch_disk(config.store.path.clone());
+    let waiting = conversations.clone();
+    monitor.watch_queue(Arc::new(move || waiting.load().1));
+    tasks.spawn(crate::trends::watch(
+        Arc::clone(&monitor),
+        agent.store.clone(),
+        config.monitor.thresholds.clone(),
+        shutdown.clone(),
+    ));
     // Sessions still open at shutdown are summarised by the service.
     let service = conversations.clone();
     let dashboard_conversations = conversations.clone();

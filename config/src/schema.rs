@@ -245,6 +245,9 @@ pub struct MonitorThresholds {
     /// Live child processes (Claude Code sessions, browsers) Valor started.
     pub children_warn: usize,
     pub children_critical: usize,
+    /// A warning when the month's spend, at the last seven days' pace, reaches this (dollars;
+    /// 0: no warning, the forecast is still shown on the dashboard).
+    pub monthly_spend_warn_usd: f64,
 }
 
 impl Default for MonitorThresholds {
@@ -258,6 +261,7 @@ impl Default for MonitorThresholds {
             cpu_critical_percent: 95.0,
             children_warn: 8,
             children_critical: 16,
+            monthly_spend_warn_usd: 0.0,
         }
     }
 }

@@ -281,6 +281,16 @@ fn monitor(m: &MonitorConfig, problems: &mut Problems) {
         1.0,
         unbounded,
     );
+    if !(t.monthly_spend_warn_usd.is_finite() && t.monthly_spend_warn_usd >= 0.0) {
+        push(
+            problems,
+            &format!("{T}.monthly_spend_warn_usd"),
+            format!(
+                "expected 0 (off) or more dollars, got {}",
+                t.monthly_spend_warn_usd
+            ),
+        );
+    }
 
     let s = &m.status;
     if s.degraded_below > 100 {

@@ -17,7 +17,7 @@ pub mod schedule;
 
 pub use missed::{MissedDecision, MissedPolicy};
 pub use runner::{
-    Clock, JobFuture, JobLog, JobSpec, JobStatus, RunContext, Scheduler, SchedulerError, router,
-    status_of,
+    Clock, JobFuture, JobLog, JobProgress, JobSpec, JobStatus, RunContext, Scheduler,
+    SchedulerError, router, status_of,
 };
 pub use schedule::{Schedule, ScheduleError};

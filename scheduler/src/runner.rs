@@ -19,12 +19,16 @@ use valor_protocol::jobs::{JobOutcome, JobRunRecord};
 pub trait JobLog: Send + Sync {
     async fn record(&self, run: &JobRunRecord) -> Result<(), StoreFailure>;
     async fn last_run(&self, job: &str) -> Result<Option<JobRunRecord>, StoreFailure>;
+    /// The jobs paused by the operator (they stay paused across restarts).
+    async fn paused_jobs(&self) -> Result<Vec<String>, StoreFailure>;
+    async fn set_paused(&self, job: &str, paused: bool) -> Result<(), StoreFailure>;
 }
 
 /// A job log in memory (tests).
 #[derive(Default)]
 pub struct InMemoryJobLog {
     runs: Mutex<Vec<JobRunRecord>>,
+    paused: Mutex<Vec<String>>,
 }
 
 #[async_trait::async_trait]
@@ -43,6 +47,23 @@ impl JobLog for InMemoryJobLog {
             .filter(|r| r.job == job)
             .max_by_key(|r| r.started_ms)
             .cloned())
+    }
+
+    async fn paused_jobs(&self) -> Result<Vec<String>, StoreFailure> {
+        Ok(self
+            .paused
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone())
+    }
+
+    async fn set_paused(&self, job: &str, paused: bool) -> Result<(), StoreFailure> {
+        let mut jobs = self.paused.lock().unwrap_or_else(PoisonError::into_inner);
+        jobs.retain(|j| j != job);
+        if paused {
+            jobs.push(job.to_owned());
+        }
+        Ok(())
     }
 }
 
@@ -91,7 +112,14 @@ pub struct JobStatus {
     pub schedule: String,
     pub missed: String,
     pub last: Option<JobRunRecord>,
+    /// `None` while paused.
     pub next: Option<DateTime<Utc>>,
+    /// Paused by the operator: the clock does not fire it (run now still does).
+    #[serde(default)]
+    pub paused: bool,
+    /// How far its running run is, as the job tells it ("phase 3/6: context").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<String>,
 }
 
 struct Entry {
@@ -100,6 +128,34 @@ struct Entry {
     /// Held while a run is going: a second firing is skipped, not overlapped.
     running: tokio::sync::Mutex<()>,
     last: Mutex<Option<JobRunRecord>>,
+    paused: std::sync::atomic::AtomicBool,
+}
+
+/// Where running jobs tell how far they are; cleared when a run ends. Cloned into a job's work
+/// before it is added.
+#[derive(Clone)]
+pub struct JobProgress {
+    notes: Arc<Mutex<std::collections::BTreeMap<String, String>>>,
+    version: tokio::sync::watch::Sender<u64>,
+}
+
+impl JobProgress {
+    /// Notes how far `job`'s run is (a line, cut to 200 characters).
+    pub fn note(&self, job: &str, text: &str) {
+        let text: String = text.chars().take(200).collect();
+        (self.notes.lock().unwrap_or_else(PoisonError::into_inner)).insert(job.to_owned(), text);
+        self.version.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    fn clear(&self, job: &str) {
+        (self.notes.lock().unwrap_or_else(PoisonError::into_inner)).remove(job);
+    }
+
+    fn of(&self, job: &str) -> Option<String> {
+        (self.notes.lock().unwrap_or_else(PoisonError::into_inner))
+            .get(job)
+            .cloned()
+    }
 }
 
 pub struct Scheduler {
@@ -107,8 +163,10 @@ pub struct Scheduler {
     log: Arc<dyn JobLog>,
     clock: Clock,
     notify: Option<Arc<dyn Fn(String) + Send + Sync>>,
-    /// Moves whenever a run is recorded (started, finished, decided), for live views.
+    /// Moves whenever a run is recorded (started, finished, decided), a running job tells
+    /// its progress, or a job is paused or resumed, for live views.
     version: tokio::sync::watch::Sender<u64>,
+    progress: JobProgress,
 }
 
 fn millis(at: DateTime<Utc>) -> u64 {
@@ -121,6 +179,7 @@ fn from_millis(ms: u64) -> Option<DateTime<Utc>> {
 
 /// The listing of `specs` from their recorded runs (used by `valor jobs` when no Valor runs).
 pub async fn status_of(specs: &[JobSpec], log: &dyn JobLog, now: DateTime<Utc>) -> Vec<JobStatus> {
+    let paused = log.paused_jobs().await.unwrap_or_default();
     let mut listed = Vec::with_capacity(specs.len());
     for spec in specs {
         let last = if spec.persist {
@@ -128,7 +187,12 @@ pub async fn status_of(specs: &[JobSpec], log: &dyn JobLog, now: DateTime<Utc>) 
         } else {
             None
         };
-        listed.push(status(spec, last, now));
+        let mut job = status(spec, last, now);
+        if paused.contains(&spec.name) {
+            job.paused = true;
+            job.next = None;
+        }
+        listed.push(job);
     }
     listed
 }
@@ -150,18 +214,57 @@ fn status(spec: &JobSpec, last: Option<JobRunRecord>, now: DateTime<Utc>) -> Job
         missed: spec.missed.to_string(),
         last,
         next,
+        paused: false,
+        progress: None,
     }
 }
 
 impl Scheduler {
     pub fn new(log: Arc<dyn JobLog>, clock: Clock) -> Scheduler {
+        let version = tokio::sync::watch::channel(0).0;
         Scheduler {
             entries: Vec::new(),
             log,
             clock,
             notify: None,
-            version: tokio::sync::watch::channel(0).0,
+            progress: JobProgress {
+                notes: Arc::default(),
+                version: version.clone(),
+            },
+            version,
         }
+    }
+
+    /// Where a job's work tells how far its run is.
+    pub fn progress(&self) -> JobProgress {
+        self.progress.clone()
+    }
+
+    /// Pauses a job (the clock no longer fires it; run now still does) or resumes it; kept
+    /// in the job log, so it stays so after a restart.
+    pub async fn set_paused(&self, name: &str, paused: bool) -> Result<(), SchedulerError> {
+        let entry = self.entry(name)?;
+        self.log.set_paused(name, paused).await?;
+        entry
+            .paused
+            .store(paused, std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(job = name, paused, "job paused or resumed by the operator");
+        self.version.send_modify(|v| *v = v.wrapping_add(1));
+        Ok(())
+    }
+
+    /// Takes up the pauses kept in the job log (at start).
+    pub async fn restore_paused(&self) -> Result<(), SchedulerError> {
+        let paused = self.log.paused_jobs().await?;
+        for entry in &self.entries {
+            let is = paused.contains(&entry.spec.name);
+            entry.paused.store(is, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    fn is_paused(&self, name: &str) -> bool {
+        (self.entry(name)).is_ok_and(|e| e.paused.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// Moves whenever a run is recorded.
@@ -180,6 +283,7 @@ impl Scheduler {
             run: Arc::new(run),
             running: tokio::sync::Mutex::new(()),
             last: Mutex::new(None),
+            paused: std::sync::atomic::AtomicBool::new(false),
         }));
     }
 
@@ -267,6 +371,7 @@ impl Scheduler {
         };
         self.record(&entry, &run).await;
         let result = (entry.run)(context).await;
+        self.progress.clear(name);
         run.finished_ms = Some(millis((self.clock)()));
         match result {
             Ok(detail) => {
@@ -289,6 +394,10 @@ impl Scheduler {
         let mut decisions = Vec::new();
         for entry in &self.entries {
             let name = entry.spec.name.clone();
+            if entry.paused.load(std::sync::atomic::Ordering::Relaxed) {
+                tracing::info!(job = %name, "paused: no catch-up");
+                continue;
+            }
             let last = self.last_run(entry).await;
             if let Some(run) = last.as_ref().filter(|r| r.outcome == JobOutcome::Running) {
                 // It was running when Valor stopped: say so in its record.
@@ -351,7 +460,17 @@ impl Scheduler {
         let now = (self.clock)();
         let mut listed = Vec::with_capacity(self.entries.len());
         for entry in &self.entries {
-            listed.push(status(&entry.spec, self.last_run(entry).await, now));
+            let mut job = status(&entry.spec, self.last_run(entry).await, now);
+            if entry.paused.load(std::sync::atomic::Ordering::Relaxed) {
+                job.paused = true;
+                job.next = None;
+            }
+            let running = job
+                .last
+                .as_ref()
+                .is_some_and(|r| r.outcome == JobOutcome::Running);
+            job.progress = self.progress.of(&entry.spec.name).filter(|_| running);
+            listed.push(job);
         }
         listed
     }
@@ -360,6 +479,9 @@ impl Scheduler {
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), SchedulerError> {
         let timer =
             |e: tokio_cron_scheduler::JobSchedulerError| SchedulerError::Timer(e.to_string());
+        if let Err(e) = self.restore_paused().await {
+            tracing::error!(error = %e, "cannot read which jobs are paused; none is");
+        }
         let mut jobs = JobScheduler::new().await.map_err(timer)?;
         for entry in &self.entries {
             let this = Arc::clone(&self);
@@ -368,6 +490,10 @@ impl Scheduler {
                 let this = Arc::clone(&this);
                 let name = name.clone();
                 Box::pin(async move {
+                    if this.is_paused(&name) {
+                        tracing::debug!(job = %name, "paused: this firing is skipped");
+                        return;
+                    }
                     let due = Some((this.clock)());
                     let context = RunContext {
                         due,

@@ -292,6 +292,22 @@ async fn the_timer_fires_interval_jobs() {
     let store = Store::open(dir.path()).unwrap();
     let count = Arc::new(AtomicUsize::new(0));
     let mut scheduler = Scheduler::new(Arc::new(store), Arc::new(Utc::now));
+    // A paused job beside it: the clock never fires it.
+    let paused_runs = Arc::new(AtomicUsize::new(0));
+    let paused_seen = Arc::clone(&paused_runs);
+    scheduler.add(
+        JobSpec {
+            name: "paused".to_owned(),
+            schedule: Schedule::parse("every 1s").unwrap(),
+            missed: MissedPolicy::Skip,
+            persist: false,
+        },
+        move |_| {
+            paused_seen.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async { Ok(String::new()) })
+        },
+    );
+    scheduler.set_paused("paused", true).await.unwrap();
     let seen = Arc::clone(&count);
     scheduler.add(
         JobSpec {
@@ -316,10 +332,101 @@ async fn the_timer_fires_interval_jobs() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(
-        scheduler.status().await[0].last.as_ref().unwrap().outcome,
-        JobOutcome::Ok
-    );
+    let status = scheduler.status().await;
+    assert_eq!(status[1].last.as_ref().unwrap().outcome, JobOutcome::Ok);
+    assert_eq!(paused_runs.load(Ordering::SeqCst), 0, "a paused job ran");
+    assert!(status[0].paused && status[0].last.is_none() && status[0].next.is_none());
     stop.cancel();
     running.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_paused_job_is_not_caught_up_and_stays_paused_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = TestClock::new("2026-12-01T00:00:00Z");
+    let context = RunContext {
+        due: None,
+        catch_up: false,
+    };
+    {
+        let store = Store::open(dir.path()).unwrap();
+        let (scheduler, _) = counting_scheduler(&store, &clock, CATCH_UP);
+        scheduler.fire("daydream", context).await.unwrap();
+        scheduler.set_paused("daydream", true).await.unwrap();
+        assert!(scheduler.set_paused("nothing", true).await.is_err());
+    }
+    // Down over the 06:00 run, paused: nothing is caught up.
+    clock.set("2026-12-01T07:30:00Z");
+    let store = Store::open(dir.path()).unwrap();
+    let (scheduler, runs) = counting_scheduler(&store, &clock, CATCH_UP);
+    scheduler.restore_paused().await.unwrap();
+    assert!(scheduler.catch_up().await.is_empty());
+    assert!(runs.lock().unwrap().is_empty());
+    let status = &scheduler.status().await[0];
+    assert!(status.paused && status.next.is_none(), "{status:?}");
+    // The listing without a running Valor says so too.
+    let offline =
+        valor_scheduler::status_of(&scheduler.specs(), &store, at("2026-12-01T07:30:00Z")).await;
+    assert!(offline[0].paused);
+    // Run now still runs it; resumed, it has a next run again.
+    scheduler.fire("daydream", context).await.unwrap();
+    assert_eq!(runs.lock().unwrap().len(), 1);
+    scheduler.set_paused("daydream", false).await.unwrap();
+    let status = &scheduler.status().await[0];
+    assert!(
+        !status.paused && status.next == Some(at("2026-12-01T12:00:00Z")),
+        "{status:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_running_job_shows_how_far_it_is_until_it_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let clock = TestClock::new("2026-12-01T00:00:00Z");
+    let mut scheduler = Scheduler::new(Arc::new(store), clock.clock());
+    let progress = scheduler.progress();
+    let (told, finish) = (
+        Arc::new(tokio::sync::Notify::new()),
+        Arc::new(tokio::sync::Notify::new()),
+    );
+    let (told_in, finish_in) = (Arc::clone(&told), Arc::clone(&finish));
+    scheduler.add(spec(CATCH_UP), move |_| {
+        let (progress, told, finish) = (
+            progress.clone(),
+            Arc::clone(&told_in),
+            Arc::clone(&finish_in),
+        );
+        Box::pin(async move {
+            progress.note("daydream", "phase 3/6: context — 2 workspaces");
+            told.notify_one();
+            finish.notified().await;
+            Ok("done".to_owned())
+        })
+    });
+    let scheduler = Arc::new(scheduler);
+    let mut updates = scheduler.updates();
+    let context = RunContext {
+        due: None,
+        catch_up: false,
+    };
+    let running = tokio::spawn({
+        let scheduler = Arc::clone(&scheduler);
+        async move { scheduler.fire("daydream", context).await }
+    });
+    told.notified().await;
+    assert!(updates.has_changed().unwrap(), "a live view is woken");
+    updates.borrow_and_update();
+    let status = &scheduler.status().await[0];
+    assert_eq!(
+        status.progress.as_deref(),
+        Some("phase 3/6: context — 2 workspaces")
+    );
+    finish.notify_one();
+    running.await.unwrap().unwrap();
+    assert_eq!(
+        scheduler.status().await[0].progress,
+        None,
+        "gone once it ended"
+    );
 }

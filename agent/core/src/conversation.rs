@@ -129,6 +129,9 @@ impl Drop for Counted<'_> {
 pub enum Notice {
     /// A question nobody answered in its time: its line replaces it.
     QuestionExpired(Expired),
+    /// A question the operator answered on the dashboard: its line replaces it (the same shape
+    /// as an expired one: the question and the line).
+    QuestionSettled(Expired),
 }
 
 impl Conversations {
@@ -216,11 +219,12 @@ impl Conversations {
                 chat_id,
                 question,
                 yes,
+                operator,
             } => {
                 let (tx, events) = Events::channel(1);
                 let service = self.clone();
                 tokio::spawn(async move {
-                    let answered = service.answer(chat_id, question, yes).await;
+                    let answered = service.answer(chat_id, question, yes, operator).await;
                     let _ = tx.send(Event::Answered(answered)).await;
                 });
                 events
@@ -560,7 +564,7 @@ impl Conversations {
             }
         };
         Some(Event::Answered(
-            self.answer(chat_id, question.id, yes).await,
+            self.answer(chat_id, question.id, yes, false).await,
         ))
     }
 
@@ -571,7 +575,7 @@ impl Conversations {
         (at.elapsed() < QUESTION_TTL).then_some(question)
     }
 
-    async fn answer(&self, chat_id: i64, question: u64, yes: bool) -> Answered {
+    async fn answer(&self, chat_id: i64, question: u64, yes: bool, operator: bool) -> Answered {
         let Some(learning) = self.inner.learning.clone() else {
             return Answered::only("This question is no longer open.");
         };
@@ -583,10 +587,26 @@ impl Conversations {
         {
             queue.question = None;
         }
-        let mut answered = learning.answer(chat_id, question, yes).await;
-        // Settled now: the channel replaces the question (and its buttons) by the outcome.
-        if answered.outcome.is_some() {
+        let mut answered = if operator {
+            learning.decide(chat_id, question, yes).await
+        } else {
+            learning.answer(chat_id, question, yes).await
+        };
+        // Settled now: the channel replaces the question (and its buttons) by the outcome;
+        // answered elsewhere, the chat's channel hears of it.
+        if let Some(line) = &answered.outcome {
             answered.question = Some(question);
+            if operator {
+                let settled = Expired {
+                    question: Question {
+                        id: question,
+                        chat_id,
+                        text: String::new(),
+                    },
+                    line: line.clone(),
+                };
+                let _ = self.inner.notices.send(Notice::QuestionSettled(settled));
+            }
         }
         answered
     }

@@ -436,6 +436,7 @@ async fn a_question_follows_the_answer_and_is_settled_by_button_or_typed_yes() {
             chat_id: 7,
             question: question.id,
             yes: true,
+            operator: false,
         }))
         .await,
     );
@@ -453,6 +454,7 @@ async fn a_question_follows_the_answer_and_is_settled_by_button_or_typed_yes() {
             chat_id: 8,
             question: question.id,
             yes: true,
+            operator: false,
         }))
         .await,
     );
@@ -463,6 +465,31 @@ async fn a_question_follows_the_answer_and_is_settled_by_button_or_typed_yes() {
         ))]
     );
 
+    let mut notices = service.notices();
+    // The operator's answer on the dashboard: its chat's channel hears of it by notice.
+    collect(say(&service, 7, "we use axum")).await;
+    let decided = only(
+        &collect(service.submit(Op::Answer {
+            chat_id: 7,
+            question: 2,
+            yes: false,
+            operator: true,
+        }))
+        .await,
+    );
+    assert!(
+        matches!(decided.as_slice(), [Event::Answered(a)] if a.question == Some(2)),
+        "{decided:?}"
+    );
+    match notices.try_recv() {
+        Ok(Notice::QuestionSettled(settled)) => {
+            assert_eq!((settled.question.chat_id, settled.question.id), (7, 2));
+            assert_eq!(settled.line, "#2 false");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(notices.try_recv().is_err(), "one notice");
+
     // By a typed yes: answered, no turn runs.
     let turns = backend.requests().len();
     collect(say(&service, 7, "we use sled")).await;
@@ -472,7 +499,11 @@ async fn a_question_follows_the_answer_and_is_settled_by_button_or_typed_yes() {
         "{typed:?}"
     );
     assert_eq!(backend.requests().len(), turns + 1, "the yes ran no turn");
-    assert_eq!(*learning.kept.lock().unwrap(), [(7, 1, true), (7, 2, true)]);
+    assert_eq!(
+        *learning.kept.lock().unwrap(),
+        [(7, 1, true), (7, 2, false), (7, 3, true)],
+        "the press, the operator's no, the typed yes"
+    );
 
     // Another message lapses an open question; a "yes" then is an ordinary message.
     collect(say(&service, 7, "we use axum")).await;
@@ -483,7 +514,11 @@ async fn a_question_follows_the_answer_and_is_settled_by_button_or_typed_yes() {
     );
     let yes = only(&collect(say(&service, 7, "yes")).await);
     assert!(yes.iter().any(|e| matches!(e, Event::Final(_))), "{yes:?}");
-    assert_eq!(learning.kept.lock().unwrap().len(), 2);
+    assert_eq!(
+        learning.kept.lock().unwrap().len(),
+        3,
+        "nothing more was answered"
+    );
 }
 
 #[tokio::test]

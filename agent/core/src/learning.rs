@@ -15,6 +15,11 @@ pub trait Learning: Send + Sync {
     /// A yes or a no to question `id`, from chat `chat_id`: settled once, and only by the
     /// chat it was asked in; a yes keeps what it proposed.
     async fn answer(&self, chat_id: i64, id: u64, yes: bool) -> Answered;
+    /// The operator's answer (the dashboard): as [`Learning::answer`], and a yes also takes a
+    /// question that was declined or expired (the operator changes its answer).
+    async fn decide(&self, chat_id: i64, id: u64, yes: bool) -> Answered {
+        self.answer(chat_id, id, yes).await
+    }
     /// `/learnings`: the chat's active learnings, numbered.
     async fn list(&self, chat_id: i64) -> String;
     /// The answer to `/learnings review`: learnings contradicted since, to look at again.

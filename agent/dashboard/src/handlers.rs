@@ -35,7 +35,7 @@ impl Ui {
     /// A POSTed form and its session: the refusal page when the form cannot be read (400),
     /// without a session (401), or when its CSRF token is not the session's (403: a forged
     /// request from another site).
-    async fn form<T: CsrfField>(
+    pub(crate) async fn form<T: CsrfField>(
         &self,
         headers: &HeaderMap,
         form: Result<Form<T>, FormRejection>,
@@ -70,7 +70,8 @@ macro_rules! csrf_field {
     )*};
 }
 
-csrf_field!(CsrfForm, EndForm, RunJobForm, StopForm, ForgetForm);
+csrf_field!(CsrfForm, EndForm, RunJobForm, PauseForm, StopForm);
+pub(crate) use csrf_field;
 
 /// The page a request without a session gets.
 pub(crate) fn refusal() -> Response {
@@ -100,7 +101,7 @@ fn unreadable(rejection: &FormRejection) -> Response {
 }
 
 /// The redirect after a POST: back to `page`, saying `done`.
-fn back(page: &str, done: &str) -> Response {
+pub(crate) fn back(page: &str, done: &str) -> Response {
     let mut to = String::from(page);
     to.push_str(if page.contains('?') {
         "&done="
@@ -124,7 +125,7 @@ pub(crate) struct Done {
 }
 
 impl Done {
-    fn text(&self) -> Option<&str> {
+    pub(crate) fn text(&self) -> Option<&str> {
         self.done.as_deref().map(|d| d.get(..300).unwrap_or(d))
     }
 }
@@ -513,6 +514,34 @@ pub(crate) async fn run_job(
     back("/ui/jobs", &done)
 }
 
+#[derive(Deserialize)]
+pub(crate) struct PauseForm {
+    csrf: String,
+    job: String,
+    /// `true` pauses, `false` resumes.
+    paused: bool,
+}
+
+pub(crate) async fn pause_job(
+    State(ui): State<Ui>,
+    headers: HeaderMap,
+    form: Result<Form<PauseForm>, FormRejection>,
+) -> Response {
+    let form = match ui.form(&headers, form).await {
+        Ok((form, _)) => form,
+        Err(refused) => return refused,
+    };
+    let done = match ui.source.pause_job(&form.job, form.paused).await {
+        Ok(()) if form.paused => format!(
+            "{} is paused: the clock will not run it until you resume it.",
+            form.job
+        ),
+        Ok(()) => format!("{} is resumed.", form.job),
+        Err(e) => e,
+    };
+    back("/ui/jobs", &done)
+}
+
 pub(crate) async fn chart(State(ui): State<Ui>, headers: HeaderMap) -> Response {
     if ui.session(&headers).await.is_none() {
         return refusal();
@@ -590,79 +619,6 @@ pub(crate) async fn stop_chat(
         format!("Chat {}: nothing was running.", form.chat_id)
     };
     back("/ui/chats", &done)
-}
-
-pub(crate) async fn alerts(State(ui): State<Ui>, headers: HeaderMap) -> Response {
-    if ui.session(&headers).await.is_none() {
-        return refusal();
-    }
-    let rows = ui.source.alerts().await;
-    pages::alerts(&rows).into_response()
-}
-
-#[derive(Deserialize)]
-pub(crate) struct SearchQuery {
-    #[serde(default)]
-    q: String,
-    #[serde(default)]
-    done: Option<String>,
-}
-
-pub(crate) async fn memory_page(
-    State(ui): State<Ui>,
-    headers: HeaderMap,
-    Query(q): Query<SearchQuery>,
-) -> Response {
-    let Some(session) = ui.session(&headers).await else {
-        return refusal();
-    };
-    let query: String = q.q.trim().chars().take(1_000).collect();
-    let hits = if query.is_empty() {
-        Vec::new()
-    } else {
-        ui.source.search(&query).await
-    };
-    let learnings = ui.source.learnings().await;
-    let done = q.done.as_deref().map(|d| d.get(..300).unwrap_or(d));
-    pages::memory(&query, &hits, &learnings, &session.csrf, done).into_response()
-}
-
-pub(crate) async fn memory_one(
-    State(ui): State<Ui>,
-    headers: HeaderMap,
-    Path(id): Path<u64>,
-) -> Response {
-    if ui.session(&headers).await.is_none() {
-        return refusal();
-    }
-    match ui.source.memory(id).await {
-        Some(row) => pages::memory_one(&row).into_response(),
-        None => (
-            StatusCode::NOT_FOUND,
-            pages::missing("There is no such memory."),
-        )
-            .into_response(),
-    }
-}
-
-#[derive(Deserialize)]
-pub(crate) struct ForgetForm {
-    csrf: String,
-    chat_id: i64,
-    number: u64,
-}
-
-pub(crate) async fn forget(
-    State(ui): State<Ui>,
-    headers: HeaderMap,
-    form: Result<Form<ForgetForm>, FormRejection>,
-) -> Response {
-    let form = match ui.form(&headers, form).await {
-        Ok((form, _)) => form,
-        Err(refused) => return refused,
-    };
-    let done = ui.source.forget(form.chat_id, form.number).await;
-    back("/ui/memory", &done)
 }
 
 #[derive(Deserialize, Default, Clone)]

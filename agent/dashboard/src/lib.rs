@@ -3,7 +3,8 @@
 //! - [`auth`]: the one-time login link, the session cookie (kept in the store), CSRF tokens.
 //! - [`headers`]: the security headers, the stylesheet, the icon.
 //! - [`live`]: a version per source ([`live::Pulse`]); [`stream`]: the pages' event streams.
-//! - [`handlers`]: the routes' handlers; `drill`: the Turns, turn and chat pages'.
+//! - [`handlers`]: the routes' handlers; `drill`: the Turns, turn and chat pages'; `review`:
+//!   Alerts' and Memory's (acknowledge, silence, search, questions, forget).
 //! - [`logs`]: the last log lines (a `tracing` layer into a bounded ring) for the Logs page.
 //! - [`pages`], [`charts`], [`cron`]: the server-rendered pages, SVG charts, schedules in words.
 //! - [`reports`]: daydream reports rendered from markdown with nothing active left in them.
@@ -28,6 +29,7 @@ pub mod live;
 pub mod logs;
 pub mod pages;
 pub mod reports;
+mod review;
 mod stream;
 
 use std::collections::BTreeMap;
@@ -56,6 +58,11 @@ pub struct Overview {
     pub alerts: Vec<AlertRow>,
     pub running: usize,
     pub queued: usize,
+    /// What the latest look at the history found unusual for the hour, and what runs out
+    /// (each in a line with its numbers), and when it looked (0: not yet).
+    pub unusual: Vec<String>,
+    pub forecasts: Vec<String>,
+    pub trends_at_ms: u64,
 }
 
 /// A component of `/health` as the Overview shows it.
@@ -95,6 +102,8 @@ pub struct ChatRow {
 /// An alert on the Alerts page: active (no `cleared_ms`) or past.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AlertRow {
+    /// What it is about (`telegram`, `process_memory`, ...): acknowledged and silenced by it.
+    pub kind: String,
     pub severity: String,
     pub message: String,
     pub action: String,
@@ -104,6 +113,43 @@ pub struct AlertRow {
     pub ended_by_restart: bool,
     /// What was done about it: (when, what).
     pub done: Vec<(u64, String)>,
+    /// When the operator acknowledged it.
+    pub acknowledged_ms: Option<u64>,
+}
+
+/// A silence in force: alerts of `kind` are not told to the admin chat until `until_ms`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SilenceRow {
+    pub kind: String,
+    pub until_ms: u64,
+}
+
+/// A Memory search: words or meaning, with filters.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MemoryQuery {
+    pub text: String,
+    /// One chat's (shared memories included).
+    pub chat: Option<i64>,
+    /// One kind (`message`, `link`, `learning`, `insight`, `observation`, `summary`).
+    pub kind: Option<String>,
+    /// From the last this many days.
+    pub days: Option<u32>,
+}
+
+/// A "Remember this?" question: open, or declined or expired (the operator may still say yes).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QuestionRow {
+    pub id: u64,
+    pub chat_id: i64,
+    /// What would be remembered.
+    pub text: String,
+    /// `pending`, `accepted`, `declined` or `expired`.
+    pub state: String,
+    /// The watcher's trigger, or the memory kind.
+    pub why: String,
+    /// The message it was found in, when kept.
+    pub source_message: Option<String>,
+    pub created_ms: u64,
 }
 
 /// A memory in a search result, or whole (`text` then holds all of it).
@@ -116,6 +162,11 @@ pub struct MemoryRow {
     pub at_ms: u64,
     pub title: String,
     pub text: String,
+    /// In a search result: the fused score, the cosine similarity when the vector ranking had
+    /// it, and whether the words matched.
+    pub score: Option<f32>,
+    pub similarity: Option<f32>,
+    pub keyword: bool,
 }
 
 /// A learning on the Memory page.
@@ -148,6 +199,8 @@ pub trait Source: Send + Sync + 'static {
     async fn jobs(&self) -> Vec<JobStatus>;
     /// Starts a job now (it runs on; the page does not wait).
     async fn run_job(&self, name: &str) -> Result<(), String>;
+    /// Pauses a job (the clock no longer fires it) or resumes it.
+    async fn pause_job(&self, name: &str, paused: bool) -> Result<(), String>;
     /// The recorded runs of the kept jobs, newest first, at most `limit`.
     async fn job_runs(&self, limit: usize) -> Vec<JobRunRecord>;
     /// The archived daydream reports' file names, newest first.
@@ -162,8 +215,20 @@ pub trait Source: Send + Sync + 'static {
     async fn stop(&self, chat_id: i64) -> bool;
     /// Alerts, newest first: the active ones and those past.
     async fn alerts(&self) -> Vec<AlertRow>;
-    /// Memory search (the same hybrid search as everywhere), best first, as snippets.
-    async fn search(&self, query: &str) -> Vec<MemoryRow>;
+    /// Memory search (the same hybrid search as everywhere), best first, as snippets with
+    /// their scores.
+    async fn search(&self, query: &MemoryQuery) -> Vec<MemoryRow>;
+    /// The latest "Remember this?" questions, newest first.
+    async fn questions(&self) -> Vec<QuestionRow>;
+    /// The operator's yes or no to a question (a yes also takes a declined or expired one),
+    /// through the conversation service; says what happened.
+    async fn decide_question(&self, chat_id: i64, id: u64, yes: bool) -> String;
+    /// Marks the active alert of `kind` seen; says what happened.
+    async fn acknowledge_alert(&self, kind: &str) -> String;
+    /// Alerts of `kind` are not told to the admin chat for `hours` (0: told again now).
+    async fn silence_alert(&self, kind: &str, hours: u32) -> String;
+    /// The silences in force.
+    async fn silences(&self) -> Vec<SilenceRow>;
     /// One memory whole.
     async fn memory(&self, id: u64) -> Option<MemoryRow>;
     async fn learnings(&self) -> Vec<LearningRow>;
@@ -237,6 +302,7 @@ pub fn router(parts: Parts) -> Router {
         .route("/ui/usage", get(h::usage))
         .route("/ui/jobs", get(h::jobs))
         .route("/ui/jobs/run", post(h::run_job))
+        .route("/ui/jobs/pause", post(h::pause_job))
         .route("/ui/reports/chart.png", get(h::chart))
         .route("/ui/reports/{name}", get(h::report_one))
         .route("/ui/chats", get(h::chats))
@@ -244,10 +310,13 @@ pub fn router(parts: Parts) -> Router {
         .route("/ui/chats/{chat_id}", get(drill::chat))
         .route("/ui/turns", get(drill::turns))
         .route("/ui/turns/{started_at_ms}/{chat_id}", get(drill::turn))
-        .route("/ui/alerts", get(h::alerts))
-        .route("/ui/memory", get(h::memory_page))
-        .route("/ui/memory/{id}", get(h::memory_one))
-        .route("/ui/learnings/forget", post(h::forget))
+        .route("/ui/alerts", get(review::alerts))
+        .route("/ui/alerts/acknowledge", post(review::acknowledge))
+        .route("/ui/alerts/silence", post(review::silence))
+        .route("/ui/memory", get(review::memory_page))
+        .route("/ui/memory/{id}", get(review::memory_one))
+        .route("/ui/questions/decide", post(review::decide))
+        .route("/ui/learnings/forget", post(review::forget))
         .route("/ui/logs", get(h::logs_page))
         .route("/ui/logs/download", get(h::logs_download))
         .route("/ui/events", get(stream::events))

@@ -92,11 +92,12 @@ impl LivePage {
             }
             LivePage::Jobs => {
                 let view = handlers::jobs_view(ui).await;
-                vec![("jobs", pages::jobs_fragment(&view, csrf).into_string())]
+                vec![("jobs", pages::jobs_fragment(&view, csrf, now).into_string())]
             }
             LivePage::Alerts => {
-                let rows = ui.source.alerts().await;
-                vec![("alerts", pages::alerts_fragment(&rows).into_string())]
+                let (rows, silences) = (ui.source.alerts().await, ui.source.silences().await);
+                let html = pages::review::alerts_fragment(&rows, &silences, csrf);
+                vec![("alerts", html.into_string())]
             }
             LivePage::Logs(_) => Vec::new(),
         }

@@ -9,7 +9,10 @@ use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt as _;
 use tower::ServiceExt as _;
 use valor_dashboard::pages::turns::TurnFilter;
-use valor_dashboard::{AlertRow, ChatRow, LearningRow, MemoryRow, Overview, Source};
+use valor_dashboard::{
+    AlertRow, ChatRow, LearningRow, MemoryQuery, MemoryRow, Overview, QuestionRow, SilenceRow,
+    Source,
+};
 use valor_protocol::health::HealthPoint;
 use valor_protocol::jobs::{JobOutcome, JobRunRecord};
 use valor_protocol::records::{RunRecord, TurnText};
@@ -19,12 +22,19 @@ const TOKEN: &str = "store-token-0123456789";
 
 #[path = "dashboard/drill.rs"]
 mod drill;
+#[path = "dashboard/review.rs"]
+mod review;
 
 #[derive(Default)]
 struct Fake {
     started: Mutex<Vec<String>>,
     stopped: Mutex<Vec<i64>>,
     forgotten: Mutex<Vec<(i64, u64)>>,
+    paused: Mutex<Vec<(String, bool)>>,
+    searched: Mutex<Vec<MemoryQuery>>,
+    decided: Mutex<Vec<(i64, u64, bool)>>,
+    acknowledged: Mutex<Option<u64>>,
+    silenced: Mutex<Vec<(String, u32)>>,
     /// The recorded runs (`None`: three of chat 7 now).
     history: Option<Vec<RunRecord>>,
     /// What the kept turns said.
@@ -67,6 +77,11 @@ impl Source for Fake {
             alerts: vec![],
             running: 1,
             queued: 2,
+            unusual: vec![
+                "Cost in the hour from 14:00 UTC was $4.20, unusual <for> that hour".into(),
+            ],
+            forecasts: vec!["Free disk is 900 MiB, losing 1000 MiB a day: full in 21 h".into()],
+            trends_at_ms: 1_796_342_400_000,
         }
     }
     async fn health_points(&self, _since_ms: u64) -> Vec<HealthPoint> {
@@ -79,6 +94,8 @@ impl Source for Fake {
                 cpu_percent: 2.0,
                 system_memory_percent: 30.0,
                 children: 1,
+                disk_free_mb: 0.0,
+                queued: 0,
                 samples: 2,
             })
             .collect()
@@ -95,7 +112,61 @@ impl Source for Fake {
             missed: "catch_up".into(),
             last: None,
             next: None,
+            paused: false,
+            progress: Some("phase 3/6: context — <2> workspaces".into()),
         }]
+    }
+    async fn pause_job(&self, name: &str, paused: bool) -> Result<(), String> {
+        if name != "daydream" {
+            return Err(format!("there is no job called {name:?}"));
+        }
+        self.paused.lock().unwrap().push((name.to_owned(), paused));
+        Ok(())
+    }
+    async fn questions(&self) -> Vec<QuestionRow> {
+        let question = |id, state: &str| QuestionRow {
+            id,
+            chat_id: 42,
+            text: format!("we deploy on <fridays> #{id}"),
+            state: state.into(),
+            why: "decision".into(),
+            source_message: Some("from now on we deploy on fridays".into()),
+            created_ms: 1_796_342_400_000,
+        };
+        vec![
+            question(3, "pending"),
+            question(2, "declined"),
+            question(1, "accepted"),
+        ]
+    }
+    async fn decide_question(&self, chat_id: i64, id: u64, yes: bool) -> String {
+        self.decided.lock().unwrap().push((chat_id, id, yes));
+        if yes {
+            "Remembered.".into()
+        } else {
+            "Not stored.".into()
+        }
+    }
+    async fn acknowledge_alert(&self, kind: &str) -> String {
+        if kind != "telegram" {
+            return "No active alert about that.".into();
+        }
+        *self.acknowledged.lock().unwrap() = Some(1_796_342_600_000);
+        "Acknowledged: Telegram.".into()
+    }
+    async fn silence_alert(&self, kind: &str, hours: u32) -> String {
+        self.silenced.lock().unwrap().push((kind.to_owned(), hours));
+        format!("Silenced {kind} for {hours} h.")
+    }
+    async fn silences(&self) -> Vec<SilenceRow> {
+        (self.silenced.lock().unwrap().last())
+            .filter(|(_, hours)| *hours > 0)
+            .map(|(kind, _)| SilenceRow {
+                kind: kind.clone(),
+                until_ms: 1_796_346_000_000,
+            })
+            .into_iter()
+            .collect()
     }
     async fn run_job(&self, name: &str) -> Result<(), String> {
         self.started.lock().unwrap().push(name.to_owned());
@@ -163,14 +234,18 @@ impl Source for Fake {
         self.stopped.lock().unwrap().push(chat_id);
         true
     }
-    async fn search(&self, query: &str) -> Vec<MemoryRow> {
+    async fn search(&self, query: &MemoryQuery) -> Vec<MemoryRow> {
+        self.searched.lock().unwrap().push(query.clone());
         vec![MemoryRow {
             id: 9,
             kind: "link".into(),
             chat_id: Some(42),
             at_ms: 1_796_342_400_000,
-            title: format!("About {query}"),
+            title: format!("About {}", query.text),
             text: "a snippet".into(),
+            score: Some(0.0328),
+            similarity: Some(0.71),
+            keyword: true,
         }]
     }
     async fn memory(&self, id: u64) -> Option<MemoryRow> {
@@ -181,6 +256,7 @@ impl Source for Fake {
             at_ms: 0,
             title: "Tokio".into(),
             text: "the whole <b>text</b>".into(),
+            ..MemoryRow::default()
         })
     }
     async fn learnings(&self) -> Vec<LearningRow> {
@@ -254,19 +330,33 @@ impl Source for Fake {
             chat_id: Some(chat_id),
             at_ms: 1_796_342_400_000,
             title: "We moved the <deploy> to Fridays".into(),
-            text: String::new(),
+            ..MemoryRow::default()
         }]
     }
     async fn alerts(&self) -> Vec<AlertRow> {
-        vec![AlertRow {
+        let mut active = AlertRow {
+            kind: "telegram".into(),
             severity: "Warning".into(),
-            message: "Valor's resident memory is 600 MiB".into(),
-            action: "Restart Valor at a quiet moment.".into(),
-            raised_ms: 1_796_342_400_000,
-            cleared_ms: Some(1_796_342_460_000),
-            ended_by_restart: false,
-            done: vec![(1_796_342_400_000, "told to the admin chat".into())],
-        }]
+            message: "Telegram has not been ok for 60 s: 502 <Bad Gateway>".into(),
+            action: "Check the network.".into(),
+            raised_ms: 1_796_342_500_000,
+            ..AlertRow::default()
+        };
+        active.acknowledged_ms = *self.acknowledged.lock().unwrap();
+        vec![
+            active,
+            AlertRow {
+                kind: "process_memory".into(),
+                severity: "Warning".into(),
+                message: "Valor's resident memory is 600 MiB".into(),
+                action: "Restart Valor at a quiet moment.".into(),
+                raised_ms: 1_796_342_400_000,
+                cleared_ms: Some(1_796_342_460_000),
+                ended_by_restart: false,
+                done: vec![(1_796_342_400_000, "told to the admin chat".into())],
+                acknowledged_ms: None,
+            },
+        ]
     }
 }
 
@@ -413,6 +503,12 @@ async fn pages_show_the_agent_escaped_and_usage_sums_the_runs() {
         "{body}"
     );
     assert!(body.contains("502 &lt;Bad Gateway&gt;"), "{body}");
+    // The trends: what is unusual for the hour and what runs out, with their numbers.
+    assert!(body.contains("<strong>Unusual: </strong>Cost in the hour from 14:00 UTC was $4.20, unusual &lt;for&gt; that hour"), "{body}");
+    assert!(
+        body.contains("<li>Free disk is 900 MiB, losing 1000 MiB a day: full in 21 h</li>"),
+        "{body}"
+    );
     assert!(
         body.contains("Chat turns today</div><div class=\"big\">3</div>"),
         "{body}"
@@ -622,7 +718,13 @@ async fn chats_show_their_figures_and_stop_needs_the_csrf_token() {
     let (_, _, body) = send(&app, get("/ui/alerts", Some(&cookie))).await;
     assert!(body.contains("<div id=\"alert-1796342400000\" class=\"alert cleared\"><span class=\"Warning\">Warning</span> Valor's resident memory is 600 MiB<br><small>raised <time data-ms=\"1796342400000\""), "{body}");
     assert!(body.contains("told to the admin chat (<time"), "{body}");
-    assert!(body.contains("No active alert."), "{body}");
+    assert!(
+        body.contains(
+            "<strong>Warning</strong> Telegram has not been ok for 60 s: 502 &lt;Bad Gateway&gt;"
+        ),
+        "active first: {body}"
+    );
+    assert!(body.find("Telegram has not").unwrap() < body.find("Past (30 days)").unwrap());
 }
 
 #[tokio::test]
@@ -630,9 +732,14 @@ async fn memory_search_shows_a_memory_whole_and_forget_needs_the_csrf_token() {
     let (app, fake) = app();
     let cookie = log_in(&app).await;
     let (_, _, page) = send(&app, get("/ui/memory?q=tokio", Some(&cookie))).await;
-    assert!(page.contains("<a href=\"/ui/memory/9\">#9</a>"), "{page}");
-    assert!(page.contains("About tokio"), "{page}");
-    assert!(page.contains("<td>We use sled<details>"), "{page}");
+    assert!(
+        page.contains("<a href=\"/ui/memory/9\"><strong>About tokio</strong></a>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<td data-label=\"learning\">We use sled<details>"),
+        "{page}"
+    );
     assert!(
         page.contains("asked about (switching) and kept, made 2026-12-04 00:00:00 UTC, last changed 2026-12-04 01:00:00 UTC<br>seen in: tg:41, tg:&lt;57&gt;"),
         "the learning's history: {page}"

@@ -127,6 +127,13 @@ impl Learning for ChatLearning {
         }
     }
 
+    async fn decide(&self, chat_id: i64, id: u64, yes: bool) -> Answered {
+        if yes && let Err(e) = self.store.reopen_proposal(id, chat_id, now_ms()).await {
+            tracing::warn!(chat_id, proposal = id, error = %e, "cannot reopen a question");
+        }
+        self.answer(chat_id, id, yes).await
+    }
+
     async fn answer(&self, chat_id: i64, id: u64, yes: bool) -> Answered {
         let owner = (self.store.proposal(id).await.ok().flatten()).map(|p| p.chat_id);
         if owner.is_some_and(|owner| owner != chat_id) {

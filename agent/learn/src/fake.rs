@@ -121,6 +121,18 @@ impl ProposalStore for InMemoryStore {
         Ok(Some((before, proposal.clone())))
     }
 
+    async fn reopen_proposal(
+        &self,
+        id: u64,
+        chat_id: i64,
+        now_ms: u64,
+    ) -> Result<bool, StoreFailure> {
+        let mut tables = self.tables();
+        Ok((tables.proposals.get_mut(&id))
+            .filter(|p| p.chat_id == chat_id)
+            .is_some_and(|p| p.reopen(now_ms)))
+    }
+
     async fn expire_proposals(&self, now_ms: u64) -> Result<Vec<Proposal>, StoreFailure> {
         let mut expired = Vec::new();
         for proposal in self.tables().proposals.values_mut() {

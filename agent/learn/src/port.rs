@@ -72,6 +72,15 @@ pub trait ProposalStore: Send + Sync + 'static {
         now_ms: u64,
     ) -> Result<Option<(ProposalState, Proposal)>, StoreFailure>;
 
+    /// Opens question `id` of `chat_id` again when it was declined or expired (the operator
+    /// changes its answer); whether it was.
+    async fn reopen_proposal(
+        &self,
+        id: u64,
+        chat_id: i64,
+        now_ms: u64,
+    ) -> Result<bool, StoreFailure>;
+
     /// Marks the pending questions past their time as expired and returns them.
     async fn expire_proposals(&self, now_ms: u64) -> Result<Vec<Proposal>, StoreFailure>;
 

@@ -48,6 +48,8 @@ async fn main() {
             children: (i % 5) as usize,
             oldest_child_secs: None,
             stale_children: 0,
+            disk: None,
+            queued: 0,
         };
         recorder.add(&sample, 90 - (i % 10) as u8);
         // The recorder's writer keeps up with a sample every 30 s; a tight loop waits for it.

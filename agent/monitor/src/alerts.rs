@@ -29,6 +29,16 @@ pub enum AlertKind {
     Claude,
     MemoryIndex,
     MonitorStale,
+    /// A figure unusual for its hour (`trends`).
+    CostAnomaly,
+    FailureAnomaly,
+    DurationAnomaly,
+    MemoryAnomaly,
+    QueueAnomaly,
+    /// Something that runs out at its present pace (`trends`).
+    DiskForecast,
+    MemoryForecast,
+    SpendForecast,
 }
 
 impl AlertKind {
@@ -44,6 +54,14 @@ impl AlertKind {
             AlertKind::Claude => "the Claude Code driver",
             AlertKind::MemoryIndex => "the memory index",
             AlertKind::MonitorStale => "the resource monitor",
+            AlertKind::CostAnomaly => "the cost of an hour",
+            AlertKind::FailureAnomaly => "the failure rate of an hour",
+            AlertKind::DurationAnomaly => "how long turns take",
+            AlertKind::MemoryAnomaly => "Valor's memory for the hour",
+            AlertKind::QueueAnomaly => "the queue of turns",
+            AlertKind::DiskForecast => "free disk",
+            AlertKind::MemoryForecast => "Valor's memory growth",
+            AlertKind::SpendForecast => "the month's spend",
         }
     }
 
@@ -64,6 +82,27 @@ impl AlertKind {
             }
             AlertKind::MonitorStale => {
                 "The resource monitor has stopped sampling: restart Valor at a quiet moment."
+            }
+            AlertKind::CostAnomaly => {
+                "Open Turns on the dashboard for the hour: a chat or job may be looping; stop it                  from Chats or pause the job."
+            }
+            AlertKind::FailureAnomaly => {
+                "Open Turns (show: errors) for the kinds of error; overloaded means the API,                  crashed or timeout a local cause in the Logs."
+            }
+            AlertKind::DurationAnomaly => {
+                "Turns are slow: look for API retries in the Logs and for long tool calls on the                  turns' pages."
+            }
+            AlertKind::MemoryAnomaly | AlertKind::MemoryForecast => {
+                "Restart Valor at a quiet moment; if memory keeps growing between restarts,                  report it with the output of /metrics."
+            }
+            AlertKind::QueueAnomaly => {
+                "More turns wait than usual: raise [conversation] max_concurrent if the machine                  has room, or stop a chat's runaway turn."
+            }
+            AlertKind::DiskForecast => {
+                "Free space on the store's disk: old daydream reports, logs and workspaces go                  first; `valor doctor` shows the paths."
+            }
+            AlertKind::SpendForecast => {
+                "See Usage by chat and by model: move a class to a cheaper model in [routing],                  or pause the daydream."
             }
             _ => "",
         }
@@ -265,6 +304,8 @@ mod tests {
             children: 0,
             oldest_child_secs: None,
             stale_children: 0,
+            disk: None,
+            queued: 0,
         }
     }
 

@@ -102,6 +102,8 @@ struct Bucket {
     cpu_sum: f64,
     system_memory_percent: f32,
     children: u16,
+    disk_free_mb: f32,
+    queued: u16,
     samples: u16,
 }
 
@@ -115,6 +117,8 @@ impl Bucket {
             cpu_sum: 0.0,
             system_memory_percent: 0.0,
             children: 0,
+            disk_free_mb: 0.0,
+            queued: 0,
             samples: 0,
         }
     }
@@ -130,6 +134,18 @@ impl Bucket {
         self.children = self
             .children
             .max(u16::try_from(sample.children).unwrap_or(u16::MAX));
+        if let Some((free, _)) = sample.disk {
+            let free_mb = (free / (1024 * 1024)) as f32;
+            // The least free: what runs out first.
+            self.disk_free_mb = if self.disk_free_mb == 0.0 {
+                free_mb
+            } else {
+                self.disk_free_mb.min(free_mb)
+            };
+        }
+        self.queued = self
+            .queued
+            .max(u16::try_from(sample.queued).unwrap_or(u16::MAX));
         self.samples = self.samples.saturating_add(1);
     }
 
@@ -143,6 +159,8 @@ impl Bucket {
             cpu_percent: (self.cpu_sum / samples as f64) as f32,
             system_memory_percent: self.system_memory_percent,
             children: self.children,
+            disk_free_mb: self.disk_free_mb,
+            queued: self.queued,
             samples: self.samples,
         }
     }
@@ -301,6 +319,8 @@ mod tests {
             children: 1,
             oldest_child_secs: None,
             stale_children: 0,
+            disk: None,
+            queued: 0,
         }
     }
 

@@ -18,6 +18,7 @@
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod alerts;
+pub mod assess;
 pub mod auth;
 pub mod children;
 pub mod components;
@@ -30,6 +31,7 @@ pub mod notify;
 pub mod sample;
 pub mod score;
 pub mod server;
+pub mod trends;
 
 pub use alerts::{Alert, AlertKind, Severity};
 pub use children::{ChildGuard, ChildRecord, ChildRegistry};

@@ -22,7 +22,7 @@ use crate::server::HealthComponent;
 pub struct ResourceMonitor {
     config: MonitorConfig,
     sampler: Mutex<Sampler>,
-    state: RwLock<State>,
+    pub(crate) state: RwLock<State>,
     started: Instant,
     gauges: MonitorGauges,
     /// Alert changes as they happen, for whoever tells people about them.
@@ -34,7 +34,11 @@ pub struct ResourceMonitor {
     book: Mutex<ComponentBook>,
     started_ms: u64,
     /// Moves with every sample and every look at the parts (for live views).
-    version: tokio::sync::watch::Sender<u64>,
+    pub(crate) version: tokio::sync::watch::Sender<u64>,
+    /// What a sample also reads: the store's filesystem, the turns waiting.
+    pub(crate) probes: crate::assess::Probes,
+    /// The trends' alerts and latest findings.
+    pub(crate) trends: Mutex<crate::assess::TrendBook>,
 }
 
 /// How often the parts' own health is looked at between samples: a failing part is alerted on
@@ -44,12 +48,14 @@ pub const COMPONENT_EVERY: Duration = Duration::from_secs(5);
 const STALE_INTERVALS: u64 = 3;
 
 #[derive(Default)]
-struct State {
+pub(crate) struct State {
     history: VecDeque<Sample>,
     alerts: AlertBook,
     report: Option<HealthReport>,
     /// Alerts raised since start, newest last, with when they cleared.
     log: VecDeque<AlertRecord>,
+    /// Kinds the operator silenced: not told to the admin chat until then (Unix ms).
+    silenced: std::collections::BTreeMap<crate::AlertKind, u64>,
 }
 
 /// Alerts the log keeps at most.
@@ -68,6 +74,9 @@ pub struct AlertRecord {
     /// What was done about it: who was told, when (Unix milliseconds, what).
     #[serde(default)]
     pub done: Vec<(u64, String)>,
+    /// When the operator acknowledged it (Unix milliseconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledged_ms: Option<u64>,
 }
 
 /// Notes a change in the log; returns the record it touched.
@@ -96,6 +105,7 @@ fn note_in(log: &mut VecDeque<AlertRecord>, change: &AlertChange, at_ms: u64) {
                 cleared_ms: None,
                 ended_by_restart: false,
                 done: Vec::new(),
+                acknowledged_ms: None,
             });
         }
         AlertChange::SeverityChanged { alert, .. } => {
@@ -232,6 +242,8 @@ impl ResourceMonitor {
             book: Mutex::new(ComponentBook::default()),
             started_ms: valor_protocol::time::now_ms(),
             version: tokio::sync::watch::channel(0).0,
+            probes: crate::assess::Probes::default(),
+            trends: Mutex::new(crate::assess::TrendBook::default()),
         }))
     }
 
@@ -244,7 +256,10 @@ impl ResourceMonitor {
             .unwrap_or_else(PoisonError::into_inner)
             .sample();
         match sample {
-            Ok(sample) => Ok(self.record(sample)),
+            Ok(mut sample) => {
+                self.probes.read_into(&mut sample);
+                Ok(self.record(sample))
+            }
             Err(e) => {
                 self.gauges.sample_errors.inc();
                 Err(e)
@@ -273,7 +288,7 @@ impl ResourceMonitor {
     }
 
     /// Logs an alert change, keeps it in the log and the store, and tells whoever listens.
-    fn announce(&self, state: &mut State, change: AlertChange, at_ms: u64) {
+    pub(crate) fn announce(&self, state: &mut State, change: AlertChange, at_ms: u64) {
         log_change(&change);
         let record = note_change(&mut state.log, &change, at_ms);
         if let (Some(history), Some(record)) = (self.history.get(), record) {
@@ -360,6 +375,7 @@ impl ResourceMonitor {
         let mut alerts = self.read().alerts.active();
         let book = self.book.lock().unwrap_or_else(PoisonError::into_inner);
         alerts.extend(book.active());
+        alerts.extend(self.trend_alerts());
         alerts.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.kind.cmp(&b.kind)));
         alerts
     }
@@ -427,20 +443,73 @@ impl ResourceMonitor {
     /// Notes what was done about the alert of `kind` (the latest one), e.g. that the admin
     /// chat was told, for the dashboard's Alerts page.
     pub fn note_done(&self, kind: crate::AlertKind, what: &str) {
+        self.change_latest(kind, |record, at_ms| {
+            if record.done.len() < 20 {
+                record.done.push((at_ms, what.to_owned()));
+            }
+        });
+    }
+
+    /// Changes the latest alert of `kind` (kept in the store too); whether there was one.
+    fn change_latest(
+        &self,
+        kind: crate::AlertKind,
+        change: impl FnOnce(&mut AlertRecord, u64),
+    ) -> bool {
         let at_ms = valor_protocol::time::now_ms();
         let record = {
             let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
             let Some(record) = state.log.iter_mut().rev().find(|r| r.alert.kind == kind) else {
-                return;
+                return false;
             };
-            if record.done.len() < 20 {
-                record.done.push((at_ms, what.to_owned()));
-            }
+            change(record, at_ms);
             record.clone()
         };
         if let Some(history) = self.history.get() {
             history.keep_alert(&record);
         }
+        true
+    }
+
+    /// The operator has seen the active alert of `kind`: noted on it; whether one was active.
+    pub fn acknowledge(&self, kind: crate::AlertKind) -> bool {
+        let active = self.read().alerts.active().iter().any(|a| a.kind == kind);
+        active
+            && self.change_latest(kind, |record, at_ms| {
+                record.acknowledged_ms.get_or_insert(at_ms);
+                if record.done.len() < 20 {
+                    record
+                        .done
+                        .push((at_ms, "acknowledged on the dashboard".to_owned()));
+                }
+            })
+    }
+
+    /// Alerts of `kind` are not told to the admin chat until `until_ms` (0: told again now);
+    /// they still show on the dashboard.
+    pub fn silence(&self, kind: crate::AlertKind, until_ms: u64) {
+        let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
+        if until_ms == 0 {
+            state.silenced.remove(&kind);
+        } else {
+            state.silenced.insert(kind, until_ms);
+        }
+    }
+
+    /// The silences in force at `now_ms`: (kind, until).
+    pub fn silences(&self, now_ms: u64) -> Vec<(crate::AlertKind, u64)> {
+        (self.read().silenced.iter())
+            .filter(|(_, until)| **until > now_ms)
+            .map(|(kind, until)| (*kind, *until))
+            .collect()
+    }
+
+    /// Whether alerts of `kind` are silenced at `now_ms`.
+    pub fn is_silenced(&self, kind: crate::AlertKind, now_ms: u64) -> bool {
+        self.read()
+            .silenced
+            .get(&kind)
+            .is_some_and(|until| *until > now_ms)
     }
 
     /// The latest report, if a sample has been taken.
@@ -545,6 +614,8 @@ pub(crate) mod tests {
             children: 0,
             oldest_child_secs: None,
             stale_children: 0,
+            disk: None,
+            queued: 0,
         }
     }
 

@@ -102,6 +102,20 @@ impl AlertNotifier {
             };
             match change {
                 Ok(change) => {
+                    let kind = match &change {
+                        AlertChange::Raised(a) | AlertChange::Cleared(a) => a.kind,
+                        AlertChange::SeverityChanged { alert, .. } => alert.kind,
+                    };
+                    let now_ms = valor_protocol::time::now_ms();
+                    if let Some(monitor) = &monitor
+                        && monitor.is_silenced(kind, now_ms)
+                    {
+                        // Silenced by the operator: shown on the dashboard, not told.
+                        if matches!(change, AlertChange::Raised(_)) {
+                            monitor.note_done(kind, "not told: silenced on the dashboard");
+                        }
+                        continue;
+                    }
                     if let Some(text) = self.message(&change, Instant::now()) {
                         send(text);
                         if let Some(monitor) = &monitor {
@@ -234,6 +248,88 @@ mod tests {
         assert_eq!(
             done,
             ["told to the admin chat", "recovery told to the admin chat"]
+        );
+    }
+}
+
+#[cfg(test)]
+mod operator_tests {
+    use super::*;
+    use crate::monitor::tests::sample_at;
+
+    fn lock<T: Clone>(m: &std::sync::Mutex<T>) -> T {
+        m.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silenced_alert_is_shown_not_told_and_an_acknowledged_one_says_so() {
+        let monitor = crate::ResourceMonitor::new(
+            valor_config::MonitorConfig::default(),
+            crate::ChildRegistry::new(),
+            &crate::MetricsRegistry::new(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let now = valor_protocol::time::now_ms();
+        monitor.silence(AlertKind::ProcessMemory, now + 3_600_000);
+        assert_eq!(
+            monitor.silences(now),
+            [(AlertKind::ProcessMemory, now + 3_600_000)]
+        );
+        assert!(
+            monitor.silences(now + 3_600_000).is_empty(),
+            "over after its hour"
+        );
+        let rx = monitor.alert_changes();
+        let sent: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+        let into = Arc::clone(&sent);
+        let send: AlertSender = Arc::new(move |text| {
+            into.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(text)
+        });
+        let stop = CancellationToken::new();
+        let notifier = AlertNotifier::new(Duration::from_secs(60));
+        let task = tokio::spawn(notifier.run(rx, send, Some(Arc::clone(&monitor)), stop.clone()));
+        assert!(
+            !monitor.acknowledge(AlertKind::ProcessMemory),
+            "nothing active yet"
+        );
+        monitor.record(sample_at(600, 1)); // raised, silenced
+        while monitor
+            .alert_log()
+            .await
+            .first()
+            .is_none_or(|r| r.done.is_empty())
+        {
+            tokio::task::yield_now().await;
+        }
+        assert!(lock(&sent).is_empty(), "silenced: {:?}", lock(&sent));
+        assert!(monitor.acknowledge(AlertKind::ProcessMemory));
+        let record = monitor.alert_log().await.remove(0);
+        assert!(record.acknowledged_ms.is_some());
+        let done: Vec<String> = record.done.iter().map(|d| d.1.clone()).collect();
+        assert_eq!(
+            done,
+            [
+                "not told: silenced on the dashboard",
+                "acknowledged on the dashboard"
+            ]
+        );
+        // Silence lifted: the next alert is told.
+        monitor.silence(AlertKind::ProcessMemory, 0);
+        monitor.record(sample_at(5, 2)); // cleared (not told: its raise was not)
+        monitor.record(sample_at(600, 3)); // raised again
+        while lock(&sent).is_empty() {
+            tokio::task::yield_now().await;
+        }
+        stop.cancel();
+        task.await.ok();
+        assert!(
+            lock(&sent)[0].starts_with("⚠️ Warning"),
+            "{:?}",
+            lock(&sent)
         );
     }
 }

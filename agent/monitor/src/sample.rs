@@ -29,6 +29,10 @@ pub struct Sample {
     pub oldest_child_secs: Option<u64>,
     /// Live children older than the stale limit.
     pub stale_children: usize,
+    /// The store's filesystem: (free, total) bytes, when it is watched.
+    pub disk: Option<(u64, u64)>,
+    /// Turns waiting (for their chat or a slot), when the conversation service is watched.
+    pub queued: usize,
 }
 
 impl Sample {
@@ -112,6 +116,8 @@ impl Sampler {
             children: ages.len(),
             oldest_child_secs: ages.iter().max().map(Duration::as_secs),
             stale_children: ages.iter().filter(|age| **age >= self.stale_after).count(),
+            disk: None,
+            queued: 0,
         })
     }
 }

@@ -254,6 +254,8 @@ mod tests {
             children: 0,
             oldest_child_secs: None,
             stale_children: 0,
+            disk: None,
+            queued: 0,
         }
     }
 

@@ -35,6 +35,8 @@ fn sample(rss_mb: u64, cpu: f64, system_used_percent: u64) -> Sample {
         children: 0,
         oldest_child_secs: None,
         stale_children: 0,
+        disk: None,
+        queued: 0,
     }
 }
 

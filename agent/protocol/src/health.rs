@@ -57,6 +57,12 @@ pub struct HealthPoint {
     pub system_memory_percent: f32,
     /// Most child processes at once.
     pub children: u16,
+    /// Least free space on the store's filesystem, MiB (0: not measured).
+    #[serde(default)]
+    pub disk_free_mb: f32,
+    /// Most turns waiting at once.
+    #[serde(default)]
+    pub queued: u16,
     /// Samples summed up.
     pub samples: u16,
 }

@@ -84,11 +84,14 @@ pub enum Op {
     NewConversation {
         chat_id: i64,
     },
-    /// A yes or no to a "Remember this?" question (a button press).
+    /// A yes or no to a "Remember this?" question (a button press, or the operator on the
+    /// dashboard: then a yes also takes a declined or expired question, and the chat's channel
+    /// is told to settle the question's message).
     Answer {
         chat_id: i64,
         question: u64,
         yes: bool,
+        operator: bool,
     },
     /// A chat command; `source` names where it came from (`tg:<update_id>`).
     Command {

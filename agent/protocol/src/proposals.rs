@@ -109,6 +109,17 @@ impl Proposal {
         before
     }
 
+    /// Opens a declined or expired question again (the operator changes its answer), with a
+    /// fresh time to answer; whether it was reopened.
+    pub fn reopen(&mut self, now_ms: u64) -> bool {
+        if matches!(self.state, ProposalState::Declined | ProposalState::Expired) {
+            self.state = ProposalState::Pending;
+            self.expires_ms = now_ms + PROPOSAL_TTL_MS;
+            return true;
+        }
+        false
+    }
+
     /// The line that takes its question's place once it expired unanswered.
     pub fn expired_line(&self) -> String {
         format!("Not stored (the question expired): {}", self.text)

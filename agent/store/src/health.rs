@@ -130,6 +130,8 @@ mod tests {
             cpu_percent: 3.0,
             system_memory_percent: 40.0,
             children: 2,
+            disk_free_mb: 0.0,
+            queued: 0,
             samples: 2,
         }
     }

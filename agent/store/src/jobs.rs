@@ -17,7 +17,26 @@ fn key(job: &str, started_ms: u64) -> Vec<u8> {
     key
 }
 
+/// Where the paused jobs are kept (in the `meta` tree).
+const PAUSED_KEY: &[u8] = b"paused_jobs";
+
 impl Store {
+    /// The jobs paused by the operator.
+    pub fn paused_jobs(&self) -> Result<Vec<String>, StoreError> {
+        (self.meta.get(PAUSED_KEY)?).map_or(Ok(Vec::new()), |bytes| decode("paused jobs", &bytes))
+    }
+
+    /// Pauses or resumes a job (the caller commits).
+    pub fn set_job_paused(&self, job: &str, paused: bool) -> Result<(), StoreError> {
+        let mut jobs = self.paused_jobs()?;
+        jobs.retain(|j| j != job);
+        if paused {
+            jobs.push(job.to_owned());
+        }
+        self.meta.insert(PAUSED_KEY, encode(&jobs))?;
+        Ok(())
+    }
+
     /// Writes a run (a new one, or the end of one already written); the caller commits (the
     /// scheduler decides on missed runs from this after a restart).
     pub fn record_job_run(&self, run: &JobRunRecord) -> Result<(), StoreError> {

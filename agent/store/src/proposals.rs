@@ -69,6 +69,34 @@ impl Store {
         Ok(Some((before, proposal)))
     }
 
+    /// Opens a declined or expired proposal of `chat_id` again (the operator changes its
+    /// answer); whether it was.
+    pub fn reopen_proposal(&self, id: u64, chat_id: i64, now_ms: u64) -> Result<bool, StoreError> {
+        let key = id.to_be_bytes();
+        let Some(bytes) = self.proposals.get(key)? else {
+            return Ok(false);
+        };
+        let mut proposal: Proposal = decode("proposal", &bytes)?;
+        if proposal.chat_id != chat_id || !proposal.reopen(now_ms) {
+            return Ok(false);
+        }
+        if (self.proposals)
+            .compare_and_swap(key, Some(bytes), Some(encode(&proposal)))?
+            .is_err()
+        {
+            return self.reopen_proposal(id, chat_id, now_ms);
+        }
+        self.flush()?;
+        Ok(true)
+    }
+
+    /// The latest questions, newest first, at most `limit` (every state).
+    pub fn latest_proposals(&self, limit: usize) -> Result<Vec<Proposal>, StoreError> {
+        (self.proposals.iter().rev().take(limit))
+            .map(|entry| decode("proposal", &entry?.1))
+            .collect()
+    }
+
     /// Marks pending proposals past their time expired and returns them (a channel takes the
     /// buttons off their questions).
     pub fn expire_proposals(&self, now_ms: u64) -> Result<Vec<Proposal>, StoreError> {
@@ -160,6 +188,34 @@ mod tests {
                 }),
             })
             .unwrap()
+    }
+
+    #[test]
+    fn a_declined_question_reopens_for_its_chat_only_and_the_latest_list_newest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store")).unwrap();
+        let declined = asked(&store, 1, 0);
+        let open = asked(&store, 1, 10);
+        store.settle_proposal(declined.id, 1, false, 1).unwrap();
+        assert!(
+            !store.reopen_proposal(declined.id, 2, 5).unwrap(),
+            "another chat's"
+        );
+        assert!(!store.reopen_proposal(open.id, 1, 5).unwrap(), "still open");
+        assert!(store.reopen_proposal(declined.id, 1, 5).unwrap());
+        let reopened = store.proposal(declined.id).unwrap().unwrap();
+        assert_eq!(
+            (reopened.state, reopened.expires_ms),
+            (ProposalState::Pending, 5 + PROPOSAL_TTL_MS)
+        );
+        let ids: Vec<u64> = store
+            .latest_proposals(10)
+            .unwrap()
+            .iter()
+            .map(|p| p.id)
+            .collect();
+        assert_eq!(ids, [open.id, declined.id]);
+        assert_eq!(store.latest_proposals(1).unwrap().len(), 1);
     }
 
     #[test]

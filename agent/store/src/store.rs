@@ -74,7 +74,7 @@ pub struct Store {
     dashboard_sessions: sled::Tree,
     pub(crate) proposals: sled::Tree,
     pub(crate) learning_records: sled::Tree,
-    meta: sled::Tree,
+    pub(crate) meta: sled::Tree,
     /// Added to sled's id sequence so ids stay above every imported id.
     id_offset: Arc<AtomicU64>,
     listener: Arc<RwLock<Option<DocumentListener>>>,

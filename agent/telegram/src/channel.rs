@@ -566,6 +566,7 @@ impl TelegramChannel {
                     }
                     (Some((question, yes)), Some(chat)) if allowed => {
                         let answered = self.inner.conversations.submit(Op::Answer {
+                            operator: false,
                             chat_id: chat.0,
                             question,
                             yes,

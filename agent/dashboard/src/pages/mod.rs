@@ -6,8 +6,9 @@ use valor_protocol::analytics::{RunAnalytics, RunTotals};
 use valor_protocol::jobs::JobRunRecord;
 use valor_scheduler::JobStatus;
 
-use crate::{AlertRow, ChatRow, LearningRow, MemoryRow, Overview};
+use crate::{ChatRow, Overview};
 
+pub mod review;
 pub mod turns;
 
 /// This process's start, Unix milliseconds: a page from an earlier process reloads itself
@@ -145,6 +146,14 @@ pub fn overview_health(o: &Overview, now_ms: u64) -> Markup {
                 " · since " (time(alert.raised_ms))
                 br; small { (alert.action) }
             }
+        }
+        h2 { "Trends" }
+        @if o.trends_at_ms == 0 { p { "Not looked at yet: the history is judged a minute after start, then every 5 minutes." } }
+        @else {
+            @if o.unusual.is_empty() { p.ok { "Nothing unusual for the hour (cost, failures, turn duration, memory, queue against the same hour of earlier days)." } }
+            @for line in &o.unusual { p.alert.warning { strong { "Unusual: " } (line) } }
+            ul.forecasts { @for line in &o.forecasts { li { (line) } } }
+            p { small { "Looked at " (time(o.trends_at_ms)) "." } }
         }
         h2 { "Components" }
         (scroll(html! {
@@ -362,7 +371,7 @@ fn took(run: &JobRunRecord) -> String {
 }
 
 /// The live part of the Jobs page: the jobs and their recent runs.
-pub fn jobs_fragment(view: &JobsView, csrf: &str) -> Markup {
+pub fn jobs_fragment(view: &JobsView, csrf: &str, now_ms: u64) -> Markup {
     html! {
         (scroll(html! {
             table.stack {
@@ -372,14 +381,32 @@ pub fn jobs_fragment(view: &JobsView, csrf: &str) -> Markup {
                         td data-label="job" { strong { (job.name) } }
                         td data-label="schedule" { (crate::cron::describe(&job.schedule)) br; small { code { (job.schedule) } } }
                         td data-label="last run" { @match &job.last { Some(r) => (time(r.started_ms)), None => "never" } }
-                        td data-label="outcome" { @match &job.last { Some(r) => span class=(r.outcome.as_str()) { (r.outcome.as_str()) }, None => "-" } }
-                        td data-label="took" { (job.last.as_ref().map_or("-".to_owned(), took)) }
-                        td data-label="next run" { @match job.next { Some(t) => (time(u64::try_from(t.timestamp_millis()).unwrap_or(0))), None => "-" } }
+                        td data-label="outcome" {
+                            @match &job.last { Some(r) => span class=(r.outcome.as_str()) { (r.outcome.as_str()) }, None => "-" }
+                            @if let Some(p) = &job.progress { br; small.progress { (p) } }
+                        }
+                        td data-label="took" {
+                            @match &job.last {
+                                Some(r) if r.finished_ms.is_none() => { "running, started " (ago(r.started_ms, now_ms)) }
+                                Some(r) => (took(r)),
+                                None => "-",
+                            }
+                        }
+                        td data-label="next run" {
+                            @if job.paused { span.degraded { "paused" } }
+                            @else { @match job.next { Some(t) => (time(u64::try_from(t.timestamp_millis()).unwrap_or(0))), None => "-" } }
+                        }
                         td {
                             form.inline method="post" action="/ui/jobs/run" {
                                 input type="hidden" name="csrf" value=(csrf);
                                 input type="hidden" name="job" value=(job.name);
                                 button type="submit" { "Run now" }
+                            }
+                            form.inline method="post" action="/ui/jobs/pause" {
+                                input type="hidden" name="csrf" value=(csrf);
+                                input type="hidden" name="job" value=(job.name);
+                                input type="hidden" name="paused" value=(!job.paused);
+                                button type="submit" { (if job.paused { "Resume" } else { "Pause" }) }
                             }
                         }
                     }
@@ -407,7 +434,7 @@ pub fn jobs_fragment(view: &JobsView, csrf: &str) -> Markup {
 pub fn jobs(view: &JobsView, csrf: &str, notice_text: Option<&str>) -> Markup {
     let body = html! {
         (notice(notice_text))
-        div #jobs { (jobs_fragment(view, csrf)) }
+        div #jobs { (jobs_fragment(view, csrf, valor_protocol::time::now_ms())) }
         h2 { "Daydream" }
         @if view.chart { img.wide src="/ui/reports/chart.png" alt="turns per day and health over time"; }
         @match &view.latest {
@@ -514,141 +541,6 @@ pub fn chats(rows: &[ChatRow], csrf: &str, notice_text: Option<&str>, now_ms: u6
         body,
         Live::Stream("/ui/events?page=chats".to_owned()),
     )
-}
-
-/// The live part of the Alerts page: active first, then past, newest first; repeats of the same
-/// alert within an hour (flapping) grouped in one row.
-pub fn alerts_fragment(rows: &[AlertRow]) -> Markup {
-    let (active, past): (Vec<&AlertRow>, Vec<&AlertRow>) =
-        rows.iter().partition(|r| r.cleared_ms.is_none());
-    let groups = group_flapping(&past);
-    html! {
-        h2 { "Active" }
-        @if active.is_empty() { p.ok { "No active alert." } }
-        @for row in &active {
-            div id={ "alert-" (row.raised_ms) } class={ "alert " (row.severity.to_ascii_lowercase()) } {
-                strong { (row.severity) } " " (row.message) " · since " (time(row.raised_ms))
-                br; small { (row.action) }
-                @for (at, what) in &row.done { br; small { (what) " (" (time(*at)) ")" } }
-            }
-        }
-        h2 { "Past (30 days)" }
-        @if groups.is_empty() { p { "No alert in the last 30 days." } }
-        @for (row, repeats) in &groups {
-            div id={ "alert-" (row.raised_ms) } class="alert cleared" {
-                span class=(row.severity) { (row.severity) } " " (row.message)
-                br; small {
-                    "raised " (time(row.raised_ms))
-                    @if let Some(cleared) = row.cleared_ms { ", cleared " (time(cleared)) }
-                    @if row.ended_by_restart { " (Valor stopped)" }
-                    @if *repeats > 1 { " · flapping: " (repeats) " times within the hour" }
-                }
-                @for (at, what) in &row.done { br; small { (what) " (" (time(*at)) ")" } }
-            }
-        }
-    }
-}
-
-/// Past alerts with their repeats folded in: one of a kind of message raised again within an
-/// hour of the previous is counted, not listed. (newest first, count).
-fn group_flapping<'a>(past: &[&'a AlertRow]) -> Vec<(&'a AlertRow, usize)> {
-    let mut groups: Vec<(&AlertRow, usize)> = Vec::new();
-    for row in past {
-        let key = row.message.split(" is ").next().unwrap_or(&row.message);
-        match groups.last_mut() {
-            Some((head, count))
-                if head.message.split(" is ").next().unwrap_or(&head.message) == key
-                    && head.raised_ms.saturating_sub(row.raised_ms)
-                        <= 3_600_000 * (*count as u64) =>
-            {
-                *count += 1;
-            }
-            _ => groups.push((row, 1)),
-        }
-    }
-    groups
-}
-
-pub fn alerts(rows: &[AlertRow]) -> Markup {
-    let body = html! { div #alerts { (alerts_fragment(rows)) } };
-    layout(
-        "Alerts",
-        "/ui/alerts",
-        body,
-        Live::Stream("/ui/events?page=alerts".to_owned()),
-    )
-}
-
-fn chat_name(chat_id: Option<i64>) -> String {
-    chat_id.map_or_else(|| "shared".to_owned(), |c| format!("chat {c}"))
-}
-pub fn memory(
-    query: &str,
-    hits: &[MemoryRow],
-    learnings: &[LearningRow],
-    csrf: &str,
-    notice_text: Option<&str>,
-) -> Markup {
-    let body = html! {
-        (notice(notice_text))
-        form method="get" action="/ui/memory" {
-            input type="search" name="q" value=(query) placeholder="search memory (words or meaning)" size="50";
-            button type="submit" { "Search" }
-        }
-        @if !query.is_empty() {
-            h2 { "Found" }
-            @if hits.is_empty() { p { "Nothing matches." } }
-            table {
-                @for hit in hits {
-                    tr {
-                        td { a href={ "/ui/memory/" (hit.id) } { "#" (hit.id) } } td { (hit.kind) } td { (chat_name(hit.chat_id)) }
-                        td { (valor_protocol::time::civil_date(hit.at_ms)) } td { strong { (hit.title) } br; (hit.text) }
-                    }
-                }
-            }
-        }
-        h2 { "Learnings" }
-        @if learnings.is_empty() { p { "None yet." } }
-        table {
-            tr { th { "chat" } th { "#" } th { "category" } th { "confidence" } th { "seen" } th { "learning" } th {} }
-            @for l in learnings {
-                tr {
-                    td { (chat_name(l.chat_id)) } td { (l.number) } td { (l.category) } td { (format!("{:.2}", l.confidence)) }
-                    td { (l.times_seen) }
-                    td {
-                        (l.content)
-                        details {
-                            summary { "history" }
-                            (l.origin) ", made " (when(l.created_ms))
-                            @if l.updated_ms > l.created_ms { ", last changed " (when(l.updated_ms)) }
-                            @if !l.sources.is_empty() { br; "seen in: " (l.sources.join(", ")) }
-                        }
-                    }
-                    td {
-                        @if let Some(why) = &l.retired { em { "retired: " (why) } }
-                        @else if let Some(chat) = l.chat_id {
-                            form method="post" action="/ui/learnings/forget" {
-                                input type="hidden" name="csrf" value=(csrf);
-                                input type="hidden" name="chat_id" value=(chat);
-                                input type="hidden" name="number" value=(l.number);
-                                button type="submit" { "Forget" }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    };
-    layout("Memory", "/ui/memory", body, Live::No)
-}
-
-pub fn memory_one(row: &MemoryRow) -> Markup {
-    let body = html! {
-        p { "#" (row.id) " · " (row.kind) " · " (chat_name(row.chat_id)) " · " (valor_protocol::time::civil_date(row.at_ms)) }
-        h2 { (row.title) }
-        pre { (row.text) }
-    };
-    layout("Memory", "/ui/memory", body, Live::No)
 }
 
 /// Log lines as the Logs page shows them (each a line of its own, coloured by level).

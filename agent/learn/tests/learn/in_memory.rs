@@ -93,3 +93,56 @@ async fn an_unanswered_question_expires_without_any_channel() {
     let late = learning.answer(CHAT, question.id, true).await;
     assert_eq!(late.reply, "Already answered.");
 }
+
+#[tokio::test]
+async fn the_operator_may_still_accept_a_declined_or_expired_question_of_its_chat() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = InMemoryStore::new();
+    let learning = learning_over(&store, dir.path()).await;
+    let declined = learning
+        .watch(
+            CHAT,
+            "We decided to use PostgreSQL for the main database.",
+            "tg:1",
+        )
+        .await
+        .expect("the watcher asks about a decision");
+    assert_eq!(
+        learning.answer(CHAT, declined.id, false).await.reply,
+        "Not stored."
+    );
+    // A button pressed again does not change a no; the operator's yes does, once.
+    assert_eq!(
+        learning.answer(CHAT, declined.id, true).await.reply,
+        "Already answered."
+    );
+    assert_eq!(
+        learning.decide(CHAT + 1, declined.id, true).await.reply,
+        "This question is not yours."
+    );
+    assert_eq!(
+        learning.decide(CHAT, declined.id, true).await.reply,
+        "Remembered."
+    );
+    assert_eq!(
+        learning.decide(CHAT, declined.id, true).await.reply,
+        "Already answered."
+    );
+    assert!(learning.list(CHAT).await.contains("PostgreSQL"));
+
+    let expired = learning
+        .watch(CHAT, "We decided to use Redis for the job queue.", "tg:2")
+        .await
+        .expect("the watcher asks about a decision");
+    learning.expire(now_ms() + PROPOSAL_TTL_MS + 1).await;
+    assert_eq!(
+        learning.decide(CHAT, expired.id, false).await.reply,
+        "Already answered.",
+        "a no leaves it"
+    );
+    assert_eq!(
+        learning.decide(CHAT, expired.id, true).await.reply,
+        "Remembered."
+    );
+    assert!(learning.list(CHAT).await.contains("Redis"));
+}

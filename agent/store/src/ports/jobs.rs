@@ -20,4 +20,15 @@ impl JobLog for Store {
         let job = job.to_owned();
         Ok(self.blocking(move |s| s.last_job_run(&job)).await?)
     }
+
+    async fn paused_jobs(&self) -> Result<Vec<String>, StoreFailure> {
+        Ok(self.blocking(Store::paused_jobs).await?)
+    }
+
+    async fn set_paused(&self, job: &str, paused: bool) -> Result<(), StoreFailure> {
+        let job = job.to_owned();
+        self.blocking(move |s| s.set_job_paused(&job, paused))
+            .await?;
+        Ok(self.commit().await?)
+    }
 }

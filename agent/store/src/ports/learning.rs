@@ -63,6 +63,17 @@ impl ProposalStore for Store {
             .await?)
     }
 
+    async fn reopen_proposal(
+        &self,
+        id: u64,
+        chat_id: i64,
+        now_ms: u64,
+    ) -> Result<bool, StoreFailure> {
+        Ok(self
+            .blocking(move |s| s.reopen_proposal(id, chat_id, now_ms))
+            .await?)
+    }
+
     async fn expire_proposals(&self, now_ms: u64) -> Result<Vec<Proposal>, StoreFailure> {
         Ok(self.blocking(move |s| s.expire_proposals(now_ms)).await?)
     }

@@ -167,7 +167,7 @@ impl TelegramChannel {
                 notice = notices.recv() => notice,
             };
             match notice {
-                Ok(Notice::QuestionExpired(gone)) => {
+                Ok(Notice::QuestionExpired(gone) | Notice::QuestionSettled(gone)) => {
                     let chat = ChatId(gone.question.chat_id);
                     self.settle_question(chat, gone.question.id, gone.line);
                 }
