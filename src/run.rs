@@ -206,6 +206,7 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
     // Sandboxed turns reach the same servers on their own socket.
     agent.driver.serve_mcp(hosted.routes.clone());
     let pulse = crate::dashboard::pulse(&monitor, &dashboard_conversations, &scheduler);
+    let stream_pulse = pulse.clone();
     let dashboard = config.health.dashboard.then(|| {
         Arc::new(crate::dashboard::AgentView {
             monitor: Arc::clone(&monitor),
@@ -249,6 +250,8 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
     let stopping = Instant::now();
     ready.store(false, Ordering::Release);
     shutdown.cancel();
+    // Open dashboard pages' streams end, so they do not hold the server's shutdown.
+    stream_pulse.close();
 
     let drained = tokio::time::timeout(SHUTDOWN_DEADLINE, async {
         // Running turns are cancelled and every Claude process group ends.
@@ -306,6 +309,7 @@ async fn telegram(
     }
     let channel =
         valor_telegram::channel::TelegramChannel::new(valor_telegram::channel::ChannelSetup {
+            degraded_after: Duration::from_secs(config.monitor.part_alert_after_secs),
             bot,
             conversations,
             store: Arc::new(agent.store.clone()),

@@ -188,6 +188,9 @@ pub struct MonitorConfig {
     pub status: StatusThresholds,
     /// One message per alert at most this often.
     pub alert_cooldown_mins: u64,
+    /// A part (Telegram, Claude, the memory index) not ok for this many seconds raises an
+    /// alert (a critical one after 15 minutes).
+    pub part_alert_after_secs: u64,
 }
 
 impl Default for MonitorConfig {
@@ -200,6 +203,7 @@ impl Default for MonitorConfig {
             thresholds: MonitorThresholds::default(),
             status: StatusThresholds::default(),
             alert_cooldown_mins: 60,
+            part_alert_after_secs: 60,
         }
     }
 }

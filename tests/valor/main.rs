@@ -7,6 +7,7 @@
 mod browser;
 mod chat_once;
 mod cli;
+mod dashboard_phone;
 mod dashboard_ui;
 mod daydream_cli;
 mod jobs_cli;

@@ -26,7 +26,7 @@ pub struct Chart<'a> {
 
 const WIDTH: f64 = 640.0;
 const HEIGHT: f64 = 180.0;
-const LEFT: f64 = 48.0;
+const LEFT: f64 = 8.0;
 const RIGHT: f64 = 8.0;
 const TOP: f64 = 10.0;
 const BOTTOM: f64 = 34.0;
@@ -100,13 +100,20 @@ pub fn render(chart: &Chart<'_>) -> Markup {
         figure.chart {
             figcaption { strong { (chart.title) } " · now " (figure(latest, chart.unit)) }
             svg viewBox={ "0 0 " (WIDTH) " " (HEIGHT) } role="img" aria-label=(chart.title) {
+                // Values inside the plot at their lines (above the zero line, under the
+                // others), times anchored inward at the ends: nothing is cut at any size.
                 @for frac in [0.0, 0.5, 1.0] {
                     line.axis x1=(LEFT) x2=(WIDTH - RIGHT) y1=(y(top * frac)) y2=(y(top * frac)) {}
-                    text x=(LEFT - 4.0) y=(y(top * frac) + 4.0) text-anchor="end" { (figure(top * frac, chart.unit)) }
+                    @if frac == 0.0 {
+                        text x=(LEFT + 2.0) y=(y(0.0) - 3.0) text-anchor="start" { (figure(0.0, chart.unit)) }
+                    } @else {
+                        text x=(LEFT + 2.0) y=(y(top * frac) + 2.0) text-anchor="start" dominant-baseline="hanging" { (figure(top * frac, chart.unit)) }
+                    }
                 }
-                @for i in ticks {
+                @for (k, i) in ticks.into_iter().enumerate() {
                     @if let Some((at, _)) = chart.points.get(i) {
-                        text x=(LEFT + (i as f64 + 0.5) * slot) y=(HEIGHT - BOTTOM + 14.0) text-anchor="middle" { (tick(*at, span)) }
+                        text x=(LEFT + (i as f64 + 0.5) * slot) y=(HEIGHT - BOTTOM + 4.0) dominant-baseline="hanging"
+                            text-anchor=(match k { 0 => "start", 1 => "middle", _ => "end" }) { (tick(*at, span)) }
                     }
                 }
                 @if chart.bars {
@@ -131,7 +138,7 @@ pub fn render(chart: &Chart<'_>) -> Markup {
                 }
                 @for (at, what) in &chart.marks {
                     @if *at >= first && *at <= last_end {
-                        circle.mark cx=(x_of(*at)) cy=(HEIGHT - BOTTOM + 24.0) r="4" {
+                        circle.mark cx=(x_of(*at)) cy=(HEIGHT - BOTTOM + 28.0) r="4" {
                             title { (crate::pages::when(*at)) ": " (what) }
                         }
                     }

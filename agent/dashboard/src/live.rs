@@ -42,17 +42,31 @@ pub type Versions = [u64; 4];
 #[derive(Clone)]
 pub struct Pulse {
     versions: Arc<watch::Sender<Versions>>,
+    /// Cancelled when Valor stops: every page's stream ends (an open page must not hold the
+    /// server's graceful shutdown), and the page says "reconnecting…".
+    closing: tokio_util::sync::CancellationToken,
 }
 
 impl Default for Pulse {
     fn default() -> Self {
         Pulse {
             versions: Arc::new(watch::channel([0; 4]).0),
+            closing: tokio_util::sync::CancellationToken::new(),
         }
     }
 }
 
 impl Pulse {
+    /// Ends every page's stream (Valor is stopping).
+    pub fn close(&self) {
+        self.closing.cancel();
+    }
+
+    /// Until the streams are to end.
+    pub async fn closed(&self) {
+        self.closing.cancelled().await;
+    }
+
     /// `topic` changed.
     pub fn bump(&self, topic: Topic) {
         self.versions

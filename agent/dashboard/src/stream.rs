@@ -236,9 +236,17 @@ pub(crate) async fn events(
     watch.render().await;
     watch.sent.clear();
     watch.new_lines();
-    let stream = futures_util::stream::unfold(watch, |mut watch| async move {
-        let event = watch.next().await;
-        Some((Ok::<Event, Infallible>(event), watch))
+    let closing = watch.ui.pulse.clone();
+    let stream = futures_util::stream::unfold(watch, move |mut watch| {
+        let closing = closing.clone();
+        async move {
+            // Stopping wins over events still queued.
+            tokio::select! {
+                biased;
+                () = closing.closed() => None,
+                event = watch.next() => Some((Ok::<Event, Infallible>(event), watch)),
+            }
+        }
     });
     Sse::new(stream)
         .keep_alive(KeepAlive::default())

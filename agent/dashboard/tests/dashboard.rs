@@ -692,6 +692,10 @@ async fn the_live_streams_send_a_fragment_when_its_source_moves_and_only_new_log
     );
     let (status, _, _) = send(&app, get("/ui/events?page=secrets", Some(&cookie))).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    // Valor stopping ends every open stream (an open page must not hold the shutdown).
+    pulse.close();
+    assert!(overview.0.frame().await.is_none(), "the stream ended");
+    assert!(logs.0.frame().await.is_none(), "the stream ended");
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use crate::alerts::{Alert, AlertBook, AlertChange, AlertKind, Severity};
 use crate::score::Status;
 
-/// A part not ok for this long raises an alert.
+/// A part not ok for this long raises an alert (`[monitor] part_alert_after_secs`).
 pub const ALERT_AFTER_MS: u64 = 60_000;
 /// ... and a critical one after this long (or at once when it is unhealthy).
 pub const CRITICAL_AFTER_MS: u64 = 15 * 60_000;
@@ -43,10 +43,18 @@ impl ComponentState {
 }
 
 /// What the book remembers of each part between checks.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ComponentBook {
     seen: BTreeMap<String, Seen>,
     alerts: AlertBook,
+    /// A part not ok for this long raises an alert.
+    alert_after_ms: u64,
+}
+
+impl Default for ComponentBook {
+    fn default() -> Self {
+        ComponentBook::new(ALERT_AFTER_MS)
+    }
 }
 
 /// A part between checks: its status, since when, its last error (when, what).
@@ -81,6 +89,14 @@ fn error_of(status: Status, figures: &Map<String, Value>) -> Option<String> {
 }
 
 impl ComponentBook {
+    pub fn new(alert_after_ms: u64) -> ComponentBook {
+        ComponentBook {
+            seen: BTreeMap::new(),
+            alerts: AlertBook::default(),
+            alert_after_ms: alert_after_ms.max(1000),
+        }
+    }
+
     /// Takes in each part's check at `now_ms` (`started_ms`: when Valor started).
     pub fn update(
         &mut self,
@@ -123,7 +139,7 @@ impl ComponentBook {
                 figures,
             };
             if let Some(kind) = alert_kind(&state.name) {
-                let alert = alert_for(kind, &state, now_ms);
+                let alert = alert_for(kind, &state, now_ms, self.alert_after_ms);
                 self.alerts.update(kind, alert, &mut checked.changes);
             }
             checked.states.push(state);
@@ -148,9 +164,9 @@ pub struct Checked {
 }
 
 /// A part's alert: none before a minute not ok.
-fn alert_for(kind: AlertKind, state: &ComponentState, now_ms: u64) -> Option<Alert> {
+fn alert_for(kind: AlertKind, state: &ComponentState, now_ms: u64, after_ms: u64) -> Option<Alert> {
     let failing = state.failing_ms(now_ms);
-    if failing < ALERT_AFTER_MS {
+    if failing < after_ms {
         return None;
     }
     let severity = if state.status == Status::Unhealthy || failing >= CRITICAL_AFTER_MS {
@@ -172,7 +188,7 @@ fn alert_for(kind: AlertKind, state: &ComponentState, now_ms: u64) -> Option<Ale
         ),
         action: kind.action().to_owned(),
         value: (failing / 1000) as f64,
-        threshold: (ALERT_AFTER_MS / 1000) as f64,
+        threshold: (after_ms / 1000) as f64,
         since: state.since_ms / 1000,
     })
 }

@@ -230,6 +230,7 @@ impl ResourceMonitor {
         metrics: &MetricsRegistry,
     ) -> Result<Arc<Self>, MonitorError> {
         let sampler = Sampler::new(children, Duration::from_secs(config.stale_child_secs))?;
+        let part_alert_after_ms = config.part_alert_after_secs.saturating_mul(1000);
         Ok(Arc::new(ResourceMonitor {
             gauges: MonitorGauges::register(metrics)?,
             config,
@@ -239,7 +240,7 @@ impl ResourceMonitor {
             changes: tokio::sync::broadcast::channel(64).0,
             history: std::sync::OnceLock::new(),
             components: RwLock::new(Vec::new()),
-            book: Mutex::new(ComponentBook::default()),
+            book: Mutex::new(ComponentBook::new(part_alert_after_ms)),
             started_ms: valor_protocol::time::now_ms(),
             version: tokio::sync::watch::channel(0).0,
             probes: crate::assess::Probes::default(),

@@ -105,6 +105,7 @@ async fn many_chats(chats: i64) {
     let store = Store::open(&dir.path().join("store")).unwrap();
     let backend = ScriptedBackend::echo();
     let channel = TelegramChannel::new(ChannelSetup {
+        degraded_after: valor_telegram::health::DEGRADED_AFTER,
         bot: Bot::new(&fake.token).set_api_url(fake.url.parse().unwrap()),
         conversations: conversations(&store, backend.clone()),
         store: Arc::new(store.clone()),

@@ -81,6 +81,8 @@ pub struct ChannelSetup {
     pub webhook: Option<Webhook>,
     /// Called for each refusal of an unknown user (a counter on /metrics).
     pub on_refusal: Option<Arc<dyn Fn() + Send + Sync>>,
+    /// Polling failing this long is degraded (and alerted: `[monitor] part_alert_after_secs`).
+    pub degraded_after: Duration,
 }
 
 /// A chat's pacer unused this long is dropped once many are kept; the next message makes a
@@ -167,7 +169,10 @@ impl TelegramChannel {
     pub async fn new(setup: ChannelSetup) -> Result<TelegramChannel, ChannelError> {
         let mut allowed: HashSet<i64> = setup.allowed_users.into_iter().collect();
         allowed.extend(setup.store.paired_users().await?);
-        let poll_health = Arc::new(PollHealth::new(setup.webhook.is_some()));
+        let poll_health = Arc::new(PollHealth::new(
+            setup.webhook.is_some(),
+            setup.degraded_after,
+        ));
         Ok(TelegramChannel {
             inner: Arc::new(Inner {
                 bot: setup.bot,

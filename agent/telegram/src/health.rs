@@ -10,7 +10,8 @@ use serde_json::{Map, Value, json};
 use tokio::time::Instant;
 use valor_monitor::{HealthComponent, Status};
 
-/// Failing this long makes the component degraded.
+/// Failing this long makes the component degraded (by default: `[monitor]
+/// part_alert_after_secs` sets it).
 pub const DEGRADED_AFTER: Duration = Duration::from_secs(60);
 
 /// Shared between the channel (which records) and the health server (which reads).
@@ -21,6 +22,7 @@ pub struct PollHealth {
     /// Updates that could not be taken in after retries and were skipped.
     set_aside: AtomicU64,
     webhook: bool,
+    degraded_after: Duration,
 }
 
 #[derive(Debug, Default)]
@@ -31,12 +33,13 @@ struct PollState {
 }
 
 impl PollHealth {
-    pub fn new(webhook: bool) -> PollHealth {
+    pub fn new(webhook: bool, degraded_after: Duration) -> PollHealth {
         PollHealth {
             started: Instant::now(),
             state: Mutex::new(PollState::default()),
             set_aside: AtomicU64::new(0),
             webhook,
+            degraded_after,
         }
     }
 
@@ -58,11 +61,11 @@ impl PollHealth {
         self.set_aside.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Ok, or degraded after failing for [`DEGRADED_AFTER`].
+    /// Ok, or degraded after failing for its `degraded_after`.
     pub fn status(&self) -> Status {
         let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         match state.failing_since {
-            Some(since) if since.elapsed() >= DEGRADED_AFTER => Status::Degraded,
+            Some(since) if since.elapsed() >= self.degraded_after => Status::Degraded,
             _ => Status::Ok,
         }
     }
@@ -98,7 +101,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_minute_of_failures_is_degraded_and_one_success_heals() {
-        let health = PollHealth::new(false);
+        let health = PollHealth::new(false, DEGRADED_AFTER);
         health.ok();
         assert_eq!(health.status(), Status::Ok);
         health.failed("store: disk full");

@@ -91,6 +91,8 @@ struct StateInner {
     download_delay: Duration,
     /// Answer sendMessageDraft as a server without it would.
     no_drafts: bool,
+    /// Every call fails as behind a broken proxy (502).
+    outage: bool,
     /// (url, secret_token, max_connections) of the last setWebhook.
     webhook: Option<(String, String, u64)>,
     /// When the bot's messages of the last second went out (sends, edits, deletes, photos).
@@ -328,6 +330,11 @@ impl FakeTelegram {
         self.shared.state.lock().unwrap().webhook.clone()
     }
 
+    /// Every call fails with 502 Bad Gateway (an outage) until turned off.
+    pub fn outage(&self, on: bool) {
+        self.shared.state.lock().unwrap().outage = on;
+    }
+
     /// Behaves like a Bot API server older than 9.3: no sendMessageDraft.
     pub fn refuse_drafts(&self) {
         self.shared.state.lock().unwrap().no_drafts = true;
@@ -372,6 +379,9 @@ async fn api(
 ) -> axum::Json<Value> {
     if bot != format!("bot{}", shared.token) {
         return axum::Json(json!({"ok": false, "error_code": 401, "description": "Unauthorized"}));
+    }
+    if shared.state.lock().unwrap().outage {
+        return axum::Json(json!({"ok": false, "error_code": 502, "description": "Bad Gateway"}));
     }
     let content_type = headers
         .get(axum::http::header::CONTENT_TYPE)

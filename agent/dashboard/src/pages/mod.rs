@@ -156,10 +156,20 @@ pub fn overview_health(o: &Overview, now_ms: u64) -> Markup {
             p { small { "Looked at " (time(o.trends_at_ms)) "." } }
         }
         h2 { "Components" }
-        (scroll(html! {
+        @let (ok, failing): (Vec<&crate::ComponentRow>, Vec<&crate::ComponentRow>) = o.components.iter().partition(|c| c.status == "ok");
+        @if !ok.is_empty() {
+            p {
+                span class="pill ok" { "ok" } " "
+                @for (i, c) in ok.iter().enumerate() {
+                    @if i > 0 { ", " }
+                    span title=(c.last_error.as_ref().map_or(String::new(), |(_, e)| format!("last error: {e}"))) { (c.name) }
+                }
+            }
+        }
+        @if !failing.is_empty() { (scroll(html! {
             table.stack {
                 tr { th { "component" } th { "status" } th { "for" } th { "last error" } }
-                @for c in &o.components {
+                @for c in &failing {
                     tr {
                         td data-label="component" { (c.name) }
                         td data-label="status" { span class={ "pill " (c.status) } { (c.status) } }
@@ -173,7 +183,7 @@ pub fn overview_health(o: &Overview, now_ms: u64) -> Markup {
                     }
                 }
             }
-        }))
+        })) }
     }
 }
 

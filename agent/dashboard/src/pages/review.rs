@@ -189,7 +189,7 @@ fn learnings_table(learnings: &[LearningRow], csrf: &str) -> Markup {
     html! {
         h2 { "Learnings" }
         @if learnings.is_empty() { p { "None yet." } }
-        (scroll(html! {
+        @else { (scroll(html! {
             table.stack {
                 tr { th { "chat" } th.n { "#" } th { "category" } th.n { "confidence" } th.n { "seen" } th { "learning" } th {} }
                 @for l in learnings {
@@ -215,7 +215,7 @@ fn learnings_table(learnings: &[LearningRow], csrf: &str) -> Markup {
                     }
                 }
             }
-        }))
+        })) }
     }
 }
 
