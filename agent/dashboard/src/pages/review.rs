@@ -114,16 +114,6 @@ fn chat_name(chat_id: Option<i64>) -> String {
     chat_id.map_or_else(|| "shared".to_owned(), |c| format!("chat {c}"))
 }
 
-/// The kinds a search can be narrowed to.
-const KINDS: [&str; 6] = [
-    "message",
-    "link",
-    "learning",
-    "insight",
-    "observation",
-    "summary",
-];
-
 /// What the Memory page shows.
 pub struct MemoryView<'a> {
     pub query: &'a MemoryQuery,
@@ -138,7 +128,9 @@ fn search_form(q: &MemoryQuery) -> Markup {
             input type="search" name="q" value=(q.text) placeholder="search memory (words or meaning)" size="40";
             select name="kind" title="kind" {
                 option value="" { "any kind" }
-                @for kind in KINDS { option value=(kind) selected[q.kind.as_deref() == Some(kind)] { (kind) } }
+                @for kind in valor_protocol::records::MemoryKind::ALL.map(|k| k.as_str()) {
+                    option value=(kind) selected[q.kind.as_deref() == Some(kind)] { (kind) }
+                }
             }
             input type="text" name="chat" value=[q.chat] placeholder="chat id" size="12" inputmode="numeric";
             select name="days" title="from the last" {
