@@ -49,8 +49,8 @@ fn planted_run(i: u64, now: u64) -> RunRecord {
         "api_duration_ms": 3_000, "cost_usd": 0.002 + (i % 13) as f64 * 0.001,
         "usage": {"input_tokens": 1200, "output_tokens": 300, "cache_read_input_tokens": 9000,
                   "cache_creation_input_tokens": 0},
-        "num_turns": 3, "tool_calls": tools, "warm": i % 2 == 0,
-        "error": (i % 50 == 0).then(|| serde_json::json!({"kind": "tool_denied", "severity": "low", "detail": "denied: Bash"})),
+        "num_turns": 3, "tool_calls": tools, "warm": i.is_multiple_of(2),
+        "error": i.is_multiple_of(50).then(|| serde_json::json!({"kind": "tool_denied", "severity": "low", "detail": "denied: Bash"})),
     }))
     .unwrap()
 }
