@@ -252,6 +252,26 @@ fn at_a_phones_width_the_dashboard_shows_turns_an_outage_and_lives_through_a_res
             let name = if path == "/ui/" { "overview".to_owned() } else { path.trim_start_matches("/ui/").to_owned() };
             shot(&page, &shots, &format!("desktop-{name}"), &desktop).await;
         }
+        // A dark room: the colours follow the system's (text light on dark, charts too).
+        let dark = chromiumoxide::cdp::browser_protocol::emulation::MediaFeature::new(
+            "prefers-color-scheme",
+            "dark",
+        );
+        page.emulate_media_features(vec![dark]).await.unwrap();
+        open(&page, &format!("{base}/ui/")).await;
+        let colours: Vec<String> = eval(
+            &page,
+            "[getComputedStyle(document.body).backgroundColor, getComputedStyle(document.body).color]",
+        )
+        .await;
+        let light = |css: &str| -> f64 {
+            let rgb: Vec<f64> = (css.trim_start_matches("rgb(").trim_end_matches(')').split(','))
+                .filter_map(|v| v.trim().parse().ok())
+                .collect();
+            (rgb[0] + rgb[1] + rgb[2]) / (3.0 * 255.0)
+        };
+        assert!(light(&colours[0]) < 0.2 && light(&colours[1]) > 0.7, "{colours:?}");
+        shot(&page, &shots, "desktop-overview-dark", &desktop).await;
         browser.close().await.ok();
         handling.abort();
     });
