@@ -77,6 +77,10 @@ pub struct AlertRecord {
     /// When the operator acknowledged it (Unix milliseconds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acknowledged_ms: Option<u64>,
+    /// Alerts of its kind are not told until then (Unix ms): kept here so a silence outlives
+    /// a restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub silenced_until_ms: Option<u64>,
 }
 
 /// Notes a change in the log; returns the record it touched.
@@ -106,6 +110,7 @@ fn note_in(log: &mut VecDeque<AlertRecord>, change: &AlertChange, at_ms: u64) {
                 ended_by_restart: false,
                 done: Vec::new(),
                 acknowledged_ms: None,
+                silenced_until_ms: None,
             });
         }
         AlertChange::SeverityChanged { alert, .. } => {
@@ -411,6 +416,21 @@ impl ResourceMonitor {
     pub async fn keep_history(&self, recorder: crate::history::HealthRecorder) {
         let now_ms = valor_protocol::time::now_ms();
         recorder.close_left_open(now_ms, ALERT_LOG).await;
+        // Silences still in force come back (the newest record of a kind says).
+        let mut seen = std::collections::BTreeSet::new();
+        let kept = recorder.alerts(ALERT_LOG).await;
+        {
+            let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
+            for record in kept {
+                if seen.insert(record.alert.kind)
+                    && let Some(until) = record.silenced_until_ms.filter(|u| *u > now_ms)
+                {
+                    state.silenced.insert(record.alert.kind, until);
+                    // Its record is where the silence is changed or lifted later.
+                    state.log.push_front(record);
+                }
+            }
+        }
         let _ = self.history.set(recorder);
     }
 
@@ -489,12 +509,18 @@ impl ResourceMonitor {
     /// Alerts of `kind` are not told to the admin chat until `until_ms` (0: told again now);
     /// they still show on the dashboard.
     pub fn silence(&self, kind: crate::AlertKind, until_ms: u64) {
-        let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
-        if until_ms == 0 {
-            state.silenced.remove(&kind);
-        } else {
-            state.silenced.insert(kind, until_ms);
+        {
+            let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
+            if until_ms == 0 {
+                state.silenced.remove(&kind);
+            } else {
+                state.silenced.insert(kind, until_ms);
+            }
         }
+        // Kept on the kind's latest alert, so it outlives a restart.
+        self.change_latest(kind, |record, _| {
+            record.silenced_until_ms = (until_ms > 0).then_some(until_ms);
+        });
     }
 
     /// The silences in force at `now_ms`: (kind, until).

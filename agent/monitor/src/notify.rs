@@ -333,3 +333,46 @@ mod operator_tests {
         );
     }
 }
+
+#[cfg(test)]
+mod restart_tests {
+    use super::*;
+    use crate::monitor::tests::sample_at;
+
+    #[tokio::test]
+    async fn a_silence_outlives_a_restart_and_a_lifted_one_does_not_come_back() {
+        let log = Arc::new(crate::history::InMemoryHealthLog::default());
+        let start = || {
+            crate::ResourceMonitor::new(
+                valor_config::MonitorConfig::default(),
+                crate::ChildRegistry::new(),
+                &crate::MetricsRegistry::new(),
+            )
+            .unwrap_or_else(|e| panic!("{e}"))
+        };
+        let now = valor_protocol::time::now_ms();
+        let until = now + 8 * 3_600_000;
+        {
+            let monitor = start();
+            monitor
+                .keep_history(crate::history::HealthRecorder::start(log.clone()))
+                .await;
+            monitor.record(sample_at(600, 1)); // a memory alert
+            monitor.silence(AlertKind::ProcessMemory, until);
+            monitor.alert_log().await; // written
+        }
+        let monitor = start();
+        monitor
+            .keep_history(crate::history::HealthRecorder::start(log.clone()))
+            .await;
+        assert_eq!(monitor.silences(now), [(AlertKind::ProcessMemory, until)]);
+        assert!(monitor.is_silenced(AlertKind::ProcessMemory, now));
+        monitor.silence(AlertKind::ProcessMemory, 0);
+        monitor.alert_log().await;
+        let again = start();
+        again
+            .keep_history(crate::history::HealthRecorder::start(log))
+            .await;
+        assert!(again.silences(now).is_empty(), "lifted stays lifted");
+    }
+}
