@@ -163,6 +163,36 @@ fn memory_row(d: valor_store::Document) -> MemoryRow {
     }
 }
 
+impl AgentView {
+    /// A chat's row from its record and what the conversation service knows of it now (its
+    /// run figures left at 0).
+    fn chat_row(&self, chat: valor_store::ChatRecord) -> ChatRow {
+        let live = self.conversations.live_status(chat.chat_id);
+        let running = live.running;
+        ChatRow {
+            chat_id: chat.chat_id,
+            name: chat.title,
+            last_at_ms: chat.last_at_ms,
+            messages: chat.messages,
+            turns: 0,
+            cost_usd: 0.0,
+            context: live.context.map(|f| {
+                (
+                    f.messages_before,
+                    f.messages_after,
+                    f.tokens_before,
+                    f.tokens_after,
+                )
+            }),
+            pending: live.pending,
+            session: (running.as_ref())
+                .and_then(|p| p.session_id.clone())
+                .or(live.live_session),
+            running,
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl Source for AgentView {
     async fn overview(&self) -> Overview {
@@ -312,33 +342,20 @@ impl Source for AgentView {
             .filter(|chat| !valor_protocol::turn::is_background_chat(chat.chat_id))
             .map(|chat| {
                 let totals = by_chat.get(&chat.chat_id).cloned().unwrap_or_default();
-                let live = self.conversations.live_status(chat.chat_id);
-                let running = live.running;
-                ChatRow {
-                    chat_id: chat.chat_id,
-                    name: chat.title,
-                    last_at_ms: chat.last_at_ms,
-                    messages: chat.messages,
-                    turns: totals.turns,
-                    cost_usd: totals.cost_usd,
-                    context: live.context.map(|f| {
-                        (
-                            f.messages_before,
-                            f.messages_after,
-                            f.tokens_before,
-                            f.tokens_after,
-                        )
-                    }),
-                    pending: live.pending,
-                    session: (running.as_ref())
-                        .and_then(|p| p.session_id.clone())
-                        .or(live.live_session),
-                    running,
-                }
+                let mut row = self.chat_row(chat);
+                row.turns = totals.turns;
+                row.cost_usd = totals.cost_usd;
+                row
             })
             .collect();
         rows.sort_by_key(|r| std::cmp::Reverse(r.last_at_ms));
         rows
+    }
+
+    async fn chat(&self, chat_id: i64) -> Option<ChatRow> {
+        let read = self.store.blocking(move |s| s.chat(chat_id)).await;
+        let chat = read.ok().flatten()?;
+        Some(self.chat_row(chat))
     }
 
     async fn stop(&self, chat_id: i64) -> bool {

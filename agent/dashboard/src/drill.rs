@@ -86,11 +86,11 @@ pub(crate) async fn chat_view(ui: &Ui, chat_id: i64) -> (ChatView, Vec<Chart<'st
     let now = now_ms();
     let since = (now / DAY_MS).saturating_sub(CHAT_DAYS - 1) * DAY_MS;
     let s = &ui.source;
-    let (runs, turns, rows, names) = (
+    let (runs, turns, row, names) = (
         s.runs_since(since).await,
         s.latest_turns(CHAT_TURNS, TurnFilter::All, Some(chat_id))
             .await,
-        crate::handlers::chat_rows(ui).await,
+        s.chat(chat_id).await,
         s.chat_names().await,
     );
     let mine: Vec<_> = runs.into_iter().filter(|r| r.chat_id == chat_id).collect();
@@ -124,7 +124,7 @@ pub(crate) async fn chat_view(ui: &Ui, chat_id: i64) -> (ChatView, Vec<Chart<'st
     let view = ChatView {
         chat_id,
         name: names.get(&chat_id).cloned(),
-        row: rows.into_iter().find(|r| r.chat_id == chat_id),
+        row,
         totals,
         turns,
         learnings: Vec::new(),

@@ -211,6 +211,9 @@ pub trait Source: Send + Sync + 'static {
     async fn chart(&self) -> Option<Vec<u8>>;
     /// The chats, latest activity first.
     async fn chats(&self) -> Vec<ChatRow>;
+    /// One chat as the Chats page shows it, without its run figures (`turns` and `cost_usd`
+    /// are 0: its page sums its runs itself); `None` when nobody wrote in it.
+    async fn chat(&self, chat_id: i64) -> Option<ChatRow>;
     /// Stops the chat's running turn; whether one ran.
     async fn stop(&self, chat_id: i64) -> bool;
     /// Alerts, newest first: the active ones and those past.

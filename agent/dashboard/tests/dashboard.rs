@@ -230,6 +230,15 @@ impl Source for Fake {
             }),
         }]
     }
+    async fn chat(&self, chat_id: i64) -> Option<ChatRow> {
+        let mut row = self
+            .chats()
+            .await
+            .into_iter()
+            .find(|r| r.chat_id == chat_id)?;
+        (row.turns, row.cost_usd) = (0, 0.0);
+        Some(row)
+    }
     async fn stop(&self, chat_id: i64) -> bool {
         self.stopped.lock().unwrap().push(chat_id);
         true
