@@ -110,6 +110,8 @@ struct ChatState {
     /// When its last turn started (the engine's turn counter): the least recent goes first.
     last_turn: u64,
     memory: memory::SessionState,
+    /// The chat's name as last kept in the store (written again only when it changes).
+    title: Option<String>,
 }
 
 /// Chats whose state (summaries, figures, session) the engine keeps; past it the least
@@ -125,6 +127,7 @@ impl ChatState {
             session: None,
             since_id,
             memory: memory::SessionState::default(),
+            title: None,
         }
     }
 }
@@ -322,6 +325,23 @@ impl Engine {
         Ok(self.start(prepared))
     }
 
+    /// Keeps the chat's name in the store when it is new or changed (not at every message).
+    async fn keep_title(&self, chat_id: i64, title: Option<&str>) {
+        let Some(title) = title else { return };
+        let known = self.chats().get(&chat_id).and_then(|c| c.title.clone());
+        if known.as_deref() == Some(title) {
+            return;
+        }
+        match self.inner.store.name_chat(chat_id, title).await {
+            Ok(()) => {
+                if let Some(state) = self.chats().get_mut(&chat_id) {
+                    state.title = Some(title.to_owned());
+                }
+            }
+            Err(e) => tracing::warn!(chat_id, error = %e, "cannot keep the chat's name"),
+        }
+    }
+
     /// Stores the message (durably), reads the chat's history and what memory brings back;
     /// the rest of the turn's preparation reads files, so it runs on the blocking pool.
     async fn prepare(&self, incoming: Incoming) -> Result<Prepared, StoreFailure> {
@@ -338,11 +358,8 @@ impl Engine {
                 true,
             )
             .await?;
-        if let Some(title) = &incoming.chat_title
-            && let Err(e) = inner.store.name_chat(chat_id, title).await
-        {
-            tracing::warn!(chat_id, error = %e, "cannot keep the chat's name");
-        }
+        self.keep_title(chat_id, incoming.chat_title.as_deref())
+            .await;
         let history = inner
             .store
             .recent(chat_id, inner.config.window.saturating_add(1))
@@ -423,8 +440,9 @@ impl Engine {
             state.last_turn = turn;
             if fresh_session {
                 let memory = std::mem::take(&mut state.memory);
+                let title = state.title.take();
                 *state = ChatState::starting_at(id);
-                state.memory = memory;
+                (state.memory, state.title) = (memory, title);
             }
             Engine::note_turn(state, now_ms);
             let earlier: Vec<ContextMessage> = history
@@ -635,6 +653,37 @@ mod tests {
         );
         assert!(request.prompt.ends_with("USER_REQUEST: hi there"));
         assert_eq!(request.class, Some(crate::routing::RequestClass::ShortChat));
+    }
+
+    #[tokio::test]
+    async fn a_chats_name_is_written_when_new_or_changed_not_at_every_message() {
+        let backend = ScriptedBackend::new(|_| Scripted::text("ok."));
+        let store = Arc::new(MemoryStore::default());
+        let engine = engine(&backend, &store);
+        let say = |title: Option<&str>| {
+            let mut incoming = Incoming::new(5, "hello");
+            incoming.chat_title = title.map(str::to_owned);
+            incoming
+        };
+        for title in [
+            Some("Ops"),
+            Some("Ops"),
+            Some("Ops"),
+            None,
+            Some("Ops team"),
+            Some("Ops team"),
+        ] {
+            engine
+                .turn(say(title))
+                .await
+                .unwrap()
+                .finish()
+                .await
+                .unwrap();
+        }
+        let names: Vec<String> = store.names().into_iter().map(|(_, n)| n).collect();
+        // The first message comes before the chat is tracked; from the second on it is known.
+        assert_eq!(names, ["Ops", "Ops", "Ops team"]);
     }
 
     #[tokio::test]

@@ -50,6 +50,8 @@ pub trait ConversationStore: Send + Sync {
 pub struct InMemoryStore {
     messages: Mutex<Vec<(i64, ContextMessage, bool)>>,
     starts: Mutex<HashMap<i64, u64>>,
+    /// Every chat name written, in order.
+    names: Mutex<Vec<(i64, String)>>,
 }
 
 #[async_trait]
@@ -103,6 +105,12 @@ impl ConversationStore for InMemoryStore {
         Ok(())
     }
 
+    async fn name_chat(&self, chat_id: i64, title: &str) -> Result<(), StoreFailure> {
+        (self.names.lock().unwrap_or_else(PoisonError::into_inner))
+            .push((chat_id, title.to_owned()));
+        Ok(())
+    }
+
     async fn conversation_start(&self, chat_id: i64) -> Result<u64, StoreFailure> {
         Ok(self
             .starts
@@ -115,6 +123,14 @@ impl ConversationStore for InMemoryStore {
 }
 
 impl InMemoryStore {
+    /// Every chat name written, in order.
+    pub fn names(&self) -> Vec<(i64, String)> {
+        self.names
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     /// Every message: its chat, itself, and whether it was written durably.
     pub fn messages(&self) -> Vec<(i64, ContextMessage, bool)> {
         self.messages

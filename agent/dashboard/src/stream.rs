@@ -234,7 +234,6 @@ pub(crate) async fn events(
     };
     // What changed between the page's render and this connection is sent at once.
     watch.render().await;
-    watch.sent.clear();
     watch.new_lines();
     let closing = watch.ui.pulse.clone();
     let stream = futures_util::stream::unfold(watch, move |mut watch| {

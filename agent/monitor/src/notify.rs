@@ -205,12 +205,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_notifier_sends_what_the_monitor_publishes_and_notes_it_on_the_alert() {
-        let monitor = crate::ResourceMonitor::new(
-            valor_config::MonitorConfig::default(),
-            crate::ChildRegistry::new(),
-            &crate::MetricsRegistry::new(),
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+        let monitor = monitor();
         let rx = monitor.alert_changes();
         let sent: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
         let into = Arc::clone(&sent);
@@ -250,12 +245,16 @@ mod tests {
             ["told to the admin chat", "recovery told to the admin chat"]
         );
     }
-}
 
-#[cfg(test)]
-mod operator_tests {
-    use super::*;
-    use crate::monitor::tests::sample_at;
+    /// A monitor with the default configuration.
+    fn monitor() -> Arc<crate::ResourceMonitor> {
+        crate::ResourceMonitor::new(
+            valor_config::MonitorConfig::default(),
+            crate::ChildRegistry::new(),
+            &crate::MetricsRegistry::new(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
 
     fn lock<T: Clone>(m: &std::sync::Mutex<T>) -> T {
         m.lock()
@@ -265,12 +264,7 @@ mod operator_tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_silenced_alert_is_shown_not_told_and_an_acknowledged_one_says_so() {
-        let monitor = crate::ResourceMonitor::new(
-            valor_config::MonitorConfig::default(),
-            crate::ChildRegistry::new(),
-            &crate::MetricsRegistry::new(),
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+        let monitor = monitor();
         let now = valor_protocol::time::now_ms();
         monitor.silence(AlertKind::ProcessMemory, now + 3_600_000);
         assert_eq!(
@@ -332,24 +326,11 @@ mod operator_tests {
             lock(&sent)
         );
     }
-}
-
-#[cfg(test)]
-mod restart_tests {
-    use super::*;
-    use crate::monitor::tests::sample_at;
 
     #[tokio::test]
     async fn a_silence_outlives_a_restart_and_a_lifted_one_does_not_come_back() {
         let log = Arc::new(crate::history::InMemoryHealthLog::default());
-        let start = || {
-            crate::ResourceMonitor::new(
-                valor_config::MonitorConfig::default(),
-                crate::ChildRegistry::new(),
-                &crate::MetricsRegistry::new(),
-            )
-            .unwrap_or_else(|e| panic!("{e}"))
-        };
+        let start = monitor;
         let now = valor_protocol::time::now_ms();
         let until = now + 8 * 3_600_000;
         {

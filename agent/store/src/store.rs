@@ -181,7 +181,7 @@ impl Store {
         let store = Store {
             sessions: db.open_tree(SESSIONS)?,
             runs: db.open_tree(RUNS)?,
-            turn_text_count: Arc::new(AtomicU64::new(turn_texts.len() as u64)),
+            turn_text_count: Arc::new(AtomicU64::new(ledger::turn_text_count(&meta, &turn_texts)?)),
             turn_texts,
             processes: db.open_tree(PROCESSES)?,
             messages: db.open_tree(MESSAGES)?,

@@ -8,6 +8,22 @@ use crate::records::{ProcessRecord, RunRecord, SessionRecord, TurnText};
 /// The turns whose text (prompt, answer, tool inputs) is kept: the latest this many.
 pub const KEPT_TURN_TEXTS: u64 = 2_000;
 
+/// Where the number of kept turn texts is kept (in `meta`), so opening the store does not
+/// walk the texts to count them.
+const TURN_TEXTS_COUNT_KEY: &[u8] = b"turn_texts_count";
+
+/// The number of kept turn texts: as kept, or counted once (a store from before the count).
+pub(super) fn turn_text_count(meta: &sled::Tree, texts: &sled::Tree) -> Result<u64, StoreError> {
+    if let Some(bytes) = meta.get(TURN_TEXTS_COUNT_KEY)?
+        && let Ok(count) = <[u8; 8]>::try_from(bytes.as_ref())
+    {
+        return Ok(u64::from_be_bytes(count));
+    }
+    let count = texts.len() as u64;
+    meta.insert(TURN_TEXTS_COUNT_KEY, &count.to_be_bytes())?;
+    Ok(count)
+}
+
 /// A turn's key: its start, then its chat (two chats' turns may start in the same
 /// millisecond; one chat's cannot, its turns run one at a time).
 fn turn_key(started_at_ms: u64, chat_id: i64) -> [u8; 16] {
@@ -61,6 +77,10 @@ impl Store {
             }
             self.turn_text_count.fetch_sub(1, Ordering::Relaxed);
         }
+        // Written with the texts (a crash between the two leaves the bound off by a turn).
+        let count = self.turn_text_count.load(Ordering::Relaxed);
+        self.meta
+            .insert(TURN_TEXTS_COUNT_KEY, &count.to_be_bytes())?;
         Ok(())
     }
 
@@ -197,6 +217,10 @@ mod tests {
             // Written again (a retry's record) is not counted twice.
             store.keep_turn_text(&text(-100, 6)).unwrap();
             assert_eq!(store.turn_text(6, -100).unwrap(), Some(text(-100, 6)));
+            // The count is kept, so opening the store reads it instead of walking the texts.
+            let kept = store.meta.get(TURN_TEXTS_COUNT_KEY).unwrap().unwrap();
+            assert_eq!(kept.as_ref(), KEPT_TURN_TEXTS.to_be_bytes());
+            store.flush().unwrap();
         }
         let store = Store::open(dir.path()).unwrap();
         store.keep_turn_text(&text(7, u64::MAX)).unwrap();
@@ -209,6 +233,30 @@ mod tests {
         assert_eq!(
             store.turn_text(u64::MAX, 7).unwrap(),
             Some(text(7, u64::MAX))
+        );
+    }
+
+    #[test]
+    fn a_store_from_before_the_kept_count_is_counted_once_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            for at in 1..=3 {
+                store.keep_turn_text(&text(1, at)).unwrap();
+            }
+            store.meta.remove(TURN_TEXTS_COUNT_KEY).unwrap();
+            store.flush().unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(
+            store
+                .turn_text_count
+                .load(std::sync::atomic::Ordering::Relaxed),
+            3
+        );
+        assert!(
+            store.meta.get(TURN_TEXTS_COUNT_KEY).unwrap().is_some(),
+            "kept from now on"
         );
     }
 
