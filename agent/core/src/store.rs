@@ -50,6 +50,8 @@ pub trait ConversationStore: Send + Sync {
 pub struct InMemoryStore {
     messages: Mutex<Vec<(i64, ContextMessage, bool)>>,
     starts: Mutex<HashMap<i64, u64>>,
+    /// The id each source was stored as (a replayed update is stored once).
+    sources: Mutex<HashMap<String, u64>>,
     /// Every chat name written, in order.
     names: Mutex<Vec<(i64, String)>>,
 }
@@ -62,11 +64,18 @@ impl ConversationStore for InMemoryStore {
         role: Role,
         text: &str,
         _: Option<&Author>,
-        _: Option<&str>,
+        source: Option<&str>,
         durable: bool,
     ) -> Result<u64, StoreFailure> {
+        let mut sources = self.sources.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(id) = source.and_then(|s| sources.get(s)) {
+            return Ok(*id);
+        }
         let mut messages = self.messages.lock().unwrap_or_else(PoisonError::into_inner);
         let id = messages.len() as u64 + 1;
+        if let Some(source) = source {
+            sources.insert(source.to_owned(), id);
+        }
         messages.push((
             chat_id,
             ContextMessage {

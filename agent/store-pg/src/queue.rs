@@ -1,0 +1,246 @@
+//! The per-chat work queue. Ingress accepts each Telegram update into `chat_updates` (one
+//! transaction, which also wakes the workers by NOTIFY). A worker claims chats: the open
+//! updates' rows are picked with `FOR UPDATE SKIP LOCKED` (two workers claiming at once take
+//! different chats) and each chat's lease row is taken. While the lease lives the chat stays on
+//! that worker (its warm Claude process and files are reused) and its updates are answered in
+//! order; a slow chat blocks no other. Storing the answer and marking the update done is one
+//! transaction fenced by the lease's epoch, as is renewing it: a worker whose lease ran out
+//! (it hung, or the database thought it dead) cannot commit, and the next holder answers.
+
+use std::time::Duration;
+
+use tokio_postgres::types::Json;
+use valor_protocol::records::{InboxEntry, StoredMessage};
+
+use crate::error::{PgError, encode};
+use crate::lease::{self, Lease, LeaseState};
+use crate::memory::{body, next_document_id, write_message};
+use crate::pool::PgStore;
+
+/// The channel `LISTEN`ers hear new work on (the payload: the chat's id).
+pub const WORK_CHANNEL: &str = "valor_work";
+
+/// A chat's lease's name.
+pub fn chat_lease_name(chat_id: i64) -> String {
+    format!("chat:{chat_id}")
+}
+
+/// A chat this worker holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatLease {
+    pub chat_id: i64,
+    pub lease: Lease,
+}
+
+/// An accepted update waiting for (or in) its turn.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueuedUpdate {
+    /// Its place in the queue (order of acceptance).
+    pub id: i64,
+    pub entry: InboxEntry,
+    /// Turns started on it so far (more than one: a worker died or failed on it).
+    pub attempts: i32,
+    /// The message its answer streams into, when one was sent (a later attempt edits it).
+    pub reply_message_id: Option<i64>,
+}
+
+impl PgStore {
+    /// Accepts an update into its chat's queue; `false` when it was accepted before (a
+    /// replayed `getUpdates`, a second ingress node). Wakes the workers.
+    pub async fn accept_update(&self, entry: &InboxEntry) -> Result<bool, PgError> {
+        let value = encode("update", entry)?;
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await?;
+        let inserted = transaction
+            .execute(
+                "INSERT INTO chat_updates (chat_id, update_id, body) VALUES ($1, $2, $3)
+                 ON CONFLICT (update_id) DO NOTHING",
+                &[&entry.chat_id, &entry.update_id, &Json(&value)],
+            )
+            .await?;
+        if inserted == 1 {
+            transaction
+                .execute(
+                    "SELECT pg_notify($1, $2)",
+                    &[&WORK_CHANNEL, &entry.chat_id.to_string()],
+                )
+                .await?;
+        }
+        transaction.commit().await?;
+        Ok(inserted == 1)
+    }
+
+    /// Claims up to `max` chats with open updates that no other worker holds (and renews the
+    /// ones this worker holds), each for `ttl`; oldest work first.
+    pub async fn claim_chats(&self, max: usize, ttl: Duration) -> Result<Vec<ChatLease>, PgError> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await?;
+        let rows = transaction
+            .query(
+                "SELECT u.chat_id FROM chat_updates u
+                 WHERE u.done_at IS NULL AND NOT EXISTS (
+                   SELECT 1 FROM leases l WHERE l.name = 'chat:' || u.chat_id
+                     AND l.holder <> $1 AND l.expires_at > clock_timestamp())
+                 ORDER BY u.id LIMIT $2
+                 FOR UPDATE OF u SKIP LOCKED",
+                &[&self.holder(), &(max as i64 * 4)],
+            )
+            .await?;
+        let mut chats: Vec<i64> = Vec::new();
+        for row in &rows {
+            let chat_id: i64 = row.get(0);
+            if !chats.contains(&chat_id) && chats.len() < max {
+                chats.push(chat_id);
+            }
+        }
+        let mut claimed = Vec::with_capacity(chats.len());
+        for chat_id in chats {
+            let name = chat_lease_name(chat_id);
+            if let Some(epoch) = lease::grant(&transaction, &name, self.holder(), ttl).await? {
+                claimed.push(ChatLease {
+                    chat_id,
+                    lease: Lease { name, epoch },
+                });
+            }
+        }
+        transaction.commit().await?;
+        for chat in &claimed {
+            tracing::debug!(chat_id = chat.chat_id, epoch = chat.lease.epoch, node = %self.node_id(), "chat claimed");
+        }
+        Ok(claimed)
+    }
+
+    /// The chat's oldest open update, marked started (one more attempt); `None` when its
+    /// queue is empty. Fenced.
+    pub async fn next_update(&self, chat: &ChatLease) -> Result<Option<QueuedUpdate>, PgError> {
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await?;
+        lease::fence(&transaction, &chat.lease, self.holder()).await?;
+        let row = transaction
+            .query_opt(
+                "UPDATE chat_updates SET started_at = clock_timestamp(), attempts = attempts + 1
+                 WHERE id = (SELECT id FROM chat_updates WHERE chat_id = $1 AND done_at IS NULL
+                             ORDER BY id LIMIT 1)
+                 RETURNING id, body, attempts, reply_message_id",
+                &[&chat.chat_id],
+            )
+            .await?;
+        transaction.commit().await?;
+        row.map(|r| {
+            Ok(QueuedUpdate {
+                id: r.get(0),
+                entry: body(&r, 1, "update")?,
+                attempts: r.get(2),
+                reply_message_id: r.get(3),
+            })
+        })
+        .transpose()
+    }
+
+    /// Remembers the message an update's answer streams into (a later attempt, on any node,
+    /// edits it rather than sending a second answer). Fenced.
+    pub async fn note_reply(
+        &self,
+        chat: &ChatLease,
+        update: i64,
+        message_id: i64,
+    ) -> Result<(), PgError> {
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await?;
+        lease::fence(&transaction, &chat.lease, self.holder()).await?;
+        transaction
+            .execute(
+                "UPDATE chat_updates SET reply_message_id = $3 WHERE id = $1 AND chat_id = $2",
+                &[&update, &chat.chat_id, &message_id],
+            )
+            .await?;
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    /// Stores the answer, marks the update done and renews the lease for `ttl`: one
+    /// transaction, fenced. The answer's message id.
+    pub async fn finish_update(
+        &self,
+        chat: &ChatLease,
+        update: i64,
+        answer: Option<StoredMessage>,
+        ttl: Duration,
+    ) -> Result<Option<u64>, PgError> {
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await?;
+        lease::fence(&transaction, &chat.lease, self.holder()).await?;
+        let mut stored = None;
+        if let Some(mut message) = answer {
+            message.seq = next_document_id(&transaction).await?;
+            write_message(&transaction, &message).await?;
+            stored = Some(message);
+        }
+        let marked = transaction
+            .execute(
+                "UPDATE chat_updates SET done_at = clock_timestamp()
+                 WHERE id = $1 AND chat_id = $2 AND done_at IS NULL",
+                &[&update, &chat.chat_id],
+            )
+            .await?;
+        if marked != 1 {
+            return Err(PgError::Invalid(format!(
+                "update {update} of chat {} is not open",
+                chat.chat_id
+            )));
+        }
+        lease::extend(&transaction, &chat.lease, self.holder(), ttl).await?;
+        transaction.commit().await?;
+        let id = stored.as_ref().map(|m| m.seq);
+        if let Some(message) = stored {
+            self.announce(&[message.into()]);
+        }
+        Ok(id)
+    }
+
+    /// Renews a chat's lease for `ttl` (while a long turn runs). Fenced.
+    pub async fn renew_chat(&self, chat: &ChatLease, ttl: Duration) -> Result<(), PgError> {
+        let client = self.client().await?;
+        lease::extend(&client, &chat.lease, self.holder(), ttl).await
+    }
+
+    /// Lets a chat go (idle past `chat_idle_keep_secs`, or this node stops): another worker
+    /// may claim it at once.
+    pub async fn release_chat(&self, chat: &ChatLease) -> Result<bool, PgError> {
+        let client = self.client().await?;
+        lease::give_up(&client, &chat.lease, self.holder()).await
+    }
+
+    /// Updates accepted and not yet answered.
+    pub async fn open_updates(&self) -> Result<i64, PgError> {
+        let client = self.client().await?;
+        Ok(client
+            .query_one(
+                "SELECT count(*) FROM chat_updates WHERE done_at IS NULL",
+                &[],
+            )
+            .await?
+            .get(0))
+    }
+
+    /// Every chat's lease (which node runs which chat).
+    pub async fn chat_leases(&self) -> Result<Vec<LeaseState>, PgError> {
+        let client = self.client().await?;
+        lease::leases_named(&client, "chat:").await
+    }
+
+    /// Forgets updates answered before `older_than` ago (the queue keeps the recent ones, so
+    /// a replayed update is still recognised).
+    pub async fn prune_updates(&self, older_than: Duration) -> Result<u64, PgError> {
+        let client = self.client().await?;
+        Ok(client
+            .execute(
+                "DELETE FROM chat_updates WHERE done_at < clock_timestamp() - $1 * interval '1 millisecond'",
+                &[&lease::millis(older_than)],
+            )
+            .await?)
+    }
+}

@@ -1,0 +1,160 @@
+//! Memory search across nodes: what any node stored is found by every node as soon as it
+//! committed. Two rankings in SQL, fused by reciprocal rank as the embedded search fuses
+//! its own (no score calibration between them needed):
+//! - vectors: an HNSW index over `halfvec(384)` by cosine distance, with pgvector's
+//!   iterative scan on, so a chat-filtered search still returns its k hits;
+//! - keywords: a `tsvector` GIN index, any of the query's words, ranked by `ts_rank_cd`.
+
+use valor_memory::Filter;
+use valor_memory::search::{CANDIDATES, MAX_QUERY_BYTES, RRF_K};
+
+use crate::error::PgError;
+use crate::memory::INDEXED_DIMENSIONS;
+use crate::pool::{PgStore, db_i64, from_db};
+
+/// Candidates the HNSW scan keeps (pgvector's `ef_search`): above [`CANDIDATES`], so the
+/// vector ranking is not cut short.
+const EF_SEARCH: i32 = 100;
+
+/// A search as the store runs it.
+#[derive(Debug, Clone, Copy)]
+pub struct PgQuery<'a> {
+    pub text: &'a str,
+    /// The query's embedding and the model that made it (vectors of another model are not
+    /// compared); `None`: keywords only.
+    pub embedding: Option<(&'a str, &'a [f32])>,
+    pub filter: &'a Filter,
+    pub limit: usize,
+}
+
+/// One fused result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PgHit {
+    pub id: u64,
+    pub score: f32,
+    /// 1-based rank in each ranking (`None`: not among its candidates).
+    pub vector_rank: Option<i64>,
+    pub keyword_rank: Option<i64>,
+}
+
+/// The filter's conditions on documents `d` ($3..$8).
+const FILTER: &str = "($3::bigint IS NULL OR d.chat_id = $3 OR ($4 AND d.chat_id IS NULL))
+    AND (cardinality($5::smallint[]) = 0 OR d.kind = ANY($5))
+    AND ($6::bigint IS NULL OR d.at_ms >= $6)
+    AND ($7::bigint IS NULL OR d.at_ms < $7)
+    AND NOT (d.id = ANY($8))";
+
+/// Cuts text to at most `max` bytes, at a character boundary.
+fn cut(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+impl PgStore {
+    /// The hybrid ranking of `query`, best first, at most `query.limit`.
+    pub async fn search(&self, query: &PgQuery<'_>) -> Result<Vec<PgHit>, PgError> {
+        let text = cut(query.text, MAX_QUERY_BYTES);
+        let filter = query.filter;
+        let kinds: Vec<i16> = filter.kinds.iter().map(|k| i16::from(k.byte())).collect();
+        let exclude: Vec<i64> = filter.exclude.iter().map(|id| db_i64(*id)).collect();
+        let since = filter.since_ms.map(db_i64);
+        let until = filter.until_ms.map(db_i64);
+        let (model, embedding) = match query.embedding {
+            Some((model, vector)) if vector.len() == INDEXED_DIMENSIONS => (
+                Some(model.to_owned()),
+                Some(pgvector::HalfVector::from_f32_slice(vector)),
+            ),
+            _ => (None, None),
+        };
+        let candidates = CANDIDATES as i64;
+        let sql = format!(
+            "WITH by_vector AS (
+               SELECT id, row_number() OVER () AS rank FROM (
+                 SELECT v.id FROM vectors v JOIN documents d ON d.id = v.id
+                 WHERE $1::halfvec IS NOT NULL AND v.model_id = $2 AND v.embedding IS NOT NULL
+                   AND {FILTER}
+                 ORDER BY v.embedding <=> $1::halfvec LIMIT $10) nearest
+             ),
+             query AS (
+               SELECT to_tsquery('simple', string_agg(
+                 '''' || replace(replace(lexeme, '\\', '\\\\'), '''', '''''') || '''', ' | ')) AS q
+               FROM unnest(tsvector_to_array(to_tsvector('simple', $9))) AS lexeme
+             ),
+             by_keyword AS (
+               SELECT id, row_number() OVER (ORDER BY score DESC, id DESC) AS rank FROM (
+                 SELECT d.id, ts_rank_cd(d.tsv, query.q) AS score FROM documents d, query
+                 WHERE query.q IS NOT NULL AND d.tsv @@ query.q AND {FILTER}
+                 ORDER BY score DESC, d.id DESC LIMIT $10) matching
+             )
+             SELECT id, sum(1.0 / ($11::float8 + rank))::real AS score,
+                    min(rank) FILTER (WHERE source = 'v'), min(rank) FILTER (WHERE source = 'k')
+             FROM (SELECT id, rank, 'v' AS source FROM by_vector
+                   UNION ALL SELECT id, rank, 'k' FROM by_keyword) ranked
+             GROUP BY id ORDER BY score DESC, id DESC LIMIT $12"
+        );
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await?;
+        transaction
+            .batch_execute(&format!(
+                "SET LOCAL hnsw.iterative_scan = relaxed_order; SET LOCAL hnsw.ef_search = {EF_SEARCH}"
+            ))
+            .await?;
+        let rows = transaction
+            .query(
+                &sql,
+                &[
+                    &embedding,
+                    &model,
+                    &filter.chat_id,
+                    &filter.include_shared,
+                    &kinds,
+                    &since,
+                    &until,
+                    &exclude,
+                    &text,
+                    &candidates,
+                    &f64::from(RRF_K),
+                    &db_i64(query.limit as u64),
+                ],
+            )
+            .await?;
+        transaction.commit().await?;
+        Ok(rows
+            .iter()
+            .map(|r| PgHit {
+                id: from_db(r.get(0)),
+                score: r.get(1),
+                vector_rank: r.get(2),
+                keyword_rank: r.get(3),
+            })
+            .collect())
+    }
+
+    /// The `k` nearest vectors by exact distance (no index): what recall is measured against.
+    pub async fn exact_nearest(
+        &self,
+        model: &str,
+        vector: &[f32],
+        chat_id: Option<i64>,
+        k: usize,
+    ) -> Result<Vec<u64>, PgError> {
+        let query = pgvector::HalfVector::from_f32_slice(vector);
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT id FROM (SELECT id, embedding <=> $1 AS distance FROM vectors
+                   WHERE model_id = $2 AND embedding IS NOT NULL
+                     AND ($3::bigint IS NULL OR chat_id = $3)) all_of_them
+                 ORDER BY distance, id LIMIT $4",
+                &[&query, &model, &chat_id, &db_i64(k as u64)],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| from_db(r.get(0))).collect())
+    }
+}

@@ -1,0 +1,218 @@
+//! The per-chat work queue: each update answered once, in order per chat, by one worker at a
+//! time; a worker whose lease ran out cannot commit, and the next one edits its reply.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use valor_protocol::records::{InboxEntry, StoredMessage};
+use valor_protocol::{Role, StoreFailure};
+use valor_store_pg::queue::ChatLease;
+use valor_store_pg::wake::Wake;
+use valor_store_pg::{PgError, PgStore};
+
+use crate::support::{options, store};
+
+const TTL: Duration = Duration::from_secs(30);
+
+fn update(update_id: i64, chat_id: i64, text: &str) -> InboxEntry {
+    InboxEntry {
+        update_id,
+        chat_id,
+        user_id: 1,
+        username: None,
+        text: text.to_owned(),
+        private: true,
+        chat_title: None,
+        file: None,
+    }
+}
+
+fn answer(chat_id: i64, text: &str) -> StoredMessage {
+    StoredMessage {
+        chat_id,
+        seq: 0,
+        role: Role::Assistant,
+        text: text.to_owned(),
+        at_ms: 5,
+        user_id: None,
+        username: None,
+        source: None,
+    }
+}
+
+/// Drains every chat `worker` can claim, answering each update; the (chat, update) pairs it
+/// answered, in order.
+async fn drain(worker: &PgStore) -> Vec<(i64, i64)> {
+    let mut answered = Vec::new();
+    loop {
+        let chats = worker.claim_chats(4, TTL).await.unwrap();
+        if chats.is_empty() {
+            return answered;
+        }
+        for chat in chats {
+            while let Some(next) = worker.next_update(&chat).await.unwrap() {
+                let reply = answer(chat.chat_id, &next.entry.text);
+                worker
+                    .finish_update(&chat, next.id, Some(reply), TTL)
+                    .await
+                    .unwrap();
+                answered.push((chat.chat_id, next.entry.update_id));
+            }
+            worker.release_chat(&chat).await.unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_update_is_answered_once_in_order_per_chat_by_two_workers() {
+    let (ingress, url) = store("ingress").await;
+    let first = PgStore::connect(&url, options("w1")).await.unwrap();
+    let second = PgStore::connect(&url, options("w2")).await.unwrap();
+    let mut update_id = 0;
+    for turn in 0..5 {
+        for chat in 1..=20 {
+            update_id += 1;
+            assert!(
+                ingress
+                    .accept_update(&update(update_id, chat, &format!("{chat}/{turn}")))
+                    .await
+                    .unwrap()
+            );
+        }
+    }
+    // A replayed update (getUpdates again, a second ingress) is accepted once.
+    assert!(!ingress.accept_update(&update(1, 1, "again")).await.unwrap());
+
+    let (a, b) = tokio::join!(drain(&first), drain(&second));
+    let all: Vec<(i64, i64)> = a.iter().chain(&b).copied().collect();
+    let unique: BTreeSet<i64> = all.iter().map(|(_, u)| *u).collect();
+    assert_eq!(all.len(), 100, "each update answered exactly once");
+    assert_eq!(unique.len(), 100);
+    for answered in [&a, &b] {
+        for chat in 1..=20 {
+            let order: Vec<i64> = (answered.iter())
+                .filter(|(c, _)| *c == chat)
+                .map(|(_, u)| *u)
+                .collect();
+            assert!(order.is_sorted(), "chat {chat}'s order: {order:?}");
+        }
+    }
+    assert!(!a.is_empty() && !b.is_empty(), "both workers took chats");
+    assert_eq!(ingress.open_updates().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_held_chat_is_not_claimed_by_another_worker() {
+    let (first, url) = store("w1").await;
+    let second = PgStore::connect(&url, options("w2")).await.unwrap();
+    first.accept_update(&update(1, 7, "one")).await.unwrap();
+    first.accept_update(&update(2, 8, "two")).await.unwrap();
+
+    let mine = first.claim_chats(1, TTL).await.unwrap();
+    assert_eq!(mine.len(), 1);
+    let theirs = second.claim_chats(5, TTL).await.unwrap();
+    let theirs: Vec<i64> = theirs.iter().map(|c| c.chat_id).collect();
+    assert_eq!(theirs.len(), 1);
+    assert_ne!(theirs[0], mine[0].chat_id);
+    // Claiming again renews what this worker holds, at the same epoch.
+    let again = first.claim_chats(5, TTL).await.unwrap();
+    assert_eq!(again, mine);
+}
+
+#[tokio::test]
+async fn a_worker_whose_lease_ran_out_cannot_commit_and_the_next_edits_its_reply() {
+    let (slow, url) = store("slow").await;
+    let next = PgStore::connect(&url, options("next")).await.unwrap();
+    slow.accept_update(&update(1, 7, "hello")).await.unwrap();
+    let short = Duration::from_millis(300);
+    let held = slow.claim_chats(1, short).await.unwrap().remove(0);
+    let turn = slow.next_update(&held).await.unwrap().unwrap();
+    assert_eq!(turn.attempts, 1);
+    slow.note_reply(&held, turn.id, 555).await.unwrap();
+
+    // The lease runs out by the database's clock (no virtual time reaches it).
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let taken = next.claim_chats(1, TTL).await.unwrap().remove(0);
+    assert_eq!(taken.chat_id, 7);
+    assert!(
+        taken.lease.epoch > held.lease.epoch,
+        "a new holder, a new epoch"
+    );
+
+    let late = slow
+        .finish_update(&held, turn.id, Some(answer(7, "late")), TTL)
+        .await;
+    assert!(matches!(late, Err(PgError::Fenced { .. })), "{late:?}");
+    assert!(matches!(
+        slow.renew_chat(&held, TTL).await,
+        Err(PgError::Fenced { .. })
+    ));
+    let retried = next.next_update(&taken).await.unwrap().unwrap();
+    assert_eq!(
+        (retried.id, retried.attempts, retried.reply_message_id),
+        (turn.id, 2, Some(555)),
+        "the same update, tried again, with the message to edit"
+    );
+    let id = next
+        .finish_update(&taken, retried.id, Some(answer(7, "answered")), TTL)
+        .await
+        .unwrap();
+    assert!(id.is_some());
+    let said: Vec<String> = (valor_memory::port::DocumentStore::recent_messages(&next, 7, 10))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.text)
+        .collect();
+    assert_eq!(said, ["answered"], "the fenced answer was not stored");
+    assert!(next.next_update(&taken).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_released_chat_is_claimed_at_once_by_another_worker() {
+    let (first, url) = store("w1").await;
+    let second = PgStore::connect(&url, options("w2")).await.unwrap();
+    first.accept_update(&update(1, 7, "one")).await.unwrap();
+    let held = first.claim_chats(1, TTL).await.unwrap().remove(0);
+    assert!(second.claim_chats(1, TTL).await.unwrap().is_empty());
+    assert!(first.release_chat(&held).await.unwrap());
+    let taken: Vec<ChatLease> = second.claim_chats(1, TTL).await.unwrap();
+    assert_eq!(taken[0].chat_id, 7);
+    let leases = first.chat_leases().await.unwrap();
+    assert_eq!(leases.len(), 1);
+    assert!(leases[0].holder.starts_with("w2#"), "{leases:?}");
+}
+
+#[tokio::test]
+async fn workers_hear_of_new_work_and_of_stop_at_once() {
+    let (store, _) = store("w1").await;
+    let mut wakes = store.listen().await.unwrap();
+    store.accept_update(&update(1, 42, "hi")).await.unwrap();
+    store.notify_stop(42).await.unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(5), wakes.recv()).await;
+    let second = tokio::time::timeout(Duration::from_secs(5), wakes.recv()).await;
+    assert_eq!(first.unwrap(), Some(Wake::Work { chat_id: 42 }));
+    assert_eq!(second.unwrap(), Some(Wake::Stop { chat_id: 42 }));
+}
+
+#[tokio::test]
+async fn finishing_an_update_twice_is_refused_and_stores_nothing() {
+    let (store, _) = store("w1").await;
+    store.accept_update(&update(1, 7, "one")).await.unwrap();
+    let chat = store.claim_chats(1, TTL).await.unwrap().remove(0);
+    let turn = store.next_update(&chat).await.unwrap().unwrap();
+    store
+        .finish_update(&chat, turn.id, Some(answer(7, "first")), TTL)
+        .await
+        .unwrap();
+    let twice = store
+        .finish_update(&chat, turn.id, Some(answer(7, "second")), TTL)
+        .await;
+    assert!(matches!(twice, Err(PgError::Invalid(_))), "{twice:?}");
+    let failure: StoreFailure = twice.unwrap_err().into();
+    assert!(matches!(failure, StoreFailure::Invalid(_)));
+    let said = (valor_memory::port::DocumentStore::recent_messages(&store, 7, 10))
+        .await
+        .unwrap();
+    assert_eq!(said.len(), 1, "{said:?}");
+}
