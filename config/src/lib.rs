@@ -9,6 +9,7 @@
 // stdout belongs to protocols and the CLI's output, stderr to tracing: libraries print nothing.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+mod cluster;
 mod error;
 mod load;
 mod locate;
@@ -19,6 +20,7 @@ mod secrets;
 pub mod tokens;
 mod validate;
 
+pub use cluster::{ClusterConfig, ClusterRole};
 pub use error::{ConfigError, Origin, Problem};
 pub use load::{ConfigSource, Env, Loaded, SourceKind};
 pub use modes::{DaydreamBackend, Missed, SandboxMode};

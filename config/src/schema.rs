@@ -25,6 +25,7 @@ pub struct Config {
     pub learning: LearningConfig,
     pub store: StoreConfig,
     pub admin: AdminConfig,
+    pub cluster: crate::cluster::ClusterConfig,
 }
 
 /// `[learning]`: learning from conversations, always with the user's consent.

@@ -3,13 +3,15 @@
 use std::fmt;
 
 /// Environment variables Valor reads secrets from.
-pub const SECRET_VARS: [&str; 6] = [
+pub const SECRET_VARS: [&str; 8] = [
     "TELEGRAM_BOT_TOKEN",
     "ANTHROPIC_API_KEY",
     "PERPLEXITY_API_KEY",
     "OPENAI_API_KEY",
     "NOTION_API_KEY",
     "DAYDREAM_API_KEY",
+    "VALOR_DATABASE_URL",
+    "TELEGRAM_WEBHOOK_SECRET",
 ];
 
 /// A secret value. `Debug` and `Display` print `[redacted]`; only [`Secret::expose`] gives the
@@ -51,6 +53,10 @@ pub struct Secrets {
     /// The daydream's OpenAI-compatible endpoint's own key (none by default; the OpenAI key
     /// never goes there).
     pub daydream_api_key: Option<Secret>,
+    /// `[cluster]`'s PostgreSQL URL (it holds the database's password).
+    pub database_url: Option<Secret>,
+    /// The webhook's fixed secret, shared by every ingress node (none: one made per start).
+    pub telegram_webhook_secret: Option<Secret>,
 }
 
 impl Secrets {
@@ -68,11 +74,13 @@ impl Secrets {
             openai_api_key: get("OPENAI_API_KEY"),
             notion_api_key: get("NOTION_API_KEY"),
             daydream_api_key: get("DAYDREAM_API_KEY"),
+            database_url: get("VALOR_DATABASE_URL"),
+            telegram_webhook_secret: get("TELEGRAM_WEBHOOK_SECRET"),
         }
     }
 
     /// `(variable, is set)` for every secret, in [`SECRET_VARS`] order, for reports.
-    pub fn presence(&self) -> [(&'static str, bool); 6] {
+    pub fn presence(&self) -> [(&'static str, bool); 8] {
         [
             (SECRET_VARS[0], self.telegram_bot_token.is_some()),
             (SECRET_VARS[1], self.anthropic_api_key.is_some()),
@@ -80,6 +88,8 @@ impl Secrets {
             (SECRET_VARS[3], self.openai_api_key.is_some()),
             (SECRET_VARS[4], self.notion_api_key.is_some()),
             (SECRET_VARS[5], self.daydream_api_key.is_some()),
+            (SECRET_VARS[6], self.database_url.is_some()),
+            (SECRET_VARS[7], self.telegram_webhook_secret.is_some()),
         ]
     }
 }

@@ -305,3 +305,45 @@ fn per_chat_ask_thresholds_are_checked_by_chat() {
     let (_, good) = load_file("[learning.ask_threshold_by_chat]\n\"-1001\" = 0.9\n", &[]);
     assert_eq!(good.unwrap().learning.ask_threshold_by_chat["-1001"], 0.9);
 }
+
+#[test]
+fn the_cluster_section_is_read_checked_and_its_url_comes_from_the_environment_only() {
+    let text =
+        "[cluster]\nenabled = true\nrole = \"worker\"\nnode_id = \"w-1\"\nchat_lease_secs = 20\n";
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "valor.toml", text);
+    let env = [("VALOR_DATABASE_URL", "postgres://valor:pw@db:5432/valor")];
+    let loaded = source(dir.path(), Some(path), &env).load().unwrap();
+    let cluster = &loaded.config.cluster;
+    assert!(cluster.enabled);
+    assert_eq!(cluster.role, valor_config::ClusterRole::Worker);
+    assert!(cluster.role.works() && !cluster.role.ingests());
+    assert_eq!(
+        (cluster.resolved_node_id(), cluster.chat_lease_secs),
+        ("w-1".to_owned(), 20)
+    );
+    let url = loaded.secrets.database_url.as_ref().unwrap();
+    assert_eq!(url.expose(), "postgres://valor:pw@db:5432/valor");
+    assert!(
+        !format!("{:?}", loaded.secrets).contains("pw@db"),
+        "the URL is a secret"
+    );
+
+    let (_, result) = load_file("[cluster]\nrole = \"boss\"\n", &[]);
+    assert!(result.unwrap_err().to_string().contains("cluster.role"));
+    let (_, result) = load_file(
+        "[cluster]\nnode_id = \"a b/../c\"\npool_size = 0\nleader_lease_secs = 1\n",
+        &[],
+    );
+    let shown = result.unwrap_err().to_string();
+    for key in [
+        "cluster.node_id",
+        "cluster.pool_size",
+        "cluster.leader_lease_secs",
+    ] {
+        assert!(shown.contains(key), "{key}: {shown}");
+    }
+    // The URL is never read from the file.
+    let (_, result) = load_file("[cluster]\ndatabase_url = \"postgres://x\"\n", &[]);
+    assert!(result.is_err());
+}

@@ -5,7 +5,8 @@
 //!   under an advisory lock (several nodes start at once) ([`schema`]).
 //! - The store interfaces: the conversation and the session ledger ([`conversation`]),
 //!   memory's documents, embedding queue, vectors and archive ([`memory`]), learnings and
-//!   questions ([`learn`]).
+//!   questions ([`learn`]), the Telegram channel's inbox, paired users and questions
+//!   ([`telegram`]).
 //! - [`search`]: memory search across nodes: an HNSW index over `halfvec(384)` and a
 //!   `tsvector` GIN index, fused by reciprocal rank as the embedded search does.
 //! - [`queue`]: the per-chat work queue: one lease row per chat, claimed with
@@ -26,6 +27,7 @@ mod pool;
 pub mod queue;
 pub mod schema;
 pub mod search;
+pub mod telegram;
 pub mod wake;
 
 pub use error::PgError;

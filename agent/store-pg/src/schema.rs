@@ -131,6 +131,9 @@ CREATE TABLE job_slots (
     PRIMARY KEY (job, due_at_ms)
 );
 
+-- The Telegram users who paired.
+CREATE TABLE paired_users (user_id bigint PRIMARY KEY, paired_at timestamptz NOT NULL DEFAULT now());
+
 -- Nodes say they are alive (the cluster's list on /health and the dashboard).
 CREATE TABLE nodes (
     node text PRIMARY KEY,

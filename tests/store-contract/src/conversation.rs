@@ -4,8 +4,12 @@ use std::sync::Arc;
 
 use valor_claude::ledger::SessionLedger;
 use valor_core::store::ConversationStore;
-use valor_protocol::records::{ProcessRecord, RunRecord, SessionRecord, TurnText};
+use valor_protocol::proposals::{Proposal, ProposalState};
+use valor_protocol::records::{
+    InboxEntry, MemoryKind, ProcessRecord, RunRecord, SessionRecord, TurnText,
+};
 use valor_protocol::{Author, Role};
+use valor_telegram::inbox::TelegramStore;
 
 /// Messages come back in order, a chat sees only its own, a replayed source is stored once,
 /// and the conversation's start is kept.
@@ -105,4 +109,60 @@ pub async fn ledger_contract(ledger: Arc<dyn SessionLedger>) {
         .collect();
     assert_eq!(left, [301]);
     ledger.commit().await.unwrap();
+}
+
+fn entry(update_id: i64, chat_id: i64) -> InboxEntry {
+    InboxEntry {
+        update_id,
+        chat_id,
+        user_id: 1,
+        username: None,
+        text: format!("update {update_id}"),
+        private: true,
+        chat_title: None,
+        file: None,
+    }
+}
+
+/// The inbox keeps accepted updates until answered, in order, and the update offset only
+/// moves forward; paired users are kept; a question keeps its message.
+pub async fn telegram_contract(store: Arc<dyn TelegramStore>) {
+    store.accept_update(&entry(10, 1)).await.unwrap();
+    store.accept_update(&entry(11, 2)).await.unwrap();
+    store.accept_update(&entry(12, 1)).await.unwrap();
+    assert_eq!(store.last_update().await.unwrap(), 12);
+    store.finish_update(11).await.unwrap();
+    let open: Vec<i64> = (store.inbox().await.unwrap().iter())
+        .map(|e| e.update_id)
+        .collect();
+    assert_eq!(open, [10, 12]);
+    assert_eq!(store.inbox_set_aside(), 0);
+    store.set_last_update(20).await.unwrap();
+    assert_eq!(store.last_update().await.unwrap(), 20);
+
+    store.add_paired_user(5).await.unwrap();
+    store.add_paired_user(5).await.unwrap();
+    store.add_paired_user(6).await.unwrap();
+    assert!(store.remove_paired_user(6).await.unwrap());
+    assert!(!store.remove_paired_user(6).await.unwrap());
+    assert_eq!(store.paired_users().await.unwrap(), [5]);
+
+    let asked = store
+        .add_proposal(Proposal {
+            id: 0,
+            chat_id: 1,
+            text: "We use sled.".to_owned(),
+            kind: MemoryKind::Learning,
+            source: "tg:1".to_owned(),
+            created_ms: 1,
+            expires_ms: 2,
+            message_id: None,
+            state: ProposalState::Pending,
+            learning: None,
+        })
+        .await
+        .unwrap();
+    store.set_proposal_message(asked.id, 77).await.unwrap();
+    let kept = store.proposal(asked.id).await.unwrap().unwrap();
+    assert_eq!(kept.message_id, Some(77));
 }

@@ -17,7 +17,7 @@ use valor_protocol::proposals::{PROPOSAL_TTL_MS, Proposal, ProposalState};
 use valor_protocol::records::{MemoryKind, MemoryRecord, StoredMessage, StoredVector};
 use valor_protocol::{Role, StoreFailure};
 
-pub use conversation::{conversation_contract, ledger_contract};
+pub use conversation::{conversation_contract, ledger_contract, telegram_contract};
 
 /// Appends a message to a chat the way the conversation does; its id.
 pub type AddMessage =

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use valor_store_contract::{
     AddMessage, archive_contract, conversation_contract, documents_contract, embedding_contract,
-    learning_contract, ledger_contract, message, proposal_contract,
+    learning_contract, ledger_contract, message, proposal_contract, telegram_contract,
 };
 use valor_store_pg::PgStore;
 
@@ -52,4 +52,10 @@ async fn the_conversation_and_the_ledger_behave_as_on_sled() {
     let (store, _) = store("a").await;
     conversation_contract(Arc::new(store.clone())).await;
     ledger_contract(Arc::new(store)).await;
+}
+
+#[tokio::test]
+async fn the_telegram_stores_behave_as_on_sled() {
+    let (store, _) = store("a").await;
+    telegram_contract(Arc::new(store)).await;
 }

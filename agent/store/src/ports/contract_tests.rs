@@ -8,7 +8,7 @@ use std::sync::Arc;
 use valor_memory::fake::InMemoryStore;
 use valor_store_contract::{
     AddMessage, archive_contract, conversation_contract, documents_contract, embedding_contract,
-    learning_contract, ledger_contract, message, proposal_contract,
+    learning_contract, ledger_contract, message, proposal_contract, telegram_contract,
 };
 
 use crate::Store;
@@ -83,4 +83,11 @@ async fn the_conversation_and_the_ledger_behave_alike_on_sled_and_in_memory() {
     ledger_contract(Arc::new(store)).await;
     conversation_contract(Arc::new(valor_core::store::InMemoryStore::default())).await;
     ledger_contract(Arc::new(valor_claude::ledger::InMemoryLedger::default())).await;
+}
+
+#[tokio::test]
+async fn the_telegram_stores_behave_alike_on_sled_and_in_memory() {
+    let (store, _, _dir) = sled();
+    telegram_contract(Arc::new(store)).await;
+    telegram_contract(Arc::new(valor_telegram::inbox::InMemoryInbox::default())).await;
 }
