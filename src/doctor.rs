@@ -105,6 +105,7 @@ pub async fn run_checks(source: ConfigSource) -> Vec<Check> {
         ));
         checks.extend(sandbox(loaded).await);
         checks.push(store(loaded));
+        checks.extend(crate::cluster_doctor::checks(loaded).await);
         checks.push(embedding_model(loaded));
         checks.push(browser(loaded));
         checks.push(secrets(loaded));

@@ -299,3 +299,44 @@ fn pair_lists_and_revokes_paired_users_from_the_store() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr.contains("remove them from the config"), "{stderr}");
 }
+
+#[test]
+fn doctor_checks_the_shared_database_when_the_cluster_is_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let doctor = |url: Option<&str>| {
+        let mut command = valor(dir.path());
+        command
+            .arg("doctor")
+            .env("VALOR__HEALTH__BIND", "127.0.0.1:0")
+            .env("VALOR__CLUSTER__ENABLED", "true")
+            .env("VALOR__CLUSTER__NODE_ID", "doctor-node")
+            .env_remove("VALOR_DATABASE_URL");
+        if let Some(url) = url {
+            command.env("VALOR_DATABASE_URL", url);
+        }
+        output(&mut command)
+    };
+    let url = std::env::var("VALOR_TEST_DATABASE_URL")
+        .expect("VALOR_TEST_DATABASE_URL: run scripts/test (it starts a PostgreSQL)");
+    let (_, stdout, _) = doctor(Some(&url));
+    assert!(
+        stdout.contains("ok    database               PostgreSQL 15"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("ok    pgvector"), "{stdout}");
+    assert!(stdout.contains("ok    schema"), "{stdout}");
+    assert!(stdout.contains("ok    leases"), "{stdout}");
+
+    let (out, stdout, _) = doctor(None);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("FAIL  database"), "{stdout}");
+    assert!(stdout.contains("VALOR_DATABASE_URL is not set"), "{stdout}");
+
+    let (out, stdout, _) = doctor(Some("postgres://valor:doctor-secret-pw@127.0.0.1:1/valor"));
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("FAIL  database               cannot reach the database"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("doctor-secret-pw"), "{stdout}");
+}

@@ -110,7 +110,7 @@ impl PgStore {
     /// Who leads each role.
     pub async fn leaders(&self) -> Result<Vec<LeaseState>, PgError> {
         let client = self.client().await?;
-        lease::leases_named(&client, "leader:").await
+        lease::leases_named(&**client, "leader:").await
     }
 
     /// Says this node is alive, in `role` (`all`, `ingress`, `worker`).

@@ -120,7 +120,7 @@ pub(crate) async fn give_up<C: GenericClient>(
 }
 
 /// Every lease whose name starts with `prefix`, by name.
-pub(crate) async fn leases_named<C: GenericClient>(
+pub(crate) async fn leases_named<C: tokio_postgres::GenericClient>(
     client: &C,
     prefix: &str,
 ) -> Result<Vec<LeaseState>, PgError> {

@@ -229,7 +229,7 @@ impl PgStore {
     /// Every chat's lease (which node runs which chat).
     pub async fn chat_leases(&self) -> Result<Vec<LeaseState>, PgError> {
         let client = self.client().await?;
-        lease::leases_named(&client, "chat:").await
+        lease::leases_named(&**client, "chat:").await
     }
 
     /// Forgets updates answered before `older_than` ago (the queue keeps the recent ones, so

@@ -153,7 +153,7 @@ pub async fn migrate(client: &mut Object) -> Result<(), PgError> {
         .batch_execute("CREATE EXTENSION IF NOT EXISTS vector")
         .await
         .map_err(|e| PgError::NoPgvector(db_message(&e)))?;
-    let found = version_in(&transaction).await?;
+    let found = version_in(&*transaction).await?;
     if found > SCHEMA_VERSION {
         return Err(PgError::SchemaTooNew {
             found,
@@ -178,10 +178,10 @@ pub async fn migrate(client: &mut Object) -> Result<(), PgError> {
 
 /// The schema version the database has (0: none yet).
 pub async fn version(client: &Object) -> Result<i64, PgError> {
-    version_in(client).await
+    version_in(&***client).await
 }
 
-async fn version_in<C: deadpool_postgres::GenericClient>(client: &C) -> Result<i64, PgError> {
+async fn version_in<C: tokio_postgres::GenericClient>(client: &C) -> Result<i64, PgError> {
     let exists: bool = client
         .query_one("SELECT to_regclass('meta') IS NOT NULL", &[])
         .await?
@@ -205,4 +205,75 @@ pub(crate) fn db_message(error: &tokio_postgres::Error) -> String {
     error
         .as_db_error()
         .map_or_else(|| error.to_string(), |db| db.message().to_owned())
+}
+
+/// What `valor doctor` reports of a database, read without changing it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inspection {
+    /// The server's version (`15.18 (Debian ...)`).
+    pub server: String,
+    /// pgvector's version, when the extension is installed in this database.
+    pub pgvector: Option<String>,
+    /// Whether the server has pgvector to install (`CREATE EXTENSION` would work).
+    pub pgvector_available: bool,
+    /// The schema's version (0: not migrated yet).
+    pub schema_version: i64,
+    /// Every lease (`leader:*`, `chat:*`) as it stands.
+    pub leases: Vec<crate::lease::LeaseState>,
+    /// Nodes heard from in the last `NODE_FRESH_SECS`.
+    pub live_nodes: Vec<String>,
+}
+
+/// A node not heard from for this long is not counted as live.
+pub const NODE_FRESH_SECS: i64 = 120;
+
+/// Connects once (no pool, no migration) and reads what [`Inspection`] holds.
+pub async fn inspect(url: &str, wait: std::time::Duration) -> Result<Inspection, PgError> {
+    let mut config = <tokio_postgres::Config as std::str::FromStr>::from_str(url)
+        .map_err(|e| PgError::BadUrl(e.to_string()))?;
+    config.connect_timeout(wait);
+    let (client, connection) = config
+        .connect(crate::pool::tls()?)
+        .await
+        .map_err(|e| PgError::Connect(db_message(&e)))?;
+    let driver = tokio::spawn(connection);
+    let server: String = client.query_one("SHOW server_version", &[]).await?.get(0);
+    let pgvector = client
+        .query_opt(
+            "SELECT extversion FROM pg_extension WHERE extname = 'vector'",
+            &[],
+        )
+        .await?
+        .map(|r| r.get(0));
+    let pgvector_available = client
+        .query_opt(
+            "SELECT 1 FROM pg_available_extensions WHERE name = 'vector'",
+            &[],
+        )
+        .await?
+        .is_some();
+    let schema_version = version_in(&client).await?;
+    let (leases, live_nodes) = if schema_version >= 1 {
+        let leases = crate::lease::leases_named(&client, "").await?;
+        let rows = client
+            .query(
+                "SELECT node FROM nodes
+                 WHERE seen_at > clock_timestamp() - $1 * interval '1 second' ORDER BY node",
+                &[&(NODE_FRESH_SECS as f64)],
+            )
+            .await?;
+        (leases, rows.iter().map(|r| r.get(0)).collect())
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    drop(client);
+    driver.abort();
+    Ok(Inspection {
+        server,
+        pgvector,
+        pgvector_available,
+        schema_version,
+        leases,
+        live_nodes,
+    })
 }
