@@ -23,7 +23,11 @@ use valor_monitor::{ChildRegistry, MetricsRegistry};
 use valor_store::Store;
 
 pub struct Agent {
+    /// This node's own store (health history, dashboard sessions, jobs; everything when
+    /// Valor runs alone).
     pub store: Store,
+    /// What the chats share: this store, or the cluster's database.
+    pub shared: crate::shared::Shared,
     /// Long-term memory: search indexes over the store, the embedding worker's state.
     pub memory: Memory,
     pub driver: ClaudeDriver,
@@ -37,14 +41,16 @@ impl Agent {
     /// `keep_warm` false closes each Claude process after its turn (one-shot commands).
     pub async fn build(
         config: &Config,
+        database_url: Option<&valor_config::Secret>,
         metrics: &MetricsRegistry,
         children: ChildRegistry,
         keep_warm: bool,
     ) -> anyhow::Result<Agent> {
         let store = Store::open(&config.store.path)?;
+        let shared = crate::shared::Shared::open(config, database_url, &store).await?;
         let home = std::env::var("HOME").ok();
         let memory = Memory::open(
-            Arc::new(store.clone()),
+            Arc::clone(&shared.memory),
             MemorySettings::beside(
                 &config.store.path,
                 config.memory.resolved_model_dir(home.as_deref()),
@@ -77,13 +83,14 @@ impl Agent {
             runtime_dir: runtime_dir.path().to_owned(),
             sandbox,
             chats,
-            ledger: Arc::new(store.clone()),
+            ledger: Arc::clone(&shared.ledger),
             children: children.clone(),
             metrics: metrics.clone(),
         })
         .context("cannot register the driver's metrics")?;
         Ok(Agent {
             store,
+            shared,
             memory,
             driver,
             children,
@@ -103,7 +110,7 @@ impl Agent {
     ) -> anyhow::Result<Conversations> {
         let mut engine = Engine::builder(
             Arc::new(self.driver.clone()),
-            Arc::new(self.store.clone()) as Arc<dyn ConversationStore>,
+            Arc::clone(&self.shared.conversation) as Arc<dyn ConversationStore>,
             ModelRouter::new(config.routing.clone()),
         )
         .config(engine_config(config))
@@ -116,8 +123,8 @@ impl Agent {
         if let Some(tools) = tools {
             engine = engine.tools(tools);
         }
-        let learner = crate::learning::learner(config, &self.memory, &self.store)?;
-        let learning = valor_learn::ChatLearning::new(Arc::new(self.store.clone()), learner)
+        let learner = crate::learning::learner(config, &self.memory, &self.shared)?;
+        let learning = valor_learn::ChatLearning::new(Arc::clone(&self.shared.learn), learner)
             .with_workspaces(chat_folders(config));
         let service = Conversations::new(
             engine.build(),
@@ -127,7 +134,7 @@ impl Agent {
                 max_pending: config.telegram.max_pending,
             },
         );
-        service.set_records(Arc::new(self.store.clone()));
+        service.set_records(Arc::clone(&self.shared.records));
         Ok(service)
     }
 
@@ -168,7 +175,7 @@ impl Agent {
 
     /// The store as the driver's session ledger (sessions, runs, process groups).
     pub fn ledger(&self) -> valor_claude::ledger::Ledger {
-        Arc::new(self.store.clone())
+        Arc::clone(&self.shared.ledger)
     }
 
     pub fn reaper(&self) -> Reaper {

@@ -97,7 +97,7 @@ mod tests {
         let monitor =
             ResourceMonitor::new(config.monitor.clone(), children.clone(), &metrics).unwrap();
         monitor.tick().unwrap();
-        let agent = crate::agent::Agent::build(&config, &metrics, children, false)
+        let agent = crate::agent::Agent::build(&config, None, &metrics, children, false)
             .await
             .unwrap();
         let token = valor_config::tokens::api_token(&config.store.path).unwrap();

@@ -36,17 +36,22 @@ pub async fn chat(config_path: Option<PathBuf>, args: ChatArgs) -> ExitCode {
     // user-facing messages.
     crate::logging::init("error", false);
     let metrics = MetricsRegistry::new();
-    let agent =
-        match crate::agent::Agent::build(&loaded.config, &metrics, ChildRegistry::new(), false)
-            .await
-            .and_then(crate::agent::Agent::refuse_without_required_sandbox)
-        {
-            Ok(agent) => agent,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                return ExitCode::FAILURE;
-            }
-        };
+    let agent = match crate::agent::Agent::build(
+        &loaded.config,
+        loaded.secrets.database_url.as_ref(),
+        &metrics,
+        ChildRegistry::new(),
+        false,
+    )
+    .await
+    .and_then(crate::agent::Agent::refuse_without_required_sandbox)
+    {
+        Ok(agent) => agent,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     // The tool servers, on a loopback port of this process's own: pictures a tool makes are
     // named on stderr (there is no chat to send them to).
     let tools_stop = tokio_util::sync::CancellationToken::new();

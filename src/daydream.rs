@@ -332,20 +332,26 @@ async fn now(loaded: &valor_config::Loaded) -> anyhow::Result<String> {
     let config = &loaded.config;
     let metrics = MetricsRegistry::new();
     let children = ChildRegistry::new();
-    let agent = crate::agent::Agent::build(config, &metrics, children.clone(), false)
-        .await
-        .map_err(|e| {
-            if e.downcast_ref::<valor_store::StoreError>()
-                .is_some_and(|s| matches!(s, valor_store::StoreError::Locked { .. }))
-            {
-                anyhow::anyhow!(
-                    "the store is in use by a running Valor, which daydreams on its schedule \
+    let agent = crate::agent::Agent::build(
+        config,
+        loaded.secrets.database_url.as_ref(),
+        &metrics,
+        children.clone(),
+        false,
+    )
+    .await
+    .map_err(|e| {
+        if e.downcast_ref::<valor_store::StoreError>()
+            .is_some_and(|s| matches!(s, valor_store::StoreError::Locked { .. }))
+        {
+            anyhow::anyhow!(
+                "the store is in use by a running Valor, which daydreams on its schedule \
                      (see `valor jobs`)"
-                )
-            } else {
-                e
-            }
-        })?;
+            )
+        } else {
+            e
+        }
+    })?;
     let monitor = ResourceMonitor::new(config.monitor.clone(), children, &metrics)?;
     monitor.tick()?;
     let send = telegram_sender(loaded, agent.store.clone())?;

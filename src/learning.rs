@@ -12,13 +12,17 @@ use valor_learn::classifier::Classifier;
 use valor_learn::detector::{Blend, Detector};
 use valor_learn::{LearnSettings, Learner};
 use valor_memory::Memory;
-use valor_store::{LearningRecord, Store};
+use valor_store::LearningRecord;
 
 use crate::memory_cmd::{Access, open};
 
 /// The learner, when `[learning] enabled`; an error when `[learning] watcher_weights` names a
 /// file that is not a weights file.
-pub fn learner(config: &Config, memory: &Memory, store: &Store) -> anyhow::Result<Option<Learner>> {
+pub fn learner(
+    config: &Config,
+    memory: &Memory,
+    shared: &crate::shared::Shared,
+) -> anyhow::Result<Option<Learner>> {
     let l = &config.learning;
     if !l.enabled {
         return Ok(None);
@@ -40,7 +44,7 @@ pub fn learner(config: &Config, memory: &Memory, store: &Store) -> anyhow::Resul
     };
     Ok(Some(Learner::with_detector(
         memory.clone(),
-        Arc::new(store.clone()),
+        Arc::clone(&shared.learn) as Arc<dyn valor_learn::port::LearningStore>,
         LearnSettings {
             ask_threshold: l.ask_threshold as f32,
             // Keys are checked to be chat ids when the config loads.

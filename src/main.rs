@@ -16,6 +16,7 @@ mod logging;
 mod memory_cmd;
 mod pair;
 mod run;
+mod shared;
 mod stats;
 mod tool_servers;
 mod tools_cmd;

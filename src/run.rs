@@ -52,9 +52,15 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
     // The first sample before serving, so /health never answers without figures.
     monitor.tick()?;
 
-    let agent = crate::agent::Agent::build(&config, &metrics, children, true)
-        .await?
-        .refuse_without_required_sandbox()?;
+    let agent = crate::agent::Agent::build(
+        &config,
+        loaded_secrets.database_url.as_ref(),
+        &metrics,
+        children,
+        true,
+    )
+    .await?
+    .refuse_without_required_sandbox()?;
     // Health kept over time in the store: the daydream's chart reads it, restarts keep it.
     let recorder = valor_monitor::history::HealthRecorder::start(Arc::new(agent.store.clone()));
     monitor.keep_history(recorder).await;
@@ -98,6 +104,13 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
 
     let shutdown = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
+    if let Some(pg) = agent.shared.cluster.clone() {
+        tasks.spawn(crate::shared::heartbeat(
+            pg,
+            config.cluster.role,
+            shutdown.clone(),
+        ));
+    }
     tasks.spawn(agent.memory.clone().run_worker(shutdown.clone()));
     tasks.spawn(Arc::clone(&monitor).watch_components(shutdown.clone()));
     // Every turn gets its chat's tool servers, hosted on this server (routes added below).
@@ -300,7 +313,7 @@ async fn telegram(
     };
     let t = &config.telegram;
     let bot = valor_telegram::channel::bot(token.expose(), &t.api_url, t.poll_timeout_secs)?;
-    let paired = agent.store.paired_users()?;
+    let paired = agent.shared.telegram.paired_users().await?;
     if t.allowed_users.is_empty() && paired.is_empty() {
         tracing::warn!(
             "Telegram is on, but [telegram] allowed_users is empty and nobody has paired: Valor \
@@ -312,7 +325,7 @@ async fn telegram(
             degraded_after: Duration::from_secs(config.monitor.part_alert_after_secs),
             bot,
             conversations,
-            store: Arc::new(agent.store.clone()),
+            store: Arc::clone(&agent.shared.telegram),
             allowed_users: t.allowed_users.clone(),
             poll_timeout_secs: u32::try_from(t.poll_timeout_secs).unwrap_or(30),
             pacer: valor_telegram::pacer::PacerConfig::default(),
@@ -325,6 +338,8 @@ async fn telegram(
                 bind: t.webhook_bind,
             }),
             on_refusal: Some(Arc::new(move || refusals.inc())),
+            cluster: (agent.shared.cluster.as_ref())
+                .map(|pg| crate::shared::channel_cluster(config, pg)),
         })
         .await?;
     tracing::info!(api = %t.api_url, allowed = t.allowed_users.len() + paired.len(), "Telegram is on");

@@ -7,6 +7,7 @@
 mod browser;
 mod chat_once;
 mod cli;
+mod cluster_run;
 mod dashboard_phone;
 mod dashboard_ui;
 mod daydream_cli;

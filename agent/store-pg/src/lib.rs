@@ -19,6 +19,7 @@
 
 pub mod conversation;
 mod error;
+pub mod intake;
 pub mod leader;
 pub mod learn;
 pub mod lease;

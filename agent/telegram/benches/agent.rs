@@ -106,6 +106,7 @@ async fn many_chats(chats: i64) {
     let backend = ScriptedBackend::echo();
     let channel = TelegramChannel::new(ChannelSetup {
         degraded_after: valor_telegram::health::DEGRADED_AFTER,
+        cluster: None,
         bot: Bot::new(&fake.token).set_api_url(fake.url.parse().unwrap()),
         conversations: conversations(&store, backend.clone()),
         store: Arc::new(store.clone()),

@@ -35,8 +35,10 @@ use crate::pairing::Pairing;
 /// The largest file a bot may download from Telegram.
 pub const MAX_FILE_BYTES: u64 = 20 * 1024 * 1024;
 mod access;
+mod cluster;
 mod turns;
 pub use access::router as access_router;
+pub use cluster::ClusterSetup;
 
 /// How often an unknown user may be told no.
 pub const REFUSAL_EVERY: Duration = Duration::from_secs(3600);
@@ -83,6 +85,8 @@ pub struct ChannelSetup {
     pub on_refusal: Option<Arc<dyn Fn() + Send + Sync>>,
     /// Polling failing this long is degraded (and alerted: `[monitor] part_alert_after_secs`).
     pub degraded_after: Duration,
+    /// Several machines: updates go through the shared queue (`None`: this node alone).
+    pub cluster: Option<ClusterSetup>,
 }
 
 /// A chat's pacer unused this long is dropped once many are kept; the next message makes a
@@ -137,6 +141,9 @@ struct Inner {
     pair_attempts: Mutex<HashMap<i64, (usize, Instant)>>,
     /// The `telegram` component of /health.
     poll_health: Arc<PollHealth>,
+    cluster: Option<ClusterSetup>,
+    /// The chats this worker holds (cluster), each with what wakes its runner.
+    running: Mutex<HashMap<i64, Arc<cluster::HeldChat>>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -195,6 +202,8 @@ impl TelegramChannel {
                 last_update: std::sync::atomic::AtomicI64::new(0),
                 pair_attempts: Mutex::new(HashMap::new()),
                 poll_health,
+                cluster: setup.cluster,
+                running: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -266,6 +275,16 @@ impl TelegramChannel {
     /// Receives updates (long polling, or the webhook) until `shutdown`; first replays what was
     /// accepted but not answered.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), ChannelError> {
+        if let Some(cluster) = self.inner.cluster.clone() {
+            // The shared queue is the inbox: workers claim what waits there.
+            let sweeping = shutdown.child_token();
+            tokio::spawn(self.clone().settle_expired(sweeping.clone()));
+            let result = self.run_cluster(cluster, &shutdown).await;
+            sweeping.cancel();
+            self.inner.stopping.store(true, Ordering::Release);
+            self.inner.conversations.stop_turns();
+            return result;
+        }
         for entry in self.inner.store.inbox().await? {
             if !self.is_allowed(entry.user_id) {
                 // Access taken back (`valor pair --revoke`) while it waited: not answered.
@@ -519,7 +538,7 @@ impl TelegramChannel {
                         );
                     }
                     Some("/stop") => {
-                        if !self.interrupt(chat.0) {
+                        if !self.stop_everywhere(chat.0) {
                             self.reply(chat, private, "Nothing is running.");
                         }
                     }
@@ -544,7 +563,10 @@ impl TelegramChannel {
                             file,
                         };
                         store.accept_update(&entry).await?;
-                        self.enqueue(entry);
+                        // On several machines the queue wakes the worker that takes it.
+                        if self.inner.cluster.is_none() {
+                            self.enqueue(entry);
+                        }
                         return Ok(());
                     }
                 }
@@ -560,7 +582,7 @@ impl TelegramChannel {
                 match (remember, chat) {
                     // Stop stops the running turn of the chat it is pressed in, nothing else.
                     (None, Some(chat)) if stop && allowed => {
-                        let reply = if self.interrupt(chat.0) {
+                        let reply = if self.stop_everywhere(chat.0) {
                             "Stopping."
                         } else {
                             "Nothing is running."

@@ -20,6 +20,7 @@
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod channel;
+pub mod cluster;
 pub mod format;
 pub mod health;
 pub mod inbox;

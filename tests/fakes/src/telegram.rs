@@ -97,6 +97,11 @@ struct StateInner {
     webhook: Option<(String, String, u64)>,
     /// When the bot's messages of the last second went out (sends, edits, deletes, photos).
     bot_sent: std::collections::VecDeque<Instant>,
+    /// The newest getUpdates: an older one still waiting is ended with 409, as Telegram ends
+    /// a poll when another poller of the same bot starts.
+    poll_generation: u64,
+    /// Polls ended so (two pollers at once).
+    poll_conflicts: usize,
 }
 
 /// Telegram's limit for a whole bot: messages in any one second.
@@ -261,6 +266,11 @@ impl FakeTelegram {
             .get(&chat_id)
             .map(|c| c.messages.clone())
             .unwrap_or_default()
+    }
+
+    /// Polls Telegram ended because another poller started (409).
+    pub fn poll_conflicts(&self) -> usize {
+        self.shared.state.lock().unwrap().poll_conflicts
     }
 
     pub fn calls(&self) -> Vec<Call> {
@@ -447,14 +457,28 @@ async fn download(
         .ok_or(axum::http::StatusCode::NOT_FOUND)
 }
 
+/// Telegram's answer to a poll another poller of the same bot ended.
+pub const POLL_CONFLICT: &str = "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running";
+
 async fn get_updates(shared: &Shared, params: &Value) -> Reply {
     let offset = params["offset"].as_i64().unwrap_or(0);
     let timeout = Duration::from_secs(params["timeout"].as_u64().unwrap_or(0).min(50));
     let deadline = Instant::now() + timeout;
+    let generation = {
+        let mut state = shared.state.lock().unwrap();
+        state.poll_generation += 1;
+        state.poll_generation
+    };
+    // Wakes a poll waiting now, so it sees it was ended.
+    shared.arrived.notify_waiters();
     loop {
         let waiting = shared.arrived.notified();
         {
             let mut state = shared.state.lock().unwrap();
+            if state.poll_generation != generation {
+                state.poll_conflicts += 1;
+                return Err((409, POLL_CONFLICT.to_owned(), None));
+            }
             if offset > 0 {
                 // An offset confirms every update before it.
                 state

@@ -18,8 +18,23 @@ use crate::pacer::{ChatKind, ChatPacer};
 use crate::stream::{Deferred, deliver};
 
 impl TelegramChannel {
-    /// Submits a message accepted into the inbox; its answer goes out in the background.
-    pub(super) fn enqueue(&self, mut entry: InboxEntry) {
+    /// Submits a message accepted into the inbox; its answer goes out in the background and
+    /// it leaves the inbox once answered.
+    pub(super) fn enqueue(&self, entry: InboxEntry) {
+        let update_id = entry.update_id;
+        let channel = self.clone();
+        tokio::spawn(async move {
+            if channel.answer_now(entry).await
+                && let Err(e) = channel.inner.store.finish_update(update_id).await
+            {
+                tracing::error!(update = update_id, error = %e, "cannot mark the message answered");
+            }
+        });
+    }
+
+    /// Runs a message's turn and shows it in its chat; whether it was answered (false: stopped
+    /// by shutdown, to be answered again, or its answer goes out later).
+    pub(super) async fn answer_now(&self, mut entry: InboxEntry) -> bool {
         let chat = ChatId(entry.chat_id);
         // A file is downloaded when the turn's time comes, not here: a 20 MB download would
         // hold up every chat's updates.
@@ -46,12 +61,12 @@ impl TelegramChannel {
             chat_title: entry.chat_title.clone(),
         };
         let events = self.inner.conversations.submit(Op::UserTurn(turn));
-        tokio::spawn(self.clone().answer(entry, events));
+        self.answer(entry, events).await
     }
 
     /// Shows one turn's events in its chat: its place in the queue, the streamed answer, then
-    /// "Remember this?" when the watcher asks.
-    async fn answer(self, entry: InboxEntry, mut events: Events) {
+    /// "Remember this?" when the watcher asks (in the background); whether it was answered.
+    async fn answer(&self, entry: InboxEntry, mut events: Events) -> bool {
         let chat = ChatId(entry.chat_id);
         let first = loop {
             match events.next().await {
@@ -87,14 +102,15 @@ impl TelegramChannel {
             }
             Some(first) => self.deliver_turn(&entry, first, &mut events).await,
         };
-        if answered && let Err(e) = self.inner.store.finish_update(entry.update_id).await {
-            tracing::error!(chat_id = chat.0, error = %e, "cannot mark the message answered");
-        }
-        while let Some(event) = events.next().await {
-            if let Event::Proposal(question) = event {
-                self.ask(question);
+        let channel = self.clone();
+        tokio::spawn(async move {
+            while let Some(event) = events.next().await {
+                if let Event::Proposal(question) = event {
+                    channel.ask(question);
+                }
             }
-        }
+        });
+        answered
     }
 
     /// Streams the turn into the chat; false when the message stays in the inbox (stopped by

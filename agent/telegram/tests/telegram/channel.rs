@@ -60,6 +60,7 @@ pub(crate) async fn start_with(
     );
     let channel = TelegramChannel::new(ChannelSetup {
         degraded_after: valor_telegram::health::DEGRADED_AFTER,
+        cluster: None,
         bot: Bot::new(&fake.token).set_api_url(fake.url.parse().unwrap()),
         conversations: conversations.clone(),
         store: Arc::new(store.clone()),

@@ -63,6 +63,7 @@ async fn many_chats_at_once(chats: i64) {
     let users: Vec<i64> = (1..=chats).map(|i| 10_000 + i).collect();
     let channel = TelegramChannel::new(ChannelSetup {
         degraded_after: valor_telegram::health::DEGRADED_AFTER,
+        cluster: None,
         bot: Bot::new(&fake.token).set_api_url(fake.url.parse().unwrap()),
         conversations,
         store: Arc::new(store.clone()),

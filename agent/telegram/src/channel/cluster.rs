@@ -1,0 +1,395 @@
+//! The channel on several machines. Ingress: the node that leads the poller role calls
+//! `getUpdates` (a 409 from Telegram means another poller: it steps down) and accepts each
+//! update into the shared queue. Worker: it claims chats with waiting updates, answers each
+//! chat's updates in order under the chat's lease (renewed while it works; when it is lost the
+//! running turn stops and the chat's next worker answers), and lets an idle chat go after
+//! `idle_keep`. `LISTEN/NOTIFY` wakes workers at once; a tick is the safety net.
+
+use std::sync::{Arc, PoisonError};
+use std::time::Duration;
+
+use teloxide::RequestError;
+use teloxide::payloads::GetUpdatesSetters as _;
+use teloxide::prelude::Requester as _;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::TelegramChannel;
+use crate::cluster::{ChatQueue, ClaimedChat, Leadership, QueueWake};
+
+/// How this node takes part in the cluster.
+#[derive(Clone)]
+pub struct ClusterSetup {
+    /// The shared queue (ingress accepts into it through the store; /stop travels on it).
+    pub queue: Arc<dyn ChatQueue>,
+    /// Some: this node takes updates in while it leads the poller role.
+    pub leadership: Option<Arc<dyn Leadership>>,
+    /// This node answers the chats it claims.
+    pub works: bool,
+    /// Chats this worker holds at most.
+    pub max_chats: usize,
+    /// An idle chat is kept (its warm Claude process reused) this long.
+    pub idle_keep: Duration,
+    /// How often a held chat's lease is renewed (well within the lease).
+    pub renew_every: Duration,
+    /// How often a worker looks for work without being woken, and a follower asks to lead.
+    pub tick: Duration,
+    /// A leader's long poll lasts at most this (its lease must outlast a poll).
+    pub leader_poll_secs: u32,
+}
+
+/// A chat this worker holds: what wakes its runner, and whether a turn of it runs (idle
+/// chats are kept warm but do not count against `max_chats`).
+pub(super) struct HeldChat {
+    notify: Notify,
+    busy: std::sync::atomic::AtomicBool,
+}
+
+/// How one leader's poll ended.
+enum Polled {
+    Taken,
+    /// Telegram said another poller runs (409).
+    Conflict,
+    Failed,
+    Shutdown,
+}
+
+impl TelegramChannel {
+    pub(super) async fn run_cluster(
+        &self,
+        cluster: ClusterSetup,
+        shutdown: &CancellationToken,
+    ) -> Result<(), super::ChannelError> {
+        let working = shutdown.child_token();
+        if cluster.works {
+            tokio::spawn(self.clone().work(cluster.clone(), working.clone()));
+        }
+        match &cluster.leadership {
+            Some(leadership) => {
+                self.register_commands().await;
+                self.poll_while_leading(&cluster, leadership.as_ref(), shutdown)
+                    .await;
+                leadership.resign().await;
+            }
+            None => shutdown.cancelled().await,
+        }
+        working.cancel();
+        Ok(())
+    }
+
+    async fn poll_while_leading(
+        &self,
+        cluster: &ClusterSetup,
+        leadership: &dyn Leadership,
+        shutdown: &CancellationToken,
+    ) {
+        let mut leading = false;
+        loop {
+            if shutdown.is_cancelled() {
+                return;
+            }
+            if !leadership.lead().await {
+                if leading {
+                    tracing::warn!("lost the poller's lease; another node polls Telegram");
+                    leading = false;
+                }
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(cluster.tick) => continue,
+                }
+            }
+            if !leading {
+                // Where the previous leader stopped: the offset is shared.
+                match self.inner.store.last_update().await {
+                    Ok(last) => {
+                        self.inner
+                            .last_update
+                            .fetch_max(last, std::sync::atomic::Ordering::AcqRel);
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot read the update offset; not polling");
+                        leadership.resign().await;
+                        tokio::select! {
+                            () = shutdown.cancelled() => return,
+                            () = tokio::time::sleep(cluster.tick) => continue,
+                        }
+                    }
+                }
+                tracing::info!("leading the poller: this node takes Telegram's updates in");
+                leading = true;
+            }
+            match self.poll_once(cluster.leader_poll_secs, shutdown).await {
+                Polled::Taken => {}
+                Polled::Shutdown => return,
+                Polled::Conflict => {
+                    tracing::warn!("Telegram says another poller runs (409); stepping down");
+                    leadership.resign().await;
+                    leading = false;
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = tokio::time::sleep(cluster.tick) => {}
+                    }
+                }
+                Polled::Failed => {
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = tokio::time::sleep(cluster.tick) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// One `getUpdates`, each update taken in.
+    async fn poll_once(&self, timeout_secs: u32, shutdown: &CancellationToken) -> Polled {
+        let last = self
+            .inner
+            .last_update
+            .load(std::sync::atomic::Ordering::Acquire);
+        let offset = i32::try_from(last + 1).unwrap_or(i32::MAX);
+        let timeout = timeout_secs.min(self.inner.poll_timeout);
+        let request = self.inner.bot.get_updates().offset(offset).timeout(timeout);
+        let updates = tokio::select! {
+            () = shutdown.cancelled() => return Polled::Shutdown,
+            updates = request.into_future() => updates,
+        };
+        match updates {
+            Ok(updates) => {
+                let mut all_taken = true;
+                for update in updates {
+                    all_taken &= self.take_or_set_aside(update, shutdown).await;
+                }
+                if all_taken {
+                    self.inner.poll_health.ok();
+                }
+                Polled::Taken
+            }
+            Err(RequestError::Api(teloxide::ApiError::TerminatedByOtherGetUpdates)) => {
+                Polled::Conflict
+            }
+            Err(RequestError::RetryAfter(secs)) => {
+                tokio::time::sleep(secs.duration()).await;
+                Polled::Taken
+            }
+            Err(e) => {
+                self.inner.poll_health.failed(&e.to_string());
+                tracing::warn!(error = %e, "polling Telegram failed");
+                Polled::Failed
+            }
+        }
+    }
+
+    /// Claims chats as work arrives and answers them, until `shutdown`.
+    async fn work(self, cluster: ClusterSetup, shutdown: CancellationToken) {
+        let mut wakes = cluster.queue.wakes().await;
+        let mut tick = tokio::time::interval(cluster.tick);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let woken = async {
+                match wakes.as_mut() {
+                    Some(wakes) => wakes.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                wake = woken => match wake {
+                    Some(QueueWake::Stop(chat_id)) => {
+                        self.interrupt(chat_id);
+                        continue;
+                    }
+                    Some(QueueWake::Work(chat_id)) => {
+                        if self.nudge(chat_id) {
+                            continue;
+                        }
+                    }
+                    None => {
+                        tracing::warn!("the queue's notifications stopped; polling until they are back");
+                        wakes = None;
+                    }
+                },
+                _ = tick.tick() => {
+                    if wakes.is_none() {
+                        wakes = cluster.queue.wakes().await;
+                    }
+                }
+            }
+            self.claim_more(&cluster, &shutdown).await;
+        }
+    }
+
+    /// Tells the chat's runner on this node that work arrived; false when none runs here.
+    fn nudge(&self, chat_id: i64) -> bool {
+        let running = self
+            .inner
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match running.get(&chat_id) {
+            Some(held) => {
+                held.notify.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+
+    async fn claim_more(&self, cluster: &ClusterSetup, shutdown: &CancellationToken) {
+        let free = {
+            let running = self
+                .inner
+                .running
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let busy = (running.values())
+                .filter(|held| held.busy.load(std::sync::atomic::Ordering::Acquire))
+                .count();
+            cluster.max_chats.saturating_sub(busy)
+        };
+        if free == 0 || shutdown.is_cancelled() {
+            return;
+        }
+        let claimed = match cluster.queue.claim(free).await {
+            Ok(claimed) => claimed,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot claim chats");
+                return;
+            }
+        };
+        for chat in claimed {
+            let held = Arc::new(HeldChat {
+                notify: Notify::new(),
+                busy: std::sync::atomic::AtomicBool::new(true),
+            });
+            {
+                let mut running = self
+                    .inner
+                    .running
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                if running.contains_key(&chat.chat_id) {
+                    continue;
+                }
+                running.insert(chat.chat_id, Arc::clone(&held));
+            }
+            tracing::debug!(chat_id = chat.chat_id, epoch = chat.epoch, "chat claimed");
+            tokio::spawn(
+                self.clone()
+                    .run_chat(cluster.clone(), chat, held, shutdown.clone()),
+            );
+        }
+    }
+
+    /// Answers one claimed chat's updates in order until it is idle past `idle_keep`, lost,
+    /// or this node stops.
+    async fn run_chat(
+        self,
+        cluster: ClusterSetup,
+        chat: ClaimedChat,
+        held: Arc<HeldChat>,
+        shutdown: CancellationToken,
+    ) {
+        let chat_id = chat.chat_id;
+        let lost = CancellationToken::new();
+        let renewer = tokio::spawn(renew(
+            Arc::clone(&cluster.queue),
+            chat.clone(),
+            cluster.renew_every,
+            lost.clone(),
+        ));
+        let queue = &cluster.queue;
+        loop {
+            if lost.is_cancelled() || shutdown.is_cancelled() {
+                break;
+            }
+            let turn = match queue.next_turn(&chat).await {
+                Ok(turn) => turn,
+                Err(e) => {
+                    tracing::warn!(chat_id, error = %e, "cannot take the chat's next update; letting it go");
+                    break;
+                }
+            };
+            let Some(turn) = turn else {
+                held.busy.store(false, std::sync::atomic::Ordering::Release);
+                let idle = tokio::time::sleep(cluster.idle_keep);
+                tokio::select! {
+                    () = held.notify.notified() => {
+                        held.busy.store(true, std::sync::atomic::Ordering::Release);
+                        continue;
+                    }
+                    () = lost.cancelled() => break,
+                    () = shutdown.cancelled() => break,
+                    () = idle => break,
+                }
+            };
+            if turn.attempts > 1 {
+                tracing::warn!(
+                    chat_id,
+                    update = turn.entry.update_id,
+                    attempts = turn.attempts,
+                    "answering an update another worker did not finish"
+                );
+            }
+            let answering = self.answer_now(turn.entry.clone());
+            let answered = tokio::select! {
+                answered = answering => answered,
+                () = lost.cancelled() => {
+                    // Another worker has the chat now: its turn here stops.
+                    self.interrupt(chat_id);
+                    false
+                }
+            };
+            if !answered {
+                break;
+            }
+            if let Err(e) = queue.finish_turn(&chat, turn.queue_id).await {
+                tracing::warn!(chat_id, error = %e, "the chat moved to another worker before its answer was marked done");
+                break;
+            }
+        }
+        renewer.abort();
+        (self
+            .inner
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner))
+        .remove(&chat_id);
+        if !lost.is_cancelled() {
+            queue.release(&chat).await;
+        }
+        tracing::debug!(chat_id, "chat let go");
+    }
+
+    /// Stops the chat's turn wherever it runs (this node, or the one holding the chat).
+    pub(super) fn stop_everywhere(&self, chat_id: i64) -> bool {
+        let here = self.interrupt(chat_id);
+        if let Some(cluster) = &self.inner.cluster {
+            let queue = Arc::clone(&cluster.queue);
+            tokio::spawn(async move {
+                if let Err(e) = queue.stop(chat_id).await {
+                    tracing::warn!(chat_id, error = %e, "cannot ask the other nodes to stop");
+                }
+            });
+            // Another node may be running it: say we are stopping.
+            return true;
+        }
+        here
+    }
+}
+
+/// Renews the chat's lease until it is lost (then cancels `lost`) or the task is aborted.
+async fn renew(
+    queue: Arc<dyn ChatQueue>,
+    chat: ClaimedChat,
+    every: Duration,
+    lost: CancellationToken,
+) {
+    loop {
+        tokio::time::sleep(every).await;
+        if !queue.renew(&chat).await {
+            tracing::warn!(chat_id = chat.chat_id, "lost the chat's lease");
+            lost.cancel();
+            return;
+        }
+    }
+}

@@ -1,0 +1,278 @@
+//! Valor on several machines, on one: `valor run` nodes (an ingress, workers) sharing a real
+//! PostgreSQL, the fake Bot API with Telegram's limits (409 for a second poller included), the
+//! real Claude Code CLI on the fake Anthropic API.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::support::{Service, valor};
+use valor_fakes::anthropic::{FakeAnthropic, Reply, Turn};
+use valor_fakes::telegram::FakeTelegram;
+
+/// The user's words of a turn's prompt (the last `USER_REQUEST:` line).
+fn request_of(turn: &Turn) -> String {
+    let text = turn.last_user_text.clone().unwrap_or_default();
+    text.rsplit("USER_REQUEST: ")
+        .next()
+        .unwrap_or("")
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_owned()
+}
+
+/// A new database in the test server; its URL.
+fn fresh_database(runtime: &tokio::runtime::Runtime) -> String {
+    let url = std::env::var("VALOR_TEST_DATABASE_URL")
+        .expect("VALOR_TEST_DATABASE_URL: run scripts/test (it starts a PostgreSQL)");
+    let name = format!(
+        "run_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos()
+    );
+    runtime.block_on(async {
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+    });
+    format!("{}/{name}", url.rsplit_once('/').unwrap().0)
+}
+
+/// A node: its own folder (store, workspaces, HOME), the shared database.
+fn node(
+    root: &Path,
+    name: &str,
+    role: &str,
+    database: &str,
+    telegram: &FakeTelegram,
+    anthropic: &FakeAnthropic,
+) -> std::process::Command {
+    let dir = root.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut cmd = valor(&dir);
+    cmd.arg("run")
+        .env("VALOR__HEALTH__BIND", "127.0.0.1:0")
+        .env("TELEGRAM_BOT_TOKEN", &telegram.token)
+        .env("VALOR__TELEGRAM__API_URL", &telegram.url)
+        .env("VALOR__TELEGRAM__ALLOWED_USERS", "[100]")
+        .env("VALOR__TELEGRAM__POLL_TIMEOUT_SECS", "1")
+        .env("ANTHROPIC_BASE_URL", &anthropic.url)
+        .env("ANTHROPIC_API_KEY", "sk-ant-test")
+        .env("CLAUDE_CODE_MAX_RETRIES", "1")
+        .env("VALOR__STORE__PATH", dir.join("store"))
+        .env("VALOR__CLUSTER__ENABLED", "true")
+        .env("VALOR__CLUSTER__ROLE", role)
+        .env("VALOR__CLUSTER__NODE_ID", name)
+        .env("VALOR__CLUSTER__CHAT_LEASE_SECS", "5")
+        .env("VALOR__CLUSTER__LEADER_LEASE_SECS", "3")
+        .env("VALOR__CLUSTER__CHAT_IDLE_KEEP_SECS", "2")
+        .env("VALOR__MEMORY__MODEL_DIR", root.join("no-model"))
+        .env("VALOR__LEARNING__ENABLED", "false")
+        .env("VALOR_DATABASE_URL", database);
+    cmd
+}
+
+/// The texts in `chat` that are a whole answer (`echo … done`), oldest first.
+fn answers(telegram: &FakeTelegram, chat: i64) -> Vec<String> {
+    (telegram.messages(chat).into_iter())
+        .map(|m| m.visible)
+        .filter(|t| t.starts_with("echo ") && t.ends_with(" done"))
+        .collect()
+}
+
+fn wait_until(what: &str, limit: Duration, logs: &[&Service], done: impl Fn() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        if Instant::now() > deadline {
+            let logs: Vec<String> = logs.iter().map(|s| s.logs()).collect();
+            panic!("{what}\n{}", logs.join("\n-----\n"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Processes whose working directory is beneath `dir` (a node's Claude processes).
+fn processes_in(dir: &Path) -> Vec<u32> {
+    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| PathBuf::from(dir));
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if let Ok(cwd) = std::fs::read_link(entry.path().join("cwd"))
+            && cwd.starts_with(&dir)
+            && pid != std::process::id()
+        {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// The nodes that ran turns.
+fn run_nodes(runtime: &tokio::runtime::Runtime, database: &str) -> Vec<String> {
+    runtime.block_on(async {
+        let (client, connection) = tokio_postgres::connect(database, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let rows = client
+            .query("SELECT DISTINCT node FROM runs ORDER BY node", &[])
+            .await
+            .unwrap();
+        rows.iter().map(|r| r.get(0)).collect()
+    })
+}
+
+/// Which node holds `chat_id`'s lease now.
+fn holder_of(runtime: &tokio::runtime::Runtime, database: &str, chat_id: i64) -> Option<String> {
+    runtime.block_on(async {
+        let (client, connection) = tokio_postgres::connect(database, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let row = client
+            .query_opt(
+                "SELECT holder FROM leases WHERE name = $1 AND expires_at > clock_timestamp()",
+                &[&format!("chat:{chat_id}")],
+            )
+            .await
+            .unwrap();
+        row.map(|r| {
+            let holder: String = r.get(0);
+            holder.split('#').next().unwrap_or("").to_owned()
+        })
+    })
+}
+
+#[test]
+fn workers_answer_every_chat_in_order_and_a_killed_workers_chat_moves() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let stalled = Arc::new(AtomicUsize::new(0));
+    let stalls = Arc::clone(&stalled);
+    let (anthropic, telegram) = runtime.block_on(async move {
+        (
+            FakeAnthropic::start(move |turn| {
+                let request = request_of(turn);
+                // The first attempt at "slow" streams nothing for a long time.
+                if request.starts_with("slow") && stalls.fetch_add(1, Ordering::SeqCst) == 0 {
+                    return Reply::Stall(Duration::from_secs(120));
+                }
+                Reply::chunks(&["echo ", &request, " done"])
+            })
+            .await,
+            FakeTelegram::start().await,
+        )
+    });
+    let database = fresh_database(&runtime);
+    let root = tempfile::tempdir().unwrap();
+    let ingress = Service::start(&mut node(
+        root.path(),
+        "in",
+        "ingress",
+        &database,
+        &telegram,
+        &anthropic,
+    ));
+    let mut w1 = Service::start(&mut node(
+        root.path(),
+        "w1",
+        "worker",
+        &database,
+        &telegram,
+        &anthropic,
+    ));
+    let mut w2 = Service::start(&mut node(
+        root.path(),
+        "w2",
+        "worker",
+        &database,
+        &telegram,
+        &anthropic,
+    ));
+
+    // Six chats, three messages each, all sent at once.
+    let chats: Vec<i64> = (1..=6).map(|n| -1_000 - n).collect();
+    for turn in 1..=3 {
+        for chat in &chats {
+            telegram.user_says(*chat, 100, &format!("m{}-{turn}", -chat));
+        }
+    }
+    wait_until(
+        "every chat answered",
+        Duration::from_secs(150),
+        &[&ingress, &w1, &w2],
+        || chats.iter().all(|c| answers(&telegram, *c).len() >= 3),
+    );
+    for chat in &chats {
+        let expected: Vec<String> = (1..=3)
+            .map(|t| format!("echo m{}-{t} done", -chat))
+            .collect();
+        assert_eq!(
+            answers(&telegram, *chat),
+            expected,
+            "chat {chat}: once each, in order"
+        );
+    }
+    // The ingress ran no turn; both workers did.
+    assert_eq!(run_nodes(&runtime, &database), ["w1", "w2"]);
+    assert_eq!(telegram.poll_conflicts(), 0, "one poller at a time");
+
+    // A slow turn; the worker running it is killed (-9) while it streams.
+    let slow_chat = -2_000;
+    telegram.user_says(slow_chat, 100, "slow-1");
+    wait_until(
+        "the slow turn started",
+        Duration::from_secs(60),
+        &[&w1, &w2],
+        || stalled.load(Ordering::SeqCst) >= 1,
+    );
+    let holder = holder_of(&runtime, &database, slow_chat).expect("a worker holds the slow chat");
+    let killed_at = Instant::now();
+    let (victim, victim_dir) = if holder == "w1" {
+        (&mut w1, root.path().join("w1"))
+    } else {
+        (&mut w2, root.path().join("w2"))
+    };
+    victim.signal("KILL");
+    victim.wait_for_exit(Duration::from_secs(5));
+    wait_until(
+        "the killed worker's chat answered by the other",
+        Duration::from_secs(60),
+        &[&ingress, &w1, &w2],
+        || answers(&telegram, slow_chat) == ["echo slow-1 done"],
+    );
+    let moved_after = killed_at.elapsed();
+    eprintln!("the killed worker's chat was answered again {moved_after:?} after the kill");
+    // The lease (5 s), the other worker's tick and a cold Claude start.
+    assert!(moved_after < Duration::from_secs(5 + 25), "{moved_after:?}");
+
+    // The dead node restarts under its name: nothing of its earlier run is left running.
+    let mut restarted = Service::start(&mut node(
+        root.path(),
+        &holder,
+        "worker",
+        &database,
+        &telegram,
+        &anthropic,
+    ));
+    wait_until(
+        "no Claude process of the killed run left",
+        Duration::from_secs(20),
+        &[&restarted],
+        || processes_in(&victim_dir.join(".local/share/valor/workspaces")).is_empty(),
+    );
+    restarted.signal("TERM");
+    restarted.wait_for_exit(Duration::from_secs(10));
+}
