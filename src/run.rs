@@ -336,6 +336,7 @@ async fn telegram(
             webhook: (!t.webhook_url.is_empty()).then(|| valor_telegram::channel::Webhook {
                 url: t.webhook_url.clone(),
                 bind: t.webhook_bind,
+                secret: (secrets.telegram_webhook_secret.as_ref()).map(|s| s.expose().to_owned()),
             }),
             on_refusal: Some(Arc::new(move || refusals.inc())),
             cluster: (agent.shared.cluster.as_ref())

@@ -90,12 +90,15 @@ pub fn channel_cluster(config: &Config, pg: &PgStore) -> valor_telegram::channel
     let c = &config.cluster;
     let chat_lease = Duration::from_secs(c.chat_lease_secs);
     let leader_lease = Duration::from_secs(c.leader_lease_secs);
+    // With a webhook, the leader only registers it (every ingress node takes posts).
+    let role = if config.telegram.webhook_url.is_empty() {
+        valor_store_pg::leader::LeaderRole::Poller
+    } else {
+        valor_store_pg::leader::LeaderRole::Webhook
+    };
     let leadership = c.role.ingests().then(|| {
-        Arc::new(PgLeadership::new(
-            pg.clone(),
-            valor_store_pg::leader::LeaderRole::Poller,
-            leader_lease,
-        )) as Arc<dyn valor_telegram::cluster::Leadership>
+        Arc::new(PgLeadership::new(pg.clone(), role, leader_lease))
+            as Arc<dyn valor_telegram::cluster::Leadership>
     });
     valor_telegram::channel::ClusterSetup {
         queue: Arc::new(PgChatQueue::new(pg.clone(), chat_lease)),

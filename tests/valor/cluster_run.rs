@@ -276,3 +276,220 @@ fn workers_answer_every_chat_in_order_and_a_killed_workers_chat_moves() {
     restarted.signal("TERM");
     restarted.wait_for_exit(Duration::from_secs(10));
 }
+
+/// Which node leads `role` now.
+fn leader_of(runtime: &tokio::runtime::Runtime, database: &str, role: &str) -> Option<String> {
+    runtime.block_on(async {
+        let (client, connection) = tokio_postgres::connect(database, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let row = client
+            .query_opt(
+                "SELECT holder FROM leases WHERE name = $1 AND expires_at > clock_timestamp()",
+                &[&format!("leader:{role}")],
+            )
+            .await
+            .unwrap();
+        row.map(|r| {
+            r.get::<_, String>(0)
+                .split('#')
+                .next()
+                .unwrap_or("")
+                .to_owned()
+        })
+    })
+}
+
+fn echo_anthropic(runtime: &tokio::runtime::Runtime) -> (FakeAnthropic, FakeTelegram) {
+    runtime.block_on(async {
+        (
+            FakeAnthropic::start(|turn| Reply::chunks(&["echo ", &request_of(turn), " done"]))
+                .await,
+            FakeTelegram::start().await,
+        )
+    })
+}
+
+#[test]
+fn another_ingress_takes_over_the_poller_and_no_update_is_lost_or_taken_twice() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (anthropic, telegram) = echo_anthropic(&runtime);
+    let database = fresh_database(&runtime);
+    let root = tempfile::tempdir().unwrap();
+    let mut in1 = Service::start(&mut node(
+        root.path(),
+        "in1",
+        "ingress",
+        &database,
+        &telegram,
+        &anthropic,
+    ));
+    let mut in2 = Service::start(&mut node(
+        root.path(),
+        "in2",
+        "ingress",
+        &database,
+        &telegram,
+        &anthropic,
+    ));
+    let worker = Service::start(&mut node(
+        root.path(),
+        "w",
+        "worker",
+        &database,
+        &telegram,
+        &anthropic,
+    ));
+    let chat = -3_000;
+    telegram.user_says(chat, 100, "a-1");
+    wait_until(
+        "the first answer",
+        Duration::from_secs(60),
+        &[&in1, &in2, &worker],
+        || answers(&telegram, chat).len() == 1,
+    );
+    assert_eq!(telegram.poll_conflicts(), 0, "followers do not poll");
+
+    // A second poller of the same bot (a stray process): Telegram ends the leader's poll with
+    // 409, the leader steps down, and a leader polls again.
+    let stray = reqwest::blocking::Client::new()
+        .post(format!(
+            "{}/bot{}/getUpdates",
+            telegram.url.trim_end_matches('/'),
+            telegram.token
+        ))
+        .json(&serde_json::json!({"timeout": 2}))
+        .send()
+        .unwrap();
+    assert!(stray.status().is_success());
+    assert!(telegram.poll_conflicts() >= 1);
+    telegram.user_says(chat, 100, "a-2");
+    wait_until(
+        "answered after the conflict",
+        Duration::from_secs(60),
+        &[&in1, &in2, &worker],
+        || answers(&telegram, chat).len() == 2,
+    );
+    let logs = format!("{}{}", in1.logs(), in2.logs());
+    assert!(logs.contains("another poller runs (409)"), "{logs}");
+
+    // The leader is killed; messages keep coming; the other ingress takes over.
+    let leader = leader_of(&runtime, &database, "poller").expect("a poller leads");
+    let (dead, alive) = if leader == "in1" {
+        (&mut in1, &in2)
+    } else {
+        (&mut in2, &in1)
+    };
+    let led_before = alive.logs().matches("leading the poller").count();
+    dead.signal("KILL");
+    let killed_at = Instant::now();
+    dead.wait_for_exit(Duration::from_secs(5));
+    for n in 3..=6 {
+        telegram.user_says(chat, 100, &format!("a-{n}"));
+    }
+    wait_until(
+        "the other ingress leads",
+        Duration::from_secs(30),
+        &[alive],
+        || alive.logs().matches("leading the poller").count() > led_before,
+    );
+    let took_over = killed_at.elapsed();
+    eprintln!("the other ingress took the poller over {took_over:?} after the kill");
+    assert!(took_over < Duration::from_secs(3 + 2), "{took_over:?}");
+    wait_until(
+        "every message answered",
+        Duration::from_secs(90),
+        &[alive, &worker],
+        || answers(&telegram, chat).len() >= 6,
+    );
+    let expected: Vec<String> = (1..=6).map(|n| format!("echo a-{n} done")).collect();
+    assert_eq!(
+        answers(&telegram, chat),
+        expected,
+        "each update once, in order"
+    );
+}
+
+#[test]
+fn every_ingress_takes_the_webhooks_posts_and_the_leader_registers_it() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (anthropic, telegram) = echo_anthropic(&runtime);
+    let database = fresh_database(&runtime);
+    let root = tempfile::tempdir().unwrap();
+    let secret = "fixed-webhook-secret-of-the-cluster";
+    let free_port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+    };
+    let binds = [free_port(), free_port()];
+    let ingress: Vec<Service> = ["in1", "in2"]
+        .iter()
+        .zip(binds)
+        .map(|(name, bind)| {
+            let mut cmd = node(
+                root.path(),
+                name,
+                "ingress",
+                &database,
+                &telegram,
+                &anthropic,
+            );
+            cmd.env(
+                "VALOR__TELEGRAM__WEBHOOK_URL",
+                "https://valor.example/telegram",
+            )
+            .env("VALOR__TELEGRAM__WEBHOOK_BIND", bind.to_string())
+            .env("TELEGRAM_WEBHOOK_SECRET", secret);
+            Service::start(&mut cmd)
+        })
+        .collect();
+    let worker = Service::start(&mut node(
+        root.path(),
+        "w",
+        "worker",
+        &database,
+        &telegram,
+        &anthropic,
+    ));
+    wait_until(
+        "the webhook registered",
+        Duration::from_secs(20),
+        &[&ingress[0], &ingress[1]],
+        || telegram.webhook().is_some(),
+    );
+    let (_, registered_secret, _) = telegram.webhook().unwrap();
+    assert_eq!(registered_secret, secret);
+
+    let client = reqwest::blocking::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap();
+    let chat = -4_000;
+    let post = |bind: std::net::SocketAddr, update_id: i64, text: &str, key: &str| {
+        let update = valor_fakes::telegram::text_update(update_id, chat, 100, text);
+        client
+            .post(format!("http://{bind}/telegram"))
+            .header("X-Telegram-Bot-Api-Secret-Token", key)
+            .json(&update)
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(post(binds[0], 1, "h-1", "wrong"), 401);
+    assert_eq!(post(binds[0], 1, "h-1", secret), 200);
+    // Telegram, unsure, posts it again, to the other node.
+    assert_eq!(post(binds[1], 1, "h-1", secret), 200);
+    assert_eq!(post(binds[1], 2, "h-2", secret), 200);
+    wait_until(
+        "both answered",
+        Duration::from_secs(90),
+        &[&ingress[0], &ingress[1], &worker],
+        || answers(&telegram, chat).len() >= 2,
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(answers(&telegram, chat), ["echo h-1 done", "echo h-2 done"]);
+}

@@ -104,6 +104,9 @@ const TAKE_TRIES: u32 = 3;
 pub struct Webhook {
     pub url: String,
     pub bind: std::net::SocketAddr,
+    /// The secret Telegram sends with each post: fixed when several ingress nodes share the
+    /// webhook (`TELEGRAM_WEBHOOK_SECRET`), else made anew at each start.
+    pub secret: Option<String>,
 }
 
 /// The header Telegram sends with the secret given to setWebhook.
@@ -419,27 +422,50 @@ impl TelegramChannel {
         webhook: Webhook,
         shutdown: &CancellationToken,
     ) -> Result<(), ChannelError> {
-        use teloxide::payloads::SetWebhookSetters as _;
-        let secret =
-            crate::pairing::random_token(32).map_err(|e| ChannelError::Webhook(e.to_string()))?;
-        let url = url::Url::parse(&webhook.url).map_err(|e| ChannelError::ApiUrl {
-            url: webhook.url.clone(),
-            reason: e.to_string(),
-        })?;
+        let secret = match &webhook.secret {
+            Some(secret) => secret.clone(),
+            None => crate::pairing::random_token(32)
+                .map_err(|e| ChannelError::Webhook(e.to_string()))?,
+        };
         let listener = tokio::net::TcpListener::bind(webhook.bind)
             .await
             .map_err(|e| {
                 ChannelError::Webhook(format!("cannot listen on {}: {e}", webhook.bind))
             })?;
+        self.register_webhook(&webhook, &secret).await?;
+        self.serve_webhook_posts(listener, secret, shutdown).await
+    }
+
+    /// Tells Telegram where to post updates, and the secret to post with.
+    pub(super) async fn register_webhook(
+        &self,
+        webhook: &Webhook,
+        secret: &str,
+    ) -> Result<(), ChannelError> {
+        use teloxide::payloads::SetWebhookSetters as _;
+        let url = url::Url::parse(&webhook.url).map_err(|e| ChannelError::ApiUrl {
+            url: webhook.url.clone(),
+            reason: e.to_string(),
+        })?;
         // One connection at a time: updates of a chat arrive in order.
         self.inner
             .bot
             .set_webhook(url)
-            .secret_token(secret.clone())
+            .secret_token(secret.to_owned())
             .max_connections(1)
             .await
             .map_err(|e| ChannelError::Webhook(e.to_string()))?;
         tracing::info!(url = %webhook.url, bind = %webhook.bind, "Telegram webhook registered");
+        Ok(())
+    }
+
+    /// Takes Telegram's posts that carry `secret` until `shutdown`.
+    pub(super) async fn serve_webhook_posts(
+        &self,
+        listener: tokio::net::TcpListener,
+        secret: String,
+        shutdown: &CancellationToken,
+    ) -> Result<(), ChannelError> {
         let channel = self.clone();
         let app = axum::Router::new().fallback(axum::routing::post(
             move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {

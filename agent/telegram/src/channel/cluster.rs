@@ -64,14 +64,40 @@ impl TelegramChannel {
         if cluster.works {
             tokio::spawn(self.clone().work(cluster.clone(), working.clone()));
         }
-        match &cluster.leadership {
-            Some(leadership) => {
+        match (&cluster.leadership, self.inner.webhook.clone()) {
+            (Some(leadership), Some(webhook)) => {
+                // Every ingress node takes the posts; the leader registers the webhook.
+                let secret = webhook.secret.clone().ok_or_else(|| {
+                    super::ChannelError::Webhook(
+                        "several ingress nodes share one webhook secret: set TELEGRAM_WEBHOOK_SECRET".to_owned(),
+                    )
+                })?;
+                let listener = tokio::net::TcpListener::bind(webhook.bind)
+                    .await
+                    .map_err(|e| {
+                        super::ChannelError::Webhook(format!(
+                            "cannot listen on {}: {e}",
+                            webhook.bind
+                        ))
+                    })?;
+                let registering = working.clone();
+                let (channel, leader, tick) = (self.clone(), Arc::clone(leadership), cluster.tick);
+                let (hook, key) = (webhook.clone(), secret.clone());
+                tokio::spawn(async move {
+                    channel
+                        .register_while_leading(leader.as_ref(), &hook, &key, tick, &registering)
+                        .await;
+                    leader.resign().await;
+                });
+                self.serve_webhook_posts(listener, secret, shutdown).await?;
+            }
+            (Some(leadership), None) => {
                 self.register_commands().await;
                 self.poll_while_leading(&cluster, leadership.as_ref(), shutdown)
                     .await;
                 leadership.resign().await;
             }
-            None => shutdown.cancelled().await,
+            (None, _) => shutdown.cancelled().await,
         }
         working.cancel();
         Ok(())
@@ -136,6 +162,37 @@ impl TelegramChannel {
                         () = tokio::time::sleep(cluster.tick) => {}
                     }
                 }
+            }
+        }
+    }
+
+    /// Registers the webhook each time this node becomes the webhook's leader.
+    async fn register_while_leading(
+        &self,
+        leadership: &dyn Leadership,
+        webhook: &super::Webhook,
+        secret: &str,
+        tick: Duration,
+        shutdown: &CancellationToken,
+    ) {
+        let mut registered = false;
+        loop {
+            if leadership.lead().await {
+                if !registered {
+                    match self.register_webhook(webhook, secret).await {
+                        Ok(()) => {
+                            self.register_commands().await;
+                            registered = true;
+                        }
+                        Err(e) => tracing::warn!(error = %e, "cannot register the webhook"),
+                    }
+                }
+            } else {
+                registered = false;
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(tick) => {}
             }
         }
     }

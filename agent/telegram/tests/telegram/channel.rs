@@ -662,6 +662,7 @@ async fn the_webhook_takes_updates_with_the_secret_only_and_each_once() {
     let webhook = valor_telegram::channel::Webhook {
         url: "https://valor.example/telegram".to_owned(),
         bind,
+        secret: None,
     };
     let w = start_with(
         FakeTelegram::start().await,
