@@ -52,6 +52,7 @@ fn table(config: &Config) -> anyhow::Result<Vec<(JobSpec, Work)>> {
                 ))?,
                 missed: MissedPolicy::Skip,
                 persist: false,
+                cluster_wide: false,
             },
             Work::ResourceTick,
         ),
@@ -61,6 +62,7 @@ fn table(config: &Config) -> anyhow::Result<Vec<(JobSpec, Work)>> {
                 schedule: Schedule::parse(REAP_EVERY)?,
                 missed: MissedPolicy::Skip,
                 persist: false,
+                cluster_wide: false,
             },
             Work::Reaper,
         ),
@@ -71,6 +73,7 @@ fn table(config: &Config) -> anyhow::Result<Vec<(JobSpec, Work)>> {
                     .context("[daydream] schedule")?,
                 missed: policy(config.daydream.missed),
                 persist: true,
+                cluster_wide: true,
             },
             Work::Daydream,
         ),
@@ -80,6 +83,7 @@ fn table(config: &Config) -> anyhow::Result<Vec<(JobSpec, Work)>> {
                 schedule: Schedule::parse(EXPIRE_QUESTIONS_EVERY)?,
                 missed: MissedPolicy::Skip,
                 persist: false,
+                cluster_wide: true,
             },
             Work::Questions,
         ),
@@ -90,6 +94,7 @@ fn table(config: &Config) -> anyhow::Result<Vec<(JobSpec, Work)>> {
                     .context("[scheduler] cleanup_schedule")?,
                 missed: cleanup_missed,
                 persist: true,
+                cluster_wide: false,
             },
             Work::Cleanup,
         ),
@@ -106,6 +111,15 @@ pub fn scheduler(
     conversations: &valor_core::Conversations,
 ) -> anyhow::Result<Scheduler> {
     let mut scheduler = Scheduler::new(Arc::new(agent.store.clone()), Arc::new(chrono::Utc::now));
+    if let Some(pg) = &agent.shared.cluster {
+        // Several machines: the daydream and question expiry run once per slot, on the
+        // scheduler's leader; the tick, the reaper and the cleanup on every node.
+        let lease = std::time::Duration::from_secs(config.cluster.leader_lease_secs);
+        scheduler.gate(Arc::new(valor_store_pg::intake::PgSlotGate::new(
+            pg.clone(),
+            lease,
+        )));
+    }
     for (spec, work) in table(config)? {
         match work {
             Work::ResourceTick => {

@@ -18,6 +18,6 @@ pub mod schedule;
 pub use missed::{MissedDecision, MissedPolicy};
 pub use runner::{
     Clock, JobFuture, JobLog, JobProgress, JobSpec, JobStatus, RunContext, Scheduler,
-    SchedulerError, router, status_of,
+    SchedulerError, SlotGate, router, status_of,
 };
 pub use schedule::{Schedule, ScheduleError};

@@ -95,6 +95,17 @@ pub struct JobSpec {
     /// Runs are written to the store. A 30 s tick's are not (2,880 flushed writes a day that
     /// nobody reads); its last run is kept in memory.
     pub persist: bool,
+    /// On several machines, each of its slots runs on one node (the scheduler's leader);
+    /// false: it runs on every node (this node's own resources and processes).
+    pub cluster_wide: bool,
+}
+
+/// Decides, on several machines, which node runs a cluster-wide job's slot (the shared store
+/// implements it).
+#[async_trait::async_trait]
+pub trait SlotGate: Send + Sync {
+    /// Whether this node runs slot `due_ms` of `job`: true on one node per slot.
+    async fn claim(&self, job: &str, due_ms: u64) -> bool;
 }
 
 /// What one run is for.
@@ -167,6 +178,8 @@ pub struct Scheduler {
     /// its progress, or a job is paused or resumed, for live views.
     version: tokio::sync::watch::Sender<u64>,
     progress: JobProgress,
+    /// Several machines: who runs a cluster-wide job's slot.
+    gate: Option<Arc<dyn SlotGate>>,
 }
 
 fn millis(at: DateTime<Utc>) -> u64 {
@@ -232,10 +245,33 @@ impl Scheduler {
                 version: version.clone(),
             },
             version,
+            gate: None,
         }
     }
 
-    /// Where a job's work tells how far its run is.
+    /// On several machines: cluster-wide jobs run only where `gate` grants their slot.
+    pub fn gate(&mut self, gate: Arc<dyn SlotGate>) {
+        self.gate = Some(gate);
+    }
+
+    /// Whether this node runs `entry`'s slot due at `due` (always, alone or for a node job).
+    /// A slot is the due time floored to the job's period (an `every` job fires on each node's
+    /// own rhythm) or to the second (a cron job fires on the same second everywhere).
+    async fn granted(&self, entry: &Entry, due: DateTime<Utc>) -> bool {
+        let Some(gate) = &self.gate else { return true };
+        if !entry.spec.cluster_wide {
+            return true;
+        }
+        let due_ms = millis(due);
+        let slot = match &entry.spec.schedule {
+            Schedule::Every(every) => {
+                let period = u64::try_from(every.as_millis()).unwrap_or(u64::MAX).max(1);
+                due_ms - due_ms % period
+            }
+            Schedule::Cron { .. } => due_ms - due_ms % 1_000,
+        };
+        gate.claim(&entry.spec.name, slot).await
+    }
     pub fn progress(&self) -> JobProgress {
         self.progress.clone()
     }
@@ -410,6 +446,9 @@ impl Scheduler {
             let decision = decide(&entry.spec.schedule, entry.spec.missed, last_started, now);
             match &decision {
                 MissedDecision::UpToDate => {}
+                MissedDecision::RunNow { due } if !self.granted(entry, *due).await => {
+                    tracing::info!(job = %name, due = %due, "another node ran or runs this missed slot");
+                }
                 MissedDecision::RunNow { due } => {
                     tracing::info!(job = %name, due = %due, "catching up a run missed while down");
                     if let Err(e) = self
@@ -494,9 +533,15 @@ impl Scheduler {
                         tracing::debug!(job = %name, "paused: this firing is skipped");
                         return;
                     }
-                    let due = Some((this.clock)());
+                    let now = (this.clock)();
+                    if let Ok(entry) = this.entry(&name)
+                        && !this.granted(entry, now).await
+                    {
+                        tracing::debug!(job = %name, "another node runs this slot");
+                        return;
+                    }
                     let context = RunContext {
-                        due,
+                        due: Some(now),
                         catch_up: false,
                     };
                     if let Err(e) = this.fire(&name, context).await {

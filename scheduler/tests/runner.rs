@@ -40,6 +40,7 @@ fn spec(policy: MissedPolicy) -> JobSpec {
         schedule: Schedule::parse("0 0 */6 * * *").unwrap(),
         missed: policy,
         persist: true,
+        cluster_wide: false,
     }
 }
 
@@ -301,6 +302,7 @@ async fn the_timer_fires_interval_jobs() {
             schedule: Schedule::parse("every 1s").unwrap(),
             missed: MissedPolicy::Skip,
             persist: false,
+            cluster_wide: false,
         },
         move |_| {
             paused_seen.fetch_add(1, Ordering::SeqCst);
@@ -315,6 +317,7 @@ async fn the_timer_fires_interval_jobs() {
             schedule: Schedule::parse("every 1s").unwrap(),
             missed: MissedPolicy::Skip,
             persist: false,
+            cluster_wide: false,
         },
         move |_| {
             seen.fetch_add(1, Ordering::SeqCst);

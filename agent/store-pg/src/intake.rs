@@ -179,6 +179,38 @@ impl Leadership for PgLeadership {
     }
 }
 
+/// The scheduler's slots: a cluster-wide job's slot runs on the scheduler's leader, once.
+pub struct PgSlotGate {
+    leadership: PgLeadership,
+}
+
+impl PgSlotGate {
+    pub fn new(store: PgStore, ttl: Duration) -> PgSlotGate {
+        PgSlotGate {
+            leadership: PgLeadership::new(store, LeaderRole::Scheduler, ttl),
+        }
+    }
+}
+
+#[async_trait]
+impl valor_scheduler::SlotGate for PgSlotGate {
+    async fn claim(&self, job: &str, due_ms: u64) -> bool {
+        if !self.leadership.lead().await {
+            return false;
+        }
+        let Some(lease) = self.leadership.lease() else {
+            return false;
+        };
+        match self.leadership.store.claim_slot(&lease, job, due_ms).await {
+            Ok(claimed) => claimed,
+            Err(e) => {
+                tracing::warn!(job, error = %e, "cannot claim the job's slot; not running it");
+                false
+            }
+        }
+    }
+}
+
 #[async_trait]
 impl ChatRecords for PgStore {
     async fn session(&self, chat_id: i64) -> Result<Option<SessionInfo>, StoreFailure> {

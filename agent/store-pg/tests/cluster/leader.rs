@@ -93,3 +93,87 @@ async fn nodes_say_they_are_alive() {
     assert_eq!(seen, [("n1", "all"), ("n2", "worker")]);
     assert!(nodes.iter().all(|n| n.seen_ms_ago < 5_000));
 }
+
+/// A scheduler of node `node` whose every-second job records (node, slot) and takes `work`.
+fn scheduler_of(
+    store: &PgStore,
+    ran: &std::sync::Arc<std::sync::Mutex<Vec<(String, i64)>>>,
+    work: Duration,
+) -> std::sync::Arc<valor_scheduler::Scheduler> {
+    use valor_scheduler::{JobSpec, MissedPolicy, Schedule, Scheduler};
+    let mut scheduler = Scheduler::new(
+        std::sync::Arc::new(valor_scheduler::runner::InMemoryJobLog::default()),
+        std::sync::Arc::new(chrono::Utc::now),
+    );
+    scheduler.gate(std::sync::Arc::new(
+        valor_store_pg::intake::PgSlotGate::new(store.clone(), Duration::from_secs(2)),
+    ));
+    let spec = JobSpec {
+        name: "tick".to_owned(),
+        schedule: Schedule::parse("every 1s").unwrap(),
+        missed: MissedPolicy::Skip,
+        persist: false,
+        cluster_wide: true,
+    };
+    let (ran, node) = (std::sync::Arc::clone(ran), store.node_id().to_owned());
+    scheduler.add(spec, move |context| {
+        let (ran, node) = (std::sync::Arc::clone(&ran), node.clone());
+        Box::pin(async move {
+            let due = context.due.map_or(0, |d| d.timestamp());
+            ran.lock().unwrap().push((node, due));
+            tokio::time::sleep(work).await;
+            Ok("ran".to_owned())
+        })
+    });
+    std::sync::Arc::new(scheduler)
+}
+
+#[tokio::test]
+async fn three_schedulers_run_each_slot_once_and_the_next_leader_takes_over() {
+    let (first, url) = store("n1").await;
+    let second = PgStore::connect(&url, options("n2")).await.unwrap();
+    let third = PgStore::connect(&url, options("n3")).await.unwrap();
+    let ran = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let stops: Vec<tokio_util::sync::CancellationToken> = (0..3)
+        .map(|_| tokio_util::sync::CancellationToken::new())
+        .collect();
+    for (store, stop) in [&first, &second, &third].into_iter().zip(&stops) {
+        let scheduler = scheduler_of(store, &ran, Duration::from_millis(300));
+        tokio::spawn(scheduler.run(stop.clone()));
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let leader = first.leaders().await.unwrap().remove(0).holder;
+    let leader = leader.split('#').next().unwrap().to_owned();
+    // The leader dies without resigning (its lease runs out in 2 s).
+    let index = ["n1", "n2", "n3"]
+        .iter()
+        .position(|n| *n == leader)
+        .unwrap();
+    stops[index].cancel();
+    // A firing already under way when it died still records its run.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let killed_at = ran.lock().unwrap().len();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    for stop in &stops {
+        stop.cancel();
+    }
+
+    let slots = first.slots_run("tick").await.unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for (slot, _) in &slots {
+        assert!(seen.insert(*slot), "slot {slot} ran twice: {slots:?}");
+    }
+    let ran = ran.lock().unwrap().clone();
+    assert_eq!(
+        ran.len(),
+        slots.len(),
+        "a run for each slot claimed: {ran:?}"
+    );
+    assert!(ran.len() >= 7, "about one a second: {ran:?}");
+    let after: Vec<&(String, i64)> = ran[killed_at..].iter().collect();
+    assert!(!after.is_empty());
+    assert!(
+        after.iter().all(|(node, _)| *node != leader),
+        "after the leader died, others ran the slots: {after:?}"
+    );
+}
