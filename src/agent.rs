@@ -57,6 +57,10 @@ impl Agent {
             ),
         )
         .context("cannot open long-term memory")?;
+        if let Some(pg) = &shared.cluster {
+            // Several machines: what another node stored is found at once.
+            memory.search_through(Arc::new(pg.clone()));
+        }
         let runtime_dir = Arc::new(RuntimeDir::create(
             std::env::var_os("XDG_RUNTIME_DIR")
                 .map(PathBuf::from)

@@ -119,3 +119,30 @@ impl<T: DocumentStore + EmbeddingStore + MemoryArchive> MemoryStore for T {}
 pub async fn document(store: &dyn MemoryStore, id: u64) -> Result<Option<Document>, StoreFailure> {
     Ok(store.documents(&[id]).await?.pop().flatten())
 }
+
+/// One result of a search the shared store ran.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SharedHit {
+    pub id: u64,
+    /// The fused score (reciprocal-rank fusion, as the embedded search's).
+    pub score: f32,
+    /// Whether the keyword ranking had it.
+    pub keyword: bool,
+    /// Cosine similarity to the query's embedding, when the vector ranking had it.
+    pub similarity: Option<f32>,
+}
+
+/// Search run by the shared store (several machines): what any node stored is found by every
+/// node as soon as it committed, which this process's own indexes cannot promise.
+#[async_trait]
+pub trait SharedSearch: Send + Sync + 'static {
+    /// The fused keyword and vector ranking of `text` (and of `embedding`, made by `model`),
+    /// best first, at most `limit`.
+    async fn search_shared(
+        &self,
+        text: &str,
+        embedding: Option<(&str, &[f32])>,
+        filter: &crate::Filter,
+        limit: usize,
+    ) -> Result<Vec<SharedHit>, StoreFailure>;
+}

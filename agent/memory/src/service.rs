@@ -22,6 +22,7 @@ use crate::search::{
 };
 use crate::vector::{IndexError, VectorIndex};
 
+mod shared;
 mod worker;
 
 /// Texts embedded per pass of the worker: small enough that a query embedded meanwhile waits
@@ -121,6 +122,8 @@ struct Inner {
     strikes: Mutex<HashMap<u64, u32>>,
     /// Queued documents set aside after failing [`POISON_STRIKES`] times.
     set_aside: AtomicU64,
+    /// Several machines: searches run in the shared store ([`Memory::search_through`]).
+    shared: std::sync::OnceLock<Arc<dyn crate::port::SharedSearch>>,
     /// True once the indexes hold everything that was in the store at open.
     loaded: tokio::sync::watch::Sender<bool>,
     /// The latest queries' embeddings, shared by recall and the watcher.
@@ -182,6 +185,7 @@ impl Memory {
                 queued: AtomicU64::new(0),
                 strikes: Mutex::new(HashMap::new()),
                 set_aside: AtomicU64::new(0),
+                shared: std::sync::OnceLock::new(),
                 loaded,
                 queries: Default::default(),
             }),
@@ -360,6 +364,9 @@ impl Memory {
 
     /// Searches memory. Hybrid when the embedder and index are up, keywords alone otherwise.
     pub async fn search(&self, query: &Query) -> Result<SearchResult, MemoryError> {
+        if let Some(shared) = self.inner.shared.get() {
+            return self.search_shared(Arc::clone(shared), query).await;
+        }
         let limit = query.limit.clamp(1, 200);
         // Embedding the query and walking the indexes is CPU work: on the blocking pool.
         let ranked = {

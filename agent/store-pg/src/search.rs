@@ -35,6 +35,8 @@ pub struct PgHit {
     /// 1-based rank in each ranking (`None`: not among its candidates).
     pub vector_rank: Option<i64>,
     pub keyword_rank: Option<i64>,
+    /// Cosine similarity to the query's embedding (halfvec precision), when ranked by it.
+    pub similarity: Option<f32>,
 }
 
 /// The filter's conditions on documents `d` ($3..$8).
@@ -75,8 +77,9 @@ impl PgStore {
         let candidates = CANDIDATES as i64;
         let sql = format!(
             "WITH by_vector AS (
-               SELECT id, row_number() OVER () AS rank FROM (
-                 SELECT v.id FROM vectors v JOIN documents d ON d.id = v.id
+               SELECT id, row_number() OVER () AS rank, 1 - distance AS similarity FROM (
+                 SELECT v.id, v.embedding <=> $1::halfvec AS distance
+                 FROM vectors v JOIN documents d ON d.id = v.id
                  WHERE $1::halfvec IS NOT NULL AND v.model_id = $2 AND v.embedding IS NOT NULL
                    AND {FILTER}
                  ORDER BY v.embedding <=> $1::halfvec LIMIT $10) nearest
@@ -93,9 +96,10 @@ impl PgStore {
                  ORDER BY score DESC, d.id DESC LIMIT $10) matching
              )
              SELECT id, sum(1.0 / ($11::float8 + rank))::real AS score,
-                    min(rank) FILTER (WHERE source = 'v'), min(rank) FILTER (WHERE source = 'k')
-             FROM (SELECT id, rank, 'v' AS source FROM by_vector
-                   UNION ALL SELECT id, rank, 'k' FROM by_keyword) ranked
+                    min(rank) FILTER (WHERE source = 'v'), min(rank) FILTER (WHERE source = 'k'),
+                    max(similarity)::real
+             FROM (SELECT id, rank, 'v' AS source, similarity FROM by_vector
+                   UNION ALL SELECT id, rank, 'k', NULL FROM by_keyword) ranked
              GROUP BY id ORDER BY score DESC, id DESC LIMIT $12"
         );
         let mut client = self.client().await?;
@@ -132,6 +136,7 @@ impl PgStore {
                 score: r.get(1),
                 vector_rank: r.get(2),
                 keyword_rank: r.get(3),
+                similarity: r.get(4),
             })
             .collect())
     }
@@ -156,5 +161,33 @@ impl PgStore {
             )
             .await?;
         Ok(rows.iter().map(|r| from_db(r.get(0))).collect())
+    }
+}
+
+#[async_trait::async_trait]
+impl valor_memory::port::SharedSearch for PgStore {
+    async fn search_shared(
+        &self,
+        text: &str,
+        embedding: Option<(&str, &[f32])>,
+        filter: &Filter,
+        limit: usize,
+    ) -> Result<Vec<valor_memory::port::SharedHit>, valor_protocol::StoreFailure> {
+        let query = PgQuery {
+            text,
+            embedding,
+            filter,
+            limit,
+        };
+        let hits = self.search(&query).await?;
+        Ok(hits
+            .into_iter()
+            .map(|h| valor_memory::port::SharedHit {
+                id: h.id,
+                score: h.score,
+                keyword: h.keyword_rank.is_some(),
+                similarity: h.similarity,
+            })
+            .collect())
     }
 }

@@ -279,3 +279,50 @@ async fn hnsw_recall_at_10_is_at_least_095_and_a_chat_filtered_search_returns_k_
         "filtered recall@10 = {filtered_recall:.4}"
     );
 }
+
+#[tokio::test]
+async fn memory_on_one_node_finds_what_another_node_saved_a_moment_ago() {
+    let (first, url) = store("a").await;
+    let second = PgStore::connect(&url, options("b")).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let open = |store: &PgStore, name: &str| {
+        let settings = valor_memory::MemorySettings::beside(
+            &dir.path().join(name),
+            dir.path().join("no-model"),
+        );
+        let memory =
+            valor_memory::Memory::open(std::sync::Arc::new(store.clone()), settings).unwrap();
+        memory.search_through(std::sync::Arc::new(store.clone()));
+        memory
+    };
+    let (_on_a, on_b) = (open(&first, "a"), open(&second, "b"));
+    on_b.loaded().await;
+    // Saved through node A after node B's memory loaded: B's own indexes never saw it.
+    first
+        .save_memories(vec![insight(
+            Some(5),
+            "the deploy key rotates every Tuesday",
+        )])
+        .await
+        .unwrap();
+    let query = valor_memory::Query {
+        filter: Filter {
+            chat_id: Some(5),
+            ..Filter::default()
+        },
+        ..valor_memory::Query::new("when does the deploy key rotate", 5)
+    };
+    let found = on_b.search(&query).await.unwrap();
+    assert_eq!(found.hits.len(), 1, "{found:?}");
+    assert!(found.hits[0].snippet.contains("deploy key"));
+    assert!(found.hits[0].keyword_match);
+    // Another chat's search does not see it.
+    let other = valor_memory::Query {
+        filter: Filter {
+            chat_id: Some(6),
+            ..Filter::default()
+        },
+        ..valor_memory::Query::new("deploy key", 5)
+    };
+    assert!(on_b.search(&other).await.unwrap().hits.is_empty());
+}
