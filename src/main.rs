@@ -18,6 +18,7 @@ mod pair;
 mod run;
 mod shared;
 mod stats;
+mod store_cmd;
 mod tool_servers;
 mod tools_cmd;
 mod trends;
@@ -69,6 +70,12 @@ enum Command {
     Daydream(daydream::DaydreamArgs),
     /// What Valor learned in conversations: list them, or export LEARNED_INSIGHTS.md per chat.
     Learnings(learning::LearningsArgs),
+    /// Move the store: `valor store migrate --to postgres` (several machines) or `--to sled`.
+    Store(store_cmd::StoreArgs),
+    /// Write the whole store (sled, or the cluster's database) into one file.
+    Backup(store_cmd::BackupArgs),
+    /// Restore a file `valor backup` wrote into an empty store.
+    Restore(store_cmd::RestoreArgs),
 }
 
 /// Everything Valor writes is its user's alone (store, workspaces, received files, exports,
@@ -159,6 +166,9 @@ fn main() -> ExitCode {
             Command::Jobs(args) => jobs_cmd::jobs(cli.config, args).await,
             Command::Daydream(args) => daydream::command(cli.config, args).await,
             Command::Learnings(args) => learning::command(cli.config, args).await,
+            Command::Store(args) => store_cmd::store(cli.config, args).await,
+            Command::Backup(args) => store_cmd::backup(cli.config, args).await,
+            Command::Restore(args) => store_cmd::restore(cli.config, args).await,
         }
     })
 }

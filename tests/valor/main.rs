@@ -15,6 +15,7 @@ mod jobs_cli;
 mod learning_cli;
 mod memory_cli;
 mod run_service;
+mod store_move;
 mod support;
 mod telegram_run;
 mod tools_cli;

@@ -17,6 +17,7 @@
 //! - [`time`]: the wall clock and calendar dates.
 
 pub mod analytics;
+pub mod dump;
 pub mod error;
 pub mod event;
 pub mod health;

@@ -34,6 +34,9 @@ pub enum PgError {
     Fenced { name: String, epoch: i64 },
     #[error("{0}")]
     Invalid(String),
+    /// A store interface's own failure, passed on.
+    #[error("{0}")]
+    Store(String),
 }
 
 impl From<deadpool_postgres::PoolError> for PgError {

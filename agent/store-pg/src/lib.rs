@@ -29,6 +29,7 @@ pub mod queue;
 pub mod schema;
 pub mod search;
 pub mod telegram;
+pub mod transfer;
 pub mod wake;
 
 pub use error::PgError;

@@ -341,6 +341,7 @@ mod dashboard;
 mod inbox;
 mod ledger;
 mod messages;
+mod transfer;
 
 #[cfg(test)]
 mod tests {
