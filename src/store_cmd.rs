@@ -63,7 +63,7 @@ pub struct RestoreArgs {
 /// A store on either side of a copy.
 #[derive(Clone)]
 enum Side {
-    Sled(Store),
+    Sled(Box<Store>),
     Pg(PgStore),
 }
 
@@ -82,7 +82,7 @@ impl Side {
     async fn dump(&self, tx: mpsc::Sender<DumpRecord>) -> anyhow::Result<()> {
         match self {
             Side::Sled(store) => {
-                let store = store.clone();
+                let store = Store::clone(store);
                 tokio::task::spawn_blocking(move || store.dump(|r| tx.blocking_send(r).is_ok()))
                     .await??;
             }
@@ -94,7 +94,7 @@ impl Side {
     async fn load(&self, records: Vec<DumpRecord>) -> anyhow::Result<()> {
         match self {
             Side::Sled(store) => {
-                let store = store.clone();
+                let store = Store::clone(store);
                 tokio::task::spawn_blocking(move || {
                     for record in records {
                         store.load(record)?;
@@ -127,7 +127,7 @@ impl Side {
 
     fn documents(&self) -> &dyn DocumentStore {
         match self {
-            Side::Sled(store) => store,
+            Side::Sled(store) => store.as_ref(),
             Side::Pg(pg) => pg,
         }
     }
@@ -172,7 +172,7 @@ fn open_sled(path: &Path) -> anyhow::Result<Side> {
         }
         e => anyhow::anyhow!("cannot open the store at {}: {e}", path.display()),
     })?;
-    Ok(Side::Sled(store))
+    Ok(Side::Sled(Box::new(store)))
 }
 
 async fn open_pg(loaded: &valor_config::Loaded) -> anyhow::Result<Side> {
