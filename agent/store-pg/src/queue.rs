@@ -1,7 +1,7 @@
 //! The per-chat work queue. Ingress accepts each Telegram update into `chat_updates` (one
-//! transaction, which also wakes the workers by NOTIFY). A worker claims chats: the open
-//! updates' rows are picked with `FOR UPDATE SKIP LOCKED` (two workers claiming at once take
-//! different chats) and each chat's lease row is taken. While the lease lives the chat stays on
+//! transaction, which also makes the chat's lease row and wakes the workers by NOTIFY). A
+//! worker claims chats: free lease rows of chats with open updates are picked with
+//! `FOR UPDATE SKIP LOCKED` (two workers claiming at once take different chats). While the lease lives the chat stays on
 //! that worker (its warm Claude process and files are reused) and its updates are answered in
 //! order; a slow chat blocks no other. Storing the answer and marking the update done is one
 //! transaction fenced by the lease's epoch, as is renewing it: a worker whose lease ran out
@@ -59,6 +59,14 @@ impl PgStore {
             )
             .await?;
         if inserted == 1 {
+            // The chat's lease row, free, for workers to claim (kept when it exists).
+            transaction
+                .execute(
+                    "INSERT INTO leases (name, chat_id, holder, epoch, expires_at)
+                     VALUES ($1, $2, '', 0, to_timestamp(0)) ON CONFLICT (name) DO NOTHING",
+                    &[&chat_lease_name(entry.chat_id), &entry.chat_id],
+                )
+                .await?;
             transaction
                 .execute(
                     "SELECT pg_notify($1, $2)",
@@ -78,24 +86,20 @@ impl PgStore {
         }
         let mut client = self.client().await?;
         let transaction = client.transaction().await?;
+        // Only lease rows are locked here, and before any update row (as every fenced write
+        // does): one lock order, no deadlock with a worker taking its chat's next update.
         let rows = transaction
             .query(
-                "SELECT u.chat_id FROM chat_updates u
-                 WHERE u.done_at IS NULL AND NOT EXISTS (
-                   SELECT 1 FROM leases l WHERE l.name = 'chat:' || u.chat_id
-                     AND l.holder <> $1 AND l.expires_at > clock_timestamp())
-                 ORDER BY u.id LIMIT $2
-                 FOR UPDATE OF u SKIP LOCKED",
-                &[&self.holder(), &(max as i64 * 4)],
+                "SELECT l.chat_id FROM leases l
+                 JOIN (SELECT chat_id, min(id) AS first FROM chat_updates
+                       WHERE done_at IS NULL GROUP BY chat_id) open ON open.chat_id = l.chat_id
+                 WHERE l.expires_at <= clock_timestamp() OR l.holder = $1
+                 ORDER BY open.first LIMIT $2
+                 FOR UPDATE OF l SKIP LOCKED",
+                &[&self.holder(), &(max as i64)],
             )
             .await?;
-        let mut chats: Vec<i64> = Vec::new();
-        for row in &rows {
-            let chat_id: i64 = row.get(0);
-            if !chats.contains(&chat_id) && chats.len() < max {
-                chats.push(chat_id);
-            }
-        }
+        let chats: Vec<i64> = rows.iter().map(|row| row.get(0)).collect();
         let mut claimed = Vec::with_capacity(chats.len());
         for chat_id in chats {
             let name = chat_lease_name(chat_id);

@@ -99,8 +99,10 @@ CREATE INDEX proposals_pending ON proposals (expires_ms) WHERE state = 'pending'
 -- Leases: one row per chat ('chat:<id>') and per leader role ('leader:<role>'). The holder
 -- keeps it while it renews before expires_at (the database's clock); every change of holder
 -- raises the epoch, and a write fenced by an older epoch is refused.
+-- A chat's row is made (free: expired) when its first update is accepted.
 CREATE TABLE leases (
     name text PRIMARY KEY,
+    chat_id bigint UNIQUE,
     holder text NOT NULL,
     epoch bigint NOT NULL,
     expires_at timestamptz NOT NULL

@@ -216,3 +216,65 @@ async fn finishing_an_update_twice_is_refused_and_stores_nothing() {
         .unwrap();
     assert_eq!(said.len(), 1, "{said:?}");
 }
+
+/// A worker as the channel runs one: claims what is free, a task per chat taking its updates in
+/// order; what it answered, as (chat, update).
+async fn busy_worker(store: PgStore, rounds: usize) -> Vec<(i64, i64)> {
+    let answered = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    for _ in 0..rounds {
+        let chats = store.claim_chats(8, TTL).await.unwrap();
+        let mut tasks = Vec::new();
+        for chat in chats {
+            let (store, answered) = (store.clone(), std::sync::Arc::clone(&answered));
+            tasks.push(tokio::spawn(async move {
+                while let Some(turn) = store.next_update(&chat).await.unwrap() {
+                    store
+                        .finish_update(&chat, turn.id, None, TTL)
+                        .await
+                        .unwrap();
+                    answered
+                        .lock()
+                        .unwrap()
+                        .push((chat.chat_id, turn.entry.update_id));
+                }
+                store.release_chat(&chat).await.unwrap();
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        tokio::task::yield_now().await;
+    }
+    let answered = answered.lock().unwrap().clone();
+    answered
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn four_busy_workers_claiming_at_once_never_deadlock_nor_answer_twice() {
+    let (ingress, url) = store("in").await;
+    let mut update_id = 0;
+    for turn in 0..3 {
+        for chat in 0..60 {
+            update_id += 1;
+            let _ = turn;
+            ingress
+                .accept_update(&update(update_id, chat, "x"))
+                .await
+                .unwrap();
+        }
+    }
+    let mut workers = Vec::new();
+    for n in 0..4 {
+        let store = PgStore::connect(&url, options(&format!("w{n}")))
+            .await
+            .unwrap();
+        workers.push(tokio::spawn(busy_worker(store, 40)));
+    }
+    let mut all = Vec::new();
+    for worker in workers {
+        all.extend(worker.await.unwrap());
+    }
+    let unique: BTreeSet<i64> = all.iter().map(|(_, u)| *u).collect();
+    assert_eq!((all.len(), unique.len()), (180, 180), "each update once");
+    assert_eq!(ingress.open_updates().await.unwrap(), 0);
+}
