@@ -245,8 +245,7 @@ async fn busy_worker(store: PgStore, rounds: usize) -> Vec<(i64, i64)> {
         }
         tokio::task::yield_now().await;
     }
-    let answered = answered.lock().unwrap().clone();
-    answered
+    answered.lock().unwrap().clone()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
