@@ -3,6 +3,7 @@
 mod agent;
 mod app;
 mod chat;
+mod cluster;
 mod cluster_doctor;
 mod config_cmd;
 mod dashboard;

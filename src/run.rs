@@ -105,11 +105,10 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
     let shutdown = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
     if let Some(pg) = agent.shared.cluster.clone() {
-        tasks.spawn(crate::shared::heartbeat(
-            pg,
-            config.cluster.role,
-            shutdown.clone(),
-        ));
+        let health = crate::cluster::ClusterHealth::new(&config);
+        monitor
+            .add_component(Arc::clone(&health) as Arc<dyn valor_monitor::server::HealthComponent>);
+        tasks.spawn(crate::cluster::heartbeat(pg, health, shutdown.clone()));
     }
     tasks.spawn(agent.memory.clone().run_worker(shutdown.clone()));
     tasks.spawn(Arc::clone(&monitor).watch_components(shutdown.clone()));
@@ -340,7 +339,7 @@ async fn telegram(
             }),
             on_refusal: Some(Arc::new(move || refusals.inc())),
             cluster: (agent.shared.cluster.as_ref())
-                .map(|pg| crate::shared::channel_cluster(config, pg)),
+                .map(|pg| crate::cluster::channel_cluster(config, pg)),
         })
         .await?;
     tracing::info!(api = %t.api_url, allowed = t.allowed_users.len() + paired.len(), "Telegram is on");

@@ -375,6 +375,22 @@ fn another_ingress_takes_over_the_poller_and_no_update_is_lost_or_taken_twice() 
     assert!(logs.contains("another poller runs (409)"), "{logs}");
 
     // The leader is killed; messages keep coming; the other ingress takes over.
+    // /health shows this node, the live nodes and who leads what.
+    let health = |service: &Service| {
+        let (code, _, body) = crate::support::http_get(&service.url("/health"));
+        assert_eq!(code, 200, "{body}");
+        let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+        health["components"]["cluster"].clone()
+    };
+    let cluster = health(&in1);
+    assert_eq!(cluster["node"], "in1", "{cluster}");
+    assert_eq!(cluster["role"], "ingress", "{cluster}");
+    assert_eq!(cluster["status"], "ok", "{cluster}");
+    let nodes: Vec<&str> = (cluster["nodes"].as_array().unwrap().iter())
+        .map(|n| n["node"].as_str().unwrap())
+        .collect();
+    assert_eq!(nodes, ["in1", "in2", "w"], "{cluster}");
+    assert!(cluster["leaders"]["poller"].is_string(), "{cluster}");
     let leader = leader_of(&runtime, &database, "poller").expect("a poller leads");
     let (dead, alive) = if leader == "in1" {
         (&mut in1, &in2)
@@ -492,4 +508,36 @@ fn every_ingress_takes_the_webhooks_posts_and_the_leader_registers_it() {
     );
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(answers(&telegram, chat), ["echo h-1 done", "echo h-2 done"]);
+}
+
+#[test]
+fn a_node_whose_database_is_down_says_so_and_starts_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, _, stderr) = crate::support::output(
+        valor(dir.path())
+            .arg("run")
+            .env("VALOR__HEALTH__BIND", "127.0.0.1:0")
+            .env("VALOR__CLUSTER__ENABLED", "true")
+            .env(
+                "VALOR_DATABASE_URL",
+                "postgres://valor:never-shown@127.0.0.1:1/valor",
+            ),
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("cannot open the cluster's database"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("cannot reach the database"), "{stderr}");
+    assert!(!stderr.contains("never-shown"), "{stderr}");
+    assert!(!stderr.contains("health server listening"), "{stderr}");
+    // Without the URL at all.
+    let (out, _, stderr) = crate::support::output(
+        valor(dir.path())
+            .arg("run")
+            .env("VALOR__HEALTH__BIND", "127.0.0.1:0")
+            .env("VALOR__CLUSTER__ENABLED", "true"),
+    );
+    assert!(!out.status.success());
+    assert!(stderr.contains("VALOR_DATABASE_URL is not set"), "{stderr}");
 }
