@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::support::{Service, valor};
+use crate::support::{Service, fresh_database, sql_strings, valor};
 use valor_fakes::anthropic::{FakeAnthropic, Reply, Turn};
 use valor_fakes::telegram::FakeTelegram;
 
@@ -22,31 +22,6 @@ fn request_of(turn: &Turn) -> String {
         .unwrap_or("")
         .trim()
         .to_owned()
-}
-
-/// A new database in the test server; its URL.
-fn fresh_database(runtime: &tokio::runtime::Runtime) -> String {
-    let url = std::env::var("VALOR_TEST_DATABASE_URL")
-        .expect("VALOR_TEST_DATABASE_URL: run scripts/test (it starts a PostgreSQL)");
-    let name = format!(
-        "run_{}_{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos()
-    );
-    runtime.block_on(async {
-        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(connection);
-        client
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .unwrap();
-    });
-    format!("{}/{name}", url.rsplit_once('/').unwrap().0)
 }
 
 /// A node: its own folder (store, workspaces, HOME), the shared database.
@@ -121,39 +96,24 @@ fn processes_in(dir: &Path) -> Vec<u32> {
 }
 
 /// The nodes that ran turns.
-fn run_nodes(runtime: &tokio::runtime::Runtime, database: &str) -> Vec<String> {
-    runtime.block_on(async {
-        let (client, connection) = tokio_postgres::connect(database, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(connection);
-        let rows = client
-            .query("SELECT DISTINCT node FROM runs ORDER BY node", &[])
-            .await
-            .unwrap();
-        rows.iter().map(|r| r.get(0)).collect()
-    })
+fn run_nodes(database: &str) -> Vec<String> {
+    sql_strings(
+        database,
+        "SELECT DISTINCT node FROM runs ORDER BY node",
+        None,
+    )
 }
 
-/// Which node holds `chat_id`'s lease now.
-fn holder_of(runtime: &tokio::runtime::Runtime, database: &str, chat_id: i64) -> Option<String> {
-    runtime.block_on(async {
-        let (client, connection) = tokio_postgres::connect(database, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(connection);
-        let row = client
-            .query_opt(
-                "SELECT holder FROM leases WHERE name = $1 AND expires_at > clock_timestamp()",
-                &[&format!("chat:{chat_id}")],
-            )
-            .await
-            .unwrap();
-        row.map(|r| {
-            let holder: String = r.get(0);
-            holder.split('#').next().unwrap_or("").to_owned()
-        })
-    })
+/// The node holding lease `name` now.
+fn lease_holder(database: &str, name: &str) -> Option<String> {
+    let holders = sql_strings(
+        database,
+        "SELECT holder FROM leases WHERE name = $1 AND expires_at > clock_timestamp()",
+        Some(name),
+    );
+    holders
+        .first()
+        .map(|h| h.split('#').next().unwrap_or("").to_owned())
 }
 
 #[test]
@@ -175,7 +135,7 @@ fn workers_answer_every_chat_in_order_and_a_killed_workers_chat_moves() {
             FakeTelegram::start().await,
         )
     });
-    let database = fresh_database(&runtime);
+    let database = fresh_database();
     let root = tempfile::tempdir().unwrap();
     let ingress = Service::start(&mut node(
         root.path(),
@@ -226,7 +186,7 @@ fn workers_answer_every_chat_in_order_and_a_killed_workers_chat_moves() {
         );
     }
     // The ingress ran no turn; both workers did.
-    assert_eq!(run_nodes(&runtime, &database), ["w1", "w2"]);
+    assert_eq!(run_nodes(&database), ["w1", "w2"]);
     assert_eq!(telegram.poll_conflicts(), 0, "one poller at a time");
 
     // A slow turn; the worker running it is killed (-9) while it streams.
@@ -238,7 +198,8 @@ fn workers_answer_every_chat_in_order_and_a_killed_workers_chat_moves() {
         &[&w1, &w2],
         || stalled.load(Ordering::SeqCst) >= 1,
     );
-    let holder = holder_of(&runtime, &database, slow_chat).expect("a worker holds the slow chat");
+    let holder = lease_holder(&database, &format!("chat:{slow_chat}"))
+        .expect("a worker holds the slow chat");
     let killed_at = Instant::now();
     let (victim, victim_dir) = if holder == "w1" {
         (&mut w1, root.path().join("w1"))
@@ -277,30 +238,6 @@ fn workers_answer_every_chat_in_order_and_a_killed_workers_chat_moves() {
     restarted.wait_for_exit(Duration::from_secs(10));
 }
 
-/// Which node leads `role` now.
-fn leader_of(runtime: &tokio::runtime::Runtime, database: &str, role: &str) -> Option<String> {
-    runtime.block_on(async {
-        let (client, connection) = tokio_postgres::connect(database, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(connection);
-        let row = client
-            .query_opt(
-                "SELECT holder FROM leases WHERE name = $1 AND expires_at > clock_timestamp()",
-                &[&format!("leader:{role}")],
-            )
-            .await
-            .unwrap();
-        row.map(|r| {
-            r.get::<_, String>(0)
-                .split('#')
-                .next()
-                .unwrap_or("")
-                .to_owned()
-        })
-    })
-}
-
 fn echo_anthropic(runtime: &tokio::runtime::Runtime) -> (FakeAnthropic, FakeTelegram) {
     runtime.block_on(async {
         (
@@ -315,7 +252,7 @@ fn echo_anthropic(runtime: &tokio::runtime::Runtime) -> (FakeAnthropic, FakeTele
 fn another_ingress_takes_over_the_poller_and_no_update_is_lost_or_taken_twice() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (anthropic, telegram) = echo_anthropic(&runtime);
-    let database = fresh_database(&runtime);
+    let database = fresh_database();
     let root = tempfile::tempdir().unwrap();
     let mut in1 = Service::start(&mut node(
         root.path(),
@@ -391,7 +328,7 @@ fn another_ingress_takes_over_the_poller_and_no_update_is_lost_or_taken_twice() 
         .collect();
     assert_eq!(nodes, ["in1", "in2", "w"], "{cluster}");
     assert!(cluster["leaders"]["poller"].is_string(), "{cluster}");
-    let leader = leader_of(&runtime, &database, "poller").expect("a poller leads");
+    let leader = lease_holder(&database, "leader:poller").expect("a poller leads");
     let (dead, alive) = if leader == "in1" {
         (&mut in1, &in2)
     } else {
@@ -431,7 +368,7 @@ fn another_ingress_takes_over_the_poller_and_no_update_is_lost_or_taken_twice() 
 fn every_ingress_takes_the_webhooks_posts_and_the_leader_registers_it() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (anthropic, telegram) = echo_anthropic(&runtime);
-    let database = fresh_database(&runtime);
+    let database = fresh_database();
     let root = tempfile::tempdir().unwrap();
     let secret = "fixed-webhook-secret-of-the-cluster";
     let free_port = || {

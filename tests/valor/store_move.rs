@@ -10,7 +10,7 @@ use valor_protocol::records::{
 use valor_protocol::{Role, Usage};
 use valor_store::Store;
 
-use crate::support::{output, valor};
+use crate::support::{fresh_database, output, valor};
 
 /// A store with some of everything.
 fn fill(path: &Path) {
@@ -145,31 +145,6 @@ fn normalise(line: &str) -> String {
         value["id"] = serde_json::Value::Null;
     }
     value.to_string()
-}
-
-fn fresh_database() -> String {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let url = std::env::var("VALOR_TEST_DATABASE_URL")
-        .expect("VALOR_TEST_DATABASE_URL: run scripts/test (it starts a PostgreSQL)");
-    let name = format!(
-        "move_{}_{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos()
-    );
-    runtime.block_on(async {
-        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(connection);
-        client
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .unwrap();
-    });
-    format!("{}/{name}", url.rsplit_once('/').unwrap().0)
 }
 
 #[test]

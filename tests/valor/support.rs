@@ -168,3 +168,43 @@ pub fn http_get(url: &str) -> (u16, String, String) {
         .unwrap_or_default();
     (code, content_type, response.text().unwrap())
 }
+
+/// A new database in the PostgreSQL scripts/test started; its URL.
+pub fn fresh_database() -> String {
+    let url = std::env::var("VALOR_TEST_DATABASE_URL")
+        .expect("VALOR_TEST_DATABASE_URL: run scripts/test (it starts a PostgreSQL)");
+    let name = format!(
+        "t_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos()
+    );
+    sql_strings(&url, &format!("CREATE DATABASE {name}"), None);
+    format!("{}/{name}", url.rsplit_once('/').unwrap().0)
+}
+
+/// The first column of `sql`'s rows, as text (`param`: its one parameter, `$1`).
+pub fn sql_strings(database: &str, sql: &str, param: Option<&str>) -> Vec<String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let (client, connection) = tokio_postgres::connect(database, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let selects = sql.trim_start().to_ascii_uppercase().starts_with("SELECT");
+        let rows = match param {
+            Some(param) => client.query(sql, &[&param]).await.unwrap(),
+            None if selects => client.query(sql, &[]).await.unwrap(),
+            None => {
+                client.batch_execute(sql).await.unwrap();
+                Vec::new()
+            }
+        };
+        rows.iter().map(|r| r.get::<_, String>(0)).collect()
+    })
+}
