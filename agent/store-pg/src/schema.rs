@@ -33,7 +33,7 @@ CREATE TABLE documents (
     user_id bigint,
     username text,
     source text,
-    tsv tsvector GENERATED ALWAYS AS (to_tsvector('simple', title || ' ' || text)) STORED
+    tsv tsvector GENERATED ALWAYS AS (to_tsvector('english', title || ' ' || text)) STORED
 );
 CREATE UNIQUE INDEX documents_source ON documents (source) WHERE source IS NOT NULL;
 CREATE INDEX documents_chat_kind ON documents (chat_id, kind, id);

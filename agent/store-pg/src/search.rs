@@ -3,7 +3,9 @@
 //! its own (no score calibration between them needed):
 //! - vectors: an HNSW index over `halfvec(384)` by cosine distance, with pgvector's
 //!   iterative scan on, so a chat-filtered search still returns its k hits;
-//! - keywords: a `tsvector` GIN index, any of the query's words, ranked by `ts_rank_cd`.
+//! - keywords: a `tsvector` GIN index (English stemming, stop words left out): documents with
+//!   every word of the query first, then with any of them, at most [`KEYWORD_POOL`] of each
+//!   ranked by `ts_rank_cd`.
 
 use valor_memory::Filter;
 use valor_memory::search::{CANDIDATES, MAX_QUERY_BYTES, RRF_K};
@@ -11,6 +13,10 @@ use valor_memory::search::{CANDIDATES, MAX_QUERY_BYTES, RRF_K};
 use crate::error::PgError;
 use crate::memory::INDEXED_DIMENSIONS;
 use crate::pool::{PgStore, db_i64, from_db};
+
+/// Keyword matches ranked at most, of those with every word and of those with any: a common
+/// word matches most documents, and ranking them all took a second at 100k documents.
+const KEYWORD_POOL: i64 = 1_000;
 
 /// Candidates the HNSW scan keeps (pgvector's `ef_search`): above [`CANDIDATES`], so the
 /// vector ranking is not cut short.
@@ -85,14 +91,26 @@ impl PgStore {
                  ORDER BY v.embedding <=> $1::halfvec LIMIT $10) nearest
              ),
              query AS (
-               SELECT to_tsquery('simple', string_agg(
-                 '''' || replace(replace(lexeme, '\\', '\\\\'), '''', '''''') || '''', ' | ')) AS q
-               FROM unnest(tsvector_to_array(to_tsvector('simple', $9))) AS lexeme
+               SELECT to_tsquery('english', string_agg(
+                        '''' || replace(replace(lexeme, '\\', '\\\\'), '''', '''''') || '''', ' | ')) AS any_word,
+                      to_tsquery('english', string_agg(
+                        '''' || replace(replace(lexeme, '\\', '\\\\'), '''', '''''') || '''', ' & ')) AS every_word
+               FROM unnest(tsvector_to_array(to_tsvector('english', $9))) AS lexeme
+             ),
+             pool AS (
+               (SELECT d.id FROM documents d, query
+                WHERE query.every_word IS NOT NULL AND d.tsv @@ query.every_word AND {FILTER}
+                LIMIT $13)
+               UNION
+               (SELECT d.id FROM documents d, query
+                WHERE query.any_word IS NOT NULL AND d.tsv @@ query.any_word AND {FILTER}
+                LIMIT $13)
              ),
              by_keyword AS (
                SELECT id, row_number() OVER (ORDER BY score DESC, id DESC) AS rank FROM (
-                 SELECT d.id, ts_rank_cd(d.tsv, query.q) AS score FROM documents d, query
-                 WHERE query.q IS NOT NULL AND d.tsv @@ query.q AND {FILTER}
+                 SELECT d.id, ts_rank_cd(d.tsv, query.any_word)
+                          + CASE WHEN d.tsv @@ query.every_word THEN 1 ELSE 0 END AS score
+                 FROM pool JOIN documents d ON d.id = pool.id, query
                  ORDER BY score DESC, d.id DESC LIMIT $10) matching
              )
              SELECT id, sum(1.0 / ($11::float8 + rank))::real AS score,
@@ -125,6 +143,7 @@ impl PgStore {
                     &candidates,
                     &f64::from(RRF_K),
                     &db_i64(query.limit as u64),
+                    &KEYWORD_POOL,
                 ],
             )
             .await?;
