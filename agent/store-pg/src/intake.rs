@@ -62,7 +62,20 @@ impl ChatQueue for PgChatQueue {
             queue_id: u.id,
             entry: u.entry,
             attempts: u.attempts,
+            reply_message_id: u.reply_message_id,
         }))
+    }
+
+    async fn note_reply(
+        &self,
+        chat: &ClaimedChat,
+        queue_id: i64,
+        message_id: i64,
+    ) -> Result<(), StoreFailure> {
+        Ok(self
+            .store
+            .note_reply(&lease_of(chat), queue_id, message_id)
+            .await?)
     }
 
     async fn finish_turn(&self, chat: &ClaimedChat, queue_id: i64) -> Result<(), StoreFailure> {

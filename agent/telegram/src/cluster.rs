@@ -27,6 +27,8 @@ pub struct QueuedTurn {
     pub entry: InboxEntry,
     /// Turns started on it (more than one: the worker before died or lost the chat).
     pub attempts: i32,
+    /// The message an earlier attempt's answer streamed into (edited, not sent again).
+    pub reply_message_id: Option<i64>,
 }
 
 /// What woke a worker.
@@ -42,6 +44,13 @@ pub trait ChatQueue: Send + Sync {
     async fn claim(&self, max: usize) -> Result<Vec<ClaimedChat>, StoreFailure>;
     /// The chat's next update, in order, marked started; `None` when none waits.
     async fn next_turn(&self, chat: &ClaimedChat) -> Result<Option<QueuedTurn>, StoreFailure>;
+    /// Remembers the message the update's answer streams into.
+    async fn note_reply(
+        &self,
+        chat: &ClaimedChat,
+        queue_id: i64,
+        message_id: i64,
+    ) -> Result<(), StoreFailure>;
     /// Marks the update answered; an error when the chat is no longer this worker's.
     async fn finish_turn(&self, chat: &ClaimedChat, queue_id: i64) -> Result<(), StoreFailure>;
     /// Keeps the chat; false when it was lost (the lease ran out and another worker took it).

@@ -103,8 +103,21 @@ pub struct Deferred {
     sent: Vec<Sent>,
 }
 
+/// Where an answer another attempt began goes on (several machines: a worker that died
+/// mid-answer left a message), and who is told of the answer's first message.
+#[derive(Clone, Default)]
+pub struct Resume {
+    /// The earlier attempt's message: edited rather than a second answer sent.
+    pub message: Option<MessageId>,
+    /// Told the id of the answer's first message as soon as it is sent.
+    pub on_sent: Option<std::sync::Arc<dyn Fn(MessageId) + Send + Sync>>,
+}
+
 struct Writer<'a, R> {
     bot: &'a R,
+    /// `sent[0]` is an earlier attempt's message, not yet edited by this one.
+    resumed: bool,
+    on_sent: Option<std::sync::Arc<dyn Fn(MessageId) + Send + Sync>>,
     chat: ChatId,
     pacer: &'a ChatPacer,
     cadence: Cadence,
@@ -239,6 +252,12 @@ impl<R: Requester<Err = RequestError>> Writer<'_, R> {
                     self.report.plain_fallbacks += 1;
                     plain = true;
                 }
+                Err(e) if i == 0 && self.resumed => {
+                    // The earlier attempt's message is gone (deleted, too old): a new one.
+                    tracing::info!(chat_id = self.chat.0, error = %e, "the earlier attempt's message cannot be edited; sending a new one");
+                    self.resumed = false;
+                    self.sent.remove(0);
+                }
                 Err(e) => {
                     tracing::warn!(chat_id = self.chat.0, error = %e, "cannot update the answer");
                     if !essential {
@@ -267,6 +286,14 @@ impl<R: Requester<Err = RequestError>> Writer<'_, R> {
 
     fn record(&mut self, i: usize, id: MessageId, chunk: &Chunk) {
         self.report.updates += 1;
+        if i == 0 {
+            self.resumed = false;
+            if self.sent.is_empty()
+                && let Some(on_sent) = &self.on_sent
+            {
+                on_sent(id);
+            }
+        }
         match self.sent.get_mut(i) {
             Some(sent) => sent.html = chunk.html.clone(),
             None => {
@@ -291,12 +318,33 @@ pub async fn deliver<R: Requester<Err = RequestError>>(
     pacer: &ChatPacer,
     drafts: Option<Drafts>,
 ) -> Delivery {
+    deliver_resuming(bot, chat, events, first, pacer, drafts, Resume::default()).await
+}
+
+/// [`deliver`], going on in the message an earlier attempt left (`resume`).
+pub async fn deliver_resuming<R: Requester<Err = RequestError>>(
+    bot: &R,
+    chat: ChatId,
+    events: &mut Events,
+    first: Option<Event>,
+    pacer: &ChatPacer,
+    drafts: Option<Drafts>,
+    resume: Resume,
+) -> Delivery {
     let mut writer = Writer {
         bot,
+        resumed: resume.message.is_some(),
+        on_sent: resume.on_sent,
         chat,
         pacer,
         cadence: Cadence::default(),
-        sent: Vec::new(),
+        // An empty html: the first update edits it whatever it shows.
+        sent: (resume.message.into_iter())
+            .map(|id| Sent {
+                id,
+                html: String::new(),
+            })
+            .collect(),
         report: Delivery::default(),
         drafts,
         patient: false,
@@ -346,7 +394,7 @@ pub async fn deliver<R: Requester<Err = RequestError>>(
         match event {
             Event::MessageStart => transcript.message_start(),
             Event::TextDelta(delta) => {
-                let first = writer.sent.is_empty() && transcript.is_empty();
+                let first = (writer.sent.is_empty() || writer.resumed) && transcript.is_empty();
                 transcript.push(&delta);
                 if first {
                     // The first words show at once; later ones at the cadence.
@@ -409,6 +457,8 @@ pub async fn finish_deferred<R: Requester<Err = RequestError>>(
 ) -> bool {
     let mut writer = Writer {
         bot,
+        resumed: false,
+        on_sent: None,
         chat,
         pacer,
         cadence: Cadence::default(),

@@ -32,6 +32,9 @@ pub enum Reply {
     MalformedSse,
     /// Starts the stream, then sends nothing more (held open for the given time).
     Stall(Duration),
+    /// Streams these text chunks, then holds the stream open without ending the message (a
+    /// turn cut off while it writes).
+    Partial(Vec<String>, Duration),
 }
 
 impl Reply {
@@ -390,6 +393,19 @@ fn sse_response(turn: &Turn, id: &str, reply: Reply) -> Response {
             ));
         }
         Reply::Stall(hold) => stall = Some(*hold),
+        Reply::Partial(chunks, hold) => {
+            events.push(event(
+                "content_block_start",
+                &json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+            ));
+            for chunk in chunks {
+                events.push(event(
+                    "content_block_delta",
+                    &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": chunk}}),
+                ));
+            }
+            stall = Some(*hold);
+        }
         Reply::Error { .. } => {}
     }
     let stream = futures_util::stream::unfold(

@@ -121,3 +121,85 @@ async fn connections_killed_under_the_store_fail_one_call_and_lose_nothing() {
     assert!(failures <= 8, "{failures} failures");
     assert_eq!(said.iter().map(|m| m.seq).collect::<Vec<_>>(), [kept]);
 }
+
+/// A private server of this test's own (it is stopped and started again).
+fn private_server(dir: &std::path::Path, port: u16, command: &str) -> String {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/postgres");
+    let out = std::process::Command::new(script)
+        .args([command, dir.join("pg").to_str().unwrap(), &port.to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+#[tokio::test]
+async fn the_database_down_mid_turn_fails_the_write_visibly_and_the_turn_is_retried() {
+    use std::os::unix::fs::PermissionsExt as _;
+    use valor_protocol::records::InboxEntry;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = private_server(dir.path(), port, "start");
+    let quick = PgOptions {
+        wait: Duration::from_secs(2),
+        ..options("w1")
+    };
+    let store = PgStore::connect(&url, quick.clone()).await.unwrap();
+    let entry = InboxEntry {
+        update_id: 1,
+        chat_id: 7,
+        user_id: 1,
+        username: None,
+        text: "hello".to_owned(),
+        private: true,
+        chat_title: None,
+        file: None,
+    };
+    store.accept_update(&entry).await.unwrap();
+    let lease = Duration::from_secs(2);
+    let chat = store.claim_chats(1, lease).await.unwrap().remove(0);
+    let turn = store.next_update(&chat).await.unwrap().unwrap();
+
+    // The database goes away while the turn runs: marking it done fails, visibly.
+    private_server(dir.path(), port, "stop");
+    let failed = store.finish_update(&chat, turn.id, None, lease).await;
+    assert!(
+        matches!(
+            failed,
+            Err(PgError::Connect(_) | PgError::Database(_) | PgError::PoolExhausted(_))
+        ),
+        "{failed:?}"
+    );
+
+    // Back: the pool recovers, the update is still open, and after the lease it is retried.
+    private_server(dir.path(), port, "start");
+    let mut open = None;
+    for _ in 0..20 {
+        if let Ok(n) = store.open_updates().await {
+            open = Some(n);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(open, Some(1), "nothing lost");
+    tokio::time::sleep(lease).await;
+    let other = PgStore::connect(&url, options("w2")).await.unwrap();
+    let again = other.claim_chats(1, lease).await.unwrap().remove(0);
+    let retried = other.next_update(&again).await.unwrap().unwrap();
+    assert_eq!((retried.id, retried.attempts), (turn.id, 2));
+    other
+        .finish_update(&again, retried.id, None, lease)
+        .await
+        .unwrap();
+    assert_eq!(other.open_updates().await.unwrap(), 0);
+    private_server(dir.path(), port, "stop");
+}

@@ -387,7 +387,7 @@ impl TelegramChannel {
                     "answering an update another worker did not finish"
                 );
             }
-            let answering = self.answer_now(turn.entry.clone());
+            let answering = self.answer_now(turn.entry.clone(), resume_of(queue, &chat, &turn));
             let answered = tokio::select! {
                 answered = answering => answered,
                 () = lost.cancelled() => {
@@ -431,6 +431,29 @@ impl TelegramChannel {
             return true;
         }
         here
+    }
+}
+
+/// Where the turn's answer goes: into the message an earlier attempt left, and its first
+/// message remembered in the queue as soon as it is sent.
+fn resume_of(
+    queue: &Arc<dyn ChatQueue>,
+    chat: &ClaimedChat,
+    turn: &crate::cluster::QueuedTurn,
+) -> crate::stream::Resume {
+    let (queue, chat, queue_id) = (Arc::clone(queue), chat.clone(), turn.queue_id);
+    crate::stream::Resume {
+        message: turn
+            .reply_message_id
+            .map(|id| teloxide::types::MessageId(id as i32)),
+        on_sent: Some(Arc::new(move |id: teloxide::types::MessageId| {
+            let (queue, chat) = (Arc::clone(&queue), chat.clone());
+            tokio::spawn(async move {
+                if let Err(e) = queue.note_reply(&chat, queue_id, i64::from(id.0)).await {
+                    tracing::warn!(chat_id = chat.chat_id, error = %e, "cannot remember the answer's message");
+                }
+            });
+        })),
     }
 }
 

@@ -15,7 +15,7 @@ use valor_protocol::{Author, Event, Events, Op, Prepare, Question, TurnErrorKind
 
 use super::{IDLE_PACER, MAX_PACERS, TelegramChannel};
 use crate::pacer::{ChatKind, ChatPacer};
-use crate::stream::{Deferred, deliver};
+use crate::stream::{Deferred, Resume, deliver_resuming};
 
 impl TelegramChannel {
     /// Submits a message accepted into the inbox; its answer goes out in the background and
@@ -24,7 +24,7 @@ impl TelegramChannel {
         let update_id = entry.update_id;
         let channel = self.clone();
         tokio::spawn(async move {
-            if channel.answer_now(entry).await
+            if channel.answer_now(entry, Resume::default()).await
                 && let Err(e) = channel.inner.store.finish_update(update_id).await
             {
                 tracing::error!(update = update_id, error = %e, "cannot mark the message answered");
@@ -34,7 +34,7 @@ impl TelegramChannel {
 
     /// Runs a message's turn and shows it in its chat; whether it was answered (false: stopped
     /// by shutdown, to be answered again, or its answer goes out later).
-    pub(super) async fn answer_now(&self, mut entry: InboxEntry) -> bool {
+    pub(super) async fn answer_now(&self, mut entry: InboxEntry, resume: Resume) -> bool {
         let chat = ChatId(entry.chat_id);
         // A file is downloaded when the turn's time comes, not here: a 20 MB download would
         // hold up every chat's updates.
@@ -61,12 +61,12 @@ impl TelegramChannel {
             chat_title: entry.chat_title.clone(),
         };
         let events = self.inner.conversations.submit(Op::UserTurn(turn));
-        self.answer(entry, events).await
+        self.answer(entry, events, resume).await
     }
 
     /// Shows one turn's events in its chat: its place in the queue, the streamed answer, then
     /// "Remember this?" when the watcher asks (in the background); whether it was answered.
-    async fn answer(&self, entry: InboxEntry, mut events: Events) -> bool {
+    async fn answer(&self, entry: InboxEntry, mut events: Events, resume: Resume) -> bool {
         let chat = ChatId(entry.chat_id);
         let first = loop {
             match events.next().await {
@@ -100,7 +100,7 @@ impl TelegramChannel {
                 }
                 true
             }
-            Some(first) => self.deliver_turn(&entry, first, &mut events).await,
+            Some(first) => self.deliver_turn(&entry, first, &mut events, resume).await,
         };
         let channel = self.clone();
         tokio::spawn(async move {
@@ -115,13 +115,27 @@ impl TelegramChannel {
 
     /// Streams the turn into the chat; false when the message stays in the inbox (stopped by
     /// shutdown, to be answered after the restart) or its answer is delivered later.
-    async fn deliver_turn(&self, entry: &InboxEntry, first: Event, events: &mut Events) -> bool {
+    async fn deliver_turn(
+        &self,
+        entry: &InboxEntry,
+        first: Event,
+        events: &mut Events,
+        resume: Resume,
+    ) -> bool {
         let chat = ChatId(entry.chat_id);
         let pacer = self.pacer(entry.chat_id, entry.private);
         let drafts = (self.inner.drafts && entry.private)
             .then(|| crate::stream::Drafts::new(self.inner.bot.clone()));
-        let mut delivery =
-            deliver(&self.inner.bot, chat, events, Some(first), &pacer, drafts).await;
+        let mut delivery = deliver_resuming(
+            &self.inner.bot,
+            chat,
+            events,
+            Some(first),
+            &pacer,
+            drafts,
+            resume,
+        )
+        .await;
         // A turn stopped by shutdown (not by /stop) is answered after the restart.
         let stopped_by_shutdown = self.inner.stopping.load(Ordering::Acquire)
             && (delivery.error.as_ref()).is_some_and(|e| e.kind == TurnErrorKind::Cancelled);
