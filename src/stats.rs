@@ -1,6 +1,7 @@
 //! `valor stats`: runs per day, model, routing class, effort and chat (the aggregation is the
 //! store's [`RunAnalytics`]). From the store when no Valor runs, else from the running agent
-//! (`GET /runs`, behind the store's token), so it works while `valor run` holds the store.
+//! (`GET /runs`, behind the store's token), so it works while `valor run` holds the store; on
+//! several machines, every node's runs from the cluster's database.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -59,7 +60,7 @@ pub async fn stats(config_path: Option<PathBuf>, args: StatsArgs) -> ExitCode {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
-    let runs = match runs_since(&loaded.config, since_ms(args.days)).await {
+    let runs = match runs_since(&loaded, since_ms(args.days)).await {
         Ok(runs) => runs,
         Err(e) => {
             eprintln!("error: {e}");
@@ -76,11 +77,29 @@ pub async fn stats(config_path: Option<PathBuf>, args: StatsArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// The runs since `since_ms`: from the store, or through the agent that holds it.
+/// The runs since `since_ms`: every node's from the cluster's database (`[cluster]`), else
+/// from the store, or through the agent that holds it.
 async fn runs_since(
-    config: &valor_config::Config,
+    loaded: &valor_config::Loaded,
     since_ms: u64,
 ) -> Result<Vec<RunRecord>, String> {
+    let config = &loaded.config;
+    if config.cluster.enabled {
+        let url = (loaded.secrets.database_url.as_ref())
+            .ok_or("[cluster] is enabled but VALOR_DATABASE_URL is not set")?;
+        let options = valor_store_pg::PgOptions {
+            node_id: config.cluster.resolved_node_id(),
+            pool_size: 2,
+            wait: Duration::from_secs(10),
+        };
+        let pg = valor_store_pg::PgStore::connect(url.expose(), options)
+            .await
+            .map_err(|e| e.to_string())?;
+        return pg
+            .runs_between(since_ms, u64::MAX)
+            .await
+            .map_err(|e| e.to_string());
+    }
     match Store::open(&config.store.path) {
         Ok(store) => store.runs_since(since_ms).map_err(|e| e.to_string()),
         Err(StoreError::Locked { .. }) => {

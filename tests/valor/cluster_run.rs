@@ -187,6 +187,16 @@ fn workers_answer_every_chat_in_order_and_a_killed_workers_chat_moves() {
     }
     // The ingress ran no turn; both workers did.
     assert_eq!(run_nodes(&database), ["w1", "w2"]);
+    // `valor stats` on any machine counts every node's turns.
+    let (out, stdout, stderr) = crate::support::output(
+        valor(root.path())
+            .args(["stats", "--json", "--days", "1"])
+            .env("VALOR__CLUSTER__ENABLED", "true")
+            .env("VALOR_DATABASE_URL", &database),
+    );
+    assert!(out.status.success(), "{stderr}");
+    let stats: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(stats["all"]["turns"], 18, "{stats}");
     assert_eq!(telegram.poll_conflicts(), 0, "one poller at a time");
 
     // A slow turn; the worker running it is killed (-9) while it streams.
