@@ -23,6 +23,9 @@ pub(crate) const DOCUMENT_COLUMNS: &str =
 /// Rows a feed reads per query (keyset pages: no cursor held open across the walk).
 const FEED_PAGE: i64 = 500;
 
+/// How long a node holds the queued documents it took to embed (a dead node's go back).
+const EMBED_CLAIM_SECS: f64 = 120.0;
+
 /// The dimension the HNSW index covers (all-MiniLM-L6-v2's).
 pub const INDEXED_DIMENSIONS: usize = 384;
 
@@ -366,15 +369,25 @@ impl EmbeddingStore for PgStore {
         Ok(from_db(count))
     }
 
+    /// Takes up to `limit` queued ids for this node for [`EMBED_CLAIM_SECS`]: ids another
+    /// node took meanwhile are skipped, ids this node took are given again.
     async fn queued_for_embedding(&self, limit: usize) -> Result<Vec<u64>, StoreFailure> {
         let client = self.client().await?;
         let rows = (client.query(
-            "SELECT id FROM embed_queue ORDER BY id LIMIT $1",
-            &[&db_i64(limit as u64)],
+            "WITH picked AS (
+               SELECT id FROM embed_queue
+               WHERE claimed_by IS NULL OR claimed_by = $2 OR claimed_until < clock_timestamp()
+               ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
+             UPDATE embed_queue q SET claimed_by = $2,
+               claimed_until = clock_timestamp() + $3 * interval '1 second'
+             FROM picked WHERE q.id = picked.id RETURNING q.id",
+            &[&db_i64(limit as u64), &self.holder(), &EMBED_CLAIM_SECS],
         ))
         .await
         .map_err(PgError::from)?;
-        Ok(ids_of(&rows))
+        let mut ids = ids_of(&rows);
+        ids.sort_unstable();
+        Ok(ids)
     }
 
     async fn queue_for_embedding(&self, ids: Vec<u64>) -> Result<(), StoreFailure> {

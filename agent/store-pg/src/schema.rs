@@ -40,7 +40,9 @@ CREATE INDEX documents_chat_kind ON documents (chat_id, kind, id);
 CREATE INDEX documents_kind ON documents (kind, id);
 CREATE INDEX documents_tsv ON documents USING gin (tsv);
 
-CREATE TABLE embed_queue (id bigint PRIMARY KEY);
+-- Documents to embed; a node takes a batch for a while (its model embeds them), so nodes
+-- draining the queue together never embed the same document twice.
+CREATE TABLE embed_queue (id bigint PRIMARY KEY, claimed_by text, claimed_until timestamptz);
 -- The vector as the model made it (raw) and, for a 384-dimension model, as halfvec for the
 -- HNSW index; the document's chat and kind copied so a filtered search needs no join.
 CREATE TABLE vectors (

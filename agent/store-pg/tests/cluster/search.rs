@@ -326,3 +326,45 @@ async fn memory_on_one_node_finds_what_another_node_saved_a_moment_ago() {
     };
     assert!(on_b.search(&other).await.unwrap().hits.is_empty());
 }
+
+#[tokio::test]
+async fn two_nodes_draining_the_embedding_queue_never_take_the_same_document() {
+    let (first, url) = store("a").await;
+    let second = PgStore::connect(&url, options("b")).await.unwrap();
+    let saved = first
+        .save_memories(
+            (0..6)
+                .map(|n| insight(Some(1), &format!("note {n}")))
+                .collect(),
+        )
+        .await
+        .unwrap();
+    let mine = first.queued_for_embedding(4).await.unwrap();
+    let theirs = second.queued_for_embedding(10).await.unwrap();
+    assert_eq!(mine.len(), 4);
+    assert_eq!(theirs.len(), 2);
+    assert!(
+        mine.iter().all(|id| !theirs.contains(id)),
+        "{mine:?} {theirs:?}"
+    );
+    // A node is given its own batch again (it may not have finished it).
+    assert_eq!(first.queued_for_embedding(10).await.unwrap(), mine);
+    first
+        .put_vectors(
+            mine.iter()
+                .map(|id| {
+                    (
+                        *id,
+                        StoredVector {
+                            model_id: "m".to_owned(),
+                            vector: unit(1),
+                        },
+                    )
+                })
+                .collect(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(first.queued_count().await.unwrap(), 2);
+    assert_eq!(saved.len(), 6);
+}
