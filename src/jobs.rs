@@ -25,7 +25,13 @@ enum Work {
     Daydream,
     Questions,
     Cleanup,
+    /// Several machines: the shared queue's answered updates and run slots pruned, once.
+    SharedCleanup,
 }
+
+/// Answered updates and scheduler slots the shared store keeps (a replayed update older than
+/// this is long past Telegram's redelivery).
+const SHARED_KEPT: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
 
 /// The specs of the jobs, from the config (`valor jobs` lists them without a running Valor).
 pub fn specs(config: &Config) -> anyhow::Result<Vec<JobSpec>> {
@@ -42,7 +48,7 @@ fn table(config: &Config) -> anyhow::Result<Vec<(JobSpec, Work)>> {
         valor_config::Missed::Notify => MissedPolicy::Notify,
     };
     let cleanup_missed = policy(s.cleanup_missed);
-    Ok(vec![
+    let mut table = vec![
         (
             JobSpec {
                 name: "resource-tick".to_owned(),
@@ -98,7 +104,21 @@ fn table(config: &Config) -> anyhow::Result<Vec<(JobSpec, Work)>> {
             },
             Work::Cleanup,
         ),
-    ])
+    ];
+    if config.cluster.enabled {
+        table.push((
+            JobSpec {
+                name: "shared-cleanup".to_owned(),
+                schedule: Schedule::parse(&s.cleanup_schedule)
+                    .context("[scheduler] cleanup_schedule")?,
+                missed: cleanup_missed,
+                persist: true,
+                cluster_wide: true,
+            },
+            Work::SharedCleanup,
+        ));
+    }
+    Ok(table)
 }
 
 /// The scheduler with every job's work attached.
@@ -204,6 +224,20 @@ pub fn scheduler(
                     Box::pin(async move {
                         let expired = conversations.expire_questions().await;
                         Ok(format!("{expired} question(s) expired"))
+                    })
+                });
+            }
+            Work::SharedCleanup => {
+                let Some(pg) = agent.shared.cluster.clone() else {
+                    continue;
+                };
+                scheduler.add(spec, move |_| {
+                    let pg = pg.clone();
+                    Box::pin(async move {
+                        let pruned = pg.prune(SHARED_KEPT).await.map_err(|e| e.to_string())?;
+                        Ok(format!(
+                            "{pruned} answered updates and run slots over 7 days forgotten"
+                        ))
                     })
                 });
             }

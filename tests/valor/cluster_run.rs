@@ -197,6 +197,14 @@ fn workers_answer_every_chat_in_order_and_a_killed_workers_chat_moves() {
     assert!(out.status.success(), "{stderr}");
     let stats: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(stats["all"]["turns"], 18, "{stats}");
+    // The shared store's cleanup is a job of the cluster's (its slots run once).
+    let (out, stdout, stderr) = crate::support::output(
+        valor(root.path())
+            .args(["jobs", "--json"])
+            .env("VALOR__CLUSTER__ENABLED", "true"),
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("\"shared-cleanup\""), "{stdout}");
     assert_eq!(telegram.poll_conflicts(), 0, "one poller at a time");
 
     // A slow turn; the worker running it is killed (-9) while it streams.

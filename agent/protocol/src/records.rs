@@ -22,6 +22,29 @@ pub struct StoredMessage {
     pub source: Option<String>,
 }
 
+impl StoredMessage {
+    /// A message said now in `chat_id` by `author` (none: Valor), from update `source`; the
+    /// store gives it its seq.
+    pub fn said(
+        chat_id: i64,
+        role: crate::Role,
+        text: &str,
+        author: Option<&crate::Author>,
+        source: Option<&str>,
+    ) -> StoredMessage {
+        StoredMessage {
+            chat_id,
+            seq: 0,
+            role,
+            text: text.to_owned(),
+            at_ms: crate::time::now_ms(),
+            user_id: author.map(|a| a.user_id),
+            username: author.and_then(|a| a.username.clone()),
+            source: source.map(str::to_owned),
+        }
+    }
+}
+
 /// What the store knows of a chat as a whole.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatRecord {

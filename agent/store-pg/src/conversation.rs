@@ -86,16 +86,7 @@ impl ConversationStore for PgStore {
         _durable: bool,
     ) -> Result<u64, StoreFailure> {
         // Every write commits before it returns: each message is durable.
-        let message = StoredMessage {
-            chat_id,
-            seq: 0,
-            role,
-            text: text.to_owned(),
-            at_ms: valor_protocol::time::now_ms(),
-            user_id: author.map(|a| a.user_id),
-            username: author.and_then(|a| a.username.clone()),
-            source: source.map(str::to_owned),
-        };
+        let message = StoredMessage::said(chat_id, role, text, author, source);
         Ok(self.append_message(message).await?)
     }
 

@@ -104,12 +104,6 @@ impl PgStore {
         })
     }
 
-    /// Connections open and idle (for `/health`).
-    pub fn pool_status(&self) -> (usize, usize) {
-        let status = self.pool.status();
-        (status.size, status.available)
-    }
-
     pub(crate) fn set_listener(&self, listener: DocumentListener) {
         *self.listener.lock().unwrap_or_else(PoisonError::into_inner) = Some(listener);
     }

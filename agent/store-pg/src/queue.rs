@@ -236,15 +236,25 @@ impl PgStore {
         lease::leases_named(&**client, "chat:").await
     }
 
-    /// Forgets updates answered before `older_than` ago (the queue keeps the recent ones, so
-    /// a replayed update is still recognised).
-    pub async fn prune_updates(&self, older_than: Duration) -> Result<u64, PgError> {
+    /// Forgets updates answered, and scheduler slots run, before `older_than` ago (the queue
+    /// keeps recent updates so a replayed one is still recognised); how many rows went.
+    pub async fn prune(&self, older_than: Duration) -> Result<u64, PgError> {
         let client = self.client().await?;
-        Ok(client
+        let millis = lease::millis(older_than);
+        let updates = client
             .execute(
-                "DELETE FROM chat_updates WHERE done_at < clock_timestamp() - $1 * interval '1 millisecond'",
-                &[&lease::millis(older_than)],
+                "DELETE FROM chat_updates
+                 WHERE done_at < clock_timestamp() - $1 * interval '1 millisecond'",
+                &[&millis],
             )
-            .await?)
+            .await?;
+        let slots = client
+            .execute(
+                "DELETE FROM job_slots
+                 WHERE started_at < clock_timestamp() - $1 * interval '1 millisecond'",
+                &[&millis],
+            )
+            .await?;
+        Ok(updates + slots)
     }
 }

@@ -162,28 +162,6 @@ impl PgStore {
             })
             .collect())
     }
-
-    /// The `k` nearest vectors by exact distance (no index): what recall is measured against.
-    pub async fn exact_nearest(
-        &self,
-        model: &str,
-        vector: &[f32],
-        chat_id: Option<i64>,
-        k: usize,
-    ) -> Result<Vec<u64>, PgError> {
-        let query = pgvector::HalfVector::from_f32_slice(vector);
-        let client = self.client().await?;
-        let rows = client
-            .query(
-                "SELECT id FROM (SELECT id, embedding <=> $1 AS distance FROM vectors
-                   WHERE model_id = $2 AND embedding IS NOT NULL
-                     AND ($3::bigint IS NULL OR chat_id = $3)) all_of_them
-                 ORDER BY distance, id LIMIT $4",
-                &[&query, &model, &chat_id, &db_i64(k as u64)],
-            )
-            .await?;
-        Ok(rows.iter().map(|r| from_db(r.get(0))).collect())
-    }
 }
 
 #[async_trait::async_trait]

@@ -169,30 +169,6 @@ impl PgStore {
         }
         Ok(())
     }
-
-    /// How many of each kind of record the store holds (a migration's check).
-    pub async fn record_counts(&self) -> Result<std::collections::BTreeMap<String, u64>, PgError> {
-        let client = self.client().await?;
-        let mut counts = std::collections::BTreeMap::new();
-        for (kind, sql) in [
-            ("messages", "SELECT count(*) FROM documents WHERE kind = 0"),
-            (
-                "memories",
-                "SELECT count(*) FROM documents WHERE kind NOT IN (0, 2)",
-            ),
-            ("learnings", "SELECT count(*) FROM learnings"),
-            ("vectors", "SELECT count(*) FROM vectors"),
-            ("questions", "SELECT count(*) FROM proposals"),
-            ("sessions", "SELECT count(*) FROM sessions"),
-            ("runs", "SELECT count(*) FROM runs"),
-            ("chats", "SELECT count(*) FROM chats"),
-            ("paired users", "SELECT count(*) FROM paired_users"),
-        ] {
-            let n: i64 = client.query_one(sql, &[]).await?.get(0);
-            counts.insert(kind.to_owned(), from_db(n));
-        }
-        Ok(counts)
-    }
 }
 
 fn failed(e: valor_protocol::StoreFailure) -> PgError {

@@ -277,3 +277,30 @@ async fn four_busy_workers_claiming_at_once_never_deadlock_nor_answer_twice() {
     assert_eq!((all.len(), unique.len()), (180, 180), "each update once");
     assert_eq!(ingress.open_updates().await.unwrap(), 0);
 }
+
+#[tokio::test]
+async fn pruning_forgets_answered_updates_and_keeps_open_ones() {
+    let (store, _) = store("w1").await;
+    store
+        .accept_update(&update(1, 7, "answered"))
+        .await
+        .unwrap();
+    store.accept_update(&update(2, 8, "waiting")).await.unwrap();
+    let chat = store.claim_chats(1, TTL).await.unwrap().remove(0);
+    assert_eq!(chat.chat_id, 7);
+    let turn = store.next_update(&chat).await.unwrap().unwrap();
+    store
+        .finish_update(&chat, turn.id, None, TTL)
+        .await
+        .unwrap();
+
+    // Kept while recent: a replayed update is still recognised.
+    assert_eq!(store.prune(Duration::from_secs(3600)).await.unwrap(), 0);
+    assert!(!store.accept_update(&update(1, 7, "again")).await.unwrap());
+    assert_eq!(store.prune(Duration::ZERO).await.unwrap(), 1);
+    assert_eq!(
+        store.open_updates().await.unwrap(),
+        1,
+        "the waiting one is kept"
+    );
+}

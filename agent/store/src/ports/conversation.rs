@@ -21,16 +21,7 @@ impl ConversationStore for Store {
         source: Option<&str>,
         durable: bool,
     ) -> Result<u64, StoreFailure> {
-        let message = StoredMessage {
-            source: source.map(str::to_owned),
-            chat_id,
-            seq: 0,
-            role,
-            text: text.to_owned(),
-            at_ms: valor_protocol::time::now_ms(),
-            user_id: author.map(|a| a.user_id),
-            username: author.and_then(|a| a.username.clone()),
-        };
+        let message = StoredMessage::said(chat_id, role, text, author, source);
         let stored = self
             .blocking(move |s| s.append_message(message, false))
             .await?;
