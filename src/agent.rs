@@ -177,6 +177,14 @@ impl Agent {
         }
     }
 
+    /// What the operator's views read: every node's records in a cluster, else this store's.
+    pub fn view_records(&self) -> Arc<dyn crate::view_records::ViewRecords> {
+        match &self.shared.cluster {
+            Some(pg) => Arc::new(pg.clone()),
+            None => Arc::new(self.store.clone()),
+        }
+    }
+
     /// The store as the driver's session ledger (sessions, runs, process groups).
     pub fn ledger(&self) -> valor_claude::ledger::Ledger {
         Arc::clone(&self.shared.ledger)

@@ -115,7 +115,7 @@ mod tests {
         let dashboard = Arc::new(crate::dashboard::AgentView {
             monitor: Arc::clone(&monitor),
             conversations,
-            store: agent.store.clone(),
+            records: agent.view_records(),
             scheduler: Arc::clone(&scheduler),
             memory: agent.memory.clone(),
             baseline: crate::dashboard::baseline(&config.routing),

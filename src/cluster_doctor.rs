@@ -17,6 +17,44 @@ pub async fn checks(loaded: &Loaded) -> Vec<Check> {
     if !cluster.enabled {
         return Vec::new();
     }
+    let mut checks = vec![shared_dir(loaded)];
+    checks.extend(database(loaded).await);
+    checks
+}
+
+/// Where the chats' folders are: on a shared filesystem (a moved chat resumes its session) or
+/// this machine's own (it starts a fresh one, its history re-injected).
+fn shared_dir(loaded: &Loaded) -> Check {
+    let claude = &loaded.config.claude;
+    let outcome = match &loaded.config.cluster.shared_dir {
+        None => Outcome::Warn {
+            found: "no [cluster] shared_dir: a chat that moves to another node starts a fresh \
+                    Claude session (its history re-injected from the store)"
+                .to_owned(),
+            fix: "mount one filesystem on every node and set [cluster] shared_dir to it, to keep \
+                  sessions and files across nodes"
+                .to_owned(),
+        },
+        Some(dir) if !dir.is_dir() => Outcome::Fail {
+            found: format!("{} is not a folder here", dir.display()),
+            fix: "mount the shared filesystem there on this node (or correct [cluster] shared_dir)"
+                .to_owned(),
+        },
+        Some(dir) => Outcome::Pass(format!(
+            "{}: workspaces in {}, homes in {}",
+            dir.display(),
+            claude.workspaces_dir.display(),
+            claude.homes_dir.display()
+        )),
+    };
+    Check {
+        name: "shared_dir",
+        outcome,
+    }
+}
+
+async fn database(loaded: &Loaded) -> Vec<Check> {
+    let cluster = &loaded.config.cluster;
     let Some(url) = &loaded.secrets.database_url else {
         return vec![fail(
             "database",

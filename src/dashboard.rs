@@ -21,13 +21,13 @@ use valor_protocol::jobs::JobRunRecord;
 use valor_protocol::records::{RunRecord, TurnText};
 use valor_protocol::{Event, Op};
 use valor_scheduler::{JobStatus, RunContext, Scheduler};
-use valor_store::Store;
 
 /// The running agent as the dashboard sees it.
 pub struct AgentView {
     pub monitor: Arc<ResourceMonitor>,
     pub conversations: Conversations,
-    pub store: Store,
+    /// The chats' records: this store, or every node's in the cluster's database.
+    pub records: Arc<dyn crate::view_records::ViewRecords>,
     pub scheduler: Arc<Scheduler>,
     pub memory: valor_memory::Memory,
     /// The model routing is measured against, priced (`[routing] biggest_model`, `prices`).
@@ -62,8 +62,14 @@ pub fn pulse(
     pulse
 }
 
+/// A page shows nothing of what it could not read; the log says why.
+fn unread<T: Default>(what: &str, error: &anyhow::Error) -> T {
+    tracing::warn!(what, error = %error, "the dashboard cannot read the store");
+    T::default()
+}
+
 /// The dashboard's sessions in the store.
-pub struct StoredSessions(pub Store);
+pub struct StoredSessions(pub valor_store::Store);
 
 fn failure(e: valor_store::StoreError) -> valor_protocol::StoreFailure {
     valor_protocol::StoreFailure::failed(e)
@@ -166,7 +172,7 @@ fn memory_row(d: valor_store::Document) -> MemoryRow {
 impl AgentView {
     /// A chat's row from its record and what the conversation service knows of it now (its
     /// run figures left at 0).
-    fn chat_row(&self, chat: valor_store::ChatRecord) -> ChatRow {
+    fn chat_row(&self, chat: valor_store::ChatRecord, node: Option<String>) -> ChatRow {
         let live = self.conversations.live_status(chat.chat_id);
         let running = live.running;
         ChatRow {
@@ -189,6 +195,7 @@ impl AgentView {
                 .and_then(|p| p.session_id.clone())
                 .or(live.live_session),
             running,
+            node,
         }
     }
 }
@@ -260,7 +267,7 @@ impl Source for AgentView {
     }
 
     async fn runs_since(&self, since_ms: u64) -> Vec<RunRecord> {
-        (self.store.blocking(move |s| s.runs_since(since_ms)).await).unwrap_or_default()
+        (self.records.runs_since(since_ms).await).unwrap_or_else(|e| unread("runs", &e))
     }
 
     async fn jobs(&self) -> Vec<JobStatus> {
@@ -290,20 +297,7 @@ impl Source for AgentView {
     }
 
     async fn job_runs(&self, limit: usize) -> Vec<JobRunRecord> {
-        let names: Vec<String> = (self.scheduler.specs().into_iter())
-            .map(|spec| spec.name)
-            .collect();
-        let read = self.store.blocking(move |s| {
-            let mut runs = Vec::new();
-            for name in &names {
-                runs.extend(s.job_runs(name, limit)?);
-            }
-            Ok(runs)
-        });
-        let mut runs: Vec<JobRunRecord> = read.await.unwrap_or_default();
-        runs.sort_by_key(|r| std::cmp::Reverse(r.started_ms));
-        runs.truncate(limit);
-        runs
+        self.scheduler.runs(limit).await
     }
 
     async fn reports(&self) -> Vec<String> {
@@ -333,16 +327,16 @@ impl Source for AgentView {
 
     async fn chats(&self) -> Vec<ChatRow> {
         let since = valor_protocol::time::now_ms().saturating_sub(30 * 86_400_000);
-        let read = self
-            .store
-            .blocking(move |s| Ok((s.runs_since(since)?, s.chats()?)));
-        let (runs, chats) = read.await.unwrap_or_default();
+        let runs = (self.records.runs_since(since).await).unwrap_or_else(|e| unread("runs", &e));
+        let chats = (self.records.chats().await).unwrap_or_else(|e| unread("chats", &e));
+        let mut nodes = (self.records.chat_nodes().await).unwrap_or_else(|e| unread("holders", &e));
         let by_chat = RunAnalytics::of(&runs).by_chat;
         let mut rows: Vec<ChatRow> = (chats.into_iter())
             .filter(|chat| !valor_protocol::turn::is_background_chat(chat.chat_id))
             .map(|chat| {
                 let totals = by_chat.get(&chat.chat_id).cloned().unwrap_or_default();
-                let mut row = self.chat_row(chat);
+                let node = nodes.remove(&chat.chat_id);
+                let mut row = self.chat_row(chat, node);
                 row.turns = totals.turns;
                 row.cost_usd = totals.cost_usd;
                 row
@@ -353,17 +347,19 @@ impl Source for AgentView {
     }
 
     async fn chat(&self, chat_id: i64) -> Option<ChatRow> {
-        let read = self.store.blocking(move |s| s.chat(chat_id)).await;
-        let chat = read.ok().flatten()?;
-        Some(self.chat_row(chat))
+        let chat = self.records.chat(chat_id).await.ok().flatten()?;
+        let node = (self.records.chat_nodes().await).ok()?.remove(&chat_id);
+        Some(self.chat_row(chat, node))
     }
 
     async fn stop(&self, chat_id: i64) -> bool {
         let mut events = self.conversations.submit(Op::Interrupt { chat_id });
-        matches!(
+        let here = matches!(
             events.try_next(),
             Some(Event::Interrupted { was_running: true })
-        )
+        );
+        // In a cluster the chat's turn may run on another node: that node is asked too.
+        here || self.records.stop_elsewhere(chat_id).await
     }
 
     async fn search(&self, query: &MemoryQuery) -> Vec<MemoryRow> {
@@ -403,12 +399,16 @@ impl Source for AgentView {
     }
 
     async fn memory(&self, id: u64) -> Option<MemoryRow> {
-        let read = self.store.blocking(move |s| s.document(id)).await;
-        read.ok().flatten().map(memory_row)
+        self.records
+            .document(id)
+            .await
+            .ok()
+            .flatten()
+            .map(memory_row)
     }
 
     async fn learnings(&self) -> Vec<LearningRow> {
-        let mut all = (self.store.blocking(Store::all_learnings).await).unwrap_or_default();
+        let mut all = (self.records.learnings().await).unwrap_or_else(|e| unread("learnings", &e));
         all.sort_by_key(|l| (l.chat_id, l.number));
         (all.into_iter())
             .map(|l| LearningRow {
@@ -448,7 +448,7 @@ impl Source for AgentView {
     }
 
     async fn chat_names(&self) -> BTreeMap<i64, String> {
-        let chats = (self.store.blocking(|s| s.chats()).await).unwrap_or_default();
+        let chats = (self.records.chats().await).unwrap_or_else(|e| unread("chats", &e));
         (chats.into_iter())
             .filter_map(|chat| Some((chat.chat_id, chat.title?)))
             .collect()
@@ -462,11 +462,8 @@ impl Source for AgentView {
     ) -> Vec<RunRecord> {
         let keep =
             move |run: &RunRecord| filter.keeps(run) && chat.is_none_or(|c| run.chat_id == c);
-        (self
-            .store
-            .blocking(move |s| s.latest_runs(limit, keep))
-            .await)
-            .unwrap_or_default()
+        (self.records.latest_runs(limit, Box::new(keep)).await)
+            .unwrap_or_else(|e| unread("runs", &e))
     }
 
     async fn turn(
@@ -474,20 +471,16 @@ impl Source for AgentView {
         started_at_ms: u64,
         chat_id: i64,
     ) -> Option<(RunRecord, Option<TurnText>)> {
-        let read = self.store.blocking(move |s| {
-            Ok(match s.run_at(started_at_ms, chat_id)? {
-                Some(run) => Some((run, s.turn_text(started_at_ms, chat_id)?)),
-                None => None,
-            })
-        });
-        read.await.ok().flatten()
+        self.records
+            .turn(started_at_ms, chat_id)
+            .await
+            .ok()
+            .flatten()
     }
 
     async fn chat_memories(&self, chat_id: i64, limit: usize) -> Vec<MemoryRow> {
-        let read = self
-            .store
-            .blocking(move |s| s.chat_memories(chat_id, limit));
-        (read.await.unwrap_or_default().into_iter())
+        let read = self.records.chat_memories(chat_id, limit).await;
+        (read.unwrap_or_else(|e| unread("memories", &e)).into_iter())
             .map(memory_row)
             .collect()
     }
@@ -499,8 +492,8 @@ impl Source for AgentView {
     }
 
     async fn questions(&self) -> Vec<QuestionRow> {
-        let read = self.store.blocking(|s| s.latest_proposals(200));
-        (read.await.unwrap_or_default().into_iter())
+        let read = self.records.latest_proposals(200).await;
+        (read.unwrap_or_else(|e| unread("questions", &e)).into_iter())
             .map(|p| QuestionRow {
                 id: p.id,
                 chat_id: p.chat_id,

@@ -8,7 +8,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use valor_config::Config;
 use valor_monitor::ResourceMonitor;
-use valor_scheduler::{JobSpec, MissedPolicy, Schedule, Scheduler};
+use valor_protocol::StoreFailure;
+use valor_protocol::jobs::JobRunRecord;
+use valor_scheduler::{JobLog, JobSpec, MissedPolicy, Schedule, Scheduler};
 
 /// How often orphaned Claude Code process groups are looked for.
 const REAP_EVERY: &str = "every 1m";
@@ -130,7 +132,8 @@ pub fn scheduler(
     report_sender: Option<crate::daydream::Sender>,
     conversations: &valor_core::Conversations,
 ) -> anyhow::Result<Scheduler> {
-    let mut scheduler = Scheduler::new(Arc::new(agent.store.clone()), Arc::new(chrono::Utc::now));
+    let log = job_log(config, &agent.store, agent.shared.cluster.as_ref())?;
+    let mut scheduler = Scheduler::new(log, Arc::new(chrono::Utc::now));
     if let Some(pg) = &agent.shared.cluster {
         // Several machines: the daydream and question expiry run once per slot, on the
         // scheduler's leader; the tick, the reaper and the cleanup on every node.
@@ -278,6 +281,78 @@ pub fn remove_stale_temp_dirs(temp: &std::path::Path, prefix: &str, age: Duratio
         .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
         .filter(|e| old(e) && std::fs::remove_dir_all(e.path()).is_ok())
         .count()
+}
+
+/// The job log on several machines: a cluster-wide job's runs and pause in the cluster's
+/// database (its slots run on whichever node leads; every node reads when it last ran), a
+/// node's own jobs' in this node's store.
+pub struct ClusterJobLog {
+    pub local: Arc<dyn JobLog>,
+    pub shared: Arc<dyn JobLog>,
+    /// The cluster-wide jobs' names.
+    pub cluster_wide: Vec<String>,
+}
+
+impl ClusterJobLog {
+    fn of(&self, job: &str) -> &dyn JobLog {
+        if self.cluster_wide.iter().any(|name| name == job) {
+            self.shared.as_ref()
+        } else {
+            self.local.as_ref()
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl JobLog for ClusterJobLog {
+    async fn record(&self, run: &JobRunRecord) -> Result<(), StoreFailure> {
+        self.of(&run.job).record(run).await
+    }
+
+    async fn last_run(&self, job: &str) -> Result<Option<JobRunRecord>, StoreFailure> {
+        self.of(job).last_run(job).await
+    }
+
+    async fn runs(&self, job: &str, limit: usize) -> Result<Vec<JobRunRecord>, StoreFailure> {
+        self.of(job).runs(job, limit).await
+    }
+
+    async fn paused_jobs(&self) -> Result<Vec<String>, StoreFailure> {
+        let mut paused: Vec<String> = (self.local.paused_jobs().await?.into_iter())
+            .filter(|job| !self.cluster_wide.contains(job))
+            .collect();
+        paused.extend(
+            (self.shared.paused_jobs().await?.into_iter())
+                .filter(|job| self.cluster_wide.contains(job)),
+        );
+        Ok(paused)
+    }
+
+    async fn set_paused(&self, job: &str, paused: bool) -> Result<(), StoreFailure> {
+        self.of(job).set_paused(job, paused).await
+    }
+}
+
+/// Where the scheduler keeps its job runs: this node's store, or, on several machines, the
+/// cluster's jobs in the shared database.
+pub fn job_log(
+    config: &Config,
+    store: &valor_store::Store,
+    cluster: Option<&valor_store_pg::PgStore>,
+) -> anyhow::Result<Arc<dyn JobLog>> {
+    let local: Arc<dyn JobLog> = Arc::new(store.clone());
+    let Some(pg) = cluster else {
+        return Ok(local);
+    };
+    let cluster_wide = (table(config)?.into_iter())
+        .filter(|(spec, _)| spec.cluster_wide)
+        .map(|(spec, _)| spec.name)
+        .collect();
+    Ok(Arc::new(ClusterJobLog {
+        local,
+        shared: Arc::new(pg.clone()),
+        cluster_wide,
+    }))
 }
 
 #[cfg(test)]

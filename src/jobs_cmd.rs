@@ -20,7 +20,7 @@ pub async fn jobs(config_path: Option<PathBuf>, args: JobsArgs) -> ExitCode {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
-    match listing(&loaded.config).await {
+    match listing(&loaded).await {
         Ok(jobs) => {
             let out = if args.json {
                 serde_json::to_string_pretty(&jobs).unwrap_or_default() + "\n"
@@ -37,11 +37,17 @@ pub async fn jobs(config_path: Option<PathBuf>, args: JobsArgs) -> ExitCode {
     }
 }
 
-async fn listing(config: &valor_config::Config) -> anyhow::Result<Vec<JobStatus>> {
+async fn listing(loaded: &valor_config::Loaded) -> anyhow::Result<Vec<JobStatus>> {
+    let config = &loaded.config;
     let specs = crate::jobs::specs(config)?;
     let path = &config.store.path;
     match Store::open(path) {
-        Ok(store) => Ok(status_of(&specs, &store, chrono::Utc::now()).await),
+        Ok(store) => {
+            // On several machines the cluster's jobs ran wherever their slot was granted.
+            let cluster = crate::shared::cluster_store(loaded, 2).await?;
+            let log = crate::jobs::job_log(config, &store, cluster.as_ref())?;
+            Ok(status_of(&specs, log.as_ref(), chrono::Utc::now()).await)
+        }
         Err(StoreError::Locked { .. }) => {
             crate::memory_cmd::agent_client(config, Duration::from_secs(10))
                 .map_err(anyhow::Error::msg)?

@@ -23,6 +23,7 @@ mod store_cmd;
 mod tool_servers;
 mod tools_cmd;
 mod trends;
+mod view_records;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -223,7 +223,7 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
         Arc::new(crate::dashboard::AgentView {
             monitor: Arc::clone(&monitor),
             conversations: dashboard_conversations,
-            store: agent.store.clone(),
+            records: agent.view_records(),
             scheduler: Arc::clone(&scheduler),
             memory: agent.memory.clone(),
             baseline: crate::dashboard::baseline(&config.routing),

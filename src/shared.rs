@@ -28,6 +28,30 @@ pub struct Shared {
     pub cluster: Option<PgStore>,
 }
 
+/// The cluster's database for a one-off command (`valor stats`, `valor jobs`): `None` when
+/// `[cluster]` is off; an error when it is on and cannot be reached.
+pub async fn cluster_store(
+    loaded: &valor_config::Loaded,
+    pool_size: usize,
+) -> anyhow::Result<Option<PgStore>> {
+    let config = &loaded.config;
+    if !config.cluster.enabled {
+        return Ok(None);
+    }
+    let url = (loaded.secrets.database_url.as_ref())
+        .context("[cluster] is enabled but VALOR_DATABASE_URL is not set")?;
+    let options = PgOptions {
+        node_id: config.cluster.resolved_node_id(),
+        pool_size,
+        wait: Duration::from_secs(10),
+        shared_sessions: config.cluster.shared_dir.is_some(),
+    };
+    let pg = PgStore::connect(url.expose(), options)
+        .await
+        .context("cannot open the cluster's database")?;
+    Ok(Some(pg))
+}
+
 impl Shared {
     /// Everything in this process's sled store.
     pub fn embedded(store: &Store) -> Shared {
@@ -60,6 +84,7 @@ impl Shared {
             node_id: cluster.resolved_node_id(),
             pool_size: cluster.pool_size,
             wait: Duration::from_secs(10),
+            shared_sessions: cluster.shared_dir.is_some(),
         };
         let node = options.node_id.clone();
         let pg = PgStore::connect(url.expose(), options)

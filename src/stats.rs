@@ -84,17 +84,8 @@ async fn runs_since(
     since_ms: u64,
 ) -> Result<Vec<RunRecord>, String> {
     let config = &loaded.config;
-    if config.cluster.enabled {
-        let url = (loaded.secrets.database_url.as_ref())
-            .ok_or("[cluster] is enabled but VALOR_DATABASE_URL is not set")?;
-        let options = valor_store_pg::PgOptions {
-            node_id: config.cluster.resolved_node_id(),
-            pool_size: 2,
-            wait: Duration::from_secs(10),
-        };
-        let pg = valor_store_pg::PgStore::connect(url.expose(), options)
-            .await
-            .map_err(|e| e.to_string())?;
+    let cluster = crate::shared::cluster_store(loaded, 2).await;
+    if let Some(pg) = cluster.map_err(|e| format!("{e:#}"))? {
         return pg
             .runs_between(since_ms, u64::MAX)
             .await

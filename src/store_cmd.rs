@@ -182,6 +182,7 @@ async fn open_pg(loaded: &valor_config::Loaded) -> anyhow::Result<Side> {
         node_id: loaded.config.cluster.resolved_node_id(),
         pool_size: 4,
         wait: std::time::Duration::from_secs(10),
+        shared_sessions: loaded.config.cluster.shared_dir.is_some(),
     };
     let pg = PgStore::connect(url.expose(), options).await?;
     Ok(Side::Pg(pg))

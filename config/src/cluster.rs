@@ -94,7 +94,14 @@ impl ClusterConfig {
 }
 
 /// The `[cluster]` values types cannot check.
-pub(crate) fn validate(c: &ClusterConfig, problems: &mut Vec<(String, String)>) {
+pub(crate) fn validate(
+    c: &ClusterConfig,
+    claude: &crate::ClaudeConfig,
+    problems: &mut Vec<(String, String)>,
+) {
+    if let Some(shared) = &c.shared_dir {
+        shared_dir(shared, claude, problems);
+    }
     let id_ok = c.node_id.len() <= 64
         && (c.node_id.chars())
             .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '_' | '-'));
@@ -139,6 +146,47 @@ pub(crate) fn validate(c: &ClusterConfig, problems: &mut Vec<(String, String)>) 
             problems.push((
                 key.to_owned(),
                 format!("must be {min}-{max} {unit}, not {value}"),
+            ));
+        }
+    }
+}
+
+/// `shared_dir` is a place every node names alike (absolute, or under `~/`), and the chats'
+/// folders set by hand are beneath it: a chat's files must be where any node looks.
+fn shared_dir(
+    shared: &std::path::Path,
+    claude: &crate::ClaudeConfig,
+    problems: &mut Vec<(String, String)>,
+) {
+    if !(shared.is_absolute() || shared.starts_with("~")) {
+        problems.push((
+            "cluster.shared_dir".to_owned(),
+            format!(
+                "must be an absolute path every node mounts alike, not {:?}",
+                shared.display().to_string()
+            ),
+        ));
+        return;
+    }
+    let defaults = crate::ClaudeConfig::default();
+    let folders = [
+        (
+            "claude.workspaces_dir",
+            &claude.workspaces_dir,
+            &defaults.workspaces_dir,
+        ),
+        ("claude.homes_dir", &claude.homes_dir, &defaults.homes_dir),
+    ];
+    for (key, folder, default) in folders {
+        if folder != default && !folder.starts_with(shared) {
+            problems.push((
+                key.to_owned(),
+                format!(
+                    "is {:?}, outside [cluster] shared_dir {:?}: a chat moving to another node \
+                     would not find its files (leave it unset to put it there)",
+                    folder.display().to_string(),
+                    shared.display().to_string()
+                ),
             ));
         }
     }

@@ -696,6 +696,7 @@ pub struct MemoryConfig {
 impl Config {
     /// Replaces a leading `~/` in path settings with `home`.
     pub fn expand_home(&mut self, home: Option<&str>) {
+        self.place_chats_on_shared_dir();
         let Some(home) = home.filter(|h| !h.is_empty()) else {
             return;
         };
@@ -706,6 +707,9 @@ impl Config {
         };
         expand(&mut self.claude.workspaces_dir);
         expand(&mut self.claude.homes_dir);
+        if let Some(shared) = &mut self.cluster.shared_dir {
+            expand(shared);
+        }
         expand(&mut self.store.path);
         expand(&mut self.memory.model_dir);
         expand(&mut self.learning.export_dir);
@@ -713,6 +717,29 @@ impl Config {
             if let Some(rest) = path.strip_prefix("~/") {
                 *path = format!("{home}/{rest}");
             }
+        }
+    }
+}
+
+impl Config {
+    /// With `[cluster] shared_dir`, the chats' workspaces and Claude homes go on it (unless set
+    /// beneath it by hand): a chat that moves to another node finds its files and resumes its
+    /// session there.
+    fn place_chats_on_shared_dir(&mut self) {
+        let Some(shared) = self
+            .cluster
+            .shared_dir
+            .clone()
+            .filter(|_| self.cluster.enabled)
+        else {
+            return;
+        };
+        let defaults = ClaudeConfig::default();
+        if self.claude.workspaces_dir == defaults.workspaces_dir {
+            self.claude.workspaces_dir = shared.join("workspaces");
+        }
+        if self.claude.homes_dir == defaults.homes_dir {
+            self.claude.homes_dir = shared.join("homes");
         }
     }
 }

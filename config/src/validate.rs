@@ -19,7 +19,7 @@ pub(crate) fn validate(config: &Config) -> Vec<(String, String)> {
     scheduler(&config.scheduler, &mut problems);
     daydream(&config.daydream, &mut problems);
     notion(&config.tools.notion, &mut problems);
-    crate::cluster::validate(&config.cluster, &mut problems);
+    crate::cluster::validate(&config.cluster, &config.claude, &mut problems);
     let c = &config.context;
     in_range(
         &mut problems,

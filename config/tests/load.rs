@@ -347,3 +347,51 @@ fn the_cluster_section_is_read_checked_and_its_url_comes_from_the_environment_on
     let (_, result) = load_file("[cluster]\ndatabase_url = \"postgres://x\"\n", &[]);
     assert!(result.is_err());
 }
+
+#[test]
+fn a_shared_dir_holds_the_chats_folders_and_a_folder_outside_it_is_refused() {
+    let home = [("HOME", "/home/v")];
+    let (_, loaded) = load_file(
+        "[cluster]\nenabled = true\nshared_dir = \"/mnt/valor\"\n",
+        &home,
+    );
+    let claude = loaded.unwrap().claude;
+    assert_eq!(
+        claude.workspaces_dir,
+        PathBuf::from("/mnt/valor/workspaces")
+    );
+    assert_eq!(claude.homes_dir, PathBuf::from("/mnt/valor/homes"));
+
+    // Set by hand beneath it: kept; `~/` is the user's home on every node.
+    let (_, loaded) = load_file(
+        "[claude]\nworkspaces_dir = \"~/nfs/ws\"\n[cluster]\nenabled = true\nshared_dir = \"~/nfs\"\n",
+        &home,
+    );
+    let claude = loaded.unwrap().claude;
+    assert_eq!(claude.workspaces_dir, PathBuf::from("/home/v/nfs/ws"));
+    assert_eq!(claude.homes_dir, PathBuf::from("/home/v/nfs/homes"));
+
+    // Without the cluster on, the folders stay where they were.
+    let (_, loaded) = load_file("[cluster]\nshared_dir = \"/mnt/valor\"\n", &home);
+    let claude = loaded.unwrap().claude;
+    assert_eq!(
+        claude.workspaces_dir,
+        PathBuf::from("/home/v/.local/share/valor/workspaces")
+    );
+
+    let (_, result) = load_file(
+        "[claude]\nhomes_dir = \"/var/homes\"\n[cluster]\nenabled = true\nshared_dir = \"/mnt/valor\"\n",
+        &home,
+    );
+    let shown = result.unwrap_err().to_string();
+    assert!(
+        shown.contains("claude.homes_dir") && shown.contains("outside [cluster] shared_dir"),
+        "{shown}"
+    );
+    let (_, result) = load_file("[cluster]\nshared_dir = \"relative/dir\"\n", &home);
+    let shown = result.unwrap_err().to_string();
+    assert!(
+        shown.contains("cluster.shared_dir") && shown.contains("absolute"),
+        "{shown}"
+    );
+}

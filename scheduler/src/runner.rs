@@ -19,6 +19,8 @@ use valor_protocol::jobs::{JobOutcome, JobRunRecord};
 pub trait JobLog: Send + Sync {
     async fn record(&self, run: &JobRunRecord) -> Result<(), StoreFailure>;
     async fn last_run(&self, job: &str) -> Result<Option<JobRunRecord>, StoreFailure>;
+    /// A job's kept runs, newest first, at most `limit`.
+    async fn runs(&self, job: &str, limit: usize) -> Result<Vec<JobRunRecord>, StoreFailure>;
     /// The jobs paused by the operator (they stay paused across restarts).
     async fn paused_jobs(&self) -> Result<Vec<String>, StoreFailure>;
     async fn set_paused(&self, job: &str, paused: bool) -> Result<(), StoreFailure>;
@@ -47,6 +49,14 @@ impl JobLog for InMemoryJobLog {
             .filter(|r| r.job == job)
             .max_by_key(|r| r.started_ms)
             .cloned())
+    }
+
+    async fn runs(&self, job: &str, limit: usize) -> Result<Vec<JobRunRecord>, StoreFailure> {
+        let runs = self.runs.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut of_job: Vec<JobRunRecord> = runs.iter().filter(|r| r.job == job).cloned().collect();
+        of_job.sort_by_key(|r| std::cmp::Reverse(r.started_ms));
+        of_job.truncate(limit);
+        Ok(of_job)
     }
 
     async fn paused_jobs(&self) -> Result<Vec<String>, StoreFailure> {
@@ -299,8 +309,21 @@ impl Scheduler {
         Ok(())
     }
 
-    fn is_paused(&self, name: &str) -> bool {
-        (self.entry(name)).is_ok_and(|e| e.paused.load(std::sync::atomic::Ordering::Relaxed))
+    /// Whether the job is paused now. A cluster-wide job may have been paused or resumed on
+    /// another node: its pause is read from the shared log (kept if the log cannot be read).
+    async fn is_paused(&self, entry: &Entry) -> bool {
+        if entry.spec.cluster_wide && self.gate.is_some() {
+            match self.log.paused_jobs().await {
+                Ok(paused) => {
+                    let is = paused.contains(&entry.spec.name);
+                    entry.paused.store(is, std::sync::atomic::Ordering::Relaxed);
+                }
+                Err(e) => {
+                    tracing::warn!(job = %entry.spec.name, error = %e, "cannot read whether the job is paused");
+                }
+            }
+        }
+        entry.paused.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Moves whenever a run is recorded.
@@ -355,10 +378,35 @@ impl Scheduler {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        if in_memory.is_some() || !entry.spec.persist {
+        // A cluster-wide job may have run on another node since: the shared log says.
+        let elsewhere = entry.spec.cluster_wide && self.gate.is_some();
+        if (in_memory.is_some() && !elsewhere) || !entry.spec.persist {
             return in_memory;
         }
-        self.log.last_run(&entry.spec.name).await.ok().flatten()
+        match self.log.last_run(&entry.spec.name).await {
+            Ok(Some(logged)) => Some(logged),
+            Ok(None) => in_memory,
+            Err(e) => {
+                tracing::warn!(job = %entry.spec.name, error = %e, "cannot read the job's last run");
+                in_memory
+            }
+        }
+    }
+
+    /// Every job's kept runs, newest first, at most `limit`.
+    pub async fn runs(&self, limit: usize) -> Vec<JobRunRecord> {
+        let mut all = Vec::new();
+        for entry in &self.entries {
+            match self.log.runs(&entry.spec.name, limit).await {
+                Ok(runs) => all.extend(runs),
+                Err(e) => {
+                    tracing::warn!(job = %entry.spec.name, error = %e, "cannot read the job's runs");
+                }
+            }
+        }
+        all.sort_by_key(|r| std::cmp::Reverse(r.started_ms));
+        all.truncate(limit);
+        all
     }
 
     /// Records a run that was decided, not run (a missed run skipped or reported).
@@ -430,12 +478,15 @@ impl Scheduler {
         let mut decisions = Vec::new();
         for entry in &self.entries {
             let name = entry.spec.name.clone();
-            if entry.paused.load(std::sync::atomic::Ordering::Relaxed) {
+            if self.is_paused(entry).await {
                 tracing::info!(job = %name, "paused: no catch-up");
                 continue;
             }
             let last = self.last_run(entry).await;
-            if let Some(run) = last.as_ref().filter(|r| r.outcome == JobOutcome::Running) {
+            // A cluster-wide job's run may be going on another node: not this start's to end.
+            let shared = entry.spec.cluster_wide && self.gate.is_some();
+            if !shared && let Some(run) = last.as_ref().filter(|r| r.outcome == JobOutcome::Running)
+            {
                 // It was running when Valor stopped: say so in its record.
                 let mut ended = run.clone();
                 ended.outcome = JobOutcome::Failed;
@@ -444,11 +495,22 @@ impl Scheduler {
             }
             let last_started = last.as_ref().and_then(|r| from_millis(r.started_ms));
             let decision = decide(&entry.spec.schedule, entry.spec.missed, last_started, now);
+            // Run, skipped or reported: one node decides a missed cluster-wide slot, once.
+            let due = match &decision {
+                MissedDecision::UpToDate => None,
+                MissedDecision::RunNow { due }
+                | MissedDecision::Skip { due, .. }
+                | MissedDecision::Notify { due } => Some(*due),
+            };
+            if let Some(due) = due
+                && !self.granted(entry, due).await
+            {
+                tracing::info!(job = %name, due = %due, "another node decided this missed slot");
+                decisions.push((name, MissedDecision::UpToDate));
+                continue;
+            }
             match &decision {
                 MissedDecision::UpToDate => {}
-                MissedDecision::RunNow { due } if !self.granted(entry, *due).await => {
-                    tracing::info!(job = %name, due = %due, "another node ran or runs this missed slot");
-                }
                 MissedDecision::RunNow { due } => {
                     tracing::info!(job = %name, due = %due, "catching up a run missed while down");
                     if let Err(e) = self
@@ -500,7 +562,7 @@ impl Scheduler {
         let mut listed = Vec::with_capacity(self.entries.len());
         for entry in &self.entries {
             let mut job = status(&entry.spec, self.last_run(entry).await, now);
-            if entry.paused.load(std::sync::atomic::Ordering::Relaxed) {
+            if self.is_paused(entry).await {
                 job.paused = true;
                 job.next = None;
             }
@@ -529,14 +591,13 @@ impl Scheduler {
                 let this = Arc::clone(&this);
                 let name = name.clone();
                 Box::pin(async move {
-                    if this.is_paused(&name) {
+                    let Ok(entry) = this.entry(&name) else { return };
+                    if this.is_paused(entry).await {
                         tracing::debug!(job = %name, "paused: this firing is skipped");
                         return;
                     }
                     let now = (this.clock)();
-                    if let Ok(entry) = this.entry(&name)
-                        && !this.granted(entry, now).await
-                    {
+                    if !this.granted(entry, now).await {
                         tracing::debug!(job = %name, "another node runs this slot");
                         return;
                     }

@@ -326,6 +326,7 @@ fn doctor_checks_the_shared_database_when_the_cluster_is_on() {
     assert!(stdout.contains("ok    pgvector"), "{stdout}");
     assert!(stdout.contains("ok    schema"), "{stdout}");
     assert!(stdout.contains("ok    leases"), "{stdout}");
+    assert!(stdout.contains("warn  shared_dir"), "{stdout}");
 
     let (out, stdout, _) = doctor(None);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
@@ -339,4 +340,25 @@ fn doctor_checks_the_shared_database_when_the_cluster_is_on() {
         "{stdout}"
     );
     assert!(!stdout.contains("doctor-secret-pw"), "{stdout}");
+
+    // A shared_dir that is not mounted here fails; one that is passes.
+    let shared = dir.path().join("nfs");
+    let with_shared = |path: &std::path::Path| {
+        output(
+            valor(dir.path())
+                .arg("doctor")
+                .env("VALOR__HEALTH__BIND", "127.0.0.1:0")
+                .env("VALOR__CLUSTER__ENABLED", "true")
+                .env("VALOR__CLUSTER__SHARED_DIR", path)
+                .env("VALOR_DATABASE_URL", &url),
+        )
+    };
+    let (_, stdout, _) = with_shared(&shared);
+    assert!(stdout.contains("FAIL  shared_dir"), "{stdout}");
+    std::fs::create_dir(&shared).unwrap();
+    let (_, stdout, _) = with_shared(&shared);
+    assert!(
+        stdout.contains("ok    shared_dir") && stdout.contains("nfs/workspaces"),
+        "{stdout}"
+    );
 }

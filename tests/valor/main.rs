@@ -7,6 +7,7 @@
 mod browser;
 mod chat_once;
 mod cli;
+mod cluster_crash;
 mod cluster_run;
 mod dashboard_phone;
 mod dashboard_ui;

@@ -115,6 +115,17 @@ fn fill(path: &Path) {
         .unwrap();
     store.name_chat(7, "Billing team").unwrap();
     store.add_paired_user(100).unwrap();
+    store
+        .record_job_run(&valor_protocol::jobs::JobRunRecord {
+            job: "daydream".to_owned(),
+            started_ms: 5_000,
+            finished_ms: Some(6_000),
+            outcome: valor_protocol::jobs::JobOutcome::Ok,
+            detail: "3 insights".to_owned(),
+            due_ms: Some(5_000),
+        })
+        .unwrap();
+    store.set_job_paused("daydream", true).unwrap();
     store.flush().unwrap();
 }
 
@@ -187,6 +198,12 @@ fn sled_to_postgres_to_sled_and_backup_to_restore_keep_everything() {
     let before = records_of(dir.path(), &original, None, "original.backup");
     let through_pg = records_of(dir.path(), &original, Some(&database), "postgres.backup");
     let after = records_of(dir.path(), &back, None, "back.backup");
+    for kind in ["\"job_run\"", "\"paused_job\""] {
+        assert!(
+            before.iter().any(|line| line.contains(kind)),
+            "{kind}: {before:?}"
+        );
+    }
     assert_eq!(before, through_pg, "PostgreSQL holds what sled held");
     assert_eq!(before, after, "sled → PostgreSQL → sled keeps every record");
 

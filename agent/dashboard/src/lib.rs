@@ -97,6 +97,8 @@ pub struct ChatRow {
     pub session: Option<String>,
     /// What its running turn is doing.
     pub running: Option<valor_core::progress::TurnProgress>,
+    /// The node holding it now, when Valor runs on several machines.
+    pub node: Option<String>,
 }
 
 /// An alert on the Alerts page: active (no `cleared_ms`) or past.

@@ -228,6 +228,7 @@ impl Source for Fake {
                 writing: false,
                 retrying: None,
             }),
+            node: None,
         }]
     }
     async fn chat(&self, chat_id: i64) -> Option<ChatRow> {
@@ -705,6 +706,45 @@ async fn the_live_streams_send_a_fragment_when_its_source_moves_and_only_new_log
     pulse.close();
     assert!(overview.0.frame().await.is_none(), "the stream ended");
     assert!(logs.0.frame().await.is_none(), "the stream ended");
+}
+
+#[test]
+fn on_several_machines_the_chats_say_which_node_holds_each() {
+    let row = |chat_id, node: Option<&str>| ChatRow {
+        chat_id,
+        name: None,
+        last_at_ms: 1_796_342_400_000,
+        messages: 1,
+        turns: 0,
+        cost_usd: 0.0,
+        context: None,
+        pending: 0,
+        session: None,
+        running: None,
+        node: node.map(str::to_owned),
+    };
+    let alone = valor_dashboard::pages::chats_fragment(&[row(1, None)], "t", 0).into_string();
+    assert!(!alone.contains("data-label=\"node\""), "{alone}");
+    assert!(
+        !alone.contains("/ui/chats/stop"),
+        "an idle chat has no Stop: {alone}"
+    );
+    let rows = [row(1, Some("worker-<2>")), row(2, None)];
+    let cluster = valor_dashboard::pages::chats_fragment(&rows, "t", 0).into_string();
+    assert!(cluster.contains("<th>node</th>"), "{cluster}");
+    assert!(
+        cluster.contains("<td data-label=\"node\">worker-&lt;2&gt;</td>"),
+        "{cluster}"
+    );
+    assert!(
+        cluster.contains("<td data-label=\"node\">-</td>"),
+        "{cluster}"
+    );
+    assert_eq!(
+        cluster.matches("/ui/chats/stop").count(),
+        1,
+        "the held chat can be stopped from here, wherever it runs: {cluster}"
+    );
 }
 
 #[tokio::test]

@@ -51,6 +51,12 @@ pub enum DumpRecord {
     PairedUser {
         user_id: i64,
     },
+    /// A scheduled job's run (its next due time and catch-up rest on the latest).
+    JobRun(crate::jobs::JobRunRecord),
+    /// A job the operator paused.
+    PausedJob {
+        job: String,
+    },
 }
 
 impl DumpRecord {
@@ -66,6 +72,8 @@ impl DumpRecord {
             DumpRecord::Run { .. } => "runs",
             DumpRecord::Chat { .. } => "chats",
             DumpRecord::PairedUser { .. } => "paired users",
+            DumpRecord::JobRun(_) => "job runs",
+            DumpRecord::PausedJob { .. } => "paused jobs",
         }
     }
 }

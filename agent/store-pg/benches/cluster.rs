@@ -105,6 +105,7 @@ async fn node(url: &str, name: &str, pool: usize) -> PgStore {
         node_id: name.to_owned(),
         pool_size: pool,
         wait: Duration::from_secs(30),
+        shared_sessions: false,
     };
     PgStore::connect(url, options).await.unwrap()
 }

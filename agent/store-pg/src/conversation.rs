@@ -155,14 +155,27 @@ impl ConversationStore for PgStore {
 impl SessionLedger for PgStore {
     async fn session(&self, chat_id: i64) -> Result<Option<SessionRecord>, StoreFailure> {
         let client = self.client().await?;
-        let row = (client.query_opt("SELECT body FROM sessions WHERE chat_id = $1", &[&chat_id]))
-            .await
-            .map_err(PgError::from)?;
+        // Claude Code keeps a session's transcript in the chat's HOME: without homes every node
+        // mounts, only the node that made the session can resume it (elsewhere the chat starts
+        // a fresh one, its context re-injected from the store).
+        let row = (client.query_opt(
+            "SELECT body FROM sessions WHERE chat_id = $1 AND ($2 OR body->>'node' = $3)",
+            &[
+                &chat_id,
+                &self.options.shared_sessions,
+                &self.options.node_id,
+            ],
+        ))
+        .await
+        .map_err(PgError::from)?;
         Ok(row.as_ref().map(|r| body(r, 0, "session")).transpose()?)
     }
 
     async fn set_session(&self, chat_id: i64, record: &SessionRecord) -> Result<(), StoreFailure> {
-        let value = encode("session", record)?;
+        let mut value = encode("session", record)?;
+        if let Some(fields) = value.as_object_mut() {
+            fields.insert("node".to_owned(), self.options.node_id.clone().into());
+        }
         let client = self.client().await?;
         (client.execute(
             "INSERT INTO sessions (chat_id, body) VALUES ($1, $2)

@@ -111,6 +111,16 @@ impl ChatQueue for PgChatQueue {
         Ok(self.store.notify_stop(chat_id).await?)
     }
 
+    async fn next_free(&self) -> Option<Duration> {
+        match self.store.next_chat_free().await {
+            Ok(free_in) => free_in,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot ask when the next held chat frees up");
+                None
+            }
+        }
+    }
+
     async fn wakes(&self) -> Option<mpsc::Receiver<QueueWake>> {
         let mut wakes = match self.store.listen().await {
             Ok(wakes) => wakes,

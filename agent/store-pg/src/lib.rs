@@ -14,12 +14,15 @@
 //! - [`leader`]: leader leases (the Telegram poller, the scheduler, the webhook) in the same
 //!   table, and the scheduler's slots, each run once cluster-wide.
 //! - [`wake`]: `LISTEN/NOTIFY`: new work and Stop reach every node at once.
+//! - [`jobs`]: the scheduler's job log for the cluster's jobs (every node reads their last run).
+//! - [`view`]: what the operator's views read of the whole cluster.
 
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod conversation;
 mod error;
 pub mod intake;
+pub mod jobs;
 pub mod leader;
 pub mod learn;
 pub mod lease;
@@ -30,6 +33,7 @@ pub mod schema;
 pub mod search;
 pub mod telegram;
 pub mod transfer;
+pub mod view;
 pub mod wake;
 
 pub use error::PgError;

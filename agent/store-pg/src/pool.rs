@@ -21,6 +21,9 @@ pub struct PgOptions {
     pub pool_size: usize,
     /// How long a query waits for a free connection, and a connection to open.
     pub wait: Duration,
+    /// Chats' Claude homes are on a filesystem every node mounts (`[cluster] shared_dir`): a
+    /// chat's session resumes on any node. False: only on the node that made it.
+    pub shared_sessions: bool,
 }
 
 impl Default for PgOptions {
@@ -29,6 +32,7 @@ impl Default for PgOptions {
             node_id: "node".to_owned(),
             pool_size: 16,
             wait: Duration::from_secs(5),
+            shared_sessions: false,
         }
     }
 }

@@ -117,6 +117,25 @@ impl PgStore {
         Ok(claimed)
     }
 
+    /// How soon the first chat with open updates that another process holds is free to claim
+    /// (its lease runs out); `None`: no such chat.
+    pub async fn next_chat_free(&self) -> Result<Option<Duration>, PgError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "SELECT EXTRACT(EPOCH FROM min(l.expires_at) - clock_timestamp())::float8
+                 FROM leases l
+                 WHERE l.chat_id IS NOT NULL AND l.expires_at > clock_timestamp()
+                   AND l.holder <> $1
+                   AND EXISTS (SELECT 1 FROM chat_updates u
+                               WHERE u.chat_id = l.chat_id AND u.done_at IS NULL)",
+                &[&self.holder()],
+            )
+            .await?;
+        let secs: Option<f64> = row.get(0);
+        Ok(secs.map(|s| Duration::from_secs_f64(s.max(0.0))))
+    }
+
     /// The chat's oldest open update, marked started (one more attempt); `None` when its
     /// queue is empty. Fenced.
     pub async fn next_update(&self, chat: &ChatLease) -> Result<Option<QueuedUpdate>, PgError> {

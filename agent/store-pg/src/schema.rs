@@ -7,13 +7,13 @@ use deadpool_postgres::Object;
 use crate::error::PgError;
 
 /// The schema this Valor reads and writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// The advisory lock's key ("valorsch" as bytes): one migration at a time, cluster-wide.
 const MIGRATION_LOCK: i64 = 0x76616c6f72736368;
 
 /// Each version's statements, in order; version N is `MIGRATIONS[N - 1]`.
-const MIGRATIONS: [&str; 1] = [V1];
+const MIGRATIONS: [&str; 2] = [V1, V2];
 
 const V1: &str = r#"
 CREATE TABLE meta (key text PRIMARY KEY, value text NOT NULL);
@@ -145,6 +145,19 @@ CREATE TABLE nodes (
     started_at timestamptz NOT NULL,
     seen_at timestamptz NOT NULL
 );
+"#;
+
+/// Version 2: the cluster's job log. A cluster-wide job's slot runs on one node; every node
+/// reads when it last ran (its next due time, the catch-up after downtime) from here.
+const V2: &str = r#"
+CREATE TABLE job_runs (
+    job text NOT NULL,
+    started_ms bigint NOT NULL,
+    node text NOT NULL,
+    body jsonb NOT NULL,
+    PRIMARY KEY (job, started_ms)
+);
+CREATE TABLE paused_jobs (job text PRIMARY KEY);
 "#;
 
 /// Brings the schema up to [`SCHEMA_VERSION`]; refuses a newer one.

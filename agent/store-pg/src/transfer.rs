@@ -7,6 +7,7 @@ use tokio_postgres::types::Json;
 use valor_memory::port::{DocumentStore, EmbeddingStore, MemoryArchive};
 use valor_protocol::dump::DumpRecord;
 use valor_protocol::records::{MemoryKind, StoredVector};
+use valor_scheduler::JobLog;
 use valor_telegram::inbox::PairedUsers;
 
 use crate::error::{PgError, encode};
@@ -85,6 +86,12 @@ impl PgStore {
         drop(client);
         for user_id in self.paired_users().await.map_err(failed)? {
             send!(DumpRecord::PairedUser { user_id });
+        }
+        for run in self.all_job_runs().await? {
+            send!(DumpRecord::JobRun(run));
+        }
+        for job in JobLog::paused_jobs(self).await.map_err(failed)? {
+            send!(DumpRecord::PausedJob { job });
         }
         Ok(())
     }
@@ -165,6 +172,10 @@ impl PgStore {
             }
             DumpRecord::PairedUser { user_id } => {
                 self.add_paired_user(user_id).await.map_err(failed)?;
+            }
+            DumpRecord::JobRun(run) => JobLog::record(self, &run).await.map_err(failed)?,
+            DumpRecord::PausedJob { job } => {
+                JobLog::set_paused(self, &job, true).await.map_err(failed)?;
             }
         }
         Ok(())

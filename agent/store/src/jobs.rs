@@ -74,6 +74,14 @@ impl Store {
             .collect()
     }
 
+    /// Every job's kept runs, job by job, oldest first.
+    pub fn all_job_runs(&self) -> impl Iterator<Item = Result<JobRunRecord, StoreError>> + '_ {
+        self.job_runs
+            .iter()
+            .values()
+            .map(|bytes| decode("job run", &bytes?))
+    }
+
     /// A job's latest run.
     pub fn last_job_run(&self, job: &str) -> Result<Option<JobRunRecord>, StoreError> {
         Ok(self.job_runs(job, 1)?.into_iter().next())

@@ -61,6 +61,12 @@ pub trait ChatQueue: Send + Sync {
     async fn stop(&self, chat_id: i64) -> Result<(), StoreFailure>;
     /// New work and Stop as they happen (`None`: not available; polling only).
     async fn wakes(&self) -> Option<mpsc::Receiver<QueueWake>>;
+    /// How soon a chat with waiting work that another worker holds is free to claim (its
+    /// lease runs out: that worker may be dead); `None`: no such chat. A worker claims it then,
+    /// not at its next tick.
+    async fn next_free(&self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 #[async_trait]

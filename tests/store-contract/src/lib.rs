@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod conversation;
+mod jobs;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -18,6 +19,7 @@ use valor_protocol::records::{MemoryKind, MemoryRecord, StoredMessage, StoredVec
 use valor_protocol::{Role, StoreFailure};
 
 pub use conversation::{conversation_contract, ledger_contract, telegram_contract};
+pub use jobs::job_log_contract;
 
 /// Appends a message to a chat the way the conversation does; its id.
 pub type AddMessage =

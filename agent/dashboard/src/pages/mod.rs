@@ -499,12 +499,14 @@ fn progress(p: &valor_core::progress::TurnProgress, now_ms: u64) -> Markup {
 
 /// The live part of the Chats page.
 pub fn chats_fragment(rows: &[ChatRow], csrf: &str, now_ms: u64) -> Markup {
+    // On several machines each chat is held by one node: which, beside what it does.
+    let cluster = rows.iter().any(|r| r.node.is_some());
     html! {
         @if rows.is_empty() { p { "No chat yet." } }
         @else {
             (scroll(html! {
                 table.stack {
-                    tr { th { "chat" } th { "session" } th { "last message" } th.n { "messages" } th.n { "turns (30 d)" } th.n { "cost (30 d)" } th { "context before → after" } th { "now" } th {} }
+                    tr { th { "chat" } @if cluster { th { "node" } } th { "session" } th { "last message" } th.n { "messages" } th.n { "turns (30 d)" } th.n { "cost (30 d)" } th { "context before → after" } th { "now" } th {} }
                     @for row in rows {
                         tr {
                             td data-label="chat" {
@@ -512,6 +514,7 @@ pub fn chats_fragment(rows: &[ChatRow], csrf: &str, now_ms: u64) -> Markup {
                                     @match &row.name { Some(name) => { (name) " " small { "(" (row.chat_id) ")" } }, None => { "chat " (row.chat_id) } }
                                 }
                             }
+                            @if cluster { td data-label="node" { (row.node.as_deref().unwrap_or("-")) } }
                             td data-label="session" { code { (row.session.as_deref().map_or("-", |s| s.get(..8).unwrap_or(s))) } }
                             td data-label="last message" { (time(row.last_at_ms)) } td.n data-label="messages" { (row.messages) } td.n data-label="turns" { (row.turns) }
                             td.n data-label="cost" { (format!("${:.4}", row.cost_usd)) }
@@ -524,7 +527,7 @@ pub fn chats_fragment(rows: &[ChatRow], csrf: &str, now_ms: u64) -> Markup {
                                 @if row.pending == 0 { "idle" }
                             }
                             td {
-                                @if row.pending > 0 {
+                                @if row.pending > 0 || row.node.is_some() {
                                     form.inline method="post" action="/ui/chats/stop" {
                                         input type="hidden" name="csrf" value=(csrf);
                                         input type="hidden" name="chat_id" value=(row.chat_id);

@@ -236,7 +236,7 @@ pub fn chat_fragment(
             div.card { div { "Spend (30 d)" } div.big { (format!("${:.4}", t.cost_usd)) } div { (t.input_tokens) " in · " (t.output_tokens) " out" } }
             @if let Some(row) = &view.row {
                 div.card { div { "Messages" } div.big { (row.messages) } div { "last " (ago(row.last_at_ms, now_ms)) } }
-                div.card { div { "Now" } div.big { (if row.pending == 0 { "idle" } else if row.running.is_some() { "running" } else { "waiting" }) } div { (row.pending) " pending" } }
+                div.card { div { "Now" } div.big { (if row.pending == 0 { "idle" } else if row.running.is_some() { "running" } else { "waiting" }) } div { (row.pending) " pending" @if let Some(node) = &row.node { " · held by " (node) } } }
             }
         }
         div.cards { @for chart in charts { (crate::charts::render(chart)) } }

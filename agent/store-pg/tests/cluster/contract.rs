@@ -55,6 +55,13 @@ async fn the_conversation_and_the_ledger_behave_as_on_sled() {
 }
 
 #[tokio::test]
+async fn the_job_log_behaves_as_on_sled() {
+    let (store, _) = store("a").await;
+    let kept = valor_store_pg::jobs::KEPT_JOB_RUNS as usize;
+    valor_store_contract::job_log_contract(Arc::new(store), Some(kept)).await;
+}
+
+#[tokio::test]
 async fn the_telegram_stores_behave_as_on_sled() {
     let (store, _) = store("a").await;
     telegram_contract(Arc::new(store)).await;

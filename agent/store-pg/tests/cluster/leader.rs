@@ -177,3 +177,94 @@ async fn three_schedulers_run_each_slot_once_and_the_next_leader_takes_over() {
         "after the leader died, others ran the slots: {after:?}"
     );
 }
+
+/// A scheduler of node `store` over the cluster's job log, whose every-second cluster-wide job
+/// counts its runs; a missed run is reported (`notified` counts the reports).
+fn shared_scheduler(
+    store: &PgStore,
+    runs: &std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    notified: &std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> std::sync::Arc<valor_scheduler::Scheduler> {
+    use std::sync::atomic::Ordering;
+    use valor_scheduler::{JobSpec, MissedPolicy, Schedule, Scheduler};
+    let mut scheduler = Scheduler::new(
+        std::sync::Arc::new(store.clone()),
+        std::sync::Arc::new(chrono::Utc::now),
+    );
+    scheduler.gate(std::sync::Arc::new(
+        valor_store_pg::intake::PgSlotGate::new(store.clone(), Duration::from_secs(2)),
+    ));
+    let spec = JobSpec {
+        name: "report".to_owned(),
+        // Each second, by the clock (a cron job: one missed while down is decided at start).
+        schedule: Schedule::parse("* * * * * *").unwrap(),
+        missed: MissedPolicy::Notify,
+        persist: true,
+        cluster_wide: true,
+    };
+    let runs = std::sync::Arc::clone(runs);
+    scheduler.add(spec, move |_| {
+        runs.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async { Ok("ran".to_owned()) })
+    });
+    let notified = std::sync::Arc::clone(notified);
+    scheduler.on_notify(std::sync::Arc::new(move |_| {
+        notified.fetch_add(1, Ordering::SeqCst);
+    }));
+    std::sync::Arc::new(scheduler)
+}
+
+#[tokio::test]
+async fn a_cluster_jobs_missed_slot_is_told_once_and_a_pause_holds_on_every_node() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use valor_scheduler::JobLog as _;
+    let (first, url) = store("n1").await;
+    let second = PgStore::connect(&url, options("n2")).await.unwrap();
+    let third = PgStore::connect(&url, options("n3")).await.unwrap();
+    // It last ran an hour ago (on some node): every node starting sees the slot missed.
+    let an_hour_ago = valor_protocol::time::now_ms() - 3_600_000;
+    let last = valor_protocol::jobs::JobRunRecord {
+        job: "report".to_owned(),
+        started_ms: an_hour_ago,
+        finished_ms: Some(an_hour_ago + 10),
+        outcome: valor_protocol::jobs::JobOutcome::Ok,
+        detail: "ran".to_owned(),
+        due_ms: Some(an_hour_ago),
+    };
+    first.record(&last).await.unwrap();
+    let (runs, notified) = (
+        std::sync::Arc::new(AtomicUsize::new(0)),
+        std::sync::Arc::new(AtomicUsize::new(0)),
+    );
+    let schedulers: Vec<_> = [&first, &second, &third]
+        .into_iter()
+        .map(|store| shared_scheduler(store, &runs, &notified))
+        .collect();
+    tokio::join!(
+        schedulers[0].catch_up(),
+        schedulers[1].catch_up(),
+        schedulers[2].catch_up()
+    );
+    assert_eq!(
+        notified.load(Ordering::SeqCst),
+        1,
+        "told once, not per node"
+    );
+    let logged = first.runs("report", 10).await.unwrap();
+    assert_eq!(logged.len(), 2, "the report recorded once: {logged:?}");
+
+    // Paused through one node, the job fires on none, whichever leads.
+    schedulers[0].set_paused("report", true).await.unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    for scheduler in &schedulers[1..] {
+        tokio::spawn(std::sync::Arc::clone(scheduler).run(stop.clone()));
+    }
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert_eq!(runs.load(Ordering::SeqCst), 0, "paused everywhere");
+    let listed = schedulers[2].status().await;
+    assert!(listed[0].paused, "every node lists it paused");
+    schedulers[0].set_paused("report", false).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    stop.cancel();
+    assert!(runs.load(Ordering::SeqCst) >= 1, "resumed everywhere");
+}

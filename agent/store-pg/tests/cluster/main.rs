@@ -9,3 +9,4 @@ mod leader;
 mod queue;
 mod search;
 mod support;
+mod view;

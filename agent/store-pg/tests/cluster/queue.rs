@@ -184,6 +184,40 @@ async fn a_released_chat_is_claimed_at_once_by_another_worker() {
 }
 
 #[tokio::test]
+async fn a_worker_knows_when_a_chat_held_elsewhere_frees_up() {
+    let (first, url) = store("w1").await;
+    let second = PgStore::connect(&url, options("w2")).await.unwrap();
+    assert_eq!(
+        second.next_chat_free().await.unwrap(),
+        None,
+        "no chat at all"
+    );
+    first.accept_update(&update(1, 7, "one")).await.unwrap();
+    let held = first
+        .claim_chats(1, Duration::from_secs(20))
+        .await
+        .unwrap()
+        .remove(0);
+    let free_in = second
+        .next_chat_free()
+        .await
+        .unwrap()
+        .expect("w1 holds work");
+    assert!(
+        free_in > Duration::from_secs(18) && free_in <= Duration::from_secs(20),
+        "{free_in:?}"
+    );
+    assert_eq!(first.next_chat_free().await.unwrap(), None, "its own chats");
+    // Done with its work, the chat frees up for nobody's sake.
+    let next = first.next_update(&held).await.unwrap().unwrap();
+    first
+        .finish_update(&held, next.id, Some(answer(7, "done")), TTL)
+        .await
+        .unwrap();
+    assert_eq!(second.next_chat_free().await.unwrap(), None);
+}
+
+#[tokio::test]
 async fn workers_hear_of_new_work_and_of_stop_at_once() {
     let (store, _) = store("w1").await;
     let mut wakes = store.listen().await.unwrap();

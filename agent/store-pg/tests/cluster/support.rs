@@ -49,6 +49,7 @@ pub fn options(node: &str) -> PgOptions {
         node_id: node.to_owned(),
         pool_size: 8,
         wait: Duration::from_secs(5),
+        shared_sessions: false,
     }
 }
 

@@ -86,6 +86,14 @@ async fn the_conversation_and_the_ledger_behave_alike_on_sled_and_in_memory() {
 }
 
 #[tokio::test]
+async fn the_job_log_behaves_alike_on_sled_and_in_memory() {
+    let (store, _, _dir) = sled();
+    valor_store_contract::job_log_contract(Arc::new(store), Some(crate::jobs::KEPT_RUNS)).await;
+    let memory = Arc::new(valor_scheduler::runner::InMemoryJobLog::default());
+    valor_store_contract::job_log_contract(memory, None).await;
+}
+
+#[tokio::test]
 async fn the_telegram_stores_behave_alike_on_sled_and_in_memory() {
     let (store, _, _dir) = sled();
     telegram_contract(Arc::new(store)).await;

@@ -21,6 +21,11 @@ impl JobLog for Store {
         Ok(self.blocking(move |s| s.last_job_run(&job)).await?)
     }
 
+    async fn runs(&self, job: &str, limit: usize) -> Result<Vec<JobRunRecord>, StoreFailure> {
+        let job = job.to_owned();
+        Ok(self.blocking(move |s| s.job_runs(&job, limit)).await?)
+    }
+
     async fn paused_jobs(&self) -> Result<Vec<String>, StoreFailure> {
         Ok(self.blocking(Store::paused_jobs).await?)
     }

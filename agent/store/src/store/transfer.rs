@@ -84,6 +84,16 @@ impl Store {
                 return Ok(());
             }
         }
+        for run in self.all_job_runs() {
+            if !visit(DumpRecord::JobRun(run?)) {
+                return Ok(());
+            }
+        }
+        for job in self.paused_jobs()? {
+            if !visit(DumpRecord::PausedJob { job }) {
+                return Ok(());
+            }
+        }
         Ok(())
     }
 
@@ -131,6 +141,8 @@ impl Store {
                 self.set_conversation_start(chat_id, conversation_start)
             }
             DumpRecord::PairedUser { user_id } => self.add_paired_user(user_id),
+            DumpRecord::JobRun(run) => self.record_job_run(&run),
+            DumpRecord::PausedJob { job } => self.set_job_paused(&job, true),
         }
     }
 }

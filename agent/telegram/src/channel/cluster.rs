@@ -15,6 +15,9 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::TelegramChannel;
+
+/// Past a lease's end before claiming the chat (the database's clock decides).
+const CLAIM_MARGIN: Duration = Duration::from_millis(20);
 use crate::cluster::{ChatQueue, ClaimedChat, Leadership, QueueWake};
 
 /// How this node takes part in the cluster.
@@ -239,8 +242,7 @@ impl TelegramChannel {
     /// Claims chats as work arrives and answers them, until `shutdown`.
     async fn work(self, cluster: ClusterSetup, shutdown: CancellationToken) {
         let mut wakes = cluster.queue.wakes().await;
-        let mut tick = tokio::time::interval(cluster.tick);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut next_claim = cluster.tick;
         loop {
             let woken = async {
                 match wakes.as_mut() {
@@ -265,13 +267,19 @@ impl TelegramChannel {
                         wakes = None;
                     }
                 },
-                _ = tick.tick() => {
+                () = tokio::time::sleep(next_claim) => {
                     if wakes.is_none() {
                         wakes = cluster.queue.wakes().await;
                     }
                 }
             }
             self.claim_more(&cluster, &shutdown).await;
+            // A chat held elsewhere with work waiting is claimed the moment its lease runs
+            // out (its worker may have died), not up to a tick later.
+            next_claim = match cluster.queue.next_free().await {
+                Some(free_in) => (free_in + CLAIM_MARGIN).min(cluster.tick),
+                None => cluster.tick,
+            };
         }
     }
 
