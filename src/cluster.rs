@@ -36,6 +36,8 @@ pub fn channel_cluster(config: &Config, pg: &PgStore) -> valor_telegram::channel
         // another worker idles.
         max_chats: config.claude.max_concurrent.max(1),
         idle_keep: Duration::from_secs(c.chat_idle_keep_secs),
+        // Beyond the warm Claude processes kept, an idle chat held buys nothing.
+        max_idle: config.claude.max_warm.max(1),
         renew_every: chat_lease / 3,
         tick: Duration::from_secs(1),
         // A poll ends well within the leader's lease, so the leader renews it in time.

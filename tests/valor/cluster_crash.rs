@@ -89,12 +89,19 @@ fn every_turn_is_answered_once_in_order_and_the_killed_turn_is_edited_elsewhere(
         std::thread::sleep(Duration::from_millis(50));
     }
     // Its partial answer is on screen, then its worker dies.
-    wait_until(
-        "the partial answer shown",
-        Duration::from_secs(60),
-        &[&ingress],
-        || (telegram.messages(-1).iter()).any(|m| m.visible.contains("(so far")),
-    );
+    let shown_by = Instant::now() + Duration::from_secs(60);
+    while !(telegram.messages(-1).iter()).any(|m| m.visible.contains("(so far")) {
+        assert!(
+            Instant::now() < shown_by,
+            "the partial answer never shown: {:?}\n{:?}\n{}",
+            telegram.messages(-1),
+            (telegram.calls().into_iter())
+                .filter(|c| c.chat_id == Some(-1))
+                .collect::<Vec<_>>(),
+            all_logs(&workers).join("\n-----\n")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let holder = lease_holder(&database, "chat:-1").expect("a worker holds chat 1");
     let victim = names.iter().position(|n| *n == holder).unwrap();
     let killed_at = Instant::now();

@@ -675,3 +675,39 @@ fn with_a_shared_dir_a_chat_that_moves_resumes_its_claude_session() {
         stays.logs()
     );
 }
+
+#[test]
+fn a_worker_keeps_no_more_idle_chats_than_warm_processes() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (anthropic, telegram) = echo_anthropic(&runtime);
+    let database = fresh_database();
+    let root = tempfile::tempdir().unwrap();
+    let mut cmd = node(root.path(), "n1", "all", &database, &telegram, &anthropic);
+    // Idle chats would be kept five minutes; one warm process is kept.
+    cmd.env("VALOR__CLUSTER__CHAT_IDLE_KEEP_SECS", "300")
+        .env("VALOR__CLAUDE__MAX_WARM", "1");
+    let service = Service::start(&mut cmd);
+    for chat in [-7_001, -7_002, -7_003] {
+        telegram.user_says(chat, 100, &format!("hello {}", -chat));
+        wait_until(
+            "the chat answered",
+            Duration::from_secs(60),
+            &[&service],
+            || answers(&telegram, chat).len() == 1,
+        );
+    }
+    let held = || {
+        sql_strings(
+            &database,
+            "SELECT name FROM leases WHERE chat_id IS NOT NULL AND expires_at > clock_timestamp()",
+            None,
+        )
+    };
+    wait_until(
+        "the longest idle chats let go",
+        Duration::from_secs(10),
+        &[&service],
+        || held().len() == 1,
+    );
+    assert_eq!(held(), ["chat:-7003"], "the latest stays");
+}

@@ -43,17 +43,25 @@ fn lease_of(chat: &ClaimedChat) -> ChatLease {
     }
 }
 
+fn claimed_chat(chat: ChatLease) -> ClaimedChat {
+    ClaimedChat {
+        chat_id: chat.chat_id,
+        epoch: chat.lease.epoch,
+    }
+}
+
 #[async_trait]
 impl ChatQueue for PgChatQueue {
     async fn claim(&self, max: usize) -> Result<Vec<ClaimedChat>, StoreFailure> {
         let claimed = self.store.claim_chats(max, self.chat_lease).await?;
-        Ok(claimed
-            .into_iter()
-            .map(|c| ClaimedChat {
-                chat_id: c.chat_id,
-                epoch: c.lease.epoch,
-            })
-            .collect())
+        Ok(claimed.into_iter().map(claimed_chat).collect())
+    }
+
+    async fn claim_interrupted(&self, max: usize) -> Result<Vec<ClaimedChat>, StoreFailure> {
+        let claimed = (self.store)
+            .claim_interrupted_chats(max, self.chat_lease)
+            .await?;
+        Ok(claimed.into_iter().map(claimed_chat).collect())
     }
 
     async fn next_turn(&self, chat: &ClaimedChat) -> Result<Option<QueuedTurn>, StoreFailure> {

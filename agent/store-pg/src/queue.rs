@@ -79,8 +79,28 @@ impl PgStore {
     }
 
     /// Claims up to `max` chats with open updates that no other worker holds (and renews the
-    /// ones this worker holds), each for `ttl`; oldest work first.
+    /// ones this worker holds), each for `ttl`: first those whose answer a dead worker had
+    /// begun (the person saw part of it), then the oldest work.
     pub async fn claim_chats(&self, max: usize, ttl: Duration) -> Result<Vec<ChatLease>, PgError> {
+        self.claim_where(max, ttl, false).await
+    }
+
+    /// Claims up to `max` chats whose answer a worker began and did not finish (it died or
+    /// lost the chat): a worker takes them even when its other chats fill it.
+    pub async fn claim_interrupted_chats(
+        &self,
+        max: usize,
+        ttl: Duration,
+    ) -> Result<Vec<ChatLease>, PgError> {
+        self.claim_where(max, ttl, true).await
+    }
+
+    async fn claim_where(
+        &self,
+        max: usize,
+        ttl: Duration,
+        interrupted_only: bool,
+    ) -> Result<Vec<ChatLease>, PgError> {
         if max == 0 {
             return Ok(Vec::new());
         }
@@ -91,12 +111,15 @@ impl PgStore {
         let rows = transaction
             .query(
                 "SELECT l.chat_id FROM leases l
-                 JOIN (SELECT chat_id, min(id) AS first FROM chat_updates
+                 JOIN (SELECT chat_id, min(id) AS first,
+                              bool_or(started_at IS NOT NULL) AS interrupted
+                       FROM chat_updates
                        WHERE done_at IS NULL GROUP BY chat_id) open ON open.chat_id = l.chat_id
-                 WHERE l.expires_at <= clock_timestamp() OR l.holder = $1
-                 ORDER BY open.first LIMIT $2
+                 WHERE (l.expires_at <= clock_timestamp() OR l.holder = $1)
+                   AND (open.interrupted OR NOT $3)
+                 ORDER BY open.interrupted DESC, open.first LIMIT $2
                  FOR UPDATE OF l SKIP LOCKED",
-                &[&self.holder(), &(max as i64)],
+                &[&self.holder(), &(max as i64), &interrupted_only],
             )
             .await?;
         let chats: Vec<i64> = rows.iter().map(|row| row.get(0)).collect();

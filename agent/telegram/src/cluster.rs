@@ -40,8 +40,15 @@ pub enum QueueWake {
 
 #[async_trait]
 pub trait ChatQueue: Send + Sync {
-    /// Claims up to `max` chats with waiting updates that no other worker holds.
+    /// Claims up to `max` chats with waiting updates that no other worker holds (those whose
+    /// answer a dead worker had begun first).
     async fn claim(&self, max: usize) -> Result<Vec<ClaimedChat>, StoreFailure>;
+    /// Claims up to `max` chats whose answer a worker began and did not finish: taken even by
+    /// a full worker, so the person who saw part of an answer is not left behind the queue.
+    async fn claim_interrupted(&self, max: usize) -> Result<Vec<ClaimedChat>, StoreFailure> {
+        let _ = max;
+        Ok(Vec::new())
+    }
     /// The chat's next update, in order, marked started; `None` when none waits.
     async fn next_turn(&self, chat: &ClaimedChat) -> Result<Option<QueuedTurn>, StoreFailure>;
     /// Remembers the message the update's answer streams into.

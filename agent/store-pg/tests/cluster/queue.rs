@@ -218,6 +218,35 @@ async fn a_worker_knows_when_a_chat_held_elsewhere_frees_up() {
 }
 
 #[tokio::test]
+async fn a_chat_whose_answer_a_dead_worker_began_is_claimed_first() {
+    let (dead, url) = store("w1").await;
+    let next = PgStore::connect(&url, options("w2")).await.unwrap();
+    dead.accept_update(&update(1, 8, "older")).await.unwrap();
+    dead.accept_update(&update(2, 7, "begun")).await.unwrap();
+    assert!(
+        next.claim_interrupted_chats(5, TTL)
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing begun yet"
+    );
+    let short = Duration::from_millis(300);
+    let held = dead.claim_chats(2, short).await.unwrap();
+    let seven = held.iter().find(|c| c.chat_id == 7).unwrap();
+    let eight = held.iter().find(|c| c.chat_id == 8).unwrap();
+    dead.next_update(seven).await.unwrap().unwrap();
+    dead.release_chat(eight).await.unwrap();
+    // The worker dies: its lease on chat 7 runs out.
+    tokio::time::sleep(short + Duration::from_millis(200)).await;
+    let taken = next.claim_interrupted_chats(5, TTL).await.unwrap();
+    let ids: Vec<i64> = taken.iter().map(|c| c.chat_id).collect();
+    assert_eq!(ids, [7], "only the begun answer's chat");
+    next.release_chat(&taken[0]).await.unwrap();
+    let first = next.claim_chats(1, TTL).await.unwrap();
+    assert_eq!(first[0].chat_id, 7, "ahead of older work");
+}
+
+#[tokio::test]
 async fn workers_hear_of_new_work_and_of_stop_at_once() {
     let (store, _) = store("w1").await;
     let mut wakes = store.listen().await.unwrap();

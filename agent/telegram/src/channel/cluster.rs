@@ -33,6 +33,9 @@ pub struct ClusterSetup {
     pub max_chats: usize,
     /// An idle chat is kept (its warm Claude process reused) this long.
     pub idle_keep: Duration,
+    /// Idle chats this worker keeps at most (one more lets the longest idle go): each renews
+    /// its lease, and beyond the warm processes kept, keeping one buys nothing.
+    pub max_idle: usize,
     /// How often a held chat's lease is renewed (well within the lease).
     pub renew_every: Duration,
     /// How often a worker looks for work without being woken, and a follower asks to lead.
@@ -46,6 +49,36 @@ pub struct ClusterSetup {
 pub(super) struct HeldChat {
     notify: Notify,
     busy: std::sync::atomic::AtomicBool,
+    /// Since when it has been idle (`None`: a turn of it runs).
+    idle_since: std::sync::Mutex<Option<std::time::Instant>>,
+    /// Tells an idle chat to let go (too many idle chats held).
+    evict: Notify,
+}
+
+impl HeldChat {
+    fn new() -> HeldChat {
+        HeldChat {
+            notify: Notify::new(),
+            busy: std::sync::atomic::AtomicBool::new(true),
+            idle_since: std::sync::Mutex::new(None),
+            evict: Notify::new(),
+        }
+    }
+
+    fn set_idle(&self, idle: bool) {
+        self.busy.store(!idle, std::sync::atomic::Ordering::Release);
+        *self
+            .idle_since
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = idle.then(std::time::Instant::now);
+    }
+
+    fn idle_since(&self) -> Option<std::time::Instant> {
+        *self
+            .idle_since
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// How one leader's poll ended.
@@ -283,6 +316,23 @@ impl TelegramChannel {
         }
     }
 
+    /// With more than `max_idle` idle chats held, tells the one idle longest to let go.
+    fn evict_longest_idle(&self, max_idle: usize) {
+        let running = self
+            .inner
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let idle: Vec<(std::time::Instant, &Arc<HeldChat>)> = (running.values())
+            .filter_map(|held| Some((held.idle_since()?, held)))
+            .collect();
+        if idle.len() > max_idle
+            && let Some((_, longest)) = idle.iter().min_by_key(|(since, _)| *since)
+        {
+            longest.evict.notify_one();
+        }
+    }
+
     /// Tells the chat's runner on this node that work arrived; false when none runs here.
     fn nudge(&self, chat_id: i64) -> bool {
         let running = self
@@ -300,21 +350,30 @@ impl TelegramChannel {
     }
 
     async fn claim_more(&self, cluster: &ClusterSetup, shutdown: &CancellationToken) {
-        let free = {
+        let busy = {
             let running = self
                 .inner
                 .running
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            let busy = (running.values())
+            (running.values())
                 .filter(|held| held.busy.load(std::sync::atomic::Ordering::Acquire))
-                .count();
-            cluster.max_chats.saturating_sub(busy)
+                .count()
         };
-        if free == 0 || shutdown.is_cancelled() {
+        if shutdown.is_cancelled() {
             return;
         }
-        let claimed = match cluster.queue.claim(free).await {
+        let free = cluster.max_chats.saturating_sub(busy);
+        let claiming = if free > 0 {
+            cluster.queue.claim(free).await
+        } else if busy < cluster.max_chats.saturating_mul(2) {
+            // Full, but a chat whose answer a dead worker had begun goes first: its turn
+            // takes the next free run here rather than waiting for a chat to finish.
+            cluster.queue.claim_interrupted(1).await
+        } else {
+            return;
+        };
+        let claimed = match claiming {
             Ok(claimed) => claimed,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot claim chats");
@@ -322,10 +381,7 @@ impl TelegramChannel {
             }
         };
         for chat in claimed {
-            let held = Arc::new(HeldChat {
-                notify: Notify::new(),
-                busy: std::sync::atomic::AtomicBool::new(true),
-            });
+            let held = Arc::new(HeldChat::new());
             {
                 let mut running = self
                     .inner
@@ -375,13 +431,15 @@ impl TelegramChannel {
                 }
             };
             let Some(turn) = turn else {
-                held.busy.store(false, std::sync::atomic::Ordering::Release);
+                held.set_idle(true);
+                self.evict_longest_idle(cluster.max_idle);
                 let idle = tokio::time::sleep(cluster.idle_keep);
                 tokio::select! {
                     () = held.notify.notified() => {
-                        held.busy.store(true, std::sync::atomic::Ordering::Release);
+                        held.set_idle(false);
                         continue;
                     }
+                    () = held.evict.notified() => break,
                     () = lost.cancelled() => break,
                     () = shutdown.cancelled() => break,
                     () = idle => break,
