@@ -113,6 +113,19 @@ impl Memory {
     ) -> Result<Option<Vec<IndexEntry>>, MemoryError> {
         let (before, after) = (before.min(MAX_TIMELINE_SIDE), after.min(MAX_TIMELINE_SIDE));
         let view = view_of(chat_id);
+        // Several machines: what other nodes stored since this one started is not in its
+        // catalogue; the shared store has every document.
+        if let Some(shared) = self.shared_search() {
+            let timeline = shared.timeline_shared(&view, anchor, before, after);
+            let Some(ids) = timeline.await? else {
+                return Ok(None);
+            };
+            let lines = (self.store().documents(&ids).await?.into_iter().flatten())
+                .filter(|document| visible(chat_id, document))
+                .map(|document| IndexEntry::of(&document))
+                .collect();
+            return Ok(Some(lines));
+        }
         let window: Vec<Entry> = {
             let indexes = self.indexes();
             let mut seen: Vec<Entry> = (indexes.catalogue.entries().iter())

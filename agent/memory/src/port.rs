@@ -145,4 +145,14 @@ pub trait SharedSearch: Send + Sync + 'static {
         filter: &crate::Filter,
         limit: usize,
     ) -> Result<Vec<SharedHit>, StoreFailure>;
+
+    /// The documents `filter` keeps around `anchor` in time order: up to `before` before it,
+    /// the anchor, up to `after` after it (ids). `None` when `filter` does not keep `anchor`.
+    async fn timeline_shared(
+        &self,
+        filter: &crate::Filter,
+        anchor: u64,
+        before: usize,
+        after: usize,
+    ) -> Result<Option<Vec<u64>>, StoreFailure>;
 }

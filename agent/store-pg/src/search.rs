@@ -19,9 +19,11 @@ use crate::pool::{PgStore, db_i64, from_db};
 /// (At 100k, with the vector ranking: 1,000 of each, p50 51 ms; 300, 21 ms; 200, no faster.)
 const KEYWORD_POOL: i64 = 300;
 
-/// Candidates the HNSW scan keeps (pgvector's `ef_search`): above [`CANDIDATES`], so the
-/// vector ranking is not cut short (the iterative scan goes on when a filter needs more).
-const EF_SEARCH: i32 = 64;
+/// How every connection searches (set as it opens): the HNSW scan keeps 64 candidates
+/// (`ef_search`, above [`CANDIDATES`], so the vector ranking is not cut short) and scans on
+/// when a filter needs more (`iterative_scan`: a chat's search returns its k hits).
+pub(crate) const SESSION_SETTINGS: &str =
+    "-c hnsw.ef_search=64 -c hnsw.iterative_scan=relaxed_order";
 
 /// A search as the store runs it.
 #[derive(Debug, Clone, Copy)]
@@ -121,16 +123,10 @@ impl PgStore {
                    UNION ALL SELECT id, rank, 'k', NULL FROM by_keyword) ranked
              GROUP BY id ORDER BY score DESC, id DESC LIMIT $12"
         );
-        let mut client = self.client().await?;
-        let transaction = client.transaction().await?;
-        transaction
-            .batch_execute(&format!(
-                "SET LOCAL hnsw.iterative_scan = relaxed_order; SET LOCAL hnsw.ef_search = {EF_SEARCH}"
-            ))
-            .await?;
+        let client = self.client().await?;
         // Prepared once per connection: planning this query anew took milliseconds.
-        let statement = transaction.prepare_cached(&sql).await?;
-        let rows = transaction
+        let statement = client.prepare_cached(&sql).await?;
+        let rows = client
             .query(
                 &statement,
                 &[
@@ -150,7 +146,6 @@ impl PgStore {
                 ],
             )
             .await?;
-        transaction.commit().await?;
         Ok(rows
             .iter()
             .map(|r| PgHit {
@@ -164,8 +159,71 @@ impl PgStore {
     }
 }
 
+impl PgStore {
+    /// The documents `filter` keeps around `anchor`, in time order (ids): up to `before`
+    /// before it, the anchor, up to `after` after it; `None` when `filter` does not keep it.
+    pub async fn timeline(
+        &self,
+        filter: &Filter,
+        anchor: u64,
+        before: usize,
+        after: usize,
+    ) -> Result<Option<Vec<u64>>, PgError> {
+        let kinds: Vec<i16> = filter.kinds.iter().map(|k| i16::from(k.byte())).collect();
+        let exclude: Vec<i64> = filter.exclude.iter().map(|id| db_i64(*id)).collect();
+        let (since, until) = (filter.since_ms.map(db_i64), filter.until_ms.map(db_i64));
+        let sql = format!(
+            "WITH anchor AS (SELECT d.at_ms, d.id FROM documents d WHERE d.id = $1 AND {FILTER})
+             (SELECT d.id, d.at_ms FROM documents d, anchor
+              WHERE (d.at_ms, d.id) < (anchor.at_ms, anchor.id) AND {FILTER}
+              ORDER BY d.at_ms DESC, d.id DESC LIMIT $2)
+             UNION ALL (SELECT id, at_ms FROM anchor)
+             UNION ALL
+             (SELECT d.id, d.at_ms FROM documents d, anchor
+              WHERE (d.at_ms, d.id) > (anchor.at_ms, anchor.id) AND {FILTER}
+              ORDER BY d.at_ms, d.id LIMIT $9)"
+        );
+        let client = self.client().await?;
+        let statement = client.prepare_cached(&sql).await?;
+        let rows = client
+            .query(
+                &statement,
+                &[
+                    &db_i64(anchor),
+                    &db_i64(before as u64),
+                    &filter.chat_id,
+                    &filter.include_shared,
+                    &kinds,
+                    &since,
+                    &until,
+                    &exclude,
+                    &db_i64(after as u64),
+                ],
+            )
+            .await?;
+        let mut window: Vec<(i64, u64)> = (rows.iter())
+            .map(|row| (row.get::<_, i64>(1), from_db(row.get(0))))
+            .collect();
+        if !window.iter().any(|(_, id)| *id == anchor) {
+            return Ok(None);
+        }
+        window.sort_unstable();
+        Ok(Some(window.into_iter().map(|(_, id)| id).collect()))
+    }
+}
+
 #[async_trait::async_trait]
 impl valor_memory::port::SharedSearch for PgStore {
+    async fn timeline_shared(
+        &self,
+        filter: &Filter,
+        anchor: u64,
+        before: usize,
+        after: usize,
+    ) -> Result<Option<Vec<u64>>, valor_protocol::StoreFailure> {
+        Ok(self.timeline(filter, anchor, before, after).await?)
+    }
+
     async fn search_shared(
         &self,
         text: &str,

@@ -17,6 +17,11 @@ impl Memory {
         }
     }
 
+    /// The shared store searches run through, on several machines.
+    pub(crate) fn shared_search(&self) -> Option<Arc<dyn SharedSearch>> {
+        self.inner.shared.get().cloned()
+    }
+
     pub(super) async fn search_shared(
         &self,
         shared: Arc<dyn SharedSearch>,

@@ -325,6 +325,24 @@ async fn memory_on_one_node_finds_what_another_node_saved_a_moment_ago() {
         ..valor_memory::Query::new("deploy key", 5)
     };
     assert!(on_b.search(&other).await.unwrap().hits.is_empty());
+
+    // The memory tool's timeline around it, on node B: what node A saved around it too.
+    let anchor = found.hits[0].id;
+    let later = first
+        .save_memories(vec![
+            insight(Some(5), "the staging key rotates on Fridays"),
+            insight(Some(6), "another chat's note"),
+            insight(None, "a note every chat sees"),
+        ])
+        .await
+        .unwrap();
+    let around = on_b.timeline(5, anchor, 3, 3).await.unwrap().unwrap();
+    let ids: Vec<u64> = around.iter().map(|e| e.id).collect();
+    assert_eq!(ids, [anchor, later[0].id, later[2].id], "{around:?}");
+    assert!(
+        on_b.timeline(6, anchor, 3, 3).await.unwrap().is_none(),
+        "another chat cannot anchor on it"
+    );
 }
 
 #[tokio::test]

@@ -15,10 +15,10 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::TelegramChannel;
+use crate::cluster::{ChatQueue, ClaimedChat, Leadership, QueueWake};
 
 /// Past a lease's end before claiming the chat (the database's clock decides).
 const CLAIM_MARGIN: Duration = Duration::from_millis(20);
-use crate::cluster::{ChatQueue, ClaimedChat, Leadership, QueueWake};
 
 /// How this node takes part in the cluster.
 #[derive(Clone)]
