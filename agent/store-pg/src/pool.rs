@@ -53,15 +53,8 @@ impl PgStore {
     /// Connects, checks pgvector and brings the schema up to date (under an advisory lock:
     /// nodes starting together migrate once). Nothing is started when this fails.
     pub async fn connect(url: &str, options: PgOptions) -> Result<PgStore, PgError> {
-        let mut config =
+        let config =
             tokio_postgres::Config::from_str(url).map_err(|e| PgError::BadUrl(e.to_string()))?;
-        // Set once per connection as it opens: a search is then one round trip, not a
-        // transaction with its own settings.
-        let settings = match config.get_options() {
-            Some(given) => format!("{given} {}", crate::search::SESSION_SETTINGS),
-            None => crate::search::SESSION_SETTINGS.to_owned(),
-        };
-        config.options(settings);
         let manager = Manager::from_config(
             config.clone(),
             tls()?,
