@@ -89,7 +89,7 @@ fn every_turn_is_answered_once_in_order_and_the_killed_turn_is_edited_elsewhere(
         std::thread::sleep(Duration::from_millis(50));
     }
     // Its partial answer is on screen, then its worker dies.
-    let shown_by = Instant::now() + Duration::from_secs(60);
+    let shown_by = Instant::now() + Duration::from_secs(120);
     while !(telegram.messages(-1).iter()).any(|m| m.visible.contains("(so far")) {
         assert!(
             Instant::now() < shown_by,
@@ -166,7 +166,7 @@ fn every_turn_is_answered_once_in_order_and_the_killed_turn_is_edited_elsewhere(
         telegram.errors(429).len()
     );
     assert!(
-        killed_answered < Duration::from_secs(5 + 30),
+        killed_answered < Duration::from_secs(5 + 45),
         "{killed_answered:?}"
     );
     let nodes = sql_strings(
