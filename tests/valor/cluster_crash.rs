@@ -38,7 +38,10 @@ fn every_turn_is_answered_once_in_order_and_the_killed_turn_is_edited_elsewhere(
         (
             FakeAnthropic::start(move |turn| {
                 let request = request_of(turn);
-                if request == killed_turn && holds.fetch_add(1, Ordering::SeqCst) == 0 {
+                // Only the turn's own streamed request, with its tools (the CLI's side
+                // requests, which may quote the user's words, are answered as usual).
+                let main = turn.stream && !turn.tools.is_empty();
+                if request == killed_turn && main && holds.fetch_add(1, Ordering::SeqCst) == 0 {
                     // Its first attempt streams a part, then nothing for two minutes.
                     return Reply::Partial(
                         vec!["echo ".to_owned(), "c1-t3 (so far".to_owned()],

@@ -156,7 +156,10 @@ fn workers_answer_every_chat_in_order_and_a_killed_workers_chat_moves() {
             FakeAnthropic::start(move |turn| {
                 let request = request_of(turn);
                 // The first attempt at "slow" streams nothing for a long time.
-                if request.starts_with("slow") && stalls.fetch_add(1, Ordering::SeqCst) == 0 {
+                // (Only the turn's own streamed request with its tools: not a side request.)
+                let main = turn.stream && !turn.tools.is_empty();
+                if request.starts_with("slow") && main && stalls.fetch_add(1, Ordering::SeqCst) == 0
+                {
                     return Reply::Stall(Duration::from_secs(120));
                 }
                 Reply::chunks(&["echo ", &request, " done"])
