@@ -130,15 +130,17 @@ impl Agent {
         let learner = crate::learning::learner(config, &self.memory, &self.shared)?;
         let learning = valor_learn::ChatLearning::new(Arc::clone(&self.shared.learn), learner)
             .with_workspaces(chat_folders(config));
-        let service = Conversations::new(
+        let service = Conversations::with_approvals(
             engine.build(),
             Some(Arc::new(learning) as Arc<dyn Learning>),
             Settings {
                 max_concurrent: config.claude.max_concurrent,
                 max_pending: config.telegram.max_pending,
             },
+            approval_settings(config),
         );
         service.set_records(Arc::clone(&self.shared.records));
+        service.set_approval_log(Arc::clone(&self.shared.approvals));
         Ok(service)
     }
 
@@ -375,4 +377,31 @@ fn engine_config(config: &Config) -> EngineConfig {
             .filter(|m| !m.is_empty()),
         ..EngineConfig::default()
     }
+}
+
+/// How approvals wait, from `[approvals]` (a decision may come from another node with
+/// `[cluster]` on).
+fn approval_settings(config: &Config) -> valor_core::approvals::ApprovalSettings {
+    let cluster = &config.cluster;
+    valor_core::approvals::ApprovalSettings {
+        timeout: std::time::Duration::from_secs(config.approvals.approval_timeout_secs),
+        grant_idle: std::time::Duration::from_secs(
+            config.memory.session_idle_mins.max(1).saturating_mul(60),
+        ),
+        shared: cluster.enabled,
+        node: cluster.enabled.then(|| cluster.resolved_node_id()),
+        remind_after: (config.approvals.remind_after_secs > 0)
+            .then(|| std::time::Duration::from_secs(config.approvals.remind_after_secs)),
+    }
+}
+
+/// Each user `[access]` names with their role (admins over approvers).
+pub fn roles(
+    access: &valor_config::AccessConfig,
+) -> std::collections::HashMap<i64, valor_protocol::access::Role> {
+    use valor_protocol::access::Role;
+    let mut roles = std::collections::HashMap::new();
+    roles.extend(access.approvers.iter().map(|user| (*user, Role::Approver)));
+    roles.extend(access.admins.iter().map(|user| (*user, Role::Admin)));
+    roles
 }

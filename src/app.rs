@@ -104,8 +104,15 @@ mod tests {
         let grants = valor_tools::host::Grants::default();
         let tools = crate::tool_servers::tool_grant(&config, "http://127.0.0.1:1", &grants);
         let secrets = valor_config::Secrets::default();
-        let hosted =
-            crate::tool_servers::host_tools(&config, &secrets, &agent, &grants, None).unwrap();
+        let hosted = crate::tool_servers::host_tools(
+            &config,
+            &secrets,
+            &agent,
+            &grants,
+            None,
+            &crate::tool_servers::People::default(),
+        )
+        .unwrap();
         let ready = Arc::new(AtomicBool::new(true));
         let scheduler = Arc::new(Scheduler::new(
             Arc::new(agent.store.clone()),

@@ -55,14 +55,22 @@ pub async fn chat(config_path: Option<PathBuf>, args: ChatArgs) -> ExitCode {
     // The tool servers, on a loopback port of this process's own: pictures a tool makes are
     // named on stderr (there is no chat to send them to).
     let tools_stop = tokio_util::sync::CancellationToken::new();
-    let (browser, tools) =
-        match host_tools(&loaded.config, &loaded.secrets, &agent, &tools_stop).await {
-            Ok((browser, tools)) => (Some(browser), Some(tools)),
-            Err(e) => {
-                eprintln!("warning: the tools are off: {e:#}");
-                (None, None)
-            }
-        };
+    let people = crate::tool_servers::People::default();
+    let (browser, tools) = match host_tools(
+        &loaded.config,
+        &loaded.secrets,
+        &agent,
+        &tools_stop,
+        &people,
+    )
+    .await
+    {
+        Ok((browser, tools)) => (Some(browser), Some(tools)),
+        Err(e) => {
+            eprintln!("warning: the tools are off: {e:#}");
+            (None, None)
+        }
+    };
     let service = match agent.conversations(&loaded.config, &metrics, tools) {
         Ok(service) => service,
         Err(e) => {
@@ -70,6 +78,7 @@ pub async fn chat(config_path: Option<PathBuf>, args: ChatArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    people.set(std::sync::Arc::new(service.clone()));
     let quit = tokio_util::sync::CancellationToken::new();
     interrupt_on_ctrl_c(&service, args.chat_id, &quit);
     // A one-off turn comes right after start: let memory finish reading the store (it takes
@@ -143,6 +152,7 @@ async fn host_tools(
     secrets: &valor_config::Secrets,
     agent: &crate::agent::Agent,
     stop: &tokio_util::sync::CancellationToken,
+    people: &crate::tool_servers::People,
 ) -> anyhow::Result<(
     std::sync::Arc<valor_tool_dev::WarmBrowser>,
     valor_core::engine::ToolGrantFn,
@@ -160,7 +170,8 @@ async fn host_tools(
     });
     let grants = valor_tools::host::Grants::default();
     let tools = crate::tool_servers::tool_grant(config, &base_url, &grants);
-    let hosted = crate::tool_servers::host_tools(config, secrets, agent, &grants, Some(deliver))?;
+    let hosted =
+        crate::tool_servers::host_tools(config, secrets, agent, &grants, Some(deliver), people)?;
     agent.driver.serve_mcp(hosted.routes.clone());
     let stop = stop.clone();
     tokio::spawn(async move {

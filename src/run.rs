@@ -213,8 +213,16 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
         }
     });
     let server_shutdown = shutdown.clone();
-    let hosted =
-        crate::tool_servers::host_tools(&config, &loaded_secrets, &agent, &grants, deliver)?;
+    let people = crate::tool_servers::People::default();
+    people.set(Arc::new(dashboard_conversations.clone()));
+    let hosted = crate::tool_servers::host_tools(
+        &config,
+        &loaded_secrets,
+        &agent,
+        &grants,
+        deliver,
+        &people,
+    )?;
     // Sandboxed turns reach the same servers on their own socket.
     agent.driver.serve_mcp(hosted.routes.clone());
     let pulse = crate::dashboard::pulse(&monitor, &dashboard_conversations, &scheduler);
@@ -326,6 +334,7 @@ async fn telegram(
             conversations,
             store: Arc::clone(&agent.shared.telegram),
             allowed_users: t.allowed_users.clone(),
+            roles: crate::agent::roles(&config.access),
             poll_timeout_secs: u32::try_from(t.poll_timeout_secs).unwrap_or(30),
             pacer: valor_telegram::pacer::PacerConfig::default(),
             pairing: valor_telegram::pairing::Pairing::for_store(&config.store.path),

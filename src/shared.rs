@@ -24,6 +24,7 @@ pub struct Shared {
     pub learn: Arc<dyn LearnStore>,
     pub telegram: Arc<dyn TelegramStore>,
     pub records: Arc<dyn ChatRecords>,
+    pub approvals: Arc<dyn valor_core::approvals::ApprovalLog>,
     /// The cluster's database, when `[cluster]` is on.
     pub cluster: Option<PgStore>,
 }
@@ -62,6 +63,7 @@ impl Shared {
             learn: Arc::new(store.clone()),
             telegram: Arc::new(store.clone()),
             records: Arc::new(store.clone()),
+            approvals: Arc::new(store.clone()),
             cluster: None,
         }
     }
@@ -103,6 +105,7 @@ impl Shared {
             learn: Arc::new(pg.clone()),
             telegram: Arc::new(pg.clone()),
             records: Arc::new(pg.clone()),
+            approvals: Arc::new(pg.clone()),
             cluster: Some(pg),
         })
     }

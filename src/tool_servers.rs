@@ -7,6 +7,7 @@ use std::time::Duration;
 use valor_config::{Config, Secrets};
 use valor_core::engine::{ToolGrant, ToolGrantFn};
 use valor_memory::Memory;
+use valor_protocol::approval::{ApprovalAsk, AskPerson, Decision};
 use valor_store::{MemoryKind, MemoryRecord, Store};
 use valor_tool_dev::{BrowserSettings, DevServer, DevSettings};
 use valor_tool_memory::MemoryServer;
@@ -18,8 +19,56 @@ use valor_tools::host::{Grants, ToolHost, route_with};
 use valor_tools::http::CallPolicy;
 use valor_tools::{Deliver, Scope, ScopeSource};
 
-/// The servers Valor has.
+/// The servers Valor has (the permission prompt's, `permissions`, besides: the CLI calls it,
+/// the model is not given it).
 pub const SERVERS: &[&str] = &["social", "telegram", "memory", "notion", "dev"];
+
+/// Claude Code's tools that write files: with approvals they reach the permission tool, which
+/// lets a write in the source tree run and asks about one elsewhere.
+const WRITE_TOOLS: [&str; 4] = ["Write", "Edit", "MultiEdit", "NotebookEdit"];
+
+/// Who is asked to allow an effect: the conversation service, set once it exists (the tools
+/// are hosted before it is built); until then nobody, and the effect is denied.
+#[derive(Clone, Default)]
+pub struct People(Arc<std::sync::OnceLock<Arc<dyn AskPerson>>>);
+
+impl People {
+    pub fn set(&self, people: Arc<dyn AskPerson>) {
+        let _ = self.0.set(people);
+    }
+}
+
+impl AskPerson for People {
+    fn ask(
+        &self,
+        ask: ApprovalAsk,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Decision> + Send + '_>> {
+        match self.0.get() {
+            Some(people) => people.ask(ask),
+            None => Box::pin(async { Decision::Unattended }),
+        }
+    }
+}
+
+/// What the permission tool does, from `[claude] allowed_tools` and `[approvals]`.
+pub fn permission_policy(config: &Config) -> valor_tool_permissions::PermissionPolicy {
+    valor_tool_permissions::PermissionPolicy {
+        allowed: config.claude.allowed_tools.clone(),
+        ask: config.approvals.ask.clone(),
+        ask_writes_outside: config.approvals.writes_outside_workspace,
+    }
+}
+
+/// The tools that must reach the permission tool rather than run on the CLI's own rules.
+fn gated_tools(config: &Config) -> Vec<String> {
+    let mut gated: Vec<String> = (config.approvals.ask.iter())
+        .map(|t| t.split('(').next().unwrap_or(t).to_owned())
+        .collect();
+    gated.extend(WRITE_TOOLS.map(str::to_owned));
+    gated.sort();
+    gated.dedup();
+    gated
+}
 
 /// The social server's settings from the config and the environment's keys.
 pub fn social_settings(config: &Config, secrets: &Secrets) -> SocialSettings {
@@ -220,6 +269,8 @@ pub fn tool_grant(config: &Config, base_url: &str, grants: &Grants) -> ToolGrant
     let chats = crate::agent::chat_folders(config);
     let notion = notion_grants(config);
     let (base_url, grants) = (base_url.to_owned(), grants.clone());
+    let approvals = config.approvals.enabled;
+    let gated = gated_tools(config);
     Arc::new(move |chat_id| {
         // Notion only for chats it is granted to: one operator key serves them all.
         let host = ToolHost {
@@ -231,10 +282,17 @@ pub fn tool_grant(config: &Config, base_url: &str, grants: &Grants) -> ToolGrant
                 .collect(),
             grants: grants.clone(),
         };
+        let allowed_tools = host.allowed_tools();
+        let mut host = host;
+        if approvals {
+            host.servers.push(valor_tool_permissions::SERVER.to_owned());
+        }
         let scope = Scope::of(&chats, chat_id);
         ToolGrant {
             mcp_config: host.mcp_config(scope),
-            allowed_tools: host.allowed_tools(),
+            allowed_tools,
+            permission_tool: approvals.then(|| valor_tool_permissions::PROMPT_TOOL.to_owned()),
+            gated_tools: if approvals { gated.clone() } else { Vec::new() },
         }
     })
 }
@@ -247,6 +305,7 @@ pub fn host_tools(
     agent: &crate::agent::Agent,
     grants: &Grants,
     deliver: Option<Deliver>,
+    people: &People,
 ) -> anyhow::Result<Hosted> {
     let scopes = ScopeSource {
         chats: crate::agent::chat_folders(config),
@@ -268,7 +327,12 @@ pub fn host_tools(
     let browser = Arc::clone(dev.browser());
     let telegram = telegram_server(agent.memory.clone(), scopes.clone());
     let notion = notion_server(config, secrets, scopes.clone())?;
-    let memory = memory_server(agent.memory.clone(), scopes);
+    let memory = memory_server(agent.memory.clone(), scopes.clone());
+    let permissions = valor_tool_permissions::PermissionServer::new(
+        permission_policy(config),
+        Arc::new(people.clone()),
+        scopes,
+    );
     // Each live Claude process (running or warm) holds one session per server; four times
     // their most leaves room for a process that has not called a tool in a while.
     let live = (4 * (config.claude.max_concurrent + config.claude.max_warm)).max(16);
@@ -291,7 +355,13 @@ pub fn host_tools(
             grants.clone(),
             live,
         ))
-        .merge(route_with("dev", move || dev.clone(), grants.clone(), live));
+        .merge(route_with("dev", move || dev.clone(), grants.clone(), live))
+        .merge(route_with(
+            valor_tool_permissions::SERVER,
+            move || permissions.clone(),
+            grants.clone(),
+            live,
+        ));
     Ok(Hosted { routes, browser })
 }
 

@@ -18,6 +18,7 @@ mod sandbox;
 mod schema;
 mod secrets;
 pub mod tokens;
+mod trust;
 mod validate;
 
 pub use cluster::{ClusterConfig, ClusterRole};
@@ -31,4 +32,5 @@ pub use schema::{
     RoutingConfig, SchedulerConfig, StatusThresholds, ToolsConfig,
 };
 pub use secrets::{SECRET_VARS, Secret, Secrets};
+pub use trust::{AccessConfig, ApprovalsConfig};
 pub use validate::EFFORT_LEVELS;

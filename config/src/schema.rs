@@ -26,6 +26,8 @@ pub struct Config {
     pub store: StoreConfig,
     pub admin: AdminConfig,
     pub cluster: crate::cluster::ClusterConfig,
+    pub approvals: crate::trust::ApprovalsConfig,
+    pub access: crate::trust::AccessConfig,
 }
 
 /// `[learning]`: learning from conversations, always with the user's consent.

@@ -20,6 +20,7 @@ pub(crate) fn validate(config: &Config) -> Vec<(String, String)> {
     daydream(&config.daydream, &mut problems);
     notion(&config.tools.notion, &mut problems);
     crate::cluster::validate(&config.cluster, &config.claude, &mut problems);
+    crate::trust::validate(&config.approvals, &mut problems);
     let c = &config.context;
     in_range(
         &mut problems,

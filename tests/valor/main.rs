@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod approvals_run;
 mod browser;
 mod chat_once;
 mod cli;

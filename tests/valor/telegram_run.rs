@@ -624,7 +624,9 @@ fn an_alert_and_its_recovery_reach_the_admin_chat_once_each() {
     cmd.env("VALOR__MONITOR__INTERVAL_SECS", "1")
         .env("VALOR__MONITOR__THRESHOLDS__CHILDREN_WARN", "1")
         .env("VALOR__ADMIN__CHAT", "100")
-        .env("VALOR__CLAUDE__MAX_WARM", "0");
+        .env("VALOR__CLAUDE__MAX_WARM", "0")
+        // The command is refused at once, as it was before approvals (no one is asked).
+        .env("VALOR__APPROVALS__ENABLED", "false");
     let mut service = Service::start(&mut cmd);
     telegram.user_says(100, 100, "wait a moment please");
     let alert = |t: &String| t.starts_with("⚠️ Warning: Child processes Valor started");

@@ -103,6 +103,7 @@ struct WarmProcess {
 #[derive(Debug, Clone, PartialEq)]
 struct ReuseKey {
     allowed_tools: Vec<String>,
+    permission_tool: Option<String>,
     model: Option<String>,
     effort: Option<String>,
     mcp_config: Option<Value>,
@@ -512,6 +513,7 @@ impl ClaudeDriver {
     ) -> Attempt {
         let key = ReuseKey {
             allowed_tools: self.allowed_tools(request),
+            permission_tool: request.permission_tool.clone(),
             model: request.model.clone(),
             effort: request.effort.clone(),
             mcp_config: request.mcp_config.clone(),
@@ -632,6 +634,12 @@ impl ClaudeDriver {
                 tools.push(tool.clone());
             }
         }
+        // A gated tool (a pattern of it too) goes to the permission tool, never straight
+        // through: `Bash(git log:*)` would let `git log; curl …` run on its text.
+        tools.retain(|tool| {
+            let name = tool.split('(').next().unwrap_or(tool);
+            !request.gated_tools.iter().any(|gated| gated == name)
+        });
         if request.read_only {
             // `Bash(git log:*)` and the like count as the tool they name.
             tools.retain(|tool| {
@@ -657,6 +665,7 @@ impl ClaudeDriver {
             binary: self.inner.binary.clone(),
             workspace: chats.paths(request.chat_id).workspace,
             allowed_tools: key.allowed_tools.clone(),
+            permission_tool: key.permission_tool.clone(),
             resume,
             model: key.model.clone(),
             effort: key.effort.clone(),

@@ -52,6 +52,8 @@ pub struct SpawnSpec {
     pub binary: PathBuf,
     pub workspace: PathBuf,
     pub allowed_tools: Vec<String>,
+    /// `--permission-prompt-tool`: the MCP tool asked about uses the rules do not allow.
+    pub permission_tool: Option<String>,
     pub resume: Option<String>,
     pub model: Option<String>,
     pub effort: Option<String>,
@@ -81,6 +83,7 @@ impl SpawnSpec {
             args.push(format!("--allowedTools={}", self.allowed_tools.join(",")));
         }
         let pairs = [
+            ("--permission-prompt-tool", &self.permission_tool),
             ("--resume", &self.resume),
             ("--model", &self.model),
             ("--effort", &self.effort),
@@ -282,6 +285,7 @@ mod tests {
             binary: PathBuf::from("claude"),
             workspace: PathBuf::from("/w"),
             allowed_tools: vec!["Read".to_owned(), "mcp__valor".to_owned()],
+            permission_tool: Some("mcp__permissions__ask".to_owned()),
             resume: Some("sess".to_owned()),
             model: Some("sonnet".to_owned()),
             effort: None,
@@ -292,7 +296,8 @@ mod tests {
             args,
             "-p --input-format stream-json --output-format stream-json --verbose \
              --include-partial-messages --strict-mcp-config \
-             --allowedTools=Read,mcp__valor --resume sess --model sonnet"
+             --allowedTools=Read,mcp__valor --permission-prompt-tool mcp__permissions__ask \
+             --resume sess --model sonnet"
         );
         let command = spec.command(Path::new("/r/mcp.json"), Some("persona"));
         let line: Vec<String> = command

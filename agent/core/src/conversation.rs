@@ -26,6 +26,7 @@ use valor_protocol::{
     TurnRequest, UserTurn,
 };
 
+use crate::approvals::ApprovalSettings;
 use crate::backend::Backend;
 use crate::engine::{Engine, Incoming, Turn};
 use crate::learning::{Expired, Learning, typed_answer};
@@ -76,6 +77,7 @@ struct Inner {
     chats: Mutex<HashMap<i64, ChatQueue>>,
     shutdown: CancellationToken,
     progress: ProgressBoard,
+    approvals: crate::approvals::Approvals,
 }
 
 #[derive(Default)]
@@ -83,6 +85,8 @@ struct ChatQueue {
     turns: VecDeque<Submitted>,
     /// The running turn's token.
     running: Option<CancellationToken>,
+    /// The running turn's events (an approval's question joins them).
+    events: Option<mpsc::Sender<Event>>,
     /// A task is working through `turns`.
     worker: bool,
     /// `/new` was asked: the next turn starts a new conversation.
@@ -136,6 +140,16 @@ pub enum Notice {
 
 impl Conversations {
     pub fn new(engine: Engine, learning: Option<Arc<dyn Learning>>, settings: Settings) -> Self {
+        Self::with_approvals(engine, learning, settings, ApprovalSettings::default())
+    }
+
+    /// [`Conversations::new`] with approvals set up as `approvals` says.
+    pub fn with_approvals(
+        engine: Engine,
+        learning: Option<Arc<dyn Learning>>,
+        settings: Settings,
+        approvals: ApprovalSettings,
+    ) -> Self {
         let slots = Arc::new(Semaphore::new(settings.max_concurrent.max(1)));
         // Turns no user waits for (session summaries) take a slot like any other.
         engine.set_background(Arc::new(Slotted {
@@ -154,6 +168,7 @@ impl Conversations {
                 chats: Mutex::new(HashMap::new()),
                 shutdown: CancellationToken::new(),
                 progress: ProgressBoard::default(),
+                approvals: crate::approvals::Approvals::new(approvals),
             }),
         }
     }
@@ -200,6 +215,7 @@ impl Conversations {
                 let mut chats = self.chats();
                 make_room(&mut chats);
                 chats.entry(chat_id).or_default().fresh_next = true;
+                self.inner.approvals.end_grants(chat_id);
                 Events::one(Event::NewConversation)
             }
             Op::Command {
@@ -212,6 +228,20 @@ impl Conversations {
                 tokio::spawn(async move {
                     let reply = service.command(chat_id, &command, &source).await;
                     let _ = tx.send(Event::Reply(reply)).await;
+                });
+                events
+            }
+            Op::Decide {
+                chat_id,
+                approval,
+                decision,
+                by,
+            } => {
+                let (tx, events) = Events::channel(1);
+                let service = self.clone();
+                tokio::spawn(async move {
+                    let word = service.decide(chat_id, approval, decision, by).await;
+                    let _ = tx.send(Event::Decided(word)).await;
                 });
                 events
             }
@@ -418,6 +448,7 @@ impl Conversations {
                     Some(submitted) => {
                         let cancel = self.inner.shutdown.child_token();
                         queue.running = Some(cancel.clone());
+                        queue.events = Some(submitted.tx.clone());
                         (submitted, cancel, std::mem::take(&mut queue.fresh_next))
                     }
                     None => {
@@ -433,6 +464,7 @@ impl Conversations {
             let ran = self.run(turn, tx, cancel, fresh).await;
             if let Some(queue) = self.chats().get_mut(&chat_id) {
                 queue.running = None;
+                queue.events = None;
                 if fresh && !ran {
                     // The turn never reached the model: the next one starts over instead.
                     queue.fresh_next = true;
@@ -734,6 +766,9 @@ async fn relay(
         })
         .await;
 }
+
+#[path = "conversation_approvals.rs"]
+mod approvals;
 
 #[cfg(test)]
 #[path = "conversation_tests.rs"]

@@ -66,6 +66,9 @@ impl Default for EngineConfig {
 pub struct ToolGrant {
     pub mcp_config: serde_json::Value,
     pub allowed_tools: Vec<String>,
+    /// The permission prompt tool (approvals), and the tools that must reach it.
+    pub permission_tool: Option<String>,
+    pub gated_tools: Vec<String>,
 }
 
 /// Makes a chat's [`ToolGrant`] (the agent's tool host).
@@ -489,6 +492,8 @@ impl Engine {
             let grant = grant(chat_id);
             request.mcp_config = Some(grant.mcp_config);
             request.extra_allowed_tools = grant.allowed_tools;
+            request.permission_tool = grant.permission_tool;
+            request.gated_tools = grant.gated_tools;
         }
         Prepared {
             request,

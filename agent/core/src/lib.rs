@@ -1,5 +1,7 @@
 //! Valor's conversation engine and the seams it owns.
 //!
+//! - [`approvals`]: approvals of effects: the audit log's interface, grants for the session,
+//!   waiting for a person's decision (the service asks through the running turn's events).
 //! - [`backend`]: the `Backend` trait that runs one model turn and streams its events. The
 //!   Claude Code driver implements it. The types every crate shares (ops, events, requests,
 //!   errors, records) are in `valor-protocol`.
@@ -25,6 +27,7 @@
 // stdout belongs to protocols and the CLI's output, stderr to tracing: libraries print nothing.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod approvals;
 pub mod backend;
 pub mod context;
 pub mod conversation;

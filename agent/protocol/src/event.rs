@@ -72,6 +72,17 @@ pub enum Event {
     NewConversation,
     /// The answer to a chat command (`/status`, `/learnings`, `/forget`, `/remember`).
     Reply(String),
+    /// The running turn waits for a person to allow an effect (shown whole, with the choices).
+    ApprovalNeeded(crate::approval::Approval),
+    /// An approval was decided (by a person, the timeout or the turn's end): `line` replaces
+    /// its question, its buttons gone.
+    ApprovalSettled {
+        id: u64,
+        decision: crate::approval::Decision,
+        line: String,
+    },
+    /// The answer to a [`crate::Op::Decide`]: a short word for whoever pressed.
+    Decided(String),
 }
 
 impl Event {

@@ -7,6 +7,8 @@
 //! - [`event`]: [`Event`] (one enum for the service's and the backend's events) and [`Events`].
 //! - [`turn`]: [`TurnRequest`], [`TurnSummary`], [`Usage`], the routing [`Route`].
 //! - [`error`]: [`TurnError`] and its kinds, each with a message for the user.
+//! - [`approval`]: approvals of effects ([`approval::ApprovalAsk`], [`approval::Decision`],
+//!   the audit record, the [`approval::AskPerson`] interface).
 //! - [`question`]: "Remember this?" ([`Question`], [`Answered`]).
 //! - [`message`]: [`Role`], [`ContextMessage`].
 //! - [`records`]: what the store keeps (messages, runs, sessions, inbox entries, memories);
@@ -16,7 +18,9 @@
 //! - [`store`]: [`StoreFailure`], what a store's interface reports when it cannot answer.
 //! - [`time`]: the wall clock and calendar dates.
 
+pub mod access;
 pub mod analytics;
+pub mod approval;
 pub mod dump;
 pub mod error;
 pub mod event;

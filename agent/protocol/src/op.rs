@@ -93,6 +93,15 @@ pub enum Op {
         yes: bool,
         operator: bool,
     },
+    /// A person's answer to an approval (a button press in the chat it was asked in, a typed
+    /// answer in `valor chat`); `by` is who pressed it (`None`: the terminal's user). The
+    /// channel has checked that `by` may decide in this chat.
+    Decide {
+        chat_id: i64,
+        approval: u64,
+        decision: crate::approval::Decision,
+        by: Option<i64>,
+    },
     /// A chat command; `source` names where it came from (`tg:<update_id>`).
     Command {
         chat_id: i64,

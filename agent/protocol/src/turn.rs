@@ -67,6 +67,12 @@ pub struct TurnRequest {
     pub extra_allowed_tools: Vec<String>,
     /// MCP servers for this turn (`{"mcpServers": {...}}`), if any.
     pub mcp_config: Option<Value>,
+    /// The MCP tool Claude Code asks before a tool use its rules do not allow outright
+    /// (`--permission-prompt-tool`); `None`: such uses are refused.
+    pub permission_tool: Option<String>,
+    /// Tools left out of the allowed ones so that every use reaches the permission tool
+    /// (which runs, asks a person about, or refuses it).
+    pub gated_tools: Vec<String>,
     /// Model and effort; `None` leaves the backend's default.
     pub model: Option<String>,
     pub effort: Option<String>,
@@ -100,6 +106,8 @@ impl TurnRequest {
             system_append: None,
             extra_allowed_tools: Vec::new(),
             mcp_config: None,
+            permission_tool: None,
+            gated_tools: Vec::new(),
             model: None,
             effort: None,
             class: None,

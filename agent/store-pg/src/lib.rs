@@ -19,6 +19,7 @@
 
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod approvals;
 pub mod conversation;
 mod error;
 pub mod intake;

@@ -7,13 +7,13 @@ use deadpool_postgres::Object;
 use crate::error::PgError;
 
 /// The schema this Valor reads and writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// The advisory lock's key ("valorsch" as bytes): one migration at a time, cluster-wide.
 const MIGRATION_LOCK: i64 = 0x76616c6f72736368;
 
 /// Each version's statements, in order; version N is `MIGRATIONS[N - 1]`.
-const MIGRATIONS: [&str; 2] = [V1, V2];
+const MIGRATIONS: [&str; 3] = [V1, V2, V3];
 
 const V1: &str = r#"
 CREATE TABLE meta (key text PRIMARY KEY, value text NOT NULL);
@@ -158,6 +158,18 @@ CREATE TABLE job_runs (
     PRIMARY KEY (job, started_ms)
 );
 CREATE TABLE paused_jobs (job text PRIMARY KEY);
+"#;
+
+/// Version 3: the approvals audit log. The node that asks waits for the decision; a press on
+/// another node writes it here (the first decision wins).
+const V3: &str = r#"
+CREATE TABLE approvals (
+    id bigint PRIMARY KEY,
+    chat_id bigint NOT NULL,
+    decided boolean NOT NULL,
+    body jsonb NOT NULL
+);
+CREATE INDEX approvals_chat ON approvals (chat_id, id DESC);
 "#;
 
 /// Brings the schema up to [`SCHEMA_VERSION`]; refuses a newer one.

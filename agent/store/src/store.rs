@@ -38,6 +38,7 @@ const LOCATOR: &str = "memory_locator";
 const VECTORS: &str = "memory_vectors";
 const EMBED_QUEUE: &str = "embed_queue";
 const JOB_RUNS: &str = "job_runs";
+const APPROVALS: &str = "approvals";
 const DASHBOARD_SESSIONS: &str = "dashboard_sessions";
 const PROPOSALS: &str = "proposals";
 const LEARNING_RECORDS: &str = "learning_records";
@@ -71,6 +72,8 @@ pub struct Store {
     pub(crate) vectors: sled::Tree,
     pub(crate) embed_queue: sled::Tree,
     pub(crate) job_runs: sled::Tree,
+    /// The approvals audit log, by id (ids are ordered by time).
+    pub(crate) approvals: sled::Tree,
     dashboard_sessions: sled::Tree,
     pub(crate) proposals: sled::Tree,
     pub(crate) learning_records: sled::Tree,
@@ -200,6 +203,7 @@ impl Store {
             vectors: db.open_tree(VECTORS)?,
             embed_queue: db.open_tree(EMBED_QUEUE)?,
             job_runs: db.open_tree(JOB_RUNS)?,
+            approvals: db.open_tree(APPROVALS)?,
             dashboard_sessions: db.open_tree(DASHBOARD_SESSIONS)?,
             proposals: db.open_tree(PROPOSALS)?,
             learning_records: db.open_tree(LEARNING_RECORDS)?,

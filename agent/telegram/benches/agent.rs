@@ -111,6 +111,7 @@ async fn many_chats(chats: i64) {
         conversations: conversations(&store, backend.clone()),
         store: Arc::new(store.clone()),
         allowed_users: (1..=chats).collect(),
+        roles: Default::default(),
         poll_timeout_secs: 1,
         pacer: PacerConfig::default(),
         pairing: Pairing::for_store(store.path()),

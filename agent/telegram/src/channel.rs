@@ -14,6 +14,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
+use valor_protocol::access::Role;
 
 use teloxide::Bot;
 use teloxide::RequestError;
@@ -70,6 +71,8 @@ pub struct ChannelSetup {
     /// Where accepted messages, the update offset and paired users are kept (the store).
     pub store: Arc<dyn TelegramStore>,
     pub allowed_users: Vec<i64>,
+    /// Users with more than the chatter's role (`[access]`); they may chat too.
+    pub roles: HashMap<i64, Role>,
     pub poll_timeout_secs: u32,
     pub pacer: PacerConfig,
     /// Pending pairing codes (`valor pair`).
@@ -122,6 +125,7 @@ struct Inner {
     conversations: Conversations,
     store: Arc<dyn TelegramStore>,
     allowed: Mutex<HashSet<i64>>,
+    roles: Mutex<HashMap<i64, Role>>,
     poll_timeout: u32,
     pacer: PacerConfig,
     /// The bot's budget beneath every chat's pacer.
@@ -179,6 +183,7 @@ impl TelegramChannel {
     pub async fn new(setup: ChannelSetup) -> Result<TelegramChannel, ChannelError> {
         let mut allowed: HashSet<i64> = setup.allowed_users.into_iter().collect();
         allowed.extend(setup.store.paired_users().await?);
+        allowed.extend(setup.roles.keys());
         let poll_health = Arc::new(PollHealth::new(
             setup.webhook.is_some(),
             setup.degraded_after,
@@ -189,6 +194,7 @@ impl TelegramChannel {
                 conversations: setup.conversations,
                 store: setup.store,
                 allowed: Mutex::new(allowed),
+                roles: Mutex::new(setup.roles),
                 poll_timeout: setup.poll_timeout_secs,
                 pacer: setup.pacer,
                 budget: BotBudget::new(setup.pacer.bot_interval),
@@ -605,6 +611,31 @@ impl TelegramChannel {
                 let remember = query.data.as_deref().and_then(crate::remember::parse);
                 let chat = query.message.as_ref().map(|m| m.chat().id);
                 let stop = query.data.as_deref() == Some(crate::progress::STOP_DATA);
+                let approval = query.data.as_deref().and_then(crate::approval::parse);
+                if let (Some((approval, decision)), Some(chat)) = (approval, chat) {
+                    let user = i64::try_from(query.from.id.0).unwrap_or(i64::MAX);
+                    let may = allowed && self.may_approve(chat, user);
+                    let decided = may.then(|| {
+                        self.inner.conversations.submit(Op::Decide {
+                            chat_id: chat.0,
+                            approval,
+                            decision,
+                            by: Some(user),
+                        })
+                    });
+                    tokio::spawn(async move {
+                        let word = match decided {
+                            None => "Only an approver can answer this.".to_owned(),
+                            Some(mut events) => match events.next().await {
+                                Some(Event::Decided(word)) => word,
+                                _ => "Sorry, something went wrong.".to_owned(),
+                            },
+                        };
+                        let _ = bot.answer_callback_query(query.id).text(word).await;
+                    });
+                    store.set_last_update(id).await?;
+                    return Ok(());
+                }
                 match (remember, chat) {
                     // Stop stops the running turn of the chat it is pressed in, nothing else.
                     (None, Some(chat)) if stop && allowed => {
@@ -658,6 +689,25 @@ impl TelegramChannel {
             events.try_next(),
             Some(Event::Interrupted { was_running: true })
         )
+    }
+
+    /// The user's role (allowed users without one chat).
+    pub(super) fn role(&self, user_id: i64) -> Role {
+        (self
+            .inner
+            .roles
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner))
+        .get(&user_id)
+        .copied()
+        .unwrap_or_default()
+    }
+
+    /// Whether `user` may answer an approval asked in `chat`: an approver anywhere, or the
+    /// user of a private chat in their own chat (deny by default: a group member who is not
+    /// an approver may not).
+    fn may_approve(&self, chat: ChatId, user: i64) -> bool {
+        self.role(user) >= Role::Approver || chat.0 == user
     }
 
     fn is_allowed(&self, user_id: i64) -> bool {

@@ -1,5 +1,7 @@
 //! Valor's Telegram channel.
 //!
+//! - [`approval`]: approvals asked in the chat: the whole effect (a file when long), the
+//!   buttons, the reminder, the outcome.
 //! - [`channel`]: long polling, access, commands, restart safety; updates become ops of the
 //!   conversation service and its events become messages.
 //! - [`format`]: Markdown to Telegram HTML, escaped; splitting at 4096 characters on paragraph
@@ -19,6 +21,7 @@
 // stdout belongs to protocols and the CLI's output, stderr to tracing: libraries print nothing.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod approval;
 pub mod channel;
 pub mod cluster;
 pub mod format;

@@ -307,6 +307,14 @@ impl<R: Requester<Err = RequestError>> Writer<'_, R> {
     }
 }
 
+/// An approval's question shown in the chat and not yet decided.
+struct OpenApproval {
+    id: u64,
+    message: MessageId,
+    remind_at: Option<Instant>,
+    deadline_ms: u64,
+}
+
 /// Streams a turn's events into `chat` until the turn ends, starting with `first` when the
 /// caller has read one already; with `drafts`, previews go as drafts and the answer as
 /// messages.
@@ -359,10 +367,13 @@ pub async fn deliver_resuming<R: Requester<Err = RequestError>>(
     let mut next_typing = Instant::now() + TYPING_EVERY;
     // What Claude is doing (tools, retries, waiting), with a Stop button; gone at the end.
     let mut status = StatusLine::default();
+    // Approvals asked in this turn and not yet decided: (id, question, reminder due).
+    let mut asked: Vec<OpenApproval> = Vec::new();
     let mut first = first;
     loop {
         let wake = [next_update, status.due()]
             .into_iter()
+            .chain(asked.iter().map(|a| a.remind_at))
             .flatten()
             .fold(next_typing, Instant::min);
         let event = match first.take() {
@@ -377,6 +388,13 @@ pub async fn deliver_resuming<R: Requester<Err = RequestError>>(
                     }
                     if status.due().is_some_and(|due| now >= due) {
                         status.show(bot, chat, pacer).await;
+                    }
+                    for open in &mut asked {
+                        if open.remind_at.is_some_and(|at| now >= at) {
+                            open.remind_at = None;
+                            crate::approval::remind(bot, chat, pacer, open.message, open.deadline_ms)
+                                .await;
+                        }
                     }
                     if next_update.is_some_and(|u| now >= u) {
                         let text = transcript.text();
@@ -421,6 +439,34 @@ pub async fn deliver_resuming<R: Requester<Err = RequestError>>(
                 status.set_waiting(format!("waiting for a free slot ({position} ahead)"));
             }
             Event::Started { .. } => status.started(),
+            Event::ApprovalNeeded(approval) => {
+                status.set("waiting for your approval".to_owned());
+                if let Some(message) = crate::approval::show(bot, chat, pacer, &approval).await {
+                    let remind_at = approval.remind_ms.map(|at| {
+                        let wait = at.saturating_sub(valor_protocol::time::now_ms());
+                        Instant::now() + Duration::from_millis(wait)
+                    });
+                    asked.push(OpenApproval {
+                        id: approval.id,
+                        message,
+                        remind_at,
+                        deadline_ms: approval.deadline_ms,
+                    });
+                }
+            }
+            Event::ApprovalSettled { id, line, decision } => {
+                if let Some(at) = asked.iter().position(|a| a.id == id) {
+                    let open = asked.remove(at);
+                    crate::approval::settle(bot, chat, pacer, open.message, &line).await;
+                }
+                if asked.is_empty() {
+                    status.set(if decision.allows() {
+                        "doing what you allowed".to_owned()
+                    } else {
+                        "going on without it".to_owned()
+                    });
+                }
+            }
             Event::Final(summary) => {
                 let text = if summary.text.trim().is_empty() {
                     "(no answer)".to_owned()
@@ -442,6 +488,11 @@ pub async fn deliver_resuming<R: Requester<Err = RequestError>>(
             }
             _ => {}
         }
+    }
+    // A question still open when the turn ended is answered by nobody now.
+    for open in asked {
+        let line = "⛔ Not needed any more: the turn ended before an answer.";
+        crate::approval::settle(bot, chat, pacer, open.message, line).await;
     }
     // The answer (or the failure) is there, or the stream ended without one: the line goes.
     status.clear(bot, chat, pacer).await;

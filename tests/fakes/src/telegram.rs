@@ -48,6 +48,8 @@ pub struct BotMessage {
     pub reply_markup: Option<Value>,
     /// The uploaded picture of a `sendPhoto` (its caption is `text`).
     pub photo: Option<Vec<u8>>,
+    /// The uploaded file of a `sendDocument` (its caption is `text`).
+    pub document: Option<Vec<u8>>,
 }
 
 /// One API call and how it ended.
@@ -416,6 +418,11 @@ async fn api(
             let photo = multipart_file(&body, boundary.trim_matches('"'), "photo");
             send_photo(&shared, &params, photo)
         }
+        "senddocument" => {
+            let boundary = content_type.split("boundary=").nth(1).unwrap_or_default();
+            let file = multipart_file(&body, boundary.trim_matches('"'), "document");
+            send_document(&shared, &params, file)
+        }
         other => handle(&shared, other, &params),
     };
     let mut state = shared.state.lock().unwrap();
@@ -680,6 +687,7 @@ fn handle(shared: &Shared, method: &str, params: &Value) -> Reply {
                     updated_at: now,
                     reply_markup: params.get("reply_markup").cloned(),
                     photo: None,
+                    document: None,
                 });
                 state.next_message_id += 1;
                 Ok(message_json(next_id, chat_id, text))
@@ -733,11 +741,59 @@ fn send_photo(shared: &Shared, params: &Value, photo: Option<Vec<u8>>) -> Reply 
         updated_at: now,
         reply_markup: None,
         photo: Some(photo),
+        document: None,
     });
     state.next_message_id += 1;
     let mut message = message_json(next_id, chat_id, caption);
     message["photo"] = json!([{"file_id": format!("photo{next_id}"),
         "file_unique_id": format!("uphoto{next_id}"), "width": 1, "height": 1}]);
+    Ok(message)
+}
+
+/// `sendDocument`: at most 50 MB from a bot, a caption of at most 1024 characters.
+fn send_document(shared: &Shared, params: &Value, file: Option<Vec<u8>>) -> Reply {
+    let chat_id =
+        params["chat_id"]
+            .as_i64()
+            .ok_or((400, "Bad Request: chat not found".to_owned(), None))?;
+    let mut state = shared.state.lock().unwrap();
+    let now = Instant::now();
+    bot_flood_check(&mut state, now)?;
+    let entry = state.chats.entry(chat_id).or_default();
+    flood_check(entry, chat_id, now)?;
+    let Some(file) = file else {
+        return bad("Bad Request: there is no document in the request");
+    };
+    if file.is_empty() {
+        return bad("Bad Request: file must be non-empty");
+    }
+    if file.len() > 50 * 1024 * 1024 {
+        return Err((413, "Request Entity Too Large".to_owned(), None));
+    }
+    let caption = params["caption"].as_str().unwrap_or_default();
+    if caption.chars().count() > 1024 {
+        return bad("Bad Request: message caption is too long");
+    }
+    let next_id = state.next_message_id;
+    state.bot_sent.push_back(now);
+    let entry = state.chats.entry(chat_id).or_default();
+    entry.sent.push(now);
+    entry.messages.push(BotMessage {
+        message_id: next_id,
+        text: caption.to_owned(),
+        html: false,
+        visible: caption.to_owned(),
+        edits: 0,
+        sent_at: now,
+        updated_at: now,
+        reply_markup: None,
+        photo: None,
+        document: Some(file),
+    });
+    state.next_message_id += 1;
+    let mut message = message_json(next_id, chat_id, caption);
+    message["document"] = json!({"file_id": format!("doc{next_id}"),
+        "file_unique_id": format!("udoc{next_id}")});
     Ok(message)
 }
 

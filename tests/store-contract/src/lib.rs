@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod approvals;
 mod conversation;
 mod jobs;
 
@@ -18,6 +19,7 @@ use valor_protocol::proposals::{PROPOSAL_TTL_MS, Proposal, ProposalState};
 use valor_protocol::records::{MemoryKind, MemoryRecord, StoredMessage, StoredVector};
 use valor_protocol::{Role, StoreFailure};
 
+pub use approvals::approval_log_contract;
 pub use conversation::{conversation_contract, ledger_contract, telegram_contract};
 pub use jobs::job_log_contract;
 

@@ -62,6 +62,12 @@ async fn the_job_log_behaves_as_on_sled() {
 }
 
 #[tokio::test]
+async fn the_approvals_log_behaves_as_on_sled() {
+    let (store, _) = store("a").await;
+    valor_store_contract::approval_log_contract(Arc::new(store)).await;
+}
+
+#[tokio::test]
 async fn the_telegram_stores_behave_as_on_sled() {
     let (store, _) = store("a").await;
     telegram_contract(Arc::new(store)).await;

@@ -94,6 +94,14 @@ async fn the_job_log_behaves_alike_on_sled_and_in_memory() {
 }
 
 #[tokio::test]
+async fn the_approvals_log_behaves_alike_on_sled_and_in_memory() {
+    let (store, _, _dir) = sled();
+    valor_store_contract::approval_log_contract(Arc::new(store)).await;
+    let memory = Arc::new(valor_core::approvals::InMemoryApprovalLog::default());
+    valor_store_contract::approval_log_contract(memory).await;
+}
+
+#[tokio::test]
 async fn the_telegram_stores_behave_alike_on_sled_and_in_memory() {
     let (store, _, _dir) = sled();
     telegram_contract(Arc::new(store)).await;

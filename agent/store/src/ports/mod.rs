@@ -3,6 +3,7 @@
 //! Reads and writes run on the blocking pool; writes that must survive a crash wait for the
 //! group commit ([`crate::Store::commit`]).
 
+mod approvals;
 mod conversation;
 mod health;
 mod inbox;

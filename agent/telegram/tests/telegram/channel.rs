@@ -65,6 +65,7 @@ pub(crate) async fn start_with(
         conversations: conversations.clone(),
         store: Arc::new(store.clone()),
         allowed_users: vec![FRIEND],
+        roles: Default::default(),
         poll_timeout_secs: 1,
         pacer: PacerConfig::default(),
         pairing: Pairing::for_store(store.path()),

@@ -68,6 +68,7 @@ async fn many_chats_at_once(chats: i64) {
         conversations,
         store: Arc::new(store.clone()),
         allowed_users: users.clone(),
+        roles: Default::default(),
         poll_timeout_secs: 1,
         pacer: PacerConfig::default(),
         pairing: Pairing::for_store(store.path()),
