@@ -144,6 +144,21 @@ impl Agent {
         Ok(service)
     }
 
+    /// With `[approvals] unlisted_hosts`, a chat's sandbox reaching a host not on its
+    /// allow-list asks the chat instead of being refused.
+    pub fn ask_about_unlisted_hosts(&self, config: &Config, people: &crate::tool_servers::People) {
+        let approvals = &config.approvals;
+        if let (true, true, SandboxState::Active(sandbox)) = (
+            approvals.enabled,
+            approvals.unlisted_hosts,
+            self.driver.sandbox(),
+        ) {
+            sandbox
+                .egress()
+                .ask_about_unlisted(Arc::new(people.clone()));
+        }
+    }
+
     /// `[claude] sandbox = "required"` and the sandbox does not work here: Valor does not start
     /// (no turn could run), and says what is missing.
     pub fn refuse_without_required_sandbox(self) -> anyhow::Result<Agent> {

@@ -324,6 +324,10 @@ pub fn host_tools(
         social = social.with_delivery(deliver.clone());
         dev = dev.with_delivery(deliver);
     }
+    if config.approvals.enabled && config.approvals.tool_effects {
+        social = social.with_approvals(Arc::new(people.clone()));
+        dev = dev.with_approvals(Arc::new(people.clone()));
+    }
     let browser = Arc::clone(dev.browser());
     let telegram = telegram_server(agent.memory.clone(), scopes.clone());
     let notion = notion_server(config, secrets, scopes.clone())?;

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use valor_fakes::anthropic::{FakeAnthropic, Reply};
 use valor_fakes::telegram::{BotMessage, FakeTelegram};
+use valor_protocol::approval::Decision;
 
 use crate::support::Service;
 use crate::telegram_run::run_with;
@@ -31,13 +32,19 @@ async fn model() -> FakeAnthropic {
         let text = turn.last_user_text.clone().unwrap_or_default();
         // The newest marker counts (the prompt may quote earlier messages).
         let run_at = text.rfind("RUN<<");
-        let write_at = text.rfind("WRITE<<");
+        let write_at = text.rfind("WRITE<<").max(text.rfind("IMAGE<<"));
         if run_at > write_at
             && let Some(command) = between(&text, "RUN<<", ">>RUN")
         {
             return Reply::tool(
                 "Bash",
                 json!({"command": command, "description": "Does what you asked"}),
+            );
+        }
+        if let Some(prompt) = between(&text, "IMAGE<<", ">>IMAGE") {
+            return Reply::tool(
+                "mcp__social__create_image",
+                json!({"prompt": prompt, "chat_id": 100}),
             );
         }
         if let Some(path) = between(&text, "WRITE<<", ">>WRITE") {
@@ -131,6 +138,20 @@ impl Chat<'_> {
         )
     }
 
+    /// Waits for an open question that contains `needle`.
+    fn question_with(&self, needle: &str) -> BotMessage {
+        wait_until(
+            self.service,
+            &format!("a question with {needle:?}"),
+            Duration::from_secs(60),
+            || {
+                questions(self.telegram, self.chat)
+                    .into_iter()
+                    .find(|q| q.visible.contains(needle))
+            },
+        )
+    }
+
     /// Waits for the `n`th "tool said" answer (counting from 1); returns it.
     fn tool_said(&self, n: usize) -> String {
         wait_until(
@@ -172,18 +193,39 @@ fn workspace(dir: &Path, chat: i64) -> PathBuf {
     dir.join(format!(".local/share/valor/workspaces/chat_{chat}"))
 }
 
+/// `valor run` for these tests: a 10 s timeout with a reminder at 4 s, user 300 an approver,
+/// users 100 and 101 chatters, a paid image API that is never reached.
+fn start(dir: &Path, telegram: &FakeTelegram, anthropic: &FakeAnthropic) -> Service {
+    let mut cmd = run_with(dir, telegram, anthropic);
+    cmd.env("VALOR__APPROVALS__APPROVAL_TIMEOUT_SECS", "10")
+        .env("OPENAI_API_KEY", "sk-openai-test")
+        .env("VALOR__TOOLS__OPENAI__BASE_URL", "http://127.0.0.1:9")
+        .env("VALOR__APPROVALS__REMIND_AFTER_SECS", "4")
+        .env("VALOR__ACCESS__APPROVERS", "[300]")
+        .env("VALOR__TELEGRAM__ALLOWED_USERS", "[100, 101]");
+    Service::start(&mut cmd)
+}
+
+/// Stops the service; its audit log, newest first.
+fn audit(mut service: Service, dir: &Path) -> Vec<valor_protocol::approval::ApprovalRecord> {
+    service.signal("TERM");
+    assert!(service.wait_for_exit(Duration::from_secs(10)).success());
+    let store = valor_store::Store::open(&dir.join(".local/share/valor/store")).unwrap();
+    store.latest_approvals(None, 100).unwrap()
+}
+
+fn count(log: &[valor_protocol::approval::ApprovalRecord], decision: Decision) -> usize {
+    log.iter().filter(|r| r.decision == Some(decision)).count()
+}
+
+/// Allow once, deny, allow exactly this for the session; the bypass corpus, all asked, none run.
 #[test]
-fn approvals_allow_once_for_the_session_deny_and_time_out_and_nothing_rides_on_a_grant() {
+fn commands_ask_once_for_the_session_or_denied_and_nothing_rides_on_a_grant() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (anthropic, telegram) =
         runtime.block_on(async { (model().await, FakeTelegram::start().await) });
     let dir = tempfile::tempdir().unwrap();
-    let mut cmd = run_with(dir.path(), &telegram, &anthropic);
-    cmd.env("VALOR__APPROVALS__APPROVAL_TIMEOUT_SECS", "10")
-        .env("VALOR__APPROVALS__REMIND_AFTER_SECS", "4")
-        .env("VALOR__ACCESS__APPROVERS", "[300]")
-        .env("VALOR__TELEGRAM__ALLOWED_USERS", "[100, 101]");
-    let service = Service::start(&mut cmd);
+    let service = start(dir.path(), &telegram, &anthropic);
     let chat = Chat {
         telegram: &telegram,
         service: &service,
@@ -292,6 +334,31 @@ fn approvals_allow_once_for_the_session_deny_and_time_out_and_nothing_rides_on_a
         .collect();
     assert!(pwned.is_empty(), "ran without approval: {pwned:?}");
 
+    let log = audit(service, dir.path());
+    assert_eq!(count(&log, Decision::AllowOnce), 1, "{log:#?}");
+    assert_eq!(count(&log, Decision::AllowSession), 1);
+    assert_eq!(count(&log, Decision::SessionGrant), 1);
+    assert_eq!(count(&log, Decision::Deny), 1 + corpus.len());
+    assert!(log.iter().all(|r| r.decision.is_some() && r.chat_id == 100));
+    drop(runtime);
+}
+
+/// Writes in and out of the source tree, an unlisted host, a paid call, the timeout with its
+/// reminder, and roles in a group.
+#[test]
+fn writes_hosts_paid_calls_timeouts_and_groups_ask_the_right_person() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (anthropic, telegram) =
+        runtime.block_on(async { (model().await, FakeTelegram::start().await) });
+    let dir = tempfile::tempdir().unwrap();
+    let service = start(dir.path(), &telegram, &anthropic);
+    let chat = Chat {
+        telegram: &telegram,
+        service: &service,
+        chat: 100,
+    };
+    let ws = workspace(dir.path(), 100);
+    let mut answers = 0;
     // Writes: in the source tree at once; outside it, or through a link, a person decides.
     let inside = ws.join("src/inside.txt");
     let asked = questions(&telegram, 100).len();
@@ -320,6 +387,35 @@ fn approvals_allow_once_for_the_session_deny_and_time_out_and_nothing_rides_on_a
         assert!(!path.exists(), "{}", path.display());
     }
     assert!(!home.join("through-link.sh").exists());
+
+    // The network: a host not on the allow-list asks, whatever command reaches it.
+    let question = chat.ask(
+        100,
+        "RUN<<curl -sS -m 20 -o /dev/null https://unlisted.example/ 2>&1; echo exit-$?>>RUN",
+    );
+    assert_eq!(chat.press(100, &question, "o"), "Allowed once.");
+    let host = chat.question_with("unlisted.example on port 443");
+    assert!(host.visible.contains("port 443"), "{}", host.visible);
+    assert_eq!(chat.press(100, &host, "d"), "Denied.");
+    answers += 1;
+    let said = chat.tool_said(answers);
+    assert!(said.contains("403"), "{said}");
+
+    // A paid call (an image) asks first; denied, no call is made.
+    let question = chat.ask(100, "IMAGE<<a red fox>>IMAGE");
+    assert!(
+        question.visible.contains("costs money"),
+        "{}",
+        question.visible
+    );
+    assert!(
+        question.visible.contains("a red fox"),
+        "{}",
+        question.visible
+    );
+    assert_eq!(chat.press(100, &question, "d"), "Denied.");
+    answers += 1;
+    assert!(chat.tool_said(answers).contains("error true"));
 
     // No answer: a reminder, then denied when the time is up; the turn still ends, loudly.
     let question = chat.ask(100, "RUN<<touch pwned-timeout>>RUN");
@@ -365,21 +461,12 @@ fn approvals_allow_once_for_the_session_deny_and_time_out_and_nothing_rides_on_a
     group.tool_said(2);
     assert!(!workspace(dir.path(), -200).join("forged").exists());
 
-    service.signal("TERM");
-    let mut service = service;
-    assert!(service.wait_for_exit(Duration::from_secs(10)).success());
-    // Every decision is in the audit log, with who made it.
-    let store = valor_store::Store::open(&dir.path().join(".local/share/valor/store")).unwrap();
-    let log = store.latest_approvals(None, 100).unwrap();
-    let count = |d: valor_protocol::approval::Decision| {
-        log.iter().filter(|r| r.decision == Some(d)).count()
-    };
-    use valor_protocol::approval::Decision;
-    assert_eq!(count(Decision::AllowOnce), 2, "{log:#?}");
-    assert_eq!(count(Decision::AllowSession), 1);
-    assert_eq!(count(Decision::SessionGrant), 1);
-    assert_eq!(count(Decision::Deny), 1 + corpus.len() + 3 + 1);
-    assert_eq!(count(Decision::TimedOut), 1);
+    let log = audit(service, dir.path());
+    assert_eq!(count(&log, Decision::AllowOnce), 2, "{log:#?}");
+    assert_eq!(count(&log, Decision::Deny), 3 + 2 + 1);
+    assert_eq!(count(&log, Decision::TimedOut), 1);
+    let host = log.iter().find(|r| r.tool == "egress").unwrap();
+    assert_eq!(host.what, "unlisted.example:443");
     assert!(
         log.iter()
             .filter(|r| r.chat_id == -200 && r.decision == Some(Decision::AllowOnce))

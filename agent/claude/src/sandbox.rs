@@ -12,6 +12,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use valor_protocol::approval::AskPerson;
 
 use serde_json::{Value, json};
 use valor_chatfs::{ChatDir, ChatFs, Kind};
@@ -153,10 +154,22 @@ pub fn operator_credentials(home: Option<&str>) -> Option<PathBuf> {
 }
 
 /// `[claude.egress]`, parsed once.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct EgressRules {
     every_chat: Vec<HostRule>,
     by_chat: HashMap<i64, Vec<HostRule>>,
+    /// Who is asked about a host not on the list (set once approvals are up).
+    asker: Arc<std::sync::OnceLock<Arc<dyn AskPerson>>>,
+}
+
+impl std::fmt::Debug for EgressRules {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EgressRules")
+            .field("every_chat", &self.every_chat)
+            .field("by_chat", &self.by_chat)
+            .field("asks", &self.asker.get().is_some())
+            .finish()
+    }
 }
 
 impl EgressRules {
@@ -189,7 +202,14 @@ impl EgressRules {
                 .iter()
                 .filter_map(|(chat, hosts)| Some((chat.parse().ok()?, parse(hosts))))
                 .collect(),
+            asker: Arc::default(),
         }
+    }
+
+    /// From now on a host not on the list is asked about in the chat (`[approvals]
+    /// unlisted_hosts`), not refused.
+    pub fn ask_about_unlisted(&self, asker: Arc<dyn AskPerson>) {
+        let _ = self.asker.set(asker);
     }
 
     fn for_chat(&self, chat_id: i64) -> EgressPolicy {
@@ -198,6 +218,7 @@ impl EgressRules {
         EgressPolicy {
             chat_id: Some(chat_id),
             rules,
+            asker: self.asker.get().cloned(),
         }
     }
 }
@@ -257,6 +278,11 @@ impl ClaudeSandbox {
 
     pub fn upstream(&self) -> &Upstream {
         &self.upstream
+    }
+
+    /// The chats' egress rules (to have unlisted hosts asked about).
+    pub fn egress(&self) -> &EgressRules {
+        &self.egress
     }
 
     /// Starts one Claude process in the chat's sandbox, its socket served.

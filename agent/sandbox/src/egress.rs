@@ -10,15 +10,29 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Method, Request, Response, StatusCode, Uri, header};
 use hyper_util::rt::TokioIo;
+use valor_protocol::approval::{ApprovalAsk, ApprovalKind, AskPerson};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Who may reach what.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct EgressPolicy {
     /// The tenant, for the log (`None`: a helper such as the browser).
     pub chat_id: Option<i64>,
     pub rules: Vec<HostRule>,
+    /// Asks the chat's person about a host not on the list (`[approvals] unlisted_hosts`);
+    /// `None`: such a host is refused.
+    pub asker: Option<std::sync::Arc<dyn AskPerson>>,
+}
+
+impl std::fmt::Debug for EgressPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EgressPolicy")
+            .field("chat_id", &self.chat_id)
+            .field("rules", &self.rules)
+            .field("asks", &self.asker.is_some())
+            .finish()
+    }
 }
 
 /// One allowed host: `example.com` (ports 80 and 443), `*.example.com` (its subdomains),
@@ -96,10 +110,13 @@ impl EgressPolicy {
     /// to is checked, and the connection goes to the one checked (no second lookup can swap it).
     pub async fn check(&self, host: &str, port: u16) -> Result<SocketAddr, String> {
         let host = host.trim_matches(['[', ']']).to_ascii_lowercase();
-        let Some(rule) = self.rules.iter().find(|r| r.matches(&host, port)) else {
-            return Err(format!(
-                "{host}:{port} is not on the egress allow-list ([claude.egress])"
-            ));
+        let asked;
+        let rule = match self.rules.iter().find(|r| r.matches(&host, port)) {
+            Some(rule) => rule,
+            None => {
+                asked = self.ask(&host, port).await?;
+                &asked
+            }
         };
         let addresses: Vec<SocketAddr> = match host.parse::<IpAddr>() {
             Ok(ip) => vec![SocketAddr::new(ip, port)],
@@ -124,6 +141,41 @@ impl EgressPolicy {
             ));
         }
         Ok(first)
+    }
+
+    /// A host not on the list: allowed only when the chat's person says so (at its public
+    /// addresses only), else refused.
+    async fn ask(&self, host: &str, port: u16) -> Result<HostRule, String> {
+        let refused = || format!("{host}:{port} is not on the egress allow-list ([claude.egress])");
+        let (Some(asker), Some(chat_id)) = (&self.asker, self.chat_id) else {
+            return Err(refused());
+        };
+        let target = format!("{host}:{port}");
+        let ask = ApprovalAsk {
+            chat_id,
+            kind: ApprovalKind::Host,
+            tool: "egress".to_owned(),
+            sentence: format!(
+                "Connects from the chat's sandbox to {host} on port {port}, which is not on the \
+                 allow-list ([claude.egress]); allowed, it is reached at public addresses only.{}",
+                if host.is_ascii() {
+                    ""
+                } else {
+                    " ⚠ The name is not plain ASCII: it may look like another."
+                }
+            ),
+            what: target.clone(),
+            claimed: None,
+            exact: target,
+        };
+        let decision = asker.ask(ask).await;
+        if !decision.allows() {
+            return Err(format!("{}; {}", refused(), decision.words()));
+        }
+        Ok(HostRule {
+            private: false,
+            ..HostRule::exact_private(host, port)
+        })
     }
 
     fn log(&self, host: &str, port: u16, outcome: &Result<SocketAddr, String>) {
@@ -373,6 +425,7 @@ mod tests {
                 HostRule::parse("localhost:8088").unwrap(),
                 HostRule::exact_private("127.0.0.1", 3000),
             ],
+            asker: None,
         };
         let metadata = policy.check("169.254.169.254", 80).await.unwrap_err();
         assert!(metadata.contains("private"), "{metadata}");
@@ -384,5 +437,65 @@ mod tests {
         );
         let unlisted = policy.check("example.org", 443).await.unwrap_err();
         assert!(unlisted.contains("allow-list"), "{unlisted}");
+    }
+
+    /// Answers every ask with one decision and keeps what was asked.
+    struct Answering(
+        valor_protocol::approval::Decision,
+        std::sync::Mutex<Vec<ApprovalAsk>>,
+    );
+
+    impl AskPerson for Answering {
+        fn ask(
+            &self,
+            ask: ApprovalAsk,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = valor_protocol::approval::Decision> + Send + '_>,
+        > {
+            self.1.lock().unwrap().push(ask);
+            Box::pin(async move { self.0 })
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unlisted_host_is_asked_about_and_allowed_only_at_public_addresses() {
+        use valor_protocol::approval::Decision;
+        let ask = |decision| {
+            let asker = std::sync::Arc::new(Answering(decision, std::sync::Mutex::default()));
+            let policy = EgressPolicy {
+                chat_id: Some(7),
+                rules: Vec::new(),
+                asker: Some(asker.clone()),
+            };
+            (policy, asker)
+        };
+        let (denying, asked) = ask(Decision::Deny);
+        let refused = denying.check("Example.org", 443).await.unwrap_err();
+        assert!(
+            refused.contains("allow-list") && refused.contains("denied"),
+            "{refused}"
+        );
+        let asked = asked.1.lock().unwrap().clone();
+        assert_eq!(asked.len(), 1);
+        assert_eq!((asked[0].chat_id, asked[0].kind), (7, ApprovalKind::Host));
+        assert_eq!(asked[0].exact, "example.org:443");
+        // Allowed, a name that points home is still refused: only public addresses.
+        let (allowing, _) = ask(Decision::AllowOnce);
+        let local = allowing.check("localhost", 8088).await.unwrap_err();
+        assert!(local.contains("private"), "{local}");
+        let metadata = allowing.check("169.254.169.254", 80).await.unwrap_err();
+        assert!(metadata.contains("private"), "{metadata}");
+        assert_eq!(
+            allowing.check("1.1.1.1", 443).await.unwrap(),
+            "1.1.1.1:443".parse().unwrap()
+        );
+        // A helper (no chat) is never asked.
+        let (helper, asked) = ask(Decision::AllowOnce);
+        let helper = EgressPolicy {
+            chat_id: None,
+            ..helper
+        };
+        assert!(helper.check("1.1.1.1", 443).await.is_err());
+        assert!(asked.1.lock().unwrap().is_empty());
     }
 }

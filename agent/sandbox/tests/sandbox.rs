@@ -191,6 +191,7 @@ async fn the_host_loopback_is_unreachable_and_the_gateway_answers() {
             egress: std::sync::Arc::new(EgressPolicy {
                 chat_id: Some(2),
                 rules: vec![HostRule::parse("example.org").unwrap()],
+                asker: None,
             }),
             routes: Some(axum::Router::new().route("/hello", get(|| async { "hello from valor" }))),
             tenant: Some(2),
@@ -239,6 +240,7 @@ async fn a_listed_host_is_reached_through_the_proxy_and_logged_ones_only() {
             egress: std::sync::Arc::new(EgressPolicy {
                 chat_id: Some(3),
                 rules: vec![HostRule::exact_private("127.0.0.1", site_port)],
+                asker: None,
             }),
             routes: None,
             tenant: Some(3),

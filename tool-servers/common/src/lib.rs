@@ -2,6 +2,7 @@
 //!
 //! - [`scope`]: the chat and workspace a call may touch, from the turn's bearer token (HTTP) or
 //!   the server's own flags (stdio), and the checks every tool runs against it.
+//! - [`approve`]: asking the chat's person before an effect beyond the chat.
 //! - [`delivery`]: pictures a tool made, handed to the agent to send to the chat.
 //! - [`error`]: tool errors in categories a user understands; a failed tool answers with text,
 //!   it never fails the turn.
@@ -15,6 +16,7 @@
 // stdout belongs to protocols and the CLI's output, stderr to tracing: libraries print nothing.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod approve;
 pub mod delivery;
 pub mod error;
 pub mod fetch;

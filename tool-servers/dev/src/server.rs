@@ -32,6 +32,8 @@ pub struct DevServer {
     scopes: ScopeSource,
     notion: Option<(NotionClient, NotionGrants)>,
     deliver: Option<Deliver>,
+    /// Asked before a comment goes to Notion (`[approvals] tool_effects`).
+    people: valor_tools::approve::People,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -105,6 +107,7 @@ impl DevServer {
             scopes,
             notion: None,
             deliver: None,
+            people: None,
         }
     }
 
@@ -117,6 +120,12 @@ impl DevServer {
     /// Who sends screenshots to the chat.
     pub fn with_delivery(mut self, deliver: Deliver) -> Self {
         self.deliver = Some(deliver);
+        self
+    }
+
+    /// Asks the chat's person before a report is commented on a Notion task.
+    pub fn with_approvals(mut self, people: Arc<dyn valor_protocol::approval::AskPerson>) -> Self {
+        self.people = Some(people);
         self
     }
 
@@ -234,7 +243,18 @@ impl DevServer {
                 } else {
                     Caller::Operator
                 };
-                let allowed = grants.may_comment(caller, notion, id).await;
+                let mut allowed = grants.may_comment(caller, notion, id).await;
+                if allowed.is_ok() {
+                    let sentence = format!("Comments this bug report on Notion task {id}.");
+                    allowed = valor_tools::approve::approve(
+                        &self.people,
+                        scope.chat_id,
+                        "notion_comment",
+                        written.markdown.clone(),
+                        sentence,
+                    )
+                    .await;
+                }
                 match allowed {
                     Err(e) => format!("\nNo Notion comment on task {id}: {e}"),
                     Ok(()) => match notion.comment(id, &written.markdown).await {

@@ -148,6 +148,7 @@ pub async fn start(
             egress: Arc::new(EgressPolicy {
                 chat_id: None,
                 rules: app_rule(app_url).into_iter().collect(),
+                asker: None,
             }),
             routes: None,
             tenant: None,

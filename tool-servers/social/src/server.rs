@@ -36,6 +36,8 @@ pub struct SocialServer {
     scopes: ScopeSource,
     links: Option<Arc<dyn LinkStore>>,
     deliver: Option<Deliver>,
+    /// Asked before a paid image is made (`[approvals] tool_effects`).
+    people: valor_tools::approve::People,
     perplexity: ApiClient,
     openai: ApiClient,
 }
@@ -92,6 +94,18 @@ impl SocialServer {
         context: RequestContext<RoleServer>,
     ) -> ToolResult {
         let scope = self.scopes.resolve(&context, p.chat_id)?;
+        let sentence = format!(
+            "Creates an image with OpenAI ({}) from this description; each image costs money.",
+            self.settings.image_model
+        );
+        valor_tools::approve::approve(
+            &self.people,
+            scope.chat_id,
+            "create_image",
+            p.prompt.clone(),
+            sentence,
+        )
+        .await?;
         Ok(self.image(&p.prompt, &scope).await?)
     }
 
@@ -134,6 +148,7 @@ impl SocialServer {
             scopes,
             links: None,
             deliver: None,
+            people: None,
         })
     }
 
@@ -146,6 +161,12 @@ impl SocialServer {
     /// Who sends created images to the chat.
     pub fn with_delivery(mut self, deliver: Deliver) -> Self {
         self.deliver = Some(deliver);
+        self
+    }
+
+    /// Asks the chat's person before an image is made (it costs money).
+    pub fn with_approvals(mut self, people: Arc<dyn valor_protocol::approval::AskPerson>) -> Self {
+        self.people = Some(people);
         self
     }
 
