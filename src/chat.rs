@@ -95,7 +95,7 @@ pub async fn chat(config_path: Option<PathBuf>, args: ChatArgs) -> ExitCode {
             if args.new {
                 console.start_over();
             }
-            let said = console.say(text, false).await;
+            let said = console.say(text, false, None).await;
             // The session stays open, but what the turn did is kept before the process ends.
             service.kept().await;
             if said {
@@ -225,7 +225,7 @@ impl Console<'_> {
                 text if self.command(text).await => {}
                 // A typed yes or no to "Remember this?" is the service's to recognise.
                 text => {
-                    self.say(text.to_owned(), true).await;
+                    self.say(text.to_owned(), true, Some(&mut lines)).await;
                 }
             }
         }
@@ -258,7 +258,7 @@ impl Console<'_> {
 
     /// Submits a message and prints what comes back (with `ask`, "Remember this?" too);
     /// false when the turn failed.
-    async fn say(&self, text: String, ask: bool) -> bool {
+    async fn say(&self, text: String, ask: bool, mut input: Option<&mut Input>) -> bool {
         let turn = UserTurn {
             author: Some(Author {
                 user_id: 0,
@@ -330,6 +330,29 @@ impl Console<'_> {
                 Event::Lapsed(question) => {
                     let _ = writeln!(stdout, "(not stored: {})", question.text);
                 }
+                Event::ApprovalNeeded(approval) => {
+                    let _ = stdout.flush();
+                    let decision = match input.as_deref_mut() {
+                        Some(lines) => ask_at_terminal(&approval, lines).await,
+                        None => {
+                            eprintln!(
+                                "({} needs a person's approval, and a one-off message has nobody to ask: denied. Run `valor chat` to be asked.)",
+                                approval.ask.tool
+                            );
+                            valor_protocol::approval::Decision::Deny
+                        }
+                    };
+                    let mut decided = self.service.submit(Op::Decide {
+                        chat_id: self.chat_id,
+                        approval: approval.id,
+                        decision,
+                        by: None,
+                    });
+                    if let Some(Event::Decided(word)) = decided.next().await {
+                        eprintln!("({word})");
+                    }
+                }
+                Event::ApprovalSettled { line, .. } => eprintln!("{line}"),
                 Event::Answered(answered) => {
                     let _ = writeln!(stdout, "{}", answered.outcome.unwrap_or(answered.reply));
                 }
@@ -337,5 +360,36 @@ impl Console<'_> {
             }
         }
         ok
+    }
+}
+
+/// The terminal's input, a line at a time.
+type Input = tokio::io::Lines<tokio::io::BufReader<tokio::io::Stdin>>;
+
+/// Shows an approval whole on stderr and reads the answer (no answer in time, or anything
+/// but o, s or d, denies).
+async fn ask_at_terminal(
+    approval: &valor_protocol::approval::Approval,
+    lines: &mut Input,
+) -> valor_protocol::approval::Decision {
+    use valor_protocol::approval::Decision;
+    let ask = &approval.ask;
+    eprintln!("Approval needed ({}): {}", ask.tool, ask.sentence);
+    eprintln!("----\n{}\n----", valor_telegram::approval::visible(&ask.what));
+    if let Some(claimed) = &ask.claimed {
+        eprintln!("Claude says it is to: {}", valor_telegram::approval::visible(claimed));
+    }
+    let left = approval
+        .deadline_ms
+        .saturating_sub(valor_protocol::time::now_ms());
+    eprint!(
+        "Allow? [o]nce, [s]ession (exactly this), [d]eny (no answer in {} s denies): ",
+        left / 1000
+    );
+    let line = tokio::time::timeout(Duration::from_millis(left), lines.next_line()).await;
+    match line.ok().and_then(Result::ok).flatten().as_deref().map(str::trim) {
+        Some("o" | "once") => Decision::AllowOnce,
+        Some("s" | "session") => Decision::AllowSession,
+        _ => Decision::Deny,
     }
 }

@@ -472,3 +472,50 @@ async fn a_turn_gets_the_function_map_and_leaves_an_observation() {
         o.text
     );
 }
+
+/// In the terminal an approval is shown whole on stderr and answered by a typed o, s or d;
+/// a one-off message has nobody to ask, so the command is denied at once (not after the
+/// timeout).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_console_asks_for_approval_and_a_one_off_denies_at_once() {
+    let fake = FakeAnthropic::start(|turn| {
+        if let Some((_, content, is_error)) = &turn.last_tool_result {
+            let first = content.lines().next().unwrap_or_default();
+            return Reply::text(&format!("tool said (error {is_error}): {first}"));
+        }
+        let text = turn.last_user_text.clone().unwrap_or_default();
+        match text.rfind("RUN: ") {
+            Some(at) => {
+                let command = text[at + 5..].lines().next().unwrap_or_default();
+                Reply::tool("Bash", serde_json::json!({"command": command}))
+            }
+            None => Reply::text("ok"),
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = console(
+        &fake,
+        dir.path(),
+        b"RUN: touch allowed-here\no\nRUN: touch denied-here\nd\n",
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stderr.contains("Approval needed (Bash)"), "{stderr}");
+    assert!(stderr.contains("----\ntouch allowed-here\n----"), "{stderr}");
+    assert!(stderr.contains("(Allowed once.)") && stderr.contains("(Denied.)"), "{stderr}");
+    let workspace = dir.path().join("workspaces/chat_0");
+    assert!(workspace.join("allowed-here").exists(), "{stdout}\n{stderr}");
+    assert!(!workspace.join("denied-here").exists());
+
+    let started = std::time::Instant::now();
+    let (out, stdout, stderr) =
+        run_valor(&fake, dir.path(), &["chat", "--once", "RUN: touch once-here"]).await;
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stderr.contains("nobody to ask: denied"), "{stderr}");
+    assert!(stdout.contains("tool said (error true)"), "{stdout}");
+    assert!(!workspace.join("once-here").exists());
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+}
