@@ -375,9 +375,15 @@ async fn ask_at_terminal(
     use valor_protocol::approval::Decision;
     let ask = &approval.ask;
     eprintln!("Approval needed ({}): {}", ask.tool, ask.sentence);
-    eprintln!("----\n{}\n----", valor_telegram::approval::visible(&ask.what));
+    eprintln!(
+        "----\n{}\n----",
+        valor_telegram::approval::visible(&ask.what)
+    );
     if let Some(claimed) = &ask.claimed {
-        eprintln!("Claude says it is to: {}", valor_telegram::approval::visible(claimed));
+        eprintln!(
+            "Claude says it is to: {}",
+            valor_telegram::approval::visible(claimed)
+        );
     }
     let left = approval
         .deadline_ms
@@ -387,7 +393,13 @@ async fn ask_at_terminal(
         left / 1000
     );
     let line = tokio::time::timeout(Duration::from_millis(left), lines.next_line()).await;
-    match line.ok().and_then(Result::ok).flatten().as_deref().map(str::trim) {
+    match line
+        .ok()
+        .and_then(Result::ok)
+        .flatten()
+        .as_deref()
+        .map(str::trim)
+    {
         Some("o" | "once") => Decision::AllowOnce,
         Some("s" | "session") => Decision::AllowSession,
         _ => Decision::Deny,

@@ -485,6 +485,15 @@ impl Source for AgentView {
             .collect()
     }
 
+    async fn approvals(
+        &self,
+        chat_id: Option<i64>,
+        limit: usize,
+    ) -> Vec<valor_protocol::approval::ApprovalRecord> {
+        let read = self.conversations.approvals(chat_id, limit).await;
+        read.unwrap_or_else(|e| unread("approvals", &anyhow::anyhow!(e)))
+    }
+
     async fn alerts(&self) -> Vec<AlertRow> {
         (self.monitor.alert_log().await.into_iter())
             .map(alert_row)

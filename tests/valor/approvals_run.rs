@@ -461,6 +461,14 @@ fn writes_hosts_paid_calls_timeouts_and_groups_ask_the_right_person() {
     group.tool_said(2);
     assert!(!workspace(dir.path(), -200).join("forged").exists());
 
+    // The dashboard's Approvals page shows them, the whole command on opening one.
+    let page = crate::cluster_run::logged_in_page(
+        crate::support::valor(dir.path()).arg("dashboard"),
+        "/ui/approvals",
+    );
+    assert!(page.contains("unlisted.example:443"), "{page}");
+    assert!(page.contains("denied: no answer in time"), "{page}");
+    assert!(page.contains("touch group-ok"), "{page}");
     let log = audit(service, dir.path());
     assert_eq!(count(&log, Decision::AllowOnce), 2, "{log:#?}");
     assert_eq!(count(&log, Decision::Deny), 3 + 2 + 1);

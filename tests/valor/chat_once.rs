@@ -504,15 +504,28 @@ async fn the_console_asks_for_approval_and_a_one_off_denies_at_once() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(stderr.contains("Approval needed (Bash)"), "{stderr}");
-    assert!(stderr.contains("----\ntouch allowed-here\n----"), "{stderr}");
-    assert!(stderr.contains("(Allowed once.)") && stderr.contains("(Denied.)"), "{stderr}");
+    assert!(
+        stderr.contains("----\ntouch allowed-here\n----"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("(Allowed once.)") && stderr.contains("(Denied.)"),
+        "{stderr}"
+    );
     let workspace = dir.path().join("workspaces/chat_0");
-    assert!(workspace.join("allowed-here").exists(), "{stdout}\n{stderr}");
+    assert!(
+        workspace.join("allowed-here").exists(),
+        "{stdout}\n{stderr}"
+    );
     assert!(!workspace.join("denied-here").exists());
 
     let started = std::time::Instant::now();
-    let (out, stdout, stderr) =
-        run_valor(&fake, dir.path(), &["chat", "--once", "RUN: touch once-here"]).await;
+    let (out, stdout, stderr) = run_valor(
+        &fake,
+        dir.path(),
+        &["chat", "--once", "RUN: touch once-here"],
+    )
+    .await;
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
     assert!(stderr.contains("nobody to ask: denied"), "{stderr}");
     assert!(stdout.contains("tool said (error true)"), "{stdout}");

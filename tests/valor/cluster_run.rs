@@ -63,11 +63,18 @@ pub(crate) fn node(
 /// The dashboard's page at `path` on the node whose folder is `dir`, logged in with the link
 /// `valor dashboard` prints there.
 fn dashboard_page(dir: &Path, path: &str) -> String {
-    let (out, link, stderr) = crate::support::output(
+    logged_in_page(
         valor(dir)
             .arg("dashboard")
             .env("VALOR__STORE__PATH", dir.join("store")),
-    );
+        path,
+    )
+}
+
+/// The dashboard's page at `path`, logged in with the link `dashboard` (a `valor dashboard`
+/// command) prints.
+pub(crate) fn logged_in_page(dashboard: &mut std::process::Command, path: &str) -> String {
+    let (out, link, stderr) = crate::support::output(dashboard);
     assert!(out.status.success(), "{stderr}");
     let client = reqwest::blocking::Client::builder()
         .no_proxy()

@@ -256,6 +256,12 @@ pub trait Source: Send + Sync + 'static {
     -> Option<(RunRecord, Option<TurnText>)>;
     /// A chat's latest saved memories (links, learnings, observations, summaries).
     async fn chat_memories(&self, chat_id: i64, limit: usize) -> Vec<MemoryRow>;
+    /// The approvals audit log, newest first (of one chat, or all).
+    async fn approvals(
+        &self,
+        chat_id: Option<i64>,
+        limit: usize,
+    ) -> Vec<valor_protocol::approval::ApprovalRecord>;
 }
 
 /// What the dashboard is made of.
@@ -316,6 +322,7 @@ pub fn router(parts: Parts) -> Router {
         .route("/ui/turns", get(drill::turns))
         .route("/ui/turns/{started_at_ms}/{chat_id}", get(drill::turn))
         .route("/ui/alerts", get(review::alerts))
+        .route("/ui/approvals", get(review::approvals))
         .route("/ui/alerts/acknowledge", post(review::acknowledge))
         .route("/ui/alerts/silence", post(review::silence))
         .route("/ui/memory", get(review::memory_page))

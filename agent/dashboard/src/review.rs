@@ -19,6 +19,29 @@ const HITS: usize = 20;
 /// Questions listed.
 const QUESTIONS: usize = 50;
 
+/// Approvals listed.
+const APPROVALS: usize = 200;
+
+pub(crate) async fn approvals(State(ui): State<Ui>, headers: HeaderMap) -> Response {
+    if ui.session(&headers).await.is_none() {
+        return refusal();
+    }
+    let (records, names) = (
+        ui.source.approvals(None, APPROVALS).await,
+        ui.source.chat_names().await,
+    );
+    pages::approvals::approvals(&records, &names).into_response()
+}
+
+/// The live part of the Approvals page.
+pub(crate) async fn approvals_body(ui: &Ui) -> maud::Markup {
+    let (records, names) = (
+        ui.source.approvals(None, APPROVALS).await,
+        ui.source.chat_names().await,
+    );
+    pages::approvals::approvals_fragment(&records, &names)
+}
+
 pub(crate) async fn alerts(
     State(ui): State<Ui>,
     headers: HeaderMap,

@@ -46,6 +46,7 @@ enum LivePage {
     Chat(i64),
     Jobs,
     Alerts,
+    Approvals,
     Logs(LogFilter),
 }
 
@@ -53,9 +54,12 @@ impl LivePage {
     fn topics(&self) -> &'static [Topic] {
         match self {
             LivePage::Overview => &[Topic::Turns, Topic::Health, Topic::Alerts],
-            LivePage::Chats | LivePage::Usage(_) | LivePage::Turns(_) | LivePage::Chat(_) => {
-                &[Topic::Turns]
-            }
+            // An approval is asked and decided while a turn runs, which moves its progress.
+            LivePage::Chats
+            | LivePage::Usage(_)
+            | LivePage::Turns(_)
+            | LivePage::Chat(_)
+            | LivePage::Approvals => &[Topic::Turns],
             LivePage::Jobs => &[Topic::Jobs],
             LivePage::Alerts => &[Topic::Alerts],
             LivePage::Logs(_) => &[],
@@ -98,6 +102,10 @@ impl LivePage {
                 let (rows, silences) = (ui.source.alerts().await, ui.source.silences().await);
                 let html = pages::review::alerts_fragment(&rows, &silences, csrf);
                 vec![("alerts", html.into_string())]
+            }
+            LivePage::Approvals => {
+                let html = crate::review::approvals_body(ui).await;
+                vec![("approvals", html.into_string())]
             }
             LivePage::Logs(_) => Vec::new(),
         }
@@ -208,6 +216,7 @@ pub(crate) async fn events(
         },
         "jobs" => LivePage::Jobs,
         "alerts" => LivePage::Alerts,
+        "approvals" => LivePage::Approvals,
         "logs" => LivePage::Logs(q.logs.view().0),
         _ => return (StatusCode::NOT_FOUND, "no such live page").into_response(),
     };

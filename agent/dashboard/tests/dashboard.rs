@@ -333,6 +333,14 @@ impl Source for Fake {
             .cloned();
         Some((run, text))
     }
+    async fn approvals(
+        &self,
+        _chat_id: Option<i64>,
+        _limit: usize,
+    ) -> Vec<valor_protocol::approval::ApprovalRecord> {
+        Vec::new()
+    }
+
     async fn chat_memories(&self, chat_id: i64, _limit: usize) -> Vec<MemoryRow> {
         vec![MemoryRow {
             id: 11,

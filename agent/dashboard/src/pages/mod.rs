@@ -8,6 +8,7 @@ use valor_scheduler::JobStatus;
 
 use crate::{ChatRow, Overview};
 
+pub mod approvals;
 pub mod review;
 pub mod turns;
 
@@ -25,7 +26,7 @@ pub enum Live {
 }
 
 /// The navigation: (address, name).
-const NAV: [(&str, &str); 9] = [
+const NAV: [(&str, &str); 10] = [
     ("/ui/", "Overview"),
     ("/ui/turns", "Turns"),
     ("/ui/chats", "Chats"),
@@ -33,6 +34,7 @@ const NAV: [(&str, &str); 9] = [
     ("/ui/jobs", "Jobs"),
     ("/ui/memory", "Memory"),
     ("/ui/alerts", "Alerts"),
+    ("/ui/approvals", "Approvals"),
     ("/ui/logs", "Logs"),
     ("/ui/sessions", "Sessions"),
 ];
