@@ -17,6 +17,11 @@ pub const STOP_DATA: &str = "stop";
 /// A status line changes at most this often (it shares the chat's pacer with the answer).
 pub const STATUS_EVERY: Duration = Duration::from_secs(2);
 
+/// The first line of a turn waits this long: a tool use that needs an approval asks within
+/// it, and the question (the message that matters) then goes first instead of a second
+/// behind the line in the chat's pacer.
+pub const FIRST_LINE_AFTER: Duration = Duration::from_millis(300);
+
 /// A wait shows in the status line once it has lasted this long.
 pub const WAIT_WORTH_SHOWING: Duration = Duration::from_millis(1500);
 
@@ -76,13 +81,14 @@ pub struct StatusLine {
 }
 
 impl StatusLine {
-    /// What the line should say; shown at once the first time, then every [`STATUS_EVERY`].
+    /// What the line should say; shown after [`FIRST_LINE_AFTER`] the first time, then every
+    /// [`STATUS_EVERY`].
     pub fn set(&mut self, text: String) {
         self.wanted = Some(format!("Working: {text}"));
         if self.due.is_none() {
             let now = Instant::now();
             self.due = Some(if self.message.is_none() {
-                now
+                now + FIRST_LINE_AFTER
             } else {
                 now + STATUS_EVERY
             });
