@@ -126,6 +126,21 @@ fn fill(path: &Path) {
         })
         .unwrap();
     store.set_job_paused("daydream", true).unwrap();
+    store
+        .load_approval(&valor_protocol::approval::ApprovalRecord {
+            id: 7_000 * 4096,
+            chat_id: 7,
+            kind: valor_protocol::approval::ApprovalKind::Command,
+            tool: "Bash".to_owned(),
+            what: "git push\nrm -rf ~".to_owned(),
+            sentence: "Runs this shell command.".to_owned(),
+            asked_ms: 7_000,
+            decision: Some(valor_protocol::approval::Decision::Deny),
+            by: Some(100),
+            decided_ms: Some(8_000),
+            node: None,
+        })
+        .unwrap();
     store.flush().unwrap();
 }
 
@@ -198,7 +213,7 @@ fn sled_to_postgres_to_sled_and_backup_to_restore_keep_everything() {
     let before = records_of(dir.path(), &original, None, "original.backup");
     let through_pg = records_of(dir.path(), &original, Some(&database), "postgres.backup");
     let after = records_of(dir.path(), &back, None, "back.backup");
-    for kind in ["\"job_run\"", "\"paused_job\""] {
+    for kind in ["\"job_run\"", "\"paused_job\"", "\"approval\""] {
         assert!(
             before.iter().any(|line| line.contains(kind)),
             "{kind}: {before:?}"

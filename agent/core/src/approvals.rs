@@ -378,3 +378,7 @@ impl ApprovalLog for InMemoryApprovalLog {
             .collect())
     }
 }
+
+#[cfg(test)]
+#[path = "approvals_tests.rs"]
+mod tests;

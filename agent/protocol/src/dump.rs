@@ -57,6 +57,8 @@ pub enum DumpRecord {
     PausedJob {
         job: String,
     },
+    /// One approval of the audit log.
+    Approval(crate::approval::ApprovalRecord),
 }
 
 impl DumpRecord {
@@ -74,6 +76,7 @@ impl DumpRecord {
             DumpRecord::PairedUser { .. } => "paired users",
             DumpRecord::JobRun(_) => "job runs",
             DumpRecord::PausedJob { .. } => "paused jobs",
+            DumpRecord::Approval(_) => "approvals",
         }
     }
 }

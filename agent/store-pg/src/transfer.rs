@@ -93,6 +93,9 @@ impl PgStore {
         for job in JobLog::paused_jobs(self).await.map_err(failed)? {
             send!(DumpRecord::PausedJob { job });
         }
+        for approval in self.all_approvals().await? {
+            send!(DumpRecord::Approval(approval));
+        }
         Ok(())
     }
 
@@ -177,6 +180,7 @@ impl PgStore {
             DumpRecord::PausedJob { job } => {
                 JobLog::set_paused(self, &job, true).await.map_err(failed)?;
             }
+            DumpRecord::Approval(approval) => self.load_approval(&approval).await?,
         }
         Ok(())
     }

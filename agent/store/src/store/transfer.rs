@@ -94,6 +94,11 @@ impl Store {
                 return Ok(());
             }
         }
+        for approval in self.all_approvals() {
+            if !visit(DumpRecord::Approval(approval?)) {
+                return Ok(());
+            }
+        }
         Ok(())
     }
 
@@ -143,6 +148,7 @@ impl Store {
             DumpRecord::PairedUser { user_id } => self.add_paired_user(user_id),
             DumpRecord::JobRun(run) => self.record_job_run(&run),
             DumpRecord::PausedJob { job } => self.set_job_paused(&job, true),
+            DumpRecord::Approval(approval) => self.load_approval(&approval),
         }
     }
 }
