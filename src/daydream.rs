@@ -48,6 +48,7 @@ fn proposal(chat: i64, text: String, source: &str) -> valor_store::Proposal {
         expires_ms: now + valor_store::PROPOSAL_TTL_MS,
         message_id: None,
         state: valor_store::ProposalState::Pending,
+        asked_of: None,
         learning: None,
     }
 }

@@ -21,6 +21,10 @@ pub struct PairArgs {
     /// Take a paired user (Telegram user id) off the allow-list.
     #[arg(long, value_name = "ID", allow_hyphen_values = true)]
     revoke: Option<i64>,
+    /// What the user who pairs with the code becomes: chatter (the default), approver (answers
+    /// approvals in groups) or admin.
+    #[arg(long, value_name = "ROLE", default_value = "chatter", value_parser = ["chatter", "approver", "admin"])]
+    role: String,
 }
 
 pub async fn pair(config_path: Option<PathBuf>, args: PairArgs) -> ExitCode {
@@ -34,7 +38,7 @@ pub async fn pair(config_path: Option<PathBuf>, args: PairArgs) -> ExitCode {
     } else if let Some(user) = args.revoke {
         revoke(config, user).await
     } else {
-        issue(config)
+        issue(config, &args.role)
     };
     match done {
         Ok(()) => ExitCode::SUCCESS,
@@ -45,9 +49,10 @@ pub async fn pair(config_path: Option<PathBuf>, args: PairArgs) -> ExitCode {
     }
 }
 
-fn issue(config: &Config) -> anyhow::Result<()> {
-    let code = Pairing::for_store(&config.store.path).issue()?;
-    println!("Pairing code: {code}");
+fn issue(config: &Config, role: &str) -> anyhow::Result<()> {
+    let role = valor_protocol::access::Role::parse(role).unwrap_or_default();
+    let code = Pairing::for_store(&config.store.path).issue_for(role)?;
+    println!("Pairing code ({}): {code}", role.as_str());
     println!("Valid for 10 minutes, once. In Telegram, send the bot: /pair {code}");
     Ok(())
 }

@@ -155,20 +155,27 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
         report_sender,
         &service,
     )?;
-    // Missed runs under the `notify` policy are told to the admin chat.
-    if let (Some(channel), chat) = (channel.clone(), config.admin.chat)
-        && chat != 0
+    // Missed runs under the `notify` policy are told to the admin chat and the admins.
+    let admins = admin_chats(&config);
+    if let Some(channel) = channel.clone()
+        && !admins.is_empty()
     {
+        let admins = admins.clone();
         scheduler.on_notify(Arc::new(move |message: String| {
-            channel.post_text(chat, &message)
+            for chat in &admins {
+                channel.post_text(*chat, &message);
+            }
         }));
     }
-    // Alerts and their recovery reach the admin chat.
-    if let (Some(channel), chat) = (channel.clone(), config.admin.chat)
-        && chat != 0
+    // Alerts and their recovery reach the admin chat and the admins.
+    if let Some(channel) = channel.clone()
+        && !admins.is_empty()
     {
-        let send: valor_monitor::AlertSender =
-            Arc::new(move |text: String| channel.post_text(chat, &text));
+        let send: valor_monitor::AlertSender = Arc::new(move |text: String| {
+            for chat in &admins {
+                channel.post_text(*chat, &text);
+            }
+        });
         let cooldown = Duration::from_secs(config.monitor.alert_cooldown_mins.saturating_mul(60));
         let notifier = valor_monitor::AlertNotifier::new(cooldown);
         let told = Some(Arc::clone(&monitor));
@@ -354,4 +361,28 @@ async fn telegram(
         .await?;
     tracing::info!(api = %t.api_url, allowed = t.allowed_users.len() + paired.len(), "Telegram is on");
     Ok(Some(channel))
+}
+
+/// Where alerts and missed jobs are told: `[admin] chat` and each `[access] admins` user's
+/// private chat (once each).
+fn admin_chats(config: &valor_config::Config) -> Vec<i64> {
+    let mut chats: Vec<i64> = std::iter::once(config.admin.chat)
+        .chain(config.access.admins.iter().copied())
+        .filter(|chat| *chat != 0)
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    chats.retain(|chat| seen.insert(*chat));
+    chats
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn alerts_go_to_the_admin_chat_and_each_admin_once() {
+        let mut config = valor_config::Config::default();
+        assert!(super::admin_chats(&config).is_empty());
+        config.admin.chat = -5;
+        config.access.admins = vec![7, -5, 7, 9];
+        assert_eq!(super::admin_chats(&config), [-5, 7, 9]);
+    }
 }

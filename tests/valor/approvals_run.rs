@@ -30,6 +30,8 @@ async fn model() -> FakeAnthropic {
             return Reply::text(&format!("tool said (error {is_error}): {first}"));
         }
         let text = turn.last_user_text.clone().unwrap_or_default();
+        // Only the message itself counts, not the history the prompt quotes before it.
+        let text = valor_core::inject::user_request(&text).to_owned();
         // The newest marker counts (the prompt may quote earlier messages).
         let run_at = text.rfind("RUN<<");
         let write_at = text.rfind("WRITE<<").max(text.rfind("IMAGE<<"));
@@ -480,5 +482,100 @@ fn writes_hosts_paid_calls_timeouts_and_groups_ask_the_right_person() {
             .filter(|r| r.chat_id == -200 && r.decision == Some(Decision::AllowOnce))
             .all(|r| r.by == Some(300))
     );
+    drop(runtime);
+}
+
+/// Roles: an admin hands out a pairing code for an approver from a private chat (never in a
+/// group); the new approver's press settles a group's approval; in a group only the person who
+/// said it (or an admin) settles "Remember this?".
+#[test]
+fn an_admin_pairs_an_approver_and_group_questions_go_to_the_right_person() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (anthropic, telegram) =
+        runtime.block_on(async { (model().await, FakeTelegram::start().await) });
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = run_with(dir.path(), &telegram, &anthropic);
+    cmd.env("VALOR__ACCESS__ADMINS", "[400]")
+        .env("VALOR__TELEGRAM__ALLOWED_USERS", "[100, 101]");
+    let service = Service::start(&mut cmd);
+    let texts = |chat: i64| -> Vec<String> {
+        telegram
+            .messages(chat)
+            .into_iter()
+            .map(|m| m.visible)
+            .collect()
+    };
+    // Not in a group, and not for a chatter.
+    telegram.user_says(-300, 400, "/pair approver");
+    telegram.user_says(100, 100, "/pair approver");
+    telegram.user_says(400, 400, "/pair approver");
+    let code = wait_until(
+        &service,
+        "the admin's code",
+        Duration::from_secs(30),
+        || {
+            texts(400).into_iter().find_map(|t| {
+                let rest = t.strip_prefix("Pairing code for a new approver: ")?;
+                Some(rest.split_whitespace().next()?.to_owned())
+            })
+        },
+    );
+    wait_until(&service, "the refusals", Duration::from_secs(30), || {
+        (texts(-300).iter().any(|t| t.contains("in a private chat"))
+            && texts(100).iter().any(|t| t == "You are already paired."))
+        .then_some(())
+    });
+    telegram.user_says(500, 500, &format!("/pair {code}"));
+    wait_until(&service, "paired", Duration::from_secs(30), || {
+        texts(500)
+            .iter()
+            .any(|t| t.starts_with("Paired."))
+            .then_some(())
+    });
+    let group = Chat {
+        telegram: &telegram,
+        service: &service,
+        chat: -300,
+    };
+    let question = group.ask(100, "RUN<<touch approved-by-500>>RUN");
+    assert_eq!(
+        group.press(101, &question, "o"),
+        "Only an approver can answer this."
+    );
+    assert_eq!(group.press(500, &question, "o"), "Allowed once.");
+    group.tool_said(1);
+    assert!(workspace(dir.path(), -300).join("approved-by-500").exists());
+
+    // "Remember this?" in the group: the person it was asked of, or an admin.
+    let statement = "We decided to use PostgreSQL for the main database.";
+    telegram.user_says(-300, 100, statement);
+    let remember = wait_until(&service, "the question", Duration::from_secs(60), || {
+        telegram
+            .messages(-300)
+            .into_iter()
+            .find(|m| m.visible == format!("Remember this?\n\n{statement}"))
+    });
+    let yes = remember.reply_markup.clone().unwrap()["inline_keyboard"][0][0]["callback_data"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for other in [101, 500] {
+        let query = telegram.user_presses(-300, other, remember.message_id, &yes);
+        let answer = wait_until(&service, "the refusal", Duration::from_secs(30), || {
+            telegram.callback_answer(&query)
+        });
+        assert_eq!(
+            answer,
+            "Only the person who said it (or an admin) can answer this."
+        );
+    }
+    let query = telegram.user_presses(-300, 400, remember.message_id, &yes);
+    let answer = wait_until(&service, "the admin's yes", Duration::from_secs(30), || {
+        telegram.callback_answer(&query)
+    });
+    assert!(answer.starts_with("Remembered"), "{answer}");
+    let log = audit(service, dir.path());
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].by, Some(500));
     drop(runtime);
 }

@@ -255,7 +255,7 @@ fn pair_prints_a_code_and_refuses_a_fourth_while_three_wait() {
             .lines()
             .next()
             .unwrap()
-            .strip_prefix("Pairing code: ")
+            .strip_prefix("Pairing code (chatter): ")
             .unwrap();
         assert_eq!(code.len(), 9);
         assert!(stdout.contains(&format!("send the bot: /pair {code}")));

@@ -504,7 +504,8 @@ impl Conversations {
                 }
             }
         };
-        if let Some(answered) = self.typed_answer(chat_id, &text).await {
+        let typed_by = turn.author.as_ref().map(|a| a.user_id);
+        if let Some(answered) = self.typed_answer(chat_id, typed_by, &text).await {
             let _ = tx.send(answered).await;
             return false;
         }
@@ -519,9 +520,10 @@ impl Conversations {
         // asked about); its question follows the answer.
         let source = turn.source.clone().unwrap_or_else(|| "console".to_owned());
         let watcher = self.inner.learning.clone().filter(|_| turn.ask);
+        let author = turn.author.as_ref().map(|a| a.user_id);
         let watched = watcher.map(|learning| {
             let text = text.clone();
-            tokio::spawn(async move { learning.watch(chat_id, &text, &source).await })
+            tokio::spawn(async move { learning.watch(chat_id, author, &text, &source).await })
         });
         let incoming = Incoming {
             chat_id,
@@ -585,14 +587,22 @@ impl Conversations {
 
     /// A typed yes or no to the chat's open question, answered; `None` when `text` is not one
     /// or no question is open.
-    async fn typed_answer(&self, chat_id: i64, text: &str) -> Option<Event> {
+    async fn typed_answer(&self, chat_id: i64, by: Option<i64>, text: &str) -> Option<Event> {
         let yes = typed_answer(text)?;
         let question = {
             let mut chats = self.chats();
             let queue = chats.get_mut(&chat_id)?;
+            // In a group only the person it was asked of answers it by typing (anyone else's
+            // "yes" is a message of its own).
+            let theirs = |q: &Question| q.asked_of.is_none() || chat_id > 0 || q.asked_of == by;
             match queue.question.take() {
-                Some((question, at)) if at.elapsed() < QUESTION_TTL => question,
-                _ => return None,
+                Some((question, at)) if at.elapsed() < QUESTION_TTL && theirs(&question) => {
+                    question
+                }
+                other => {
+                    queue.question = other;
+                    return None;
+                }
             }
         };
         Some(Event::Answered(
@@ -634,6 +644,7 @@ impl Conversations {
                         id: question,
                         chat_id,
                         text: String::new(),
+                        asked_of: None,
                     },
                     line: line.clone(),
                 };

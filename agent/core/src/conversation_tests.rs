@@ -249,12 +249,19 @@ struct Asking {
 
 #[async_trait::async_trait]
 impl Learning for Asking {
-    async fn watch(&self, chat_id: i64, text: &str, _source: &str) -> Option<Question> {
+    async fn watch(
+        &self,
+        chat_id: i64,
+        _author: Option<i64>,
+        text: &str,
+        _source: &str,
+    ) -> Option<Question> {
         let mut asked = self.asked.lock().unwrap();
         let question = Question {
             id: asked.len() as u64 + 1,
             chat_id,
             text: text.strip_prefix("we use ")?.to_owned(),
+            asked_of: None,
         };
         asked.push(question.clone());
         Some(question)

@@ -11,7 +11,14 @@ pub use valor_protocol::{Answered, Question};
 #[async_trait::async_trait]
 pub trait Learning: Send + Sync {
     /// The question worth asking about a user's message, recorded as pending, if any.
-    async fn watch(&self, chat_id: i64, text: &str, source: &str) -> Option<Question>;
+    /// `author`: whose message it is (in a group, only they answer its question).
+    async fn watch(
+        &self,
+        chat_id: i64,
+        author: Option<i64>,
+        text: &str,
+        source: &str,
+    ) -> Option<Question>;
     /// A yes or a no to question `id`, from chat `chat_id`: settled once, and only by the
     /// chat it was asked in; a yes keeps what it proposed.
     async fn answer(&self, chat_id: i64, id: u64, yes: bool) -> Answered;

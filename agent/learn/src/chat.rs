@@ -110,7 +110,13 @@ impl Learning for ChatLearning {
             .collect()
     }
 
-    async fn watch(&self, chat_id: i64, text: &str, source: &str) -> Option<Question> {
+    async fn watch(
+        &self,
+        chat_id: i64,
+        author: Option<i64>,
+        text: &str,
+        source: &str,
+    ) -> Option<Question> {
         // The watcher embeds the message: CPU work, on the blocking pool.
         let learner = self.learner.clone()?;
         let (text, source) = (text.to_owned(), source.to_owned());
@@ -118,6 +124,10 @@ impl Learning for ChatLearning {
             tokio::task::spawn_blocking(move || learner.watch(chat_id, &text, &source, now_ms()))
                 .await
                 .ok()??;
+        let proposal = Proposal {
+            asked_of: author,
+            ..proposal
+        };
         match self.store.add_proposal(proposal).await {
             Ok(proposal) => Some(proposal.question()),
             Err(e) => {

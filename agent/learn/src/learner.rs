@@ -187,6 +187,7 @@ impl Learner {
             expires_ms: now_ms + PROPOSAL_TTL_MS,
             message_id: None,
             state: ProposalState::Pending,
+            asked_of: None,
             learning: Some(LearningDraft {
                 category: found.trigger.category(),
                 trigger: Some(found.trigger.as_str().to_owned()),

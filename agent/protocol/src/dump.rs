@@ -50,6 +50,9 @@ pub enum DumpRecord {
     },
     PairedUser {
         user_id: i64,
+        /// Above chatter: the role their pairing code gave.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        role: Option<crate::access::Role>,
     },
     /// A scheduled job's run (its next due time and catch-up rest on the latest).
     JobRun(crate::jobs::JobRunRecord),

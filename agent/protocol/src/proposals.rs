@@ -34,6 +34,9 @@ pub struct Proposal {
     /// The question's message in the chat, once sent.
     pub message_id: Option<i64>,
     pub state: ProposalState,
+    /// The user whose message it came from: in a group only they (or an admin) settle it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asked_of: Option<i64>,
     /// For a learning: how it was found and what it would replace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub learning: Option<LearningDraft>,
@@ -131,6 +134,7 @@ impl Proposal {
             id: self.id,
             chat_id: self.chat_id,
             text: self.text.clone(),
+            asked_of: self.asked_of,
         }
     }
 }

@@ -8,6 +8,8 @@ pub struct Question {
     pub chat_id: i64,
     /// What would be remembered.
     pub text: String,
+    /// The user whose message it came from (`None`: the daydream's, anyone's).
+    pub asked_of: Option<i64>,
 }
 
 /// What answering a question did.

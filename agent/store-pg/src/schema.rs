@@ -170,6 +170,7 @@ CREATE TABLE approvals (
     body jsonb NOT NULL
 );
 CREATE INDEX approvals_chat ON approvals (chat_id, id DESC);
+ALTER TABLE paired_users ADD COLUMN role text NOT NULL DEFAULT 'chatter';
 "#;
 
 /// Brings the schema up to [`SCHEMA_VERSION`]; refuses a newer one.

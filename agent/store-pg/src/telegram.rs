@@ -111,6 +111,39 @@ impl PairedUsers for PgStore {
             .map_err(PgError::from)?;
         Ok(removed == 1)
     }
+
+    async fn paired_roles(&self) -> Result<Vec<(i64, valor_protocol::access::Role)>, StoreFailure> {
+        let client = self.client().await?;
+        let rows = (client.query(
+            "SELECT user_id, role FROM paired_users WHERE role <> 'chatter' ORDER BY user_id",
+            &[],
+        ))
+        .await
+        .map_err(PgError::from)?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| {
+                let role: String = r.get(1);
+                Some((r.get(0), valor_protocol::access::Role::parse(&role)?))
+            })
+            .collect())
+    }
+
+    async fn set_paired_role(
+        &self,
+        user_id: i64,
+        role: valor_protocol::access::Role,
+    ) -> Result<(), StoreFailure> {
+        let client = self.client().await?;
+        (client.execute(
+            "INSERT INTO paired_users (user_id, role) VALUES ($1, $2)
+             ON CONFLICT (user_id) DO UPDATE SET role = $2",
+            &[&user_id, &role.as_str()],
+        ))
+        .await
+        .map_err(PgError::from)?;
+        Ok(())
+    }
 }
 
 #[async_trait]

@@ -84,8 +84,13 @@ impl PgStore {
             });
         }
         drop(client);
+        let roles: std::collections::HashMap<i64, valor_protocol::access::Role> =
+            (self.paired_roles().await.map_err(failed)?)
+                .into_iter()
+                .collect();
         for user_id in self.paired_users().await.map_err(failed)? {
-            send!(DumpRecord::PairedUser { user_id });
+            let role = roles.get(&user_id).copied();
+            send!(DumpRecord::PairedUser { user_id, role });
         }
         for run in self.all_job_runs().await? {
             send!(DumpRecord::JobRun(run));
@@ -173,9 +178,10 @@ impl PgStore {
                     )
                     .await?;
             }
-            DumpRecord::PairedUser { user_id } => {
-                self.add_paired_user(user_id).await.map_err(failed)?;
-            }
+            DumpRecord::PairedUser { user_id, role } => match role {
+                Some(role) => self.set_paired_role(user_id, role).await.map_err(failed)?,
+                None => self.add_paired_user(user_id).await.map_err(failed)?,
+            },
             DumpRecord::JobRun(run) => JobLog::record(self, &run).await.map_err(failed)?,
             DumpRecord::PausedJob { job } => {
                 JobLog::set_paused(self, &job, true).await.map_err(failed)?;

@@ -179,6 +179,7 @@ mod tests {
                 expires_ms: created_ms + PROPOSAL_TTL_MS,
                 message_id: Some(5),
                 state: ProposalState::Pending,
+                asked_of: None,
                 learning: Some(LearningDraft {
                     category: Category::Decision,
                     trigger: Some("decided_to_use".into()),

@@ -184,6 +184,11 @@ impl TelegramChannel {
         let mut allowed: HashSet<i64> = setup.allowed_users.into_iter().collect();
         allowed.extend(setup.store.paired_users().await?);
         allowed.extend(setup.roles.keys());
+        let mut roles = setup.roles;
+        for (user, role) in setup.store.paired_roles().await? {
+            let kept = roles.entry(user).or_default();
+            *kept = (*kept).max(role);
+        }
         let poll_health = Arc::new(PollHealth::new(
             setup.webhook.is_some(),
             setup.degraded_after,
@@ -194,7 +199,7 @@ impl TelegramChannel {
                 conversations: setup.conversations,
                 store: setup.store,
                 allowed: Mutex::new(allowed),
-                roles: Mutex::new(setup.roles),
+                roles: Mutex::new(roles),
                 poll_timeout: setup.poll_timeout_secs,
                 pacer: setup.pacer,
                 budget: BotBudget::new(setup.pacer.bot_interval),
@@ -554,7 +559,11 @@ impl TelegramChannel {
                 }
                 match command.as_deref() {
                     Some("/start" | "/help") => self.reply(chat, private, HELP),
-                    Some("/pair") => self.reply(chat, private, "You are already paired."),
+                    Some("/pair") => {
+                        let args = text.split_whitespace().nth(1).unwrap_or_default();
+                        let reply = self.pair_code(user_id, private, args);
+                        self.reply(chat, private, &reply);
+                    }
                     Some(name @ ("/status" | "/learnings" | "/forget" | "/remember")) => {
                         let args = text.split_once(char::is_whitespace).map_or("", |(_, r)| r);
                         if let Some(command) = Command::parse(name, args) {
@@ -649,14 +658,30 @@ impl TelegramChannel {
                         });
                     }
                     (Some((question, yes)), Some(chat)) if allowed => {
-                        let answered = self.inner.conversations.submit(Op::Answer {
-                            operator: false,
-                            chat_id: chat.0,
-                            question,
-                            yes,
-                        });
+                        let user = i64::try_from(query.from.id.0).unwrap_or(i64::MAX);
+                        let admin = self.role(user) >= Role::Admin;
+                        let channel = self.clone();
                         let (store, pacer) = (store.clone(), self.pacer(chat.0, chat.0 > 0));
                         tokio::spawn(async move {
+                            // In a group only the person it was asked of (or an admin)
+                            // settles it; in a private chat its one user does.
+                            if chat.0 < 0 && !admin {
+                                let asked_of = (store.proposal(question).await.ok().flatten())
+                                    .and_then(|p| p.asked_of);
+                                if asked_of.is_some_and(|asked_of| asked_of != user) {
+                                    let _ = bot
+                                        .answer_callback_query(query.id)
+                                        .text("Only the person who said it (or an admin) can answer this.")
+                                        .await;
+                                    return;
+                                }
+                            }
+                            let answered = channel.inner.conversations.submit(Op::Answer {
+                                operator: false,
+                                chat_id: chat.0,
+                                question,
+                                yes,
+                            });
                             crate::remember::answer(
                                 &bot,
                                 store.as_ref(),

@@ -11,6 +11,7 @@ use std::sync::{Mutex, PoisonError};
 
 use async_trait::async_trait;
 use valor_protocol::StoreFailure;
+use valor_protocol::access::Role;
 use valor_protocol::proposals::Proposal;
 use valor_protocol::records::InboxEntry;
 
@@ -34,6 +35,10 @@ pub trait PairedUsers: Send + Sync {
     async fn add_paired_user(&self, user_id: i64) -> Result<(), StoreFailure>;
     /// False when the user was not paired.
     async fn remove_paired_user(&self, user_id: i64) -> Result<bool, StoreFailure>;
+    /// The paired users with more than the chatter's role.
+    async fn paired_roles(&self) -> Result<Vec<(i64, Role)>, StoreFailure>;
+    /// Gives a paired user a role (their pairing code's).
+    async fn set_paired_role(&self, user_id: i64, role: Role) -> Result<(), StoreFailure>;
 }
 
 #[async_trait]
@@ -50,6 +55,7 @@ pub struct InMemoryInbox {
     entries: Mutex<BTreeMap<i64, InboxEntry>>,
     last: Mutex<i64>,
     paired: Mutex<Vec<i64>>,
+    roles: Mutex<BTreeMap<i64, Role>>,
     proposals: Mutex<BTreeMap<u64, Proposal>>,
 }
 
@@ -107,7 +113,21 @@ impl PairedUsers for InMemoryInbox {
         let mut paired = lock(&self.paired);
         let before = paired.len();
         paired.retain(|u| *u != user_id);
+        lock(&self.roles).remove(&user_id);
         Ok(paired.len() < before)
+    }
+
+    async fn paired_roles(&self) -> Result<Vec<(i64, Role)>, StoreFailure> {
+        Ok(lock(&self.roles)
+            .iter()
+            .filter(|(_, role)| **role > Role::Chatter)
+            .map(|(user, role)| (*user, *role))
+            .collect())
+    }
+
+    async fn set_paired_role(&self, user_id: i64, role: Role) -> Result<(), StoreFailure> {
+        lock(&self.roles).insert(user_id, role);
+        Ok(())
     }
 }
 

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use valor_protocol::access::Role;
 use valor_protocol::time::now_ms;
 
 pub const CODE_VALID: Duration = Duration::from_secs(600);
@@ -34,6 +35,9 @@ pub enum PairingError {
 struct Pending {
     code: String,
     expires_at_ms: u64,
+    /// What the user who redeems it becomes (a chatter unless the code says otherwise).
+    #[serde(default)]
+    role: Role,
 }
 
 /// The pending codes for a store at `store_path`.
@@ -124,8 +128,13 @@ impl Pairing {
             .map_err(|(_, errno)| self.io(std::io::Error::from(errno)))
     }
 
-    /// A new code, valid for [`CODE_VALID`].
+    /// A new code for a chatter, valid for [`CODE_VALID`].
     pub fn issue(&self) -> Result<String, PairingError> {
+        self.issue_for(Role::Chatter)
+    }
+
+    /// A new code that makes its user `role`, valid for [`CODE_VALID`].
+    pub fn issue_for(&self, role: Role) -> Result<String, PairingError> {
         let _lock = self.lock()?;
         let mut pending = self.load()?;
         if pending.len() >= MAX_PENDING {
@@ -135,6 +144,7 @@ impl Pairing {
         pending.push(Pending {
             code: code.clone(),
             expires_at_ms: now_ms() + CODE_VALID.as_millis() as u64,
+            role,
         });
         self.save(&pending)?;
         Ok(code)
@@ -142,16 +152,20 @@ impl Pairing {
 
     /// Uses up `code` if it is pending; true when it was.
     pub fn redeem(&self, code: &str) -> Result<bool, PairingError> {
+        Ok(self.redeem_role(code)?.is_some())
+    }
+
+    /// Uses up `code` if it is pending: the role it gives.
+    pub fn redeem_role(&self, code: &str) -> Result<Option<Role>, PairingError> {
         let wanted = normalize(code);
         let _lock = self.lock()?;
         let mut pending = self.load()?;
-        let before = pending.len();
-        pending.retain(|p| normalize(&p.code) != wanted);
-        if pending.len() == before {
-            return Ok(false);
-        }
+        let Some(at) = pending.iter().position(|p| normalize(&p.code) == wanted) else {
+            return Ok(None);
+        };
+        let redeemed = pending.remove(at);
         self.save(&pending)?;
-        Ok(true)
+        Ok(Some(redeemed.role))
     }
 }
 
@@ -212,8 +226,34 @@ mod tests {
             .save(&[Pending {
                 code: "ABCD-EFGH".to_owned(),
                 expires_at_ms: now_ms() - 1,
+                role: Role::Admin,
             }])
             .unwrap();
         assert!(!pairing.redeem("ABCD-EFGH").unwrap());
+    }
+
+    #[test]
+    fn a_code_carries_its_role_and_old_codes_read_as_chatters() {
+        let dir = tempfile::tempdir().unwrap();
+        let pairing = Pairing::for_store(&dir.path().join("store"));
+        let approver = pairing.issue_for(Role::Approver).unwrap();
+        let chatter = pairing.issue().unwrap();
+        assert_eq!(pairing.redeem_role(&chatter).unwrap(), Some(Role::Chatter));
+        assert_eq!(
+            pairing.redeem_role(&approver).unwrap(),
+            Some(Role::Approver)
+        );
+        assert_eq!(pairing.redeem_role(&approver).unwrap(), None, "used up");
+        // A file written before roles: its codes make chatters.
+        let later = now_ms() + 60_000;
+        std::fs::write(
+            &pairing.path,
+            format!(r#"[{{"code":"ABCD-EFGH","expires_at_ms":{later}}}]"#),
+        )
+        .unwrap();
+        assert_eq!(
+            pairing.redeem_role("abcd efgh").unwrap(),
+            Some(Role::Chatter)
+        );
     }
 }

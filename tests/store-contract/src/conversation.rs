@@ -146,6 +146,17 @@ pub async fn telegram_contract(store: Arc<dyn TelegramStore>) {
     assert!(store.remove_paired_user(6).await.unwrap());
     assert!(!store.remove_paired_user(6).await.unwrap());
     assert_eq!(store.paired_users().await.unwrap(), [5]);
+    // A pairing code's role: kept by the user (pairing again keeps it), gone when revoked.
+    use valor_protocol::access::Role;
+    assert!(store.paired_roles().await.unwrap().is_empty());
+    store.set_paired_role(8, Role::Approver).await.unwrap();
+    store.add_paired_user(8).await.unwrap();
+    let mut paired = store.paired_users().await.unwrap();
+    paired.sort();
+    assert_eq!(paired, [5, 8]);
+    assert_eq!(store.paired_roles().await.unwrap(), [(8, Role::Approver)]);
+    assert!(store.remove_paired_user(8).await.unwrap());
+    assert!(store.paired_roles().await.unwrap().is_empty());
 
     let asked = store
         .add_proposal(Proposal {
@@ -158,6 +169,7 @@ pub async fn telegram_contract(store: Arc<dyn TelegramStore>) {
             expires_ms: 2,
             message_id: None,
             state: ProposalState::Pending,
+            asked_of: None,
             learning: None,
         })
         .await

@@ -320,6 +320,7 @@ pub async fn proposal_contract(store: Arc<dyn LearnStore>) {
         expires_ms: created_ms + PROPOSAL_TTL_MS,
         message_id: None,
         state: ProposalState::Declined,
+        asked_of: None,
         learning: None,
     };
     let one = store.add_proposal(asked(1, 1_000)).await.unwrap();

@@ -33,6 +33,7 @@ async fn a_question_is_settled_only_by_its_chat_and_its_learning_kept_and_forgot
     let question = learning
         .watch(
             CHAT,
+            None,
             "We decided to use PostgreSQL for the main database.",
             "tg:1",
         )
@@ -40,7 +41,7 @@ async fn a_question_is_settled_only_by_its_chat_and_its_learning_kept_and_forgot
         .expect("the watcher asks about a decision");
     assert!(
         learning
-            .watch(CHAT, "Thanks, that was helpful!", "tg:2")
+            .watch(CHAT, None, "Thanks, that was helpful!", "tg:2")
             .await
             .is_none()
     );
@@ -83,7 +84,12 @@ async fn an_unanswered_question_expires_without_any_channel() {
     let store = InMemoryStore::new();
     let learning = learning_over(&store, dir.path()).await;
     let question = learning
-        .watch(CHAT, "We decided to use Redis for the job queue.", "tg:1")
+        .watch(
+            CHAT,
+            None,
+            "We decided to use Redis for the job queue.",
+            "tg:1",
+        )
         .await
         .expect("the watcher asks about a decision");
     assert!(learning.expire(now_ms()).await.is_empty(), "not yet");
@@ -102,6 +108,7 @@ async fn the_operator_may_still_accept_a_declined_or_expired_question_of_its_cha
     let declined = learning
         .watch(
             CHAT,
+            None,
             "We decided to use PostgreSQL for the main database.",
             "tg:1",
         )
@@ -131,7 +138,12 @@ async fn the_operator_may_still_accept_a_declined_or_expired_question_of_its_cha
     assert!(learning.list(CHAT).await.contains("PostgreSQL"));
 
     let expired = learning
-        .watch(CHAT, "We decided to use Redis for the job queue.", "tg:2")
+        .watch(
+            CHAT,
+            None,
+            "We decided to use Redis for the job queue.",
+            "tg:2",
+        )
         .await
         .expect("the watcher asks about a decision");
     learning.expire(now_ms() + PROPOSAL_TTL_MS + 1).await;

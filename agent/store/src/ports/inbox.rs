@@ -60,6 +60,20 @@ impl PairedUsers for Store {
         self.commit().await?;
         Ok(removed)
     }
+
+    async fn paired_roles(&self) -> Result<Vec<(i64, valor_protocol::access::Role)>, StoreFailure> {
+        Ok(self.blocking(Store::paired_roles).await?)
+    }
+
+    async fn set_paired_role(
+        &self,
+        user_id: i64,
+        role: valor_protocol::access::Role,
+    ) -> Result<(), StoreFailure> {
+        self.blocking(move |s| s.set_paired_role(user_id, role))
+            .await?;
+        Ok(self.commit().await?)
+    }
 }
 
 #[async_trait]

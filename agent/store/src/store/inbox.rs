@@ -109,10 +109,43 @@ impl Store {
             .collect()
     }
 
+    /// Pairs a user (a chatter; a role they had is kept).
     pub fn add_paired_user(&self, user_id: i64) -> Result<(), StoreError> {
         let mut key = PAIRED_PREFIX.to_vec();
         key.extend_from_slice(&user_id.to_be_bytes());
-        self.telegram.insert(key, &[])?;
+        let _kept = self
+            .telegram
+            .compare_and_swap(key, None::<&[u8]>, Some(&[][..]))?;
+        Ok(())
+    }
+
+    /// The paired users' roles above chatter (the role is the paired key's value).
+    pub fn paired_roles(&self) -> Result<Vec<(i64, valor_protocol::access::Role)>, StoreError> {
+        let mut roles = Vec::new();
+        for entry in self.telegram.scan_prefix(PAIRED_PREFIX) {
+            let (key, value) = entry?;
+            let user =
+                <[u8; 8]>::try_from(&key[PAIRED_PREFIX.len()..]).map_or(0, i64::from_be_bytes);
+            let role = std::str::from_utf8(&value)
+                .ok()
+                .and_then(valor_protocol::access::Role::parse)
+                .unwrap_or_default();
+            if role > valor_protocol::access::Role::Chatter {
+                roles.push((user, role));
+            }
+        }
+        Ok(roles)
+    }
+
+    /// Pairs a user with `role`.
+    pub fn set_paired_role(
+        &self,
+        user_id: i64,
+        role: valor_protocol::access::Role,
+    ) -> Result<(), StoreError> {
+        let mut key = PAIRED_PREFIX.to_vec();
+        key.extend_from_slice(&user_id.to_be_bytes());
+        self.telegram.insert(key, role.as_str().as_bytes())?;
         Ok(())
     }
 

@@ -79,8 +79,11 @@ impl Store {
                 return Ok(());
             }
         }
+        let roles: std::collections::HashMap<i64, valor_protocol::access::Role> =
+            self.paired_roles()?.into_iter().collect();
         for user_id in self.paired_users()? {
-            if !visit(DumpRecord::PairedUser { user_id }) {
+            let role = roles.get(&user_id).copied();
+            if !visit(DumpRecord::PairedUser { user_id, role }) {
                 return Ok(());
             }
         }
@@ -145,7 +148,10 @@ impl Store {
                 }
                 self.set_conversation_start(chat_id, conversation_start)
             }
-            DumpRecord::PairedUser { user_id } => self.add_paired_user(user_id),
+            DumpRecord::PairedUser { user_id, role } => match role {
+                Some(role) => self.set_paired_role(user_id, role),
+                None => self.add_paired_user(user_id),
+            },
             DumpRecord::JobRun(run) => self.record_job_run(&run),
             DumpRecord::PausedJob { job } => self.set_job_paused(&job, true),
             DumpRecord::Approval(approval) => self.load_approval(&approval),

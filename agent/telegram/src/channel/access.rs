@@ -14,6 +14,8 @@ use teloxide::prelude::*;
 use tokio::time::Instant;
 use valor_monitor::auth::{BearerGate, require_bearer};
 
+use valor_protocol::access::Role;
+
 use super::{ChannelError, REFUSAL_EVERY, TelegramChannel};
 
 /// Wrong pairing codes a user may try in an hour.
@@ -59,18 +61,27 @@ impl TelegramChannel {
                 return Ok(());
             }
         }
-        let redeemed = self.inner.pairing.redeem(code).unwrap_or_else(|e| {
+        let redeemed = self.inner.pairing.redeem_role(code).unwrap_or_else(|e| {
             tracing::error!(error = %e, "cannot check a pairing code");
-            false
+            None
         });
-        if redeemed {
+        if let Some(role) = redeemed {
             self.inner.store.add_paired_user(user_id).await?;
+            if role > Role::Chatter {
+                self.inner.store.set_paired_role(user_id, role).await?;
+                (self
+                    .inner
+                    .roles
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner))
+                .insert(user_id, role);
+            }
             self.inner
                 .allowed
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .insert(user_id);
-            tracing::info!(user_id, "a user paired");
+            tracing::info!(user_id, role = role.as_str(), "a user paired");
             self.reply(
                 chat,
                 private,
@@ -138,6 +149,40 @@ impl TelegramChannel {
         });
     }
 
+    /// `/pair [chatter|approver|admin]` from someone already allowed: an admin in a private
+    /// chat gets a one-time code for a new user with that role; anyone else is told they are
+    /// paired already.
+    pub(super) fn pair_code(&self, user_id: i64, private: bool, role: &str) -> String {
+        if self.role(user_id) < Role::Admin {
+            return "You are already paired.".to_owned();
+        }
+        if !private {
+            return "Ask me for a pairing code in a private chat: anyone here could use it."
+                .to_owned();
+        }
+        let role = match role {
+            "" => Role::Chatter,
+            other => match Role::parse(other) {
+                Some(role) => role,
+                None => return "Which role? /pair, /pair approver or /pair admin.".to_owned(),
+            },
+        };
+        match self.inner.pairing.issue_for(role) {
+            Ok(code) => {
+                tracing::info!(
+                    user_id,
+                    role = role.as_str(),
+                    "an admin issued a pairing code"
+                );
+                format!(
+                    "Pairing code for a new {}: {code}\nValid for 10 minutes, once. They send me: /pair {code}",
+                    role.as_str()
+                )
+            }
+            Err(e) => format!("No code: {e}"),
+        }
+    }
+
     /// Users on the allow-list by pairing (the configured ones are in `[telegram]`).
     pub async fn paired_users(&self) -> Result<Vec<i64>, ChannelError> {
         Ok(self.inner.store.paired_users().await?)
@@ -153,6 +198,12 @@ impl TelegramChannel {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .remove(&user_id);
+            (self
+                .inner
+                .roles
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner))
+            .remove(&user_id);
             tracing::warn!(user_id, "pairing revoked");
         }
         Ok(removed)

@@ -26,6 +26,7 @@ fn proposal(text: &str, expires_in_ms: i64) -> valor_store::Proposal {
         expires_ms: (now + expires_in_ms) as u64,
         message_id: None,
         state: valor_store::ProposalState::Pending,
+        asked_of: None,
         learning: None,
     }
 }
