@@ -18,7 +18,22 @@ pub fn load(config_path: Option<PathBuf>) -> Result<Loaded, ExitCode> {
     for warning in &loaded.warnings {
         eprintln!("warning: config: {warning}");
     }
+    valor_redact::set_known_secrets(known_secrets(&loaded));
     Ok(loaded)
+}
+
+/// What the redactor replaces by value wherever it turns up: every secret of the environment,
+/// and `[claude.env]` values whose names look secret.
+pub fn known_secrets(loaded: &Loaded) -> Vec<String> {
+    let mut values: Vec<String> = (loaded.secrets.values().into_iter())
+        .map(str::to_owned)
+        .collect();
+    values.extend(
+        (loaded.config.claude.env.iter())
+            .filter(|(name, _)| looks_secret(name))
+            .map(|(_, value)| value.clone()),
+    );
+    values
 }
 
 pub fn check(config_path: Option<PathBuf>) -> ExitCode {

@@ -261,7 +261,7 @@ pub async fn run_once(
     // The insights become searchable memory of the report chat alone (kind `insight`): never
     // shared memory that every chat recalls. Without a report chat they stay in the report.
     if let (Some(analysis), Some(chat)) = (&report.analysis, daydream.settings.report_chat) {
-        let text: String = analysis
+        let text: String = valor_redact::redact(analysis)
             .chars()
             .take(valor_store::MAX_MEMORY_TEXT / 8)
             .collect();

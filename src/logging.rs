@@ -31,7 +31,7 @@ pub fn init(config_filter: &str, ring: bool) {
         .unwrap_or_else(|| config_filter.to_owned());
     // A second init (tests) is harmless: keep the first subscriber.
     let stderr = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
+        .with_writer(|| Redacting(std::io::stderr()))
         .with_ansi(std::io::stderr().is_terminal());
     // Each layer has its own filter: the ring keeps Valor's debug and trace lines for the Logs
     // page whatever stderr shows.
@@ -43,6 +43,25 @@ pub fn init(config_filter: &str, ring: bool) {
                 .with_filter(valor_dashboard::logs::ring_filter())
         }))
         .try_init();
+}
+
+/// A writer that redacts what passes (the formatter writes a line at a time): no secret
+/// reaches a log line, whoever logged it.
+struct Redacting<W>(W);
+
+impl<W: std::io::Write> std::io::Write for Redacting<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        match valor_redact::redact(&text) {
+            std::borrow::Cow::Borrowed(_) => self.0.write_all(buf)?,
+            std::borrow::Cow::Owned(clean) => self.0.write_all(clean.as_bytes())?,
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
 }
 
 /// The filter `spec` asks for ("info" when it is not a filter), with the chatty dependencies

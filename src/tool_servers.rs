@@ -233,8 +233,8 @@ impl LinkStore for StoreLinks {
                 kind: MemoryKind::Link,
                 chat_id: Some(link.chat_id),
                 at_ms,
-                title: link.title,
-                text: link.text,
+                title: valor_redact::redact_owned(link.title),
+                text: valor_redact::redact_owned(link.text),
                 url: Some(link.url),
             })
             .map(|saved| saved.id)

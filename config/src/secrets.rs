@@ -60,6 +60,30 @@ pub struct Secrets {
 }
 
 impl Secrets {
+    /// Every secret value set (and the password inside the database's URL), for the redactor:
+    /// none of them may reach a chat, a log or the store.
+    pub fn values(&self) -> Vec<&str> {
+        let all = [
+            &self.telegram_bot_token,
+            &self.anthropic_api_key,
+            &self.perplexity_api_key,
+            &self.openai_api_key,
+            &self.notion_api_key,
+            &self.daydream_api_key,
+            &self.database_url,
+            &self.telegram_webhook_secret,
+        ];
+        let mut values: Vec<&str> = all.into_iter().flatten().map(Secret::expose).collect();
+        if let Some(url) = &self.database_url
+            && let Some((_, rest)) = url.expose().split_once("://")
+            && let Some((userinfo, _)) = rest.rsplit_once('@')
+            && let Some((_, password)) = userinfo.split_once(':')
+        {
+            values.push(password);
+        }
+        values
+    }
+
     /// Reads the secrets from an environment snapshot.
     pub fn from_env(env: &crate::Env) -> Self {
         let get = |name: &str| {

@@ -16,6 +16,7 @@ mod daydream_cli;
 mod jobs_cli;
 mod learning_cli;
 mod memory_cli;
+mod redaction_run;
 mod run_service;
 mod store_move;
 mod support;

@@ -257,7 +257,10 @@ pub(crate) fn record_of(
     decided: Option<Decision>,
 ) -> ApprovalRecord {
     let now = valor_protocol::time::now_ms();
-    let what = ask.what.chars().take(KEPT_WHAT).collect::<String>();
+    let what = valor_redact::redact(&ask.what)
+        .chars()
+        .take(KEPT_WHAT)
+        .collect::<String>();
     ApprovalRecord {
         id,
         chat_id: ask.chat_id,

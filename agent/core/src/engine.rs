@@ -347,9 +347,12 @@ impl Engine {
 
     /// Stores the message (durably), reads the chat's history and what memory brings back;
     /// the rest of the turn's preparation reads files, so it runs on the blocking pool.
-    async fn prepare(&self, incoming: Incoming) -> Result<Prepared, StoreFailure> {
+    async fn prepare(&self, mut incoming: Incoming) -> Result<Prepared, StoreFailure> {
         let inner = &self.inner;
         let chat_id = incoming.chat_id;
+        // A secret pasted into the chat reaches neither the model (nor its transcripts in the
+        // sandbox) nor the store: `[redacted]` stands in for it from here on.
+        incoming.text = valor_redact::redact_owned(incoming.text);
         let id = inner
             .store
             .append(
@@ -534,7 +537,14 @@ impl Engine {
     /// Stores the reply and notes the session the chat's turns continue in.
     async fn finished(&self, chat_id: i64, summary: &TurnSummary, new_session: bool) {
         let stored = (self.inner.store)
-            .append(chat_id, Role::Assistant, &summary.text, None, None, false)
+            .append(
+                chat_id,
+                Role::Assistant,
+                &valor_redact::redact(&summary.text),
+                None,
+                None,
+                false,
+            )
             .await;
         if let Err(e) = stored {
             tracing::error!(chat_id, error = %e, "cannot store the reply");

@@ -68,7 +68,11 @@ pub async fn command(
         Command::Remember(text) if text.trim().is_empty() => {
             "What should I remember? Send /remember followed by it.".to_owned()
         }
-        Command::Remember(text) => learning.remember(chat_id, text, source).await,
+        Command::Remember(text) => {
+            learning
+                .remember(chat_id, &valor_redact::redact(text), source)
+                .await
+        }
         Command::Status => return None,
     })
 }

@@ -126,6 +126,8 @@ impl Learning for ChatLearning {
                 .ok()??;
         let proposal = Proposal {
             asked_of: author,
+            // The question is shown and, on a yes, kept: no secret in either.
+            text: valor_redact::redact_owned(proposal.text),
             ..proposal
         };
         match self.store.add_proposal(proposal).await {

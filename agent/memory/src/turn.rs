@@ -89,8 +89,9 @@ impl Recall for Memory {
                 kind: MemoryKind::Observation,
                 chat_id: Some(chat_id),
                 at_ms,
-                title: o.title.clone(),
-                text: o.text(),
+                // Kept memory is a way out: what a tool call carried stays out of it.
+                title: valor_redact::redact_owned(o.title.clone()),
+                text: valor_redact::redact_owned(o.text()),
                 url: None,
             })
             .collect();
@@ -105,8 +106,8 @@ impl Recall for Memory {
             kind: MemoryKind::Summary,
             chat_id: Some(chat_id),
             at_ms: now_ms(),
-            title: summary.title.clone(),
-            text: summary.text.clone(),
+            title: valor_redact::redact_owned(summary.title.clone()),
+            text: valor_redact::redact_owned(summary.text.clone()),
             url: None,
         };
         if let Err(e) = self.store().save_memories(vec![record]).await {

@@ -1,15 +1,17 @@
-//! The one redactor: text Valor keeps or shows beyond the chat it came from (a turn's prompt,
-//! answer and tool inputs on the dashboard) has its secrets replaced by `[redacted]` first.
+//! The one redactor: text Valor sends, logs, keeps or shows has its secrets replaced by
+//! `[redacted]` first.
 //!
-//! It knows the shapes secrets come in: provider keys (`sk-ant-…`, `sk-…`, `pplx-…`, GitHub,
-//! Slack, AWS, Notion, Google), Telegram bot tokens, JWTs, bearer and basic credentials, URLs
-//! with a password, PEM private keys, and `password=`, `api_key: …`, `TOKEN=…` assignments (the
-//! name is kept, the value goes). A shape it does not know passes: this is a net under the
-//! sandbox (which holds no secret), not a wall. If the patterns could not be built the whole
-//! text is withheld rather than passed unredacted.
+//! Two nets. Valor's own secrets by exact value ([`set_known_secrets`]: every secret of the
+//! environment, `[claude.env]` values whose names look secret, the operator's extra ones), in
+//! whatever text they turn up. And the shapes secrets come in: provider keys (`sk-ant-…`,
+//! `sk-…`, `pplx-…`, GitHub, Slack, AWS, Notion, Google), Telegram bot tokens, JWTs, bearer and
+//! basic credentials, URLs with a password, PEM private keys, and `password=`, `api_key: …`,
+//! `TOKEN=…` assignments (the name is kept, the value goes). A shape it does not know passes:
+//! this is a net under the sandbox (which holds no secret), not a wall. If the patterns could
+//! not be built the whole text is withheld rather than passed unredacted.
 
 use std::borrow::Cow;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock, PoisonError, RwLock};
 
 use regex::{Captures, Regex};
 
@@ -38,12 +40,65 @@ const PATTERN: &str = concat!(
 
 static SECRETS: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new(PATTERN).ok());
 
+/// Valor's own secrets, by value: one alternation, longest first (so a secret that contains
+/// another goes whole).
+static KNOWN: RwLock<Option<Arc<Regex>>> = RwLock::new(None);
+
+/// Values shorter than this are not taken as secrets (they would blank ordinary words).
+pub const SHORTEST_SECRET: usize = 8;
+
+/// Makes `values` redacted wherever they appear, from now on (replacing what was set before).
+/// Values shorter than [`SHORTEST_SECRET`] are left out; the count taken is returned.
+pub fn set_known_secrets<I, S>(values: I) -> usize
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    let mut values: Vec<String> = values
+        .into_iter()
+        .map(|v| v.as_ref().trim().to_owned())
+        .filter(|v| v.len() >= SHORTEST_SECRET)
+        .collect();
+    values.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+    values.dedup();
+    let pattern = values
+        .iter()
+        .map(|v| regex::escape(v))
+        .collect::<Vec<_>>()
+        .join("|");
+    let known = (!values.is_empty())
+        .then(|| Regex::new(&pattern).ok().map(Arc::new))
+        .flatten();
+    let taken = known.as_ref().map_or(0, |_| values.len());
+    *KNOWN.write().unwrap_or_else(PoisonError::into_inner) = known;
+    taken
+}
+
 /// `text` with every secret it recognises replaced by [`REDACTED`].
 pub fn redact(text: &str) -> Cow<'_, str> {
     let Some(secrets) = SECRETS.as_ref() else {
         return Cow::Owned(format!("{REDACTED} (the redactor is unavailable)"));
     };
-    secrets.replace_all(text, |caps: &Captures<'_>| replacement(caps))
+    let known = KNOWN.read().unwrap_or_else(PoisonError::into_inner).clone();
+    match known {
+        Some(known) => match known.replace_all(text, REDACTED) {
+            Cow::Borrowed(_) => secrets.replace_all(text, |caps: &Captures<'_>| replacement(caps)),
+            Cow::Owned(clean) => Cow::Owned(
+                secrets
+                    .replace_all(&clean, |caps: &Captures<'_>| replacement(caps))
+                    .into_owned(),
+            ),
+        },
+        None => secrets.replace_all(text, |caps: &Captures<'_>| replacement(caps)),
+    }
+}
+
+/// [`redact`] for an owned string: no copy when nothing is found.
+pub fn redact_owned(text: String) -> String {
+    match redact(&text) {
+        Cow::Borrowed(_) => text,
+        Cow::Owned(clean) => clean,
+    }
 }
 
 fn replacement(caps: &Captures<'_>) -> String {
@@ -162,6 +217,24 @@ mod tests {
         assert_eq!(redact(pem), "key:\n[redacted]\ndone");
         let cut = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA";
         assert_eq!(redact(cut), REDACTED);
+    }
+
+    #[test]
+    fn known_secrets_go_by_value_whatever_their_shape() {
+        let taken = set_known_secrets([
+            "plainvalue-no-shape-1",
+            "short",
+            "plainvalue-no-shape-1-longer",
+            "tg:AB$^.*+?()[]{}|",
+        ]);
+        assert_eq!(taken, 3, "too short a value is not a secret");
+        let clean = redact(
+            "a plainvalue-no-shape-1-longer and plainvalue-no-shape-1, tg:AB$^.*+?()[]{}| x",
+        );
+        assert_eq!(clean, "a [redacted] and [redacted], [redacted] x");
+        assert_eq!(redact("short stays"), "short stays");
+        set_known_secrets(Vec::<String>::new());
+        assert_eq!(redact("plainvalue-no-shape-1"), "plainvalue-no-shape-1");
     }
 
     #[test]

@@ -79,7 +79,7 @@ pub fn visible(text: &str) -> String {
 
 /// The question's text (HTML); `in_file`: the effect went as a file just before.
 pub fn question_html(approval: &Approval, in_file: bool, now_ms: u64) -> String {
-    let ask = &approval.ask;
+    let ask = &redacted(&approval.ask);
     let shown = visible(&ask.what);
     let mut html = format!(
         "🔐 <b>Approval needed</b> ({})\n{}\n",
@@ -115,6 +115,16 @@ fn in_words(left: Duration) -> String {
     }
 }
 
+/// The ask with its secrets redacted (the person sees `[redacted]` where a key was).
+fn redacted(ask: &valor_protocol::approval::ApprovalAsk) -> valor_protocol::approval::ApprovalAsk {
+    valor_protocol::approval::ApprovalAsk {
+        what: valor_redact::redact_owned(ask.what.clone()),
+        sentence: valor_redact::redact_owned(ask.sentence.clone()),
+        claimed: ask.claimed.clone().map(valor_redact::redact_owned),
+        ..ask.clone()
+    }
+}
+
 /// Whether the effect goes as a file (too long for a message beside its question).
 pub fn needs_file(approval: &Approval) -> bool {
     visible(&approval.ask.what).chars().count() > INLINE_CHARS
@@ -130,8 +140,9 @@ pub async fn show<R: Requester<Err = RequestError>>(
 ) -> Option<MessageId> {
     let in_file = needs_file(approval);
     if in_file {
-        let file = InputFile::memory(approval.ask.what.clone().into_bytes())
-            .file_name(format!("approval-{}.txt", approval.id));
+        let file =
+            InputFile::memory(valor_redact::redact_owned(approval.ask.what.clone()).into_bytes())
+                .file_name(format!("approval-{}.txt", approval.id));
         let sent = pacer
             .send_essential(|| {
                 bot.send_document(chat, file.clone())
@@ -199,7 +210,10 @@ pub async fn settle<R: Requester<Err = RequestError>>(
     question: MessageId,
     line: &str,
 ) {
-    let line: String = visible(line).chars().take(4000).collect();
+    let line: String = valor_redact::redact_owned(visible(line))
+        .chars()
+        .take(4000)
+        .collect();
     let edited = pacer
         .send_essential(|| {
             bot.edit_message_text(chat, question, line.clone())

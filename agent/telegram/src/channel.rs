@@ -525,12 +525,15 @@ impl TelegramChannel {
                     return Ok(());
                 };
                 let user_id = i64::try_from(from.id.0).unwrap_or(i64::MAX);
-                let text = message
-                    .text()
-                    .or(message.caption())
-                    .unwrap_or_default()
-                    .trim()
-                    .to_owned();
+                // Kept (the inbox), shown and sent on: a secret pasted in goes no further.
+                let text = valor_redact::redact(
+                    message
+                        .text()
+                        .or(message.caption())
+                        .unwrap_or_default()
+                        .trim(),
+                )
+                .into_owned();
                 let command = text
                     .split_whitespace()
                     .next()
@@ -768,7 +771,7 @@ impl TelegramChannel {
     fn reply(&self, chat: ChatId, private: bool, text: &str) {
         let pacer = self.pacer(chat.0, private);
         let bot = self.inner.bot.clone();
-        let text = text.to_owned();
+        let text = valor_redact::redact(text).into_owned();
         tokio::spawn(async move {
             // A flood wait (the chat's last message may have gone out unpaced, to a stranger
             // who just paired) is waited out, like every other send.

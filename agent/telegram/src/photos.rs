@@ -42,8 +42,9 @@ pub enum PhotoError {
 
 /// `caption` cut to Telegram's limit.
 pub fn fit_caption(caption: &str) -> String {
+    let caption = valor_redact::redact(caption);
     if caption.chars().count() <= MAX_CAPTION_CHARS {
-        return caption.to_owned();
+        return caption.into_owned();
     }
     let mut cut: String = caption.chars().take(MAX_CAPTION_CHARS - 1).collect();
     cut.push('…');

@@ -84,7 +84,7 @@ impl StatusLine {
     /// What the line should say; shown after [`FIRST_LINE_AFTER`] the first time, then every
     /// [`STATUS_EVERY`].
     pub fn set(&mut self, text: String) {
-        self.wanted = Some(format!("Working: {text}"));
+        self.wanted = Some(format!("Working: {}", valor_redact::redact(&text)));
         if self.due.is_none() {
             let now = Instant::now();
             self.due = Some(if self.message.is_none() {

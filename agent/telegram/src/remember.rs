@@ -41,7 +41,7 @@ pub async fn ask(
         InlineKeyboardButton::callback("Remember", callback_data(question.id, true)),
         InlineKeyboardButton::callback("Not now", callback_data(question.id, false)),
     ]]);
-    let text: String = format!("Remember this?\n\n{}", question.text)
+    let text: String = format!("Remember this?\n\n{}", valor_redact::redact(&question.text))
         .chars()
         .take(4000)
         .collect();

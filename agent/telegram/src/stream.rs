@@ -133,6 +133,9 @@ struct Writer<'a, R> {
 impl<R: Requester<Err = RequestError>> Writer<'_, R> {
     /// Shows a progress preview: as a draft when drafts are on, else by editing messages.
     async fn preview(&mut self, text: &str) -> bool {
+        // The word still being written waits: half a secret is not one the redactor knows.
+        let shown = valor_redact::redact(settled_part(text));
+        let text: &str = &shown;
         let Some(drafts) = self.drafts.clone() else {
             return self.sync(text, false).await;
         };
@@ -165,9 +168,11 @@ impl<R: Requester<Err = RequestError>> Writer<'_, R> {
         }
     }
 
-    /// Makes the chat show `text`. Returns false if a progress update was cut short.
+    /// Makes the chat show `text` (its secrets redacted). Returns false if a progress update
+    /// was cut short.
     async fn sync(&mut self, text: &str, essential: bool) -> bool {
-        let chunks = render(text, MAX_MESSAGE_UNITS);
+        let text = valor_redact::redact(text);
+        let chunks = render(&text, MAX_MESSAGE_UNITS);
         for (i, chunk) in chunks.iter().enumerate() {
             if self.sent.get(i).is_some_and(|s| s.html == chunk.html) {
                 continue;
@@ -304,6 +309,16 @@ impl<R: Requester<Err = RequestError>> Writer<'_, R> {
                 self.report.messages.push(id);
             }
         }
+    }
+}
+
+/// `text` without the word being written at its end (a preview shows whole words only).
+fn settled_part(text: &str) -> &str {
+    match text.rfind(char::is_whitespace) {
+        Some(at) if !text.ends_with(char::is_whitespace) => &text[..at],
+        Some(_) => text,
+        // One long word so far: a key pasted whole is worth waiting for.
+        None => "",
     }
 }
 

@@ -33,7 +33,9 @@ pub fn write_report(
     let report = logs_dir.join(REPORT_FILE);
     // Written aside and renamed: a reader never sees half a report.
     let partial = logs_dir.join(format!(".{REPORT_FILE}.partial"));
-    std::fs::write(&partial, markdown)?;
+    // A report is read, sent and shown: what a workspace held of a secret stays out.
+    let markdown = valor_redact::redact(markdown);
+    std::fs::write(&partial, markdown.as_bytes())?;
     std::fs::rename(&partial, &report)?;
     let archived = archive_dir.join(format!(
         "daydream_insights-{}-{session_id}.md",

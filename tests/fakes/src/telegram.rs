@@ -87,6 +87,9 @@ struct StateInner {
     files: HashMap<String, (u64, Vec<u8>)>,
     /// Messages deleted (`deleteMessage`).
     deleted: usize,
+    /// Every text, caption, callback answer and uploaded document the bot sent, as sent
+    /// (drafts and edits included): what a reader could ever have seen.
+    sent_texts: Vec<String>,
     /// The command menu (`setMyCommands`): (command, description).
     commands: Vec<(String, String)>,
     /// How long a file download takes (a slow network).
@@ -182,6 +185,12 @@ impl FakeTelegram {
         };
         self.shared.arrived.notify_waiters();
         id
+    }
+
+    /// Every text the bot sent (messages, edits, drafts, captions, callback answers,
+    /// documents), oldest first.
+    pub fn sent_texts(&self) -> Vec<String> {
+        self.shared.state.lock().unwrap().sent_texts.clone()
     }
 
     /// A user writes `text` in chat `chat_id`; returns the update id.
@@ -411,6 +420,22 @@ async fn api(
     let chat_id = params["chat_id"].as_i64();
     // Method names are case-insensitive (teloxide sends `SendMessage`).
     let method = method.to_ascii_lowercase();
+    {
+        let mut state = shared.state.lock().unwrap();
+        for field in ["text", "caption"] {
+            if let Some(text) = params[field].as_str() {
+                state.sent_texts.push(text.to_owned());
+            }
+        }
+        if method == "senddocument" {
+            let boundary = content_type.split("boundary=").nth(1).unwrap_or_default();
+            if let Some(file) = multipart_file(&body, boundary.trim_matches('"'), "document") {
+                state
+                    .sent_texts
+                    .push(String::from_utf8_lossy(&file).into_owned());
+            }
+        }
+    }
     let reply = match method.as_str() {
         "getupdates" => get_updates(&shared, &params).await,
         "sendphoto" => {

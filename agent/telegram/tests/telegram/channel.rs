@@ -573,7 +573,11 @@ async fn a_slow_download_holds_up_neither_polling_nor_other_chats() {
     assert!(w.texts(FRIEND).is_empty(), "the download is still running");
     // The file is in the inbox already: a restart now would not lose it.
     assert!(w.store.inbox().unwrap().iter().any(|e| e.file.is_some()));
-    until(Duration::from_secs(300), || w.texts(FRIEND).len() == 1).await;
+    // The answer whole (a preview holds back the word being written).
+    until(Duration::from_secs(300), || {
+        w.texts(FRIEND).first().is_some_and(|t| t.ends_with(']'))
+    })
+    .await;
     assert!(w.texts(FRIEND)[0].contains("[The user sent a photo; it is saved at "));
     w.stop().await;
 }
@@ -591,7 +595,10 @@ async fn files_up_to_20_mb_reach_the_turn_and_bigger_ones_are_refused() {
         "what is this?",
         false,
     );
-    until(Duration::from_secs(30), || w.texts(FRIEND).len() == 1).await;
+    until(Duration::from_secs(30), || {
+        w.texts(FRIEND).first().is_some_and(|t| t.ends_with(']'))
+    })
+    .await;
     let answer = &w.texts(FRIEND)[0];
     assert!(
         answer.starts_with("You said: what is this?\n\n[The user sent a photo; it is saved at "),
