@@ -312,7 +312,8 @@ pub fn host_tools(
         fixed: None,
         hosted: true,
     };
-    let mut social = social_server(config, secrets, scopes.clone(), Some(agent.store.clone()))?;
+    let mut social = social_server(config, secrets, scopes.clone(), Some(agent.store.clone()))?
+        .with_user_links(user_links(agent.memory.clone()));
     let mut dev = dev_server(
         config,
         secrets,
@@ -367,6 +368,26 @@ pub fn host_tools(
             live,
         ));
     Ok(Hosted { routes, browser })
+}
+
+/// Whether the user sent a text containing `url` in the chat in the last day (their own
+/// messages, not Valor's).
+fn user_links(memory: Memory) -> valor_tool_social::UserSent {
+    Arc::new(move |chat_id, url| {
+        let memory = memory.clone();
+        Box::pin(async move {
+            let since = valor_protocol::time::now_ms().saturating_sub(86_400_000);
+            match memory.chat_since(chat_id, since, 200).await {
+                Ok(lines) => lines.iter().any(|line| {
+                    !matches!(line.who.as_str(), "Valor" | "system") && line.text.contains(&url)
+                }),
+                Err(e) => {
+                    tracing::warn!(chat_id, error = %e, "cannot read the chat to check a link");
+                    false
+                }
+            }
+        })
+    })
 }
 
 /// A chat's history from the agent's memory (the telegram server's `History`).

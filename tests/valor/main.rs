@@ -13,6 +13,7 @@ mod cluster_run;
 mod dashboard_phone;
 mod dashboard_ui;
 mod daydream_cli;
+mod injection_run;
 mod jobs_cli;
 mod learning_cli;
 mod memory_cli;

@@ -18,6 +18,6 @@ mod settings;
 
 pub use extract::{Extracted, extract};
 pub use image::{ImageKind, check_image};
-pub use server::{LinkStore, SavedLink, SocialServer};
+pub use server::{LinkStore, SavedLink, SocialServer, UserSent};
 pub use settings::SocialSettings;
 pub use valor_tools::Delivery;

@@ -16,6 +16,15 @@ use valor_tools::{Deliver, Delivery, Scope, ScopeSource, ToolError};
 use crate::image::{ImageKind, check_image};
 use crate::{SocialSettings, extract};
 
+/// Whether the user themselves sent `text` in a chat lately (the agent reads the chat's own
+/// messages): a page becomes memory only when the user shared it, never because a page, a file
+/// or a tool result asked the model to save it.
+pub type UserSent = Arc<
+    dyn Fn(i64, String) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>
+        + Send
+        + Sync,
+>;
+
 /// Where saved links go (the agent's memory store).
 pub trait LinkStore: Send + Sync {
     /// Saves a link for a chat and returns its memory id.
@@ -38,6 +47,8 @@ pub struct SocialServer {
     deliver: Option<Deliver>,
     /// Asked before a paid image is made (`[approvals] tool_effects`).
     people: valor_tools::approve::People,
+    /// Checks that a link to save is one the user sent (hosted: always set).
+    user_sent: Option<UserSent>,
     perplexity: ApiClient,
     openai: ApiClient,
 }
@@ -130,6 +141,15 @@ impl SocialServer {
         context: RequestContext<RoleServer>,
     ) -> ToolResult {
         let scope = self.scopes.resolve(&context, p.chat_id)?;
+        if let Some(user_sent) = &self.user_sent
+            && !user_sent(scope.chat_id, p.url.trim().trim_end_matches('/').to_owned()).await
+        {
+            tracing::warn!(chat_id = scope.chat_id, url = %p.url, "save_link refused: the user did not send this link");
+            return Err(format!(
+                "{} is not a link the user sent in this chat: only links the user shares are saved to memory. Tell the user what you found instead.",
+                p.url
+            ));
+        }
         Ok(self.link(&p.url, &scope).await?)
     }
 }
@@ -149,6 +169,7 @@ impl SocialServer {
             links: None,
             deliver: None,
             people: None,
+            user_sent: None,
         })
     }
 
@@ -161,6 +182,12 @@ impl SocialServer {
     /// Who sends created images to the chat.
     pub fn with_delivery(mut self, deliver: Deliver) -> Self {
         self.deliver = Some(deliver);
+        self
+    }
+
+    /// Saves only links the user sent in the chat (`user_sent` reads their messages).
+    pub fn with_user_links(mut self, user_sent: UserSent) -> Self {
+        self.user_sent = Some(user_sent);
         self
     }
 
