@@ -93,10 +93,10 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
         monitor: Arc::clone(&monitor),
         metrics,
         ready: Arc::clone(&ready),
-        refresh: vec![crate::learning::question_gauges(
-            &metrics_for_learning,
-            &agent.store,
-        )?],
+        refresh: vec![
+            crate::learning::question_gauges(&metrics_for_learning, &agent.store)?,
+            send_fallback_gauges(&metrics_for_learning)?,
+        ],
         dashboard: config.health.dashboard,
     };
     let memory_token = valor_config::tokens::api_token(&config.store.path)
@@ -361,6 +361,22 @@ async fn telegram(
         .await?;
     tracing::info!(api = %t.api_url, allowed = t.allowed_users.len() + paired.len(), "Telegram is on");
     Ok(Some(channel))
+}
+
+/// Telegram sends that fell back (the markup refused: plain text; plain text refused: a
+/// document), on `/metrics`: a rising count is a formatting bug to look at.
+fn send_fallback_gauges(
+    metrics: &valor_monitor::MetricsRegistry,
+) -> anyhow::Result<Arc<dyn Fn() + Send + Sync>> {
+    const NAME: &str = "valor_telegram_send_fallbacks";
+    const HELP: &str = "Telegram sends since start that fell back to plain text or a document.";
+    let plain = metrics.gauge(NAME, HELP, &[("to", "plain")])?;
+    let document = metrics.gauge(NAME, HELP, &[("to", "document")])?;
+    Ok(Arc::new(move || {
+        let (to_plain, to_document) = valor_telegram::stream::send_fallbacks();
+        plain.set(to_plain as f64);
+        document.set(to_document as f64);
+    }))
 }
 
 /// Where alerts and missed jobs are told: `[admin] chat` and each `[access] admins` user's

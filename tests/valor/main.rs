@@ -19,6 +19,7 @@ mod learning_cli;
 mod memory_cli;
 mod redaction_run;
 mod run_service;
+mod silence_run;
 mod store_move;
 mod support;
 mod telegram_run;

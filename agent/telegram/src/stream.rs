@@ -80,6 +80,8 @@ pub struct Delivery {
     pub floods: usize,
     /// Chunks sent as plain text after a parse error.
     pub plain_fallbacks: usize,
+    /// Chunks sent as a document when neither markup nor plain text went.
+    pub document_fallbacks: usize,
     /// Draft previews shown.
     pub drafts: usize,
     /// The final text, when a flood wait longer than the pacer's `max_hold` kept it from going
@@ -255,6 +257,7 @@ impl<R: Requester<Err = RequestError>> Writer<'_, R> {
                 Err(RequestError::Api(ApiError::CantParseEntities(why))) if !plain => {
                     tracing::warn!(chat_id = self.chat.0, error = %why, "Telegram refused the markup; sending plain text");
                     self.report.plain_fallbacks += 1;
+                    FALLBACKS[0].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     plain = true;
                 }
                 Err(e) if i == 0 && self.resumed => {
@@ -268,12 +271,43 @@ impl<R: Requester<Err = RequestError>> Writer<'_, R> {
                     if !essential {
                         return false;
                     }
-                    // An essential update that fails for another reason is tried once more.
+                    // An essential update that fails for another reason is tried as plain text,
+                    // then as a file: an answer is never lost to a refused message.
                     if plain {
-                        return false;
+                        return self.as_document(i, chunk).await;
                     }
+                    FALLBACKS[0].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     plain = true;
                 }
+            }
+        }
+    }
+
+    /// The last resort for a chunk Telegram refused as a message: a text file, in a new message
+    /// (counted). False when even that is refused.
+    async fn as_document(&mut self, i: usize, chunk: &Chunk) -> bool {
+        use teloxide::payloads::SendDocumentSetters as _;
+        let file = teloxide::types::InputFile::memory(chunk.plain.clone().into_bytes())
+            .file_name(format!("answer-{}.txt", i + 1));
+        let sent = self
+            .pacer
+            .send_essential(|| {
+                self.bot
+                    .send_document(self.chat, file.clone())
+                    .caption("Telegram refused this part of the answer as a message; here it is as a file.")
+                    .into_future()
+            })
+            .await;
+        match sent {
+            Ok(message) => {
+                self.report.document_fallbacks += 1;
+                FALLBACKS[1].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.record(i, message.id, chunk);
+                true
+            }
+            Err(e) => {
+                tracing::error!(chat_id = self.chat.0, error = %e, "cannot deliver the answer, not even as a file");
+                false
             }
         }
     }
@@ -320,6 +354,18 @@ fn settled_part(text: &str) -> &str {
         // One long word so far: a key pasted whole is worth waiting for.
         None => "",
     }
+}
+
+/// Sends that fell back, since start: [to plain text, to a document].
+static FALLBACKS: [std::sync::atomic::AtomicU64; 2] = [
+    std::sync::atomic::AtomicU64::new(0),
+    std::sync::atomic::AtomicU64::new(0),
+];
+
+/// How many sends fell back to plain text and to a document since Valor started.
+pub fn send_fallbacks() -> (u64, u64) {
+    use std::sync::atomic::Ordering::Relaxed;
+    (FALLBACKS[0].load(Relaxed), FALLBACKS[1].load(Relaxed))
 }
 
 /// An approval's question shown in the chat and not yet decided.

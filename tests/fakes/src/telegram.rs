@@ -87,6 +87,8 @@ struct StateInner {
     files: HashMap<String, (u64, Vec<u8>)>,
     /// Messages deleted (`deleteMessage`).
     deleted: usize,
+    /// Chats whose messages are refused: formatted ones, and every one when true.
+    refusing: HashMap<i64, bool>,
     /// Every text, caption, callback answer and uploaded document the bot sent, as sent
     /// (drafts and edits included): what a reader could ever have seen.
     sent_texts: Vec<String>,
@@ -185,6 +187,17 @@ impl FakeTelegram {
         };
         self.shared.arrived.notify_waiters();
         id
+    }
+
+    /// Refuses `chat`'s formatted messages (400, can't parse entities), and with `plain_too`
+    /// every message: only a document gets through.
+    pub fn refuse_messages(&self, chat: i64, plain_too: bool) {
+        self.shared
+            .state
+            .lock()
+            .unwrap()
+            .refusing
+            .insert(chat, plain_too);
     }
 
     /// Every text the bot sent (messages, edits, drafts, captions, callback answers,
@@ -640,6 +653,20 @@ fn handle(shared: &Shared, method: &str, params: &Value) -> Reply {
             ))?;
             let text = params["text"].as_str().unwrap_or_default();
             let html = params["parse_mode"].as_str() == Some("HTML");
+            // A chat set to refuse messages (a text Telegram will not take, whatever the
+            // reason): formatted ones as unparsable, and with `plain` every one.
+            if let Some(plain_too) = state.refusing.get(&chat_id).copied()
+                && method != "sendmessagedraft"
+                && (html || plain_too)
+            {
+                return if html {
+                    bad(
+                        "Bad Request: can't parse entities: unsupported start tag \"x\" at byte offset 0",
+                    )
+                } else {
+                    bad("Bad Request: text must be encoded in UTF-8")
+                };
+            }
             let visible = if html {
                 parse_html(text)
                     .map_err(|e| (400, format!("Bad Request: can't parse entities: {e}"), None))?
