@@ -208,6 +208,22 @@ fn start(dir: &Path, telegram: &FakeTelegram, anthropic: &FakeAnthropic) -> Serv
     Service::start(&mut cmd)
 }
 
+/// The fakes and [`start`]ed service of one test.
+fn started() -> (
+    tokio::runtime::Runtime,
+    FakeAnthropic,
+    FakeTelegram,
+    tempfile::TempDir,
+    Service,
+) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (anthropic, telegram) =
+        runtime.block_on(async { (model().await, FakeTelegram::start().await) });
+    let dir = tempfile::tempdir().unwrap();
+    let service = start(dir.path(), &telegram, &anthropic);
+    (runtime, anthropic, telegram, dir, service)
+}
+
 /// Stops the service; its audit log, newest first.
 fn audit(mut service: Service, dir: &Path) -> Vec<valor_protocol::approval::ApprovalRecord> {
     service.signal("TERM");
@@ -223,11 +239,7 @@ fn count(log: &[valor_protocol::approval::ApprovalRecord], decision: Decision) -
 /// Allow once, deny, allow exactly this for the session; the bypass corpus, all asked, none run.
 #[test]
 fn commands_ask_once_for_the_session_or_denied_and_nothing_rides_on_a_grant() {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let (anthropic, telegram) =
-        runtime.block_on(async { (model().await, FakeTelegram::start().await) });
-    let dir = tempfile::tempdir().unwrap();
-    let service = start(dir.path(), &telegram, &anthropic);
+    let (runtime, _anthropic, telegram, dir, service) = started();
     let chat = Chat {
         telegram: &telegram,
         service: &service,
@@ -349,11 +361,7 @@ fn commands_ask_once_for_the_session_or_denied_and_nothing_rides_on_a_grant() {
 /// reminder, and roles in a group.
 #[test]
 fn writes_hosts_paid_calls_timeouts_and_groups_ask_the_right_person() {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let (anthropic, telegram) =
-        runtime.block_on(async { (model().await, FakeTelegram::start().await) });
-    let dir = tempfile::tempdir().unwrap();
-    let service = start(dir.path(), &telegram, &anthropic);
+    let (runtime, _anthropic, telegram, dir, service) = started();
     let chat = Chat {
         telegram: &telegram,
         service: &service,

@@ -44,7 +44,8 @@ fn every_turn_is_answered_once_in_order_and_the_killed_turn_is_edited_elsewhere(
                 if request == killed_turn && main && holds.fetch_add(1, Ordering::SeqCst) == 0 {
                     // Its first attempt streams a part, then nothing for two minutes.
                     return Reply::Partial(
-                        vec!["echo ".to_owned(), "c1-t3 (so far".to_owned()],
+                        // Ends with a space: a preview holds back a word still being written.
+                        vec!["echo ".to_owned(), "c1-t3 (so far ".to_owned()],
                         Duration::from_secs(120),
                     );
                 }

@@ -224,8 +224,31 @@ fn a_picture_the_model_makes_with_a_hosted_tool_reaches_the_chat_as_a_photo() {
     );
     telegram.user_says(100, 100, "draw me a cat please");
     let deadline = Instant::now() + Duration::from_secs(90);
+    let mut allowed = false;
     loop {
         let messages = telegram.messages(100);
+        // A picture costs money: it is asked about first, and allowed here.
+        if !allowed
+            && let Some(question) = messages.iter().find(|m| {
+                m.reply_markup
+                    .as_ref()
+                    .is_some_and(|k| k.to_string().contains("\"ap:"))
+            })
+        {
+            assert!(
+                question.visible.contains("costs money"),
+                "{}",
+                question.visible
+            );
+            let keyboard = question.reply_markup.as_ref().unwrap().to_string();
+            let start = keyboard.find("ap:").unwrap();
+            let id: String = keyboard[start + 3..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            telegram.user_presses(100, 100, question.message_id, &format!("ap:{id}:o"));
+            allowed = true;
+        }
         let photo = messages.iter().find(|m| m.photo.is_some());
         let answered = messages.last().is_some_and(|m| {
             m.visible

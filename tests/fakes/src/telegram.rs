@@ -776,26 +776,7 @@ fn send_photo(shared: &Shared, params: &Value, photo: Option<Vec<u8>>) -> Reply 
         return bad("Bad Request: IMAGE_PROCESS_FAILED");
     }
     let caption = params["caption"].as_str().unwrap_or_default();
-    if caption.chars().count() > 1024 {
-        return bad("Bad Request: message caption is too long");
-    }
-    let next_id = state.next_message_id;
-    state.bot_sent.push_back(now);
-    let entry = state.chats.entry(chat_id).or_default();
-    entry.sent.push(now);
-    entry.messages.push(BotMessage {
-        message_id: next_id,
-        text: caption.to_owned(),
-        html: false,
-        visible: caption.to_owned(),
-        edits: 0,
-        sent_at: now,
-        updated_at: now,
-        reply_markup: None,
-        photo: Some(photo),
-        document: None,
-    });
-    state.next_message_id += 1;
+    let next_id = file_message(&mut state, chat_id, now, caption, Some(photo), None)?;
     let mut message = message_json(next_id, chat_id, caption);
     message["photo"] = json!([{"file_id": format!("photo{next_id}"),
         "file_unique_id": format!("uphoto{next_id}"), "width": 1, "height": 1}]);
@@ -823,8 +804,28 @@ fn send_document(shared: &Shared, params: &Value, file: Option<Vec<u8>>) -> Repl
         return Err((413, "Request Entity Too Large".to_owned(), None));
     }
     let caption = params["caption"].as_str().unwrap_or_default();
+    let next_id = file_message(&mut state, chat_id, now, caption, None, Some(file))?;
+    let mut message = message_json(next_id, chat_id, caption);
+    message["document"] = json!({"file_id": format!("doc{next_id}"),
+        "file_unique_id": format!("udoc{next_id}")});
+    Ok(message)
+}
+
+/// A photo's or a document's message (its caption at most 1024 characters): its id.
+fn file_message(
+    state: &mut StateInner,
+    chat_id: i64,
+    now: Instant,
+    caption: &str,
+    photo: Option<Vec<u8>>,
+    document: Option<Vec<u8>>,
+) -> Result<i64, (u16, String, Option<u64>)> {
     if caption.chars().count() > 1024 {
-        return bad("Bad Request: message caption is too long");
+        return Err((
+            400,
+            "Bad Request: message caption is too long".to_owned(),
+            None,
+        ));
     }
     let next_id = state.next_message_id;
     state.bot_sent.push_back(now);
@@ -839,14 +840,11 @@ fn send_document(shared: &Shared, params: &Value, file: Option<Vec<u8>>) -> Repl
         sent_at: now,
         updated_at: now,
         reply_markup: None,
-        photo: None,
-        document: Some(file),
+        photo,
+        document,
     });
     state.next_message_id += 1;
-    let mut message = message_json(next_id, chat_id, caption);
-    message["document"] = json!({"file_id": format!("doc{next_id}"),
-        "file_unique_id": format!("udoc{next_id}")});
-    Ok(message)
+    Ok(next_id)
 }
 
 fn message_json(message_id: i64, chat_id: i64, text: &str) -> Value {
