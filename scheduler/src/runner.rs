@@ -346,7 +346,8 @@ impl Scheduler {
         }));
     }
 
-    /// Who is told about missed runs under the `notify` policy (the admin chat).
+    /// Who is told about missed runs under the `notify` policy, and about a job that starts
+    /// failing (the admin chat).
     pub fn on_notify(&mut self, notify: Arc<dyn Fn(String) + Send + Sync>) {
         self.notify = Some(notify);
     }
@@ -453,6 +454,8 @@ impl Scheduler {
             self.record(&entry, &run).await;
             return Ok(run);
         };
+        let failed_before =
+            (self.last_run(&entry).await).is_some_and(|last| last.outcome == JobOutcome::Failed);
         self.record(&entry, &run).await;
         let result = (entry.run)(context).await;
         self.progress.clear(name);
@@ -469,6 +472,17 @@ impl Scheduler {
             }
         }
         self.record(&entry, &run).await;
+        // A job that starts failing is told to whoever owns it (the admin chat), once: not
+        // again while it keeps failing.
+        if run.outcome == JobOutcome::Failed
+            && !failed_before
+            && let Some(notify) = &self.notify
+        {
+            notify(format!(
+                "⚠️ The scheduled job \"{name}\" failed: {}. It runs again on its schedule; `valor jobs` shows its runs.",
+                run.detail
+            ));
+        }
         Ok(run)
     }
 

@@ -433,3 +433,68 @@ async fn a_running_job_shows_how_far_it_is_until_it_ends() {
         "gone once it ended"
     );
 }
+
+/// A job that starts failing is told once (not again while it keeps failing), and again after
+/// it has worked in between.
+#[tokio::test]
+async fn a_job_that_starts_failing_is_told_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let clock = TestClock::new("2026-12-07T06:00:00Z");
+    let fail = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let mut scheduler = Scheduler::new(Arc::new(store.clone()), clock.clock());
+    let failing = Arc::clone(&fail);
+    scheduler.add(spec(MissedPolicy::Skip), move |_| {
+        let failing = failing.load(Ordering::SeqCst);
+        Box::pin(async move {
+            if failing {
+                Err("the analysis endpoint answered 502".to_owned())
+            } else {
+                Ok("report written".to_owned())
+            }
+        })
+    });
+    let told = Arc::new(Mutex::new(Vec::<String>::new()));
+    let sink = Arc::clone(&told);
+    scheduler.on_notify(Arc::new(move |m| sink.lock().unwrap().push(m)));
+    for _ in 0..3 {
+        let run = scheduler
+            .fire(
+                "daydream",
+                RunContext {
+                    due: None,
+                    catch_up: false,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(run.outcome, JobOutcome::Failed);
+    }
+    assert_eq!(told.lock().unwrap().len(), 1, "{:?}", told.lock().unwrap());
+    assert!(
+        told.lock().unwrap()[0].contains("\"daydream\" failed: the analysis endpoint answered 502")
+    );
+    fail.store(false, Ordering::SeqCst);
+    scheduler
+        .fire(
+            "daydream",
+            RunContext {
+                due: None,
+                catch_up: false,
+            },
+        )
+        .await
+        .unwrap();
+    fail.store(true, Ordering::SeqCst);
+    scheduler
+        .fire(
+            "daydream",
+            RunContext {
+                due: None,
+                catch_up: false,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(told.lock().unwrap().len(), 2);
+}
