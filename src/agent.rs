@@ -77,7 +77,6 @@ impl Agent {
         if !keep_warm {
             claude.keep_warm_secs = 0;
         }
-        wait_out_approvals(&mut claude, &config.approvals);
         let grace = Duration::from_secs(claude.kill_grace_secs);
         let persona = persona(&claude.persona_file)?;
         let driver = ClaudeDriver::new(DriverSetup {
@@ -143,6 +142,14 @@ impl Agent {
         service.set_records(Arc::clone(&self.shared.records));
         service.set_approval_log(Arc::clone(&self.shared.approvals));
         Ok(service)
+    }
+
+    /// The driver does not take a turn waiting for a person's approval for a stalled one.
+    pub fn wait_for_people(&self, conversations: &Conversations) {
+        let conversations = conversations.clone();
+        self.driver.waiting_for_person(Arc::new(move |chat_id| {
+            conversations.waiting_for_person(chat_id)
+        }));
     }
 
     /// With `[approvals] unlisted_hosts`, a chat's sandbox reaching a host not on its
@@ -420,44 +427,4 @@ pub fn roles(
     roles.extend(access.approvers.iter().map(|user| (*user, Role::Approver)));
     roles.extend(access.admins.iter().map(|user| (*user, Role::Admin)));
     roles
-}
-
-/// While a person decides on an approval the CLI writes nothing: with approvals on, a turn is
-/// not idle until the approval's own timeout (and a minute) has passed, nor over its total
-/// before that.
-fn wait_out_approvals(
-    claude: &mut valor_config::ClaudeConfig,
-    approvals: &valor_config::ApprovalsConfig,
-) {
-    if !approvals.enabled {
-        return;
-    }
-    let waited = approvals.approval_timeout_secs.saturating_add(60);
-    claude.idle_timeout_secs = claude.idle_timeout_secs.max(waited);
-    claude.total_timeout_secs = claude.total_timeout_secs.max(claude.idle_timeout_secs);
-}
-
-#[cfg(test)]
-mod approval_wait_tests {
-    #[test]
-    fn a_turn_waiting_for_a_person_is_not_idle_before_the_approval_times_out() {
-        let mut claude = valor_config::ClaudeConfig::default();
-        let mut approvals = valor_config::ApprovalsConfig {
-            approval_timeout_secs: 900,
-            ..Default::default()
-        };
-        super::wait_out_approvals(&mut claude, &approvals);
-        assert_eq!(claude.idle_timeout_secs, 960);
-        assert_eq!(claude.total_timeout_secs, 20 * 60);
-        approvals.approval_timeout_secs = 3000;
-        super::wait_out_approvals(&mut claude, &approvals);
-        assert_eq!(
-            (claude.idle_timeout_secs, claude.total_timeout_secs),
-            (3060, 3060)
-        );
-        let mut off = valor_config::ClaudeConfig::default();
-        approvals.enabled = false;
-        super::wait_out_approvals(&mut off, &approvals);
-        assert_eq!(off.idle_timeout_secs, 300);
-    }
 }

@@ -80,6 +80,7 @@ pub async fn chat(config_path: Option<PathBuf>, args: ChatArgs) -> ExitCode {
     };
     people.set(std::sync::Arc::new(service.clone()));
     agent.ask_about_unlisted_hosts(&loaded.config, &people);
+    agent.wait_for_people(&service);
     let quit = tokio_util::sync::CancellationToken::new();
     interrupt_on_ctrl_c(&service, args.chat_id, &quit);
     // A one-off turn comes right after start: let memory finish reading the store (it takes

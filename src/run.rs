@@ -223,6 +223,7 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
     let people = crate::tool_servers::People::default();
     people.set(Arc::new(dashboard_conversations.clone()));
     agent.ask_about_unlisted_hosts(&config, &people);
+    agent.wait_for_people(&dashboard_conversations);
     let hosted = crate::tool_servers::host_tools(
         &config,
         &loaded_secrets,

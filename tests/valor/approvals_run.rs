@@ -199,7 +199,9 @@ fn workspace(dir: &Path, chat: i64) -> PathBuf {
 /// users 100 and 101 chatters, a paid image API that is never reached.
 fn start(dir: &Path, telegram: &FakeTelegram, anthropic: &FakeAnthropic) -> Service {
     let mut cmd = run_with(dir, telegram, anthropic);
+    // A turn is idle after 5 s of silence, but not while a person decides (10 s to answer).
     cmd.env("VALOR__APPROVALS__APPROVAL_TIMEOUT_SECS", "10")
+        .env("VALOR__CLAUDE__IDLE_TIMEOUT_SECS", "5")
         .env("OPENAI_API_KEY", "sk-openai-test")
         .env("VALOR__TOOLS__OPENAI__BASE_URL", "http://127.0.0.1:9")
         .env("VALOR__APPROVALS__REMIND_AFTER_SECS", "4")

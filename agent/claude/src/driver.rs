@@ -59,6 +59,9 @@ pub struct ClaudeDriver {
     inner: Arc<Inner>,
 }
 
+/// Whether a chat's running turn waits for a person.
+pub type WaitingForPerson = Arc<dyn Fn(i64) -> bool + Send + Sync>;
+
 struct Inner {
     config: ClaudeConfig,
     binary: PathBuf,
@@ -69,6 +72,8 @@ struct Inner {
     folders: valor_chatfs::ChatFs,
     /// Valor's MCP servers, answered on each sandbox's own socket (set once they are built).
     mcp_routes: std::sync::OnceLock<axum::Router>,
+    /// Whether a chat's turn waits for a person (an approval): not idle meanwhile.
+    waiting: std::sync::OnceLock<WaitingForPerson>,
     store: Ledger,
     children: ChildRegistry,
     /// Turns running now.
@@ -151,6 +156,7 @@ impl ClaudeDriver {
                 sandbox: setup.sandbox,
                 folders: setup.chats,
                 mcp_routes: std::sync::OnceLock::new(),
+                waiting: std::sync::OnceLock::new(),
                 store: setup.ledger,
                 children: setup.children,
                 running: AtomicUsize::new(0),
@@ -184,6 +190,12 @@ impl ClaudeDriver {
     /// Valor's MCP routes, for the sandboxes' sockets (once; later calls are ignored).
     pub fn serve_mcp(&self, routes: axum::Router) {
         let _ = self.inner.mcp_routes.set(routes);
+    }
+
+    /// Tells the driver which chats wait for a person (an approval asked): the CLI writes
+    /// nothing meanwhile, and that silence is not a stalled turn.
+    pub fn waiting_for_person(&self, waiting: WaitingForPerson) {
+        let _ = self.inner.waiting.set(waiting);
     }
 
     /// Closes warm processes idle longer than `keep_warm_secs`, and the least recently used
@@ -572,7 +584,10 @@ impl ClaudeDriver {
                 // and let the exit status and stderr say how it ended.
                 tracing::warn!(error = %e, "cannot send the prompt to a new Claude process");
             }
-            read = current.read_turn(tx, self.limits(), cancel).await;
+            let chat_id = request.chat_id;
+            let waiting = self.inner.waiting.get().cloned();
+            let person = move || waiting.as_ref().is_some_and(|w| w(chat_id));
+            read = current.read_turn(tx, self.limits(), cancel, &person).await;
             current.end_turn().await;
             // A warm process that died before answering is replaced and the turn goes on,
             // unless it had already called a tool (running that again could repeat what the

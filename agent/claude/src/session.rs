@@ -202,10 +202,13 @@ impl ClaudeProcess {
         tx: &mpsc::Sender<Event>,
         limits: Limits,
         cancel: &CancellationToken,
+        waiting_for_person: &(dyn Fn() -> bool + Sync),
     ) -> TurnRead {
         let mut read = TurnRead::default();
         let total_deadline = Instant::now() + limits.total;
         let mut idle_deadline = Instant::now() + limits.idle;
+        // A person was deciding during this silence: the CLI gets a whole idle window after.
+        let mut person_was_deciding = false;
         let sandboxed = self.jail.is_some();
         let mut watch = tokio::time::interval(crate::jail::WATCH_EVERY);
         watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -218,6 +221,15 @@ impl ClaudeProcess {
                     break;
                 }
                 () = tokio::time::sleep_until(deadline) => {
+                    // Silent while a person decides on an approval: not a stalled turn (nor
+                    // in the first idle window after the answer).
+                    if deadline != total_deadline
+                        && (waiting_for_person() || std::mem::take(&mut person_was_deciding))
+                    {
+                        person_was_deciding |= waiting_for_person();
+                        idle_deadline = Instant::now() + limits.idle;
+                        continue;
+                    }
                     read.stop = Some(if deadline == total_deadline {
                         Stop::TotalTimeout(limits.total)
                     } else {

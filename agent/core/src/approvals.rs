@@ -170,6 +170,11 @@ impl Approvals {
         rx
     }
 
+    /// Whether an approval of the chat waits for its answer here.
+    pub(crate) fn waiting_in(&self, chat_id: i64) -> bool {
+        self.waiting_map().values().any(|w| w.chat_id == chat_id)
+    }
+
     pub(crate) fn close(&self, id: u64) {
         self.waiting_map().remove(&id);
     }

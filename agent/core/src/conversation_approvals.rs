@@ -19,6 +19,12 @@ impl Conversations {
         self.inner.approvals.set_log(log);
     }
 
+    /// Whether the chat's running turn waits for a person's approval (its silence meanwhile
+    /// is not a stalled turn).
+    pub fn waiting_for_person(&self, chat_id: i64) -> bool {
+        self.inner.approvals.waiting_in(chat_id)
+    }
+
     /// The audit log's newest approvals (of one chat or all), for the dashboard.
     pub async fn approvals(
         &self,
