@@ -454,20 +454,15 @@ async fn a_job_that_starts_failing_is_told_once() {
             }
         })
     });
+    let by_hand = || RunContext {
+        due: None,
+        catch_up: false,
+    };
     let told = Arc::new(Mutex::new(Vec::<String>::new()));
     let sink = Arc::clone(&told);
     scheduler.on_notify(Arc::new(move |m| sink.lock().unwrap().push(m)));
     for _ in 0..3 {
-        let run = scheduler
-            .fire(
-                "daydream",
-                RunContext {
-                    due: None,
-                    catch_up: false,
-                },
-            )
-            .await
-            .unwrap();
+        let run = scheduler.fire("daydream", by_hand()).await.unwrap();
         assert_eq!(run.outcome, JobOutcome::Failed);
     }
     assert_eq!(told.lock().unwrap().len(), 1, "{:?}", told.lock().unwrap());
@@ -475,26 +470,8 @@ async fn a_job_that_starts_failing_is_told_once() {
         told.lock().unwrap()[0].contains("\"daydream\" failed: the analysis endpoint answered 502")
     );
     fail.store(false, Ordering::SeqCst);
-    scheduler
-        .fire(
-            "daydream",
-            RunContext {
-                due: None,
-                catch_up: false,
-            },
-        )
-        .await
-        .unwrap();
+    scheduler.fire("daydream", by_hand()).await.unwrap();
     fail.store(true, Ordering::SeqCst);
-    scheduler
-        .fire(
-            "daydream",
-            RunContext {
-                due: None,
-                catch_up: false,
-            },
-        )
-        .await
-        .unwrap();
+    scheduler.fire("daydream", by_hand()).await.unwrap();
     assert_eq!(told.lock().unwrap().len(), 2);
 }

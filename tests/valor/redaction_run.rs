@@ -168,7 +168,6 @@ fn twenty_canary_secrets_reach_no_chat_no_log_and_no_file() {
     });
     service.signal("TERM");
     assert!(service.wait_for_exit(Duration::from_secs(15)).success());
-    std::thread::sleep(Duration::from_millis(200));
 
     // Telegram: everything ever sent.
     let sent = telegram.sent_texts().join("\n");

@@ -117,7 +117,7 @@ impl Approvals {
 
     /// An id unique across nodes and ordered by time (milliseconds, then 12 random bits).
     pub(crate) fn new_id() -> u64 {
-        let random = u64::from(uuid_bits()) & 0xfff;
+        let random = u64::from(random_bits()) & 0xfff;
         valor_protocol::time::now_ms() * 4096 + random
     }
 
@@ -247,7 +247,7 @@ fn grant_key(ask: &ApprovalAsk) -> String {
 }
 
 /// 16 random bits from the OS's hasher seed (no extra dependency for a tie-breaker).
-fn uuid_bits() -> u16 {
+fn random_bits() -> u16 {
     use std::hash::{BuildHasher as _, Hasher as _};
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u64(valor_protocol::time::now_ms());
@@ -302,12 +302,12 @@ fn capitalised(word: &str) -> String {
 
 /// The first line, at most 80 characters (the question above showed it whole).
 fn first_line(text: &str) -> String {
-    let line = text.lines().next().unwrap_or_default();
-    let mut cut: String = line.chars().take(80).collect();
-    if cut.len() < line.len() || text.lines().nth(1).is_some() {
-        cut.push('…');
+    let mut lines = text.lines();
+    let first = crate::observe::cut(lines.next().unwrap_or_default(), 80);
+    match lines.next() {
+        Some(_) if !first.ends_with('…') => format!("{first}…"),
+        _ => first,
     }
-    cut
 }
 
 /// A decision made by people only (the buttons).

@@ -97,19 +97,6 @@ impl Decision {
         }
     }
 
-    /// From [`Decision::as_str`].
-    pub fn parse(text: &str) -> Option<Decision> {
-        Some(match text {
-            "allow_once" => Decision::AllowOnce,
-            "allow_session" => Decision::AllowSession,
-            "deny" => Decision::Deny,
-            "timed_out" => Decision::TimedOut,
-            "unattended" => Decision::Unattended,
-            "session_grant" => Decision::SessionGrant,
-            _ => return None,
-        })
-    }
-
     /// How the decision reads in the chat and on the dashboard.
     pub fn words(self) -> &'static str {
         match self {

@@ -440,14 +440,6 @@ async fn api(
                 state.sent_texts.push(text.to_owned());
             }
         }
-        if method == "senddocument" {
-            let boundary = content_type.split("boundary=").nth(1).unwrap_or_default();
-            if let Some(file) = multipart_file(&body, boundary.trim_matches('"'), "document") {
-                state
-                    .sent_texts
-                    .push(String::from_utf8_lossy(&file).into_owned());
-            }
-        }
     }
     let reply = match method.as_str() {
         "getupdates" => get_updates(&shared, &params).await,
@@ -797,6 +789,10 @@ fn send_document(shared: &Shared, params: &Value, file: Option<Vec<u8>>) -> Repl
     let Some(file) = file else {
         return bad("Bad Request: there is no document in the request");
     };
+    // What a reader of the file could see, beside the texts.
+    state
+        .sent_texts
+        .push(String::from_utf8_lossy(&file).into_owned());
     if file.is_empty() {
         return bad("Bad Request: file must be non-empty");
     }

@@ -71,11 +71,6 @@ impl PermissionServer {
         }
     }
 
-    /// The tools with their descriptions and schemas, as MCP clients list them.
-    pub fn tools() -> Vec<rmcp::model::Tool> {
-        Self::tool_router().list_all()
-    }
-
     /// The answer for the CLI (its JSON as text) to `tool` with `input` in `scope`'s chat.
     pub async fn answer(&self, scope: &valor_tools::Scope, tool: &str, input: Value) -> String {
         let chat_id = scope.chat_id;
