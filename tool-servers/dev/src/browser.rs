@@ -264,6 +264,8 @@ impl WarmBrowser {
                         if let Some(mut r) = running.take() {
                             tracing::info!("closing the idle browser");
                             let _ = r.browser.close().await;
+                            // Reaped before the browser counts as closed, as `close` does.
+                            let _ = r.browser.wait().await;
                             r.handler.abort();
                         }
                         return;
