@@ -31,6 +31,8 @@ pub struct Agent {
     /// Long-term memory: search indexes over the store, the embedding worker's state.
     pub memory: Memory,
     pub driver: ClaudeDriver,
+    /// Spend caps: every run of the driver goes through it.
+    pub budget: valor_core::budget::Budget,
     pub children: ChildRegistry,
     /// Private (0700) folder of the per-turn MCP configs; removed at shutdown.
     pub runtime_dir: Arc<RuntimeDir>,
@@ -79,6 +81,7 @@ impl Agent {
         }
         let grace = Duration::from_secs(claude.kill_grace_secs);
         let persona = persona(&claude.persona_file)?;
+        let spend_caps = budget_settings(config, &parent_env);
         let driver = ClaudeDriver::new(DriverSetup {
             binary: valor_claude::binary::locate(&claude.binary),
             config: claude,
@@ -92,11 +95,14 @@ impl Agent {
             metrics: metrics.clone(),
         })
         .context("cannot register the driver's metrics")?;
+        let budget = valor_core::budget::Budget::new(spend_caps, Arc::clone(&shared.spend));
+        driver.price_unfinished_runs(budget.settings().prices.clone());
         Ok(Agent {
             store,
             shared,
             memory,
             driver,
+            budget,
             children,
             runtime_dir,
             grace,
@@ -113,7 +119,7 @@ impl Agent {
         tools: Option<ToolGrantFn>,
     ) -> anyhow::Result<Conversations> {
         let mut engine = Engine::builder(
-            Arc::new(self.driver.clone()),
+            self.budget.wrap(Arc::new(self.driver.clone())),
             Arc::clone(&self.shared.conversation) as Arc<dyn ConversationStore>,
             ModelRouter::new(config.routing.clone()),
         )
@@ -141,6 +147,7 @@ impl Agent {
         );
         service.set_records(Arc::clone(&self.shared.records));
         service.set_approval_log(Arc::clone(&self.shared.approvals));
+        service.set_budget(self.budget.clone());
         Ok(service)
     }
 
@@ -427,4 +434,56 @@ pub fn roles(
     roles.extend(access.approvers.iter().map(|user| (*user, Role::Approver)));
     roles.extend(access.admins.iter().map(|user| (*user, Role::Admin)));
     roles
+}
+
+/// `[budget]` as the budget uses it: the unit (`auto`: tokens under a subscription login), the
+/// caps set, priced by `[routing]`'s prices.
+pub fn budget_settings(
+    config: &Config,
+    env: &[(String, String)],
+) -> valor_core::budget::BudgetSettings {
+    use valor_core::budget::CapOf;
+    use valor_protocol::budget::{Period, Unit};
+    let b = &config.budget;
+    let set = |name: &str| {
+        env.iter().any(|(k, v)| k == name && !v.trim().is_empty())
+            || config
+                .claude
+                .env
+                .get(name)
+                .is_some_and(|v| !v.trim().is_empty())
+    };
+    let unit = match b.unit.as_str() {
+        "tokens" => Unit::Tokens,
+        "usd" => Unit::Usd,
+        _ if set("CLAUDE_CODE_OAUTH_TOKEN") && !set("ANTHROPIC_API_KEY") => Unit::Tokens,
+        _ => Unit::Usd,
+    };
+    let (caps, step) = match unit {
+        Unit::Usd => (&b.usd, b.allow_step_usd),
+        Unit::Tokens => (&b.tokens, b.allow_step_tokens as f64),
+    };
+    let caps = [
+        (CapOf::Chat, Period::Day, caps.chat_daily),
+        (CapOf::Chat, Period::Month, caps.chat_monthly),
+        (CapOf::User, Period::Day, caps.user_daily),
+        (CapOf::User, Period::Month, caps.user_monthly),
+        (CapOf::Global, Period::Day, caps.global_daily),
+        (CapOf::Global, Period::Month, caps.global_monthly),
+        (CapOf::Global, Period::Window, caps.global_window),
+    ]
+    .into_iter()
+    .filter(|(_, _, cap)| *cap > 0.0)
+    .collect();
+    valor_core::budget::BudgetSettings {
+        unit,
+        caps,
+        warn_share: f64::from(b.warn_at_percent) / 100.0,
+        step,
+        window_ms: u64::from(b.window_hours) * 3_600_000,
+        prices: valor_protocol::pricing::Prices::new(
+            config.routing.prices.clone(),
+            &config.routing.biggest_model,
+        ),
+    }
 }

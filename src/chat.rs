@@ -244,6 +244,7 @@ impl Console<'_> {
             chat_id: self.chat_id,
             command,
             source: "console".to_owned(),
+            by: None,
         });
         if let Some(Event::Reply(answer)) = events.next().await {
             println!("{answer}");

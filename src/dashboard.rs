@@ -436,6 +436,7 @@ impl Source for AgentView {
             chat_id,
             command: valor_protocol::Command::Forget(Some(number)),
             source: "dashboard".to_owned(),
+            by: None,
         });
         match events.next().await {
             Some(Event::Reply(text)) => text,

@@ -167,6 +167,18 @@ async fn serve(loaded: valor_config::Loaded, started: Instant) -> anyhow::Result
             }
         }));
     }
+    // Spend caps near or spent reach the admin chat and the admins (not twice in the chat
+    // the notice is about).
+    if let Some(channel) = channel.clone()
+        && !admins.is_empty()
+    {
+        let admins = admins.clone();
+        agent.budget.notify_admins(Arc::new(move |notice| {
+            for chat in admins.iter().filter(|chat| **chat != notice.chat_id) {
+                channel.post_budget_notice(*chat, notice.clone());
+            }
+        }));
+    }
     // Alerts and their recovery reach the admin chat and the admins.
     if let Some(channel) = channel.clone()
         && !admins.is_empty()

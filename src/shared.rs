@@ -25,6 +25,8 @@ pub struct Shared {
     pub telegram: Arc<dyn TelegramStore>,
     pub records: Arc<dyn ChatRecords>,
     pub approvals: Arc<dyn valor_core::approvals::ApprovalLog>,
+    /// Spend counters (`[budget]`): every node adds to the same ones.
+    pub spend: Arc<dyn valor_core::budget::SpendLog>,
     /// The cluster's database, when `[cluster]` is on.
     pub cluster: Option<PgStore>,
 }
@@ -64,6 +66,7 @@ impl Shared {
             telegram: Arc::new(store.clone()),
             records: Arc::new(store.clone()),
             approvals: Arc::new(store.clone()),
+            spend: Arc::new(store.clone()),
             cluster: None,
         }
     }
@@ -106,6 +109,7 @@ impl Shared {
             telegram: Arc::new(pg.clone()),
             records: Arc::new(pg.clone()),
             approvals: Arc::new(pg.clone()),
+            spend: Arc::new(pg.clone()),
             cluster: Some(pg),
         })
     }

@@ -204,6 +204,7 @@ mod tests {
     fn run(ms: u64, model: &str, cost: f64, error: Option<TurnErrorKind>) -> RunRecord {
         RunRecord {
             chat_id: 1,
+            user_id: None,
             session_id: "s".to_owned(),
             model: model.to_owned(),
             class: String::new(),

@@ -9,6 +9,7 @@
 // stdout belongs to protocols and the CLI's output, stderr to tracing: libraries print nothing.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+mod budget;
 mod cluster;
 mod error;
 mod load;
@@ -21,6 +22,7 @@ pub mod tokens;
 mod trust;
 mod validate;
 
+pub use budget::{BudgetConfig, CapsConfig};
 pub use cluster::{ClusterConfig, ClusterRole};
 pub use error::{ConfigError, Origin, Problem};
 pub use load::{ConfigSource, Env, Loaded, SourceKind};

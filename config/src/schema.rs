@@ -28,6 +28,7 @@ pub struct Config {
     pub cluster: crate::cluster::ClusterConfig,
     pub approvals: crate::trust::ApprovalsConfig,
     pub access: crate::trust::AccessConfig,
+    pub budget: crate::budget::BudgetConfig,
 }
 
 /// `[learning]`: learning from conversations, always with the user's consent.

@@ -21,6 +21,7 @@ pub(crate) fn validate(config: &Config) -> Vec<(String, String)> {
     notion(&config.tools.notion, &mut problems);
     crate::cluster::validate(&config.cluster, &config.claude, &mut problems);
     crate::trust::validate(&config.approvals, &mut problems);
+    crate::budget::validate(&config.budget, &mut problems);
     let c = &config.context;
     in_range(
         &mut problems,

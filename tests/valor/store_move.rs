@@ -89,6 +89,7 @@ fn fill(path: &Path) {
         .unwrap();
     let run = RunRecord {
         chat_id: 7,
+        user_id: None,
         session_id: "s-7".to_owned(),
         model: "claude-sonnet".to_owned(),
         class: "short_chat".to_owned(),

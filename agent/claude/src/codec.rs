@@ -73,8 +73,22 @@ pub enum CliEvent {
         error_status: Option<u16>,
         error: Option<String>,
     },
-    /// A new model message begins (partial messages only).
-    MessageStart,
+    /// A new model message begins (partial messages only), with what its input cost.
+    MessageStart {
+        model: String,
+        usage: valor_protocol::Usage,
+    },
+    /// A model message ends (partial messages only): its output tokens, all of them.
+    MessageDelta {
+        output_tokens: u64,
+    },
+    /// The account's usage window as the API reported it (subscription logins): `status`
+    /// `allowed`, `allowed_warning` or `rejected`.
+    RateLimit {
+        status: String,
+        resets_at_ms: Option<u64>,
+        window: String,
+    },
     /// Token-level text (partial messages only).
     TextDelta(String),
     ThinkingDelta(String),
@@ -109,6 +123,15 @@ fn u64_of(v: &Value, key: &str) -> u64 {
         .as_u64()
         .or_else(|| v[key].as_f64().map(|f| f.max(0.0) as u64))
         .unwrap_or(0)
+}
+
+fn usage_of(usage: &Value) -> valor_protocol::Usage {
+    valor_protocol::Usage {
+        input_tokens: u64_of(usage, "input_tokens"),
+        output_tokens: u64_of(usage, "output_tokens"),
+        cache_read_input_tokens: u64_of(usage, "cache_read_input_tokens"),
+        cache_creation_input_tokens: u64_of(usage, "cache_creation_input_tokens"),
+    }
 }
 
 fn status_of(v: &Value) -> Option<u16> {
@@ -167,7 +190,15 @@ pub fn parse_line(line: &[u8]) -> Result<CliEvent, LineError> {
         "stream_event" => {
             let event = &v["event"];
             match event["type"].as_str().unwrap_or_default() {
-                "message_start" => CliEvent::MessageStart,
+                "message_start" => CliEvent::MessageStart {
+                    model: str_of(&event["message"], "model"),
+                    usage: usage_of(&event["message"]["usage"]),
+                },
+                "message_delta" if event["usage"]["output_tokens"].is_number() => {
+                    CliEvent::MessageDelta {
+                        output_tokens: u64_of(&event["usage"], "output_tokens"),
+                    }
+                }
                 "content_block_delta" => {
                     let delta = &event["delta"];
                     match delta["type"].as_str().unwrap_or_default() {
@@ -214,38 +245,38 @@ pub fn parse_line(line: &[u8]) -> Result<CliEvent, LineError> {
                 })
                 .collect(),
         ),
-        "result" => {
-            let usage = &v["usage"];
-            CliEvent::Result(CliResult {
-                subtype: str_of(&v, "subtype"),
-                is_error: v["is_error"].as_bool().unwrap_or(false),
-                api_error_status: status_of(&v["api_error_status"]),
-                result: v["result"].as_str().map(str::to_owned),
-                num_turns: u64_of(&v, "num_turns") as u32,
-                duration_ms: u64_of(&v, "duration_ms"),
-                duration_api_ms: u64_of(&v, "duration_api_ms"),
-                session_id: str_of(&v, "session_id"),
-                total_cost_usd: v["total_cost_usd"].as_f64().unwrap_or(0.0),
-                usage: valor_protocol::Usage {
-                    input_tokens: u64_of(usage, "input_tokens"),
-                    output_tokens: u64_of(usage, "output_tokens"),
-                    cache_read_input_tokens: u64_of(usage, "cache_read_input_tokens"),
-                    cache_creation_input_tokens: u64_of(usage, "cache_creation_input_tokens"),
-                },
-                permission_denials: v["permission_denials"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|d| str_of(d, "tool_name"))
-                    .collect(),
-                errors: v["errors"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|e| e.as_str().map(str::to_owned))
-                    .collect(),
-            })
+        "rate_limit_event" => {
+            let info = &v["rate_limit_info"];
+            CliEvent::RateLimit {
+                status: str_of(info, "status"),
+                resets_at_ms: info["resetsAt"].as_u64().map(|s| s.saturating_mul(1000)),
+                window: str_of(info, "rateLimitType"),
+            }
         }
+        "result" => CliEvent::Result(CliResult {
+            subtype: str_of(&v, "subtype"),
+            is_error: v["is_error"].as_bool().unwrap_or(false),
+            api_error_status: status_of(&v["api_error_status"]),
+            result: v["result"].as_str().map(str::to_owned),
+            num_turns: u64_of(&v, "num_turns") as u32,
+            duration_ms: u64_of(&v, "duration_ms"),
+            duration_api_ms: u64_of(&v, "duration_api_ms"),
+            session_id: str_of(&v, "session_id"),
+            total_cost_usd: v["total_cost_usd"].as_f64().unwrap_or(0.0),
+            usage: usage_of(&v["usage"]),
+            permission_denials: v["permission_denials"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|d| str_of(d, "tool_name"))
+                .collect(),
+            errors: v["errors"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e.as_str().map(str::to_owned))
+                .collect(),
+        }),
         other => CliEvent::Other(other.to_owned()),
     })
 }

@@ -74,6 +74,8 @@ struct Inner {
     mcp_routes: std::sync::OnceLock<axum::Router>,
     /// Whether a chat's turn waits for a person (an approval): not idle meanwhile.
     waiting: std::sync::OnceLock<WaitingForPerson>,
+    /// Prices a run that never reached its result (the CLI prices the others).
+    prices: std::sync::OnceLock<valor_protocol::pricing::Prices>,
     store: Ledger,
     children: ChildRegistry,
     /// Turns running now.
@@ -157,6 +159,7 @@ impl ClaudeDriver {
                 folders: setup.chats,
                 mcp_routes: std::sync::OnceLock::new(),
                 waiting: std::sync::OnceLock::new(),
+                prices: std::sync::OnceLock::new(),
                 store: setup.ledger,
                 children: setup.children,
                 running: AtomicUsize::new(0),
@@ -190,6 +193,11 @@ impl ClaudeDriver {
     /// Valor's MCP routes, for the sandboxes' sockets (once; later calls are ignored).
     pub fn serve_mcp(&self, routes: axum::Router) {
         let _ = self.inner.mcp_routes.set(routes);
+    }
+
+    /// How a run that never reached its result is priced (once): its messages' tokens.
+    pub fn price_unfinished_runs(&self, prices: valor_protocol::pricing::Prices) {
+        let _ = self.inner.prices.set(prices);
     }
 
     /// Tells the driver which chats wait for a person (an approval asked): the CLI writes
@@ -415,8 +423,16 @@ impl ClaudeDriver {
             session_id: session_id.clone(),
             text: result.and_then(|r| r.result.clone()).unwrap_or_default(),
             model: read.model.clone().unwrap_or_default(),
-            cost_usd: result.map_or(0.0, |r| r.total_cost_usd),
-            usage: result.map(|r| r.usage.clone()).unwrap_or_default(),
+            // A run that never reached its result cost its messages' tokens all the same.
+            cost_usd: match result {
+                Some(r) => r.total_cost_usd,
+                None => (self.inner.prices.get()).map_or(0.0, |p| {
+                    (read.messages.iter())
+                        .map(|(model, u)| p.cost(model, u))
+                        .sum()
+                }),
+            },
+            usage: result.map_or_else(|| read.messages_usage(), |r| r.usage.clone()),
             duration_ms: started.elapsed().as_millis() as u64,
             api_duration_ms: result.map_or(0, |r| r.duration_api_ms),
             num_turns: result.map_or(0, |r| r.num_turns),
@@ -437,7 +453,13 @@ impl ClaudeDriver {
 
         let error = match &attempt.verdict {
             Verdict::Ok => None,
-            Verdict::Failed(e) => Some(e.clone()),
+            Verdict::Failed(e) => Some(crate::failure::usage_limit(
+                e.clone(),
+                (read.rate_limit.as_ref())
+                    .filter(|(status, _)| status == "rejected")
+                    .map(|(_, at)| *at),
+                now_ms(),
+            )),
             Verdict::SessionUnknown => Some(TurnError::new(
                 TurnErrorKind::Crashed,
                 "a new session could not be started either",
@@ -456,6 +478,7 @@ impl ClaudeDriver {
         let store = self.inner.store.clone();
         let run = RunRecord {
             chat_id,
+            user_id: request.user_id,
             session_id: session_id.clone(),
             model: summary.model.clone(),
             class: request

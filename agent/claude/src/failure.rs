@@ -99,6 +99,82 @@ pub fn classify(
     )
 }
 
+/// A failure that is the account's usage limit (a subscription's window, the API's spend
+/// limit), told apart from a passing 429, with when it resets when that was said: the usage
+/// window's `rejected` report (`resets_at_ms`), else the CLI's "resets 5:10am (UTC)", else the
+/// API's "regain access on 2026-01-01 at 00:00 UTC". Without a time, an hour from `now_ms`.
+pub fn usage_limit(
+    error: TurnError,
+    rejected_until: Option<Option<u64>>,
+    now_ms: u64,
+) -> TurnError {
+    use TurnErrorKind::{Api, BadRequest, RateLimited};
+    if !matches!(error.kind, RateLimited | BadRequest | Api) {
+        return error;
+    }
+    let lower = error.detail.to_lowercase();
+    let said = lower.contains("usage limit")
+        || lower.contains("regain access on")
+        || (lower.contains("hit your") && lower.contains("limit"));
+    if rejected_until.is_none() && !said {
+        return error;
+    }
+    let at = (rejected_until.flatten())
+        .or_else(|| regain_access_at(&lower))
+        .or_else(|| resets_at(&lower, now_ms))
+        .unwrap_or(now_ms + 3_600_000);
+    TurnError::new(TurnErrorKind::UsageLimit, error.detail).retry_at(at)
+}
+
+/// "regain access on 2026-01-01 at 00:00 utc" (the API's spend limit).
+fn regain_access_at(lower: &str) -> Option<u64> {
+    let rest = &lower[lower.find("regain access on ")? + "regain access on ".len()..];
+    let date = rest.get(..10)?;
+    let (y, m, d) = (date.get(..4)?, date.get(5..7)?, date.get(8..10)?);
+    let time = rest.get(10..)?.trim_start().strip_prefix("at ")?;
+    let (h, min) = (time.get(..2)?, time.get(3..5)?);
+    valor_protocol::time::unix_ms(
+        y.parse().ok()?,
+        m.parse().ok()?,
+        d.parse().ok()?,
+        h.parse().ok()?,
+        min.parse().ok()?,
+    )
+}
+
+/// "resets 5:10am (utc)" or "resets 5pm (utc)": the next such time after `now_ms` (only in
+/// UTC: another zone's name is not guessed at).
+fn resets_at(lower: &str, now_ms: u64) -> Option<u64> {
+    let rest = &lower[lower.find("resets ")? + "resets ".len()..];
+    if !rest.contains("(utc)") {
+        return None;
+    }
+    let clock: String = rest
+        .chars()
+        .take_while(|c| !c.is_whitespace() && *c != '(')
+        .collect();
+    let (digits, pm) = match (clock.strip_suffix("am"), clock.strip_suffix("pm")) {
+        (Some(d), _) => (d, false),
+        (_, Some(d)) => (d, true),
+        _ => (clock.as_str(), false),
+    };
+    let (h, m) = digits.split_once(':').unwrap_or((digits, "0"));
+    let (h, m): (u64, u64) = (h.parse().ok()?, m.parse().ok()?);
+    let twelve_hour = clock.ends_with("am") || pm;
+    if h > 23 || m > 59 || (twelve_hour && !(1..=12).contains(&h)) {
+        return None;
+    }
+    let h = match (h, pm, twelve_hour) {
+        (12, false, true) => 0,
+        (12, true, _) => 12,
+        (h, true, _) => h + 12,
+        (h, _, _) => h,
+    };
+    let day = now_ms - now_ms % 86_400_000;
+    let at = day + (h * 60 + m) * 60_000;
+    Some(if at > now_ms { at } else { at + 86_400_000 })
+}
+
 fn kind_from_text(text: &str, is_error: bool) -> TurnErrorKind {
     let lower = text.to_lowercase();
     if lower.contains("overloaded") {
@@ -275,6 +351,71 @@ mod tests {
             ),
             Verdict::SessionUnknown
         );
+    }
+
+    #[test]
+    fn usage_limits_are_told_apart_with_their_reset() {
+        let now = valor_protocol::time::unix_ms(2026, 12, 8, 3, 0).unwrap();
+        let limited = |detail: &str, rejected| {
+            usage_limit(
+                TurnError::new(TurnErrorKind::RateLimited, detail),
+                rejected,
+                now,
+            )
+        };
+        // The usage window's own report wins.
+        let e = limited(
+            "You've hit your session limit · resets 5:10am (UTC)",
+            Some(Some(now + 99)),
+        );
+        assert_eq!(
+            (e.kind, e.retry_at_ms),
+            (TurnErrorKind::UsageLimit, Some(now + 99))
+        );
+        // Else the CLI's line, the next such time.
+        let e = limited("You've hit your session limit · resets 5:10am (UTC)", None);
+        assert_eq!(
+            e.retry_at_ms,
+            valor_protocol::time::unix_ms(2026, 12, 8, 5, 10)
+        );
+        let e = limited("You've hit your weekly limit · resets 2am (UTC)", None);
+        assert_eq!(
+            e.retry_at_ms,
+            valor_protocol::time::unix_ms(2026, 12, 9, 2, 0)
+        );
+        let e = limited("You've hit your limit · resets 12pm (UTC)", None);
+        assert_eq!(
+            e.retry_at_ms,
+            valor_protocol::time::unix_ms(2026, 12, 8, 12, 0)
+        );
+        // The API's spend limit.
+        let api = TurnError::new(
+            TurnErrorKind::BadRequest,
+            "API Error: 400 You have reached your specified API usage limits. You will regain access on 2027-01-01 at 00:00 UTC.",
+        );
+        let e = usage_limit(api, None, now);
+        assert_eq!(
+            (e.kind, e.retry_at_ms),
+            (
+                TurnErrorKind::UsageLimit,
+                valor_protocol::time::unix_ms(2027, 1, 1, 0, 0)
+            )
+        );
+        // Another zone is not guessed at: an hour.
+        let e = limited("You've hit your limit · resets 5pm (Europe/Berlin)", None);
+        assert_eq!(e.retry_at_ms, Some(now + 3_600_000));
+        // A passing 429 and other failures stay what they are.
+        let e = limited("API Error: 429 rate_limit_error", None);
+        assert_eq!((e.kind, e.retry_at_ms), (TurnErrorKind::RateLimited, None));
+        let crash = TurnError::new(TurnErrorKind::Crashed, "usage limit");
+        assert_eq!(
+            usage_limit(crash, Some(None), now).kind,
+            TurnErrorKind::Crashed
+        );
+        for nonsense in ["resets 25:00 (UTC)", "resets 13pm (UTC)", "resets x (UTC)"] {
+            let e = limited(&format!("hit your limit {nonsense}"), None);
+            assert_eq!(e.retry_at_ms, Some(now + 3_600_000), "{nonsense}");
+        }
     }
 
     #[test]

@@ -66,6 +66,11 @@ impl Jail {
         }
     }
 
+    /// The usage window the API last reported through this sandbox's proxy, taken.
+    pub fn usage_window(&self) -> Option<(String, Option<u64>)> {
+        self.token.take_usage_window()
+    }
+
     /// A turn begins: the API accepts the process's token from now on.
     pub fn begin_turn(&mut self) {
         self.baseline = self.events();

@@ -275,6 +275,10 @@ impl LoginFile {
 pub struct TurnToken {
     token: String,
     active: AtomicBool,
+    /// The account's usage window as the API's last answer for this process said it
+    /// (`anthropic-ratelimit-unified-status`, `-reset`): the CLI behind a proxied login does
+    /// not know it runs on a subscription and reports none of it.
+    usage_window: std::sync::Mutex<Option<(String, Option<u64>)>>,
 }
 
 impl TurnToken {
@@ -286,7 +290,28 @@ impl TurnToken {
                 uuid::Uuid::new_v4().simple()
             ),
             active: AtomicBool::new(false),
+            usage_window: std::sync::Mutex::new(None),
         }
+    }
+
+    /// The usage window the API last reported to this process (status, reset in Unix ms),
+    /// taken.
+    pub fn take_usage_window(&self) -> Option<(String, Option<u64>)> {
+        (self.usage_window.lock())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
+
+    fn note_usage_window(&self, headers: &HeaderMap) {
+        let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let Some(status) = text("anthropic-ratelimit-unified-status") else {
+            return;
+        };
+        let reset = text("anthropic-ratelimit-unified-reset")
+            .and_then(|r| r.trim().parse::<u64>().ok())
+            .map(|s| s.saturating_mul(1000));
+        *(self.usage_window.lock()).unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some((status.chars().take(32).collect(), reset));
     }
 
     /// What the sandbox is given as its API key.
@@ -375,6 +400,7 @@ async fn forward(State(state): State<ProxyState>, request: Request) -> Response 
         .await;
     match sent {
         Ok(response) => {
+            state.token.note_usage_window(response.headers());
             let mut out = Response::builder().status(response.status());
             for (name, value) in response.headers() {
                 if !is_hop_by_hop(name) {

@@ -50,6 +50,25 @@ pub struct TurnRead {
     pub tool_inputs: Vec<(String, String)>,
     /// Each tool call's input in short, by tool-use id.
     tool_summaries: std::collections::HashMap<String, String>,
+    /// Each model message's tokens (model, usage), in order: what a run that never reached
+    /// its result still cost.
+    pub messages: Vec<(String, valor_protocol::Usage)>,
+    /// The account's usage window as the API last reported it: (status, reset in Unix ms).
+    pub rate_limit: Option<(String, Option<u64>)>,
+}
+
+impl TurnRead {
+    /// The tokens of every model message, summed.
+    pub fn messages_usage(&self) -> valor_protocol::Usage {
+        let mut total = valor_protocol::Usage::default();
+        for (_, u) in &self.messages {
+            total.input_tokens += u.input_tokens;
+            total.output_tokens += u.output_tokens;
+            total.cache_read_input_tokens += u.cache_read_input_tokens;
+            total.cache_creation_input_tokens += u.cache_creation_input_tokens;
+        }
+        total
+    }
 }
 
 /// The tool calls of a turn whose whole input is kept for its page (the rest in short).
@@ -301,6 +320,19 @@ impl ClaudeProcess {
                 break;
             }
         }
+        // Behind the proxy the CLI does not know its login's usage window: the proxy saw it.
+        if let Some((status, resets_at_ms)) = self.jail.as_ref().and_then(Jail::usage_window)
+            && read.rate_limit.is_none()
+        {
+            read.rate_limit = Some((status.clone(), resets_at_ms));
+            let window = "subscription".to_owned();
+            let _ = (tx.send(Event::UsageWindow {
+                status,
+                resets_at_ms,
+                window,
+            }))
+            .await;
+        }
         self.last_used = Instant::now();
         read
     }
@@ -338,7 +370,42 @@ impl ClaudeProcess {
                     failed_mcp_servers: failed,
                 }]
             }
-            CliEvent::MessageStart => vec![Event::MessageStart],
+            CliEvent::MessageStart { model, usage } => {
+                let message = read.messages.len() as u32;
+                read.messages.push((model.clone(), usage.clone()));
+                vec![
+                    Event::MessageStart,
+                    Event::Usage {
+                        message,
+                        model,
+                        usage,
+                    },
+                ]
+            }
+            CliEvent::MessageDelta { output_tokens } => match read.messages.len().checked_sub(1) {
+                Some(last) => {
+                    let (model, usage) = &mut read.messages[last];
+                    usage.output_tokens = output_tokens;
+                    vec![Event::Usage {
+                        message: last as u32,
+                        model: model.clone(),
+                        usage: usage.clone(),
+                    }]
+                }
+                None => Vec::new(),
+            },
+            CliEvent::RateLimit {
+                status,
+                resets_at_ms,
+                window,
+            } => {
+                read.rate_limit = Some((status.clone(), resets_at_ms));
+                vec![Event::UsageWindow {
+                    status,
+                    resets_at_ms,
+                    window,
+                }]
+            }
             CliEvent::TextDelta(text) => vec![Event::TextDelta(text)],
             CliEvent::Assistant { blocks, synthetic } => blocks
                 .into_iter()

@@ -69,6 +69,8 @@ struct Inner {
     learning: Option<Arc<dyn Learning>>,
     /// What the store knows of a chat's turns, for its status.
     records: std::sync::OnceLock<Arc<dyn ChatRecords>>,
+    /// Spend caps (`/cost`, [Allow more]); the engine's backend is wrapped by it.
+    budget: std::sync::OnceLock<crate::budget::Budget>,
     settings: Settings,
     slots: Arc<Semaphore>,
     /// Questions that expired, told to every channel listening.
@@ -161,6 +163,7 @@ impl Conversations {
                 engine,
                 learning,
                 records: std::sync::OnceLock::new(),
+                budget: std::sync::OnceLock::new(),
                 notices: broadcast::channel(64).0,
                 slots,
                 settings,
@@ -222,11 +225,12 @@ impl Conversations {
                 chat_id,
                 command,
                 source,
+                by,
             } => {
                 let (tx, events) = Events::channel(1);
                 let service = self.clone();
                 tokio::spawn(async move {
-                    let reply = service.command(chat_id, &command, &source).await;
+                    let reply = service.command(chat_id, &command, &source, by).await;
                     let _ = tx.send(Event::Reply(reply)).await;
                 });
                 events
@@ -241,6 +245,20 @@ impl Conversations {
                 let service = self.clone();
                 tokio::spawn(async move {
                     let word = service.decide(chat_id, approval, decision, by).await;
+                    let _ = tx.send(Event::Decided(word)).await;
+                });
+                events
+            }
+            Op::AllowMore {
+                chat_id,
+                key,
+                by,
+                anywhere,
+            } => {
+                let (tx, events) = Events::channel(1);
+                let service = self.clone();
+                tokio::spawn(async move {
+                    let word = service.allow_more(chat_id, key, by, anywhere).await;
                     let _ = tx.send(Event::Decided(word)).await;
                 });
                 events
@@ -349,9 +367,17 @@ impl Conversations {
     }
 
     /// The answer to a chat command.
-    async fn command(&self, chat_id: i64, command: &Command, source: &str) -> String {
-        if *command == Command::Status {
-            return self.chat_status(chat_id).await.lines().join("\n");
+    async fn command(
+        &self,
+        chat_id: i64,
+        command: &Command,
+        source: &str,
+        by: Option<i64>,
+    ) -> String {
+        match command {
+            Command::Status => return self.chat_status(chat_id).await.lines().join("\n"),
+            Command::Cost => return self.cost(chat_id, by).await,
+            _ => {}
         }
         let Some(learning) = self.inner.learning.clone() else {
             return "Learning is off ([learning] enabled = false).".to_owned();
@@ -780,6 +806,8 @@ async fn relay(
 
 #[path = "conversation_approvals.rs"]
 mod approvals;
+#[path = "conversation_budget.rs"]
+mod budget;
 
 #[cfg(test)]
 #[path = "conversation_tests.rs"]

@@ -330,6 +330,7 @@ async fn chat_commands_are_ops_answered_with_a_reply() {
                 chat_id: 5,
                 command,
                 source: "test".to_owned(),
+                by: None,
             });
             match only(&collect(events).await).as_slice() {
                 [Event::Reply(text)] => text.clone(),
@@ -357,6 +358,7 @@ async fn chat_commands_are_ops_answered_with_a_reply() {
         chat_id: 5,
         command: Command::Learnings { review: false },
         source: "test".to_owned(),
+        by: None,
     });
     assert_eq!(
         events.next().await,

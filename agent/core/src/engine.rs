@@ -490,6 +490,7 @@ impl Engine {
         let route = inner.router.route(&incoming.text);
         let mut request = TurnRequest::new(chat_id, prompt).routed(route);
         request.fresh_session = fresh_session;
+        request.user_id = incoming.author.as_ref().map(|a| a.user_id);
         request.cancel = incoming.cancel;
         if let Some(grant) = &inner.tools {
             let grant = grant(chat_id);

@@ -73,7 +73,7 @@ pub async fn command(
                 .remember(chat_id, &valor_redact::redact(text), source)
                 .await
         }
-        Command::Status => return None,
+        Command::Status | Command::Cost => return None,
     })
 }
 

@@ -2,6 +2,8 @@
 //!
 //! - [`approvals`]: approvals of effects: the audit log's interface, grants for the session,
 //!   waiting for a person's decision (the service asks through the running turn's events).
+//! - [`budget`]: spend caps: every run counted and capped (before and while it runs), the
+//!   counters' interface, [Allow more], `/cost`.
 //! - [`backend`]: the `Backend` trait that runs one model turn and streams its events. The
 //!   Claude Code driver implements it. The types every crate shares (ops, events, requests,
 //!   errors, records) are in `valor-protocol`.
@@ -29,6 +31,7 @@
 
 pub mod approvals;
 pub mod backend;
+pub mod budget;
 pub mod context;
 pub mod conversation;
 pub mod engine;

@@ -133,18 +133,10 @@ impl RunAnalytics {
     }
 
     /// What the runs would have cost on one model at `price` (dollars per million tokens,
-    /// `[input, output]`; cache reads a tenth of input, cache writes as input), from their
-    /// recorded tokens.
+    /// `[input, output]`, priced as [`crate::pricing`] prices), from their recorded tokens.
     pub fn cost_at(runs: &[RunRecord], price: [f64; 2]) -> f64 {
-        let [input, output] = price;
         runs.iter()
-            .map(|run| {
-                let u = &run.usage;
-                ((u.input_tokens + u.cache_creation_input_tokens) as f64 * input
-                    + u.cache_read_input_tokens as f64 * input / 10.0
-                    + u.output_tokens as f64 * output)
-                    / 1e6
-            })
+            .map(|run| crate::pricing::cost_at(price, &run.usage))
             .sum()
     }
 
@@ -163,6 +155,7 @@ mod tests {
     fn run(chat_id: i64, ms: u64, model: &str, error: Option<TurnErrorKind>) -> RunRecord {
         RunRecord {
             chat_id,
+            user_id: None,
             session_id: "s".to_owned(),
             model: model.to_owned(),
             class: "development".to_owned(),

@@ -62,6 +62,11 @@ pub enum DumpRecord {
     },
     /// One approval of the audit log.
     Approval(crate::approval::ApprovalRecord),
+    /// One spend counter (`day:2026-12-08:chat:42`).
+    Spend {
+        counter: String,
+        spent: crate::budget::Spent,
+    },
 }
 
 impl DumpRecord {
@@ -80,6 +85,7 @@ impl DumpRecord {
             DumpRecord::JobRun(_) => "job runs",
             DumpRecord::PausedJob { .. } => "paused jobs",
             DumpRecord::Approval(_) => "approvals",
+            DumpRecord::Spend { .. } => "spend counters",
         }
     }
 }

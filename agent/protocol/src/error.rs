@@ -34,6 +34,11 @@ pub enum TurnErrorKind {
     ProcessLimit,
     /// The chat's workspace grew past `[claude.limits] disk_mb`.
     DiskLimit,
+    /// The account's usage limit (subscription window or API spend limit) is reached until
+    /// [`TurnError::retry_at_ms`].
+    UsageLimit,
+    /// A `[budget]` cap is spent: the run was not started, or stopped when it crossed it.
+    BudgetSpent,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -63,6 +68,8 @@ impl TurnErrorKind {
             TurnErrorKind::MemoryLimit => "memory_limit",
             TurnErrorKind::ProcessLimit => "process_limit",
             TurnErrorKind::DiskLimit => "disk_limit",
+            TurnErrorKind::UsageLimit => "usage_limit",
+            TurnErrorKind::BudgetSpent => "budget_spent",
         }
     }
 
@@ -76,9 +83,11 @@ impl TurnErrorKind {
 
     pub fn severity(self) -> Severity {
         match self {
-            TurnErrorKind::Overloaded | TurnErrorKind::RateLimited | TurnErrorKind::Cancelled => {
-                Severity::Low
-            }
+            TurnErrorKind::Overloaded
+            | TurnErrorKind::RateLimited
+            | TurnErrorKind::Cancelled
+            | TurnErrorKind::UsageLimit
+            | TurnErrorKind::BudgetSpent => Severity::Low,
             TurnErrorKind::Api
             | TurnErrorKind::Timeout
             | TurnErrorKind::MaxTurns
@@ -138,6 +147,13 @@ impl TurnErrorKind {
                 "This chat's workspace is over its disk limit, so I stopped. Delete files you no \
                  longer need; the operator sets [claude.limits] disk_mb."
             }
+            TurnErrorKind::UsageLimit => {
+                "Claude's usage limit is reached. I'll continue by myself when it resets."
+            }
+            TurnErrorKind::BudgetSpent => {
+                "The spending cap is reached, so I stopped. An approver can allow more with the \
+                 button, or the operator raises [budget]."
+            }
         }
     }
 }
@@ -147,6 +163,8 @@ impl TurnErrorKind {
 pub struct TurnError {
     pub kind: TurnErrorKind,
     pub detail: String,
+    /// When the turn may be tried again (Unix ms): a usage limit's reset, if it was said.
+    pub retry_at_ms: Option<u64>,
 }
 
 impl fmt::Display for TurnError {
@@ -160,7 +178,14 @@ impl TurnError {
         TurnError {
             kind,
             detail: detail.into(),
+            retry_at_ms: None,
         }
+    }
+
+    /// The error, to be tried again at `at_ms`.
+    pub fn retry_at(mut self, at_ms: u64) -> Self {
+        self.retry_at_ms = Some(at_ms);
+        self
     }
 
     pub fn user_message(&self) -> &'static str {
@@ -176,7 +201,7 @@ impl TurnError {
 mod tests {
     use super::*;
 
-    const ALL: [TurnErrorKind; 13] = [
+    const ALL: [TurnErrorKind; 15] = [
         TurnErrorKind::Overloaded,
         TurnErrorKind::RateLimited,
         TurnErrorKind::Auth,
@@ -190,6 +215,8 @@ mod tests {
         TurnErrorKind::MemoryLimit,
         TurnErrorKind::ProcessLimit,
         TurnErrorKind::DiskLimit,
+        TurnErrorKind::UsageLimit,
+        TurnErrorKind::BudgetSpent,
     ];
 
     #[test]

@@ -81,8 +81,24 @@ pub enum Event {
         decision: crate::approval::Decision,
         line: String,
     },
-    /// The answer to a [`crate::Op::Decide`]: a short word for whoever pressed.
+    /// The answer to a [`crate::Op::Decide`] or [`crate::Op::AllowMore`]: a short word for
+    /// whoever pressed.
     Decided(String),
+    /// One model message's tokens so far (`message` counts the turn's messages from 0): what
+    /// the turn costs while it runs.
+    Usage {
+        message: u32,
+        model: String,
+        usage: crate::turn::Usage,
+    },
+    /// The account's usage window (subscription logins), as the API reported it.
+    UsageWindow {
+        status: String,
+        resets_at_ms: Option<u64>,
+        window: String,
+    },
+    /// A `[budget]` cap came near or is spent.
+    Budget(crate::budget::BudgetNotice),
 }
 
 impl Event {

@@ -9,6 +9,7 @@
 //! - [`error`]: [`TurnError`] and its kinds, each with a message for the user.
 //! - [`approval`]: approvals of effects ([`approval::ApprovalAsk`], [`approval::Decision`],
 //!   the audit record, the [`approval::AskPerson`] interface).
+//! - [`budget`]: spend caps: whose spend, over which period, the notice a chat gets.
 //! - [`question`]: "Remember this?" ([`Question`], [`Answered`]).
 //! - [`message`]: [`Role`], [`ContextMessage`].
 //! - [`records`]: what the store keeps (messages, runs, sessions, inbox entries, memories);
@@ -16,11 +17,13 @@
 //!   [`memory`]: the limits of saved memories and what memory holds;
 //!   [`analytics`]: the one aggregation of runs every report uses.
 //! - [`store`]: [`StoreFailure`], what a store's interface reports when it cannot answer.
+//! - [`pricing`]: what a run's tokens cost, while it runs.
 //! - [`time`]: the wall clock and calendar dates.
 
 pub mod access;
 pub mod analytics;
 pub mod approval;
+pub mod budget;
 pub mod dump;
 pub mod error;
 pub mod event;
@@ -30,6 +33,7 @@ pub mod learnings;
 pub mod memory;
 pub mod message;
 pub mod op;
+pub mod pricing;
 pub mod proposals;
 pub mod question;
 pub mod records;

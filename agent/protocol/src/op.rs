@@ -54,6 +54,8 @@ pub enum Command {
     Forget(Option<u64>),
     /// `/remember <text>`.
     Remember(String),
+    /// `/cost`: what this chat and its user spent today and this month, against the caps.
+    Cost,
 }
 
 impl Command {
@@ -68,6 +70,7 @@ impl Command {
             },
             "/forget" => Command::Forget(args.trim_start_matches('#').parse().ok()),
             "/remember" => Command::Remember(args.to_owned()),
+            "/cost" => Command::Cost,
             _ => return None,
         })
     }
@@ -102,10 +105,22 @@ pub enum Op {
         decision: crate::approval::Decision,
         by: Option<i64>,
     },
-    /// A chat command; `source` names where it came from (`tg:<update_id>`).
+    /// [Allow more] on a budget notice: raises the cap `key` for its current period by one
+    /// step. The channel has checked that `by` is an approver or an admin; `anywhere`: an
+    /// admin, who may raise any cap from any chat (else only this chat's, a user's, the
+    /// global one).
+    AllowMore {
+        chat_id: i64,
+        key: crate::budget::CapKey,
+        by: Option<i64>,
+        anywhere: bool,
+    },
+    /// A chat command; `source` names where it came from (`tg:<update_id>`), `by` who sent
+    /// it (`None`: the console, the dashboard).
     Command {
         chat_id: i64,
         command: Command,
         source: String,
+        by: Option<i64>,
     },
 }

@@ -110,6 +110,9 @@ pub struct RunError {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {
     pub chat_id: i64,
+    /// The Telegram user whose message started it (`None`: background work, a console run).
+    #[serde(default)]
+    pub user_id: Option<i64>,
     pub session_id: String,
     pub model: String,
     /// The routing class (`short_chat`, `development`, ...).
@@ -366,6 +369,7 @@ mod tests {
     fn run(error: Option<TurnErrorKind>) -> RunRecord {
         RunRecord {
             chat_id: 1,
+            user_id: None,
             session_id: String::new(),
             model: String::new(),
             class: String::new(),

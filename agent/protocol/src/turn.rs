@@ -59,6 +59,9 @@ pub struct Route {
 #[derive(Debug, Clone)]
 pub struct TurnRequest {
     pub chat_id: i64,
+    /// Who asked (their spend counts against `[budget]`'s per-user caps); `None`: Valor's own
+    /// background work or the console.
+    pub user_id: Option<i64>,
     /// The user's message, with any context block already added.
     pub prompt: String,
     /// Appended to the backend's system prompt (the persona).
@@ -102,6 +105,7 @@ impl TurnRequest {
     pub fn new(chat_id: i64, prompt: impl Into<String>) -> Self {
         TurnRequest {
             chat_id,
+            user_id: None,
             prompt: prompt.into(),
             system_append: None,
             extra_allowed_tools: Vec::new(),

@@ -14,6 +14,7 @@
 //! - [`leader`]: leader leases (the Telegram poller, the scheduler, the webhook) in the same
 //!   table, and the scheduler's slots, each run once cluster-wide.
 //! - [`wake`]: `LISTEN/NOTIFY`: new work and Stop reach every node at once.
+//! - [`spend`]: the spend counters every node adds to (`[budget]`'s caps).
 //! - [`jobs`]: the scheduler's job log for the cluster's jobs (every node reads their last run).
 //! - [`view`]: what the operator's views read of the whole cluster.
 
@@ -32,6 +33,7 @@ mod pool;
 pub mod queue;
 pub mod schema;
 pub mod search;
+pub mod spend;
 pub mod telegram;
 pub mod transfer;
 pub mod view;

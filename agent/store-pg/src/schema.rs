@@ -7,13 +7,13 @@ use deadpool_postgres::Object;
 use crate::error::PgError;
 
 /// The schema this Valor reads and writes.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// The advisory lock's key ("valorsch" as bytes): one migration at a time, cluster-wide.
 const MIGRATION_LOCK: i64 = 0x76616c6f72736368;
 
 /// Each version's statements, in order; version N is `MIGRATIONS[N - 1]`.
-const MIGRATIONS: [&str; 3] = [V1, V2, V3];
+const MIGRATIONS: [&str; 4] = [V1, V2, V3, V4];
 
 const V1: &str = r#"
 CREATE TABLE meta (key text PRIMARY KEY, value text NOT NULL);
@@ -171,6 +171,20 @@ CREATE TABLE approvals (
 );
 CREATE INDEX approvals_chat ON approvals (chat_id, id DESC);
 ALTER TABLE paired_users ADD COLUMN role text NOT NULL DEFAULT 'chatter';
+"#;
+
+/// Version 4: spend counters, one row per period and scope (`day:2026-12-08:chat:42`); every
+/// node adds to the same ones.
+const V4: &str = r#"
+CREATE TABLE spend (
+    counter text PRIMARY KEY,
+    usd double precision NOT NULL DEFAULT 0,
+    tokens bigint NOT NULL DEFAULT 0,
+    allowed_usd double precision NOT NULL DEFAULT 0,
+    allowed_tokens bigint NOT NULL DEFAULT 0,
+    warned boolean NOT NULL DEFAULT false,
+    stopped boolean NOT NULL DEFAULT false
+);
 "#;
 
 /// Brings the schema up to [`SCHEMA_VERSION`]; refuses a newer one.

@@ -101,6 +101,9 @@ impl PgStore {
         for approval in self.all_approvals().await? {
             send!(DumpRecord::Approval(approval));
         }
+        for (counter, spent) in self.all_spend().await? {
+            send!(DumpRecord::Spend { counter, spent });
+        }
         Ok(())
     }
 
@@ -187,6 +190,7 @@ impl PgStore {
                 JobLog::set_paused(self, &job, true).await.map_err(failed)?;
             }
             DumpRecord::Approval(approval) => self.load_approval(&approval).await?,
+            DumpRecord::Spend { counter, spent } => self.load_spend(&counter, &spent).await?,
         }
         Ok(())
     }

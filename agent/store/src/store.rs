@@ -39,6 +39,7 @@ const VECTORS: &str = "memory_vectors";
 const EMBED_QUEUE: &str = "embed_queue";
 const JOB_RUNS: &str = "job_runs";
 const APPROVALS: &str = "approvals";
+const SPEND: &str = "spend";
 const DASHBOARD_SESSIONS: &str = "dashboard_sessions";
 const PROPOSALS: &str = "proposals";
 const LEARNING_RECORDS: &str = "learning_records";
@@ -74,6 +75,8 @@ pub struct Store {
     pub(crate) job_runs: sled::Tree,
     /// The approvals audit log, by id (ids are ordered by time).
     pub(crate) approvals: sled::Tree,
+    /// Spend counters by period and scope (`day:2026-12-08:chat:42`).
+    pub(crate) spend: sled::Tree,
     dashboard_sessions: sled::Tree,
     pub(crate) proposals: sled::Tree,
     pub(crate) learning_records: sled::Tree,
@@ -204,6 +207,7 @@ impl Store {
             embed_queue: db.open_tree(EMBED_QUEUE)?,
             job_runs: db.open_tree(JOB_RUNS)?,
             approvals: db.open_tree(APPROVALS)?,
+            spend: db.open_tree(SPEND)?,
             dashboard_sessions: db.open_tree(DASHBOARD_SESSIONS)?,
             proposals: db.open_tree(PROPOSALS)?,
             learning_records: db.open_tree(LEARNING_RECORDS)?,
@@ -356,6 +360,7 @@ mod tests {
     fn run(chat_id: i64, started_at_ms: u64) -> RunRecord {
         RunRecord {
             chat_id,
+            user_id: None,
             session_id: "s".to_owned(),
             model: "m".to_owned(),
             class: "short_chat".to_owned(),

@@ -47,12 +47,14 @@ pub const REFUSAL_EVERY: Duration = Duration::from_secs(3600);
 pub const HELP: &str = "I'm Valor. Write to me as to a colleague: questions, code, bugs.\n\n\
 /new - start a new conversation\n/stop - stop what I'm doing\n/status - how I am, and this chat\n\
 /learnings - what I learned here (/learnings review: what was contradicted)\n/forget N - retire learning N\n\
-/remember <text> - teach me something\n/help - this text";
+/remember <text> - teach me something\n/cost - what this chat and you spent, against the caps\n\
+/help - this text";
 
 /// The command menu Telegram shows (`setMyCommands`): each command `/help` explains.
-pub const COMMANDS: [(&str, &str); 7] = [
+pub const COMMANDS: [(&str, &str); 8] = [
     ("new", "Start a new conversation"),
     ("stop", "Stop what I'm doing"),
+    ("cost", "What this chat and you spent, against the caps"),
     ("status", "How I am, and this chat"),
     ("learnings", "What I learned here"),
     ("forget", "Retire learning N: /forget N"),
@@ -567,10 +569,10 @@ impl TelegramChannel {
                         let reply = self.pair_code(user_id, private, args);
                         self.reply(chat, private, &reply);
                     }
-                    Some(name @ ("/status" | "/learnings" | "/forget" | "/remember")) => {
+                    Some(name @ ("/status" | "/learnings" | "/forget" | "/remember" | "/cost")) => {
                         let args = text.split_once(char::is_whitespace).map_or("", |(_, r)| r);
                         if let Some(command) = Command::parse(name, args) {
-                            self.command(chat, private, command, id);
+                            self.command(chat, private, command, id, user_id);
                         }
                     }
                     Some("/new") => {
@@ -645,6 +647,12 @@ impl TelegramChannel {
                         };
                         let _ = bot.answer_callback_query(query.id).text(word).await;
                     });
+                    store.set_last_update(id).await?;
+                    return Ok(());
+                }
+                let allow_more = query.data.as_deref().and_then(crate::budget::parse);
+                if let (Some(key), Some(chat)) = (allow_more, chat) {
+                    self.allow_more(query, chat, key, allowed);
                     store.set_last_update(id).await?;
                     return Ok(());
                 }
@@ -748,13 +756,14 @@ impl TelegramChannel {
 
     /// A chat command, answered by the conversation service; `/status` gets the health line
     /// first.
-    fn command(&self, chat: ChatId, private: bool, command: Command, update_id: i64) {
+    fn command(&self, chat: ChatId, private: bool, command: Command, update_id: i64, by: i64) {
         let channel = self.clone();
         let status = command == Command::Status;
         let mut events = self.inner.conversations.submit(Op::Command {
             chat_id: chat.0,
             command,
             source: format!("tg:{update_id}"),
+            by: Some(by),
         });
         tokio::spawn(async move {
             let Some(Event::Reply(mut text)) = events.next().await else {

@@ -2,6 +2,8 @@
 //!
 //! - [`approval`]: approvals asked in the chat: the whole effect (a file when long), the
 //!   buttons, the reminder, the outcome.
+//! - [`budget`]: spend caps in the chat: the notice with [Allow more] [Stop], the usage limit's
+//!   line.
 //! - [`channel`]: long polling, access, commands, restart safety; updates become ops of the
 //!   conversation service and its events become messages.
 //! - [`format`]: Markdown to Telegram HTML, escaped; splitting at 4096 characters on paragraph
@@ -22,6 +24,7 @@
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod approval;
+pub mod budget;
 pub mod channel;
 pub mod cluster;
 pub mod format;

@@ -537,11 +537,13 @@ pub async fn deliver_resuming<R: Requester<Err = RequestError>>(
                 writer.finish(text).await;
                 break;
             }
+            Event::Budget(notice) => crate::budget::show(bot, chat, pacer, &notice, false).await,
             Event::Failed { error, partial } => {
+                let said = crate::budget::failure_text(&error);
                 let text = if partial.trim().is_empty() {
-                    error.user_message().to_owned()
+                    said
                 } else {
-                    format!("{partial}\n\n{}", error.user_message())
+                    format!("{partial}\n\n{said}")
                 };
                 writer.finish(text).await;
                 writer.report.error = Some(error);

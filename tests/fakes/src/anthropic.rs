@@ -35,6 +35,12 @@ pub enum Reply {
     /// Streams these text chunks, then holds the stream open without ending the message (a
     /// turn cut off while it writes).
     Partial(Vec<String>, Duration),
+    /// The reply, reporting these tokens (`input_tokens`, `output_tokens`,
+    /// `cache_read_input_tokens`, `cache_creation_input_tokens`) instead of the few it counts.
+    WithUsage(Box<Reply>, Value),
+    /// A subscription's usage limit: 429 with the `anthropic-ratelimit-unified-*` headers,
+    /// rejected until `resets_at_s` (Unix seconds).
+    UsageLimit { resets_at_s: u64 },
 }
 
 impl Reply {
@@ -59,6 +65,21 @@ impl Reply {
             kind: "overloaded_error".to_owned(),
             message: "Overloaded".to_owned(),
         }
+    }
+
+    /// `reply` costing these tokens.
+    pub fn costing(
+        reply: Reply,
+        input: u64,
+        output: u64,
+        cache_read: u64,
+        cache_write: u64,
+    ) -> Reply {
+        Reply::WithUsage(
+            Box::new(reply),
+            json!({"input_tokens": input, "output_tokens": output,
+                   "cache_read_input_tokens": cache_read, "cache_creation_input_tokens": cache_write}),
+        )
     }
 
     pub fn error(status: u16, kind: &str, message: &str) -> Reply {
@@ -259,13 +280,18 @@ async fn messages(State(shared): State<Shared>, headers: HeaderMap, body: Bytes)
     };
     let reply = (shared.script)(&turn);
     let id = format!("msg_fake{:06}", shared.ids.fetch_add(1, Ordering::Relaxed));
+    let (reply, tokens) = match reply {
+        Reply::WithUsage(reply, tokens) => (*reply, Some(tokens)),
+        reply => (reply, None),
+    };
     match reply {
+        Reply::UsageLimit { resets_at_s } => usage_limit_response(resets_at_s),
         Reply::Error {
             status,
             kind,
             message,
         } => error_response(status, &kind, &message),
-        reply if turn.stream => sse_response(&turn, &id, reply),
+        reply if turn.stream => sse_response(&turn, &id, reply, tokens.as_ref()),
         Reply::MalformedSse => (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "application/json")],
@@ -278,7 +304,7 @@ async fn messages(State(shared): State<Shared>, headers: HeaderMap, body: Bytes)
         }
         reply => (
             StatusCode::OK,
-            axum::Json(whole_message(&turn, &id, &reply)),
+            axum::Json(whole_message(&turn, &id, &reply, tokens.as_ref())),
         )
             .into_response(),
     }
@@ -296,6 +322,45 @@ fn error_response(status: u16, kind: &str, message: &str) -> Response {
     response
 }
 
+/// A subscription's usage limit as the API answers it.
+fn usage_limit_response(resets_at_s: u64) -> Response {
+    let mut response = error_response(
+        429,
+        "rate_limit_error",
+        "This request would exceed your account's rate limit. Please try again later.",
+    );
+    let reset = resets_at_s.to_string();
+    let headers = response.headers_mut();
+    for (name, value) in [
+        ("anthropic-ratelimit-unified-status", "rejected"),
+        ("anthropic-ratelimit-unified-reset", reset.as_str()),
+        ("anthropic-ratelimit-unified-5h-status", "rejected"),
+        ("anthropic-ratelimit-unified-5h-reset", reset.as_str()),
+        (
+            "anthropic-ratelimit-unified-representative-claim",
+            "five_hour",
+        ),
+    ] {
+        if let Ok(value) = header::HeaderValue::from_str(value) {
+            headers.insert(name, value);
+        }
+    }
+    response
+}
+
+/// The usage a message reports: `tokens` when the script set them (with `output_tokens`
+/// replaced by `output_tokens` for the stream's start), else a few by the request's size.
+fn usage_of(turn: &Turn, output_tokens: u64, tokens: Option<&Value>) -> Value {
+    match tokens {
+        Some(tokens) => {
+            let mut tokens = tokens.clone();
+            tokens["output_tokens"] = json!(output_tokens);
+            tokens
+        }
+        None => usage(turn, output_tokens),
+    }
+}
+
 fn usage(turn: &Turn, output_tokens: u64) -> Value {
     json!({
         "input_tokens": 10 + turn.message_count as u64 * 5,
@@ -309,7 +374,7 @@ fn tool_id(id: &str) -> String {
     format!("toolu_{}", id.trim_start_matches("msg_"))
 }
 
-fn whole_message(turn: &Turn, id: &str, reply: &Reply) -> Value {
+fn whole_message(turn: &Turn, id: &str, reply: &Reply, tokens: Option<&Value>) -> Value {
     let (content, stop_reason, out) = match reply {
         Reply::Text(chunks) => {
             let text = chunks.concat();
@@ -326,7 +391,7 @@ fn whole_message(turn: &Turn, id: &str, reply: &Reply) -> Value {
     json!({
         "id": id, "type": "message", "role": "assistant", "model": turn.model,
         "content": content, "stop_reason": stop_reason, "stop_sequence": null,
-        "usage": usage(turn, out),
+        "usage": usage_of(turn, tokens.map_or(out, |t| t["output_tokens"].as_u64().unwrap_or(out)), tokens),
     })
 }
 
@@ -334,14 +399,17 @@ fn event(name: &str, data: &Value) -> Bytes {
     Bytes::from(format!("event: {name}\ndata: {data}\n\n"))
 }
 
-fn sse_response(turn: &Turn, id: &str, reply: Reply) -> Response {
+fn sse_response(turn: &Turn, id: &str, reply: Reply, tokens: Option<&Value>) -> Response {
     let start = event(
         "message_start",
         &json!({"type": "message_start", "message": {
             "id": id, "type": "message", "role": "assistant", "model": turn.model,
-            "content": [], "stop_reason": null, "stop_sequence": null, "usage": usage(turn, 1),
+            "content": [], "stop_reason": null, "stop_sequence": null,
+            "usage": usage_of(turn, 1, tokens),
         }}),
     );
+    let output =
+        |counted: u64| tokens.map_or(counted, |t| t["output_tokens"].as_u64().unwrap_or(counted));
     let mut events: Vec<Bytes> = vec![start];
     let mut stall = None;
     match &reply {
@@ -362,7 +430,7 @@ fn sse_response(turn: &Turn, id: &str, reply: Reply) -> Response {
                 &json!({"type": "content_block_stop", "index": 0}),
             ));
             let out = chunks.concat().split_whitespace().count() as u64 + 1;
-            events.extend(finish("end_turn", out));
+            events.extend(finish("end_turn", output(out)));
         }
         Reply::ToolUse { name, input } => {
             events.push(event(
@@ -382,7 +450,7 @@ fn sse_response(turn: &Turn, id: &str, reply: Reply) -> Response {
                 "content_block_stop",
                 &json!({"type": "content_block_stop", "index": 0}),
             ));
-            events.extend(finish("tool_use", 12));
+            events.extend(finish("tool_use", output(12)));
         }
         Reply::MalformedSse => {
             events.push(Bytes::from_static(
@@ -406,7 +474,7 @@ fn sse_response(turn: &Turn, id: &str, reply: Reply) -> Response {
             }
             stall = Some(*hold);
         }
-        Reply::Error { .. } => {}
+        Reply::Error { .. } | Reply::WithUsage(..) | Reply::UsageLimit { .. } => {}
     }
     let stream = futures_util::stream::unfold(
         (events.into_iter(), stall),

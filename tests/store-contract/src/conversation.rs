@@ -51,6 +51,7 @@ pub async fn conversation_contract(store: Arc<dyn ConversationStore>) {
 fn run(chat_id: i64, started_at_ms: u64) -> RunRecord {
     RunRecord {
         chat_id,
+        user_id: None,
         session_id: "s".to_owned(),
         model: "m".to_owned(),
         class: String::new(),

@@ -7,6 +7,7 @@
 mod approvals;
 mod conversation;
 mod jobs;
+mod spend;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -22,6 +23,7 @@ use valor_protocol::{Role, StoreFailure};
 pub use approvals::approval_log_contract;
 pub use conversation::{conversation_contract, ledger_contract, telegram_contract};
 pub use jobs::job_log_contract;
+pub use spend::spend_log_contract;
 
 /// Appends a message to a chat the way the conversation does; its id.
 pub type AddMessage =

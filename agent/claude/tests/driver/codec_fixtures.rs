@@ -44,7 +44,10 @@ fn text_with_partial_messages_streams_deltas_then_the_block() {
         }]
     );
     assert_eq!(events[1], CliEvent::Status);
-    assert!(events.contains(&CliEvent::MessageStart));
+    assert!(
+        (events.iter()).any(|e| matches!(e, CliEvent::MessageStart { .. })),
+        "{events:?}"
+    );
     let deltas: Vec<&str> = events
         .iter()
         .filter_map(|e| match e {

@@ -6,5 +6,6 @@ mod codec_fixtures;
 mod hostile;
 mod process_faults;
 mod real_cli;
+mod spend;
 mod support;
 mod warm;

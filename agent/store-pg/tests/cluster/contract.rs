@@ -68,6 +68,12 @@ async fn the_approvals_log_behaves_as_on_sled() {
 }
 
 #[tokio::test]
+async fn the_spend_counters_behave_as_on_sled() {
+    let (store, _) = store("a").await;
+    valor_store_contract::spend_log_contract(Arc::new(store)).await;
+}
+
+#[tokio::test]
 async fn the_telegram_stores_behave_as_on_sled() {
     let (store, _) = store("a").await;
     telegram_contract(Arc::new(store)).await;

@@ -14,6 +14,7 @@ use crate::support::{options, store};
 fn run(chat_id: i64, started_at_ms: u64, model: &str) -> RunRecord {
     RunRecord {
         chat_id,
+        user_id: None,
         session_id: "s".to_owned(),
         model: model.to_owned(),
         class: String::new(),

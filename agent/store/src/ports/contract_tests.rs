@@ -102,6 +102,14 @@ async fn the_approvals_log_behaves_alike_on_sled_and_in_memory() {
 }
 
 #[tokio::test]
+async fn the_spend_counters_behave_alike_on_sled_and_in_memory() {
+    let (store, _, _dir) = sled();
+    valor_store_contract::spend_log_contract(Arc::new(store)).await;
+    let memory = Arc::new(valor_core::budget::InMemorySpendLog::default());
+    valor_store_contract::spend_log_contract(memory).await;
+}
+
+#[tokio::test]
 async fn the_telegram_stores_behave_alike_on_sled_and_in_memory() {
     let (store, _, _dir) = sled();
     telegram_contract(Arc::new(store)).await;

@@ -11,6 +11,7 @@ mod jobs;
 mod learning;
 mod ledger;
 mod memory;
+mod spend;
 
 #[cfg(test)]
 mod contract_tests;

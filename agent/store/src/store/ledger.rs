@@ -178,6 +178,7 @@ mod tests {
     fn run(chat_id: i64, started_at_ms: u64) -> RunRecord {
         RunRecord {
             chat_id,
+            user_id: None,
             session_id: "s".to_owned(),
             model: "m".to_owned(),
             class: String::new(),

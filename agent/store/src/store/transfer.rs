@@ -102,6 +102,11 @@ impl Store {
                 return Ok(());
             }
         }
+        for (counter, spent) in self.all_spend()? {
+            if !visit(DumpRecord::Spend { counter, spent }) {
+                return Ok(());
+            }
+        }
         Ok(())
     }
 
@@ -155,6 +160,7 @@ impl Store {
             DumpRecord::JobRun(run) => self.record_job_run(&run),
             DumpRecord::PausedJob { job } => self.set_job_paused(&job, true),
             DumpRecord::Approval(approval) => self.load_approval(&approval),
+            DumpRecord::Spend { counter, spent } => self.load_spend(&counter, &spent),
         }
     }
 }

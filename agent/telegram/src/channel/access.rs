@@ -1,6 +1,6 @@
 //! Who may talk to Valor: strangers refused (at most once an hour, no chat worker made for
 //! them), `/pair CODE`, and the paired users listed and revoked (`valor pair --list`,
-//! `--revoke`) through the running agent's HTTP server.
+//! `--revoke`) through the running agent's HTTP server; who may raise a spend cap.
 
 use std::collections::HashMap;
 use std::sync::PoisonError;
@@ -37,6 +37,52 @@ fn forget_older<V>(map: &mut HashMap<i64, V>, now: Instant, at: impl Fn(&V) -> I
 }
 
 impl TelegramChannel {
+    /// [Allow more] pressed: the operator's money, so approvers and admins only (even in a
+    /// private chat); an admin may raise any chat's cap from an admin chat.
+    pub(super) fn allow_more(
+        &self,
+        query: teloxide::types::CallbackQuery,
+        chat: ChatId,
+        key: valor_protocol::budget::CapKey,
+        allowed: bool,
+    ) {
+        let bot = self.inner.bot.clone();
+        let user = i64::try_from(query.from.id.0).unwrap_or(i64::MAX);
+        let role = if allowed {
+            self.role(user)
+        } else {
+            Role::default()
+        };
+        let pressed = (role >= Role::Approver).then(|| {
+            (self.inner.conversations).submit(valor_protocol::Op::AllowMore {
+                chat_id: chat.0,
+                key,
+                by: Some(user),
+                anywhere: role >= Role::Admin,
+            })
+        });
+        tokio::spawn(async move {
+            let word = match pressed {
+                None => "Only an approver or an admin can allow more.".to_owned(),
+                Some(mut events) => match events.next().await {
+                    Some(valor_protocol::Event::Decided(word)) => word,
+                    _ => "Sorry, something went wrong.".to_owned(),
+                },
+            };
+            let _ = bot.answer_callback_query(query.id).text(word).await;
+        });
+    }
+
+    /// A budget notice for an admin's chat (about any chat, or Valor's own work), with
+    /// [Allow more].
+    pub fn post_budget_notice(&self, chat_id: i64, notice: valor_protocol::budget::BudgetNotice) {
+        let pacer = self.pacer(chat_id, chat_id > 0);
+        let bot = self.inner.bot.clone();
+        tokio::spawn(async move {
+            crate::budget::show(&bot, ChatId(chat_id), &pacer, &notice, true).await;
+        });
+    }
+
     /// A stranger's `/pair CODE`: a pending code adds them to the allow-list for good.
     pub(super) async fn pair(
         &self,

@@ -3,6 +3,7 @@
 //! and the entry leaves the inbox once its answer is delivered.
 
 use std::sync::PoisonError;
+use std::time::Duration;
 
 use std::sync::atomic::Ordering;
 use tokio_util::sync::CancellationToken;
@@ -136,6 +137,15 @@ impl TelegramChannel {
             resume,
         )
         .await;
+        // The account's usage limit: said until when (by the stream), and the message is
+        // answered then; it stays in the inbox meanwhile (a restart answers it too).
+        let limited = (delivery.error.as_ref())
+            .filter(|e| e.kind == TurnErrorKind::UsageLimit)
+            .and_then(|e| e.retry_at_ms);
+        if let Some(at_ms) = limited {
+            self.resume_at(entry.clone(), at_ms);
+            return false;
+        }
         // A turn stopped by shutdown (not by /stop) is answered after the restart.
         let stopped_by_shutdown = self.inner.stopping.load(Ordering::Acquire)
             && (delivery.error.as_ref()).is_some_and(|e| e.kind == TurnErrorKind::Cancelled);
@@ -146,6 +156,29 @@ impl TelegramChannel {
             }
             None => !stopped_by_shutdown,
         }
+    }
+
+    /// Answers `entry` again once the usage limit resets at `at_ms` (3 s later: the
+    /// reset is the API's clock, not ours).
+    fn resume_at(&self, entry: InboxEntry, at_ms: u64) {
+        const MARGIN_MS: u64 = 3_000;
+        const LONGEST: Duration = Duration::from_secs(8 * 86_400);
+        let wait = Duration::from_millis(
+            (at_ms + MARGIN_MS).saturating_sub(valor_protocol::time::now_ms()),
+        )
+        .min(LONGEST);
+        tracing::info!(
+            chat_id = entry.chat_id,
+            wait_secs = wait.as_secs(),
+            "usage limit: the message is answered when it resets"
+        );
+        let channel = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            if !channel.inner.stopping.load(Ordering::Acquire) {
+                channel.enqueue(entry);
+            }
+        });
     }
 
     /// A long flood wait kept the final text back: it goes out when the wait ends, and the chat

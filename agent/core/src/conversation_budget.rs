@@ -1,0 +1,52 @@
+//! The conversation service's side of spend caps: `/cost` and [Allow more].
+
+use super::Conversations;
+
+impl Conversations {
+    /// The budget the engine's backend was wrapped with, for `/cost` and [Allow more] (once).
+    pub fn set_budget(&self, budget: crate::budget::Budget) {
+        let _ = self.inner.budget.set(budget);
+    }
+
+    pub fn budget(&self) -> Option<&crate::budget::Budget> {
+        self.inner.budget.get()
+    }
+
+    /// `/cost`: the chat's and its user's spend against the caps.
+    pub(super) async fn cost(&self, chat_id: i64, by: Option<i64>) -> String {
+        let Some(budget) = self.budget() else {
+            return "Spend is not counted here.".to_owned();
+        };
+        budget.report(chat_id, by).await.unwrap_or_else(|e| {
+            tracing::warn!(chat_id, error = %e, "cannot read the spend counters");
+            "I can't read the spend counters right now; try again in a moment.".to_owned()
+        })
+    }
+
+    /// [Allow more] pressed in `chat_id` (the channel checked that `by` may): a chat's cap only
+    /// from its own chat unless an admin pressed it.
+    pub(super) async fn allow_more(
+        &self,
+        chat_id: i64,
+        key: valor_protocol::budget::CapKey,
+        by: Option<i64>,
+        anywhere: bool,
+    ) -> String {
+        use valor_protocol::budget::Scope;
+        let Some(budget) = self.budget() else {
+            return "Spend is not capped here.".to_owned();
+        };
+        let foreign = matches!(key.scope, Scope::Chat(id) if id != chat_id);
+        if (foreign && !anywhere) || matches!(key.scope, Scope::Job(_)) {
+            tracing::warn!(chat_id, by, cap = %key.code(), "a cap of another chat was pressed; refused");
+            return "This cap is not this chat's.".to_owned();
+        }
+        match budget.allow_more(key, by).await {
+            Ok(said) => said,
+            Err(e) => {
+                tracing::warn!(chat_id, error = %e, "cannot raise the cap");
+                "I can't raise the cap right now; try again in a moment.".to_owned()
+            }
+        }
+    }
+}
