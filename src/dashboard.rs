@@ -495,6 +495,41 @@ impl Source for AgentView {
         read.unwrap_or_else(|e| unread("approvals", &anyhow::anyhow!(e)))
     }
 
+    async fn caps(&self) -> valor_dashboard::Caps {
+        let Some(budget) = self.conversations.budget() else {
+            return valor_dashboard::Caps::default();
+        };
+        let unit = budget.settings().unit;
+        let rows: Vec<valor_core::budget::CapStanding> = (budget.overview().await)
+            .unwrap_or_else(|e| unread("spend counters", &anyhow::anyhow!(e)));
+        let now = valor_protocol::time::now_ms();
+        valor_dashboard::Caps {
+            rows: (rows.into_iter())
+                .map(|row| valor_dashboard::CapRow {
+                    who: valor_core::budget::scope_name(row.key.scope),
+                    period: match row.key.period {
+                        valor_protocol::budget::Period::Day => "today",
+                        valor_protocol::budget::Period::Month => "this month",
+                        valor_protocol::budget::Period::Window => "usage window",
+                    }
+                    .to_owned(),
+                    spent: unit.show(row.spent),
+                    cap: (row.cap > 0.0).then(|| unit.show(row.cap)),
+                    share: (row.cap > 0.0).then(|| row.spent / row.cap),
+                    resets_ms: row.resets_at_ms,
+                })
+                .collect(),
+            usage_window: budget.usage_window().map(|w| match w.resets_at_ms {
+                Some(at) => format!(
+                    "{} until {}",
+                    w.status,
+                    valor_protocol::time::clock_time(at, now)
+                ),
+                None => w.status,
+            }),
+        }
+    }
+
     async fn alerts(&self) -> Vec<AlertRow> {
         (self.monitor.alert_log().await.into_iter())
             .map(alert_row)

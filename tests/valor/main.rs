@@ -6,6 +6,7 @@
 
 mod approvals_run;
 mod browser;
+mod budget_run;
 mod chat_once;
 mod cli;
 mod cluster_crash;

@@ -9,18 +9,19 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use valor_claude::ClaudeDriver;
 use valor_claude::codec::{Line, LineReader, parse_line};
-use valor_claude::proxy::Upstream;
-use valor_claude::sandbox::{EgressRules, SandboxMode, SandboxSetup, SandboxState};
-use valor_claude::{ClaudeDriver, DriverSetup};
-use valor_config::ClaudeConfig;
+use valor_claude::sandbox::SandboxState;
 use valor_core::Backend;
 use valor_fakes::anthropic::{FakeAnthropic, Reply, Turn};
 use valor_protocol::{Event, TurnRequest};
+
+mod support;
+use support::{driver, fake_mcp, sandbox};
 
 fn fixtures() -> Vec<u8> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
@@ -69,76 +70,6 @@ fn script(turn: &Turn) -> Reply {
     Reply::text("ok")
 }
 
-fn chats(dir: &Path) -> valor_chatfs::ChatFs {
-    valor_chatfs::ChatFs::new(
-        dir.join("ws"),
-        dir.join("homes"),
-        valor_chatfs::ChatFs::sandbox_owner(true, 2_000_000),
-    )
-}
-
-/// The sandbox as Valor probes it: user and network namespaces, seccomp, cgroup, API proxy.
-async fn sandbox(dir: &Path, api: &str) -> SandboxState {
-    let env = std::collections::BTreeMap::from([
-        ("ANTHROPIC_BASE_URL".to_owned(), api.to_owned()),
-        ("ANTHROPIC_API_KEY".to_owned(), "sk-ant-bench".to_owned()),
-    ]);
-    SandboxState::probe(
-        SandboxMode::Required,
-        SandboxSetup {
-            bwrap: valor_sandbox::locate_bwrap(),
-            init: valor_sandbox::locate_init(),
-            chats: chats(dir),
-            limits: valor_sandbox::Limits::default(),
-            egress: EgressRules::default(),
-            upstream: Upstream::from_env(&env, None, ""),
-        },
-    )
-    .await
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
-fn driver(
-    dir: &Path,
-    name: &str,
-    api: &str,
-    keep_warm: bool,
-    sandbox: SandboxState,
-) -> ClaudeDriver {
-    let home = dir.join("home");
-    std::fs::create_dir_all(&home).unwrap();
-    ClaudeDriver::new(DriverSetup {
-        config: ClaudeConfig {
-            workspaces_dir: dir.join("ws"),
-            homes_dir: dir.join("homes"),
-            keep_warm_secs: if keep_warm { 300 } else { 0 },
-            allowed_tools: vec!["mcp__fake".to_owned()],
-            ..ClaudeConfig::default()
-        },
-        binary: repo().join(valor_claude::binary::LOCAL_INSTALL),
-        persona: None,
-        parent_env: vec![
-            ("PATH".to_owned(), std::env::var("PATH").unwrap()),
-            ("HOME".to_owned(), home.display().to_string()),
-            ("ANTHROPIC_BASE_URL".to_owned(), api.to_owned()),
-            ("ANTHROPIC_API_KEY".to_owned(), "sk-ant-bench".to_owned()),
-        ],
-        runtime_dir: dir.join("run"),
-        sandbox,
-        chats: chats(dir),
-        ledger: std::sync::Arc::new(valor_store::Store::open(&dir.join(name)).unwrap()),
-        children: valor_monitor::ChildRegistry::new(),
-        metrics: valor_monitor::MetricsRegistry::new(),
-    })
-    .unwrap()
-}
-
 /// (to first event, to the end) of one turn.
 async fn timed(driver: &ClaudeDriver, request: TurnRequest) -> (Duration, Duration) {
     let start = Instant::now();
@@ -158,13 +89,6 @@ async fn timed(driver: &ClaudeDriver, request: TurnRequest) -> (Duration, Durati
 fn median(mut values: Vec<Duration>) -> f64 {
     values.sort();
     values[values.len() / 2].as_secs_f64() * 1000.0
-}
-
-fn fake_mcp() -> Option<PathBuf> {
-    ["debug", "release"]
-        .iter()
-        .map(|p| repo().join("target").join(p).join("fake-mcp"))
-        .find(|p| p.is_file())
 }
 
 #[tokio::main]

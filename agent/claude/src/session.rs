@@ -119,6 +119,9 @@ pub struct ClaudeProcess {
     pub session_id: Option<String>,
     pub last_used: Instant,
     pub turns: u64,
+    /// The `total_cost_usd` of its last result: the CLI reports the whole process's cost so
+    /// far, so a turn's own is the difference.
+    cost_reported: f64,
 }
 
 impl std::fmt::Debug for ClaudeProcess {
@@ -165,6 +168,7 @@ impl ClaudeProcess {
             spec,
             last_used: Instant::now(),
             turns: 0,
+            cost_reported: 0.0,
         })
     }
 
@@ -461,10 +465,14 @@ impl ClaudeProcess {
                 delay_ms: retry_delay_ms,
                 status: error_status,
             }],
-            CliEvent::Result(result) => {
+            CliEvent::Result(mut result) => {
                 if !result.session_id.is_empty() {
                     self.session_id = Some(result.session_id.clone());
                 }
+                // A warm process's figure is its total so far: this turn's is what it added.
+                let total = result.total_cost_usd;
+                result.total_cost_usd = (total - self.cost_reported).max(0.0);
+                self.cost_reported = total;
                 read.result = Some(result);
                 Vec::new()
             }

@@ -430,11 +430,12 @@ impl DaysQuery {
 pub(crate) async fn usage_body(ui: &Ui, days: u32) -> maud::Markup {
     let now = now_ms();
     let since = (now / DAY_MS).saturating_sub(u64::from(days) - 1) * DAY_MS;
-    let (runs, baseline, names, alerts) = (
+    let (runs, baseline, names, alerts, caps) = (
         ui.source.runs_since(since).await,
         ui.source.baseline().await,
         ui.source.chat_names().await,
         ui.source.alerts().await,
+        ui.source.caps().await,
     );
     let analytics = RunAnalytics::of(&runs);
     // What routing saved: the same tokens on the biggest model, against what was paid.
@@ -453,7 +454,16 @@ pub(crate) async fn usage_body(ui: &Ui, days: u32) -> maud::Markup {
     };
     let charts = turn_charts(&runs, now, bucket_ms, buckets, &alerts, &[]);
     let charts: Vec<Chart<'static>> = charts.into_iter().take(5).collect();
-    pages::usage_body(days, &day_list, &analytics, saved.as_ref(), &names, &charts)
+    let usage = pages::UsageView {
+        days,
+        day_list: &day_list,
+        analytics: &analytics,
+        saved: saved.as_ref(),
+        names: &names,
+        charts: &charts,
+        caps: &caps,
+    };
+    pages::usage_body(&usage)
 }
 
 pub(crate) async fn usage(

@@ -119,6 +119,30 @@ pub struct AlertRow {
     pub acknowledged_ms: Option<u64>,
 }
 
+/// One spend counter of the current day, month or usage window, against its cap.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CapRow {
+    /// Whose: `chat 42`, `user 7`, `everything`, `session summary`.
+    pub who: String,
+    /// `day`, `month`, `usage window`.
+    pub period: String,
+    /// What was spent, as its unit reads (`$1.35`, `120k tokens`).
+    pub spent: String,
+    /// The cap with what was allowed on top (`None`: no cap, only counted).
+    pub cap: Option<String>,
+    /// Spent over the cap (1.0: spent).
+    pub share: Option<f64>,
+    pub resets_ms: u64,
+}
+
+/// Spend against the caps, and the account's usage window when the API reported one.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Caps {
+    pub rows: Vec<CapRow>,
+    /// e.g. `rejected until 2026-12-08 15:00 UTC`.
+    pub usage_window: Option<String>,
+}
+
 /// A silence in force: alerts of `kind` are not told to the admin chat until `until_ms`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SilenceRow {
@@ -262,6 +286,10 @@ pub trait Source: Send + Sync + 'static {
         chat_id: Option<i64>,
         limit: usize,
     ) -> Vec<valor_protocol::approval::ApprovalRecord>;
+    /// Spend against the caps (`[budget]`), this day, month and usage window.
+    async fn caps(&self) -> Caps {
+        Caps::default()
+    }
 }
 
 /// What the dashboard is made of.

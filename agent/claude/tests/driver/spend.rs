@@ -87,6 +87,30 @@ async fn each_message_is_priced_as_it_streams_as_the_cli_prices_it() {
 }
 
 #[tokio::test]
+async fn each_turn_of_a_warm_process_costs_its_own_not_the_processs_total() {
+    let fake =
+        FakeAnthropic::start(|_: &Turn| Reply::costing(Reply::text("Spent."), 100_000, 0, 0, 0))
+            .await;
+    let h = Harness::new(real_claude(), &fake.url, |c| c.keep_warm_secs = 60).await;
+    let mut costs = Vec::new();
+    for turn in 0..3 {
+        let mut request = h.request(5, &format!("turn {turn}"));
+        request.model = Some("sonnet".to_owned());
+        let events = h.run(request).await;
+        let summary = finished(&events);
+        assert_eq!(summary.warm, turn > 0, "turn {turn}");
+        costs.push(summary.cost_usd);
+    }
+    // $0.30 each (the CLI reports $0.30, $0.60, $0.90: the process's total so far).
+    for cost in &costs {
+        assert!((cost - 0.3).abs() < 1e-9, "{costs:?}");
+    }
+    let runs = h.store.runs_since(0).unwrap();
+    let recorded: f64 = runs.iter().map(|r| r.cost_usd).sum();
+    assert!((recorded - 0.9).abs() < 1e-9, "{recorded}");
+}
+
+#[tokio::test]
 async fn a_run_stopped_before_its_result_is_recorded_at_what_it_spent() {
     let fake = FakeAnthropic::start(|turn: &Turn| {
         if turn.last_tool_result.is_some() {

@@ -277,16 +277,30 @@ pub fn chat_label(chat_id: i64, names: &std::collections::BTreeMap<i64, String>)
     }
 }
 
-/// The Usage page's body: every day of the range (zeros included), chats apart from Valor's
-/// internal runs, errors by kind, tools, per chat, per model, class and effort.
-pub fn usage_body(
-    days: u32,
-    day_list: &[String],
-    analytics: &RunAnalytics,
-    saved: Option<&Saving>,
-    names: &std::collections::BTreeMap<i64, String>,
-    charts: &[crate::charts::Chart<'_>],
-) -> Markup {
+/// What the Usage page shows.
+pub struct UsageView<'a> {
+    pub days: u32,
+    pub day_list: &'a [String],
+    pub analytics: &'a RunAnalytics,
+    pub saved: Option<&'a Saving>,
+    pub names: &'a std::collections::BTreeMap<i64, String>,
+    pub charts: &'a [crate::charts::Chart<'a>],
+    pub caps: &'a crate::Caps,
+}
+
+/// The Usage page's body: spend against the caps, every day of the range (zeros included),
+/// chats apart from Valor's internal runs, errors by kind, tools, per chat, per model, class
+/// and effort.
+pub fn usage_body(view: &UsageView<'_>) -> Markup {
+    let UsageView {
+        days,
+        day_list,
+        analytics,
+        saved,
+        names,
+        charts,
+        caps,
+    } = *view;
     let named = |map: &std::collections::BTreeMap<String, RunTotals>| {
         map.iter()
             .map(|(k, v)| (k.clone(), v.clone()))
@@ -308,6 +322,7 @@ pub fn usage_body(
             div.card { div { "Internal runs" } div.big { (analytics.background.turns) } div { (format!("${:.4}", analytics.background.cost_usd)) " · daydream, summaries" } }
             div.card { div { "All runs" } div.big { (analytics.all.turns) } div { (format!("${:.4}", analytics.all.cost_usd)) } }
         }
+        (caps_table(caps))
         @if let Some(s) = saved {
             p.notice {
                 "Routing: paid " strong { (format!("${:.4}", s.actual)) } "; every turn on "
@@ -341,6 +356,41 @@ pub fn usage_body(
         (totals_table("class", named(&analytics.by_class)))
         (totals_table("effort", named(&analytics.by_effort)))
         p { small { (days) " days." } }
+    }
+}
+
+/// Spend against the caps: whose, over which period, how much of the cap (a bar), when it
+/// resets.
+fn caps_table(caps: &crate::Caps) -> Markup {
+    let now = valor_protocol::time::now_ms();
+    html! {
+        h2 { "Spend against caps" }
+        @if let Some(window) = &caps.usage_window {
+            p.notice { "Usage window: " (window) }
+        }
+        @if caps.rows.is_empty() {
+            p { small { "Nothing spent yet this period." } }
+        } @else {
+            (scroll(html! {
+                table.stack {
+                    tr { th { "whose" } th { "period" } th.n { "spent" } th.n { "cap" } th { "share" } th { "resets" } }
+                    @for row in &caps.rows {
+                        tr {
+                            td data-label="whose" { (row.who) } td data-label="period" { (row.period) }
+                            td.n data-label="spent" { (row.spent) }
+                            td.n data-label="cap" { @match &row.cap { Some(cap) => { (format!("{} of {cap}", row.spent)) }, None => { small { "no cap" } } } }
+                            td data-label="share" {
+                                @if let Some(share) = row.share {
+                                    meter min="0" max="1" low="0.8" high="0.99" optimum="0" value=(format!("{:.3}", share.min(1.0))) {}
+                                    " " (format!("{:.0}%", share * 100.0))
+                                }
+                            }
+                            td data-label="resets" { (valor_protocol::time::clock_time(row.resets_ms, now)) }
+                        }
+                    }
+                }
+            }))
+        }
     }
 }
 
