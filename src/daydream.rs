@@ -187,6 +187,50 @@ impl Host for AgentHost {
     }
 }
 
+/// Tells the report chat that a daydream found nothing to do (or could not start), once per
+/// reason: not again while it keeps skipping for the same one.
+#[derive(Default)]
+pub struct SkipNotice {
+    last: std::sync::Mutex<Option<String>>,
+}
+
+impl SkipNotice {
+    /// `line` is the job's line (`skipped (session): reason`, or what it did); the chat hears
+    /// of a skip whose reason changed.
+    pub async fn after_run(&self, report_chat: i64, send: Option<&Sender>, line: &str) {
+        let reason = line
+            .strip_prefix("skipped")
+            .and_then(|rest| rest.split_once("): "))
+            .map(|(_, reason)| reason.to_owned());
+        let changed = {
+            let mut last = self
+                .last
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let changed = reason.is_some() && *last != reason;
+            *last = reason.clone();
+            changed
+        };
+        let (Some(reason), Some(send), true) = (reason, send, changed && report_chat != 0) else {
+            return;
+        };
+        let text = format!(
+            "🌙 The daydream found nothing to do this time: {reason}. I'll look again at its next run (not told again while this stays so)."
+        );
+        let sent = send(Outgoing {
+            chat: report_chat,
+            text,
+            chart: None,
+            candidates: Vec::new(),
+            source: "daydream".to_owned(),
+        })
+        .await;
+        if let Err(e) = sent {
+            tracing::warn!(chat_id = report_chat, error = %e, "cannot tell the report chat the daydream skipped");
+        }
+    }
+}
+
 /// When the last daydream that got to its report started (for "changed since").
 pub fn last_daydream(store: &Store) -> Option<DateTime<Utc>> {
     store
@@ -462,4 +506,38 @@ pub fn channel_sender(channel: valor_telegram::channel::TelegramChannel) -> Send
             result
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_skip_is_told_to_the_report_chat_once_per_reason() {
+        let sent: Arc<std::sync::Mutex<Vec<(i64, String)>>> = Arc::default();
+        let heard = Arc::clone(&sent);
+        let send: Sender = Arc::new(move |out: Outgoing| {
+            heard.lock().unwrap().push((out.chat, out.text));
+            Box::pin(async { Ok(()) })
+        });
+        let skips = SkipNotice::default();
+        let busy = "skipped (dd-1): 5 turns are waiting";
+        for line in [
+            busy,
+            busy,
+            "dd-2: report.md (sent to Telegram chat 9)",
+            busy,
+            "skipped (dd-4): health is red",
+        ] {
+            skips.after_run(9, Some(&send), line).await;
+        }
+        let told = sent.lock().unwrap().clone();
+        assert_eq!(told.len(), 3, "{told:?}");
+        assert!(told.iter().all(|(chat, _)| *chat == 9));
+        assert!(told[0].1.contains("5 turns are waiting"), "{told:?}");
+        assert!(told[2].1.contains("health is red"), "{told:?}");
+        // No report chat: nobody to tell.
+        SkipNotice::default().after_run(0, Some(&send), busy).await;
+        assert_eq!(sent.lock().unwrap().len(), 3);
+    }
 }

@@ -193,7 +193,7 @@ pub fn scheduler(
                 let daydream = Arc::new(crate::daydream::daydream(
                     config,
                     secrets,
-                    host,
+                    Arc::clone(&host),
                     agent,
                     conversations.background(),
                 )?);
@@ -201,10 +201,12 @@ pub fn scheduler(
                 let cache = crate::daydream::cache_path(config);
                 let progress = scheduler.progress();
                 let name = spec.name.clone();
+                let skips = Arc::new(crate::daydream::SkipNotice::default());
                 scheduler.add(spec, move |_| {
                     let (daydream, store, cache) =
                         (Arc::clone(&daydream), store.clone(), cache.clone());
                     let (progress, name) = (progress.clone(), name.clone());
+                    let (host, skips) = (Arc::clone(&host), Arc::clone(&skips));
                     Box::pin(async move {
                         // Each phase as it starts, live on the dashboard's Jobs page.
                         let tell = move |phase: valor_daydream::run::Phase, what: &str| {
@@ -216,7 +218,16 @@ pub fn scheduler(
                             );
                             progress.note(&name, &line);
                         };
-                        crate::daydream::run_once(&daydream, &store, &cache, &tell).await
+                        let done =
+                            crate::daydream::run_once(&daydream, &store, &cache, &tell).await;
+                        // Found nothing to do: the report chat hears of it (a failure is told by
+                        // the scheduler).
+                        if let Ok(line) = &done {
+                            skips
+                                .after_run(host.report_chat, host.send.as_ref(), line)
+                                .await;
+                        }
+                        done
                     })
                 });
             }
