@@ -1,7 +1,7 @@
 //! Never silent: through `valor run` (the real CLI, the fake Anthropic API, the fake Bot API),
 //! each chat meets one fault: the API's 429, 400 and 529, a stream that stalls, one that is not
-//! JSON (the CLI fails), one cut off while it writes, Telegram refusing the formatted answer,
-//! Telegram refusing every message. Every chat ends with something it can see: the answer (as
+//! JSON (the CLI fails), one cut off while it writes, the account's usage limit, Telegram
+//! refusing the formatted answer, Telegram refusing every message. Every chat ends with something it can see: the answer (as
 //! text, plain text or a file) or a clear error saying what to do. None is left with only a
 //! status line, or nothing.
 
@@ -14,7 +14,7 @@ use valor_protocol::TurnErrorKind;
 use crate::support::Service;
 use crate::telegram_run::run_with;
 
-const FAULTS: [(i64, &str); 9] = [
+const FAULTS: [(i64, &str); 10] = [
     (301, "fault 429"),
     (302, "fault 400"),
     (303, "fault 529"),
@@ -24,6 +24,7 @@ const FAULTS: [(i64, &str); 9] = [
     (307, "markup refused"),
     (308, "everything refused"),
     (309, "all is well"),
+    (310, "fault usage limit"),
 ];
 
 /// What a person can read: an error's sentence, or the answer.
@@ -44,8 +45,9 @@ fn ends_visibly(telegram: &FakeTelegram, chat: i64) -> Option<String> {
                 .then_some(format!("(file) {file}"));
         }
         let text = m.visible;
-        let readable =
-            text.contains("answer for") || errors.iter().any(|e| text.contains(e.user_message()));
+        let readable = text.contains("answer for")
+            || text.contains("usage limit is reached until")
+            || errors.iter().any(|e| text.contains(e.user_message()));
         readable.then_some(text)
     })
 }
@@ -70,6 +72,9 @@ fn every_fault_ends_in_something_the_chat_can_see() {
                 ),
                 "fault 529" => Reply::overloaded(),
                 "fault stall" => Reply::Stall(Duration::from_secs(120)),
+                "fault usage limit" => Reply::UsageLimit {
+                    resets_at_s: valor_protocol::time::now_ms() / 1000 + 3600,
+                },
                 "fault malformed" => Reply::MalformedSse,
                 "fault partial" => Reply::Partial(
                     vec!["I was writing the answer for".to_owned()],
@@ -94,7 +99,7 @@ fn every_fault_ends_in_something_the_chat_can_see() {
     )
     .env("VALOR__TELEGRAM__DRAFTS", "false")
     .env("VALOR__CLAUDE__IDLE_TIMEOUT_SECS", "8")
-    .env("VALOR__CLAUDE__MAX_CONCURRENT", "9")
+    .env("VALOR__CLAUDE__MAX_CONCURRENT", "10")
     .env("CLAUDE_CODE_MAX_RETRIES", "0");
     let mut service = Service::start(&mut cmd);
     for (chat, text) in FAULTS {
