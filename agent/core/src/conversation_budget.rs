@@ -23,8 +23,9 @@ impl Conversations {
         })
     }
 
-    /// [Allow more] pressed in `chat_id` (the channel checked that `by` may): a chat's cap only
-    /// from its own chat unless an admin pressed it.
+    /// [Allow more] pressed in `chat_id` (the channel checked that `by` is an approver or an
+    /// admin): an approver raises the cap of the chat it is pressed in, an admin (`anywhere`)
+    /// any chat's, a user's or the overall one.
     pub(super) async fn allow_more(
         &self,
         chat_id: i64,
@@ -36,10 +37,12 @@ impl Conversations {
         let Some(budget) = self.budget() else {
             return "Spend is not capped here.".to_owned();
         };
-        let foreign = matches!(key.scope, Scope::Chat(id) if id != chat_id);
-        if (foreign && !anywhere) || matches!(key.scope, Scope::Job(_)) {
+        // An approver raises this chat's cap only; a user's or Valor's overall cap is an
+        // admin's to raise (deny by default: a forged press names any cap).
+        let theirs = anywhere || key.scope == Scope::Chat(chat_id);
+        if !theirs || matches!(key.scope, Scope::Job(_)) {
             tracing::warn!(chat_id, by, cap = %key.code(), "a cap of another chat was pressed; refused");
-            return "This cap is not this chat's.".to_owned();
+            return "This cap is not this chat's to raise (an admin's).".to_owned();
         }
         match budget.allow_more(key, by).await {
             Ok(said) => said,

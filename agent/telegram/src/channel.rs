@@ -153,6 +153,9 @@ struct Inner {
     cluster: Option<ClusterSetup>,
     /// The chats this worker holds (cluster), each with what wakes its runner.
     running: Mutex<HashMap<i64, Arc<cluster::HeldChat>>>,
+    /// Chats whose message met the account's usage limit, with when it resets (cluster: the
+    /// chat's runner waits for it, holding the chat).
+    usage_limited: Mutex<HashMap<i64, u64>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -220,6 +223,7 @@ impl TelegramChannel {
                 poll_health,
                 cluster: setup.cluster,
                 running: Mutex::new(HashMap::new()),
+                usage_limited: Mutex::new(HashMap::new()),
             }),
         })
     }

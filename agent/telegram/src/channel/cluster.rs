@@ -463,7 +463,17 @@ impl TelegramChannel {
                 }
             };
             if !answered {
-                break;
+                // The account's usage limit: the chat is held until it resets, then the same
+                // message is answered (still first in its queue).
+                let Some(at_ms) = self.take_usage_limit(chat_id) else {
+                    break;
+                };
+                tracing::info!(chat_id, "usage limit: holding the chat until it resets");
+                tokio::select! {
+                    () = tokio::time::sleep(super::turns::until_reset(at_ms)) => continue,
+                    () = lost.cancelled() => break,
+                    () = shutdown.cancelled() => break,
+                }
             }
             if let Err(e) = queue.finish_turn(&chat, turn.queue_id).await {
                 tracing::warn!(chat_id, error = %e, "the chat moved to another worker before its answer was marked done");

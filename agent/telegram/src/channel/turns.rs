@@ -143,7 +143,15 @@ impl TelegramChannel {
             .filter(|e| e.kind == TurnErrorKind::UsageLimit)
             .and_then(|e| e.retry_at_ms);
         if let Some(at_ms) = limited {
-            self.resume_at(entry.clone(), at_ms);
+            if self.inner.cluster.is_some() {
+                // The chat's runner waits for the reset, holding the chat (its queue keeps
+                // the message; a worker that dies leaves it to the next).
+                (self.inner.usage_limited.lock())
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(entry.chat_id, at_ms);
+            } else {
+                self.resume_at(entry.clone(), at_ms);
+            }
             return false;
         }
         // A turn stopped by shutdown (not by /stop) is answered after the restart.
@@ -158,15 +166,9 @@ impl TelegramChannel {
         }
     }
 
-    /// Answers `entry` again once the usage limit resets at `at_ms` (3 s later: the
-    /// reset is the API's clock, not ours).
+    /// Answers `entry` again once the usage limit resets at `at_ms`.
     fn resume_at(&self, entry: InboxEntry, at_ms: u64) {
-        const MARGIN_MS: u64 = 3_000;
-        const LONGEST: Duration = Duration::from_secs(8 * 86_400);
-        let wait = Duration::from_millis(
-            (at_ms + MARGIN_MS).saturating_sub(valor_protocol::time::now_ms()),
-        )
-        .min(LONGEST);
+        let wait = until_reset(at_ms);
         tracing::info!(
             chat_id = entry.chat_id,
             wait_secs = wait.as_secs(),
@@ -179,6 +181,13 @@ impl TelegramChannel {
                 channel.enqueue(entry);
             }
         });
+    }
+
+    /// The reset of the usage limit a message of `chat_id` met just now (taken).
+    pub(super) fn take_usage_limit(&self, chat_id: i64) -> Option<u64> {
+        (self.inner.usage_limited.lock())
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&chat_id)
     }
 
     /// A long flood wait kept the final text back: it goes out when the wait ends, and the chat
@@ -271,4 +280,13 @@ impl TelegramChannel {
         pacers.insert(chat_id, (pacer.clone(), now));
         pacer
     }
+}
+
+/// How long until a usage limit that resets at `at_ms` has reset: 3 s past it (the reset is
+/// the API's clock, not ours), 8 days at most.
+pub(super) fn until_reset(at_ms: u64) -> Duration {
+    const MARGIN_MS: u64 = 3_000;
+    const LONGEST: Duration = Duration::from_secs(8 * 86_400);
+    Duration::from_millis((at_ms + MARGIN_MS).saturating_sub(valor_protocol::time::now_ms()))
+        .min(LONGEST)
 }
