@@ -160,7 +160,7 @@ async fn a_friend_gets_an_answer_and_the_conversation_is_kept() {
     assert!(!w.fake.actions(FRIEND).is_empty(), "typing was shown");
     // The command menu was registered, within Telegram's rules, and matches /help.
     let commands = w.fake.commands();
-    assert_eq!(commands.len(), 7, "{commands:?}");
+    assert_eq!(commands.len(), 8, "{commands:?}");
     for (name, _) in &commands {
         assert!(
             valor_telegram::channel::HELP.contains(&format!("/{name}")),
