@@ -27,14 +27,7 @@ use support::{driver, fake_mcp, sandbox};
 
 /// The published prices (dollars per million tokens), as `[routing] prices` has them.
 fn prices() -> Prices {
-    Prices::new(
-        BTreeMap::from([
-            ("haiku".to_owned(), [1.0, 5.0]),
-            ("sonnet".to_owned(), [3.0, 15.0]),
-            ("opus".to_owned(), [5.0, 25.0]),
-        ]),
-        "opus",
-    )
+    Prices::published()
 }
 
 /// A small seeded generator (the runs are the same on every machine).

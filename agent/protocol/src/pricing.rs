@@ -31,6 +31,19 @@ impl Prices {
         Prices { by_word, fallback }
     }
 
+    /// Anthropic's published prices of the current models (haiku, sonnet, opus), unknown
+    /// models as opus: `[routing] prices`' default.
+    pub fn published() -> Prices {
+        Prices::new(
+            BTreeMap::from([
+                ("haiku".to_owned(), [1.0, 5.0]),
+                ("sonnet".to_owned(), [3.0, 15.0]),
+                ("opus".to_owned(), [5.0, 25.0]),
+            ]),
+            "opus",
+        )
+    }
+
     /// The price of `model`: the longest configured word it contains (`sonnet` in
     /// `claude-sonnet-4-5`), else the fallback.
     pub fn of(&self, model: &str) -> [f64; 2] {
@@ -71,14 +84,7 @@ mod tests {
     use super::*;
 
     fn prices() -> Prices {
-        Prices::new(
-            BTreeMap::from([
-                ("haiku".to_owned(), [1.0, 5.0]),
-                ("sonnet".to_owned(), [3.0, 15.0]),
-                ("opus".to_owned(), [5.0, 25.0]),
-            ]),
-            "opus",
-        )
+        Prices::published()
     }
 
     #[test]

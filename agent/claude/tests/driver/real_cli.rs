@@ -617,11 +617,8 @@ async fn a_read_only_turn_cannot_write_even_when_writing_is_configured() {
 #[tokio::test]
 async fn a_subscription_login_stays_outside_and_the_proxy_adds_it() {
     let fake = FakeAnthropic::start(prying).await;
-    let operator = tempfile::tempdir().unwrap();
-    let credentials = operator.path().join(".claude/.credentials.json");
-    std::fs::create_dir_all(credentials.parent().unwrap()).unwrap();
-    let login = r#"{"claudeAiOauth":{"accessToken":"sk-ant-oat01-OPERATOR","refreshToken":"sk-ant-ort01-R","expiresAt":0}}"#;
-    std::fs::write(&credentials, login).unwrap();
+    let (operator, credentials) = crate::support::operator_login();
+    let login = crate::support::OPERATOR_LOGIN;
     let h = Harness::with_sandbox(
         real_claude(),
         &fake.url,

@@ -12,14 +12,7 @@ use valor_protocol::pricing::Prices;
 use valor_protocol::{Event, TurnErrorKind, Usage};
 
 fn prices() -> Prices {
-    Prices::new(
-        BTreeMap::from([
-            ("haiku".to_owned(), [1.0, 5.0]),
-            ("sonnet".to_owned(), [3.0, 15.0]),
-            ("opus".to_owned(), [5.0, 25.0]),
-        ]),
-        "opus",
-    )
+    Prices::published()
 }
 
 /// A tool call and then the answer, each costing tokens of every kind.
@@ -161,11 +154,7 @@ async fn a_run_stopped_before_its_result_is_recorded_at_what_it_spent() {
 async fn a_subscriptions_usage_limit_says_until_when() {
     let resets_at_s = valor_protocol::time::now_ms() / 1000 + 2 * 3600;
     let fake = FakeAnthropic::start(move |_: &Turn| Reply::UsageLimit { resets_at_s }).await;
-    let operator = tempfile::tempdir().unwrap();
-    let credentials = operator.path().join(".claude/.credentials.json");
-    std::fs::create_dir_all(credentials.parent().unwrap()).unwrap();
-    let login = r#"{"claudeAiOauth":{"accessToken":"sk-ant-oat01-OPERATOR","refreshToken":"sk-ant-ort01-R","expiresAt":0}}"#;
-    std::fs::write(&credentials, login).unwrap();
+    let (_operator, credentials) = crate::support::operator_login();
     let h = Harness::with_sandbox(
         real_claude(),
         &fake.url,

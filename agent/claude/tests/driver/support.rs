@@ -67,6 +67,18 @@ pub fn mcp_config(extra: &[(&str, Value)]) -> Value {
     json!({ "mcpServers": servers })
 }
 
+/// The operator's subscription login in a folder of its own: (the folder, the credentials
+/// file, what it holds).
+pub const OPERATOR_LOGIN: &str = r#"{"claudeAiOauth":{"accessToken":"sk-ant-oat01-OPERATOR","refreshToken":"sk-ant-ort01-R","expiresAt":0}}"#;
+
+pub fn operator_login() -> (tempfile::TempDir, std::path::PathBuf) {
+    let operator = tempfile::tempdir().unwrap();
+    let credentials = operator.path().join(".claude/.credentials.json");
+    std::fs::create_dir_all(credentials.parent().unwrap()).unwrap();
+    std::fs::write(&credentials, OPERATOR_LOGIN).unwrap();
+    (operator, credentials)
+}
+
 pub struct Harness {
     pub dir: tempfile::TempDir,
     pub driver: ClaudeDriver,
