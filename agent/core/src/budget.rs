@@ -487,7 +487,7 @@ impl Budget {
         let mut stopped: Option<BudgetNotice> = None;
         // Read to the end even when nobody listens: the run's spend is counted all the same.
         while let Some(event) = inner.next().await {
-            let event = match event {
+            let (event, spent) = match event {
                 Event::Usage {
                     message,
                     model,
@@ -528,14 +528,11 @@ impl Budget {
                 Event::Final(summary) => {
                     // The CLI's own price of the run; its tokens, or the messages' when more.
                     let tokens = tokens_of(&summary.usage).max(spend.total().1);
-                    self.record(chat_id, user_id, summary.cost_usd, tokens)
-                        .await;
-                    Event::Final(summary)
+                    let counted = (summary.cost_usd, tokens);
+                    (Event::Final(summary), Some(counted))
                 }
                 Event::Failed { error, partial } => {
-                    let (usd, tokens) = spend.total();
-                    self.record(chat_id, user_id, usd, tokens).await;
-                    match &stopped {
+                    let failed = match &stopped {
                         Some(notice) if error.kind == TurnErrorKind::Cancelled => Event::Failed {
                             error: TurnError::new(
                                 TurnErrorKind::BudgetSpent,
@@ -544,11 +541,16 @@ impl Budget {
                             partial,
                         },
                         _ => Event::Failed { error, partial },
-                    }
+                    };
+                    (failed, Some(spend.total()))
                 }
-                event => event,
+                event => (event, None),
             };
             let _ = tx.send(event).await;
+            // Counted once the answer is on its way (the write waits for the disk).
+            if let Some((usd, tokens)) = spent {
+                self.record(chat_id, user_id, usd, tokens).await;
+            }
         }
     }
 
