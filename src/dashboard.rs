@@ -507,12 +507,7 @@ impl Source for AgentView {
             rows: (rows.into_iter())
                 .map(|row| valor_dashboard::CapRow {
                     who: valor_core::budget::scope_name(row.key.scope),
-                    period: match row.key.period {
-                        valor_protocol::budget::Period::Day => "today",
-                        valor_protocol::budget::Period::Month => "this month",
-                        valor_protocol::budget::Period::Window => "usage window",
-                    }
-                    .to_owned(),
+                    period: row.key.period.current().to_owned(),
                     spent: unit.show(row.spent),
                     cap: (row.cap > 0.0).then(|| unit.show(row.cap)),
                     share: (row.cap > 0.0).then(|| row.spent / row.cap),
@@ -521,11 +516,12 @@ impl Source for AgentView {
                 .collect(),
             usage_window: budget.usage_window().map(|w| match w.resets_at_ms {
                 Some(at) => format!(
-                    "{} until {}",
+                    "{} ({}) until {}",
                     w.status,
+                    w.window,
                     valor_protocol::time::clock_time(at, now)
                 ),
-                None => w.status,
+                None => format!("{} ({})", w.status, w.window),
             }),
         }
     }

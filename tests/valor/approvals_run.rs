@@ -71,7 +71,7 @@ fn questions(telegram: &FakeTelegram, chat: i64) -> Vec<BotMessage> {
 }
 
 /// The button data of `question` for `code` (o, s, d).
-fn button(question: &BotMessage, code: &str) -> String {
+pub(crate) fn button(question: &BotMessage, code: &str) -> String {
     let keyboard = question.reply_markup.as_ref().unwrap().to_string();
     let start = keyboard.find("ap:").unwrap();
     let id: String = keyboard[start + 3..]
@@ -81,7 +81,7 @@ fn button(question: &BotMessage, code: &str) -> String {
     format!("ap:{id}:{code}")
 }
 
-fn wait_until<T>(
+pub(crate) fn wait_until<T>(
     service: &Service,
     what: &str,
     limit: Duration,

@@ -36,14 +36,7 @@ fn model(turn: &Turn) -> Reply {
 }
 
 fn wait_until<T>(service: &Service, what: &str, found: impl Fn() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(value) = found() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "{what}\n{}", service.logs());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    crate::approvals_run::wait_until(service, what, Duration::from_secs(60), found)
 }
 
 /// Budget notices in `chat` (messages with an [Allow more] button), oldest first.

@@ -240,13 +240,8 @@ fn a_picture_the_model_makes_with_a_hosted_tool_reaches_the_chat_as_a_photo() {
                 "{}",
                 question.visible
             );
-            let keyboard = question.reply_markup.as_ref().unwrap().to_string();
-            let start = keyboard.find("ap:").unwrap();
-            let id: String = keyboard[start + 3..]
-                .chars()
-                .take_while(char::is_ascii_digit)
-                .collect();
-            telegram.user_presses(100, 100, question.message_id, &format!("ap:{id}:o"));
+            let allow = crate::approvals_run::button(question, "o");
+            telegram.user_presses(100, 100, question.message_id, &allow);
             allowed = true;
         }
         let photo = messages.iter().find(|m| m.photo.is_some());

@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use tokio::sync::mpsc;
 use valor_protocol::budget::{BudgetNotice, CapKey, Period, Scope, Spent, Unit};
 use valor_protocol::pricing::{Prices, tokens_of};
+use valor_protocol::time::now_ms;
 use valor_protocol::turn::{background_name, is_background_chat};
 use valor_protocol::{Event, Events, StoreFailure, TurnError, TurnErrorKind, TurnRequest};
 
@@ -123,27 +124,16 @@ pub struct Budget {
 struct Inner {
     settings: BudgetSettings,
     log: Arc<dyn SpendLog>,
-    clock: Arc<dyn Fn() -> u64 + Send + Sync>,
     notify: OnceLock<NotifyAdmins>,
     window: Mutex<Option<UsageWindow>>,
 }
 
 impl Budget {
     pub fn new(settings: BudgetSettings, log: Arc<dyn SpendLog>) -> Budget {
-        Self::with_clock(settings, log, Arc::new(valor_protocol::time::now_ms))
-    }
-
-    /// [`Budget::new`] on another clock (tests: a day's end, a month's).
-    pub fn with_clock(
-        settings: BudgetSettings,
-        log: Arc<dyn SpendLog>,
-        clock: Arc<dyn Fn() -> u64 + Send + Sync>,
-    ) -> Budget {
         Budget {
             inner: Arc::new(Inner {
                 settings,
                 log,
-                clock,
                 notify: OnceLock::new(),
                 window: Mutex::new(None),
             }),
@@ -165,10 +155,6 @@ impl Budget {
             budget: self.clone(),
             backend,
         })
-    }
-
-    fn now(&self) -> u64 {
-        (self.inner.clock)()
     }
 
     /// The counters a run of `chat_id` by `user_id` counts against, each period.
@@ -201,7 +187,7 @@ impl Budget {
         user_id: Option<i64>,
     ) -> Result<Vec<CapStanding>, StoreFailure> {
         let settings = &self.inner.settings;
-        let now = self.now();
+        let now = now_ms();
         let keys: Vec<CapKey> = (settings.caps.iter())
             .filter_map(|(of, period, _)| {
                 let scope = match of {
@@ -253,7 +239,7 @@ impl Budget {
         if usd <= 0.0 && tokens == 0 {
             return;
         }
-        let counters = self.counters(chat_id, user_id, self.now());
+        let counters = self.counters(chat_id, user_id, now_ms());
         if let Err(e) = self.inner.log.add_spend(&counters, usd, tokens).await {
             tracing::error!(chat_id, error = %e, usd, tokens, "cannot count the run's spend");
         }
@@ -264,9 +250,7 @@ impl Budget {
         let Some(notify) = self.inner.notify.get() else {
             return;
         };
-        let counter = notice
-            .key
-            .counter(self.now(), self.inner.settings.window_ms);
+        let counter = notice.key.counter(now_ms(), self.inner.settings.window_ms);
         match self.inner.log.mark_told(&counter, notice.reached).await {
             Ok(true) => notify(notice.clone()),
             Ok(false) => {}
@@ -279,7 +263,7 @@ impl Budget {
     /// [Allow more]: raises `key`'s cap by one step for the rest of its period; what to say.
     pub async fn allow_more(&self, key: CapKey, by: Option<i64>) -> Result<String, StoreFailure> {
         let settings = &self.inner.settings;
-        let counter = key.counter(self.now(), settings.window_ms);
+        let counter = key.counter(now_ms(), settings.window_ms);
         let (usd, tokens) = match settings.unit {
             Unit::Usd => (settings.step, 0),
             Unit::Tokens => (0.0, settings.step.max(0.0) as u64),
@@ -314,14 +298,14 @@ impl Budget {
             status,
             resets_at_ms,
             window,
-            seen_ms: self.now(),
+            seen_ms: now_ms(),
         });
     }
 
     /// `/cost`: what the chat and its user spent today and this month, against the caps.
     pub async fn report(&self, chat_id: i64, user_id: Option<i64>) -> Result<String, StoreFailure> {
         let settings = &self.inner.settings;
-        let now = self.now();
+        let now = now_ms();
         let mut scopes = vec![Scope::Chat(chat_id)];
         scopes.extend(user_id.map(Scope::User));
         let keys: Vec<CapKey> = (scopes.iter())
@@ -346,10 +330,7 @@ impl Budget {
                 Scope::Chat(_) => "This chat",
                 _ => "You, in every chat",
             };
-            let when = match key.period {
-                Period::Day => "today",
-                _ => "this month",
-            };
+            let when = key.period.current();
             let of = if cap > 0.0 {
                 format!(
                     " of {} ({:.0}%)",
@@ -367,7 +348,7 @@ impl Budget {
     /// Every counter of the current day, month and window with its cap (the dashboard).
     pub async fn overview(&self) -> Result<Vec<CapStanding>, StoreFailure> {
         let settings = &self.inner.settings;
-        let now = self.now();
+        let now = now_ms();
         let mut rows = Vec::new();
         for period in [Period::Day, Period::Month, Period::Window] {
             let prefix = format!(
@@ -376,7 +357,7 @@ impl Budget {
                 period.label(now, settings.window_ms)
             );
             for (counter, spent) in self.inner.log.spend_with_prefix(&prefix).await? {
-                let Some(scope) = scope_of(&counter[prefix.len()..]) else {
+                let Some(scope) = Scope::from_key(&counter[prefix.len()..]) else {
                     continue;
                 };
                 let key = CapKey::new(scope, period);
@@ -391,17 +372,6 @@ impl Budget {
         }
         Ok(rows)
     }
-}
-
-/// The scope a counter's last part names (`chat:42`, `global`).
-fn scope_of(text: &str) -> Option<Scope> {
-    Some(match text.split_once(':') {
-        None if text == "global" => Scope::Global,
-        Some(("chat", id)) => Scope::Chat(id.parse().ok()?),
-        Some(("user", id)) => Scope::User(id.parse().ok()?),
-        Some(("job", id)) => Scope::Job(id.parse().ok()?),
-        _ => return None,
-    })
 }
 
 /// How a job or chat is named in logs and on the dashboard.
@@ -572,7 +542,7 @@ impl Budget {
             }
             let mut notice = s.notice(settings.unit, settings.step, chat_id, false);
             notice.spent = now_spent;
-            let counter = s.key.counter(self.now(), settings.window_ms);
+            let counter = s.key.counter(now_ms(), settings.window_ms);
             // Once per period for the chat too, across nodes.
             match self.inner.log.mark_told(&counter, false).await {
                 Ok(true) => {

@@ -19,6 +19,18 @@ pub enum Scope {
 }
 
 impl Scope {
+    /// The scope a counter's key names (`chat:42`, `global`, `job:-9…`): [`Scope::key`]'s
+    /// inverse.
+    pub fn from_key(text: &str) -> Option<Scope> {
+        Some(match text.split_once(':') {
+            None if text == "global" => Scope::Global,
+            Some(("chat", id)) => Scope::Chat(id.parse().ok()?),
+            Some(("user", id)) => Scope::User(id.parse().ok()?),
+            Some(("job", id)) => Scope::Job(id.parse().ok()?),
+            _ => return None,
+        })
+    }
+
     fn key(self) -> String {
         match self {
             Scope::Chat(id) => format!("chat:{id}"),
@@ -61,7 +73,16 @@ impl Period {
         }
     }
 
-    /// How a person reads it ("today").
+    /// The current period as a person says it.
+    pub fn current(self) -> &'static str {
+        match self {
+            Period::Day => "today",
+            Period::Month => "this month",
+            Period::Window => "this usage window",
+        }
+    }
+
+    /// How a person reads it in "the daily cap".
     pub fn describe(self) -> &'static str {
         match self {
             Period::Day => "daily",
@@ -162,12 +183,8 @@ impl CapKey {
             "window" => Period::Window,
             _ => return None,
         };
-        let scope = match scope.split_once(':') {
-            None if scope == "global" => Scope::Global,
-            Some(("chat", id)) => Scope::Chat(id.parse().ok()?),
-            Some(("user", id)) => Scope::User(id.parse().ok()?),
-            _ => return None,
-        };
+        // A job's counter is counted, never raised: no button names it.
+        let scope = Scope::from_key(scope).filter(|s| !matches!(s, Scope::Job(_)))?;
         Some(CapKey { scope, period })
     }
 }

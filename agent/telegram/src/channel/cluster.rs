@@ -453,6 +453,8 @@ impl TelegramChannel {
                     "answering an update another worker did not finish"
                 );
             }
+            // A reset left from a turn this worker lost the chat in is not this turn's.
+            self.take_usage_limit(chat_id);
             let answering = self.answer_now(turn.entry.clone(), resume_of(queue, &chat, &turn));
             let answered = tokio::select! {
                 answered = answering => answered,
